@@ -1,0 +1,243 @@
+/* array.c — NumPy <-> kernel glue: argument checks that use buffers in place, output
+ * allocation (or validation of a caller's out=), finiteness and overlap checks. */
+#include "tfcore.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *
+tf_dtype_name(PyArrayObject *a)
+{
+    static _Thread_local char buf[32];
+    PyArray_Descr *d = PyArray_DESCR(a);
+    PyObject *s = PyObject_Str((PyObject *)d);
+    if (s == NULL) {
+        PyErr_Clear();
+        return "?";
+    }
+    const char *u = PyUnicode_AsUTF8(s);
+    snprintf(buf, sizeof(buf), "%s", u ? u : "?");
+    if (u == NULL) {
+        PyErr_Clear();
+    }
+    Py_DECREF(s);
+    return buf;
+}
+
+void
+tf_shape_str(PyArrayObject *a, char *buf, size_t size)
+{
+    int nd = PyArray_NDIM(a);
+    size_t used = (size_t)snprintf(buf, size, "(");
+    for (int i = 0; i < nd && used < size; i++) {
+        used += (size_t)snprintf(buf + used, size - used, "%s%" NPY_INTP_FMT,
+                                 i ? ", " : "", PyArray_DIM(a, i));
+    }
+    if (used < size) {
+        snprintf(buf + used, size - used, nd == 1 ? ",)" : ")");
+    }
+}
+
+static const char *
+type_name(PyObject *obj)
+{
+    return Py_TYPE(obj)->tp_name;
+}
+
+PyArrayObject *
+tf_arg_f32(tf_state *st, PyObject *obj, const char *name, int min_ndim, int max_ndim)
+{
+    if (!PyArray_Check(obj)) {
+        return (PyArrayObject *)tf_type_error(
+            st, "%s must be a numpy.ndarray of float32, got %s", name, type_name(obj));
+    }
+    PyArrayObject *a = (PyArrayObject *)obj;
+    if (PyArray_TYPE(a) != NPY_FLOAT32) {
+        return (PyArrayObject *)tf_type_error(
+            st, "%s must have dtype float32, got %s (convert once with x.astype(np.float32))",
+            name, tf_dtype_name(a));
+    }
+    int nd = PyArray_NDIM(a);
+    if (nd < min_ndim || nd > max_ndim) {
+        char shape[96];
+        tf_shape_str(a, shape, sizeof(shape));
+        if (min_ndim == max_ndim) {
+            return (PyArrayObject *)tf_value_error(
+                st, "%s must have %d dimensions, got %d with shape %s", name, min_ndim, nd, shape);
+        }
+        return (PyArrayObject *)tf_value_error(
+            st, "%s must have %d to %d dimensions, got %d with shape %s", name, min_ndim,
+            max_ndim, nd, shape);
+    }
+    if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
+        return (PyArrayObject *)tf_value_error(
+            st, "%s must be C-contiguous and aligned (tfcore uses buffers in place); "
+                "pass np.ascontiguousarray(%s)", name, name);
+    }
+    Py_INCREF(a);
+    return a;
+}
+
+PyArrayObject *
+tf_arg_ids(tf_state *st, PyObject *obj, const char *name)
+{
+    if (!PyArray_Check(obj)) {
+        return (PyArrayObject *)tf_type_error(
+            st, "%s must be a numpy.ndarray of int64 or int32, got %s", name, type_name(obj));
+    }
+    PyArrayObject *a = (PyArrayObject *)obj;
+    int t = PyArray_TYPE(a);
+    if (!(PyArray_ISINTEGER(a) && (PyArray_ITEMSIZE(a) == 8 || PyArray_ITEMSIZE(a) == 4) &&
+          (t == NPY_INT64 || t == NPY_INT32 || t == NPY_LONG || t == NPY_LONGLONG ||
+           t == NPY_INT))) {
+        return (PyArrayObject *)tf_type_error(
+            st, "%s must have dtype int64 or int32, got %s", name, tf_dtype_name(a));
+    }
+    if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
+        return (PyArrayObject *)tf_value_error(
+            st, "%s must be C-contiguous; pass np.ascontiguousarray(%s)", name, name);
+    }
+    Py_INCREF(a);
+    return a;
+}
+
+int
+tf_check_nonempty(tf_state *st, PyArrayObject *a, const char *name)
+{
+    if (PyArray_SIZE(a) == 0) {
+        char shape[96];
+        tf_shape_str(a, shape, sizeof(shape));
+        tf_value_error(st, "%s is empty (shape %s)", name, shape);
+        return -1;
+    }
+    return 0;
+}
+
+int
+tf_check_finite(tf_state *st, PyArrayObject *a, const char *name)
+{
+    const float *x = PyArray_DATA(a);
+    npy_intp n = PyArray_SIZE(a);
+    npy_intp bad = -1;
+    /* Sum-of-products trick: x*0 is NaN exactly when x is NaN or Inf, so a block sum
+     * tells whether the block holds any; the exact index is searched only on failure. */
+    Py_BEGIN_ALLOW_THREADS
+    const npy_intp block = 4096;
+    for (npy_intp i0 = 0; i0 < n && bad < 0; i0 += block) {
+        npy_intp i1 = i0 + block < n ? i0 + block : n;
+        float acc = 0.0f;
+        for (npy_intp i = i0; i < i1; i++) {
+            acc += x[i] * 0.0f;
+        }
+        if (acc != acc) {
+            for (npy_intp i = i0; i < i1; i++) {
+                if (!isfinite(x[i])) {
+                    bad = i;
+                    break;
+                }
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (bad >= 0) {
+        tf_value_error(st, "%s contains %s at flat index %" NPY_INTP_FMT
+                           " (tfcore refuses non-finite inputs)",
+                       name, isnan(x[bad]) ? "NaN" : "Inf", bad);
+        return -1;
+    }
+    return 0;
+}
+
+PyArrayObject *
+tf_out_f32(tf_state *st, PyObject *out, int ndim, const npy_intp *dims)
+{
+    if (out == NULL || out == Py_None) {
+        return (PyArrayObject *)PyArray_SimpleNew(ndim, (npy_intp *)dims, NPY_FLOAT32);
+    }
+    if (!PyArray_Check(out)) {
+        return (PyArrayObject *)tf_type_error(st, "out must be a numpy.ndarray, got %s",
+                                              type_name(out));
+    }
+    PyArrayObject *a = (PyArrayObject *)out;
+    if (PyArray_TYPE(a) != NPY_FLOAT32) {
+        return (PyArrayObject *)tf_type_error(st, "out must have dtype float32, got %s",
+                                              tf_dtype_name(a));
+    }
+    int same = PyArray_NDIM(a) == ndim;
+    for (int i = 0; same && i < ndim; i++) {
+        same = PyArray_DIM(a, i) == dims[i];
+    }
+    if (!same) {
+        char got[96], want[96] = "(";
+        tf_shape_str(a, got, sizeof(got));
+        size_t used = 1;
+        for (int i = 0; i < ndim && used < sizeof(want); i++) {
+            used += (size_t)snprintf(want + used, sizeof(want) - used, "%s%" NPY_INTP_FMT,
+                                     i ? ", " : "", dims[i]);
+        }
+        if (used < sizeof(want)) {
+            snprintf(want + used, sizeof(want) - used, ndim == 1 ? ",)" : ")");
+        }
+        return (PyArrayObject *)tf_value_error(st, "out has shape %s, expected %s", got, want);
+    }
+    if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
+        return (PyArrayObject *)tf_value_error(st, "out must be C-contiguous and aligned");
+    }
+    if (!PyArray_ISWRITEABLE(a)) {
+        return (PyArrayObject *)tf_value_error(st, "out is read-only");
+    }
+    Py_INCREF(a);
+    return a;
+}
+
+int
+tf_check_no_overlap(tf_state *st, PyArrayObject *out, PyArrayObject *a, const char *name)
+{
+    if (a == NULL) {
+        return 0;
+    }
+    const char *o0 = PyArray_BYTES(out), *o1 = o0 + PyArray_NBYTES(out);
+    const char *a0 = PyArray_BYTES(a), *a1 = a0 + PyArray_NBYTES(a);
+    if (o0 < a1 && a0 < o1) {
+        tf_value_error(st, "out must not share memory with %s for this op", name);
+        return -1;
+    }
+    return 0;
+}
+
+const char *const tf_act_names[TF_ACT_COUNT] = {"none", "gelu", "gelu_tanh", "relu", "silu"};
+
+int
+tf_parse_activation(tf_state *st, PyObject *obj, int *act)
+{
+    if (obj == NULL || obj == Py_None) {
+        *act = TF_ACT_NONE;
+        return 0;
+    }
+    if (!PyUnicode_Check(obj)) {
+        tf_type_error(st, "activation must be a str or None, got %s", type_name(obj));
+        return -1;
+    }
+    const char *s = PyUnicode_AsUTF8(obj);
+    if (s == NULL) {
+        return -1;
+    }
+    /* HF spellings map onto the four kernels. */
+    static const struct { const char *name; int act; } aliases[] = {
+        {"none", TF_ACT_NONE},          {"identity", TF_ACT_NONE},      {"linear", TF_ACT_NONE},
+        {"gelu", TF_ACT_GELU},          {"gelu_erf", TF_ACT_GELU},
+        {"gelu_tanh", TF_ACT_GELU_TANH}, {"gelu_new", TF_ACT_GELU_TANH},
+        {"gelu_pytorch_tanh", TF_ACT_GELU_TANH}, {"gelu_fast", TF_ACT_GELU_TANH},
+        {"relu", TF_ACT_RELU},          {"silu", TF_ACT_SILU},          {"swish", TF_ACT_SILU},
+    };
+    for (size_t i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++) {
+        if (strcmp(s, aliases[i].name) == 0) {
+            *act = aliases[i].act;
+            return 0;
+        }
+    }
+    tf_value_error(st, "unknown activation '%s' (expected one of: gelu, gelu_tanh, relu, silu, "
+                       "none; HF aliases gelu_new, gelu_pytorch_tanh, swish accepted)", s);
+    return -1;
+}

@@ -1,0 +1,96 @@
+/* errors.c — one place that turns failures (oneDNN statuses, bad arguments, failures
+ * recorded while the GIL was released) into Python exceptions. */
+#include "tfcore.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+const char *
+tf_dnnl_status_str(dnnl_status_t status)
+{
+    switch (status) {
+    case dnnl_success: return "success";
+    case dnnl_out_of_memory: return "out of memory";
+    case dnnl_invalid_arguments: return "invalid arguments";
+    case dnnl_unimplemented: return "no implementation for this configuration";
+    case dnnl_last_impl_reached: return "last implementation reached";
+    case dnnl_runtime_error: return "runtime error";
+    case dnnl_not_required: return "not required";
+    default: return "unknown status";
+    }
+}
+
+void
+tf_err_set(tf_err *err, tf_err_kind kind, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    err->kind = kind;
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+}
+
+int
+tf_err_dnnl(tf_err *err, dnnl_status_t status, const char *what)
+{
+    if (status == dnnl_success) {
+        return 0;
+    }
+    tf_err_set(err, status == dnnl_out_of_memory ? TF_ERR_MEMORY : TF_ERR_ONEDNN,
+               "oneDNN failed while %s: %s (status %d)", what, tf_dnnl_status_str(status),
+               (int)status);
+    return -1;
+}
+
+int
+tf_err_raise(tf_state *st, const tf_err *err)
+{
+    PyObject *type;
+    switch (err->kind) {
+    case TF_ERR_VALUE: type = st->ValueError; break;
+    case TF_ERR_TYPE: type = st->TypeError; break;
+    case TF_ERR_MEMORY: type = PyExc_MemoryError; break;
+    default: type = st->OneDNNError; break;
+    }
+    PyErr_SetString(type, err->msg);
+    return -1;
+}
+
+static PyObject *
+raise_v(PyObject *type, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    PyErr_SetString(type, msg);
+    return NULL;
+}
+
+PyObject *
+tf_value_error(tf_state *st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    raise_v(st->ValueError, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+PyObject *
+tf_type_error(tf_state *st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    raise_v(st->TypeError, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+int
+tf_check_dnnl(tf_state *st, dnnl_status_t status, const char *what)
+{
+    tf_err err;
+    if (tf_err_dnnl(&err, status, what) == 0) {
+        return 0;
+    }
+    return tf_err_raise(st, &err);
+}

@@ -1,0 +1,162 @@
+/* module.c — tfcore._C: multi-phase init, exceptions, and registration of op families. */
+#define TFCORE_IMPORT_ARRAY
+#include "tfcore.h"
+
+static int tf_exec(PyObject *module);
+
+static int
+add_exception(PyObject *module, const char *qualname, const char *doc, PyObject *bases,
+              PyObject **slot)
+{
+    const char *name = strrchr(qualname, '.') + 1;
+    *slot = PyErr_NewExceptionWithDoc(qualname, doc, bases, NULL);
+    if (*slot == NULL) {
+        return -1;
+    }
+    return PyModule_AddObjectRef(module, name, *slot);
+}
+
+static int
+add_exceptions(PyObject *module, tf_state *st)
+{
+    PyObject *bases = NULL;
+    int rc = -1;
+    if (add_exception(module, "tfcore.TfcoreError",
+                      "Base class of every error tfcore raises.", NULL, &st->Error) < 0) {
+        goto fail;
+    }
+    bases = PyTuple_Pack(2, st->Error, PyExc_ValueError);
+    if (bases == NULL || add_exception(module, "tfcore.TfcoreValueError",
+            "A value given to tfcore is wrong: shape, size, range, NaN, ...", bases,
+            &st->ValueError) < 0) {
+        goto fail;
+    }
+    Py_CLEAR(bases);
+    bases = PyTuple_Pack(2, st->Error, PyExc_TypeError);
+    if (bases == NULL || add_exception(module, "tfcore.TfcoreTypeError",
+            "An argument given to tfcore has the wrong type or dtype.", bases,
+            &st->TypeError) < 0) {
+        goto fail;
+    }
+    Py_CLEAR(bases);
+    bases = PyTuple_Pack(2, st->Error, PyExc_RuntimeError);
+    if (bases == NULL || add_exception(module, "tfcore.OneDNNError",
+            "oneDNN reported a failure (the message says what was being done).", bases,
+            &st->OneDNNError) < 0) {
+        goto fail;
+    }
+    rc = 0;
+fail:
+    Py_XDECREF(bases);
+    return rc;
+}
+
+int
+tf_add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeObject **slot)
+{
+    *slot = (PyTypeObject *)PyType_FromModuleAndSpec(module, spec, base);
+    if (*slot == NULL) {
+        return -1;
+    }
+    return PyModule_AddType(module, *slot);
+}
+
+tf_state *
+tf_state_of_type(PyTypeObject *type)
+{
+    PyObject *module = PyType_GetModuleByDef(type, &tf_module_def);
+    return module == NULL ? NULL : (tf_state *)PyModule_GetState(module);
+}
+
+typedef int (*tf_register_fn)(PyObject *, tf_state *);
+
+static const tf_register_fn registrations[] = {
+    tf_register_linear, tf_register_norm,     tf_register_embedding,
+    tf_register_act,    tf_register_posenc,   tf_register_attention,
+    tf_register_ffn,    tf_register_mha,      tf_register_block,
+};
+
+static int
+tf_exec(PyObject *module)
+{
+    tf_state *st = tf_state_of_module(module);
+    if (PyArray_ImportNumPyAPI() < 0) {
+        return -1;
+    }
+    if (add_exceptions(module, st) < 0 || tf_engine_init(st) < 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(registrations) / sizeof(registrations[0]); i++) {
+        if (registrations[i](module, st) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int
+tf_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    tf_state *st = tf_state_of_module(module);
+    Py_VISIT(st->Error);
+    Py_VISIT(st->ValueError);
+    Py_VISIT(st->TypeError);
+    Py_VISIT(st->OneDNNError);
+    Py_VISIT(st->Linear);
+    Py_VISIT(st->LayerNorm);
+    Py_VISIT(st->RMSNorm);
+    Py_VISIT(st->Embedding);
+    Py_VISIT(st->FeedForward);
+    Py_VISIT(st->MultiHeadAttention);
+    Py_VISIT(st->TransformerBlock);
+    return 0;
+}
+
+static int
+tf_clear(PyObject *module)
+{
+    tf_state *st = tf_state_of_module(module);
+    Py_CLEAR(st->Error);
+    Py_CLEAR(st->ValueError);
+    Py_CLEAR(st->TypeError);
+    Py_CLEAR(st->OneDNNError);
+    Py_CLEAR(st->Linear);
+    Py_CLEAR(st->LayerNorm);
+    Py_CLEAR(st->RMSNorm);
+    Py_CLEAR(st->Embedding);
+    Py_CLEAR(st->FeedForward);
+    Py_CLEAR(st->MultiHeadAttention);
+    Py_CLEAR(st->TransformerBlock);
+    return 0;
+}
+
+static void
+tf_free_module(void *module)
+{
+    tf_clear((PyObject *)module);
+}
+
+extern PyMethodDef tf_engine_methods[];
+
+static PyModuleDef_Slot tf_slots[] = {
+    {Py_mod_exec, tf_exec},
+    {0, NULL},
+};
+
+PyModuleDef tf_module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "tfcore._C",
+    .m_doc = "tfcore's C core: transformer ops over oneDNN with NumPy buffers in and out.",
+    .m_size = sizeof(tf_state),
+    .m_methods = tf_engine_methods,
+    .m_slots = tf_slots,
+    .m_traverse = tf_traverse,
+    .m_clear = tf_clear,
+    .m_free = tf_free_module,
+};
+
+PyMODINIT_FUNC
+PyInit__C(void)
+{
+    return PyModuleDef_Init(&tf_module_def);
+}

@@ -1,0 +1,64 @@
+"""Build tfcore._C (C11) against oneDNN from its PyPI wheel.
+
+oneDNN is found through the installed distributions' file lists, which works under
+pip's build isolation (where sys.prefix is not the overlay holding the wheel). The
+extension links the exact libdnnl.so.N and carries an $ORIGIN-relative RPATH to the
+<prefix>/lib directory the runtime wheel installs into; tfcore/__init__.py also
+preloads the library so in-place and editable builds work without LD_LIBRARY_PATH.
+
+Environment:
+  TFCORE_SANITIZE=1  build with AddressSanitizer + UndefinedBehaviorSanitizer.
+  TFCORE_DEBUG=1     -O0 -g.
+"""
+import glob
+import importlib.metadata as md
+import os
+import sys
+
+import numpy as np
+from setuptools import Extension, setup
+
+ONEDNN_RUNTIME = "onednn-cpu-gomp"
+ONEDNN_DEVEL = "onednn-devel-cpu-gomp"
+
+
+def _find(dist_name, suffix):
+    try:
+        files = md.distribution(dist_name).files or []
+    except md.PackageNotFoundError:
+        sys.exit(f"tfcore build: the '{dist_name}' wheel is not installed (pinned in pyproject.toml)")
+    for f in files:
+        if str(f).replace("\\", "/").endswith(suffix):
+            return os.path.realpath(f.locate())
+    sys.exit(f"tfcore build: '{dist_name}' has no file ending in {suffix}")
+
+
+header = _find(ONEDNN_DEVEL, "include/oneapi/dnnl/dnnl.h")
+include_dir = os.path.dirname(os.path.dirname(os.path.dirname(header)))
+libdnnl = _find(ONEDNN_RUNTIME, "libdnnl.so.3")
+
+
+debug = os.environ.get("TFCORE_DEBUG") == "1"
+sanitize = os.environ.get("TFCORE_SANITIZE") == "1"
+cflags = ["-std=c11", "-fopenmp", "-fvisibility=hidden", "-Wall", "-Wextra",
+          "-Wno-unused-parameter", "-Wno-missing-field-initializers", "-Werror=implicit-function-declaration",
+          "-Werror=incompatible-pointer-types", "-Werror=int-conversion"]
+cflags += ["-O0", "-g"] if debug else ["-O3", "-g0"]
+ldflags = ["-fopenmp", "-Wl,--disable-new-dtags", "-Wl,-rpath,$ORIGIN/../../.."]
+if sanitize:
+    san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
+    cflags += san + ["-O1", "-g"]
+    ldflags += san
+
+ext = Extension(
+    "tfcore._C",
+    sources=sorted(glob.glob("csrc/*.c")),
+    depends=sorted(glob.glob("csrc/*.h")),
+    include_dirs=[include_dir, np.get_include(), "csrc"],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_22_API_VERSION")],
+    extra_compile_args=cflags,
+    extra_link_args=ldflags,
+    extra_objects=[libdnnl],
+)
+
+setup(ext_modules=[ext])

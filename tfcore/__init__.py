@@ -1,0 +1,34 @@
+"""tfcore: fast CPU inference for transformer models.
+
+A C core over oneDNN with NumPy arrays in and out (no copies for C-contiguous float32),
+and Hugging Face-style model classes on top.
+"""
+from __future__ import annotations
+
+from ._loader import preload_onednn as _preload_onednn
+
+_ONEDNN_PATH = _preload_onednn()
+
+from . import _C  # noqa: E402
+from ._C import (  # noqa: E402
+    OneDNNError,
+    TfcoreError,
+    TfcoreTypeError,
+    TfcoreValueError,
+    get_num_threads,
+    set_num_threads,
+)
+from ._config import show_config, threads  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "OneDNNError",
+    "TfcoreError",
+    "TfcoreTypeError",
+    "TfcoreValueError",
+    "get_num_threads",
+    "set_num_threads",
+    "show_config",
+    "threads",
+]
