@@ -1,8 +1,531 @@
-/* linear.c */
-#include "tfcore.h"
+/* linear.c — Linear: y = act(x Wᵀ + b) [+ residual | * gate], one oneDNN matmul.
+ *
+ * Weights are reordered once, at construction, into the blocked layout oneDNN's brgemm
+ * matmul picks (the layout does not depend on M, so one packed copy serves every batch
+ * and sequence length). Each call creates its primitive through oneDNN's primitive
+ * cache (a hit costs ~2 µs), which keeps objects stateless and safe to share between
+ * threads; the scratchpad is the calling thread's.
+ */
+#include "linear.h"
+
+#include <string.h>
+
+/* Representative M for choosing the packed layout; any M gives the same layout. */
+#define PACK_M 128
+
+static int
+act_to_eltwise(int act, dnnl_alg_kind_t *alg, float *alpha)
+{
+    *alpha = 0.0f;
+    switch (act) {
+    case TF_ACT_GELU: *alg = dnnl_eltwise_gelu_erf; return 1;
+    case TF_ACT_GELU_TANH: *alg = dnnl_eltwise_gelu_tanh; return 1;
+    case TF_ACT_RELU: *alg = dnnl_eltwise_relu; return 1;
+    case TF_ACT_SILU: *alg = dnnl_eltwise_swish; *alpha = 1.0f; return 1;
+    default: return 0;
+    }
+}
+
+/* The attribute for a call: user scratchpad, activation, then the second operand. */
+static dnnl_status_t
+make_attr(dnnl_primitive_attr_t *attr, int act, tf_post post, const_dnnl_memory_desc_t other_md)
+{
+    dnnl_post_ops_t ops = NULL;
+    dnnl_alg_kind_t alg;
+    float alpha;
+    dnnl_status_t s = dnnl_primitive_attr_create(attr);
+    if (s != dnnl_success) {
+        return s;
+    }
+    if ((s = dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user)))
+        goto done;
+    if ((s = dnnl_post_ops_create(&ops)))
+        goto done;
+    if (act_to_eltwise(act, &alg, &alpha) && (s = dnnl_post_ops_append_eltwise(ops, alg, alpha, 0.0f)))
+        goto done;
+    if (post == TF_POST_ADD && (s = dnnl_post_ops_append_binary(ops, dnnl_binary_add, other_md)))
+        goto done;
+    if (post == TF_POST_MUL && (s = dnnl_post_ops_append_binary(ops, dnnl_binary_mul, other_md)))
+        goto done;
+    if (post == TF_POST_ACCUM && (s = dnnl_post_ops_append_sum(ops, 1.0f, 0, dnnl_data_type_undef)))
+        goto done;
+    s = dnnl_primitive_attr_set_post_ops(*attr, ops);
+done:
+    if (ops != NULL) {
+        dnnl_post_ops_destroy(ops);
+    }
+    return s;
+}
+
+/* A matmul primitive descriptor for M rows of this Linear. */
+static dnnl_status_t
+make_pd(dnnl_primitive_desc_t *pd, int64_t M, int64_t K, int64_t N, int has_bias, int act,
+        tf_post post, const_dnnl_memory_desc_t wmd)
+{
+    dnnl_memory_desc_t src = NULL, dst = NULL, bias = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_dims_t src_dims = {M, K}, dst_dims = {M, N}, bias_dims = {1, N};
+    dnnl_status_t s;
+    if ((s = dnnl_memory_desc_create_with_tag(&src, 2, src_dims, dnnl_f32, dnnl_ab)))
+        goto done;
+    if ((s = dnnl_memory_desc_create_with_tag(&dst, 2, dst_dims, dnnl_f32, dnnl_ab)))
+        goto done;
+    if (has_bias && (s = dnnl_memory_desc_create_with_tag(&bias, 2, bias_dims, dnnl_f32, dnnl_ab)))
+        goto done;
+    if ((s = make_attr(&attr, act, post, dst)))
+        goto done;
+    s = dnnl_matmul_primitive_desc_create(pd, tf_engine(), src, wmd, bias, dst, attr);
+done:
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (src) dnnl_memory_desc_destroy(src);
+    if (dst) dnnl_memory_desc_destroy(dst);
+    if (bias) dnnl_memory_desc_destroy(bias);
+    return s;
+}
+
+int
+tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
+                  const float *other, tf_err *err)
+{
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t prim = NULL;
+    dnnl_memory_t m_src = NULL, m_wei = NULL, m_bias = NULL, m_dst = NULL, m_other = NULL,
+                  m_scratch = NULL;
+    int rc = -1;
+    const int64_t K = lin->in_features, N = lin->out_features;
+    tf_thread_ctx *ctx = tf_thread_ctx_get(err);
+    if (ctx == NULL) {
+        return -1;
+    }
+    if (tf_err_dnnl(err, make_pd(&pd, M, K, N, lin->bias != NULL, lin->act, post, lin->wmd),
+                    "creating a matmul primitive descriptor") < 0)
+        goto done;
+    if (tf_err_dnnl(err, dnnl_primitive_create(&prim, pd), "creating a matmul primitive") < 0)
+        goto done;
+
+    const_dnnl_memory_desc_t src_md = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    const_dnnl_memory_desc_t dst_md = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    const_dnnl_memory_desc_t sp_md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    size_t sp_size = dnnl_memory_desc_get_size(sp_md);
+    void *scratch = tf_thread_scratch(ctx, sp_size, err);
+    if (scratch == NULL)
+        goto done;
+
+    dnnl_exec_arg_t args[6];
+    int nargs = 0;
+    if (tf_err_dnnl(err, dnnl_memory_create(&m_src, src_md, tf_engine(), (void *)x), "wrapping x") ||
+        tf_err_dnnl(err, dnnl_memory_create(&m_wei, lin->wmd, tf_engine(), lin->weights), "wrapping weights") ||
+        tf_err_dnnl(err, dnnl_memory_create(&m_dst, dst_md, tf_engine(), y), "wrapping the output") ||
+        tf_err_dnnl(err, dnnl_memory_create(&m_scratch, sp_md, tf_engine(), scratch), "wrapping the scratchpad"))
+        goto done;
+    args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, m_src};
+    args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, m_wei};
+    args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_DST, m_dst};
+    args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, m_scratch};
+    if (lin->bias != NULL) {
+        const_dnnl_memory_desc_t b_md = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1);
+        if (tf_err_dnnl(err, dnnl_memory_create(&m_bias, b_md, tf_engine(), lin->bias), "wrapping bias"))
+            goto done;
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, m_bias};
+    }
+    if (post == TF_POST_ADD || post == TF_POST_MUL) {
+        int index = act_to_eltwise(lin->act, &(dnnl_alg_kind_t){0}, &(float){0}) ? 1 : 0;
+        if (tf_err_dnnl(err, dnnl_memory_create(&m_other, dst_md, tf_engine(), (void *)other),
+                        "wrapping the post-op operand"))
+            goto done;
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1, m_other};
+    }
+    if (tf_err_dnnl(err, dnnl_primitive_execute(prim, ctx->stream, nargs, args), "running matmul") ||
+        tf_err_dnnl(err, dnnl_stream_wait(ctx->stream), "waiting for matmul"))
+        goto done;
+    rc = 0;
+done:
+    if (m_src) dnnl_memory_destroy(m_src);
+    if (m_wei) dnnl_memory_destroy(m_wei);
+    if (m_bias) dnnl_memory_destroy(m_bias);
+    if (m_dst) dnnl_memory_destroy(m_dst);
+    if (m_other) dnnl_memory_destroy(m_other);
+    if (m_scratch) dnnl_memory_destroy(m_scratch);
+    if (prim) dnnl_primitive_destroy(prim);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    return rc;
+}
+
+int
+tf_linear_check(tf_state *st, PyObject *obj)
+{
+    return PyObject_TypeCheck(obj, st->Linear);
+}
+
+/* Reorder src (described by src_md, user memory) into dst (dst_md, user memory). */
+static dnnl_status_t
+reorder(const_dnnl_memory_desc_t src_md, void *src, const_dnnl_memory_desc_t dst_md, void *dst)
+{
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t prim = NULL;
+    dnnl_memory_t ms = NULL, md = NULL;
+    dnnl_stream_t stream = NULL;
+    dnnl_status_t s;
+    if ((s = dnnl_reorder_primitive_desc_create(&pd, src_md, tf_engine(), dst_md, tf_engine(), NULL)))
+        goto done;
+    if ((s = dnnl_primitive_create(&prim, pd)))
+        goto done;
+    if ((s = dnnl_memory_create(&ms, src_md, tf_engine(), src)))
+        goto done;
+    if ((s = dnnl_memory_create(&md, dst_md, tf_engine(), dst)))
+        goto done;
+    if ((s = dnnl_stream_create(&stream, tf_engine(), dnnl_stream_default_flags)))
+        goto done;
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, ms}, {DNNL_ARG_TO, md}};
+    if ((s = dnnl_primitive_execute(prim, stream, 2, args)))
+        goto done;
+    s = dnnl_stream_wait(stream);
+done:
+    if (stream) dnnl_stream_destroy(stream);
+    if (ms) dnnl_memory_destroy(ms);
+    if (md) dnnl_memory_destroy(md);
+    if (prim) dnnl_primitive_destroy(prim);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    return s;
+}
+
+/* The weights as oneDNN sees them: logical (K, N). W given as (N, K) row-major is the
+ * (K, N) matrix with strides (1, K); transposed (GPT-2 Conv1D) (K, N) has (N, 1). */
+static dnnl_status_t
+user_weights_md(dnnl_memory_desc_t *md, int64_t K, int64_t N, int transposed)
+{
+    dnnl_dims_t dims = {K, N};
+    dnnl_dims_t strides = {1, K};
+    if (transposed) {
+        strides[0] = N;
+        strides[1] = 1;
+    }
+    return dnnl_memory_desc_create_with_strides(md, 2, dims, dnnl_f32, strides);
+}
+
+static PyObject *
+linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"weight", "bias", "activation", "transposed", NULL};
+    PyObject *weight_obj, *bias_obj = Py_None, *act_obj = Py_None;
+    int transposed = 0;
+    PyArrayObject *w = NULL, *b = NULL;
+    dnnl_memory_desc_t user_md = NULL, any_md = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    tf_linear *self = NULL;
+    tf_state *st = tf_state_of_type(type);
+    int act;
+    if (st == NULL) {
+        return NULL;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OO$p:Linear", kwlist, &weight_obj, &bias_obj,
+                                     &act_obj, &transposed)) {
+        return NULL;
+    }
+    if (tf_parse_activation(st, act_obj, &act) < 0)
+        goto fail;
+    if ((w = tf_arg_f32(st, weight_obj, "weight", 2, 2)) == NULL)
+        goto fail;
+    if (tf_check_nonempty(st, w, "weight") < 0 || tf_check_finite(st, w, "weight") < 0)
+        goto fail;
+    const int64_t N = PyArray_DIM(w, transposed ? 1 : 0);
+    const int64_t K = PyArray_DIM(w, transposed ? 0 : 1);
+    if (bias_obj != Py_None) {
+        if ((b = tf_arg_f32(st, bias_obj, "bias", 1, 1)) == NULL)
+            goto fail;
+        if (PyArray_DIM(b, 0) != N) {
+            tf_value_error(st, "bias has %" NPY_INTP_FMT " elements, expected out_features=%lld",
+                           PyArray_DIM(b, 0), (long long)N);
+            goto fail;
+        }
+        if (tf_check_finite(st, b, "bias") < 0)
+            goto fail;
+    }
+    self = (tf_linear *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        goto fail;
+    self->in_features = K;
+    self->out_features = N;
+    self->act = act;
+
+    dnnl_dims_t wdims = {K, N};
+    if (tf_check_dnnl(st, user_weights_md(&user_md, K, N, transposed), "describing weights") ||
+        tf_check_dnnl(st, dnnl_memory_desc_create_with_tag(&any_md, 2, wdims, dnnl_f32,
+                                                           dnnl_format_tag_any),
+                      "describing packed weights") ||
+        tf_check_dnnl(st, make_pd(&pd, PACK_M, K, N, b != NULL, act, TF_POST_NONE, any_md),
+                      "choosing the packed weight layout") ||
+        tf_check_dnnl(st, dnnl_memory_desc_clone(&self->wmd,
+                          dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)),
+                      "copying the packed weight layout"))
+        goto fail;
+    size_t wsize = dnnl_memory_desc_get_size(self->wmd);
+    self->weights = tf_malloc(wsize);
+    if (self->weights == NULL) {
+        PyErr_Format(PyExc_MemoryError, "Linear: cannot allocate %zu bytes for packed weights", wsize);
+        goto fail;
+    }
+    dnnl_status_t s;
+    Py_BEGIN_ALLOW_THREADS
+    tf_threads_begin();
+    s = reorder(user_md, PyArray_DATA(w), self->wmd, self->weights);
+    Py_END_ALLOW_THREADS
+    if (tf_check_dnnl(st, s, "packing weights") < 0)
+        goto fail;
+    if (b != NULL) {
+        self->bias = tf_malloc((size_t)N * sizeof(float));
+        if (self->bias == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        memcpy(self->bias, PyArray_DATA(b), (size_t)N * sizeof(float));
+    }
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_memory_desc_destroy(user_md);
+    dnnl_memory_desc_destroy(any_md);
+    Py_DECREF(w);
+    Py_XDECREF(b);
+    return (PyObject *)self;
+fail:
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (user_md) dnnl_memory_desc_destroy(user_md);
+    if (any_md) dnnl_memory_desc_destroy(any_md);
+    Py_XDECREF(w);
+    Py_XDECREF(b);
+    Py_XDECREF(self);
+    return NULL;
+}
+
+static void
+linear_dealloc(tf_linear *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (self->wmd) {
+        dnnl_memory_desc_destroy(self->wmd);
+    }
+    tf_free(self->weights);
+    tf_free(self->bias);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+int
+tf_rows_call_parse(tf_state *st, PyObject *x_obj, PyObject *res_obj, PyObject *out_obj,
+                   int64_t K, int64_t N, tf_rows_call *c)
+{
+    npy_intp dims[NPY_MAXDIMS];
+    memset(c, 0, sizeof(*c));
+    if ((c->x = tf_arg_f32(st, x_obj, "x", 1, NPY_MAXDIMS)) == NULL)
+        goto fail;
+    int nd = PyArray_NDIM(c->x);
+    if (PyArray_DIM(c->x, nd - 1) != K) {
+        tf_value_error(st, "x has last dim %" NPY_INTP_FMT ", expected in_features=%lld",
+                       PyArray_DIM(c->x, nd - 1), (long long)K);
+        goto fail;
+    }
+    if (tf_check_nonempty(st, c->x, "x") < 0 || tf_check_finite(st, c->x, "x") < 0)
+        goto fail;
+    memcpy(dims, PyArray_DIMS(c->x), (size_t)nd * sizeof(npy_intp));
+    dims[nd - 1] = (npy_intp)N;
+    c->M = (int64_t)(PyArray_SIZE(c->x) / K);
+    if (res_obj != NULL && res_obj != Py_None) {
+        if ((c->res = tf_arg_f32(st, res_obj, "residual", nd, nd)) == NULL)
+            goto fail;
+        if (!PyArray_CompareLists(PyArray_DIMS(c->res), dims, nd)) {
+            char got[96];
+            tf_shape_str(c->res, got, sizeof(got));
+            tf_value_error(st, "residual has shape %s; it must match the output shape "
+                               "(x's shape with last dim %lld)", got, (long long)N);
+            goto fail;
+        }
+        if (tf_check_finite(st, c->res, "residual") < 0)
+            goto fail;
+    }
+    if ((c->out = tf_out_f32(st, out_obj, nd, dims)) == NULL)
+        goto fail;
+    if (tf_check_no_overlap(st, c->out, c->x, "x") < 0)
+        goto fail;
+    c->post = TF_POST_NONE;
+    if (c->res != NULL) {
+        /* out is residual: accumulate in place (oneDNN's sum post-op); any other overlap
+         * would let the kernel read a residual it has already overwritten. */
+        if (PyArray_DATA(c->res) == PyArray_DATA(c->out)) {
+            c->post = TF_POST_ACCUM;
+        }
+        else {
+            if (tf_check_no_overlap(st, c->out, c->res, "residual") < 0)
+                goto fail;
+            c->post = TF_POST_ADD;
+            c->other = PyArray_DATA(c->res);
+        }
+    }
+    return 0;
+fail:
+    tf_rows_call_release(c);
+    return -1;
+}
+
+void
+tf_rows_call_release(tf_rows_call *c)
+{
+    Py_CLEAR(c->x);
+    Py_CLEAR(c->res);
+    Py_CLEAR(c->out);
+}
+
+static PyObject *
+linear_call(tf_linear *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"x", "residual", "out", NULL};
+    PyObject *x_obj, *res_obj = Py_None, *out_obj = Py_None, *result;
+    tf_state *st = tf_state_of((PyObject *)self);
+    tf_rows_call c;
+    tf_err err = {0};
+    int rc;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$O:Linear.__call__", kwlist, &x_obj,
+                                     &res_obj, &out_obj)) {
+        return NULL;
+    }
+    if (tf_rows_call_parse(st, x_obj, res_obj, out_obj, self->in_features, self->out_features,
+                           &c) < 0) {
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    tf_threads_begin();
+    rc = tf_linear_forward(self, PyArray_DATA(c.x), c.M, PyArray_DATA(c.out), c.post, c.other, &err);
+    Py_END_ALLOW_THREADS
+    result = rc < 0 ? NULL : Py_NewRef(c.out);
+    if (rc < 0) {
+        tf_err_raise(st, &err);
+    }
+    tf_rows_call_release(&c);
+    return result;
+}
+
+/* The weights unpacked to the (out_features, in_features) layout nn.Linear uses. */
+static PyObject *
+linear_get_weight(tf_linear *self, void *closure)
+{
+    tf_state *st = tf_state_of((PyObject *)self);
+    dnnl_memory_desc_t md = NULL;
+    npy_intp dims[2] = {(npy_intp)self->out_features, (npy_intp)self->in_features};
+    PyArrayObject *w = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    if (w == NULL) {
+        return NULL;
+    }
+    dnnl_status_t s = user_weights_md(&md, self->in_features, self->out_features, 0);
+    if (s == dnnl_success) {
+        Py_BEGIN_ALLOW_THREADS
+        s = reorder(self->wmd, self->weights, md, PyArray_DATA(w));
+        Py_END_ALLOW_THREADS
+    }
+    if (md) {
+        dnnl_memory_desc_destroy(md);
+    }
+    if (tf_check_dnnl(st, s, "unpacking weights") < 0) {
+        Py_DECREF(w);
+        return NULL;
+    }
+    return (PyObject *)w;
+}
+
+static PyObject *
+linear_get_bias(tf_linear *self, void *closure)
+{
+    if (self->bias == NULL) {
+        Py_RETURN_NONE;
+    }
+    npy_intp n = (npy_intp)self->out_features;
+    PyArrayObject *b = (PyArrayObject *)PyArray_SimpleNew(1, &n, NPY_FLOAT32);
+    if (b != NULL) {
+        memcpy(PyArray_DATA(b), self->bias, (size_t)n * sizeof(float));
+    }
+    return (PyObject *)b;
+}
+
+static PyObject *
+linear_get_activation(tf_linear *self, void *closure)
+{
+    if (self->act == TF_ACT_NONE) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_FromString(tf_act_names[self->act]);
+}
+
+static PyObject *
+linear_get_implementation(tf_linear *self, void *closure)
+{
+    tf_state *st = tf_state_of((PyObject *)self);
+    dnnl_primitive_desc_t pd = NULL;
+    const char *impl = NULL;
+    if (tf_check_dnnl(st, make_pd(&pd, PACK_M, self->in_features, self->out_features,
+                                  self->bias != NULL, self->act, TF_POST_NONE, self->wmd),
+                      "querying the implementation") < 0) {
+        return NULL;
+    }
+    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    PyObject *r = PyUnicode_FromString(impl ? impl : "unknown");
+    dnnl_primitive_desc_destroy(pd);
+    return r;
+}
+
+static PyObject *
+linear_repr(tf_linear *self)
+{
+    return PyUnicode_FromFormat("Linear(in_features=%lld, out_features=%lld, bias=%s, activation=%s)",
+                                (long long)self->in_features, (long long)self->out_features,
+                                self->bias ? "True" : "False",
+                                self->act == TF_ACT_NONE ? "None" : tf_act_names[self->act]);
+}
+
+static PyMemberDef linear_members[] = {
+    {"in_features", T_LONGLONG, offsetof(tf_linear, in_features), READONLY, "K: size of each input row."},
+    {"out_features", T_LONGLONG, offsetof(tf_linear, out_features), READONLY, "N: size of each output row."},
+    {NULL},
+};
+
+static PyGetSetDef linear_getset[] = {
+    {"weight", (getter)linear_get_weight, NULL,
+     "The weights as a new (out_features, in_features) float32 array (unpacked copy).", NULL},
+    {"bias", (getter)linear_get_bias, NULL, "The bias as a new float32 array, or None.", NULL},
+    {"activation", (getter)linear_get_activation, NULL, "The fused activation, or None.", NULL},
+    {"implementation", (getter)linear_get_implementation, NULL,
+     "The oneDNN implementation that runs this layer (e.g. 'brg:avx512_core').", NULL},
+    {NULL},
+};
+
+PyDoc_STRVAR(linear_doc,
+"Linear(weight, bias=None, activation=None, *, transposed=False)\n--\n\n"
+"A fully connected layer: ``y = act(x @ weight.T + bias)``, optionally plus a residual.\n\n"
+"weight is float32 (out_features, in_features) like torch.nn.Linear, or\n"
+"(in_features, out_features) with transposed=True (GPT-2's Conv1D). It is packed once\n"
+"into oneDNN's blocked layout; the array is not kept. activation is None, 'gelu' (erf),\n"
+"'gelu_tanh', 'relu' or 'silu' (HF names 'gelu_new', 'gelu_pytorch_tanh', 'swish' too),\n"
+"fused into the GEMM.\n\n"
+"Call: ``layer(x, residual=None, *, out=None)`` with x float32 C-contiguous (..., in_features)\n"
+"used in place; returns (..., out_features). residual (same shape as the output) is added\n"
+"after the activation inside the GEMM; passing out=residual accumulates in place.");
+
+static PyType_Slot linear_slots[] = {
+    {Py_tp_new, linear_new},
+    {Py_tp_dealloc, linear_dealloc},
+    {Py_tp_call, linear_call},
+    {Py_tp_repr, linear_repr},
+    {Py_tp_members, linear_members},
+    {Py_tp_getset, linear_getset},
+    {Py_tp_doc, (void *)linear_doc},
+    {0, NULL},
+};
+
+static PyType_Spec linear_spec = {
+    .name = "tfcore.Linear",
+    .basicsize = sizeof(tf_linear),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = linear_slots,
+};
 
 int
 tf_register_linear(PyObject *module, tf_state *st)
 {
-    return 0;
+    return tf_add_type(module, &linear_spec, NULL, &st->Linear);
 }

@@ -28,6 +28,7 @@
 #define NO_IMPORT_ARRAY
 #endif
 #include <numpy/arrayobject.h>
+#include <structmember.h>
 
 #include <oneapi/dnnl/dnnl.h>
 #include <stdint.h>

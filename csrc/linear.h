@@ -1,0 +1,48 @@
+/* linear.h — the Linear type's C-level API, used by FeedForward, MultiHeadAttention and
+ * TransformerBlock to run projections without the GIL. */
+#ifndef TFCORE_LINEAR_H
+#define TFCORE_LINEAR_H
+
+#include "tfcore.h"
+
+/* y = act(x Wᵀ + b) (op) other, computed by one oneDNN matmul with post-ops. */
+typedef struct {
+    PyObject_HEAD
+    int64_t in_features;        /* K */
+    int64_t out_features;       /* N */
+    int act;                    /* tf_act, fused as an eltwise post-op */
+    dnnl_memory_desc_t wmd;     /* packed weights layout chosen by oneDNN (M-independent) */
+    void *weights;              /* packed weights, owned */
+    float *bias;                /* (N,) owned copy, or NULL */
+} tf_linear;
+
+/* What to do with the optional second operand `other` (M, N) after the activation. */
+typedef enum {
+    TF_POST_NONE = 0,
+    TF_POST_ADD,       /* y = act(xWᵀ + b) + other            (residual)            */
+    TF_POST_MUL,       /* y = act(xWᵀ + b) * other            (gated feed-forward)  */
+    TF_POST_ACCUM,     /* y += act(xWᵀ + b); other must be NULL (in-place residual) */
+} tf_post;
+
+/* x is (M, K), other is (M, N) or NULL, y is (M, N); all row-major, rows contiguous.
+ * Call without the GIL after tf_threads_begin(). 0 / -1 with err filled. */
+int tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y,
+                      tf_post post, const float *other, tf_err *err);
+
+/* The arguments of a row-wise layer call `layer(x, residual=None, *, out=None)` after
+ * validation: x (..., K) float32 used in place; out (..., N) new or the caller's;
+ * residual (..., N) turned into the post-op (ADD, or ACCUM when out is residual). */
+typedef struct {
+    PyArrayObject *x, *res, *out;   /* owned references */
+    int64_t M;                      /* rows: x.size / K */
+    tf_post post;
+    const float *other;             /* residual operand for TF_POST_ADD */
+} tf_rows_call;
+int tf_rows_call_parse(tf_state *st, PyObject *x_obj, PyObject *res_obj, PyObject *out_obj,
+                       int64_t K, int64_t N, tf_rows_call *c);
+void tf_rows_call_release(tf_rows_call *c);
+
+/* Borrowed check: is obj a Linear (or subclass)? */
+int tf_linear_check(tf_state *st, PyObject *obj);
+
+#endif /* TFCORE_LINEAR_H */
