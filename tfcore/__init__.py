@@ -11,6 +11,8 @@ _ONEDNN_PATH = _preload_onednn()
 
 from . import _C  # noqa: E402
 from ._C import (  # noqa: E402
+    FeedForward,
+    Linear,
     OneDNNError,
     TfcoreError,
     TfcoreTypeError,
@@ -23,6 +25,8 @@ from ._config import show_config, threads  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "FeedForward",
+    "Linear",
     "OneDNNError",
     "TfcoreError",
     "TfcoreTypeError",
