@@ -42,42 +42,6 @@ done:
     return rc;
 }
 
-/* A Linear built from arrays by calling the Linear type (same validation as users get). */
-static tf_linear *
-make_linear(tf_state *st, PyObject *weight, PyObject *bias, int act, int transposed)
-{
-    PyObject *args = NULL, *kwargs = NULL, *result = NULL;
-    args = Py_BuildValue("(OO)", weight, bias ? bias : Py_None);
-    kwargs = Py_BuildValue("{s:s, s:O}", "activation", tf_act_names[act], "transposed",
-                           transposed ? Py_True : Py_False);
-    if (args != NULL && kwargs != NULL) {
-        result = PyObject_Call((PyObject *)st->Linear, args, kwargs);
-    }
-    Py_XDECREF(args);
-    Py_XDECREF(kwargs);
-    return (tf_linear *)result;
-}
-
-/* Prefix an exception raised while building a sub-layer with its argument name. */
-static void
-name_error(const char *what)
-{
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    PyObject *msg = value ? PyObject_Str(value) : NULL;
-    if (msg != NULL) {
-        PyErr_Format(type, "%s: %U", what, msg);
-        Py_DECREF(msg);
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
-    }
-    else {
-        PyErr_Restore(type, value, tb);
-    }
-}
-
 static PyObject *
 ffn_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -108,18 +72,15 @@ ffn_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     self->act = act;
-    if ((self->up = make_linear(st, up_w, up_b, gated ? TF_ACT_NONE : act, transposed)) == NULL) {
-        name_error("up projection");
+    if ((self->up = tf_linear_build(st, up_w, up_b, gated ? TF_ACT_NONE : act, transposed,
+                                    "up projection")) == NULL)
         goto fail;
-    }
-    if (gated && (self->gate = make_linear(st, gate_w, gate_b, act, transposed)) == NULL) {
-        name_error("gate projection");
+    if (gated && (self->gate = tf_linear_build(st, gate_w, gate_b, act, transposed,
+                                               "gate projection")) == NULL)
         goto fail;
-    }
-    if ((self->down = make_linear(st, down_w, down_b, TF_ACT_NONE, transposed)) == NULL) {
-        name_error("down projection");
+    if ((self->down = tf_linear_build(st, down_w, down_b, TF_ACT_NONE, transposed,
+                                      "down projection")) == NULL)
         goto fail;
-    }
     const int64_t C = self->up->in_features, F = self->up->out_features;
     if (gated && (self->gate->in_features != C || self->gate->out_features != F)) {
         tf_value_error(st, "gate_weight maps %lld -> %lld features, expected %lld -> %lld like up_weight",

@@ -157,6 +157,44 @@ tf_linear_check(tf_state *st, PyObject *obj)
     return PyObject_TypeCheck(obj, st->Linear);
 }
 
+/* Prefix the pending exception's message with what (keeping its type). */
+static void
+prefix_error(const char *what)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *msg = value ? PyObject_Str(value) : NULL;
+    if (msg == NULL) {
+        PyErr_Restore(type, value, tb);
+        return;
+    }
+    PyErr_Format(type, "%s: %U", what, msg);
+    Py_DECREF(msg);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+}
+
+tf_linear *
+tf_linear_build(tf_state *st, PyObject *weight, PyObject *bias, int act, int transposed,
+                const char *what)
+{
+    PyObject *args = NULL, *kwargs = NULL, *result = NULL;
+    args = Py_BuildValue("(OO)", weight, bias ? bias : Py_None);
+    kwargs = Py_BuildValue("{s:s, s:O}", "activation", tf_act_names[act], "transposed",
+                           transposed ? Py_True : Py_False);
+    if (args != NULL && kwargs != NULL) {
+        result = PyObject_Call((PyObject *)st->Linear, args, kwargs);
+    }
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
+    if (result == NULL) {
+        prefix_error(what);
+    }
+    return (tf_linear *)result;
+}
+
 /* Reorder src (described by src_md, user memory) into dst (dst_md, user memory). */
 static dnnl_status_t
 reorder(const_dnnl_memory_desc_t src_md, void *src, const_dnnl_memory_desc_t dst_md, void *dst)

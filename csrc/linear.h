@@ -42,6 +42,11 @@ int tf_rows_call_parse(tf_state *st, PyObject *x_obj, PyObject *res_obj, PyObjec
                        int64_t K, int64_t N, tf_rows_call *c);
 void tf_rows_call_release(tf_rows_call *c);
 
+/* A Linear built from arrays through the Linear type (the same checks users get); on
+ * failure the exception message is prefixed with what ("up projection: ..."). */
+tf_linear *tf_linear_build(tf_state *st, PyObject *weight, PyObject *bias, int act,
+                           int transposed, const char *what);
+
 /* Borrowed check: is obj a Linear (or subclass)? */
 int tf_linear_check(tf_state *st, PyObject *obj);
 
