@@ -144,7 +144,7 @@ ffn_call(tf_ffn *self, PyObject *args, PyObject *kwds)
         return NULL;
     }
     const int64_t C = self->up->in_features;
-    if (tf_rows_call_parse(st, x_obj, res_obj, out_obj, C, C, &c) < 0) {
+    if (tf_rows_call_parse(st, x_obj, res_obj, out_obj, C, C, NULL, &c) < 0) {
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS

@@ -349,19 +349,23 @@ linear_dealloc(tf_linear *self)
 
 int
 tf_rows_call_parse(tf_state *st, PyObject *x_obj, PyObject *res_obj, PyObject *out_obj,
-                   int64_t K, int64_t N, tf_rows_call *c)
+                   int64_t K, int64_t N, const tf_rows_names *names, tf_rows_call *c)
 {
+    static const tf_rows_names default_names = {"x", 1, NPY_MAXDIMS, "in_features"};
     npy_intp dims[NPY_MAXDIMS];
     memset(c, 0, sizeof(*c));
-    if ((c->x = tf_arg_f32(st, x_obj, "x", 1, NPY_MAXDIMS)) == NULL)
+    if (names == NULL) {
+        names = &default_names;
+    }
+    if ((c->x = tf_arg_f32(st, x_obj, names->x, names->min_ndim, names->max_ndim)) == NULL)
         goto fail;
     int nd = PyArray_NDIM(c->x);
     if (PyArray_DIM(c->x, nd - 1) != K) {
-        tf_value_error(st, "x has last dim %" NPY_INTP_FMT ", expected in_features=%lld",
-                       PyArray_DIM(c->x, nd - 1), (long long)K);
+        tf_value_error(st, "%s has last dim %" NPY_INTP_FMT ", expected %s=%lld", names->x,
+                       PyArray_DIM(c->x, nd - 1), names->features, (long long)K);
         goto fail;
     }
-    if (tf_check_nonempty(st, c->x, "x") < 0 || tf_check_finite(st, c->x, "x") < 0)
+    if (tf_check_nonempty(st, c->x, names->x) < 0 || tf_check_finite(st, c->x, names->x) < 0)
         goto fail;
     memcpy(dims, PyArray_DIMS(c->x), (size_t)nd * sizeof(npy_intp));
     dims[nd - 1] = (npy_intp)N;
@@ -381,7 +385,7 @@ tf_rows_call_parse(tf_state *st, PyObject *x_obj, PyObject *res_obj, PyObject *o
     }
     if ((c->out = tf_out_f32(st, out_obj, nd, dims)) == NULL)
         goto fail;
-    if (tf_check_no_overlap(st, c->out, c->x, "x") < 0)
+    if (tf_check_no_overlap(st, c->out, c->x, names->x) < 0)
         goto fail;
     c->post = TF_POST_NONE;
     if (c->res != NULL) {
@@ -425,7 +429,7 @@ linear_call(tf_linear *self, PyObject *args, PyObject *kwds)
         return NULL;
     }
     if (tf_rows_call_parse(st, x_obj, res_obj, out_obj, self->in_features, self->out_features,
-                           &c) < 0) {
+                           NULL, &c) < 0) {
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS

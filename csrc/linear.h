@@ -38,8 +38,14 @@ typedef struct {
     tf_post post;
     const float *other;             /* residual operand for TF_POST_ADD */
 } tf_rows_call;
+typedef struct {
+    const char *x;          /* argument name in messages ("x", "hidden_states") */
+    int min_ndim, max_ndim; /* accepted ranks of x */
+    const char *features;   /* what K is called ("in_features", "hidden_size") */
+} tf_rows_names;
+/* names NULL = {"x", 1..32 dims, "in_features"} */
 int tf_rows_call_parse(tf_state *st, PyObject *x_obj, PyObject *res_obj, PyObject *out_obj,
-                       int64_t K, int64_t N, tf_rows_call *c);
+                       int64_t K, int64_t N, const tf_rows_names *names, tf_rows_call *c);
 void tf_rows_call_release(tf_rows_call *c);
 
 /* A Linear built from arrays through the Linear type (the same checks users get); on

@@ -1,8 +1,696 @@
-/* mha.c */
-#include "tfcore.h"
+/* mha.c — MultiHeadAttention: fused QKV projection, rotary embedding, the fused attention
+ * kernel on strided views of the projection (no head transposes, no K/V copies for GQA),
+ * and the output projection with the residual fused in.
+ *
+ * Data flow for self-attention, M = B*T rows, W = (H + 2 KVH) D:
+ *   x (M, C) --qkv GEMM--> qkv (M, W) = [q heads | k heads | v heads] per row
+ *   rope in place on the q and k column blocks
+ *   attention reads q/k/v with row stride W, writes ctx (M, H D) in (B, T, H, D) order
+ *   ctx --o GEMM (+ residual)--> y (M, C)
+ */
+#include "mha.h"
+
+#include "attn_kernel.h"
+#include "ops.h"
+
+#include <math.h>
+#include <string.h>
+
+int
+tf_mha_forward(const tf_mha *m, const tf_mha_call *c, tf_err *err)
+{
+    const int64_t B = c->B, T = c->T, S = c->S, H = m->H, KVH = m->KVH, D = m->D;
+    const int64_t M = B * T;
+    float *qkv = NULL, *kvbuf = NULL, *ctx = NULL;
+    int rc = -1;
+    const int64_t W = m->cross ? H * D : (H + 2 * KVH) * D;  /* row width of qkv */
+    qkv = tf_malloc((size_t)M * (size_t)W * sizeof(float));
+    ctx = tf_malloc((size_t)M * (size_t)(H * D) * sizeof(float));
+    if (qkv == NULL || ctx == NULL) {
+        tf_err_set(err, TF_ERR_MEMORY, "out of memory for attention activations (%lld rows)", (long long)M);
+        goto done;
+    }
+    /* qkv is (B, T, W) */
+    if (tf_linear_forward(m->qkv, c->x, M, qkv, TF_POST_NONE, NULL, err) < 0)
+        goto done;
+
+    tf_attn_args a;
+    memset(&a, 0, sizeof(a));
+    a.B = B; a.H = H; a.KVH = KVH; a.L = T; a.S = S; a.D = D; a.Dv = D;
+    a.q = qkv; a.q_sb = T * W; a.q_sh = D; a.q_sl = W;
+    if (m->cross) {
+        /* kvbuf is (B, S, 2 KVH D) = [k heads | v heads] per row */
+        const int64_t KW = 2 * KVH * D;
+        kvbuf = tf_malloc((size_t)(B * S) * (size_t)KW * sizeof(float));
+        if (kvbuf == NULL) {
+            tf_err_set(err, TF_ERR_MEMORY, "out of memory for cross-attention keys and values");
+            goto done;
+        }
+        if (tf_linear_forward(m->kv, c->enc, B * S, kvbuf, TF_POST_NONE, NULL, err) < 0)
+            goto done;
+        a.k = kvbuf;          a.k_sb = S * KW; a.k_sh = D; a.k_ss = KW;
+        a.v = kvbuf + KVH * D; a.v_sb = S * KW; a.v_sh = D; a.v_ss = KW;
+    }
+    else {
+        a.k = qkv + H * D;         a.k_sb = T * W; a.k_sh = D; a.k_ss = W;
+        a.v = qkv + (H + KVH) * D; a.v_sb = T * W; a.v_sh = D; a.v_ss = W;
+        if (m->rotary_dim > 0) {
+            /* q heads then k heads of each row: both are (B, T, heads, D) views of qkv */
+            tf_rope_inplace(qkv, B, T, H, D, T * W, W, D, c->positions, c->position_offset,
+                            m->inv_freq, m->rotary_dim, m->rope_interleaved);
+            tf_rope_inplace(qkv + H * D, B, T, KVH, D, T * W, W, D, c->positions,
+                            c->position_offset, m->inv_freq, m->rotary_dim, m->rope_interleaved);
+        }
+    }
+    a.out = ctx; a.o_sb = T * H * D; a.o_sh = D; a.o_sl = H * D;
+    a.scale = m->scale;
+    a.causal = m->causal;
+    a.window_left = m->window_left;
+    a.window_right = m->window_right;
+    if (c->key_mask != NULL) {
+        a.bool_mask = c->key_mask;
+        a.bm_sb = S; a.bm_sh = 0; a.bm_sl = 0; a.bm_ss = 1;
+    }
+    if (c->mask != NULL) {
+        a.mask = c->mask;
+        a.m_sb = c->m_sb; a.m_sh = c->m_sh; a.m_sl = c->m_sl; a.m_ss = c->m_ss;
+    }
+    if (c->bias != NULL) {
+        a.bias = c->bias;
+        a.b_sb = c->b_sb; a.b_sh = c->b_sh; a.b_sl = c->b_sl; a.b_ss = c->b_ss;
+    }
+    a.weights = c->weights;
+    if (tf_attention(&a, err) < 0)
+        goto done;
+    /* y is (B, T, C) */
+    if (tf_linear_forward(m->o, ctx, M, c->y, c->post, c->other, err) < 0)
+        goto done;
+    rc = 0;
+done:
+    tf_free(qkv);
+    tf_free(kvbuf);
+    tf_free(ctx);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ construction */
+
+/* Concatenate arrays (None entries must all be None) along the output axis. */
+static PyObject *
+concat_out(tf_state *st, PyObject *const *parts, int n, int axis, const char *what)
+{
+    int nones = 0;
+    for (int i = 0; i < n; i++) {
+        nones += parts[i] == Py_None;
+    }
+    if (nones == n) {
+        Py_RETURN_NONE;
+    }
+    if (nones != 0) {
+        return tf_value_error(st, "%s: give all of them or none", what);
+    }
+    PyObject *list = PyList_New(n);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!PyArray_Check(parts[i]) || PyArray_TYPE((PyArrayObject *)parts[i]) != NPY_FLOAT32) {
+            Py_DECREF(list);
+            return tf_type_error(st, "%s must be float32 numpy arrays", what);
+        }
+        if (PyArray_NDIM((PyArrayObject *)parts[i]) <= axis) {
+            Py_DECREF(list);
+            return tf_value_error(st, "%s: expected %d-D arrays", what, axis + 1);
+        }
+        PyList_SET_ITEM(list, i, Py_NewRef(parts[i]));
+    }
+    PyObject *r = PyArray_Concatenate(list, axis);
+    Py_DECREF(list);
+    if (r == NULL) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        return tf_value_error(st, "%s have incompatible shapes for a fused projection", what);
+    }
+    return r;
+}
+
+static PyObject *
+mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {
+        "hidden_size", "num_heads", "num_key_value_heads", "head_dim",
+        "q_weight", "k_weight", "v_weight", "q_bias", "k_bias", "v_bias",
+        "qkv_weight", "qkv_bias", "o_weight", "o_bias", "transposed",
+        "is_causal", "scale", "is_cross_attention", "kv_input_size",
+        "rotary_dim", "rope_theta", "rope_inv_freq", "rope_interleaved", "sliding_window", NULL};
+    long long C, H, KVH = 0, D = 0, kv_in = 0, rotary_dim = -1, window = 0;
+    PyObject *qw = Py_None, *kw = Py_None, *vw = Py_None, *qb = Py_None, *kb = Py_None,
+             *vb = Py_None, *qkvw = Py_None, *qkvb = Py_None, *ow = Py_None, *ob = Py_None,
+             *scale_obj = Py_None, *theta_obj = Py_None, *inv_freq_obj = Py_None;
+    int transposed = 0, causal = 0, cross = 0, interleaved = 0;
+    PyObject *fused_w = NULL, *fused_b = NULL, *kv_w = NULL, *kv_b = NULL;
+    PyArrayObject *inv = NULL;
+    tf_state *st = tf_state_of_type(type);
+    tf_mha *self = NULL;
+    if (st == NULL) {
+        return NULL;
+    }
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwds, "LL|$LLOOOOOOOOOOppOpLLOOpL:MultiHeadAttention", kwlist, &C, &H, &KVH,
+            &D, &qw, &kw, &vw, &qb, &kb, &vb, &qkvw, &qkvb, &ow, &ob, &transposed, &causal,
+            &scale_obj, &cross, &kv_in, &rotary_dim, &theta_obj, &inv_freq_obj, &interleaved,
+            &window)) {
+        return NULL;
+    }
+    if (C < 1 || H < 1) {
+        return tf_value_error(st, "hidden_size and num_heads must be positive, got %lld and %lld", C, H);
+    }
+    if (KVH == 0) {
+        KVH = H;
+    }
+    if (KVH < 1 || H % KVH != 0) {
+        return tf_value_error(st, "num_heads=%lld must be a multiple of num_key_value_heads=%lld", H, KVH);
+    }
+    if (D == 0) {
+        if (C % H != 0) {
+            return tf_value_error(st, "hidden_size=%lld is not divisible by num_heads=%lld; pass head_dim", C, H);
+        }
+        D = C / H;
+    }
+    if (D < 1) {
+        return tf_value_error(st, "head_dim must be positive, got %lld", D);
+    }
+    if (ow == Py_None) {
+        return tf_value_error(st, "o_weight (the output projection) is required");
+    }
+    if (window < 0) {
+        return tf_value_error(st, "sliding_window must be >= 0 (0 = none), got %lld", window);
+    }
+    self = (tf_mha *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->hidden = C;
+    self->H = H;
+    self->KVH = KVH;
+    self->D = D;
+    self->causal = causal;
+    self->cross = cross;
+    self->kv_hidden = cross ? (kv_in > 0 ? kv_in : C) : C;
+    /* HF's sliding_window counts the current token: a query sees itself and the
+     * sliding_window - 1 keys before it. */
+    self->window_left = window > 0 ? window - 1 : -1;
+    self->window_right = -1;
+    if (scale_obj == Py_None) {
+        self->scale = (float)(1.0 / sqrt((double)D));
+    }
+    else {
+        double s = PyFloat_AsDouble(scale_obj);
+        if (s == -1.0 && PyErr_Occurred())
+            goto fail;
+        if (!isfinite(s)) {
+            tf_value_error(st, "scale must be finite");
+            goto fail;
+        }
+        self->scale = (float)s;
+    }
+    const int axis = transposed ? 1 : 0;  /* output features axis of a weight */
+    PyObject *qkv_parts[3] = {qw, kw, vw}, *qkvb_parts[3] = {qb, kb, vb};
+    PyObject *kv_parts[2] = {kw, vw}, *kvb_parts[2] = {kb, vb};
+    if (cross) {
+        if (qkvw != Py_None) {
+            tf_value_error(st, "cross-attention takes q_weight, k_weight, v_weight (not qkv_weight)");
+            goto fail;
+        }
+        if (qw == Py_None || kw == Py_None || vw == Py_None) {
+            tf_value_error(st, "cross-attention needs q_weight, k_weight and v_weight");
+            goto fail;
+        }
+        if ((kv_w = concat_out(st, kv_parts, 2, axis, "k_weight and v_weight")) == NULL ||
+            (kv_b = concat_out(st, kvb_parts, 2, 0, "k_bias and v_bias")) == NULL)
+            goto fail;
+        if ((self->qkv = tf_linear_build(st, qw, qb, TF_ACT_NONE, transposed, "q projection")) == NULL ||
+            (self->kv = tf_linear_build(st, kv_w, kv_b, TF_ACT_NONE, transposed, "k/v projection")) == NULL)
+            goto fail;
+    }
+    else {
+        if (qkvw != Py_None) {
+            if (qw != Py_None || kw != Py_None || vw != Py_None) {
+                tf_value_error(st, "give either qkv_weight or q_weight/k_weight/v_weight, not both");
+                goto fail;
+            }
+            fused_w = Py_NewRef(qkvw);
+            fused_b = Py_NewRef(qkvb);
+        }
+        else {
+            if (qw == Py_None || kw == Py_None || vw == Py_None) {
+                tf_value_error(st, "self-attention needs qkv_weight or all of q_weight, k_weight, v_weight");
+                goto fail;
+            }
+            if ((fused_w = concat_out(st, qkv_parts, 3, axis, "q_weight, k_weight and v_weight")) == NULL ||
+                (fused_b = concat_out(st, qkvb_parts, 3, 0, "q_bias, k_bias and v_bias")) == NULL)
+                goto fail;
+        }
+        if ((self->qkv = tf_linear_build(st, fused_w, fused_b, TF_ACT_NONE, transposed, "qkv projection")) == NULL)
+            goto fail;
+    }
+    if ((self->o = tf_linear_build(st, ow, ob, TF_ACT_NONE, transposed, "output projection")) == NULL)
+        goto fail;
+    /* Shapes of the projections against the head configuration. */
+    const int64_t want_q = cross ? H * D : (H + 2 * KVH) * D;
+    if (self->qkv->in_features != C || self->qkv->out_features != want_q) {
+        tf_value_error(st, "%s maps %lld -> %lld features, expected %lld -> %lld "
+                           "(hidden_size=%lld, num_heads=%lld, num_key_value_heads=%lld, head_dim=%lld)",
+                       cross ? "q_weight" : "the qkv projection",
+                       (long long)self->qkv->in_features, (long long)self->qkv->out_features,
+                       C, (long long)want_q, C, H, KVH, D);
+        goto fail;
+    }
+    if (cross && (self->kv->in_features != self->kv_hidden || self->kv->out_features != 2 * KVH * D)) {
+        tf_value_error(st, "k_weight/v_weight map %lld -> %lld features (together), expected %lld -> %lld",
+                       (long long)self->kv->in_features, (long long)self->kv->out_features,
+                       (long long)self->kv_hidden, (long long)(2 * KVH * D));
+        goto fail;
+    }
+    if (self->o->in_features != H * D || self->o->out_features != C) {
+        tf_value_error(st, "o_weight maps %lld -> %lld features, expected %lld -> %lld",
+                       (long long)self->o->in_features, (long long)self->o->out_features,
+                       (long long)(H * D), C);
+        goto fail;
+    }
+    /* Rotary embedding: inv_freq given (scaled variants) or theta^(-2i/rotary_dim). */
+    if (theta_obj != Py_None || inv_freq_obj != Py_None) {
+        if (cross) {
+            tf_value_error(st, "rotary embedding is for self-attention only");
+            goto fail;
+        }
+        int64_t rd = rotary_dim < 0 ? D : rotary_dim;
+        if (rd < 2 || rd > D || rd % 2 != 0) {
+            tf_value_error(st, "rotary_dim must be even and in [2, head_dim=%lld], got %lld", D, (long long)rd);
+            goto fail;
+        }
+        self->rotary_dim = rd;
+        self->rope_interleaved = interleaved;
+        self->inv_freq = tf_malloc((size_t)(rd / 2) * sizeof(float));
+        if (self->inv_freq == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        if (inv_freq_obj != Py_None) {
+            if ((inv = tf_arg_f32(st, inv_freq_obj, "rope_inv_freq", 1, 1)) == NULL)
+                goto fail;
+            if (PyArray_DIM(inv, 0) != rd / 2) {
+                tf_value_error(st, "rope_inv_freq has %" NPY_INTP_FMT " entries, expected rotary_dim/2=%lld",
+                               PyArray_DIM(inv, 0), (long long)(rd / 2));
+                goto fail;
+            }
+            if (tf_check_finite(st, inv, "rope_inv_freq") < 0)
+                goto fail;
+            memcpy(self->inv_freq, PyArray_DATA(inv), (size_t)(rd / 2) * sizeof(float));
+        }
+        else {
+            double theta = PyFloat_AsDouble(theta_obj);
+            if (theta == -1.0 && PyErr_Occurred())
+                goto fail;
+            if (!(theta > 1.0) || !isfinite(theta)) {
+                tf_value_error(st, "rope_theta must be a finite number > 1, got %g", theta);
+                goto fail;
+            }
+            /* Same float32 rounding as HF: 1 / theta^(arange(0, rd, 2) / rd) */
+            for (int64_t i = 0; i < rd / 2; i++) {
+                self->inv_freq[i] = (float)(1.0 / pow(theta, (double)(2 * i) / (double)rd));
+            }
+        }
+    }
+    Py_XDECREF(fused_w);
+    Py_XDECREF(fused_b);
+    Py_XDECREF(kv_w);
+    Py_XDECREF(kv_b);
+    Py_XDECREF(inv);
+    return (PyObject *)self;
+fail:
+    Py_XDECREF(fused_w);
+    Py_XDECREF(fused_b);
+    Py_XDECREF(kv_w);
+    Py_XDECREF(kv_b);
+    Py_XDECREF(inv);
+    Py_XDECREF(self);
+    return NULL;
+}
+
+static int
+mha_traverse(tf_mha *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->qkv);
+    Py_VISIT(self->kv);
+    Py_VISIT(self->o);
+    return 0;
+}
+
+static int
+mha_clear(tf_mha *self)
+{
+    Py_CLEAR(self->qkv);
+    Py_CLEAR(self->kv);
+    Py_CLEAR(self->o);
+    return 0;
+}
+
+static void
+mha_dealloc(tf_mha *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    mha_clear(self);
+    tf_free(self->inv_freq);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* ------------------------------------------------------------------ call */
+
+void
+tf_mha_arrays_release(tf_mha_arrays *a)
+{
+    Py_CLEAR(a->enc);
+    Py_CLEAR(a->key_mask);
+    Py_CLEAR(a->mask);
+    Py_CLEAR(a->bias);
+    Py_CLEAR(a->positions);
+    Py_CLEAR(a->weights);
+}
+
+/* Strides (elements) of a float array broadcast to (B, H, L, S); it may have 2 to 4 dims
+ * aligned to the right, each of size 1 or the full size. */
+static int
+broadcast_bhls(tf_state *st, PyArrayObject *a, const char *name, int64_t B, int64_t H,
+               int64_t L, int64_t S, int64_t *sb, int64_t *sh, int64_t *sl, int64_t *ss)
+{
+    const int64_t full[4] = {B, H, L, S};
+    int64_t strides[4] = {0, 0, 0, 0};
+    int nd = PyArray_NDIM(a);
+    for (int i = 0; i < nd; i++) {
+        int dim = 4 - nd + i;
+        npy_intp n = PyArray_DIM(a, i);
+        if (n != 1 && n != full[dim]) {
+            char shape[96];
+            tf_shape_str(a, shape, sizeof(shape));
+            tf_value_error(st, "%s with shape %s does not broadcast to (batch, heads, query, key) = "
+                               "(%lld, %lld, %lld, %lld)", name, shape, (long long)B, (long long)H,
+                           (long long)L, (long long)S);
+            return -1;
+        }
+        strides[dim] = n == 1 ? 0 : (int64_t)(PyArray_STRIDE(a, i) / (npy_intp)sizeof(float));
+    }
+    *sb = strides[0];
+    *sh = strides[1];
+    *sl = strides[2];
+    *ss = strides[3];
+    return 0;
+}
+
+/* attention_mask: HF (B, S) padding mask (1 = attend), or a float additive mask that
+ * broadcasts to (B, H, T, S) (HF's "extended" 4-D mask). */
+static int
+parse_mask(tf_state *st, const tf_mha *m, PyObject *mask_obj, const char *name, int64_t B,
+           int64_t T, int64_t S, tf_mha_arrays *arr, tf_mha_call *c)
+{
+    if (!PyArray_Check(mask_obj)) {
+        tf_type_error(st, "%s must be a numpy.ndarray, got %s", name, Py_TYPE(mask_obj)->tp_name);
+        return -1;
+    }
+    PyArrayObject *mk = (PyArrayObject *)mask_obj;
+    if (PyArray_NDIM(mk) == 2) {
+        if (PyArray_DIM(mk, 0) != B || PyArray_DIM(mk, 1) != S) {
+            char shape[96];
+            tf_shape_str(mk, shape, sizeof(shape));
+            tf_value_error(st, "%s has shape %s, expected (batch, key_length) = (%lld, %lld)", name,
+                           shape, (long long)B, (long long)S);
+            return -1;
+        }
+        if (!(PyArray_ISINTEGER(mk) || PyArray_ISBOOL(mk) || PyArray_ISFLOAT(mk))) {
+            tf_type_error(st, "%s must hold 0/1 integers, bools or floats, got %s", name, tf_dtype_name(mk));
+            return -1;
+        }
+        arr->key_mask = (PyArrayObject *)PyArray_FROMANY(mask_obj, NPY_BOOL, 2, 2,
+                                                          NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_FORCECAST);
+        if (arr->key_mask == NULL) {
+            return -1;
+        }
+        c->key_mask = PyArray_DATA(arr->key_mask);
+        return 0;
+    }
+    if (PyArray_NDIM(mk) != 4 && PyArray_NDIM(mk) != 3) {
+        tf_value_error(st, "%s must be (batch, key_length) or a 3-D/4-D additive float mask, got %d dimensions",
+                       name, PyArray_NDIM(mk));
+        return -1;
+    }
+    if ((arr->mask = tf_arg_f32(st, mask_obj, name, 3, 4)) == NULL) {
+        return -1;
+    }
+    if (broadcast_bhls(st, arr->mask, name, B, m->H, T, S, &c->m_sb, &c->m_sh, &c->m_sl, &c->m_ss) < 0) {
+        return -1;
+    }
+    c->mask = PyArray_DATA(arr->mask);
+    return 0;
+}
+
+int
+tf_mha_parse(tf_state *st, const tf_mha *m, int64_t B, int64_t T, PyObject *mask_obj,
+             const char *mask_name, PyObject *enc_obj, PyObject *pos_obj, long long offset,
+             PyObject *bias_obj, int output_attentions, tf_mha_arrays *arr, tf_mha_call *c)
+{
+    int64_t S = T;
+    memset(arr, 0, sizeof(*arr));
+    memset(c, 0, sizeof(*c));
+    if (m->cross) {
+        if (enc_obj == NULL || enc_obj == Py_None) {
+            tf_value_error(st, "cross-attention needs encoder_hidden_states");
+            goto fail;
+        }
+        if ((arr->enc = tf_arg_f32(st, enc_obj, "encoder_hidden_states", 3, 3)) == NULL)
+            goto fail;
+        if (PyArray_DIM(arr->enc, 0) != B || PyArray_DIM(arr->enc, 2) != m->kv_hidden) {
+            char shape[96];
+            tf_shape_str(arr->enc, shape, sizeof(shape));
+            tf_value_error(st, "encoder_hidden_states has shape %s, expected (%lld, S, %lld)",
+                           shape, (long long)B, (long long)m->kv_hidden);
+            goto fail;
+        }
+        if (tf_check_nonempty(st, arr->enc, "encoder_hidden_states") < 0 ||
+            tf_check_finite(st, arr->enc, "encoder_hidden_states") < 0)
+            goto fail;
+        S = PyArray_DIM(arr->enc, 1);
+        c->enc = PyArray_DATA(arr->enc);
+    }
+    else if (enc_obj != NULL && enc_obj != Py_None) {
+        tf_value_error(st, "encoder_hidden_states given to a layer without cross-attention");
+        goto fail;
+    }
+    if (mask_obj != NULL && mask_obj != Py_None &&
+        parse_mask(st, m, mask_obj, mask_name, B, T, S, arr, c) < 0)
+        goto fail;
+    if (bias_obj != NULL && bias_obj != Py_None) {
+        if ((arr->bias = tf_arg_f32(st, bias_obj, "bias", 2, 4)) == NULL)
+            goto fail;
+        if (broadcast_bhls(st, arr->bias, "bias", B, m->H, T, S, &c->b_sb, &c->b_sh, &c->b_sl, &c->b_ss) < 0)
+            goto fail;
+        c->bias = PyArray_DATA(arr->bias);
+    }
+    if (pos_obj != NULL && pos_obj != Py_None) {
+        if (m->rotary_dim == 0) {
+            tf_value_error(st, "position_ids given but this layer has no rotary embedding");
+            goto fail;
+        }
+        arr->positions = (PyArrayObject *)PyArray_FROMANY(pos_obj, NPY_INT64, 1, 2, NPY_ARRAY_C_CONTIGUOUS);
+        if (arr->positions == NULL)
+            goto fail;
+        int pnd = PyArray_NDIM(arr->positions);
+        if (PyArray_DIM(arr->positions, pnd - 1) != T || (pnd == 2 && PyArray_DIM(arr->positions, 0) != B)) {
+            tf_value_error(st, "position_ids must be (batch, seq_len) = (%lld, %lld)", (long long)B, (long long)T);
+            goto fail;
+        }
+        if (pnd == 1 && B > 1) {
+            /* (T,) positions shared by the batch: broadcast to (B, T). */
+            npy_intp d[2] = {(npy_intp)B, (npy_intp)T};
+            PyArrayObject *full = (PyArrayObject *)PyArray_SimpleNew(2, d, NPY_INT64);
+            if (full == NULL)
+                goto fail;
+            for (int64_t b = 0; b < B; b++) {
+                memcpy((int64_t *)PyArray_DATA(full) + b * T, PyArray_DATA(arr->positions),
+                       (size_t)T * sizeof(int64_t));
+            }
+            Py_SETREF(arr->positions, full);
+        }
+        c->positions = PyArray_DATA(arr->positions);
+    }
+    if (offset < 0) {
+        tf_value_error(st, "position_offset must be >= 0, got %lld", offset);
+        goto fail;
+    }
+    c->position_offset = offset;
+    if (output_attentions) {
+        npy_intp wdims[4] = {(npy_intp)B, (npy_intp)m->H, (npy_intp)T, (npy_intp)S};
+        if ((arr->weights = (PyArrayObject *)PyArray_SimpleNew(4, wdims, NPY_FLOAT32)) == NULL)
+            goto fail;
+        c->weights = PyArray_DATA(arr->weights);
+    }
+    c->B = B;
+    c->T = T;
+    c->S = S;
+    return 0;
+fail:
+    tf_mha_arrays_release(arr);
+    return -1;
+}
+
+const tf_rows_names tf_hidden_states_names = {"hidden_states", 3, 3, "hidden_size"};
+
+static PyObject *
+mha_call(tf_mha *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"hidden_states", "attention_mask", "encoder_hidden_states",
+                             "position_ids", "position_offset", "bias", "residual",
+                             "output_attentions", "out", NULL};
+    PyObject *x_obj, *mask_obj = Py_None, *enc_obj = Py_None, *pos_obj = Py_None,
+             *bias_obj = Py_None, *res_obj = Py_None, *out_obj = Py_None, *result = NULL;
+    long long offset = 0;
+    int output_attentions = 0;
+    tf_mha_arrays arr = {0};
+    tf_rows_call rows = {0};
+    tf_mha_call c;
+    tf_err err = {0};
+    tf_state *st = tf_state_of((PyObject *)self);
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$OOLOOpO:MultiHeadAttention.__call__",
+                                     kwlist, &x_obj, &mask_obj, &enc_obj, &pos_obj, &offset,
+                                     &bias_obj, &res_obj, &output_attentions, &out_obj)) {
+        return NULL;
+    }
+    /* hidden_states, residual and out follow the row-wise layer rules: (B, T, C) rows */
+    if (tf_rows_call_parse(st, x_obj, res_obj, out_obj, self->hidden, self->hidden,
+                           &tf_hidden_states_names, &rows) < 0)
+        goto done;
+    if (tf_mha_parse(st, self, PyArray_DIM(rows.x, 0), PyArray_DIM(rows.x, 1), mask_obj,
+                     "attention_mask", enc_obj, pos_obj, offset, bias_obj, output_attentions,
+                     &arr, &c) < 0)
+        goto done;
+    if (arr.enc && tf_check_no_overlap(st, rows.out, arr.enc, "encoder_hidden_states") < 0)
+        goto done;
+    c.x = PyArray_DATA(rows.x);
+    c.y = PyArray_DATA(rows.out);
+    c.post = rows.post;
+    c.other = rows.other;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    tf_threads_begin();
+    rc = tf_mha_forward(self, &c, &err);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        tf_err_raise(st, &err);
+        goto done;
+    }
+    result = output_attentions ? PyTuple_Pack(2, rows.out, arr.weights) : Py_NewRef(rows.out);
+done:
+    tf_rows_call_release(&rows);
+    tf_mha_arrays_release(&arr);
+    return result;
+}
+
+static PyObject *
+mha_repr(tf_mha *self)
+{
+    return PyUnicode_FromFormat(
+        "MultiHeadAttention(hidden_size=%lld, num_heads=%lld, num_key_value_heads=%lld, head_dim=%lld, "
+        "is_causal=%s, cross=%s, rotary_dim=%lld)",
+        (long long)self->hidden, (long long)self->H, (long long)self->KVH, (long long)self->D,
+        self->causal ? "True" : "False", self->cross ? "True" : "False", (long long)self->rotary_dim);
+}
+
+static PyObject *
+mha_get_linear(tf_mha *self, void *closure)
+{
+    tf_linear *lin = *(tf_linear **)((char *)self + (Py_ssize_t)closure);
+    if (lin == NULL) {
+        Py_RETURN_NONE;
+    }
+    return Py_NewRef((PyObject *)lin);
+}
+
+static PyObject *
+mha_get_scale(tf_mha *self, void *closure)
+{
+    return PyFloat_FromDouble(self->scale);
+}
+
+static PyMemberDef mha_members[] = {
+    {"hidden_size", T_LONGLONG, offsetof(tf_mha, hidden), READONLY, "C"},
+    {"num_heads", T_LONGLONG, offsetof(tf_mha, H), READONLY, "H"},
+    {"num_key_value_heads", T_LONGLONG, offsetof(tf_mha, KVH), READONLY, "KVH"},
+    {"head_dim", T_LONGLONG, offsetof(tf_mha, D), READONLY, "D"},
+    {"rotary_dim", T_LONGLONG, offsetof(tf_mha, rotary_dim), READONLY, "0 = no rotary embedding"},
+    {"is_causal", T_INT, offsetof(tf_mha, causal), READONLY, NULL},
+    {"is_cross_attention", T_INT, offsetof(tf_mha, cross), READONLY, NULL},
+    {NULL},
+};
+
+static PyGetSetDef mha_getset[] = {
+    {"qkv_proj", (getter)mha_get_linear, NULL, "Fused q/k/v projection (self) or q projection (cross).",
+     (void *)offsetof(tf_mha, qkv)},
+    {"kv_proj", (getter)mha_get_linear, NULL, "Fused k/v projection (cross-attention) or None.",
+     (void *)offsetof(tf_mha, kv)},
+    {"o_proj", (getter)mha_get_linear, NULL, "Output projection.", (void *)offsetof(tf_mha, o)},
+    {"scale", (getter)mha_get_scale, NULL, "Softmax scale applied to q·k.", NULL},
+    {NULL},
+};
+
+PyDoc_STRVAR(mha_doc,
+"MultiHeadAttention(hidden_size, num_heads, *, num_key_value_heads=None, head_dim=None,\n"
+"                   q_weight=None, k_weight=None, v_weight=None, q_bias=None, k_bias=None,\n"
+"                   v_bias=None, qkv_weight=None, qkv_bias=None, o_weight, o_bias=None,\n"
+"                   transposed=False, is_causal=False, scale=None, is_cross_attention=False,\n"
+"                   kv_input_size=None, rotary_dim=None, rope_theta=None, rope_inv_freq=None,\n"
+"                   rope_interleaved=False, sliding_window=0)\n--\n\n"
+"Attention layer: projections, optional rotary embedding, fused attention kernel, output\n"
+"projection. Self-attention fuses q/k/v into one GEMM (give q/k/v weights or an already\n"
+"fused qkv_weight); GQA/MQA via num_key_value_heads without copying K/V. Weights are\n"
+"(out, in) like nn.Linear, or (in, out) with transposed=True (GPT-2 Conv1D).\n"
+"Rotary: rope_theta (default inverse frequencies) or rope_inv_freq (scaled variants) over\n"
+"the first rotary_dim dims of each head, half-split (Llama) or interleaved (GPT-J).\n"
+"sliding_window=W lets each query see itself and the W - 1 keys before it (Mistral).\n\n"
+"Call: ``attn(hidden_states, attention_mask=None, *, encoder_hidden_states=None,\n"
+"position_ids=None, position_offset=0, bias=None, residual=None, output_attentions=False,\n"
+"out=None)``. hidden_states is (B, T, C) float32. attention_mask is HF's (B, S) padding\n"
+"mask (1 = attend) or an additive float mask broadcastable to (B, H, T, S); bias is an\n"
+"additive float bias broadcastable the same way (relative positions). Returns (B, T, C),\n"
+"or (output, attentions) with attentions (B, H, T, S) when output_attentions=True.\n"
+"Queries whose keys are all masked get a zero context vector.");
+
+static PyType_Slot mha_slots[] = {
+    {Py_tp_new, mha_new},
+    {Py_tp_dealloc, mha_dealloc},
+    {Py_tp_traverse, mha_traverse},
+    {Py_tp_clear, mha_clear},
+    {Py_tp_call, mha_call},
+    {Py_tp_repr, mha_repr},
+    {Py_tp_members, mha_members},
+    {Py_tp_getset, mha_getset},
+    {Py_tp_doc, (void *)mha_doc},
+    {0, NULL},
+};
+
+static PyType_Spec mha_spec = {
+    .name = "tfcore.MultiHeadAttention",
+    .basicsize = sizeof(tf_mha),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = mha_slots,
+};
 
 int
 tf_register_mha(PyObject *module, tf_state *st)
 {
-    return 0;
+    return tf_add_type(module, &mha_spec, NULL, &st->MultiHeadAttention);
 }

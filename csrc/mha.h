@@ -40,6 +40,22 @@ typedef struct {
     const float *other;
 } tf_mha_call;
 
+/* Arrays a call holds while it runs (owned references). */
+typedef struct {
+    PyArrayObject *enc, *key_mask, *mask, *bias, *positions, *weights;
+} tf_mha_arrays;
+void tf_mha_arrays_release(tf_mha_arrays *a);
+
+/* Validate the attention inputs of a call on hidden states (B, T, C) and fill c (all but
+ * x, y, post, other). mask_name names the mask argument in messages. Any object may be
+ * NULL or None. output_attentions allocates the (B, H, T, S) weights array. */
+int tf_mha_parse(tf_state *st, const tf_mha *m, int64_t B, int64_t T, PyObject *mask_obj,
+                 const char *mask_name, PyObject *enc_obj, PyObject *pos_obj, long long offset,
+                 PyObject *bias_obj, int output_attentions, tf_mha_arrays *arr, tf_mha_call *c);
+
+/* Argument names for tf_rows_call_parse on (B, T, C) hidden states. */
+extern const tf_rows_names tf_hidden_states_names;
+
 /* Without the GIL. 0 / -1 with err filled. */
 int tf_mha_forward(const tf_mha *m, const tf_mha_call *c, tf_err *err);
 
