@@ -1,8 +1,370 @@
-/* attention.c */
-#include "tfcore.h"
+/* attention.c — tfcore._C.scaled_dot_product_attention: argument checking and broadcasting
+ * for the fused kernel in attn_kernel.c. Query/key/value/out may be any views whose last
+ * axis is contiguous (e.g. a (B, T, H, D) projection seen as (B, H, T, D)): the kernel
+ * reads them in place through strides, so transposed views cost no copy. */
+#include "attn_kernel.h"
+
+#include <math.h>
+#include <string.h>
+
+/* A float32 array of 3 or 4 dims, last axis contiguous, other strides positive multiples
+ * of 4 bytes, aligned (new reference). */
+static PyArrayObject *
+qkv_arg(tf_state *st, PyObject *obj, const char *name)
+{
+    if (!PyArray_Check(obj)) {
+        return (PyArrayObject *)tf_type_error(st, "%s must be a numpy.ndarray of float32, got %s",
+                                              name, Py_TYPE(obj)->tp_name);
+    }
+    PyArrayObject *a = (PyArrayObject *)obj;
+    if (PyArray_TYPE(a) != NPY_FLOAT32) {
+        return (PyArrayObject *)tf_type_error(
+            st, "%s must have dtype float32, got %s (convert once with x.astype(np.float32))",
+            name, tf_dtype_name(a));
+    }
+    int nd = PyArray_NDIM(a);
+    if (nd != 3 && nd != 4) {
+        char shape[96];
+        tf_shape_str(a, shape, sizeof(shape));
+        return (PyArrayObject *)tf_value_error(
+            st, "%s must be (batch, heads, length, head_dim) or (heads, length, head_dim), got shape %s",
+            name, shape);
+    }
+    if (PyArray_SIZE(a) == 0) {
+        char shape[96];
+        tf_shape_str(a, shape, sizeof(shape));
+        return (PyArrayObject *)tf_value_error(st, "%s is empty (shape %s)", name, shape);
+    }
+    int ok = PyArray_ISALIGNED(a) && (PyArray_DIM(a, nd - 1) == 1 || PyArray_STRIDE(a, nd - 1) == 4);
+    for (int i = 0; ok && i < nd - 1; i++) {
+        npy_intp s = PyArray_STRIDE(a, i);
+        ok = PyArray_DIM(a, i) == 1 || (s > 0 && s % 4 == 0);
+    }
+    if (!ok) {
+        return (PyArrayObject *)tf_value_error(
+            st, "%s must have a contiguous last axis and positive strides (views such as "
+                "x.transpose(0, 2, 1, 3) are fine; pass np.ascontiguousarray(%s) otherwise)",
+            name, name);
+    }
+    Py_INCREF(a);
+    return a;
+}
+
+/* Element stride of axis i, 0 for a size-1 axis. */
+static inline int64_t
+estride(PyArrayObject *a, int i)
+{
+    return PyArray_DIM(a, i) == 1 ? 0 : (int64_t)(PyArray_STRIDE(a, i) / PyArray_ITEMSIZE(a));
+}
+
+/* NaN/Inf check of a strided (…, D) array with a contiguous last axis. */
+static int
+check_finite_strided(tf_state *st, PyArrayObject *a, const char *name)
+{
+    if (PyArray_IS_C_CONTIGUOUS(a)) {
+        return tf_check_finite(st, a, name);
+    }
+    /* Rare path (non-contiguous views): let NumPy find it. */
+    PyObject *np = PyImport_ImportModule("numpy");
+    PyObject *res = np ? PyObject_CallMethod(np, "isfinite", "O", a) : NULL;
+    PyObject *all = res ? PyObject_CallMethod(res, "all", NULL) : NULL;
+    int good = all ? PyObject_IsTrue(all) : -1;
+    Py_XDECREF(np);
+    Py_XDECREF(res);
+    Py_XDECREF(all);
+    if (good < 0) {
+        return -1;
+    }
+    if (!good) {
+        tf_value_error(st, "%s contains NaN or Inf (tfcore refuses non-finite inputs)", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* Broadcast strides of a mask/bias (up to 4 dims, right-aligned) to (B, H, L, S). */
+static int
+broadcast4(tf_state *st, PyArrayObject *m, const char *name, const int64_t full[4],
+           int64_t strides[4])
+{
+    int nd = PyArray_NDIM(m);
+    char shape[96];
+    if (nd < 1 || nd > 4) {
+        tf_shape_str(m, shape, sizeof(shape));
+        tf_value_error(st, "%s with shape %s has %d dimensions; expected 1 to 4 broadcasting to "
+                           "(batch, heads, query, key) = (%lld, %lld, %lld, %lld)",
+                       name, shape, nd, (long long)full[0], (long long)full[1],
+                       (long long)full[2], (long long)full[3]);
+        return -1;
+    }
+    for (int d = 0; d < 4; d++) {
+        strides[d] = 0;
+    }
+    for (int i = 0; i < nd; i++) {
+        int d = 4 - nd + i;
+        npy_intp n = PyArray_DIM(m, i);
+        if (n != 1 && n != full[d]) {
+            tf_shape_str(m, shape, sizeof(shape));
+            tf_value_error(st, "%s with shape %s does not broadcast to (batch, heads, query, key) = "
+                               "(%lld, %lld, %lld, %lld)",
+                           name, shape, (long long)full[0], (long long)full[1],
+                           (long long)full[2], (long long)full[3]);
+            return -1;
+        }
+        npy_intp s = PyArray_STRIDE(m, i);
+        if (n != 1 && (s < 0 || s % PyArray_ITEMSIZE(m) != 0)) {
+            tf_value_error(st, "%s must have non-negative, element-aligned strides", name);
+            return -1;
+        }
+        strides[d] = estride(m, i);
+    }
+    return 0;
+}
+
+static int
+parse_window_side(tf_state *st, PyObject *obj, int64_t *out)
+{
+    if (obj == Py_None) {
+        *out = -1;
+        return 0;
+    }
+    long long v = PyLong_AsLongLong(obj);
+    if (v == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        tf_type_error(st, "window entries must be ints >= 0 or None");
+        return -1;
+    }
+    if (v < 0) {
+        tf_value_error(st, "window entries must be >= 0 (or None for unbounded), got %lld", v);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+typedef struct {
+    PyArrayObject *q, *k, *v, *mask, *bias, *out, *weights;
+} sdpa_arrays;
+
+static PyObject *
+sdpa(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"query", "key", "value", "attn_mask", "is_causal", "scale",
+                             "enable_gqa", "window", "bias", "return_weights", "out", NULL};
+    PyObject *q_obj, *k_obj, *v_obj, *mask_obj = Py_None, *scale_obj = Py_None,
+             *window_obj = Py_None, *bias_obj = Py_None, *out_obj = Py_None, *result = NULL;
+    int causal = 0, gqa = 0, return_weights = 0;
+    sdpa_arrays arr = {0};
+    tf_attn_args a;
+    tf_err err = {0};
+    tf_state *st = tf_state_of_module(module);
+    memset(&a, 0, sizeof(a));
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|OpOp$OOpO:scaled_dot_product_attention",
+                                     kwlist, &q_obj, &k_obj, &v_obj, &mask_obj, &causal,
+                                     &scale_obj, &gqa, &window_obj, &bias_obj, &return_weights,
+                                     &out_obj)) {
+        return NULL;
+    }
+    if ((arr.q = qkv_arg(st, q_obj, "query")) == NULL || (arr.k = qkv_arg(st, k_obj, "key")) == NULL ||
+        (arr.v = qkv_arg(st, v_obj, "value")) == NULL)
+        goto done;
+    const int nd = PyArray_NDIM(arr.q);
+    if (PyArray_NDIM(arr.k) != nd || PyArray_NDIM(arr.v) != nd) {
+        tf_value_error(st, "query, key and value must have the same number of dimensions, got %d, %d, %d",
+                       nd, PyArray_NDIM(arr.k), PyArray_NDIM(arr.v));
+        goto done;
+    }
+    const int o = nd - 4;  /* axis offset: -1 for 3-D inputs (no batch axis) */
+    a.B = nd == 4 ? PyArray_DIM(arr.q, 0) : 1;
+    a.H = PyArray_DIM(arr.q, 1 + o);
+    a.L = PyArray_DIM(arr.q, 2 + o);
+    a.D = PyArray_DIM(arr.q, 3 + o);
+    a.KVH = PyArray_DIM(arr.k, 1 + o);
+    a.S = PyArray_DIM(arr.k, 2 + o);
+    a.Dv = PyArray_DIM(arr.v, 3 + o);
+    if (nd == 4 && (PyArray_DIM(arr.k, 0) != a.B || PyArray_DIM(arr.v, 0) != a.B)) {
+        tf_value_error(st, "batch sizes differ: query %lld, key %" NPY_INTP_FMT ", value %" NPY_INTP_FMT,
+                       (long long)a.B, PyArray_DIM(arr.k, 0), PyArray_DIM(arr.v, 0));
+        goto done;
+    }
+    if (PyArray_DIM(arr.k, 3 + o) != a.D) {
+        tf_value_error(st, "key head_dim %" NPY_INTP_FMT " differs from query head_dim %lld",
+                       PyArray_DIM(arr.k, 3 + o), (long long)a.D);
+        goto done;
+    }
+    if (PyArray_DIM(arr.v, 1 + o) != a.KVH || PyArray_DIM(arr.v, 2 + o) != a.S) {
+        tf_value_error(st, "value has %" NPY_INTP_FMT " heads and length %" NPY_INTP_FMT
+                           ", expected key's %lld heads and length %lld",
+                       PyArray_DIM(arr.v, 1 + o), PyArray_DIM(arr.v, 2 + o), (long long)a.KVH, (long long)a.S);
+        goto done;
+    }
+    if (a.KVH != a.H) {
+        if (!gqa) {
+            tf_value_error(st, "query has %lld heads but key/value have %lld; pass enable_gqa=True "
+                               "for grouped-query attention", (long long)a.H, (long long)a.KVH);
+            goto done;
+        }
+        if (a.H % a.KVH != 0) {
+            tf_value_error(st, "query heads (%lld) must be a multiple of key/value heads (%lld)",
+                           (long long)a.H, (long long)a.KVH);
+            goto done;
+        }
+    }
+    if (check_finite_strided(st, arr.q, "query") < 0 || check_finite_strided(st, arr.k, "key") < 0 ||
+        check_finite_strided(st, arr.v, "value") < 0)
+        goto done;
+    if (scale_obj == Py_None) {
+        a.scale = (float)(1.0 / sqrt((double)a.D));
+    }
+    else {
+        double s = PyFloat_AsDouble(scale_obj);
+        if (s == -1.0 && PyErr_Occurred())
+            goto done;
+        if (!isfinite(s)) {
+            tf_value_error(st, "scale must be finite, got %g", s);
+            goto done;
+        }
+        a.scale = (float)s;
+    }
+    const int64_t full[4] = {a.B, a.H, a.L, a.S};
+    if (mask_obj != Py_None) {
+        if (causal) {
+            tf_value_error(st, "pass either attn_mask or is_causal=True, not both (as torch)");
+            goto done;
+        }
+        if (!PyArray_Check(mask_obj)) {
+            tf_type_error(st, "attn_mask must be a numpy.ndarray of bool or float32, got %s",
+                          Py_TYPE(mask_obj)->tp_name);
+            goto done;
+        }
+        arr.mask = (PyArrayObject *)Py_NewRef(mask_obj);
+        int64_t ms[4];
+        if (PyArray_TYPE(arr.mask) == NPY_BOOL) {
+            if (broadcast4(st, arr.mask, "attn_mask", full, ms) < 0)
+                goto done;
+            a.bool_mask = PyArray_DATA(arr.mask);
+            a.bm_sb = ms[0]; a.bm_sh = ms[1]; a.bm_sl = ms[2]; a.bm_ss = ms[3];
+        }
+        else if (PyArray_TYPE(arr.mask) == NPY_FLOAT32) {
+            if (broadcast4(st, arr.mask, "attn_mask", full, ms) < 0)
+                goto done;
+            a.mask = PyArray_DATA(arr.mask);
+            a.m_sb = ms[0]; a.m_sh = ms[1]; a.m_sl = ms[2]; a.m_ss = ms[3];
+        }
+        else {
+            tf_type_error(st, "attn_mask must have dtype bool (True = attend) or float32 (added), got %s",
+                          tf_dtype_name(arr.mask));
+            goto done;
+        }
+    }
+    if (bias_obj != Py_None) {
+        if (!PyArray_Check(bias_obj) || PyArray_TYPE((PyArrayObject *)bias_obj) != NPY_FLOAT32) {
+            tf_type_error(st, "bias must be a float32 numpy.ndarray");
+            goto done;
+        }
+        arr.bias = (PyArrayObject *)Py_NewRef(bias_obj);
+        int64_t bs[4];
+        if (broadcast4(st, arr.bias, "bias", full, bs) < 0)
+            goto done;
+        a.bias = PyArray_DATA(arr.bias);
+        a.b_sb = bs[0]; a.b_sh = bs[1]; a.b_sl = bs[2]; a.b_ss = bs[3];
+    }
+    a.causal = causal;
+    a.window_left = a.window_right = -1;
+    if (window_obj != Py_None) {
+        if (!PyTuple_Check(window_obj) || PyTuple_GET_SIZE(window_obj) != 2) {
+            tf_type_error(st, "window must be a tuple (left, right) of ints or None");
+            goto done;
+        }
+        if (parse_window_side(st, PyTuple_GET_ITEM(window_obj, 0), &a.window_left) < 0 ||
+            parse_window_side(st, PyTuple_GET_ITEM(window_obj, 1), &a.window_right) < 0)
+            goto done;
+    }
+    /* output: (B, H, L, Dv) or (H, L, Dv) */
+    npy_intp odims[4] = {(npy_intp)a.B, (npy_intp)a.H, (npy_intp)a.L, (npy_intp)a.Dv};
+    if (out_obj == Py_None) {
+        if ((arr.out = (PyArrayObject *)PyArray_SimpleNew(nd, odims - o, NPY_FLOAT32)) == NULL)
+            goto done;
+    }
+    else {
+        if ((arr.out = qkv_arg(st, out_obj, "out")) == NULL)
+            goto done;
+        if (PyArray_NDIM(arr.out) != nd || !PyArray_CompareLists(PyArray_DIMS(arr.out), odims - o, nd)) {
+            tf_value_error(st, "out must have the output shape (batch, heads, query length, value head_dim)");
+            goto done;
+        }
+        if (!PyArray_ISWRITEABLE(arr.out)) {
+            tf_value_error(st, "out is read-only");
+            goto done;
+        }
+        if (tf_check_no_overlap(st, arr.out, arr.q, "query") < 0 ||
+            tf_check_no_overlap(st, arr.out, arr.k, "key") < 0 ||
+            tf_check_no_overlap(st, arr.out, arr.v, "value") < 0)
+            goto done;
+    }
+    if (return_weights) {
+        npy_intp wdims[4] = {(npy_intp)a.B, (npy_intp)a.H, (npy_intp)a.L, (npy_intp)a.S};
+        if ((arr.weights = (PyArrayObject *)PyArray_SimpleNew(nd, wdims - o, NPY_FLOAT32)) == NULL)
+            goto done;
+        a.weights = PyArray_DATA(arr.weights);
+    }
+    a.q = PyArray_DATA(arr.q);
+    a.q_sb = nd == 4 ? estride(arr.q, 0) : 0; a.q_sh = estride(arr.q, 1 + o); a.q_sl = estride(arr.q, 2 + o);
+    a.k = PyArray_DATA(arr.k);
+    a.k_sb = nd == 4 ? estride(arr.k, 0) : 0; a.k_sh = estride(arr.k, 1 + o); a.k_ss = estride(arr.k, 2 + o);
+    a.v = PyArray_DATA(arr.v);
+    a.v_sb = nd == 4 ? estride(arr.v, 0) : 0; a.v_sh = estride(arr.v, 1 + o); a.v_ss = estride(arr.v, 2 + o);
+    a.out = PyArray_DATA(arr.out);
+    a.o_sb = nd == 4 ? estride(arr.out, 0) : 0; a.o_sh = estride(arr.out, 1 + o); a.o_sl = estride(arr.out, 2 + o);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    tf_threads_begin();
+    rc = tf_attention(&a, &err);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        tf_err_raise(st, &err);
+        goto done;
+    }
+    result = return_weights ? PyTuple_Pack(2, arr.out, arr.weights) : Py_NewRef(arr.out);
+done:
+    Py_XDECREF(arr.q);
+    Py_XDECREF(arr.k);
+    Py_XDECREF(arr.v);
+    Py_XDECREF(arr.mask);
+    Py_XDECREF(arr.bias);
+    Py_XDECREF(arr.out);
+    Py_XDECREF(arr.weights);
+    return result;
+}
+
+PyDoc_STRVAR(sdpa_doc,
+"scaled_dot_product_attention($module, query, key, value, attn_mask=None, is_causal=False,\n"
+"                             scale=None, enable_gqa=False, *, window=None, bias=None,\n"
+"                             return_weights=False, out=None)\n--\n\n"
+"softmax(query @ key.T * scale + mask + bias) @ value, fused, with the semantics of\n"
+"torch.nn.functional.scaled_dot_product_attention (no dropout).\n\n"
+"query (B, H, L, D), key (B, KVH, S, D), value (B, KVH, S, Dv) float32 (3-D without B also\n"
+"works). Views with a contiguous last axis are read in place. attn_mask: bool (True = take\n"
+"part) or float32 (added), broadcastable to (B, H, L, S) without copies. is_causal: key j\n"
+"visible to query i when j <= i (top-left aligned when L != S, like torch). scale defaults\n"
+"to 1/sqrt(D). enable_gqa: H may be a multiple of KVH (query head h uses key/value head\n"
+"h // (H // KVH), without copying K/V).\n\n"
+"window=(left, right): query i sees keys i-left .. i+right (None = unbounded on that side).\n"
+"bias: float32 added to the scores, broadcastable like the mask (relative position biases).\n"
+"return_weights=True returns (output, weights) with the (B, H, L, S) probabilities.\n"
+"out: a preallocated (B, H, L, Dv) float32 array (or view) to write.\n\n"
+"Fully masked rows: a query that can see no key (all False, or all -inf) gets an output\n"
+"of zeros and zero weights. torch returns NaN there; zeros keep padded batches finite.\n"
+"Inputs with NaN or Inf in query/key/value are refused; masks and bias may hold -inf.");
+
+static PyMethodDef attention_methods[] = {
+    {"scaled_dot_product_attention", (PyCFunction)(void (*)(void))sdpa,
+     METH_VARARGS | METH_KEYWORDS, sdpa_doc},
+    {NULL, NULL, 0, NULL},
+};
 
 int
 tf_register_attention(PyObject *module, tf_state *st)
 {
-    return 0;
+    return PyModule_AddFunctions(module, attention_methods);
 }

@@ -1,8 +1,397 @@
-/* norm.c */
-#include "tfcore.h"
+/* norm.c — LayerNorm and RMSNorm over the last axis, with an optional fused residual add.
+ *
+ * One row at a time: statistics in a first pass over s = x + residual (two-pass variance,
+ * numerically sound for rows with a large mean), then the normalised, scaled row.
+ */
+#include "ops.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+/* Rows smaller than this much work stay on one thread. */
+#define PARALLEL_MIN_ELEMS 32768
+
+/* ------------------------------------------------------------------ reference path */
+
+/* s is (C,) row (or x + r), y is (C,) */
+static void
+norm_row_ref(const tf_norm *n, const float *x, const float *r, float *s_out, float *y)
+{
+    const int64_t C = n->C;
+    double sum = 0.0, sq = 0.0;
+    for (int64_t i = 0; i < C; i++) {
+        float s = r ? x[i] + r[i] : x[i];
+        if (s_out) {
+            s_out[i] = s;
+        }
+        sum += s;
+    }
+    const float *s_row = s_out ? s_out : NULL;
+    double mean = n->kind == TF_NORM_LAYER ? sum / (double)C : 0.0;
+    for (int64_t i = 0; i < C; i++) {
+        double s = s_row ? s_row[i] : (r ? (double)(x[i] + r[i]) : x[i]);
+        sq += (s - mean) * (s - mean);
+    }
+    float inv = (float)(1.0 / sqrt(sq / (double)C + (double)n->eps));
+    for (int64_t i = 0; i < C; i++) {
+        float s = s_row ? s_row[i] : (r ? x[i] + r[i] : x[i]);
+        float v = (s - (float)mean) * inv * n->gamma[i];
+        y[i] = n->beta ? v + n->beta[i] : v;
+    }
+}
+
+/* ------------------------------------------------------------------ AVX-512 path */
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+
+AVX512 static inline __m512
+load_sum(const float *x, const float *r, int64_t i, __mmask16 m)
+{
+    __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    return r ? _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, r + i)) : v;
+}
+
+/* x, r, s_out, y are (C,) rows */
+AVX512 static void
+norm_row_avx512(const tf_norm *n, const float *x, const float *r, float *s_out, float *y)
+{
+    const int64_t C = n->C;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < C; i += 16) {
+        __mmask16 m = C - i >= 16 ? 0xFFFF : (__mmask16)((1u << (C - i)) - 1);
+        __m512 s = load_sum(x, r, i, m);
+        if (s_out) {
+            _mm512_mask_storeu_ps(s_out + i, m, s);
+        }
+        acc = _mm512_add_ps(acc, s);
+    }
+    /* After s_out is written, read the sum from there (one stream instead of two). */
+    const float *src = s_out ? s_out : x;
+    const float *res = s_out ? NULL : r;
+    const float mean = n->kind == TF_NORM_LAYER ? _mm512_reduce_add_ps(acc) / (float)C : 0.0f;
+    const __m512 vmean = _mm512_set1_ps(mean);
+    __m512 sq = _mm512_setzero_ps();
+    for (int64_t i = 0; i < C; i += 16) {
+        __mmask16 m = C - i >= 16 ? 0xFFFF : (__mmask16)((1u << (C - i)) - 1);
+        __m512 d = _mm512_maskz_sub_ps(m, load_sum(src, res, i, m), vmean);
+        sq = _mm512_fmadd_ps(d, d, sq);
+    }
+    const float inv = 1.0f / sqrtf(_mm512_reduce_add_ps(sq) / (float)C + n->eps);
+    const __m512 vinv = _mm512_set1_ps(inv);
+    for (int64_t i = 0; i < C; i += 16) {
+        __mmask16 m = C - i >= 16 ? 0xFFFF : (__mmask16)((1u << (C - i)) - 1);
+        __m512 v = _mm512_mul_ps(_mm512_sub_ps(load_sum(src, res, i, m), vmean), vinv);
+        v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, n->gamma + i));
+        if (n->beta) {
+            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, n->beta + i));
+        }
+        _mm512_mask_storeu_ps(y + i, m, v);
+    }
+}
+
+void
+tf_norm_rows(const tf_norm *n, const float *x, const float *residual, float *sum_out,
+             float *y, int64_t M)
+{
+    const int64_t C = n->C;
+    const int fast = tf_cpu_has_avx512() && !tf_force_reference;
+#pragma omp parallel for schedule(static) if (M * C >= PARALLEL_MIN_ELEMS && M > 1)
+    for (int64_t row = 0; row < M; row++) {
+        const float *xr = x + row * C;
+        const float *rr = residual ? residual + row * C : NULL;
+        float *sr = sum_out ? sum_out + row * C : NULL;
+        if (fast) {
+            norm_row_avx512(n, xr, rr, sr, y + row * C);
+        }
+        else {
+            norm_row_ref(n, xr, rr, sr, y + row * C);
+        }
+    }
+}
+
+void
+tf_norm_apply(PyObject *norm, const float *x, const float *residual, float *sum_out, float *y,
+              int64_t M)
+{
+    tf_norm_rows((const tf_norm *)norm, x, residual, sum_out, y, M);
+}
+
+int
+tf_norm_check(tf_state *st, PyObject *obj)
+{
+    return PyObject_TypeCheck(obj, st->LayerNorm) || PyObject_TypeCheck(obj, st->RMSNorm);
+}
+
+int64_t
+tf_norm_size(PyObject *norm)
+{
+    return ((const tf_norm *)norm)->C;
+}
+
+/* ------------------------------------------------------------------ Python types */
+
+static float *
+copy_vector(tf_state *st, PyObject *obj, const char *name, int64_t expect, float add)
+{
+    PyArrayObject *a = tf_arg_f32(st, obj, name, 1, 1);
+    float *out = NULL;
+    if (a == NULL) {
+        return NULL;
+    }
+    if (expect >= 0 && PyArray_DIM(a, 0) != expect) {
+        tf_value_error(st, "%s has %" NPY_INTP_FMT " elements, expected %lld like weight", name,
+                       PyArray_DIM(a, 0), (long long)expect);
+        goto done;
+    }
+    if (tf_check_nonempty(st, a, name) < 0 || tf_check_finite(st, a, name) < 0) {
+        goto done;
+    }
+    out = tf_malloc((size_t)PyArray_DIM(a, 0) * sizeof(float));
+    if (out == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const float *src = PyArray_DATA(a);
+    for (npy_intp i = 0; i < PyArray_DIM(a, 0); i++) {
+        out[i] = src[i] + add;
+    }
+done:
+    Py_DECREF(a);
+    return out;
+}
+
+static int
+parse_eps(tf_state *st, double eps, float *out)
+{
+    if (!(eps > 0.0) || !isfinite(eps) || eps > 1.0) {
+        tf_value_error(st, "eps must be in (0, 1], got %g", eps);
+        return -1;
+    }
+    *out = (float)eps;
+    return 0;
+}
+
+static PyObject *
+layer_norm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"weight", "bias", "eps", NULL};
+    PyObject *w_obj, *b_obj = Py_None;
+    double eps = 1e-5;
+    tf_state *st = tf_state_of_type(type);
+    tf_norm *self;
+    if (st == NULL || !PyArg_ParseTupleAndKeywords(args, kwds, "O|O$d:LayerNorm", kwlist, &w_obj,
+                                                   &b_obj, &eps)) {
+        return NULL;
+    }
+    if ((self = (tf_norm *)type->tp_alloc(type, 0)) == NULL) {
+        return NULL;
+    }
+    self->kind = TF_NORM_LAYER;
+    if (parse_eps(st, eps, &self->eps) < 0 ||
+        (self->gamma = copy_vector(st, w_obj, "weight", -1, 0.0f)) == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->C = PyArray_DIM((PyArrayObject *)w_obj, 0);
+    if (b_obj != Py_None && (self->beta = copy_vector(st, b_obj, "bias", self->C, 0.0f)) == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static PyObject *
+rms_norm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"weight", "eps", "offset", NULL};
+    PyObject *w_obj;
+    double eps = 1e-6;
+    int offset = 0;
+    tf_state *st = tf_state_of_type(type);
+    tf_norm *self;
+    if (st == NULL || !PyArg_ParseTupleAndKeywords(args, kwds, "O|$dp:RMSNorm", kwlist, &w_obj,
+                                                   &eps, &offset)) {
+        return NULL;
+    }
+    if ((self = (tf_norm *)type->tp_alloc(type, 0)) == NULL) {
+        return NULL;
+    }
+    self->kind = TF_NORM_RMS;
+    self->offset = offset;
+    if (parse_eps(st, eps, &self->eps) < 0 ||
+        (self->gamma = copy_vector(st, w_obj, "weight", -1, offset ? 1.0f : 0.0f)) == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->C = PyArray_DIM((PyArrayObject *)w_obj, 0);
+    return (PyObject *)self;
+}
+
+static void
+norm_dealloc(tf_norm *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    tf_free(self->gamma);
+    tf_free(self->beta);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+norm_call(tf_norm *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"x", "residual", "out", NULL};
+    PyObject *x_obj, *res_obj = Py_None, *out_obj = Py_None;
+    PyArrayObject *x = NULL, *res = NULL, *out = NULL;
+    tf_state *st = tf_state_of((PyObject *)self);
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$O:__call__", kwlist, &x_obj, &res_obj, &out_obj)) {
+        return NULL;
+    }
+    if ((x = tf_arg_f32(st, x_obj, "x", 1, NPY_MAXDIMS)) == NULL)
+        goto fail;
+    const int nd = PyArray_NDIM(x);
+    if (PyArray_DIM(x, nd - 1) != self->C) {
+        tf_value_error(st, "x has last dim %" NPY_INTP_FMT ", expected normalized size %lld",
+                       PyArray_DIM(x, nd - 1), (long long)self->C);
+        goto fail;
+    }
+    if (tf_check_nonempty(st, x, "x") < 0 || tf_check_finite(st, x, "x") < 0)
+        goto fail;
+    if (res_obj != Py_None) {
+        if ((res = tf_arg_f32(st, res_obj, "residual", nd, nd)) == NULL)
+            goto fail;
+        if (!PyArray_SAMESHAPE(res, x)) {
+            tf_value_error(st, "residual must have the shape of x");
+            goto fail;
+        }
+        if (tf_check_finite(st, res, "residual") < 0)
+            goto fail;
+    }
+    /* Row-wise: out may be x itself (in-place), but not a shifted overlap. */
+    if ((out = tf_out_f32(st, out_obj, nd, PyArray_DIMS(x))) == NULL)
+        goto fail;
+    if ((PyArray_DATA(out) != PyArray_DATA(x) && tf_check_no_overlap(st, out, x, "x") < 0) ||
+        (res && PyArray_DATA(out) != PyArray_DATA(res) && tf_check_no_overlap(st, out, res, "residual") < 0))
+        goto fail;
+    const int64_t M = (int64_t)(PyArray_SIZE(x) / self->C);
+    Py_BEGIN_ALLOW_THREADS
+    tf_threads_begin();
+    tf_norm_rows(self, PyArray_DATA(x), res ? PyArray_DATA(res) : NULL, NULL, PyArray_DATA(out), M);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(x);
+    Py_XDECREF(res);
+    return (PyObject *)out;
+fail:
+    Py_XDECREF(x);
+    Py_XDECREF(res);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+static PyObject *
+norm_repr(tf_norm *self)
+{
+    char eps[32];
+    snprintf(eps, sizeof(eps), "%g", (double)self->eps);
+    if (self->kind == TF_NORM_LAYER) {
+        return PyUnicode_FromFormat("LayerNorm(%lld, eps=%s, bias=%s)", (long long)self->C, eps,
+                                    self->beta ? "True" : "False");
+    }
+    return PyUnicode_FromFormat("RMSNorm(%lld, eps=%s%s)", (long long)self->C, eps,
+                                self->offset ? ", offset=True" : "");
+}
+
+static PyObject *
+norm_get_vector(tf_norm *self, void *closure)
+{
+    int bias = closure != NULL;
+    const float *src = bias ? self->beta : self->gamma;
+    if (src == NULL) {
+        Py_RETURN_NONE;
+    }
+    npy_intp n = (npy_intp)self->C;
+    PyArrayObject *a = (PyArrayObject *)PyArray_SimpleNew(1, &n, NPY_FLOAT32);
+    if (a == NULL) {
+        return NULL;
+    }
+    float *dst = PyArray_DATA(a);
+    for (npy_intp i = 0; i < n; i++) {
+        dst[i] = (!bias && self->offset) ? src[i] - 1.0f : src[i];
+    }
+    return (PyObject *)a;
+}
+
+static PyObject *
+norm_get_eps(tf_norm *self, void *closure)
+{
+    return PyFloat_FromDouble(self->eps);
+}
+
+static PyObject *
+norm_get_shape(tf_norm *self, void *closure)
+{
+    return Py_BuildValue("(L)", (long long)self->C);
+}
+
+static PyGetSetDef norm_getset[] = {
+    {"weight", (getter)norm_get_vector, NULL, "The weight as given (a new array).", NULL},
+    {"bias", (getter)norm_get_vector, NULL, "The bias (LayerNorm) or None.", (void *)1},
+    {"eps", (getter)norm_get_eps, NULL, "Epsilon added to the variance.", NULL},
+    {"normalized_shape", (getter)norm_get_shape, NULL, "(C,)", NULL},
+    {NULL},
+};
+
+PyDoc_STRVAR(layer_norm_doc,
+"LayerNorm(weight, bias=None, *, eps=1e-05)\n--\n\n"
+"Layer normalisation over the last axis like torch.nn.LayerNorm: weight and bias are\n"
+"float32 (C,). Call: ``ln(x, residual=None, *, out=None)`` normalises x + residual.\n"
+"out may be x (in place).");
+
+PyDoc_STRVAR(rms_norm_doc,
+"RMSNorm(weight, *, eps=1e-06, offset=False)\n--\n\n"
+"Root-mean-square normalisation over the last axis (Llama, T5): x / sqrt(mean(x^2) + eps)\n"
+"* weight. offset=True multiplies by (1 + weight) (Gemma's storage). Call as LayerNorm.");
+
+static PyType_Slot layer_norm_slots[] = {
+    {Py_tp_new, layer_norm_new},
+    {Py_tp_dealloc, norm_dealloc},
+    {Py_tp_call, norm_call},
+    {Py_tp_repr, norm_repr},
+    {Py_tp_getset, norm_getset},
+    {Py_tp_doc, (void *)layer_norm_doc},
+    {0, NULL},
+};
+
+static PyType_Slot rms_norm_slots[] = {
+    {Py_tp_new, rms_norm_new},
+    {Py_tp_dealloc, norm_dealloc},
+    {Py_tp_call, norm_call},
+    {Py_tp_repr, norm_repr},
+    {Py_tp_getset, norm_getset},
+    {Py_tp_doc, (void *)rms_norm_doc},
+    {0, NULL},
+};
+
+static PyType_Spec layer_norm_spec = {
+    .name = "tfcore.LayerNorm",
+    .basicsize = sizeof(tf_norm),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = layer_norm_slots,
+};
+
+static PyType_Spec rms_norm_spec = {
+    .name = "tfcore.RMSNorm",
+    .basicsize = sizeof(tf_norm),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = rms_norm_slots,
+};
 
 int
 tf_register_norm(PyObject *module, tf_state *st)
 {
-    return 0;
+    if (tf_add_type(module, &layer_norm_spec, NULL, &st->LayerNorm) < 0) {
+        return -1;
+    }
+    return tf_add_type(module, &rms_norm_spec, NULL, &st->RMSNorm);
 }

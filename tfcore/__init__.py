@@ -11,8 +11,13 @@ _ONEDNN_PATH = _preload_onednn()
 
 from . import _C  # noqa: E402
 from ._C import (  # noqa: E402
+    Embedding,
     FeedForward,
+    LayerNorm,
     Linear,
+    MultiHeadAttention,
+    RMSNorm,
+    TransformerBlock,
     OneDNNError,
     TfcoreError,
     TfcoreTypeError,
@@ -21,12 +26,19 @@ from ._C import (  # noqa: E402
     set_num_threads,
 )
 from ._config import show_config, threads  # noqa: E402
+from . import functional  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Embedding",
     "FeedForward",
+    "LayerNorm",
     "Linear",
+    "MultiHeadAttention",
+    "RMSNorm",
+    "TransformerBlock",
+    "functional",
     "OneDNNError",
     "TfcoreError",
     "TfcoreTypeError",

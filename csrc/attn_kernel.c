@@ -1,0 +1,628 @@
+/* attn_kernel.c — fused scaled-dot-product attention with online softmax.
+ *
+ * Three paths, same semantics (see attn_kernel.h):
+ *   tile   (AVX-512, L > DECODE_MAX_L): one work item is (b, h, block of BQ queries). The
+ *          queries of the block are packed transposed once, Qᵀ (D, BQ), so every kernel
+ *          below vectorises over queries: a key element is broadcast against 16 queries.
+ *          K and V are read in place. Key blocks of BK run an online softmax per query
+ *          lane, and Oᵀ (Dv, BQ) accumulates in L1. Only the key range some query of the
+ *          block can see is visited, so causal and windowed attention skip masked blocks.
+ *          Memory: O(BQ (D + Dv + BK)) per thread, never L x S.
+ *   decode (AVX-512, L <= DECODE_MAX_L): dot products along D per (query, key); long key
+ *          ranges are split across threads and the partial softmax states merged, so a
+ *          single query over a long cache keeps every core busy.
+ *   reference (plain C, any CPU; forced by tests): one query row at a time.
+ * The attention weights, when asked for, are written by a second pass from the final
+ * log-sum-exp of each row.
+ */
+#include "attn_kernel.h"
+
+#include "simd.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BQ 64            /* queries per tile: 4 vectors of 16 lanes */
+#define BK 64            /* keys per tile */
+#define DECODE_MAX_L 4   /* at most this many query rows use the decode path */
+#define DECODE_MIN_SPLIT 256  /* keys per split of the decode path, at least */
+
+/* ------------------------------------------------------------------ shared helpers */
+
+/* The interval [lo, hi) of keys query i may see before masks: causal, window, kv_len. */
+static inline void
+row_range(const tf_attn_args *a, int64_t b, int64_t i, int64_t *lo, int64_t *hi)
+{
+    int64_t l = 0, h = a->S;
+    if (a->kv_len != NULL && a->kv_len[b] < h) {
+        h = a->kv_len[b] < 0 ? 0 : a->kv_len[b];
+    }
+    if (a->causal && i + a->causal_offset + 1 < h) {
+        h = i + a->causal_offset + 1;
+    }
+    if (a->window_right >= 0 && i + a->window_right + 1 < h) {
+        h = i + a->window_right + 1;
+    }
+    if (a->window_left >= 0 && i - a->window_left > l) {
+        l = i - a->window_left;
+    }
+    *lo = l;
+    *hi = h > l ? h : l;
+}
+
+static inline int
+has_extra(const tf_attn_args *a)
+{
+    return a->bool_mask != NULL || a->mask != NULL || a->bias != NULL;
+}
+
+/* What masks and biases add to the scaled score of (b, h, i, j): -inf hides the key. */
+static inline float
+extra_at(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, int64_t j)
+{
+    float add = 0.0f;
+    if (a->bool_mask != NULL &&
+        !a->bool_mask[b * a->bm_sb + h * a->bm_sh + i * a->bm_sl + j * a->bm_ss]) {
+        return -INFINITY;
+    }
+    if (a->mask != NULL) {
+        add += a->mask[b * a->m_sb + h * a->m_sh + i * a->m_sl + j * a->m_ss];
+    }
+    if (a->bias != NULL) {
+        add += a->bias[b * a->b_sb + h * a->b_sh + i * a->b_sl + j * a->b_ss];
+    }
+    return add;
+}
+
+/* Extras that do not depend on the query (padding masks (B, 1, 1, S), key biases) can be
+ * applied as one broadcast value per key. */
+static inline int
+extra_per_key_only(const tf_attn_args *a)
+{
+    return (a->bool_mask == NULL || a->bm_sl == 0) && (a->mask == NULL || a->m_sl == 0) &&
+           (a->bias == NULL || a->b_sl == 0);
+}
+
+static inline const float *q_row(const tf_attn_args *a, int64_t b, int64_t h, int64_t i)
+{
+    return a->q + b * a->q_sb + h * a->q_sh + i * a->q_sl;
+}
+static inline const float *k_row(const tf_attn_args *a, int64_t b, int64_t kh, int64_t j)
+{
+    return a->k + b * a->k_sb + kh * a->k_sh + j * a->k_ss;
+}
+static inline const float *v_row(const tf_attn_args *a, int64_t b, int64_t kh, int64_t j)
+{
+    return a->v + b * a->v_sb + kh * a->v_sh + j * a->v_ss;
+}
+static inline float *o_row(const tf_attn_args *a, int64_t b, int64_t h, int64_t i)
+{
+    return a->out + b * a->o_sb + h * a->o_sh + i * a->o_sl;
+}
+
+/* The scaled, masked score of (b, h, i, j) computed plainly (reference and weights pass). */
+static float
+score_ref(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, int64_t j)
+{
+    const int64_t kh = h / (a->H / a->KVH);
+    const float *q = q_row(a, b, h, i), *k = k_row(a, b, kh, j);
+    double dot = 0.0;
+    for (int64_t d = 0; d < a->D; d++) {
+        dot += (double)q[d] * (double)k[d];
+    }
+    return (float)dot * a->scale + (has_extra(a) ? extra_at(a, b, h, i, j) : 0.0f);
+}
+
+/* ------------------------------------------------------------------ reference path */
+
+/* One query row: out (Dv,), lse, using scores (S,) and acc (Dv,) as scratch. */
+static void
+attend_row_ref(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, float *scores,
+               double *acc)
+{
+    const int64_t kh = h / (a->H / a->KVH), Dv = a->Dv;
+    int64_t lo, hi;
+    float *out = o_row(a, b, h, i);
+    row_range(a, b, i, &lo, &hi);
+    float m = -INFINITY;
+    for (int64_t j = lo; j < hi; j++) {
+        scores[j] = score_ref(a, b, h, i, j);
+        m = scores[j] > m ? scores[j] : m;
+    }
+    for (int64_t d = 0; d < Dv; d++) {
+        out[d] = 0.0f;
+    }
+    if (m == -INFINITY) {
+        if (a->lse) {
+            a->lse[(b * a->H + h) * a->L + i] = -INFINITY;
+        }
+        return;
+    }
+    double sum = 0.0;
+    memset(acc, 0, (size_t)Dv * sizeof(double));
+    for (int64_t j = lo; j < hi; j++) {
+        double p = exp((double)scores[j] - (double)m);
+        sum += p;
+        const float *v = v_row(a, b, kh, j);
+        for (int64_t d = 0; d < Dv; d++) {
+            acc[d] += p * v[d];
+        }
+    }
+    for (int64_t d = 0; d < Dv; d++) {
+        out[d] = (float)(acc[d] / sum);
+    }
+    if (a->lse) {
+        a->lse[(b * a->H + h) * a->L + i] = (float)((double)m + log(sum));
+    }
+}
+
+static int
+attention_ref(const tf_attn_args *a)
+{
+    int failed = 0;
+#pragma omp parallel
+    {
+        float *scores = malloc((size_t)(a->S > 0 ? a->S : 1) * sizeof(float));
+        double *acc = malloc((size_t)(a->Dv > 0 ? a->Dv : 1) * sizeof(double));
+        const int ok = scores != NULL && acc != NULL;
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 4) collapse(2)
+        for (int64_t bh = 0; bh < a->B * a->H; bh++) {
+            for (int64_t i = 0; i < a->L; i++) {
+                if (ok) {
+                    attend_row_ref(a, bh / a->H, bh % a->H, i, scores, acc);
+                }
+            }
+        }
+        free(scores);
+        free(acc);
+    }
+    return failed ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------ tile path (AVX-512) */
+
+typedef struct {
+    float *qt;   /* (D, BQ)  packed queries of the block, zero in unused lanes */
+    float *st;   /* (BK, BQ) scores, then probabilities, key-major */
+    float *ot;   /* (Dv, BQ) output accumulator */
+} tile_scratch;
+
+/* st[c][:] for keys c < nk of this block: 4 keys x 64 queries per register tile.
+ * qt is (D, BQ), k rows have stride k_ss; st is (nk, BQ). */
+TF_AVX512 static void
+qk_tile(const float *qt, const float *k, int64_t k_ss, int64_t D, int64_t nk, float *st)
+{
+    int64_t c = 0;
+    for (; c + 4 <= nk; c += 4) {
+        __m512 acc[4][4];
+        for (int r = 0; r < 4; r++)
+            for (int v = 0; v < 4; v++)
+                acc[r][v] = _mm512_setzero_ps();
+        const float *k0 = k + c * k_ss, *k1 = k0 + k_ss, *k2 = k1 + k_ss, *k3 = k2 + k_ss;
+        for (int64_t d = 0; d < D; d++) {
+            const float *q = qt + d * BQ;
+            __m512 q0 = _mm512_loadu_ps(q), q1 = _mm512_loadu_ps(q + 16),
+                   q2 = _mm512_loadu_ps(q + 32), q3 = _mm512_loadu_ps(q + 48);
+            __m512 b0 = _mm512_set1_ps(k0[d]), b1 = _mm512_set1_ps(k1[d]),
+                   b2 = _mm512_set1_ps(k2[d]), b3 = _mm512_set1_ps(k3[d]);
+            acc[0][0] = _mm512_fmadd_ps(b0, q0, acc[0][0]); acc[0][1] = _mm512_fmadd_ps(b0, q1, acc[0][1]);
+            acc[0][2] = _mm512_fmadd_ps(b0, q2, acc[0][2]); acc[0][3] = _mm512_fmadd_ps(b0, q3, acc[0][3]);
+            acc[1][0] = _mm512_fmadd_ps(b1, q0, acc[1][0]); acc[1][1] = _mm512_fmadd_ps(b1, q1, acc[1][1]);
+            acc[1][2] = _mm512_fmadd_ps(b1, q2, acc[1][2]); acc[1][3] = _mm512_fmadd_ps(b1, q3, acc[1][3]);
+            acc[2][0] = _mm512_fmadd_ps(b2, q0, acc[2][0]); acc[2][1] = _mm512_fmadd_ps(b2, q1, acc[2][1]);
+            acc[2][2] = _mm512_fmadd_ps(b2, q2, acc[2][2]); acc[2][3] = _mm512_fmadd_ps(b2, q3, acc[2][3]);
+            acc[3][0] = _mm512_fmadd_ps(b3, q0, acc[3][0]); acc[3][1] = _mm512_fmadd_ps(b3, q1, acc[3][1]);
+            acc[3][2] = _mm512_fmadd_ps(b3, q2, acc[3][2]); acc[3][3] = _mm512_fmadd_ps(b3, q3, acc[3][3]);
+        }
+        for (int r = 0; r < 4; r++)
+            for (int v = 0; v < 4; v++)
+                _mm512_storeu_ps(st + (c + r) * BQ + 16 * v, acc[r][v]);
+    }
+    for (; c < nk; c++) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        const float *kc = k + c * k_ss;
+        for (int64_t d = 0; d < D; d++) {
+            const float *q = qt + d * BQ;
+            __m512 b = _mm512_set1_ps(kc[d]);
+            a0 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q), a0);
+            a1 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 16), a1);
+            a2 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 32), a2);
+            a3 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 48), a3);
+        }
+        _mm512_storeu_ps(st + c * BQ, a0);
+        _mm512_storeu_ps(st + c * BQ + 16, a1);
+        _mm512_storeu_ps(st + c * BQ + 32, a2);
+        _mm512_storeu_ps(st + c * BQ + 48, a3);
+    }
+}
+
+/* ot[dv][:] += sum_c st[c][:] * v[c][dv]: 4 value dims x 64 queries per register tile.
+ * st is (nk, BQ), v rows have stride v_ss, ot is (Dv, BQ). */
+TF_AVX512 static void
+pv_tile(const float *st, const float *v, int64_t v_ss, int64_t nk, int64_t Dv, float *ot)
+{
+    int64_t dv = 0;
+    for (; dv + 4 <= Dv; dv += 4) {
+        __m512 acc[4][4];
+        for (int r = 0; r < 4; r++)
+            for (int u = 0; u < 4; u++)
+                acc[r][u] = _mm512_loadu_ps(ot + (dv + r) * BQ + 16 * u);
+        for (int64_t c = 0; c < nk; c++) {
+            const float *p = st + c * BQ, *vc = v + c * v_ss + dv;
+            __m512 p0 = _mm512_loadu_ps(p), p1 = _mm512_loadu_ps(p + 16),
+                   p2 = _mm512_loadu_ps(p + 32), p3 = _mm512_loadu_ps(p + 48);
+            for (int r = 0; r < 4; r++) {
+                __m512 b = _mm512_set1_ps(vc[r]);
+                acc[r][0] = _mm512_fmadd_ps(b, p0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(b, p1, acc[r][1]);
+                acc[r][2] = _mm512_fmadd_ps(b, p2, acc[r][2]);
+                acc[r][3] = _mm512_fmadd_ps(b, p3, acc[r][3]);
+            }
+        }
+        for (int r = 0; r < 4; r++)
+            for (int u = 0; u < 4; u++)
+                _mm512_storeu_ps(ot + (dv + r) * BQ + 16 * u, acc[r][u]);
+    }
+    for (; dv < Dv; dv++) {
+        float *o = ot + dv * BQ;
+        __m512 a0 = _mm512_loadu_ps(o), a1 = _mm512_loadu_ps(o + 16),
+               a2 = _mm512_loadu_ps(o + 32), a3 = _mm512_loadu_ps(o + 48);
+        for (int64_t c = 0; c < nk; c++) {
+            const float *p = st + c * BQ;
+            __m512 b = _mm512_set1_ps(v[c * v_ss + dv]);
+            a0 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p), a0);
+            a1 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p + 16), a1);
+            a2 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p + 32), a2);
+            a3 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p + 48), a3);
+        }
+        _mm512_storeu_ps(o, a0);
+        _mm512_storeu_ps(o + 16, a1);
+        _mm512_storeu_ps(o + 32, a2);
+        _mm512_storeu_ps(o + 48, a3);
+    }
+}
+
+/* One work item: queries i0 .. i0 + nq - 1 of head h in batch b. */
+TF_AVX512 static void
+attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq,
+            tile_scratch *ts)
+{
+    const int64_t D = a->D, Dv = a->Dv, kh = h / (a->H / a->KVH);
+    int32_t lo[BQ], hi[BQ];
+    int64_t jmin = a->S, jmax = 0;
+    for (int64_t r = 0; r < BQ; r++) {
+        int64_t l = 0, u = 0;
+        if (r < nq) {
+            row_range(a, b, i0 + r, &l, &u);
+        }
+        lo[r] = (int32_t)l;
+        hi[r] = (int32_t)u;  /* unused lanes see nothing */
+        if (u > l) {
+            jmin = l < jmin ? l : jmin;
+            jmax = u > jmax ? u : jmax;
+        }
+    }
+    /* Qᵀ: qt[d][r] = q[i0 + r][d] */
+    for (int64_t d = 0; d < D; d++) {
+        for (int64_t r = 0; r < BQ; r++) {
+            ts->qt[d * BQ + r] = r < nq ? q_row(a, b, h, i0 + r)[d] : 0.0f;
+        }
+    }
+    memset(ts->ot, 0, (size_t)(Dv * BQ) * sizeof(float));
+    __m512 m[4], l[4], vlo[4], vhi[4];
+    for (int u = 0; u < 4; u++) {
+        m[u] = _mm512_set1_ps(-INFINITY);
+        l[u] = _mm512_setzero_ps();
+        vlo[u] = _mm512_castsi512_ps(_mm512_loadu_si512(lo + 16 * u));
+        vhi[u] = _mm512_castsi512_ps(_mm512_loadu_si512(hi + 16 * u));
+    }
+    const __m512 vscale = _mm512_set1_ps(a->scale), ninf = _mm512_set1_ps(-INFINITY);
+    const int extra = has_extra(a), per_key = extra_per_key_only(a);
+    for (int64_t j0 = jmin; j0 < jmax; j0 += BK) {
+        const int64_t nk = jmax - j0 < BK ? jmax - j0 : BK;
+        qk_tile(ts->qt, k_row(a, b, kh, j0), a->k_ss, D, nk, ts->st);
+        /* scale, add masks and biases, hide keys outside each query's range */
+        __m512 tmax[4] = {ninf, ninf, ninf, ninf};
+        for (int64_t c = 0; c < nk; c++) {
+            const int64_t j = j0 + c;
+            const __m512i vj = _mm512_set1_epi32((int32_t)j);
+            float *row = ts->st + c * BQ;
+            for (int u = 0; u < 4; u++) {
+                __m512 s = _mm512_mul_ps(_mm512_loadu_ps(row + 16 * u), vscale);
+                __mmask16 vis = _mm512_cmpge_epi32_mask(vj, _mm512_castps_si512(vlo[u])) &
+                                _mm512_cmplt_epi32_mask(vj, _mm512_castps_si512(vhi[u]));
+                if (extra && per_key) {
+                    s = _mm512_add_ps(s, _mm512_set1_ps(extra_at(a, b, h, i0, j)));
+                }
+                else if (extra) {
+                    float add[16];
+                    for (int r = 0; r < 16; r++) {
+                        int64_t i = i0 + 16 * u + r;
+                        add[r] = i < a->L ? extra_at(a, b, h, i, j) : 0.0f;
+                    }
+                    s = _mm512_add_ps(s, _mm512_loadu_ps(add));
+                }
+                s = _mm512_mask_blend_ps(vis, ninf, s);
+                _mm512_storeu_ps(row + 16 * u, s);
+                tmax[u] = _mm512_max_ps(tmax[u], s);
+            }
+        }
+        /* online softmax per query lane */
+        for (int u = 0; u < 4; u++) {
+            __m512 m_new = _mm512_max_ps(m[u], tmax[u]);
+            /* lanes that have seen no key yet keep exponent base 0 (exp(-inf) = 0) */
+            __mmask16 none = _mm512_cmp_ps_mask(m_new, ninf, _CMP_EQ_OQ);
+            __m512 base = _mm512_mask_blend_ps(none, m_new, _mm512_setzero_ps());
+            __m512 corr = tf_exp512(_mm512_sub_ps(m[u], base));
+            __m512 psum = _mm512_setzero_ps();
+            for (int64_t c = 0; c < nk; c++) {
+                float *p = ts->st + c * BQ + 16 * u;
+                __m512 e = tf_exp512(_mm512_sub_ps(_mm512_loadu_ps(p), base));
+                _mm512_storeu_ps(p, e);
+                psum = _mm512_add_ps(psum, e);
+            }
+            l[u] = _mm512_fmadd_ps(l[u], corr, psum);
+            m[u] = m_new;
+            for (int64_t dv = 0; dv < Dv; dv++) {
+                float *o = ts->ot + dv * BQ + 16 * u;
+                _mm512_storeu_ps(o, _mm512_mul_ps(_mm512_loadu_ps(o), corr));
+            }
+        }
+        pv_tile(ts->st, v_row(a, b, kh, j0), a->v_ss, nk, Dv, ts->ot);
+    }
+    /* out[i][dv] = ot[dv][i] / l[i]; queries that saw no key get zeros */
+    float lsum[BQ], mx[BQ];
+    for (int u = 0; u < 4; u++) {
+        _mm512_storeu_ps(lsum + 16 * u, l[u]);
+        _mm512_storeu_ps(mx + 16 * u, m[u]);
+    }
+    for (int64_t r = 0; r < nq; r++) {
+        const float inv = lsum[r] > 0.0f ? 1.0f / lsum[r] : 0.0f;
+        float *out = o_row(a, b, h, i0 + r);
+        for (int64_t dv = 0; dv < Dv; dv++) {
+            out[dv] = ts->ot[dv * BQ + r] * inv;
+        }
+        if (a->lse) {
+            a->lse[(b * a->H + h) * a->L + i0 + r] = lsum[r] > 0.0f ? mx[r] + logf(lsum[r]) : -INFINITY;
+        }
+    }
+}
+
+static int
+attention_tiles(const tf_attn_args *a)
+{
+    const int64_t qblocks = (a->L + BQ - 1) / BQ, items = a->B * a->H * qblocks;
+    int failed = 0;
+#pragma omp parallel
+    {
+        tile_scratch ts;
+        ts.qt = tf_malloc((size_t)(a->D * BQ) * sizeof(float));
+        ts.st = tf_malloc((size_t)(BK * BQ) * sizeof(float));
+        ts.ot = tf_malloc((size_t)(a->Dv * BQ) * sizeof(float));
+        const int ok = ts.qt && ts.st && ts.ot;
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        /* dynamic: causal blocks near the end of the sequence have more keys */
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < items; it++) {
+            if (!ok) {
+                continue;
+            }
+            const int64_t qb = qblocks - 1 - it % qblocks;  /* longest (causal) first */
+            const int64_t bh = it / qblocks;
+            const int64_t i0 = qb * BQ;
+            attend_tile(a, bh / a->H, bh % a->H, i0, a->L - i0 < BQ ? a->L - i0 : BQ, &ts);
+        }
+        tf_free(ts.qt);
+        tf_free(ts.st);
+        tf_free(ts.ot);
+    }
+    return failed ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------ decode path (AVX-512) */
+
+/* Partial softmax state of one query row over one key split. */
+typedef struct {
+    float m, l;
+} part_stats;
+
+/* Rows i of (b, h) against keys [j0, j1): writes stats and acc (Dv,) unnormalised.
+ * scores is scratch of (j1 - j0) floats. */
+TF_AVX512 static void
+decode_split(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t j1,
+             float *scores, part_stats *ps, float *acc)
+{
+    const int64_t D = a->D, Dv = a->Dv, kh = h / (a->H / a->KVH);
+    int64_t lo, hi;
+    row_range(a, b, i, &lo, &hi);
+    j0 = j0 > lo ? j0 : lo;
+    j1 = j1 < hi ? j1 : hi;
+    memset(acc, 0, (size_t)Dv * sizeof(float));
+    ps->m = -INFINITY;
+    ps->l = 0.0f;
+    if (j1 <= j0) {
+        return;
+    }
+    const float *q = q_row(a, b, h, i);
+    const int extra = has_extra(a);
+    float m = -INFINITY;
+    for (int64_t j = j0; j < j1; j++) {
+        const float *k = k_row(a, b, kh, j);
+        __m512 s = _mm512_setzero_ps();
+        for (int64_t d = 0; d < D; d += 16) {
+            __mmask16 mk = tf_mask16(D - d);
+            s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, q + d), _mm512_maskz_loadu_ps(mk, k + d), s);
+        }
+        float sc = _mm512_reduce_add_ps(s) * a->scale;
+        if (extra) {
+            sc += extra_at(a, b, h, i, j);
+        }
+        scores[j - j0] = sc;
+        m = sc > m ? sc : m;
+    }
+    if (m == -INFINITY) {
+        return;
+    }
+    const __m512 vm = _mm512_set1_ps(m);
+    __m512 vsum = _mm512_setzero_ps();
+    const int64_t n = j1 - j0;
+    for (int64_t c = 0; c < n; c += 16) {
+        __mmask16 mk = tf_mask16(n - c);
+        __m512 e = _mm512_maskz_mov_ps(mk, tf_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, scores + c), vm)));
+        _mm512_mask_storeu_ps(scores + c, mk, e);
+        vsum = _mm512_add_ps(vsum, e);
+    }
+    for (int64_t j = j0; j < j1; j++) {
+        const float *v = v_row(a, b, kh, j);
+        const __m512 p = _mm512_set1_ps(scores[j - j0]);
+        for (int64_t d = 0; d < Dv; d += 16) {
+            __mmask16 mk = tf_mask16(Dv - d);
+            _mm512_mask_storeu_ps(acc + d, mk, _mm512_fmadd_ps(p, _mm512_maskz_loadu_ps(mk, v + d),
+                                                               _mm512_maskz_loadu_ps(mk, acc + d)));
+        }
+    }
+    ps->m = m;
+    ps->l = _mm512_reduce_add_ps(vsum);
+}
+
+static int
+attention_decode(const tf_attn_args *a, int nthreads)
+{
+    const int64_t rows = a->B * a->H * a->L;
+    /* Enough splits that every thread has work, none shorter than DECODE_MIN_SPLIT keys. */
+    int64_t splits = (2 * nthreads + rows - 1) / rows;
+    int64_t max_splits = a->S / DECODE_MIN_SPLIT;
+    splits = splits > max_splits ? max_splits : splits;
+    splits = splits < 1 ? 1 : splits;
+    const int64_t chunk = (a->S + splits - 1) / splits;
+    part_stats *stats = tf_malloc((size_t)(rows * splits) * sizeof(part_stats));
+    float *accs = tf_malloc((size_t)(rows * splits * a->Dv) * sizeof(float));
+    int failed = stats == NULL || accs == NULL;
+    if (!failed) {
+#pragma omp parallel
+        {
+            float *scores = tf_malloc((size_t)chunk * sizeof(float));
+            if (scores == NULL) {
+#pragma omp atomic write
+                failed = 1;
+            }
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t it = 0; it < rows * splits; it++) {
+                const int64_t row = it / splits, sp = it % splits;
+                const int64_t i = row % a->L, bh = row / a->L;
+                if (scores != NULL) {
+                    decode_split(a, bh / a->H, bh % a->H, i, sp * chunk, (sp + 1) * chunk, scores,
+                                 stats + it, accs + it * a->Dv);
+                }
+            }
+            tf_free(scores);
+        }
+    }
+    if (!failed) {
+        /* merge the splits: rescale each partial to the row maximum */
+#pragma omp parallel for schedule(static)
+        for (int64_t row = 0; row < rows; row++) {
+            const int64_t i = row % a->L, bh = row / a->L, b = bh / a->H, h = bh % a->H;
+            const part_stats *ps = stats + row * splits;
+            float m = -INFINITY;
+            for (int64_t sp = 0; sp < splits; sp++) {
+                m = ps[sp].m > m ? ps[sp].m : m;
+            }
+            float *out = o_row(a, b, h, i);
+            float l = 0.0f;
+            for (int64_t d = 0; d < a->Dv; d++) {
+                out[d] = 0.0f;
+            }
+            if (m != -INFINITY) {
+                for (int64_t sp = 0; sp < splits; sp++) {
+                    if (ps[sp].m == -INFINITY) {
+                        continue;
+                    }
+                    const float w = expf(ps[sp].m - m);
+                    const float *acc = accs + (row * splits + sp) * a->Dv;
+                    l += ps[sp].l * w;
+                    for (int64_t d = 0; d < a->Dv; d++) {
+                        out[d] += acc[d] * w;
+                    }
+                }
+                for (int64_t d = 0; d < a->Dv; d++) {
+                    out[d] /= l;
+                }
+            }
+            if (a->lse) {
+                a->lse[(b * a->H + h) * a->L + i] = m == -INFINITY ? -INFINITY : m + logf(l);
+            }
+        }
+    }
+    tf_free(stats);
+    tf_free(accs);
+    return failed ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------ weights pass */
+
+/* weights[b, h, i, j] = exp(score - lse) inside the visible range, 0 elsewhere. */
+static void
+write_weights(const tf_attn_args *a)
+{
+#pragma omp parallel for schedule(dynamic, 4)
+    for (int64_t row = 0; row < a->B * a->H * a->L; row++) {
+        const int64_t i = row % a->L, bh = row / a->L, b = bh / a->H, h = bh % a->H;
+        float *w = a->weights + row * a->S;
+        const float lse = a->lse[row];
+        int64_t lo, hi;
+        row_range(a, b, i, &lo, &hi);
+        memset(w, 0, (size_t)a->S * sizeof(float));
+        if (lse == -INFINITY) {
+            continue;
+        }
+        for (int64_t j = lo; j < hi; j++) {
+            w[j] = expf(score_ref(a, b, h, i, j) - lse);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ entry */
+
+int
+tf_attention(const tf_attn_args *args, tf_err *err)
+{
+    tf_attn_args a = *args;
+    float *own_lse = NULL;
+    int rc;
+    if (a.weights != NULL && a.lse == NULL) {
+        own_lse = tf_malloc((size_t)(a.B * a.H * a.L) * sizeof(float));
+        if (own_lse == NULL) {
+            tf_err_set(err, TF_ERR_MEMORY, "out of memory for attention statistics");
+            return -1;
+        }
+        a.lse = own_lse;
+    }
+    const int fast = tf_cpu_has_avx512() && !tf_force_reference && a.S < INT32_MAX - BK;
+    if (!fast) {
+        rc = attention_ref(&a);
+    }
+    else if (a.L <= DECODE_MAX_L) {
+        rc = attention_decode(&a, omp_get_max_threads());
+    }
+    else {
+        rc = attention_tiles(&a);
+    }
+    if (rc == 0 && a.weights != NULL) {
+        write_weights(&a);
+    }
+    tf_free(own_lse);
+    if (rc < 0) {
+        tf_err_set(err, TF_ERR_MEMORY, "out of memory for attention scratch buffers");
+    }
+    return rc;
+}

@@ -1,0 +1,39 @@
+/* attn_kernel.h — the fused attention kernel: softmax(scale * Q Kᵀ + mask + bias) V with
+ * online softmax, for callers that hold no GIL (functional SDPA, MultiHeadAttention). */
+#ifndef TFCORE_ATTN_KERNEL_H
+#define TFCORE_ATTN_KERNEL_H
+
+#include "tfcore.h"
+
+/* All pointers address float32 (bool_mask: uint8) with element strides per axis; the
+ * last axis of q, k, v and out is contiguous. A stride of 0 broadcasts that axis. */
+typedef struct {
+    const float *q;  int64_t q_sb, q_sh, q_sl;    /* (B, H, L, D) */
+    const float *k;  int64_t k_sb, k_sh, k_ss;    /* (B, KVH, S, D) */
+    const float *v;  int64_t v_sb, v_sh, v_ss;    /* (B, KVH, S, Dv) */
+    float *out;      int64_t o_sb, o_sh, o_sl;    /* (B, H, L, Dv) */
+    int64_t B, H, KVH, L, S, D, Dv;               /* H % KVH == 0: head h reads kv head h / (H / KVH) */
+    float scale;
+    /* Key j is visible to query i when all of these hold:
+     *   causal:   j <= i + causal_offset   (0 = torch's top-left alignment; S - L = bottom-right)
+     *   window:   i - j <= window_left (if >= 0) and j - i <= window_right (if >= 0)
+     *   kv_len:   j < kv_len[b] (if kv_len != NULL)
+     *   bool_mask[b, h, i, j] != 0 (if bool_mask != NULL)                                  */
+    int causal;
+    int64_t causal_offset;
+    int64_t window_left, window_right;
+    const int64_t *kv_len;
+    const uint8_t *bool_mask; int64_t bm_sb, bm_sh, bm_sl, bm_ss;
+    /* Added to the scaled scores (either may be NULL; -inf entries hide a key). */
+    const float *mask; int64_t m_sb, m_sh, m_sl, m_ss;
+    const float *bias; int64_t b_sb, b_sh, b_sl, b_ss;
+    /* Optional outputs: softmax probabilities (B, H, L, S) contiguous, log-sum-exp (B, H, L). */
+    float *weights;
+    float *lse;
+} tf_attn_args;
+
+/* Queries that see no key get a zero output, lse = -inf and all-zero weights.
+ * Runs with OpenMP on tf_threads_begin()'s thread count. 0 / -1 with err filled. */
+int tf_attention(const tf_attn_args *a, tf_err *err);
+
+#endif /* TFCORE_ATTN_KERNEL_H */
