@@ -82,6 +82,24 @@ check_finite_strided(tf_state *st, PyArrayObject *a, const char *name)
     return 0;
 }
 
+/* Is every written output value finite? (out viewed through the kernel's strides) */
+static int
+output_finite(const tf_attn_args *a)
+{
+    int ok = 1;
+    for (int64_t b = 0; b < a->B && ok; b++)
+        for (int64_t h = 0; h < a->H && ok; h++)
+            for (int64_t i = 0; i < a->L && ok; i++) {
+                const float *o = a->out + b * a->o_sb + h * a->o_sh + i * a->o_sl;
+                float acc = 0.0f;
+                for (int64_t d = 0; d < a->Dv; d++) {
+                    acc += o[d] * 0.0f;
+                }
+                ok = acc == acc;
+            }
+    return ok;
+}
+
 /* Broadcast strides of a mask/bias (up to 4 dims, right-aligned) to (B, H, L, S). */
 static int
 broadcast4(tf_state *st, PyArrayObject *m, const char *name, const int64_t full[4],
@@ -210,9 +228,6 @@ sdpa(PyObject *module, PyObject *args, PyObject *kwds)
             goto done;
         }
     }
-    if (check_finite_strided(st, arr.q, "query") < 0 || check_finite_strided(st, arr.k, "key") < 0 ||
-        check_finite_strided(st, arr.v, "value") < 0)
-        goto done;
     if (scale_obj == Py_None) {
         a.scale = (float)(1.0 / sqrt((double)a.D));
     }
@@ -323,6 +338,16 @@ sdpa(PyObject *module, PyObject *args, PyObject *kwds)
     Py_END_ALLOW_THREADS
     if (rc < 0) {
         tf_err_raise(st, &err);
+        goto done;
+    }
+    /* NaN/Inf in q, k or v makes the output non-finite; checking the output costs
+     * O(L Dv) instead of re-reading K and V (which would double the memory traffic of
+     * decoding). The inputs are scanned only to name the culprit. */
+    if (!output_finite(&a)) {
+        if (check_finite_strided(st, arr.q, "query") == 0 && check_finite_strided(st, arr.k, "key") == 0 &&
+            check_finite_strided(st, arr.v, "value") == 0) {
+            tf_value_error(st, "attention produced NaN or Inf (masks or bias overflowed?)");
+        }
         goto done;
     }
     result = return_weights ? PyTuple_Pack(2, arr.out, arr.weights) : Py_NewRef(arr.out);

@@ -129,7 +129,7 @@ attend_row_ref(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, float *sc
     float m = -INFINITY;
     for (int64_t j = lo; j < hi; j++) {
         scores[j] = score_ref(a, b, h, i, j);
-        m = scores[j] > m ? scores[j] : m;
+        m = scores[j] > m || scores[j] != scores[j] ? scores[j] : m;  /* NaN propagates */
     }
     for (int64_t d = 0; d < Dv; d++) {
         out[d] = 0.0f;
@@ -193,10 +193,33 @@ typedef struct {
     float *ot;   /* (Dv, BQ) output accumulator */
 } tile_scratch;
 
-/* st[c][:] for keys c < nk of this block: 4 keys x 64 queries per register tile.
- * qt is (D, BQ), k rows have stride k_ss; st is (nk, BQ). */
+/* Store one key's 64 scores (4 vectors) to st, hiding lanes that cannot see key j when
+ * the block is an edge block, and fold them into the running block max. */
+TF_AVX512 static inline void
+store_scores(float *row, __m512 s0, __m512 s1, __m512 s2, __m512 s3, int edge, int64_t j,
+             const __m512i *vlo, const __m512i *vhi, __m512 *tmax)
+{
+    __m512 s[4] = {s0, s1, s2, s3};
+    if (edge) {
+        const __m512i vj = _mm512_set1_epi32((int32_t)j);
+        const __m512 ninf = _mm512_set1_ps(-INFINITY);
+        for (int u = 0; u < 4; u++) {
+            __mmask16 vis = _mm512_cmpge_epi32_mask(vj, vlo[u]) & _mm512_cmplt_epi32_mask(vj, vhi[u]);
+            s[u] = _mm512_mask_blend_ps(vis, ninf, s[u]);
+        }
+    }
+    for (int u = 0; u < 4; u++) {
+        _mm512_storeu_ps(row + 16 * u, s[u]);
+        tmax[u] = _mm512_max_ps(tmax[u], s[u]);
+    }
+}
+
+/* st[c][:] = qt · k[c] for keys c < nk of this block, 4 keys x 64 queries per register
+ * tile (qt is pre-scaled). qt is (D, BQ), k rows have stride k_ss; st is (nk, BQ).
+ * Lanes outside [lo, hi) become -inf on edge blocks; tmax gets each lane's maximum. */
 TF_AVX512 static void
-qk_tile(const float *qt, const float *k, int64_t k_ss, int64_t D, int64_t nk, float *st)
+qk_tile(const float *qt, const float *k, int64_t k_ss, int64_t D, int64_t nk, int64_t j0,
+        int edge, const __m512i *vlo, const __m512i *vhi, float *st, __m512 *tmax)
 {
     int64_t c = 0;
     for (; c + 4 <= nk; c += 4) {
@@ -220,9 +243,10 @@ qk_tile(const float *qt, const float *k, int64_t k_ss, int64_t D, int64_t nk, fl
             acc[3][0] = _mm512_fmadd_ps(b3, q0, acc[3][0]); acc[3][1] = _mm512_fmadd_ps(b3, q1, acc[3][1]);
             acc[3][2] = _mm512_fmadd_ps(b3, q2, acc[3][2]); acc[3][3] = _mm512_fmadd_ps(b3, q3, acc[3][3]);
         }
-        for (int r = 0; r < 4; r++)
-            for (int v = 0; v < 4; v++)
-                _mm512_storeu_ps(st + (c + r) * BQ + 16 * v, acc[r][v]);
+        for (int r = 0; r < 4; r++) {
+            store_scores(st + (c + r) * BQ, acc[r][0], acc[r][1], acc[r][2], acc[r][3], edge,
+                         j0 + c + r, vlo, vhi, tmax);
+        }
     }
     for (; c < nk; c++) {
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -235,10 +259,7 @@ qk_tile(const float *qt, const float *k, int64_t k_ss, int64_t D, int64_t nk, fl
             a2 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 32), a2);
             a3 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 48), a3);
         }
-        _mm512_storeu_ps(st + c * BQ, a0);
-        _mm512_storeu_ps(st + c * BQ + 16, a1);
-        _mm512_storeu_ps(st + c * BQ + 32, a2);
-        _mm512_storeu_ps(st + c * BQ + 48, a3);
+        store_scores(st + c * BQ, a0, a1, a2, a3, edge, j0 + c, vlo, vhi, tmax);
     }
 }
 
@@ -288,6 +309,39 @@ pv_tile(const float *st, const float *v, int64_t v_ss, int64_t nk, int64_t Dv, f
     }
 }
 
+/* Adds masks and biases to the scores st (nk, BQ) of keys j0.. and recomputes the
+ * block max; hidden keys stay -inf. */
+TF_AVX512 static void
+add_extras(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t j0, int64_t nk,
+           float *st, __m512 *tmax)
+{
+    const int per_key = extra_per_key_only(a);
+    for (int u = 0; u < 4; u++) {
+        tmax[u] = _mm512_set1_ps(-INFINITY);
+    }
+    for (int64_t c = 0; c < nk; c++) {
+        const int64_t j = j0 + c;
+        float *row = st + c * BQ;
+        for (int u = 0; u < 4; u++) {
+            __m512 add;
+            if (per_key) {
+                add = _mm512_set1_ps(extra_at(a, b, h, i0, j));
+            }
+            else {
+                float buf[16];
+                for (int r = 0; r < 16; r++) {
+                    int64_t i = i0 + 16 * u + r;
+                    buf[r] = i < a->L ? extra_at(a, b, h, i, j) : 0.0f;
+                }
+                add = _mm512_loadu_ps(buf);
+            }
+            __m512 s = _mm512_add_ps(_mm512_loadu_ps(row + 16 * u), add);
+            _mm512_storeu_ps(row + 16 * u, s);
+            tmax[u] = _mm512_max_ps(tmax[u], s);
+        }
+    }
+}
+
 /* One work item: queries i0 .. i0 + nq - 1 of head h in batch b. */
 TF_AVX512 static void
 attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq,
@@ -295,63 +349,46 @@ attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq,
 {
     const int64_t D = a->D, Dv = a->Dv, kh = h / (a->H / a->KVH);
     int32_t lo[BQ], hi[BQ];
-    int64_t jmin = a->S, jmax = 0;
+    int64_t jmin = a->S, jmax = 0, lo_max = 0, hi_min = a->S;
     for (int64_t r = 0; r < BQ; r++) {
-        int64_t l = 0, u = 0;
+        int64_t l = 0, u = a->S;  /* unused lanes see everything: garbage, never stored */
         if (r < nq) {
             row_range(a, b, i0 + r, &l, &u);
+            if (u > l) {
+                jmin = l < jmin ? l : jmin;
+                jmax = u > jmax ? u : jmax;
+            }
         }
         lo[r] = (int32_t)l;
-        hi[r] = (int32_t)u;  /* unused lanes see nothing */
-        if (u > l) {
-            jmin = l < jmin ? l : jmin;
-            jmax = u > jmax ? u : jmax;
-        }
+        hi[r] = (int32_t)u;
+        lo_max = l > lo_max ? l : lo_max;
+        hi_min = u < hi_min ? u : hi_min;
     }
-    /* Qᵀ: qt[d][r] = q[i0 + r][d] */
+    /* Qᵀ with the softmax scale folded in: qt[d][r] = scale * q[i0 + r][d] */
     for (int64_t d = 0; d < D; d++) {
         for (int64_t r = 0; r < BQ; r++) {
-            ts->qt[d * BQ + r] = r < nq ? q_row(a, b, h, i0 + r)[d] : 0.0f;
+            ts->qt[d * BQ + r] = r < nq ? a->scale * q_row(a, b, h, i0 + r)[d] : 0.0f;
         }
     }
     memset(ts->ot, 0, (size_t)(Dv * BQ) * sizeof(float));
-    __m512 m[4], l[4], vlo[4], vhi[4];
+    __m512 m[4], l[4];
+    __m512i vlo[4], vhi[4];
     for (int u = 0; u < 4; u++) {
         m[u] = _mm512_set1_ps(-INFINITY);
         l[u] = _mm512_setzero_ps();
-        vlo[u] = _mm512_castsi512_ps(_mm512_loadu_si512(lo + 16 * u));
-        vhi[u] = _mm512_castsi512_ps(_mm512_loadu_si512(hi + 16 * u));
+        vlo[u] = _mm512_loadu_si512(lo + 16 * u);
+        vhi[u] = _mm512_loadu_si512(hi + 16 * u);
     }
-    const __m512 vscale = _mm512_set1_ps(a->scale), ninf = _mm512_set1_ps(-INFINITY);
-    const int extra = has_extra(a), per_key = extra_per_key_only(a);
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    const int extra = has_extra(a);
     for (int64_t j0 = jmin; j0 < jmax; j0 += BK) {
         const int64_t nk = jmax - j0 < BK ? jmax - j0 : BK;
-        qk_tile(ts->qt, k_row(a, b, kh, j0), a->k_ss, D, nk, ts->st);
-        /* scale, add masks and biases, hide keys outside each query's range */
+        /* interior blocks (every lane sees every key) skip the visibility test */
+        const int edge = j0 < lo_max || j0 + nk > hi_min;
         __m512 tmax[4] = {ninf, ninf, ninf, ninf};
-        for (int64_t c = 0; c < nk; c++) {
-            const int64_t j = j0 + c;
-            const __m512i vj = _mm512_set1_epi32((int32_t)j);
-            float *row = ts->st + c * BQ;
-            for (int u = 0; u < 4; u++) {
-                __m512 s = _mm512_mul_ps(_mm512_loadu_ps(row + 16 * u), vscale);
-                __mmask16 vis = _mm512_cmpge_epi32_mask(vj, _mm512_castps_si512(vlo[u])) &
-                                _mm512_cmplt_epi32_mask(vj, _mm512_castps_si512(vhi[u]));
-                if (extra && per_key) {
-                    s = _mm512_add_ps(s, _mm512_set1_ps(extra_at(a, b, h, i0, j)));
-                }
-                else if (extra) {
-                    float add[16];
-                    for (int r = 0; r < 16; r++) {
-                        int64_t i = i0 + 16 * u + r;
-                        add[r] = i < a->L ? extra_at(a, b, h, i, j) : 0.0f;
-                    }
-                    s = _mm512_add_ps(s, _mm512_loadu_ps(add));
-                }
-                s = _mm512_mask_blend_ps(vis, ninf, s);
-                _mm512_storeu_ps(row + 16 * u, s);
-                tmax[u] = _mm512_max_ps(tmax[u], s);
-            }
+        qk_tile(ts->qt, k_row(a, b, kh, j0), a->k_ss, D, nk, j0, edge, vlo, vhi, ts->st, tmax);
+        if (extra) {
+            add_extras(a, b, h, i0, j0, nk, ts->st, tmax);
         }
         /* online softmax per query lane */
         for (int u = 0; u < 4; u++) {
@@ -359,7 +396,6 @@ attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq,
             /* lanes that have seen no key yet keep exponent base 0 (exp(-inf) = 0) */
             __mmask16 none = _mm512_cmp_ps_mask(m_new, ninf, _CMP_EQ_OQ);
             __m512 base = _mm512_mask_blend_ps(none, m_new, _mm512_setzero_ps());
-            __m512 corr = tf_exp512(_mm512_sub_ps(m[u], base));
             __m512 psum = _mm512_setzero_ps();
             for (int64_t c = 0; c < nk; c++) {
                 float *p = ts->st + c * BQ + 16 * u;
@@ -367,12 +403,19 @@ attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq,
                 _mm512_storeu_ps(p, e);
                 psum = _mm512_add_ps(psum, e);
             }
-            l[u] = _mm512_fmadd_ps(l[u], corr, psum);
-            m[u] = m_new;
-            for (int64_t dv = 0; dv < Dv; dv++) {
-                float *o = ts->ot + dv * BQ + 16 * u;
-                _mm512_storeu_ps(o, _mm512_mul_ps(_mm512_loadu_ps(o), corr));
+            /* rescale earlier sums only where the maximum moved */
+            if (_mm512_cmp_ps_mask(m_new, m[u], _CMP_GT_OQ) != 0) {
+                __m512 corr = tf_exp512(_mm512_sub_ps(m[u], base));
+                l[u] = _mm512_fmadd_ps(l[u], corr, psum);
+                for (int64_t dv = 0; dv < Dv; dv++) {
+                    float *o = ts->ot + dv * BQ + 16 * u;
+                    _mm512_storeu_ps(o, _mm512_mul_ps(_mm512_loadu_ps(o), corr));
+                }
             }
+            else {
+                l[u] = _mm512_add_ps(l[u], psum);
+            }
+            m[u] = m_new;
         }
         pv_tile(ts->st, v_row(a, b, kh, j0), a->v_ss, nk, Dv, ts->ot);
     }
@@ -383,13 +426,14 @@ attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq,
         _mm512_storeu_ps(mx + 16 * u, m[u]);
     }
     for (int64_t r = 0; r < nq; r++) {
-        const float inv = lsum[r] > 0.0f ? 1.0f / lsum[r] : 0.0f;
+        /* l = 0: no visible key -> zeros; a NaN l (NaN input) stays NaN */
+        const float inv = lsum[r] == 0.0f ? 0.0f : 1.0f / lsum[r];
         float *out = o_row(a, b, h, i0 + r);
         for (int64_t dv = 0; dv < Dv; dv++) {
             out[dv] = ts->ot[dv * BQ + r] * inv;
         }
         if (a->lse) {
-            a->lse[(b * a->H + h) * a->L + i0 + r] = lsum[r] > 0.0f ? mx[r] + logf(lsum[r]) : -INFINITY;
+            a->lse[(b * a->H + h) * a->L + i0 + r] = lsum[r] == 0.0f ? -INFINITY : mx[r] + logf(lsum[r]);
         }
     }
 }
@@ -467,7 +511,7 @@ decode_split(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, int64_t j0,
             sc += extra_at(a, b, h, i, j);
         }
         scores[j - j0] = sc;
-        m = sc > m ? sc : m;
+        m = sc > m || sc != sc ? sc : m;  /* NaN propagates */
     }
     if (m == -INFINITY) {
         return;
@@ -481,13 +525,23 @@ decode_split(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, int64_t j0,
         _mm512_mask_storeu_ps(scores + c, mk, e);
         vsum = _mm512_add_ps(vsum, e);
     }
-    for (int64_t j = j0; j < j1; j++) {
-        const float *v = v_row(a, b, kh, j);
-        const __m512 p = _mm512_set1_ps(scores[j - j0]);
-        for (int64_t d = 0; d < Dv; d += 16) {
-            __mmask16 mk = tf_mask16(Dv - d);
-            _mm512_mask_storeu_ps(acc + d, mk, _mm512_fmadd_ps(p, _mm512_maskz_loadu_ps(mk, v + d),
-                                                               _mm512_maskz_loadu_ps(mk, acc + d)));
+    /* acc += p_j v_j, 64 value dims at a time kept in registers across all keys */
+    for (int64_t d0 = 0; d0 < Dv; d0 += 64) {
+        __mmask16 mk[4];
+        __m512 o[4];
+        for (int u = 0; u < 4; u++) {
+            mk[u] = d0 + 16 * u < Dv ? tf_mask16(Dv - d0 - 16 * u) : 0;
+            o[u] = _mm512_setzero_ps();
+        }
+        for (int64_t j = j0; j < j1; j++) {
+            const float *v = v_row(a, b, kh, j) + d0;
+            const __m512 p = _mm512_set1_ps(scores[j - j0]);
+            for (int u = 0; u < 4; u++) {
+                o[u] = _mm512_fmadd_ps(p, _mm512_maskz_loadu_ps(mk[u], v + 16 * u), o[u]);
+            }
+        }
+        for (int u = 0; u < 4; u++) {
+            _mm512_mask_storeu_ps(acc + d0 + 16 * u, mk[u], o[u]);
         }
     }
     ps->m = m;
@@ -535,7 +589,7 @@ attention_decode(const tf_attn_args *a, int nthreads)
             const part_stats *ps = stats + row * splits;
             float m = -INFINITY;
             for (int64_t sp = 0; sp < splits; sp++) {
-                m = ps[sp].m > m ? ps[sp].m : m;
+                m = ps[sp].m > m || ps[sp].m != ps[sp].m ? ps[sp].m : m;  /* NaN propagates */
             }
             float *out = o_row(a, b, h, i);
             float l = 0.0f;

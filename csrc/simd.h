@@ -16,15 +16,17 @@ tf_mask16(int64_t n)
 
 /* exp(x) for 16 floats: x = k ln2 + r, |r| <= ln2/2, exp(r) by a degree-6 polynomial,
  * 2^k through the exponent bits (_mm512_scalef_ps handles the range and underflow to 0).
- * Max relative error ~2 ulp on [-87, 88]; -inf gives 0. */
+ * Max relative error ~2 ulp on [-87, 88]; -inf gives 0, NaN gives NaN. */
 TF_AVX512 static inline __m512
 tf_exp512(__m512 x)
 {
     const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
     const __m512 ln2_hi = _mm512_set1_ps(0.693359375f);
     const __m512 ln2_lo = _mm512_set1_ps(-2.12194440e-4f);
-    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
-    x = _mm512_min_ps(x, _mm512_set1_ps(88.7f));
+    /* max/min return their second operand when either is NaN: keep x second so a NaN
+     * input stays NaN (callers rely on it to detect non-finite inputs) */
+    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
+    x = _mm512_min_ps(_mm512_set1_ps(88.7f), x);
     __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(k, ln2_hi, x);
     r = _mm512_fnmadd_ps(k, ln2_lo, r);

@@ -264,3 +264,14 @@ def test_threads_give_serial_results(rng):
     [t.start() for t in ts]
     [t.join() for t in ts]
     assert all(np.array_equal(a, b) for a, b in zip(got, want))
+
+
+@pytest.mark.parametrize("L", [1, 70])
+@pytest.mark.parametrize("where", ["key", "value"])
+def test_non_finite_key_or_value_is_named(rng, L, where):
+    # Found from the output (cheap) on both the decode (L=1) and tile paths, then named.
+    q, k, v = qkv(rng, 1, 2, 2, L, 600, 8)
+    bad = {"key": k, "value": v}[where]
+    bad[0, 1, 300, 3] = np.nan if where == "key" else np.inf
+    with pytest.raises(tfcore.TfcoreValueError, match=f"{where} contains (NaN|Inf)"):
+        F.scaled_dot_product_attention(q, k, v)
