@@ -225,6 +225,10 @@ rms_norm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     self->C = PyArray_DIM((PyArrayObject *)w_obj, 0);
+    if (offset && (self->weight = copy_vector(st, w_obj, "weight", self->C, 0.0f)) == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
     return (PyObject *)self;
 }
 
@@ -234,6 +238,7 @@ norm_dealloc(tf_norm *self)
     PyTypeObject *tp = Py_TYPE(self);
     tf_free(self->gamma);
     tf_free(self->beta);
+    tf_free(self->weight);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -305,19 +310,14 @@ norm_repr(tf_norm *self)
 static PyObject *
 norm_get_vector(tf_norm *self, void *closure)
 {
-    int bias = closure != NULL;
-    const float *src = bias ? self->beta : self->gamma;
+    const float *src = closure != NULL ? self->beta : (self->weight ? self->weight : self->gamma);
     if (src == NULL) {
         Py_RETURN_NONE;
     }
     npy_intp n = (npy_intp)self->C;
     PyArrayObject *a = (PyArrayObject *)PyArray_SimpleNew(1, &n, NPY_FLOAT32);
-    if (a == NULL) {
-        return NULL;
-    }
-    float *dst = PyArray_DATA(a);
-    for (npy_intp i = 0; i < n; i++) {
-        dst[i] = (!bias && self->offset) ? src[i] - 1.0f : src[i];
+    if (a != NULL) {
+        memcpy(PyArray_DATA(a), src, (size_t)n * sizeof(float));
     }
     return (PyObject *)a;
 }

@@ -21,6 +21,7 @@ typedef struct {
     float *gamma;       /* (C,) weight; for RMSNorm with offset, already 1 + w */
     float *beta;        /* (C,) bias or NULL (LayerNorm only) */
     int offset;         /* RMSNorm: weight stored as w - 1 (Gemma) */
+    float *weight;      /* (C,) the weight as given when offset (gamma = 1 + weight), else NULL */
 } tf_norm;
 
 /* x is (M, C), residual (M, C) or NULL, y is (M, C); sum_out (M, C) or NULL receives

@@ -20,11 +20,11 @@ def rng():
     return np.random.default_rng(1234)
 
 
-@pytest.fixture
-def reference_kernels():
-    """Run the test body with tfcore's plain C reference kernels forced on."""
-    prev = tfcore._C._set_reference_kernels(True)
+@pytest.fixture(params=["fast", "reference"])
+def path(request):
+    """Run the test on both the AVX-512 path and the plain C reference path."""
+    prev = tfcore._C._set_reference_kernels(request.param == "reference")
     try:
-        yield
+        yield request.param
     finally:
         tfcore._C._set_reference_kernels(prev)

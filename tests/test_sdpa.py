@@ -32,13 +32,6 @@ def torch_sdpa(q, k, v, **kw):
         return torch.nn.functional.scaled_dot_product_attention(t(q), t(k), t(v), **kw).numpy()
 
 
-@pytest.fixture(params=["fast", "reference"])
-def path(request):
-    prev = tfcore._C._set_reference_kernels(request.param == "reference")
-    yield request.param
-    tfcore._C._set_reference_kernels(prev)
-
-
 @pytest.mark.parametrize("L,S", [(1, 1), (1, 131), (7, 7), (97, 97), (131, 7), (7, 131), (1000, 97), (97, 1000)])
 @pytest.mark.parametrize("causal", [False, True])
 def test_shapes_causal_vs_reference_and_torch(rng, path, L, S, causal):
