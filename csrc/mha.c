@@ -137,6 +137,18 @@ concat_out(tf_state *st, PyObject *const *parts, int n, int axis, const char *wh
     return r;
 }
 
+/* An optional int argument: None gives the default. */
+static int
+opt_int(PyObject *obj, long long dflt, long long *out)
+{
+    if (obj == Py_None) {
+        *out = dflt;
+        return 0;
+    }
+    *out = PyLong_AsLongLong(obj);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 static PyObject *
 mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -147,6 +159,8 @@ mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         "is_causal", "scale", "is_cross_attention", "kv_input_size",
         "rotary_dim", "rope_theta", "rope_inv_freq", "rope_interleaved", "sliding_window", NULL};
     long long C, H, KVH = 0, D = 0, kv_in = 0, rotary_dim = -1, window = 0;
+    PyObject *kvh_obj = Py_None, *d_obj = Py_None, *kv_in_obj = Py_None, *rd_obj = Py_None,
+             *window_obj = Py_None;
     PyObject *qw = Py_None, *kw = Py_None, *vw = Py_None, *qb = Py_None, *kb = Py_None,
              *vb = Py_None, *qkvw = Py_None, *qkvb = Py_None, *ow = Py_None, *ob = Py_None,
              *scale_obj = Py_None, *theta_obj = Py_None, *inv_freq_obj = Py_None;
@@ -159,10 +173,14 @@ mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "LL|$LLOOOOOOOOOOppOpLLOOpL:MultiHeadAttention", kwlist, &C, &H, &KVH,
-            &D, &qw, &kw, &vw, &qb, &kb, &vb, &qkvw, &qkvb, &ow, &ob, &transposed, &causal,
-            &scale_obj, &cross, &kv_in, &rotary_dim, &theta_obj, &inv_freq_obj, &interleaved,
-            &window)) {
+            args, kwds, "LL|$OOOOOOOOOOOOppOpOOOOpO:MultiHeadAttention", kwlist, &C, &H, &kvh_obj,
+            &d_obj, &qw, &kw, &vw, &qb, &kb, &vb, &qkvw, &qkvb, &ow, &ob, &transposed, &causal,
+            &scale_obj, &cross, &kv_in_obj, &rd_obj, &theta_obj, &inv_freq_obj, &interleaved,
+            &window_obj)) {
+        return NULL;
+    }
+    if (opt_int(kvh_obj, 0, &KVH) < 0 || opt_int(d_obj, 0, &D) < 0 || opt_int(kv_in_obj, 0, &kv_in) < 0 ||
+        opt_int(rd_obj, -1, &rotary_dim) < 0 || opt_int(window_obj, 0, &window) < 0) {
         return NULL;
     }
     if (C < 1 || H < 1) {
@@ -653,14 +671,15 @@ PyDoc_STRVAR(mha_doc,
 "                   v_bias=None, qkv_weight=None, qkv_bias=None, o_weight, o_bias=None,\n"
 "                   transposed=False, is_causal=False, scale=None, is_cross_attention=False,\n"
 "                   kv_input_size=None, rotary_dim=None, rope_theta=None, rope_inv_freq=None,\n"
-"                   rope_interleaved=False, sliding_window=0)\n--\n\n"
+"                   rope_interleaved=False, sliding_window=None)\n--\n\n"
 "Attention layer: projections, optional rotary embedding, fused attention kernel, output\n"
 "projection. Self-attention fuses q/k/v into one GEMM (give q/k/v weights or an already\n"
 "fused qkv_weight); GQA/MQA via num_key_value_heads without copying K/V. Weights are\n"
 "(out, in) like nn.Linear, or (in, out) with transposed=True (GPT-2 Conv1D).\n"
 "Rotary: rope_theta (default inverse frequencies) or rope_inv_freq (scaled variants) over\n"
 "the first rotary_dim dims of each head, half-split (Llama) or interleaved (GPT-J).\n"
-"sliding_window=W lets each query see itself and the W - 1 keys before it (Mistral).\n\n"
+"sliding_window=W lets each query see itself and the W - 1 keys before it (Mistral).\n"
+"Integer options also accept None (their default), as HF configs hold them.\n\n"
 "Call: ``attn(hidden_states, attention_mask=None, *, encoder_hidden_states=None,\n"
 "position_ids=None, position_offset=0, bias=None, residual=None, output_attentions=False,\n"
 "out=None)``. hidden_states is (B, T, C) float32. attention_mask is HF's (B, S) padding\n"

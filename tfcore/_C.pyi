@@ -1,0 +1,126 @@
+"""Type stubs for tfcore._C (the C core). Arrays are float32 unless noted."""
+from typing import Any, Mapping, Optional, Tuple, Union
+
+import numpy as np
+from numpy.typing import NDArray
+
+F32 = NDArray[np.float32]
+Ids = Union[NDArray[np.int64], NDArray[np.int32]]
+
+class TfcoreError(Exception): ...
+class TfcoreValueError(TfcoreError, ValueError): ...
+class TfcoreTypeError(TfcoreError, TypeError): ...
+class OneDNNError(TfcoreError, RuntimeError): ...
+
+def set_num_threads(n: int, /) -> None: ...
+def get_num_threads() -> int: ...
+def config() -> dict[str, Any]: ...
+def _set_thread_override(n: int, /) -> int: ...
+def _set_reference_kernels(flag: bool, /) -> bool: ...
+
+class Linear:
+    in_features: int
+    out_features: int
+    def __init__(self, weight: F32, bias: Optional[F32] = None, activation: Optional[str] = None, *,
+                 transposed: bool = False) -> None: ...
+    def __call__(self, x: F32, residual: Optional[F32] = None, *, out: Optional[F32] = None) -> F32: ...
+    @property
+    def weight(self) -> F32: ...
+    @property
+    def bias(self) -> Optional[F32]: ...
+    @property
+    def activation(self) -> Optional[str]: ...
+    @property
+    def implementation(self) -> str: ...
+
+class FeedForward:
+    up: Linear
+    gate: Optional[Linear]
+    down: Linear
+    activation: str
+    gated: bool
+    def __init__(self, up_weight: F32, down_weight: F32, *, up_bias: Optional[F32] = None,
+                 down_bias: Optional[F32] = None, gate_weight: Optional[F32] = None,
+                 gate_bias: Optional[F32] = None, activation: str = "gelu", transposed: bool = False) -> None: ...
+    def __call__(self, x: F32, residual: Optional[F32] = None, *, out: Optional[F32] = None) -> F32: ...
+
+class LayerNorm:
+    eps: float
+    normalized_shape: Tuple[int]
+    weight: F32
+    bias: Optional[F32]
+    def __init__(self, weight: F32, bias: Optional[F32] = None, *, eps: float = 1e-5) -> None: ...
+    def __call__(self, x: F32, residual: Optional[F32] = None, *, out: Optional[F32] = None) -> F32: ...
+
+class RMSNorm:
+    eps: float
+    normalized_shape: Tuple[int]
+    weight: F32
+    bias: None
+    def __init__(self, weight: F32, *, eps: float = 1e-6, offset: bool = False) -> None: ...
+    def __call__(self, x: F32, residual: Optional[F32] = None, *, out: Optional[F32] = None) -> F32: ...
+
+class Embedding:
+    num_embeddings: int
+    embedding_dim: int
+    weight: F32
+    def __init__(self, weight: F32) -> None: ...
+    def __call__(self, input_ids: Ids, *, out: Optional[F32] = None) -> F32: ...
+
+class MultiHeadAttention:
+    hidden_size: int
+    num_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    rotary_dim: int
+    is_causal: int
+    is_cross_attention: int
+    scale: float
+    qkv_proj: Linear
+    kv_proj: Optional[Linear]
+    o_proj: Linear
+    def __init__(self, hidden_size: int, num_heads: int, *, num_key_value_heads: Optional[int] = None,
+                 head_dim: Optional[int] = None, q_weight: Optional[F32] = None, k_weight: Optional[F32] = None,
+                 v_weight: Optional[F32] = None, q_bias: Optional[F32] = None, k_bias: Optional[F32] = None,
+                 v_bias: Optional[F32] = None, qkv_weight: Optional[F32] = None, qkv_bias: Optional[F32] = None,
+                 o_weight: F32, o_bias: Optional[F32] = None, transposed: bool = False, is_causal: bool = False,
+                 scale: Optional[float] = None, is_cross_attention: bool = False,
+                 kv_input_size: Optional[int] = None, rotary_dim: Optional[int] = None,
+                 rope_theta: Optional[float] = None, rope_inv_freq: Optional[F32] = None,
+                 rope_interleaved: bool = False, sliding_window: Optional[int] = None) -> None: ...
+    def __call__(self, hidden_states: F32, attention_mask: Optional[np.ndarray] = None, *,
+                 encoder_hidden_states: Optional[F32] = None, position_ids: Optional[NDArray[np.int64]] = None,
+                 position_offset: int = 0, bias: Optional[F32] = None, residual: Optional[F32] = None,
+                 output_attentions: bool = False, out: Optional[F32] = None) -> Union[F32, Tuple[F32, F32]]: ...
+
+class TransformerBlock:
+    hidden_size: int
+    norm_first: int
+    attention: MultiHeadAttention
+    cross_attention: Optional[MultiHeadAttention]
+    feed_forward: FeedForward
+    norm1: Union[LayerNorm, RMSNorm]
+    norm2: Union[LayerNorm, RMSNorm]
+    norm_cross: Optional[Union[LayerNorm, RMSNorm]]
+    def __init__(self, attention: MultiHeadAttention, feed_forward: FeedForward,
+                 norm1: Union[LayerNorm, RMSNorm], norm2: Union[LayerNorm, RMSNorm], *, norm_first: bool = True,
+                 cross_attention: Optional[MultiHeadAttention] = None,
+                 norm_cross: Optional[Union[LayerNorm, RMSNorm]] = None) -> None: ...
+    def __call__(self, hidden_states: F32, attention_mask: Optional[np.ndarray] = None, *,
+                 encoder_hidden_states: Optional[F32] = None, encoder_attention_mask: Optional[np.ndarray] = None,
+                 position_ids: Optional[NDArray[np.int64]] = None, position_offset: int = 0,
+                 bias: Optional[F32] = None, output_attentions: bool = False,
+                 out: Optional[F32] = None) -> Union[F32, Tuple[F32, ...]]: ...
+
+def scaled_dot_product_attention(query: F32, key: F32, value: F32, attn_mask: Optional[np.ndarray] = None,
+                                 is_causal: bool = False, scale: Optional[float] = None, enable_gqa: bool = False,
+                                 *, window: Optional[Tuple[Optional[int], Optional[int]]] = None,
+                                 bias: Optional[F32] = None, return_weights: bool = False,
+                                 out: Optional[F32] = None) -> Union[F32, Tuple[F32, F32]]: ...
+def activation(x: F32, kind: str, *, out: Optional[F32] = None) -> F32: ...
+def gelu(x: F32, *, approximate: str = "none", out: Optional[F32] = None) -> F32: ...
+def relu(x: F32, *, out: Optional[F32] = None) -> F32: ...
+def silu(x: F32, *, out: Optional[F32] = None) -> F32: ...
+def glu(x: F32, activation: str = "silu", *, out: Optional[F32] = None) -> F32: ...
+def rotary_embedding(x: F32, inv_freq: F32, positions: Optional[NDArray[np.int64]] = None, *,
+                     interleaved: bool = False, offset: int = 0, out: Optional[F32] = None) -> F32: ...
