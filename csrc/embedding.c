@@ -108,7 +108,9 @@ embedding_call(tf_embedding *self, PyObject *args, PyObject *kwds)
     }
     if (tf_check_nonempty(st, ids, "input_ids") < 0)
         goto fail;
-    memcpy(dims, PyArray_DIMS(ids), (size_t)nd * sizeof(npy_intp));
+    for (int i = 0; i < nd; i++) {
+        dims[i] = PyArray_DIM(ids, i);
+    }
     dims[nd] = (npy_intp)self->C;
     if ((out = tf_out_f32(st, out_obj, nd + 1, dims)) == NULL ||
         tf_check_no_overlap(st, out, self->weight, "weight") < 0)

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Build tfcore with AddressSanitizer + UndefinedBehaviorSanitizer in place and run the whole
+# test suite against that build. Needs the venv from the README's test command (.venv).
+#   bash tools/sanitize.sh [pytest args...]
+# Leak detection is off (CPython keeps memory at exit); ASan's quarantine is off so the
+# tests' "memory stays flat" bounds still hold; any UBSan report aborts the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+TFCORE_SANITIZE=1 "$PY" setup.py build_ext --inplace --force -q
+trap 'rm -f tfcore/_C*.so' EXIT   # never leave the sanitizer build where imports find it
+export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
+export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:quarantine_size_mb=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+PYTHONPATH=. "$PY" -m pytest tests -q -p no:cacheprovider "$@"
