@@ -46,7 +46,8 @@ type_name(PyObject *obj)
 }
 
 PyArrayObject *
-tf_arg_f32(tf_state *st, PyObject *obj, const char *name, int min_ndim, int max_ndim)
+tf_arg_f32_view(tf_state *st, PyObject *obj, const char *name, int min_ndim, int max_ndim,
+                int allow_views)
 {
     if (!PyArray_Check(obj)) {
         return (PyArrayObject *)tf_type_error(
@@ -70,13 +71,37 @@ tf_arg_f32(tf_state *st, PyObject *obj, const char *name, int min_ndim, int max_
             st, "%s must have %d to %d dimensions, got %d with shape %s", name, min_ndim,
             max_ndim, nd, shape);
     }
-    if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
+    int ok = PyArray_ISALIGNED(a);
+    if (!allow_views) {
+        ok = ok && PyArray_IS_C_CONTIGUOUS(a);
+    }
+    else {
+        /* last axis contiguous, the others any positive whole-element strides */
+        ok = ok && (nd == 0 || PyArray_DIM(a, nd - 1) == 1 || PyArray_STRIDE(a, nd - 1) == 4);
+        for (int i = 0; ok && i < nd - 1; i++) {
+            npy_intp s = PyArray_STRIDE(a, i);
+            ok = PyArray_DIM(a, i) == 1 || (s > 0 && s % 4 == 0);
+        }
+    }
+    if (!ok) {
+        if (allow_views) {
+            return (PyArrayObject *)tf_value_error(
+                st, "%s must have a contiguous last axis and positive strides (views such as "
+                    "x.transpose(0, 2, 1, 3) are fine; pass np.ascontiguousarray(%s) otherwise)",
+                name, name);
+        }
         return (PyArrayObject *)tf_value_error(
             st, "%s must be C-contiguous and aligned (tfcore uses buffers in place); "
                 "pass np.ascontiguousarray(%s)", name, name);
     }
     Py_INCREF(a);
     return a;
+}
+
+PyArrayObject *
+tf_arg_f32(tf_state *st, PyObject *obj, const char *name, int min_ndim, int max_ndim)
+{
+    return tf_arg_f32_view(st, obj, name, min_ndim, max_ndim, 0);
 }
 
 PyArrayObject *

@@ -7,46 +7,14 @@
 #include <math.h>
 #include <string.h>
 
-/* A float32 array of 3 or 4 dims, last axis contiguous, other strides positive multiples
- * of 4 bytes, aligned (new reference). */
+/* query/key/value/out: 3 or 4 dims, float32, last axis contiguous, not empty (new ref). */
 static PyArrayObject *
 qkv_arg(tf_state *st, PyObject *obj, const char *name)
 {
-    if (!PyArray_Check(obj)) {
-        return (PyArrayObject *)tf_type_error(st, "%s must be a numpy.ndarray of float32, got %s",
-                                              name, Py_TYPE(obj)->tp_name);
+    PyArrayObject *a = tf_arg_f32_view(st, obj, name, 3, 4, 1);
+    if (a != NULL && tf_check_nonempty(st, a, name) < 0) {
+        Py_CLEAR(a);
     }
-    PyArrayObject *a = (PyArrayObject *)obj;
-    if (PyArray_TYPE(a) != NPY_FLOAT32) {
-        return (PyArrayObject *)tf_type_error(
-            st, "%s must have dtype float32, got %s (convert once with x.astype(np.float32))",
-            name, tf_dtype_name(a));
-    }
-    int nd = PyArray_NDIM(a);
-    if (nd != 3 && nd != 4) {
-        char shape[96];
-        tf_shape_str(a, shape, sizeof(shape));
-        return (PyArrayObject *)tf_value_error(
-            st, "%s must be (batch, heads, length, head_dim) or (heads, length, head_dim), got shape %s",
-            name, shape);
-    }
-    if (PyArray_SIZE(a) == 0) {
-        char shape[96];
-        tf_shape_str(a, shape, sizeof(shape));
-        return (PyArrayObject *)tf_value_error(st, "%s is empty (shape %s)", name, shape);
-    }
-    int ok = PyArray_ISALIGNED(a) && (PyArray_DIM(a, nd - 1) == 1 || PyArray_STRIDE(a, nd - 1) == 4);
-    for (int i = 0; ok && i < nd - 1; i++) {
-        npy_intp s = PyArray_STRIDE(a, i);
-        ok = PyArray_DIM(a, i) == 1 || (s > 0 && s % 4 == 0);
-    }
-    if (!ok) {
-        return (PyArrayObject *)tf_value_error(
-            st, "%s must have a contiguous last axis and positive strides (views such as "
-                "x.transpose(0, 2, 1, 3) are fine; pass np.ascontiguousarray(%s) otherwise)",
-            name, name);
-    }
-    Py_INCREF(a);
     return a;
 }
 

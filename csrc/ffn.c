@@ -130,33 +130,19 @@ ffn_dealloc(tf_ffn *self)
     Py_DECREF(tp);
 }
 
+static int
+ffn_forward_any(const void *self, const float *x, int64_t M, float *y, tf_post post,
+                const float *other, tf_err *err)
+{
+    return tf_ffn_forward(self, x, M, y, post, other, err);
+}
+
 static PyObject *
 ffn_call(tf_ffn *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"x", "residual", "out", NULL};
-    PyObject *x_obj, *res_obj = Py_None, *out_obj = Py_None, *result;
-    tf_state *st = tf_state_of((PyObject *)self);
-    tf_rows_call c;
-    tf_err err = {0};
-    int rc;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$O:FeedForward.__call__", kwlist, &x_obj,
-                                     &res_obj, &out_obj)) {
-        return NULL;
-    }
     const int64_t C = self->up->in_features;
-    if (tf_rows_call_parse(st, x_obj, res_obj, out_obj, C, C, NULL, &c) < 0) {
-        return NULL;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    tf_threads_begin();
-    rc = tf_ffn_forward(self, PyArray_DATA(c.x), c.M, PyArray_DATA(c.out), c.post, c.other, &err);
-    Py_END_ALLOW_THREADS
-    result = rc < 0 ? NULL : Py_NewRef(c.out);
-    if (rc < 0) {
-        tf_err_raise(st, &err);
-    }
-    tf_rows_call_release(&c);
-    return result;
+    return tf_rows_layer_call((PyObject *)self, args, kwds, C, C, ffn_forward_any,
+                              "O|O$O:FeedForward.__call__");
 }
 
 static PyObject *

@@ -415,26 +415,25 @@ tf_rows_call_release(tf_rows_call *c)
     Py_CLEAR(c->out);
 }
 
-static PyObject *
-linear_call(tf_linear *self, PyObject *args, PyObject *kwds)
+PyObject *
+tf_rows_layer_call(PyObject *self, PyObject *args, PyObject *kwds, int64_t K, int64_t N,
+                   tf_rows_forward forward, const char *fmt)
 {
     static char *kwlist[] = {"x", "residual", "out", NULL};
     PyObject *x_obj, *res_obj = Py_None, *out_obj = Py_None, *result;
-    tf_state *st = tf_state_of((PyObject *)self);
+    tf_state *st = tf_state_of(self);
     tf_rows_call c;
     tf_err err = {0};
     int rc;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$O:Linear.__call__", kwlist, &x_obj,
-                                     &res_obj, &out_obj)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, fmt, kwlist, &x_obj, &res_obj, &out_obj)) {
         return NULL;
     }
-    if (tf_rows_call_parse(st, x_obj, res_obj, out_obj, self->in_features, self->out_features,
-                           NULL, &c) < 0) {
+    if (tf_rows_call_parse(st, x_obj, res_obj, out_obj, K, N, NULL, &c) < 0) {
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
     tf_threads_begin();
-    rc = tf_linear_forward(self, PyArray_DATA(c.x), c.M, PyArray_DATA(c.out), c.post, c.other, &err);
+    rc = forward(self, PyArray_DATA(c.x), c.M, PyArray_DATA(c.out), c.post, c.other, &err);
     Py_END_ALLOW_THREADS
     result = rc < 0 ? NULL : Py_NewRef(c.out);
     if (rc < 0) {
@@ -442,6 +441,20 @@ linear_call(tf_linear *self, PyObject *args, PyObject *kwds)
     }
     tf_rows_call_release(&c);
     return result;
+}
+
+static int
+linear_forward_any(const void *self, const float *x, int64_t M, float *y, tf_post post,
+                   const float *other, tf_err *err)
+{
+    return tf_linear_forward(self, x, M, y, post, other, err);
+}
+
+static PyObject *
+linear_call(tf_linear *self, PyObject *args, PyObject *kwds)
+{
+    return tf_rows_layer_call((PyObject *)self, args, kwds, self->in_features, self->out_features,
+                              linear_forward_any, "O|O$O:Linear.__call__");
 }
 
 /* The weights unpacked to the (out_features, in_features) layout nn.Linear uses. */

@@ -48,6 +48,13 @@ int tf_rows_call_parse(tf_state *st, PyObject *x_obj, PyObject *res_obj, PyObjec
                        int64_t K, int64_t N, const tf_rows_names *names, tf_rows_call *c);
 void tf_rows_call_release(tf_rows_call *c);
 
+/* The call of a layer that maps rows (..., K) -> (..., N): `layer(x, residual=None, *,
+ * out=None)`, parsed by tf_rows_call_parse and run by forward without the GIL. */
+typedef int (*tf_rows_forward)(const void *layer, const float *x, int64_t M, float *y,
+                               tf_post post, const float *other, tf_err *err);
+PyObject *tf_rows_layer_call(PyObject *self, PyObject *args, PyObject *kwds, int64_t K,
+                             int64_t N, tf_rows_forward forward, const char *fmt);
+
 /* A Linear built from arrays through the Linear type (the same checks users get); on
  * failure the exception message is prefixed with what ("up projection: ..."). */
 tf_linear *tf_linear_build(tf_state *st, PyObject *weight, PyObject *bias, int act,

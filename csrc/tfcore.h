@@ -145,6 +145,10 @@ void tf_shape_str(PyArrayObject *a, char *buf, size_t size);
  * used in place (new reference, no copy). Anything else is refused with a message that
  * says what was expected, what was given and how to convert. */
 PyArrayObject *tf_arg_f32(tf_state *st, PyObject *obj, const char *name, int min_ndim, int max_ndim);
+/* As tf_arg_f32; with allow_views the array may be any view whose last axis is contiguous
+ * and whose other strides are positive (kernels that take strides read it in place). */
+PyArrayObject *tf_arg_f32_view(tf_state *st, PyObject *obj, const char *name, int min_ndim,
+                               int max_ndim, int allow_views);
 /* Same for integer token ids (int32 or int64, any shape, C-contiguous). */
 PyArrayObject *tf_arg_ids(tf_state *st, PyObject *obj, const char *name);
 /* Raises TfcoreValueError naming the first NaN/Inf (flat index) if any. */

@@ -190,7 +190,7 @@ def test_decode_splits_long_keys(rng):
     "args,kwargs,exc,msg",
     [
         (lambda q, k, v: (q.astype(np.float64), k, v), {}, tfcore.TfcoreTypeError, "query must have dtype float32, got float64"),
-        (lambda q, k, v: (q[0, 0], k, v), {}, tfcore.TfcoreValueError, "query must be"),
+        (lambda q, k, v: (q[0, 0], k, v), {}, tfcore.TfcoreValueError, r"query must have 3 to 4 dimensions, got 2 with shape \(9, 8\)"),
         (lambda q, k, v: (q, k[:, :, :, :7], v), {}, tfcore.TfcoreValueError, "key head_dim 7 differs from query head_dim 8"),
         (lambda q, k, v: (q, k, v[:, :, :3]), {}, tfcore.TfcoreValueError, "value has 2 heads and length 3"),
         (lambda q, k, v: (q, k[:1], v[:1]), {}, tfcore.TfcoreValueError, "batch sizes differ"),
