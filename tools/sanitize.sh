@@ -7,6 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
+# the build requirements (oneDNN headers etc.), read from pyproject.toml so the pins live in one place
+"$PY" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' \
+    > .venv/build-requirements.txt
+"$PY" -m pip install -q -r .venv/build-requirements.txt
 TFCORE_SANITIZE=1 "$PY" setup.py build_ext --inplace --force -q
 trap 'rm -f tfcore/_C*.so' EXIT   # never leave the sanitizer build where imports find it
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
