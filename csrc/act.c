@@ -18,6 +18,7 @@ act_scalar(float x, tf_act act)
         return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
     case TF_ACT_RELU: return x > 0.0f ? x : 0.0f;
     case TF_ACT_SILU: return x / (1.0f + expf(-x));
+    case TF_ACT_TANH: return tanhf(x);
     default: return x;
     }
 }
@@ -50,6 +51,7 @@ act_avx512(const float *x, float *y, int64_t n, tf_act act)
         case TF_ACT_SILU:
             r = _mm512_div_ps(v, _mm512_add_ps(one, tf_exp512(_mm512_sub_ps(_mm512_setzero_ps(), v))));
             break;
+        case TF_ACT_TANH: r = tanh512(v); break;
         case TF_ACT_GELU_TANH: {
             __m512 inner = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(0.044715f), v), _mm512_mul_ps(v, v), v);
             r = _mm512_mul_ps(_mm512_mul_ps(half, v),
@@ -210,7 +212,7 @@ fail:
 static PyMethodDef act_methods[] = {
     {"activation", (PyCFunction)(void (*)(void))py_activation, METH_VARARGS | METH_KEYWORDS,
      "activation($module, x, kind, *, out=None)\n--\n\n"
-     "Apply 'gelu' (erf), 'gelu_tanh', 'relu', 'silu' (or an HF alias) elementwise."},
+     "Apply 'gelu' (erf), 'gelu_tanh', 'relu', 'silu', 'tanh' (or an HF alias) elementwise."},
     {"gelu", (PyCFunction)(void (*)(void))py_gelu, METH_VARARGS | METH_KEYWORDS,
      "gelu($module, x, *, approximate='none', out=None)\n--\n\n"
      "GELU like torch.nn.functional.gelu: exact (erf) or approximate='tanh'."},

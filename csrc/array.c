@@ -231,7 +231,7 @@ tf_check_no_overlap(tf_state *st, PyArrayObject *out, PyArrayObject *a, const ch
     return 0;
 }
 
-const char *const tf_act_names[TF_ACT_COUNT] = {"none", "gelu", "gelu_tanh", "relu", "silu"};
+const char *const tf_act_names[TF_ACT_COUNT] = {"none", "gelu", "gelu_tanh", "relu", "silu", "tanh"};
 
 int
 tf_parse_activation(tf_state *st, PyObject *obj, int *act)
@@ -255,6 +255,7 @@ tf_parse_activation(tf_state *st, PyObject *obj, int *act)
         {"gelu_tanh", TF_ACT_GELU_TANH}, {"gelu_new", TF_ACT_GELU_TANH},
         {"gelu_pytorch_tanh", TF_ACT_GELU_TANH}, {"gelu_fast", TF_ACT_GELU_TANH},
         {"relu", TF_ACT_RELU},          {"silu", TF_ACT_SILU},          {"swish", TF_ACT_SILU},
+        {"tanh", TF_ACT_TANH},
     };
     for (size_t i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++) {
         if (strcmp(s, aliases[i].name) == 0) {
@@ -262,7 +263,7 @@ tf_parse_activation(tf_state *st, PyObject *obj, int *act)
             return 0;
         }
     }
-    tf_value_error(st, "unknown activation '%s' (expected one of: gelu, gelu_tanh, relu, silu, "
+    tf_value_error(st, "unknown activation '%s' (expected one of: gelu, gelu_tanh, relu, silu, tanh, "
                        "none; HF aliases gelu_new, gelu_pytorch_tanh, swish accepted)", s);
     return -1;
 }

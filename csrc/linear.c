@@ -22,6 +22,7 @@ act_to_eltwise(int act, dnnl_alg_kind_t *alg, float *alpha)
     case TF_ACT_GELU_TANH: *alg = dnnl_eltwise_gelu_tanh; return 1;
     case TF_ACT_RELU: *alg = dnnl_eltwise_relu; return 1;
     case TF_ACT_SILU: *alg = dnnl_eltwise_swish; *alpha = 1.0f; return 1;
+    case TF_ACT_TANH: *alg = dnnl_eltwise_tanh; return 1;
     default: return 0;
     }
 }

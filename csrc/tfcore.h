@@ -69,6 +69,7 @@ int tf_register_attention(PyObject *module, tf_state *st);
 int tf_register_ffn(PyObject *module, tf_state *st);
 int tf_register_mha(PyObject *module, tf_state *st);
 int tf_register_block(PyObject *module, tf_state *st);
+int tf_register_convert(PyObject *module, tf_state *st);
 
 /* Add a heap type built from spec to the module and store it in *slot. */
 int tf_add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeObject **slot);
@@ -175,6 +176,7 @@ typedef enum {
     TF_ACT_GELU_TANH,  /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
     TF_ACT_RELU,
     TF_ACT_SILU,       /* x * sigmoid(x) */
+    TF_ACT_TANH,       /* tanh(x) (BERT's pooler) */
     TF_ACT_COUNT
 } tf_act;
 extern const char *const tf_act_names[TF_ACT_COUNT];

@@ -11,7 +11,7 @@ import tfcore
 from memory import rss_growth
 from reference import dense
 
-ACTS = [None, "gelu", "gelu_tanh", "relu", "silu"]
+ACTS = [None, "gelu", "gelu_tanh", "relu", "silu", "tanh"]
 
 
 def rand(rng, *shape, scale=1.0):

@@ -19,6 +19,8 @@ def activation(x: np.ndarray, kind: str | None) -> np.ndarray:
         return np.maximum(x, 0.0)
     if kind == "silu":
         return x / (1.0 + np.exp(-x))
+    if kind == "tanh":
+        return np.tanh(x)
     raise ValueError(kind)
 
 

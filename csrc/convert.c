@@ -1,0 +1,55 @@
+/* convert.c — dtype conversions NumPy lacks: bfloat16 (stored as uint16 bits) to float32,
+ * for loading bf16 checkpoints without a NumPy bf16 dtype. */
+#include "tfcore.h"
+
+#include <string.h>
+
+/* src is (n,) bf16 bits, dst is (n,) float32: a bf16 is the top half of a float32. */
+static void
+bf16_to_f32(const uint16_t *src, float *dst, int64_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= 1 << 20)
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t bits = (uint32_t)src[i] << 16;
+        memcpy(dst + i, &bits, sizeof(bits));
+    }
+}
+
+static PyObject *
+py_bfloat16_to_float32(PyObject *module, PyObject *arg)
+{
+    tf_state *st = tf_state_of_module(module);
+    if (!PyArray_Check(arg)) {
+        return tf_type_error(st, "expected a numpy.ndarray of uint16 bfloat16 bits, got %s",
+                             Py_TYPE(arg)->tp_name);
+    }
+    PyArrayObject *src = (PyArrayObject *)arg;
+    if (PyArray_TYPE(src) != NPY_UINT16) {
+        return tf_type_error(st, "bfloat16 data must be given as uint16 bits, got %s", tf_dtype_name(src));
+    }
+    if (!PyArray_IS_C_CONTIGUOUS(src) || !PyArray_ISALIGNED(src)) {
+        return tf_value_error(st, "bfloat16 data must be C-contiguous and aligned");
+    }
+    PyArrayObject *dst = (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(src), PyArray_DIMS(src), NPY_FLOAT32);
+    if (dst == NULL) {
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    tf_threads_begin();
+    bf16_to_f32(PyArray_DATA(src), PyArray_DATA(dst), PyArray_SIZE(src));
+    Py_END_ALLOW_THREADS
+    return (PyObject *)dst;
+}
+
+static PyMethodDef convert_methods[] = {
+    {"bfloat16_to_float32", py_bfloat16_to_float32, METH_O,
+     "bfloat16_to_float32($module, bits, /)\n--\n\n"
+     "float32 copy of bfloat16 values given as their uint16 bit patterns (exact)."},
+    {NULL, NULL, 0, NULL},
+};
+
+int
+tf_register_convert(PyObject *module, tf_state *st)
+{
+    return PyModule_AddFunctions(module, convert_methods);
+}
