@@ -1,0 +1,156 @@
+"""Encoder families against Hugging Face transformers (tiny random models written with
+save_pretrained, loaded by tfcore): every hidden state, attention map, pooler and head.
+
+Tolerances: float32 on both sides through 2-3 layers of width <= 60; observed max abs
+differences are ~1e-6; 3e-5 (hidden states) and 1e-5 (probabilities) leave headroom
+without hiding a wrong mask or a transposed weight (those change outputs by O(0.1))."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import tfcore
+from tfcore import models
+
+TOL = 3e-5
+
+
+def save(model, path):
+    model.eval()
+    model.save_pretrained(path, safe_serialization=True)
+    return path
+
+
+def ids_and_mask(rng, vocab, B=3, T=97, lengths=(97, 7, 1), pad=0, low=3):
+    ids = rng.integers(low, vocab, size=(B, T))
+    mask = (np.arange(T)[None] < np.array(lengths)[:, None]).astype(np.int64)
+    ids = np.where(mask == 1, ids, pad)
+    return ids, mask
+
+
+def compare(out, ref, mask, pooled=True):
+    real = mask.astype(bool)[..., None]
+    # padded query rows are computed too (like HF) and compared as well
+    assert np.abs(out.last_hidden_state - ref.last_hidden_state.numpy()).max() < TOL
+    assert len(out.hidden_states) == len(ref.hidden_states)
+    for a, b in zip(out.hidden_states, ref.hidden_states):
+        assert np.abs(a - b.numpy()).max() < TOL
+    for a, b in zip(out.attentions, ref.attentions):
+        assert a.shape == tuple(b.shape)
+        assert np.abs(a - b.numpy()).max() < 1e-5
+    if pooled:
+        assert np.abs(out.pooler_output - ref.pooler_output.numpy()).max() < TOL
+    assert real.any()
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def bert_config(**kw):
+    from transformers import BertConfig
+
+    base = dict(vocab_size=101, hidden_size=60, num_hidden_layers=2, num_attention_heads=5, intermediate_size=97,
+                max_position_embeddings=128, type_vocab_size=2, attn_implementation="eager")
+    base.update(kw)
+    return BertConfig(**base)
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_new"])
+def test_bert_model(rng, tmp_path, act):
+    from transformers import BertModel
+
+    ref = BertModel(bert_config(hidden_act=act)).eval()
+    path = save(ref, tmp_path)
+    ours = models.BertModel.from_pretrained(path)
+    ids, mask = ids_and_mask(rng, 101)
+    tt = rng.integers(0, 2, size=ids.shape)
+    out = ours(ids, attention_mask=mask, token_type_ids=tt, output_hidden_states=True, output_attentions=True)
+    with torch.no_grad():
+        want = ref(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), token_type_ids=torch.from_numpy(tt),
+                   output_hidden_states=True, output_attentions=True)
+    compare(out, want, mask)
+    assert ours.unexpected_keys == []
+
+
+@pytest.mark.parametrize("T", [1, 7, 97])
+def test_bert_lengths_and_auto(rng, tmp_path, T):
+    from transformers import BertModel
+
+    ref = BertModel(bert_config(hidden_size=48, num_attention_heads=3)).eval()
+    path = save(ref, tmp_path)
+    ours = tfcore.AutoModel.from_pretrained(path)
+    assert isinstance(ours, models.BertModel)
+    ids = rng.integers(0, 101, size=(2, T))
+    with torch.no_grad():
+        want = ref(torch.from_numpy(ids), output_hidden_states=True, output_attentions=True)
+    compare(ours(ids, output_hidden_states=True, output_attentions=True), want, np.ones((2, T)))
+
+
+def test_bert_heads(rng, tmp_path):
+    from transformers import BertForMaskedLM, BertForSequenceClassification
+
+    ids, mask = ids_and_mask(rng, 101, T=31, lengths=(31, 20, 5))
+    mlm = BertForMaskedLM(bert_config()).eval()
+    ours = models.BertForMaskedLM.from_pretrained(save(mlm, tmp_path / "mlm"))
+    with torch.no_grad():
+        want = mlm(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()
+    got = ours(ids, attention_mask=mask).logits
+    assert got.shape == (3, 31, 101) and np.abs(got - want).max() < 1e-4  # logits are O(1)-O(10)
+
+    cls = BertForSequenceClassification(bert_config(num_labels=3)).eval()
+    ours = models.BertForSequenceClassification.from_pretrained(save(cls, tmp_path / "cls"))
+    with torch.no_grad():
+        want = cls(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()
+    got = ours(ids, attention_mask=mask).logits
+    assert got.shape == (3, 3) and np.abs(got - want).max() < TOL
+
+
+@pytest.mark.parametrize("kind", ["roberta", "xlm-roberta"])
+def test_roberta_positions_skip_padding(rng, tmp_path, kind):
+    from transformers import RobertaConfig, RobertaModel, XLMRobertaConfig, XLMRobertaModel
+
+    Cfg, Model = (RobertaConfig, RobertaModel) if kind == "roberta" else (XLMRobertaConfig, XLMRobertaModel)
+    cfg = Cfg(vocab_size=99, hidden_size=40, num_hidden_layers=2, num_attention_heads=5, intermediate_size=64,
+              max_position_embeddings=100, type_vocab_size=1, pad_token_id=1, attn_implementation="eager")
+    ref = Model(cfg).eval()
+    ours = tfcore.AutoModel.from_pretrained(save(ref, tmp_path))
+    assert type(ours).__name__ == Model.__name__
+    ids, mask = ids_and_mask(rng, 99, T=97, pad=1)
+    with torch.no_grad():
+        want = ref(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), output_hidden_states=True,
+                   output_attentions=True)
+    compare(ours(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True), want, mask)
+
+
+def test_distilbert(rng, tmp_path):
+    from transformers import DistilBertConfig, DistilBertModel
+
+    cfg = DistilBertConfig(vocab_size=77, dim=60, n_layers=3, n_heads=3, hidden_dim=131, max_position_embeddings=128,
+                           attn_implementation="eager")
+    ref = DistilBertModel(cfg).eval()
+    ours = tfcore.AutoModel.from_pretrained(save(ref, tmp_path))
+    ids, mask = ids_and_mask(rng, 77)
+    with torch.no_grad():
+        want = ref(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), output_hidden_states=True,
+                   output_attentions=True)
+    compare(ours(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True), want, mask,
+            pooled=False)
+
+
+def test_bad_inputs(rng, tmp_path):
+    from transformers import BertModel
+
+    ours = models.BertModel.from_pretrained(save(BertModel(bert_config()), tmp_path))
+    with pytest.raises(tfcore.TfcoreValueError, match=r"input_ids holds 101, outside \[0, 101\)"):
+        ours(np.array([[1, 101]]))
+    with pytest.raises(tfcore.TfcoreTypeError, match="input_ids must hold integers"):
+        ours(np.array([[1.0, 2.0]]))
+    with pytest.raises(tfcore.TfcoreValueError, match="attention_mask has shape"):
+        ours(np.array([[1, 2]]), attention_mask=np.ones((1, 3)))
+    with pytest.raises(tfcore.TfcoreValueError, match="exceeds max_position_embeddings=128"):
+        ours(np.ones((1, 129), np.int64))
+    with pytest.raises(tfcore.TfcoreValueError, match="empty"):
+        ours(np.zeros((1, 0), np.int64))

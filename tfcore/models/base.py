@@ -1,0 +1,141 @@
+"""Shared model infrastructure: outputs with HF field names, weight lookup with key
+prefixes and renames, missing/unexpected key reporting, from_pretrained."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+
+import numpy as np
+
+from ..config import Config
+from ..safetensors import Checkpoint, CheckpointError
+
+log = logging.getLogger("tfcore")
+
+
+class ModelOutput(dict):
+    """HF-style output: fields by attribute (``out.last_hidden_state``), key or index
+    (``out[0]``); fields that are None are left out, like HF's ``to_tuple``."""
+
+    def __init__(self, **fields: Any):
+        super().__init__((k, v) for k, v in fields.items() if v is not None)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, key):
+        if isinstance(key, int):
+            return list(self.values())[key]
+        return super().__getitem__(key)
+
+    def to_tuple(self) -> Tuple[Any, ...]:
+        return tuple(self.values())
+
+
+class Weights:
+    """Tensors of a checkpoint seen under a model's key names: tries each prefix HF may have
+    saved the base model under ("bert.", "roberta.", ...) and legacy renames
+    (LayerNorm.gamma/beta), checks shapes, and records which keys were used."""
+
+    def __init__(self, ckpt: Checkpoint, prefixes: Sequence[str] = ("",), ignore: Iterable[str] = ()):
+        self.ckpt = ckpt
+        self.prefixes = list(prefixes)
+        self.used: Set[str] = set()
+        self.ignore = tuple(ignore)
+
+    def _resolve(self, key: str) -> Optional[str]:
+        candidates = [key]
+        if key.endswith(".weight"):
+            candidates.append(key[: -len(".weight")] + ".gamma")
+        if key.endswith(".bias"):
+            candidates.append(key[: -len(".bias")] + ".beta")
+        for prefix in self.prefixes:
+            for c in candidates:
+                if prefix + c in self.ckpt:
+                    return prefix + c
+        return None
+
+    def has(self, key: str) -> bool:
+        return self._resolve(key) is not None
+
+    def get(self, key: str, shape: Optional[Tuple[int, ...]] = None, optional: bool = False) -> Optional[np.ndarray]:
+        name = self._resolve(key)
+        if name is None:
+            if optional:
+                return None
+            raise CheckpointError(f"{self.ckpt.directory}: checkpoint is missing {key!r}"
+                                  + (f" (looked under prefixes {self.prefixes})" if self.prefixes != [""] else ""))
+        self.used.add(name)
+        a = self.ckpt.float32(name)
+        if shape is not None and tuple(a.shape) != tuple(shape):
+            raise CheckpointError(f"{self.ckpt.directory}: {name!r} has shape {tuple(a.shape)}, "
+                                  f"expected {tuple(shape)} from config.json")
+        return a
+
+    def unexpected(self) -> List[str]:
+        return sorted(k for k in self.ckpt if k not in self.used and not any(p in k for p in self.ignore))
+
+
+class PreTrainedModel:
+    """Base of every tfcore model class: ``Cls.from_pretrained(directory)``, ``model(...)``."""
+
+    model_types: Tuple[str, ...] = ()
+    base_prefixes: Tuple[str, ...] = ("",)
+    ignore_keys: Tuple[str, ...] = ()
+
+    def __init__(self, config: Config, weights: Weights):
+        self.config = config
+        self.dtype = "float32"
+
+    @classmethod
+    def from_pretrained(cls, directory: Union[str, os.PathLike], dtype: str = "float32") -> "PreTrainedModel":
+        """Load a Hugging Face checkpoint directory (``config.json`` + ``*.safetensors``)."""
+        if dtype != "float32":
+            raise CheckpointError(f"dtype={dtype!r} is not supported yet; tfcore runs float32 models")
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise CheckpointError(f"{directory}: not a directory")
+        config = Config.from_dir(directory)
+        mt = config.get("model_type")
+        if cls.model_types and mt not in cls.model_types:
+            raise CheckpointError(f"{directory}: config.json has model_type {mt!r}; {cls.__name__} "
+                                  f"loads {', '.join(cls.model_types)}")
+        weights = Weights(Checkpoint(directory), cls.base_prefixes, cls.ignore_keys)
+        model = cls(config, weights)
+        extra = weights.unexpected()
+        model.unexpected_keys = extra
+        if extra:
+            log.warning("%s: %d checkpoint tensors not used by %s: %s%s", directory, len(extra), cls.__name__,
+                        ", ".join(extra[:8]), " ..." if len(extra) > 8 else "")
+        model.name_or_path = str(directory)
+        return model
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ModelOutput:
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args: Any, **kwargs: Any) -> ModelOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def check_ids(name: str, ids: Any, vocab: Optional[int] = None, ndim: int = 2) -> np.ndarray:
+    """Token-id-like input as a C-contiguous int64 (B, T) array, with clear errors."""
+    from .. import _C
+
+    a = np.asarray(ids)
+    if a.dtype.kind not in "iu":
+        raise _C.TfcoreTypeError(f"{name} must hold integers, got dtype {a.dtype}")
+    if a.ndim == 1 and ndim == 2:
+        a = a[None, :]
+    if a.ndim != ndim:
+        raise _C.TfcoreValueError(f"{name} must have {ndim} dimensions (batch, seq_len), got shape {a.shape}")
+    if a.size == 0:
+        raise _C.TfcoreValueError(f"{name} is empty (shape {a.shape})")
+    if vocab is not None and (a.min() < 0 or a.max() >= vocab):
+        bad = a[(a < 0) | (a >= vocab)].flat[0]
+        raise _C.TfcoreValueError(f"{name} holds {bad}, outside [0, {vocab})")
+    return np.ascontiguousarray(a, dtype=np.int64)

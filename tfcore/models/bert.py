@@ -1,0 +1,295 @@
+"""BERT-style encoders: BertModel (+ MaskedLM and SequenceClassification heads),
+RobertaModel, XLMRobertaModel and DistilBertModel, from Hugging Face checkpoints.
+
+Every layer is a tfcore.TransformerBlock (post-norm), so a forward pass is one C call per
+layer with the GIL released; the embeddings are a gather plus a fused add + LayerNorm.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import numpy as np
+
+from .. import _C
+from ..config import Config
+from ..safetensors import CheckpointError
+from .base import ModelOutput, PreTrainedModel, Weights, check_ids
+
+
+def _eps(cfg: Config, key: str = "layer_norm_eps", default: float = 1e-12) -> float:
+    return float(cfg.get(key, default))
+
+
+def _act(cfg: Config, key: str = "hidden_act") -> str:
+    act = cfg.get(key, "gelu")
+    if not isinstance(act, str):
+        raise CheckpointError(f"config.json: {key} must be a string, got {act!r}")
+    return act
+
+
+def _padding_mask(attention_mask, B: int, T: int) -> Optional[np.ndarray]:
+    """HF (B, T) 1/0 mask, or None when every token is real (the kernel then skips masking)."""
+    if attention_mask is None:
+        return None
+    m = np.asarray(attention_mask)
+    if m.shape != (B, T):
+        raise _C.TfcoreValueError(f"attention_mask has shape {m.shape}, expected (batch, seq_len) = ({B}, {T})")
+    if m.dtype.kind not in "biuf":
+        raise _C.TfcoreTypeError(f"attention_mask must hold 0/1 values, got dtype {m.dtype}")
+    m = m != 0
+    return None if m.all() else m
+
+
+class _EncoderStack:
+    """A stack of TransformerBlocks run in order, collecting HF's optional outputs."""
+
+    def __init__(self, layers: List[_C.TransformerBlock]):
+        self.layers = layers
+
+    @classmethod
+    def from_bert_keys(cls, cfg: Config, w: Weights, prefix: str = "encoder.layer") -> "_EncoderStack":
+        """num_hidden_layers post-norm blocks read from HF BERT key names."""
+        C, H = cfg.require("hidden_size"), cfg.require("num_attention_heads")
+        F, L = cfg.require("intermediate_size"), cfg.require("num_hidden_layers")
+        if C % H:
+            raise CheckpointError(f"config.json: hidden_size={C} is not divisible by num_attention_heads={H}")
+        eps, act = _eps(cfg), _act(cfg)
+        layers: List[_C.TransformerBlock] = []
+        for i in range(L):
+            p = f"{prefix}.{i}."
+            g = lambda k, *s: w.get(p + k, s or None)  # noqa: E731
+            attn = _C.MultiHeadAttention(
+                C, H,
+                q_weight=g("attention.self.query.weight", C, C), q_bias=g("attention.self.query.bias", C),
+                k_weight=g("attention.self.key.weight", C, C), k_bias=g("attention.self.key.bias", C),
+                v_weight=g("attention.self.value.weight", C, C), v_bias=g("attention.self.value.bias", C),
+                o_weight=g("attention.output.dense.weight", C, C), o_bias=g("attention.output.dense.bias", C))
+            ffn = _C.FeedForward(g("intermediate.dense.weight", F, C), g("output.dense.weight", C, F),
+                                 up_bias=g("intermediate.dense.bias", F), down_bias=g("output.dense.bias", C),
+                                 activation=act)
+            n1 = _C.LayerNorm(g("attention.output.LayerNorm.weight", C), g("attention.output.LayerNorm.bias", C), eps=eps)
+            n2 = _C.LayerNorm(g("output.LayerNorm.weight", C), g("output.LayerNorm.bias", C), eps=eps)
+            layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=False))
+        return cls(layers)
+
+    def __call__(self, h: np.ndarray, mask: Optional[np.ndarray], output_hidden_states: bool,
+                 output_attentions: bool):
+        hidden = [h] if output_hidden_states else None
+        attentions = [] if output_attentions else None
+        for layer in self.layers:
+            if output_attentions:
+                h, a = layer(h, mask, output_attentions=True)
+                attentions.append(a)
+            else:
+                h = layer(h, mask)
+            if output_hidden_states:
+                hidden.append(h)
+        return h, (tuple(hidden) if hidden is not None else None), (tuple(attentions) if attentions is not None else None)
+
+
+class BertModel(PreTrainedModel):
+    """``transformers.BertModel``: embeddings, encoder, tanh pooler over [CLS]."""
+
+    model_types = ("bert",)
+    base_prefixes = ("", "bert.")
+    ignore_keys = ("position_ids",)  # a buffer some checkpoints store
+
+    def __init__(self, config: Config, weights: Weights, add_pooling_layer: bool = True):
+        super().__init__(config, weights)
+        cfg, w = config, weights
+        C, V = cfg.require("hidden_size"), cfg.require("vocab_size")
+        P = cfg.require("max_position_embeddings")
+        types = cfg.get("type_vocab_size", 2)
+        pet = cfg.get("position_embedding_type", "absolute")
+        if pet not in (None, "absolute"):
+            raise CheckpointError(f"config.json: position_embedding_type={pet!r} is not supported (absolute only)")
+        self.hidden_size, self.vocab_size, self.max_positions = C, V, P
+        self.word_embeddings = _C.Embedding(w.get("embeddings.word_embeddings.weight", (V, C)))
+        self.position_embeddings = w.get("embeddings.position_embeddings.weight", (P, C))
+        self.token_type_embeddings = (w.get("embeddings.token_type_embeddings.weight", (types, C))
+                                      if types else None)
+        self.embeddings_norm = _C.LayerNorm(w.get("embeddings.LayerNorm.weight", (C,)),
+                                            w.get("embeddings.LayerNorm.bias", (C,)), eps=_eps(cfg))
+        self.encoder = _EncoderStack.from_bert_keys(cfg, w)
+        self.pooler = None
+        if add_pooling_layer and w.has("pooler.dense.weight"):
+            self.pooler = _C.Linear(w.get("pooler.dense.weight", (C, C)), w.get("pooler.dense.bias", (C,)), "tanh")
+
+    def _position_ids(self, input_ids: np.ndarray, position_ids) -> np.ndarray:
+        B, T = input_ids.shape
+        if position_ids is None:
+            return np.broadcast_to(np.arange(T, dtype=np.int64), (B, T))
+        return check_ids("position_ids", position_ids, self.max_positions)
+
+    def embed(self, input_ids, token_type_ids=None, position_ids=None) -> np.ndarray:
+        ids = check_ids("input_ids", input_ids, self.vocab_size)
+        B, T = ids.shape
+        if T > self.max_positions:
+            raise _C.TfcoreValueError(f"sequence length {T} exceeds max_position_embeddings={self.max_positions}")
+        pos = self._position_ids(ids, position_ids)
+        if pos.shape != (B, T):
+            raise _C.TfcoreValueError(f"position_ids has shape {pos.shape}, expected {(B, T)}")
+        extra = self.position_embeddings[pos]  # (B, T, C)
+        if self.token_type_embeddings is not None:
+            if token_type_ids is None:
+                extra += self.token_type_embeddings[0]
+            else:
+                tt = check_ids("token_type_ids", token_type_ids, self.token_type_embeddings.shape[0])
+                if tt.shape != (B, T):
+                    raise _C.TfcoreValueError(f"token_type_ids has shape {tt.shape}, expected {(B, T)}")
+                extra += self.token_type_embeddings[tt]
+        h = self.word_embeddings(ids)
+        return self.embeddings_norm(h, extra, out=h)  # LayerNorm(word + position + token type)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                output_hidden_states: bool = False, output_attentions: bool = False,
+                return_dict: bool = True) -> ModelOutput:
+        h = self.embed(input_ids, token_type_ids, position_ids)
+        B, T, _ = h.shape
+        mask = _padding_mask(attention_mask, B, T)
+        h, hidden, attns = self.encoder(h, mask, output_hidden_states, output_attentions)
+        pooled = self.pooler(np.ascontiguousarray(h[:, 0])) if self.pooler is not None else None
+        return ModelOutput(last_hidden_state=h, pooler_output=pooled, hidden_states=hidden, attentions=attns)
+
+
+class BertForMaskedLM(PreTrainedModel):
+    """``transformers.BertForMaskedLM``: logits over the vocabulary (decoder tied to the
+    word embeddings unless the checkpoint stores its own)."""
+
+    model_types = ("bert",)
+    base_prefixes = ("",)
+    ignore_keys = ("position_ids", "cls.seq_relationship", "pooler.")
+
+    def __init__(self, config: Config, weights: Weights):
+        super().__init__(config, weights)
+        base = Weights(weights.ckpt, ("bert.", ""), self.ignore_keys)
+        self.bert = BertModel(config, base, add_pooling_layer=False)
+        weights.used |= base.used
+        C, V = self.bert.hidden_size, self.bert.vocab_size
+        p = "cls.predictions."
+        self.transform = _C.Linear(weights.get(p + "transform.dense.weight", (C, C)),
+                                   weights.get(p + "transform.dense.bias", (C,)), _act(config))
+        self.transform_norm = _C.LayerNorm(weights.get(p + "transform.LayerNorm.weight", (C,)),
+                                           weights.get(p + "transform.LayerNorm.bias", (C,)), eps=_eps(config))
+        decoder = weights.get(p + "decoder.weight", (V, C), optional=True)
+        if decoder is None:
+            decoder = self.bert.word_embeddings.weight
+        bias = weights.get(p + "bias", (V,), optional=True)
+        if bias is None:
+            bias = weights.get(p + "decoder.bias", (V,))
+        weights.get(p + "decoder.bias", (V,), optional=True)  # same tensor as cls.predictions.bias
+        self.decoder = _C.Linear(decoder, bias)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                output_hidden_states: bool = False, output_attentions: bool = False) -> ModelOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
+                        output_attentions)
+        h = self.transform_norm(self.transform(out.last_hidden_state))
+        return ModelOutput(logits=self.decoder(h), hidden_states=out.get("hidden_states"),
+                           attentions=out.get("attentions"))
+
+
+class BertForSequenceClassification(PreTrainedModel):
+    """``transformers.BertForSequenceClassification``: classifier over the pooled [CLS]."""
+
+    model_types = ("bert",)
+    base_prefixes = ("",)
+    ignore_keys = ("position_ids",)
+
+    def __init__(self, config: Config, weights: Weights):
+        super().__init__(config, weights)
+        base = Weights(weights.ckpt, ("bert.", ""), self.ignore_keys)
+        self.bert = BertModel(config, base)
+        weights.used |= base.used
+        if self.bert.pooler is None:
+            raise CheckpointError("BertForSequenceClassification needs the pooler weights (bert.pooler.dense)")
+        C = self.bert.hidden_size
+        labels = len(config.get("id2label") or {}) or config.get("num_labels", 2)
+        self.classifier = _C.Linear(weights.get("classifier.weight", (labels, C)), weights.get("classifier.bias", (labels,)))
+        self.num_labels = labels
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                output_hidden_states: bool = False, output_attentions: bool = False) -> ModelOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
+                        output_attentions)
+        return ModelOutput(logits=self.classifier(out.pooler_output), hidden_states=out.get("hidden_states"),
+                           attentions=out.get("attentions"))
+
+
+class RobertaModel(BertModel):
+    """``transformers.RobertaModel``: BERT with positions counted from padding_idx + 1 over
+    the non-pad tokens (``create_position_ids_from_input_ids``)."""
+
+    model_types = ("roberta",)
+    base_prefixes = ("", "roberta.")
+
+    def __init__(self, config: Config, weights: Weights, add_pooling_layer: bool = True):
+        super().__init__(config, weights, add_pooling_layer)
+        self.padding_idx = int(config.get("pad_token_id", 1))
+
+    def _position_ids(self, input_ids: np.ndarray, position_ids) -> np.ndarray:
+        if position_ids is not None:
+            return super()._position_ids(input_ids, position_ids)
+        real = (input_ids != self.padding_idx).astype(np.int64)
+        pos = np.cumsum(real, axis=1) * real + self.padding_idx
+        if pos.max() >= self.max_positions:
+            raise _C.TfcoreValueError(f"sequence too long: position {pos.max()} >= max_position_embeddings="
+                                      f"{self.max_positions}")
+        return pos
+
+
+class XLMRobertaModel(RobertaModel):
+    """``transformers.XLMRobertaModel`` (RoBERTa architecture, its own vocabulary)."""
+
+    model_types = ("xlm-roberta",)
+    base_prefixes = ("", "roberta.")
+
+
+class DistilBertModel(PreTrainedModel):
+    """``transformers.DistilBertModel``: no token types, no pooler, its own key names."""
+
+    model_types = ("distilbert",)
+    base_prefixes = ("", "distilbert.")
+    ignore_keys = ("position_ids",)
+
+    def __init__(self, config: Config, weights: Weights):
+        super().__init__(config, weights)
+        cfg, w = config, weights
+        C, H, F = cfg.require("dim"), cfg.require("n_heads"), cfg.require("hidden_dim")
+        V, P, L = cfg.require("vocab_size"), cfg.require("max_position_embeddings"), cfg.require("n_layers")
+        if C % H:
+            raise CheckpointError(f"config.json: dim={C} is not divisible by n_heads={H}")
+        self.hidden_size, self.vocab_size, self.max_positions = C, V, P
+        self.word_embeddings = _C.Embedding(w.get("embeddings.word_embeddings.weight", (V, C)))
+        self.position_embeddings = w.get("embeddings.position_embeddings.weight", (P, C))
+        self.embeddings_norm = _C.LayerNorm(w.get("embeddings.LayerNorm.weight", (C,)),
+                                            w.get("embeddings.LayerNorm.bias", (C,)), eps=1e-12)
+        act = _act(cfg, "activation")
+        layers = []
+        for i in range(L):
+            p = f"transformer.layer.{i}."
+            g = lambda k, *s: w.get(p + k, s or None)  # noqa: E731
+            attn = _C.MultiHeadAttention(
+                C, H,
+                q_weight=g("attention.q_lin.weight", C, C), q_bias=g("attention.q_lin.bias", C),
+                k_weight=g("attention.k_lin.weight", C, C), k_bias=g("attention.k_lin.bias", C),
+                v_weight=g("attention.v_lin.weight", C, C), v_bias=g("attention.v_lin.bias", C),
+                o_weight=g("attention.out_lin.weight", C, C), o_bias=g("attention.out_lin.bias", C))
+            ffn = _C.FeedForward(g("ffn.lin1.weight", F, C), g("ffn.lin2.weight", C, F),
+                                 up_bias=g("ffn.lin1.bias", F), down_bias=g("ffn.lin2.bias", C), activation=act)
+            n1 = _C.LayerNorm(g("sa_layer_norm.weight", C), g("sa_layer_norm.bias", C), eps=1e-12)
+            n2 = _C.LayerNorm(g("output_layer_norm.weight", C), g("output_layer_norm.bias", C), eps=1e-12)
+            layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=False))
+        self.encoder = _EncoderStack(layers)
+
+    def forward(self, input_ids, attention_mask=None, output_hidden_states: bool = False,
+                output_attentions: bool = False) -> ModelOutput:
+        ids = check_ids("input_ids", input_ids, self.vocab_size)
+        B, T = ids.shape
+        if T > self.max_positions:
+            raise _C.TfcoreValueError(f"sequence length {T} exceeds max_position_embeddings={self.max_positions}")
+        h = self.word_embeddings(ids)
+        h = self.embeddings_norm(h, np.ascontiguousarray(np.broadcast_to(self.position_embeddings[:T], h.shape)), out=h)
+        mask = _padding_mask(attention_mask, B, T)
+        h, hidden, attns = self.encoder(h, mask, output_hidden_states, output_attentions)
+        return ModelOutput(last_hidden_state=h, hidden_states=hidden, attentions=attns)
