@@ -13,13 +13,18 @@ from .safetensors import CheckpointError
 ARCHITECTURES: Dict[str, Type[PreTrainedModel]] = {
     name: getattr(models, name)
     for name in ("BertModel", "BertForMaskedLM", "BertForSequenceClassification", "RobertaModel",
-                 "XLMRobertaModel", "DistilBertModel")
+                 "XLMRobertaModel", "DistilBertModel", "ViTModel", "DeiTModel", "Dinov2Model",
+                 "Dinov2WithRegistersModel")
 }
 BASE_MODELS: Dict[str, Type[PreTrainedModel]] = {
     "bert": models.BertModel,
     "roberta": models.RobertaModel,
     "xlm-roberta": models.XLMRobertaModel,
     "distilbert": models.DistilBertModel,
+    "vit": models.ViTModel,
+    "deit": models.DeiTModel,
+    "dinov2": models.Dinov2Model,
+    "dinov2_with_registers": models.Dinov2WithRegistersModel,
 }
 
 

@@ -9,14 +9,19 @@ from .bert import (
     RobertaModel,
     XLMRobertaModel,
 )
+from .vit import DeiTModel, Dinov2Model, Dinov2WithRegistersModel, ViTModel
 
 __all__ = [
     "BertForMaskedLM",
     "BertForSequenceClassification",
     "BertModel",
+    "DeiTModel",
+    "Dinov2Model",
+    "Dinov2WithRegistersModel",
     "DistilBertModel",
     "ModelOutput",
     "PreTrainedModel",
     "RobertaModel",
+    "ViTModel",
     "XLMRobertaModel",
 ]
