@@ -32,10 +32,17 @@
 /* ------------------------------------------------------------------ shared helpers */
 
 /* The interval [lo, hi) of keys query i may see before masks: causal, window, kv_len. */
+/* Queries (and keys) of batch b: L, or the packed sequence's own length. */
+static inline int64_t
+seq_len(const tf_attn_args *a, int64_t b)
+{
+    return a->seq_start ? a->seq_start[b + 1] - a->seq_start[b] : a->L;
+}
+
 static inline void
 row_range(const tf_attn_args *a, int64_t b, int64_t i, int64_t *lo, int64_t *hi)
 {
-    int64_t l = 0, h = a->S;
+    int64_t l = 0, h = a->seq_start ? seq_len(a, b) : a->S;
     if (a->kv_len != NULL && a->kv_len[b] < h) {
         h = a->kv_len[b] < 0 ? 0 : a->kv_len[b];
     }
@@ -85,21 +92,26 @@ extra_per_key_only(const tf_attn_args *a)
            (a->bias == NULL || a->b_sl == 0);
 }
 
+/* Row pointers; a packed batch b starts at row seq_start[b] instead of b * batch stride. */
 static inline const float *q_row(const tf_attn_args *a, int64_t b, int64_t h, int64_t i)
 {
-    return a->q + b * a->q_sb + h * a->q_sh + i * a->q_sl;
+    int64_t base = a->seq_start ? a->seq_start[b] * a->q_sl : b * a->q_sb;
+    return a->q + base + h * a->q_sh + i * a->q_sl;
 }
 static inline const float *k_row(const tf_attn_args *a, int64_t b, int64_t kh, int64_t j)
 {
-    return a->k + b * a->k_sb + kh * a->k_sh + j * a->k_ss;
+    int64_t base = a->seq_start ? a->seq_start[b] * a->k_ss : b * a->k_sb;
+    return a->k + base + kh * a->k_sh + j * a->k_ss;
 }
 static inline const float *v_row(const tf_attn_args *a, int64_t b, int64_t kh, int64_t j)
 {
-    return a->v + b * a->v_sb + kh * a->v_sh + j * a->v_ss;
+    int64_t base = a->seq_start ? a->seq_start[b] * a->v_ss : b * a->v_sb;
+    return a->v + base + kh * a->v_sh + j * a->v_ss;
 }
 static inline float *o_row(const tf_attn_args *a, int64_t b, int64_t h, int64_t i)
 {
-    return a->out + b * a->o_sb + h * a->o_sh + i * a->o_sl;
+    int64_t base = a->seq_start ? a->seq_start[b] * a->o_sl : b * a->o_sb;
+    return a->out + base + h * a->o_sh + i * a->o_sl;
 }
 
 /* The scaled, masked score of (b, h, i, j) computed plainly (reference and weights pass). */
@@ -174,7 +186,7 @@ attention_ref(const tf_attn_args *a)
 #pragma omp for schedule(dynamic, 4) collapse(2)
         for (int64_t bh = 0; bh < a->B * a->H; bh++) {
             for (int64_t i = 0; i < a->L; i++) {
-                if (ok) {
+                if (ok && i < seq_len(a, bh / a->H)) {
                     attend_row_ref(a, bh / a->H, bh % a->H, i, scores, acc);
                 }
             }
@@ -331,7 +343,7 @@ add_extras(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t j0, 
                 float buf[16];
                 for (int r = 0; r < 16; r++) {
                     int64_t i = i0 + 16 * u + r;
-                    buf[r] = i < a->L ? extra_at(a, b, h, i, j) : 0.0f;
+                    buf[r] = i < seq_len(a, b) ? extra_at(a, b, h, i, j) : 0.0f;
                 }
                 add = _mm512_loadu_ps(buf);
             }
@@ -462,8 +474,10 @@ attention_tiles(const tf_attn_args *a)
             }
             const int64_t qb = qblocks - 1 - it % qblocks;  /* longest (causal) first */
             const int64_t bh = it / qblocks;
-            const int64_t i0 = qb * BQ;
-            attend_tile(a, bh / a->H, bh % a->H, i0, a->L - i0 < BQ ? a->L - i0 : BQ, &ts);
+            const int64_t i0 = qb * BQ, len = seq_len(a, bh / a->H);
+            if (i0 < len) {
+                attend_tile(a, bh / a->H, bh % a->H, i0, len - i0 < BQ ? len - i0 : BQ, &ts);
+            }
         }
         tf_free(ts.qt);
         tf_free(ts.st);
@@ -493,7 +507,7 @@ decode_split(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, int64_t j0,
     memset(acc, 0, (size_t)Dv * sizeof(float));
     ps->m = -INFINITY;
     ps->l = 0.0f;
-    if (j1 <= j0) {
+    if (j1 <= j0 || i >= seq_len(a, b)) {
         return;
     }
     const float *q = q_row(a, b, h, i);
@@ -574,6 +588,7 @@ attention_decode(const tf_attn_args *a, int nthreads)
                 const int64_t row = it / splits, sp = it % splits;
                 const int64_t i = row % a->L, bh = row / a->L;
                 if (scores != NULL) {
+                    /* rows past a packed sequence's end see no key (their output is skipped) */
                     decode_split(a, bh / a->H, bh % a->H, i, sp * chunk, (sp + 1) * chunk, scores,
                                  stats + it, accs + it * a->Dv);
                 }
@@ -587,6 +602,9 @@ attention_decode(const tf_attn_args *a, int nthreads)
         for (int64_t row = 0; row < rows; row++) {
             const int64_t i = row % a->L, bh = row / a->L, b = bh / a->H, h = bh % a->H;
             const part_stats *ps = stats + row * splits;
+            if (i >= seq_len(a, b)) {
+                continue;
+            }
             float m = -INFINITY;
             for (int64_t sp = 0; sp < splits; sp++) {
                 m = ps[sp].m > m || ps[sp].m != ps[sp].m ? ps[sp].m : m;  /* NaN propagates */

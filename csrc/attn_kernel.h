@@ -27,6 +27,11 @@ typedef struct {
     /* Added to the scaled scores (either may be NULL; -inf entries hide a key). */
     const float *mask; int64_t m_sb, m_sh, m_sl, m_ss;
     const float *bias; int64_t b_sb, b_sh, b_sl, b_ss;
+    /* Packed (padding-free) sequences: when seq_start != NULL, sequence b occupies rows
+     * seq_start[b] .. seq_start[b+1]-1 of q, k, v and out (row strides q_sl, k_ss, v_ss,
+     * o_sl; the batch strides are unused), L = S = the longest sequence, and each sequence
+     * attends within itself (self-attention). weights/lse are not available then. */
+    const int64_t *seq_start;
     /* Optional outputs: softmax probabilities (B, H, L, S) contiguous, log-sum-exp (B, H, L). */
     float *weights;
     float *lse;

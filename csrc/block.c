@@ -201,9 +201,10 @@ block_call(tf_block *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"hidden_states", "attention_mask", "encoder_hidden_states",
                              "encoder_attention_mask", "position_ids", "position_offset", "bias",
-                             "output_attentions", "out", NULL};
+                             "output_attentions", "out", "cu_seqlens", NULL};
     PyObject *x_obj, *mask_obj = Py_None, *enc_obj = Py_None, *enc_mask_obj = Py_None,
-             *pos_obj = Py_None, *bias_obj = Py_None, *out_obj = Py_None, *result = NULL;
+             *pos_obj = Py_None, *bias_obj = Py_None, *out_obj = Py_None, *cu_obj = Py_None,
+             *result = NULL;
     long long offset = 0;
     int output_attentions = 0;
     tf_rows_call rows = {0};
@@ -212,9 +213,9 @@ block_call(tf_block *self, PyObject *args, PyObject *kwds)
     tf_err err = {0};
     tf_state *st = tf_state_of((PyObject *)self);
     memset(&cross_c, 0, sizeof(cross_c));
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$OOOLOpO:TransformerBlock.__call__", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$OOOLOpOO:TransformerBlock.__call__", kwlist,
                                      &x_obj, &mask_obj, &enc_obj, &enc_mask_obj, &pos_obj,
-                                     &offset, &bias_obj, &output_attentions, &out_obj)) {
+                                     &offset, &bias_obj, &output_attentions, &out_obj, &cu_obj)) {
         return NULL;
     }
     if (tf_rows_call_parse(st, x_obj, NULL, out_obj, self->C, self->C, &tf_hidden_states_names,
@@ -229,6 +230,14 @@ block_call(tf_block *self, PyObject *args, PyObject *kwds)
     if (tf_mha_parse(st, self->attn, B, T, mask_obj, "attention_mask", NULL, pos_obj, offset,
                      bias_obj, output_attentions, &self_arr, &self_c) < 0)
         goto done;
+    if (cu_obj != Py_None) {
+        if (self->cross != NULL) {
+            tf_value_error(st, "cu_seqlens (padding-free sequences) is not supported with cross-attention");
+            goto done;
+        }
+        if (tf_mha_parse_packed(st, self->attn, cu_obj, T, &self_arr, &self_c) < 0)
+            goto done;
+    }
     if (self->cross != NULL) {
         if (tf_mha_parse(st, self->cross, B, T, enc_mask_obj, "encoder_attention_mask", enc_obj,
                          NULL, 0, NULL, output_attentions, &cross_arr, &cross_c) < 0)
@@ -304,7 +313,8 @@ PyDoc_STRVAR(block_doc,
 "adds cross_attention (built with is_cross_attention=True) and its norm_cross.\n\n"
 "Call: ``block(hidden_states, attention_mask=None, *, encoder_hidden_states=None,\n"
 "encoder_attention_mask=None, position_ids=None, position_offset=0, bias=None,\n"
-"output_attentions=False, out=None)``; arguments as for MultiHeadAttention. Returns (B, T, C),\n"
+"output_attentions=False, out=None, cu_seqlens=None)``; arguments as for MultiHeadAttention\n"
+"(cu_seqlens: padding-free sequences packed in a (1, N, C) hidden_states). Returns (B, T, C),\n"
 "or with output_attentions a tuple (output, attentions[, cross_attentions]).");
 
 static PyType_Slot block_slots[] = {

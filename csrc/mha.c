@@ -20,7 +20,7 @@ int
 tf_mha_forward(const tf_mha *m, const tf_mha_call *c, tf_err *err)
 {
     const int64_t B = c->B, T = c->T, S = c->S, H = m->H, KVH = m->KVH, D = m->D;
-    const int64_t M = B * T;
+    const int64_t M = c->seq_start ? c->seq_start[B] : B * T;  /* rows of every GEMM */
     float *qkv = NULL, *kvbuf = NULL, *ctx = NULL;
     int rc = -1;
     const int64_t W = m->cross ? H * D : (H + 2 * KVH) * D;  /* row width of qkv */
@@ -55,10 +55,12 @@ tf_mha_forward(const tf_mha *m, const tf_mha_call *c, tf_err *err)
         a.k = qkv + H * D;         a.k_sb = T * W; a.k_sh = D; a.k_ss = W;
         a.v = qkv + (H + KVH) * D; a.v_sb = T * W; a.v_sh = D; a.v_ss = W;
         if (m->rotary_dim > 0) {
-            /* q heads then k heads of each row: both are (B, T, heads, D) views of qkv */
-            tf_rope_inplace(qkv, B, T, H, D, T * W, W, D, c->positions, c->position_offset,
+            /* q heads then k heads of each row: both are (B, T, heads, D) views of qkv
+             * ((1, N, heads, D) when packed, with explicit positions) */
+            const int64_t rb = c->seq_start ? 1 : B, rt = c->seq_start ? M : T;
+            tf_rope_inplace(qkv, rb, rt, H, D, rt * W, W, D, c->positions, c->position_offset,
                             m->inv_freq, m->rotary_dim, m->rope_interleaved);
-            tf_rope_inplace(qkv + H * D, B, T, KVH, D, T * W, W, D, c->positions,
+            tf_rope_inplace(qkv + H * D, rb, rt, KVH, D, rt * W, W, D, c->positions,
                             c->position_offset, m->inv_freq, m->rotary_dim, m->rope_interleaved);
         }
     }
@@ -80,6 +82,7 @@ tf_mha_forward(const tf_mha *m, const tf_mha_call *c, tf_err *err)
         a.b_sb = c->b_sb; a.b_sh = c->b_sh; a.b_sl = c->b_sl; a.b_ss = c->b_ss;
     }
     a.weights = c->weights;
+    a.seq_start = c->seq_start;
     if (tf_attention(&a, err) < 0)
         goto done;
     /* y is (B, T, C) */
@@ -400,6 +403,55 @@ tf_mha_arrays_release(tf_mha_arrays *a)
     Py_CLEAR(a->bias);
     Py_CLEAR(a->positions);
     Py_CLEAR(a->weights);
+    Py_CLEAR(a->seq_start);
+}
+
+int
+tf_mha_parse_packed(tf_state *st, const tf_mha *m, PyObject *cu_obj, int64_t N,
+                    tf_mha_arrays *arr, tf_mha_call *c)
+{
+    if (c->B != 1) {
+        tf_value_error(st, "with cu_seqlens, hidden_states must be (1, total_tokens, hidden_size)");
+        return -1;
+    }
+    if (m->cross || c->key_mask || c->mask || c->bias || c->weights) {
+        tf_value_error(st, "cu_seqlens (padding-free sequences) cannot be combined with attention "
+                           "masks, bias, output_attentions or cross-attention");
+        return -1;
+    }
+    if (m->rotary_dim > 0 && c->positions == NULL) {
+        tf_value_error(st, "cu_seqlens with rotary embedding needs position_ids (1, total_tokens)");
+        return -1;
+    }
+    if ((arr->seq_start = tf_arg_ids(st, cu_obj, "cu_seqlens")) == NULL) {
+        return -1;
+    }
+    if (PyArray_ITEMSIZE(arr->seq_start) != 8 || PyArray_NDIM(arr->seq_start) != 1 ||
+        PyArray_DIM(arr->seq_start, 0) < 2) {
+        tf_value_error(st, "cu_seqlens must be a 1-D int64 array of at least 2 offsets");
+        return -1;
+    }
+    const int64_t *cu = PyArray_DATA(arr->seq_start);
+    const int64_t nseq = PyArray_DIM(arr->seq_start, 0) - 1;
+    int64_t longest = 0;
+    for (int64_t b = 0; b < nseq; b++) {
+        if (cu[b + 1] <= cu[b]) {
+            tf_value_error(st, "cu_seqlens must increase strictly (no empty sequence): cu_seqlens[%lld] = %lld, "
+                               "cu_seqlens[%lld] = %lld", (long long)b, (long long)cu[b], (long long)(b + 1),
+                           (long long)cu[b + 1]);
+            return -1;
+        }
+        longest = cu[b + 1] - cu[b] > longest ? cu[b + 1] - cu[b] : longest;
+    }
+    if (cu[0] != 0 || cu[nseq] != N) {
+        tf_value_error(st, "cu_seqlens must start at 0 and end at the %lld tokens of hidden_states, "
+                           "got %lld .. %lld", (long long)N, (long long)cu[0], (long long)cu[nseq]);
+        return -1;
+    }
+    c->seq_start = cu;
+    c->B = nseq;
+    c->T = c->S = longest;
+    return 0;
 }
 
 /* Strides (elements) of a float array broadcast to (B, H, L, S); it may have 2 to 4 dims
@@ -573,9 +625,10 @@ mha_call(tf_mha *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"hidden_states", "attention_mask", "encoder_hidden_states",
                              "position_ids", "position_offset", "bias", "residual",
-                             "output_attentions", "out", NULL};
+                             "output_attentions", "out", "cu_seqlens", NULL};
     PyObject *x_obj, *mask_obj = Py_None, *enc_obj = Py_None, *pos_obj = Py_None,
-             *bias_obj = Py_None, *res_obj = Py_None, *out_obj = Py_None, *result = NULL;
+             *bias_obj = Py_None, *res_obj = Py_None, *out_obj = Py_None, *cu_obj = Py_None,
+             *result = NULL;
     long long offset = 0;
     int output_attentions = 0;
     tf_mha_arrays arr = {0};
@@ -583,9 +636,9 @@ mha_call(tf_mha *self, PyObject *args, PyObject *kwds)
     tf_mha_call c;
     tf_err err = {0};
     tf_state *st = tf_state_of((PyObject *)self);
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$OOLOOpO:MultiHeadAttention.__call__",
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$OOLOOpOO:MultiHeadAttention.__call__",
                                      kwlist, &x_obj, &mask_obj, &enc_obj, &pos_obj, &offset,
-                                     &bias_obj, &res_obj, &output_attentions, &out_obj)) {
+                                     &bias_obj, &res_obj, &output_attentions, &out_obj, &cu_obj)) {
         return NULL;
     }
     /* hidden_states, residual and out follow the row-wise layer rules: (B, T, C) rows */
@@ -595,6 +648,9 @@ mha_call(tf_mha *self, PyObject *args, PyObject *kwds)
     if (tf_mha_parse(st, self, PyArray_DIM(rows.x, 0), PyArray_DIM(rows.x, 1), mask_obj,
                      "attention_mask", enc_obj, pos_obj, offset, bias_obj, output_attentions,
                      &arr, &c) < 0)
+        goto done;
+    if (cu_obj != Py_None &&
+        tf_mha_parse_packed(st, self, cu_obj, PyArray_DIM(rows.x, 1), &arr, &c) < 0)
         goto done;
     if (arr.enc && tf_check_no_overlap(st, rows.out, arr.enc, "encoder_hidden_states") < 0)
         goto done;
@@ -682,11 +738,14 @@ PyDoc_STRVAR(mha_doc,
 "Integer options also accept None (their default), as HF configs hold them.\n\n"
 "Call: ``attn(hidden_states, attention_mask=None, *, encoder_hidden_states=None,\n"
 "position_ids=None, position_offset=0, bias=None, residual=None, output_attentions=False,\n"
-"out=None)``. hidden_states is (B, T, C) float32. attention_mask is HF's (B, S) padding\n"
+"out=None, cu_seqlens=None)``. hidden_states is (B, T, C) float32. attention_mask is HF's (B, S) padding\n"
 "mask (1 = attend) or an additive float mask broadcastable to (B, H, T, S); bias is an\n"
 "additive float bias broadcastable the same way (relative positions). Returns (B, T, C),\n"
 "or (output, attentions) with attentions (B, H, T, S) when output_attentions=True.\n"
-"Queries whose keys are all masked get a zero context vector.");
+"Queries whose keys are all masked get a zero context vector.\n\n"
+"Padding-free: with cu_seqlens (B + 1,) int64 row offsets, hidden_states (1, N, C) holds B\n"
+"sequences back to back; GEMMs run on the N real tokens and each sequence attends within\n"
+"itself (no masks then; rotary layers need position_ids (1, N)).");
 
 static PyType_Slot mha_slots[] = {
     {Py_tp_new, mha_new},

@@ -32,7 +32,10 @@ typedef struct {
     int64_t m_sb, m_sh, m_sl, m_ss;
     const float *bias;            /* additive bias (relative positions), or NULL */
     int64_t b_sb, b_sh, b_sl, b_ss;
-    const int64_t *positions;     /* (B, T) rotary positions, or NULL = offset + t */
+    const int64_t *positions;     /* (B, T) rotary positions, or NULL = offset + t;
+                                     packed: (N,) positions, required with rotary */
+    const int64_t *seq_start;     /* packed (padding-free) rows: (B + 1,) offsets into N rows,
+                                     T = the longest sequence; NULL = (B, T) layout */
     int64_t position_offset;
     float *weights;               /* (B, H, T, S) attention probabilities out, or NULL */
     float *y;                     /* (B, T, C) output */
@@ -42,7 +45,7 @@ typedef struct {
 
 /* Arrays a call holds while it runs (owned references). */
 typedef struct {
-    PyArrayObject *enc, *key_mask, *mask, *bias, *positions, *weights;
+    PyArrayObject *enc, *key_mask, *mask, *bias, *positions, *weights, *seq_start;
 } tf_mha_arrays;
 void tf_mha_arrays_release(tf_mha_arrays *a);
 
@@ -52,6 +55,13 @@ void tf_mha_arrays_release(tf_mha_arrays *a);
 int tf_mha_parse(tf_state *st, const tf_mha *m, int64_t B, int64_t T, PyObject *mask_obj,
                  const char *mask_name, PyObject *enc_obj, PyObject *pos_obj, long long offset,
                  PyObject *bias_obj, int output_attentions, tf_mha_arrays *arr, tf_mha_call *c);
+
+/* Padding-free calls: hidden_states (1, N, C) holds the sequences back to back and
+ * cu_seqlens (B + 1,) int64 their row offsets (0 = cu[0] < cu[1] < ... < cu[B] = N).
+ * Checks what cannot combine with it (masks, bias, attentions, cross-attention) and sets
+ * c->seq_start, c->B and c->T = c->S = the longest sequence. Call after tf_mha_parse. */
+int tf_mha_parse_packed(tf_state *st, const tf_mha *m, PyObject *cu_obj, int64_t N,
+                        tf_mha_arrays *arr, tf_mha_call *c);
 
 /* Argument names for tf_rows_call_parse on (B, T, C) hidden states. */
 extern const tf_rows_names tf_hidden_states_names;

@@ -29,19 +29,21 @@ def ids_and_mask(rng, vocab, B=3, T=97, lengths=(97, 7, 1), pad=0, low=3):
     return ids, mask
 
 
-def compare(out, ref, mask, pooled=True):
-    real = mask.astype(bool)[..., None]
-    # padded query rows are computed too (like HF) and compared as well
-    assert np.abs(out.last_hidden_state - ref.last_hidden_state.numpy()).max() < TOL
+def compare(out, ref, mask, pooled=True, real_only=False):
+    """All positions (the padded path computes padded rows like HF), or only the real
+    tokens (padding-free path: padded rows are zeros there)."""
+    sel = mask.astype(bool) if real_only else np.ones(mask.shape, bool)
+    assert np.abs(out.last_hidden_state[sel] - ref.last_hidden_state.numpy()[sel]).max() < TOL
     assert len(out.hidden_states) == len(ref.hidden_states)
     for a, b in zip(out.hidden_states, ref.hidden_states):
-        assert np.abs(a - b.numpy()).max() < TOL
-    for a, b in zip(out.attentions, ref.attentions):
+        assert np.abs(a[sel] - b.numpy()[sel]).max() < TOL
+    for a, b in zip(out.get("attentions", ()), ref.attentions):
         assert a.shape == tuple(b.shape)
         assert np.abs(a - b.numpy()).max() < 1e-5
     if pooled:
         assert np.abs(out.pooler_output - ref.pooler_output.numpy()).max() < TOL
-    assert real.any()
+    if real_only:
+        assert np.all(out.last_hidden_state[~mask.astype(bool)] == 0)
 
 
 @pytest.fixture(autouse=True)
@@ -73,6 +75,11 @@ def test_bert_model(rng, tmp_path, act):
                    output_hidden_states=True, output_attentions=True)
     compare(out, want, mask)
     assert ours.unexpected_keys == []
+    # padding-free path (default without output_attentions): the real tokens match HF
+    packed = ours(ids, attention_mask=mask, token_type_ids=tt, output_hidden_states=True)
+    compare(packed, want, mask, real_only=True)
+    padded = ours(ids, attention_mask=mask, token_type_ids=tt, output_hidden_states=True, padding_free=False)
+    compare(padded, want, mask)
 
 
 @pytest.mark.parametrize("T", [1, 7, 97])
@@ -98,7 +105,10 @@ def test_bert_heads(rng, tmp_path):
     with torch.no_grad():
         want = mlm(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()
     got = ours(ids, attention_mask=mask).logits
-    assert got.shape == (3, 31, 101) and np.abs(got - want).max() < 1e-4  # logits are O(1)-O(10)
+    real = mask.astype(bool)  # padding-free: logits of padded positions are not computed like HF
+    assert got.shape == (3, 31, 101) and np.abs(got[real] - want[real]).max() < 1e-4  # logits are O(1)-O(10)
+    got = ours(ids, attention_mask=mask, padding_free=False).logits
+    assert np.abs(got - want).max() < 1e-4
 
     cls = BertForSequenceClassification(bert_config(num_labels=3)).eval()
     ours = models.BertForSequenceClassification.from_pretrained(save(cls, tmp_path / "cls"))
@@ -123,6 +133,7 @@ def test_roberta_positions_skip_padding(rng, tmp_path, kind):
         want = ref(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), output_hidden_states=True,
                    output_attentions=True)
     compare(ours(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True), want, mask)
+    compare(ours(ids, attention_mask=mask, output_hidden_states=True), want, mask, real_only=True)
 
 
 def test_distilbert(rng, tmp_path):
@@ -138,6 +149,25 @@ def test_distilbert(rng, tmp_path):
                    output_attentions=True)
     compare(ours(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True), want, mask,
             pooled=False)
+    compare(ours(ids, attention_mask=mask, output_hidden_states=True), want, mask, pooled=False, real_only=True)
+
+
+def test_padding_free_left_padding_and_empty_rows(rng, tmp_path):
+    from transformers import BertModel
+
+    ref = BertModel(bert_config()).eval()
+    ours = models.BertModel.from_pretrained(save(ref, tmp_path))
+    T = 40
+    mask = np.ones((4, T), np.int64)
+    mask[0, :31] = 0  # left padding
+    mask[1, 10:20] = 0  # a hole
+    mask[2, :] = 0  # nothing real
+    ids = rng.integers(3, 101, size=(4, T))
+    a = ours(ids, attention_mask=mask).last_hidden_state
+    b = ours(ids, attention_mask=mask, padding_free=False).last_hidden_state
+    real = mask.astype(bool)
+    assert np.abs(a[real] - b[real]).max() < 1e-5  # same math on the real tokens
+    assert np.all(a[~real] == 0)
 
 
 def test_bad_inputs(rng, tmp_path):

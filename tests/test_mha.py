@@ -247,3 +247,40 @@ def test_threads_and_memory(rng):
     [t.join() for t in ts]
     assert all(np.array_equal(a, b) for a, b in zip(got, expected))
     assert rss_growth(lambda: layer(xs[0], output_attentions=True), calls=1000) < 2 * 2**20
+
+
+@pytest.mark.parametrize("lengths", [(1,), (7, 97, 1, 33), (130, 2, 64)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_padding_free_equals_per_sequence(rng, path, lengths, causal):
+    C, H, KVH, D = 48, 6, 2, 8
+    p = params(rng, C, H, KVH, D)
+    layer = build(p, C, H, KVH, D, is_causal=causal)
+    seqs = [rand(rng, 1, n, C) for n in lengths]
+    packed = np.concatenate(seqs, axis=1)
+    cu = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    got = layer(packed, cu_seqlens=cu)
+    for i, s in enumerate(seqs):
+        want = layer(s)  # each sequence on its own
+        assert np.abs(got[:, cu[i]:cu[i + 1]] - want).max() < 1e-5  # same kernels, same order: ~exact
+
+
+def test_padding_free_rotary_and_errors(rng):
+    C, H, D = 32, 4, 8
+    p = params(rng, C, H, H, D, bias=False)
+    layer = build(p, C, H, H, D, is_causal=True, rope_theta=10000.0)
+    a, b = rand(rng, 1, 5, C), rand(rng, 1, 9, C)
+    cu = np.array([0, 5, 14], np.int64)
+    pos = np.concatenate([np.arange(5), np.arange(9)])[None]
+    got = layer(np.concatenate([a, b], 1), position_ids=pos, cu_seqlens=cu)
+    assert np.abs(got[:, :5] - layer(a)).max() < 1e-5 and np.abs(got[:, 5:] - layer(b)).max() < 1e-5
+    x = np.concatenate([a, b], 1)
+    with pytest.raises(tfcore.TfcoreValueError, match="needs position_ids"):
+        layer(x, cu_seqlens=cu)
+    with pytest.raises(tfcore.TfcoreValueError, match="must start at 0 and end at the 14 tokens"):
+        layer(x, position_ids=pos, cu_seqlens=np.array([0, 5, 13], np.int64))
+    with pytest.raises(tfcore.TfcoreValueError, match="increase strictly"):
+        layer(x, position_ids=pos, cu_seqlens=np.array([0, 5, 5, 14], np.int64))
+    with pytest.raises(tfcore.TfcoreValueError, match="cannot be combined"):
+        layer(x, np.ones((1, 14), np.int64), position_ids=pos, cu_seqlens=cu)
+    with pytest.raises(tfcore.TfcoreValueError, match=r"\(1, total_tokens, hidden_size\)"):
+        layer(np.concatenate([x, x]), cu_seqlens=cu)

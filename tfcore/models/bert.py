@@ -73,7 +73,9 @@ class _EncoderStack:
         return cls(layers)
 
     def __call__(self, h: np.ndarray, mask: Optional[np.ndarray], output_hidden_states: bool,
-                 output_attentions: bool):
+                 output_attentions: bool, padding_free: bool = True):
+        if mask is not None and padding_free and not output_attentions:
+            return self._packed(h, mask, output_hidden_states)
         hidden = [h] if output_hidden_states else None
         attentions = [] if output_attentions else None
         for layer in self.layers:
@@ -85,6 +87,28 @@ class _EncoderStack:
             if output_hidden_states:
                 hidden.append(h)
         return h, (tuple(hidden) if hidden is not None else None), (tuple(attentions) if attentions is not None else None)
+
+    def _packed(self, h: np.ndarray, mask: np.ndarray, output_hidden_states: bool):
+        """Padding-free (ByteTransformer): the real tokens of all sequences back to back,
+        GEMMs over those rows only, attention within each sequence. Masked attention over a
+        sequence equals attention over its real tokens, so outputs at real positions are
+        those of the padded path; padded positions come back as zeros."""
+        B, T, C = h.shape
+        lengths = mask.sum(axis=1)
+        cu = np.concatenate([[0], np.cumsum(lengths[lengths > 0])]).astype(np.int64)
+        x = np.ascontiguousarray(h[mask])[None]  # (1, N, C)
+
+        def unpack(packed):
+            full = np.zeros((B, T, C), np.float32)
+            full[mask] = packed[0]
+            return full
+
+        hidden = [h] if output_hidden_states else None
+        for layer in self.layers:
+            x = layer(x, cu_seqlens=cu)
+            if output_hidden_states:
+                hidden.append(unpack(x))
+        return unpack(x), (tuple(hidden) if hidden is not None else None), None
 
 
 class BertModel(PreTrainedModel):
@@ -143,11 +167,14 @@ class BertModel(PreTrainedModel):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 output_hidden_states: bool = False, output_attentions: bool = False,
-                return_dict: bool = True) -> ModelOutput:
+                padding_free: bool = True) -> ModelOutput:
+        """HF arguments. With padding in attention_mask and padding_free=True (the default),
+        the layers run on the real tokens only and padded positions of the outputs are zeros;
+        padding_free=False computes them like HF (output_attentions implies it)."""
         h = self.embed(input_ids, token_type_ids, position_ids)
         B, T, _ = h.shape
         mask = _padding_mask(attention_mask, B, T)
-        h, hidden, attns = self.encoder(h, mask, output_hidden_states, output_attentions)
+        h, hidden, attns = self.encoder(h, mask, output_hidden_states, output_attentions, padding_free)
         pooled = self.pooler(np.ascontiguousarray(h[:, 0])) if self.pooler is not None else None
         return ModelOutput(last_hidden_state=h, pooler_output=pooled, hidden_states=hidden, attentions=attns)
 
@@ -181,9 +208,10 @@ class BertForMaskedLM(PreTrainedModel):
         self.decoder = _C.Linear(decoder, bias)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                output_hidden_states: bool = False, output_attentions: bool = False) -> ModelOutput:
+                output_hidden_states: bool = False, output_attentions: bool = False,
+                padding_free: bool = True) -> ModelOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
-                        output_attentions)
+                        output_attentions, padding_free)
         h = self.transform_norm(self.transform(out.last_hidden_state))
         return ModelOutput(logits=self.decoder(h), hidden_states=out.get("hidden_states"),
                            attentions=out.get("attentions"))
@@ -209,9 +237,10 @@ class BertForSequenceClassification(PreTrainedModel):
         self.num_labels = labels
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                output_hidden_states: bool = False, output_attentions: bool = False) -> ModelOutput:
+                output_hidden_states: bool = False, output_attentions: bool = False,
+                padding_free: bool = True) -> ModelOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
-                        output_attentions)
+                        output_attentions, padding_free)
         return ModelOutput(logits=self.classifier(out.pooler_output), hidden_states=out.get("hidden_states"),
                            attentions=out.get("attentions"))
 
@@ -283,7 +312,7 @@ class DistilBertModel(PreTrainedModel):
         self.encoder = _EncoderStack(layers)
 
     def forward(self, input_ids, attention_mask=None, output_hidden_states: bool = False,
-                output_attentions: bool = False) -> ModelOutput:
+                output_attentions: bool = False, padding_free: bool = True) -> ModelOutput:
         ids = check_ids("input_ids", input_ids, self.vocab_size)
         B, T = ids.shape
         if T > self.max_positions:
@@ -291,5 +320,5 @@ class DistilBertModel(PreTrainedModel):
         h = self.word_embeddings(ids)
         h = self.embeddings_norm(h, np.ascontiguousarray(np.broadcast_to(self.position_embeddings[:T], h.shape)), out=h)
         mask = _padding_mask(attention_mask, B, T)
-        h, hidden, attns = self.encoder(h, mask, output_hidden_states, output_attentions)
+        h, hidden, attns = self.encoder(h, mask, output_hidden_states, output_attentions, padding_free)
         return ModelOutput(last_hidden_state=h, hidden_states=hidden, attentions=attns)

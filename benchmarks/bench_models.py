@@ -1,0 +1,160 @@
+"""Model benchmarks: tfcore vs Hugging Face transformers on torch, same process, same
+threads, interleaved, medians and ratios, plus end-to-end GFLOP/s against the GEMM peak.
+
+    python benchmarks/bench_models.py [--quick] [--threads 2]
+
+BERT-base (random weights at real size) at B=1 S=128, B=8 S=128, B=1 S=512; ViT-B/16 at
+B=1 and B=8. HF runs with its eager and sdpa attention; the faster one is the peer. Every
+case first checks tfcore's last_hidden_state against HF's.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import tfcore  # noqa: E402
+from common import interleaved, print_table  # noqa: E402
+
+GEMM_PEAK_PER_THREAD = 100.0  # GFLOP/s, oneDNN fp32 on this VM (docs/onednn.md)
+
+
+def encoder_flops(layers, C, F, B, T):
+    """Multiply-adds x 2 of the GEMMs and attention of an encoder forward."""
+    per_token = layers * (2 * (4 * C * C + 2 * C * F))
+    attention = layers * 2 * (2 * B * T * T * C)
+    return B * T * per_token + attention
+
+
+def bert_base(tmp):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    path = os.path.join(tmp, "bert-base")
+    BertModel(BertConfig()).save_pretrained(path)
+    return path
+
+
+def vit_base(tmp):
+    from transformers import ViTConfig, ViTModel
+
+    torch.manual_seed(0)
+    path = os.path.join(tmp, "vit-b16")
+    ViTModel(ViTConfig()).save_pretrained(path)
+    return path
+
+
+def hf_model(cls, path, impl):
+    return cls.from_pretrained(path, attn_implementation=impl).eval()
+
+
+def bench_bert(path, threads, quick):
+    from transformers import BertModel
+
+    ours = tfcore.models.BertModel.from_pretrained(path)
+    peers = {impl: hf_model(BertModel, path, impl) for impl in ("eager", "sdpa")}
+    rng = np.random.default_rng(0)
+    rows = []
+    for B, T in [(1, 128), (8, 128), (1, 512)]:
+        ids = rng.integers(1000, 30000, size=(B, T))
+        tids = torch.from_numpy(ids)
+        with torch.inference_mode():
+            want = peers["eager"](tids).last_hidden_state.numpy()
+            err = float(np.abs(ours(ids).last_hidden_state - want).max())
+            if not err < 1e-3:
+                raise SystemExit(f"BERT B={B} T={T}: differs from HF by {err:.3g}")
+            fns = {"tfcore": lambda: ours(ids)}
+            fns.update({f"hf-{k}": (lambda m=m: m(tids)) for k, m in peers.items()})
+            t = interleaved(fns, repeat=3 if quick else 7, warmup=2, min_time=0.0)
+        best = min(("hf-eager", "hf-sdpa"), key=t.get)
+        flops = encoder_flops(12, 768, 3072, B, T)
+        rows.append([f"BERT-base B={B} S={T}", threads, f"{t['tfcore'] * 1e3:.2f}", f"{t[best] * 1e3:.2f} ({best[3:]})",
+                     f"{t[best] / t['tfcore']:.2f}", f"{flops / t['tfcore'] / 1e9:.0f}",
+                     f"{100 * flops / t['tfcore'] / 1e9 / (GEMM_PEAK_PER_THREAD * threads):.0f}%"])
+    return rows
+
+
+def bench_padding_free(path, threads, quick):
+    """A batch with skewed lengths (one long text, seven short ones, padded to 128): the
+    padding-free path runs the GEMMs on the real tokens only."""
+    from transformers import BertModel
+
+    ours = tfcore.models.BertModel.from_pretrained(path)
+    peer = hf_model(BertModel, path, "sdpa")
+    rng = np.random.default_rng(1)
+    lengths = np.array([128, 16, 16, 16, 16, 16, 16, 16])
+    ids = rng.integers(1000, 30000, size=(8, 128))
+    mask = (np.arange(128)[None] < lengths[:, None]).astype(np.int64)
+    tids, tmask = torch.from_numpy(ids), torch.from_numpy(mask)
+    real = mask.astype(bool)
+    with torch.inference_mode():
+        want = peer(tids, attention_mask=tmask).last_hidden_state.numpy()
+        packed = ours(ids, attention_mask=mask).last_hidden_state
+        padded = ours(ids, attention_mask=mask, padding_free=False).last_hidden_state
+        err = max(float(np.abs(packed[real] - want[real]).max()), float(np.abs(padded[real] - packed[real]).max()))
+        if not err < 1e-3:
+            raise SystemExit(f"padding-free BERT differs by {err:.3g}")
+        t = interleaved({"free": lambda: ours(ids, attention_mask=mask),
+                         "padded": lambda: ours(ids, attention_mask=mask, padding_free=False),
+                         "hf": lambda: peer(tids, attention_mask=tmask)}, repeat=3 if quick else 7, warmup=2)
+    flops = encoder_flops(12, 768, 3072, 1, 1) * int(lengths.sum())  # useful work: real tokens only
+    return [[f"BERT-base B=8 S=128, lengths 128+7x16, padding-free", threads, f"{t['free'] * 1e3:.2f}",
+             f"{t['hf'] * 1e3:.2f} (sdpa)", f"{t['hf'] / t['free']:.2f}", f"{flops / t['free'] / 1e9:.0f}", "-"],
+            [f"  same batch, padded path", threads, f"{t['padded'] * 1e3:.2f}", f"{t['hf'] * 1e3:.2f} (sdpa)",
+             f"{t['hf'] / t['padded']:.2f}", f"{flops / t['padded'] / 1e9:.0f}", "-"]]
+
+
+def bench_vit(path, threads, quick):
+    from transformers import ViTModel
+
+    ours = tfcore.models.ViTModel.from_pretrained(path)
+    peers = {impl: hf_model(ViTModel, path, impl) for impl in ("eager", "sdpa")}
+    rng = np.random.default_rng(0)
+    rows = []
+    for B in [1, 8]:
+        px = rng.standard_normal((B, 3, 224, 224)).astype(np.float32)
+        tpx = torch.from_numpy(px)
+        with torch.inference_mode():
+            want = peers["eager"](tpx).last_hidden_state.numpy()
+            err = float(np.abs(ours(px).last_hidden_state - want).max())
+            if not err < 1e-3:
+                raise SystemExit(f"ViT B={B}: differs from HF by {err:.3g}")
+            fns = {"tfcore": lambda: ours(px)}
+            fns.update({f"hf-{k}": (lambda m=m: m(tpx)) for k, m in peers.items()})
+            t = interleaved(fns, repeat=3 if quick else 7, warmup=2, min_time=0.0)
+        best = min(("hf-eager", "hf-sdpa"), key=t.get)
+        T = 197
+        flops = encoder_flops(12, 768, 3072, B, T) + 2 * B * 196 * 768 * 768  # + patch embedding
+        rows.append([f"ViT-B/16 B={B}", threads, f"{t['tfcore'] * 1e3:.2f}", f"{t[best] * 1e3:.2f} ({best[3:]})",
+                     f"{t[best] / t['tfcore']:.2f}", f"{flops / t['tfcore'] / 1e9:.0f}",
+                     f"{100 * flops / t['tfcore'] / 1e9 / (GEMM_PEAK_PER_THREAD * threads):.0f}%"])
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, nargs="+", default=[2])
+    args = ap.parse_args()
+    tfcore.show_config()
+    print(f"torch {torch.__version__}\n")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        bert, vit = bert_base(tmp), vit_base(tmp)
+        for n in args.threads:
+            tfcore.set_num_threads(n)
+            torch.set_num_threads(n)
+            rows += bench_bert(bert, n, args.quick) + bench_padding_free(bert, n, args.quick)
+            rows += bench_vit(vit, n, args.quick)
+    print_table(["model", "threads", "tfcore ms", "HF ms (best attention)", "HF/tfcore", "tfcore GFLOP/s",
+                 "of GEMM peak"], rows)
+
+
+if __name__ == "__main__":
+    main()
