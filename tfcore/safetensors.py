@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional, Tuple, Union
@@ -136,6 +137,12 @@ class SafetensorsFile:
     def keys(self) -> List[str]:
         return list(self.tensors)
 
+    def release_pages(self) -> None:
+        """Drop the file's pages from this process's resident memory. Arrays viewing the
+        map stay valid: a later read faults the page back in from the page cache."""
+        if self._map is not None and hasattr(mmap, "MADV_DONTNEED"):
+            self._map._mmap.madvise(mmap.MADV_DONTNEED)
+
     def info(self, name: str) -> TensorInfo:
         try:
             return self.tensors[name]
@@ -223,6 +230,10 @@ class Checkpoint:
 
     def float32(self, name: str) -> np.ndarray:
         return self._file(name).float32(name)
+
+    def release_pages(self) -> None:
+        for f in self.files.values():
+            f.release_pages()
 
     def nbytes(self) -> int:
         return sum(t.end - t.begin for f in self.files.values() for t in f.tensors.values())

@@ -77,6 +77,11 @@ class Weights:
                                   f"expected {tuple(shape)} from config.json")
         return a
 
+    def release(self) -> None:
+        """Let go of the checkpoint pages read so far (their data now lives in packed layer
+        weights); called after each layer so loading peaks near 1x the weights."""
+        self.ckpt.release_pages()
+
     def unexpected(self) -> List[str]:
         return sorted(k for k in self.ckpt if k not in self.used and not any(p in k for p in self.ignore))
 
@@ -107,6 +112,7 @@ class PreTrainedModel:
                                   f"loads {', '.join(cls.model_types)}")
         weights = Weights(Checkpoint(directory), cls.base_prefixes, cls.ignore_keys)
         model = cls(config, weights)
+        weights.release()
         extra = weights.unexpected()
         model.unexpected_keys = extra
         if extra:

@@ -70,6 +70,7 @@ class _EncoderStack:
             n1 = _C.LayerNorm(g("attention.output.LayerNorm.weight", C), g("attention.output.LayerNorm.bias", C), eps=eps)
             n2 = _C.LayerNorm(g("output.LayerNorm.weight", C), g("output.LayerNorm.bias", C), eps=eps)
             layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=False))
+            w.release()
         return cls(layers)
 
     def __call__(self, h: np.ndarray, mask: Optional[np.ndarray], output_hidden_states: bool,
@@ -309,6 +310,7 @@ class DistilBertModel(PreTrainedModel):
             n1 = _C.LayerNorm(g("sa_layer_norm.weight", C), g("sa_layer_norm.bias", C), eps=1e-12)
             n2 = _C.LayerNorm(g("output_layer_norm.weight", C), g("output_layer_norm.bias", C), eps=1e-12)
             layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=False))
+            w.release()
         self.encoder = _EncoderStack(layers)
 
     def forward(self, input_ids, attention_mask=None, output_hidden_states: bool = False,

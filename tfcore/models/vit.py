@@ -108,6 +108,7 @@ class _VisionModel(PreTrainedModel):
             n1 = _C.LayerNorm(g(k["norm1"] + ".weight", C), g(k["norm1"] + ".bias", C), eps=eps)
             n2 = _C.LayerNorm(g(k["norm2"] + ".weight", C), g(k["norm2"] + ".bias", C), eps=eps)
             layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=True))
+            w.release()
         return _EncoderStack(layers)
 
     # -- forward
