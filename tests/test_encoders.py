@@ -184,3 +184,28 @@ def test_bad_inputs(rng, tmp_path):
         ours(np.ones((1, 129), np.int64))
     with pytest.raises(tfcore.TfcoreValueError, match="empty"):
         ours(np.zeros((1, 0), np.int64))
+
+
+def test_bf16_checkpoint_and_unexpected_keys(rng, tmp_path, caplog):
+    from transformers import BertModel
+
+    ref = BertModel(bert_config()).eval()
+    ref.to(torch.bfloat16).save_pretrained(tmp_path)  # weights stored as BF16
+    ours = models.BertModel.from_pretrained(tmp_path)  # converted to float32 in C
+    ref32 = BertModel.from_pretrained(tmp_path, dtype=torch.float32, attn_implementation="eager").eval()
+    ids = rng.integers(0, 101, size=(2, 9))
+    with torch.no_grad():
+        want = ref32(torch.from_numpy(ids)).last_hidden_state.numpy()
+    assert np.abs(ours(ids).last_hidden_state - want).max() < TOL
+    # a tensor the model does not use is reported, not fatal
+    from tfcore.safetensors import SafetensorsFile, save_file
+
+    f = SafetensorsFile(tmp_path / "model.safetensors")
+    tensors = {k: f.float32(k) if f.info(k).dtype == "BF16" else f.raw(k).copy() for k in f.keys()}
+    tensors["extra.head.weight"] = np.zeros((2, 2), np.float32)
+    del f
+    save_file(tensors, tmp_path / "model.safetensors")
+    with caplog.at_level("WARNING", logger="tfcore"):
+        ours = models.BertModel.from_pretrained(tmp_path)
+    assert ours.unexpected_keys == ["extra.head.weight"]
+    assert "extra.head.weight" in caplog.text
