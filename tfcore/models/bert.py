@@ -40,6 +40,13 @@ def _padding_mask(attention_mask, B: int, T: int) -> Optional[np.ndarray]:
     return None if m.all() else m
 
 
+BERT_LAYER_KEYS = dict(q="attention.self.query", k="attention.self.key", v="attention.self.value",
+                       o="attention.output.dense", n1="attention.output.LayerNorm", up="intermediate.dense",
+                       down="output.dense", n2="output.LayerNorm")
+DISTILBERT_LAYER_KEYS = dict(q="attention.q_lin", k="attention.k_lin", v="attention.v_lin", o="attention.out_lin",
+                             n1="sa_layer_norm", up="ffn.lin1", down="ffn.lin2", n2="output_layer_norm")
+
+
 class _EncoderStack:
     """A stack of TransformerBlocks run in order, collecting HF's optional outputs."""
 
@@ -47,28 +54,26 @@ class _EncoderStack:
         self.layers = layers
 
     @classmethod
-    def from_bert_keys(cls, cfg: Config, w: Weights, prefix: str = "encoder.layer") -> "_EncoderStack":
-        """num_hidden_layers post-norm blocks read from HF BERT key names."""
-        C, H = cfg.require("hidden_size"), cfg.require("num_attention_heads")
-        F, L = cfg.require("intermediate_size"), cfg.require("num_hidden_layers")
+    def from_keys(cls, w: Weights, prefix: str, keys: dict, C: int, H: int, F: int, L: int, eps: float,
+                  act: str) -> "_EncoderStack":
+        """L post-norm blocks whose tensors are named prefix.{i}.{keys[part]}.{weight,bias}."""
         if C % H:
-            raise CheckpointError(f"config.json: hidden_size={C} is not divisible by num_attention_heads={H}")
-        eps, act = _eps(cfg), _act(cfg)
+            raise CheckpointError(f"config.json: hidden size {C} is not divisible by {H} heads")
         layers: List[_C.TransformerBlock] = []
         for i in range(L):
-            p = f"{prefix}.{i}."
-            g = lambda k, *s: w.get(p + k, s or None)  # noqa: E731
+            def g(part, kind, *shape):
+                return w.get(f"{prefix}.{i}.{keys[part]}.{kind}", shape)
+
             attn = _C.MultiHeadAttention(
                 C, H,
-                q_weight=g("attention.self.query.weight", C, C), q_bias=g("attention.self.query.bias", C),
-                k_weight=g("attention.self.key.weight", C, C), k_bias=g("attention.self.key.bias", C),
-                v_weight=g("attention.self.value.weight", C, C), v_bias=g("attention.self.value.bias", C),
-                o_weight=g("attention.output.dense.weight", C, C), o_bias=g("attention.output.dense.bias", C))
-            ffn = _C.FeedForward(g("intermediate.dense.weight", F, C), g("output.dense.weight", C, F),
-                                 up_bias=g("intermediate.dense.bias", F), down_bias=g("output.dense.bias", C),
-                                 activation=act)
-            n1 = _C.LayerNorm(g("attention.output.LayerNorm.weight", C), g("attention.output.LayerNorm.bias", C), eps=eps)
-            n2 = _C.LayerNorm(g("output.LayerNorm.weight", C), g("output.LayerNorm.bias", C), eps=eps)
+                q_weight=g("q", "weight", C, C), q_bias=g("q", "bias", C),
+                k_weight=g("k", "weight", C, C), k_bias=g("k", "bias", C),
+                v_weight=g("v", "weight", C, C), v_bias=g("v", "bias", C),
+                o_weight=g("o", "weight", C, C), o_bias=g("o", "bias", C))
+            ffn = _C.FeedForward(g("up", "weight", F, C), g("down", "weight", C, F),
+                                 up_bias=g("up", "bias", F), down_bias=g("down", "bias", C), activation=act)
+            n1 = _C.LayerNorm(g("n1", "weight", C), g("n1", "bias", C), eps=eps)
+            n2 = _C.LayerNorm(g("n2", "weight", C), g("n2", "bias", C), eps=eps)
             layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=False))
             w.release()
         return cls(layers)
@@ -135,7 +140,9 @@ class BertModel(PreTrainedModel):
                                       if types else None)
         self.embeddings_norm = _C.LayerNorm(w.get("embeddings.LayerNorm.weight", (C,)),
                                             w.get("embeddings.LayerNorm.bias", (C,)), eps=_eps(cfg))
-        self.encoder = _EncoderStack.from_bert_keys(cfg, w)
+        self.encoder = _EncoderStack.from_keys(
+            w, "encoder.layer", BERT_LAYER_KEYS, C, cfg.require("num_attention_heads"),
+            cfg.require("intermediate_size"), cfg.require("num_hidden_layers"), _eps(cfg), _act(cfg))
         self.pooler = None
         if add_pooling_layer and w.has("pooler.dense.weight"):
             self.pooler = _C.Linear(w.get("pooler.dense.weight", (C, C)), w.get("pooler.dense.bias", (C,)), "tanh")
@@ -287,31 +294,13 @@ class DistilBertModel(PreTrainedModel):
         cfg, w = config, weights
         C, H, F = cfg.require("dim"), cfg.require("n_heads"), cfg.require("hidden_dim")
         V, P, L = cfg.require("vocab_size"), cfg.require("max_position_embeddings"), cfg.require("n_layers")
-        if C % H:
-            raise CheckpointError(f"config.json: dim={C} is not divisible by n_heads={H}")
         self.hidden_size, self.vocab_size, self.max_positions = C, V, P
         self.word_embeddings = _C.Embedding(w.get("embeddings.word_embeddings.weight", (V, C)))
         self.position_embeddings = w.get("embeddings.position_embeddings.weight", (P, C))
         self.embeddings_norm = _C.LayerNorm(w.get("embeddings.LayerNorm.weight", (C,)),
                                             w.get("embeddings.LayerNorm.bias", (C,)), eps=1e-12)
-        act = _act(cfg, "activation")
-        layers = []
-        for i in range(L):
-            p = f"transformer.layer.{i}."
-            g = lambda k, *s: w.get(p + k, s or None)  # noqa: E731
-            attn = _C.MultiHeadAttention(
-                C, H,
-                q_weight=g("attention.q_lin.weight", C, C), q_bias=g("attention.q_lin.bias", C),
-                k_weight=g("attention.k_lin.weight", C, C), k_bias=g("attention.k_lin.bias", C),
-                v_weight=g("attention.v_lin.weight", C, C), v_bias=g("attention.v_lin.bias", C),
-                o_weight=g("attention.out_lin.weight", C, C), o_bias=g("attention.out_lin.bias", C))
-            ffn = _C.FeedForward(g("ffn.lin1.weight", F, C), g("ffn.lin2.weight", C, F),
-                                 up_bias=g("ffn.lin1.bias", F), down_bias=g("ffn.lin2.bias", C), activation=act)
-            n1 = _C.LayerNorm(g("sa_layer_norm.weight", C), g("sa_layer_norm.bias", C), eps=1e-12)
-            n2 = _C.LayerNorm(g("output_layer_norm.weight", C), g("output_layer_norm.bias", C), eps=1e-12)
-            layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=False))
-            w.release()
-        self.encoder = _EncoderStack(layers)
+        self.encoder = _EncoderStack.from_keys(w, "transformer.layer", DISTILBERT_LAYER_KEYS, C, H, F, L, 1e-12,
+                                               _act(cfg, "activation"))
 
     def forward(self, input_ids, attention_mask=None, output_hidden_states: bool = False,
                 output_attentions: bool = False, padding_free: bool = True) -> ModelOutput:
