@@ -64,3 +64,15 @@ def test_results_do_not_depend_on_thread_count(rng):
     with tfcore.threads(2):
         two = tfcore.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
     assert np.array_equal(one, two)  # work is split by query blocks: same arithmetic per row
+
+
+def test_every_subpackage_is_packaged():
+    # A package directory missing from pyproject's list imports fine from a source tree
+    # but is absent from the wheel.
+    import pathlib
+    import tomllib
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "tfcore").rglob("__init__.py")}
+    assert found <= listed, found - listed
