@@ -44,10 +44,18 @@ def test_threads_context_is_per_python_thread():
             pass
 
 
+def package_parent() -> str:
+    """Where the tfcore under test lives: a child process started there imports the same
+    one (a source checkout as the cwd would otherwise shadow an installed tfcore)."""
+    import os
+
+    return os.path.dirname(os.path.dirname(tfcore.__file__))
+
+
 def test_omp_num_threads_sets_the_default():
     code = "import tfcore; print(tfcore.get_num_threads())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"}, cwd=package_parent())
     assert out.stdout.strip() == "1"
 
 

@@ -100,6 +100,10 @@ base = status('VmRSS:')
 m = tfcore.AutoModel.from_pretrained({str(model_dir)!r})
 print(status('VmHWM:') - base)
 """
-    peak = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    import tfcore
+
+    where = os.path.dirname(os.path.dirname(tfcore.__file__))  # import the tfcore under test
+    peak = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              cwd=where).stdout)
     size = os.path.getsize(os.path.join(model_dir, "model.safetensors"))
     assert peak < 1.25 * size, (peak, size)  # measured ~0.9x for BERT-base, MiniLM likewise
