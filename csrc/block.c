@@ -201,21 +201,23 @@ block_call(tf_block *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"hidden_states", "attention_mask", "encoder_hidden_states",
                              "encoder_attention_mask", "position_ids", "position_offset", "bias",
-                             "output_attentions", "out", "cu_seqlens", NULL};
+                             "output_attentions", "out", "cu_seqlens", "past_key_values",
+                             "layer_idx", NULL};
     PyObject *x_obj, *mask_obj = Py_None, *enc_obj = Py_None, *enc_mask_obj = Py_None,
              *pos_obj = Py_None, *bias_obj = Py_None, *out_obj = Py_None, *cu_obj = Py_None,
-             *result = NULL;
+             *cache_obj = Py_None, *layer_obj = Py_None, *result = NULL;
     long long offset = 0;
     int output_attentions = 0;
     tf_rows_call rows = {0};
     tf_mha_arrays self_arr = {0}, cross_arr = {0};
-    tf_mha_call self_c, cross_c;
+    tf_mha_call self_c = {0}, cross_c = {0};
     tf_err err = {0};
     tf_state *st = tf_state_of((PyObject *)self);
     memset(&cross_c, 0, sizeof(cross_c));
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$OOOLOpOO:TransformerBlock.__call__", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$OOOLOpOOOO:TransformerBlock.__call__", kwlist,
                                      &x_obj, &mask_obj, &enc_obj, &enc_mask_obj, &pos_obj,
-                                     &offset, &bias_obj, &output_attentions, &out_obj, &cu_obj)) {
+                                     &offset, &bias_obj, &output_attentions, &out_obj, &cu_obj,
+                                     &cache_obj, &layer_obj)) {
         return NULL;
     }
     if (tf_rows_call_parse(st, x_obj, NULL, out_obj, self->C, self->C, &tf_hidden_states_names,
@@ -227,9 +229,15 @@ block_call(tf_block *self, PyObject *args, PyObject *kwds)
         tf_value_error(st, "encoder_hidden_states given to a block without cross-attention");
         goto done;
     }
+    if (tf_mha_parse_cache(st, self->attn, cache_obj, layer_obj, B, T, &self_c.cache, &self_c.layer) < 0)
+        goto done;
     if (tf_mha_parse(st, self->attn, B, T, mask_obj, "attention_mask", NULL, pos_obj, offset,
                      bias_obj, output_attentions, &self_arr, &self_c) < 0)
         goto done;
+    if (cu_obj != Py_None && self_c.cache != NULL) {
+        tf_value_error(st, "cu_seqlens cannot be combined with past_key_values");
+        goto done;
+    }
     if (cu_obj != Py_None) {
         if (self->cross != NULL) {
             tf_value_error(st, "cu_seqlens (padding-free sequences) is not supported with cross-attention");
@@ -265,6 +273,9 @@ block_call(tf_block *self, PyObject *args, PyObject *kwds)
         result = PyTuple_Pack(3, rows.out, self_arr.weights, cross_arr.weights);
     }
 done:
+    if (self_c.cache != NULL) {
+        tf_kvcache_release(self_c.cache);
+    }
     tf_rows_call_release(&rows);
     tf_mha_arrays_release(&self_arr);
     tf_mha_arrays_release(&cross_arr);
@@ -314,7 +325,8 @@ PyDoc_STRVAR(block_doc,
 "Call: ``block(hidden_states, attention_mask=None, *, encoder_hidden_states=None,\n"
 "encoder_attention_mask=None, position_ids=None, position_offset=0, bias=None,\n"
 "output_attentions=False, out=None, cu_seqlens=None)``; arguments as for MultiHeadAttention\n"
-"(cu_seqlens: padding-free sequences packed in a (1, N, C) hidden_states). Returns (B, T, C),\n"
+"(cu_seqlens: padding-free sequences packed in a (1, N, C) hidden_states; past_key_values=cache,\n"
+"layer_idx=i: incremental decoding with a tfcore.KVCache). Returns (B, T, C),\n"
 "or with output_attentions a tuple (output, attentions[, cross_attentions]).");
 
 static PyType_Slot block_slots[] = {

@@ -64,6 +64,18 @@ tf_mha_forward(const tf_mha *m, const tf_mha_call *c, tf_err *err)
                             c->position_offset, m->inv_freq, m->rotary_dim, m->rope_interleaved);
         }
     }
+    if (c->cache != NULL) {
+        /* append this call's keys/values, then read K/V (B, KVH, past + T, D) from the cache;
+         * the causal diagonal moves right by the cached length (bottom-right alignment) */
+        tf_kvcache *kc = c->cache;
+        const int64_t past = kc->length[c->layer];
+        tf_kvcache_append(kc, c->layer, T, a.k, a.k_sb, a.k_ss, a.k_sh, a.v, a.v_sb, a.v_ss, a.v_sh);
+        const int64_t cap = kc->capacity;
+        a.k = PyArray_DATA(kc->k[c->layer]); a.k_sb = KVH * cap * D; a.k_sh = cap * D; a.k_ss = D;
+        a.v = PyArray_DATA(kc->v[c->layer]); a.v_sb = KVH * cap * D; a.v_sh = cap * D; a.v_ss = D;
+        a.S = past + T;
+        a.causal_offset = past;
+    }
     a.out = ctx; a.o_sb = T * H * D; a.o_sh = D; a.o_sl = H * D;
     a.scale = m->scale;
     a.causal = m->causal;
@@ -529,14 +541,59 @@ parse_mask(tf_state *st, const tf_mha *m, PyObject *mask_obj, const char *name, 
     return 0;
 }
 
+int64_t
+tf_mha_parse_cache(tf_state *st, const tf_mha *m, PyObject *cache_obj, PyObject *layer_obj,
+                   int64_t B, int64_t T, tf_kvcache **cache, int64_t *layer)
+{
+    *cache = NULL;
+    if (cache_obj == NULL || cache_obj == Py_None) {
+        return 0;
+    }
+    if (!tf_kvcache_check(st, cache_obj)) {
+        tf_type_error(st, "past_key_values must be a tfcore.KVCache, got %s", Py_TYPE(cache_obj)->tp_name);
+        return -1;
+    }
+    tf_kvcache *c = (tf_kvcache *)cache_obj;
+    if (m->cross) {
+        tf_value_error(st, "past_key_values is for self-attention layers");
+        return -1;
+    }
+    long long l = layer_obj == NULL || layer_obj == Py_None ? -1 : PyLong_AsLongLong(layer_obj);
+    if (l == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (l < 0 || l >= c->layers) {
+        tf_value_error(st, "layer_idx must be given with past_key_values and lie in [0, %lld), got %lld",
+                       (long long)c->layers, l);
+        return -1;
+    }
+    if (c->B != B || c->KVH != m->KVH || c->D != m->D) {
+        tf_value_error(st, "KVCache is (batch %lld, kv_heads %lld, head_dim %lld), this call needs "
+                           "(%lld, %lld, %lld)", (long long)c->B, (long long)c->KVH, (long long)c->D,
+                       (long long)B, (long long)m->KVH, (long long)m->D);
+        return -1;
+    }
+    if (tf_kvcache_reserve(st, c, T) < 0 || tf_kvcache_acquire(st, c) < 0) {
+        return -1;
+    }
+    *cache = c;
+    *layer = l;
+    return c->length[l];
+}
+
 int
 tf_mha_parse(tf_state *st, const tf_mha *m, int64_t B, int64_t T, PyObject *mask_obj,
              const char *mask_name, PyObject *enc_obj, PyObject *pos_obj, long long offset,
              PyObject *bias_obj, int output_attentions, tf_mha_arrays *arr, tf_mha_call *c)
 {
-    int64_t S = T;
+    tf_kvcache *cache = c->cache;  /* set by the caller from tf_mha_parse_cache, kept */
+    int64_t layer = c->layer;
+    const int64_t past = cache ? cache->length[layer] : 0;
+    int64_t S = T + past;
     memset(arr, 0, sizeof(*arr));
     memset(c, 0, sizeof(*c));
+    c->cache = cache;
+    c->layer = layer;
     if (m->cross) {
         if (enc_obj == NULL || enc_obj == Py_None) {
             tf_value_error(st, "cross-attention needs encoder_hidden_states");
@@ -602,7 +659,7 @@ tf_mha_parse(tf_state *st, const tf_mha *m, int64_t B, int64_t T, PyObject *mask
         tf_value_error(st, "position_offset must be >= 0, got %lld", offset);
         goto fail;
     }
-    c->position_offset = offset;
+    c->position_offset = offset + past;  /* with a cache, positions continue after it */
     if (output_attentions) {
         npy_intp wdims[4] = {(npy_intp)B, (npy_intp)m->H, (npy_intp)T, (npy_intp)S};
         if ((arr->weights = (PyArrayObject *)PyArray_SimpleNew(4, wdims, NPY_FLOAT32)) == NULL)
@@ -625,30 +682,39 @@ mha_call(tf_mha *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"hidden_states", "attention_mask", "encoder_hidden_states",
                              "position_ids", "position_offset", "bias", "residual",
-                             "output_attentions", "out", "cu_seqlens", NULL};
+                             "output_attentions", "out", "cu_seqlens", "past_key_values",
+                             "layer_idx", NULL};
     PyObject *x_obj, *mask_obj = Py_None, *enc_obj = Py_None, *pos_obj = Py_None,
              *bias_obj = Py_None, *res_obj = Py_None, *out_obj = Py_None, *cu_obj = Py_None,
-             *result = NULL;
+             *cache_obj = Py_None, *layer_obj = Py_None, *result = NULL;
     long long offset = 0;
     int output_attentions = 0;
     tf_mha_arrays arr = {0};
     tf_rows_call rows = {0};
-    tf_mha_call c;
+    tf_mha_call c = {0};
     tf_err err = {0};
     tf_state *st = tf_state_of((PyObject *)self);
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$OOLOOpOO:MultiHeadAttention.__call__",
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$OOLOOpOOOO:MultiHeadAttention.__call__",
                                      kwlist, &x_obj, &mask_obj, &enc_obj, &pos_obj, &offset,
-                                     &bias_obj, &res_obj, &output_attentions, &out_obj, &cu_obj)) {
+                                     &bias_obj, &res_obj, &output_attentions, &out_obj, &cu_obj,
+                                     &cache_obj, &layer_obj)) {
         return NULL;
     }
     /* hidden_states, residual and out follow the row-wise layer rules: (B, T, C) rows */
     if (tf_rows_call_parse(st, x_obj, res_obj, out_obj, self->hidden, self->hidden,
                            &tf_hidden_states_names, &rows) < 0)
         goto done;
+    if (tf_mha_parse_cache(st, self, cache_obj, layer_obj, PyArray_DIM(rows.x, 0),
+                           PyArray_DIM(rows.x, 1), &c.cache, &c.layer) < 0)
+        goto done;
     if (tf_mha_parse(st, self, PyArray_DIM(rows.x, 0), PyArray_DIM(rows.x, 1), mask_obj,
                      "attention_mask", enc_obj, pos_obj, offset, bias_obj, output_attentions,
                      &arr, &c) < 0)
         goto done;
+    if (cu_obj != Py_None && c.cache != NULL) {
+        tf_value_error(st, "cu_seqlens cannot be combined with past_key_values");
+        goto done;
+    }
     if (cu_obj != Py_None &&
         tf_mha_parse_packed(st, self, cu_obj, PyArray_DIM(rows.x, 1), &arr, &c) < 0)
         goto done;
@@ -669,6 +735,9 @@ mha_call(tf_mha *self, PyObject *args, PyObject *kwds)
     }
     result = output_attentions ? PyTuple_Pack(2, rows.out, arr.weights) : Py_NewRef(rows.out);
 done:
+    if (c.cache != NULL) {
+        tf_kvcache_release(c.cache);
+    }
     tf_rows_call_release(&rows);
     tf_mha_arrays_release(&arr);
     return result;
@@ -738,14 +807,18 @@ PyDoc_STRVAR(mha_doc,
 "Integer options also accept None (their default), as HF configs hold them.\n\n"
 "Call: ``attn(hidden_states, attention_mask=None, *, encoder_hidden_states=None,\n"
 "position_ids=None, position_offset=0, bias=None, residual=None, output_attentions=False,\n"
-"out=None, cu_seqlens=None)``. hidden_states is (B, T, C) float32. attention_mask is HF's (B, S) padding\n"
+"out=None, cu_seqlens=None, past_key_values=None, layer_idx=None)``. hidden_states is (B, T, C) float32. attention_mask is HF's (B, S) padding\n"
 "mask (1 = attend) or an additive float mask broadcastable to (B, H, T, S); bias is an\n"
 "additive float bias broadcastable the same way (relative positions). Returns (B, T, C),\n"
 "or (output, attentions) with attentions (B, H, T, S) when output_attentions=True.\n"
 "Queries whose keys are all masked get a zero context vector.\n\n"
 "Padding-free: with cu_seqlens (B + 1,) int64 row offsets, hidden_states (1, N, C) holds B\n"
 "sequences back to back; GEMMs run on the N real tokens and each sequence attends within\n"
-"itself (no masks then; rotary layers need position_ids (1, N)).");
+"itself (no masks then; rotary layers need position_ids (1, N)).\n\n"
+"Incremental decoding: past_key_values=cache (a tfcore.KVCache), layer_idx=i appends this\n"
+"call's keys/values to layer i of the cache and attends over all of them (causal diagonal\n"
+"aligned to the end, as HF); attention_mask then spans (B, cached + T) and rotary\n"
+"positions continue after the cached tokens (position_offset adds to that).");
 
 static PyType_Slot mha_slots[] = {
     {Py_tp_new, mha_new},

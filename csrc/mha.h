@@ -2,6 +2,7 @@
 #ifndef TFCORE_MHA_H
 #define TFCORE_MHA_H
 
+#include "kvcache.h"
 #include "linear.h"
 
 typedef struct {
@@ -36,6 +37,9 @@ typedef struct {
                                      packed: (N,) positions, required with rotary */
     const int64_t *seq_start;     /* packed (padding-free) rows: (B + 1,) offsets into N rows,
                                      T = the longest sequence; NULL = (B, T) layout */
+    tf_kvcache *cache;            /* self-attention: append this call's keys/values to layer
+                                     `layer` of the cache and attend over all of it; or NULL */
+    int64_t layer;
     int64_t position_offset;
     float *weights;               /* (B, H, T, S) attention probabilities out, or NULL */
     float *y;                     /* (B, T, C) output */
@@ -55,6 +59,13 @@ void tf_mha_arrays_release(tf_mha_arrays *a);
 int tf_mha_parse(tf_state *st, const tf_mha *m, int64_t B, int64_t T, PyObject *mask_obj,
                  const char *mask_name, PyObject *enc_obj, PyObject *pos_obj, long long offset,
                  PyObject *bias_obj, int output_attentions, tf_mha_arrays *arr, tf_mha_call *c);
+
+/* past_key_values=cache, layer_idx=i of a self-attention call on (B, T) tokens: checks the
+ * cache against the layer, reserves room, takes it for this call (release with
+ * tf_kvcache_release) and sets c->cache/c->layer. Returns the cached length (past), or -1.
+ * Call BEFORE tf_mha_parse, whose masks then span past + T keys. */
+int64_t tf_mha_parse_cache(tf_state *st, const tf_mha *m, PyObject *cache_obj, PyObject *layer_obj,
+                           int64_t B, int64_t T, tf_kvcache **cache, int64_t *layer);
 
 /* Padding-free calls: hidden_states (1, N, C) holds the sequences back to back and
  * cu_seqlens (B + 1,) int64 their row offsets (0 = cu[0] < cu[1] < ... < cu[B] = N).

@@ -74,7 +74,7 @@ static const tf_register_fn registrations[] = {
     tf_register_linear, tf_register_norm,     tf_register_embedding,
     tf_register_act,    tf_register_posenc,   tf_register_attention,
     tf_register_ffn,    tf_register_mha,      tf_register_block,
-    tf_register_convert,
+    tf_register_convert, tf_register_kvcache,
 };
 
 static int
@@ -110,6 +110,7 @@ tf_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->FeedForward);
     Py_VISIT(st->MultiHeadAttention);
     Py_VISIT(st->TransformerBlock);
+    Py_VISIT(st->KVCache);
     return 0;
 }
 
@@ -128,6 +129,7 @@ tf_clear(PyObject *module)
     Py_CLEAR(st->FeedForward);
     Py_CLEAR(st->MultiHeadAttention);
     Py_CLEAR(st->TransformerBlock);
+    Py_CLEAR(st->KVCache);
     return 0;
 }
 

@@ -13,6 +13,7 @@ from . import _C  # noqa: E402
 from ._C import (  # noqa: E402
     Embedding,
     FeedForward,
+    KVCache,
     LayerNorm,
     Linear,
     MultiHeadAttention,
@@ -39,6 +40,7 @@ __all__ = [
     "models",
     "Embedding",
     "FeedForward",
+    "KVCache",
     "LayerNorm",
     "Linear",
     "MultiHeadAttention",

@@ -1,0 +1,36 @@
+/* kvcache.h — the KVCache type: per-layer key/value storage for incremental decoding. */
+#ifndef TFCORE_KVCACHE_H
+#define TFCORE_KVCACHE_H
+
+#include "tfcore.h"
+
+#include <stdatomic.h>
+
+/* Keys and values of layer l live in NumPy arrays (B, KVH, capacity, D) owned by the cache,
+ * so views handed to Python stay valid when the cache grows (it swaps in bigger arrays; old
+ * views keep the old ones alive). Rows [0, length[l]) of each (b, kvh) are filled. */
+typedef struct {
+    PyObject_HEAD
+    int64_t layers, B, KVH, D;
+    int64_t capacity;
+    int64_t *length;          /* (layers,) filled rows per layer */
+    PyArrayObject **k, **v;   /* (layers,) arrays of (B, KVH, capacity, D) float32 */
+    atomic_int busy;          /* a call is using the cache (guards against sharing by mistake) */
+} tf_kvcache;
+
+int tf_kvcache_check(tf_state *st, PyObject *obj);
+
+/* GIL held: make room for T more rows in every layer (grows capacity geometrically). */
+int tf_kvcache_reserve(tf_state *st, tf_kvcache *c, int64_t T);
+
+/* GIL held: mark the cache in use by one call, or raise if another call has it. */
+int tf_kvcache_acquire(tf_state *st, tf_kvcache *c);
+void tf_kvcache_release(tf_kvcache *c);
+
+/* Without the GIL, after tf_kvcache_reserve: append T rows of keys and values for layer l.
+ * k is a (B, T, KVH, D) view with element strides (ksb, kst, ksh), v likewise. */
+void tf_kvcache_append(tf_kvcache *c, int64_t l, int64_t T, const float *k, int64_t ksb,
+                       int64_t kst, int64_t ksh, const float *v, int64_t vsb, int64_t vst,
+                       int64_t vsh);
+
+#endif /* TFCORE_KVCACHE_H */
