@@ -46,14 +46,15 @@ row_range(const tf_attn_args *a, int64_t b, int64_t i, int64_t *lo, int64_t *hi)
     if (a->kv_len != NULL && a->kv_len[b] < h) {
         h = a->kv_len[b] < 0 ? 0 : a->kv_len[b];
     }
-    if (a->causal && i + a->causal_offset + 1 < h) {
-        h = i + a->causal_offset + 1;
+    const int64_t diag = i + a->causal_offset;  /* query i's own key (bottom-right with a cache) */
+    if (a->causal && diag + 1 < h) {
+        h = diag + 1;
     }
-    if (a->window_right >= 0 && i + a->window_right + 1 < h) {
-        h = i + a->window_right + 1;
+    if (a->window_right >= 0 && diag + a->window_right + 1 < h) {
+        h = diag + a->window_right + 1;
     }
-    if (a->window_left >= 0 && i - a->window_left > l) {
-        l = i - a->window_left;
+    if (a->window_left >= 0 && diag - a->window_left > l) {
+        l = diag - a->window_left;
     }
     *lo = l;
     *hi = h > l ? h : l;

@@ -16,7 +16,8 @@ typedef struct {
     float scale;
     /* Key j is visible to query i when all of these hold:
      *   causal:   j <= i + causal_offset   (0 = torch's top-left alignment; S - L = bottom-right)
-     *   window:   i - j <= window_left (if >= 0) and j - i <= window_right (if >= 0)
+     *   window:   d - j <= window_left (if >= 0) and j - d <= window_right (if >= 0),
+     *             d = i + causal_offset (the query's own key)
      *   kv_len:   j < kv_len[b] (if kv_len != NULL)
      *   bool_mask[b, h, i, j] != 0 (if bool_mask != NULL)                                  */
     int causal;

@@ -29,13 +29,14 @@ from ._C import (  # noqa: E402
 from ._config import show_config, threads  # noqa: E402
 from . import functional  # noqa: E402
 from . import models  # noqa: E402
-from .loading import AutoModel  # noqa: E402
+from .loading import AutoModel, AutoModelForCausalLM  # noqa: E402
 from .safetensors import CheckpointError  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AutoModel",
+    "AutoModelForCausalLM",
     "CheckpointError",
     "models",
     "Embedding",

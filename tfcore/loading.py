@@ -14,7 +14,8 @@ ARCHITECTURES: Dict[str, Type[PreTrainedModel]] = {
     name: getattr(models, name)
     for name in ("BertModel", "BertForMaskedLM", "BertForSequenceClassification", "RobertaModel",
                  "XLMRobertaModel", "DistilBertModel", "ViTModel", "DeiTModel", "Dinov2Model",
-                 "Dinov2WithRegistersModel")
+                 "Dinov2WithRegistersModel", "GPT2Model", "GPT2LMHeadModel", "LlamaForCausalLM",
+                 "MistralForCausalLM")
 }
 BASE_MODELS: Dict[str, Type[PreTrainedModel]] = {
     "bert": models.BertModel,
@@ -25,6 +26,12 @@ BASE_MODELS: Dict[str, Type[PreTrainedModel]] = {
     "deit": models.DeiTModel,
     "dinov2": models.Dinov2Model,
     "dinov2_with_registers": models.Dinov2WithRegistersModel,
+    "gpt2": models.GPT2Model,
+}
+CAUSAL_LMS: Dict[str, Type[PreTrainedModel]] = {
+    "gpt2": models.GPT2LMHeadModel,
+    "llama": models.LlamaForCausalLM,
+    "mistral": models.MistralForCausalLM,
 }
 
 
@@ -40,6 +47,20 @@ class AutoModel:
         if cls is None:
             raise CheckpointError(f"{directory}: model_type {mt!r} is not supported; tfcore supports "
                                   f"{', '.join(sorted(BASE_MODELS))}")
+        return cls.from_pretrained(directory, dtype=dtype)
+
+
+class AutoModelForCausalLM:
+    """``AutoModelForCausalLM.from_pretrained(dir)`` like transformers': a model with generate()."""
+
+    @staticmethod
+    def from_pretrained(directory: Union[str, os.PathLike], dtype: str = "float32") -> PreTrainedModel:
+        config = Config.from_dir(directory)
+        mt = config.get("model_type")
+        cls = CAUSAL_LMS.get(mt)
+        if cls is None:
+            raise CheckpointError(f"{directory}: model_type {mt!r} is not a supported causal LM; tfcore supports "
+                                  f"{', '.join(sorted(CAUSAL_LMS))}")
         return cls.from_pretrained(directory, dtype=dtype)
 
 

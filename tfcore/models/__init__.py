@@ -9,6 +9,8 @@ from .bert import (
     RobertaModel,
     XLMRobertaModel,
 )
+from .gpt2 import GPT2LMHeadModel, GPT2Model
+from .llama import LlamaForCausalLM, MistralForCausalLM
 from .vit import DeiTModel, Dinov2Model, Dinov2WithRegistersModel, ViTModel
 
 __all__ = [
@@ -19,6 +21,10 @@ __all__ = [
     "Dinov2Model",
     "Dinov2WithRegistersModel",
     "DistilBertModel",
+    "GPT2LMHeadModel",
+    "GPT2Model",
+    "LlamaForCausalLM",
+    "MistralForCausalLM",
     "ModelOutput",
     "PreTrainedModel",
     "RobertaModel",

@@ -1,0 +1,105 @@
+"""Shared forward of causal language models: embeddings, TransformerBlocks with a KVCache,
+final norm, LM head on the positions asked for (logits_to_keep), and generate()."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import numpy as np
+
+from .. import _C
+from ..config import Config
+from ..generation import GenerationMixin
+from .base import ModelOutput, PreTrainedModel, Weights, check_ids
+
+
+class DecoderLM(PreTrainedModel, GenerationMixin):
+    """Subclasses build self.layers, self.final_norm, self.lm_head and define embed()."""
+
+    rotary = False  # layers take position_ids (RoPE) instead of added position embeddings
+
+    def __init__(self, config: Config, weights: Weights):
+        super().__init__(config, weights)
+        self.layers: List[_C.TransformerBlock] = []
+        self.generation_defaults = {k: config.get(k) for k in ("eos_token_id", "pad_token_id", "bos_token_id")}
+
+    @classmethod
+    def from_pretrained(cls, directory, dtype: str = "float32"):
+        import json
+        from pathlib import Path
+
+        model = super().from_pretrained(directory, dtype)
+        gen = Path(directory) / "generation_config.json"
+        if gen.exists():
+            try:
+                values = json.loads(gen.read_text())
+            except ValueError:
+                values = {}
+            for k in ("eos_token_id", "pad_token_id", "bos_token_id"):
+                if values.get(k) is not None:
+                    model.generation_defaults[k] = values[k]
+        return model
+
+    # -- pieces of a family
+    def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def new_cache(self, batch_size: int, capacity: int = 256) -> _C.KVCache:
+        attn = self.layers[0].attention
+        return _C.KVCache(len(self.layers), batch_size, attn.num_key_value_heads, attn.head_dim,
+                          capacity=max(int(capacity), 1))
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
+                use_cache: Optional[bool] = None, logits_to_keep: int = 0, output_hidden_states: bool = False,
+                output_attentions: bool = False) -> ModelOutput:
+        """HF arguments; past_key_values is a tfcore.KVCache (created when use_cache=True and
+        none is given) that the layers extend in place; logits_to_keep=k computes the head on
+        the last k positions only (0 = all)."""
+        h, cache, hidden, attentions = self.run_layers(input_ids, attention_mask, position_ids, past_key_values,
+                                                       use_cache, output_hidden_states, output_attentions)
+        if logits_to_keep:
+            h = np.ascontiguousarray(h[:, -logits_to_keep:])
+        return ModelOutput(logits=self.lm_head(h), past_key_values=cache, hidden_states=hidden, attentions=attentions)
+
+    def run_layers(self, input_ids, attention_mask, position_ids, past_key_values, use_cache,
+                   output_hidden_states: bool, output_attentions: bool):
+        """Embeddings, layers and final norm: (last hidden state, cache, hidden states, attentions)."""
+        ids = check_ids("input_ids", input_ids, self.vocab_size)
+        B, T = ids.shape
+        cache = past_key_values
+        if cache is None and use_cache:
+            cache = self.new_cache(B, T)
+        past = cache.get_seq_length() if cache is not None else 0
+        if position_ids is None:
+            positions = np.broadcast_to(np.arange(past, past + T, dtype=np.int64), (B, T))
+        else:
+            positions = np.asarray(position_ids, dtype=np.int64)
+            if positions.shape != (B, T):
+                raise _C.TfcoreValueError(f"position_ids has shape {positions.shape}, expected {(B, T)}")
+        mask = None
+        if attention_mask is not None:
+            mask = np.asarray(attention_mask)
+            if mask.shape != (B, past + T):
+                raise _C.TfcoreValueError(f"attention_mask has shape {mask.shape}, expected (batch, past + new) = "
+                                          f"({B}, {past + T})")
+            mask = None if (mask != 0).all() else np.ascontiguousarray(mask != 0)
+        h = self.embed(ids, positions)
+        hidden = [h] if output_hidden_states else None
+        attentions = [] if output_attentions else None
+        kw = {"position_ids": np.ascontiguousarray(positions)} if self.rotary else {}
+        if cache is not None:
+            kw.update(past_key_values=cache)
+        for i, layer in enumerate(self.layers):
+            if cache is not None:
+                kw["layer_idx"] = i
+            if output_attentions:
+                h, a = layer(h, mask, output_attentions=True, **kw)
+                attentions.append(a)
+            else:
+                h = layer(h, mask, **kw)
+            if output_hidden_states:
+                hidden.append(h)
+        h = self.final_norm(h)
+        if output_hidden_states:
+            hidden[-1] = h  # HF reports the last hidden state after the final norm
+        return (h, cache, tuple(hidden) if hidden is not None else None,
+                tuple(attentions) if attentions is not None else None)
