@@ -46,6 +46,18 @@ def hf_logits(ref, ids, mask=None):
         return ref(torch.from_numpy(ids), attention_mask=None if mask is None else torch.from_numpy(mask)).logits.numpy()
 
 
+def opt(tmp_path, **kw):
+    from transformers import OPTConfig, OPTForCausalLM
+
+    base = dict(vocab_size=97, hidden_size=60, num_hidden_layers=2, ffn_dim=131, num_attention_heads=5,
+                max_position_embeddings=128, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+                attn_implementation="eager")
+    base.update(kw)
+    ref = OPTForCausalLM(OPTConfig(**base)).eval()
+    ref.save_pretrained(tmp_path)
+    return ref, tfcore.AutoModelForCausalLM.from_pretrained(tmp_path)
+
+
 MODELS = {
     "gpt2": lambda p: gpt2(p),
     "llama": lambda p: llama(p),
@@ -54,6 +66,8 @@ MODELS = {
                                                        "high_freq_factor": 4.0, "original_max_position_embeddings": 32}),
     "llama-linear-scaling": lambda p: llama(p, rope_scaling={"rope_type": "linear", "factor": 2.0}),
     "mistral-window": lambda p: llama(p, "mistral", sliding_window=8),
+    "opt": lambda p: opt(p),
+    "opt-post-norm-projected": lambda p: opt(p, do_layer_norm_before=False, word_embed_proj_dim=32),
 }
 
 
@@ -72,7 +86,7 @@ def test_prefill_logits_and_cached_decoding(rng, tmp_path, name):
     assert np.abs(np.concatenate(steps, axis=1) - want).max() < TOL
 
 
-@pytest.mark.parametrize("name", ["gpt2", "llama", "mistral-window"])
+@pytest.mark.parametrize("name", ["gpt2", "llama", "mistral-window", "opt"])
 def test_greedy_generation_matches_hf(rng, tmp_path, name):
     ref, ours = MODELS[name](tmp_path)
     ids = rng.integers(3, 97, size=(2, 9))
@@ -85,8 +99,9 @@ def test_greedy_generation_matches_hf(rng, tmp_path, name):
     assert np.array_equal(got, want)
 
 
-def test_left_padded_batch_generation(rng, tmp_path):
-    ref, ours = llama(tmp_path)
+@pytest.mark.parametrize("name", ["llama", "opt", "gpt2"])
+def test_left_padded_batch_generation(rng, tmp_path, name):
+    ref, ours = MODELS[name](tmp_path)
     ids = rng.integers(3, 97, size=(2, 12))
     mask = np.ones((2, 12), np.int64)
     mask[1, :5] = 0  # left padding

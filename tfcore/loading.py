@@ -15,7 +15,7 @@ ARCHITECTURES: Dict[str, Type[PreTrainedModel]] = {
     for name in ("BertModel", "BertForMaskedLM", "BertForSequenceClassification", "RobertaModel",
                  "XLMRobertaModel", "DistilBertModel", "ViTModel", "DeiTModel", "Dinov2Model",
                  "Dinov2WithRegistersModel", "GPT2Model", "GPT2LMHeadModel", "LlamaForCausalLM",
-                 "MistralForCausalLM")
+                 "MistralForCausalLM", "OPTForCausalLM")
 }
 BASE_MODELS: Dict[str, Type[PreTrainedModel]] = {
     "bert": models.BertModel,
@@ -32,6 +32,7 @@ CAUSAL_LMS: Dict[str, Type[PreTrainedModel]] = {
     "gpt2": models.GPT2LMHeadModel,
     "llama": models.LlamaForCausalLM,
     "mistral": models.MistralForCausalLM,
+    "opt": models.OPTForCausalLM,
 }
 
 

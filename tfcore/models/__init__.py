@@ -11,6 +11,7 @@ from .bert import (
 )
 from .gpt2 import GPT2LMHeadModel, GPT2Model
 from .llama import LlamaForCausalLM, MistralForCausalLM
+from .opt import OPTForCausalLM
 from .vit import DeiTModel, Dinov2Model, Dinov2WithRegistersModel, ViTModel
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "GPT2Model",
     "LlamaForCausalLM",
     "MistralForCausalLM",
+    "OPTForCausalLM",
     "ModelOutput",
     "PreTrainedModel",
     "RobertaModel",

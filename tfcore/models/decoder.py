@@ -43,6 +43,10 @@ class DecoderLM(PreTrainedModel, GenerationMixin):
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def default_positions(self, mask: np.ndarray, past: int, T: int) -> np.ndarray:
+        """Positions of the T new tokens when the caller gives none: HF's arange after the cache."""
+        return np.broadcast_to(np.arange(past, past + T, dtype=np.int64), (mask.shape[0], T))
+
     def new_cache(self, batch_size: int, capacity: int = 256) -> _C.KVCache:
         attn = self.layers[0].attention
         return _C.KVCache(len(self.layers), batch_size, attn.num_key_value_heads, attn.head_dim,
@@ -70,7 +74,11 @@ class DecoderLM(PreTrainedModel, GenerationMixin):
             cache = self.new_cache(B, T)
         past = cache.get_seq_length() if cache is not None else 0
         if position_ids is None:
-            positions = np.broadcast_to(np.arange(past, past + T, dtype=np.int64), (B, T))
+            full = np.ones((B, past + T), np.int64) if attention_mask is None else np.asarray(attention_mask, np.int64)
+            positions = self.default_positions(full, past, T) if full.shape == (B, past + T) else None
+            if positions is None:
+                raise _C.TfcoreValueError(f"attention_mask has shape {full.shape}, expected (batch, past + new) = "
+                                          f"({B}, {past + T})")
         else:
             positions = np.asarray(position_ids, dtype=np.int64)
             if positions.shape != (B, T):
