@@ -255,6 +255,51 @@ kvcache_crop(tf_kvcache *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* Beam search: batch row b of every layer becomes old row index[b]. */
+static PyObject *
+kvcache_reorder(tf_kvcache *self, PyObject *arg)
+{
+    tf_state *st = tf_state_of((PyObject *)self);
+    PyArrayObject *idx = tf_arg_ids(st, arg, "beam_idx");
+    PyObject *result = NULL;
+    if (idx == NULL) {
+        return NULL;
+    }
+    if (PyArray_NDIM(idx) != 1 || PyArray_DIM(idx, 0) != self->B) {
+        tf_value_error(st, "beam_idx must be 1-D with batch_size=%lld entries", (long long)self->B);
+        goto done;
+    }
+    for (npy_intp i = 0; i < self->B; i++) {
+        long long v = PyArray_ITEMSIZE(idx) == 8 ? ((int64_t *)PyArray_DATA(idx))[i] : ((int32_t *)PyArray_DATA(idx))[i];
+        if (v < 0 || v >= self->B) {
+            tf_value_error(st, "beam_idx holds %lld, outside [0, %lld)", v, (long long)self->B);
+            goto done;
+        }
+    }
+    if (tf_kvcache_acquire(st, self) < 0) {
+        goto done;
+    }
+    int ok = 1;
+    for (int64_t l = 0; ok && l < self->layers; l++) {
+        PyArrayObject *k = (PyArrayObject *)PyArray_TakeFrom(self->k[l], (PyObject *)idx, 0, NULL, NPY_RAISE);
+        PyArrayObject *v = k ? (PyArrayObject *)PyArray_TakeFrom(self->v[l], (PyObject *)idx, 0, NULL, NPY_RAISE) : NULL;
+        if (v == NULL) {
+            Py_XDECREF(k);
+            ok = 0;
+            break;
+        }
+        Py_SETREF(self->k[l], k);
+        Py_SETREF(self->v[l], v);
+    }
+    tf_kvcache_release(self);
+    if (ok) {
+        result = Py_NewRef(Py_None);
+    }
+done:
+    Py_DECREF(idx);
+    return result;
+}
+
 static PyObject *
 kvcache_reset(tf_kvcache *self, PyObject *unused)
 {
@@ -294,6 +339,8 @@ static PyMethodDef kvcache_methods[] = {
      "get_seq_length($self, layer=0, /)\n--\n\nCached tokens of a layer (HF's Cache.get_seq_length)."},
     {"crop", (PyCFunction)kvcache_crop, METH_O,
      "crop($self, length, /)\n--\n\nKeep only the first length tokens of every layer."},
+    {"reorder", (PyCFunction)kvcache_reorder, METH_O,
+     "reorder($self, beam_idx, /)\n--\n\nBeam search: batch row b takes the cached keys/values of row beam_idx[b]."},
     {"reset", (PyCFunction)kvcache_reset, METH_NOARGS, "reset($self, /)\n--\n\nEmpty every layer (memory is kept)."},
     {NULL},
 };

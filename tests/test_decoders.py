@@ -161,3 +161,18 @@ def test_generate_errors(rng, tmp_path):
         ours(np.array([[97]]))
     with pytest.raises(tfcore.TfcoreValueError, match="attention_mask has shape"):
         ours(ids, attention_mask=np.ones((1, 3)))
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+@pytest.mark.parametrize("kw", [dict(num_beams=4), dict(num_beams=4, length_penalty=0.5, num_return_sequences=2),
+                                dict(num_beams=3, early_stopping=True), dict(num_beams=2, repetition_penalty=1.3)])
+def test_beam_search_matches_hf(rng, tmp_path, name, kw):
+    ref, ours = MODELS[name](tmp_path)
+    ids = rng.integers(3, 97, size=(2, 7))
+    eos = 5  # a common token in these random models, so hypotheses finish early
+    with torch.no_grad():
+        want = ref.generate(torch.from_numpy(ids), attention_mask=torch.ones(2, 7, dtype=torch.long),
+                            max_new_tokens=20, do_sample=False, eos_token_id=eos, pad_token_id=0, **kw).numpy()
+    got = ours.generate(ids, max_new_tokens=20, eos_token_id=eos, pad_token_id=0, **kw)
+    assert got.shape == want.shape
+    assert np.array_equal(got, want)

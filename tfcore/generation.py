@@ -57,6 +57,21 @@ def filter_top_k_top_p(logits: np.ndarray, top_k: Optional[int], top_p: Optional
     return out
 
 
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    m = x.max(-1, keepdims=True)
+    return x - (m + np.log(np.exp(x - m).sum(-1, keepdims=True)))
+
+
+def _take(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """a[b, idx[b, k], ...] for (B, N, ...) a and (B, K) idx."""
+    return np.take_along_axis(a, idx.reshape(idx.shape + (1,) * (a.ndim - 2)), axis=1)
+
+
+def _top(x: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest entries per row, best first (stable on ties)."""
+    return np.argsort(-x, axis=-1, kind="stable")[:, :k]
+
+
 class GenerationMixin:
     """generate() for models whose forward takes (input_ids, attention_mask, position_ids,
     past_key_values, logits_to_keep) and that provide new_cache(batch, capacity)."""
@@ -66,28 +81,35 @@ class GenerationMixin:
     def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20, do_sample: bool = False,
                  temperature: float = 1.0, top_k: Optional[int] = 50, top_p: Optional[float] = 1.0,
                  repetition_penalty: float = 1.0, eos_token_id: TokenIds = None, pad_token_id: Optional[int] = None,
-                 num_beams: int = 1, num_return_sequences: int = 1, seed: Optional[int] = None,
+                 num_beams: int = 1, num_return_sequences: int = 1, length_penalty: float = 1.0,
+                 early_stopping: Union[bool, str] = False, seed: Optional[int] = None,
                  streamer: Optional[Callable[[np.ndarray], None]] = None) -> np.ndarray:
         """Continue each prompt by up to max_new_tokens tokens; returns (B, prompt + new) int64.
 
         Greedy (default) or sampling (do_sample) with temperature, top_k, top_p and a seed;
         repetition_penalty; eos_token_id / pad_token_id default to the checkpoint's
         generation_config.json / config.json like HF; left-padded batches via attention_mask.
-        streamer(tokens) is called with the (B,) new tokens of every step."""
+        streamer(tokens) is called with the (B,) new tokens of every step (greedy/sampling).
+        Beam search (num_beams > 1) follows HF's algorithm: length_penalty, early_stopping
+        (False, True or "never"), num_return_sequences <= num_beams best hypotheses."""
         ids = np.asarray(input_ids)
         if ids.ndim == 1:
             ids = ids[None]
         if ids.ndim != 2 or ids.size == 0 or ids.dtype.kind not in "iu":
             raise _C.TfcoreValueError(f"input_ids must be a non-empty (batch, seq_len) integer array, got {ids.shape} {ids.dtype}")
-        if num_beams != 1:
-            raise _C.TfcoreValueError("beam search (num_beams > 1) is not implemented yet; use num_beams=1")
+        if num_beams < 1:
+            raise _C.TfcoreValueError(f"num_beams must be >= 1, got {num_beams}")
+        if num_beams > 1 and do_sample:
+            raise _C.TfcoreValueError("beam sampling (num_beams > 1 with do_sample=True) is not supported")
+        if num_beams > 1 and num_return_sequences > num_beams:
+            raise _C.TfcoreValueError(f"num_return_sequences={num_return_sequences} exceeds num_beams={num_beams}")
         if max_new_tokens < 0:
             raise _C.TfcoreValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
         if do_sample and not temperature > 0:
             raise _C.TfcoreValueError(f"temperature must be > 0, got {temperature}")
         if repetition_penalty <= 0:
             raise _C.TfcoreValueError(f"repetition_penalty must be > 0, got {repetition_penalty}")
-        if num_return_sequences > 1:
+        if num_return_sequences > 1 and num_beams == 1:
             ids = np.repeat(ids, num_return_sequences, axis=0)
             if attention_mask is not None:
                 attention_mask = np.repeat(np.asarray(attention_mask), num_return_sequences, axis=0)
@@ -102,6 +124,9 @@ class GenerationMixin:
         if pad_token_id is None:
             pad_token_id = eos[0] if eos else 0
         rng = np.random.default_rng(seed)
+        if num_beams > 1:
+            return self._beam_search(ids, mask, max_new_tokens, num_beams, length_penalty, early_stopping, eos,
+                                     pad_token_id, repetition_penalty, num_return_sequences, streamer)
 
         sequences = np.ascontiguousarray(ids, dtype=np.int64)
         cache = self.new_cache(B, T0 + max_new_tokens)
@@ -135,3 +160,81 @@ class GenerationMixin:
             positions = np.concatenate([positions, step_pos], axis=1)
             step_ids = np.ascontiguousarray(nxt[:, None])
         return sequences
+
+    def _beam_search(self, ids, mask, max_new_tokens, nb, length_penalty, early_stopping, eos, pad_token_id,
+                     repetition_penalty, num_return_sequences, streamer):
+        """HF's vectorised beam search: each step keeps the best (1 + #eos) * nb continuations,
+        continues the nb best unfinished ones, and merges finished ones into the nb best
+        hypotheses scored by sum of log-probs / generated_length ** length_penalty."""
+        B, T0 = ids.shape
+        max_len = T0 + max_new_tokens
+        keep = max(2, 1 + len(eos)) * nb
+        top_mask = np.arange(keep) < nb
+        fill = (pad_token_id or eos[0]) if eos else -1
+        running = np.full((B, nb, max_len), fill, np.int64)
+        running[:, :, :T0] = ids[:, None, :]
+        finished_seqs = running.copy()
+        running_scores = np.zeros((B, nb), np.float32)
+        running_scores[:, 1:] = -1e9
+        finished_scores = np.full((B, nb), -1e9, np.float32)
+        is_finished = np.zeros((B, nb), bool)
+        heuristic_open = np.ones((B, 1), bool)
+        running_idx = np.full((B, nb, max(max_new_tokens, 1)), -1, np.int64)
+        finished_idx = running_idx.copy()
+        flat_mask = np.repeat(mask, nb, axis=0)
+        positions = positions_from_mask(flat_mask)
+        cache = self.new_cache(B * nb, max_len)
+        step_ids, step_pos, cur = np.repeat(ids, nb, axis=0), positions, T0
+        batch_offset = (np.arange(B) * nb)[:, None]
+        while cur < max_len:
+            logits = self.forward(np.ascontiguousarray(step_ids), attention_mask=flat_mask, position_ids=step_pos,
+                                  past_key_values=cache, logits_to_keep=1).logits[:, -1, :].astype(np.float32)
+            log_probs = log_softmax(logits)
+            if repetition_penalty != 1.0:
+                apply_repetition_penalty(log_probs, running.reshape(B * nb, max_len)[:, :cur], repetition_penalty)
+            V = log_probs.shape[-1]
+            acc = (log_probs.reshape(B, nb, V) + running_scores[:, :, None]).reshape(B, nb * V)
+            top = _top(acc, keep)
+            top_scores = np.take_along_axis(acc, top, axis=1)
+            src_beam, tokens = top // V, top % V
+            top_seqs = _take(running, src_beam).copy()
+            top_seqs[:, :, cur] = tokens
+            top_idx = _take(running_idx, src_beam).copy()
+            top_idx[:, :, cur - T0] = src_beam + batch_offset
+            hits = np.isin(tokens, eos) | (cur + 1 >= max_len)
+            # the nb best continuations that did not stop keep running
+            cont_scores = (top_scores + hits * np.float32(-1e9)).astype(np.float32)
+            nxt = _top(cont_scores, nb)
+            running, running_scores, running_idx = _take(top_seqs, nxt), _take(cont_scores, nxt), _take(top_idx, nxt)
+            # stopped ones among the top nb may enter the finished hypotheses
+            just = hits & top_mask[None, :]
+            cand = top_scores / np.float32((cur + 1 - T0) ** length_penalty)
+            full = is_finished.all(axis=-1, keepdims=True) & (early_stopping is True)
+            cand = cand + full * np.float32(-1e9) + (~heuristic_open) * np.float32(-1e9) + (~just) * np.float32(-1e9)
+            m_seqs = np.concatenate([finished_seqs, top_seqs], axis=1)
+            m_scores = np.concatenate([finished_scores, cand.astype(np.float32)], axis=1)
+            m_idx = np.concatenate([finished_idx, top_idx], axis=1)
+            m_fin = np.concatenate([is_finished, just], axis=1)
+            best = _top(m_scores, nb)
+            finished_seqs, finished_scores = _take(m_seqs, best), _take(m_scores, best)
+            finished_idx, is_finished = _take(m_idx, best), _take(m_fin, best)
+            cache.reorder(np.ascontiguousarray(running_idx[:, :, cur - T0].reshape(-1)))
+            cur += 1
+            # stop when no running beam can beat the worst finished one (HF's heuristic)
+            if early_stopping == "never" and length_penalty > 0.0:
+                best_len = max_len - T0
+            else:
+                best_len = cur - T0
+            best_possible = running_scores[:, :1] / np.float32(best_len ** length_penalty)
+            worst = np.where(is_finished, finished_scores.min(axis=1, keepdims=True), np.float32(-1e9))
+            heuristic_open = heuristic_open & (best_possible > worst).any(axis=-1, keepdims=True)
+            open_beam = not (is_finished.all() and early_stopping is True)
+            if not (heuristic_open.any() and open_beam and not hits.all()):
+                break
+            flat_mask = np.concatenate([flat_mask, np.ones((B * nb, 1), np.int64)], axis=1)
+            step_pos = step_pos[:, -1:] + 1
+            step_ids = running[:, :, cur - 1].reshape(-1, 1)
+        out = finished_seqs[:, :num_return_sequences].reshape(B * num_return_sequences, max_len)
+        idx = finished_idx[:, :num_return_sequences].reshape(B * num_return_sequences, -1)
+        length = T0 + int((idx + 1).astype(bool).sum(axis=1).max()) if max_new_tokens else T0
+        return out[:, :length]
