@@ -153,8 +153,12 @@ def test_sampling_is_reproducible_and_follows_the_filters(rng, tmp_path):
 def test_generate_errors(rng, tmp_path):
     ref, ours = gpt2(tmp_path)
     ids = rng.integers(3, 97, size=(1, 4))
-    with pytest.raises(tfcore.TfcoreValueError, match="beam search"):
-        ours.generate(ids, num_beams=4)
+    with pytest.raises(tfcore.TfcoreValueError, match="num_beams must be >= 1"):
+        ours.generate(ids, num_beams=0)
+    with pytest.raises(tfcore.TfcoreValueError, match="num_return_sequences=3 exceeds num_beams=2"):
+        ours.generate(ids, num_beams=2, num_return_sequences=3)
+    with pytest.raises(tfcore.TfcoreValueError, match="beam sampling"):
+        ours.generate(ids, num_beams=2, do_sample=True)
     with pytest.raises(tfcore.TfcoreValueError, match="temperature"):
         ours.generate(ids, do_sample=True, temperature=0.0)
     with pytest.raises(tfcore.TfcoreValueError, match="input_ids holds 97"):
@@ -169,7 +173,8 @@ def test_generate_errors(rng, tmp_path):
 def test_beam_search_matches_hf(rng, tmp_path, name, kw):
     ref, ours = MODELS[name](tmp_path)
     ids = rng.integers(3, 97, size=(2, 7))
-    eos = 5  # a common token in these random models, so hypotheses finish early
+    # end-of-sequence: the last token of the best 3-token beam, so hypotheses finish mid-search
+    eos = int(ours.generate(ids, max_new_tokens=3, eos_token_id=[], num_beams=kw["num_beams"])[0, -1])
     with torch.no_grad():
         want = ref.generate(torch.from_numpy(ids), attention_mask=torch.ones(2, 7, dtype=torch.long),
                             max_new_tokens=20, do_sample=False, eos_token_id=eos, pad_token_id=0, **kw).numpy()
