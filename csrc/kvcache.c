@@ -17,6 +17,24 @@ new_store(const tf_kvcache *c, int64_t capacity)
     return (PyArrayObject *)PyArray_ZEROS(4, dims, NPY_FLOAT32, 0);
 }
 
+static PyArrayObject *
+new_rows(const tf_kvcache *c, int64_t capacity, int typenum)
+{
+    npy_intp dims[2] = {(npy_intp)c->B, (npy_intp)capacity};
+    return (PyArrayObject *)PyArray_ZEROS(2, dims, typenum, 0);
+}
+
+/* dst/src are (B, cap) row stores of itemsize bytes; copy the first rows of every b. */
+static void
+copy_row_meta(PyArrayObject *dst, int64_t dcap, PyArrayObject *src, int64_t scap, int64_t B, int64_t rows)
+{
+    const size_t item = (size_t)PyArray_ITEMSIZE(src);
+    for (int64_t b = 0; b < B; b++) {
+        memcpy((char *)PyArray_DATA(dst) + (size_t)(b * dcap) * item,
+               (const char *)PyArray_DATA(src) + (size_t)(b * scap) * item, (size_t)rows * item);
+    }
+}
+
 /* dst/src are (B, KVH, cap, D) stores; copy the first rows of every (b, kvh). */
 static void
 copy_rows(PyArrayObject *dst, int64_t dcap, PyArrayObject *src, int64_t scap, const tf_kvcache *c,
@@ -44,15 +62,23 @@ tf_kvcache_reserve(tf_state *st, tf_kvcache *c, int64_t T)
         cap *= 2;
     }
     for (int64_t l = 0; l < c->layers; l++) {
-        PyArrayObject *k = new_store(c, cap), *v = k ? new_store(c, cap) : NULL;
-        if (k == NULL || v == NULL) {
+        PyArrayObject *k = new_store(c, cap), *v = new_store(c, cap);
+        PyArrayObject *valid = new_rows(c, cap, NPY_BOOL), *pos = new_rows(c, cap, NPY_INT64);
+        if (k == NULL || v == NULL || valid == NULL || pos == NULL) {
             Py_XDECREF(k);
+            Py_XDECREF(v);
+            Py_XDECREF(valid);
+            Py_XDECREF(pos);
             return -1;
         }
         copy_rows(k, cap, c->k[l], c->capacity, c, c->length[l]);
         copy_rows(v, cap, c->v[l], c->capacity, c, c->length[l]);
+        copy_row_meta(valid, cap, c->valid[l], c->capacity, c->B, c->length[l]);
+        copy_row_meta(pos, cap, c->pos[l], c->capacity, c->B, c->length[l]);
         Py_SETREF(c->k[l], k);
         Py_SETREF(c->v[l], v);
+        Py_SETREF(c->valid[l], valid);
+        Py_SETREF(c->pos[l], pos);
     }
     c->capacity = cap;
     return 0;
@@ -78,10 +104,18 @@ tf_kvcache_release(tf_kvcache *c)
 
 void
 tf_kvcache_append(tf_kvcache *c, int64_t l, int64_t T, const float *k, int64_t ksb, int64_t kst,
-                  int64_t ksh, const float *v, int64_t vsb, int64_t vst, int64_t vsh)
+                  int64_t ksh, const float *v, int64_t vsb, int64_t vst, int64_t vsh,
+                  const uint8_t *valid, int64_t valid_sb)
 {
     const int64_t D = c->D, cap = c->capacity, past = c->length[l];
     float *K = PyArray_DATA(c->k[l]), *V = PyArray_DATA(c->v[l]);
+    uint8_t *ok = PyArray_DATA(c->valid[l]);
+    int64_t *pos = PyArray_DATA(c->pos[l]);
+    for (int64_t b = 0; b < c->B; b++)
+        for (int64_t t = 0; t < T; t++) {
+            ok[b * cap + past + t] = valid ? (valid[b * valid_sb + t] != 0) : 1;
+            pos[b * cap + past + t] = c->seen[l] + t;
+        }
     /* cache rows (b, kvh, past + t) <- source rows (b, t, kvh) */
     for (int64_t b = 0; b < c->B; b++)
         for (int64_t h = 0; h < c->KVH; h++)
@@ -91,6 +125,77 @@ tf_kvcache_append(tf_kvcache *c, int64_t l, int64_t T, const float *k, int64_t k
                 memcpy(V + dst, v + b * vsb + t * vst + h * vsh, (size_t)D * sizeof(float));
             }
     c->length[l] = past + T;
+    c->seen[l] += T;
+}
+
+/* Keep, for batch row b, the rows whose keep[] flag is set (in order): compacts keys,
+ * values, validity and positions of every kv head. Returns the new length. */
+static int64_t
+compact_row(tf_kvcache *c, int64_t l, int64_t b, const uint8_t *keep, int64_t len)
+{
+    const int64_t D = c->D, cap = c->capacity;
+    float *K = PyArray_DATA(c->k[l]), *V = PyArray_DATA(c->v[l]);
+    uint8_t *ok = PyArray_DATA(c->valid[l]);
+    int64_t *pos = PyArray_DATA(c->pos[l]);
+    int64_t n = 0;
+    for (int64_t j = 0; j < len; j++) {
+        if (!keep[j]) {
+            continue;
+        }
+        if (n != j) {
+            for (int64_t h = 0; h < c->KVH; h++) {
+                float *base_k = K + (b * c->KVH + h) * cap * D, *base_v = V + (b * c->KVH + h) * cap * D;
+                memcpy(base_k + n * D, base_k + j * D, (size_t)D * sizeof(float));
+                memcpy(base_v + n * D, base_v + j * D, (size_t)D * sizeof(float));
+            }
+            ok[b * cap + n] = ok[b * cap + j];
+            pos[b * cap + n] = pos[b * cap + j];
+        }
+        n++;
+    }
+    return n;
+}
+
+void
+tf_kvcache_evict(tf_kvcache *c, int64_t l, const float *score)
+{
+    const int64_t len = c->length[l];
+    if (c->policy == TF_CACHE_FULL || len <= c->budget) {
+        return;
+    }
+    uint8_t *keep = malloc((size_t)len);
+    if (keep == NULL) {
+        return;  /* the cache just stays larger than the budget */
+    }
+    int64_t new_len = len;
+    for (int64_t b = 0; b < c->B; b++) {
+        if (c->policy == TF_CACHE_SINK_WINDOW) {
+            /* the first n_sink tokens and the most recent budget - n_sink ones */
+            const int64_t recent = c->budget - c->n_sink;
+            for (int64_t j = 0; j < len; j++) {
+                keep[j] = j < c->n_sink || j >= len - recent;
+            }
+        }
+        else {
+            /* TOVA: drop the len - budget rows with the lowest score (ties: the older one) */
+            const float *s = score + b * len;
+            memset(keep, 1, (size_t)len);
+            for (int64_t drop = len - c->budget; drop > 0; drop--) {
+                int64_t worst = -1;
+                for (int64_t j = 0; j < len; j++) {
+                    if (keep[j] && (worst < 0 || s[j] < s[worst])) {
+                        worst = j;
+                    }
+                }
+                if (worst >= 0) {
+                    keep[worst] = 0;
+                }
+            }
+        }
+        new_len = compact_row(c, l, b, keep, len);
+    }
+    free(keep);
+    c->length[l] = new_len;
 }
 
 /* ------------------------------------------------------------------ Python type */
@@ -99,13 +204,31 @@ static PyObject *
 kvcache_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"num_layers", "batch_size", "num_key_value_heads", "head_dim",
-                             "capacity", NULL};
-    long long layers, B, KVH, D, cap = 256;
+                             "capacity", "policy", "budget", "n_sink", NULL};
+    long long layers, B, KVH, D, cap = 256, budget = 0, n_sink = 4;
+    const char *policy = "full";
     tf_state *st = tf_state_of_type(type);
     tf_kvcache *self;
-    if (st == NULL || !PyArg_ParseTupleAndKeywords(args, kwds, "LLLL|$L:KVCache", kwlist, &layers,
-                                                   &B, &KVH, &D, &cap)) {
+    if (st == NULL || !PyArg_ParseTupleAndKeywords(args, kwds, "LLLL|$LsLL:KVCache", kwlist, &layers,
+                                                   &B, &KVH, &D, &cap, &policy, &budget, &n_sink)) {
         return NULL;
+    }
+    tf_cache_policy pol;
+    if (strcmp(policy, "full") == 0) {
+        pol = TF_CACHE_FULL;
+    }
+    else if (strcmp(policy, "sink_window") == 0) {
+        pol = TF_CACHE_SINK_WINDOW;
+    }
+    else if (strcmp(policy, "tova") == 0) {
+        pol = TF_CACHE_TOVA;
+    }
+    else {
+        return tf_value_error(st, "unknown cache policy '%s' (expected 'full', 'sink_window' or 'tova')", policy);
+    }
+    if (pol != TF_CACHE_FULL && (budget < 1 || n_sink < 0 || (pol == TF_CACHE_SINK_WINDOW && n_sink >= budget))) {
+        return tf_value_error(st, "cache policy '%s' needs budget >= 1%s, got budget=%lld n_sink=%lld", policy,
+                              pol == TF_CACHE_SINK_WINDOW ? " and 0 <= n_sink < budget" : "", budget, n_sink);
     }
     if (layers < 1 || B < 1 || KVH < 1 || D < 1 || cap < 1) {
         return tf_value_error(st, "KVCache sizes must be positive, got num_layers=%lld batch_size=%lld "
@@ -124,15 +247,23 @@ kvcache_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->KVH = KVH;
     self->D = D;
     self->capacity = cap;
+    self->policy = pol;
+    self->budget = pol == TF_CACHE_FULL ? 0 : budget;
+    self->n_sink = pol == TF_CACHE_SINK_WINDOW ? n_sink : 0;
     self->length = PyMem_Calloc((size_t)layers, sizeof(int64_t));
+    self->seen = PyMem_Calloc((size_t)layers, sizeof(int64_t));
     self->k = PyMem_Calloc((size_t)layers, sizeof(PyArrayObject *));
     self->v = PyMem_Calloc((size_t)layers, sizeof(PyArrayObject *));
-    if (self->length == NULL || self->k == NULL || self->v == NULL) {
+    self->valid = PyMem_Calloc((size_t)layers, sizeof(PyArrayObject *));
+    self->pos = PyMem_Calloc((size_t)layers, sizeof(PyArrayObject *));
+    if (!self->length || !self->seen || !self->k || !self->v || !self->valid || !self->pos) {
         Py_DECREF(self);
         return PyErr_NoMemory();
     }
     for (int64_t l = 0; l < layers; l++) {
-        if ((self->k[l] = new_store(self, cap)) == NULL || (self->v[l] = new_store(self, cap)) == NULL) {
+        if ((self->k[l] = new_store(self, cap)) == NULL || (self->v[l] = new_store(self, cap)) == NULL ||
+            (self->valid[l] = new_rows(self, cap, NPY_BOOL)) == NULL ||
+            (self->pos[l] = new_rows(self, cap, NPY_INT64)) == NULL) {
             Py_DECREF(self);
             return NULL;
         }
@@ -144,9 +275,11 @@ static int
 kvcache_traverse(tf_kvcache *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
-    for (int64_t l = 0; self->k && l < self->layers; l++) {
+    for (int64_t l = 0; self->k && self->valid && l < self->layers; l++) {
         Py_VISIT(self->k[l]);
         Py_VISIT(self->v[l]);
+        Py_VISIT(self->valid[l]);
+        Py_VISIT(self->pos[l]);
     }
     return 0;
 }
@@ -154,9 +287,11 @@ kvcache_traverse(tf_kvcache *self, visitproc visit, void *arg)
 static int
 kvcache_clear(tf_kvcache *self)
 {
-    for (int64_t l = 0; self->k && l < self->layers; l++) {
+    for (int64_t l = 0; self->k && self->valid && l < self->layers; l++) {
         Py_CLEAR(self->k[l]);
         Py_CLEAR(self->v[l]);
+        Py_CLEAR(self->valid[l]);
+        Py_CLEAR(self->pos[l]);
     }
     return 0;
 }
@@ -169,7 +304,10 @@ kvcache_dealloc(tf_kvcache *self)
     kvcache_clear(self);
     PyMem_Free(self->k);
     PyMem_Free(self->v);
+    PyMem_Free(self->valid);
+    PyMem_Free(self->pos);
     PyMem_Free(self->length);
+    PyMem_Free(self->seen);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -224,6 +362,22 @@ kvcache_values(tf_kvcache *self, PyObject *arg)
     return view_of(self, self->v[l], self->length[l]);
 }
 
+/* (B, length) original positions of the cached rows of a layer (a copy). */
+static PyObject *
+kvcache_positions(tf_kvcache *self, PyObject *arg)
+{
+    int64_t l;
+    if (layer_arg(tf_state_of((PyObject *)self), self, arg, &l) < 0) {
+        return NULL;
+    }
+    npy_intp dims[2] = {(npy_intp)self->B, (npy_intp)self->length[l]};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_INT64);
+    if (out != NULL) {
+        copy_row_meta(out, self->length[l], self->pos[l], self->capacity, self->B, self->length[l]);
+    }
+    return (PyObject *)out;
+}
+
 static PyObject *
 kvcache_get_seq_length(tf_kvcache *self, PyObject *args)
 {
@@ -233,6 +387,16 @@ kvcache_get_seq_length(tf_kvcache *self, PyObject *args)
         return NULL;
     }
     if (layer != NULL && layer_arg(tf_state_of((PyObject *)self), self, layer, &l) < 0) {
+        return NULL;
+    }
+    return PyLong_FromLongLong(self->seen[l]);
+}
+
+static PyObject *
+kvcache_num_cached(tf_kvcache *self, PyObject *arg)
+{
+    int64_t l;
+    if (layer_arg(tf_state_of((PyObject *)self), self, arg, &l) < 0) {
         return NULL;
     }
     return PyLong_FromLongLong(self->length[l]);
@@ -250,7 +414,11 @@ kvcache_crop(tf_kvcache *self, PyObject *arg)
         return tf_value_error(st, "crop length must be >= 0, got %lld", n);
     }
     for (int64_t l = 0; l < self->layers; l++) {
+        if (self->length[l] != self->seen[l] && n < self->length[l]) {
+            return tf_value_error(st, "crop() of a cache that has evicted tokens is not supported");
+        }
         self->length[l] = self->length[l] < n ? self->length[l] : n;
+        self->seen[l] = self->seen[l] < n ? self->seen[l] : n;
     }
     Py_RETURN_NONE;
 }
@@ -290,6 +458,15 @@ kvcache_reorder(tf_kvcache *self, PyObject *arg)
         }
         Py_SETREF(self->k[l], k);
         Py_SETREF(self->v[l], v);
+        PyArrayObject *valid = (PyArrayObject *)PyArray_TakeFrom(self->valid[l], (PyObject *)idx, 0, NULL, NPY_RAISE);
+        PyArrayObject *pos = valid ? (PyArrayObject *)PyArray_TakeFrom(self->pos[l], (PyObject *)idx, 0, NULL, NPY_RAISE) : NULL;
+        if (pos == NULL) {
+            Py_XDECREF(valid);
+            ok = 0;
+            break;
+        }
+        Py_SETREF(self->valid[l], valid);
+        Py_SETREF(self->pos[l], pos);
     }
     tf_kvcache_release(self);
     if (ok) {
@@ -305,6 +482,7 @@ kvcache_reset(tf_kvcache *self, PyObject *unused)
 {
     for (int64_t l = 0; l < self->layers; l++) {
         self->length[l] = 0;
+        self->seen[l] = 0;
     }
     Py_RETURN_NONE;
 }
@@ -336,7 +514,12 @@ static PyMethodDef kvcache_methods[] = {
     {"values", (PyCFunction)kvcache_values, METH_O,
      "values($self, layer, /)\n--\n\nRead-only view of a layer's values, like keys()."},
     {"get_seq_length", (PyCFunction)kvcache_get_seq_length, METH_VARARGS,
-     "get_seq_length($self, layer=0, /)\n--\n\nCached tokens of a layer (HF's Cache.get_seq_length)."},
+     "get_seq_length($self, layer=0, /)\n--\n\nTokens seen so far by a layer (HF's Cache.get_seq_length; with\n"
+     "eviction, more than are stored)."},
+    {"num_cached", (PyCFunction)kvcache_num_cached, METH_O,
+     "num_cached($self, layer, /)\n--\n\nRows stored for a layer (after eviction)."},
+    {"positions", (PyCFunction)kvcache_positions, METH_O,
+     "positions($self, layer, /)\n--\n\n(batch, num_cached) original positions of the stored tokens."},
     {"crop", (PyCFunction)kvcache_crop, METH_O,
      "crop($self, length, /)\n--\n\nKeep only the first length tokens of every layer."},
     {"reorder", (PyCFunction)kvcache_reorder, METH_O,
@@ -346,11 +529,17 @@ static PyMethodDef kvcache_methods[] = {
 };
 
 PyDoc_STRVAR(kvcache_doc,
-"KVCache(num_layers, batch_size, num_key_value_heads, head_dim, *, capacity=256)\n--\n\n"
+"KVCache(num_layers, batch_size, num_key_value_heads, head_dim, *, capacity=256,\n"
+"        policy='full', budget=0, n_sink=4)\n--\n\n"
 "Keys and values of past tokens for incremental decoding, one (batch, kv_heads, capacity,\n"
 "head_dim) float32 store per layer, grown (doubling) when full. Pass it to a layer call as\n"
 "past_key_values=cache, layer_idx=i: the layer appends the new tokens' keys/values in place\n"
-"and attends over everything cached. keys(i)/values(i) are read-only NumPy views.");
+"and attends over everything cached. keys(i)/values(i) are read-only NumPy views.\n\n"
+"Eviction after each call keeps at most budget tokens per layer: policy='sink_window' keeps\n"
+"the first n_sink and the most recent ones (StreamingLLM); policy='tova' drops the tokens\n"
+"the current (last) query attends to least, averaged over heads, per layer (TOVA). Kept\n"
+"keys keep their rotary rotation and new tokens continue at get_seq_length(), so positions\n"
+"stay those of the original sequence.");
 
 static PyType_Slot kvcache_slots[] = {
     {Py_tp_new, kvcache_new},

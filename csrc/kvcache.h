@@ -9,12 +9,23 @@
 /* Keys and values of layer l live in NumPy arrays (B, KVH, capacity, D) owned by the cache,
  * so views handed to Python stay valid when the cache grows (it swaps in bigger arrays; old
  * views keep the old ones alive). Rows [0, length[l]) of each (b, kvh) are filled. */
+typedef enum {
+    TF_CACHE_FULL = 0,    /* keep everything */
+    TF_CACHE_SINK_WINDOW, /* keep the first n_sink tokens and the most recent ones (StreamingLLM) */
+    TF_CACHE_TOVA,        /* drop the tokens the current query attends to least (TOVA) */
+} tf_cache_policy;
+
 typedef struct {
     PyObject_HEAD
     int64_t layers, B, KVH, D;
     int64_t capacity;
     int64_t *length;          /* (layers,) filled rows per layer */
+    int64_t *seen;            /* (layers,) tokens ever appended (the next token's position) */
     PyArrayObject **k, **v;   /* (layers,) arrays of (B, KVH, capacity, D) float32 */
+    PyArrayObject **valid;    /* (layers,) (B, capacity) bool: the row is a real token (not padding) */
+    PyArrayObject **pos;      /* (layers,) (B, capacity) int64: original position of each row */
+    tf_cache_policy policy;
+    int64_t budget, n_sink;   /* eviction keeps at most budget rows after each call */
     atomic_int busy;          /* a call is using the cache (guards against sharing by mistake) */
 } tf_kvcache;
 
@@ -28,9 +39,14 @@ int tf_kvcache_acquire(tf_state *st, tf_kvcache *c);
 void tf_kvcache_release(tf_kvcache *c);
 
 /* Without the GIL, after tf_kvcache_reserve: append T rows of keys and values for layer l.
- * k is a (B, T, KVH, D) view with element strides (ksb, kst, ksh), v likewise. */
+ * k is a (B, T, KVH, D) view with element strides (ksb, kst, ksh), v likewise; valid is a
+ * (B, T) view (row stride valid_sb) of which new tokens are real, or NULL (all real). */
 void tf_kvcache_append(tf_kvcache *c, int64_t l, int64_t T, const float *k, int64_t ksb,
                        int64_t kst, int64_t ksh, const float *v, int64_t vsb, int64_t vst,
-                       int64_t vsh);
+                       int64_t vsh, const uint8_t *valid, int64_t valid_sb);
+
+/* Without the GIL: apply the eviction policy to layer l after a call. score is (B, length)
+ * (TOVA: the current query's attention weights averaged over heads) or NULL. */
+void tf_kvcache_evict(tf_kvcache *c, int64_t l, const float *score);
 
 #endif /* TFCORE_KVCACHE_H */

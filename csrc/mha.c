@@ -16,6 +16,55 @@
 #include <math.h>
 #include <string.h>
 
+/* After attention over the cache: apply its eviction policy to this layer. TOVA scores the
+ * stored rows by the last query's attention weights averaged over heads, obtained from one
+ * more single-row attention call (the main call never materialises weights). */
+static int
+evict(tf_kvcache *kc, int64_t layer, const tf_attn_args *done, tf_err *err)
+{
+    const int64_t S = kc->length[layer];
+    if (kc->policy == TF_CACHE_FULL || S <= kc->budget) {
+        return 0;
+    }
+    if (kc->policy != TF_CACHE_TOVA) {
+        tf_kvcache_evict(kc, layer, NULL);
+        return 0;
+    }
+    const int64_t B = done->B, H = done->H, Dv = done->Dv;
+    float *w = tf_malloc((size_t)(B * H * S) * sizeof(float));
+    float *out = tf_malloc((size_t)(B * H * Dv) * sizeof(float));
+    float *score = tf_malloc((size_t)(B * S) * sizeof(float));
+    int rc = -1;
+    if (w == NULL || out == NULL || score == NULL) {
+        tf_err_set(err, TF_ERR_MEMORY, "out of memory for TOVA attention scores");
+        goto done_evict;
+    }
+    tf_attn_args last = *done;  /* the same attention, for the last query row only */
+    last.q = done->q + (done->L - 1) * done->q_sl;
+    last.L = 1;
+    last.causal_offset = done->causal_offset + done->L - 1;
+    last.out = out; last.o_sb = H * Dv; last.o_sh = Dv; last.o_sl = Dv;
+    last.weights = w;
+    last.lse = NULL;
+    if (tf_attention(&last, err) < 0)
+        goto done_evict;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t j = 0; j < S; j++) {
+            float sum = 0.0f;
+            for (int64_t h = 0; h < H; h++) {
+                sum += w[(b * H + h) * S + j];
+            }
+            score[b * S + j] = sum / (float)H;
+        }
+    tf_kvcache_evict(kc, layer, score);
+    rc = 0;
+done_evict:
+    tf_free(w);
+    tf_free(out);
+    tf_free(score);
+    return rc;
+}
+
 int
 tf_mha_forward(const tf_mha *m, const tf_mha_call *c, tf_err *err)
 {
@@ -65,23 +114,31 @@ tf_mha_forward(const tf_mha *m, const tf_mha_call *c, tf_err *err)
         }
     }
     if (c->cache != NULL) {
-        /* append this call's keys/values, then read K/V (B, KVH, past + T, D) from the cache;
-         * the causal diagonal moves right by the cached length (bottom-right alignment) */
+        /* append this call's keys/values, then read K/V (B, KVH, stored + T, D) from the cache;
+         * the causal diagonal moves right by the stored rows (bottom-right alignment). The
+         * caller's mask spans (B, seen + T): its last T columns mark the new tokens, and the
+         * cache remembers which stored rows are real (they may have been moved by eviction). */
         tf_kvcache *kc = c->cache;
-        const int64_t past = kc->length[c->layer];
-        tf_kvcache_append(kc, c->layer, T, a.k, a.k_sb, a.k_ss, a.k_sh, a.v, a.v_sb, a.v_ss, a.v_sh);
-        const int64_t cap = kc->capacity;
+        const int64_t stored = kc->length[c->layer], seen = kc->seen[c->layer], cap = kc->capacity;
+        tf_kvcache_append(kc, c->layer, T, a.k, a.k_sb, a.k_ss, a.k_sh, a.v, a.v_sb, a.v_ss, a.v_sh,
+                          c->key_mask ? c->key_mask + seen : NULL, seen + T);
         a.k = PyArray_DATA(kc->k[c->layer]); a.k_sb = KVH * cap * D; a.k_sh = cap * D; a.k_ss = D;
         a.v = PyArray_DATA(kc->v[c->layer]); a.v_sb = KVH * cap * D; a.v_sh = cap * D; a.v_ss = D;
-        a.S = past + T;
-        a.causal_offset = past;
+        a.S = stored + T;
+        a.causal_offset = stored;
     }
     a.out = ctx; a.o_sb = T * H * D; a.o_sh = D; a.o_sl = H * D;
     a.scale = m->scale;
     a.causal = m->causal;
     a.window_left = m->window_left;
     a.window_right = m->window_right;
-    if (c->key_mask != NULL) {
+    if (c->key_mask != NULL && c->cache != NULL && c->cache->length[c->layer] != c->cache->seen[c->layer]) {
+        /* rows were evicted: the caller's mask no longer lines up with the stored rows, so
+         * the validity the cache recorded when each row was appended is used instead */
+        a.bool_mask = PyArray_DATA(c->cache->valid[c->layer]);
+        a.bm_sb = c->cache->capacity; a.bm_sh = 0; a.bm_sl = 0; a.bm_ss = 1;
+    }
+    else if (c->key_mask != NULL) {  /* (B, seen + T): HF's mask, authoritative for every key */
         a.bool_mask = c->key_mask;
         a.bm_sb = S; a.bm_sh = 0; a.bm_sl = 0; a.bm_ss = 1;
     }
@@ -96,6 +153,8 @@ tf_mha_forward(const tf_mha *m, const tf_mha_call *c, tf_err *err)
     a.weights = c->weights;
     a.seq_start = c->seq_start;
     if (tf_attention(&a, err) < 0)
+        goto done;
+    if (c->cache != NULL && evict(c->cache, c->layer, &a, err) < 0)
         goto done;
     /* y is (B, T, C) */
     if (tf_linear_forward(m->o, ctx, M, c->y, c->post, c->other, err) < 0)
@@ -588,7 +647,7 @@ tf_mha_parse(tf_state *st, const tf_mha *m, int64_t B, int64_t T, PyObject *mask
 {
     tf_kvcache *cache = c->cache;  /* set by the caller from tf_mha_parse_cache, kept */
     int64_t layer = c->layer;
-    const int64_t past = cache ? cache->length[layer] : 0;
+    const int64_t past = cache ? cache->seen[layer] : 0;  /* tokens before this call */
     int64_t S = T + past;
     memset(arr, 0, sizeof(*arr));
     memset(c, 0, sizeof(*c));

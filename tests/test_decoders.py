@@ -181,3 +181,19 @@ def test_beam_search_matches_hf(rng, tmp_path, name, kw):
     got = ours.generate(ids, max_new_tokens=20, eos_token_id=eos, pad_token_id=0, **kw)
     assert got.shape == want.shape
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("policy", ["sink_window", "tova"])
+def test_generation_with_cache_policies(rng, tmp_path, policy):
+    ref, ours = llama(tmp_path)
+    ids = rng.integers(3, 97, size=(2, 10))
+    full = ours.generate(ids, max_new_tokens=30, eos_token_id=[])
+    # a budget that never evicts gives the full-cache result exactly
+    same = ours.generate(ids, max_new_tokens=30, eos_token_id=[], cache_policy=policy, cache_budget=64)
+    assert np.array_equal(same, full)
+    # a small budget evicts; tokens before the first eviction are unchanged
+    small = ours.generate(ids, max_new_tokens=30, eos_token_id=[], cache_policy=policy, cache_budget=16, n_sink=2)
+    assert small.shape == full.shape
+    assert np.array_equal(small[:, : 16 + 1], full[:, : 16 + 1])
+    with pytest.raises(tfcore.TfcoreValueError, match="needs cache_budget"):
+        ours.generate(ids, cache_policy=policy)

@@ -113,3 +113,91 @@ def test_cache_shared_by_mistake_between_threads_is_rejected_or_safe(rng):
     [t.join() for t in ts]
     assert all("in use by another call" in e for e in errors)
     assert cache.get_seq_length() == 64 * len(ok)  # every accepted call appended exactly once
+
+
+# ---------------------------------------------------------------- eviction policies
+
+
+def decode(layer, cache, x, prompt):
+    outs = [layer(np.ascontiguousarray(x[:, :prompt]), past_key_values=cache, layer_idx=0)]
+    for t in range(prompt, x.shape[1]):
+        outs.append(layer(np.ascontiguousarray(x[:, t : t + 1]), past_key_values=cache, layer_idx=0))
+    return np.concatenate(outs, axis=1)
+
+
+def test_sink_window_keeps_sinks_and_recent_tokens(rng):
+    layer = llama_like(rng)
+    cache = tfcore.KVCache(1, 2, 2, 8, policy="sink_window", budget=6, n_sink=2)
+    x = rand(rng, 2, 15, 48)
+    decode(layer, cache, x, prompt=4)
+    assert cache.get_seq_length() == 15 and cache.num_cached(0) == 6
+    assert np.array_equal(cache.positions(0), np.array([[0, 1, 11, 12, 13, 14]] * 2))
+
+
+def test_tova_drops_the_least_attended_token(rng):
+    C, H, KVH, D = 48, 6, 2, 8
+    layer = llama_like(rng, C, H, KVH, D)
+    budget = 5
+    cache = tfcore.KVCache(1, 1, KVH, D, policy="tova", budget=budget)
+    full = tfcore.KVCache(1, 1, KVH, D)
+    x = rand(rng, 1, 12, C)
+    layer(np.ascontiguousarray(x[:, :budget]), past_key_values=cache, layer_idx=0)
+    layer(np.ascontiguousarray(x[:, :budget]), past_key_values=full, layer_idx=0)
+    for t in range(budget, 12):
+        kept = cache.positions(0)[0]
+        step = np.ascontiguousarray(x[:, t : t + 1])
+        # what TOVA should drop: the current query's attention over the kept keys + itself,
+        # averaged over heads, lowest weight (computed here from a full-cache run restricted
+        # to the kept positions through an explicit additive mask)
+        layer(step, past_key_values=full, layer_idx=0)
+        keys, vals = full.keys(0), full.values(0)  # (1, KVH, t + 1, D), keys already rotated
+        q_layer = layer.qkv_proj  # q for the step token, rotated at position t
+        qkv = q_layer(step.reshape(1, C)).reshape(-1)
+        q = qkv[: H * D].reshape(H, D)
+        inv = tfcore.functional.rope_inv_freq(D, 10000.0)
+        q = tfcore.functional.rotary_embedding(q[None, None], inv, np.array([[t]]))[0, 0]
+        cand = np.append(kept, t)
+        k = np.repeat(keys[0][:, cand], H // KVH, axis=0)  # (H, n, D)
+        s = np.einsum("hd,hnd->hn", q.astype(np.float64), k) / np.sqrt(D)
+        w = np.exp(s - s.max(-1, keepdims=True))
+        w = (w / w.sum(-1, keepdims=True)).mean(0)
+        expected = np.delete(cand, np.argmin(w))
+        layer(step, past_key_values=cache, layer_idx=0)
+        assert np.array_equal(cache.positions(0)[0], expected)
+        assert cache.num_cached(0) == budget and cache.get_seq_length() == t + 1
+
+
+@pytest.mark.parametrize("policy", ["sink_window", "tova"])
+def test_budget_at_least_length_equals_full_cache(rng, policy):
+    layer = llama_like(rng)
+    x = rand(rng, 2, 20, 48)
+    want = decode(layer, tfcore.KVCache(1, 2, 2, 8), x, prompt=5)
+    got = decode(layer, tfcore.KVCache(1, 2, 2, 8, policy=policy, budget=20, n_sink=4), x, prompt=5)
+    assert np.array_equal(got, want)
+
+
+def test_evicted_cache_keeps_original_positions(rng):
+    # after eviction new tokens continue at their true positions: the output of a step equals
+    # attention over exactly the kept tokens computed with a full cache and a mask
+    layer = llama_like(rng)
+    x = rand(rng, 1, 14, 48)
+    cache = tfcore.KVCache(1, 1, 2, 8, policy="sink_window", budget=6, n_sink=2)
+    got = decode(layer, cache, x, prompt=8)
+    full = tfcore.KVCache(1, 1, 2, 8)
+    layer(np.ascontiguousarray(x[:, :8]), past_key_values=full, layer_idx=0)
+    for t in range(8, 14):
+        # keys visible to step t under the policy: sinks 0,1 and the 4 most recent before t, and t
+        visible = [0, 1] + list(range(t - 4, t)) + [t]
+        mask = np.zeros((1, t + 1), np.int64)
+        mask[0, visible] = 1
+        want = layer(np.ascontiguousarray(x[:, t : t + 1]), mask, past_key_values=full, layer_idx=0)
+        assert np.abs(got[:, t] - want[:, 0]).max() < TOL
+
+
+def test_policy_errors():
+    with pytest.raises(tfcore.TfcoreValueError, match="unknown cache policy 'lru'"):
+        tfcore.KVCache(1, 1, 1, 8, policy="lru", budget=4)
+    with pytest.raises(tfcore.TfcoreValueError, match="needs budget >= 1 and 0 <= n_sink < budget"):
+        tfcore.KVCache(1, 1, 1, 8, policy="sink_window", budget=4, n_sink=4)
+    with pytest.raises(tfcore.TfcoreValueError, match="needs budget >= 1"):
+        tfcore.KVCache(1, 1, 1, 8, policy="tova")

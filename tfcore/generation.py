@@ -83,7 +83,8 @@ class GenerationMixin:
                  repetition_penalty: float = 1.0, eos_token_id: TokenIds = None, pad_token_id: Optional[int] = None,
                  num_beams: int = 1, num_return_sequences: int = 1, length_penalty: float = 1.0,
                  early_stopping: Union[bool, str] = False, seed: Optional[int] = None,
-                 streamer: Optional[Callable[[np.ndarray], None]] = None) -> np.ndarray:
+                 streamer: Optional[Callable[[np.ndarray], None]] = None, cache_policy: str = "full",
+                 cache_budget: Optional[int] = None, n_sink: int = 4) -> np.ndarray:
         """Continue each prompt by up to max_new_tokens tokens; returns (B, prompt + new) int64.
 
         Greedy (default) or sampling (do_sample) with temperature, top_k, top_p and a seed;
@@ -91,7 +92,9 @@ class GenerationMixin:
         generation_config.json / config.json like HF; left-padded batches via attention_mask.
         streamer(tokens) is called with the (B,) new tokens of every step (greedy/sampling).
         Beam search (num_beams > 1) follows HF's algorithm: length_penalty, early_stopping
-        (False, True or "never"), num_return_sequences <= num_beams best hypotheses."""
+        (False, True or "never"), num_return_sequences <= num_beams best hypotheses.
+        cache_policy "full" (default), "sink_window" (n_sink first tokens + recent ones) or
+        "tova" keeps at most cache_budget tokens per layer in the KV cache."""
         ids = np.asarray(input_ids)
         if ids.ndim == 1:
             ids = ids[None]
@@ -124,12 +127,14 @@ class GenerationMixin:
         if pad_token_id is None:
             pad_token_id = eos[0] if eos else 0
         rng = np.random.default_rng(seed)
+        if cache_policy != "full" and not cache_budget:
+            raise _C.TfcoreValueError(f"cache_policy={cache_policy!r} needs cache_budget (tokens kept per layer)")
         if num_beams > 1:
             return self._beam_search(ids, mask, max_new_tokens, num_beams, length_penalty, early_stopping, eos,
                                      pad_token_id, repetition_penalty, num_return_sequences, streamer)
 
         sequences = np.ascontiguousarray(ids, dtype=np.int64)
-        cache = self.new_cache(B, T0 + max_new_tokens)
+        cache = self.new_cache(B, T0 + max_new_tokens, cache_policy, cache_budget, n_sink)
         positions = positions_from_mask(mask)
         finished = np.zeros(B, bool)
         step_ids, step_pos = sequences, positions
