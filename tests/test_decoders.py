@@ -197,3 +197,30 @@ def test_generation_with_cache_policies(rng, tmp_path, policy):
     assert np.array_equal(small[:, : 16 + 1], full[:, : 16 + 1])
     with pytest.raises(tfcore.TfcoreValueError, match="needs cache_budget"):
         ours.generate(ids, cache_policy=policy)
+
+
+def test_gpt2_model_hidden_states_and_attentions(rng, tmp_path):
+    from transformers import GPT2Config, GPT2Model
+
+    cfg = GPT2Config(vocab_size=97, n_embd=60, n_layer=3, n_head=5, n_positions=128, attn_implementation="eager")
+    ref = GPT2Model(cfg).eval()
+    ref.save_pretrained(tmp_path)
+    ours = tfcore.AutoModel.from_pretrained(tmp_path)
+    assert isinstance(ours, models.GPT2Model)
+    ids = rng.integers(0, 97, size=(2, 13))
+    with torch.no_grad():
+        want = ref(torch.from_numpy(ids), output_hidden_states=True, output_attentions=True)
+    got = ours(ids, output_hidden_states=True, output_attentions=True)
+    assert np.abs(got.last_hidden_state - want.last_hidden_state.numpy()).max() < TOL
+    for a, b in zip(got.hidden_states, want.hidden_states, strict=True):
+        assert np.abs(a - b.numpy()).max() < TOL
+    for a, b in zip(got.attentions, want.attentions, strict=True):
+        assert np.abs(a - b.numpy()).max() < 1e-5
+
+
+def test_streamer_sees_every_new_token(rng, tmp_path):
+    ref, ours = gpt2(tmp_path)
+    ids = rng.integers(3, 97, size=(2, 5))
+    seen = []
+    out = ours.generate(ids, max_new_tokens=7, eos_token_id=[], streamer=lambda t: seen.append(t.copy()))
+    assert np.array_equal(np.stack(seen, axis=1), out[:, 5:])
