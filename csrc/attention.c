@@ -68,9 +68,8 @@ output_finite(const tf_attn_args *a)
     return ok;
 }
 
-/* Broadcast strides of a mask/bias (up to 4 dims, right-aligned) to (B, H, L, S). */
-static int
-broadcast4(tf_state *st, PyArrayObject *m, const char *name, const int64_t full[4],
+int
+tf_attn_broadcast(tf_state *st, PyArrayObject *m, const char *name, const int64_t full[4],
            int64_t strides[4])
 {
     int nd = PyArray_NDIM(m);
@@ -223,13 +222,13 @@ sdpa(PyObject *module, PyObject *args, PyObject *kwds)
         arr.mask = (PyArrayObject *)Py_NewRef(mask_obj);
         int64_t ms[4];
         if (PyArray_TYPE(arr.mask) == NPY_BOOL) {
-            if (broadcast4(st, arr.mask, "attn_mask", full, ms) < 0)
+            if (tf_attn_broadcast(st, arr.mask, "attn_mask", full, ms) < 0)
                 goto done;
             a.bool_mask = PyArray_DATA(arr.mask);
             a.bm_sb = ms[0]; a.bm_sh = ms[1]; a.bm_sl = ms[2]; a.bm_ss = ms[3];
         }
         else if (PyArray_TYPE(arr.mask) == NPY_FLOAT32) {
-            if (broadcast4(st, arr.mask, "attn_mask", full, ms) < 0)
+            if (tf_attn_broadcast(st, arr.mask, "attn_mask", full, ms) < 0)
                 goto done;
             a.mask = PyArray_DATA(arr.mask);
             a.m_sb = ms[0]; a.m_sh = ms[1]; a.m_sl = ms[2]; a.m_ss = ms[3];
@@ -247,7 +246,7 @@ sdpa(PyObject *module, PyObject *args, PyObject *kwds)
         }
         arr.bias = (PyArrayObject *)Py_NewRef(bias_obj);
         int64_t bs[4];
-        if (broadcast4(st, arr.bias, "bias", full, bs) < 0)
+        if (tf_attn_broadcast(st, arr.bias, "bias", full, bs) < 0)
             goto done;
         a.bias = PyArray_DATA(arr.bias);
         a.b_sb = bs[0]; a.b_sh = bs[1]; a.b_sl = bs[2]; a.b_ss = bs[3];

@@ -38,6 +38,12 @@ typedef struct {
     float *lse;
 } tf_attn_args;
 
+/* Element strides of a mask or bias array (1 to 4 dims, right-aligned, each of size 1 or
+ * the full size) broadcast to (B, H, L, S) = full; a size-1 axis gets stride 0 (no copy).
+ * GIL held; raises TfcoreValueError naming the shapes. */
+int tf_attn_broadcast(tf_state *st, PyArrayObject *m, const char *name, const int64_t full[4],
+                      int64_t strides[4]);
+
 /* Queries that see no key get a zero output, lse = -inf and all-zero weights.
  * Runs with OpenMP on tf_threads_begin()'s thread count. 0 / -1 with err filled. */
 int tf_attention(const tf_attn_args *a, tf_err *err);

@@ -525,35 +525,6 @@ tf_mha_parse_packed(tf_state *st, const tf_mha *m, PyObject *cu_obj, int64_t N,
     return 0;
 }
 
-/* Strides (elements) of a float array broadcast to (B, H, L, S); it may have 2 to 4 dims
- * aligned to the right, each of size 1 or the full size. */
-static int
-broadcast_bhls(tf_state *st, PyArrayObject *a, const char *name, int64_t B, int64_t H,
-               int64_t L, int64_t S, int64_t *sb, int64_t *sh, int64_t *sl, int64_t *ss)
-{
-    const int64_t full[4] = {B, H, L, S};
-    int64_t strides[4] = {0, 0, 0, 0};
-    int nd = PyArray_NDIM(a);
-    for (int i = 0; i < nd; i++) {
-        int dim = 4 - nd + i;
-        npy_intp n = PyArray_DIM(a, i);
-        if (n != 1 && n != full[dim]) {
-            char shape[96];
-            tf_shape_str(a, shape, sizeof(shape));
-            tf_value_error(st, "%s with shape %s does not broadcast to (batch, heads, query, key) = "
-                               "(%lld, %lld, %lld, %lld)", name, shape, (long long)B, (long long)H,
-                           (long long)L, (long long)S);
-            return -1;
-        }
-        strides[dim] = n == 1 ? 0 : (int64_t)(PyArray_STRIDE(a, i) / (npy_intp)sizeof(float));
-    }
-    *sb = strides[0];
-    *sh = strides[1];
-    *sl = strides[2];
-    *ss = strides[3];
-    return 0;
-}
-
 /* attention_mask: HF (B, S) padding mask (1 = attend), or a float additive mask that
  * broadcasts to (B, H, T, S) (HF's "extended" 4-D mask). */
 static int
@@ -593,9 +564,12 @@ parse_mask(tf_state *st, const tf_mha *m, PyObject *mask_obj, const char *name, 
     if ((arr->mask = tf_arg_f32(st, mask_obj, name, 3, 4)) == NULL) {
         return -1;
     }
-    if (broadcast_bhls(st, arr->mask, name, B, m->H, T, S, &c->m_sb, &c->m_sh, &c->m_sl, &c->m_ss) < 0) {
+    const int64_t full[4] = {B, m->H, T, S};
+    int64_t ms[4];
+    if (tf_attn_broadcast(st, arr->mask, name, full, ms) < 0) {
         return -1;
     }
+    c->m_sb = ms[0]; c->m_sh = ms[1]; c->m_sl = ms[2]; c->m_ss = ms[3];
     c->mask = PyArray_DATA(arr->mask);
     return 0;
 }
@@ -683,8 +657,11 @@ tf_mha_parse(tf_state *st, const tf_mha *m, int64_t B, int64_t T, PyObject *mask
     if (bias_obj != NULL && bias_obj != Py_None) {
         if ((arr->bias = tf_arg_f32(st, bias_obj, "bias", 2, 4)) == NULL)
             goto fail;
-        if (broadcast_bhls(st, arr->bias, "bias", B, m->H, T, S, &c->b_sb, &c->b_sh, &c->b_sl, &c->b_ss) < 0)
+        const int64_t full[4] = {B, m->H, T, S};
+        int64_t bs[4];
+        if (tf_attn_broadcast(st, arr->bias, "bias", full, bs) < 0)
             goto fail;
+        c->b_sb = bs[0]; c->b_sh = bs[1]; c->b_sl = bs[2]; c->b_ss = bs[3];
         c->bias = PyArray_DATA(arr->bias);
     }
     if (pos_obj != NULL && pos_obj != Py_None) {
