@@ -9,7 +9,18 @@ from ._loader import preload_onednn as _preload_onednn
 
 _ONEDNN_PATH = _preload_onednn()
 
-from . import _C  # noqa: E402
+try:
+    from . import _C  # noqa: E402
+except ImportError as _e:  # a source checkout shadowing the installed package, most often
+    import os as _os
+
+    if not any(f.startswith("_C.") and f.endswith(".so") for f in _os.listdir(_os.path.dirname(__file__))):
+        raise ImportError(
+            f"tfcore's C extension is not built in {_os.path.dirname(__file__)}: this looks like the "
+            "source checkout shadowing an installed tfcore. Run from another directory (or use the "
+            "'tfcore' command), or build in place with: pip install -e ."
+        ) from _e
+    raise
 from ._C import (  # noqa: E402
     Embedding,
     FeedForward,

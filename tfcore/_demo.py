@@ -1,4 +1,4 @@
-"""The demo behind ``python -m tfcore demo``: a small BERT-style encoder (post-norm blocks)
+"""The demo behind ``tfcore demo``: a small BERT-style encoder (post-norm blocks)
 and a GPT-style causal stack (pre-norm, GQA, rotary) built from tfcore layers on random
 weights, each checked against the same math in float64 NumPy, then timed."""
 from __future__ import annotations
