@@ -417,9 +417,15 @@ kvcache_crop(tf_kvcache *self, PyObject *arg)
         if (self->length[l] != self->seen[l] && n < self->length[l]) {
             return tf_value_error(st, "crop() of a cache that has evicted tokens is not supported");
         }
+    }
+    if (tf_kvcache_acquire(st, self) < 0) {
+        return NULL;
+    }
+    for (int64_t l = 0; l < self->layers; l++) {
         self->length[l] = self->length[l] < n ? self->length[l] : n;
         self->seen[l] = self->seen[l] < n ? self->seen[l] : n;
     }
+    tf_kvcache_release(self);
     Py_RETURN_NONE;
 }
 
@@ -480,10 +486,14 @@ done:
 static PyObject *
 kvcache_reset(tf_kvcache *self, PyObject *unused)
 {
+    if (tf_kvcache_acquire(tf_state_of((PyObject *)self), self) < 0) {
+        return NULL;
+    }
     for (int64_t l = 0; l < self->layers; l++) {
         self->length[l] = 0;
         self->seen[l] = 0;
     }
+    tf_kvcache_release(self);
     Py_RETURN_NONE;
 }
 

@@ -606,7 +606,13 @@ tf_mha_parse_cache(tf_state *st, const tf_mha *m, PyObject *cache_obj, PyObject 
                        (long long)B, (long long)m->KVH, (long long)m->D);
         return -1;
     }
-    if (tf_kvcache_reserve(st, c, T) < 0 || tf_kvcache_acquire(st, c) < 0) {
+    /* take the cache first: growing it swaps its arrays, which must not happen under a
+     * call that another thread is running on it */
+    if (tf_kvcache_acquire(st, c) < 0) {
+        return -1;
+    }
+    if (tf_kvcache_reserve(st, c, T) < 0) {
+        tf_kvcache_release(c);
         return -1;
     }
     *cache = c;
