@@ -94,9 +94,10 @@ def test_errors(rng):
     assert cache.get_seq_length() == 3
 
 
-def test_cache_shared_by_mistake_between_threads_is_rejected_or_safe(rng):
+@pytest.mark.parametrize("capacity", [2, 4096])  # 2: the cache grows while others are refused
+def test_cache_shared_by_mistake_between_threads_is_rejected_or_safe(rng, capacity):
     layer = llama_like(rng, C=64, H=8, KVH=2, D=8)
-    cache = tfcore.KVCache(1, 1, 2, 8, capacity=4096)
+    cache = tfcore.KVCache(1, 1, 2, 8, capacity=capacity)
     x = rand(rng, 1, 64, 64)
     errors, ok = [], []
 
