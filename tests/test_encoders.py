@@ -209,3 +209,30 @@ def test_bf16_checkpoint_and_unexpected_keys(rng, tmp_path, caplog):
         ours = models.BertModel.from_pretrained(tmp_path)
     assert ours.unexpected_keys == ["extra.head.weight"]
     assert "extra.head.weight" in caplog.text
+
+
+def test_pickle_by_path_and_repr(rng, tmp_path):
+    import multiprocessing as mp
+    import pickle
+
+    from transformers import BertModel
+
+    path = save(BertModel(bert_config()), tmp_path)
+    ours = models.BertModel.from_pretrained(path)
+    blob = pickle.dumps(ours)
+    assert len(blob) < 4096  # the path and dtype, not the weights
+    ids = rng.integers(0, 101, size=(2, 9))
+    again = pickle.loads(blob)
+    assert np.array_equal(again(ids).last_hidden_state, ours(ids).last_hidden_state)
+    # and in a fresh process (spawn: libgomp is not fork-safe)
+    with mp.get_context("spawn").Pool(1) as pool:
+        out = pool.apply(_run_pickled, (blob, ids))
+    assert np.array_equal(out, ours(ids).last_hidden_state)
+    assert "BertModel(model_type='bert'" in repr(ours) and "parameters=" in repr(ours)
+    assert "<table>" in ours._repr_html_() and ours.num_parameters() > 0
+
+
+def _run_pickled(blob, ids):
+    import pickle
+
+    return pickle.loads(blob)(ids).last_hidden_state

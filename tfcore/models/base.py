@@ -115,6 +115,7 @@ class PreTrainedModel:
         weights.release()
         extra = weights.unexpected()
         model.unexpected_keys = extra
+        model._num_parameters = sum(int(np.prod(weights.ckpt.info(k).shape)) for k in weights.used)
         if extra:
             log.warning("%s: %d checkpoint tensors not used by %s: %s%s", directory, len(extra), cls.__name__,
                         ", ".join(extra[:8]), " ..." if len(extra) > 8 else "")
@@ -124,8 +125,39 @@ class PreTrainedModel:
     def __call__(self, *args: Any, **kwargs: Any) -> ModelOutput:
         return self.forward(*args, **kwargs)
 
+    def __reduce__(self):
+        """Pickled by checkpoint path and dtype, never by copying weights: unpickling (in this
+        or another process) loads the same directory again."""
+        return (_load_pickled, (type(self), self.name_or_path, self.dtype))
+
+    def num_parameters(self) -> int:
+        """Parameters in the checkpoint tensors this model uses."""
+        return self._num_parameters
+
+    def __repr__(self) -> str:
+        from .. import get_num_threads
+
+        return (f"{type(self).__name__}(model_type={self.config.get('model_type')!r}, "
+                f"parameters={self._num_parameters / 1e6:.1f}M, dtype={self.dtype}, threads={get_num_threads()}, "
+                f"path={self.name_or_path!r})")
+
+    def _repr_html_(self) -> str:
+        import html
+
+        rows = [("class", type(self).__name__), ("model_type", self.config.get("model_type")),
+                ("parameters", f"{self._num_parameters:,}"), ("dtype", self.dtype),
+                ("weights in memory", f"{self._num_parameters * 4 / 2**20:.1f} MiB (float32)"),
+                ("checkpoint", self.name_or_path)]
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
+                       f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in rows)
+        return f"<table>{body}</table>"
+
     def forward(self, *args: Any, **kwargs: Any) -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def _load_pickled(cls, path: str, dtype: str) -> "PreTrainedModel":
+    return cls.from_pretrained(path, dtype=dtype)
 
 
 def check_ids(name: str, ids: Any, vocab: Optional[int] = None, ndim: int = 2) -> np.ndarray:
