@@ -135,9 +135,8 @@ class GenerationMixin:
 
         sequences = np.ascontiguousarray(ids, dtype=np.int64)
         cache = self.new_cache(B, T0 + max_new_tokens, cache_policy, cache_budget, n_sink)
-        positions = positions_from_mask(mask)
         finished = np.zeros(B, bool)
-        step_ids, step_pos = sequences, positions
+        step_ids, step_pos = sequences, positions_from_mask(mask)
         for _ in range(max_new_tokens):
             logits = self.forward(step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=cache,
                                   logits_to_keep=1).logits[:, -1, :].astype(np.float64)
@@ -161,8 +160,7 @@ class GenerationMixin:
             if finished.all():
                 break
             mask = np.concatenate([mask, np.ones((B, 1), np.int64)], axis=1)
-            step_pos = positions[:, -1:] + 1
-            positions = np.concatenate([positions, step_pos], axis=1)
+            step_pos = step_pos[:, -1:] + 1
             step_ids = np.ascontiguousarray(nxt[:, None])
         return sequences
 
@@ -187,9 +185,8 @@ class GenerationMixin:
         running_idx = np.full((B, nb, max(max_new_tokens, 1)), -1, np.int64)
         finished_idx = running_idx.copy()
         flat_mask = np.repeat(mask, nb, axis=0)
-        positions = positions_from_mask(flat_mask)
         cache = self.new_cache(B * nb, max_len)
-        step_ids, step_pos, cur = np.repeat(ids, nb, axis=0), positions, T0
+        step_ids, step_pos, cur = np.repeat(ids, nb, axis=0), positions_from_mask(flat_mask), T0
         batch_offset = (np.arange(B) * nb)[:, None]
         while cur < max_len:
             logits = self.forward(np.ascontiguousarray(step_ids), attention_mask=flat_mask, position_ids=step_pos,

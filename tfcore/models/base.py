@@ -160,6 +160,22 @@ def _load_pickled(cls, path: str, dtype: str) -> "PreTrainedModel":
     return cls.from_pretrained(path, dtype=dtype)
 
 
+def padding_mask(attention_mask, B: int, T: int, layout: str = "(batch, seq_len)") -> Optional[np.ndarray]:
+    """HF (B, T) 1/0 mask as bool, or None when every token is real (the kernel then skips
+    masking). layout names the expected shape in the error message."""
+    from .. import _C
+
+    if attention_mask is None:
+        return None
+    m = np.asarray(attention_mask)
+    if m.shape != (B, T):
+        raise _C.TfcoreValueError(f"attention_mask has shape {m.shape}, expected {layout} = ({B}, {T})")
+    if m.dtype.kind not in "biuf":
+        raise _C.TfcoreTypeError(f"attention_mask must hold 0/1 values, got dtype {m.dtype}")
+    m = m != 0
+    return None if m.all() else np.ascontiguousarray(m)
+
+
 def check_ids(name: str, ids: Any, vocab: Optional[int] = None, ndim: int = 2) -> np.ndarray:
     """Token-id-like input as a C-contiguous int64 (B, T) array, with clear errors."""
     from .. import _C

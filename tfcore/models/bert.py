@@ -13,7 +13,7 @@ import numpy as np
 from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
-from .base import ModelOutput, PreTrainedModel, Weights, check_ids
+from .base import ModelOutput, PreTrainedModel, Weights, check_ids, padding_mask
 
 
 def _eps(cfg: Config, key: str = "layer_norm_eps", default: float = 1e-12) -> float:
@@ -25,19 +25,6 @@ def _act(cfg: Config, key: str = "hidden_act") -> str:
     if not isinstance(act, str):
         raise CheckpointError(f"config.json: {key} must be a string, got {act!r}")
     return act
-
-
-def _padding_mask(attention_mask, B: int, T: int) -> Optional[np.ndarray]:
-    """HF (B, T) 1/0 mask, or None when every token is real (the kernel then skips masking)."""
-    if attention_mask is None:
-        return None
-    m = np.asarray(attention_mask)
-    if m.shape != (B, T):
-        raise _C.TfcoreValueError(f"attention_mask has shape {m.shape}, expected (batch, seq_len) = ({B}, {T})")
-    if m.dtype.kind not in "biuf":
-        raise _C.TfcoreTypeError(f"attention_mask must hold 0/1 values, got dtype {m.dtype}")
-    m = m != 0
-    return None if m.all() else m
 
 
 BERT_LAYER_KEYS = dict(q="attention.self.query", k="attention.self.key", v="attention.self.value",
@@ -181,7 +168,7 @@ class BertModel(PreTrainedModel):
         padding_free=False computes them like HF (output_attentions implies it)."""
         h = self.embed(input_ids, token_type_ids, position_ids)
         B, T, _ = h.shape
-        mask = _padding_mask(attention_mask, B, T)
+        mask = padding_mask(attention_mask, B, T)
         h, hidden, attns = self.encoder(h, mask, output_hidden_states, output_attentions, padding_free)
         pooled = self.pooler(np.ascontiguousarray(h[:, 0])) if self.pooler is not None else None
         return ModelOutput(last_hidden_state=h, pooler_output=pooled, hidden_states=hidden, attentions=attns)
@@ -310,6 +297,6 @@ class DistilBertModel(PreTrainedModel):
             raise _C.TfcoreValueError(f"sequence length {T} exceeds max_position_embeddings={self.max_positions}")
         h = self.word_embeddings(ids)
         h = self.embeddings_norm(h, np.ascontiguousarray(np.broadcast_to(self.position_embeddings[:T], h.shape)), out=h)
-        mask = _padding_mask(attention_mask, B, T)
+        mask = padding_mask(attention_mask, B, T)
         h, hidden, attns = self.encoder(h, mask, output_hidden_states, output_attentions, padding_free)
         return ModelOutput(last_hidden_state=h, hidden_states=hidden, attentions=attns)

@@ -9,7 +9,7 @@ import numpy as np
 from .. import _C
 from ..config import Config
 from ..generation import GenerationMixin
-from .base import ModelOutput, PreTrainedModel, Weights, check_ids
+from .base import ModelOutput, PreTrainedModel, Weights, check_ids, padding_mask
 
 
 class DecoderLM(PreTrainedModel, GenerationMixin):
@@ -75,23 +75,14 @@ class DecoderLM(PreTrainedModel, GenerationMixin):
         if cache is None and use_cache:
             cache = self.new_cache(B, T)
         past = cache.get_seq_length() if cache is not None else 0
+        mask = padding_mask(attention_mask, B, past + T, "(batch, past + new)")
         if position_ids is None:
-            full = np.ones((B, past + T), np.int64) if attention_mask is None else np.asarray(attention_mask, np.int64)
-            positions = self.default_positions(full, past, T) if full.shape == (B, past + T) else None
-            if positions is None:
-                raise _C.TfcoreValueError(f"attention_mask has shape {full.shape}, expected (batch, past + new) = "
-                                          f"({B}, {past + T})")
+            full = np.ones((B, past + T), np.int64) if mask is None else mask.astype(np.int64)
+            positions = self.default_positions(full, past, T)
         else:
             positions = np.asarray(position_ids, dtype=np.int64)
             if positions.shape != (B, T):
                 raise _C.TfcoreValueError(f"position_ids has shape {positions.shape}, expected {(B, T)}")
-        mask = None
-        if attention_mask is not None:
-            mask = np.asarray(attention_mask)
-            if mask.shape != (B, past + T):
-                raise _C.TfcoreValueError(f"attention_mask has shape {mask.shape}, expected (batch, past + new) = "
-                                          f"({B}, {past + T})")
-            mask = None if (mask != 0).all() else np.ascontiguousarray(mask != 0)
         h = self.embed(ids, positions)
         hidden = [h] if output_hidden_states else None
         attentions = [] if output_attentions else None
