@@ -64,8 +64,8 @@ act_avx512(const float *x, float *y, int64_t n, tf_act act)
     }
 }
 
-static void
-act_range(const float *x, float *y, int64_t n, tf_act act)
+void
+tf_activation_serial(const float *x, float *y, int64_t n, tf_act act)
 {
     if (tf_cpu_has_avx512() && !tf_force_reference) {
         act_avx512(x, y, n, act);
@@ -83,7 +83,7 @@ tf_activation(const float *x, float *y, int64_t n, tf_act act)
 #pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN_ELEMS)
     for (int64_t c = 0; c < chunks; c++) {
         int64_t i0 = c * CHUNK, len = n - i0 < CHUNK ? n - i0 : CHUNK;
-        act_range(x + i0, y + i0, len, act);
+        tf_activation_serial(x + i0, y + i0, len, act);
     }
 }
 
@@ -94,7 +94,7 @@ tf_glu(const float *x, float *y, int64_t M, int64_t F, tf_act act)
     for (int64_t row = 0; row < M; row++) {
         const float *gate = x + row * 2 * F, *up = gate + F;
         float *out = y + row * F;
-        act_range(gate, out, F, act);   /* out = act(gate) */
+        tf_activation_serial(gate, out, F, act);   /* out = act(gate) */
         for (int64_t i = 0; i < F; i++) {
             out[i] *= up[i];
         }

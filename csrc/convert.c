@@ -1,5 +1,6 @@
 /* convert.c — dtype conversions NumPy lacks: bfloat16 (stored as uint16 bits) to float32,
- * for loading bf16 checkpoints without a NumPy bf16 dtype. */
+ * for loading bf16 checkpoints without a NumPy bf16 dtype, and float32 rows to bf16 for
+ * bf16 GEMMs. */
 #include "tfcore.h"
 
 #include <string.h>
@@ -12,6 +13,20 @@ bf16_to_f32(const uint16_t *src, float *dst, int64_t n)
     for (int64_t i = 0; i < n; i++) {
         uint32_t bits = (uint32_t)src[i] << 16;
         memcpy(dst + i, &bits, sizeof(bits));
+    }
+}
+
+void
+tf_f32_to_bf16(const float *src, uint16_t *dst, int64_t n)
+{
+    /* round to nearest even on the dropped 16 bits (as oneDNN and torch do); inputs are
+     * finite activations, so NaN payloads need no care */
+#pragma omp parallel for schedule(static) if (n >= 1 << 18)
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, src + i, sizeof(bits));
+        bits += 0x7FFFu + ((bits >> 16) & 1u);
+        dst[i] = (uint16_t)(bits >> 16);
     }
 }
 

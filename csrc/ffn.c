@@ -46,18 +46,18 @@ static PyObject *
 ffn_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"up_weight", "down_weight", "up_bias", "down_bias", "gate_weight",
-                             "gate_bias", "activation", "transposed", NULL};
+                             "gate_bias", "activation", "transposed", "dtype", NULL};
     PyObject *up_w, *down_w, *up_b = Py_None, *down_b = Py_None, *gate_w = Py_None,
-             *gate_b = Py_None, *act_obj = NULL;
+             *gate_b = Py_None, *act_obj = NULL, *dtype = Py_None;
     int transposed = 0, act = TF_ACT_GELU;
     tf_state *st = tf_state_of_type(type);
     tf_ffn *self = NULL;
     if (st == NULL) {
         return NULL;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OOOOOp:FeedForward", kwlist, &up_w,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OOOOOpO:FeedForward", kwlist, &up_w,
                                      &down_w, &up_b, &down_b, &gate_w, &gate_b, &act_obj,
-                                     &transposed)) {
+                                     &transposed, &dtype)) {
         return NULL;
     }
     if (act_obj != NULL && tf_parse_activation(st, act_obj, &act) < 0) {
@@ -72,13 +72,13 @@ ffn_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     self->act = act;
-    if ((self->up = tf_linear_build(st, up_w, up_b, gated ? TF_ACT_NONE : act, transposed,
+    if ((self->up = tf_linear_build(st, up_w, up_b, gated ? TF_ACT_NONE : act, transposed, dtype,
                                     "up projection")) == NULL)
         goto fail;
-    if (gated && (self->gate = tf_linear_build(st, gate_w, gate_b, act, transposed,
+    if (gated && (self->gate = tf_linear_build(st, gate_w, gate_b, act, transposed, dtype,
                                                "gate projection")) == NULL)
         goto fail;
-    if ((self->down = tf_linear_build(st, down_w, down_b, TF_ACT_NONE, transposed,
+    if ((self->down = tf_linear_build(st, down_w, down_b, TF_ACT_NONE, transposed, dtype,
                                       "down projection")) == NULL)
         goto fail;
     const int64_t C = self->up->in_features, F = self->up->out_features;

@@ -7,6 +7,7 @@
  * threads; the scratchpad is the calling thread's.
  */
 #include "linear.h"
+#include "gemv.h"
 
 #include <string.h>
 
@@ -61,13 +62,14 @@ done:
 /* A matmul primitive descriptor for M rows of this Linear. */
 static dnnl_status_t
 make_pd(dnnl_primitive_desc_t *pd, int64_t M, int64_t K, int64_t N, int has_bias, int act,
-        tf_post post, const_dnnl_memory_desc_t wmd)
+        tf_post post, dnnl_data_type_t wdt, const_dnnl_memory_desc_t wmd)
 {
     dnnl_memory_desc_t src = NULL, dst = NULL, bias = NULL;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_dims_t src_dims = {M, K}, dst_dims = {M, N}, bias_dims = {1, N};
     dnnl_status_t s;
-    if ((s = dnnl_memory_desc_create_with_tag(&src, 2, src_dims, dnnl_f32, dnnl_ab)))
+    /* bf16 weights take bf16 rows (converted by the caller); output and bias stay f32 */
+    if ((s = dnnl_memory_desc_create_with_tag(&src, 2, src_dims, wdt, dnnl_ab)))
         goto done;
     if ((s = dnnl_memory_desc_create_with_tag(&dst, 2, dst_dims, dnnl_f32, dnnl_ab)))
         goto done;
@@ -94,11 +96,16 @@ tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_
                   m_scratch = NULL;
     int rc = -1;
     const int64_t K = lin->in_features, N = lin->out_features;
+    if (M <= TF_GEMV_MAX_M && lin->panel_stride > 0 && tf_cpu_has_avx512() && !tf_force_reference) {
+        tf_gemv(lin, x, M, y, post, other);
+        return 0;
+    }
+    const size_t xbytes = lin->wdt == dnnl_bf16 ? ((size_t)(M * K) * 2 + 63) & ~(size_t)63 : 0;
     tf_thread_ctx *ctx = tf_thread_ctx_get(err);
     if (ctx == NULL) {
         return -1;
     }
-    if (tf_err_dnnl(err, make_pd(&pd, M, K, N, lin->bias != NULL, lin->act, post, lin->wmd),
+    if (tf_err_dnnl(err, make_pd(&pd, M, K, N, lin->bias != NULL, lin->act, post, lin->wdt, lin->wmd),
                     "creating a matmul primitive descriptor") < 0)
         goto done;
     if (tf_err_dnnl(err, dnnl_primitive_create(&prim, pd), "creating a matmul primitive") < 0)
@@ -108,9 +115,15 @@ tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_
     const_dnnl_memory_desc_t dst_md = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
     const_dnnl_memory_desc_t sp_md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     size_t sp_size = dnnl_memory_desc_get_size(sp_md);
-    void *scratch = tf_thread_scratch(ctx, sp_size, err);
+    /* [x rounded to bf16 (bf16 weights only) | oneDNN's scratchpad] */
+    char *scratch = tf_thread_scratch(ctx, xbytes + sp_size, err);
     if (scratch == NULL)
         goto done;
+    if (xbytes > 0) {
+        tf_f32_to_bf16(x, (uint16_t *)scratch, M * K);
+        x = (const float *)scratch;
+        scratch += xbytes;
+    }
 
     dnnl_exec_arg_t args[6];
     int nargs = 0;
@@ -179,12 +192,12 @@ prefix_error(const char *what)
 
 tf_linear *
 tf_linear_build(tf_state *st, PyObject *weight, PyObject *bias, int act, int transposed,
-                const char *what)
+                PyObject *dtype, const char *what)
 {
     PyObject *args = NULL, *kwargs = NULL, *result = NULL;
     args = Py_BuildValue("(OO)", weight, bias ? bias : Py_None);
-    kwargs = Py_BuildValue("{s:s, s:O}", "activation", tf_act_names[act], "transposed",
-                           transposed ? Py_True : Py_False);
+    kwargs = Py_BuildValue("{s:s, s:O, s:O}", "activation", tf_act_names[act], "transposed",
+                           transposed ? Py_True : Py_False, "dtype", dtype ? dtype : Py_None);
     if (args != NULL && kwargs != NULL) {
         result = PyObject_Call((PyObject *)st->Linear, args, kwargs);
     }
@@ -231,7 +244,7 @@ done:
 /* The weights as oneDNN sees them: logical (K, N). W given as (N, K) row-major is the
  * (K, N) matrix with strides (1, K); transposed (GPT-2 Conv1D) (K, N) has (N, 1). */
 static dnnl_status_t
-user_weights_md(dnnl_memory_desc_t *md, int64_t K, int64_t N, int transposed)
+user_weights_md(dnnl_memory_desc_t *md, int64_t K, int64_t N, int transposed, dnnl_data_type_t dt)
 {
     dnnl_dims_t dims = {K, N};
     dnnl_dims_t strides = {1, K};
@@ -239,33 +252,121 @@ user_weights_md(dnnl_memory_desc_t *md, int64_t K, int64_t N, int transposed)
         strides[0] = N;
         strides[1] = 1;
     }
-    return dnnl_memory_desc_create_with_strides(md, 2, dims, dnnl_f32, strides);
+    return dnnl_memory_desc_create_with_strides(md, 2, dims, dt, strides);
+}
+
+int
+tf_bf16_supported(void)
+{
+    static int cached = -1;  /* racing first calls compute the same answer */
+    if (cached >= 0) {
+        return cached;
+    }
+    int ok = 0;
+    dnnl_memory_desc_t any = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_dims_t dims = {64, 64};
+    if (dnnl_memory_desc_create_with_tag(&any, 2, dims, dnnl_bf16, dnnl_format_tag_any) == dnnl_success &&
+        make_pd(&pd, 64, 64, 64, 0, TF_ACT_NONE, TF_POST_NONE, dnnl_bf16, any) == dnnl_success) {
+        const char *impl = NULL;
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+        /* oneDNN emulates bf16 without AVX512_BF16/AMX through slow paths; 'ref' is scalar */
+        ok = impl != NULL && strstr(impl, "ref") == NULL &&
+             dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core_bf16 &&
+             dnnl_get_effective_cpu_isa() != dnnl_cpu_isa_avx2_vnni;
+    }
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (any) dnnl_memory_desc_destroy(any);
+    cached = ok;
+    return ok;
+}
+
+int
+tf_parse_weight_dtype(tf_state *st, PyObject *obj, dnnl_data_type_t *dt)
+{
+    *dt = dnnl_f32;
+    if (obj == NULL || obj == Py_None) {
+        return 0;
+    }
+    const char *name = PyUnicode_Check(obj) ? PyUnicode_AsUTF8(obj) : NULL;
+    if (name == NULL) {
+        PyErr_Clear();
+        tf_type_error(st, "dtype must be a string ('float32' or 'bfloat16'), got %s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    if (strcmp(name, "float32") == 0 || strcmp(name, "fp32") == 0) {
+        return 0;
+    }
+    if (strcmp(name, "bfloat16") == 0 || strcmp(name, "bf16") == 0) {
+        if (!tf_bf16_supported()) {
+            tf_value_error(st, "dtype='bfloat16' needs a CPU with AVX512_BF16 or AMX (oneDNN has no "
+                               "fast bf16 matmul here; see tfcore.supported_dtypes())");
+            return -1;
+        }
+        *dt = dnnl_bf16;
+        return 0;
+    }
+    tf_value_error(st, "dtype must be 'float32' or 'bfloat16', got '%s'", name);
+    return -1;
+}
+
+/* The weight argument: float32 for any dtype, or uint16 bf16 bits (a bf16 checkpoint's
+ * tensor, packed without a float32 copy) when dtype is bfloat16. New reference or NULL. */
+static PyArrayObject *
+weight_arg(tf_state *st, PyObject *obj, dnnl_data_type_t wdt, dnnl_data_type_t *given)
+{
+    *given = dnnl_f32;
+    if (wdt == dnnl_bf16 && PyArray_Check(obj) && PyArray_TYPE((PyArrayObject *)obj) == NPY_UINT16) {
+        PyArrayObject *a = (PyArrayObject *)obj;
+        if (PyArray_NDIM(a) != 2) {
+            return (PyArrayObject *)tf_value_error(st, "weight must be 2-D, got %d dimensions", PyArray_NDIM(a));
+        }
+        if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
+            return (PyArrayObject *)tf_value_error(st, "weight (bfloat16 bits) must be C-contiguous and aligned");
+        }
+        const uint16_t *bits = PyArray_DATA(a);
+        for (npy_intp i = 0, n = PyArray_SIZE(a); i < n; i++) {
+            if ((bits[i] & 0x7F80u) == 0x7F80u) {  /* exponent all ones: inf or NaN */
+                return (PyArrayObject *)tf_value_error(st, "weight contains NaN or Inf (bfloat16 element %lld)",
+                                                       (long long)i);
+            }
+        }
+        *given = dnnl_bf16;
+        Py_INCREF(a);
+        return a;
+    }
+    PyArrayObject *w = tf_arg_f32(st, obj, "weight", 2, 2);
+    if (w != NULL && tf_check_finite(st, w, "weight") < 0) {
+        Py_CLEAR(w);
+    }
+    return w;
 }
 
 static PyObject *
 linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"weight", "bias", "activation", "transposed", NULL};
-    PyObject *weight_obj, *bias_obj = Py_None, *act_obj = Py_None;
+    static char *kwlist[] = {"weight", "bias", "activation", "transposed", "dtype", NULL};
+    PyObject *weight_obj, *bias_obj = Py_None, *act_obj = Py_None, *dtype_obj = Py_None;
     int transposed = 0;
     PyArrayObject *w = NULL, *b = NULL;
     dnnl_memory_desc_t user_md = NULL, any_md = NULL;
     dnnl_primitive_desc_t pd = NULL;
+    dnnl_data_type_t wdt, given;
     tf_linear *self = NULL;
     tf_state *st = tf_state_of_type(type);
     int act;
     if (st == NULL) {
         return NULL;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OO$p:Linear", kwlist, &weight_obj, &bias_obj,
-                                     &act_obj, &transposed)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OO$pO:Linear", kwlist, &weight_obj, &bias_obj,
+                                     &act_obj, &transposed, &dtype_obj)) {
         return NULL;
     }
-    if (tf_parse_activation(st, act_obj, &act) < 0)
+    if (tf_parse_activation(st, act_obj, &act) < 0 || tf_parse_weight_dtype(st, dtype_obj, &wdt) < 0)
         goto fail;
-    if ((w = tf_arg_f32(st, weight_obj, "weight", 2, 2)) == NULL)
+    if ((w = weight_arg(st, weight_obj, wdt, &given)) == NULL)
         goto fail;
-    if (tf_check_nonempty(st, w, "weight") < 0 || tf_check_finite(st, w, "weight") < 0)
+    if (tf_check_nonempty(st, w, "weight") < 0)
         goto fail;
     const int64_t N = PyArray_DIM(w, transposed ? 1 : 0);
     const int64_t K = PyArray_DIM(w, transposed ? 0 : 1);
@@ -286,18 +387,20 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->in_features = K;
     self->out_features = N;
     self->act = act;
+    self->wdt = wdt;
 
     dnnl_dims_t wdims = {K, N};
-    if (tf_check_dnnl(st, user_weights_md(&user_md, K, N, transposed), "describing weights") ||
-        tf_check_dnnl(st, dnnl_memory_desc_create_with_tag(&any_md, 2, wdims, dnnl_f32,
+    if (tf_check_dnnl(st, user_weights_md(&user_md, K, N, transposed, given), "describing weights") ||
+        tf_check_dnnl(st, dnnl_memory_desc_create_with_tag(&any_md, 2, wdims, wdt,
                                                            dnnl_format_tag_any),
                       "describing packed weights") ||
-        tf_check_dnnl(st, make_pd(&pd, PACK_M, K, N, b != NULL, act, TF_POST_NONE, any_md),
+        tf_check_dnnl(st, make_pd(&pd, PACK_M, K, N, b != NULL, act, TF_POST_NONE, wdt, any_md),
                       "choosing the packed weight layout") ||
         tf_check_dnnl(st, dnnl_memory_desc_clone(&self->wmd,
                           dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)),
                       "copying the packed weight layout"))
         goto fail;
+    tf_gemv_layout(self->wmd, &self->panel_stride);
     size_t wsize = dnnl_memory_desc_get_size(self->wmd);
     self->weights = tf_malloc(wsize);
     if (self->weights == NULL) {
@@ -469,7 +572,7 @@ linear_get_weight(tf_linear *self, void *closure)
     if (w == NULL) {
         return NULL;
     }
-    dnnl_status_t s = user_weights_md(&md, self->in_features, self->out_features, 0);
+    dnnl_status_t s = user_weights_md(&md, self->in_features, self->out_features, 0, dnnl_f32);
     if (s == dnnl_success) {
         Py_BEGIN_ALLOW_THREADS
         s = reorder(self->wmd, self->weights, md, PyArray_DATA(w));
@@ -509,13 +612,19 @@ linear_get_activation(tf_linear *self, void *closure)
 }
 
 static PyObject *
+linear_get_dtype(tf_linear *self, void *closure)
+{
+    return PyUnicode_FromString(self->wdt == dnnl_bf16 ? "bfloat16" : "float32");
+}
+
+static PyObject *
 linear_get_implementation(tf_linear *self, void *closure)
 {
     tf_state *st = tf_state_of((PyObject *)self);
     dnnl_primitive_desc_t pd = NULL;
     const char *impl = NULL;
     if (tf_check_dnnl(st, make_pd(&pd, PACK_M, self->in_features, self->out_features,
-                                  self->bias != NULL, self->act, TF_POST_NONE, self->wmd),
+                                  self->bias != NULL, self->act, TF_POST_NONE, self->wdt, self->wmd),
                       "querying the implementation") < 0) {
         return NULL;
     }
@@ -528,10 +637,11 @@ linear_get_implementation(tf_linear *self, void *closure)
 static PyObject *
 linear_repr(tf_linear *self)
 {
-    return PyUnicode_FromFormat("Linear(in_features=%lld, out_features=%lld, bias=%s, activation=%s)",
+    return PyUnicode_FromFormat("Linear(in_features=%lld, out_features=%lld, bias=%s, activation=%s, dtype=%s)",
                                 (long long)self->in_features, (long long)self->out_features,
                                 self->bias ? "True" : "False",
-                                self->act == TF_ACT_NONE ? "None" : tf_act_names[self->act]);
+                                self->act == TF_ACT_NONE ? "None" : tf_act_names[self->act],
+                                self->wdt == dnnl_bf16 ? "bfloat16" : "float32");
 }
 
 static PyMemberDef linear_members[] = {
@@ -545,19 +655,25 @@ static PyGetSetDef linear_getset[] = {
      "The weights as a new (out_features, in_features) float32 array (unpacked copy).", NULL},
     {"bias", (getter)linear_get_bias, NULL, "The bias as a new float32 array, or None.", NULL},
     {"activation", (getter)linear_get_activation, NULL, "The fused activation, or None.", NULL},
+    {"dtype", (getter)linear_get_dtype, NULL,
+     "How the weights are stored and multiplied: 'float32' or 'bfloat16'.", NULL},
     {"implementation", (getter)linear_get_implementation, NULL,
      "The oneDNN implementation that runs this layer (e.g. 'brg:avx512_core').", NULL},
     {NULL},
 };
 
 PyDoc_STRVAR(linear_doc,
-"Linear(weight, bias=None, activation=None, *, transposed=False)\n--\n\n"
+"Linear(weight, bias=None, activation=None, *, transposed=False, dtype='float32')\n--\n\n"
 "A fully connected layer: ``y = act(x @ weight.T + bias)``, optionally plus a residual.\n\n"
 "weight is float32 (out_features, in_features) like torch.nn.Linear, or\n"
 "(in_features, out_features) with transposed=True (GPT-2's Conv1D). It is packed once\n"
 "into oneDNN's blocked layout; the array is not kept. activation is None, 'gelu' (erf),\n"
 "'gelu_tanh', 'relu' or 'silu' (HF names 'gelu_new', 'gelu_pytorch_tanh', 'swish' too),\n"
 "fused into the GEMM.\n\n"
+"dtype='bfloat16' stores the weights as bfloat16 (half the memory and the bytes read per\n"
+"call) and multiplies bf16-rounded rows with float32 accumulation; input, bias and output\n"
+"stay float32. weight may then also be a uint16 array of bfloat16 bits (as in a bf16\n"
+"safetensors file), packed without a float32 copy.\n\n"
 "Call: ``layer(x, residual=None, *, out=None)`` with x float32 C-contiguous (..., in_features)\n"
 "used in place; returns (..., out_features). residual (same shape as the output) is added\n"
 "after the activation inside the GEMM; passing out=residual accumulates in place.");

@@ -11,9 +11,11 @@ typedef struct {
     int64_t in_features;        /* K */
     int64_t out_features;       /* N */
     int act;                    /* tf_act, fused as an eltwise post-op */
+    dnnl_data_type_t wdt;       /* dnnl_f32, or dnnl_bf16 (rows are rounded to bf16 too) */
     dnnl_memory_desc_t wmd;     /* packed weights layout chosen by oneDNN (M-independent) */
     void *weights;              /* packed weights, owned */
     float *bias;                /* (N,) owned copy, or NULL */
+    int64_t panel_stride;       /* floats between 64-column panels for tf_gemv; 0: no gemv */
 } tf_linear;
 
 /* What to do with the optional second operand `other` (M, N) after the activation. */
@@ -58,7 +60,14 @@ PyObject *tf_rows_layer_call(PyObject *self, PyObject *args, PyObject *kwds, int
 /* A Linear built from arrays through the Linear type (the same checks users get); on
  * failure the exception message is prefixed with what ("up projection: ..."). */
 tf_linear *tf_linear_build(tf_state *st, PyObject *weight, PyObject *bias, int act,
-                           int transposed, const char *what);
+                           int transposed, PyObject *dtype, const char *what);
+
+/* Parse a weight dtype argument: None/'float32' -> dnnl_f32, 'bfloat16' -> dnnl_bf16
+ * (ValueError if this CPU has no fast bf16 matmul). 0 / -1 with an exception. */
+int tf_parse_weight_dtype(tf_state *st, PyObject *obj, dnnl_data_type_t *dt);
+
+/* Does oneDNN have a native (non-reference) bf16 matmul on this CPU? Cached. */
+int tf_bf16_supported(void);
 
 /* Borrowed check: is obj a Linear (or subclass)? */
 int tf_linear_check(tf_state *st, PyObject *obj);

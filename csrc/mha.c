@@ -231,13 +231,13 @@ mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         "q_weight", "k_weight", "v_weight", "q_bias", "k_bias", "v_bias",
         "qkv_weight", "qkv_bias", "o_weight", "o_bias", "transposed",
         "is_causal", "scale", "is_cross_attention", "kv_input_size",
-        "rotary_dim", "rope_theta", "rope_inv_freq", "rope_interleaved", "sliding_window", NULL};
+        "rotary_dim", "rope_theta", "rope_inv_freq", "rope_interleaved", "sliding_window", "dtype", NULL};
     long long C, H, KVH = 0, D = 0, kv_in = 0, rotary_dim = -1, window = 0;
     PyObject *kvh_obj = Py_None, *d_obj = Py_None, *kv_in_obj = Py_None, *rd_obj = Py_None,
              *window_obj = Py_None;
     PyObject *qw = Py_None, *kw = Py_None, *vw = Py_None, *qb = Py_None, *kb = Py_None,
              *vb = Py_None, *qkvw = Py_None, *qkvb = Py_None, *ow = Py_None, *ob = Py_None,
-             *scale_obj = Py_None, *theta_obj = Py_None, *inv_freq_obj = Py_None;
+             *scale_obj = Py_None, *theta_obj = Py_None, *inv_freq_obj = Py_None, *dtype = Py_None;
     int transposed = 0, causal = 0, cross = 0, interleaved = 0;
     PyObject *fused_w = NULL, *fused_b = NULL, *kv_w = NULL, *kv_b = NULL;
     PyArrayObject *inv = NULL;
@@ -247,10 +247,10 @@ mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "LL|$OOOOOOOOOOOOppOpOOOOpO:MultiHeadAttention", kwlist, &C, &H, &kvh_obj,
+            args, kwds, "LL|$OOOOOOOOOOOOppOpOOOOpOO:MultiHeadAttention", kwlist, &C, &H, &kvh_obj,
             &d_obj, &qw, &kw, &vw, &qb, &kb, &vb, &qkvw, &qkvb, &ow, &ob, &transposed, &causal,
             &scale_obj, &cross, &kv_in_obj, &rd_obj, &theta_obj, &inv_freq_obj, &interleaved,
-            &window_obj)) {
+            &window_obj, &dtype)) {
         return NULL;
     }
     if (opt_int(kvh_obj, 0, &KVH) < 0 || opt_int(d_obj, 0, &D) < 0 || opt_int(kv_in_obj, 0, &kv_in) < 0 ||
@@ -324,8 +324,8 @@ mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         if ((kv_w = concat_out(st, kv_parts, 2, axis, "k_weight and v_weight")) == NULL ||
             (kv_b = concat_out(st, kvb_parts, 2, 0, "k_bias and v_bias")) == NULL)
             goto fail;
-        if ((self->qkv = tf_linear_build(st, qw, qb, TF_ACT_NONE, transposed, "q projection")) == NULL ||
-            (self->kv = tf_linear_build(st, kv_w, kv_b, TF_ACT_NONE, transposed, "k/v projection")) == NULL)
+        if ((self->qkv = tf_linear_build(st, qw, qb, TF_ACT_NONE, transposed, dtype, "q projection")) == NULL ||
+            (self->kv = tf_linear_build(st, kv_w, kv_b, TF_ACT_NONE, transposed, dtype, "k/v projection")) == NULL)
             goto fail;
     }
     else {
@@ -346,10 +346,10 @@ mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                 (fused_b = concat_out(st, qkvb_parts, 3, 0, "q_bias, k_bias and v_bias")) == NULL)
                 goto fail;
         }
-        if ((self->qkv = tf_linear_build(st, fused_w, fused_b, TF_ACT_NONE, transposed, "qkv projection")) == NULL)
+        if ((self->qkv = tf_linear_build(st, fused_w, fused_b, TF_ACT_NONE, transposed, dtype, "qkv projection")) == NULL)
             goto fail;
     }
-    if ((self->o = tf_linear_build(st, ow, ob, TF_ACT_NONE, transposed, "output projection")) == NULL)
+    if ((self->o = tf_linear_build(st, ow, ob, TF_ACT_NONE, transposed, dtype, "output projection")) == NULL)
         goto fail;
     /* Shapes of the projections against the head configuration. */
     const int64_t want_q = cross ? H * D : (H + 2 * KVH) * D;

@@ -49,6 +49,8 @@ int tf_embedding_gather(const void *ids, int ids_int64, int64_t M, const float *
 
 /* y = act(x) elementwise over n values; y may alias x. */
 void tf_activation(const float *x, float *y, int64_t n, tf_act act);
+/* The same on the calling thread only (inside a caller's parallel region). */
+void tf_activation_serial(const float *x, float *y, int64_t n, tf_act act);
 
 /* x is (M, 2F) = [gate | up] per row, y is (M, F): y = act(gate) * up. */
 void tf_glu(const float *x, float *y, int64_t M, int64_t F, tf_act act);

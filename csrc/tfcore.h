@@ -129,6 +129,9 @@ tf_thread_ctx *tf_thread_ctx_get(tf_err *err);
  * user at a time per thread: take it right before the oneDNN call that needs it. */
 void *tf_thread_scratch(tf_thread_ctx *ctx, size_t size, tf_err *err);
 
+/* dst (n,) bf16 bits = src (n,) float32 rounded to nearest even (convert.c). */
+void tf_f32_to_bf16(const float *src, uint16_t *dst, int64_t n);
+
 /* 64-byte aligned allocation for kernel temporaries; tf_free(NULL) is fine. */
 void *tf_malloc(size_t size);
 void tf_free(void *p);

@@ -52,6 +52,33 @@ def test_transposed_weight_is_conv1d_layout(rng):
     assert np.abs(y - x.astype(np.float64) @ W).max() < tol(97)
 
 
+@pytest.mark.parametrize("M", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("act", ["gelu_tanh", "silu", None])
+@pytest.mark.parametrize("bias", [True, False])
+def test_few_rows_decode_path(rng, M, act, bias):
+    """Up to 4 rows run a hand-written kernel over the packed panels (decoding); 5 rows run
+    oneDNN. Odd K and N exercise the zero-padded K block and the last partial panel."""
+    K, N = 131, 197
+    W, b, x, r = rand(rng, N, K, scale=K**-0.5), rand(rng, N) if bias else None, rand(rng, M, K), rand(rng, M, N)
+    lin = tfcore.Linear(W, b, act)
+    ref = dense.linear(x, W, b, act)
+    assert np.abs(lin(x) - ref).max() < tol(K)
+    assert np.abs(lin(x, r) - dense.linear(x, W, b, act, residual=r)).max() < tol(K)
+    acc = r.copy()
+    lin(x, acc, out=acc)
+    assert np.abs(acc - (ref + r)).max() < tol(K)
+    # the same rows inside a large batch (oneDNN) give the same values
+    big = np.concatenate([x, rand(rng, 64, K)])
+    assert np.abs(lin(big)[:M] - lin(x)).max() < 1e-5
+
+
+def test_few_rows_wide_layer_threads(rng):
+    """A layer wide enough to be split over threads by panels (LM-head shaped)."""
+    K, N = 96, 50_000
+    W, x = rand(rng, N, K, scale=K**-0.5), rand(rng, 2, K)
+    assert np.abs(tfcore.Linear(W)(x) - dense.linear(x, W, None, None)).max() < tol(K)
+
+
 @pytest.mark.parametrize("act", ["gelu", None])
 def test_residual_fused_and_in_place(rng, act):
     W, b, x, r = rand(rng, 64, 48), rand(rng, 64), rand(rng, 5, 48), rand(rng, 5, 64)
