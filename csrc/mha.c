@@ -187,10 +187,13 @@ concat_out(tf_state *st, PyObject *const *parts, int n, int axis, const char *wh
     if (list == NULL) {
         return NULL;
     }
+    /* float32, or all uint16 bfloat16 bits (bf16 weights; Linear checks dtype='bfloat16') */
+    const int type0 = PyArray_Check(parts[0]) ? PyArray_TYPE((PyArrayObject *)parts[0]) : -1;
     for (int i = 0; i < n; i++) {
-        if (!PyArray_Check(parts[i]) || PyArray_TYPE((PyArrayObject *)parts[i]) != NPY_FLOAT32) {
+        if (!PyArray_Check(parts[i]) || (type0 != NPY_FLOAT32 && type0 != NPY_UINT16) ||
+            PyArray_TYPE((PyArrayObject *)parts[i]) != type0) {
             Py_DECREF(list);
-            return tf_type_error(st, "%s must be float32 numpy arrays", what);
+            return tf_type_error(st, "%s must be float32 numpy arrays (or all uint16 bfloat16 bits)", what);
         }
         if (PyArray_NDIM((PyArrayObject *)parts[i]) <= axis) {
             Py_DECREF(list);

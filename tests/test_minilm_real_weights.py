@@ -72,6 +72,31 @@ def test_sentence_embeddings_match_sentence_transformers(model_dir, reference):
         assert s[i].argmax() == i + 1
 
 
+@pytest.mark.skipif("bfloat16" not in tfcore.supported_dtypes(), reason="no fast bf16 matmul on this CPU")
+def test_bfloat16_embeddings_keep_the_ranking(model_dir, reference):
+    """bf16 weights on the real model: cosine to the float32 reference and the similarity
+    ranking of all pairs (measured: cosine >= 0.99998)."""
+    model = tfcore.AutoModel.from_pretrained(model_dir, dtype="bfloat16")
+    tok = text.load_tokenizer(model_dir, max_length=256)
+    ids, mask = text.encode(tok, SENTENCES)
+    emb = text.l2_normalize(text.mean_pooling(model(ids, attention_mask=mask).last_hidden_state, mask))
+    cosine = (emb * reference).sum(1)
+    print(f"bf16 MiniLM cosine to fp32 reference: min {cosine.min():.6f} mean {cosine.mean():.6f}")
+    assert cosine.min() > 0.9999
+    pairs = list(itertools.combinations(range(len(SENTENCES)), 2))
+    sim_ours = np.array([emb[i] @ emb[j] for i, j in pairs])
+    sim_ref = np.array([reference[i] @ reference[j] for i, j in pairs])
+    order_ours, order_ref = np.argsort(-sim_ours, kind="stable"), np.argsort(-sim_ref, kind="stable")
+    # pairs whose reference similarities differ by less than the bf16 error may swap
+    swapped = order_ours != order_ref
+    print(f"bf16 MiniLM: {swapped.sum()} of {len(pairs)} ranked pairs in a different place")
+    assert np.all(np.abs(sim_ref[order_ours[swapped]] - sim_ref[order_ref[swapped]]) < 2e-3), swapped.sum()
+    s = emb @ emb.T
+    np.fill_diagonal(s, -1)
+    for i in range(0, 20, 2):
+        assert s[i].argmax() == i + 1
+
+
 def test_one_at_a_time_equals_batched(model_dir):
     model = tfcore.AutoModel.from_pretrained(model_dir)
     tok = text.load_tokenizer(model_dir)

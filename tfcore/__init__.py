@@ -37,7 +37,7 @@ from ._C import (  # noqa: E402
     get_num_threads,
     set_num_threads,
 )
-from ._config import show_config, threads  # noqa: E402
+from ._config import show_config, supported_dtypes, threads  # noqa: E402
 from . import functional  # noqa: E402
 from . import models  # noqa: E402
 from .loading import AutoModel, AutoModelForCausalLM  # noqa: E402
@@ -66,5 +66,6 @@ __all__ = [
     "get_num_threads",
     "set_num_threads",
     "show_config",
+    "supported_dtypes",
     "threads",
 ]

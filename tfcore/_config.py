@@ -24,6 +24,29 @@ def threads(n: int) -> Iterator[None]:
         _C._set_thread_override(prev)
 
 
+DTYPE_ALIASES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+
+
+def supported_dtypes() -> list:
+    """The weight precisions this CPU runs fast: always ``"float32"``, plus ``"bfloat16"``
+    where oneDNN has a native bf16 matmul (AVX512_BF16 or AMX). Asking a model or layer for
+    a precision not listed raises ValueError instead of running an emulated slow path."""
+    return ["float32"] + (["bfloat16"] if _C.config()["bf16_matmul"] else [])
+
+
+def canonical_dtype(dtype) -> str:
+    """'float32' or 'bfloat16' from a name (HF spellings and torch/NumPy dtypes accepted),
+    checked against supported_dtypes()."""
+    name = str(dtype).replace("torch.", "")
+    canon = DTYPE_ALIASES.get(name)
+    if canon is None:
+        raise _C.TfcoreValueError(f"dtype must be one of 'float32' or 'bfloat16', got {dtype!r}")
+    if canon not in supported_dtypes():
+        raise _C.TfcoreValueError(f"dtype={canon!r} is not fast on this CPU (no AVX512_BF16/AMX); "
+                                  f"supported here: {supported_dtypes()}")
+    return canon
+
+
 def config() -> dict:
     """The configuration as a dict (what show_config prints)."""
     from . import _ONEDNN_PATH, __version__
@@ -45,6 +68,7 @@ def show_config() -> None:
         ("CPU runtime", info["cpu_runtime"]),
         ("oneDNN ISA", info["onednn_isa"]),
         ("tfcore kernels", info["kernel_path"]),
+        ("dtypes", ", ".join(supported_dtypes())),
         ("threads", f"{info['num_threads']} (of {info['omp_num_procs']} CPUs)"),
         ("Python", info["python"]),
     ]

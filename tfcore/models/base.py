@@ -42,8 +42,10 @@ class Weights:
     saved the base model under ("bert.", "roberta.", ...) and legacy renames
     (LayerNorm.gamma/beta), checks shapes, and records which keys were used."""
 
-    def __init__(self, ckpt: Checkpoint, prefixes: Sequence[str] = ("",), ignore: Iterable[str] = ()):
+    def __init__(self, ckpt: Checkpoint, prefixes: Sequence[str] = ("",), ignore: Iterable[str] = (),
+                 dtype: str = "float32"):
         self.ckpt = ckpt
+        self.dtype = dtype  # the precision layers are built in (passed to Linear & co)
         self.prefixes = list(prefixes)
         self.used: Set[str] = set()
         self.ignore = tuple(ignore)
@@ -63,7 +65,11 @@ class Weights:
     def has(self, key: str) -> bool:
         return self._resolve(key) is not None
 
-    def get(self, key: str, shape: Optional[Tuple[int, ...]] = None, optional: bool = False) -> Optional[np.ndarray]:
+    def get(self, key: str, shape: Optional[Tuple[int, ...]] = None, optional: bool = False,
+            matrix: bool = False) -> Optional[np.ndarray]:
+        """The tensor as float32 (checked against shape). matrix=True marks a projection
+        weight: in a bfloat16 model a bf16-stored one comes back as its uint16 bits, a view
+        of the file that Linear packs without a float32 copy."""
         name = self._resolve(key)
         if name is None:
             if optional:
@@ -71,7 +77,10 @@ class Weights:
             raise CheckpointError(f"{self.ckpt.directory}: checkpoint is missing {key!r}"
                                   + (f" (looked under prefixes {self.prefixes})" if self.prefixes != [""] else ""))
         self.used.add(name)
-        a = self.ckpt.float32(name)
+        if matrix and self.dtype == "bfloat16" and self.ckpt.info(name).dtype == "BF16":
+            a = np.ascontiguousarray(self.ckpt.raw(name))
+        else:
+            a = self.ckpt.float32(name)
         if shape is not None and tuple(a.shape) != tuple(shape):
             raise CheckpointError(f"{self.ckpt.directory}: {name!r} has shape {tuple(a.shape)}, "
                                   f"expected {tuple(shape)} from config.json")
@@ -95,13 +104,19 @@ class PreTrainedModel:
 
     def __init__(self, config: Config, weights: Weights):
         self.config = config
-        self.dtype = "float32"
+        self.dtype = weights.dtype
 
     @classmethod
     def from_pretrained(cls, directory: Union[str, os.PathLike], dtype: str = "float32") -> "PreTrainedModel":
-        """Load a Hugging Face checkpoint directory (``config.json`` + ``*.safetensors``)."""
-        if dtype != "float32":
-            raise CheckpointError(f"dtype={dtype!r} is not supported yet; tfcore runs float32 models")
+        """Load a Hugging Face checkpoint directory (``config.json`` + ``*.safetensors``).
+
+        dtype ``"float32"`` (default) or ``"bfloat16"``: the precision of the projection
+        weights and their GEMMs (bf16 weights, bf16-rounded inputs, float32 accumulation);
+        norms, softmax, embeddings, the KV cache and all outputs stay float32. See
+        ``tfcore.supported_dtypes()``."""
+        from .._config import canonical_dtype
+
+        dtype = canonical_dtype(dtype)
         directory = Path(directory)
         if not directory.is_dir():
             raise CheckpointError(f"{directory}: not a directory")
@@ -110,7 +125,7 @@ class PreTrainedModel:
         if cls.model_types and mt not in cls.model_types:
             raise CheckpointError(f"{directory}: config.json has model_type {mt!r}; {cls.__name__} "
                                   f"loads {', '.join(cls.model_types)}")
-        weights = Weights(Checkpoint(directory), cls.base_prefixes, cls.ignore_keys)
+        weights = Weights(Checkpoint(directory), cls.base_prefixes, cls.ignore_keys, dtype)
         model = cls(config, weights)
         weights.release()
         extra = weights.unexpected()

@@ -49,16 +49,17 @@ class _EncoderStack:
         layers: List[_C.TransformerBlock] = []
         for i in range(L):
             def g(part, kind, *shape):
-                return w.get(f"{prefix}.{i}.{keys[part]}.{kind}", shape)
+                return w.get(f"{prefix}.{i}.{keys[part]}.{kind}", shape, matrix=len(shape) == 2)
 
             attn = _C.MultiHeadAttention(
                 C, H,
                 q_weight=g("q", "weight", C, C), q_bias=g("q", "bias", C),
                 k_weight=g("k", "weight", C, C), k_bias=g("k", "bias", C),
                 v_weight=g("v", "weight", C, C), v_bias=g("v", "bias", C),
-                o_weight=g("o", "weight", C, C), o_bias=g("o", "bias", C))
+                o_weight=g("o", "weight", C, C), o_bias=g("o", "bias", C), dtype=w.dtype)
             ffn = _C.FeedForward(g("up", "weight", F, C), g("down", "weight", C, F),
-                                 up_bias=g("up", "bias", F), down_bias=g("down", "bias", C), activation=act)
+                                 up_bias=g("up", "bias", F), down_bias=g("down", "bias", C), activation=act,
+                                 dtype=w.dtype)
             n1 = _C.LayerNorm(g("n1", "weight", C), g("n1", "bias", C), eps=eps)
             n2 = _C.LayerNorm(g("n2", "weight", C), g("n2", "bias", C), eps=eps)
             layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=False))
@@ -132,7 +133,8 @@ class BertModel(PreTrainedModel):
             cfg.require("intermediate_size"), cfg.require("num_hidden_layers"), _eps(cfg), _act(cfg))
         self.pooler = None
         if add_pooling_layer and w.has("pooler.dense.weight"):
-            self.pooler = _C.Linear(w.get("pooler.dense.weight", (C, C)), w.get("pooler.dense.bias", (C,)), "tanh")
+            self.pooler = _C.Linear(w.get("pooler.dense.weight", (C, C)), w.get("pooler.dense.bias", (C,)), "tanh",
+                                    dtype=w.dtype)
 
     def _position_ids(self, input_ids: np.ndarray, position_ids) -> np.ndarray:
         B, T = input_ids.shape
@@ -184,13 +186,14 @@ class BertForMaskedLM(PreTrainedModel):
 
     def __init__(self, config: Config, weights: Weights):
         super().__init__(config, weights)
-        base = Weights(weights.ckpt, ("bert.", ""), self.ignore_keys)
+        base = Weights(weights.ckpt, ("bert.", ""), self.ignore_keys, weights.dtype)
         self.bert = BertModel(config, base, add_pooling_layer=False)
         weights.used |= base.used
         C, V = self.bert.hidden_size, self.bert.vocab_size
         p = "cls.predictions."
         self.transform = _C.Linear(weights.get(p + "transform.dense.weight", (C, C)),
-                                   weights.get(p + "transform.dense.bias", (C,)), _act(config))
+                                   weights.get(p + "transform.dense.bias", (C,)), _act(config),
+                                   dtype=weights.dtype)
         self.transform_norm = _C.LayerNorm(weights.get(p + "transform.LayerNorm.weight", (C,)),
                                            weights.get(p + "transform.LayerNorm.bias", (C,)), eps=_eps(config))
         decoder = weights.get(p + "decoder.weight", (V, C), optional=True)
@@ -200,7 +203,7 @@ class BertForMaskedLM(PreTrainedModel):
         if bias is None:
             bias = weights.get(p + "decoder.bias", (V,))
         weights.get(p + "decoder.bias", (V,), optional=True)  # same tensor as cls.predictions.bias
-        self.decoder = _C.Linear(decoder, bias)
+        self.decoder = _C.Linear(decoder, bias, dtype=weights.dtype)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 output_hidden_states: bool = False, output_attentions: bool = False,
@@ -221,14 +224,15 @@ class BertForSequenceClassification(PreTrainedModel):
 
     def __init__(self, config: Config, weights: Weights):
         super().__init__(config, weights)
-        base = Weights(weights.ckpt, ("bert.", ""), self.ignore_keys)
+        base = Weights(weights.ckpt, ("bert.", ""), self.ignore_keys, weights.dtype)
         self.bert = BertModel(config, base)
         weights.used |= base.used
         if self.bert.pooler is None:
             raise CheckpointError("BertForSequenceClassification needs the pooler weights (bert.pooler.dense)")
         C = self.bert.hidden_size
         labels = len(config.get("id2label") or {}) or config.get("num_labels", 2)
-        self.classifier = _C.Linear(weights.get("classifier.weight", (labels, C)), weights.get("classifier.bias", (labels,)))
+        self.classifier = _C.Linear(weights.get("classifier.weight", (labels, C)), weights.get("classifier.bias", (labels,)),
+                                    dtype=weights.dtype)
         self.num_labels = labels
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,

@@ -39,7 +39,7 @@ class GPT2LMHeadModel(DecoderLM):
         D = C // H
         for i in range(L):
             def g(key, *shape):
-                return w.get(f"h.{i}.{key}", shape)
+                return w.get(f"h.{i}.{key}", shape, matrix=len(shape) == 2)
 
             scale = (1.0 / np.sqrt(D)) if cfg.get("scale_attn_weights", True) else 1.0
             if cfg.get("scale_attn_by_inverse_layer_idx"):
@@ -47,18 +47,19 @@ class GPT2LMHeadModel(DecoderLM):
             attn = _C.MultiHeadAttention(
                 C, H, qkv_weight=g("attn.c_attn.weight", C, 3 * C), qkv_bias=g("attn.c_attn.bias", 3 * C),
                 o_weight=g("attn.c_proj.weight", C, C), o_bias=g("attn.c_proj.bias", C), transposed=True,
-                is_causal=True, scale=scale)
+                is_causal=True, scale=scale, dtype=w.dtype)
             ffn = _C.FeedForward(g("mlp.c_fc.weight", C, F), g("mlp.c_proj.weight", F, C),
                                  up_bias=g("mlp.c_fc.bias", F), down_bias=g("mlp.c_proj.bias", C),
-                                 activation=act, transposed=True)
+                                 activation=act, transposed=True, dtype=w.dtype)
             n1 = _C.LayerNorm(g("ln_1.weight", C), g("ln_1.bias", C), eps=eps)
             n2 = _C.LayerNorm(g("ln_2.weight", C), g("ln_2.bias", C), eps=eps)
             self.layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=True))
             w.release()
         self.final_norm = _C.LayerNorm(w.get("ln_f.weight", (C,)), w.get("ln_f.bias", (C,)), eps=eps)
         if self.with_head:
-            head = w.get("lm_head.weight", (V, C), optional=True) if not cfg.get("tie_word_embeddings", True) else None
-            self.lm_head = _C.Linear(head if head is not None else self.wte.weight)
+            head = (w.get("lm_head.weight", (V, C), optional=True, matrix=True)
+                    if not cfg.get("tie_word_embeddings", True) else None)
+            self.lm_head = _C.Linear(head if head is not None else self.wte.weight, dtype=w.dtype)
 
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
         if positions.max() >= self.max_positions or positions.min() < 0:

@@ -52,7 +52,7 @@ class LlamaForCausalLM(DecoderLM):
         self.embed_tokens = _C.Embedding(w.get("model.embed_tokens.weight", (V, C)))
         for i in range(L):
             def g(key, *shape, optional=False):
-                return w.get(f"model.layers.{i}.{key}", shape, optional=optional)
+                return w.get(f"model.layers.{i}.{key}", shape, optional=optional, matrix=len(shape) == 2)
 
             attn = _C.MultiHeadAttention(
                 C, H, num_key_value_heads=KVH, head_dim=D,
@@ -60,23 +60,24 @@ class LlamaForCausalLM(DecoderLM):
                 k_weight=g("self_attn.k_proj.weight", KVH * D, C), k_bias=g("self_attn.k_proj.bias", KVH * D, optional=True),
                 v_weight=g("self_attn.v_proj.weight", KVH * D, C), v_bias=g("self_attn.v_proj.bias", KVH * D, optional=True),
                 o_weight=g("self_attn.o_proj.weight", C, H * D), o_bias=g("self_attn.o_proj.bias", C, optional=True),
-                is_causal=True, rope_inv_freq=inv_freq, sliding_window=window)
+                is_causal=True, rope_inv_freq=inv_freq, sliding_window=window, dtype=w.dtype)
             ffn = _C.FeedForward(g("mlp.up_proj.weight", F, C), g("mlp.down_proj.weight", C, F),
                                  gate_weight=g("mlp.gate_proj.weight", F, C),
                                  up_bias=g("mlp.up_proj.bias", F, optional=True),
                                  down_bias=g("mlp.down_proj.bias", C, optional=True),
-                                 gate_bias=g("mlp.gate_proj.bias", F, optional=True), activation=act)
+                                 gate_bias=g("mlp.gate_proj.bias", F, optional=True), activation=act,
+                                 dtype=w.dtype)
             n1 = _C.RMSNorm(g("input_layernorm.weight", C), eps=eps)
             n2 = _C.RMSNorm(g("post_attention_layernorm.weight", C), eps=eps)
             self.layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=True))
             w.release()
         self.final_norm = _C.RMSNorm(w.get("model.norm.weight", (C,)), eps=eps)
-        head = w.get("lm_head.weight", (V, C), optional=True)
+        head = w.get("lm_head.weight", (V, C), optional=True, matrix=True)
         if head is None:
             if not cfg.get("tie_word_embeddings", False):
                 raise CheckpointError("checkpoint has no lm_head.weight and tie_word_embeddings is false")
             head = self.embed_tokens.weight
-        self.lm_head = _C.Linear(head)
+        self.lm_head = _C.Linear(head, dtype=w.dtype)
 
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
         return self.embed_tokens(ids)

@@ -40,19 +40,21 @@ class OPTForCausalLM(DecoderLM):
         p = "model.decoder."
         self.embed_tokens = _C.Embedding(w.get(p + "embed_tokens.weight", (V, E)))
         self.embed_positions = w.get(p + "embed_positions.weight", (P + POSITION_OFFSET, C))
-        self.project_in = _C.Linear(w.get(p + "project_in.weight", (C, E))) if E != C else None
-        self.project_out = _C.Linear(w.get(p + "project_out.weight", (E, C))) if E != C else None
+        self.project_in = _C.Linear(w.get(p + "project_in.weight", (C, E)), dtype=w.dtype) if E != C else None
+        self.project_out = _C.Linear(w.get(p + "project_out.weight", (E, C)), dtype=w.dtype) if E != C else None
         for i in range(L):
             def g(key, *shape):
-                return w.get(f"{p}layers.{i}.{key}", shape, optional=not bias and key.endswith(".bias"))
+                return w.get(f"{p}layers.{i}.{key}", shape, optional=not bias and key.endswith(".bias"),
+                             matrix=len(shape) == 2)
 
             attn = _C.MultiHeadAttention(
                 C, H, q_weight=g("self_attn.q_proj.weight", C, C), q_bias=g("self_attn.q_proj.bias", C),
                 k_weight=g("self_attn.k_proj.weight", C, C), k_bias=g("self_attn.k_proj.bias", C),
                 v_weight=g("self_attn.v_proj.weight", C, C), v_bias=g("self_attn.v_proj.bias", C),
-                o_weight=g("self_attn.out_proj.weight", C, C), o_bias=g("self_attn.out_proj.bias", C), is_causal=True)
+                o_weight=g("self_attn.out_proj.weight", C, C), o_bias=g("self_attn.out_proj.bias", C), is_causal=True,
+                dtype=w.dtype)
             ffn = _C.FeedForward(g("fc1.weight", F, C), g("fc2.weight", C, F), up_bias=g("fc1.bias", F),
-                                 down_bias=g("fc2.bias", C), activation=act)
+                                 down_bias=g("fc2.bias", C), activation=act, dtype=w.dtype)
             n1 = _C.LayerNorm(g("self_attn_layer_norm.weight", C), g("self_attn_layer_norm.bias", C))
             n2 = _C.LayerNorm(g("final_layer_norm.weight", C), g("final_layer_norm.bias", C))
             self.layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=pre_norm))
@@ -62,8 +64,8 @@ class OPTForCausalLM(DecoderLM):
                                                  w.get(p + "final_layer_norm.bias", (C,)))
         else:
             self.final_layer_norm = None
-        head = w.get("lm_head.weight", (V, E), optional=True)
-        self.lm_head = _C.Linear(head if head is not None else self.embed_tokens.weight)
+        head = w.get("lm_head.weight", (V, E), optional=True, matrix=True)
+        self.lm_head = _C.Linear(head if head is not None else self.embed_tokens.weight, dtype=w.dtype)
 
     def final_norm(self, h: np.ndarray) -> np.ndarray:
         if self.final_layer_norm is not None:

@@ -25,6 +25,8 @@ def _scaled(weight: np.ndarray, bias: Optional[np.ndarray], scale: Optional[np.n
     """Fold a layer scale λ into a projection: λ (W x + b) = (diag(λ) W) x + λ b."""
     if scale is None:
         return weight, bias
+    if weight.dtype == np.uint16:  # bf16 bits (bfloat16 model): scale in float32
+        weight = _C.bfloat16_to_float32(weight)
     return ((weight * scale[:, None]).astype(np.float32),
             None if bias is None else (bias * scale).astype(np.float32))
 
@@ -57,7 +59,7 @@ class _VisionModel(PreTrainedModel):
         ph, pw = self.patch
         conv = w.get("embeddings.patch_embeddings.projection.weight", (C, self.channels, ph, pw))
         self.patch_embed = _C.Linear(np.ascontiguousarray(conv.reshape(C, -1)),
-                                     w.get("embeddings.patch_embeddings.projection.bias", (C,)))
+                                     w.get("embeddings.patch_embeddings.projection.bias", (C,)), dtype=w.dtype)
         self.cls_token = w.get("embeddings.cls_token", (1, 1, C))
         self.extra_tokens = self._extra_tokens(w, C)
         pos = w.get("embeddings.position_embeddings")
@@ -74,7 +76,7 @@ class _VisionModel(PreTrainedModel):
         self.pooler = None
         if add_pooling_layer and w.has("pooler.dense.weight"):
             self.pooler = _C.Linear(w.get("pooler.dense.weight", (C, C)), w.get("pooler.dense.bias", (C,)),
-                                    cfg.get("pooler_act", "tanh"))
+                                    cfg.get("pooler_act", "tanh"), dtype=w.dtype)
 
     # -- pieces a family changes
     def _extra_tokens(self, w: Weights, C: int) -> Optional[np.ndarray]:
@@ -84,7 +86,7 @@ class _VisionModel(PreTrainedModel):
         k = self.layer_keys
         down_w, down_b = _scaled(g(k["down"] + ".weight", C, F), g(k["down"] + ".bias", C), down_scale)
         return _C.FeedForward(g(k["up"] + ".weight", F, C), down_w, up_bias=g(k["up"] + ".bias", F),
-                              down_bias=down_b, activation=act)
+                              down_bias=down_b, activation=act, dtype=self.dtype)
 
     def _build_encoder(self, cfg: Config, w: Weights, C: int, H: int, F: int, eps: float) -> _EncoderStack:
         k, act = self.layer_keys, cfg.get("hidden_act", "gelu")
@@ -93,7 +95,7 @@ class _VisionModel(PreTrainedModel):
             p = f"encoder.layer.{i}."
 
             def g(key, *shape, optional=False):
-                return w.get(p + key, shape or None, optional=optional)
+                return w.get(p + key, shape or None, optional=optional, matrix=len(shape) == 2)
 
             l1 = g(k["scale1"], C) if k["scale1"] else None
             l2 = g(k["scale2"], C) if k["scale2"] else None
@@ -104,7 +106,7 @@ class _VisionModel(PreTrainedModel):
                 q_weight=g("attention.attention.query.weight", C, C), q_bias=g("attention.attention.query.bias", C, optional=True),
                 k_weight=g("attention.attention.key.weight", C, C), k_bias=g("attention.attention.key.bias", C, optional=True),
                 v_weight=g("attention.attention.value.weight", C, C), v_bias=g("attention.attention.value.bias", C, optional=True),
-                o_weight=o_w, o_bias=o_b)
+                o_weight=o_w, o_bias=o_b, dtype=w.dtype)
             n1 = _C.LayerNorm(g(k["norm1"] + ".weight", C), g(k["norm1"] + ".bias", C), eps=eps)
             n2 = _C.LayerNorm(g(k["norm2"] + ".weight", C), g(k["norm2"] + ".bias", C), eps=eps)
             layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=True))
@@ -216,7 +218,7 @@ class Dinov2Model(_VisionModel):
         return _C.FeedForward(np.ascontiguousarray(w_in[hidden:]), down_w,
                               up_bias=np.ascontiguousarray(b_in[hidden:]), down_bias=down_b,
                               gate_weight=np.ascontiguousarray(w_in[:hidden]), gate_bias=np.ascontiguousarray(b_in[:hidden]),
-                              activation="silu")
+                              activation="silu", dtype=self.dtype)
 
     def _pool(self, last: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(last[:, 0])

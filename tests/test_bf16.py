@@ -1,0 +1,154 @@
+"""bfloat16 weights: Linear against a float64 reference of the same bf16 rounding, and every
+family loaded with dtype='bfloat16' against Hugging Face in float32 on the same (bf16-valued)
+weights, from float32 and from bfloat16 checkpoints."""
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import tfcore
+from reference import dense
+
+pytestmark = pytest.mark.skipif("bfloat16" not in tfcore.supported_dtypes(),
+                                reason="this CPU has no fast bf16 matmul (AVX512_BF16/AMX)")
+
+
+def bf16_round(a):
+    """float32 values rounded to the nearest bfloat16 (ties to even), as float64."""
+    return torch.from_numpy(np.asarray(a, np.float32)).to(torch.bfloat16).double().numpy()
+
+
+def bf16_bits(a):
+    return torch.from_numpy(np.asarray(a, np.float32)).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+
+
+def rand(rng, *shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+@pytest.mark.parametrize("M", [1, 3, 4, 5, 97])
+@pytest.mark.parametrize("act", [None, "gelu_tanh", "silu"])
+def test_linear_is_the_exact_product_of_bf16_rounded_operands(rng, M, act):
+    K, N = 131, 197
+    W, b, x, r = rand(rng, N, K, scale=K**-0.5), rand(rng, N), rand(rng, M, K), rand(rng, M, N)
+    lin = tfcore.Linear(W, b, act, dtype="bfloat16")
+    assert lin.dtype == "bfloat16" and "bfloat16" in repr(lin)
+    # the products are exact in f32 and summed in f32: only accumulation order differs
+    ref = dense.linear(bf16_round(x), bf16_round(W), b, act)
+    assert np.abs(lin(x) - ref).max() < 2e-5
+    assert np.abs(lin(x, r) - (ref + r)).max() < 2e-5
+    acc = r.copy()
+    lin(x, acc, out=acc)
+    assert np.abs(acc - (ref + r)).max() < 2e-5
+    # and against float32 weights the error is bf16's (8 bits of mantissa)
+    assert np.abs(lin(x) - dense.linear(x, W, b, act)).max() < 3e-2
+    np.testing.assert_array_equal(lin.weight, bf16_round(W).astype(np.float32))
+
+
+def test_linear_takes_bf16_bits_without_float32_copy(rng):
+    W, x = rand(rng, 64, 48), rand(rng, 5, 48)
+    from_bits = tfcore.Linear(bf16_bits(W), dtype="bfloat16")
+    from_f32 = tfcore.Linear(W, dtype="bfloat16")
+    np.testing.assert_array_equal(from_bits(x), from_f32(x))
+    np.testing.assert_array_equal(tfcore.Linear(bf16_bits(W).T.copy(), transposed=True, dtype="bfloat16")(x),
+                                  from_f32(x))
+
+
+def test_bad_dtypes():
+    W = np.ones((4, 3), np.float32)
+    with pytest.raises(tfcore.TfcoreValueError, match="dtype must be 'float32' or 'bfloat16', got 'int4'"):
+        tfcore.Linear(W, dtype="int4")
+    with pytest.raises(tfcore.TfcoreTypeError, match="dtype must be a string"):
+        tfcore.Linear(W, dtype=16)
+    with pytest.raises(tfcore.TfcoreTypeError, match="weight must have dtype float32"):
+        tfcore.Linear(W.view(np.uint32).astype(np.uint16))  # bits only mean bf16 with dtype='bfloat16'
+    bits = bf16_bits(W)
+    bits[1, 2] = 0x7FC0  # NaN
+    with pytest.raises(tfcore.TfcoreValueError, match="NaN or Inf"):
+        tfcore.Linear(bits, dtype="bfloat16")
+    with pytest.raises(tfcore.TfcoreTypeError, match="all uint16 bfloat16 bits"):
+        tfcore.MultiHeadAttention(4, 2, q_weight=bf16_bits(np.ones((4, 4))), k_weight=np.ones((4, 4), np.float32),
+                                  v_weight=np.ones((4, 4), np.float32), o_weight=np.ones((4, 4), np.float32),
+                                  dtype="bfloat16")
+
+
+def save_both(model, path):
+    """The model as float32 and as bfloat16 checkpoints, and HF in float32 with the
+    bf16-rounded weights (the reference for a bf16 run)."""
+    model.eval().save_pretrained(path / "f32")
+    model.to(torch.bfloat16).save_pretrained(path / "bf16")
+    return type(model).from_pretrained(path / "bf16", torch_dtype=torch.float32).eval()
+
+
+def causal_lms():
+    from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, OPTConfig,
+                              OPTForCausalLM)
+
+    return {
+        "gpt2": lambda: GPT2LMHeadModel(GPT2Config(vocab_size=97, n_embd=60, n_layer=2, n_head=5, n_positions=64)),
+        "llama-gqa": lambda: LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=64, num_hidden_layers=2,
+                                                          num_attention_heads=8, num_key_value_heads=2,
+                                                          intermediate_size=97)),
+        "opt": lambda: OPTForCausalLM(OPTConfig(vocab_size=97, hidden_size=60, num_hidden_layers=2, ffn_dim=131,
+                                                num_attention_heads=5, max_position_embeddings=64)),
+    }
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama-gqa", "opt"])
+def test_causal_lm_logits_and_decoding(rng, tmp_path, name):
+    torch.manual_seed(0)
+    ref = save_both(causal_lms()[name](), tmp_path)
+    ids = rng.integers(3, 97, size=(2, 23))
+    with torch.no_grad():
+        want = ref(torch.from_numpy(ids)).logits.numpy()
+    for ckpt in ("f32", "bf16"):
+        model = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path / ckpt, dtype="bfloat16")
+        assert model.dtype == "bfloat16" and model.lm_head.dtype == "bfloat16"
+        got = model(ids).logits
+        # rows rounded to bf16 before each GEMM: ~3 significant digits on O(1) logits
+        assert np.abs(got - want).max() < 2e-2 * np.abs(want).max()
+    # cached decoding (few-row GEMMs) equals the full forward of the same bf16 model
+    out = model(ids[:, :20], use_cache=True)
+    cache = out.past_key_values
+    for t in range(20, 23):
+        step = model(ids[:, t:t + 1], past_key_values=cache, use_cache=True)
+        cache = step.past_key_values
+        assert np.abs(step.logits[:, -1] - got[:, t]).max() < 1e-4
+    # pickles by path and dtype
+    assert pickle.loads(pickle.dumps(model)).dtype == "bfloat16"
+
+
+def test_encoders_and_vision(rng, tmp_path):
+    from transformers import BertConfig, BertModel, ViTConfig, ViTModel
+
+    torch.manual_seed(0)
+    bert = save_both(BertModel(BertConfig(vocab_size=101, hidden_size=60, num_hidden_layers=2, num_attention_heads=5,
+                                          intermediate_size=97, max_position_embeddings=64)), tmp_path / "bert")
+    ids = rng.integers(3, 101, size=(3, 31))
+    mask = (np.arange(31)[None] < np.array([[31], [7], [1]])).astype(np.int64)
+    with torch.no_grad():
+        want = bert(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).last_hidden_state.numpy()
+    got = tfcore.AutoModel.from_pretrained(tmp_path / "bert" / "bf16", dtype="bf16")(ids, attention_mask=mask)
+    real = mask.astype(bool)
+    assert np.abs(got.last_hidden_state[real] - want[real]).max() < 3e-2  # LayerNorm outputs are O(1)
+
+    vit = save_both(ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=60, num_hidden_layers=2,
+                                       num_attention_heads=5, intermediate_size=97)), tmp_path / "vit")
+    px = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        want = vit(torch.from_numpy(px)).last_hidden_state.numpy()
+    got = tfcore.AutoModel.from_pretrained(tmp_path / "vit" / "f32", dtype="bfloat16")(px).last_hidden_state
+    assert np.abs(got - want).max() < 3e-2
+
+
+def test_model_dtype_errors(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(vocab_size=31, n_embd=16, n_layer=1, n_head=2, n_positions=16)).save_pretrained(tmp_path)
+    for bad in ("int8", "float16", None):
+        with pytest.raises(tfcore.TfcoreValueError, match="dtype must be one of"):
+            tfcore.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=bad)
+    assert tfcore.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.bfloat16).dtype == "bfloat16"
