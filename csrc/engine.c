@@ -13,6 +13,22 @@
 static dnnl_engine_t g_engine;            /* process-wide; thread-safe per oneDNN */
 static atomic_int g_num_threads;          /* tfcore.set_num_threads */
 static _Thread_local int tl_thread_override; /* tfcore.threads(n) on this thread; 0 = none */
+/* Set in a child forked after tfcore initialised: GNU OpenMP cannot restart its thread pool
+ * in a forked child (a parallel region there waits forever for the parent's threads), so
+ * the child runs every call on its own thread. */
+static atomic_int g_forked_child;
+#define FORKED_CHILD_MSG                                                                    \
+    "this process was forked after tfcore started, and OpenMP cannot start threads in a "  \
+    "forked child: tfcore runs on 1 thread here. For parallel workers use the 'spawn' or " \
+    "'forkserver' start method (multiprocessing.get_context('spawn'))"
+
+static void
+after_fork_in_child(void)
+{
+    atomic_store(&g_forked_child, 1);
+    atomic_store(&g_num_threads, 1);
+    tl_thread_override = 0;
+}
 static pthread_key_t g_ctx_key;
 static pthread_once_t g_ctx_once = PTHREAD_ONCE_INIT;
 int tf_force_reference = 0;
@@ -62,6 +78,7 @@ tf_engine_init(tf_state *st)
         return -1;
     }
     atomic_store(&g_num_threads, default_threads());
+    pthread_atfork(NULL, NULL, after_fork_in_child);
     return 0;
 }
 
@@ -69,6 +86,9 @@ int
 tf_num_threads(void)
 {
     int n = tl_thread_override;
+    if (atomic_load(&g_forked_child)) {
+        return 1;
+    }
     return n > 0 ? n : atomic_load(&g_num_threads);
 }
 
@@ -191,6 +211,9 @@ set_num_threads(PyObject *module, PyObject *arg)
     if (overflow || n < 1 || n > 4096) {
         return tf_value_error(st, "number of threads must be between 1 and 4096");
     }
+    if (n > 1 && atomic_load(&g_forked_child)) {
+        return tf_value_error(st, FORKED_CHILD_MSG);
+    }
     atomic_store(&g_num_threads, (int)n);
     Py_RETURN_NONE;
 }
@@ -219,6 +242,9 @@ set_thread_override(PyObject *module, PyObject *arg)
     }
     if (n < 0 || n > 4096) {
         return tf_value_error(st, "number of threads must be between 1 and 4096");
+    }
+    if (n > 1 && atomic_load(&g_forked_child)) {
+        return tf_value_error(st, FORKED_CHILD_MSG);
     }
     int prev = tl_thread_override;
     tl_thread_override = (int)n;

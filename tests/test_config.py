@@ -84,3 +84,83 @@ def test_every_subpackage_is_packaged():
     listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(root).parts) for p in (root / "tfcore").rglob("__init__.py")}
     assert found <= listed, found - listed
+
+
+FORK_CHILD = """
+import multiprocessing as mp, sys
+import numpy as np
+import tfcore
+
+tfcore.set_num_threads(2)
+W = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)
+x = np.random.default_rng(1).standard_normal((64, 512)).astype(np.float32)
+lin = tfcore.Linear(W)
+want = lin(x)  # the parent's OpenMP thread pool is now running
+
+def child(q):
+    try:
+        q.put(("threads", tfcore.get_num_threads()))
+        q.put(("same", bool(np.array_equal(lin(x), want) or np.abs(lin(x) - want).max() < 1e-4)))
+        q_ = np.ones((1, 2, 97, 64), np.float32)
+        q.put(("sdpa", float(tfcore.functional.scaled_dot_product_attention(q_, q_, q_).max())))
+        try:
+            tfcore.set_num_threads(2)
+            q.put(("set", "no error"))
+        except tfcore.TfcoreValueError as e:
+            q.put(("set", str(e)))
+    except BaseException as e:
+        q.put(("error", repr(e)))
+
+ctx = mp.get_context("fork")
+q = ctx.Queue()
+p = ctx.Process(target=child, args=(q,))
+p.start()
+p.join(60)
+if p.exitcode is None:
+    p.kill()
+    print("HUNG")
+    sys.exit(1)
+print(dict(q.get(timeout=5) for _ in range(4)))
+"""
+
+
+def test_forked_child_runs_on_one_thread_instead_of_hanging():
+    """GNU OpenMP cannot restart its pool in a child forked after the parent used threads
+    (a parallel region there waits forever); tfcore's child runs serially and says why if
+    asked for more threads."""
+    out = subprocess.run([sys.executable, "-c", FORK_CHILD], capture_output=True, text=True, timeout=120,
+                         cwd=package_parent())
+    assert "HUNG" not in out.stdout and out.returncode == 0, out.stdout + out.stderr
+    res = eval(out.stdout.strip().splitlines()[-1])
+    assert res["threads"] == 1 and res["same"] is True and abs(res["sdpa"] - 1.0) < 1e-6
+    assert "forked" in res["set"] and "spawn" in res["set"]
+
+
+def test_per_model_threads(tmp_path, rng):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(vocab_size=31, n_embd=16, n_layer=1, n_head=2, n_positions=32)).save_pretrained(tmp_path)
+    seen = []
+    one = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path, threads=1)
+    default = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path)
+    ids = rng.integers(0, 31, size=(2, 9))
+    real_forward = type(one).forward
+
+    def spy(self, *a, **k):
+        seen.append(tfcore.get_num_threads())
+        return real_forward(self, *a, **k)
+
+    type(one).forward = spy
+    try:
+        with tfcore.threads(2):
+            a = one(ids).logits
+            one.generate(ids, max_new_tokens=2)
+            b = default(ids).logits
+    finally:
+        type(one).forward = real_forward
+    assert seen[:3] == [1, 1, 1] and seen[-1] == 2
+    assert np.abs(a - b).max() < 1e-5
+    assert "threads=1" in repr(one)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(tfcore.TfcoreValueError, match="threads must be an int"):
+            tfcore.AutoModelForCausalLM.from_pretrained(tmp_path, threads=bad)

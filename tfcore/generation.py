@@ -11,6 +11,7 @@ from typing import Callable, List, Optional, Sequence, Union
 import numpy as np
 
 from . import _C
+from .models.base import with_model_threads
 
 TokenIds = Union[int, Sequence[int], None]
 
@@ -78,6 +79,7 @@ class GenerationMixin:
 
     generation_defaults: dict
 
+    @with_model_threads
     def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20, do_sample: bool = False,
                  temperature: float = 1.0, top_k: Optional[int] = 50, top_p: Optional[float] = 1.0,
                  repetition_penalty: float = 1.0, eos_token_id: TokenIds = None, pad_token_id: Optional[int] = None,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Dict, Type, Union
+from typing import Dict, Optional, Type, Union
 
 from . import models
 from .config import Config
@@ -30,13 +30,13 @@ CAUSAL_LMS: Dict[str, Type[PreTrainedModel]] = {
 
 
 def _load(directory: Union[str, os.PathLike], table: Dict[str, Type[PreTrainedModel]], what: str,
-          dtype: str) -> PreTrainedModel:
+          dtype: str, threads: Optional[int]) -> PreTrainedModel:
     mt = Config.from_dir(directory).get("model_type")
     cls = table.get(mt)
     if cls is None:
         raise CheckpointError(f"{directory}: model_type {mt!r} is not a supported {what}; tfcore supports "
                               f"{', '.join(sorted(table))}")
-    return cls.from_pretrained(directory, dtype=dtype)
+    return cls.from_pretrained(directory, dtype=dtype, threads=threads)
 
 
 class AutoModel:
@@ -44,13 +44,15 @@ class AutoModel:
     (like ``transformers.AutoModel``)."""
 
     @staticmethod
-    def from_pretrained(directory: Union[str, os.PathLike], dtype: str = "float32") -> PreTrainedModel:
-        return _load(directory, BASE_MODELS, "model", dtype)
+    def from_pretrained(directory: Union[str, os.PathLike], dtype: str = "float32",
+                        threads: Optional[int] = None) -> PreTrainedModel:
+        return _load(directory, BASE_MODELS, "model", dtype, threads)
 
 
 class AutoModelForCausalLM:
     """``AutoModelForCausalLM.from_pretrained(dir)`` like transformers': a model with generate()."""
 
     @staticmethod
-    def from_pretrained(directory: Union[str, os.PathLike], dtype: str = "float32") -> PreTrainedModel:
-        return _load(directory, CAUSAL_LMS, "causal LM", dtype)
+    def from_pretrained(directory: Union[str, os.PathLike], dtype: str = "float32",
+                        threads: Optional[int] = None) -> PreTrainedModel:
+        return _load(directory, CAUSAL_LMS, "causal LM", dtype, threads)

@@ -2,6 +2,7 @@
 prefixes and renames, missing/unexpected key reporting, from_pretrained."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -13,6 +14,23 @@ from ..config import Config
 from ..safetensors import Checkpoint, CheckpointError
 
 log = logging.getLogger("tfcore")
+
+
+def with_model_threads(method):
+    """Run a model method on the model's own thread count (from_pretrained(threads=n)),
+    if it has one, instead of the process-wide tfcore.set_num_threads()."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        n = getattr(self, "threads", None)
+        if n is None:
+            return method(self, *args, **kwargs)
+        from .._config import threads
+
+        with threads(n):
+            return method(self, *args, **kwargs)
+
+    return run
 
 
 class ModelOutput(dict):
@@ -107,16 +125,23 @@ class PreTrainedModel:
         self.dtype = weights.dtype
 
     @classmethod
-    def from_pretrained(cls, directory: Union[str, os.PathLike], dtype: str = "float32") -> "PreTrainedModel":
+    def from_pretrained(cls, directory: Union[str, os.PathLike], dtype: str = "float32",
+                        threads: Optional[int] = None) -> "PreTrainedModel":
         """Load a Hugging Face checkpoint directory (``config.json`` + ``*.safetensors``).
 
         dtype ``"float32"`` (default) or ``"bfloat16"``: the precision of the projection
         weights and their GEMMs (bf16 weights, bf16-rounded inputs, float32 accumulation);
         norms, softmax, embeddings, the KV cache and all outputs stay float32. See
-        ``tfcore.supported_dtypes()``."""
+        ``tfcore.supported_dtypes()``.
+
+        threads: run this model's calls (forward, generate) on n threads whatever
+        ``tfcore.set_num_threads`` says; None follows the process-wide setting."""
+        from .. import _C
         from .._config import canonical_dtype
 
         dtype = canonical_dtype(dtype)
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            raise _C.TfcoreValueError(f"threads must be an int >= 1 or None, got {threads!r}")
         directory = Path(directory)
         if not directory.is_dir():
             raise CheckpointError(f"{directory}: not a directory")
@@ -135,15 +160,17 @@ class PreTrainedModel:
             log.warning("%s: %d checkpoint tensors not used by %s: %s%s", directory, len(extra), cls.__name__,
                         ", ".join(extra[:8]), " ..." if len(extra) > 8 else "")
         model.name_or_path = str(directory)
+        model.threads = threads
         return model
 
+    @with_model_threads
     def __call__(self, *args: Any, **kwargs: Any) -> ModelOutput:
         return self.forward(*args, **kwargs)
 
     def __reduce__(self):
         """Pickled by checkpoint path and dtype, never by copying weights: unpickling (in this
         or another process) loads the same directory again."""
-        return (_load_pickled, (type(self), self.name_or_path, self.dtype))
+        return (_load_pickled, (type(self), self.name_or_path, self.dtype, self.threads))
 
     def num_parameters(self) -> int:
         """Parameters in the checkpoint tensors this model uses."""
@@ -153,7 +180,7 @@ class PreTrainedModel:
         from .. import get_num_threads
 
         return (f"{type(self).__name__}(model_type={self.config.get('model_type')!r}, "
-                f"parameters={self._num_parameters / 1e6:.1f}M, dtype={self.dtype}, threads={get_num_threads()}, "
+                f"parameters={self._num_parameters / 1e6:.1f}M, dtype={self.dtype}, threads={self.threads or get_num_threads()}, "
                 f"path={self.name_or_path!r})")
 
     def _repr_html_(self) -> str:
@@ -171,8 +198,8 @@ class PreTrainedModel:
         raise NotImplementedError
 
 
-def _load_pickled(cls, path: str, dtype: str) -> "PreTrainedModel":
-    return cls.from_pretrained(path, dtype=dtype)
+def _load_pickled(cls, path: str, dtype: str, threads: Optional[int] = None) -> "PreTrainedModel":
+    return cls.from_pretrained(path, dtype=dtype, threads=threads)
 
 
 def padding_mask(attention_mask, B: int, T: int, layout: str = "(batch, seq_len)") -> Optional[np.ndarray]:

@@ -23,11 +23,11 @@ class DecoderLM(PreTrainedModel, GenerationMixin):
         self.generation_defaults = {k: config.get(k) for k in ("eos_token_id", "pad_token_id", "bos_token_id")}
 
     @classmethod
-    def from_pretrained(cls, directory, dtype: str = "float32"):
+    def from_pretrained(cls, directory, dtype: str = "float32", threads: Optional[int] = None):
         import json
         from pathlib import Path
 
-        model = super().from_pretrained(directory, dtype)
+        model = super().from_pretrained(directory, dtype, threads)
         gen = Path(directory) / "generation_config.json"
         if gen.exists():
             try:
