@@ -7,10 +7,13 @@
 
 #define TF_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 
-/* Mask of the first n (<= 16) lanes. */
+/* Mask of the first n lanes (none for n <= 0, all for n >= 16). */
 static inline __mmask16
 tf_mask16(int64_t n)
 {
+    if (n <= 0) {
+        return 0;
+    }
     return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
 }
 

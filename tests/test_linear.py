@@ -72,6 +72,14 @@ def test_few_rows_decode_path(rng, M, act, bias):
     assert np.abs(lin(big)[:M] - lin(x)).max() < 1e-5
 
 
+@pytest.mark.parametrize("N", [1, 16, 17, 33, 64, 65])
+def test_few_rows_narrow_last_panel(rng, N):
+    """Last panels narrower than 64 columns (the bias and stores are masked per 16 lanes)."""
+    K = 37
+    W, b, x = rand(rng, N, K), rand(rng, N), rand(rng, 2, K)
+    assert np.abs(tfcore.Linear(W, b, "silu")(x) - dense.linear(x, W, b, "silu")).max() < tol(K)
+
+
 def test_few_rows_wide_layer_threads(rng):
     """A layer wide enough to be split over threads by panels (LM-head shaped)."""
     K, N = 96, 50_000

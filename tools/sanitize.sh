@@ -16,4 +16,6 @@ trap 'rm -f tfcore/_C*.so' EXIT   # never leave the sanitizer build where import
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
 export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:quarantine_size_mb=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-PYTHONPATH=. "$PY" -m pytest tests -q -p no:cacheprovider "$@"
+# --capture=sys: a sanitizer report is written to fd 2 just before the process dies; fd-level
+# capture would swallow it with the process
+PYTHONPATH=. "$PY" -m pytest tests -q -p no:cacheprovider --capture=sys "$@"
