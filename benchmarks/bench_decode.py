@@ -23,7 +23,6 @@ import tfcore  # noqa: E402
 from common import print_table  # noqa: E402
 
 
-
 def measured_bandwidth(threads: int, nbytes: int = 512 * 2**20, reps: int = 7) -> float:
     """GB/s of plain reads right now (the VM is shared: bandwidth varies from run to run):
     the fastest of torch's vectorised, threaded reductions (sum, max, dot) over a buffer far
@@ -68,6 +67,12 @@ def step_bytes(model) -> int:
     return n + model.lm_head.in_features * model.lm_head.out_features * 4
 
 
+def hf_greedy(model, tids, tmask, new_tokens):
+    """HF generate, greedy, exactly new_tokens tokens (no early stop), like tfcore's run."""
+    return model.generate(tids, attention_mask=tmask, max_new_tokens=new_tokens, do_sample=False,
+                          eos_token_id=None, pad_token_id=0, min_new_tokens=new_tokens)
+
+
 def bench(name, path, hf_cls, batch, new_tokens, reps, bandwidth):
     ours = tfcore.AutoModelForCausalLM.from_pretrained(path)
     ref = hf_cls.from_pretrained(path, attn_implementation="sdpa").eval()
@@ -79,8 +84,7 @@ def bench(name, path, hf_cls, batch, new_tokens, reps, bandwidth):
         return ours.generate(ids, max_new_tokens=new_tokens, eos_token_id=[])
 
     def run_hf():
-        return ref.generate(tids, attention_mask=tmask, max_new_tokens=new_tokens, do_sample=False,
-                            eos_token_id=None, pad_token_id=0, min_new_tokens=new_tokens)
+        return hf_greedy(ref, tids, tmask, new_tokens)
 
     with torch.inference_mode():
         a, b = run_ours(), run_hf().numpy()

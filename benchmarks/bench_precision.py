@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tfcore  # noqa: E402
-from bench_decode import make_models  # noqa: E402
+from bench_decode import hf_greedy, make_models  # noqa: E402
 from bench_models import bert_base, vit_base  # noqa: E402
 from common import interleaved, print_table  # noqa: E402
 
@@ -67,8 +67,7 @@ def bench_decoder(name, path, hf_cls, new_tokens, reps):
         return m.generate(ids, max_new_tokens=new_tokens, eos_token_id=[])
 
     def gen_hf(m):
-        return m.generate(tids, attention_mask=tmask, max_new_tokens=new_tokens, do_sample=False,
-                          eos_token_id=None, pad_token_id=0, min_new_tokens=new_tokens)
+        return hf_greedy(m, tids, tmask, new_tokens)
 
     with torch.inference_mode():
         seq32 = gen(ours["float32"])

@@ -25,9 +25,7 @@ static atomic_int g_forked_child;
 static void
 after_fork_in_child(void)
 {
-    atomic_store(&g_forked_child, 1);
-    atomic_store(&g_num_threads, 1);
-    tl_thread_override = 0;
+    atomic_store(&g_forked_child, 1);  /* tf_num_threads() answers 1 from now on */
 }
 static pthread_key_t g_ctx_key;
 static pthread_once_t g_ctx_once = PTHREAD_ONCE_INIT;

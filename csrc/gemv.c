@@ -17,13 +17,12 @@
 /* Below this many weights one thread is faster than waking the team. */
 #define PARALLEL_MIN_WEIGHTS (1 << 16)
 
-int
-tf_gemv_layout(const_dnnl_memory_desc_t wmd, int64_t *panel_stride)
+int64_t
+tf_gemv_panel_stride(const_dnnl_memory_desc_t wmd)
 {
     int ndims = 0, nblks = 0;
     const dnnl_dims_t *blks = NULL, *idxs = NULL, *strides = NULL, *padded = NULL;
     dnnl_data_type_t dt = dnnl_data_type_undef;
-    *panel_stride = 0;
     if (dnnl_memory_desc_query(wmd, dnnl_query_ndims_s32, &ndims) ||
         dnnl_memory_desc_query(wmd, dnnl_query_data_type, &dt) ||
         dnnl_memory_desc_query(wmd, dnnl_query_inner_nblks_s32, &nblks) || ndims != 2 ||
@@ -38,8 +37,7 @@ tf_gemv_layout(const_dnnl_memory_desc_t wmd, int64_t *panel_stride)
     if ((*idxs)[0] != 0 || (*idxs)[1] != 1 || (*blks)[0] != KBLOCK || (*blks)[1] != PANEL ||
         (*strides)[0] != KBLOCK * PANEL || (*strides)[1] != (*padded)[0] * PANEL)
         return 0;
-    *panel_stride = (*strides)[1];
-    return 1;
+    return (*strides)[1];
 }
 
 /* acc[m][0..3] = x[m, :] · panel[:, 0..63] for the M (compile-time after inlining) rows. */

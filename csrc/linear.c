@@ -400,7 +400,7 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                           dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)),
                       "copying the packed weight layout"))
         goto fail;
-    tf_gemv_layout(self->wmd, &self->panel_stride);
+    self->panel_stride = tf_gemv_panel_stride(self->wmd);
     size_t wsize = dnnl_memory_desc_get_size(self->wmd);
     self->weights = tf_malloc(wsize);
     if (self->weights == NULL) {
