@@ -290,7 +290,7 @@ config(PyObject *module, PyObject *unused)
     char version[64];
     snprintf(version, sizeof(version), "%d.%d.%d", v->major, v->minor, v->patch);
     return Py_BuildValue(
-        "{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:i}",
+        "{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:i, s:i}",
         "onednn_version", version, "onednn_hash", v->hash,
         "onednn_built_against", DNNL_VERSION_HASH,
         "cpu_runtime", runtime_name(v->cpu_runtime),
@@ -298,7 +298,7 @@ config(PyObject *module, PyObject *unused)
         "num_threads", tf_num_threads(), "omp_num_procs", omp_get_num_procs(),
         "kernels_avx512", tf_cpu_has_avx512() && !tf_force_reference,
         "kernel_path", tf_cpu_has_avx512() && !tf_force_reference ? "avx512" : "reference",
-        "bf16_matmul", tf_bf16_supported());
+        "bf16_matmul", tf_bf16_supported(), "int8_matmul", tf_int8_supported());
 }
 
 PyDoc_STRVAR(set_reference_kernels_doc,

@@ -8,6 +8,7 @@
  */
 #include "linear.h"
 #include "gemv.h"
+#include "quant.h"
 
 #include <string.h>
 
@@ -28,11 +29,34 @@ act_to_eltwise(int act, dnnl_alg_kind_t *alg, float *alpha)
     }
 }
 
-/* The attribute for a call: user scratchpad, activation, then the second operand. */
+/* int8 GEMMs are described as a batch of one, (1, M, K) x (1, K, N): oneDNN 3.2's brgemm
+ * takes the per-token scales as a (1, M, 1) broadcast operand but not as (M, 1). */
+static int
+gemm_ndims(dnnl_data_type_t wdt)
+{
+    return wdt == dnnl_s8 ? 3 : 2;
+}
+
+/* A dense row-major (rows, cols) matrix, as (1, rows, cols) when nd is 3. */
 static dnnl_status_t
-make_attr(dnnl_primitive_attr_t *attr, int act, tf_post post, const_dnnl_memory_desc_t other_md)
+matrix_md(dnnl_memory_desc_t *md, int nd, int64_t rows, int64_t cols, dnnl_data_type_t dt)
+{
+    dnnl_dims_t dims2 = {rows, cols}, dims3 = {1, rows, cols};
+    return nd == 3 ? dnnl_memory_desc_create_with_tag(md, 3, dims3, dt, dnnl_abc)
+                   : dnnl_memory_desc_create_with_tag(md, 2, dims2, dt, dnnl_ab);
+}
+
+/* The attribute for a call: user scratchpad, [int8: weight scales, row scales, bias],
+ * activation, then the second operand. int8 GEMMs give s8·s8 sums per (row, column); the
+ * per-column scale is oneDNN's weight scale, the per-token one a (M, 1) broadcast multiply
+ * (oneDNN 3.2 takes only one scale for all of src), and the bias follows it because it
+ * must be added to the dequantized value. */
+static dnnl_status_t
+make_attr(dnnl_primitive_attr_t *attr, int64_t M, int64_t N, int has_bias, int act,
+          tf_post post, dnnl_data_type_t wdt, const_dnnl_memory_desc_t other_md)
 {
     dnnl_post_ops_t ops = NULL;
+    dnnl_memory_desc_t rows_md = NULL, bias_md = NULL;
     dnnl_alg_kind_t alg;
     float alpha;
     dnnl_status_t s = dnnl_primitive_attr_create(attr);
@@ -43,6 +67,17 @@ make_attr(dnnl_primitive_attr_t *attr, int act, tf_post post, const_dnnl_memory_
         goto done;
     if ((s = dnnl_post_ops_create(&ops)))
         goto done;
+    if (wdt == dnnl_s8) {
+        /* scales per N: the last of the (1, K, N) weight dims */
+        if ((s = dnnl_primitive_attr_set_scales_mask(*attr, DNNL_ARG_WEIGHTS, 1 << 2)))
+            goto done;
+        if ((s = matrix_md(&rows_md, 3, M, 1, dnnl_f32)) ||
+            (s = dnnl_post_ops_append_binary(ops, dnnl_binary_mul, rows_md)))
+            goto done;
+        if (has_bias && ((s = matrix_md(&bias_md, 3, 1, N, dnnl_f32)) ||
+                         (s = dnnl_post_ops_append_binary(ops, dnnl_binary_add, bias_md))))
+            goto done;
+    }
     if (act_to_eltwise(act, &alg, &alpha) && (s = dnnl_post_ops_append_eltwise(ops, alg, alpha, 0.0f)))
         goto done;
     if (post == TF_POST_ADD && (s = dnnl_post_ops_append_binary(ops, dnnl_binary_add, other_md)))
@@ -56,7 +91,17 @@ done:
     if (ops != NULL) {
         dnnl_post_ops_destroy(ops);
     }
+    if (rows_md) dnnl_memory_desc_destroy(rows_md);
+    if (bias_md) dnnl_memory_desc_destroy(bias_md);
     return s;
+}
+
+/* Index of the post-op that takes `other` (ADD/MUL), as laid out by make_attr. */
+static int
+other_post_op_index(int has_bias, int act, dnnl_data_type_t wdt)
+{
+    int index = act_to_eltwise(act, &(dnnl_alg_kind_t){0}, &(float){0}) ? 1 : 0;
+    return wdt == dnnl_s8 ? index + 1 + (has_bias ? 1 : 0) : index;
 }
 
 /* A matmul primitive descriptor for M rows of this Linear. */
@@ -66,16 +111,17 @@ make_pd(dnnl_primitive_desc_t *pd, int64_t M, int64_t K, int64_t N, int has_bias
 {
     dnnl_memory_desc_t src = NULL, dst = NULL, bias = NULL;
     dnnl_primitive_attr_t attr = NULL;
-    dnnl_dims_t src_dims = {M, K}, dst_dims = {M, N}, bias_dims = {1, N};
+    const int nd = gemm_ndims(wdt);
     dnnl_status_t s;
-    /* bf16 weights take bf16 rows (converted by the caller); output and bias stay f32 */
-    if ((s = dnnl_memory_desc_create_with_tag(&src, 2, src_dims, wdt, dnnl_ab)))
+    /* bf16 / s8 weights take bf16 / s8 rows (converted by the caller); output and bias
+     * stay f32; int8 adds the bias as a post-op (see make_attr) */
+    if ((s = matrix_md(&src, nd, M, K, wdt)))
         goto done;
-    if ((s = dnnl_memory_desc_create_with_tag(&dst, 2, dst_dims, dnnl_f32, dnnl_ab)))
+    if ((s = matrix_md(&dst, nd, M, N, dnnl_f32)))
         goto done;
-    if (has_bias && (s = dnnl_memory_desc_create_with_tag(&bias, 2, bias_dims, dnnl_f32, dnnl_ab)))
+    if (has_bias && wdt != dnnl_s8 && (s = matrix_md(&bias, 2, 1, N, dnnl_f32)))
         goto done;
-    if ((s = make_attr(&attr, act, post, dst)))
+    if ((s = make_attr(&attr, M, N, has_bias, act, post, wdt, dst)))
         goto done;
     s = dnnl_matmul_primitive_desc_create(pd, tf_engine(), src, wmd, bias, dst, attr);
 done:
@@ -86,6 +132,45 @@ done:
     return s;
 }
 
+/* Bytes of the calling thread's scratch that hold x converted for the GEMM, 64-aligned:
+ * bf16 rows, or s8 rows followed by their (M,) float scales. */
+static size_t
+converted_x_bytes(dnnl_data_type_t wdt, int64_t M, int64_t K)
+{
+    const size_t align = 63;
+    if (wdt == dnnl_bf16)
+        return ((size_t)(M * K) * 2 + align) & ~align;
+    if (wdt == dnnl_s8)
+        return (((size_t)(M * K) + align) & ~align) + (((size_t)M * sizeof(float) + align) & ~align);
+    return 0;
+}
+
+/* Memory objects for an int8 call's extra operands: per-column weight scales (N,), per-row
+ * scales (M, 1) and the bias (1, N) post-op (NULL without bias). */
+static int
+wrap_int8_operands(const tf_linear *lin, int64_t M, float *row_scales, dnnl_memory_t *m_wscale,
+                   dnnl_memory_t *m_rows, dnnl_memory_t *m_bias, tf_err *err)
+{
+    dnnl_memory_desc_t md_n = NULL, md_rows = NULL, md_bias = NULL;
+    dnnl_dims_t n_dims = {lin->out_features};
+    int rc = -1;
+    if (tf_err_dnnl(err, dnnl_memory_desc_create_with_tag(&md_n, 1, n_dims, dnnl_f32, dnnl_a), "describing weight scales") ||
+        tf_err_dnnl(err, matrix_md(&md_rows, 3, M, 1, dnnl_f32), "describing row scales") ||
+        tf_err_dnnl(err, matrix_md(&md_bias, 3, 1, lin->out_features, dnnl_f32), "describing bias") ||
+        tf_err_dnnl(err, dnnl_memory_create(m_wscale, md_n, tf_engine(), lin->wscale), "wrapping weight scales") ||
+        tf_err_dnnl(err, dnnl_memory_create(m_rows, md_rows, tf_engine(), row_scales), "wrapping row scales"))
+        goto done;
+    if (lin->bias != NULL &&
+        tf_err_dnnl(err, dnnl_memory_create(m_bias, md_bias, tf_engine(), lin->bias), "wrapping bias"))
+        goto done;
+    rc = 0;
+done:
+    if (md_n) dnnl_memory_desc_destroy(md_n);
+    if (md_rows) dnnl_memory_desc_destroy(md_rows);
+    if (md_bias) dnnl_memory_desc_destroy(md_bias);
+    return rc;
+}
+
 int
 tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
                   const float *other, tf_err *err)
@@ -93,14 +178,15 @@ tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_t prim = NULL;
     dnnl_memory_t m_src = NULL, m_wei = NULL, m_bias = NULL, m_dst = NULL, m_other = NULL,
-                  m_scratch = NULL;
+                  m_scratch = NULL, m_wscale = NULL, m_rows = NULL;
     int rc = -1;
     const int64_t K = lin->in_features, N = lin->out_features;
     if (M <= TF_GEMV_MAX_M && lin->panel_stride > 0 && tf_cpu_has_avx512() && !tf_force_reference) {
         tf_gemv(lin, x, M, y, post, other);
         return 0;
     }
-    const size_t xbytes = lin->wdt == dnnl_bf16 ? ((size_t)(M * K) * 2 + 63) & ~(size_t)63 : 0;
+    const size_t xbytes = converted_x_bytes(lin->wdt, M, K);
+    float *row_scales = NULL;
     tf_thread_ctx *ctx = tf_thread_ctx_get(err);
     if (ctx == NULL) {
         return -1;
@@ -115,17 +201,23 @@ tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_
     const_dnnl_memory_desc_t dst_md = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
     const_dnnl_memory_desc_t sp_md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     size_t sp_size = dnnl_memory_desc_get_size(sp_md);
-    /* [x rounded to bf16 (bf16 weights only) | oneDNN's scratchpad] */
+    /* [x converted for bf16 / s8 weights | oneDNN's scratchpad] */
     char *scratch = tf_thread_scratch(ctx, xbytes + sp_size, err);
     if (scratch == NULL)
         goto done;
-    if (xbytes > 0) {
+    if (lin->wdt == dnnl_bf16) {
         tf_f32_to_bf16(x, (uint16_t *)scratch, M * K);
+    }
+    else if (lin->wdt == dnnl_s8) {
+        row_scales = (float *)(scratch + xbytes - (((size_t)M * sizeof(float) + 63) & ~(size_t)63));
+        tf_quantize_rows_s8(x, M, K, (int8_t *)scratch, row_scales);
+    }
+    if (xbytes > 0) {
         x = (const float *)scratch;
         scratch += xbytes;
     }
 
-    dnnl_exec_arg_t args[6];
+    dnnl_exec_arg_t args[8];
     int nargs = 0;
     if (tf_err_dnnl(err, dnnl_memory_create(&m_src, src_md, tf_engine(), (void *)x), "wrapping x") ||
         tf_err_dnnl(err, dnnl_memory_create(&m_wei, lin->wmd, tf_engine(), lin->weights), "wrapping weights") ||
@@ -136,14 +228,22 @@ tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_
     args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, m_wei};
     args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_DST, m_dst};
     args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, m_scratch};
-    if (lin->bias != NULL) {
+    if (lin->wdt == dnnl_s8) {
+        if (wrap_int8_operands(lin, M, row_scales, &m_wscale, &m_rows, &m_bias, err) < 0)
+            goto done;
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_SCALES | DNNL_ARG_WEIGHTS, m_wscale};
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, m_rows};
+        if (m_bias != NULL)
+            args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, m_bias};
+    }
+    else if (lin->bias != NULL) {
         const_dnnl_memory_desc_t b_md = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1);
         if (tf_err_dnnl(err, dnnl_memory_create(&m_bias, b_md, tf_engine(), lin->bias), "wrapping bias"))
             goto done;
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, m_bias};
     }
     if (post == TF_POST_ADD || post == TF_POST_MUL) {
-        int index = act_to_eltwise(lin->act, &(dnnl_alg_kind_t){0}, &(float){0}) ? 1 : 0;
+        int index = other_post_op_index(lin->bias != NULL, lin->act, lin->wdt);
         if (tf_err_dnnl(err, dnnl_memory_create(&m_other, dst_md, tf_engine(), (void *)other),
                         "wrapping the post-op operand"))
             goto done;
@@ -160,6 +260,8 @@ done:
     if (m_dst) dnnl_memory_destroy(m_dst);
     if (m_other) dnnl_memory_destroy(m_other);
     if (m_scratch) dnnl_memory_destroy(m_scratch);
+    if (m_wscale) dnnl_memory_destroy(m_wscale);
+    if (m_rows) dnnl_memory_destroy(m_rows);
     if (prim) dnnl_primitive_destroy(prim);
     if (pd) dnnl_primitive_desc_destroy(pd);
     return rc;
@@ -244,41 +346,73 @@ done:
 /* The weights as oneDNN sees them: logical (K, N). W given as (N, K) row-major is the
  * (K, N) matrix with strides (1, K); transposed (GPT-2 Conv1D) (K, N) has (N, 1). */
 static dnnl_status_t
-user_weights_md(dnnl_memory_desc_t *md, int64_t K, int64_t N, int transposed, dnnl_data_type_t dt)
+user_weights_md(dnnl_memory_desc_t *md, int nd, int64_t K, int64_t N, int transposed,
+                dnnl_data_type_t dt)
 {
-    dnnl_dims_t dims = {K, N};
-    dnnl_dims_t strides = {1, K};
+    /* (K, N) with strides (1, K), or (N, 1) when transposed; nd 3 prepends the batch of one */
+    dnnl_dims_t dims = {K, N}, strides = {1, K};
     if (transposed) {
         strides[0] = N;
         strides[1] = 1;
     }
+    if (nd == 3) {
+        dnnl_dims_t dims3 = {1, K, N}, strides3 = {K * N, strides[0], strides[1]};
+        return dnnl_memory_desc_create_with_strides(md, 3, dims3, dt, strides3);
+    }
     return dnnl_memory_desc_create_with_strides(md, 2, dims, dt, strides);
+}
+
+/* Weights (K, N) in the layout oneDNN chooses for dt. */
+static dnnl_status_t
+any_weights_md(dnnl_memory_desc_t *md, int64_t K, int64_t N, dnnl_data_type_t dt)
+{
+    dnnl_dims_t dims2 = {K, N}, dims3 = {1, K, N};
+    return gemm_ndims(dt) == 3 ? dnnl_memory_desc_create_with_tag(md, 3, dims3, dt, dnnl_format_tag_any)
+                               : dnnl_memory_desc_create_with_tag(md, 2, dims2, dt, dnnl_format_tag_any);
+}
+
+/* Does oneDNN run a matmul with dt weights natively (not its scalar 'ref' code) on a CPU
+ * with the instructions that make it fast (isa_bits, a dnnl_cpu_isa_t bit set)? */
+static int
+native_matmul(dnnl_data_type_t dt, unsigned isa_bits)
+{
+    int ok = 0;
+    dnnl_memory_desc_t any = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    if (any_weights_md(&any, 64, 64, dt) == dnnl_success &&
+        make_pd(&pd, 64, 64, 64, 1, TF_ACT_NONE, TF_POST_NONE, dt, any) == dnnl_success) {
+        const char *impl = NULL;
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+        ok = impl != NULL && strstr(impl, "ref") == NULL &&
+             ((unsigned)dnnl_get_effective_cpu_isa() & isa_bits) == isa_bits;
+    }
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (any) dnnl_memory_desc_destroy(any);
+    return ok;
 }
 
 int
 tf_bf16_supported(void)
 {
+    /* without AVX512_BF16 (or AMX, whose ISA bits include it) oneDNN emulates bf16 */
     static int cached = -1;  /* racing first calls compute the same answer */
-    if (cached >= 0) {
-        return cached;
+    if (cached < 0) {
+        cached = native_matmul(dnnl_bf16, dnnl_cpu_isa_avx512_core_bf16);
     }
-    int ok = 0;
-    dnnl_memory_desc_t any = NULL;
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_dims_t dims = {64, 64};
-    if (dnnl_memory_desc_create_with_tag(&any, 2, dims, dnnl_bf16, dnnl_format_tag_any) == dnnl_success &&
-        make_pd(&pd, 64, 64, 64, 0, TF_ACT_NONE, TF_POST_NONE, dnnl_bf16, any) == dnnl_success) {
-        const char *impl = NULL;
-        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-        /* oneDNN emulates bf16 without AVX512_BF16/AMX through slow paths; 'ref' is scalar */
-        ok = impl != NULL && strstr(impl, "ref") == NULL &&
-             dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core_bf16 &&
-             dnnl_get_effective_cpu_isa() != dnnl_cpu_isa_avx2_vnni;
+    return cached;
+}
+
+int
+tf_int8_supported(void)
+{
+    /* VNNI (AVX-512 or AVX2 flavour) multiplies 4 byte pairs per lane and instruction;
+     * without it oneDNN's int8 is no faster than fp32 */
+    static int cached = -1;
+    if (cached < 0) {
+        cached = native_matmul(dnnl_s8, dnnl_cpu_isa_avx512_core_vnni) ||
+                 native_matmul(dnnl_s8, dnnl_cpu_isa_avx2_vnni);
     }
-    if (pd) dnnl_primitive_desc_destroy(pd);
-    if (any) dnnl_memory_desc_destroy(any);
-    cached = ok;
-    return ok;
+    return cached;
 }
 
 int
@@ -291,7 +425,8 @@ tf_parse_weight_dtype(tf_state *st, PyObject *obj, dnnl_data_type_t *dt)
     const char *name = PyUnicode_Check(obj) ? PyUnicode_AsUTF8(obj) : NULL;
     if (name == NULL) {
         PyErr_Clear();
-        tf_type_error(st, "dtype must be a string ('float32' or 'bfloat16'), got %s", Py_TYPE(obj)->tp_name);
+        tf_type_error(st, "dtype must be a string ('float32', 'bfloat16' or 'int8'), got %s",
+                      Py_TYPE(obj)->tp_name);
         return -1;
     }
     if (strcmp(name, "float32") == 0 || strcmp(name, "fp32") == 0) {
@@ -306,7 +441,16 @@ tf_parse_weight_dtype(tf_state *st, PyObject *obj, dnnl_data_type_t *dt)
         *dt = dnnl_bf16;
         return 0;
     }
-    tf_value_error(st, "dtype must be 'float32' or 'bfloat16', got '%s'", name);
+    if (strcmp(name, "int8") == 0) {
+        if (!tf_int8_supported()) {
+            tf_value_error(st, "dtype='int8' needs a CPU with AVX512_VNNI or AVX_VNNI (oneDNN has no "
+                               "fast int8 matmul here; see tfcore.supported_dtypes())");
+            return -1;
+        }
+        *dt = dnnl_s8;
+        return 0;
+    }
+    tf_value_error(st, "dtype must be 'float32', 'bfloat16' or 'int8', got '%s'", name);
     return -1;
 }
 
@@ -352,6 +496,7 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     dnnl_memory_desc_t user_md = NULL, any_md = NULL;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_data_type_t wdt, given;
+    int8_t *quantized = NULL;
     tf_linear *self = NULL;
     tf_state *st = tf_state_of_type(type);
     int act;
@@ -389,11 +534,10 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->act = act;
     self->wdt = wdt;
 
-    dnnl_dims_t wdims = {K, N};
-    if (tf_check_dnnl(st, user_weights_md(&user_md, K, N, transposed, given), "describing weights") ||
-        tf_check_dnnl(st, dnnl_memory_desc_create_with_tag(&any_md, 2, wdims, wdt,
-                                                           dnnl_format_tag_any),
-                      "describing packed weights") ||
+    if (tf_check_dnnl(st, user_weights_md(&user_md, gemm_ndims(wdt), K, N, transposed,
+                                          wdt == dnnl_s8 ? dnnl_s8 : given),
+                      "describing weights") ||
+        tf_check_dnnl(st, any_weights_md(&any_md, K, N, wdt), "describing packed weights") ||
         tf_check_dnnl(st, make_pd(&pd, PACK_M, K, N, b != NULL, act, TF_POST_NONE, wdt, any_md),
                       "choosing the packed weight layout") ||
         tf_check_dnnl(st, dnnl_memory_desc_clone(&self->wmd,
@@ -407,10 +551,27 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_MemoryError, "Linear: cannot allocate %zu bytes for packed weights", wsize);
         goto fail;
     }
+    void *user_weights = PyArray_DATA(w);
+    if (wdt == dnnl_s8) {
+        /* quantized copy in the caller's layout, then packed like any other dtype */
+        self->wscale = tf_malloc((size_t)N * sizeof(float));
+        quantized = tf_malloc((size_t)(N * K));
+        if (self->wscale == NULL || quantized == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+    }
     dnnl_status_t s;
     Py_BEGIN_ALLOW_THREADS
     tf_threads_begin();
-    s = reorder(user_md, PyArray_DATA(w), self->wmd, self->weights);
+    if (quantized != NULL) {
+        if (transposed)
+            tf_quantize_columns_s8(user_weights, K, N, quantized, self->wscale);
+        else
+            tf_quantize_rows_s8(user_weights, N, K, quantized, self->wscale);
+        user_weights = quantized;
+    }
+    s = reorder(user_md, user_weights, self->wmd, self->weights);
     Py_END_ALLOW_THREADS
     if (tf_check_dnnl(st, s, "packing weights") < 0)
         goto fail;
@@ -425,10 +586,12 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     dnnl_primitive_desc_destroy(pd);
     dnnl_memory_desc_destroy(user_md);
     dnnl_memory_desc_destroy(any_md);
+    tf_free(quantized);
     Py_DECREF(w);
     Py_XDECREF(b);
     return (PyObject *)self;
 fail:
+    tf_free(quantized);
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (user_md) dnnl_memory_desc_destroy(user_md);
     if (any_md) dnnl_memory_desc_destroy(any_md);
@@ -447,6 +610,7 @@ linear_dealloc(tf_linear *self)
     }
     tf_free(self->weights);
     tf_free(self->bias);
+    tf_free(self->wscale);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -572,10 +736,20 @@ linear_get_weight(tf_linear *self, void *closure)
     if (w == NULL) {
         return NULL;
     }
-    dnnl_status_t s = user_weights_md(&md, self->in_features, self->out_features, 0, dnnl_f32);
+    dnnl_status_t s = user_weights_md(&md, gemm_ndims(self->wdt), self->in_features,
+                                      self->out_features, 0, dnnl_f32);
     if (s == dnnl_success) {
         Py_BEGIN_ALLOW_THREADS
         s = reorder(self->wmd, self->weights, md, PyArray_DATA(w));
+        if (s == dnnl_success && self->wscale != NULL) {
+            /* int8: the reorder gave the integers; dequantize each output row */
+            float *rows = PyArray_DATA(w);
+            for (int64_t n = 0; n < self->out_features; n++) {
+                for (int64_t k = 0; k < self->in_features; k++) {
+                    rows[n * self->in_features + k] *= self->wscale[n];
+                }
+            }
+        }
         Py_END_ALLOW_THREADS
     }
     if (md) {
@@ -611,10 +785,16 @@ linear_get_activation(tf_linear *self, void *closure)
     return PyUnicode_FromString(tf_act_names[self->act]);
 }
 
+static const char *
+dtype_name(dnnl_data_type_t wdt)
+{
+    return wdt == dnnl_bf16 ? "bfloat16" : wdt == dnnl_s8 ? "int8" : "float32";
+}
+
 static PyObject *
 linear_get_dtype(tf_linear *self, void *closure)
 {
-    return PyUnicode_FromString(self->wdt == dnnl_bf16 ? "bfloat16" : "float32");
+    return PyUnicode_FromString(dtype_name(self->wdt));
 }
 
 static PyObject *
@@ -641,7 +821,7 @@ linear_repr(tf_linear *self)
                                 (long long)self->in_features, (long long)self->out_features,
                                 self->bias ? "True" : "False",
                                 self->act == TF_ACT_NONE ? "None" : tf_act_names[self->act],
-                                self->wdt == dnnl_bf16 ? "bfloat16" : "float32");
+                                dtype_name(self->wdt));
 }
 
 static PyMemberDef linear_members[] = {
@@ -652,11 +832,12 @@ static PyMemberDef linear_members[] = {
 
 static PyGetSetDef linear_getset[] = {
     {"weight", (getter)linear_get_weight, NULL,
-     "The weights as a new (out_features, in_features) float32 array (unpacked copy).", NULL},
+     "The weights as a new (out_features, in_features) float32 array (unpacked copy; for\n"
+     "int8, the dequantized values q * scale).", NULL},
     {"bias", (getter)linear_get_bias, NULL, "The bias as a new float32 array, or None.", NULL},
     {"activation", (getter)linear_get_activation, NULL, "The fused activation, or None.", NULL},
     {"dtype", (getter)linear_get_dtype, NULL,
-     "How the weights are stored and multiplied: 'float32' or 'bfloat16'.", NULL},
+     "How the weights are stored and multiplied: 'float32', 'bfloat16' or 'int8'.", NULL},
     {"implementation", (getter)linear_get_implementation, NULL,
      "The oneDNN implementation that runs this layer (e.g. 'brg:avx512_core').", NULL},
     {NULL},
@@ -674,6 +855,10 @@ PyDoc_STRVAR(linear_doc,
 "call) and multiplies bf16-rounded rows with float32 accumulation; input, bias and output\n"
 "stay float32. weight may then also be a uint16 array of bfloat16 bits (as in a bf16\n"
 "safetensors file), packed without a float32 copy.\n\n"
+"dtype='int8' quantizes the weights per output channel (symmetric, scale = max|w| / 127)\n"
+"and, at every call, each input row per token the same way; the int8 GEMM accumulates\n"
+"in int32 and the result is dequantized, biased and activated in float32. A quarter of\n"
+"the fp32 weight memory.\n\n"
 "Call: ``layer(x, residual=None, *, out=None)`` with x float32 C-contiguous (..., in_features)\n"
 "used in place; returns (..., out_features). residual (same shape as the output) is added\n"
 "after the activation inside the GEMM; passing out=residual accumulates in place.");

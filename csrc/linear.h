@@ -11,10 +11,12 @@ typedef struct {
     int64_t in_features;        /* K */
     int64_t out_features;       /* N */
     int act;                    /* tf_act, fused as an eltwise post-op */
-    dnnl_data_type_t wdt;       /* dnnl_f32, or dnnl_bf16 (rows are rounded to bf16 too) */
+    dnnl_data_type_t wdt;       /* dnnl_f32; dnnl_bf16 (rows rounded to bf16 too); or dnnl_s8
+                                 * (rows quantized per token, int8 GEMM, s32 accumulation) */
     dnnl_memory_desc_t wmd;     /* packed weights layout chosen by oneDNN (M-independent) */
     void *weights;              /* packed weights, owned */
     float *bias;                /* (N,) owned copy, or NULL */
+    float *wscale;              /* (N,) per-output-channel scales of s8 weights, else NULL */
     int64_t panel_stride;       /* floats between 64-column panels for tf_gemv; 0: no gemv */
 } tf_linear;
 
@@ -62,12 +64,14 @@ PyObject *tf_rows_layer_call(PyObject *self, PyObject *args, PyObject *kwds, int
 tf_linear *tf_linear_build(tf_state *st, PyObject *weight, PyObject *bias, int act,
                            int transposed, PyObject *dtype, const char *what);
 
-/* Parse a weight dtype argument: None/'float32' -> dnnl_f32, 'bfloat16' -> dnnl_bf16
- * (ValueError if this CPU has no fast bf16 matmul). 0 / -1 with an exception. */
+/* Parse a weight dtype argument: None/'float32' -> dnnl_f32, 'bfloat16' -> dnnl_bf16,
+ * 'int8' -> dnnl_s8 (ValueError if this CPU has no fast matmul for it). 0 / -1 with an
+ * exception. */
 int tf_parse_weight_dtype(tf_state *st, PyObject *obj, dnnl_data_type_t *dt);
 
-/* Does oneDNN have a native (non-reference) bf16 matmul on this CPU? Cached. */
+/* Does oneDNN have a native (non-reference) bf16 / int8 matmul on this CPU? Cached. */
 int tf_bf16_supported(void);
+int tf_int8_supported(void);
 
 /* Borrowed check: is obj a Linear (or subclass)? */
 int tf_linear_check(tf_state *st, PyObject *obj);

@@ -24,25 +24,30 @@ def threads(n: int) -> Iterator[None]:
         _C._set_thread_override(prev)
 
 
-DTYPE_ALIASES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+DTYPE_ALIASES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+                 "int8": "int8", "qint8": "int8"}
+# the instructions that make each precision fast, for error messages
+DTYPE_NEEDS = {"bfloat16": "AVX512_BF16 or AMX", "int8": "AVX512_VNNI or AVX_VNNI"}
 
 
 def supported_dtypes() -> list:
     """The weight precisions this CPU runs fast: always ``"float32"``, plus ``"bfloat16"``
-    where oneDNN has a native bf16 matmul (AVX512_BF16 or AMX). Asking a model or layer for
-    a precision not listed raises ValueError instead of running an emulated slow path."""
-    return ["float32"] + (["bfloat16"] if _C.config()["bf16_matmul"] else [])
+    where oneDNN has a native bf16 matmul (AVX512_BF16 or AMX) and ``"int8"`` where it has
+    a VNNI int8 matmul. Asking a model or layer for a precision not listed raises
+    ValueError instead of running an emulated slow path."""
+    c = _C.config()
+    return ["float32"] + (["bfloat16"] if c["bf16_matmul"] else []) + (["int8"] if c["int8_matmul"] else [])
 
 
 def canonical_dtype(dtype) -> str:
-    """'float32' or 'bfloat16' from a name (HF spellings and torch/NumPy dtypes accepted),
-    checked against supported_dtypes()."""
+    """'float32', 'bfloat16' or 'int8' from a name (HF spellings and torch/NumPy dtypes
+    accepted), checked against supported_dtypes()."""
     name = str(dtype).replace("torch.", "")
     canon = DTYPE_ALIASES.get(name)
     if canon is None:
-        raise _C.TfcoreValueError(f"dtype must be one of 'float32' or 'bfloat16', got {dtype!r}")
+        raise _C.TfcoreValueError(f"dtype must be one of 'float32', 'bfloat16' or 'int8', got {dtype!r}")
     if canon not in supported_dtypes():
-        raise _C.TfcoreValueError(f"dtype={canon!r} is not fast on this CPU (no AVX512_BF16/AMX); "
+        raise _C.TfcoreValueError(f"dtype={canon!r} is not fast on this CPU (no {DTYPE_NEEDS[canon]}); "
                                   f"supported here: {supported_dtypes()}")
     return canon
 

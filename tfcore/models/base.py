@@ -129,9 +129,11 @@ class PreTrainedModel:
                         threads: Optional[int] = None) -> "PreTrainedModel":
         """Load a Hugging Face checkpoint directory (``config.json`` + ``*.safetensors``).
 
-        dtype ``"float32"`` (default) or ``"bfloat16"``: the precision of the projection
-        weights and their GEMMs (bf16 weights, bf16-rounded inputs, float32 accumulation);
-        norms, softmax, embeddings, the KV cache and all outputs stay float32. See
+        dtype ``"float32"`` (default), ``"bfloat16"`` or ``"int8"``: the precision of the
+        projection weights and their GEMMs. bfloat16: bf16 weights, bf16-rounded inputs,
+        float32 accumulation. int8: weights quantized per output channel, inputs per token
+        (dynamic, symmetric), int32 accumulation, dequantized to float32. Norms, softmax,
+        embeddings, the KV cache and all outputs stay float32. See
         ``tfcore.supported_dtypes()``.
 
         threads: run this model's calls (forward, generate) on n threads whatever

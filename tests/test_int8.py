@@ -1,0 +1,208 @@
+"""int8 weights with dynamic per-token activations: Linear against a NumPy emulation of the
+same quantization (exact up to float rounding), and every family loaded with dtype='int8'
+against Hugging Face with the same fake quantization hooked into every projection (tight),
+and against plain float32 (the accuracy int8 costs)."""
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import tfcore
+from reference import dense
+
+pytestmark = pytest.mark.skipif("int8" not in tfcore.supported_dtypes(),
+                                reason="this CPU has no fast int8 matmul (AVX512_VNNI/AVX_VNNI)")
+
+
+def quantize_rows(a):
+    """Symmetric int8 per row in float32 arithmetic as tfcore does it: scale = max|a| / 127,
+    q = round_half_even(a * (1 / scale)). Returns (q as float64, scale as float64)."""
+    a = np.asarray(a, np.float32)
+    s = np.abs(a).max(axis=-1, keepdims=True) / np.float32(127)
+    s = np.where(s > 0, s, np.float32(1)).astype(np.float32)
+    q = np.clip(np.rint(a * (np.float32(1) / s)), -127, 127)
+    return q.astype(np.float64), s.astype(np.float64)
+
+
+def emulated_linear(x, W, b, act):
+    """y = act(s_x s_w (q_x q_wᵀ) + b): integer products are exact in float64."""
+    qx, sx = quantize_rows(x)
+    qw, sw = quantize_rows(W)
+    y = (qx @ qw.T) * sx * sw.T + (0 if b is None else b)
+    return dense.activation(y, act)
+
+
+def rand(rng, *shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+@pytest.mark.parametrize("M", [1, 3, 4, 5, 97])
+@pytest.mark.parametrize("act", [None, "gelu_tanh", "silu"])
+def test_linear_equals_the_emulated_quantization(rng, M, act):
+    K, N = 131, 197
+    W, b, x, r = rand(rng, N, K, scale=K**-0.5), rand(rng, N), rand(rng, M, K), rand(rng, M, N)
+    lin = tfcore.Linear(W, b, act, dtype="int8")
+    assert lin.dtype == "int8" and "int8" in repr(lin) and "vnni" in lin.implementation
+    ref = emulated_linear(x, W, b, act)
+    assert np.abs(lin(x) - ref).max() < 1e-5
+    assert np.abs(lin(x, r) - (ref + r)).max() < 1e-5
+    acc = r.copy()
+    lin(x, acc, out=acc)
+    assert np.abs(acc - (ref + r)).max() < 1e-5
+    # against float32 the error is int8's: ~1/127 of each row's range, on both operands
+    full = dense.linear(x, W, b, act)
+    assert np.abs(lin(x) - full).max() < 2e-2 * np.abs(full).max()
+    qw, sw = quantize_rows(W)
+    np.testing.assert_allclose(lin.weight, qw * sw, rtol=1e-6, atol=0)
+
+
+def test_linear_transposed_gated_and_wide(rng):
+    K, N = 64, 2 * 131
+    W = rand(rng, K, N, scale=0.1)   # Conv1D layout: (in, out), one scale per column
+    x, g = rand(rng, 9, K), rand(rng, 9, N)
+    lin = tfcore.Linear(W, transposed=True, dtype="int8")
+    ref = emulated_linear(x, W.T, None, None)
+    assert np.abs(lin(x) - ref).max() < 1e-5
+    gated = tfcore.FeedForward(rand(rng, N, K), rand(rng, K, N), gate_weight=rand(rng, N, K),
+                               activation="silu", dtype="int8")
+    gated_f32 = tfcore.FeedForward(gated.up.weight, gated.down.weight, gate_weight=gated.gate.weight,
+                                   activation="silu")
+    y, y32 = gated(x), gated_f32(x)
+    assert np.abs(y - y32).max() < 3e-2 * np.abs(y32).max()
+    del g
+
+
+def test_zero_rows_and_outliers(rng):
+    W = rand(rng, 33, 40)
+    lin = tfcore.Linear(W, np.ones(33, np.float32), dtype="int8")
+    x = rand(rng, 3, 40)
+    x[1] = 0.0
+    x[2, 5] = 1e6           # one outlier: the rest of its row rounds to zero
+    y = lin(x)
+    np.testing.assert_array_equal(y[1], np.ones(33, np.float32))
+    ref = emulated_linear(x, W, np.ones(33), None)
+    assert np.abs(y - ref).max() < 1e-5 * np.abs(ref).max()
+    zero_w = tfcore.Linear(np.zeros((4, 40), np.float32), dtype="int8")
+    np.testing.assert_array_equal(zero_w(x), 0.0)
+
+
+def test_int8_weights_take_a_quarter_of_the_memory(rng):
+    from memory import rss_bytes
+
+    W = rand(rng, 2048, 2048)  # 16 MiB in float32
+    kept = {}
+    for dtype in ("float32", "int8"):
+        before = rss_bytes()
+        kept[dtype] = (tfcore.Linear(W, dtype=dtype), rss_bytes() - before)
+    assert kept["int8"][1] < 0.35 * kept["float32"][1], {k: v[1] for k, v in kept.items()}
+
+
+# ---- models: Hugging Face with the same fake quantization in every projection ----
+
+def fake_quant(x, dim=-1):
+    s = x.abs().amax(dim=dim, keepdim=True) / 127
+    s = torch.where(s > 0, s, torch.ones_like(s))
+    return torch.clamp(torch.round(x * (1 / s)), -127, 127) * s
+
+
+def emulate_int8(model):
+    """Weights per output channel and every projection's input per token, fake-quantized in
+    float32 (nn.Linear and GPT-2's Conv1D): what tfcore's int8 computes, up to rounding."""
+    from transformers.pytorch_utils import Conv1D
+
+    if hasattr(model, "lm_head"):  # untie from the input embeddings, which stay float32
+        model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone())
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.Linear):
+            mod.weight.data = fake_quant(mod.weight.data, 1)
+        elif isinstance(mod, Conv1D):
+            mod.weight.data = fake_quant(mod.weight.data, 0)
+        else:
+            continue
+        mod.register_forward_pre_hook(lambda m, args: (fake_quant(args[0]),) + tuple(args[1:]))
+    return model
+
+
+def causal_lms():
+    from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, OPTConfig,
+                              OPTForCausalLM)
+
+    return {
+        "gpt2": lambda: GPT2LMHeadModel(GPT2Config(vocab_size=97, n_embd=60, n_layer=2, n_head=5, n_positions=64)),
+        "llama-gqa": lambda: LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=64, num_hidden_layers=2,
+                                                          num_attention_heads=8, num_key_value_heads=2,
+                                                          intermediate_size=97)),
+        "opt": lambda: OPTForCausalLM(OPTConfig(vocab_size=97, hidden_size=60, num_hidden_layers=2, ffn_dim=131,
+                                                num_attention_heads=5, max_position_embeddings=64)),
+    }
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama-gqa", "opt"])
+def test_causal_lm_logits_and_decoding(rng, tmp_path, name):
+    torch.manual_seed(0)
+    hf = causal_lms()[name]().eval()
+    hf.save_pretrained(tmp_path)
+    ids = rng.integers(3, 97, size=(2, 23))
+    with torch.no_grad():
+        full = hf(torch.from_numpy(ids)).logits.numpy()
+        emulated = emulate_int8(hf)(torch.from_numpy(ids)).logits.numpy()
+    model = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path, dtype="int8")
+    assert model.dtype == "int8" and model.lm_head.dtype == "int8"
+    got = model(ids).logits
+    scale = np.abs(full).max()
+    assert np.abs(got - emulated).max() < 2e-4 * scale
+    assert np.abs(got - full).max() < 5e-2 * scale
+    # cached decoding quantizes each new row alone, as the full forward quantizes each row
+    out = model(ids[:, :20], use_cache=True)
+    cache = out.past_key_values
+    for t in range(20, 23):
+        step = model(ids[:, t:t + 1], past_key_values=cache, use_cache=True)
+        cache = step.past_key_values
+        assert np.abs(step.logits[:, -1] - got[:, t]).max() < 1e-4 * scale
+    assert pickle.loads(pickle.dumps(model)).dtype == "int8"
+
+
+def test_encoders_and_vision(rng, tmp_path):
+    from transformers import BertConfig, BertModel, ViTConfig, ViTModel
+
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=101, hidden_size=60, num_hidden_layers=2, num_attention_heads=5,
+                                intermediate_size=97, max_position_embeddings=64)).eval()
+    bert.save_pretrained(tmp_path / "bert")
+    ids = rng.integers(3, 101, size=(3, 31))
+    mask = (np.arange(31)[None] < np.array([[31], [7], [1]])).astype(np.int64)
+    with torch.no_grad():
+        args = dict(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+        full = bert(**args).last_hidden_state.numpy()
+        emulated = emulate_int8(bert)(**args).last_hidden_state.numpy()
+    got = tfcore.AutoModel.from_pretrained(tmp_path / "bert", dtype="int8")(ids, attention_mask=mask)
+    real = mask.astype(bool)
+    assert np.abs(got.last_hidden_state[real] - emulated[real]).max() < 1e-3
+    assert np.abs(got.last_hidden_state[real] - full[real]).max() < 0.1  # LayerNorm outputs are O(1)
+
+    vit = ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=60, num_hidden_layers=2,
+                             num_attention_heads=5, intermediate_size=97)).eval()
+    vit.save_pretrained(tmp_path / "vit")
+    px = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        want = vit(torch.from_numpy(px)).last_hidden_state.numpy()
+    got = tfcore.AutoModel.from_pretrained(tmp_path / "vit", dtype="int8")(px).last_hidden_state
+    assert np.abs(got - want).max() < 0.1
+
+
+def test_from_bf16_checkpoint(rng, tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    hf = LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
+                                      intermediate_size=97)).eval()
+    hf.to(torch.bfloat16).save_pretrained(tmp_path)
+    hf = LlamaForCausalLM.from_pretrained(tmp_path, torch_dtype=torch.float32).eval()
+    ids = rng.integers(3, 97, size=(1, 9))
+    with torch.no_grad():
+        emulated = emulate_int8(hf)(torch.from_numpy(ids)).logits.numpy()
+    got = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path, dtype="int8")(ids).logits
+    assert np.abs(got - emulated).max() < 2e-4 * np.abs(emulated).max()
