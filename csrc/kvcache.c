@@ -1,6 +1,7 @@
 /* kvcache.c — KVCache: preallocated per-layer keys/values that attention appends to in
  * place during incremental decoding; keys/values readable as NumPy views (no copy). */
 #include "kvcache.h"
+#include "quant.h"
 
 #include <string.h>
 
@@ -10,11 +11,44 @@ tf_kvcache_check(tf_state *st, PyObject *obj)
     return PyObject_TypeCheck(obj, st->KVCache);
 }
 
+static const int kv_typenum[] = {NPY_FLOAT32, NPY_UINT16, NPY_INT8};
+static const char *const kv_dtype_names[] = {"float32", "bfloat16", "int8"};
+
+/* (B, KVH, capacity, D) keys or values in the cache's dtype */
 static PyArrayObject *
 new_store(const tf_kvcache *c, int64_t capacity)
 {
     npy_intp dims[4] = {(npy_intp)c->B, (npy_intp)c->KVH, (npy_intp)capacity, (npy_intp)c->D};
-    return (PyArrayObject *)PyArray_ZEROS(4, dims, NPY_FLOAT32, 0);
+    return (PyArrayObject *)PyArray_ZEROS(4, dims, kv_typenum[c->dtype], 0);
+}
+
+/* (B, KVH, capacity) float32 scales of int8 rows */
+static PyArrayObject *
+new_scales(const tf_kvcache *c, int64_t capacity)
+{
+    npy_intp dims[3] = {(npy_intp)c->B, (npy_intp)c->KVH, (npy_intp)capacity};
+    return (PyArrayObject *)PyArray_ZEROS(3, dims, NPY_FLOAT32, 0);
+}
+
+/* Slots of the per-head row stores of layer l: keys, values and (int8) their scales. They
+ * share the (B, KVH, capacity) leading axes, so rows move between them alike. */
+static int
+layer_stores(tf_kvcache *c, int64_t l, PyArrayObject **slots[4])
+{
+    slots[0] = &c->k[l];
+    slots[1] = &c->v[l];
+    if (c->dtype != TF_KV_INT8) {
+        return 2;
+    }
+    slots[2] = &c->ks[l];
+    slots[3] = &c->vs[l];
+    return 4;
+}
+
+static PyArrayObject *
+new_like(const tf_kvcache *c, PyArrayObject *store, int64_t capacity)
+{
+    return PyArray_NDIM(store) == 4 ? new_store(c, capacity) : new_scales(c, capacity);
 }
 
 static PyArrayObject *
@@ -35,15 +69,16 @@ copy_row_meta(PyArrayObject *dst, int64_t dcap, PyArrayObject *src, int64_t scap
     }
 }
 
-/* dst/src are (B, KVH, cap, D) stores; copy the first rows of every (b, kvh). */
+/* dst/src are (B, KVH, cap[, D]) stores of one type and shape but capacity; copy the first
+ * rows of every (b, kvh). */
 static void
-copy_rows(PyArrayObject *dst, int64_t dcap, PyArrayObject *src, int64_t scap, const tf_kvcache *c,
-          int64_t rows)
+copy_rows(PyArrayObject *dst, PyArrayObject *src, const tf_kvcache *c, int64_t rows)
 {
-    float *d = PyArray_DATA(dst);
-    const float *s = PyArray_DATA(src);
+    const npy_intp row = PyArray_STRIDE(src, 2), dblock = PyArray_STRIDE(dst, 1), sblock = PyArray_STRIDE(src, 1);
+    char *d = PyArray_DATA(dst);
+    const char *s = PyArray_DATA(src);
     for (int64_t bh = 0; bh < c->B * c->KVH; bh++) {
-        memcpy(d + bh * dcap * c->D, s + bh * scap * c->D, (size_t)(rows * c->D) * sizeof(float));
+        memcpy(d + bh * dblock, s + bh * sblock, (size_t)(rows * row));
     }
 }
 
@@ -62,21 +97,27 @@ tf_kvcache_reserve(tf_state *st, tf_kvcache *c, int64_t T)
         cap *= 2;
     }
     for (int64_t l = 0; l < c->layers; l++) {
-        PyArrayObject *k = new_store(c, cap), *v = new_store(c, cap);
+        PyArrayObject **slots[4], *grown[4] = {NULL};
+        const int n = layer_stores(c, l, slots);
         PyArrayObject *valid = new_rows(c, cap, NPY_BOOL), *pos = new_rows(c, cap, NPY_INT64);
-        if (k == NULL || v == NULL || valid == NULL || pos == NULL) {
-            Py_XDECREF(k);
-            Py_XDECREF(v);
+        int ok = valid != NULL && pos != NULL;
+        for (int i = 0; ok && i < n; i++) {
+            ok = (grown[i] = new_like(c, *slots[i], cap)) != NULL;
+        }
+        if (!ok) {
+            for (int i = 0; i < n; i++) {
+                Py_XDECREF(grown[i]);
+            }
             Py_XDECREF(valid);
             Py_XDECREF(pos);
             return -1;
         }
-        copy_rows(k, cap, c->k[l], c->capacity, c, c->length[l]);
-        copy_rows(v, cap, c->v[l], c->capacity, c, c->length[l]);
+        for (int i = 0; i < n; i++) {
+            copy_rows(grown[i], *slots[i], c, c->length[l]);
+            Py_SETREF(*slots[i], grown[i]);
+        }
         copy_row_meta(valid, cap, c->valid[l], c->capacity, c->B, c->length[l]);
         copy_row_meta(pos, cap, c->pos[l], c->capacity, c->B, c->length[l]);
-        Py_SETREF(c->k[l], k);
-        Py_SETREF(c->v[l], v);
         Py_SETREF(c->valid[l], valid);
         Py_SETREF(c->pos[l], pos);
     }
@@ -102,15 +143,33 @@ tf_kvcache_release(tf_kvcache *c)
     atomic_store(&c->busy, 0);
 }
 
+/* Store one (D,) row at row index r of a layer's keys or values (and its int8 scale). */
+static void
+store_row(const tf_kvcache *c, PyArrayObject *store, PyArrayObject *scales, int64_t r, const float *x)
+{
+    const int64_t D = c->D;
+    switch (c->dtype) {
+    case TF_KV_F32:
+        memcpy((float *)PyArray_DATA(store) + r * D, x, (size_t)D * sizeof(float));
+        break;
+    case TF_KV_BF16:
+        tf_f32_to_bf16(x, (uint16_t *)PyArray_DATA(store) + r * D, D);
+        break;
+    case TF_KV_INT8:
+        tf_quantize_rows_s8(x, 1, D, (int8_t *)PyArray_DATA(store) + r * D, (float *)PyArray_DATA(scales) + r);
+        break;
+    }
+}
+
 void
 tf_kvcache_append(tf_kvcache *c, int64_t l, int64_t T, const float *k, int64_t ksb, int64_t kst,
                   int64_t ksh, const float *v, int64_t vsb, int64_t vst, int64_t vsh,
                   const uint8_t *valid, int64_t valid_sb)
 {
-    const int64_t D = c->D, cap = c->capacity, past = c->length[l];
-    float *K = PyArray_DATA(c->k[l]), *V = PyArray_DATA(c->v[l]);
+    const int64_t cap = c->capacity, past = c->length[l];
     uint8_t *ok = PyArray_DATA(c->valid[l]);
     int64_t *pos = PyArray_DATA(c->pos[l]);
+    PyArrayObject *ks = c->ks ? c->ks[l] : NULL, *vs = c->vs ? c->vs[l] : NULL;
     for (int64_t b = 0; b < c->B; b++)
         for (int64_t t = 0; t < T; t++) {
             ok[b * cap + past + t] = valid ? (valid[b * valid_sb + t] != 0) : 1;
@@ -120,12 +179,52 @@ tf_kvcache_append(tf_kvcache *c, int64_t l, int64_t T, const float *k, int64_t k
     for (int64_t b = 0; b < c->B; b++)
         for (int64_t h = 0; h < c->KVH; h++)
             for (int64_t t = 0; t < T; t++) {
-                int64_t dst = ((b * c->KVH + h) * cap + past + t) * D;
-                memcpy(K + dst, k + b * ksb + t * kst + h * ksh, (size_t)D * sizeof(float));
-                memcpy(V + dst, v + b * vsb + t * vst + h * vsh, (size_t)D * sizeof(float));
+                int64_t r = (b * c->KVH + h) * cap + past + t;
+                store_row(c, c->k[l], ks, r, k + b * ksb + t * kst + h * ksh);
+                store_row(c, c->v[l], vs, r, v + b * vsb + t * vst + h * vsh);
             }
     c->length[l] = past + T;
     c->seen[l] += T;
+}
+
+/* (rows, D) float32 from rows [0, rows) of one (b, kvh) block of a store. */
+static void
+load_rows(const tf_kvcache *c, PyArrayObject *store, PyArrayObject *scales, int64_t bh, int64_t rows,
+          float *out)
+{
+    const int64_t D = c->D, first = bh * c->capacity;
+    if (c->dtype == TF_KV_F32) {
+        memcpy(out, (const float *)PyArray_DATA(store) + first * D, (size_t)(rows * D) * sizeof(float));
+        return;
+    }
+    for (int64_t j = 0; j < rows; j++) {
+        const int64_t r = first + j;
+        if (c->dtype == TF_KV_BF16) {
+            const uint16_t *q = (const uint16_t *)PyArray_DATA(store) + r * D;
+            for (int64_t d = 0; d < D; d++) {
+                uint32_t bits = (uint32_t)q[d] << 16;
+                memcpy(out + j * D + d, &bits, sizeof(bits));
+            }
+        }
+        else {
+            const int8_t *q = (const int8_t *)PyArray_DATA(store) + r * D;
+            const float scale = ((const float *)PyArray_DATA(scales))[r];
+            for (int64_t d = 0; d < D; d++) {
+                out[j * D + d] = (float)q[d] * scale;
+            }
+        }
+    }
+}
+
+void
+tf_kvcache_dequantize(const tf_kvcache *c, int64_t l, int64_t rows, float *k, float *v)
+{
+    const int64_t n = c->B * c->KVH;
+#pragma omp parallel for schedule(static) if (n * rows * c->D >= (1 << 15))
+    for (int64_t bh = 0; bh < n; bh++) {
+        load_rows(c, c->k[l], c->ks ? c->ks[l] : NULL, bh, rows, k + bh * rows * c->D);
+        load_rows(c, c->v[l], c->vs ? c->vs[l] : NULL, bh, rows, v + bh * rows * c->D);
+    }
 }
 
 /* Keep, for batch row b, the rows whose keep[] flag is set (in order): compacts keys,
@@ -133,8 +232,9 @@ tf_kvcache_append(tf_kvcache *c, int64_t l, int64_t T, const float *k, int64_t k
 static int64_t
 compact_row(tf_kvcache *c, int64_t l, int64_t b, const uint8_t *keep, int64_t len)
 {
-    const int64_t D = c->D, cap = c->capacity;
-    float *K = PyArray_DATA(c->k[l]), *V = PyArray_DATA(c->v[l]);
+    const int64_t cap = c->capacity;
+    PyArrayObject **slots[4];
+    const int nstores = layer_stores(c, l, slots);
     uint8_t *ok = PyArray_DATA(c->valid[l]);
     int64_t *pos = PyArray_DATA(c->pos[l]);
     int64_t n = 0;
@@ -143,10 +243,13 @@ compact_row(tf_kvcache *c, int64_t l, int64_t b, const uint8_t *keep, int64_t le
             continue;
         }
         if (n != j) {
-            for (int64_t h = 0; h < c->KVH; h++) {
-                float *base_k = K + (b * c->KVH + h) * cap * D, *base_v = V + (b * c->KVH + h) * cap * D;
-                memcpy(base_k + n * D, base_k + j * D, (size_t)D * sizeof(float));
-                memcpy(base_v + n * D, base_v + j * D, (size_t)D * sizeof(float));
+            for (int i = 0; i < nstores; i++) {
+                PyArrayObject *a = *slots[i];
+                const npy_intp row = PyArray_STRIDE(a, 2);
+                for (int64_t h = 0; h < c->KVH; h++) {
+                    char *base = (char *)PyArray_DATA(a) + (b * c->KVH + h) * cap * row;
+                    memcpy(base + n * row, base + j * row, (size_t)row);
+                }
             }
             ok[b * cap + n] = ok[b * cap + j];
             pos[b * cap + n] = pos[b * cap + j];
@@ -204,14 +307,27 @@ static PyObject *
 kvcache_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"num_layers", "batch_size", "num_key_value_heads", "head_dim",
-                             "capacity", "policy", "budget", "n_sink", NULL};
+                             "capacity", "policy", "budget", "n_sink", "dtype", NULL};
     long long layers, B, KVH, D, cap = 256, budget = 0, n_sink = 4;
-    const char *policy = "full";
+    const char *policy = "full", *dtype = "float32";
     tf_state *st = tf_state_of_type(type);
     tf_kvcache *self;
-    if (st == NULL || !PyArg_ParseTupleAndKeywords(args, kwds, "LLLL|$LsLL:KVCache", kwlist, &layers,
-                                                   &B, &KVH, &D, &cap, &policy, &budget, &n_sink)) {
+    if (st == NULL || !PyArg_ParseTupleAndKeywords(args, kwds, "LLLL|$LsLLs:KVCache", kwlist, &layers,
+                                                   &B, &KVH, &D, &cap, &policy, &budget, &n_sink, &dtype)) {
         return NULL;
+    }
+    tf_kv_dtype kv_dtype;
+    if (strcmp(dtype, "float32") == 0 || strcmp(dtype, "fp32") == 0) {
+        kv_dtype = TF_KV_F32;
+    }
+    else if (strcmp(dtype, "bfloat16") == 0 || strcmp(dtype, "bf16") == 0) {
+        kv_dtype = TF_KV_BF16;
+    }
+    else if (strcmp(dtype, "int8") == 0) {
+        kv_dtype = TF_KV_INT8;
+    }
+    else {
+        return tf_value_error(st, "KVCache dtype must be 'float32', 'bfloat16' or 'int8', got '%s'", dtype);
     }
     tf_cache_policy pol;
     if (strcmp(policy, "full") == 0) {
@@ -246,6 +362,7 @@ kvcache_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->B = B;
     self->KVH = KVH;
     self->D = D;
+    self->dtype = kv_dtype;
     self->capacity = cap;
     self->policy = pol;
     self->budget = pol == TF_CACHE_FULL ? 0 : budget;
@@ -256,14 +373,21 @@ kvcache_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->v = PyMem_Calloc((size_t)layers, sizeof(PyArrayObject *));
     self->valid = PyMem_Calloc((size_t)layers, sizeof(PyArrayObject *));
     self->pos = PyMem_Calloc((size_t)layers, sizeof(PyArrayObject *));
-    if (!self->length || !self->seen || !self->k || !self->v || !self->valid || !self->pos) {
+    if (kv_dtype == TF_KV_INT8) {
+        self->ks = PyMem_Calloc((size_t)layers, sizeof(PyArrayObject *));
+        self->vs = PyMem_Calloc((size_t)layers, sizeof(PyArrayObject *));
+    }
+    if (!self->length || !self->seen || !self->k || !self->v || !self->valid || !self->pos ||
+        (kv_dtype == TF_KV_INT8 && (!self->ks || !self->vs))) {
         Py_DECREF(self);
         return PyErr_NoMemory();
     }
     for (int64_t l = 0; l < layers; l++) {
         if ((self->k[l] = new_store(self, cap)) == NULL || (self->v[l] = new_store(self, cap)) == NULL ||
             (self->valid[l] = new_rows(self, cap, NPY_BOOL)) == NULL ||
-            (self->pos[l] = new_rows(self, cap, NPY_INT64)) == NULL) {
+            (self->pos[l] = new_rows(self, cap, NPY_INT64)) == NULL ||
+            (self->ks && ((self->ks[l] = new_scales(self, cap)) == NULL ||
+                          (self->vs[l] = new_scales(self, cap)) == NULL))) {
             Py_DECREF(self);
             return NULL;
         }
@@ -280,6 +404,10 @@ kvcache_traverse(tf_kvcache *self, visitproc visit, void *arg)
         Py_VISIT(self->v[l]);
         Py_VISIT(self->valid[l]);
         Py_VISIT(self->pos[l]);
+        if (self->ks && self->vs) {
+            Py_VISIT(self->ks[l]);
+            Py_VISIT(self->vs[l]);
+        }
     }
     return 0;
 }
@@ -292,6 +420,10 @@ kvcache_clear(tf_kvcache *self)
         Py_CLEAR(self->v[l]);
         Py_CLEAR(self->valid[l]);
         Py_CLEAR(self->pos[l]);
+        if (self->ks && self->vs) {
+            Py_CLEAR(self->ks[l]);
+            Py_CLEAR(self->vs[l]);
+        }
     }
     return 0;
 }
@@ -306,6 +438,8 @@ kvcache_dealloc(tf_kvcache *self)
     PyMem_Free(self->v);
     PyMem_Free(self->valid);
     PyMem_Free(self->pos);
+    PyMem_Free(self->ks);
+    PyMem_Free(self->vs);
     PyMem_Free(self->length);
     PyMem_Free(self->seen);
     tp->tp_free((PyObject *)self);
@@ -327,11 +461,27 @@ layer_arg(tf_state *st, tf_kvcache *self, PyObject *arg, int64_t *l)
     return 0;
 }
 
-/* (B, KVH, length, D) view of a store: no copy; the view keeps the store alive. */
+/* (B, KVH, length, D) float32 keys (which = 0) or values of a layer: a read-only view of
+ * a float32 store (no copy; the view keeps the store alive), else a dequantized copy. */
 static PyObject *
-view_of(tf_kvcache *self, PyArrayObject *store, int64_t len)
+rows_of(tf_kvcache *self, PyObject *arg, int which)
 {
+    int64_t l;
+    if (layer_arg(tf_state_of((PyObject *)self), self, arg, &l) < 0) {
+        return NULL;
+    }
+    PyArrayObject *store = which == 0 ? self->k[l] : self->v[l];
+    const int64_t len = self->length[l];
     npy_intp dims[4] = {(npy_intp)self->B, (npy_intp)self->KVH, (npy_intp)len, (npy_intp)self->D};
+    if (self->dtype != TF_KV_F32) {
+        PyArrayObject *k = (PyArrayObject *)PyArray_SimpleNew(4, dims, NPY_FLOAT32);
+        PyArrayObject *v = k ? (PyArrayObject *)PyArray_SimpleNew(4, dims, NPY_FLOAT32) : NULL;
+        if (v != NULL) {
+            tf_kvcache_dequantize(self, l, len, PyArray_DATA(k), PyArray_DATA(v));
+        }
+        Py_XDECREF(which == 0 ? v : k);
+        return v == NULL ? (Py_XDECREF(k), NULL) : (PyObject *)(which == 0 ? k : v);
+    }
     PyArrayObject *view = (PyArrayObject *)PyArray_NewFromDescr(
         &PyArray_Type, PyArray_DescrFromType(NPY_FLOAT32), 4, dims, PyArray_STRIDES(store),
         PyArray_DATA(store), 0, NULL);  /* read-only: the cache owns the contents */
@@ -345,21 +495,13 @@ view_of(tf_kvcache *self, PyArrayObject *store, int64_t len)
 static PyObject *
 kvcache_keys(tf_kvcache *self, PyObject *arg)
 {
-    int64_t l;
-    if (layer_arg(tf_state_of((PyObject *)self), self, arg, &l) < 0) {
-        return NULL;
-    }
-    return view_of(self, self->k[l], self->length[l]);
+    return rows_of(self, arg, 0);
 }
 
 static PyObject *
 kvcache_values(tf_kvcache *self, PyObject *arg)
 {
-    int64_t l;
-    if (layer_arg(tf_state_of((PyObject *)self), self, arg, &l) < 0) {
-        return NULL;
-    }
-    return view_of(self, self->v[l], self->length[l]);
+    return rows_of(self, arg, 1);
 }
 
 /* (B, length) original positions of the cached rows of a layer (a copy). */
@@ -455,24 +597,18 @@ kvcache_reorder(tf_kvcache *self, PyObject *arg)
     }
     int ok = 1;
     for (int64_t l = 0; ok && l < self->layers; l++) {
-        PyArrayObject *k = (PyArrayObject *)PyArray_TakeFrom(self->k[l], (PyObject *)idx, 0, NULL, NPY_RAISE);
-        PyArrayObject *v = k ? (PyArrayObject *)PyArray_TakeFrom(self->v[l], (PyObject *)idx, 0, NULL, NPY_RAISE) : NULL;
-        if (v == NULL) {
-            Py_XDECREF(k);
-            ok = 0;
-            break;
+        PyArrayObject **slots[6];
+        int n = layer_stores(self, l, slots);
+        slots[n++] = &self->valid[l];
+        slots[n++] = &self->pos[l];
+        for (int i = 0; ok && i < n; i++) {
+            PyArrayObject *taken = (PyArrayObject *)PyArray_TakeFrom(*slots[i], (PyObject *)idx, 0, NULL, NPY_RAISE);
+            if (taken == NULL) {
+                ok = 0;
+                break;
+            }
+            Py_SETREF(*slots[i], taken);
         }
-        Py_SETREF(self->k[l], k);
-        Py_SETREF(self->v[l], v);
-        PyArrayObject *valid = (PyArrayObject *)PyArray_TakeFrom(self->valid[l], (PyObject *)idx, 0, NULL, NPY_RAISE);
-        PyArrayObject *pos = valid ? (PyArrayObject *)PyArray_TakeFrom(self->pos[l], (PyObject *)idx, 0, NULL, NPY_RAISE) : NULL;
-        if (pos == NULL) {
-            Py_XDECREF(valid);
-            ok = 0;
-            break;
-        }
-        Py_SETREF(self->valid[l], valid);
-        Py_SETREF(self->pos[l], pos);
     }
     tf_kvcache_release(self);
     if (ok) {
@@ -500,14 +636,27 @@ kvcache_reset(tf_kvcache *self, PyObject *unused)
 static PyObject *
 kvcache_repr(tf_kvcache *self)
 {
-    double mib = (double)self->layers * 2.0 * (double)(self->B * self->KVH * self->capacity * self->D) * 4.0 / (1 << 20);
+    const double rows = (double)self->layers * 2.0 * (double)(self->B * self->KVH * self->capacity);
+    const double row_bytes = (double)self->D * PyArray_ITEMSIZE(self->k[0]) + (self->dtype == TF_KV_INT8 ? 4.0 : 0.0);
     char buf[32];
-    snprintf(buf, sizeof(buf), "%.1f", mib);
+    snprintf(buf, sizeof(buf), "%.1f", rows * row_bytes / (1 << 20));
     return PyUnicode_FromFormat("KVCache(num_layers=%lld, batch_size=%lld, num_key_value_heads=%lld, head_dim=%lld, "
-                                "length=%lld, capacity=%lld, memory=%s MiB)",
+                                "dtype=%s, length=%lld, capacity=%lld, memory=%s MiB)",
                                 (long long)self->layers, (long long)self->B, (long long)self->KVH, (long long)self->D,
-                                (long long)self->length[0], (long long)self->capacity, buf);
+                                kv_dtype_names[self->dtype], (long long)self->length[0], (long long)self->capacity, buf);
 }
+
+static PyObject *
+kvcache_get_dtype(tf_kvcache *self, void *closure)
+{
+    return PyUnicode_FromString(kv_dtype_names[self->dtype]);
+}
+
+static PyGetSetDef kvcache_getset[] = {
+    {"dtype", (getter)kvcache_get_dtype, NULL,
+     "How keys and values are stored: 'float32', 'bfloat16' or 'int8'.", NULL},
+    {NULL},
+};
 
 static PyMemberDef kvcache_members[] = {
     {"num_layers", T_LONGLONG, offsetof(tf_kvcache, layers), READONLY, NULL},
@@ -520,7 +669,8 @@ static PyMemberDef kvcache_members[] = {
 
 static PyMethodDef kvcache_methods[] = {
     {"keys", (PyCFunction)kvcache_keys, METH_O,
-     "keys($self, layer, /)\n--\n\nRead-only (batch, kv_heads, length, head_dim) view of a layer's keys (no copy)."},
+     "keys($self, layer, /)\n--\n\n(batch, kv_heads, length, head_dim) float32 keys of a layer: a read-only\n"
+     "view (no copy) for a float32 cache, a dequantized copy for bfloat16/int8."},
     {"values", (PyCFunction)kvcache_values, METH_O,
      "values($self, layer, /)\n--\n\nRead-only view of a layer's values, like keys()."},
     {"get_seq_length", (PyCFunction)kvcache_get_seq_length, METH_VARARGS,
@@ -540,7 +690,7 @@ static PyMethodDef kvcache_methods[] = {
 
 PyDoc_STRVAR(kvcache_doc,
 "KVCache(num_layers, batch_size, num_key_value_heads, head_dim, *, capacity=256,\n"
-"        policy='full', budget=0, n_sink=4)\n--\n\n"
+"        policy='full', budget=0, n_sink=4, dtype='float32')\n--\n\n"
 "Keys and values of past tokens for incremental decoding, one (batch, kv_heads, capacity,\n"
 "head_dim) float32 store per layer, grown (doubling) when full. Pass it to a layer call as\n"
 "past_key_values=cache, layer_idx=i: the layer appends the new tokens' keys/values in place\n"
@@ -549,7 +699,10 @@ PyDoc_STRVAR(kvcache_doc,
 "the first n_sink and the most recent ones (StreamingLLM); policy='tova' drops the tokens\n"
 "the current (last) query attends to least, averaged over heads, per layer (TOVA). Kept\n"
 "keys keep their rotary rotation and new tokens continue at get_seq_length(), so positions\n"
-"stay those of the original sequence.");
+"stay those of the original sequence.\n\n"
+"dtype='bfloat16' stores keys and values as bf16 (half the memory), dtype='int8' as int8\n"
+"with one float32 scale per (batch, head, token) row (max|x| / 127; about a quarter).\n"
+"Attention expands a layer to float32 for each call: this saves memory, not time.");
 
 static PyType_Slot kvcache_slots[] = {
     {Py_tp_new, kvcache_new},
@@ -559,6 +712,7 @@ static PyType_Slot kvcache_slots[] = {
     {Py_tp_repr, kvcache_repr},
     {Py_tp_members, kvcache_members},
     {Py_tp_methods, kvcache_methods},
+    {Py_tp_getset, kvcache_getset},
     {Py_tp_doc, (void *)kvcache_doc},
     {0, NULL},
 };

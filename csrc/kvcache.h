@@ -15,13 +15,23 @@ typedef enum {
     TF_CACHE_TOVA,        /* drop the tokens the current query attends to least (TOVA) */
 } tf_cache_policy;
 
+/* How keys and values are stored. Attention reads float32: a bf16/int8 layer is expanded
+ * per call (tf_kvcache_dequantize), so these save memory, not time. */
+typedef enum {
+    TF_KV_F32 = 0,
+    TF_KV_BF16,           /* uint16 bits, rounded to nearest even */
+    TF_KV_INT8,           /* int8 per (batch, head, token) row with a float32 scale: max|x| / 127 */
+} tf_kv_dtype;
+
 typedef struct {
     PyObject_HEAD
     int64_t layers, B, KVH, D;
+    tf_kv_dtype dtype;
     int64_t capacity;
     int64_t *length;          /* (layers,) filled rows per layer */
     int64_t *seen;            /* (layers,) tokens ever appended (the next token's position) */
-    PyArrayObject **k, **v;   /* (layers,) arrays of (B, KVH, capacity, D) float32 */
+    PyArrayObject **k, **v;   /* (layers,) arrays of (B, KVH, capacity, D) in dtype */
+    PyArrayObject **ks, **vs; /* int8: (layers,) (B, KVH, capacity) float32 row scales; else NULL */
     PyArrayObject **valid;    /* (layers,) (B, capacity) bool: the row is a real token (not padding) */
     PyArrayObject **pos;      /* (layers,) (B, capacity) int64: original position of each row */
     tf_cache_policy policy;
@@ -44,6 +54,9 @@ void tf_kvcache_release(tf_kvcache *c);
 void tf_kvcache_append(tf_kvcache *c, int64_t l, int64_t T, const float *k, int64_t ksb,
                        int64_t kst, int64_t ksh, const float *v, int64_t vsb, int64_t vst,
                        int64_t vsh, const uint8_t *valid, int64_t valid_sb);
+
+/* Without the GIL: the first rows of layer l as float32 (B, KVH, rows, D), contiguous. */
+void tf_kvcache_dequantize(const tf_kvcache *c, int64_t l, int64_t rows, float *k, float *v);
 
 /* Without the GIL: apply the eviction policy to layer l after a call. score is (B, length)
  * (TOVA: the current query's attention weights averaged over heads) or NULL. */

@@ -122,9 +122,23 @@ tf_mha_forward(const tf_mha *m, const tf_mha_call *c, tf_err *err)
         const int64_t stored = kc->length[c->layer], seen = kc->seen[c->layer], cap = kc->capacity;
         tf_kvcache_append(kc, c->layer, T, a.k, a.k_sb, a.k_ss, a.k_sh, a.v, a.v_sb, a.v_ss, a.v_sh,
                           c->key_mask ? c->key_mask + seen : NULL, seen + T);
-        a.k = PyArray_DATA(kc->k[c->layer]); a.k_sb = KVH * cap * D; a.k_sh = cap * D; a.k_ss = D;
-        a.v = PyArray_DATA(kc->v[c->layer]); a.v_sb = KVH * cap * D; a.v_sh = cap * D; a.v_ss = D;
         a.S = stored + T;
+        if (kc->dtype == TF_KV_F32) {
+            a.k = PyArray_DATA(kc->k[c->layer]); a.k_sb = KVH * cap * D; a.k_sh = cap * D; a.k_ss = D;
+            a.v = PyArray_DATA(kc->v[c->layer]); a.v_sb = KVH * cap * D; a.v_sh = cap * D; a.v_ss = D;
+        }
+        else {
+            /* bf16 / int8 storage: this layer's rows expanded to float32 (B, KVH, S, D) */
+            const int64_t rows = a.S;
+            kvbuf = tf_malloc((size_t)(2 * B * KVH * rows * D) * sizeof(float));
+            if (kvbuf == NULL) {
+                tf_err_set(err, TF_ERR_MEMORY, "out of memory expanding the cached keys and values");
+                goto done;
+            }
+            tf_kvcache_dequantize(kc, c->layer, rows, kvbuf, kvbuf + B * KVH * rows * D);
+            a.k = kvbuf; a.k_sb = KVH * rows * D; a.k_sh = rows * D; a.k_ss = D;
+            a.v = kvbuf + B * KVH * rows * D; a.v_sb = a.k_sb; a.v_sh = a.k_sh; a.v_ss = D;
+        }
         a.causal_offset = stored;
     }
     a.out = ctx; a.o_sb = T * H * D; a.o_sh = D; a.o_sl = H * D;

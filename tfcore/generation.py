@@ -86,7 +86,7 @@ class GenerationMixin:
                  num_beams: int = 1, num_return_sequences: int = 1, length_penalty: float = 1.0,
                  early_stopping: Union[bool, str] = False, seed: Optional[int] = None,
                  streamer: Optional[Callable[[np.ndarray], None]] = None, cache_policy: str = "full",
-                 cache_budget: Optional[int] = None, n_sink: int = 4) -> np.ndarray:
+                 cache_budget: Optional[int] = None, n_sink: int = 4, cache_dtype: str = "float32") -> np.ndarray:
         """Continue each prompt by up to max_new_tokens tokens; returns (B, prompt + new) int64.
 
         Greedy (default) or sampling (do_sample) with temperature, top_k, top_p and a seed;
@@ -96,7 +96,8 @@ class GenerationMixin:
         Beam search (num_beams > 1) follows HF's algorithm: length_penalty, early_stopping
         (False, True or "never"), num_return_sequences <= num_beams best hypotheses.
         cache_policy "full" (default), "sink_window" (n_sink first tokens + recent ones) or
-        "tova" keeps at most cache_budget tokens per layer in the KV cache."""
+        "tova" keeps at most cache_budget tokens per layer in the KV cache. cache_dtype
+        "bfloat16" or "int8" stores the KV cache in half / about a quarter of the memory."""
         ids = np.asarray(input_ids)
         if ids.ndim == 1:
             ids = ids[None]
@@ -133,10 +134,10 @@ class GenerationMixin:
             raise _C.TfcoreValueError(f"cache_policy={cache_policy!r} needs cache_budget (tokens kept per layer)")
         if num_beams > 1:
             return self._beam_search(ids, mask, max_new_tokens, num_beams, length_penalty, early_stopping, eos,
-                                     pad_token_id, repetition_penalty, num_return_sequences, streamer)
+                                     pad_token_id, repetition_penalty, num_return_sequences, streamer, cache_dtype)
 
         sequences = np.ascontiguousarray(ids, dtype=np.int64)
-        cache = self.new_cache(B, T0 + max_new_tokens, cache_policy, cache_budget, n_sink)
+        cache = self.new_cache(B, T0 + max_new_tokens, cache_policy, cache_budget, n_sink, cache_dtype)
         finished = np.zeros(B, bool)
         step_ids, step_pos = sequences, positions_from_mask(mask)
         for _ in range(max_new_tokens):
@@ -167,7 +168,7 @@ class GenerationMixin:
         return sequences
 
     def _beam_search(self, ids, mask, max_new_tokens, nb, length_penalty, early_stopping, eos, pad_token_id,
-                     repetition_penalty, num_return_sequences, streamer):
+                     repetition_penalty, num_return_sequences, streamer, cache_dtype="float32"):
         """HF's vectorised beam search: each step keeps the best (1 + #eos) * nb continuations,
         continues the nb best unfinished ones, and merges finished ones into the nb best
         hypotheses scored by sum of log-probs / generated_length ** length_penalty."""
@@ -187,7 +188,7 @@ class GenerationMixin:
         running_idx = np.full((B, nb, max(max_new_tokens, 1)), -1, np.int64)
         finished_idx = running_idx.copy()
         flat_mask = np.repeat(mask, nb, axis=0)
-        cache = self.new_cache(B * nb, max_len)
+        cache = self.new_cache(B * nb, max_len, dtype=cache_dtype)
         step_ids, step_pos, cur = np.repeat(ids, nb, axis=0), positions_from_mask(flat_mask), T0
         batch_offset = (np.arange(B) * nb)[:, None]
         while cur < max_len:

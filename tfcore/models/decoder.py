@@ -48,11 +48,12 @@ class DecoderLM(PreTrainedModel, GenerationMixin):
         return np.broadcast_to(np.arange(past, past + T, dtype=np.int64), (mask.shape[0], T))
 
     def new_cache(self, batch_size: int, capacity: int = 256, policy: str = "full",
-                  budget: Optional[int] = None, n_sink: int = 4) -> _C.KVCache:
-        """A KVCache for this model; policy/budget/n_sink as tfcore.KVCache."""
+                  budget: Optional[int] = None, n_sink: int = 4, dtype: str = "float32") -> _C.KVCache:
+        """A KVCache for this model; policy/budget/n_sink/dtype as tfcore.KVCache."""
         attn = self.layers[0].attention
         return _C.KVCache(len(self.layers), batch_size, attn.num_key_value_heads, attn.head_dim,
-                          capacity=max(int(capacity), 1), policy=policy, budget=int(budget or 0), n_sink=n_sink)
+                          capacity=max(int(capacity), 1), policy=policy, budget=int(budget or 0), n_sink=n_sink,
+                          dtype=dtype)
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
                 use_cache: Optional[bool] = None, logits_to_keep: int = 0, output_hidden_states: bool = False,
