@@ -1,14 +1,19 @@
-"""Precision benchmark: tfcore float32 and bfloat16 against PyTorch (HF transformers) in the
-same precisions, same process, same threads, interleaved, medians and ratios; plus the
-accuracy bf16 costs, measured before timing.
+"""Precision benchmark: tfcore float32 / bfloat16 / int8 against PyTorch (HF transformers) in
+the same precisions and ONNX Runtime fp32 / dynamic int8, same process, same threads,
+interleaved, medians and ratios; plus the accuracy each precision costs, measured first.
 
-    python benchmarks/bench_precision.py [--quick] [--threads 2]
+    python benchmarks/bench_precision.py [--quick] [--threads 2] [--no-ort]
 
-Cases: BERT-base B=8 S=128, ViT-B/16 B=8 (random weights at real size), and greedy decoding
-of 128 new tokens after 32 at batch 1 for GPT-2 small and a ~100M Llama-style model.
-Accuracy: BERT/ViT max abs error and cosine of the outputs vs tfcore fp32; decoders: logit
-max abs error, greedy agreement teacher-forced on the fp32 continuation (per-step argmax
-agreement, no compounding), and free-running agreement (tokens equal to fp32's generate).
+Cases: BERT-base B=8 S=128, ViT-B/16 B=8 (random weights at real size), greedy decoding of
+128 new tokens after 32 at batch 1 for GPT-2 small and a ~100M Llama-style model.
+Peers: torch fp32, torch bf16 (the model cast with .to(bfloat16)), torch int8
+(torch.ao.quantization.quantize_dynamic on every nn.Linear; GPT-2's Conv1D layers are
+turned into nn.Linear first so that they are quantized too), ONNX Runtime fp32 (optimized by
+its transformer optimizer) and int8 (its quantize_dynamic) — see ort_peer.py; no ORT row for
+the Llama model (no exported step graph).
+Accuracy: encoders: max abs error and min cosine of the outputs vs HF fp32; decoders: logit
+max abs error and greedy agreement teacher-forced on the fp32 continuation (per-step argmax,
+no compounding). The KV-cache table stores the cache in bf16 / int8 with fp32 weights.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -28,96 +34,182 @@ from bench_decode import hf_greedy, make_models  # noqa: E402
 from bench_models import bert_base, vit_base  # noqa: E402
 from common import interleaved, print_table  # noqa: E402
 
+DTYPES = ("float32", "bfloat16", "int8")
+SHORT = {"float32": "fp32", "bfloat16": "bf16", "int8": "int8"}
+
 
 def cosine(a, b):
     a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
     return float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min())
 
 
-def bench_encoder(name, path, cls, hf_cls, x, quick):
-    ours = {dt: cls.from_pretrained(path, dtype=dt) for dt in ("float32", "bfloat16")}
-    hf32 = hf_cls.from_pretrained(path, attn_implementation="sdpa").eval()
-    hf16 = hf_cls.from_pretrained(path, attn_implementation="sdpa", torch_dtype=torch.bfloat16).eval()
+def torch_int8(model):
+    """torch's dynamic int8 (per-tensor activations, per-tensor weights, fbgemm/x86)."""
+    from transformers.pytorch_utils import Conv1D
+
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, Conv1D):  # (in, out) weights: same math as nn.Linear on the transpose
+                lin = torch.nn.Linear(child.weight.shape[0], child.weight.shape[1])
+                lin.weight.data, lin.bias.data = child.weight.data.T.contiguous(), child.bias.data
+                setattr(parent, name, lin)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def torch_peers(hf_cls, path):
+    load = lambda **kw: hf_cls.from_pretrained(path, attn_implementation="sdpa", **kw).eval()  # noqa: E731
+    return {"fp32": load(), "bf16": load(torch_dtype=torch.bfloat16), "int8": torch_int8(load())}
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if a and b else "n/a"
+
+
+def speed_row(case, t, unit):
+    """t: seconds per call (or per token) for tfcore-<dt>, torch-<dt>, ort-<dt>."""
+    cell = (lambda k: f"{t[k] * 1e3:.1f} ms" if k in t else "n/a") if unit == "ms" else \
+           (lambda k: f"{1 / t[k]:.1f} tok/s" if k in t else "n/a")
+    g = t.get
+    return [case, *(cell(f"tfcore-{SHORT[d]}") for d in DTYPES),
+            *(cell(f"torch-{s}") for s in ("fp32", "bf16", "int8")), cell("ort-fp32"), cell("ort-int8"),
+            ratio(g("tfcore-fp32"), g("tfcore-bf16")), ratio(g("tfcore-fp32"), g("tfcore-int8")),
+            ratio(g("torch-fp32"), g("tfcore-fp32")), ratio(g("torch-bf16"), g("tfcore-bf16")),
+            ratio(g("torch-int8"), g("tfcore-int8")), ratio(g("ort-fp32"), g("tfcore-fp32")),
+            ratio(g("ort-int8"), g("tfcore-int8"))]
+
+
+SPEED_HEADERS = ["case", "tfcore fp32", "tfcore bf16", "tfcore int8", "torch fp32", "torch bf16", "torch int8",
+                 "ORT fp32", "ORT int8", "bf16 speed-up", "int8 speed-up", "vs torch fp32", "vs torch bf16",
+                 "vs torch int8", "vs ORT fp32", "vs ORT int8"]
+
+
+def bench_encoder(name, path, cls, hf_cls, feed_name, x, ort_type, args, tmp, acc_rows):
+    ours = {SHORT[d]: cls.from_pretrained(path, dtype=d) for d in DTYPES}
+    peers = torch_peers(hf_cls, path)
     tx = torch.from_numpy(x)
-    tx16 = tx.to(torch.bfloat16) if x.dtype == np.float32 else tx  # pixels in bf16; ids as they are
+    as_bf16 = (lambda t: t.to(torch.bfloat16)) if x.dtype == np.float32 else (lambda t: t)  # pixels; ids as they are
+    fns = {f"tfcore-{k}": (lambda m=m: m(x).last_hidden_state) for k, m in ours.items()}
+    fns.update({f"torch-{k}": (lambda m=m, k=k: m(as_bf16(tx) if k == "bf16" else tx).last_hidden_state)
+                for k, m in peers.items()})
+    if args.ort:
+        from ort_peer import encoder_sessions
+
+        for k, run in encoder_sessions(peers["fp32"], feed_name, x, tmp, ort_type, args.threads).items():
+            fns[k] = lambda run=run: run(x)
     with torch.inference_mode():
-        want = hf32(tx).last_hidden_state.numpy()
-        f32 = ours["float32"](x).last_hidden_state
-        b16 = ours["bfloat16"](x).last_hidden_state
-        t16 = hf16(tx16).last_hidden_state.float().numpy()
-        if not np.abs(f32 - want).max() < 1e-3:
-            raise SystemExit(f"{name}: tfcore fp32 differs from HF by {np.abs(f32 - want).max():.3g}")
-        acc = (f"bf16 vs fp32: max abs {np.abs(b16 - f32).max():.3f}, min cosine {cosine(b16, f32):.5f} "
-               f"(torch bf16: {np.abs(t16 - want).max():.3f}, {cosine(t16, want):.5f})")
-        t = interleaved({"fp32": lambda: ours["float32"](x), "bf16": lambda: ours["bfloat16"](x),
-                         "hf-fp32": lambda: hf32(tx), "hf-bf16": lambda: hf16(tx16)},
-                        repeat=3 if quick else 7, warmup=2)
-    return [name, *(f"{t[k] * 1e3:.1f} ms" for k in ("fp32", "bf16", "hf-fp32", "hf-bf16")),
-            f"{t['fp32'] / t['bf16']:.2f}", f"{t['hf-fp32'] / t['fp32']:.2f}", f"{t['hf-bf16'] / t['bf16']:.2f}", acc]
+        want = peers["fp32"](tx).last_hidden_state.numpy()
+        for k, f in fns.items():
+            out = f()
+            out = out.float().numpy() if isinstance(out, torch.Tensor) else out
+            if k == "tfcore-fp32" and not np.abs(out - want).max() < 1e-3:
+                raise SystemExit(f"{name}: tfcore fp32 differs from HF by {np.abs(out - want).max():.3g}")
+            acc_rows.append([name, k, f"{np.abs(out - want).max():.4f}", f"{cosine(out, want):.6f}"])
+        t = interleaved(fns, repeat=3 if args.quick else 7, warmup=1 if args.quick else 2)
+    return speed_row(name, t, "ms")
 
 
-def bench_decoder(name, path, hf_cls, new_tokens, reps):
-    ours = {dt: tfcore.AutoModelForCausalLM.from_pretrained(path, dtype=dt) for dt in ("float32", "bfloat16")}
-    hf = {"fp32": hf_cls.from_pretrained(path, attn_implementation="sdpa").eval(),
-          "bf16": hf_cls.from_pretrained(path, attn_implementation="sdpa", torch_dtype=torch.bfloat16).eval()}
-    ids = np.random.default_rng(0).integers(100, ours["float32"].vocab_size - 100, size=(1, 32))
+def greedy_agreement(model, seq, prompt, want_logits, **kw):
+    """Teacher-forced on seq: (logit max abs error, argmax agreement) of model vs want."""
+    got = teacher_forced_logits(model, seq, prompt, **kw)
+    return float(np.abs(got - want_logits).max()), float((got.argmax(-1) == want_logits.argmax(-1)).mean())
+
+
+def teacher_forced_logits(model, seq, prompt, cache_dtype=None):
+    """Logits predicting tokens prompt .. end of seq: one full forward, or (cache_dtype) the
+    prompt then one token at a time through a cache stored in that dtype."""
+    if cache_dtype is None:
+        return model(seq).logits[0, prompt - 1:-1]
+    cache = model.new_cache(1, seq.shape[1], dtype=cache_dtype)
+    out = [model(seq[:, :prompt], past_key_values=cache).logits[0, -1:]]
+    for t in range(prompt, seq.shape[1] - 1):
+        out.append(model(seq[:, t:t + 1], past_key_values=cache).logits[0, -1:])
+    return np.concatenate(out)
+
+
+def bench_decoder(name, path, hf_cls, new_tokens, args, tmp, acc_rows, kv_rows):
+    ours = {SHORT[d]: tfcore.AutoModelForCausalLM.from_pretrained(path, dtype=d) for d in DTYPES}
+    peers = torch_peers(hf_cls, path)
+    ids = np.random.default_rng(0).integers(100, ours["fp32"].vocab_size - 100, size=(1, 32))
     tids, tmask = torch.from_numpy(ids), torch.ones(1, 32, dtype=torch.long)
+    fns = {f"tfcore-{k}": (lambda m=m: m.generate(ids, max_new_tokens=new_tokens, eos_token_id=[]))
+           for k, m in ours.items()}
+    fns.update({f"torch-{k}": (lambda m=m: hf_greedy(m, tids, tmask, new_tokens)) for k, m in peers.items()})
+    if args.ort and "GPT-2" in name:
+        from ort_peer import gpt2_greedy_runners
 
-    def gen(m):
-        return m.generate(ids, max_new_tokens=new_tokens, eos_token_id=[])
-
-    def gen_hf(m):
-        return hf_greedy(m, tids, tmask, new_tokens)
-
+        for k, run in gpt2_greedy_runners(peers["fp32"], 32, tmp, args.threads).items():
+            fns[k] = lambda run=run: run(ids, new_tokens)
     with torch.inference_mode():
-        seq32 = gen(ours["float32"])
-        seq16 = gen(ours["bfloat16"])
-        # teacher-forced on the fp32 continuation: per-step logits and argmax, no compounding
-        l32 = ours["float32"](seq32).logits[0, 31:-1]
-        l16 = ours["bfloat16"](seq32).logits[0, 31:-1]
-        tf_agree = float((l32.argmax(-1) == l16.argmax(-1)).mean())
-        free = int(np.argmax(np.append(seq32[0, 32:] != seq16[0, 32:], True)))
-        acc = (f"logits max abs {np.abs(l16 - l32).max():.3f} (max |logit| {np.abs(l32).max():.1f}); "
-               f"teacher-forced greedy agreement {100 * tf_agree:.1f}%; free-running equal for {free} tokens")
-        if not (gen_hf(hf["fp32"]).numpy() == seq32).all():
+        seq32 = fns["tfcore-fp32"]()
+        if not (np.asarray(fns["torch-fp32"]()) == seq32).all():
             raise SystemExit(f"{name}: tfcore fp32 greedy differs from HF")
-        fns = {"fp32": lambda: gen(ours["float32"]), "bf16": lambda: gen(ours["bfloat16"]),
-               "hf-fp32": lambda: gen_hf(hf["fp32"]), "hf-bf16": lambda: gen_hf(hf["bf16"])}
+        if "ort-fp32" in fns and not (fns["ort-fp32"]() == seq32).all():
+            raise SystemExit(f"{name}: ONNX Runtime fp32 greedy differs from tfcore/HF")
+        want = teacher_forced_logits(ours["fp32"], seq32, 32)
+        for k in ("bf16", "int8"):
+            err, agree = greedy_agreement(ours[k], seq32, 32, want)
+            acc_rows.append([name, f"tfcore-{k}", f"{err:.3f}", f"{100 * agree:.1f}% greedy agreement"])
+        for k in ("bf16", "int8"):
+            logits = peers[k](torch.from_numpy(seq32)).logits[0, 31:-1].float().numpy()
+            acc_rows.append([name, f"torch-{k}", f"{np.abs(logits - want).max():.3f}",
+                             f"{100 * (logits.argmax(-1) == want.argmax(-1)).mean():.1f}% greedy agreement"])
+        if "ort-int8" in fns:
+            ort_seq = fns["ort-int8"]()
+            free = int(np.argmax(np.append(ort_seq[0, 32:] != seq32[0, 32:], True)))
+            acc_rows.append([name, "ort-int8", "n/a", f"free-running equal for {free} of {new_tokens} tokens"])
+        for kv in ("bfloat16", "int8"):
+            err, agree = greedy_agreement(ours["fp32"], seq32, 32, want, cache_dtype=kv)
+            cache = ours["fp32"].new_cache(1, 1024, dtype=kv)
+            full = ours["fp32"].new_cache(1, 1024)
+            mib = lambda c: repr(c).split("memory=")[1].rstrip(")")  # noqa: E731
+            kv_rows.append([name, kv, f"{err:.4f}", f"{100 * agree:.1f}%", f"{mib(cache)} (fp32: {mib(full)})"])
         times = {k: [] for k in fns}
-        for _ in range(reps):
+        for _ in range(1 if args.quick else 3):
             for k, f in fns.items():
                 t0 = time.perf_counter()
                 f()
-                times[k].append(time.perf_counter() - t0)
-    t = {k: float(np.median(v)) for k, v in times.items()}
-    return [f"{name} decode B=1", *(f"{new_tokens / t[k]:.1f} tok/s" for k in ("fp32", "bf16", "hf-fp32", "hf-bf16")),
-            f"{t['fp32'] / t['bf16']:.2f}", f"{t['hf-fp32'] / t['fp32']:.2f}", f"{t['hf-bf16'] / t['bf16']:.2f}", acc]
+                times[k].append((time.perf_counter() - t0) / new_tokens)
+    return speed_row(f"{name} decode B=1", {k: float(np.median(v)) for k, v in times.items()}, "tok/s")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-ort", dest="ort", action="store_false", help="skip ONNX Runtime (slow exports)")
     args = ap.parse_args()
-    if "bfloat16" not in tfcore.supported_dtypes():
-        raise SystemExit("this CPU has no fast bf16 matmul; nothing to compare")
+    missing = [d for d in DTYPES if d not in tfcore.supported_dtypes()]
+    if missing:
+        raise SystemExit(f"this CPU has no fast {missing} matmul; nothing to compare")
     tfcore.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     tfcore.show_config()
-    print(f"torch {torch.__version__}\n")
+    print(f"torch {torch.__version__}")
+    if args.ort:
+        import onnxruntime
+
+        print(f"onnxruntime {onnxruntime.__version__}")
+    print()
     from transformers import BertModel, ViTModel
 
-    rows = []
+    speed, acc, kv = [], [], []
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
-        rows.append(bench_encoder("BERT-base B=8 S=128", bert_base(tmp), tfcore.models.BertModel, BertModel,
-                                  rng.integers(1000, 30000, size=(8, 128)), args.quick))
-        rows.append(bench_encoder("ViT-B/16 B=8", vit_base(tmp), tfcore.models.ViTModel, ViTModel,
-                                  rng.standard_normal((8, 3, 224, 224)).astype(np.float32), args.quick))
+        speed.append(bench_encoder("BERT-base B=8 S=128", bert_base(tmp), tfcore.models.BertModel, BertModel,
+                                   "input_ids", rng.integers(1000, 30000, size=(8, 128)), "bert", args, tmp, acc))
+        speed.append(bench_encoder("ViT-B/16 B=8", vit_base(tmp), tfcore.models.ViTModel, ViTModel, "pixel_values",
+                                   rng.standard_normal((8, 3, 224, 224)).astype(np.float32), "vit", args, tmp, acc))
         for name, (path, cls) in make_models(tmp).items():
-            rows.append(bench_decoder(name, path, cls, 32 if args.quick else 128, 1 if args.quick else 3))
-    print_table(["case", "tfcore fp32", "tfcore bf16", "torch fp32", "torch bf16", "bf16 speed-up",
-                 "tfcore/torch fp32", "tfcore/torch bf16", "bf16 accuracy"], rows)
+            speed.append(bench_decoder(name, path, cls, 32 if args.quick else 128, args, tmp, acc, kv))
+    print("Speed (ratios: > 1 means tfcore is faster)\n")
+    print_table(SPEED_HEADERS, speed)
+    print("\nAccuracy vs HF fp32 (encoders: max abs, min cosine; decoders: logit max abs, teacher-forced greedy "
+          "agreement with fp32)\n")
+    print_table(["case", "run", "max abs error", "cosine / agreement"], acc)
+    print("\nKV cache precision (fp32 weights; teacher-forced through the cache)\n")
+    print_table(["case", "cache dtype", "logit max abs error", "greedy agreement", "memory at 1,024 tokens MiB"], kv)
 
 
 if __name__ == "__main__":
