@@ -9,6 +9,7 @@
 #include "gemv.h"
 #include "ops.h"
 #include "simd.h"
+#include "quant.h"
 
 #include <string.h>
 
@@ -128,5 +129,140 @@ tf_gemv(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
     case 2: gemv_m2(lin, x, y, post, other); break;
     case 3: gemv_m3(lin, x, y, post, other); break;
     default: gemv_m4(lin, x, y, post, other); break;
+    }
+}
+
+/* ------------------------------------------------------------------ int8 weights
+ *
+ * oneDNN packs s8 weights (1, K, N) as aBC16b64c4b: panels of 64 columns, K padded to a
+ * multiple of 64, and within a panel groups of 4 consecutive k for the 64 columns (256
+ * bytes, the operand order of VNNI's vpdpbusd). A panel is again one contiguous stream.
+ * vpdpbusd multiplies unsigned by signed bytes, so the per-token quantized rows q (s8) go
+ * in as u = q + 128 and 128 · Σ_k w[k, n] (lin->wsum) comes off the int32 sums: the same
+ * integers oneDNN computes, without its per-call primitive and memory objects. */
+
+#define TF_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx512vnni")))
+#define KGROUP 64     /* K padding of the s8 layout */
+
+int64_t
+tf_gemv_s8_panel_stride(const_dnnl_memory_desc_t wmd)
+{
+    int ndims = 0, nblks = 0;
+    const dnnl_dims_t *blks = NULL, *idxs = NULL, *strides = NULL, *padded = NULL;
+    dnnl_data_type_t dt = dnnl_data_type_undef;
+    static int vnni = -1;
+    if (vnni < 0) {
+        __builtin_cpu_init();
+        vnni = __builtin_cpu_supports("avx512vnni");
+    }
+    if (!vnni || dnnl_memory_desc_query(wmd, dnnl_query_ndims_s32, &ndims) ||
+        dnnl_memory_desc_query(wmd, dnnl_query_data_type, &dt) ||
+        dnnl_memory_desc_query(wmd, dnnl_query_inner_nblks_s32, &nblks) || ndims != 3 ||
+        dt != dnnl_s8 || nblks != 3)
+        return 0;
+    if (dnnl_memory_desc_query(wmd, dnnl_query_inner_blks, &blks) ||
+        dnnl_memory_desc_query(wmd, dnnl_query_inner_idxs, &idxs) ||
+        dnnl_memory_desc_query(wmd, dnnl_query_strides, &strides) ||
+        dnnl_memory_desc_query(wmd, dnnl_query_padded_dims, &padded))
+        return 0;
+    /* inner blocks 16 (K), 64 (N), 4 (K); K blocks of a panel adjacent */
+    if ((*idxs)[0] != 1 || (*idxs)[1] != 2 || (*idxs)[2] != 1 || (*blks)[0] != 16 || (*blks)[1] != PANEL ||
+        (*blks)[2] != 4 || (*strides)[1] != KGROUP * PANEL || (*strides)[2] != (*padded)[1] * PANEL ||
+        (*padded)[1] % KGROUP != 0)
+        return 0;
+    return (*strides)[2];
+}
+
+/* acc[m][0..3] = Σ_k u[m, k] · panel[k, 0..63] in int32 over Kp (padded) k. */
+TF_AVX512_VNNI static inline __attribute__((always_inline)) void
+panel_dot_s8(const int8_t *panel, const uint8_t *u, int64_t Kp, int M, __m512i acc[TF_GEMV_MAX_M][4])
+{
+    for (int m = 0; m < M; m++) {
+        for (int i = 0; i < 4; i++) {
+            acc[m][i] = _mm512_setzero_si512();
+        }
+    }
+    const int8_t *group = panel;
+    for (int64_t k = 0; k < Kp; k += 4, group += 4 * PANEL) {
+        const __m512i w0 = _mm512_load_si512(group), w1 = _mm512_load_si512(group + 64),
+                      w2 = _mm512_load_si512(group + 128), w3 = _mm512_load_si512(group + 192);
+        for (int m = 0; m < M; m++) {
+            int32_t four;
+            memcpy(&four, u + m * Kp + k, sizeof(four));
+            const __m512i xk = _mm512_set1_epi32(four);
+            acc[m][0] = _mm512_dpbusd_epi32(acc[m][0], xk, w0);
+            acc[m][1] = _mm512_dpbusd_epi32(acc[m][1], xk, w1);
+            acc[m][2] = _mm512_dpbusd_epi32(acc[m][2], xk, w2);
+            acc[m][3] = _mm512_dpbusd_epi32(acc[m][3], xk, w3);
+        }
+    }
+}
+
+/* int32 sums -> float: (acc - 128 Σw) · row scale · column scale. */
+TF_AVX512_VNNI static inline void
+dequantize_panel(const tf_linear *lin, __m512i acc[TF_GEMV_MAX_M][4], const float *row_scale, int M,
+                 int64_t n0, int64_t nc, __m512 out[TF_GEMV_MAX_M][4])
+{
+    for (int i = 0; i < 4; i++) {
+        const __mmask16 mask = tf_mask16(nc - 16 * i);
+        const __m512i bias128 = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(mask, lin->wsum + n0 + 16 * i), 7);
+        const __m512 col = _mm512_maskz_loadu_ps(mask, lin->wscale + n0 + 16 * i);
+        for (int m = 0; m < M; m++) {
+            const __m512 sum = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[m][i], bias128));
+            out[m][i] = _mm512_mul_ps(sum, _mm512_mul_ps(col, _mm512_set1_ps(row_scale[m])));
+        }
+    }
+}
+
+#define DEFINE_GEMV_S8_M(MR)                                                              \
+    TF_AVX512_VNNI static void gemv_s8_m##MR(const tf_linear *lin, const uint8_t *u,      \
+                                             int64_t Kp, const float *row_scale, float *y,\
+                                             tf_post post, const float *other)            \
+    {                                                                                     \
+        const int64_t K = lin->in_features, N = lin->out_features;                        \
+        const int64_t panels = (N + PANEL - 1) / PANEL;                                   \
+        const int8_t *w = lin->weights;                                                   \
+        _Pragma("omp parallel for schedule(static) if (K * N >= 4 * PARALLEL_MIN_WEIGHTS)") \
+        for (int64_t p = 0; p < panels; p++) {                                            \
+            __m512i acc[TF_GEMV_MAX_M][4];                                                \
+            __m512 out[TF_GEMV_MAX_M][4];                                                 \
+            const int64_t n0 = p * PANEL, nc = N - n0 < PANEL ? N - n0 : PANEL;           \
+            panel_dot_s8(w + p * lin->panel_stride, u, Kp, MR, acc);                      \
+            dequantize_panel(lin, acc, row_scale, MR, n0, nc, out);                       \
+            panel_store(lin, out, MR, n0, nc, y, post, other);                            \
+        }                                                                                 \
+    }
+DEFINE_GEMV_S8_M(1)
+DEFINE_GEMV_S8_M(2)
+DEFINE_GEMV_S8_M(3)
+DEFINE_GEMV_S8_M(4)
+
+size_t
+tf_gemv_s8_scratch(const tf_linear *lin, int64_t M)
+{
+    const int64_t Kp = (lin->in_features + KGROUP - 1) / KGROUP * KGROUP;
+    return (size_t)(M * Kp) + (size_t)M * sizeof(float);
+}
+
+void
+tf_gemv_s8(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
+           const float *other, void *scratch)
+{
+    const int64_t K = lin->in_features, Kp = (K + KGROUP - 1) / KGROUP * KGROUP;
+    uint8_t *u = scratch;                        /* (M, Kp) q + 128, zero past K */
+    float *row_scale = (float *)(u + M * Kp);    /* (M,) */
+    for (int64_t m = 0; m < M; m++) {
+        int8_t *q = (int8_t *)u + m * Kp;
+        tf_quantize_rows_s8(x + m * K, 1, K, q, row_scale + m);
+        memset(q + K, 0, (size_t)(Kp - K));
+        for (int64_t k = 0; k < Kp; k++) {
+            u[m * Kp + k] = (uint8_t)(q[k] + 128);
+        }
+    }
+    switch (M) {
+    case 1: gemv_s8_m1(lin, u, Kp, row_scale, y, post, other); break;
+    case 2: gemv_s8_m2(lin, u, Kp, row_scale, y, post, other); break;
+    case 3: gemv_s8_m3(lin, u, Kp, row_scale, y, post, other); break;
+    default: gemv_s8_m4(lin, u, Kp, row_scale, y, post, other); break;
     }
 }

@@ -26,4 +26,12 @@ int64_t tf_gemv_panel_stride(const_dnnl_memory_desc_t wmd);
 void tf_gemv(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
              const float *other);
 
+/* The same for int8 weights (dynamic per-token rows, as the oneDNN path): the panel
+ * stride in bytes of oneDNN's s8 aBC16b64c4b layout, or 0 when it cannot read it (or the
+ * CPU lacks AVX512_VNNI). tf_gemv_s8 needs tf_gemv_s8_scratch(lin, M) bytes of scratch. */
+int64_t tf_gemv_s8_panel_stride(const_dnnl_memory_desc_t wmd);
+size_t tf_gemv_s8_scratch(const tf_linear *lin, int64_t M);
+void tf_gemv_s8(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
+                const float *other, void *scratch);
+
 #endif /* TFCORE_GEMV_H */

@@ -182,7 +182,17 @@ tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_
     int rc = -1;
     const int64_t K = lin->in_features, N = lin->out_features;
     if (M <= TF_GEMV_MAX_M && lin->panel_stride > 0 && tf_cpu_has_avx512() && !tf_force_reference) {
-        tf_gemv(lin, x, M, y, post, other);
+        if (lin->wdt == dnnl_s8) {
+            tf_thread_ctx *ctx = tf_thread_ctx_get(err);
+            void *scratch = ctx ? tf_thread_scratch(ctx, tf_gemv_s8_scratch(lin, M), err) : NULL;
+            if (scratch == NULL) {
+                return -1;
+            }
+            tf_gemv_s8(lin, x, M, y, post, other, scratch);
+        }
+        else {
+            tf_gemv(lin, x, M, y, post, other);
+        }
         return 0;
     }
     const size_t xbytes = converted_x_bytes(lin->wdt, M, K);
@@ -486,6 +496,19 @@ weight_arg(tf_state *st, PyObject *obj, dnnl_data_type_t wdt, dnnl_data_type_t *
     return w;
 }
 
+/* sums[n] = Σ_k q[k, n] of int8 weights given as (N, K), or (K, N) when transposed. */
+static void
+column_sums(const int8_t *q, int64_t K, int64_t N, int transposed, int32_t *sums)
+{
+    for (int64_t n = 0; n < N; n++) {
+        int32_t s = 0;
+        for (int64_t k = 0; k < K; k++) {
+            s += transposed ? q[k * N + n] : q[n * K + k];
+        }
+        sums[n] = s;
+    }
+}
+
 static PyObject *
 linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -544,7 +567,7 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                           dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)),
                       "copying the packed weight layout"))
         goto fail;
-    self->panel_stride = tf_gemv_panel_stride(self->wmd);
+    self->panel_stride = wdt == dnnl_s8 ? tf_gemv_s8_panel_stride(self->wmd) : tf_gemv_panel_stride(self->wmd);
     size_t wsize = dnnl_memory_desc_get_size(self->wmd);
     self->weights = tf_malloc(wsize);
     if (self->weights == NULL) {
@@ -555,8 +578,9 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (wdt == dnnl_s8) {
         /* quantized copy in the caller's layout, then packed like any other dtype */
         self->wscale = tf_malloc((size_t)N * sizeof(float));
+        self->wsum = tf_malloc((size_t)N * sizeof(int32_t));
         quantized = tf_malloc((size_t)(N * K));
-        if (self->wscale == NULL || quantized == NULL) {
+        if (self->wscale == NULL || self->wsum == NULL || quantized == NULL) {
             PyErr_NoMemory();
             goto fail;
         }
@@ -570,6 +594,7 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         else
             tf_quantize_rows_s8(user_weights, N, K, quantized, self->wscale);
         user_weights = quantized;
+        column_sums(quantized, K, N, transposed, self->wsum);
     }
     s = reorder(user_md, user_weights, self->wmd, self->weights);
     Py_END_ALLOW_THREADS
@@ -611,6 +636,7 @@ linear_dealloc(tf_linear *self)
     tf_free(self->weights);
     tf_free(self->bias);
     tf_free(self->wscale);
+    tf_free(self->wsum);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }

@@ -17,7 +17,8 @@ typedef struct {
     void *weights;              /* packed weights, owned */
     float *bias;                /* (N,) owned copy, or NULL */
     float *wscale;              /* (N,) per-output-channel scales of s8 weights, else NULL */
-    int64_t panel_stride;       /* floats between 64-column panels for tf_gemv; 0: no gemv */
+    int32_t *wsum;              /* (N,) Σ_k of each s8 weight column (tf_gemv_s8), else NULL */
+    int64_t panel_stride;       /* elements between 64-column panels for tf_gemv(_s8); 0: none */
 } tf_linear;
 
 /* What to do with the optional second operand `other` (M, N) after the activation. */
