@@ -206,3 +206,19 @@ def test_from_bf16_checkpoint(rng, tmp_path):
         emulated = emulate_int8(hf)(torch.from_numpy(ids)).logits.numpy()
     got = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path, dtype="int8")(ids).logits
     assert np.abs(got - emulated).max() < 2e-4 * np.abs(emulated).max()
+
+
+@pytest.mark.parametrize("N", [1, 16, 17, 65, 200])
+@pytest.mark.parametrize("K", [5, 64, 97])
+def test_few_row_kernel_narrow_panels_and_odd_k(rng, N, K):
+    """Rows <= 4 take tfcore's VNNI kernel, more rows oneDNN's: both give the emulation."""
+    W, b = rand(rng, N, K), rand(rng, N)
+    lin = tfcore.Linear(W, b, "gelu_tanh", dtype="int8")
+    x = rand(rng, 6, K)
+    ref = emulated_linear(x, W, b, "gelu_tanh")
+    for M in range(1, 7):
+        assert np.abs(lin(x[:M]) - ref[:M]).max() < 1e-5 * max(1.0, np.abs(ref).max()), M
+    res = rand(rng, 3, N)
+    acc = res.copy()
+    lin(x[:3], acc, out=acc)
+    assert np.abs(acc - (ref[:3] + res)).max() < 1e-5 * max(1.0, np.abs(ref).max())

@@ -12,7 +12,7 @@ PY=.venv/bin/python
     > .venv/build-requirements.txt
 "$PY" -m pip install -q -r .venv/build-requirements.txt
 TFCORE_SANITIZE=1 "$PY" setup.py build_ext --inplace --force -q
-trap 'rm -f tfcore/_C*.so' EXIT   # never leave the sanitizer build where imports find it
+trap 'rm -rf tfcore/_C*.so build/temp.*' EXIT   # never leave sanitizer objects where imports or the next build find them
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
 export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:quarantine_size_mb=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
