@@ -27,6 +27,7 @@ BENCHMARKS = [
     ("bench_decode.py", "Greedy decoding and prefill vs HF generate; memory bandwidth bound", ["--threads", "{threads}"]),
     ("bench_precision.py", "fp32 / bf16 / int8 vs PyTorch and ONNX Runtime, with accuracy",
      ["--threads", "{threads}"]),
+    ("bench_int8_modes.py", "Weight-only vs dynamic int8: accuracy and GEMM speed", ["--threads", "{threads}"]),
 ]
 
 
