@@ -134,7 +134,7 @@ py_activation(PyObject *module, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"x", "kind", "out", NULL};
     PyObject *x, *kind, *out = Py_None;
     int act;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$O:activation", kwlist, &x, &kind, &out) ||
+    if (!TF_PARSE(tf_state_of_module(module), args, kwds, "OO|$O:activation", kwlist, &x, &kind, &out) ||
         tf_parse_activation(tf_state_of_module(module), kind, &act) < 0) {
         return NULL;
     }
@@ -147,7 +147,7 @@ py_gelu(PyObject *module, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"x", "approximate", "out", NULL};
     PyObject *x, *out = Py_None;
     const char *approx = "none";
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$sO:gelu", kwlist, &x, &approx, &out)) {
+    if (!TF_PARSE(tf_state_of_module(module), args, kwds, "O|$sO:gelu", kwlist, &x, &approx, &out)) {
         return NULL;
     }
     if (strcmp(approx, "none") != 0 && strcmp(approx, "tanh") != 0) {
@@ -161,7 +161,7 @@ py_gelu(PyObject *module, PyObject *args, PyObject *kwds)
     {                                                                                      \
         static char *kwlist[] = {"x", "out", NULL};                                        \
         PyObject *x, *out = Py_None;                                                       \
-        if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$O:" #name, kwlist, &x, &out)) {   \
+        if (!TF_PARSE(tf_state_of_module(module), args, kwds, "O|$O:" #name, kwlist, &x, &out)) { \
             return NULL;                                                                   \
         }                                                                                  \
         return run_activation(module, x, out, act);                                        \
@@ -178,7 +178,7 @@ py_glu(PyObject *module, PyObject *args, PyObject *kwds)
     tf_state *st = tf_state_of_module(module);
     int act = TF_ACT_SILU;
     npy_intp dims[NPY_MAXDIMS];
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$O:glu", kwlist, &x_obj, &act_obj, &out_obj) ||
+    if (!TF_PARSE(st, args, kwds, "O|O$O:glu", kwlist, &x_obj, &act_obj, &out_obj) ||
         (act_obj != NULL && tf_parse_activation(st, act_obj, &act) < 0)) {
         return NULL;
     }

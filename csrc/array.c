@@ -75,12 +75,13 @@ tf_arg_f32_view(tf_state *st, PyObject *obj, const char *name, int min_ndim, int
     if (!allow_views) {
         ok = ok && PyArray_IS_C_CONTIGUOUS(a);
     }
-    else {
-        /* last axis contiguous, the others any positive whole-element strides */
-        ok = ok && (nd == 0 || PyArray_DIM(a, nd - 1) == 1 || PyArray_STRIDE(a, nd - 1) == 4);
+    else if (PyArray_SIZE(a) > 0) {  /* NumPy gives empty arrays zero strides */
+        /* last axis contiguous, the others any positive whole-element strides (an axis of
+         * size 0 or 1 has no meaningful stride; empty arrays are the caller's to refuse) */
+        ok = ok && (nd == 0 || PyArray_DIM(a, nd - 1) <= 1 || PyArray_STRIDE(a, nd - 1) == 4);
         for (int i = 0; ok && i < nd - 1; i++) {
             npy_intp s = PyArray_STRIDE(a, i);
-            ok = PyArray_DIM(a, i) == 1 || (s > 0 && s % 4 == 0);
+            ok = PyArray_DIM(a, i) <= 1 || (s > 0 && s % 4 == 0);
         }
     }
     if (!ok) {

@@ -144,7 +144,7 @@ sdpa(PyObject *module, PyObject *args, PyObject *kwds)
     tf_err err = {0};
     tf_state *st = tf_state_of_module(module);
     memset(&a, 0, sizeof(a));
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|OpOp$OOpO:scaled_dot_product_attention",
+    if (!TF_PARSE(st, args, kwds, "OOO|OpOp$OOpO:scaled_dot_product_attention",
                                      kwlist, &q_obj, &k_obj, &v_obj, &mask_obj, &causal,
                                      &scale_obj, &gqa, &window_obj, &bias_obj, &return_weights,
                                      &out_obj)) {

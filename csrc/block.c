@@ -109,7 +109,7 @@ block_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (st == NULL) {
         return NULL;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|$pOO:TransformerBlock", kwlist, &attn,
+    if (!TF_PARSE(st, args, kwds, "OOOO|$pOO:TransformerBlock", kwlist, &attn,
                                      &ffn, &n1, &n2, &norm_first, &cross, &ncross)) {
         return NULL;
     }
@@ -214,7 +214,7 @@ block_call(tf_block *self, PyObject *args, PyObject *kwds)
     tf_err err = {0};
     tf_state *st = tf_state_of((PyObject *)self);
     memset(&cross_c, 0, sizeof(cross_c));
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$OOOLOpOOOO:TransformerBlock.__call__", kwlist,
+    if (!TF_PARSE(st, args, kwds, "O|O$OOOLOpOOOO:TransformerBlock.__call__", kwlist,
                                      &x_obj, &mask_obj, &enc_obj, &enc_mask_obj, &pos_obj,
                                      &offset, &bias_obj, &output_attentions, &out_obj, &cu_obj,
                                      &cache_obj, &layer_obj)) {

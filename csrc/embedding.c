@@ -41,7 +41,7 @@ embedding_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     tf_state *st = tf_state_of_type(type);
     PyArrayObject *w;
     tf_embedding *self;
-    if (st == NULL || !PyArg_ParseTupleAndKeywords(args, kwds, "O:Embedding", kwlist, &w_obj)) {
+    if (st == NULL || !TF_PARSE(st, args, kwds, "O:Embedding", kwlist, &w_obj)) {
         return NULL;
     }
     if ((w = tf_arg_f32(st, w_obj, "weight", 2, 2)) == NULL) {
@@ -96,7 +96,7 @@ embedding_call(tf_embedding *self, PyObject *args, PyObject *kwds)
     tf_err err = {0};
     npy_intp dims[NPY_MAXDIMS];
     int rc;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$O:Embedding.__call__", kwlist, &ids_obj, &out_obj)) {
+    if (!TF_PARSE(st, args, kwds, "O|$O:Embedding.__call__", kwlist, &ids_obj, &out_obj)) {
         return NULL;
     }
     if ((ids = tf_arg_ids(st, ids_obj, "input_ids")) == NULL)

@@ -202,6 +202,9 @@ set_num_threads(PyObject *module, PyObject *arg)
 {
     tf_state *st = tf_state_of_module(module);
     int overflow = 0;
+    if (!PyLong_Check(arg)) {
+        return tf_type_error(st, "number of threads must be an int, got %s", Py_TYPE(arg)->tp_name);
+    }
     long n = PyLong_AsLongAndOverflow(arg, &overflow);
     if (n == -1 && PyErr_Occurred()) {
         return NULL;

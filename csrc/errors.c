@@ -86,6 +86,35 @@ tf_type_error(tf_state *st, const char *fmt, ...)
 }
 
 int
+tf_args_parsed(tf_state *st, int ok)
+{
+    if (ok || st == NULL || !PyErr_Occurred()) {
+        return ok;
+    }
+    PyObject *as = PyErr_ExceptionMatches(PyExc_OverflowError) ? st->ValueError
+                 : PyErr_ExceptionMatches(PyExc_TypeError) && !PyErr_ExceptionMatches(st->TypeError) ? st->TypeError
+                 : NULL;
+    if (as == NULL) {
+        return ok;
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *msg = value ? PyObject_Str(value) : NULL;
+    if (msg != NULL) {
+        PyErr_SetObject(as, msg);
+        Py_DECREF(msg);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+    }
+    else {
+        PyErr_Restore(type, value, tb);
+    }
+    return ok;
+}
+
+int
 tf_check_dnnl(tf_state *st, dnnl_status_t status, const char *what)
 {
     tf_err err;

@@ -55,7 +55,7 @@ ffn_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (st == NULL) {
         return NULL;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OOOOOpO:FeedForward", kwlist, &up_w,
+    if (!TF_PARSE(st, args, kwds, "OO|$OOOOOpO:FeedForward", kwlist, &up_w,
                                      &down_w, &up_b, &down_b, &gate_w, &gate_b, &act_obj,
                                      &transposed, &dtype)) {
         return NULL;

@@ -312,7 +312,7 @@ kvcache_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     const char *policy = "full", *dtype = "float32";
     tf_state *st = tf_state_of_type(type);
     tf_kvcache *self;
-    if (st == NULL || !PyArg_ParseTupleAndKeywords(args, kwds, "LLLL|$LsLLs:KVCache", kwlist, &layers,
+    if (st == NULL || !TF_PARSE(st, args, kwds, "LLLL|$LsLLs:KVCache", kwlist, &layers,
                                                    &B, &KVH, &D, &cap, &policy, &budget, &n_sink, &dtype)) {
         return NULL;
     }

@@ -526,7 +526,7 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (st == NULL) {
         return NULL;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OO$pO:Linear", kwlist, &weight_obj, &bias_obj,
+    if (!TF_PARSE(st, args, kwds, "O|OO$pO:Linear", kwlist, &weight_obj, &bias_obj,
                                      &act_obj, &transposed, &dtype_obj)) {
         return NULL;
     }
@@ -719,7 +719,7 @@ tf_rows_layer_call(PyObject *self, PyObject *args, PyObject *kwds, int64_t K, in
     tf_rows_call c;
     tf_err err = {0};
     int rc;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, fmt, kwlist, &x_obj, &res_obj, &out_obj)) {
+    if (!TF_PARSE(st, args, kwds, fmt, kwlist, &x_obj, &res_obj, &out_obj)) {
         return NULL;
     }
     if (tf_rows_call_parse(st, x_obj, res_obj, out_obj, K, N, NULL, &c) < 0) {

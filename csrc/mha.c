@@ -263,7 +263,7 @@ mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (st == NULL) {
         return NULL;
     }
-    if (!PyArg_ParseTupleAndKeywords(
+    if (!TF_PARSE(st, 
             args, kwds, "LL|$OOOOOOOOOOOOppOpOOOOpOO:MultiHeadAttention", kwlist, &C, &H, &kvh_obj,
             &d_obj, &qw, &kw, &vw, &qb, &kb, &vb, &qkvw, &qkvb, &ow, &ob, &transposed, &causal,
             &scale_obj, &cross, &kv_in_obj, &rd_obj, &theta_obj, &inv_freq_obj, &interleaved,
@@ -753,7 +753,7 @@ mha_call(tf_mha *self, PyObject *args, PyObject *kwds)
     tf_mha_call c = {0};
     tf_err err = {0};
     tf_state *st = tf_state_of((PyObject *)self);
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$OOLOOpOOOO:MultiHeadAttention.__call__",
+    if (!TF_PARSE(st, args, kwds, "O|O$OOLOOpOOOO:MultiHeadAttention.__call__",
                                      kwlist, &x_obj, &mask_obj, &enc_obj, &pos_obj, &offset,
                                      &bias_obj, &res_obj, &output_attentions, &out_obj, &cu_obj,
                                      &cache_obj, &layer_obj)) {

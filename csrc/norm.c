@@ -180,7 +180,7 @@ layer_norm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     double eps = 1e-5;
     tf_state *st = tf_state_of_type(type);
     tf_norm *self;
-    if (st == NULL || !PyArg_ParseTupleAndKeywords(args, kwds, "O|O$d:LayerNorm", kwlist, &w_obj,
+    if (st == NULL || !TF_PARSE(st, args, kwds, "O|O$d:LayerNorm", kwlist, &w_obj,
                                                    &b_obj, &eps)) {
         return NULL;
     }
@@ -210,7 +210,7 @@ rms_norm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     int offset = 0;
     tf_state *st = tf_state_of_type(type);
     tf_norm *self;
-    if (st == NULL || !PyArg_ParseTupleAndKeywords(args, kwds, "O|$dp:RMSNorm", kwlist, &w_obj,
+    if (st == NULL || !TF_PARSE(st, args, kwds, "O|$dp:RMSNorm", kwlist, &w_obj,
                                                    &eps, &offset)) {
         return NULL;
     }
@@ -250,7 +250,7 @@ norm_call(tf_norm *self, PyObject *args, PyObject *kwds)
     PyObject *x_obj, *res_obj = Py_None, *out_obj = Py_None;
     PyArrayObject *x = NULL, *res = NULL, *out = NULL;
     tf_state *st = tf_state_of((PyObject *)self);
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$O:__call__", kwlist, &x_obj, &res_obj, &out_obj)) {
+    if (!TF_PARSE(st, args, kwds, "O|O$O:__call__", kwlist, &x_obj, &res_obj, &out_obj)) {
         return NULL;
     }
     if ((x = tf_arg_f32(st, x_obj, "x", 1, NPY_MAXDIMS)) == NULL)

@@ -88,7 +88,7 @@ py_rotary_embedding(PyObject *module, PyObject *args, PyObject *kwds)
     long long offset = 0;
     PyArrayObject *x = NULL, *inv = NULL, *pos = NULL, *out = NULL;
     tf_state *st = tf_state_of_module(module);
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O$pLO:rotary_embedding", kwlist, &x_obj,
+    if (!TF_PARSE(st, args, kwds, "OO|O$pLO:rotary_embedding", kwlist, &x_obj,
                                      &inv_obj, &pos_obj, &interleaved, &offset, &out_obj)) {
         return NULL;
     }

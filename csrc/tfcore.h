@@ -101,6 +101,12 @@ int tf_err_raise(tf_state *st, const tf_err *err);
 /* Raise helpers (GIL held). Return NULL / -1 for convenient `return tf_value_error(...)`. */
 PyObject *tf_value_error(tf_state *st, const char *fmt, ...);
 PyObject *tf_type_error(tf_state *st, const char *fmt, ...);
+
+/* PyArg_ParseTupleAndKeywords whose failures are tfcore's errors too (TypeError becomes
+ * TfcoreTypeError, OverflowError TfcoreValueError, same message), so every exception a
+ * call raises is a TfcoreError. */
+#define TF_PARSE(st, ...) tf_args_parsed((st), PyArg_ParseTupleAndKeywords(__VA_ARGS__))
+int tf_args_parsed(tf_state *st, int ok);
 int tf_check_dnnl(tf_state *st, dnnl_status_t status, const char *what);
 const char *tf_dnnl_status_str(dnnl_status_t status);
 

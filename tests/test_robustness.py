@@ -1,0 +1,58 @@
+"""Bad input never crashes: the battery of robustness_cases.py runs in a child process (a
+segfault or abort there fails the case that was running instead of killing pytest); each
+case must raise the expected tfcore exception with a message naming the problem."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from robustness_cases import CASES
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(scope="module")
+def battery(tmp_path_factory):
+    import torch
+    from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
+
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(root / "bert")
+    GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=64)
+                    ).save_pretrained(root / "gpt2")
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "robustness_cases.py"), str(root / "bert"),
+                           str(root / "gpt2")], capture_output=True, text=True, timeout=600,
+                          cwd=os.path.dirname(HERE), env={**os.environ, "OMP_NUM_THREADS": "2"})
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    results = {e["id"]: e for e in events if "id" in e}
+    started = [e["start"] for e in events if "start" in e]
+    crashed = started[-1] if started and started[-1] not in results else None
+    return {"results": results, "crashed": crashed, "returncode": proc.returncode, "stderr": proc.stderr[-3000:]}
+
+
+def test_the_battery_ran_to_the_end_without_crashing(battery):
+    assert battery["crashed"] is None, f"the child died in case {battery['crashed']!r}:\n{battery['stderr']}"
+    assert battery["returncode"] == 0, battery["stderr"]
+    assert len(battery["results"]) == len(CASES)
+
+
+@pytest.mark.parametrize("case_id,code,expected,pattern", CASES, ids=[c[0] for c in CASES])
+def test_case(battery, case_id, code, expected, pattern):
+    if battery["crashed"] == case_id:
+        pytest.fail(f"crashed the process:\n{battery['stderr']}")
+    res = battery["results"].get(case_id)
+    assert res is not None, "not reached (an earlier case crashed the child)"
+    if expected is None:
+        assert res["raised"] is None, f"raised {res['raised'][0]}: {res['message']}"
+        return
+    assert res["raised"] is not None, "no exception"
+    assert expected in res["raised"], f"raised {res['raised'][0]}: {res['message']}"
+    assert "TfcoreError" in res["raised"] or expected in ("MemoryError",), res["raised"]
+    assert re.search(pattern, res["message"], re.IGNORECASE), res["message"]
