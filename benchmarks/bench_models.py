@@ -20,9 +20,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tfcore  # noqa: E402
-from common import interleaved, print_table  # noqa: E402
+from common import gemm_peak_gflops, interleaved, print_table  # noqa: E402
 
-GEMM_PEAK_PER_THREAD = 100.0  # GFLOP/s, oneDNN fp32 on this VM (docs/onednn.md)
+GEMM_PEAK = {}  # threads -> fp32 GEMM GFLOP/s measured at the start of this run
 
 
 def encoder_flops(layers, C, F, B, T):
@@ -76,7 +76,7 @@ def bench_bert(path, threads, quick):
         flops = encoder_flops(12, 768, 3072, B, T)
         rows.append([f"BERT-base B={B} S={T}", threads, f"{t['tfcore'] * 1e3:.2f}", f"{t[best] * 1e3:.2f} ({best[3:]})",
                      f"{t[best] / t['tfcore']:.2f}", f"{flops / t['tfcore'] / 1e9:.0f}",
-                     f"{100 * flops / t['tfcore'] / 1e9 / (GEMM_PEAK_PER_THREAD * threads):.0f}%"])
+                     f"{100 * flops / t['tfcore'] / 1e9 / GEMM_PEAK[threads]:.0f}%"])
     return rows
 
 
@@ -133,7 +133,7 @@ def bench_vit(path, threads, quick):
         flops = encoder_flops(12, 768, 3072, B, T) + 2 * B * 196 * 768 * 768  # + patch embedding
         rows.append([f"ViT-B/16 B={B}", threads, f"{t['tfcore'] * 1e3:.2f}", f"{t[best] * 1e3:.2f} ({best[3:]})",
                      f"{t[best] / t['tfcore']:.2f}", f"{flops / t['tfcore'] / 1e9:.0f}",
-                     f"{100 * flops / t['tfcore'] / 1e9 / (GEMM_PEAK_PER_THREAD * threads):.0f}%"])
+                     f"{100 * flops / t['tfcore'] / 1e9 / GEMM_PEAK[threads]:.0f}%"])
     return rows
 
 
@@ -150,6 +150,8 @@ def main() -> None:
         for n in args.threads:
             tfcore.set_num_threads(n)
             torch.set_num_threads(n)
+            GEMM_PEAK[n] = gemm_peak_gflops()
+            print(f"fp32 GEMM peak on {n} threads now: {GEMM_PEAK[n]:.0f} GFLOP/s")
             rows += bench_bert(bert, n, args.quick) + bench_padding_free(bert, n, args.quick)
             rows += bench_vit(vit, n, args.quick)
     print_table(["model", "threads", "tfcore ms", "HF ms (best attention)", "HF/tfcore", "tfcore GFLOP/s",

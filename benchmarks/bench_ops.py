@@ -23,8 +23,6 @@ import tfcore  # noqa: E402
 from common import interleaved, print_table  # noqa: E402
 from dense import bench_feed_forward, bench_linear  # noqa: E402
 
-PEAK_GFLOPS_PER_THREAD = 100.0  # oneDNN fp32 GEMM on this VM (docs/onednn.md)
-
 
 def bench_sdpa(threads: int, quick: bool = False):
     rng = np.random.default_rng(0)

@@ -47,3 +47,19 @@ def print_table(headers: List[str], rows: List[List[object]]) -> None:
     print("|" + "|".join("---" for _ in headers) + "|")
     for r in rows:
         print("| " + " | ".join(str(c) for c in r) + " |")
+
+
+def gemm_peak_gflops(repeat: int = 9) -> float:
+    """fp32 GEMM GFLOP/s of tfcore (oneDNN) on this machine now, at the current thread
+    count: (1024 x 2048) @ (2048 x 2048), median. Measured in the benchmark's own run
+    because the shared VM's speed drifts between runs."""
+    import numpy as np
+
+    import tfcore
+
+    rng = np.random.default_rng(0)
+    lin = tfcore.Linear(rng.standard_normal((2048, 2048), dtype=np.float32))
+    x = rng.standard_normal((1024, 2048), dtype=np.float32)
+    out = np.empty((1024, 2048), np.float32)
+    t = interleaved({"gemm": lambda: lin(x, out=out)}, repeat=repeat, warmup=2)["gemm"]
+    return 2 * 1024 * 2048 * 2048 / t / 1e9
