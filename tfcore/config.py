@@ -10,6 +10,9 @@ from typing import Any, Dict, Union
 from .safetensors import CheckpointError
 
 
+MAX_CONFIG_BYTES = 10 * 2**20  # real configs are a few kB
+
+
 class Config:
     """HF ``config.json`` contents; ``cfg.hidden_size``, ``cfg.get("rope_scaling")``."""
 
@@ -20,14 +23,15 @@ class Config:
     def from_dir(cls, directory: Union[str, os.PathLike]) -> "Config":
         path = Path(directory) / "config.json"
         try:
-            text = path.read_text(encoding="utf-8")
+            size = path.stat().st_size
+            if size > MAX_CONFIG_BYTES:
+                raise CheckpointError(f"{path}: {size} bytes is too large for a model config")
+            raw = path.read_bytes()
         except OSError as e:
             raise CheckpointError(f"{path}: cannot read the model config ({e.strerror})") from None
-        if len(text) > 10 * 2**20:
-            raise CheckpointError(f"{path}: {len(text)} bytes is too large for a model config")
         try:
-            values = json.loads(text)
-        except (ValueError, RecursionError) as e:
+            values = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             raise CheckpointError(f"{path}: not valid JSON ({e.__class__.__name__}: {e})") from None
         if not isinstance(values, dict):
             raise CheckpointError(f"{path}: must hold a JSON object")

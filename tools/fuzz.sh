@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Run every fuzz target of fuzz/harness.py for a fixed time with atheris and print the
+# executions and findings of each. Needs the venv from the README's test command (.venv).
+#   bash tools/fuzz.sh [seconds per target, default 60]      (or: make fuzz SECONDS=60)
+# A finding is written to fuzz/crashes/; once fixed, copy it to tests/fuzz_regressions/<target>/.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_TARGET="${1:-60}"
+PY=.venv/bin/python
+"$PY" -m pip install -q "atheris>=2.3"
+status=0
+for target in safetensors config ops; do
+    log="fuzz/crashes/$target.log"
+    mkdir -p fuzz/crashes
+    PYTHONPATH=. "$PY" fuzz/run.py "$target" --seconds "$SECONDS_PER_TARGET" >"$log" 2>&1
+    rc=$?
+    runs=$(grep -oE '^stat::number_of_executed_units: [0-9]+' "$log" | grep -oE '[0-9]+$')
+    rate=$(grep -oE '^stat::average_exec_per_sec: +[0-9]+' "$log" | grep -oE '[0-9]+$')
+    if [ "$rc" -eq 0 ]; then
+        echo "$target: ${runs:-?} executions in ${SECONDS_PER_TARGET} s (${rate:-?}/s), no findings"
+    else
+        status=1
+        echo "$target: FINDING after ${runs:-?} executions (exit $rc); see $log and fuzz/crashes/"
+        grep -A8 -E "Uncaught Python exception|ERROR: (AddressSanitizer|libFuzzer)" "$log" | head -20
+    fi
+done
+exit $status
