@@ -144,10 +144,11 @@ tf_thread_ctx_get(tf_err *err)
 void *
 tf_thread_scratch(tf_thread_ctx *ctx, size_t size, tf_err *err)
 {
-    if (size <= ctx->scratch_size) {
+    if (size <= ctx->scratch_size && ctx->scratch != NULL) {
         return ctx->scratch;
     }
-    size_t want = (size + 4095) & ~(size_t)4095;
+    /* never NULL on success, even for 0 bytes (oneDNN's gemm primitives ask for none) */
+    size_t want = ((size ? size : 1) + 4095) & ~(size_t)4095;
     void *p = NULL;
     if (posix_memalign(&p, 64, want) != 0) {
         tf_err_set(err, TF_ERR_MEMORY, "out of memory allocating %zu bytes of scratchpad", want);

@@ -52,7 +52,8 @@ tf_err_raise(tf_state *st, const tf_err *err)
     case TF_ERR_MEMORY: type = PyExc_MemoryError; break;
     default: type = st->OneDNNError; break;
     }
-    PyErr_SetString(type, err->msg);
+    /* a failure path that forgot to describe itself still names what happened */
+    PyErr_SetString(type, err->msg[0] ? err->msg : "tfcore: a call failed without a description (please report this)");
     return -1;
 }
 
