@@ -2,6 +2,9 @@
 #define TFCORE_IMPORT_ARRAY
 #include "tfcore.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 static int tf_exec(PyObject *module);
 
 static int
@@ -86,6 +89,12 @@ tf_exec(PyObject *module)
     }
     if (add_exceptions(module, st) < 0 || tf_engine_init(st) < 0) {
         return -1;
+    }
+    /* TFCORE_REFERENCE_KERNELS=1: tfcore's own kernels take their plain C paths, as on a CPU
+     * without AVX-512 (CI runs the suite so, with ONEDNN_MAX_CPU_ISA=AVX2 for oneDNN) */
+    const char *ref = getenv("TFCORE_REFERENCE_KERNELS");
+    if (ref != NULL && ref[0] != '\0' && strcmp(ref, "0") != 0) {
+        tf_force_reference = 1;
     }
     for (size_t i = 0; i < sizeof(registrations) / sizeof(registrations[0]); i++) {
         if (registrations[i](module, st) < 0) {

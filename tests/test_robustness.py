@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+import tfcore
 from robustness_cases import CASES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,7 +30,8 @@ def battery(tmp_path_factory):
                     ).save_pretrained(root / "gpt2")
     proc = subprocess.run([sys.executable, os.path.join(HERE, "robustness_cases.py"), str(root / "bert"),
                            str(root / "gpt2")], capture_output=True, text=True, timeout=600,
-                          cwd=os.path.dirname(HERE), env={**os.environ, "OMP_NUM_THREADS": "2"})
+                          cwd=os.path.dirname(os.path.dirname(tfcore.__file__)),  # the tfcore under test
+                          env={**os.environ, "OMP_NUM_THREADS": "2"})
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     results = {e["id"]: e for e in events if "id" in e}
     started = [e["start"] for e in events if "start" in e]

@@ -12,7 +12,7 @@ status=0
 for target in safetensors config ops; do
     log="fuzz/crashes/$target.log"
     mkdir -p fuzz/crashes
-    PYTHONPATH=. "$PY" fuzz/run.py "$target" --seconds "$SECONDS_PER_TARGET" >"$log" 2>&1
+    "$PY" fuzz/run.py "$target" --seconds "$SECONDS_PER_TARGET" >"$log" 2>&1
     rc=$?
     runs=$(grep -oE '^stat::number_of_executed_units: [0-9]+' "$log" | grep -oE '[0-9]+$')
     rate=$(grep -oE '^stat::average_exec_per_sec: +[0-9]+' "$log" | grep -oE '[0-9]+$')
