@@ -1,6 +1,6 @@
 """Coverage-guided fuzzing of one target of fuzz/harness.py with atheris (libFuzzer).
 
-    python fuzz/run.py TARGET [--seconds 60] [-- libFuzzer args...]
+    python fuzz/run.py TARGET [--seconds 60 | --runs N] [-- libFuzzer args...]
 
 TARGET is safetensors, config or ops. The corpus grows in fuzz/corpus/TARGET (seeded from
 harness.seeds); a failing input is written to fuzz/crashes/TARGET-<hash> - copy it to
@@ -28,6 +28,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("target", choices=sorted(harness.TARGETS))
     ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--runs", type=int, default=None,
+                    help="a fixed number of inputs from a fixed seed instead of a time budget (repeatable: CI)")
     args, extra = ap.parse_known_args()
     corpus = os.path.join(HERE, "corpus", args.target)
     crashes = os.path.join(HERE, "crashes")
@@ -37,7 +39,8 @@ def main() -> None:
         with open(os.path.join(corpus, "seed-" + hashlib.sha1(seed).hexdigest()[:12]), "wb") as f:
             f.write(seed)
     target = harness.TARGETS[args.target]
-    argv = [sys.argv[0], corpus, f"-max_total_time={args.seconds}", "-timeout=20", "-rss_limit_mb=4096",
+    budget = [f"-runs={args.runs}", "-seed=1"] if args.runs else [f"-max_total_time={args.seconds}"]
+    argv = [sys.argv[0], corpus, *budget, "-timeout=20", "-rss_limit_mb=4096",
             f"-artifact_prefix={os.path.join(crashes, args.target)}-", "-print_final_stats=1",
             *[a for a in extra if a != "--"]]
     dictionary = os.path.join(HERE, f"{args.target}.dict")

@@ -32,7 +32,7 @@ CAUSAL_LMS: Dict[str, Type[PreTrainedModel]] = {
 def _load(directory: Union[str, os.PathLike], table: Dict[str, Type[PreTrainedModel]], what: str,
           dtype: str, threads: Optional[int]) -> PreTrainedModel:
     mt = Config.from_dir(directory).get("model_type")
-    cls = table.get(mt)
+    cls = table.get(mt) if isinstance(mt, str) else None
     if cls is None:
         raise CheckpointError(f"{directory}: model_type {mt!r} is not a supported {what}; tfcore supports "
                               f"{', '.join(sorted(table))}")

@@ -86,7 +86,7 @@ def parse_header(raw: bytes, data_size: int, where: str) -> Tuple[Dict[str, Tens
         if not isinstance(entry, dict):
             raise CheckpointError(f"{where}: entry {name!r} must be an object")
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-        if dtype not in DTYPES:
+        if not isinstance(dtype, str) or dtype not in DTYPES:
             raise CheckpointError(f"{where}: tensor {name!r} has unknown dtype {dtype!r} "
                                   f"(known: {', '.join(DTYPES)})")
         if (not isinstance(shape, list) or len(shape) > 16 or

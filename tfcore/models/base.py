@@ -153,7 +153,15 @@ class PreTrainedModel:
             raise CheckpointError(f"{directory}: config.json has model_type {mt!r}; {cls.__name__} "
                                   f"loads {', '.join(cls.model_types)}")
         weights = Weights(Checkpoint(directory), cls.base_prefixes, cls.ignore_keys, dtype)
-        model = cls(config, weights)
+        try:
+            model = cls(config, weights)
+        except _C.TfcoreError:
+            raise
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError, ZeroDivisionError, AttributeError) as e:
+            # a config value of a type or range the family's code did not expect (optional
+            # keys are read as they come): name the file instead of failing deep inside
+            raise CheckpointError(f"{directory}: config.json holds a value {cls.__name__} cannot use "
+                                  f"({type(e).__name__}: {e})") from e
         weights.release()
         extra = weights.unexpected()
         model.unexpected_keys = extra
