@@ -158,6 +158,11 @@ CASES = [
     ("sdpa/bool mask of ints", "F.scaled_dot_product_attention(q, k, v, attn_mask=np.ones((6, 7), np.int32))", TE,
      "mask"),
     ("activation/unknown", "F.activation(r(3), 'gelu_fast2')", VE, "activation"),
+    ("gelu/bad approximate", "F.gelu(r(3), approximate='fast')", VE, "approximate"),
+    ("relu/float64", "F.relu(np.ones(3))", TE, "float32"),
+    ("silu/NaN", "a = r(3); a[1] = np.nan; F.silu(a)", VE, "NaN"),
+    ("rope_inv_freq/odd head_dim", "F.rope_inv_freq(7)", VE, "even|head_dim|rotary"),
+    ("rope_inv_freq/zero theta", "F.rope_inv_freq(8, theta=0.0)", VE, "theta"),
     ("glu/odd width", "F.glu(r(2, 5))", VE, "even|2F|split"),
     # ---- KV cache
     ("kvcache/negative size", "tfcore.KVCache(1, -1, 2, 4)", VE, "positive"),
@@ -169,6 +174,9 @@ CASES = [
     ("kvcache/reorder length", "cache.reorder(np.array([0]))", VE, "beam_idx"),
     ("kvcache/crop negative", "cache.crop(-1)", VE, "crop"),
     ("kvcache/keys layer", "cache.keys(1)", VE, "layer"),
+    ("kvcache/positions layer", "cache.positions(-1)", VE, "layer"),
+    ("block/norm width", "tfcore.TransformerBlock(mha, ffn, tfcore.RMSNorm(np.ones(C + 1, np.float32)), rms)", VE,
+     "norm|hidden"),
     # ---- checkpoints
     ("safetensors/too short", "p = os.path.join(tmp, 's'); open(p, 'wb').write(b'abc'); "
      "tfcore.safetensors.SafetensorsFile(p)", CK, "too short"),

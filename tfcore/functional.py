@@ -10,6 +10,7 @@ from typing import Mapping, Optional
 import numpy as np
 
 from ._C import (
+    TfcoreValueError,
     activation,
     gelu,
     glu,
@@ -42,9 +43,9 @@ def rope_inv_freq(head_dim: int, theta: float = 10000.0, *, rotary_dim: Optional
     """
     rd = head_dim if rotary_dim is None else int(rotary_dim)
     if rd < 2 or rd % 2 or rd > head_dim:
-        raise ValueError(f"rotary_dim must be even and in [2, head_dim={head_dim}], got {rd}")
+        raise TfcoreValueError(f"rotary_dim must be even and in [2, head_dim={head_dim}], got {rd}")
     if not theta > 1.0:
-        raise ValueError(f"theta must be > 1, got {theta}")
+        raise TfcoreValueError(f"theta must be > 1, got {theta}")
     # float32 like HF: 1 / theta ** (arange(0, rd, 2, int64).float() / rd)
     inv = 1.0 / (theta ** (np.arange(0, rd, 2, dtype=np.int64).astype(np.float32) / np.float32(rd)))
     inv = inv.astype(np.float32)
@@ -66,4 +67,4 @@ def rope_inv_freq(head_dim: int, theta: float = 10000.0, *, rotary_dim: Optional
         smoothed = (1 - smooth) * scaled / factor + smooth * scaled
         medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
         return np.where(medium, smoothed, scaled).astype(np.float32)
-    raise ValueError(f"unsupported rope_scaling type {kind!r} (supported: default, linear, llama3)")
+    raise TfcoreValueError(f"unsupported rope_scaling type {kind!r} (supported: default, linear, llama3)")
