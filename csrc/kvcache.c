@@ -646,6 +646,44 @@ kvcache_repr(tf_kvcache *self)
                                 kv_dtype_names[self->dtype], (long long)self->length[0], (long long)self->capacity, buf);
 }
 
+/* Jupyter's rich display: the repr's facts as a table, lengths per layer included. */
+static PyObject *
+kvcache_repr_html(tf_kvcache *self, PyObject *unused)
+{
+    PyObject *text = kvcache_repr(self);
+    if (text == NULL) {
+        return NULL;
+    }
+    long long lmin = self->length[0], lmax = self->length[0];
+    for (int64_t l = 1; l < self->layers; l++) {
+        lmin = self->length[l] < lmin ? self->length[l] : lmin;
+        lmax = self->length[l] > lmax ? self->length[l] : lmax;
+    }
+    const char *policy = self->policy == TF_CACHE_FULL ? "full" : self->policy == TF_CACHE_SINK_WINDOW
+                         ? "sink_window" : "tova";
+    /* memory is the one repr field worth repeating; take it from the repr text */
+    const char *r = PyUnicode_AsUTF8(text), *mem = r ? strstr(r, "memory=") : NULL;
+    char memory[48] = "";
+    if (mem != NULL) {
+        snprintf(memory, sizeof(memory), "%s", mem + 7);
+        memory[strcspn(memory, ")")] = '\0';
+    }
+    PyObject *html = PyUnicode_FromFormat(
+        "<table><tr><th style='text-align:left'>KVCache</th><td style='text-align:left'>%lld layers, batch %lld, "
+        "%lld kv heads x %lld</td></tr><tr><th style='text-align:left'>dtype</th><td style='text-align:left'>%s"
+        "</td></tr><tr><th style='text-align:left'>tokens stored</th><td style='text-align:left'>%lld"
+        "%s%s (seen %lld) of capacity %lld</td></tr><tr><th style='text-align:left'>policy</th>"
+        "<td style='text-align:left'>%s%s</td></tr><tr><th style='text-align:left'>memory</th>"
+        "<td style='text-align:left'>%s</td></tr></table>",
+        (long long)self->layers, (long long)self->B, (long long)self->KVH, (long long)self->D,
+        kv_dtype_names[self->dtype], lmin, lmin != lmax ? "-" : "", lmin != lmax ? "(varies by layer)" : "",
+        (long long)self->seen[0], (long long)self->capacity, policy,
+        self->policy == TF_CACHE_FULL ? "" : " (budget set)",
+        memory);
+    Py_DECREF(text);
+    return html;
+}
+
 static PyObject *
 kvcache_get_dtype(tf_kvcache *self, void *closure)
 {
@@ -685,6 +723,7 @@ static PyMethodDef kvcache_methods[] = {
     {"reorder", (PyCFunction)kvcache_reorder, METH_O,
      "reorder($self, beam_idx, /)\n--\n\nBeam search: batch row b takes the cached keys/values of row beam_idx[b]."},
     {"reset", (PyCFunction)kvcache_reset, METH_NOARGS, "reset($self, /)\n--\n\nEmpty every layer (memory is kept)."},
+    {"_repr_html_", (PyCFunction)kvcache_repr_html, METH_NOARGS, "Jupyter's rich display of the cache."},
     {NULL},
 };
 

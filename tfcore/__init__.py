@@ -39,6 +39,7 @@ from ._C import (  # noqa: E402
 )
 from ._config import show_config, supported_dtypes, threads  # noqa: E402
 from . import functional  # noqa: E402
+from . import eval  # noqa: E402,A004  (tfcore.eval: batch helpers; shadows the builtin only here)
 from . import models  # noqa: E402
 from .loading import AutoModel, AutoModelForCausalLM  # noqa: E402
 from .safetensors import CheckpointError  # noqa: E402

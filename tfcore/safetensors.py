@@ -16,7 +16,7 @@ import math
 import mmap
 import os
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -240,8 +240,9 @@ class Checkpoint:
 
 
 def save_file(tensors: Mapping[str, np.ndarray], path: Union[str, os.PathLike],
-              metadata: Optional[Mapping[str, str]] = None) -> None:
-    """Write NumPy arrays as a safetensors file (float32/float16/int/bool dtypes)."""
+              metadata: Optional[Mapping[str, str]] = None, bf16: Sequence[str] = ()) -> None:
+    """Write NumPy arrays as a safetensors file (float32/float16/int/bool dtypes); the
+    tensors named in bf16 are uint16 arrays of bfloat16 bits, stored as BF16."""
     names = {np.dtype("<f8"): "F64", np.dtype("<f4"): "F32", np.dtype("<f2"): "F16", np.dtype("<i8"): "I64",
              np.dtype("<i4"): "I32", np.dtype("<i2"): "I16", np.dtype("i1"): "I8", np.dtype("u1"): "U8",
              np.dtype("?"): "BOOL", np.dtype("<u2"): "U16", np.dtype("<u4"): "U32", np.dtype("<u8"): "U64"}
@@ -251,9 +252,10 @@ def save_file(tensors: Mapping[str, np.ndarray], path: Union[str, os.PathLike],
     offset, arrays = 0, []
     for name, a in tensors.items():
         a = np.ascontiguousarray(a)
-        if a.dtype not in names:
-            raise CheckpointError(f"cannot save {name!r} with dtype {a.dtype}")
-        header[name] = {"dtype": names[a.dtype], "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+        if a.dtype not in names or (name in bf16 and a.dtype != np.dtype("<u2")):
+            raise CheckpointError(f"cannot save {name!r} with dtype {a.dtype}" + (" as BF16 bits" if name in bf16 else ""))
+        dtype = "BF16" if name in bf16 else names[a.dtype]
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
         offset += a.nbytes
         arrays.append(a)
     raw = json.dumps(header, separators=(",", ":")).encode()

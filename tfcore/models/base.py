@@ -166,6 +166,8 @@ class PreTrainedModel:
         extra = weights.unexpected()
         model.unexpected_keys = extra
         model._num_parameters = sum(int(np.prod(weights.ckpt.info(k).shape)) for k in weights.used)
+        model._num_matrix_parameters = sum(int(np.prod(weights.ckpt.info(k).shape)) for k in weights.used
+                                           if len(weights.ckpt.info(k).shape) == 2)
         if extra:
             log.warning("%s: %d checkpoint tensors not used by %s: %s%s", directory, len(extra), cls.__name__,
                         ", ".join(extra[:8]), " ..." if len(extra) > 8 else "")
@@ -193,12 +195,26 @@ class PreTrainedModel:
                 f"parameters={self._num_parameters / 1e6:.1f}M, dtype={self.dtype}, threads={self.threads or get_num_threads()}, "
                 f"path={self.name_or_path!r})")
 
+    def memory_bytes(self) -> int:
+        """Approximate bytes of this model's weights in memory: projection matrices in the
+        model's dtype (int8 also keeps a float scale per output channel), the rest float32."""
+        matrices = getattr(self, "_num_matrix_parameters", self._num_parameters)
+        per = {"float32": 4, "bfloat16": 2, "int8": 1}[self.dtype]
+        return matrices * per + (self._num_parameters - matrices) * 4
+
     def _repr_html_(self) -> str:
         import html
 
-        rows = [("class", type(self).__name__), ("model_type", self.config.get("model_type")),
+        from .. import get_num_threads
+
+        cfg = self.config
+        arch = ", ".join(f"{k}={cfg.get(k)}" for k in ("num_hidden_layers", "n_layer", "hidden_size", "n_embd",
+                                                        "num_attention_heads", "n_head", "num_key_value_heads",
+                                                        "intermediate_size", "vocab_size") if cfg.get(k) is not None)
+        rows = [("class", type(self).__name__), ("model_type", cfg.get("model_type")), ("architecture", arch),
                 ("parameters", f"{self._num_parameters:,}"), ("dtype", self.dtype),
-                ("weights in memory", f"{self._num_parameters * 4 / 2**20:.1f} MiB (float32)"),
+                ("threads", self.threads or f"{get_num_threads()} (process-wide)"),
+                ("weights in memory", f"{self.memory_bytes() / 2**20:.1f} MiB"),
                 ("checkpoint", self.name_or_path)]
         body = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
                        f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in rows)

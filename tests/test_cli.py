@@ -1,0 +1,125 @@
+"""The tfcore command: every subcommand on tiny models in a child process, its output and
+its exit codes (0 ok, 1 failed, 2 usage)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import tfcore
+
+ROOT = os.path.dirname(os.path.dirname(tfcore.__file__))  # run the tfcore under test
+
+
+def cli(*args, stdin=None, timeout=300):
+    env = {**os.environ, "TFCORE_PROGRESS": "0", "OMP_NUM_THREADS": "2"}
+    return subprocess.run([sys.executable, "-m", "tfcore", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, input=stdin, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
+
+    root = tmp_path_factory.mktemp("cli")
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(root / "bert")
+    GPT2LMHeadModel(GPT2Config(vocab_size=60, n_embd=16, n_layer=1, n_head=2, n_positions=64)).save_pretrained(root / "gpt2")
+    return root
+
+
+def test_help_lists_every_command_and_usage_errors_exit_2():
+    out = cli("--help")
+    assert out.returncode == 0
+    for name in ("demo", "info", "embed", "generate", "run", "inspect", "convert", "bench", "check"):
+        assert name in out.stdout
+        assert cli(name, "--help").returncode == 0
+    bad = cli("frobnicate")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    assert cli("run").returncode == 2  # missing required arguments
+
+
+def test_info_and_check():
+    out = cli("info")
+    assert out.returncode == 0 and "oneDNN" in out.stdout and "dtypes" in out.stdout
+    out = cli("check")
+    assert out.returncode == 0 and "PASSED" in out.stdout
+
+
+def test_demo_is_semantic_search_agreeing_with_the_reference():
+    out = cli("demo")
+    assert out.returncode == 0, out.stderr
+    assert "query: 'pets playing outside'" in out.stdout
+    assert "1. " in out.stdout and "Dogs love to play fetch in the park." in out.stdout
+    assert "top-3 rankings identical: PASSED" in out.stdout
+
+
+def test_embed_texts_stdin_file_and_save(tmp_path):
+    out = cli("embed", "A cat sits on the mat.", "A kitten rests on a rug.", "Stocks fell.", "--save",
+              tmp_path / "e.npy")
+    assert out.returncode == 0, out.stderr
+    emb = np.load(tmp_path / "e.npy")
+    assert emb.shape == (3, 384) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    assert emb[0] @ emb[1] > emb[0] @ emb[2]
+    out = cli("embed", "--no-table", stdin="one\ntwo\n\nthree\n")
+    assert out.returncode == 0 and "3 texts embedded" in out.stdout
+    (tmp_path / "t.txt").write_text("alpha\nbeta\n")
+    assert "2 texts embedded" in cli("embed", "--file", tmp_path / "t.txt").stdout
+    bad = cli("embed", "x", "--model", tmp_path)
+    assert bad.returncode == 1 and "config.json" in bad.stderr
+
+
+def test_generate_with_ids_streams_the_greedy_tokens(models):
+    out = cli("generate", models / "gpt2", "--ids", "1,2,3", "--max-new-tokens", "5")
+    assert out.returncode == 0, out.stderr
+    want = tfcore.AutoModelForCausalLM.from_pretrained(models / "gpt2").generate(np.array([[1, 2, 3]]),
+                                                                                 max_new_tokens=5, eos_token_id=[])
+    streamed = [int(t) for t in out.stdout.split()]
+    assert streamed == want[0, 3:3 + len(streamed)].tolist() and len(streamed) >= 1
+    assert "tok/s" in out.stderr
+    assert cli("generate", models / "gpt2", "some text").returncode == 1  # no tokenizer.json
+    assert cli("generate", models / "gpt2", "--ids", "1,x").returncode == 1
+    assert cli("generate", models / "gpt2", "--ids", "1", "--dtype", "int4").returncode == 1
+
+
+def test_run_saves_outputs(models, tmp_path):
+    ids = np.array([[1, 5, 7, 2]])
+    np.savez(tmp_path / "in.npz", input_ids=ids, attention_mask=np.ones_like(ids))
+    out = cli("run", models / "bert", "--input", tmp_path / "in.npz", "--output", tmp_path / "out.npz")
+    assert out.returncode == 0, out.stderr
+    got = np.load(tmp_path / "out.npz")
+    want = tfcore.AutoModel.from_pretrained(models / "bert")(ids, attention_mask=np.ones_like(ids))
+    np.testing.assert_array_equal(got["last_hidden_state"], want.last_hidden_state)
+    np.save(tmp_path / "ids.npy", ids)
+    out = cli("run", models / "gpt2", "--causal-lm", "--input", tmp_path / "ids.npy", "--output", tmp_path / "o2.npz")
+    assert out.returncode == 0 and np.load(tmp_path / "o2.npz")["logits"].shape == (1, 4, 60)
+    np.savez(tmp_path / "bad.npz", not_an_input=ids)
+    bad = cli("run", models / "bert", "--input", tmp_path / "bad.npz", "--output", tmp_path / "o3.npz")
+    assert bad.returncode == 1 and "not_an_input" in bad.stderr and not (tmp_path / "o3.npz").exists()
+
+
+def test_inspect_and_convert(models, tmp_path):
+    out = cli("inspect", models / "gpt2")
+    assert out.returncode == 0, out.stderr
+    assert "model_type" in out.stdout and "gpt2" in out.stdout and "parameters" in out.stdout
+    assert "F32" in out.stdout and "int8" in out.stdout
+    out = cli("convert", models / "gpt2", tmp_path / "bf16", "--dtype", "bfloat16")
+    assert out.returncode == 0, out.stderr
+    assert "BF16" in cli("inspect", tmp_path / "bf16").stdout
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["torch_dtype"] == "bfloat16"
+    a = tfcore.AutoModelForCausalLM.from_pretrained(models / "gpt2")(np.array([[1, 2, 3]])).logits
+    b = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path / "bf16")(np.array([[1, 2, 3]])).logits
+    assert np.abs(a - b).max() < 3e-2 * np.abs(a).max()  # bf16-rounded weights
+    assert cli("convert", models / "gpt2", tmp_path / "bf16", "--dtype", "bfloat16").returncode == 1  # exists
+    assert cli("inspect", tmp_path / "missing").returncode == 1
+
+
+def test_bench_outside_a_checkout_says_where_the_suite_is(tmp_path):
+    out = cli("bench", "--dir", tmp_path)
+    assert out.returncode == 1 and "benchmark suite" in out.stderr

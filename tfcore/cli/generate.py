@@ -1,0 +1,72 @@
+"""Continue a prompt with a local causal language model, printing tokens as they come.
+
+The prompt is text (needs the directory's tokenizer.json and the tokenizers package) or
+--ids 1,2,3. Greedy by default; --sample with --temperature/--top-k/--top-p/--seed."""
+from __future__ import annotations
+
+import sys
+import time
+
+NAME, HELP = "generate", "generate text or token ids from a causal LM directory, streaming"
+
+
+def add_arguments(p):
+    from ._common import add_model_options
+
+    add_model_options(p)
+    p.add_argument("prompt", nargs="?", default=None, help="prompt text")
+    p.add_argument("--ids", default=None, help="prompt as comma-separated token ids instead of text")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=50)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--cache-dtype", default="float32", help="KV cache precision: float32, bfloat16 or int8")
+
+
+def run(args):
+    import numpy as np
+
+    import tfcore
+
+    from ._common import tokenizer_or_none
+
+    model = tfcore.AutoModelForCausalLM.from_pretrained(args.model, dtype=args.dtype, threads=args.threads)
+    tok = tokenizer_or_none(args.model)
+    if args.ids is not None:
+        try:
+            ids = np.array([[int(t) for t in args.ids.split(",") if t.strip()]], dtype=np.int64)
+        except ValueError:
+            raise tfcore.TfcoreValueError(f"--ids must be comma-separated integers, got {args.ids!r}") from None
+    elif args.prompt is not None:
+        if tok is None:
+            raise tfcore.TfcoreValueError(f"{args.model} has no tokenizer.json: give the prompt as --ids")
+        ids = np.array([tok.encode(args.prompt).ids], dtype=np.int64)
+    else:
+        raise tfcore.TfcoreValueError("give a prompt (text) or --ids")
+    if ids.size == 0:
+        raise tfcore.TfcoreValueError("the prompt is empty")
+    new: list = []
+    shown = ""
+
+    def stream(step):
+        nonlocal shown
+        new.append(int(step[0]))
+        if tok is None:
+            sys.stdout.write(f"{new[-1]} ")
+        else:
+            text = tok.decode(new)
+            sys.stdout.write(text[len(shown):])
+            shown = text
+        sys.stdout.flush()
+
+    if tok is not None:
+        sys.stdout.write(tok.decode(ids[0].tolist()))
+    t0 = time.perf_counter()
+    model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=args.sample, temperature=args.temperature,
+                   top_k=args.top_k, top_p=args.top_p, seed=args.seed, streamer=stream, cache_dtype=args.cache_dtype)
+    took = time.perf_counter() - t0
+    print()
+    print(f"[{len(new)} tokens in {took:.2f} s, {len(new) / max(took, 1e-9):.1f} tok/s]", file=sys.stderr)
+    return 0

@@ -1,0 +1,118 @@
+"""Checkpoints: what is in one (inspect) and re-saving it in another precision (convert)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+
+
+def _checkpoint(path):
+    from ..safetensors import Checkpoint, SafetensorsFile
+
+    if os.path.isdir(path):
+        return Checkpoint(path)
+    return SafetensorsFile(path)
+
+
+def _mib(n):
+    return f"{n / 2**20:,.1f} MiB"
+
+
+class Inspect:
+    """Print a checkpoint's architecture (from config.json), parameter count, tensor dtypes,
+    and the memory tfcore needs for it in each precision."""
+
+    NAME, HELP = "inspect", "print a checkpoint's architecture, parameters, dtypes and memory"
+    KEYS = ("model_type", "architectures", "hidden_size", "n_embd", "num_hidden_layers", "n_layer",
+            "num_attention_heads", "n_head", "num_key_value_heads", "intermediate_size", "vocab_size",
+            "max_position_embeddings", "n_positions", "image_size", "patch_size", "torch_dtype")
+
+    @staticmethod
+    def add_arguments(p):
+        p.add_argument("path", help="model directory or .safetensors file")
+
+    @classmethod
+    def run(cls, args):
+        import numpy as np
+
+        ckpt = _checkpoint(args.path)
+        cfg_path = os.path.join(args.path, "config.json")
+        if os.path.isdir(args.path) and os.path.exists(cfg_path):
+            from ..config import Config
+
+            cfg = Config.from_dir(args.path)
+            for k in cls.KEYS:
+                if cfg.get(k) is not None:
+                    print(f"{k:26s}{cfg.get(k)}")
+        infos = [ckpt.info(k) for k in ckpt.keys()]
+        params = sum(int(np.prod(i.shape)) for i in infos)
+        matrices = sum(int(np.prod(i.shape)) for i in infos if len(i.shape) == 2)
+        print(f"{'tensors':26s}{len(infos)}")
+        print(f"{'parameters':26s}{params:,} ({params / 1e6:.1f}M; in 2-D matrices {matrices / 1e6:.1f}M)")
+        counts = Counter(i.dtype for i in infos)
+        print(f"{'stored dtypes':26s}" + ", ".join(f"{d} x{n}" for d, n in counts.most_common()))
+        stored = sum(i.end - i.begin for i in infos)
+        print(f"{'stored size':26s}{_mib(stored)}")
+        rest = (params - matrices) * 4
+        print(f"{'tfcore memory (approx.)':26s}float32 {_mib(params * 4)}, bfloat16 {_mib(matrices * 2 + rest)}, "
+              f"int8 {_mib(matrices + rest)} (projection matrices in that precision, the rest float32)")
+        return 0
+
+
+class Convert:
+    """Re-save a checkpoint directory with its floating-point tensors in another precision
+    (bfloat16 halves the files; tfcore loads bf16 files without a float32 detour). config.json
+    and tokenizer files are copied; the weights go to DEST/model.safetensors."""
+
+    NAME, HELP = "convert", "re-save a checkpoint directory in float32, float16 or bfloat16"
+
+    @staticmethod
+    def add_arguments(p):
+        p.add_argument("source", help="model directory")
+        p.add_argument("dest", help="new directory (must not exist)")
+        p.add_argument("--dtype", required=True, choices=["float32", "float16", "bfloat16"])
+
+    @staticmethod
+    def run(args):
+        import numpy as np
+
+        from .. import _C
+        from .._progress import progress
+        from ..safetensors import save_file
+
+        if os.path.exists(args.dest):
+            raise _C.TfcoreValueError(f"{args.dest} exists; convert writes a new directory")
+        ckpt = _checkpoint(args.source)
+        if not os.path.isdir(args.source):
+            raise _C.TfcoreValueError(f"{args.source}: convert takes a model directory")
+        tensors, bf16 = {}, []
+        for name in progress(ckpt.keys(), desc="converting", unit="tensor"):
+            info = ckpt.info(name)
+            if info.dtype not in ("F64", "F32", "F16", "BF16"):
+                tensors[name] = np.array(ckpt.raw(name))
+                continue
+            a = ckpt.float32(name)
+            if args.dtype == "float32":
+                tensors[name] = np.ascontiguousarray(a, np.float32)
+            elif args.dtype == "float16":
+                tensors[name] = a.astype(np.float16)
+            else:  # round to nearest even on the dropped 16 bits
+                bits = np.ascontiguousarray(a, np.float32).view(np.uint32)
+                tensors[name] = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+                bf16.append(name)
+        os.makedirs(args.dest)
+        for f in os.listdir(args.source):
+            if not f.endswith((".safetensors", ".safetensors.index.json")) and os.path.isfile(os.path.join(args.source, f)):
+                shutil.copy2(os.path.join(args.source, f), args.dest)
+        cfg = os.path.join(args.dest, "config.json")
+        if os.path.exists(cfg):
+            with open(cfg) as f:
+                values = json.load(f)
+            values["torch_dtype"] = args.dtype
+            with open(cfg, "w") as f:
+                json.dump(values, f, indent=2)
+        save_file(tensors, os.path.join(args.dest, "model.safetensors"), metadata={"format": "pt"}, bf16=bf16)
+        print(f"wrote {len(tensors)} tensors ({len(bf16) or sum(t.dtype.kind == 'f' for t in tensors.values())} "
+              f"floating-point in {args.dtype}) to {args.dest}")
+        return 0
