@@ -10,6 +10,8 @@ from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 
+from ._progress import progress
+
 from . import _C
 from .models.base import with_model_threads
 
@@ -140,7 +142,7 @@ class GenerationMixin:
         cache = self.new_cache(B, T0 + max_new_tokens, cache_policy, cache_budget, n_sink, cache_dtype)
         finished = np.zeros(B, bool)
         step_ids, step_pos = sequences, positions_from_mask(mask)
-        for _ in range(max_new_tokens):
+        for _ in progress(range(max_new_tokens), total=max_new_tokens, desc="generating", unit="token"):
             logits = self.forward(step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=cache,
                                   logits_to_keep=1).logits[:, -1, :].astype(np.float64)
             if repetition_penalty != 1.0:

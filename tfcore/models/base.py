@@ -104,6 +104,14 @@ class Weights:
                                   f"expected {tuple(shape)} from config.json")
         return a
 
+    def layer_range(self, n: int):
+        """range(n) for a family's layer loop, with a progress bar while packing (see
+        tfcore._progress: shown in a terminal or notebook, TFCORE_PROGRESS=0 hides it)."""
+        from .._progress import progress
+
+        name = os.path.basename(os.path.normpath(str(self.ckpt.directory)))
+        return progress(range(n), total=n, desc=f"loading {name}", unit="layer")
+
     def release(self) -> None:
         """Let go of the checkpoint pages read so far (their data now lives in packed layer
         weights); called after each layer so loading peaks near 1x the weights."""

@@ -47,7 +47,7 @@ class _EncoderStack:
         if C % H:
             raise CheckpointError(f"config.json: hidden size {C} is not divisible by {H} heads")
         layers: List[_C.TransformerBlock] = []
-        for i in range(L):
+        for i in w.layer_range(L):
             def g(part, kind, *shape):
                 return w.get(f"{prefix}.{i}.{keys[part]}.{kind}", shape, matrix=len(shape) == 2)
 

@@ -37,7 +37,7 @@ class GPT2LMHeadModel(DecoderLM):
         self.wte = _C.Embedding(w.get("wte.weight", (V, C)))
         self.wpe = w.get("wpe.weight", (P, C))
         D = C // H
-        for i in range(L):
+        for i in w.layer_range(L):
             def g(key, *shape):
                 return w.get(f"h.{i}.{key}", shape, matrix=len(shape) == 2)
 

@@ -50,7 +50,7 @@ class LlamaForCausalLM(DecoderLM):
         window = cfg.get(self.sliding_window_key) if self.sliding_window_key else None
         self.vocab_size, self.hidden_size = V, C
         self.embed_tokens = _C.Embedding(w.get("model.embed_tokens.weight", (V, C)))
-        for i in range(L):
+        for i in w.layer_range(L):
             def g(key, *shape, optional=False):
                 return w.get(f"model.layers.{i}.{key}", shape, optional=optional, matrix=len(shape) == 2)
 

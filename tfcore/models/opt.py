@@ -42,7 +42,7 @@ class OPTForCausalLM(DecoderLM):
         self.embed_positions = w.get(p + "embed_positions.weight", (P + POSITION_OFFSET, C))
         self.project_in = _C.Linear(w.get(p + "project_in.weight", (C, E)), dtype=w.dtype) if E != C else None
         self.project_out = _C.Linear(w.get(p + "project_out.weight", (E, C)), dtype=w.dtype) if E != C else None
-        for i in range(L):
+        for i in w.layer_range(L):
             def g(key, *shape):
                 return w.get(f"{p}layers.{i}.{key}", shape, optional=not bias and key.endswith(".bias"),
                              matrix=len(shape) == 2)

@@ -91,7 +91,7 @@ class _VisionModel(PreTrainedModel):
     def _build_encoder(self, cfg: Config, w: Weights, C: int, H: int, F: int, eps: float) -> _EncoderStack:
         k, act = self.layer_keys, cfg.get("hidden_act", "gelu")
         layers: List[_C.TransformerBlock] = []
-        for i in range(cfg.require("num_hidden_layers")):
+        for i in w.layer_range(cfg.require("num_hidden_layers")):
             p = f"encoder.layer.{i}."
 
             def g(key, *shape, optional=False):
