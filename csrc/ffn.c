@@ -186,11 +186,12 @@ static PyGetSetDef ffn_getset[] = {
 
 PyDoc_STRVAR(ffn_doc,
 "FeedForward(up_weight, down_weight, *, up_bias=None, down_bias=None, gate_weight=None,\n"
-"            gate_bias=None, activation='gelu', transposed=False)\n--\n\n"
+"            gate_bias=None, activation='gelu', transposed=False, dtype='float32')\n--\n\n"
 "The transformer MLP. Plain: ``down(act(up(x)))`` (BERT, GPT-2, ViT). Gated, when\n"
 "gate_weight is given: ``down(act(gate(x)) * up(x))`` (Llama's SwiGLU with 'silu', T5 v1.1's\n"
 "GEGLU with 'gelu_tanh' where gate is wi_0 and up is wi_1).\n\n"
-"Weights are (out, in) like torch.nn.Linear, or (in, out) with transposed=True.\n"
+"Weights are (out, in) like torch.nn.Linear, or (in, out) with transposed=True;\n"
+"dtype 'bfloat16' or 'int8' as for Linear.\n"
 "Call: ``ffn(x, residual=None, *, out=None)``; the residual is added inside the last GEMM.");
 
 static PyType_Slot ffn_slots[] = {

@@ -697,10 +697,10 @@ static PyGetSetDef kvcache_getset[] = {
 };
 
 static PyMemberDef kvcache_members[] = {
-    {"num_layers", T_LONGLONG, offsetof(tf_kvcache, layers), READONLY, NULL},
-    {"batch_size", T_LONGLONG, offsetof(tf_kvcache, B), READONLY, NULL},
-    {"num_key_value_heads", T_LONGLONG, offsetof(tf_kvcache, KVH), READONLY, NULL},
-    {"head_dim", T_LONGLONG, offsetof(tf_kvcache, D), READONLY, NULL},
+    {"num_layers", T_LONGLONG, offsetof(tf_kvcache, layers), READONLY, "Layers the cache holds."},
+    {"batch_size", T_LONGLONG, offsetof(tf_kvcache, B), READONLY, "Sequences (rows) per layer."},
+    {"num_key_value_heads", T_LONGLONG, offsetof(tf_kvcache, KVH), READONLY, "KV heads per layer."},
+    {"head_dim", T_LONGLONG, offsetof(tf_kvcache, D), READONLY, "Width of each head."},
     {"capacity", T_LONGLONG, offsetof(tf_kvcache, capacity), READONLY, "Rows allocated per (batch, head)."},
     {NULL},
 };

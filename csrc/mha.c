@@ -834,8 +834,8 @@ static PyMemberDef mha_members[] = {
     {"num_key_value_heads", T_LONGLONG, offsetof(tf_mha, KVH), READONLY, "KVH"},
     {"head_dim", T_LONGLONG, offsetof(tf_mha, D), READONLY, "D"},
     {"rotary_dim", T_LONGLONG, offsetof(tf_mha, rotary_dim), READONLY, "0 = no rotary embedding"},
-    {"is_causal", T_INT, offsetof(tf_mha, causal), READONLY, NULL},
-    {"is_cross_attention", T_INT, offsetof(tf_mha, cross), READONLY, NULL},
+    {"is_causal", T_INT, offsetof(tf_mha, causal), READONLY, "1 if each query sees only keys up to its own position."},
+    {"is_cross_attention", T_INT, offsetof(tf_mha, cross), READONLY, "1 if keys and values come from encoder_hidden_states."},
     {NULL},
 };
 
@@ -855,7 +855,7 @@ PyDoc_STRVAR(mha_doc,
 "                   v_bias=None, qkv_weight=None, qkv_bias=None, o_weight, o_bias=None,\n"
 "                   transposed=False, is_causal=False, scale=None, is_cross_attention=False,\n"
 "                   kv_input_size=None, rotary_dim=None, rope_theta=None, rope_inv_freq=None,\n"
-"                   rope_interleaved=False, sliding_window=None)\n--\n\n"
+"                   rope_interleaved=False, sliding_window=None, dtype='float32')\n--\n\n"
 "Attention layer: projections, optional rotary embedding, fused attention kernel, output\n"
 "projection. Self-attention fuses q/k/v into one GEMM (give q/k/v weights or an already\n"
 "fused qkv_weight); GQA/MQA via num_key_value_heads without copying K/V. Weights are\n"
@@ -863,6 +863,7 @@ PyDoc_STRVAR(mha_doc,
 "Rotary: rope_theta (default inverse frequencies) or rope_inv_freq (scaled variants) over\n"
 "the first rotary_dim dims of each head, half-split (Llama) or interleaved (GPT-J).\n"
 "sliding_window=W lets each query see itself and the W - 1 keys before it (Mistral).\n"
+"dtype 'bfloat16' or 'int8' stores the projections so (see Linear).\n"
 "Integer options also accept None (their default), as HF configs hold them.\n\n"
 "Call: ``attn(hidden_states, attention_mask=None, *, encoder_hidden_states=None,\n"
 "position_ids=None, position_offset=0, bias=None, residual=None, output_attentions=False,\n"

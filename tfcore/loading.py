@@ -46,6 +46,8 @@ class AutoModel:
     @staticmethod
     def from_pretrained(directory: Union[str, os.PathLike], dtype: str = "float32",
                         threads: Optional[int] = None) -> PreTrainedModel:
+        """Load the directory with the tfcore class for its config.json model_type; dtype and
+        threads as PreTrainedModel.from_pretrained."""
         return _load(directory, BASE_MODELS, "model", dtype, threads)
 
 
@@ -55,4 +57,6 @@ class AutoModelForCausalLM:
     @staticmethod
     def from_pretrained(directory: Union[str, os.PathLike], dtype: str = "float32",
                         threads: Optional[int] = None) -> PreTrainedModel:
+        """Load the directory's causal language model (with its LM head and generate());
+        dtype and threads as PreTrainedModel.from_pretrained."""
         return _load(directory, CAUSAL_LMS, "causal LM", dtype, threads)

@@ -52,6 +52,7 @@ class ModelOutput(dict):
         return super().__getitem__(key)
 
     def to_tuple(self) -> Tuple[Any, ...]:
+        """The fields that are not None, in order (HF ModelOutput.to_tuple)."""
         return tuple(self.values())
 
 
@@ -229,6 +230,7 @@ class PreTrainedModel:
         return f"<table>{body}</table>"
 
     def forward(self, *args: Any, **kwargs: Any) -> ModelOutput:  # pragma: no cover - abstract
+        """Run the model (HF arguments and outputs; see the family class)."""
         raise NotImplementedError
 
 

@@ -143,6 +143,7 @@ class BertModel(PreTrainedModel):
         return check_ids("position_ids", position_ids, self.max_positions)
 
     def embed(self, input_ids, token_type_ids=None, position_ids=None) -> np.ndarray:
+        """Word + position + token-type embeddings, LayerNorm: (B, T) ids -> (B, T, C)."""
         ids = check_ids("input_ids", input_ids, self.vocab_size)
         B, T = ids.shape
         if T > self.max_positions:
@@ -208,6 +209,9 @@ class BertForMaskedLM(PreTrainedModel):
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 output_hidden_states: bool = False, output_attentions: bool = False,
                 padding_free: bool = True) -> ModelOutput:
+        """Hugging Face arguments and outputs of the transformers class of the same name; padded
+        batches run padding-free (padded positions of per-token outputs are zeros) unless
+        padding_free=False."""
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
                         output_attentions, padding_free)
         h = self.transform_norm(self.transform(out.last_hidden_state))
@@ -238,6 +242,9 @@ class BertForSequenceClassification(PreTrainedModel):
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 output_hidden_states: bool = False, output_attentions: bool = False,
                 padding_free: bool = True) -> ModelOutput:
+        """Hugging Face arguments and outputs of the transformers class of the same name; padded
+        batches run padding-free (padded positions of per-token outputs are zeros) unless
+        padding_free=False."""
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
                         output_attentions, padding_free)
         return ModelOutput(logits=self.classifier(out.pooler_output), hidden_states=out.get("hidden_states"),
@@ -295,6 +302,9 @@ class DistilBertModel(PreTrainedModel):
 
     def forward(self, input_ids, attention_mask=None, output_hidden_states: bool = False,
                 output_attentions: bool = False, padding_free: bool = True) -> ModelOutput:
+        """Hugging Face arguments and outputs of the transformers class of the same name; padded
+        batches run padding-free (padded positions of per-token outputs are zeros) unless
+        padding_free=False."""
         ids = check_ids("input_ids", input_ids, self.vocab_size)
         B, T = ids.shape
         if T > self.max_positions:

@@ -41,6 +41,7 @@ class DecoderLM(PreTrainedModel, GenerationMixin):
 
     # -- pieces of a family
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """Input embeddings of ids (B, T) at positions (B, T): (B, T, C) float32."""
         raise NotImplementedError
 
     def default_positions(self, mask: np.ndarray, past: int, T: int) -> np.ndarray:

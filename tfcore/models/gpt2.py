@@ -62,6 +62,7 @@ class GPT2LMHeadModel(DecoderLM):
             self.lm_head = _C.Linear(head if head is not None else self.wte.weight, dtype=w.dtype)
 
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Input embeddings of ids (B, T) at positions (B, T): (B, T, C) float32."""
         if positions.max() >= self.max_positions or positions.min() < 0:
             raise _C.TfcoreValueError(f"positions reach {positions.max()}, beyond n_positions={self.max_positions}")
         h = self.wte(ids)
@@ -77,6 +78,8 @@ class GPT2Model(GPT2LMHeadModel):
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
                 use_cache=None, output_hidden_states: bool = False, output_attentions: bool = False) -> ModelOutput:
+        """Hugging Face arguments and outputs of transformers' GPT2Model; past_key_values is a
+        tfcore.KVCache."""
         h, cache, hidden, attentions = self.run_layers(input_ids, attention_mask, position_ids, past_key_values,
                                                        use_cache, output_hidden_states, output_attentions)
         return ModelOutput(last_hidden_state=h, past_key_values=cache, hidden_states=hidden, attentions=attentions)

@@ -80,6 +80,7 @@ class LlamaForCausalLM(DecoderLM):
         self.lm_head = _C.Linear(head, dtype=w.dtype)
 
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Input embeddings of ids (B, T) at positions (B, T): (B, T, C) float32."""
         return self.embed_tokens(ids)
 
 

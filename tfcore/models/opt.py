@@ -68,15 +68,18 @@ class OPTForCausalLM(DecoderLM):
         self.lm_head = _C.Linear(head if head is not None else self.embed_tokens.weight, dtype=w.dtype)
 
     def final_norm(self, h: np.ndarray) -> np.ndarray:
+        """The final LayerNorm (OPT-350m has none: then identity) and project_out."""
         if self.final_layer_norm is not None:
             h = self.final_layer_norm(h)
         return self.project_out(h) if self.project_out is not None else h
 
     def default_positions(self, mask: np.ndarray, past: int, T: int) -> np.ndarray:
+        """OPT counts positions over the attention mask (its learned positions start at 2)."""
         # OPT counts positions over the attention mask (left padding shifts them)
         return (np.cumsum(mask, axis=1) * mask - 1)[:, past:].astype(np.int64)
 
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Input embeddings of ids (B, T) at positions (B, T): (B, T, C) float32."""
         if positions.max() >= self.max_positions:
             raise _C.TfcoreValueError(f"positions reach {positions.max()}, beyond max_position_embeddings={self.max_positions}")
         h = self.embed_tokens(ids)

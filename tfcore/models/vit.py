@@ -162,6 +162,8 @@ class _VisionModel(PreTrainedModel):
 
     def forward(self, pixel_values, output_hidden_states: bool = False, output_attentions: bool = False,
                 interpolate_pos_encoding: bool = False) -> ModelOutput:
+        """pixel_values (B, channels, H, W) float32 -> last_hidden_state (and pooler_output), as
+        the transformers class of the same name."""
         patches, nh, nw = self._patches(pixel_values)
         h = np.ascontiguousarray(self._tokens(patches, self._positions(nh, nw, interpolate_pos_encoding)),
                                  dtype=np.float32)

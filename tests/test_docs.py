@@ -1,0 +1,23 @@
+"""docs/api.md is generated from the docstrings and must be current; every public name has
+a docstring."""
+from __future__ import annotations
+
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+import gen_api_docs  # noqa: E402
+
+
+def test_every_public_name_is_documented():
+    for title, objs in gen_api_docs.sections():
+        for obj in objs:
+            assert (obj.__doc__ or "").strip(), f"{title}.{getattr(obj, '__name__', obj)} has no docstring"
+
+
+def test_api_reference_is_current():
+    with open(os.path.join(ROOT, "docs", "api.md")) as f:
+        stored = f.read()
+    assert stored == gen_api_docs.render(), "docs/api.md is stale: run python tools/gen_api_docs.py"

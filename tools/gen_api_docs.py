@@ -1,0 +1,88 @@
+"""Write docs/api.md from the docstrings of every public name (tests/test_docs.py checks it
+is current):  python tools/gen_api_docs.py"""
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sections():
+    import tfcore
+    import tfcore.eval
+    import tfcore.functional
+    import tfcore.testing
+    from tfcore import models, text
+
+    yield "tfcore", [getattr(tfcore, n) for n in tfcore.__all__ if n not in ("models", "functional")]
+    yield "tfcore.functional", [getattr(tfcore.functional, n) for n in tfcore.functional.__all__]
+    yield "tfcore.models", [getattr(models, n) for n in models.__all__]
+    yield "tfcore.eval", [tfcore.eval.embed, tfcore.eval.score, tfcore.eval.length_batches]
+    yield "tfcore.text", [text.load_tokenizer, text.encode, text.mean_pooling, text.l2_normalize]
+    yield "tfcore.testing", [tfcore.testing.assert_close_to_reference]
+
+
+def signature(obj) -> str:
+    doc = (obj.__doc__ or "").strip()
+    first = doc.splitlines()[0] if doc else ""
+    if "(" in first and first.split("(")[0].strip().isidentifier() and first.rstrip().endswith(")"):
+        return first  # C types document their signature on the first line
+    try:
+        return f"{obj.__name__}{inspect.signature(obj)}"
+    except (TypeError, ValueError):
+        return obj.__name__
+
+
+def body(obj) -> str:
+    doc = inspect.cleandoc(obj.__doc__ or "")
+    lines = doc.splitlines()
+    if lines and lines[0] == signature(obj):
+        lines = lines[1:]
+    while lines and lines[0].strip() in ("", "--"):
+        lines = lines[1:]
+    return "\n".join(lines).strip()
+
+
+def members(obj):
+    """Public methods and properties of a class, with their first doc line."""
+    out = []
+    for name, member in sorted(vars(obj).items()):
+        if name.startswith("_") or not (callable(member) or isinstance(member, property) or
+                                         type(member).__name__ in ("getset_descriptor", "member_descriptor")):
+            continue
+        if isinstance(member, (classmethod, staticmethod)):
+            member = member.__func__
+        qualname = getattr(member, "__qualname__", "")
+        if inspect.isfunction(member) and not qualname.startswith(obj.__name__ + "."):
+            continue  # set on the class from outside (e.g. a test's monkeypatch), not its own
+        doc = (getattr(member, "__doc__", None) or "").strip().splitlines()
+        doc = [d for d in doc if d.strip() and d.strip() != "--"]
+        text = doc[-1] if doc and doc[0].startswith(name + "(") and len(doc) > 1 else (doc[0] if doc else "")
+        out.append(f"- `{name}`: {text}")
+    return out
+
+
+def render() -> str:
+    parts = ["# API reference\n", "Generated from the docstrings by `tools/gen_api_docs.py`; every public name of "
+             "tfcore is here.\n"]
+    for title, objs in sections():
+        parts.append(f"## {title}\n")
+        for obj in objs:
+            parts.append(f"### `{signature(obj)}`\n")
+            b = body(obj)
+            if b:
+                parts.append("```text\n" + b + "\n```\n")
+            if inspect.isclass(obj):
+                m = members(obj)
+                if m:
+                    parts.append("\n".join(m) + "\n")
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, ROOT)
+    with open(os.path.join(ROOT, "docs", "api.md"), "w") as f:
+        f.write(render())
+    print("wrote docs/api.md")
