@@ -266,3 +266,113 @@ tf_gemv_s8(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post po
     default: gemv_s8_m4(lin, u, Kp, row_scale, y, post, other); break;
     }
 }
+
+/* ------------------------------------------------------------------ bf16 weights
+ *
+ * oneDNN packs bf16 weights (K, N) as BA16a64b2a: panels of 64 columns, K padded to a
+ * multiple of 32, within a panel pairs of consecutive k for the 64 columns (128 values,
+ * the operand order of AVX512_BF16's vdpbf16ps). The rows are rounded to bf16 as the oneDNN
+ * path rounds them, so both give the same products, summed in f32. */
+
+#define TF_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx512bf16")))
+#define KPAIRS 32     /* K padding of the bf16 layout */
+
+int64_t
+tf_gemv_bf16_panel_stride(const_dnnl_memory_desc_t wmd)
+{
+    int ndims = 0, nblks = 0;
+    const dnnl_dims_t *blks = NULL, *idxs = NULL, *strides = NULL, *padded = NULL;
+    dnnl_data_type_t dt = dnnl_data_type_undef;
+    static int bf16 = -1;
+    if (bf16 < 0) {
+        __builtin_cpu_init();
+        bf16 = __builtin_cpu_supports("avx512bf16");
+    }
+    if (!bf16 || dnnl_memory_desc_query(wmd, dnnl_query_ndims_s32, &ndims) ||
+        dnnl_memory_desc_query(wmd, dnnl_query_data_type, &dt) ||
+        dnnl_memory_desc_query(wmd, dnnl_query_inner_nblks_s32, &nblks) || ndims != 2 ||
+        dt != dnnl_bf16 || nblks != 3)
+        return 0;
+    if (dnnl_memory_desc_query(wmd, dnnl_query_inner_blks, &blks) ||
+        dnnl_memory_desc_query(wmd, dnnl_query_inner_idxs, &idxs) ||
+        dnnl_memory_desc_query(wmd, dnnl_query_strides, &strides) ||
+        dnnl_memory_desc_query(wmd, dnnl_query_padded_dims, &padded))
+        return 0;
+    /* inner blocks 16 (K), 64 (N), 2 (K); K blocks of a panel adjacent */
+    if ((*idxs)[0] != 0 || (*idxs)[1] != 1 || (*idxs)[2] != 0 || (*blks)[0] != 16 || (*blks)[1] != PANEL ||
+        (*blks)[2] != 2 || (*strides)[0] != KPAIRS * PANEL || (*strides)[1] != (*padded)[0] * PANEL ||
+        (*padded)[0] % KPAIRS != 0)
+        return 0;
+    return (*strides)[1];
+}
+
+/* acc[m][0..3] = Σ_k x[m, k] · panel[k, 0..63] over Kp (padded) k, x as bf16 pairs. */
+TF_AVX512_BF16 static inline __attribute__((always_inline)) void
+panel_dot_bf16(const uint16_t *panel, const uint16_t *x, int64_t Kp, int M, __m512 acc[TF_GEMV_MAX_M][4])
+{
+    for (int m = 0; m < M; m++) {
+        for (int i = 0; i < 4; i++) {
+            acc[m][i] = _mm512_setzero_ps();
+        }
+    }
+    const uint16_t *pair = panel;
+    for (int64_t k = 0; k < Kp; k += 2, pair += 2 * PANEL) {
+        const __m512bh w0 = (__m512bh)_mm512_load_si512(pair), w1 = (__m512bh)_mm512_load_si512(pair + 32),
+                       w2 = (__m512bh)_mm512_load_si512(pair + 64), w3 = (__m512bh)_mm512_load_si512(pair + 96);
+        for (int m = 0; m < M; m++) {
+            int32_t two;
+            memcpy(&two, x + m * Kp + k, sizeof(two));
+            const __m512bh xk = (__m512bh)_mm512_set1_epi32(two);
+            acc[m][0] = _mm512_dpbf16_ps(acc[m][0], xk, w0);
+            acc[m][1] = _mm512_dpbf16_ps(acc[m][1], xk, w1);
+            acc[m][2] = _mm512_dpbf16_ps(acc[m][2], xk, w2);
+            acc[m][3] = _mm512_dpbf16_ps(acc[m][3], xk, w3);
+        }
+    }
+}
+
+#define DEFINE_GEMV_BF16_M(MR)                                                            \
+    TF_AVX512_BF16 static void gemv_bf16_m##MR(const tf_linear *lin, const uint16_t *x,   \
+                                               int64_t Kp, float *y, tf_post post,        \
+                                               const float *other)                        \
+    {                                                                                     \
+        const int64_t K = lin->in_features, N = lin->out_features;                        \
+        const int64_t panels = (N + PANEL - 1) / PANEL;                                   \
+        const uint16_t *w = lin->weights;                                                 \
+        _Pragma("omp parallel for schedule(static) if (K * N >= 2 * PARALLEL_MIN_WEIGHTS)") \
+        for (int64_t p = 0; p < panels; p++) {                                            \
+            __m512 acc[TF_GEMV_MAX_M][4];                                                 \
+            const int64_t n0 = p * PANEL, nc = N - n0 < PANEL ? N - n0 : PANEL;           \
+            panel_dot_bf16(w + p * lin->panel_stride, x, Kp, MR, acc);                    \
+            panel_store(lin, acc, MR, n0, nc, y, post, other);                            \
+        }                                                                                 \
+    }
+DEFINE_GEMV_BF16_M(1)
+DEFINE_GEMV_BF16_M(2)
+DEFINE_GEMV_BF16_M(3)
+DEFINE_GEMV_BF16_M(4)
+
+size_t
+tf_gemv_bf16_scratch(const tf_linear *lin, int64_t M)
+{
+    const int64_t Kp = (lin->in_features + KPAIRS - 1) / KPAIRS * KPAIRS;
+    return (size_t)(M * Kp) * sizeof(uint16_t);
+}
+
+void
+tf_gemv_bf16(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
+             const float *other, void *scratch)
+{
+    const int64_t K = lin->in_features, Kp = (K + KPAIRS - 1) / KPAIRS * KPAIRS;
+    uint16_t *xb = scratch;  /* (M, Kp) bf16, zero past K */
+    for (int64_t m = 0; m < M; m++) {
+        tf_f32_to_bf16(x + m * K, xb + m * Kp, K);
+        memset(xb + m * Kp + K, 0, (size_t)(Kp - K) * sizeof(uint16_t));
+    }
+    switch (M) {
+    case 1: gemv_bf16_m1(lin, xb, Kp, y, post, other); break;
+    case 2: gemv_bf16_m2(lin, xb, Kp, y, post, other); break;
+    case 3: gemv_bf16_m3(lin, xb, Kp, y, post, other); break;
+    default: gemv_bf16_m4(lin, xb, Kp, y, post, other); break;
+    }
+}

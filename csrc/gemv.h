@@ -34,4 +34,11 @@ size_t tf_gemv_s8_scratch(const tf_linear *lin, int64_t M);
 void tf_gemv_s8(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
                 const float *other, void *scratch);
 
+/* And for bf16 weights (rows rounded to bf16 like the oneDNN path; AVX512_BF16): the panel
+ * stride in elements of oneDNN's BA16a64b2a layout, or 0. */
+int64_t tf_gemv_bf16_panel_stride(const_dnnl_memory_desc_t wmd);
+size_t tf_gemv_bf16_scratch(const tf_linear *lin, int64_t M);
+void tf_gemv_bf16(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
+                  const float *other, void *scratch);
+
 #endif /* TFCORE_GEMV_H */

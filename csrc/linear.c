@@ -182,13 +182,18 @@ tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_
     int rc = -1;
     const int64_t K = lin->in_features, N = lin->out_features;
     if (M <= TF_GEMV_MAX_M && lin->panel_stride > 0 && tf_cpu_has_avx512() && !tf_force_reference) {
-        if (lin->wdt == dnnl_s8) {
+        if (lin->wdt == dnnl_s8 || lin->wdt == dnnl_bf16) {
+            const int s8 = lin->wdt == dnnl_s8;
             tf_thread_ctx *ctx = tf_thread_ctx_get(err);
-            void *scratch = ctx ? tf_thread_scratch(ctx, tf_gemv_s8_scratch(lin, M), err) : NULL;
+            void *scratch = ctx ? tf_thread_scratch(ctx, s8 ? tf_gemv_s8_scratch(lin, M)
+                                                            : tf_gemv_bf16_scratch(lin, M), err) : NULL;
             if (scratch == NULL) {
                 return -1;
             }
-            tf_gemv_s8(lin, x, M, y, post, other, scratch);
+            if (s8)
+                tf_gemv_s8(lin, x, M, y, post, other, scratch);
+            else
+                tf_gemv_bf16(lin, x, M, y, post, other, scratch);
         }
         else {
             tf_gemv(lin, x, M, y, post, other);
@@ -567,7 +572,8 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                           dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)),
                       "copying the packed weight layout"))
         goto fail;
-    self->panel_stride = wdt == dnnl_s8 ? tf_gemv_s8_panel_stride(self->wmd) : tf_gemv_panel_stride(self->wmd);
+    self->panel_stride = wdt == dnnl_s8 ? tf_gemv_s8_panel_stride(self->wmd)
+                       : wdt == dnnl_bf16 ? tf_gemv_bf16_panel_stride(self->wmd) : tf_gemv_panel_stride(self->wmd);
     size_t wsize = dnnl_memory_desc_get_size(self->wmd);
     self->weights = tf_malloc(wsize);
     if (self->weights == NULL) {

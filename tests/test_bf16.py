@@ -152,3 +152,18 @@ def test_model_dtype_errors(tmp_path):
         with pytest.raises(tfcore.TfcoreValueError, match="dtype must be one of"):
             tfcore.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=bad)
     assert tfcore.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.bfloat16).dtype == "bfloat16"
+
+
+@pytest.mark.parametrize("N", [1, 16, 17, 65, 200])
+@pytest.mark.parametrize("K", [5, 32, 97])
+def test_few_row_kernel_narrow_panels_and_odd_k(rng, N, K):
+    """Rows <= 4 take tfcore's AVX512_BF16 kernel, more rows oneDNN's: the same products."""
+    W, b, x = rand(rng, N, K, scale=K**-0.5), rand(rng, N), rand(rng, 6, K)
+    lin = tfcore.Linear(W, b, "silu", dtype="bfloat16")
+    ref = dense.linear(bf16_round(x), bf16_round(W), b, "silu")
+    for M in range(1, 7):
+        assert np.abs(lin(x[:M]) - ref[:M]).max() < 2e-5, M
+    res = rand(rng, 3, N)
+    acc = res.copy()
+    lin(x[:3], acc, out=acc)
+    assert np.abs(acc - (ref[:3] + res)).max() < 2e-5
