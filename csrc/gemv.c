@@ -15,30 +15,67 @@
 
 #define PANEL 64      /* output columns per panel */
 #define KBLOCK 16     /* K rows per block */
+/* kernel##_m1 .. _m4 (M a compile-time constant in each) for the runtime M <= 4 */
+#define CALL_FOR_M(kernel, M, ...)                       \
+    do {                                                 \
+        switch (M) {                                     \
+        case 1: kernel##_m1(__VA_ARGS__); break;         \
+        case 2: kernel##_m2(__VA_ARGS__); break;         \
+        case 3: kernel##_m3(__VA_ARGS__); break;         \
+        default: kernel##_m4(__VA_ARGS__); break;        \
+        }                                                \
+    } while (0)
+
+/* Rows padded to a multiple of the layout's K block (zeros past K: the padded weights are 0). */
+static int64_t
+padded_k(int64_t K, int64_t block)
+{
+    return (K + block - 1) / block * block;
+}
+
 /* Below this many weights one thread is faster than waking the team. */
 #define PARALLEL_MIN_WEIGHTS (1 << 16)
 
-int64_t
-tf_gemv_panel_stride(const_dnnl_memory_desc_t wmd)
+/* The distance between 64-column panels of a packed weight layout, or 0 unless wmd is
+ * exactly that layout: data type dt, ndims dims (K, N last), inner blocks blks[i] along
+ * dims idxs[i], and the K blocks of one panel adjacent (each panel one contiguous stream). */
+static int64_t
+panel_layout_stride(const_dnnl_memory_desc_t wmd, dnnl_data_type_t want_dt, int want_ndims, int want_nblks,
+                    const int64_t *want_blks, const int *want_idxs)
 {
     int ndims = 0, nblks = 0;
     const dnnl_dims_t *blks = NULL, *idxs = NULL, *strides = NULL, *padded = NULL;
     dnnl_data_type_t dt = dnnl_data_type_undef;
     if (dnnl_memory_desc_query(wmd, dnnl_query_ndims_s32, &ndims) ||
         dnnl_memory_desc_query(wmd, dnnl_query_data_type, &dt) ||
-        dnnl_memory_desc_query(wmd, dnnl_query_inner_nblks_s32, &nblks) || ndims != 2 ||
-        dt != dnnl_f32 || nblks != 2)
+        dnnl_memory_desc_query(wmd, dnnl_query_inner_nblks_s32, &nblks) || ndims != want_ndims ||
+        dt != want_dt || nblks != want_nblks)
         return 0;
     if (dnnl_memory_desc_query(wmd, dnnl_query_inner_blks, &blks) ||
         dnnl_memory_desc_query(wmd, dnnl_query_inner_idxs, &idxs) ||
         dnnl_memory_desc_query(wmd, dnnl_query_strides, &strides) ||
         dnnl_memory_desc_query(wmd, dnnl_query_padded_dims, &padded))
         return 0;
-    /* inner blocks 16 (K) then 64 (N); K blocks of one panel adjacent */
-    if ((*idxs)[0] != 0 || (*idxs)[1] != 1 || (*blks)[0] != KBLOCK || (*blks)[1] != PANEL ||
-        (*strides)[0] != KBLOCK * PANEL || (*strides)[1] != (*padded)[0] * PANEL)
+    const int kdim = ndims - 2, ndim = ndims - 1;
+    int64_t kblock = 1;  /* K rows per block: the product of the inner blocks along K */
+    for (int i = 0; i < nblks; i++) {
+        if ((*blks)[i] != want_blks[i] || (*idxs)[i] != want_idxs[i])
+            return 0;
+        kblock *= (*idxs)[i] == kdim ? (*blks)[i] : 1;
+    }
+    if ((*strides)[kdim] != kblock * PANEL || (*strides)[ndim] != (*padded)[kdim] * PANEL ||
+        (*padded)[kdim] % kblock != 0)
         return 0;
-    return (*strides)[1];
+    return (*strides)[ndim];
+}
+
+int64_t
+tf_gemv_panel_stride(const_dnnl_memory_desc_t wmd)
+{
+    /* BA16a64b: 16 K rows, then 64 columns */
+    static const int64_t blks[] = {KBLOCK, PANEL};
+    static const int idxs[] = {0, 1};
+    return panel_layout_stride(wmd, dnnl_f32, 2, 2, blks, idxs);
 }
 
 /* acc[m][0..3] = x[m, :] · panel[:, 0..63] for the M (compile-time after inlining) rows. */
@@ -124,12 +161,7 @@ void
 tf_gemv(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
         const float *other)
 {
-    switch (M) {
-    case 1: gemv_m1(lin, x, y, post, other); break;
-    case 2: gemv_m2(lin, x, y, post, other); break;
-    case 3: gemv_m3(lin, x, y, post, other); break;
-    default: gemv_m4(lin, x, y, post, other); break;
-    }
+    CALL_FOR_M(gemv, M, lin, x, y, post, other);
 }
 
 /* ------------------------------------------------------------------ int8 weights
@@ -147,30 +179,15 @@ tf_gemv(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
 int64_t
 tf_gemv_s8_panel_stride(const_dnnl_memory_desc_t wmd)
 {
-    int ndims = 0, nblks = 0;
-    const dnnl_dims_t *blks = NULL, *idxs = NULL, *strides = NULL, *padded = NULL;
-    dnnl_data_type_t dt = dnnl_data_type_undef;
+    /* aBC16b64c4b over (1, K, N): 16 groups of 4 K rows, 64 columns */
+    static const int64_t blks[] = {16, PANEL, 4};
+    static const int idxs[] = {1, 2, 1};
     static int vnni = -1;
     if (vnni < 0) {
         __builtin_cpu_init();
         vnni = __builtin_cpu_supports("avx512vnni");
     }
-    if (!vnni || dnnl_memory_desc_query(wmd, dnnl_query_ndims_s32, &ndims) ||
-        dnnl_memory_desc_query(wmd, dnnl_query_data_type, &dt) ||
-        dnnl_memory_desc_query(wmd, dnnl_query_inner_nblks_s32, &nblks) || ndims != 3 ||
-        dt != dnnl_s8 || nblks != 3)
-        return 0;
-    if (dnnl_memory_desc_query(wmd, dnnl_query_inner_blks, &blks) ||
-        dnnl_memory_desc_query(wmd, dnnl_query_inner_idxs, &idxs) ||
-        dnnl_memory_desc_query(wmd, dnnl_query_strides, &strides) ||
-        dnnl_memory_desc_query(wmd, dnnl_query_padded_dims, &padded))
-        return 0;
-    /* inner blocks 16 (K), 64 (N), 4 (K); K blocks of a panel adjacent */
-    if ((*idxs)[0] != 1 || (*idxs)[1] != 2 || (*idxs)[2] != 1 || (*blks)[0] != 16 || (*blks)[1] != PANEL ||
-        (*blks)[2] != 4 || (*strides)[1] != KGROUP * PANEL || (*strides)[2] != (*padded)[1] * PANEL ||
-        (*padded)[1] % KGROUP != 0)
-        return 0;
-    return (*strides)[2];
+    return vnni ? panel_layout_stride(wmd, dnnl_s8, 3, 3, blks, idxs) : 0;
 }
 
 /* acc[m][0..3] = Σ_k u[m, k] · panel[k, 0..63] in int32 over Kp (padded) k. */
@@ -240,15 +257,14 @@ DEFINE_GEMV_S8_M(4)
 size_t
 tf_gemv_s8_scratch(const tf_linear *lin, int64_t M)
 {
-    const int64_t Kp = (lin->in_features + KGROUP - 1) / KGROUP * KGROUP;
-    return (size_t)(M * Kp) + (size_t)M * sizeof(float);
+    return (size_t)(M * padded_k(lin->in_features, KGROUP)) + (size_t)M * sizeof(float);
 }
 
 void
 tf_gemv_s8(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
            const float *other, void *scratch)
 {
-    const int64_t K = lin->in_features, Kp = (K + KGROUP - 1) / KGROUP * KGROUP;
+    const int64_t K = lin->in_features, Kp = padded_k(K, KGROUP);
     uint8_t *u = scratch;                        /* (M, Kp) q + 128, zero past K */
     float *row_scale = (float *)(u + M * Kp);    /* (M,) */
     for (int64_t m = 0; m < M; m++) {
@@ -259,12 +275,7 @@ tf_gemv_s8(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post po
             u[m * Kp + k] = (uint8_t)(q[k] + 128);
         }
     }
-    switch (M) {
-    case 1: gemv_s8_m1(lin, u, Kp, row_scale, y, post, other); break;
-    case 2: gemv_s8_m2(lin, u, Kp, row_scale, y, post, other); break;
-    case 3: gemv_s8_m3(lin, u, Kp, row_scale, y, post, other); break;
-    default: gemv_s8_m4(lin, u, Kp, row_scale, y, post, other); break;
-    }
+    CALL_FOR_M(gemv_s8, M, lin, u, Kp, row_scale, y, post, other);
 }
 
 /* ------------------------------------------------------------------ bf16 weights
@@ -280,30 +291,15 @@ tf_gemv_s8(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post po
 int64_t
 tf_gemv_bf16_panel_stride(const_dnnl_memory_desc_t wmd)
 {
-    int ndims = 0, nblks = 0;
-    const dnnl_dims_t *blks = NULL, *idxs = NULL, *strides = NULL, *padded = NULL;
-    dnnl_data_type_t dt = dnnl_data_type_undef;
+    /* BA16a64b2a: 16 pairs of K rows, 64 columns */
+    static const int64_t blks[] = {16, PANEL, 2};
+    static const int idxs[] = {0, 1, 0};
     static int bf16 = -1;
     if (bf16 < 0) {
         __builtin_cpu_init();
         bf16 = __builtin_cpu_supports("avx512bf16");
     }
-    if (!bf16 || dnnl_memory_desc_query(wmd, dnnl_query_ndims_s32, &ndims) ||
-        dnnl_memory_desc_query(wmd, dnnl_query_data_type, &dt) ||
-        dnnl_memory_desc_query(wmd, dnnl_query_inner_nblks_s32, &nblks) || ndims != 2 ||
-        dt != dnnl_bf16 || nblks != 3)
-        return 0;
-    if (dnnl_memory_desc_query(wmd, dnnl_query_inner_blks, &blks) ||
-        dnnl_memory_desc_query(wmd, dnnl_query_inner_idxs, &idxs) ||
-        dnnl_memory_desc_query(wmd, dnnl_query_strides, &strides) ||
-        dnnl_memory_desc_query(wmd, dnnl_query_padded_dims, &padded))
-        return 0;
-    /* inner blocks 16 (K), 64 (N), 2 (K); K blocks of a panel adjacent */
-    if ((*idxs)[0] != 0 || (*idxs)[1] != 1 || (*idxs)[2] != 0 || (*blks)[0] != 16 || (*blks)[1] != PANEL ||
-        (*blks)[2] != 2 || (*strides)[0] != KPAIRS * PANEL || (*strides)[1] != (*padded)[0] * PANEL ||
-        (*padded)[0] % KPAIRS != 0)
-        return 0;
-    return (*strides)[1];
+    return bf16 ? panel_layout_stride(wmd, dnnl_bf16, 2, 3, blks, idxs) : 0;
 }
 
 /* acc[m][0..3] = Σ_k x[m, k] · panel[k, 0..63] over Kp (padded) k, x as bf16 pairs. */
@@ -355,24 +351,18 @@ DEFINE_GEMV_BF16_M(4)
 size_t
 tf_gemv_bf16_scratch(const tf_linear *lin, int64_t M)
 {
-    const int64_t Kp = (lin->in_features + KPAIRS - 1) / KPAIRS * KPAIRS;
-    return (size_t)(M * Kp) * sizeof(uint16_t);
+    return (size_t)(M * padded_k(lin->in_features, KPAIRS)) * sizeof(uint16_t);
 }
 
 void
 tf_gemv_bf16(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
              const float *other, void *scratch)
 {
-    const int64_t K = lin->in_features, Kp = (K + KPAIRS - 1) / KPAIRS * KPAIRS;
+    const int64_t K = lin->in_features, Kp = padded_k(K, KPAIRS);
     uint16_t *xb = scratch;  /* (M, Kp) bf16, zero past K */
     for (int64_t m = 0; m < M; m++) {
         tf_f32_to_bf16(x + m * K, xb + m * Kp, K);
         memset(xb + m * Kp + K, 0, (size_t)(Kp - K) * sizeof(uint16_t));
     }
-    switch (M) {
-    case 1: gemv_bf16_m1(lin, xb, Kp, y, post, other); break;
-    case 2: gemv_bf16_m2(lin, xb, Kp, y, post, other); break;
-    case 3: gemv_bf16_m3(lin, xb, Kp, y, post, other); break;
-    default: gemv_bf16_m4(lin, xb, Kp, y, post, other); break;
-    }
+    CALL_FOR_M(gemv_bf16, M, lin, xb, Kp, y, post, other);
 }
