@@ -11,6 +11,7 @@ import torch
 
 import tfcore
 from reference import dense
+from tiny_models import causal_lms
 
 pytestmark = pytest.mark.skipif("bfloat16" not in tfcore.supported_dtypes(),
                                 reason="this CPU has no fast bf16 matmul (AVX512_BF16/AMX)")
@@ -81,20 +82,6 @@ def save_both(model, path):
     model.eval().save_pretrained(path / "f32")
     model.to(torch.bfloat16).save_pretrained(path / "bf16")
     return type(model).from_pretrained(path / "bf16", torch_dtype=torch.float32).eval()
-
-
-def causal_lms():
-    from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, OPTConfig,
-                              OPTForCausalLM)
-
-    return {
-        "gpt2": lambda: GPT2LMHeadModel(GPT2Config(vocab_size=97, n_embd=60, n_layer=2, n_head=5, n_positions=64)),
-        "llama-gqa": lambda: LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=64, num_hidden_layers=2,
-                                                          num_attention_heads=8, num_key_value_heads=2,
-                                                          intermediate_size=97)),
-        "opt": lambda: OPTForCausalLM(OPTConfig(vocab_size=97, hidden_size=60, num_hidden_layers=2, ffn_dim=131,
-                                                num_attention_heads=5, max_position_embeddings=64)),
-    }
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama-gqa", "opt"])

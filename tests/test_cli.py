@@ -9,9 +9,9 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 import tfcore
+from tiny_models import save_tiny
 
 ROOT = os.path.dirname(os.path.dirname(tfcore.__file__))  # run the tfcore under test
 
@@ -24,13 +24,9 @@ def cli(*args, stdin=None, timeout=300):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
-
     root = tmp_path_factory.mktemp("cli")
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(root / "bert")
-    GPT2LMHeadModel(GPT2Config(vocab_size=60, n_embd=16, n_layer=1, n_head=2, n_positions=64)).save_pretrained(root / "gpt2")
+    save_tiny("bert", root / "bert")
+    save_tiny("gpt2", root / "gpt2")
     return root
 
 

@@ -12,6 +12,7 @@ import torch
 
 import tfcore
 from reference import dense
+from tiny_models import causal_lms
 
 pytestmark = pytest.mark.skipif("int8" not in tfcore.supported_dtypes(),
                                 reason="this CPU has no fast int8 matmul (AVX512_VNNI/AVX_VNNI)")
@@ -143,20 +144,6 @@ def emulate_int8(model):
             continue
         mod.register_forward_pre_hook(lambda m, args: (fake_quant(args[0]),) + tuple(args[1:]))
     return model
-
-
-def causal_lms():
-    from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, OPTConfig,
-                              OPTForCausalLM)
-
-    return {
-        "gpt2": lambda: GPT2LMHeadModel(GPT2Config(vocab_size=97, n_embd=60, n_layer=2, n_head=5, n_positions=64)),
-        "llama-gqa": lambda: LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=64, num_hidden_layers=2,
-                                                          num_attention_heads=8, num_key_value_heads=2,
-                                                          intermediate_size=97)),
-        "opt": lambda: OPTForCausalLM(OPTConfig(vocab_size=97, hidden_size=60, num_hidden_layers=2, ffn_dim=131,
-                                                num_attention_heads=5, max_position_embeddings=64)),
-    }
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama-gqa", "opt"])

@@ -7,24 +7,19 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 import tfcore
 from memory import rss_bytes, rss_growth
+from tiny_models import save_tiny
 
 MiB = 2**20
 
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
-    from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
-
     root = tmp_path_factory.mktemp("tiny")
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(root / "bert")
-    LlamaForCausalLM(LlamaConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
-                                 num_key_value_heads=2, intermediate_size=32)).save_pretrained(root / "llama")
+    save_tiny("bert", root / "bert", num_hidden_layers=2)
+    save_tiny("llama", root / "llama")
     return root
 
 

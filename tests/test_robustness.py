@@ -13,21 +13,16 @@ import pytest
 
 import tfcore
 from robustness_cases import CASES
+from tiny_models import save_tiny
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @pytest.fixture(scope="module")
 def battery(tmp_path_factory):
-    import torch
-    from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
-
     root = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(root / "bert")
-    GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=64)
-                    ).save_pretrained(root / "gpt2")
+    save_tiny("bert", root / "bert", vocab_size=50)
+    save_tiny("gpt2", root / "gpt2", vocab_size=50)
     proc = subprocess.run([sys.executable, os.path.join(HERE, "robustness_cases.py"), str(root / "bert"),
                            str(root / "gpt2")], capture_output=True, text=True, timeout=600,
                           cwd=os.path.dirname(os.path.dirname(tfcore.__file__)),  # the tfcore under test

@@ -6,22 +6,17 @@ import threading
 import time
 
 import numpy as np
-import torch
 
 import tfcore
+from tiny_models import save_tiny
 
 THREADS = 8
 SECONDS = 3.0
 
 
 def test_eight_threads_share_models_and_layers(tmp_path):
-    from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(tmp_path / "bert")
-    LlamaForCausalLM(LlamaConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                 num_key_value_heads=2, intermediate_size=64)).save_pretrained(tmp_path / "llama")
+    save_tiny("bert", tmp_path / "bert", hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    save_tiny("llama", tmp_path / "llama", hidden_size=32, intermediate_size=64)
     bert = tfcore.AutoModel.from_pretrained(tmp_path / "bert")
     llama = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path / "llama", dtype="int8"
                                                        if "int8" in tfcore.supported_dtypes() else "float32")

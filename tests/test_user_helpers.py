@@ -12,6 +12,7 @@ import torch
 import tfcore
 from tfcore import _progress
 from tfcore import eval as tf_eval
+from tiny_models import save_tiny
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +85,7 @@ def test_progress_switch(monkeypatch):
 
 
 def test_rich_reprs(tmp_path):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
-                                 num_key_value_heads=2, intermediate_size=32)).save_pretrained(tmp_path)
+    save_tiny("llama", tmp_path)
     for dtype in tfcore.supported_dtypes():
         m = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=dtype, threads=1)
         html = m._repr_html_()
@@ -104,14 +101,10 @@ def test_rich_reprs(tmp_path):
 
 
 def test_assert_close_to_reference(tmp_path):
-    from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
-
     from tfcore.testing import assert_close_to_reference
 
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(tmp_path / "bert")
-    GPT2LMHeadModel(GPT2Config(vocab_size=60, n_embd=16, n_layer=1, n_head=2, n_positions=64)).save_pretrained(tmp_path / "gpt2")
+    save_tiny("bert", tmp_path / "bert")
+    save_tiny("gpt2", tmp_path / "gpt2")
     stats = assert_close_to_reference(tmp_path / "bert")
     assert stats["max_abs_error"] < 1e-4 and stats["elements"] == 2 * 12 * 16
     lm = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path / "gpt2")

@@ -7,7 +7,7 @@ Needs torch and transformers (pip install 'tfcore[test]'); tfcore itself never d
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Union
+from typing import Dict, Optional
 
 import numpy as np
 

@@ -1,0 +1,40 @@
+"""Tiny Hugging Face checkpoints (random weights, save_pretrained) shared by the tests that
+only need *a* model of a family: save_tiny("bert" | "gpt2" | "llama", path, **config)."""
+from __future__ import annotations
+
+import torch
+
+DEFAULTS = {
+    "bert": dict(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                 max_position_embeddings=64),
+    "gpt2": dict(vocab_size=60, n_embd=16, n_layer=1, n_head=2, n_positions=64),
+    "llama": dict(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  intermediate_size=32),
+}
+
+
+def save_tiny(kind: str, path, seed: int = 0, **config):
+    """Write a tiny `kind` checkpoint (DEFAULTS[kind] updated with config) to path; returns path."""
+    from transformers import (BertConfig, BertModel, GPT2Config, GPT2LMHeadModel, LlamaConfig,
+                              LlamaForCausalLM)
+
+    model_cls, config_cls = {"bert": (BertModel, BertConfig), "gpt2": (GPT2LMHeadModel, GPT2Config),
+                             "llama": (LlamaForCausalLM, LlamaConfig)}[kind]
+    torch.manual_seed(seed)
+    model_cls(config_cls(**{**DEFAULTS[kind], **config})).save_pretrained(path)
+    return path
+
+
+def causal_lms():
+    """Factories of the small causal LMs the precision tests run against HF (odd sizes)."""
+    from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, OPTConfig,
+                              OPTForCausalLM)
+
+    return {
+        "gpt2": lambda: GPT2LMHeadModel(GPT2Config(vocab_size=97, n_embd=60, n_layer=2, n_head=5, n_positions=64)),
+        "llama-gqa": lambda: LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=64, num_hidden_layers=2,
+                                                          num_attention_heads=8, num_key_value_heads=2,
+                                                          intermediate_size=97)),
+        "opt": lambda: OPTForCausalLM(OPTConfig(vocab_size=97, hidden_size=60, num_hidden_layers=2, ffn_dim=131,
+                                                num_attention_heads=5, max_position_embeddings=64)),
+    }
