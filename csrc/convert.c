@@ -6,8 +6,8 @@
 #include <string.h>
 
 /* src is (n,) bf16 bits, dst is (n,) float32: a bf16 is the top half of a float32. */
-static void
-bf16_to_f32(const uint16_t *src, float *dst, int64_t n)
+void
+tf_bf16_to_f32(const uint16_t *src, float *dst, int64_t n)
 {
 #pragma omp parallel for schedule(static) if (n >= 1 << 20)
     for (int64_t i = 0; i < n; i++) {
@@ -51,7 +51,7 @@ py_bfloat16_to_float32(PyObject *module, PyObject *arg)
     }
     Py_BEGIN_ALLOW_THREADS
     tf_threads_begin();
-    bf16_to_f32(PyArray_DATA(src), PyArray_DATA(dst), PyArray_SIZE(src));
+    tf_bf16_to_f32(PyArray_DATA(src), PyArray_DATA(dst), PyArray_SIZE(src));
     Py_END_ALLOW_THREADS
     return (PyObject *)dst;
 }

@@ -200,11 +200,7 @@ load_rows(const tf_kvcache *c, PyArrayObject *store, PyArrayObject *scales, int6
     for (int64_t j = 0; j < rows; j++) {
         const int64_t r = first + j;
         if (c->dtype == TF_KV_BF16) {
-            const uint16_t *q = (const uint16_t *)PyArray_DATA(store) + r * D;
-            for (int64_t d = 0; d < D; d++) {
-                uint32_t bits = (uint32_t)q[d] << 16;
-                memcpy(out + j * D + d, &bits, sizeof(bits));
-            }
+            tf_bf16_to_f32((const uint16_t *)PyArray_DATA(store) + r * D, out + j * D, D);
         }
         else {
             const int8_t *q = (const int8_t *)PyArray_DATA(store) + r * D;
@@ -633,13 +629,20 @@ kvcache_reset(tf_kvcache *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-static PyObject *
-kvcache_repr(tf_kvcache *self)
+/* The allocated keys, values (and int8 scales) in MiB, as text: "12.5". */
+static void
+memory_mib(const tf_kvcache *self, char *buf, size_t size)
 {
     const double rows = (double)self->layers * 2.0 * (double)(self->B * self->KVH * self->capacity);
     const double row_bytes = (double)self->D * PyArray_ITEMSIZE(self->k[0]) + (self->dtype == TF_KV_INT8 ? 4.0 : 0.0);
+    snprintf(buf, size, "%.1f", rows * row_bytes / (1 << 20));
+}
+
+static PyObject *
+kvcache_repr(tf_kvcache *self)
+{
     char buf[32];
-    snprintf(buf, sizeof(buf), "%.1f", rows * row_bytes / (1 << 20));
+    memory_mib(self, buf, sizeof(buf));
     return PyUnicode_FromFormat("KVCache(num_layers=%lld, batch_size=%lld, num_key_value_heads=%lld, head_dim=%lld, "
                                 "dtype=%s, length=%lld, capacity=%lld, memory=%s MiB)",
                                 (long long)self->layers, (long long)self->B, (long long)self->KVH, (long long)self->D,
@@ -650,10 +653,6 @@ kvcache_repr(tf_kvcache *self)
 static PyObject *
 kvcache_repr_html(tf_kvcache *self, PyObject *unused)
 {
-    PyObject *text = kvcache_repr(self);
-    if (text == NULL) {
-        return NULL;
-    }
     long long lmin = self->length[0], lmax = self->length[0];
     for (int64_t l = 1; l < self->layers; l++) {
         lmin = self->length[l] < lmin ? self->length[l] : lmin;
@@ -661,26 +660,24 @@ kvcache_repr_html(tf_kvcache *self, PyObject *unused)
     }
     const char *policy = self->policy == TF_CACHE_FULL ? "full" : self->policy == TF_CACHE_SINK_WINDOW
                          ? "sink_window" : "tova";
-    /* memory is the one repr field worth repeating; take it from the repr text */
-    const char *r = PyUnicode_AsUTF8(text), *mem = r ? strstr(r, "memory=") : NULL;
-    char memory[48] = "";
-    if (mem != NULL) {
-        snprintf(memory, sizeof(memory), "%s", mem + 7);
-        memory[strcspn(memory, ")")] = '\0';
-    }
+    char memory[32], stored[48];
+    memory_mib(self, memory, sizeof(memory));
+    if (lmin == lmax)
+        snprintf(stored, sizeof(stored), "%lld", lmin);
+    else  /* eviction can leave layers with different lengths */
+        snprintf(stored, sizeof(stored), "%lld-%lld (varies by layer)", lmin, lmax);
     PyObject *html = PyUnicode_FromFormat(
         "<table><tr><th style='text-align:left'>KVCache</th><td style='text-align:left'>%lld layers, batch %lld, "
         "%lld kv heads x %lld</td></tr><tr><th style='text-align:left'>dtype</th><td style='text-align:left'>%s"
-        "</td></tr><tr><th style='text-align:left'>tokens stored</th><td style='text-align:left'>%lld"
-        "%s%s (seen %lld) of capacity %lld</td></tr><tr><th style='text-align:left'>policy</th>"
+        "</td></tr><tr><th style='text-align:left'>tokens stored</th><td style='text-align:left'>%s"
+        " (seen %lld) of capacity %lld</td></tr><tr><th style='text-align:left'>policy</th>"
         "<td style='text-align:left'>%s%s</td></tr><tr><th style='text-align:left'>memory</th>"
-        "<td style='text-align:left'>%s</td></tr></table>",
+        "<td style='text-align:left'>%s MiB</td></tr></table>",
         (long long)self->layers, (long long)self->B, (long long)self->KVH, (long long)self->D,
-        kv_dtype_names[self->dtype], lmin, lmin != lmax ? "-" : "", lmin != lmax ? "(varies by layer)" : "",
+        kv_dtype_names[self->dtype], stored,
         (long long)self->seen[0], (long long)self->capacity, policy,
         self->policy == TF_CACHE_FULL ? "" : " (budget set)",
         memory);
-    Py_DECREF(text);
     return html;
 }
 

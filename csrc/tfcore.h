@@ -137,6 +137,7 @@ void *tf_thread_scratch(tf_thread_ctx *ctx, size_t size, tf_err *err);
 
 /* dst (n,) bf16 bits = src (n,) float32 rounded to nearest even (convert.c). */
 void tf_f32_to_bf16(const float *src, uint16_t *dst, int64_t n);
+void tf_bf16_to_f32(const uint16_t *src, float *dst, int64_t n);  /* exact */
 
 /* 64-byte aligned allocation for kernel temporaries; tf_free(NULL) is fine. */
 void *tf_malloc(size_t size);
