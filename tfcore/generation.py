@@ -75,11 +75,48 @@ def _top(x: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-x, axis=-1, kind="stable")[:, :k]
 
 
+def read_generation_defaults(directory, keys: Sequence[str]) -> dict:
+    """The given keys of a checkpoint's generation_config.json that are set (HF lets them
+    override config.json); {} when the file is missing or unreadable."""
+    import json
+    from pathlib import Path
+
+    path = Path(directory) / "generation_config.json"
+    if not path.exists():
+        return {}
+    try:
+        values = json.loads(path.read_text())
+    except ValueError:
+        return {}
+    if not isinstance(values, dict):
+        return {}
+    return {k: values[k] for k in keys if values.get(k) is not None}
+
+
+
 class GenerationMixin:
     """generate() for models whose forward takes (input_ids, attention_mask, position_ids,
-    past_key_values, logits_to_keep) and that provide new_cache(batch, capacity)."""
+    past_key_values, logits_to_keep) and that provide new_cache(batch, capacity).
+    Encoder-decoder models override _generation_start (encode once, decode from
+    decoder_start_token_id) and keep the same search loops."""
 
     generation_defaults: dict
+
+    def _generation_start(self, ids: np.ndarray, mask: np.ndarray, copies: int,
+                          decoder_start_token_id: Optional[int]):
+        """(prompt ids, prompt mask, step) for the search loops. step(ids, mask, positions,
+        cache) returns float logits (rows, V) of the last position, where every input row is
+        repeated `copies` times in a row (beam search); the loop extends the prompt.
+        Decoder-only: the prompt is the input itself and step is forward() on the new tokens."""
+        if decoder_start_token_id is not None:
+            raise _C.TfcoreValueError("decoder_start_token_id is for encoder-decoder models; "
+                                      f"{type(self).__name__} continues input_ids")
+
+        def step(step_ids, step_mask, positions, cache):
+            return self.forward(step_ids, attention_mask=step_mask, position_ids=positions, past_key_values=cache,
+                                logits_to_keep=1).logits[:, -1, :]
+
+        return ids, mask, step
 
     @with_model_threads
     def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20, do_sample: bool = False,
@@ -88,8 +125,11 @@ class GenerationMixin:
                  num_beams: int = 1, num_return_sequences: int = 1, length_penalty: float = 1.0,
                  early_stopping: Union[bool, str] = False, seed: Optional[int] = None,
                  streamer: Optional[Callable[[np.ndarray], None]] = None, cache_policy: str = "full",
-                 cache_budget: Optional[int] = None, n_sink: int = 4, cache_dtype: str = "float32") -> np.ndarray:
+                 cache_budget: Optional[int] = None, n_sink: int = 4, cache_dtype: str = "float32",
+                 decoder_start_token_id: Optional[int] = None) -> np.ndarray:
         """Continue each prompt by up to max_new_tokens tokens; returns (B, prompt + new) int64.
+        Encoder-decoder models encode input_ids once and return (B, 1 + new) decoder tokens
+        starting with decoder_start_token_id (default: the checkpoint's), like HF.
 
         Greedy (default) or sampling (do_sample) with temperature, top_k, top_p and a seed;
         repetition_penalty; eos_token_id / pad_token_id default to the checkpoint's
@@ -134,17 +174,19 @@ class GenerationMixin:
         rng = np.random.default_rng(seed)
         if cache_policy != "full" and not cache_budget:
             raise _C.TfcoreValueError(f"cache_policy={cache_policy!r} needs cache_budget (tokens kept per layer)")
+        ids, mask, step = self._generation_start(np.ascontiguousarray(ids, dtype=np.int64), mask, num_beams,
+                                                 decoder_start_token_id)
+        B, T0 = ids.shape
         if num_beams > 1:
-            return self._beam_search(ids, mask, max_new_tokens, num_beams, length_penalty, early_stopping, eos,
+            return self._beam_search(step, ids, mask, max_new_tokens, num_beams, length_penalty, early_stopping, eos,
                                      pad_token_id, repetition_penalty, num_return_sequences, streamer, cache_dtype)
 
-        sequences = np.ascontiguousarray(ids, dtype=np.int64)
+        sequences = ids
         cache = self.new_cache(B, T0 + max_new_tokens, cache_policy, cache_budget, n_sink, cache_dtype)
         finished = np.zeros(B, bool)
         step_ids, step_pos = sequences, positions_from_mask(mask)
         for _ in progress(range(max_new_tokens), total=max_new_tokens, desc="generating", unit="token"):
-            logits = self.forward(step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=cache,
-                                  logits_to_keep=1).logits[:, -1, :].astype(np.float64)
+            logits = step(step_ids, mask, step_pos, cache).astype(np.float64)
             if repetition_penalty != 1.0:
                 apply_repetition_penalty(logits, sequences, repetition_penalty)
             if do_sample:
@@ -169,7 +211,7 @@ class GenerationMixin:
             step_ids = np.ascontiguousarray(nxt[:, None])
         return sequences
 
-    def _beam_search(self, ids, mask, max_new_tokens, nb, length_penalty, early_stopping, eos, pad_token_id,
+    def _beam_search(self, step, ids, mask, max_new_tokens, nb, length_penalty, early_stopping, eos, pad_token_id,
                      repetition_penalty, num_return_sequences, streamer, cache_dtype="float32"):
         """HF's vectorised beam search: each step keeps the best (1 + #eos) * nb continuations,
         continues the nb best unfinished ones, and merges finished ones into the nb best
@@ -194,8 +236,7 @@ class GenerationMixin:
         step_ids, step_pos, cur = np.repeat(ids, nb, axis=0), positions_from_mask(flat_mask), T0
         batch_offset = (np.arange(B) * nb)[:, None]
         while cur < max_len:
-            logits = self.forward(np.ascontiguousarray(step_ids), attention_mask=flat_mask, position_ids=step_pos,
-                                  past_key_values=cache, logits_to_keep=1).logits[:, -1, :].astype(np.float32)
+            logits = step(np.ascontiguousarray(step_ids), flat_mask, step_pos, cache).astype(np.float32)
             log_probs = log_softmax(logits)
             if repetition_penalty != 1.0:
                 apply_repetition_penalty(log_probs, running.reshape(B * nb, max_len)[:, :cur], repetition_penalty)

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _C
 from ..config import Config
-from ..generation import GenerationMixin
+from ..generation import GenerationMixin, read_generation_defaults
 from .base import ModelOutput, PreTrainedModel, Weights, check_ids, padding_mask
 
 
@@ -24,19 +24,9 @@ class DecoderLM(PreTrainedModel, GenerationMixin):
 
     @classmethod
     def from_pretrained(cls, directory, dtype: str = "float32", threads: Optional[int] = None):
-        import json
-        from pathlib import Path
-
         model = super().from_pretrained(directory, dtype, threads)
-        gen = Path(directory) / "generation_config.json"
-        if gen.exists():
-            try:
-                values = json.loads(gen.read_text())
-            except ValueError:
-                values = {}
-            for k in ("eos_token_id", "pad_token_id", "bos_token_id"):
-                if values.get(k) is not None:
-                    model.generation_defaults[k] = values[k]
+        model.generation_defaults.update(read_generation_defaults(directory, ("eos_token_id", "pad_token_id",
+                                                                              "bos_token_id")))
         return model
 
     # -- pieces of a family
