@@ -202,10 +202,11 @@ block_call(tf_block *self, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"hidden_states", "attention_mask", "encoder_hidden_states",
                              "encoder_attention_mask", "position_ids", "position_offset", "bias",
                              "output_attentions", "out", "cu_seqlens", "past_key_values",
-                             "layer_idx", NULL};
+                             "layer_idx", "encoder_key_values", NULL};
     PyObject *x_obj, *mask_obj = Py_None, *enc_obj = Py_None, *enc_mask_obj = Py_None,
              *pos_obj = Py_None, *bias_obj = Py_None, *out_obj = Py_None, *cu_obj = Py_None,
-             *cache_obj = Py_None, *layer_obj = Py_None, *result = NULL;
+             *cache_obj = Py_None, *layer_obj = Py_None, *kv_obj = Py_None, *result = NULL;
+    PyArrayObject *enc_kv = NULL;
     long long offset = 0;
     int output_attentions = 0;
     tf_rows_call rows = {0};
@@ -214,10 +215,10 @@ block_call(tf_block *self, PyObject *args, PyObject *kwds)
     tf_err err = {0};
     tf_state *st = tf_state_of((PyObject *)self);
     memset(&cross_c, 0, sizeof(cross_c));
-    if (!TF_PARSE(st, args, kwds, "O|O$OOOLOpOOOO:TransformerBlock.__call__", kwlist,
+    if (!TF_PARSE(st, args, kwds, "O|O$OOOLOpOOOOO:TransformerBlock.__call__", kwlist,
                                      &x_obj, &mask_obj, &enc_obj, &enc_mask_obj, &pos_obj,
                                      &offset, &bias_obj, &output_attentions, &out_obj, &cu_obj,
-                                     &cache_obj, &layer_obj)) {
+                                     &cache_obj, &layer_obj, &kv_obj)) {
         return NULL;
     }
     if (tf_rows_call_parse(st, x_obj, NULL, out_obj, self->C, self->C, &tf_hidden_states_names,
@@ -225,8 +226,9 @@ block_call(tf_block *self, PyObject *args, PyObject *kwds)
         goto done;
     const int64_t B = PyArray_DIM(rows.x, 0), T = PyArray_DIM(rows.x, 1);
     if (self->cross == NULL &&
-        ((enc_obj != Py_None) || (enc_mask_obj != Py_None))) {
-        tf_value_error(st, "encoder_hidden_states given to a block without cross-attention");
+        ((enc_obj != Py_None) || (enc_mask_obj != Py_None) || (kv_obj != Py_None))) {
+        tf_value_error(st, "encoder_hidden_states, encoder_attention_mask or encoder_key_values given to a "
+                           "block without cross-attention");
         goto done;
     }
     if (tf_mha_parse_cache(st, self->attn, cache_obj, layer_obj, B, T, &self_c.cache, &self_c.layer) < 0)
@@ -247,10 +249,13 @@ block_call(tf_block *self, PyObject *args, PyObject *kwds)
             goto done;
     }
     if (self->cross != NULL) {
-        if (tf_mha_parse(st, self->cross, B, T, enc_mask_obj, "encoder_attention_mask", enc_obj,
+        if (tf_mha_parse_cross_kv(st, self->cross, kv_obj, B, &enc_kv, &cross_c) < 0 ||
+            tf_mha_parse(st, self->cross, B, T, enc_mask_obj, "encoder_attention_mask", enc_obj,
                          NULL, 0, NULL, output_attentions, &cross_arr, &cross_c) < 0)
             goto done;
-        if (tf_check_no_overlap(st, rows.out, cross_arr.enc, "encoder_hidden_states") < 0)
+        if (cross_arr.enc && tf_check_no_overlap(st, rows.out, cross_arr.enc, "encoder_hidden_states") < 0)
+            goto done;
+        if (enc_kv && tf_check_no_overlap(st, rows.out, enc_kv, "encoder_key_values") < 0)
             goto done;
     }
     int rc;
@@ -276,6 +281,7 @@ done:
     if (self_c.cache != NULL) {
         tf_kvcache_release(self_c.cache);
     }
+    Py_XDECREF(enc_kv);
     tf_rows_call_release(&rows);
     tf_mha_arrays_release(&self_arr);
     tf_mha_arrays_release(&cross_arr);
@@ -324,9 +330,11 @@ PyDoc_STRVAR(block_doc,
 "adds cross_attention (built with is_cross_attention=True) and its norm_cross.\n\n"
 "Call: ``block(hidden_states, attention_mask=None, *, encoder_hidden_states=None,\n"
 "encoder_attention_mask=None, position_ids=None, position_offset=0, bias=None,\n"
-"output_attentions=False, out=None, cu_seqlens=None)``; arguments as for MultiHeadAttention\n"
+"output_attentions=False, out=None, cu_seqlens=None, past_key_values=None, layer_idx=None,\n"
+"encoder_key_values=None)``; arguments as for MultiHeadAttention\n"
 "(cu_seqlens: padding-free sequences packed in a (1, N, C) hidden_states; past_key_values=cache,\n"
-"layer_idx=i: incremental decoding with a tfcore.KVCache). Returns (B, T, C),\n"
+"layer_idx=i: incremental decoding with a tfcore.KVCache; encoder_key_values: the\n"
+"cross-attention kv_proj output computed once, instead of encoder_hidden_states). Returns (B, T, C),\n"
 "or with output_attentions a tuple (output, attentions[, cross_attentions]).");
 
 static PyType_Slot block_slots[] = {

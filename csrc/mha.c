@@ -88,17 +88,21 @@ tf_mha_forward(const tf_mha *m, const tf_mha_call *c, tf_err *err)
     a.B = B; a.H = H; a.KVH = KVH; a.L = T; a.S = S; a.D = D; a.Dv = D;
     a.q = qkv; a.q_sb = T * W; a.q_sh = D; a.q_sl = W;
     if (m->cross) {
-        /* kvbuf is (B, S, 2 KVH D) = [k heads | v heads] per row */
+        /* kv is (B, S, 2 KVH D) = [k heads | v heads] per row: given, or projected here */
         const int64_t KW = 2 * KVH * D;
-        kvbuf = tf_malloc((size_t)(B * S) * (size_t)KW * sizeof(float));
-        if (kvbuf == NULL) {
-            tf_err_set(err, TF_ERR_MEMORY, "out of memory for cross-attention keys and values");
-            goto done;
+        const float *kv = c->enc_kv;
+        if (kv == NULL) {
+            kvbuf = tf_malloc((size_t)(B * S) * (size_t)KW * sizeof(float));
+            if (kvbuf == NULL) {
+                tf_err_set(err, TF_ERR_MEMORY, "out of memory for cross-attention keys and values");
+                goto done;
+            }
+            if (tf_linear_forward(m->kv, c->enc, B * S, kvbuf, TF_POST_NONE, NULL, err) < 0)
+                goto done;
+            kv = kvbuf;
         }
-        if (tf_linear_forward(m->kv, c->enc, B * S, kvbuf, TF_POST_NONE, NULL, err) < 0)
-            goto done;
-        a.k = kvbuf;          a.k_sb = S * KW; a.k_sh = D; a.k_ss = KW;
-        a.v = kvbuf + KVH * D; a.v_sb = S * KW; a.v_sh = D; a.v_ss = KW;
+        a.k = kv;           a.k_sb = S * KW; a.k_sh = D; a.k_ss = KW;
+        a.v = kv + KVH * D; a.v_sb = S * KW; a.v_sh = D; a.v_ss = KW;
     }
     else {
         a.k = qkv + H * D;         a.k_sb = T * W; a.k_sh = D; a.k_ss = W;
@@ -722,21 +726,62 @@ tf_mha_parse_cache(tf_state *st, const tf_mha *m, PyObject *cache_obj, PyObject 
 }
 
 int
+tf_mha_parse_cross_kv(tf_state *st, const tf_mha *m, PyObject *kv_obj, int64_t B,
+                      PyArrayObject **kv, tf_mha_call *c)
+{
+    *kv = NULL;
+    if (kv_obj == NULL || kv_obj == Py_None) {
+        return 0;
+    }
+    if (!m->cross) {
+        tf_value_error(st, "encoder_key_values given to a layer without cross-attention");
+        return -1;
+    }
+    PyArrayObject *a = tf_arg_f32(st, kv_obj, "encoder_key_values", 3, 3);
+    if (a == NULL) {
+        return -1;
+    }
+    if (PyArray_DIM(a, 0) != B || PyArray_DIM(a, 1) < 1 || PyArray_DIM(a, 2) != 2 * m->KVH * m->D) {
+        char shape[96];
+        tf_shape_str(a, shape, sizeof(shape));
+        tf_value_error(st, "encoder_key_values has shape %s, expected (batch, S >= 1, 2 * kv_heads * head_dim) = "
+                           "(%lld, S, %lld) (the cross-attention kv_proj output)",
+                       shape, (long long)B, (long long)(2 * m->KVH * m->D));
+        Py_DECREF(a);
+        return -1;
+    }
+    *kv = a;
+    c->enc_kv = PyArray_DATA(a);
+    c->S = PyArray_DIM(a, 1);
+    return 0;
+}
+
+int
 tf_mha_parse(tf_state *st, const tf_mha *m, int64_t B, int64_t T, PyObject *mask_obj,
              const char *mask_name, PyObject *enc_obj, PyObject *pos_obj, long long offset,
              PyObject *bias_obj, int output_attentions, tf_mha_arrays *arr, tf_mha_call *c)
 {
     tf_kvcache *cache = c->cache;  /* set by the caller from tf_mha_parse_cache, kept */
     int64_t layer = c->layer;
+    const float *enc_kv = c->enc_kv;  /* set by tf_mha_parse_cross_kv, kept */
+    const int64_t kv_S = c->S;
     const int64_t past = cache ? cache->seen[layer] : 0;  /* tokens before this call */
     int64_t S = T + past;
     memset(arr, 0, sizeof(*arr));
     memset(c, 0, sizeof(*c));
     c->cache = cache;
     c->layer = layer;
-    if (m->cross) {
+    if (m->cross && enc_kv != NULL) {
+        if (enc_obj != NULL && enc_obj != Py_None) {
+            tf_value_error(st, "give encoder_hidden_states or encoder_key_values, not both");
+            goto fail;
+        }
+        S = kv_S;
+        c->enc_kv = enc_kv;
+    }
+    else if (m->cross) {
         if (enc_obj == NULL || enc_obj == Py_None) {
-            tf_value_error(st, "cross-attention needs encoder_hidden_states");
+            tf_value_error(st, "cross-attention needs encoder_hidden_states (or encoder_key_values)");
             goto fail;
         }
         if ((arr->enc = tf_arg_f32(st, enc_obj, "encoder_hidden_states", 3, 3)) == NULL)
@@ -826,21 +871,22 @@ mha_call(tf_mha *self, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"hidden_states", "attention_mask", "encoder_hidden_states",
                              "position_ids", "position_offset", "bias", "residual",
                              "output_attentions", "out", "cu_seqlens", "past_key_values",
-                             "layer_idx", NULL};
+                             "layer_idx", "encoder_key_values", NULL};
     PyObject *x_obj, *mask_obj = Py_None, *enc_obj = Py_None, *pos_obj = Py_None,
              *bias_obj = Py_None, *res_obj = Py_None, *out_obj = Py_None, *cu_obj = Py_None,
-             *cache_obj = Py_None, *layer_obj = Py_None, *result = NULL;
+             *cache_obj = Py_None, *layer_obj = Py_None, *kv_obj = Py_None, *result = NULL;
     long long offset = 0;
     int output_attentions = 0;
+    PyArrayObject *enc_kv = NULL;
     tf_mha_arrays arr = {0};
     tf_rows_call rows = {0};
     tf_mha_call c = {0};
     tf_err err = {0};
     tf_state *st = tf_state_of((PyObject *)self);
-    if (!TF_PARSE(st, args, kwds, "O|O$OOLOOpOOOO:MultiHeadAttention.__call__",
+    if (!TF_PARSE(st, args, kwds, "O|O$OOLOOpOOOOO:MultiHeadAttention.__call__",
                                      kwlist, &x_obj, &mask_obj, &enc_obj, &pos_obj, &offset,
                                      &bias_obj, &res_obj, &output_attentions, &out_obj, &cu_obj,
-                                     &cache_obj, &layer_obj)) {
+                                     &cache_obj, &layer_obj, &kv_obj)) {
         return NULL;
     }
     /* hidden_states, residual and out follow the row-wise layer rules: (B, T, C) rows */
@@ -849,6 +895,8 @@ mha_call(tf_mha *self, PyObject *args, PyObject *kwds)
         goto done;
     if (tf_mha_parse_cache(st, self, cache_obj, layer_obj, PyArray_DIM(rows.x, 0),
                            PyArray_DIM(rows.x, 1), &c.cache, &c.layer) < 0)
+        goto done;
+    if (tf_mha_parse_cross_kv(st, self, kv_obj, PyArray_DIM(rows.x, 0), &enc_kv, &c) < 0)
         goto done;
     if (tf_mha_parse(st, self, PyArray_DIM(rows.x, 0), PyArray_DIM(rows.x, 1), mask_obj,
                      "attention_mask", enc_obj, pos_obj, offset, bias_obj, output_attentions,
@@ -862,6 +910,8 @@ mha_call(tf_mha *self, PyObject *args, PyObject *kwds)
         tf_mha_parse_packed(st, self, cu_obj, PyArray_DIM(rows.x, 1), &arr, &c) < 0)
         goto done;
     if (arr.enc && tf_check_no_overlap(st, rows.out, arr.enc, "encoder_hidden_states") < 0)
+        goto done;
+    if (enc_kv && tf_check_no_overlap(st, rows.out, enc_kv, "encoder_key_values") < 0)
         goto done;
     c.x = PyArray_DATA(rows.x);
     c.y = PyArray_DATA(rows.out);
@@ -881,6 +931,7 @@ done:
     if (c.cache != NULL) {
         tf_kvcache_release(c.cache);
     }
+    Py_XDECREF(enc_kv);
     tf_rows_call_release(&rows);
     tf_mha_arrays_release(&arr);
     return result;
@@ -959,7 +1010,7 @@ PyDoc_STRVAR(mha_doc,
 "Integer options also accept None (their default), as HF configs hold them.\n\n"
 "Call: ``attn(hidden_states, attention_mask=None, *, encoder_hidden_states=None,\n"
 "position_ids=None, position_offset=0, bias=None, residual=None, output_attentions=False,\n"
-"out=None, cu_seqlens=None, past_key_values=None, layer_idx=None)``. hidden_states is (B, T, C) float32. attention_mask is HF's (B, S) padding\n"
+"out=None, cu_seqlens=None, past_key_values=None, layer_idx=None, encoder_key_values=None)``. hidden_states is (B, T, C) float32. attention_mask is HF's (B, S) padding\n"
 "mask (1 = attend) or an additive float mask broadcastable to (B, H, T, S); bias is an\n"
 "additive float bias broadcastable the same way (relative positions). Returns (B, T, C),\n"
 "or (output, attentions) with attentions (B, H, T, S) when output_attentions=True.\n"
@@ -970,7 +1021,10 @@ PyDoc_STRVAR(mha_doc,
 "Incremental decoding: past_key_values=cache (a tfcore.KVCache), layer_idx=i appends this\n"
 "call's keys/values to layer i of the cache and attends over all of them (causal diagonal\n"
 "aligned to the end, as HF); attention_mask then spans (B, cached + T) and rotary\n"
-"positions continue after the cached tokens (position_offset adds to that).");
+"positions continue after the cached tokens (position_offset adds to that).\n\n"
+"Cross-attention keys/values computed once: encoder_key_values=attn.kv_proj(encoder_hidden_states),\n"
+"(B, S, 2 * num_key_value_heads * head_dim), replaces encoder_hidden_states (generation\n"
+"projects the encoder output once instead of at every step).");
 
 static PyType_Slot mha_slots[] = {
     {Py_tp_new, mha_new},

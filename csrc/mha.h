@@ -29,6 +29,8 @@ typedef struct {
 typedef struct {
     const float *x;               /* (B, T, C) hidden states */
     const float *enc;             /* (B, S, kv_hidden) for cross-attention, else NULL */
+    const float *enc_kv;          /* or (B, S, 2 KVH D) [keys | values] already projected
+                                     (kv_proj of the encoder output; set by tf_mha_parse_cross_kv) */
     int64_t B, T, S;              /* S = T for self-attention */
     const uint8_t *key_mask;      /* (B, S) true = attend (HF attention_mask), or NULL */
     const float *mask;            /* additive float mask, broadcast strides below, or NULL */
@@ -68,6 +70,14 @@ int tf_mha_parse(tf_state *st, const tf_mha *m, int64_t B, int64_t T, PyObject *
  * Call BEFORE tf_mha_parse, whose masks then span past + T keys. */
 int64_t tf_mha_parse_cache(tf_state *st, const tf_mha *m, PyObject *cache_obj, PyObject *layer_obj,
                            int64_t B, int64_t T, tf_kvcache **cache, int64_t *layer);
+
+/* encoder_key_values=kv of a cross-attention call on batch B: the layer's kv_proj output
+ * (B, S, 2 KVH D) float32 C-contiguous, used instead of projecting encoder_hidden_states
+ * (generation projects the encoder output once, not per step). Returns a new reference the
+ * caller holds for the call (NULL with an exception on error; *kv = NULL, no exception, when
+ * kv_obj is NULL/None) and sets c->enc_kv and c->S. Call BEFORE tf_mha_parse, which keeps them. */
+int tf_mha_parse_cross_kv(tf_state *st, const tf_mha *m, PyObject *kv_obj, int64_t B,
+                          PyArrayObject **kv, tf_mha_call *c);
 
 /* Padding-free calls: hidden_states (1, N, C) holds the sequences back to back and
  * cu_seqlens (B + 1,) int64 their row offsets (0 = cu[0] < cu[1] < ... < cu[B] = N).
