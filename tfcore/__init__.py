@@ -41,7 +41,7 @@ from ._config import show_config, supported_dtypes, threads  # noqa: E402
 from . import functional  # noqa: E402
 from . import eval  # noqa: E402,A004  (tfcore.eval: batch helpers; shadows the builtin only here)
 from . import models  # noqa: E402
-from .loading import AutoModel, AutoModelForCausalLM  # noqa: E402
+from .loading import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM  # noqa: E402
 from .safetensors import CheckpointError  # noqa: E402
 
 __version__ = "0.1.0"
@@ -49,6 +49,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AutoModel",
     "AutoModelForCausalLM",
+    "AutoModelForSeq2SeqLM",
     "CheckpointError",
     "models",
     "Embedding",

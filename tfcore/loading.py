@@ -20,6 +20,7 @@ BASE_MODELS: Dict[str, Type[PreTrainedModel]] = {
     "dinov2": models.Dinov2Model,
     "dinov2_with_registers": models.Dinov2WithRegistersModel,
     "gpt2": models.GPT2Model,
+    "t5": models.T5Model,
 }
 CAUSAL_LMS: Dict[str, Type[PreTrainedModel]] = {
     "gpt2": models.GPT2LMHeadModel,
@@ -60,3 +61,21 @@ class AutoModelForCausalLM:
         """Load the directory's causal language model (with its LM head and generate());
         dtype and threads as PreTrainedModel.from_pretrained."""
         return _load(directory, CAUSAL_LMS, "causal LM", dtype, threads)
+
+
+# model_type -> the tfcore encoder-decoder class AutoModelForSeq2SeqLM loads.
+SEQ2SEQ_LMS: Dict[str, Type[PreTrainedModel]] = {
+    "t5": models.T5ForConditionalGeneration,
+}
+
+
+class AutoModelForSeq2SeqLM:
+    """``AutoModelForSeq2SeqLM.from_pretrained(dir)`` like transformers': an encoder-decoder
+    model with its LM head and generate()."""
+
+    @staticmethod
+    def from_pretrained(directory: Union[str, os.PathLike], dtype: str = "float32",
+                        threads: Optional[int] = None) -> PreTrainedModel:
+        """Load the directory's encoder-decoder language model; dtype and threads as
+        PreTrainedModel.from_pretrained."""
+        return _load(directory, SEQ2SEQ_LMS, "sequence-to-sequence LM", dtype, threads)

@@ -13,6 +13,7 @@ from .gpt2 import GPT2LMHeadModel, GPT2Model
 from .llama import LlamaForCausalLM, MistralForCausalLM
 from .opt import OPTForCausalLM
 from .vit import DeiTModel, Dinov2Model, Dinov2WithRegistersModel, ViTModel
+from .t5 import T5EncoderModel, T5ForConditionalGeneration, T5Model
 
 __all__ = [
     "BertForMaskedLM",
@@ -32,4 +33,7 @@ __all__ = [
     "RobertaModel",
     "ViTModel",
     "XLMRobertaModel",
+    "T5EncoderModel",
+    "T5ForConditionalGeneration",
+    "T5Model",
 ]
