@@ -93,7 +93,8 @@ class MultiHeadAttention:
     def __call__(self, hidden_states: F32, attention_mask: Optional[np.ndarray] = None, *,
                  encoder_hidden_states: Optional[F32] = None, position_ids: Optional[NDArray[np.int64]] = None,
                  position_offset: int = 0, bias: Optional[F32] = None, residual: Optional[F32] = None,
-                 output_attentions: bool = False, out: Optional[F32] = None) -> Union[F32, Tuple[F32, F32]]: ...
+                 output_attentions: bool = False, out: Optional[F32] = None,
+                 encoder_key_values: Optional[F32] = None) -> Union[F32, Tuple[F32, F32]]: ...
 
 class TransformerBlock:
     hidden_size: int
@@ -112,7 +113,7 @@ class TransformerBlock:
                  encoder_hidden_states: Optional[F32] = None, encoder_attention_mask: Optional[np.ndarray] = None,
                  position_ids: Optional[NDArray[np.int64]] = None, position_offset: int = 0,
                  bias: Optional[F32] = None, output_attentions: bool = False,
-                 out: Optional[F32] = None) -> Union[F32, Tuple[F32, ...]]: ...
+                 out: Optional[F32] = None, encoder_key_values: Optional[F32] = None) -> Union[F32, Tuple[F32, ...]]: ...
 
 def scaled_dot_product_attention(query: F32, key: F32, value: F32, attn_mask: Optional[np.ndarray] = None,
                                  is_causal: bool = False, scale: Optional[float] = None, enable_gqa: bool = False,
