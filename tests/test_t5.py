@@ -139,6 +139,14 @@ def test_cached_decoding_equals_full_forward(rng, tmp_path):
         assert out.past_key_values is cache
         steps.append(out.logits)
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=2e-5 * max(1.0, np.abs(full).max()))
+    # reorder (beam search through forward()): rows swap in the self- and cross-attention caches
+    nxt = rng.integers(2, V, size=(2, 1))
+    cache.reorder([1, 0])
+    swapped = ours(attention_mask=mask[::-1], decoder_input_ids=nxt[::-1], encoder_outputs=enc,
+                   past_key_values=cache).logits
+    recomputed = ours(input_ids=ids[::-1], attention_mask=mask[::-1],
+                      decoder_input_ids=np.concatenate([dec, nxt], axis=1)[::-1]).logits[:, -1:]
+    np.testing.assert_allclose(swapped, recomputed, atol=2e-5 * max(1.0, np.abs(recomputed).max()))
 
 
 @pytest.mark.parametrize("name", ["v1.0", "v1.1"])
