@@ -112,9 +112,9 @@ def test_encoder_model_and_t5model(rng, tmp_path, name):
     close(got.last_hidden_state, want.last_hidden_state)
     close(got.encoder_last_hidden_state, want.encoder_last_hidden_state)
     # encoder_outputs skips the encoder; AutoModel picks T5Model
-    again = tfcore.AutoModel.from_pretrained(tmp_path)(attention_mask=mask, decoder_input_ids=dec,
-                                                        encoder_outputs=(got.encoder_last_hidden_state,))
-    assert type(again) is not None
+    auto = tfcore.AutoModel.from_pretrained(tmp_path)
+    assert isinstance(auto, models.T5Model)
+    again = auto(attention_mask=mask, decoder_input_ids=dec, encoder_outputs=(got.encoder_last_hidden_state,))
     np.testing.assert_array_equal(again.last_hidden_state, got.last_hidden_state)
     # the encoder alone, from the same checkpoint (decoder tensors ignored)
     enc = models.T5EncoderModel.from_pretrained(tmp_path)
