@@ -19,6 +19,7 @@ from ._C import (
     scaled_dot_product_attention,
     silu,
 )
+from ._C import sliding_window_attention
 
 __all__ = [
     "activation",
@@ -29,6 +30,7 @@ __all__ = [
     "rotary_embedding",
     "scaled_dot_product_attention",
     "silu",
+    "sliding_window_attention",
 ]
 
 

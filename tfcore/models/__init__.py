@@ -11,6 +11,7 @@ from .bert import (
 )
 from .gpt2 import GPT2LMHeadModel, GPT2Model
 from .llama import LlamaForCausalLM, MistralForCausalLM
+from .longformer import LongformerModel
 from .opt import OPTForCausalLM
 from .vit import DeiTModel, Dinov2Model, Dinov2WithRegistersModel, ViTModel
 
@@ -32,4 +33,5 @@ __all__ = [
     "RobertaModel",
     "ViTModel",
     "XLMRobertaModel",
+    "LongformerModel",
 ]
