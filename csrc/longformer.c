@@ -220,17 +220,19 @@ sliding_window_attention(PyObject *module, PyObject *args, PyObject *kwds)
     if (return_weights) {
         const double cols = (double)a.G + 2.0 * (double)window + 1.0;
         const double bytes = 4.0 * (double)a.B * (double)a.H * (double)a.L * (cols + (double)a.G);
-        if (bytes > (double)((int64_t)1 << 40)) {
-            tf_value_error(st, "return_weights would need %.3g bytes for (%lld, %lld, %lld, %.0f) "
-                               "weights; use a smaller window or input", bytes, (long long)a.B,
-                           (long long)a.H, (long long)a.L, cols);
-            goto done;
-        }
         npy_intp wd[4] = {(npy_intp)a.B, (npy_intp)a.H, (npy_intp)a.L, (npy_intp)cols};
         npy_intp gd[4] = {(npy_intp)a.B, (npy_intp)a.H, (npy_intp)a.L, (npy_intp)a.G};
-        if ((arr.weights = (PyArrayObject *)PyArray_SimpleNew(4, wd, NPY_FLOAT32)) == NULL ||
-            (arr.gweights = (PyArrayObject *)PyArray_ZEROS(4, gd, NPY_FLOAT32, 0)) == NULL)
+        /* refuse absurd sizes up front: with overcommit an allocation may "succeed" and the
+         * kernel's writes then exhaust memory */
+        if (bytes > 0x1p36 ||
+            (arr.weights = (PyArrayObject *)PyArray_SimpleNew(4, wd, NPY_FLOAT32)) == NULL ||
+            (arr.gweights = (PyArrayObject *)PyArray_ZEROS(4, gd, NPY_FLOAT32, 0)) == NULL) {
+            PyErr_Clear();  /* NumPy's MemoryError: say which argument asked for it */
+            tf_value_error(st, "return_weights would need %.3g bytes for (%lld, %lld, %lld, %.0f) "
+                               "weights (limit 64 GiB, or not allocatable); use a smaller window or input",
+                           bytes, (long long)a.B, (long long)a.H, (long long)a.L, cols);
             goto done;
+        }
         a.weights = PyArray_DATA(arr.weights);
         a.gweights = PyArray_DATA(arr.gweights);
     }
