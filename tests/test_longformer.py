@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import tfcore
+from memory import rss_growth
 from reference.attention import sdpa as sdpa_ref
 from reference.longformer import sliding_window_attention as swa_ref
 
@@ -135,6 +136,21 @@ print(json.dumps({"grew_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     assert res.returncode == 0, res.stderr
     grew_mib = json.loads(res.stdout.strip().splitlines()[-1])["grew_kib"] / 1024
     assert grew_mib < 64  # one extra output + log-sum-exps is ~5 MiB here; L x L would be GiBs
+
+
+def test_repeated_calls_keep_memory_flat(rng):
+    """Outputs, weights, masks and temporaries are all released (also on error paths)."""
+    q, k, v, gk = (rand(rng, 2, 2, 33, 8) for _ in range(4))
+    real, glob = masks(2, 33, rng)
+    gq = rand(rng, 2, 2, 3, 8)
+
+    def calls():
+        F.sliding_window_attention(q, k, v, 3, dilation=2, attention_mask=real, global_attention_mask=glob,
+                                   global_query=gq, global_key=gk, return_weights=True)
+        with pytest.raises(tfcore.TfcoreValueError):
+            F.sliding_window_attention(q, k, v, 3, global_attention_mask=glob, global_query=gq[:, :, :2])
+
+    assert rss_growth(calls, calls=2000, warmup=200) < 2 * 2**20  # measured: ~0 MiB
 
 
 def test_errors(rng):

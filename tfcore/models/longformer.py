@@ -137,8 +137,10 @@ class LongformerModel(RobertaModel):
     def forward(self, input_ids, attention_mask=None, global_attention_mask=None, token_type_ids=None,
                 position_ids=None, output_hidden_states: bool = False,
                 output_attentions: bool = False) -> ModelOutput:
-        """HF arguments and outputs (``last_hidden_state``, ``pooler_output``, ``hidden_states``,
-        ``attentions`` (B, H, T, G + window + 1) and ``global_attentions``). Padding tokens are
+        """Hugging Face arguments and outputs of the transformers class of the same name.
+
+        Outputs: ``last_hidden_state``, ``pooler_output``, ``hidden_states``, ``attentions``
+        (B, H, T, G + attention_window[i] + 1) and ``global_attentions``. Padding tokens are
         computed like HF (their attention output is zero). ``global_attentions`` keeps HF's
         shape (B, H, T', G) with T' = T rounded up to a multiple of the largest window, and
         HF's uniform 1/T' rows for the global slots a batch item does not use."""
