@@ -20,12 +20,14 @@ BASE_MODELS: Dict[str, Type[PreTrainedModel]] = {
     "dinov2": models.Dinov2Model,
     "dinov2_with_registers": models.Dinov2WithRegistersModel,
     "gpt2": models.GPT2Model,
+    "bloom": models.BloomModel,
 }
 CAUSAL_LMS: Dict[str, Type[PreTrainedModel]] = {
     "gpt2": models.GPT2LMHeadModel,
     "llama": models.LlamaForCausalLM,
     "mistral": models.MistralForCausalLM,
     "opt": models.OPTForCausalLM,
+    "bloom": models.BloomForCausalLM,
 }
 
 
