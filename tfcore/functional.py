@@ -12,16 +12,19 @@ import numpy as np
 from ._C import (
     TfcoreValueError,
     activation,
+    alibi_slopes,
     gelu,
     glu,
     relu,
     rotary_embedding,
     scaled_dot_product_attention,
     silu,
+    t5_relative_position_bucket,
 )
 
 __all__ = [
     "activation",
+    "alibi_slopes",
     "gelu",
     "glu",
     "relu",
@@ -29,6 +32,7 @@ __all__ = [
     "rotary_embedding",
     "scaled_dot_product_attention",
     "silu",
+    "t5_relative_position_bucket",
 ]
 
 
