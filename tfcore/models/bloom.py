@@ -108,8 +108,10 @@ class BloomForCausalLM(DecoderLM):
             self.lm_head = _C.Linear(head if head is not None else self.word_embeddings.weight, dtype=w.dtype)
 
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """word_embeddings then word_embeddings_layernorm: (B, T, C) float32 (positions unused:
-        ALiBi is applied in attention)."""
+        """Normalized input embeddings of ids (B, T): (B, T, C) float32.
+
+        word_embeddings then word_embeddings_layernorm; positions are unused (ALiBi is
+        applied inside attention)."""
         return self.word_embeddings_layernorm(self.word_embeddings(ids))
 
 
@@ -121,8 +123,9 @@ class BloomModel(BloomForCausalLM):
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
                 use_cache=None, output_hidden_states: bool = False, output_attentions: bool = False) -> ModelOutput:
-        """Hugging Face arguments and outputs of transformers' BloomModel; past_key_values is a
-        tfcore.KVCache."""
+        """Hugging Face arguments and outputs of transformers' BloomModel.
+
+        past_key_values is a tfcore.KVCache."""
         h, cache, hidden, attentions = self.run_layers(input_ids, attention_mask, position_ids, past_key_values,
                                                        use_cache, output_hidden_states, output_attentions)
         return ModelOutput(last_hidden_state=h, past_key_values=cache, hidden_states=hidden, attentions=attentions)
