@@ -62,9 +62,17 @@ def test_residual_after_layernorm_variant(rng, tmp_path):
     ids = rng.integers(3, V, size=(2, 13))
     mask = np.ones((2, 13), np.int64)
     mask[1, :4] = 0
-    want = hf_logits(ref, ids, mask)
-    got = ours(ids, attention_mask=mask).logits
+    with torch.no_grad():
+        hf = ref(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), output_attentions=True,
+                 output_hidden_states=True)
+    want = hf.logits.numpy()
+    out = ours(ids, attention_mask=mask, output_attentions=True, output_hidden_states=True)
+    got = out.logits
     assert np.abs(got[0] - want[0]).max() < TOL and np.abs(got[1, 4:] - want[1, 4:]).max() < TOL
+    for a, b in zip(out.attentions, hf.attentions, strict=True):
+        assert np.abs(a[0] - b[0].numpy()).max() < 1e-5  # probabilities of the unpadded row
+    for a, b in zip(out.hidden_states, hf.hidden_states, strict=True):
+        assert np.abs(a[0] - b[0].numpy()).max() < TOL
     cache = ours.new_cache(2, 4)
     steps = [ours(ids[:, :9], attention_mask=mask[:, :9], past_key_values=cache).logits]
     for t in range(9, 13):
