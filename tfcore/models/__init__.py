@@ -9,6 +9,7 @@ from .bert import (
     RobertaModel,
     XLMRobertaModel,
 )
+from .bloom import BloomForCausalLM, BloomModel
 from .gpt2 import GPT2LMHeadModel, GPT2Model
 from .llama import LlamaForCausalLM, MistralForCausalLM
 from .longformer import LongformerModel
@@ -33,5 +34,7 @@ __all__ = [
     "RobertaModel",
     "ViTModel",
     "XLMRobertaModel",
+    "BloomForCausalLM",
+    "BloomModel",
     "LongformerModel",
 ]
