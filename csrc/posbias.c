@@ -1,7 +1,7 @@
 /* posbias.c — T5 bucketed relative bias and ALiBi, as per-call offset vectors (posbias.h). */
-#include "posbias.h"
+#include "tfcore.h"  /* Python.h first */
 
-#include "tfcore.h"
+#include "posbias.h"
 
 #include <math.h>
 #include <string.h>

@@ -21,6 +21,7 @@ from ._C import (
     silu,
     t5_relative_position_bucket,
 )
+from ._C import sliding_window_attention
 
 __all__ = [
     "activation",
@@ -33,6 +34,7 @@ __all__ = [
     "scaled_dot_product_attention",
     "silu",
     "t5_relative_position_bucket",
+    "sliding_window_attention",
 ]
 
 

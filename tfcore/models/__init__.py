@@ -9,8 +9,10 @@ from .bert import (
     RobertaModel,
     XLMRobertaModel,
 )
+from .bloom import BloomForCausalLM, BloomModel
 from .gpt2 import GPT2LMHeadModel, GPT2Model
 from .llama import LlamaForCausalLM, MistralForCausalLM
+from .longformer import LongformerModel
 from .opt import OPTForCausalLM
 from .vit import DeiTModel, Dinov2Model, Dinov2WithRegistersModel, ViTModel
 from .t5 import T5EncoderModel, T5ForConditionalGeneration, T5Model
@@ -33,6 +35,9 @@ __all__ = [
     "RobertaModel",
     "ViTModel",
     "XLMRobertaModel",
+    "BloomForCausalLM",
+    "BloomModel",
+    "LongformerModel",
     "T5EncoderModel",
     "T5ForConditionalGeneration",
     "T5Model",
