@@ -281,3 +281,34 @@ def test_errors(rng, tmp_path):
         tfcore.AutoModelForCausalLM.from_pretrained(gpt2).generate(ids[:1], decoder_start_token_id=0)
     with pytest.raises(tfcore.CheckpointError, match="not a supported sequence-to-sequence LM"):
         tfcore.AutoModelForSeq2SeqLM.from_pretrained(gpt2)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_transformers4_style_checkpoint(rng, tmp_path, tied):
+    """Checkpoints written by transformers 4 say tie_word_embeddings (absent = tied, scaled)
+    and may store lm_head.weight; transformers 5 writes scale_decoder_outputs instead."""
+    import json
+
+    from safetensors.numpy import load_file, save_file
+    from transformers import T5ForConditionalGeneration
+
+    build(tmp_path, "v1.0" if tied else "v1.1")
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg.pop("scale_decoder_outputs")
+    cfg.pop("tie_word_embeddings")
+    if not tied:
+        cfg["tie_word_embeddings"] = False
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    tensors = load_file(tmp_path / "model.safetensors")
+    tensors["lm_head.weight"] = (tensors["shared.weight"] if tied else
+                                 rng.standard_normal(tensors["shared.weight"].shape).astype(np.float32) * 0.1)
+    tensors["encoder.embed_tokens.weight"] = tensors["shared.weight"]
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    ref = T5ForConditionalGeneration.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    ours = models.T5ForConditionalGeneration.from_pretrained(tmp_path)
+    assert (ours.output_scale is not None) == tied and not ours.unexpected_keys
+    ids, mask = inputs(rng, S=19, pad=4)
+    dec = rng.integers(2, V, size=(2, 5))
+    with torch.no_grad():
+        want = ref(input_ids=t(ids), attention_mask=t(mask), decoder_input_ids=t(dec)).logits
+    close(ours(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits, want)
