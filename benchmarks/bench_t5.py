@@ -76,7 +76,9 @@ def main():
                 logit_err = np.abs(lo - lh).max() / np.abs(lh).max()
                 if logit_err > 1e-4:
                     raise SystemExit(f"validation failed: decoder logits differ from HF by {logit_err:.2e} (relative)")
-                t = interleaved({"tfcore": run_ours, "hf": run_hf}, repeat=repeat, warmup=1)
+                # the first generate() calls of a fresh process run far slower at 2 threads (seen
+                # with GPT-2 too): warm up well before timing
+                t = interleaved({"tfcore": run_ours, "hf": run_hf}, repeat=repeat, warmup=3)
                 gen_rows.append([f"B={batch}, {INPUT} in, {NEW} new", f"{batch * NEW / t['tfcore']:.1f}",
                                  f"{batch * NEW / t['hf']:.1f}", f"{t['hf'] / t['tfcore']:.2f}",
                                  f"{logit_err:.1e}"])
