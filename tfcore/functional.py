@@ -12,6 +12,7 @@ import numpy as np
 from ._C import (
     TfcoreValueError,
     activation,
+    block_sparse_attention,
     gelu,
     glu,
     relu,
@@ -22,6 +23,7 @@ from ._C import (
 
 __all__ = [
     "activation",
+    "block_sparse_attention",
     "gelu",
     "glu",
     "relu",

@@ -9,6 +9,7 @@ from .bert import (
     RobertaModel,
     XLMRobertaModel,
 )
+from .big_bird import BigBirdModel
 from .gpt2 import GPT2LMHeadModel, GPT2Model
 from .llama import LlamaForCausalLM, MistralForCausalLM
 from .opt import OPTForCausalLM
@@ -18,6 +19,7 @@ __all__ = [
     "BertForMaskedLM",
     "BertForSequenceClassification",
     "BertModel",
+    "BigBirdModel",
     "DeiTModel",
     "Dinov2Model",
     "Dinov2WithRegistersModel",
