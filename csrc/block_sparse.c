@@ -562,7 +562,7 @@ block_sparse_attention(PyObject *module, PyObject *args, PyObject *kwds)
         goto done;
     }
     if (bs < 1 || bs > (1LL << 30)) {
-        tf_value_error(st, "block_size must be >= 1, got %lld", bs);
+        tf_value_error(st, "block_size must be in [1, 2^30], got %lld", bs);
         goto done;
     }
     if (a.L % bs != 0 || a.S % bs != 0) {

@@ -141,7 +141,7 @@ def test_bad_inputs(rng):
     lay = np.array([[0], [1], [2]])
     with pytest.raises(tfcore.TfcoreValueError, match="multiples of block_size 5"):
         block_sparse_attention(q, k, v, lay, 5)
-    with pytest.raises(tfcore.TfcoreValueError, match="block_size must be >= 1"):
+    with pytest.raises(tfcore.TfcoreValueError, match=r"block_size must be in \[1, 2\^30\], got 0"):
         block_sparse_attention(q, k, v, lay, 0)
     with pytest.raises(tfcore.TfcoreValueError, match="layout holds key block 3 .* 0 .. 2"):
         block_sparse_attention(q, k, v, np.array([[0], [1], [3]]), 4)
@@ -177,3 +177,25 @@ def test_bad_inputs(rng):
         bigbird_layout(4, 1)
     with pytest.raises(tfcore.TfcoreValueError, match="rand_attn must be integers"):
         bigbird_layout(7, 2, np.zeros((5, 3), np.int64))
+
+
+def test_no_leaks_over_calls_and_errors(rng):
+    from memory import rss_growth
+
+    q, k, v = qkv(rng, 2, 2, 32, 32, 16)
+    lay = bigbird_layout(8, 2)
+    mask = np.ones((2, 32), np.int64)
+    mask[1, 20:] = 0
+    out = np.empty_like(q)
+
+    def calls():
+        block_sparse_attention(q, k, v, lay, 4, global_blocks=[0, -1], key_padding_mask=mask, query_mask=mask,
+                               out=out)
+        block_sparse_attention(q, k, v, lay.astype(np.int32), 4)
+        for bad in (dict(global_blocks=[9]), dict(key_padding_mask=mask[:, :5])):
+            try:
+                block_sparse_attention(q, k, v, lay, 4, **bad)
+            except tfcore.TfcoreValueError:
+                pass
+
+    assert rss_growth(calls, calls=2000, warmup=100) < 2 * 2**20  # a leaked output per call would be 16 MB
