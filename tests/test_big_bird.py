@@ -40,7 +40,7 @@ def save(cfg, path):
     return path
 
 
-def hf_outputs(path, ids, mask=None, tt=None, attention_type=None):
+def hf_outputs(path, ids, mask=None, tt=None, attention_type=None, pos=None):
     """HF outputs from a fresh model (see module docstring) and the attention type it ran."""
     from transformers import BigBirdModel
 
@@ -48,7 +48,8 @@ def hf_outputs(path, ids, mask=None, tt=None, attention_type=None):
     if attention_type is not None:
         ref.set_attention_type(attention_type)
     args = dict(attention_mask=None if mask is None else torch.from_numpy(mask),
-                token_type_ids=None if tt is None else torch.from_numpy(tt))
+                token_type_ids=None if tt is None else torch.from_numpy(tt),
+                position_ids=None if pos is None else torch.from_numpy(pos))
     with torch.no_grad():
         out = ref(torch.from_numpy(ids), output_hidden_states=True, **args)
     return out, ref.attention_type
@@ -101,6 +102,10 @@ def test_block_sparse_left_padding_and_larger_blocks(rng, tmp_path):
     # no mask at all: the kernel skips masking
     want, _ = hf_outputs(path, ids)
     compare(ours(ids, output_hidden_states=True), want, T)
+    # explicit position ids are padded with pad_token_id, as HF does
+    pos = np.stack([np.arange(T) + 3, np.arange(T)[::-1]]).astype(np.int64)
+    want, _ = hf_outputs(path, ids, mask, pos=pos)
+    compare(ours(ids, attention_mask=mask, position_ids=pos, output_hidden_states=True), want, T)
 
 
 @pytest.mark.parametrize("T", [20, 36])
