@@ -163,64 +163,83 @@ block_sparse_ref(const bs_args *a)
 
 /* ------------------------------------------------------------------ tile path (AVX-512) */
 
+/* Stores one key's 64 scores (hidden: -inf) to row and folds them into tmax. */
+TF_AVX512 static inline void
+store_key(float *row, const __m512 *s, int hidden, __m512 *tmax)
+{
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    for (int u = 0; u < 4; u++) {
+        const __m512 x = hidden ? ninf : s[u];
+        _mm512_storeu_ps(row + 16 * u, x);
+        tmax[u] = _mm512_max_ps(tmax[u], x);
+    }
+}
+
 /* st[c][:] = qt · k[c] for the nk <= BK keys of this chunk, hidden keys -inf; tmax gets each
  * lane's maximum. qt is (D, BQ) pre-scaled, k rows have stride k_ss, st is (nk, BQ);
- * hidden[c] != 0 hides key c. 4 keys x 64 queries per register tile. */
+ * hidden[c] != 0 hides key c. 4 keys x 64 queries per register tile (fixed trip counts
+ * keep the 16 accumulators in registers), then single keys. */
 TF_AVX512 static void
 qk_chunk(const float *qt, const float *k, int64_t k_ss, int64_t D, int64_t nk,
          const uint8_t *hidden, float *st, __m512 *tmax)
 {
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
     int64_t c = 0;
-    for (; c < nk; c += 4) {
-        const int nr = nk - c < 4 ? (int)(nk - c) : 4;
+    for (; c + 4 <= nk; c += 4) {
         __m512 acc[4][4];
-        const float *kr[4];
-        for (int r = 0; r < 4; r++) {
-            kr[r] = k + (c + (r < nr ? r : 0)) * k_ss;  /* a short tail repeats key c, unused */
-            for (int u = 0; u < 4; u++) {
+        for (int r = 0; r < 4; r++)
+            for (int u = 0; u < 4; u++)
                 acc[r][u] = _mm512_setzero_ps();
-            }
-        }
+        const float *k0 = k + c * k_ss, *k1 = k0 + k_ss, *k2 = k1 + k_ss, *k3 = k2 + k_ss;
         for (int64_t d = 0; d < D; d++) {
             const float *q = qt + d * BQ;
             const __m512 q0 = _mm512_loadu_ps(q), q1 = _mm512_loadu_ps(q + 16),
                          q2 = _mm512_loadu_ps(q + 32), q3 = _mm512_loadu_ps(q + 48);
-            for (int r = 0; r < 4; r++) {
-                const __m512 kb = _mm512_set1_ps(kr[r][d]);
-                acc[r][0] = _mm512_fmadd_ps(kb, q0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(kb, q1, acc[r][1]);
-                acc[r][2] = _mm512_fmadd_ps(kb, q2, acc[r][2]);
-                acc[r][3] = _mm512_fmadd_ps(kb, q3, acc[r][3]);
-            }
+            const __m512 b0 = _mm512_set1_ps(k0[d]), b1 = _mm512_set1_ps(k1[d]),
+                         b2 = _mm512_set1_ps(k2[d]), b3 = _mm512_set1_ps(k3[d]);
+            acc[0][0] = _mm512_fmadd_ps(b0, q0, acc[0][0]); acc[0][1] = _mm512_fmadd_ps(b0, q1, acc[0][1]);
+            acc[0][2] = _mm512_fmadd_ps(b0, q2, acc[0][2]); acc[0][3] = _mm512_fmadd_ps(b0, q3, acc[0][3]);
+            acc[1][0] = _mm512_fmadd_ps(b1, q0, acc[1][0]); acc[1][1] = _mm512_fmadd_ps(b1, q1, acc[1][1]);
+            acc[1][2] = _mm512_fmadd_ps(b1, q2, acc[1][2]); acc[1][3] = _mm512_fmadd_ps(b1, q3, acc[1][3]);
+            acc[2][0] = _mm512_fmadd_ps(b2, q0, acc[2][0]); acc[2][1] = _mm512_fmadd_ps(b2, q1, acc[2][1]);
+            acc[2][2] = _mm512_fmadd_ps(b2, q2, acc[2][2]); acc[2][3] = _mm512_fmadd_ps(b2, q3, acc[2][3]);
+            acc[3][0] = _mm512_fmadd_ps(b3, q0, acc[3][0]); acc[3][1] = _mm512_fmadd_ps(b3, q1, acc[3][1]);
+            acc[3][2] = _mm512_fmadd_ps(b3, q2, acc[3][2]); acc[3][3] = _mm512_fmadd_ps(b3, q3, acc[3][3]);
         }
-        for (int r = 0; r < nr; r++) {
-            float *row = st + (c + r) * BQ;
-            for (int u = 0; u < 4; u++) {
-                const __m512 s = hidden[c + r] ? ninf : acc[r][u];
-                _mm512_storeu_ps(row + 16 * u, s);
-                tmax[u] = _mm512_max_ps(tmax[u], s);
-            }
+        for (int r = 0; r < 4; r++) {
+            store_key(st + (c + r) * BQ, acc[r], hidden[c + r], tmax);
         }
+    }
+    for (; c < nk; c++) {
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        const float *kc = k + c * k_ss;
+        for (int64_t d = 0; d < D; d++) {
+            const float *q = qt + d * BQ;
+            const __m512 b = _mm512_set1_ps(kc[d]);
+            acc[0] = _mm512_fmadd_ps(b, _mm512_loadu_ps(q), acc[0]);
+            acc[1] = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 16), acc[1]);
+            acc[2] = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 32), acc[2]);
+            acc[3] = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 48), acc[3]);
+        }
+        store_key(st + c * BQ, acc, hidden[c], tmax);
     }
 }
 
-/* ot[dv][:] += sum_c st[c][:] v[c][dv]: 4 value dims x 64 queries per register tile.
- * st is (nk, BQ), v rows have stride v_ss, ot is (Dv, BQ). */
+/* ot[dv][:] += sum_c st[c][:] v[c][dv]: 4 value dims x 64 queries per register tile, then
+ * single dims. st is (nk, BQ), v rows have stride v_ss, ot is (Dv, BQ). */
 TF_AVX512 static void
 pv_chunk(const float *st, const float *v, int64_t v_ss, int64_t nk, int64_t Dv, float *ot)
 {
-    for (int64_t dv = 0; dv < Dv; dv += 4) {
-        const int nd = Dv - dv < 4 ? (int)(Dv - dv) : 4;
+    int64_t dv = 0;
+    for (; dv + 4 <= Dv; dv += 4) {
         __m512 acc[4][4];
         for (int r = 0; r < 4; r++)
             for (int u = 0; u < 4; u++)
-                acc[r][u] = r < nd ? _mm512_loadu_ps(ot + (dv + r) * BQ + 16 * u) : _mm512_setzero_ps();
+                acc[r][u] = _mm512_loadu_ps(ot + (dv + r) * BQ + 16 * u);
         for (int64_t c = 0; c < nk; c++) {
             const float *p = st + c * BQ, *vc = v + c * v_ss + dv;
             const __m512 p0 = _mm512_loadu_ps(p), p1 = _mm512_loadu_ps(p + 16),
                          p2 = _mm512_loadu_ps(p + 32), p3 = _mm512_loadu_ps(p + 48);
-            for (int r = 0; r < nd; r++) {
+            for (int r = 0; r < 4; r++) {
                 const __m512 vb = _mm512_set1_ps(vc[r]);
                 acc[r][0] = _mm512_fmadd_ps(vb, p0, acc[r][0]);
                 acc[r][1] = _mm512_fmadd_ps(vb, p1, acc[r][1]);
@@ -228,9 +247,24 @@ pv_chunk(const float *st, const float *v, int64_t v_ss, int64_t nk, int64_t Dv, 
                 acc[r][3] = _mm512_fmadd_ps(vb, p3, acc[r][3]);
             }
         }
-        for (int r = 0; r < nd; r++)
+        for (int r = 0; r < 4; r++)
             for (int u = 0; u < 4; u++)
                 _mm512_storeu_ps(ot + (dv + r) * BQ + 16 * u, acc[r][u]);
+    }
+    for (; dv < Dv; dv++) {
+        float *o = ot + dv * BQ;
+        __m512 acc[4] = {_mm512_loadu_ps(o), _mm512_loadu_ps(o + 16), _mm512_loadu_ps(o + 32),
+                         _mm512_loadu_ps(o + 48)};
+        for (int64_t c = 0; c < nk; c++) {
+            const float *p = st + c * BQ;
+            const __m512 vb = _mm512_set1_ps(v[c * v_ss + dv]);
+            for (int u = 0; u < 4; u++) {
+                acc[u] = _mm512_fmadd_ps(vb, _mm512_loadu_ps(p + 16 * u), acc[u]);
+            }
+        }
+        for (int u = 0; u < 4; u++) {
+            _mm512_storeu_ps(o + 16 * u, acc[u]);
+        }
     }
 }
 
