@@ -40,6 +40,12 @@ def save(cfg, path):
     return path
 
 
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The default tiny checkpoint, written once for the tests that only read it."""
+    return save(config(), tmp_path_factory.mktemp("bigbird"))
+
+
 def hf_outputs(path, ids, mask=None, tt=None, attention_type=None, pos=None):
     """HF outputs from a fresh model (see module docstring) and the attention type it ran."""
     from transformers import BigBirdModel
@@ -67,10 +73,10 @@ def compare(got, want, T, sel=None):
 
 
 @pytest.mark.parametrize("T", [37, 45, 52, 97])
-def test_block_sparse_matches_hf(rng, tmp_path, T):
+def test_block_sparse_matches_hf(rng, tiny, T):
     """Threshold (5 + 2*2) * 4 = 36: all lengths run block-sparse; 37, 45, 97 need padding
     to a multiple of 4 (37 -> 40 = 10 blocks, the fewest the pattern allows here)."""
-    path = save(config(), tmp_path)
+    path = tiny
     ours = models.BigBirdModel.from_pretrained(path)
     assert ours.full_attention_threshold == 36 and ours.uses_block_sparse(T)
     ids = rng.integers(4, 61, size=(2, T))
@@ -109,9 +115,9 @@ def test_block_sparse_left_padding_and_larger_blocks(rng, tmp_path):
 
 
 @pytest.mark.parametrize("T", [20, 36])
-def test_full_attention_fallback(rng, tmp_path, T):
+def test_full_attention_fallback(rng, tiny, T):
     """At or below the threshold HF (and tfcore) run full attention."""
-    path = save(config(), tmp_path)
+    path = tiny
     ours = models.BigBirdModel.from_pretrained(path)
     assert not ours.uses_block_sparse(T)
     ids = rng.integers(4, 61, size=(2, T))
@@ -146,11 +152,11 @@ def test_config_variants_original_full_no_bias_rescale(rng, tmp_path):
 
 
 @pytest.mark.skipif("bfloat16" not in tfcore.supported_dtypes(), reason="CPU without bf16 matmul")
-def test_bf16_and_int8(rng, tmp_path):
+def test_bf16_and_int8(rng, tiny):
     from reference.quant import emulate_int8
     from transformers import BigBirdModel
 
-    path = save(config(), tmp_path)
+    path = tiny
     ids = rng.integers(4, 61, size=(2, 45))
     mask = np.ones((2, 45), np.int64)
     mask[1, 30:] = 0
