@@ -160,8 +160,12 @@ class BigBirdModel(PreTrainedModel):
         T = h.shape[1]
         layout = bigbird_layout(T // self.block_size, self.num_random_blocks)
         hidden: Optional[List[np.ndarray]] = [h[:, :T0]] if output_hidden_states else None
+        C = self.hidden_size
+        # per-call scratch shared by the layers: q/k/v projection, attention context, output projection
+        scratch = (np.empty((B, T, 3 * C), np.float32), np.empty((B, T, C), np.float32),
+                   np.empty((B, T, C), np.float32))
         for block in self.encoder.layers:
-            h = self._sparse_layer(block, h, layout, mask)
+            h = self._sparse_layer(block, h, layout, mask, scratch)
             if hidden is not None:
                 hidden.append(h[:, :T0])
         pooled = self.pooler(np.ascontiguousarray(h[:, 0])) if self.pooler is not None else None
@@ -200,22 +204,24 @@ class BigBirdModel(PreTrainedModel):
         mask = padded(np.ones((B, T0), bool) if mask is None else mask, False)
         return ids, token_type_ids, position_ids, mask
 
-    def _sparse_layer(self, block, x: np.ndarray, layout: np.ndarray, mask: Optional[np.ndarray]) -> np.ndarray:
-        """One post-norm layer with block-sparse self-attention: x (B, T, C) -> (B, T, C)."""
+    def _sparse_layer(self, block, x: np.ndarray, layout: np.ndarray, mask: Optional[np.ndarray],
+                      scratch) -> np.ndarray:
+        """One post-norm layer with block-sparse self-attention: x (B, T, C) -> a new (B, T, C).
+        scratch: (B, T, 3C), (B, T, C), (B, T, C) float32 buffers it may overwrite."""
         B, T, C = x.shape
         H, D = self.num_heads, self.head_dim
+        qkv, ctx, proj = scratch
         attn = block.attention
-        qkv = attn.qkv_proj(x)  # (B, T, 3C) = [q heads | k heads | v heads] per row
+        attn.qkv_proj(x, out=qkv)  # (B, T, 3C) = [q heads | k heads | v heads] per row
 
-        def heads(i):  # (B, H, T, D) view, no copy
-            return qkv[..., i * C:(i + 1) * C].reshape(B, T, H, D).transpose(0, 2, 1, 3)
+        def heads(a, i):  # (B, H, T, D) view, no copy
+            return a[..., i * C:(i + 1) * C].reshape(B, T, H, D).transpose(0, 2, 1, 3)
 
-        ctx = np.empty((B, T, H, D), np.float32)
-        _C.block_sparse_attention(heads(0), heads(1), heads(2), layout, self.block_size,
+        _C.block_sparse_attention(heads(qkv, 0), heads(qkv, 1), heads(qkv, 2), layout, self.block_size,
                                   global_blocks=GLOBAL_BLOCKS, key_padding_mask=mask, query_mask=mask,
-                                  out=ctx.transpose(0, 2, 1, 3))
-        h = block.norm1(attn.o_proj(ctx.reshape(B, T, C)), x)  # LayerNorm(x + attention)
-        return block.norm2(block.feed_forward(h), h)  # LayerNorm(h + ffn(h))
+                                  out=heads(ctx, 0))  # ctx is (B, T, H, D)
+        h = block.norm1(attn.o_proj(ctx, out=proj), x)  # LayerNorm(x + attention)
+        return block.norm2(block.feed_forward(h, out=proj), h)  # LayerNorm(h + ffn(h))
 
 
 def _build_layers(w: Weights, C: int, H: int, F: int, L: int, eps: float, act: str,
