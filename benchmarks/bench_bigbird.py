@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tfcore  # noqa: E402
-from common import interleaved, print_table  # noqa: E402
+from common import gemm_peak_gflops, interleaved, print_table  # noqa: E402
 
 C, H, F, BLOCK, RAND = 768, 12, 3072, 64, 3
 
@@ -57,7 +57,7 @@ def flops(layers: int, T: int) -> float:
     return layers * per_layer
 
 
-def bench_speed(path: str, layers: int, threads: int, quick: bool):
+def bench_speed(path: str, layers: int, threads: int, quick: bool, peak: float):
     from transformers import BigBirdModel
 
     ours = tfcore.models.BigBirdModel.from_pretrained(path)
@@ -77,8 +77,9 @@ def bench_speed(path: str, layers: int, threads: int, quick: bool):
                 raise SystemExit("HF fell back to full attention; the comparison would be unfair")
             t = interleaved({"tfcore": lambda: ours(ids), "hf": lambda: theirs(tids)},
                             repeat=2 if quick else 5, warmup=1)
+        gflops = flops(layers, T) / t["tfcore"] / 1e9
         rows.append([f"BigBird T={T} ({layers} layers)", threads, f"{t['tfcore'] * 1e3:.1f}", f"{t['hf'] * 1e3:.1f}",
-                     f"{t['hf'] / t['tfcore']:.2f}", f"{flops(layers, T) / t['tfcore'] / 1e9:.0f}", f"{err:.1e}"])
+                     f"{t['hf'] / t['tfcore']:.2f}", f"{gflops:.0f} ({100 * gflops / peak:.0f}%)", f"{err:.1e}"])
     return rows
 
 
@@ -117,11 +118,13 @@ def main() -> None:
     tfcore.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     tfcore.show_config()
-    print(f"torch {torch.__version__}\n")
+    print(f"torch {torch.__version__}")
+    peak = gemm_peak_gflops()
+    print(f"fp32 GEMM peak now (tfcore Linear, {args.threads} threads): {peak:.0f} GFLOP/s\n")
     with tempfile.TemporaryDirectory() as tmp:
         path = save_model(tmp, layers)
-        print_table(["case", "threads", "tfcore ms", "HF ms", "HF/tfcore", "tfcore GFLOP/s", "max abs diff"],
-                    bench_speed(path, layers, args.threads, args.quick))
+        print_table(["case", "threads", "tfcore ms", "HF ms", "HF/tfcore", "tfcore GFLOP/s (% of GEMM peak)",
+                     "max abs diff vs HF"], bench_speed(path, layers, args.threads, args.quick, peak))
         print(f"\nPeak memory of one forward pass (tfcore, batch 1, {layers} layers; RSS high-water mark above the "
               "loaded model, fresh process per length):\n")
         rows = []

@@ -434,10 +434,12 @@ mask_arg(tf_state *st, PyObject *obj, const char *name, int64_t B, int64_t n, co
     if (PyArray_NDIM(m) != 2 || PyArray_DIM(m, 0) != B || PyArray_DIM(m, 1) != n) {
         char shape[96];
         tf_shape_str(m, shape, sizeof(shape));
-        return (PyArrayObject *)tf_value_error(st, "%s has shape %s, expected (batch, %s) = (%lld, %lld)", name,
+        return (PyArrayObject *)tf_value_error(st, "%s has shape %s, expected (batch, %s) = (%lld, %lld)",
+                                               name,
                                                shape, what, (long long)B, (long long)n);
     }
-    return (PyArrayObject *)PyArray_FROMANY(obj, NPY_BOOL, 2, 2, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_FORCECAST);
+    return (PyArrayObject *)PyArray_FROMANY(obj, NPY_BOOL, 2, 2,
+                                            NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_FORCECAST);
 }
 
 /* Is every written output value finite? */
@@ -491,7 +493,8 @@ layout_arg(tf_state *st, PyObject *obj, bs_args *a, int64_t nkb, bs_arrays *arr)
                            "(batch, heads, query_blocks, n)", shape);
         return -1;
     }
-    arr->layout = (PyArrayObject *)PyArray_FROMANY(obj, NPY_INT64, nd, nd, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_FORCECAST);
+    arr->layout = (PyArrayObject *)PyArray_FROMANY(obj, NPY_INT64, nd, nd,
+                                                   NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_FORCECAST);
     if (arr->layout == NULL) {
         return -1;
     }
@@ -519,7 +522,8 @@ layout_arg(tf_state *st, PyObject *obj, bs_args *a, int64_t nkb, bs_arrays *arr)
         if (p[i] < -1 || p[i] >= nkb) {
             tf_value_error(st, "layout holds key block %lld at flat index %lld; key blocks are 0 .. %lld "
                                "(key length %lld / block_size %lld), -1 = none",
-                           (long long)p[i], (long long)i, (long long)(nkb - 1), (long long)a->S, (long long)a->bs);
+                           (long long)p[i], (long long)i, (long long)(nkb - 1), (long long)a->S,
+                           (long long)a->bs);
             return -1;
         }
     }
@@ -529,7 +533,8 @@ layout_arg(tf_state *st, PyObject *obj, bs_args *a, int64_t nkb, bs_arrays *arr)
 static int
 global_arg(tf_state *st, PyObject *obj, bs_args *a, bs_arrays *arr)
 {
-    arr->glob = (PyArrayObject *)PyArray_FROMANY(obj, NPY_INT64, 0, 1, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_FORCECAST);
+    arr->glob = (PyArrayObject *)PyArray_FROMANY(obj, NPY_INT64, 0, 1,
+                                                 NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_FORCECAST);
     if (arr->glob == NULL) {
         PyErr_Clear();
         tf_type_error(st, "global_blocks must be a sequence of query block indices");
@@ -537,7 +542,8 @@ global_arg(tf_state *st, PyObject *obj, bs_args *a, bs_arrays *arr)
     }
     PyArray_Descr *in = PyArray_Check(obj) ? PyArray_DESCR((PyArrayObject *)obj) : NULL;
     if (in != NULL && !PyTypeNum_ISINTEGER(in->type_num)) {
-        tf_type_error(st, "global_blocks must hold integers, got dtype %s", tf_dtype_name((PyArrayObject *)obj));
+        tf_type_error(st, "global_blocks must hold integers, got dtype %s",
+                      tf_dtype_name((PyArrayObject *)obj));
         return -1;
     }
     if ((arr->global_q = tf_malloc((size_t)a->nqb)) == NULL) {
@@ -549,7 +555,8 @@ global_arg(tf_state *st, PyObject *obj, bs_args *a, bs_arrays *arr)
     for (npy_intp i = 0; i < PyArray_SIZE(arr->glob); i++) {
         const int64_t qb = g[i] < 0 ? g[i] + a->nqb : g[i];  /* -1 = the last block */
         if (qb < 0 || qb >= a->nqb) {
-            tf_value_error(st, "global_blocks holds %lld; query blocks are 0 .. %lld (negative counts from the end)",
+            tf_value_error(st, "global_blocks holds %lld; query blocks are 0 .. %lld "
+                               "(negative counts from the end)",
                            (long long)g[i], (long long)(a->nqb - 1));
             return -1;
         }
@@ -579,19 +586,22 @@ block_sparse_attention(PyObject *module, PyObject *args, PyObject *kwds)
     if ((arr.q = qkv_arg(st, q_obj, "query")) == NULL || (arr.k = qkv_arg(st, k_obj, "key")) == NULL ||
         (arr.v = qkv_arg(st, v_obj, "value")) == NULL)
         goto done;
-    a.B = PyArray_DIM(arr.q, 0); a.H = PyArray_DIM(arr.q, 1); a.L = PyArray_DIM(arr.q, 2); a.D = PyArray_DIM(arr.q, 3);
+    a.B = PyArray_DIM(arr.q, 0); a.H = PyArray_DIM(arr.q, 1);
+    a.L = PyArray_DIM(arr.q, 2); a.D = PyArray_DIM(arr.q, 3);
     a.S = PyArray_DIM(arr.k, 2); a.Dv = PyArray_DIM(arr.v, 3);
     if (PyArray_DIM(arr.k, 0) != a.B || PyArray_DIM(arr.k, 1) != a.H || PyArray_DIM(arr.k, 3) != a.D) {
         char shape[96];
         tf_shape_str(arr.k, shape, sizeof(shape));
-        tf_value_error(st, "key has shape %s, expected (%lld, %lld, S, %lld) like query (batch, heads, _, head_dim)",
+        tf_value_error(st, "key has shape %s, expected (%lld, %lld, S, %lld) like query "
+                           "(batch, heads, _, head_dim)",
                        shape, (long long)a.B, (long long)a.H, (long long)a.D);
         goto done;
     }
     if (PyArray_DIM(arr.v, 0) != a.B || PyArray_DIM(arr.v, 1) != a.H || PyArray_DIM(arr.v, 2) != a.S) {
         char shape[96];
         tf_shape_str(arr.v, shape, sizeof(shape));
-        tf_value_error(st, "value has shape %s, expected (%lld, %lld, %lld, Dv) like key", shape, (long long)a.B,
+        tf_value_error(st, "value has shape %s, expected (%lld, %lld, %lld, Dv) like key", shape,
+                       (long long)a.B,
                        (long long)a.H, (long long)a.S);
         goto done;
     }
@@ -715,8 +725,8 @@ PyDoc_STRVAR(block_sparse_attention_doc,
 "array or view to write. Returns (B, H, L, Dv).");
 
 static PyMethodDef block_sparse_methods[] = {
-    {"block_sparse_attention", (PyCFunction)(void (*)(void))block_sparse_attention, METH_VARARGS | METH_KEYWORDS,
-     block_sparse_attention_doc},
+    {"block_sparse_attention", (PyCFunction)(void (*)(void))block_sparse_attention,
+     METH_VARARGS | METH_KEYWORDS, block_sparse_attention_doc},
     {NULL, NULL, 0, NULL},
 };
 
