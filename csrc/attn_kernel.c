@@ -63,7 +63,7 @@ row_range(const tf_attn_args *a, int64_t b, int64_t i, int64_t *lo, int64_t *hi)
 static inline int
 has_extra(const tf_attn_args *a)
 {
-    return a->bool_mask != NULL || a->mask != NULL || a->bias != NULL;
+    return a->bool_mask != NULL || a->mask != NULL || a->bias != NULL || a->rel != NULL;
 }
 
 /* What masks and biases add to the scaled score of (b, h, i, j): -inf hides the key. */
@@ -81,6 +81,9 @@ extra_at(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, int64_t j)
     if (a->bias != NULL) {
         add += a->bias[b * a->b_sb + h * a->b_sh + i * a->b_sl + j * a->b_ss];
     }
+    if (a->rel != NULL) {
+        add += a->rel[h * a->rel_sh + (j - i) + (a->L - 1)];
+    }
     return add;
 }
 
@@ -90,7 +93,7 @@ static inline int
 extra_per_key_only(const tf_attn_args *a)
 {
     return (a->bool_mask == NULL || a->bm_sl == 0) && (a->mask == NULL || a->m_sl == 0) &&
-           (a->bias == NULL || a->b_sl == 0);
+           (a->bias == NULL || a->b_sl == 0) && a->rel == NULL;
 }
 
 /* Row pointers; a packed batch b starts at row seq_start[b] instead of b * batch stride. */
@@ -323,28 +326,42 @@ pv_tile(const float *st, const float *v, int64_t v_ss, int64_t nk, int64_t Dv, f
 }
 
 /* Adds masks and biases to the scores st (nk, BQ) of keys j0.. and recomputes the
- * block max; hidden keys stay -inf. */
+ * block max; hidden keys stay -inf. The offset bias (rel) is one reversed vector load per
+ * key and 16 queries: lane r of query vector u reads rel[(j - i0 - 16u - r) + L - 1]. */
 TF_AVX512 static void
 add_extras(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t j0, int64_t nk,
            float *st, __m512 *tmax)
 {
+    const int rel_only = a->rel != NULL && a->bool_mask == NULL && a->mask == NULL && a->bias == NULL;
     const int per_key = extra_per_key_only(a);
+    const __m512i reverse = _mm512_set_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const int64_t len = seq_len(a, b);
+    __mmask16 valid[4];  /* lanes (as loaded, before reversal) whose query exists */
     for (int u = 0; u < 4; u++) {
         tmax[u] = _mm512_set1_ps(-INFINITY);
+        int64_t nv = len - i0 - 16 * u;
+        nv = nv < 0 ? 0 : nv > 16 ? 16 : nv;
+        valid[u] = (__mmask16)(0xFFFFu << (16 - nv));
     }
+    const float *rel_h = a->rel != NULL ? a->rel + h * a->rel_sh + (a->L - 1) : NULL;
     for (int64_t c = 0; c < nk; c++) {
         const int64_t j = j0 + c;
         float *row = st + c * BQ;
         for (int u = 0; u < 4; u++) {
             __m512 add;
-            if (per_key) {
+            if (rel_only) {
+                /* rel_h[j - i0 - 16u - 15 .. j - i0 - 16u], lane 15 - r <-> query i0 + 16u + r */
+                const float *p = rel_h + (j - i0 - 16 * u - 15);
+                add = _mm512_permutexvar_ps(reverse, _mm512_maskz_loadu_ps(valid[u], p));
+            }
+            else if (per_key) {
                 add = _mm512_set1_ps(extra_at(a, b, h, i0, j));
             }
             else {
                 float buf[16];
                 for (int r = 0; r < 16; r++) {
                     int64_t i = i0 + 16 * u + r;
-                    buf[r] = i < seq_len(a, b) ? extra_at(a, b, h, i, j) : 0.0f;
+                    buf[r] = i < len ? extra_at(a, b, h, i, j) : 0.0f;
                 }
                 add = _mm512_loadu_ps(buf);
             }

@@ -164,6 +164,15 @@ CASES = [
     ("rope_inv_freq/odd head_dim", "F.rope_inv_freq(7)", VE, "even|head_dim|rotary"),
     ("rope_inv_freq/zero theta", "F.rope_inv_freq(8, theta=0.0)", VE, "theta"),
     ("glu/odd width", "F.glu(r(2, 5))", VE, "even|2F|split"),
+    ("swa/key length", "F.sliding_window_attention(q, k, v, 2)", VE, "key has shape"),
+    ("swa/negative window", "F.sliding_window_attention(q, q, q, -1)", VE, "window"),
+    ("swa/huge dilation", "F.sliding_window_attention(q, q, q, 1, dilation=10**12)", VE, "dilation"),
+    ("swa/global mask shape", "F.sliding_window_attention(q, q, q, 1, global_attention_mask=np.ones((1, 7)))", VE,
+     "global_attention_mask"),
+    ("swa/global query slots", "F.sliding_window_attention(q, q, q, 1, global_attention_mask=np.ones((1, 6)), "
+     "global_query=r(1, 4, 5, 8))", VE, "global_query"),
+    ("swa/NaN key", "a = q.copy(); a[0, 1, 2, 3] = np.inf; F.sliding_window_attention(q, a, q, 1)", VE, "NaN or Inf"),
+    ("swa/huge weights", "F.sliding_window_attention(q, q, q, 2**31 - 1, return_weights=True)", VE, "return_weights"),
     # ---- KV cache
     ("kvcache/negative size", "tfcore.KVCache(1, -1, 2, 4)", VE, "positive"),
     ("kvcache/absurd size", "tfcore.KVCache(10**6, 10**6, 8, 128)", VE, "GiB"),

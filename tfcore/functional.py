@@ -12,6 +12,7 @@ import numpy as np
 from ._C import (
     TfcoreValueError,
     activation,
+    alibi_slopes,
     block_sparse_attention,
     gelu,
     glu,
@@ -19,10 +20,13 @@ from ._C import (
     rotary_embedding,
     scaled_dot_product_attention,
     silu,
+    t5_relative_position_bucket,
 )
+from ._C import sliding_window_attention
 
 __all__ = [
     "activation",
+    "alibi_slopes",
     "block_sparse_attention",
     "gelu",
     "glu",
@@ -31,6 +35,8 @@ __all__ = [
     "rotary_embedding",
     "scaled_dot_product_attention",
     "silu",
+    "t5_relative_position_bucket",
+    "sliding_window_attention",
 ]
 
 

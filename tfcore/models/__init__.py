@@ -10,8 +10,10 @@ from .bert import (
     XLMRobertaModel,
 )
 from .big_bird import BigBirdModel
+from .bloom import BloomForCausalLM, BloomModel
 from .gpt2 import GPT2LMHeadModel, GPT2Model
 from .llama import LlamaForCausalLM, MistralForCausalLM
+from .longformer import LongformerModel
 from .opt import OPTForCausalLM
 from .vit import DeiTModel, Dinov2Model, Dinov2WithRegistersModel, ViTModel
 
@@ -34,4 +36,7 @@ __all__ = [
     "RobertaModel",
     "ViTModel",
     "XLMRobertaModel",
+    "BloomForCausalLM",
+    "BloomModel",
+    "LongformerModel",
 ]
