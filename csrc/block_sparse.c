@@ -23,14 +23,15 @@
  */
 #include "tfcore.h"
 
+#include "attn_tile.h"
 #include "simd.h"
 
 #include <math.h>
 #include <omp.h>
 #include <string.h>
 
-#define BQ 64  /* queries per tile: 4 vectors of 16 lanes */
-#define BK 64  /* keys per tile */
+#define BQ TF_TILE_BQ
+#define BK TF_TILE_BK
 
 typedef struct {
     const float *q;  int64_t q_sb, q_sh, q_sl;   /* (B, H, L, D) */
@@ -163,107 +164,21 @@ block_sparse_ref(const bs_args *a)
 
 /* ------------------------------------------------------------------ tile path (AVX-512) */
 
-/* Stores one key's 64 scores (hidden: -inf) to row and folds them into tmax. */
-TF_AVX512 static inline void
-store_key(float *row, const __m512 *s, int hidden, __m512 *tmax)
+/* Hides keys c with hidden[c] != 0 in the scores st (nk, BQ) and recomputes the lane
+ * maxima tmax (only chunks that hold padding keys need this). */
+TF_AVX512 static void
+hide_keys(float *st, int64_t nk, const uint8_t *hidden, __m512 *tmax)
 {
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     for (int u = 0; u < 4; u++) {
-        const __m512 x = hidden ? ninf : s[u];
-        _mm512_storeu_ps(row + 16 * u, x);
-        tmax[u] = _mm512_max_ps(tmax[u], x);
+        tmax[u] = ninf;
     }
-}
-
-/* st[c][:] = qt · k[c] for the nk <= BK keys of this chunk, hidden keys -inf; tmax gets each
- * lane's maximum. qt is (D, BQ) pre-scaled, k rows have stride k_ss, st is (nk, BQ);
- * hidden[c] != 0 hides key c. 4 keys x 64 queries per register tile (fixed trip counts
- * keep the 16 accumulators in registers), then single keys. */
-TF_AVX512 static void
-qk_chunk(const float *qt, const float *k, int64_t k_ss, int64_t D, int64_t nk,
-         const uint8_t *hidden, float *st, __m512 *tmax)
-{
-    int64_t c = 0;
-    for (; c + 4 <= nk; c += 4) {
-        __m512 acc[4][4];
-        for (int r = 0; r < 4; r++)
-            for (int u = 0; u < 4; u++)
-                acc[r][u] = _mm512_setzero_ps();
-        const float *k0 = k + c * k_ss, *k1 = k0 + k_ss, *k2 = k1 + k_ss, *k3 = k2 + k_ss;
-        for (int64_t d = 0; d < D; d++) {
-            const float *q = qt + d * BQ;
-            const __m512 q0 = _mm512_loadu_ps(q), q1 = _mm512_loadu_ps(q + 16),
-                         q2 = _mm512_loadu_ps(q + 32), q3 = _mm512_loadu_ps(q + 48);
-            const __m512 b0 = _mm512_set1_ps(k0[d]), b1 = _mm512_set1_ps(k1[d]),
-                         b2 = _mm512_set1_ps(k2[d]), b3 = _mm512_set1_ps(k3[d]);
-            acc[0][0] = _mm512_fmadd_ps(b0, q0, acc[0][0]); acc[0][1] = _mm512_fmadd_ps(b0, q1, acc[0][1]);
-            acc[0][2] = _mm512_fmadd_ps(b0, q2, acc[0][2]); acc[0][3] = _mm512_fmadd_ps(b0, q3, acc[0][3]);
-            acc[1][0] = _mm512_fmadd_ps(b1, q0, acc[1][0]); acc[1][1] = _mm512_fmadd_ps(b1, q1, acc[1][1]);
-            acc[1][2] = _mm512_fmadd_ps(b1, q2, acc[1][2]); acc[1][3] = _mm512_fmadd_ps(b1, q3, acc[1][3]);
-            acc[2][0] = _mm512_fmadd_ps(b2, q0, acc[2][0]); acc[2][1] = _mm512_fmadd_ps(b2, q1, acc[2][1]);
-            acc[2][2] = _mm512_fmadd_ps(b2, q2, acc[2][2]); acc[2][3] = _mm512_fmadd_ps(b2, q3, acc[2][3]);
-            acc[3][0] = _mm512_fmadd_ps(b3, q0, acc[3][0]); acc[3][1] = _mm512_fmadd_ps(b3, q1, acc[3][1]);
-            acc[3][2] = _mm512_fmadd_ps(b3, q2, acc[3][2]); acc[3][3] = _mm512_fmadd_ps(b3, q3, acc[3][3]);
-        }
-        for (int r = 0; r < 4; r++) {
-            store_key(st + (c + r) * BQ, acc[r], hidden[c + r], tmax);
-        }
-    }
-    for (; c < nk; c++) {
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        const float *kc = k + c * k_ss;
-        for (int64_t d = 0; d < D; d++) {
-            const float *q = qt + d * BQ;
-            const __m512 b = _mm512_set1_ps(kc[d]);
-            acc[0] = _mm512_fmadd_ps(b, _mm512_loadu_ps(q), acc[0]);
-            acc[1] = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 16), acc[1]);
-            acc[2] = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 32), acc[2]);
-            acc[3] = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 48), acc[3]);
-        }
-        store_key(st + c * BQ, acc, hidden[c], tmax);
-    }
-}
-
-/* ot[dv][:] += sum_c st[c][:] v[c][dv]: 4 value dims x 64 queries per register tile, then
- * single dims. st is (nk, BQ), v rows have stride v_ss, ot is (Dv, BQ). */
-TF_AVX512 static void
-pv_chunk(const float *st, const float *v, int64_t v_ss, int64_t nk, int64_t Dv, float *ot)
-{
-    int64_t dv = 0;
-    for (; dv + 4 <= Dv; dv += 4) {
-        __m512 acc[4][4];
-        for (int r = 0; r < 4; r++)
-            for (int u = 0; u < 4; u++)
-                acc[r][u] = _mm512_loadu_ps(ot + (dv + r) * BQ + 16 * u);
-        for (int64_t c = 0; c < nk; c++) {
-            const float *p = st + c * BQ, *vc = v + c * v_ss + dv;
-            const __m512 p0 = _mm512_loadu_ps(p), p1 = _mm512_loadu_ps(p + 16),
-                         p2 = _mm512_loadu_ps(p + 32), p3 = _mm512_loadu_ps(p + 48);
-            for (int r = 0; r < 4; r++) {
-                const __m512 vb = _mm512_set1_ps(vc[r]);
-                acc[r][0] = _mm512_fmadd_ps(vb, p0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(vb, p1, acc[r][1]);
-                acc[r][2] = _mm512_fmadd_ps(vb, p2, acc[r][2]);
-                acc[r][3] = _mm512_fmadd_ps(vb, p3, acc[r][3]);
-            }
-        }
-        for (int r = 0; r < 4; r++)
-            for (int u = 0; u < 4; u++)
-                _mm512_storeu_ps(ot + (dv + r) * BQ + 16 * u, acc[r][u]);
-    }
-    for (; dv < Dv; dv++) {
-        float *o = ot + dv * BQ;
-        __m512 acc[4] = {_mm512_loadu_ps(o), _mm512_loadu_ps(o + 16), _mm512_loadu_ps(o + 32),
-                         _mm512_loadu_ps(o + 48)};
-        for (int64_t c = 0; c < nk; c++) {
-            const float *p = st + c * BQ;
-            const __m512 vb = _mm512_set1_ps(v[c * v_ss + dv]);
-            for (int u = 0; u < 4; u++) {
-                acc[u] = _mm512_fmadd_ps(vb, _mm512_loadu_ps(p + 16 * u), acc[u]);
-            }
-        }
+    for (int64_t c = 0; c < nk; c++) {
         for (int u = 0; u < 4; u++) {
-            _mm512_storeu_ps(o + 16 * u, acc[u]);
+            float *p = st + c * BQ + 16 * u;
+            const __m512 x = hidden[c] ? ninf : _mm512_loadu_ps(p);
+            _mm512_storeu_ps(p, x);
+            tmax[u] = _mm512_max_ps(tmax[u], x);
         }
     }
 }
@@ -304,44 +219,22 @@ attend_chunk(const bs_args *a, int64_t b, int64_t h, int64_t qb, int64_t i0, int
         for (int64_t j0 = ts->starts[r]; j0 < ts->starts[r] + ts->lens[r]; j0 += BK) {
             const int64_t end = ts->starts[r] + ts->lens[r];
             const int64_t nk = end - j0 < BK ? end - j0 : BK;
-            int any = 0;
+            int any = 0, any_hidden = 0;
             for (int64_t c = 0; c < nk; c++) {
                 hidden[c] = !key_visible(a, b, j0 + c);
                 any |= !hidden[c];
+                any_hidden |= hidden[c];
             }
             if (!any) {
                 continue;  /* every key of the chunk is padding */
             }
             __m512 tmax[4] = {ninf, ninf, ninf, ninf};
-            qk_chunk(ts->qt, kbase + j0 * a->k_ss, a->k_ss, D, nk, hidden, ts->st, tmax);
-            /* online softmax per query lane */
-            for (int u = 0; u < 4; u++) {
-                const __m512 m_new = _mm512_max_ps(m[u], tmax[u]);
-                /* lanes that have seen no key keep exponent base 0 (exp(-inf) = 0) */
-                const __mmask16 none = _mm512_cmp_ps_mask(m_new, ninf, _CMP_EQ_OQ);
-                const __m512 base = _mm512_mask_blend_ps(none, m_new, _mm512_setzero_ps());
-                __m512 psum = _mm512_setzero_ps();
-                for (int64_t c = 0; c < nk; c++) {
-                    float *p = ts->st + c * BQ + 16 * u;
-                    const __m512 e = tf_exp512(_mm512_sub_ps(_mm512_loadu_ps(p), base));
-                    _mm512_storeu_ps(p, e);
-                    psum = _mm512_add_ps(psum, e);
-                }
-                if (_mm512_cmp_ps_mask(m_new, m[u], _CMP_GT_OQ) != 0) {
-                    /* the maximum moved: rescale the earlier sum and output */
-                    const __m512 corr = tf_exp512(_mm512_sub_ps(m[u], base));
-                    l[u] = _mm512_fmadd_ps(l[u], corr, psum);
-                    for (int64_t dv = 0; dv < Dv; dv++) {
-                        float *o = ts->ot + dv * BQ + 16 * u;
-                        _mm512_storeu_ps(o, _mm512_mul_ps(_mm512_loadu_ps(o), corr));
-                    }
-                }
-                else {
-                    l[u] = _mm512_add_ps(l[u], psum);
-                }
-                m[u] = m_new;
+            tf_tile_qk(ts->qt, kbase + j0 * a->k_ss, a->k_ss, D, nk, j0, 0, NULL, NULL, ts->st, tmax);
+            if (any_hidden) {
+                hide_keys(ts->st, nk, hidden, tmax);
             }
-            pv_chunk(ts->st, vbase + j0 * a->v_ss, a->v_ss, nk, Dv, ts->ot);
+            tf_tile_softmax(ts->st, nk, Dv, ts->ot, tmax, m, l);
+            tf_tile_pv(ts->st, vbase + j0 * a->v_ss, a->v_ss, nk, Dv, ts->ot);
         }
     }
     /* out[i][dv] = ot[dv][i] / l[i]; no visible key or a masked query -> zeros */
