@@ -31,6 +31,8 @@ BENCHMARKS = [
     ("bench_bloom.py", "BLOOM (ALiBi) greedy decoding vs HF generate, bloom-560m shape", ["--threads", "{threads}"]),
     ("bench_longformer.py", "Longformer (base-shaped, 2 layers) vs HF at 1k-4k tokens; peak memory vs length",
      ["--threads", "{threads}"]),
+    ("bench_bigbird.py", "BigBird block-sparse at 1k-4k tokens vs HF; peak memory vs length",
+     ["--threads", "{threads}"]),
     ("bench_t5.py", "T5-small encoder-decoder greedy generation and encoder vs HF", ["--threads", "{threads}"]),
 ]
 

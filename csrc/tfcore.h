@@ -74,6 +74,7 @@ int tf_register_convert(PyObject *module, tf_state *st);
 int tf_register_kvcache(PyObject *module, tf_state *st);
 int tf_register_posbias(PyObject *module, tf_state *st);
 int tf_register_longformer(PyObject *module, tf_state *st);
+int tf_register_block_sparse(PyObject *module, tf_state *st);
 
 /* Add a heap type built from spec to the module and store it in *slot. */
 int tf_add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeObject **slot);

@@ -252,6 +252,19 @@ CASES = [
     ("threads/not an int", "tfcore.set_num_threads('2')", TE, "int"),
     ("threads/zero", "tfcore.set_num_threads(0)", VE, "thread"),
     ("threads/huge", "tfcore.set_num_threads(10**9)", VE, "thread"),
+    ("block_sparse/length not a multiple", "F.block_sparse_attention(q, k, v, np.zeros((2, 1), np.int64), 4)", VE,
+     "multiple"),
+    ("block_sparse/layout out of range", "F.block_sparse_attention(q, k, v, np.full((6, 1), 7), 1)", VE, "layout"),
+    ("block_sparse/layout huge", "F.block_sparse_attention(q, k, v, np.full((6, 1), 2**62), 1)", VE, "layout"),
+    ("block_sparse/layout list", "F.block_sparse_attention(q, k, v, [[0]] * 6, 1)", TE, "layout"),
+    ("block_sparse/huge block_size", "F.block_sparse_attention(q, k, v, np.zeros((1, 1), np.int64), 2**62)", VE,
+     "block_size"),
+    ("block_sparse/overflowing block_size", "F.block_sparse_attention(q, k, v, np.zeros((1, 1), np.int64), 2**70)",
+     VE, "int|overflow|large"),
+    ("block_sparse/global not ints", "F.block_sparse_attention(q, k, v, np.zeros((6, 1), np.int64), 1, "
+     "global_blocks='a')", TE, "global"),
+    ("block_sparse/float mask", "F.block_sparse_attention(q, k, v, np.zeros((6, 1), np.int64), 1, "
+     "key_padding_mask=np.ones((1, 7), np.float32))", TE, "key_padding_mask"),
 ]
 
 

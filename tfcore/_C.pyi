@@ -1,5 +1,5 @@
 """Type stubs for tfcore._C (the C core). Arrays are float32 unless noted."""
-from typing import Any, Mapping, Optional, Tuple, Union
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from numpy.typing import NDArray
@@ -120,6 +120,10 @@ def scaled_dot_product_attention(query: F32, key: F32, value: F32, attn_mask: Op
                                  *, window: Optional[Tuple[Optional[int], Optional[int]]] = None,
                                  bias: Optional[F32] = None, return_weights: bool = False,
                                  out: Optional[F32] = None) -> Union[F32, Tuple[F32, F32]]: ...
+def block_sparse_attention(query: F32, key: F32, value: F32, layout: NDArray[np.integer], block_size: int, *,
+                           global_blocks: Optional[Sequence[int]] = None,
+                           key_padding_mask: Optional[np.ndarray] = None, query_mask: Optional[np.ndarray] = None,
+                           scale: Optional[float] = None, out: Optional[F32] = None) -> F32: ...
 def activation(x: F32, kind: str, *, out: Optional[F32] = None) -> F32: ...
 def sliding_window_attention(query: F32, key: F32, value: F32, window: int, *, dilation: int = 1,
                              attention_mask: Optional[np.ndarray] = None,

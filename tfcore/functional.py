@@ -13,6 +13,7 @@ from ._C import (
     TfcoreValueError,
     activation,
     alibi_slopes,
+    block_sparse_attention,
     gelu,
     glu,
     relu,
@@ -26,6 +27,7 @@ from ._C import sliding_window_attention
 __all__ = [
     "activation",
     "alibi_slopes",
+    "block_sparse_attention",
     "gelu",
     "glu",
     "relu",

@@ -22,6 +22,7 @@ BASE_MODELS: Dict[str, Type[PreTrainedModel]] = {
     "gpt2": models.GPT2Model,
     "bloom": models.BloomModel,
     "longformer": models.LongformerModel,
+    "big_bird": models.BigBirdModel,
     "t5": models.T5Model,
 }
 CAUSAL_LMS: Dict[str, Type[PreTrainedModel]] = {

@@ -9,6 +9,7 @@ from .bert import (
     RobertaModel,
     XLMRobertaModel,
 )
+from .big_bird import BigBirdModel
 from .bloom import BloomForCausalLM, BloomModel
 from .gpt2 import GPT2LMHeadModel, GPT2Model
 from .llama import LlamaForCausalLM, MistralForCausalLM
@@ -21,6 +22,7 @@ __all__ = [
     "BertForMaskedLM",
     "BertForSequenceClassification",
     "BertModel",
+    "BigBirdModel",
     "DeiTModel",
     "Dinov2Model",
     "Dinov2WithRegistersModel",
