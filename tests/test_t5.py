@@ -221,9 +221,9 @@ def test_int8_matches_emulated_hf(rng, tmp_path):
     low = models.T5ForConditionalGeneration.from_pretrained(tmp_path, dtype="int8")
     assert low.dtype == "int8" and low.lm_head.dtype == "int8"
     got = low(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits
-    # same quantization as the emulation; what remains is float32 order and rounding at
-    # quantization boundaries, amplified by T5's unscaled attention
-    assert np.abs(got - emulated).max() < 2e-3 * np.abs(full).max()
+    # same quantization as the emulation (measured 3e-7 of the logit scale; int8 vs float32
+    # itself is ~0.37 on so tiny a model): float32 order and rounding at quantization boundaries
+    assert np.abs(got - emulated).max() < 2e-4 * np.abs(full).max()
     assert low.generate(ids, attention_mask=mask, max_new_tokens=5).shape[0] == 2
 
 
