@@ -9,6 +9,7 @@
  *   D    head dimension;  Dv = value head dimension
  *   F    feed-forward inner size
  *   V    vocabulary size
+ *   Hh, Ww  feature-map height and width (Swin); ws = window side, N = ws * ws window tokens
  *
  * Conventions:
  *   - Functions returning PyObject* return NULL with an exception set; int returns 0 / -1.
@@ -51,6 +52,7 @@ typedef struct {
     PyTypeObject *MultiHeadAttention;
     PyTypeObject *TransformerBlock;
     PyTypeObject *KVCache;
+    PyTypeObject *WindowAttention;
 } tf_state;
 
 extern PyModuleDef tf_module_def;
@@ -72,6 +74,7 @@ int tf_register_mha(PyObject *module, tf_state *st);
 int tf_register_block(PyObject *module, tf_state *st);
 int tf_register_convert(PyObject *module, tf_state *st);
 int tf_register_kvcache(PyObject *module, tf_state *st);
+int tf_register_window_attention(PyObject *module, tf_state *st);
 
 /* Add a heap type built from spec to the module and store it in *slot. */
 int tf_add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeObject **slot);
