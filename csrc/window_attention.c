@@ -126,14 +126,14 @@ winattn_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                              "qkv_bias", "o_bias", "relative_position_bias_table", "shift_size",
                              "scale", "dtype", NULL};
     long long C, H, ws, shift = 0;
-    PyObject *qkvw, *ow, *qkvb = Py_None, *ob = Py_None, *table = Py_None, *scale = Py_None,
+    PyObject *qkvw = Py_None, *ow = Py_None, *qkvb = Py_None, *ob = Py_None, *table = Py_None, *scale = Py_None,
              *dtype = Py_None;
     tf_state *st = tf_state_of_type(type);
     tf_winattn *self = NULL;
     if (st == NULL) {
         return NULL;
     }
-    if (!TF_PARSE(st, args, kwds, "LLL$OOOOOLOO:WindowAttention", kwlist, &C, &H, &ws, &qkvw, &ow,
+    if (!TF_PARSE(st, args, kwds, "LLL|$OOOOOLOO:WindowAttention", kwlist, &C, &H, &ws, &qkvw, &ow,
                   &qkvb, &ob, &table, &shift, &scale, &dtype)) {
         return NULL;
     }
@@ -142,6 +142,9 @@ winattn_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     if (check_window(st, ws, shift) < 0) {
         return NULL;
+    }
+    if (qkvw == Py_None || ow == Py_None) {
+        return tf_value_error(st, "qkv_weight and o_weight are required");
     }
     self = (tf_winattn *)type->tp_alloc(type, 0);
     if (self == NULL) {

@@ -20,6 +20,7 @@ BASE_MODELS: Dict[str, Type[PreTrainedModel]] = {
     "dinov2": models.Dinov2Model,
     "dinov2_with_registers": models.Dinov2WithRegistersModel,
     "gpt2": models.GPT2Model,
+    "swin": models.SwinModel,
 }
 CAUSAL_LMS: Dict[str, Type[PreTrainedModel]] = {
     "gpt2": models.GPT2LMHeadModel,

@@ -13,6 +13,7 @@ from .gpt2 import GPT2LMHeadModel, GPT2Model
 from .llama import LlamaForCausalLM, MistralForCausalLM
 from .opt import OPTForCausalLM
 from .vit import DeiTModel, Dinov2Model, Dinov2WithRegistersModel, ViTModel
+from .swin import SwinForImageClassification, SwinModel
 
 __all__ = [
     "BertForMaskedLM",
@@ -32,4 +33,6 @@ __all__ = [
     "RobertaModel",
     "ViTModel",
     "XLMRobertaModel",
+    "SwinForImageClassification",
+    "SwinModel",
 ]
