@@ -28,6 +28,7 @@ BENCHMARKS = [
     ("bench_precision.py", "fp32 / bf16 / int8 vs PyTorch and ONNX Runtime, with accuracy",
      ["--threads", "{threads}"]),
     ("bench_int8_modes.py", "Weight-only vs dynamic int8: accuracy and GEMM speed", ["--threads", "{threads}"]),
+    ("bench_swin.py", "Swin-T (shifted-window attention) vs HF; time by part", ["--threads", "{threads}"]),
 ]
 
 

@@ -18,6 +18,7 @@ from ._C import (
     rotary_embedding,
     scaled_dot_product_attention,
     silu,
+    window_attention,
 )
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "rotary_embedding",
     "scaled_dot_product_attention",
     "silu",
+    "window_attention",
 ]
 
 
