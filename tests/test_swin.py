@@ -6,9 +6,9 @@ sizes (padding of the image, of the feature maps for the windows and for patch m
 several stages, batch 2, hidden states and attentions.
 
 Tolerances: the kernel computes in float32 (the reference in float64) over windows of at
-most 81 keys: 2e-5 absolute on outputs and weights of size O(1). Models: float32 on both
+most 81 keys: 5e-6 absolute (measured <= 8e-7) on outputs and weights of size O(1). Models: float32 on both
 sides through up to 5 layers of width <= 48: max abs < 1e-4 relative to the output's
-largest value (measured ~1e-6)."""
+largest value (measured ~3e-7)."""
 from __future__ import annotations
 
 import sys
@@ -22,7 +22,7 @@ from tfcore import models
 
 from reference.window import window_attention as ref_window_attention
 
-OP_TOL = 2e-5
+OP_TOL = 5e-6
 
 
 @pytest.fixture(autouse=True)
@@ -299,10 +299,17 @@ def test_swin_window_7(rng, tmp_path):
 
 def test_swin_window_clipped_to_the_map(rng, tmp_path):
     """Window 5 on a 5x6 second stage: HF clips it (window 5, shift 0 instead of 2)."""
+    from transformers import SwinModel
+
     ref = _hf_swin(embed_dim=8, depths=[2, 2], num_heads=[2, 2], window_size=5)
     ref.save_pretrained(tmp_path)
     ours = models.SwinModel.from_pretrained(tmp_path)
-    _compare(ref, ours, _pixels(rng, 2, 40, 48))
+    px = _pixels(rng, 2, 40, 48)
+    # always_partition keeps window 5 with shift 2 on the 5x6 map (padded to 5x10); HF's
+    # layers remember a clipped shift, so that runs first on a fresh copy
+    fresh = SwinModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    _compare(fresh, ours, px, always_partition=True)
+    _compare(ref, ours, px)
 
 
 def test_swin_clipped_table_from_older_hf(rng, tmp_path):
@@ -346,7 +353,7 @@ def test_swin_for_image_classification(rng, tmp_path):
     assert type(base) is models.SwinModel and base.unexpected_keys == ["classifier.bias", "classifier.weight"]
 
 
-@pytest.mark.parametrize("dtype,tol", [("bfloat16", 0.05), ("int8", 0.1)])
+@pytest.mark.parametrize("dtype,tol", [("bfloat16", 0.02), ("int8", 0.05)])  # measured 0.004, 0.010
 def test_swin_low_precision(rng, tmp_path, dtype, tol):
     """bf16 / int8 projections against the fp32 model: relative to the output scale."""
     if dtype not in tfcore.supported_dtypes():
