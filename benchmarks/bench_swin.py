@@ -6,9 +6,9 @@ threads, interleaved, medians and ratios.
 Swin-T (embed_dim 96, depths [2, 2, 6, 2], heads [3, 6, 12, 24], window 7, 224x224,
 random weights at real size) at batch 1 and 8. HF runs with its eager and sdpa attention;
 the faster one is the peer. Every case first checks tfcore's last_hidden_state and
-pooler_output against HF's. Then a breakdown of tfcore's time by part (window-attention
-kernel, GEMMs, norms, the rest), measured by timing each part of every layer alone on
-the shapes the model runs.
+pooler_output against HF's. Then a breakdown of tfcore's time at batch 1 by part
+(window-attention kernel, GEMMs, norms, the rest), from forwards run step by step with
+a clock around each call.
 """
 from __future__ import annotations
 
@@ -67,43 +67,57 @@ def check(ours, peer, px):
 
 
 def breakdown(ours, px, quick):
-    """Seconds per forward spent in each part, each part timed alone on its real inputs."""
-    from tfcore.models.swin import SwinModel
+    """Seconds per forward spent in each part: forwards are re-run step by step with a clock
+    around every call (the median of each part over the runs is reported). The window
+    kernel's share is its WindowAttention call minus the call's two GEMMs, which are run
+    again right after on the same inputs."""
+    import statistics
+    import time
 
-    m: SwinModel = ours
-    times = {"window attention kernel": 0.0, "qkv + output GEMMs": 0.0, "MLP GEMMs (GELU fused)": 0.0,
-             "LayerNorms": 0.0, "patch embedding + merging": 0.0}
-    rep = 3 if quick else 7
+    m = ours
+    parts = ("window attention kernel", "qkv + output GEMMs", "MLP GEMMs (GELU fused)", "LayerNorms",
+             "patch embedding + merging + pooling")
+    runs = {k: [] for k in parts}
 
-    def t(fn):
-        return interleaved({"f": fn}, repeat=rep, warmup=1)["f"]
+    def clock(fn):
+        t0 = time.perf_counter()
+        r = fn()
+        return r, time.perf_counter() - t0
 
-    h, nh, nw = m._patches(px)
-    times["patch embedding + merging"] += t(lambda: m._patches(px)) + t(lambda: m.embed_norm(h))
-    h = m.embed_norm(h)
-    dims = (nh, nw)
-    for stage in m.stages:
-        for layer in stage.layers:
-            B, T, C = h.shape
-            n = layer.norm_before(h)
-            attn = layer.attention
-            qkv = attn.qkv_proj(n)
-            a = attn(n.reshape(B, *dims, C), h.reshape(B, *dims, C)).reshape(B, T, C)
-            whole = t(lambda: attn(n.reshape(B, *dims, C), h.reshape(B, *dims, C)))
-            gemms = t(lambda: attn.qkv_proj(n)) + t(lambda: attn.o_proj(a, h))
-            times["qkv + output GEMMs"] += gemms
-            times["window attention kernel"] += max(whole - gemms, 0.0)
-            n2 = layer.norm_after(a)
-            times["LayerNorms"] += t(lambda: layer.norm_before(h)) + t(lambda: layer.norm_after(a))
-            times["MLP GEMMs (GELU fused)"] += t(lambda: layer.mlp(n2, a))
-            h = layer.mlp(n2, a)
-            del qkv
-        if stage.downsample is not None:
-            hh, dd = h, dims
-            times["patch embedding + merging"] += t(lambda: stage.downsample(hh, dd))
-            h = stage.downsample(h, dims)
-            dims = ((dims[0] + 1) // 2, (dims[1] + 1) // 2)
-    return times
+    for _ in range(3 if quick else 7):
+        acc = dict.fromkeys(parts, 0.0)
+        (h, nh, nw), t = clock(lambda: m._patches(px))
+        acc[parts[4]] += t
+        h, t = clock(lambda: m.embed_norm(h, out=h))
+        acc[parts[3]] += t
+        dims = (nh, nw)
+        for stage in m.stages:
+            for layer in stage.layers:
+                B, T, C = h.shape
+                n, t = clock(lambda: layer.norm_before(h))
+                acc[parts[3]] += t
+                attn = layer.attention
+                a, t_attn = clock(lambda: attn(n.reshape(B, *dims, C), h.reshape(B, *dims, C)))
+                a = a.reshape(B, T, C)
+                _, t_qkv = clock(lambda: attn.qkv_proj(n))
+                _, t_o = clock(lambda: attn.o_proj(a, h))
+                acc[parts[1]] += t_qkv + t_o
+                acc[parts[0]] += max(t_attn - t_qkv - t_o, 0.0)
+                n2, t = clock(lambda: layer.norm_after(a, out=n))
+                acc[parts[3]] += t
+                h, t = clock(lambda: layer.mlp(n2, a))
+                acc[parts[2]] += t
+            if stage.downsample is not None:
+                h, t = clock(lambda: stage.downsample(h, dims))
+                acc[parts[4]] += t
+                dims = ((dims[0] + 1) // 2, (dims[1] + 1) // 2)
+        last, t = clock(lambda: m.layernorm(h))
+        acc[parts[3]] += t
+        _, t = clock(lambda: last.mean(axis=1, dtype=np.float32))
+        acc[parts[4]] += t
+        for k in parts:
+            runs[k].append(acc[k])
+    return {k: statistics.median(v) for k, v in runs.items()}
 
 
 def main() -> None:
@@ -145,8 +159,8 @@ def main() -> None:
                  "of GEMM peak", "max abs diff"], rows)
     if parts is not None:
         times, whole = parts
-        print(f"\ntfcore Swin-T B=1 by part (each timed alone; sum {sum(times.values()) * 1e3:.2f} ms of a "
-              f"{whole * 1e3:.2f} ms forward)\n")
+        print(f"\ntfcore Swin-T B=1 by part (medians over step-by-step forwards: {sum(times.values()) * 1e3:.2f} ms; "
+              f"the timed forward above: {whole * 1e3:.2f} ms)\n")
         print_table(["part", "ms", "share"],
                     [[k, f"{v * 1e3:.2f}", f"{100 * v / sum(times.values()):.0f}%"] for k, v in times.items()])
 
