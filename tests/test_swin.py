@@ -398,3 +398,11 @@ def test_swin_errors(rng, tmp_path):
     save_file(tensors, str(f), metadata={"format": "pt"})
     with pytest.raises(tfcore.CheckpointError, match=r"not \(2 w - 1\)\^2"):
         models.SwinModel.from_pretrained(tmp_path)
+
+
+def test_assert_close_to_reference_runs_swin(tmp_path):
+    _hf_swin(image_size=48).save_pretrained(tmp_path)  # 12x12 patches -> 6x6 -> 3x3
+    from tfcore.testing import assert_close_to_reference
+
+    stats = assert_close_to_reference(tmp_path)
+    assert stats["max_abs_error"] < 1e-4 and stats["elements"] == 2 * 9 * 48
