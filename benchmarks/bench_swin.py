@@ -67,10 +67,11 @@ def check(ours, peer, px):
 
 
 def breakdown(ours, px, quick):
-    """Seconds per forward spent in each part: forwards are re-run step by step with a clock
-    around every call (the median of each part over the runs is reported). The window
-    kernel's share is its WindowAttention call minus the call's two GEMMs, which are run
-    again right after on the same inputs."""
+    """Seconds per forward spent in each part: forwards are re-run step by step — each
+    SwinLayer as its parts (norms, WindowAttention, FeedForward) — with a clock around every
+    call (the median of each part over the runs is reported). The window kernel's share is
+    its WindowAttention call minus the call's two GEMMs, run again right after on the same
+    inputs."""
     import statistics
     import time
 
@@ -93,8 +94,9 @@ def breakdown(ours, px, quick):
         dims = (nh, nw)
         for stage in m.stages:
             for layer in stage.layers:
+                # the parts of one SwinLayer call, run one by one
                 B, T, C = h.shape
-                n, t = clock(lambda: layer.norm_before(h))
+                n, t = clock(lambda: layer.norm1(h))
                 acc[parts[3]] += t
                 attn = layer.attention
                 a, t_attn = clock(lambda: attn(n.reshape(B, *dims, C), h.reshape(B, *dims, C)))
@@ -103,9 +105,9 @@ def breakdown(ours, px, quick):
                 _, t_o = clock(lambda: attn.o_proj(a, h))
                 acc[parts[1]] += t_qkv + t_o
                 acc[parts[0]] += max(t_attn - t_qkv - t_o, 0.0)
-                n2, t = clock(lambda: layer.norm_after(a, out=n))
+                n2, t = clock(lambda: layer.norm2(a, out=n))
                 acc[parts[3]] += t
-                h, t = clock(lambda: layer.mlp(n2, a))
+                h, t = clock(lambda: layer.feed_forward(n2, a))
                 acc[parts[2]] += t
             if stage.downsample is not None:
                 h, t = clock(lambda: stage.downsample(h, dims))

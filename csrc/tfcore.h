@@ -53,6 +53,7 @@ typedef struct {
     PyTypeObject *TransformerBlock;
     PyTypeObject *KVCache;
     PyTypeObject *WindowAttention;
+    PyTypeObject *SwinLayer;
 } tf_state;
 
 extern PyModuleDef tf_module_def;
@@ -75,6 +76,7 @@ int tf_register_block(PyObject *module, tf_state *st);
 int tf_register_convert(PyObject *module, tf_state *st);
 int tf_register_kvcache(PyObject *module, tf_state *st);
 int tf_register_window_attention(PyObject *module, tf_state *st);
+int tf_register_swin_layer(PyObject *module, tf_state *st);
 
 /* Add a heap type built from spec to the module and store it in *slot. */
 int tf_add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeObject **slot);

@@ -8,7 +8,7 @@
  *                  each row at its own image position
  *   ctx --o GEMM (+ residual)--> y (M, C)
  */
-#include "linear.h"
+#include "window_attention.h"
 #include "window_attn.h"
 
 #include <math.h>
@@ -95,9 +95,8 @@ check_window(tf_state *st, long long ws, long long shift)
     return 0;
 }
 
-/* The (B nW, H, N, N) weights array of a call (new ref), or NULL with an exception. */
-static PyArrayObject *
-new_weights(int64_t B, int64_t Hh, int64_t Ww, int64_t H, int64_t ws)
+PyArrayObject *
+tf_window_weights_new(int64_t B, int64_t Hh, int64_t Ww, int64_t H, int64_t ws)
 {
     const int64_t nW = ((Hh + ws - 1) / ws) * ((Ww + ws - 1) / ws);
     npy_intp dims[4] = {(npy_intp)(B * nW), (npy_intp)H, (npy_intp)(ws * ws), (npy_intp)(ws * ws)};
@@ -106,18 +105,6 @@ new_weights(int64_t B, int64_t Hh, int64_t Ww, int64_t H, int64_t ws)
 
 /* ------------------------------------------------------------------ the layer */
 
-typedef struct {
-    PyObject_HEAD
-    int64_t C, H, D;       /* hidden size, heads, head dim (C = H D) */
-    int64_t ws, shift;     /* window side and cyclic shift of this layer (HF's SwinLayer) */
-    float scale;
-    tf_linear *qkv;        /* (3C, C): rows [q heads | k heads | v heads] */
-    tf_linear *o;          /* (C, C) */
-    float *table;          /* (H, (2 tw - 1)^2) head-major, owned, or NULL (no bias) */
-    int64_t tw;
-    float *bias;           /* (H, ws^2, NP) precomputed from table for ws, owned, or NULL */
-    float *pad;            /* (3C,) q, k, v of a padding (zero) token: the qkv bias or 0 */
-} tf_winattn;
 
 static PyObject *
 winattn_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
@@ -230,9 +217,21 @@ winattn_dealloc(tf_winattn *self)
     Py_DECREF(tp);
 }
 
-/* One call without the GIL: x, y, other are (B, Hh, Ww, C); weights (B nW, H, N, N) or NULL. */
-static int
-winattn_forward(const tf_winattn *m, const float *x, int64_t B, int64_t Hh, int64_t Ww, int64_t ws,
+void
+tf_winattn_window(const tf_winattn *m, int64_t Hh, int64_t Ww, int always_partition, int64_t *ws,
+                  int64_t *shift)
+{
+    const int64_t side = Hh < Ww ? Hh : Ww;
+    *ws = m->ws;
+    *shift = m->shift;
+    if (!always_partition && side <= m->ws) {
+        *ws = side;
+        *shift = 0;
+    }
+}
+
+int
+tf_winattn_forward(const tf_winattn *m, const float *x, int64_t B, int64_t Hh, int64_t Ww, int64_t ws,
                 int64_t shift, float *y, tf_post post, const float *other, float *weights, tf_err *err)
 {
     const int64_t M = B * Hh * Ww, C = m->C;
@@ -263,7 +262,7 @@ done:
     return rc;
 }
 
-static const tf_rows_names map_names = {"hidden_states", 4, 4, "hidden_size"};
+const tf_rows_names tf_map_names = {"hidden_states", 4, 4, "hidden_size"};
 
 static PyObject *
 winattn_call(tf_winattn *self, PyObject *args, PyObject *kwds)
@@ -280,23 +279,17 @@ winattn_call(tf_winattn *self, PyObject *args, PyObject *kwds)
                   &output_attentions, &always_partition, &out_obj)) {
         return NULL;
     }
-    if (tf_rows_call_parse(st, x_obj, res_obj, out_obj, self->C, self->C, &map_names, &rows) < 0)
+    if (tf_rows_call_parse(st, x_obj, res_obj, out_obj, self->C, self->C, &tf_map_names, &rows) < 0)
         goto done;
     const int64_t B = PyArray_DIM(rows.x, 0), Hh = PyArray_DIM(rows.x, 1), Ww = PyArray_DIM(rows.x, 2);
-    /* HF's SwinLayer.set_shift_and_window_size: a map no larger than the window is one
-     * window of side min(Hh, Ww), unshifted */
-    int64_t ws = self->ws, shift = self->shift;
-    const int64_t side = Hh < Ww ? Hh : Ww;
-    if (!always_partition && side <= ws) {
-        ws = side;
-        shift = 0;
-    }
-    if (output_attentions && (weights = new_weights(B, Hh, Ww, self->H, ws)) == NULL)
+    int64_t ws, shift;
+    tf_winattn_window(self, Hh, Ww, always_partition, &ws, &shift);
+    if (output_attentions && (weights = tf_window_weights_new(B, Hh, Ww, self->H, ws)) == NULL)
         goto done;
     int rc;
     Py_BEGIN_ALLOW_THREADS
     tf_threads_begin();
-    rc = winattn_forward(self, PyArray_DATA(rows.x), B, Hh, Ww, ws, shift, PyArray_DATA(rows.out),
+    rc = tf_winattn_forward(self, PyArray_DATA(rows.x), B, Hh, Ww, ws, shift, PyArray_DATA(rows.out),
                          rows.post, rows.other, weights ? PyArray_DATA(weights) : NULL, &err);
     Py_END_ALLOW_THREADS
     if (rc < 0) {
@@ -457,7 +450,7 @@ window_attention(PyObject *module, PyObject *args, PyObject *kwds)
     if ((out = tf_out_f32(st, out_obj, 5, odims)) == NULL || tf_check_no_overlap(st, out, qkv, "qkv") < 0)
         goto done;
     if (output_attentions) {
-        if ((weights = new_weights(a.B, a.Hh, a.Ww, a.H, ws)) == NULL)
+        if ((weights = tf_window_weights_new(a.B, a.Hh, a.Ww, a.H, ws)) == NULL)
             goto done;
         a.weights = PyArray_DATA(weights);
     }
@@ -504,6 +497,12 @@ static PyMethodDef window_methods[] = {
      window_attention_doc},
     {NULL, NULL, 0, NULL},
 };
+
+int
+tf_winattn_check(tf_state *st, PyObject *obj)
+{
+    return PyObject_TypeCheck(obj, st->WindowAttention);
+}
 
 int
 tf_register_window_attention(PyObject *module, tf_state *st)

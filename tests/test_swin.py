@@ -198,6 +198,36 @@ def test_layer_errors(rng):
     assert "WindowAttention(hidden_size=8" in repr(attn)
 
 
+@pytest.mark.parametrize("shape", [(2, 5, 6), (1, 9, 16)])  # clipped to one 5-window; shifted 7-windows
+def test_swin_layer_is_its_parts(rng, path, shape):
+    C, H, F = 12, 3, 20
+    p = _layer_inputs(rng, C, H, 7)
+    attn = tfcore.WindowAttention(C, H, 7, shift_size=3, **p)
+    r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    ffn = tfcore.FeedForward(r(F, C), r(C, F), up_bias=r(F), down_bias=r(C), activation="gelu")
+    n1, n2 = tfcore.LayerNorm(r(C), r(C), eps=1e-5), tfcore.LayerNorm(r(C), r(C), eps=1e-5)
+    layer = tfcore.SwinLayer(attn, ffn, n1, n2)
+    assert layer.attention is attn and layer.feed_forward is ffn and layer.hidden_size == C
+    x = r(*shape, C)
+    h, w = attn(n1(x), x, output_attentions=True)
+    want = ffn(n2(h), h)
+    got, got_w = layer(x, output_attentions=True)
+    assert np.abs(got - want).max() < 1e-5 and np.abs(got_w - w).max() < 1e-6
+    out = np.empty_like(x)
+    assert layer(x, out=out) is out and np.abs(out - want).max() < 1e-5
+    assert np.abs(layer(x, always_partition=True) - ffn(n2(h2 := attn(n1(x), x, always_partition=True)), h2)).max() < 1e-5
+    with pytest.raises(tfcore.TfcoreTypeError, match="WindowAttention"):
+        tfcore.SwinLayer(ffn, ffn, n1, n2)
+    with pytest.raises(tfcore.TfcoreTypeError, match="FeedForward"):
+        tfcore.SwinLayer(attn, attn, n1, n2)
+    with pytest.raises(tfcore.TfcoreValueError, match="norm2 normalizes 4"):
+        tfcore.SwinLayer(attn, ffn, n1, tfcore.LayerNorm(r(4)))
+    with pytest.raises(tfcore.TfcoreValueError, match="feed_forward maps"):
+        tfcore.SwinLayer(attn, tfcore.FeedForward(r(F, C + 1), r(C + 1, F)), n1, n2)
+    with pytest.raises(tfcore.TfcoreValueError, match="hidden_states"):
+        layer(x.reshape(shape[0], -1, C))
+
+
 def test_no_leaks_and_no_kept_references(rng):
     from memory import rss_growth
 

@@ -141,6 +141,17 @@ class WindowAttention:
     def __call__(self, hidden_states: F32, residual: Optional[F32] = None, *, output_attentions: bool = False,
                  always_partition: bool = False, out: Optional[F32] = None) -> Union[F32, Tuple[F32, F32]]: ...
 
+class SwinLayer:
+    hidden_size: int
+    attention: WindowAttention
+    feed_forward: FeedForward
+    norm1: Union[LayerNorm, RMSNorm]
+    norm2: Union[LayerNorm, RMSNorm]
+    def __init__(self, attention: WindowAttention, feed_forward: FeedForward, norm1: Union[LayerNorm, RMSNorm],
+                 norm2: Union[LayerNorm, RMSNorm]) -> None: ...
+    def __call__(self, hidden_states: F32, *, output_attentions: bool = False, always_partition: bool = False,
+                 out: Optional[F32] = None) -> Union[F32, Tuple[F32, F32]]: ...
+
 def window_attention(qkv: F32, window_size: int, shift_size: int = 0, *,
                      relative_position_bias_table: Optional[F32] = None, pad_qkv: Optional[F32] = None,
                      scale: Optional[float] = None, output_attentions: bool = False,

@@ -1,11 +1,10 @@
 """Swin Transformer: SwinModel and SwinForImageClassification from Hugging Face checkpoints.
 
 Tokens stay in image order, (B, Hh*Ww, C), from the patch embedding to the pooler. A layer
-(HF's SwinLayer) is three tfcore calls:
+(HF's SwinLayer) is one C call, tfcore.SwinLayer:
 
-    n = layernorm_before(h)
-    h = h + WindowAttention(n)       qkv GEMM, window kernel, output GEMM with the residual
-    h = h + FeedForward(layernorm_after(h))    GELU and the residual fused into the GEMMs
+    h = h + WindowAttention(layernorm_before(h))   qkv GEMM, window kernel, output GEMM + residual
+    h = h + FeedForward(layernorm_after(h))        GELU and the residual fused into the GEMMs
 
 The cyclic shift, the padding to multiples of the window, the window partition and its
 reverse are indexing inside the window kernel (tfcore.WindowAttention): HF's torch.roll,
@@ -63,23 +62,6 @@ def _table_window(table: np.ndarray, key: str) -> int:
     return (side + 1) // 2
 
 
-class _SwinLayer:
-    """HF's SwinLayer: pre-norm window attention and MLP, residuals fused."""
-
-    def __init__(self, attention: _C.WindowAttention, norm_before: _C.LayerNorm, norm_after: _C.LayerNorm,
-                 mlp: _C.FeedForward):
-        self.attention, self.norm_before, self.norm_after, self.mlp = attention, norm_before, norm_after, mlp
-
-    def __call__(self, h: np.ndarray, dims: Tuple[int, int], always_partition: bool, output_attentions: bool):
-        B, _, C = h.shape
-        n = self.norm_before(h)
-        out = self.attention(n.reshape(B, *dims, C), h.reshape(B, *dims, C), output_attentions=output_attentions,
-                             always_partition=always_partition)
-        a, weights = out if output_attentions else (out, None)
-        a = a.reshape(B, -1, C)
-        return self.mlp(self.norm_after(a, out=n), a), weights
-
-
 class _PatchMerging:
     """HF's SwinPatchMerging: 2x2 neighbours -> LayerNorm(4C) -> Linear(4C, 2C, no bias)."""
 
@@ -103,7 +85,7 @@ class _PatchMerging:
 
 
 class _SwinStage:
-    def __init__(self, layers: List[_SwinLayer], downsample: Optional[_PatchMerging]):
+    def __init__(self, layers: List[_C.SwinLayer], downsample: Optional[_PatchMerging]):
         self.layers, self.downsample = layers, downsample
 
 
@@ -176,7 +158,7 @@ class SwinModel(PreTrainedModel):
         self.add_pooling_layer = add_pooling_layer
 
     def _layer(self, w: Weights, p: str, C: int, H: int, index: int, eps: float, mlp_ratio: float, act: str,
-               bar) -> _SwinLayer:
+               bar) -> _C.SwinLayer:
         new = w.has(p + _LAYER_KEYS["q"][1] + ".weight")
         key = {k: p + v[1 if new else 0] for k, v in _LAYER_KEYS.items()}
         F = int(mlp_ratio * C)
@@ -195,7 +177,7 @@ class SwinModel(PreTrainedModel):
         # a table smaller than the configured window: built by an older HF that clipped the
         # window to the stage resolution (and dropped the shift) when the model was made
         window, shift = (ws, ws // 2 if index % 2 else 0) if tw >= ws else (tw, 0)
-        attn = _C.WindowAttention(
+        attention = _C.WindowAttention(
             C, H, window, shift_size=shift,
             qkv_weight=_cat([g(n, "weight", C, C) for n in "qkv"]),
             qkv_bias=None if biases[0] is None else np.concatenate(biases),
@@ -207,7 +189,7 @@ class SwinModel(PreTrainedModel):
         n2 = _C.LayerNorm(w.get(p + "layernorm_after.weight", (C,)), w.get(p + "layernorm_after.bias", (C,)), eps=eps)
         w.release()
         next(bar, None)
-        return _SwinLayer(attn, n1, n2, mlp)
+        return _C.SwinLayer(attention, mlp, n1, n2)
 
     # -- forward
     def _patches(self, pixel_values) -> Tuple[np.ndarray, int, int]:
@@ -275,8 +257,13 @@ class SwinModel(PreTrainedModel):
         attentions = [] if output_attentions else None
         for stage in self.stages:
             weights = None
+            B, _, C = h.shape
+            x = h.reshape(B, *dims, C)
             for layer in stage.layers:
-                h, weights = layer(h, dims, always_partition, output_attentions)
+                x = layer(x, output_attentions=output_attentions, always_partition=always_partition)
+                if output_attentions:
+                    x, weights = x
+            h = x.reshape(B, -1, C)
             if stage.downsample is not None:
                 h = stage.downsample(h, dims)
                 dims = ((dims[0] + 1) // 2, (dims[1] + 1) // 2)
