@@ -28,6 +28,11 @@ BENCHMARKS = [
     ("bench_precision.py", "fp32 / bf16 / int8 vs PyTorch and ONNX Runtime, with accuracy",
      ["--threads", "{threads}"]),
     ("bench_int8_modes.py", "Weight-only vs dynamic int8: accuracy and GEMM speed", ["--threads", "{threads}"]),
+    ("bench_bloom.py", "BLOOM (ALiBi) greedy decoding vs HF generate, bloom-560m shape", ["--threads", "{threads}"]),
+    ("bench_longformer.py", "Longformer (base-shaped, 2 layers) vs HF at 1k-4k tokens; peak memory vs length",
+     ["--threads", "{threads}"]),
+    ("bench_bigbird.py", "BigBird block-sparse at 1k-4k tokens vs HF; peak memory vs length",
+     ["--threads", "{threads}"]),
     ("bench_swin.py", "Swin-T (shifted-window attention) vs HF; time by part", ["--threads", "{threads}"]),
 ]
 

@@ -17,6 +17,7 @@
  */
 #include "attn_kernel.h"
 
+#include "attn_tile.h"
 #include "simd.h"
 
 #include <math.h>
@@ -24,8 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BQ 64            /* queries per tile: 4 vectors of 16 lanes */
-#define BK 64            /* keys per tile */
+#define BQ TF_TILE_BQ
+#define BK TF_TILE_BK
 #define DECODE_MAX_L 4   /* at most this many query rows use the decode path */
 #define DECODE_MIN_SPLIT 256  /* keys per split of the decode path, at least */
 
@@ -63,7 +64,7 @@ row_range(const tf_attn_args *a, int64_t b, int64_t i, int64_t *lo, int64_t *hi)
 static inline int
 has_extra(const tf_attn_args *a)
 {
-    return a->bool_mask != NULL || a->mask != NULL || a->bias != NULL;
+    return a->bool_mask != NULL || a->mask != NULL || a->bias != NULL || a->rel != NULL;
 }
 
 /* What masks and biases add to the scaled score of (b, h, i, j): -inf hides the key. */
@@ -81,6 +82,9 @@ extra_at(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, int64_t j)
     if (a->bias != NULL) {
         add += a->bias[b * a->b_sb + h * a->b_sh + i * a->b_sl + j * a->b_ss];
     }
+    if (a->rel != NULL) {
+        add += a->rel[h * a->rel_sh + (j - i) + (a->L - 1)];
+    }
     return add;
 }
 
@@ -90,7 +94,7 @@ static inline int
 extra_per_key_only(const tf_attn_args *a)
 {
     return (a->bool_mask == NULL || a->bm_sl == 0) && (a->mask == NULL || a->m_sl == 0) &&
-           (a->bias == NULL || a->b_sl == 0);
+           (a->bias == NULL || a->b_sl == 0) && a->rel == NULL;
 }
 
 /* Row pointers; a packed batch b starts at row seq_start[b] instead of b * batch stride. */
@@ -206,145 +210,43 @@ typedef struct {
     float *ot;   /* (Dv, BQ) output accumulator */
 } tile_scratch;
 
-/* Store one key's 64 scores (4 vectors) to st, hiding lanes that cannot see key j when
- * the block is an edge block, and fold them into the running block max. */
-TF_AVX512 static inline void
-store_scores(float *row, __m512 s0, __m512 s1, __m512 s2, __m512 s3, int edge, int64_t j,
-             const __m512i *vlo, const __m512i *vhi, __m512 *tmax)
-{
-    __m512 s[4] = {s0, s1, s2, s3};
-    if (edge) {
-        const __m512i vj = _mm512_set1_epi32((int32_t)j);
-        const __m512 ninf = _mm512_set1_ps(-INFINITY);
-        for (int u = 0; u < 4; u++) {
-            __mmask16 vis = _mm512_cmpge_epi32_mask(vj, vlo[u]) & _mm512_cmplt_epi32_mask(vj, vhi[u]);
-            s[u] = _mm512_mask_blend_ps(vis, ninf, s[u]);
-        }
-    }
-    for (int u = 0; u < 4; u++) {
-        _mm512_storeu_ps(row + 16 * u, s[u]);
-        tmax[u] = _mm512_max_ps(tmax[u], s[u]);
-    }
-}
-
-/* st[c][:] = qt · k[c] for keys c < nk of this block, 4 keys x 64 queries per register
- * tile (qt is pre-scaled). qt is (D, BQ), k rows have stride k_ss; st is (nk, BQ).
- * Lanes outside [lo, hi) become -inf on edge blocks; tmax gets each lane's maximum. */
-TF_AVX512 static void
-qk_tile(const float *qt, const float *k, int64_t k_ss, int64_t D, int64_t nk, int64_t j0,
-        int edge, const __m512i *vlo, const __m512i *vhi, float *st, __m512 *tmax)
-{
-    int64_t c = 0;
-    for (; c + 4 <= nk; c += 4) {
-        __m512 acc[4][4];
-        for (int r = 0; r < 4; r++)
-            for (int v = 0; v < 4; v++)
-                acc[r][v] = _mm512_setzero_ps();
-        const float *k0 = k + c * k_ss, *k1 = k0 + k_ss, *k2 = k1 + k_ss, *k3 = k2 + k_ss;
-        for (int64_t d = 0; d < D; d++) {
-            const float *q = qt + d * BQ;
-            __m512 q0 = _mm512_loadu_ps(q), q1 = _mm512_loadu_ps(q + 16),
-                   q2 = _mm512_loadu_ps(q + 32), q3 = _mm512_loadu_ps(q + 48);
-            __m512 b0 = _mm512_set1_ps(k0[d]), b1 = _mm512_set1_ps(k1[d]),
-                   b2 = _mm512_set1_ps(k2[d]), b3 = _mm512_set1_ps(k3[d]);
-            acc[0][0] = _mm512_fmadd_ps(b0, q0, acc[0][0]); acc[0][1] = _mm512_fmadd_ps(b0, q1, acc[0][1]);
-            acc[0][2] = _mm512_fmadd_ps(b0, q2, acc[0][2]); acc[0][3] = _mm512_fmadd_ps(b0, q3, acc[0][3]);
-            acc[1][0] = _mm512_fmadd_ps(b1, q0, acc[1][0]); acc[1][1] = _mm512_fmadd_ps(b1, q1, acc[1][1]);
-            acc[1][2] = _mm512_fmadd_ps(b1, q2, acc[1][2]); acc[1][3] = _mm512_fmadd_ps(b1, q3, acc[1][3]);
-            acc[2][0] = _mm512_fmadd_ps(b2, q0, acc[2][0]); acc[2][1] = _mm512_fmadd_ps(b2, q1, acc[2][1]);
-            acc[2][2] = _mm512_fmadd_ps(b2, q2, acc[2][2]); acc[2][3] = _mm512_fmadd_ps(b2, q3, acc[2][3]);
-            acc[3][0] = _mm512_fmadd_ps(b3, q0, acc[3][0]); acc[3][1] = _mm512_fmadd_ps(b3, q1, acc[3][1]);
-            acc[3][2] = _mm512_fmadd_ps(b3, q2, acc[3][2]); acc[3][3] = _mm512_fmadd_ps(b3, q3, acc[3][3]);
-        }
-        for (int r = 0; r < 4; r++) {
-            store_scores(st + (c + r) * BQ, acc[r][0], acc[r][1], acc[r][2], acc[r][3], edge,
-                         j0 + c + r, vlo, vhi, tmax);
-        }
-    }
-    for (; c < nk; c++) {
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        const float *kc = k + c * k_ss;
-        for (int64_t d = 0; d < D; d++) {
-            const float *q = qt + d * BQ;
-            __m512 b = _mm512_set1_ps(kc[d]);
-            a0 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q), a0);
-            a1 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 16), a1);
-            a2 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 32), a2);
-            a3 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 48), a3);
-        }
-        store_scores(st + c * BQ, a0, a1, a2, a3, edge, j0 + c, vlo, vhi, tmax);
-    }
-}
-
-/* ot[dv][:] += sum_c st[c][:] * v[c][dv]: 4 value dims x 64 queries per register tile.
- * st is (nk, BQ), v rows have stride v_ss, ot is (Dv, BQ). */
-TF_AVX512 static void
-pv_tile(const float *st, const float *v, int64_t v_ss, int64_t nk, int64_t Dv, float *ot)
-{
-    int64_t dv = 0;
-    for (; dv + 4 <= Dv; dv += 4) {
-        __m512 acc[4][4];
-        for (int r = 0; r < 4; r++)
-            for (int u = 0; u < 4; u++)
-                acc[r][u] = _mm512_loadu_ps(ot + (dv + r) * BQ + 16 * u);
-        for (int64_t c = 0; c < nk; c++) {
-            const float *p = st + c * BQ, *vc = v + c * v_ss + dv;
-            __m512 p0 = _mm512_loadu_ps(p), p1 = _mm512_loadu_ps(p + 16),
-                   p2 = _mm512_loadu_ps(p + 32), p3 = _mm512_loadu_ps(p + 48);
-            for (int r = 0; r < 4; r++) {
-                __m512 b = _mm512_set1_ps(vc[r]);
-                acc[r][0] = _mm512_fmadd_ps(b, p0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(b, p1, acc[r][1]);
-                acc[r][2] = _mm512_fmadd_ps(b, p2, acc[r][2]);
-                acc[r][3] = _mm512_fmadd_ps(b, p3, acc[r][3]);
-            }
-        }
-        for (int r = 0; r < 4; r++)
-            for (int u = 0; u < 4; u++)
-                _mm512_storeu_ps(ot + (dv + r) * BQ + 16 * u, acc[r][u]);
-    }
-    for (; dv < Dv; dv++) {
-        float *o = ot + dv * BQ;
-        __m512 a0 = _mm512_loadu_ps(o), a1 = _mm512_loadu_ps(o + 16),
-               a2 = _mm512_loadu_ps(o + 32), a3 = _mm512_loadu_ps(o + 48);
-        for (int64_t c = 0; c < nk; c++) {
-            const float *p = st + c * BQ;
-            __m512 b = _mm512_set1_ps(v[c * v_ss + dv]);
-            a0 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p), a0);
-            a1 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p + 16), a1);
-            a2 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p + 32), a2);
-            a3 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p + 48), a3);
-        }
-        _mm512_storeu_ps(o, a0);
-        _mm512_storeu_ps(o + 16, a1);
-        _mm512_storeu_ps(o + 32, a2);
-        _mm512_storeu_ps(o + 48, a3);
-    }
-}
-
 /* Adds masks and biases to the scores st (nk, BQ) of keys j0.. and recomputes the
- * block max; hidden keys stay -inf. */
+ * block max; hidden keys stay -inf. The offset bias (rel) is one reversed vector load per
+ * key and 16 queries: lane r of query vector u reads rel[(j - i0 - 16u - r) + L - 1]. */
 TF_AVX512 static void
 add_extras(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t j0, int64_t nk,
            float *st, __m512 *tmax)
 {
+    const int rel_only = a->rel != NULL && a->bool_mask == NULL && a->mask == NULL && a->bias == NULL;
     const int per_key = extra_per_key_only(a);
+    const __m512i reverse = _mm512_set_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const int64_t len = seq_len(a, b);
+    __mmask16 valid[4];  /* lanes (as loaded, before reversal) whose query exists */
     for (int u = 0; u < 4; u++) {
         tmax[u] = _mm512_set1_ps(-INFINITY);
+        int64_t nv = len - i0 - 16 * u;
+        nv = nv < 0 ? 0 : nv > 16 ? 16 : nv;
+        valid[u] = (__mmask16)(0xFFFFu << (16 - nv));
     }
+    const float *rel_h = a->rel != NULL ? a->rel + h * a->rel_sh + (a->L - 1) : NULL;
     for (int64_t c = 0; c < nk; c++) {
         const int64_t j = j0 + c;
         float *row = st + c * BQ;
         for (int u = 0; u < 4; u++) {
             __m512 add;
-            if (per_key) {
+            if (rel_only) {
+                /* rel_h[j - i0 - 16u - 15 .. j - i0 - 16u], lane 15 - r <-> query i0 + 16u + r */
+                const float *p = rel_h + (j - i0 - 16 * u - 15);
+                add = _mm512_permutexvar_ps(reverse, _mm512_maskz_loadu_ps(valid[u], p));
+            }
+            else if (per_key) {
                 add = _mm512_set1_ps(extra_at(a, b, h, i0, j));
             }
             else {
                 float buf[16];
                 for (int r = 0; r < 16; r++) {
                     int64_t i = i0 + 16 * u + r;
-                    buf[r] = i < seq_len(a, b) ? extra_at(a, b, h, i, j) : 0.0f;
+                    buf[r] = i < len ? extra_at(a, b, h, i, j) : 0.0f;
                 }
                 add = _mm512_loadu_ps(buf);
             }
@@ -399,38 +301,12 @@ attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq,
         /* interior blocks (every lane sees every key) skip the visibility test */
         const int edge = j0 < lo_max || j0 + nk > hi_min;
         __m512 tmax[4] = {ninf, ninf, ninf, ninf};
-        qk_tile(ts->qt, k_row(a, b, kh, j0), a->k_ss, D, nk, j0, edge, vlo, vhi, ts->st, tmax);
+        tf_tile_qk(ts->qt, k_row(a, b, kh, j0), a->k_ss, D, nk, j0, edge, vlo, vhi, ts->st, tmax);
         if (extra) {
             add_extras(a, b, h, i0, j0, nk, ts->st, tmax);
         }
-        /* online softmax per query lane */
-        for (int u = 0; u < 4; u++) {
-            __m512 m_new = _mm512_max_ps(m[u], tmax[u]);
-            /* lanes that have seen no key yet keep exponent base 0 (exp(-inf) = 0) */
-            __mmask16 none = _mm512_cmp_ps_mask(m_new, ninf, _CMP_EQ_OQ);
-            __m512 base = _mm512_mask_blend_ps(none, m_new, _mm512_setzero_ps());
-            __m512 psum = _mm512_setzero_ps();
-            for (int64_t c = 0; c < nk; c++) {
-                float *p = ts->st + c * BQ + 16 * u;
-                __m512 e = tf_exp512(_mm512_sub_ps(_mm512_loadu_ps(p), base));
-                _mm512_storeu_ps(p, e);
-                psum = _mm512_add_ps(psum, e);
-            }
-            /* rescale earlier sums only where the maximum moved */
-            if (_mm512_cmp_ps_mask(m_new, m[u], _CMP_GT_OQ) != 0) {
-                __m512 corr = tf_exp512(_mm512_sub_ps(m[u], base));
-                l[u] = _mm512_fmadd_ps(l[u], corr, psum);
-                for (int64_t dv = 0; dv < Dv; dv++) {
-                    float *o = ts->ot + dv * BQ + 16 * u;
-                    _mm512_storeu_ps(o, _mm512_mul_ps(_mm512_loadu_ps(o), corr));
-                }
-            }
-            else {
-                l[u] = _mm512_add_ps(l[u], psum);
-            }
-            m[u] = m_new;
-        }
-        pv_tile(ts->st, v_row(a, b, kh, j0), a->v_ss, nk, Dv, ts->ot);
+        tf_tile_softmax(ts->st, nk, Dv, ts->ot, tmax, m, l);
+        tf_tile_pv(ts->st, v_row(a, b, kh, j0), a->v_ss, nk, Dv, ts->ot);
     }
     /* out[i][dv] = ot[dv][i] / l[i]; queries that saw no key get zeros */
     float lsum[BQ], mx[BQ];

@@ -70,7 +70,7 @@ tf_mha_forward(const tf_mha *m, const tf_mha_call *c, tf_err *err)
 {
     const int64_t B = c->B, T = c->T, S = c->S, H = m->H, KVH = m->KVH, D = m->D;
     const int64_t M = c->seq_start ? c->seq_start[B] : B * T;  /* rows of every GEMM */
-    float *qkv = NULL, *kvbuf = NULL, *ctx = NULL;
+    float *qkv = NULL, *kvbuf = NULL, *ctx = NULL, *rel = NULL;
     int rc = -1;
     const int64_t W = m->cross ? H * D : (H + 2 * KVH) * D;  /* row width of qkv */
     qkv = tf_malloc((size_t)M * (size_t)W * sizeof(float));
@@ -164,6 +164,17 @@ tf_mha_forward(const tf_mha *m, const tf_mha_call *c, tf_err *err)
         a.bias = c->bias;
         a.b_sb = c->b_sb; a.b_sh = c->b_sh; a.b_sl = c->b_sl; a.b_ss = c->b_ss;
     }
+    if (m->pos.kind != TF_POSBIAS_NONE) {
+        /* (H, T + S - 1) offsets; queries sit after the cached rows */
+        rel = tf_malloc((size_t)tf_posbias_size(&m->pos, T, a.S) * sizeof(float));
+        if (rel == NULL) {
+            tf_err_set(err, TF_ERR_MEMORY, "out of memory for the position bias");
+            goto done;
+        }
+        tf_posbias_fill(&m->pos, T, a.S, a.causal_offset, rel);
+        a.rel = rel;
+        a.rel_sh = T + a.S - 1;
+    }
     a.weights = c->weights;
     a.seq_start = c->seq_start;
     if (tf_attention(&a, err) < 0)
@@ -178,6 +189,7 @@ done:
     tf_free(qkv);
     tf_free(kvbuf);
     tf_free(ctx);
+    tf_free(rel);
     return rc;
 }
 
@@ -240,6 +252,68 @@ opt_int(PyObject *obj, long long dflt, long long *out)
     return *out == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
+/* relative_attention_bias= (T5: a (num_buckets, num_heads) table, buckets bidirectional
+ * unless causal) or alibi=True (BLOOM slopes). *table receives the checked array. */
+static int
+init_position_bias(tf_state *st, tf_mha *self, PyObject *table_obj, long long num_buckets,
+                   long long max_distance, int alibi, PyArrayObject **table)
+{
+    if (table_obj == Py_None && !alibi) {
+        return 0;
+    }
+    if (table_obj != Py_None && alibi) {
+        tf_value_error(st, "give relative_attention_bias or alibi=True, not both");
+        return -1;
+    }
+    if (self->cross) {
+        tf_value_error(st, "relative_attention_bias and alibi are for self-attention only");
+        return -1;
+    }
+    if (alibi) {
+        if (tf_posbias_init_alibi(&self->pos, self->H) < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        return 0;
+    }
+    const int bidirectional = !self->causal;
+    /* per direction: the first half of the buckets are exact distances, the rest
+     * logarithmic up to max_distance (HF's formula needs both parts non-empty) */
+    const long long per_dir = bidirectional ? num_buckets / 2 : num_buckets;
+    if (per_dir < 2) {
+        tf_value_error(st, "relative_attention_num_buckets must be >= %d, got %lld", bidirectional ? 4 : 2,
+                       num_buckets);
+        return -1;
+    }
+    if (num_buckets > (1 << 20)) {
+        tf_value_error(st, "relative_attention_num_buckets=%lld is too large", num_buckets);
+        return -1;
+    }
+    if (max_distance <= per_dir / 2) {
+        tf_value_error(st, "relative_attention_max_distance must exceed %lld (half of the %lld buckets per "
+                           "direction), got %lld", per_dir / 2, per_dir, max_distance);
+        return -1;
+    }
+    if ((*table = tf_arg_f32(st, table_obj, "relative_attention_bias", 2, 2)) == NULL) {
+        return -1;
+    }
+    if (PyArray_DIM(*table, 0) != num_buckets || PyArray_DIM(*table, 1) != self->H) {
+        tf_value_error(st, "relative_attention_bias has shape (%" NPY_INTP_FMT ", %" NPY_INTP_FMT "), expected "
+                           "(relative_attention_num_buckets=%lld, num_heads=%lld)",
+                       PyArray_DIM(*table, 0), PyArray_DIM(*table, 1), num_buckets, (long long)self->H);
+        return -1;
+    }
+    if (tf_check_finite(st, *table, "relative_attention_bias") < 0) {
+        return -1;
+    }
+    if (tf_posbias_init_t5(&self->pos, PyArray_DATA(*table), num_buckets, self->H, max_distance,
+                           bidirectional) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -248,30 +322,35 @@ mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         "q_weight", "k_weight", "v_weight", "q_bias", "k_bias", "v_bias",
         "qkv_weight", "qkv_bias", "o_weight", "o_bias", "transposed",
         "is_causal", "scale", "is_cross_attention", "kv_input_size",
-        "rotary_dim", "rope_theta", "rope_inv_freq", "rope_interleaved", "sliding_window", "dtype", NULL};
+        "rotary_dim", "rope_theta", "rope_inv_freq", "rope_interleaved", "sliding_window", "dtype",
+        "relative_attention_bias", "relative_attention_num_buckets", "relative_attention_max_distance",
+        "alibi", NULL};
     long long C, H, KVH = 0, D = 0, kv_in = 0, rotary_dim = -1, window = 0;
     PyObject *kvh_obj = Py_None, *d_obj = Py_None, *kv_in_obj = Py_None, *rd_obj = Py_None,
              *window_obj = Py_None;
     PyObject *qw = Py_None, *kw = Py_None, *vw = Py_None, *qb = Py_None, *kb = Py_None,
              *vb = Py_None, *qkvw = Py_None, *qkvb = Py_None, *ow = Py_None, *ob = Py_None,
-             *scale_obj = Py_None, *theta_obj = Py_None, *inv_freq_obj = Py_None, *dtype = Py_None;
-    int transposed = 0, causal = 0, cross = 0, interleaved = 0;
+             *scale_obj = Py_None, *theta_obj = Py_None, *inv_freq_obj = Py_None, *dtype = Py_None,
+             *rel_table_obj = Py_None, *nb_obj = Py_None, *md_obj = Py_None;
+    long long num_buckets = 32, max_distance = 128;
+    int transposed = 0, causal = 0, cross = 0, interleaved = 0, alibi = 0;
     PyObject *fused_w = NULL, *fused_b = NULL, *kv_w = NULL, *kv_b = NULL;
-    PyArrayObject *inv = NULL;
+    PyArrayObject *inv = NULL, *rel_table = NULL;
     tf_state *st = tf_state_of_type(type);
     tf_mha *self = NULL;
     if (st == NULL) {
         return NULL;
     }
     if (!TF_PARSE(st, 
-            args, kwds, "LL|$OOOOOOOOOOOOppOpOOOOpOO:MultiHeadAttention", kwlist, &C, &H, &kvh_obj,
+            args, kwds, "LL|$OOOOOOOOOOOOppOpOOOOpOOOOOp:MultiHeadAttention", kwlist, &C, &H, &kvh_obj,
             &d_obj, &qw, &kw, &vw, &qb, &kb, &vb, &qkvw, &qkvb, &ow, &ob, &transposed, &causal,
             &scale_obj, &cross, &kv_in_obj, &rd_obj, &theta_obj, &inv_freq_obj, &interleaved,
-            &window_obj, &dtype)) {
+            &window_obj, &dtype, &rel_table_obj, &nb_obj, &md_obj, &alibi)) {
         return NULL;
     }
     if (opt_int(kvh_obj, 0, &KVH) < 0 || opt_int(d_obj, 0, &D) < 0 || opt_int(kv_in_obj, 0, &kv_in) < 0 ||
-        opt_int(rd_obj, -1, &rotary_dim) < 0 || opt_int(window_obj, 0, &window) < 0) {
+        opt_int(rd_obj, -1, &rotary_dim) < 0 || opt_int(window_obj, 0, &window) < 0 ||
+        opt_int(nb_obj, 32, &num_buckets) < 0 || opt_int(md_obj, 128, &max_distance) < 0) {
         return NULL;
     }
     if (C < 1 || H < 1) {
@@ -434,11 +513,14 @@ mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
             }
         }
     }
+    if (init_position_bias(st, self, rel_table_obj, num_buckets, max_distance, alibi, &rel_table) < 0)
+        goto fail;
     Py_XDECREF(fused_w);
     Py_XDECREF(fused_b);
     Py_XDECREF(kv_w);
     Py_XDECREF(kv_b);
     Py_XDECREF(inv);
+    Py_XDECREF(rel_table);
     return (PyObject *)self;
 fail:
     Py_XDECREF(fused_w);
@@ -446,6 +528,7 @@ fail:
     Py_XDECREF(kv_w);
     Py_XDECREF(kv_b);
     Py_XDECREF(inv);
+    Py_XDECREF(rel_table);
     Py_XDECREF(self);
     return NULL;
 }
@@ -476,6 +559,7 @@ mha_dealloc(tf_mha *self)
     PyObject_GC_UnTrack(self);
     mha_clear(self);
     tf_free(self->inv_freq);
+    tf_posbias_free(&self->pos);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -855,7 +939,9 @@ PyDoc_STRVAR(mha_doc,
 "                   v_bias=None, qkv_weight=None, qkv_bias=None, o_weight, o_bias=None,\n"
 "                   transposed=False, is_causal=False, scale=None, is_cross_attention=False,\n"
 "                   kv_input_size=None, rotary_dim=None, rope_theta=None, rope_inv_freq=None,\n"
-"                   rope_interleaved=False, sliding_window=None, dtype='float32')\n--\n\n"
+"                   rope_interleaved=False, sliding_window=None, dtype='float32',\n"
+"                   relative_attention_bias=None, relative_attention_num_buckets=32,\n"
+"                   relative_attention_max_distance=128, alibi=False)\n--\n\n"
 "Attention layer: projections, optional rotary embedding, fused attention kernel, output\n"
 "projection. Self-attention fuses q/k/v into one GEMM (give q/k/v weights or an already\n"
 "fused qkv_weight); GQA/MQA via num_key_value_heads without copying K/V. Weights are\n"
@@ -863,6 +949,12 @@ PyDoc_STRVAR(mha_doc,
 "Rotary: rope_theta (default inverse frequencies) or rope_inv_freq (scaled variants) over\n"
 "the first rotary_dim dims of each head, half-split (Llama) or interleaved (GPT-J).\n"
 "sliding_window=W lets each query see itself and the W - 1 keys before it (Mistral).\n"
+"Position biases computed inside the attention kernel (never an (H, T, S) tensor):\n"
+"relative_attention_bias=table (num_buckets, num_heads) adds T5's bucketed relative bias\n"
+"(relative_attention_num_buckets=32, relative_attention_max_distance=128; bidirectional\n"
+"buckets unless is_causal, queries after the cached rows when decoding); alibi=True adds\n"
+"BLOOM's ALiBi, slope_h * (key - query) (softmax-equal to HF's slope_h * key position for\n"
+"prefix or suffix padding).\n"
 "dtype 'bfloat16' or 'int8' stores the projections so (see Linear).\n"
 "Integer options also accept None (their default), as HF configs hold them.\n\n"
 "Call: ``attn(hidden_states, attention_mask=None, *, encoder_hidden_states=None,\n"

@@ -4,6 +4,7 @@
 
 #include "kvcache.h"
 #include "linear.h"
+#include "posbias.h"
 
 typedef struct {
     PyObject_HEAD
@@ -21,6 +22,7 @@ typedef struct {
     int64_t rotary_dim;    /* 0 = no rotary */
     int rope_interleaved;
     float *inv_freq;       /* (rotary_dim / 2,) owned */
+    tf_posbias pos;        /* T5 relative bias or ALiBi, computed per call (self-attention) */
 } tf_mha;
 
 /* Everything one attention call needs besides the layer. */

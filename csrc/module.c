@@ -77,7 +77,8 @@ static const tf_register_fn registrations[] = {
     tf_register_linear, tf_register_norm,     tf_register_embedding,
     tf_register_act,    tf_register_posenc,   tf_register_attention,
     tf_register_ffn,    tf_register_mha,      tf_register_block,
-    tf_register_convert, tf_register_kvcache,
+    tf_register_convert, tf_register_kvcache, tf_register_posbias,
+    tf_register_longformer, tf_register_block_sparse,
     tf_register_window_attention, tf_register_swin_layer,
 };
 

@@ -75,6 +75,9 @@ int tf_register_mha(PyObject *module, tf_state *st);
 int tf_register_block(PyObject *module, tf_state *st);
 int tf_register_convert(PyObject *module, tf_state *st);
 int tf_register_kvcache(PyObject *module, tf_state *st);
+int tf_register_posbias(PyObject *module, tf_state *st);
+int tf_register_longformer(PyObject *module, tf_state *st);
+int tf_register_block_sparse(PyObject *module, tf_state *st);
 int tf_register_window_attention(PyObject *module, tf_state *st);
 int tf_register_swin_layer(PyObject *module, tf_state *st);
 

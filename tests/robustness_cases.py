@@ -164,6 +164,15 @@ CASES = [
     ("rope_inv_freq/odd head_dim", "F.rope_inv_freq(7)", VE, "even|head_dim|rotary"),
     ("rope_inv_freq/zero theta", "F.rope_inv_freq(8, theta=0.0)", VE, "theta"),
     ("glu/odd width", "F.glu(r(2, 5))", VE, "even|2F|split"),
+    ("swa/key length", "F.sliding_window_attention(q, k, v, 2)", VE, "key has shape"),
+    ("swa/negative window", "F.sliding_window_attention(q, q, q, -1)", VE, "window"),
+    ("swa/huge dilation", "F.sliding_window_attention(q, q, q, 1, dilation=10**12)", VE, "dilation"),
+    ("swa/global mask shape", "F.sliding_window_attention(q, q, q, 1, global_attention_mask=np.ones((1, 7)))", VE,
+     "global_attention_mask"),
+    ("swa/global query slots", "F.sliding_window_attention(q, q, q, 1, global_attention_mask=np.ones((1, 6)), "
+     "global_query=r(1, 4, 5, 8))", VE, "global_query"),
+    ("swa/NaN key", "a = q.copy(); a[0, 1, 2, 3] = np.inf; F.sliding_window_attention(q, a, q, 1)", VE, "NaN or Inf"),
+    ("swa/huge weights", "F.sliding_window_attention(q, q, q, 2**31 - 1, return_weights=True)", VE, "return_weights"),
     # ---- KV cache
     ("kvcache/negative size", "tfcore.KVCache(1, -1, 2, 4)", VE, "positive"),
     ("kvcache/absurd size", "tfcore.KVCache(10**6, 10**6, 8, 128)", VE, "GiB"),
@@ -243,6 +252,19 @@ CASES = [
     ("threads/not an int", "tfcore.set_num_threads('2')", TE, "int"),
     ("threads/zero", "tfcore.set_num_threads(0)", VE, "thread"),
     ("threads/huge", "tfcore.set_num_threads(10**9)", VE, "thread"),
+    ("block_sparse/length not a multiple", "F.block_sparse_attention(q, k, v, np.zeros((2, 1), np.int64), 4)", VE,
+     "multiple"),
+    ("block_sparse/layout out of range", "F.block_sparse_attention(q, k, v, np.full((6, 1), 7), 1)", VE, "layout"),
+    ("block_sparse/layout huge", "F.block_sparse_attention(q, k, v, np.full((6, 1), 2**62), 1)", VE, "layout"),
+    ("block_sparse/layout list", "F.block_sparse_attention(q, k, v, [[0]] * 6, 1)", TE, "layout"),
+    ("block_sparse/huge block_size", "F.block_sparse_attention(q, k, v, np.zeros((1, 1), np.int64), 2**62)", VE,
+     "block_size"),
+    ("block_sparse/overflowing block_size", "F.block_sparse_attention(q, k, v, np.zeros((1, 1), np.int64), 2**70)",
+     VE, "int|overflow|large"),
+    ("block_sparse/global not ints", "F.block_sparse_attention(q, k, v, np.zeros((6, 1), np.int64), 1, "
+     "global_blocks='a')", TE, "global"),
+    ("block_sparse/float mask", "F.block_sparse_attention(q, k, v, np.zeros((6, 1), np.int64), 1, "
+     "key_padding_mask=np.ones((1, 7), np.float32))", TE, "key_padding_mask"),
 ]
 
 

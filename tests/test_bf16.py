@@ -154,3 +154,23 @@ def test_few_row_kernel_narrow_panels_and_odd_k(rng, N, K):
     acc = res.copy()
     lin(x[:3], acc, out=acc)
     assert np.abs(acc - (ref[:3] + res)).max() < 2e-5
+
+
+def test_float32_to_bfloat16_equals_torch():
+    """The converter `tfcore convert --dtype bfloat16` uses: torch's rounding (nearest even),
+    Inf and NaN kept, shape kept; bfloat16_to_float32 is its exact inverse on bf16 values."""
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.standard_normal(10_000).astype(np.float32) * 10.0 ** rng.integers(-40, 38, 10_000),
+                        np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1e-45, 3.4028235e38,
+                                  1.00390625, 1.01171875], np.float32)]).astype(np.float32)
+    got = tfcore._C.float32_to_bfloat16(x.reshape(2, -1)).reshape(-1)
+    want = torch.from_numpy(x).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    finite = np.isfinite(x)
+    np.testing.assert_array_equal(got[finite], want[finite])
+    back = tfcore._C.bfloat16_to_float32(got)
+    assert np.isnan(back[np.isnan(x)]).all() and (back[np.isinf(x)] == x[np.isinf(x)]).all()
+    np.testing.assert_array_equal(tfcore._C.float32_to_bfloat16(back), got)
+    with pytest.raises(tfcore.TfcoreTypeError, match="float32"):
+        tfcore._C.float32_to_bfloat16(x.astype(np.float64))
+    with pytest.raises(tfcore.TfcoreValueError, match="C-contiguous"):
+        tfcore._C.float32_to_bfloat16(x[::2])

@@ -12,17 +12,23 @@ import numpy as np
 from ._C import (
     TfcoreValueError,
     activation,
+    alibi_slopes,
+    block_sparse_attention,
     gelu,
     glu,
     relu,
     rotary_embedding,
     scaled_dot_product_attention,
     silu,
+    t5_relative_position_bucket,
     window_attention,
 )
+from ._C import sliding_window_attention
 
 __all__ = [
     "activation",
+    "alibi_slopes",
+    "block_sparse_attention",
     "gelu",
     "glu",
     "relu",
@@ -30,6 +36,8 @@ __all__ = [
     "rotary_embedding",
     "scaled_dot_product_attention",
     "silu",
+    "t5_relative_position_bucket",
+    "sliding_window_attention",
     "window_attention",
 ]
 

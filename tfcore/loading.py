@@ -20,6 +20,9 @@ BASE_MODELS: Dict[str, Type[PreTrainedModel]] = {
     "dinov2": models.Dinov2Model,
     "dinov2_with_registers": models.Dinov2WithRegistersModel,
     "gpt2": models.GPT2Model,
+    "bloom": models.BloomModel,
+    "longformer": models.LongformerModel,
+    "big_bird": models.BigBirdModel,
     "swin": models.SwinModel,
 }
 CAUSAL_LMS: Dict[str, Type[PreTrainedModel]] = {
@@ -27,6 +30,7 @@ CAUSAL_LMS: Dict[str, Type[PreTrainedModel]] = {
     "llama": models.LlamaForCausalLM,
     "mistral": models.MistralForCausalLM,
     "opt": models.OPTForCausalLM,
+    "bloom": models.BloomForCausalLM,
 }
 
 

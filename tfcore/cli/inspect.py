@@ -97,9 +97,8 @@ class Convert:
                 tensors[name] = np.ascontiguousarray(a, np.float32)
             elif args.dtype == "float16":
                 tensors[name] = a.astype(np.float16)
-            else:  # round to nearest even on the dropped 16 bits
-                bits = np.ascontiguousarray(a, np.float32).view(np.uint32)
-                tensors[name] = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+            else:
+                tensors[name] = _C.float32_to_bfloat16(np.ascontiguousarray(a, np.float32))
                 bf16.append(name)
         os.makedirs(args.dest)
         for f in os.listdir(args.source):

@@ -9,8 +9,11 @@ from .bert import (
     RobertaModel,
     XLMRobertaModel,
 )
+from .big_bird import BigBirdModel
+from .bloom import BloomForCausalLM, BloomModel
 from .gpt2 import GPT2LMHeadModel, GPT2Model
 from .llama import LlamaForCausalLM, MistralForCausalLM
+from .longformer import LongformerModel
 from .opt import OPTForCausalLM
 from .vit import DeiTModel, Dinov2Model, Dinov2WithRegistersModel, ViTModel
 from .swin import SwinForImageClassification, SwinModel
@@ -19,6 +22,7 @@ __all__ = [
     "BertForMaskedLM",
     "BertForSequenceClassification",
     "BertModel",
+    "BigBirdModel",
     "DeiTModel",
     "Dinov2Model",
     "Dinov2WithRegistersModel",
@@ -33,6 +37,9 @@ __all__ = [
     "RobertaModel",
     "ViTModel",
     "XLMRobertaModel",
+    "BloomForCausalLM",
+    "BloomModel",
+    "LongformerModel",
     "SwinForImageClassification",
     "SwinModel",
 ]

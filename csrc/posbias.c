@@ -1,0 +1,249 @@
+/* posbias.c — T5 bucketed relative bias and ALiBi, as per-call offset vectors (posbias.h). */
+#include "tfcore.h"  /* Python.h first */
+
+#include "posbias.h"
+
+#include <math.h>
+#include <string.h>
+
+#define LUT_MAX (1 << 16)  /* distances tabulated per layer; farther ones are computed */
+
+/* Bucket of a distance d >= 0 within one direction of nb buckets (HF's is_small /
+ * relative_position_if_large), in float32 like torch. */
+static int32_t
+bucket_of_distance(int64_t d, int64_t nb, int64_t max_distance)
+{
+    const int64_t max_exact = nb / 2;
+    if (d < max_exact) {
+        return (int32_t)d;
+    }
+    const float ratio = (float)d / (float)max_exact;
+    const float denom = (float)log((double)max_distance / (double)max_exact);
+    const float scaled = logf(ratio) / denom * (float)(nb - max_exact);
+    int64_t large = max_exact + (int64_t)scaled;  /* .to(long) truncates toward zero */
+    return (int32_t)(large < nb - 1 ? large : nb - 1);
+}
+
+int32_t
+tf_t5_bucket(int64_t rel, int bidirectional, int64_t num_buckets, int64_t max_distance)
+{
+    int32_t base = 0;
+    int64_t nb = num_buckets;
+    if (bidirectional) {
+        nb /= 2;
+        base = rel > 0 ? (int32_t)nb : 0;
+        rel = rel < 0 ? -rel : rel;
+    }
+    else {
+        rel = rel < 0 ? -rel : 0;  /* keys after the query share bucket 0 */
+    }
+    return base + bucket_of_distance(rel, nb, max_distance);
+}
+
+void
+tf_alibi_slopes(int64_t H, float *slopes)
+{
+    int64_t p2 = 1;
+    while (p2 * 2 <= H) {
+        p2 *= 2;
+    }
+    /* base = 2^(-8 / p2) rounded to float32, then float32 powers of it (torch.pow) */
+    const float base = (float)pow(2.0, -pow(2.0, -(log2((double)p2) - 3.0)));
+    for (int64_t h = 0; h < p2; h++) {
+        slopes[h] = (float)pow((double)base, (double)(h + 1));
+    }
+    if (p2 != H) {
+        const float extra = (float)pow(2.0, -pow(2.0, -(log2((double)(2 * p2)) - 3.0)));
+        for (int64_t r = 0; r < H - p2; r++) {
+            slopes[p2 + r] = (float)pow((double)extra, (double)(2 * r + 1));
+        }
+    }
+}
+
+int
+tf_posbias_init_t5(tf_posbias *pb, const float *table, int64_t num_buckets, int64_t H,
+                   int64_t max_distance, int bidirectional)
+{
+    memset(pb, 0, sizeof(*pb));
+    pb->kind = TF_POSBIAS_T5;
+    pb->H = H;
+    pb->num_buckets = num_buckets;
+    pb->max_distance = max_distance;
+    pb->bidirectional = bidirectional;
+    const int64_t nb = bidirectional ? num_buckets / 2 : num_buckets;
+    /* tabulate distances until the bucket saturates at nb - 1 (it is nondecreasing) */
+    int64_t far = 0;
+    while (far < LUT_MAX && bucket_of_distance(far, nb, max_distance) < nb - 1) {
+        far++;
+    }
+    pb->far = far;
+    pb->far_bucket = (int32_t)(nb - 1);
+    pb->table = tf_malloc((size_t)(num_buckets * H) * sizeof(float));
+    pb->bucket_of = tf_malloc((size_t)(far > 0 ? far : 1) * sizeof(int32_t));
+    if (pb->table == NULL || pb->bucket_of == NULL) {
+        tf_posbias_free(pb);
+        return -1;
+    }
+    memcpy(pb->table, table, (size_t)(num_buckets * H) * sizeof(float));
+    for (int64_t d = 0; d < far; d++) {
+        pb->bucket_of[d] = bucket_of_distance(d, nb, max_distance);
+    }
+    return 0;
+}
+
+int
+tf_posbias_init_alibi(tf_posbias *pb, int64_t H)
+{
+    memset(pb, 0, sizeof(*pb));
+    pb->kind = TF_POSBIAS_ALIBI;
+    pb->H = H;
+    pb->slopes = tf_malloc((size_t)H * sizeof(float));
+    if (pb->slopes == NULL) {
+        return -1;
+    }
+    tf_alibi_slopes(H, pb->slopes);
+    return 0;
+}
+
+void
+tf_posbias_free(tf_posbias *pb)
+{
+    tf_free(pb->table);
+    tf_free(pb->bucket_of);
+    tf_free(pb->slopes);
+    memset(pb, 0, sizeof(*pb));
+}
+
+int64_t
+tf_posbias_size(const tf_posbias *pb, int64_t L, int64_t S)
+{
+    return pb->H * (L + S - 1);
+}
+
+/* T5 bucket through the layer's table of distances. */
+static inline int32_t
+lut_bucket(const tf_posbias *pb, int64_t rel)
+{
+    int32_t base = 0;
+    const int64_t nb = pb->bidirectional ? pb->num_buckets / 2 : pb->num_buckets;
+    if (pb->bidirectional) {
+        base = rel > 0 ? (int32_t)nb : 0;
+        rel = rel < 0 ? -rel : rel;
+    }
+    else {
+        rel = rel < 0 ? -rel : 0;
+    }
+    if (rel < pb->far) {
+        return base + pb->bucket_of[rel];
+    }
+    return base + (pb->far < LUT_MAX ? pb->far_bucket : bucket_of_distance(rel, nb, pb->max_distance));
+}
+
+void
+tf_posbias_fill(const tf_posbias *pb, int64_t L, int64_t S, int64_t q_offset, float *rel)
+{
+    const int64_t n = L + S - 1, H = pb->H;
+    /* entry idx holds key - query = idx - (L - 1) - q_offset */
+    for (int64_t idx = 0; idx < n; idx++) {
+        const int64_t delta = idx - (L - 1) - q_offset;
+        if (pb->kind == TF_POSBIAS_T5) {
+            const float *row = pb->table + (int64_t)lut_bucket(pb, delta) * H;
+            for (int64_t h = 0; h < H; h++) {
+                rel[h * n + idx] = row[h];
+            }
+        }
+        else {
+            for (int64_t h = 0; h < H; h++) {
+                rel[h * n + idx] = pb->slopes[h] * (float)delta;
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ Python functions */
+
+static PyObject *
+py_t5_bucket(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"relative_position", "bidirectional", "num_buckets", "max_distance", NULL};
+    PyObject *rel_obj;
+    int bidirectional = 1;
+    long long num_buckets = 32, max_distance = 128;
+    tf_state *st = tf_state_of_module(module);
+    if (!TF_PARSE(st, args, kwds, "O|$pLL:t5_relative_position_bucket", kwlist, &rel_obj, &bidirectional,
+                  &num_buckets, &max_distance)) {
+        return NULL;
+    }
+    const long long per_dir = bidirectional ? num_buckets / 2 : num_buckets;
+    if (per_dir < 2 || num_buckets > (1 << 20)) {
+        return tf_value_error(st, "num_buckets must be in [%d, 2^20], got %lld", bidirectional ? 4 : 2, num_buckets);
+    }
+    if (max_distance <= per_dir / 2) {
+        return tf_value_error(st, "max_distance must exceed %lld (half of the %lld buckets per direction), got %lld",
+                              per_dir / 2, per_dir, max_distance);
+    }
+    PyArrayObject *rel = tf_arg_ids(st, rel_obj, "relative_position");
+    if (rel == NULL) {
+        return NULL;
+    }
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(rel), PyArray_DIMS(rel), NPY_INT64);
+    if (out != NULL) {
+        const npy_intp n = PyArray_SIZE(rel);
+        const int wide = PyArray_ITEMSIZE(rel) == 8;
+        int64_t *o = PyArray_DATA(out);
+        for (npy_intp i = 0; i < n; i++) {
+            const int64_t r = wide ? ((const int64_t *)PyArray_DATA(rel))[i] : ((const int32_t *)PyArray_DATA(rel))[i];
+            o[i] = tf_t5_bucket(r, bidirectional, num_buckets, max_distance);
+        }
+    }
+    Py_DECREF(rel);
+    return (PyObject *)out;
+}
+
+static PyObject *
+py_alibi_slopes(PyObject *module, PyObject *arg)
+{
+    tf_state *st = tf_state_of_module(module);
+    long long H = PyLong_AsLongLong(arg);
+    if (H == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return tf_type_error(st, "num_heads must be an int");
+    }
+    if (H < 1 || H > (1 << 20)) {
+        return tf_value_error(st, "num_heads must be in [1, 2^20], got %lld", H);
+    }
+    npy_intp dims[1] = {(npy_intp)H};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_FLOAT32);
+    if (out != NULL) {
+        tf_alibi_slopes(H, PyArray_DATA(out));
+    }
+    return (PyObject *)out;
+}
+
+PyDoc_STRVAR(t5_bucket_doc,
+"t5_relative_position_bucket($module, relative_position, *, bidirectional=True, num_buckets=32,\n"
+"                            max_distance=128)\n--\n\n"
+"T5's bucket of each relative position (key position - query position), int64 array of\n"
+"the same shape: exact buckets for small distances, logarithmic ones up to max_distance\n"
+"(HF T5Attention._relative_position_bucket, same float32 arithmetic). MultiHeadAttention\n"
+"(relative_attention_bias=...) computes these inside the attention kernel.");
+
+PyDoc_STRVAR(alibi_slopes_doc,
+"alibi_slopes($module, num_heads, /)\n--\n\n"
+"ALiBi's per-head slopes (num_heads,) float32, as HF BLOOM builds them (a geometric series\n"
+"2^(-8/n); head counts that are not powers of 2 interleave a second series).\n"
+"MultiHeadAttention(alibi=True) adds slope * (key - query) inside the attention kernel.");
+
+static PyMethodDef posbias_methods[] = {
+    {"t5_relative_position_bucket", (PyCFunction)(void (*)(void))py_t5_bucket, METH_VARARGS | METH_KEYWORDS,
+     t5_bucket_doc},
+    {"alibi_slopes", py_alibi_slopes, METH_O, alibi_slopes_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+int
+tf_register_posbias(PyObject *module, tf_state *st)
+{
+    (void)st;
+    return PyModule_AddFunctions(module, posbias_methods);
+}

@@ -1,0 +1,131 @@
+"""BLOOM: BloomModel and BloomForCausalLM from Hugging Face checkpoints.
+
+No position embeddings: every attention layer adds ALiBi, ``slope[h] * (key - query)``,
+computed inside the attention kernel (MultiHeadAttention(alibi=True); HF adds
+``slope[h] * key_position`` with positions counted over the attention mask, which gives the
+same softmax whenever padding is a prefix or a suffix of each row, because the two differ
+by a constant per query row). The embeddings have their own LayerNorm; the fused
+query_key_value is stored per head as [H, 3, D] and reordered once at load into the
+[q heads | k heads | v heads] rows MultiHeadAttention fuses; bloom_gelu is the tanh GELU;
+the LM head is tied to word_embeddings.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .. import _C
+from ..config import Config
+from ..safetensors import CheckpointError
+from .base import ModelOutput, Weights
+from .decoder import DecoderLM
+
+
+def _config_int(cfg: Config, *names: str) -> int:
+    """The first of several HF spellings of a size (BLOOM configs use n_embed / hidden_size,
+    n_head / num_attention_heads, n_layer / num_hidden_layers)."""
+    for name in names:
+        if cfg.get(name) is not None:
+            return cfg.require(name)
+    raise CheckpointError(f"config.json: needs one of {', '.join(map(repr, names))}")
+
+
+def qkv_heads_to_blocks(a: np.ndarray, H: int, D: int) -> np.ndarray:
+    """BLOOM's fused query_key_value rows, per head [H, 3, D] (q, k, v of head 0, then of
+    head 1, ...), reordered to [3, H, D] = [q heads | k heads | v heads]: (3 H D, ...) in and out
+    (weights (3 C, C) or bias (3 C,); float32 or bfloat16 bits)."""
+    rest = a.shape[1:]
+    return np.ascontiguousarray(a.reshape((H, 3, D) + rest).swapaxes(0, 1).reshape((3 * H * D,) + rest))
+
+
+class _ResidualAfterNormBlock:
+    """A BLOOM layer with apply_residual_connection_post_layernorm=True (the residual is the
+    norm's output, not its input): ``n = ln1(x); h = n + attn(n); m = ln2(h); y = m + mlp(m)``.
+    Same call as TransformerBlock; the residual adds stay fused into the output GEMMs."""
+
+    def __init__(self, attention, feed_forward, norm1, norm2):
+        self.attention, self.feed_forward, self.norm1, self.norm2 = attention, feed_forward, norm1, norm2
+
+    def __call__(self, hidden_states, attention_mask=None, *, output_attentions: bool = False,
+                 past_key_values=None, layer_idx: Optional[int] = None):
+        n = self.norm1(hidden_states)
+        kw = dict(past_key_values=past_key_values, layer_idx=layer_idx) if past_key_values is not None else {}
+        out = self.attention(n, attention_mask, residual=n, output_attentions=output_attentions, **kw)
+        h, weights = out if output_attentions else (out, None)
+        m = self.norm2(h)
+        y = self.feed_forward(m, m)
+        return (y, weights) if output_attentions else y
+
+
+class BloomForCausalLM(DecoderLM):
+    """``transformers.BloomForCausalLM``: logits over the vocabulary, KV cache, generate()."""
+
+    model_types = ("bloom",)
+    base_prefixes = ("transformer.", "")
+    with_head = True
+
+    def __init__(self, config: Config, weights: Weights):
+        super().__init__(config, weights)
+        cfg, w = config, weights
+        C = _config_int(cfg, "hidden_size", "n_embed")
+        H = _config_int(cfg, "n_head", "num_attention_heads")
+        L = _config_int(cfg, "n_layer", "num_hidden_layers")
+        V = cfg.require("vocab_size")
+        eps = float(cfg.get("layer_norm_epsilon", 1e-5))
+        if C % H:
+            raise CheckpointError(f"config.json: hidden_size={C} is not divisible by n_head={H}")
+        D = C // H
+        post_norm_residual = bool(cfg.get("apply_residual_connection_post_layernorm", False))
+        # pretraining_tp / slow_but_exact only split the dense GEMMs into slices: same math
+        self.vocab_size, self.hidden_size = V, C
+        self.word_embeddings = _C.Embedding(w.get("word_embeddings.weight", (V, C)))
+        self.word_embeddings_layernorm = _C.LayerNorm(w.get("word_embeddings_layernorm.weight", (C,)),
+                                                      w.get("word_embeddings_layernorm.bias", (C,)), eps=eps)
+        for i in w.layer_range(L):
+            def g(key, *shape):
+                return w.get(f"h.{i}.{key}", shape, matrix=len(shape) == 2)
+
+            attn = _C.MultiHeadAttention(
+                C, H, qkv_weight=qkv_heads_to_blocks(g("self_attention.query_key_value.weight", 3 * C, C), H, D),
+                qkv_bias=qkv_heads_to_blocks(g("self_attention.query_key_value.bias", 3 * C), H, D),
+                o_weight=g("self_attention.dense.weight", C, C), o_bias=g("self_attention.dense.bias", C),
+                is_causal=True, alibi=True, dtype=w.dtype)
+            ffn = _C.FeedForward(g("mlp.dense_h_to_4h.weight", 4 * C, C), g("mlp.dense_4h_to_h.weight", C, 4 * C),
+                                 up_bias=g("mlp.dense_h_to_4h.bias", 4 * C), down_bias=g("mlp.dense_4h_to_h.bias", C),
+                                 activation="gelu_tanh", dtype=w.dtype)
+            n1 = _C.LayerNorm(g("input_layernorm.weight", C), g("input_layernorm.bias", C), eps=eps)
+            n2 = _C.LayerNorm(g("post_attention_layernorm.weight", C), g("post_attention_layernorm.bias", C), eps=eps)
+            if post_norm_residual:
+                self.layers.append(_ResidualAfterNormBlock(attn, ffn, n1, n2))
+            else:
+                self.layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=True))
+            w.release()
+        self.final_norm = _C.LayerNorm(w.get("ln_f.weight", (C,)), w.get("ln_f.bias", (C,)), eps=eps)
+        if self.with_head:
+            head = (w.get("lm_head.weight", (V, C), optional=True, matrix=True)
+                    if not cfg.get("tie_word_embeddings", True) else None)
+            self.lm_head = _C.Linear(head if head is not None else self.word_embeddings.weight, dtype=w.dtype)
+
+    def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Normalized input embeddings of ids (B, T): (B, T, C) float32.
+
+        word_embeddings then word_embeddings_layernorm; positions are unused (ALiBi is
+        applied inside attention)."""
+        return self.word_embeddings_layernorm(self.word_embeddings(ids))
+
+
+class BloomModel(BloomForCausalLM):
+    """``transformers.BloomModel``: the final hidden states (no LM head)."""
+
+    base_prefixes = ("", "transformer.")
+    with_head = False
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
+                use_cache=None, output_hidden_states: bool = False, output_attentions: bool = False) -> ModelOutput:
+        """Hugging Face arguments and outputs of transformers' BloomModel.
+
+        past_key_values is a tfcore.KVCache."""
+        h, cache, hidden, attentions = self.run_layers(input_ids, attention_mask, position_ids, past_key_values,
+                                                       use_cache, output_hidden_states, output_attentions)
+        return ModelOutput(last_hidden_state=h, past_key_values=cache, hidden_states=hidden, attentions=attentions)

@@ -1,0 +1,184 @@
+"""LongformerModel (Beltagy et al. 2020) from Hugging Face checkpoints: RoBERTa embeddings and
+post-norm layers whose self-attention is a sliding window plus global tokens
+(``tfcore.functional.sliding_window_attention``), linear in the sequence length.
+
+Unlike HF, the input is not padded to a multiple of ``attention_window``: the window is
+clipped at the sequence ends instead, which gives the same outputs for every token.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import numpy as np
+
+from .. import _C
+from ..config import Config
+from ..safetensors import CheckpointError
+from .base import ModelOutput, PreTrainedModel, Weights
+from .bert import RobertaModel, _act, _eps
+
+
+def _windows(cfg: Config, layers: int) -> List[int]:
+    """config.attention_window as one even, positive total window per layer."""
+    win = cfg.get("attention_window", 512)
+    wins = [win] * layers if isinstance(win, int) and not isinstance(win, bool) else win
+    if not isinstance(wins, (list, tuple)) or len(wins) != layers:
+        raise CheckpointError(f"config.json: attention_window must be an int or a list of {layers} ints "
+                              f"(one per layer), got {win!r}")
+    for i, w in enumerate(wins):
+        if not isinstance(w, int) or isinstance(w, bool) or w <= 0 or w % 2:
+            raise CheckpointError(f"config.json: attention_window[{i}] must be a positive even int, got {w!r}")
+    return list(wins)
+
+
+class _LongformerLayer:
+    """One LongformerLayer: q/k/v and global projections, the attention kernel, output
+    projection + residual + LayerNorm, feed-forward + residual + LayerNorm."""
+
+    def __init__(self, w: Weights, prefix: str, C: int, H: int, F: int, eps: float, act: str, window: int):
+        def g(name, kind, *shape):
+            return w.get(f"{prefix}.{name}.{kind}", shape, matrix=len(shape) == 2)
+
+        s = "attention.self."
+        self.C, self.H, self.D, self.window = C, H, C // H, window // 2  # one-sided, as HF
+        fused = lambda names: (np.concatenate([g(s + n, "weight", C, C) for n in names]),  # noqa: E731
+                               np.concatenate([g(s + n, "bias", C) for n in names]))
+        self.qkv = _C.Linear(*fused(("query", "key", "value")), dtype=w.dtype)
+        self.kv_global = _C.Linear(*fused(("key_global", "value_global")), dtype=w.dtype)
+        self.q_global = _C.Linear(g(s + "query_global", "weight", C, C), g(s + "query_global", "bias", C),
+                                  dtype=w.dtype)
+        self.o = _C.Linear(g("attention.output.dense", "weight", C, C), g("attention.output.dense", "bias", C),
+                           dtype=w.dtype)
+        self.norm1 = _C.LayerNorm(g("attention.output.LayerNorm", "weight", C),
+                                  g("attention.output.LayerNorm", "bias", C), eps=eps)
+        self.ffn = _C.FeedForward(g("intermediate.dense", "weight", F, C), g("output.dense", "weight", C, F),
+                                  up_bias=g("intermediate.dense", "bias", F), down_bias=g("output.dense", "bias", C),
+                                  activation=act, dtype=w.dtype)
+        self.norm2 = _C.LayerNorm(g("output.LayerNorm", "weight", C), g("output.LayerNorm", "bias", C), eps=eps)
+
+    def _heads(self, x: np.ndarray) -> np.ndarray:
+        """(B, T, C) rows as a (B, H, T, D) view (no copy)."""
+        B, T, _ = x.shape
+        return x.reshape(B, T, self.H, self.D).transpose(0, 2, 1, 3)
+
+    def __call__(self, h: np.ndarray, real: Optional[np.ndarray], glob: Optional[np.ndarray],
+                 gpos: List[np.ndarray], output_attentions: bool):
+        B, T, C = h.shape
+        qkv = self.qkv(h)  # (B, T, 3C) = [q | k | v] per row
+        kw = {}
+        if glob is not None:
+            G = max(len(p) for p in gpos)
+            hg = np.zeros((B, G, C), np.float32)  # hidden states of each item's global tokens
+            for b, p in enumerate(gpos):
+                hg[b, :len(p)] = h[b, p]
+            kvg = self.kv_global(h)  # (B, T, 2C)
+            kw = dict(global_attention_mask=glob, global_query=self._heads(self.q_global(hg)),
+                      global_key=self._heads(kvg[..., :C]), global_value=self._heads(kvg[..., C:]))
+        ctx = np.empty((B, T, C), np.float32)
+        res = _C.sliding_window_attention(
+            self._heads(qkv[..., :C]), self._heads(qkv[..., C:2 * C]), self._heads(qkv[..., 2 * C:]),
+            self.window, attention_mask=real, return_weights=output_attentions, out=self._heads(ctx), **kw)
+        a = self.o(ctx, h)  # dense(ctx) + h
+        a = self.norm1(a, out=a)
+        y = self.ffn(a, a)
+        y = self.norm2(y, out=y)
+        return (y, res[1], res[2]) if output_attentions else (y, None, None)
+
+
+class LongformerModel(RobertaModel):
+    """``transformers.LongformerModel``: RoBERTa embeddings (positions from padding_idx + 1),
+    Longformer layers (sliding window of ``attention_window[i]`` tokens in total, global
+    tokens from ``global_attention_mask`` with their own projections), tanh pooler."""
+
+    model_types = ("longformer",)
+    base_prefixes = ("", "longformer.")
+    ignore_keys = ("position_ids",)
+
+    def __init__(self, config: Config, weights: Weights, add_pooling_layer: bool = True):
+        PreTrainedModel.__init__(self, config, weights)  # embeddings as RobertaModel, own encoder
+        cfg, w = config, weights
+        C, V = cfg.require("hidden_size"), cfg.require("vocab_size")
+        P, H, F = cfg.require("max_position_embeddings"), cfg.require("num_attention_heads"), cfg.require(
+            "intermediate_size")
+        layers = cfg.require("num_hidden_layers")
+        if C % H:
+            raise CheckpointError(f"config.json: hidden size {C} is not divisible by {H} heads")
+        types = cfg.get("type_vocab_size", 2)
+        self.hidden_size, self.vocab_size, self.max_positions = C, V, P
+        self.padding_idx = int(cfg.get("pad_token_id", 1))
+        self.attention_window = _windows(cfg, layers)
+        self.word_embeddings = _C.Embedding(w.get("embeddings.word_embeddings.weight", (V, C)))
+        self.position_embeddings = w.get("embeddings.position_embeddings.weight", (P, C))
+        self.token_type_embeddings = (w.get("embeddings.token_type_embeddings.weight", (types, C))
+                                      if types else None)
+        self.embeddings_norm = _C.LayerNorm(w.get("embeddings.LayerNorm.weight", (C,)),
+                                            w.get("embeddings.LayerNorm.bias", (C,)), eps=_eps(cfg))
+        self.layers = []
+        for i in w.layer_range(layers):
+            self.layers.append(_LongformerLayer(w, f"encoder.layer.{i}", C, H, F, _eps(cfg), _act(cfg),
+                                                self.attention_window[i]))
+            w.release()
+        self.pooler = None
+        if add_pooling_layer and w.has("pooler.dense.weight"):
+            self.pooler = _C.Linear(w.get("pooler.dense.weight", (C, C)), w.get("pooler.dense.bias", (C,)), "tanh",
+                                    dtype=w.dtype)
+
+    @staticmethod
+    def _mask(name: str, m, B: int, T: int) -> Optional[np.ndarray]:
+        if m is None:
+            return None
+        m = np.asarray(m)
+        if m.shape != (B, T):
+            raise _C.TfcoreValueError(f"{name} has shape {m.shape}, expected (batch, seq_len) = ({B}, {T})")
+        if m.dtype.kind not in "biuf":
+            raise _C.TfcoreTypeError(f"{name} must hold 0/1 values, got dtype {m.dtype}")
+        return np.ascontiguousarray(m != 0)
+
+    def forward(self, input_ids, attention_mask=None, global_attention_mask=None, token_type_ids=None,
+                position_ids=None, output_hidden_states: bool = False,
+                output_attentions: bool = False) -> ModelOutput:
+        """Hugging Face arguments and outputs of the transformers class of the same name.
+
+        Outputs: ``last_hidden_state``, ``pooler_output``, ``hidden_states``, ``attentions``
+        (B, H, T, G + attention_window[i] + 1) and ``global_attentions``. Padding tokens are
+        computed like HF (their attention output is zero). ``global_attentions`` keeps HF's
+        shape (B, H, T', G) with T' = T rounded up to a multiple of the largest window, and
+        HF's uniform 1/T' rows for the global slots a batch item does not use."""
+        h = self.embed(input_ids, token_type_ids, position_ids)
+        B, T, _ = h.shape
+        real = self._mask("attention_mask", attention_mask, B, T)
+        glob = self._mask("global_attention_mask", global_attention_mask, B, T)
+        if real is not None and real.all():
+            real = None
+        if glob is not None:
+            glob = glob & real if real is not None else glob
+            if not glob.any():
+                glob = None
+        gpos = [np.flatnonzero(g) for g in glob] if glob is not None else []
+        hidden = [h] if output_hidden_states else None
+        attns, gattns = ([], []) if output_attentions else (None, None)
+        for layer in self.layers:
+            h, a, ga = layer(h, real, glob, gpos, output_attentions)
+            if output_hidden_states:
+                hidden.append(h)
+            if output_attentions:
+                attns.append(a)
+                if glob is not None:
+                    gattns.append(self._hf_global_attentions(ga, gpos, T))
+        pooled = self.pooler(np.ascontiguousarray(h[:, 0])) if self.pooler is not None else None
+        return ModelOutput(last_hidden_state=h, pooler_output=pooled,
+                           hidden_states=tuple(hidden) if hidden is not None else None,
+                           attentions=tuple(attns) if attns is not None else None,
+                           global_attentions=tuple(gattns) if gattns else None)
+
+    def _hf_global_attentions(self, ga: np.ndarray, gpos: List[np.ndarray], T: int) -> np.ndarray:
+        """(B, H, T, G) as HF returns it: keys padded to a multiple of max(attention_window),
+        and unused slots (fewer global tokens than G) softmaxed over all-equal scores."""
+        win = max(self.attention_window)
+        Tp = -(-T // win) * win
+        B, H, _, G = ga.shape
+        out = np.zeros((B, H, Tp, G), np.float32)
+        out[:, :, :T] = ga
+        for b, p in enumerate(gpos):
+            out[b, :, :, len(p):] = 1.0 / Tp
+        return out
