@@ -34,6 +34,7 @@ BENCHMARKS = [
     ("bench_bigbird.py", "BigBird block-sparse at 1k-4k tokens vs HF; peak memory vs length",
      ["--threads", "{threads}"]),
     ("bench_t5.py", "T5-small encoder-decoder greedy generation and encoder vs HF", ["--threads", "{threads}"]),
+    ("bench_swin.py", "Swin-T (shifted-window attention) vs HF; time by part", ["--threads", "{threads}"]),
 ]
 
 

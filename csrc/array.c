@@ -152,9 +152,21 @@ tf_check_finite(tf_state *st, PyArrayObject *a, const char *name)
     const npy_intp block = 4096;
     for (npy_intp i0 = 0; i0 < n && bad < 0; i0 += block) {
         npy_intp i1 = i0 + block < n ? i0 + block : n;
+        /* 16 independent sums: one chain of dependent adds would run at one element
+         * per add latency; these vectorise */
+        float part[16] = {0.0f};
+        npy_intp i = i0;
+        for (; i + 16 <= i1; i += 16) {
+            for (int k = 0; k < 16; k++) {
+                part[k] += x[i + k] * 0.0f;
+            }
+        }
         float acc = 0.0f;
-        for (npy_intp i = i0; i < i1; i++) {
+        for (; i < i1; i++) {
             acc += x[i] * 0.0f;
+        }
+        for (int k = 0; k < 16; k++) {
+            acc += part[k];
         }
         if (acc != acc) {
             for (npy_intp i = i0; i < i1; i++) {

@@ -79,6 +79,7 @@ static const tf_register_fn registrations[] = {
     tf_register_ffn,    tf_register_mha,      tf_register_block,
     tf_register_convert, tf_register_kvcache, tf_register_posbias,
     tf_register_longformer, tf_register_block_sparse,
+    tf_register_window_attention, tf_register_swin_layer,
 };
 
 static int
@@ -121,6 +122,8 @@ tf_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->MultiHeadAttention);
     Py_VISIT(st->TransformerBlock);
     Py_VISIT(st->KVCache);
+    Py_VISIT(st->WindowAttention);
+    Py_VISIT(st->SwinLayer);
     return 0;
 }
 
@@ -140,6 +143,8 @@ tf_clear(PyObject *module)
     Py_CLEAR(st->MultiHeadAttention);
     Py_CLEAR(st->TransformerBlock);
     Py_CLEAR(st->KVCache);
+    Py_CLEAR(st->WindowAttention);
+    Py_CLEAR(st->SwinLayer);
     return 0;
 }
 

@@ -9,6 +9,7 @@
  *   D    head dimension;  Dv = value head dimension
  *   F    feed-forward inner size
  *   V    vocabulary size
+ *   Hh, Ww  feature-map height and width (Swin); ws = window side, N = ws * ws window tokens
  *
  * Conventions:
  *   - Functions returning PyObject* return NULL with an exception set; int returns 0 / -1.
@@ -51,6 +52,8 @@ typedef struct {
     PyTypeObject *MultiHeadAttention;
     PyTypeObject *TransformerBlock;
     PyTypeObject *KVCache;
+    PyTypeObject *WindowAttention;
+    PyTypeObject *SwinLayer;
 } tf_state;
 
 extern PyModuleDef tf_module_def;
@@ -75,6 +78,8 @@ int tf_register_kvcache(PyObject *module, tf_state *st);
 int tf_register_posbias(PyObject *module, tf_state *st);
 int tf_register_longformer(PyObject *module, tf_state *st);
 int tf_register_block_sparse(PyObject *module, tf_state *st);
+int tf_register_window_attention(PyObject *module, tf_state *st);
+int tf_register_swin_layer(PyObject *module, tf_state *st);
 
 /* Add a heap type built from spec to the module and store it in *slot. */
 int tf_add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeObject **slot);

@@ -143,3 +143,35 @@ def t5_relative_position_bucket(relative_position: NDArray[np.int64], *, bidirec
 def alibi_slopes(num_heads: int, /) -> NDArray[np.float32]: ...
 def rotary_embedding(x: F32, inv_freq: F32, positions: Optional[NDArray[np.int64]] = None, *,
                      interleaved: bool = False, offset: int = 0, out: Optional[F32] = None) -> F32: ...
+
+class WindowAttention:
+    hidden_size: int
+    num_heads: int
+    head_dim: int
+    window_size: int
+    shift_size: int
+    scale: float
+    qkv_proj: Linear
+    o_proj: Linear
+    def __init__(self, hidden_size: int, num_heads: int, window_size: int, *, qkv_weight: F32, o_weight: F32,
+                 qkv_bias: Optional[F32] = None, o_bias: Optional[F32] = None,
+                 relative_position_bias_table: Optional[F32] = None, shift_size: int = 0,
+                 scale: Optional[float] = None, dtype: str = "float32") -> None: ...
+    def __call__(self, hidden_states: F32, residual: Optional[F32] = None, *, output_attentions: bool = False,
+                 always_partition: bool = False, out: Optional[F32] = None) -> Union[F32, Tuple[F32, F32]]: ...
+
+class SwinLayer:
+    hidden_size: int
+    attention: WindowAttention
+    feed_forward: FeedForward
+    norm1: Union[LayerNorm, RMSNorm]
+    norm2: Union[LayerNorm, RMSNorm]
+    def __init__(self, attention: WindowAttention, feed_forward: FeedForward, norm1: Union[LayerNorm, RMSNorm],
+                 norm2: Union[LayerNorm, RMSNorm]) -> None: ...
+    def __call__(self, hidden_states: F32, *, output_attentions: bool = False, always_partition: bool = False,
+                 out: Optional[F32] = None) -> Union[F32, Tuple[F32, F32]]: ...
+
+def window_attention(qkv: F32, window_size: int, shift_size: int = 0, *,
+                     relative_position_bias_table: Optional[F32] = None, pad_qkv: Optional[F32] = None,
+                     scale: Optional[float] = None, output_attentions: bool = False,
+                     out: Optional[F32] = None) -> Union[F32, Tuple[F32, F32]]: ...

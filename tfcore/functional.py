@@ -21,6 +21,7 @@ from ._C import (
     scaled_dot_product_attention,
     silu,
     t5_relative_position_bucket,
+    window_attention,
 )
 from ._C import sliding_window_attention
 
@@ -37,6 +38,7 @@ __all__ = [
     "silu",
     "t5_relative_position_bucket",
     "sliding_window_attention",
+    "window_attention",
 ]
 
 

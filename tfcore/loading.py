@@ -24,6 +24,7 @@ BASE_MODELS: Dict[str, Type[PreTrainedModel]] = {
     "longformer": models.LongformerModel,
     "big_bird": models.BigBirdModel,
     "t5": models.T5Model,
+    "swin": models.SwinModel,
 }
 CAUSAL_LMS: Dict[str, Type[PreTrainedModel]] = {
     "gpt2": models.GPT2LMHeadModel,

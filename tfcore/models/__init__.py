@@ -17,6 +17,7 @@ from .longformer import LongformerModel
 from .opt import OPTForCausalLM
 from .vit import DeiTModel, Dinov2Model, Dinov2WithRegistersModel, ViTModel
 from .t5 import T5EncoderModel, T5ForConditionalGeneration, T5Model
+from .swin import SwinForImageClassification, SwinModel
 
 __all__ = [
     "BertForMaskedLM",
@@ -43,4 +44,6 @@ __all__ = [
     "T5EncoderModel",
     "T5ForConditionalGeneration",
     "T5Model",
+    "SwinForImageClassification",
+    "SwinModel",
 ]

@@ -1,0 +1,486 @@
+/* window_attn.c — Swin's shifted-window attention with partition, cyclic shift, padding,
+ * relative-position bias and region mask in the indexing (see window_attn.h).
+ *
+ * One work item is (b, window, head). Its N tokens are first mapped to the rows they read
+ * (QKV rows of the image, or the padding row) and write (output rows, none for padding),
+ * and to their shifted-window region; then, per block of up to 64 queries:
+ *   fast (AVX-512): the block's queries are packed transposed, Qᵀ (D, 64), scaled, so every
+ *          kernel vectorises over queries: S (N, 64) = K Qᵀ with K rows read in place,
+ *          S += bias (precomputed (H, N, 64) rows) + mask, softmax over the N keys, then
+ *          Oᵀ (D, 64) = Vᵀ S with V rows read in place, and each output row is written at
+ *          its image position. Everything lives in L1/L2; nothing the size of the map is
+ *          copied.
+ *   reference (plain C, double accumulation): one query row at a time, bias read from the
+ *          table by relative coordinates, mask from the regions.
+ */
+#include "window_attn.h"
+
+#include "simd.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#define BQ TF_WINDOW_LANES   /* queries per block: 4 vectors of 16 lanes */
+
+/* HF's shifted-window mask value for query/key pairs from different regions. */
+#define REGION_MASK (-100.0f)
+
+/* ------------------------------------------------------------------ shared helpers */
+
+/* Where the tokens of one window read and write. */
+typedef struct {
+    const float **src;   /* (N,) QKV row of each token (the padding row outside the image) */
+    float **dst;         /* (N,) output row of each token, NULL in the padding */
+    int32_t *rid;        /* (NP,) region of each token in the shifted frame; 0 past N */
+} window_map;
+
+static inline int64_t
+padded(int64_t n, int64_t ws)
+{
+    return (n + ws - 1) / ws * ws;
+}
+
+/* HF's region of coordinate s of the shifted, padded frame of size P along one axis:
+ * [0, P - ws) -> 0, [P - ws, P - shift) -> 1, [P - shift, P) -> 2. */
+static inline int32_t
+region(int64_t s, int64_t P, int64_t ws, int64_t shift)
+{
+    return (int32_t)((s >= P - ws) + (s >= P - shift));
+}
+
+/* Fills m for window (wy, wx) of image b. Returns 1 when its tokens come from more than one
+ * region (the mask applies), 0 otherwise. */
+static int
+map_window(const tf_window_args *a, int64_t b, int64_t wy, int64_t wx, window_map *m)
+{
+    const int64_t ws = a->ws, s = a->shift, C = a->H * a->D;
+    const int64_t Hp = padded(a->Hh, ws), Wp = padded(a->Ww, ws);
+    int mixed = 0;
+    for (int64_t r = 0; r < ws; r++) {
+        const int64_t ys = wy * ws + r;     /* row in the shifted frame */
+        const int64_t y = (ys + s) % Hp;    /* row in the (padded) image */
+        const int32_t rr = s > 0 ? region(ys, Hp, ws, s) : 0;
+        for (int64_t c = 0; c < ws; c++) {
+            const int64_t xs = wx * ws + c, x = (xs + s) % Wp, t = r * ws + c;
+            if (y < a->Hh && x < a->Ww) {
+                const int64_t pos = (b * a->Hh + y) * a->Ww + x;
+                m->src[t] = a->qkv + pos * 3 * C;
+                m->dst[t] = a->out + pos * C;
+            }
+            else {
+                m->src[t] = a->pad;
+                m->dst[t] = NULL;
+            }
+            m->rid[t] = s > 0 ? rr * 3 + region(xs, Wp, ws, s) : 0;
+            mixed |= m->rid[t] != m->rid[0];
+        }
+    }
+    return mixed;
+}
+
+/* The table entry of head h for query i and key j of a ws x ws window. */
+static inline float
+table_bias(const tf_window_args *a, int64_t h, int64_t i, int64_t j)
+{
+    const int64_t ws = a->ws, tw = a->tw, side = 2 * tw - 1;
+    const int64_t dr = i / ws - j / ws + tw - 1, dc = i % ws - j % ws + tw - 1;
+    return a->table[h * side * side + dr * side + dc];
+}
+
+void
+tf_window_bias(const float *table, int64_t H, int64_t tw, int64_t ws, float *bias)
+{
+    const int64_t N = ws * ws, NP = tf_window_lanes(N), side = 2 * tw - 1;
+    for (int64_t h = 0; h < H; h++) {
+        const float *th = table + h * side * side;
+        for (int64_t j = 0; j < N; j++) {
+            float *row = bias + (h * N + j) * NP;
+            for (int64_t i = 0; i < NP; i++) {
+                row[i] = i < N ? th[(i / ws - j / ws + tw - 1) * side + (i % ws - j % ws + tw - 1)] : 0.0f;
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ reference path */
+
+/* Work item (window bw of the batch, head h): every query row in double precision.
+ * scores is (N,) scratch. */
+static void
+window_item_ref(const tf_window_args *a, int64_t bw, int64_t h, const window_map *m, int mixed,
+                double *scores, double *acc)
+{
+    const int64_t N = a->ws * a->ws, D = a->D, C = a->H * D;
+    for (int64_t i = 0; i < N; i++) {
+        if (m->dst[i] == NULL && a->weights == NULL) {
+            continue;  /* a padding query: nobody reads its output */
+        }
+        const float *q = m->src[i] + h * D;
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < N; j++) {
+            const float *k = m->src[j] + C + h * D;
+            double dot = 0.0;
+            for (int64_t d = 0; d < D; d++) {
+                dot += (double)q[d] * (double)k[d];
+            }
+            double sc = dot * (double)a->scale;
+            if (a->table != NULL) {
+                sc += (double)table_bias(a, h, i, j);
+            }
+            if (mixed && m->rid[i] != m->rid[j]) {
+                sc += (double)REGION_MASK;
+            }
+            scores[j] = sc;
+            mx = sc > mx ? sc : mx;
+        }
+        double sum = 0.0;
+        for (int64_t j = 0; j < N; j++) {
+            scores[j] = exp(scores[j] - mx);
+            sum += scores[j];
+        }
+        if (m->dst[i] != NULL) {
+            memset(acc, 0, (size_t)D * sizeof(double));
+            for (int64_t j = 0; j < N; j++) {
+                const float *v = m->src[j] + 2 * C + h * D;
+                for (int64_t d = 0; d < D; d++) {
+                    acc[d] += scores[j] * (double)v[d];
+                }
+            }
+            for (int64_t d = 0; d < D; d++) {
+                m->dst[i][h * D + d] = (float)(acc[d] / sum);
+            }
+        }
+        if (a->weights != NULL) {
+            float *w = a->weights + ((bw * a->H + h) * N + i) * N;
+            for (int64_t j = 0; j < N; j++) {
+                w[j] = (float)(scores[j] / sum);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ fast path (AVX-512) */
+
+typedef struct {
+    float *qt;   /* (D, BQ) scaled queries of the block, transposed; zero in unused lanes */
+    float *st;   /* (N, BQ) scores, then probabilities, key-major */
+    float *ot;   /* (D, BQ) output accumulator, transposed */
+} block_scratch;
+
+/* st[j][:] = qt · k_j for the N keys, k_j = rows[j] + off (D floats): 4 keys x 64 queries
+ * per register tile. qt is (D, BQ), st is (N, BQ). */
+TF_AVX512 static void
+qk_block(const float *qt, const float *const *rows, int64_t off, int64_t D, int64_t N, float *st)
+{
+    int64_t c = 0;
+    for (; c + 4 <= N; c += 4) {
+        __m512 acc[4][4];
+        for (int r = 0; r < 4; r++)
+            for (int u = 0; u < 4; u++)
+                acc[r][u] = _mm512_setzero_ps();
+        const float *k0 = rows[c] + off, *k1 = rows[c + 1] + off, *k2 = rows[c + 2] + off,
+                    *k3 = rows[c + 3] + off;
+        for (int64_t d = 0; d < D; d++) {
+            const float *q = qt + d * BQ;
+            const __m512 q0 = _mm512_loadu_ps(q), q1 = _mm512_loadu_ps(q + 16),
+                         q2 = _mm512_loadu_ps(q + 32), q3 = _mm512_loadu_ps(q + 48);
+            const __m512 b[4] = {_mm512_set1_ps(k0[d]), _mm512_set1_ps(k1[d]), _mm512_set1_ps(k2[d]),
+                                 _mm512_set1_ps(k3[d])};
+            for (int r = 0; r < 4; r++) {
+                acc[r][0] = _mm512_fmadd_ps(b[r], q0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(b[r], q1, acc[r][1]);
+                acc[r][2] = _mm512_fmadd_ps(b[r], q2, acc[r][2]);
+                acc[r][3] = _mm512_fmadd_ps(b[r], q3, acc[r][3]);
+            }
+        }
+        for (int r = 0; r < 4; r++)
+            for (int u = 0; u < 4; u++)
+                _mm512_storeu_ps(st + (c + r) * BQ + 16 * u, acc[r][u]);
+    }
+    for (; c < N; c++) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        const float *k = rows[c] + off;
+        for (int64_t d = 0; d < D; d++) {
+            const float *q = qt + d * BQ;
+            const __m512 b = _mm512_set1_ps(k[d]);
+            a0 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q), a0);
+            a1 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 16), a1);
+            a2 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 32), a2);
+            a3 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 48), a3);
+        }
+        _mm512_storeu_ps(st + c * BQ, a0);
+        _mm512_storeu_ps(st + c * BQ + 16, a1);
+        _mm512_storeu_ps(st + c * BQ + 32, a2);
+        _mm512_storeu_ps(st + c * BQ + 48, a3);
+    }
+}
+
+/* ot[dv][:] = sum_j st[j][:] v_j[dv] for the N keys, v_j = rows[j] + off (D floats):
+ * 4 value dims x 64 queries per register tile. st is (N, BQ), ot is (D, BQ). */
+TF_AVX512 static void
+pv_block(const float *st, const float *const *rows, int64_t off, int64_t N, int64_t D, float *ot)
+{
+    int64_t dv = 0;
+    for (; dv + 4 <= D; dv += 4) {
+        __m512 acc[4][4];
+        for (int r = 0; r < 4; r++)
+            for (int u = 0; u < 4; u++)
+                acc[r][u] = _mm512_setzero_ps();
+        for (int64_t c = 0; c < N; c++) {
+            const float *p = st + c * BQ, *v = rows[c] + off + dv;
+            const __m512 p0 = _mm512_loadu_ps(p), p1 = _mm512_loadu_ps(p + 16),
+                         p2 = _mm512_loadu_ps(p + 32), p3 = _mm512_loadu_ps(p + 48);
+            for (int r = 0; r < 4; r++) {
+                const __m512 b = _mm512_set1_ps(v[r]);
+                acc[r][0] = _mm512_fmadd_ps(b, p0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(b, p1, acc[r][1]);
+                acc[r][2] = _mm512_fmadd_ps(b, p2, acc[r][2]);
+                acc[r][3] = _mm512_fmadd_ps(b, p3, acc[r][3]);
+            }
+        }
+        for (int r = 0; r < 4; r++)
+            for (int u = 0; u < 4; u++)
+                _mm512_storeu_ps(ot + (dv + r) * BQ + 16 * u, acc[r][u]);
+    }
+    for (; dv < D; dv++) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t c = 0; c < N; c++) {
+            const float *p = st + c * BQ;
+            const __m512 b = _mm512_set1_ps(rows[c][off + dv]);
+            a0 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p), a0);
+            a1 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p + 16), a1);
+            a2 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p + 32), a2);
+            a3 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p + 48), a3);
+        }
+        float *o = ot + dv * BQ;
+        _mm512_storeu_ps(o, a0);
+        _mm512_storeu_ps(o + 16, a1);
+        _mm512_storeu_ps(o + 32, a2);
+        _mm512_storeu_ps(o + 48, a3);
+    }
+}
+
+/* In-register transpose of a 16 x 16 block: lane l of r[k] <- lane k of r[l]. */
+TF_AVX512 static inline void
+transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+/* qt (D, BQ): qt[d][l] = scale * q_l[d], q_l = rows[l] + off (D floats) for l < nq, 0 in
+ * the other lanes; 16 x 16 blocks transposed in registers. */
+TF_AVX512 static void
+pack_qt(const float *const *rows, int64_t off, int64_t nq, int64_t D, float scale, float *qt)
+{
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (int64_t d0 = 0; d0 < D; d0 += 16) {
+        const __mmask16 md = tf_mask16(D - d0);
+        const int64_t nd = D - d0 < 16 ? D - d0 : 16;
+        for (int64_t g = 0; g < BQ; g += 16) {
+            __m512 r[16];
+            for (int64_t k = 0; k < 16; k++) {
+                r[k] = g + k < nq ? _mm512_mul_ps(vs, _mm512_maskz_loadu_ps(md, rows[g + k] + off + d0))
+                                  : _mm512_setzero_ps();
+            }
+            transpose16(r);
+            for (int64_t k = 0; k < nd; k++) {
+                _mm512_storeu_ps(qt + (d0 + k) * BQ + g, r[k]);
+            }
+        }
+    }
+}
+
+/* The block's outputs back to their image rows: dst[l][off + d] = ot[d][l] * inv[l] for
+ * l < nq and dst[l] != NULL (padding queries are written nowhere). ot is (D, BQ). */
+TF_AVX512 static void
+unpack_ot(const float *ot, const float *inv, float *const *dst, int64_t off, int64_t nq, int64_t D)
+{
+    for (int64_t d0 = 0; d0 < D; d0 += 16) {
+        const __mmask16 md = tf_mask16(D - d0);
+        const int64_t nd = D - d0 < 16 ? D - d0 : 16;
+        for (int64_t g = 0; g < nq; g += 16) {
+            __m512 r[16];
+            for (int64_t k = 0; k < 16; k++) {
+                r[k] = k < nd ? _mm512_loadu_ps(ot + (d0 + k) * BQ + g) : _mm512_setzero_ps();
+            }
+            transpose16(r);
+            for (int64_t k = 0; k < 16 && g + k < nq; k++) {
+                if (dst[g + k] != NULL) {
+                    _mm512_mask_storeu_ps(dst[g + k] + off + d0, md,
+                                          _mm512_mul_ps(r[k], _mm512_set1_ps(inv[g + k])));
+                }
+            }
+        }
+    }
+}
+
+/* Work item (window bw of the batch, head h), blocks of BQ queries. bias is (H, N, NP). */
+TF_AVX512 static void
+window_item_fast(const tf_window_args *a, int64_t bw, int64_t h, const window_map *m, int mixed,
+                 const float *bias, block_scratch *s)
+{
+    const int64_t N = a->ws * a->ws, NP = tf_window_lanes(N), D = a->D, C = a->H * D;
+    const float *const *rows = (const float *const *)m->src;
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), vmask = _mm512_set1_ps(REGION_MASK);
+    for (int64_t i0 = 0; i0 < N; i0 += BQ) {
+        const int64_t nq = N - i0 < BQ ? N - i0 : BQ;
+        pack_qt(rows + i0, h * D, nq, D, a->scale, s->qt);
+        qk_block(s->qt, rows, C + h * D, D, N, s->st);
+        /* + relative-position bias + region mask, and each query lane's maximum */
+        const float *bh = bias != NULL ? bias + h * N * NP + i0 : NULL;
+        __m512 mx[4];
+        __m512i rq[4];
+        for (int u = 0; u < 4; u++) {
+            mx[u] = ninf;
+            rq[u] = _mm512_loadu_si512(m->rid + i0 + 16 * u);
+        }
+        for (int64_t j = 0; j < N; j++) {
+            float *row = s->st + j * BQ;
+            const __m512i rj = _mm512_set1_epi32(m->rid[j]);
+            for (int u = 0; u < 4; u++) {
+                __m512 x = _mm512_loadu_ps(row + 16 * u);
+                if (bh != NULL) {
+                    x = _mm512_add_ps(x, _mm512_loadu_ps(bh + j * NP + 16 * u));
+                }
+                if (mixed) {
+                    x = _mm512_mask_add_ps(x, _mm512_cmpneq_epi32_mask(rq[u], rj), x, vmask);
+                }
+                _mm512_storeu_ps(row + 16 * u, x);
+                mx[u] = _mm512_max_ps(mx[u], x);
+            }
+        }
+        /* softmax numerators and their sums */
+        __m512 sum[4];
+        for (int u = 0; u < 4; u++) {
+            sum[u] = _mm512_setzero_ps();
+        }
+        for (int64_t j = 0; j < N; j++) {
+            float *row = s->st + j * BQ;
+            for (int u = 0; u < 4; u++) {
+                const __m512 e = tf_exp512(_mm512_sub_ps(_mm512_loadu_ps(row + 16 * u), mx[u]));
+                _mm512_storeu_ps(row + 16 * u, e);
+                sum[u] = _mm512_add_ps(sum[u], e);
+            }
+        }
+        pv_block(s->st, rows, 2 * C + h * D, N, D, s->ot);
+        float inv[BQ];
+        for (int u = 0; u < 4; u++) {
+            _mm512_storeu_ps(inv + 16 * u, _mm512_div_ps(_mm512_set1_ps(1.0f), sum[u]));
+        }
+        unpack_ot(s->ot, inv, m->dst + i0, h * D, nq, D);
+        if (a->weights != NULL) {
+            for (int64_t l = 0; l < nq; l++) {
+                float *w = a->weights + ((bw * a->H + h) * N + i0 + l) * N;
+                for (int64_t j = 0; j < N; j++) {
+                    w[j] = s->st[j * BQ + l] * inv[l];
+                }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ entry */
+
+int
+tf_window_attention(const tf_window_args *args, tf_err *err)
+{
+    tf_window_args a = *args;
+    const int64_t ws = a.ws, N = ws * ws, NP = tf_window_lanes(N), D = a.D;
+    const int64_t nWh = padded(a.Hh, ws) / ws, nWw = padded(a.Ww, ws) / ws;
+    const int64_t items = a.B * nWh * nWw * a.H;
+    const int fast = tf_cpu_has_avx512() && !tf_force_reference;
+    float *own_bias = NULL;
+    if (fast && a.table != NULL && a.bias == NULL) {
+        own_bias = tf_malloc((size_t)(a.H * N * NP) * sizeof(float));
+        if (own_bias == NULL) {
+            tf_err_set(err, TF_ERR_MEMORY, "out of memory for a (%lld, %lld, %lld) window bias",
+                       (long long)a.H, (long long)N, (long long)NP);
+            return -1;
+        }
+        tf_window_bias(a.table, a.H, a.tw, ws, own_bias);
+        a.bias = own_bias;
+    }
+    int failed = 0;
+#pragma omp parallel
+    {
+        window_map m;
+        block_scratch s = {NULL, NULL, NULL};
+        double *scores = NULL, *acc = NULL;
+        m.src = tf_malloc((size_t)N * sizeof(*m.src));
+        m.dst = tf_malloc((size_t)N * sizeof(*m.dst));
+        m.rid = tf_malloc((size_t)NP * sizeof(*m.rid));
+        int ok = m.src != NULL && m.dst != NULL && m.rid != NULL;
+        if (fast) {
+            s.qt = tf_malloc((size_t)(D * BQ) * sizeof(float));
+            s.st = tf_malloc((size_t)(N * BQ) * sizeof(float));
+            s.ot = tf_malloc((size_t)(D * BQ) * sizeof(float));
+            ok = ok && s.qt != NULL && s.st != NULL && s.ot != NULL;
+        }
+        else {
+            scores = tf_malloc((size_t)N * sizeof(double));
+            acc = tf_malloc((size_t)D * sizeof(double));
+            ok = ok && scores != NULL && acc != NULL;
+        }
+        if (ok) {
+            memset(m.rid, 0, (size_t)NP * sizeof(*m.rid));
+        }
+        else {
+#pragma omp atomic write
+            failed = 1;
+        }
+        int64_t mapped = -1;  /* the window m describes; items of one window are adjacent */
+        int mixed = 0;
+#pragma omp for schedule(static)
+        for (int64_t it = 0; it < items; it++) {
+            if (!ok) {
+                continue;
+            }
+            const int64_t h = it % a.H, bw = it / a.H, w = bw % (nWh * nWw);
+            if (bw != mapped) {
+                mixed = map_window(&a, bw / (nWh * nWw), w / nWw, w % nWw, &m);
+                mapped = bw;
+            }
+            if (fast) {
+                window_item_fast(&a, bw, h, &m, mixed, a.bias, &s);
+            }
+            else {
+                window_item_ref(&a, bw, h, &m, mixed, scores, acc);
+            }
+        }
+        tf_free(m.src);
+        tf_free(m.dst);
+        tf_free(m.rid);
+        tf_free(s.qt);
+        tf_free(s.st);
+        tf_free(s.ot);
+        tf_free(scores);
+        tf_free(acc);
+    }
+    tf_free(own_bias);
+    if (failed) {
+        tf_err_set(err, TF_ERR_MEMORY, "out of memory for window attention scratch buffers");
+        return -1;
+    }
+    return 0;
+}
