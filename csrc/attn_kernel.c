@@ -301,12 +301,15 @@ attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq,
         /* interior blocks (every lane sees every key) skip the visibility test */
         const int edge = j0 < lo_max || j0 + nk > hi_min;
         __m512 tmax[4] = {ninf, ninf, ninf, ninf};
-        tf_tile_qk(ts->qt, k_row(a, b, kh, j0), a->k_ss, D, nk, j0, edge, vlo, vhi, ts->st, tmax);
+        const float *kr[BK], *vr[BK];
+        tf_tile_rows(k_row(a, b, kh, 0), a->k_ss, j0, nk, kr);
+        tf_tile_rows(v_row(a, b, kh, 0), a->v_ss, j0, nk, vr);
+        tf_tile_qk(ts->qt, kr, D, nk, j0, edge, vlo, vhi, ts->st, tmax);
         if (extra) {
             add_extras(a, b, h, i0, j0, nk, ts->st, tmax);
         }
         tf_tile_softmax(ts->st, nk, Dv, ts->ot, tmax, m, l);
-        tf_tile_pv(ts->st, v_row(a, b, kh, j0), a->v_ss, nk, Dv, ts->ot);
+        tf_tile_pv(ts->st, vr, nk, Dv, ts->ot);
     }
     /* out[i][dv] = ot[dv][i] / l[i]; queries that saw no key get zeros */
     float lsum[BQ], mx[BQ];

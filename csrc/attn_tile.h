@@ -38,12 +38,13 @@ tf_tile_store_scores(float *row, __m512 s0, __m512 s1, __m512 s2, __m512 s3, int
     }
 }
 
-/* st[c][:] = qt · k[c] for keys c < nk of this block, 4 keys x 64 queries per register
- * tile (qt is pre-scaled). qt is (D, BQ), k rows have stride k_ss; st is (nk, BQ).
+/* st[c][:] = qt · krows[c] for keys c < nk, 4 keys x 64 queries per register tile (qt is
+ * pre-scaled). qt is (D, BQ); krows[c] points at key c's D floats (any layout: strided,
+ * gathered, shifted windows); st is (nk, BQ).
  * On edge blocks lanes outside [vlo, vhi) (key indices j0 + c) become -inf (vlo/vhi may be
  * NULL when edge is 0); tmax gets each lane's maximum. */
 TF_AVX512 static inline void
-tf_tile_qk(const float *qt, const float *k, int64_t k_ss, int64_t D, int64_t nk, int64_t j0,
+tf_tile_qk(const float *qt, const float *const *krows, int64_t D, int64_t nk, int64_t j0,
            int edge, const __m512i *vlo, const __m512i *vhi, float *st, __m512 *tmax)
 {
     int64_t c = 0;
@@ -52,7 +53,7 @@ tf_tile_qk(const float *qt, const float *k, int64_t k_ss, int64_t D, int64_t nk,
         for (int r = 0; r < 4; r++)
             for (int v = 0; v < 4; v++)
                 acc[r][v] = _mm512_setzero_ps();
-        const float *k0 = k + c * k_ss, *k1 = k0 + k_ss, *k2 = k1 + k_ss, *k3 = k2 + k_ss;
+        const float *k0 = krows[c], *k1 = krows[c + 1], *k2 = krows[c + 2], *k3 = krows[c + 3];
         for (int64_t d = 0; d < D; d++) {
             const float *q = qt + d * TF_TILE_BQ;
             __m512 q0 = _mm512_loadu_ps(q), q1 = _mm512_loadu_ps(q + 16),
@@ -75,7 +76,7 @@ tf_tile_qk(const float *qt, const float *k, int64_t k_ss, int64_t D, int64_t nk,
     }
     for (; c < nk; c++) {
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        const float *kc = k + c * k_ss;
+        const float *kc = krows[c];
         for (int64_t d = 0; d < D; d++) {
             const float *q = qt + d * TF_TILE_BQ;
             __m512 b = _mm512_set1_ps(kc[d]);
@@ -88,10 +89,10 @@ tf_tile_qk(const float *qt, const float *k, int64_t k_ss, int64_t D, int64_t nk,
     }
 }
 
-/* ot[dv][:] += sum_c st[c][:] * v[c][dv]: 4 value dims x 64 queries per register tile.
- * st is (nk, TF_TILE_BQ), v rows have stride v_ss, ot is (Dv, TF_TILE_BQ). */
+/* ot[dv][:] += sum_c st[c][:] * vrows[c][dv]: 4 value dims x 64 queries per register tile.
+ * st is (nk, BQ), vrows[c] points at value c's Dv floats, ot is (Dv, BQ). */
 TF_AVX512 static inline void
-tf_tile_pv(const float *st, const float *v, int64_t v_ss, int64_t nk, int64_t Dv, float *ot)
+tf_tile_pv(const float *st, const float *const *vrows, int64_t nk, int64_t Dv, float *ot)
 {
     int64_t dv = 0;
     for (; dv + 4 <= Dv; dv += 4) {
@@ -100,7 +101,7 @@ tf_tile_pv(const float *st, const float *v, int64_t v_ss, int64_t nk, int64_t Dv
             for (int u = 0; u < 4; u++)
                 acc[r][u] = _mm512_loadu_ps(ot + (dv + r) * TF_TILE_BQ + 16 * u);
         for (int64_t c = 0; c < nk; c++) {
-            const float *p = st + c * TF_TILE_BQ, *vc = v + c * v_ss + dv;
+            const float *p = st + c * TF_TILE_BQ, *vc = vrows[c] + dv;
             __m512 p0 = _mm512_loadu_ps(p), p1 = _mm512_loadu_ps(p + 16),
                    p2 = _mm512_loadu_ps(p + 32), p3 = _mm512_loadu_ps(p + 48);
             for (int r = 0; r < 4; r++) {
@@ -121,7 +122,7 @@ tf_tile_pv(const float *st, const float *v, int64_t v_ss, int64_t nk, int64_t Dv
                a2 = _mm512_loadu_ps(o + 32), a3 = _mm512_loadu_ps(o + 48);
         for (int64_t c = 0; c < nk; c++) {
             const float *p = st + c * TF_TILE_BQ;
-            __m512 b = _mm512_set1_ps(v[c * v_ss + dv]);
+            __m512 b = _mm512_set1_ps(vrows[c][dv]);
             a0 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p), a0);
             a1 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p + 16), a1);
             a2 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p + 32), a2);
@@ -131,6 +132,15 @@ tf_tile_pv(const float *st, const float *v, int64_t v_ss, int64_t nk, int64_t Dv
         _mm512_storeu_ps(o + 16, a1);
         _mm512_storeu_ps(o + 32, a2);
         _mm512_storeu_ps(o + 48, a3);
+    }
+}
+
+/* rows[c] = base + (j0 + c) * stride for c < n: the row pointers of a strided block. */
+static inline void
+tf_tile_rows(const float *base, int64_t stride, int64_t j0, int64_t n, const float **rows)
+{
+    for (int64_t c = 0; c < n; c++) {
+        rows[c] = base + (j0 + c) * stride;
     }
 }
 

@@ -229,12 +229,15 @@ attend_chunk(const bs_args *a, int64_t b, int64_t h, int64_t qb, int64_t i0, int
                 continue;  /* every key of the chunk is padding */
             }
             __m512 tmax[4] = {ninf, ninf, ninf, ninf};
-            tf_tile_qk(ts->qt, kbase + j0 * a->k_ss, a->k_ss, D, nk, j0, 0, NULL, NULL, ts->st, tmax);
+            const float *kr[BK], *vr[BK];
+            tf_tile_rows(kbase, a->k_ss, j0, nk, kr);
+            tf_tile_rows(vbase, a->v_ss, j0, nk, vr);
+            tf_tile_qk(ts->qt, kr, D, nk, j0, 0, NULL, NULL, ts->st, tmax);
             if (any_hidden) {
                 hide_keys(ts->st, nk, hidden, tmax);
             }
             tf_tile_softmax(ts->st, nk, Dv, ts->ot, tmax, m, l);
-            tf_tile_pv(ts->st, vbase + j0 * a->v_ss, a->v_ss, nk, Dv, ts->ot);
+            tf_tile_pv(ts->st, vr, nk, Dv, ts->ot);
         }
     }
     /* out[i][dv] = ot[dv][i] / l[i]; no visible key or a masked query -> zeros */

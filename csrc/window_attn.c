@@ -15,6 +15,7 @@
  */
 #include "window_attn.h"
 
+#include "attn_tile.h"
 #include "simd.h"
 
 #include <math.h>
@@ -22,6 +23,7 @@
 #include <string.h>
 
 #define BQ TF_WINDOW_LANES   /* queries per block: 4 vectors of 16 lanes */
+_Static_assert(TF_WINDOW_LANES == TF_TILE_BQ, "window blocks are attention tiles");
 
 /* HF's shifted-window mask value for query/key pairs from different regions. */
 #define REGION_MASK (-100.0f)
@@ -166,98 +168,15 @@ typedef struct {
     float *qt;   /* (D, BQ) scaled queries of the block, transposed; zero in unused lanes */
     float *st;   /* (N, BQ) scores, then probabilities, key-major */
     float *ot;   /* (D, BQ) output accumulator, transposed */
+    const float **kr, **vr;  /* (N,) this head's key / value rows of the window */
 } block_scratch;
 
-/* st[j][:] = qt · k_j for the N keys, k_j = rows[j] + off (D floats): 4 keys x 64 queries
- * per register tile. qt is (D, BQ), st is (N, BQ). */
-TF_AVX512 static void
-qk_block(const float *qt, const float *const *rows, int64_t off, int64_t D, int64_t N, float *st)
+/* out[j] = rows[j] + off for the N rows of a window: one head's keys or values. */
+static inline void
+offset_rows(const float *const *rows, int64_t off, int64_t N, const float **out)
 {
-    int64_t c = 0;
-    for (; c + 4 <= N; c += 4) {
-        __m512 acc[4][4];
-        for (int r = 0; r < 4; r++)
-            for (int u = 0; u < 4; u++)
-                acc[r][u] = _mm512_setzero_ps();
-        const float *k0 = rows[c] + off, *k1 = rows[c + 1] + off, *k2 = rows[c + 2] + off,
-                    *k3 = rows[c + 3] + off;
-        for (int64_t d = 0; d < D; d++) {
-            const float *q = qt + d * BQ;
-            const __m512 q0 = _mm512_loadu_ps(q), q1 = _mm512_loadu_ps(q + 16),
-                         q2 = _mm512_loadu_ps(q + 32), q3 = _mm512_loadu_ps(q + 48);
-            const __m512 b[4] = {_mm512_set1_ps(k0[d]), _mm512_set1_ps(k1[d]), _mm512_set1_ps(k2[d]),
-                                 _mm512_set1_ps(k3[d])};
-            for (int r = 0; r < 4; r++) {
-                acc[r][0] = _mm512_fmadd_ps(b[r], q0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(b[r], q1, acc[r][1]);
-                acc[r][2] = _mm512_fmadd_ps(b[r], q2, acc[r][2]);
-                acc[r][3] = _mm512_fmadd_ps(b[r], q3, acc[r][3]);
-            }
-        }
-        for (int r = 0; r < 4; r++)
-            for (int u = 0; u < 4; u++)
-                _mm512_storeu_ps(st + (c + r) * BQ + 16 * u, acc[r][u]);
-    }
-    for (; c < N; c++) {
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        const float *k = rows[c] + off;
-        for (int64_t d = 0; d < D; d++) {
-            const float *q = qt + d * BQ;
-            const __m512 b = _mm512_set1_ps(k[d]);
-            a0 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q), a0);
-            a1 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 16), a1);
-            a2 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 32), a2);
-            a3 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 48), a3);
-        }
-        _mm512_storeu_ps(st + c * BQ, a0);
-        _mm512_storeu_ps(st + c * BQ + 16, a1);
-        _mm512_storeu_ps(st + c * BQ + 32, a2);
-        _mm512_storeu_ps(st + c * BQ + 48, a3);
-    }
-}
-
-/* ot[dv][:] = sum_j st[j][:] v_j[dv] for the N keys, v_j = rows[j] + off (D floats):
- * 4 value dims x 64 queries per register tile. st is (N, BQ), ot is (D, BQ). */
-TF_AVX512 static void
-pv_block(const float *st, const float *const *rows, int64_t off, int64_t N, int64_t D, float *ot)
-{
-    int64_t dv = 0;
-    for (; dv + 4 <= D; dv += 4) {
-        __m512 acc[4][4];
-        for (int r = 0; r < 4; r++)
-            for (int u = 0; u < 4; u++)
-                acc[r][u] = _mm512_setzero_ps();
-        for (int64_t c = 0; c < N; c++) {
-            const float *p = st + c * BQ, *v = rows[c] + off + dv;
-            const __m512 p0 = _mm512_loadu_ps(p), p1 = _mm512_loadu_ps(p + 16),
-                         p2 = _mm512_loadu_ps(p + 32), p3 = _mm512_loadu_ps(p + 48);
-            for (int r = 0; r < 4; r++) {
-                const __m512 b = _mm512_set1_ps(v[r]);
-                acc[r][0] = _mm512_fmadd_ps(b, p0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(b, p1, acc[r][1]);
-                acc[r][2] = _mm512_fmadd_ps(b, p2, acc[r][2]);
-                acc[r][3] = _mm512_fmadd_ps(b, p3, acc[r][3]);
-            }
-        }
-        for (int r = 0; r < 4; r++)
-            for (int u = 0; u < 4; u++)
-                _mm512_storeu_ps(ot + (dv + r) * BQ + 16 * u, acc[r][u]);
-    }
-    for (; dv < D; dv++) {
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t c = 0; c < N; c++) {
-            const float *p = st + c * BQ;
-            const __m512 b = _mm512_set1_ps(rows[c][off + dv]);
-            a0 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p), a0);
-            a1 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p + 16), a1);
-            a2 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p + 32), a2);
-            a3 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p + 48), a3);
-        }
-        float *o = ot + dv * BQ;
-        _mm512_storeu_ps(o, a0);
-        _mm512_storeu_ps(o + 16, a1);
-        _mm512_storeu_ps(o + 32, a2);
-        _mm512_storeu_ps(o + 48, a3);
+    for (int64_t j = 0; j < N; j++) {
+        out[j] = rows[j] + off;
     }
 }
 
@@ -343,10 +262,13 @@ window_item_fast(const tf_window_args *a, int64_t bw, int64_t h, const window_ma
     const int64_t N = a->ws * a->ws, NP = tf_window_lanes(N), D = a->D, C = a->H * D;
     const float *const *rows = (const float *const *)m->src;
     const __m512 ninf = _mm512_set1_ps(-INFINITY), vmask = _mm512_set1_ps(REGION_MASK);
+    offset_rows(rows, C + h * D, N, s->kr);
+    offset_rows(rows, 2 * C + h * D, N, s->vr);
     for (int64_t i0 = 0; i0 < N; i0 += BQ) {
         const int64_t nq = N - i0 < BQ ? N - i0 : BQ;
         pack_qt(rows + i0, h * D, nq, D, a->scale, s->qt);
-        qk_block(s->qt, rows, C + h * D, D, N, s->st);
+        __m512 tile_max[4];  /* unused: the maxima are taken after bias and mask below */
+        tf_tile_qk(s->qt, s->kr, D, N, 0, 0, NULL, NULL, s->st, tile_max);
         /* + relative-position bias + region mask, and each query lane's maximum */
         const float *bh = bias != NULL ? bias + h * N * NP + i0 : NULL;
         __m512 mx[4];
@@ -383,7 +305,8 @@ window_item_fast(const tf_window_args *a, int64_t bw, int64_t h, const window_ma
                 sum[u] = _mm512_add_ps(sum[u], e);
             }
         }
-        pv_block(s->st, rows, 2 * C + h * D, N, D, s->ot);
+        memset(s->ot, 0, (size_t)(D * BQ) * sizeof(float));
+        tf_tile_pv(s->st, s->vr, N, D, s->ot);
         float inv[BQ];
         for (int u = 0; u < 4; u++) {
             _mm512_storeu_ps(inv + 16 * u, _mm512_div_ps(_mm512_set1_ps(1.0f), sum[u]));
@@ -425,7 +348,7 @@ tf_window_attention(const tf_window_args *args, tf_err *err)
 #pragma omp parallel
     {
         window_map m;
-        block_scratch s = {NULL, NULL, NULL};
+        block_scratch s = {NULL, NULL, NULL, NULL, NULL};
         double *scores = NULL, *acc = NULL;
         m.src = tf_malloc((size_t)N * sizeof(*m.src));
         m.dst = tf_malloc((size_t)N * sizeof(*m.dst));
@@ -435,7 +358,9 @@ tf_window_attention(const tf_window_args *args, tf_err *err)
             s.qt = tf_malloc((size_t)(D * BQ) * sizeof(float));
             s.st = tf_malloc((size_t)(N * BQ) * sizeof(float));
             s.ot = tf_malloc((size_t)(D * BQ) * sizeof(float));
-            ok = ok && s.qt != NULL && s.st != NULL && s.ot != NULL;
+            s.kr = tf_malloc((size_t)N * sizeof(*s.kr));
+            s.vr = tf_malloc((size_t)N * sizeof(*s.vr));
+            ok = ok && s.qt != NULL && s.st != NULL && s.ot != NULL && s.kr != NULL && s.vr != NULL;
         }
         else {
             scores = tf_malloc((size_t)N * sizeof(double));
@@ -474,6 +399,8 @@ tf_window_attention(const tf_window_args *args, tf_err *err)
         tf_free(s.qt);
         tf_free(s.st);
         tf_free(s.ot);
+        tf_free(s.kr);
+        tf_free(s.vr);
         tf_free(scores);
         tf_free(acc);
     }
