@@ -31,7 +31,7 @@ def setup(model_dirs):
     rng = np.random.default_rng(0)
     r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
     C, H, KVH, D = 16, 4, 2, 4
-    ns = dict(np=np, tfcore=tfcore, F=F, r=r, C=C, tmp=tempfile.mkdtemp(), struct=struct, json=json, os=os,
+    ns = dict(np=np, tfcore=tfcore, F=F, r=r, C=C, KVH=KVH, D=D, tmp=tempfile.mkdtemp(), struct=struct, json=json, os=os,
               tempfile=tempfile)
     ns["lin"] = tfcore.Linear(r(8, C), r(8))
     ns["ln"] = tfcore.LayerNorm(np.ones(C, np.float32), np.zeros(C, np.float32))
@@ -265,6 +265,25 @@ CASES = [
      "global_blocks='a')", TE, "global"),
     ("block_sparse/float mask", "F.block_sparse_attention(q, k, v, np.zeros((6, 1), np.int64), 1, "
      "key_padding_mask=np.ones((1, 7), np.float32))", TE, "key_padding_mask"),
+    ("window/rank", "F.window_attention(r(2, 5, 5, 3, 8), 3)", VE, "qkv"),
+    ("window/zero window", "F.window_attention(r(1, 5, 5, 3, 2, 4), 0)", VE, "window_size"),
+    ("window/huge window", "F.window_attention(r(1, 5, 5, 3, 2, 4), 2**40)", VE, "window_size"),
+    ("window/shift not below window", "F.window_attention(r(1, 6, 6, 3, 2, 4), 3, 3)", VE, "shift"),
+    ("window/table shape", "F.window_attention(r(1, 6, 6, 3, 2, 4), 3, relative_position_bias_table=r(24, 2))", VE,
+     "relative_position_bias_table"),
+    ("window/NaN", "a = r(1, 6, 6, 3, 2, 4); a[0, 1, 1, 0, 0, 0] = np.nan; F.window_attention(a, 3)", VE,
+     "qkv contains NaN"),
+    ("window/float64", "F.window_attention(r(1, 6, 6, 3, 2, 4).astype(np.float64), 3)", TE, "float32"),
+    ("posbias/table shape", "tfcore.MultiHeadAttention(C, 4, qkv_weight=r(3 * C, C), o_weight=r(C, C), "
+     "relative_attention_bias=r(32, 3))", VE, "relative_attention_bias has shape"),
+    ("posbias/buckets", "tfcore.MultiHeadAttention(C, 4, qkv_weight=r(3 * C, C), o_weight=r(C, C), "
+     "relative_attention_bias=r(3, 4), relative_attention_num_buckets=3)", VE, "num_buckets"),
+    ("posbias/huge buckets", "F.t5_relative_position_bucket(np.zeros(2, np.int64), num_buckets=2**40)", VE,
+     "num_buckets"),
+    ("posbias/alibi heads", "F.alibi_slopes(-3)", VE, "num_heads"),
+    ("posbias/alibi cross", "tfcore.MultiHeadAttention(C, 4, q_weight=r(C, C), k_weight=r(C, C), v_weight=r(C, C), "
+     "o_weight=r(C, C), is_cross_attention=True, alibi=True)", VE, "self-attention only"),
+    ("cross kv/not cross", "mha(x, encoder_key_values=r(2, 5, 2 * KVH * D))", VE, "cross"),
 ]
 
 

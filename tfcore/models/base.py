@@ -6,7 +6,7 @@ import functools
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
@@ -238,20 +238,21 @@ def _load_pickled(cls, path: str, dtype: str, threads: Optional[int] = None) -> 
     return cls.from_pretrained(path, dtype=dtype, threads=threads)
 
 
-def padding_mask(attention_mask, B: int, T: int, layout: str = "(batch, seq_len)") -> Optional[np.ndarray]:
+def padding_mask(attention_mask, B: int, T: int, layout: str = "(batch, seq_len)", *, name: str = "attention_mask",
+                 keep_all_true: bool = False) -> Optional[np.ndarray]:
     """HF (B, T) 1/0 mask as bool, or None when every token is real (the kernel then skips
-    masking). layout names the expected shape in the error message."""
+    masking) unless keep_all_true. layout and name go into the error messages."""
     from .. import _C
 
     if attention_mask is None:
         return None
     m = np.asarray(attention_mask)
     if m.shape != (B, T):
-        raise _C.TfcoreValueError(f"attention_mask has shape {m.shape}, expected {layout} = ({B}, {T})")
+        raise _C.TfcoreValueError(f"{name} has shape {m.shape}, expected {layout} = ({B}, {T})")
     if m.dtype.kind not in "biuf":
-        raise _C.TfcoreTypeError(f"attention_mask must hold 0/1 values, got dtype {m.dtype}")
+        raise _C.TfcoreTypeError(f"{name} must hold 0/1 values, got dtype {m.dtype}")
     m = m != 0
-    return None if m.all() else np.ascontiguousarray(m)
+    return None if m.all() and not keep_all_true else np.ascontiguousarray(m)
 
 
 def check_ids(name: str, ids: Any, vocab: Optional[int] = None, ndim: int = 2) -> np.ndarray:

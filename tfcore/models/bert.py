@@ -121,13 +121,7 @@ class BertModel(PreTrainedModel):
         pet = cfg.get("position_embedding_type", "absolute")
         if pet not in (None, "absolute"):
             raise CheckpointError(f"config.json: position_embedding_type={pet!r} is not supported (absolute only)")
-        self.hidden_size, self.vocab_size, self.max_positions = C, V, P
-        self.word_embeddings = _C.Embedding(w.get("embeddings.word_embeddings.weight", (V, C)))
-        self.position_embeddings = w.get("embeddings.position_embeddings.weight", (P, C))
-        self.token_type_embeddings = (w.get("embeddings.token_type_embeddings.weight", (types, C))
-                                      if types else None)
-        self.embeddings_norm = _C.LayerNorm(w.get("embeddings.LayerNorm.weight", (C,)),
-                                            w.get("embeddings.LayerNorm.bias", (C,)), eps=_eps(cfg))
+        self._init_embeddings(cfg, w, C, V, P, types)
         self.encoder = _EncoderStack.from_keys(
             w, "encoder.layer", BERT_LAYER_KEYS, C, cfg.require("num_attention_heads"),
             cfg.require("intermediate_size"), cfg.require("num_hidden_layers"), _eps(cfg), _act(cfg))
@@ -135,6 +129,16 @@ class BertModel(PreTrainedModel):
         if add_pooling_layer and w.has("pooler.dense.weight"):
             self.pooler = _C.Linear(w.get("pooler.dense.weight", (C, C)), w.get("pooler.dense.bias", (C,)), "tanh",
                                     dtype=w.dtype)
+
+    def _init_embeddings(self, cfg: Config, w: Weights, C: int, V: int, P: int, types: int) -> None:
+        """Word, absolute position and token-type tables and the embedding LayerNorm."""
+        self.hidden_size, self.vocab_size, self.max_positions = C, V, P
+        self.word_embeddings = _C.Embedding(w.get("embeddings.word_embeddings.weight", (V, C)))
+        self.position_embeddings = w.get("embeddings.position_embeddings.weight", (P, C))
+        self.token_type_embeddings = (w.get("embeddings.token_type_embeddings.weight", (types, C))
+                                      if types else None)
+        self.embeddings_norm = _C.LayerNorm(w.get("embeddings.LayerNorm.weight", (C,)),
+                                            w.get("embeddings.LayerNorm.bias", (C,)), eps=_eps(cfg))
 
     def _position_ids(self, input_ids: np.ndarray, position_ids) -> np.ndarray:
         B, T = input_ids.shape

@@ -14,7 +14,7 @@ import numpy as np
 from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
-from .base import ModelOutput, PreTrainedModel, Weights
+from .base import ModelOutput, PreTrainedModel, Weights, padding_mask
 from .bert import RobertaModel, _act, _eps
 
 
@@ -104,15 +104,9 @@ class LongformerModel(RobertaModel):
         if C % H:
             raise CheckpointError(f"config.json: hidden size {C} is not divisible by {H} heads")
         types = cfg.get("type_vocab_size", 2)
-        self.hidden_size, self.vocab_size, self.max_positions = C, V, P
+        self._init_embeddings(cfg, w, C, V, P, types)
         self.padding_idx = int(cfg.get("pad_token_id", 1))
         self.attention_window = _windows(cfg, layers)
-        self.word_embeddings = _C.Embedding(w.get("embeddings.word_embeddings.weight", (V, C)))
-        self.position_embeddings = w.get("embeddings.position_embeddings.weight", (P, C))
-        self.token_type_embeddings = (w.get("embeddings.token_type_embeddings.weight", (types, C))
-                                      if types else None)
-        self.embeddings_norm = _C.LayerNorm(w.get("embeddings.LayerNorm.weight", (C,)),
-                                            w.get("embeddings.LayerNorm.bias", (C,)), eps=_eps(cfg))
         self.layers = []
         for i in w.layer_range(layers):
             self.layers.append(_LongformerLayer(w, f"encoder.layer.{i}", C, H, F, _eps(cfg), _act(cfg),
@@ -123,16 +117,6 @@ class LongformerModel(RobertaModel):
             self.pooler = _C.Linear(w.get("pooler.dense.weight", (C, C)), w.get("pooler.dense.bias", (C,)), "tanh",
                                     dtype=w.dtype)
 
-    @staticmethod
-    def _mask(name: str, m, B: int, T: int) -> Optional[np.ndarray]:
-        if m is None:
-            return None
-        m = np.asarray(m)
-        if m.shape != (B, T):
-            raise _C.TfcoreValueError(f"{name} has shape {m.shape}, expected (batch, seq_len) = ({B}, {T})")
-        if m.dtype.kind not in "biuf":
-            raise _C.TfcoreTypeError(f"{name} must hold 0/1 values, got dtype {m.dtype}")
-        return np.ascontiguousarray(m != 0)
 
     def forward(self, input_ids, attention_mask=None, global_attention_mask=None, token_type_ids=None,
                 position_ids=None, output_hidden_states: bool = False,
@@ -146,8 +130,8 @@ class LongformerModel(RobertaModel):
         HF's uniform 1/T' rows for the global slots a batch item does not use."""
         h = self.embed(input_ids, token_type_ids, position_ids)
         B, T, _ = h.shape
-        real = self._mask("attention_mask", attention_mask, B, T)
-        glob = self._mask("global_attention_mask", global_attention_mask, B, T)
+        real = padding_mask(attention_mask, B, T, keep_all_true=True)
+        glob = padding_mask(global_attention_mask, B, T, name="global_attention_mask", keep_all_true=True)
         if real is not None and real.all():
             real = None
         if glob is not None:

@@ -30,7 +30,7 @@ from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights
 from .interpolate import resize_grid
-from .vit import _pair
+from .vit import _pair, check_pixel_values
 
 # Checkpoint names of a layer's tensors: HF's save_pretrained writes the classic names
 # (left); transformers 5 modules use the right ones, accepted too.
@@ -195,18 +195,8 @@ class SwinModel(PreTrainedModel):
     def _patches(self, pixel_values) -> Tuple[np.ndarray, int, int]:
         """pixel_values (B, ch, H, W) -> patch embeddings (B, nh*nw, C0), nh, nw; the image is
         zero-padded to multiples of the patch like HF's SwinPatchEmbeddings.maybe_pad."""
-        x = pixel_values
-        if not isinstance(x, np.ndarray):
-            raise _C.TfcoreTypeError(f"pixel_values must be a numpy.ndarray, got {type(x).__name__}")
-        if x.dtype != np.float32:
-            raise _C.TfcoreTypeError(f"pixel_values must have dtype float32, got {x.dtype}")
-        if x.ndim != 4 or x.shape[1] != self.channels:
-            raise _C.TfcoreValueError(f"pixel_values must be (batch, {self.channels}, height, width), got {x.shape}")
+        x = check_pixel_values(pixel_values, self.channels)
         B, ch, Hh, Ww = x.shape
-        if B == 0 or Hh == 0 or Ww == 0:
-            raise _C.TfcoreValueError(f"pixel_values is empty (shape {x.shape})")
-        if not np.isfinite(x).all():
-            raise _C.TfcoreValueError("pixel_values contains NaN or Inf")
         ph, pw = self.patch
         nh, nw = -(-Hh // ph), -(-Ww // pw)
         fh, fw = Hh // ph, Ww // pw  # whole patches

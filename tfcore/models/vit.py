@@ -31,6 +31,22 @@ def _scaled(weight: np.ndarray, bias: Optional[np.ndarray], scale: Optional[np.n
             None if bias is None else (bias * scale).astype(np.float32))
 
 
+def check_pixel_values(x, channels: int) -> np.ndarray:
+    """pixel_values as the vision models take them: a finite, non-empty float32 ndarray
+    (batch, channels, height, width); raises TfcoreTypeError / TfcoreValueError otherwise."""
+    if not isinstance(x, np.ndarray):
+        raise _C.TfcoreTypeError(f"pixel_values must be a numpy.ndarray, got {type(x).__name__}")
+    if x.dtype != np.float32:
+        raise _C.TfcoreTypeError(f"pixel_values must have dtype float32, got {x.dtype}")
+    if x.ndim != 4 or x.shape[1] != channels:
+        raise _C.TfcoreValueError(f"pixel_values must be (batch, {channels}, height, width), got {x.shape}")
+    if x.size == 0:
+        raise _C.TfcoreValueError(f"pixel_values is empty (shape {x.shape})")
+    if not np.isfinite(x).all():
+        raise _C.TfcoreValueError("pixel_values contains NaN or Inf")
+    return x
+
+
 def _pair(v) -> Tuple[int, int]:
     return (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
 
@@ -115,20 +131,12 @@ class _VisionModel(PreTrainedModel):
 
     # -- forward
     def _patches(self, pixel_values) -> Tuple[np.ndarray, int, int]:
-        x = pixel_values
-        if not isinstance(x, np.ndarray):
-            raise _C.TfcoreTypeError(f"pixel_values must be a numpy.ndarray, got {type(x).__name__}")
-        if x.dtype != np.float32:
-            raise _C.TfcoreTypeError(f"pixel_values must have dtype float32, got {x.dtype}")
-        if x.ndim != 4 or x.shape[1] != self.channels:
-            raise _C.TfcoreValueError(f"pixel_values must be (batch, {self.channels}, height, width), got {x.shape}")
+        x = check_pixel_values(pixel_values, self.channels)
         B, ch, Hh, Ww = x.shape
         ph, pw = self.patch
         nh, nw = Hh // ph, Ww // pw
-        if nh == 0 or nw == 0 or B == 0:
+        if nh == 0 or nw == 0:
             raise _C.TfcoreValueError(f"pixel_values {x.shape} holds no {ph}x{pw} patch")
-        if not np.isfinite(x).all():
-            raise _C.TfcoreValueError("pixel_values contains NaN or Inf")
         # (B, ch, nh*ph, nw*pw) -> (B, nh*nw, ch*ph*pw) in the conv weight's (c, ky, kx) order
         cols = x[:, :, : nh * ph, : nw * pw].reshape(B, ch, nh, ph, nw, pw).transpose(0, 2, 4, 1, 3, 5)
         cols = np.ascontiguousarray(cols).reshape(B, nh * nw, ch * ph * pw)
