@@ -735,7 +735,9 @@ PyDoc_STRVAR(kvcache_doc,
 "the first n_sink and the most recent ones (StreamingLLM); policy='tova' drops the tokens\n"
 "the current (last) query attends to least, averaged over heads, per layer (TOVA). Kept\n"
 "keys keep their rotary rotation and new tokens continue at get_seq_length(), so positions\n"
-"stay those of the original sequence.\n\n"
+"stay those of the original sequence. Position biases (ALiBi, T5 buckets) measure distance\n"
+"by position in the cache, as StreamingLLM does for ALiBi models (T5 generate refuses\n"
+"evicting policies).\n\n"
 "dtype='bfloat16' stores keys and values as bf16 (half the memory), dtype='int8' as int8\n"
 "with one float32 scale per (batch, head, token) row (max|x| / 127; about a quarter).\n"
 "Attention expands a layer to float32 for each call: this saves memory, not time.");
