@@ -9,6 +9,7 @@ abs differences ~1e-6; 3e-5 as in test_encoders.py."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -132,7 +133,9 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 tfcore.functional.sliding_window_attention(q, k, v, 256, dilation=2, global_attention_mask=g, out=out)
 print(json.dumps({"grew_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before}))
 """
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    # started beside the tfcore under test (a source checkout as cwd would shadow an installed one)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=os.path.dirname(os.path.dirname(tfcore.__file__)))
     assert res.returncode == 0, res.stderr
     grew_mib = json.loads(res.stdout.strip().splitlines()[-1])["grew_kib"] / 1024
     assert grew_mib < 64  # one extra output + log-sum-exps is ~5 MiB here; L x L would be GiBs
