@@ -209,6 +209,7 @@ def test_bfloat16_weights(rng, tmp_path):
         assert np.abs(step[:, -1] - got[:, t]).max() < 1e-4
 
 
+@pytest.mark.skipif("int8" not in tfcore.supported_dtypes(), reason="no fast int8 matmul on this CPU")
 def test_int8_weights(rng, tmp_path):
     """int8 against HF with the same fake quantization (weights per channel, activations per
     token) in every projection, and near float32."""
