@@ -27,6 +27,7 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     save_tiny("bert", root / "bert")
     save_tiny("gpt2", root / "gpt2")
+    save_tiny("t5", root / "t5")
     return root
 
 
@@ -82,6 +83,18 @@ def test_generate_with_ids_streams_the_greedy_tokens(models):
     assert cli("generate", models / "gpt2", "some text").returncode == 1  # no tokenizer.json
     assert cli("generate", models / "gpt2", "--ids", "1,x").returncode == 1
     assert cli("generate", models / "gpt2", "--ids", "1", "--dtype", "int4").returncode == 1
+
+
+def test_generate_with_an_encoder_decoder(models):
+    """T5: the prompt goes to the encoder; the streamed tokens are the decoder's new ones."""
+    out = cli("generate", models / "t5", "--ids", "5,6,7", "--max-new-tokens", "4")
+    assert out.returncode == 0, out.stderr
+    want = tfcore.AutoModelForSeq2SeqLM.from_pretrained(models / "t5").generate(np.array([[5, 6, 7]]),
+                                                                                max_new_tokens=4, eos_token_id=[])
+    streamed = [int(t) for t in out.stdout.split()]
+    assert streamed == want[0, 1:1 + len(streamed)].tolist() and len(streamed) >= 1  # after the start token
+    bad = cli("generate", models / "bert", "--ids", "1,2")
+    assert bad.returncode == 1 and "t5" in bad.stderr and "gpt2" in bad.stderr
 
 
 def test_run_saves_outputs(models, tmp_path):

@@ -1,5 +1,5 @@
 """Tiny Hugging Face checkpoints (random weights, save_pretrained) shared by the tests that
-only need *a* model of a family: save_tiny("bert" | "gpt2" | "llama", path, **config)."""
+only need *a* model of a family: save_tiny("bert" | "gpt2" | "llama" | "t5", path, **config)."""
 from __future__ import annotations
 
 import torch
@@ -10,16 +10,18 @@ DEFAULTS = {
     "gpt2": dict(vocab_size=60, n_embd=16, n_layer=1, n_head=2, n_positions=64),
     "llama": dict(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                   intermediate_size=32),
+    "t5": dict(vocab_size=60, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4, decoder_start_token_id=0),
 }
 
 
 def save_tiny(kind: str, path, seed: int = 0, **config):
     """Write a tiny `kind` checkpoint (DEFAULTS[kind] updated with config) to path; returns path."""
     from transformers import (BertConfig, BertModel, GPT2Config, GPT2LMHeadModel, LlamaConfig,
-                              LlamaForCausalLM)
+                              LlamaForCausalLM, T5Config, T5ForConditionalGeneration)
 
     model_cls, config_cls = {"bert": (BertModel, BertConfig), "gpt2": (GPT2LMHeadModel, GPT2Config),
-                             "llama": (LlamaForCausalLM, LlamaConfig)}[kind]
+                             "llama": (LlamaForCausalLM, LlamaConfig),
+                             "t5": (T5ForConditionalGeneration, T5Config)}[kind]
     torch.manual_seed(seed)
     model_cls(config_cls(**{**DEFAULTS[kind], **config})).save_pretrained(path)
     return path

@@ -1,13 +1,15 @@
-"""Continue a prompt with a local causal language model, printing tokens as they come.
+"""Continue a prompt with a local causal language model, or answer it with an
+encoder-decoder one (T5), printing tokens as they come.
 
 The prompt is text (needs the directory's tokenizer.json and the tokenizers package) or
---ids 1,2,3. Greedy by default; --sample with --temperature/--top-k/--top-p/--seed."""
+--ids 1,2,3. Greedy by default; --sample with --temperature/--top-k/--top-p/--seed. A causal
+LM's output continues the prompt (echoed first); an encoder-decoder's output is new text."""
 from __future__ import annotations
 
 import sys
 import time
 
-NAME, HELP = "generate", "generate text or token ids from a causal LM directory, streaming"
+NAME, HELP = "generate", "generate text or token ids from a causal or encoder-decoder LM directory, streaming"
 
 
 def add_arguments(p):
@@ -32,7 +34,16 @@ def run(args):
 
     from ._common import tokenizer_or_none
 
-    model = tfcore.AutoModelForCausalLM.from_pretrained(args.model, dtype=args.dtype, threads=args.threads)
+    from ..config import Config
+    from ..loading import CAUSAL_LMS, SEQ2SEQ_LMS
+
+    model_type = Config.from_dir(args.model).get("model_type")
+    seq2seq = isinstance(model_type, str) and model_type in SEQ2SEQ_LMS
+    if not seq2seq and not (isinstance(model_type, str) and model_type in CAUSAL_LMS):
+        raise tfcore.CheckpointError(f"{args.model}: model_type {model_type!r} is not a language model tfcore "
+                                     f"generates with; supported: {', '.join(sorted({*CAUSAL_LMS, *SEQ2SEQ_LMS}))}")
+    auto = tfcore.AutoModelForSeq2SeqLM if seq2seq else tfcore.AutoModelForCausalLM
+    model = auto.from_pretrained(args.model, dtype=args.dtype, threads=args.threads)
     tok = tokenizer_or_none(args.model)
     if args.ids is not None:
         try:
@@ -61,7 +72,7 @@ def run(args):
             shown = text
         sys.stdout.flush()
 
-    if tok is not None:
+    if tok is not None and not seq2seq:  # a continuation follows its prompt
         sys.stdout.write(tok.decode(ids[0].tolist()))
     t0 = time.perf_counter()
     model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=args.sample, temperature=args.temperature,
