@@ -27,7 +27,25 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     ids = rng.integers(1, 60, size=(3, 11))
     mask = (np.arange(11)[None] < np.array([[11], [6], [2]])).astype(np.int64)
     x = r(5, 32)
+    # the attention variants: shared layers with in-kernel position biases, and the sparse kernels
+    t5_attn = tfcore.MultiHeadAttention(32, 4, qkv_weight=r(96, 32), o_weight=r(32, 32), scale=1.0, is_causal=True,
+                                        relative_attention_bias=r(32, 4), relative_attention_max_distance=20)
+    alibi_attn = tfcore.MultiHeadAttention(32, 4, qkv_weight=r(96, 32), o_weight=r(32, 32), alibi=True)
+    h = r(2, 37, 32)
+    ql, kl, vl = r(2, 4, 70, 8), r(2, 4, 70, 8), r(2, 4, 70, 8)
+    glob = np.zeros((2, 70), bool)
+    glob[:, [0, 33]] = True
+    qkv_map = r(2, 9, 11, 3, 2, 8)
+    table = r(25, 2)
     work = {
+        "t5-bias": lambda: t5_attn(h),
+        "alibi": lambda: alibi_attn(h),
+        "longformer": lambda: tfcore.functional.sliding_window_attention(ql, kl, vl, 5, dilation=2,
+                                                                         global_attention_mask=glob),
+        "block-sparse": lambda: tfcore.functional.block_sparse_attention(
+            ql, kl, vl, np.array([[0, 1, 2], [0, 2, 3], [1, 3, 4], [2, 4, 6], [0, 4, 5], [5, 6, 4], [6, 5, 0]]), 10,
+            global_blocks=(0,)),
+        "swin-window": lambda: tfcore.functional.window_attention(qkv_map, 3, 1, relative_position_bias_table=table),
         "bert": lambda: bert(ids, attention_mask=mask).last_hidden_state,
         "generate": lambda: llama.generate(ids[:2, :4], max_new_tokens=6),
         "generate-int8-cache": lambda: llama.generate(ids[:1, :5], max_new_tokens=5, cache_dtype="int8"),
