@@ -81,22 +81,6 @@ done:
 
 /* ------------------------------------------------------------------ construction */
 
-static int
-check_norm(tf_state *st, PyObject *norm, const char *name, int64_t C)
-{
-    if (!tf_norm_check(st, norm)) {
-        tf_type_error(st, "%s must be a tfcore.LayerNorm or tfcore.RMSNorm, got %s", name,
-                      Py_TYPE(norm)->tp_name);
-        return -1;
-    }
-    if (tf_norm_size(norm) != C) {
-        tf_value_error(st, "%s normalizes %lld features, expected hidden_size=%lld", name,
-                       (long long)tf_norm_size(norm), (long long)C);
-        return -1;
-    }
-    return 0;
-}
-
 static PyObject *
 block_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -125,7 +109,7 @@ block_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return tf_value_error(st, "feed_forward has hidden size %lld, expected hidden_size=%lld",
                               (long long)((tf_ffn *)ffn)->up->in_features, (long long)C);
     }
-    if (check_norm(st, n1, "norm1", C) < 0 || check_norm(st, n2, "norm2", C) < 0) {
+    if (tf_norm_check_arg(st, n1, "norm1", C) < 0 || tf_norm_check_arg(st, n2, "norm2", C) < 0) {
         return NULL;
     }
     if ((cross == Py_None) != (ncross == Py_None)) {
@@ -140,7 +124,7 @@ block_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
             return tf_value_error(st, "cross_attention has hidden size %lld, expected hidden_size=%lld",
                                   (long long)((tf_mha *)cross)->hidden, (long long)C);
         }
-        if (check_norm(st, ncross, "norm_cross", C) < 0) {
+        if (tf_norm_check_arg(st, ncross, "norm_cross", C) < 0) {
             return NULL;
         }
     }

@@ -118,15 +118,19 @@ tf_norm_apply(PyObject *norm, const float *x, const float *residual, float *sum_
 }
 
 int
-tf_norm_check(tf_state *st, PyObject *obj)
+tf_norm_check_arg(tf_state *st, PyObject *norm, const char *name, int64_t C)
 {
-    return PyObject_TypeCheck(obj, st->LayerNorm) || PyObject_TypeCheck(obj, st->RMSNorm);
-}
-
-int64_t
-tf_norm_size(PyObject *norm)
-{
-    return ((const tf_norm *)norm)->C;
+    if (!PyObject_TypeCheck(norm, st->LayerNorm) && !PyObject_TypeCheck(norm, st->RMSNorm)) {
+        tf_type_error(st, "%s must be a tfcore.LayerNorm or tfcore.RMSNorm, got %s", name,
+                      Py_TYPE(norm)->tp_name);
+        return -1;
+    }
+    if (((const tf_norm *)norm)->C != C) {
+        tf_value_error(st, "%s normalizes %lld features, expected hidden_size=%lld", name,
+                       (long long)((const tf_norm *)norm)->C, (long long)C);
+        return -1;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------ Python types */

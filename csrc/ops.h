@@ -35,8 +35,8 @@ void tf_norm_rows(const tf_norm *n, const float *x, const float *residual, float
 /* The same through a Python LayerNorm/RMSNorm object (borrowed; checked by the caller). */
 void tf_norm_apply(PyObject *norm, const float *x, const float *residual, float *sum_out,
                    float *y, int64_t M);
-int tf_norm_check(tf_state *st, PyObject *obj);
-int64_t tf_norm_size(PyObject *norm);
+/* A layer's norm argument `name`: a LayerNorm or RMSNorm over C features, else raises. 0 / -1. */
+int tf_norm_check_arg(tf_state *st, PyObject *norm, const char *name, int64_t C);
 
 /* ------------------------------------------------------------------ embedding (embedding.c) */
 

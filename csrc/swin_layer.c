@@ -44,21 +44,6 @@ done:
     return rc;
 }
 
-static int
-check_norm(tf_state *st, PyObject *norm, const char *name, int64_t C)
-{
-    if (!tf_norm_check(st, norm)) {
-        tf_type_error(st, "%s must be a tfcore.LayerNorm or tfcore.RMSNorm, got %s", name, Py_TYPE(norm)->tp_name);
-        return -1;
-    }
-    if (tf_norm_size(norm) != C) {
-        tf_value_error(st, "%s normalizes %lld features, expected hidden_size=%lld", name,
-                       (long long)tf_norm_size(norm), (long long)C);
-        return -1;
-    }
-    return 0;
-}
-
 static PyObject *
 swin_layer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -84,7 +69,7 @@ swin_layer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return tf_value_error(st, "feed_forward maps %lld -> %lld features, expected hidden_size=%lld",
                               (long long)f->up->in_features, (long long)f->down->out_features, (long long)C);
     }
-    if (check_norm(st, n1, "norm1", C) < 0 || check_norm(st, n2, "norm2", C) < 0) {
+    if (tf_norm_check_arg(st, n1, "norm1", C) < 0 || tf_norm_check_arg(st, n2, "norm2", C) < 0) {
         return NULL;
     }
     self = (tf_swin_layer *)type->tp_alloc(type, 0);
