@@ -281,21 +281,7 @@ init_position_bias(tf_state *st, tf_mha *self, PyObject *table_obj, long long nu
         return 0;
     }
     const int bidirectional = !self->causal;
-    /* per direction: the first half of the buckets are exact distances, the rest
-     * logarithmic up to max_distance (HF's formula needs both parts non-empty) */
-    const long long per_dir = bidirectional ? num_buckets / 2 : num_buckets;
-    if (per_dir < 2) {
-        tf_value_error(st, "relative_attention_num_buckets must be >= %d, got %lld", bidirectional ? 4 : 2,
-                       num_buckets);
-        return -1;
-    }
-    if (num_buckets > (1 << 20)) {
-        tf_value_error(st, "relative_attention_num_buckets=%lld is too large", num_buckets);
-        return -1;
-    }
-    if (max_distance <= per_dir / 2) {
-        tf_value_error(st, "relative_attention_max_distance must exceed %lld (half of the %lld buckets per "
-                           "direction), got %lld", per_dir / 2, per_dir, max_distance);
+    if (tf_t5_check_config(st, num_buckets, max_distance, bidirectional, "relative_attention_") < 0) {
         return -1;
     }
     if ((*table = tf_arg_f32(st, table_obj, "relative_attention_bias", 2, 2)) == NULL) {

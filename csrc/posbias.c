@@ -1,6 +1,4 @@
 /* posbias.c — T5 bucketed relative bias and ALiBi, as per-call offset vectors (posbias.h). */
-#include "tfcore.h"  /* Python.h first */
-
 #include "posbias.h"
 
 #include <math.h>
@@ -24,20 +22,55 @@ bucket_of_distance(int64_t d, int64_t nb, int64_t max_distance)
     return (int32_t)(large < nb - 1 ? large : nb - 1);
 }
 
+/* Buckets per direction: half of them each way when bidirectional. */
+static inline int64_t
+per_direction(int64_t num_buckets, int bidirectional)
+{
+    return bidirectional ? num_buckets / 2 : num_buckets;
+}
+
+/* A relative position (key - query) as the first bucket of its direction (*base) and its
+ * distance; unidirectional (causal) buckets put keys after the query at distance 0. */
+static inline int64_t
+split_direction(int64_t rel, int bidirectional, int64_t num_buckets, int32_t *base)
+{
+    if (bidirectional) {
+        *base = rel > 0 ? (int32_t)(num_buckets / 2) : 0;
+        return rel < 0 ? -rel : rel;
+    }
+    *base = 0;
+    return rel < 0 ? -rel : 0;
+}
+
 int32_t
 tf_t5_bucket(int64_t rel, int bidirectional, int64_t num_buckets, int64_t max_distance)
 {
-    int32_t base = 0;
-    int64_t nb = num_buckets;
-    if (bidirectional) {
-        nb /= 2;
-        base = rel > 0 ? (int32_t)nb : 0;
-        rel = rel < 0 ? -rel : rel;
+    int32_t base;
+    const int64_t d = split_direction(rel, bidirectional, num_buckets, &base);
+    return base + bucket_of_distance(d, per_direction(num_buckets, bidirectional), max_distance);
+}
+
+int
+tf_t5_check_config(tf_state *st, long long num_buckets, long long max_distance, int bidirectional,
+                   const char *prefix)
+{
+    /* per direction, HF's formula needs exact buckets (the first half) and logarithmic ones
+     * up to max_distance (the rest) */
+    const long long per_dir = per_direction(num_buckets, bidirectional);
+    if (per_dir < 2) {
+        tf_value_error(st, "%snum_buckets must be >= %d, got %lld", prefix, bidirectional ? 4 : 2, num_buckets);
+        return -1;
     }
-    else {
-        rel = rel < 0 ? -rel : 0;  /* keys after the query share bucket 0 */
+    if (num_buckets > (1 << 20)) {
+        tf_value_error(st, "%snum_buckets=%lld is too large (at most 2^20)", prefix, num_buckets);
+        return -1;
     }
-    return base + bucket_of_distance(rel, nb, max_distance);
+    if (max_distance <= per_dir / 2) {
+        tf_value_error(st, "%smax_distance must exceed %lld (half of the %lld buckets per direction), got %lld",
+                       prefix, per_dir / 2, per_dir, max_distance);
+        return -1;
+    }
+    return 0;
 }
 
 void
@@ -70,7 +103,7 @@ tf_posbias_init_t5(tf_posbias *pb, const float *table, int64_t num_buckets, int6
     pb->num_buckets = num_buckets;
     pb->max_distance = max_distance;
     pb->bidirectional = bidirectional;
-    const int64_t nb = bidirectional ? num_buckets / 2 : num_buckets;
+    const int64_t nb = per_direction(num_buckets, bidirectional);
     /* tabulate distances until the bucket saturates at nb - 1 (it is nondecreasing) */
     int64_t far = 0;
     while (far < LUT_MAX && bucket_of_distance(far, nb, max_distance) < nb - 1) {
@@ -124,19 +157,14 @@ tf_posbias_size(const tf_posbias *pb, int64_t L, int64_t S)
 static inline int32_t
 lut_bucket(const tf_posbias *pb, int64_t rel)
 {
-    int32_t base = 0;
-    const int64_t nb = pb->bidirectional ? pb->num_buckets / 2 : pb->num_buckets;
-    if (pb->bidirectional) {
-        base = rel > 0 ? (int32_t)nb : 0;
-        rel = rel < 0 ? -rel : rel;
+    int32_t base;
+    const int64_t d = split_direction(rel, pb->bidirectional, pb->num_buckets, &base);
+    if (d < pb->far) {
+        return base + pb->bucket_of[d];
     }
-    else {
-        rel = rel < 0 ? -rel : 0;
-    }
-    if (rel < pb->far) {
-        return base + pb->bucket_of[rel];
-    }
-    return base + (pb->far < LUT_MAX ? pb->far_bucket : bucket_of_distance(rel, nb, pb->max_distance));
+    return base + (pb->far < LUT_MAX ? pb->far_bucket
+                                     : bucket_of_distance(d, per_direction(pb->num_buckets, pb->bidirectional),
+                                                          pb->max_distance));
 }
 
 void
@@ -174,13 +202,8 @@ py_t5_bucket(PyObject *module, PyObject *args, PyObject *kwds)
                   &num_buckets, &max_distance)) {
         return NULL;
     }
-    const long long per_dir = bidirectional ? num_buckets / 2 : num_buckets;
-    if (per_dir < 2 || num_buckets > (1 << 20)) {
-        return tf_value_error(st, "num_buckets must be in [%d, 2^20], got %lld", bidirectional ? 4 : 2, num_buckets);
-    }
-    if (max_distance <= per_dir / 2) {
-        return tf_value_error(st, "max_distance must exceed %lld (half of the %lld buckets per direction), got %lld",
-                              per_dir / 2, per_dir, max_distance);
+    if (tf_t5_check_config(st, num_buckets, max_distance, bidirectional, "") < 0) {
+        return NULL;
     }
     PyArrayObject *rel = tf_arg_ids(st, rel_obj, "relative_position");
     if (rel == NULL) {

@@ -9,7 +9,7 @@
 #ifndef TFCORE_POSBIAS_H
 #define TFCORE_POSBIAS_H
 
-#include <stdint.h>
+#include "tfcore.h"
 
 typedef enum { TF_POSBIAS_NONE = 0, TF_POSBIAS_T5, TF_POSBIAS_ALIBI } tf_posbias_kind;
 
@@ -33,6 +33,11 @@ typedef struct {
  * as torch computes them, so bucket edges agree exactly. */
 int32_t tf_t5_bucket(int64_t relative_position, int bidirectional, int64_t num_buckets,
                      int64_t max_distance);
+
+/* Refuses bucket configurations HF's formula cannot compute, naming the arguments with
+ * prefix ("" or "relative_attention_"). GIL held; 0 / -1 with TfcoreValueError. */
+int tf_t5_check_config(tf_state *st, long long num_buckets, long long max_distance, int bidirectional,
+                       const char *prefix);
 
 /* HF BLOOM's slopes for H heads (powers of 2^(-8/n); non-powers of 2 interleave a second
  * series), float32 like torch. slopes is (H,). */
