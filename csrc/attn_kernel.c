@@ -280,11 +280,11 @@ attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq,
         hi_min = u < hi_min ? u : hi_min;
     }
     /* Qᵀ with the softmax scale folded in: qt[d][r] = scale * q[i0 + r][d] */
-    for (int64_t d = 0; d < D; d++) {
-        for (int64_t r = 0; r < BQ; r++) {
-            ts->qt[d * BQ + r] = r < nq ? a->scale * q_row(a, b, h, i0 + r)[d] : 0.0f;
-        }
+    const float *qr[BQ];
+    for (int64_t r = 0; r < nq; r++) {
+        qr[r] = q_row(a, b, h, i0 + r);
     }
+    tf_tile_pack_qt(qr, 0, nq, D, a->scale, ts->qt);
     memset(ts->ot, 0, (size_t)(Dv * BQ) * sizeof(float));
     __m512 m[4], l[4];
     __m512i vlo[4], vhi[4];

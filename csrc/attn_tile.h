@@ -1,6 +1,7 @@
 /* attn_tile.h — the register-tiled steps shared by tfcore's flash-style attention kernels
  * (attn_kernel.c, block_sparse.c). A tile is BQ = 64 queries packed transposed, Qᵀ (D, BQ),
  * so every step vectorises over queries (4 vectors of 16 lanes), against up to BK = 64 keys:
+ *   tf_tile_pack_qt Qᵀ (D, BQ) from query rows, scaled
  *   tf_tile_qk      scores st (nk, BQ) = Qᵀ · K rows, hiding lanes outside a key range
  *   tf_tile_softmax turns st into probabilities under a running max / sum per lane and
  *                   rescales the accumulator where the max moved (online softmax)
@@ -132,6 +133,56 @@ tf_tile_pv(const float *st, const float *const *vrows, int64_t nk, int64_t Dv, f
         _mm512_storeu_ps(o + 16, a1);
         _mm512_storeu_ps(o + 32, a2);
         _mm512_storeu_ps(o + 48, a3);
+    }
+}
+
+/* In-register transpose of a 16 x 16 block: lane l of r[k] <- lane k of r[l]. */
+TF_AVX512 static inline void
+tf_tile_transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+/* The tile's queries packed: qt (D, BQ), qt[d][l] = scale * q_l[d] with q_l = rows[l] + off
+ * (D floats) for l < nq, 0 in the other lanes; 16 x 16 blocks transposed in registers. */
+TF_AVX512 static inline void
+tf_tile_pack_qt(const float *const *rows, int64_t off, int64_t nq, int64_t D, float scale, float *qt)
+{
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (int64_t d0 = 0; d0 < D; d0 += 16) {
+        const __mmask16 md = tf_mask16(D - d0);
+        const int64_t nd = D - d0 < 16 ? D - d0 : 16;
+        for (int64_t g = 0; g < TF_TILE_BQ; g += 16) {
+            __m512 r[16];
+            for (int64_t k = 0; k < 16; k++) {
+                r[k] = g + k < nq ? _mm512_mul_ps(vs, _mm512_maskz_loadu_ps(md, rows[g + k] + off + d0))
+                                  : _mm512_setzero_ps();
+            }
+            tf_tile_transpose16(r);
+            for (int64_t k = 0; k < nd; k++) {
+                _mm512_storeu_ps(qt + (d0 + k) * TF_TILE_BQ + g, r[k]);
+            }
+        }
     }
 }
 

@@ -200,12 +200,9 @@ attend_chunk(const bs_args *a, int64_t b, int64_t h, int64_t qb, int64_t i0, int
     const float *kbase = a->k + b * a->k_sb + h * a->k_sh;
     const float *vbase = a->v + b * a->v_sb + h * a->v_sh;
     /* Qᵀ with the softmax scale folded in: qt[d][r] = scale * q[i0 + r][d] */
-    for (int64_t r = 0; r < BQ; r++) {
-        const float *q = a->q + b * a->q_sb + h * a->q_sh + (i0 + r) * a->q_sl;
-        for (int64_t d = 0; d < D; d++) {
-            ts->qt[d * BQ + r] = r < nq ? a->scale * q[d] : 0.0f;
-        }
-    }
+    const float *qr[BQ];
+    tf_tile_rows(a->q + b * a->q_sb + h * a->q_sh, a->q_sl, i0, nq, qr);
+    tf_tile_pack_qt(qr, 0, nq, D, a->scale, ts->qt);
     memset(ts->ot, 0, (size_t)(Dv * BQ) * sizeof(float));
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     __m512 m[4], l[4];

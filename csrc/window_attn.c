@@ -180,56 +180,6 @@ offset_rows(const float *const *rows, int64_t off, int64_t N, const float **out)
     }
 }
 
-/* In-register transpose of a 16 x 16 block: lane l of r[k] <- lane k of r[l]. */
-TF_AVX512 static inline void
-transpose16(__m512 r[16])
-{
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
-        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
-        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
-    }
-    for (int i = 0; i < 8; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
-    }
-}
-
-/* qt (D, BQ): qt[d][l] = scale * q_l[d], q_l = rows[l] + off (D floats) for l < nq, 0 in
- * the other lanes; 16 x 16 blocks transposed in registers. */
-TF_AVX512 static void
-pack_qt(const float *const *rows, int64_t off, int64_t nq, int64_t D, float scale, float *qt)
-{
-    const __m512 vs = _mm512_set1_ps(scale);
-    for (int64_t d0 = 0; d0 < D; d0 += 16) {
-        const __mmask16 md = tf_mask16(D - d0);
-        const int64_t nd = D - d0 < 16 ? D - d0 : 16;
-        for (int64_t g = 0; g < BQ; g += 16) {
-            __m512 r[16];
-            for (int64_t k = 0; k < 16; k++) {
-                r[k] = g + k < nq ? _mm512_mul_ps(vs, _mm512_maskz_loadu_ps(md, rows[g + k] + off + d0))
-                                  : _mm512_setzero_ps();
-            }
-            transpose16(r);
-            for (int64_t k = 0; k < nd; k++) {
-                _mm512_storeu_ps(qt + (d0 + k) * BQ + g, r[k]);
-            }
-        }
-    }
-}
-
 /* The block's outputs back to their image rows: dst[l][off + d] = ot[d][l] * inv[l] for
  * l < nq and dst[l] != NULL (padding queries are written nowhere). ot is (D, BQ). */
 TF_AVX512 static void
@@ -243,7 +193,7 @@ unpack_ot(const float *ot, const float *inv, float *const *dst, int64_t off, int
             for (int64_t k = 0; k < 16; k++) {
                 r[k] = k < nd ? _mm512_loadu_ps(ot + (d0 + k) * BQ + g) : _mm512_setzero_ps();
             }
-            transpose16(r);
+            tf_tile_transpose16(r);
             for (int64_t k = 0; k < 16 && g + k < nq; k++) {
                 if (dst[g + k] != NULL) {
                     _mm512_mask_storeu_ps(dst[g + k] + off + d0, md,
@@ -266,7 +216,7 @@ window_item_fast(const tf_window_args *a, int64_t bw, int64_t h, const window_ma
     offset_rows(rows, 2 * C + h * D, N, s->vr);
     for (int64_t i0 = 0; i0 < N; i0 += BQ) {
         const int64_t nq = N - i0 < BQ ? N - i0 : BQ;
-        pack_qt(rows + i0, h * D, nq, D, a->scale, s->qt);
+        tf_tile_pack_qt(rows + i0, h * D, nq, D, a->scale, s->qt);
         __m512 tile_max[4];  /* unused: the maxima are taken after bias and mask below */
         tf_tile_qk(s->qt, s->kr, D, N, 0, 0, NULL, NULL, s->st, tile_max);
         /* + relative-position bias + region mask, and each query lane's maximum */
