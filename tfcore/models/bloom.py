@@ -103,9 +103,7 @@ class BloomForCausalLM(DecoderLM):
             w.release()
         self.final_norm = _C.LayerNorm(w.get("ln_f.weight", (C,)), w.get("ln_f.bias", (C,)), eps=eps)
         if self.with_head:
-            head = (w.get("lm_head.weight", (V, C), optional=True, matrix=True)
-                    if not cfg.get("tie_word_embeddings", True) else None)
-            self.lm_head = _C.Linear(head if head is not None else self.word_embeddings.weight, dtype=w.dtype)
+            self.lm_head = self.tied_lm_head(cfg, w, self.word_embeddings.weight)
 
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Normalized input embeddings of ids (B, T): (B, T, C) float32.

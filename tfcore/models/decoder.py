@@ -30,6 +30,14 @@ class DecoderLM(PreTrainedModel, GenerationMixin):
         return model
 
     # -- pieces of a family
+    def tied_lm_head(self, config: Config, w: Weights, embedding: np.ndarray) -> _C.Linear:
+        """The LM head of families that tie it to the input embedding by default (GPT-2,
+        BLOOM): lm_head.weight only when tie_word_embeddings is false and the checkpoint
+        stores it, else the (V, C) embedding table."""
+        head = (w.get("lm_head.weight", embedding.shape, optional=True, matrix=True)
+                if not config.get("tie_word_embeddings", True) else None)
+        return _C.Linear(head if head is not None else embedding, dtype=w.dtype)
+
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         """Input embeddings of ids (B, T) at positions (B, T): (B, T, C) float32."""
         raise NotImplementedError

@@ -57,9 +57,7 @@ class GPT2LMHeadModel(DecoderLM):
             w.release()
         self.final_norm = _C.LayerNorm(w.get("ln_f.weight", (C,)), w.get("ln_f.bias", (C,)), eps=eps)
         if self.with_head:
-            head = (w.get("lm_head.weight", (V, C), optional=True, matrix=True)
-                    if not cfg.get("tie_word_embeddings", True) else None)
-            self.lm_head = _C.Linear(head if head is not None else self.wte.weight, dtype=w.dtype)
+            self.lm_head = self.tied_lm_head(cfg, w, self.wte.weight)
 
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Input embeddings of ids (B, T) at positions (B, T): (B, T, C) float32."""
