@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tfcore  # noqa: E402
-from common import gemm_peak_gflops, interleaved, print_table  # noqa: E402
+from common import PEAK_RSS_PRELUDE, gemm_peak_gflops, interleaved, print_table  # noqa: E402
 
 C, H, F, BLOCK, RAND = 768, 12, 3072, 64, 3
 
@@ -89,20 +89,15 @@ tfcore.set_num_threads({threads})
 model = tfcore.models.BigBirdModel.from_pretrained({path!r})
 ids = np.random.default_rng(0).integers(5, 50000, size=(1, {T}))
 model(ids[:, :1024])  # first call: primitives, thread pools
-def status(key):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")  # reset the peak-RSS watermark (VmHWM) to the current RSS
-current = status("VmRSS:")
+current = reset_peak()
 out = model(ids).last_hidden_state
-print(max(status("VmHWM:") - current, 0))
+print(peak_added(current))
 """
 
 
 def peak_memory(path: str, T: int, threads: int) -> int:
     """Peak RSS added by one forward pass at T tokens, in a fresh child process."""
-    res = subprocess.run([sys.executable, "-c", _PEAK_CHILD.format(path=path, T=T, threads=threads)],
+    res = subprocess.run([sys.executable, "-c", PEAK_RSS_PRELUDE + _PEAK_CHILD.format(path=path, T=T, threads=threads)],
                          capture_output=True, text=True, check=True,
                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     return int(res.stdout.split()[-1])

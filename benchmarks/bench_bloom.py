@@ -20,8 +20,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tfcore  # noqa: E402
-from bench_decode import hf_greedy, measured_bandwidth, step_bytes  # noqa: E402
-from common import interleaved, print_table  # noqa: E402
+from bench_decode import decode_row, measured_bandwidth  # noqa: E402
+from common import print_table  # noqa: E402
 
 PROMPT = 32
 
@@ -47,28 +47,6 @@ def validate(ours, ref, ids) -> float:
     return err
 
 
-def bench(ours, ref, batch: int, new_tokens: int, reps: int, bandwidth: float):
-    ids = np.random.default_rng(0).integers(100, ours.vocab_size - 100, size=(batch, PROMPT))
-    tids, tmask = torch.from_numpy(ids), torch.ones(batch, PROMPT, dtype=torch.long)
-
-    def run_ours():
-        return ours.generate(ids, max_new_tokens=new_tokens, eos_token_id=[])
-
-    def run_hf():
-        return hf_greedy(ref, tids, tmask, new_tokens)
-
-    with torch.inference_mode():
-        a, b = run_ours(), run_hf().numpy()
-        agree = float((a[:, PROMPT:] == b[:, PROMPT:]).mean())
-        t = interleaved({"tfcore": run_ours, "hf": run_hf}, repeat=reps, warmup=0)
-    tps = {k: batch * new_tokens / v for k, v in t.items()}
-    nbytes = step_bytes(ours)
-    gbs = nbytes * new_tokens / t["tfcore"] / 1e9
-    return [f"B={batch}", f"{tps['tfcore']:.1f}", f"{tps['hf']:.1f}", f"{t['hf'] / t['tfcore']:.2f}",
-            f"{gbs:.1f} ({100 * gbs / bandwidth:.0f}%)", f"{bandwidth * 1e9 / nbytes * batch:.0f}",
-            f"{100 * agree:.0f}%"]
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="4 layers, 16 new tokens, batch 1 only")
@@ -89,7 +67,8 @@ def main():
         ref = BloomForCausalLM.from_pretrained(path).eval()
         err = validate(ours, ref, np.random.default_rng(1).integers(100, 250000, size=(2, 37)))
         print(f"bloom-560m-shaped, {layers} layers (of 24), fp32: prefill logits within {err:.1e} of HF's scale\n")
-        rows = [bench(ours, ref, batch, 16 if args.quick else 64, 1 if args.quick else 3, bandwidth)
+        rows = [[f"B={batch}", *decode_row(ours, ref, batch, 16 if args.quick else 64, 1 if args.quick else 3,
+                                           bandwidth, prompt=PROMPT)]
                 for batch in ((1,) if args.quick else (1, 8))]
     print_table(["batch", "tfcore tok/s", "HF tok/s", "HF/tfcore time", "tfcore GB/s (% of measured)",
                  "bound tok/s", "greedy agreement"], rows)

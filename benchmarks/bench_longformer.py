@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tfcore  # noqa: E402
-from common import gemm_peak_gflops, interleaved, print_table  # noqa: E402
+from common import PEAK_RSS_PRELUDE, gemm_peak_gflops, interleaved, print_table  # noqa: E402
 
 C, HEADS, FFN, WINDOW = 768, 12, 3072, 512
 
@@ -90,9 +90,6 @@ _CHILD = """
 import json, sys
 import numpy as np
 side, path, T, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-def status(key):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
 def ids_glob(n):
     ids = np.random.default_rng(n).integers(3, 1000, size=(1, n))
     glob = np.zeros((1, n), np.int64); glob[0, 0] = 1
@@ -112,17 +109,15 @@ else:
             return model(torch.from_numpy(ids), global_attention_mask=torch.from_numpy(glob))
 run(*ids_glob(512))  # warm-up: primitives, thread pools, allocator arenas
 ids, glob = ids_glob(T)
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")  # reset the peak-RSS watermark (VmHWM) to the current RSS
-before = status("VmRSS:")
+before = reset_peak()
 out = run(ids, glob)
-print(json.dumps({"added": max(status("VmHWM:") - before, 0)}))
+print(json.dumps({"added": peak_added(before)}))
 """
 
 
 def peak_memory(side: str, path: str, T: int, threads: int) -> int:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TFCORE_PROGRESS="0")
-    res = subprocess.run([sys.executable, "-c", _CHILD, side, path, str(T), str(threads)], capture_output=True,
+    res = subprocess.run([sys.executable, "-c", PEAK_RSS_PRELUDE + _CHILD, side, path, str(T), str(threads)], capture_output=True,
                          text=True, check=True, env=env)
     return json.loads(res.stdout.strip().splitlines()[-1])["added"]
 

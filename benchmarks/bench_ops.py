@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tfcore  # noqa: E402
-from common import interleaved, print_table  # noqa: E402
+from common import PEAK_RSS_PRELUDE, interleaved, print_table  # noqa: E402
 from dense import bench_feed_forward, bench_linear  # noqa: E402
 
 
@@ -62,20 +62,15 @@ import numpy as np, tfcore
 L = {L}
 rng = np.random.default_rng(0)
 q, k, v = (rng.standard_normal((1, 1, L, 64), dtype=np.float32) for _ in range(3))
-def status(key):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")  # reset the peak-RSS watermark (VmHWM) to the current RSS
-current = status("VmRSS:")
+current = reset_peak()
 out = tfcore.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-print(max(status("VmHWM:") - current, 0), out.nbytes)
+print(peak_added(current), out.nbytes)
 """
 
 
 def sdpa_peak_memory(L: int = 16384):
     """Peak RSS added by one SDPA call at L = S (child process, so earlier peaks don't hide it)."""
-    res = subprocess.run([sys.executable, "-c", _PEAK_CHILD.format(L=L)], capture_output=True, text=True,
+    res = subprocess.run([sys.executable, "-c", PEAK_RSS_PRELUDE + _PEAK_CHILD.format(L=L)], capture_output=True, text=True,
                          check=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     added, output = (int(x) for x in res.stdout.split())
     return added, output, L * L * 4

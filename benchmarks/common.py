@@ -63,3 +63,19 @@ def gemm_peak_gflops(repeat: int = 9) -> float:
     out = np.empty((1024, 2048), np.float32)
     t = interleaved({"gemm": lambda: lin(x, out=out)}, repeat=repeat, warmup=2)["gemm"]
     return 2 * 1024 * 2048 * 2048 / t / 1e9
+
+
+# Python source a benchmark's child process starts with to measure the memory one step adds:
+# reset_peak() resets the peak-RSS watermark (VmHWM) to the current RSS and returns that RSS;
+# peak_added(since) is VmHWM - since. A fresh process per measurement keeps earlier peaks out.
+PEAK_RSS_PRELUDE = """
+def _status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+def reset_peak():
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status("VmRSS:")
+def peak_added(since):
+    return max(_status("VmHWM:") - since, 0)
+"""
