@@ -1,15 +1,6 @@
-/* tfcore.h — shared declarations of the tfcore._C extension.
- *
- * Shape glossary used in every kernel's shape comment:
- *   B    batch size
- *   T    tokens (sequence length of the current input); L = query length, S = key length
- *   M    rows fed to a GEMM (usually B*T)
- *   C    hidden size (model width);  K = GEMM input features, N = GEMM output features
- *   H    query heads;  KVH = key/value heads (H % KVH == 0, GQA group = H / KVH)
- *   D    head dimension;  Dv = value head dimension
- *   F    feed-forward inner size
- *   V    vocabulary size
- *   Hh, Ww  feature-map height and width (Swin); ws = window side, N = ws * ws window tokens
+/* tfcore.h — what every Python-aware file of tfcore._C shares: module state, the error API,
+ * the engine and threads, NumPy glue and argument helpers (core/). The kernels' own header,
+ * with the shape glossary, is kernels/kernel.h (included here).
  *
  * Conventions:
  *   - Functions returning PyObject* return NULL with an exception set; int returns 0 / -1.
@@ -34,6 +25,9 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <stdint.h>
 
+#include "kernels/kernel.h"
+#include "registry.h"
+
 /* ------------------------------------------------------------------ module state */
 
 typedef struct {
@@ -44,16 +38,10 @@ typedef struct {
     PyObject *TypeError;    /* tfcore.TfcoreTypeError(TfcoreError, TypeError) */
     PyObject *OneDNNError;  /* tfcore.OneDNNError(TfcoreError, RuntimeError) */
 
-    PyTypeObject *Linear;
-    PyTypeObject *LayerNorm;
-    PyTypeObject *RMSNorm;
-    PyTypeObject *Embedding;
-    PyTypeObject *FeedForward;
-    PyTypeObject *MultiHeadAttention;
-    PyTypeObject *TransformerBlock;
-    PyTypeObject *KVCache;
-    PyTypeObject *WindowAttention;
-    PyTypeObject *SwinLayer;
+    /* One PyTypeObject *Name per type of registry.h, in its order. */
+#define TF_STATE_FIELD(name, spec, file) PyTypeObject *name;
+    TF_TYPES(TF_STATE_FIELD)
+#undef TF_STATE_FIELD
 } tf_state;
 
 extern PyModuleDef tf_module_def;
@@ -63,44 +51,20 @@ tf_state *tf_state_of_type(PyTypeObject *type);
 static inline tf_state *tf_state_of(PyObject *self) { return tf_state_of_type(Py_TYPE(self)); }
 static inline tf_state *tf_state_of_module(PyObject *module) { return (tf_state *)PyModule_GetState(module); }
 
-/* Each op family registers its types / functions into the module (module.c calls them). */
-int tf_register_linear(PyObject *module, tf_state *st);
-int tf_register_norm(PyObject *module, tf_state *st);
-int tf_register_embedding(PyObject *module, tf_state *st);
-int tf_register_act(PyObject *module, tf_state *st);
-int tf_register_posenc(PyObject *module, tf_state *st);
-int tf_register_attention(PyObject *module, tf_state *st);
-int tf_register_ffn(PyObject *module, tf_state *st);
-int tf_register_mha(PyObject *module, tf_state *st);
-int tf_register_block(PyObject *module, tf_state *st);
-int tf_register_convert(PyObject *module, tf_state *st);
-int tf_register_kvcache(PyObject *module, tf_state *st);
-int tf_register_posbias(PyObject *module, tf_state *st);
-int tf_register_longformer(PyObject *module, tf_state *st);
-int tf_register_block_sparse(PyObject *module, tf_state *st);
-int tf_register_window_attention(PyObject *module, tf_state *st);
-int tf_register_swin_layer(PyObject *module, tf_state *st);
+/* The specs and method tables registry.h lists, defined in layers/ and functions/. */
+#define TF_DECLARE_SPEC(name, spec, file) extern PyType_Spec spec;
+TF_TYPES(TF_DECLARE_SPEC)
+#undef TF_DECLARE_SPEC
+#define TF_DECLARE_METHODS(table, file) extern PyMethodDef table[];
+TF_FUNCTIONS(TF_DECLARE_METHODS)
+#undef TF_DECLARE_METHODS
 
 /* Add a heap type built from spec to the module and store it in *slot. */
 int tf_add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeObject **slot);
 
 /* ------------------------------------------------------------------ errors */
 
-typedef enum {
-    TF_OK = 0,
-    TF_ERR_VALUE,   /* raised as TfcoreValueError */
-    TF_ERR_TYPE,    /* raised as TfcoreTypeError */
-    TF_ERR_MEMORY,  /* raised as MemoryError */
-    TF_ERR_ONEDNN,  /* raised as OneDNNError */
-} tf_err_kind;
-
-/* An error recorded where the GIL is not held. */
-typedef struct {
-    tf_err_kind kind;
-    char msg[320];
-} tf_err;
-
-void tf_err_set(tf_err *err, tf_err_kind kind, const char *fmt, ...);
+/* tf_err, tf_err_kind and tf_err_set are in kernels/kernel.h. */
 /* Records a oneDNN failure; returns 0 if status is success, -1 otherwise. */
 int tf_err_dnnl(tf_err *err, dnnl_status_t status, const char *what);
 /* Raises err (GIL held). Always returns -1. */
@@ -130,6 +94,10 @@ int tf_num_threads(void);
 /* Apply tf_num_threads() to OpenMP on the calling thread; call before every compute
  * section (oneDNN and tfcore's own OpenMP loops both read it). */
 int tf_threads_begin(void);
+/* tfcore.set_num_threads / tfcore.threads(n) (0 = none): -1 (nothing changed) for n > 1
+ * in a process forked after OpenMP started, which can then run on one thread only. */
+int tf_set_num_threads(int n);
+int tf_set_thread_override(int n, int *prev);
 
 /* Per-thread context: a oneDNN stream and a growable scratch buffer. Valid until the
  * thread exits. Returns NULL (err filled) on allocation failure. */
@@ -142,19 +110,6 @@ tf_thread_ctx *tf_thread_ctx_get(tf_err *err);
 /* Scratch of at least size bytes, 64-byte aligned, owned by the thread context. Only one
  * user at a time per thread: take it right before the oneDNN call that needs it. */
 void *tf_thread_scratch(tf_thread_ctx *ctx, size_t size, tf_err *err);
-
-/* dst (n,) bf16 bits = src (n,) float32 rounded to nearest even (convert.c). */
-void tf_f32_to_bf16(const float *src, uint16_t *dst, int64_t n);
-void tf_bf16_to_f32(const uint16_t *src, float *dst, int64_t n);  /* exact */
-
-/* 64-byte aligned allocation for kernel temporaries; tf_free(NULL) is fine. */
-void *tf_malloc(size_t size);
-void tf_free(void *p);
-
-/* CPU features of the hand-written kernels' fast paths (runtime dispatch). */
-int tf_cpu_has_avx512(void);  /* avx512f + avx512bw + avx512vl + avx512dq */
-/* Force the plain reference path of hand-written kernels (testing): 0 = auto, 1 = reference. */
-extern int tf_force_reference;
 
 /* ------------------------------------------------------------------ NumPy glue (array.c) */
 
@@ -183,22 +138,20 @@ PyArrayObject *tf_out_f32(tf_state *st, PyObject *out, int ndim, const npy_intp 
 /* Raises if the memory of out overlaps that of a (in-place use the op does not support). */
 int tf_check_no_overlap(tf_state *st, PyArrayObject *out, PyArrayObject *a, const char *name);
 
+/* Element stride of axis i of a float32 array, 0 for a size-1 axis (kernels broadcast it). */
+static inline int64_t
+tf_estride(PyArrayObject *a, int i)
+{
+    return PyArray_DIM(a, i) == 1 ? 0 : (int64_t)(PyArray_STRIDE(a, i) / PyArray_ITEMSIZE(a));
+}
+
+/* Element strides of a mask or bias array (1 to 4 dims, right-aligned, each of size 1 or
+ * the full size) broadcast to (B, H, L, S) = full; a size-1 axis gets stride 0 (no copy).
+ * Raises TfcoreValueError naming the shapes. */
+int tf_attn_broadcast(tf_state *st, PyArrayObject *m, const char *name, const int64_t full[4],
+                      int64_t strides[4]);
+
 /* Parse a Python int/None thread count etc. */
 int tf_parse_activation(tf_state *st, PyObject *obj, int *act);
-
-/* ------------------------------------------------------------------ shared kernels */
-
-/* Activations applied elementwise by hand-written kernels and mapped to oneDNN
- * eltwise post-ops by Linear. */
-typedef enum {
-    TF_ACT_NONE = 0,
-    TF_ACT_GELU,       /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
-    TF_ACT_GELU_TANH,  /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
-    TF_ACT_RELU,
-    TF_ACT_SILU,       /* x * sigmoid(x) */
-    TF_ACT_TANH,       /* tanh(x) (BERT's pooler) */
-    TF_ACT_COUNT
-} tf_act;
-extern const char *const tf_act_names[TF_ACT_COUNT];
 
 #endif /* TFCORE_H */

@@ -244,7 +244,6 @@ tf_check_no_overlap(tf_state *st, PyArrayObject *out, PyArrayObject *a, const ch
     return 0;
 }
 
-const char *const tf_act_names[TF_ACT_COUNT] = {"none", "gelu", "gelu_tanh", "relu", "silu", "tanh"};
 
 int
 tf_parse_activation(tf_state *st, PyObject *obj, int *act)
@@ -279,4 +278,42 @@ tf_parse_activation(tf_state *st, PyObject *obj, int *act)
     tf_value_error(st, "unknown activation '%s' (expected one of: gelu, gelu_tanh, relu, silu, tanh, "
                        "none; HF aliases gelu_new, gelu_pytorch_tanh, swish accepted)", s);
     return -1;
+}
+
+int
+tf_attn_broadcast(tf_state *st, PyArrayObject *m, const char *name, const int64_t full[4],
+           int64_t strides[4])
+{
+    int nd = PyArray_NDIM(m);
+    char shape[96];
+    if (nd < 1 || nd > 4) {
+        tf_shape_str(m, shape, sizeof(shape));
+        tf_value_error(st, "%s with shape %s has %d dimensions; expected 1 to 4 broadcasting to "
+                           "(batch, heads, query, key) = (%lld, %lld, %lld, %lld)",
+                       name, shape, nd, (long long)full[0], (long long)full[1],
+                       (long long)full[2], (long long)full[3]);
+        return -1;
+    }
+    for (int d = 0; d < 4; d++) {
+        strides[d] = 0;
+    }
+    for (int i = 0; i < nd; i++) {
+        int d = 4 - nd + i;
+        npy_intp n = PyArray_DIM(m, i);
+        if (n != 1 && n != full[d]) {
+            tf_shape_str(m, shape, sizeof(shape));
+            tf_value_error(st, "%s with shape %s does not broadcast to (batch, heads, query, key) = "
+                               "(%lld, %lld, %lld, %lld)",
+                           name, shape, (long long)full[0], (long long)full[1],
+                           (long long)full[2], (long long)full[3]);
+            return -1;
+        }
+        npy_intp s = PyArray_STRIDE(m, i);
+        if (n != 1 && (s < 0 || s % PyArray_ITEMSIZE(m) != 0)) {
+            tf_value_error(st, "%s must have non-negative, element-aligned strides", name);
+            return -1;
+        }
+        strides[d] = tf_estride(m, i);
+    }
+    return 0;
 }

@@ -1,7 +1,6 @@
-/* engine.c — the oneDNN engine, thread-count control, per-thread streams and scratch,
- * CPU feature dispatch, and the module-level configuration functions. */
+/* engine.c — the oneDNN engine, thread-count control and per-thread streams and scratch.
+ * The Python functions over them (set_num_threads, config, ...) are functions/runtime.c. */
 #include "tfcore.h"
-#include "linear.h"
 
 #include <omp.h>
 #include <pthread.h>
@@ -17,10 +16,6 @@ static _Thread_local int tl_thread_override; /* tfcore.threads(n) on this thread
  * in a forked child (a parallel region there waits forever for the parent's threads), so
  * the child runs every call on its own thread. */
 static atomic_int g_forked_child;
-#define FORKED_CHILD_MSG                                                                    \
-    "this process was forked after tfcore started, and OpenMP cannot start threads in a "  \
-    "forked child: tfcore runs on 1 thread here. For parallel workers use the 'spawn' or " \
-    "'forkserver' start method (multiprocessing.get_context('spawn'))"
 
 static void
 after_fork_in_child(void)
@@ -29,7 +24,6 @@ after_fork_in_child(void)
 }
 static pthread_key_t g_ctx_key;
 static pthread_once_t g_ctx_once = PTHREAD_ONCE_INIT;
-int tf_force_reference = 0;
 
 dnnl_engine_t
 tf_engine(void)
@@ -160,173 +154,23 @@ tf_thread_scratch(tf_thread_ctx *ctx, size_t size, tf_err *err)
     return p;
 }
 
-void *
-tf_malloc(size_t size)
+int
+tf_set_num_threads(int n)
 {
-    void *p = NULL;
-    if (size == 0) {
-        size = 64;
+    if (n > 1 && atomic_load(&g_forked_child)) {
+        return -1;
     }
-    if (posix_memalign(&p, 64, size) != 0) {
-        return NULL;
-    }
-    return p;
-}
-
-void
-tf_free(void *p)
-{
-    free(p);
+    atomic_store(&g_num_threads, n);
+    return 0;
 }
 
 int
-tf_cpu_has_avx512(void)
+tf_set_thread_override(int n, int *prev)
 {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-    }
-    return cached;
-}
-
-/* ------------------------------------------------------------ module functions */
-
-PyDoc_STRVAR(set_num_threads_doc,
-"set_num_threads($module, n, /)\n--\n\n"
-"Set the number of threads tfcore computes with (all Python threads that have no\n"
-"tfcore.threads() override).");
-
-static PyObject *
-set_num_threads(PyObject *module, PyObject *arg)
-{
-    tf_state *st = tf_state_of_module(module);
-    int overflow = 0;
-    if (!PyLong_Check(arg)) {
-        return tf_type_error(st, "number of threads must be an int, got %s", Py_TYPE(arg)->tp_name);
-    }
-    long n = PyLong_AsLongAndOverflow(arg, &overflow);
-    if (n == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (overflow || n < 1 || n > 4096) {
-        return tf_value_error(st, "number of threads must be between 1 and 4096");
-    }
     if (n > 1 && atomic_load(&g_forked_child)) {
-        return tf_value_error(st, FORKED_CHILD_MSG);
+        return -1;
     }
-    atomic_store(&g_num_threads, (int)n);
-    Py_RETURN_NONE;
+    *prev = tl_thread_override;
+    tl_thread_override = n;
+    return 0;
 }
-
-PyDoc_STRVAR(get_num_threads_doc,
-"get_num_threads($module, /)\n--\n\n"
-"Threads the next tfcore call on this Python thread will use.");
-
-static PyObject *
-get_num_threads(PyObject *module, PyObject *unused)
-{
-    return PyLong_FromLong(tf_num_threads());
-}
-
-PyDoc_STRVAR(set_thread_override_doc,
-"_set_thread_override($module, n, /)\n--\n\n"
-"Per-thread thread count used by tfcore.threads(); 0 removes it. Returns the previous one.");
-
-static PyObject *
-set_thread_override(PyObject *module, PyObject *arg)
-{
-    tf_state *st = tf_state_of_module(module);
-    long n = PyLong_AsLong(arg);
-    if (n == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (n < 0 || n > 4096) {
-        return tf_value_error(st, "number of threads must be between 1 and 4096");
-    }
-    if (n > 1 && atomic_load(&g_forked_child)) {
-        return tf_value_error(st, FORKED_CHILD_MSG);
-    }
-    int prev = tl_thread_override;
-    tl_thread_override = (int)n;
-    return PyLong_FromLong(prev);
-}
-
-static const char *
-isa_name(dnnl_cpu_isa_t isa)
-{
-    switch (isa) {
-    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
-    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
-    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
-    case dnnl_cpu_isa_avx512_core: return "avx512_core";
-    case dnnl_cpu_isa_avx2_vnni_2: return "avx2_vnni_2";
-    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
-    case dnnl_cpu_isa_avx2: return "avx2";
-    case dnnl_cpu_isa_avx: return "avx";
-    case dnnl_cpu_isa_sse41: return "sse41";
-    default: return "other";
-    }
-}
-
-static const char *
-runtime_name(unsigned r)
-{
-    switch (r) {
-    case DNNL_RUNTIME_OMP: return "OpenMP";
-    case DNNL_RUNTIME_TBB: return "TBB";
-    case DNNL_RUNTIME_SEQ: return "sequential";
-    case DNNL_RUNTIME_THREADPOOL: return "threadpool";
-    case DNNL_RUNTIME_SYCL: return "SYCL";
-    default: return "unknown";
-    }
-}
-
-PyDoc_STRVAR(config_doc,
-"config($module, /)\n--\n\n"
-"A dict describing the oneDNN build, threading runtime, ISA and threads.");
-
-static PyObject *
-config(PyObject *module, PyObject *unused)
-{
-    const dnnl_version_t *v = dnnl_version();
-    char version[64];
-    snprintf(version, sizeof(version), "%d.%d.%d", v->major, v->minor, v->patch);
-    return Py_BuildValue(
-        "{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:i, s:i}",
-        "onednn_version", version, "onednn_hash", v->hash,
-        "onednn_built_against", DNNL_VERSION_HASH,
-        "cpu_runtime", runtime_name(v->cpu_runtime),
-        "onednn_isa", isa_name(dnnl_get_effective_cpu_isa()),
-        "num_threads", tf_num_threads(), "omp_num_procs", omp_get_num_procs(),
-        "kernels_avx512", tf_cpu_has_avx512() && !tf_force_reference,
-        "kernel_path", tf_cpu_has_avx512() && !tf_force_reference ? "avx512" : "reference",
-        "bf16_matmul", tf_bf16_supported(), "int8_matmul", tf_int8_supported());
-}
-
-PyDoc_STRVAR(set_reference_kernels_doc,
-"_set_reference_kernels($module, flag, /)\n--\n\n"
-"Force (True) the plain C reference path of hand-written kernels; used by tests.\n"
-"Returns the previous setting.");
-
-static PyObject *
-set_reference_kernels(PyObject *module, PyObject *arg)
-{
-    int flag = PyObject_IsTrue(arg);
-    if (flag < 0) {
-        return NULL;
-    }
-    int prev = tf_force_reference;
-    tf_force_reference = flag;
-    return PyBool_FromLong(prev);
-}
-
-PyMethodDef tf_engine_methods[] = {
-    {"set_num_threads", set_num_threads, METH_O, set_num_threads_doc},
-    {"get_num_threads", get_num_threads, METH_NOARGS, get_num_threads_doc},
-    {"_set_thread_override", set_thread_override, METH_O, set_thread_override_doc},
-    {"_set_reference_kernels", set_reference_kernels, METH_O, set_reference_kernels_doc},
-    {"config", config, METH_NOARGS, config_doc},
-    {NULL, NULL, 0, NULL},
-};

@@ -20,16 +20,6 @@ tf_dnnl_status_str(dnnl_status_t status)
     }
 }
 
-void
-tf_err_set(tf_err *err, tf_err_kind kind, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    err->kind = kind;
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-}
-
 int
 tf_err_dnnl(tf_err *err, dnnl_status_t status, const char *what)
 {

@@ -1,4 +1,5 @@
-/* module.c — tfcore._C: multi-phase init, exceptions, and registration of op families. */
+/* module.c — tfcore._C: multi-phase init, exceptions, and the registration, GC traverse and
+ * clear of every type and function table, all generated from registry.h. */
 #define TFCORE_IMPORT_ARRAY
 #include "tfcore.h"
 
@@ -71,17 +72,6 @@ tf_state_of_type(PyTypeObject *type)
     return module == NULL ? NULL : (tf_state *)PyModule_GetState(module);
 }
 
-typedef int (*tf_register_fn)(PyObject *, tf_state *);
-
-static const tf_register_fn registrations[] = {
-    tf_register_linear, tf_register_norm,     tf_register_embedding,
-    tf_register_act,    tf_register_posenc,   tf_register_attention,
-    tf_register_ffn,    tf_register_mha,      tf_register_block,
-    tf_register_convert, tf_register_kvcache, tf_register_posbias,
-    tf_register_longformer, tf_register_block_sparse,
-    tf_register_window_attention, tf_register_swin_layer,
-};
-
 static int
 tf_exec(PyObject *module)
 {
@@ -98,11 +88,18 @@ tf_exec(PyObject *module)
     if (ref != NULL && ref[0] != '\0' && strcmp(ref, "0") != 0) {
         tf_force_reference = 1;
     }
-    for (size_t i = 0; i < sizeof(registrations) / sizeof(registrations[0]); i++) {
-        if (registrations[i](module, st) < 0) {
-            return -1;
-        }
+#define TF_REGISTER_TYPE(name, spec, file)                       \
+    if (tf_add_type(module, &spec, NULL, &st->name) < 0) {      \
+        return -1;                                               \
     }
+    TF_TYPES(TF_REGISTER_TYPE)
+#undef TF_REGISTER_TYPE
+#define TF_REGISTER_FUNCTIONS(table, file)                       \
+    if (PyModule_AddFunctions(module, table) < 0) {              \
+        return -1;                                               \
+    }
+    TF_FUNCTIONS(TF_REGISTER_FUNCTIONS)
+#undef TF_REGISTER_FUNCTIONS
     return 0;
 }
 
@@ -114,16 +111,9 @@ tf_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->ValueError);
     Py_VISIT(st->TypeError);
     Py_VISIT(st->OneDNNError);
-    Py_VISIT(st->Linear);
-    Py_VISIT(st->LayerNorm);
-    Py_VISIT(st->RMSNorm);
-    Py_VISIT(st->Embedding);
-    Py_VISIT(st->FeedForward);
-    Py_VISIT(st->MultiHeadAttention);
-    Py_VISIT(st->TransformerBlock);
-    Py_VISIT(st->KVCache);
-    Py_VISIT(st->WindowAttention);
-    Py_VISIT(st->SwinLayer);
+#define TF_VISIT_TYPE(name, spec, file) Py_VISIT(st->name);
+    TF_TYPES(TF_VISIT_TYPE)
+#undef TF_VISIT_TYPE
     return 0;
 }
 
@@ -135,16 +125,9 @@ tf_clear(PyObject *module)
     Py_CLEAR(st->ValueError);
     Py_CLEAR(st->TypeError);
     Py_CLEAR(st->OneDNNError);
-    Py_CLEAR(st->Linear);
-    Py_CLEAR(st->LayerNorm);
-    Py_CLEAR(st->RMSNorm);
-    Py_CLEAR(st->Embedding);
-    Py_CLEAR(st->FeedForward);
-    Py_CLEAR(st->MultiHeadAttention);
-    Py_CLEAR(st->TransformerBlock);
-    Py_CLEAR(st->KVCache);
-    Py_CLEAR(st->WindowAttention);
-    Py_CLEAR(st->SwinLayer);
+#define TF_CLEAR_TYPE(name, spec, file) Py_CLEAR(st->name);
+    TF_TYPES(TF_CLEAR_TYPE)
+#undef TF_CLEAR_TYPE
     return 0;
 }
 
@@ -153,8 +136,6 @@ tf_free_module(void *module)
 {
     tf_clear((PyObject *)module);
 }
-
-extern PyMethodDef tf_engine_methods[];
 
 static PyModuleDef_Slot tf_slots[] = {
     {Py_mod_exec, tf_exec},
@@ -166,7 +147,6 @@ PyModuleDef tf_module_def = {
     .m_name = "tfcore._C",
     .m_doc = "tfcore's C core: transformer ops over oneDNN with NumPy buffers in and out.",
     .m_size = sizeof(tf_state),
-    .m_methods = tf_engine_methods,
     .m_slots = tf_slots,
     .m_traverse = tf_traverse,
     .m_clear = tf_clear,

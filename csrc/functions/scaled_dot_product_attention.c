@@ -1,8 +1,9 @@
-/* attention.c — tfcore._C.scaled_dot_product_attention: argument checking and broadcasting
- * for the fused kernel in attn_kernel.c. Query/key/value/out may be any views whose last
+/* scaled_dot_product_attention.c — tfcore.functional.scaled_dot_product_attention: argument
+ * checking and broadcasting for the fused kernel of kernels/attention/sdpa.c. Query/key/value/out may be any views whose last
  * axis is contiguous (e.g. a (B, T, H, D) projection seen as (B, H, T, D)): the kernel
  * reads them in place through strides, so transposed views cost no copy. */
-#include "attn_kernel.h"
+#include "tfcore.h"
+#include "kernels/attention/sdpa.h"
 
 #include <math.h>
 #include <string.h>
@@ -66,44 +67,6 @@ output_finite(const tf_attn_args *a)
                 ok = acc == acc;
             }
     return ok;
-}
-
-int
-tf_attn_broadcast(tf_state *st, PyArrayObject *m, const char *name, const int64_t full[4],
-           int64_t strides[4])
-{
-    int nd = PyArray_NDIM(m);
-    char shape[96];
-    if (nd < 1 || nd > 4) {
-        tf_shape_str(m, shape, sizeof(shape));
-        tf_value_error(st, "%s with shape %s has %d dimensions; expected 1 to 4 broadcasting to "
-                           "(batch, heads, query, key) = (%lld, %lld, %lld, %lld)",
-                       name, shape, nd, (long long)full[0], (long long)full[1],
-                       (long long)full[2], (long long)full[3]);
-        return -1;
-    }
-    for (int d = 0; d < 4; d++) {
-        strides[d] = 0;
-    }
-    for (int i = 0; i < nd; i++) {
-        int d = 4 - nd + i;
-        npy_intp n = PyArray_DIM(m, i);
-        if (n != 1 && n != full[d]) {
-            tf_shape_str(m, shape, sizeof(shape));
-            tf_value_error(st, "%s with shape %s does not broadcast to (batch, heads, query, key) = "
-                               "(%lld, %lld, %lld, %lld)",
-                           name, shape, (long long)full[0], (long long)full[1],
-                           (long long)full[2], (long long)full[3]);
-            return -1;
-        }
-        npy_intp s = PyArray_STRIDE(m, i);
-        if (n != 1 && (s < 0 || s % PyArray_ITEMSIZE(m) != 0)) {
-            tf_value_error(st, "%s must have non-negative, element-aligned strides", name);
-            return -1;
-        }
-        strides[d] = estride(m, i);
-    }
-    return 0;
 }
 
 static int
@@ -349,14 +312,8 @@ PyDoc_STRVAR(sdpa_doc,
 "of zeros and zero weights. torch returns NaN there; zeros keep padded batches finite.\n"
 "Inputs with NaN or Inf in query/key/value are refused; masks and bias may hold -inf.");
 
-static PyMethodDef attention_methods[] = {
+PyMethodDef tf_scaled_dot_product_attention_methods[] = {
     {"scaled_dot_product_attention", (PyCFunction)(void (*)(void))sdpa,
      METH_VARARGS | METH_KEYWORDS, sdpa_doc},
     {NULL, NULL, 0, NULL},
 };
-
-int
-tf_register_attention(PyObject *module, tf_state *st)
-{
-    return PyModule_AddFunctions(module, attention_methods);
-}

@@ -1,7 +1,8 @@
-/* longformer.c — tfcore._C.sliding_window_attention: argument checking for the Longformer
+/* sliding_window_attention.c — tfcore._C.sliding_window_attention: argument checking for the Longformer
  * attention kernel (longformer_kernel.c). Query/key/value/out may be views with a
  * contiguous last axis, e.g. (B, T, H, D) projections seen as (B, H, T, D). */
-#include "longformer_kernel.h"
+#include "tfcore.h"
+#include "kernels/attention/sliding_window.h"
 
 #include <math.h>
 #include <string.h>
@@ -300,14 +301,8 @@ PyDoc_STRVAR(swa_doc,
 "out: a preallocated (B, H, L, D) float32 array or view to write. Inputs with NaN or Inf\n"
 "are refused.");
 
-static PyMethodDef longformer_methods[] = {
+PyMethodDef tf_sliding_window_attention_methods[] = {
     {"sliding_window_attention", (PyCFunction)(void (*)(void))sliding_window_attention,
      METH_VARARGS | METH_KEYWORDS, swa_doc},
     {NULL, NULL, 0, NULL},
 };
-
-int
-tf_register_longformer(PyObject *module, tf_state *st)
-{
-    return PyModule_AddFunctions(module, longformer_methods);
-}

@@ -4,8 +4,8 @@
  * activations entering an int8 GEMM (every call), so the row loop is vectorized and
  * threaded. Rounding is to nearest even, as torch.quantize_per_tensor and oneDNN do.
  */
-#include "quant.h"
-#include "simd.h"
+#include "kernels/quant.h"
+#include "kernels/simd.h"
 
 #include <math.h>
 

@@ -1,8 +1,8 @@
 /* quant.h — symmetric int8 quantization for int8 Linear layers. */
-#ifndef TFCORE_QUANT_H
-#define TFCORE_QUANT_H
+#ifndef TFCORE_KERNELS_QUANT_H
+#define TFCORE_KERNELS_QUANT_H
 
-#include "tfcore.h"
+#include "kernels/kernel.h"
 
 /* x (M, K) row-major -> q (M, K) int8 in [-127, 127] and scales (M,) with x ≈ q * scale
  * per row (per token for activations, per output channel for (N, K) weights).
@@ -12,4 +12,4 @@ void tf_quantize_rows_s8(const float *x, int64_t M, int64_t K, int8_t *q, float 
 /* The same with one scale per column of x (K, N): GPT-2 Conv1D weights are (in, out). */
 void tf_quantize_columns_s8(const float *x, int64_t K, int64_t N, int8_t *q, float *scales);
 
-#endif /* TFCORE_QUANT_H */
+#endif /* TFCORE_KERNELS_QUANT_H */

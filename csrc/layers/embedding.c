@@ -1,6 +1,6 @@
 /* embedding.c — Embedding: a table lookup that reads the weight array in place (it may be
  * a read-only np.memmap over a checkpoint), so loading a model does not copy it. */
-#include "ops.h"
+#include "tfcore.h"
 
 #include <string.h>
 
@@ -10,7 +10,9 @@ typedef struct {
     int64_t V, C;
 } tf_embedding;
 
-int
+/* ids is (M,) int32 or int64, table is (V, C), out is (M, C). Fails (err names the first
+ * bad id and its position) if an id is outside [0, V); nothing is guaranteed about out then. */
+static int
 tf_embedding_gather(const void *ids, int ids_int64, int64_t M, const float *table, int64_t V,
                     int64_t C, float *out, tf_err *err)
 {
@@ -174,15 +176,9 @@ static PyType_Slot embedding_slots[] = {
     {0, NULL},
 };
 
-static PyType_Spec embedding_spec = {
+PyType_Spec tf_embedding_spec = {
     .name = "tfcore.Embedding",
     .basicsize = sizeof(tf_embedding),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = embedding_slots,
 };
-
-int
-tf_register_embedding(PyObject *module, tf_state *st)
-{
-    return tf_add_type(module, &embedding_spec, NULL, &st->Embedding);
-}

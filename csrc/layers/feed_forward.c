@@ -1,10 +1,10 @@
-/* ffn.c — FeedForward: the transformer MLP, plain or gated, as two or three fused GEMMs.
+/* feed_forward.c — FeedForward: the transformer MLP, plain or gated, as two or three fused GEMMs.
  *
  * The activation is an eltwise post-op of the first GEMM, and the gating product
  * act(gate(x)) * up(x) is a binary-mul post-op of the up GEMM, so the (M, F) hidden
  * activations are written once and read once; the residual add is a post-op of down.
  */
-#include "ffn.h"
+#include "layers/feed_forward.h"
 
 int
 tf_ffn_forward(const tf_ffn *f, const float *x, int64_t M, float *y, tf_post post,
@@ -206,15 +206,9 @@ static PyType_Slot ffn_slots[] = {
     {0, NULL},
 };
 
-static PyType_Spec ffn_spec = {
+PyType_Spec tf_feed_forward_spec = {
     .name = "tfcore.FeedForward",
     .basicsize = sizeof(tf_ffn),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = ffn_slots,
 };
-
-int
-tf_register_ffn(PyObject *module, tf_state *st)
-{
-    return tf_add_type(module, &ffn_spec, NULL, &st->FeedForward);
-}

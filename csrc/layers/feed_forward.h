@@ -1,8 +1,8 @@
-/* ffn.h — the FeedForward type's C-level API (used by TransformerBlock). */
+/* feed_forward.h — the FeedForward type's C-level API (used by TransformerBlock). */
 #ifndef TFCORE_FFN_H
 #define TFCORE_FFN_H
 
-#include "linear.h"
+#include "layers/linear.h"
 
 /* Plain:  y = down(act(up(x)))
  * Gated:  y = down(act(gate(x)) * up(x))      (SwiGLU with silu, GEGLU with gelu) */

@@ -1,7 +1,8 @@
-/* kvcache.c — KVCache: preallocated per-layer keys/values that attention appends to in
+/* kv_cache.c — KVCache: preallocated per-layer keys/values that attention appends to in
  * place during incremental decoding; keys/values readable as NumPy views (no copy). */
-#include "kvcache.h"
-#include "quant.h"
+#include "layers/kv_cache.h"
+#include "kernels/bfloat16.h"
+#include "kernels/quant.h"
 
 #include <string.h>
 
@@ -755,15 +756,9 @@ static PyType_Slot kvcache_slots[] = {
     {0, NULL},
 };
 
-static PyType_Spec kvcache_spec = {
+PyType_Spec tf_kv_cache_spec = {
     .name = "tfcore.KVCache",
     .basicsize = sizeof(tf_kvcache),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = kvcache_slots,
 };
-
-int
-tf_register_kvcache(PyObject *module, tf_state *st)
-{
-    return tf_add_type(module, &kvcache_spec, NULL, &st->KVCache);
-}

@@ -1,4 +1,4 @@
-/* kvcache.h — the KVCache type: per-layer key/value storage for incremental decoding. */
+/* kv_cache.h — the KVCache type: per-layer key/value storage for incremental decoding. */
 #ifndef TFCORE_KVCACHE_H
 #define TFCORE_KVCACHE_H
 

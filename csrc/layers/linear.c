@@ -6,9 +6,10 @@
  * cache (a hit costs ~2 µs), which keeps objects stateless and safe to share between
  * threads; the scratchpad is the calling thread's.
  */
-#include "linear.h"
-#include "gemv.h"
-#include "quant.h"
+#include "layers/linear.h"
+#include "kernels/bfloat16.h"
+#include "layers/linear_gemv.h"
+#include "kernels/quant.h"
 
 #include <string.h>
 
@@ -906,15 +907,9 @@ static PyType_Slot linear_slots[] = {
     {0, NULL},
 };
 
-static PyType_Spec linear_spec = {
+PyType_Spec tf_linear_spec = {
     .name = "tfcore.Linear",
     .basicsize = sizeof(tf_linear),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = linear_slots,
 };
-
-int
-tf_register_linear(PyObject *module, tf_state *st)
-{
-    return tf_add_type(module, &linear_spec, NULL, &st->Linear);
-}

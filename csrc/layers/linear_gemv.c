@@ -1,4 +1,4 @@
-/* gemv.c — y = act(x Wᵀ + b) (post) other for a few rows x, over BA16a64b weights.
+/* linear_gemv.c — y = act(x Wᵀ + b) (post) other for a few rows x, over BA16a64b weights.
  *
  * BA16a64b stores the (K, N) weight matrix as panels of 64 output columns; within a panel
  * the K rows follow each other (blocks of 16 rows, padded with zeros up to a multiple of
@@ -6,10 +6,11 @@
  * 4 zmm loads per row feed 4·M FMAs, and the hardware prefetcher sees a single sequential
  * read. Threads take whole panels.
  */
-#include "gemv.h"
-#include "ops.h"
-#include "simd.h"
-#include "quant.h"
+#include "layers/linear_gemv.h"
+#include "kernels/bfloat16.h"
+#include "kernels/activation.h"
+#include "kernels/simd.h"
+#include "kernels/quant.h"
 
 #include <string.h>
 

@@ -1,4 +1,4 @@
-/* gemv.h — few-row products for decoding, read straight from a Linear's packed weights.
+/* linear_gemv.h — few-row products for decoding, read straight from a Linear's packed weights.
  *
  * A decode step multiplies one row per sequence by every weight matrix. On large layers
  * this loop and oneDNN's brgemm both stream the weights at the memory bandwidth; on the
@@ -10,7 +10,7 @@
 #ifndef TFCORE_GEMV_H
 #define TFCORE_GEMV_H
 
-#include "linear.h"
+#include "layers/linear.h"
 
 /* Rows up to which tf_gemv is used instead of oneDNN: 4 rows x 4 accumulators fill 16 of
  * the 32 zmm registers; more rows would spill, and oneDNN's blocked kernel reuses each

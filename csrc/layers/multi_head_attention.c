@@ -1,4 +1,4 @@
-/* mha.c — MultiHeadAttention: fused QKV projection, rotary embedding, the fused attention
+/* multi_head_attention.c — MultiHeadAttention: fused QKV projection, rotary embedding, the fused attention
  * kernel on strided views of the projection (no head transposes, no K/V copies for GQA),
  * and the output projection with the residual fused in.
  *
@@ -8,10 +8,10 @@
  *   attention reads q/k/v with row stride W, writes ctx (M, H D) in (B, T, H, D) order
  *   ctx --o GEMM (+ residual)--> y (M, C)
  */
-#include "mha.h"
+#include "layers/multi_head_attention.h"
 
-#include "attn_kernel.h"
-#include "ops.h"
+#include "kernels/attention/sdpa.h"
+#include "kernels/rope.h"
 
 #include <math.h>
 #include <string.h>
@@ -281,8 +281,9 @@ init_position_bias(tf_state *st, tf_mha *self, PyObject *table_obj, long long nu
         return 0;
     }
     const int bidirectional = !self->causal;
-    if (tf_t5_check_config(st, num_buckets, max_distance, bidirectional, "relative_attention_") < 0) {
-        return -1;
+    tf_err err = {0};
+    if (tf_t5_check_config(num_buckets, max_distance, bidirectional, "relative_attention_", &err) < 0) {
+        return tf_err_raise(st, &err);
     }
     if ((*table = tf_arg_f32(st, table_obj, "relative_attention_bias", 2, 2)) == NULL) {
         return -1;
@@ -1025,15 +1026,9 @@ static PyType_Slot mha_slots[] = {
     {0, NULL},
 };
 
-static PyType_Spec mha_spec = {
+PyType_Spec tf_multi_head_attention_spec = {
     .name = "tfcore.MultiHeadAttention",
     .basicsize = sizeof(tf_mha),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = mha_slots,
 };
-
-int
-tf_register_mha(PyObject *module, tf_state *st)
-{
-    return tf_add_type(module, &mha_spec, NULL, &st->MultiHeadAttention);
-}

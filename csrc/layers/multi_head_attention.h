@@ -1,10 +1,10 @@
-/* mha.h — MultiHeadAttention's C-level API (used by TransformerBlock). */
+/* multi_head_attention.h — MultiHeadAttention's C-level API (used by TransformerBlock). */
 #ifndef TFCORE_MHA_H
 #define TFCORE_MHA_H
 
-#include "kvcache.h"
-#include "linear.h"
-#include "posbias.h"
+#include "layers/kv_cache.h"
+#include "layers/linear.h"
+#include "kernels/attention/position_bias.h"
 
 typedef struct {
     PyObject_HEAD

@@ -1,120 +1,25 @@
-/* norm.c — LayerNorm and RMSNorm over the last axis, with an optional fused residual add.
- *
- * One row at a time: statistics in a first pass over s = x + residual (two-pass variance,
- * numerically sound for rows with a large mean), then the normalised, scaled row.
- */
-#include "ops.h"
+/* norm.c — the LayerNorm and RMSNorm types: parameters owned by the Python object, rows
+ * normalised by kernels/norm.c (with an optional fused residual add). */
+#include "layers/norm.h"
 
-#include <immintrin.h>
+#include "kernels/norm.h"
+
 #include <math.h>
 #include <string.h>
 
-/* Rows smaller than this much work stay on one thread. */
-#define PARALLEL_MIN_ELEMS 32768
-
-/* ------------------------------------------------------------------ reference path */
-
-/* s is (C,) row (or x + r), y is (C,) */
-static void
-norm_row_ref(const tf_norm *n, const float *x, const float *r, float *s_out, float *y)
-{
-    const int64_t C = n->C;
-    double sum = 0.0, sq = 0.0;
-    for (int64_t i = 0; i < C; i++) {
-        float s = r ? x[i] + r[i] : x[i];
-        if (s_out) {
-            s_out[i] = s;
-        }
-        sum += s;
-    }
-    const float *s_row = s_out ? s_out : NULL;
-    double mean = n->kind == TF_NORM_LAYER ? sum / (double)C : 0.0;
-    for (int64_t i = 0; i < C; i++) {
-        double s = s_row ? s_row[i] : (r ? (double)(x[i] + r[i]) : x[i]);
-        sq += (s - mean) * (s - mean);
-    }
-    float inv = (float)(1.0 / sqrt(sq / (double)C + (double)n->eps));
-    for (int64_t i = 0; i < C; i++) {
-        float s = s_row ? s_row[i] : (r ? x[i] + r[i] : x[i]);
-        float v = (s - (float)mean) * inv * n->gamma[i];
-        y[i] = n->beta ? v + n->beta[i] : v;
-    }
-}
-
-/* ------------------------------------------------------------------ AVX-512 path */
-
-#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
-
-AVX512 static inline __m512
-load_sum(const float *x, const float *r, int64_t i, __mmask16 m)
-{
-    __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-    return r ? _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, r + i)) : v;
-}
-
-/* x, r, s_out, y are (C,) rows */
-AVX512 static void
-norm_row_avx512(const tf_norm *n, const float *x, const float *r, float *s_out, float *y)
-{
-    const int64_t C = n->C;
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < C; i += 16) {
-        __mmask16 m = C - i >= 16 ? 0xFFFF : (__mmask16)((1u << (C - i)) - 1);
-        __m512 s = load_sum(x, r, i, m);
-        if (s_out) {
-            _mm512_mask_storeu_ps(s_out + i, m, s);
-        }
-        acc = _mm512_add_ps(acc, s);
-    }
-    /* After s_out is written, read the sum from there (one stream instead of two). */
-    const float *src = s_out ? s_out : x;
-    const float *res = s_out ? NULL : r;
-    const float mean = n->kind == TF_NORM_LAYER ? _mm512_reduce_add_ps(acc) / (float)C : 0.0f;
-    const __m512 vmean = _mm512_set1_ps(mean);
-    __m512 sq = _mm512_setzero_ps();
-    for (int64_t i = 0; i < C; i += 16) {
-        __mmask16 m = C - i >= 16 ? 0xFFFF : (__mmask16)((1u << (C - i)) - 1);
-        __m512 d = _mm512_maskz_sub_ps(m, load_sum(src, res, i, m), vmean);
-        sq = _mm512_fmadd_ps(d, d, sq);
-    }
-    const float inv = 1.0f / sqrtf(_mm512_reduce_add_ps(sq) / (float)C + n->eps);
-    const __m512 vinv = _mm512_set1_ps(inv);
-    for (int64_t i = 0; i < C; i += 16) {
-        __mmask16 m = C - i >= 16 ? 0xFFFF : (__mmask16)((1u << (C - i)) - 1);
-        __m512 v = _mm512_mul_ps(_mm512_sub_ps(load_sum(src, res, i, m), vmean), vinv);
-        v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, n->gamma + i));
-        if (n->beta) {
-            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, n->beta + i));
-        }
-        _mm512_mask_storeu_ps(y + i, m, v);
-    }
-}
-
-void
-tf_norm_rows(const tf_norm *n, const float *x, const float *residual, float *sum_out,
-             float *y, int64_t M)
-{
-    const int64_t C = n->C;
-    const int fast = tf_cpu_has_avx512() && !tf_force_reference;
-#pragma omp parallel for schedule(static) if (M * C >= PARALLEL_MIN_ELEMS && M > 1)
-    for (int64_t row = 0; row < M; row++) {
-        const float *xr = x + row * C;
-        const float *rr = residual ? residual + row * C : NULL;
-        float *sr = sum_out ? sum_out + row * C : NULL;
-        if (fast) {
-            norm_row_avx512(n, xr, rr, sr, y + row * C);
-        }
-        else {
-            norm_row_ref(n, xr, rr, sr, y + row * C);
-        }
-    }
-}
+/* The Python object: the kernel's parameters plus what only the type needs. */
+typedef struct {
+    PyObject_HEAD
+    tf_norm_params p;
+    int offset;         /* RMSNorm: weight stored as w - 1 (Gemma) */
+    float *weight;      /* (C,) the weight as given when offset (gamma = 1 + weight), else NULL */
+} tf_norm;
 
 void
 tf_norm_apply(PyObject *norm, const float *x, const float *residual, float *sum_out, float *y,
               int64_t M)
 {
-    tf_norm_rows((const tf_norm *)norm, x, residual, sum_out, y, M);
+    tf_norm_rows(&((const tf_norm *)norm)->p, x, residual, sum_out, y, M);
 }
 
 int
@@ -125,9 +30,9 @@ tf_norm_check_arg(tf_state *st, PyObject *norm, const char *name, int64_t C)
                       Py_TYPE(norm)->tp_name);
         return -1;
     }
-    if (((const tf_norm *)norm)->C != C) {
+    if (((const tf_norm *)norm)->p.C != C) {
         tf_value_error(st, "%s normalizes %lld features, expected hidden_size=%lld", name,
-                       (long long)((const tf_norm *)norm)->C, (long long)C);
+                       (long long)((const tf_norm *)norm)->p.C, (long long)C);
         return -1;
     }
     return 0;
@@ -191,14 +96,14 @@ layer_norm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if ((self = (tf_norm *)type->tp_alloc(type, 0)) == NULL) {
         return NULL;
     }
-    self->kind = TF_NORM_LAYER;
-    if (parse_eps(st, eps, &self->eps) < 0 ||
-        (self->gamma = copy_vector(st, w_obj, "weight", -1, 0.0f)) == NULL) {
+    self->p.kind = TF_NORM_LAYER;
+    if (parse_eps(st, eps, &self->p.eps) < 0 ||
+        (self->p.gamma = copy_vector(st, w_obj, "weight", -1, 0.0f)) == NULL) {
         Py_DECREF(self);
         return NULL;
     }
-    self->C = PyArray_DIM((PyArrayObject *)w_obj, 0);
-    if (b_obj != Py_None && (self->beta = copy_vector(st, b_obj, "bias", self->C, 0.0f)) == NULL) {
+    self->p.C = PyArray_DIM((PyArrayObject *)w_obj, 0);
+    if (b_obj != Py_None && (self->p.beta = copy_vector(st, b_obj, "bias", self->p.C, 0.0f)) == NULL) {
         Py_DECREF(self);
         return NULL;
     }
@@ -221,15 +126,15 @@ rms_norm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if ((self = (tf_norm *)type->tp_alloc(type, 0)) == NULL) {
         return NULL;
     }
-    self->kind = TF_NORM_RMS;
+    self->p.kind = TF_NORM_RMS;
     self->offset = offset;
-    if (parse_eps(st, eps, &self->eps) < 0 ||
-        (self->gamma = copy_vector(st, w_obj, "weight", -1, offset ? 1.0f : 0.0f)) == NULL) {
+    if (parse_eps(st, eps, &self->p.eps) < 0 ||
+        (self->p.gamma = copy_vector(st, w_obj, "weight", -1, offset ? 1.0f : 0.0f)) == NULL) {
         Py_DECREF(self);
         return NULL;
     }
-    self->C = PyArray_DIM((PyArrayObject *)w_obj, 0);
-    if (offset && (self->weight = copy_vector(st, w_obj, "weight", self->C, 0.0f)) == NULL) {
+    self->p.C = PyArray_DIM((PyArrayObject *)w_obj, 0);
+    if (offset && (self->weight = copy_vector(st, w_obj, "weight", self->p.C, 0.0f)) == NULL) {
         Py_DECREF(self);
         return NULL;
     }
@@ -240,8 +145,8 @@ static void
 norm_dealloc(tf_norm *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
-    tf_free(self->gamma);
-    tf_free(self->beta);
+    tf_free(self->p.gamma);
+    tf_free(self->p.beta);
     tf_free(self->weight);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
@@ -260,9 +165,9 @@ norm_call(tf_norm *self, PyObject *args, PyObject *kwds)
     if ((x = tf_arg_f32(st, x_obj, "x", 1, NPY_MAXDIMS)) == NULL)
         goto fail;
     const int nd = PyArray_NDIM(x);
-    if (PyArray_DIM(x, nd - 1) != self->C) {
+    if (PyArray_DIM(x, nd - 1) != self->p.C) {
         tf_value_error(st, "x has last dim %" NPY_INTP_FMT ", expected normalized size %lld",
-                       PyArray_DIM(x, nd - 1), (long long)self->C);
+                       PyArray_DIM(x, nd - 1), (long long)self->p.C);
         goto fail;
     }
     if (tf_check_nonempty(st, x, "x") < 0 || tf_check_finite(st, x, "x") < 0)
@@ -283,10 +188,10 @@ norm_call(tf_norm *self, PyObject *args, PyObject *kwds)
     if ((PyArray_DATA(out) != PyArray_DATA(x) && tf_check_no_overlap(st, out, x, "x") < 0) ||
         (res && PyArray_DATA(out) != PyArray_DATA(res) && tf_check_no_overlap(st, out, res, "residual") < 0))
         goto fail;
-    const int64_t M = (int64_t)(PyArray_SIZE(x) / self->C);
+    const int64_t M = (int64_t)(PyArray_SIZE(x) / self->p.C);
     Py_BEGIN_ALLOW_THREADS
     tf_threads_begin();
-    tf_norm_rows(self, PyArray_DATA(x), res ? PyArray_DATA(res) : NULL, NULL, PyArray_DATA(out), M);
+    tf_norm_rows(&self->p, PyArray_DATA(x), res ? PyArray_DATA(res) : NULL, NULL, PyArray_DATA(out), M);
     Py_END_ALLOW_THREADS
     Py_DECREF(x);
     Py_XDECREF(res);
@@ -302,23 +207,23 @@ static PyObject *
 norm_repr(tf_norm *self)
 {
     char eps[32];
-    snprintf(eps, sizeof(eps), "%g", (double)self->eps);
-    if (self->kind == TF_NORM_LAYER) {
-        return PyUnicode_FromFormat("LayerNorm(%lld, eps=%s, bias=%s)", (long long)self->C, eps,
-                                    self->beta ? "True" : "False");
+    snprintf(eps, sizeof(eps), "%g", (double)self->p.eps);
+    if (self->p.kind == TF_NORM_LAYER) {
+        return PyUnicode_FromFormat("LayerNorm(%lld, eps=%s, bias=%s)", (long long)self->p.C, eps,
+                                    self->p.beta ? "True" : "False");
     }
-    return PyUnicode_FromFormat("RMSNorm(%lld, eps=%s%s)", (long long)self->C, eps,
+    return PyUnicode_FromFormat("RMSNorm(%lld, eps=%s%s)", (long long)self->p.C, eps,
                                 self->offset ? ", offset=True" : "");
 }
 
 static PyObject *
 norm_get_vector(tf_norm *self, void *closure)
 {
-    const float *src = closure != NULL ? self->beta : (self->weight ? self->weight : self->gamma);
+    const float *src = closure != NULL ? self->p.beta : (self->weight ? self->weight : self->p.gamma);
     if (src == NULL) {
         Py_RETURN_NONE;
     }
-    npy_intp n = (npy_intp)self->C;
+    npy_intp n = (npy_intp)self->p.C;
     PyArrayObject *a = (PyArrayObject *)PyArray_SimpleNew(1, &n, NPY_FLOAT32);
     if (a != NULL) {
         memcpy(PyArray_DATA(a), src, (size_t)n * sizeof(float));
@@ -329,13 +234,13 @@ norm_get_vector(tf_norm *self, void *closure)
 static PyObject *
 norm_get_eps(tf_norm *self, void *closure)
 {
-    return PyFloat_FromDouble(self->eps);
+    return PyFloat_FromDouble(self->p.eps);
 }
 
 static PyObject *
 norm_get_shape(tf_norm *self, void *closure)
 {
-    return Py_BuildValue("(L)", (long long)self->C);
+    return Py_BuildValue("(L)", (long long)self->p.C);
 }
 
 static PyGetSetDef norm_getset[] = {
@@ -377,25 +282,16 @@ static PyType_Slot rms_norm_slots[] = {
     {0, NULL},
 };
 
-static PyType_Spec layer_norm_spec = {
+PyType_Spec tf_layer_norm_spec = {
     .name = "tfcore.LayerNorm",
     .basicsize = sizeof(tf_norm),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = layer_norm_slots,
 };
 
-static PyType_Spec rms_norm_spec = {
+PyType_Spec tf_rms_norm_spec = {
     .name = "tfcore.RMSNorm",
     .basicsize = sizeof(tf_norm),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = rms_norm_slots,
 };
-
-int
-tf_register_norm(PyObject *module, tf_state *st)
-{
-    if (tf_add_type(module, &layer_norm_spec, NULL, &st->LayerNorm) < 0) {
-        return -1;
-    }
-    return tf_add_type(module, &rms_norm_spec, NULL, &st->RMSNorm);
-}

@@ -5,9 +5,9 @@
  *   t = norm1(x);  h = x + WindowAttention(t);  t = norm2(h);  y = h + ffn(t)
  * Two (M, C) temporaries; the input is checked once (not again by each part).
  */
-#include "ffn.h"
-#include "ops.h"
-#include "window_attention.h"
+#include "layers/feed_forward.h"
+#include "layers/norm.h"
+#include "layers/window_attention.h"
 
 typedef struct {
     PyObject_HEAD
@@ -202,15 +202,9 @@ static PyType_Slot swin_layer_slots[] = {
     {0, NULL},
 };
 
-static PyType_Spec swin_layer_spec = {
+PyType_Spec tf_swin_layer_spec = {
     .name = "tfcore.SwinLayer",
     .basicsize = sizeof(tf_swin_layer),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = swin_layer_slots,
 };
-
-int
-tf_register_swin_layer(PyObject *module, tf_state *st)
-{
-    return tf_add_type(module, &swin_layer_spec, NULL, &st->SwinLayer);
-}

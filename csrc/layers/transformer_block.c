@@ -1,4 +1,4 @@
-/* block.c — TransformerBlock: attention, optional cross-attention and feed-forward with
+/* transformer_block.c — TransformerBlock: attention, optional cross-attention and feed-forward with
  * their norms and residuals, run in C as one call without the GIL.
  *
  * Post-norm (BERT, original Transformer), x is (M, C):
@@ -7,9 +7,9 @@
  *   h = x + attn(norm1(x));  [h = h + xattn(norm_cross(h), enc)];  y = h + ffn(norm2(h))
  * Every residual add is a post-op of the projection GEMM that precedes it.
  */
-#include "ffn.h"
-#include "mha.h"
-#include "ops.h"
+#include "layers/feed_forward.h"
+#include "layers/multi_head_attention.h"
+#include "layers/norm.h"
 
 #include <string.h>
 
@@ -334,15 +334,9 @@ static PyType_Slot block_slots[] = {
     {0, NULL},
 };
 
-static PyType_Spec block_spec = {
+PyType_Spec tf_transformer_block_spec = {
     .name = "tfcore.TransformerBlock",
     .basicsize = sizeof(tf_block),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = block_slots,
 };
-
-int
-tf_register_block(PyObject *module, tf_state *st)
-{
-    return tf_add_type(module, &block_spec, NULL, &st->TransformerBlock);
-}

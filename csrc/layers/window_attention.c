@@ -1,6 +1,6 @@
-/* window_attention.c — Swin's window attention from Python: the WindowAttention layer (fused
- * QKV projection, the window kernel of window_attn.c, output projection with the residual
- * fused) and the functional tfcore._C.window_attention on a ready QKV map.
+/* window_attention.c — the WindowAttention layer of Swin: fused QKV projection, the window
+ * kernel (kernels/attention/shifted_window.c), output projection with the residual fused.
+ * The functional tfcore.functional.window_attention is functions/window_attention.c.
  *
  * Data flow of a layer call, M = B*Hh*Ww rows (the normed map, image order):
  *   x (M, C) --qkv GEMM--> qkv (M, 3C) = (B, Hh, Ww, 3, H, D)
@@ -8,8 +8,9 @@
  *                  each row at its own image position
  *   ctx --o GEMM (+ residual)--> y (M, C)
  */
-#include "window_attention.h"
-#include "window_attn.h"
+#include "layers/window_attention.h"
+
+#include "kernels/attention/shifted_window.h"
 
 #include <math.h>
 #include <string.h>
@@ -22,8 +23,8 @@
 
 /* A relative-position bias table ((2 tw - 1)^2, H) float32 as HF stores it -> tw, and the
  * table head-major (H, (2 tw - 1)^2) in a new buffer *out (tf_free). 0 / -1 raised. */
-static int
-parse_table(tf_state *st, PyObject *obj, int64_t H, int64_t ws, int64_t *tw, float **out)
+int
+tf_window_parse_table(tf_state *st, PyObject *obj, int64_t H, int64_t ws, int64_t *tw, float **out)
 {
     PyArrayObject *t = tf_arg_f32(st, obj, "relative_position_bias_table", 2, 2);
     int rc = -1;
@@ -62,8 +63,8 @@ done:
     return rc;
 }
 
-static int
-parse_scale(tf_state *st, PyObject *obj, int64_t D, float *scale)
+int
+tf_window_parse_scale(tf_state *st, PyObject *obj, int64_t D, float *scale)
 {
     if (obj == Py_None) {
         *scale = (float)(1.0 / sqrt((double)D));
@@ -81,8 +82,8 @@ parse_scale(tf_state *st, PyObject *obj, int64_t D, float *scale)
     return 0;
 }
 
-static int
-check_window(tf_state *st, long long ws, long long shift)
+int
+tf_window_check_size(tf_state *st, long long ws, long long shift)
 {
     if (ws < 1 || ws > MAX_WINDOW) {
         tf_value_error(st, "window_size must be in [1, %d], got %lld", MAX_WINDOW, ws);
@@ -127,7 +128,7 @@ winattn_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (C < 1 || H < 1 || C % H != 0) {
         return tf_value_error(st, "hidden_size=%lld must be a positive multiple of num_heads=%lld", C, H);
     }
-    if (check_window(st, ws, shift) < 0) {
+    if (tf_window_check_size(st, ws, shift) < 0) {
         return NULL;
     }
     if (qkvw == Py_None || ow == Py_None) {
@@ -142,7 +143,7 @@ winattn_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->D = C / H;
     self->ws = ws;
     self->shift = shift;
-    if (parse_scale(st, scale, self->D, &self->scale) < 0)
+    if (tf_window_parse_scale(st, scale, self->D, &self->scale) < 0)
         goto fail;
     if ((self->qkv = tf_linear_build(st, qkvw, qkvb, TF_ACT_NONE, 0, dtype, "qkv projection")) == NULL ||
         (self->o = tf_linear_build(st, ow, ob, TF_ACT_NONE, 0, dtype, "output projection")) == NULL)
@@ -158,7 +159,7 @@ winattn_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         goto fail;
     }
     if (table != Py_None) {
-        if (parse_table(st, table, H, ws, &self->tw, &self->table) < 0)
+        if (tf_window_parse_table(st, table, H, ws, &self->tw, &self->table) < 0)
             goto fail;
         const int64_t N = ws * ws;
         self->bias = tf_malloc((size_t)(H * N * tf_window_lanes(N)) * sizeof(float));
@@ -374,141 +375,15 @@ static PyType_Slot winattn_slots[] = {
     {0, NULL},
 };
 
-static PyType_Spec winattn_spec = {
+PyType_Spec tf_window_attention_spec = {
     .name = "tfcore.WindowAttention",
     .basicsize = sizeof(tf_winattn),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = winattn_slots,
 };
 
-/* ------------------------------------------------------------------ functional */
-
-static PyObject *
-window_attention(PyObject *module, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"qkv", "window_size", "shift_size", "relative_position_bias_table",
-                             "pad_qkv", "scale", "output_attentions", "out", NULL};
-    PyObject *qkv_obj, *table_obj = Py_None, *pad_obj = Py_None, *scale_obj = Py_None,
-             *out_obj = Py_None, *result = NULL;
-    long long ws, shift = 0;
-    int output_attentions = 0;
-    PyArrayObject *qkv = NULL, *pad = NULL, *out = NULL, *weights = NULL;
-    float *table = NULL, *zeros = NULL;
-    tf_err err = {0};
-    tf_state *st = tf_state_of_module(module);
-    tf_window_args a;
-    memset(&a, 0, sizeof(a));
-    if (!TF_PARSE(st, args, kwds, "OL|L$OOOpO:window_attention", kwlist, &qkv_obj, &ws, &shift,
-                  &table_obj, &pad_obj, &scale_obj, &output_attentions, &out_obj)) {
-        return NULL;
-    }
-    if ((qkv = tf_arg_f32(st, qkv_obj, "qkv", 6, 6)) == NULL)
-        goto done;
-    if (PyArray_DIM(qkv, 3) != 3) {
-        char shape[96];
-        tf_shape_str(qkv, shape, sizeof(shape));
-        tf_value_error(st, "qkv must be (batch, height, width, 3, num_heads, head_dim), got %s", shape);
-        goto done;
-    }
-    if (tf_check_nonempty(st, qkv, "qkv") < 0 || tf_check_finite(st, qkv, "qkv") < 0 ||
-        check_window(st, ws, shift) < 0)
-        goto done;
-    a.B = PyArray_DIM(qkv, 0);
-    a.Hh = PyArray_DIM(qkv, 1);
-    a.Ww = PyArray_DIM(qkv, 2);
-    a.H = PyArray_DIM(qkv, 4);
-    a.D = PyArray_DIM(qkv, 5);
-    a.ws = ws;
-    a.shift = shift;
-    if (parse_scale(st, scale_obj, a.D, &a.scale) < 0)
-        goto done;
-    if (table_obj != Py_None && parse_table(st, table_obj, a.H, ws, &a.tw, &table) < 0)
-        goto done;
-    if (pad_obj != Py_None) {
-        if ((pad = tf_arg_f32(st, pad_obj, "pad_qkv", 3, 3)) == NULL)
-            goto done;
-        if (PyArray_DIM(pad, 0) != 3 || PyArray_DIM(pad, 1) != a.H || PyArray_DIM(pad, 2) != a.D) {
-            char shape[96];
-            tf_shape_str(pad, shape, sizeof(shape));
-            tf_value_error(st, "pad_qkv has shape %s, expected (3, num_heads, head_dim) = (3, %lld, %lld)",
-                           shape, (long long)a.H, (long long)a.D);
-            goto done;
-        }
-        if (tf_check_finite(st, pad, "pad_qkv") < 0)
-            goto done;
-        a.pad = PyArray_DATA(pad);
-    }
-    else {
-        if ((zeros = tf_malloc((size_t)(3 * a.H * a.D) * sizeof(float))) == NULL) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        memset(zeros, 0, (size_t)(3 * a.H * a.D) * sizeof(float));
-        a.pad = zeros;
-    }
-    npy_intp odims[5] = {(npy_intp)a.B, (npy_intp)a.Hh, (npy_intp)a.Ww, (npy_intp)a.H, (npy_intp)a.D};
-    if ((out = tf_out_f32(st, out_obj, 5, odims)) == NULL || tf_check_no_overlap(st, out, qkv, "qkv") < 0)
-        goto done;
-    if (output_attentions) {
-        if ((weights = tf_window_weights_new(a.B, a.Hh, a.Ww, a.H, ws)) == NULL)
-            goto done;
-        a.weights = PyArray_DATA(weights);
-    }
-    a.qkv = PyArray_DATA(qkv);
-    a.out = PyArray_DATA(out);
-    a.table = table;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    tf_threads_begin();
-    rc = tf_window_attention(&a, &err);
-    Py_END_ALLOW_THREADS
-    if (rc < 0) {
-        tf_err_raise(st, &err);
-        goto done;
-    }
-    result = weights ? PyTuple_Pack(2, out, weights) : Py_NewRef(out);
-done:
-    Py_XDECREF(qkv);
-    Py_XDECREF(pad);
-    Py_XDECREF(out);
-    Py_XDECREF(weights);
-    tf_free(table);
-    tf_free(zeros);
-    return result;
-}
-
-PyDoc_STRVAR(window_attention_doc,
-"window_attention($module, qkv, window_size, shift_size=0, *, relative_position_bias_table=None,\n"
-"                 pad_qkv=None, scale=None, output_attentions=False, out=None)\n--\n\n"
-"Swin's (shifted) window attention on a fused QKV map, with no copies of the map.\n\n"
-"qkv (B, Hh, Ww, 3, H, D) float32 C-contiguous holds each position's query, key and value\n"
-"heads in image order (one Linear over all tokens gives it). The map is cut into\n"
-"window_size x window_size windows after a cyclic shift by -shift_size (torch.roll) and\n"
-"padding to multiples of the window; padding tokens have the q, k, v of pad_qkv (3, H, D)\n"
-"(default zeros). Within a window: softmax(q k^T * scale + bias + mask) v, bias from\n"
-"relative_position_bias_table ((2 w - 1)^2, H) (w >= window_size) by relative coordinates,\n"
-"mask -100 between tokens of different shifted-window regions (shift_size > 0), as HF.\n"
-"Returns (B, Hh, Ww, H, D) with every output at its original (unshifted) position, or\n"
-"(output, attentions) with attentions (B nW, H, N, N) in HF's window order, N =\n"
-"window_size^2. No window clipping is applied here (WindowAttention does HF's).");
-
-static PyMethodDef window_methods[] = {
-    {"window_attention", (PyCFunction)(void (*)(void))window_attention, METH_VARARGS | METH_KEYWORDS,
-     window_attention_doc},
-    {NULL, NULL, 0, NULL},
-};
-
 int
 tf_winattn_check(tf_state *st, PyObject *obj)
 {
     return PyObject_TypeCheck(obj, st->WindowAttention);
-}
-
-int
-tf_register_window_attention(PyObject *module, tf_state *st)
-{
-    if (PyModule_AddFunctions(module, window_methods) < 0) {
-        return -1;
-    }
-    return tf_add_type(module, &winattn_spec, NULL, &st->WindowAttention);
 }

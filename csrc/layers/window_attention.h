@@ -1,8 +1,8 @@
 /* window_attention.h — the WindowAttention type's C-level API (used by SwinLayer). */
-#ifndef TFCORE_WINDOW_ATTENTION_H
-#define TFCORE_WINDOW_ATTENTION_H
+#ifndef TFCORE_LAYERS_WINDOW_ATTENTION_H
+#define TFCORE_LAYERS_WINDOW_ATTENTION_H
 
-#include "linear.h"
+#include "layers/linear.h"
 
 typedef struct {
     PyObject_HEAD
@@ -35,7 +35,15 @@ int tf_winattn_forward(const tf_winattn *m, const float *x, int64_t B, int64_t H
 /* Argument names for tf_rows_call_parse on (B, Hh, Ww, C) maps. */
 extern const tf_rows_names tf_map_names;
 
+/* Argument checks shared by the layer and tfcore.functional.window_attention (GIL held;
+ * 0 / -1 with the exception set): the relative-position bias table of H heads for window
+ * side ws (*tw its side, *out a new head-major copy), the attention scale for head dim D
+ * (None = D^-1/2), the window side and shift. */
+int tf_window_parse_table(tf_state *st, PyObject *obj, int64_t H, int64_t ws, int64_t *tw, float **out);
+int tf_window_parse_scale(tf_state *st, PyObject *obj, int64_t D, float *scale);
+int tf_window_check_size(tf_state *st, long long ws, long long shift);
+
 /* Borrowed check: is obj a WindowAttention (or subclass)? */
 int tf_winattn_check(tf_state *st, PyObject *obj);
 
-#endif /* TFCORE_WINDOW_ATTENTION_H */
+#endif /* TFCORE_LAYERS_WINDOW_ATTENTION_H */

@@ -1,5 +1,8 @@
-/* posbias.c — T5 bucketed relative bias and ALiBi, as per-call offset vectors (posbias.h). */
-#include "posbias.h"
+/* position_bias.c — T5 bucketed relative bias and ALiBi, as per-call offset vectors
+ * (position_bias.h). */
+#include "kernels/attention/position_bias.h"
+
+#include <stdio.h>
 
 #include <math.h>
 #include <string.h>
@@ -51,22 +54,22 @@ tf_t5_bucket(int64_t rel, int bidirectional, int64_t num_buckets, int64_t max_di
 }
 
 int
-tf_t5_check_config(tf_state *st, long long num_buckets, long long max_distance, int bidirectional,
-                   const char *prefix)
+tf_t5_check_config(long long num_buckets, long long max_distance, int bidirectional, const char *prefix,
+                   tf_err *err)
 {
     /* per direction, HF's formula needs exact buckets (the first half) and logarithmic ones
      * up to max_distance (the rest) */
     const long long per_dir = per_direction(num_buckets, bidirectional);
     if (per_dir < 2) {
-        tf_value_error(st, "%snum_buckets must be >= %d, got %lld", prefix, bidirectional ? 4 : 2, num_buckets);
+        tf_err_set(err, TF_ERR_VALUE, "%snum_buckets must be >= %d, got %lld", prefix, bidirectional ? 4 : 2, num_buckets);
         return -1;
     }
     if (num_buckets > (1 << 20)) {
-        tf_value_error(st, "%snum_buckets=%lld is too large (at most 2^20)", prefix, num_buckets);
+        tf_err_set(err, TF_ERR_VALUE, "%snum_buckets=%lld is too large (at most 2^20)", prefix, num_buckets);
         return -1;
     }
     if (max_distance <= per_dir / 2) {
-        tf_value_error(st, "%smax_distance must exceed %lld (half of the %lld buckets per direction), got %lld",
+        tf_err_set(err, TF_ERR_VALUE, "%smax_distance must exceed %lld (half of the %lld buckets per direction), got %lld",
                        prefix, per_dir / 2, per_dir, max_distance);
         return -1;
     }
@@ -186,87 +189,4 @@ tf_posbias_fill(const tf_posbias *pb, int64_t L, int64_t S, int64_t q_offset, fl
             }
         }
     }
-}
-
-/* ------------------------------------------------------------------ Python functions */
-
-static PyObject *
-py_t5_bucket(PyObject *module, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"relative_position", "bidirectional", "num_buckets", "max_distance", NULL};
-    PyObject *rel_obj;
-    int bidirectional = 1;
-    long long num_buckets = 32, max_distance = 128;
-    tf_state *st = tf_state_of_module(module);
-    if (!TF_PARSE(st, args, kwds, "O|$pLL:t5_relative_position_bucket", kwlist, &rel_obj, &bidirectional,
-                  &num_buckets, &max_distance)) {
-        return NULL;
-    }
-    if (tf_t5_check_config(st, num_buckets, max_distance, bidirectional, "") < 0) {
-        return NULL;
-    }
-    PyArrayObject *rel = tf_arg_ids(st, rel_obj, "relative_position");
-    if (rel == NULL) {
-        return NULL;
-    }
-    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(rel), PyArray_DIMS(rel), NPY_INT64);
-    if (out != NULL) {
-        const npy_intp n = PyArray_SIZE(rel);
-        const int wide = PyArray_ITEMSIZE(rel) == 8;
-        int64_t *o = PyArray_DATA(out);
-        for (npy_intp i = 0; i < n; i++) {
-            const int64_t r = wide ? ((const int64_t *)PyArray_DATA(rel))[i] : ((const int32_t *)PyArray_DATA(rel))[i];
-            o[i] = tf_t5_bucket(r, bidirectional, num_buckets, max_distance);
-        }
-    }
-    Py_DECREF(rel);
-    return (PyObject *)out;
-}
-
-static PyObject *
-py_alibi_slopes(PyObject *module, PyObject *arg)
-{
-    tf_state *st = tf_state_of_module(module);
-    long long H = PyLong_AsLongLong(arg);
-    if (H == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return tf_type_error(st, "num_heads must be an int");
-    }
-    if (H < 1 || H > (1 << 20)) {
-        return tf_value_error(st, "num_heads must be in [1, 2^20], got %lld", H);
-    }
-    npy_intp dims[1] = {(npy_intp)H};
-    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_FLOAT32);
-    if (out != NULL) {
-        tf_alibi_slopes(H, PyArray_DATA(out));
-    }
-    return (PyObject *)out;
-}
-
-PyDoc_STRVAR(t5_bucket_doc,
-"t5_relative_position_bucket($module, relative_position, *, bidirectional=True, num_buckets=32,\n"
-"                            max_distance=128)\n--\n\n"
-"T5's bucket of each relative position (key position - query position), int64 array of\n"
-"the same shape: exact buckets for small distances, logarithmic ones up to max_distance\n"
-"(HF T5Attention._relative_position_bucket, same float32 arithmetic). MultiHeadAttention\n"
-"(relative_attention_bias=...) computes these inside the attention kernel.");
-
-PyDoc_STRVAR(alibi_slopes_doc,
-"alibi_slopes($module, num_heads, /)\n--\n\n"
-"ALiBi's per-head slopes (num_heads,) float32, as HF BLOOM builds them (a geometric series\n"
-"2^(-8/n); head counts that are not powers of 2 interleave a second series).\n"
-"MultiHeadAttention(alibi=True) adds slope * (key - query) inside the attention kernel.");
-
-static PyMethodDef posbias_methods[] = {
-    {"t5_relative_position_bucket", (PyCFunction)(void (*)(void))py_t5_bucket, METH_VARARGS | METH_KEYWORDS,
-     t5_bucket_doc},
-    {"alibi_slopes", py_alibi_slopes, METH_O, alibi_slopes_doc},
-    {NULL, NULL, 0, NULL},
-};
-
-int
-tf_register_posbias(PyObject *module, tf_state *st)
-{
-    (void)st;
-    return PyModule_AddFunctions(module, posbias_methods);
 }

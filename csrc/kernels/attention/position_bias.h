@@ -1,4 +1,4 @@
-/* posbias.h — position biases computed inside attention instead of materialised:
+/* position_bias.h — position biases computed inside attention instead of materialised:
  * T5's bucketed relative bias and ALiBi's linear bias.
  *
  * Both depend only on the key position minus the query position, so a call needs one
@@ -6,10 +6,10 @@
  *   rel (H, L + S - 1), bias(h, i, j) = rel[h, (j - i) + (L - 1)]
  * where query row i sits at absolute position q_offset + i (the cached length when
  * decoding) and key j at position j. tf_attn_args.rel takes this vector. */
-#ifndef TFCORE_POSBIAS_H
-#define TFCORE_POSBIAS_H
+#ifndef TFCORE_KERNELS_ATTENTION_POSITION_BIAS_H
+#define TFCORE_KERNELS_ATTENTION_POSITION_BIAS_H
 
-#include "tfcore.h"
+#include "kernels/kernel.h"
 
 typedef enum { TF_POSBIAS_NONE = 0, TF_POSBIAS_T5, TF_POSBIAS_ALIBI } tf_posbias_kind;
 
@@ -34,10 +34,10 @@ typedef struct {
 int32_t tf_t5_bucket(int64_t relative_position, int bidirectional, int64_t num_buckets,
                      int64_t max_distance);
 
-/* Refuses bucket configurations HF's formula cannot compute, naming the arguments with
- * prefix ("" or "relative_attention_"). GIL held; 0 / -1 with TfcoreValueError. */
-int tf_t5_check_config(tf_state *st, long long num_buckets, long long max_distance, int bidirectional,
-                       const char *prefix);
+/* Refuses bucket configurations HF's formula cannot compute: -1 with err (TF_ERR_VALUE)
+ * naming the arguments with prefix ("" or "relative_attention_"), else 0. */
+int tf_t5_check_config(long long num_buckets, long long max_distance, int bidirectional, const char *prefix,
+                       tf_err *err);
 
 /* HF BLOOM's slopes for H heads (powers of 2^(-8/n); non-powers of 2 interleave a second
  * series), float32 like torch. slopes is (H,). */
@@ -55,4 +55,4 @@ int64_t tf_posbias_size(const tf_posbias *pb, int64_t L, int64_t S);
 /* rel (H, L + S - 1) for L queries at positions q_offset .. q_offset + L - 1 and S keys. */
 void tf_posbias_fill(const tf_posbias *pb, int64_t L, int64_t S, int64_t q_offset, float *rel);
 
-#endif /* TFCORE_POSBIAS_H */
+#endif /* TFCORE_KERNELS_ATTENTION_POSITION_BIAS_H */

@@ -1,4 +1,4 @@
-/* attn_kernel.c — fused scaled-dot-product attention with online softmax.
+/* sdpa.c — fused scaled-dot-product attention with online softmax.
  *
  * Three paths, same semantics (see attn_kernel.h):
  *   tile   (AVX-512, L > DECODE_MAX_L): one work item is (b, h, block of BQ queries). The
@@ -15,10 +15,10 @@
  * The attention weights, when asked for, are written by a second pass from the final
  * log-sum-exp of each row.
  */
-#include "attn_kernel.h"
+#include "kernels/attention/sdpa.h"
 
-#include "attn_tile.h"
-#include "simd.h"
+#include "kernels/attention/tile.h"
+#include "kernels/simd.h"
 
 #include <math.h>
 #include <omp.h>

@@ -1,9 +1,9 @@
-/* attn_kernel.h — the fused attention kernel: softmax(scale * Q Kᵀ + mask + bias) V with
+/* sdpa.h — the fused attention kernel: softmax(scale * Q Kᵀ + mask + bias) V with
  * online softmax, for callers that hold no GIL (functional SDPA, MultiHeadAttention). */
-#ifndef TFCORE_ATTN_KERNEL_H
-#define TFCORE_ATTN_KERNEL_H
+#ifndef TFCORE_KERNELS_ATTENTION_SDPA_H
+#define TFCORE_KERNELS_ATTENTION_SDPA_H
 
-#include "tfcore.h"
+#include "kernels/kernel.h"
 
 /* All pointers address float32 (bool_mask: uint8) with element strides per axis; the
  * last axis of q, k, v and out is contiguous. A stride of 0 broadcasts that axis. */
@@ -41,14 +41,8 @@ typedef struct {
     float *lse;
 } tf_attn_args;
 
-/* Element strides of a mask or bias array (1 to 4 dims, right-aligned, each of size 1 or
- * the full size) broadcast to (B, H, L, S) = full; a size-1 axis gets stride 0 (no copy).
- * GIL held; raises TfcoreValueError naming the shapes. */
-int tf_attn_broadcast(tf_state *st, PyArrayObject *m, const char *name, const int64_t full[4],
-                      int64_t strides[4]);
-
 /* Queries that see no key get a zero output, lse = -inf and all-zero weights.
  * Runs with OpenMP on tf_threads_begin()'s thread count. 0 / -1 with err filled. */
 int tf_attention(const tf_attn_args *a, tf_err *err);
 
-#endif /* TFCORE_ATTN_KERNEL_H */
+#endif /* TFCORE_KERNELS_ATTENTION_SDPA_H */

@@ -1,4 +1,4 @@
-/* window_attn.c — Swin's shifted-window attention with partition, cyclic shift, padding,
+/* shifted_window.c — Swin's shifted-window attention with partition, cyclic shift, padding,
  * relative-position bias and region mask in the indexing (see window_attn.h).
  *
  * One work item is (b, window, head). Its N tokens are first mapped to the rows they read
@@ -13,10 +13,10 @@
  *   reference (plain C, double accumulation): one query row at a time, bias read from the
  *          table by relative coordinates, mask from the regions.
  */
-#include "window_attn.h"
+#include "kernels/attention/shifted_window.h"
 
-#include "attn_tile.h"
-#include "simd.h"
+#include "kernels/attention/tile.h"
+#include "kernels/simd.h"
 
 #include <math.h>
 #include <omp.h>

@@ -1,4 +1,4 @@
-/* window_attn.h — Swin's 2-D (shifted) window attention, computed straight from the fused
+/* shifted_window.h — Swin's 2-D (shifted) window attention, computed straight from the fused
  * QKV projection of the feature map in image order.
  *
  * What HF does with copies — pad the map to a multiple of the window, torch.roll it by
@@ -11,10 +11,10 @@
  * Shapes (glossary in tfcore.h): the map is Hh x Ww (Hp x Wp padded up to multiples of
  * ws), N = ws * ws tokens per window, nW = (Hp / ws) (Wp / ws) windows per image.
  */
-#ifndef TFCORE_WINDOW_ATTN_H
-#define TFCORE_WINDOW_ATTN_H
+#ifndef TFCORE_KERNELS_ATTENTION_SHIFTED_WINDOW_H
+#define TFCORE_KERNELS_ATTENTION_SHIFTED_WINDOW_H
 
-#include "tfcore.h"
+#include "kernels/kernel.h"
 
 /* Query lanes per block of the fast path; precomputed biases pad N up to a multiple. */
 #define TF_WINDOW_LANES 64
@@ -51,4 +51,4 @@ void tf_window_bias(const float *table, int64_t H, int64_t tw, int64_t ws, float
  * the GIL. 0 / -1 with err filled (out of memory). */
 int tf_window_attention(const tf_window_args *a, tf_err *err);
 
-#endif /* TFCORE_WINDOW_ATTN_H */
+#endif /* TFCORE_KERNELS_ATTENTION_SHIFTED_WINDOW_H */

@@ -1,4 +1,4 @@
-/* longformer_kernel.c — Longformer attention composed from the fused attention kernel
+/* sliding_window.c — Longformer attention composed from the fused attention kernel
  * (attn_kernel.c), which already visits only a band of keys, reads strided views in place,
  * takes a per-key mask and returns each row's log-sum-exp. Three calls and a merge:
  *
@@ -17,9 +17,9 @@
  * tf_attention's AVX-512 path or its plain C reference path (TFCORE_REFERENCE_KERNELS=1);
  * the gathers, merge and weights here are plain loops over O(B H L D) values.
  */
-#include "longformer_kernel.h"
+#include "kernels/attention/sliding_window.h"
 
-#include "attn_kernel.h"
+#include "kernels/attention/sdpa.h"
 
 #include <math.h>
 #include <string.h>

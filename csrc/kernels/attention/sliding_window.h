@@ -1,10 +1,10 @@
-/* longformer_kernel.h — Longformer's attention (sliding window with dilation, plus global
+/* sliding_window.h — Longformer's attention (sliding window with dilation, plus global
  * tokens with their own projections) for callers that hold no GIL. Memory is linear in the
  * sequence length: no (L, L) scores or masks are ever formed. */
-#ifndef TFCORE_LONGFORMER_KERNEL_H
-#define TFCORE_LONGFORMER_KERNEL_H
+#ifndef TFCORE_KERNELS_ATTENTION_SLIDING_WINDOW_H
+#define TFCORE_KERNELS_ATTENTION_SLIDING_WINDOW_H
 
-#include "tfcore.h"
+#include "kernels/kernel.h"
 
 /* All float arrays are views with element strides per axis and a contiguous last axis.
  *
@@ -48,4 +48,4 @@ int64_t tf_swa_global_slots(const uint8_t *real, const uint8_t *global, int64_t 
 /* Runs with OpenMP on tf_threads_begin()'s thread count. 0 / -1 with err filled. */
 int tf_swa(const tf_swa_args *a, tf_err *err);
 
-#endif /* TFCORE_LONGFORMER_KERNEL_H */
+#endif /* TFCORE_KERNELS_ATTENTION_SLIDING_WINDOW_H */

@@ -1,4 +1,4 @@
-/* attn_tile.h — the register-tiled steps shared by tfcore's flash-style attention kernels
+/* tile.h — the register-tiled steps shared by tfcore's flash-style attention kernels
  * (attn_kernel.c, block_sparse.c). A tile is BQ = 64 queries packed transposed, Qᵀ (D, BQ),
  * so every step vectorises over queries (4 vectors of 16 lanes), against up to BK = 64 keys:
  *   tf_tile_pack_qt Qᵀ (D, BQ) from query rows, scaled
@@ -10,7 +10,7 @@
 #ifndef TFCORE_ATTN_TILE_H
 #define TFCORE_ATTN_TILE_H
 
-#include "simd.h"
+#include "kernels/simd.h"
 
 #include <math.h>
 #include <stdint.h>
