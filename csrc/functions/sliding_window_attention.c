@@ -1,5 +1,5 @@
 /* sliding_window_attention.c — tfcore._C.sliding_window_attention: argument checking for the Longformer
- * attention kernel (longformer_kernel.c). Query/key/value/out may be views with a
+ * attention kernel (kernels/attention/sliding_window.c). Query/key/value/out may be views with a
  * contiguous last axis, e.g. (B, T, H, D) projections seen as (B, H, T, D). */
 #include "tfcore.h"
 #include "kernels/attention/sliding_window.h"

@@ -3,6 +3,7 @@
 #include "layers/kv_cache.h"
 #include "kernels/bfloat16.h"
 #include "kernels/quant.h"
+#include "kernels/attention/sdpa.h"
 
 #include <string.h>
 
@@ -83,7 +84,7 @@ copy_rows(PyArrayObject *dst, PyArrayObject *src, const tf_kvcache *c, int64_t r
     }
 }
 
-int
+static int
 tf_kvcache_reserve(tf_state *st, tf_kvcache *c, int64_t T)
 {
     int64_t need = 0;
@@ -126,7 +127,7 @@ tf_kvcache_reserve(tf_state *st, tf_kvcache *c, int64_t T)
     return 0;
 }
 
-int
+static int
 tf_kvcache_acquire(tf_state *st, tf_kvcache *c)
 {
     int expected = 0;
@@ -162,7 +163,7 @@ store_row(const tf_kvcache *c, PyArrayObject *store, PyArrayObject *scales, int6
     }
 }
 
-void
+static void
 tf_kvcache_append(tf_kvcache *c, int64_t l, int64_t T, const float *k, int64_t ksb, int64_t kst,
                   int64_t ksh, const float *v, int64_t vsb, int64_t vst, int64_t vsh,
                   const uint8_t *valid, int64_t valid_sb)
@@ -213,7 +214,7 @@ load_rows(const tf_kvcache *c, PyArrayObject *store, PyArrayObject *scales, int6
     }
 }
 
-void
+static void
 tf_kvcache_dequantize(const tf_kvcache *c, int64_t l, int64_t rows, float *k, float *v)
 {
     const int64_t n = c->B * c->KVH;
@@ -256,7 +257,7 @@ compact_row(tf_kvcache *c, int64_t l, int64_t b, const uint8_t *keep, int64_t le
     return n;
 }
 
-void
+static void
 tf_kvcache_evict(tf_kvcache *c, int64_t l, const float *score)
 {
     const int64_t len = c->length[l];
@@ -296,6 +297,143 @@ tf_kvcache_evict(tf_kvcache *c, int64_t l, const float *score)
     }
     free(keep);
     c->length[l] = new_len;
+}
+
+/* ------------------------------------------------------------------ used by attention layers */
+
+int64_t
+tf_kvcache_bind(tf_state *st, PyObject *cache_obj, PyObject *layer_obj, int64_t B, int64_t KVH,
+                int64_t D, int64_t T, tf_kvcache **cache, int64_t *layer)
+{
+    *cache = NULL;
+    if (!tf_kvcache_check(st, cache_obj)) {
+        tf_type_error(st, "past_key_values must be a tfcore.KVCache, got %s", Py_TYPE(cache_obj)->tp_name);
+        return -1;
+    }
+    tf_kvcache *c = (tf_kvcache *)cache_obj;
+    long long l = layer_obj == NULL || layer_obj == Py_None ? -1 : PyLong_AsLongLong(layer_obj);
+    if (l == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (l < 0 || l >= c->layers) {
+        tf_value_error(st, "layer_idx must be given with past_key_values and lie in [0, %lld), got %lld",
+                       (long long)c->layers, l);
+        return -1;
+    }
+    if (c->B != B || c->KVH != KVH || c->D != D) {
+        tf_value_error(st, "KVCache is (batch %lld, kv_heads %lld, head_dim %lld), this call needs "
+                           "(%lld, %lld, %lld)", (long long)c->B, (long long)c->KVH, (long long)c->D,
+                       (long long)B, (long long)KVH, (long long)D);
+        return -1;
+    }
+    /* take the cache first: growing it swaps its arrays, which must not happen under a
+     * call that another thread is running on it */
+    if (tf_kvcache_acquire(st, c) < 0) {
+        return -1;
+    }
+    if (tf_kvcache_reserve(st, c, T) < 0) {
+        tf_kvcache_release(c);
+        return -1;
+    }
+    *cache = c;
+    *layer = l;
+    return c->length[l];
+}
+
+int64_t
+tf_kvcache_seen(const tf_kvcache *c, int64_t l)
+{
+    return c->seen[l];
+}
+
+int
+tf_kvcache_attend(tf_kvcache *kc, int64_t l, const uint8_t *key_mask, tf_attn_args *a, float **tmp,
+                  tf_err *err)
+{
+    /* Append this call's keys/values, then read K/V (B, KVH, stored + T, D) from the cache;
+     * the causal diagonal moves right by the stored rows (bottom-right alignment). The
+     * caller's mask spans (B, seen + T): its last T columns mark the new tokens, and the
+     * cache remembers which stored rows are real (they may have been moved by eviction). */
+    const int64_t B = a->B, KVH = a->KVH, D = a->D, T = a->L;
+    const int64_t stored = kc->length[l], seen = kc->seen[l], cap = kc->capacity;
+    *tmp = NULL;
+    tf_kvcache_append(kc, l, T, a->k, a->k_sb, a->k_ss, a->k_sh, a->v, a->v_sb, a->v_ss, a->v_sh,
+                      key_mask ? key_mask + seen : NULL, seen + T);
+    a->S = stored + T;
+    if (kc->dtype == TF_KV_F32) {
+        a->k = PyArray_DATA(kc->k[l]); a->k_sb = KVH * cap * D; a->k_sh = cap * D; a->k_ss = D;
+        a->v = PyArray_DATA(kc->v[l]); a->v_sb = KVH * cap * D; a->v_sh = cap * D; a->v_ss = D;
+    }
+    else {
+        /* bf16 / int8 storage: this layer's rows expanded to float32 (B, KVH, S, D) */
+        const int64_t rows = a->S;
+        float *buf = tf_malloc((size_t)(2 * B * KVH * rows * D) * sizeof(float));
+        if (buf == NULL) {
+            tf_err_set(err, TF_ERR_MEMORY, "out of memory expanding the cached keys and values");
+            return -1;
+        }
+        tf_kvcache_dequantize(kc, l, rows, buf, buf + B * KVH * rows * D);
+        a->k = buf; a->k_sb = KVH * rows * D; a->k_sh = rows * D; a->k_ss = D;
+        a->v = buf + B * KVH * rows * D; a->v_sb = a->k_sb; a->v_sh = a->k_sh; a->v_ss = D;
+        *tmp = buf;
+    }
+    a->causal_offset = stored;
+    if (key_mask != NULL && kc->length[l] != kc->seen[l]) {
+        /* rows were evicted: the caller's mask no longer lines up with the stored rows, so
+         * the validity the cache recorded when each row was appended is used instead */
+        a->bool_mask = PyArray_DATA(kc->valid[l]);
+        a->bm_sb = cap; a->bm_sh = 0; a->bm_sl = 0; a->bm_ss = 1;
+    }
+    return 0;
+}
+
+/* TOVA scores the stored rows by the last query's attention weights averaged over heads,
+ * obtained from one more single-row attention call (the main call never materialises
+ * weights). */
+int
+tf_kvcache_evict_after(tf_kvcache *kc, int64_t layer, const tf_attn_args *done, tf_err *err)
+{
+    const int64_t S = kc->length[layer];
+    if (kc->policy == TF_CACHE_FULL || S <= kc->budget) {
+        return 0;
+    }
+    if (kc->policy != TF_CACHE_TOVA) {
+        tf_kvcache_evict(kc, layer, NULL);
+        return 0;
+    }
+    const int64_t B = done->B, H = done->H, Dv = done->Dv;
+    float *w = tf_malloc((size_t)(B * H * S) * sizeof(float));
+    float *out = tf_malloc((size_t)(B * H * Dv) * sizeof(float));
+    float *score = tf_malloc((size_t)(B * S) * sizeof(float));
+    int rc = -1;
+    if (w == NULL || out == NULL || score == NULL) {
+        tf_err_set(err, TF_ERR_MEMORY, "out of memory for TOVA attention scores");
+        goto done_evict;
+    }
+    tf_attn_args last = *done;  /* the same attention, for the last query row only */
+    last.q = done->q + (done->L - 1) * done->q_sl;
+    last.L = 1;
+    last.causal_offset = done->causal_offset + done->L - 1;
+    last.out = out; last.o_sb = H * Dv; last.o_sh = Dv; last.o_sl = Dv;
+    last.weights = w;
+    last.lse = NULL;
+    if (tf_attention(&last, err) < 0)
+        goto done_evict;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t j = 0; j < S; j++) {
+            float sum = 0.0f;
+            for (int64_t h = 0; h < H; h++) {
+                sum += w[(b * H + h) * S + j];
+            }
+            score[b * S + j] = sum / (float)H;
+        }
+    tf_kvcache_evict(kc, layer, score);
+    rc = 0;
+done_evict:
+    tf_free(w);
+    tf_free(out);
+    tf_free(score);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ Python type */

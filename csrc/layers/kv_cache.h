@@ -1,8 +1,9 @@
 /* kv_cache.h — the KVCache type: per-layer key/value storage for incremental decoding. */
-#ifndef TFCORE_KVCACHE_H
-#define TFCORE_KVCACHE_H
+#ifndef TFCORE_LAYERS_KV_CACHE_H
+#define TFCORE_LAYERS_KV_CACHE_H
 
 #include "tfcore.h"
+#include "kernels/attention/sdpa.h"
 
 #include <stdatomic.h>
 
@@ -16,7 +17,7 @@ typedef enum {
 } tf_cache_policy;
 
 /* How keys and values are stored. Attention reads float32: a bf16/int8 layer is expanded
- * per call (tf_kvcache_dequantize), so these save memory, not time. */
+ * per call (by tf_kvcache_attend), so these save memory, not time. */
 typedef enum {
     TF_KV_F32 = 0,
     TF_KV_BF16,           /* uint16 bits, rounded to nearest even */
@@ -41,25 +42,31 @@ typedef struct {
 
 int tf_kvcache_check(tf_state *st, PyObject *obj);
 
-/* GIL held: make room for T more rows in every layer (grows capacity geometrically). */
-int tf_kvcache_reserve(tf_state *st, tf_kvcache *c, int64_t T);
-
-/* GIL held: mark the cache in use by one call, or raise if another call has it. */
-int tf_kvcache_acquire(tf_state *st, tf_kvcache *c);
+/* What an attention layer does with a cache; the cache's fields are its own (kv_cache.c).
+ *
+ * GIL held: check that cache_obj is a KVCache for (B, KVH, D) and layer_obj a layer of it,
+ * take it for this call (raises if another call has it) and make room for T more rows.
+ * Returns the rows stored for the layer (*cache, *layer set), or -1 with an exception. */
+int64_t tf_kvcache_bind(tf_state *st, PyObject *cache_obj, PyObject *layer_obj, int64_t B,
+                        int64_t KVH, int64_t D, int64_t T, tf_kvcache **cache, int64_t *layer);
+/* GIL held: end the call that tf_kvcache_bind began. */
 void tf_kvcache_release(tf_kvcache *c);
+/* Tokens ever appended to layer l: the position of the next one. */
+int64_t tf_kvcache_seen(const tf_kvcache *c, int64_t l);
 
-/* Without the GIL, after tf_kvcache_reserve: append T rows of keys and values for layer l.
- * k is a (B, T, KVH, D) view with element strides (ksb, kst, ksh), v likewise; valid is a
- * (B, T) view (row stride valid_sb) of which new tokens are real, or NULL (all real). */
-void tf_kvcache_append(tf_kvcache *c, int64_t l, int64_t T, const float *k, int64_t ksb,
-                       int64_t kst, int64_t ksh, const float *v, int64_t vsb, int64_t vst,
-                       int64_t vsh, const uint8_t *valid, int64_t valid_sb);
+/* Without the GIL: append the call's keys and values to layer l (a->k, a->v: (B, T = a->L,
+ * KVH, D) views given by a's (batch, head, row) strides; key_mask (B, seen + T) of real
+ * tokens or NULL), then point a at every row of the layer as float32: k, v, S and
+ * causal_offset = the rows stored before (bottom-right alignment), and bool_mask from the
+ * validity recorded per row when rows were evicted. bf16/int8 storage is expanded into
+ * *tmp (tf_free it after the attention call; NULL for float32). 0 / -1 with err filled. */
+int tf_kvcache_attend(tf_kvcache *c, int64_t l, const uint8_t *key_mask, tf_attn_args *a,
+                      float **tmp, tf_err *err);
 
-/* Without the GIL: the first rows of layer l as float32 (B, KVH, rows, D), contiguous. */
-void tf_kvcache_dequantize(const tf_kvcache *c, int64_t l, int64_t rows, float *k, float *v);
+/* Without the GIL, after the attention call a (from tf_kvcache_attend): apply the cache's
+ * eviction policy to layer l (sink + window drops the middle; TOVA scores the rows by the
+ * last query's attention weights averaged over heads, from one more single-row attention
+ * call). 0 / -1 with err filled. */
+int tf_kvcache_evict_after(tf_kvcache *c, int64_t l, const tf_attn_args *a, tf_err *err);
 
-/* Without the GIL: apply the eviction policy to layer l after a call. score is (B, length)
- * (TOVA: the current query's attention weights averaged over heads) or NULL. */
-void tf_kvcache_evict(tf_kvcache *c, int64_t l, const float *score);
-
-#endif /* TFCORE_KVCACHE_H */
+#endif /* TFCORE_LAYERS_KV_CACHE_H */

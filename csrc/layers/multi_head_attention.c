@@ -16,55 +16,6 @@
 #include <math.h>
 #include <string.h>
 
-/* After attention over the cache: apply its eviction policy to this layer. TOVA scores the
- * stored rows by the last query's attention weights averaged over heads, obtained from one
- * more single-row attention call (the main call never materialises weights). */
-static int
-evict(tf_kvcache *kc, int64_t layer, const tf_attn_args *done, tf_err *err)
-{
-    const int64_t S = kc->length[layer];
-    if (kc->policy == TF_CACHE_FULL || S <= kc->budget) {
-        return 0;
-    }
-    if (kc->policy != TF_CACHE_TOVA) {
-        tf_kvcache_evict(kc, layer, NULL);
-        return 0;
-    }
-    const int64_t B = done->B, H = done->H, Dv = done->Dv;
-    float *w = tf_malloc((size_t)(B * H * S) * sizeof(float));
-    float *out = tf_malloc((size_t)(B * H * Dv) * sizeof(float));
-    float *score = tf_malloc((size_t)(B * S) * sizeof(float));
-    int rc = -1;
-    if (w == NULL || out == NULL || score == NULL) {
-        tf_err_set(err, TF_ERR_MEMORY, "out of memory for TOVA attention scores");
-        goto done_evict;
-    }
-    tf_attn_args last = *done;  /* the same attention, for the last query row only */
-    last.q = done->q + (done->L - 1) * done->q_sl;
-    last.L = 1;
-    last.causal_offset = done->causal_offset + done->L - 1;
-    last.out = out; last.o_sb = H * Dv; last.o_sh = Dv; last.o_sl = Dv;
-    last.weights = w;
-    last.lse = NULL;
-    if (tf_attention(&last, err) < 0)
-        goto done_evict;
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t j = 0; j < S; j++) {
-            float sum = 0.0f;
-            for (int64_t h = 0; h < H; h++) {
-                sum += w[(b * H + h) * S + j];
-            }
-            score[b * S + j] = sum / (float)H;
-        }
-    tf_kvcache_evict(kc, layer, score);
-    rc = 0;
-done_evict:
-    tf_free(w);
-    tf_free(out);
-    tf_free(score);
-    return rc;
-}
-
 int
 tf_mha_forward(const tf_mha *m, const tf_mha_call *c, tf_err *err)
 {
@@ -118,45 +69,18 @@ tf_mha_forward(const tf_mha *m, const tf_mha_call *c, tf_err *err)
         }
     }
     if (c->cache != NULL) {
-        /* append this call's keys/values, then read K/V (B, KVH, stored + T, D) from the cache;
-         * the causal diagonal moves right by the stored rows (bottom-right alignment). The
-         * caller's mask spans (B, seen + T): its last T columns mark the new tokens, and the
-         * cache remembers which stored rows are real (they may have been moved by eviction). */
-        tf_kvcache *kc = c->cache;
-        const int64_t stored = kc->length[c->layer], seen = kc->seen[c->layer], cap = kc->capacity;
-        tf_kvcache_append(kc, c->layer, T, a.k, a.k_sb, a.k_ss, a.k_sh, a.v, a.v_sb, a.v_ss, a.v_sh,
-                          c->key_mask ? c->key_mask + seen : NULL, seen + T);
-        a.S = stored + T;
-        if (kc->dtype == TF_KV_F32) {
-            a.k = PyArray_DATA(kc->k[c->layer]); a.k_sb = KVH * cap * D; a.k_sh = cap * D; a.k_ss = D;
-            a.v = PyArray_DATA(kc->v[c->layer]); a.v_sb = KVH * cap * D; a.v_sh = cap * D; a.v_ss = D;
-        }
-        else {
-            /* bf16 / int8 storage: this layer's rows expanded to float32 (B, KVH, S, D) */
-            const int64_t rows = a.S;
-            kvbuf = tf_malloc((size_t)(2 * B * KVH * rows * D) * sizeof(float));
-            if (kvbuf == NULL) {
-                tf_err_set(err, TF_ERR_MEMORY, "out of memory expanding the cached keys and values");
-                goto done;
-            }
-            tf_kvcache_dequantize(kc, c->layer, rows, kvbuf, kvbuf + B * KVH * rows * D);
-            a.k = kvbuf; a.k_sb = KVH * rows * D; a.k_sh = rows * D; a.k_ss = D;
-            a.v = kvbuf + B * KVH * rows * D; a.v_sb = a.k_sb; a.v_sh = a.k_sh; a.v_ss = D;
-        }
-        a.causal_offset = stored;
+        /* the cache appends this call's keys/values and points a at all of this layer's rows */
+        if (tf_kvcache_attend(c->cache, c->layer, c->key_mask, &a, &kvbuf, err) < 0)
+            goto done;
     }
     a.out = ctx; a.o_sb = T * H * D; a.o_sh = D; a.o_sl = H * D;
     a.scale = m->scale;
     a.causal = m->causal;
     a.window_left = m->window_left;
     a.window_right = m->window_right;
-    if (c->key_mask != NULL && c->cache != NULL && c->cache->length[c->layer] != c->cache->seen[c->layer]) {
-        /* rows were evicted: the caller's mask no longer lines up with the stored rows, so
-         * the validity the cache recorded when each row was appended is used instead */
-        a.bool_mask = PyArray_DATA(c->cache->valid[c->layer]);
-        a.bm_sb = c->cache->capacity; a.bm_sh = 0; a.bm_sl = 0; a.bm_ss = 1;
-    }
-    else if (c->key_mask != NULL) {  /* (B, seen + T): HF's mask, authoritative for every key */
+    if (c->key_mask != NULL && a.bool_mask == NULL) {
+        /* (B, seen + T): HF's mask, authoritative for every key (unless the cache evicted
+         * rows and set the validity it recorded instead) */
         a.bool_mask = c->key_mask;
         a.bm_sb = S; a.bm_sh = 0; a.bm_sl = 0; a.bm_ss = 1;
     }
@@ -183,7 +107,7 @@ tf_mha_forward(const tf_mha *m, const tf_mha_call *c, tf_err *err)
     a.seq_start = c->seq_start;
     if (tf_attention(&a, err) < 0)
         goto done;
-    if (c->cache != NULL && evict(c->cache, c->layer, &a, err) < 0)
+    if (c->cache != NULL && tf_kvcache_evict_after(c->cache, c->layer, &a, err) < 0)
         goto done;
     /* y is (B, T, C) */
     if (tf_linear_forward(m->o, ctx, M, c->y, c->post, c->other, err) < 0)
@@ -674,42 +598,11 @@ tf_mha_parse_cache(tf_state *st, const tf_mha *m, PyObject *cache_obj, PyObject 
     if (cache_obj == NULL || cache_obj == Py_None) {
         return 0;
     }
-    if (!tf_kvcache_check(st, cache_obj)) {
-        tf_type_error(st, "past_key_values must be a tfcore.KVCache, got %s", Py_TYPE(cache_obj)->tp_name);
-        return -1;
-    }
-    tf_kvcache *c = (tf_kvcache *)cache_obj;
-    if (m->cross) {
+    if (m->cross && tf_kvcache_check(st, cache_obj)) {
         tf_value_error(st, "past_key_values is for self-attention layers");
         return -1;
     }
-    long long l = layer_obj == NULL || layer_obj == Py_None ? -1 : PyLong_AsLongLong(layer_obj);
-    if (l == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (l < 0 || l >= c->layers) {
-        tf_value_error(st, "layer_idx must be given with past_key_values and lie in [0, %lld), got %lld",
-                       (long long)c->layers, l);
-        return -1;
-    }
-    if (c->B != B || c->KVH != m->KVH || c->D != m->D) {
-        tf_value_error(st, "KVCache is (batch %lld, kv_heads %lld, head_dim %lld), this call needs "
-                           "(%lld, %lld, %lld)", (long long)c->B, (long long)c->KVH, (long long)c->D,
-                       (long long)B, (long long)m->KVH, (long long)m->D);
-        return -1;
-    }
-    /* take the cache first: growing it swaps its arrays, which must not happen under a
-     * call that another thread is running on it */
-    if (tf_kvcache_acquire(st, c) < 0) {
-        return -1;
-    }
-    if (tf_kvcache_reserve(st, c, T) < 0) {
-        tf_kvcache_release(c);
-        return -1;
-    }
-    *cache = c;
-    *layer = l;
-    return c->length[l];
+    return tf_kvcache_bind(st, cache_obj, layer_obj, B, m->KVH, m->D, T, cache, layer);
 }
 
 int
@@ -752,7 +645,7 @@ tf_mha_parse(tf_state *st, const tf_mha *m, int64_t B, int64_t T, PyObject *mask
     int64_t layer = c->layer;
     const float *enc_kv = c->enc_kv;  /* set by tf_mha_parse_cross_kv, kept */
     const int64_t kv_S = c->S;
-    const int64_t past = cache ? cache->seen[layer] : 0;  /* tokens before this call */
+    const int64_t past = cache ? tf_kvcache_seen(cache, layer) : 0;  /* tokens before this call */
     int64_t S = T + past;
     memset(arr, 0, sizeof(*arr));
     memset(c, 0, sizeof(*c));

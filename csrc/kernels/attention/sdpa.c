@@ -1,6 +1,6 @@
 /* sdpa.c — fused scaled-dot-product attention with online softmax.
  *
- * Three paths, same semantics (see attn_kernel.h):
+ * Three paths, same semantics (see sdpa.h):
  *   tile   (AVX-512, L > DECODE_MAX_L): one work item is (b, h, block of BQ queries). The
  *          queries of the block are packed transposed once, Qᵀ (D, BQ), so every kernel
  *          below vectorises over queries: a key element is broadcast against 16 queries.

@@ -28,7 +28,7 @@ typedef struct {
     /* Added to the scaled scores (either may be NULL; -inf entries hide a key). */
     const float *mask; int64_t m_sb, m_sh, m_sl, m_ss;
     const float *bias; int64_t b_sb, b_sh, b_sl, b_ss;
-    /* Position bias that depends only on key - query (T5 buckets, ALiBi; see posbias.h):
+    /* Position bias that depends only on key - query (T5 buckets, ALiBi; see position_bias.h):
      * rel (H, rel_sh) adds rel[h * rel_sh + (j - i) + (L - 1)] (NULL = none). */
     const float *rel; int64_t rel_sh;
     /* Packed (padding-free) sequences: when seq_start != NULL, sequence b occupies rows

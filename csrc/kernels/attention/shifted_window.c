@@ -1,5 +1,5 @@
 /* shifted_window.c — Swin's shifted-window attention with partition, cyclic shift, padding,
- * relative-position bias and region mask in the indexing (see window_attn.h).
+ * relative-position bias and region mask in the indexing (see shifted_window.h).
  *
  * One work item is (b, window, head). Its N tokens are first mapped to the rows they read
  * (QKV rows of the image, or the padding row) and write (output rows, none for padding),

@@ -1,5 +1,5 @@
 /* sliding_window.c — Longformer attention composed from the fused attention kernel
- * (attn_kernel.c), which already visits only a band of keys, reads strided views in place,
+ * (sdpa.c), which already visits only a band of keys, reads strided views in place,
  * takes a per-key mask and returns each row's log-sum-exp. Three calls and a merge:
  *
  *   local   for each residue r < dilation, the rows r, r + d, r + 2d, ... form a zero-copy

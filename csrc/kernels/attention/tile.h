@@ -1,5 +1,5 @@
 /* tile.h — the register-tiled steps shared by tfcore's flash-style attention kernels
- * (attn_kernel.c, block_sparse.c). A tile is BQ = 64 queries packed transposed, Qᵀ (D, BQ),
+ * (sdpa.c, block_sparse.c). A tile is BQ = 64 queries packed transposed, Qᵀ (D, BQ),
  * so every step vectorises over queries (4 vectors of 16 lanes), against up to BK = 64 keys:
  *   tf_tile_pack_qt Qᵀ (D, BQ) from query rows, scaled
  *   tf_tile_qk      scores st (nk, BQ) = Qᵀ · K rows, hiding lanes outside a key range
