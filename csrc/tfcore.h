@@ -151,6 +151,13 @@ tf_estride(PyArrayObject *a, int i)
 int tf_attn_broadcast(tf_state *st, PyArrayObject *m, const char *name, const int64_t full[4],
                       int64_t strides[4]);
 
+/* query/key/value/out of an attention function: a float32 view (tf_arg_f32_view with views
+ * allowed) of min_ndim..max_ndim dims, not empty (new ref). */
+PyArrayObject *tf_arg_qkv_view(tf_state *st, PyObject *obj, const char *name, int min_ndim, int max_ndim);
+/* Raises TfcoreValueError "name contains NaN or Inf" if a (a 3-D or 4-D view with a
+ * contiguous last axis, or NULL = nothing to check) holds a non-finite value. */
+int tf_check_finite_view(tf_state *st, PyArrayObject *a, const char *name);
+
 /* Parse a Python int/None thread count etc. */
 int tf_parse_activation(tf_state *st, PyObject *obj, int *act);
 

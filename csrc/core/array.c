@@ -317,3 +317,33 @@ tf_attn_broadcast(tf_state *st, PyArrayObject *m, const char *name, const int64_
     }
     return 0;
 }
+
+PyArrayObject *
+tf_arg_qkv_view(tf_state *st, PyObject *obj, const char *name, int min_ndim, int max_ndim)
+{
+    PyArrayObject *a = tf_arg_f32_view(st, obj, name, min_ndim, max_ndim, 1);
+    if (a != NULL && tf_check_nonempty(st, a, name) < 0) {
+        Py_CLEAR(a);
+    }
+    return a;
+}
+
+int
+tf_check_finite_view(tf_state *st, PyArrayObject *a, const char *name)
+{
+    int ok;
+    if (a == NULL) {
+        return 0;
+    }
+    const int o = PyArray_NDIM(a) - 3;  /* 3-D views are one batch item */
+    Py_BEGIN_ALLOW_THREADS
+    ok = tf_rows_finite(PyArray_DATA(a), o ? tf_estride(a, 0) : 0, tf_estride(a, o), tf_estride(a, o + 1),
+                        o ? PyArray_DIM(a, 0) : 1, PyArray_DIM(a, o), PyArray_DIM(a, o + 1),
+                        PyArray_DIM(a, o + 2));
+    Py_END_ALLOW_THREADS
+    if (!ok) {
+        tf_value_error(st, "%s contains NaN or Inf (tfcore refuses non-finite inputs)", name);
+        return -1;
+    }
+    return 0;
+}

@@ -6,13 +6,6 @@
 #include <math.h>
 #include <string.h>
 
-/* Element stride of axis i, 0 for a size-1 axis. */
-static inline int64_t
-estride(PyArrayObject *a, int i)
-{
-    return PyArray_DIM(a, i) == 1 ? 0 : (int64_t)(PyArray_STRIDE(a, i) / PyArray_ITEMSIZE(a));
-}
-
 /* A (B, n) 0/1 mask of bool or integer dtype as a C-contiguous bool array (new ref). */
 static PyArrayObject *
 mask_arg(tf_state *st, PyObject *obj, const char *name, int64_t B, int64_t n, const char *what)
@@ -37,39 +30,10 @@ mask_arg(tf_state *st, PyObject *obj, const char *name, int64_t B, int64_t n, co
                                             NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_FORCECAST);
 }
 
-/* Is every written output value finite? */
-static int
-output_finite(const tf_block_sparse_args *a)
-{
-    for (int64_t b = 0; b < a->B; b++)
-        for (int64_t h = 0; h < a->H; h++)
-            for (int64_t i = 0; i < a->L; i++) {
-                const float *o = a->out + b * a->o_sb + h * a->o_sh + i * a->o_sl;
-                float acc = 0.0f;
-                for (int64_t d = 0; d < a->Dv; d++) {
-                    acc += o[d] * 0.0f;
-                }
-                if (acc != acc) {
-                    return 0;
-                }
-            }
-    return 1;
-}
-
 typedef struct {
     PyArrayObject *q, *k, *v, *layout, *glob, *kmask, *qmask, *out;
     uint8_t *global_q;
 } bs_arrays;
-
-static PyArrayObject *
-qkv_arg(tf_state *st, PyObject *obj, const char *name)
-{
-    PyArrayObject *a = tf_arg_f32_view(st, obj, name, 4, 4, 1);
-    if (a != NULL && tf_check_nonempty(st, a, name) < 0) {
-        Py_CLEAR(a);
-    }
-    return a;
-}
 
 /* layout: int (nqb, nsel), (H, nqb, nsel) or (B, H, nqb, nsel), entries in [-1, nkb). */
 static int
@@ -105,7 +69,7 @@ layout_arg(tf_state *st, PyObject *obj, tf_block_sparse_args *a, int64_t nkb, bs
                            shape, (long long)a->B, (long long)a->H, (long long)a->nqb);
             return -1;
         }
-        strides[d] = estride(lay, i);
+        strides[d] = tf_estride(lay, i);
     }
     a->nsel = PyArray_DIM(lay, nd - 1);
     a->l_sb = strides[0];
@@ -178,8 +142,8 @@ block_sparse_attention(PyObject *module, PyObject *args, PyObject *kwds)
                   &lay_obj, &bs, &glob_obj, &kmask_obj, &qmask_obj, &scale_obj, &out_obj)) {
         return NULL;
     }
-    if ((arr.q = qkv_arg(st, q_obj, "query")) == NULL || (arr.k = qkv_arg(st, k_obj, "key")) == NULL ||
-        (arr.v = qkv_arg(st, v_obj, "value")) == NULL)
+    if ((arr.q = tf_arg_qkv_view(st, q_obj, "query", 4, 4)) == NULL || (arr.k = tf_arg_qkv_view(st, k_obj, "key", 4, 4)) == NULL ||
+        (arr.v = tf_arg_qkv_view(st, v_obj, "value", 4, 4)) == NULL)
         goto done;
     a.B = PyArray_DIM(arr.q, 0); a.H = PyArray_DIM(arr.q, 1);
     a.L = PyArray_DIM(arr.q, 2); a.D = PyArray_DIM(arr.q, 3);
@@ -247,7 +211,7 @@ block_sparse_attention(PyObject *module, PyObject *args, PyObject *kwds)
             goto done;
     }
     else {
-        if ((arr.out = qkv_arg(st, out_obj, "out")) == NULL)
+        if ((arr.out = tf_arg_qkv_view(st, out_obj, "out", 4, 4)) == NULL)
             goto done;
         if (!PyArray_CompareLists(PyArray_DIMS(arr.out), odims, 4)) {
             char shape[96];
@@ -267,13 +231,13 @@ block_sparse_attention(PyObject *module, PyObject *args, PyObject *kwds)
             goto done;
     }
     a.q = PyArray_DATA(arr.q);
-    a.q_sb = estride(arr.q, 0); a.q_sh = estride(arr.q, 1); a.q_sl = estride(arr.q, 2);
+    a.q_sb = tf_estride(arr.q, 0); a.q_sh = tf_estride(arr.q, 1); a.q_sl = tf_estride(arr.q, 2);
     a.k = PyArray_DATA(arr.k);
-    a.k_sb = estride(arr.k, 0); a.k_sh = estride(arr.k, 1); a.k_ss = estride(arr.k, 2);
+    a.k_sb = tf_estride(arr.k, 0); a.k_sh = tf_estride(arr.k, 1); a.k_ss = tf_estride(arr.k, 2);
     a.v = PyArray_DATA(arr.v);
-    a.v_sb = estride(arr.v, 0); a.v_sh = estride(arr.v, 1); a.v_ss = estride(arr.v, 2);
+    a.v_sb = tf_estride(arr.v, 0); a.v_sh = tf_estride(arr.v, 1); a.v_ss = tf_estride(arr.v, 2);
     a.out = PyArray_DATA(arr.out);
-    a.o_sb = estride(arr.out, 0); a.o_sh = estride(arr.out, 1); a.o_sl = estride(arr.out, 2);
+    a.o_sb = tf_estride(arr.out, 0); a.o_sh = tf_estride(arr.out, 1); a.o_sl = tf_estride(arr.out, 2);
     int rc;
     Py_BEGIN_ALLOW_THREADS
     tf_threads_begin();
@@ -283,7 +247,7 @@ block_sparse_attention(PyObject *module, PyObject *args, PyObject *kwds)
         tf_err_raise(st, &err);
         goto done;
     }
-    if (!output_finite(&a)) {
+    if (!tf_rows_finite(a.out, a.o_sb, a.o_sh, a.o_sl, a.B, a.H, a.L, a.Dv)) {
         tf_value_error(st, "block_sparse_attention produced NaN or Inf: query, key or value holds "
                            "non-finite values (tfcore refuses them)");
         goto done;

@@ -8,65 +8,12 @@
 #include <math.h>
 #include <string.h>
 
-/* query/key/value/out: 3 or 4 dims, float32, last axis contiguous, not empty (new ref). */
-static PyArrayObject *
-qkv_arg(tf_state *st, PyObject *obj, const char *name)
-{
-    PyArrayObject *a = tf_arg_f32_view(st, obj, name, 3, 4, 1);
-    if (a != NULL && tf_check_nonempty(st, a, name) < 0) {
-        Py_CLEAR(a);
-    }
-    return a;
-}
-
-/* Element stride of axis i, 0 for a size-1 axis. */
-static inline int64_t
-estride(PyArrayObject *a, int i)
-{
-    return PyArray_DIM(a, i) == 1 ? 0 : (int64_t)(PyArray_STRIDE(a, i) / PyArray_ITEMSIZE(a));
-}
-
-/* NaN/Inf check of a strided (…, D) array with a contiguous last axis. */
+/* NaN/Inf check of query, key or value; contiguous ones get the message with the flat index
+ * of the first bad value. */
 static int
-check_finite_strided(tf_state *st, PyArrayObject *a, const char *name)
+check_input_finite(tf_state *st, PyArrayObject *a, const char *name)
 {
-    if (PyArray_IS_C_CONTIGUOUS(a)) {
-        return tf_check_finite(st, a, name);
-    }
-    /* Rare path (non-contiguous views): let NumPy find it. */
-    PyObject *np = PyImport_ImportModule("numpy");
-    PyObject *res = np ? PyObject_CallMethod(np, "isfinite", "O", a) : NULL;
-    PyObject *all = res ? PyObject_CallMethod(res, "all", NULL) : NULL;
-    int good = all ? PyObject_IsTrue(all) : -1;
-    Py_XDECREF(np);
-    Py_XDECREF(res);
-    Py_XDECREF(all);
-    if (good < 0) {
-        return -1;
-    }
-    if (!good) {
-        tf_value_error(st, "%s contains NaN or Inf (tfcore refuses non-finite inputs)", name);
-        return -1;
-    }
-    return 0;
-}
-
-/* Is every written output value finite? (out viewed through the kernel's strides) */
-static int
-output_finite(const tf_attn_args *a)
-{
-    int ok = 1;
-    for (int64_t b = 0; b < a->B && ok; b++)
-        for (int64_t h = 0; h < a->H && ok; h++)
-            for (int64_t i = 0; i < a->L && ok; i++) {
-                const float *o = a->out + b * a->o_sb + h * a->o_sh + i * a->o_sl;
-                float acc = 0.0f;
-                for (int64_t d = 0; d < a->Dv; d++) {
-                    acc += o[d] * 0.0f;
-                }
-                ok = acc == acc;
-            }
-    return ok;
+    return PyArray_IS_C_CONTIGUOUS(a) ? tf_check_finite(st, a, name) : tf_check_finite_view(st, a, name);
 }
 
 static int
@@ -113,8 +60,8 @@ sdpa(PyObject *module, PyObject *args, PyObject *kwds)
                                      &out_obj)) {
         return NULL;
     }
-    if ((arr.q = qkv_arg(st, q_obj, "query")) == NULL || (arr.k = qkv_arg(st, k_obj, "key")) == NULL ||
-        (arr.v = qkv_arg(st, v_obj, "value")) == NULL)
+    if ((arr.q = tf_arg_qkv_view(st, q_obj, "query", 3, 4)) == NULL || (arr.k = tf_arg_qkv_view(st, k_obj, "key", 3, 4)) == NULL ||
+        (arr.v = tf_arg_qkv_view(st, v_obj, "value", 3, 4)) == NULL)
         goto done;
     const int nd = PyArray_NDIM(arr.q);
     if (PyArray_NDIM(arr.k) != nd || PyArray_NDIM(arr.v) != nd) {
@@ -232,7 +179,7 @@ sdpa(PyObject *module, PyObject *args, PyObject *kwds)
             goto done;
     }
     else {
-        if ((arr.out = qkv_arg(st, out_obj, "out")) == NULL)
+        if ((arr.out = tf_arg_qkv_view(st, out_obj, "out", 3, 4)) == NULL)
             goto done;
         if (PyArray_NDIM(arr.out) != nd || !PyArray_CompareLists(PyArray_DIMS(arr.out), odims - o, nd)) {
             tf_value_error(st, "out must have the output shape (batch, heads, query length, value head_dim)");
@@ -254,13 +201,13 @@ sdpa(PyObject *module, PyObject *args, PyObject *kwds)
         a.weights = PyArray_DATA(arr.weights);
     }
     a.q = PyArray_DATA(arr.q);
-    a.q_sb = nd == 4 ? estride(arr.q, 0) : 0; a.q_sh = estride(arr.q, 1 + o); a.q_sl = estride(arr.q, 2 + o);
+    a.q_sb = nd == 4 ? tf_estride(arr.q, 0) : 0; a.q_sh = tf_estride(arr.q, 1 + o); a.q_sl = tf_estride(arr.q, 2 + o);
     a.k = PyArray_DATA(arr.k);
-    a.k_sb = nd == 4 ? estride(arr.k, 0) : 0; a.k_sh = estride(arr.k, 1 + o); a.k_ss = estride(arr.k, 2 + o);
+    a.k_sb = nd == 4 ? tf_estride(arr.k, 0) : 0; a.k_sh = tf_estride(arr.k, 1 + o); a.k_ss = tf_estride(arr.k, 2 + o);
     a.v = PyArray_DATA(arr.v);
-    a.v_sb = nd == 4 ? estride(arr.v, 0) : 0; a.v_sh = estride(arr.v, 1 + o); a.v_ss = estride(arr.v, 2 + o);
+    a.v_sb = nd == 4 ? tf_estride(arr.v, 0) : 0; a.v_sh = tf_estride(arr.v, 1 + o); a.v_ss = tf_estride(arr.v, 2 + o);
     a.out = PyArray_DATA(arr.out);
-    a.o_sb = nd == 4 ? estride(arr.out, 0) : 0; a.o_sh = estride(arr.out, 1 + o); a.o_sl = estride(arr.out, 2 + o);
+    a.o_sb = nd == 4 ? tf_estride(arr.out, 0) : 0; a.o_sh = tf_estride(arr.out, 1 + o); a.o_sl = tf_estride(arr.out, 2 + o);
     int rc;
     Py_BEGIN_ALLOW_THREADS
     tf_threads_begin();
@@ -273,9 +220,9 @@ sdpa(PyObject *module, PyObject *args, PyObject *kwds)
     /* NaN/Inf in q, k or v makes the output non-finite; checking the output costs
      * O(L Dv) instead of re-reading K and V (which would double the memory traffic of
      * decoding). The inputs are scanned only to name the culprit. */
-    if (!output_finite(&a)) {
-        if (check_finite_strided(st, arr.q, "query") == 0 && check_finite_strided(st, arr.k, "key") == 0 &&
-            check_finite_strided(st, arr.v, "value") == 0) {
+    if (!tf_rows_finite(a.out, a.o_sb, a.o_sh, a.o_sl, a.B, a.H, a.L, a.Dv)) {
+        if (check_input_finite(st, arr.q, "query") == 0 && check_input_finite(st, arr.k, "key") == 0 &&
+            check_input_finite(st, arr.v, "value") == 0) {
             tf_value_error(st, "attention produced NaN or Inf (masks or bias overflowed?)");
         }
         goto done;

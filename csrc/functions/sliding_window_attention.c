@@ -7,13 +7,6 @@
 #include <math.h>
 #include <string.h>
 
-/* Element stride of axis i, 0 for a size-1 axis. */
-static inline int64_t
-estride(PyArrayObject *a, int i)
-{
-    return PyArray_DIM(a, i) == 1 ? 0 : (int64_t)(PyArray_STRIDE(a, i) / PyArray_ITEMSIZE(a));
-}
-
 /* A (B, H, n, D) float32 view; n < 0 accepts any length (new ref or NULL). */
 static PyArrayObject *
 view4(tf_state *st, PyObject *obj, const char *name, const int64_t want[4])
@@ -39,49 +32,7 @@ view4(tf_state *st, PyObject *obj, const char *name, const int64_t want[4])
 }
 
 /* Does the (B, H, n, D) view hold a NaN or Inf? (x * 0 is NaN exactly then.) No GIL. */
-static int
-view_finite(const float *x, int64_t sb, int64_t sh, int64_t sl, int64_t B, int64_t H, int64_t n,
-            int64_t D)
-{
-    float acc[16] = {0.0f};  /* 16 independent sums: the compiler vectorises the row loop */
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++)
-            for (int64_t i = 0; i < n; i++) {
-                const float *r = x + b * sb + h * sh + i * sl;
-                int64_t e = 0;
-                for (; e + 16 <= D; e += 16) {
-                    for (int u = 0; u < 16; u++) {
-                        acc[u] += r[e + u] * 0.0f;
-                    }
-                }
-                for (; e < D; e++) {
-                    acc[0] += r[e] * 0.0f;
-                }
-            }
-    float all = 0.0f;
-    for (int u = 0; u < 16; u++) {
-        all += acc[u];
-    }
-    return all == all;
-}
 
-static int
-check_view_finite(tf_state *st, PyArrayObject *a, const char *name)
-{
-    int ok;
-    if (a == NULL) {
-        return 0;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    ok = view_finite(PyArray_DATA(a), estride(a, 0), estride(a, 1), estride(a, 2),
-                     PyArray_DIM(a, 0), PyArray_DIM(a, 1), PyArray_DIM(a, 2), PyArray_DIM(a, 3));
-    Py_END_ALLOW_THREADS
-    if (!ok) {
-        tf_value_error(st, "%s contains NaN or Inf (tfcore refuses non-finite inputs)", name);
-        return -1;
-    }
-    return 0;
-}
 
 /* A (B, L) 0/1 mask of bool, integer or float dtype as a C-contiguous bool array. */
 static PyArrayObject *
@@ -188,26 +139,26 @@ sliding_window_attention(PyObject *module, PyObject *args, PyObject *kwds)
             goto done;
         if (a.G > 0) {
             a.gq = PyArray_DATA(arr.gq);
-            a.gq_sb = estride(arr.gq, 0); a.gq_sh = estride(arr.gq, 1); a.gq_sg = estride(arr.gq, 2);
+            a.gq_sb = tf_estride(arr.gq, 0); a.gq_sh = tf_estride(arr.gq, 1); a.gq_sg = tf_estride(arr.gq, 2);
         }
     }
     if (gk_obj != Py_None) {
         if ((arr.gk = view4(st, gk_obj, "global_key", full)) == NULL)
             goto done;
         a.gk = PyArray_DATA(arr.gk);
-        a.gk_sb = estride(arr.gk, 0); a.gk_sh = estride(arr.gk, 1); a.gk_sl = estride(arr.gk, 2);
+        a.gk_sb = tf_estride(arr.gk, 0); a.gk_sh = tf_estride(arr.gk, 1); a.gk_sl = tf_estride(arr.gk, 2);
     }
     if (gv_obj != Py_None) {
         if ((arr.gv = view4(st, gv_obj, "global_value", full)) == NULL)
             goto done;
         a.gv = PyArray_DATA(arr.gv);
-        a.gv_sb = estride(arr.gv, 0); a.gv_sh = estride(arr.gv, 1); a.gv_sl = estride(arr.gv, 2);
+        a.gv_sb = tf_estride(arr.gv, 0); a.gv_sh = tf_estride(arr.gv, 1); a.gv_sl = tf_estride(arr.gv, 2);
     }
-    if (check_view_finite(st, arr.q, "query") < 0 || check_view_finite(st, arr.k, "key") < 0 ||
-        check_view_finite(st, arr.v, "value") < 0 ||
-        (a.gq && check_view_finite(st, arr.gq, "global_query") < 0) ||
-        check_view_finite(st, arr.gk, "global_key") < 0 ||
-        check_view_finite(st, arr.gv, "global_value") < 0)
+    if (tf_check_finite_view(st, arr.q, "query") < 0 || tf_check_finite_view(st, arr.k, "key") < 0 ||
+        tf_check_finite_view(st, arr.v, "value") < 0 ||
+        (a.gq && tf_check_finite_view(st, arr.gq, "global_query") < 0) ||
+        tf_check_finite_view(st, arr.gk, "global_key") < 0 ||
+        tf_check_finite_view(st, arr.gv, "global_value") < 0)
         goto done;
     npy_intp odims[4] = {(npy_intp)a.B, (npy_intp)a.H, (npy_intp)a.L, (npy_intp)a.D};
     if (out_obj == Py_None) {
@@ -247,11 +198,11 @@ sliding_window_attention(PyObject *module, PyObject *args, PyObject *kwds)
         a.weights = PyArray_DATA(arr.weights);
         a.gweights = PyArray_DATA(arr.gweights);
     }
-    a.q = PyArray_DATA(arr.q); a.q_sb = estride(arr.q, 0); a.q_sh = estride(arr.q, 1); a.q_sl = estride(arr.q, 2);
-    a.k = PyArray_DATA(arr.k); a.k_sb = estride(arr.k, 0); a.k_sh = estride(arr.k, 1); a.k_sl = estride(arr.k, 2);
-    a.v = PyArray_DATA(arr.v); a.v_sb = estride(arr.v, 0); a.v_sh = estride(arr.v, 1); a.v_sl = estride(arr.v, 2);
+    a.q = PyArray_DATA(arr.q); a.q_sb = tf_estride(arr.q, 0); a.q_sh = tf_estride(arr.q, 1); a.q_sl = tf_estride(arr.q, 2);
+    a.k = PyArray_DATA(arr.k); a.k_sb = tf_estride(arr.k, 0); a.k_sh = tf_estride(arr.k, 1); a.k_sl = tf_estride(arr.k, 2);
+    a.v = PyArray_DATA(arr.v); a.v_sb = tf_estride(arr.v, 0); a.v_sh = tf_estride(arr.v, 1); a.v_sl = tf_estride(arr.v, 2);
     a.out = PyArray_DATA(arr.out);
-    a.o_sb = estride(arr.out, 0); a.o_sh = estride(arr.out, 1); a.o_sl = estride(arr.out, 2);
+    a.o_sb = tf_estride(arr.out, 0); a.o_sh = tf_estride(arr.out, 1); a.o_sl = tf_estride(arr.out, 2);
     int rc;
     Py_BEGIN_ALLOW_THREADS
     tf_threads_begin();

@@ -61,6 +61,14 @@ extern const char *const tf_act_names[TF_ACT_COUNT];
 void *tf_malloc(size_t size);
 void tf_free(void *p);
 
+/* ------------------------------------------------------------------ checks */
+
+/* 1 if every value of the (B, H, n, D) view x is finite (element strides sb, sh, sl; the D
+ * values of a row contiguous), else 0. Sums x * 0 in 16 independent lanes, which vectorise:
+ * the sum is NaN exactly when some value is NaN or Inf. */
+int tf_rows_finite(const float *x, int64_t sb, int64_t sh, int64_t sl, int64_t B, int64_t H, int64_t n,
+                   int64_t D);
+
 /* ------------------------------------------------------------------ CPU dispatch */
 
 /* CPU features of the hand-written kernels' fast paths (runtime dispatch). */

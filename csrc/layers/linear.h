@@ -1,9 +1,9 @@
 /* linear.h — the Linear type's C-level API, used by FeedForward, MultiHeadAttention and
  * TransformerBlock to run projections without the GIL. */
-#ifndef TFCORE_LINEAR_H
-#define TFCORE_LINEAR_H
+#ifndef TFCORE_LAYERS_LINEAR_H
+#define TFCORE_LAYERS_LINEAR_H
 
-#include "tfcore.h"
+#include "core/rows.h"
 
 /* y = act(x Wᵀ + b) (op) other, computed by one oneDNN matmul with post-ops. */
 typedef struct {
@@ -21,44 +21,10 @@ typedef struct {
     int64_t panel_stride;       /* elements between 64-column panels for tf_gemv(_s8); 0: none */
 } tf_linear;
 
-/* What to do with the optional second operand `other` (M, N) after the activation. */
-typedef enum {
-    TF_POST_NONE = 0,
-    TF_POST_ADD,       /* y = act(xWᵀ + b) + other            (residual)            */
-    TF_POST_MUL,       /* y = act(xWᵀ + b) * other            (gated feed-forward)  */
-    TF_POST_ACCUM,     /* y += act(xWᵀ + b); other must be NULL (in-place residual) */
-} tf_post;
-
 /* x is (M, K), other is (M, N) or NULL, y is (M, N); all row-major, rows contiguous.
  * Call without the GIL after tf_threads_begin(). 0 / -1 with err filled. */
 int tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y,
                       tf_post post, const float *other, tf_err *err);
-
-/* The arguments of a row-wise layer call `layer(x, residual=None, *, out=None)` after
- * validation: x (..., K) float32 used in place; out (..., N) new or the caller's;
- * residual (..., N) turned into the post-op (ADD, or ACCUM when out is residual). */
-typedef struct {
-    PyArrayObject *x, *res, *out;   /* owned references */
-    int64_t M;                      /* rows: x.size / K */
-    tf_post post;
-    const float *other;             /* residual operand for TF_POST_ADD */
-} tf_rows_call;
-typedef struct {
-    const char *x;          /* argument name in messages ("x", "hidden_states") */
-    int min_ndim, max_ndim; /* accepted ranks of x */
-    const char *features;   /* what K is called ("in_features", "hidden_size") */
-} tf_rows_names;
-/* names NULL = {"x", 1..32 dims, "in_features"} */
-int tf_rows_call_parse(tf_state *st, PyObject *x_obj, PyObject *res_obj, PyObject *out_obj,
-                       int64_t K, int64_t N, const tf_rows_names *names, tf_rows_call *c);
-void tf_rows_call_release(tf_rows_call *c);
-
-/* The call of a layer that maps rows (..., K) -> (..., N): `layer(x, residual=None, *,
- * out=None)`, parsed by tf_rows_call_parse and run by forward without the GIL. */
-typedef int (*tf_rows_forward)(const void *layer, const float *x, int64_t M, float *y,
-                               tf_post post, const float *other, tf_err *err);
-PyObject *tf_rows_layer_call(PyObject *self, PyObject *args, PyObject *kwds, int64_t K,
-                             int64_t N, tf_rows_forward forward, const char *fmt);
 
 /* A Linear built from arrays through the Linear type (the same checks users get); on
  * failure the exception message is prefixed with what ("up projection: ..."). */
@@ -77,4 +43,4 @@ int tf_int8_supported(void);
 /* Borrowed check: is obj a Linear (or subclass)? */
 int tf_linear_check(tf_state *st, PyObject *obj);
 
-#endif /* TFCORE_LINEAR_H */
+#endif /* TFCORE_LAYERS_LINEAR_H */
