@@ -59,9 +59,6 @@ TF_TYPES(TF_DECLARE_SPEC)
 TF_FUNCTIONS(TF_DECLARE_METHODS)
 #undef TF_DECLARE_METHODS
 
-/* Add a heap type built from spec to the module and store it in *slot. */
-int tf_add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeObject **slot);
-
 /* ------------------------------------------------------------------ errors */
 
 /* tf_err, tf_err_kind and tf_err_set are in kernels/kernel.h. */

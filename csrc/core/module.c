@@ -55,7 +55,8 @@ fail:
     return rc;
 }
 
-int
+/* Add a heap type built from spec to the module and store it in *slot. */
+static int
 tf_add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeObject **slot)
 {
     *slot = (PyTypeObject *)PyType_FromModuleAndSpec(module, spec, base);
