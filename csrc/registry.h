@@ -9,28 +9,28 @@
 #define TFCORE_REGISTRY_H
 
 /* X(Name as in tfcore._C, its PyType_Spec, the layers/ file that defines it) */
-#define TF_TYPES(X)                                                  \
-    X(Linear, tf_linear_spec, linear)                                \
-    X(LayerNorm, tf_layer_norm_spec, norm)                           \
-    X(RMSNorm, tf_rms_norm_spec, norm)                               \
-    X(Embedding, tf_embedding_spec, embedding)                       \
-    X(FeedForward, tf_feed_forward_spec, feed_forward)               \
+#define TF_TYPES(X)                                                           \
+    X(Linear, tf_linear_spec, linear)                                         \
+    X(LayerNorm, tf_layer_norm_spec, norm)                                    \
+    X(RMSNorm, tf_rms_norm_spec, norm)                                        \
+    X(Embedding, tf_embedding_spec, embedding)                                \
+    X(FeedForward, tf_feed_forward_spec, feed_forward)                        \
     X(MultiHeadAttention, tf_multi_head_attention_spec, multi_head_attention) \
-    X(TransformerBlock, tf_transformer_block_spec, transformer_block) \
-    X(KVCache, tf_kv_cache_spec, kv_cache)                           \
-    X(WindowAttention, tf_window_attention_spec, window_attention)   \
+    X(TransformerBlock, tf_transformer_block_spec, transformer_block)         \
+    X(KVCache, tf_kv_cache_spec, kv_cache)                                    \
+    X(WindowAttention, tf_window_attention_spec, window_attention)            \
     X(SwinLayer, tf_swin_layer_spec, swin_layer)
 
 /* X(its PyMethodDef table, the functions/ file that defines it) */
-#define TF_FUNCTIONS(X)                                              \
-    X(tf_runtime_methods, runtime)                                   \
+#define TF_FUNCTIONS(X)                                                      \
+    X(tf_runtime_methods, runtime)                                           \
     X(tf_scaled_dot_product_attention_methods, scaled_dot_product_attention) \
-    X(tf_window_attention_methods, window_attention)                 \
-    X(tf_sliding_window_attention_methods, sliding_window_attention) \
-    X(tf_block_sparse_attention_methods, block_sparse_attention)     \
-    X(tf_position_bias_methods, position_bias)                       \
-    X(tf_rotary_embedding_methods, rotary_embedding)                 \
-    X(tf_activation_methods, activation)                             \
+    X(tf_window_attention_methods, window_attention)                         \
+    X(tf_sliding_window_attention_methods, sliding_window_attention)         \
+    X(tf_block_sparse_attention_methods, block_sparse_attention)             \
+    X(tf_position_bias_methods, position_bias)                               \
+    X(tf_rotary_embedding_methods, rotary_embedding)                         \
+    X(tf_activation_methods, activation)                                     \
     X(tf_bfloat16_methods, bfloat16)
 
 #endif /* TFCORE_REGISTRY_H */

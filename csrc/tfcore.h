@@ -33,10 +33,10 @@
 typedef struct {
     /* Exceptions: TfcoreError is the root; the others also derive from the builtin
      * that describes what the caller did wrong. */
-    PyObject *Error;        /* tfcore.TfcoreError(Exception) */
-    PyObject *ValueError;   /* tfcore.TfcoreValueError(TfcoreError, ValueError) */
-    PyObject *TypeError;    /* tfcore.TfcoreTypeError(TfcoreError, TypeError) */
-    PyObject *OneDNNError;  /* tfcore.OneDNNError(TfcoreError, RuntimeError) */
+    PyObject *Error;       /* tfcore.TfcoreError(Exception) */
+    PyObject *ValueError;  /* tfcore.TfcoreValueError(TfcoreError, ValueError) */
+    PyObject *TypeError;   /* tfcore.TfcoreTypeError(TfcoreError, TypeError) */
+    PyObject *OneDNNError; /* tfcore.OneDNNError(TfcoreError, RuntimeError) */
 
     /* One PyTypeObject *Name per type of registry.h, in its order. */
 #define TF_STATE_FIELD(name, spec, file) PyTypeObject *name;
@@ -48,8 +48,16 @@ extern PyModuleDef tf_module_def;
 
 /* The module state of the module that defined self's type (works for subclasses). */
 tf_state *tf_state_of_type(PyTypeObject *type);
-static inline tf_state *tf_state_of(PyObject *self) { return tf_state_of_type(Py_TYPE(self)); }
-static inline tf_state *tf_state_of_module(PyObject *module) { return (tf_state *)PyModule_GetState(module); }
+static inline tf_state *
+tf_state_of(PyObject *self)
+{
+    return tf_state_of_type(Py_TYPE(self));
+}
+static inline tf_state *
+tf_state_of_module(PyObject *module)
+{
+    return (tf_state *)PyModule_GetState(module);
+}
 
 /* The specs and method tables registry.h lists, defined in layers/ and functions/. */
 #define TF_DECLARE_SPEC(name, spec, file) extern PyType_Spec spec;
@@ -117,7 +125,8 @@ void tf_shape_str(PyArrayObject *a, char *buf, size_t size);
 /* obj as a float32, C-contiguous, aligned ndarray with min_ndim <= ndim <= max_ndim,
  * used in place (new reference, no copy). Anything else is refused with a message that
  * says what was expected, what was given and how to convert. */
-PyArrayObject *tf_arg_f32(tf_state *st, PyObject *obj, const char *name, int min_ndim, int max_ndim);
+PyArrayObject *tf_arg_f32(tf_state *st, PyObject *obj, const char *name, int min_ndim,
+                          int max_ndim);
 /* As tf_arg_f32; with allow_views the array may be any view whose last axis is contiguous
  * and whose other strides are positive (kernels that take strides read it in place). */
 PyArrayObject *tf_arg_f32_view(tf_state *st, PyObject *obj, const char *name, int min_ndim,
@@ -150,7 +159,8 @@ int tf_attn_broadcast(tf_state *st, PyArrayObject *m, const char *name, const in
 
 /* query/key/value/out of an attention function: a float32 view (tf_arg_f32_view with views
  * allowed) of min_ndim..max_ndim dims, not empty (new ref). */
-PyArrayObject *tf_arg_qkv_view(tf_state *st, PyObject *obj, const char *name, int min_ndim, int max_ndim);
+PyArrayObject *tf_arg_qkv_view(tf_state *st, PyObject *obj, const char *name, int min_ndim,
+                               int max_ndim);
 /* Raises TfcoreValueError "name contains NaN or Inf" if a (a 3-D or 4-D view with a
  * contiguous last axis, or NULL = nothing to check) holds a non-finite value. */
 int tf_check_finite_view(tf_state *st, PyArrayObject *a, const char *name);

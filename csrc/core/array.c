@@ -31,8 +31,8 @@ tf_shape_str(PyArrayObject *a, char *buf, size_t size)
     int nd = PyArray_NDIM(a);
     size_t used = (size_t)snprintf(buf, size, "(");
     for (int i = 0; i < nd && used < size; i++) {
-        used += (size_t)snprintf(buf + used, size - used, "%s%" NPY_INTP_FMT,
-                                 i ? ", " : "", PyArray_DIM(a, i));
+        used += (size_t)snprintf(buf + used, size - used, "%s%" NPY_INTP_FMT, i ? ", " : "",
+                                 PyArray_DIM(a, i));
     }
     if (used < size) {
         snprintf(buf + used, size - used, nd == 1 ? ",)" : ")");
@@ -50,14 +50,14 @@ tf_arg_f32_view(tf_state *st, PyObject *obj, const char *name, int min_ndim, int
                 int allow_views)
 {
     if (!PyArray_Check(obj)) {
-        return (PyArrayObject *)tf_type_error(
-            st, "%s must be a numpy.ndarray of float32, got %s", name, type_name(obj));
+        return (PyArrayObject *)tf_type_error(st, "%s must be a numpy.ndarray of float32, got %s",
+                                              name, type_name(obj));
     }
     PyArrayObject *a = (PyArrayObject *)obj;
     if (PyArray_TYPE(a) != NPY_FLOAT32) {
         return (PyArrayObject *)tf_type_error(
-            st, "%s must have dtype float32, got %s (convert once with x.astype(np.float32))",
-            name, tf_dtype_name(a));
+            st, "%s must have dtype float32, got %s (convert once with x.astype(np.float32))", name,
+            tf_dtype_name(a));
     }
     int nd = PyArray_NDIM(a);
     if (nd < min_ndim || nd > max_ndim) {
@@ -68,14 +68,14 @@ tf_arg_f32_view(tf_state *st, PyObject *obj, const char *name, int min_ndim, int
                 st, "%s must have %d dimensions, got %d with shape %s", name, min_ndim, nd, shape);
         }
         return (PyArrayObject *)tf_value_error(
-            st, "%s must have %d to %d dimensions, got %d with shape %s", name, min_ndim,
-            max_ndim, nd, shape);
+            st, "%s must have %d to %d dimensions, got %d with shape %s", name, min_ndim, max_ndim,
+            nd, shape);
     }
     int ok = PyArray_ISALIGNED(a);
     if (!allow_views) {
         ok = ok && PyArray_IS_C_CONTIGUOUS(a);
     }
-    else if (PyArray_SIZE(a) > 0) {  /* NumPy gives empty arrays zero strides */
+    else if (PyArray_SIZE(a) > 0) { /* NumPy gives empty arrays zero strides */
         /* last axis contiguous, the others any positive whole-element strides (an axis of
          * size 0 or 1 has no meaningful stride; empty arrays are the caller's to refuse) */
         ok = ok && (nd == 0 || PyArray_DIM(a, nd - 1) <= 1 || PyArray_STRIDE(a, nd - 1) == 4);
@@ -87,13 +87,16 @@ tf_arg_f32_view(tf_state *st, PyObject *obj, const char *name, int min_ndim, int
     if (!ok) {
         if (allow_views) {
             return (PyArrayObject *)tf_value_error(
-                st, "%s must have a contiguous last axis and positive strides (views such as "
-                    "x.transpose(0, 2, 1, 3) are fine; pass np.ascontiguousarray(%s) otherwise)",
+                st,
+                "%s must have a contiguous last axis and positive strides (views such as "
+                "x.transpose(0, 2, 1, 3) are fine; pass np.ascontiguousarray(%s) otherwise)",
                 name, name);
         }
         return (PyArrayObject *)tf_value_error(
-            st, "%s must be C-contiguous and aligned (tfcore uses buffers in place); "
-                "pass np.ascontiguousarray(%s)", name, name);
+            st,
+            "%s must be C-contiguous and aligned (tfcore uses buffers in place); "
+            "pass np.ascontiguousarray(%s)",
+            name, name);
     }
     Py_INCREF(a);
     return a;
@@ -117,8 +120,8 @@ tf_arg_ids(tf_state *st, PyObject *obj, const char *name)
     if (!(PyArray_ISINTEGER(a) && (PyArray_ITEMSIZE(a) == 8 || PyArray_ITEMSIZE(a) == 4) &&
           (t == NPY_INT64 || t == NPY_INT32 || t == NPY_LONG || t == NPY_LONGLONG ||
            t == NPY_INT))) {
-        return (PyArrayObject *)tf_type_error(
-            st, "%s must have dtype int64 or int32, got %s", name, tf_dtype_name(a));
+        return (PyArrayObject *)tf_type_error(st, "%s must have dtype int64 or int32, got %s", name,
+                                              tf_dtype_name(a));
     }
     if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
         return (PyArrayObject *)tf_value_error(
@@ -148,8 +151,7 @@ tf_check_finite(tf_state *st, PyArrayObject *a, const char *name)
     npy_intp bad = -1;
     /* Sum-of-products trick: x*0 is NaN exactly when x is NaN or Inf, so a block sum
      * tells whether the block holds any; the exact index is searched only on failure. */
-    Py_BEGIN_ALLOW_THREADS
-    const npy_intp block = 4096;
+    Py_BEGIN_ALLOW_THREADS const npy_intp block = 4096;
     for (npy_intp i0 = 0; i0 < n && bad < 0; i0 += block) {
         npy_intp i1 = i0 + block < n ? i0 + block : n;
         /* 16 independent sums: one chain of dependent adds would run at one element
@@ -177,11 +179,11 @@ tf_check_finite(tf_state *st, PyArrayObject *a, const char *name)
             }
         }
     }
-    Py_END_ALLOW_THREADS
-    if (bad >= 0) {
-        tf_value_error(st, "%s contains %s at flat index %" NPY_INTP_FMT
-                           " (tfcore refuses non-finite inputs)",
-                       name, isnan(x[bad]) ? "NaN" : "Inf", bad);
+    Py_END_ALLOW_THREADS if (bad >= 0)
+    {
+        tf_value_error(
+            st, "%s contains %s at flat index %" NPY_INTP_FMT " (tfcore refuses non-finite inputs)",
+            name, isnan(x[bad]) ? "NaN" : "Inf", bad);
         return -1;
     }
     return 0;
@@ -244,7 +246,6 @@ tf_check_no_overlap(tf_state *st, PyArrayObject *out, PyArrayObject *a, const ch
     return 0;
 }
 
-
 int
 tf_parse_activation(tf_state *st, PyObject *obj, int *act)
 {
@@ -261,12 +262,16 @@ tf_parse_activation(tf_state *st, PyObject *obj, int *act)
         return -1;
     }
     /* HF spellings map onto the four kernels. */
-    static const struct { const char *name; int act; } aliases[] = {
-        {"none", TF_ACT_NONE},          {"identity", TF_ACT_NONE},      {"linear", TF_ACT_NONE},
-        {"gelu", TF_ACT_GELU},          {"gelu_erf", TF_ACT_GELU},
-        {"gelu_tanh", TF_ACT_GELU_TANH}, {"gelu_new", TF_ACT_GELU_TANH},
-        {"gelu_pytorch_tanh", TF_ACT_GELU_TANH}, {"gelu_fast", TF_ACT_GELU_TANH},
-        {"relu", TF_ACT_RELU},          {"silu", TF_ACT_SILU},          {"swish", TF_ACT_SILU},
+    static const struct {
+        const char *name;
+        int act;
+    } aliases[] = {
+        {"none", TF_ACT_NONE},           {"identity", TF_ACT_NONE},
+        {"linear", TF_ACT_NONE},         {"gelu", TF_ACT_GELU},
+        {"gelu_erf", TF_ACT_GELU},       {"gelu_tanh", TF_ACT_GELU_TANH},
+        {"gelu_new", TF_ACT_GELU_TANH},  {"gelu_pytorch_tanh", TF_ACT_GELU_TANH},
+        {"gelu_fast", TF_ACT_GELU_TANH}, {"relu", TF_ACT_RELU},
+        {"silu", TF_ACT_SILU},           {"swish", TF_ACT_SILU},
         {"tanh", TF_ACT_TANH},
     };
     for (size_t i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++) {
@@ -275,23 +280,26 @@ tf_parse_activation(tf_state *st, PyObject *obj, int *act)
             return 0;
         }
     }
-    tf_value_error(st, "unknown activation '%s' (expected one of: gelu, gelu_tanh, relu, silu, tanh, "
-                       "none; HF aliases gelu_new, gelu_pytorch_tanh, swish accepted)", s);
+    tf_value_error(st,
+                   "unknown activation '%s' (expected one of: gelu, gelu_tanh, relu, silu, tanh, "
+                   "none; HF aliases gelu_new, gelu_pytorch_tanh, swish accepted)",
+                   s);
     return -1;
 }
 
 int
 tf_attn_broadcast(tf_state *st, PyArrayObject *m, const char *name, const int64_t full[4],
-           int64_t strides[4])
+                  int64_t strides[4])
 {
     int nd = PyArray_NDIM(m);
     char shape[96];
     if (nd < 1 || nd > 4) {
         tf_shape_str(m, shape, sizeof(shape));
-        tf_value_error(st, "%s with shape %s has %d dimensions; expected 1 to 4 broadcasting to "
-                           "(batch, heads, query, key) = (%lld, %lld, %lld, %lld)",
-                       name, shape, nd, (long long)full[0], (long long)full[1],
-                       (long long)full[2], (long long)full[3]);
+        tf_value_error(st,
+                       "%s with shape %s has %d dimensions; expected 1 to 4 broadcasting to "
+                       "(batch, heads, query, key) = (%lld, %lld, %lld, %lld)",
+                       name, shape, nd, (long long)full[0], (long long)full[1], (long long)full[2],
+                       (long long)full[3]);
         return -1;
     }
     for (int d = 0; d < 4; d++) {
@@ -302,10 +310,11 @@ tf_attn_broadcast(tf_state *st, PyArrayObject *m, const char *name, const int64_
         npy_intp n = PyArray_DIM(m, i);
         if (n != 1 && n != full[d]) {
             tf_shape_str(m, shape, sizeof(shape));
-            tf_value_error(st, "%s with shape %s does not broadcast to (batch, heads, query, key) = "
-                               "(%lld, %lld, %lld, %lld)",
-                           name, shape, (long long)full[0], (long long)full[1],
-                           (long long)full[2], (long long)full[3]);
+            tf_value_error(st,
+                           "%s with shape %s does not broadcast to (batch, heads, query, key) = "
+                           "(%lld, %lld, %lld, %lld)",
+                           name, shape, (long long)full[0], (long long)full[1], (long long)full[2],
+                           (long long)full[3]);
             return -1;
         }
         npy_intp s = PyArray_STRIDE(m, i);
@@ -335,13 +344,12 @@ tf_check_finite_view(tf_state *st, PyArrayObject *a, const char *name)
     if (a == NULL) {
         return 0;
     }
-    const int o = PyArray_NDIM(a) - 3;  /* 3-D views are one batch item */
-    Py_BEGIN_ALLOW_THREADS
-    ok = tf_rows_finite(PyArray_DATA(a), o ? tf_estride(a, 0) : 0, tf_estride(a, o), tf_estride(a, o + 1),
-                        o ? PyArray_DIM(a, 0) : 1, PyArray_DIM(a, o), PyArray_DIM(a, o + 1),
-                        PyArray_DIM(a, o + 2));
-    Py_END_ALLOW_THREADS
-    if (!ok) {
+    const int o = PyArray_NDIM(a) - 3; /* 3-D views are one batch item */
+    Py_BEGIN_ALLOW_THREADS ok = tf_rows_finite(
+        PyArray_DATA(a), o ? tf_estride(a, 0) : 0, tf_estride(a, o), tf_estride(a, o + 1),
+        o ? PyArray_DIM(a, 0) : 1, PyArray_DIM(a, o), PyArray_DIM(a, o + 1), PyArray_DIM(a, o + 2));
+    Py_END_ALLOW_THREADS if (!ok)
+    {
         tf_value_error(st, "%s contains NaN or Inf (tfcore refuses non-finite inputs)", name);
         return -1;
     }

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static dnnl_engine_t g_engine;            /* process-wide; thread-safe per oneDNN */
-static atomic_int g_num_threads;          /* tfcore.set_num_threads */
+static dnnl_engine_t g_engine;               /* process-wide; thread-safe per oneDNN */
+static atomic_int g_num_threads;             /* tfcore.set_num_threads */
 static _Thread_local int tl_thread_override; /* tfcore.threads(n) on this thread; 0 = none */
 /* Set in a child forked after tfcore initialised: GNU OpenMP cannot restart its thread pool
  * in a forked child (a parallel region there waits forever for the parent's threads), so
@@ -20,7 +20,7 @@ static atomic_int g_forked_child;
 static void
 after_fork_in_child(void)
 {
-    atomic_store(&g_forked_child, 1);  /* tf_num_threads() answers 1 from now on */
+    atomic_store(&g_forked_child, 1); /* tf_num_threads() answers 1 from now on */
 }
 static pthread_key_t g_ctx_key;
 static pthread_once_t g_ctx_once = PTHREAD_ONCE_INIT;

@@ -9,14 +9,14 @@ const char *
 tf_dnnl_status_str(dnnl_status_t status)
 {
     switch (status) {
-    case dnnl_success: return "success";
-    case dnnl_out_of_memory: return "out of memory";
-    case dnnl_invalid_arguments: return "invalid arguments";
-    case dnnl_unimplemented: return "no implementation for this configuration";
-    case dnnl_last_impl_reached: return "last implementation reached";
-    case dnnl_runtime_error: return "runtime error";
-    case dnnl_not_required: return "not required";
-    default: return "unknown status";
+        case dnnl_success: return "success";
+        case dnnl_out_of_memory: return "out of memory";
+        case dnnl_invalid_arguments: return "invalid arguments";
+        case dnnl_unimplemented: return "no implementation for this configuration";
+        case dnnl_last_impl_reached: return "last implementation reached";
+        case dnnl_runtime_error: return "runtime error";
+        case dnnl_not_required: return "not required";
+        default: return "unknown status";
     }
 }
 
@@ -37,13 +37,15 @@ tf_err_raise(tf_state *st, const tf_err *err)
 {
     PyObject *type;
     switch (err->kind) {
-    case TF_ERR_VALUE: type = st->ValueError; break;
-    case TF_ERR_TYPE: type = st->TypeError; break;
-    case TF_ERR_MEMORY: type = PyExc_MemoryError; break;
-    default: type = st->OneDNNError; break;
+        case TF_ERR_VALUE: type = st->ValueError; break;
+        case TF_ERR_TYPE: type = st->TypeError; break;
+        case TF_ERR_MEMORY: type = PyExc_MemoryError; break;
+        default: type = st->OneDNNError; break;
     }
     /* a failure path that forgot to describe itself still names what happened */
-    PyErr_SetString(type, err->msg[0] ? err->msg : "tfcore: a call failed without a description (please report this)");
+    PyErr_SetString(type, err->msg[0]
+                              ? err->msg
+                              : "tfcore: a call failed without a description (please report this)");
     return -1;
 }
 
@@ -82,9 +84,11 @@ tf_args_parsed(tf_state *st, int ok)
     if (ok || st == NULL || !PyErr_Occurred()) {
         return ok;
     }
-    PyObject *as = PyErr_ExceptionMatches(PyExc_OverflowError) ? st->ValueError
-                 : PyErr_ExceptionMatches(PyExc_TypeError) && !PyErr_ExceptionMatches(st->TypeError) ? st->TypeError
-                 : NULL;
+    PyObject *as =
+        PyErr_ExceptionMatches(PyExc_OverflowError) ? st->ValueError
+        : PyErr_ExceptionMatches(PyExc_TypeError) && !PyErr_ExceptionMatches(st->TypeError)
+            ? st->TypeError
+            : NULL;
     if (as == NULL) {
         return ok;
     }

@@ -25,28 +25,30 @@ add_exceptions(PyObject *module, tf_state *st)
 {
     PyObject *bases = NULL;
     int rc = -1;
-    if (add_exception(module, "tfcore.TfcoreError",
-                      "Base class of every error tfcore raises.", NULL, &st->Error) < 0) {
+    if (add_exception(module, "tfcore.TfcoreError", "Base class of every error tfcore raises.",
+                      NULL, &st->Error) < 0) {
         goto fail;
     }
     bases = PyTuple_Pack(2, st->Error, PyExc_ValueError);
-    if (bases == NULL || add_exception(module, "tfcore.TfcoreValueError",
-            "A value given to tfcore is wrong: shape, size, range, NaN, ...", bases,
-            &st->ValueError) < 0) {
+    if (bases == NULL ||
+        add_exception(module, "tfcore.TfcoreValueError",
+                      "A value given to tfcore is wrong: shape, size, range, NaN, ...", bases,
+                      &st->ValueError) < 0) {
         goto fail;
     }
     Py_CLEAR(bases);
     bases = PyTuple_Pack(2, st->Error, PyExc_TypeError);
     if (bases == NULL || add_exception(module, "tfcore.TfcoreTypeError",
-            "An argument given to tfcore has the wrong type or dtype.", bases,
-            &st->TypeError) < 0) {
+                                       "An argument given to tfcore has the wrong type or dtype.",
+                                       bases, &st->TypeError) < 0) {
         goto fail;
     }
     Py_CLEAR(bases);
     bases = PyTuple_Pack(2, st->Error, PyExc_RuntimeError);
-    if (bases == NULL || add_exception(module, "tfcore.OneDNNError",
-            "oneDNN reported a failure (the message says what was being done).", bases,
-            &st->OneDNNError) < 0) {
+    if (bases == NULL ||
+        add_exception(module, "tfcore.OneDNNError",
+                      "oneDNN reported a failure (the message says what was being done).", bases,
+                      &st->OneDNNError) < 0) {
         goto fail;
     }
     rc = 0;
@@ -89,15 +91,15 @@ tf_exec(PyObject *module)
     if (ref != NULL && ref[0] != '\0' && strcmp(ref, "0") != 0) {
         tf_force_reference = 1;
     }
-#define TF_REGISTER_TYPE(name, spec, file)                       \
-    if (tf_add_type(module, &spec, NULL, &st->name) < 0) {      \
-        return -1;                                               \
+#define TF_REGISTER_TYPE(name, spec, file)                 \
+    if (tf_add_type(module, &spec, NULL, &st->name) < 0) { \
+        return -1;                                         \
     }
     TF_TYPES(TF_REGISTER_TYPE)
 #undef TF_REGISTER_TYPE
-#define TF_REGISTER_FUNCTIONS(table, file)                       \
-    if (PyModule_AddFunctions(module, table) < 0) {              \
-        return -1;                                               \
+#define TF_REGISTER_FUNCTIONS(table, file)          \
+    if (PyModule_AddFunctions(module, table) < 0) { \
+        return -1;                                  \
     }
     TF_FUNCTIONS(TF_REGISTER_FUNCTIONS)
 #undef TF_REGISTER_FUNCTIONS

@@ -8,19 +8,19 @@
 /* What to do with the optional second operand `other` (M, N) after the activation. */
 typedef enum {
     TF_POST_NONE = 0,
-    TF_POST_ADD,       /* y = act(xWᵀ + b) + other            (residual)            */
-    TF_POST_MUL,       /* y = act(xWᵀ + b) * other            (gated feed-forward)  */
-    TF_POST_ACCUM,     /* y += act(xWᵀ + b); other must be NULL (in-place residual) */
+    TF_POST_ADD,   /* y = act(xWᵀ + b) + other            (residual)            */
+    TF_POST_MUL,   /* y = act(xWᵀ + b) * other            (gated feed-forward)  */
+    TF_POST_ACCUM, /* y += act(xWᵀ + b); other must be NULL (in-place residual) */
 } tf_post;
 
 /* The arguments of a row-wise layer call `layer(x, residual=None, *, out=None)` after
  * validation: x (..., K) float32 used in place; out (..., N) new or the caller's;
  * residual (..., N) turned into the post-op (ADD, or ACCUM when out is residual). */
 typedef struct {
-    PyArrayObject *x, *res, *out;   /* owned references */
-    int64_t M;                      /* rows: x.size / K */
+    PyArrayObject *x, *res, *out; /* owned references */
+    int64_t M;                    /* rows: x.size / K */
     tf_post post;
-    const float *other;             /* residual operand for TF_POST_ADD */
+    const float *other; /* residual operand for TF_POST_ADD */
 } tf_rows_call;
 typedef struct {
     const char *x;          /* argument name in messages ("x", "hidden_states") */
@@ -34,9 +34,9 @@ void tf_rows_call_release(tf_rows_call *c);
 
 /* The call of a layer that maps rows (..., K) -> (..., N): `layer(x, residual=None, *,
  * out=None)`, parsed by tf_rows_call_parse and run by forward without the GIL. */
-typedef int (*tf_rows_forward)(const void *layer, const float *x, int64_t M, float *y,
-                               tf_post post, const float *other, tf_err *err);
-PyObject *tf_rows_layer_call(PyObject *self, PyObject *args, PyObject *kwds, int64_t K,
-                             int64_t N, tf_rows_forward forward, const char *fmt);
+typedef int (*tf_rows_forward)(const void *layer, const float *x, int64_t M, float *y, tf_post post,
+                               const float *other, tf_err *err);
+PyObject *tf_rows_layer_call(PyObject *self, PyObject *args, PyObject *kwds, int64_t K, int64_t N,
+                             tf_rows_forward forward, const char *fmt);
 
 #endif /* TFCORE_CORE_ROWS_H */

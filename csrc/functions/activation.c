@@ -10,19 +10,21 @@ run_activation(PyObject *module, PyObject *x_obj, PyObject *out_obj, int act)
 {
     tf_state *st = tf_state_of_module(module);
     PyArrayObject *x = tf_arg_f32(st, x_obj, "x", 0, NPY_MAXDIMS), *out = NULL;
-    if (x == NULL)
+    if (x == NULL) {
         return NULL;
-    if (tf_check_nonempty(st, x, "x") < 0 || tf_check_finite(st, x, "x") < 0)
+    }
+    if (tf_check_nonempty(st, x, "x") < 0 || tf_check_finite(st, x, "x") < 0) {
         goto fail;
-    if ((out = tf_out_f32(st, out_obj, PyArray_NDIM(x), PyArray_DIMS(x))) == NULL)
+    }
+    if ((out = tf_out_f32(st, out_obj, PyArray_NDIM(x), PyArray_DIMS(x))) == NULL) {
         goto fail;
-    if (PyArray_DATA(out) != PyArray_DATA(x) && tf_check_no_overlap(st, out, x, "x") < 0)
+    }
+    if (PyArray_DATA(out) != PyArray_DATA(x) && tf_check_no_overlap(st, out, x, "x") < 0) {
         goto fail;
-    Py_BEGIN_ALLOW_THREADS
-    tf_threads_begin();
+    }
+    Py_BEGIN_ALLOW_THREADS tf_threads_begin();
     tf_activation(PyArray_DATA(x), PyArray_DATA(out), PyArray_SIZE(x), (tf_act)act);
-    Py_END_ALLOW_THREADS
-    Py_DECREF(x);
+    Py_END_ALLOW_THREADS Py_DECREF(x);
     return (PyObject *)out;
 fail:
     Py_XDECREF(x);
@@ -36,7 +38,8 @@ py_activation(PyObject *module, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"x", "kind", "out", NULL};
     PyObject *x, *kind, *out = Py_None;
     int act;
-    if (!TF_PARSE(tf_state_of_module(module), args, kwds, "OO|$O:activation", kwlist, &x, &kind, &out) ||
+    if (!TF_PARSE(tf_state_of_module(module), args, kwds, "OO|$O:activation", kwlist, &x, &kind,
+                  &out) ||
         tf_parse_activation(tf_state_of_module(module), kind, &act) < 0) {
         return NULL;
     }
@@ -49,24 +52,26 @@ py_gelu(PyObject *module, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"x", "approximate", "out", NULL};
     PyObject *x, *out = Py_None;
     const char *approx = "none";
-    if (!TF_PARSE(tf_state_of_module(module), args, kwds, "O|$sO:gelu", kwlist, &x, &approx, &out)) {
+    if (!TF_PARSE(tf_state_of_module(module), args, kwds, "O|$sO:gelu", kwlist, &x, &approx,
+                  &out)) {
         return NULL;
     }
     if (strcmp(approx, "none") != 0 && strcmp(approx, "tanh") != 0) {
-        return tf_value_error(tf_state_of_module(module), "approximate must be 'none' or 'tanh', got '%s'", approx);
+        return tf_value_error(tf_state_of_module(module),
+                              "approximate must be 'none' or 'tanh', got '%s'", approx);
     }
     return run_activation(module, x, out, approx[0] == 't' ? TF_ACT_GELU_TANH : TF_ACT_GELU);
 }
 
-#define SIMPLE_ACT(name, act)                                                              \
-    static PyObject *py_##name(PyObject *module, PyObject *args, PyObject *kwds)           \
-    {                                                                                      \
-        static char *kwlist[] = {"x", "out", NULL};                                        \
-        PyObject *x, *out = Py_None;                                                       \
+#define SIMPLE_ACT(name, act)                                                                     \
+    static PyObject *py_##name(PyObject *module, PyObject *args, PyObject *kwds)                  \
+    {                                                                                             \
+        static char *kwlist[] = {"x", "out", NULL};                                               \
+        PyObject *x, *out = Py_None;                                                              \
         if (!TF_PARSE(tf_state_of_module(module), args, kwds, "O|$O:" #name, kwlist, &x, &out)) { \
-            return NULL;                                                                   \
-        }                                                                                  \
-        return run_activation(module, x, out, act);                                        \
+            return NULL;                                                                          \
+        }                                                                                         \
+        return run_activation(module, x, out, act);                                               \
     }
 SIMPLE_ACT(relu, TF_ACT_RELU)
 SIMPLE_ACT(silu, TF_ACT_SILU)
@@ -84,26 +89,29 @@ py_glu(PyObject *module, PyObject *args, PyObject *kwds)
         (act_obj != NULL && tf_parse_activation(st, act_obj, &act) < 0)) {
         return NULL;
     }
-    if ((x = tf_arg_f32(st, x_obj, "x", 1, NPY_MAXDIMS)) == NULL)
+    if ((x = tf_arg_f32(st, x_obj, "x", 1, NPY_MAXDIMS)) == NULL) {
         return NULL;
+    }
     const int nd = PyArray_NDIM(x);
     const npy_intp last = PyArray_DIM(x, nd - 1);
     if (last % 2 != 0) {
-        tf_value_error(st, "glu needs an even last dim (gate | up halves), got %" NPY_INTP_FMT, last);
+        tf_value_error(st, "glu needs an even last dim (gate | up halves), got %" NPY_INTP_FMT,
+                       last);
         goto fail;
     }
-    if (tf_check_nonempty(st, x, "x") < 0 || tf_check_finite(st, x, "x") < 0)
+    if (tf_check_nonempty(st, x, "x") < 0 || tf_check_finite(st, x, "x") < 0) {
         goto fail;
+    }
     memcpy(dims, PyArray_DIMS(x), (size_t)nd * sizeof(npy_intp));
     dims[nd - 1] = last / 2;
-    if ((out = tf_out_f32(st, out_obj, nd, dims)) == NULL || tf_check_no_overlap(st, out, x, "x") < 0)
+    if ((out = tf_out_f32(st, out_obj, nd, dims)) == NULL ||
+        tf_check_no_overlap(st, out, x, "x") < 0) {
         goto fail;
+    }
     const int64_t F = last / 2, M = (int64_t)(PyArray_SIZE(x) / last);
-    Py_BEGIN_ALLOW_THREADS
-    tf_threads_begin();
+    Py_BEGIN_ALLOW_THREADS tf_threads_begin();
     tf_glu(PyArray_DATA(x), PyArray_DATA(out), M, F, (tf_act)act);
-    Py_END_ALLOW_THREADS
-    Py_DECREF(x);
+    Py_END_ALLOW_THREADS Py_DECREF(x);
     return (PyObject *)out;
 fail:
     Py_XDECREF(x);

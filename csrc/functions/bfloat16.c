@@ -15,20 +15,20 @@ py_bfloat16_to_float32(PyObject *module, PyObject *arg)
     }
     PyArrayObject *src = (PyArrayObject *)arg;
     if (PyArray_TYPE(src) != NPY_UINT16) {
-        return tf_type_error(st, "bfloat16 data must be given as uint16 bits, got %s", tf_dtype_name(src));
+        return tf_type_error(st, "bfloat16 data must be given as uint16 bits, got %s",
+                             tf_dtype_name(src));
     }
     if (!PyArray_IS_C_CONTIGUOUS(src) || !PyArray_ISALIGNED(src)) {
         return tf_value_error(st, "bfloat16 data must be C-contiguous and aligned");
     }
-    PyArrayObject *dst = (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(src), PyArray_DIMS(src), NPY_FLOAT32);
+    PyArrayObject *dst =
+        (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(src), PyArray_DIMS(src), NPY_FLOAT32);
     if (dst == NULL) {
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
-    tf_threads_begin();
+    Py_BEGIN_ALLOW_THREADS tf_threads_begin();
     tf_bf16_to_f32(PyArray_DATA(src), PyArray_DATA(dst), PyArray_SIZE(src));
-    Py_END_ALLOW_THREADS
-    return (PyObject *)dst;
+    Py_END_ALLOW_THREADS return (PyObject *)dst;
 }
 
 static PyObject *
@@ -36,35 +36,36 @@ py_float32_to_bfloat16(PyObject *module, PyObject *arg)
 {
     tf_state *st = tf_state_of_module(module);
     if (!PyArray_Check(arg)) {
-        return tf_type_error(st, "expected a numpy.ndarray of float32, got %s", Py_TYPE(arg)->tp_name);
+        return tf_type_error(st, "expected a numpy.ndarray of float32, got %s",
+                             Py_TYPE(arg)->tp_name);
     }
     PyArrayObject *src = (PyArrayObject *)arg;
     if (PyArray_TYPE(src) != NPY_FLOAT32) {
-        return tf_type_error(st, "float32_to_bfloat16 takes float32 data, got %s", tf_dtype_name(src));
+        return tf_type_error(st, "float32_to_bfloat16 takes float32 data, got %s",
+                             tf_dtype_name(src));
     }
     if (!PyArray_IS_C_CONTIGUOUS(src) || !PyArray_ISALIGNED(src)) {
         return tf_value_error(st, "float32 data must be C-contiguous and aligned");
     }
-    PyArrayObject *dst = (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(src), PyArray_DIMS(src), NPY_UINT16);
+    PyArrayObject *dst =
+        (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(src), PyArray_DIMS(src), NPY_UINT16);
     if (dst == NULL) {
         return NULL;
     }
     const float *x = PyArray_DATA(src);
     uint16_t *y = PyArray_DATA(dst);
     const int64_t n = PyArray_SIZE(src);
-    Py_BEGIN_ALLOW_THREADS
-    tf_threads_begin();
+    Py_BEGIN_ALLOW_THREADS tf_threads_begin();
     tf_f32_to_bf16(x, y, n);
     /* checkpoints may hold NaN: rounding could carry a NaN's payload into Inf */
     for (int64_t i = 0; i < n; i++) {
         if (x[i] != x[i]) {
             uint32_t bits;
             memcpy(&bits, x + i, sizeof(bits));
-            y[i] = (uint16_t)((bits >> 16) | 0x40u);  /* quiet NaN, sign kept */
+            y[i] = (uint16_t)((bits >> 16) | 0x40u); /* quiet NaN, sign kept */
         }
     }
-    Py_END_ALLOW_THREADS
-    return (PyObject *)dst;
+    Py_END_ALLOW_THREADS return (PyObject *)dst;
 }
 
 PyMethodDef tf_bfloat16_methods[] = {

@@ -7,16 +7,15 @@
 #include <omp.h>
 #include <stdio.h>
 
-#define FORKED_CHILD_MSG                                                                    \
+#define FORKED_CHILD_MSG                                                                   \
     "this process was forked after tfcore started, and OpenMP cannot start threads in a "  \
     "forked child: tfcore runs on 1 thread here. For parallel workers use the 'spawn' or " \
     "'forkserver' start method (multiprocessing.get_context('spawn'))"
 
-
 PyDoc_STRVAR(set_num_threads_doc,
-"set_num_threads($module, n, /)\n--\n\n"
-"Set the number of threads tfcore computes with (all Python threads that have no\n"
-"tfcore.threads() override).");
+             "set_num_threads($module, n, /)\n--\n\n"
+             "Set the number of threads tfcore computes with (all Python threads that have no\n"
+             "tfcore.threads() override).");
 
 static PyObject *
 set_num_threads(PyObject *module, PyObject *arg)
@@ -39,9 +38,8 @@ set_num_threads(PyObject *module, PyObject *arg)
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(get_num_threads_doc,
-"get_num_threads($module, /)\n--\n\n"
-"Threads the next tfcore call on this Python thread will use.");
+PyDoc_STRVAR(get_num_threads_doc, "get_num_threads($module, /)\n--\n\n"
+                                  "Threads the next tfcore call on this Python thread will use.");
 
 static PyObject *
 get_num_threads(PyObject *module, PyObject *unused)
@@ -49,9 +47,10 @@ get_num_threads(PyObject *module, PyObject *unused)
     return PyLong_FromLong(tf_num_threads());
 }
 
-PyDoc_STRVAR(set_thread_override_doc,
-"_set_thread_override($module, n, /)\n--\n\n"
-"Per-thread thread count used by tfcore.threads(); 0 removes it. Returns the previous one.");
+PyDoc_STRVAR(
+    set_thread_override_doc,
+    "_set_thread_override($module, n, /)\n--\n\n"
+    "Per-thread thread count used by tfcore.threads(); 0 removes it. Returns the previous one.");
 
 static PyObject *
 set_thread_override(PyObject *module, PyObject *arg)
@@ -75,16 +74,16 @@ static const char *
 isa_name(dnnl_cpu_isa_t isa)
 {
     switch (isa) {
-    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
-    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
-    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
-    case dnnl_cpu_isa_avx512_core: return "avx512_core";
-    case dnnl_cpu_isa_avx2_vnni_2: return "avx2_vnni_2";
-    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
-    case dnnl_cpu_isa_avx2: return "avx2";
-    case dnnl_cpu_isa_avx: return "avx";
-    case dnnl_cpu_isa_sse41: return "sse41";
-    default: return "other";
+        case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+        case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+        case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+        case dnnl_cpu_isa_avx512_core: return "avx512_core";
+        case dnnl_cpu_isa_avx2_vnni_2: return "avx2_vnni_2";
+        case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+        case dnnl_cpu_isa_avx2: return "avx2";
+        case dnnl_cpu_isa_avx: return "avx";
+        case dnnl_cpu_isa_sse41: return "sse41";
+        default: return "other";
     }
 }
 
@@ -92,18 +91,17 @@ static const char *
 runtime_name(unsigned r)
 {
     switch (r) {
-    case DNNL_RUNTIME_OMP: return "OpenMP";
-    case DNNL_RUNTIME_TBB: return "TBB";
-    case DNNL_RUNTIME_SEQ: return "sequential";
-    case DNNL_RUNTIME_THREADPOOL: return "threadpool";
-    case DNNL_RUNTIME_SYCL: return "SYCL";
-    default: return "unknown";
+        case DNNL_RUNTIME_OMP: return "OpenMP";
+        case DNNL_RUNTIME_TBB: return "TBB";
+        case DNNL_RUNTIME_SEQ: return "sequential";
+        case DNNL_RUNTIME_THREADPOOL: return "threadpool";
+        case DNNL_RUNTIME_SYCL: return "SYCL";
+        default: return "unknown";
     }
 }
 
-PyDoc_STRVAR(config_doc,
-"config($module, /)\n--\n\n"
-"A dict describing the oneDNN build, threading runtime, ISA and threads.");
+PyDoc_STRVAR(config_doc, "config($module, /)\n--\n\n"
+                         "A dict describing the oneDNN build, threading runtime, ISA and threads.");
 
 static PyObject *
 config(PyObject *module, PyObject *unused)
@@ -111,22 +109,20 @@ config(PyObject *module, PyObject *unused)
     const dnnl_version_t *v = dnnl_version();
     char version[64];
     snprintf(version, sizeof(version), "%d.%d.%d", v->major, v->minor, v->patch);
-    return Py_BuildValue(
-        "{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:i, s:i}",
-        "onednn_version", version, "onednn_hash", v->hash,
-        "onednn_built_against", DNNL_VERSION_HASH,
-        "cpu_runtime", runtime_name(v->cpu_runtime),
-        "onednn_isa", isa_name(dnnl_get_effective_cpu_isa()),
-        "num_threads", tf_num_threads(), "omp_num_procs", omp_get_num_procs(),
-        "kernels_avx512", tf_cpu_has_avx512() && !tf_force_reference,
-        "kernel_path", tf_cpu_has_avx512() && !tf_force_reference ? "avx512" : "reference",
-        "bf16_matmul", tf_bf16_supported(), "int8_matmul", tf_int8_supported());
+    return Py_BuildValue("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:i, s:i}",
+                         "onednn_version", version, "onednn_hash", v->hash, "onednn_built_against",
+                         DNNL_VERSION_HASH, "cpu_runtime", runtime_name(v->cpu_runtime),
+                         "onednn_isa", isa_name(dnnl_get_effective_cpu_isa()), "num_threads",
+                         tf_num_threads(), "omp_num_procs", omp_get_num_procs(), "kernels_avx512",
+                         tf_cpu_has_avx512() && !tf_force_reference, "kernel_path",
+                         tf_cpu_has_avx512() && !tf_force_reference ? "avx512" : "reference",
+                         "bf16_matmul", tf_bf16_supported(), "int8_matmul", tf_int8_supported());
 }
 
 PyDoc_STRVAR(set_reference_kernels_doc,
-"_set_reference_kernels($module, flag, /)\n--\n\n"
-"Force (True) the plain C reference path of hand-written kernels; used by tests.\n"
-"Returns the previous setting.");
+             "_set_reference_kernels($module, flag, /)\n--\n\n"
+             "Force (True) the plain C reference path of hand-written kernels; used by tests.\n"
+             "Returns the previous setting.");
 
 static PyObject *
 set_reference_kernels(PyObject *module, PyObject *arg)

@@ -1,6 +1,6 @@
 /* kernel.c — the definitions behind kernel.h: error recording, activation names, aligned
  * allocation and CPU feature detection. Pure C. */
-#define _POSIX_C_SOURCE 200809L  /* posix_memalign under -std=c11 */
+#define _POSIX_C_SOURCE 200809L /* posix_memalign under -std=c11 */
 #include "kernels/kernel.h"
 
 #include <stdarg.h>
@@ -9,7 +9,8 @@
 
 int tf_force_reference = 0;
 
-const char *const tf_act_names[TF_ACT_COUNT] = {"none", "gelu", "gelu_tanh", "relu", "silu", "tanh"};
+const char *const tf_act_names[TF_ACT_COUNT] = {"none", "gelu", "gelu_tanh",
+                                                "relu", "silu", "tanh"};
 
 void
 tf_err_set(tf_err *err, tf_err_kind kind, const char *fmt, ...)
@@ -54,11 +55,11 @@ tf_cpu_has_avx512(void)
 
 int
 tf_rows_finite(const float *x, int64_t sb, int64_t sh, int64_t sl, int64_t B, int64_t H, int64_t n,
-            int64_t D)
+               int64_t D)
 {
-    float acc[16] = {0.0f};  /* 16 independent sums: the compiler vectorises the row loop */
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++)
+    float acc[16] = {0.0f}; /* 16 independent sums: the compiler vectorises the row loop */
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t h = 0; h < H; h++) {
             for (int64_t i = 0; i < n; i++) {
                 const float *r = x + b * sb + h * sh + i * sl;
                 int64_t e = 0;
@@ -71,6 +72,8 @@ tf_rows_finite(const float *x, int64_t sb, int64_t sh, int64_t sl, int64_t B, in
                     acc[0] += r[e] * 0.0f;
                 }
             }
+        }
+    }
     float all = 0.0f;
     for (int u = 0; u < 16; u++) {
         all += acc[u];

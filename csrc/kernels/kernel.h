@@ -25,10 +25,10 @@
 
 typedef enum {
     TF_OK = 0,
-    TF_ERR_VALUE,   /* raised as TfcoreValueError */
-    TF_ERR_TYPE,    /* raised as TfcoreTypeError */
-    TF_ERR_MEMORY,  /* raised as MemoryError */
-    TF_ERR_ONEDNN,  /* raised as OneDNNError */
+    TF_ERR_VALUE,  /* raised as TfcoreValueError */
+    TF_ERR_TYPE,   /* raised as TfcoreTypeError */
+    TF_ERR_MEMORY, /* raised as MemoryError */
+    TF_ERR_ONEDNN, /* raised as OneDNNError */
 } tf_err_kind;
 
 /* An error recorded where the GIL is not held. */
@@ -46,11 +46,11 @@ void tf_err_set(tf_err *err, tf_err_kind kind, const char *fmt, ...)
  * eltwise post-ops by Linear. */
 typedef enum {
     TF_ACT_NONE = 0,
-    TF_ACT_GELU,       /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
-    TF_ACT_GELU_TANH,  /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+    TF_ACT_GELU,      /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
+    TF_ACT_GELU_TANH, /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
     TF_ACT_RELU,
-    TF_ACT_SILU,       /* x * sigmoid(x) */
-    TF_ACT_TANH,       /* tanh(x) (BERT's pooler) */
+    TF_ACT_SILU, /* x * sigmoid(x) */
+    TF_ACT_TANH, /* tanh(x) (BERT's pooler) */
     TF_ACT_COUNT
 } tf_act;
 extern const char *const tf_act_names[TF_ACT_COUNT];
@@ -66,13 +66,13 @@ void tf_free(void *p);
 /* 1 if every value of the (B, H, n, D) view x is finite (element strides sb, sh, sl; the D
  * values of a row contiguous), else 0. Sums x * 0 in 16 independent lanes, which vectorise:
  * the sum is NaN exactly when some value is NaN or Inf. */
-int tf_rows_finite(const float *x, int64_t sb, int64_t sh, int64_t sl, int64_t B, int64_t H, int64_t n,
-                   int64_t D);
+int tf_rows_finite(const float *x, int64_t sb, int64_t sh, int64_t sl, int64_t B, int64_t H,
+                   int64_t n, int64_t D);
 
 /* ------------------------------------------------------------------ CPU dispatch */
 
 /* CPU features of the hand-written kernels' fast paths (runtime dispatch). */
-int tf_cpu_has_avx512(void);  /* avx512f + avx512bw + avx512vl + avx512dq */
+int tf_cpu_has_avx512(void); /* avx512f + avx512bw + avx512vl + avx512dq */
 /* Force the plain reference path of hand-written kernels (testing): 0 = auto, 1 = reference. */
 extern int tf_force_reference;
 

@@ -11,10 +11,10 @@ typedef enum { TF_NORM_LAYER = 0, TF_NORM_RMS = 1 } tf_norm_kind;
 /* LayerNorm / RMSNorm parameters (owned by whoever built them: layers/norm.c). */
 typedef struct {
     tf_norm_kind kind;
-    int64_t C;          /* normalized size */
+    int64_t C; /* normalized size */
     float eps;
-    float *gamma;       /* (C,) weight; for RMSNorm with offset, already 1 + w */
-    float *beta;        /* (C,) bias or NULL (LayerNorm only) */
+    float *gamma; /* (C,) weight; for RMSNorm with offset, already 1 + w */
+    float *beta;  /* (C,) bias or NULL (LayerNorm only) */
 } tf_norm_params;
 
 /* x is (M, C), residual (M, C) or NULL, y is (M, C); sum_out (M, C) or NULL receives

@@ -37,12 +37,12 @@ rotate(float *v, const float *c, const float *s, int64_t half, int interleaved)
     }
 }
 
-#define MAX_HALF 512  /* rotary_dim <= 1024 uses the stack tables */
+#define MAX_HALF 512 /* rotary_dim <= 1024 uses the stack tables */
 
 void
-tf_rope_inplace(float *x, int64_t B, int64_t T, int64_t heads, int64_t D, int64_t sb,
-                int64_t st, int64_t sh, const int64_t *positions, int64_t offset,
-                const float *inv_freq, int64_t rotary_dim, int interleaved)
+tf_rope_inplace(float *x, int64_t B, int64_t T, int64_t heads, int64_t D, int64_t sb, int64_t st,
+                int64_t sh, const int64_t *positions, int64_t offset, const float *inv_freq,
+                int64_t rotary_dim, int interleaved)
 {
     const int64_t half = rotary_dim / 2;
     (void)D;

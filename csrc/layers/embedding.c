@@ -5,8 +5,7 @@
 #include <string.h>
 
 typedef struct {
-    PyObject_HEAD
-    PyArrayObject *weight;  /* (V, C) float32, C-contiguous; owned reference */
+    PyObject_HEAD PyArrayObject *weight; /* (V, C) float32, C-contiguous; owned reference */
     int64_t V, C;
 } tf_embedding;
 
@@ -101,28 +100,30 @@ embedding_call(tf_embedding *self, PyObject *args, PyObject *kwds)
     if (!TF_PARSE(st, args, kwds, "O|$O:Embedding.__call__", kwlist, &ids_obj, &out_obj)) {
         return NULL;
     }
-    if ((ids = tf_arg_ids(st, ids_obj, "input_ids")) == NULL)
+    if ((ids = tf_arg_ids(st, ids_obj, "input_ids")) == NULL) {
         return NULL;
+    }
     const int nd = PyArray_NDIM(ids);
     if (nd >= NPY_MAXDIMS) {
         tf_value_error(st, "input_ids has too many dimensions (%d)", nd);
         goto fail;
     }
-    if (tf_check_nonempty(st, ids, "input_ids") < 0)
+    if (tf_check_nonempty(st, ids, "input_ids") < 0) {
         goto fail;
+    }
     for (int i = 0; i < nd; i++) {
         dims[i] = PyArray_DIM(ids, i);
     }
     dims[nd] = (npy_intp)self->C;
     if ((out = tf_out_f32(st, out_obj, nd + 1, dims)) == NULL ||
-        tf_check_no_overlap(st, out, self->weight, "weight") < 0)
+        tf_check_no_overlap(st, out, self->weight, "weight") < 0) {
         goto fail;
-    Py_BEGIN_ALLOW_THREADS
-    tf_threads_begin();
+    }
+    Py_BEGIN_ALLOW_THREADS tf_threads_begin();
     rc = tf_embedding_gather(PyArray_DATA(ids), PyArray_ITEMSIZE(ids) == 8, PyArray_SIZE(ids),
                              PyArray_DATA(self->weight), self->V, self->C, PyArray_DATA(out), &err);
-    Py_END_ALLOW_THREADS
-    if (rc < 0) {
+    Py_END_ALLOW_THREADS if (rc < 0)
+    {
         tf_err_raise(st, &err);
         goto fail;
     }
@@ -153,32 +154,30 @@ static PyMemberDef embedding_members[] = {
 };
 
 static PyGetSetDef embedding_getset[] = {
-    {"weight", (getter)embedding_get_weight, NULL, "The (V, C) table, the very array given (no copy).", NULL},
+    {"weight", (getter)embedding_get_weight, NULL,
+     "The (V, C) table, the very array given (no copy).", NULL},
     {NULL},
 };
 
-PyDoc_STRVAR(embedding_doc,
-"Embedding(weight)\n--\n\n"
-"Token embedding table. weight is a float32 C-contiguous (V, C) array, used in place (a\n"
-"read-only np.memmap is fine). Call: ``emb(input_ids, *, out=None)`` with int64 or int32 ids\n"
-"of any shape gives (*input_ids.shape, C). Ids outside [0, V) raise TfcoreValueError.");
+PyDoc_STRVAR(
+    embedding_doc,
+    "Embedding(weight)\n--\n\n"
+    "Token embedding table. weight is a float32 C-contiguous (V, C) array, used in place (a\n"
+    "read-only np.memmap is fine). Call: ``emb(input_ids, *, out=None)`` with int64 or int32 ids\n"
+    "of any shape gives (*input_ids.shape, C). Ids outside [0, V) raise TfcoreValueError.");
 
 static PyType_Slot embedding_slots[] = {
-    {Py_tp_new, embedding_new},
-    {Py_tp_dealloc, embedding_dealloc},
-    {Py_tp_traverse, embedding_traverse},
-    {Py_tp_clear, embedding_clear},
-    {Py_tp_call, embedding_call},
-    {Py_tp_repr, embedding_repr},
-    {Py_tp_members, embedding_members},
-    {Py_tp_getset, embedding_getset},
-    {Py_tp_doc, (void *)embedding_doc},
-    {0, NULL},
+    {Py_tp_new, embedding_new},           {Py_tp_dealloc, embedding_dealloc},
+    {Py_tp_traverse, embedding_traverse}, {Py_tp_clear, embedding_clear},
+    {Py_tp_call, embedding_call},         {Py_tp_repr, embedding_repr},
+    {Py_tp_members, embedding_members},   {Py_tp_getset, embedding_getset},
+    {Py_tp_doc, (void *)embedding_doc},   {0, NULL},
 };
 
 PyType_Spec tf_embedding_spec = {
     .name = "tfcore.Embedding",
     .basicsize = sizeof(tf_embedding),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .flags =
+        Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = embedding_slots,
 };

@@ -7,10 +7,9 @@
 /* Plain:  y = down(act(up(x)))
  * Gated:  y = down(act(gate(x)) * up(x))      (SwiGLU with silu, GEGLU with gelu) */
 typedef struct {
-    PyObject_HEAD
-    tf_linear *up;     /* (F, C); activation fused here when not gated */
-    tf_linear *gate;   /* (F, C) with the activation fused, or NULL */
-    tf_linear *down;   /* (C, F) */
+    PyObject_HEAD tf_linear *up; /* (F, C); activation fused here when not gated */
+    tf_linear *gate;             /* (F, C) with the activation fused, or NULL */
+    tf_linear *down;             /* (C, F) */
     int act;
 } tf_ffn;
 

@@ -62,7 +62,8 @@ new_rows(const tf_kvcache *c, int64_t capacity, int typenum)
 
 /* dst/src are (B, cap) row stores of itemsize bytes; copy the first rows of every b. */
 static void
-copy_row_meta(PyArrayObject *dst, int64_t dcap, PyArrayObject *src, int64_t scap, int64_t B, int64_t rows)
+copy_row_meta(PyArrayObject *dst, int64_t dcap, PyArrayObject *src, int64_t scap, int64_t B,
+              int64_t rows)
 {
     const size_t item = (size_t)PyArray_ITEMSIZE(src);
     for (int64_t b = 0; b < B; b++) {
@@ -76,7 +77,8 @@ copy_row_meta(PyArrayObject *dst, int64_t dcap, PyArrayObject *src, int64_t scap
 static void
 copy_rows(PyArrayObject *dst, PyArrayObject *src, const tf_kvcache *c, int64_t rows)
 {
-    const npy_intp row = PyArray_STRIDE(src, 2), dblock = PyArray_STRIDE(dst, 1), sblock = PyArray_STRIDE(src, 1);
+    const npy_intp row = PyArray_STRIDE(src, 2), dblock = PyArray_STRIDE(dst, 1),
+                   sblock = PyArray_STRIDE(src, 1);
     char *d = PyArray_DATA(dst);
     const char *s = PyArray_DATA(src);
     for (int64_t bh = 0; bh < c->B * c->KVH; bh++) {
@@ -147,19 +149,19 @@ tf_kvcache_release(tf_kvcache *c)
 
 /* Store one (D,) row at row index r of a layer's keys or values (and its int8 scale). */
 static void
-store_row(const tf_kvcache *c, PyArrayObject *store, PyArrayObject *scales, int64_t r, const float *x)
+store_row(const tf_kvcache *c, PyArrayObject *store, PyArrayObject *scales, int64_t r,
+          const float *x)
 {
     const int64_t D = c->D;
     switch (c->dtype) {
-    case TF_KV_F32:
-        memcpy((float *)PyArray_DATA(store) + r * D, x, (size_t)D * sizeof(float));
-        break;
-    case TF_KV_BF16:
-        tf_f32_to_bf16(x, (uint16_t *)PyArray_DATA(store) + r * D, D);
-        break;
-    case TF_KV_INT8:
-        tf_quantize_rows_s8(x, 1, D, (int8_t *)PyArray_DATA(store) + r * D, (float *)PyArray_DATA(scales) + r);
-        break;
+        case TF_KV_F32:
+            memcpy((float *)PyArray_DATA(store) + r * D, x, (size_t)D * sizeof(float));
+            break;
+        case TF_KV_BF16: tf_f32_to_bf16(x, (uint16_t *)PyArray_DATA(store) + r * D, D); break;
+        case TF_KV_INT8:
+            tf_quantize_rows_s8(x, 1, D, (int8_t *)PyArray_DATA(store) + r * D,
+                                (float *)PyArray_DATA(scales) + r);
+            break;
     }
 }
 
@@ -172,31 +174,35 @@ tf_kvcache_append(tf_kvcache *c, int64_t l, int64_t T, const float *k, int64_t k
     uint8_t *ok = PyArray_DATA(c->valid[l]);
     int64_t *pos = PyArray_DATA(c->pos[l]);
     PyArrayObject *ks = c->ks ? c->ks[l] : NULL, *vs = c->vs ? c->vs[l] : NULL;
-    for (int64_t b = 0; b < c->B; b++)
+    for (int64_t b = 0; b < c->B; b++) {
         for (int64_t t = 0; t < T; t++) {
             ok[b * cap + past + t] = valid ? (valid[b * valid_sb + t] != 0) : 1;
             pos[b * cap + past + t] = c->seen[l] + t;
         }
+    }
     /* cache rows (b, kvh, past + t) <- source rows (b, t, kvh) */
-    for (int64_t b = 0; b < c->B; b++)
-        for (int64_t h = 0; h < c->KVH; h++)
+    for (int64_t b = 0; b < c->B; b++) {
+        for (int64_t h = 0; h < c->KVH; h++) {
             for (int64_t t = 0; t < T; t++) {
                 int64_t r = (b * c->KVH + h) * cap + past + t;
                 store_row(c, c->k[l], ks, r, k + b * ksb + t * kst + h * ksh);
                 store_row(c, c->v[l], vs, r, v + b * vsb + t * vst + h * vsh);
             }
+        }
+    }
     c->length[l] = past + T;
     c->seen[l] += T;
 }
 
 /* (rows, D) float32 from rows [0, rows) of one (b, kvh) block of a store. */
 static void
-load_rows(const tf_kvcache *c, PyArrayObject *store, PyArrayObject *scales, int64_t bh, int64_t rows,
-          float *out)
+load_rows(const tf_kvcache *c, PyArrayObject *store, PyArrayObject *scales, int64_t bh,
+          int64_t rows, float *out)
 {
     const int64_t D = c->D, first = bh * c->capacity;
     if (c->dtype == TF_KV_F32) {
-        memcpy(out, (const float *)PyArray_DATA(store) + first * D, (size_t)(rows * D) * sizeof(float));
+        memcpy(out, (const float *)PyArray_DATA(store) + first * D,
+               (size_t)(rows * D) * sizeof(float));
         return;
     }
     for (int64_t j = 0; j < rows; j++) {
@@ -266,7 +272,7 @@ tf_kvcache_evict(tf_kvcache *c, int64_t l, const float *score)
     }
     uint8_t *keep = malloc((size_t)len);
     if (keep == NULL) {
-        return;  /* the cache just stays larger than the budget */
+        return; /* the cache just stays larger than the budget */
     }
     int64_t new_len = len;
     for (int64_t b = 0; b < c->B; b++) {
@@ -307,7 +313,8 @@ tf_kvcache_bind(tf_state *st, PyObject *cache_obj, PyObject *layer_obj, int64_t 
 {
     *cache = NULL;
     if (!tf_kvcache_check(st, cache_obj)) {
-        tf_type_error(st, "past_key_values must be a tfcore.KVCache, got %s", Py_TYPE(cache_obj)->tp_name);
+        tf_type_error(st, "past_key_values must be a tfcore.KVCache, got %s",
+                      Py_TYPE(cache_obj)->tp_name);
         return -1;
     }
     tf_kvcache *c = (tf_kvcache *)cache_obj;
@@ -316,14 +323,17 @@ tf_kvcache_bind(tf_state *st, PyObject *cache_obj, PyObject *layer_obj, int64_t 
         return -1;
     }
     if (l < 0 || l >= c->layers) {
-        tf_value_error(st, "layer_idx must be given with past_key_values and lie in [0, %lld), got %lld",
-                       (long long)c->layers, l);
+        tf_value_error(
+            st, "layer_idx must be given with past_key_values and lie in [0, %lld), got %lld",
+            (long long)c->layers, l);
         return -1;
     }
     if (c->B != B || c->KVH != KVH || c->D != D) {
-        tf_value_error(st, "KVCache is (batch %lld, kv_heads %lld, head_dim %lld), this call needs "
-                           "(%lld, %lld, %lld)", (long long)c->B, (long long)c->KVH, (long long)c->D,
-                       (long long)B, (long long)KVH, (long long)D);
+        tf_value_error(st,
+                       "KVCache is (batch %lld, kv_heads %lld, head_dim %lld), this call needs "
+                       "(%lld, %lld, %lld)",
+                       (long long)c->B, (long long)c->KVH, (long long)c->D, (long long)B,
+                       (long long)KVH, (long long)D);
         return -1;
     }
     /* take the cache first: growing it swaps its arrays, which must not happen under a
@@ -361,8 +371,14 @@ tf_kvcache_attend(tf_kvcache *kc, int64_t l, const uint8_t *key_mask, tf_attn_ar
                       key_mask ? key_mask + seen : NULL, seen + T);
     a->S = stored + T;
     if (kc->dtype == TF_KV_F32) {
-        a->k = PyArray_DATA(kc->k[l]); a->k_sb = KVH * cap * D; a->k_sh = cap * D; a->k_ss = D;
-        a->v = PyArray_DATA(kc->v[l]); a->v_sb = KVH * cap * D; a->v_sh = cap * D; a->v_ss = D;
+        a->k = PyArray_DATA(kc->k[l]);
+        a->k_sb = KVH * cap * D;
+        a->k_sh = cap * D;
+        a->k_ss = D;
+        a->v = PyArray_DATA(kc->v[l]);
+        a->v_sb = KVH * cap * D;
+        a->v_sh = cap * D;
+        a->v_ss = D;
     }
     else {
         /* bf16 / int8 storage: this layer's rows expanded to float32 (B, KVH, S, D) */
@@ -373,8 +389,14 @@ tf_kvcache_attend(tf_kvcache *kc, int64_t l, const uint8_t *key_mask, tf_attn_ar
             return -1;
         }
         tf_kvcache_dequantize(kc, l, rows, buf, buf + B * KVH * rows * D);
-        a->k = buf; a->k_sb = KVH * rows * D; a->k_sh = rows * D; a->k_ss = D;
-        a->v = buf + B * KVH * rows * D; a->v_sb = a->k_sb; a->v_sh = a->k_sh; a->v_ss = D;
+        a->k = buf;
+        a->k_sb = KVH * rows * D;
+        a->k_sh = rows * D;
+        a->k_ss = D;
+        a->v = buf + B * KVH * rows * D;
+        a->v_sb = a->k_sb;
+        a->v_sh = a->k_sh;
+        a->v_ss = D;
         *tmp = buf;
     }
     a->causal_offset = stored;
@@ -382,7 +404,10 @@ tf_kvcache_attend(tf_kvcache *kc, int64_t l, const uint8_t *key_mask, tf_attn_ar
         /* rows were evicted: the caller's mask no longer lines up with the stored rows, so
          * the validity the cache recorded when each row was appended is used instead */
         a->bool_mask = PyArray_DATA(kc->valid[l]);
-        a->bm_sb = cap; a->bm_sh = 0; a->bm_sl = 0; a->bm_ss = 1;
+        a->bm_sb = cap;
+        a->bm_sh = 0;
+        a->bm_sl = 0;
+        a->bm_ss = 1;
     }
     return 0;
 }
@@ -410,16 +435,20 @@ tf_kvcache_evict_after(tf_kvcache *kc, int64_t layer, const tf_attn_args *done, 
         tf_err_set(err, TF_ERR_MEMORY, "out of memory for TOVA attention scores");
         goto done_evict;
     }
-    tf_attn_args last = *done;  /* the same attention, for the last query row only */
+    tf_attn_args last = *done; /* the same attention, for the last query row only */
     last.q = done->q + (done->L - 1) * done->q_sl;
     last.L = 1;
     last.causal_offset = done->causal_offset + done->L - 1;
-    last.out = out; last.o_sb = H * Dv; last.o_sh = Dv; last.o_sl = Dv;
+    last.out = out;
+    last.o_sb = H * Dv;
+    last.o_sh = Dv;
+    last.o_sl = Dv;
     last.weights = w;
     last.lse = NULL;
-    if (tf_attention(&last, err) < 0)
+    if (tf_attention(&last, err) < 0) {
         goto done_evict;
-    for (int64_t b = 0; b < B; b++)
+    }
+    for (int64_t b = 0; b < B; b++) {
         for (int64_t j = 0; j < S; j++) {
             float sum = 0.0f;
             for (int64_t h = 0; h < H; h++) {
@@ -427,6 +456,7 @@ tf_kvcache_evict_after(tf_kvcache *kc, int64_t layer, const tf_attn_args *done, 
             }
             score[b * S + j] = sum / (float)H;
         }
+    }
     tf_kvcache_evict(kc, layer, score);
     rc = 0;
 done_evict:
@@ -441,14 +471,16 @@ done_evict:
 static PyObject *
 kvcache_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"num_layers", "batch_size", "num_key_value_heads", "head_dim",
-                             "capacity", "policy", "budget", "n_sink", "dtype", NULL};
+    static char *kwlist[] = {"num_layers", "batch_size", "num_key_value_heads",
+                             "head_dim",   "capacity",   "policy",
+                             "budget",     "n_sink",     "dtype",
+                             NULL};
     long long layers, B, KVH, D, cap = 256, budget = 0, n_sink = 4;
     const char *policy = "full", *dtype = "float32";
     tf_state *st = tf_state_of_type(type);
     tf_kvcache *self;
-    if (st == NULL || !TF_PARSE(st, args, kwds, "LLLL|$LsLLs:KVCache", kwlist, &layers,
-                                                   &B, &KVH, &D, &cap, &policy, &budget, &n_sink, &dtype)) {
+    if (st == NULL || !TF_PARSE(st, args, kwds, "LLLL|$LsLLs:KVCache", kwlist, &layers, &B, &KVH,
+                                &D, &cap, &policy, &budget, &n_sink, &dtype)) {
         return NULL;
     }
     tf_kv_dtype kv_dtype;
@@ -462,7 +494,8 @@ kvcache_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         kv_dtype = TF_KV_INT8;
     }
     else {
-        return tf_value_error(st, "KVCache dtype must be 'float32', 'bfloat16' or 'int8', got '%s'", dtype);
+        return tf_value_error(st, "KVCache dtype must be 'float32', 'bfloat16' or 'int8', got '%s'",
+                              dtype);
     }
     tf_cache_policy pol;
     if (strcmp(policy, "full") == 0) {
@@ -475,20 +508,25 @@ kvcache_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         pol = TF_CACHE_TOVA;
     }
     else {
-        return tf_value_error(st, "unknown cache policy '%s' (expected 'full', 'sink_window' or 'tova')", policy);
+        return tf_value_error(
+            st, "unknown cache policy '%s' (expected 'full', 'sink_window' or 'tova')", policy);
     }
-    if (pol != TF_CACHE_FULL && (budget < 1 || n_sink < 0 || (pol == TF_CACHE_SINK_WINDOW && n_sink >= budget))) {
-        return tf_value_error(st, "cache policy '%s' needs budget >= 1%s, got budget=%lld n_sink=%lld", policy,
-                              pol == TF_CACHE_SINK_WINDOW ? " and 0 <= n_sink < budget" : "", budget, n_sink);
+    if (pol != TF_CACHE_FULL &&
+        (budget < 1 || n_sink < 0 || (pol == TF_CACHE_SINK_WINDOW && n_sink >= budget))) {
+        return tf_value_error(
+            st, "cache policy '%s' needs budget >= 1%s, got budget=%lld n_sink=%lld", policy,
+            pol == TF_CACHE_SINK_WINDOW ? " and 0 <= n_sink < budget" : "", budget, n_sink);
     }
     if (layers < 1 || B < 1 || KVH < 1 || D < 1 || cap < 1) {
-        return tf_value_error(st, "KVCache sizes must be positive, got num_layers=%lld batch_size=%lld "
-                                  "num_key_value_heads=%lld head_dim=%lld capacity=%lld",
+        return tf_value_error(st,
+                              "KVCache sizes must be positive, got num_layers=%lld batch_size=%lld "
+                              "num_key_value_heads=%lld head_dim=%lld capacity=%lld",
                               layers, B, KVH, D, cap);
     }
     if ((double)layers * B * KVH * cap * D * 8.0 > 64.0 * (1ull << 30)) {
-        return tf_value_error(st, "KVCache of %lld layers x %lld x %lld x %lld x %lld would need more than 64 GiB",
-                              layers, B, KVH, cap, D);
+        return tf_value_error(
+            st, "KVCache of %lld layers x %lld x %lld x %lld x %lld would need more than 64 GiB",
+            layers, B, KVH, cap, D);
     }
     if ((self = (tf_kvcache *)type->tp_alloc(type, 0)) == NULL) {
         return NULL;
@@ -518,7 +556,8 @@ kvcache_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return PyErr_NoMemory();
     }
     for (int64_t l = 0; l < layers; l++) {
-        if ((self->k[l] = new_store(self, cap)) == NULL || (self->v[l] = new_store(self, cap)) == NULL ||
+        if ((self->k[l] = new_store(self, cap)) == NULL ||
+            (self->v[l] = new_store(self, cap)) == NULL ||
             (self->valid[l] = new_rows(self, cap, NPY_BOOL)) == NULL ||
             (self->pos[l] = new_rows(self, cap, NPY_INT64)) == NULL ||
             (self->ks && ((self->ks[l] = new_scales(self, cap)) == NULL ||
@@ -589,7 +628,8 @@ layer_arg(tf_state *st, tf_kvcache *self, PyObject *arg, int64_t *l)
         return -1;
     }
     if (v < 0 || v >= self->layers) {
-        tf_value_error(st, "layer %lld is out of range for a cache of %lld layers", v, (long long)self->layers);
+        tf_value_error(st, "layer %lld is out of range for a cache of %lld layers", v,
+                       (long long)self->layers);
         return -1;
     }
     *l = v;
@@ -619,7 +659,7 @@ rows_of(tf_kvcache *self, PyObject *arg, int which)
     }
     PyArrayObject *view = (PyArrayObject *)PyArray_NewFromDescr(
         &PyArray_Type, PyArray_DescrFromType(NPY_FLOAT32), 4, dims, PyArray_STRIDES(store),
-        PyArray_DATA(store), 0, NULL);  /* read-only: the cache owns the contents */
+        PyArray_DATA(store), 0, NULL); /* read-only: the cache owns the contents */
     if (view == NULL || PyArray_SetBaseObject(view, Py_NewRef((PyObject *)store)) < 0) {
         Py_XDECREF(view);
         return NULL;
@@ -721,7 +761,8 @@ kvcache_reorder(tf_kvcache *self, PyObject *arg)
         goto done;
     }
     for (npy_intp i = 0; i < self->B; i++) {
-        long long v = PyArray_ITEMSIZE(idx) == 8 ? ((int64_t *)PyArray_DATA(idx))[i] : ((int32_t *)PyArray_DATA(idx))[i];
+        long long v = PyArray_ITEMSIZE(idx) == 8 ? ((int64_t *)PyArray_DATA(idx))[i]
+                                                 : ((int32_t *)PyArray_DATA(idx))[i];
         if (v < 0 || v >= self->B) {
             tf_value_error(st, "beam_idx holds %lld, outside [0, %lld)", v, (long long)self->B);
             goto done;
@@ -737,7 +778,8 @@ kvcache_reorder(tf_kvcache *self, PyObject *arg)
         slots[n++] = &self->valid[l];
         slots[n++] = &self->pos[l];
         for (int i = 0; ok && i < n; i++) {
-            PyArrayObject *taken = (PyArrayObject *)PyArray_TakeFrom(*slots[i], (PyObject *)idx, 0, NULL, NPY_RAISE);
+            PyArrayObject *taken =
+                (PyArrayObject *)PyArray_TakeFrom(*slots[i], (PyObject *)idx, 0, NULL, NPY_RAISE);
             if (taken == NULL) {
                 ok = 0;
                 break;
@@ -773,7 +815,8 @@ static void
 memory_mib(const tf_kvcache *self, char *buf, size_t size)
 {
     const double rows = (double)self->layers * 2.0 * (double)(self->B * self->KVH * self->capacity);
-    const double row_bytes = (double)self->D * PyArray_ITEMSIZE(self->k[0]) + (self->dtype == TF_KV_INT8 ? 4.0 : 0.0);
+    const double row_bytes =
+        (double)self->D * PyArray_ITEMSIZE(self->k[0]) + (self->dtype == TF_KV_INT8 ? 4.0 : 0.0);
     snprintf(buf, size, "%.1f", rows * row_bytes / (1 << 20));
 }
 
@@ -782,10 +825,11 @@ kvcache_repr(tf_kvcache *self)
 {
     char buf[32];
     memory_mib(self, buf, sizeof(buf));
-    return PyUnicode_FromFormat("KVCache(num_layers=%lld, batch_size=%lld, num_key_value_heads=%lld, head_dim=%lld, "
-                                "dtype=%s, length=%lld, capacity=%lld, memory=%s MiB)",
-                                (long long)self->layers, (long long)self->B, (long long)self->KVH, (long long)self->D,
-                                kv_dtype_names[self->dtype], (long long)self->length[0], (long long)self->capacity, buf);
+    return PyUnicode_FromFormat(
+        "KVCache(num_layers=%lld, batch_size=%lld, num_key_value_heads=%lld, head_dim=%lld, "
+        "dtype=%s, length=%lld, capacity=%lld, memory=%s MiB)",
+        (long long)self->layers, (long long)self->B, (long long)self->KVH, (long long)self->D,
+        kv_dtype_names[self->dtype], (long long)self->length[0], (long long)self->capacity, buf);
 }
 
 /* Jupyter's rich display: the repr's facts as a table, lengths per layer included. */
@@ -797,26 +841,29 @@ kvcache_repr_html(tf_kvcache *self, PyObject *unused)
         lmin = self->length[l] < lmin ? self->length[l] : lmin;
         lmax = self->length[l] > lmax ? self->length[l] : lmax;
     }
-    const char *policy = self->policy == TF_CACHE_FULL ? "full" : self->policy == TF_CACHE_SINK_WINDOW
-                         ? "sink_window" : "tova";
+    const char *policy = self->policy == TF_CACHE_FULL          ? "full"
+                         : self->policy == TF_CACHE_SINK_WINDOW ? "sink_window"
+                                                                : "tova";
     char memory[32], stored[48];
     memory_mib(self, memory, sizeof(memory));
-    if (lmin == lmax)
+    if (lmin == lmax) {
         snprintf(stored, sizeof(stored), "%lld", lmin);
-    else  /* eviction can leave layers with different lengths */
+    }
+    else { /* eviction can leave layers with different lengths */
         snprintf(stored, sizeof(stored), "%lld-%lld (varies by layer)", lmin, lmax);
+    }
     PyObject *html = PyUnicode_FromFormat(
-        "<table><tr><th style='text-align:left'>KVCache</th><td style='text-align:left'>%lld layers, batch %lld, "
-        "%lld kv heads x %lld</td></tr><tr><th style='text-align:left'>dtype</th><td style='text-align:left'>%s"
+        "<table><tr><th style='text-align:left'>KVCache</th><td style='text-align:left'>%lld "
+        "layers, batch %lld, "
+        "%lld kv heads x %lld</td></tr><tr><th style='text-align:left'>dtype</th><td "
+        "style='text-align:left'>%s"
         "</td></tr><tr><th style='text-align:left'>tokens stored</th><td style='text-align:left'>%s"
         " (seen %lld) of capacity %lld</td></tr><tr><th style='text-align:left'>policy</th>"
         "<td style='text-align:left'>%s%s</td></tr><tr><th style='text-align:left'>memory</th>"
         "<td style='text-align:left'>%s MiB</td></tr></table>",
         (long long)self->layers, (long long)self->B, (long long)self->KVH, (long long)self->D,
-        kv_dtype_names[self->dtype], stored,
-        (long long)self->seen[0], (long long)self->capacity, policy,
-        self->policy == TF_CACHE_FULL ? "" : " (budget set)",
-        memory);
+        kv_dtype_names[self->dtype], stored, (long long)self->seen[0], (long long)self->capacity,
+        policy, self->policy == TF_CACHE_FULL ? "" : " (budget set)", memory);
     return html;
 }
 
@@ -837,61 +884,64 @@ static PyMemberDef kvcache_members[] = {
     {"batch_size", T_LONGLONG, offsetof(tf_kvcache, B), READONLY, "Sequences (rows) per layer."},
     {"num_key_value_heads", T_LONGLONG, offsetof(tf_kvcache, KVH), READONLY, "KV heads per layer."},
     {"head_dim", T_LONGLONG, offsetof(tf_kvcache, D), READONLY, "Width of each head."},
-    {"capacity", T_LONGLONG, offsetof(tf_kvcache, capacity), READONLY, "Rows allocated per (batch, head)."},
+    {"capacity", T_LONGLONG, offsetof(tf_kvcache, capacity), READONLY,
+     "Rows allocated per (batch, head)."},
     {NULL},
 };
 
 static PyMethodDef kvcache_methods[] = {
     {"keys", (PyCFunction)kvcache_keys, METH_O,
-     "keys($self, layer, /)\n--\n\n(batch, kv_heads, length, head_dim) float32 keys of a layer: a read-only\n"
+     "keys($self, layer, /)\n--\n\n(batch, kv_heads, length, head_dim) float32 keys of a layer: a "
+     "read-only\n"
      "view (no copy) for a float32 cache, a dequantized copy for bfloat16/int8."},
     {"values", (PyCFunction)kvcache_values, METH_O,
      "values($self, layer, /)\n--\n\nRead-only view of a layer's values, like keys()."},
     {"get_seq_length", (PyCFunction)kvcache_get_seq_length, METH_VARARGS,
-     "get_seq_length($self, layer=0, /)\n--\n\nTokens seen so far by a layer (HF's Cache.get_seq_length; with\n"
+     "get_seq_length($self, layer=0, /)\n--\n\nTokens seen so far by a layer (HF's "
+     "Cache.get_seq_length; with\n"
      "eviction, more than are stored)."},
     {"num_cached", (PyCFunction)kvcache_num_cached, METH_O,
      "num_cached($self, layer, /)\n--\n\nRows stored for a layer (after eviction)."},
     {"positions", (PyCFunction)kvcache_positions, METH_O,
-     "positions($self, layer, /)\n--\n\n(batch, num_cached) original positions of the stored tokens."},
+     "positions($self, layer, /)\n--\n\n(batch, num_cached) original positions of the stored "
+     "tokens."},
     {"crop", (PyCFunction)kvcache_crop, METH_O,
      "crop($self, length, /)\n--\n\nKeep only the first length tokens of every layer."},
     {"reorder", (PyCFunction)kvcache_reorder, METH_O,
-     "reorder($self, beam_idx, /)\n--\n\nBeam search: batch row b takes the cached keys/values of row beam_idx[b]."},
-    {"reset", (PyCFunction)kvcache_reset, METH_NOARGS, "reset($self, /)\n--\n\nEmpty every layer (memory is kept)."},
-    {"_repr_html_", (PyCFunction)kvcache_repr_html, METH_NOARGS, "Jupyter's rich display of the cache."},
+     "reorder($self, beam_idx, /)\n--\n\nBeam search: batch row b takes the cached keys/values of "
+     "row beam_idx[b]."},
+    {"reset", (PyCFunction)kvcache_reset, METH_NOARGS,
+     "reset($self, /)\n--\n\nEmpty every layer (memory is kept)."},
+    {"_repr_html_", (PyCFunction)kvcache_repr_html, METH_NOARGS,
+     "Jupyter's rich display of the cache."},
     {NULL},
 };
 
-PyDoc_STRVAR(kvcache_doc,
-"KVCache(num_layers, batch_size, num_key_value_heads, head_dim, *, capacity=256,\n"
-"        policy='full', budget=0, n_sink=4, dtype='float32')\n--\n\n"
-"Keys and values of past tokens for incremental decoding, one (batch, kv_heads, capacity,\n"
-"head_dim) float32 store per layer, grown (doubling) when full. Pass it to a layer call as\n"
-"past_key_values=cache, layer_idx=i: the layer appends the new tokens' keys/values in place\n"
-"and attends over everything cached. keys(i)/values(i) are read-only NumPy views.\n\n"
-"Eviction after each call keeps at most budget tokens per layer: policy='sink_window' keeps\n"
-"the first n_sink and the most recent ones (StreamingLLM); policy='tova' drops the tokens\n"
-"the current (last) query attends to least, averaged over heads, per layer (TOVA). Kept\n"
-"keys keep their rotary rotation and new tokens continue at get_seq_length(), so positions\n"
-"stay those of the original sequence. Position biases (ALiBi, T5 buckets) measure distance\n"
-"by position in the cache, as StreamingLLM does for ALiBi models (T5 generate refuses\n"
-"evicting policies).\n\n"
-"dtype='bfloat16' stores keys and values as bf16 (half the memory), dtype='int8' as int8\n"
-"with one float32 scale per (batch, head, token) row (max|x| / 127; about a quarter).\n"
-"Attention expands a layer to float32 for each call: this saves memory, not time.");
+PyDoc_STRVAR(
+    kvcache_doc,
+    "KVCache(num_layers, batch_size, num_key_value_heads, head_dim, *, capacity=256,\n"
+    "        policy='full', budget=0, n_sink=4, dtype='float32')\n--\n\n"
+    "Keys and values of past tokens for incremental decoding, one (batch, kv_heads, capacity,\n"
+    "head_dim) float32 store per layer, grown (doubling) when full. Pass it to a layer call as\n"
+    "past_key_values=cache, layer_idx=i: the layer appends the new tokens' keys/values in place\n"
+    "and attends over everything cached. keys(i)/values(i) are read-only NumPy views.\n\n"
+    "Eviction after each call keeps at most budget tokens per layer: policy='sink_window' keeps\n"
+    "the first n_sink and the most recent ones (StreamingLLM); policy='tova' drops the tokens\n"
+    "the current (last) query attends to least, averaged over heads, per layer (TOVA). Kept\n"
+    "keys keep their rotary rotation and new tokens continue at get_seq_length(), so positions\n"
+    "stay those of the original sequence. Position biases (ALiBi, T5 buckets) measure distance\n"
+    "by position in the cache, as StreamingLLM does for ALiBi models (T5 generate refuses\n"
+    "evicting policies).\n\n"
+    "dtype='bfloat16' stores keys and values as bf16 (half the memory), dtype='int8' as int8\n"
+    "with one float32 scale per (batch, head, token) row (max|x| / 127; about a quarter).\n"
+    "Attention expands a layer to float32 for each call: this saves memory, not time.");
 
 static PyType_Slot kvcache_slots[] = {
-    {Py_tp_new, kvcache_new},
-    {Py_tp_dealloc, kvcache_dealloc},
-    {Py_tp_traverse, kvcache_traverse},
-    {Py_tp_clear, kvcache_clear},
-    {Py_tp_repr, kvcache_repr},
-    {Py_tp_members, kvcache_members},
-    {Py_tp_methods, kvcache_methods},
-    {Py_tp_getset, kvcache_getset},
-    {Py_tp_doc, (void *)kvcache_doc},
-    {0, NULL},
+    {Py_tp_new, kvcache_new},           {Py_tp_dealloc, kvcache_dealloc},
+    {Py_tp_traverse, kvcache_traverse}, {Py_tp_clear, kvcache_clear},
+    {Py_tp_repr, kvcache_repr},         {Py_tp_members, kvcache_members},
+    {Py_tp_methods, kvcache_methods},   {Py_tp_getset, kvcache_getset},
+    {Py_tp_doc, (void *)kvcache_doc},   {0, NULL},
 };
 
 PyType_Spec tf_kv_cache_spec = {

@@ -20,24 +20,23 @@ typedef enum {
  * per call (by tf_kvcache_attend), so these save memory, not time. */
 typedef enum {
     TF_KV_F32 = 0,
-    TF_KV_BF16,           /* uint16 bits, rounded to nearest even */
-    TF_KV_INT8,           /* int8 per (batch, head, token) row with a float32 scale: max|x| / 127 */
+    TF_KV_BF16, /* uint16 bits, rounded to nearest even */
+    TF_KV_INT8, /* int8 per (batch, head, token) row with a float32 scale: max|x| / 127 */
 } tf_kv_dtype;
 
 typedef struct {
-    PyObject_HEAD
-    int64_t layers, B, KVH, D;
+    PyObject_HEAD int64_t layers, B, KVH, D;
     tf_kv_dtype dtype;
     int64_t capacity;
     int64_t *length;          /* (layers,) filled rows per layer */
     int64_t *seen;            /* (layers,) tokens ever appended (the next token's position) */
     PyArrayObject **k, **v;   /* (layers,) arrays of (B, KVH, capacity, D) in dtype */
     PyArrayObject **ks, **vs; /* int8: (layers,) (B, KVH, capacity) float32 row scales; else NULL */
-    PyArrayObject **valid;    /* (layers,) (B, capacity) bool: the row is a real token (not padding) */
-    PyArrayObject **pos;      /* (layers,) (B, capacity) int64: original position of each row */
+    PyArrayObject **valid; /* (layers,) (B, capacity) bool: the row is a real token (not padding) */
+    PyArrayObject **pos;   /* (layers,) (B, capacity) int64: original position of each row */
     tf_cache_policy policy;
-    int64_t budget, n_sink;   /* eviction keeps at most budget rows after each call */
-    atomic_int busy;          /* a call is using the cache (guards against sharing by mistake) */
+    int64_t budget, n_sink; /* eviction keeps at most budget rows after each call */
+    atomic_int busy;        /* a call is using the cache (guards against sharing by mistake) */
 } tf_kvcache;
 
 int tf_kvcache_check(tf_state *st, PyObject *obj);

@@ -21,12 +21,15 @@ act_to_eltwise(int act, dnnl_alg_kind_t *alg, float *alpha)
 {
     *alpha = 0.0f;
     switch (act) {
-    case TF_ACT_GELU: *alg = dnnl_eltwise_gelu_erf; return 1;
-    case TF_ACT_GELU_TANH: *alg = dnnl_eltwise_gelu_tanh; return 1;
-    case TF_ACT_RELU: *alg = dnnl_eltwise_relu; return 1;
-    case TF_ACT_SILU: *alg = dnnl_eltwise_swish; *alpha = 1.0f; return 1;
-    case TF_ACT_TANH: *alg = dnnl_eltwise_tanh; return 1;
-    default: return 0;
+        case TF_ACT_GELU: *alg = dnnl_eltwise_gelu_erf; return 1;
+        case TF_ACT_GELU_TANH: *alg = dnnl_eltwise_gelu_tanh; return 1;
+        case TF_ACT_RELU: *alg = dnnl_eltwise_relu; return 1;
+        case TF_ACT_SILU:
+            *alg = dnnl_eltwise_swish;
+            *alpha = 1.0f;
+            return 1;
+        case TF_ACT_TANH: *alg = dnnl_eltwise_tanh; return 1;
+        default: return 0;
     }
 }
 
@@ -53,8 +56,8 @@ matrix_md(dnnl_memory_desc_t *md, int nd, int64_t rows, int64_t cols, dnnl_data_
  * (oneDNN 3.2 takes only one scale for all of src), and the bias follows it because it
  * must be added to the dequantized value. */
 static dnnl_status_t
-make_attr(dnnl_primitive_attr_t *attr, int64_t M, int64_t N, int has_bias, int act,
-          tf_post post, dnnl_data_type_t wdt, const_dnnl_memory_desc_t other_md)
+make_attr(dnnl_primitive_attr_t *attr, int64_t M, int64_t N, int has_bias, int act, tf_post post,
+          dnnl_data_type_t wdt, const_dnnl_memory_desc_t other_md)
 {
     dnnl_post_ops_t ops = NULL;
     dnnl_memory_desc_t rows_md = NULL, bias_md = NULL;
@@ -64,36 +67,51 @@ make_attr(dnnl_primitive_attr_t *attr, int64_t M, int64_t N, int has_bias, int a
     if (s != dnnl_success) {
         return s;
     }
-    if ((s = dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user)))
+    if ((s = dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user))) {
         goto done;
-    if ((s = dnnl_post_ops_create(&ops)))
+    }
+    if ((s = dnnl_post_ops_create(&ops))) {
         goto done;
+    }
     if (wdt == dnnl_s8) {
         /* scales per N: the last of the (1, K, N) weight dims */
-        if ((s = dnnl_primitive_attr_set_scales_mask(*attr, DNNL_ARG_WEIGHTS, 1 << 2)))
+        if ((s = dnnl_primitive_attr_set_scales_mask(*attr, DNNL_ARG_WEIGHTS, 1 << 2))) {
             goto done;
+        }
         if ((s = matrix_md(&rows_md, 3, M, 1, dnnl_f32)) ||
-            (s = dnnl_post_ops_append_binary(ops, dnnl_binary_mul, rows_md)))
+            (s = dnnl_post_ops_append_binary(ops, dnnl_binary_mul, rows_md))) {
             goto done;
+        }
         if (has_bias && ((s = matrix_md(&bias_md, 3, 1, N, dnnl_f32)) ||
-                         (s = dnnl_post_ops_append_binary(ops, dnnl_binary_add, bias_md))))
+                         (s = dnnl_post_ops_append_binary(ops, dnnl_binary_add, bias_md)))) {
             goto done;
+        }
     }
-    if (act_to_eltwise(act, &alg, &alpha) && (s = dnnl_post_ops_append_eltwise(ops, alg, alpha, 0.0f)))
+    if (act_to_eltwise(act, &alg, &alpha) &&
+        (s = dnnl_post_ops_append_eltwise(ops, alg, alpha, 0.0f))) {
         goto done;
-    if (post == TF_POST_ADD && (s = dnnl_post_ops_append_binary(ops, dnnl_binary_add, other_md)))
+    }
+    if (post == TF_POST_ADD && (s = dnnl_post_ops_append_binary(ops, dnnl_binary_add, other_md))) {
         goto done;
-    if (post == TF_POST_MUL && (s = dnnl_post_ops_append_binary(ops, dnnl_binary_mul, other_md)))
+    }
+    if (post == TF_POST_MUL && (s = dnnl_post_ops_append_binary(ops, dnnl_binary_mul, other_md))) {
         goto done;
-    if (post == TF_POST_ACCUM && (s = dnnl_post_ops_append_sum(ops, 1.0f, 0, dnnl_data_type_undef)))
+    }
+    if (post == TF_POST_ACCUM &&
+        (s = dnnl_post_ops_append_sum(ops, 1.0f, 0, dnnl_data_type_undef))) {
         goto done;
+    }
     s = dnnl_primitive_attr_set_post_ops(*attr, ops);
 done:
     if (ops != NULL) {
         dnnl_post_ops_destroy(ops);
     }
-    if (rows_md) dnnl_memory_desc_destroy(rows_md);
-    if (bias_md) dnnl_memory_desc_destroy(bias_md);
+    if (rows_md) {
+        dnnl_memory_desc_destroy(rows_md);
+    }
+    if (bias_md) {
+        dnnl_memory_desc_destroy(bias_md);
+    }
     return s;
 }
 
@@ -116,20 +134,32 @@ make_pd(dnnl_primitive_desc_t *pd, int64_t M, int64_t K, int64_t N, int has_bias
     dnnl_status_t s;
     /* bf16 / s8 weights take bf16 / s8 rows (converted by the caller); output and bias
      * stay f32; int8 adds the bias as a post-op (see make_attr) */
-    if ((s = matrix_md(&src, nd, M, K, wdt)))
+    if ((s = matrix_md(&src, nd, M, K, wdt))) {
         goto done;
-    if ((s = matrix_md(&dst, nd, M, N, dnnl_f32)))
+    }
+    if ((s = matrix_md(&dst, nd, M, N, dnnl_f32))) {
         goto done;
-    if (has_bias && wdt != dnnl_s8 && (s = matrix_md(&bias, 2, 1, N, dnnl_f32)))
+    }
+    if (has_bias && wdt != dnnl_s8 && (s = matrix_md(&bias, 2, 1, N, dnnl_f32))) {
         goto done;
-    if ((s = make_attr(&attr, M, N, has_bias, act, post, wdt, dst)))
+    }
+    if ((s = make_attr(&attr, M, N, has_bias, act, post, wdt, dst))) {
         goto done;
+    }
     s = dnnl_matmul_primitive_desc_create(pd, tf_engine(), src, wmd, bias, dst, attr);
 done:
-    if (attr) dnnl_primitive_attr_destroy(attr);
-    if (src) dnnl_memory_desc_destroy(src);
-    if (dst) dnnl_memory_desc_destroy(dst);
-    if (bias) dnnl_memory_desc_destroy(bias);
+    if (attr) {
+        dnnl_primitive_attr_destroy(attr);
+    }
+    if (src) {
+        dnnl_memory_desc_destroy(src);
+    }
+    if (dst) {
+        dnnl_memory_desc_destroy(dst);
+    }
+    if (bias) {
+        dnnl_memory_desc_destroy(bias);
+    }
     return s;
 }
 
@@ -139,10 +169,13 @@ static size_t
 converted_x_bytes(dnnl_data_type_t wdt, int64_t M, int64_t K)
 {
     const size_t align = 63;
-    if (wdt == dnnl_bf16)
+    if (wdt == dnnl_bf16) {
         return ((size_t)(M * K) * 2 + align) & ~align;
-    if (wdt == dnnl_s8)
-        return (((size_t)(M * K) + align) & ~align) + (((size_t)M * sizeof(float) + align) & ~align);
+    }
+    if (wdt == dnnl_s8) {
+        return (((size_t)(M * K) + align) & ~align) +
+               (((size_t)M * sizeof(float) + align) & ~align);
+    }
     return 0;
 }
 
@@ -155,20 +188,33 @@ wrap_int8_operands(const tf_linear *lin, int64_t M, float *row_scales, dnnl_memo
     dnnl_memory_desc_t md_n = NULL, md_rows = NULL, md_bias = NULL;
     dnnl_dims_t n_dims = {lin->out_features};
     int rc = -1;
-    if (tf_err_dnnl(err, dnnl_memory_desc_create_with_tag(&md_n, 1, n_dims, dnnl_f32, dnnl_a), "describing weight scales") ||
+    if (tf_err_dnnl(err, dnnl_memory_desc_create_with_tag(&md_n, 1, n_dims, dnnl_f32, dnnl_a),
+                    "describing weight scales") ||
         tf_err_dnnl(err, matrix_md(&md_rows, 3, M, 1, dnnl_f32), "describing row scales") ||
-        tf_err_dnnl(err, matrix_md(&md_bias, 3, 1, lin->out_features, dnnl_f32), "describing bias") ||
-        tf_err_dnnl(err, dnnl_memory_create(m_wscale, md_n, tf_engine(), lin->wscale), "wrapping weight scales") ||
-        tf_err_dnnl(err, dnnl_memory_create(m_rows, md_rows, tf_engine(), row_scales), "wrapping row scales"))
+        tf_err_dnnl(err, matrix_md(&md_bias, 3, 1, lin->out_features, dnnl_f32),
+                    "describing bias") ||
+        tf_err_dnnl(err, dnnl_memory_create(m_wscale, md_n, tf_engine(), lin->wscale),
+                    "wrapping weight scales") ||
+        tf_err_dnnl(err, dnnl_memory_create(m_rows, md_rows, tf_engine(), row_scales),
+                    "wrapping row scales")) {
         goto done;
+    }
     if (lin->bias != NULL &&
-        tf_err_dnnl(err, dnnl_memory_create(m_bias, md_bias, tf_engine(), lin->bias), "wrapping bias"))
+        tf_err_dnnl(err, dnnl_memory_create(m_bias, md_bias, tf_engine(), lin->bias),
+                    "wrapping bias")) {
         goto done;
+    }
     rc = 0;
 done:
-    if (md_n) dnnl_memory_desc_destroy(md_n);
-    if (md_rows) dnnl_memory_desc_destroy(md_rows);
-    if (md_bias) dnnl_memory_desc_destroy(md_bias);
+    if (md_n) {
+        dnnl_memory_desc_destroy(md_n);
+    }
+    if (md_rows) {
+        dnnl_memory_desc_destroy(md_rows);
+    }
+    if (md_bias) {
+        dnnl_memory_desc_destroy(md_bias);
+    }
     return rc;
 }
 
@@ -186,15 +232,19 @@ tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_
         if (lin->wdt == dnnl_s8 || lin->wdt == dnnl_bf16) {
             const int s8 = lin->wdt == dnnl_s8;
             tf_thread_ctx *ctx = tf_thread_ctx_get(err);
-            void *scratch = ctx ? tf_thread_scratch(ctx, s8 ? tf_gemv_s8_scratch(lin, M)
-                                                            : tf_gemv_bf16_scratch(lin, M), err) : NULL;
+            void *scratch =
+                ctx ? tf_thread_scratch(
+                          ctx, s8 ? tf_gemv_s8_scratch(lin, M) : tf_gemv_bf16_scratch(lin, M), err)
+                    : NULL;
             if (scratch == NULL) {
                 return -1;
             }
-            if (s8)
+            if (s8) {
                 tf_gemv_s8(lin, x, M, y, post, other, scratch);
-            else
+            }
+            else {
                 tf_gemv_bf16(lin, x, M, y, post, other, scratch);
+            }
         }
         else {
             tf_gemv(lin, x, M, y, post, other);
@@ -207,11 +257,14 @@ tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_
     if (ctx == NULL) {
         return -1;
     }
-    if (tf_err_dnnl(err, make_pd(&pd, M, K, N, lin->bias != NULL, lin->act, post, lin->wdt, lin->wmd),
-                    "creating a matmul primitive descriptor") < 0)
+    if (tf_err_dnnl(err,
+                    make_pd(&pd, M, K, N, lin->bias != NULL, lin->act, post, lin->wdt, lin->wmd),
+                    "creating a matmul primitive descriptor") < 0) {
         goto done;
-    if (tf_err_dnnl(err, dnnl_primitive_create(&prim, pd), "creating a matmul primitive") < 0)
+    }
+    if (tf_err_dnnl(err, dnnl_primitive_create(&prim, pd), "creating a matmul primitive") < 0) {
         goto done;
+    }
 
     const_dnnl_memory_desc_t src_md = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     const_dnnl_memory_desc_t dst_md = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
@@ -219,8 +272,9 @@ tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_
     size_t sp_size = dnnl_memory_desc_get_size(sp_md);
     /* [x converted for bf16 / s8 weights | oneDNN's scratchpad] */
     char *scratch = tf_thread_scratch(ctx, xbytes + sp_size, err);
-    if (scratch == NULL)
+    if (scratch == NULL) {
         goto done;
+    }
     if (lin->wdt == dnnl_bf16) {
         tf_f32_to_bf16(x, (uint16_t *)scratch, M * K);
     }
@@ -235,51 +289,86 @@ tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_
 
     dnnl_exec_arg_t args[8];
     int nargs = 0;
-    if (tf_err_dnnl(err, dnnl_memory_create(&m_src, src_md, tf_engine(), (void *)x), "wrapping x") ||
-        tf_err_dnnl(err, dnnl_memory_create(&m_wei, lin->wmd, tf_engine(), lin->weights), "wrapping weights") ||
-        tf_err_dnnl(err, dnnl_memory_create(&m_dst, dst_md, tf_engine(), y), "wrapping the output") ||
-        tf_err_dnnl(err, dnnl_memory_create(&m_scratch, sp_md, tf_engine(), scratch), "wrapping the scratchpad"))
+    if (tf_err_dnnl(err, dnnl_memory_create(&m_src, src_md, tf_engine(), (void *)x),
+                    "wrapping x") ||
+        tf_err_dnnl(err, dnnl_memory_create(&m_wei, lin->wmd, tf_engine(), lin->weights),
+                    "wrapping weights") ||
+        tf_err_dnnl(err, dnnl_memory_create(&m_dst, dst_md, tf_engine(), y),
+                    "wrapping the output") ||
+        tf_err_dnnl(err, dnnl_memory_create(&m_scratch, sp_md, tf_engine(), scratch),
+                    "wrapping the scratchpad")) {
         goto done;
+    }
     args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, m_src};
     args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, m_wei};
     args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_DST, m_dst};
     args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, m_scratch};
     if (lin->wdt == dnnl_s8) {
-        if (wrap_int8_operands(lin, M, row_scales, &m_wscale, &m_rows, &m_bias, err) < 0)
+        if (wrap_int8_operands(lin, M, row_scales, &m_wscale, &m_rows, &m_bias, err) < 0) {
             goto done;
+        }
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_SCALES | DNNL_ARG_WEIGHTS, m_wscale};
-        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, m_rows};
-        if (m_bias != NULL)
-            args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, m_bias};
+        args[nargs++] =
+            (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, m_rows};
+        if (m_bias != NULL) {
+            args[nargs++] =
+                (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, m_bias};
+        }
     }
     else if (lin->bias != NULL) {
         const_dnnl_memory_desc_t b_md = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1);
-        if (tf_err_dnnl(err, dnnl_memory_create(&m_bias, b_md, tf_engine(), lin->bias), "wrapping bias"))
+        if (tf_err_dnnl(err, dnnl_memory_create(&m_bias, b_md, tf_engine(), lin->bias),
+                        "wrapping bias")) {
             goto done;
+        }
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, m_bias};
     }
     if (post == TF_POST_ADD || post == TF_POST_MUL) {
         int index = other_post_op_index(lin->bias != NULL, lin->act, lin->wdt);
         if (tf_err_dnnl(err, dnnl_memory_create(&m_other, dst_md, tf_engine(), (void *)other),
-                        "wrapping the post-op operand"))
+                        "wrapping the post-op operand")) {
             goto done;
-        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1, m_other};
+        }
+        args[nargs++] =
+            (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1, m_other};
     }
-    if (tf_err_dnnl(err, dnnl_primitive_execute(prim, ctx->stream, nargs, args), "running matmul") ||
-        tf_err_dnnl(err, dnnl_stream_wait(ctx->stream), "waiting for matmul"))
+    if (tf_err_dnnl(err, dnnl_primitive_execute(prim, ctx->stream, nargs, args),
+                    "running matmul") ||
+        tf_err_dnnl(err, dnnl_stream_wait(ctx->stream), "waiting for matmul")) {
         goto done;
+    }
     rc = 0;
 done:
-    if (m_src) dnnl_memory_destroy(m_src);
-    if (m_wei) dnnl_memory_destroy(m_wei);
-    if (m_bias) dnnl_memory_destroy(m_bias);
-    if (m_dst) dnnl_memory_destroy(m_dst);
-    if (m_other) dnnl_memory_destroy(m_other);
-    if (m_scratch) dnnl_memory_destroy(m_scratch);
-    if (m_wscale) dnnl_memory_destroy(m_wscale);
-    if (m_rows) dnnl_memory_destroy(m_rows);
-    if (prim) dnnl_primitive_destroy(prim);
-    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (m_src) {
+        dnnl_memory_destroy(m_src);
+    }
+    if (m_wei) {
+        dnnl_memory_destroy(m_wei);
+    }
+    if (m_bias) {
+        dnnl_memory_destroy(m_bias);
+    }
+    if (m_dst) {
+        dnnl_memory_destroy(m_dst);
+    }
+    if (m_other) {
+        dnnl_memory_destroy(m_other);
+    }
+    if (m_scratch) {
+        dnnl_memory_destroy(m_scratch);
+    }
+    if (m_wscale) {
+        dnnl_memory_destroy(m_wscale);
+    }
+    if (m_rows) {
+        dnnl_memory_destroy(m_rows);
+    }
+    if (prim) {
+        dnnl_primitive_destroy(prim);
+    }
+    if (pd) {
+        dnnl_primitive_desc_destroy(pd);
+    }
     return rc;
 }
 
@@ -336,26 +425,43 @@ reorder(const_dnnl_memory_desc_t src_md, void *src, const_dnnl_memory_desc_t dst
     dnnl_memory_t ms = NULL, md = NULL;
     dnnl_stream_t stream = NULL;
     dnnl_status_t s;
-    if ((s = dnnl_reorder_primitive_desc_create(&pd, src_md, tf_engine(), dst_md, tf_engine(), NULL)))
+    if ((s = dnnl_reorder_primitive_desc_create(&pd, src_md, tf_engine(), dst_md, tf_engine(),
+                                                NULL))) {
         goto done;
-    if ((s = dnnl_primitive_create(&prim, pd)))
+    }
+    if ((s = dnnl_primitive_create(&prim, pd))) {
         goto done;
-    if ((s = dnnl_memory_create(&ms, src_md, tf_engine(), src)))
+    }
+    if ((s = dnnl_memory_create(&ms, src_md, tf_engine(), src))) {
         goto done;
-    if ((s = dnnl_memory_create(&md, dst_md, tf_engine(), dst)))
+    }
+    if ((s = dnnl_memory_create(&md, dst_md, tf_engine(), dst))) {
         goto done;
-    if ((s = dnnl_stream_create(&stream, tf_engine(), dnnl_stream_default_flags)))
+    }
+    if ((s = dnnl_stream_create(&stream, tf_engine(), dnnl_stream_default_flags))) {
         goto done;
+    }
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, ms}, {DNNL_ARG_TO, md}};
-    if ((s = dnnl_primitive_execute(prim, stream, 2, args)))
+    if ((s = dnnl_primitive_execute(prim, stream, 2, args))) {
         goto done;
+    }
     s = dnnl_stream_wait(stream);
 done:
-    if (stream) dnnl_stream_destroy(stream);
-    if (ms) dnnl_memory_destroy(ms);
-    if (md) dnnl_memory_destroy(md);
-    if (prim) dnnl_primitive_destroy(prim);
-    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (stream) {
+        dnnl_stream_destroy(stream);
+    }
+    if (ms) {
+        dnnl_memory_destroy(ms);
+    }
+    if (md) {
+        dnnl_memory_destroy(md);
+    }
+    if (prim) {
+        dnnl_primitive_destroy(prim);
+    }
+    if (pd) {
+        dnnl_primitive_desc_destroy(pd);
+    }
     return s;
 }
 
@@ -383,8 +489,9 @@ static dnnl_status_t
 any_weights_md(dnnl_memory_desc_t *md, int64_t K, int64_t N, dnnl_data_type_t dt)
 {
     dnnl_dims_t dims2 = {K, N}, dims3 = {1, K, N};
-    return gemm_ndims(dt) == 3 ? dnnl_memory_desc_create_with_tag(md, 3, dims3, dt, dnnl_format_tag_any)
-                               : dnnl_memory_desc_create_with_tag(md, 2, dims2, dt, dnnl_format_tag_any);
+    return gemm_ndims(dt) == 3
+               ? dnnl_memory_desc_create_with_tag(md, 3, dims3, dt, dnnl_format_tag_any)
+               : dnnl_memory_desc_create_with_tag(md, 2, dims2, dt, dnnl_format_tag_any);
 }
 
 /* Does oneDNN run a matmul with dt weights natively (not its scalar 'ref' code) on a CPU
@@ -402,8 +509,12 @@ native_matmul(dnnl_data_type_t dt, unsigned isa_bits)
         ok = impl != NULL && strstr(impl, "ref") == NULL &&
              ((unsigned)dnnl_get_effective_cpu_isa() & isa_bits) == isa_bits;
     }
-    if (pd) dnnl_primitive_desc_destroy(pd);
-    if (any) dnnl_memory_desc_destroy(any);
+    if (pd) {
+        dnnl_primitive_desc_destroy(pd);
+    }
+    if (any) {
+        dnnl_memory_desc_destroy(any);
+    }
     return ok;
 }
 
@@ -411,7 +522,7 @@ int
 tf_bf16_supported(void)
 {
     /* without AVX512_BF16 (or AMX, whose ISA bits include it) oneDNN emulates bf16 */
-    static int cached = -1;  /* racing first calls compute the same answer */
+    static int cached = -1; /* racing first calls compute the same answer */
     if (cached < 0) {
         cached = native_matmul(dnnl_bf16, dnnl_cpu_isa_avx512_core_bf16);
     }
@@ -450,8 +561,9 @@ tf_parse_weight_dtype(tf_state *st, PyObject *obj, dnnl_data_type_t *dt)
     }
     if (strcmp(name, "bfloat16") == 0 || strcmp(name, "bf16") == 0) {
         if (!tf_bf16_supported()) {
-            tf_value_error(st, "dtype='bfloat16' needs a CPU with AVX512_BF16 or AMX (oneDNN has no "
-                               "fast bf16 matmul here; see tfcore.supported_dtypes())");
+            tf_value_error(st,
+                           "dtype='bfloat16' needs a CPU with AVX512_BF16 or AMX (oneDNN has no "
+                           "fast bf16 matmul here; see tfcore.supported_dtypes())");
             return -1;
         }
         *dt = dnnl_bf16;
@@ -459,8 +571,9 @@ tf_parse_weight_dtype(tf_state *st, PyObject *obj, dnnl_data_type_t *dt)
     }
     if (strcmp(name, "int8") == 0) {
         if (!tf_int8_supported()) {
-            tf_value_error(st, "dtype='int8' needs a CPU with AVX512_VNNI or AVX_VNNI (oneDNN has no "
-                               "fast int8 matmul here; see tfcore.supported_dtypes())");
+            tf_value_error(st,
+                           "dtype='int8' needs a CPU with AVX512_VNNI or AVX_VNNI (oneDNN has no "
+                           "fast int8 matmul here; see tfcore.supported_dtypes())");
             return -1;
         }
         *dt = dnnl_s8;
@@ -476,19 +589,22 @@ static PyArrayObject *
 weight_arg(tf_state *st, PyObject *obj, dnnl_data_type_t wdt, dnnl_data_type_t *given)
 {
     *given = dnnl_f32;
-    if (wdt == dnnl_bf16 && PyArray_Check(obj) && PyArray_TYPE((PyArrayObject *)obj) == NPY_UINT16) {
+    if (wdt == dnnl_bf16 && PyArray_Check(obj) &&
+        PyArray_TYPE((PyArrayObject *)obj) == NPY_UINT16) {
         PyArrayObject *a = (PyArrayObject *)obj;
         if (PyArray_NDIM(a) != 2) {
-            return (PyArrayObject *)tf_value_error(st, "weight must be 2-D, got %d dimensions", PyArray_NDIM(a));
+            return (PyArrayObject *)tf_value_error(st, "weight must be 2-D, got %d dimensions",
+                                                   PyArray_NDIM(a));
         }
         if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
-            return (PyArrayObject *)tf_value_error(st, "weight (bfloat16 bits) must be C-contiguous and aligned");
+            return (PyArrayObject *)tf_value_error(
+                st, "weight (bfloat16 bits) must be C-contiguous and aligned");
         }
         const uint16_t *bits = PyArray_DATA(a);
         for (npy_intp i = 0, n = PyArray_SIZE(a); i < n; i++) {
-            if ((bits[i] & 0x7F80u) == 0x7F80u) {  /* exponent all ones: inf or NaN */
-                return (PyArrayObject *)tf_value_error(st, "weight contains NaN or Inf (bfloat16 element %lld)",
-                                                       (long long)i);
+            if ((bits[i] & 0x7F80u) == 0x7F80u) { /* exponent all ones: inf or NaN */
+                return (PyArrayObject *)tf_value_error(
+                    st, "weight contains NaN or Inf (bfloat16 element %lld)", (long long)i);
             }
         }
         *given = dnnl_bf16;
@@ -532,53 +648,65 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (st == NULL) {
         return NULL;
     }
-    if (!TF_PARSE(st, args, kwds, "O|OO$pO:Linear", kwlist, &weight_obj, &bias_obj,
-                                     &act_obj, &transposed, &dtype_obj)) {
+    if (!TF_PARSE(st, args, kwds, "O|OO$pO:Linear", kwlist, &weight_obj, &bias_obj, &act_obj,
+                  &transposed, &dtype_obj)) {
         return NULL;
     }
-    if (tf_parse_activation(st, act_obj, &act) < 0 || tf_parse_weight_dtype(st, dtype_obj, &wdt) < 0)
+    if (tf_parse_activation(st, act_obj, &act) < 0 ||
+        tf_parse_weight_dtype(st, dtype_obj, &wdt) < 0) {
         goto fail;
-    if ((w = weight_arg(st, weight_obj, wdt, &given)) == NULL)
+    }
+    if ((w = weight_arg(st, weight_obj, wdt, &given)) == NULL) {
         goto fail;
-    if (tf_check_nonempty(st, w, "weight") < 0)
+    }
+    if (tf_check_nonempty(st, w, "weight") < 0) {
         goto fail;
+    }
     const int64_t N = PyArray_DIM(w, transposed ? 1 : 0);
     const int64_t K = PyArray_DIM(w, transposed ? 0 : 1);
     if (bias_obj != Py_None) {
-        if ((b = tf_arg_f32(st, bias_obj, "bias", 1, 1)) == NULL)
+        if ((b = tf_arg_f32(st, bias_obj, "bias", 1, 1)) == NULL) {
             goto fail;
+        }
         if (PyArray_DIM(b, 0) != N) {
             tf_value_error(st, "bias has %" NPY_INTP_FMT " elements, expected out_features=%lld",
                            PyArray_DIM(b, 0), (long long)N);
             goto fail;
         }
-        if (tf_check_finite(st, b, "bias") < 0)
+        if (tf_check_finite(st, b, "bias") < 0) {
             goto fail;
+        }
     }
     self = (tf_linear *)type->tp_alloc(type, 0);
-    if (self == NULL)
+    if (self == NULL) {
         goto fail;
+    }
     self->in_features = K;
     self->out_features = N;
     self->act = act;
     self->wdt = wdt;
 
-    if (tf_check_dnnl(st, user_weights_md(&user_md, gemm_ndims(wdt), K, N, transposed,
-                                          wdt == dnnl_s8 ? dnnl_s8 : given),
+    if (tf_check_dnnl(st,
+                      user_weights_md(&user_md, gemm_ndims(wdt), K, N, transposed,
+                                      wdt == dnnl_s8 ? dnnl_s8 : given),
                       "describing weights") ||
         tf_check_dnnl(st, any_weights_md(&any_md, K, N, wdt), "describing packed weights") ||
         tf_check_dnnl(st, make_pd(&pd, PACK_M, K, N, b != NULL, act, TF_POST_NONE, wdt, any_md),
                       "choosing the packed weight layout") ||
-        tf_check_dnnl(st, dnnl_memory_desc_clone(&self->wmd,
-                          dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)),
-                      "copying the packed weight layout"))
+        tf_check_dnnl(st,
+                      dnnl_memory_desc_clone(
+                          &self->wmd, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)),
+                      "copying the packed weight layout")) {
         goto fail;
-    self->panel_stride = wdt == dnnl_s8 ? tf_gemv_s8_panel_stride(self->wmd)
-                       : wdt == dnnl_bf16 ? tf_gemv_bf16_panel_stride(self->wmd) : tf_gemv_panel_stride(self->wmd);
+    }
+    self->panel_stride = wdt == dnnl_s8     ? tf_gemv_s8_panel_stride(self->wmd)
+                         : wdt == dnnl_bf16 ? tf_gemv_bf16_panel_stride(self->wmd)
+                                            : tf_gemv_panel_stride(self->wmd);
     size_t wsize = dnnl_memory_desc_get_size(self->wmd);
     self->weights = tf_malloc(wsize);
     if (self->weights == NULL) {
-        PyErr_Format(PyExc_MemoryError, "Linear: cannot allocate %zu bytes for packed weights", wsize);
+        PyErr_Format(PyExc_MemoryError, "Linear: cannot allocate %zu bytes for packed weights",
+                     wsize);
         goto fail;
     }
     void *user_weights = PyArray_DATA(w);
@@ -593,20 +721,19 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         }
     }
     dnnl_status_t s;
-    Py_BEGIN_ALLOW_THREADS
-    tf_threads_begin();
+    Py_BEGIN_ALLOW_THREADS tf_threads_begin();
     if (quantized != NULL) {
-        if (transposed)
+        if (transposed) {
             tf_quantize_columns_s8(user_weights, K, N, quantized, self->wscale);
-        else
+        }
+        else {
             tf_quantize_rows_s8(user_weights, N, K, quantized, self->wscale);
+        }
         user_weights = quantized;
         column_sums(quantized, K, N, transposed, self->wsum);
     }
     s = reorder(user_md, user_weights, self->wmd, self->weights);
-    Py_END_ALLOW_THREADS
-    if (tf_check_dnnl(st, s, "packing weights") < 0)
-        goto fail;
+    Py_END_ALLOW_THREADS if (tf_check_dnnl(st, s, "packing weights") < 0) goto fail;
     if (b != NULL) {
         self->bias = tf_malloc((size_t)N * sizeof(float));
         if (self->bias == NULL) {
@@ -624,9 +751,15 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     return (PyObject *)self;
 fail:
     tf_free(quantized);
-    if (pd) dnnl_primitive_desc_destroy(pd);
-    if (user_md) dnnl_memory_desc_destroy(user_md);
-    if (any_md) dnnl_memory_desc_destroy(any_md);
+    if (pd) {
+        dnnl_primitive_desc_destroy(pd);
+    }
+    if (user_md) {
+        dnnl_memory_desc_destroy(user_md);
+    }
+    if (any_md) {
+        dnnl_memory_desc_destroy(any_md);
+    }
     Py_XDECREF(w);
     Py_XDECREF(b);
     Py_XDECREF(self);
@@ -676,8 +809,7 @@ linear_get_weight(tf_linear *self, void *closure)
     dnnl_status_t s = user_weights_md(&md, gemm_ndims(self->wdt), self->in_features,
                                       self->out_features, 0, dnnl_f32);
     if (s == dnnl_success) {
-        Py_BEGIN_ALLOW_THREADS
-        s = reorder(self->wmd, self->weights, md, PyArray_DATA(w));
+        Py_BEGIN_ALLOW_THREADS s = reorder(self->wmd, self->weights, md, PyArray_DATA(w));
         if (s == dnnl_success && self->wscale != NULL) {
             /* int8: the reorder gave the integers; dequantize each output row */
             float *rows = PyArray_DATA(w);
@@ -740,8 +872,9 @@ linear_get_implementation(tf_linear *self, void *closure)
     tf_state *st = tf_state_of((PyObject *)self);
     dnnl_primitive_desc_t pd = NULL;
     const char *impl = NULL;
-    if (tf_check_dnnl(st, make_pd(&pd, PACK_M, self->in_features, self->out_features,
-                                  self->bias != NULL, self->act, TF_POST_NONE, self->wdt, self->wmd),
+    if (tf_check_dnnl(st,
+                      make_pd(&pd, PACK_M, self->in_features, self->out_features,
+                              self->bias != NULL, self->act, TF_POST_NONE, self->wdt, self->wmd),
                       "querying the implementation") < 0) {
         return NULL;
     }
@@ -754,23 +887,25 @@ linear_get_implementation(tf_linear *self, void *closure)
 static PyObject *
 linear_repr(tf_linear *self)
 {
-    return PyUnicode_FromFormat("Linear(in_features=%lld, out_features=%lld, bias=%s, activation=%s, dtype=%s)",
-                                (long long)self->in_features, (long long)self->out_features,
-                                self->bias ? "True" : "False",
-                                self->act == TF_ACT_NONE ? "None" : tf_act_names[self->act],
-                                dtype_name(self->wdt));
+    return PyUnicode_FromFormat(
+        "Linear(in_features=%lld, out_features=%lld, bias=%s, activation=%s, dtype=%s)",
+        (long long)self->in_features, (long long)self->out_features, self->bias ? "True" : "False",
+        self->act == TF_ACT_NONE ? "None" : tf_act_names[self->act], dtype_name(self->wdt));
 }
 
 static PyMemberDef linear_members[] = {
-    {"in_features", T_LONGLONG, offsetof(tf_linear, in_features), READONLY, "K: size of each input row."},
-    {"out_features", T_LONGLONG, offsetof(tf_linear, out_features), READONLY, "N: size of each output row."},
+    {"in_features", T_LONGLONG, offsetof(tf_linear, in_features), READONLY,
+     "K: size of each input row."},
+    {"out_features", T_LONGLONG, offsetof(tf_linear, out_features), READONLY,
+     "N: size of each output row."},
     {NULL},
 };
 
 static PyGetSetDef linear_getset[] = {
     {"weight", (getter)linear_get_weight, NULL,
      "The weights as a new (out_features, in_features) float32 array (unpacked copy; for\n"
-     "int8, the dequantized values q * scale).", NULL},
+     "int8, the dequantized values q * scale).",
+     NULL},
     {"bias", (getter)linear_get_bias, NULL, "The bias as a new float32 array, or None.", NULL},
     {"activation", (getter)linear_get_activation, NULL, "The fused activation, or None.", NULL},
     {"dtype", (getter)linear_get_dtype, NULL,
@@ -780,35 +915,33 @@ static PyGetSetDef linear_getset[] = {
     {NULL},
 };
 
-PyDoc_STRVAR(linear_doc,
-"Linear(weight, bias=None, activation=None, *, transposed=False, dtype='float32')\n--\n\n"
-"A fully connected layer: ``y = act(x @ weight.T + bias)``, optionally plus a residual.\n\n"
-"weight is float32 (out_features, in_features) like torch.nn.Linear, or\n"
-"(in_features, out_features) with transposed=True (GPT-2's Conv1D). It is packed once\n"
-"into oneDNN's blocked layout; the array is not kept. activation is None, 'gelu' (erf),\n"
-"'gelu_tanh', 'relu' or 'silu' (HF names 'gelu_new', 'gelu_pytorch_tanh', 'swish' too),\n"
-"fused into the GEMM.\n\n"
-"dtype='bfloat16' stores the weights as bfloat16 (half the memory and the bytes read per\n"
-"call) and multiplies bf16-rounded rows with float32 accumulation; input, bias and output\n"
-"stay float32. weight may then also be a uint16 array of bfloat16 bits (as in a bf16\n"
-"safetensors file), packed without a float32 copy.\n\n"
-"dtype='int8' quantizes the weights per output channel (symmetric, scale = max|w| / 127)\n"
-"and, at every call, each input row per token the same way; the int8 GEMM accumulates\n"
-"in int32 and the result is dequantized, biased and activated in float32. A quarter of\n"
-"the fp32 weight memory.\n\n"
-"Call: ``layer(x, residual=None, *, out=None)`` with x float32 C-contiguous (..., in_features)\n"
-"used in place; returns (..., out_features). residual (same shape as the output) is added\n"
-"after the activation inside the GEMM; passing out=residual accumulates in place.");
+PyDoc_STRVAR(
+    linear_doc,
+    "Linear(weight, bias=None, activation=None, *, transposed=False, dtype='float32')\n--\n\n"
+    "A fully connected layer: ``y = act(x @ weight.T + bias)``, optionally plus a residual.\n\n"
+    "weight is float32 (out_features, in_features) like torch.nn.Linear, or\n"
+    "(in_features, out_features) with transposed=True (GPT-2's Conv1D). It is packed once\n"
+    "into oneDNN's blocked layout; the array is not kept. activation is None, 'gelu' (erf),\n"
+    "'gelu_tanh', 'relu' or 'silu' (HF names 'gelu_new', 'gelu_pytorch_tanh', 'swish' too),\n"
+    "fused into the GEMM.\n\n"
+    "dtype='bfloat16' stores the weights as bfloat16 (half the memory and the bytes read per\n"
+    "call) and multiplies bf16-rounded rows with float32 accumulation; input, bias and output\n"
+    "stay float32. weight may then also be a uint16 array of bfloat16 bits (as in a bf16\n"
+    "safetensors file), packed without a float32 copy.\n\n"
+    "dtype='int8' quantizes the weights per output channel (symmetric, scale = max|w| / 127)\n"
+    "and, at every call, each input row per token the same way; the int8 GEMM accumulates\n"
+    "in int32 and the result is dequantized, biased and activated in float32. A quarter of\n"
+    "the fp32 weight memory.\n\n"
+    "Call: ``layer(x, residual=None, *, out=None)`` with x float32 C-contiguous (..., "
+    "in_features)\n"
+    "used in place; returns (..., out_features). residual (same shape as the output) is added\n"
+    "after the activation inside the GEMM; passing out=residual accumulates in place.");
 
 static PyType_Slot linear_slots[] = {
-    {Py_tp_new, linear_new},
-    {Py_tp_dealloc, linear_dealloc},
-    {Py_tp_call, linear_call},
-    {Py_tp_repr, linear_repr},
-    {Py_tp_members, linear_members},
-    {Py_tp_getset, linear_getset},
-    {Py_tp_doc, (void *)linear_doc},
-    {0, NULL},
+    {Py_tp_new, linear_new},         {Py_tp_dealloc, linear_dealloc},
+    {Py_tp_call, linear_call},       {Py_tp_repr, linear_repr},
+    {Py_tp_members, linear_members}, {Py_tp_getset, linear_getset},
+    {Py_tp_doc, (void *)linear_doc}, {0, NULL},
 };
 
 PyType_Spec tf_linear_spec = {

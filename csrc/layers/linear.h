@@ -7,29 +7,28 @@
 
 /* y = act(x Wᵀ + b) (op) other, computed by one oneDNN matmul with post-ops. */
 typedef struct {
-    PyObject_HEAD
-    int64_t in_features;        /* K */
-    int64_t out_features;       /* N */
-    int act;                    /* tf_act, fused as an eltwise post-op */
-    dnnl_data_type_t wdt;       /* dnnl_f32; dnnl_bf16 (rows rounded to bf16 too); or dnnl_s8
+    PyObject_HEAD int64_t in_features; /* K */
+    int64_t out_features;              /* N */
+    int act;                           /* tf_act, fused as an eltwise post-op */
+    dnnl_data_type_t wdt;              /* dnnl_f32; dnnl_bf16 (rows rounded to bf16 too); or dnnl_s8
                                  * (rows quantized per token, int8 GEMM, s32 accumulation) */
-    dnnl_memory_desc_t wmd;     /* packed weights layout chosen by oneDNN (M-independent) */
-    void *weights;              /* packed weights, owned */
-    float *bias;                /* (N,) owned copy, or NULL */
-    float *wscale;              /* (N,) per-output-channel scales of s8 weights, else NULL */
-    int32_t *wsum;              /* (N,) Σ_k of each s8 weight column (tf_gemv_s8), else NULL */
-    int64_t panel_stride;       /* elements between 64-column panels for tf_gemv(_s8); 0: none */
+    dnnl_memory_desc_t wmd;            /* packed weights layout chosen by oneDNN (M-independent) */
+    void *weights;                     /* packed weights, owned */
+    float *bias;                       /* (N,) owned copy, or NULL */
+    float *wscale;                     /* (N,) per-output-channel scales of s8 weights, else NULL */
+    int32_t *wsum;        /* (N,) Σ_k of each s8 weight column (tf_gemv_s8), else NULL */
+    int64_t panel_stride; /* elements between 64-column panels for tf_gemv(_s8); 0: none */
 } tf_linear;
 
 /* x is (M, K), other is (M, N) or NULL, y is (M, N); all row-major, rows contiguous.
  * Call without the GIL after tf_threads_begin(). 0 / -1 with err filled. */
-int tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y,
-                      tf_post post, const float *other, tf_err *err);
+int tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
+                      const float *other, tf_err *err);
 
 /* A Linear built from arrays through the Linear type (the same checks users get); on
  * failure the exception message is prefixed with what ("up projection: ..."). */
-tf_linear *tf_linear_build(tf_state *st, PyObject *weight, PyObject *bias, int act,
-                           int transposed, PyObject *dtype, const char *what);
+tf_linear *tf_linear_build(tf_state *st, PyObject *weight, PyObject *bias, int act, int transposed,
+                           PyObject *dtype, const char *what);
 
 /* Parse a weight dtype argument: None/'float32' -> dnnl_f32, 'bfloat16' -> dnnl_bf16,
  * 'int8' -> dnnl_s8 (ValueError if this CPU has no fast matmul for it). 0 / -1 with an

@@ -14,17 +14,17 @@
 
 #include <string.h>
 
-#define PANEL 64      /* output columns per panel */
-#define KBLOCK 16     /* K rows per block */
+#define PANEL  64 /* output columns per panel */
+#define KBLOCK 16 /* K rows per block */
 /* kernel##_m1 .. _m4 (M a compile-time constant in each) for the runtime M <= 4 */
-#define CALL_FOR_M(kernel, M, ...)                       \
-    do {                                                 \
-        switch (M) {                                     \
-        case 1: kernel##_m1(__VA_ARGS__); break;         \
-        case 2: kernel##_m2(__VA_ARGS__); break;         \
-        case 3: kernel##_m3(__VA_ARGS__); break;         \
-        default: kernel##_m4(__VA_ARGS__); break;        \
-        }                                                \
+#define CALL_FOR_M(kernel, M, ...)                    \
+    do {                                              \
+        switch (M) {                                  \
+            case 1: kernel##_m1(__VA_ARGS__); break;  \
+            case 2: kernel##_m2(__VA_ARGS__); break;  \
+            case 3: kernel##_m3(__VA_ARGS__); break;  \
+            default: kernel##_m4(__VA_ARGS__); break; \
+        }                                             \
     } while (0)
 
 /* Rows padded to a multiple of the layout's K block (zeros past K: the padded weights are 0). */
@@ -41,8 +41,8 @@ padded_k(int64_t K, int64_t block)
  * exactly that layout: data type dt, ndims dims (K, N last), inner blocks blks[i] along
  * dims idxs[i], and the K blocks of one panel adjacent (each panel one contiguous stream). */
 static int64_t
-panel_layout_stride(const_dnnl_memory_desc_t wmd, dnnl_data_type_t want_dt, int want_ndims, int want_nblks,
-                    const int64_t *want_blks, const int *want_idxs)
+panel_layout_stride(const_dnnl_memory_desc_t wmd, dnnl_data_type_t want_dt, int want_ndims,
+                    int want_nblks, const int64_t *want_blks, const int *want_idxs)
 {
     int ndims = 0, nblks = 0;
     const dnnl_dims_t *blks = NULL, *idxs = NULL, *strides = NULL, *padded = NULL;
@@ -50,23 +50,27 @@ panel_layout_stride(const_dnnl_memory_desc_t wmd, dnnl_data_type_t want_dt, int 
     if (dnnl_memory_desc_query(wmd, dnnl_query_ndims_s32, &ndims) ||
         dnnl_memory_desc_query(wmd, dnnl_query_data_type, &dt) ||
         dnnl_memory_desc_query(wmd, dnnl_query_inner_nblks_s32, &nblks) || ndims != want_ndims ||
-        dt != want_dt || nblks != want_nblks)
+        dt != want_dt || nblks != want_nblks) {
         return 0;
+    }
     if (dnnl_memory_desc_query(wmd, dnnl_query_inner_blks, &blks) ||
         dnnl_memory_desc_query(wmd, dnnl_query_inner_idxs, &idxs) ||
         dnnl_memory_desc_query(wmd, dnnl_query_strides, &strides) ||
-        dnnl_memory_desc_query(wmd, dnnl_query_padded_dims, &padded))
+        dnnl_memory_desc_query(wmd, dnnl_query_padded_dims, &padded)) {
         return 0;
+    }
     const int kdim = ndims - 2, ndim = ndims - 1;
-    int64_t kblock = 1;  /* K rows per block: the product of the inner blocks along K */
+    int64_t kblock = 1; /* K rows per block: the product of the inner blocks along K */
     for (int i = 0; i < nblks; i++) {
-        if ((*blks)[i] != want_blks[i] || (*idxs)[i] != want_idxs[i])
+        if ((*blks)[i] != want_blks[i] || (*idxs)[i] != want_idxs[i]) {
             return 0;
+        }
         kblock *= (*idxs)[i] == kdim ? (*blks)[i] : 1;
     }
     if ((*strides)[kdim] != kblock * PANEL || (*strides)[ndim] != (*padded)[kdim] * PANEL ||
-        (*padded)[kdim] % kblock != 0)
+        (*padded)[kdim] % kblock != 0) {
         return 0;
+    }
     return (*strides)[ndim];
 }
 
@@ -104,8 +108,8 @@ panel_dot(const float *panel, const float *x, int64_t K, int M, __m512 acc[TF_GE
 
 /* Columns n0 .. n0+nc of every row: add bias, activate, combine with other / y. */
 TF_AVX512 static void
-panel_store(const tf_linear *lin, __m512 acc[TF_GEMV_MAX_M][4], int64_t M, int64_t n0,
-            int64_t nc, float *y, tf_post post, const float *other)
+panel_store(const tf_linear *lin, __m512 acc[TF_GEMV_MAX_M][4], int64_t M, int64_t n0, int64_t nc,
+            float *y, tf_post post, const float *other)
 {
     const int64_t N = lin->out_features;
     float tmp[PANEL] __attribute__((aligned(64)));
@@ -113,7 +117,8 @@ panel_store(const tf_linear *lin, __m512 acc[TF_GEMV_MAX_M][4], int64_t M, int64
         for (int i = 0; i < 4; i++) {
             __m512 v = acc[m][i];
             if (lin->bias != NULL) {
-                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(tf_mask16(nc - 16 * i), lin->bias + n0 + 16 * i));
+                v = _mm512_add_ps(
+                    v, _mm512_maskz_loadu_ps(tf_mask16(nc - 16 * i), lin->bias + n0 + 16 * i));
             }
             _mm512_store_ps(tmp + 16 * i, v);
         }
@@ -127,9 +132,11 @@ panel_store(const tf_linear *lin, __m512 acc[TF_GEMV_MAX_M][4], int64_t M, int64
             __m512 v = _mm512_load_ps(tmp + 16 * i);
             if (post == TF_POST_ADD) {
                 v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, orow + 16 * i));
-            } else if (post == TF_POST_MUL) {
+            }
+            else if (post == TF_POST_MUL) {
                 v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(mask, orow + 16 * i));
-            } else if (post == TF_POST_ACCUM) {
+            }
+            else if (post == TF_POST_ACCUM) {
                 v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, yr + 16 * i));
             }
             _mm512_mask_storeu_ps(yr + 16 * i, mask, v);
@@ -138,20 +145,21 @@ panel_store(const tf_linear *lin, __m512 acc[TF_GEMV_MAX_M][4], int64_t M, int64
 }
 
 /* x (M, K) · panel p -> y columns of panel p, for a compile-time M. */
-#define DEFINE_GEMV_M(MR)                                                                 \
-    TF_AVX512 static void gemv_m##MR(const tf_linear *lin, const float *x, float *y,      \
-                                     tf_post post, const float *other)                    \
-    {                                                                                     \
-        const int64_t K = lin->in_features, N = lin->out_features;                        \
-        const int64_t panels = (N + PANEL - 1) / PANEL;                                   \
-        const float *w = lin->weights;                                                    \
-        _Pragma("omp parallel for schedule(static) if (K * N >= PARALLEL_MIN_WEIGHTS)")   \
-        for (int64_t p = 0; p < panels; p++) {                                            \
-            __m512 acc[TF_GEMV_MAX_M][4];                                                 \
-            const int64_t n0 = p * PANEL, nc = N - n0 < PANEL ? N - n0 : PANEL;           \
-            panel_dot(w + p * lin->panel_stride, x, K, MR, acc);                          \
-            panel_store(lin, acc, MR, n0, nc, y, post, other);                            \
-        }                                                                                 \
+#define DEFINE_GEMV_M(MR)                                                                          \
+    TF_AVX512 static void gemv_m##MR(const tf_linear *lin, const float *x, float *y, tf_post post, \
+                                     const float *other)                                           \
+    {                                                                                              \
+        const int64_t K = lin->in_features, N = lin->out_features;                                 \
+        const int64_t panels = (N + PANEL - 1) / PANEL;                                            \
+        const float *w = lin->weights;                                                             \
+        _Pragma("omp parallel for schedule(static) if (K * N >= PARALLEL_MIN_WEIGHTS)") for (      \
+            int64_t p = 0; p < panels; p++)                                                        \
+        {                                                                                          \
+            __m512 acc[TF_GEMV_MAX_M][4];                                                          \
+            const int64_t n0 = p * PANEL, nc = N - n0 < PANEL ? N - n0 : PANEL;                    \
+            panel_dot(w + p * lin->panel_stride, x, K, MR, acc);                                   \
+            panel_store(lin, acc, MR, n0, nc, y, post, other);                                     \
+        }                                                                                          \
     }
 DEFINE_GEMV_M(1)
 DEFINE_GEMV_M(2)
@@ -159,8 +167,7 @@ DEFINE_GEMV_M(3)
 DEFINE_GEMV_M(4)
 
 void
-tf_gemv(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
-        const float *other)
+tf_gemv(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post, const float *other)
 {
     CALL_FOR_M(gemv, M, lin, x, y, post, other);
 }
@@ -175,7 +182,7 @@ tf_gemv(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
  * integers oneDNN computes, without its per-call primitive and memory objects. */
 
 #define TF_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx512vnni")))
-#define KGROUP 64     /* K padding of the s8 layout */
+#define KGROUP         64 /* K padding of the s8 layout */
 
 int64_t
 tf_gemv_s8_panel_stride(const_dnnl_memory_desc_t wmd)
@@ -193,7 +200,8 @@ tf_gemv_s8_panel_stride(const_dnnl_memory_desc_t wmd)
 
 /* acc[m][0..3] = Σ_k u[m, k] · panel[k, 0..63] in int32 over Kp (padded) k. */
 TF_AVX512_VNNI static inline __attribute__((always_inline)) void
-panel_dot_s8(const int8_t *panel, const uint8_t *u, int64_t Kp, int M, __m512i acc[TF_GEMV_MAX_M][4])
+panel_dot_s8(const int8_t *panel, const uint8_t *u, int64_t Kp, int M,
+             __m512i acc[TF_GEMV_MAX_M][4])
 {
     for (int m = 0; m < M; m++) {
         for (int i = 0; i < 4; i++) {
@@ -223,7 +231,8 @@ dequantize_panel(const tf_linear *lin, __m512i acc[TF_GEMV_MAX_M][4], const floa
 {
     for (int i = 0; i < 4; i++) {
         const __mmask16 mask = tf_mask16(nc - 16 * i);
-        const __m512i bias128 = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(mask, lin->wsum + n0 + 16 * i), 7);
+        const __m512i bias128 =
+            _mm512_slli_epi32(_mm512_maskz_loadu_epi32(mask, lin->wsum + n0 + 16 * i), 7);
         const __m512 col = _mm512_maskz_loadu_ps(mask, lin->wscale + n0 + 16 * i);
         for (int m = 0; m < M; m++) {
             const __m512 sum = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[m][i], bias128));
@@ -232,23 +241,24 @@ dequantize_panel(const tf_linear *lin, __m512i acc[TF_GEMV_MAX_M][4], const floa
     }
 }
 
-#define DEFINE_GEMV_S8_M(MR)                                                              \
-    TF_AVX512_VNNI static void gemv_s8_m##MR(const tf_linear *lin, const uint8_t *u,      \
-                                             int64_t Kp, const float *row_scale, float *y,\
-                                             tf_post post, const float *other)            \
-    {                                                                                     \
-        const int64_t K = lin->in_features, N = lin->out_features;                        \
-        const int64_t panels = (N + PANEL - 1) / PANEL;                                   \
-        const int8_t *w = lin->weights;                                                   \
-        _Pragma("omp parallel for schedule(static) if (K * N >= 4 * PARALLEL_MIN_WEIGHTS)") \
-        for (int64_t p = 0; p < panels; p++) {                                            \
-            __m512i acc[TF_GEMV_MAX_M][4];                                                \
-            __m512 out[TF_GEMV_MAX_M][4];                                                 \
-            const int64_t n0 = p * PANEL, nc = N - n0 < PANEL ? N - n0 : PANEL;           \
-            panel_dot_s8(w + p * lin->panel_stride, u, Kp, MR, acc);                      \
-            dequantize_panel(lin, acc, row_scale, MR, n0, nc, out);                       \
-            panel_store(lin, out, MR, n0, nc, y, post, other);                            \
-        }                                                                                 \
+#define DEFINE_GEMV_S8_M(MR)                                                                      \
+    TF_AVX512_VNNI static void gemv_s8_m##MR(const tf_linear *lin, const uint8_t *u, int64_t Kp,  \
+                                             const float *row_scale, float *y, tf_post post,      \
+                                             const float *other)                                  \
+    {                                                                                             \
+        const int64_t K = lin->in_features, N = lin->out_features;                                \
+        const int64_t panels = (N + PANEL - 1) / PANEL;                                           \
+        const int8_t *w = lin->weights;                                                           \
+        _Pragma("omp parallel for schedule(static) if (K * N >= 4 * PARALLEL_MIN_WEIGHTS)") for ( \
+            int64_t p = 0; p < panels; p++)                                                       \
+        {                                                                                         \
+            __m512i acc[TF_GEMV_MAX_M][4];                                                        \
+            __m512 out[TF_GEMV_MAX_M][4];                                                         \
+            const int64_t n0 = p * PANEL, nc = N - n0 < PANEL ? N - n0 : PANEL;                   \
+            panel_dot_s8(w + p * lin->panel_stride, u, Kp, MR, acc);                              \
+            dequantize_panel(lin, acc, row_scale, MR, n0, nc, out);                               \
+            panel_store(lin, out, MR, n0, nc, y, post, other);                                    \
+        }                                                                                         \
     }
 DEFINE_GEMV_S8_M(1)
 DEFINE_GEMV_S8_M(2)
@@ -266,8 +276,8 @@ tf_gemv_s8(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post po
            const float *other, void *scratch)
 {
     const int64_t K = lin->in_features, Kp = padded_k(K, KGROUP);
-    uint8_t *u = scratch;                        /* (M, Kp) q + 128, zero past K */
-    float *row_scale = (float *)(u + M * Kp);    /* (M,) */
+    uint8_t *u = scratch;                     /* (M, Kp) q + 128, zero past K */
+    float *row_scale = (float *)(u + M * Kp); /* (M,) */
     for (int64_t m = 0; m < M; m++) {
         int8_t *q = (int8_t *)u + m * Kp;
         tf_quantize_rows_s8(x + m * K, 1, K, q, row_scale + m);
@@ -287,7 +297,7 @@ tf_gemv_s8(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post po
  * path rounds them, so both give the same products, summed in f32. */
 
 #define TF_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx512bf16")))
-#define KPAIRS 32     /* K padding of the bf16 layout */
+#define KPAIRS         32 /* K padding of the bf16 layout */
 
 int64_t
 tf_gemv_bf16_panel_stride(const_dnnl_memory_desc_t wmd)
@@ -305,7 +315,8 @@ tf_gemv_bf16_panel_stride(const_dnnl_memory_desc_t wmd)
 
 /* acc[m][0..3] = Σ_k x[m, k] · panel[k, 0..63] over Kp (padded) k, x as bf16 pairs. */
 TF_AVX512_BF16 static inline __attribute__((always_inline)) void
-panel_dot_bf16(const uint16_t *panel, const uint16_t *x, int64_t Kp, int M, __m512 acc[TF_GEMV_MAX_M][4])
+panel_dot_bf16(const uint16_t *panel, const uint16_t *x, int64_t Kp, int M,
+               __m512 acc[TF_GEMV_MAX_M][4])
 {
     for (int m = 0; m < M; m++) {
         for (int i = 0; i < 4; i++) {
@@ -314,8 +325,10 @@ panel_dot_bf16(const uint16_t *panel, const uint16_t *x, int64_t Kp, int M, __m5
     }
     const uint16_t *pair = panel;
     for (int64_t k = 0; k < Kp; k += 2, pair += 2 * PANEL) {
-        const __m512bh w0 = (__m512bh)_mm512_load_si512(pair), w1 = (__m512bh)_mm512_load_si512(pair + 32),
-                       w2 = (__m512bh)_mm512_load_si512(pair + 64), w3 = (__m512bh)_mm512_load_si512(pair + 96);
+        const __m512bh w0 = (__m512bh)_mm512_load_si512(pair),
+                       w1 = (__m512bh)_mm512_load_si512(pair + 32),
+                       w2 = (__m512bh)_mm512_load_si512(pair + 64),
+                       w3 = (__m512bh)_mm512_load_si512(pair + 96);
         for (int m = 0; m < M; m++) {
             int32_t two;
             memcpy(&two, x + m * Kp + k, sizeof(two));
@@ -328,21 +341,22 @@ panel_dot_bf16(const uint16_t *panel, const uint16_t *x, int64_t Kp, int M, __m5
     }
 }
 
-#define DEFINE_GEMV_BF16_M(MR)                                                            \
-    TF_AVX512_BF16 static void gemv_bf16_m##MR(const tf_linear *lin, const uint16_t *x,   \
-                                               int64_t Kp, float *y, tf_post post,        \
-                                               const float *other)                        \
-    {                                                                                     \
-        const int64_t K = lin->in_features, N = lin->out_features;                        \
-        const int64_t panels = (N + PANEL - 1) / PANEL;                                   \
-        const uint16_t *w = lin->weights;                                                 \
-        _Pragma("omp parallel for schedule(static) if (K * N >= 2 * PARALLEL_MIN_WEIGHTS)") \
-        for (int64_t p = 0; p < panels; p++) {                                            \
-            __m512 acc[TF_GEMV_MAX_M][4];                                                 \
-            const int64_t n0 = p * PANEL, nc = N - n0 < PANEL ? N - n0 : PANEL;           \
-            panel_dot_bf16(w + p * lin->panel_stride, x, Kp, MR, acc);                    \
-            panel_store(lin, acc, MR, n0, nc, y, post, other);                            \
-        }                                                                                 \
+#define DEFINE_GEMV_BF16_M(MR)                                                                    \
+    TF_AVX512_BF16 static void gemv_bf16_m##MR(const tf_linear *lin, const uint16_t *x,           \
+                                               int64_t Kp, float *y, tf_post post,                \
+                                               const float *other)                                \
+    {                                                                                             \
+        const int64_t K = lin->in_features, N = lin->out_features;                                \
+        const int64_t panels = (N + PANEL - 1) / PANEL;                                           \
+        const uint16_t *w = lin->weights;                                                         \
+        _Pragma("omp parallel for schedule(static) if (K * N >= 2 * PARALLEL_MIN_WEIGHTS)") for ( \
+            int64_t p = 0; p < panels; p++)                                                       \
+        {                                                                                         \
+            __m512 acc[TF_GEMV_MAX_M][4];                                                         \
+            const int64_t n0 = p * PANEL, nc = N - n0 < PANEL ? N - n0 : PANEL;                   \
+            panel_dot_bf16(w + p * lin->panel_stride, x, Kp, MR, acc);                            \
+            panel_store(lin, acc, MR, n0, nc, y, post, other);                                    \
+        }                                                                                         \
     }
 DEFINE_GEMV_BF16_M(1)
 DEFINE_GEMV_BF16_M(2)
@@ -360,7 +374,7 @@ tf_gemv_bf16(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post 
              const float *other, void *scratch)
 {
     const int64_t K = lin->in_features, Kp = padded_k(K, KPAIRS);
-    uint16_t *xb = scratch;  /* (M, Kp) bf16, zero past K */
+    uint16_t *xb = scratch; /* (M, Kp) bf16, zero past K */
     for (int64_t m = 0; m < M; m++) {
         tf_f32_to_bf16(x + m * K, xb + m * Kp, K);
         memset(xb + m * Kp + K, 0, (size_t)(Kp - K) * sizeof(uint16_t));

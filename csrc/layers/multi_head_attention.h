@@ -7,47 +7,46 @@
 #include "kernels/attention/position_bias.h"
 
 typedef struct {
-    PyObject_HEAD
-    int64_t hidden;        /* C: width of hidden_states and of the output */
-    int64_t kv_hidden;     /* width of encoder_hidden_states (cross-attention) */
-    int64_t H, KVH, D;     /* query heads, key/value heads, head dim */
+    PyObject_HEAD int64_t hidden; /* C: width of hidden_states and of the output */
+    int64_t kv_hidden;            /* width of encoder_hidden_states (cross-attention) */
+    int64_t H, KVH, D;            /* query heads, key/value heads, head dim */
     float scale;
     int causal;
-    int cross;             /* keys/values come from encoder_hidden_states */
-    int64_t window_left, window_right;  /* sliding window (-1 = unbounded) */
-    tf_linear *qkv;        /* self: (H + 2 KVH) D x C fused;  cross: H D x C (queries only) */
-    tf_linear *kv;         /* cross: 2 KVH D x kv_hidden fused; NULL for self-attention */
-    tf_linear *o;          /* C x H D */
+    int cross;                         /* keys/values come from encoder_hidden_states */
+    int64_t window_left, window_right; /* sliding window (-1 = unbounded) */
+    tf_linear *qkv; /* self: (H + 2 KVH) D x C fused;  cross: H D x C (queries only) */
+    tf_linear *kv;  /* cross: 2 KVH D x kv_hidden fused; NULL for self-attention */
+    tf_linear *o;   /* C x H D */
     /* rotary position embedding on q and k (self-attention only) */
-    int64_t rotary_dim;    /* 0 = no rotary */
+    int64_t rotary_dim; /* 0 = no rotary */
     int rope_interleaved;
-    float *inv_freq;       /* (rotary_dim / 2,) owned */
-    tf_posbias pos;        /* T5 relative bias or ALiBi, computed per call (self-attention) */
+    float *inv_freq; /* (rotary_dim / 2,) owned */
+    tf_posbias pos;  /* T5 relative bias or ALiBi, computed per call (self-attention) */
 } tf_mha;
 
 /* Everything one attention call needs besides the layer. */
 typedef struct {
-    const float *x;               /* (B, T, C) hidden states */
-    const float *enc;             /* (B, S, kv_hidden) for cross-attention, else NULL */
-    const float *enc_kv;          /* or (B, S, 2 KVH D) [keys | values] already projected
-                                     (kv_proj of the encoder output; set by tf_mha_parse_cross_kv) */
-    int64_t B, T, S;              /* S = T for self-attention */
-    const uint8_t *key_mask;      /* (B, S) true = attend (HF attention_mask), or NULL */
-    const float *mask;            /* additive float mask, broadcast strides below, or NULL */
+    const float *x;          /* (B, T, C) hidden states */
+    const float *enc;        /* (B, S, kv_hidden) for cross-attention, else NULL */
+    const float *enc_kv;     /* or (B, S, 2 KVH D) [keys | values] already projected (kv_proj
+                              * of the encoder output; set by tf_mha_parse_cross_kv) */
+    int64_t B, T, S;         /* S = T for self-attention */
+    const uint8_t *key_mask; /* (B, S) true = attend (HF attention_mask), or NULL */
+    const float *mask;       /* additive float mask, broadcast strides below, or NULL */
     int64_t m_sb, m_sh, m_sl, m_ss;
-    const float *bias;            /* additive bias (relative positions), or NULL */
+    const float *bias; /* additive bias (relative positions), or NULL */
     int64_t b_sb, b_sh, b_sl, b_ss;
-    const int64_t *positions;     /* (B, T) rotary positions, or NULL = offset + t;
+    const int64_t *positions; /* (B, T) rotary positions, or NULL = offset + t;
                                      packed: (N,) positions, required with rotary */
-    const int64_t *seq_start;     /* packed (padding-free) rows: (B + 1,) offsets into N rows,
+    const int64_t *seq_start; /* packed (padding-free) rows: (B + 1,) offsets into N rows,
                                      T = the longest sequence; NULL = (B, T) layout */
-    tf_kvcache *cache;            /* self-attention: append this call's keys/values to layer
+    tf_kvcache *cache;        /* self-attention: append this call's keys/values to layer
                                      `layer` of the cache and attend over all of it; or NULL */
     int64_t layer;
     int64_t position_offset;
-    float *weights;               /* (B, H, T, S) attention probabilities out, or NULL */
-    float *y;                     /* (B, T, C) output */
-    tf_post post;                 /* residual handling of the output projection */
+    float *weights; /* (B, H, T, S) attention probabilities out, or NULL */
+    float *y;       /* (B, T, C) output */
+    tf_post post;   /* residual handling of the output projection */
     const float *other;
 } tf_mha_call;
 

@@ -9,10 +9,9 @@
 
 /* The Python object: the kernel's parameters plus what only the type needs. */
 typedef struct {
-    PyObject_HEAD
-    tf_norm_params p;
-    int offset;         /* RMSNorm: weight stored as w - 1 (Gemma) */
-    float *weight;      /* (C,) the weight as given when offset (gamma = 1 + weight), else NULL */
+    PyObject_HEAD tf_norm_params p;
+    int offset;    /* RMSNorm: weight stored as w - 1 (Gemma) */
+    float *weight; /* (C,) the weight as given when offset (gamma = 1 + weight), else NULL */
 } tf_norm;
 
 void
@@ -89,8 +88,7 @@ layer_norm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     double eps = 1e-5;
     tf_state *st = tf_state_of_type(type);
     tf_norm *self;
-    if (st == NULL || !TF_PARSE(st, args, kwds, "O|O$d:LayerNorm", kwlist, &w_obj,
-                                                   &b_obj, &eps)) {
+    if (st == NULL || !TF_PARSE(st, args, kwds, "O|O$d:LayerNorm", kwlist, &w_obj, &b_obj, &eps)) {
         return NULL;
     }
     if ((self = (tf_norm *)type->tp_alloc(type, 0)) == NULL) {
@@ -103,7 +101,8 @@ layer_norm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     self->p.C = PyArray_DIM((PyArrayObject *)w_obj, 0);
-    if (b_obj != Py_None && (self->p.beta = copy_vector(st, b_obj, "bias", self->p.C, 0.0f)) == NULL) {
+    if (b_obj != Py_None &&
+        (self->p.beta = copy_vector(st, b_obj, "bias", self->p.C, 0.0f)) == NULL) {
         Py_DECREF(self);
         return NULL;
     }
@@ -119,8 +118,7 @@ rms_norm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     int offset = 0;
     tf_state *st = tf_state_of_type(type);
     tf_norm *self;
-    if (st == NULL || !TF_PARSE(st, args, kwds, "O|$dp:RMSNorm", kwlist, &w_obj,
-                                                   &eps, &offset)) {
+    if (st == NULL || !TF_PARSE(st, args, kwds, "O|$dp:RMSNorm", kwlist, &w_obj, &eps, &offset)) {
         return NULL;
     }
     if ((self = (tf_norm *)type->tp_alloc(type, 0)) == NULL) {
@@ -162,38 +160,44 @@ norm_call(tf_norm *self, PyObject *args, PyObject *kwds)
     if (!TF_PARSE(st, args, kwds, "O|O$O:__call__", kwlist, &x_obj, &res_obj, &out_obj)) {
         return NULL;
     }
-    if ((x = tf_arg_f32(st, x_obj, "x", 1, NPY_MAXDIMS)) == NULL)
+    if ((x = tf_arg_f32(st, x_obj, "x", 1, NPY_MAXDIMS)) == NULL) {
         goto fail;
+    }
     const int nd = PyArray_NDIM(x);
     if (PyArray_DIM(x, nd - 1) != self->p.C) {
         tf_value_error(st, "x has last dim %" NPY_INTP_FMT ", expected normalized size %lld",
                        PyArray_DIM(x, nd - 1), (long long)self->p.C);
         goto fail;
     }
-    if (tf_check_nonempty(st, x, "x") < 0 || tf_check_finite(st, x, "x") < 0)
+    if (tf_check_nonempty(st, x, "x") < 0 || tf_check_finite(st, x, "x") < 0) {
         goto fail;
+    }
     if (res_obj != Py_None) {
-        if ((res = tf_arg_f32(st, res_obj, "residual", nd, nd)) == NULL)
+        if ((res = tf_arg_f32(st, res_obj, "residual", nd, nd)) == NULL) {
             goto fail;
+        }
         if (!PyArray_SAMESHAPE(res, x)) {
             tf_value_error(st, "residual must have the shape of x");
             goto fail;
         }
-        if (tf_check_finite(st, res, "residual") < 0)
+        if (tf_check_finite(st, res, "residual") < 0) {
             goto fail;
+        }
     }
     /* Row-wise: out may be x itself (in-place), but not a shifted overlap. */
-    if ((out = tf_out_f32(st, out_obj, nd, PyArray_DIMS(x))) == NULL)
+    if ((out = tf_out_f32(st, out_obj, nd, PyArray_DIMS(x))) == NULL) {
         goto fail;
+    }
     if ((PyArray_DATA(out) != PyArray_DATA(x) && tf_check_no_overlap(st, out, x, "x") < 0) ||
-        (res && PyArray_DATA(out) != PyArray_DATA(res) && tf_check_no_overlap(st, out, res, "residual") < 0))
+        (res && PyArray_DATA(out) != PyArray_DATA(res) &&
+         tf_check_no_overlap(st, out, res, "residual") < 0)) {
         goto fail;
+    }
     const int64_t M = (int64_t)(PyArray_SIZE(x) / self->p.C);
-    Py_BEGIN_ALLOW_THREADS
-    tf_threads_begin();
-    tf_norm_rows(&self->p, PyArray_DATA(x), res ? PyArray_DATA(res) : NULL, NULL, PyArray_DATA(out), M);
-    Py_END_ALLOW_THREADS
-    Py_DECREF(x);
+    Py_BEGIN_ALLOW_THREADS tf_threads_begin();
+    tf_norm_rows(&self->p, PyArray_DATA(x), res ? PyArray_DATA(res) : NULL, NULL, PyArray_DATA(out),
+                 M);
+    Py_END_ALLOW_THREADS Py_DECREF(x);
     Py_XDECREF(res);
     return (PyObject *)out;
 fail:
@@ -219,7 +223,8 @@ norm_repr(tf_norm *self)
 static PyObject *
 norm_get_vector(tf_norm *self, void *closure)
 {
-    const float *src = closure != NULL ? self->p.beta : (self->weight ? self->weight : self->p.gamma);
+    const float *src =
+        closure != NULL ? self->p.beta : (self->weight ? self->weight : self->p.gamma);
     if (src == NULL) {
         Py_RETURN_NONE;
     }
@@ -252,15 +257,16 @@ static PyGetSetDef norm_getset[] = {
 };
 
 PyDoc_STRVAR(layer_norm_doc,
-"LayerNorm(weight, bias=None, *, eps=1e-05)\n--\n\n"
-"Layer normalisation over the last axis like torch.nn.LayerNorm: weight and bias are\n"
-"float32 (C,). Call: ``ln(x, residual=None, *, out=None)`` normalises x + residual.\n"
-"out may be x (in place).");
+             "LayerNorm(weight, bias=None, *, eps=1e-05)\n--\n\n"
+             "Layer normalisation over the last axis like torch.nn.LayerNorm: weight and bias are\n"
+             "float32 (C,). Call: ``ln(x, residual=None, *, out=None)`` normalises x + residual.\n"
+             "out may be x (in place).");
 
-PyDoc_STRVAR(rms_norm_doc,
-"RMSNorm(weight, *, eps=1e-06, offset=False)\n--\n\n"
-"Root-mean-square normalisation over the last axis (Llama, T5): x / sqrt(mean(x^2) + eps)\n"
-"* weight. offset=True multiplies by (1 + weight) (Gemma's storage). Call as LayerNorm.");
+PyDoc_STRVAR(
+    rms_norm_doc,
+    "RMSNorm(weight, *, eps=1e-06, offset=False)\n--\n\n"
+    "Root-mean-square normalisation over the last axis (Llama, T5): x / sqrt(mean(x^2) + eps)\n"
+    "* weight. offset=True multiplies by (1 + weight) (Gemma's storage). Call as LayerNorm.");
 
 static PyType_Slot layer_norm_slots[] = {
     {Py_tp_new, layer_norm_new},

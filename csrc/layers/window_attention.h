@@ -5,16 +5,15 @@
 #include "layers/linear.h"
 
 typedef struct {
-    PyObject_HEAD
-    int64_t C, H, D;       /* hidden size, heads, head dim (C = H D) */
-    int64_t ws, shift;     /* window side and cyclic shift of this layer (HF's SwinLayer) */
+    PyObject_HEAD int64_t C, H, D; /* hidden size, heads, head dim (C = H D) */
+    int64_t ws, shift;             /* window side and cyclic shift of this layer (HF's SwinLayer) */
     float scale;
-    tf_linear *qkv;        /* (3C, C): rows [q heads | k heads | v heads] */
-    tf_linear *o;          /* (C, C) */
-    float *table;          /* (H, (2 tw - 1)^2) head-major, owned, or NULL (no bias) */
+    tf_linear *qkv; /* (3C, C): rows [q heads | k heads | v heads] */
+    tf_linear *o;   /* (C, C) */
+    float *table;   /* (H, (2 tw - 1)^2) head-major, owned, or NULL (no bias) */
     int64_t tw;
-    float *bias;           /* (H, ws^2, NP) precomputed from table for ws, owned, or NULL */
-    float *pad;            /* (3C,) q, k, v of a padding (zero) token: the qkv bias or 0 */
+    float *bias; /* (H, ws^2, NP) precomputed from table for ws, owned, or NULL */
+    float *pad;  /* (3C,) q, k, v of a padding (zero) token: the qkv bias or 0 */
 } tf_winattn;
 
 /* HF's SwinLayer.set_shift_and_window_size: the window side and shift used on an Hh x Ww
@@ -39,7 +38,8 @@ extern const tf_rows_names tf_map_names;
  * 0 / -1 with the exception set): the relative-position bias table of H heads for window
  * side ws (*tw its side, *out a new head-major copy), the attention scale for head dim D
  * (None = D^-1/2), the window side and shift. */
-int tf_window_parse_table(tf_state *st, PyObject *obj, int64_t H, int64_t ws, int64_t *tw, float **out);
+int tf_window_parse_table(tf_state *st, PyObject *obj, int64_t H, int64_t ws, int64_t *tw,
+                          float **out);
 int tf_window_parse_scale(tf_state *st, PyObject *obj, int64_t D, float *scale);
 int tf_window_check_size(tf_state *st, long long ws, long long shift);
 

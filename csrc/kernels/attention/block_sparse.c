@@ -33,11 +33,11 @@
 #define BQ TF_TILE_BQ
 #define BK TF_TILE_BK
 
-
 /* The key ranges query block qb of (b, h) visits, in order: for a global block the whole
  * sequence once, else each listed block. Returns the count; starts[] gets first keys. */
 static int64_t
-key_ranges(const tf_block_sparse_args *a, int64_t b, int64_t h, int64_t qb, int64_t *starts, int64_t *lens)
+key_ranges(const tf_block_sparse_args *a, int64_t b, int64_t h, int64_t qb, int64_t *starts,
+           int64_t *lens)
 {
     if (a->global_q != NULL && a->global_q[qb]) {
         starts[0] = 0;
@@ -79,7 +79,7 @@ row_ref(const tf_block_sparse_args *a, int64_t b, int64_t h, int64_t i, const in
     float *out = a->out + b * a->o_sb + h * a->o_sh + i * a->o_sl;
     double m = -INFINITY, sum = 0.0;
     memset(acc, 0, (size_t)a->Dv * sizeof(double));
-    for (int pass = 0; pass < 2; pass++) {  /* max, then exp-sum and weighted values */
+    for (int pass = 0; pass < 2; pass++) { /* max, then exp-sum and weighted values */
         for (int64_t r = 0; r < nr; r++) {
             for (int64_t j = starts[r]; j < starts[r] + lens[r]; j++) {
                 if (!key_visible(a, b, j)) {
@@ -92,7 +92,7 @@ row_ref(const tf_block_sparse_args *a, int64_t b, int64_t h, int64_t i, const in
                 }
                 const double s = dot * (double)a->scale;
                 if (pass == 0) {
-                    m = s > m || s != s ? s : m;  /* NaN propagates */
+                    m = s > m || s != s ? s : m; /* NaN propagates */
                     continue;
                 }
                 const double p = exp(s - m);
@@ -104,7 +104,7 @@ row_ref(const tf_block_sparse_args *a, int64_t b, int64_t h, int64_t i, const in
             }
         }
         if (m == -INFINITY) {
-            break;  /* no visible key */
+            break; /* no visible key */
         }
     }
     const int keep = query_kept(a, b, i) && m != -INFINITY;
@@ -169,17 +169,17 @@ hide_keys(float *st, int64_t nk, const uint8_t *hidden, __m512 *tmax)
 }
 
 typedef struct {
-    float *qt;        /* (D, BQ) packed, scaled queries; zero in unused lanes */
-    float *st;        /* (BK, BQ) scores, then probabilities */
-    float *ot;        /* (Dv, BQ) output accumulator */
-    int64_t *starts;  /* (max(1, nsel),) key ranges of the query block */
+    float *qt;       /* (D, BQ) packed, scaled queries; zero in unused lanes */
+    float *st;       /* (BK, BQ) scores, then probabilities */
+    float *ot;       /* (Dv, BQ) output accumulator */
+    int64_t *starts; /* (max(1, nsel),) key ranges of the query block */
     int64_t *lens;
 } tile_scratch;
 
 /* Queries i0 .. i0 + nq - 1 (one chunk of query block qb) of head h in batch b. */
 TF_AVX512 static void
-attend_chunk(const tf_block_sparse_args *a, int64_t b, int64_t h, int64_t qb, int64_t i0, int64_t nq,
-             tile_scratch *ts)
+attend_chunk(const tf_block_sparse_args *a, int64_t b, int64_t h, int64_t qb, int64_t i0,
+             int64_t nq, tile_scratch *ts)
 {
     const int64_t D = a->D, Dv = a->Dv;
     const float *kbase = a->k + b * a->k_sb + h * a->k_sh;
@@ -208,7 +208,7 @@ attend_chunk(const tf_block_sparse_args *a, int64_t b, int64_t h, int64_t qb, in
                 any_hidden |= hidden[c];
             }
             if (!any) {
-                continue;  /* every key of the chunk is padding */
+                continue; /* every key of the chunk is padding */
             }
             __m512 tmax[4] = {ninf, ninf, ninf, ninf};
             const float *kr[BK], *vr[BK];
@@ -239,7 +239,7 @@ attend_chunk(const tf_block_sparse_args *a, int64_t b, int64_t h, int64_t qb, in
 static int
 block_sparse_tiles(const tf_block_sparse_args *a)
 {
-    const int64_t chunks = (a->bs + BQ - 1) / BQ;  /* query chunks per block */
+    const int64_t chunks = (a->bs + BQ - 1) / BQ; /* query chunks per block */
     const int64_t items = a->B * a->H * a->nqb * chunks;
     int failed = 0;
 #pragma omp parallel

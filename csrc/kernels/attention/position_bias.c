@@ -7,7 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-#define LUT_MAX (1 << 16)  /* distances tabulated per layer; farther ones are computed */
+#define LUT_MAX (1 << 16) /* distances tabulated per layer; farther ones are computed */
 
 /* Bucket of a distance d >= 0 within one direction of nb buckets (HF's is_small /
  * relative_position_if_large), in float32 like torch. */
@@ -21,7 +21,7 @@ bucket_of_distance(int64_t d, int64_t nb, int64_t max_distance)
     const float ratio = (float)d / (float)max_exact;
     const float denom = (float)log((double)max_distance / (double)max_exact);
     const float scaled = logf(ratio) / denom * (float)(nb - max_exact);
-    int64_t large = max_exact + (int64_t)scaled;  /* .to(long) truncates toward zero */
+    int64_t large = max_exact + (int64_t)scaled; /* .to(long) truncates toward zero */
     return (int32_t)(large < nb - 1 ? large : nb - 1);
 }
 
@@ -54,23 +54,27 @@ tf_t5_bucket(int64_t rel, int bidirectional, int64_t num_buckets, int64_t max_di
 }
 
 int
-tf_t5_check_config(long long num_buckets, long long max_distance, int bidirectional, const char *prefix,
-                   tf_err *err)
+tf_t5_check_config(long long num_buckets, long long max_distance, int bidirectional,
+                   const char *prefix, tf_err *err)
 {
     /* per direction, HF's formula needs exact buckets (the first half) and logarithmic ones
      * up to max_distance (the rest) */
     const long long per_dir = per_direction(num_buckets, bidirectional);
     if (per_dir < 2) {
-        tf_err_set(err, TF_ERR_VALUE, "%snum_buckets must be >= %d, got %lld", prefix, bidirectional ? 4 : 2, num_buckets);
+        tf_err_set(err, TF_ERR_VALUE, "%snum_buckets must be >= %d, got %lld", prefix,
+                   bidirectional ? 4 : 2, num_buckets);
         return -1;
     }
     if (num_buckets > (1 << 20)) {
-        tf_err_set(err, TF_ERR_VALUE, "%snum_buckets=%lld is too large (at most 2^20)", prefix, num_buckets);
+        tf_err_set(err, TF_ERR_VALUE, "%snum_buckets=%lld is too large (at most 2^20)", prefix,
+                   num_buckets);
         return -1;
     }
     if (max_distance <= per_dir / 2) {
-        tf_err_set(err, TF_ERR_VALUE, "%smax_distance must exceed %lld (half of the %lld buckets per direction), got %lld",
-                       prefix, per_dir / 2, per_dir, max_distance);
+        tf_err_set(
+            err, TF_ERR_VALUE,
+            "%smax_distance must exceed %lld (half of the %lld buckets per direction), got %lld",
+            prefix, per_dir / 2, per_dir, max_distance);
         return -1;
     }
     return 0;
@@ -165,9 +169,10 @@ lut_bucket(const tf_posbias *pb, int64_t rel)
     if (d < pb->far) {
         return base + pb->bucket_of[d];
     }
-    return base + (pb->far < LUT_MAX ? pb->far_bucket
-                                     : bucket_of_distance(d, per_direction(pb->num_buckets, pb->bidirectional),
-                                                          pb->max_distance));
+    return base + (pb->far < LUT_MAX
+                       ? pb->far_bucket
+                       : bucket_of_distance(d, per_direction(pb->num_buckets, pb->bidirectional),
+                                            pb->max_distance));
 }
 
 void

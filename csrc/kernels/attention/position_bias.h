@@ -36,8 +36,8 @@ int32_t tf_t5_bucket(int64_t relative_position, int bidirectional, int64_t num_b
 
 /* Refuses bucket configurations HF's formula cannot compute: -1 with err (TF_ERR_VALUE)
  * naming the arguments with prefix ("" or "relative_attention_"), else 0. */
-int tf_t5_check_config(long long num_buckets, long long max_distance, int bidirectional, const char *prefix,
-                       tf_err *err);
+int tf_t5_check_config(long long num_buckets, long long max_distance, int bidirectional,
+                       const char *prefix, tf_err *err);
 
 /* HF BLOOM's slopes for H heads (powers of 2^(-8/n); non-powers of 2 interleave a second
  * series), float32 like torch. slopes is (H,). */

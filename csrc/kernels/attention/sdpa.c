@@ -25,10 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BQ TF_TILE_BQ
-#define BK TF_TILE_BK
-#define DECODE_MAX_L 4   /* at most this many query rows use the decode path */
-#define DECODE_MIN_SPLIT 256  /* keys per split of the decode path, at least */
+#define BQ               TF_TILE_BQ
+#define BK               TF_TILE_BK
+#define DECODE_MAX_L     4   /* at most this many query rows use the decode path */
+#define DECODE_MIN_SPLIT 256 /* keys per split of the decode path, at least */
 
 /* ------------------------------------------------------------------ shared helpers */
 
@@ -47,7 +47,7 @@ row_range(const tf_attn_args *a, int64_t b, int64_t i, int64_t *lo, int64_t *hi)
     if (a->kv_len != NULL && a->kv_len[b] < h) {
         h = a->kv_len[b] < 0 ? 0 : a->kv_len[b];
     }
-    const int64_t diag = i + a->causal_offset;  /* query i's own key (bottom-right with a cache) */
+    const int64_t diag = i + a->causal_offset; /* query i's own key (bottom-right with a cache) */
     if (a->causal && diag + 1 < h) {
         h = diag + 1;
     }
@@ -98,22 +98,26 @@ extra_per_key_only(const tf_attn_args *a)
 }
 
 /* Row pointers; a packed batch b starts at row seq_start[b] instead of b * batch stride. */
-static inline const float *q_row(const tf_attn_args *a, int64_t b, int64_t h, int64_t i)
+static inline const float *
+q_row(const tf_attn_args *a, int64_t b, int64_t h, int64_t i)
 {
     int64_t base = a->seq_start ? a->seq_start[b] * a->q_sl : b * a->q_sb;
     return a->q + base + h * a->q_sh + i * a->q_sl;
 }
-static inline const float *k_row(const tf_attn_args *a, int64_t b, int64_t kh, int64_t j)
+static inline const float *
+k_row(const tf_attn_args *a, int64_t b, int64_t kh, int64_t j)
 {
     int64_t base = a->seq_start ? a->seq_start[b] * a->k_ss : b * a->k_sb;
     return a->k + base + kh * a->k_sh + j * a->k_ss;
 }
-static inline const float *v_row(const tf_attn_args *a, int64_t b, int64_t kh, int64_t j)
+static inline const float *
+v_row(const tf_attn_args *a, int64_t b, int64_t kh, int64_t j)
 {
     int64_t base = a->seq_start ? a->seq_start[b] * a->v_ss : b * a->v_sb;
     return a->v + base + kh * a->v_sh + j * a->v_ss;
 }
-static inline float *o_row(const tf_attn_args *a, int64_t b, int64_t h, int64_t i)
+static inline float *
+o_row(const tf_attn_args *a, int64_t b, int64_t h, int64_t i)
 {
     int64_t base = a->seq_start ? a->seq_start[b] * a->o_sl : b * a->o_sb;
     return a->out + base + h * a->o_sh + i * a->o_sl;
@@ -136,8 +140,7 @@ score_ref(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, int64_t j)
 
 /* One query row: out (Dv,), lse, using scores (S,) and acc (Dv,) as scratch. */
 static void
-attend_row_ref(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, float *scores,
-               double *acc)
+attend_row_ref(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, float *scores, double *acc)
 {
     const int64_t kh = h / (a->H / a->KVH), Dv = a->Dv;
     int64_t lo, hi;
@@ -146,7 +149,7 @@ attend_row_ref(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, float *sc
     float m = -INFINITY;
     for (int64_t j = lo; j < hi; j++) {
         scores[j] = score_ref(a, b, h, i, j);
-        m = scores[j] > m || scores[j] != scores[j] ? scores[j] : m;  /* NaN propagates */
+        m = scores[j] > m || scores[j] != scores[j] ? scores[j] : m; /* NaN propagates */
     }
     for (int64_t d = 0; d < Dv; d++) {
         out[d] = 0.0f;
@@ -205,9 +208,9 @@ attention_ref(const tf_attn_args *a)
 /* ------------------------------------------------------------------ tile path (AVX-512) */
 
 typedef struct {
-    float *qt;   /* (D, BQ)  packed queries of the block, zero in unused lanes */
-    float *st;   /* (BK, BQ) scores, then probabilities, key-major */
-    float *ot;   /* (Dv, BQ) output accumulator */
+    float *qt; /* (D, BQ)  packed queries of the block, zero in unused lanes */
+    float *st; /* (BK, BQ) scores, then probabilities, key-major */
+    float *ot; /* (Dv, BQ) output accumulator */
 } tile_scratch;
 
 /* Adds masks and biases to the scores st (nk, BQ) of keys j0.. and recomputes the
@@ -217,11 +220,12 @@ TF_AVX512 static void
 add_extras(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t j0, int64_t nk,
            float *st, __m512 *tmax)
 {
-    const int rel_only = a->rel != NULL && a->bool_mask == NULL && a->mask == NULL && a->bias == NULL;
+    const int rel_only =
+        a->rel != NULL && a->bool_mask == NULL && a->mask == NULL && a->bias == NULL;
     const int per_key = extra_per_key_only(a);
     const __m512i reverse = _mm512_set_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const int64_t len = seq_len(a, b);
-    __mmask16 valid[4];  /* lanes (as loaded, before reversal) whose query exists */
+    __mmask16 valid[4]; /* lanes (as loaded, before reversal) whose query exists */
     for (int u = 0; u < 4; u++) {
         tmax[u] = _mm512_set1_ps(-INFINITY);
         int64_t nv = len - i0 - 16 * u;
@@ -259,14 +263,13 @@ add_extras(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t j0, 
 
 /* One work item: queries i0 .. i0 + nq - 1 of head h in batch b. */
 TF_AVX512 static void
-attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq,
-            tile_scratch *ts)
+attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq, tile_scratch *ts)
 {
     const int64_t D = a->D, Dv = a->Dv, kh = h / (a->H / a->KVH);
     int32_t lo[BQ], hi[BQ];
     int64_t jmin = a->S, jmax = 0, lo_max = 0, hi_min = a->S;
     for (int64_t r = 0; r < BQ; r++) {
-        int64_t l = 0, u = a->S;  /* unused lanes see everything: garbage, never stored */
+        int64_t l = 0, u = a->S; /* unused lanes see everything: garbage, never stored */
         if (r < nq) {
             row_range(a, b, i0 + r, &l, &u);
             if (u > l) {
@@ -325,7 +328,8 @@ attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq,
             out[dv] = ts->ot[dv * BQ + r] * inv;
         }
         if (a->lse) {
-            a->lse[(b * a->H + h) * a->L + i0 + r] = lsum[r] == 0.0f ? -INFINITY : mx[r] + logf(lsum[r]);
+            a->lse[(b * a->H + h) * a->L + i0 + r] =
+                lsum[r] == 0.0f ? -INFINITY : mx[r] + logf(lsum[r]);
         }
     }
 }
@@ -352,7 +356,7 @@ attention_tiles(const tf_attn_args *a)
             if (!ok) {
                 continue;
             }
-            const int64_t qb = qblocks - 1 - it % qblocks;  /* longest (causal) first */
+            const int64_t qb = qblocks - 1 - it % qblocks; /* longest (causal) first */
             const int64_t bh = it / qblocks;
             const int64_t i0 = qb * BQ, len = seq_len(a, bh / a->H);
             if (i0 < len) {
@@ -398,14 +402,15 @@ decode_split(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, int64_t j0,
         __m512 s = _mm512_setzero_ps();
         for (int64_t d = 0; d < D; d += 16) {
             __mmask16 mk = tf_mask16(D - d);
-            s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, q + d), _mm512_maskz_loadu_ps(mk, k + d), s);
+            s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, q + d), _mm512_maskz_loadu_ps(mk, k + d),
+                                s);
         }
         float sc = _mm512_reduce_add_ps(s) * a->scale;
         if (extra) {
             sc += extra_at(a, b, h, i, j);
         }
         scores[j - j0] = sc;
-        m = sc > m || sc != sc ? sc : m;  /* NaN propagates */
+        m = sc > m || sc != sc ? sc : m; /* NaN propagates */
     }
     if (m == -INFINITY) {
         return;
@@ -415,7 +420,8 @@ decode_split(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, int64_t j0,
     const int64_t n = j1 - j0;
     for (int64_t c = 0; c < n; c += 16) {
         __mmask16 mk = tf_mask16(n - c);
-        __m512 e = _mm512_maskz_mov_ps(mk, tf_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, scores + c), vm)));
+        __m512 e = _mm512_maskz_mov_ps(
+            mk, tf_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, scores + c), vm)));
         _mm512_mask_storeu_ps(scores + c, mk, e);
         vsum = _mm512_add_ps(vsum, e);
     }
@@ -487,7 +493,7 @@ attention_decode(const tf_attn_args *a, int nthreads)
             }
             float m = -INFINITY;
             for (int64_t sp = 0; sp < splits; sp++) {
-                m = ps[sp].m > m || ps[sp].m != ps[sp].m ? ps[sp].m : m;  /* NaN propagates */
+                m = ps[sp].m > m || ps[sp].m != ps[sp].m ? ps[sp].m : m; /* NaN propagates */
             }
             float *out = o_row(a, b, h, i);
             float l = 0.0f;

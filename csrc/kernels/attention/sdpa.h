@@ -7,12 +7,17 @@
 
 /* All pointers address float32 (bool_mask: uint8) with element strides per axis; the
  * last axis of q, k, v and out is contiguous. A stride of 0 broadcasts that axis. */
+/* clang-format off: one line per operand (pointer, strides, shape) */
 typedef struct {
-    const float *q;  int64_t q_sb, q_sh, q_sl;    /* (B, H, L, D) */
-    const float *k;  int64_t k_sb, k_sh, k_ss;    /* (B, KVH, S, D) */
-    const float *v;  int64_t v_sb, v_sh, v_ss;    /* (B, KVH, S, Dv) */
-    float *out;      int64_t o_sb, o_sh, o_sl;    /* (B, H, L, Dv) */
-    int64_t B, H, KVH, L, S, D, Dv;               /* H % KVH == 0: head h reads kv head h / (H / KVH) */
+    const float *q;
+    int64_t q_sb, q_sh, q_sl; /* (B, H, L, D) */
+    const float *k;
+    int64_t k_sb, k_sh, k_ss; /* (B, KVH, S, D) */
+    const float *v;
+    int64_t v_sb, v_sh, v_ss; /* (B, KVH, S, Dv) */
+    float *out;
+    int64_t o_sb, o_sh, o_sl;       /* (B, H, L, Dv) */
+    int64_t B, H, KVH, L, S, D, Dv; /* H % KVH == 0: head h reads kv head h / (H / KVH) */
     float scale;
     /* Key j is visible to query i when all of these hold:
      *   causal:   j <= i + causal_offset   (0 = torch's top-left alignment; S - L = bottom-right)
@@ -24,13 +29,17 @@ typedef struct {
     int64_t causal_offset;
     int64_t window_left, window_right;
     const int64_t *kv_len;
-    const uint8_t *bool_mask; int64_t bm_sb, bm_sh, bm_sl, bm_ss;
+    const uint8_t *bool_mask;
+    int64_t bm_sb, bm_sh, bm_sl, bm_ss;
     /* Added to the scaled scores (either may be NULL; -inf entries hide a key). */
-    const float *mask; int64_t m_sb, m_sh, m_sl, m_ss;
-    const float *bias; int64_t b_sb, b_sh, b_sl, b_ss;
+    const float *mask;
+    int64_t m_sb, m_sh, m_sl, m_ss;
+    const float *bias;
+    int64_t b_sb, b_sh, b_sl, b_ss;
     /* Position bias that depends only on key - query (T5 buckets, ALiBi; see position_bias.h):
      * rel (H, rel_sh) adds rel[h * rel_sh + (j - i) + (L - 1)] (NULL = none). */
-    const float *rel; int64_t rel_sh;
+    const float *rel;
+    int64_t rel_sh;
     /* Packed (padding-free) sequences: when seq_start != NULL, sequence b occupies rows
      * seq_start[b] .. seq_start[b+1]-1 of q, k, v and out (row strides q_sl, k_ss, v_ss,
      * o_sl; the batch strides are unused), L = S = the longest sequence, and each sequence
@@ -40,6 +49,7 @@ typedef struct {
     float *weights;
     float *lse;
 } tf_attn_args;
+/* clang-format on */
 
 /* Queries that see no key get a zero output, lse = -inf and all-zero weights.
  * Runs with OpenMP on tf_threads_begin()'s thread count. 0 / -1 with err filled. */

@@ -22,7 +22,7 @@
 #include <omp.h>
 #include <string.h>
 
-#define BQ TF_WINDOW_LANES   /* queries per block: 4 vectors of 16 lanes */
+#define BQ TF_WINDOW_LANES /* queries per block: 4 vectors of 16 lanes */
 _Static_assert(TF_WINDOW_LANES == TF_TILE_BQ, "window blocks are attention tiles");
 
 /* HF's shifted-window mask value for query/key pairs from different regions. */
@@ -32,9 +32,9 @@ _Static_assert(TF_WINDOW_LANES == TF_TILE_BQ, "window blocks are attention tiles
 
 /* Where the tokens of one window read and write. */
 typedef struct {
-    const float **src;   /* (N,) QKV row of each token (the padding row outside the image) */
-    float **dst;         /* (N,) output row of each token, NULL in the padding */
-    int32_t *rid;        /* (NP,) region of each token in the shifted frame; 0 past N */
+    const float **src; /* (N,) QKV row of each token (the padding row outside the image) */
+    float **dst;       /* (N,) output row of each token, NULL in the padding */
+    int32_t *rid;      /* (NP,) region of each token in the shifted frame; 0 past N */
 } window_map;
 
 static inline int64_t
@@ -60,8 +60,8 @@ map_window(const tf_window_args *a, int64_t b, int64_t wy, int64_t wx, window_ma
     const int64_t Hp = padded(a->Hh, ws), Wp = padded(a->Ww, ws);
     int mixed = 0;
     for (int64_t r = 0; r < ws; r++) {
-        const int64_t ys = wy * ws + r;     /* row in the shifted frame */
-        const int64_t y = (ys + s) % Hp;    /* row in the (padded) image */
+        const int64_t ys = wy * ws + r;  /* row in the shifted frame */
+        const int64_t y = (ys + s) % Hp; /* row in the (padded) image */
         const int32_t rr = s > 0 ? region(ys, Hp, ws, s) : 0;
         for (int64_t c = 0; c < ws; c++) {
             const int64_t xs = wx * ws + c, x = (xs + s) % Wp, t = r * ws + c;
@@ -99,7 +99,8 @@ tf_window_bias(const float *table, int64_t H, int64_t tw, int64_t ws, float *bia
         for (int64_t j = 0; j < N; j++) {
             float *row = bias + (h * N + j) * NP;
             for (int64_t i = 0; i < NP; i++) {
-                row[i] = i < N ? th[(i / ws - j / ws + tw - 1) * side + (i % ws - j % ws + tw - 1)] : 0.0f;
+                row[i] = i < N ? th[(i / ws - j / ws + tw - 1) * side + (i % ws - j % ws + tw - 1)]
+                               : 0.0f;
             }
         }
     }
@@ -116,7 +117,7 @@ window_item_ref(const tf_window_args *a, int64_t bw, int64_t h, const window_map
     const int64_t N = a->ws * a->ws, D = a->D, C = a->H * D;
     for (int64_t i = 0; i < N; i++) {
         if (m->dst[i] == NULL && a->weights == NULL) {
-            continue;  /* a padding query: nobody reads its output */
+            continue; /* a padding query: nobody reads its output */
         }
         const float *q = m->src[i] + h * D;
         double mx = -INFINITY;
@@ -165,10 +166,10 @@ window_item_ref(const tf_window_args *a, int64_t bw, int64_t h, const window_map
 /* ------------------------------------------------------------------ fast path (AVX-512) */
 
 typedef struct {
-    float *qt;   /* (D, BQ) scaled queries of the block, transposed; zero in unused lanes */
-    float *st;   /* (N, BQ) scores, then probabilities, key-major */
-    float *ot;   /* (D, BQ) output accumulator, transposed */
-    const float **kr, **vr;  /* (N,) this head's key / value rows of the window */
+    float *qt; /* (D, BQ) scaled queries of the block, transposed; zero in unused lanes */
+    float *st; /* (N, BQ) scores, then probabilities, key-major */
+    float *ot; /* (D, BQ) output accumulator, transposed */
+    const float **kr, **vr; /* (N,) this head's key / value rows of the window */
 } block_scratch;
 
 /* out[j] = rows[j] + off for the N rows of a window: one head's keys or values. */
@@ -217,7 +218,7 @@ window_item_fast(const tf_window_args *a, int64_t bw, int64_t h, const window_ma
     for (int64_t i0 = 0; i0 < N; i0 += BQ) {
         const int64_t nq = N - i0 < BQ ? N - i0 : BQ;
         tf_tile_pack_qt(rows + i0, h * D, nq, D, a->scale, s->qt);
-        __m512 tile_max[4];  /* unused: the maxima are taken after bias and mask below */
+        __m512 tile_max[4]; /* unused: the maxima are taken after bias and mask below */
         tf_tile_qk(s->qt, s->kr, D, N, 0, 0, NULL, NULL, s->st, tile_max);
         /* + relative-position bias + region mask, and each query lane's maximum */
         const float *bh = bias != NULL ? bias + h * N * NP + i0 : NULL;
@@ -324,7 +325,7 @@ tf_window_attention(const tf_window_args *args, tf_err *err)
 #pragma omp atomic write
             failed = 1;
         }
-        int64_t mapped = -1;  /* the window m describes; items of one window are adjacent */
+        int64_t mapped = -1; /* the window m describes; items of one window are adjacent */
         int mixed = 0;
 #pragma omp for schedule(static)
         for (int64_t it = 0; it < items; it++) {

@@ -20,18 +20,18 @@
 #define TF_WINDOW_LANES 64
 
 typedef struct {
-    const float *qkv;    /* (B, Hh, Ww, 3, H, D): the row of (b, y, x) holds q, k, v heads */
-    const float *pad;    /* (3, H, D): q, k, v of a padding token (projection of zeros) */
-    float *out;          /* (B, Hh, Ww, H, D), every position written */
+    const float *qkv; /* (B, Hh, Ww, 3, H, D): the row of (b, y, x) holds q, k, v heads */
+    const float *pad; /* (3, H, D): q, k, v of a padding token (projection of zeros) */
+    float *out;       /* (B, Hh, Ww, H, D), every position written */
     int64_t B, Hh, Ww, H, D;
-    int64_t ws;          /* window side, >= 1 */
-    int64_t shift;       /* cyclic shift, 0 <= shift < ws; > 0 adds HF's -100 region mask */
-    const float *table;  /* (H, (2 tw - 1)^2) relative-position bias, head-major, or NULL */
-    int64_t tw;          /* window side the table was made for, tw >= ws */
-    const float *bias;   /* (H, N, NP) from tf_window_bias for this ws, or NULL: built per
+    int64_t ws;         /* window side, >= 1 */
+    int64_t shift;      /* cyclic shift, 0 <= shift < ws; > 0 adds HF's -100 region mask */
+    const float *table; /* (H, (2 tw - 1)^2) relative-position bias, head-major, or NULL */
+    int64_t tw;         /* window side the table was made for, tw >= ws */
+    const float *bias;  /* (H, N, NP) from tf_window_bias for this ws, or NULL: built per
                           * call from table when needed (fast path only) */
     float scale;
-    float *weights;      /* (B nW, H, N, N) softmax probabilities out (HF's window order),
+    float *weights; /* (B nW, H, N, N) softmax probabilities out (HF's window order),
                           * or NULL */
 } tf_window_args;
 

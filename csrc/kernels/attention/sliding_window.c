@@ -43,16 +43,16 @@ tf_swa_global_slots(const uint8_t *real, const uint8_t *global, int64_t B, int64
 
 /* Temporaries of one call (all tf_malloc'd, freed together). */
 typedef struct {
-    uint8_t *keymask;   /* (B, L) real and not global: keys of the local band */
-    uint8_t *realmask;  /* (B, L) real: keys of the global queries */
-    int64_t *gcount;    /* (B,) global tokens per item */
-    int64_t *gidx;      /* (B, G) their positions */
-    int64_t *gslot;     /* (B, L) slot of a global token, -1 otherwise */
-    float *lse1;        /* local log-sum-exps, residue r's (B, H, L_r) block after r' < r */
-    float *kg, *vg;     /* (B, G, H, D) gathered global keys / values (regular projections) */
-    float *qg;          /* (B, G, H, D) gathered global queries when a->gq is NULL */
-    float *o2, *lse2;   /* (B, L, H, D), (B, H, L): attention over the global keys */
-    float *o3, *lse3;   /* (B, G, H, D), (B, H, G): the global queries */
+    uint8_t *keymask;  /* (B, L) real and not global: keys of the local band */
+    uint8_t *realmask; /* (B, L) real: keys of the global queries */
+    int64_t *gcount;   /* (B,) global tokens per item */
+    int64_t *gidx;     /* (B, G) their positions */
+    int64_t *gslot;    /* (B, L) slot of a global token, -1 otherwise */
+    float *lse1;       /* local log-sum-exps, residue r's (B, H, L_r) block after r' < r */
+    float *kg, *vg;    /* (B, G, H, D) gathered global keys / values (regular projections) */
+    float *qg;         /* (B, G, H, D) gathered global queries when a->gq is NULL */
+    float *o2, *lse2;  /* (B, L, H, D), (B, H, L): attention over the global keys */
+    float *o3, *lse3;  /* (B, G, H, D), (B, H, G): the global queries */
 } swa_tmp;
 
 static void
@@ -86,7 +86,8 @@ gather_rows(const float *src, int64_t sb, int64_t sh, int64_t sl, const swa_tmp 
         for (int64_t h = 0; h < H; h++) {
             float *d = dst + ((bg * H) + h) * D;
             if (g < t->gcount[b]) {
-                memcpy(d, src + b * sb + h * sh + t->gidx[b * G + g] * sl, (size_t)D * sizeof(float));
+                memcpy(d, src + b * sb + h * sh + t->gidx[b * G + g] * sl,
+                       (size_t)D * sizeof(float));
             }
             else {
                 memset(d, 0, (size_t)D * sizeof(float));
@@ -135,14 +136,36 @@ local_part(const tf_swa_args *a, swa_tmp *t, tf_err *err)
         const int64_t Lr = residue_len(L, d, r);
         tf_attn_args s;
         memset(&s, 0, sizeof(s));
-        s.B = a->B; s.H = H; s.KVH = H; s.L = Lr; s.S = Lr; s.D = a->D; s.Dv = a->D;
-        s.q = a->q + r * a->q_sl; s.q_sb = a->q_sb; s.q_sh = a->q_sh; s.q_sl = d * a->q_sl;
-        s.k = a->k + r * a->k_sl; s.k_sb = a->k_sb; s.k_sh = a->k_sh; s.k_ss = d * a->k_sl;
-        s.v = a->v + r * a->v_sl; s.v_sb = a->v_sb; s.v_sh = a->v_sh; s.v_ss = d * a->v_sl;
-        s.out = a->out + r * a->o_sl; s.o_sb = a->o_sb; s.o_sh = a->o_sh; s.o_sl = d * a->o_sl;
+        s.B = a->B;
+        s.H = H;
+        s.KVH = H;
+        s.L = Lr;
+        s.S = Lr;
+        s.D = a->D;
+        s.Dv = a->D;
+        s.q = a->q + r * a->q_sl;
+        s.q_sb = a->q_sb;
+        s.q_sh = a->q_sh;
+        s.q_sl = d * a->q_sl;
+        s.k = a->k + r * a->k_sl;
+        s.k_sb = a->k_sb;
+        s.k_sh = a->k_sh;
+        s.k_ss = d * a->k_sl;
+        s.v = a->v + r * a->v_sl;
+        s.v_sb = a->v_sb;
+        s.v_sh = a->v_sh;
+        s.v_ss = d * a->v_sl;
+        s.out = a->out + r * a->o_sl;
+        s.o_sb = a->o_sb;
+        s.o_sh = a->o_sh;
+        s.o_sl = d * a->o_sl;
         s.scale = a->scale;
         s.window_left = s.window_right = a->window;
-        s.bool_mask = t->keymask + r; s.bm_sb = L; s.bm_sh = 0; s.bm_sl = 0; s.bm_ss = d;
+        s.bool_mask = t->keymask + r;
+        s.bm_sb = L;
+        s.bm_sh = 0;
+        s.bm_sl = 0;
+        s.bm_ss = d;
         s.lse = t->lse1 + off;
         if (tf_attention(&s, err) < 0) {
             return -1;
@@ -159,11 +182,29 @@ global_keys_part(const tf_swa_args *a, swa_tmp *t, tf_err *err)
     const int64_t H = a->H, D = a->D, G = a->G, L = a->L;
     tf_attn_args s;
     memset(&s, 0, sizeof(s));
-    s.B = a->B; s.H = H; s.KVH = H; s.L = L; s.S = G; s.D = D; s.Dv = D;
-    s.q = a->q; s.q_sb = a->q_sb; s.q_sh = a->q_sh; s.q_sl = a->q_sl;
-    s.k = t->kg; s.k_sb = G * H * D; s.k_sh = D; s.k_ss = H * D;
-    s.v = t->vg; s.v_sb = G * H * D; s.v_sh = D; s.v_ss = H * D;
-    s.out = t->o2; s.o_sb = L * H * D; s.o_sh = D; s.o_sl = H * D;
+    s.B = a->B;
+    s.H = H;
+    s.KVH = H;
+    s.L = L;
+    s.S = G;
+    s.D = D;
+    s.Dv = D;
+    s.q = a->q;
+    s.q_sb = a->q_sb;
+    s.q_sh = a->q_sh;
+    s.q_sl = a->q_sl;
+    s.k = t->kg;
+    s.k_sb = G * H * D;
+    s.k_sh = D;
+    s.k_ss = H * D;
+    s.v = t->vg;
+    s.v_sb = G * H * D;
+    s.v_sh = D;
+    s.v_ss = H * D;
+    s.out = t->o2;
+    s.o_sb = L * H * D;
+    s.o_sh = D;
+    s.o_sl = H * D;
     s.scale = a->scale;
     s.window_left = s.window_right = -1;
     s.kv_len = t->gcount;
@@ -178,29 +219,60 @@ global_queries_part(const tf_swa_args *a, swa_tmp *t, tf_err *err)
     const int64_t H = a->H, D = a->D, G = a->G, L = a->L;
     tf_attn_args s;
     memset(&s, 0, sizeof(s));
-    s.B = a->B; s.H = H; s.KVH = H; s.L = G; s.S = L; s.D = D; s.Dv = D;
+    s.B = a->B;
+    s.H = H;
+    s.KVH = H;
+    s.L = G;
+    s.S = L;
+    s.D = D;
+    s.Dv = D;
     if (a->gq != NULL) {
-        s.q = a->gq; s.q_sb = a->gq_sb; s.q_sh = a->gq_sh; s.q_sl = a->gq_sg;
+        s.q = a->gq;
+        s.q_sb = a->gq_sb;
+        s.q_sh = a->gq_sh;
+        s.q_sl = a->gq_sg;
     }
     else {
-        s.q = t->qg; s.q_sb = G * H * D; s.q_sh = D; s.q_sl = H * D;
+        s.q = t->qg;
+        s.q_sb = G * H * D;
+        s.q_sh = D;
+        s.q_sl = H * D;
     }
     if (a->gk != NULL) {
-        s.k = a->gk; s.k_sb = a->gk_sb; s.k_sh = a->gk_sh; s.k_ss = a->gk_sl;
+        s.k = a->gk;
+        s.k_sb = a->gk_sb;
+        s.k_sh = a->gk_sh;
+        s.k_ss = a->gk_sl;
     }
     else {
-        s.k = a->k; s.k_sb = a->k_sb; s.k_sh = a->k_sh; s.k_ss = a->k_sl;
+        s.k = a->k;
+        s.k_sb = a->k_sb;
+        s.k_sh = a->k_sh;
+        s.k_ss = a->k_sl;
     }
     if (a->gv != NULL) {
-        s.v = a->gv; s.v_sb = a->gv_sb; s.v_sh = a->gv_sh; s.v_ss = a->gv_sl;
+        s.v = a->gv;
+        s.v_sb = a->gv_sb;
+        s.v_sh = a->gv_sh;
+        s.v_ss = a->gv_sl;
     }
     else {
-        s.v = a->v; s.v_sb = a->v_sb; s.v_sh = a->v_sh; s.v_ss = a->v_sl;
+        s.v = a->v;
+        s.v_sb = a->v_sb;
+        s.v_sh = a->v_sh;
+        s.v_ss = a->v_sl;
     }
-    s.out = t->o3; s.o_sb = G * H * D; s.o_sh = D; s.o_sl = H * D;
+    s.out = t->o3;
+    s.o_sb = G * H * D;
+    s.o_sh = D;
+    s.o_sl = H * D;
     s.scale = a->scale;
     s.window_left = s.window_right = -1;
-    s.bool_mask = t->realmask; s.bm_sb = L; s.bm_sh = 0; s.bm_sl = 0; s.bm_ss = 1;
+    s.bool_mask = t->realmask;
+    s.bm_sb = L;
+    s.bm_sh = 0;
+    s.bm_sl = 0;
+    s.bm_ss = 1;
     s.lse = t->lse3;
     return tf_attention(&s, err);
 }
@@ -351,22 +423,25 @@ tf_swa(const tf_swa_args *a, tf_err *err)
         ok = t.kg && t.vg && t.o3 && t.o2 && t.lse2 && t.lse3 && (a->gq != NULL || t.qg);
     }
     if (!ok) {
-        tf_err_set(err, TF_ERR_MEMORY, "out of memory for Longformer attention temporaries "
-                   "(batch %lld, length %lld, %lld global slots)", (long long)B, (long long)L,
-                   (long long)G);
+        tf_err_set(err, TF_ERR_MEMORY,
+                   "out of memory for Longformer attention temporaries "
+                   "(batch %lld, length %lld, %lld global slots)",
+                   (long long)B, (long long)L, (long long)G);
         goto done;
     }
     build_masks(a, &t);
-    if (local_part(a, &t, err) < 0)
+    if (local_part(a, &t, err) < 0) {
         goto done;
+    }
     if (G > 0) {
         gather_rows(a->k, a->k_sb, a->k_sh, a->k_sl, &t, a, t.kg);
         gather_rows(a->v, a->v_sb, a->v_sh, a->v_sl, &t, a, t.vg);
         if (a->gq == NULL) {
             gather_rows(a->q, a->q_sb, a->q_sh, a->q_sl, &t, a, t.qg);
         }
-        if (global_keys_part(a, &t, err) < 0 || global_queries_part(a, &t, err) < 0)
+        if (global_keys_part(a, &t, err) < 0 || global_queries_part(a, &t, err) < 0) {
             goto done;
+        }
     }
     merge(a, &t);
     write_weights(a, &t);

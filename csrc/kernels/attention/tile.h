@@ -15,8 +15,8 @@
 #include <math.h>
 #include <stdint.h>
 
-#define TF_TILE_BQ 64  /* queries per tile: 4 vectors of 16 lanes */
-#define TF_TILE_BK 64  /* keys per tile */
+#define TF_TILE_BQ 64 /* queries per tile: 4 vectors of 16 lanes */
+#define TF_TILE_BK 64 /* keys per tile */
 
 /* Store one key's 64 scores (4 vectors) to st, hiding lanes that cannot see key j when
  * the block is an edge block, and fold them into the running block max. */
@@ -29,7 +29,8 @@ tf_tile_store_scores(float *row, __m512 s0, __m512 s1, __m512 s2, __m512 s3, int
         const __m512i vj = _mm512_set1_epi32((int32_t)j);
         const __m512 ninf = _mm512_set1_ps(-INFINITY);
         for (int u = 0; u < 4; u++) {
-            __mmask16 vis = _mm512_cmpge_epi32_mask(vj, vlo[u]) & _mm512_cmplt_epi32_mask(vj, vhi[u]);
+            __mmask16 vis =
+                _mm512_cmpge_epi32_mask(vj, vlo[u]) & _mm512_cmplt_epi32_mask(vj, vhi[u]);
             s[u] = _mm512_mask_blend_ps(vis, ninf, s[u]);
         }
     }
@@ -45,15 +46,17 @@ tf_tile_store_scores(float *row, __m512 s0, __m512 s1, __m512 s2, __m512 s3, int
  * On edge blocks lanes outside [vlo, vhi) (key indices j0 + c) become -inf (vlo/vhi may be
  * NULL when edge is 0); tmax gets each lane's maximum. */
 TF_AVX512 static inline void
-tf_tile_qk(const float *qt, const float *const *krows, int64_t D, int64_t nk, int64_t j0,
-           int edge, const __m512i *vlo, const __m512i *vhi, float *st, __m512 *tmax)
+tf_tile_qk(const float *qt, const float *const *krows, int64_t D, int64_t nk, int64_t j0, int edge,
+           const __m512i *vlo, const __m512i *vhi, float *st, __m512 *tmax)
 {
     int64_t c = 0;
     for (; c + 4 <= nk; c += 4) {
         __m512 acc[4][4];
-        for (int r = 0; r < 4; r++)
-            for (int v = 0; v < 4; v++)
+        for (int r = 0; r < 4; r++) {
+            for (int v = 0; v < 4; v++) {
                 acc[r][v] = _mm512_setzero_ps();
+            }
+        }
         const float *k0 = krows[c], *k1 = krows[c + 1], *k2 = krows[c + 2], *k3 = krows[c + 3];
         for (int64_t d = 0; d < D; d++) {
             const float *q = qt + d * TF_TILE_BQ;
@@ -61,18 +64,26 @@ tf_tile_qk(const float *qt, const float *const *krows, int64_t D, int64_t nk, in
                    q2 = _mm512_loadu_ps(q + 32), q3 = _mm512_loadu_ps(q + 48);
             __m512 b0 = _mm512_set1_ps(k0[d]), b1 = _mm512_set1_ps(k1[d]),
                    b2 = _mm512_set1_ps(k2[d]), b3 = _mm512_set1_ps(k3[d]);
-            acc[0][0] = _mm512_fmadd_ps(b0, q0, acc[0][0]); acc[0][1] = _mm512_fmadd_ps(b0, q1, acc[0][1]);
-            acc[0][2] = _mm512_fmadd_ps(b0, q2, acc[0][2]); acc[0][3] = _mm512_fmadd_ps(b0, q3, acc[0][3]);
-            acc[1][0] = _mm512_fmadd_ps(b1, q0, acc[1][0]); acc[1][1] = _mm512_fmadd_ps(b1, q1, acc[1][1]);
-            acc[1][2] = _mm512_fmadd_ps(b1, q2, acc[1][2]); acc[1][3] = _mm512_fmadd_ps(b1, q3, acc[1][3]);
-            acc[2][0] = _mm512_fmadd_ps(b2, q0, acc[2][0]); acc[2][1] = _mm512_fmadd_ps(b2, q1, acc[2][1]);
-            acc[2][2] = _mm512_fmadd_ps(b2, q2, acc[2][2]); acc[2][3] = _mm512_fmadd_ps(b2, q3, acc[2][3]);
-            acc[3][0] = _mm512_fmadd_ps(b3, q0, acc[3][0]); acc[3][1] = _mm512_fmadd_ps(b3, q1, acc[3][1]);
-            acc[3][2] = _mm512_fmadd_ps(b3, q2, acc[3][2]); acc[3][3] = _mm512_fmadd_ps(b3, q3, acc[3][3]);
+            acc[0][0] = _mm512_fmadd_ps(b0, q0, acc[0][0]);
+            acc[0][1] = _mm512_fmadd_ps(b0, q1, acc[0][1]);
+            acc[0][2] = _mm512_fmadd_ps(b0, q2, acc[0][2]);
+            acc[0][3] = _mm512_fmadd_ps(b0, q3, acc[0][3]);
+            acc[1][0] = _mm512_fmadd_ps(b1, q0, acc[1][0]);
+            acc[1][1] = _mm512_fmadd_ps(b1, q1, acc[1][1]);
+            acc[1][2] = _mm512_fmadd_ps(b1, q2, acc[1][2]);
+            acc[1][3] = _mm512_fmadd_ps(b1, q3, acc[1][3]);
+            acc[2][0] = _mm512_fmadd_ps(b2, q0, acc[2][0]);
+            acc[2][1] = _mm512_fmadd_ps(b2, q1, acc[2][1]);
+            acc[2][2] = _mm512_fmadd_ps(b2, q2, acc[2][2]);
+            acc[2][3] = _mm512_fmadd_ps(b2, q3, acc[2][3]);
+            acc[3][0] = _mm512_fmadd_ps(b3, q0, acc[3][0]);
+            acc[3][1] = _mm512_fmadd_ps(b3, q1, acc[3][1]);
+            acc[3][2] = _mm512_fmadd_ps(b3, q2, acc[3][2]);
+            acc[3][3] = _mm512_fmadd_ps(b3, q3, acc[3][3]);
         }
         for (int r = 0; r < 4; r++) {
-            tf_tile_store_scores(st + (c + r) * TF_TILE_BQ, acc[r][0], acc[r][1], acc[r][2], acc[r][3], edge,
-                         j0 + c + r, vlo, vhi, tmax);
+            tf_tile_store_scores(st + (c + r) * TF_TILE_BQ, acc[r][0], acc[r][1], acc[r][2],
+                                 acc[r][3], edge, j0 + c + r, vlo, vhi, tmax);
         }
     }
     for (; c < nk; c++) {
@@ -98,9 +109,11 @@ tf_tile_pv(const float *st, const float *const *vrows, int64_t nk, int64_t Dv, f
     int64_t dv = 0;
     for (; dv + 4 <= Dv; dv += 4) {
         __m512 acc[4][4];
-        for (int r = 0; r < 4; r++)
-            for (int u = 0; u < 4; u++)
+        for (int r = 0; r < 4; r++) {
+            for (int u = 0; u < 4; u++) {
                 acc[r][u] = _mm512_loadu_ps(ot + (dv + r) * TF_TILE_BQ + 16 * u);
+            }
+        }
         for (int64_t c = 0; c < nk; c++) {
             const float *p = st + c * TF_TILE_BQ, *vc = vrows[c] + dv;
             __m512 p0 = _mm512_loadu_ps(p), p1 = _mm512_loadu_ps(p + 16),
@@ -113,14 +126,16 @@ tf_tile_pv(const float *st, const float *const *vrows, int64_t nk, int64_t Dv, f
                 acc[r][3] = _mm512_fmadd_ps(b, p3, acc[r][3]);
             }
         }
-        for (int r = 0; r < 4; r++)
-            for (int u = 0; u < 4; u++)
+        for (int r = 0; r < 4; r++) {
+            for (int u = 0; u < 4; u++) {
                 _mm512_storeu_ps(ot + (dv + r) * TF_TILE_BQ + 16 * u, acc[r][u]);
+            }
+        }
     }
     for (; dv < Dv; dv++) {
         float *o = ot + dv * TF_TILE_BQ;
-        __m512 a0 = _mm512_loadu_ps(o), a1 = _mm512_loadu_ps(o + 16),
-               a2 = _mm512_loadu_ps(o + 32), a3 = _mm512_loadu_ps(o + 48);
+        __m512 a0 = _mm512_loadu_ps(o), a1 = _mm512_loadu_ps(o + 16), a2 = _mm512_loadu_ps(o + 32),
+               a3 = _mm512_loadu_ps(o + 48);
         for (int64_t c = 0; c < nk; c++) {
             const float *p = st + c * TF_TILE_BQ;
             __m512 b = _mm512_set1_ps(vrows[c][dv]);
@@ -166,7 +181,8 @@ tf_tile_transpose16(__m512 r[16])
 /* The tile's queries packed: qt (D, BQ), qt[d][l] = scale * q_l[d] with q_l = rows[l] + off
  * (D floats) for l < nq, 0 in the other lanes; 16 x 16 blocks transposed in registers. */
 TF_AVX512 static inline void
-tf_tile_pack_qt(const float *const *rows, int64_t off, int64_t nq, int64_t D, float scale, float *qt)
+tf_tile_pack_qt(const float *const *rows, int64_t off, int64_t nq, int64_t D, float scale,
+                float *qt)
 {
     const __m512 vs = _mm512_set1_ps(scale);
     for (int64_t d0 = 0; d0 < D; d0 += 16) {
@@ -175,8 +191,9 @@ tf_tile_pack_qt(const float *const *rows, int64_t off, int64_t nq, int64_t D, fl
         for (int64_t g = 0; g < TF_TILE_BQ; g += 16) {
             __m512 r[16];
             for (int64_t k = 0; k < 16; k++) {
-                r[k] = g + k < nq ? _mm512_mul_ps(vs, _mm512_maskz_loadu_ps(md, rows[g + k] + off + d0))
-                                  : _mm512_setzero_ps();
+                r[k] = g + k < nq
+                           ? _mm512_mul_ps(vs, _mm512_maskz_loadu_ps(md, rows[g + k] + off + d0))
+                           : _mm512_setzero_ps();
             }
             tf_tile_transpose16(r);
             for (int64_t k = 0; k < nd; k++) {
@@ -199,7 +216,8 @@ tf_tile_rows(const float *base, int64_t stride, int64_t j0, int64_t n, const flo
  * st becomes exp(st - m_new); l (running sums) and ot (Dv, BQ) are rescaled where a lane's
  * maximum moved; m takes the new maxima. -inf lanes (no visible key yet) stay at zero. */
 TF_AVX512 static inline void
-tf_tile_softmax(float *st, int64_t nk, int64_t Dv, float *ot, const __m512 *tmax, __m512 *m, __m512 *l)
+tf_tile_softmax(float *st, int64_t nk, int64_t Dv, float *ot, const __m512 *tmax, __m512 *m,
+                __m512 *l)
 {
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     for (int u = 0; u < 4; u++) {
