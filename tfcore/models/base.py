@@ -25,7 +25,7 @@ def with_model_threads(method):
         n = getattr(self, "threads", None)
         if n is None:
             return method(self, *args, **kwargs)
-        from .._config import threads
+        from .._runtime import threads
 
         with threads(n):
             return method(self, *args, **kwargs)
@@ -148,7 +148,7 @@ class PreTrainedModel:
         threads: run this model's calls (forward, generate) on n threads whatever
         ``tfcore.set_num_threads`` says; None follows the process-wide setting."""
         from .. import _C
-        from .._config import canonical_dtype
+        from .._runtime import canonical_dtype
 
         dtype = canonical_dtype(dtype)
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
