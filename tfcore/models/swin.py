@@ -29,8 +29,7 @@ from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights
-from .interpolate import resize_grid
-from .vit import _pair, check_pixel_values
+from .vision import check_pixel_values, pair, resize_grid
 
 # Checkpoint names of a layer's tensors: HF's save_pretrained writes the classic names
 # (left); transformers 5 modules use the right ones, accepted too.
@@ -114,10 +113,10 @@ class SwinModel(PreTrainedModel):
             raise CheckpointError(f"config.json: depths {depths!r} and num_heads {heads!r} must be lists of "
                                   "positive ints of the same length")
         self.channels = int(cfg.get("num_channels", 3))
-        self.patch = _pair(cfg.get("patch_size", 4))
+        self.patch = pair(cfg.get("patch_size", 4))
         if min(self.patch) <= 0:
             raise CheckpointError(f"config.json: patch_size must be positive, got {cfg.get('patch_size')!r}")
-        self.image_size = _pair(cfg.get("image_size", 224))
+        self.image_size = pair(cfg.get("image_size", 224))
         self.window_size = cfg.require("window_size")
         eps = float(cfg.get("layer_norm_eps", 1e-5))
         mlp_ratio = float(cfg.get("mlp_ratio", 4.0))

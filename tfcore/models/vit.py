@@ -18,7 +18,7 @@ from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights
 from .bert import _EncoderStack
-from .interpolate import resize_grid
+from .vision import check_pixel_values, pair, resize_grid
 
 
 def _scaled(weight: np.ndarray, bias: Optional[np.ndarray], scale: Optional[np.ndarray]):
@@ -29,26 +29,6 @@ def _scaled(weight: np.ndarray, bias: Optional[np.ndarray], scale: Optional[np.n
         weight = _C.bfloat16_to_float32(weight)
     return ((weight * scale[:, None]).astype(np.float32),
             None if bias is None else (bias * scale).astype(np.float32))
-
-
-def check_pixel_values(x, channels: int) -> np.ndarray:
-    """pixel_values as the vision models take them: a finite, non-empty float32 ndarray
-    (batch, channels, height, width); raises TfcoreTypeError / TfcoreValueError otherwise."""
-    if not isinstance(x, np.ndarray):
-        raise _C.TfcoreTypeError(f"pixel_values must be a numpy.ndarray, got {type(x).__name__}")
-    if x.dtype != np.float32:
-        raise _C.TfcoreTypeError(f"pixel_values must have dtype float32, got {x.dtype}")
-    if x.ndim != 4 or x.shape[1] != channels:
-        raise _C.TfcoreValueError(f"pixel_values must be (batch, {channels}, height, width), got {x.shape}")
-    if x.size == 0:
-        raise _C.TfcoreValueError(f"pixel_values is empty (shape {x.shape})")
-    if not np.isfinite(x).all():
-        raise _C.TfcoreValueError("pixel_values contains NaN or Inf")
-    return x
-
-
-def _pair(v) -> Tuple[int, int]:
-    return (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
 
 
 class _VisionModel(PreTrainedModel):
@@ -67,10 +47,10 @@ class _VisionModel(PreTrainedModel):
         C, H = cfg.require("hidden_size"), cfg.require("num_attention_heads")
         F = cfg.get("intermediate_size") or int(C * cfg.get("mlp_ratio", 4))
         self.hidden_size, self.channels = C, int(cfg.get("num_channels", 3))
-        self.patch = _pair(cfg.get("patch_size", 16))
+        self.patch = pair(cfg.get("patch_size", 16))
         if min(self.patch) <= 0:
             raise CheckpointError(f"config.json: patch_size must be positive, got {cfg.get('patch_size')!r}")
-        self.image_size = _pair(cfg.get("image_size", 224))
+        self.image_size = pair(cfg.get("image_size", 224))
         eps = float(cfg.get("layer_norm_eps", self.default_eps))
         ph, pw = self.patch
         conv = w.get("embeddings.patch_embeddings.projection.weight", (C, self.channels, ph, pw))
