@@ -15,7 +15,8 @@ from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights, padding_mask
-from .bert import RobertaModel, _act, _eps
+from .bert import RobertaModel
+from .encoder import hidden_act, layer_norm_eps
 
 
 def _windows(cfg: Config, layers: int) -> List[int]:
@@ -109,7 +110,7 @@ class LongformerModel(RobertaModel):
         self.attention_window = _windows(cfg, layers)
         self.layers = []
         for i in w.layer_range(layers):
-            self.layers.append(_LongformerLayer(w, f"encoder.layer.{i}", C, H, F, _eps(cfg), _act(cfg),
+            self.layers.append(_LongformerLayer(w, f"encoder.layer.{i}", C, H, F, layer_norm_eps(cfg), hidden_act(cfg),
                                                 self.attention_window[i]))
             w.release()
         self.pooler = None

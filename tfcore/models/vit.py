@@ -17,7 +17,7 @@ from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights
-from .bert import _EncoderStack
+from .encoder import EncoderStack
 from .vision import check_pixel_values, pair, resize_grid
 
 
@@ -84,7 +84,7 @@ class _VisionModel(PreTrainedModel):
         return _C.FeedForward(g(k["up"] + ".weight", F, C), down_w, up_bias=g(k["up"] + ".bias", F),
                               down_bias=down_b, activation=act, dtype=self.dtype)
 
-    def _build_encoder(self, cfg: Config, w: Weights, C: int, H: int, F: int, eps: float) -> _EncoderStack:
+    def _build_encoder(self, cfg: Config, w: Weights, C: int, H: int, F: int, eps: float) -> EncoderStack:
         k, act = self.layer_keys, cfg.get("hidden_act", "gelu")
         layers: List[_C.TransformerBlock] = []
         for i in w.layer_range(cfg.require("num_hidden_layers")):
@@ -107,7 +107,7 @@ class _VisionModel(PreTrainedModel):
             n2 = _C.LayerNorm(g(k["norm2"] + ".weight", C), g(k["norm2"] + ".bias", C), eps=eps)
             layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=True))
             w.release()
-        return _EncoderStack(layers)
+        return EncoderStack(layers)
 
     # -- forward
     def _patches(self, pixel_values) -> Tuple[np.ndarray, int, int]:
