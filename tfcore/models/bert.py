@@ -13,11 +13,22 @@ from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights, check_ids, padding_mask
 from .encoder import BERT_LAYER_KEYS, EncoderStack, hidden_act, layer_norm_eps
+from .registry import register
+
+__all__ = [
+    "BertModel",
+    "BertForMaskedLM",
+    "BertForSequenceClassification",
+    "RobertaModel",
+    "XLMRobertaModel",
+    "DistilBertModel",
+]
 
 DISTILBERT_LAYER_KEYS = dict(q="attention.q_lin", k="attention.k_lin", v="attention.v_lin", o="attention.out_lin",
                              n1="sa_layer_norm", up="ffn.lin1", down="ffn.lin2", n2="output_layer_norm")
 
 
+@register("base")
 class BertModel(PreTrainedModel):
     """``transformers.BertModel``: embeddings, encoder, tanh pooler over [CLS]."""
 
@@ -94,6 +105,7 @@ class BertModel(PreTrainedModel):
         return ModelOutput(last_hidden_state=h, pooler_output=pooled, hidden_states=hidden, attentions=attns)
 
 
+@register("masked-lm")
 class BertForMaskedLM(PreTrainedModel):
     """``transformers.BertForMaskedLM``: logits over the vocabulary (decoder tied to the
     word embeddings unless the checkpoint stores its own)."""
@@ -137,6 +149,7 @@ class BertForMaskedLM(PreTrainedModel):
                            attentions=out.get("attentions"))
 
 
+@register("sequence-classification")
 class BertForSequenceClassification(PreTrainedModel):
     """``transformers.BertForSequenceClassification``: classifier over the pooled [CLS]."""
 
@@ -169,6 +182,7 @@ class BertForSequenceClassification(PreTrainedModel):
                            attentions=out.get("attentions"))
 
 
+@register("base")
 class RobertaModel(BertModel):
     """``transformers.RobertaModel``: BERT with positions counted from padding_idx + 1 over
     the non-pad tokens (``create_position_ids_from_input_ids``)."""
@@ -191,6 +205,7 @@ class RobertaModel(BertModel):
         return pos
 
 
+@register("base")
 class XLMRobertaModel(RobertaModel):
     """``transformers.XLMRobertaModel`` (RoBERTa architecture, its own vocabulary)."""
 
@@ -198,6 +213,7 @@ class XLMRobertaModel(RobertaModel):
     base_prefixes = ("", "roberta.")
 
 
+@register("base")
 class DistilBertModel(PreTrainedModel):
     """``transformers.DistilBertModel``: no token types, no pooler, its own key names."""
 

@@ -23,7 +23,7 @@ feed-forward around ``tfcore.functional.block_sparse_attention``).
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights, check_ids, padding_mask
 from .bert import BertModel
 from .encoder import BERT_LAYER_KEYS, EncoderStack, hidden_act, layer_norm_eps
+from .registry import register
+
+__all__ = ["BigBirdModel"]
 
 GLOBAL_BLOCKS = (0, -1)  # BigBird ITC: the first and last query blocks attend to everything
 
@@ -72,6 +75,7 @@ def bigbird_layout(num_blocks: int, num_random_blocks: int, rand_attn: Optional[
     return layout
 
 
+@register("base")
 class BigBirdModel(PreTrainedModel):
     """``transformers.BigBirdModel`` (encoder): BERT embeddings, block-sparse or full
     self-attention layers, tanh pooler over the first token."""
@@ -249,6 +253,3 @@ def _build_layers(w: Weights, C: int, H: int, F: int, L: int, eps: float, act: s
         layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=False))
         w.release()
     return EncoderStack(layers)
-
-
-__all__: Sequence[str] = ("BigBirdModel", "bigbird_layout")

@@ -17,6 +17,9 @@ from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights, padding_mask
 from .bert import RobertaModel
 from .encoder import hidden_act, layer_norm_eps
+from .registry import register
+
+__all__ = ["LongformerModel"]
 
 
 def _windows(cfg: Config, layers: int) -> List[int]:
@@ -86,6 +89,7 @@ class _LongformerLayer:
         return (y, res[1], res[2]) if output_attentions else (y, None, None)
 
 
+@register("base")
 class LongformerModel(RobertaModel):
     """``transformers.LongformerModel``: RoBERTa embeddings (positions from padding_idx + 1),
     Longformer layers (sliding window of ``attention_window[i]`` tokens in total, global

@@ -29,7 +29,10 @@ from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights
+from .registry import register
 from .vision import check_pixel_values, pair, resize_grid
+
+__all__ = ["SwinModel", "SwinForImageClassification"]
 
 # Checkpoint names of a layer's tensors: HF's save_pretrained writes the classic names
 # (left); transformers 5 modules use the right ones, accepted too.
@@ -88,6 +91,7 @@ class _SwinStage:
         self.layers, self.downsample = layers, downsample
 
 
+@register("base")
 class SwinModel(PreTrainedModel):
     """``transformers.SwinModel``: patch embedding, stages of (shifted) window attention
     layers with patch merging between them, final LayerNorm, mean-pooled output.
@@ -274,6 +278,7 @@ class SwinModel(PreTrainedModel):
         return np.ascontiguousarray(h.reshape(B, *dims, C).transpose(0, 3, 1, 2))
 
 
+@register("image-classification")
 class SwinForImageClassification(PreTrainedModel):
     """``transformers.SwinForImageClassification``: a Linear classifier over SwinModel's
     mean-pooled output."""

@@ -18,7 +18,10 @@ from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights
 from .encoder import EncoderStack
+from .registry import register
 from .vision import check_pixel_values, pair, resize_grid
+
+__all__ = ["ViTModel", "DeiTModel", "Dinov2Model", "Dinov2WithRegistersModel"]
 
 
 def _scaled(weight: np.ndarray, bias: Optional[np.ndarray], scale: Optional[np.ndarray]):
@@ -164,6 +167,7 @@ class _VisionModel(PreTrainedModel):
         return self.pooler(np.ascontiguousarray(last[:, 0])) if self.pooler is not None else None
 
 
+@register("base")
 class ViTModel(_VisionModel):
     """``transformers.ViTModel``."""
 
@@ -171,6 +175,7 @@ class ViTModel(_VisionModel):
     base_prefixes = ("", "vit.")
 
 
+@register("base")
 class DeiTModel(_VisionModel):
     """``transformers.DeiTModel``: CLS and distillation tokens before the patches."""
 
@@ -182,6 +187,7 @@ class DeiTModel(_VisionModel):
         return w.get("embeddings.distillation_token", (1, 1, C))
 
 
+@register("base")
 class Dinov2Model(_VisionModel):
     """``transformers.Dinov2Model``: layer scale, optional SwiGLU MLP, pooled output is the
     normalised CLS token; position embeddings are resized for any image size."""
@@ -214,6 +220,7 @@ class Dinov2Model(_VisionModel):
         return np.ascontiguousarray(last[:, 0])
 
 
+@register("base")
 class Dinov2WithRegistersModel(Dinov2Model):
     """``transformers.Dinov2WithRegistersModel``: register tokens inserted after CLS, after
     the position embeddings are added (registers have none); antialiased resizing."""
