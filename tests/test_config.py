@@ -17,7 +17,7 @@ def test_show_config_reports_onednn_runtime_isa_threads(capsys):
     text = capsys.readouterr().out
     for key in ("oneDNN", "3.2.0", "CPU runtime", "OpenMP", "oneDNN ISA", "threads", "tfcore kernels"):
         assert key in text
-    info = tfcore._config.config()
+    info = tfcore._runtime.config()
     assert info["onednn_built_against"] == info["onednn_hash"]  # headers and library agree
     assert info["num_threads"] == tfcore.get_num_threads()
 

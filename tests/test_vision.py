@@ -10,7 +10,7 @@ import torch
 
 import tfcore
 from tfcore import models
-from tfcore.models.interpolate import resize_grid
+from tfcore.models.vision import resize_grid
 
 TOL = 3e-5
 

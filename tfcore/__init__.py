@@ -39,7 +39,7 @@ from ._C import (  # noqa: E402
     get_num_threads,
     set_num_threads,
 )
-from ._config import show_config, supported_dtypes, threads  # noqa: E402
+from ._runtime import show_config, supported_dtypes, threads  # noqa: E402
 from . import functional  # noqa: E402
 from . import eval  # noqa: E402,A004  (tfcore.eval: batch helpers; shadows the builtin only here)
 from . import models  # noqa: E402

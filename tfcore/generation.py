@@ -13,7 +13,7 @@ import numpy as np
 from ._progress import progress
 
 from . import _C
-from .models.base import with_model_threads
+from ._runtime import with_model_threads
 
 TokenIds = Union[int, Sequence[int], None]
 

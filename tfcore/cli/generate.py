@@ -35,13 +35,15 @@ def run(args):
     from ._common import tokenizer_or_none
 
     from ..config import Config
-    from ..loading import CAUSAL_LMS, SEQ2SEQ_LMS
+    from ..models import registry
 
     model_type = Config.from_dir(args.model).get("model_type")
-    seq2seq = isinstance(model_type, str) and model_type in SEQ2SEQ_LMS
-    if not seq2seq and not (isinstance(model_type, str) and model_type in CAUSAL_LMS):
+    tasks = registry.tasks_for(model_type)
+    seq2seq = "seq2seq-lm" in tasks
+    if not seq2seq and "causal-lm" not in tasks:
+        supported = sorted({*registry.model_types("causal-lm"), *registry.model_types("seq2seq-lm")})
         raise tfcore.CheckpointError(f"{args.model}: model_type {model_type!r} is not a language model tfcore "
-                                     f"generates with; supported: {', '.join(sorted({*CAUSAL_LMS, *SEQ2SEQ_LMS}))}")
+                                     f"generates with; supported: {', '.join(supported)}")
     auto = tfcore.AutoModelForSeq2SeqLM if seq2seq else tfcore.AutoModelForCausalLM
     model = auto.from_pretrained(args.model, dtype=args.dtype, threads=args.threads)
     tok = tokenizer_or_none(args.model)

@@ -2,7 +2,6 @@
 prefixes and renames, missing/unexpected key reporting, from_pretrained."""
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from pathlib import Path
@@ -10,27 +9,11 @@ from typing import Any, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
+from .._runtime import canonical_dtype, with_model_threads
 from ..config import Config
 from ..safetensors import Checkpoint, CheckpointError
 
 log = logging.getLogger("tfcore")
-
-
-def with_model_threads(method):
-    """Run a model method on the model's own thread count (from_pretrained(threads=n)),
-    if it has one, instead of the process-wide tfcore.set_num_threads()."""
-
-    @functools.wraps(method)
-    def run(self, *args, **kwargs):
-        n = getattr(self, "threads", None)
-        if n is None:
-            return method(self, *args, **kwargs)
-        from .._config import threads
-
-        with threads(n):
-            return method(self, *args, **kwargs)
-
-    return run
 
 
 class ModelOutput(dict):
@@ -148,7 +131,6 @@ class PreTrainedModel:
         threads: run this model's calls (forward, generate) on n threads whatever
         ``tfcore.set_num_threads`` says; None follows the process-wide setting."""
         from .. import _C
-        from .._config import canonical_dtype
 
         dtype = canonical_dtype(dtype)
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):

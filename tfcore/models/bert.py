@@ -6,105 +6,29 @@ layer with the GIL released; the embeddings are a gather plus a fused add + Laye
 """
 from __future__ import annotations
 
-from typing import List, Optional
-
 import numpy as np
 
 from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights, check_ids, padding_mask
+from .encoder import BERT_LAYER_KEYS, EncoderStack, hidden_act, layer_norm_eps
+from .registry import register
 
+__all__ = [
+    "BertModel",
+    "BertForMaskedLM",
+    "BertForSequenceClassification",
+    "RobertaModel",
+    "XLMRobertaModel",
+    "DistilBertModel",
+]
 
-def _eps(cfg: Config, key: str = "layer_norm_eps", default: float = 1e-12) -> float:
-    return float(cfg.get(key, default))
-
-
-def _act(cfg: Config, key: str = "hidden_act") -> str:
-    act = cfg.get(key, "gelu")
-    if not isinstance(act, str):
-        raise CheckpointError(f"config.json: {key} must be a string, got {act!r}")
-    return act
-
-
-BERT_LAYER_KEYS = dict(q="attention.self.query", k="attention.self.key", v="attention.self.value",
-                       o="attention.output.dense", n1="attention.output.LayerNorm", up="intermediate.dense",
-                       down="output.dense", n2="output.LayerNorm")
 DISTILBERT_LAYER_KEYS = dict(q="attention.q_lin", k="attention.k_lin", v="attention.v_lin", o="attention.out_lin",
                              n1="sa_layer_norm", up="ffn.lin1", down="ffn.lin2", n2="output_layer_norm")
 
 
-class _EncoderStack:
-    """A stack of TransformerBlocks run in order, collecting HF's optional outputs."""
-
-    def __init__(self, layers: List[_C.TransformerBlock]):
-        self.layers = layers
-
-    @classmethod
-    def from_keys(cls, w: Weights, prefix: str, keys: dict, C: int, H: int, F: int, L: int, eps: float,
-                  act: str) -> "_EncoderStack":
-        """L post-norm blocks whose tensors are named prefix.{i}.{keys[part]}.{weight,bias}."""
-        if C % H:
-            raise CheckpointError(f"config.json: hidden size {C} is not divisible by {H} heads")
-        layers: List[_C.TransformerBlock] = []
-        for i in w.layer_range(L):
-            def g(part, kind, *shape):
-                return w.get(f"{prefix}.{i}.{keys[part]}.{kind}", shape, matrix=len(shape) == 2)
-
-            attn = _C.MultiHeadAttention(
-                C, H,
-                q_weight=g("q", "weight", C, C), q_bias=g("q", "bias", C),
-                k_weight=g("k", "weight", C, C), k_bias=g("k", "bias", C),
-                v_weight=g("v", "weight", C, C), v_bias=g("v", "bias", C),
-                o_weight=g("o", "weight", C, C), o_bias=g("o", "bias", C), dtype=w.dtype)
-            ffn = _C.FeedForward(g("up", "weight", F, C), g("down", "weight", C, F),
-                                 up_bias=g("up", "bias", F), down_bias=g("down", "bias", C), activation=act,
-                                 dtype=w.dtype)
-            n1 = _C.LayerNorm(g("n1", "weight", C), g("n1", "bias", C), eps=eps)
-            n2 = _C.LayerNorm(g("n2", "weight", C), g("n2", "bias", C), eps=eps)
-            layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=False))
-            w.release()
-        return cls(layers)
-
-    def __call__(self, h: np.ndarray, mask: Optional[np.ndarray], output_hidden_states: bool,
-                 output_attentions: bool, padding_free: bool = True):
-        if mask is not None and padding_free and not output_attentions:
-            return self._packed(h, mask, output_hidden_states)
-        hidden = [h] if output_hidden_states else None
-        attentions = [] if output_attentions else None
-        for layer in self.layers:
-            if output_attentions:
-                h, a = layer(h, mask, output_attentions=True)
-                attentions.append(a)
-            else:
-                h = layer(h, mask)
-            if output_hidden_states:
-                hidden.append(h)
-        return h, (tuple(hidden) if hidden is not None else None), (tuple(attentions) if attentions is not None else None)
-
-    def _packed(self, h: np.ndarray, mask: np.ndarray, output_hidden_states: bool):
-        """Padding-free (ByteTransformer): the real tokens of all sequences back to back,
-        GEMMs over those rows only, attention within each sequence. Masked attention over a
-        sequence equals attention over its real tokens, so outputs at real positions are
-        those of the padded path; padded positions come back as zeros."""
-        B, T, C = h.shape
-        lengths = mask.sum(axis=1)
-        cu = np.concatenate([[0], np.cumsum(lengths[lengths > 0])]).astype(np.int64)
-        x = np.ascontiguousarray(h[mask])[None]  # (1, N, C)
-
-        def unpack(packed):
-            full = np.zeros((B, T, C), np.float32)
-            full[mask] = packed[0]
-            return full
-
-        hidden = [h] if output_hidden_states else None
-        for layer in self.layers:
-            x = layer(x, cu_seqlens=cu)
-            if output_hidden_states:
-                hidden.append(unpack(x))
-        return unpack(x), (tuple(hidden) if hidden is not None else None), None
-
-
+@register("base")
 class BertModel(PreTrainedModel):
     """``transformers.BertModel``: embeddings, encoder, tanh pooler over [CLS]."""
 
@@ -122,9 +46,9 @@ class BertModel(PreTrainedModel):
         if pet not in (None, "absolute"):
             raise CheckpointError(f"config.json: position_embedding_type={pet!r} is not supported (absolute only)")
         self._init_embeddings(cfg, w, C, V, P, types)
-        self.encoder = _EncoderStack.from_keys(
+        self.encoder = EncoderStack.from_keys(
             w, "encoder.layer", BERT_LAYER_KEYS, C, cfg.require("num_attention_heads"),
-            cfg.require("intermediate_size"), cfg.require("num_hidden_layers"), _eps(cfg), _act(cfg))
+            cfg.require("intermediate_size"), cfg.require("num_hidden_layers"), layer_norm_eps(cfg), hidden_act(cfg))
         self.pooler = None
         if add_pooling_layer and w.has("pooler.dense.weight"):
             self.pooler = _C.Linear(w.get("pooler.dense.weight", (C, C)), w.get("pooler.dense.bias", (C,)), "tanh",
@@ -138,7 +62,7 @@ class BertModel(PreTrainedModel):
         self.token_type_embeddings = (w.get("embeddings.token_type_embeddings.weight", (types, C))
                                       if types else None)
         self.embeddings_norm = _C.LayerNorm(w.get("embeddings.LayerNorm.weight", (C,)),
-                                            w.get("embeddings.LayerNorm.bias", (C,)), eps=_eps(cfg))
+                                            w.get("embeddings.LayerNorm.bias", (C,)), eps=layer_norm_eps(cfg))
 
     def _position_ids(self, input_ids: np.ndarray, position_ids) -> np.ndarray:
         B, T = input_ids.shape
@@ -181,6 +105,7 @@ class BertModel(PreTrainedModel):
         return ModelOutput(last_hidden_state=h, pooler_output=pooled, hidden_states=hidden, attentions=attns)
 
 
+@register("masked-lm")
 class BertForMaskedLM(PreTrainedModel):
     """``transformers.BertForMaskedLM``: logits over the vocabulary (decoder tied to the
     word embeddings unless the checkpoint stores its own)."""
@@ -197,10 +122,11 @@ class BertForMaskedLM(PreTrainedModel):
         C, V = self.bert.hidden_size, self.bert.vocab_size
         p = "cls.predictions."
         self.transform = _C.Linear(weights.get(p + "transform.dense.weight", (C, C)),
-                                   weights.get(p + "transform.dense.bias", (C,)), _act(config),
+                                   weights.get(p + "transform.dense.bias", (C,)), hidden_act(config),
                                    dtype=weights.dtype)
         self.transform_norm = _C.LayerNorm(weights.get(p + "transform.LayerNorm.weight", (C,)),
-                                           weights.get(p + "transform.LayerNorm.bias", (C,)), eps=_eps(config))
+                                           weights.get(p + "transform.LayerNorm.bias", (C,)),
+                                           eps=layer_norm_eps(config))
         decoder = weights.get(p + "decoder.weight", (V, C), optional=True)
         if decoder is None:
             decoder = self.bert.word_embeddings.weight
@@ -223,6 +149,7 @@ class BertForMaskedLM(PreTrainedModel):
                            attentions=out.get("attentions"))
 
 
+@register("sequence-classification")
 class BertForSequenceClassification(PreTrainedModel):
     """``transformers.BertForSequenceClassification``: classifier over the pooled [CLS]."""
 
@@ -255,6 +182,7 @@ class BertForSequenceClassification(PreTrainedModel):
                            attentions=out.get("attentions"))
 
 
+@register("base")
 class RobertaModel(BertModel):
     """``transformers.RobertaModel``: BERT with positions counted from padding_idx + 1 over
     the non-pad tokens (``create_position_ids_from_input_ids``)."""
@@ -277,6 +205,7 @@ class RobertaModel(BertModel):
         return pos
 
 
+@register("base")
 class XLMRobertaModel(RobertaModel):
     """``transformers.XLMRobertaModel`` (RoBERTa architecture, its own vocabulary)."""
 
@@ -284,6 +213,7 @@ class XLMRobertaModel(RobertaModel):
     base_prefixes = ("", "roberta.")
 
 
+@register("base")
 class DistilBertModel(PreTrainedModel):
     """``transformers.DistilBertModel``: no token types, no pooler, its own key names."""
 
@@ -301,8 +231,8 @@ class DistilBertModel(PreTrainedModel):
         self.position_embeddings = w.get("embeddings.position_embeddings.weight", (P, C))
         self.embeddings_norm = _C.LayerNorm(w.get("embeddings.LayerNorm.weight", (C,)),
                                             w.get("embeddings.LayerNorm.bias", (C,)), eps=1e-12)
-        self.encoder = _EncoderStack.from_keys(w, "transformer.layer", DISTILBERT_LAYER_KEYS, C, H, F, L, 1e-12,
-                                               _act(cfg, "activation"))
+        self.encoder = EncoderStack.from_keys(w, "transformer.layer", DISTILBERT_LAYER_KEYS, C, H, F, L, 1e-12,
+                                              hidden_act(cfg, "activation"))
 
     def forward(self, input_ids, attention_mask=None, output_hidden_states: bool = False,
                 output_attentions: bool = False, padding_free: bool = True) -> ModelOutput:

@@ -23,7 +23,7 @@ feed-forward around ``tfcore.functional.block_sparse_attention``).
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import numpy as np
 
@@ -31,7 +31,11 @@ from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights, check_ids, padding_mask
-from .bert import BERT_LAYER_KEYS, BertModel, _act, _eps, _EncoderStack
+from .bert import BertModel
+from .encoder import BERT_LAYER_KEYS, EncoderStack, hidden_act, layer_norm_eps
+from .registry import register
+
+__all__ = ["BigBirdModel"]
 
 GLOBAL_BLOCKS = (0, -1)  # BigBird ITC: the first and last query blocks attend to everything
 
@@ -71,6 +75,7 @@ def bigbird_layout(num_blocks: int, num_random_blocks: int, rand_attn: Optional[
     return layout
 
 
+@register("base")
 class BigBirdModel(PreTrainedModel):
     """``transformers.BigBirdModel`` (encoder): BERT embeddings, block-sparse or full
     self-attention layers, tanh pooler over the first token."""
@@ -116,8 +121,8 @@ class BigBirdModel(PreTrainedModel):
         self.token_type_embeddings = (w.get("embeddings.token_type_embeddings.weight", (types, C))
                                       if types else None)
         self.embeddings_norm = _C.LayerNorm(w.get("embeddings.LayerNorm.weight", (C,)),
-                                            w.get("embeddings.LayerNorm.bias", (C,)), eps=_eps(cfg))
-        self.encoder = _build_layers(w, C, H, F, L, _eps(cfg), _act(cfg, "hidden_act"),
+                                            w.get("embeddings.LayerNorm.bias", (C,)), eps=layer_norm_eps(cfg))
+        self.encoder = _build_layers(w, C, H, F, L, layer_norm_eps(cfg), hidden_act(cfg, "hidden_act"),
                                      bool(cfg.get("use_bias", True)))
         self.pooler = None
         if add_pooling_layer and w.has("pooler.weight"):
@@ -225,7 +230,7 @@ class BigBirdModel(PreTrainedModel):
 
 
 def _build_layers(w: Weights, C: int, H: int, F: int, L: int, eps: float, act: str,
-                  qkv_bias: bool) -> _EncoderStack:
+                  qkv_bias: bool) -> EncoderStack:
     """BERT post-norm blocks from encoder.layer.{i}.* (q/k/v biases only with use_bias)."""
     layers: List[_C.TransformerBlock] = []
     for i in w.layer_range(L):
@@ -247,7 +252,4 @@ def _build_layers(w: Weights, C: int, H: int, F: int, L: int, eps: float, act: s
         n2 = _C.LayerNorm(g("n2", "weight", C), g("n2", "bias", C), eps=eps)
         layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=False))
         w.release()
-    return _EncoderStack(layers)
-
-
-__all__: Sequence[str] = ("BigBirdModel", "bigbird_layout")
+    return EncoderStack(layers)

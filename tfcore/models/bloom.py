@@ -20,6 +20,9 @@ from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, Weights
 from .decoder import DecoderLM
+from .registry import register
+
+__all__ = ["BloomForCausalLM", "BloomModel"]
 
 
 def _config_int(cfg: Config, *names: str) -> int:
@@ -58,6 +61,7 @@ class _ResidualAfterNormBlock:
         return (y, weights) if output_attentions else y
 
 
+@register("causal-lm")
 class BloomForCausalLM(DecoderLM):
     """``transformers.BloomForCausalLM``: logits over the vocabulary, KV cache, generate()."""
 
@@ -113,6 +117,7 @@ class BloomForCausalLM(DecoderLM):
         return self.word_embeddings_layernorm(self.word_embeddings(ids))
 
 
+@register("base")
 class BloomModel(BloomForCausalLM):
     """``transformers.BloomModel``: the final hidden states (no LM head)."""
 

@@ -12,8 +12,12 @@ from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, Weights
 from .decoder import DecoderLM
+from .registry import register
+
+__all__ = ["GPT2LMHeadModel", "GPT2Model"]
 
 
+@register("causal-lm")
 class GPT2LMHeadModel(DecoderLM):
     """``transformers.GPT2LMHeadModel``: logits over the vocabulary, KV cache, generate()."""
 
@@ -68,6 +72,7 @@ class GPT2LMHeadModel(DecoderLM):
         return h
 
 
+@register("base")
 class GPT2Model(GPT2LMHeadModel):
     """``transformers.GPT2Model``: the final hidden states (no LM head)."""
 

@@ -14,6 +14,9 @@ from ..functional import rope_inv_freq
 from ..safetensors import CheckpointError
 from .base import Weights
 from .decoder import DecoderLM
+from .registry import register
+
+__all__ = ["LlamaForCausalLM", "MistralForCausalLM"]
 
 
 def rope_settings(cfg: Config):
@@ -26,6 +29,7 @@ def rope_settings(cfg: Config):
     return float(cfg.get("rope_theta", 10000.0)), cfg.get("rope_scaling")
 
 
+@register("causal-lm")
 class LlamaForCausalLM(DecoderLM):
     """``transformers.LlamaForCausalLM``."""
 
@@ -84,6 +88,7 @@ class LlamaForCausalLM(DecoderLM):
         return self.embed_tokens(ids)
 
 
+@register("causal-lm")
 class MistralForCausalLM(LlamaForCausalLM):
     """``transformers.MistralForCausalLM``: Llama with a sliding attention window."""
 

@@ -15,7 +15,11 @@ from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights, padding_mask
-from .bert import RobertaModel, _act, _eps
+from .bert import RobertaModel
+from .encoder import hidden_act, layer_norm_eps
+from .registry import register
+
+__all__ = ["LongformerModel"]
 
 
 def _windows(cfg: Config, layers: int) -> List[int]:
@@ -85,6 +89,7 @@ class _LongformerLayer:
         return (y, res[1], res[2]) if output_attentions else (y, None, None)
 
 
+@register("base")
 class LongformerModel(RobertaModel):
     """``transformers.LongformerModel``: RoBERTa embeddings (positions from padding_idx + 1),
     Longformer layers (sliding window of ``attention_window[i]`` tokens in total, global
@@ -109,7 +114,7 @@ class LongformerModel(RobertaModel):
         self.attention_window = _windows(cfg, layers)
         self.layers = []
         for i in w.layer_range(layers):
-            self.layers.append(_LongformerLayer(w, f"encoder.layer.{i}", C, H, F, _eps(cfg), _act(cfg),
+            self.layers.append(_LongformerLayer(w, f"encoder.layer.{i}", C, H, F, layer_norm_eps(cfg), hidden_act(cfg),
                                                 self.attention_window[i]))
             w.release()
         self.pooler = None

@@ -13,10 +13,14 @@ from ..config import Config
 from ..safetensors import CheckpointError
 from .base import Weights
 from .decoder import DecoderLM
+from .registry import register
+
+__all__ = ["OPTForCausalLM"]
 
 POSITION_OFFSET = 2
 
 
+@register("causal-lm")
 class OPTForCausalLM(DecoderLM):
     """``transformers.OPTForCausalLM``."""
 

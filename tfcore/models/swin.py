@@ -29,8 +29,10 @@ from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights
-from .interpolate import resize_grid
-from .vit import _pair, check_pixel_values
+from .registry import register
+from .vision import check_pixel_values, pair, resize_grid
+
+__all__ = ["SwinModel", "SwinForImageClassification"]
 
 # Checkpoint names of a layer's tensors: HF's save_pretrained writes the classic names
 # (left); transformers 5 modules use the right ones, accepted too.
@@ -89,6 +91,7 @@ class _SwinStage:
         self.layers, self.downsample = layers, downsample
 
 
+@register("base")
 class SwinModel(PreTrainedModel):
     """``transformers.SwinModel``: patch embedding, stages of (shifted) window attention
     layers with patch merging between them, final LayerNorm, mean-pooled output.
@@ -114,10 +117,10 @@ class SwinModel(PreTrainedModel):
             raise CheckpointError(f"config.json: depths {depths!r} and num_heads {heads!r} must be lists of "
                                   "positive ints of the same length")
         self.channels = int(cfg.get("num_channels", 3))
-        self.patch = _pair(cfg.get("patch_size", 4))
+        self.patch = pair(cfg.get("patch_size", 4))
         if min(self.patch) <= 0:
             raise CheckpointError(f"config.json: patch_size must be positive, got {cfg.get('patch_size')!r}")
-        self.image_size = _pair(cfg.get("image_size", 224))
+        self.image_size = pair(cfg.get("image_size", 224))
         self.window_size = cfg.require("window_size")
         eps = float(cfg.get("layer_norm_eps", 1e-5))
         mlp_ratio = float(cfg.get("mlp_ratio", 4.0))
@@ -275,6 +278,7 @@ class SwinModel(PreTrainedModel):
         return np.ascontiguousarray(h.reshape(B, *dims, C).transpose(0, 3, 1, 2))
 
 
+@register("image-classification")
 class SwinForImageClassification(PreTrainedModel):
     """``transformers.SwinForImageClassification``: a Linear classifier over SwinModel's
     mean-pooled output."""

@@ -22,6 +22,9 @@ from ..config import Config
 from ..generation import GenerationMixin, read_generation_defaults
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights, check_ids, padding_mask
+from .registry import register
+
+__all__ = ["T5EncoderModel", "T5Model", "T5ForConditionalGeneration"]
 
 
 def feed_forward_kind(cfg: Config):
@@ -280,6 +283,7 @@ class _T5Base(PreTrainedModel):
         return h, extra
 
 
+@register("encoder")
 class T5EncoderModel(_T5Base):
     """``transformers.T5EncoderModel``: the encoder stack (decoder tensors are ignored)."""
 
@@ -293,6 +297,7 @@ class T5EncoderModel(_T5Base):
         return ModelOutput(last_hidden_state=h, hidden_states=hidden, attentions=attns)
 
 
+@register("base")
 class T5Model(_T5Base):
     """``transformers.T5Model``: encoder and decoder, the decoder's last hidden state."""
 
@@ -309,6 +314,7 @@ class T5Model(_T5Base):
         return ModelOutput(last_hidden_state=h, **extra)
 
 
+@register("seq2seq-lm")
 class T5ForConditionalGeneration(_T5Base, GenerationMixin):
     """``transformers.T5ForConditionalGeneration``: logits over the vocabulary, generate()."""
 

@@ -17,8 +17,11 @@ from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights
-from .bert import _EncoderStack
-from .interpolate import resize_grid
+from .encoder import EncoderStack
+from .registry import register
+from .vision import check_pixel_values, pair, resize_grid
+
+__all__ = ["ViTModel", "DeiTModel", "Dinov2Model", "Dinov2WithRegistersModel"]
 
 
 def _scaled(weight: np.ndarray, bias: Optional[np.ndarray], scale: Optional[np.ndarray]):
@@ -29,26 +32,6 @@ def _scaled(weight: np.ndarray, bias: Optional[np.ndarray], scale: Optional[np.n
         weight = _C.bfloat16_to_float32(weight)
     return ((weight * scale[:, None]).astype(np.float32),
             None if bias is None else (bias * scale).astype(np.float32))
-
-
-def check_pixel_values(x, channels: int) -> np.ndarray:
-    """pixel_values as the vision models take them: a finite, non-empty float32 ndarray
-    (batch, channels, height, width); raises TfcoreTypeError / TfcoreValueError otherwise."""
-    if not isinstance(x, np.ndarray):
-        raise _C.TfcoreTypeError(f"pixel_values must be a numpy.ndarray, got {type(x).__name__}")
-    if x.dtype != np.float32:
-        raise _C.TfcoreTypeError(f"pixel_values must have dtype float32, got {x.dtype}")
-    if x.ndim != 4 or x.shape[1] != channels:
-        raise _C.TfcoreValueError(f"pixel_values must be (batch, {channels}, height, width), got {x.shape}")
-    if x.size == 0:
-        raise _C.TfcoreValueError(f"pixel_values is empty (shape {x.shape})")
-    if not np.isfinite(x).all():
-        raise _C.TfcoreValueError("pixel_values contains NaN or Inf")
-    return x
-
-
-def _pair(v) -> Tuple[int, int]:
-    return (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
 
 
 class _VisionModel(PreTrainedModel):
@@ -67,10 +50,10 @@ class _VisionModel(PreTrainedModel):
         C, H = cfg.require("hidden_size"), cfg.require("num_attention_heads")
         F = cfg.get("intermediate_size") or int(C * cfg.get("mlp_ratio", 4))
         self.hidden_size, self.channels = C, int(cfg.get("num_channels", 3))
-        self.patch = _pair(cfg.get("patch_size", 16))
+        self.patch = pair(cfg.get("patch_size", 16))
         if min(self.patch) <= 0:
             raise CheckpointError(f"config.json: patch_size must be positive, got {cfg.get('patch_size')!r}")
-        self.image_size = _pair(cfg.get("image_size", 224))
+        self.image_size = pair(cfg.get("image_size", 224))
         eps = float(cfg.get("layer_norm_eps", self.default_eps))
         ph, pw = self.patch
         conv = w.get("embeddings.patch_embeddings.projection.weight", (C, self.channels, ph, pw))
@@ -104,7 +87,7 @@ class _VisionModel(PreTrainedModel):
         return _C.FeedForward(g(k["up"] + ".weight", F, C), down_w, up_bias=g(k["up"] + ".bias", F),
                               down_bias=down_b, activation=act, dtype=self.dtype)
 
-    def _build_encoder(self, cfg: Config, w: Weights, C: int, H: int, F: int, eps: float) -> _EncoderStack:
+    def _build_encoder(self, cfg: Config, w: Weights, C: int, H: int, F: int, eps: float) -> EncoderStack:
         k, act = self.layer_keys, cfg.get("hidden_act", "gelu")
         layers: List[_C.TransformerBlock] = []
         for i in w.layer_range(cfg.require("num_hidden_layers")):
@@ -127,7 +110,7 @@ class _VisionModel(PreTrainedModel):
             n2 = _C.LayerNorm(g(k["norm2"] + ".weight", C), g(k["norm2"] + ".bias", C), eps=eps)
             layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=True))
             w.release()
-        return _EncoderStack(layers)
+        return EncoderStack(layers)
 
     # -- forward
     def _patches(self, pixel_values) -> Tuple[np.ndarray, int, int]:
@@ -184,6 +167,7 @@ class _VisionModel(PreTrainedModel):
         return self.pooler(np.ascontiguousarray(last[:, 0])) if self.pooler is not None else None
 
 
+@register("base")
 class ViTModel(_VisionModel):
     """``transformers.ViTModel``."""
 
@@ -191,6 +175,7 @@ class ViTModel(_VisionModel):
     base_prefixes = ("", "vit.")
 
 
+@register("base")
 class DeiTModel(_VisionModel):
     """``transformers.DeiTModel``: CLS and distillation tokens before the patches."""
 
@@ -202,6 +187,7 @@ class DeiTModel(_VisionModel):
         return w.get("embeddings.distillation_token", (1, 1, C))
 
 
+@register("base")
 class Dinov2Model(_VisionModel):
     """``transformers.Dinov2Model``: layer scale, optional SwiGLU MLP, pooled output is the
     normalised CLS token; position embeddings are resized for any image size."""
@@ -234,6 +220,7 @@ class Dinov2Model(_VisionModel):
         return np.ascontiguousarray(last[:, 0])
 
 
+@register("base")
 class Dinov2WithRegistersModel(Dinov2Model):
     """``transformers.Dinov2WithRegistersModel``: register tokens inserted after CLS, after
     the position embeddings are added (registers have none); antialiased resizing."""

@@ -1,11 +1,37 @@
-"""Bicubic resampling of position-embedding grids, matching ``torch.nn.functional.interpolate``
-(mode="bicubic", align_corners=False), with and without ``antialias`` — what ViT-family
-models use to run on image sizes other than the one they were trained on."""
+"""Helpers the vision families (vit.py, swin.py) share: the pixel_values check, the
+(height, width) reading of config sizes, and bicubic resampling of position-embedding grids
+matching ``torch.nn.functional.interpolate`` (mode="bicubic", align_corners=False), with and
+without ``antialias`` — what ViT-family models use to run on image sizes other than the one
+they were trained on."""
 from __future__ import annotations
 
 import math
+from typing import Tuple
 
 import numpy as np
+
+from .. import _C
+
+
+def check_pixel_values(x, channels: int) -> np.ndarray:
+    """pixel_values as the vision models take them: a finite, non-empty float32 ndarray
+    (batch, channels, height, width); raises TfcoreTypeError / TfcoreValueError otherwise."""
+    if not isinstance(x, np.ndarray):
+        raise _C.TfcoreTypeError(f"pixel_values must be a numpy.ndarray, got {type(x).__name__}")
+    if x.dtype != np.float32:
+        raise _C.TfcoreTypeError(f"pixel_values must have dtype float32, got {x.dtype}")
+    if x.ndim != 4 or x.shape[1] != channels:
+        raise _C.TfcoreValueError(f"pixel_values must be (batch, {channels}, height, width), got {x.shape}")
+    if x.size == 0:
+        raise _C.TfcoreValueError(f"pixel_values is empty (shape {x.shape})")
+    if not np.isfinite(x).all():
+        raise _C.TfcoreValueError("pixel_values contains NaN or Inf")
+    return x
+
+
+def pair(v) -> Tuple[int, int]:
+    """A config size (patch_size, image_size) as (height, width): an int n means (n, n)."""
+    return (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
 
 
 def _cubic(x: np.ndarray, a: float) -> np.ndarray:

@@ -1,9 +1,11 @@
-"""Thread control and configuration report."""
+"""Runtime controls that know no model: thread count (process-wide, per Python thread and
+per model), weight precisions, and the configuration report."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import platform
-from typing import Iterator
+from typing import Callable, Iterator
 
 from . import _C
 
@@ -22,6 +24,21 @@ def threads(n: int) -> Iterator[None]:
         yield
     finally:
         _C._set_thread_override(prev)
+
+
+def with_model_threads(method: Callable) -> Callable:
+    """Run a model method on the model's own thread count (from_pretrained(threads=n)),
+    if it has one, instead of the process-wide tfcore.set_num_threads()."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        n = getattr(self, "threads", None)
+        if n is None:
+            return method(self, *args, **kwargs)
+        with threads(n):
+            return method(self, *args, **kwargs)
+
+    return run
 
 
 DTYPE_ALIASES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
