@@ -10,6 +10,7 @@ Environment:
   TFCORE_SANITIZE=1  build with AddressSanitizer + UndefinedBehaviorSanitizer.
   TFCORE_DEBUG=1     -O0 -g.
 """
+
 import glob
 import importlib.metadata as md
 import os
@@ -40,9 +41,18 @@ libdnnl = _find(ONEDNN_RUNTIME, "libdnnl.so.3")
 
 debug = os.environ.get("TFCORE_DEBUG") == "1"
 sanitize = os.environ.get("TFCORE_SANITIZE") == "1"
-cflags = ["-std=c11", "-fopenmp", "-fvisibility=hidden", "-Wall", "-Wextra",
-          "-Wno-unused-parameter", "-Wno-missing-field-initializers", "-Werror=implicit-function-declaration",
-          "-Werror=incompatible-pointer-types", "-Werror=int-conversion"]
+cflags = [
+    "-std=c11",
+    "-fopenmp",
+    "-fvisibility=hidden",
+    "-Wall",
+    "-Wextra",
+    "-Wno-unused-parameter",
+    "-Wno-missing-field-initializers",
+    "-Werror=implicit-function-declaration",
+    "-Werror=incompatible-pointer-types",
+    "-Werror=int-conversion",
+]
 cflags += ["-O0", "-g"] if debug else ["-O3", "-g0"]
 ldflags = ["-fopenmp", "-Wl,--disable-new-dtags", "-Wl,-rpath,$ORIGIN/../../.."]
 if sanitize:

@@ -17,6 +17,7 @@ before the call, i.e. the activations and scratch the forward pass needed (the w
 already resident). Linear growth shows as a constant MiB per 1k tokens; a dense L x L
 attention map per layer would add 12 * L * L * 4 bytes (shown for comparison).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import tfcore  # noqa: E402
 from common import PEAK_RSS_PRELUDE, gemm_peak_gflops, interleaved, print_table  # noqa: E402
+
+import tfcore  # noqa: E402
 
 C, H, F, BLOCK, RAND = 768, 12, 3072, 64, 3
 
@@ -40,9 +42,16 @@ def save_model(tmp: str, layers: int) -> str:
     from transformers import BigBirdConfig, BigBirdModel
 
     torch.manual_seed(0)
-    cfg = BigBirdConfig(hidden_size=C, num_attention_heads=H, intermediate_size=F, num_hidden_layers=layers,
-                        block_size=BLOCK, num_random_blocks=RAND, max_position_embeddings=8192,
-                        attention_type="block_sparse")
+    cfg = BigBirdConfig(
+        hidden_size=C,
+        num_attention_heads=H,
+        intermediate_size=F,
+        num_hidden_layers=layers,
+        block_size=BLOCK,
+        num_random_blocks=RAND,
+        max_position_embeddings=8192,
+        attention_type="block_sparse",
+    )
     path = os.path.join(tmp, f"bigbird-{layers}l")
     BigBirdModel(cfg).save_pretrained(path)
     return path
@@ -75,11 +84,21 @@ def bench_speed(path: str, layers: int, threads: int, quick: bool, peak: float):
                 raise SystemExit(f"BigBird T={T}: differs from HF by {err:.3g}")
             if theirs.attention_type != "block_sparse":
                 raise SystemExit("HF fell back to full attention; the comparison would be unfair")
-            t = interleaved({"tfcore": lambda: ours(ids), "hf": lambda: theirs(tids)},
-                            repeat=2 if quick else 5, warmup=1)
+            t = interleaved(
+                {"tfcore": lambda: ours(ids), "hf": lambda: theirs(tids)}, repeat=2 if quick else 5, warmup=1
+            )
         gflops = flops(layers, T) / t["tfcore"] / 1e9
-        rows.append([f"BigBird T={T} ({layers} layers)", threads, f"{t['tfcore'] * 1e3:.1f}", f"{t['hf'] * 1e3:.1f}",
-                     f"{t['hf'] / t['tfcore']:.2f}", f"{gflops:.0f} ({100 * gflops / peak:.0f}%)", f"{err:.1e}"])
+        rows.append(
+            [
+                f"BigBird T={T} ({layers} layers)",
+                threads,
+                f"{t['tfcore'] * 1e3:.1f}",
+                f"{t['hf'] * 1e3:.1f}",
+                f"{t['hf'] / t['tfcore']:.2f}",
+                f"{gflops:.0f} ({100 * gflops / peak:.0f}%)",
+                f"{err:.1e}",
+            ]
+        )
     return rows
 
 
@@ -97,9 +116,13 @@ print(peak_added(current))
 
 def peak_memory(path: str, T: int, threads: int) -> int:
     """Peak RSS added by one forward pass at T tokens, in a fresh child process."""
-    res = subprocess.run([sys.executable, "-c", PEAK_RSS_PRELUDE + _PEAK_CHILD.format(path=path, T=T, threads=threads)],
-                         capture_output=True, text=True, check=True,
-                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    res = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_PRELUDE + _PEAK_CHILD.format(path=path, T=T, threads=threads)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+    )
     return int(res.stdout.split()[-1])
 
 
@@ -118,16 +141,31 @@ def main() -> None:
     print(f"fp32 GEMM peak now (tfcore Linear, {args.threads} threads): {peak:.0f} GFLOP/s\n")
     with tempfile.TemporaryDirectory() as tmp:
         path = save_model(tmp, layers)
-        print_table(["case", "threads", "tfcore ms", "HF ms", "HF/tfcore", "tfcore GFLOP/s (% of GEMM peak)",
-                     "max abs diff vs HF"], bench_speed(path, layers, args.threads, args.quick, peak))
-        print(f"\nPeak memory of one forward pass (tfcore, batch 1, {layers} layers; RSS high-water mark above the "
-              "loaded model, fresh process per length):\n")
+        print_table(
+            [
+                "case",
+                "threads",
+                "tfcore ms",
+                "HF ms",
+                "HF/tfcore",
+                "tfcore GFLOP/s (% of GEMM peak)",
+                "max abs diff vs HF",
+            ],
+            bench_speed(path, layers, args.threads, args.quick, peak),
+        )
+        print(
+            f"\nPeak memory of one forward pass (tfcore, batch 1, {layers} layers; RSS high-water mark above the "
+            "loaded model, fresh process per length):\n"
+        )
         rows = []
         for T in [1024, 2048, 4096, 8192]:
             added = peak_memory(path, T, args.threads)
-            rows.append([T, f"{added / 2**20:.1f}", f"{added / T * 1024 / 2**20:.2f}",
-                         f"{H * T * T * 4 / 2**20:.0f}"])
-        print_table(["tokens", "peak MiB added", "MiB per 1k tokens", "one dense L x L map (12 heads) MiB"], rows)
+            rows.append(
+                [T, f"{added / 2**20:.1f}", f"{added / T * 1024 / 2**20:.2f}", f"{H * T * T * 4 / 2**20:.0f}"]
+            )
+        print_table(
+            ["tokens", "peak MiB added", "MiB per 1k tokens", "one dense L x L map (12 heads) MiB"], rows
+        )
 
 
 if __name__ == "__main__":

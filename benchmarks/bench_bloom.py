@@ -7,6 +7,7 @@ are bench_decode's).
 
     python benchmarks/bench_bloom.py [--quick] [--threads 2] [--layers 24]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import tfcore  # noqa: E402
 from bench_decode import decode_row, measured_bandwidth  # noqa: E402
 from common import print_table  # noqa: E402
+
+import tfcore  # noqa: E402
 
 PROMPT = 32
 
@@ -31,7 +33,9 @@ def make_model(tmp: str, layers: int) -> str:
 
     torch.manual_seed(0)
     path = os.path.join(tmp, f"bloom-560m-shaped-{layers}l")
-    BloomForCausalLM(BloomConfig(vocab_size=250880, hidden_size=1024, n_layer=layers, n_head=16)).save_pretrained(path)
+    BloomForCausalLM(
+        BloomConfig(vocab_size=250880, hidden_size=1024, n_layer=layers, n_head=16)
+    ).save_pretrained(path)
     return path
 
 
@@ -66,12 +70,36 @@ def main():
         ours = tfcore.AutoModelForCausalLM.from_pretrained(path)
         ref = BloomForCausalLM.from_pretrained(path).eval()
         err = validate(ours, ref, np.random.default_rng(1).integers(100, 250000, size=(2, 37)))
-        print(f"bloom-560m-shaped, {layers} layers (of 24), fp32: prefill logits within {err:.1e} of HF's scale\n")
-        rows = [[f"B={batch}", *decode_row(ours, ref, batch, 16 if args.quick else 64, 1 if args.quick else 3,
-                                           bandwidth, prompt=PROMPT)]
-                for batch in ((1,) if args.quick else (1, 8))]
-    print_table(["batch", "tfcore tok/s", "HF tok/s", "HF/tfcore time", "tfcore GB/s (% of measured)",
-                 "bound tok/s", "greedy agreement"], rows)
+        print(
+            f"bloom-560m-shaped, {layers} layers (of 24), fp32: prefill logits within {err:.1e} of HF's scale\n"
+        )
+        rows = [
+            [
+                f"B={batch}",
+                *decode_row(
+                    ours,
+                    ref,
+                    batch,
+                    16 if args.quick else 64,
+                    1 if args.quick else 3,
+                    bandwidth,
+                    prompt=PROMPT,
+                ),
+            ]
+            for batch in ((1,) if args.quick else (1, 8))
+        ]
+    print_table(
+        [
+            "batch",
+            "tfcore tok/s",
+            "HF tok/s",
+            "HF/tfcore time",
+            "tfcore GB/s (% of measured)",
+            "bound tok/s",
+            "greedy agreement",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

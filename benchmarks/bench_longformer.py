@@ -14,6 +14,7 @@ at 512 tokens, resets the peak-RSS watermark (/proc/self/clear_refs = 5) and rep
 VmRSS over one forward — the memory the forward adds (activations and kernel temporaries),
 which should grow linearly with the length; HF's is measured the same way for contrast.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import tfcore  # noqa: E402
 from common import PEAK_RSS_PRELUDE, gemm_peak_gflops, interleaved, print_table  # noqa: E402
+
+import tfcore  # noqa: E402
 
 C, HEADS, FFN, WINDOW = 768, 12, 3072, 512
 
@@ -38,9 +40,16 @@ def make_checkpoint(tmp: str, layers: int, max_len: int) -> str:
     from transformers import LongformerConfig, LongformerModel
 
     torch.manual_seed(0)
-    cfg = LongformerConfig(hidden_size=C, num_attention_heads=HEADS, intermediate_size=FFN, num_hidden_layers=layers,
-                           attention_window=WINDOW, max_position_embeddings=max_len + 2, vocab_size=1000,
-                           type_vocab_size=1)
+    cfg = LongformerConfig(
+        hidden_size=C,
+        num_attention_heads=HEADS,
+        intermediate_size=FFN,
+        num_hidden_layers=layers,
+        attention_window=WINDOW,
+        max_position_embeddings=max_len + 2,
+        vocab_size=1000,
+        type_vocab_size=1,
+    )
     path = os.path.join(tmp, "longformer-base-shaped")
     LongformerModel(cfg).save_pretrained(path)
     return path
@@ -76,13 +85,28 @@ def bench(path: str, layers: int, lengths, threads: int, quick: bool):
             err = float(np.abs(got - want).max())
             if not err < 1e-3:  # LayerNorm'd outputs of scale ~1; float32 on both sides gives ~1e-5
                 raise SystemExit(f"T={T}: tfcore differs from HF by {err:.3g}")
-            t = interleaved({"tfcore": lambda: ours(ids, global_attention_mask=glob),
-                             "hf": lambda: theirs(tids, global_attention_mask=tglob)},
-                            repeat=3 if quick else 5, warmup=1)
+            t = interleaved(
+                {
+                    "tfcore": lambda: ours(ids, global_attention_mask=glob),
+                    "hf": lambda: theirs(tids, global_attention_mask=tglob),
+                },
+                repeat=3 if quick else 5,
+                warmup=1,
+            )
         gflops = layers * layer_flops(T) / t["tfcore"] / 1e9
-        rows.append([f"{T}", threads, f"{t['tfcore'] * 1e3:.0f}", f"{t['tfcore'] * 1e3 / layers:.0f}",
-                     f"{t['hf'] * 1e3:.0f}", f"{t['hf'] * 1e3 / layers:.0f}", f"**{t['hf'] / t['tfcore']:.2f}**",
-                     f"{gflops:.0f}", f"{err:.1e}"])
+        rows.append(
+            [
+                f"{T}",
+                threads,
+                f"{t['tfcore'] * 1e3:.0f}",
+                f"{t['tfcore'] * 1e3 / layers:.0f}",
+                f"{t['hf'] * 1e3:.0f}",
+                f"{t['hf'] * 1e3 / layers:.0f}",
+                f"**{t['hf'] / t['tfcore']:.2f}**",
+                f"{gflops:.0f}",
+                f"{err:.1e}",
+            ]
+        )
     return rows
 
 
@@ -117,8 +141,13 @@ print(json.dumps({"added": peak_added(before)}))
 
 def peak_memory(side: str, path: str, T: int, threads: int) -> int:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TFCORE_PROGRESS="0")
-    res = subprocess.run([sys.executable, "-c", PEAK_RSS_PRELUDE + _CHILD, side, path, str(T), str(threads)], capture_output=True,
-                         text=True, check=True, env=env)
+    res = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_PRELUDE + _CHILD, side, path, str(T), str(threads)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
     return json.loads(res.stdout.strip().splitlines()[-1])["added"]
 
 
@@ -137,11 +166,24 @@ def main() -> None:
     mem_lengths = [1024, 2048, 4096, 8192]
     with tempfile.TemporaryDirectory() as tmp:
         path = make_checkpoint(tmp, args.layers, max(mem_lengths))
-        print(f"LongformerModel, hidden {C}, {HEADS} heads, FFN {FFN}, attention_window {WINDOW}, "
-              f"{args.layers} layers, batch 1, [CLS] global\n")
-        print_table(["tokens", "threads", "tfcore ms", "tfcore ms/layer", "HF ms", "HF ms/layer", "HF/tfcore",
-                     "tfcore GFLOP/s", "max |diff|"],
-                    bench(path, args.layers, lengths, args.threads, args.quick))
+        print(
+            f"LongformerModel, hidden {C}, {HEADS} heads, FFN {FFN}, attention_window {WINDOW}, "
+            f"{args.layers} layers, batch 1, [CLS] global\n"
+        )
+        print_table(
+            [
+                "tokens",
+                "threads",
+                "tfcore ms",
+                "tfcore ms/layer",
+                "HF ms",
+                "HF ms/layer",
+                "HF/tfcore",
+                "tfcore GFLOP/s",
+                "max |diff|",
+            ],
+            bench(path, args.layers, lengths, args.threads, args.quick),
+        )
         print()
         rows = []
         for T in mem_lengths:
@@ -154,8 +196,10 @@ def main() -> None:
         headers = ["tokens", "tfcore peak MiB added", "tfcore MiB per 1k tokens"]
         if not args.quick:
             headers += ["HF peak MiB added", "HF MiB per 1k tokens"]
-        print(f"Peak memory added by one forward ({args.layers} layers; child process per length, "
-              f"VmHWM - VmRSS after a warm-up):\n")
+        print(
+            f"Peak memory added by one forward ({args.layers} layers; child process per length, "
+            f"VmHWM - VmRSS after a warm-up):\n"
+        )
         print_table(headers, rows)
 
 

@@ -7,6 +7,7 @@ BERT-base (random weights at real size) at B=1 S=128, B=8 S=128, B=1 S=512; ViT-
 B=1 and B=8. HF runs with its eager and sdpa attention; the faster one is the peer. Every
 case first checks tfcore's last_hidden_state against HF's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import tfcore  # noqa: E402
 from common import gemm_peak_gflops, interleaved, print_table  # noqa: E402
+
+import tfcore  # noqa: E402
 
 GEMM_PEAK = {}  # threads -> fp32 GEMM GFLOP/s measured at the start of this run
 
@@ -74,9 +76,17 @@ def bench_bert(path, threads, quick):
             t = interleaved(fns, repeat=3 if quick else 7, warmup=2, min_time=0.0)
         best = min(("hf-eager", "hf-sdpa"), key=t.get)
         flops = encoder_flops(12, 768, 3072, B, T)
-        rows.append([f"BERT-base B={B} S={T}", threads, f"{t['tfcore'] * 1e3:.2f}", f"{t[best] * 1e3:.2f} ({best[3:]})",
-                     f"{t[best] / t['tfcore']:.2f}", f"{flops / t['tfcore'] / 1e9:.0f}",
-                     f"{100 * flops / t['tfcore'] / 1e9 / GEMM_PEAK[threads]:.0f}%"])
+        rows.append(
+            [
+                f"BERT-base B={B} S={T}",
+                threads,
+                f"{t['tfcore'] * 1e3:.2f}",
+                f"{t[best] * 1e3:.2f} ({best[3:]})",
+                f"{t[best] / t['tfcore']:.2f}",
+                f"{flops / t['tfcore'] / 1e9:.0f}",
+                f"{100 * flops / t['tfcore'] / 1e9 / GEMM_PEAK[threads]:.0f}%",
+            ]
+        )
     return rows
 
 
@@ -97,17 +107,41 @@ def bench_padding_free(path, threads, quick):
         want = peer(tids, attention_mask=tmask).last_hidden_state.numpy()
         packed = ours(ids, attention_mask=mask).last_hidden_state
         padded = ours(ids, attention_mask=mask, padding_free=False).last_hidden_state
-        err = max(float(np.abs(packed[real] - want[real]).max()), float(np.abs(padded[real] - packed[real]).max()))
+        err = max(
+            float(np.abs(packed[real] - want[real]).max()), float(np.abs(padded[real] - packed[real]).max())
+        )
         if not err < 1e-3:
             raise SystemExit(f"padding-free BERT differs by {err:.3g}")
-        t = interleaved({"free": lambda: ours(ids, attention_mask=mask),
-                         "padded": lambda: ours(ids, attention_mask=mask, padding_free=False),
-                         "hf": lambda: peer(tids, attention_mask=tmask)}, repeat=3 if quick else 7, warmup=2)
+        t = interleaved(
+            {
+                "free": lambda: ours(ids, attention_mask=mask),
+                "padded": lambda: ours(ids, attention_mask=mask, padding_free=False),
+                "hf": lambda: peer(tids, attention_mask=tmask),
+            },
+            repeat=3 if quick else 7,
+            warmup=2,
+        )
     flops = encoder_flops(12, 768, 3072, 1, 1) * int(lengths.sum())  # useful work: real tokens only
-    return [[f"BERT-base B=8 S=128, lengths 128+7x16, padding-free", threads, f"{t['free'] * 1e3:.2f}",
-             f"{t['hf'] * 1e3:.2f} (sdpa)", f"{t['hf'] / t['free']:.2f}", f"{flops / t['free'] / 1e9:.0f}", "-"],
-            [f"  same batch, padded path", threads, f"{t['padded'] * 1e3:.2f}", f"{t['hf'] * 1e3:.2f} (sdpa)",
-             f"{t['hf'] / t['padded']:.2f}", f"{flops / t['padded'] / 1e9:.0f}", "-"]]
+    return [
+        [
+            "BERT-base B=8 S=128, lengths 128+7x16, padding-free",
+            threads,
+            f"{t['free'] * 1e3:.2f}",
+            f"{t['hf'] * 1e3:.2f} (sdpa)",
+            f"{t['hf'] / t['free']:.2f}",
+            f"{flops / t['free'] / 1e9:.0f}",
+            "-",
+        ],
+        [
+            "  same batch, padded path",
+            threads,
+            f"{t['padded'] * 1e3:.2f}",
+            f"{t['hf'] * 1e3:.2f} (sdpa)",
+            f"{t['hf'] / t['padded']:.2f}",
+            f"{flops / t['padded'] / 1e9:.0f}",
+            "-",
+        ],
+    ]
 
 
 def bench_vit(path, threads, quick):
@@ -131,9 +165,17 @@ def bench_vit(path, threads, quick):
         best = min(("hf-eager", "hf-sdpa"), key=t.get)
         T = 197
         flops = encoder_flops(12, 768, 3072, B, T) + 2 * B * 196 * 768 * 768  # + patch embedding
-        rows.append([f"ViT-B/16 B={B}", threads, f"{t['tfcore'] * 1e3:.2f}", f"{t[best] * 1e3:.2f} ({best[3:]})",
-                     f"{t[best] / t['tfcore']:.2f}", f"{flops / t['tfcore'] / 1e9:.0f}",
-                     f"{100 * flops / t['tfcore'] / 1e9 / GEMM_PEAK[threads]:.0f}%"])
+        rows.append(
+            [
+                f"ViT-B/16 B={B}",
+                threads,
+                f"{t['tfcore'] * 1e3:.2f}",
+                f"{t[best] * 1e3:.2f} ({best[3:]})",
+                f"{t[best] / t['tfcore']:.2f}",
+                f"{flops / t['tfcore'] / 1e9:.0f}",
+                f"{100 * flops / t['tfcore'] / 1e9 / GEMM_PEAK[threads]:.0f}%",
+            ]
+        )
     return rows
 
 
@@ -154,8 +196,18 @@ def main() -> None:
             print(f"fp32 GEMM peak on {n} threads now: {GEMM_PEAK[n]:.0f} GFLOP/s")
             rows += bench_bert(bert, n, args.quick) + bench_padding_free(bert, n, args.quick)
             rows += bench_vit(vit, n, args.quick)
-    print_table(["model", "threads", "tfcore ms", "HF ms (best attention)", "HF/tfcore", "tfcore GFLOP/s",
-                 "of GEMM peak"], rows)
+    print_table(
+        [
+            "model",
+            "threads",
+            "tfcore ms",
+            "HF ms (best attention)",
+            "HF/tfcore",
+            "tfcore GFLOP/s",
+            "of GEMM peak",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ not; decode L=1 over 4096 cached keys), Linear and FeedForward on BERT-base shap
 the peak memory of SDPA at L = S = 16384 (measured in a child process). Every case checks
 its output against torch before timing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import tfcore  # noqa: E402
 from common import PEAK_RSS_PRELUDE, interleaved, print_table  # noqa: E402
 from dense import bench_feed_forward, bench_linear  # noqa: E402
+
+import tfcore  # noqa: E402
 
 
 def bench_sdpa(threads: int, quick: bool = False):
@@ -47,13 +49,29 @@ def bench_sdpa(threads: int, quick: bool = False):
             if not err < 1e-4:
                 raise SystemExit(f"SDPA L={L} S={S} causal={causal}: differs from torch by {err:.3g}")
             reps = 3 if (L >= 8192 or quick) else 9
-            t = interleaved({"tfcore": ours, "torch": theirs}, repeat=reps, warmup=1 if L >= 8192 else 3,
-                            min_time=0.0 if L >= 2048 else 0.05)
+            t = interleaved(
+                {"tfcore": ours, "torch": theirs},
+                repeat=reps,
+                warmup=1 if L >= 8192 else 3,
+                min_time=0.0 if L >= 2048 else 0.05,
+            )
         flops = 4.0 * L * S * 64 * 12 * (0.5 if causal and L == S else 1.0)
         label = f"SDPA decode L=1 S={S}" if L == 1 else f"SDPA L=S={L}{' causal' if causal else ''}"
-        extra = f"{2 * 12 * S * 64 * 4 / t['tfcore'] / 1e9:.1f} GB/s" if L == 1 else f"{flops / t['tfcore'] / 1e9:.0f} GFLOP/s"
-        rows.append([label, threads, f"{t['tfcore'] * 1e3:.3f}", f"{t['torch'] * 1e3:.3f}",
-                     f"{t['torch'] / t['tfcore']:.2f}", extra])
+        extra = (
+            f"{2 * 12 * S * 64 * 4 / t['tfcore'] / 1e9:.1f} GB/s"
+            if L == 1
+            else f"{flops / t['tfcore'] / 1e9:.0f} GFLOP/s"
+        )
+        rows.append(
+            [
+                label,
+                threads,
+                f"{t['tfcore'] * 1e3:.3f}",
+                f"{t['torch'] * 1e3:.3f}",
+                f"{t['torch'] / t['tfcore']:.2f}",
+                extra,
+            ]
+        )
     return rows
 
 
@@ -70,8 +88,13 @@ print(peak_added(current), out.nbytes)
 
 def sdpa_peak_memory(L: int = 16384):
     """Peak RSS added by one SDPA call at L = S (child process, so earlier peaks don't hide it)."""
-    res = subprocess.run([sys.executable, "-c", PEAK_RSS_PRELUDE + _PEAK_CHILD.format(L=L)], capture_output=True, text=True,
-                         check=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    res = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_PRELUDE + _PEAK_CHILD.format(L=L)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+    )
     added, output = (int(x) for x in res.stdout.split())
     return added, output, L * L * 4
 
@@ -91,9 +114,11 @@ def main() -> None:
         rows += bench_sdpa(n, args.quick) + bench_linear(n, args.quick) + bench_feed_forward(n, args.quick)
     print_table(headers, rows)
     added, output, dense = sdpa_peak_memory()
-    print(f"\nSDPA L=S=16384 (1 head, D=64, causal): peak RSS above the inputs {added / 2**20:.1f} MiB "
-          f"(of which the output is {output / 2**20:.1f} MiB); an L x S float32 score matrix would be "
-          f"{dense / 2**30:.1f} GiB")
+    print(
+        f"\nSDPA L=S=16384 (1 head, D=64, causal): peak RSS above the inputs {added / 2**20:.1f} MiB "
+        f"(of which the output is {output / 2**20:.1f} MiB); an L x S float32 score matrix would be "
+        f"{dense / 2**30:.1f} GiB"
+    )
 
 
 if __name__ == "__main__":

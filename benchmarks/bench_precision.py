@@ -15,6 +15,7 @@ Accuracy: encoders: max abs error and min cosine of the outputs vs HF fp32; deco
 max abs error and greedy agreement teacher-forced on the fp32 continuation (per-step argmax,
 no compounding). The KV-cache table stores the cache in bf16 / int8 with fp32 weights.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import tfcore  # noqa: E402
 from bench_decode import hf_greedy, make_models  # noqa: E402
 from bench_models import bert_base, vit_base  # noqa: E402
 from common import interleaved, print_table  # noqa: E402
+
+import tfcore  # noqa: E402
 
 DTYPES = ("float32", "bfloat16", "int8")
 SHORT = {"float32": "fp32", "bfloat16": "bf16", "int8": "int8"}
@@ -69,30 +71,62 @@ def ratio(a, b):
 
 def speed_row(case, t, unit):
     """t: seconds per call (or per token) for tfcore-<dt>, torch-<dt>, ort-<dt>."""
-    cell = (lambda k: f"{t[k] * 1e3:.1f} ms" if k in t else "n/a") if unit == "ms" else \
-           (lambda k: f"{1 / t[k]:.1f} tok/s" if k in t else "n/a")
+    cell = (
+        (lambda k: f"{t[k] * 1e3:.1f} ms" if k in t else "n/a")
+        if unit == "ms"
+        else (lambda k: f"{1 / t[k]:.1f} tok/s" if k in t else "n/a")
+    )
     g = t.get
-    return [case, *(cell(f"tfcore-{SHORT[d]}") for d in DTYPES),
-            *(cell(f"torch-{s}") for s in ("fp32", "bf16", "int8")), cell("ort-fp32"), cell("ort-int8"),
-            ratio(g("tfcore-fp32"), g("tfcore-bf16")), ratio(g("tfcore-fp32"), g("tfcore-int8")),
-            ratio(g("torch-fp32"), g("tfcore-fp32")), ratio(g("torch-bf16"), g("tfcore-bf16")),
-            ratio(g("torch-int8"), g("tfcore-int8")), ratio(g("ort-fp32"), g("tfcore-fp32")),
-            ratio(g("ort-int8"), g("tfcore-int8"))]
+    return [
+        case,
+        *(cell(f"tfcore-{SHORT[d]}") for d in DTYPES),
+        *(cell(f"torch-{s}") for s in ("fp32", "bf16", "int8")),
+        cell("ort-fp32"),
+        cell("ort-int8"),
+        ratio(g("tfcore-fp32"), g("tfcore-bf16")),
+        ratio(g("tfcore-fp32"), g("tfcore-int8")),
+        ratio(g("torch-fp32"), g("tfcore-fp32")),
+        ratio(g("torch-bf16"), g("tfcore-bf16")),
+        ratio(g("torch-int8"), g("tfcore-int8")),
+        ratio(g("ort-fp32"), g("tfcore-fp32")),
+        ratio(g("ort-int8"), g("tfcore-int8")),
+    ]
 
 
-SPEED_HEADERS = ["case", "tfcore fp32", "tfcore bf16", "tfcore int8", "torch fp32", "torch bf16", "torch int8",
-                 "ORT fp32", "ORT int8", "bf16 speed-up", "int8 speed-up", "vs torch fp32", "vs torch bf16",
-                 "vs torch int8", "vs ORT fp32", "vs ORT int8"]
+SPEED_HEADERS = [
+    "case",
+    "tfcore fp32",
+    "tfcore bf16",
+    "tfcore int8",
+    "torch fp32",
+    "torch bf16",
+    "torch int8",
+    "ORT fp32",
+    "ORT int8",
+    "bf16 speed-up",
+    "int8 speed-up",
+    "vs torch fp32",
+    "vs torch bf16",
+    "vs torch int8",
+    "vs ORT fp32",
+    "vs ORT int8",
+]
 
 
 def bench_encoder(name, path, cls, hf_cls, feed_name, x, ort_type, args, tmp, acc_rows):
     ours = {SHORT[d]: cls.from_pretrained(path, dtype=d) for d in DTYPES}
     peers = torch_peers(hf_cls, path)
     tx = torch.from_numpy(x)
-    as_bf16 = (lambda t: t.to(torch.bfloat16)) if x.dtype == np.float32 else (lambda t: t)  # pixels; ids as they are
+    as_bf16 = (
+        (lambda t: t.to(torch.bfloat16)) if x.dtype == np.float32 else (lambda t: t)
+    )  # pixels; ids as they are
     fns = {f"tfcore-{k}": (lambda m=m: m(x).last_hidden_state) for k, m in ours.items()}
-    fns.update({f"torch-{k}": (lambda m=m, k=k: m(as_bf16(tx) if k == "bf16" else tx).last_hidden_state)
-                for k, m in peers.items()})
+    fns.update(
+        {
+            f"torch-{k}": (lambda m=m, k=k: m(as_bf16(tx) if k == "bf16" else tx).last_hidden_state)
+            for k, m in peers.items()
+        }
+    )
     if args.ort:
         from ort_peer import encoder_sessions
 
@@ -120,11 +154,11 @@ def teacher_forced_logits(model, seq, prompt, cache_dtype=None):
     """Logits predicting tokens prompt .. end of seq: one full forward, or (cache_dtype) the
     prompt then one token at a time through a cache stored in that dtype."""
     if cache_dtype is None:
-        return model(seq).logits[0, prompt - 1:-1]
+        return model(seq).logits[0, prompt - 1 : -1]
     cache = model.new_cache(1, seq.shape[1], dtype=cache_dtype)
     out = [model(seq[:, :prompt], past_key_values=cache).logits[0, -1:]]
     for t in range(prompt, seq.shape[1] - 1):
-        out.append(model(seq[:, t:t + 1], past_key_values=cache).logits[0, -1:])
+        out.append(model(seq[:, t : t + 1], past_key_values=cache).logits[0, -1:])
     return np.concatenate(out)
 
 
@@ -133,8 +167,10 @@ def bench_decoder(name, path, hf_cls, new_tokens, args, tmp, acc_rows, kv_rows):
     peers = torch_peers(hf_cls, path)
     ids = np.random.default_rng(0).integers(100, ours["fp32"].vocab_size - 100, size=(1, 32))
     tids, tmask = torch.from_numpy(ids), torch.ones(1, 32, dtype=torch.long)
-    fns = {f"tfcore-{k}": (lambda m=m: m.generate(ids, max_new_tokens=new_tokens, eos_token_id=[]))
-           for k, m in ours.items()}
+    fns = {
+        f"tfcore-{k}": (lambda m=m: m.generate(ids, max_new_tokens=new_tokens, eos_token_id=[]))
+        for k, m in ours.items()
+    }
     fns.update({f"torch-{k}": (lambda m=m: hf_greedy(m, tids, tmask, new_tokens)) for k, m in peers.items()})
     if args.ort and "GPT-2" in name:
         from ort_peer import gpt2_greedy_runners
@@ -153,18 +189,28 @@ def bench_decoder(name, path, hf_cls, new_tokens, args, tmp, acc_rows, kv_rows):
             acc_rows.append([name, f"tfcore-{k}", f"{err:.3f}", f"{100 * agree:.1f}% greedy agreement"])
         for k in ("bf16", "int8"):
             logits = peers[k](torch.from_numpy(seq32)).logits[0, 31:-1].float().numpy()
-            acc_rows.append([name, f"torch-{k}", f"{np.abs(logits - want).max():.3f}",
-                             f"{100 * (logits.argmax(-1) == want.argmax(-1)).mean():.1f}% greedy agreement"])
+            acc_rows.append(
+                [
+                    name,
+                    f"torch-{k}",
+                    f"{np.abs(logits - want).max():.3f}",
+                    f"{100 * (logits.argmax(-1) == want.argmax(-1)).mean():.1f}% greedy agreement",
+                ]
+            )
         if "ort-int8" in fns:
             ort_seq = fns["ort-int8"]()
             free = int(np.argmax(np.append(ort_seq[0, 32:] != seq32[0, 32:], True)))
-            acc_rows.append([name, "ort-int8", "n/a", f"free-running equal for {free} of {new_tokens} tokens"])
+            acc_rows.append(
+                [name, "ort-int8", "n/a", f"free-running equal for {free} of {new_tokens} tokens"]
+            )
         for kv in ("bfloat16", "int8"):
             err, agree = greedy_agreement(ours["fp32"], seq32, 32, want, cache_dtype=kv)
             cache = ours["fp32"].new_cache(1, 1024, dtype=kv)
             full = ours["fp32"].new_cache(1, 1024)
             mib = lambda c: repr(c).split("memory=")[1].rstrip(")")  # noqa: E731
-            kv_rows.append([name, kv, f"{err:.4f}", f"{100 * agree:.1f}%", f"{mib(cache)} (fp32: {mib(full)})"])
+            kv_rows.append(
+                [name, kv, f"{err:.4f}", f"{100 * agree:.1f}%", f"{mib(cache)} (fp32: {mib(full)})"]
+            )
         times = {k: [] for k in fns}
         for _ in range(1 if args.quick else 3):
             for k, f in fns.items():
@@ -197,19 +243,47 @@ def main():
     speed, acc, kv = [], [], []
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
-        speed.append(bench_encoder("BERT-base B=8 S=128", bert_base(tmp), tfcore.models.BertModel, BertModel,
-                                   "input_ids", rng.integers(1000, 30000, size=(8, 128)), "bert", args, tmp, acc))
-        speed.append(bench_encoder("ViT-B/16 B=8", vit_base(tmp), tfcore.models.ViTModel, ViTModel, "pixel_values",
-                                   rng.standard_normal((8, 3, 224, 224)).astype(np.float32), "vit", args, tmp, acc))
+        speed.append(
+            bench_encoder(
+                "BERT-base B=8 S=128",
+                bert_base(tmp),
+                tfcore.models.BertModel,
+                BertModel,
+                "input_ids",
+                rng.integers(1000, 30000, size=(8, 128)),
+                "bert",
+                args,
+                tmp,
+                acc,
+            )
+        )
+        speed.append(
+            bench_encoder(
+                "ViT-B/16 B=8",
+                vit_base(tmp),
+                tfcore.models.ViTModel,
+                ViTModel,
+                "pixel_values",
+                rng.standard_normal((8, 3, 224, 224)).astype(np.float32),
+                "vit",
+                args,
+                tmp,
+                acc,
+            )
+        )
         for name, (path, cls) in make_models(tmp).items():
             speed.append(bench_decoder(name, path, cls, 32 if args.quick else 128, args, tmp, acc, kv))
     print("Speed (ratios: > 1 means tfcore is faster)\n")
     print_table(SPEED_HEADERS, speed)
-    print("\nAccuracy vs HF fp32 (encoders: max abs, min cosine; decoders: logit max abs, teacher-forced greedy "
-          "agreement with fp32)\n")
+    print(
+        "\nAccuracy vs HF fp32 (encoders: max abs, min cosine; decoders: logit max abs, teacher-forced greedy "
+        "agreement with fp32)\n"
+    )
     print_table(["case", "run", "max abs error", "cosine / agreement"], acc)
     print("\nKV cache precision (fp32 weights; teacher-forced through the cache)\n")
-    print_table(["case", "cache dtype", "logit max abs error", "greedy agreement", "memory at 1,024 tokens MiB"], kv)
+    print_table(
+        ["case", "cache dtype", "logit max abs error", "greedy agreement", "memory at 1,024 tokens MiB"], kv
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ pooler_output against HF's. Then a breakdown of tfcore's time at batch 1 by part
 (window-attention kernel, GEMMs, norms, the rest), from forwards run step by step with
 a clock around each call.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import tfcore  # noqa: E402
 from common import gemm_peak_gflops, interleaved, print_table  # noqa: E402
+
+import tfcore  # noqa: E402
 
 
 def swin_tiny(tmp):
@@ -58,8 +60,10 @@ def check(ours, peer, px):
     with torch.inference_mode():
         want = peer(torch.from_numpy(px))
     got = ours(px)
-    err = max(float(np.abs(got.last_hidden_state - want.last_hidden_state.numpy()).max()),
-              float(np.abs(got.pooler_output - want.pooler_output.numpy()).max()))
+    err = max(
+        float(np.abs(got.last_hidden_state - want.last_hidden_state.numpy()).max()),
+        float(np.abs(got.pooler_output - want.pooler_output.numpy()).max()),
+    )
     scale = float(np.abs(want.last_hidden_state.numpy()).max())
     if not err < 1e-4 * max(scale, 1.0):
         raise SystemExit(f"Swin-T B={px.shape[0]}: differs from HF by {err:.3g} (output scale {scale:.3g})")
@@ -76,8 +80,13 @@ def breakdown(ours, px, quick):
     import time
 
     m = ours
-    parts = ("window attention kernel", "qkv + output GEMMs", "MLP GEMMs (GELU fused)", "LayerNorms",
-             "patch embedding + merging + pooling")
+    parts = (
+        "window attention kernel",
+        "qkv + output GEMMs",
+        "MLP GEMMs (GELU fused)",
+        "LayerNorms",
+        "patch embedding + merging + pooling",
+    )
     runs = {k: [] for k in parts}
 
     def clock(fn):
@@ -139,7 +148,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = swin_tiny(tmp)
         ours = tfcore.models.SwinModel.from_pretrained(path)
-        peers = {impl: SwinModel.from_pretrained(path, attn_implementation=impl).eval() for impl in ("eager", "sdpa")}
+        peers = {
+            impl: SwinModel.from_pretrained(path, attn_implementation=impl).eval()
+            for impl in ("eager", "sdpa")
+        }
         rng = np.random.default_rng(0)
         for B in [1] if args.quick else [1, 8]:
             px = rng.standard_normal((B, 3, 224, 224)).astype(np.float32)
@@ -151,20 +163,43 @@ def main() -> None:
                 t = interleaved(fns, repeat=3 if args.quick else 9, warmup=2)
             best = min(("hf-eager", "hf-sdpa"), key=t.get)
             flops = swin_flops(B)
-            rows.append([f"Swin-T 224 B={B}", args.threads, f"{t['tfcore'] * 1e3:.2f}",
-                         f"{t[best] * 1e3:.2f} ({best[3:]})", f"{t[best] / t['tfcore']:.2f}",
-                         f"{flops / t['tfcore'] / 1e9:.0f}", f"{100 * flops / t['tfcore'] / 1e9 / peak:.0f}%",
-                         f"{err:.1e}"])
+            rows.append(
+                [
+                    f"Swin-T 224 B={B}",
+                    args.threads,
+                    f"{t['tfcore'] * 1e3:.2f}",
+                    f"{t[best] * 1e3:.2f} ({best[3:]})",
+                    f"{t[best] / t['tfcore']:.2f}",
+                    f"{flops / t['tfcore'] / 1e9:.0f}",
+                    f"{100 * flops / t['tfcore'] / 1e9 / peak:.0f}%",
+                    f"{err:.1e}",
+                ]
+            )
             if B == 1:
                 parts = breakdown(ours, px, args.quick), t["tfcore"]
-    print_table(["model", "threads", "tfcore ms", "HF ms (best attention)", "HF/tfcore", "tfcore GFLOP/s",
-                 "of GEMM peak", "max abs diff"], rows)
+    print_table(
+        [
+            "model",
+            "threads",
+            "tfcore ms",
+            "HF ms (best attention)",
+            "HF/tfcore",
+            "tfcore GFLOP/s",
+            "of GEMM peak",
+            "max abs diff",
+        ],
+        rows,
+    )
     if parts is not None:
         times, whole = parts
-        print(f"\ntfcore Swin-T B=1 by part (medians over step-by-step forwards: {sum(times.values()) * 1e3:.2f} ms; "
-              f"the timed forward above: {whole * 1e3:.2f} ms)\n")
-        print_table(["part", "ms", "share"],
-                    [[k, f"{v * 1e3:.2f}", f"{100 * v / sum(times.values()):.0f}%"] for k, v in times.items()])
+        print(
+            f"\ntfcore Swin-T B=1 by part (medians over step-by-step forwards: {sum(times.values()) * 1e3:.2f} ms; "
+            f"the timed forward above: {whole * 1e3:.2f} ms)\n"
+        )
+        print_table(
+            ["part", "ms", "share"],
+            [[k, f"{v * 1e3:.2f}", f"{100 * v / sum(times.values()):.0f}%"] for k, v in times.items()],
+        )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ the ratio; also the encoder forward alone. tfcore encodes once, projects the dec
 cross-attention keys/values once, and decodes with a KVCache; HF uses its
 EncoderDecoderCache (cross keys/values computed on the first step).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,18 @@ def make_model(tmp: str):
     from transformers import T5Config, T5ForConditionalGeneration
 
     torch.manual_seed(0)
-    cfg = T5Config(vocab_size=32128, d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_heads=8,
-                   feed_forward_proj="relu", decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    cfg = T5Config(
+        vocab_size=32128,
+        d_model=512,
+        d_kv=64,
+        d_ff=2048,
+        num_layers=6,
+        num_heads=8,
+        feed_forward_proj="relu",
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
     T5ForConditionalGeneration(cfg).save_pretrained(tmp)  # HF's own T5 initialisation
     return T5ForConditionalGeneration.from_pretrained(tmp, attn_implementation="sdpa").eval()
 
@@ -62,36 +73,60 @@ def main():
                 return ours.generate(ids, max_new_tokens=NEW, eos_token_id=[])
 
             def run_hf():
-                return ref.generate(tids, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False, eos_token_id=None)
+                return ref.generate(
+                    tids, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False, eos_token_id=None
+                )
 
             with torch.inference_mode():
                 a, b = run_ours(), run_hf().numpy()
                 if a.shape != b.shape or not np.array_equal(a, b):
                     agree = float((a == b).mean()) if a.shape == b.shape else 0.0
-                    raise SystemExit(f"validation failed at batch {batch}: greedy tokens differ from HF "
-                                     f"({100 * agree:.1f}% equal)")
+                    raise SystemExit(
+                        f"validation failed at batch {batch}: greedy tokens differ from HF "
+                        f"({100 * agree:.1f}% equal)"
+                    )
                 # the generated sequence teacher-forced through both: every decoder position's logits
                 lo = ours(input_ids=ids, decoder_input_ids=a).logits
                 lh = ref(input_ids=tids, decoder_input_ids=torch.from_numpy(a)).logits.numpy()
                 logit_err = np.abs(lo - lh).max() / np.abs(lh).max()
                 if logit_err > 1e-4:
-                    raise SystemExit(f"validation failed: decoder logits differ from HF by {logit_err:.2e} (relative)")
+                    raise SystemExit(
+                        f"validation failed: decoder logits differ from HF by {logit_err:.2e} (relative)"
+                    )
                 # the first generate() calls of a fresh process run far slower at 2 threads (seen
                 # with GPT-2 too): warm up well before timing
                 t = interleaved({"tfcore": run_ours, "hf": run_hf}, repeat=repeat, warmup=3)
-                gen_rows.append([f"B={batch}, {INPUT} in, {NEW} new", f"{batch * NEW / t['tfcore']:.1f}",
-                                 f"{batch * NEW / t['hf']:.1f}", f"{t['hf'] / t['tfcore']:.2f}",
-                                 f"{logit_err:.1e}"])
+                gen_rows.append(
+                    [
+                        f"B={batch}, {INPUT} in, {NEW} new",
+                        f"{batch * NEW / t['tfcore']:.1f}",
+                        f"{batch * NEW / t['hf']:.1f}",
+                        f"{t['hf'] / t['tfcore']:.2f}",
+                        f"{logit_err:.1e}",
+                    ]
+                )
 
                 out = ours.encode(ids)[0]
                 want = ref.encoder(input_ids=tids).last_hidden_state.numpy()
                 err = np.abs(out - want).max() / np.abs(want).max()
                 if err > 1e-4:
-                    raise SystemExit(f"validation failed: encoder output differs from HF by {err:.2e} (relative)")
-                t = interleaved({"tfcore": lambda: ours.encode(ids), "hf": lambda: ref.encoder(input_ids=tids)},
-                                repeat=repeat * 2, warmup=2)
-                enc_rows.append([f"B={batch}, {INPUT} tokens", fmt_ms(t["tfcore"]), fmt_ms(t["hf"]),
-                                 f"{t['hf'] / t['tfcore']:.2f}", f"{err:.1e}"])
+                    raise SystemExit(
+                        f"validation failed: encoder output differs from HF by {err:.2e} (relative)"
+                    )
+                t = interleaved(
+                    {"tfcore": lambda: ours.encode(ids), "hf": lambda: ref.encoder(input_ids=tids)},
+                    repeat=repeat * 2,
+                    warmup=2,
+                )
+                enc_rows.append(
+                    [
+                        f"B={batch}, {INPUT} tokens",
+                        fmt_ms(t["tfcore"]),
+                        fmt_ms(t["hf"]),
+                        f"{t['hf'] / t['tfcore']:.2f}",
+                        f"{err:.1e}",
+                    ]
+                )
     print(f"\nT5-small (random weights) greedy generate, {args.threads} threads; tokens equal HF's\n")
     print_table(["case", "tfcore tok/s", "HF tok/s", "HF/tfcore time", "logits max rel. diff"], gen_rows)
     print("\nEncoder forward\n")

@@ -4,6 +4,7 @@ Every benchmark validates its outputs before timing, runs tfcore and the peer in
 process with the same thread count, warms up both, then alternates them so that machine
 noise (the VM is shared) hits both sides alike.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -11,8 +12,9 @@ import time
 from typing import Callable, Dict, List
 
 
-def interleaved(fns: Dict[str, Callable[[], object]], *, repeat: int = 15, warmup: int = 3,
-                min_time: float = 0.0) -> Dict[str, float]:
+def interleaved(
+    fns: Dict[str, Callable[[], object]], *, repeat: int = 15, warmup: int = 3, min_time: float = 0.0
+) -> Dict[str, float]:
     """Median seconds per call for each fn, timed alternately (a, b, a, b, ...).
 
     Each sample runs the fn `inner` times, chosen so a sample lasts >= min_time.

@@ -1,13 +1,14 @@
 """Linear and FeedForward on BERT-base shapes: tfcore vs torch (imported by bench_ops.py).
 
 BERT-base: hidden 768, intermediate 3072; rows M = batch * sequence."""
+
 from __future__ import annotations
 
 import numpy as np
 import torch
+from common import interleaved
 
 import tfcore
-from common import interleaved
 
 # (label, M, K, N): attention projections, FFN up, FFN down, and decode-size M.
 LINEAR_SHAPES = [
@@ -42,12 +43,22 @@ def bench_linear(threads: int, quick: bool = False):
         gelu = torch.nn.functional.gelu
         with torch.inference_mode():
             _check(label, ours(x, out=out), gelu(ref(tx)).numpy(), 1e-4)
-            t = interleaved({"tfcore": lambda: ours(x, out=out), "torch": lambda: gelu(ref(tx))},
-                            repeat=5 if quick else 15, min_time=0.01 if quick else 0.05)
+            t = interleaved(
+                {"tfcore": lambda: ours(x, out=out), "torch": lambda: gelu(ref(tx))},
+                repeat=5 if quick else 15,
+                min_time=0.01 if quick else 0.05,
+            )
         flops = 2.0 * M * K * N
-        rows.append([f"Linear+GELU {label} ({M}x{K}x{N})", threads, f"{t['tfcore'] * 1e3:.3f}",
-                     f"{t['torch'] * 1e3:.3f}", f"{t['torch'] / t['tfcore']:.2f}",
-                     f"{flops / t['tfcore'] / 1e9:.0f}"])
+        rows.append(
+            [
+                f"Linear+GELU {label} ({M}x{K}x{N})",
+                threads,
+                f"{t['tfcore'] * 1e3:.3f}",
+                f"{t['torch'] * 1e3:.3f}",
+                f"{t['torch'] / t['tfcore']:.2f}",
+                f"{flops / t['tfcore'] / 1e9:.0f}",
+            ]
+        )
     return rows
 
 
@@ -73,10 +84,20 @@ def bench_feed_forward(threads: int, quick: bool = False):
         out = np.empty_like(x)
         with torch.inference_mode():
             _check(label, ours(x, x, out=out), ref(tx, tx).numpy(), 1e-4)
-            t = interleaved({"tfcore": lambda: ours(x, x, out=out), "torch": lambda: ref(tx, tx)},
-                            repeat=5 if quick else 15, min_time=0.01 if quick else 0.05)
+            t = interleaved(
+                {"tfcore": lambda: ours(x, x, out=out), "torch": lambda: ref(tx, tx)},
+                repeat=5 if quick else 15,
+                min_time=0.01 if quick else 0.05,
+            )
         flops = 4.0 * M * C * F
-        rows.append([f"FeedForward GELU+residual {label} (768->3072->768)", threads,
-                     f"{t['tfcore'] * 1e3:.3f}", f"{t['torch'] * 1e3:.3f}",
-                     f"{t['torch'] / t['tfcore']:.2f}", f"{flops / t['tfcore'] / 1e9:.0f}"])
+        rows.append(
+            [
+                f"FeedForward GELU+residual {label} (768->3072->768)",
+                threads,
+                f"{t['tfcore'] * 1e3:.3f}",
+                f"{t['torch'] * 1e3:.3f}",
+                f"{t['torch'] / t['tfcore']:.2f}",
+                f"{flops / t['tfcore'] / 1e9:.0f}",
+            ]
+        )
     return rows

@@ -12,6 +12,7 @@ written out with explicit past keys/values (read from the HF model's weights) an
 twice, for the prompt and for single-token steps. It is validated token for token against
 tfcore's greedy output (which equals HF's) before timing.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,17 @@ def _session(path: str, threads: int):
 def _export(module, args, path, input_names, output_names, dynamic_shapes):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, path, input_names=input_names, output_names=output_names,
-                          dynamic_shapes=dynamic_shapes, dynamo=True, external_data=False, verbose=False)
+        torch.onnx.export(
+            module,
+            args,
+            path,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_shapes=dynamic_shapes,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
 
 
 def _optimize_and_quantize(path: str, model_type: str, num_heads: int, hidden_size: int):
@@ -46,8 +56,12 @@ def _optimize_and_quantize(path: str, model_type: str, num_heads: int, hidden_si
     opt_path, int8_path = path.replace(".onnx", "-opt.onnx"), path.replace(".onnx", "-int8.onnx")
     opt = optimizer.optimize_model(path, model_type=model_type, num_heads=num_heads, hidden_size=hidden_size)
     opt.save_model_to_file(opt_path)
-    quantize_dynamic(opt_path, int8_path, weight_type=QuantType.QInt8,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    quantize_dynamic(
+        opt_path,
+        int8_path,
+        weight_type=QuantType.QInt8,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
     return opt_path, int8_path
 
 
@@ -67,7 +81,9 @@ def encoder_sessions(hf_model, name: str, x: np.ndarray, tmp: str, model_type: s
     pixel_values); run(x) -> last_hidden_state."""
     path = os.path.join(tmp, f"{model_type}.onnx")
     batch = torch.export.Dim("batch", max=1024)
-    _export(_Outputs(hf_model, name), (torch.from_numpy(x),), path, [name], ["last_hidden_state"], ({0: batch},))
+    _export(
+        _Outputs(hf_model, name), (torch.from_numpy(x),), path, [name], ["last_hidden_state"], ({0: batch},)
+    )
     cfg = hf_model.config
     opt_path, int8_path = _optimize_and_quantize(path, model_type, cfg.num_attention_heads, cfg.hidden_size)
     sessions = {"ort-fp32": _session(opt_path, threads), "ort-int8": _session(int8_path, threads)}
@@ -92,17 +108,17 @@ class Gpt2Step(torch.nn.Module):
         T = ids.shape[1]
         P = past.shape[3] if self.with_past else 0
         pos = torch.arange(P, P + T)
-        h = self.tr.wte.weight[ids[0]] + self.tr.wpe.weight[pos]          # (T, C)
+        h = self.tr.wte.weight[ids[0]] + self.tr.wpe.weight[pos]  # (T, C)
         presents = []
         for i, blk in enumerate(self.tr.h):
             a = torch.nn.functional.layer_norm(h, h.shape[-1:], blk.ln_1.weight, blk.ln_1.bias, self.eps)
-            qkv = a @ blk.attn.c_attn.weight + blk.attn.c_attn.bias       # (T, 3C)
+            qkv = a @ blk.attn.c_attn.weight + blk.attn.c_attn.bias  # (T, 3C)
             q, k, v = (t.reshape(T, self.H, self.D).transpose(0, 1) for t in qkv.split(self.H * self.D, -1))
             if self.with_past:
-                k = torch.cat([past[i, 0], k], 1)                         # (H, P + T, D)
+                k = torch.cat([past[i, 0], k], 1)  # (H, P + T, D)
                 v = torch.cat([past[i, 1], v], 1)
             presents.append(torch.stack([k, v]))
-            s = q @ k.transpose(1, 2) / self.D ** 0.5                     # (H, T, P + T)
+            s = q @ k.transpose(1, 2) / self.D**0.5  # (H, T, P + T)
             if not self.with_past:
                 s = s.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
             o = (s.softmax(-1) @ v).transpose(0, 1).reshape(T, self.H * self.D)
@@ -110,7 +126,9 @@ class Gpt2Step(torch.nn.Module):
             m = torch.nn.functional.layer_norm(h, h.shape[-1:], blk.ln_2.weight, blk.ln_2.bias, self.eps)
             m = torch.nn.functional.gelu(m @ blk.mlp.c_fc.weight + blk.mlp.c_fc.bias, approximate="tanh")
             h = h + m @ blk.mlp.c_proj.weight + blk.mlp.c_proj.bias
-        h = torch.nn.functional.layer_norm(h[-1:], h.shape[-1:], self.tr.ln_f.weight, self.tr.ln_f.bias, self.eps)
+        h = torch.nn.functional.layer_norm(
+            h[-1:], h.shape[-1:], self.tr.ln_f.weight, self.tr.ln_f.bias, self.eps
+        )
         return h @ self.tr.wte.weight.T, torch.stack(presents)
 
 
@@ -122,12 +140,19 @@ def gpt2_greedy_runners(hf, prompt_len: int, tmp: str, threads: int) -> dict:
     prompt_path, step_path = os.path.join(tmp, "gpt2-prompt.onnx"), os.path.join(tmp, "gpt2-step.onnx")
     ids = torch.zeros(1, prompt_len, dtype=torch.long)
     tlen = torch.export.Dim("tokens", min=2, max=cfg.n_positions)
-    _export(Gpt2Step(hf, False).eval(), (ids,), prompt_path, ["input_ids"], ["logits", "present"],
-            ({1: tlen},))
+    _export(
+        Gpt2Step(hf, False).eval(), (ids,), prompt_path, ["input_ids"], ["logits", "present"], ({1: tlen},)
+    )
     past = torch.zeros(cfg.n_layer, 2, cfg.n_head, prompt_len, cfg.n_embd // cfg.n_head)
     plen = torch.export.Dim("past", min=2, max=cfg.n_positions - 1)
-    _export(Gpt2Step(hf, True).eval(), (ids[:, :1], past), step_path, ["input_ids", "past"],
-            ["logits", "present"], (None, {3: plen}))
+    _export(
+        Gpt2Step(hf, True).eval(),
+        (ids[:, :1], past),
+        step_path,
+        ["input_ids", "past"],
+        ["logits", "present"],
+        (None, {3: plen}),
+    )
     paths = {p: _optimize_and_quantize(p, "gpt2", cfg.n_head, cfg.n_embd) for p in (prompt_path, step_path)}
     runners = {}
     for name, idx in (("ort-fp32", 0), ("ort-int8", 1)):

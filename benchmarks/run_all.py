@@ -8,6 +8,7 @@ non-zero exit), times tfcore and its peers interleaved with the same thread coun
 prints markdown tables; this script collects them under one heading per benchmark, with
 the machine and package versions first. Needs the bench extra: pip install '.[bench]'.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,18 +23,47 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # (script, what it measures, extra arguments)
 BENCHMARKS = [
-    ("bench_ops.py", "Attention, Linear and FeedForward vs PyTorch; SDPA peak memory", ["--threads", "{threads}"]),
+    (
+        "bench_ops.py",
+        "Attention, Linear and FeedForward vs PyTorch; SDPA peak memory",
+        ["--threads", "{threads}"],
+    ),
     ("bench_models.py", "Encoders and vision models (fp32) vs HF eager/SDPA", ["--threads", "{threads}"]),
-    ("bench_decode.py", "Greedy decoding and prefill vs HF generate; memory bandwidth bound", ["--threads", "{threads}"]),
-    ("bench_precision.py", "fp32 / bf16 / int8 vs PyTorch and ONNX Runtime, with accuracy",
-     ["--threads", "{threads}"]),
-    ("bench_int8_modes.py", "Weight-only vs dynamic int8: accuracy and GEMM speed", ["--threads", "{threads}"]),
-    ("bench_bloom.py", "BLOOM (ALiBi) greedy decoding vs HF generate, bloom-560m shape", ["--threads", "{threads}"]),
-    ("bench_longformer.py", "Longformer (base-shaped, 2 layers) vs HF at 1k-4k tokens; peak memory vs length",
-     ["--threads", "{threads}"]),
-    ("bench_bigbird.py", "BigBird block-sparse at 1k-4k tokens vs HF; peak memory vs length",
-     ["--threads", "{threads}"]),
-    ("bench_t5.py", "T5-small encoder-decoder greedy generation and encoder vs HF", ["--threads", "{threads}"]),
+    (
+        "bench_decode.py",
+        "Greedy decoding and prefill vs HF generate; memory bandwidth bound",
+        ["--threads", "{threads}"],
+    ),
+    (
+        "bench_precision.py",
+        "fp32 / bf16 / int8 vs PyTorch and ONNX Runtime, with accuracy",
+        ["--threads", "{threads}"],
+    ),
+    (
+        "bench_int8_modes.py",
+        "Weight-only vs dynamic int8: accuracy and GEMM speed",
+        ["--threads", "{threads}"],
+    ),
+    (
+        "bench_bloom.py",
+        "BLOOM (ALiBi) greedy decoding vs HF generate, bloom-560m shape",
+        ["--threads", "{threads}"],
+    ),
+    (
+        "bench_longformer.py",
+        "Longformer (base-shaped, 2 layers) vs HF at 1k-4k tokens; peak memory vs length",
+        ["--threads", "{threads}"],
+    ),
+    (
+        "bench_bigbird.py",
+        "BigBird block-sparse at 1k-4k tokens vs HF; peak memory vs length",
+        ["--threads", "{threads}"],
+    ),
+    (
+        "bench_t5.py",
+        "T5-small encoder-decoder greedy generation and encoder vs HF",
+        ["--threads", "{threads}"],
+    ),
     ("bench_swin.py", "Swin-T (shifted-window attention) vs HF; time by part", ["--threads", "{threads}"]),
 ]
 
@@ -68,8 +98,10 @@ def main() -> int:
     ap.add_argument("--no-ort", dest="ort", action="store_false", help="skip ONNX Runtime")
     ap.add_argument("--only", nargs="+", help="run only these scripts (e.g. bench_decode.py)")
     args = ap.parse_args()
-    sections = [f"# tfcore benchmarks\n\n{datetime.datetime.now():%Y-%m-%d %H:%M}, {platform.node()}, "
-                f"{os.cpu_count()} CPUs, {args.threads} threads{' (quick run)' if args.quick else ''}.\n"]
+    sections = [
+        f"# tfcore benchmarks\n\n{datetime.datetime.now():%Y-%m-%d %H:%M}, {platform.node()}, "
+        f"{os.cpu_count()} CPUs, {args.threads} threads{' (quick run)' if args.quick else ''}.\n"
+    ]
     failed = []
     for script, what, extra in BENCHMARKS:
         if args.only and script not in args.only:
@@ -90,8 +122,10 @@ def main() -> int:
             tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
             print(tail, file=sys.stderr)
             body += f"\n\n**FAILED** (exit {proc.returncode}):\n\n```text\n{tail}\n```"
-        sections.append(f"## {script} — {what}\n\n`{' '.join(os.path.basename(c) for c in cmd[1:])}` "
-                        f"({took:.0f} s)\n\n{body}\n")
+        sections.append(
+            f"## {script} — {what}\n\n`{' '.join(os.path.basename(c) for c in cmd[1:])}` "
+            f"({took:.0f} s)\n\n{body}\n"
+        )
     with open(args.out, "w") as f:
         f.write("\n".join(sections))
     print(f"wrote {args.out}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))

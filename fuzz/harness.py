@@ -9,6 +9,7 @@ Targets:
   ops          the bytes choose shapes, dtypes, flags and values for Linear, LayerNorm,
                scaled_dot_product_attention, MultiHeadAttention and a KVCache
 """
+
 from __future__ import annotations
 
 import os
@@ -53,18 +54,29 @@ def _tiny_bert_dir() -> str:
         os.makedirs(d, exist_ok=True)
         rng = np.random.default_rng(0)
         C, F_, V, P = 8, 16, 12, 16
-        t = {"embeddings.word_embeddings.weight": (V, C), "embeddings.position_embeddings.weight": (P, C),
-             "embeddings.token_type_embeddings.weight": (2, C), "embeddings.LayerNorm.weight": (C,),
-             "embeddings.LayerNorm.bias": (C,)}
+        t = {
+            "embeddings.word_embeddings.weight": (V, C),
+            "embeddings.position_embeddings.weight": (P, C),
+            "embeddings.token_type_embeddings.weight": (2, C),
+            "embeddings.LayerNorm.weight": (C,),
+            "embeddings.LayerNorm.bias": (C,),
+        }
         L = "encoder.layer.0."
-        for n in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
+        for n in (
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+        ):
             t[L + n + ".weight"], t[L + n + ".bias"] = (C, C), (C,)
         t[L + "attention.output.LayerNorm.weight"] = t[L + "attention.output.LayerNorm.bias"] = (C,)
         t[L + "intermediate.dense.weight"], t[L + "intermediate.dense.bias"] = (F_, C), (F_,)
         t[L + "output.dense.weight"], t[L + "output.dense.bias"] = (C, F_), (C,)
         t[L + "output.LayerNorm.weight"] = t[L + "output.LayerNorm.bias"] = (C,)
-        save_file({k: rng.standard_normal(s).astype(np.float32) for k, s in t.items()},
-                  os.path.join(d, "model.safetensors"))
+        save_file(
+            {k: rng.standard_normal(s).astype(np.float32) for k, s in t.items()},
+            os.path.join(d, "model.safetensors"),
+        )
     return d
 
 
@@ -131,30 +143,49 @@ def ops(data: bytes) -> None:
     dims = lambda n: tuple(r.int(0, 9) for _ in range(n))  # noqa: E731
     if op == 0:
         N, K = r.int(0, 40), r.int(0, 40)
-        _expected(lambda: tfcore.Linear(_layout(r, r.array((N, K))), r.choice([None, r.array((N,)), r.array((r.int(0, 9),))]),
-                                        activation=r.choice([None, "gelu", "silu", "bogus"]),
-                                        dtype=r.choice(["float32", "bfloat16", "int8", "fp8"]))(
-            _layout(r, r.array(dims(r.int(0, 4)) + (K,))), out=r.choice([None, r.array((r.int(0, 3), N))])))
+        _expected(
+            lambda: tfcore.Linear(
+                _layout(r, r.array((N, K))),
+                r.choice([None, r.array((N,)), r.array((r.int(0, 9),))]),
+                activation=r.choice([None, "gelu", "silu", "bogus"]),
+                dtype=r.choice(["float32", "bfloat16", "int8", "fp8"]),
+            )(_layout(r, r.array(dims(r.int(0, 4)) + (K,))), out=r.choice([None, r.array((r.int(0, 3), N))]))
+        )
     elif op == 1:
         C = r.int(0, 12)
-        _expected(lambda: tfcore.LayerNorm(r.array((C,)), r.array((r.choice([C, C + 1]),)), eps=r.choice([1e-5, -1.0, 0.0]))(
-            _layout(r, r.array(dims(r.int(0, 3)) + (r.choice([C, C + 1]),)))))
+        _expected(
+            lambda: tfcore.LayerNorm(
+                r.array((C,)), r.array((r.choice([C, C + 1]),)), eps=r.choice([1e-5, -1.0, 0.0])
+            )(_layout(r, r.array(dims(r.int(0, 3)) + (r.choice([C, C + 1]),))))
+        )
     elif op == 2:
         B, H, L, S, D = r.int(0, 3), r.int(0, 4), r.int(0, 9), r.int(0, 9), r.int(0, 8)
         KVH = r.choice([H, 1, r.int(0, 4)])
         mask = r.choice([None, r.array((L, S)) > 0, r.array((B, 1, L, S)), r.array((r.int(0, 3), S))])
-        _expected(lambda: F.scaled_dot_product_attention(
-            _layout(r, r.array((B, H, L, D))), _layout(r, r.array((B, KVH, S, D))), r.array((B, KVH, S, r.int(0, 8))),
-            attn_mask=mask, is_causal=bool(r.byte() & 1), enable_gqa=bool(r.byte() & 1),
-            scale=r.choice([None, 0.5, float("nan")]), window=r.choice([None, (r.int(0, 9), 0), (-3, 2)]),
-            return_weights=bool(r.byte() & 1)))
+        _expected(
+            lambda: F.scaled_dot_product_attention(
+                _layout(r, r.array((B, H, L, D))),
+                _layout(r, r.array((B, KVH, S, D))),
+                r.array((B, KVH, S, r.int(0, 8))),
+                attn_mask=mask,
+                is_causal=bool(r.byte() & 1),
+                enable_gqa=bool(r.byte() & 1),
+                scale=r.choice([None, 0.5, float("nan")]),
+                window=r.choice([None, (r.int(0, 9), 0), (-3, 2)]),
+                return_weights=bool(r.byte() & 1),
+            )
+        )
     elif op == 3:
         _expected(lambda: _attention_layer_calls(r))
     else:
         V, C = r.int(0, 20), r.int(0, 6)
-        _expected(lambda: tfcore.Embedding(_layout(r, r.array((V, C))))(
-            np.array([r.int(0, 25) - 2 for _ in range(r.int(0, 5))], np.int64).astype(
-                r.choice([np.int64, np.int32, np.uint8, np.float32]))))
+        _expected(
+            lambda: tfcore.Embedding(_layout(r, r.array((V, C))))(
+                np.array([r.int(0, 25) - 2 for _ in range(r.int(0, 5))], np.int64).astype(
+                    r.choice([np.int64, np.int32, np.uint8, np.float32])
+                )
+            )
+        )
 
 
 def _attention_layer_calls(r: Reader) -> None:
@@ -163,19 +194,40 @@ def _attention_layer_calls(r: Reader) -> None:
     H, D = r.int(1, 4), r.int(1, 4)
     KVH = r.choice([H, 1])
     C = H * D
-    layer = tfcore.MultiHeadAttention(C, H, num_key_value_heads=KVH, q_weight=r.array((C, C)),
-                                      k_weight=r.array((KVH * D, C)), v_weight=r.array((KVH * D, C)),
-                                      o_weight=r.array((C, C)), is_causal=bool(r.byte() & 1),
-                                      rope_theta=r.choice([None, 1e4]), sliding_window=r.choice([None, r.int(1, 5)]))
+    layer = tfcore.MultiHeadAttention(
+        C,
+        H,
+        num_key_value_heads=KVH,
+        q_weight=r.array((C, C)),
+        k_weight=r.array((KVH * D, C)),
+        v_weight=r.array((KVH * D, C)),
+        o_weight=r.array((C, C)),
+        is_causal=bool(r.byte() & 1),
+        rope_theta=r.choice([None, 1e4]),
+        sliding_window=r.choice([None, r.int(1, 5)]),
+    )
     B, T = r.int(0, 3), r.int(0, 6)
-    cache = tfcore.KVCache(1, r.choice([B, 2]), KVH, r.choice([D, D + 1]), capacity=r.int(1, 4),
-                           policy=r.choice(["full", "tova"]), budget=r.int(1, 5),
-                           dtype=r.choice(["float32", "bfloat16", "int8"]))
+    cache = tfcore.KVCache(
+        1,
+        r.choice([B, 2]),
+        KVH,
+        r.choice([D, D + 1]),
+        capacity=r.int(1, 4),
+        policy=r.choice(["full", "tova"]),
+        budget=r.int(1, 5),
+        dtype=r.choice(["float32", "bfloat16", "int8"]),
+    )
     for _ in range(r.int(1, 3)):
         seen = cache.get_seq_length()
         mask = r.choice([None, np.ones((B, seen + T), np.int64), r.array((B, T))])
-        _expected(lambda: layer(_layout(r, r.array((B, T, r.choice([C, C + 1])))), mask,
-                                past_key_values=r.choice([None, cache]), layer_idx=r.choice([0, 0, 1, -1])))
+        _expected(
+            lambda: layer(
+                _layout(r, r.array((B, T, r.choice([C, C + 1])))),
+                mask,
+                past_key_values=r.choice([None, cache]),
+                layer_idx=r.choice([0, 0, 1, -1]),
+            )
+        )
 
 
 TARGETS = {"safetensors": safetensors, "config": config, "ops": ops}
@@ -190,8 +242,10 @@ def seeds(target: str):
             yield f.read()
         yield struct.pack("<Q", 2) + b"{}"
     elif target == "config":
-        yield (b'{"model_type": "bert", "hidden_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1, '
-               b'"intermediate_size": 16, "vocab_size": 12, "max_position_embeddings": 16, "type_vocab_size": 2}')
+        yield (
+            b'{"model_type": "bert", "hidden_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1, '
+            b'"intermediate_size": 16, "vocab_size": 12, "max_position_embeddings": 16, "type_vocab_size": 2}'
+        )
     else:
         for i in range(5):
             yield bytes([i]) + bytes(range(7, 250, 3))

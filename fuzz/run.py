@@ -8,6 +8,7 @@ tests/fuzz_regressions/TARGET/ once fixed so tests replay it. Python code of tfc
 instrumented for coverage; the C extension is exercised but not instrumented (libFuzzer
 sees its effect through the Python paths it takes and through crashes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("target", choices=sorted(harness.TARGETS))
     ap.add_argument("--seconds", type=int, default=60)
-    ap.add_argument("--runs", type=int, default=None,
-                    help="a fixed number of inputs from a fixed seed instead of a time budget (repeatable: CI)")
+    ap.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="a fixed number of inputs from a fixed seed instead of a time budget (repeatable: CI)",
+    )
     args, extra = ap.parse_known_args()
     corpus = os.path.join(HERE, "corpus", args.target)
     crashes = os.path.join(HERE, "crashes")
@@ -40,9 +45,16 @@ def main() -> None:
             f.write(seed)
     target = harness.TARGETS[args.target]
     budget = [f"-runs={args.runs}", "-seed=1"] if args.runs else [f"-max_total_time={args.seconds}"]
-    argv = [sys.argv[0], corpus, *budget, "-timeout=20", "-rss_limit_mb=4096",
-            f"-artifact_prefix={os.path.join(crashes, args.target)}-", "-print_final_stats=1",
-            *[a for a in extra if a != "--"]]
+    argv = [
+        sys.argv[0],
+        corpus,
+        *budget,
+        "-timeout=20",
+        "-rss_limit_mb=4096",
+        f"-artifact_prefix={os.path.join(crashes, args.target)}-",
+        "-print_final_stats=1",
+        *[a for a in extra if a != "--"],
+    ]
     dictionary = os.path.join(HERE, f"{args.target}.dict")
     if os.path.exists(dictionary):
         argv.append(f"-dict={dictionary}")

@@ -3,6 +3,7 @@
 The reference dependencies are imported here on purpose: if torch or transformers is
 missing, every test errors and CI fails instead of silently skipping comparisons.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Helpers for 'memory stays flat over repeated calls' tests."""
+
 from __future__ import annotations
 
 import gc

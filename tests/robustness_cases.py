@@ -9,6 +9,7 @@ raise (the state checks after rejected calls). Before a case the runner prints
 {"start": id}, after it {"id": id, "raised": [type names of the MRO], "message": ...}: a
 crash leaves a start without its result, and the parent names the case.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,16 +32,39 @@ def setup(model_dirs):
     rng = np.random.default_rng(0)
     r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
     C, H, KVH, D = 16, 4, 2, 4
-    ns = dict(np=np, tfcore=tfcore, F=F, r=r, C=C, KVH=KVH, D=D, tmp=tempfile.mkdtemp(), struct=struct, json=json, os=os,
-              tempfile=tempfile)
+    ns = dict(
+        np=np,
+        tfcore=tfcore,
+        F=F,
+        r=r,
+        C=C,
+        KVH=KVH,
+        D=D,
+        tmp=tempfile.mkdtemp(),
+        struct=struct,
+        json=json,
+        os=os,
+        tempfile=tempfile,
+    )
     ns["lin"] = tfcore.Linear(r(8, C), r(8))
     ns["ln"] = tfcore.LayerNorm(np.ones(C, np.float32), np.zeros(C, np.float32))
     ns["rms"] = tfcore.RMSNorm(np.ones(C, np.float32))
     ns["emb"] = tfcore.Embedding(r(50, C))
     ns["ffn"] = tfcore.FeedForward(r(32, C), r(C, 32), activation="gelu")
-    ns["mha"] = tfcore.MultiHeadAttention(C, H, num_key_value_heads=KVH, q_weight=r(C, C), k_weight=r(KVH * D, C),
-                                          v_weight=r(KVH * D, C), o_weight=r(C, C), is_causal=True, rope_theta=1e4)
-    ns["blk"] = tfcore.TransformerBlock(ns["mha"], ns["ffn"], ns["rms"], tfcore.RMSNorm(np.ones(C, np.float32)))
+    ns["mha"] = tfcore.MultiHeadAttention(
+        C,
+        H,
+        num_key_value_heads=KVH,
+        q_weight=r(C, C),
+        k_weight=r(KVH * D, C),
+        v_weight=r(KVH * D, C),
+        o_weight=r(C, C),
+        is_causal=True,
+        rope_theta=1e4,
+    )
+    ns["blk"] = tfcore.TransformerBlock(
+        ns["mha"], ns["ffn"], ns["rms"], tfcore.RMSNorm(np.ones(C, np.float32))
+    )
     ns["cache"] = tfcore.KVCache(1, 2, KVH, D, capacity=4)
     ns["mha"](r(2, 3, C), past_key_values=ns["cache"], layer_idx=0)  # 3 tokens cached
     ns["x"] = r(2, 5, C)
@@ -52,17 +76,21 @@ def setup(model_dirs):
 
 def ckpt_case(header, data=b"", raw_header=None, length=None):
     """Code that writes a hand-made safetensors file and loads it."""
-    return (f"p = os.path.join(tmp, 'bad.safetensors'); h = {raw_header!r} or json.dumps({header!r}).encode()\n"
-            f"open(p, 'wb').write(struct.pack('<Q', {length!r} if {length!r} is not None else len(h)) + h + {data!r})\n"
-            "tfcore.safetensors.SafetensorsFile(p)")
+    return (
+        f"p = os.path.join(tmp, 'bad.safetensors'); h = {raw_header!r} or json.dumps({header!r}).encode()\n"
+        f"open(p, 'wb').write(struct.pack('<Q', {length!r} if {length!r} is not None else len(h)) + h + {data!r})\n"
+        "tfcore.safetensors.SafetensorsFile(p)"
+    )
 
 
 def model_dir_case(config, files=None):
     """Code that writes a model directory (config.json as given, optional files) and loads it."""
-    return ("d = tempfile.mkdtemp(dir=tmp)\n"
-            f"open(os.path.join(d, 'config.json'), 'w').write({config!r})\n"
-            f"[open(os.path.join(d, n), 'wb').write(b) for n, b in {files or {}!r}.items()]\n"
-            "tfcore.AutoModel.from_pretrained(d)")
+    return (
+        "d = tempfile.mkdtemp(dir=tmp)\n"
+        f"open(os.path.join(d, 'config.json'), 'w').write({config!r})\n"
+        f"[open(os.path.join(d, n), 'wb').write(b) for n, b in {files or {}!r}.items()]\n"
+        "tfcore.AutoModel.from_pretrained(d)"
+    )
 
 
 CASES = [
@@ -77,12 +105,25 @@ CASES = [
     ("linear/x NaN", "a = r(2, C); a[1, 3] = np.nan; lin(a)", VE, "NaN"),
     ("linear/x Inf", "a = r(2, C); a[0, 0] = np.inf; lin(a)", VE, "Inf|NaN"),
     ("linear/x empty", "lin(np.zeros((0, C), np.float32))", VE, "empty"),
-    ("linear/out read-only", "o = np.zeros((2, 8), np.float32); o.flags.writeable = False; lin(r(2, C), out=o)",
-     VE, "read-only"),
+    (
+        "linear/out read-only",
+        "o = np.zeros((2, 8), np.float32); o.flags.writeable = False; lin(r(2, C), out=o)",
+        VE,
+        "read-only",
+    ),
     ("linear/out wrong shape", "lin(r(2, C), out=np.zeros((2, 9), np.float32))", VE, "out"),
-    ("linear/out misaligned", "b = np.zeros(2 * 8 * 4 + 1, np.uint8)[1:].view(np.float32).reshape(2, 8); lin(r(2, C), out=b)",
-     VE, "align"),
-    ("linear/out overlaps x", "a = r(2, 8); lin2 = tfcore.Linear(r(8, 8)); lin2(a, out=a)", VE, "share memory"),
+    (
+        "linear/out misaligned",
+        "b = np.zeros(2 * 8 * 4 + 1, np.uint8)[1:].view(np.float32).reshape(2, 8); lin(r(2, C), out=b)",
+        VE,
+        "align",
+    ),
+    (
+        "linear/out overlaps x",
+        "a = r(2, 8); lin2 = tfcore.Linear(r(8, 8)); lin2(a, out=a)",
+        VE,
+        "share memory",
+    ),
     ("linear/residual wrong shape", "lin(r(2, C), r(2, 7))", VE, "residual"),
     ("linear/weight float64", "tfcore.Linear(np.ones((4, 3)))", TE, "weight.*float32"),
     ("linear/weight 1-D", "tfcore.Linear(np.ones(4, np.float32))", VE, "weight"),
@@ -96,8 +137,18 @@ CASES = [
     ("linear/usable after errors", "assert lin(r(2, C)).shape == (2, 8)", None, ""),
     # ---- norms and embeddings
     ("layernorm/x wrong last dim", "ln(r(2, C + 1))", VE, "last dim|hidden|normalized"),
-    ("layernorm/weight bias mismatch", "tfcore.LayerNorm(np.ones(4, np.float32), np.zeros(5, np.float32))", VE, "bias"),
-    ("layernorm/negative eps", "tfcore.LayerNorm(np.ones(4, np.float32), np.zeros(4, np.float32), eps=-1.0)", VE, "eps"),
+    (
+        "layernorm/weight bias mismatch",
+        "tfcore.LayerNorm(np.ones(4, np.float32), np.zeros(5, np.float32))",
+        VE,
+        "bias",
+    ),
+    (
+        "layernorm/negative eps",
+        "tfcore.LayerNorm(np.ones(4, np.float32), np.zeros(4, np.float32), eps=-1.0)",
+        VE,
+        "eps",
+    ),
     ("rmsnorm/weight 2-D", "tfcore.RMSNorm(np.ones((2, 2), np.float32))", VE, "weight"),
     ("rmsnorm/x NaN", "a = r(1, C); a[0, 1] = np.nan; rms(a)", VE, "NaN"),
     ("embedding/id out of vocabulary", "emb(np.array([[1, 50]]))", VE, "outside|vocab|range"),
@@ -109,12 +160,27 @@ CASES = [
     ("ffn/gate mismatched", "tfcore.FeedForward(r(32, C), r(C, 32), gate_weight=r(31, C))", VE, "gate"),
     ("ffn/x wrong last dim", "ffn(r(2, C - 1))", VE, "last dim"),
     # ---- attention layer
-    ("mha/heads do not divide", "tfcore.MultiHeadAttention(10, 3, q_weight=r(10, 10), k_weight=r(10, 10), "
-     "v_weight=r(10, 10), o_weight=r(10, 10))", VE, "head"),
-    ("mha/kv heads do not divide", "tfcore.MultiHeadAttention(C, 4, num_key_value_heads=3, q_weight=r(C, C), "
-     "k_weight=r(12, C), v_weight=r(12, C), o_weight=r(C, C))", VE, "key_value|kv"),
-    ("mha/weight shape", "tfcore.MultiHeadAttention(C, 4, q_weight=r(C, C + 1), k_weight=r(C, C), "
-     "v_weight=r(C, C), o_weight=r(C, C))", VE, "q_weight|shape"),
+    (
+        "mha/heads do not divide",
+        "tfcore.MultiHeadAttention(10, 3, q_weight=r(10, 10), k_weight=r(10, 10), "
+        "v_weight=r(10, 10), o_weight=r(10, 10))",
+        VE,
+        "head",
+    ),
+    (
+        "mha/kv heads do not divide",
+        "tfcore.MultiHeadAttention(C, 4, num_key_value_heads=3, q_weight=r(C, C), "
+        "k_weight=r(12, C), v_weight=r(12, C), o_weight=r(C, C))",
+        VE,
+        "key_value|kv",
+    ),
+    (
+        "mha/weight shape",
+        "tfcore.MultiHeadAttention(C, 4, q_weight=r(C, C + 1), k_weight=r(C, C), "
+        "v_weight=r(C, C), o_weight=r(C, C))",
+        VE,
+        "q_weight|shape",
+    ),
     ("mha/absurd size", "tfcore.MultiHeadAttention(10**12, 1)", VE, "weight|size|hidden"),
     ("mha/x rank", "mha(r(5, C))", VE, "hidden_states"),
     ("mha/x width", "mha(r(2, 5, C + 2))", VE, "hidden_states|hidden_size"),
@@ -124,39 +190,102 @@ CASES = [
     ("mha/past not a cache", "mha(x, past_key_values={}, layer_idx=0)", TE, "KVCache"),
     ("mha/layer_idx out of range", "mha(r(2, 1, C), past_key_values=cache, layer_idx=3)", VE, "layer"),
     ("mha/cache batch mismatch", "mha(r(3, 1, C), past_key_values=cache, layer_idx=0)", VE, "batch"),
-    ("mha/cache head_dim mismatch", "c2 = tfcore.KVCache(1, 2, 2, 8); mha(x, past_key_values=c2, layer_idx=0)",
-     VE, "head"),
-    ("mha/cache NaN input", "a = r(2, 1, C); a[0, 0, 0] = np.nan; mha(a, past_key_values=cache, layer_idx=0)", VE, "NaN"),
-    ("mha/cache unchanged after rejected calls",
-     "assert cache.get_seq_length() == 3 and cache.num_cached(0) == 3, cache.get_seq_length()\n"
-     "assert mha(r(2, 1, C), past_key_values=cache, layer_idx=0).shape == (2, 1, C)\n"
-     "assert cache.get_seq_length() == 4", None, ""),
-    ("mha/cu_seqlens decreasing", "mha(r(1, 6, C), cu_seqlens=np.array([0, 4, 2, 6]), "
-     "position_ids=np.arange(6)[None])", VE, "cu_seqlens"),
-    ("mha/cu_seqlens past the rows", "mha(r(1, 6, C), cu_seqlens=np.array([0, 4, 9]), position_ids=np.arange(6)[None])",
-     VE, "cu_seqlens"),
-    ("mha/cu_seqlens not from zero", "mha(r(1, 6, C), cu_seqlens=np.array([1, 6]), position_ids=np.arange(6)[None])",
-     VE, "cu_seqlens"),
-    ("mha/cu_seqlens float", "mha(r(1, 6, C), cu_seqlens=np.array([0.0, 6.0]), position_ids=np.arange(6)[None])",
-     TE, "cu_seqlens|int"),
+    (
+        "mha/cache head_dim mismatch",
+        "c2 = tfcore.KVCache(1, 2, 2, 8); mha(x, past_key_values=c2, layer_idx=0)",
+        VE,
+        "head",
+    ),
+    (
+        "mha/cache NaN input",
+        "a = r(2, 1, C); a[0, 0, 0] = np.nan; mha(a, past_key_values=cache, layer_idx=0)",
+        VE,
+        "NaN",
+    ),
+    (
+        "mha/cache unchanged after rejected calls",
+        "assert cache.get_seq_length() == 3 and cache.num_cached(0) == 3, cache.get_seq_length()\n"
+        "assert mha(r(2, 1, C), past_key_values=cache, layer_idx=0).shape == (2, 1, C)\n"
+        "assert cache.get_seq_length() == 4",
+        None,
+        "",
+    ),
+    (
+        "mha/cu_seqlens decreasing",
+        "mha(r(1, 6, C), cu_seqlens=np.array([0, 4, 2, 6]), position_ids=np.arange(6)[None])",
+        VE,
+        "cu_seqlens",
+    ),
+    (
+        "mha/cu_seqlens past the rows",
+        "mha(r(1, 6, C), cu_seqlens=np.array([0, 4, 9]), position_ids=np.arange(6)[None])",
+        VE,
+        "cu_seqlens",
+    ),
+    (
+        "mha/cu_seqlens not from zero",
+        "mha(r(1, 6, C), cu_seqlens=np.array([1, 6]), position_ids=np.arange(6)[None])",
+        VE,
+        "cu_seqlens",
+    ),
+    (
+        "mha/cu_seqlens float",
+        "mha(r(1, 6, C), cu_seqlens=np.array([0.0, 6.0]), position_ids=np.arange(6)[None])",
+        TE,
+        "cu_seqlens|int",
+    ),
     ("mha/encoder states on self-attention", "mha(x, encoder_hidden_states=r(2, 3, C))", VE, "cross"),
     ("mha/out not an array", "mha(x, out=[1, 2])", TE, "out"),
-    ("block/wrong component", "tfcore.TransformerBlock(ffn, ffn, rms, rms)", TE, "attention|MultiHeadAttention"),
+    (
+        "block/wrong component",
+        "tfcore.TransformerBlock(ffn, ffn, rms, rms)",
+        TE,
+        "attention|MultiHeadAttention",
+    ),
     ("block/x width", "blk(r(2, 3, C + 1))", VE, "hidden"),
     # ---- functional
     ("sdpa/rank", "F.scaled_dot_product_attention(r(4, 6, 8), k, v)", VE, "query|4-D|dim"),
     ("sdpa/head_dim mismatch", "F.scaled_dot_product_attention(q, r(1, 4, 7, 9), v)", VE, "head_dim|key"),
     ("sdpa/key value length", "F.scaled_dot_product_attention(q, k, r(1, 4, 6, 8))", VE, "value|length"),
-    ("sdpa/gqa heads", "F.scaled_dot_product_attention(q, r(1, 3, 7, 8), r(1, 3, 7, 8), enable_gqa=True)", VE, "head"),
-    ("sdpa/mask shape", "F.scaled_dot_product_attention(q, k, v, attn_mask=np.zeros((6, 6), np.float32))", VE, "mask"),
-    ("sdpa/NaN query", "a = q.copy(); a[0, 0, 0, 0] = np.nan; F.scaled_dot_product_attention(a, k, v)", VE, "NaN"),
+    (
+        "sdpa/gqa heads",
+        "F.scaled_dot_product_attention(q, r(1, 3, 7, 8), r(1, 3, 7, 8), enable_gqa=True)",
+        VE,
+        "head",
+    ),
+    (
+        "sdpa/mask shape",
+        "F.scaled_dot_product_attention(q, k, v, attn_mask=np.zeros((6, 6), np.float32))",
+        VE,
+        "mask",
+    ),
+    (
+        "sdpa/NaN query",
+        "a = q.copy(); a[0, 0, 0, 0] = np.nan; F.scaled_dot_product_attention(a, k, v)",
+        VE,
+        "NaN",
+    ),
     ("sdpa/empty", "F.scaled_dot_product_attention(np.zeros((1, 4, 0, 8), np.float32), k, v)", VE, "empty"),
     ("sdpa/bad scale", "F.scaled_dot_product_attention(q, k, v, scale=float('nan'))", VE, "scale"),
-    ("rope/inv_freq length", "F.rotary_embedding(r(1, 3, 2, 8), np.ones(5, np.float32), np.arange(3)[None])", VE, "inv_freq|rotary"),
-    ("rope/positions shape", "F.rotary_embedding(r(1, 3, 2, 8), np.ones(4, np.float32), np.arange(4)[None])", VE, "position"),
+    (
+        "rope/inv_freq length",
+        "F.rotary_embedding(r(1, 3, 2, 8), np.ones(5, np.float32), np.arange(3)[None])",
+        VE,
+        "inv_freq|rotary",
+    ),
+    (
+        "rope/positions shape",
+        "F.rotary_embedding(r(1, 3, 2, 8), np.ones(4, np.float32), np.arange(4)[None])",
+        VE,
+        "position",
+    ),
     ("sdpa/negative window", "F.scaled_dot_product_attention(q, k, v, window=(-5, 0))", VE, "window"),
-    ("sdpa/bool mask of ints", "F.scaled_dot_product_attention(q, k, v, attn_mask=np.ones((6, 7), np.int32))", TE,
-     "mask"),
+    (
+        "sdpa/bool mask of ints",
+        "F.scaled_dot_product_attention(q, k, v, attn_mask=np.ones((6, 7), np.int32))",
+        TE,
+        "mask",
+    ),
     ("activation/unknown", "F.activation(r(3), 'gelu_fast2')", VE, "activation"),
     ("gelu/bad approximate", "F.gelu(r(3), approximate='fast')", VE, "approximate"),
     ("relu/float64", "F.relu(np.ones(3))", TE, "float32"),
@@ -167,12 +296,31 @@ CASES = [
     ("swa/key length", "F.sliding_window_attention(q, k, v, 2)", VE, "key has shape"),
     ("swa/negative window", "F.sliding_window_attention(q, q, q, -1)", VE, "window"),
     ("swa/huge dilation", "F.sliding_window_attention(q, q, q, 1, dilation=10**12)", VE, "dilation"),
-    ("swa/global mask shape", "F.sliding_window_attention(q, q, q, 1, global_attention_mask=np.ones((1, 7)))", VE,
-     "global_attention_mask"),
-    ("swa/global query slots", "F.sliding_window_attention(q, q, q, 1, global_attention_mask=np.ones((1, 6)), "
-     "global_query=r(1, 4, 5, 8))", VE, "global_query"),
-    ("swa/NaN key", "a = q.copy(); a[0, 1, 2, 3] = np.inf; F.sliding_window_attention(q, a, q, 1)", VE, "NaN or Inf"),
-    ("swa/huge weights", "F.sliding_window_attention(q, q, q, 2**31 - 1, return_weights=True)", VE, "return_weights"),
+    (
+        "swa/global mask shape",
+        "F.sliding_window_attention(q, q, q, 1, global_attention_mask=np.ones((1, 7)))",
+        VE,
+        "global_attention_mask",
+    ),
+    (
+        "swa/global query slots",
+        "F.sliding_window_attention(q, q, q, 1, global_attention_mask=np.ones((1, 6)), "
+        "global_query=r(1, 4, 5, 8))",
+        VE,
+        "global_query",
+    ),
+    (
+        "swa/NaN key",
+        "a = q.copy(); a[0, 1, 2, 3] = np.inf; F.sliding_window_attention(q, a, q, 1)",
+        VE,
+        "NaN or Inf",
+    ),
+    (
+        "swa/huge weights",
+        "F.sliding_window_attention(q, q, q, 2**31 - 1, return_weights=True)",
+        VE,
+        "return_weights",
+    ),
     # ---- KV cache
     ("kvcache/negative size", "tfcore.KVCache(1, -1, 2, 4)", VE, "positive"),
     ("kvcache/absurd size", "tfcore.KVCache(10**6, 10**6, 8, 128)", VE, "GiB"),
@@ -184,105 +332,284 @@ CASES = [
     ("kvcache/crop negative", "cache.crop(-1)", VE, "crop"),
     ("kvcache/keys layer", "cache.keys(1)", VE, "layer"),
     ("kvcache/positions layer", "cache.positions(-1)", VE, "layer"),
-    ("block/norm width", "tfcore.TransformerBlock(mha, ffn, tfcore.RMSNorm(np.ones(C + 1, np.float32)), rms)", VE,
-     "norm|hidden"),
+    (
+        "block/norm width",
+        "tfcore.TransformerBlock(mha, ffn, tfcore.RMSNorm(np.ones(C + 1, np.float32)), rms)",
+        VE,
+        "norm|hidden",
+    ),
     # ---- checkpoints
-    ("safetensors/too short", "p = os.path.join(tmp, 's'); open(p, 'wb').write(b'abc'); "
-     "tfcore.safetensors.SafetensorsFile(p)", CK, "too short"),
+    (
+        "safetensors/too short",
+        "p = os.path.join(tmp, 's'); open(p, 'wb').write(b'abc'); tfcore.safetensors.SafetensorsFile(p)",
+        CK,
+        "too short",
+    ),
     ("safetensors/header beyond file", ckpt_case({}, length=10**6), CK, "beyond the file"),
     ("safetensors/header 2^64-1", ckpt_case({}, length=2**64 - 1), CK, "beyond the file"),
     ("safetensors/not JSON", ckpt_case(None, raw_header=b"{not json"), CK, "not valid UTF-8 JSON"),
     ("safetensors/not UTF-8", ckpt_case(None, raw_header=b"\xff\xfe{}"), CK, "not valid UTF-8 JSON"),
     ("safetensors/JSON list", ckpt_case([1, 2]), CK, "JSON object"),
-    ("safetensors/deeply nested", ckpt_case(None, raw_header=b"[" * 100000 + b"]" * 100000), CK, "JSON|nested"),
-    ("safetensors/unknown dtype", ckpt_case({"a": {"dtype": "F33", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
-     CK, "unknown dtype"),
-    ("safetensors/negative shape", ckpt_case({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, b"\0" * 4),
-     CK, "invalid shape"),
-    ("safetensors/offsets out of bounds", ckpt_case({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}},
-                                                    b"\0" * 4), CK, "outside"),
-    ("safetensors/offsets reversed", ckpt_case({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}},
-                                               b"\0" * 4), CK, "outside"),
-    ("safetensors/size mismatch", ckpt_case({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}},
-                                            b"\0" * 8), CK, "bytes"),
-    ("safetensors/overlap", ckpt_case({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-                                       "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12),
-     CK, "overlap"),
-    ("safetensors/huge shape", ckpt_case({"a": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 4]}},
-                                         b"\0" * 4), CK, "invalid shape|bytes"),
-    ("model/not a directory", "tfcore.AutoModel.from_pretrained(os.path.join(tmp, 'nope'))", CK, "No such file"),
-    ("model/no config", "d = tempfile.mkdtemp(dir=tmp); tfcore.AutoModel.from_pretrained(d)", CK, "config.json"),
+    (
+        "safetensors/deeply nested",
+        ckpt_case(None, raw_header=b"[" * 100000 + b"]" * 100000),
+        CK,
+        "JSON|nested",
+    ),
+    (
+        "safetensors/unknown dtype",
+        ckpt_case({"a": {"dtype": "F33", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
+        CK,
+        "unknown dtype",
+    ),
+    (
+        "safetensors/negative shape",
+        ckpt_case({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, b"\0" * 4),
+        CK,
+        "invalid shape",
+    ),
+    (
+        "safetensors/offsets out of bounds",
+        ckpt_case({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 4),
+        CK,
+        "outside",
+    ),
+    (
+        "safetensors/offsets reversed",
+        ckpt_case({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}, b"\0" * 4),
+        CK,
+        "outside",
+    ),
+    (
+        "safetensors/size mismatch",
+        ckpt_case({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8),
+        CK,
+        "bytes",
+    ),
+    (
+        "safetensors/overlap",
+        ckpt_case(
+            {
+                "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
+            },
+            b"\0" * 12,
+        ),
+        CK,
+        "overlap",
+    ),
+    (
+        "safetensors/huge shape",
+        ckpt_case({"a": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 4]}}, b"\0" * 4),
+        CK,
+        "invalid shape|bytes",
+    ),
+    (
+        "model/not a directory",
+        "tfcore.AutoModel.from_pretrained(os.path.join(tmp, 'nope'))",
+        CK,
+        "No such file",
+    ),
+    (
+        "model/no config",
+        "d = tempfile.mkdtemp(dir=tmp); tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "config.json",
+    ),
     ("model/config not JSON", model_dir_case("{oops"), CK, "config.json"),
     ("model/config a list", model_dir_case("[1]"), CK, "config.json"),
     ("model/config huge nesting", model_dir_case("[" * 100000 + "]" * 100000), CK, "config.json"),
     ("model/unsupported type", model_dir_case('{"model_type": "mamba9"}'), CK, "mamba9"),
-    ("model/no weights", model_dir_case('{"model_type": "bert", "hidden_size": 8, "num_attention_heads": 2, '
-                                        '"num_hidden_layers": 1, "intermediate_size": 8, "vocab_size": 10}'),
-     CK, "safetensors"),
-    ("model/config negative size", "import shutil; d = shutil.copytree(bert, os.path.join(tmp, 'b2'))\n"
-     "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg['num_attention_heads'] = -2\n"
-     "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModel.from_pretrained(d)",
-     CK, "num_attention_heads|head"),
-    ("model/truncated weights", "import shutil; d = shutil.copytree(bert, os.path.join(tmp, 'b3'))\n"
-     "f = os.path.join(d, 'model.safetensors'); b = open(f, 'rb').read(); open(f, 'wb').write(b[:len(b) // 2])\n"
-     "tfcore.AutoModel.from_pretrained(d)", CK, "outside|truncated"),
-    ("model/ids out of vocabulary", "m = tfcore.AutoModel.from_pretrained(bert); m(np.array([[1, 10**6]]))", VE,
-     "vocab|outside"),
+    (
+        "model/no weights",
+        model_dir_case(
+            '{"model_type": "bert", "hidden_size": 8, "num_attention_heads": 2, '
+            '"num_hidden_layers": 1, "intermediate_size": 8, "vocab_size": 10}'
+        ),
+        CK,
+        "safetensors",
+    ),
+    (
+        "model/config negative size",
+        "import shutil; d = shutil.copytree(bert, os.path.join(tmp, 'b2'))\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg['num_attention_heads'] = -2\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "num_attention_heads|head",
+    ),
+    (
+        "model/truncated weights",
+        "import shutil; d = shutil.copytree(bert, os.path.join(tmp, 'b3'))\n"
+        "f = os.path.join(d, 'model.safetensors'); b = open(f, 'rb').read(); open(f, 'wb').write(b[:len(b) // 2])\n"
+        "tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "outside|truncated",
+    ),
+    (
+        "model/ids out of vocabulary",
+        "m = tfcore.AutoModel.from_pretrained(bert); m(np.array([[1, 10**6]]))",
+        VE,
+        "vocab|outside",
+    ),
     ("model/float ids", "m = tfcore.AutoModel.from_pretrained(bert); m(np.array([[1.5]]))", TE, "integer"),
-    ("model/empty ids", "m = tfcore.AutoModel.from_pretrained(bert); m(np.zeros((1, 0), np.int64))", VE, "empty|non-empty"),
-    ("model/mask shape", "m = tfcore.AutoModel.from_pretrained(bert); m(np.ones((2, 4), np.int64), "
-     "attention_mask=np.ones((2, 5)))", VE, "attention_mask"),
-    ("model/too long", "m = tfcore.AutoModel.from_pretrained(bert); m(np.ones((1, 10**4), np.int64))", VE,
-     "position|length|max"),
-    ("generate/negative tokens", "m = tfcore.AutoModelForCausalLM.from_pretrained(gpt2); "
-     "m.generate(np.array([[1, 2]]), max_new_tokens=-1)", VE, "max_new_tokens"),
-    ("generate/absurd tokens", "m = tfcore.AutoModelForCausalLM.from_pretrained(gpt2); "
-     "m.generate(np.array([[1, 2]]), max_new_tokens=10**12)", VE, "max_new_tokens|GiB|position|length"),
-    ("generate/zero temperature", "m = tfcore.AutoModelForCausalLM.from_pretrained(gpt2); "
-     "m.generate(np.array([[1, 2]]), do_sample=True, temperature=0.0)", VE, "temperature"),
-    ("generate/zero beams", "m = tfcore.AutoModelForCausalLM.from_pretrained(gpt2); "
-     "m.generate(np.array([[1, 2]]), num_beams=0)", VE, "num_beams"),
-    ("generate/bad cache dtype", "m = tfcore.AutoModelForCausalLM.from_pretrained(gpt2); "
-     "m.generate(np.array([[1, 2]]), cache_dtype='fp8')", VE, "dtype"),
-    ("generate/ids out of vocabulary", "m = tfcore.AutoModelForCausalLM.from_pretrained(gpt2); "
-     "m.generate(np.array([[1, 10**6]]))", VE, "vocab|outside"),
-    ("model/unpickle moved checkpoint", "import pickle, shutil; d = shutil.copytree(bert, os.path.join(tmp, 'b4'))\n"
-     "blob = pickle.dumps(tfcore.AutoModel.from_pretrained(d)); shutil.rmtree(d); pickle.loads(blob)", CK,
-     "No such file|not a directory"),
+    (
+        "model/empty ids",
+        "m = tfcore.AutoModel.from_pretrained(bert); m(np.zeros((1, 0), np.int64))",
+        VE,
+        "empty|non-empty",
+    ),
+    (
+        "model/mask shape",
+        "m = tfcore.AutoModel.from_pretrained(bert); m(np.ones((2, 4), np.int64), "
+        "attention_mask=np.ones((2, 5)))",
+        VE,
+        "attention_mask",
+    ),
+    (
+        "model/too long",
+        "m = tfcore.AutoModel.from_pretrained(bert); m(np.ones((1, 10**4), np.int64))",
+        VE,
+        "position|length|max",
+    ),
+    (
+        "generate/negative tokens",
+        "m = tfcore.AutoModelForCausalLM.from_pretrained(gpt2); "
+        "m.generate(np.array([[1, 2]]), max_new_tokens=-1)",
+        VE,
+        "max_new_tokens",
+    ),
+    (
+        "generate/absurd tokens",
+        "m = tfcore.AutoModelForCausalLM.from_pretrained(gpt2); "
+        "m.generate(np.array([[1, 2]]), max_new_tokens=10**12)",
+        VE,
+        "max_new_tokens|GiB|position|length",
+    ),
+    (
+        "generate/zero temperature",
+        "m = tfcore.AutoModelForCausalLM.from_pretrained(gpt2); "
+        "m.generate(np.array([[1, 2]]), do_sample=True, temperature=0.0)",
+        VE,
+        "temperature",
+    ),
+    (
+        "generate/zero beams",
+        "m = tfcore.AutoModelForCausalLM.from_pretrained(gpt2); m.generate(np.array([[1, 2]]), num_beams=0)",
+        VE,
+        "num_beams",
+    ),
+    (
+        "generate/bad cache dtype",
+        "m = tfcore.AutoModelForCausalLM.from_pretrained(gpt2); "
+        "m.generate(np.array([[1, 2]]), cache_dtype='fp8')",
+        VE,
+        "dtype",
+    ),
+    (
+        "generate/ids out of vocabulary",
+        "m = tfcore.AutoModelForCausalLM.from_pretrained(gpt2); m.generate(np.array([[1, 10**6]]))",
+        VE,
+        "vocab|outside",
+    ),
+    (
+        "model/unpickle moved checkpoint",
+        "import pickle, shutil; d = shutil.copytree(bert, os.path.join(tmp, 'b4'))\n"
+        "blob = pickle.dumps(tfcore.AutoModel.from_pretrained(d)); shutil.rmtree(d); pickle.loads(blob)",
+        CK,
+        "No such file|not a directory",
+    ),
     ("threads/not an int", "tfcore.set_num_threads('2')", TE, "int"),
     ("threads/zero", "tfcore.set_num_threads(0)", VE, "thread"),
     ("threads/huge", "tfcore.set_num_threads(10**9)", VE, "thread"),
-    ("block_sparse/length not a multiple", "F.block_sparse_attention(q, k, v, np.zeros((2, 1), np.int64), 4)", VE,
-     "multiple"),
-    ("block_sparse/layout out of range", "F.block_sparse_attention(q, k, v, np.full((6, 1), 7), 1)", VE, "layout"),
-    ("block_sparse/layout huge", "F.block_sparse_attention(q, k, v, np.full((6, 1), 2**62), 1)", VE, "layout"),
+    (
+        "block_sparse/length not a multiple",
+        "F.block_sparse_attention(q, k, v, np.zeros((2, 1), np.int64), 4)",
+        VE,
+        "multiple",
+    ),
+    (
+        "block_sparse/layout out of range",
+        "F.block_sparse_attention(q, k, v, np.full((6, 1), 7), 1)",
+        VE,
+        "layout",
+    ),
+    (
+        "block_sparse/layout huge",
+        "F.block_sparse_attention(q, k, v, np.full((6, 1), 2**62), 1)",
+        VE,
+        "layout",
+    ),
     ("block_sparse/layout list", "F.block_sparse_attention(q, k, v, [[0]] * 6, 1)", TE, "layout"),
-    ("block_sparse/huge block_size", "F.block_sparse_attention(q, k, v, np.zeros((1, 1), np.int64), 2**62)", VE,
-     "block_size"),
-    ("block_sparse/overflowing block_size", "F.block_sparse_attention(q, k, v, np.zeros((1, 1), np.int64), 2**70)",
-     VE, "int|overflow|large"),
-    ("block_sparse/global not ints", "F.block_sparse_attention(q, k, v, np.zeros((6, 1), np.int64), 1, "
-     "global_blocks='a')", TE, "global"),
-    ("block_sparse/float mask", "F.block_sparse_attention(q, k, v, np.zeros((6, 1), np.int64), 1, "
-     "key_padding_mask=np.ones((1, 7), np.float32))", TE, "key_padding_mask"),
+    (
+        "block_sparse/huge block_size",
+        "F.block_sparse_attention(q, k, v, np.zeros((1, 1), np.int64), 2**62)",
+        VE,
+        "block_size",
+    ),
+    (
+        "block_sparse/overflowing block_size",
+        "F.block_sparse_attention(q, k, v, np.zeros((1, 1), np.int64), 2**70)",
+        VE,
+        "int|overflow|large",
+    ),
+    (
+        "block_sparse/global not ints",
+        "F.block_sparse_attention(q, k, v, np.zeros((6, 1), np.int64), 1, global_blocks='a')",
+        TE,
+        "global",
+    ),
+    (
+        "block_sparse/float mask",
+        "F.block_sparse_attention(q, k, v, np.zeros((6, 1), np.int64), 1, "
+        "key_padding_mask=np.ones((1, 7), np.float32))",
+        TE,
+        "key_padding_mask",
+    ),
     ("window/rank", "F.window_attention(r(2, 5, 5, 3, 8), 3)", VE, "qkv"),
     ("window/zero window", "F.window_attention(r(1, 5, 5, 3, 2, 4), 0)", VE, "window_size"),
     ("window/huge window", "F.window_attention(r(1, 5, 5, 3, 2, 4), 2**40)", VE, "window_size"),
     ("window/shift not below window", "F.window_attention(r(1, 6, 6, 3, 2, 4), 3, 3)", VE, "shift"),
-    ("window/table shape", "F.window_attention(r(1, 6, 6, 3, 2, 4), 3, relative_position_bias_table=r(24, 2))", VE,
-     "relative_position_bias_table"),
-    ("window/NaN", "a = r(1, 6, 6, 3, 2, 4); a[0, 1, 1, 0, 0, 0] = np.nan; F.window_attention(a, 3)", VE,
-     "qkv contains NaN"),
+    (
+        "window/table shape",
+        "F.window_attention(r(1, 6, 6, 3, 2, 4), 3, relative_position_bias_table=r(24, 2))",
+        VE,
+        "relative_position_bias_table",
+    ),
+    (
+        "window/NaN",
+        "a = r(1, 6, 6, 3, 2, 4); a[0, 1, 1, 0, 0, 0] = np.nan; F.window_attention(a, 3)",
+        VE,
+        "qkv contains NaN",
+    ),
     ("window/float64", "F.window_attention(r(1, 6, 6, 3, 2, 4).astype(np.float64), 3)", TE, "float32"),
-    ("posbias/table shape", "tfcore.MultiHeadAttention(C, 4, qkv_weight=r(3 * C, C), o_weight=r(C, C), "
-     "relative_attention_bias=r(32, 3))", VE, "relative_attention_bias has shape"),
-    ("posbias/buckets", "tfcore.MultiHeadAttention(C, 4, qkv_weight=r(3 * C, C), o_weight=r(C, C), "
-     "relative_attention_bias=r(3, 4), relative_attention_num_buckets=3)", VE, "num_buckets"),
-    ("posbias/huge buckets", "F.t5_relative_position_bucket(np.zeros(2, np.int64), num_buckets=2**40)", VE,
-     "num_buckets"),
+    (
+        "posbias/table shape",
+        "tfcore.MultiHeadAttention(C, 4, qkv_weight=r(3 * C, C), o_weight=r(C, C), "
+        "relative_attention_bias=r(32, 3))",
+        VE,
+        "relative_attention_bias has shape",
+    ),
+    (
+        "posbias/buckets",
+        "tfcore.MultiHeadAttention(C, 4, qkv_weight=r(3 * C, C), o_weight=r(C, C), "
+        "relative_attention_bias=r(3, 4), relative_attention_num_buckets=3)",
+        VE,
+        "num_buckets",
+    ),
+    (
+        "posbias/huge buckets",
+        "F.t5_relative_position_bucket(np.zeros(2, np.int64), num_buckets=2**40)",
+        VE,
+        "num_buckets",
+    ),
     ("posbias/alibi heads", "F.alibi_slopes(-3)", VE, "num_heads"),
-    ("posbias/alibi cross", "tfcore.MultiHeadAttention(C, 4, q_weight=r(C, C), k_weight=r(C, C), v_weight=r(C, C), "
-     "o_weight=r(C, C), is_cross_attention=True, alibi=True)", VE, "self-attention only"),
+    (
+        "posbias/alibi cross",
+        "tfcore.MultiHeadAttention(C, 4, q_weight=r(C, C), k_weight=r(C, C), v_weight=r(C, C), "
+        "o_weight=r(C, C), is_cross_attention=True, alibi=True)",
+        VE,
+        "self-attention only",
+    ),
     ("cross kv/not cross", "mha(x, encoder_key_values=r(2, 5, 2 * KVH * D))", VE, "cross"),
 ]
 

@@ -1,12 +1,13 @@
 """Elementwise activations, GLU and rotary embedding against NumPy/torch/HF."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from reference import dense, ops
 
 import tfcore
-from reference import dense, ops
 
 F = tfcore.functional
 
@@ -25,7 +26,10 @@ def test_named_activations_match_torch(rng):
     x = (rng.standard_normal((3, 50)) * 3).astype(np.float32)
     tx = torch.from_numpy(x)
     assert np.abs(F.gelu(x) - torch.nn.functional.gelu(tx).numpy()).max() < 1e-6
-    assert np.abs(F.gelu(x, approximate="tanh") - torch.nn.functional.gelu(tx, approximate="tanh").numpy()).max() < 2e-6
+    assert (
+        np.abs(F.gelu(x, approximate="tanh") - torch.nn.functional.gelu(tx, approximate="tanh").numpy()).max()
+        < 2e-6
+    )
     assert np.abs(F.silu(x) - torch.nn.functional.silu(tx).numpy()).max() < 2e-6
     assert np.array_equal(F.relu(x), torch.relu(tx).numpy())
     out = np.empty_like(x)
@@ -72,15 +76,32 @@ def test_rotary_embedding(rng, interleaved, D, rotary_dim):
     assert np.abs(got0 - want0).max() < 1e-5
 
 
-@pytest.mark.parametrize("scaling", [None, {"rope_type": "linear", "factor": 4.0},
-                                     {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                      "high_freq_factor": 4.0, "original_max_position_embeddings": 64}])
+@pytest.mark.parametrize(
+    "scaling",
+    [
+        None,
+        {"rope_type": "linear", "factor": 4.0},
+        {
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 64,
+        },
+    ],
+)
 def test_rope_matches_hf_llama(rng, scaling):
     from transformers import LlamaConfig
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb
 
-    cfg = LlamaConfig(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                      rope_theta=500000.0, rope_scaling=scaling)
+    cfg = LlamaConfig(
+        hidden_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        rope_theta=500000.0,
+        rope_scaling=scaling,
+    )
     rope = LlamaRotaryEmbedding(cfg)
     inv = F.rope_inv_freq(16, 500000.0, scaling=scaling)
     assert np.abs(inv - rope.inv_freq.numpy()).max() <= 1e-7 * np.abs(inv).max()

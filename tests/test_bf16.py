@@ -1,6 +1,7 @@
 """bfloat16 weights: Linear against a float64 reference of the same bf16 rounding, and every
 family loaded with dtype='bfloat16' against Hugging Face in float32 on the same (bf16-valued)
 weights, from float32 and from bfloat16 checkpoints."""
+
 from __future__ import annotations
 
 import pickle
@@ -8,13 +9,14 @@ import pickle
 import numpy as np
 import pytest
 import torch
-
-import tfcore
 from reference import dense
 from tiny_models import causal_lms
 
-pytestmark = pytest.mark.skipif("bfloat16" not in tfcore.supported_dtypes(),
-                                reason="this CPU has no fast bf16 matmul (AVX512_BF16/AMX)")
+import tfcore
+
+pytestmark = pytest.mark.skipif(
+    "bfloat16" not in tfcore.supported_dtypes(), reason="this CPU has no fast bf16 matmul (AVX512_BF16/AMX)"
+)
 
 
 def bf16_round(a):
@@ -23,7 +25,13 @@ def bf16_round(a):
 
 
 def bf16_bits(a):
-    return torch.from_numpy(np.asarray(a, np.float32)).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    return (
+        torch.from_numpy(np.asarray(a, np.float32))
+        .to(torch.bfloat16)
+        .view(torch.int16)
+        .numpy()
+        .view(np.uint16)
+    )
 
 
 def rand(rng, *shape, scale=1.0):
@@ -54,13 +62,16 @@ def test_linear_takes_bf16_bits_without_float32_copy(rng):
     from_bits = tfcore.Linear(bf16_bits(W), dtype="bfloat16")
     from_f32 = tfcore.Linear(W, dtype="bfloat16")
     np.testing.assert_array_equal(from_bits(x), from_f32(x))
-    np.testing.assert_array_equal(tfcore.Linear(bf16_bits(W).T.copy(), transposed=True, dtype="bfloat16")(x),
-                                  from_f32(x))
+    np.testing.assert_array_equal(
+        tfcore.Linear(bf16_bits(W).T.copy(), transposed=True, dtype="bfloat16")(x), from_f32(x)
+    )
 
 
 def test_bad_dtypes():
     W = np.ones((4, 3), np.float32)
-    with pytest.raises(tfcore.TfcoreValueError, match="dtype must be 'float32', 'bfloat16' or 'int8', got 'int4'"):
+    with pytest.raises(
+        tfcore.TfcoreValueError, match="dtype must be 'float32', 'bfloat16' or 'int8', got 'int4'"
+    ):
         tfcore.Linear(W, dtype="int4")
     with pytest.raises(tfcore.TfcoreTypeError, match="dtype must be a string"):
         tfcore.Linear(W, dtype=16)
@@ -71,9 +82,15 @@ def test_bad_dtypes():
     with pytest.raises(tfcore.TfcoreValueError, match="NaN or Inf"):
         tfcore.Linear(bits, dtype="bfloat16")
     with pytest.raises(tfcore.TfcoreTypeError, match="all uint16 bfloat16 bits"):
-        tfcore.MultiHeadAttention(4, 2, q_weight=bf16_bits(np.ones((4, 4))), k_weight=np.ones((4, 4), np.float32),
-                                  v_weight=np.ones((4, 4), np.float32), o_weight=np.ones((4, 4), np.float32),
-                                  dtype="bfloat16")
+        tfcore.MultiHeadAttention(
+            4,
+            2,
+            q_weight=bf16_bits(np.ones((4, 4))),
+            k_weight=np.ones((4, 4), np.float32),
+            v_weight=np.ones((4, 4), np.float32),
+            o_weight=np.ones((4, 4), np.float32),
+            dtype="bfloat16",
+        )
 
 
 def save_both(model, path):
@@ -101,7 +118,7 @@ def test_causal_lm_logits_and_decoding(rng, tmp_path, name):
     out = model(ids[:, :20], use_cache=True)
     cache = out.past_key_values
     for t in range(20, 23):
-        step = model(ids[:, t:t + 1], past_key_values=cache, use_cache=True)
+        step = model(ids[:, t : t + 1], past_key_values=cache, use_cache=True)
         cache = step.past_key_values
         assert np.abs(step.logits[:, -1] - got[:, t]).max() < 1e-4
     # pickles by path and dtype
@@ -112,8 +129,19 @@ def test_encoders_and_vision(rng, tmp_path):
     from transformers import BertConfig, BertModel, ViTConfig, ViTModel
 
     torch.manual_seed(0)
-    bert = save_both(BertModel(BertConfig(vocab_size=101, hidden_size=60, num_hidden_layers=2, num_attention_heads=5,
-                                          intermediate_size=97, max_position_embeddings=64)), tmp_path / "bert")
+    bert = save_both(
+        BertModel(
+            BertConfig(
+                vocab_size=101,
+                hidden_size=60,
+                num_hidden_layers=2,
+                num_attention_heads=5,
+                intermediate_size=97,
+                max_position_embeddings=64,
+            )
+        ),
+        tmp_path / "bert",
+    )
     ids = rng.integers(3, 101, size=(3, 31))
     mask = (np.arange(31)[None] < np.array([[31], [7], [1]])).astype(np.int64)
     with torch.no_grad():
@@ -122,8 +150,19 @@ def test_encoders_and_vision(rng, tmp_path):
     real = mask.astype(bool)
     assert np.abs(got.last_hidden_state[real] - want[real]).max() < 3e-2  # LayerNorm outputs are O(1)
 
-    vit = save_both(ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=60, num_hidden_layers=2,
-                                       num_attention_heads=5, intermediate_size=97)), tmp_path / "vit")
+    vit = save_both(
+        ViTModel(
+            ViTConfig(
+                image_size=32,
+                patch_size=8,
+                hidden_size=60,
+                num_hidden_layers=2,
+                num_attention_heads=5,
+                intermediate_size=97,
+            )
+        ),
+        tmp_path / "vit",
+    )
     px = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
     with torch.no_grad():
         want = vit(torch.from_numpy(px)).last_hidden_state.numpy()
@@ -134,7 +173,9 @@ def test_encoders_and_vision(rng, tmp_path):
 def test_model_dtype_errors(tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    GPT2LMHeadModel(GPT2Config(vocab_size=31, n_embd=16, n_layer=1, n_head=2, n_positions=16)).save_pretrained(tmp_path)
+    GPT2LMHeadModel(
+        GPT2Config(vocab_size=31, n_embd=16, n_layer=1, n_head=2, n_positions=16)
+    ).save_pretrained(tmp_path)
     for bad in ("int4", "float16", None):
         with pytest.raises(tfcore.TfcoreValueError, match="dtype must be one of"):
             tfcore.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=bad)
@@ -160,9 +201,15 @@ def test_float32_to_bfloat16_equals_torch():
     """The converter `tfcore convert --dtype bfloat16` uses: torch's rounding (nearest even),
     Inf and NaN kept, shape kept; bfloat16_to_float32 is its exact inverse on bf16 values."""
     rng = np.random.default_rng(5)
-    x = np.concatenate([rng.standard_normal(10_000).astype(np.float32) * 10.0 ** rng.integers(-40, 38, 10_000),
-                        np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1e-45, 3.4028235e38,
-                                  1.00390625, 1.01171875], np.float32)]).astype(np.float32)
+    x = np.concatenate(
+        [
+            rng.standard_normal(10_000).astype(np.float32) * 10.0 ** rng.integers(-40, 38, 10_000),
+            np.array(
+                [0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1e-45, 3.4028235e38, 1.00390625, 1.01171875],
+                np.float32,
+            ),
+        ]
+    ).astype(np.float32)
     got = tfcore._C.float32_to_bfloat16(x.reshape(2, -1)).reshape(-1)
     want = torch.from_numpy(x).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
     finite = np.isfinite(x)

@@ -10,6 +10,7 @@ comparisons into full-attention ones; the tests also check HF stayed block-spars
 Tolerance: float32 on both sides through 2 layers of width 48; observed max abs
 differences ~1e-6; 3e-5 as in test_encoders.py (a wrong block, a lost random-block
 repetition or a missed mask moves outputs by > 1e-3, checked below)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,9 +26,18 @@ TOL = 3e-5
 def config(**kw):
     from transformers import BigBirdConfig
 
-    base = dict(vocab_size=61, hidden_size=48, num_hidden_layers=2, num_attention_heads=3, intermediate_size=61,
-                max_position_embeddings=256, block_size=4, num_random_blocks=2, sep_token_id=3,
-                attn_implementation="eager")
+    base = dict(
+        vocab_size=61,
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=3,
+        intermediate_size=61,
+        max_position_embeddings=256,
+        block_size=4,
+        num_random_blocks=2,
+        sep_token_id=3,
+        attn_implementation="eager",
+    )
     base.update(kw)
     return BigBirdConfig(**base)
 
@@ -53,9 +63,11 @@ def hf_outputs(path, ids, mask=None, tt=None, attention_type=None, pos=None):
     ref = BigBirdModel.from_pretrained(path, attn_implementation="eager").eval()
     if attention_type is not None:
         ref.set_attention_type(attention_type)
-    args = dict(attention_mask=None if mask is None else torch.from_numpy(mask),
-                token_type_ids=None if tt is None else torch.from_numpy(tt),
-                position_ids=None if pos is None else torch.from_numpy(pos))
+    args = dict(
+        attention_mask=None if mask is None else torch.from_numpy(mask),
+        token_type_ids=None if tt is None else torch.from_numpy(tt),
+        position_ids=None if pos is None else torch.from_numpy(pos),
+    )
     with torch.no_grad():
         out = ref(torch.from_numpy(ids), output_hidden_states=True, **args)
     return out, ref.attention_type
@@ -81,7 +93,7 @@ def test_block_sparse_matches_hf(rng, tiny, T):
     assert ours.full_attention_threshold == 36 and ours.uses_block_sparse(T)
     ids = rng.integers(4, 61, size=(2, T))
     mask = np.ones((2, T), np.int64)
-    mask[1, T - 13:] = 0  # right padding over more than a block
+    mask[1, T - 13 :] = 0  # right padding over more than a block
     tt = rng.integers(0, 2, size=(2, T))
     want, kind = hf_outputs(path, ids, mask, tt)
     assert kind == "block_sparse"
@@ -122,7 +134,7 @@ def test_full_attention_fallback(rng, tiny, T):
     assert not ours.uses_block_sparse(T)
     ids = rng.integers(4, 61, size=(2, T))
     mask = np.ones((2, T), np.int64)
-    mask[1, T - 7:] = 0
+    mask[1, T - 7 :] = 0
     want, kind = hf_outputs(path, ids, mask)
     assert kind == "original_full"
     compare(ours(ids, attention_mask=mask, output_hidden_states=True, padding_free=False), want, T)
@@ -161,13 +173,19 @@ def test_bf16_and_int8(rng, tiny):
     mask = np.ones((2, 45), np.int64)
     mask[1, 30:] = 0
     fp32 = models.BigBirdModel.from_pretrained(path)(ids, attention_mask=mask).last_hidden_state
-    bf16 = models.BigBirdModel.from_pretrained(path, dtype="bfloat16")(ids, attention_mask=mask).last_hidden_state
+    bf16 = models.BigBirdModel.from_pretrained(path, dtype="bfloat16")(
+        ids, attention_mask=mask
+    ).last_hidden_state
     assert np.abs(bf16 - fp32).max() < 3e-2  # bf16-rounded GEMM inputs; LayerNorm outputs are O(1)
     if "int8" in tfcore.supported_dtypes():
-        got = models.BigBirdModel.from_pretrained(path, dtype="int8")(ids, attention_mask=mask).last_hidden_state
+        got = models.BigBirdModel.from_pretrained(path, dtype="int8")(
+            ids, attention_mask=mask
+        ).last_hidden_state
         hf = emulate_int8(BigBirdModel.from_pretrained(path, attn_implementation="eager").eval())
         with torch.no_grad():
-            emulated = hf(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).last_hidden_state.numpy()
+            emulated = hf(
+                torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)
+            ).last_hidden_state.numpy()
         assert np.abs(got - emulated).max() < 1e-3  # same quantization emulated in float32
         assert np.abs(got - fp32).max() < 0.1
 
@@ -177,7 +195,9 @@ def test_bad_inputs(rng, tmp_path):
     ours = models.BigBirdModel.from_pretrained(path)
     with pytest.raises(tfcore.TfcoreValueError, match="output_attentions is not available with block-sparse"):
         ours(rng.integers(4, 61, size=(1, 45)), output_attentions=True)
-    with pytest.raises(tfcore.TfcoreValueError, match="61 padded to 64 .* exceeds max_position_embeddings=62"):
+    with pytest.raises(
+        tfcore.TfcoreValueError, match="61 padded to 64 .* exceeds max_position_embeddings=62"
+    ):
         ours(rng.integers(4, 61, size=(1, 61)))
     with pytest.raises(tfcore.TfcoreValueError, match="attention_mask has shape"):
         ours(rng.integers(4, 61, size=(1, 45)), attention_mask=np.ones((1, 44)))
@@ -185,13 +205,16 @@ def test_bad_inputs(rng, tmp_path):
         ours(rng.integers(4, 61, size=(1, 45)), token_type_ids=np.zeros((1, 44), np.int64))
     with pytest.raises(tfcore.TfcoreValueError, match=r"input_ids holds 61, outside \[0, 61\)"):
         ours(np.full((1, 45), 61))
-    from tfcore.safetensors import CheckpointError
-
     import json
 
+    from tfcore.safetensors import CheckpointError
+
     cfg = json.loads((tmp_path / "config.json").read_text())
-    for key, value, message in [("is_decoder", True, "decoder"), ("attention_type", "sparse", "attention_type"),
-                                ("block_size", 0, "block_size=0")]:
+    for key, value, message in [
+        ("is_decoder", True, "decoder"),
+        ("attention_type", "sparse", "attention_type"),
+        ("block_size", 0, "block_size=0"),
+    ]:
         (tmp_path / "config.json").write_text(json.dumps({**cfg, key: value}))
         with pytest.raises(CheckpointError, match=message):
             models.BigBirdModel.from_pretrained(tmp_path)

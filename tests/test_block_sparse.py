@@ -5,14 +5,15 @@ BigBird block-sparse attention with a training-mode (truly random, per-head) lay
 Tolerance: float32 kernel vs float64 reference on O(1) inputs; observed max abs differences
 are ~1e-6; 1e-5 leaves headroom while a wrong block, a lost repetition or a missed mask
 changes outputs by O(0.1)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from reference.block_sparse import block_sparse_attention as reference
 
 import tfcore
-from reference.block_sparse import block_sparse_attention as reference
 from tfcore.functional import block_sparse_attention
 from tfcore.models.big_bird import bigbird_layout
 
@@ -41,7 +42,7 @@ def test_bigbird_layout_with_padding(rng, path, bs, nb):
     q, k, v = qkv(rng, B, H, L, L, D)
     lay = bigbird_layout(nb, 2)
     mask = np.ones((B, L), bool)
-    mask[1, L - bs - 1:] = False  # more than the last block
+    mask[1, L - bs - 1 :] = False  # more than the last block
     kw = dict(global_blocks=(0, -1), key_padding_mask=mask, query_mask=mask)
     check(block_sparse_attention(q, k, v, lay, bs, **kw), q, k, v, lay, bs, **kw)
     assert np.all(block_sparse_attention(q, k, v, lay, bs, **kw)[1, :, ~mask[1]] == 0)
@@ -73,8 +74,9 @@ def test_random_layouts_odd_sizes_and_views(rng, path, per):
     _, k, v = qkv(rng, B, H, L, S, D, Dv)
     out = np.zeros((B, L, H, Dv), np.float32)
     kmask = rng.random((B, S)) > 0.2
-    res = block_sparse_attention(q, k, v, lay, bs, global_blocks=[3], key_padding_mask=kmask, scale=0.3,
-                                 out=out.transpose(0, 2, 1, 3))
+    res = block_sparse_attention(
+        q, k, v, lay, bs, global_blocks=[3], key_padding_mask=kmask, scale=0.3, out=out.transpose(0, 2, 1, 3)
+    )
     assert res.base is not None and np.shares_memory(res, out)
     check(out.transpose(0, 2, 1, 3), q, k, v, lay, bs, global_blocks=[3], key_padding_mask=kmask, scale=0.3)
 
@@ -114,8 +116,14 @@ def test_matches_hf_training_mode_random_layout(rng):
 
     torch.manual_seed(0)
     bs, r, H, C, T = 4, 2, 3, 24, 52  # 13 blocks: above (2r + 5) blocks, HF's plan in two parts
-    cfg = BigBirdConfig(hidden_size=C, num_attention_heads=H, block_size=bs, num_random_blocks=r,
-                        max_position_embeddings=128, attention_probs_dropout_prob=0.0)
+    cfg = BigBirdConfig(
+        hidden_size=C,
+        num_attention_heads=H,
+        block_size=bs,
+        num_random_blocks=r,
+        max_position_embeddings=128,
+        attention_probs_dropout_prob=0.0,
+    )
     att = BigBirdBlockSparseAttention(cfg, seed=5).train()
     x = torch.from_numpy(rng.standard_normal((2, T, C), dtype=np.float32))
     mask = torch.ones(2, T)
@@ -128,11 +136,14 @@ def test_matches_hf_training_mode_random_layout(rng):
         np.random.seed(5)  # HF seeds with the layer's seed in training mode, then draws the plan
         plan = att._get_rand_attn_plan(T, bs, r)
         rand = np.stack(att._bigbird_block_rand_mask_with_head(T, T, bs, bs, H, plan[0], plan[1]))
-        q, k, v = (lin(x).view(2, T, H, C // H).transpose(1, 2).numpy() for lin in (att.query, att.key, att.value))
+        q, k, v = (
+            lin(x).view(2, T, H, C // H).transpose(1, 2).numpy() for lin in (att.query, att.key, att.value)
+        )
     assert rand.shape == (H, T // bs - 2, r) and rand.any()  # really random, per head
     m = mask.numpy().astype(bool)
-    got = block_sparse_attention(q, k, v, bigbird_layout(T // bs, r, rand), bs, global_blocks=(0, -1),
-                                 key_padding_mask=m, query_mask=m)
+    got = block_sparse_attention(
+        q, k, v, bigbird_layout(T // bs, r, rand), bs, global_blocks=(0, -1), key_padding_mask=m, query_mask=m
+    )
     assert np.abs(got.transpose(0, 2, 1, 3).reshape(2, T, C) - want).max() < TOL
 
 
@@ -189,8 +200,9 @@ def test_no_leaks_over_calls_and_errors(rng):
     out = np.empty_like(q)
 
     def calls():
-        block_sparse_attention(q, k, v, lay, 4, global_blocks=[0, -1], key_padding_mask=mask, query_mask=mask,
-                               out=out)
+        block_sparse_attention(
+            q, k, v, lay, 4, global_blocks=[0, -1], key_padding_mask=mask, query_mask=mask, out=out
+        )
         block_sparse_attention(q, k, v, lay.astype(np.int32), 4)
         for bad in (dict(global_blocks=[99]), dict(key_padding_mask=mask[:, :5])):
             try:

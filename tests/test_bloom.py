@@ -2,6 +2,7 @@
 non-power-of-2 slopes), odd lengths, left- and right-padded batches, cached decoding ==
 full recomputation, greedy / beam generation token for token, bf16 / int8 loading, the
 checkpoint layouts (with and without the "transformer." prefix) and their errors."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from reference.quant import emulate_int8
 
 import tfcore
-from reference.quant import emulate_int8
 from tfcore import models
 
 TOL = 5e-5  # float32 both sides through 2 layers; logits are O(1)
@@ -29,8 +30,17 @@ def bloom(tmp_path, hidden=60, heads=5, layers=2, **kw):
     (HF's 0.02 init leaves them near zero and only ALiBi would shape the softmax)."""
     from transformers import BloomConfig, BloomForCausalLM
 
-    cfg = BloomConfig(vocab_size=V, hidden_size=hidden, n_layer=layers, n_head=heads, bos_token_id=1,
-                      eos_token_id=2, pad_token_id=0, attn_implementation="eager", **kw)
+    cfg = BloomConfig(
+        vocab_size=V,
+        hidden_size=hidden,
+        n_layer=layers,
+        n_head=heads,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        attn_implementation="eager",
+        **kw,
+    )
     ref = BloomForCausalLM(cfg).eval()
     with torch.no_grad():
         for name, p in ref.named_parameters():
@@ -42,7 +52,9 @@ def bloom(tmp_path, hidden=60, heads=5, layers=2, **kw):
 
 def hf_logits(ref, ids, mask=None):
     with torch.no_grad():
-        return ref(torch.from_numpy(ids), attention_mask=None if mask is None else torch.from_numpy(mask)).logits.numpy()
+        return ref(
+            torch.from_numpy(ids), attention_mask=None if mask is None else torch.from_numpy(mask)
+        ).logits.numpy()
 
 
 @pytest.mark.parametrize("hidden,heads", [(60, 5), (48, 6), (64, 16)])
@@ -63,8 +75,12 @@ def test_residual_after_layernorm_variant(rng, tmp_path):
     mask = np.ones((2, 13), np.int64)
     mask[1, :4] = 0
     with torch.no_grad():
-        hf = ref(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), output_attentions=True,
-                 output_hidden_states=True)
+        hf = ref(
+            torch.from_numpy(ids),
+            attention_mask=torch.from_numpy(mask),
+            output_attentions=True,
+            output_hidden_states=True,
+        )
     want = hf.logits.numpy()
     out = ours(ids, attention_mask=mask, output_attentions=True, output_hidden_states=True)
     got = out.logits
@@ -76,7 +92,7 @@ def test_residual_after_layernorm_variant(rng, tmp_path):
     cache = ours.new_cache(2, 4)
     steps = [ours(ids[:, :9], attention_mask=mask[:, :9], past_key_values=cache).logits]
     for t in range(9, 13):
-        steps.append(ours(ids[:, t:t + 1], attention_mask=mask[:, :t + 1], past_key_values=cache).logits)
+        steps.append(ours(ids[:, t : t + 1], attention_mask=mask[:, : t + 1], past_key_values=cache).logits)
     assert np.abs(np.concatenate(steps, axis=1)[1, 4:] - want[1, 4:]).max() < TOL
 
 
@@ -110,13 +126,15 @@ def test_cached_decoding_equals_full_recomputation(rng, tmp_path, hidden, heads)
     cache = ours.new_cache(2, 4)
     steps = [ours(ids[:, :11], attention_mask=mask[:, :11], past_key_values=cache).logits]
     for t in range(11, 23):
-        steps.append(ours(ids[:, t:t + 1], attention_mask=mask[:, :t + 1], past_key_values=cache).logits)
+        steps.append(ours(ids[:, t : t + 1], attention_mask=mask[:, : t + 1], past_key_values=cache).logits)
     got = np.concatenate(steps, axis=1)
     assert np.abs(got[0, 3:] - full[0, 3:]).max() < TOL and np.abs(got[1] - full[1]).max() < TOL
     # several tokens per step as well (T > 1 with a cache: the causal diagonal moves)
     cache = ours.new_cache(2, 4)
-    chunks = [ours(ids[:, a:b], attention_mask=mask[:, :b], past_key_values=cache).logits
-              for a, b in ((0, 5), (5, 12), (12, 23))]
+    chunks = [
+        ours(ids[:, a:b], attention_mask=mask[:, :b], past_key_values=cache).logits
+        for a, b in ((0, 5), (5, 12), (12, 23))
+    ]
     got = np.concatenate(chunks, axis=1)
     assert np.abs(got[0, 3:] - full[0, 3:]).max() < TOL and np.abs(got[1] - full[1]).max() < TOL
 
@@ -125,8 +143,14 @@ def test_greedy_generation_matches_hf(rng, tmp_path):
     ref, ours = bloom(tmp_path)
     ids = rng.integers(3, V, size=(2, 9))
     with torch.no_grad():
-        want = ref.generate(torch.from_numpy(ids), attention_mask=torch.ones(2, 9, dtype=torch.long),
-                            max_new_tokens=40, do_sample=False, eos_token_id=None, pad_token_id=0).numpy()
+        want = ref.generate(
+            torch.from_numpy(ids),
+            attention_mask=torch.ones(2, 9, dtype=torch.long),
+            max_new_tokens=40,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=0,
+        ).numpy()
     got = ours.generate(ids, max_new_tokens=40, eos_token_id=[], pad_token_id=0)
     assert got.shape == want.shape == (2, 49)
     assert np.array_equal(got, want)
@@ -139,21 +163,36 @@ def test_left_padded_generation_matches_hf(rng, tmp_path):
     mask[1, :5] = 0
     ids[1, :5] = 0
     with torch.no_grad():
-        want = ref.generate(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), max_new_tokens=20,
-                            do_sample=False, pad_token_id=0, eos_token_id=None).numpy()
+        want = ref.generate(
+            torch.from_numpy(ids),
+            attention_mask=torch.from_numpy(mask),
+            max_new_tokens=20,
+            do_sample=False,
+            pad_token_id=0,
+            eos_token_id=None,
+        ).numpy()
     got = ours.generate(ids, attention_mask=mask, max_new_tokens=20, pad_token_id=0, eos_token_id=[])
     assert np.array_equal(got, want)
 
 
-@pytest.mark.parametrize("kw", [dict(num_beams=4), dict(num_beams=3, length_penalty=0.5, num_return_sequences=2)])
+@pytest.mark.parametrize(
+    "kw", [dict(num_beams=4), dict(num_beams=3, length_penalty=0.5, num_return_sequences=2)]
+)
 def test_beam_search_matches_hf(rng, tmp_path, kw):
     ref, ours = bloom(tmp_path)
     ids = rng.integers(3, V, size=(2, 7))
     # end-of-sequence: the last token of the best 3-token beam, so hypotheses finish mid-search
     eos = int(ours.generate(ids, max_new_tokens=3, eos_token_id=[], num_beams=kw["num_beams"])[0, -1])
     with torch.no_grad():
-        want = ref.generate(torch.from_numpy(ids), attention_mask=torch.ones(2, 7, dtype=torch.long),
-                            max_new_tokens=15, do_sample=False, eos_token_id=eos, pad_token_id=0, **kw).numpy()
+        want = ref.generate(
+            torch.from_numpy(ids),
+            attention_mask=torch.ones(2, 7, dtype=torch.long),
+            max_new_tokens=15,
+            do_sample=False,
+            eos_token_id=eos,
+            pad_token_id=0,
+            **kw,
+        ).numpy()
     got = ours.generate(ids, max_new_tokens=15, eos_token_id=eos, pad_token_id=0, **kw)
     assert got.shape == want.shape
     assert np.array_equal(got, want)
@@ -162,12 +201,17 @@ def test_beam_search_matches_hf(rng, tmp_path, kw):
 def test_sampling(rng, tmp_path):
     ref, ours = bloom(tmp_path)
     ids = rng.integers(3, V, size=(2, 6))
-    a = ours.generate(ids, max_new_tokens=12, do_sample=True, top_k=8, temperature=0.8, seed=7, eos_token_id=[])
-    b = ours.generate(ids, max_new_tokens=12, do_sample=True, top_k=8, temperature=0.8, seed=7, eos_token_id=[])
+    a = ours.generate(
+        ids, max_new_tokens=12, do_sample=True, top_k=8, temperature=0.8, seed=7, eos_token_id=[]
+    )
+    b = ours.generate(
+        ids, max_new_tokens=12, do_sample=True, top_k=8, temperature=0.8, seed=7, eos_token_id=[]
+    )
     assert a.shape == (2, 18) and np.array_equal(a, b)
     greedy = ours.generate(ids, max_new_tokens=12, eos_token_id=[])
-    assert np.array_equal(ours.generate(ids, max_new_tokens=12, do_sample=True, top_k=1, seed=3, eos_token_id=[]),
-                          greedy)
+    assert np.array_equal(
+        ours.generate(ids, max_new_tokens=12, do_sample=True, top_k=1, seed=3, eos_token_id=[]), greedy
+    )
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
@@ -178,9 +222,12 @@ def test_quantized_kv_cache_generation(rng, tmp_path, dtype):
     cache = ours.new_cache(2, 4, dtype=dtype)
     steps = [ours(ids[:, :3], past_key_values=cache).logits]
     for t in range(3, 9):
-        steps.append(ours(ids[:, t:t + 1], past_key_values=cache).logits)
+        steps.append(ours(ids[:, t : t + 1], past_key_values=cache).logits)
     # keys/values rounded to bf16 (8-bit mantissa) / int8 per row: errors of that order
-    assert np.abs(np.concatenate(steps, axis=1) - full).max() < {"bfloat16": 2e-2, "int8": 5e-2}[dtype] * np.abs(full).max()
+    assert (
+        np.abs(np.concatenate(steps, axis=1) - full).max()
+        < {"bfloat16": 2e-2, "int8": 5e-2}[dtype] * np.abs(full).max()
+    )
     out = ours.generate(ids, max_new_tokens=5, cache_dtype=dtype, eos_token_id=[])
     assert out.shape == (2, 14) and (out[:, :9] == ids).all()
 
@@ -205,7 +252,7 @@ def test_bfloat16_weights(rng, tmp_path):
     cache = model.new_cache(2, 4)
     model(ids[:, :20], past_key_values=cache)
     for t in range(20, 23):
-        step = model(ids[:, t:t + 1], past_key_values=cache).logits
+        step = model(ids[:, t : t + 1], past_key_values=cache).logits
         assert np.abs(step[:, -1] - got[:, t]).max() < 1e-4
 
 
@@ -229,7 +276,9 @@ def test_int8_weights(rng, tmp_path):
 def test_bloom_model_hidden_states_and_attentions(rng, tmp_path):
     from transformers import BloomConfig, BloomModel
 
-    ref = BloomModel(BloomConfig(vocab_size=V, hidden_size=48, n_layer=2, n_head=6, attn_implementation="eager")).eval()
+    ref = BloomModel(
+        BloomConfig(vocab_size=V, hidden_size=48, n_layer=2, n_head=6, attn_implementation="eager")
+    ).eval()
     ref.save_pretrained(tmp_path)
     ours = tfcore.AutoModel.from_pretrained(tmp_path)
     assert isinstance(ours, models.BloomModel)
@@ -251,7 +300,9 @@ def test_bigscience_layout_without_prefix(rng, tmp_path):
     from safetensors.numpy import load_file, save_file
 
     ref, _ = bloom(tmp_path / "hf")
-    tensors = {k.removeprefix("transformer."): v for k, v in load_file(tmp_path / "hf" / "model.safetensors").items()}
+    tensors = {
+        k.removeprefix("transformer."): v for k, v in load_file(tmp_path / "hf" / "model.safetensors").items()
+    }
     (tmp_path / "bs").mkdir()
     save_file(tensors, tmp_path / "bs" / "model.safetensors")
     cfg = json.loads((tmp_path / "hf" / "config.json").read_text())
@@ -279,13 +330,17 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(tfcore.CheckpointError, match="needs one of 'hidden_size', 'n_embed'"):
         models.BloomForCausalLM.from_pretrained(tmp_path)
     cfg_path.write_text(json.dumps(cfg))
-    save_file({k: v for k, v in tensors.items() if "h.1.self_attention.query_key_value.weight" not in k}, path)
+    save_file(
+        {k: v for k, v in tensors.items() if "h.1.self_attention.query_key_value.weight" not in k}, path
+    )
     with pytest.raises(tfcore.CheckpointError, match="missing 'h.1.self_attention.query_key_value.weight'"):
         models.BloomForCausalLM.from_pretrained(tmp_path)
     bad = dict(tensors)
     bad["transformer.h.0.self_attention.dense.weight"] = np.zeros((60, 59), np.float32)
     save_file(bad, path)
-    with pytest.raises(tfcore.CheckpointError, match=r"dense.weight' has shape \(60, 59\), expected \(60, 60\)"):
+    with pytest.raises(
+        tfcore.CheckpointError, match=r"dense.weight' has shape \(60, 59\), expected \(60, 60\)"
+    ):
         models.BloomForCausalLM.from_pretrained(tmp_path)
     save_file({**tensors, "transformer.extra.weight": np.zeros(3, np.float32)}, path)
     assert models.BloomForCausalLM.from_pretrained(tmp_path).unexpected_keys == ["transformer.extra.weight"]

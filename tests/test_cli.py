@@ -1,5 +1,6 @@
 """The tfcore command: every subcommand on tiny models in a child process, its output and
 its exit codes (0 ok, 1 failed, 2 usage)."""
+
 from __future__ import annotations
 
 import json
@@ -9,17 +10,24 @@ import sys
 
 import numpy as np
 import pytest
+from tiny_models import save_tiny
 
 import tfcore
-from tiny_models import save_tiny
 
 ROOT = os.path.dirname(os.path.dirname(tfcore.__file__))  # run the tfcore under test
 
 
 def cli(*args, stdin=None, timeout=300):
     env = {**os.environ, "TFCORE_PROGRESS": "0", "OMP_NUM_THREADS": "2"}
-    return subprocess.run([sys.executable, "-m", "tfcore", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, input=stdin, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "tfcore", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        input=stdin,
+        timeout=timeout,
+        env=env,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +66,14 @@ def test_demo_is_semantic_search_agreeing_with_the_reference():
 
 
 def test_embed_texts_stdin_file_and_save(tmp_path):
-    out = cli("embed", "A cat sits on the mat.", "A kitten rests on a rug.", "Stocks fell.", "--save",
-              tmp_path / "e.npy")
+    out = cli(
+        "embed",
+        "A cat sits on the mat.",
+        "A kitten rests on a rug.",
+        "Stocks fell.",
+        "--save",
+        tmp_path / "e.npy",
+    )
     assert out.returncode == 0, out.stderr
     emb = np.load(tmp_path / "e.npy")
     assert emb.shape == (3, 384) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
@@ -75,10 +89,11 @@ def test_embed_texts_stdin_file_and_save(tmp_path):
 def test_generate_with_ids_streams_the_greedy_tokens(models):
     out = cli("generate", models / "gpt2", "--ids", "1,2,3", "--max-new-tokens", "5")
     assert out.returncode == 0, out.stderr
-    want = tfcore.AutoModelForCausalLM.from_pretrained(models / "gpt2").generate(np.array([[1, 2, 3]]),
-                                                                                 max_new_tokens=5, eos_token_id=[])
+    want = tfcore.AutoModelForCausalLM.from_pretrained(models / "gpt2").generate(
+        np.array([[1, 2, 3]]), max_new_tokens=5, eos_token_id=[]
+    )
     streamed = [int(t) for t in out.stdout.split()]
-    assert streamed == want[0, 3:3 + len(streamed)].tolist() and len(streamed) >= 1
+    assert streamed == want[0, 3 : 3 + len(streamed)].tolist() and len(streamed) >= 1
     assert "tok/s" in out.stderr
     assert cli("generate", models / "gpt2", "some text").returncode == 1  # no tokenizer.json
     assert cli("generate", models / "gpt2", "--ids", "1,x").returncode == 1
@@ -89,10 +104,11 @@ def test_generate_with_an_encoder_decoder(models):
     """T5: the prompt goes to the encoder; the streamed tokens are the decoder's new ones."""
     out = cli("generate", models / "t5", "--ids", "5,6,7", "--max-new-tokens", "4")
     assert out.returncode == 0, out.stderr
-    want = tfcore.AutoModelForSeq2SeqLM.from_pretrained(models / "t5").generate(np.array([[5, 6, 7]]),
-                                                                                max_new_tokens=4, eos_token_id=[])
+    want = tfcore.AutoModelForSeq2SeqLM.from_pretrained(models / "t5").generate(
+        np.array([[5, 6, 7]]), max_new_tokens=4, eos_token_id=[]
+    )
     streamed = [int(t) for t in out.stdout.split()]
-    assert streamed == want[0, 1:1 + len(streamed)].tolist() and len(streamed) >= 1  # after the start token
+    assert streamed == want[0, 1 : 1 + len(streamed)].tolist() and len(streamed) >= 1  # after the start token
     bad = cli("generate", models / "bert", "--ids", "1,2")
     assert bad.returncode == 1 and "t5" in bad.stderr and "gpt2" in bad.stderr
 
@@ -106,7 +122,15 @@ def test_run_saves_outputs(models, tmp_path):
     want = tfcore.AutoModel.from_pretrained(models / "bert")(ids, attention_mask=np.ones_like(ids))
     np.testing.assert_array_equal(got["last_hidden_state"], want.last_hidden_state)
     np.save(tmp_path / "ids.npy", ids)
-    out = cli("run", models / "gpt2", "--causal-lm", "--input", tmp_path / "ids.npy", "--output", tmp_path / "o2.npz")
+    out = cli(
+        "run",
+        models / "gpt2",
+        "--causal-lm",
+        "--input",
+        tmp_path / "ids.npy",
+        "--output",
+        tmp_path / "o2.npz",
+    )
     assert out.returncode == 0 and np.load(tmp_path / "o2.npz")["logits"].shape == (1, 4, 60)
     np.savez(tmp_path / "bad.npz", not_an_input=ids)
     bad = cli("run", models / "bert", "--input", tmp_path / "bad.npz", "--output", tmp_path / "o3.npz")

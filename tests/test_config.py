@@ -1,4 +1,5 @@
 """Configuration report, thread control and oneDNN discovery."""
+
 from __future__ import annotations
 
 import subprocess
@@ -54,8 +55,14 @@ def package_parent() -> str:
 
 def test_omp_num_threads_sets_the_default():
     code = "import tfcore; print(tfcore.get_num_threads())"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"}, cwd=package_parent())
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+        cwd=package_parent(),
+    )
     assert out.stdout.strip() == "1"
 
 
@@ -128,8 +135,9 @@ def test_forked_child_runs_on_one_thread_instead_of_hanging():
     """GNU OpenMP cannot restart its pool in a child forked after the parent used threads
     (a parallel region there waits forever); tfcore's child runs serially and says why if
     asked for more threads."""
-    out = subprocess.run([sys.executable, "-c", FORK_CHILD], capture_output=True, text=True, timeout=120,
-                         cwd=package_parent())
+    out = subprocess.run(
+        [sys.executable, "-c", FORK_CHILD], capture_output=True, text=True, timeout=120, cwd=package_parent()
+    )
     assert "HUNG" not in out.stdout and out.returncode == 0, out.stdout + out.stderr
     res = eval(out.stdout.strip().splitlines()[-1])
     assert res["threads"] == 1 and res["same"] is True and abs(res["sdpa"] - 1.0) < 1e-6
@@ -139,7 +147,9 @@ def test_forked_child_runs_on_one_thread_instead_of_hanging():
 def test_per_model_threads(tmp_path, rng):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    GPT2LMHeadModel(GPT2Config(vocab_size=31, n_embd=16, n_layer=1, n_head=2, n_positions=32)).save_pretrained(tmp_path)
+    GPT2LMHeadModel(
+        GPT2Config(vocab_size=31, n_embd=16, n_layer=1, n_head=2, n_positions=32)
+    ).save_pretrained(tmp_path)
     seen = []
     one = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path, threads=1)
     default = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path)

@@ -1,5 +1,6 @@
 """docs/api.md is generated from the docstrings and must be current; every public name has
 a docstring."""
+
 from __future__ import annotations
 
 import os

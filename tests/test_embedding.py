@@ -1,11 +1,12 @@
 """Embedding: zero-copy table, lookups of any id shape, bad ids refused."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from memory import rss_growth
 
 import tfcore
-from memory import rss_growth
 
 
 def test_lookup_matches_indexing(rng):
@@ -42,7 +43,11 @@ def test_out_parameter(rng):
 @pytest.mark.parametrize(
     "ids,exc,msg",
     [
-        (np.array([[1, 10]]), tfcore.TfcoreValueError, r"holds 10 at flat index 1, outside the vocabulary \[0, 10\)"),
+        (
+            np.array([[1, 10]]),
+            tfcore.TfcoreValueError,
+            r"holds 10 at flat index 1, outside the vocabulary \[0, 10\)",
+        ),
         (np.array([-1]), tfcore.TfcoreValueError, "holds -1 at flat index 0"),
         (np.array([1.0]), tfcore.TfcoreTypeError, "int64 or int32, got float64"),
         (np.array([1], np.int16), tfcore.TfcoreTypeError, "int64 or int32"),

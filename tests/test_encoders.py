@@ -4,6 +4,7 @@ save_pretrained, loaded by tfcore): every hidden state, attention map, pooler an
 Tolerances: float32 on both sides through 2-3 layers of width <= 60; observed max abs
 differences are ~1e-6; 3e-5 (hidden states) and 1e-5 (probabilities) leave headroom
 without hiding a wrong mask or a transposed weight (those change outputs by O(0.1))."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,8 +55,16 @@ def _seed():
 def bert_config(**kw):
     from transformers import BertConfig
 
-    base = dict(vocab_size=101, hidden_size=60, num_hidden_layers=2, num_attention_heads=5, intermediate_size=97,
-                max_position_embeddings=128, type_vocab_size=2, attn_implementation="eager")
+    base = dict(
+        vocab_size=101,
+        hidden_size=60,
+        num_hidden_layers=2,
+        num_attention_heads=5,
+        intermediate_size=97,
+        max_position_embeddings=128,
+        type_vocab_size=2,
+        attn_implementation="eager",
+    )
     base.update(kw)
     return BertConfig(**base)
 
@@ -71,8 +80,13 @@ def test_bert_model(rng, tmp_path, act):
     tt = rng.integers(0, 2, size=ids.shape)
     out = ours(ids, attention_mask=mask, token_type_ids=tt, output_hidden_states=True, output_attentions=True)
     with torch.no_grad():
-        want = ref(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), token_type_ids=torch.from_numpy(tt),
-                   output_hidden_states=True, output_attentions=True)
+        want = ref(
+            torch.from_numpy(ids),
+            attention_mask=torch.from_numpy(mask),
+            token_type_ids=torch.from_numpy(tt),
+            output_hidden_states=True,
+            output_attentions=True,
+        )
     compare(out, want, mask)
     assert ours.unexpected_keys == []
     # padding-free path (default without output_attentions): the real tokens match HF
@@ -123,15 +137,28 @@ def test_roberta_positions_skip_padding(rng, tmp_path, kind):
     from transformers import RobertaConfig, RobertaModel, XLMRobertaConfig, XLMRobertaModel
 
     Cfg, Model = (RobertaConfig, RobertaModel) if kind == "roberta" else (XLMRobertaConfig, XLMRobertaModel)
-    cfg = Cfg(vocab_size=99, hidden_size=40, num_hidden_layers=2, num_attention_heads=5, intermediate_size=64,
-              max_position_embeddings=100, type_vocab_size=1, pad_token_id=1, attn_implementation="eager")
+    cfg = Cfg(
+        vocab_size=99,
+        hidden_size=40,
+        num_hidden_layers=2,
+        num_attention_heads=5,
+        intermediate_size=64,
+        max_position_embeddings=100,
+        type_vocab_size=1,
+        pad_token_id=1,
+        attn_implementation="eager",
+    )
     ref = Model(cfg).eval()
     ours = tfcore.AutoModel.from_pretrained(save(ref, tmp_path))
     assert type(ours).__name__ == Model.__name__
     ids, mask = ids_and_mask(rng, 99, T=97, pad=1)
     with torch.no_grad():
-        want = ref(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), output_hidden_states=True,
-                   output_attentions=True)
+        want = ref(
+            torch.from_numpy(ids),
+            attention_mask=torch.from_numpy(mask),
+            output_hidden_states=True,
+            output_attentions=True,
+        )
     compare(ours(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True), want, mask)
     compare(ours(ids, attention_mask=mask, output_hidden_states=True), want, mask, real_only=True)
 
@@ -139,17 +166,34 @@ def test_roberta_positions_skip_padding(rng, tmp_path, kind):
 def test_distilbert(rng, tmp_path):
     from transformers import DistilBertConfig, DistilBertModel
 
-    cfg = DistilBertConfig(vocab_size=77, dim=60, n_layers=3, n_heads=3, hidden_dim=131, max_position_embeddings=128,
-                           attn_implementation="eager")
+    cfg = DistilBertConfig(
+        vocab_size=77,
+        dim=60,
+        n_layers=3,
+        n_heads=3,
+        hidden_dim=131,
+        max_position_embeddings=128,
+        attn_implementation="eager",
+    )
     ref = DistilBertModel(cfg).eval()
     ours = tfcore.AutoModel.from_pretrained(save(ref, tmp_path))
     ids, mask = ids_and_mask(rng, 77)
     with torch.no_grad():
-        want = ref(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), output_hidden_states=True,
-                   output_attentions=True)
-    compare(ours(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True), want, mask,
-            pooled=False)
-    compare(ours(ids, attention_mask=mask, output_hidden_states=True), want, mask, pooled=False, real_only=True)
+        want = ref(
+            torch.from_numpy(ids),
+            attention_mask=torch.from_numpy(mask),
+            output_hidden_states=True,
+            output_attentions=True,
+        )
+    compare(
+        ours(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True),
+        want,
+        mask,
+        pooled=False,
+    )
+    compare(
+        ours(ids, attention_mask=mask, output_hidden_states=True), want, mask, pooled=False, real_only=True
+    )
 
 
 def test_padding_free_left_padding_and_empty_rows(rng, tmp_path):

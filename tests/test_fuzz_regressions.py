@@ -1,5 +1,6 @@
 """Inputs the fuzzers (fuzz/run.py) once failed on, replayed through the same harness, plus
 each target's seeds: every one must now end in a documented TfcoreError or succeed."""
+
 from __future__ import annotations
 
 import os
@@ -13,9 +14,15 @@ sys.path.insert(0, os.path.join(ROOT, "fuzz"))
 import harness  # noqa: E402
 
 REGRESSIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz_regressions")
-CASES = sorted((target, name) for target in harness.TARGETS
-               for name in (os.listdir(os.path.join(REGRESSIONS, target))
-                            if os.path.isdir(os.path.join(REGRESSIONS, target)) else []))
+CASES = sorted(
+    (target, name)
+    for target in harness.TARGETS
+    for name in (
+        os.listdir(os.path.join(REGRESSIONS, target))
+        if os.path.isdir(os.path.join(REGRESSIONS, target))
+        else []
+    )
+)
 
 
 @pytest.mark.parametrize("target,name", CASES, ids=[f"{t}/{n}" for t, n in CASES])

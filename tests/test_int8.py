@@ -2,6 +2,7 @@
 same quantization (exact up to float rounding), and every family loaded with dtype='int8'
 against Hugging Face with the same fake quantization hooked into every projection (tight),
 and against plain float32 (the accuracy int8 costs)."""
+
 from __future__ import annotations
 
 import pickle
@@ -9,14 +10,15 @@ import pickle
 import numpy as np
 import pytest
 import torch
-
-import tfcore
 from reference import dense
 from reference.quant import emulate_int8
 from tiny_models import causal_lms
 
-pytestmark = pytest.mark.skipif("int8" not in tfcore.supported_dtypes(),
-                                reason="this CPU has no fast int8 matmul (AVX512_VNNI/AVX_VNNI)")
+import tfcore
+
+pytestmark = pytest.mark.skipif(
+    "int8" not in tfcore.supported_dtypes(), reason="this CPU has no fast int8 matmul (AVX512_VNNI/AVX_VNNI)"
+)
 
 
 def quantize_rows(a):
@@ -63,15 +65,17 @@ def test_linear_equals_the_emulated_quantization(rng, M, act):
 
 def test_linear_transposed_gated_and_wide(rng):
     K, N = 64, 2 * 131
-    W = rand(rng, K, N, scale=0.1)   # Conv1D layout: (in, out), one scale per column
+    W = rand(rng, K, N, scale=0.1)  # Conv1D layout: (in, out), one scale per column
     x, g = rand(rng, 9, K), rand(rng, 9, N)
     lin = tfcore.Linear(W, transposed=True, dtype="int8")
     ref = emulated_linear(x, W.T, None, None)
     assert np.abs(lin(x) - ref).max() < 1e-5
-    gated = tfcore.FeedForward(rand(rng, N, K), rand(rng, K, N), gate_weight=rand(rng, N, K),
-                               activation="silu", dtype="int8")
-    gated_f32 = tfcore.FeedForward(gated.up.weight, gated.down.weight, gate_weight=gated.gate.weight,
-                                   activation="silu")
+    gated = tfcore.FeedForward(
+        rand(rng, N, K), rand(rng, K, N), gate_weight=rand(rng, N, K), activation="silu", dtype="int8"
+    )
+    gated_f32 = tfcore.FeedForward(
+        gated.up.weight, gated.down.weight, gate_weight=gated.gate.weight, activation="silu"
+    )
     y, y32 = gated(x), gated_f32(x)
     assert np.abs(y - y32).max() < 3e-2 * np.abs(y32).max()
     del g
@@ -82,7 +86,7 @@ def test_zero_rows_and_outliers(rng):
     lin = tfcore.Linear(W, np.ones(33, np.float32), dtype="int8")
     x = rand(rng, 3, 40)
     x[1] = 0.0
-    x[2, 5] = 1e6           # one outlier: the rest of its row rounds to zero
+    x[2, 5] = 1e6  # one outlier: the rest of its row rounds to zero
     y = lin(x)
     np.testing.assert_array_equal(y[1], np.ones(33, np.float32))
     ref = emulated_linear(x, W, np.ones(33), None)
@@ -115,8 +119,13 @@ def test_int8_weights_take_a_quarter_of_the_memory():
     import sys
 
     here = os.path.dirname(os.path.abspath(__file__))
-    out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, here], capture_output=True, text=True, check=True,
-                         cwd=os.path.dirname(os.path.dirname(tfcore.__file__)))
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CHILD, here],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(tfcore.__file__)),
+    )
     kept = json.loads(out.stdout.strip().splitlines()[-1])
     assert kept["int8"] < 0.35 * kept["float32"], kept
 
@@ -143,7 +152,7 @@ def test_causal_lm_logits_and_decoding(rng, tmp_path, name):
     out = model(ids[:, :20], use_cache=True)
     cache = out.past_key_values
     for t in range(20, 23):
-        step = model(ids[:, t:t + 1], past_key_values=cache, use_cache=True)
+        step = model(ids[:, t : t + 1], past_key_values=cache, use_cache=True)
         cache = step.past_key_values
         assert np.abs(step.logits[:, -1] - got[:, t]).max() < 1e-4 * scale
     assert pickle.loads(pickle.dumps(model)).dtype == "int8"
@@ -153,8 +162,16 @@ def test_encoders_and_vision(rng, tmp_path):
     from transformers import BertConfig, BertModel, ViTConfig, ViTModel
 
     torch.manual_seed(0)
-    bert = BertModel(BertConfig(vocab_size=101, hidden_size=60, num_hidden_layers=2, num_attention_heads=5,
-                                intermediate_size=97, max_position_embeddings=64)).eval()
+    bert = BertModel(
+        BertConfig(
+            vocab_size=101,
+            hidden_size=60,
+            num_hidden_layers=2,
+            num_attention_heads=5,
+            intermediate_size=97,
+            max_position_embeddings=64,
+        )
+    ).eval()
     bert.save_pretrained(tmp_path / "bert")
     ids = rng.integers(3, 101, size=(3, 31))
     mask = (np.arange(31)[None] < np.array([[31], [7], [1]])).astype(np.int64)
@@ -167,8 +184,16 @@ def test_encoders_and_vision(rng, tmp_path):
     assert np.abs(got.last_hidden_state[real] - emulated[real]).max() < 1e-3
     assert np.abs(got.last_hidden_state[real] - full[real]).max() < 0.1  # LayerNorm outputs are O(1)
 
-    vit = ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=60, num_hidden_layers=2,
-                             num_attention_heads=5, intermediate_size=97)).eval()
+    vit = ViTModel(
+        ViTConfig(
+            image_size=32,
+            patch_size=8,
+            hidden_size=60,
+            num_hidden_layers=2,
+            num_attention_heads=5,
+            intermediate_size=97,
+        )
+    ).eval()
     vit.save_pretrained(tmp_path / "vit")
     px = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
     with torch.no_grad():
@@ -181,8 +206,11 @@ def test_from_bf16_checkpoint(rng, tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    hf = LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
-                                      intermediate_size=97)).eval()
+    hf = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=97, hidden_size=64, num_hidden_layers=1, num_attention_heads=4, intermediate_size=97
+        )
+    ).eval()
     hf.to(torch.bfloat16).save_pretrained(tmp_path)
     hf = LlamaForCausalLM.from_pretrained(tmp_path, torch_dtype=torch.float32).eval()
     ids = rng.integers(3, 97, size=(1, 9))

@@ -1,14 +1,15 @@
 """KVCache: incremental decoding through MultiHeadAttention/TransformerBlock equals a full
 forward at every step (GQA, RoPE, causal, growth past capacity, padding masks)."""
+
 from __future__ import annotations
 
 import threading
 
 import numpy as np
 import pytest
+from test_mha import build, params, rand
 
 import tfcore
-from test_mha import build, params, rand
 
 TOL = 2e-5  # cached vs full forward: same kernels, different key-block boundaries
 
@@ -35,19 +36,23 @@ def test_incremental_equals_full(rng, path, prompt, steps, capacity):
 
 
 def test_block_with_cache_and_padding_mask(rng):
+    import hf_layers
     from transformers import LlamaConfig
     from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
-    import hf_layers
 
     cfg = LlamaConfig(hidden_size=64, num_attention_heads=8, num_key_value_heads=2, intermediate_size=96)
-    blk = hf_layers.llama_layer(LlamaDecoderLayer(cfg, layer_idx=0).eval(), cfg, LlamaRotaryEmbedding(cfg).inv_freq.numpy())
+    blk = hf_layers.llama_layer(
+        LlamaDecoderLayer(cfg, layer_idx=0).eval(), cfg, LlamaRotaryEmbedding(cfg).inv_freq.numpy()
+    )
     B, T = 2, 12
     x = rand(rng, B, T, 64)
     mask = np.ones((B, T), np.int64)
     mask[1, 10:] = 0  # the second row's last tokens are padding (keys hidden from later queries)
     full = blk(x, mask)
     cache = tfcore.KVCache(1, B, 2, 8, capacity=4)
-    a = blk(np.ascontiguousarray(x[:, :8]), np.ascontiguousarray(mask[:, :8]), past_key_values=cache, layer_idx=0)
+    a = blk(
+        np.ascontiguousarray(x[:, :8]), np.ascontiguousarray(mask[:, :8]), past_key_values=cache, layer_idx=0
+    )
     b = blk(np.ascontiguousarray(x[:, 8:]), mask, past_key_values=cache, layer_idx=0)  # mask spans past + new
     got = np.concatenate([a, b], axis=1)
     assert np.abs(got - full).max() < TOL
@@ -151,7 +156,7 @@ def test_tova_drops_the_least_attended_token(rng):
         # averaged over heads, lowest weight (computed here from a full-cache run restricted
         # to the kept positions through an explicit additive mask)
         layer(step, past_key_values=full, layer_idx=0)
-        keys, vals = full.keys(0), full.values(0)  # (1, KVH, t + 1, D), keys already rotated
+        keys = full.keys(0)  # (1, KVH, t + 1, D), already rotated
         q_layer = layer.qkv_proj  # q for the step token, rotated at position t
         qkv = q_layer(step.reshape(1, C)).reshape(-1)
         q = qkv[: H * D].reshape(H, D)

@@ -1,6 +1,7 @@
 """KVCache stored in bfloat16 or int8 (one scale per batch, head and token): what is stored is
 exactly the rounded / quantized float32 keys and values, through growth, eviction and beam
 reordering; attention over it stays within the precision's error of a float32 cache."""
+
 from __future__ import annotations
 
 import re
@@ -8,10 +9,10 @@ import re
 import numpy as np
 import pytest
 import torch
-
-import tfcore
 from test_kvcache import llama_like
 from test_mha import rand
+
+import tfcore
 
 
 def bf16_round(a):
@@ -35,7 +36,7 @@ def run(layer, x, prompt, **cache_kw):
     cache = tfcore.KVCache(1, B, 2, 8, **cache_kw)
     outs = [layer(np.ascontiguousarray(x[:, :prompt]), past_key_values=cache, layer_idx=0)]
     for t in range(prompt, x.shape[1]):
-        outs.append(layer(np.ascontiguousarray(x[:, t:t + 1]), past_key_values=cache, layer_idx=0))
+        outs.append(layer(np.ascontiguousarray(x[:, t : t + 1]), past_key_values=cache, layer_idx=0))
     return np.concatenate(outs, axis=1), cache
 
 
@@ -75,7 +76,9 @@ def test_memory_and_errors():
         sizes[dtype] = float(re.search(r"memory=([\d.]+) MiB", repr(cache)).group(1))
     assert sizes["float32"] == 32.0 and sizes["bfloat16"] == 16.0  # 4 x 2 x 2 x 8 x 1024 x 64 values
     assert sizes["int8"] == pytest.approx(8.0 * (64 + 4) / 64, rel=1e-2)  # + a float scale per row
-    with pytest.raises(tfcore.TfcoreValueError, match="KVCache dtype must be 'float32', 'bfloat16' or 'int8', got 'fp8'"):
+    with pytest.raises(
+        tfcore.TfcoreValueError, match="KVCache dtype must be 'float32', 'bfloat16' or 'int8', got 'fp8'"
+    ):
         tfcore.KVCache(1, 1, 1, 8, dtype="fp8")
 
 
@@ -84,8 +87,16 @@ def test_causal_lm_generation_with_a_quantized_cache(rng, tmp_path, dtype):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=64, num_hidden_layers=2, num_attention_heads=8,
-                                 num_key_value_heads=2, intermediate_size=97)).save_pretrained(tmp_path)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=97,
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=8,
+            num_key_value_heads=2,
+            intermediate_size=97,
+        )
+    ).save_pretrained(tmp_path)
     model = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path)
     ids = rng.integers(3, 97, size=(2, 9))
     full = model(ids).logits
@@ -93,7 +104,7 @@ def test_causal_lm_generation_with_a_quantized_cache(rng, tmp_path, dtype):
     cache = model.new_cache(2, 4, dtype=dtype)
     steps = [model(ids[:, :3], past_key_values=cache).logits]
     for t in range(3, 9):
-        steps.append(model(ids[:, t:t + 1], past_key_values=cache).logits)
+        steps.append(model(ids[:, t : t + 1], past_key_values=cache).logits)
     got = np.concatenate(steps, axis=1)
     assert np.abs(got - full).max() < TOL[dtype] * np.abs(full).max()
     out = model.generate(ids, max_new_tokens=5, cache_dtype=dtype)

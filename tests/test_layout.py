@@ -7,13 +7,13 @@ private names, generation and the runtime do not import models. C side: kernels 
 includes point kernels -> core -> layers -> functions, csrc/registry.h names every type and
 function table and each sits in the file it names, tfcore/_C.pyi states exactly what
 tfcore._C exports and every public name is re-exported or listed as internal."""
+
 from __future__ import annotations
 
 import ast
 import json
 import os
 import re
-
 from pathlib import Path
 
 import pytest
@@ -75,6 +75,7 @@ def family_of(module: str):
 
 # -- rule 3: every family is imported by models/__init__.py, every model class registered
 
+
 def test_every_family_is_imported_by_models_init():
     path = os.path.join(MODELS, "__init__.py")
     starred = {family_of(m) for m, names, _ in imports(path) if names == ["*"]}
@@ -89,13 +90,16 @@ def test_registered_classes_are_the_public_model_classes():
     public = {getattr(models, n) for n in models.__all__}
     registered = set(registry.classes())
     unlisted = sorted(c.__name__ for c in registered - public)
-    assert not unlisted, f"registered but not in tfcore.models.__all__ (add them to their family's __all__): {unlisted}"
+    assert not unlisted, (
+        f"registered but not in tfcore.models.__all__ (add them to their family's __all__): {unlisted}"
+    )
     model_classes = {c for c in public if isinstance(c, type) and issubclass(c, models.PreTrainedModel)}
     unregistered = sorted(c.__name__ for c in model_classes - registered - {models.PreTrainedModel})
     assert not unregistered, f"in tfcore.models.__all__ but not @register-ed: {unregistered}"
 
 
 # -- rule 4 and the family-file import rule: families share code through the shared modules
+
 
 def test_no_family_imports_a_private_name_from_another_family():
     bad = []
@@ -104,11 +108,15 @@ def test_no_family_imports_a_private_name_from_another_family():
         for module, names, line in imports(path):
             other = family_of(module)
             if other in families() and other != name:
-                bad += [f"tfcore/models/{name}.py:{line}: {n} from {module}" for n in names if n.startswith("_")]
+                bad += [
+                    f"tfcore/models/{name}.py:{line}: {n} from {module}" for n in names if n.startswith("_")
+                ]
                 if not names and module.split(".")[-1].startswith("_"):
                     bad.append(f"tfcore/models/{name}.py:{line}: module {module}")
-    assert not bad, "family files import private names of other families (move them to a shared module):\n" + \
-        "\n".join(bad)
+    assert not bad, (
+        "family files import private names of other families (move them to a shared module):\n"
+        + "\n".join(bad)
+    )
 
 
 def test_family_files_import_only_shared_modules_and_public_classes():
@@ -129,23 +137,36 @@ def test_family_files_import_only_shared_modules_and_public_classes():
                 bad.append(f"{where}: imports the whole family module {module}")
             else:
                 exported = getattr(models, other).__all__
-                bad += [f"{where}: {n} is not a public class of {other} (its __all__)" for n in names
-                        if n not in exported]
-    assert not bad, "family files may import only " + ", ".join(sorted(SHARED)) + \
-        " and the public classes of other families:\n" + "\n".join(bad)
+                bad += [
+                    f"{where}: {n} is not a public class of {other} (its __all__)"
+                    for n in names
+                    if n not in exported
+                ]
+    assert not bad, (
+        "family files may import only "
+        + ", ".join(sorted(SHARED))
+        + " and the public classes of other families:\n"
+        + "\n".join(bad)
+    )
 
 
 # -- dependencies point one way: the runtime and the generation loop know no model family
 
+
 @pytest.mark.parametrize("path", ["generation.py", "_runtime.py"])
 def test_module_does_not_import_tfcore_models(path):
-    bad = [f"tfcore/{path}:{line}: {module}" for module, names, line in imports(os.path.join(PACKAGE, path))
-           if module == "tfcore.models" or module.startswith("tfcore.models.")
-           or (module == "tfcore" and "models" in names)]
+    bad = [
+        f"tfcore/{path}:{line}: {module}"
+        for module, names, line in imports(os.path.join(PACKAGE, path))
+        if module == "tfcore.models"
+        or module.startswith("tfcore.models.")
+        or (module == "tfcore" and "models" in names)
+    ]
     assert not bad, "must not import tfcore.models:\n" + "\n".join(bad)
 
 
 # -- the registry itself
+
 
 @pytest.fixture
 def scratch_registry(monkeypatch):
@@ -157,8 +178,10 @@ def test_duplicate_model_type_and_task_raises(scratch_registry):
     class ForgotModelTypes(models.BertModel):  # inherits model_types = ("bert",)
         pass
 
-    with pytest.raises(tfcore.TfcoreValueError, match="model_type 'bert' for task 'base' is already registered by "
-                                                      "tfcore.models.bert.BertModel"):
+    with pytest.raises(
+        tfcore.TfcoreValueError,
+        match="model_type 'bert' for task 'base' is already registered by tfcore.models.bert.BertModel",
+    ):
         registry.register("base")(ForgotModelTypes)
     assert registry.lookup("bert", "base") is models.BertModel
 
@@ -188,13 +211,28 @@ def test_register_rejects_unknown_tasks_and_classes_without_model_types(scratch_
 # The classes the Auto classes loaded before the registry existed (loading.py's tables), by task.
 AUTO = {
     ("AutoModel", "base"): {
-        "bert": "BertModel", "roberta": "RobertaModel", "xlm-roberta": "XLMRobertaModel",
-        "distilbert": "DistilBertModel", "vit": "ViTModel", "deit": "DeiTModel", "dinov2": "Dinov2Model",
-        "dinov2_with_registers": "Dinov2WithRegistersModel", "gpt2": "GPT2Model", "bloom": "BloomModel",
-        "longformer": "LongformerModel", "big_bird": "BigBirdModel", "t5": "T5Model", "swin": "SwinModel"},
+        "bert": "BertModel",
+        "roberta": "RobertaModel",
+        "xlm-roberta": "XLMRobertaModel",
+        "distilbert": "DistilBertModel",
+        "vit": "ViTModel",
+        "deit": "DeiTModel",
+        "dinov2": "Dinov2Model",
+        "dinov2_with_registers": "Dinov2WithRegistersModel",
+        "gpt2": "GPT2Model",
+        "bloom": "BloomModel",
+        "longformer": "LongformerModel",
+        "big_bird": "BigBirdModel",
+        "t5": "T5Model",
+        "swin": "SwinModel",
+    },
     ("AutoModelForCausalLM", "causal-lm"): {
-        "gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
-        "opt": "OPTForCausalLM", "bloom": "BloomForCausalLM"},
+        "gpt2": "GPT2LMHeadModel",
+        "llama": "LlamaForCausalLM",
+        "mistral": "MistralForCausalLM",
+        "opt": "OPTForCausalLM",
+        "bloom": "BloomForCausalLM",
+    },
     ("AutoModelForSeq2SeqLM", "seq2seq-lm"): {"t5": "T5ForConditionalGeneration"},
 }
 NOUNS = {"base": "model", "causal-lm": "causal LM", "seq2seq-lm": "sequence-to-sequence LM"}
@@ -214,15 +252,24 @@ def test_lookup_of_an_unknown_model_type_lists_the_supported_ones(auto, task):
 def test_auto_model_dispatch_is_unchanged(auto, task, tmp_path, monkeypatch):
     loaded = []
     for cls in registry.classes():
-        monkeypatch.setattr(cls, "from_pretrained", classmethod(
-            lambda cls, directory, dtype="float32", threads=None: loaded.append((cls.__name__, dtype, threads))))
+        monkeypatch.setattr(
+            cls,
+            "from_pretrained",
+            classmethod(
+                lambda cls, directory, dtype="float32", threads=None: loaded.append(
+                    (cls.__name__, dtype, threads)
+                )
+            ),
+        )
     for model_type, name in AUTO[auto, task].items():
         (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}))
         getattr(tfcore, auto).from_pretrained(tmp_path, dtype="bf16", threads=3)
         assert loaded.pop() == (name, "bf16", 3), f"{auto} loads {model_type!r} with the wrong class"
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert-generation"}))
-    want = (f"{tmp_path}: model_type 'bert-generation' is not a supported {NOUNS[task]}; tfcore supports "
-            f"{', '.join(registry.model_types(task))}")
+    want = (
+        f"{tmp_path}: model_type 'bert-generation' is not a supported {NOUNS[task]}; tfcore supports "
+        f"{', '.join(registry.model_types(task))}"
+    )
     with pytest.raises(tfcore.CheckpointError, match=f"^{re.escape(want)}$"):
         getattr(tfcore, auto).from_pretrained(tmp_path)
 
@@ -259,7 +306,7 @@ def layering_violations(folder: str, files) -> list:
         for kind, name in includes(p):
             rel = p.relative_to(CSRC) if p.is_relative_to(CSRC) else p.name
             if kind == '"' and not name.startswith(ALLOWED[folder]):
-                bad.append(f"{rel} includes \"{name}\" ({folder}/ may include {', '.join(ALLOWED[folder])})")
+                bad.append(f'{rel} includes "{name}" ({folder}/ may include {", ".join(ALLOWED[folder])})')
             if folder == "kernels" and kind == "<" and name.startswith(FORBIDDEN_SYSTEM):
                 bad.append(f"{rel} includes <{name}>: kernels are pure C (no Python, NumPy or oneDNN)")
     return bad
@@ -268,7 +315,9 @@ def layering_violations(folder: str, files) -> list:
 def test_csrc_has_only_the_four_roles():
     loose = sorted(p.name for p in CSRC.iterdir() if p.is_file() and p.name not in ("tfcore.h", "registry.h"))
     dirs = sorted(p.name for p in CSRC.iterdir() if p.is_dir())
-    assert loose == [], f"csrc/ holds only tfcore.h and registry.h at its top; move {loose} into a role folder"
+    assert loose == [], (
+        f"csrc/ holds only tfcore.h and registry.h at its top; move {loose} into a role folder"
+    )
     assert dirs == sorted(ALLOWED), dirs
 
 
@@ -298,8 +347,8 @@ LAYER_PARTS = {"linear_gemv": "Linear's few-row (decoding) GEMV path, called by 
 
 def c_registry():
     text = (CSRC / "registry.h").read_text()
-    types_block = text[text.index("#define TF_TYPES(X)"):text.index("#define TF_FUNCTIONS(X)")]
-    funcs_block = text[text.index("#define TF_FUNCTIONS(X)"):]
+    types_block = text[text.index("#define TF_TYPES(X)") : text.index("#define TF_FUNCTIONS(X)")]
+    funcs_block = text[text.index("#define TF_FUNCTIONS(X)") :]
     return X_TYPE.findall(types_block), X_FUNC.findall(funcs_block)
 
 
@@ -332,7 +381,9 @@ def registry_problems(types, funcs) -> list:
     listed = {f for _, _, f in types} | set(LAYER_PARTS)
     for p in sorted((CSRC / "layers").glob("*.c")):
         if p.stem not in listed:
-            bad.append(f"layers/{p.name} implements no type of registry.h (a layer file is named after its type)")
+            bad.append(
+                f"layers/{p.name} implements no type of registry.h (a layer file is named after its type)"
+            )
     for p in sorted((CSRC / "functions").glob("*.c")):
         if p.stem not in {f for _, f in funcs}:
             bad.append(f"functions/{p.name} has no function table in registry.h")

@@ -1,5 +1,6 @@
 """No leaks: resident memory stays flat over 10,000 forward calls of a tiny model and 1,000
 loads, and calls do not keep references to their inputs (measured bounds in each test)."""
+
 from __future__ import annotations
 
 import gc
@@ -7,10 +8,10 @@ import sys
 
 import numpy as np
 import pytest
-
-import tfcore
 from memory import rss_bytes, rss_growth
 from tiny_models import save_tiny
+
+import tfcore
 
 MiB = 2**20
 
@@ -58,16 +59,23 @@ def test_calls_do_not_keep_references_to_their_inputs(tiny_models):
     rng = np.random.default_rng(0)
     r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
     lin = tfcore.Linear(r(8, 16), r(8))
-    mha = tfcore.MultiHeadAttention(16, 4, q_weight=r(16, 16), k_weight=r(16, 16), v_weight=r(16, 16),
-                                    o_weight=r(16, 16), is_causal=True)
+    mha = tfcore.MultiHeadAttention(
+        16, 4, q_weight=r(16, 16), k_weight=r(16, 16), v_weight=r(16, 16), o_weight=r(16, 16), is_causal=True
+    )
     emb = tfcore.Embedding(r(50, 16))
     model = tfcore.AutoModelForCausalLM.from_pretrained(tiny_models / "llama")
     x, res, x3, ids, mask = r(4, 16), r(4, 8), r(2, 3, 16), np.array([[1, 2, 3]]), np.ones((1, 3), np.int64)
     q, k, v = r(1, 2, 3, 8), r(1, 2, 5, 8), r(1, 2, 5, 8)
     out = np.empty((4, 8), np.float32)
-    calls = [lambda: lin(x, res), lambda: lin(x, out=out), lambda: mha(x3, output_attentions=True),
-             lambda: emb(ids), lambda: tfcore.functional.scaled_dot_product_attention(q, k, v, return_weights=True),
-             lambda: model(ids, attention_mask=mask), lambda: model.generate(ids, max_new_tokens=2)]
+    calls = [
+        lambda: lin(x, res),
+        lambda: lin(x, out=out),
+        lambda: mha(x3, output_attentions=True),
+        lambda: emb(ids),
+        lambda: tfcore.functional.scaled_dot_product_attention(q, k, v, return_weights=True),
+        lambda: model(ids, attention_mask=mask),
+        lambda: model.generate(ids, max_new_tokens=2),
+    ]
     inputs = [x, res, x3, ids, mask, q, k, v, out, lin, mha, emb]
     for call in calls:
         call()

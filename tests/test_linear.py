@@ -1,4 +1,5 @@
 """Linear and FeedForward against float64 NumPy references and torch."""
+
 from __future__ import annotations
 
 import threading
@@ -6,10 +7,10 @@ import threading
 import numpy as np
 import pytest
 import torch
-
-import tfcore
 from memory import rss_growth
 from reference import dense
+
+import tfcore
 
 ACTS = [None, "gelu", "gelu_tanh", "relu", "silu", "tanh"]
 
@@ -59,7 +60,12 @@ def test_few_rows_decode_path(rng, M, act, bias):
     """Up to 4 rows run a hand-written kernel over the packed panels (decoding); 5 rows run
     oneDNN. Odd K and N exercise the zero-padded K block and the last partial panel."""
     K, N = 131, 197
-    W, b, x, r = rand(rng, N, K, scale=K**-0.5), rand(rng, N) if bias else None, rand(rng, M, K), rand(rng, M, N)
+    W, b, x, r = (
+        rand(rng, N, K, scale=K**-0.5),
+        rand(rng, N) if bias else None,
+        rand(rng, M, K),
+        rand(rng, M, N),
+    )
     lin = tfcore.Linear(W, b, act)
     ref = dense.linear(x, W, b, act)
     assert np.abs(lin(x) - ref).max() < tol(K)
@@ -131,7 +137,11 @@ def test_input_used_in_place_not_copied(rng):
     [
         (lambda: np.zeros((3, 32), np.float64), tfcore.TfcoreTypeError, "dtype float32, got float64"),
         (lambda: [[0.0] * 32], tfcore.TfcoreTypeError, "numpy.ndarray"),
-        (lambda: np.zeros((3, 31), np.float32), tfcore.TfcoreValueError, "last dim 31, expected in_features=32"),
+        (
+            lambda: np.zeros((3, 31), np.float32),
+            tfcore.TfcoreValueError,
+            "last dim 31, expected in_features=32",
+        ),
         (lambda: np.zeros((0, 32), np.float32), tfcore.TfcoreValueError, "empty"),
         (lambda: np.full((2, 32), np.nan, np.float32), tfcore.TfcoreValueError, "NaN"),
         (lambda: np.zeros((), np.float32), tfcore.TfcoreValueError, "dimensions"),
@@ -229,7 +239,9 @@ def test_feed_forward_matches_reference(rng, act, gated):
     x, r = rand(rng, 2, 7, C), rand(rng, 2, 7, C)
     kw = dict(gate_weight=gate, gate_bias=gb) if gated else {}
     ffn = tfcore.FeedForward(up, down, up_bias=ub, down_bias=db, activation=act, **kw)
-    ref = dense.feed_forward(x, up, down, act, gate if gated else None, ub, db, gb if gated else None, residual=r)
+    ref = dense.feed_forward(
+        x, up, down, act, gate if gated else None, ub, db, gb if gated else None, residual=r
+    )
     assert ffn.gated == gated
     assert np.abs(ffn(x, r) - ref).max() < 1e-4  # two chained fp32 GEMMs, K <= 131
 
@@ -238,12 +250,17 @@ def test_swiglu_matches_hf_llama_mlp(rng):
     from transformers import LlamaConfig
     from transformers.models.llama.modeling_llama import LlamaMLP
 
-    cfg = LlamaConfig(hidden_size=48, intermediate_size=97, hidden_act="silu", num_attention_heads=4, num_key_value_heads=2)
+    cfg = LlamaConfig(
+        hidden_size=48, intermediate_size=97, hidden_act="silu", num_attention_heads=4, num_key_value_heads=2
+    )
     torch.manual_seed(0)
     mlp = LlamaMLP(cfg).eval()
     ffn = tfcore.FeedForward(
-        mlp.up_proj.weight.detach().numpy(), mlp.down_proj.weight.detach().numpy(),
-        gate_weight=mlp.gate_proj.weight.detach().numpy(), activation="silu")
+        mlp.up_proj.weight.detach().numpy(),
+        mlp.down_proj.weight.detach().numpy(),
+        gate_weight=mlp.gate_proj.weight.detach().numpy(),
+        activation="silu",
+    )
     x = rand(rng, 3, 5, 48)
     with torch.no_grad():
         ref = mlp(torch.from_numpy(x)).numpy()
@@ -262,6 +279,8 @@ def test_feed_forward_bad_shapes(rng):
 
 
 def test_feed_forward_memory_flat(rng):
-    ffn = tfcore.FeedForward(rand(rng, 256, 64), rand(rng, 64, 256), gate_weight=rand(rng, 256, 64), activation="silu")
+    ffn = tfcore.FeedForward(
+        rand(rng, 256, 64), rand(rng, 64, 256), gate_weight=rand(rng, 256, 64), activation="silu"
+    )
     x = rand(rng, 40, 64)
     assert rss_growth(lambda: ffn(x, x), calls=1000) < 2 * 2**20

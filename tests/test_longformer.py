@@ -6,6 +6,7 @@ within ~1e-6 of float64 for unit-variance inputs (measured <= 7e-7 at L = 1000),
 within ~5e-7; 5e-5 and 1e-5 leave headroom without hiding a wrong mask or window (those move
 outputs by O(0.1)). Model: float32 on both sides through 3 layers of width 60, observed max
 abs differences ~1e-6; 3e-5 as in test_encoders.py."""
+
 from __future__ import annotations
 
 import json
@@ -16,11 +17,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-
-import tfcore
 from memory import rss_growth
 from reference.attention import sdpa as sdpa_ref
 from reference.longformer import sliding_window_attention as swa_ref
+
+import tfcore
 
 F = tfcore.functional
 TOL, WTOL, MODEL_TOL = 5e-5, 1e-5, 3e-5
@@ -35,7 +36,7 @@ def masks(B, L, rng):
     item 0, the first token of every item, and one global on a padding token (ignored)."""
     real = np.ones((B, L), np.int64)
     if B > 1:
-        real[1, L - L // 3:] = 0
+        real[1, L - L // 3 :] = 0
     glob = np.zeros((B, L), np.int64)
     glob[:, 0] = 1
     glob[0, [L // 2, L - 1]] = 1
@@ -44,8 +45,19 @@ def masks(B, L, rng):
     return real, glob
 
 
-CASES = [(7, 1, 1), (7, 2, 3), (7, 10, 2), (97, 4, 1), (97, 5, 2), (97, 3, 3), (131, 8, 1), (131, 6, 2),
-         (131, 2, 3), (1000, 32, 1), (1000, 17, 3)]
+CASES = [
+    (7, 1, 1),
+    (7, 2, 3),
+    (7, 10, 2),
+    (97, 4, 1),
+    (97, 5, 2),
+    (97, 3, 3),
+    (131, 8, 1),
+    (131, 6, 2),
+    (131, 2, 3),
+    (1000, 32, 1),
+    (1000, 17, 3),
+]
 
 
 @pytest.mark.parametrize("L,window,dilation", CASES)
@@ -55,7 +67,9 @@ def test_matches_reference(rng, path, L, window, dilation):
     real, glob = masks(B, L, rng)
     G = int((real & glob).sum(1).max())
     gq = rand(rng, B, H, G, D)
-    kw = dict(attention_mask=real, global_attention_mask=glob, global_query=gq, global_key=gk, global_value=gv)
+    kw = dict(
+        attention_mask=real, global_attention_mask=glob, global_query=gq, global_key=gk, global_value=gv
+    )
     out, w, gw = F.sliding_window_attention(q, k, v, window, dilation=dilation, return_weights=True, **kw)
     want, want_w, want_gw = swa_ref(q, k, v, window, dilation, **kw)
     assert out.shape == (B, H, L, D) and w.shape == (B, H, L, G + 2 * window + 1) and gw.shape == (B, H, L, G)
@@ -98,11 +112,12 @@ def test_strided_views_and_out(rng):
     B, L, H, D = 2, 97, 4, 8
     qkv = rand(rng, B, L, 3 * H * D)
     heads = lambda x: x.reshape(B, L, H, D).transpose(0, 2, 1, 3)  # noqa: E731
-    q, k, v = heads(qkv[..., :H * D]), heads(qkv[..., H * D:2 * H * D]), heads(qkv[..., 2 * H * D:])
+    q, k, v = heads(qkv[..., : H * D]), heads(qkv[..., H * D : 2 * H * D]), heads(qkv[..., 2 * H * D :])
     real, glob = masks(B, L, rng)
     ctx = np.empty((B, L, H * D), np.float32)
-    res = F.sliding_window_attention(q, k, v, 5, dilation=2, attention_mask=real, global_attention_mask=glob,
-                                     out=heads(ctx))
+    res = F.sliding_window_attention(
+        q, k, v, 5, dilation=2, attention_mask=real, global_attention_mask=glob, out=heads(ctx)
+    )
     want = swa_ref(q, k, v, 5, 2, attention_mask=real, global_attention_mask=glob)[0]
     assert np.abs(ctx - want.transpose(0, 2, 1, 3).reshape(B, L, H * D)).max() < TOL
     assert np.shares_memory(res, ctx)
@@ -134,8 +149,13 @@ tfcore.functional.sliding_window_attention(q, k, v, 256, dilation=2, global_atte
 print(json.dumps({"grew_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before}))
 """
     # started beside the tfcore under test (a source checkout as cwd would shadow an installed one)
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         cwd=os.path.dirname(os.path.dirname(tfcore.__file__)))
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=os.path.dirname(os.path.dirname(tfcore.__file__)),
+    )
     assert res.returncode == 0, res.stderr
     grew_mib = json.loads(res.stdout.strip().splitlines()[-1])["grew_kib"] / 1024
     assert grew_mib < 64  # one extra output + log-sum-exps is ~5 MiB here; L x L would be GiBs
@@ -148,8 +168,18 @@ def test_repeated_calls_keep_memory_flat(rng):
     gq = rand(rng, 2, 2, 3, 8)
 
     def calls():
-        F.sliding_window_attention(q, k, v, 3, dilation=2, attention_mask=real, global_attention_mask=glob,
-                                   global_query=gq, global_key=gk, return_weights=True)
+        F.sliding_window_attention(
+            q,
+            k,
+            v,
+            3,
+            dilation=2,
+            attention_mask=real,
+            global_attention_mask=glob,
+            global_query=gq,
+            global_key=gk,
+            return_weights=True,
+        )
         with pytest.raises(tfcore.TfcoreValueError):
             F.sliding_window_attention(q, k, v, 3, global_attention_mask=glob, global_query=gq[:, :, :2])
 
@@ -203,12 +233,21 @@ def test_errors(rng):
 
 # ------------------------------------------------------------------ LongformerModel vs HF
 
+
 def longformer_config(**kw):
     from transformers import LongformerConfig
 
-    base = dict(vocab_size=101, hidden_size=60, num_hidden_layers=3, num_attention_heads=5, intermediate_size=97,
-                max_position_embeddings=300, attention_window=[8, 4, 8], type_vocab_size=2,
-                attn_implementation="eager")
+    base = dict(
+        vocab_size=101,
+        hidden_size=60,
+        num_hidden_layers=3,
+        num_attention_heads=5,
+        intermediate_size=97,
+        max_position_embeddings=300,
+        attention_window=[8, 4, 8],
+        type_vocab_size=2,
+        attn_implementation="eager",
+    )
     base.update(kw)
     return LongformerConfig(**base)
 
@@ -269,8 +308,14 @@ def test_model_matches_hf(tiny, rng, T):
     assert ours.unexpected_keys == []
     ids, mask, glob = inputs(rng, T)
     tt = rng.integers(0, 2, size=ids.shape)
-    out = ours(ids, attention_mask=mask, global_attention_mask=glob, token_type_ids=tt,
-               output_hidden_states=True, output_attentions=True)
+    out = ours(
+        ids,
+        attention_mask=mask,
+        global_attention_mask=glob,
+        token_type_ids=tt,
+        output_hidden_states=True,
+        output_attentions=True,
+    )
     compare(out, run_hf(ref, ids, attention_mask=mask, global_attention_mask=glob, token_type_ids=tt))
 
 
@@ -279,15 +324,19 @@ def test_model_without_globals_or_mask(tiny, rng):
     ours = tfcore.AutoModel.from_pretrained(path)
     assert isinstance(ours, tfcore.models.LongformerModel)
     ids, mask, _ = inputs(rng, 97, B=2)
-    compare(ours(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True),
-            run_hf(ref, ids, attention_mask=mask))
+    compare(
+        ours(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True),
+        run_hf(ref, ids, attention_mask=mask),
+    )
     ids = ids[:1]
     compare(ours(ids, output_hidden_states=True, output_attentions=True), run_hf(ref, ids))
     plain = ours(ids)  # default outputs only
     assert set(plain) == {"last_hidden_state", "pooler_output"}
     pos = np.arange(3, 3 + ids.shape[1])[None]  # explicit position_ids
-    compare(ours(ids, position_ids=pos, output_hidden_states=True, output_attentions=True),
-            run_hf(ref, ids, position_ids=pos))
+    compare(
+        ours(ids, position_ids=pos, output_hidden_states=True, output_attentions=True),
+        run_hf(ref, ids, position_ids=pos),
+    )
 
 
 @pytest.mark.parametrize("dtype,tol", [("bfloat16", 0.02), ("int8", 0.05)])
@@ -299,7 +348,9 @@ def test_model_low_precision(tiny, rng, dtype, tol):
         pytest.skip(f"{dtype} matmul not available on this CPU")
     _, path = tiny
     ids, mask, glob = inputs(rng, 97)
-    fp32 = tfcore.models.LongformerModel.from_pretrained(path)(ids, attention_mask=mask, global_attention_mask=glob)
+    fp32 = tfcore.models.LongformerModel.from_pretrained(path)(
+        ids, attention_mask=mask, global_attention_mask=glob
+    )
     low = tfcore.models.LongformerModel.from_pretrained(path, dtype=dtype)
     got = low(ids, attention_mask=mask, global_attention_mask=glob)
     err = np.abs(got.last_hidden_state - fp32.last_hidden_state).max()

@@ -1,5 +1,6 @@
 """MultiHeadAttention against a float64 NumPy reference: fused/separate QKV, GQA, masks,
 rotary embedding, sliding window, bias, cross-attention, attention weights, errors."""
+
 from __future__ import annotations
 
 import math
@@ -7,9 +8,9 @@ import threading
 
 import numpy as np
 import pytest
+from memory import rss_growth
 
 import tfcore
-from memory import rss_growth
 
 # fp32 GEMMs (K <= 131) + fp32 online softmax vs float64: 1e-4 absolute on O(1) outputs.
 TOL = 1e-4
@@ -31,8 +32,24 @@ def rope64(x, positions, inv_freq, rotary_dim):
     return x
 
 
-def mha_reference(x, p, H, KVH, D, *, causal=False, key_mask=None, add_mask=None, bias=None, enc=None,
-                  positions=None, inv_freq=None, rotary_dim=None, window=None, scale=None):
+def mha_reference(
+    x,
+    p,
+    H,
+    KVH,
+    D,
+    *,
+    causal=False,
+    key_mask=None,
+    add_mask=None,
+    bias=None,
+    enc=None,
+    positions=None,
+    inv_freq=None,
+    rotary_dim=None,
+    window=None,
+    scale=None,
+):
     x = x.astype(np.float64)
     B, T, _ = x.shape
     src = x if enc is None else enc.astype(np.float64)
@@ -68,22 +85,50 @@ def mha_reference(x, p, H, KVH, D, *, causal=False, key_mask=None, add_mask=None
 
 def params(rng, C, H, KVH, D, kv_in=None, bias=True):
     kv_in = kv_in or C
-    p = {"q": rand(rng, H * D, C, scale=C**-0.5), "k": rand(rng, KVH * D, kv_in, scale=kv_in**-0.5),
-         "v": rand(rng, KVH * D, kv_in, scale=kv_in**-0.5), "o": rand(rng, C, H * D, scale=(H * D) ** -0.5)}
+    p = {
+        "q": rand(rng, H * D, C, scale=C**-0.5),
+        "k": rand(rng, KVH * D, kv_in, scale=kv_in**-0.5),
+        "v": rand(rng, KVH * D, kv_in, scale=kv_in**-0.5),
+        "o": rand(rng, C, H * D, scale=(H * D) ** -0.5),
+    }
     if bias:
-        p.update(qb=rand(rng, H * D, scale=0.1), kb=rand(rng, KVH * D, scale=0.1),
-                 vb=rand(rng, KVH * D, scale=0.1), ob=rand(rng, C, scale=0.1))
+        p.update(
+            qb=rand(rng, H * D, scale=0.1),
+            kb=rand(rng, KVH * D, scale=0.1),
+            vb=rand(rng, KVH * D, scale=0.1),
+            ob=rand(rng, C, scale=0.1),
+        )
     return p
 
 
 def build(p, C, H, KVH, D, **kw):
-    return tfcore.MultiHeadAttention(C, H, num_key_value_heads=KVH, head_dim=D, q_weight=p["q"], k_weight=p["k"],
-                                     v_weight=p["v"], q_bias=p.get("qb"), k_bias=p.get("kb"), v_bias=p.get("vb"),
-                                     o_weight=p["o"], o_bias=p.get("ob"), **kw)
+    return tfcore.MultiHeadAttention(
+        C,
+        H,
+        num_key_value_heads=KVH,
+        head_dim=D,
+        q_weight=p["q"],
+        k_weight=p["k"],
+        v_weight=p["v"],
+        q_bias=p.get("qb"),
+        k_bias=p.get("kb"),
+        v_bias=p.get("vb"),
+        o_weight=p["o"],
+        o_bias=p.get("ob"),
+        **kw,
+    )
 
 
-@pytest.mark.parametrize("B,T,C,H,KVH,D", [(1, 1, 16, 2, 2, 8), (2, 7, 96, 3, 3, 32), (3, 97, 80, 8, 2, 10),
-                                           (1, 131, 130, 5, 1, 26), (2, 33, 64, 8, 8, 8)])
+@pytest.mark.parametrize(
+    "B,T,C,H,KVH,D",
+    [
+        (1, 1, 16, 2, 2, 8),
+        (2, 7, 96, 3, 3, 32),
+        (3, 97, 80, 8, 2, 10),
+        (1, 131, 130, 5, 1, 26),
+        (2, 33, 64, 8, 8, 8),
+    ],
+)
 @pytest.mark.parametrize("causal", [False, True])
 def test_self_attention(rng, B, T, C, H, KVH, D, causal):
     p = params(rng, C, H, KVH, D)
@@ -102,8 +147,15 @@ def test_fused_qkv_weight_and_conv1d_layout(rng):
     fused_b = np.concatenate([p["qb"], p["kb"], p["vb"]])
     a = tfcore.MultiHeadAttention(C, H, qkv_weight=fused, qkv_bias=fused_b, o_weight=p["o"], o_bias=p["ob"])
     # GPT-2 stores Conv1D weights as (in, out): the same layer with transposed=True
-    g = tfcore.MultiHeadAttention(C, H, qkv_weight=np.ascontiguousarray(fused.T), qkv_bias=fused_b,
-                                  o_weight=np.ascontiguousarray(p["o"].T), o_bias=p["ob"], transposed=True)
+    g = tfcore.MultiHeadAttention(
+        C,
+        H,
+        qkv_weight=np.ascontiguousarray(fused.T),
+        qkv_bias=fused_b,
+        o_weight=np.ascontiguousarray(p["o"].T),
+        o_bias=p["ob"],
+        transposed=True,
+    )
     want, _ = mha_reference(x, p, H, H, D)
     assert np.abs(a(x) - want).max() < TOL
     assert np.abs(g(x) - want).max() < TOL
@@ -143,13 +195,19 @@ def test_rotary_with_positions_and_partial_dim(rng):
         inv = 1.0 / 10000.0 ** (np.arange(0, rotary_dim, 2) / rotary_dim)
         layer = build(p, C, H, KVH, D, is_causal=True, rope_theta=10000.0, rotary_dim=rotary_dim)
         pos = np.broadcast_to(np.arange(T), (B, T))
-        want, _ = mha_reference(x, p, H, KVH, D, causal=True, positions=pos, inv_freq=inv, rotary_dim=rotary_dim)
+        want, _ = mha_reference(
+            x, p, H, KVH, D, causal=True, positions=pos, inv_freq=inv, rotary_dim=rotary_dim
+        )
         assert np.abs(layer(x) - want).max() < TOL
         # explicit positions (e.g. left padding shifts them) and an offset
         pos2 = np.stack([np.arange(T) + 5, np.arange(T) + 2])
-        want2, _ = mha_reference(x, p, H, KVH, D, causal=True, positions=pos2, inv_freq=inv, rotary_dim=rotary_dim)
+        want2, _ = mha_reference(
+            x, p, H, KVH, D, causal=True, positions=pos2, inv_freq=inv, rotary_dim=rotary_dim
+        )
         assert np.abs(layer(x, position_ids=pos2) - want2).max() < TOL
-        want3, _ = mha_reference(x, p, H, KVH, D, causal=True, positions=pos + 3, inv_freq=inv, rotary_dim=rotary_dim)
+        want3, _ = mha_reference(
+            x, p, H, KVH, D, causal=True, positions=pos + 3, inv_freq=inv, rotary_dim=rotary_dim
+        )
         assert np.abs(layer(x, position_offset=3) - want3).max() < TOL
 
 
@@ -159,7 +217,9 @@ def test_rope_inv_freq_given(rng):
     inv = (1.0 / 500000.0 ** (np.arange(0, D, 2) / D) / 4.0).astype(np.float32)  # e.g. linear scaling x4
     layer = build(p, C, H, H, D, rope_inv_freq=inv)
     x = rand(rng, 1, T, C)
-    want, _ = mha_reference(x, p, H, H, D, positions=np.arange(T)[None], inv_freq=inv.astype(np.float64), rotary_dim=D)
+    want, _ = mha_reference(
+        x, p, H, H, D, positions=np.arange(T)[None], inv_freq=inv.astype(np.float64), rotary_dim=D
+    )
     assert np.abs(layer(x) - want).max() < TOL
 
 
@@ -201,7 +261,9 @@ def test_errors(rng):
     p = params(rng, C, H, H, D)
     layer = build(p, C, H, H, D)
     x = rand(rng, 2, 5, C)
-    with pytest.raises(tfcore.TfcoreValueError, match="hidden_states has last dim 31, expected hidden_size=32"):
+    with pytest.raises(
+        tfcore.TfcoreValueError, match="hidden_states has last dim 31, expected hidden_size=32"
+    ):
         layer(rand(rng, 2, 5, 31))
     with pytest.raises(tfcore.TfcoreValueError, match="hidden_states must have 3 dimensions"):
         layer(rand(rng, 5, C))
@@ -217,9 +279,13 @@ def test_errors(rng):
         layer(np.zeros((2, 0, C), np.float32))
     with pytest.raises(tfcore.TfcoreValueError, match="position_ids given but this layer has no rotary"):
         layer(x, position_ids=np.zeros((2, 5), np.int64))
-    with pytest.raises(tfcore.TfcoreValueError, match="encoder_hidden_states given to a layer without cross-attention"):
+    with pytest.raises(
+        tfcore.TfcoreValueError, match="encoder_hidden_states given to a layer without cross-attention"
+    ):
         layer(x, encoder_hidden_states=x)
-    with pytest.raises(tfcore.TfcoreValueError, match="num_heads=4 must be a multiple of num_key_value_heads=3"):
+    with pytest.raises(
+        tfcore.TfcoreValueError, match="num_heads=4 must be a multiple of num_key_value_heads=3"
+    ):
         tfcore.MultiHeadAttention(C, 4, num_key_value_heads=3, qkv_weight=p["q"], o_weight=p["o"])
     with pytest.raises(tfcore.TfcoreValueError, match="maps 32 -> 32 features, expected 32 -> 96"):
         tfcore.MultiHeadAttention(C, H, qkv_weight=p["q"], o_weight=p["o"])
@@ -261,7 +327,7 @@ def test_padding_free_equals_per_sequence(rng, path, lengths, causal):
     got = layer(packed, cu_seqlens=cu)
     for i, s in enumerate(seqs):
         want = layer(s)  # each sequence on its own
-        assert np.abs(got[:, cu[i]:cu[i + 1]] - want).max() < 1e-5  # same kernels, same order: ~exact
+        assert np.abs(got[:, cu[i] : cu[i + 1]] - want).max() < 1e-5  # same kernels, same order: ~exact
 
 
 def test_padding_free_rotary_and_errors(rng):

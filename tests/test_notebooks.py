@@ -1,5 +1,6 @@
 """The notebooks in notebooks/ run headless from top to bottom (nbclient, a fresh kernel
 each), and are stored without outputs."""
+
 from __future__ import annotations
 
 import glob
@@ -9,8 +10,11 @@ import pytest
 
 import tfcore
 
-NOTEBOOKS = sorted(glob.glob(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                          "notebooks", "*.ipynb")))
+NOTEBOOKS = sorted(
+    glob.glob(
+        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks", "*.ipynb")
+    )
+)
 
 
 def test_there_are_five_notebooks():
@@ -24,7 +28,9 @@ def test_stored_without_outputs(path):
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
-            assert not cell.outputs and cell.execution_count is None, f"{path}: strip outputs before committing"
+            assert not cell.outputs and cell.execution_count is None, (
+                f"{path}: strip outputs before committing"
+            )
 
 
 @pytest.mark.slow
@@ -38,7 +44,8 @@ def test_runs_headless(path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("TFCORE_PROGRESS", "0")
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": os.path.dirname(path)}}).execute()
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": os.path.dirname(path)}}
+    ).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors

@@ -1,14 +1,15 @@
 """Position biases computed inside the attention kernel: T5's bucketed relative bias and
 ALiBi, against HF's own functions and against the same layer given the bias as a
 materialised (B, H, T, S) array; incremental decoding with a cache; errors."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from test_mha import TOL, build, mha_reference, params, rand
 
 import tfcore
-from test_mha import TOL, build, mha_reference, params, rand
 
 
 def t5_bias(table, T, S, past, bidirectional, num_buckets, max_distance):
@@ -16,8 +17,9 @@ def t5_bias(table, T, S, past, bidirectional, num_buckets, max_distance):
     from transformers.models.t5.modeling_t5 import T5Attention
 
     rel = torch.arange(S)[None, :] - (torch.arange(T)[:, None] + past)
-    buckets = T5Attention._relative_position_bucket(rel, bidirectional=bidirectional, num_buckets=num_buckets,
-                                                    max_distance=max_distance).numpy()
+    buckets = T5Attention._relative_position_bucket(
+        rel, bidirectional=bidirectional, num_buckets=num_buckets, max_distance=max_distance
+    ).numpy()
     return np.ascontiguousarray(table.astype(np.float64)[buckets].transpose(2, 0, 1)[None])
 
 
@@ -36,13 +38,19 @@ def test_buckets_equal_hf(bidirectional, num_buckets, max_distance):
     from transformers.models.t5.modeling_t5 import T5Attention
 
     rel = np.arange(-50_000, 50_001, dtype=np.int64)
-    want = T5Attention._relative_position_bucket(torch.from_numpy(rel), bidirectional=bidirectional,
-                                                 num_buckets=num_buckets, max_distance=max_distance).numpy()
-    got = tfcore._C.t5_relative_position_bucket(rel, bidirectional=bidirectional, num_buckets=num_buckets,
-                                                max_distance=max_distance)
+    want = T5Attention._relative_position_bucket(
+        torch.from_numpy(rel), bidirectional=bidirectional, num_buckets=num_buckets, max_distance=max_distance
+    ).numpy()
+    got = tfcore._C.t5_relative_position_bucket(
+        rel, bidirectional=bidirectional, num_buckets=num_buckets, max_distance=max_distance
+    )
     np.testing.assert_array_equal(got, want)  # integers: exact, bucket edges included
-    got32 = tfcore._C.t5_relative_position_bucket(rel[:35].astype(np.int32).reshape(7, 5), bidirectional=bidirectional,
-                                                  num_buckets=num_buckets, max_distance=max_distance)
+    got32 = tfcore._C.t5_relative_position_bucket(
+        rel[:35].astype(np.int32).reshape(7, 5),
+        bidirectional=bidirectional,
+        num_buckets=num_buckets,
+        max_distance=max_distance,
+    )
     assert got32.dtype == np.int64
     np.testing.assert_array_equal(got32, want[:35].reshape(7, 5))
 
@@ -52,7 +60,9 @@ def test_alibi_slopes_equal_hf(H):
     from transformers.models.bloom.modeling_bloom import _get_alibi_slopes
 
     # torch's float32 pow can be 1 ulp off the correctly rounded power tfcore computes
-    np.testing.assert_allclose(tfcore._C.alibi_slopes(H), _get_alibi_slopes(H, "cpu").numpy(), rtol=2e-7, atol=0)
+    np.testing.assert_allclose(
+        tfcore._C.alibi_slopes(H), _get_alibi_slopes(H, "cpu").numpy(), rtol=2e-7, atol=0
+    )
 
 
 CASES = [(1, 1, 16, 2, 8), (2, 7, 30, 3, 10), (2, 97, 40, 5, 8), (1, 131, 64, 4, 16), (3, 70, 36, 6, 6)]
@@ -65,8 +75,18 @@ def test_t5_bias_in_kernel_equals_materialised(rng, path, B, T, C, H, D, causal)
     p = params(rng, C, H, H, D, bias=False)
     table = rand(rng, nb, H)
     x = rand(rng, B, T, C)
-    layer = build(p, C, H, H, D, is_causal=causal, scale=1.0, relative_attention_bias=table,
-                  relative_attention_num_buckets=nb, relative_attention_max_distance=md)
+    layer = build(
+        p,
+        C,
+        H,
+        H,
+        D,
+        is_causal=causal,
+        scale=1.0,
+        relative_attention_bias=table,
+        relative_attention_num_buckets=nb,
+        relative_attention_max_distance=md,
+    )
     bias = t5_bias(table, T, T, 0, not causal, nb, md)
     want, _ = mha_reference(x, p, H, H, D, causal=causal, bias=bias, scale=1.0)
     got = layer(x)
@@ -107,8 +127,11 @@ def test_alibi_left_padding_matches_hf_key_positions(rng, path):
 def test_incremental_decoding_equals_full(rng, path, kind, prompt, steps):
     B, C, H, D = 2, 36, 6, 6
     p = params(rng, C, H, H, D, bias=False)
-    extra = (dict(relative_attention_bias=rand(rng, 32, H), relative_attention_max_distance=20, scale=1.0)
-             if kind == "t5" else dict(alibi=True))
+    extra = (
+        dict(relative_attention_bias=rand(rng, 32, H), relative_attention_max_distance=20, scale=1.0)
+        if kind == "t5"
+        else dict(alibi=True)
+    )
     layer = build(p, C, H, H, D, is_causal=True, **extra)
     x = rand(rng, B, prompt + steps, C)
     full = layer(x)
@@ -123,8 +146,17 @@ def test_padding_free_with_position_bias(rng, path):
     """Packed sequences: each sequence's positions start at 0, as if run alone."""
     C, H, D, lengths = 24, 3, 8, [5, 70, 1, 33]
     p = params(rng, C, H, H, D, bias=False)
-    layer = build(p, C, H, H, D, relative_attention_bias=rand(rng, 16, H), relative_attention_num_buckets=16,
-                  relative_attention_max_distance=30, scale=1.0)
+    layer = build(
+        p,
+        C,
+        H,
+        H,
+        D,
+        relative_attention_bias=rand(rng, 16, H),
+        relative_attention_num_buckets=16,
+        relative_attention_max_distance=30,
+        scale=1.0,
+    )
     seqs = [rand(rng, 1, n, C) for n in lengths]
     cu = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     got = layer(np.concatenate(seqs, axis=1), cu_seqlens=cu)
@@ -135,7 +167,9 @@ def test_padding_free_with_position_bias(rng, path):
 def test_position_bias_errors(rng):
     C, H, D = 16, 2, 8
     p = params(rng, C, H, H, D)
-    with pytest.raises(tfcore.TfcoreValueError, match=r"relative_attention_bias has shape \(31, 2\), expected"):
+    with pytest.raises(
+        tfcore.TfcoreValueError, match=r"relative_attention_bias has shape \(31, 2\), expected"
+    ):
         build(p, C, H, H, D, relative_attention_bias=rand(rng, 31, H))
     with pytest.raises(tfcore.TfcoreValueError, match="not both"):
         build(p, C, H, H, D, relative_attention_bias=rand(rng, 32, H), alibi=True)

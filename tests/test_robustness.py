@@ -1,6 +1,7 @@
 """Bad input never crashes: the battery of robustness_cases.py runs in a child process (a
 segfault or abort there fails the case that was running instead of killing pytest); each
 case must raise the expected tfcore exception with a message naming the problem."""
+
 from __future__ import annotations
 
 import json
@@ -10,10 +11,10 @@ import subprocess
 import sys
 
 import pytest
-
-import tfcore
 from robustness_cases import CASES
 from tiny_models import save_tiny
+
+import tfcore
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -23,15 +24,24 @@ def battery(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     save_tiny("bert", root / "bert", vocab_size=50)
     save_tiny("gpt2", root / "gpt2", vocab_size=50)
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "robustness_cases.py"), str(root / "bert"),
-                           str(root / "gpt2")], capture_output=True, text=True, timeout=600,
-                          cwd=os.path.dirname(os.path.dirname(tfcore.__file__)),  # the tfcore under test
-                          env={**os.environ, "OMP_NUM_THREADS": "2"})
+    proc = subprocess.run(
+        [sys.executable, os.path.join(HERE, "robustness_cases.py"), str(root / "bert"), str(root / "gpt2")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=os.path.dirname(os.path.dirname(tfcore.__file__)),  # the tfcore under test
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
+    )
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     results = {e["id"]: e for e in events if "id" in e}
     started = [e["start"] for e in events if "start" in e]
     crashed = started[-1] if started and started[-1] not in results else None
-    return {"results": results, "crashed": crashed, "returncode": proc.returncode, "stderr": proc.stderr[-3000:]}
+    return {
+        "results": results,
+        "crashed": crashed,
+        "returncode": proc.returncode,
+        "stderr": proc.stderr[-3000:],
+    }
 
 
 def test_the_battery_ran_to_the_end_without_crashing(battery):

@@ -1,5 +1,6 @@
 """Safetensors reading: zero-copy views, dtypes, sharded checkpoints, and malformed files
 that must raise CheckpointError (never crash)."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,13 @@ def test_round_trip_and_zero_copy(rng, tmp_path):
 def test_reads_what_torch_safetensors_writes(tmp_path):
     from safetensors.torch import save_file as torch_save
 
-    t = {"f32": torch.randn(4, 3), "f16": torch.randn(5).half(), "bf16": torch.randn(2, 7).bfloat16(),
-         "i64": torch.arange(6), "f64": torch.randn(3).double()}
+    t = {
+        "f32": torch.randn(4, 3),
+        "f16": torch.randn(5).half(),
+        "bf16": torch.randn(2, 7).bfloat16(),
+        "i64": torch.arange(6),
+        "f64": torch.randn(3).double(),
+    }
     torch_save(t, str(tmp_path / "t.safetensors"))
     f = SafetensorsFile(tmp_path / "t.safetensors")
     for name, ten in t.items():
@@ -53,8 +59,17 @@ def test_sharded_checkpoint(rng, tmp_path):
     a, b = rng.standard_normal((2, 2)).astype(np.float32), rng.standard_normal(3).astype(np.float32)
     save_file({"a": a}, tmp_path / "model-00001-of-00002.safetensors")
     save_file({"b": b}, tmp_path / "model-00002-of-00002.safetensors")
-    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(
-        {"metadata": {}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    (tmp_path / "model.safetensors.index.json").write_text(
+        json.dumps(
+            {
+                "metadata": {},
+                "weight_map": {
+                    "a": "model-00001-of-00002.safetensors",
+                    "b": "model-00002-of-00002.safetensors",
+                },
+            }
+        )
+    )
     ck = Checkpoint(tmp_path)
     assert sorted(ck.keys()) == ["a", "b"]
     assert np.array_equal(ck.float32("b"), b) and ck.nbytes() == a.nbytes + b.nbytes
@@ -63,16 +78,38 @@ def test_sharded_checkpoint(rng, tmp_path):
 @pytest.mark.parametrize(
     "header,data,header_len,msg",
     [
-        ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 4, None, "outside the 4-byte data section"),
-        ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8, None, "12 bytes but its data_offsets span 8"),
+        (
+            {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}},
+            b"\0" * 4,
+            None,
+            "outside the 4-byte data section",
+        ),
+        (
+            {"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}},
+            b"\0" * 8,
+            None,
+            "12 bytes but its data_offsets span 8",
+        ),
         ({"a": {"dtype": "Q7", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8, None, "unknown dtype 'Q7'"),
         ({"a": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, b"\0" * 8, None, "invalid shape"),
         ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}}, b"\0" * 8, None, "outside"),
-        ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-          "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12, None, "overlap"),
+        (
+            {
+                "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
+            },
+            b"\0" * 12,
+            None,
+            "overlap",
+        ),
         ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8, 10**9, "header length"),
         ({"a": [1, 2]}, b"", None, "must be an object"),
-        ({"a": {"dtype": "F32", "shape": [[[[[1]]]]], "data_offsets": [0, 4]}}, b"\0" * 4, None, "nested deeper|invalid shape"),
+        (
+            {"a": {"dtype": "F32", "shape": [[[[[1]]]]], "data_offsets": [0, 4]}},
+            b"\0" * 4,
+            None,
+            "nested deeper|invalid shape",
+        ),
         ({"__metadata__": {"k": 1}}, b"", None, "__metadata__"),
     ],
 )
@@ -94,7 +131,9 @@ def test_garbage_and_truncated_files(tmp_path):
     (tmp_path / "cut.safetensors").write_bytes((tmp_path / "full.safetensors").read_bytes()[:-100])
     with pytest.raises(CheckpointError, match="truncated"):
         SafetensorsFile(tmp_path / "cut.safetensors")
-    assert isinstance(CheckpointError("x"), ValueError) and isinstance(CheckpointError("x"), tfcore.TfcoreError)
+    assert isinstance(CheckpointError("x"), ValueError) and isinstance(
+        CheckpointError("x"), tfcore.TfcoreError
+    )
 
 
 def test_missing_directory_pieces(tmp_path):
@@ -109,8 +148,14 @@ def test_model_loading_errors(rng, tmp_path):
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                     max_position_embeddings=32)
+    cfg = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+    )
     BertModel(cfg).save_pretrained(tmp_path)
     ck = tmp_path / "model.safetensors"
     tensors = {k: SafetensorsFile(ck).raw(k).copy() for k in SafetensorsFile(ck).keys()}
@@ -129,7 +174,9 @@ def test_model_loading_errors(rng, tmp_path):
     # unsupported model type / malformed config
     save_file(tensors, ck)
     (tmp_path / "config.json").write_text('{"model_type": "mamba"}')
-    with pytest.raises(CheckpointError, match="model_type .mamba. is not a supported model; tfcore supports bert"):
+    with pytest.raises(
+        CheckpointError, match="model_type .mamba. is not a supported model; tfcore supports bert"
+    ):
         tfcore.AutoModel.from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text("[" * 100000)
     with pytest.raises(CheckpointError, match="not valid JSON"):

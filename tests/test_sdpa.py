@@ -4,6 +4,7 @@ Tolerances: the kernel accumulates q·k over D and p·v over S in float32 with a
 softmax; for unit-variance inputs the output error vs float64 stays below ~1e-5 for
 S <= 1000 (measured ~1e-6); 5e-5 leaves room without hiding real bugs (a wrong mask or
 a skipped block changes outputs by O(0.1))."""
+
 from __future__ import annotations
 
 import threading
@@ -11,10 +12,10 @@ import threading
 import numpy as np
 import pytest
 import torch
-
-import tfcore
 from memory import rss_growth
 from reference.attention import sdpa as sdpa_ref
+
+import tfcore
 
 F = tfcore.functional
 TOL = 5e-5
@@ -32,7 +33,9 @@ def torch_sdpa(q, k, v, **kw):
         return torch.nn.functional.scaled_dot_product_attention(t(q), t(k), t(v), **kw).numpy()
 
 
-@pytest.mark.parametrize("L,S", [(1, 1), (1, 131), (7, 7), (97, 97), (131, 7), (7, 131), (1000, 97), (97, 1000)])
+@pytest.mark.parametrize(
+    "L,S", [(1, 1), (1, 131), (7, 7), (97, 97), (131, 7), (7, 131), (1000, 97), (97, 1000)]
+)
 @pytest.mark.parametrize("causal", [False, True])
 def test_shapes_causal_vs_reference_and_torch(rng, path, L, S, causal):
     q, k, v = qkv(rng, 2, 3, 3, L, S, 32)
@@ -63,8 +66,17 @@ def test_gqa(rng, path, ratio, L):
     assert np.abs(got - torch_sdpa(q, k, v, enable_gqa=ratio > 1, is_causal=L > 1)).max() < TOL
 
 
-MASK_SHAPES = [(7, 19), (1, 19), (3, 1, 19), (3, 7, 19), (2, 3, 7, 19), (2, 1, 1, 19), (1, 3, 1, 19),
-               (2, 1, 7, 1), (19,)]
+MASK_SHAPES = [
+    (7, 19),
+    (1, 19),
+    (3, 1, 19),
+    (3, 7, 19),
+    (2, 3, 7, 19),
+    (2, 1, 1, 19),
+    (1, 3, 1, 19),
+    (2, 1, 7, 1),
+    (19,),
+]
 
 
 @pytest.mark.parametrize("shape", MASK_SHAPES)
@@ -88,7 +100,7 @@ def test_padding_mask_long_keys(rng, path):
     # (B, 1, 1, S) padding with ragged lengths, the encoder case, through several key tiles
     q, k, v = qkv(rng, 3, 4, 4, 97, 300, 64)
     lengths = np.array([300, 129, 1])
-    mask = (np.arange(300)[None, None, None, :] < lengths[:, None, None, None])
+    mask = np.arange(300)[None, None, None, :] < lengths[:, None, None, None]
     got = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     assert np.abs(got - torch_sdpa(q, k, v, attn_mask=mask)).max() < TOL
 
@@ -135,7 +147,10 @@ def test_fully_masked_rows_give_zeros(rng, path):
     t = torch_sdpa(q, k, v, attn_mask=mask)
     assert np.isnan(t[:, :, 2]).all() or np.all(t[:, :, 2] == 0)
     keep = [0, 1, 3, 4]
-    assert np.abs(F.scaled_dot_product_attention(q, k, v, attn_mask=mask)[:, :, keep] - t[:, :, keep]).max() < TOL
+    assert (
+        np.abs(F.scaled_dot_product_attention(q, k, v, attn_mask=mask)[:, :, keep] - t[:, :, keep]).max()
+        < TOL
+    )
 
 
 def test_return_weights(rng, path):
@@ -189,21 +204,61 @@ def test_decode_splits_long_keys(rng):
 @pytest.mark.parametrize(
     "args,kwargs,exc,msg",
     [
-        (lambda q, k, v: (q.astype(np.float64), k, v), {}, tfcore.TfcoreTypeError, "query must have dtype float32, got float64"),
-        (lambda q, k, v: (q[0, 0], k, v), {}, tfcore.TfcoreValueError, r"query must have 3 to 4 dimensions, got 2 with shape \(9, 8\)"),
-        (lambda q, k, v: (q, k[:, :, :, :7], v), {}, tfcore.TfcoreValueError, "key head_dim 7 differs from query head_dim 8"),
+        (
+            lambda q, k, v: (q.astype(np.float64), k, v),
+            {},
+            tfcore.TfcoreTypeError,
+            "query must have dtype float32, got float64",
+        ),
+        (
+            lambda q, k, v: (q[0, 0], k, v),
+            {},
+            tfcore.TfcoreValueError,
+            r"query must have 3 to 4 dimensions, got 2 with shape \(9, 8\)",
+        ),
+        (
+            lambda q, k, v: (q, k[:, :, :, :7], v),
+            {},
+            tfcore.TfcoreValueError,
+            "key head_dim 7 differs from query head_dim 8",
+        ),
         (lambda q, k, v: (q, k, v[:, :, :3]), {}, tfcore.TfcoreValueError, "value has 2 heads and length 3"),
         (lambda q, k, v: (q, k[:1], v[:1]), {}, tfcore.TfcoreValueError, "batch sizes differ"),
         (lambda q, k, v: (q[:, :, :0], k, v), {}, tfcore.TfcoreValueError, "empty"),
         (lambda q, k, v: (np.full_like(q, np.nan), k, v), {}, tfcore.TfcoreValueError, "NaN"),
-        (lambda q, k, v: (q, k[..., ::2, :], v), {}, tfcore.TfcoreValueError, "value has 2 heads and length 9, expected key's 2 heads and length 5"),
+        (
+            lambda q, k, v: (q, k[..., ::2, :], v),
+            {},
+            tfcore.TfcoreValueError,
+            "value has 2 heads and length 9, expected key's 2 heads and length 5",
+        ),
         (lambda q, k, v: (q, k, v[..., ::2]), {}, tfcore.TfcoreValueError, "contiguous last axis"),
-        (lambda q, k, v: (q, k, v), {"attn_mask": np.ones((3, 9, 9), bool)}, tfcore.TfcoreValueError, "does not broadcast"),
+        (
+            lambda q, k, v: (q, k, v),
+            {"attn_mask": np.ones((3, 9, 9), bool)},
+            tfcore.TfcoreValueError,
+            "does not broadcast",
+        ),
         (lambda q, k, v: (q, k, v), {"attn_mask": np.ones((9, 9), np.int64)}, tfcore.TfcoreTypeError, "bool"),
-        (lambda q, k, v: (q, k, v), {"attn_mask": np.ones((9, 9), bool), "is_causal": True}, tfcore.TfcoreValueError, "not both"),
-        (lambda q, k, v: (q, k, v), {"window": (-1, 0)}, tfcore.TfcoreValueError, "window entries must be >= 0"),
+        (
+            lambda q, k, v: (q, k, v),
+            {"attn_mask": np.ones((9, 9), bool), "is_causal": True},
+            tfcore.TfcoreValueError,
+            "not both",
+        ),
+        (
+            lambda q, k, v: (q, k, v),
+            {"window": (-1, 0)},
+            tfcore.TfcoreValueError,
+            "window entries must be >= 0",
+        ),
         (lambda q, k, v: (q, k, v), {"window": 3}, tfcore.TfcoreTypeError, "window must be a tuple"),
-        (lambda q, k, v: (q, k, v), {"out": np.zeros((2, 4, 9, 7), np.float32)}, tfcore.TfcoreValueError, "out must have the output shape"),
+        (
+            lambda q, k, v: (q, k, v),
+            {"out": np.zeros((2, 4, 9, 7), np.float32)},
+            tfcore.TfcoreValueError,
+            "out must have the output shape",
+        ),
         (lambda q, k, v: (q, k, v), {"scale": float("nan")}, tfcore.TfcoreValueError, "scale must be finite"),
         (lambda q, k, v: ([[1.0]], k, v), {}, tfcore.TfcoreTypeError, "numpy.ndarray"),
     ],
@@ -229,7 +284,10 @@ def test_memory_flat_and_no_copies(rng):
     out = np.empty_like(q)
     growth = rss_growth(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, out=out), calls=1000)
     assert growth < 2 * 2**20  # bytes; scratch is per call and freed
-    assert rss_growth(lambda: F.scaled_dot_product_attention(q, k, v, return_weights=True), calls=300) < 4 * 2**20
+    assert (
+        rss_growth(lambda: F.scaled_dot_product_attention(q, k, v, return_weights=True), calls=300)
+        < 4 * 2**20
+    )
 
 
 def test_long_sequence_memory_is_linear(rng):
@@ -241,7 +299,12 @@ def test_long_sequence_memory_is_linear(rng):
     before = rss_bytes()
     out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     assert rss_bytes() - before < 32 * 2**20
-    assert np.abs(out[0, 0, :64] - sdpa_ref(q[..., :64, :], k[..., :64, :], v[..., :64, :], is_causal=True)[0][0, 0]).max() < TOL
+    assert (
+        np.abs(
+            out[0, 0, :64] - sdpa_ref(q[..., :64, :], k[..., :64, :], v[..., :64, :], is_causal=True)[0][0, 0]
+        ).max()
+        < TOL
+    )
 
 
 def test_threads_give_serial_results(rng):

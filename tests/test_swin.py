@@ -9,6 +9,7 @@ Tolerances: the kernel computes in float32 (the reference in float64) over windo
 most 81 keys: 5e-6 absolute (measured <= 8e-7) on outputs and weights of size O(1). Models: float32 on both
 sides through up to 5 layers of width <= 48: max abs < 1e-4 relative to the output's
 largest value (measured ~3e-7)."""
+
 from __future__ import annotations
 
 import sys
@@ -16,11 +17,10 @@ import sys
 import numpy as np
 import pytest
 import torch
+from reference.window import window_attention as ref_window_attention
 
 import tfcore
 from tfcore import models
-
-from reference.window import window_attention as ref_window_attention
 
 OP_TOL = 5e-6
 
@@ -34,13 +34,13 @@ def _seed():
 
 # (B, Hh, Ww, heads, head_dim, window, shift, table window)
 CASES = [
-    (2, 7, 7, 2, 8, 7, 0, 7),       # one window, no padding
-    (2, 7, 7, 2, 8, 7, 3, 7),       # Swin's shift ws // 2 on a map of exactly one window
-    (2, 9, 13, 3, 5, 3, 1, 3),      # odd map: padded to 9 x 15; odd head_dim
-    (1, 10, 12, 2, 16, 5, 2, 7),    # padding both ways; table of a larger window (clipped)
-    (2, 11, 10, 2, 33, 9, 4, 9),    # 81 tokens per window: two query blocks; head_dim % 4 != 0
-    (1, 4, 6, 1, 4, 3, 1, 3),       # tiny
-    (2, 14, 21, 3, 12, 7, 3, 7),    # several full windows, Swin's real window
+    (2, 7, 7, 2, 8, 7, 0, 7),  # one window, no padding
+    (2, 7, 7, 2, 8, 7, 3, 7),  # Swin's shift ws // 2 on a map of exactly one window
+    (2, 9, 13, 3, 5, 3, 1, 3),  # odd map: padded to 9 x 15; odd head_dim
+    (1, 10, 12, 2, 16, 5, 2, 7),  # padding both ways; table of a larger window (clipped)
+    (2, 11, 10, 2, 33, 9, 4, 9),  # 81 tokens per window: two query blocks; head_dim % 4 != 0
+    (1, 4, 6, 1, 4, 3, 1, 3),  # tiny
+    (2, 14, 21, 3, 12, 7, 3, 7),  # several full windows, Swin's real window
 ]
 
 
@@ -56,8 +56,9 @@ def test_kernel_matches_reference(rng, path, case):
     B, Hh, Ww, H, D, ws, shift, tw = case
     qkv, table, pad = _inputs(rng, B, Hh, Ww, H, D, tw)
     want, want_w = ref_window_attention(qkv, ws, shift, table, pad)
-    got, got_w = tfcore.functional.window_attention(qkv, ws, shift, relative_position_bias_table=table,
-                                                     pad_qkv=pad, output_attentions=True)
+    got, got_w = tfcore.functional.window_attention(
+        qkv, ws, shift, relative_position_bias_table=table, pad_qkv=pad, output_attentions=True
+    )
     assert got.shape == (B, Hh, Ww, H, D) and got_w.shape == want_w.shape
     assert np.abs(got - want).max() < OP_TOL
     assert np.abs(got_w - want_w).max() < OP_TOL
@@ -84,8 +85,11 @@ def test_kernel_fast_path_matches_reference_path(rng):
     for ref in (False, True):
         prev = tfcore._C._set_reference_kernels(ref)
         try:
-            outs.append(tfcore.functional.window_attention(qkv, 7, 3, relative_position_bias_table=table,
-                                                            pad_qkv=pad, output_attentions=True))
+            outs.append(
+                tfcore.functional.window_attention(
+                    qkv, 7, 3, relative_position_bias_table=table, pad_qkv=pad, output_attentions=True
+                )
+            )
         finally:
             tfcore._C._set_reference_kernels(prev)
     (a, aw), (b, bw) = outs
@@ -131,10 +135,16 @@ def test_kernel_errors(rng):
 
 # ------------------------------------------------------------------ the layer
 
+
 def _layer_inputs(rng, C, H, tw, bias=True):
     w = lambda *s: (rng.standard_normal(s) / np.sqrt(s[-1])).astype(np.float32)  # noqa: E731
-    return dict(qkv_weight=w(3 * C, C), qkv_bias=w(3 * C) if bias else None, o_weight=w(C, C), o_bias=w(C),
-                relative_position_bias_table=rng.standard_normal(((2 * tw - 1) ** 2, H)).astype(np.float32))
+    return dict(
+        qkv_weight=w(3 * C, C),
+        qkv_bias=w(3 * C) if bias else None,
+        o_weight=w(C, C),
+        o_bias=w(C),
+        relative_position_bias_table=rng.standard_normal(((2 * tw - 1) ** 2, H)).astype(np.float32),
+    )
 
 
 def _layer_reference(x, p, H, ws, shift):
@@ -146,8 +156,9 @@ def _layer_reference(x, p, H, ws, shift):
         qkv = qkv + p["qkv_bias"]
         pad = p["qkv_bias"].astype(np.float64)
     D = C // H
-    ctx, w = ref_window_attention(qkv.reshape(B, Hh, Ww, 3, H, D), ws, shift, p["relative_position_bias_table"],
-                                  pad.reshape(3, H, D))
+    ctx, w = ref_window_attention(
+        qkv.reshape(B, Hh, Ww, 3, H, D), ws, shift, p["relative_position_bias_table"], pad.reshape(3, H, D)
+    )
     return ctx.reshape(B, Hh, Ww, C) @ p["o_weight"].T.astype(np.float64) + p["o_bias"], w
 
 
@@ -215,7 +226,12 @@ def test_swin_layer_is_its_parts(rng, path, shape):
     assert np.abs(got - want).max() < 1e-5 and np.abs(got_w - w).max() < 1e-6
     out = np.empty_like(x)
     assert layer(x, out=out) is out and np.abs(out - want).max() < 1e-5
-    assert np.abs(layer(x, always_partition=True) - ffn(n2(h2 := attn(n1(x), x, always_partition=True)), h2)).max() < 1e-5
+    assert (
+        np.abs(
+            layer(x, always_partition=True) - ffn(n2(h2 := attn(n1(x), x, always_partition=True)), h2)
+        ).max()
+        < 1e-5
+    )
     with pytest.raises(tfcore.TfcoreTypeError, match="WindowAttention"):
         tfcore.SwinLayer(ffn, ffn, n1, n2)
     with pytest.raises(tfcore.TfcoreTypeError, match="FeedForward"):
@@ -240,8 +256,9 @@ def test_no_leaks_and_no_kept_references(rng):
     def calls():
         attn(x, x, output_attentions=True)
         attn(x, always_partition=True)
-        tfcore.functional.window_attention(qkv, 3, 1, relative_position_bias_table=table, pad_qkv=pad,
-                                           output_attentions=True)
+        tfcore.functional.window_attention(
+            qkv, 3, 1, relative_position_bias_table=table, pad_qkv=pad, output_attentions=True
+        )
         with pytest.raises(tfcore.TfcoreValueError):
             attn(x[..., :7].copy())
 
@@ -255,12 +272,26 @@ def test_no_leaks_and_no_kept_references(rng):
 
 # ------------------------------------------------------------------ models against HF
 
+
 def _hf_swin(cls=None, randomize=True, **kw):
     from transformers import SwinConfig, SwinModel
 
     cls = cls or SwinModel
-    cfg = SwinConfig(**{**dict(image_size=32, patch_size=4, embed_dim=12, depths=[2, 2, 1], num_heads=[3, 3, 6],
-                               window_size=3, mlp_ratio=2.0, attn_implementation="eager"), **kw})
+    cfg = SwinConfig(
+        **{
+            **dict(
+                image_size=32,
+                patch_size=4,
+                embed_dim=12,
+                depths=[2, 2, 1],
+                num_heads=[3, 3, 6],
+                window_size=3,
+                mlp_ratio=2.0,
+                attn_implementation="eager",
+            ),
+            **kw,
+        }
+    )
     model = cls(cfg).eval()
     if randomize:  # HF initialises tables, position embeddings and norms to constants
         _randomize(model)
@@ -312,8 +343,12 @@ def test_swin_odd_image_window_3(rng, tmp_path, path):
     got = _compare(ref, ours, _pixels(rng, 2, 37, 45))
     assert got.last_hidden_state.shape == (2, 9, 48) and got.pooler_output.shape == (2, 48)
     assert [a.shape for a in got.attentions] == [(2 * 16, 3, 9, 9), (2 * 4, 3, 9, 9), (2, 6, 9, 9)]
-    assert [r.shape for r in got.reshaped_hidden_states] == [(2, 12, 10, 12), (2, 24, 5, 6), (2, 48, 3, 3),
-                                                             (2, 48, 3, 3)]
+    assert [r.shape for r in got.reshaped_hidden_states] == [
+        (2, 12, 10, 12),
+        (2, 24, 5, 6),
+        (2, 48, 3, 3),
+        (2, 48, 3, 3),
+    ]
     _compare(ref, ours, _pixels(rng, 1, 48, 36))  # no padding for the patches nor the first windows
 
 
@@ -321,8 +356,15 @@ def test_swin_window_7(rng, tmp_path):
     """Swin's window 7 with shift 3 on 16x17 then 8x9 maps (padded to 21x21 and 14x14);
     qkv_bias=False, so padded tokens have zero q/k/v; tanh GELU; a layer_norm_eps that only
     the layers' norms use."""
-    ref = _hf_swin(embed_dim=16, depths=[2, 3], num_heads=[2, 4], window_size=7, qkv_bias=False,
-                   hidden_act="gelu_new", layer_norm_eps=1e-3)  # the embedding/merging norms keep 1e-5
+    ref = _hf_swin(
+        embed_dim=16,
+        depths=[2, 3],
+        num_heads=[2, 4],
+        window_size=7,
+        qkv_bias=False,
+        hidden_act="gelu_new",
+        layer_norm_eps=1e-3,
+    )  # the embedding/merging norms keep 1e-5
     ref.save_pretrained(tmp_path)
     ours = models.SwinModel.from_pretrained(tmp_path)
     _compare(ref, ours, _pixels(rng, 2, 61, 67))
@@ -425,7 +467,9 @@ def test_swin_errors(rng, tmp_path):
     save_file(tensors, str(f), metadata={"format": "pt"})
     with pytest.raises(tfcore.CheckpointError, match="relative_position_bias_table"):
         models.SwinModel.from_pretrained(tmp_path)
-    tensors["encoder.layers.0.blocks.0.attention.self.relative_position_bias_table"] = np.zeros((24, 3), np.float32)
+    tensors["encoder.layers.0.blocks.0.attention.self.relative_position_bias_table"] = np.zeros(
+        (24, 3), np.float32
+    )
     save_file(tensors, str(f), metadata={"format": "pt"})
     with pytest.raises(tfcore.CheckpointError, match=r"not \(2 w - 1\)\^2"):
         models.SwinModel.from_pretrained(tmp_path)

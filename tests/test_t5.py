@@ -3,6 +3,7 @@
 long enough to reach the relative-position clamp; encoder, T5Model and conditional
 generation forwards with their optional outputs; cached decoding equal to the full
 forward; greedy and beam generate() token for token; encoder_key_values; errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,14 +16,29 @@ from tfcore import models
 TOL = 5e-5  # relative to the output scale: float32 both sides through 2-3 pre-norm layers
 
 V = 101
-BASE = dict(vocab_size=V, d_model=20, d_kv=7, d_ff=37, num_layers=2, num_heads=3, relative_attention_num_buckets=16,
-            relative_attention_max_distance=20, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
-            attn_implementation="eager")
+BASE = dict(
+    vocab_size=V,
+    d_model=20,
+    d_kv=7,
+    d_ff=37,
+    num_layers=2,
+    num_heads=3,
+    relative_attention_num_buckets=16,
+    relative_attention_max_distance=20,
+    decoder_start_token_id=0,
+    pad_token_id=0,
+    eos_token_id=1,
+    attn_implementation="eager",
+)
 CONFIGS = {
     "v1.0": dict(feed_forward_proj="relu"),
     "v1.1": dict(feed_forward_proj="gated-gelu", tie_word_embeddings=False),
-    "v1.0-3-decoder-layers-32-buckets": dict(feed_forward_proj="relu", num_decoder_layers=3,
-                                             relative_attention_num_buckets=32, relative_attention_max_distance=40),
+    "v1.0-3-decoder-layers-32-buckets": dict(
+        feed_forward_proj="relu",
+        num_decoder_layers=3,
+        relative_attention_num_buckets=32,
+        relative_attention_max_distance=40,
+    ),
 }
 
 
@@ -42,7 +58,9 @@ def build(tmp_path, name="v1.0", cls="T5ForConditionalGeneration", seed=0, sprea
             elif "relative_attention_bias" in pname:
                 p.normal_(0, 1.0)
             else:
-                p.normal_(0, p.shape[-1] ** -0.5 * (0.5 if "shared" in pname or "lm_head" in pname else spread))
+                p.normal_(
+                    0, p.shape[-1] ** -0.5 * (0.5 if "shared" in pname or "lm_head" in pname else spread)
+                )
     ref.save_pretrained(tmp_path)
     return ref, getattr(models, cls).from_pretrained(tmp_path)
 
@@ -51,8 +69,8 @@ def inputs(rng, B=2, S=131, pad=31):
     ids = rng.integers(2, V, size=(B, S))
     mask = np.ones((B, S), np.int64)
     if B > 1 and pad:
-        mask[1, S - pad:] = 0  # right padding, as T5 tokenizers pad
-        ids[1, S - pad:] = 0
+        mask[1, S - pad :] = 0  # right padding, as T5 tokenizers pad
+        ids[1, S - pad :] = 0
     return ids, mask
 
 
@@ -88,14 +106,31 @@ def test_conditional_generation_forward(rng, tmp_path, name):
     dmask = np.ones((2, 29), np.int64)
     dmask[0, -4:] = 0
     with torch.no_grad():
-        want = ref(input_ids=t(ids), attention_mask=t(mask), decoder_input_ids=t(dec), decoder_attention_mask=t(dmask),
-                   output_hidden_states=True, output_attentions=True)
-    got = ours(input_ids=ids, attention_mask=mask, decoder_input_ids=dec, decoder_attention_mask=dmask,
-               output_hidden_states=True, output_attentions=True)
+        want = ref(
+            input_ids=t(ids),
+            attention_mask=t(mask),
+            decoder_input_ids=t(dec),
+            decoder_attention_mask=t(dmask),
+            output_hidden_states=True,
+            output_attentions=True,
+        )
+    got = ours(
+        input_ids=ids,
+        attention_mask=mask,
+        decoder_input_ids=dec,
+        decoder_attention_mask=dmask,
+        output_hidden_states=True,
+        output_attentions=True,
+    )
     close(got.logits, want.logits)
     close(got.encoder_last_hidden_state, want.encoder_last_hidden_state)
-    for field in ("encoder_hidden_states", "decoder_hidden_states", "encoder_attentions", "decoder_attentions",
-                  "cross_attentions"):
+    for field in (
+        "encoder_hidden_states",
+        "decoder_hidden_states",
+        "encoder_attentions",
+        "decoder_attentions",
+        "cross_attentions",
+    ):
         assert len(got[field]) == len(want[field]), field
         for g, w in zip(got[field], want[field]):
             close(g, w)
@@ -135,17 +170,26 @@ def test_cached_decoding_equals_full_forward(rng, tmp_path):
     assert isinstance(cache, models.t5.EncoderDecoderCache) and cache.get_seq_length() == 9
     steps = [first.logits]
     for i in range(9, 30):
-        out = ours(attention_mask=mask, decoder_input_ids=dec[:, i:i + 1], encoder_outputs=enc, past_key_values=cache)
+        out = ours(
+            attention_mask=mask,
+            decoder_input_ids=dec[:, i : i + 1],
+            encoder_outputs=enc,
+            past_key_values=cache,
+        )
         assert out.past_key_values is cache
         steps.append(out.logits)
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=2e-5 * max(1.0, np.abs(full).max()))
     # reorder (beam search through forward()): rows swap in the self- and cross-attention caches
     nxt = rng.integers(2, V, size=(2, 1))
     cache.reorder([1, 0])
-    swapped = ours(attention_mask=mask[::-1], decoder_input_ids=nxt[::-1], encoder_outputs=enc,
-                   past_key_values=cache).logits
-    recomputed = ours(input_ids=ids[::-1], attention_mask=mask[::-1],
-                      decoder_input_ids=np.concatenate([dec, nxt], axis=1)[::-1]).logits[:, -1:]
+    swapped = ours(
+        attention_mask=mask[::-1], decoder_input_ids=nxt[::-1], encoder_outputs=enc, past_key_values=cache
+    ).logits
+    recomputed = ours(
+        input_ids=ids[::-1],
+        attention_mask=mask[::-1],
+        decoder_input_ids=np.concatenate([dec, nxt], axis=1)[::-1],
+    ).logits[:, -1:]
     np.testing.assert_allclose(swapped, recomputed, atol=2e-5 * max(1.0, np.abs(recomputed).max()))
 
 
@@ -164,14 +208,25 @@ def test_greedy_generation_matches_hf(rng, tmp_path, name):
     assert_same_tokens(got, ref, ids, mask, max_new_tokens=40, eos_token_id=eos)
 
 
-@pytest.mark.parametrize("kw", [dict(num_beams=4), dict(num_beams=3, length_penalty=0.5, num_return_sequences=2),
-                                dict(num_beams=3, early_stopping=True), dict(num_beams=2, repetition_penalty=1.3)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(num_beams=4),
+        dict(num_beams=3, length_penalty=0.5, num_return_sequences=2),
+        dict(num_beams=3, early_stopping=True),
+        dict(num_beams=2, repetition_penalty=1.3),
+    ],
+)
 @pytest.mark.parametrize("name", ["v1.0", "v1.1"])
 def test_beam_search_matches_hf(rng, tmp_path, name, kw):
     ref, ours = build(tmp_path, name, spread=3)
     ids, mask = inputs(rng, S=47, pad=11)
     # end-of-sequence: the last token of the best 4-token beam, so hypotheses finish mid-search
-    eos = int(ours.generate(ids, attention_mask=mask, max_new_tokens=4, eos_token_id=[], num_beams=kw["num_beams"])[0, -1])
+    eos = int(
+        ours.generate(ids, attention_mask=mask, max_new_tokens=4, eos_token_id=[], num_beams=kw["num_beams"])[
+            0, -1
+        ]
+    )
     got = ours.generate(ids, attention_mask=mask, max_new_tokens=25, eos_token_id=eos, **kw)
     assert got.shape[0] == 2 * kw.get("num_return_sequences", 1)
     assert_same_tokens(got, ref, ids, mask, max_new_tokens=25, eos_token_id=eos, **kw)
@@ -197,7 +252,9 @@ def test_cross_attention_projected_once(rng, tmp_path, monkeypatch):
     calls = []
     stack = ours.decoder
     original = type(stack).cross_key_values
-    monkeypatch.setattr(type(stack), "cross_key_values", lambda self, enc: calls.append(enc.shape) or original(self, enc))
+    monkeypatch.setattr(
+        type(stack), "cross_key_values", lambda self, enc: calls.append(enc.shape) or original(self, enc)
+    )
     ours.generate(ids, attention_mask=mask, max_new_tokens=12, eos_token_id=[], num_beams=3)
     assert calls == [(6, 23, 20)]  # once, for batch 2 x 3 beams
     layer = stack.layers[0]
@@ -218,7 +275,9 @@ def test_int8_matches_emulated_hf(rng, tmp_path):
     dec = rng.integers(2, V, size=(2, 11))
     with torch.no_grad():
         full = ref(input_ids=t(ids), attention_mask=t(mask), decoder_input_ids=t(dec)).logits.numpy()
-        emulated = emulate_int8(ref)(input_ids=t(ids), attention_mask=t(mask), decoder_input_ids=t(dec)).logits.numpy()
+        emulated = emulate_int8(ref)(
+            input_ids=t(ids), attention_mask=t(mask), decoder_input_ids=t(dec)
+        ).logits.numpy()
     low = models.T5ForConditionalGeneration.from_pretrained(tmp_path, dtype="int8")
     assert low.dtype == "int8" and low.lm_head.dtype == "int8"
     got = low(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits
@@ -301,8 +360,11 @@ def test_transformers4_style_checkpoint(rng, tmp_path, tied):
         cfg["tie_word_embeddings"] = False
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     tensors = load_file(tmp_path / "model.safetensors")
-    tensors["lm_head.weight"] = (tensors["shared.weight"] if tied else
-                                 rng.standard_normal(tensors["shared.weight"].shape).astype(np.float32) * 0.1)
+    tensors["lm_head.weight"] = (
+        tensors["shared.weight"]
+        if tied
+        else rng.standard_normal(tensors["shared.weight"].shape).astype(np.float32) * 0.1
+    )
     tensors["encoder.embed_tokens.weight"] = tensors["shared.weight"]
     save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
     ref = T5ForConditionalGeneration.from_pretrained(tmp_path, attn_implementation="eager").eval()

@@ -1,25 +1,34 @@
 """8 Python threads calling the same model and the same layers at once, for a while: every
 result equals the serial one bit for bit, and nothing crashes or deadlocks."""
+
 from __future__ import annotations
 
 import threading
 import time
 
 import numpy as np
+from tiny_models import save_tiny
 
 import tfcore
-from tiny_models import save_tiny
 
 THREADS = 8
 SECONDS = 3.0
 
 
 def test_eight_threads_share_models_and_layers(tmp_path):
-    save_tiny("bert", tmp_path / "bert", hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    save_tiny(
+        "bert",
+        tmp_path / "bert",
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+    )
     save_tiny("llama", tmp_path / "llama", hidden_size=32, intermediate_size=64)
     bert = tfcore.AutoModel.from_pretrained(tmp_path / "bert")
-    llama = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path / "llama", dtype="int8"
-                                                       if "int8" in tfcore.supported_dtypes() else "float32")
+    llama = tfcore.AutoModelForCausalLM.from_pretrained(
+        tmp_path / "llama", dtype="int8" if "int8" in tfcore.supported_dtypes() else "float32"
+    )
     rng = np.random.default_rng(0)
     r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
     lin = tfcore.Linear(r(96, 32), r(96), activation="gelu")
@@ -28,8 +37,16 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     mask = (np.arange(11)[None] < np.array([[11], [6], [2]])).astype(np.int64)
     x = r(5, 32)
     # the attention variants: shared layers with in-kernel position biases, and the sparse kernels
-    t5_attn = tfcore.MultiHeadAttention(32, 4, qkv_weight=r(96, 32), o_weight=r(32, 32), scale=1.0, is_causal=True,
-                                        relative_attention_bias=r(32, 4), relative_attention_max_distance=20)
+    t5_attn = tfcore.MultiHeadAttention(
+        32,
+        4,
+        qkv_weight=r(96, 32),
+        o_weight=r(32, 32),
+        scale=1.0,
+        is_causal=True,
+        relative_attention_bias=r(32, 4),
+        relative_attention_max_distance=20,
+    )
     alibi_attn = tfcore.MultiHeadAttention(32, 4, qkv_weight=r(96, 32), o_weight=r(32, 32), alibi=True)
     h = r(2, 37, 32)
     ql, kl, vl = r(2, 4, 70, 8), r(2, 4, 70, 8), r(2, 4, 70, 8)
@@ -40,17 +57,27 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     work = {
         "t5-bias": lambda: t5_attn(h),
         "alibi": lambda: alibi_attn(h),
-        "longformer": lambda: tfcore.functional.sliding_window_attention(ql, kl, vl, 5, dilation=2,
-                                                                         global_attention_mask=glob),
+        "longformer": lambda: tfcore.functional.sliding_window_attention(
+            ql, kl, vl, 5, dilation=2, global_attention_mask=glob
+        ),
         "block-sparse": lambda: tfcore.functional.block_sparse_attention(
-            ql, kl, vl, np.array([[0, 1, 2], [0, 2, 3], [1, 3, 4], [2, 4, 6], [0, 4, 5], [5, 6, 4], [6, 5, 0]]), 10,
-            global_blocks=(0,)),
-        "swin-window": lambda: tfcore.functional.window_attention(qkv_map, 3, 1, relative_position_bias_table=table),
+            ql,
+            kl,
+            vl,
+            np.array([[0, 1, 2], [0, 2, 3], [1, 3, 4], [2, 4, 6], [0, 4, 5], [5, 6, 4], [6, 5, 0]]),
+            10,
+            global_blocks=(0,),
+        ),
+        "swin-window": lambda: tfcore.functional.window_attention(
+            qkv_map, 3, 1, relative_position_bias_table=table
+        ),
         "bert": lambda: bert(ids, attention_mask=mask).last_hidden_state,
         "generate": lambda: llama.generate(ids[:2, :4], max_new_tokens=6),
         "generate-int8-cache": lambda: llama.generate(ids[:1, :5], max_new_tokens=5, cache_dtype="int8"),
         "linear": lambda: lin(x),
-        "sdpa": lambda: tfcore.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True),
+        "sdpa": lambda: tfcore.functional.scaled_dot_product_attention(
+            q, k, v, is_causal=True, enable_gqa=True
+        ),
     }
     serial = {name: fn() for name, fn in work.items()}
     failures, counts = [], [0] * THREADS

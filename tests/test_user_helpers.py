@@ -1,5 +1,6 @@
 """What users reach for in their first hour: tfcore.eval's batch helpers, progress bars and
 their switch, rich reprs, and tfcore.testing.assert_close_to_reference."""
+
 from __future__ import annotations
 
 import io
@@ -8,11 +9,11 @@ import os
 import numpy as np
 import pytest
 import torch
+from tiny_models import save_tiny
 
 import tfcore
 from tfcore import _progress
 from tfcore import eval as tf_eval
-from tiny_models import save_tiny
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +90,14 @@ def test_rich_reprs(tmp_path):
     for dtype in tfcore.supported_dtypes():
         m = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=dtype, threads=1)
         html = m._repr_html_()
-        assert "LlamaForCausalLM" in html and dtype in html and "num_hidden_layers=2" in html and "MiB" in html
+        assert (
+            "LlamaForCausalLM" in html and dtype in html and "num_hidden_layers=2" in html and "MiB" in html
+        )
         assert f"dtype={dtype}" in repr(m) and "threads=1" in repr(m)
-    sizes = {d: tfcore.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=d).memory_bytes()
-             for d in tfcore.supported_dtypes()}
+    sizes = {
+        d: tfcore.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=d).memory_bytes()
+        for d in tfcore.supported_dtypes()
+    }
     assert sizes["float32"] > sizes.get("bfloat16", 0) > sizes.get("int8", -1)
     cache = m.new_cache(2, 8, dtype="int8")
     m(np.array([[1, 2, 3], [4, 5, 6]]), past_key_values=cache)
@@ -111,6 +116,9 @@ def test_assert_close_to_reference(tmp_path):
     assert assert_close_to_reference(lm)["elements"] == 2 * 12 * 60
     if "int8" in tfcore.supported_dtypes():  # int8 is not within fp32 tolerances: the helper says so
         with pytest.raises(AssertionError, match="differs from transformers"):
-            assert_close_to_reference(tfcore.AutoModelForCausalLM.from_pretrained(tmp_path / "gpt2", dtype="int8"),
-                                      atol=1e-6, rtol=1e-6)
+            assert_close_to_reference(
+                tfcore.AutoModelForCausalLM.from_pretrained(tmp_path / "gpt2", dtype="int8"),
+                atol=1e-6,
+                rtol=1e-6,
+            )
     assert os.path.isdir(tmp_path / "gpt2")

@@ -2,6 +2,7 @@
 layer scale), DINOv2 with registers; odd image sizes through position-embedding resizing.
 
 Tolerance: float32 on both sides through 2 layers of width <= 60; 3e-5 absolute."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,8 +44,15 @@ def test_vit_and_deit(rng, tmp_path, kind):
     from transformers import DeiTConfig, DeiTModel, ViTConfig, ViTModel
 
     Cfg, Model = (ViTConfig, ViTModel) if kind == "vit" else (DeiTConfig, DeiTModel)
-    cfg = Cfg(image_size=32, patch_size=8, hidden_size=60, num_hidden_layers=2, num_attention_heads=5,
-              intermediate_size=97, attn_implementation="eager")
+    cfg = Cfg(
+        image_size=32,
+        patch_size=8,
+        hidden_size=60,
+        num_hidden_layers=2,
+        num_attention_heads=5,
+        intermediate_size=97,
+        attn_implementation="eager",
+    )
     ref = Model(cfg).eval()
     ref.save_pretrained(tmp_path)
     ours = tfcore.AutoModel.from_pretrained(tmp_path)
@@ -61,8 +69,17 @@ def test_vit_and_deit(rng, tmp_path, kind):
 def test_dinov2(rng, tmp_path, swiglu):
     from transformers import Dinov2Config, Dinov2Model
 
-    cfg = Dinov2Config(image_size=28, patch_size=7, hidden_size=48, num_hidden_layers=2, num_attention_heads=3,
-                       mlp_ratio=2, use_swiglu_ffn=swiglu, layerscale_value=0.5, attn_implementation="eager")
+    cfg = Dinov2Config(
+        image_size=28,
+        patch_size=7,
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=3,
+        mlp_ratio=2,
+        use_swiglu_ffn=swiglu,
+        layerscale_value=0.5,
+        attn_implementation="eager",
+    )
     ref = Dinov2Model(cfg).eval()
     with torch.no_grad():  # random layer scales so folding them is really tested
         for layer in ref.encoder.layer:
@@ -77,9 +94,16 @@ def test_dinov2(rng, tmp_path, swiglu):
 def test_dinov2_with_registers(rng, tmp_path):
     from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
 
-    cfg = Dinov2WithRegistersConfig(image_size=28, patch_size=7, hidden_size=48, num_hidden_layers=2,
-                                    num_attention_heads=3, mlp_ratio=2, num_register_tokens=3,
-                                    attn_implementation="eager")
+    cfg = Dinov2WithRegistersConfig(
+        image_size=28,
+        patch_size=7,
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=3,
+        mlp_ratio=2,
+        num_register_tokens=3,
+        attn_implementation="eager",
+    )
     ref = Dinov2WithRegistersModel(cfg).eval()
     ref.save_pretrained(tmp_path)
     ours = tfcore.AutoModel.from_pretrained(tmp_path)
@@ -93,7 +117,9 @@ def test_dinov2_with_registers(rng, tmp_path):
 def test_resize_grid_matches_torch_interpolate(rng, antialias, size):
     grid = rng.standard_normal((6, 6, 4)).astype(np.float32)
     t = torch.from_numpy(grid).permute(2, 0, 1)[None]
-    want = torch.nn.functional.interpolate(t, size=size, mode="bicubic", align_corners=False, antialias=antialias)
+    want = torch.nn.functional.interpolate(
+        t, size=size, mode="bicubic", align_corners=False, antialias=antialias
+    )
     got = resize_grid(grid, *size, antialias=antialias)
     assert np.abs(got - want[0].permute(1, 2, 0).numpy()).max() < 1e-5
 
@@ -101,8 +127,16 @@ def test_resize_grid_matches_torch_interpolate(rng, antialias, size):
 def test_pixel_value_errors(rng, tmp_path):
     from transformers import ViTConfig, ViTModel
 
-    ViTModel(ViTConfig(image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                       intermediate_size=32)).save_pretrained(tmp_path)
+    ViTModel(
+        ViTConfig(
+            image_size=16,
+            patch_size=8,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+        )
+    ).save_pretrained(tmp_path)
     ours = models.ViTModel.from_pretrained(tmp_path)
     with pytest.raises(tfcore.TfcoreTypeError, match="float32"):
         ours(np.zeros((1, 3, 16, 16)))

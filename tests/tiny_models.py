@@ -1,27 +1,53 @@
 """Tiny Hugging Face checkpoints (random weights, save_pretrained) shared by the tests that
 only need *a* model of a family: save_tiny("bert" | "gpt2" | "llama" | "t5", path, **config)."""
+
 from __future__ import annotations
 
 import torch
 
 DEFAULTS = {
-    "bert": dict(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                 max_position_embeddings=64),
+    "bert": dict(
+        vocab_size=60,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    ),
     "gpt2": dict(vocab_size=60, n_embd=16, n_layer=1, n_head=2, n_positions=64),
-    "llama": dict(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                  intermediate_size=32),
-    "t5": dict(vocab_size=60, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4, decoder_start_token_id=0),
+    "llama": dict(
+        vocab_size=60,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=32,
+    ),
+    "t5": dict(
+        vocab_size=60, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4, decoder_start_token_id=0
+    ),
 }
 
 
 def save_tiny(kind: str, path, seed: int = 0, **config):
     """Write a tiny `kind` checkpoint (DEFAULTS[kind] updated with config) to path; returns path."""
-    from transformers import (BertConfig, BertModel, GPT2Config, GPT2LMHeadModel, LlamaConfig,
-                              LlamaForCausalLM, T5Config, T5ForConditionalGeneration)
+    from transformers import (
+        BertConfig,
+        BertModel,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
 
-    model_cls, config_cls = {"bert": (BertModel, BertConfig), "gpt2": (GPT2LMHeadModel, GPT2Config),
-                             "llama": (LlamaForCausalLM, LlamaConfig),
-                             "t5": (T5ForConditionalGeneration, T5Config)}[kind]
+    model_cls, config_cls = {
+        "bert": (BertModel, BertConfig),
+        "gpt2": (GPT2LMHeadModel, GPT2Config),
+        "llama": (LlamaForCausalLM, LlamaConfig),
+        "t5": (T5ForConditionalGeneration, T5Config),
+    }[kind]
     torch.manual_seed(seed)
     model_cls(config_cls(**{**DEFAULTS[kind], **config})).save_pretrained(path)
     return path
@@ -29,14 +55,37 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
 
 def causal_lms():
     """Factories of the small causal LMs the precision tests run against HF (odd sizes)."""
-    from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, OPTConfig,
-                              OPTForCausalLM)
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        OPTConfig,
+        OPTForCausalLM,
+    )
 
     return {
-        "gpt2": lambda: GPT2LMHeadModel(GPT2Config(vocab_size=97, n_embd=60, n_layer=2, n_head=5, n_positions=64)),
-        "llama-gqa": lambda: LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=64, num_hidden_layers=2,
-                                                          num_attention_heads=8, num_key_value_heads=2,
-                                                          intermediate_size=97)),
-        "opt": lambda: OPTForCausalLM(OPTConfig(vocab_size=97, hidden_size=60, num_hidden_layers=2, ffn_dim=131,
-                                                num_attention_heads=5, max_position_embeddings=64)),
+        "gpt2": lambda: GPT2LMHeadModel(
+            GPT2Config(vocab_size=97, n_embd=60, n_layer=2, n_head=5, n_positions=64)
+        ),
+        "llama-gqa": lambda: LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=97,
+                hidden_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=8,
+                num_key_value_heads=2,
+                intermediate_size=97,
+            )
+        ),
+        "opt": lambda: OPTForCausalLM(
+            OPTConfig(
+                vocab_size=97,
+                hidden_size=60,
+                num_hidden_layers=2,
+                ffn_dim=131,
+                num_attention_heads=5,
+                max_position_embeddings=64,
+            )
+        ),
     }

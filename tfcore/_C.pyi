@@ -1,5 +1,6 @@
 """Type stubs for tfcore._C (the C core). Arrays are float32 unless noted."""
-from typing import Any, Mapping, Optional, Sequence, Tuple, Union
+
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,8 +22,14 @@ def _set_reference_kernels(flag: bool, /) -> bool: ...
 class Linear:
     in_features: int
     out_features: int
-    def __init__(self, weight: F32, bias: Optional[F32] = None, activation: Optional[str] = None, *,
-                 transposed: bool = False) -> None: ...
+    def __init__(
+        self,
+        weight: F32,
+        bias: Optional[F32] = None,
+        activation: Optional[str] = None,
+        *,
+        transposed: bool = False,
+    ) -> None: ...
     def __call__(self, x: F32, residual: Optional[F32] = None, *, out: Optional[F32] = None) -> F32: ...
     @property
     def weight(self) -> F32: ...
@@ -39,9 +46,18 @@ class FeedForward:
     down: Linear
     activation: str
     gated: bool
-    def __init__(self, up_weight: F32, down_weight: F32, *, up_bias: Optional[F32] = None,
-                 down_bias: Optional[F32] = None, gate_weight: Optional[F32] = None,
-                 gate_bias: Optional[F32] = None, activation: str = "gelu", transposed: bool = False) -> None: ...
+    def __init__(
+        self,
+        up_weight: F32,
+        down_weight: F32,
+        *,
+        up_bias: Optional[F32] = None,
+        down_bias: Optional[F32] = None,
+        gate_weight: Optional[F32] = None,
+        gate_bias: Optional[F32] = None,
+        activation: str = "gelu",
+        transposed: bool = False,
+    ) -> None: ...
     def __call__(self, x: F32, residual: Optional[F32] = None, *, out: Optional[F32] = None) -> F32: ...
 
 class LayerNorm:
@@ -79,22 +95,53 @@ class MultiHeadAttention:
     qkv_proj: Linear
     kv_proj: Optional[Linear]
     o_proj: Linear
-    def __init__(self, hidden_size: int, num_heads: int, *, num_key_value_heads: Optional[int] = None,
-                 head_dim: Optional[int] = None, q_weight: Optional[F32] = None, k_weight: Optional[F32] = None,
-                 v_weight: Optional[F32] = None, q_bias: Optional[F32] = None, k_bias: Optional[F32] = None,
-                 v_bias: Optional[F32] = None, qkv_weight: Optional[F32] = None, qkv_bias: Optional[F32] = None,
-                 o_weight: F32, o_bias: Optional[F32] = None, transposed: bool = False, is_causal: bool = False,
-                 scale: Optional[float] = None, is_cross_attention: bool = False,
-                 kv_input_size: Optional[int] = None, rotary_dim: Optional[int] = None,
-                 rope_theta: Optional[float] = None, rope_inv_freq: Optional[F32] = None,
-                 rope_interleaved: bool = False, sliding_window: Optional[int] = None, dtype: str = "float32",
-                 relative_attention_bias: Optional[F32] = None, relative_attention_num_buckets: Optional[int] = 32,
-                 relative_attention_max_distance: Optional[int] = 128, alibi: bool = False) -> None: ...
-    def __call__(self, hidden_states: F32, attention_mask: Optional[np.ndarray] = None, *,
-                 encoder_hidden_states: Optional[F32] = None, position_ids: Optional[NDArray[np.int64]] = None,
-                 position_offset: int = 0, bias: Optional[F32] = None, residual: Optional[F32] = None,
-                 output_attentions: bool = False, out: Optional[F32] = None,
-                 encoder_key_values: Optional[F32] = None) -> Union[F32, Tuple[F32, F32]]: ...
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        *,
+        num_key_value_heads: Optional[int] = None,
+        head_dim: Optional[int] = None,
+        q_weight: Optional[F32] = None,
+        k_weight: Optional[F32] = None,
+        v_weight: Optional[F32] = None,
+        q_bias: Optional[F32] = None,
+        k_bias: Optional[F32] = None,
+        v_bias: Optional[F32] = None,
+        qkv_weight: Optional[F32] = None,
+        qkv_bias: Optional[F32] = None,
+        o_weight: F32,
+        o_bias: Optional[F32] = None,
+        transposed: bool = False,
+        is_causal: bool = False,
+        scale: Optional[float] = None,
+        is_cross_attention: bool = False,
+        kv_input_size: Optional[int] = None,
+        rotary_dim: Optional[int] = None,
+        rope_theta: Optional[float] = None,
+        rope_inv_freq: Optional[F32] = None,
+        rope_interleaved: bool = False,
+        sliding_window: Optional[int] = None,
+        dtype: str = "float32",
+        relative_attention_bias: Optional[F32] = None,
+        relative_attention_num_buckets: Optional[int] = 32,
+        relative_attention_max_distance: Optional[int] = 128,
+        alibi: bool = False,
+    ) -> None: ...
+    def __call__(
+        self,
+        hidden_states: F32,
+        attention_mask: Optional[np.ndarray] = None,
+        *,
+        encoder_hidden_states: Optional[F32] = None,
+        position_ids: Optional[NDArray[np.int64]] = None,
+        position_offset: int = 0,
+        bias: Optional[F32] = None,
+        residual: Optional[F32] = None,
+        output_attentions: bool = False,
+        out: Optional[F32] = None,
+        encoder_key_values: Optional[F32] = None,
+    ) -> Union[F32, Tuple[F32, F32]]: ...
 
 class TransformerBlock:
     hidden_size: int
@@ -105,44 +152,99 @@ class TransformerBlock:
     norm1: Union[LayerNorm, RMSNorm]
     norm2: Union[LayerNorm, RMSNorm]
     norm_cross: Optional[Union[LayerNorm, RMSNorm]]
-    def __init__(self, attention: MultiHeadAttention, feed_forward: FeedForward,
-                 norm1: Union[LayerNorm, RMSNorm], norm2: Union[LayerNorm, RMSNorm], *, norm_first: bool = True,
-                 cross_attention: Optional[MultiHeadAttention] = None,
-                 norm_cross: Optional[Union[LayerNorm, RMSNorm]] = None) -> None: ...
-    def __call__(self, hidden_states: F32, attention_mask: Optional[np.ndarray] = None, *,
-                 encoder_hidden_states: Optional[F32] = None, encoder_attention_mask: Optional[np.ndarray] = None,
-                 position_ids: Optional[NDArray[np.int64]] = None, position_offset: int = 0,
-                 bias: Optional[F32] = None, output_attentions: bool = False,
-                 out: Optional[F32] = None, encoder_key_values: Optional[F32] = None) -> Union[F32, Tuple[F32, ...]]: ...
+    def __init__(
+        self,
+        attention: MultiHeadAttention,
+        feed_forward: FeedForward,
+        norm1: Union[LayerNorm, RMSNorm],
+        norm2: Union[LayerNorm, RMSNorm],
+        *,
+        norm_first: bool = True,
+        cross_attention: Optional[MultiHeadAttention] = None,
+        norm_cross: Optional[Union[LayerNorm, RMSNorm]] = None,
+    ) -> None: ...
+    def __call__(
+        self,
+        hidden_states: F32,
+        attention_mask: Optional[np.ndarray] = None,
+        *,
+        encoder_hidden_states: Optional[F32] = None,
+        encoder_attention_mask: Optional[np.ndarray] = None,
+        position_ids: Optional[NDArray[np.int64]] = None,
+        position_offset: int = 0,
+        bias: Optional[F32] = None,
+        output_attentions: bool = False,
+        out: Optional[F32] = None,
+        encoder_key_values: Optional[F32] = None,
+    ) -> Union[F32, Tuple[F32, ...]]: ...
 
-def scaled_dot_product_attention(query: F32, key: F32, value: F32, attn_mask: Optional[np.ndarray] = None,
-                                 is_causal: bool = False, scale: Optional[float] = None, enable_gqa: bool = False,
-                                 *, window: Optional[Tuple[Optional[int], Optional[int]]] = None,
-                                 bias: Optional[F32] = None, return_weights: bool = False,
-                                 out: Optional[F32] = None) -> Union[F32, Tuple[F32, F32]]: ...
-def block_sparse_attention(query: F32, key: F32, value: F32, layout: NDArray[np.integer], block_size: int, *,
-                           global_blocks: Optional[Sequence[int]] = None,
-                           key_padding_mask: Optional[np.ndarray] = None, query_mask: Optional[np.ndarray] = None,
-                           scale: Optional[float] = None, out: Optional[F32] = None) -> F32: ...
+def scaled_dot_product_attention(
+    query: F32,
+    key: F32,
+    value: F32,
+    attn_mask: Optional[np.ndarray] = None,
+    is_causal: bool = False,
+    scale: Optional[float] = None,
+    enable_gqa: bool = False,
+    *,
+    window: Optional[Tuple[Optional[int], Optional[int]]] = None,
+    bias: Optional[F32] = None,
+    return_weights: bool = False,
+    out: Optional[F32] = None,
+) -> Union[F32, Tuple[F32, F32]]: ...
+def block_sparse_attention(
+    query: F32,
+    key: F32,
+    value: F32,
+    layout: NDArray[np.integer],
+    block_size: int,
+    *,
+    global_blocks: Optional[Sequence[int]] = None,
+    key_padding_mask: Optional[np.ndarray] = None,
+    query_mask: Optional[np.ndarray] = None,
+    scale: Optional[float] = None,
+    out: Optional[F32] = None,
+) -> F32: ...
 def activation(x: F32, kind: str, *, out: Optional[F32] = None) -> F32: ...
-def sliding_window_attention(query: F32, key: F32, value: F32, window: int, *, dilation: int = 1,
-                             attention_mask: Optional[np.ndarray] = None,
-                             global_attention_mask: Optional[np.ndarray] = None,
-                             global_query: Optional[F32] = None, global_key: Optional[F32] = None,
-                             global_value: Optional[F32] = None, scale: Optional[float] = None,
-                             return_weights: bool = False,
-                             out: Optional[F32] = None) -> Union[F32, Tuple[F32, F32, F32]]: ...
+def sliding_window_attention(
+    query: F32,
+    key: F32,
+    value: F32,
+    window: int,
+    *,
+    dilation: int = 1,
+    attention_mask: Optional[np.ndarray] = None,
+    global_attention_mask: Optional[np.ndarray] = None,
+    global_query: Optional[F32] = None,
+    global_key: Optional[F32] = None,
+    global_value: Optional[F32] = None,
+    scale: Optional[float] = None,
+    return_weights: bool = False,
+    out: Optional[F32] = None,
+) -> Union[F32, Tuple[F32, F32, F32]]: ...
 def gelu(x: F32, *, approximate: str = "none", out: Optional[F32] = None) -> F32: ...
 def relu(x: F32, *, out: Optional[F32] = None) -> F32: ...
 def silu(x: F32, *, out: Optional[F32] = None) -> F32: ...
 def glu(x: F32, activation: str = "silu", *, out: Optional[F32] = None) -> F32: ...
 def float32_to_bfloat16(x: F32, /) -> NDArray[np.uint16]: ...
 def bfloat16_to_float32(bits: NDArray[np.uint16], /) -> F32: ...
-def t5_relative_position_bucket(relative_position: NDArray[np.int64], *, bidirectional: bool = True,
-                                num_buckets: int = 32, max_distance: int = 128) -> NDArray[np.int64]: ...
+def t5_relative_position_bucket(
+    relative_position: NDArray[np.int64],
+    *,
+    bidirectional: bool = True,
+    num_buckets: int = 32,
+    max_distance: int = 128,
+) -> NDArray[np.int64]: ...
 def alibi_slopes(num_heads: int, /) -> NDArray[np.float32]: ...
-def rotary_embedding(x: F32, inv_freq: F32, positions: Optional[NDArray[np.int64]] = None, *,
-                     interleaved: bool = False, offset: int = 0, out: Optional[F32] = None) -> F32: ...
+def rotary_embedding(
+    x: F32,
+    inv_freq: F32,
+    positions: Optional[NDArray[np.int64]] = None,
+    *,
+    interleaved: bool = False,
+    offset: int = 0,
+    out: Optional[F32] = None,
+) -> F32: ...
 
 class KVCache:
     num_layers: int
@@ -151,9 +253,19 @@ class KVCache:
     head_dim: int
     capacity: int
     dtype: str
-    def __init__(self, num_layers: int, batch_size: int, num_key_value_heads: int, head_dim: int, *,
-                 capacity: int = 256, policy: str = "full", budget: int = 0, n_sink: int = 4,
-                 dtype: str = "float32") -> None: ...
+    def __init__(
+        self,
+        num_layers: int,
+        batch_size: int,
+        num_key_value_heads: int,
+        head_dim: int,
+        *,
+        capacity: int = 256,
+        policy: str = "full",
+        budget: int = 0,
+        n_sink: int = 4,
+        dtype: str = "float32",
+    ) -> None: ...
     def keys(self, layer: int, /) -> F32: ...
     def values(self, layer: int, /) -> F32: ...
     def get_seq_length(self, layer: int = 0, /) -> int: ...
@@ -172,12 +284,30 @@ class WindowAttention:
     scale: float
     qkv_proj: Linear
     o_proj: Linear
-    def __init__(self, hidden_size: int, num_heads: int, window_size: int, *, qkv_weight: F32, o_weight: F32,
-                 qkv_bias: Optional[F32] = None, o_bias: Optional[F32] = None,
-                 relative_position_bias_table: Optional[F32] = None, shift_size: int = 0,
-                 scale: Optional[float] = None, dtype: str = "float32") -> None: ...
-    def __call__(self, hidden_states: F32, residual: Optional[F32] = None, *, output_attentions: bool = False,
-                 always_partition: bool = False, out: Optional[F32] = None) -> Union[F32, Tuple[F32, F32]]: ...
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        window_size: int,
+        *,
+        qkv_weight: F32,
+        o_weight: F32,
+        qkv_bias: Optional[F32] = None,
+        o_bias: Optional[F32] = None,
+        relative_position_bias_table: Optional[F32] = None,
+        shift_size: int = 0,
+        scale: Optional[float] = None,
+        dtype: str = "float32",
+    ) -> None: ...
+    def __call__(
+        self,
+        hidden_states: F32,
+        residual: Optional[F32] = None,
+        *,
+        output_attentions: bool = False,
+        always_partition: bool = False,
+        out: Optional[F32] = None,
+    ) -> Union[F32, Tuple[F32, F32]]: ...
 
 class SwinLayer:
     hidden_size: int
@@ -185,12 +315,30 @@ class SwinLayer:
     feed_forward: FeedForward
     norm1: Union[LayerNorm, RMSNorm]
     norm2: Union[LayerNorm, RMSNorm]
-    def __init__(self, attention: WindowAttention, feed_forward: FeedForward, norm1: Union[LayerNorm, RMSNorm],
-                 norm2: Union[LayerNorm, RMSNorm]) -> None: ...
-    def __call__(self, hidden_states: F32, *, output_attentions: bool = False, always_partition: bool = False,
-                 out: Optional[F32] = None) -> Union[F32, Tuple[F32, F32]]: ...
+    def __init__(
+        self,
+        attention: WindowAttention,
+        feed_forward: FeedForward,
+        norm1: Union[LayerNorm, RMSNorm],
+        norm2: Union[LayerNorm, RMSNorm],
+    ) -> None: ...
+    def __call__(
+        self,
+        hidden_states: F32,
+        *,
+        output_attentions: bool = False,
+        always_partition: bool = False,
+        out: Optional[F32] = None,
+    ) -> Union[F32, Tuple[F32, F32]]: ...
 
-def window_attention(qkv: F32, window_size: int, shift_size: int = 0, *,
-                     relative_position_bias_table: Optional[F32] = None, pad_qkv: Optional[F32] = None,
-                     scale: Optional[float] = None, output_attentions: bool = False,
-                     out: Optional[F32] = None) -> Union[F32, Tuple[F32, F32]]: ...
+def window_attention(
+    qkv: F32,
+    window_size: int,
+    shift_size: int = 0,
+    *,
+    relative_position_bias_table: Optional[F32] = None,
+    pad_qkv: Optional[F32] = None,
+    scale: Optional[float] = None,
+    output_attentions: bool = False,
+    out: Optional[F32] = None,
+) -> Union[F32, Tuple[F32, F32]]: ...

@@ -3,6 +3,7 @@
 A C core over oneDNN with NumPy arrays in and out (no copies for C-contiguous float32),
 and Hugging Face-style model classes on top.
 """
+
 from __future__ import annotations
 
 from ._loader import preload_onednn as _preload_onednn
@@ -10,7 +11,7 @@ from ._loader import preload_onednn as _preload_onednn
 _ONEDNN_PATH = _preload_onednn()
 
 try:
-    from . import _C  # noqa: E402
+    from . import _C
 except ImportError as _e:  # a source checkout shadowing the installed package, most often
     import os as _os
 
@@ -21,30 +22,32 @@ except ImportError as _e:  # a source checkout shadowing the installed package, 
             "'tfcore' command), or build in place with: pip install -e ."
         ) from _e
     raise
-from ._C import (  # noqa: E402
+from . import (
+    eval,  # tfcore.eval: batch helpers (shadows the builtin only here)
+    functional,
+    models,
+)
+from ._C import (
     Embedding,
     FeedForward,
     KVCache,
     LayerNorm,
     Linear,
     MultiHeadAttention,
-    RMSNorm,
-    TransformerBlock,
-    WindowAttention,
-    SwinLayer,
     OneDNNError,
+    RMSNorm,
+    SwinLayer,
     TfcoreError,
     TfcoreTypeError,
     TfcoreValueError,
+    TransformerBlock,
+    WindowAttention,
     get_num_threads,
     set_num_threads,
 )
-from ._runtime import show_config, supported_dtypes, threads  # noqa: E402
-from . import functional  # noqa: E402
-from . import eval  # noqa: E402,A004  (tfcore.eval: batch helpers; shadows the builtin only here)
-from . import models  # noqa: E402
-from .loading import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM  # noqa: E402
-from .safetensors import CheckpointError  # noqa: E402
+from ._runtime import show_config, supported_dtypes, threads
+from .loading import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+from .safetensors import CheckpointError
 
 __version__ = "0.1.0"
 

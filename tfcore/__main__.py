@@ -1,4 +1,5 @@
 """``python -m tfcore`` / the ``tfcore`` command: see tfcore.cli."""
+
 from __future__ import annotations
 
 import sys

@@ -1,6 +1,7 @@
 """The demo behind ``tfcore demo``: a small BERT-style encoder (post-norm blocks)
 and a GPT-style causal stack (pre-norm, GQA, rotary) built from tfcore layers on random
 weights, each checked against the same math in float64 NumPy, then timed."""
+
 from __future__ import annotations
 
 import math
@@ -71,29 +72,54 @@ def _attention(x, p, H, KVH, causal, key_mask=None, rope_theta=None):
 def _weights(rng, C, F, H, KVH, gated):
     D = C // H
     r = lambda *s: (rng.standard_normal(s) * (s[-1] ** -0.5)).astype(np.float32)  # noqa: E731
-    p = {"q": r(H * D, C), "k": r(KVH * D, C), "v": r(KVH * D, C), "o": r(C, H * D),
-         "up": r(F, C), "down": r(C, F), "n1": (1 + 0.1 * rng.standard_normal(C)).astype(np.float32),
-         "n2": (1 + 0.1 * rng.standard_normal(C)).astype(np.float32),
-         "b1": (0.1 * rng.standard_normal(C)).astype(np.float32), "b2": (0.1 * rng.standard_normal(C)).astype(np.float32)}
+    p = {
+        "q": r(H * D, C),
+        "k": r(KVH * D, C),
+        "v": r(KVH * D, C),
+        "o": r(C, H * D),
+        "up": r(F, C),
+        "down": r(C, F),
+        "n1": (1 + 0.1 * rng.standard_normal(C)).astype(np.float32),
+        "n2": (1 + 0.1 * rng.standard_normal(C)).astype(np.float32),
+        "b1": (0.1 * rng.standard_normal(C)).astype(np.float32),
+        "b2": (0.1 * rng.standard_normal(C)).astype(np.float32),
+    }
     if gated:
         p["gate"] = r(F, C)
     return p
 
 
 def _encoder_block(p, H):
-    attn = tfcore.MultiHeadAttention(p["q"].shape[1], H, q_weight=p["q"], k_weight=p["k"], v_weight=p["v"], o_weight=p["o"])
+    attn = tfcore.MultiHeadAttention(
+        p["q"].shape[1], H, q_weight=p["q"], k_weight=p["k"], v_weight=p["v"], o_weight=p["o"]
+    )
     ffn = tfcore.FeedForward(p["up"], p["down"], activation="gelu")
-    return tfcore.TransformerBlock(attn, ffn, tfcore.LayerNorm(p["n1"], p["b1"], eps=1e-12),
-                                   tfcore.LayerNorm(p["n2"], p["b2"], eps=1e-12), norm_first=False)
+    return tfcore.TransformerBlock(
+        attn,
+        ffn,
+        tfcore.LayerNorm(p["n1"], p["b1"], eps=1e-12),
+        tfcore.LayerNorm(p["n2"], p["b2"], eps=1e-12),
+        norm_first=False,
+    )
 
 
 def _decoder_block(p, H, KVH, theta):
     C = p["q"].shape[1]
-    attn = tfcore.MultiHeadAttention(C, H, num_key_value_heads=KVH, q_weight=p["q"], k_weight=p["k"], v_weight=p["v"],
-                                     o_weight=p["o"], is_causal=True, rope_theta=theta)
+    attn = tfcore.MultiHeadAttention(
+        C,
+        H,
+        num_key_value_heads=KVH,
+        q_weight=p["q"],
+        k_weight=p["k"],
+        v_weight=p["v"],
+        o_weight=p["o"],
+        is_causal=True,
+        rope_theta=theta,
+    )
     ffn = tfcore.FeedForward(p["up"], p["down"], gate_weight=p["gate"], activation="silu")
-    return tfcore.TransformerBlock(attn, ffn, tfcore.RMSNorm(p["n1"], eps=1e-6), tfcore.RMSNorm(p["n2"], eps=1e-6),
-                                   norm_first=True)
+    return tfcore.TransformerBlock(
+        attn, ffn, tfcore.RMSNorm(p["n1"], eps=1e-6), tfcore.RMSNorm(p["n2"], eps=1e-6), norm_first=True
+    )
 
 
 def _encoder_reference(x, params, H, key_mask):
@@ -167,9 +193,13 @@ def run_demo(threads: int | None = None) -> int:
     t_enc, t_dec = _time(run_encoder), _time(run_decoder)
     tokens = B * T
     print()
-    print(f"{layers}-layer encoder (post-norm, padding mask)  B={B} T={T} C={C} H={H}: "
-          f"max |tfcore - float64 NumPy| = {err_enc:.2e}  {t_enc * 1e3:.2f} ms  ({tokens / t_enc:,.0f} tokens/s)")
-    print(f"{layers}-layer decoder (pre-norm, causal, GQA {H}/{KVH}, RoPE, SwiGLU): "
-          f"max |tfcore - float64 NumPy| = {err_dec:.2e}  {t_dec * 1e3:.2f} ms  ({tokens / t_dec:,.0f} tokens/s)")
+    print(
+        f"{layers}-layer encoder (post-norm, padding mask)  B={B} T={T} C={C} H={H}: "
+        f"max |tfcore - float64 NumPy| = {err_enc:.2e}  {t_enc * 1e3:.2f} ms  ({tokens / t_enc:,.0f} tokens/s)"
+    )
+    print(
+        f"{layers}-layer decoder (pre-norm, causal, GQA {H}/{KVH}, RoPE, SwiGLU): "
+        f"max |tfcore - float64 NumPy| = {err_dec:.2e}  {t_dec * 1e3:.2f} ms  ({tokens / t_dec:,.0f} tokens/s)"
+    )
     print(f"self-check (tolerance {TOLERANCE:g}): {'PASSED' if ok else 'FAILED'}")
     return 0 if ok else 1

@@ -3,6 +3,7 @@
 The extension has an RPATH to the wheel's lib directory, which covers regular installs;
 the preload also covers in-place and editable builds, with no LD_LIBRARY_PATH.
 """
+
 from __future__ import annotations
 
 import ctypes

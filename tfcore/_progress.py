@@ -3,6 +3,7 @@
 tqdm when it is installed and someone is watching: a terminal on stderr or a Jupyter
 kernel. Off when TFCORE_PROGRESS=0 (or when tqdm is missing); forced on by TFCORE_PROGRESS=1.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,13 @@ def enabled(requested: Optional[bool] = None) -> bool:
     return _in_notebook() or (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
 
 
-def progress(iterable: Iterable[T], total: Optional[int] = None, desc: str = "",
-             show: Optional[bool] = None, unit: str = "it") -> Iterator[T]:
+def progress(
+    iterable: Iterable[T],
+    total: Optional[int] = None,
+    desc: str = "",
+    show: Optional[bool] = None,
+    unit: str = "it",
+) -> Iterator[T]:
     """iterable, wrapped in a tqdm bar when enabled(show) and tqdm is installed."""
     if not enabled(show):
         return iter(iterable)

@@ -1,5 +1,6 @@
 """Runtime controls that know no model: thread count (process-wide, per Python thread and
 per model), weight precisions, and the configuration report."""
+
 from __future__ import annotations
 
 import contextlib
@@ -41,8 +42,14 @@ def with_model_threads(method: Callable) -> Callable:
     return run
 
 
-DTYPE_ALIASES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-                 "int8": "int8", "qint8": "int8"}
+DTYPE_ALIASES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "int8": "int8",
+    "qint8": "int8",
+}
 # the instructions that make each precision fast, for error messages
 DTYPE_NEEDS = {"bfloat16": "AVX512_BF16 or AMX", "int8": "AVX512_VNNI or AVX_VNNI"}
 
@@ -64,8 +71,10 @@ def canonical_dtype(dtype) -> str:
     if canon is None:
         raise _C.TfcoreValueError(f"dtype must be one of 'float32', 'bfloat16' or 'int8', got {dtype!r}")
     if canon not in supported_dtypes():
-        raise _C.TfcoreValueError(f"dtype={canon!r} is not fast on this CPU (no {DTYPE_NEEDS[canon]}); "
-                                  f"supported here: {supported_dtypes()}")
+        raise _C.TfcoreValueError(
+            f"dtype={canon!r} is not fast on this CPU (no {DTYPE_NEEDS[canon]}); "
+            f"supported here: {supported_dtypes()}"
+        )
     return canon
 
 

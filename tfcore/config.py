@@ -1,5 +1,6 @@
 """Model configuration: a checkpoint's ``config.json`` as an attribute-style object with
 Hugging Face's key names."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ from pathlib import Path
 from typing import Any, Dict, Union
 
 from .safetensors import CheckpointError
-
 
 MAX_CONFIG_BYTES = 10 * 2**20  # real configs are a few kB
 

@@ -5,6 +5,7 @@ progress bar, and NumPy results in the input order.
     emb = tfcore.eval.embed(model, texts)                 # (N, C) float32, L2-normalized
     res = tfcore.eval.score(lm, texts)                    # log-likelihoods and perplexities
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List, Optional
@@ -20,7 +21,7 @@ def length_batches(lengths: List[int], batch_size: int) -> List[np.ndarray]:
     if batch_size < 1:
         raise _C.TfcoreValueError(f"batch_size must be >= 1, got {batch_size}")
     order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def _tokenizer(model, tokenizer, max_length):
@@ -41,8 +42,16 @@ def _texts(texts: Iterable[str]) -> List[str]:
     return items
 
 
-def embed(model, texts: Iterable[str], tokenizer: Any = None, batch_size: int = 32, pooling: str = "mean",
-          normalize: bool = True, max_length: Optional[int] = None, show_progress: Optional[bool] = None) -> np.ndarray:
+def embed(
+    model,
+    texts: Iterable[str],
+    tokenizer: Any = None,
+    batch_size: int = 32,
+    pooling: str = "mean",
+    normalize: bool = True,
+    max_length: Optional[int] = None,
+    show_progress: Optional[bool] = None,
+) -> np.ndarray:
     """(N, hidden_size) float32 sentence embeddings of an encoder, in the order of texts.
 
     pooling "mean" (sentence-transformers' default), "cls" (first token) or "pooler" (the
@@ -54,7 +63,9 @@ def embed(model, texts: Iterable[str], tokenizer: Any = None, batch_size: int = 
     tok = _tokenizer(model, tokenizer, max_length)
     lengths = [len(e.ids) for e in tok.encode_batch(items)]
     out: Optional[np.ndarray] = None
-    for idx in progress(length_batches(lengths, batch_size), desc="embedding", show=show_progress, unit="batch"):
+    for idx in progress(
+        length_batches(lengths, batch_size), desc="embedding", show=show_progress, unit="batch"
+    ):
         ids, mask = text.encode(tok, [items[i] for i in idx])
         res = model(ids, attention_mask=mask)
         if pooling == "mean":
@@ -71,8 +82,14 @@ def embed(model, texts: Iterable[str], tokenizer: Any = None, batch_size: int = 
     return text.l2_normalize(out) if normalize else out
 
 
-def score(model, texts: Iterable[str], tokenizer: Any = None, batch_size: int = 8, max_length: Optional[int] = None,
-          show_progress: Optional[bool] = None) -> Dict[str, np.ndarray]:
+def score(
+    model,
+    texts: Iterable[str],
+    tokenizer: Any = None,
+    batch_size: int = 8,
+    max_length: Optional[int] = None,
+    show_progress: Optional[bool] = None,
+) -> Dict[str, np.ndarray]:
     """Causal-LM likelihood of each text: {"log_likelihood": (N,) sum of log p(token | prefix)
     over the tokens after the first, "tokens": (N,) how many were scored, "perplexity":
     (N,) exp(-log_likelihood / tokens)}."""
@@ -81,9 +98,11 @@ def score(model, texts: Iterable[str], tokenizer: Any = None, batch_size: int = 
     lengths = [len(e.ids) for e in tok.encode_batch(items)]
     ll = np.zeros(len(items), np.float64)
     n = np.zeros(len(items), np.int64)
-    for idx in progress(length_batches(lengths, batch_size), desc="scoring", show=show_progress, unit="batch"):
+    for idx in progress(
+        length_batches(lengths, batch_size), desc="scoring", show=show_progress, unit="batch"
+    ):
         ids, mask = text.encode(tok, [items[i] for i in idx])
-        logits = model(ids, attention_mask=mask).logits.astype(np.float64)     # (B, T, V)
+        logits = model(ids, attention_mask=mask).logits.astype(np.float64)  # (B, T, V)
         logp = logits - logits.max(-1, keepdims=True)
         logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
         target = ids[:, 1:]

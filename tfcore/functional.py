@@ -3,6 +3,7 @@
 ``scaled_dot_product_attention`` has the semantics of PyTorch's, run by tfcore's fused
 attention kernel; see its docstring for the extras (sliding window, bias, weights, out=).
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Optional
@@ -20,10 +21,10 @@ from ._C import (
     rotary_embedding,
     scaled_dot_product_attention,
     silu,
+    sliding_window_attention,
     t5_relative_position_bucket,
     window_attention,
 )
-from ._C import sliding_window_attention
 
 __all__ = [
     "activation",
@@ -42,8 +43,13 @@ __all__ = [
 ]
 
 
-def rope_inv_freq(head_dim: int, theta: float = 10000.0, *, rotary_dim: Optional[int] = None,
-                  scaling: Optional[Mapping] = None) -> np.ndarray:
+def rope_inv_freq(
+    head_dim: int,
+    theta: float = 10000.0,
+    *,
+    rotary_dim: Optional[int] = None,
+    scaling: Optional[Mapping] = None,
+) -> np.ndarray:
     """Rotary inverse frequencies ``(rotary_dim // 2,)`` float32, as Hugging Face computes them.
 
     scaling follows HF's ``rope_scaling``: None / ``{"rope_type": "default"}``,

@@ -4,15 +4,15 @@ The per-token loop stays thin: one C call per layer per step (blocks append to a
 place), the LM head only on the last position, and the logits processors vectorised over
 the batch in NumPy.
 """
+
 from __future__ import annotations
 
 from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ._progress import progress
-
 from . import _C
+from ._progress import progress
 from ._runtime import with_model_threads
 
 TokenIds = Union[int, Sequence[int], None]
@@ -93,7 +93,6 @@ def read_generation_defaults(directory, keys: Sequence[str]) -> dict:
     return {k: values[k] for k in keys if values.get(k) is not None}
 
 
-
 class GenerationMixin:
     """generate() for models whose forward takes (input_ids, attention_mask, position_ids,
     past_key_values, logits_to_keep) and that provide new_cache(batch, capacity).
@@ -102,31 +101,55 @@ class GenerationMixin:
 
     generation_defaults: dict
 
-    def _generation_start(self, ids: np.ndarray, mask: np.ndarray, copies: int,
-                          decoder_start_token_id: Optional[int]):
+    def _generation_start(
+        self, ids: np.ndarray, mask: np.ndarray, copies: int, decoder_start_token_id: Optional[int]
+    ):
         """(prompt ids, prompt mask, step) for the search loops. step(ids, mask, positions,
         cache) returns float logits (rows, V) of the last position, where every input row is
         repeated `copies` times in a row (beam search); the loop extends the prompt.
         Decoder-only: the prompt is the input itself and step is forward() on the new tokens."""
         if decoder_start_token_id is not None:
-            raise _C.TfcoreValueError("decoder_start_token_id is for encoder-decoder models; "
-                                      f"{type(self).__name__} continues input_ids")
+            raise _C.TfcoreValueError(
+                "decoder_start_token_id is for encoder-decoder models; "
+                f"{type(self).__name__} continues input_ids"
+            )
 
         def step(step_ids, step_mask, positions, cache):
-            return self.forward(step_ids, attention_mask=step_mask, position_ids=positions, past_key_values=cache,
-                                logits_to_keep=1).logits[:, -1, :]
+            return self.forward(
+                step_ids,
+                attention_mask=step_mask,
+                position_ids=positions,
+                past_key_values=cache,
+                logits_to_keep=1,
+            ).logits[:, -1, :]
 
         return ids, mask, step
 
     @with_model_threads
-    def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20, do_sample: bool = False,
-                 temperature: float = 1.0, top_k: Optional[int] = 50, top_p: Optional[float] = 1.0,
-                 repetition_penalty: float = 1.0, eos_token_id: TokenIds = None, pad_token_id: Optional[int] = None,
-                 num_beams: int = 1, num_return_sequences: int = 1, length_penalty: float = 1.0,
-                 early_stopping: Union[bool, str] = False, seed: Optional[int] = None,
-                 streamer: Optional[Callable[[np.ndarray], None]] = None, cache_policy: str = "full",
-                 cache_budget: Optional[int] = None, n_sink: int = 4, cache_dtype: str = "float32",
-                 decoder_start_token_id: Optional[int] = None) -> np.ndarray:
+    def generate(
+        self,
+        input_ids,
+        attention_mask=None,
+        max_new_tokens: int = 20,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: Optional[int] = 50,
+        top_p: Optional[float] = 1.0,
+        repetition_penalty: float = 1.0,
+        eos_token_id: TokenIds = None,
+        pad_token_id: Optional[int] = None,
+        num_beams: int = 1,
+        num_return_sequences: int = 1,
+        length_penalty: float = 1.0,
+        early_stopping: Union[bool, str] = False,
+        seed: Optional[int] = None,
+        streamer: Optional[Callable[[np.ndarray], None]] = None,
+        cache_policy: str = "full",
+        cache_budget: Optional[int] = None,
+        n_sink: int = 4,
+        cache_dtype: str = "float32",
+        decoder_start_token_id: Optional[int] = None,
+    ) -> np.ndarray:
         """Continue each prompt by up to max_new_tokens tokens; returns (B, prompt + new) int64.
         Encoder-decoder models encode input_ids once and return (B, 1 + new) decoder tokens
         starting with decoder_start_token_id (default: the checkpoint's), like HF.
@@ -144,13 +167,17 @@ class GenerationMixin:
         if ids.ndim == 1:
             ids = ids[None]
         if ids.ndim != 2 or ids.size == 0 or ids.dtype.kind not in "iu":
-            raise _C.TfcoreValueError(f"input_ids must be a non-empty (batch, seq_len) integer array, got {ids.shape} {ids.dtype}")
+            raise _C.TfcoreValueError(
+                f"input_ids must be a non-empty (batch, seq_len) integer array, got {ids.shape} {ids.dtype}"
+            )
         if num_beams < 1:
             raise _C.TfcoreValueError(f"num_beams must be >= 1, got {num_beams}")
         if num_beams > 1 and do_sample:
             raise _C.TfcoreValueError("beam sampling (num_beams > 1 with do_sample=True) is not supported")
         if num_beams > 1 and num_return_sequences > num_beams:
-            raise _C.TfcoreValueError(f"num_return_sequences={num_return_sequences} exceeds num_beams={num_beams}")
+            raise _C.TfcoreValueError(
+                f"num_return_sequences={num_return_sequences} exceeds num_beams={num_beams}"
+            )
         if max_new_tokens < 0:
             raise _C.TfcoreValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
         if do_sample and not temperature > 0:
@@ -162,7 +189,11 @@ class GenerationMixin:
             if attention_mask is not None:
                 attention_mask = np.repeat(np.asarray(attention_mask), num_return_sequences, axis=0)
         B, T0 = ids.shape
-        mask = np.ones((B, T0), np.int64) if attention_mask is None else np.asarray(attention_mask).astype(np.int64)
+        mask = (
+            np.ones((B, T0), np.int64)
+            if attention_mask is None
+            else np.asarray(attention_mask).astype(np.int64)
+        )
         if mask.shape != (B, T0):
             raise _C.TfcoreValueError(f"attention_mask has shape {mask.shape}, expected {(B, T0)}")
         defaults = getattr(self, "generation_defaults", {})
@@ -173,13 +204,29 @@ class GenerationMixin:
             pad_token_id = eos[0] if eos else 0
         rng = np.random.default_rng(seed)
         if cache_policy != "full" and not cache_budget:
-            raise _C.TfcoreValueError(f"cache_policy={cache_policy!r} needs cache_budget (tokens kept per layer)")
-        ids, mask, step = self._generation_start(np.ascontiguousarray(ids, dtype=np.int64), mask, num_beams,
-                                                 decoder_start_token_id)
+            raise _C.TfcoreValueError(
+                f"cache_policy={cache_policy!r} needs cache_budget (tokens kept per layer)"
+            )
+        ids, mask, step = self._generation_start(
+            np.ascontiguousarray(ids, dtype=np.int64), mask, num_beams, decoder_start_token_id
+        )
         B, T0 = ids.shape
         if num_beams > 1:
-            return self._beam_search(step, ids, mask, max_new_tokens, num_beams, length_penalty, early_stopping, eos,
-                                     pad_token_id, repetition_penalty, num_return_sequences, streamer, cache_dtype)
+            return self._beam_search(
+                step,
+                ids,
+                mask,
+                max_new_tokens,
+                num_beams,
+                length_penalty,
+                early_stopping,
+                eos,
+                pad_token_id,
+                repetition_penalty,
+                num_return_sequences,
+                streamer,
+                cache_dtype,
+            )
 
         sequences = ids
         cache = self.new_cache(B, T0 + max_new_tokens, cache_policy, cache_budget, n_sink, cache_dtype)
@@ -211,8 +258,22 @@ class GenerationMixin:
             step_ids = np.ascontiguousarray(nxt[:, None])
         return sequences
 
-    def _beam_search(self, step, ids, mask, max_new_tokens, nb, length_penalty, early_stopping, eos, pad_token_id,
-                     repetition_penalty, num_return_sequences, streamer, cache_dtype="float32"):
+    def _beam_search(
+        self,
+        step,
+        ids,
+        mask,
+        max_new_tokens,
+        nb,
+        length_penalty,
+        early_stopping,
+        eos,
+        pad_token_id,
+        repetition_penalty,
+        num_return_sequences,
+        streamer,
+        cache_dtype="float32",
+    ):
         """HF's vectorised beam search: each step keeps the best (1 + #eos) * nb continuations,
         continues the nb best unfinished ones, and merges finished ones into the nb best
         hypotheses scored by sum of log-probs / generated_length ** length_penalty."""
@@ -239,7 +300,9 @@ class GenerationMixin:
             logits = step(np.ascontiguousarray(step_ids), flat_mask, step_pos, cache).astype(np.float32)
             log_probs = log_softmax(logits)
             if repetition_penalty != 1.0:
-                apply_repetition_penalty(log_probs, running.reshape(B * nb, max_len)[:, :cur], repetition_penalty)
+                apply_repetition_penalty(
+                    log_probs, running.reshape(B * nb, max_len)[:, :cur], repetition_penalty
+                )
             V = log_probs.shape[-1]
             acc = (log_probs.reshape(B, nb, V) + running_scores[:, :, None]).reshape(B, nb * V)
             top = _top(acc, keep)
@@ -253,12 +316,21 @@ class GenerationMixin:
             # the nb best continuations that did not stop keep running
             cont_scores = (top_scores + hits * np.float32(-1e9)).astype(np.float32)
             nxt = _top(cont_scores, nb)
-            running, running_scores, running_idx = _take(top_seqs, nxt), _take(cont_scores, nxt), _take(top_idx, nxt)
+            running, running_scores, running_idx = (
+                _take(top_seqs, nxt),
+                _take(cont_scores, nxt),
+                _take(top_idx, nxt),
+            )
             # stopped ones among the top nb may enter the finished hypotheses
             just = hits & top_mask[None, :]
             cand = top_scores / np.float32((cur + 1 - T0) ** length_penalty)
             full = is_finished.all(axis=-1, keepdims=True) & (early_stopping is True)
-            cand = cand + full * np.float32(-1e9) + (~heuristic_open) * np.float32(-1e9) + (~just) * np.float32(-1e9)
+            cand = (
+                cand
+                + full * np.float32(-1e9)
+                + (~heuristic_open) * np.float32(-1e9)
+                + (~just) * np.float32(-1e9)
+            )
             m_seqs = np.concatenate([finished_seqs, top_seqs], axis=1)
             m_scores = np.concatenate([finished_scores, cand.astype(np.float32)], axis=1)
             m_idx = np.concatenate([finished_idx, top_idx], axis=1)
@@ -273,7 +345,7 @@ class GenerationMixin:
                 best_len = max_len - T0
             else:
                 best_len = cur - T0
-            best_possible = running_scores[:, :1] / np.float32(best_len ** length_penalty)
+            best_possible = running_scores[:, :1] / np.float32(best_len**length_penalty)
             worst = np.where(is_finished, finished_scores.min(axis=1, keepdims=True), np.float32(-1e9))
             heuristic_open = heuristic_open & (best_possible > worst).any(axis=-1, keepdims=True)
             open_beam = not (is_finished.all() and early_stopping is True)

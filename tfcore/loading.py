@@ -2,6 +2,7 @@
 
 The Auto classes are views over ``tfcore.models.registry``: each asks it for the class
 registered for the checkpoint's model_type under its task."""
+
 from __future__ import annotations
 
 import os
@@ -12,7 +13,9 @@ from .models import registry
 from .models.base import PreTrainedModel
 
 
-def _load(directory: Union[str, os.PathLike], task: str, dtype: str, threads: Optional[int]) -> PreTrainedModel:
+def _load(
+    directory: Union[str, os.PathLike], task: str, dtype: str, threads: Optional[int]
+) -> PreTrainedModel:
     cls = registry.lookup(Config.from_dir(directory).get("model_type"), task, source=str(directory))
     return cls.from_pretrained(directory, dtype=dtype, threads=threads)
 
@@ -22,8 +25,9 @@ class AutoModel:
     (like ``transformers.AutoModel``)."""
 
     @staticmethod
-    def from_pretrained(directory: Union[str, os.PathLike], dtype: str = "float32",
-                        threads: Optional[int] = None) -> PreTrainedModel:
+    def from_pretrained(
+        directory: Union[str, os.PathLike], dtype: str = "float32", threads: Optional[int] = None
+    ) -> PreTrainedModel:
         """Load the directory with the tfcore class for its config.json model_type; dtype and
         threads as PreTrainedModel.from_pretrained."""
         return _load(directory, "base", dtype, threads)
@@ -33,8 +37,9 @@ class AutoModelForCausalLM:
     """``AutoModelForCausalLM.from_pretrained(dir)`` like transformers': a model with generate()."""
 
     @staticmethod
-    def from_pretrained(directory: Union[str, os.PathLike], dtype: str = "float32",
-                        threads: Optional[int] = None) -> PreTrainedModel:
+    def from_pretrained(
+        directory: Union[str, os.PathLike], dtype: str = "float32", threads: Optional[int] = None
+    ) -> PreTrainedModel:
         """Load the directory's causal language model (with its LM head and generate());
         dtype and threads as PreTrainedModel.from_pretrained."""
         return _load(directory, "causal-lm", dtype, threads)
@@ -45,8 +50,9 @@ class AutoModelForSeq2SeqLM:
     model with its LM head and generate()."""
 
     @staticmethod
-    def from_pretrained(directory: Union[str, os.PathLike], dtype: str = "float32",
-                        threads: Optional[int] = None) -> PreTrainedModel:
+    def from_pretrained(
+        directory: Union[str, os.PathLike], dtype: str = "float32", threads: Optional[int] = None
+    ) -> PreTrainedModel:
         """Load the directory's encoder-decoder language model; dtype and threads as
         PreTrainedModel.from_pretrained."""
         return _load(directory, "seq2seq-lm", dtype, threads)

@@ -9,6 +9,7 @@ Format: 8-byte little-endian header length N, N bytes of JSON
 ``{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}``, then
 the data; offsets are relative to the end of the header.
 """
+
 from __future__ import annotations
 
 import json
@@ -73,7 +74,9 @@ def parse_header(raw: bytes, data_size: int, where: str) -> Tuple[Dict[str, Tens
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise CheckpointError(f"{where}: header is not valid UTF-8 JSON ({e.__class__.__name__}: {e})") from None
+        raise CheckpointError(
+            f"{where}: header is not valid UTF-8 JSON ({e.__class__.__name__}: {e})"
+        ) from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{where}: header must be a JSON object, got {type(header).__name__}")
     if _json_depth(header) > MAX_JSON_DEPTH:
@@ -87,22 +90,33 @@ def parse_header(raw: bytes, data_size: int, where: str) -> Tuple[Dict[str, Tens
             raise CheckpointError(f"{where}: entry {name!r} must be an object")
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
         if not isinstance(dtype, str) or dtype not in DTYPES:
-            raise CheckpointError(f"{where}: tensor {name!r} has unknown dtype {dtype!r} "
-                                  f"(known: {', '.join(DTYPES)})")
-        if (not isinstance(shape, list) or len(shape) > 16 or
-                not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**48 for d in shape)):
+            raise CheckpointError(
+                f"{where}: tensor {name!r} has unknown dtype {dtype!r} (known: {', '.join(DTYPES)})"
+            )
+        if (
+            not isinstance(shape, list)
+            or len(shape) > 16
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**48 for d in shape)
+        ):
             raise CheckpointError(f"{where}: tensor {name!r} has an invalid shape {shape!r}")
-        if (not isinstance(offsets, list) or len(offsets) != 2 or
-                not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        ):
             raise CheckpointError(f"{where}: tensor {name!r} has invalid data_offsets {offsets!r}")
         begin, end = offsets
         if not 0 <= begin <= end <= data_size:
-            raise CheckpointError(f"{where}: tensor {name!r} has data_offsets [{begin}, {end}] outside "
-                                  f"the {data_size}-byte data section (truncated file?)")
+            raise CheckpointError(
+                f"{where}: tensor {name!r} has data_offsets [{begin}, {end}] outside "
+                f"the {data_size}-byte data section (truncated file?)"
+            )
         nbytes = math.prod(shape) * DTYPES[dtype][1]
         if end - begin != nbytes:
-            raise CheckpointError(f"{where}: tensor {name!r} is {dtype} {tuple(shape)} = {nbytes} bytes "
-                                  f"but its data_offsets span {end - begin}")
+            raise CheckpointError(
+                f"{where}: tensor {name!r} is {dtype} {tuple(shape)} = {nbytes} bytes "
+                f"but its data_offsets span {end - begin}"
+            )
         tensors[name] = TensorInfo(name, dtype, tuple(shape), begin, end)
     spans = sorted((t.begin, t.end, t.name) for t in tensors.values() if t.end > t.begin)
     for (b0, e0, n0), (b1, e1, n1) in zip(spans, spans[1:]):
@@ -125,8 +139,10 @@ class SafetensorsFile:
                     raise CheckpointError(f"{where}: {size} bytes is too short for a safetensors file")
                 n = int.from_bytes(head, "little")
                 if n > MAX_HEADER_BYTES or n > size - 8:
-                    raise CheckpointError(f"{where}: header length {n} is beyond the file "
-                                          f"({size} bytes) or the {MAX_HEADER_BYTES}-byte limit")
+                    raise CheckpointError(
+                        f"{where}: header length {n} is beyond the file "
+                        f"({size} bytes) or the {MAX_HEADER_BYTES}-byte limit"
+                    )
                 raw = f.read(n)
         except OSError as e:
             raise CheckpointError(f"{where}: cannot read ({e.strerror})") from None
@@ -157,7 +173,7 @@ class SafetensorsFile:
             raise CheckpointError(f"{self.path}: tensor {name!r} is {t.dtype}, which tfcore cannot read yet")
         if t.end == t.begin:
             return np.zeros(t.shape, dt)
-        view = self._map[self.data_start + t.begin: self.data_start + t.end].view(dt).reshape(t.shape)
+        view = self._map[self.data_start + t.begin : self.data_start + t.end].view(dt).reshape(t.shape)
         if not view.flags.aligned:  # offsets not a multiple of the itemsize: one copy
             view = np.array(view)
         return view
@@ -204,8 +220,10 @@ class Checkpoint:
             self.files[single.name] = SafetensorsFile(single)
             self.where = {name: single.name for name in self.files[single.name].tensors}
         else:
-            raise CheckpointError(f"{self.directory}: no model.safetensors or model.safetensors.index.json "
-                                  "(tfcore reads safetensors checkpoints; save with safe_serialization=True)")
+            raise CheckpointError(
+                f"{self.directory}: no model.safetensors or model.safetensors.index.json "
+                "(tfcore reads safetensors checkpoints; save with safe_serialization=True)"
+            )
 
     def __contains__(self, name: str) -> bool:
         return name in self.where
@@ -239,13 +257,28 @@ class Checkpoint:
         return sum(t.end - t.begin for f in self.files.values() for t in f.tensors.values())
 
 
-def save_file(tensors: Mapping[str, np.ndarray], path: Union[str, os.PathLike],
-              metadata: Optional[Mapping[str, str]] = None, bf16: Sequence[str] = ()) -> None:
+def save_file(
+    tensors: Mapping[str, np.ndarray],
+    path: Union[str, os.PathLike],
+    metadata: Optional[Mapping[str, str]] = None,
+    bf16: Sequence[str] = (),
+) -> None:
     """Write NumPy arrays as a safetensors file (float32/float16/int/bool dtypes); the
     tensors named in bf16 are uint16 arrays of bfloat16 bits, stored as BF16."""
-    names = {np.dtype("<f8"): "F64", np.dtype("<f4"): "F32", np.dtype("<f2"): "F16", np.dtype("<i8"): "I64",
-             np.dtype("<i4"): "I32", np.dtype("<i2"): "I16", np.dtype("i1"): "I8", np.dtype("u1"): "U8",
-             np.dtype("?"): "BOOL", np.dtype("<u2"): "U16", np.dtype("<u4"): "U32", np.dtype("<u8"): "U64"}
+    names = {
+        np.dtype("<f8"): "F64",
+        np.dtype("<f4"): "F32",
+        np.dtype("<f2"): "F16",
+        np.dtype("<i8"): "I64",
+        np.dtype("<i4"): "I32",
+        np.dtype("<i2"): "I16",
+        np.dtype("i1"): "I8",
+        np.dtype("u1"): "U8",
+        np.dtype("?"): "BOOL",
+        np.dtype("<u2"): "U16",
+        np.dtype("<u4"): "U32",
+        np.dtype("<u8"): "U64",
+    }
     header: Dict[str, object] = {}
     if metadata:
         header["__metadata__"] = dict(metadata)
@@ -253,7 +286,9 @@ def save_file(tensors: Mapping[str, np.ndarray], path: Union[str, os.PathLike],
     for name, a in tensors.items():
         a = np.ascontiguousarray(a)
         if a.dtype not in names or (name in bf16 and a.dtype != np.dtype("<u2")):
-            raise CheckpointError(f"cannot save {name!r} with dtype {a.dtype}" + (" as BF16 bits" if name in bf16 else ""))
+            raise CheckpointError(
+                f"cannot save {name!r} with dtype {a.dtype}" + (" as BF16 bits" if name in bf16 else "")
+            )
         dtype = "BF16" if name in bf16 else names[a.dtype]
         header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
         offset += a.nbytes

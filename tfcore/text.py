@@ -1,5 +1,6 @@
 """Text in, token ids out: the checkpoint's ``tokenizer.json`` through the ``tokenizers``
 package (an optional dependency: ``pip install tokenizers``), and sentence-embedding pooling."""
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,9 @@ def load_tokenizer(directory: Union[str, os.PathLike], max_length: Optional[int]
     try:
         from tokenizers import Tokenizer
     except ImportError as e:
-        raise ImportError("tokenizing text needs the optional 'tokenizers' package: pip install tokenizers") from e
+        raise ImportError(
+            "tokenizing text needs the optional 'tokenizers' package: pip install tokenizers"
+        ) from e
     path = Path(directory) / "tokenizer.json"
     if not path.exists():
         raise CheckpointError(f"{directory}: no tokenizer.json (pass token ids instead of text)")

@@ -1,5 +1,6 @@
 """Write docs/api.md from the docstrings of every public name (tests/test_docs.py checks it
 is current):  python tools/gen_api_docs.py"""
+
 from __future__ import annotations
 
 import inspect
@@ -49,8 +50,11 @@ def members(obj):
     """Public methods and properties of a class, with their first doc line."""
     out = []
     for name, member in sorted(vars(obj).items()):
-        if name.startswith("_") or not (callable(member) or isinstance(member, property) or
-                                         type(member).__name__ in ("getset_descriptor", "member_descriptor")):
+        if name.startswith("_") or not (
+            callable(member)
+            or isinstance(member, property)
+            or type(member).__name__ in ("getset_descriptor", "member_descriptor")
+        ):
             continue
         if isinstance(member, (classmethod, staticmethod)):
             member = member.__func__
@@ -65,8 +69,10 @@ def members(obj):
 
 
 def render() -> str:
-    parts = ["# API reference\n", "Generated from the docstrings by `tools/gen_api_docs.py`; every public name of "
-             "tfcore is here.\n"]
+    parts = [
+        "# API reference\n",
+        "Generated from the docstrings by `tools/gen_api_docs.py`; every public name of tfcore is here.\n",
+    ]
     for title, objs in sections():
         parts.append(f"## {title}\n")
         for obj in objs:

@@ -1,4 +1,5 @@
 """Readable float64 NumPy reference of scaled-dot-product attention with tfcore's extras."""
+
 from __future__ import annotations
 
 import math

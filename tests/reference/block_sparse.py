@@ -3,6 +3,7 @@
 The layout is expanded into a dense (B, H, L, S) count of how many times each key is listed
 for each query (global query blocks: once per key), and the softmax weights each key by its
 count: p_ij = c_ij exp(s_ij) / sum_j c_ij exp(s_ij). Dense on purpose: small test sizes only."""
+
 from __future__ import annotations
 
 import math
@@ -25,12 +26,13 @@ def key_counts(layout, block_size, B, H, L, S, global_blocks=()):
                     continue
                 for kb in lay[b, h, qb]:
                     if kb >= 0:
-                        counts[b, h, rows, kb * block_size:(kb + 1) * block_size] += 1
+                        counts[b, h, rows, kb * block_size : (kb + 1) * block_size] += 1
     return counts
 
 
-def block_sparse_attention(q, k, v, layout, block_size, *, global_blocks=(), key_padding_mask=None,
-                           query_mask=None, scale=None):
+def block_sparse_attention(
+    q, k, v, layout, block_size, *, global_blocks=(), key_padding_mask=None, query_mask=None, scale=None
+):
     """q (B, H, L, D), k (B, H, S, D), v (B, H, S, Dv) -> (B, H, L, Dv) float64."""
     q, k, v = (np.asarray(t, np.float64) for t in (q, k, v))
     B, H, L, D = q.shape

@@ -1,4 +1,5 @@
 """Readable float64 NumPy references for dense layers (Linear, FeedForward)."""
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,7 @@ def linear(x, weight, bias=None, act=None, residual=None):
     return y
 
 
-def feed_forward(x, up, down, act, gate=None, up_bias=None, down_bias=None, gate_bias=None,
-                 residual=None):
+def feed_forward(x, up, down, act, gate=None, up_bias=None, down_bias=None, gate_bias=None, residual=None):
     if gate is None:
         hidden = linear(x, up, up_bias, act)
     else:

@@ -1,5 +1,6 @@
 """Readable float64 NumPy reference of Longformer attention (sliding window with dilation and
 global tokens), written from the definition with dense (L, L) masks — fine for test sizes."""
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,19 @@ def _softmax(s, allowed):
     return np.where(den > 0, e / np.where(den > 0, den, 1.0), 0.0)
 
 
-def sliding_window_attention(q, k, v, window, dilation=1, attention_mask=None, global_attention_mask=None,
-                             global_query=None, global_key=None, global_value=None, scale=None):
+def sliding_window_attention(
+    q,
+    k,
+    v,
+    window,
+    dilation=1,
+    attention_mask=None,
+    global_attention_mask=None,
+    global_query=None,
+    global_key=None,
+    global_value=None,
+    scale=None,
+):
     """q, k, v (B, H, L, D) -> (out (B, H, L, D), weights (B, H, L, G + 2w + 1),
     global_weights (B, H, L, G)) in float64, with the semantics of tfcore's
     sliding_window_attention (Hugging Face's LongformerSelfAttention plus dilation)."""
@@ -42,7 +54,7 @@ def sliding_window_attention(q, k, v, window, dilation=1, attention_mask=None, g
         allowed = (in_band & (real[b] & ~glob[b])[None, :]) | glob[b][None, :]
         p = _softmax(np.einsum("hld,hsd->hls", q[b], k[b]) * scale, allowed[None])
         out[b] = p @ v[b]
-        weights[b, :, :, :len(gpos)] = p[:, :, gpos]
+        weights[b, :, :, : len(gpos)] = p[:, :, gpos]
         local_key = real[b] & ~glob[b]  # a global key in the band counts in its global column only
         for t in range(-w, w + 1):
             rows = np.arange(L)
@@ -52,11 +64,14 @@ def sliding_window_attention(q, k, v, window, dilation=1, attention_mask=None, g
             weights[b, :, rows[ok], G + w + t] = p[:, rows[ok], keys[ok]].T
         # global queries: own projections, every real key
         if len(gpos):
-            qg = (np.asarray(global_query, np.float64)[b, :, :len(gpos)] if global_query is not None
-                  else q[b][:, gpos])
+            qg = (
+                np.asarray(global_query, np.float64)[b, :, : len(gpos)]
+                if global_query is not None
+                else q[b][:, gpos]
+            )
             pg = _softmax(np.einsum("hgd,hsd->hgs", qg, gk[b]) * scale, real[b][None, None, :])
             out[b][:, gpos] = pg @ gv[b]
-            gweights[b, :, :, :len(gpos)] = pg.transpose(0, 2, 1)
+            gweights[b, :, :, : len(gpos)] = pg.transpose(0, 2, 1)
             weights[b][:, gpos] = 0.0
         out[b][:, ~real[b]] = 0.0
         weights[b][:, ~real[b]] = 0.0

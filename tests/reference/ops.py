@@ -1,4 +1,5 @@
 """Readable float64 NumPy references for row-wise ops: norms, rotary embedding."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,6 +1,7 @@
 """int8 as tfcore computes it, emulated on Hugging Face models in float32 (torch): weights
 per output channel, and (dynamic) every projection's input per token, symmetric, scale =
 max|x| / 127, rounded half to even."""
+
 from __future__ import annotations
 
 import torch

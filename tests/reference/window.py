@@ -1,6 +1,7 @@
 """Readable float64 NumPy reference of Swin's shifted-window attention, done HF's way with
 explicit copies: pad the map, roll it, partition it into windows, attend with the
 relative-position bias and the shifted-window mask, reverse the partition, roll back, crop."""
+
 from __future__ import annotations
 
 import math

@@ -4,6 +4,7 @@ Exit codes scripts can rely on: 0 success, 1 the command failed (bad checkpoint,
 input, missing optional package; the message says which), 2 bad command-line usage,
 130 interrupted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,17 +13,28 @@ from typing import List, Optional
 
 from . import bench, check, demo, embed, generate, info, inspect, run
 
-COMMANDS = {m.NAME: m for m in (demo, info, embed, generate, run, inspect.Inspect, inspect.Convert, bench, check)}
+COMMANDS = {
+    m.NAME: m for m in (demo, info, embed, generate, run, inspect.Inspect, inspect.Convert, bench, check)
+}
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tfcore", description="tfcore: fast CPU inference for transformer models.",
-                                epilog="Run 'tfcore COMMAND --help' for a command's options. Exit codes: 0 ok, "
-                                       "1 failed, 2 usage error.")
+    p = argparse.ArgumentParser(
+        prog="tfcore",
+        description="tfcore: fast CPU inference for transformer models.",
+        epilog="Run 'tfcore COMMAND --help' for a command's options. Exit codes: 0 ok, "
+        "1 failed, 2 usage error.",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, mod in COMMANDS.items():
-        mod.add_arguments(sub.add_parser(name, help=mod.HELP, description=(mod.__doc__ or "").strip(),
-                                         formatter_class=argparse.RawDescriptionHelpFormatter))
+        mod.add_arguments(
+            sub.add_parser(
+                name,
+                help=mod.HELP,
+                description=(mod.__doc__ or "").strip(),
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+            )
+        )
     return p
 
 

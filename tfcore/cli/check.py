@@ -1,5 +1,6 @@
 """Self-check without any model files: a small encoder and a decoder built from tfcore
 layers on random weights, checked against the same math in float64 NumPy, then timed."""
+
 NAME, HELP = "check", "self-check tfcore's layers against float64 NumPy on random weights, time them"
 
 

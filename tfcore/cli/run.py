@@ -5,6 +5,7 @@ outputs as .npz.
 pixel_values, ...); a .npy is input_ids if it holds integers, else pixel_values. The
 output file gets every array field of the result (last_hidden_state, logits, ...;
 tuples such as hidden_states as hidden_states_0, hidden_states_1, ...)."""
+
 from __future__ import annotations
 
 import time
@@ -16,7 +17,9 @@ def add_arguments(p):
     from ._common import add_model_options
 
     add_model_options(p)
-    p.add_argument("--input", required=True, help=".npz of named inputs, or a .npy (input_ids or pixel_values)")
+    p.add_argument(
+        "--input", required=True, help=".npz of named inputs, or a .npy (input_ids or pixel_values)"
+    )
     p.add_argument("--output", default="outputs.npz", help="where to save the outputs (default outputs.npz)")
     p.add_argument("--causal-lm", action="store_true", help="load with the LM head (AutoModelForCausalLM)")
 

@@ -3,6 +3,7 @@
 
 One line per family below; a family file states its public classes in ``__all__`` and
 registers each with ``@registry.register(task)`` (see docs/contributing.md)."""
+
 from types import ModuleType as _ModuleType
 
 from .base import ModelOutput, PreTrainedModel
@@ -17,7 +18,7 @@ from .swin import *  # noqa: F401,F403
 from .t5 import *  # noqa: F401,F403
 from .vit import *  # noqa: F401,F403
 
-# The submodules families share (notes/layout.md); every other submodule is a family.
+# The submodules families share (docs/contributing.md); every other submodule is a family.
 _SHARED_MODULES = ("base", "encoder", "decoder", "vision", "registry")
 
 # Each `from .<family> import *` also binds the submodule <family> here, so the families'
@@ -25,6 +26,8 @@ _SHARED_MODULES = ("base", "encoder", "decoder", "vision", "registry")
 __all__ = ["ModelOutput", "PreTrainedModel"] + [
     name
     for key, module in list(globals().items())
-    if isinstance(module, _ModuleType) and module.__name__ == f"{__name__}.{key}" and key not in _SHARED_MODULES
+    if isinstance(module, _ModuleType)
+    and module.__name__ == f"{__name__}.{key}"
+    and key not in _SHARED_MODULES
     for name in module.__all__
 ]

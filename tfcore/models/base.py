@@ -1,5 +1,6 @@
 """Shared model infrastructure: outputs with HF field names, weight lookup with key
 prefixes and renames, missing/unexpected key reporting, from_pretrained."""
+
 from __future__ import annotations
 
 import logging
@@ -44,8 +45,13 @@ class Weights:
     saved the base model under ("bert.", "roberta.", ...) and legacy renames
     (LayerNorm.gamma/beta), checks shapes, and records which keys were used."""
 
-    def __init__(self, ckpt: Checkpoint, prefixes: Sequence[str] = ("",), ignore: Iterable[str] = (),
-                 dtype: str = "float32"):
+    def __init__(
+        self,
+        ckpt: Checkpoint,
+        prefixes: Sequence[str] = ("",),
+        ignore: Iterable[str] = (),
+        dtype: str = "float32",
+    ):
         self.ckpt = ckpt
         self.dtype = dtype  # the precision layers are built in (passed to Linear & co)
         self.prefixes = list(prefixes)
@@ -67,8 +73,9 @@ class Weights:
     def has(self, key: str) -> bool:
         return self._resolve(key) is not None
 
-    def get(self, key: str, shape: Optional[Tuple[int, ...]] = None, optional: bool = False,
-            matrix: bool = False) -> Optional[np.ndarray]:
+    def get(
+        self, key: str, shape: Optional[Tuple[int, ...]] = None, optional: bool = False, matrix: bool = False
+    ) -> Optional[np.ndarray]:
         """The tensor as float32 (checked against shape). matrix=True marks a projection
         weight: in a bfloat16 model a bf16-stored one comes back as its uint16 bits, a view
         of the file that Linear packs without a float32 copy."""
@@ -76,16 +83,20 @@ class Weights:
         if name is None:
             if optional:
                 return None
-            raise CheckpointError(f"{self.ckpt.directory}: checkpoint is missing {key!r}"
-                                  + (f" (looked under prefixes {self.prefixes})" if self.prefixes != [""] else ""))
+            raise CheckpointError(
+                f"{self.ckpt.directory}: checkpoint is missing {key!r}"
+                + (f" (looked under prefixes {self.prefixes})" if self.prefixes != [""] else "")
+            )
         self.used.add(name)
         if matrix and self.dtype == "bfloat16" and self.ckpt.info(name).dtype == "BF16":
             a = np.ascontiguousarray(self.ckpt.raw(name))
         else:
             a = self.ckpt.float32(name)
         if shape is not None and tuple(a.shape) != tuple(shape):
-            raise CheckpointError(f"{self.ckpt.directory}: {name!r} has shape {tuple(a.shape)}, "
-                                  f"expected {tuple(shape)} from config.json")
+            raise CheckpointError(
+                f"{self.ckpt.directory}: {name!r} has shape {tuple(a.shape)}, "
+                f"expected {tuple(shape)} from config.json"
+            )
         return a
 
     def layer_range(self, n: int):
@@ -117,8 +128,9 @@ class PreTrainedModel:
         self.dtype = weights.dtype
 
     @classmethod
-    def from_pretrained(cls, directory: Union[str, os.PathLike], dtype: str = "float32",
-                        threads: Optional[int] = None) -> "PreTrainedModel":
+    def from_pretrained(
+        cls, directory: Union[str, os.PathLike], dtype: str = "float32", threads: Optional[int] = None
+    ) -> "PreTrainedModel":
         """Load a Hugging Face checkpoint directory (``config.json`` + ``*.safetensors``).
 
         dtype ``"float32"`` (default), ``"bfloat16"`` or ``"int8"``: the precision of the
@@ -141,27 +153,47 @@ class PreTrainedModel:
         config = Config.from_dir(directory)
         mt = config.get("model_type")
         if cls.model_types and mt not in cls.model_types:
-            raise CheckpointError(f"{directory}: config.json has model_type {mt!r}; {cls.__name__} "
-                                  f"loads {', '.join(cls.model_types)}")
+            raise CheckpointError(
+                f"{directory}: config.json has model_type {mt!r}; {cls.__name__} "
+                f"loads {', '.join(cls.model_types)}"
+            )
         weights = Weights(Checkpoint(directory), cls.base_prefixes, cls.ignore_keys, dtype)
         try:
             model = cls(config, weights)
         except _C.TfcoreError:
             raise
-        except (TypeError, ValueError, KeyError, IndexError, OverflowError, ZeroDivisionError, AttributeError) as e:
+        except (
+            TypeError,
+            ValueError,
+            KeyError,
+            IndexError,
+            OverflowError,
+            ZeroDivisionError,
+            AttributeError,
+        ) as e:
             # a config value of a type or range the family's code did not expect (optional
             # keys are read as they come): name the file instead of failing deep inside
-            raise CheckpointError(f"{directory}: config.json holds a value {cls.__name__} cannot use "
-                                  f"({type(e).__name__}: {e})") from e
+            raise CheckpointError(
+                f"{directory}: config.json holds a value {cls.__name__} cannot use ({type(e).__name__}: {e})"
+            ) from e
         weights.release()
         extra = weights.unexpected()
         model.unexpected_keys = extra
         model._num_parameters = sum(int(np.prod(weights.ckpt.info(k).shape)) for k in weights.used)
-        model._num_matrix_parameters = sum(int(np.prod(weights.ckpt.info(k).shape)) for k in weights.used
-                                           if len(weights.ckpt.info(k).shape) == 2)
+        model._num_matrix_parameters = sum(
+            int(np.prod(weights.ckpt.info(k).shape))
+            for k in weights.used
+            if len(weights.ckpt.info(k).shape) == 2
+        )
         if extra:
-            log.warning("%s: %d checkpoint tensors not used by %s: %s%s", directory, len(extra), cls.__name__,
-                        ", ".join(extra[:8]), " ..." if len(extra) > 8 else "")
+            log.warning(
+                "%s: %d checkpoint tensors not used by %s: %s%s",
+                directory,
+                len(extra),
+                cls.__name__,
+                ", ".join(extra[:8]),
+                " ..." if len(extra) > 8 else "",
+            )
         model.name_or_path = str(directory)
         model.threads = threads
         return model
@@ -182,9 +214,11 @@ class PreTrainedModel:
     def __repr__(self) -> str:
         from .. import get_num_threads
 
-        return (f"{type(self).__name__}(model_type={self.config.get('model_type')!r}, "
-                f"parameters={self._num_parameters / 1e6:.1f}M, dtype={self.dtype}, threads={self.threads or get_num_threads()}, "
-                f"path={self.name_or_path!r})")
+        return (
+            f"{type(self).__name__}(model_type={self.config.get('model_type')!r}, "
+            f"parameters={self._num_parameters / 1e6:.1f}M, dtype={self.dtype}, threads={self.threads or get_num_threads()}, "
+            f"path={self.name_or_path!r})"
+        )
 
     def memory_bytes(self) -> int:
         """Approximate bytes of this model's weights in memory: projection matrices in the
@@ -199,16 +233,36 @@ class PreTrainedModel:
         from .. import get_num_threads
 
         cfg = self.config
-        arch = ", ".join(f"{k}={cfg.get(k)}" for k in ("num_hidden_layers", "n_layer", "hidden_size", "n_embd",
-                                                        "num_attention_heads", "n_head", "num_key_value_heads",
-                                                        "intermediate_size", "vocab_size") if cfg.get(k) is not None)
-        rows = [("class", type(self).__name__), ("model_type", cfg.get("model_type")), ("architecture", arch),
-                ("parameters", f"{self._num_parameters:,}"), ("dtype", self.dtype),
-                ("threads", self.threads or f"{get_num_threads()} (process-wide)"),
-                ("weights in memory", f"{self.memory_bytes() / 2**20:.1f} MiB"),
-                ("checkpoint", self.name_or_path)]
-        body = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
-                       f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in rows)
+        arch = ", ".join(
+            f"{k}={cfg.get(k)}"
+            for k in (
+                "num_hidden_layers",
+                "n_layer",
+                "hidden_size",
+                "n_embd",
+                "num_attention_heads",
+                "n_head",
+                "num_key_value_heads",
+                "intermediate_size",
+                "vocab_size",
+            )
+            if cfg.get(k) is not None
+        )
+        rows = [
+            ("class", type(self).__name__),
+            ("model_type", cfg.get("model_type")),
+            ("architecture", arch),
+            ("parameters", f"{self._num_parameters:,}"),
+            ("dtype", self.dtype),
+            ("threads", self.threads or f"{get_num_threads()} (process-wide)"),
+            ("weights in memory", f"{self.memory_bytes() / 2**20:.1f} MiB"),
+            ("checkpoint", self.name_or_path),
+        ]
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
+            f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+            for k, v in rows
+        )
         return f"<table>{body}</table>"
 
     def forward(self, *args: Any, **kwargs: Any) -> ModelOutput:  # pragma: no cover - abstract
@@ -220,8 +274,15 @@ def _load_pickled(cls, path: str, dtype: str, threads: Optional[int] = None) -> 
     return cls.from_pretrained(path, dtype=dtype, threads=threads)
 
 
-def padding_mask(attention_mask, B: int, T: int, layout: str = "(batch, seq_len)", *, name: str = "attention_mask",
-                 keep_all_true: bool = False) -> Optional[np.ndarray]:
+def padding_mask(
+    attention_mask,
+    B: int,
+    T: int,
+    layout: str = "(batch, seq_len)",
+    *,
+    name: str = "attention_mask",
+    keep_all_true: bool = False,
+) -> Optional[np.ndarray]:
     """HF (B, T) 1/0 mask as bool, or None when every token is real (the kernel then skips
     masking) unless keep_all_true. layout and name go into the error messages."""
     from .. import _C

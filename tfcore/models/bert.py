@@ -4,6 +4,7 @@ RobertaModel, XLMRobertaModel and DistilBertModel, from Hugging Face checkpoints
 Every layer is a tfcore.TransformerBlock (post-norm), so a forward pass is one C call per
 layer with the GIL released; the embeddings are a gather plus a fused add + LayerNorm.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,16 @@ __all__ = [
     "DistilBertModel",
 ]
 
-DISTILBERT_LAYER_KEYS = dict(q="attention.q_lin", k="attention.k_lin", v="attention.v_lin", o="attention.out_lin",
-                             n1="sa_layer_norm", up="ffn.lin1", down="ffn.lin2", n2="output_layer_norm")
+DISTILBERT_LAYER_KEYS = dict(
+    q="attention.q_lin",
+    k="attention.k_lin",
+    v="attention.v_lin",
+    o="attention.out_lin",
+    n1="sa_layer_norm",
+    up="ffn.lin1",
+    down="ffn.lin2",
+    n2="output_layer_norm",
+)
 
 
 @register("base")
@@ -44,25 +53,40 @@ class BertModel(PreTrainedModel):
         types = cfg.get("type_vocab_size", 2)
         pet = cfg.get("position_embedding_type", "absolute")
         if pet not in (None, "absolute"):
-            raise CheckpointError(f"config.json: position_embedding_type={pet!r} is not supported (absolute only)")
+            raise CheckpointError(
+                f"config.json: position_embedding_type={pet!r} is not supported (absolute only)"
+            )
         self._init_embeddings(cfg, w, C, V, P, types)
         self.encoder = EncoderStack.from_keys(
-            w, "encoder.layer", BERT_LAYER_KEYS, C, cfg.require("num_attention_heads"),
-            cfg.require("intermediate_size"), cfg.require("num_hidden_layers"), layer_norm_eps(cfg), hidden_act(cfg))
+            w,
+            "encoder.layer",
+            BERT_LAYER_KEYS,
+            C,
+            cfg.require("num_attention_heads"),
+            cfg.require("intermediate_size"),
+            cfg.require("num_hidden_layers"),
+            layer_norm_eps(cfg),
+            hidden_act(cfg),
+        )
         self.pooler = None
         if add_pooling_layer and w.has("pooler.dense.weight"):
-            self.pooler = _C.Linear(w.get("pooler.dense.weight", (C, C)), w.get("pooler.dense.bias", (C,)), "tanh",
-                                    dtype=w.dtype)
+            self.pooler = _C.Linear(
+                w.get("pooler.dense.weight", (C, C)), w.get("pooler.dense.bias", (C,)), "tanh", dtype=w.dtype
+            )
 
     def _init_embeddings(self, cfg: Config, w: Weights, C: int, V: int, P: int, types: int) -> None:
         """Word, absolute position and token-type tables and the embedding LayerNorm."""
         self.hidden_size, self.vocab_size, self.max_positions = C, V, P
         self.word_embeddings = _C.Embedding(w.get("embeddings.word_embeddings.weight", (V, C)))
         self.position_embeddings = w.get("embeddings.position_embeddings.weight", (P, C))
-        self.token_type_embeddings = (w.get("embeddings.token_type_embeddings.weight", (types, C))
-                                      if types else None)
-        self.embeddings_norm = _C.LayerNorm(w.get("embeddings.LayerNorm.weight", (C,)),
-                                            w.get("embeddings.LayerNorm.bias", (C,)), eps=layer_norm_eps(cfg))
+        self.token_type_embeddings = (
+            w.get("embeddings.token_type_embeddings.weight", (types, C)) if types else None
+        )
+        self.embeddings_norm = _C.LayerNorm(
+            w.get("embeddings.LayerNorm.weight", (C,)),
+            w.get("embeddings.LayerNorm.bias", (C,)),
+            eps=layer_norm_eps(cfg),
+        )
 
     def _position_ids(self, input_ids: np.ndarray, position_ids) -> np.ndarray:
         B, T = input_ids.shape
@@ -75,7 +99,9 @@ class BertModel(PreTrainedModel):
         ids = check_ids("input_ids", input_ids, self.vocab_size)
         B, T = ids.shape
         if T > self.max_positions:
-            raise _C.TfcoreValueError(f"sequence length {T} exceeds max_position_embeddings={self.max_positions}")
+            raise _C.TfcoreValueError(
+                f"sequence length {T} exceeds max_position_embeddings={self.max_positions}"
+            )
         pos = self._position_ids(ids, position_ids)
         if pos.shape != (B, T):
             raise _C.TfcoreValueError(f"position_ids has shape {pos.shape}, expected {(B, T)}")
@@ -91,9 +117,16 @@ class BertModel(PreTrainedModel):
         h = self.word_embeddings(ids)
         return self.embeddings_norm(h, extra, out=h)  # LayerNorm(word + position + token type)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                output_hidden_states: bool = False, output_attentions: bool = False,
-                padding_free: bool = True) -> ModelOutput:
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        padding_free: bool = True,
+    ) -> ModelOutput:
         """HF arguments. With padding in attention_mask and padding_free=True (the default),
         the layers run on the real tokens only and padded positions of the outputs are zeros;
         padding_free=False computes them like HF (output_attentions implies it)."""
@@ -121,12 +154,17 @@ class BertForMaskedLM(PreTrainedModel):
         weights.used |= base.used
         C, V = self.bert.hidden_size, self.bert.vocab_size
         p = "cls.predictions."
-        self.transform = _C.Linear(weights.get(p + "transform.dense.weight", (C, C)),
-                                   weights.get(p + "transform.dense.bias", (C,)), hidden_act(config),
-                                   dtype=weights.dtype)
-        self.transform_norm = _C.LayerNorm(weights.get(p + "transform.LayerNorm.weight", (C,)),
-                                           weights.get(p + "transform.LayerNorm.bias", (C,)),
-                                           eps=layer_norm_eps(config))
+        self.transform = _C.Linear(
+            weights.get(p + "transform.dense.weight", (C, C)),
+            weights.get(p + "transform.dense.bias", (C,)),
+            hidden_act(config),
+            dtype=weights.dtype,
+        )
+        self.transform_norm = _C.LayerNorm(
+            weights.get(p + "transform.LayerNorm.weight", (C,)),
+            weights.get(p + "transform.LayerNorm.bias", (C,)),
+            eps=layer_norm_eps(config),
+        )
         decoder = weights.get(p + "decoder.weight", (V, C), optional=True)
         if decoder is None:
             decoder = self.bert.word_embeddings.weight
@@ -136,17 +174,32 @@ class BertForMaskedLM(PreTrainedModel):
         weights.get(p + "decoder.bias", (V,), optional=True)  # same tensor as cls.predictions.bias
         self.decoder = _C.Linear(decoder, bias, dtype=weights.dtype)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                output_hidden_states: bool = False, output_attentions: bool = False,
-                padding_free: bool = True) -> ModelOutput:
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        padding_free: bool = True,
+    ) -> ModelOutput:
         """Hugging Face arguments and outputs of the transformers class of the same name; padded
         batches run padding-free (padded positions of per-token outputs are zeros) unless
         padding_free=False."""
-        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
-                        output_attentions, padding_free)
+        out = self.bert(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            output_hidden_states,
+            output_attentions,
+            padding_free,
+        )
         h = self.transform_norm(self.transform(out.last_hidden_state))
-        return ModelOutput(logits=self.decoder(h), hidden_states=out.get("hidden_states"),
-                           attentions=out.get("attentions"))
+        return ModelOutput(
+            logits=self.decoder(h), hidden_states=out.get("hidden_states"), attentions=out.get("attentions")
+        )
 
 
 @register("sequence-classification")
@@ -163,23 +216,45 @@ class BertForSequenceClassification(PreTrainedModel):
         self.bert = BertModel(config, base)
         weights.used |= base.used
         if self.bert.pooler is None:
-            raise CheckpointError("BertForSequenceClassification needs the pooler weights (bert.pooler.dense)")
+            raise CheckpointError(
+                "BertForSequenceClassification needs the pooler weights (bert.pooler.dense)"
+            )
         C = self.bert.hidden_size
         labels = len(config.get("id2label") or {}) or config.get("num_labels", 2)
-        self.classifier = _C.Linear(weights.get("classifier.weight", (labels, C)), weights.get("classifier.bias", (labels,)),
-                                    dtype=weights.dtype)
+        self.classifier = _C.Linear(
+            weights.get("classifier.weight", (labels, C)),
+            weights.get("classifier.bias", (labels,)),
+            dtype=weights.dtype,
+        )
         self.num_labels = labels
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                output_hidden_states: bool = False, output_attentions: bool = False,
-                padding_free: bool = True) -> ModelOutput:
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        padding_free: bool = True,
+    ) -> ModelOutput:
         """Hugging Face arguments and outputs of the transformers class of the same name; padded
         batches run padding-free (padded positions of per-token outputs are zeros) unless
         padding_free=False."""
-        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
-                        output_attentions, padding_free)
-        return ModelOutput(logits=self.classifier(out.pooler_output), hidden_states=out.get("hidden_states"),
-                           attentions=out.get("attentions"))
+        out = self.bert(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            output_hidden_states,
+            output_attentions,
+            padding_free,
+        )
+        return ModelOutput(
+            logits=self.classifier(out.pooler_output),
+            hidden_states=out.get("hidden_states"),
+            attentions=out.get("attentions"),
+        )
 
 
 @register("base")
@@ -200,8 +275,9 @@ class RobertaModel(BertModel):
         real = (input_ids != self.padding_idx).astype(np.int64)
         pos = np.cumsum(real, axis=1) * real + self.padding_idx
         if pos.max() >= self.max_positions:
-            raise _C.TfcoreValueError(f"sequence too long: position {pos.max()} >= max_position_embeddings="
-                                      f"{self.max_positions}")
+            raise _C.TfcoreValueError(
+                f"sequence too long: position {pos.max()} >= max_position_embeddings={self.max_positions}"
+            )
         return pos
 
 
@@ -229,22 +305,34 @@ class DistilBertModel(PreTrainedModel):
         self.hidden_size, self.vocab_size, self.max_positions = C, V, P
         self.word_embeddings = _C.Embedding(w.get("embeddings.word_embeddings.weight", (V, C)))
         self.position_embeddings = w.get("embeddings.position_embeddings.weight", (P, C))
-        self.embeddings_norm = _C.LayerNorm(w.get("embeddings.LayerNorm.weight", (C,)),
-                                            w.get("embeddings.LayerNorm.bias", (C,)), eps=1e-12)
-        self.encoder = EncoderStack.from_keys(w, "transformer.layer", DISTILBERT_LAYER_KEYS, C, H, F, L, 1e-12,
-                                              hidden_act(cfg, "activation"))
+        self.embeddings_norm = _C.LayerNorm(
+            w.get("embeddings.LayerNorm.weight", (C,)), w.get("embeddings.LayerNorm.bias", (C,)), eps=1e-12
+        )
+        self.encoder = EncoderStack.from_keys(
+            w, "transformer.layer", DISTILBERT_LAYER_KEYS, C, H, F, L, 1e-12, hidden_act(cfg, "activation")
+        )
 
-    def forward(self, input_ids, attention_mask=None, output_hidden_states: bool = False,
-                output_attentions: bool = False, padding_free: bool = True) -> ModelOutput:
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        padding_free: bool = True,
+    ) -> ModelOutput:
         """Hugging Face arguments and outputs of the transformers class of the same name; padded
         batches run padding-free (padded positions of per-token outputs are zeros) unless
         padding_free=False."""
         ids = check_ids("input_ids", input_ids, self.vocab_size)
         B, T = ids.shape
         if T > self.max_positions:
-            raise _C.TfcoreValueError(f"sequence length {T} exceeds max_position_embeddings={self.max_positions}")
+            raise _C.TfcoreValueError(
+                f"sequence length {T} exceeds max_position_embeddings={self.max_positions}"
+            )
         h = self.word_embeddings(ids)
-        h = self.embeddings_norm(h, np.ascontiguousarray(np.broadcast_to(self.position_embeddings[:T], h.shape)), out=h)
+        h = self.embeddings_norm(
+            h, np.ascontiguousarray(np.broadcast_to(self.position_embeddings[:T], h.shape)), out=h
+        )
         mask = padding_mask(attention_mask, B, T)
         h, hidden, attns = self.encoder(h, mask, output_hidden_states, output_attentions, padding_free)
         return ModelOutput(last_hidden_state=h, hidden_states=hidden, attentions=attns)

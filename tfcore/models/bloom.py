@@ -9,6 +9,7 @@ query_key_value is stored per head as [H, 3, D] and reordered once at load into 
 [q heads | k heads | v heads] rows MultiHeadAttention fuses; bloom_gelu is the tanh GELU;
 the LM head is tied to word_embeddings.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -50,8 +51,15 @@ class _ResidualAfterNormBlock:
     def __init__(self, attention, feed_forward, norm1, norm2):
         self.attention, self.feed_forward, self.norm1, self.norm2 = attention, feed_forward, norm1, norm2
 
-    def __call__(self, hidden_states, attention_mask=None, *, output_attentions: bool = False,
-                 past_key_values=None, layer_idx: Optional[int] = None):
+    def __call__(
+        self,
+        hidden_states,
+        attention_mask=None,
+        *,
+        output_attentions: bool = False,
+        past_key_values=None,
+        layer_idx: Optional[int] = None,
+    ):
         n = self.norm1(hidden_states)
         kw = dict(past_key_values=past_key_values, layer_idx=layer_idx) if past_key_values is not None else {}
         out = self.attention(n, attention_mask, residual=n, output_attentions=output_attentions, **kw)
@@ -84,22 +92,39 @@ class BloomForCausalLM(DecoderLM):
         # pretraining_tp / slow_but_exact only split the dense GEMMs into slices: same math
         self.vocab_size, self.hidden_size = V, C
         self.word_embeddings = _C.Embedding(w.get("word_embeddings.weight", (V, C)))
-        self.word_embeddings_layernorm = _C.LayerNorm(w.get("word_embeddings_layernorm.weight", (C,)),
-                                                      w.get("word_embeddings_layernorm.bias", (C,)), eps=eps)
+        self.word_embeddings_layernorm = _C.LayerNorm(
+            w.get("word_embeddings_layernorm.weight", (C,)),
+            w.get("word_embeddings_layernorm.bias", (C,)),
+            eps=eps,
+        )
         for i in w.layer_range(L):
+
             def g(key, *shape):
                 return w.get(f"h.{i}.{key}", shape, matrix=len(shape) == 2)
 
             attn = _C.MultiHeadAttention(
-                C, H, qkv_weight=qkv_heads_to_blocks(g("self_attention.query_key_value.weight", 3 * C, C), H, D),
+                C,
+                H,
+                qkv_weight=qkv_heads_to_blocks(g("self_attention.query_key_value.weight", 3 * C, C), H, D),
                 qkv_bias=qkv_heads_to_blocks(g("self_attention.query_key_value.bias", 3 * C), H, D),
-                o_weight=g("self_attention.dense.weight", C, C), o_bias=g("self_attention.dense.bias", C),
-                is_causal=True, alibi=True, dtype=w.dtype)
-            ffn = _C.FeedForward(g("mlp.dense_h_to_4h.weight", 4 * C, C), g("mlp.dense_4h_to_h.weight", C, 4 * C),
-                                 up_bias=g("mlp.dense_h_to_4h.bias", 4 * C), down_bias=g("mlp.dense_4h_to_h.bias", C),
-                                 activation="gelu_tanh", dtype=w.dtype)
+                o_weight=g("self_attention.dense.weight", C, C),
+                o_bias=g("self_attention.dense.bias", C),
+                is_causal=True,
+                alibi=True,
+                dtype=w.dtype,
+            )
+            ffn = _C.FeedForward(
+                g("mlp.dense_h_to_4h.weight", 4 * C, C),
+                g("mlp.dense_4h_to_h.weight", C, 4 * C),
+                up_bias=g("mlp.dense_h_to_4h.bias", 4 * C),
+                down_bias=g("mlp.dense_4h_to_h.bias", C),
+                activation="gelu_tanh",
+                dtype=w.dtype,
+            )
             n1 = _C.LayerNorm(g("input_layernorm.weight", C), g("input_layernorm.bias", C), eps=eps)
-            n2 = _C.LayerNorm(g("post_attention_layernorm.weight", C), g("post_attention_layernorm.bias", C), eps=eps)
+            n2 = _C.LayerNorm(
+                g("post_attention_layernorm.weight", C), g("post_attention_layernorm.bias", C), eps=eps
+            )
             if post_norm_residual:
                 self.layers.append(_ResidualAfterNormBlock(attn, ffn, n1, n2))
             else:
@@ -124,11 +149,28 @@ class BloomModel(BloomForCausalLM):
     base_prefixes = ("", "transformer.")
     with_head = False
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
-                use_cache=None, output_hidden_states: bool = False, output_attentions: bool = False) -> ModelOutput:
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        use_cache=None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> ModelOutput:
         """Hugging Face arguments and outputs of transformers' BloomModel.
 
         past_key_values is a tfcore.KVCache."""
-        h, cache, hidden, attentions = self.run_layers(input_ids, attention_mask, position_ids, past_key_values,
-                                                       use_cache, output_hidden_states, output_attentions)
-        return ModelOutput(last_hidden_state=h, past_key_values=cache, hidden_states=hidden, attentions=attentions)
+        h, cache, hidden, attentions = self.run_layers(
+            input_ids,
+            attention_mask,
+            position_ids,
+            past_key_values,
+            use_cache,
+            output_hidden_states,
+            output_attentions,
+        )
+        return ModelOutput(
+            last_hidden_state=h, past_key_values=cache, hidden_states=hidden, attentions=attentions
+        )

@@ -1,5 +1,6 @@
 """Shared forward of causal language models: embeddings, TransformerBlocks with a KVCache,
 final norm, LM head on the positions asked for (logits_to_keep), and generate()."""
+
 from __future__ import annotations
 
 from typing import List, Optional
@@ -20,13 +21,16 @@ class DecoderLM(PreTrainedModel, GenerationMixin):
     def __init__(self, config: Config, weights: Weights):
         super().__init__(config, weights)
         self.layers: List[_C.TransformerBlock] = []
-        self.generation_defaults = {k: config.get(k) for k in ("eos_token_id", "pad_token_id", "bos_token_id")}
+        self.generation_defaults = {
+            k: config.get(k) for k in ("eos_token_id", "pad_token_id", "bos_token_id")
+        }
 
     @classmethod
     def from_pretrained(cls, directory, dtype: str = "float32", threads: Optional[int] = None):
         model = super().from_pretrained(directory, dtype, threads)
-        model.generation_defaults.update(read_generation_defaults(directory, ("eos_token_id", "pad_token_id",
-                                                                              "bos_token_id")))
+        model.generation_defaults.update(
+            read_generation_defaults(directory, ("eos_token_id", "pad_token_id", "bos_token_id"))
+        )
         return model
 
     # -- pieces of a family
@@ -34,8 +38,11 @@ class DecoderLM(PreTrainedModel, GenerationMixin):
         """The LM head of families that tie it to the input embedding by default (GPT-2,
         BLOOM): lm_head.weight only when tie_word_embeddings is false and the checkpoint
         stores it, else the (V, C) embedding table."""
-        head = (w.get("lm_head.weight", embedding.shape, optional=True, matrix=True)
-                if not config.get("tie_word_embeddings", True) else None)
+        head = (
+            w.get("lm_head.weight", embedding.shape, optional=True, matrix=True)
+            if not config.get("tie_word_embeddings", True)
+            else None
+        )
         return _C.Linear(head if head is not None else embedding, dtype=w.dtype)
 
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
@@ -46,28 +53,68 @@ class DecoderLM(PreTrainedModel, GenerationMixin):
         """Positions of the T new tokens when the caller gives none: HF's arange after the cache."""
         return np.broadcast_to(np.arange(past, past + T, dtype=np.int64), (mask.shape[0], T))
 
-    def new_cache(self, batch_size: int, capacity: int = 256, policy: str = "full",
-                  budget: Optional[int] = None, n_sink: int = 4, dtype: str = "float32") -> _C.KVCache:
+    def new_cache(
+        self,
+        batch_size: int,
+        capacity: int = 256,
+        policy: str = "full",
+        budget: Optional[int] = None,
+        n_sink: int = 4,
+        dtype: str = "float32",
+    ) -> _C.KVCache:
         """A KVCache for this model; policy/budget/n_sink/dtype as tfcore.KVCache."""
         attn = self.layers[0].attention
-        return _C.KVCache(len(self.layers), batch_size, attn.num_key_value_heads, attn.head_dim,
-                          capacity=max(int(capacity), 1), policy=policy, budget=int(budget or 0), n_sink=n_sink,
-                          dtype=dtype)
+        return _C.KVCache(
+            len(self.layers),
+            batch_size,
+            attn.num_key_value_heads,
+            attn.head_dim,
+            capacity=max(int(capacity), 1),
+            policy=policy,
+            budget=int(budget or 0),
+            n_sink=n_sink,
+            dtype=dtype,
+        )
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
-                use_cache: Optional[bool] = None, logits_to_keep: int = 0, output_hidden_states: bool = False,
-                output_attentions: bool = False) -> ModelOutput:
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        use_cache: Optional[bool] = None,
+        logits_to_keep: int = 0,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> ModelOutput:
         """HF arguments; past_key_values is a tfcore.KVCache (created when use_cache=True and
         none is given) that the layers extend in place; logits_to_keep=k computes the head on
         the last k positions only (0 = all)."""
-        h, cache, hidden, attentions = self.run_layers(input_ids, attention_mask, position_ids, past_key_values,
-                                                       use_cache, output_hidden_states, output_attentions)
+        h, cache, hidden, attentions = self.run_layers(
+            input_ids,
+            attention_mask,
+            position_ids,
+            past_key_values,
+            use_cache,
+            output_hidden_states,
+            output_attentions,
+        )
         if logits_to_keep:
             h = np.ascontiguousarray(h[:, -logits_to_keep:])
-        return ModelOutput(logits=self.lm_head(h), past_key_values=cache, hidden_states=hidden, attentions=attentions)
+        return ModelOutput(
+            logits=self.lm_head(h), past_key_values=cache, hidden_states=hidden, attentions=attentions
+        )
 
-    def run_layers(self, input_ids, attention_mask, position_ids, past_key_values, use_cache,
-                   output_hidden_states: bool, output_attentions: bool):
+    def run_layers(
+        self,
+        input_ids,
+        attention_mask,
+        position_ids,
+        past_key_values,
+        use_cache,
+        output_hidden_states: bool,
+        output_attentions: bool,
+    ):
         """Embeddings, layers and final norm: (last hidden state, cache, hidden states, attentions)."""
         ids = check_ids("input_ids", input_ids, self.vocab_size)
         B, T = ids.shape
@@ -102,5 +149,9 @@ class DecoderLM(PreTrainedModel, GenerationMixin):
         h = self.final_norm(h)
         if output_hidden_states:
             hidden[-1] = h  # HF reports the last hidden state after the final norm
-        return (h, cache, tuple(hidden) if hidden is not None else None,
-                tuple(attentions) if attentions is not None else None)
+        return (
+            h,
+            cache,
+            tuple(hidden) if hidden is not None else None,
+            tuple(attentions) if attentions is not None else None,
+        )

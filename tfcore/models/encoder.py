@@ -1,6 +1,7 @@
 """Helpers the encoder families share: the post-norm TransformerBlock stack (with HF's
 optional outputs and the padding-free path), BERT's per-layer checkpoint key names, and the
 config readers for LayerNorm epsilon and activation name."""
+
 from __future__ import annotations
 
 from typing import List, Optional
@@ -29,9 +30,16 @@ def hidden_act(cfg: Config, key: str = "hidden_act") -> str:
 
 # Checkpoint names of one HF BertLayer's tensors, shared by the BERT-derived encoders
 # (BERT, RoBERTa, XLM-R, BigBird): EncoderStack.from_keys(w, "encoder.layer", BERT_LAYER_KEYS, ...)
-BERT_LAYER_KEYS = dict(q="attention.self.query", k="attention.self.key", v="attention.self.value",
-                       o="attention.output.dense", n1="attention.output.LayerNorm", up="intermediate.dense",
-                       down="output.dense", n2="output.LayerNorm")
+BERT_LAYER_KEYS = dict(
+    q="attention.self.query",
+    k="attention.self.key",
+    v="attention.self.value",
+    o="attention.output.dense",
+    n1="attention.output.LayerNorm",
+    up="intermediate.dense",
+    down="output.dense",
+    n2="output.LayerNorm",
+)
 
 
 class EncoderStack:
@@ -41,33 +49,53 @@ class EncoderStack:
         self.layers = layers
 
     @classmethod
-    def from_keys(cls, w: Weights, prefix: str, keys: dict, C: int, H: int, F: int, L: int, eps: float,
-                  act: str) -> "EncoderStack":
+    def from_keys(
+        cls, w: Weights, prefix: str, keys: dict, C: int, H: int, F: int, L: int, eps: float, act: str
+    ) -> "EncoderStack":
         """L post-norm blocks whose tensors are named prefix.{i}.{keys[part]}.{weight,bias}."""
         if C % H:
             raise CheckpointError(f"config.json: hidden size {C} is not divisible by {H} heads")
         layers: List[_C.TransformerBlock] = []
         for i in w.layer_range(L):
+
             def g(part, kind, *shape):
                 return w.get(f"{prefix}.{i}.{keys[part]}.{kind}", shape, matrix=len(shape) == 2)
 
             attn = _C.MultiHeadAttention(
-                C, H,
-                q_weight=g("q", "weight", C, C), q_bias=g("q", "bias", C),
-                k_weight=g("k", "weight", C, C), k_bias=g("k", "bias", C),
-                v_weight=g("v", "weight", C, C), v_bias=g("v", "bias", C),
-                o_weight=g("o", "weight", C, C), o_bias=g("o", "bias", C), dtype=w.dtype)
-            ffn = _C.FeedForward(g("up", "weight", F, C), g("down", "weight", C, F),
-                                 up_bias=g("up", "bias", F), down_bias=g("down", "bias", C), activation=act,
-                                 dtype=w.dtype)
+                C,
+                H,
+                q_weight=g("q", "weight", C, C),
+                q_bias=g("q", "bias", C),
+                k_weight=g("k", "weight", C, C),
+                k_bias=g("k", "bias", C),
+                v_weight=g("v", "weight", C, C),
+                v_bias=g("v", "bias", C),
+                o_weight=g("o", "weight", C, C),
+                o_bias=g("o", "bias", C),
+                dtype=w.dtype,
+            )
+            ffn = _C.FeedForward(
+                g("up", "weight", F, C),
+                g("down", "weight", C, F),
+                up_bias=g("up", "bias", F),
+                down_bias=g("down", "bias", C),
+                activation=act,
+                dtype=w.dtype,
+            )
             n1 = _C.LayerNorm(g("n1", "weight", C), g("n1", "bias", C), eps=eps)
             n2 = _C.LayerNorm(g("n2", "weight", C), g("n2", "bias", C), eps=eps)
             layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=False))
             w.release()
         return cls(layers)
 
-    def __call__(self, h: np.ndarray, mask: Optional[np.ndarray], output_hidden_states: bool,
-                 output_attentions: bool, padding_free: bool = True):
+    def __call__(
+        self,
+        h: np.ndarray,
+        mask: Optional[np.ndarray],
+        output_hidden_states: bool,
+        output_attentions: bool,
+        padding_free: bool = True,
+    ):
         if mask is not None and padding_free and not output_attentions:
             return self._packed(h, mask, output_hidden_states)
         hidden = [h] if output_hidden_states else None
@@ -80,7 +108,11 @@ class EncoderStack:
                 h = layer(h, mask)
             if output_hidden_states:
                 hidden.append(h)
-        return h, (tuple(hidden) if hidden is not None else None), (tuple(attentions) if attentions is not None else None)
+        return (
+            h,
+            (tuple(hidden) if hidden is not None else None),
+            (tuple(attentions) if attentions is not None else None),
+        )
 
     def _packed(self, h: np.ndarray, mask: np.ndarray, output_hidden_states: bool):
         """Padding-free (ByteTransformer): the real tokens of all sequences back to back,

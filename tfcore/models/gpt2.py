@@ -3,6 +3,7 @@
 Conv1D weights are stored (in, out), so every projection is a tfcore.Linear with
 transposed=True; c_attn is already the fused QKV projection; the LM head is tied to wte.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,6 +43,7 @@ class GPT2LMHeadModel(DecoderLM):
         self.wpe = w.get("wpe.weight", (P, C))
         D = C // H
         for i in w.layer_range(L):
+
             def g(key, *shape):
                 return w.get(f"h.{i}.{key}", shape, matrix=len(shape) == 2)
 
@@ -49,12 +51,26 @@ class GPT2LMHeadModel(DecoderLM):
             if cfg.get("scale_attn_by_inverse_layer_idx"):
                 scale /= float(i + 1)
             attn = _C.MultiHeadAttention(
-                C, H, qkv_weight=g("attn.c_attn.weight", C, 3 * C), qkv_bias=g("attn.c_attn.bias", 3 * C),
-                o_weight=g("attn.c_proj.weight", C, C), o_bias=g("attn.c_proj.bias", C), transposed=True,
-                is_causal=True, scale=scale, dtype=w.dtype)
-            ffn = _C.FeedForward(g("mlp.c_fc.weight", C, F), g("mlp.c_proj.weight", F, C),
-                                 up_bias=g("mlp.c_fc.bias", F), down_bias=g("mlp.c_proj.bias", C),
-                                 activation=act, transposed=True, dtype=w.dtype)
+                C,
+                H,
+                qkv_weight=g("attn.c_attn.weight", C, 3 * C),
+                qkv_bias=g("attn.c_attn.bias", 3 * C),
+                o_weight=g("attn.c_proj.weight", C, C),
+                o_bias=g("attn.c_proj.bias", C),
+                transposed=True,
+                is_causal=True,
+                scale=scale,
+                dtype=w.dtype,
+            )
+            ffn = _C.FeedForward(
+                g("mlp.c_fc.weight", C, F),
+                g("mlp.c_proj.weight", F, C),
+                up_bias=g("mlp.c_fc.bias", F),
+                down_bias=g("mlp.c_proj.bias", C),
+                activation=act,
+                transposed=True,
+                dtype=w.dtype,
+            )
             n1 = _C.LayerNorm(g("ln_1.weight", C), g("ln_1.bias", C), eps=eps)
             n2 = _C.LayerNorm(g("ln_2.weight", C), g("ln_2.bias", C), eps=eps)
             self.layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=True))
@@ -66,7 +82,9 @@ class GPT2LMHeadModel(DecoderLM):
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Input embeddings of ids (B, T) at positions (B, T): (B, T, C) float32."""
         if positions.max() >= self.max_positions or positions.min() < 0:
-            raise _C.TfcoreValueError(f"positions reach {positions.max()}, beyond n_positions={self.max_positions}")
+            raise _C.TfcoreValueError(
+                f"positions reach {positions.max()}, beyond n_positions={self.max_positions}"
+            )
         h = self.wte(ids)
         h += self.wpe[positions]
         return h
@@ -79,10 +97,27 @@ class GPT2Model(GPT2LMHeadModel):
     base_prefixes = ("", "transformer.")
     with_head = False
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
-                use_cache=None, output_hidden_states: bool = False, output_attentions: bool = False) -> ModelOutput:
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        use_cache=None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> ModelOutput:
         """Hugging Face arguments and outputs of transformers' GPT2Model; past_key_values is a
         tfcore.KVCache."""
-        h, cache, hidden, attentions = self.run_layers(input_ids, attention_mask, position_ids, past_key_values,
-                                                       use_cache, output_hidden_states, output_attentions)
-        return ModelOutput(last_hidden_state=h, past_key_values=cache, hidden_states=hidden, attentions=attentions)
+        h, cache, hidden, attentions = self.run_layers(
+            input_ids,
+            attention_mask,
+            position_ids,
+            past_key_values,
+            use_cache,
+            output_hidden_states,
+            output_attentions,
+        )
+        return ModelOutput(
+            last_hidden_state=h, past_key_values=cache, hidden_states=hidden, attentions=attentions
+        )

@@ -4,6 +4,7 @@ RMSNorm, SwiGLU (gate/up/down), GQA through num_key_value_heads, rotary embeddin
 HF's rope parameters (default, linear, llama3; v5 ``rope_parameters`` or older
 ``rope_theta`` + ``rope_scaling``), tied or untied LM head.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,36 +42,58 @@ class LlamaForCausalLM(DecoderLM):
     def __init__(self, config: Config, weights: Weights):
         super().__init__(config, weights)
         cfg, w = config, weights
-        C, H, L = cfg.require("hidden_size"), cfg.require("num_attention_heads"), cfg.require("num_hidden_layers")
+        C, H, L = (
+            cfg.require("hidden_size"),
+            cfg.require("num_attention_heads"),
+            cfg.require("num_hidden_layers"),
+        )
         KVH = cfg.get("num_key_value_heads") or H
         D = cfg.get("head_dim") or C // H
         F, V = cfg.require("intermediate_size"), cfg.require("vocab_size")
         eps = float(cfg.get("rms_norm_eps", 1e-6))
         act = cfg.get("hidden_act", "silu")
         if H % KVH:
-            raise CheckpointError(f"config.json: num_attention_heads={H} is not a multiple of num_key_value_heads={KVH}")
+            raise CheckpointError(
+                f"config.json: num_attention_heads={H} is not a multiple of num_key_value_heads={KVH}"
+            )
         theta, scaling = rope_settings(cfg)
         inv_freq = rope_inv_freq(D, theta, scaling=scaling)
         window = cfg.get(self.sliding_window_key) if self.sliding_window_key else None
         self.vocab_size, self.hidden_size = V, C
         self.embed_tokens = _C.Embedding(w.get("model.embed_tokens.weight", (V, C)))
         for i in w.layer_range(L):
+
             def g(key, *shape, optional=False):
                 return w.get(f"model.layers.{i}.{key}", shape, optional=optional, matrix=len(shape) == 2)
 
             attn = _C.MultiHeadAttention(
-                C, H, num_key_value_heads=KVH, head_dim=D,
-                q_weight=g("self_attn.q_proj.weight", H * D, C), q_bias=g("self_attn.q_proj.bias", H * D, optional=True),
-                k_weight=g("self_attn.k_proj.weight", KVH * D, C), k_bias=g("self_attn.k_proj.bias", KVH * D, optional=True),
-                v_weight=g("self_attn.v_proj.weight", KVH * D, C), v_bias=g("self_attn.v_proj.bias", KVH * D, optional=True),
-                o_weight=g("self_attn.o_proj.weight", C, H * D), o_bias=g("self_attn.o_proj.bias", C, optional=True),
-                is_causal=True, rope_inv_freq=inv_freq, sliding_window=window, dtype=w.dtype)
-            ffn = _C.FeedForward(g("mlp.up_proj.weight", F, C), g("mlp.down_proj.weight", C, F),
-                                 gate_weight=g("mlp.gate_proj.weight", F, C),
-                                 up_bias=g("mlp.up_proj.bias", F, optional=True),
-                                 down_bias=g("mlp.down_proj.bias", C, optional=True),
-                                 gate_bias=g("mlp.gate_proj.bias", F, optional=True), activation=act,
-                                 dtype=w.dtype)
+                C,
+                H,
+                num_key_value_heads=KVH,
+                head_dim=D,
+                q_weight=g("self_attn.q_proj.weight", H * D, C),
+                q_bias=g("self_attn.q_proj.bias", H * D, optional=True),
+                k_weight=g("self_attn.k_proj.weight", KVH * D, C),
+                k_bias=g("self_attn.k_proj.bias", KVH * D, optional=True),
+                v_weight=g("self_attn.v_proj.weight", KVH * D, C),
+                v_bias=g("self_attn.v_proj.bias", KVH * D, optional=True),
+                o_weight=g("self_attn.o_proj.weight", C, H * D),
+                o_bias=g("self_attn.o_proj.bias", C, optional=True),
+                is_causal=True,
+                rope_inv_freq=inv_freq,
+                sliding_window=window,
+                dtype=w.dtype,
+            )
+            ffn = _C.FeedForward(
+                g("mlp.up_proj.weight", F, C),
+                g("mlp.down_proj.weight", C, F),
+                gate_weight=g("mlp.gate_proj.weight", F, C),
+                up_bias=g("mlp.up_proj.bias", F, optional=True),
+                down_bias=g("mlp.down_proj.bias", C, optional=True),
+                gate_bias=g("mlp.gate_proj.bias", F, optional=True),
+                activation=act,
+                dtype=w.dtype,
+            )
             n1 = _C.RMSNorm(g("input_layernorm.weight", C), eps=eps)
             n2 = _C.RMSNorm(g("post_attention_layernorm.weight", C), eps=eps)
             self.layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=True))

@@ -5,6 +5,7 @@ post-norm layers whose self-attention is a sliding window plus global tokens
 Unlike HF, the input is not padded to a multiple of ``attention_window``: the window is
 clipped at the sequence ends instead, which gives the same outputs for every token.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional
@@ -27,11 +28,15 @@ def _windows(cfg: Config, layers: int) -> List[int]:
     win = cfg.get("attention_window", 512)
     wins = [win] * layers if isinstance(win, int) and not isinstance(win, bool) else win
     if not isinstance(wins, (list, tuple)) or len(wins) != layers:
-        raise CheckpointError(f"config.json: attention_window must be an int or a list of {layers} ints "
-                              f"(one per layer), got {win!r}")
+        raise CheckpointError(
+            f"config.json: attention_window must be an int or a list of {layers} ints "
+            f"(one per layer), got {win!r}"
+        )
     for i, w in enumerate(wins):
         if not isinstance(w, int) or isinstance(w, bool) or w <= 0 or w % 2:
-            raise CheckpointError(f"config.json: attention_window[{i}] must be a positive even int, got {w!r}")
+            raise CheckpointError(
+                f"config.json: attention_window[{i}] must be a positive even int, got {w!r}"
+            )
     return list(wins)
 
 
@@ -45,28 +50,49 @@ class _LongformerLayer:
 
         s = "attention.self."
         self.C, self.H, self.D, self.window = C, H, C // H, window // 2  # one-sided, as HF
-        fused = lambda names: (np.concatenate([g(s + n, "weight", C, C) for n in names]),  # noqa: E731
-                               np.concatenate([g(s + n, "bias", C) for n in names]))
+
+        def fused(names):
+            return (
+                np.concatenate([g(s + n, "weight", C, C) for n in names]),
+                np.concatenate([g(s + n, "bias", C) for n in names]),
+            )
+
         self.qkv = _C.Linear(*fused(("query", "key", "value")), dtype=w.dtype)
         self.kv_global = _C.Linear(*fused(("key_global", "value_global")), dtype=w.dtype)
-        self.q_global = _C.Linear(g(s + "query_global", "weight", C, C), g(s + "query_global", "bias", C),
-                                  dtype=w.dtype)
-        self.o = _C.Linear(g("attention.output.dense", "weight", C, C), g("attention.output.dense", "bias", C),
-                           dtype=w.dtype)
-        self.norm1 = _C.LayerNorm(g("attention.output.LayerNorm", "weight", C),
-                                  g("attention.output.LayerNorm", "bias", C), eps=eps)
-        self.ffn = _C.FeedForward(g("intermediate.dense", "weight", F, C), g("output.dense", "weight", C, F),
-                                  up_bias=g("intermediate.dense", "bias", F), down_bias=g("output.dense", "bias", C),
-                                  activation=act, dtype=w.dtype)
-        self.norm2 = _C.LayerNorm(g("output.LayerNorm", "weight", C), g("output.LayerNorm", "bias", C), eps=eps)
+        self.q_global = _C.Linear(
+            g(s + "query_global", "weight", C, C), g(s + "query_global", "bias", C), dtype=w.dtype
+        )
+        self.o = _C.Linear(
+            g("attention.output.dense", "weight", C, C), g("attention.output.dense", "bias", C), dtype=w.dtype
+        )
+        self.norm1 = _C.LayerNorm(
+            g("attention.output.LayerNorm", "weight", C), g("attention.output.LayerNorm", "bias", C), eps=eps
+        )
+        self.ffn = _C.FeedForward(
+            g("intermediate.dense", "weight", F, C),
+            g("output.dense", "weight", C, F),
+            up_bias=g("intermediate.dense", "bias", F),
+            down_bias=g("output.dense", "bias", C),
+            activation=act,
+            dtype=w.dtype,
+        )
+        self.norm2 = _C.LayerNorm(
+            g("output.LayerNorm", "weight", C), g("output.LayerNorm", "bias", C), eps=eps
+        )
 
     def _heads(self, x: np.ndarray) -> np.ndarray:
         """(B, T, C) rows as a (B, H, T, D) view (no copy)."""
         B, T, _ = x.shape
         return x.reshape(B, T, self.H, self.D).transpose(0, 2, 1, 3)
 
-    def __call__(self, h: np.ndarray, real: Optional[np.ndarray], glob: Optional[np.ndarray],
-                 gpos: List[np.ndarray], output_attentions: bool):
+    def __call__(
+        self,
+        h: np.ndarray,
+        real: Optional[np.ndarray],
+        glob: Optional[np.ndarray],
+        gpos: List[np.ndarray],
+        output_attentions: bool,
+    ):
         B, T, C = h.shape
         qkv = self.qkv(h)  # (B, T, 3C) = [q | k | v] per row
         kw = {}
@@ -74,14 +100,25 @@ class _LongformerLayer:
             G = max(len(p) for p in gpos)
             hg = np.zeros((B, G, C), np.float32)  # hidden states of each item's global tokens
             for b, p in enumerate(gpos):
-                hg[b, :len(p)] = h[b, p]
+                hg[b, : len(p)] = h[b, p]
             kvg = self.kv_global(h)  # (B, T, 2C)
-            kw = dict(global_attention_mask=glob, global_query=self._heads(self.q_global(hg)),
-                      global_key=self._heads(kvg[..., :C]), global_value=self._heads(kvg[..., C:]))
+            kw = dict(
+                global_attention_mask=glob,
+                global_query=self._heads(self.q_global(hg)),
+                global_key=self._heads(kvg[..., :C]),
+                global_value=self._heads(kvg[..., C:]),
+            )
         ctx = np.empty((B, T, C), np.float32)
         res = _C.sliding_window_attention(
-            self._heads(qkv[..., :C]), self._heads(qkv[..., C:2 * C]), self._heads(qkv[..., 2 * C:]),
-            self.window, attention_mask=real, return_weights=output_attentions, out=self._heads(ctx), **kw)
+            self._heads(qkv[..., :C]),
+            self._heads(qkv[..., C : 2 * C]),
+            self._heads(qkv[..., 2 * C :]),
+            self.window,
+            attention_mask=real,
+            return_weights=output_attentions,
+            out=self._heads(ctx),
+            **kw,
+        )
         a = self.o(ctx, h)  # dense(ctx) + h
         a = self.norm1(a, out=a)
         y = self.ffn(a, a)
@@ -103,8 +140,11 @@ class LongformerModel(RobertaModel):
         PreTrainedModel.__init__(self, config, weights)  # embeddings as RobertaModel, own encoder
         cfg, w = config, weights
         C, V = cfg.require("hidden_size"), cfg.require("vocab_size")
-        P, H, F = cfg.require("max_position_embeddings"), cfg.require("num_attention_heads"), cfg.require(
-            "intermediate_size")
+        P, H, F = (
+            cfg.require("max_position_embeddings"),
+            cfg.require("num_attention_heads"),
+            cfg.require("intermediate_size"),
+        )
         layers = cfg.require("num_hidden_layers")
         if C % H:
             raise CheckpointError(f"config.json: hidden size {C} is not divisible by {H} heads")
@@ -114,18 +154,35 @@ class LongformerModel(RobertaModel):
         self.attention_window = _windows(cfg, layers)
         self.layers = []
         for i in w.layer_range(layers):
-            self.layers.append(_LongformerLayer(w, f"encoder.layer.{i}", C, H, F, layer_norm_eps(cfg), hidden_act(cfg),
-                                                self.attention_window[i]))
+            self.layers.append(
+                _LongformerLayer(
+                    w,
+                    f"encoder.layer.{i}",
+                    C,
+                    H,
+                    F,
+                    layer_norm_eps(cfg),
+                    hidden_act(cfg),
+                    self.attention_window[i],
+                )
+            )
             w.release()
         self.pooler = None
         if add_pooling_layer and w.has("pooler.dense.weight"):
-            self.pooler = _C.Linear(w.get("pooler.dense.weight", (C, C)), w.get("pooler.dense.bias", (C,)), "tanh",
-                                    dtype=w.dtype)
+            self.pooler = _C.Linear(
+                w.get("pooler.dense.weight", (C, C)), w.get("pooler.dense.bias", (C,)), "tanh", dtype=w.dtype
+            )
 
-
-    def forward(self, input_ids, attention_mask=None, global_attention_mask=None, token_type_ids=None,
-                position_ids=None, output_hidden_states: bool = False,
-                output_attentions: bool = False) -> ModelOutput:
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        global_attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> ModelOutput:
         """Hugging Face arguments and outputs of the transformers class of the same name.
 
         Outputs: ``last_hidden_state``, ``pooler_output``, ``hidden_states``, ``attentions``
@@ -155,10 +212,13 @@ class LongformerModel(RobertaModel):
                 if glob is not None:
                     gattns.append(self._hf_global_attentions(ga, gpos, T))
         pooled = self.pooler(np.ascontiguousarray(h[:, 0])) if self.pooler is not None else None
-        return ModelOutput(last_hidden_state=h, pooler_output=pooled,
-                           hidden_states=tuple(hidden) if hidden is not None else None,
-                           attentions=tuple(attns) if attns is not None else None,
-                           global_attentions=tuple(gattns) if gattns else None)
+        return ModelOutput(
+            last_hidden_state=h,
+            pooler_output=pooled,
+            hidden_states=tuple(hidden) if hidden is not None else None,
+            attentions=tuple(attns) if attns is not None else None,
+            global_attentions=tuple(gattns) if gattns else None,
+        )
 
     def _hf_global_attentions(self, ga: np.ndarray, gpos: List[np.ndarray], T: int) -> np.ndarray:
         """(B, H, T, G) as HF returns it: keys padded to a multiple of max(attention_window),
@@ -169,5 +229,5 @@ class LongformerModel(RobertaModel):
         out = np.zeros((B, H, Tp, G), np.float32)
         out[:, :, :T] = ga
         for b, p in enumerate(gpos):
-            out[b, :, :, len(p):] = 1.0 / Tp
+            out[b, :, :, len(p) :] = 1.0 / Tp
         return out

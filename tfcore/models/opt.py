@@ -4,6 +4,7 @@ Learned positions counted over the attention mask with OPT's offset of 2, option
 project_in/project_out when word_embed_proj_dim differs from hidden_size, pre-norm
 (do_layer_norm_before, most sizes) or post-norm (opt-350m), LM head tied to the embeddings.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +31,11 @@ class OPTForCausalLM(DecoderLM):
     def __init__(self, config: Config, weights: Weights):
         super().__init__(config, weights)
         cfg, w = config, weights
-        C, H, L = cfg.require("hidden_size"), cfg.require("num_attention_heads"), cfg.require("num_hidden_layers")
+        C, H, L = (
+            cfg.require("hidden_size"),
+            cfg.require("num_attention_heads"),
+            cfg.require("num_hidden_layers"),
+        )
         F, V, P = cfg.require("ffn_dim"), cfg.require("vocab_size"), cfg.require("max_position_embeddings")
         E = cfg.get("word_embed_proj_dim") or C
         pre_norm = bool(cfg.get("do_layer_norm_before", True))
@@ -45,27 +50,49 @@ class OPTForCausalLM(DecoderLM):
         self.embed_tokens = _C.Embedding(w.get(p + "embed_tokens.weight", (V, E)))
         self.embed_positions = w.get(p + "embed_positions.weight", (P + POSITION_OFFSET, C))
         self.project_in = _C.Linear(w.get(p + "project_in.weight", (C, E)), dtype=w.dtype) if E != C else None
-        self.project_out = _C.Linear(w.get(p + "project_out.weight", (E, C)), dtype=w.dtype) if E != C else None
+        self.project_out = (
+            _C.Linear(w.get(p + "project_out.weight", (E, C)), dtype=w.dtype) if E != C else None
+        )
         for i in w.layer_range(L):
+
             def g(key, *shape):
-                return w.get(f"{p}layers.{i}.{key}", shape, optional=not bias and key.endswith(".bias"),
-                             matrix=len(shape) == 2)
+                return w.get(
+                    f"{p}layers.{i}.{key}",
+                    shape,
+                    optional=not bias and key.endswith(".bias"),
+                    matrix=len(shape) == 2,
+                )
 
             attn = _C.MultiHeadAttention(
-                C, H, q_weight=g("self_attn.q_proj.weight", C, C), q_bias=g("self_attn.q_proj.bias", C),
-                k_weight=g("self_attn.k_proj.weight", C, C), k_bias=g("self_attn.k_proj.bias", C),
-                v_weight=g("self_attn.v_proj.weight", C, C), v_bias=g("self_attn.v_proj.bias", C),
-                o_weight=g("self_attn.out_proj.weight", C, C), o_bias=g("self_attn.out_proj.bias", C), is_causal=True,
-                dtype=w.dtype)
-            ffn = _C.FeedForward(g("fc1.weight", F, C), g("fc2.weight", C, F), up_bias=g("fc1.bias", F),
-                                 down_bias=g("fc2.bias", C), activation=act, dtype=w.dtype)
+                C,
+                H,
+                q_weight=g("self_attn.q_proj.weight", C, C),
+                q_bias=g("self_attn.q_proj.bias", C),
+                k_weight=g("self_attn.k_proj.weight", C, C),
+                k_bias=g("self_attn.k_proj.bias", C),
+                v_weight=g("self_attn.v_proj.weight", C, C),
+                v_bias=g("self_attn.v_proj.bias", C),
+                o_weight=g("self_attn.out_proj.weight", C, C),
+                o_bias=g("self_attn.out_proj.bias", C),
+                is_causal=True,
+                dtype=w.dtype,
+            )
+            ffn = _C.FeedForward(
+                g("fc1.weight", F, C),
+                g("fc2.weight", C, F),
+                up_bias=g("fc1.bias", F),
+                down_bias=g("fc2.bias", C),
+                activation=act,
+                dtype=w.dtype,
+            )
             n1 = _C.LayerNorm(g("self_attn_layer_norm.weight", C), g("self_attn_layer_norm.bias", C))
             n2 = _C.LayerNorm(g("final_layer_norm.weight", C), g("final_layer_norm.bias", C))
             self.layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=pre_norm))
             w.release()
         if pre_norm and w.has(p + "final_layer_norm.weight"):
-            self.final_layer_norm = _C.LayerNorm(w.get(p + "final_layer_norm.weight", (C,)),
-                                                 w.get(p + "final_layer_norm.bias", (C,)))
+            self.final_layer_norm = _C.LayerNorm(
+                w.get(p + "final_layer_norm.weight", (C,)), w.get(p + "final_layer_norm.bias", (C,))
+            )
         else:
             self.final_layer_norm = None
         head = w.get("lm_head.weight", (V, E), optional=True, matrix=True)
@@ -85,7 +112,9 @@ class OPTForCausalLM(DecoderLM):
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Input embeddings of ids (B, T) at positions (B, T): (B, T, C) float32."""
         if positions.max() >= self.max_positions:
-            raise _C.TfcoreValueError(f"positions reach {positions.max()}, beyond max_position_embeddings={self.max_positions}")
+            raise _C.TfcoreValueError(
+                f"positions reach {positions.max()}, beyond max_position_embeddings={self.max_positions}"
+            )
         h = self.embed_tokens(ids)
         if self.project_in is not None:
             h = self.project_in(h)

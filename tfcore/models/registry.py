@@ -11,6 +11,7 @@ and the loaders ask the registry instead of keeping their own tables:
 ``AutoModelForSeq2SeqLM`` is ``"seq2seq-lm"``; ``tfcore generate`` reads ``tasks_for``.
 A class is filed under each of its ``model_types``; a (model_type, task) pair has one class.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Dict, Optional, Tuple, Type, TypeVar
@@ -21,13 +22,13 @@ from .base import PreTrainedModel
 
 # The tasks a class can be registered for, with the noun error messages use for each.
 TASKS: Dict[str, str] = {
-    "base": "model",                                 # AutoModel: the bare encoder / decoder / vision model
-    "causal-lm": "causal LM",                        # AutoModelForCausalLM: LM head and generate()
-    "seq2seq-lm": "sequence-to-sequence LM",         # AutoModelForSeq2SeqLM: encoder-decoder with generate()
+    "base": "model",  # AutoModel: the bare encoder / decoder / vision model
+    "causal-lm": "causal LM",  # AutoModelForCausalLM: LM head and generate()
+    "seq2seq-lm": "sequence-to-sequence LM",  # AutoModelForSeq2SeqLM: encoder-decoder with generate()
     "masked-lm": "masked LM",
     "sequence-classification": "sequence classifier",
     "image-classification": "image classifier",
-    "encoder": "encoder",                            # the encoder half of an encoder-decoder (T5EncoderModel)
+    "encoder": "encoder",  # the encoder half of an encoder-decoder (T5EncoderModel)
 }
 
 # (model_type, task) -> class, in registration order
@@ -53,13 +54,16 @@ def register(task: str) -> Callable[[M], M]:
             raise _C.TfcoreTypeError(f"register({task!r}) takes a PreTrainedModel subclass, got {cls!r}")
         types = tuple(cls.model_types)
         if not types:
-            raise _C.TfcoreValueError(f"{cls.__qualname__} has no model_types to register under task {task!r}")
+            raise _C.TfcoreValueError(
+                f"{cls.__qualname__} has no model_types to register under task {task!r}"
+            )
         for mt in types:  # check every pair before filing any
             taken = _REGISTRY.get((mt, task))
             if taken is not None:
                 raise _C.TfcoreValueError(
                     f"{cls.__module__}.{cls.__qualname__}: model_type {mt!r} for task {task!r} is already "
-                    f"registered by {taken.__module__}.{taken.__qualname__} (set model_types on the subclass)")
+                    f"registered by {taken.__module__}.{taken.__qualname__} (set model_types on the subclass)"
+                )
         for mt in types:
             _REGISTRY[(mt, task)] = cls
         return cls
@@ -75,8 +79,10 @@ def lookup(model_type, task: str, source: Optional[str] = None) -> Type[PreTrain
     cls = _REGISTRY.get((model_type, task)) if isinstance(model_type, str) else None
     if cls is None:
         where = f"{source}: " if source is not None else ""
-        raise CheckpointError(f"{where}model_type {model_type!r} is not a supported {TASKS[task]}; tfcore supports "
-                              f"{', '.join(model_types(task)) or 'none'}")
+        raise CheckpointError(
+            f"{where}model_type {model_type!r} is not a supported {TASKS[task]}; tfcore supports "
+            f"{', '.join(model_types(task)) or 'none'}"
+        )
     return cls
 
 

@@ -18,6 +18,7 @@ Patch merging: one gather copy puts each 2x2 neighbourhood in HF's order into a 
 4C -> 2C Linear. The copy is the one data movement merging needs: the GEMM wants each
 row's 4C inputs contiguous, and they come from two image rows.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,10 @@ _LAYER_KEYS = {
     "k": ("attention.self.key", "attention.k_proj"),
     "v": ("attention.self.value", "attention.v_proj"),
     "o": ("attention.output.dense", "attention.o_proj"),
-    "table": ("attention.self.relative_position_bias_table",
-              "attention.relative_position_bias.relative_position_bias_table"),
+    "table": (
+        "attention.self.relative_position_bias_table",
+        "attention.relative_position_bias.relative_position_bias_table",
+    ),
     "fc1": ("intermediate.dense", "mlp.fc1"),
     "fc2": ("output.dense", "mlp.fc2"),
 }
@@ -112,10 +115,17 @@ class SwinModel(PreTrainedModel):
         cfg, w = config, weights
         C0 = cfg.require("embed_dim")
         depths, heads = cfg.get("depths"), cfg.get("num_heads")
-        if (not isinstance(depths, list) or not isinstance(heads, list) or len(depths) != len(heads) or not depths
-                or not all(isinstance(v, int) and v > 0 for v in depths + heads)):
-            raise CheckpointError(f"config.json: depths {depths!r} and num_heads {heads!r} must be lists of "
-                                  "positive ints of the same length")
+        if (
+            not isinstance(depths, list)
+            or not isinstance(heads, list)
+            or len(depths) != len(heads)
+            or not depths
+            or not all(isinstance(v, int) and v > 0 for v in depths + heads)
+        ):
+            raise CheckpointError(
+                f"config.json: depths {depths!r} and num_heads {heads!r} must be lists of "
+                "positive ints of the same length"
+            )
         self.channels = int(cfg.get("num_channels", 3))
         self.patch = pair(cfg.get("patch_size", 4))
         if min(self.patch) <= 0:
@@ -127,31 +137,42 @@ class SwinModel(PreTrainedModel):
         act = cfg.get("hidden_act", "gelu")
         ph, pw = self.patch
         conv = w.get("embeddings.patch_embeddings.projection.weight", (C0, self.channels, ph, pw))
-        self.patch_embed = _C.Linear(np.ascontiguousarray(conv.reshape(C0, -1)),
-                                     w.get("embeddings.patch_embeddings.projection.bias", (C0,)), dtype=w.dtype)
+        self.patch_embed = _C.Linear(
+            np.ascontiguousarray(conv.reshape(C0, -1)),
+            w.get("embeddings.patch_embeddings.projection.bias", (C0,)),
+            dtype=w.dtype,
+        )
         # HF's SwinEmbeddings.norm and SwinPatchMerging.norm are nn.LayerNorm(dim): eps 1e-5,
         # not layer_norm_eps
-        self.embed_norm = _C.LayerNorm(w.get("embeddings.norm.weight", (C0,)), w.get("embeddings.norm.bias", (C0,)))
+        self.embed_norm = _C.LayerNorm(
+            w.get("embeddings.norm.weight", (C0,)), w.get("embeddings.norm.bias", (C0,))
+        )
         self.position_embeddings = None
         if cfg.get("use_absolute_embeddings", False):
             pos = w.get("embeddings.position_embeddings")
             if pos.ndim != 3 or pos.shape[0] != 1 or pos.shape[2] != C0:
-                raise CheckpointError(f"embeddings.position_embeddings has shape {pos.shape}, expected (1, N, {C0})")
+                raise CheckpointError(
+                    f"embeddings.position_embeddings has shape {pos.shape}, expected (1, N, {C0})"
+                )
             self.position_embeddings = pos[0]
         self.stages: List[_SwinStage] = []
         n_layers = sum(depths)
         bar = iter(w.layer_range(n_layers))
         for s, (depth, H) in enumerate(zip(depths, heads)):
-            C = C0 * 2 ** s
+            C = C0 * 2**s
             if C % H:
                 raise CheckpointError(f"config.json: stage {s} width {C} is not divisible by {H} heads")
-            layers = [self._layer(w, f"encoder.layers.{s}.blocks.{i}.", C, H, i, eps, mlp_ratio, act, bar)
-                      for i in range(depth)]
+            layers = [
+                self._layer(w, f"encoder.layers.{s}.blocks.{i}.", C, H, i, eps, mlp_ratio, act, bar)
+                for i in range(depth)
+            ]
             down = None
             if s < len(depths) - 1:
                 p = f"encoder.layers.{s}.downsample."
-                down = _PatchMerging(_C.LayerNorm(w.get(p + "norm.weight", (4 * C,)), w.get(p + "norm.bias", (4 * C,))),
-                                     _C.Linear(w.get(p + "reduction.weight", (2 * C, 4 * C), matrix=True), dtype=w.dtype))
+                down = _PatchMerging(
+                    _C.LayerNorm(w.get(p + "norm.weight", (4 * C,)), w.get(p + "norm.bias", (4 * C,))),
+                    _C.Linear(w.get(p + "reduction.weight", (2 * C, 4 * C), matrix=True), dtype=w.dtype),
+                )
             self.stages.append(_SwinStage(layers, down))
         for _ in bar:  # finish the progress bar
             pass
@@ -160,8 +181,9 @@ class SwinModel(PreTrainedModel):
         self.layernorm = _C.LayerNorm(w.get("layernorm.weight", (F,)), w.get("layernorm.bias", (F,)), eps=eps)
         self.add_pooling_layer = add_pooling_layer
 
-    def _layer(self, w: Weights, p: str, C: int, H: int, index: int, eps: float, mlp_ratio: float, act: str,
-               bar) -> _C.SwinLayer:
+    def _layer(
+        self, w: Weights, p: str, C: int, H: int, index: int, eps: float, mlp_ratio: float, act: str, bar
+    ) -> _C.SwinLayer:
         new = w.has(p + _LAYER_KEYS["q"][1] + ".weight")
         key = {k: p + v[1 if new else 0] for k, v in _LAYER_KEYS.items()}
         F = int(mlp_ratio * C)
@@ -181,15 +203,31 @@ class SwinModel(PreTrainedModel):
         # window to the stage resolution (and dropped the shift) when the model was made
         window, shift = (ws, ws // 2 if index % 2 else 0) if tw >= ws else (tw, 0)
         attention = _C.WindowAttention(
-            C, H, window, shift_size=shift,
+            C,
+            H,
+            window,
+            shift_size=shift,
             qkv_weight=_cat([g(n, "weight", C, C) for n in "qkv"]),
             qkv_bias=None if biases[0] is None else np.concatenate(biases),
-            o_weight=g("o", "weight", C, C), o_bias=g("o", "bias", C),
-            relative_position_bias_table=table, dtype=w.dtype)
-        mlp = _C.FeedForward(g("fc1", "weight", F, C), g("fc2", "weight", C, F), up_bias=g("fc1", "bias", F),
-                             down_bias=g("fc2", "bias", C), activation=act, dtype=w.dtype)
-        n1 = _C.LayerNorm(w.get(p + "layernorm_before.weight", (C,)), w.get(p + "layernorm_before.bias", (C,)), eps=eps)
-        n2 = _C.LayerNorm(w.get(p + "layernorm_after.weight", (C,)), w.get(p + "layernorm_after.bias", (C,)), eps=eps)
+            o_weight=g("o", "weight", C, C),
+            o_bias=g("o", "bias", C),
+            relative_position_bias_table=table,
+            dtype=w.dtype,
+        )
+        mlp = _C.FeedForward(
+            g("fc1", "weight", F, C),
+            g("fc2", "weight", C, F),
+            up_bias=g("fc1", "bias", F),
+            down_bias=g("fc2", "bias", C),
+            activation=act,
+            dtype=w.dtype,
+        )
+        n1 = _C.LayerNorm(
+            w.get(p + "layernorm_before.weight", (C,)), w.get(p + "layernorm_before.bias", (C,)), eps=eps
+        )
+        n2 = _C.LayerNorm(
+            w.get(p + "layernorm_after.weight", (C,)), w.get(p + "layernorm_after.bias", (C,)), eps=eps
+        )
         w.release()
         next(bar, None)
         return _C.SwinLayer(attention, mlp, n1, n2)
@@ -210,11 +248,11 @@ class SwinModel(PreTrainedModel):
         view = cols.transpose(0, 3, 1, 4, 2, 5)
         view[:, :, :fh, :, :fw] = x[:, :, : fh * ph, : fw * pw].reshape(B, ch, fh, ph, fw, pw)
         if rw:
-            view[:, :, :fh, :, fw, :rw] = x[:, :, : fh * ph, fw * pw:].reshape(B, ch, fh, ph, rw)
+            view[:, :, :fh, :, fw, :rw] = x[:, :, : fh * ph, fw * pw :].reshape(B, ch, fh, ph, rw)
         if rh:
-            view[:, :, fh, :rh, :fw] = x[:, :, fh * ph:, : fw * pw].reshape(B, ch, rh, fw, pw)
+            view[:, :, fh, :rh, :fw] = x[:, :, fh * ph :, : fw * pw].reshape(B, ch, rh, fw, pw)
         if rh and rw:
-            view[:, :, fh, :rh, fw, :rw] = x[:, :, fh * ph:, fw * pw:]
+            view[:, :, fh, :rh, fw, :rw] = x[:, :, fh * ph :, fw * pw :]
         return self.patch_embed(cols.reshape(B, nh * nw, ch * ph * pw)), nh, nw
 
     def _positions(self, Hh: int, Ww: int, nh: int, nw: int, interpolate: bool) -> np.ndarray:
@@ -224,17 +262,26 @@ class SwinModel(PreTrainedModel):
             if pos.shape[0] != nh * nw:
                 raise _C.TfcoreValueError(
                     f"the image gives {nh}x{nw} patches but the model has {pos.shape[0]} position embeddings; "
-                    "pass interpolate_pos_encoding=True to resize them")
+                    "pass interpolate_pos_encoding=True to resize them"
+                )
             return pos
         side = math.isqrt(pos.shape[0])
         th, tw = Hh // self.patch[0], Ww // self.patch[1]
         if side * side != pos.shape[0] or (th, tw) != (nh, nw):
-            raise _C.TfcoreValueError(f"cannot resize {pos.shape[0]} position embeddings to a {nh}x{nw} patch grid "
-                                      "(HF resizes a square grid to whole patches only)")
+            raise _C.TfcoreValueError(
+                f"cannot resize {pos.shape[0]} position embeddings to a {nh}x{nw} patch grid "
+                "(HF resizes a square grid to whole patches only)"
+            )
         return resize_grid(pos.reshape(side, side, -1), nh, nw).reshape(nh * nw, -1)
 
-    def forward(self, pixel_values, output_hidden_states: bool = False, output_attentions: bool = False,
-                interpolate_pos_encoding: bool = False, always_partition: bool = False) -> ModelOutput:
+    def forward(
+        self,
+        pixel_values,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        interpolate_pos_encoding: bool = False,
+        always_partition: bool = False,
+    ) -> ModelOutput:
         """pixel_values (B, channels, H, W) float32 -> last_hidden_state (B, tokens, C),
         pooler_output (B, C), and with output_hidden_states the embeddings and each stage's
         output as hidden_states (B, tokens, C) and reshaped_hidden_states (B, C, h, w); with
@@ -243,7 +290,9 @@ class SwinModel(PreTrainedModel):
         h, nh, nw = self._patches(pixel_values)
         h = self.embed_norm(h, out=h)
         if self.position_embeddings is not None:
-            h += self._positions(pixel_values.shape[2], pixel_values.shape[3], nh, nw, interpolate_pos_encoding)
+            h += self._positions(
+                pixel_values.shape[2], pixel_values.shape[3], nh, nw, interpolate_pos_encoding
+            )
         dims = (nh, nw)
         hidden = [h] if output_hidden_states else None
         reshaped = [self._spatial(h, dims)] if output_hidden_states else None
@@ -267,10 +316,13 @@ class SwinModel(PreTrainedModel):
                 attentions.append(weights)
         last = self.layernorm(h)
         pooled = last.mean(axis=1, dtype=np.float32) if self.add_pooling_layer else None
-        return ModelOutput(last_hidden_state=last, pooler_output=pooled,
-                           hidden_states=tuple(hidden) if hidden is not None else None,
-                           attentions=tuple(attentions) if attentions is not None else None,
-                           reshaped_hidden_states=tuple(reshaped) if reshaped is not None else None)
+        return ModelOutput(
+            last_hidden_state=last,
+            pooler_output=pooled,
+            hidden_states=tuple(hidden) if hidden is not None else None,
+            attentions=tuple(attentions) if attentions is not None else None,
+            reshaped_hidden_states=tuple(reshaped) if reshaped is not None else None,
+        )
 
     @staticmethod
     def _spatial(h: np.ndarray, dims: Tuple[int, int]) -> np.ndarray:
@@ -294,15 +346,31 @@ class SwinForImageClassification(PreTrainedModel):
         weights.used |= base.used
         C = self.swin.num_features
         labels = len(config.get("id2label") or {}) or config.get("num_labels", 2)
-        self.classifier = _C.Linear(weights.get("classifier.weight", (labels, C), matrix=True),
-                                    weights.get("classifier.bias", (labels,)), dtype=weights.dtype)
+        self.classifier = _C.Linear(
+            weights.get("classifier.weight", (labels, C), matrix=True),
+            weights.get("classifier.bias", (labels,)),
+            dtype=weights.dtype,
+        )
         self.num_labels = labels
 
-    def forward(self, pixel_values, output_hidden_states: bool = False, output_attentions: bool = False,
-                interpolate_pos_encoding: bool = False) -> ModelOutput:
+    def forward(
+        self,
+        pixel_values,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        interpolate_pos_encoding: bool = False,
+    ) -> ModelOutput:
         """pixel_values (B, channels, H, W) float32 -> logits (B, num_labels), plus SwinModel's
         optional hidden_states, attentions and reshaped_hidden_states."""
-        out = self.swin(pixel_values, output_hidden_states=output_hidden_states,
-                        output_attentions=output_attentions, interpolate_pos_encoding=interpolate_pos_encoding)
-        return ModelOutput(logits=self.classifier(out.pooler_output), hidden_states=out.get("hidden_states"),
-                           attentions=out.get("attentions"), reshaped_hidden_states=out.get("reshaped_hidden_states"))
+        out = self.swin(
+            pixel_values,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            interpolate_pos_encoding=interpolate_pos_encoding,
+        )
+        return ModelOutput(
+            logits=self.classifier(out.pooler_output),
+            hidden_states=out.get("hidden_states"),
+            attentions=out.get("attentions"),
+            reshaped_hidden_states=out.get("reshaped_hidden_states"),
+        )

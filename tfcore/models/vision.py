@@ -3,6 +3,7 @@
 matching ``torch.nn.functional.interpolate`` (mode="bicubic", align_corners=False), with and
 without ``antialias`` — what ViT-family models use to run on image sizes other than the one
 they were trained on."""
+
 from __future__ import annotations
 
 import math

@@ -7,6 +7,7 @@ by the conv weight as a tfcore.Linear. Layers are pre-norm tfcore.TransformerBlo
 DINOv2's layer scale is folded into the output projections (diag(λ) W), so a layer is
 still one C call.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
@@ -30,17 +31,25 @@ def _scaled(weight: np.ndarray, bias: Optional[np.ndarray], scale: Optional[np.n
         return weight, bias
     if weight.dtype == np.uint16:  # bf16 bits (bfloat16 model): scale in float32
         weight = _C.bfloat16_to_float32(weight)
-    return ((weight * scale[:, None]).astype(np.float32),
-            None if bias is None else (bias * scale).astype(np.float32))
+    return (
+        (weight * scale[:, None]).astype(np.float32),
+        None if bias is None else (bias * scale).astype(np.float32),
+    )
 
 
 class _VisionModel(PreTrainedModel):
     """Shared embedding/encoder logic; subclasses name their keys and extra tokens."""
 
-    layer_keys = dict(norm1="layernorm_before", norm2="layernorm_after", up="intermediate.dense",
-                      down="output.dense", scale1=None, scale2=None)
-    n_prefix_tokens = 1          # tokens before the patches: CLS (+ distillation)
-    always_interpolate = False   # DINOv2 resizes position embeddings for any image size
+    layer_keys = dict(
+        norm1="layernorm_before",
+        norm2="layernorm_after",
+        up="intermediate.dense",
+        down="output.dense",
+        scale1=None,
+        scale2=None,
+    )
+    n_prefix_tokens = 1  # tokens before the patches: CLS (+ distillation)
+    always_interpolate = False  # DINOv2 resizes position embeddings for any image size
     antialias = False
     default_eps = 1e-12
 
@@ -57,16 +66,21 @@ class _VisionModel(PreTrainedModel):
         eps = float(cfg.get("layer_norm_eps", self.default_eps))
         ph, pw = self.patch
         conv = w.get("embeddings.patch_embeddings.projection.weight", (C, self.channels, ph, pw))
-        self.patch_embed = _C.Linear(np.ascontiguousarray(conv.reshape(C, -1)),
-                                     w.get("embeddings.patch_embeddings.projection.bias", (C,)), dtype=w.dtype)
+        self.patch_embed = _C.Linear(
+            np.ascontiguousarray(conv.reshape(C, -1)),
+            w.get("embeddings.patch_embeddings.projection.bias", (C,)),
+            dtype=w.dtype,
+        )
         self.cls_token = w.get("embeddings.cls_token", (1, 1, C))
         self.extra_tokens = self._extra_tokens(w, C)
         pos = w.get("embeddings.position_embeddings")
         if pos.ndim != 3 or pos.shape[0] != 1 or pos.shape[2] != C:
-            raise CheckpointError(f"embeddings.position_embeddings has shape {pos.shape}, expected (1, N, {C})")
+            raise CheckpointError(
+                f"embeddings.position_embeddings has shape {pos.shape}, expected (1, N, {C})"
+            )
         self.position_embeddings = pos[0]  # (prefix + patches, C)
         grid = self.position_embeddings.shape[0] - self.n_prefix_tokens
-        side = int(round(grid ** 0.5))
+        side = int(round(grid**0.5))
         if side * side != grid:
             raise CheckpointError(f"position embeddings hold {grid} patch positions, not a square grid")
         self.grid = side
@@ -74,8 +88,12 @@ class _VisionModel(PreTrainedModel):
         self.layernorm = _C.LayerNorm(w.get("layernorm.weight", (C,)), w.get("layernorm.bias", (C,)), eps=eps)
         self.pooler = None
         if add_pooling_layer and w.has("pooler.dense.weight"):
-            self.pooler = _C.Linear(w.get("pooler.dense.weight", (C, C)), w.get("pooler.dense.bias", (C,)),
-                                    cfg.get("pooler_act", "tanh"), dtype=w.dtype)
+            self.pooler = _C.Linear(
+                w.get("pooler.dense.weight", (C, C)),
+                w.get("pooler.dense.bias", (C,)),
+                cfg.get("pooler_act", "tanh"),
+                dtype=w.dtype,
+            )
 
     # -- pieces a family changes
     def _extra_tokens(self, w: Weights, C: int) -> Optional[np.ndarray]:
@@ -84,8 +102,14 @@ class _VisionModel(PreTrainedModel):
     def _mlp(self, g, C: int, F: int, act: str, down_scale=None) -> _C.FeedForward:
         k = self.layer_keys
         down_w, down_b = _scaled(g(k["down"] + ".weight", C, F), g(k["down"] + ".bias", C), down_scale)
-        return _C.FeedForward(g(k["up"] + ".weight", F, C), down_w, up_bias=g(k["up"] + ".bias", F),
-                              down_bias=down_b, activation=act, dtype=self.dtype)
+        return _C.FeedForward(
+            g(k["up"] + ".weight", F, C),
+            down_w,
+            up_bias=g(k["up"] + ".bias", F),
+            down_bias=down_b,
+            activation=act,
+            dtype=self.dtype,
+        )
 
     def _build_encoder(self, cfg: Config, w: Weights, C: int, H: int, F: int, eps: float) -> EncoderStack:
         k, act = self.layer_keys, cfg.get("hidden_act", "gelu")
@@ -98,14 +122,23 @@ class _VisionModel(PreTrainedModel):
 
             l1 = g(k["scale1"], C) if k["scale1"] else None
             l2 = g(k["scale2"], C) if k["scale2"] else None
-            o_w, o_b = _scaled(g("attention.output.dense.weight", C, C), g("attention.output.dense.bias", C), l1)
+            o_w, o_b = _scaled(
+                g("attention.output.dense.weight", C, C), g("attention.output.dense.bias", C), l1
+            )
             ffn = self._mlp(g, C, F, act, l2)
             attn = _C.MultiHeadAttention(
-                C, H,
-                q_weight=g("attention.attention.query.weight", C, C), q_bias=g("attention.attention.query.bias", C, optional=True),
-                k_weight=g("attention.attention.key.weight", C, C), k_bias=g("attention.attention.key.bias", C, optional=True),
-                v_weight=g("attention.attention.value.weight", C, C), v_bias=g("attention.attention.value.bias", C, optional=True),
-                o_weight=o_w, o_bias=o_b, dtype=w.dtype)
+                C,
+                H,
+                q_weight=g("attention.attention.query.weight", C, C),
+                q_bias=g("attention.attention.query.bias", C, optional=True),
+                k_weight=g("attention.attention.key.weight", C, C),
+                k_bias=g("attention.attention.key.bias", C, optional=True),
+                v_weight=g("attention.attention.value.weight", C, C),
+                v_bias=g("attention.attention.value.bias", C, optional=True),
+                o_weight=o_w,
+                o_bias=o_b,
+                dtype=w.dtype,
+            )
             n1 = _C.LayerNorm(g(k["norm1"] + ".weight", C), g(k["norm1"] + ".bias", C), eps=eps)
             n2 = _C.LayerNorm(g(k["norm2"] + ".weight", C), g(k["norm2"] + ".bias", C), eps=eps)
             layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=True))
@@ -134,7 +167,8 @@ class _VisionModel(PreTrainedModel):
             ph, pw = self.patch
             raise _C.TfcoreValueError(
                 f"input image size ({nh * ph}*{nw * pw}) doesn't match model ({self.image_size[0]}*{self.image_size[1]}); "
-                "pass interpolate_pos_encoding=True to resize the position embeddings")
+                "pass interpolate_pos_encoding=True to resize the position embeddings"
+            )
         p = self.n_prefix_tokens
         grid = pos[p:].reshape(self.grid, self.grid, -1)
         resized = resize_grid(grid, nh, nw, antialias=self.antialias).reshape(nh * nw, -1)
@@ -151,17 +185,24 @@ class _VisionModel(PreTrainedModel):
 
     extra_tokens_before_positions = True
 
-    def forward(self, pixel_values, output_hidden_states: bool = False, output_attentions: bool = False,
-                interpolate_pos_encoding: bool = False) -> ModelOutput:
+    def forward(
+        self,
+        pixel_values,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        interpolate_pos_encoding: bool = False,
+    ) -> ModelOutput:
         """pixel_values (B, channels, H, W) float32 -> last_hidden_state (and pooler_output), as
         the transformers class of the same name."""
         patches, nh, nw = self._patches(pixel_values)
-        h = np.ascontiguousarray(self._tokens(patches, self._positions(nh, nw, interpolate_pos_encoding)),
-                                 dtype=np.float32)
+        h = np.ascontiguousarray(
+            self._tokens(patches, self._positions(nh, nw, interpolate_pos_encoding)), dtype=np.float32
+        )
         h, hidden, attns = self.encoder(h, None, output_hidden_states, output_attentions)
         last = self.layernorm(h)
-        return ModelOutput(last_hidden_state=last, pooler_output=self._pool(last), hidden_states=hidden,
-                           attentions=attns)
+        return ModelOutput(
+            last_hidden_state=last, pooler_output=self._pool(last), hidden_states=hidden, attentions=attns
+        )
 
     def _pool(self, last: np.ndarray) -> Optional[np.ndarray]:
         return self.pooler(np.ascontiguousarray(last[:, 0])) if self.pooler is not None else None
@@ -195,8 +236,14 @@ class Dinov2Model(_VisionModel):
     model_types = ("dinov2",)
     base_prefixes = ("", "dinov2.")
     ignore_keys = ("mask_token",)
-    layer_keys = dict(norm1="norm1", norm2="norm2", up="mlp.fc1", down="mlp.fc2",
-                      scale1="layer_scale1.lambda1", scale2="layer_scale2.lambda1")
+    layer_keys = dict(
+        norm1="norm1",
+        norm2="norm2",
+        up="mlp.fc1",
+        down="mlp.fc2",
+        scale1="layer_scale1.lambda1",
+        scale2="layer_scale2.lambda1",
+    )
     always_interpolate = True
     default_eps = 1e-6
 
@@ -210,11 +257,19 @@ class Dinov2Model(_VisionModel):
         # weights_in holds [gate; up] stacked, output = weights_out(silu(gate) * up)
         hidden = (int(F * 2 / 3) + 7) // 8 * 8
         w_in, b_in = g("mlp.weights_in.weight", 2 * hidden, C), g("mlp.weights_in.bias", 2 * hidden)
-        down_w, down_b = _scaled(g("mlp.weights_out.weight", C, hidden), g("mlp.weights_out.bias", C), down_scale)
-        return _C.FeedForward(np.ascontiguousarray(w_in[hidden:]), down_w,
-                              up_bias=np.ascontiguousarray(b_in[hidden:]), down_bias=down_b,
-                              gate_weight=np.ascontiguousarray(w_in[:hidden]), gate_bias=np.ascontiguousarray(b_in[:hidden]),
-                              activation="silu", dtype=self.dtype)
+        down_w, down_b = _scaled(
+            g("mlp.weights_out.weight", C, hidden), g("mlp.weights_out.bias", C), down_scale
+        )
+        return _C.FeedForward(
+            np.ascontiguousarray(w_in[hidden:]),
+            down_w,
+            up_bias=np.ascontiguousarray(b_in[hidden:]),
+            down_bias=down_b,
+            gate_weight=np.ascontiguousarray(w_in[:hidden]),
+            gate_bias=np.ascontiguousarray(b_in[:hidden]),
+            activation="silu",
+            dtype=self.dtype,
+        )
 
     def _pool(self, last: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(last[:, 0])
