@@ -1,7 +1,7 @@
 # Developer shortcuts; each target needs the venv the README's test command creates (.venv).
 SECONDS ?= 60
 
-.PHONY: build test sanitize fuzz valgrind bench
+.PHONY: build test sanitize fuzz valgrind bench lint format
 
 build:            ## rebuild the C extension in place (needs the onednn-devel wheel in .venv)
 	.venv/bin/python setup.py build_ext --inplace
@@ -20,3 +20,9 @@ valgrind:         ## a short workload under valgrind --leak-check=full
 
 bench:            ## every benchmark into benchmarks/results.md
 	.venv/bin/python benchmarks/run_all.py
+
+lint:             ## style checks as CI runs them (clang-format, ruff)
+	bash tools/lint.sh
+
+format:           ## rewrite C and Python files in the project style
+	bash tools/lint.sh --fix
