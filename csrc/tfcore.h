@@ -103,6 +103,9 @@ int tf_threads_begin(void);
  * in a process forked after OpenMP started, which can then run on one thread only. */
 int tf_set_num_threads(int n);
 int tf_set_thread_override(int n, int *prev);
+/* Select the kernels' ISA level by name ("avx512", "avx2", "reference"; what = the setting's
+ * name in messages): raises TfcoreValueError for an unknown name or a level this CPU lacks. */
+int tf_isa_select_by_name(tf_state *st, const char *name, const char *what);
 
 /* Per-thread context: a oneDNN stream and a growable scratch buffer. Valid until the
  * thread exits. Returns NULL (err filled) on allocation failure. */

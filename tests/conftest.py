@@ -21,11 +21,17 @@ def rng():
     return np.random.default_rng(1234)
 
 
-@pytest.fixture(params=["fast", "reference"])
+# Every kernel level this CPU executes, best first (an AVX-512 machine covers AVX2 too), and
+# never above a level TFCORE_ISA chose for the whole run.
+_LEVELS = ("avx512", "avx2", "reference")
+KERNEL_LEVELS = _LEVELS[_LEVELS.index(tfcore._C.config()["kernel_isa"]) :]
+
+
+@pytest.fixture(params=KERNEL_LEVELS)
 def path(request):
-    """Run the test on both the AVX-512 path and the plain C reference path."""
-    prev = tfcore._C._set_reference_kernels(request.param == "reference")
+    """Run the test on every kernel level this CPU runs: AVX-512, AVX2, the plain C reference."""
+    prev = tfcore._C._set_isa(request.param)
     try:
         yield request.param
     finally:
-        tfcore._C._set_reference_kernels(prev)
+        tfcore._C._set_isa(prev)

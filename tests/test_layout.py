@@ -409,6 +409,7 @@ def test_registry_check_catches_a_misnamed_type():
 INTERNAL = {
     "_set_reference_kernels": "tests force the plain reference kernels",
     "_set_thread_override": "tfcore.threads() is the public form",
+    "_set_isa": "tests run each kernel at every level; users set TFCORE_ISA",
     "config": "tfcore.show_config() prints it",
     "bfloat16_to_float32": "checkpoint loading (tfcore.safetensors)",
     "float32_to_bfloat16": "tfcore convert --dtype bfloat16",

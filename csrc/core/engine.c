@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static dnnl_engine_t g_engine;               /* process-wide; thread-safe per oneDNN */
 static atomic_int g_num_threads;             /* tfcore.set_num_threads */
@@ -152,6 +153,25 @@ tf_thread_scratch(tf_thread_ctx *ctx, size_t size, tf_err *err)
     ctx->scratch = p;
     ctx->scratch_size = want;
     return p;
+}
+
+int
+tf_isa_select_by_name(tf_state *st, const char *name, const char *what)
+{
+    for (int level = 0; level < TF_ISA_COUNT; level++) {
+        if (strcasecmp(name, tf_isa_names[level]) != 0) {
+            continue;
+        }
+        if (tf_isa_select((tf_isa_level)level) < 0) {
+            tf_value_error(st, "%s=%s: this CPU runs tfcore's kernels at %s at most (choose %s%s)",
+                           what, name, tf_isa_names[tf_isa_cpu()],
+                           tf_isa_cpu() >= TF_ISA_AVX2 ? "avx2 or " : "", "reference");
+            return -1;
+        }
+        return 0;
+    }
+    tf_value_error(st, "%s=%s is not a level; use avx512, avx2 or reference", what, name);
+    return -1;
 }
 
 int

@@ -85,11 +85,24 @@ tf_exec(PyObject *module)
     if (add_exceptions(module, st) < 0 || tf_engine_init(st) < 0) {
         return -1;
     }
-    /* TFCORE_REFERENCE_KERNELS=1: tfcore's own kernels take their plain C paths, as on a CPU
-     * without AVX-512 (CI runs the suite so, with ONEDNN_MAX_CPU_ISA=AVX2 for oneDNN) */
+    /* TFCORE_ISA=avx512|avx2|reference: the level tfcore's own kernels run at (at most the
+     * CPU's; a level it lacks fails the import with the reason). TFCORE_REFERENCE_KERNELS=1
+     * is the older spelling of TFCORE_ISA=reference. */
+    const char *isa = getenv("TFCORE_ISA");
+    if (isa != NULL && isa[0] != '\0') {
+        if (tf_isa_select_by_name(st, isa, "TFCORE_ISA") < 0) {
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb); /* an import error that says why */
+            PyErr_Format(PyExc_ImportError, "tfcore: %S", value);
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+            return -1;
+        }
+    }
     const char *ref = getenv("TFCORE_REFERENCE_KERNELS");
     if (ref != NULL && ref[0] != '\0' && strcmp(ref, "0") != 0) {
-        tf_force_reference = 1;
+        tf_isa_select(TF_ISA_REFERENCE);
     }
 #define TF_REGISTER_TYPE(name, spec, file)                 \
     if (tf_add_type(module, &spec, NULL, &st->name) < 0) { \

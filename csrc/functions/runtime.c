@@ -3,6 +3,7 @@
  * _set_thread_override / _set_reference_kernels. The state they set is core/engine.c's. */
 #include "tfcore.h"
 #include "layers/linear.h"
+#include "layers/linear_gemv.h"
 
 #include <omp.h>
 #include <stdio.h>
@@ -103,20 +104,73 @@ runtime_name(unsigned r)
 PyDoc_STRVAR(config_doc, "config($module, /)\n--\n\n"
                          "A dict describing the oneDNN build, threading runtime, ISA and threads.");
 
+/* {family: level} of every kernel family (kernels/kernel.h) and Linear's few-row kernels */
+static PyObject *
+kernel_levels(void)
+{
+    PyObject *d = PyDict_New();
+    if (d == NULL) {
+        return NULL;
+    }
+#define TF_FAMILY_ITEM(family)                                                               \
+    if (PyDict_SetItemString(d, #family,                                                     \
+                             PyUnicode_FromString(tf_isa_names[tf_##family##_isa()])) < 0) { \
+        goto fail;                                                                           \
+    }
+    TF_KERNEL_FAMILIES(TF_FAMILY_ITEM)
+#undef TF_FAMILY_ITEM
+    PyObject *gemv = PyUnicode_FromString(tf_isa_names[tf_gemv_isa()]);
+    if (gemv == NULL || PyDict_SetItemString(d, "gemv", gemv) < 0) {
+        Py_XDECREF(gemv);
+        goto fail;
+    }
+    Py_DECREF(gemv);
+    return d;
+fail:
+    Py_DECREF(d);
+    return NULL;
+}
+
 static PyObject *
 config(PyObject *module, PyObject *unused)
 {
     const dnnl_version_t *v = dnnl_version();
     char version[64];
     snprintf(version, sizeof(version), "%d.%d.%d", v->major, v->minor, v->patch);
-    return Py_BuildValue("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:i, s:i}",
-                         "onednn_version", version, "onednn_hash", v->hash, "onednn_built_against",
-                         DNNL_VERSION_HASH, "cpu_runtime", runtime_name(v->cpu_runtime),
-                         "onednn_isa", isa_name(dnnl_get_effective_cpu_isa()), "num_threads",
-                         tf_num_threads(), "omp_num_procs", omp_get_num_procs(), "kernels_avx512",
-                         tf_cpu_has_avx512() && !tf_force_reference, "kernel_path",
-                         tf_cpu_has_avx512() && !tf_force_reference ? "avx512" : "reference",
-                         "bf16_matmul", tf_bf16_supported(), "int8_matmul", tf_int8_supported());
+    PyObject *levels = kernel_levels();
+    if (levels == NULL) {
+        return NULL;
+    }
+    return Py_BuildValue(
+        "{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:N, s:i, s:i}", "onednn_version",
+        version, "onednn_hash", v->hash, "onednn_built_against", DNNL_VERSION_HASH, "cpu_runtime",
+        runtime_name(v->cpu_runtime), "onednn_isa", isa_name(dnnl_get_effective_cpu_isa()),
+        "num_threads", tf_num_threads(), "omp_num_procs", omp_get_num_procs(), "kernels_avx512",
+        tf_isa() == TF_ISA_AVX512, "kernel_path", tf_isa_names[tf_isa()], "kernel_isa",
+        tf_isa_names[tf_isa()], "cpu_isa", tf_isa_names[tf_isa_cpu()], "kernels", levels,
+        "bf16_matmul", tf_bf16_supported(), "int8_matmul", tf_int8_supported());
+}
+
+PyDoc_STRVAR(set_isa_doc,
+             "_set_isa($module, level, /)\n--\n\n"
+             "Run hand-written kernels at level ('avx512', 'avx2' or 'reference'; "
+             "used by tests).\nRaises if the CPU lacks it. Returns the previous level.");
+
+static PyObject *
+set_isa(PyObject *module, PyObject *arg)
+{
+    tf_state *st = tf_state_of_module(module);
+    const char *name = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    if (name == NULL) {
+        PyErr_Clear();
+        return tf_type_error(st, "level must be 'avx512', 'avx2' or 'reference', got %s",
+                             Py_TYPE(arg)->tp_name);
+    }
+    const tf_isa_level prev = tf_isa();
+    if (tf_isa_select_by_name(st, name, "level") < 0) {
+        return NULL;
+    }
+    return PyUnicode_FromString(tf_isa_names[prev]);
 }
 
 PyDoc_STRVAR(set_reference_kernels_doc,
@@ -141,6 +195,7 @@ PyMethodDef tf_runtime_methods[] = {
     {"get_num_threads", get_num_threads, METH_NOARGS, get_num_threads_doc},
     {"_set_thread_override", set_thread_override, METH_O, set_thread_override_doc},
     {"_set_reference_kernels", set_reference_kernels, METH_O, set_reference_kernels_doc},
+    {"_set_isa", set_isa, METH_O, set_isa_doc},
     {"config", config, METH_NOARGS, config_doc},
     {NULL, NULL, 0, NULL},
 };

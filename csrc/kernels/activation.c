@@ -1,5 +1,5 @@
 /* activation.c — elementwise activations and the GLU product (kernels/activation.h), each
- * with a plain reference path and an AVX-512 path chosen at run time. */
+ * with a plain reference path and a vector path compiled per ISA, chosen at run time. */
 #include "kernels/activation.h"
 #include "kernels/simd.h"
 
@@ -8,6 +8,46 @@
 
 #define PARALLEL_MIN_ELEMS 65536
 #define CHUNK              4096 /* elements per OpenMP work item */
+
+#ifdef TF_ISA_PASS
+/* ------------------------------------------------------------------ vector path (per ISA) */
+
+/* x, y are (n,); erf-GELU stays scalar (erff, see act_scalar) for exactness, the others are
+ * vectorised. */
+void
+TF_ISA_FN(tf_act_vec)(const float *x, float *y, int64_t n, tf_act act)
+{
+    const tf_vf half = tf_vset1(0.5f), one = tf_vset1(1.0f);
+    for (int64_t i = 0; i < n; i += TF_VW) {
+        const tf_vf v = tf_vload_n(x + i, n - i);
+        tf_vf r;
+        switch (act) {
+            case TF_ACT_RELU: r = tf_vmax(v, tf_vzero()); break;
+            case TF_ACT_SILU: r = tf_vdiv(v, tf_vadd(one, tf_vexp(tf_vsub(tf_vzero(), v)))); break;
+            case TF_ACT_TANH: r = tf_vtanh(v); break;
+            case TF_ACT_GELU_TANH: {
+                const tf_vf inner = tf_vfma(tf_vmul(tf_vset1(0.044715f), v), tf_vmul(v, v), v);
+                r = tf_vmul(tf_vmul(half, v),
+                            tf_vadd(one, tf_vtanh(tf_vmul(tf_vset1(0.79788456080286536f), inner))));
+                break;
+            }
+            default: r = v; break;
+        }
+        tf_vstore_n(y + i, r, n - i);
+    }
+}
+
+#else /* the reference path and the dispatchers, compiled once */
+
+TF_ISA_DECLARE(void, tf_act_vec, (const float *x, float *y, int64_t n, tf_act act))
+
+#define ACT_ISAS (TF_ISA_BIT(TF_ISA_AVX512) | TF_ISA_BIT(TF_ISA_AVX2))
+
+tf_isa_level
+tf_activation_isa(void)
+{
+    return tf_isa_for(ACT_ISAS);
+}
 
 static inline float
 act_scalar(float x, tf_act act)
@@ -23,57 +63,16 @@ act_scalar(float x, tf_act act)
     }
 }
 
-/* tanh(y) = 1 - 2 / (exp(2y) + 1), exact at the saturated ends. */
-TF_AVX512 static inline __m512
-tanh512(__m512 y)
-{
-    __m512 e = tf_exp512(_mm512_add_ps(y, y));
-    return _mm512_sub_ps(
-        _mm512_set1_ps(1.0f),
-        _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
-}
-
-/* x, y are (n,); erf-GELU stays scalar (erff) for exactness, the others are vectorised. */
-TF_AVX512 static void
-act_avx512(const float *x, float *y, int64_t n, tf_act act)
-{
-    if (act == TF_ACT_GELU) {
-        for (int64_t i = 0; i < n; i++) {
-            y[i] = act_scalar(x[i], act);
-        }
-        return;
-    }
-    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
-    for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 m = tf_mask16(n - i);
-        __m512 v = _mm512_maskz_loadu_ps(m, x + i), r;
-        switch (act) {
-            case TF_ACT_RELU: r = _mm512_max_ps(v, _mm512_setzero_ps()); break;
-            case TF_ACT_SILU:
-                r = _mm512_div_ps(
-                    v, _mm512_add_ps(one, tf_exp512(_mm512_sub_ps(_mm512_setzero_ps(), v))));
-                break;
-            case TF_ACT_TANH: r = tanh512(v); break;
-            case TF_ACT_GELU_TANH: {
-                __m512 inner = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(0.044715f), v),
-                                               _mm512_mul_ps(v, v), v);
-                r = _mm512_mul_ps(
-                    _mm512_mul_ps(half, v),
-                    _mm512_add_ps(
-                        one, tanh512(_mm512_mul_ps(_mm512_set1_ps(0.79788456080286536f), inner))));
-                break;
-            }
-            default: r = v; break;
-        }
-        _mm512_mask_storeu_ps(y + i, m, r);
-    }
-}
-
 void
 tf_activation_serial(const float *x, float *y, int64_t n, tf_act act)
 {
-    if (tf_cpu_has_avx512() && !tf_force_reference) {
-        act_avx512(x, y, n, act);
+    const tf_isa_level level = act == TF_ACT_GELU ? TF_ISA_REFERENCE : tf_activation_isa();
+    if (level == TF_ISA_AVX512) {
+        tf_act_vec_avx512(x, y, n, act);
+        return;
+    }
+    if (level == TF_ISA_AVX2) {
+        tf_act_vec_avx2(x, y, n, act);
         return;
     }
     for (int64_t i = 0; i < n; i++) {
@@ -105,3 +104,5 @@ tf_glu(const float *x, float *y, int64_t M, int64_t F, tf_act act)
         }
     }
 }
+
+#endif /* TF_ISA_PASS */

@@ -28,3 +28,10 @@ tf_f32_to_bf16(const float *src, uint16_t *dst, int64_t n)
         dst[i] = (uint16_t)(bits >> 16);
     }
 }
+
+/* The level bfloat16 kernels run at now (show_config). */
+tf_isa_level
+tf_bfloat16_isa(void)
+{
+    return TF_ISA_REFERENCE;
+}

@@ -41,16 +41,60 @@ tf_free(void *p)
     free(p);
 }
 
-int
-tf_cpu_has_avx512(void)
+const char *const tf_isa_names[TF_ISA_COUNT] = {"reference", "avx2", "avx512"};
+
+tf_isa_level
+tf_isa_cpu(void)
 {
-    static int cached = -1;
+    static int cached = -1; /* racing first calls compute the same answer */
     if (cached < 0) {
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+            __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+            cached = TF_ISA_AVX512;
+        }
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                 __builtin_cpu_supports("f16c")) {
+            cached = TF_ISA_AVX2;
+        }
+        else {
+            cached = TF_ISA_REFERENCE;
+        }
     }
-    return cached;
+    return (tf_isa_level)cached;
+}
+
+static int g_selected = -1; /* -1: the CPU's best */
+
+tf_isa_level
+tf_isa(void)
+{
+    if (tf_force_reference) {
+        return TF_ISA_REFERENCE;
+    }
+    return g_selected < 0 ? tf_isa_cpu() : (tf_isa_level)g_selected;
+}
+
+tf_isa_level
+tf_isa_for(unsigned have)
+{
+    for (int level = (int)tf_isa(); level > TF_ISA_REFERENCE; level--) {
+        if (have & TF_ISA_BIT(level)) {
+            return (tf_isa_level)level;
+        }
+    }
+    return TF_ISA_REFERENCE;
+}
+
+int
+tf_isa_select(tf_isa_level level)
+{
+    if ((int)level < 0 || level >= TF_ISA_COUNT || level > tf_isa_cpu()) {
+        return -1;
+    }
+    g_selected = (int)level;
+    return 0;
 }
 
 int
@@ -79,4 +123,11 @@ tf_rows_finite(const float *x, int64_t sb, int64_t sh, int64_t sl, int64_t B, in
         all += acc[u];
     }
     return all == all;
+}
+
+/* The level finite check kernels run at now (show_config). */
+tf_isa_level
+tf_finite_check_isa(void)
+{
+    return TF_ISA_REFERENCE;
 }

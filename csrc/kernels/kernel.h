@@ -71,9 +71,51 @@ int tf_rows_finite(const float *x, int64_t sb, int64_t sh, int64_t sl, int64_t B
 
 /* ------------------------------------------------------------------ CPU dispatch */
 
-/* CPU features of the hand-written kernels' fast paths (runtime dispatch). */
-int tf_cpu_has_avx512(void); /* avx512f + avx512bw + avx512vl + avx512dq */
-/* Force the plain reference path of hand-written kernels (testing): 0 = auto, 1 = reference. */
+/* The instruction set hand-written kernels run at. Each kernel has a plain reference path
+ * and vector paths compiled per ISA from one source (kernels/simd.h); the dispatcher of a
+ * kernel switches on tf_isa(). */
+typedef enum {
+    TF_ISA_REFERENCE = 0, /* plain C, any CPU (the tests' oracle) */
+    TF_ISA_AVX2 = 1,      /* AVX2 + FMA (+ F16C): 8 float lanes, 16 registers */
+    TF_ISA_AVX512 = 2,    /* AVX-512 F/BW/VL/DQ: 16 float lanes, 32 registers */
+    TF_ISA_COUNT
+} tf_isa_level;
+extern const char *const tf_isa_names[TF_ISA_COUNT]; /* "reference", "avx2", "avx512" */
+
+/* The best level this CPU (and OS) runs. */
+tf_isa_level tf_isa_cpu(void);
+/* The level kernels run at now: the selected one (the CPU's best unless TFCORE_ISA or
+ * tfcore._C._set_isa chose a lower one), or the reference path while tests force it. */
+tf_isa_level tf_isa(void);
+/* Select a level; -1 (nothing changed) if the CPU lacks it. */
+int tf_isa_select(tf_isa_level level);
+/* Force the plain reference path of every kernel (testing): 0 = off, 1 = on. */
 extern int tf_force_reference;
+
+/* The level a kernel with vector paths for the levels in `have` (TF_ISA_BIT(level) bits;
+ * the reference path always exists) runs at now: the highest one <= tf_isa(). */
+#define TF_ISA_BIT(level) (1u << (level))
+tf_isa_level tf_isa_for(unsigned have);
+
+/* Kernel families, each with `tf_isa_level tf_<family>_isa(void)` beside its dispatcher:
+ * the level it runs at now (tfcore.show_config prints them). */
+#define TF_KERNEL_FAMILIES(X) \
+    X(attention)              \
+    X(block_sparse)           \
+    X(shifted_window)         \
+    X(norm)                   \
+    X(activation)             \
+    X(rope)                   \
+    X(quantize)               \
+    X(bfloat16)               \
+    X(finite_check)
+#define TF_DECLARE_FAMILY_ISA(family) tf_isa_level tf_##family##_isa(void);
+TF_KERNEL_FAMILIES(TF_DECLARE_FAMILY_ISA)
+#undef TF_DECLARE_FAMILY_ISA
+
+/* Declarations of the per-ISA versions of a kernel function (kernels/simd.h's TF_ISA_FN). */
+#define TF_ISA_DECLARE(ret, name, params) \
+    ret name##_avx512 params;             \
+    ret name##_avx2 params;
 
 #endif /* TFCORE_KERNEL_H */

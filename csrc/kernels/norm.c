@@ -5,12 +5,81 @@
  */
 #include "kernels/norm.h"
 
-#include <immintrin.h>
+#include "kernels/simd.h"
+
 #include <math.h>
 #include <string.h>
 
 /* Rows smaller than this much work stay on one thread. */
 #define PARALLEL_MIN_ELEMS 32768
+
+#ifdef TF_ISA_PASS
+/* ------------------------------------------------------------------ vector path (per ISA) */
+
+/* lanes [i, i + n) of x (+ r); lanes past n are 0 */
+static inline tf_vf
+load_sum(const float *x, const float *r, int64_t i, int64_t n)
+{
+    if (n >= TF_VW) {
+        tf_vf v = tf_vload(x + i);
+        return r ? tf_vadd(v, tf_vload(r + i)) : v;
+    }
+    tf_vf v = tf_vload_n(x + i, n);
+    return r ? tf_vadd(v, tf_vload_n(r + i, n)) : v;
+}
+
+/* x, r, s_out, y are (C,) rows: the same steps as norm_row_ref in float32 vectors */
+void
+TF_ISA_FN(tf_norm_row)(const tf_norm_params *n, const float *x, const float *r, float *s_out,
+                       float *y)
+{
+    const int64_t C = n->C;
+    tf_vf acc = tf_vzero();
+    for (int64_t i = 0; i < C; i += TF_VW) {
+        const tf_vf s = load_sum(x, r, i, C - i);
+        if (s_out) {
+            tf_vstore_n(s_out + i, s, C - i);
+        }
+        acc = tf_vadd(acc, s);
+    }
+    /* After s_out is written, read the sum from there (one stream instead of two). */
+    const float *src = s_out ? s_out : x;
+    const float *res = s_out ? NULL : r;
+    const float mean = n->kind == TF_NORM_LAYER ? tf_vreduce_add(acc) / (float)C : 0.0f;
+    const tf_vf vmean = tf_vset1(mean);
+    tf_vf sq = tf_vzero();
+    for (int64_t i = 0; i < C; i += TF_VW) {
+        tf_vf d = tf_vsub(load_sum(src, res, i, C - i), vmean);
+        if (C - i < TF_VW) {
+            d = tf_vblend(tf_vmask_n(C - i), tf_vzero(), d); /* lanes past C add nothing */
+        }
+        sq = tf_vfma(d, d, sq);
+    }
+    const float inv = 1.0f / sqrtf(tf_vreduce_add(sq) / (float)C + n->eps);
+    const tf_vf vinv = tf_vset1(inv);
+    for (int64_t i = 0; i < C; i += TF_VW) {
+        const int64_t len = C - i;
+        tf_vf v = tf_vmul(tf_vsub(load_sum(src, res, i, len), vmean), vinv);
+        v = tf_vmul(v, len >= TF_VW ? tf_vload(n->gamma + i) : tf_vload_n(n->gamma + i, len));
+        if (n->beta) {
+            v = tf_vadd(v, len >= TF_VW ? tf_vload(n->beta + i) : tf_vload_n(n->beta + i, len));
+        }
+        tf_vstore_n(y + i, v, len);
+    }
+}
+
+#else /* the reference path and the dispatcher, compiled once */
+
+TF_ISA_DECLARE(void, tf_norm_row,
+               (const tf_norm_params *n, const float *x, const float *r, float *s_out, float *y))
+
+#define NORM_ISAS (TF_ISA_BIT(TF_ISA_AVX512) | TF_ISA_BIT(TF_ISA_AVX2))
+
+tf_isa_level
+tf_norm_isa(void)
+{
+    return tf_isa_for(NORM_ISAS);
+}
 
 /* ------------------------------------------------------------------ reference path */
 
@@ -41,71 +110,25 @@ norm_row_ref(const tf_norm_params *n, const float *x, const float *r, float *s_o
     }
 }
 
-/* ------------------------------------------------------------------ AVX-512 path */
-
-#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
-
-AVX512 static inline __m512
-load_sum(const float *x, const float *r, int64_t i, __mmask16 m)
-{
-    __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-    return r ? _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, r + i)) : v;
-}
-
-/* x, r, s_out, y are (C,) rows */
-AVX512 static void
-norm_row_avx512(const tf_norm_params *n, const float *x, const float *r, float *s_out, float *y)
-{
-    const int64_t C = n->C;
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < C; i += 16) {
-        __mmask16 m = C - i >= 16 ? 0xFFFF : (__mmask16)((1u << (C - i)) - 1);
-        __m512 s = load_sum(x, r, i, m);
-        if (s_out) {
-            _mm512_mask_storeu_ps(s_out + i, m, s);
-        }
-        acc = _mm512_add_ps(acc, s);
-    }
-    /* After s_out is written, read the sum from there (one stream instead of two). */
-    const float *src = s_out ? s_out : x;
-    const float *res = s_out ? NULL : r;
-    const float mean = n->kind == TF_NORM_LAYER ? _mm512_reduce_add_ps(acc) / (float)C : 0.0f;
-    const __m512 vmean = _mm512_set1_ps(mean);
-    __m512 sq = _mm512_setzero_ps();
-    for (int64_t i = 0; i < C; i += 16) {
-        __mmask16 m = C - i >= 16 ? 0xFFFF : (__mmask16)((1u << (C - i)) - 1);
-        __m512 d = _mm512_maskz_sub_ps(m, load_sum(src, res, i, m), vmean);
-        sq = _mm512_fmadd_ps(d, d, sq);
-    }
-    const float inv = 1.0f / sqrtf(_mm512_reduce_add_ps(sq) / (float)C + n->eps);
-    const __m512 vinv = _mm512_set1_ps(inv);
-    for (int64_t i = 0; i < C; i += 16) {
-        __mmask16 m = C - i >= 16 ? 0xFFFF : (__mmask16)((1u << (C - i)) - 1);
-        __m512 v = _mm512_mul_ps(_mm512_sub_ps(load_sum(src, res, i, m), vmean), vinv);
-        v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, n->gamma + i));
-        if (n->beta) {
-            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, n->beta + i));
-        }
-        _mm512_mask_storeu_ps(y + i, m, v);
-    }
-}
-
 void
 tf_norm_rows(const tf_norm_params *n, const float *x, const float *residual, float *sum_out,
              float *y, int64_t M)
 {
     const int64_t C = n->C;
-    const int fast = tf_cpu_has_avx512() && !tf_force_reference;
+    void (*row_fn)(const tf_norm_params *, const float *, const float *, float *, float *) =
+        norm_row_ref;
+    switch (tf_norm_isa()) {
+        case TF_ISA_AVX512: row_fn = tf_norm_row_avx512; break;
+        case TF_ISA_AVX2: row_fn = tf_norm_row_avx2; break;
+        default: break;
+    }
 #pragma omp parallel for schedule(static) if (M * C >= PARALLEL_MIN_ELEMS && M > 1)
     for (int64_t row = 0; row < M; row++) {
         const float *xr = x + row * C;
         const float *rr = residual ? residual + row * C : NULL;
         float *sr = sum_out ? sum_out + row * C : NULL;
-        if (fast) {
-            norm_row_avx512(n, xr, rr, sr, y + row * C);
-        }
-        else {
-            norm_row_ref(n, xr, rr, sr, y + row * C);
-        }
+        row_fn(n, xr, rr, sr, y + row * C);
     }
 }
+
+#endif /* TF_ISA_PASS */

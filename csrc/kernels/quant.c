@@ -55,10 +55,17 @@ quantize_row_avx512(const float *x, int64_t K, int8_t *q, float *scale)
     *scale = s;
 }
 
+/* The level quantize kernels run at now (show_config). */
+tf_isa_level
+tf_quantize_isa(void)
+{
+    return tf_isa_for(TF_ISA_BIT(TF_ISA_AVX512));
+}
+
 void
 tf_quantize_rows_s8(const float *x, int64_t M, int64_t K, int8_t *q, float *scales)
 {
-    const int avx512 = tf_cpu_has_avx512() && !tf_force_reference;
+    const int avx512 = tf_quantize_isa() == TF_ISA_AVX512;
 #pragma omp parallel for schedule(static) if (M * K >= PARALLEL_MIN_ELEMS && M > 1)
     for (int64_t m = 0; m < M; m++) {
         if (avx512) {

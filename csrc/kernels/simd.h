@@ -1,9 +1,26 @@
-/* simd.h — AVX-512 math shared by hand-written kernels. Include only from functions
- * compiled with TF_AVX512 (runtime-dispatched). */
+/* simd.h — the portable vector layer hand-written kernels are written against.
+ *
+ * A kernel's vector path is written once with the tf_v* operations below and compiled once
+ * per instruction set: setup.py builds every kernel file that uses TF_ISA_FN again with
+ * -DTF_ISA_PASS and the ISA's -m flags, and the backend follows from the compiler's macros:
+ *   AVX-512 (avx512f/bw/vl/dq + fma)  TF_VW = 16 lanes, masks are __mmask16
+ *   AVX2 + FMA (+ F16C)               TF_VW =  8 lanes, masks are all-ones float lanes
+ * TF_ISA_FN(name) names a function after the pass (name_avx512, name_avx2); the plain
+ * reference paths and the dispatchers are compiled once, without TF_ISA_PASS, and pick a
+ * version with tf_isa() (kernels/kernel.h). Kernel bodies hold no x86 intrinsics: a new
+ * backend (NEON, say) is one more branch here plus its flags in setup.py (docs/contributing.md).
+ *
+ * Register budgets differ: 32 vector registers with AVX-512, 16 with AVX2. TF_VREGS says
+ * which, for kernels that size their register tiles by it.
+ *
+ * Outside an ISA pass this header also keeps TF_AVX512, tf_mask16 and tf_exp512 for the
+ * kernels not yet moved onto the portable layer (their AVX-512 code sits behind target
+ * attributes and runs only where tf_isa() says AVX-512). */
 #ifndef TFCORE_SIMD_H
 #define TFCORE_SIMD_H
 
 #include <immintrin.h>
+#include <stdint.h>
 
 #define TF_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 
@@ -44,5 +61,345 @@ tf_exp512(__m512 x)
     p = _mm512_add_ps(p, _mm512_set1_ps(1.0f));
     return _mm512_scalef_ps(p, k);
 }
+
+/* ------------------------------------------------------------------ the portable layer */
+
+#ifdef TF_ISA_PASS
+
+#define TF_ISA_CAT2(a, b) a##_##b
+#define TF_ISA_CAT(a, b)  TF_ISA_CAT2(a, b)
+#define TF_ISA_FN(name)   TF_ISA_CAT(name, TF_ISA_SUFFIX)
+
+/* exp's polynomial (same constants for every backend, so results agree across ISAs to
+ * the rounding of the final scaling) */
+#define TF_EXP_C6 1.3981999507E-3f
+#define TF_EXP_C5 8.3334519073E-3f
+#define TF_EXP_C4 4.1665795894E-2f
+#define TF_EXP_C3 1.6666665459E-1f
+#define TF_EXP_C2 5.0000001201E-1f
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
+
+#define TF_ISA_SUFFIX avx512
+#define TF_VW         16
+#define TF_VREGS      32
+typedef __m512 tf_vf;
+typedef __m512i tf_vi;
+typedef __mmask16 tf_vmask;
+
+static inline tf_vf
+tf_vzero(void)
+{
+    return _mm512_setzero_ps();
+}
+static inline tf_vf
+tf_vset1(float x)
+{
+    return _mm512_set1_ps(x);
+}
+static inline tf_vf
+tf_vload(const float *p)
+{
+    return _mm512_loadu_ps(p);
+}
+static inline void
+tf_vstore(float *p, tf_vf v)
+{
+    _mm512_storeu_ps(p, v);
+}
+static inline tf_vmask
+tf_vmask_n(int64_t n)
+{
+    return tf_mask16(n);
+}
+/* lanes >= n read as 0; memory past p + n is never touched */
+static inline tf_vf
+tf_vload_n(const float *p, int64_t n)
+{
+    return _mm512_maskz_loadu_ps(tf_mask16(n), p);
+}
+static inline void
+tf_vstore_n(float *p, tf_vf v, int64_t n)
+{
+    _mm512_mask_storeu_ps(p, tf_mask16(n), v);
+}
+static inline tf_vf
+tf_vadd(tf_vf a, tf_vf b)
+{
+    return _mm512_add_ps(a, b);
+}
+static inline tf_vf
+tf_vsub(tf_vf a, tf_vf b)
+{
+    return _mm512_sub_ps(a, b);
+}
+static inline tf_vf
+tf_vmul(tf_vf a, tf_vf b)
+{
+    return _mm512_mul_ps(a, b);
+}
+static inline tf_vf
+tf_vdiv(tf_vf a, tf_vf b)
+{
+    return _mm512_div_ps(a, b);
+}
+/* max/min return b when either is NaN (as x86's maxps): keep the value to propagate second */
+static inline tf_vf
+tf_vmax(tf_vf a, tf_vf b)
+{
+    return _mm512_max_ps(a, b);
+}
+static inline tf_vf
+tf_vmin(tf_vf a, tf_vf b)
+{
+    return _mm512_min_ps(a, b);
+}
+static inline tf_vf
+tf_vfma(tf_vf a, tf_vf b, tf_vf c)
+{
+    return _mm512_fmadd_ps(a, b, c);
+} /* a b + c */
+static inline tf_vf
+tf_vfnma(tf_vf a, tf_vf b, tf_vf c)
+{
+    return _mm512_fnmadd_ps(a, b, c);
+} /* c - a b */
+static inline float
+tf_vreduce_add(tf_vf v)
+{
+    return _mm512_reduce_add_ps(v);
+}
+static inline float
+tf_vreduce_max(tf_vf v)
+{
+    return _mm512_reduce_max_ps(v);
+}
+/* lanes of m take b, the others a */
+static inline tf_vf
+tf_vblend(tf_vmask m, tf_vf a, tf_vf b)
+{
+    return _mm512_mask_blend_ps(m, a, b);
+}
+static inline tf_vmask
+tf_vlt(tf_vf a, tf_vf b)
+{
+    return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ);
+}
+static inline tf_vf
+tf_vround(tf_vf x)
+{
+    return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+/* x * 2^k for integral k in range (exp's last step) */
+static inline tf_vf
+tf_vscale2(tf_vf x, tf_vf k)
+{
+    return _mm512_scalef_ps(x, k);
+}
+/* int32 lanes */
+static inline tf_vi
+tf_viset1(int32_t x)
+{
+    return _mm512_set1_epi32(x);
+}
+static inline tf_vi
+tf_vcvt_i(tf_vf x)
+{
+    return _mm512_cvtps_epi32(x);
+} /* round to nearest */
+/* mask of lanes with lo <= j < hi (int32 lanes) */
+static inline tf_vmask
+tf_vin_range(tf_vi j, tf_vi lo, tf_vi hi)
+{
+    return _mm512_cmpge_epi32_mask(j, lo) & _mm512_cmplt_epi32_mask(j, hi);
+}
+
+#elif defined(__AVX2__) && defined(__FMA__)
+
+#define TF_ISA_SUFFIX avx2
+#define TF_VW         8
+#define TF_VREGS      16
+typedef __m256 tf_vf;
+typedef __m256i tf_vi;
+typedef __m256 tf_vmask; /* all-ones lanes are set */
+
+static inline tf_vf
+tf_vzero(void)
+{
+    return _mm256_setzero_ps();
+}
+static inline tf_vf
+tf_vset1(float x)
+{
+    return _mm256_set1_ps(x);
+}
+static inline tf_vf
+tf_vload(const float *p)
+{
+    return _mm256_loadu_ps(p);
+}
+static inline void
+tf_vstore(float *p, tf_vf v)
+{
+    _mm256_storeu_ps(p, v);
+}
+static inline __m256i
+tf_vmask_n_i(int64_t n)
+{
+    const int32_t k = n <= 0 ? 0 : (n >= 8 ? 8 : (int32_t)n);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+static inline tf_vmask
+tf_vmask_n(int64_t n)
+{
+    return _mm256_castsi256_ps(tf_vmask_n_i(n));
+}
+/* lanes >= n read as 0; memory past p + n is never touched (maskload faults only on set lanes) */
+static inline tf_vf
+tf_vload_n(const float *p, int64_t n)
+{
+    return _mm256_maskload_ps(p, tf_vmask_n_i(n));
+}
+static inline void
+tf_vstore_n(float *p, tf_vf v, int64_t n)
+{
+    _mm256_maskstore_ps(p, tf_vmask_n_i(n), v);
+}
+static inline tf_vf
+tf_vadd(tf_vf a, tf_vf b)
+{
+    return _mm256_add_ps(a, b);
+}
+static inline tf_vf
+tf_vsub(tf_vf a, tf_vf b)
+{
+    return _mm256_sub_ps(a, b);
+}
+static inline tf_vf
+tf_vmul(tf_vf a, tf_vf b)
+{
+    return _mm256_mul_ps(a, b);
+}
+static inline tf_vf
+tf_vdiv(tf_vf a, tf_vf b)
+{
+    return _mm256_div_ps(a, b);
+}
+static inline tf_vf
+tf_vmax(tf_vf a, tf_vf b)
+{
+    return _mm256_max_ps(a, b);
+}
+static inline tf_vf
+tf_vmin(tf_vf a, tf_vf b)
+{
+    return _mm256_min_ps(a, b);
+}
+static inline tf_vf
+tf_vfma(tf_vf a, tf_vf b, tf_vf c)
+{
+    return _mm256_fmadd_ps(a, b, c);
+}
+static inline tf_vf
+tf_vfnma(tf_vf a, tf_vf b, tf_vf c)
+{
+    return _mm256_fnmadd_ps(a, b, c);
+}
+static inline float
+tf_vreduce_add(tf_vf v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+static inline float
+tf_vreduce_max(tf_vf v)
+{
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+static inline tf_vf
+tf_vblend(tf_vmask m, tf_vf a, tf_vf b)
+{
+    return _mm256_blendv_ps(a, b, m);
+}
+static inline tf_vmask
+tf_vlt(tf_vf a, tf_vf b)
+{
+    return _mm256_cmp_ps(a, b, _CMP_LT_OQ);
+}
+static inline tf_vf
+tf_vround(tf_vf x)
+{
+    return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+/* x * 2^k for integral k in [-150, 128] (exp's range): two exponent-built factors 2^(k/2)
+ * of at most +-75 each, so neither leaves the normal range; the product rounds (and
+ * underflows or overflows) as scalef does */
+static inline tf_vf
+tf_vscale2(tf_vf x, tf_vf k)
+{
+    const __m256i ki = _mm256_cvtps_epi32(k);
+    const __m256i k1 = _mm256_srai_epi32(ki, 1), k2 = _mm256_sub_epi32(ki, k1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const tf_vf f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, bias), 23));
+    const tf_vf f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(x, f1), f2);
+}
+static inline tf_vi
+tf_viset1(int32_t x)
+{
+    return _mm256_set1_epi32(x);
+}
+static inline tf_vi
+tf_vcvt_i(tf_vf x)
+{
+    return _mm256_cvtps_epi32(x);
+}
+static inline tf_vmask
+tf_vin_range(tf_vi j, tf_vi lo, tf_vi hi)
+{
+    /* lo <= j  <=>  !(lo > j);  j < hi  <=>  hi > j */
+    const __m256i ge = _mm256_andnot_si256(_mm256_cmpgt_epi32(lo, j), _mm256_set1_epi32(-1));
+    return _mm256_castsi256_ps(_mm256_and_si256(ge, _mm256_cmpgt_epi32(hi, j)));
+}
+
+#else
+#error "TF_ISA_PASS needs AVX-512 (f, bw, vl, dq) or AVX2 + FMA compiler flags (see setup.py)"
+#endif
+
+/* exp(x) per lane: x = k ln2 + r, |r| <= ln2/2, exp(r) by a degree-6 polynomial, 2^k
+ * through the exponent. Max relative error ~2 ulp on [-87, 88]; -inf gives 0, NaN gives NaN
+ * (x is kept the second operand of max/min so a NaN survives the clamp). */
+static inline tf_vf
+tf_vexp(tf_vf x)
+{
+    x = tf_vmax(tf_vset1(-104.0f), x);
+    x = tf_vmin(tf_vset1(88.7f), x);
+    const tf_vf k = tf_vround(tf_vmul(x, tf_vset1(1.44269504088896341f)));
+    tf_vf r = tf_vfnma(k, tf_vset1(0.693359375f), x);
+    r = tf_vfnma(k, tf_vset1(-2.12194440e-4f), r);
+    tf_vf p = tf_vset1(TF_EXP_C6);
+    p = tf_vfma(p, r, tf_vset1(TF_EXP_C5));
+    p = tf_vfma(p, r, tf_vset1(TF_EXP_C4));
+    p = tf_vfma(p, r, tf_vset1(TF_EXP_C3));
+    p = tf_vfma(p, r, tf_vset1(TF_EXP_C2));
+    p = tf_vfma(p, tf_vmul(r, r), r);
+    p = tf_vadd(p, tf_vset1(1.0f));
+    return tf_vscale2(p, k);
+}
+
+/* tanh(y) = 1 - 2 / (exp(2y) + 1), exact at the saturated ends. */
+static inline tf_vf
+tf_vtanh(tf_vf y)
+{
+    const tf_vf e = tf_vexp(tf_vadd(y, y));
+    return tf_vsub(tf_vset1(1.0f), tf_vdiv(tf_vset1(2.0f), tf_vadd(e, tf_vset1(1.0f))));
+}
+
+#endif /* TF_ISA_PASS */
 
 #endif /* TFCORE_SIMD_H */

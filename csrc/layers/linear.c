@@ -228,7 +228,7 @@ tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_
                   m_scratch = NULL, m_wscale = NULL, m_rows = NULL;
     int rc = -1;
     const int64_t K = lin->in_features, N = lin->out_features;
-    if (M <= TF_GEMV_MAX_M && lin->panel_stride > 0 && tf_cpu_has_avx512() && !tf_force_reference) {
+    if (M <= TF_GEMV_MAX_M && lin->panel_stride > 0 && tf_gemv_isa() == TF_ISA_AVX512) {
         if (lin->wdt == dnnl_s8 || lin->wdt == dnnl_bf16) {
             const int s8 = lin->wdt == dnnl_s8;
             tf_thread_ctx *ctx = tf_thread_ctx_get(err);

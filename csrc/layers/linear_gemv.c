@@ -381,3 +381,9 @@ tf_gemv_bf16(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post 
     }
     CALL_FOR_M(gemv_bf16, M, lin, xb, Kp, y, post, other);
 }
+
+tf_isa_level
+tf_gemv_isa(void)
+{
+    return tf_isa_for(TF_ISA_BIT(TF_ISA_AVX512));
+}

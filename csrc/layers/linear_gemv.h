@@ -41,4 +41,8 @@ size_t tf_gemv_bf16_scratch(const tf_linear *lin, int64_t M);
 void tf_gemv_bf16(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
                   const float *other, void *scratch);
 
+/* The level the few-row kernels run at now (show_config); below AVX-512 Linear uses oneDNN
+ * for every M. */
+tf_isa_level tf_gemv_isa(void);
+
 #endif /* TFCORE_GEMV_H */

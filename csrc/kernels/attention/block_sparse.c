@@ -276,10 +276,17 @@ block_sparse_tiles(const tf_block_sparse_args *a)
     return failed ? -1 : 0;
 }
 
+/* The level block sparse kernels run at now (show_config). */
+tf_isa_level
+tf_block_sparse_isa(void)
+{
+    return tf_isa_for(TF_ISA_BIT(TF_ISA_AVX512));
+}
+
 int
 tf_block_sparse(const tf_block_sparse_args *a, tf_err *err)
 {
-    const int fast = tf_cpu_has_avx512() && !tf_force_reference;
+    const int fast = tf_block_sparse_isa() == TF_ISA_AVX512;
     const int rc = fast ? block_sparse_tiles(a) : block_sparse_ref(a);
     if (rc < 0) {
         tf_err_set(err, TF_ERR_MEMORY, "out of memory for block-sparse attention scratch buffers");

@@ -551,6 +551,13 @@ write_weights(const tf_attn_args *a)
 
 /* ------------------------------------------------------------------ entry */
 
+/* The level attention kernels run at now (show_config). */
+tf_isa_level
+tf_attention_isa(void)
+{
+    return tf_isa_for(TF_ISA_BIT(TF_ISA_AVX512));
+}
+
 int
 tf_attention(const tf_attn_args *args, tf_err *err)
 {
@@ -565,7 +572,7 @@ tf_attention(const tf_attn_args *args, tf_err *err)
         }
         a.lse = own_lse;
     }
-    const int fast = tf_cpu_has_avx512() && !tf_force_reference && a.S < INT32_MAX - BK;
+    const int fast = tf_attention_isa() == TF_ISA_AVX512 && a.S < INT32_MAX - BK;
     if (!fast) {
         rc = attention_ref(&a);
     }

@@ -276,6 +276,13 @@ window_item_fast(const tf_window_args *a, int64_t bw, int64_t h, const window_ma
 
 /* ------------------------------------------------------------------ entry */
 
+/* The level shifted window kernels run at now (show_config). */
+tf_isa_level
+tf_shifted_window_isa(void)
+{
+    return tf_isa_for(TF_ISA_BIT(TF_ISA_AVX512));
+}
+
 int
 tf_window_attention(const tf_window_args *args, tf_err *err)
 {
@@ -283,7 +290,7 @@ tf_window_attention(const tf_window_args *args, tf_err *err)
     const int64_t ws = a.ws, N = ws * ws, NP = tf_window_lanes(N), D = a.D;
     const int64_t nWh = padded(a.Hh, ws) / ws, nWw = padded(a.Ww, ws) / ws;
     const int64_t items = a.B * nWh * nWw * a.H;
-    const int fast = tf_cpu_has_avx512() && !tf_force_reference;
+    const int fast = tf_shifted_window_isa() == TF_ISA_AVX512;
     float *own_bias = NULL;
     if (fast && a.table != NULL && a.bias == NULL) {
         own_bias = tf_malloc((size_t)(a.H * N * NP) * sizeof(float));
