@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_decode import decode_row, measured_bandwidth  # noqa: E402
-from common import print_table  # noqa: E402
+from common import isa_line, print_table  # noqa: E402
 
 import tfcore  # noqa: E402
 
@@ -62,6 +62,7 @@ def main():
     torch.set_num_threads(args.threads)
     tfcore.show_config()
     bandwidth = measured_bandwidth(args.threads)
+    print(isa_line())
     print(f"read bandwidth measured now: {bandwidth:.1f} GB/s ({args.threads} threads)\n")
     from transformers import BloomForCausalLM
 

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import interleaved, print_table  # noqa: E402
+from common import interleaved, isa_line, print_table  # noqa: E402
 
 import tfcore  # noqa: E402
 
@@ -170,6 +170,7 @@ def main():
     tfcore.show_config()
     rows = []
     bandwidth = measured_bandwidth(args.threads)
+    print(isa_line())
     print(f"read bandwidth measured now: {bandwidth:.1f} GB/s ({args.threads} threads)\n")
     with tempfile.TemporaryDirectory() as tmp:
         for name, (path, cls) in make_models(tmp).items():

@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_decode import make_models  # noqa: E402
-from common import interleaved, print_table  # noqa: E402
+from common import interleaved, isa_line, print_table  # noqa: E402
 
 import tfcore  # noqa: E402
 
@@ -141,6 +141,7 @@ def main():
     acc = minilm_accuracy()
     with tempfile.TemporaryDirectory() as tmp:
         acc += gpt2_accuracy(make_models(tmp)["GPT-2 small (124M)"][0])
+    print(isa_line())
     print("Accuracy\n")
     print_table(["model", "int8 mode", "output error", "downstream"], acc)
     print("\nSpeed per GEMM (fp32 / bf16 bound what a weight-only kernel can reach at M > 1)\n")

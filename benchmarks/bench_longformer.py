@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import PEAK_RSS_PRELUDE, gemm_peak_gflops, interleaved, print_table  # noqa: E402
+from common import PEAK_RSS_PRELUDE, gemm_peak_gflops, interleaved, isa_line, print_table  # noqa: E402
 
 import tfcore  # noqa: E402
 
@@ -160,6 +160,7 @@ def main() -> None:
     tfcore.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     tfcore.show_config()
+    print(isa_line())
     print(f"torch {torch.__version__}")
     print(f"fp32 GEMM peak on {args.threads} threads now: {gemm_peak_gflops():.0f} GFLOP/s\n")
     lengths = [4096] if args.quick else [1024, 2048, 4096]

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import gemm_peak_gflops, interleaved, print_table  # noqa: E402
+from common import gemm_peak_gflops, interleaved, isa_line, print_table  # noqa: E402
 
 import tfcore  # noqa: E402
 
@@ -185,6 +185,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[2])
     args = ap.parse_args()
     tfcore.show_config()
+    print(isa_line())
     print(f"torch {torch.__version__}\n")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import PEAK_RSS_PRELUDE, interleaved, print_table  # noqa: E402
+from common import PEAK_RSS_PRELUDE, interleaved, isa_line, print_table  # noqa: E402
 from dense import bench_feed_forward, bench_linear  # noqa: E402
 
 import tfcore  # noqa: E402
@@ -105,6 +105,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = ap.parse_args()
     tfcore.show_config()
+    print(isa_line())
     print(f"torch {torch.__version__}\n")
     headers = ["case", "threads", "tfcore ms", "torch ms", "torch/tfcore", "tfcore throughput"]
     rows = []

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_decode import hf_greedy, make_models  # noqa: E402
 from bench_models import bert_base, vit_base  # noqa: E402
-from common import interleaved, print_table  # noqa: E402
+from common import interleaved, isa_line, print_table  # noqa: E402
 
 import tfcore  # noqa: E402
 
@@ -232,6 +232,7 @@ def main():
     tfcore.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     tfcore.show_config()
+    print(isa_line())
     print(f"torch {torch.__version__}")
     if args.ort:
         import onnxruntime

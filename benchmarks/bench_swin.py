@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import gemm_peak_gflops, interleaved, print_table  # noqa: E402
+from common import gemm_peak_gflops, interleaved, isa_line, print_table  # noqa: E402
 
 import tfcore  # noqa: E402
 
@@ -139,6 +139,7 @@ def main() -> None:
     tfcore.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     tfcore.show_config()
+    print(isa_line())
     print(f"torch {torch.__version__}\n")
     from transformers import SwinModel
 

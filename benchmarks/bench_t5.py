@@ -26,7 +26,7 @@ import torch
 import tfcore
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import fmt_ms, interleaved, print_table  # noqa: E402
+from common import fmt_ms, interleaved, isa_line, print_table  # noqa: E402
 
 INPUT, NEW = 64, 32
 
@@ -127,6 +127,7 @@ def main():
                         f"{err:.1e}",
                     ]
                 )
+    print(isa_line())
     print(f"\nT5-small (random weights) greedy generate, {args.threads} threads; tokens equal HF's\n")
     print_table(["case", "tfcore tok/s", "HF tok/s", "HF/tfcore time", "logits max rel. diff"], gen_rows)
     print("\nEncoder forward\n")

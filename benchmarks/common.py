@@ -81,3 +81,21 @@ def reset_peak():
 def peak_added(since):
     return max(_status("VmHWM:") - since, 0)
 """
+
+
+def isa_line() -> str:
+    """Which instruction sets produced the numbers: tfcore's kernels (and the CPU's best),
+    oneDNN's, and torch's (ATen CPU capability). Every benchmark prints it first."""
+    import torch
+
+    import tfcore
+
+    info = tfcore._C.config()
+    try:
+        aten = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:  # older torch
+        aten = "unknown"
+    return (
+        f"ISA: tfcore kernels {info['kernel_isa']} (CPU {info['cpu_isa']}), "
+        f"oneDNN {info['onednn_isa']}, torch {aten}"
+    )

@@ -20,6 +20,9 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from common import isa_line  # noqa: E402
 
 # (script, what it measures, extra arguments)
 BENCHMARKS = [
@@ -101,6 +104,7 @@ def main() -> int:
     sections = [
         f"# tfcore benchmarks\n\n{datetime.datetime.now():%Y-%m-%d %H:%M}, {platform.node()}, "
         f"{os.cpu_count()} CPUs, {args.threads} threads{' (quick run)' if args.quick else ''}.\n"
+        f"{isa_line()} (each section below repeats the line of its own run).\n"
     ]
     failed = []
     for script, what, extra in BENCHMARKS:
