@@ -55,6 +55,15 @@ typedef enum {
 } tf_act;
 extern const char *const tf_act_names[TF_ACT_COUNT];
 
+/* What to do with the optional second operand `other` (M, N) of a row-wise layer after the
+ * activation (Linear's post-ops, also applied by the few-row product kernel). */
+typedef enum {
+    TF_POST_NONE = 0,
+    TF_POST_ADD,   /* y = act(xWᵀ + b) + other            (residual)            */
+    TF_POST_MUL,   /* y = act(xWᵀ + b) * other            (gated feed-forward)  */
+    TF_POST_ACCUM, /* y += act(xWᵀ + b); other must be NULL (in-place residual) */
+} tf_post;
+
 /* ------------------------------------------------------------------ memory */
 
 /* 64-byte aligned allocation for kernel temporaries; tf_free(NULL) is fine. */
