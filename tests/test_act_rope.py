@@ -60,8 +60,10 @@ def test_activation_errors():
 
 
 @pytest.mark.parametrize("interleaved", [False, True])
-@pytest.mark.parametrize("D,rotary_dim", [(8, 8), (64, 64), (80, 32), (97, 2)])
-def test_rotary_embedding(rng, interleaved, D, rotary_dim):
+@pytest.mark.parametrize(
+    "D,rotary_dim", [(8, 8), (64, 64), (80, 32), (97, 2), (97, 14), (131, 130), (7, 6), (2100, 2098)]
+)
+def test_rotary_embedding(rng, path, interleaved, D, rotary_dim):
     B, T, H = 2, 13, 3
     x = rng.standard_normal((B, T, H, D)).astype(np.float32)
     inv = F.rope_inv_freq(D, 10000.0, rotary_dim=rotary_dim)
@@ -74,6 +76,14 @@ def test_rotary_embedding(rng, interleaved, D, rotary_dim):
     got0 = F.rotary_embedding(x, inv, offset=5, interleaved=interleaved)
     want0 = ops.rope(x, np.broadcast_to(np.arange(T) + 5, (B, T)), inv, interleaved)
     assert np.abs(got0 - want0).max() < 1e-5
+    if path != "reference":
+        # same float32 angles, same rounded products: the vector paths give the reference's bits
+        prev = tfcore._C._set_isa("reference")
+        try:
+            ref = F.rotary_embedding(x, inv, pos, interleaved=interleaved)
+        finally:
+            tfcore._C._set_isa(prev)
+        np.testing.assert_array_equal(got.view(np.uint32), ref.view(np.uint32))
 
 
 @pytest.mark.parametrize(

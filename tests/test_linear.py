@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from conftest import KERNEL_LEVELS
 from memory import rss_growth
 from reference import dense
 
@@ -56,9 +57,10 @@ def test_transposed_weight_is_conv1d_layout(rng):
 @pytest.mark.parametrize("M", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("act", ["gelu_tanh", "silu", None])
 @pytest.mark.parametrize("bias", [True, False])
-def test_few_rows_decode_path(rng, M, act, bias):
-    """Up to 4 rows run a hand-written kernel over the packed panels (decoding); 5 rows run
-    oneDNN. Odd K and N exercise the zero-padded K block and the last partial panel."""
+def test_few_rows_decode_path(rng, path, M, act, bias):
+    """Up to 4 rows run a hand-written kernel over the packed panels (decoding) at the
+    AVX-512 and AVX2 levels; 5 rows, and every M at the reference level, run oneDNN. Odd K
+    and N exercise the zero-padded K block and the last partial panel."""
     K, N = 131, 197
     W, b, x, r = (
         rand(rng, N, K, scale=K**-0.5),
@@ -79,18 +81,97 @@ def test_few_rows_decode_path(rng, M, act, bias):
 
 
 @pytest.mark.parametrize("N", [1, 16, 17, 33, 64, 65])
-def test_few_rows_narrow_last_panel(rng, N):
+def test_few_rows_narrow_last_panel(rng, path, N):
     """Last panels narrower than 64 columns (the bias and stores are masked per 16 lanes)."""
     K = 37
     W, b, x = rand(rng, N, K), rand(rng, N), rand(rng, 2, K)
     assert np.abs(tfcore.Linear(W, b, "silu")(x) - dense.linear(x, W, b, "silu")).max() < tol(K)
 
 
-def test_few_rows_wide_layer_threads(rng):
+def test_few_rows_wide_layer_threads(rng, path):
     """A layer wide enough to be split over threads by panels (LM-head shaped)."""
     K, N = 96, 50_000
     W, x = rand(rng, N, K, scale=K**-0.5), rand(rng, 2, K)
     assert np.abs(tfcore.Linear(W)(x) - dense.linear(x, W, None, None)).max() < tol(K)
+
+
+def test_few_rows_same_bits_at_avx512_and_avx2(rng):
+    """Both vector levels sum each column's K products in order with FMAs: the same bits,
+    residual and in-place accumulation included (activations: within their own ulps)."""
+    levels = [lv for lv in ("avx512", "avx2") if lv in KERNEL_LEVELS]
+    if len(levels) < 2:
+        pytest.skip("needs a CPU running both AVX-512 and AVX2 kernels")
+    K, N = 131, 197
+    W, b = rand(rng, N, K, scale=K**-0.5), rand(rng, N)
+    lin = tfcore.Linear(W, b)
+    for M in range(1, 5):
+        x, r = rand(rng, M, K), rand(rng, M, N)
+        got = {}
+        for lv in levels:
+            prev = tfcore._C._set_isa(lv)
+            try:
+                acc = r.copy()
+                lin(x, acc, out=acc)
+                got[lv] = (lin(x), lin(x, r), acc)
+            finally:
+                tfcore._C._set_isa(prev)
+        for a, c in zip(got["avx512"], got["avx2"]):
+            np.testing.assert_array_equal(a.view(np.uint32), c.view(np.uint32))
+
+
+_PLAIN_LAYOUT_CHILD = """
+import json, sys
+import numpy as np
+import tfcore
+sys.path.insert(0, sys.argv[1])
+from reference import dense
+rng = np.random.default_rng(0)
+worst = 0.0
+for K, N, act in ((131, 197, "silu"), (37, 17, None), (64, 64, "gelu_tanh"), (96, 2 * 2048 + 37, None)):
+    W = (rng.standard_normal((N, K)) * K**-0.5).astype(np.float32)
+    b = rng.standard_normal(N).astype(np.float32)
+    lin = tfcore.Linear(W, b, act)
+    for M in range(1, 5):
+        x, r = rng.standard_normal((M, K)).astype(np.float32), rng.standard_normal((M, N)).astype(np.float32)
+        ref = dense.linear(x, W, b, act)
+        acc = r.copy()
+        lin(x, acc, out=acc)
+        for got, want in ((lin(x), ref), (lin(x, r), ref + r), (acc, ref + r)):
+            worst = max(worst, float(np.abs(got - want).max()) / (2e-6 * K + 1e-5))
+print("RESULT " + json.dumps({"worst": worst, "gemv": tfcore._C.config()["kernels"]["gemv"]}), flush=True)
+lin(rng.standard_normal((8, W.shape[1])).astype(np.float32))  # 8 rows: oneDNN (the control)
+"""
+
+
+@pytest.mark.parametrize("level", ["avx2", "avx512"])
+def test_few_rows_over_onednn_avx2_plain_layout(level):
+    """With oneDNN limited to AVX2 (as on a CPU without AVX-512) it keeps float32 weights as
+    plain (K, N) rows: the few-row kernel reads those too (column chunks wider than a thread's
+    stack buffer included), and oneDNN runs no matmul for M <= 4."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    if level not in KERNEL_LEVELS:
+        pytest.skip(f"this CPU does not run {level}")
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ONEDNN_VERBOSE": "1", "TFCORE_ISA": level}
+    out = subprocess.run(
+        [sys.executable, "-c", _PLAIN_LAYOUT_CHILD, here],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=os.path.dirname(os.path.dirname(tfcore.__file__)),
+    ).stdout
+    few, rest = out.split("RESULT ")
+    res = json.loads(rest.splitlines()[0])
+    assert res["gemv"] == level
+    assert res["worst"] < 1.0, res  # within tol(K) of the float64 reference
+    assert "wei_f32::blocked:ab" in out  # the plain layout was chosen
+    assert ",exec,cpu,matmul," not in few  # every few-row product ran in tfcore's kernel
+    assert ",exec,cpu,matmul," in rest  # (and the verbose log does show oneDNN's runs)
 
 
 @pytest.mark.parametrize("act", ["gelu", None])

@@ -147,43 +147,14 @@ int
 tf_check_finite(tf_state *st, PyArrayObject *a, const char *name)
 {
     const float *x = PyArray_DATA(a);
-    npy_intp n = PyArray_SIZE(a);
-    npy_intp bad = -1;
-    /* Sum-of-products trick: x*0 is NaN exactly when x is NaN or Inf, so a block sum
-     * tells whether the block holds any; the exact index is searched only on failure. */
-    Py_BEGIN_ALLOW_THREADS const npy_intp block = 4096;
-    for (npy_intp i0 = 0; i0 < n && bad < 0; i0 += block) {
-        npy_intp i1 = i0 + block < n ? i0 + block : n;
-        /* 16 independent sums: one chain of dependent adds would run at one element
-         * per add latency; these vectorise */
-        float part[16] = {0.0f};
-        npy_intp i = i0;
-        for (; i + 16 <= i1; i += 16) {
-            for (int k = 0; k < 16; k++) {
-                part[k] += x[i + k] * 0.0f;
-            }
-        }
-        float acc = 0.0f;
-        for (; i < i1; i++) {
-            acc += x[i] * 0.0f;
-        }
-        for (int k = 0; k < 16; k++) {
-            acc += part[k];
-        }
-        if (acc != acc) {
-            for (npy_intp i = i0; i < i1; i++) {
-                if (!isfinite(x[i])) {
-                    bad = i;
-                    break;
-                }
-            }
-        }
-    }
+    const int64_t n = PyArray_SIZE(a);
+    int64_t bad;
+    Py_BEGIN_ALLOW_THREADS tf_threads_begin();
+    bad = tf_first_nonfinite(x, n);
     Py_END_ALLOW_THREADS if (bad >= 0)
     {
-        tf_value_error(
-            st, "%s contains %s at flat index %" NPY_INTP_FMT " (tfcore refuses non-finite inputs)",
-            name, isnan(x[bad]) ? "NaN" : "Inf", bad);
+        tf_value_error(st, "%s contains %s at flat index %lld (tfcore refuses non-finite inputs)",
+                       name, isnan(x[bad]) ? "NaN" : "Inf", (long long)bad);
         return -1;
     }
     return 0;

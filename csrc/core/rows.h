@@ -5,13 +5,8 @@
 
 #include "tfcore.h"
 
-/* What to do with the optional second operand `other` (M, N) after the activation. */
-typedef enum {
-    TF_POST_NONE = 0,
-    TF_POST_ADD,   /* y = act(xWᵀ + b) + other            (residual)            */
-    TF_POST_MUL,   /* y = act(xWᵀ + b) * other            (gated feed-forward)  */
-    TF_POST_ACCUM, /* y += act(xWᵀ + b); other must be NULL (in-place residual) */
-} tf_post;
+/* tf_post, the post-op on the optional second operand, is in kernels/kernel.h (the few-row
+ * product kernel applies it too). */
 
 /* The arguments of a row-wise layer call `layer(x, residual=None, *, out=None)` after
  * validation: x (..., K) float32 used in place; out (..., N) new or the caller's;

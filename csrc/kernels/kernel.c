@@ -1,5 +1,5 @@
 /* kernel.c — the definitions behind kernel.h: error recording, activation names, aligned
- * allocation and CPU feature detection. Pure C. */
+ * allocation and CPU feature detection (the finite scans are in finite.c). Pure C. */
 #define _POSIX_C_SOURCE 200809L /* posix_memalign under -std=c11 */
 #include "kernels/kernel.h"
 
@@ -95,39 +95,4 @@ tf_isa_select(tf_isa_level level)
     }
     g_selected = (int)level;
     return 0;
-}
-
-int
-tf_rows_finite(const float *x, int64_t sb, int64_t sh, int64_t sl, int64_t B, int64_t H, int64_t n,
-               int64_t D)
-{
-    float acc[16] = {0.0f}; /* 16 independent sums: the compiler vectorises the row loop */
-    for (int64_t b = 0; b < B; b++) {
-        for (int64_t h = 0; h < H; h++) {
-            for (int64_t i = 0; i < n; i++) {
-                const float *r = x + b * sb + h * sh + i * sl;
-                int64_t e = 0;
-                for (; e + 16 <= D; e += 16) {
-                    for (int u = 0; u < 16; u++) {
-                        acc[u] += r[e + u] * 0.0f;
-                    }
-                }
-                for (; e < D; e++) {
-                    acc[0] += r[e] * 0.0f;
-                }
-            }
-        }
-    }
-    float all = 0.0f;
-    for (int u = 0; u < 16; u++) {
-        all += acc[u];
-    }
-    return all == all;
-}
-
-/* The level finite check kernels run at now (show_config). */
-tf_isa_level
-tf_finite_check_isa(void)
-{
-    return TF_ISA_REFERENCE;
 }

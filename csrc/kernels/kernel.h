@@ -55,6 +55,15 @@ typedef enum {
 } tf_act;
 extern const char *const tf_act_names[TF_ACT_COUNT];
 
+/* What to do with the optional second operand `other` (M, N) of a row-wise layer after the
+ * activation (Linear's post-ops, also applied by the few-row product kernel). */
+typedef enum {
+    TF_POST_NONE = 0,
+    TF_POST_ADD,   /* y = act(xWᵀ + b) + other            (residual)            */
+    TF_POST_MUL,   /* y = act(xWᵀ + b) * other            (gated feed-forward)  */
+    TF_POST_ACCUM, /* y += act(xWᵀ + b); other must be NULL (in-place residual) */
+} tf_post;
+
 /* ------------------------------------------------------------------ memory */
 
 /* 64-byte aligned allocation for kernel temporaries; tf_free(NULL) is fine. */
@@ -63,11 +72,15 @@ void tf_free(void *p);
 
 /* ------------------------------------------------------------------ checks */
 
+/* NaN/Inf scans (kernels/finite.c): sums of x * 0, which are NaN exactly when some value is
+ * NaN or Inf; vector paths per ISA. */
 /* 1 if every value of the (B, H, n, D) view x is finite (element strides sb, sh, sl; the D
- * values of a row contiguous), else 0. Sums x * 0 in 16 independent lanes, which vectorise:
- * the sum is NaN exactly when some value is NaN or Inf. */
+ * values of a row contiguous), else 0. Serial. */
 int tf_rows_finite(const float *x, int64_t sb, int64_t sh, int64_t sl, int64_t B, int64_t H,
                    int64_t n, int64_t D);
+/* The flat index of the first NaN or Inf of x (n,), or -1 if all are finite. Long arrays
+ * are scanned by the OpenMP team. */
+int64_t tf_first_nonfinite(const float *x, int64_t n);
 
 /* ------------------------------------------------------------------ CPU dispatch */
 

@@ -1,26 +1,88 @@
 /* quant.c — symmetric int8 quantization of float32 rows: q = round(x / s), s = max|x| / 127.
  *
- * Used per output channel for int8 weights (once, at construction) and per token for the
- * activations entering an int8 GEMM (every call), so the row loop is vectorized and
- * threaded. Rounding is to nearest even, as torch.quantize_per_tensor and oneDNN do.
+ * Used per output channel for int8 weights (once, at construction), per token for the
+ * activations entering an int8 GEMM (every call) and per cached row by an int8 KVCache, so
+ * the row loop is vectorized (one source, compiled per ISA) and threaded. Rounding is to
+ * nearest even, as torch.quantize_per_tensor and oneDNN do; every path computes the same
+ * float32 steps (max |x|, s = max / 127, x * (1 / s), round, clamp to [-127, 127]), so the
+ * results are bit-identical at every ISA level.
  */
 #include "kernels/quant.h"
 #include "kernels/simd.h"
 
+#include <float.h>
 #include <math.h>
 
 /* Below this many elements one thread is faster than waking the team. */
 #define PARALLEL_MIN_ELEMS (1 << 15)
 
-static float
+static inline float
 scale_of(float absmax)
 {
-    /* an all-zero row gets scale 1 (any scale reproduces it exactly) */
-    return absmax > 0.0f ? absmax / 127.0f : 1.0f;
+    /* an all-zero row gets scale 1 (any scale reproduces it exactly); the scale is at least
+     * FLT_MIN so 1 / s stays finite (a row of tiny values would otherwise meet 0 * Inf) */
+    return absmax > 0.0f ? fmaxf(absmax / 127.0f, FLT_MIN) : 1.0f;
 }
 
+#ifdef TF_ISA_PASS
+/* ------------------------------------------------------------------ vector path (per ISA) */
+
+/* x (K,) -> q (K,), *scale */
+void
+TF_ISA_FN(tf_quantize_row)(const float *x, int64_t K, int8_t *q, float *scale)
+{
+    tf_vf m0 = tf_vzero(), m1 = tf_vzero(); /* two chains: max has a latency of several cycles */
+    int64_t k = 0;
+    for (; k + 2 * TF_VW <= K; k += 2 * TF_VW) {
+        m0 = tf_vmax(m0, tf_vabs(tf_vload(x + k)));
+        m1 = tf_vmax(m1, tf_vabs(tf_vload(x + k + TF_VW)));
+    }
+    for (; k < K; k += TF_VW) {
+        m0 = tf_vmax(m0, tf_vabs(tf_vload_n(x + k, K - k))); /* lanes past K read 0 */
+    }
+    const float s = scale_of(tf_vreduce_max(tf_vmax(m0, m1)));
+    const tf_vf inv = tf_vset1(1.0f / s), lo = tf_vset1(-127.0f), hi = tf_vset1(127.0f);
+    for (k = 0; k < K; k += TF_VW) {
+        const tf_vf v = tf_vmul(K - k >= TF_VW ? tf_vload(x + k) : tf_vload_n(x + k, K - k), inv);
+        /* |v| <= 127 up to the last ulp; clamping first keeps the rounded value in range,
+         * and tf_vcvt_i rounds to nearest even like nearbyintf */
+        tf_vstore_s8_n(q + k, tf_vcvt_i(tf_vmin(tf_vmax(v, lo), hi)), K - k);
+    }
+    *scale = s;
+}
+
+/* q (K,) int8 -> y (K,) = q * scale */
+void
+TF_ISA_FN(tf_dequantize_row)(const int8_t *q, int64_t K, float scale, float *y)
+{
+    const tf_vf s = tf_vset1(scale);
+    int64_t k = 0;
+    for (; k + TF_VW <= K; k += TF_VW) {
+        tf_vstore(y + k, tf_vmul(tf_vload_s8_n(q + k, TF_VW), s));
+    }
+    if (k < K) {
+        tf_vstore_n(y + k, tf_vmul(tf_vload_s8_n(q + k, K - k), s), K - k);
+    }
+}
+
+#else /* the reference path and the dispatchers, compiled once */
+
+TF_ISA_DECLARE(void, tf_quantize_row, (const float *x, int64_t K, int8_t *q, float *scale))
+TF_ISA_DECLARE(void, tf_dequantize_row, (const int8_t *q, int64_t K, float scale, float *y))
+
+#define QUANT_ISAS (TF_ISA_BIT(TF_ISA_AVX512) | TF_ISA_BIT(TF_ISA_AVX2))
+
+/* The level quantize kernels run at now (show_config). */
+tf_isa_level
+tf_quantize_isa(void)
+{
+    return tf_isa_for(QUANT_ISAS);
+}
+
+/* ------------------------------------------------------------------ reference path */
+
 static void
-quantize_row_scalar(const float *x, int64_t K, int8_t *q, float *scale)
+quantize_row_ref(const float *x, int64_t K, int8_t *q, float *scale)
 {
     float m = 0.0f;
     for (int64_t k = 0; k < K; k++) {
@@ -34,46 +96,46 @@ quantize_row_scalar(const float *x, int64_t K, int8_t *q, float *scale)
     *scale = s;
 }
 
-TF_AVX512 static void
-quantize_row_avx512(const float *x, int64_t K, int8_t *q, float *scale)
+static void
+dequantize_row_ref(const int8_t *q, int64_t K, float scale, float *y)
 {
-    __m512 m = _mm512_setzero_ps();
-    for (int64_t k = 0; k < K; k += 16) {
-        __m512 v = _mm512_maskz_loadu_ps(tf_mask16(K - k), x + k);
-        m = _mm512_max_ps(m, _mm512_abs_ps(v));
+    for (int64_t k = 0; k < K; k++) {
+        y[k] = (float)q[k] * scale;
     }
-    const float s = scale_of(_mm512_reduce_max_ps(m));
-    const __m512 inv = _mm512_set1_ps(1.0f / s);
-    for (int64_t k = 0; k < K; k += 16) {
-        const __mmask16 mask = tf_mask16(K - k);
-        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + k), inv);
-        /* cvtps rounds to nearest even; |v| <= 127 (+ rounding), so the saturating narrow
-         * only guards against the last ulp */
-        __m512i i32 = _mm512_cvtps_epi32(v);
-        _mm512_mask_cvtsepi32_storeu_epi8(q + k, mask, i32);
-    }
-    *scale = s;
-}
-
-/* The level quantize kernels run at now (show_config). */
-tf_isa_level
-tf_quantize_isa(void)
-{
-    return tf_isa_for(TF_ISA_BIT(TF_ISA_AVX512));
 }
 
 void
 tf_quantize_rows_s8(const float *x, int64_t M, int64_t K, int8_t *q, float *scales)
 {
-    const int avx512 = tf_quantize_isa() == TF_ISA_AVX512;
-#pragma omp parallel for schedule(static) if (M * K >= PARALLEL_MIN_ELEMS && M > 1)
+    void (*row_fn)(const float *, int64_t, int8_t *, float *) = quantize_row_ref;
+    switch (tf_quantize_isa()) {
+        case TF_ISA_AVX512: row_fn = tf_quantize_row_avx512; break;
+        case TF_ISA_AVX2: row_fn = tf_quantize_row_avx2; break;
+        default: break;
+    }
+    if (M * K < PARALLEL_MIN_ELEMS || M == 1) { /* one token or one cached row: no team */
+        for (int64_t m = 0; m < M; m++) {
+            row_fn(x + m * K, K, q + m * K, scales + m);
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < M; m++) {
-        if (avx512) {
-            quantize_row_avx512(x + m * K, K, q + m * K, scales + m);
-        }
-        else {
-            quantize_row_scalar(x + m * K, K, q + m * K, scales + m);
-        }
+        row_fn(x + m * K, K, q + m * K, scales + m);
+    }
+}
+
+void
+tf_dequantize_rows_s8(const int8_t *q, int64_t M, int64_t K, const float *scales, float *y)
+{
+    void (*row_fn)(const int8_t *, int64_t, float, float *) = dequantize_row_ref;
+    switch (tf_quantize_isa()) {
+        case TF_ISA_AVX512: row_fn = tf_dequantize_row_avx512; break;
+        case TF_ISA_AVX2: row_fn = tf_dequantize_row_avx2; break;
+        default: break;
+    }
+    for (int64_t m = 0; m < M; m++) {
+        row_fn(q + m * K, K, scales[m], y + m * K);
     }
 }
 
@@ -100,3 +162,5 @@ tf_quantize_columns_s8(const float *x, int64_t K, int64_t N, int8_t *q, float *s
         }
     }
 }
+
+#endif /* TF_ISA_PASS */

@@ -1,4 +1,4 @@
-/* quant.h — symmetric int8 quantization for int8 Linear layers. */
+/* quant.h — symmetric int8 quantization for int8 Linear layers and the int8 KVCache. */
 #ifndef TFCORE_KERNELS_QUANT_H
 #define TFCORE_KERNELS_QUANT_H
 
@@ -11,5 +11,9 @@ void tf_quantize_rows_s8(const float *x, int64_t M, int64_t K, int8_t *q, float 
 
 /* The same with one scale per column of x (K, N): GPT-2 Conv1D weights are (in, out). */
 void tf_quantize_columns_s8(const float *x, int64_t K, int64_t N, int8_t *q, float *scales);
+
+/* y (M, K) = q (M, K) * scales (M,) per row: the inverse of tf_quantize_rows_s8 (the int8
+ * KVCache's reads). Serial (callers thread over blocks of rows). */
+void tf_dequantize_rows_s8(const int8_t *q, int64_t M, int64_t K, const float *scales, float *y);
 
 #endif /* TFCORE_KERNELS_QUANT_H */

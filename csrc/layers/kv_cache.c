@@ -194,29 +194,25 @@ tf_kvcache_append(tf_kvcache *c, int64_t l, int64_t T, const float *k, int64_t k
     c->seen[l] += T;
 }
 
-/* (rows, D) float32 from rows [0, rows) of one (b, kvh) block of a store. */
+/* (rows, D) float32 from rows [0, rows) of one (b, kvh) block of a store (its rows are
+ * contiguous). */
 static void
 load_rows(const tf_kvcache *c, PyArrayObject *store, PyArrayObject *scales, int64_t bh,
           int64_t rows, float *out)
 {
     const int64_t D = c->D, first = bh * c->capacity;
-    if (c->dtype == TF_KV_F32) {
-        memcpy(out, (const float *)PyArray_DATA(store) + first * D,
-               (size_t)(rows * D) * sizeof(float));
-        return;
-    }
-    for (int64_t j = 0; j < rows; j++) {
-        const int64_t r = first + j;
-        if (c->dtype == TF_KV_BF16) {
-            tf_bf16_to_f32((const uint16_t *)PyArray_DATA(store) + r * D, out + j * D, D);
-        }
-        else {
-            const int8_t *q = (const int8_t *)PyArray_DATA(store) + r * D;
-            const float scale = ((const float *)PyArray_DATA(scales))[r];
-            for (int64_t d = 0; d < D; d++) {
-                out[j * D + d] = (float)q[d] * scale;
-            }
-        }
+    switch (c->dtype) {
+        case TF_KV_F32:
+            memcpy(out, (const float *)PyArray_DATA(store) + first * D,
+                   (size_t)(rows * D) * sizeof(float));
+            break;
+        case TF_KV_BF16:
+            tf_bf16_to_f32((const uint16_t *)PyArray_DATA(store) + first * D, out, rows * D);
+            break;
+        case TF_KV_INT8:
+            tf_dequantize_rows_s8((const int8_t *)PyArray_DATA(store) + first * D, rows, D,
+                                  (const float *)PyArray_DATA(scales) + first, out);
+            break;
     }
 }
 

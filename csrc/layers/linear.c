@@ -228,7 +228,9 @@ tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_
                   m_scratch = NULL, m_wscale = NULL, m_rows = NULL;
     int rc = -1;
     const int64_t K = lin->in_features, N = lin->out_features;
-    if (M <= TF_GEMV_MAX_M && lin->panel_stride > 0 && tf_gemv_isa() == TF_ISA_AVX512) {
+    const tf_isa_level gemv_isa = tf_gemv_isa();
+    if (M <= TF_GEMV_MAX_M && lin->panel_stride > 0 &&
+        (lin->wdt == dnnl_f32 ? gemv_isa != TF_ISA_REFERENCE : gemv_isa == TF_ISA_AVX512)) {
         if (lin->wdt == dnnl_s8 || lin->wdt == dnnl_bf16) {
             const int s8 = lin->wdt == dnnl_s8;
             tf_thread_ctx *ctx = tf_thread_ctx_get(err);
@@ -701,7 +703,7 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     self->panel_stride = wdt == dnnl_s8     ? tf_gemv_s8_panel_stride(self->wmd)
                          : wdt == dnnl_bf16 ? tf_gemv_bf16_panel_stride(self->wmd)
-                                            : tf_gemv_panel_stride(self->wmd);
+                                            : tf_gemv_panel_stride(self->wmd, &self->panel_ld);
     size_t wsize = dnnl_memory_desc_get_size(self->wmd);
     self->weights = tf_malloc(wsize);
     if (self->weights == NULL) {

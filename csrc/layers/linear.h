@@ -18,6 +18,7 @@ typedef struct {
     float *wscale;                     /* (N,) per-output-channel scales of s8 weights, else NULL */
     int32_t *wsum;        /* (N,) Σ_k of each s8 weight column (tf_gemv_s8), else NULL */
     int64_t panel_stride; /* elements between 64-column panels for tf_gemv(_s8); 0: none */
+    int64_t panel_ld;     /* floats between the k rows of a panel (float32 tf_gemv) */
 } tf_linear;
 
 /* x is (M, K), other is (M, N) or NULL, y is (M, N); all row-major, rows contiguous.

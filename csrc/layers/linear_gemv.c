@@ -1,12 +1,17 @@
-/* linear_gemv.c — y = act(x Wᵀ + b) (post) other for a few rows x, over BA16a64b weights.
+/* linear_gemv.c — y = act(x Wᵀ + b) (post) other for a few rows x, read straight from a
+ * Linear's packed weights.
  *
- * BA16a64b stores the (K, N) weight matrix as panels of 64 output columns; within a panel
- * the K rows follow each other (blocks of 16 rows, padded with zeros up to a multiple of
- * 16), each row 64 floats. A panel is therefore one contiguous (K_padded, 64) stream:
- * 4 zmm loads per row feed 4·M FMAs, and the hardware prefetcher sees a single sequential
- * read. Threads take whole panels.
+ * float32: the panels of oneDNN's layout are found here (tf_gemv_panel_stride) and the
+ * product is kernels/gemv.c's, compiled per ISA. BA16a64b (oneDNN's AVX-512 packing) stores
+ * the (K, N) weight matrix as panels of 64 output columns; within a panel the K rows follow
+ * each other (blocks of 16 rows, padded with zeros up to a multiple of 16), each row 64
+ * floats, so a panel is one contiguous (K_padded, 64) stream. With AVX2 oneDNN keeps the
+ * plain row-major (K, N) matrix: its 64-column panels are read row by row at stride N.
+ * int8 and bf16 weights: AVX512_VNNI / AVX512_BF16 kernels over oneDNN's s8 and bf16
+ * panels, below. Threads take whole panels.
  */
 #include "layers/linear_gemv.h"
+#include "kernels/gemv.h"
 #include "kernels/bfloat16.h"
 #include "kernels/activation.h"
 #include "kernels/simd.h"
@@ -14,8 +19,8 @@
 
 #include <string.h>
 
-#define PANEL  64 /* output columns per panel */
-#define KBLOCK 16 /* K rows per block */
+#define PANEL  TF_GEMV_PANEL /* output columns per panel */
+#define KBLOCK 16            /* K rows per block */
 /* kernel##_m1 .. _m4 (M a compile-time constant in each) for the runtime M <= 4 */
 #define CALL_FOR_M(kernel, M, ...)                    \
     do {                                              \
@@ -75,35 +80,34 @@ panel_layout_stride(const_dnnl_memory_desc_t wmd, dnnl_data_type_t want_dt, int 
 }
 
 int64_t
-tf_gemv_panel_stride(const_dnnl_memory_desc_t wmd)
+tf_gemv_panel_stride(const_dnnl_memory_desc_t wmd, int64_t *ldw)
 {
     /* BA16a64b: 16 K rows, then 64 columns */
     static const int64_t blks[] = {KBLOCK, PANEL};
     static const int idxs[] = {0, 1};
-    return panel_layout_stride(wmd, dnnl_f32, 2, 2, blks, idxs);
-}
-
-/* acc[m][0..3] = x[m, :] · panel[:, 0..63] for the M (compile-time after inlining) rows. */
-TF_AVX512 static inline __attribute__((always_inline)) void
-panel_dot(const float *panel, const float *x, int64_t K, int M, __m512 acc[TF_GEMV_MAX_M][4])
-{
-    for (int m = 0; m < M; m++) {
-        for (int i = 0; i < 4; i++) {
-            acc[m][i] = _mm512_setzero_ps();
-        }
+    const int64_t stride = panel_layout_stride(wmd, dnnl_f32, 2, 2, blks, idxs);
+    if (stride > 0) {
+        *ldw = PANEL;
+        return stride;
     }
-    const float *row = panel;
-    for (int64_t k = 0; k < K; k++, row += PANEL) {
-        const __m512 w0 = _mm512_load_ps(row), w1 = _mm512_load_ps(row + 16),
-                     w2 = _mm512_load_ps(row + 32), w3 = _mm512_load_ps(row + 48);
-        for (int m = 0; m < M; m++) {
-            const __m512 xk = _mm512_set1_ps(x[m * K + k]);
-            acc[m][0] = _mm512_fmadd_ps(w0, xk, acc[m][0]);
-            acc[m][1] = _mm512_fmadd_ps(w1, xk, acc[m][1]);
-            acc[m][2] = _mm512_fmadd_ps(w2, xk, acc[m][2]);
-            acc[m][3] = _mm512_fmadd_ps(w3, xk, acc[m][3]);
-        }
+    /* plain row-major (K, N) ('ab', what oneDNN's AVX2 gemm keeps): panels are adjacent
+     * 64-column slices of the rows */
+    int ndims = 0, nblks = 0;
+    const dnnl_dims_t *dims = NULL, *strides = NULL;
+    dnnl_data_type_t dt = dnnl_data_type_undef;
+    *ldw = 0;
+    if (dnnl_memory_desc_query(wmd, dnnl_query_ndims_s32, &ndims) ||
+        dnnl_memory_desc_query(wmd, dnnl_query_data_type, &dt) ||
+        dnnl_memory_desc_query(wmd, dnnl_query_inner_nblks_s32, &nblks) || ndims != 2 ||
+        dt != dnnl_f32 || nblks != 0 || dnnl_memory_desc_query(wmd, dnnl_query_dims, &dims) ||
+        dnnl_memory_desc_query(wmd, dnnl_query_strides, &strides)) {
+        return 0;
     }
+    if ((*strides)[1] != 1 || (*strides)[0] != (*dims)[1]) {
+        return 0;
+    }
+    *ldw = (*dims)[1];
+    return PANEL;
 }
 
 /* Columns n0 .. n0+nc of every row: add bias, activate, combine with other / y. */
@@ -144,32 +148,19 @@ panel_store(const tf_linear *lin, __m512 acc[TF_GEMV_MAX_M][4], int64_t M, int64
     }
 }
 
-/* x (M, K) · panel p -> y columns of panel p, for a compile-time M. */
-#define DEFINE_GEMV_M(MR)                                                                          \
-    TF_AVX512 static void gemv_m##MR(const tf_linear *lin, const float *x, float *y, tf_post post, \
-                                     const float *other)                                           \
-    {                                                                                              \
-        const int64_t K = lin->in_features, N = lin->out_features;                                 \
-        const int64_t panels = (N + PANEL - 1) / PANEL;                                            \
-        const float *w = lin->weights;                                                             \
-        _Pragma("omp parallel for schedule(static) if (K * N >= PARALLEL_MIN_WEIGHTS)") for (      \
-            int64_t p = 0; p < panels; p++)                                                        \
-        {                                                                                          \
-            __m512 acc[TF_GEMV_MAX_M][4];                                                          \
-            const int64_t n0 = p * PANEL, nc = N - n0 < PANEL ? N - n0 : PANEL;                    \
-            panel_dot(w + p * lin->panel_stride, x, K, MR, acc);                                   \
-            panel_store(lin, acc, MR, n0, nc, y, post, other);                                     \
-        }                                                                                          \
-    }
-DEFINE_GEMV_M(1)
-DEFINE_GEMV_M(2)
-DEFINE_GEMV_M(3)
-DEFINE_GEMV_M(4)
-
 void
 tf_gemv(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post, const float *other)
 {
-    CALL_FOR_M(gemv, M, lin, x, y, post, other);
+    const tf_gemv_f32_args g = {
+        .w = lin->weights,
+        .panel_stride = lin->panel_stride,
+        .ldw = lin->panel_ld,
+        .K = lin->in_features,
+        .N = lin->out_features,
+        .bias = lin->bias,
+        .act = (tf_act)lin->act,
+    };
+    tf_gemv_f32(&g, x, M, y, post, other);
 }
 
 /* ------------------------------------------------------------------ int8 weights
@@ -385,5 +376,5 @@ tf_gemv_bf16(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post 
 tf_isa_level
 tf_gemv_isa(void)
 {
-    return tf_isa_for(TF_ISA_BIT(TF_ISA_AVX512));
+    return tf_gemv_f32_isa();
 }

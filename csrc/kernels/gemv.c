@@ -1,0 +1,248 @@
+/* gemv.c — y = act(x W + b) (post) other for a few rows x over 64-column weight panels
+ * (kernels/gemv.h), one source compiled per ISA.
+ *
+ * Panels with rows of 64 floats (oneDNN's BA16a64b): a panel is streamed front to back, one
+ * k row at a time, into M x 64 float accumulators held in registers: with AVX-512 that is 4
+ * vectors per row for up to 4 rows (16 of 32 registers); AVX2 has 8-lane vectors and 16
+ * registers, so a panel is swept in strips of fewer vectors (8 for one row, 4 for two, 2
+ * for three or four), each strip a pass over the panel's K rows. Threads take whole panels.
+ * Plain (K, N) rows (oneDNN's AVX2 choice): see chunk_m* below. */
+#include "kernels/gemv.h"
+#include "kernels/activation.h"
+#include "kernels/simd.h"
+
+#include <omp.h>
+
+/* Below this many weights one thread is faster than waking the team. */
+#define PARALLEL_MIN_WEIGHTS (1 << 16)
+
+#ifdef TF_ISA_PASS
+/* ------------------------------------------------------------------ vector path (per ISA) */
+
+#define PANEL TF_GEMV_PANEL
+#define NV    (PANEL / TF_VW) /* vectors per panel row: 4 (AVX-512) or 8 (AVX2) */
+/* vectors per strip for M rows: M x S accumulators in at most half the registers */
+#define STRIP(M) ((TF_VREGS / 2) / (M) >= NV ? NV : (TF_VREGS / 2) / (M))
+
+/* full vector, or the first n lanes (0 past them) */
+static inline tf_vf
+ld(const float *p, int64_t n)
+{
+    return n >= TF_VW ? tf_vload(p) : tf_vload_n(p, n);
+}
+static inline void
+st(float *p, tf_vf v, int64_t n)
+{
+    if (n >= TF_VW) {
+        tf_vstore(p, v);
+    }
+    else {
+        tf_vstore_n(p, v, n);
+    }
+}
+
+/* acc (M, PANEL) columns [TF_VW s0, TF_VW (s0 + S)) = x (M, K) · panel rows (ldw floats
+ * apart, all 64 columns present). M and S are constants after inlining, so the
+ * accumulators live in registers. */
+static inline __attribute__((always_inline)) void
+strip_dot(const float *panel, int64_t ldw, int64_t K, const float *x, const int M, const int S,
+          int s0, float *acc)
+{
+    tf_vf a[TF_GEMV_MAX_M][NV];
+    for (int m = 0; m < M; m++) {
+        for (int j = 0; j < S; j++) {
+            a[m][j] = tf_vzero();
+        }
+    }
+    const float *row = panel + s0 * TF_VW;
+    for (int64_t k = 0; k < K; k++, row += ldw) {
+        for (int j = 0; j < S; j++) {
+            const tf_vf w = tf_vload(row + j * TF_VW);
+            for (int m = 0; m < M; m++) {
+                a[m][j] = tf_vfma(w, tf_vset1(x[m * K + k]), a[m][j]);
+            }
+        }
+    }
+    for (int m = 0; m < M; m++) {
+        for (int j = 0; j < S; j++) {
+            tf_vstore(acc + m * PANEL + (s0 + j) * TF_VW, a[m][j]);
+        }
+    }
+}
+
+/* Columns n0 .. n0 + nc of every row from acc (M, lda): bias, activation, post-op, store. */
+static void
+store_cols(const tf_gemv_f32_args *g, float *acc, int64_t lda, int64_t M, int64_t n0, int64_t nc,
+           float *y, tf_post post, const float *other)
+{
+    const int64_t N = g->N;
+    for (int64_t m = 0; m < M; m++) {
+        float *a = acc + m * lda;
+        if (g->bias != NULL) {
+            for (int64_t j = 0; j < nc; j += TF_VW) {
+                tf_vstore(a + j, tf_vadd(tf_vload(a + j), ld(g->bias + n0 + j, nc - j)));
+            }
+        }
+        if (g->act != TF_ACT_NONE) {
+            tf_activation_serial(a, a, nc, g->act);
+        }
+        float *yr = y + m * N + n0;
+        const float *orow = other != NULL ? other + m * N + n0 : NULL;
+        for (int64_t j = 0; j < nc; j += TF_VW) {
+            tf_vf v = tf_vload(a + j);
+            switch (post) {
+                case TF_POST_ADD: v = tf_vadd(v, ld(orow + j, nc - j)); break;
+                case TF_POST_MUL: v = tf_vmul(v, ld(orow + j, nc - j)); break;
+                case TF_POST_ACCUM: v = tf_vadd(v, ld(yr + j, nc - j)); break;
+                default: break;
+            }
+            st(yr + j, v, nc - j);
+        }
+    }
+}
+
+/* Panel p for a compile-time M: its strips, then the epilogue. */
+#define DEFINE_PANEL_M(MR)                                                                  \
+    static void panel_m##MR(const tf_gemv_f32_args *g, const float *x, int64_t p, float *y, \
+                            tf_post post, const float *other)                               \
+    {                                                                                       \
+        float acc[MR * PANEL] __attribute__((aligned(64)));                                 \
+        const int64_t n0 = p * PANEL, nc = g->N - n0 < PANEL ? g->N - n0 : PANEL;           \
+        const float *panel = g->w + p * g->panel_stride;                                    \
+        for (int s0 = 0; s0 < NV; s0 += STRIP(MR)) {                                        \
+            strip_dot(panel, g->ldw, g->K, x, MR, STRIP(MR), s0, acc);                      \
+        }                                                                                   \
+        store_cols(g, acc, PANEL, MR, n0, nc, y, post, other);                              \
+    }
+DEFINE_PANEL_M(1)
+DEFINE_PANEL_M(2)
+DEFINE_PANEL_M(3)
+DEFINE_PANEL_M(4)
+
+/* Plain row-major (K, N) weights: a panel would be read 256 bytes per row at a stride of N
+ * floats, which the prefetchers follow badly on wide layers. Instead each work item is a
+ * chunk of up to ACC_FLOATS / M columns swept KB rows at a time: KB sequential streams of row
+ * segments, the M x chunk sums kept in a stack buffer (L1/L2), U vectors of columns at a
+ * time so that even one row has independent FMA chains. Each column still sums its K
+ * products in order with fused multiply-adds: the same bits as the panel kernel. */
+#define ACC_FLOATS 8192 /* the M x chunk sums on the stack: 32 KB */
+#define KB         8
+#define UNROLL(M)  ((M) >= 4 ? 1 : 4 / (M))
+
+/* acc (M, lda) columns [j, j + U TF_VW) += x (M, K) rows k0 .. k1 of w (row stride ldw, at
+ * column j); `left` columns are valid from j (masked: the last ones). */
+static inline __attribute__((always_inline)) void
+rows_block(const float *w, int64_t ldw, const float *x, int64_t K, int64_t k0, int64_t k1,
+           const int M, const int U, const int masked, int64_t left, float *acc, int64_t lda)
+{
+    tf_vf a[TF_GEMV_MAX_M][4];
+    for (int m = 0; m < M; m++) {
+        for (int u = 0; u < U; u++) {
+            a[m][u] = tf_vload(acc + m * lda + u * TF_VW);
+        }
+    }
+    for (int64_t k = k0; k < k1; k++, w += ldw) {
+        for (int u = 0; u < U; u++) {
+            const tf_vf wv =
+                masked ? tf_vload_n(w + u * TF_VW, left - u * TF_VW) : tf_vload(w + u * TF_VW);
+            for (int m = 0; m < M; m++) {
+                a[m][u] = tf_vfma(wv, tf_vset1(x[m * K + k]), a[m][u]);
+            }
+        }
+    }
+    for (int m = 0; m < M; m++) {
+        for (int u = 0; u < U; u++) {
+            tf_vstore(acc + m * lda + u * TF_VW, a[m][u]);
+        }
+    }
+}
+
+#define DEFINE_CHUNK_M(MR)                                                                     \
+    static void chunk_m##MR(const tf_gemv_f32_args *g, const float *x, int64_t n0, int64_t nc, \
+                            float *y, tf_post post, const float *other)                        \
+    {                                                                                          \
+        enum { U = UNROLL(MR), STEP = UNROLL(MR) * TF_VW };                                    \
+        float acc[ACC_FLOATS] __attribute__((aligned(64)));                                    \
+        const int64_t K = g->K, ldw = g->ldw, lda = (nc + STEP - 1) / STEP * STEP;             \
+        for (int64_t i = 0; i < MR * lda; i += TF_VW) {                                        \
+            tf_vstore(acc + i, tf_vzero());                                                    \
+        }                                                                                      \
+        for (int64_t k0 = 0; k0 < K; k0 += KB) {                                               \
+            const int64_t k1 = K - k0 < KB ? K : k0 + KB;                                      \
+            const float *w = g->w + k0 * ldw + n0;                                             \
+            int64_t j = 0;                                                                     \
+            for (; j + STEP <= nc; j += STEP) {                                                \
+                rows_block(w + j, ldw, x, K, k0, k1, MR, U, 0, STEP, acc + j, lda);            \
+            }                                                                                  \
+            if (j < nc) { /* the last columns: nothing past N may be read */                   \
+                rows_block(w + j, ldw, x, K, k0, k1, MR, U, 1, nc - j, acc + j, lda);          \
+            }                                                                                  \
+        }                                                                                      \
+        store_cols(g, acc, lda, MR, n0, nc, y, post, other);                                   \
+    }
+DEFINE_CHUNK_M(1)
+DEFINE_CHUNK_M(2)
+DEFINE_CHUNK_M(3)
+DEFINE_CHUNK_M(4)
+
+void
+TF_ISA_FN(tf_gemv_f32)(const tf_gemv_f32_args *g, const float *x, int64_t M, float *y, tf_post post,
+                       const float *other)
+{
+    if (g->ldw != PANEL) { /* plain rows: one chunk of columns per thread, as wide as fits */
+        const int par = g->K * g->N >= PARALLEL_MIN_WEIGHTS;
+        const int64_t T = par ? omp_get_max_threads() : 1;
+        const int64_t max_cw = ACC_FLOATS / M / PANEL * PANEL; /* M * lda <= ACC_FLOATS */
+        int64_t cw = ((g->N + T - 1) / T + PANEL - 1) / PANEL * PANEL;
+        cw = cw > max_cw ? max_cw : cw;
+        const int64_t chunks = (g->N + cw - 1) / cw;
+#pragma omp parallel for schedule(static) if (par)
+        for (int64_t c = 0; c < chunks; c++) {
+            const int64_t n0 = c * cw, nc = g->N - n0 < cw ? g->N - n0 : cw;
+            switch (M) {
+                case 1: chunk_m1(g, x, n0, nc, y, post, other); break;
+                case 2: chunk_m2(g, x, n0, nc, y, post, other); break;
+                case 3: chunk_m3(g, x, n0, nc, y, post, other); break;
+                default: chunk_m4(g, x, n0, nc, y, post, other); break;
+            }
+        }
+        return;
+    }
+    const int64_t panels = (g->N + PANEL - 1) / PANEL;
+#pragma omp parallel for schedule(static) if (g->K * g->N >= PARALLEL_MIN_WEIGHTS)
+    for (int64_t p = 0; p < panels; p++) {
+        switch (M) {
+            case 1: panel_m1(g, x, p, y, post, other); break;
+            case 2: panel_m2(g, x, p, y, post, other); break;
+            case 3: panel_m3(g, x, p, y, post, other); break;
+            default: panel_m4(g, x, p, y, post, other); break;
+        }
+    }
+}
+
+#else /* the dispatcher, compiled once */
+
+TF_ISA_DECLARE(void, tf_gemv_f32,
+               (const tf_gemv_f32_args *g, const float *x, int64_t M, float *y, tf_post post,
+                const float *other))
+
+#define GEMV_ISAS (TF_ISA_BIT(TF_ISA_AVX512) | TF_ISA_BIT(TF_ISA_AVX2))
+
+tf_isa_level
+tf_gemv_f32_isa(void)
+{
+    return tf_isa_for(GEMV_ISAS);
+}
+
+void
+tf_gemv_f32(const tf_gemv_f32_args *g, const float *x, int64_t M, float *y, tf_post post,
+            const float *other)
+{
+    switch (tf_gemv_f32_isa()) {
+        case TF_ISA_AVX512: tf_gemv_f32_avx512(g, x, M, y, post, other); break;
+        case TF_ISA_AVX2: tf_gemv_f32_avx2(g, x, M, y, post, other); break;
+        default: break; /* callers check tf_gemv_f32_isa() first */
+    }
+}
+
+#endif /* TF_ISA_PASS */

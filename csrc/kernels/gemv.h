@@ -1,0 +1,40 @@
+/* gemv.h — few-row float32 products over packed weight panels: Linear's decode path
+ * (layers/linear_gemv.c finds the panels in oneDNN's packed weights). */
+#ifndef TFCORE_KERNELS_GEMV_H
+#define TFCORE_KERNELS_GEMV_H
+
+#include "kernels/kernel.h"
+
+/* Rows up to which the few-row kernels are used instead of oneDNN: 4 rows x 4 accumulators
+ * fill 16 of the 32 zmm registers (AVX2 splits a panel into narrower strips instead); more
+ * rows would spill, and oneDNN's blocked kernel reuses each weight load across rows better
+ * from there on. */
+#define TF_GEMV_MAX_M 4
+/* Output columns per panel. */
+#define TF_GEMV_PANEL 64
+
+/* The (K, N) weights as panels of TF_GEMV_PANEL output columns: column n0 + j of row k is at
+ * w[p * panel_stride + k * ldw + j], p = n0 / TF_GEMV_PANEL. oneDNN's BA16a64b (its AVX-512
+ * packing) is panel_stride = K_padded * 64, ldw = 64, every panel 64 columns wide (zeros
+ * past N); a plain row-major (K, N) matrix (its AVX2 choice) is panel_stride = 64, ldw = N,
+ * and the last panel stops at N (read with masked loads). */
+typedef struct {
+    const float *w;
+    int64_t panel_stride; /* floats between panels */
+    int64_t ldw;          /* floats between consecutive k rows of a panel */
+    int64_t K, N;
+    const float *bias; /* (N,) or NULL */
+    tf_act act;
+} tf_gemv_f32_args;
+
+/* y (M, N) = act(x (M, K) W + b) (post) other for M <= TF_GEMV_MAX_M; other (M, N) or NULL
+ * (TF_POST_ACCUM adds to y). Threaded over panels. Runs only where tf_gemv_f32_isa() is not
+ * TF_ISA_REFERENCE (there is no plain path: the caller uses oneDNN). Every level sums each
+ * column's K products in the same order with fused multiply-adds: the same bits. */
+void tf_gemv_f32(const tf_gemv_f32_args *g, const float *x, int64_t M, float *y, tf_post post,
+                 const float *other);
+
+/* The level tf_gemv_f32 runs at now (AVX-512 or AVX2), or TF_ISA_REFERENCE: none. */
+tf_isa_level tf_gemv_f32_isa(void);
+
+#endif /* TFCORE_KERNELS_GEMV_H */
