@@ -480,20 +480,22 @@ tf_vtranspose(tf_vf r[TF_VW])
     }
 }
 
-/* exp(x) for x <= 0 (softmax numerators): -inf gives 0, NaN stays NaN, and results below
- * 2^-126 (x < -87.33) flush to 0. tf_vexp's polynomial, but 2^k comes straight from the
- * exponent bits of the rounding add t = x log2(e) + (1.5 2^23 + 127), whose low mantissa
- * bits are k + 127: one multiply instead of tf_vscale2's two-factor split. */
-#define TF_VEXP_NEG_NATIVE 1
+/* exp(x) for x <= 88 (softmax numerators: a score minus a running maximum): -inf gives 0,
+ * NaN stays NaN, results below ~2^-125 (x < -87) flush to 0; elsewhere equal to tf_vexp
+ * (same reduction and polynomial). Fewer operations on the FMA/multiply ports, which bound
+ * an AVX2 softmax: no clamps (lanes below -87 are zeroed at the end, which covers -inf
+ * too), k from the rounding add t = x log2(e) + 1.5 2^23 (k sits in t's low mantissa bits),
+ * and 2^k applied as an integer add of (t << 23) = k << 23 to p's exponent bits instead of
+ * tf_vscale2's two multiplies. */
+#define TF_VEXP_FTZ_NATIVE 1
 static inline tf_vf
-tf_vexp_neg(tf_vf x)
+tf_vexp_ftz(tf_vf x)
 {
-    const __m256 lo = _mm256_set1_ps(-87.33f); /* log2(e) lo = -125.99: k >= -126 */
-    const __m256 magic = _mm256_set1_ps(12582912.0f + 127.0f);
-    const __m256 xc = _mm256_max_ps(lo, x); /* x second: NaN stays NaN */
-    const __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), magic);
+    const __m256 lo = _mm256_set1_ps(-87.0f); /* p 2^k stays normal above this */
+    const __m256 magic = _mm256_set1_ps(12582912.0f);
+    const __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), magic);
     const __m256 k = _mm256_sub_ps(t, magic);
-    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), xc);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
     r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
     __m256 p = _mm256_set1_ps(TF_EXP_C6);
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(TF_EXP_C5));
@@ -502,8 +504,9 @@ tf_vexp_neg(tf_vf x)
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(TF_EXP_C2));
     p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
     p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
-    const __m256 pow2k = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23));
-    return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), _mm256_mul_ps(p, pow2k));
+    const __m256i e =
+        _mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_castps_si256(t), 23));
+    return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), _mm256_castsi256_ps(e));
 }
 
 #else
@@ -531,11 +534,11 @@ tf_vexp(tf_vf x)
     return tf_vscale2(p, k);
 }
 
-#ifndef TF_VEXP_NEG_NATIVE
-/* exp(x) for x <= 0 (softmax numerators): backends with a cheaper form for this range
- * define their own (results below 2^-126 may then flush to 0); here it is tf_vexp. */
+#ifndef TF_VEXP_FTZ_NATIVE
+/* exp(x) for x <= 88 (softmax numerators) where results below 2^-126 may flush to 0:
+ * backends with a cheaper form for that contract define their own; here it is tf_vexp. */
 static inline tf_vf
-tf_vexp_neg(tf_vf x)
+tf_vexp_ftz(tf_vf x)
 {
     return tf_vexp(x);
 }

@@ -390,13 +390,13 @@ decode_split(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, int64_t j0,
     const int64_t n = j1 - j0;
     int64_t c = 0;
     for (; c + TF_VW <= n; c += TF_VW) {
-        const tf_vf e = tf_vexp_neg(tf_vsub(tf_vload(scores + c), vm));
+        const tf_vf e = tf_vexp_ftz(tf_vsub(tf_vload(scores + c), vm));
         tf_vstore(scores + c, e);
         vsum = tf_vadd(vsum, e);
     }
     if (c < n) {
         const tf_vf e = tf_vblend(tf_vmask_n(n - c), tf_vzero(),
-                                  tf_vexp_neg(tf_vsub(tf_vload_n(scores + c, n - c), vm)));
+                                  tf_vexp_ftz(tf_vsub(tf_vload_n(scores + c, n - c), vm)));
         tf_vstore_n(scores + c, e, n - c);
         vsum = tf_vadd(vsum, e);
     }

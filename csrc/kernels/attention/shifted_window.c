@@ -120,7 +120,7 @@ TF_ISA_FN(tf_window_item)(const tf_window_args *a, int64_t bw, int64_t h, const 
         for (int64_t j = 0; j < N; j++) {
             float *row = s->st + j * BQ;
             for (int u = 0; u < QV; u++) {
-                const tf_vf e = tf_vexp_neg(tf_vsub(tf_vload(row + TF_VW * u), mx[u]));
+                const tf_vf e = tf_vexp_ftz(tf_vsub(tf_vload(row + TF_VW * u), mx[u]));
                 tf_vstore(row + TF_VW * u, e);
                 sum[u] = tf_vadd(sum[u], e);
             }

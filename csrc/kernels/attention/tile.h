@@ -31,6 +31,7 @@
  *   AVX2    (16 registers): 6 x 2 = 12 accumulators + 2 query vectors + 1 broadcast
  * (the classic 6 x 16 float GEMM tile: enough independent FMAs to cover their latency,
  * and 8 loads per 12 FMAs) */
+#ifndef TF_TILE_QK_R
 #if TF_VREGS >= 32
 #define TF_TILE_QK_R 4 /* keys */
 #define TF_TILE_QK_V 4 /* query vectors */
@@ -41,6 +42,7 @@
 #define TF_TILE_QK_V 2
 #define TF_TILE_PV_R 6
 #define TF_TILE_PV_V 2
+#endif
 #endif
 _Static_assert(TF_TILE_QV % TF_TILE_QK_V == 0 && TF_TILE_QV % TF_TILE_PV_V == 0,
                "register tiles split the query vectors evenly");
@@ -255,28 +257,36 @@ tf_tile_unpack_ot(const float *ot, const float *inv, float *const *dst, int64_t 
     }
 }
 
+/* A lane's running maximum moves only when a block's maximum exceeds it by more than this
+ * (natural-log units): numerators stay <= e^8 against the stale maximum, and the rescale of
+ * l and Oᵀ, a load-multiply-store of Dv vectors, is skipped for most blocks (FlashAttention-3's
+ * lazy rescaling). The result is the same softmax: l and Oᵀ share the base. */
+#define TF_TILE_RESCALE_SLACK 8.0f
+
 /* Online softmax over one block of nk scores st (nk, BQ) whose lane maxima are tmax:
  * st becomes exp(st - m_new); l (running sums) and ot (Dv, BQ) are rescaled where a lane's
- * maximum moved; m takes the new maxima. -inf lanes (no visible key yet) stay at zero.
- * tmax, m and l hold TF_TILE_QV vectors. */
+ * base m moved; m takes the new bases (m_new = tmax where tmax > m + TF_TILE_RESCALE_SLACK,
+ * m elsewhere). -inf lanes (no visible key yet) stay at zero; a NaN score makes its lane's
+ * l NaN. tmax, m and l hold TF_TILE_QV vectors. */
 static inline void
 tf_tile_softmax(float *st, int64_t nk, int64_t Dv, float *ot, const tf_vf *tmax, tf_vf *m, tf_vf *l)
 {
-    const tf_vf ninf = tf_vset1(-INFINITY);
+    const tf_vf ninf = tf_vset1(-INFINITY), slack = tf_vset1(TF_TILE_RESCALE_SLACK);
     for (int u = 0; u < TF_TILE_QV; u++) {
-        const tf_vf m_new = tf_vmax(m[u], tmax[u]);
+        const tf_vmask grow = tf_vgt(tmax[u], tf_vadd(m[u], slack));
+        const tf_vf m_new = tf_vblend(grow, m[u], tmax[u]);
         /* lanes that have seen no key yet keep exponent base 0 (exp(-inf) = 0) */
         const tf_vf base = tf_vblend(tf_veq(m_new, ninf), m_new, tf_vzero());
         tf_vf psum = tf_vzero();
         float *p = st + u * TF_VW;
         for (int64_t c = 0; c < nk; c++, p += TF_TILE_BQ) {
-            const tf_vf e = tf_vexp_neg(tf_vsub(tf_vload(p), base));
+            const tf_vf e = tf_vexp_ftz(tf_vsub(tf_vload(p), base));
             tf_vstore(p, e);
             psum = tf_vadd(psum, e);
         }
-        /* rescale earlier sums only where the maximum moved */
-        if (tf_vmask_any(tf_vgt(m_new, m[u]))) {
-            const tf_vf corr = tf_vexp_neg(tf_vsub(m[u], base));
+        /* rescale earlier sums only where the base moved */
+        if (tf_vmask_any(grow)) {
+            const tf_vf corr = tf_vexp_ftz(tf_vsub(m[u], base));
             l[u] = tf_vfma(l[u], corr, psum);
             float *o = ot + u * TF_VW;
             for (int64_t dv = 0; dv < Dv; dv++, o += TF_TILE_BQ) {
