@@ -148,6 +148,9 @@ tf_tile_pv_micro(const float *st, const float *const *vrows, int64_t nk, int64_t
         }
     }
     const float *p = st + v0 * TF_VW;
+    /* unrolled: the per-key row pointer load and loop step cost ~5% of this loop otherwise
+     * (measured, both ISAs); the Q·K loop gains nothing from it */
+#pragma GCC unroll 4
     for (int64_t c = 0; c < nk; c++, p += TF_TILE_BQ) {
         const float *vc = vrows[c] + dv;
         tf_vf pv[TF_TILE_PV_V];
