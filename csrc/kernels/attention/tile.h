@@ -200,6 +200,26 @@ tf_tile_pv(const float *st, const float *const *vrows, int64_t nk, int64_t Dv, f
     }
 }
 
+/* Read for rows past the end of a block: the packing loads stay branch-free, so the block
+ * being transposed stays in registers (a branch per row puts it on the stack). */
+static const float tf_tile_zeros[TF_VW];
+
+/* One TF_VW x TF_VW block of the packing (full: nd == TF_VW, a compile-time constant). */
+TF_TILE_INLINE void
+tf_tile_pack_block(const float *const *rows, int64_t off, int64_t nq, int64_t g, int64_t d0,
+                   int64_t nd, const int full, tf_vf vs, float *qt)
+{
+    tf_vf r[TF_VW];
+    for (int k = 0; k < TF_VW; k++) {
+        const float *src = g + k < nq ? rows[g + k] + off + d0 : tf_tile_zeros;
+        r[k] = tf_vmul(vs, full ? tf_vload(src) : tf_vload_n(src, nd));
+    }
+    tf_vtranspose(r);
+    for (int64_t k = 0; k < nd; k++) {
+        tf_vstore(qt + (d0 + k) * TF_TILE_BQ + g, r[k]);
+    }
+}
+
 /* The tile's queries packed: qt (D, BQ), qt[d][l] = scale * q_l[d] with q_l = rows[l] + off
  * (D floats) for l < nq, 0 in the other lanes; TF_VW x TF_VW blocks transposed in registers. */
 static inline void
@@ -207,24 +227,37 @@ tf_tile_pack_qt(const float *const *rows, int64_t off, int64_t nq, int64_t D, fl
                 float *qt)
 {
     const tf_vf vs = tf_vset1(scale);
-    for (int64_t d0 = 0; d0 < D; d0 += TF_VW) {
-        const int64_t nd = D - d0 < TF_VW ? D - d0 : TF_VW;
+    int64_t d0 = 0;
+    for (; d0 + TF_VW <= D; d0 += TF_VW) {
         for (int64_t g = 0; g < TF_TILE_BQ; g += TF_VW) {
-            tf_vf r[TF_VW];
-            for (int64_t k = 0; k < TF_VW; k++) {
-                if (g + k >= nq) {
-                    r[k] = tf_vzero();
-                }
-                else if (nd == TF_VW) {
-                    r[k] = tf_vmul(vs, tf_vload(rows[g + k] + off + d0));
-                }
-                else {
-                    r[k] = tf_vmul(vs, tf_vload_n(rows[g + k] + off + d0, nd));
-                }
+            tf_tile_pack_block(rows, off, nq, g, d0, TF_VW, 1, vs, qt);
+        }
+    }
+    if (d0 < D) {
+        for (int64_t g = 0; g < TF_TILE_BQ; g += TF_VW) {
+            tf_tile_pack_block(rows, off, nq, g, d0, D - d0, 0, vs, qt);
+        }
+    }
+}
+
+/* One TF_VW x TF_VW block of the unpacking (full: nd == TF_VW, a compile-time constant). */
+TF_TILE_INLINE void
+tf_tile_unpack_block(const float *ot, const float *inv, float *const *dst, int64_t off, int64_t nq,
+                     int64_t g, int64_t d0, int64_t nd, const int full)
+{
+    tf_vf r[TF_VW];
+    for (int k = 0; k < TF_VW; k++) {
+        r[k] = tf_vload(full || k < nd ? ot + (d0 + k) * TF_TILE_BQ + g : tf_tile_zeros);
+    }
+    tf_vtranspose(r);
+    for (int k = 0; k < TF_VW && g + k < nq; k++) {
+        if (dst[g + k] != NULL) {
+            const tf_vf y = tf_vmul(r[k], tf_vset1(inv[g + k]));
+            if (full) {
+                tf_vstore(dst[g + k] + off + d0, y);
             }
-            tf_vtranspose(r);
-            for (int64_t k = 0; k < nd; k++) {
-                tf_vstore(qt + (d0 + k) * TF_TILE_BQ + g, r[k]);
+            else {
+                tf_vstore_n(dst[g + k] + off + d0, y, nd);
             }
         }
     }
@@ -237,25 +270,15 @@ static inline void
 tf_tile_unpack_ot(const float *ot, const float *inv, float *const *dst, int64_t off, int64_t nq,
                   int64_t D)
 {
-    for (int64_t d0 = 0; d0 < D; d0 += TF_VW) {
-        const int64_t nd = D - d0 < TF_VW ? D - d0 : TF_VW;
+    int64_t d0 = 0;
+    for (; d0 + TF_VW <= D; d0 += TF_VW) {
         for (int64_t g = 0; g < nq; g += TF_VW) {
-            tf_vf r[TF_VW];
-            for (int64_t k = 0; k < TF_VW; k++) {
-                r[k] = k < nd ? tf_vload(ot + (d0 + k) * TF_TILE_BQ + g) : tf_vzero();
-            }
-            tf_vtranspose(r);
-            for (int64_t k = 0; k < TF_VW && g + k < nq; k++) {
-                if (dst[g + k] != NULL) {
-                    const tf_vf y = tf_vmul(r[k], tf_vset1(inv[g + k]));
-                    if (nd == TF_VW) {
-                        tf_vstore(dst[g + k] + off + d0, y);
-                    }
-                    else {
-                        tf_vstore_n(dst[g + k] + off + d0, y, nd);
-                    }
-                }
-            }
+            tf_tile_unpack_block(ot, inv, dst, off, nq, g, d0, TF_VW, 1);
+        }
+    }
+    if (d0 < D) {
+        for (int64_t g = 0; g < nq; g += TF_VW) {
+            tf_tile_unpack_block(ot, inv, dst, off, nq, g, d0, D - d0, 0);
         }
     }
 }
