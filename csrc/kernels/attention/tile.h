@@ -46,6 +46,11 @@
 #endif
 _Static_assert(TF_TILE_QV % TF_TILE_QK_V == 0 && TF_TILE_QV % TF_TILE_PV_V == 0,
                "register tiles split the query vectors evenly");
+/* Tiles of the last 1 or 2 keys (value dims) span more query vectors: a 1 x 2 tile has two
+ * accumulators, far too few to cover the FMA latency. AVX2: 1 x 8 (each query vector used
+ * once per step, so it can stay a memory operand) and 2 x 4; AVX-512: 1 x 4 and 2 x 4. */
+#define TF_TILE_TAIL1_V TF_TILE_QV
+#define TF_TILE_TAIL2_V (TF_TILE_QV >= 8 ? TF_TILE_QV / 2 : TF_TILE_QV)
 
 #define TF_TILE_INLINE static inline __attribute__((always_inline))
 
@@ -57,7 +62,7 @@ tf_tile_qk_micro(const float *qt, const float *const *krows, int64_t D, int64_t 
                  const int nr, const int nv, int64_t j0, int edge, const tf_vi *vlo,
                  const tf_vi *vhi, float *st, tf_vf *tmax)
 {
-    tf_vf acc[TF_TILE_QK_R][TF_TILE_QK_V];
+    tf_vf acc[TF_TILE_QK_R][TF_TILE_QV];
     const float *k[TF_TILE_QK_R];
     for (int r = 0; r < nr; r++) {
         k[r] = krows[c + r];
@@ -67,7 +72,7 @@ tf_tile_qk_micro(const float *qt, const float *const *krows, int64_t D, int64_t 
     }
     const float *q = qt + v0 * TF_VW;
     for (int64_t d = 0; d < D; d++, q += TF_TILE_BQ) {
-        tf_vf qv[TF_TILE_QK_V];
+        tf_vf qv[TF_TILE_QV];
         for (int v = 0; v < nv; v++) {
             qv[v] = tf_vload(q + v * TF_VW);
         }
@@ -92,6 +97,17 @@ tf_tile_qk_micro(const float *qt, const float *const *krows, int64_t D, int64_t 
     }
 }
 
+/* Keys c .. c + nr - 1 against all the query vectors, nv at a time. */
+TF_TILE_INLINE void
+tf_tile_qk_keys(const float *qt, const float *const *krows, int64_t D, int64_t c, const int nr,
+                const int nv, int64_t j0, int edge, const tf_vi *vlo, const tf_vi *vhi, float *st,
+                tf_vf *tmax)
+{
+    for (int v0 = 0; v0 < TF_TILE_QV; v0 += nv) {
+        tf_tile_qk_micro(qt, krows, D, c, v0, nr, nv, j0, edge, vlo, vhi, st, tmax);
+    }
+}
+
 /* st[c][:] = qt · krows[c] for keys c < nk (qt is pre-scaled). qt is (D, BQ); krows[c]
  * points at key c's D floats (any layout: strided, gathered, shifted windows); st is
  * (nk, BQ). On edge blocks lanes outside [vlo, vhi) (key indices j0 + c; TF_TILE_QV vectors
@@ -101,37 +117,20 @@ static inline void
 tf_tile_qk(const float *qt, const float *const *krows, int64_t D, int64_t nk, int64_t j0, int edge,
            const tf_vi *vlo, const tf_vi *vhi, float *st, tf_vf *tmax)
 {
-    enum { R = TF_TILE_QK_R, V = TF_TILE_QK_V };
+    enum { R = TF_TILE_QK_R, V = TF_TILE_QK_V, V1 = TF_TILE_TAIL1_V, V2 = TF_TILE_TAIL2_V };
     int64_t c = 0;
     for (; c + R <= nk; c += R) {
-        for (int v0 = 0; v0 < TF_TILE_QV; v0 += V) {
-            tf_tile_qk_micro(qt, krows, D, c, v0, R, V, j0, edge, vlo, vhi, st, tmax);
-        }
+        tf_tile_qk_keys(qt, krows, D, c, R, V, j0, edge, vlo, vhi, st, tmax);
     }
-    if (c == nk) {
-        return;
-    }
-    for (int v0 = 0; v0 < TF_TILE_QV; v0 += V) {
-        switch (nk - c) { /* the last keys, one tile of each possible height */
-            case 1:
-                tf_tile_qk_micro(qt, krows, D, c, v0, 1, V, j0, edge, vlo, vhi, st, tmax);
-                break;
-            case 2:
-                tf_tile_qk_micro(qt, krows, D, c, v0, 2, V, j0, edge, vlo, vhi, st, tmax);
-                break;
-            case 3:
-                tf_tile_qk_micro(qt, krows, D, c, v0, 3, V, j0, edge, vlo, vhi, st, tmax);
-                break;
+    switch (nk - c) { /* the last keys: one tile of each possible height */
+        case 1: tf_tile_qk_keys(qt, krows, D, c, 1, V1, j0, edge, vlo, vhi, st, tmax); break;
+        case 2: tf_tile_qk_keys(qt, krows, D, c, 2, V2, j0, edge, vlo, vhi, st, tmax); break;
+        case 3: tf_tile_qk_keys(qt, krows, D, c, 3, V, j0, edge, vlo, vhi, st, tmax); break;
 #if TF_TILE_QK_R > 4
-            case 4:
-                tf_tile_qk_micro(qt, krows, D, c, v0, 4, V, j0, edge, vlo, vhi, st, tmax);
-                break;
-            case 5:
-                tf_tile_qk_micro(qt, krows, D, c, v0, 5, V, j0, edge, vlo, vhi, st, tmax);
-                break;
+        case 4: tf_tile_qk_keys(qt, krows, D, c, 4, V, j0, edge, vlo, vhi, st, tmax); break;
+        case 5: tf_tile_qk_keys(qt, krows, D, c, 5, V, j0, edge, vlo, vhi, st, tmax); break;
 #endif
-            default: break;
-        }
+        default: break;
     }
 }
 
@@ -141,7 +140,7 @@ TF_TILE_INLINE void
 tf_tile_pv_micro(const float *st, const float *const *vrows, int64_t nk, int64_t dv, int v0,
                  const int nr, const int nv, float *ot)
 {
-    tf_vf acc[TF_TILE_PV_R][TF_TILE_PV_V];
+    tf_vf acc[TF_TILE_PV_R][TF_TILE_QV];
     for (int r = 0; r < nr; r++) {
         for (int v = 0; v < nv; v++) {
             acc[r][v] = tf_vload(ot + (dv + r) * TF_TILE_BQ + (v0 + v) * TF_VW);
@@ -153,7 +152,7 @@ tf_tile_pv_micro(const float *st, const float *const *vrows, int64_t nk, int64_t
 #pragma GCC unroll 4
     for (int64_t c = 0; c < nk; c++, p += TF_TILE_BQ) {
         const float *vc = vrows[c] + dv;
-        tf_vf pv[TF_TILE_PV_V];
+        tf_vf pv[TF_TILE_QV];
         for (int v = 0; v < nv; v++) {
             pv[v] = tf_vload(p + v * TF_VW);
         }
@@ -171,32 +170,35 @@ tf_tile_pv_micro(const float *st, const float *const *vrows, int64_t nk, int64_t
     }
 }
 
+/* Value dims dv .. dv + nr - 1 against all the query vectors, nv at a time. */
+TF_TILE_INLINE void
+tf_tile_pv_dims(const float *st, const float *const *vrows, int64_t nk, int64_t dv, const int nr,
+                const int nv, float *ot)
+{
+    for (int v0 = 0; v0 < TF_TILE_QV; v0 += nv) {
+        tf_tile_pv_micro(st, vrows, nk, dv, v0, nr, nv, ot);
+    }
+}
+
 /* ot[dv][:] += sum_c st[c][:] * vrows[c][dv]. st is (nk, BQ), vrows[c] points at value c's
  * Dv floats, ot is (Dv, BQ). */
 static inline void
 tf_tile_pv(const float *st, const float *const *vrows, int64_t nk, int64_t Dv, float *ot)
 {
-    enum { R = TF_TILE_PV_R, V = TF_TILE_PV_V };
+    enum { R = TF_TILE_PV_R, V = TF_TILE_PV_V, V1 = TF_TILE_TAIL1_V, V2 = TF_TILE_TAIL2_V };
     int64_t dv = 0;
     for (; dv + R <= Dv; dv += R) {
-        for (int v0 = 0; v0 < TF_TILE_QV; v0 += V) {
-            tf_tile_pv_micro(st, vrows, nk, dv, v0, R, V, ot);
-        }
+        tf_tile_pv_dims(st, vrows, nk, dv, R, V, ot);
     }
-    if (dv == Dv) {
-        return;
-    }
-    for (int v0 = 0; v0 < TF_TILE_QV; v0 += V) {
-        switch (Dv - dv) { /* the last value dims */
-            case 1: tf_tile_pv_micro(st, vrows, nk, dv, v0, 1, V, ot); break;
-            case 2: tf_tile_pv_micro(st, vrows, nk, dv, v0, 2, V, ot); break;
-            case 3: tf_tile_pv_micro(st, vrows, nk, dv, v0, 3, V, ot); break;
+    switch (Dv - dv) { /* the last value dims */
+        case 1: tf_tile_pv_dims(st, vrows, nk, dv, 1, V1, ot); break;
+        case 2: tf_tile_pv_dims(st, vrows, nk, dv, 2, V2, ot); break;
+        case 3: tf_tile_pv_dims(st, vrows, nk, dv, 3, V, ot); break;
 #if TF_TILE_PV_R > 4
-            case 4: tf_tile_pv_micro(st, vrows, nk, dv, v0, 4, V, ot); break;
-            case 5: tf_tile_pv_micro(st, vrows, nk, dv, v0, 5, V, ot); break;
+        case 4: tf_tile_pv_dims(st, vrows, nk, dv, 4, V, ot); break;
+        case 5: tf_tile_pv_dims(st, vrows, nk, dv, 5, V, ot); break;
 #endif
-            default: break;
-        }
+        default: break;
     }
 }
 
