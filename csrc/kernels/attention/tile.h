@@ -5,7 +5,7 @@
  *   tf_tile_pack_qt Qᵀ (D, BQ) from query rows, scaled
  *   tf_tile_qk      scores st (nk, BQ) = Qᵀ · K rows, hiding lanes outside a key range
  *   tf_tile_softmax turns st into probabilities under a running max / sum per lane and
- *                   rescales the accumulator where the max moved (online softmax)
+ *                   rescales the accumulator where the max moved far (online softmax)
  *   tf_tile_pv      Oᵀ (Dv, BQ) += probabilities · V rows
  * Header-only (static inline), written against kernels/simd.h: each kernel file compiles
  * them into its own loops in every ISA pass. The register tiles of the two products are
@@ -30,7 +30,7 @@
  *   AVX-512 (32 registers): 4 x 4 = 16 accumulators + 4 query vectors + 4 broadcasts
  *   AVX2    (16 registers): 6 x 2 = 12 accumulators + 2 query vectors + 1 broadcast
  * (the classic 6 x 16 float GEMM tile: enough independent FMAs to cover their latency,
- * and 8 loads per 12 FMAs) */
+ * and 8 loads per 12 FMAs). -DTF_TILE_QK_R=... etc. override them for experiments. */
 #ifndef TF_TILE_QK_R
 #if TF_VREGS >= 32
 #define TF_TILE_QK_R 4 /* keys */
@@ -46,6 +46,7 @@
 #endif
 _Static_assert(TF_TILE_QV % TF_TILE_QK_V == 0 && TF_TILE_QV % TF_TILE_PV_V == 0,
                "register tiles split the query vectors evenly");
+_Static_assert(TF_TILE_QK_R <= 6 && TF_TILE_PV_R <= 6, "tf_tile_qk/pv have tails up to 5");
 /* Tiles of the last 1 or 2 keys (value dims) span more query vectors: a 1 x 2 tile has two
  * accumulators, far too few to cover the FMA latency. AVX2: 1 x 8 (each query vector used
  * once per step, so it can stay a memory operand) and 2 x 4; AVX-512: 1 x 4 and 2 x 4. */
