@@ -27,11 +27,25 @@ _LEVELS = ("avx512", "avx2", "reference")
 KERNEL_LEVELS = _LEVELS[_LEVELS.index(tfcore._C.config()["kernel_isa"]) :]
 
 
+VECTOR_LEVELS = tuple(level for level in KERNEL_LEVELS if level != "reference")
+
+
+def _at_level(level):
+    prev = tfcore._C._set_isa(level)
+    try:
+        yield level
+    finally:
+        tfcore._C._set_isa(prev)
+
+
 @pytest.fixture(params=KERNEL_LEVELS)
 def path(request):
     """Run the test on every kernel level this CPU runs: AVX-512, AVX2, the plain C reference."""
-    prev = tfcore._C._set_isa(request.param)
-    try:
-        yield request.param
-    finally:
-        tfcore._C._set_isa(prev)
+    yield from _at_level(request.param)
+
+
+@pytest.fixture(params=VECTOR_LEVELS)
+def vector_path(request):
+    """Run the test on every vector level this CPU runs (for tests that compare a vector path
+    with the reference path forced by tfcore._C._set_reference_kernels)."""
+    yield from _at_level(request.param)

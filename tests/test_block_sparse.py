@@ -1,5 +1,5 @@
 """tfcore.functional.block_sparse_attention against the float64 NumPy reference
-(tests/reference/block_sparse.py), on the AVX-512 and the plain C paths, and against HF's
+(tests/reference/block_sparse.py), on every kernel path (AVX-512, AVX2, plain C), and against HF's
 BigBird block-sparse attention with a training-mode (truly random, per-head) layout.
 
 Tolerance: float32 kernel vs float64 reference on O(1) inputs; observed max abs differences
@@ -92,7 +92,7 @@ def test_queries_that_see_nothing_get_zeros(rng, path):
     check(out, q, k, v, lay, bs, key_padding_mask=kmask)
 
 
-def test_fast_and_reference_paths_agree(rng):
+def test_fast_and_reference_paths_agree(rng, vector_path):
     B, H, bs, nb, D = 2, 2, 64, 7, 64
     q, k, v = qkv(rng, B, H, nb * bs, nb * bs, D)
     lay = bigbird_layout(nb, 3)
@@ -108,7 +108,7 @@ def test_fast_and_reference_paths_agree(rng):
     assert np.abs(fast - ref).max() < 2e-6  # float32 online softmax vs double accumulation
 
 
-def test_matches_hf_training_mode_random_layout(rng):
+def test_matches_hf_training_mode_random_layout(rng, path):
     """HF's block-sparse attention in training mode draws a per-head random plan (seeded);
     that plan through bigbird_layout(rand_attn=...) reproduces HF's attention output."""
     from transformers import BigBirdConfig

@@ -107,7 +107,7 @@ def test_band_equals_sdpa_window(rng, path):
     assert np.abs(got - F.scaled_dot_product_attention(q, k, v, window=(6, 6))).max() < 1e-6
 
 
-def test_strided_views_and_out(rng):
+def test_strided_views_and_out(rng, path):
     """Projections laid out (B, L, H, D) are read through transposed views; out= a view."""
     B, L, H, D = 2, 97, 4, 8
     qkv = rand(rng, B, L, 3 * H * D)

@@ -130,7 +130,7 @@ def build(p, C, H, KVH, D, **kw):
     ],
 )
 @pytest.mark.parametrize("causal", [False, True])
-def test_self_attention(rng, B, T, C, H, KVH, D, causal):
+def test_self_attention(rng, path, B, T, C, H, KVH, D, causal):
     p = params(rng, C, H, KVH, D)
     x = rand(rng, B, T, C)
     got = build(p, C, H, KVH, D, is_causal=causal)(x)
@@ -161,7 +161,7 @@ def test_fused_qkv_weight_and_conv1d_layout(rng):
     assert np.abs(g(x) - want).max() < TOL
 
 
-def test_padding_mask_and_residual(rng):
+def test_padding_mask_and_residual(rng, path):
     B, T, C, H, D = 3, 17, 40, 5, 8
     p = params(rng, C, H, H, D)
     x, r = rand(rng, B, T, C), rand(rng, B, T, C)
@@ -175,7 +175,7 @@ def test_padding_mask_and_residual(rng):
     assert np.abs(acc - (want + r)).max() < TOL
 
 
-def test_additive_4d_mask_and_bias(rng):
+def test_additive_4d_mask_and_bias(rng, path):
     B, T, C, H, D = 2, 11, 24, 3, 8
     p = params(rng, C, H, H, D)
     x = rand(rng, B, T, C)
@@ -224,7 +224,7 @@ def test_rope_inv_freq_given(rng):
 
 
 @pytest.mark.parametrize("T,window", [(9, 4), (33, 16), (17, 17), (18, 17)])
-def test_sliding_window_causal(rng, T, window):
+def test_sliding_window_causal(rng, path, T, window):
     C, H, D = 24, 3, 8
     p = params(rng, C, H, H, D)
     x = rand(rng, 2, T, C)
@@ -233,7 +233,7 @@ def test_sliding_window_causal(rng, T, window):
     assert np.abs(layer(x) - want).max() < TOL
 
 
-def test_cross_attention(rng):
+def test_cross_attention(rng, path):
     B, T, S, C, Ce, H, D = 2, 7, 19, 48, 36, 4, 12
     p = params(rng, C, H, H, D, kv_in=Ce)
     x, enc = rand(rng, B, T, C), rand(rng, B, S, Ce)
@@ -247,7 +247,7 @@ def test_cross_attention(rng):
     assert np.all(weights[1, :, :, 5:] == 0)  # padded keys get exactly zero weight
 
 
-def test_output_attentions_rows_sum_to_one(rng):
+def test_output_attentions_rows_sum_to_one(rng, path):
     C, H, D, T = 32, 4, 8, 10
     p = params(rng, C, H, H, D)
     x = rand(rng, 2, T, C)

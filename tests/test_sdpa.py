@@ -48,11 +48,12 @@ def test_shapes_causal_vs_reference_and_torch(rng, path, L, S, causal):
 
 
 @pytest.mark.parametrize("D", [32, 64, 80, 128, 7, 97])
-def test_head_dims(rng, path, D):
-    q, k, v = qkv(rng, 1, 2, 2, 33, 65, D, Dv=D + 3)  # value head dim may differ
+@pytest.mark.parametrize("L", [1, 33])  # the decode and the tile paths
+def test_head_dims(rng, path, D, L):
+    q, k, v = qkv(rng, 1, 2, 2, L, 65, D, Dv=D + 3)  # value head dim may differ
     got = F.scaled_dot_product_attention(q, k, v)
     want, _ = sdpa_ref(q, k, v)
-    assert got.shape == (1, 2, 33, D + 3)
+    assert got.shape == (1, 2, L, D + 3)
     assert np.abs(got - want).max() < TOL
 
 
@@ -164,14 +165,14 @@ def test_return_weights(rng, path):
     assert np.abs(out - want_o).max() < TOL
 
 
-def test_three_dimensional_inputs(rng):
+def test_three_dimensional_inputs(rng, path):
     q, k, v = qkv(rng, 1, 3, 3, 11, 13, 8)
     got = F.scaled_dot_product_attention(q[0], k[0], v[0], is_causal=True)
     assert got.shape == (3, 11, 8)
     assert np.abs(got - sdpa_ref(q, k, v, is_causal=True)[0][0]).max() < TOL
 
 
-def test_strided_views_are_read_in_place(rng):
+def test_strided_views_are_read_in_place(rng, path):
     # (B, T, H, D) projections seen as (B, H, T, D): no copy needed, same result
     B, T, H, D = 2, 37, 4, 16
     x = rng.standard_normal((B, T, 3, H, D)).astype(np.float32)
@@ -185,14 +186,14 @@ def test_strided_views_are_read_in_place(rng):
     assert np.abs(out.transpose(0, 2, 1, 3) - want).max() < TOL
 
 
-def test_out_parameter(rng):
+def test_out_parameter(rng, path):
     q, k, v = qkv(rng, 1, 2, 2, 9, 9, 8)
     out = np.full((1, 2, 9, 8), np.nan, np.float32)
     res = F.scaled_dot_product_attention(q, k, v, out=out)
     assert res is out and np.isfinite(out).all()
 
 
-def test_decode_splits_long_keys(rng):
+def test_decode_splits_long_keys(rng, path):
     # L = 1 over 4096 keys: the decode path splits keys across threads and merges
     q, k, v = qkv(rng, 1, 12, 12, 1, 4096, 64)
     for threads in (1, 2):
@@ -307,7 +308,7 @@ def test_long_sequence_memory_is_linear(rng):
     )
 
 
-def test_threads_give_serial_results(rng):
+def test_threads_give_serial_results(rng, path):
     cases = [qkv(rng, 1, 4, 2, 50 + 7 * i, 80, 32) for i in range(8)]
     want = [F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True) for q, k, v in cases]
     got = [None] * len(cases)
@@ -324,7 +325,7 @@ def test_threads_give_serial_results(rng):
 
 @pytest.mark.parametrize("L", [1, 70])
 @pytest.mark.parametrize("where", ["key", "value"])
-def test_non_finite_key_or_value_is_named(rng, L, where):
+def test_non_finite_key_or_value_is_named(rng, path, L, where):
     # Found from the output (cheap) on both the decode (L=1) and tile paths, then named.
     q, k, v = qkv(rng, 1, 2, 2, L, 600, 8)
     bad = {"key": k, "value": v}[where]

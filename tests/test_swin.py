@@ -79,7 +79,7 @@ def test_kernel_defaults_and_out(rng, path):
     assert np.abs(tfcore.functional.window_attention(qkv, 4) - want0).max() < OP_TOL
 
 
-def test_kernel_fast_path_matches_reference_path(rng):
+def test_kernel_fast_path_matches_reference_path(rng, vector_path):
     qkv, table, pad = _inputs(rng, 2, 15, 11, 3, 32, 7)
     outs = []
     for ref in (False, True):
@@ -352,7 +352,7 @@ def test_swin_odd_image_window_3(rng, tmp_path, path):
     _compare(ref, ours, _pixels(rng, 1, 48, 36))  # no padding for the patches nor the first windows
 
 
-def test_swin_window_7(rng, tmp_path):
+def test_swin_window_7(rng, tmp_path, path):
     """Swin's window 7 with shift 3 on 16x17 then 8x9 maps (padded to 21x21 and 14x14);
     qkv_bias=False, so padded tokens have zero q/k/v; tanh GELU; a layer_norm_eps that only
     the layers' norms use."""

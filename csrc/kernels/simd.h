@@ -13,9 +13,9 @@
  * Register budgets differ: 32 vector registers with AVX-512, 16 with AVX2. TF_VREGS says
  * which, for kernels that size their register tiles by it.
  *
- * Outside an ISA pass this header also keeps TF_AVX512, tf_mask16 and tf_exp512 for the
- * kernels not yet moved onto the portable layer (their AVX-512 code sits behind target
- * attributes and runs only where tf_isa() says AVX-512). */
+ * Outside an ISA pass this header also keeps TF_AVX512 and tf_mask16 for the kernels not yet
+ * moved onto the portable layer (their AVX-512 code sits behind target attributes and runs
+ * only where tf_isa() says AVX-512); the AVX-512 backend uses tf_mask16 too. */
 #ifndef TFCORE_SIMD_H
 #define TFCORE_SIMD_H
 
@@ -33,34 +33,6 @@ tf_mask16(int64_t n)
         return 0;
     }
     return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
-}
-
-/* exp(x) for 16 floats: x = k ln2 + r, |r| <= ln2/2, exp(r) by a degree-6 polynomial,
- * 2^k through the exponent bits (_mm512_scalef_ps handles the range and underflow to 0).
- * Max relative error ~2 ulp on [-87, 88]; -inf gives 0, NaN gives NaN. */
-TF_AVX512 static inline __m512
-tf_exp512(__m512 x)
-{
-    const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
-    const __m512 ln2_hi = _mm512_set1_ps(0.693359375f);
-    const __m512 ln2_lo = _mm512_set1_ps(-2.12194440e-4f);
-    /* max/min return their second operand when either is NaN: keep x second so a NaN
-     * input stays NaN (callers rely on it to detect non-finite inputs) */
-    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
-    x = _mm512_min_ps(_mm512_set1_ps(88.7f), x);
-    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(k, ln2_hi, x);
-    r = _mm512_fnmadd_ps(k, ln2_lo, r);
-    __m512 p = _mm512_set1_ps(1.3981999507E-3f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
-    __m512 r2 = _mm512_mul_ps(r, r);
-    p = _mm512_fmadd_ps(p, r2, r);
-    p = _mm512_add_ps(p, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, k);
 }
 
 /* ------------------------------------------------------------------ the portable layer */
@@ -214,12 +186,88 @@ tf_vin_range(tf_vi j, tf_vi lo, tf_vi hi)
 {
     return _mm512_cmpge_epi32_mask(j, lo) & _mm512_cmplt_epi32_mask(j, hi);
 }
+static inline tf_vi
+tf_viload(const int32_t *p)
+{
+    return _mm512_loadu_si512(p);
+}
+/* lane l holds l */
+static inline tf_vi
+tf_viota(void)
+{
+    return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+static inline tf_vmask
+tf_vieq(tf_vi a, tf_vi b)
+{
+    return _mm512_cmpeq_epi32_mask(a, b);
+}
+static inline tf_vmask
+tf_veq(tf_vf a, tf_vf b)
+{
+    return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ);
+}
+static inline tf_vmask
+tf_vgt(tf_vf a, tf_vf b)
+{
+    return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ);
+}
+static inline tf_vmask
+tf_vmask_and(tf_vmask a, tf_vmask b)
+{
+    return a & b;
+}
+/* 1 if some lane of m is set */
+static inline int
+tf_vmask_any(tf_vmask m)
+{
+    return m != 0;
+}
+/* lanes outside m read as 0 and their memory is never touched */
+static inline tf_vf
+tf_vload_mask(const float *p, tf_vmask m)
+{
+    return _mm512_maskz_loadu_ps(m, p);
+}
+/* lane l <- lane TF_VW - 1 - l */
+static inline tf_vf
+tf_vreverse(tf_vf v)
+{
+    return _mm512_permutexvar_ps(
+        _mm512_setr_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), v);
+}
+/* In-register transpose of a TF_VW x TF_VW block: lane l of r[k] <- lane k of r[l]. */
+static inline void
+tf_vtranspose(tf_vf r[TF_VW])
+{
+    tf_vf t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+}
 
 #elif defined(__AVX2__) && defined(__FMA__)
 
-#define TF_ISA_SUFFIX avx2
-#define TF_VW         8
-#define TF_VREGS      16
+#define TF_ISA_SUFFIX      avx2
+#define TF_VW              8
+#define TF_VREGS           16
 typedef __m256 tf_vf;
 typedef __m256i tf_vi;
 typedef __m256 tf_vmask; /* all-ones lanes are set */
@@ -374,6 +422,100 @@ tf_vin_range(tf_vi j, tf_vi lo, tf_vi hi)
     const __m256i ge = _mm256_andnot_si256(_mm256_cmpgt_epi32(lo, j), _mm256_set1_epi32(-1));
     return _mm256_castsi256_ps(_mm256_and_si256(ge, _mm256_cmpgt_epi32(hi, j)));
 }
+static inline tf_vi
+tf_viload(const int32_t *p)
+{
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+static inline tf_vi
+tf_viota(void)
+{
+    return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+}
+static inline tf_vmask
+tf_vieq(tf_vi a, tf_vi b)
+{
+    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, b));
+}
+static inline tf_vmask
+tf_veq(tf_vf a, tf_vf b)
+{
+    return _mm256_cmp_ps(a, b, _CMP_EQ_OQ);
+}
+static inline tf_vmask
+tf_vgt(tf_vf a, tf_vf b)
+{
+    return _mm256_cmp_ps(a, b, _CMP_GT_OQ);
+}
+static inline tf_vmask
+tf_vmask_and(tf_vmask a, tf_vmask b)
+{
+    return _mm256_and_ps(a, b);
+}
+static inline int
+tf_vmask_any(tf_vmask m)
+{
+    return _mm256_movemask_ps(m) != 0;
+}
+static inline tf_vf
+tf_vload_mask(const float *p, tf_vmask m)
+{
+    return _mm256_maskload_ps(p, _mm256_castps_si256(m));
+}
+static inline tf_vf
+tf_vreverse(tf_vf v)
+{
+    return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0));
+}
+/* 8 x 8: pairs interleaved, then quadruples, then the 128-bit halves swapped across */
+static inline void
+tf_vtranspose(tf_vf r[TF_VW])
+{
+    tf_vf t[8], s[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        s[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x31);
+    }
+}
+
+/* exp(x) for x <= 88 (softmax numerators: a score minus a running maximum): -inf gives 0,
+ * NaN stays NaN, results below ~2^-125 (x < -87) flush to 0; elsewhere equal to tf_vexp
+ * (same reduction and polynomial). Fewer operations on the FMA/multiply ports, which bound
+ * an AVX2 softmax: no clamps (lanes below -87 are zeroed at the end, which covers -inf
+ * too), k from the rounding add t = x log2(e) + 1.5 2^23 (k sits in t's low mantissa bits),
+ * and 2^k applied as an integer add of (t << 23) = k << 23 to p's exponent bits instead of
+ * tf_vscale2's two multiplies. */
+#define TF_VEXP_FTZ_NATIVE 1
+static inline tf_vf
+tf_vexp_ftz(tf_vf x)
+{
+    const __m256 lo = _mm256_set1_ps(-87.0f); /* p 2^k stays normal above this */
+    const __m256 magic = _mm256_set1_ps(12582912.0f);
+    const __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), magic);
+    const __m256 k = _mm256_sub_ps(t, magic);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(TF_EXP_C6);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(TF_EXP_C5));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(TF_EXP_C4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(TF_EXP_C3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(TF_EXP_C2));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
+    p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
+    const __m256i e =
+        _mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_castps_si256(t), 23));
+    return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), _mm256_castsi256_ps(e));
+}
 
 #else
 #error "TF_ISA_PASS needs AVX-512 (f, bw, vl, dq) or AVX2 + FMA compiler flags (see setup.py)"
@@ -399,6 +541,16 @@ tf_vexp(tf_vf x)
     p = tf_vadd(p, tf_vset1(1.0f));
     return tf_vscale2(p, k);
 }
+
+#ifndef TF_VEXP_FTZ_NATIVE
+/* exp(x) for x <= 88 (softmax numerators) where results below 2^-126 may flush to 0:
+ * backends with a cheaper form for that contract define their own; here it is tf_vexp. */
+static inline tf_vf
+tf_vexp_ftz(tf_vf x)
+{
+    return tf_vexp(x);
+}
+#endif
 
 /* tanh(y) = 1 - 2 / (exp(2y) + 1), exact at the saturated ends. */
 static inline tf_vf

@@ -14,7 +14,7 @@
  * A query that sees no key gets zeros.
  *
  * Paths (same semantics):
- *   tile (AVX-512): one work item is (b, h, query block, chunk of up to BQ = 64 queries of
+ *   tile (vector, per ISA from one source: AVX-512, AVX2): one work item is (b, h, query block, chunk of up to BQ = 64 queries of
  *        the block). The chunk's queries are packed transposed, Qᵀ (D, BQ), so the kernels
  *        vectorise over queries; key blocks are visited in chunks of up to BK = 64 keys with
  *        an online softmax per query lane; Oᵀ (Dv, BQ) accumulates in L1. K and V are read
@@ -67,6 +67,150 @@ query_kept(const tf_block_sparse_args *a, int64_t b, int64_t i)
 {
     return a->query_mask == NULL || a->query_mask[b * a->L + i];
 }
+
+#ifdef TF_ISA_PASS
+/* ------------------------------------------------------------------ tile path (per ISA) */
+
+#define QV TF_TILE_QV /* query vectors per tile */
+
+/* Hides keys c with hidden[c] != 0 in the scores st (nk, BQ) and recomputes the lane
+ * maxima tmax (only chunks that hold padding keys need this). */
+static void
+hide_keys(float *st, int64_t nk, const uint8_t *hidden, tf_vf *tmax)
+{
+    const tf_vf ninf = tf_vset1(-INFINITY);
+    for (int u = 0; u < QV; u++) {
+        tmax[u] = ninf;
+    }
+    for (int64_t c = 0; c < nk; c++) {
+        for (int u = 0; u < QV; u++) {
+            float *p = st + c * BQ + TF_VW * u;
+            const tf_vf x = hidden[c] ? ninf : tf_vload(p);
+            tf_vstore(p, x);
+            tmax[u] = tf_vmax(tmax[u], x);
+        }
+    }
+}
+
+typedef struct {
+    float *qt;       /* (D, BQ) packed, scaled queries; zero in unused lanes */
+    float *st;       /* (BK, BQ) scores, then probabilities */
+    float *ot;       /* (Dv, BQ) output accumulator */
+    int64_t *starts; /* (max(1, nsel),) key ranges of the query block */
+    int64_t *lens;
+} tile_scratch;
+
+/* Queries i0 .. i0 + nq - 1 (one chunk of query block qb) of head h in batch b. */
+static void
+attend_chunk(const tf_block_sparse_args *a, int64_t b, int64_t h, int64_t qb, int64_t i0,
+             int64_t nq, tile_scratch *ts)
+{
+    const int64_t D = a->D, Dv = a->Dv;
+    const float *kbase = a->k + b * a->k_sb + h * a->k_sh;
+    const float *vbase = a->v + b * a->v_sb + h * a->v_sh;
+    /* Qᵀ with the softmax scale folded in: qt[d][r] = scale * q[i0 + r][d] */
+    const float *qr[BQ];
+    tf_tile_rows(a->q + b * a->q_sb + h * a->q_sh, a->q_sl, i0, nq, qr);
+    tf_tile_pack_qt(qr, 0, nq, D, a->scale, ts->qt);
+    memset(ts->ot, 0, (size_t)(Dv * BQ) * sizeof(float));
+    const tf_vf ninf = tf_vset1(-INFINITY);
+    tf_vf m[QV], l[QV];
+    for (int u = 0; u < QV; u++) {
+        m[u] = ninf;
+        l[u] = tf_vzero();
+    }
+    const int64_t nr = key_ranges(a, b, h, qb, ts->starts, ts->lens);
+    uint8_t hidden[BK];
+    for (int64_t r = 0; r < nr; r++) {
+        for (int64_t j0 = ts->starts[r]; j0 < ts->starts[r] + ts->lens[r]; j0 += BK) {
+            const int64_t end = ts->starts[r] + ts->lens[r];
+            const int64_t nk = end - j0 < BK ? end - j0 : BK;
+            int any = 0, any_hidden = 0;
+            for (int64_t c = 0; c < nk; c++) {
+                hidden[c] = !key_visible(a, b, j0 + c);
+                any |= !hidden[c];
+                any_hidden |= hidden[c];
+            }
+            if (!any) {
+                continue; /* every key of the chunk is padding */
+            }
+            tf_vf tmax[QV];
+            for (int u = 0; u < QV; u++) {
+                tmax[u] = ninf;
+            }
+            const float *kr[BK], *vr[BK];
+            tf_tile_rows(kbase, a->k_ss, j0, nk, kr);
+            tf_tile_rows(vbase, a->v_ss, j0, nk, vr);
+            tf_tile_qk(ts->qt, kr, D, nk, j0, 0, NULL, NULL, ts->st, tmax);
+            if (any_hidden) {
+                hide_keys(ts->st, nk, hidden, tmax);
+            }
+            tf_tile_softmax(ts->st, nk, Dv, ts->ot, tmax, m, l);
+            tf_tile_pv(ts->st, vr, nk, Dv, ts->ot);
+        }
+    }
+    /* out[i][dv] = ot[dv][i] / l[i]; no visible key or a masked query -> zeros */
+    float lsum[BQ];
+    for (int u = 0; u < QV; u++) {
+        tf_vstore(lsum + TF_VW * u, l[u]);
+    }
+    float inv[BQ], *orows[BQ];
+    for (int64_t r = 0; r < nq; r++) {
+        orows[r] = a->out + b * a->o_sb + h * a->o_sh + (i0 + r) * a->o_sl;
+        inv[r] = lsum[r] == 0.0f || !query_kept(a, b, i0 + r) ? 0.0f : 1.0f / lsum[r];
+        if (inv[r] == 0.0f) { /* exact zeros, whatever the accumulator holds */
+            memset(orows[r], 0, (size_t)Dv * sizeof(float));
+            orows[r] = NULL;
+        }
+    }
+    tf_tile_unpack_ot(ts->ot, inv, orows, 0, nq, Dv);
+}
+
+int
+TF_ISA_FN(tf_block_sparse_tiles)(const tf_block_sparse_args *a)
+{
+    const int64_t chunks = (a->bs + BQ - 1) / BQ; /* query chunks per block */
+    const int64_t items = a->B * a->H * a->nqb * chunks;
+    int failed = 0;
+#pragma omp parallel
+    {
+        tile_scratch ts;
+        const int64_t nr_max = a->nsel > 1 ? a->nsel : 1;
+        ts.qt = tf_malloc((size_t)(a->D * BQ) * sizeof(float));
+        ts.st = tf_malloc((size_t)(BK * BQ) * sizeof(float));
+        ts.ot = tf_malloc((size_t)(a->Dv * BQ) * sizeof(float));
+        ts.starts = tf_malloc((size_t)nr_max * sizeof(int64_t));
+        ts.lens = tf_malloc((size_t)nr_max * sizeof(int64_t));
+        const int ok = ts.qt && ts.st && ts.ot && ts.starts && ts.lens;
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        /* dynamic: global query blocks visit every key, the others a few blocks */
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < items; it++) {
+            if (!ok) {
+                continue;
+            }
+            const int64_t ch = it % chunks, rest = it / chunks;
+            const int64_t qb = rest % a->nqb, bh = rest / a->nqb;
+            const int64_t c0 = ch * BQ, nq = a->bs - c0 < BQ ? a->bs - c0 : BQ;
+            attend_chunk(a, bh / a->H, bh % a->H, qb, qb * a->bs + c0, nq, &ts);
+        }
+        tf_free(ts.qt);
+        tf_free(ts.st);
+        tf_free(ts.ot);
+        tf_free(ts.starts);
+        tf_free(ts.lens);
+    }
+    return failed ? -1 : 0;
+}
+
+#else /* the reference path and the dispatcher, compiled once */
+
+TF_ISA_DECLARE(int, tf_block_sparse_tiles, (const tf_block_sparse_args *a))
+
+#define BLOCK_SPARSE_ISAS (TF_ISA_BIT(TF_ISA_AVX512) | TF_ISA_BIT(TF_ISA_AVX2))
 
 /* ------------------------------------------------------------------ reference path */
 
@@ -147,149 +291,26 @@ block_sparse_ref(const tf_block_sparse_args *a)
     return failed ? -1 : 0;
 }
 
-/* ------------------------------------------------------------------ tile path (AVX-512) */
-
-/* Hides keys c with hidden[c] != 0 in the scores st (nk, BQ) and recomputes the lane
- * maxima tmax (only chunks that hold padding keys need this). */
-TF_AVX512 static void
-hide_keys(float *st, int64_t nk, const uint8_t *hidden, __m512 *tmax)
-{
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    for (int u = 0; u < 4; u++) {
-        tmax[u] = ninf;
-    }
-    for (int64_t c = 0; c < nk; c++) {
-        for (int u = 0; u < 4; u++) {
-            float *p = st + c * BQ + 16 * u;
-            const __m512 x = hidden[c] ? ninf : _mm512_loadu_ps(p);
-            _mm512_storeu_ps(p, x);
-            tmax[u] = _mm512_max_ps(tmax[u], x);
-        }
-    }
-}
-
-typedef struct {
-    float *qt;       /* (D, BQ) packed, scaled queries; zero in unused lanes */
-    float *st;       /* (BK, BQ) scores, then probabilities */
-    float *ot;       /* (Dv, BQ) output accumulator */
-    int64_t *starts; /* (max(1, nsel),) key ranges of the query block */
-    int64_t *lens;
-} tile_scratch;
-
-/* Queries i0 .. i0 + nq - 1 (one chunk of query block qb) of head h in batch b. */
-TF_AVX512 static void
-attend_chunk(const tf_block_sparse_args *a, int64_t b, int64_t h, int64_t qb, int64_t i0,
-             int64_t nq, tile_scratch *ts)
-{
-    const int64_t D = a->D, Dv = a->Dv;
-    const float *kbase = a->k + b * a->k_sb + h * a->k_sh;
-    const float *vbase = a->v + b * a->v_sb + h * a->v_sh;
-    /* Qᵀ with the softmax scale folded in: qt[d][r] = scale * q[i0 + r][d] */
-    const float *qr[BQ];
-    tf_tile_rows(a->q + b * a->q_sb + h * a->q_sh, a->q_sl, i0, nq, qr);
-    tf_tile_pack_qt(qr, 0, nq, D, a->scale, ts->qt);
-    memset(ts->ot, 0, (size_t)(Dv * BQ) * sizeof(float));
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    __m512 m[4], l[4];
-    for (int u = 0; u < 4; u++) {
-        m[u] = ninf;
-        l[u] = _mm512_setzero_ps();
-    }
-    const int64_t nr = key_ranges(a, b, h, qb, ts->starts, ts->lens);
-    uint8_t hidden[BK];
-    for (int64_t r = 0; r < nr; r++) {
-        for (int64_t j0 = ts->starts[r]; j0 < ts->starts[r] + ts->lens[r]; j0 += BK) {
-            const int64_t end = ts->starts[r] + ts->lens[r];
-            const int64_t nk = end - j0 < BK ? end - j0 : BK;
-            int any = 0, any_hidden = 0;
-            for (int64_t c = 0; c < nk; c++) {
-                hidden[c] = !key_visible(a, b, j0 + c);
-                any |= !hidden[c];
-                any_hidden |= hidden[c];
-            }
-            if (!any) {
-                continue; /* every key of the chunk is padding */
-            }
-            __m512 tmax[4] = {ninf, ninf, ninf, ninf};
-            const float *kr[BK], *vr[BK];
-            tf_tile_rows(kbase, a->k_ss, j0, nk, kr);
-            tf_tile_rows(vbase, a->v_ss, j0, nk, vr);
-            tf_tile_qk(ts->qt, kr, D, nk, j0, 0, NULL, NULL, ts->st, tmax);
-            if (any_hidden) {
-                hide_keys(ts->st, nk, hidden, tmax);
-            }
-            tf_tile_softmax(ts->st, nk, Dv, ts->ot, tmax, m, l);
-            tf_tile_pv(ts->st, vr, nk, Dv, ts->ot);
-        }
-    }
-    /* out[i][dv] = ot[dv][i] / l[i]; no visible key or a masked query -> zeros */
-    float lsum[BQ];
-    for (int u = 0; u < 4; u++) {
-        _mm512_storeu_ps(lsum + 16 * u, l[u]);
-    }
-    for (int64_t r = 0; r < nq; r++) {
-        float *out = a->out + b * a->o_sb + h * a->o_sh + (i0 + r) * a->o_sl;
-        const float inv = lsum[r] == 0.0f || !query_kept(a, b, i0 + r) ? 0.0f : 1.0f / lsum[r];
-        for (int64_t dv = 0; dv < Dv; dv++) {
-            out[dv] = inv == 0.0f ? 0.0f : ts->ot[dv * BQ + r] * inv;
-        }
-    }
-}
-
-static int
-block_sparse_tiles(const tf_block_sparse_args *a)
-{
-    const int64_t chunks = (a->bs + BQ - 1) / BQ; /* query chunks per block */
-    const int64_t items = a->B * a->H * a->nqb * chunks;
-    int failed = 0;
-#pragma omp parallel
-    {
-        tile_scratch ts;
-        const int64_t nr_max = a->nsel > 1 ? a->nsel : 1;
-        ts.qt = tf_malloc((size_t)(a->D * BQ) * sizeof(float));
-        ts.st = tf_malloc((size_t)(BK * BQ) * sizeof(float));
-        ts.ot = tf_malloc((size_t)(a->Dv * BQ) * sizeof(float));
-        ts.starts = tf_malloc((size_t)nr_max * sizeof(int64_t));
-        ts.lens = tf_malloc((size_t)nr_max * sizeof(int64_t));
-        const int ok = ts.qt && ts.st && ts.ot && ts.starts && ts.lens;
-        if (!ok) {
-#pragma omp atomic write
-            failed = 1;
-        }
-        /* dynamic: global query blocks visit every key, the others a few blocks */
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t it = 0; it < items; it++) {
-            if (!ok) {
-                continue;
-            }
-            const int64_t ch = it % chunks, rest = it / chunks;
-            const int64_t qb = rest % a->nqb, bh = rest / a->nqb;
-            const int64_t c0 = ch * BQ, nq = a->bs - c0 < BQ ? a->bs - c0 : BQ;
-            attend_chunk(a, bh / a->H, bh % a->H, qb, qb * a->bs + c0, nq, &ts);
-        }
-        tf_free(ts.qt);
-        tf_free(ts.st);
-        tf_free(ts.ot);
-        tf_free(ts.starts);
-        tf_free(ts.lens);
-    }
-    return failed ? -1 : 0;
-}
-
 /* The level block sparse kernels run at now (show_config). */
 tf_isa_level
 tf_block_sparse_isa(void)
 {
-    return tf_isa_for(TF_ISA_BIT(TF_ISA_AVX512));
+    return tf_isa_for(BLOCK_SPARSE_ISAS);
 }
 
 int
 tf_block_sparse(const tf_block_sparse_args *a, tf_err *err)
 {
-    const int fast = tf_block_sparse_isa() == TF_ISA_AVX512;
-    const int rc = fast ? block_sparse_tiles(a) : block_sparse_ref(a);
+    int rc;
+    switch (tf_block_sparse_isa()) {
+        case TF_ISA_AVX512: rc = tf_block_sparse_tiles_avx512(a); break;
+        case TF_ISA_AVX2: rc = tf_block_sparse_tiles_avx2(a); break;
+        default: rc = block_sparse_ref(a); break;
+    }
     if (rc < 0) {
         tf_err_set(err, TF_ERR_MEMORY, "out of memory for block-sparse attention scratch buffers");
     }
     return rc;
 }
+
+#endif /* TF_ISA_PASS */

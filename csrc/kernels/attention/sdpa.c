@@ -1,17 +1,19 @@
 /* sdpa.c — fused scaled-dot-product attention with online softmax.
  *
  * Three paths, same semantics (see sdpa.h):
- *   tile   (AVX-512, L > DECODE_MAX_L): one work item is (b, h, block of BQ queries). The
+ *   tile   (vector, L > DECODE_MAX_L): one work item is (b, h, block of BQ queries). The
  *          queries of the block are packed transposed once, Qᵀ (D, BQ), so every kernel
- *          below vectorises over queries: a key element is broadcast against 16 queries.
+ *          below vectorises over queries: a key element is broadcast against TF_VW queries.
  *          K and V are read in place. Key blocks of BK run an online softmax per query
  *          lane, and Oᵀ (Dv, BQ) accumulates in L1. Only the key range some query of the
  *          block can see is visited, so causal and windowed attention skip masked blocks.
  *          Memory: O(BQ (D + Dv + BK)) per thread, never L x S.
- *   decode (AVX-512, L <= DECODE_MAX_L): dot products along D per (query, key); long key
+ *   decode (vector, L <= DECODE_MAX_L): dot products along D per (query, key); long key
  *          ranges are split across threads and the partial softmax states merged, so a
  *          single query over a long cache keeps every core busy.
  *   reference (plain C, any CPU; forced by tests): one query row at a time.
+ * The vector paths are written once against kernels/simd.h and tile.h and compiled per ISA
+ * (AVX-512, AVX2); tf_attention picks one with tf_attention_isa().
  * The attention weights, when asked for, are written by a second pass from the final
  * log-sum-exp of each row.
  */
@@ -123,6 +125,375 @@ o_row(const tf_attn_args *a, int64_t b, int64_t h, int64_t i)
     return a->out + base + h * a->o_sh + i * a->o_sl;
 }
 
+#ifdef TF_ISA_PASS
+/* ------------------------------------------------------------------ tile path (per ISA) */
+
+#define QV TF_TILE_QV /* query vectors per tile */
+
+typedef struct {
+    float *qt; /* (D, BQ)  packed queries of the block, zero in unused lanes */
+    float *st; /* (BK, BQ) scores, then probabilities, key-major */
+    float *ot; /* (Dv, BQ) output accumulator */
+} tile_scratch;
+
+/* Adds masks and biases to the scores st (nk, BQ) of keys j0.. and recomputes the
+ * block max; hidden keys stay -inf. The offset bias (rel) is one reversed vector load per
+ * key and TF_VW queries: lane r of query vector u reads rel[(j - i0 - VW u - r) + L - 1]. */
+static void
+add_extras(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t j0, int64_t nk,
+           float *st, tf_vf *tmax)
+{
+    const int rel_only =
+        a->rel != NULL && a->bool_mask == NULL && a->mask == NULL && a->bias == NULL;
+    const int per_key = extra_per_key_only(a);
+    const int64_t len = seq_len(a, b);
+    tf_vmask valid[QV]; /* lanes (as loaded, before reversal) whose query exists */
+    for (int u = 0; u < QV; u++) {
+        tmax[u] = tf_vset1(-INFINITY);
+        int64_t nv = len - i0 - TF_VW * u;
+        nv = nv < 0 ? 0 : nv > TF_VW ? TF_VW : nv;
+        valid[u] = tf_vin_range(tf_viota(), tf_viset1((int32_t)(TF_VW - nv)), tf_viset1(TF_VW));
+    }
+    const float *rel_h = a->rel != NULL ? a->rel + h * a->rel_sh + (a->L - 1) : NULL;
+    for (int64_t c = 0; c < nk; c++) {
+        const int64_t j = j0 + c;
+        float *row = st + c * BQ;
+        for (int u = 0; u < QV; u++) {
+            tf_vf add;
+            if (rel_only) {
+                /* rel_h[j - i0 - VW u - (VW - 1) .. j - i0 - VW u], lane VW - 1 - r <-> query
+                 * i0 + VW u + r */
+                const float *p = rel_h + (j - i0 - TF_VW * u - (TF_VW - 1));
+                add = tf_vreverse(tf_vload_mask(p, valid[u]));
+            }
+            else if (per_key) {
+                add = tf_vset1(extra_at(a, b, h, i0, j));
+            }
+            else {
+                float buf[TF_VW];
+                for (int r = 0; r < TF_VW; r++) {
+                    int64_t i = i0 + TF_VW * u + r;
+                    buf[r] = i < len ? extra_at(a, b, h, i, j) : 0.0f;
+                }
+                add = tf_vload(buf);
+            }
+            const tf_vf s = tf_vadd(tf_vload(row + TF_VW * u), add);
+            tf_vstore(row + TF_VW * u, s);
+            tmax[u] = tf_vmax(tmax[u], s);
+        }
+    }
+}
+
+/* One work item: queries i0 .. i0 + nq - 1 of head h in batch b. */
+static void
+attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq, tile_scratch *ts)
+{
+    const int64_t D = a->D, Dv = a->Dv, kh = h / (a->H / a->KVH);
+    int32_t lo[BQ], hi[BQ];
+    int64_t jmin = a->S, jmax = 0, lo_max = 0, hi_min = a->S;
+    for (int64_t r = 0; r < BQ; r++) {
+        int64_t l = 0, u = a->S; /* unused lanes see everything: garbage, never stored */
+        if (r < nq) {
+            row_range(a, b, i0 + r, &l, &u);
+            if (u > l) {
+                jmin = l < jmin ? l : jmin;
+                jmax = u > jmax ? u : jmax;
+            }
+        }
+        lo[r] = (int32_t)l;
+        hi[r] = (int32_t)u;
+        lo_max = l > lo_max ? l : lo_max;
+        hi_min = u < hi_min ? u : hi_min;
+    }
+    /* Qᵀ with the softmax scale folded in: qt[d][r] = scale * q[i0 + r][d] */
+    const float *qr[BQ];
+    for (int64_t r = 0; r < nq; r++) {
+        qr[r] = q_row(a, b, h, i0 + r);
+    }
+    tf_tile_pack_qt(qr, 0, nq, D, a->scale, ts->qt);
+    memset(ts->ot, 0, (size_t)(Dv * BQ) * sizeof(float));
+    tf_vf m[QV], l[QV];
+    tf_vi vlo[QV], vhi[QV];
+    for (int u = 0; u < QV; u++) {
+        m[u] = tf_vset1(-INFINITY);
+        l[u] = tf_vzero();
+        vlo[u] = tf_viload(lo + TF_VW * u);
+        vhi[u] = tf_viload(hi + TF_VW * u);
+    }
+    const int extra = has_extra(a);
+    for (int64_t j0 = jmin; j0 < jmax; j0 += BK) {
+        const int64_t nk = jmax - j0 < BK ? jmax - j0 : BK;
+        /* interior blocks (every lane sees every key) skip the visibility test */
+        const int edge = j0 < lo_max || j0 + nk > hi_min;
+        tf_vf tmax[QV];
+        for (int u = 0; u < QV; u++) {
+            tmax[u] = tf_vset1(-INFINITY);
+        }
+        const float *kr[BK], *vr[BK];
+        tf_tile_rows(k_row(a, b, kh, 0), a->k_ss, j0, nk, kr);
+        tf_tile_rows(v_row(a, b, kh, 0), a->v_ss, j0, nk, vr);
+        tf_tile_qk(ts->qt, kr, D, nk, j0, edge, vlo, vhi, ts->st, tmax);
+        if (extra) {
+            add_extras(a, b, h, i0, j0, nk, ts->st, tmax);
+        }
+        tf_tile_softmax(ts->st, nk, Dv, ts->ot, tmax, m, l);
+        tf_tile_pv(ts->st, vr, nk, Dv, ts->ot);
+    }
+    /* out[i][dv] = ot[dv][i] / l[i]; queries that saw no key get zeros */
+    float lsum[BQ], mx[BQ];
+    for (int u = 0; u < QV; u++) {
+        tf_vstore(lsum + TF_VW * u, l[u]);
+        tf_vstore(mx + TF_VW * u, m[u]);
+    }
+    float inv[BQ], *orows[BQ];
+    for (int64_t r = 0; r < nq; r++) {
+        /* l = 0: no visible key -> zeros; a NaN l (NaN input) stays NaN */
+        inv[r] = lsum[r] == 0.0f ? 0.0f : 1.0f / lsum[r];
+        orows[r] = o_row(a, b, h, i0 + r);
+        if (a->lse) {
+            a->lse[(b * a->H + h) * a->L + i0 + r] =
+                lsum[r] == 0.0f ? -INFINITY : mx[r] + logf(lsum[r]);
+        }
+    }
+    tf_tile_unpack_ot(ts->ot, inv, orows, 0, nq, Dv);
+}
+
+int
+TF_ISA_FN(tf_attention_tiles)(const tf_attn_args *a)
+{
+    const int64_t qblocks = (a->L + BQ - 1) / BQ, items = a->B * a->H * qblocks;
+    int failed = 0;
+#pragma omp parallel
+    {
+        tile_scratch ts;
+        ts.qt = tf_malloc((size_t)(a->D * BQ) * sizeof(float));
+        ts.st = tf_malloc((size_t)(BK * BQ) * sizeof(float));
+        ts.ot = tf_malloc((size_t)(a->Dv * BQ) * sizeof(float));
+        const int ok = ts.qt && ts.st && ts.ot;
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        /* dynamic: causal blocks near the end of the sequence have more keys */
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < items; it++) {
+            if (!ok) {
+                continue;
+            }
+            const int64_t qb = qblocks - 1 - it % qblocks; /* longest (causal) first */
+            const int64_t bh = it / qblocks;
+            const int64_t i0 = qb * BQ, len = seq_len(a, bh / a->H);
+            if (i0 < len) {
+                attend_tile(a, bh / a->H, bh % a->H, i0, len - i0 < BQ ? len - i0 : BQ, &ts);
+            }
+        }
+        tf_free(ts.qt);
+        tf_free(ts.st);
+        tf_free(ts.ot);
+    }
+    return failed ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------ decode path (per ISA) */
+
+#define DECODE_DV      64 /* value dims kept in registers across the keys of a split */
+#define DECODE_DV_VECS (DECODE_DV / TF_VW)
+
+/* Partial softmax state of one query row over one key split. */
+typedef struct {
+    float m, l;
+} part_stats;
+
+/* q · k over D floats in two independent accumulators */
+static inline float
+dot_row(const float *q, const float *k, int64_t D)
+{
+    tf_vf s0 = tf_vzero(), s1 = tf_vzero();
+    int64_t d = 0;
+    for (; d + 2 * TF_VW <= D; d += 2 * TF_VW) {
+        s0 = tf_vfma(tf_vload(q + d), tf_vload(k + d), s0);
+        s1 = tf_vfma(tf_vload(q + d + TF_VW), tf_vload(k + d + TF_VW), s1);
+    }
+    for (; d < D; d += TF_VW) {
+        s0 = tf_vfma(tf_vload_n(q + d, D - d), tf_vload_n(k + d, D - d), s0);
+    }
+    return tf_vreduce_add(tf_vadd(s0, s1));
+}
+
+/* acc[0 .. n) = sum_j p[j - j0] v_j[d0 ..], n <= DECODE_DV value dims, over keys [j0, j1) */
+static inline void
+decode_pv(const tf_attn_args *a, int64_t b, int64_t kh, int64_t j0, int64_t j1, const float *p,
+          int64_t d0, int64_t n, float *acc)
+{
+    tf_vf o[DECODE_DV_VECS];
+    for (int u = 0; u < DECODE_DV_VECS; u++) {
+        o[u] = tf_vzero();
+    }
+    if (n == DECODE_DV) {
+        for (int64_t j = j0; j < j1; j++) {
+            const float *v = v_row(a, b, kh, j) + d0;
+            const tf_vf pj = tf_vset1(p[j - j0]);
+            for (int u = 0; u < DECODE_DV_VECS; u++) {
+                o[u] = tf_vfma(pj, tf_vload(v + TF_VW * u), o[u]);
+            }
+        }
+        for (int u = 0; u < DECODE_DV_VECS; u++) {
+            tf_vstore(acc + TF_VW * u, o[u]);
+        }
+        return;
+    }
+    for (int64_t j = j0; j < j1; j++) {
+        const float *v = v_row(a, b, kh, j) + d0;
+        const tf_vf pj = tf_vset1(p[j - j0]);
+        for (int u = 0; u < DECODE_DV_VECS && TF_VW * u < n; u++) {
+            o[u] = tf_vfma(pj, tf_vload_n(v + TF_VW * u, n - TF_VW * u), o[u]);
+        }
+    }
+    for (int u = 0; u < DECODE_DV_VECS && TF_VW * u < n; u++) {
+        tf_vstore_n(acc + TF_VW * u, o[u], n - TF_VW * u);
+    }
+}
+
+/* Rows i of (b, h) against keys [j0, j1): writes stats and acc (Dv,) unnormalised.
+ * scores is scratch of (j1 - j0) floats. */
+static void
+decode_split(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t j1,
+             float *scores, part_stats *ps, float *acc)
+{
+    const int64_t D = a->D, Dv = a->Dv, kh = h / (a->H / a->KVH);
+    int64_t lo, hi;
+    row_range(a, b, i, &lo, &hi);
+    j0 = j0 > lo ? j0 : lo;
+    j1 = j1 < hi ? j1 : hi;
+    memset(acc, 0, (size_t)Dv * sizeof(float));
+    ps->m = -INFINITY;
+    ps->l = 0.0f;
+    if (j1 <= j0 || i >= seq_len(a, b)) {
+        return;
+    }
+    const float *q = q_row(a, b, h, i);
+    const int extra = has_extra(a);
+    float m = -INFINITY;
+    for (int64_t j = j0; j < j1; j++) {
+        float sc = dot_row(q, k_row(a, b, kh, j), D) * a->scale;
+        if (extra) {
+            sc += extra_at(a, b, h, i, j);
+        }
+        scores[j - j0] = sc;
+        m = sc > m || sc != sc ? sc : m; /* NaN propagates */
+    }
+    if (m == -INFINITY) {
+        return;
+    }
+    const tf_vf vm = tf_vset1(m);
+    tf_vf vsum = tf_vzero();
+    const int64_t n = j1 - j0;
+    int64_t c = 0;
+    for (; c + TF_VW <= n; c += TF_VW) {
+        const tf_vf e = tf_vexp_ftz(tf_vsub(tf_vload(scores + c), vm));
+        tf_vstore(scores + c, e);
+        vsum = tf_vadd(vsum, e);
+    }
+    if (c < n) {
+        const tf_vf e = tf_vblend(tf_vmask_n(n - c), tf_vzero(),
+                                  tf_vexp_ftz(tf_vsub(tf_vload_n(scores + c, n - c), vm)));
+        tf_vstore_n(scores + c, e, n - c);
+        vsum = tf_vadd(vsum, e);
+    }
+    /* acc += p_j v_j, DECODE_DV value dims at a time kept in registers across all keys */
+    for (int64_t d0 = 0; d0 < Dv; d0 += DECODE_DV) {
+        decode_pv(a, b, kh, j0, j1, scores, d0, Dv - d0 < DECODE_DV ? Dv - d0 : DECODE_DV,
+                  acc + d0);
+    }
+    ps->m = m;
+    ps->l = tf_vreduce_add(vsum);
+}
+
+int
+TF_ISA_FN(tf_attention_decode)(const tf_attn_args *a, int nthreads)
+{
+    const int64_t rows = a->B * a->H * a->L;
+    /* Enough splits that every thread has work, none shorter than DECODE_MIN_SPLIT keys. */
+    int64_t splits = (2 * nthreads + rows - 1) / rows;
+    int64_t max_splits = a->S / DECODE_MIN_SPLIT;
+    splits = splits > max_splits ? max_splits : splits;
+    splits = splits < 1 ? 1 : splits;
+    const int64_t chunk = (a->S + splits - 1) / splits;
+    part_stats *stats = tf_malloc((size_t)(rows * splits) * sizeof(part_stats));
+    float *accs = tf_malloc((size_t)(rows * splits * a->Dv) * sizeof(float));
+    int failed = stats == NULL || accs == NULL;
+    if (!failed) {
+#pragma omp parallel
+        {
+            float *scores = tf_malloc((size_t)chunk * sizeof(float));
+            if (scores == NULL) {
+#pragma omp atomic write
+                failed = 1;
+            }
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t it = 0; it < rows * splits; it++) {
+                const int64_t row = it / splits, sp = it % splits;
+                const int64_t i = row % a->L, bh = row / a->L;
+                if (scores != NULL) {
+                    /* rows past a packed sequence's end see no key (their output is skipped) */
+                    decode_split(a, bh / a->H, bh % a->H, i, sp * chunk, (sp + 1) * chunk, scores,
+                                 stats + it, accs + it * a->Dv);
+                }
+            }
+            tf_free(scores);
+        }
+    }
+    if (!failed) {
+        /* merge the splits: rescale each partial to the row maximum */
+#pragma omp parallel for schedule(static)
+        for (int64_t row = 0; row < rows; row++) {
+            const int64_t i = row % a->L, bh = row / a->L, b = bh / a->H, h = bh % a->H;
+            const part_stats *ps = stats + row * splits;
+            if (i >= seq_len(a, b)) {
+                continue;
+            }
+            float m = -INFINITY;
+            for (int64_t sp = 0; sp < splits; sp++) {
+                m = ps[sp].m > m || ps[sp].m != ps[sp].m ? ps[sp].m : m; /* NaN propagates */
+            }
+            float *out = o_row(a, b, h, i);
+            float l = 0.0f;
+            for (int64_t d = 0; d < a->Dv; d++) {
+                out[d] = 0.0f;
+            }
+            if (m != -INFINITY) {
+                for (int64_t sp = 0; sp < splits; sp++) {
+                    if (ps[sp].m == -INFINITY) {
+                        continue;
+                    }
+                    const float w = expf(ps[sp].m - m);
+                    const float *acc = accs + (row * splits + sp) * a->Dv;
+                    l += ps[sp].l * w;
+                    for (int64_t d = 0; d < a->Dv; d++) {
+                        out[d] += acc[d] * w;
+                    }
+                }
+                for (int64_t d = 0; d < a->Dv; d++) {
+                    out[d] /= l;
+                }
+            }
+            if (a->lse) {
+                a->lse[(b * a->H + h) * a->L + i] = m == -INFINITY ? -INFINITY : m + logf(l);
+            }
+        }
+    }
+    tf_free(stats);
+    tf_free(accs);
+    return failed ? -1 : 0;
+}
+
+#else /* the reference path, the weights pass and the dispatcher, compiled once */
+
+TF_ISA_DECLARE(int, tf_attention_tiles, (const tf_attn_args *a))
+TF_ISA_DECLARE(int, tf_attention_decode, (const tf_attn_args *a, int nthreads))
+
+#define ATTENTION_ISAS (TF_ISA_BIT(TF_ISA_AVX512) | TF_ISA_BIT(TF_ISA_AVX2))
+
 /* The scaled, masked score of (b, h, i, j) computed plainly (reference and weights pass). */
 static float
 score_ref(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, int64_t j)
@@ -205,327 +576,6 @@ attention_ref(const tf_attn_args *a)
     return failed ? -1 : 0;
 }
 
-/* ------------------------------------------------------------------ tile path (AVX-512) */
-
-typedef struct {
-    float *qt; /* (D, BQ)  packed queries of the block, zero in unused lanes */
-    float *st; /* (BK, BQ) scores, then probabilities, key-major */
-    float *ot; /* (Dv, BQ) output accumulator */
-} tile_scratch;
-
-/* Adds masks and biases to the scores st (nk, BQ) of keys j0.. and recomputes the
- * block max; hidden keys stay -inf. The offset bias (rel) is one reversed vector load per
- * key and 16 queries: lane r of query vector u reads rel[(j - i0 - 16u - r) + L - 1]. */
-TF_AVX512 static void
-add_extras(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t j0, int64_t nk,
-           float *st, __m512 *tmax)
-{
-    const int rel_only =
-        a->rel != NULL && a->bool_mask == NULL && a->mask == NULL && a->bias == NULL;
-    const int per_key = extra_per_key_only(a);
-    const __m512i reverse = _mm512_set_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const int64_t len = seq_len(a, b);
-    __mmask16 valid[4]; /* lanes (as loaded, before reversal) whose query exists */
-    for (int u = 0; u < 4; u++) {
-        tmax[u] = _mm512_set1_ps(-INFINITY);
-        int64_t nv = len - i0 - 16 * u;
-        nv = nv < 0 ? 0 : nv > 16 ? 16 : nv;
-        valid[u] = (__mmask16)(0xFFFFu << (16 - nv));
-    }
-    const float *rel_h = a->rel != NULL ? a->rel + h * a->rel_sh + (a->L - 1) : NULL;
-    for (int64_t c = 0; c < nk; c++) {
-        const int64_t j = j0 + c;
-        float *row = st + c * BQ;
-        for (int u = 0; u < 4; u++) {
-            __m512 add;
-            if (rel_only) {
-                /* rel_h[j - i0 - 16u - 15 .. j - i0 - 16u], lane 15 - r <-> query i0 + 16u + r */
-                const float *p = rel_h + (j - i0 - 16 * u - 15);
-                add = _mm512_permutexvar_ps(reverse, _mm512_maskz_loadu_ps(valid[u], p));
-            }
-            else if (per_key) {
-                add = _mm512_set1_ps(extra_at(a, b, h, i0, j));
-            }
-            else {
-                float buf[16];
-                for (int r = 0; r < 16; r++) {
-                    int64_t i = i0 + 16 * u + r;
-                    buf[r] = i < len ? extra_at(a, b, h, i, j) : 0.0f;
-                }
-                add = _mm512_loadu_ps(buf);
-            }
-            __m512 s = _mm512_add_ps(_mm512_loadu_ps(row + 16 * u), add);
-            _mm512_storeu_ps(row + 16 * u, s);
-            tmax[u] = _mm512_max_ps(tmax[u], s);
-        }
-    }
-}
-
-/* One work item: queries i0 .. i0 + nq - 1 of head h in batch b. */
-TF_AVX512 static void
-attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq, tile_scratch *ts)
-{
-    const int64_t D = a->D, Dv = a->Dv, kh = h / (a->H / a->KVH);
-    int32_t lo[BQ], hi[BQ];
-    int64_t jmin = a->S, jmax = 0, lo_max = 0, hi_min = a->S;
-    for (int64_t r = 0; r < BQ; r++) {
-        int64_t l = 0, u = a->S; /* unused lanes see everything: garbage, never stored */
-        if (r < nq) {
-            row_range(a, b, i0 + r, &l, &u);
-            if (u > l) {
-                jmin = l < jmin ? l : jmin;
-                jmax = u > jmax ? u : jmax;
-            }
-        }
-        lo[r] = (int32_t)l;
-        hi[r] = (int32_t)u;
-        lo_max = l > lo_max ? l : lo_max;
-        hi_min = u < hi_min ? u : hi_min;
-    }
-    /* Qᵀ with the softmax scale folded in: qt[d][r] = scale * q[i0 + r][d] */
-    const float *qr[BQ];
-    for (int64_t r = 0; r < nq; r++) {
-        qr[r] = q_row(a, b, h, i0 + r);
-    }
-    tf_tile_pack_qt(qr, 0, nq, D, a->scale, ts->qt);
-    memset(ts->ot, 0, (size_t)(Dv * BQ) * sizeof(float));
-    __m512 m[4], l[4];
-    __m512i vlo[4], vhi[4];
-    for (int u = 0; u < 4; u++) {
-        m[u] = _mm512_set1_ps(-INFINITY);
-        l[u] = _mm512_setzero_ps();
-        vlo[u] = _mm512_loadu_si512(lo + 16 * u);
-        vhi[u] = _mm512_loadu_si512(hi + 16 * u);
-    }
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    const int extra = has_extra(a);
-    for (int64_t j0 = jmin; j0 < jmax; j0 += BK) {
-        const int64_t nk = jmax - j0 < BK ? jmax - j0 : BK;
-        /* interior blocks (every lane sees every key) skip the visibility test */
-        const int edge = j0 < lo_max || j0 + nk > hi_min;
-        __m512 tmax[4] = {ninf, ninf, ninf, ninf};
-        const float *kr[BK], *vr[BK];
-        tf_tile_rows(k_row(a, b, kh, 0), a->k_ss, j0, nk, kr);
-        tf_tile_rows(v_row(a, b, kh, 0), a->v_ss, j0, nk, vr);
-        tf_tile_qk(ts->qt, kr, D, nk, j0, edge, vlo, vhi, ts->st, tmax);
-        if (extra) {
-            add_extras(a, b, h, i0, j0, nk, ts->st, tmax);
-        }
-        tf_tile_softmax(ts->st, nk, Dv, ts->ot, tmax, m, l);
-        tf_tile_pv(ts->st, vr, nk, Dv, ts->ot);
-    }
-    /* out[i][dv] = ot[dv][i] / l[i]; queries that saw no key get zeros */
-    float lsum[BQ], mx[BQ];
-    for (int u = 0; u < 4; u++) {
-        _mm512_storeu_ps(lsum + 16 * u, l[u]);
-        _mm512_storeu_ps(mx + 16 * u, m[u]);
-    }
-    for (int64_t r = 0; r < nq; r++) {
-        /* l = 0: no visible key -> zeros; a NaN l (NaN input) stays NaN */
-        const float inv = lsum[r] == 0.0f ? 0.0f : 1.0f / lsum[r];
-        float *out = o_row(a, b, h, i0 + r);
-        for (int64_t dv = 0; dv < Dv; dv++) {
-            out[dv] = ts->ot[dv * BQ + r] * inv;
-        }
-        if (a->lse) {
-            a->lse[(b * a->H + h) * a->L + i0 + r] =
-                lsum[r] == 0.0f ? -INFINITY : mx[r] + logf(lsum[r]);
-        }
-    }
-}
-
-static int
-attention_tiles(const tf_attn_args *a)
-{
-    const int64_t qblocks = (a->L + BQ - 1) / BQ, items = a->B * a->H * qblocks;
-    int failed = 0;
-#pragma omp parallel
-    {
-        tile_scratch ts;
-        ts.qt = tf_malloc((size_t)(a->D * BQ) * sizeof(float));
-        ts.st = tf_malloc((size_t)(BK * BQ) * sizeof(float));
-        ts.ot = tf_malloc((size_t)(a->Dv * BQ) * sizeof(float));
-        const int ok = ts.qt && ts.st && ts.ot;
-        if (!ok) {
-#pragma omp atomic write
-            failed = 1;
-        }
-        /* dynamic: causal blocks near the end of the sequence have more keys */
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t it = 0; it < items; it++) {
-            if (!ok) {
-                continue;
-            }
-            const int64_t qb = qblocks - 1 - it % qblocks; /* longest (causal) first */
-            const int64_t bh = it / qblocks;
-            const int64_t i0 = qb * BQ, len = seq_len(a, bh / a->H);
-            if (i0 < len) {
-                attend_tile(a, bh / a->H, bh % a->H, i0, len - i0 < BQ ? len - i0 : BQ, &ts);
-            }
-        }
-        tf_free(ts.qt);
-        tf_free(ts.st);
-        tf_free(ts.ot);
-    }
-    return failed ? -1 : 0;
-}
-
-/* ------------------------------------------------------------------ decode path (AVX-512) */
-
-/* Partial softmax state of one query row over one key split. */
-typedef struct {
-    float m, l;
-} part_stats;
-
-/* Rows i of (b, h) against keys [j0, j1): writes stats and acc (Dv,) unnormalised.
- * scores is scratch of (j1 - j0) floats. */
-TF_AVX512 static void
-decode_split(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t j1,
-             float *scores, part_stats *ps, float *acc)
-{
-    const int64_t D = a->D, Dv = a->Dv, kh = h / (a->H / a->KVH);
-    int64_t lo, hi;
-    row_range(a, b, i, &lo, &hi);
-    j0 = j0 > lo ? j0 : lo;
-    j1 = j1 < hi ? j1 : hi;
-    memset(acc, 0, (size_t)Dv * sizeof(float));
-    ps->m = -INFINITY;
-    ps->l = 0.0f;
-    if (j1 <= j0 || i >= seq_len(a, b)) {
-        return;
-    }
-    const float *q = q_row(a, b, h, i);
-    const int extra = has_extra(a);
-    float m = -INFINITY;
-    for (int64_t j = j0; j < j1; j++) {
-        const float *k = k_row(a, b, kh, j);
-        __m512 s = _mm512_setzero_ps();
-        for (int64_t d = 0; d < D; d += 16) {
-            __mmask16 mk = tf_mask16(D - d);
-            s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, q + d), _mm512_maskz_loadu_ps(mk, k + d),
-                                s);
-        }
-        float sc = _mm512_reduce_add_ps(s) * a->scale;
-        if (extra) {
-            sc += extra_at(a, b, h, i, j);
-        }
-        scores[j - j0] = sc;
-        m = sc > m || sc != sc ? sc : m; /* NaN propagates */
-    }
-    if (m == -INFINITY) {
-        return;
-    }
-    const __m512 vm = _mm512_set1_ps(m);
-    __m512 vsum = _mm512_setzero_ps();
-    const int64_t n = j1 - j0;
-    for (int64_t c = 0; c < n; c += 16) {
-        __mmask16 mk = tf_mask16(n - c);
-        __m512 e = _mm512_maskz_mov_ps(
-            mk, tf_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, scores + c), vm)));
-        _mm512_mask_storeu_ps(scores + c, mk, e);
-        vsum = _mm512_add_ps(vsum, e);
-    }
-    /* acc += p_j v_j, 64 value dims at a time kept in registers across all keys */
-    for (int64_t d0 = 0; d0 < Dv; d0 += 64) {
-        __mmask16 mk[4];
-        __m512 o[4];
-        for (int u = 0; u < 4; u++) {
-            mk[u] = d0 + 16 * u < Dv ? tf_mask16(Dv - d0 - 16 * u) : 0;
-            o[u] = _mm512_setzero_ps();
-        }
-        for (int64_t j = j0; j < j1; j++) {
-            const float *v = v_row(a, b, kh, j) + d0;
-            const __m512 p = _mm512_set1_ps(scores[j - j0]);
-            for (int u = 0; u < 4; u++) {
-                o[u] = _mm512_fmadd_ps(p, _mm512_maskz_loadu_ps(mk[u], v + 16 * u), o[u]);
-            }
-        }
-        for (int u = 0; u < 4; u++) {
-            _mm512_mask_storeu_ps(acc + d0 + 16 * u, mk[u], o[u]);
-        }
-    }
-    ps->m = m;
-    ps->l = _mm512_reduce_add_ps(vsum);
-}
-
-static int
-attention_decode(const tf_attn_args *a, int nthreads)
-{
-    const int64_t rows = a->B * a->H * a->L;
-    /* Enough splits that every thread has work, none shorter than DECODE_MIN_SPLIT keys. */
-    int64_t splits = (2 * nthreads + rows - 1) / rows;
-    int64_t max_splits = a->S / DECODE_MIN_SPLIT;
-    splits = splits > max_splits ? max_splits : splits;
-    splits = splits < 1 ? 1 : splits;
-    const int64_t chunk = (a->S + splits - 1) / splits;
-    part_stats *stats = tf_malloc((size_t)(rows * splits) * sizeof(part_stats));
-    float *accs = tf_malloc((size_t)(rows * splits * a->Dv) * sizeof(float));
-    int failed = stats == NULL || accs == NULL;
-    if (!failed) {
-#pragma omp parallel
-        {
-            float *scores = tf_malloc((size_t)chunk * sizeof(float));
-            if (scores == NULL) {
-#pragma omp atomic write
-                failed = 1;
-            }
-#pragma omp for schedule(dynamic, 1)
-            for (int64_t it = 0; it < rows * splits; it++) {
-                const int64_t row = it / splits, sp = it % splits;
-                const int64_t i = row % a->L, bh = row / a->L;
-                if (scores != NULL) {
-                    /* rows past a packed sequence's end see no key (their output is skipped) */
-                    decode_split(a, bh / a->H, bh % a->H, i, sp * chunk, (sp + 1) * chunk, scores,
-                                 stats + it, accs + it * a->Dv);
-                }
-            }
-            tf_free(scores);
-        }
-    }
-    if (!failed) {
-        /* merge the splits: rescale each partial to the row maximum */
-#pragma omp parallel for schedule(static)
-        for (int64_t row = 0; row < rows; row++) {
-            const int64_t i = row % a->L, bh = row / a->L, b = bh / a->H, h = bh % a->H;
-            const part_stats *ps = stats + row * splits;
-            if (i >= seq_len(a, b)) {
-                continue;
-            }
-            float m = -INFINITY;
-            for (int64_t sp = 0; sp < splits; sp++) {
-                m = ps[sp].m > m || ps[sp].m != ps[sp].m ? ps[sp].m : m; /* NaN propagates */
-            }
-            float *out = o_row(a, b, h, i);
-            float l = 0.0f;
-            for (int64_t d = 0; d < a->Dv; d++) {
-                out[d] = 0.0f;
-            }
-            if (m != -INFINITY) {
-                for (int64_t sp = 0; sp < splits; sp++) {
-                    if (ps[sp].m == -INFINITY) {
-                        continue;
-                    }
-                    const float w = expf(ps[sp].m - m);
-                    const float *acc = accs + (row * splits + sp) * a->Dv;
-                    l += ps[sp].l * w;
-                    for (int64_t d = 0; d < a->Dv; d++) {
-                        out[d] += acc[d] * w;
-                    }
-                }
-                for (int64_t d = 0; d < a->Dv; d++) {
-                    out[d] /= l;
-                }
-            }
-            if (a->lse) {
-                a->lse[(b * a->H + h) * a->L + i] = m == -INFINITY ? -INFINITY : m + logf(l);
-            }
-        }
-    }
-    tf_free(stats);
-    tf_free(accs);
-    return failed ? -1 : 0;
-}
-
 /* ------------------------------------------------------------------ weights pass */
 
 /* weights[b, h, i, j] = exp(score - lse) inside the visible range, 0 elsewhere. */
@@ -555,7 +605,7 @@ write_weights(const tf_attn_args *a)
 tf_isa_level
 tf_attention_isa(void)
 {
-    return tf_isa_for(TF_ISA_BIT(TF_ISA_AVX512));
+    return tf_isa_for(ATTENTION_ISAS);
 }
 
 int
@@ -572,15 +622,16 @@ tf_attention(const tf_attn_args *args, tf_err *err)
         }
         a.lse = own_lse;
     }
-    const int fast = tf_attention_isa() == TF_ISA_AVX512 && a.S < INT32_MAX - BK;
-    if (!fast) {
-        rc = attention_ref(&a);
-    }
-    else if (a.L <= DECODE_MAX_L) {
-        rc = attention_decode(&a, omp_get_max_threads());
-    }
-    else {
-        rc = attention_tiles(&a);
+    const tf_isa_level level = a.S < INT32_MAX - BK ? tf_attention_isa() : TF_ISA_REFERENCE;
+    const int decode = a.L <= DECODE_MAX_L, nthreads = omp_get_max_threads();
+    switch (level) {
+        case TF_ISA_AVX512:
+            rc = decode ? tf_attention_decode_avx512(&a, nthreads) : tf_attention_tiles_avx512(&a);
+            break;
+        case TF_ISA_AVX2:
+            rc = decode ? tf_attention_decode_avx2(&a, nthreads) : tf_attention_tiles_avx2(&a);
+            break;
+        default: rc = attention_ref(&a); break;
     }
     if (rc == 0 && a.weights != NULL) {
         write_weights(&a);
@@ -591,3 +642,5 @@ tf_attention(const tf_attn_args *args, tf_err *err)
     }
     return rc;
 }
+
+#endif /* TF_ISA_PASS */

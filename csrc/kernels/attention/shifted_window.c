@@ -4,7 +4,8 @@
  * One work item is (b, window, head). Its N tokens are first mapped to the rows they read
  * (QKV rows of the image, or the padding row) and write (output rows, none for padding),
  * and to their shifted-window region; then, per block of up to 64 queries:
- *   fast (AVX-512): the block's queries are packed transposed, Qᵀ (D, 64), scaled, so every
+ *   fast (vector, per ISA from one source: AVX-512, AVX2): the block's queries are packed
+ *          transposed, Qᵀ (D, 64), scaled, so every
  *          kernel vectorises over queries: S (N, 64) = K Qᵀ with K rows read in place,
  *          S += bias (precomputed (H, N, 64) rows) + mask, softmax over the N keys, then
  *          Oᵀ (D, 64) = Vᵀ S with V rows read in place, and each output row is written at
@@ -22,7 +23,7 @@
 #include <omp.h>
 #include <string.h>
 
-#define BQ TF_WINDOW_LANES /* queries per block: 4 vectors of 16 lanes */
+#define BQ TF_WINDOW_LANES /* queries per block: TF_TILE_QV vectors */
 _Static_assert(TF_WINDOW_LANES == TF_TILE_BQ, "window blocks are attention tiles");
 
 /* HF's shifted-window mask value for query/key pairs from different regions. */
@@ -50,6 +51,105 @@ region(int64_t s, int64_t P, int64_t ws, int64_t shift)
 {
     return (int32_t)((s >= P - ws) + (s >= P - shift));
 }
+
+/* Scratch of the fast path, per thread. */
+typedef struct {
+    float *qt; /* (D, BQ) scaled queries of the block, transposed; zero in unused lanes */
+    float *st; /* (N, BQ) scores, then probabilities, key-major */
+    float *ot; /* (D, BQ) output accumulator, transposed */
+    const float **kr, **vr; /* (N,) this head's key / value rows of the window */
+} block_scratch;
+
+#ifdef TF_ISA_PASS
+/* ------------------------------------------------------------------ fast path (per ISA) */
+
+#define QV TF_TILE_QV /* query vectors per block */
+
+/* out[j] = rows[j] + off for the N rows of a window: one head's keys or values. */
+static inline void
+offset_rows(const float *const *rows, int64_t off, int64_t N, const float **out)
+{
+    for (int64_t j = 0; j < N; j++) {
+        out[j] = rows[j] + off;
+    }
+}
+
+/* Work item (window bw of the batch, head h), blocks of BQ queries. bias is (H, N, NP). */
+void
+TF_ISA_FN(tf_window_item)(const tf_window_args *a, int64_t bw, int64_t h, const window_map *m,
+                          int mixed, const float *bias, block_scratch *s)
+{
+    const int64_t N = a->ws * a->ws, NP = tf_window_lanes(N), D = a->D, C = a->H * D;
+    const float *const *rows = (const float *const *)m->src;
+    const tf_vf ninf = tf_vset1(-INFINITY), vmask = tf_vset1(REGION_MASK);
+    offset_rows(rows, C + h * D, N, s->kr);
+    offset_rows(rows, 2 * C + h * D, N, s->vr);
+    for (int64_t i0 = 0; i0 < N; i0 += BQ) {
+        const int64_t nq = N - i0 < BQ ? N - i0 : BQ;
+        tf_tile_pack_qt(rows + i0, h * D, nq, D, a->scale, s->qt);
+        tf_vf tile_max[QV]; /* unused: the maxima are taken after bias and mask below */
+        tf_tile_qk(s->qt, s->kr, D, N, 0, 0, NULL, NULL, s->st, tile_max);
+        /* + relative-position bias + region mask, and each query lane's maximum */
+        const float *bh = bias != NULL ? bias + h * N * NP + i0 : NULL;
+        tf_vf mx[QV];
+        tf_vi rq[QV];
+        for (int u = 0; u < QV; u++) {
+            mx[u] = ninf;
+            rq[u] = tf_viload(m->rid + i0 + TF_VW * u);
+        }
+        for (int64_t j = 0; j < N; j++) {
+            float *row = s->st + j * BQ;
+            const tf_vi rj = tf_viset1(m->rid[j]);
+            for (int u = 0; u < QV; u++) {
+                tf_vf x = tf_vload(row + TF_VW * u);
+                if (bh != NULL) {
+                    x = tf_vadd(x, tf_vload(bh + j * NP + TF_VW * u));
+                }
+                if (mixed) { /* keys of another region: + REGION_MASK */
+                    x = tf_vblend(tf_vieq(rq[u], rj), tf_vadd(x, vmask), x);
+                }
+                tf_vstore(row + TF_VW * u, x);
+                mx[u] = tf_vmax(mx[u], x);
+            }
+        }
+        /* softmax numerators and their sums */
+        tf_vf sum[QV];
+        for (int u = 0; u < QV; u++) {
+            sum[u] = tf_vzero();
+        }
+        for (int64_t j = 0; j < N; j++) {
+            float *row = s->st + j * BQ;
+            for (int u = 0; u < QV; u++) {
+                const tf_vf e = tf_vexp_ftz(tf_vsub(tf_vload(row + TF_VW * u), mx[u]));
+                tf_vstore(row + TF_VW * u, e);
+                sum[u] = tf_vadd(sum[u], e);
+            }
+        }
+        memset(s->ot, 0, (size_t)(D * BQ) * sizeof(float));
+        tf_tile_pv(s->st, s->vr, N, D, s->ot);
+        float inv[BQ];
+        for (int u = 0; u < QV; u++) {
+            tf_vstore(inv + TF_VW * u, tf_vdiv(tf_vset1(1.0f), sum[u]));
+        }
+        tf_tile_unpack_ot(s->ot, inv, m->dst + i0, h * D, nq, D);
+        if (a->weights != NULL) {
+            for (int64_t l = 0; l < nq; l++) {
+                float *w = a->weights + ((bw * a->H + h) * N + i0 + l) * N;
+                for (int64_t j = 0; j < N; j++) {
+                    w[j] = s->st[j * BQ + l] * inv[l];
+                }
+            }
+        }
+    }
+}
+
+#else /* the reference path and the dispatcher, compiled once */
+
+TF_ISA_DECLARE(void, tf_window_item,
+               (const tf_window_args *a, int64_t bw, int64_t h, const window_map *m, int mixed,
+                const float *bias, block_scratch *s))
+
+#define WINDOW_ISAS (TF_ISA_BIT(TF_ISA_AVX512) | TF_ISA_BIT(TF_ISA_AVX2))
 
 /* Fills m for window (wy, wx) of image b. Returns 1 when its tokens come from more than one
  * region (the mask applies), 0 otherwise. */
@@ -163,124 +263,13 @@ window_item_ref(const tf_window_args *a, int64_t bw, int64_t h, const window_map
     }
 }
 
-/* ------------------------------------------------------------------ fast path (AVX-512) */
-
-typedef struct {
-    float *qt; /* (D, BQ) scaled queries of the block, transposed; zero in unused lanes */
-    float *st; /* (N, BQ) scores, then probabilities, key-major */
-    float *ot; /* (D, BQ) output accumulator, transposed */
-    const float **kr, **vr; /* (N,) this head's key / value rows of the window */
-} block_scratch;
-
-/* out[j] = rows[j] + off for the N rows of a window: one head's keys or values. */
-static inline void
-offset_rows(const float *const *rows, int64_t off, int64_t N, const float **out)
-{
-    for (int64_t j = 0; j < N; j++) {
-        out[j] = rows[j] + off;
-    }
-}
-
-/* The block's outputs back to their image rows: dst[l][off + d] = ot[d][l] * inv[l] for
- * l < nq and dst[l] != NULL (padding queries are written nowhere). ot is (D, BQ). */
-TF_AVX512 static void
-unpack_ot(const float *ot, const float *inv, float *const *dst, int64_t off, int64_t nq, int64_t D)
-{
-    for (int64_t d0 = 0; d0 < D; d0 += 16) {
-        const __mmask16 md = tf_mask16(D - d0);
-        const int64_t nd = D - d0 < 16 ? D - d0 : 16;
-        for (int64_t g = 0; g < nq; g += 16) {
-            __m512 r[16];
-            for (int64_t k = 0; k < 16; k++) {
-                r[k] = k < nd ? _mm512_loadu_ps(ot + (d0 + k) * BQ + g) : _mm512_setzero_ps();
-            }
-            tf_tile_transpose16(r);
-            for (int64_t k = 0; k < 16 && g + k < nq; k++) {
-                if (dst[g + k] != NULL) {
-                    _mm512_mask_storeu_ps(dst[g + k] + off + d0, md,
-                                          _mm512_mul_ps(r[k], _mm512_set1_ps(inv[g + k])));
-                }
-            }
-        }
-    }
-}
-
-/* Work item (window bw of the batch, head h), blocks of BQ queries. bias is (H, N, NP). */
-TF_AVX512 static void
-window_item_fast(const tf_window_args *a, int64_t bw, int64_t h, const window_map *m, int mixed,
-                 const float *bias, block_scratch *s)
-{
-    const int64_t N = a->ws * a->ws, NP = tf_window_lanes(N), D = a->D, C = a->H * D;
-    const float *const *rows = (const float *const *)m->src;
-    const __m512 ninf = _mm512_set1_ps(-INFINITY), vmask = _mm512_set1_ps(REGION_MASK);
-    offset_rows(rows, C + h * D, N, s->kr);
-    offset_rows(rows, 2 * C + h * D, N, s->vr);
-    for (int64_t i0 = 0; i0 < N; i0 += BQ) {
-        const int64_t nq = N - i0 < BQ ? N - i0 : BQ;
-        tf_tile_pack_qt(rows + i0, h * D, nq, D, a->scale, s->qt);
-        __m512 tile_max[4]; /* unused: the maxima are taken after bias and mask below */
-        tf_tile_qk(s->qt, s->kr, D, N, 0, 0, NULL, NULL, s->st, tile_max);
-        /* + relative-position bias + region mask, and each query lane's maximum */
-        const float *bh = bias != NULL ? bias + h * N * NP + i0 : NULL;
-        __m512 mx[4];
-        __m512i rq[4];
-        for (int u = 0; u < 4; u++) {
-            mx[u] = ninf;
-            rq[u] = _mm512_loadu_si512(m->rid + i0 + 16 * u);
-        }
-        for (int64_t j = 0; j < N; j++) {
-            float *row = s->st + j * BQ;
-            const __m512i rj = _mm512_set1_epi32(m->rid[j]);
-            for (int u = 0; u < 4; u++) {
-                __m512 x = _mm512_loadu_ps(row + 16 * u);
-                if (bh != NULL) {
-                    x = _mm512_add_ps(x, _mm512_loadu_ps(bh + j * NP + 16 * u));
-                }
-                if (mixed) {
-                    x = _mm512_mask_add_ps(x, _mm512_cmpneq_epi32_mask(rq[u], rj), x, vmask);
-                }
-                _mm512_storeu_ps(row + 16 * u, x);
-                mx[u] = _mm512_max_ps(mx[u], x);
-            }
-        }
-        /* softmax numerators and their sums */
-        __m512 sum[4];
-        for (int u = 0; u < 4; u++) {
-            sum[u] = _mm512_setzero_ps();
-        }
-        for (int64_t j = 0; j < N; j++) {
-            float *row = s->st + j * BQ;
-            for (int u = 0; u < 4; u++) {
-                const __m512 e = tf_exp512(_mm512_sub_ps(_mm512_loadu_ps(row + 16 * u), mx[u]));
-                _mm512_storeu_ps(row + 16 * u, e);
-                sum[u] = _mm512_add_ps(sum[u], e);
-            }
-        }
-        memset(s->ot, 0, (size_t)(D * BQ) * sizeof(float));
-        tf_tile_pv(s->st, s->vr, N, D, s->ot);
-        float inv[BQ];
-        for (int u = 0; u < 4; u++) {
-            _mm512_storeu_ps(inv + 16 * u, _mm512_div_ps(_mm512_set1_ps(1.0f), sum[u]));
-        }
-        unpack_ot(s->ot, inv, m->dst + i0, h * D, nq, D);
-        if (a->weights != NULL) {
-            for (int64_t l = 0; l < nq; l++) {
-                float *w = a->weights + ((bw * a->H + h) * N + i0 + l) * N;
-                for (int64_t j = 0; j < N; j++) {
-                    w[j] = s->st[j * BQ + l] * inv[l];
-                }
-            }
-        }
-    }
-}
-
 /* ------------------------------------------------------------------ entry */
 
 /* The level shifted window kernels run at now (show_config). */
 tf_isa_level
 tf_shifted_window_isa(void)
 {
-    return tf_isa_for(TF_ISA_BIT(TF_ISA_AVX512));
+    return tf_isa_for(WINDOW_ISAS);
 }
 
 int
@@ -290,7 +279,14 @@ tf_window_attention(const tf_window_args *args, tf_err *err)
     const int64_t ws = a.ws, N = ws * ws, NP = tf_window_lanes(N), D = a.D;
     const int64_t nWh = padded(a.Hh, ws) / ws, nWw = padded(a.Ww, ws) / ws;
     const int64_t items = a.B * nWh * nWw * a.H;
-    const int fast = tf_shifted_window_isa() == TF_ISA_AVX512;
+    void (*item_fast)(const tf_window_args *, int64_t, int64_t, const window_map *, int,
+                      const float *, block_scratch *) = NULL;
+    switch (tf_shifted_window_isa()) {
+        case TF_ISA_AVX512: item_fast = tf_window_item_avx512; break;
+        case TF_ISA_AVX2: item_fast = tf_window_item_avx2; break;
+        default: break;
+    }
+    const int fast = item_fast != NULL;
     float *own_bias = NULL;
     if (fast && a.table != NULL && a.bias == NULL) {
         own_bias = tf_malloc((size_t)(a.H * N * NP) * sizeof(float));
@@ -345,7 +341,7 @@ tf_window_attention(const tf_window_args *args, tf_err *err)
                 mapped = bw;
             }
             if (fast) {
-                window_item_fast(&a, bw, h, &m, mixed, a.bias, &s);
+                item_fast(&a, bw, h, &m, mixed, a.bias, &s);
             }
             else {
                 window_item_ref(&a, bw, h, &m, mixed, scores, acc);
@@ -369,3 +365,5 @@ tf_window_attention(const tf_window_args *args, tf_err *err)
     }
     return 0;
 }
+
+#endif /* TF_ISA_PASS */

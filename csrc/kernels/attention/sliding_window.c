@@ -14,8 +14,9 @@
  *
  * Memory: O(B H L D) temporaries (one extra output, the log-sum-exps, G-row gathers) plus
  * the attention kernel's O(tile) per-thread scratch; never L x L. The heavy work runs on
- * tf_attention's AVX-512 path or its plain C reference path (TFCORE_REFERENCE_KERNELS=1);
- * the gathers, merge and weights here are plain loops over O(B H L D) values.
+ * tf_attention's vector path (AVX-512 or AVX2) or its plain C reference path
+ * (TFCORE_REFERENCE_KERNELS=1); the gathers, merge and weights here are plain loops over
+ * O(B H L D) values.
  */
 #include "kernels/attention/sliding_window.h"
 

@@ -1,12 +1,16 @@
 /* tile.h — the register-tiled steps shared by tfcore's flash-style attention kernels
- * (sdpa.c, block_sparse.c). A tile is BQ = 64 queries packed transposed, Qᵀ (D, BQ),
- * so every step vectorises over queries (4 vectors of 16 lanes), against up to BK = 64 keys:
+ * (sdpa.c, block_sparse.c, shifted_window.c). A tile is BQ = 64 queries packed transposed,
+ * Qᵀ (D, BQ), so every step vectorises over queries (TF_TILE_QV vectors: 4 of 16 lanes with
+ * AVX-512, 8 of 8 with AVX2), against up to BK = 64 keys:
  *   tf_tile_pack_qt Qᵀ (D, BQ) from query rows, scaled
  *   tf_tile_qk      scores st (nk, BQ) = Qᵀ · K rows, hiding lanes outside a key range
  *   tf_tile_softmax turns st into probabilities under a running max / sum per lane and
- *                   rescales the accumulator where the max moved (online softmax)
+ *                   rescales the accumulator where the max moved far (online softmax)
  *   tf_tile_pv      Oᵀ (Dv, BQ) += probabilities · V rows
- * Header-only (static inline): each kernel file compiles them into its own loops. */
+ * Header-only (static inline), written against kernels/simd.h: each kernel file compiles
+ * them into its own loops in every ISA pass. The register tiles of the two products are
+ * sized by the ISA's register file (TF_VREGS): keys (or value dims) broadcast x query
+ * vectors of accumulators, plus the query vectors and one broadcast in flight. */
 #ifndef TFCORE_ATTN_TILE_H
 #define TFCORE_ATTN_TILE_H
 
@@ -15,193 +19,317 @@
 #include <math.h>
 #include <stdint.h>
 
-#define TF_TILE_BQ 64 /* queries per tile: 4 vectors of 16 lanes */
+#define TF_TILE_BQ 64 /* queries per tile */
 #define TF_TILE_BK 64 /* keys per tile */
 
-/* Store one key's 64 scores (4 vectors) to st, hiding lanes that cannot see key j when
- * the block is an edge block, and fold them into the running block max. */
-TF_AVX512 static inline void
-tf_tile_store_scores(float *row, __m512 s0, __m512 s1, __m512 s2, __m512 s3, int edge, int64_t j,
-                     const __m512i *vlo, const __m512i *vhi, __m512 *tmax)
+#ifdef TF_ISA_PASS
+
+#define TF_TILE_QV (TF_TILE_BQ / TF_VW) /* query vectors per tile: 4 (AVX-512), 8 (AVX2) */
+
+/* Register tiles, R broadcasts x V query vectors of accumulators:
+ *   AVX-512 (32 registers): 4 x 4 = 16 accumulators + 4 query vectors + 4 broadcasts
+ *   AVX2    (16 registers): 6 x 2 = 12 accumulators + 2 query vectors + 1 broadcast
+ * (the classic 6 x 16 float GEMM tile: enough independent FMAs to cover their latency,
+ * and 8 loads per 12 FMAs). -DTF_TILE_QK_R=... etc. override them for experiments. */
+#ifndef TF_TILE_QK_R
+#if TF_VREGS >= 32
+#define TF_TILE_QK_R 4 /* keys */
+#define TF_TILE_QK_V 4 /* query vectors */
+#define TF_TILE_PV_R 4 /* value dims */
+#define TF_TILE_PV_V 4 /* query vectors */
+#else
+#define TF_TILE_QK_R 6
+#define TF_TILE_QK_V 2
+#define TF_TILE_PV_R 6
+#define TF_TILE_PV_V 2
+#endif
+#endif
+_Static_assert(TF_TILE_QV % TF_TILE_QK_V == 0 && TF_TILE_QV % TF_TILE_PV_V == 0,
+               "register tiles split the query vectors evenly");
+_Static_assert(TF_TILE_QK_R <= 6 && TF_TILE_PV_R <= 6, "tf_tile_qk/pv have tails up to 5");
+/* Tiles of the last 1 or 2 keys (value dims) span more query vectors: a 1 x 2 tile has two
+ * accumulators, far too few to cover the FMA latency. AVX2: 1 x 8 (each query vector used
+ * once per step, so it can stay a memory operand) and 2 x 4; AVX-512: 1 x 4 and 2 x 4. */
+#define TF_TILE_TAIL1_V TF_TILE_QV
+#define TF_TILE_TAIL2_V (TF_TILE_QV >= 8 ? TF_TILE_QV / 2 : TF_TILE_QV)
+
+#define TF_TILE_INLINE static inline __attribute__((always_inline))
+
+/* One register tile of scores: keys c .. c + nr - 1 against query vectors v0 .. v0 + nv - 1
+ * (nr, nv compile-time constants after inlining), stored to st (nk, BQ) with lanes outside
+ * [vlo, vhi) hidden on edge blocks, and folded into the lane maxima tmax. */
+TF_TILE_INLINE void
+tf_tile_qk_micro(const float *qt, const float *const *krows, int64_t D, int64_t c, int v0,
+                 const int nr, const int nv, int64_t j0, int edge, const tf_vi *vlo,
+                 const tf_vi *vhi, float *st, tf_vf *tmax)
 {
-    __m512 s[4] = {s0, s1, s2, s3};
-    if (edge) {
-        const __m512i vj = _mm512_set1_epi32((int32_t)j);
-        const __m512 ninf = _mm512_set1_ps(-INFINITY);
-        for (int u = 0; u < 4; u++) {
-            __mmask16 vis =
-                _mm512_cmpge_epi32_mask(vj, vlo[u]) & _mm512_cmplt_epi32_mask(vj, vhi[u]);
-            s[u] = _mm512_mask_blend_ps(vis, ninf, s[u]);
+    tf_vf acc[TF_TILE_QK_R][TF_TILE_QV];
+    const float *k[TF_TILE_QK_R];
+    for (int r = 0; r < nr; r++) {
+        k[r] = krows[c + r];
+        for (int v = 0; v < nv; v++) {
+            acc[r][v] = tf_vzero();
         }
     }
-    for (int u = 0; u < 4; u++) {
-        _mm512_storeu_ps(row + 16 * u, s[u]);
-        tmax[u] = _mm512_max_ps(tmax[u], s[u]);
-    }
-}
-
-/* st[c][:] = qt · krows[c] for keys c < nk, 4 keys x 64 queries per register tile (qt is
- * pre-scaled). qt is (D, BQ); krows[c] points at key c's D floats (any layout: strided,
- * gathered, shifted windows); st is (nk, BQ).
- * On edge blocks lanes outside [vlo, vhi) (key indices j0 + c) become -inf (vlo/vhi may be
- * NULL when edge is 0); tmax gets each lane's maximum. */
-TF_AVX512 static inline void
-tf_tile_qk(const float *qt, const float *const *krows, int64_t D, int64_t nk, int64_t j0, int edge,
-           const __m512i *vlo, const __m512i *vhi, float *st, __m512 *tmax)
-{
-    int64_t c = 0;
-    for (; c + 4 <= nk; c += 4) {
-        __m512 acc[4][4];
-        for (int r = 0; r < 4; r++) {
-            for (int v = 0; v < 4; v++) {
-                acc[r][v] = _mm512_setzero_ps();
+    const float *q = qt + v0 * TF_VW;
+    for (int64_t d = 0; d < D; d++, q += TF_TILE_BQ) {
+        tf_vf qv[TF_TILE_QV];
+        for (int v = 0; v < nv; v++) {
+            qv[v] = tf_vload(q + v * TF_VW);
+        }
+        for (int r = 0; r < nr; r++) {
+            const tf_vf b = tf_vset1(k[r][d]);
+            for (int v = 0; v < nv; v++) {
+                acc[r][v] = tf_vfma(b, qv[v], acc[r][v]);
             }
         }
-        const float *k0 = krows[c], *k1 = krows[c + 1], *k2 = krows[c + 2], *k3 = krows[c + 3];
-        for (int64_t d = 0; d < D; d++) {
-            const float *q = qt + d * TF_TILE_BQ;
-            __m512 q0 = _mm512_loadu_ps(q), q1 = _mm512_loadu_ps(q + 16),
-                   q2 = _mm512_loadu_ps(q + 32), q3 = _mm512_loadu_ps(q + 48);
-            __m512 b0 = _mm512_set1_ps(k0[d]), b1 = _mm512_set1_ps(k1[d]),
-                   b2 = _mm512_set1_ps(k2[d]), b3 = _mm512_set1_ps(k3[d]);
-            acc[0][0] = _mm512_fmadd_ps(b0, q0, acc[0][0]);
-            acc[0][1] = _mm512_fmadd_ps(b0, q1, acc[0][1]);
-            acc[0][2] = _mm512_fmadd_ps(b0, q2, acc[0][2]);
-            acc[0][3] = _mm512_fmadd_ps(b0, q3, acc[0][3]);
-            acc[1][0] = _mm512_fmadd_ps(b1, q0, acc[1][0]);
-            acc[1][1] = _mm512_fmadd_ps(b1, q1, acc[1][1]);
-            acc[1][2] = _mm512_fmadd_ps(b1, q2, acc[1][2]);
-            acc[1][3] = _mm512_fmadd_ps(b1, q3, acc[1][3]);
-            acc[2][0] = _mm512_fmadd_ps(b2, q0, acc[2][0]);
-            acc[2][1] = _mm512_fmadd_ps(b2, q1, acc[2][1]);
-            acc[2][2] = _mm512_fmadd_ps(b2, q2, acc[2][2]);
-            acc[2][3] = _mm512_fmadd_ps(b2, q3, acc[2][3]);
-            acc[3][0] = _mm512_fmadd_ps(b3, q0, acc[3][0]);
-            acc[3][1] = _mm512_fmadd_ps(b3, q1, acc[3][1]);
-            acc[3][2] = _mm512_fmadd_ps(b3, q2, acc[3][2]);
-            acc[3][3] = _mm512_fmadd_ps(b3, q3, acc[3][3]);
-        }
-        for (int r = 0; r < 4; r++) {
-            tf_tile_store_scores(st + (c + r) * TF_TILE_BQ, acc[r][0], acc[r][1], acc[r][2],
-                                 acc[r][3], edge, j0 + c + r, vlo, vhi, tmax);
-        }
     }
-    for (; c < nk; c++) {
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        const float *kc = krows[c];
-        for (int64_t d = 0; d < D; d++) {
-            const float *q = qt + d * TF_TILE_BQ;
-            __m512 b = _mm512_set1_ps(kc[d]);
-            a0 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q), a0);
-            a1 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 16), a1);
-            a2 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 32), a2);
-            a3 = _mm512_fmadd_ps(b, _mm512_loadu_ps(q + 48), a3);
+    for (int r = 0; r < nr; r++) {
+        const tf_vi vj = tf_viset1((int32_t)(j0 + c + r));
+        float *row = st + (c + r) * TF_TILE_BQ + v0 * TF_VW;
+        for (int v = 0; v < nv; v++) {
+            tf_vf s = acc[r][v];
+            if (edge) {
+                s = tf_vblend(tf_vin_range(vj, vlo[v0 + v], vhi[v0 + v]), tf_vset1(-INFINITY), s);
+            }
+            tf_vstore(row + v * TF_VW, s);
+            tmax[v0 + v] = tf_vmax(tmax[v0 + v], s);
         }
-        tf_tile_store_scores(st + c * TF_TILE_BQ, a0, a1, a2, a3, edge, j0 + c, vlo, vhi, tmax);
     }
 }
 
-/* ot[dv][:] += sum_c st[c][:] * vrows[c][dv]: 4 value dims x 64 queries per register tile.
- * st is (nk, BQ), vrows[c] points at value c's Dv floats, ot is (Dv, BQ). */
-TF_AVX512 static inline void
+/* Keys c .. c + nr - 1 against all the query vectors, nv at a time. */
+TF_TILE_INLINE void
+tf_tile_qk_keys(const float *qt, const float *const *krows, int64_t D, int64_t c, const int nr,
+                const int nv, int64_t j0, int edge, const tf_vi *vlo, const tf_vi *vhi, float *st,
+                tf_vf *tmax)
+{
+    for (int v0 = 0; v0 < TF_TILE_QV; v0 += nv) {
+        tf_tile_qk_micro(qt, krows, D, c, v0, nr, nv, j0, edge, vlo, vhi, st, tmax);
+    }
+}
+
+/* st[c][:] = qt · krows[c] for keys c < nk (qt is pre-scaled). qt is (D, BQ); krows[c]
+ * points at key c's D floats (any layout: strided, gathered, shifted windows); st is
+ * (nk, BQ). On edge blocks lanes outside [vlo, vhi) (key indices j0 + c; TF_TILE_QV vectors
+ * each) become -inf (vlo/vhi may be NULL when edge is 0); tmax (TF_TILE_QV vectors) gets each
+ * lane's maximum. */
+static inline void
+tf_tile_qk(const float *qt, const float *const *krows, int64_t D, int64_t nk, int64_t j0, int edge,
+           const tf_vi *vlo, const tf_vi *vhi, float *st, tf_vf *tmax)
+{
+    enum { R = TF_TILE_QK_R, V = TF_TILE_QK_V, V1 = TF_TILE_TAIL1_V, V2 = TF_TILE_TAIL2_V };
+    int64_t c = 0;
+    for (; c + R <= nk; c += R) {
+        tf_tile_qk_keys(qt, krows, D, c, R, V, j0, edge, vlo, vhi, st, tmax);
+    }
+    switch (nk - c) { /* the last keys: one tile of each possible height */
+        case 1: tf_tile_qk_keys(qt, krows, D, c, 1, V1, j0, edge, vlo, vhi, st, tmax); break;
+        case 2: tf_tile_qk_keys(qt, krows, D, c, 2, V2, j0, edge, vlo, vhi, st, tmax); break;
+        case 3: tf_tile_qk_keys(qt, krows, D, c, 3, V, j0, edge, vlo, vhi, st, tmax); break;
+#if TF_TILE_QK_R > 4
+        case 4: tf_tile_qk_keys(qt, krows, D, c, 4, V, j0, edge, vlo, vhi, st, tmax); break;
+        case 5: tf_tile_qk_keys(qt, krows, D, c, 5, V, j0, edge, vlo, vhi, st, tmax); break;
+#endif
+        default: break;
+    }
+}
+
+/* One register tile of the output: value dims dv .. dv + nr - 1 against query vectors
+ * v0 .. v0 + nv - 1 of ot (Dv, BQ), accumulated over the nk keys. */
+TF_TILE_INLINE void
+tf_tile_pv_micro(const float *st, const float *const *vrows, int64_t nk, int64_t dv, int v0,
+                 const int nr, const int nv, float *ot)
+{
+    tf_vf acc[TF_TILE_PV_R][TF_TILE_QV];
+    for (int r = 0; r < nr; r++) {
+        for (int v = 0; v < nv; v++) {
+            acc[r][v] = tf_vload(ot + (dv + r) * TF_TILE_BQ + (v0 + v) * TF_VW);
+        }
+    }
+    const float *p = st + v0 * TF_VW;
+    /* unrolled: the per-key row pointer load and loop step cost ~5% of this loop otherwise
+     * (measured, both ISAs); the Q·K loop gains nothing from it */
+#pragma GCC unroll 4
+    for (int64_t c = 0; c < nk; c++, p += TF_TILE_BQ) {
+        const float *vc = vrows[c] + dv;
+        tf_vf pv[TF_TILE_QV];
+        for (int v = 0; v < nv; v++) {
+            pv[v] = tf_vload(p + v * TF_VW);
+        }
+        for (int r = 0; r < nr; r++) {
+            const tf_vf b = tf_vset1(vc[r]);
+            for (int v = 0; v < nv; v++) {
+                acc[r][v] = tf_vfma(b, pv[v], acc[r][v]);
+            }
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        for (int v = 0; v < nv; v++) {
+            tf_vstore(ot + (dv + r) * TF_TILE_BQ + (v0 + v) * TF_VW, acc[r][v]);
+        }
+    }
+}
+
+/* Value dims dv .. dv + nr - 1 against all the query vectors, nv at a time. */
+TF_TILE_INLINE void
+tf_tile_pv_dims(const float *st, const float *const *vrows, int64_t nk, int64_t dv, const int nr,
+                const int nv, float *ot)
+{
+    for (int v0 = 0; v0 < TF_TILE_QV; v0 += nv) {
+        tf_tile_pv_micro(st, vrows, nk, dv, v0, nr, nv, ot);
+    }
+}
+
+/* ot[dv][:] += sum_c st[c][:] * vrows[c][dv]. st is (nk, BQ), vrows[c] points at value c's
+ * Dv floats, ot is (Dv, BQ). */
+static inline void
 tf_tile_pv(const float *st, const float *const *vrows, int64_t nk, int64_t Dv, float *ot)
 {
+    enum { R = TF_TILE_PV_R, V = TF_TILE_PV_V, V1 = TF_TILE_TAIL1_V, V2 = TF_TILE_TAIL2_V };
     int64_t dv = 0;
-    for (; dv + 4 <= Dv; dv += 4) {
-        __m512 acc[4][4];
-        for (int r = 0; r < 4; r++) {
-            for (int u = 0; u < 4; u++) {
-                acc[r][u] = _mm512_loadu_ps(ot + (dv + r) * TF_TILE_BQ + 16 * u);
-            }
-        }
-        for (int64_t c = 0; c < nk; c++) {
-            const float *p = st + c * TF_TILE_BQ, *vc = vrows[c] + dv;
-            __m512 p0 = _mm512_loadu_ps(p), p1 = _mm512_loadu_ps(p + 16),
-                   p2 = _mm512_loadu_ps(p + 32), p3 = _mm512_loadu_ps(p + 48);
-            for (int r = 0; r < 4; r++) {
-                __m512 b = _mm512_set1_ps(vc[r]);
-                acc[r][0] = _mm512_fmadd_ps(b, p0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(b, p1, acc[r][1]);
-                acc[r][2] = _mm512_fmadd_ps(b, p2, acc[r][2]);
-                acc[r][3] = _mm512_fmadd_ps(b, p3, acc[r][3]);
-            }
-        }
-        for (int r = 0; r < 4; r++) {
-            for (int u = 0; u < 4; u++) {
-                _mm512_storeu_ps(ot + (dv + r) * TF_TILE_BQ + 16 * u, acc[r][u]);
-            }
-        }
+    for (; dv + R <= Dv; dv += R) {
+        tf_tile_pv_dims(st, vrows, nk, dv, R, V, ot);
     }
-    for (; dv < Dv; dv++) {
-        float *o = ot + dv * TF_TILE_BQ;
-        __m512 a0 = _mm512_loadu_ps(o), a1 = _mm512_loadu_ps(o + 16), a2 = _mm512_loadu_ps(o + 32),
-               a3 = _mm512_loadu_ps(o + 48);
-        for (int64_t c = 0; c < nk; c++) {
-            const float *p = st + c * TF_TILE_BQ;
-            __m512 b = _mm512_set1_ps(vrows[c][dv]);
-            a0 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p), a0);
-            a1 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p + 16), a1);
-            a2 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p + 32), a2);
-            a3 = _mm512_fmadd_ps(b, _mm512_loadu_ps(p + 48), a3);
-        }
-        _mm512_storeu_ps(o, a0);
-        _mm512_storeu_ps(o + 16, a1);
-        _mm512_storeu_ps(o + 32, a2);
-        _mm512_storeu_ps(o + 48, a3);
+    switch (Dv - dv) { /* the last value dims */
+        case 1: tf_tile_pv_dims(st, vrows, nk, dv, 1, V1, ot); break;
+        case 2: tf_tile_pv_dims(st, vrows, nk, dv, 2, V2, ot); break;
+        case 3: tf_tile_pv_dims(st, vrows, nk, dv, 3, V, ot); break;
+#if TF_TILE_PV_R > 4
+        case 4: tf_tile_pv_dims(st, vrows, nk, dv, 4, V, ot); break;
+        case 5: tf_tile_pv_dims(st, vrows, nk, dv, 5, V, ot); break;
+#endif
+        default: break;
     }
 }
 
-/* In-register transpose of a 16 x 16 block: lane l of r[k] <- lane k of r[l]. */
-TF_AVX512 static inline void
-tf_tile_transpose16(__m512 r[16])
+/* Read for rows past the end of a block: the packing loads stay branch-free, so the block
+ * being transposed stays in registers (a branch per row puts it on the stack). */
+static const float tf_tile_zeros[TF_VW];
+
+/* One TF_VW x TF_VW block of the packing (full: nd == TF_VW, a compile-time constant). */
+TF_TILE_INLINE void
+tf_tile_pack_block(const float *const *rows, int64_t off, int64_t nq, int64_t g, int64_t d0,
+                   int64_t nd, const int full, tf_vf vs, float *qt)
 {
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    tf_vf r[TF_VW];
+    for (int k = 0; k < TF_VW; k++) {
+        const float *src = g + k < nq ? rows[g + k] + off + d0 : tf_tile_zeros;
+        r[k] = tf_vmul(vs, full ? tf_vload(src) : tf_vload_n(src, nd));
     }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
-        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
-        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
-    }
-    for (int i = 0; i < 8; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    tf_vtranspose(r);
+    for (int64_t k = 0; k < nd; k++) {
+        tf_vstore(qt + (d0 + k) * TF_TILE_BQ + g, r[k]);
     }
 }
 
 /* The tile's queries packed: qt (D, BQ), qt[d][l] = scale * q_l[d] with q_l = rows[l] + off
- * (D floats) for l < nq, 0 in the other lanes; 16 x 16 blocks transposed in registers. */
-TF_AVX512 static inline void
+ * (D floats) for l < nq, 0 in the other lanes; TF_VW x TF_VW blocks transposed in registers. */
+static inline void
 tf_tile_pack_qt(const float *const *rows, int64_t off, int64_t nq, int64_t D, float scale,
                 float *qt)
 {
-    const __m512 vs = _mm512_set1_ps(scale);
-    for (int64_t d0 = 0; d0 < D; d0 += 16) {
-        const __mmask16 md = tf_mask16(D - d0);
-        const int64_t nd = D - d0 < 16 ? D - d0 : 16;
-        for (int64_t g = 0; g < TF_TILE_BQ; g += 16) {
-            __m512 r[16];
-            for (int64_t k = 0; k < 16; k++) {
-                r[k] = g + k < nq
-                           ? _mm512_mul_ps(vs, _mm512_maskz_loadu_ps(md, rows[g + k] + off + d0))
-                           : _mm512_setzero_ps();
+    const tf_vf vs = tf_vset1(scale);
+    int64_t d0 = 0;
+    for (; d0 + TF_VW <= D; d0 += TF_VW) {
+        for (int64_t g = 0; g < TF_TILE_BQ; g += TF_VW) {
+            tf_tile_pack_block(rows, off, nq, g, d0, TF_VW, 1, vs, qt);
+        }
+    }
+    if (d0 < D) {
+        for (int64_t g = 0; g < TF_TILE_BQ; g += TF_VW) {
+            tf_tile_pack_block(rows, off, nq, g, d0, D - d0, 0, vs, qt);
+        }
+    }
+}
+
+/* One TF_VW x TF_VW block of the unpacking (full: nd == TF_VW, a compile-time constant). */
+TF_TILE_INLINE void
+tf_tile_unpack_block(const float *ot, const float *inv, float *const *dst, int64_t off, int64_t nq,
+                     int64_t g, int64_t d0, int64_t nd, const int full)
+{
+    tf_vf r[TF_VW];
+    for (int k = 0; k < TF_VW; k++) {
+        r[k] = tf_vload(full || k < nd ? ot + (d0 + k) * TF_TILE_BQ + g : tf_tile_zeros);
+    }
+    tf_vtranspose(r);
+    for (int k = 0; k < TF_VW && g + k < nq; k++) {
+        if (dst[g + k] != NULL) {
+            const tf_vf y = tf_vmul(r[k], tf_vset1(inv[g + k]));
+            if (full) {
+                tf_vstore(dst[g + k] + off + d0, y);
             }
-            tf_tile_transpose16(r);
-            for (int64_t k = 0; k < nd; k++) {
-                _mm512_storeu_ps(qt + (d0 + k) * TF_TILE_BQ + g, r[k]);
+            else {
+                tf_vstore_n(dst[g + k] + off + d0, y, nd);
             }
         }
     }
 }
+
+/* The tile's outputs back to their rows: dst[l][off + d] = ot[d][l] * inv[l] for l < nq and
+ * dst[l] != NULL (rows written nowhere, such as padding, are skipped). ot is (D, BQ);
+ * TF_VW x TF_VW blocks transposed in registers. */
+static inline void
+tf_tile_unpack_ot(const float *ot, const float *inv, float *const *dst, int64_t off, int64_t nq,
+                  int64_t D)
+{
+    int64_t d0 = 0;
+    for (; d0 + TF_VW <= D; d0 += TF_VW) {
+        for (int64_t g = 0; g < nq; g += TF_VW) {
+            tf_tile_unpack_block(ot, inv, dst, off, nq, g, d0, TF_VW, 1);
+        }
+    }
+    if (d0 < D) {
+        for (int64_t g = 0; g < nq; g += TF_VW) {
+            tf_tile_unpack_block(ot, inv, dst, off, nq, g, d0, D - d0, 0);
+        }
+    }
+}
+
+/* A lane's running maximum moves only when a block's maximum exceeds it by more than this
+ * (natural-log units): numerators stay <= e^8 against the stale maximum, and the rescale of
+ * l and Oᵀ, a load-multiply-store of Dv vectors, is skipped for most blocks (FlashAttention-3's
+ * lazy rescaling). The result is the same softmax: l and Oᵀ share the base. */
+#define TF_TILE_RESCALE_SLACK 8.0f
+
+/* Online softmax over one block of nk scores st (nk, BQ) whose lane maxima are tmax:
+ * st becomes exp(st - m_new); l (running sums) and ot (Dv, BQ) are rescaled where a lane's
+ * base m moved; m takes the new bases (m_new = tmax where tmax > m + TF_TILE_RESCALE_SLACK,
+ * m elsewhere). -inf lanes (no visible key yet) stay at zero; a NaN score makes its lane's
+ * l NaN. tmax, m and l hold TF_TILE_QV vectors. */
+static inline void
+tf_tile_softmax(float *st, int64_t nk, int64_t Dv, float *ot, const tf_vf *tmax, tf_vf *m, tf_vf *l)
+{
+    const tf_vf ninf = tf_vset1(-INFINITY), slack = tf_vset1(TF_TILE_RESCALE_SLACK);
+    for (int u = 0; u < TF_TILE_QV; u++) {
+        const tf_vmask grow = tf_vgt(tmax[u], tf_vadd(m[u], slack));
+        const tf_vf m_new = tf_vblend(grow, m[u], tmax[u]);
+        /* lanes that have seen no key yet keep exponent base 0 (exp(-inf) = 0) */
+        const tf_vf base = tf_vblend(tf_veq(m_new, ninf), m_new, tf_vzero());
+        tf_vf psum = tf_vzero();
+        float *p = st + u * TF_VW;
+        for (int64_t c = 0; c < nk; c++, p += TF_TILE_BQ) {
+            const tf_vf e = tf_vexp_ftz(tf_vsub(tf_vload(p), base));
+            tf_vstore(p, e);
+            psum = tf_vadd(psum, e);
+        }
+        /* rescale earlier sums only where the base moved */
+        if (tf_vmask_any(grow)) {
+            const tf_vf corr = tf_vexp_ftz(tf_vsub(m[u], base));
+            l[u] = tf_vfma(l[u], corr, psum);
+            float *o = ot + u * TF_VW;
+            for (int64_t dv = 0; dv < Dv; dv++, o += TF_TILE_BQ) {
+                tf_vstore(o, tf_vmul(tf_vload(o), corr));
+            }
+        }
+        else {
+            l[u] = tf_vadd(l[u], psum);
+        }
+        m[u] = m_new;
+    }
+}
+
+#endif /* TF_ISA_PASS */
 
 /* rows[c] = base + (j0 + c) * stride for c < n: the row pointers of a strided block. */
 static inline void
@@ -209,42 +337,6 @@ tf_tile_rows(const float *base, int64_t stride, int64_t j0, int64_t n, const flo
 {
     for (int64_t c = 0; c < n; c++) {
         rows[c] = base + (j0 + c) * stride;
-    }
-}
-
-/* Online softmax over one block of nk scores st (nk, BQ) whose lane maxima are tmax:
- * st becomes exp(st - m_new); l (running sums) and ot (Dv, BQ) are rescaled where a lane's
- * maximum moved; m takes the new maxima. -inf lanes (no visible key yet) stay at zero. */
-TF_AVX512 static inline void
-tf_tile_softmax(float *st, int64_t nk, int64_t Dv, float *ot, const __m512 *tmax, __m512 *m,
-                __m512 *l)
-{
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    for (int u = 0; u < 4; u++) {
-        __m512 m_new = _mm512_max_ps(m[u], tmax[u]);
-        /* lanes that have seen no key yet keep exponent base 0 (exp(-inf) = 0) */
-        __mmask16 none = _mm512_cmp_ps_mask(m_new, ninf, _CMP_EQ_OQ);
-        __m512 base = _mm512_mask_blend_ps(none, m_new, _mm512_setzero_ps());
-        __m512 psum = _mm512_setzero_ps();
-        for (int64_t c = 0; c < nk; c++) {
-            float *p = st + c * TF_TILE_BQ + 16 * u;
-            __m512 e = tf_exp512(_mm512_sub_ps(_mm512_loadu_ps(p), base));
-            _mm512_storeu_ps(p, e);
-            psum = _mm512_add_ps(psum, e);
-        }
-        /* rescale earlier sums only where the maximum moved */
-        if (_mm512_cmp_ps_mask(m_new, m[u], _CMP_GT_OQ) != 0) {
-            __m512 corr = tf_exp512(_mm512_sub_ps(m[u], base));
-            l[u] = _mm512_fmadd_ps(l[u], corr, psum);
-            for (int64_t dv = 0; dv < Dv; dv++) {
-                float *o = ot + dv * TF_TILE_BQ + 16 * u;
-                _mm512_storeu_ps(o, _mm512_mul_ps(_mm512_loadu_ps(o), corr));
-            }
-        }
-        else {
-            l[u] = _mm512_add_ps(l[u], psum);
-        }
-        m[u] = m_new;
     }
 }
 
