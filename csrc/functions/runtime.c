@@ -104,6 +104,16 @@ runtime_name(unsigned r)
 PyDoc_STRVAR(config_doc, "config($module, /)\n--\n\n"
                          "A dict describing the oneDNN build, threading runtime, ISA and threads.");
 
+/* d[name] = the name of level; 0 / -1 */
+static int
+set_level(PyObject *d, const char *name, tf_isa_level level)
+{
+    PyObject *v = PyUnicode_FromString(tf_isa_names[level]);
+    const int rc = v == NULL ? -1 : PyDict_SetItemString(d, name, v);
+    Py_XDECREF(v);
+    return rc;
+}
+
 /* {family: level} of every kernel family (kernels/kernel.h) and Linear's few-row kernels */
 static PyObject *
 kernel_levels(void)
@@ -112,19 +122,15 @@ kernel_levels(void)
     if (d == NULL) {
         return NULL;
     }
-#define TF_FAMILY_ITEM(family)                                                               \
-    if (PyDict_SetItemString(d, #family,                                                     \
-                             PyUnicode_FromString(tf_isa_names[tf_##family##_isa()])) < 0) { \
-        goto fail;                                                                           \
+#define TF_FAMILY_ITEM(family)                            \
+    if (set_level(d, #family, tf_##family##_isa()) < 0) { \
+        goto fail;                                        \
     }
     TF_KERNEL_FAMILIES(TF_FAMILY_ITEM)
 #undef TF_FAMILY_ITEM
-    PyObject *gemv = PyUnicode_FromString(tf_isa_names[tf_gemv_isa()]);
-    if (gemv == NULL || PyDict_SetItemString(d, "gemv", gemv) < 0) {
-        Py_XDECREF(gemv);
+    if (set_level(d, "gemv", tf_gemv_isa()) < 0) {
         goto fail;
     }
-    Py_DECREF(gemv);
     return d;
 fail:
     Py_DECREF(d);
