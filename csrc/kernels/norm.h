@@ -1,6 +1,6 @@
 /* norm.h — LayerNorm / RMSNorm over rows, with an optional fused residual add. Plain
- * reference path and an AVX-512 path chosen at run time (tf_cpu_has_avx512, and
- * tf_force_reference for tests); parallel over rows with OpenMP when the work pays. */
+ * reference path and a vector path compiled per ISA, chosen at run time (tf_norm_isa());
+ * parallel over rows with OpenMP when the work pays. */
 #ifndef TFCORE_KERNELS_NORM_H
 #define TFCORE_KERNELS_NORM_H
 
