@@ -174,3 +174,63 @@ def test_per_model_threads(tmp_path, rng):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(tfcore.TfcoreValueError, match="threads must be an int"):
             tfcore.AutoModelForCausalLM.from_pretrained(tmp_path, threads=bad)
+
+
+def _import_with(env_extra: dict) -> subprocess.CompletedProcess:
+    import os
+
+    code = "import tfcore, json; c = tfcore._C.config(); print(json.dumps([c['kernel_isa'], c['kernels']]))"
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **env_extra},
+        capture_output=True,
+        text=True,
+        cwd=package_parent(),
+    )
+
+
+def test_tfcore_isa_selects_the_kernel_level():
+    import json
+
+    cpu = tfcore._C.config()["cpu_isa"]
+    levels = (
+        ["reference"]
+        + (["avx2"] if cpu in ("avx2", "avx512") else [])
+        + (["avx512"] if cpu == "avx512" else [])
+    )
+    for level in levels:
+        r = _import_with({"TFCORE_ISA": level.upper()})  # case does not matter
+        assert r.returncode == 0, r.stderr
+        isa, kernels = json.loads(r.stdout)
+        assert isa == level
+        # every kernel family runs at the level or, where it has no path for it, below it
+        order = ["reference", "avx2", "avx512"]
+        assert all(order.index(v) <= order.index(level) for v in kernels.values()), kernels
+        assert kernels["attention"] == kernels["norm"] == level
+
+
+def test_tfcore_isa_refuses_unknown_and_unsupported_levels():
+    r = _import_with({"TFCORE_ISA": "sse9"})
+    assert r.returncode != 0 and "TFCORE_ISA=sse9 is not a level; use avx512, avx2 or reference" in r.stderr
+    if tfcore._C.config()["cpu_isa"] != "avx512":
+        r = _import_with({"TFCORE_ISA": "avx512"})
+        assert r.returncode != 0 and "this CPU runs tfcore's kernels at" in r.stderr
+
+
+def test_set_isa_checks_its_argument():
+    with pytest.raises(tfcore.TfcoreTypeError, match="level must be"):
+        tfcore._C._set_isa(2)
+    with pytest.raises(tfcore.TfcoreValueError, match="is not a level"):
+        tfcore._C._set_isa("avx1024")
+    prev = tfcore._C._set_isa("reference")
+    try:
+        assert tfcore._C.config()["kernel_isa"] == "reference"
+    finally:
+        assert tfcore._C._set_isa(prev) == "reference"
+
+
+def test_show_config_lists_every_kernel_family(capsys):
+    tfcore.show_config()
+    out = capsys.readouterr().out
+    for family in tfcore._C.config()["kernels"]:
+        assert f"  {family}" in out
