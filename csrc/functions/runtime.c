@@ -128,7 +128,7 @@ kernel_levels(void)
     }
     TF_KERNEL_FAMILIES(TF_FAMILY_ITEM)
 #undef TF_FAMILY_ITEM
-    if (set_level(d, "gemv", tf_gemv_isa()) < 0) {
+    if (set_level(d, "gemv", tf_gemv_f32_isa()) < 0) {
         goto fail;
     }
     return d;

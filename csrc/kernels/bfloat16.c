@@ -121,4 +121,33 @@ tf_f32_to_bf16(const float *src, uint16_t *dst, int64_t n)
     }
 }
 
+void
+tf_bf16_to_f32_block(const uint16_t *src, int64_t lds, int64_t rows, int64_t cols, float *dst,
+                     int64_t ldd)
+{
+    void (*fn)(const uint16_t *, float *, int64_t) = bf16_to_f32_ref;
+    switch (tf_bfloat16_isa()) {
+        case TF_ISA_AVX512: fn = tf_bf16_to_f32_vec_avx512; break;
+        case TF_ISA_AVX2: fn = tf_bf16_to_f32_vec_avx2; break;
+        default: break;
+    }
+#pragma omp parallel for schedule(static) if (rows * cols >= 1 << 16)
+    for (int64_t r = 0; r < rows; r++) {
+        fn(src + r * lds, dst + r * ldd, cols);
+    }
+}
+
+void
+tf_round_to_bf16(const float *src, float *dst, int64_t n)
+{
+    /* through a small bf16 buffer per block: converted there and back */
+#pragma omp parallel for schedule(static) if (n >= 1 << 16)
+    for (int64_t i = 0; i < n; i += 1024) {
+        uint16_t block[1024];
+        const int64_t len = n - i < 1024 ? n - i : 1024;
+        tf_f32_to_bf16(src + i, block, len);
+        tf_bf16_to_f32(block, dst + i, len);
+    }
+}
+
 #endif /* TF_ISA_PASS */

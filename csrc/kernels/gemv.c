@@ -6,7 +6,8 @@
  * vectors per row for up to 4 rows (16 of 32 registers); AVX2 has 8-lane vectors and 16
  * registers, so a panel is swept in strips of fewer vectors (8 for one row, 4 for two, 2
  * for three or four), each strip a pass over the panel's K rows. Threads take whole panels.
- * Plain (K, N) rows (oneDNN's AVX2 choice): see chunk_m* below. */
+ * Plain (K, N) rows (oneDNN's AVX2 choice, and Linear's bf16 / int8 rows without AVX512_BF16 /
+ * VNNI): see the chunk kernels below. */
 #include "kernels/gemv.h"
 #include "kernels/activation.h"
 #include "kernels/simd.h"
@@ -78,6 +79,14 @@ store_cols(const tf_gemv_f32_args *g, float *acc, int64_t lda, int64_t M, int64_
     const int64_t N = g->N;
     for (int64_t m = 0; m < M; m++) {
         float *a = acc + m * lda;
+        if (g->col_scale != NULL || g->row_scale != NULL) { /* int8: dequantize the sums */
+            const tf_vf rs = tf_vset1(g->row_scale != NULL ? g->row_scale[m] : 1.0f);
+            for (int64_t j = 0; j < nc; j += TF_VW) {
+                const tf_vf cs = g->col_scale != NULL ? ld(g->col_scale + n0 + j, nc - j)
+                                                      : tf_vset1(1.0f);
+                tf_vstore(a + j, tf_vmul(tf_vload(a + j), tf_vmul(cs, rs)));
+            }
+        }
         if (g->bias != NULL) {
             for (int64_t j = 0; j < nc; j += TF_VW) {
                 tf_vstore(a + j, tf_vadd(tf_vload(a + j), ld(g->bias + n0 + j, nc - j)));
@@ -108,7 +117,7 @@ store_cols(const tf_gemv_f32_args *g, float *acc, int64_t lda, int64_t M, int64_
     {                                                                                       \
         float acc[MR * PANEL] __attribute__((aligned(64)));                                 \
         const int64_t n0 = p * PANEL, nc = g->N - n0 < PANEL ? g->N - n0 : PANEL;           \
-        const float *panel = g->w + p * g->panel_stride;                                    \
+        const float *panel = (const float *)g->w + p * g->panel_stride;                     \
         for (int s0 = 0; s0 < NV; s0 += STRIP(MR)) {                                        \
             strip_dot(panel, g->ldw, g->K, x, MR, STRIP(MR), s0, acc);                      \
         }                                                                                   \
@@ -129,11 +138,26 @@ DEFINE_PANEL_M(4)
 #define KB         8
 #define UNROLL(M)  ((M) >= 4 ? 1 : 4 / (M))
 
+/* TF_VW weights (the first n if masked) widened to float lanes: element type wt is a
+ * compile-time constant in every caller, so the switch folds away. */
+static inline __attribute__((always_inline)) tf_vf
+load_w(const void *w, int64_t i, const tf_gemv_wtype wt, const int masked, int64_t n)
+{
+    switch (wt) {
+        case TF_GEMV_BF16:
+            return tf_vload_bf16_n((const uint16_t *)w + i, masked ? n : TF_VW);
+        case TF_GEMV_S8: return tf_vload_s8_n((const int8_t *)w + i, masked ? n : TF_VW);
+        default:
+            return masked ? tf_vload_n((const float *)w + i, n) : tf_vload((const float *)w + i);
+    }
+}
+
 /* acc (M, lda) columns [j, j + U TF_VW) += x (M, K) rows k0 .. k1 of w (row stride ldw, at
- * column j); `left` columns are valid from j (masked: the last ones). */
+ * column j; element type wt); `left` columns are valid from j (masked: the last ones). */
 static inline __attribute__((always_inline)) void
-rows_block(const float *w, int64_t ldw, const float *x, int64_t K, int64_t k0, int64_t k1,
-           const int M, const int U, const int masked, int64_t left, float *acc, int64_t lda)
+rows_block(const void *w, const tf_gemv_wtype wt, int64_t ldw, const float *x, int64_t K,
+           int64_t k0, int64_t k1, const int M, const int U, const int masked, int64_t left,
+           float *acc, int64_t lda)
 {
     tf_vf a[TF_GEMV_MAX_M][4];
     for (int m = 0; m < M; m++) {
@@ -141,10 +165,9 @@ rows_block(const float *w, int64_t ldw, const float *x, int64_t K, int64_t k0, i
             a[m][u] = tf_vload(acc + m * lda + u * TF_VW);
         }
     }
-    for (int64_t k = k0; k < k1; k++, w += ldw) {
+    for (int64_t k = k0, i = 0; k < k1; k++, i += ldw) {
         for (int u = 0; u < U; u++) {
-            const tf_vf wv =
-                masked ? tf_vload_n(w + u * TF_VW, left - u * TF_VW) : tf_vload(w + u * TF_VW);
+            const tf_vf wv = load_w(w, i + u * TF_VW, wt, masked, left - u * TF_VW);
             for (int m = 0; m < M; m++) {
                 a[m][u] = tf_vfma(wv, tf_vset1(x[m * K + k]), a[m][u]);
             }
@@ -157,9 +180,12 @@ rows_block(const float *w, int64_t ldw, const float *x, int64_t K, int64_t k0, i
     }
 }
 
-#define DEFINE_CHUNK_M(MR)                                                                     \
-    static void chunk_m##MR(const tf_gemv_f32_args *g, const float *x, int64_t n0, int64_t nc, \
-                            float *y, tf_post post, const float *other)                        \
+/* element size of each weight type */
+#define W_BYTES(wt) ((wt) == TF_GEMV_F32 ? 4 : (wt) == TF_GEMV_BF16 ? 2 : 1)
+
+#define DEFINE_CHUNK_M(MR, WT, NAME)                                                           \
+    static void NAME##_m##MR(const tf_gemv_f32_args *g, const float *x, int64_t n0,            \
+                             int64_t nc, float *y, tf_post post, const float *other)           \
     {                                                                                          \
         enum { U = UNROLL(MR), STEP = UNROLL(MR) * TF_VW };                                    \
         float acc[ACC_FLOATS] __attribute__((aligned(64)));                                    \
@@ -169,28 +195,45 @@ rows_block(const float *w, int64_t ldw, const float *x, int64_t K, int64_t k0, i
         }                                                                                      \
         for (int64_t k0 = 0; k0 < K; k0 += KB) {                                               \
             const int64_t k1 = K - k0 < KB ? K : k0 + KB;                                      \
-            const float *w = g->w + k0 * ldw + n0;                                             \
+            const char *w = (const char *)g->w + (k0 * ldw + n0) * W_BYTES(WT);                \
             int64_t j = 0;                                                                     \
             for (; j + STEP <= nc; j += STEP) {                                                \
-                rows_block(w + j, ldw, x, K, k0, k1, MR, U, 0, STEP, acc + j, lda);            \
+                rows_block(w + j * W_BYTES(WT), WT, ldw, x, K, k0, k1, MR, U, 0, STEP,         \
+                           acc + j, lda);                                                      \
             }                                                                                  \
             if (j < nc) { /* the last columns: nothing past N may be read */                   \
-                rows_block(w + j, ldw, x, K, k0, k1, MR, U, 1, nc - j, acc + j, lda);          \
+                rows_block(w + j * W_BYTES(WT), WT, ldw, x, K, k0, k1, MR, U, 1, nc - j,       \
+                           acc + j, lda);                                                      \
             }                                                                                  \
         }                                                                                      \
         store_cols(g, acc, lda, MR, n0, nc, y, post, other);                                   \
     }
-DEFINE_CHUNK_M(1)
-DEFINE_CHUNK_M(2)
-DEFINE_CHUNK_M(3)
-DEFINE_CHUNK_M(4)
+#define DEFINE_CHUNKS(WT, NAME)   \
+    DEFINE_CHUNK_M(1, WT, NAME)   \
+    DEFINE_CHUNK_M(2, WT, NAME)   \
+    DEFINE_CHUNK_M(3, WT, NAME)   \
+    DEFINE_CHUNK_M(4, WT, NAME)
+DEFINE_CHUNKS(TF_GEMV_F32, chunk_f32)
+DEFINE_CHUNKS(TF_GEMV_BF16, chunk_bf16)
+DEFINE_CHUNKS(TF_GEMV_S8, chunk_s8)
+
+typedef void (*chunk_fn)(const tf_gemv_f32_args *, const float *, int64_t, int64_t, float *,
+                         tf_post, const float *);
+static const chunk_fn chunk_fns[3][TF_GEMV_MAX_M] = {
+    [TF_GEMV_F32] = {chunk_f32_m1, chunk_f32_m2, chunk_f32_m3, chunk_f32_m4},
+    [TF_GEMV_BF16] = {chunk_bf16_m1, chunk_bf16_m2, chunk_bf16_m3, chunk_bf16_m4},
+    [TF_GEMV_S8] = {chunk_s8_m1, chunk_s8_m2, chunk_s8_m3, chunk_s8_m4},
+};
 
 void
 TF_ISA_FN(tf_gemv_f32)(const tf_gemv_f32_args *g, const float *x, int64_t M, float *y, tf_post post,
                        const float *other)
 {
-    if (g->ldw != PANEL) { /* plain rows: one chunk of columns per thread, as wide as fits */
-        const int par = g->K * g->N >= PARALLEL_MIN_WEIGHTS;
+    if (g->ldw != PANEL || g->wtype != TF_GEMV_F32) {
+        /* plain rows: one chunk of columns per thread, as wide as fits; narrow weights are
+         * fewer bytes per column, so they need more columns to be worth a thread */
+        const chunk_fn fn = chunk_fns[g->wtype][M - 1];
+        const int par = g->K * g->N * W_BYTES(g->wtype) >= 4 * PARALLEL_MIN_WEIGHTS;
         const int64_t T = par ? omp_get_max_threads() : 1;
         const int64_t max_cw = ACC_FLOATS / M / PANEL * PANEL; /* M * lda <= ACC_FLOATS */
         int64_t cw = ((g->N + T - 1) / T + PANEL - 1) / PANEL * PANEL;
@@ -199,12 +242,7 @@ TF_ISA_FN(tf_gemv_f32)(const tf_gemv_f32_args *g, const float *x, int64_t M, flo
 #pragma omp parallel for schedule(static) if (par)
         for (int64_t c = 0; c < chunks; c++) {
             const int64_t n0 = c * cw, nc = g->N - n0 < cw ? g->N - n0 : cw;
-            switch (M) {
-                case 1: chunk_m1(g, x, n0, nc, y, post, other); break;
-                case 2: chunk_m2(g, x, n0, nc, y, post, other); break;
-                case 3: chunk_m3(g, x, n0, nc, y, post, other); break;
-                default: chunk_m4(g, x, n0, nc, y, post, other); break;
-            }
+            fn(g, x, n0, nc, y, post, other);
         }
         return;
     }

@@ -1,5 +1,7 @@
-/* gemv.h — few-row float32 products over packed weight panels: Linear's decode path
- * (layers/linear_gemv.c finds the panels in oneDNN's packed weights). */
+/* gemv.h — few-row products in float32 arithmetic over weight panels: Linear's decode path
+ * (layers/linear_gemv.c finds the panels in oneDNN's packed weights). The weights are float32,
+ * or bf16 / int8 rows widened to float32 in registers (Linear's storage where the CPU has no
+ * AVX512_BF16 / VNNI): the bytes read per call are what a memory-bound decode pays for. */
 #ifndef TFCORE_KERNELS_GEMV_H
 #define TFCORE_KERNELS_GEMV_H
 
@@ -18,19 +20,29 @@
  * packing) is panel_stride = K_padded * 64, ldw = 64, every panel 64 columns wide (zeros
  * past N); a plain row-major (K, N) matrix (its AVX2 choice) is panel_stride = 64, ldw = N,
  * and the last panel stops at N (read with masked loads). */
+typedef enum {
+    TF_GEMV_F32,  /* float32 weights */
+    TF_GEMV_BF16, /* bf16 bits, widened exactly */
+    TF_GEMV_S8,   /* int8, widened exactly; col_scale dequantizes the sums */
+} tf_gemv_wtype;
+
 typedef struct {
-    const float *w;
-    int64_t panel_stride; /* floats between panels */
-    int64_t ldw;          /* floats between consecutive k rows of a panel */
+    const void *w;        /* elements of wtype */
+    tf_gemv_wtype wtype;  /* bf16 / int8: plain rows only (ldw == N, panel_stride == 64) */
+    int64_t panel_stride; /* elements between panels */
+    int64_t ldw;          /* elements between consecutive k rows of a panel */
     int64_t K, N;
-    const float *bias; /* (N,) or NULL */
+    const float *col_scale; /* (N,) factor of each column's sum (int8 weight scales), or NULL */
+    const float *row_scale; /* (M,) factor of each row's sums (int8 row scales), or NULL */
+    const float *bias;      /* (N,) or NULL, added after the scales */
     tf_act act;
 } tf_gemv_f32_args;
 
 /* y (M, N) = act(x (M, K) W + b) (post) other for M <= TF_GEMV_MAX_M; other (M, N) or NULL
  * (TF_POST_ACCUM adds to y). Threaded over panels. Runs only where tf_gemv_f32_isa() is not
  * TF_ISA_REFERENCE (there is no plain path: the caller uses oneDNN). Every level sums each
- * column's K products in the same order with fused multiply-adds: the same bits. */
+ * column's K products in the same order with fused multiply-adds: the same bits. For int8
+ * weights x holds the quantized rows as floats (integers, so the products are exact). */
 void tf_gemv_f32(const tf_gemv_f32_args *g, const float *x, int64_t M, float *y, tf_post post,
                  const float *other);
 

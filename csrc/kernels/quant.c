@@ -1,10 +1,11 @@
-/* quant.c — symmetric int8 quantization of float32 rows: q = round(x / s), s = max|x| / 127.
+/* quant.c — symmetric int8 quantization of float32 rows: q = round(x / s), s = max|x| / qmax
+ * (qmax 127; 63 for int8 weights on CPUs without VNNI, see layers/linear.c).
  *
  * Used per output channel for int8 weights (once, at construction), per token for the
  * activations entering an int8 GEMM (every call) and per cached row by an int8 KVCache, so
  * the row loop is vectorized (one source, compiled per ISA) and threaded. Rounding is to
  * nearest even, as torch.quantize_per_tensor and oneDNN do; every path computes the same
- * float32 steps (max |x|, s = max / 127, x * (1 / s), round, clamp to [-127, 127]), so the
+ * float32 steps (max |x|, s = max / qmax, x * (1 / s), round, clamp to [-qmax, qmax]), so the
  * results are bit-identical at every ISA level.
  */
 #include "kernels/quant.h"
@@ -17,11 +18,11 @@
 #define PARALLEL_MIN_ELEMS (1 << 15)
 
 static inline float
-scale_of(float absmax)
+scale_of(float absmax, float qmax)
 {
     /* an all-zero row gets scale 1 (any scale reproduces it exactly); the scale is at least
      * FLT_MIN so 1 / s stays finite (a row of tiny values would otherwise meet 0 * Inf) */
-    return absmax > 0.0f ? fmaxf(absmax / 127.0f, FLT_MIN) : 1.0f;
+    return absmax > 0.0f ? fmaxf(absmax / qmax, FLT_MIN) : 1.0f;
 }
 
 #ifdef TF_ISA_PASS
@@ -29,7 +30,7 @@ scale_of(float absmax)
 
 /* x (K,) -> q (K,), *scale */
 void
-TF_ISA_FN(tf_quantize_row)(const float *x, int64_t K, int8_t *q, float *scale)
+TF_ISA_FN(tf_quantize_row)(const float *x, int64_t K, float qmax, int8_t *q, float *scale)
 {
     tf_vf m0 = tf_vzero(), m1 = tf_vzero(); /* two chains: max has a latency of several cycles */
     int64_t k = 0;
@@ -40,11 +41,11 @@ TF_ISA_FN(tf_quantize_row)(const float *x, int64_t K, int8_t *q, float *scale)
     for (; k < K; k += TF_VW) {
         m0 = tf_vmax(m0, tf_vabs(tf_vload_n(x + k, K - k))); /* lanes past K read 0 */
     }
-    const float s = scale_of(tf_vreduce_max(tf_vmax(m0, m1)));
-    const tf_vf inv = tf_vset1(1.0f / s), lo = tf_vset1(-127.0f), hi = tf_vset1(127.0f);
+    const float s = scale_of(tf_vreduce_max(tf_vmax(m0, m1)), qmax);
+    const tf_vf inv = tf_vset1(1.0f / s), lo = tf_vset1(-qmax), hi = tf_vset1(qmax);
     for (k = 0; k < K; k += TF_VW) {
         const tf_vf v = tf_vmul(K - k >= TF_VW ? tf_vload(x + k) : tf_vload_n(x + k, K - k), inv);
-        /* |v| <= 127 up to the last ulp; clamping first keeps the rounded value in range,
+        /* |v| <= qmax up to the last ulp; clamping first keeps the rounded value in range,
          * and tf_vcvt_i rounds to nearest even like nearbyintf */
         tf_vstore_s8_n(q + k, tf_vcvt_i(tf_vmin(tf_vmax(v, lo), hi)), K - k);
     }
@@ -67,7 +68,8 @@ TF_ISA_FN(tf_dequantize_row)(const int8_t *q, int64_t K, float scale, float *y)
 
 #else /* the reference path and the dispatchers, compiled once */
 
-TF_ISA_DECLARE(void, tf_quantize_row, (const float *x, int64_t K, int8_t *q, float *scale))
+TF_ISA_DECLARE(void, tf_quantize_row,
+               (const float *x, int64_t K, float qmax, int8_t *q, float *scale))
 TF_ISA_DECLARE(void, tf_dequantize_row, (const int8_t *q, int64_t K, float scale, float *y))
 
 #define QUANT_ISAS (TF_ISA_BIT(TF_ISA_AVX512) | TF_ISA_BIT(TF_ISA_AVX2))
@@ -82,16 +84,16 @@ tf_quantize_isa(void)
 /* ------------------------------------------------------------------ reference path */
 
 static void
-quantize_row_ref(const float *x, int64_t K, int8_t *q, float *scale)
+quantize_row_ref(const float *x, int64_t K, float qmax, int8_t *q, float *scale)
 {
     float m = 0.0f;
     for (int64_t k = 0; k < K; k++) {
         m = fmaxf(m, fabsf(x[k]));
     }
-    const float s = scale_of(m), inv = 1.0f / s;
+    const float s = scale_of(m, qmax), inv = 1.0f / s;
     for (int64_t k = 0; k < K; k++) {
         float v = nearbyintf(x[k] * inv);
-        q[k] = (int8_t)(v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v);
+        q[k] = (int8_t)(v > qmax ? qmax : v < -qmax ? -qmax : v);
     }
     *scale = s;
 }
@@ -105,9 +107,9 @@ dequantize_row_ref(const int8_t *q, int64_t K, float scale, float *y)
 }
 
 void
-tf_quantize_rows_s8(const float *x, int64_t M, int64_t K, int8_t *q, float *scales)
+tf_quantize_rows_s8(const float *x, int64_t M, int64_t K, int qmax, int8_t *q, float *scales)
 {
-    void (*row_fn)(const float *, int64_t, int8_t *, float *) = quantize_row_ref;
+    void (*row_fn)(const float *, int64_t, float, int8_t *, float *) = quantize_row_ref;
     switch (tf_quantize_isa()) {
         case TF_ISA_AVX512: row_fn = tf_quantize_row_avx512; break;
         case TF_ISA_AVX2: row_fn = tf_quantize_row_avx2; break;
@@ -115,13 +117,13 @@ tf_quantize_rows_s8(const float *x, int64_t M, int64_t K, int8_t *q, float *scal
     }
     if (M * K < PARALLEL_MIN_ELEMS || M == 1) { /* one token or one cached row: no team */
         for (int64_t m = 0; m < M; m++) {
-            row_fn(x + m * K, K, q + m * K, scales + m);
+            row_fn(x + m * K, K, (float)qmax, q + m * K, scales + m);
         }
         return;
     }
 #pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < M; m++) {
-        row_fn(x + m * K, K, q + m * K, scales + m);
+        row_fn(x + m * K, K, (float)qmax, q + m * K, scales + m);
     }
 }
 
@@ -140,10 +142,11 @@ tf_dequantize_rows_s8(const int8_t *q, int64_t M, int64_t K, const float *scales
 }
 
 void
-tf_quantize_columns_s8(const float *x, int64_t K, int64_t N, int8_t *q, float *scales)
+tf_quantize_columns_s8(const float *x, int64_t K, int64_t N, int qmax, int8_t *q, float *scales)
 {
     /* (K, N) row-major, one scale per column: two passes down the rows, which reads x in
-     * order (once for the maxima, once to quantize) */
+     * order (once for the maxima, once to quantize); x * (1 / s) as the rows do it */
+    const float fq = (float)qmax;
     for (int64_t n = 0; n < N; n++) {
         scales[n] = 0.0f;
     }
@@ -153,12 +156,12 @@ tf_quantize_columns_s8(const float *x, int64_t K, int64_t N, int8_t *q, float *s
         }
     }
     for (int64_t n = 0; n < N; n++) {
-        scales[n] = scale_of(scales[n]);
+        scales[n] = scale_of(scales[n], fq);
     }
     for (int64_t k = 0; k < K; k++) {
         for (int64_t n = 0; n < N; n++) {
-            float v = nearbyintf(x[k * N + n] / scales[n]);
-            q[k * N + n] = (int8_t)(v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v);
+            float v = nearbyintf(x[k * N + n] * (1.0f / scales[n]));
+            q[k * N + n] = (int8_t)(v > fq ? fq : v < -fq ? -fq : v);
         }
     }
 }

@@ -4,13 +4,16 @@
 
 #include "kernels/kernel.h"
 
-/* x (M, K) row-major -> q (M, K) int8 in [-127, 127] and scales (M,) with x ≈ q * scale
- * per row (per token for activations, per output channel for (N, K) weights).
+/* x (M, K) row-major -> q (M, K) int8 in [-qmax, qmax] and scales (M,) with x ≈ q * scale
+ * per row (per token for activations, per output channel for (N, K) weights). qmax is 127,
+ * or 63 for int8 weights on CPUs without VNNI (layers/linear.c says why).
  * Runs without the GIL; threaded over rows. */
-void tf_quantize_rows_s8(const float *x, int64_t M, int64_t K, int8_t *q, float *scales);
+void tf_quantize_rows_s8(const float *x, int64_t M, int64_t K, int qmax, int8_t *q,
+                         float *scales);
 
 /* The same with one scale per column of x (K, N): GPT-2 Conv1D weights are (in, out). */
-void tf_quantize_columns_s8(const float *x, int64_t K, int64_t N, int8_t *q, float *scales);
+void tf_quantize_columns_s8(const float *x, int64_t K, int64_t N, int qmax, int8_t *q,
+                            float *scales);
 
 /* y (M, K) = q (M, K) * scales (M,) per row: the inverse of tf_quantize_rows_s8 (the int8
  * KVCache's reads). Serial (callers thread over blocks of rows). */

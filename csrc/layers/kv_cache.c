@@ -159,7 +159,7 @@ store_row(const tf_kvcache *c, PyArrayObject *store, PyArrayObject *scales, int6
             break;
         case TF_KV_BF16: tf_f32_to_bf16(x, (uint16_t *)PyArray_DATA(store) + r * D, D); break;
         case TF_KV_INT8:
-            tf_quantize_rows_s8(x, 1, D, (int8_t *)PyArray_DATA(store) + r * D,
+            tf_quantize_rows_s8(x, 1, D, 127, (int8_t *)PyArray_DATA(store) + r * D,
                                 (float *)PyArray_DATA(scales) + r);
             break;
     }

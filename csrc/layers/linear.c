@@ -4,7 +4,20 @@
  * matmul picks (the layout does not depend on M, so one packed copy serves every batch
  * and sequence length). Each call creates its primitive through oneDNN's primitive
  * cache (a hit costs ~2 µs), which keeps objects stateless and safe to share between
- * threads; the scratchpad is the calling thread's.
+ * threads; the scratchpad is the calling thread's. A few rows (decoding) go to the
+ * kernels of linear_gemv.c instead.
+ *
+ * Every dtype runs on every x86-64 CPU:
+ * - bfloat16 without AVX512_BF16: oneDNN 3.2 has no bf16 matmul there, so the weights are
+ *   kept as plain bf16 (K, N) rows (half the memory and the bytes a decode step reads). A
+ *   few rows are multiplied straight from them (widened in registers); more rows widen the
+ *   weights a slice of columns at a time into float32 scratch for oneDNN's float32 matmul
+ *   (bf16_rows_forward). The rows are rounded to bf16 first, as the native path does.
+ * - int8 without VNNI: oneDNN's AVX2 int8 GEMM multiplies with vpmaddubsw, whose pairwise
+ *   16-bit sums saturate for full-range int8 (2 x 255 x 127 > 32767; measured: an all-127
+ *   product came out 127x too small). The weights are therefore quantized to 7 bits,
+ *   [-63, 63] (what fbgemm's and ONNX Runtime's reduce_range do on such CPUs), which cannot
+ *   saturate; the rows stay 8-bit. qmax says which.
  */
 #include "layers/linear.h"
 #include "kernels/bfloat16.h"
@@ -163,6 +176,168 @@ done:
     return s;
 }
 
+/* (rows, cols) float32 with rows ld floats apart: a slice of columns of a wider matrix. */
+static dnnl_status_t
+strided_md(dnnl_memory_desc_t *md, int64_t rows, int64_t cols, int64_t ld)
+{
+    dnnl_dims_t dims = {rows, cols}, strides = {ld, 1};
+    return dnnl_memory_desc_create_with_strides(md, 2, dims, dnnl_f32, strides);
+}
+
+/* The float32 matmul of a slice of nc output columns (of N): x (M, K) times a dense (K, nc)
+ * block of widened weights into columns of y (M, N). */
+static dnnl_status_t
+make_slice_pd(dnnl_primitive_desc_t *pd, int64_t M, int64_t K, int64_t nc, int64_t N, int has_bias,
+              int act, tf_post post)
+{
+    dnnl_memory_desc_t src = NULL, wei = NULL, dst = NULL, bias = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_status_t s;
+    if ((s = matrix_md(&src, 2, M, K, dnnl_f32)) || (s = matrix_md(&wei, 2, K, nc, dnnl_f32)) ||
+        (s = strided_md(&dst, M, nc, N)) ||
+        (has_bias && (s = matrix_md(&bias, 2, 1, nc, dnnl_f32))) ||
+        (s = make_attr(&attr, M, nc, has_bias, act, post, dnnl_f32, dst))) {
+        goto done;
+    }
+    s = dnnl_matmul_primitive_desc_create(pd, tf_engine(), src, wei, bias, dst, attr);
+done:
+    if (attr) {
+        dnnl_primitive_attr_destroy(attr);
+    }
+    dnnl_memory_desc_t mds[] = {src, wei, dst, bias};
+    for (size_t i = 0; i < sizeof(mds) / sizeof(mds[0]); i++) {
+        if (mds[i]) {
+            dnnl_memory_desc_destroy(mds[i]);
+        }
+    }
+    return s;
+}
+
+/* Bytes of widened weights per slice: large enough that oneDNN sees a wide GEMM (few passes
+ * over x), small enough to stay near the caches and to keep the scratch frugal. */
+#define SLICE_BYTES (8 << 20)
+
+/* bf16 rows (K, N) without AVX512_BF16, for M rows past the few-row kernel: x rounded to
+ * bf16 (as the native path rounds it), then per slice of columns the weights widened to a
+ * dense float32 block and one oneDNN float32 matmul writing those columns of y (bias,
+ * activation and post-op fused as usual). Scratch: [x rounded | block | oneDNN's]. */
+static int
+bf16_rows_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
+                  const float *other, tf_err *err)
+{
+    const int64_t K = lin->in_features, N = lin->out_features;
+    const int64_t slices = (K * N * (int64_t)sizeof(float) + SLICE_BYTES - 1) / SLICE_BYTES;
+    int64_t nc = ((N + slices - 1) / slices + 63) / 64 * 64;
+    nc = nc < N ? nc : N;
+    const int64_t last = N - (N - 1) / nc * nc; /* width of the last slice */
+    dnnl_primitive_desc_t pd[2] = {NULL, NULL};
+    dnnl_primitive_t prim[2] = {NULL, NULL};
+    dnnl_memory_t m_src = NULL, m_wei = NULL, m_dst = NULL, m_bias = NULL, m_other = NULL,
+                  m_scratch = NULL;
+    int rc = -1;
+    tf_thread_ctx *ctx = tf_thread_ctx_get(err);
+    if (ctx == NULL) {
+        return -1;
+    }
+    size_t sp_size = 0;
+    for (int i = 0; i < 2; i++) {
+        const int64_t w = i == 0 ? nc : last;
+        if (tf_err_dnnl(err, make_slice_pd(&pd[i], M, K, w, N, lin->bias != NULL, lin->act, post),
+                        "creating a matmul primitive descriptor") ||
+            tf_err_dnnl(err, dnnl_primitive_create(&prim[i], pd[i]),
+                        "creating a matmul primitive")) {
+            goto done;
+        }
+        const size_t sz = dnnl_memory_desc_get_size(
+            dnnl_primitive_desc_query_md(pd[i], dnnl_query_scratchpad_md, 0));
+        sp_size = sz > sp_size ? sz : sp_size;
+    }
+    const size_t xbytes = ((size_t)(M * K) * sizeof(float) + 63) & ~(size_t)63;
+    const size_t wbytes = ((size_t)(K * nc) * sizeof(float) + 63) & ~(size_t)63;
+    char *scratch = tf_thread_scratch(ctx, xbytes + wbytes + sp_size, err);
+    if (scratch == NULL) {
+        goto done;
+    }
+    float *xr = (float *)scratch, *block = (float *)(scratch + xbytes);
+    tf_round_to_bf16(x, xr, M * K);
+    for (int64_t n0 = 0; n0 < N; n0 += nc) {
+        const int i = N - n0 < nc ? 1 : 0;
+        const int64_t w = i ? last : nc;
+        tf_bf16_to_f32_block((const uint16_t *)lin->weights + n0, N, K, w, block, w);
+        const_dnnl_memory_desc_t src_md = dnnl_primitive_desc_query_md(pd[i], dnnl_query_src_md, 0);
+        const_dnnl_memory_desc_t wei_md =
+            dnnl_primitive_desc_query_md(pd[i], dnnl_query_weights_md, 0);
+        const_dnnl_memory_desc_t dst_md = dnnl_primitive_desc_query_md(pd[i], dnnl_query_dst_md, 0);
+        const_dnnl_memory_desc_t sp_md =
+            dnnl_primitive_desc_query_md(pd[i], dnnl_query_scratchpad_md, 0);
+        dnnl_exec_arg_t args[6];
+        int nargs = 0;
+        if (tf_err_dnnl(err, dnnl_memory_create(&m_src, src_md, tf_engine(), xr), "wrapping x") ||
+            tf_err_dnnl(err, dnnl_memory_create(&m_wei, wei_md, tf_engine(), block),
+                        "wrapping weights") ||
+            tf_err_dnnl(err, dnnl_memory_create(&m_dst, dst_md, tf_engine(), y + n0),
+                        "wrapping the output") ||
+            tf_err_dnnl(err,
+                        dnnl_memory_create(&m_scratch, sp_md, tf_engine(),
+                                           scratch + xbytes + wbytes),
+                        "wrapping the scratchpad")) {
+            goto done;
+        }
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, m_src};
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, m_wei};
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_DST, m_dst};
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, m_scratch};
+        if (lin->bias != NULL) {
+            const_dnnl_memory_desc_t b_md =
+                dnnl_primitive_desc_query_md(pd[i], dnnl_query_weights_md, 1);
+            if (tf_err_dnnl(err, dnnl_memory_create(&m_bias, b_md, tf_engine(), lin->bias + n0),
+                            "wrapping bias")) {
+                goto done;
+            }
+            args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, m_bias};
+        }
+        if (post == TF_POST_ADD || post == TF_POST_MUL) {
+            const int index = other_post_op_index(lin->bias != NULL, lin->act, dnnl_f32);
+            if (tf_err_dnnl(err,
+                            dnnl_memory_create(&m_other, dst_md, tf_engine(), (void *)(other + n0)),
+                            "wrapping the post-op operand")) {
+                goto done;
+            }
+            args[nargs++] =
+                (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1, m_other};
+        }
+        if (tf_err_dnnl(err, dnnl_primitive_execute(prim[i], ctx->stream, nargs, args),
+                        "running matmul") ||
+            tf_err_dnnl(err, dnnl_stream_wait(ctx->stream), "waiting for matmul")) {
+            goto done;
+        }
+        dnnl_memory_t *ms[] = {&m_src, &m_wei, &m_dst, &m_bias, &m_other, &m_scratch};
+        for (size_t j = 0; j < sizeof(ms) / sizeof(ms[0]); j++) {
+            if (*ms[j]) {
+                dnnl_memory_destroy(*ms[j]);
+                *ms[j] = NULL;
+            }
+        }
+    }
+    rc = 0;
+done:;
+    dnnl_memory_t ms[] = {m_src, m_wei, m_dst, m_bias, m_other, m_scratch};
+    for (size_t j = 0; j < sizeof(ms) / sizeof(ms[0]); j++) {
+        if (ms[j]) {
+            dnnl_memory_destroy(ms[j]);
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        if (prim[i]) {
+            dnnl_primitive_destroy(prim[i]);
+        }
+        if (pd[i]) {
+            dnnl_primitive_desc_destroy(pd[i]);
+        }
+    }
+    return rc;
+}
+
 /* Bytes of the calling thread's scratch that hold x converted for the GEMM, 64-aligned:
  * bf16 rows, or s8 rows followed by their (M,) float scales. */
 static size_t
@@ -228,30 +403,14 @@ tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_
                   m_scratch = NULL, m_wscale = NULL, m_rows = NULL;
     int rc = -1;
     const int64_t K = lin->in_features, N = lin->out_features;
-    const tf_isa_level gemv_isa = tf_gemv_isa();
-    if (M <= TF_GEMV_MAX_M && lin->panel_stride > 0 &&
-        (lin->wdt == dnnl_f32 ? gemv_isa != TF_ISA_REFERENCE : gemv_isa == TF_ISA_AVX512)) {
-        if (lin->wdt == dnnl_s8 || lin->wdt == dnnl_bf16) {
-            const int s8 = lin->wdt == dnnl_s8;
-            tf_thread_ctx *ctx = tf_thread_ctx_get(err);
-            void *scratch =
-                ctx ? tf_thread_scratch(
-                          ctx, s8 ? tf_gemv_s8_scratch(lin, M) : tf_gemv_bf16_scratch(lin, M), err)
-                    : NULL;
-            if (scratch == NULL) {
-                return -1;
-            }
-            if (s8) {
-                tf_gemv_s8(lin, x, M, y, post, other, scratch);
-            }
-            else {
-                tf_gemv_bf16(lin, x, M, y, post, other, scratch);
-            }
+    if (M <= TF_GEMV_MAX_M) {
+        const int done = tf_linear_gemv(lin, x, M, y, post, other, err);
+        if (done != 0) {
+            return done < 0 ? -1 : 0;
         }
-        else {
-            tf_gemv(lin, x, M, y, post, other);
-        }
-        return 0;
+    }
+    if (lin->bf16_rows) {
+        return bf16_rows_forward(lin, x, M, y, post, other, err);
     }
     const size_t xbytes = converted_x_bytes(lin->wdt, M, K);
     float *row_scales = NULL;
@@ -282,7 +441,7 @@ tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_
     }
     else if (lin->wdt == dnnl_s8) {
         row_scales = (float *)(scratch + xbytes - (((size_t)M * sizeof(float) + 63) & ~(size_t)63));
-        tf_quantize_rows_s8(x, M, K, (int8_t *)scratch, row_scales);
+        tf_quantize_rows_s8(x, M, K, 127, (int8_t *)scratch, row_scales);
     }
     if (xbytes > 0) {
         x = (const float *)scratch;
@@ -562,22 +721,10 @@ tf_parse_weight_dtype(tf_state *st, PyObject *obj, dnnl_data_type_t *dt)
         return 0;
     }
     if (strcmp(name, "bfloat16") == 0 || strcmp(name, "bf16") == 0) {
-        if (!tf_bf16_supported()) {
-            tf_value_error(st,
-                           "dtype='bfloat16' needs a CPU with AVX512_BF16 or AMX (oneDNN has no "
-                           "fast bf16 matmul here; see tfcore.supported_dtypes())");
-            return -1;
-        }
         *dt = dnnl_bf16;
         return 0;
     }
     if (strcmp(name, "int8") == 0) {
-        if (!tf_int8_supported()) {
-            tf_value_error(st,
-                           "dtype='int8' needs a CPU with AVX512_VNNI or AVX_VNNI (oneDNN has no "
-                           "fast int8 matmul here; see tfcore.supported_dtypes())");
-            return -1;
-        }
         *dt = dnnl_s8;
         return 0;
     }
@@ -687,23 +834,40 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->out_features = N;
     self->act = act;
     self->wdt = wdt;
+    self->bf16_rows = wdt == dnnl_bf16 && !tf_bf16_supported();
+    self->qmax = wdt == dnnl_s8 && !tf_int8_supported() ? 63 : 127;
 
     if (tf_check_dnnl(st,
                       user_weights_md(&user_md, gemm_ndims(wdt), K, N, transposed,
                                       wdt == dnnl_s8 ? dnnl_s8 : given),
-                      "describing weights") ||
-        tf_check_dnnl(st, any_weights_md(&any_md, K, N, wdt), "describing packed weights") ||
-        tf_check_dnnl(st, make_pd(&pd, PACK_M, K, N, b != NULL, act, TF_POST_NONE, wdt, any_md),
-                      "choosing the packed weight layout") ||
-        tf_check_dnnl(st,
-                      dnnl_memory_desc_clone(
-                          &self->wmd, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)),
-                      "copying the packed weight layout")) {
+                      "describing weights")) {
         goto fail;
     }
-    self->panel_stride = wdt == dnnl_s8     ? tf_gemv_s8_panel_stride(self->wmd)
-                         : wdt == dnnl_bf16 ? tf_gemv_bf16_panel_stride(self->wmd)
-                                            : tf_gemv_panel_stride(self->wmd, &self->panel_ld);
+    if (self->bf16_rows || self->qmax != 127) {
+        /* plain (K, N) rows: read by tfcore's few-row kernel, widened per slice (bf16) or
+         * taken as they are by oneDNN's AVX2 int8 GEMM */
+        if (tf_check_dnnl(st, matrix_md(&self->wmd, gemm_ndims(wdt), K, N, wdt),
+                          "describing the weight rows")) {
+            goto fail;
+        }
+        self->panel_stride = TF_GEMV_PANEL;
+        self->panel_ld = N;
+    }
+    else {
+        if (tf_check_dnnl(st, any_weights_md(&any_md, K, N, wdt), "describing packed weights") ||
+            tf_check_dnnl(
+                st, make_pd(&pd, PACK_M, K, N, b != NULL, act, TF_POST_NONE, wdt, any_md),
+                "choosing the packed weight layout") ||
+            tf_check_dnnl(st,
+                          dnnl_memory_desc_clone(&self->wmd, dnnl_primitive_desc_query_md(
+                                                                 pd, dnnl_query_weights_md, 0)),
+                          "copying the packed weight layout")) {
+            goto fail;
+        }
+        self->panel_stride = wdt == dnnl_s8     ? tf_gemv_s8_panel_stride(self->wmd)
+                             : wdt == dnnl_bf16 ? tf_gemv_bf16_panel_stride(self->wmd)
+                                                : tf_gemv_panel_stride(self->wmd, &self->panel_ld);
+    }
     size_t wsize = dnnl_memory_desc_get_size(self->wmd);
     self->weights = tf_malloc(wsize);
     if (self->weights == NULL) {
@@ -726,10 +890,10 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     Py_BEGIN_ALLOW_THREADS tf_threads_begin();
     if (quantized != NULL) {
         if (transposed) {
-            tf_quantize_columns_s8(user_weights, K, N, quantized, self->wscale);
+            tf_quantize_columns_s8(user_weights, K, N, self->qmax, quantized, self->wscale);
         }
         else {
-            tf_quantize_rows_s8(user_weights, N, K, quantized, self->wscale);
+            tf_quantize_rows_s8(user_weights, N, K, self->qmax, quantized, self->wscale);
         }
         user_weights = quantized;
         column_sums(quantized, K, N, transposed, self->wsum);
@@ -744,9 +908,13 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         }
         memcpy(self->bias, PyArray_DATA(b), (size_t)N * sizeof(float));
     }
-    dnnl_primitive_desc_destroy(pd);
+    if (pd) {
+        dnnl_primitive_desc_destroy(pd);
+    }
     dnnl_memory_desc_destroy(user_md);
-    dnnl_memory_desc_destroy(any_md);
+    if (any_md) {
+        dnnl_memory_desc_destroy(any_md);
+    }
     tf_free(quantized);
     Py_DECREF(w);
     Py_XDECREF(b);
@@ -869,19 +1037,33 @@ linear_get_dtype(tf_linear *self, void *closure)
 }
 
 static PyObject *
+linear_get_quant_max(tf_linear *self, void *closure)
+{
+    if (self->wdt != dnnl_s8) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromLong(self->qmax);
+}
+
+static PyObject *
 linear_get_implementation(tf_linear *self, void *closure)
 {
     tf_state *st = tf_state_of((PyObject *)self);
     dnnl_primitive_desc_t pd = NULL;
     const char *impl = NULL;
-    if (tf_check_dnnl(st,
-                      make_pd(&pd, PACK_M, self->in_features, self->out_features,
-                              self->bias != NULL, self->act, TF_POST_NONE, self->wdt, self->wmd),
-                      "querying the implementation") < 0) {
+    /* bf16 rows: a slice of the widened weights in oneDNN's float32 matmul */
+    dnnl_status_t s =
+        self->bf16_rows
+            ? make_slice_pd(&pd, PACK_M, self->in_features, self->out_features,
+                            self->out_features, self->bias != NULL, self->act, TF_POST_NONE)
+            : make_pd(&pd, PACK_M, self->in_features, self->out_features, self->bias != NULL,
+                      self->act, TF_POST_NONE, self->wdt, self->wmd);
+    if (tf_check_dnnl(st, s, "querying the implementation") < 0) {
         return NULL;
     }
     dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-    PyObject *r = PyUnicode_FromString(impl ? impl : "unknown");
+    PyObject *r = self->bf16_rows ? PyUnicode_FromFormat("bf16 rows widened + %s", impl ? impl : "unknown")
+                                  : PyUnicode_FromString(impl ? impl : "unknown");
     dnnl_primitive_desc_destroy(pd);
     return r;
 }
@@ -913,7 +1095,14 @@ static PyGetSetDef linear_getset[] = {
     {"dtype", (getter)linear_get_dtype, NULL,
      "How the weights are stored and multiplied: 'float32', 'bfloat16' or 'int8'.", NULL},
     {"implementation", (getter)linear_get_implementation, NULL,
-     "The oneDNN implementation that runs this layer (e.g. 'brg:avx512_core').", NULL},
+     "The oneDNN implementation that runs this layer's many-row calls (e.g.\n"
+     "'brg:avx512_core'; bf16 without AVX512_BF16: 'bf16 rows widened + gemm:jit:f32').",
+     NULL},
+    {"quant_max", (getter)linear_get_quant_max, NULL,
+     "int8: the weights' integer range [-quant_max, quant_max]: 127, or 63 on CPUs without\n"
+     "VNNI (7-bit weights, so the int8 GEMM's pairwise 16-bit sums cannot saturate). None\n"
+     "for float32 and bfloat16.",
+     NULL},
     {NULL},
 };
 

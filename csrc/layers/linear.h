@@ -18,7 +18,10 @@ typedef struct {
     float *wscale;                     /* (N,) per-output-channel scales of s8 weights, else NULL */
     int32_t *wsum;        /* (N,) Σ_k of each s8 weight column (tf_gemv_s8), else NULL */
     int64_t panel_stride; /* elements between 64-column panels for tf_gemv(_s8); 0: none */
-    int64_t panel_ld;     /* floats between the k rows of a panel (float32 tf_gemv) */
+    int64_t panel_ld;     /* elements between the k rows of a panel (plain rows: N) */
+    int bf16_rows;        /* bf16 weights kept as plain (K, N) rows and multiplied in float32
+                           * (no AVX512_BF16: oneDNN has no bf16 matmul there) */
+    int qmax;             /* int8: weights in [-qmax, qmax]: 127, or 63 without VNNI */
 } tf_linear;
 
 /* x is (M, K), other is (M, N) or NULL, y is (M, N); all row-major, rows contiguous.
@@ -32,8 +35,8 @@ tf_linear *tf_linear_build(tf_state *st, PyObject *weight, PyObject *bias, int a
                            PyObject *dtype, const char *what);
 
 /* Parse a weight dtype argument: None/'float32' -> dnnl_f32, 'bfloat16' -> dnnl_bf16,
- * 'int8' -> dnnl_s8 (ValueError if this CPU has no fast matmul for it). 0 / -1 with an
- * exception. */
+ * 'int8' -> dnnl_s8 (every dtype runs on every CPU; tf_bf16_supported / tf_int8_supported
+ * say which are native). 0 / -1 with an exception. */
 int tf_parse_weight_dtype(tf_state *st, PyObject *obj, dnnl_data_type_t *dt);
 
 /* Does oneDNN have a native (non-reference) bf16 / int8 matmul on this CPU? Cached. */

@@ -148,11 +148,12 @@ panel_store(const tf_linear *lin, __m512 acc[TF_GEMV_MAX_M][4], int64_t M, int64
     }
 }
 
-void
+static void
 tf_gemv(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post, const float *other)
 {
     const tf_gemv_f32_args g = {
         .w = lin->weights,
+        .wtype = TF_GEMV_F32,
         .panel_stride = lin->panel_stride,
         .ldw = lin->panel_ld,
         .K = lin->in_features,
@@ -256,13 +257,13 @@ DEFINE_GEMV_S8_M(2)
 DEFINE_GEMV_S8_M(3)
 DEFINE_GEMV_S8_M(4)
 
-size_t
+static size_t
 tf_gemv_s8_scratch(const tf_linear *lin, int64_t M)
 {
     return (size_t)(M * padded_k(lin->in_features, KGROUP)) + (size_t)M * sizeof(float);
 }
 
-void
+static void
 tf_gemv_s8(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
            const float *other, void *scratch)
 {
@@ -271,7 +272,7 @@ tf_gemv_s8(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post po
     float *row_scale = (float *)(u + M * Kp); /* (M,) */
     for (int64_t m = 0; m < M; m++) {
         int8_t *q = (int8_t *)u + m * Kp;
-        tf_quantize_rows_s8(x + m * K, 1, K, q, row_scale + m);
+        tf_quantize_rows_s8(x + m * K, 1, K, 127, q, row_scale + m);
         memset(q + K, 0, (size_t)(Kp - K));
         for (int64_t k = 0; k < Kp; k++) {
             u[m * Kp + k] = (uint8_t)(q[k] + 128);
@@ -354,13 +355,13 @@ DEFINE_GEMV_BF16_M(2)
 DEFINE_GEMV_BF16_M(3)
 DEFINE_GEMV_BF16_M(4)
 
-size_t
+static size_t
 tf_gemv_bf16_scratch(const tf_linear *lin, int64_t M)
 {
     return (size_t)(M * padded_k(lin->in_features, KPAIRS)) * sizeof(uint16_t);
 }
 
-void
+static void
 tf_gemv_bf16(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
              const float *other, void *scratch)
 {
@@ -373,8 +374,86 @@ tf_gemv_bf16(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post 
     CALL_FOR_M(gemv_bf16, M, lin, xb, Kp, y, post, other);
 }
 
-tf_isa_level
-tf_gemv_isa(void)
+/* ------------------------------------------------------------------ the entry point */
+
+/* bf16 / int8 weights kept as plain (K, N) rows (no AVX512_BF16 / VNNI: layers/linear.c):
+ * the portable kernel widens them in registers. bf16 takes x rounded to bf16 (as the
+ * native path does), int8 the quantized rows as floats with their scales, so each path
+ * gives the products the many-row path gives. */
+static int
+gemv_rows(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
+          const float *other, tf_err *err)
 {
-    return tf_gemv_f32_isa();
+    const int64_t K = lin->in_features;
+    const int s8 = lin->wdt == dnnl_s8;
+    tf_thread_ctx *ctx = tf_thread_ctx_get(err);
+    const size_t xf_bytes = ((size_t)(M * K) * sizeof(float) + 63) & ~(size_t)63;
+    char *scratch = ctx ? tf_thread_scratch(ctx, xf_bytes + (s8 ? (size_t)(M * K) : 0), err)
+                        : NULL;
+    if (scratch == NULL) {
+        return -1;
+    }
+    float *xf = (float *)scratch, row_scale[TF_GEMV_MAX_M];
+    tf_gemv_f32_args g = {
+        .w = lin->weights,
+        .wtype = s8 ? TF_GEMV_S8 : TF_GEMV_BF16,
+        .panel_stride = lin->panel_stride,
+        .ldw = lin->panel_ld,
+        .K = K,
+        .N = lin->out_features,
+        .bias = lin->bias,
+        .act = (tf_act)lin->act,
+    };
+    if (s8) {
+        static const float ones[TF_GEMV_MAX_M] = {1.0f, 1.0f, 1.0f, 1.0f};
+        int8_t *q = (int8_t *)(scratch + xf_bytes);
+        tf_quantize_rows_s8(x, M, K, 127, q, row_scale);
+        tf_dequantize_rows_s8(q, M, K, ones, xf); /* the integers, as floats */
+        g.col_scale = lin->wscale;
+        g.row_scale = row_scale;
+    }
+    else {
+        tf_round_to_bf16(x, xf, M * K);
+    }
+    tf_gemv_f32(&g, xf, M, y, post, other);
+    return 1;
+}
+
+int
+tf_linear_gemv(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
+               const float *other, tf_err *err)
+{
+    if (M > TF_GEMV_MAX_M || lin->panel_stride == 0) {
+        return 0;
+    }
+    const tf_isa_level isa = tf_gemv_f32_isa();
+    if (lin->wdt == dnnl_f32) {
+        if (isa == TF_ISA_REFERENCE) {
+            return 0;
+        }
+        tf_gemv(lin, x, M, y, post, other);
+        return 1;
+    }
+    if (lin->bf16_rows || lin->qmax != 127) {
+        return isa == TF_ISA_REFERENCE ? 0 : gemv_rows(lin, x, M, y, post, other, err);
+    }
+    if (isa != TF_ISA_AVX512) { /* the VNNI / AVX512_BF16 kernels are AVX-512 code */
+        return 0;
+    }
+    tf_thread_ctx *ctx = tf_thread_ctx_get(err);
+    const int s8 = lin->wdt == dnnl_s8;
+    void *scratch =
+        ctx ? tf_thread_scratch(
+                  ctx, s8 ? tf_gemv_s8_scratch(lin, M) : tf_gemv_bf16_scratch(lin, M), err)
+            : NULL;
+    if (scratch == NULL) {
+        return -1;
+    }
+    if (s8) {
+        tf_gemv_s8(lin, x, M, y, post, other, scratch);
+    }
+    else {
+        tf_gemv_bf16(lin, x, M, y, post, other, scratch);
+    }
+    return 1;
 }

@@ -10,7 +10,7 @@
 #define TFCORE_GEMV_H
 
 #include "layers/linear.h"
-#include "kernels/gemv.h" /* TF_GEMV_MAX_M, the float32 kernel */
+#include "kernels/gemv.h" /* TF_GEMV_MAX_M, the portable kernel */
 
 /* Floats between the 64-column panels of a float32 packed layout tf_gemv can read, with
  * *ldw the floats between the k rows of a panel; 0 when it cannot (then oneDNN runs every
@@ -18,30 +18,20 @@
  * K_padded * 64, ldw 64) and a plain row-major (K, N) matrix (its AVX2 choice: 64, N). */
 int64_t tf_gemv_panel_stride(const_dnnl_memory_desc_t wmd, int64_t *ldw);
 
-/* y (M, N) = act(x (M, K) Wᵀ + b) (post) other, as tf_linear_forward, for
- * M <= TF_GEMV_MAX_M; requires lin->panel_stride > 0 and tf_gemv_isa() above the
- * reference level (AVX-512 or AVX2). */
-void tf_gemv(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
-             const float *other);
-
-/* The same for int8 weights (dynamic per-token rows, as the oneDNN path): the panel
- * stride in bytes of oneDNN's s8 aBC16b64c4b layout, or 0 when it cannot read it (or the
- * CPU lacks AVX512_VNNI). tf_gemv_s8 needs tf_gemv_s8_scratch(lin, M) bytes of scratch. */
+/* The panel stride in bytes of oneDNN's s8 aBC16b64c4b layout, or 0 when it cannot read it
+ * (or the CPU lacks AVX512_VNNI); the same in elements of oneDNN's bf16 BA16a64b2a layout
+ * (0 without AVX512_BF16). */
 int64_t tf_gemv_s8_panel_stride(const_dnnl_memory_desc_t wmd);
-size_t tf_gemv_s8_scratch(const tf_linear *lin, int64_t M);
-void tf_gemv_s8(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
-                const float *other, void *scratch);
-
-/* And for bf16 weights (rows rounded to bf16 like the oneDNN path; AVX512_BF16): the panel
- * stride in elements of oneDNN's BA16a64b2a layout, or 0. */
 int64_t tf_gemv_bf16_panel_stride(const_dnnl_memory_desc_t wmd);
-size_t tf_gemv_bf16_scratch(const tf_linear *lin, int64_t M);
-void tf_gemv_bf16(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
-                  const float *other, void *scratch);
 
-/* The level the few-row float32 kernel runs at now (show_config); at the reference level
- * Linear uses oneDNN for every M. The int8 and bf16 kernels run only at AVX-512 (they need
- * AVX512_VNNI / AVX512_BF16 too). */
-tf_isa_level tf_gemv_isa(void);
+/* y (M, N) = act(x (M, K) Wᵀ + b) (post) other, as tf_linear_forward, for a few rows when a
+ * kernel here can: 1 done, 0 not taken (the caller runs oneDNN), -1 error (err filled).
+ * Taken for M <= TF_GEMV_MAX_M when lin->panel_stride > 0 and: float32 weights, or bf16 /
+ * int8 rows (no AVX512_BF16 / VNNI), with the portable kernel above the reference level
+ * (tf_gemv_f32_isa); oneDNN's int8 / bf16 panels with the AVX512_VNNI / AVX512_BF16
+ * kernels at the AVX-512 level. int8 quantizes each row as the oneDNN path does, bf16
+ * rounds it to bf16: every path computes the same products. Call without the GIL. */
+int tf_linear_gemv(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
+                   const float *other, tf_err *err);
 
 #endif /* TFCORE_GEMV_H */
