@@ -50,6 +50,8 @@ DTYPE_ALIASES = {
     "int8": "int8",
     "qint8": "int8",
 }
+
+
 def supported_dtypes() -> dict:
     """The weight precisions, each with how this CPU runs it. Every x86-64 CPU runs all three:
     ``"float32"``; ``"bfloat16"`` natively with AVX512_BF16 or AMX, elsewhere as bf16 weights
