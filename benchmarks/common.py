@@ -7,9 +7,31 @@ noise (the VM is shared) hits both sides alike.
 
 from __future__ import annotations
 
+import os
 import statistics
+import sys
 import time
 from typing import Callable, Dict, List
+
+# What holds every library of a run to AVX2 + FMA on a CPU with AVX-512 (a laptop-class CPU's
+# code paths): tfcore's kernels, oneDNN (tfcore's, torch's mkldnn and OpenVINO's copy), torch's
+# ATen kernels, MKL (torch's and CTranslate2's GEMMs) and CTranslate2's own kernels. ONNX
+# Runtime's MLAS (and OpenVINO's copy of it) picks kernels by cpuid and has no such switch.
+AVX2_ENV = {
+    "TFCORE_ISA": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "CT2_FORCE_CPU_ISA": "AVX2",
+}
+
+
+def reexec_at_avx2_if_asked() -> None:
+    """With --avx2 on the command line, restart this script with AVX2_ENV set (the switches
+    must be in place before the libraries load); a no-op once they are."""
+    if "--avx2" in sys.argv and any(os.environ.get(k) != v for k, v in AVX2_ENV.items()):
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable] + sys.argv, {**os.environ, **AVX2_ENV})
 
 
 def interleaved(
