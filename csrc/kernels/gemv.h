@@ -18,7 +18,7 @@
 /* The (K, N) weights as panels of TF_GEMV_PANEL output columns: column n0 + j of row k is at
  * w[p * panel_stride + k * ldw + j], p = n0 / TF_GEMV_PANEL. oneDNN's BA16a64b (its AVX-512
  * packing) is panel_stride = K_padded * 64, ldw = 64, every panel 64 columns wide (zeros
- * past N); a plain row-major (K, N) matrix (its AVX2 choice) is panel_stride = 64, ldw = N,
+ * past N); a plain row-major (K, N) matrix (its AVX2 choice) is panel_stride = 64, ldw >= N,
  * and the last panel stops at N (read with masked loads). */
 typedef enum {
     TF_GEMV_F32,  /* float32 weights */

@@ -6,7 +6,8 @@
  * the (K, N) weight matrix as panels of 64 output columns; within a panel the K rows follow
  * each other (blocks of 16 rows, padded with zeros up to a multiple of 16), each row 64
  * floats, so a panel is one contiguous (K_padded, 64) stream. With AVX2 oneDNN keeps the
- * plain row-major (K, N) matrix: its 64-column panels are read row by row at stride N.
+ * plain row-major (K, N) matrix (rows padded, see layers/linear.c: rows_ld): its 64-column
+ * panels are read row by row at the row stride.
  * int8 and bf16 weights: AVX512_VNNI / AVX512_BF16 kernels over oneDNN's s8 and bf16
  * panels, below. Threads take whole panels.
  */
@@ -103,10 +104,10 @@ tf_gemv_panel_stride(const_dnnl_memory_desc_t wmd, int64_t *ldw)
         dnnl_memory_desc_query(wmd, dnnl_query_strides, &strides)) {
         return 0;
     }
-    if ((*strides)[1] != 1 || (*strides)[0] != (*dims)[1]) {
+    if ((*strides)[1] != 1 || (*strides)[0] < (*dims)[1]) {
         return 0;
     }
-    *ldw = (*dims)[1];
+    *ldw = (*strides)[0]; /* rows may be padded (layers/linear.c: rows_ld) */
     return PANEL;
 }
 

@@ -15,7 +15,8 @@
 /* Floats between the 64-column panels of a float32 packed layout tf_gemv can read, with
  * *ldw the floats between the k rows of a panel; 0 when it cannot (then oneDNN runs every
  * M). Read: oneDNN's BA16a64b with contiguous K blocks (its AVX-512 packing: stride
- * K_padded * 64, ldw 64) and a plain row-major (K, N) matrix (its AVX2 choice: 64, N). */
+ * K_padded * 64, ldw 64) and a plain row-major (K, N) matrix (its AVX2 choice: 64, and the
+ * row stride, N or more). */
 int64_t tf_gemv_panel_stride(const_dnnl_memory_desc_t wmd, int64_t *ldw);
 
 /* The panel stride in bytes of oneDNN's s8 aBC16b64c4b layout, or 0 when it cannot read it
