@@ -136,7 +136,13 @@ DEFINE_PANEL_M(4)
  * products in order with fused multiply-adds: the same bits as the panel kernel. */
 #define ACC_FLOATS 8192 /* the M x chunk sums on the stack: 32 KB */
 #define KB         8
-#define UNROLL(M)  ((M) >= 4 ? 1 : 4 / (M))
+/* vectors of columns per step for M rows: M x U >= 8 independent FMA chains where the
+ * registers allow (an FMA's latency is 4-5 cycles at 2 per cycle), at most 13 live vectors
+ * with AVX2's 16 */
+#define UNROLL(M)  ((M) == 1 ? 8 : (M) == 2 ? 4 : (M) == 3 ? 3 : 2)
+
+/* element size of each weight type */
+#define W_BYTES(wt) ((wt) == TF_GEMV_F32 ? 4 : (wt) == TF_GEMV_BF16 ? 2 : 1)
 
 /* TF_VW weights (the first n if masked) widened to float lanes: element type wt is a
  * compile-time constant in every caller, so the switch folds away. */
@@ -159,13 +165,21 @@ rows_block(const void *w, const tf_gemv_wtype wt, int64_t ldw, const float *x, i
            int64_t k0, int64_t k1, const int M, const int U, const int masked, int64_t left,
            float *acc, int64_t lda)
 {
-    tf_vf a[TF_GEMV_MAX_M][4];
+    tf_vf a[TF_GEMV_MAX_M][8];
     for (int m = 0; m < M; m++) {
         for (int u = 0; u < U; u++) {
             a[m][u] = tf_vload(acc + m * lda + u * TF_VW);
         }
     }
+    const int bytes = W_BYTES(wt);
     for (int64_t k = k0, i = 0; k < k1; k++, i += ldw) {
+        /* the same columns KB rows down, needed by the next block: on layers a few thousand
+         * columns wide each thread's row segments are too short for the hardware prefetchers
+         * to ramp up on the 8 row streams (AVX2 GPT-2 decode: 22.9 -> see docs/performance.md) */
+        const char *ahead = (const char *)w + (i + KB * ldw) * bytes;
+        for (int off = 0; off < U * TF_VW * bytes; off += 64) {
+            tf_prefetch(ahead + off);
+        }
         for (int u = 0; u < U; u++) {
             const tf_vf wv = load_w(w, i + u * TF_VW, wt, masked, left - u * TF_VW);
             for (int m = 0; m < M; m++) {
@@ -179,9 +193,6 @@ rows_block(const void *w, const tf_gemv_wtype wt, int64_t ldw, const float *x, i
         }
     }
 }
-
-/* element size of each weight type */
-#define W_BYTES(wt) ((wt) == TF_GEMV_F32 ? 4 : (wt) == TF_GEMV_BF16 ? 2 : 1)
 
 #define DEFINE_CHUNK_M(MR, WT, NAME)                                                           \
     static void NAME##_m##MR(const tf_gemv_f32_args *g, const float *x, int64_t n0,            \
@@ -235,10 +246,14 @@ TF_ISA_FN(tf_gemv_f32)(const tf_gemv_f32_args *g, const float *x, int64_t M, flo
         const chunk_fn fn = chunk_fns[g->wtype][M - 1];
         const int par = g->K * g->N * W_BYTES(g->wtype) >= 4 * PARALLEL_MIN_WEIGHTS;
         const int64_t T = par ? omp_get_max_threads() : 1;
-        const int64_t max_cw = ACC_FLOATS / M / PANEL * PANEL; /* M * lda <= ACC_FLOATS */
-        int64_t cw = ((g->N + T - 1) / T + PANEL - 1) / PANEL * PANEL;
+        /* M * lda <= ACC_FLOATS (lda: the chunk rounded up to a step of U vectors) */
+        const int64_t max_cw = ACC_FLOATS / M / (UNROLL(M) * TF_VW) * (UNROLL(M) * TF_VW);
+        /* as few chunks as fit, a multiple of the threads so that each does the same work */
+        int64_t chunks = (g->N + max_cw - 1) / max_cw;
+        chunks = (chunks + T - 1) / T * T;
+        int64_t cw = ((g->N + chunks - 1) / chunks + PANEL - 1) / PANEL * PANEL;
         cw = cw > max_cw ? max_cw : cw;
-        const int64_t chunks = (g->N + cw - 1) / cw;
+        chunks = (g->N + cw - 1) / cw;
 #pragma omp parallel for schedule(static) if (par)
         for (int64_t c = 0; c < chunks; c++) {
             const int64_t n0 = c * cw, nc = g->N - n0 < cw ? g->N - n0 : cw;

@@ -39,6 +39,14 @@ tf_mask16(int64_t n)
 
 #ifdef TF_ISA_PASS
 
+/* Ask for the 64-byte line at p in the caches (L2 and up) ahead of its use; never faults, so
+ * p may point past the end of the data. */
+static inline void
+tf_prefetch(const void *p)
+{
+    __builtin_prefetch(p, 0, 2);
+}
+
 #define TF_ISA_CAT2(a, b) a##_##b
 #define TF_ISA_CAT(a, b)  TF_ISA_CAT2(a, b)
 #define TF_ISA_FN(name)   TF_ISA_CAT(name, TF_ISA_SUFFIX)
