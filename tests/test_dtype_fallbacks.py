@@ -100,8 +100,8 @@ def test_bf16_and_int8_without_native_instructions(level):
     result = json.loads(out.stdout.split("RESULT ", 1)[1].splitlines()[0])
     for dtype, worst in result["worst"].items():
         assert worst < 1.0, (dtype, worst)  # within 2e-6 K + 1e-5, relative to the output scale
-    assert result["impl"]["bfloat16"].startswith("bf16 rows widened + gemm:jit"), result["impl"]
-    assert result["impl"]["int8"].startswith("gemm:jit"), result["impl"]
+    assert result["impl"]["bfloat16"].startswith("tfcore bf16 (widened) panels + gemm:jit"), result["impl"]
+    assert result["impl"]["int8"].startswith("tfcore int8 panels + gemm:jit"), result["impl"]
 
 
 _DECODE_CHILD = """

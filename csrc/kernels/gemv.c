@@ -10,7 +10,10 @@
  * VNNI): see the chunk kernels below. */
 #include "kernels/gemv.h"
 #include "kernels/activation.h"
+#include "kernels/bfloat16.h"
 #include "kernels/simd.h"
+
+#include <string.h>
 
 #include <omp.h>
 
@@ -42,12 +45,29 @@ st(float *p, tf_vf v, int64_t n)
     }
 }
 
-/* acc (M, PANEL) columns [TF_VW s0, TF_VW (s0 + S)) = x (M, K) · panel rows (ldw floats
- * apart, all 64 columns present). M and S are constants after inlining, so the
- * accumulators live in registers. */
+/* element size of each weight type */
+#define W_BYTES(wt) ((wt) == TF_GEMV_F32 ? 4 : (wt) == TF_GEMV_BF16 ? 2 : 1)
+
+/* TF_VW weights (the first n if masked) widened to float lanes: element type wt is a
+ * compile-time constant in every caller, so the switch folds away. */
+static inline __attribute__((always_inline)) tf_vf
+load_w(const void *w, int64_t i, const tf_gemv_wtype wt, const int masked, int64_t n)
+{
+    switch (wt) {
+        case TF_GEMV_BF16:
+            return tf_vload_bf16_n((const uint16_t *)w + i, masked ? n : TF_VW);
+        case TF_GEMV_S8: return tf_vload_s8_n((const int8_t *)w + i, masked ? n : TF_VW);
+        default:
+            return masked ? tf_vload_n((const float *)w + i, n) : tf_vload((const float *)w + i);
+    }
+}
+
+/* acc (M, PANEL) columns [TF_VW s0, TF_VW (s0 + S)) = x (M, K) · panel rows (ldw elements
+ * of type wt apart, all 64 columns present). M, S and wt are constants after inlining, so
+ * the accumulators live in registers. */
 static inline __attribute__((always_inline)) void
-strip_dot(const float *panel, int64_t ldw, int64_t K, const float *x, const int M, const int S,
-          int s0, float *acc)
+strip_dot(const void *panel, const tf_gemv_wtype wt, int64_t ldw, int64_t K, const float *x,
+          const int M, const int S, int s0, float *acc)
 {
     tf_vf a[TF_GEMV_MAX_M][NV];
     for (int m = 0; m < M; m++) {
@@ -55,10 +75,9 @@ strip_dot(const float *panel, int64_t ldw, int64_t K, const float *x, const int 
             a[m][j] = tf_vzero();
         }
     }
-    const float *row = panel + s0 * TF_VW;
-    for (int64_t k = 0; k < K; k++, row += ldw) {
+    for (int64_t k = 0, row = s0 * TF_VW; k < K; k++, row += ldw) {
         for (int j = 0; j < S; j++) {
-            const tf_vf w = tf_vload(row + j * TF_VW);
+            const tf_vf w = load_w(panel, row + j * TF_VW, wt, 0, TF_VW);
             for (int m = 0; m < M; m++) {
                 a[m][j] = tf_vfma(w, tf_vset1(x[m * K + k]), a[m][j]);
             }
@@ -110,23 +129,35 @@ store_cols(const tf_gemv_f32_args *g, float *acc, int64_t lda, int64_t M, int64_
     }
 }
 
-/* Panel p for a compile-time M: its strips, then the epilogue. */
-#define DEFINE_PANEL_M(MR)                                                                  \
-    static void panel_m##MR(const tf_gemv_f32_args *g, const float *x, int64_t p, float *y, \
-                            tf_post post, const float *other)                               \
-    {                                                                                       \
-        float acc[MR * PANEL] __attribute__((aligned(64)));                                 \
-        const int64_t n0 = p * PANEL, nc = g->N - n0 < PANEL ? g->N - n0 : PANEL;           \
-        const float *panel = (const float *)g->w + p * g->panel_stride;                     \
-        for (int s0 = 0; s0 < NV; s0 += STRIP(MR)) {                                        \
-            strip_dot(panel, g->ldw, g->K, x, MR, STRIP(MR), s0, acc);                      \
-        }                                                                                   \
-        store_cols(g, acc, PANEL, MR, n0, nc, y, post, other);                              \
+/* Panel p for a compile-time M (and weight type): its strips, then the epilogue. */
+#define DEFINE_PANEL_M(MR, WT, NAME)                                                             \
+    static void NAME##_m##MR(const tf_gemv_f32_args *g, const float *x, int64_t p, float *y,     \
+                             tf_post post, const float *other)                                   \
+    {                                                                                            \
+        float acc[MR * PANEL] __attribute__((aligned(64)));                                      \
+        const int64_t n0 = p * PANEL, nc = g->N - n0 < PANEL ? g->N - n0 : PANEL;                \
+        const char *panel = (const char *)g->w + p * g->panel_stride * W_BYTES(WT);              \
+        for (int s0 = 0; s0 < NV; s0 += STRIP(MR)) {                                             \
+            strip_dot(panel, WT, g->ldw, g->K, x, MR, STRIP(MR), s0, acc);                       \
+        }                                                                                        \
+        store_cols(g, acc, PANEL, MR, n0, nc, y, post, other);                                   \
     }
-DEFINE_PANEL_M(1)
-DEFINE_PANEL_M(2)
-DEFINE_PANEL_M(3)
-DEFINE_PANEL_M(4)
+#define DEFINE_PANELS(WT, NAME)   \
+    DEFINE_PANEL_M(1, WT, NAME)   \
+    DEFINE_PANEL_M(2, WT, NAME)   \
+    DEFINE_PANEL_M(3, WT, NAME)   \
+    DEFINE_PANEL_M(4, WT, NAME)
+DEFINE_PANELS(TF_GEMV_F32, panel_f32)
+DEFINE_PANELS(TF_GEMV_BF16, panel_bf16)
+DEFINE_PANELS(TF_GEMV_S8, panel_s8)
+
+typedef void (*panel_fn)(const tf_gemv_f32_args *, const float *, int64_t, float *, tf_post,
+                         const float *);
+static const panel_fn panel_fns[3][TF_GEMV_MAX_M] = {
+    [TF_GEMV_F32] = {panel_f32_m1, panel_f32_m2, panel_f32_m3, panel_f32_m4},
+    [TF_GEMV_BF16] = {panel_bf16_m1, panel_bf16_m2, panel_bf16_m3, panel_bf16_m4},
+    [TF_GEMV_S8] = {panel_s8_m1, panel_s8_m2, panel_s8_m3, panel_s8_m4},
+};
 
 /* Plain row-major (K, N) weights: a panel would be read 256 bytes per row at a stride of N
  * floats, which the prefetchers follow badly on wide layers. Instead each work item is a
@@ -140,23 +171,6 @@ DEFINE_PANEL_M(4)
  * registers allow (an FMA's latency is 4-5 cycles at 2 per cycle), at most 13 live vectors
  * with AVX2's 16 */
 #define UNROLL(M)  ((M) == 1 ? 8 : (M) == 2 ? 4 : (M) == 3 ? 3 : 2)
-
-/* element size of each weight type */
-#define W_BYTES(wt) ((wt) == TF_GEMV_F32 ? 4 : (wt) == TF_GEMV_BF16 ? 2 : 1)
-
-/* TF_VW weights (the first n if masked) widened to float lanes: element type wt is a
- * compile-time constant in every caller, so the switch folds away. */
-static inline __attribute__((always_inline)) tf_vf
-load_w(const void *w, int64_t i, const tf_gemv_wtype wt, const int masked, int64_t n)
-{
-    switch (wt) {
-        case TF_GEMV_BF16:
-            return tf_vload_bf16_n((const uint16_t *)w + i, masked ? n : TF_VW);
-        case TF_GEMV_S8: return tf_vload_s8_n((const int8_t *)w + i, masked ? n : TF_VW);
-        default:
-            return masked ? tf_vload_n((const float *)w + i, n) : tf_vload((const float *)w + i);
-    }
-}
 
 /* acc (M, lda) columns [j, j + U TF_VW) += x (M, K) rows k0 .. k1 of w (row stride ldw, at
  * column j; element type wt); `left` columns are valid from j (masked: the last ones). */
@@ -224,27 +238,20 @@ rows_block(const void *w, const tf_gemv_wtype wt, int64_t ldw, const float *x, i
     DEFINE_CHUNK_M(2, WT, NAME)   \
     DEFINE_CHUNK_M(3, WT, NAME)   \
     DEFINE_CHUNK_M(4, WT, NAME)
-DEFINE_CHUNKS(TF_GEMV_F32, chunk_f32)
-DEFINE_CHUNKS(TF_GEMV_BF16, chunk_bf16)
-DEFINE_CHUNKS(TF_GEMV_S8, chunk_s8)
+DEFINE_CHUNKS(TF_GEMV_F32, chunk_f32) /* plain rows are oneDNN's float32 layout only */
 
 typedef void (*chunk_fn)(const tf_gemv_f32_args *, const float *, int64_t, int64_t, float *,
                          tf_post, const float *);
-static const chunk_fn chunk_fns[3][TF_GEMV_MAX_M] = {
-    [TF_GEMV_F32] = {chunk_f32_m1, chunk_f32_m2, chunk_f32_m3, chunk_f32_m4},
-    [TF_GEMV_BF16] = {chunk_bf16_m1, chunk_bf16_m2, chunk_bf16_m3, chunk_bf16_m4},
-    [TF_GEMV_S8] = {chunk_s8_m1, chunk_s8_m2, chunk_s8_m3, chunk_s8_m4},
-};
+static const chunk_fn chunk_fns[TF_GEMV_MAX_M] = {chunk_f32_m1, chunk_f32_m2, chunk_f32_m3,
+                                                  chunk_f32_m4};
 
 void
 TF_ISA_FN(tf_gemv_f32)(const tf_gemv_f32_args *g, const float *x, int64_t M, float *y, tf_post post,
                        const float *other)
 {
-    if (g->ldw != PANEL || g->wtype != TF_GEMV_F32) {
-        /* plain rows: one chunk of columns per thread, as wide as fits; narrow weights are
-         * fewer bytes per column, so they need more columns to be worth a thread */
-        const chunk_fn fn = chunk_fns[g->wtype][M - 1];
-        const int par = g->K * g->N * W_BYTES(g->wtype) >= 4 * PARALLEL_MIN_WEIGHTS;
+    if (g->ldw != PANEL) { /* plain rows: one chunk of columns per thread, as wide as fits */
+        const chunk_fn fn = chunk_fns[M - 1];
+        const int par = g->K * g->N >= PARALLEL_MIN_WEIGHTS;
         const int64_t T = par ? omp_get_max_threads() : 1;
         /* M * lda <= ACC_FLOATS (lda: the chunk rounded up to a step of U vectors) */
         const int64_t max_cw = ACC_FLOATS / M / (UNROLL(M) * TF_VW) * (UNROLL(M) * TF_VW);
@@ -261,15 +268,13 @@ TF_ISA_FN(tf_gemv_f32)(const tf_gemv_f32_args *g, const float *x, int64_t M, flo
         }
         return;
     }
+    /* panels: narrow weights are fewer bytes per panel, so they need more of them to be
+     * worth a thread */
     const int64_t panels = (g->N + PANEL - 1) / PANEL;
-#pragma omp parallel for schedule(static) if (g->K * g->N >= PARALLEL_MIN_WEIGHTS)
+    const panel_fn fn = panel_fns[g->wtype][M - 1];
+#pragma omp parallel for schedule(static) if (g->K * g->N * W_BYTES(g->wtype) >= 4 * PARALLEL_MIN_WEIGHTS)
     for (int64_t p = 0; p < panels; p++) {
-        switch (M) {
-            case 1: panel_m1(g, x, p, y, post, other); break;
-            case 2: panel_m2(g, x, p, y, post, other); break;
-            case 3: panel_m3(g, x, p, y, post, other); break;
-            default: panel_m4(g, x, p, y, post, other); break;
-        }
+        fn(g, x, p, y, post, other);
     }
 }
 
@@ -280,6 +285,49 @@ TF_ISA_DECLARE(void, tf_gemv_f32,
                 const float *other))
 
 #define GEMV_ISAS (TF_ISA_BIT(TF_ISA_AVX512) | TF_ISA_BIT(TF_ISA_AVX2))
+
+/* ------------------------------------------------------------------ tfcore's panel layout */
+
+void
+tf_gemv_pack_panels(const void *rows, int64_t K, int64_t N, int elt, void *panels)
+{
+    const int64_t np = (N + TF_GEMV_PANEL - 1) / TF_GEMV_PANEL;
+#pragma omp parallel for schedule(static) if (K * N >= PARALLEL_MIN_WEIGHTS)
+    for (int64_t p = 0; p < np; p++) {
+        const int64_t n0 = p * TF_GEMV_PANEL, nc = N - n0 < TF_GEMV_PANEL ? N - n0 : TF_GEMV_PANEL;
+        char *dst = (char *)panels + p * K * TF_GEMV_PANEL * elt;
+        for (int64_t k = 0; k < K; k++, dst += TF_GEMV_PANEL * elt) {
+            memcpy(dst, (const char *)rows + (k * N + n0) * elt, (size_t)(nc * elt));
+            memset(dst + nc * elt, 0, (size_t)((TF_GEMV_PANEL - nc) * elt)); /* zeros past N */
+        }
+    }
+}
+
+void
+tf_gemv_unpack_s8(const int8_t *panels, int64_t K, int64_t cols, int8_t *dst, int64_t ldd)
+{
+#pragma omp parallel for schedule(static) if (K * cols >= 4 * PARALLEL_MIN_WEIGHTS)
+    for (int64_t k = 0; k < K; k++) {
+        for (int64_t j = 0; j < cols; j += TF_GEMV_PANEL) {
+            const int64_t n = cols - j < TF_GEMV_PANEL ? cols - j : TF_GEMV_PANEL;
+            memcpy(dst + k * ldd + j, panels + (j / TF_GEMV_PANEL * K + k) * TF_GEMV_PANEL,
+                   (size_t)n);
+        }
+    }
+}
+
+void
+tf_gemv_unpack_bf16(const uint16_t *panels, int64_t K, int64_t cols, float *dst, int64_t ldd)
+{
+#pragma omp parallel for schedule(static) if (K * cols >= PARALLEL_MIN_WEIGHTS)
+    for (int64_t k = 0; k < K; k++) {
+        for (int64_t j = 0; j < cols; j += TF_GEMV_PANEL) {
+            const int64_t n = cols - j < TF_GEMV_PANEL ? cols - j : TF_GEMV_PANEL;
+            tf_bf16_to_f32(panels + (j / TF_GEMV_PANEL * K + k) * TF_GEMV_PANEL, dst + k * ldd + j,
+                           n);
+        }
+    }
+}
 
 tf_isa_level
 tf_gemv_f32_isa(void)

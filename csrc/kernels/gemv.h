@@ -28,7 +28,7 @@ typedef enum {
 
 typedef struct {
     const void *w;        /* elements of wtype */
-    tf_gemv_wtype wtype;  /* bf16 / int8: plain rows only (ldw == N, panel_stride == 64) */
+    tf_gemv_wtype wtype;  /* bf16 / int8: panels only (ldw == 64; Linear's own layout) */
     int64_t panel_stride; /* elements between panels */
     int64_t ldw;          /* elements between consecutive k rows of a panel */
     int64_t K, N;
@@ -45,6 +45,15 @@ typedef struct {
  * weights x holds the quantized rows as floats (integers, so the products are exact). */
 void tf_gemv_f32(const tf_gemv_f32_args *g, const float *x, int64_t M, float *y, tf_post post,
                  const float *other);
+
+/* tfcore's own panel layout (Linear's bf16 / int8 weights where the CPU lacks AVX512_BF16 /
+ * VNNI): panel p holds columns 64p .. 64p + 63 as one contiguous (K, 64) block, zeros past N;
+ * panel_stride = K * 64, ldw = 64. Pack: rows (K, N) row-major of elt-byte elements ->
+ * panels. Unpack: the first cols columns of consecutive panels (K rows each) -> dst (K, cols)
+ * with rows ldd elements apart, int8 as is or bf16 widened to float32 (exact). Threaded. */
+void tf_gemv_pack_panels(const void *rows, int64_t K, int64_t N, int elt, void *panels);
+void tf_gemv_unpack_s8(const int8_t *panels, int64_t K, int64_t cols, int8_t *dst, int64_t ldd);
+void tf_gemv_unpack_bf16(const uint16_t *panels, int64_t K, int64_t cols, float *dst, int64_t ldd);
 
 /* The level tf_gemv_f32 runs at now (AVX-512 or AVX2), or TF_ISA_REFERENCE: none. */
 tf_isa_level tf_gemv_f32_isa(void);

@@ -8,16 +8,16 @@
  * kernels of linear_gemv.c instead.
  *
  * Every dtype runs on every x86-64 CPU:
- * - bfloat16 without AVX512_BF16: oneDNN 3.2 has no bf16 matmul there, so the weights are
- *   kept as plain bf16 (K, N) rows (half the memory and the bytes a decode step reads). A
- *   few rows are multiplied straight from them (widened in registers); more rows widen the
- *   weights a slice of columns at a time into float32 scratch for oneDNN's float32 matmul
- *   (bf16_rows_forward). The rows are rounded to bf16 first, as the native path does.
- * - int8 without VNNI: oneDNN's AVX2 int8 GEMM multiplies with vpmaddubsw, whose pairwise
- *   16-bit sums saturate for full-range int8 (2 x 255 x 127 > 32767; measured: an all-127
- *   product came out 127x too small). The weights are therefore quantized to 7 bits,
- *   [-63, 63] (what fbgemm's and ONNX Runtime's reduce_range do on such CPUs), which cannot
- *   saturate; the rows stay 8-bit. qmax says which.
+ * - bfloat16 without AVX512_BF16: oneDNN 3.2 has no bf16 matmul there. int8 without VNNI:
+ *   oneDNN's AVX2 int8 GEMM multiplies with vpmaddubsw, whose pairwise 16-bit sums saturate
+ *   for full-range int8 (2 x 255 x 127 > 32767; measured: an all-127 product came out 127x
+ *   too small), so the weights are quantized to 7 bits, [-63, 63] (what fbgemm's and ONNX
+ *   Runtime's reduce_range do on such CPUs), which cannot saturate; the rows stay 8-bit;
+ *   qmax says which. Both keep their weights in tfcore's own 64-column panels
+ *   (own_panels_forward below): half / a quarter of the memory, and of the bytes a decode
+ *   step streams through the few-row kernel (widening in registers); more rows unpack a
+ *   slice of panels at a time for oneDNN (bf16 widened to float32, the rows rounded to bf16
+ *   first as the native path rounds them; int8 as it is).
  */
 #include "layers/linear.h"
 #include "kernels/bfloat16.h"
@@ -211,170 +211,6 @@ is_plain_rows(const_dnnl_memory_desc_t md)
     return (*strides)[ndims - 1] == 1 && (*strides)[ndims - 2] >= 1;
 }
 
-/* (rows, cols) float32 with rows ld floats apart: a slice of columns of a wider matrix. */
-static dnnl_status_t
-strided_md(dnnl_memory_desc_t *md, int64_t rows, int64_t cols, int64_t ld)
-{
-    dnnl_dims_t dims = {rows, cols}, strides = {ld, 1};
-    return dnnl_memory_desc_create_with_strides(md, 2, dims, dnnl_f32, strides);
-}
-
-/* The float32 matmul of a slice of nc output columns (of N): x (M, K) times a (K, nc) block
- * of widened weights (rows rows_ld(nc) apart) into columns of y (M, N). */
-static dnnl_status_t
-make_slice_pd(dnnl_primitive_desc_t *pd, int64_t M, int64_t K, int64_t nc, int64_t N, int has_bias,
-              int act, tf_post post)
-{
-    dnnl_memory_desc_t src = NULL, wei = NULL, dst = NULL, bias = NULL;
-    dnnl_primitive_attr_t attr = NULL;
-    dnnl_status_t s;
-    if ((s = matrix_md(&src, 2, M, K, dnnl_f32)) ||
-        (s = rows_md(&wei, 2, K, nc, rows_ld(nc), dnnl_f32)) ||
-        (s = strided_md(&dst, M, nc, N)) ||
-        (has_bias && (s = matrix_md(&bias, 2, 1, nc, dnnl_f32))) ||
-        (s = make_attr(&attr, M, nc, has_bias, act, post, dnnl_f32, dst))) {
-        goto done;
-    }
-    s = dnnl_matmul_primitive_desc_create(pd, tf_engine(), src, wei, bias, dst, attr);
-done:
-    if (attr) {
-        dnnl_primitive_attr_destroy(attr);
-    }
-    dnnl_memory_desc_t mds[] = {src, wei, dst, bias};
-    for (size_t i = 0; i < sizeof(mds) / sizeof(mds[0]); i++) {
-        if (mds[i]) {
-            dnnl_memory_desc_destroy(mds[i]);
-        }
-    }
-    return s;
-}
-
-/* Bytes of widened weights per slice: large enough that oneDNN sees a wide GEMM (few passes
- * over x), small enough to stay near the caches and to keep the scratch frugal. */
-#define SLICE_BYTES (8 << 20)
-
-/* bf16 rows (K, N) without AVX512_BF16, for M rows past the few-row kernel: x rounded to
- * bf16 (as the native path rounds it), then per slice of columns the weights widened to a
- * dense float32 block and one oneDNN float32 matmul writing those columns of y (bias,
- * activation and post-op fused as usual). Scratch: [x rounded | block | oneDNN's]. */
-static int
-bf16_rows_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
-                  const float *other, tf_err *err)
-{
-    const int64_t K = lin->in_features, N = lin->out_features;
-    const int64_t slices = (K * N * (int64_t)sizeof(float) + SLICE_BYTES - 1) / SLICE_BYTES;
-    int64_t nc = ((N + slices - 1) / slices + 63) / 64 * 64;
-    nc = nc < N ? nc : N;
-    const int64_t last = N - (N - 1) / nc * nc; /* width of the last slice */
-    dnnl_primitive_desc_t pd[2] = {NULL, NULL};
-    dnnl_primitive_t prim[2] = {NULL, NULL};
-    dnnl_memory_t m_src = NULL, m_wei = NULL, m_dst = NULL, m_bias = NULL, m_other = NULL,
-                  m_scratch = NULL;
-    int rc = -1;
-    tf_thread_ctx *ctx = tf_thread_ctx_get(err);
-    if (ctx == NULL) {
-        return -1;
-    }
-    size_t sp_size = 0;
-    for (int i = 0; i < 2; i++) {
-        const int64_t w = i == 0 ? nc : last;
-        if (tf_err_dnnl(err, make_slice_pd(&pd[i], M, K, w, N, lin->bias != NULL, lin->act, post),
-                        "creating a matmul primitive descriptor") ||
-            tf_err_dnnl(err, dnnl_primitive_create(&prim[i], pd[i]),
-                        "creating a matmul primitive")) {
-            goto done;
-        }
-        const size_t sz = dnnl_memory_desc_get_size(
-            dnnl_primitive_desc_query_md(pd[i], dnnl_query_scratchpad_md, 0));
-        sp_size = sz > sp_size ? sz : sp_size;
-    }
-    const size_t xbytes = ((size_t)(M * K) * sizeof(float) + 63) & ~(size_t)63;
-    const size_t wbytes = ((size_t)(K * rows_ld(nc)) * sizeof(float) + 63) & ~(size_t)63;
-    char *scratch = tf_thread_scratch(ctx, xbytes + wbytes + sp_size, err);
-    if (scratch == NULL) {
-        goto done;
-    }
-    float *xr = (float *)scratch, *block = (float *)(scratch + xbytes);
-    tf_round_to_bf16(x, xr, M * K);
-    for (int64_t n0 = 0; n0 < N; n0 += nc) {
-        const int i = N - n0 < nc ? 1 : 0;
-        const int64_t w = i ? last : nc;
-        tf_bf16_to_f32_block((const uint16_t *)lin->weights + n0, lin->panel_ld, K, w, block,
-                             rows_ld(w));
-        const_dnnl_memory_desc_t src_md = dnnl_primitive_desc_query_md(pd[i], dnnl_query_src_md, 0);
-        const_dnnl_memory_desc_t wei_md =
-            dnnl_primitive_desc_query_md(pd[i], dnnl_query_weights_md, 0);
-        const_dnnl_memory_desc_t dst_md = dnnl_primitive_desc_query_md(pd[i], dnnl_query_dst_md, 0);
-        const_dnnl_memory_desc_t sp_md =
-            dnnl_primitive_desc_query_md(pd[i], dnnl_query_scratchpad_md, 0);
-        dnnl_exec_arg_t args[6];
-        int nargs = 0;
-        if (tf_err_dnnl(err, dnnl_memory_create(&m_src, src_md, tf_engine(), xr), "wrapping x") ||
-            tf_err_dnnl(err, dnnl_memory_create(&m_wei, wei_md, tf_engine(), block),
-                        "wrapping weights") ||
-            tf_err_dnnl(err, dnnl_memory_create(&m_dst, dst_md, tf_engine(), y + n0),
-                        "wrapping the output") ||
-            tf_err_dnnl(err,
-                        dnnl_memory_create(&m_scratch, sp_md, tf_engine(),
-                                           scratch + xbytes + wbytes),
-                        "wrapping the scratchpad")) {
-            goto done;
-        }
-        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, m_src};
-        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, m_wei};
-        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_DST, m_dst};
-        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, m_scratch};
-        if (lin->bias != NULL) {
-            const_dnnl_memory_desc_t b_md =
-                dnnl_primitive_desc_query_md(pd[i], dnnl_query_weights_md, 1);
-            if (tf_err_dnnl(err, dnnl_memory_create(&m_bias, b_md, tf_engine(), lin->bias + n0),
-                            "wrapping bias")) {
-                goto done;
-            }
-            args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, m_bias};
-        }
-        if (post == TF_POST_ADD || post == TF_POST_MUL) {
-            const int index = other_post_op_index(lin->bias != NULL, lin->act, dnnl_f32);
-            if (tf_err_dnnl(err,
-                            dnnl_memory_create(&m_other, dst_md, tf_engine(), (void *)(other + n0)),
-                            "wrapping the post-op operand")) {
-                goto done;
-            }
-            args[nargs++] =
-                (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1, m_other};
-        }
-        if (tf_err_dnnl(err, dnnl_primitive_execute(prim[i], ctx->stream, nargs, args),
-                        "running matmul") ||
-            tf_err_dnnl(err, dnnl_stream_wait(ctx->stream), "waiting for matmul")) {
-            goto done;
-        }
-        dnnl_memory_t *ms[] = {&m_src, &m_wei, &m_dst, &m_bias, &m_other, &m_scratch};
-        for (size_t j = 0; j < sizeof(ms) / sizeof(ms[0]); j++) {
-            if (*ms[j]) {
-                dnnl_memory_destroy(*ms[j]);
-                *ms[j] = NULL;
-            }
-        }
-    }
-    rc = 0;
-done:;
-    dnnl_memory_t ms[] = {m_src, m_wei, m_dst, m_bias, m_other, m_scratch};
-    for (size_t j = 0; j < sizeof(ms) / sizeof(ms[0]); j++) {
-        if (ms[j]) {
-            dnnl_memory_destroy(ms[j]);
-        }
-    }
-    for (int i = 0; i < 2; i++) {
-        if (prim[i]) {
-            dnnl_primitive_destroy(prim[i]);
-        }
-        if (pd[i]) {
-            dnnl_primitive_desc_destroy(pd[i]);
-        }
-    }
-    return rc;
-}
-
 /* Bytes of the calling thread's scratch that hold x converted for the GEMM, 64-aligned:
  * bf16 rows, or s8 rows followed by their (M,) float scales. */
 static size_t
@@ -391,28 +227,29 @@ converted_x_bytes(dnnl_data_type_t wdt, int64_t M, int64_t K)
     return 0;
 }
 
-/* Memory objects for an int8 call's extra operands: per-column weight scales (N,), per-row
- * scales (M, 1) and the bias (1, N) post-op (NULL without bias). */
+/* Memory objects for an int8 call's extra operands over output columns n0 .. n0 + nc:
+ * per-column weight scales (nc,), per-row scales (M, 1) and the bias (1, nc) post-op (NULL
+ * without bias). */
 static int
-wrap_int8_operands(const tf_linear *lin, int64_t M, float *row_scales, dnnl_memory_t *m_wscale,
-                   dnnl_memory_t *m_rows, dnnl_memory_t *m_bias, tf_err *err)
+wrap_int8_operands(const tf_linear *lin, int64_t M, int64_t n0, int64_t nc, float *row_scales,
+                   dnnl_memory_t *m_wscale, dnnl_memory_t *m_rows, dnnl_memory_t *m_bias,
+                   tf_err *err)
 {
     dnnl_memory_desc_t md_n = NULL, md_rows = NULL, md_bias = NULL;
-    dnnl_dims_t n_dims = {lin->out_features};
+    dnnl_dims_t n_dims = {nc};
     int rc = -1;
     if (tf_err_dnnl(err, dnnl_memory_desc_create_with_tag(&md_n, 1, n_dims, dnnl_f32, dnnl_a),
                     "describing weight scales") ||
         tf_err_dnnl(err, matrix_md(&md_rows, 3, M, 1, dnnl_f32), "describing row scales") ||
-        tf_err_dnnl(err, matrix_md(&md_bias, 3, 1, lin->out_features, dnnl_f32),
-                    "describing bias") ||
-        tf_err_dnnl(err, dnnl_memory_create(m_wscale, md_n, tf_engine(), lin->wscale),
+        tf_err_dnnl(err, matrix_md(&md_bias, 3, 1, nc, dnnl_f32), "describing bias") ||
+        tf_err_dnnl(err, dnnl_memory_create(m_wscale, md_n, tf_engine(), lin->wscale + n0),
                     "wrapping weight scales") ||
         tf_err_dnnl(err, dnnl_memory_create(m_rows, md_rows, tf_engine(), row_scales),
                     "wrapping row scales")) {
         goto done;
     }
     if (lin->bias != NULL &&
-        tf_err_dnnl(err, dnnl_memory_create(m_bias, md_bias, tf_engine(), lin->bias),
+        tf_err_dnnl(err, dnnl_memory_create(m_bias, md_bias, tf_engine(), lin->bias + n0),
                     "wrapping bias")) {
         goto done;
     }
@@ -426,6 +263,206 @@ done:
     }
     if (md_bias) {
         dnnl_memory_desc_destroy(md_bias);
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------ tfcore's own panels
+ *
+ * bf16 / int8 weights on a CPU without AVX512_BF16 / VNNI live in tfcore's layout: panels of
+ * 64 output columns, each a contiguous (K, 64) block (kernels/gemv.h), which the few-row
+ * kernel streams front to back at the memory bandwidth (decoding). More rows unpack a slice
+ * of panels at a time into plain rows for oneDNN: bf16 widened to a float32 block for its
+ * float32 matmul, int8 copied to an int8 block for its AVX2 int8 GEMM. */
+
+/* Bytes of unpacked weights per slice: large enough that oneDNN sees a wide GEMM (few passes
+ * over x), small enough to stay near the caches and to keep the scratch frugal. */
+#define SLICE_BYTES (8 << 20)
+
+/* The matmul of one slice of nc output columns (of N): x (M, K) (float32 for bf16 weights,
+ * its int8 rows for int8) times a (K, nc) block of unpacked weights (rows rows_ld(nc)
+ * apart) into columns of y (M, N). */
+static dnnl_status_t
+make_slice_pd(dnnl_primitive_desc_t *pd, int64_t M, int64_t K, int64_t nc, int64_t N,
+              int has_bias, int act, tf_post post, dnnl_data_type_t wdt)
+{
+    const dnnl_data_type_t dt = wdt == dnnl_s8 ? dnnl_s8 : dnnl_f32;
+    const int nd = gemm_ndims(dt);
+    dnnl_memory_desc_t src = NULL, wei = NULL, dst = NULL, bias = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_dims_t dims2 = {M, nc}, strides2 = {N, 1}, dims3 = {1, M, nc}, strides3 = {M * N, N, 1};
+    dnnl_status_t s;
+    if ((s = matrix_md(&src, nd, M, K, dt)) || (s = rows_md(&wei, nd, K, nc, rows_ld(nc), dt)) ||
+        (s = nd == 3 ? dnnl_memory_desc_create_with_strides(&dst, 3, dims3, dnnl_f32, strides3)
+                     : dnnl_memory_desc_create_with_strides(&dst, 2, dims2, dnnl_f32, strides2)) ||
+        (has_bias && dt != dnnl_s8 && (s = matrix_md(&bias, 2, 1, nc, dnnl_f32))) ||
+        (s = make_attr(&attr, M, nc, has_bias, act, post, dt, dst))) {
+        goto done;
+    }
+    s = dnnl_matmul_primitive_desc_create(pd, tf_engine(), src, wei, bias, dst, attr);
+done:
+    if (attr) {
+        dnnl_primitive_attr_destroy(attr);
+    }
+    dnnl_memory_desc_t mds[] = {src, wei, dst, bias};
+    for (size_t i = 0; i < sizeof(mds) / sizeof(mds[0]); i++) {
+        if (mds[i]) {
+            dnnl_memory_desc_destroy(mds[i]);
+        }
+    }
+    return s;
+}
+
+/* y (M, N) = act(x Wᵀ + b) (post) other over own panels, a slice of columns at a time: x
+ * converted once (bf16: rounded, as the native path rounds it; int8: quantized per row),
+ * then per slice the panels unpacked and one oneDNN matmul writing those columns of y (bias,
+ * activation and post-op fused as usual). Scratch: [x converted | row scales | block |
+ * oneDNN's]. */
+static int
+own_panels_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
+                   const float *other, tf_err *err)
+{
+    const int s8 = lin->wdt == dnnl_s8;
+    const int64_t K = lin->in_features, N = lin->out_features;
+    const int64_t elt = s8 ? 1 : (int64_t)sizeof(float); /* unpacked element size */
+    const int64_t slices = (K * N * elt + SLICE_BYTES - 1) / SLICE_BYTES;
+    int64_t nc = ((N + slices - 1) / slices + 63) / 64 * 64;
+    nc = nc < N ? nc : N;
+    const int64_t last = N - (N - 1) / nc * nc; /* width of the last slice */
+    dnnl_primitive_desc_t pd[2] = {NULL, NULL};
+    dnnl_primitive_t prim[2] = {NULL, NULL};
+    dnnl_memory_t m_src = NULL, m_wei = NULL, m_dst = NULL, m_bias = NULL, m_other = NULL,
+                  m_scratch = NULL, m_wscale = NULL, m_rows = NULL;
+    int rc = -1;
+    tf_thread_ctx *ctx = tf_thread_ctx_get(err);
+    if (ctx == NULL) {
+        return -1;
+    }
+    size_t sp_size = 0;
+    for (int i = 0; i < 2; i++) {
+        const int64_t w = i == 0 ? nc : last;
+        if (tf_err_dnnl(err,
+                        make_slice_pd(&pd[i], M, K, w, N, lin->bias != NULL, lin->act, post,
+                                      lin->wdt),
+                        "creating a matmul primitive descriptor") ||
+            tf_err_dnnl(err, dnnl_primitive_create(&prim[i], pd[i]),
+                        "creating a matmul primitive")) {
+            goto done;
+        }
+        const size_t sz = dnnl_memory_desc_get_size(
+            dnnl_primitive_desc_query_md(pd[i], dnnl_query_scratchpad_md, 0));
+        sp_size = sz > sp_size ? sz : sp_size;
+    }
+    const size_t align = 63;
+    const size_t xbytes = ((size_t)(M * K * (s8 ? 1 : (int64_t)sizeof(float))) + align) & ~align;
+    const size_t rbytes = s8 ? ((size_t)M * sizeof(float) + align) & ~align : 0;
+    const size_t wbytes = ((size_t)(K * rows_ld(nc) * elt) + align) & ~align;
+    char *scratch = tf_thread_scratch(ctx, xbytes + rbytes + wbytes + sp_size, err);
+    if (scratch == NULL) {
+        goto done;
+    }
+    void *xc = scratch, *block = scratch + xbytes + rbytes;
+    float *row_scales = (float *)(scratch + xbytes);
+    if (s8) {
+        tf_quantize_rows_s8(x, M, K, 127, xc, row_scales);
+    }
+    else {
+        tf_round_to_bf16(x, xc, M * K);
+    }
+    for (int64_t n0 = 0; n0 < N; n0 += nc) {
+        const int i = N - n0 < nc ? 1 : 0;
+        const int64_t w = i ? last : nc;
+        const void *panels = (const char *)lin->weights + n0 / 64 * lin->panel_stride * (s8 ? 1 : 2);
+        if (s8) {
+            tf_gemv_unpack_s8(panels, K, w, block, rows_ld(w));
+        }
+        else {
+            tf_gemv_unpack_bf16(panels, K, w, block, rows_ld(w));
+        }
+        const_dnnl_memory_desc_t src_md = dnnl_primitive_desc_query_md(pd[i], dnnl_query_src_md, 0);
+        const_dnnl_memory_desc_t wei_md =
+            dnnl_primitive_desc_query_md(pd[i], dnnl_query_weights_md, 0);
+        const_dnnl_memory_desc_t dst_md = dnnl_primitive_desc_query_md(pd[i], dnnl_query_dst_md, 0);
+        const_dnnl_memory_desc_t sp_md =
+            dnnl_primitive_desc_query_md(pd[i], dnnl_query_scratchpad_md, 0);
+        dnnl_exec_arg_t args[8];
+        int nargs = 0;
+        if (tf_err_dnnl(err, dnnl_memory_create(&m_src, src_md, tf_engine(), xc), "wrapping x") ||
+            tf_err_dnnl(err, dnnl_memory_create(&m_wei, wei_md, tf_engine(), block),
+                        "wrapping weights") ||
+            tf_err_dnnl(err, dnnl_memory_create(&m_dst, dst_md, tf_engine(), y + n0),
+                        "wrapping the output") ||
+            tf_err_dnnl(err,
+                        dnnl_memory_create(&m_scratch, sp_md, tf_engine(),
+                                           scratch + xbytes + rbytes + wbytes),
+                        "wrapping the scratchpad")) {
+            goto done;
+        }
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, m_src};
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, m_wei};
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_DST, m_dst};
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, m_scratch};
+        if (s8) {
+            if (wrap_int8_operands(lin, M, n0, w, row_scales, &m_wscale, &m_rows, &m_bias, err) <
+                0) {
+                goto done;
+            }
+            args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_SCALES | DNNL_ARG_WEIGHTS, m_wscale};
+            args[nargs++] =
+                (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, m_rows};
+            if (m_bias != NULL) {
+                args[nargs++] =
+                    (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, m_bias};
+            }
+        }
+        else if (lin->bias != NULL) {
+            const_dnnl_memory_desc_t b_md =
+                dnnl_primitive_desc_query_md(pd[i], dnnl_query_weights_md, 1);
+            if (tf_err_dnnl(err, dnnl_memory_create(&m_bias, b_md, tf_engine(), lin->bias + n0),
+                            "wrapping bias")) {
+                goto done;
+            }
+            args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, m_bias};
+        }
+        if (post == TF_POST_ADD || post == TF_POST_MUL) {
+            const int index = other_post_op_index(lin->bias != NULL, lin->act, lin->wdt);
+            if (tf_err_dnnl(err,
+                            dnnl_memory_create(&m_other, dst_md, tf_engine(), (void *)(other + n0)),
+                            "wrapping the post-op operand")) {
+                goto done;
+            }
+            args[nargs++] =
+                (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1, m_other};
+        }
+        if (tf_err_dnnl(err, dnnl_primitive_execute(prim[i], ctx->stream, nargs, args),
+                        "running matmul") ||
+            tf_err_dnnl(err, dnnl_stream_wait(ctx->stream), "waiting for matmul")) {
+            goto done;
+        }
+        dnnl_memory_t *ms[] = {&m_src, &m_wei, &m_dst, &m_bias, &m_other, &m_scratch, &m_wscale,
+                               &m_rows};
+        for (size_t j = 0; j < sizeof(ms) / sizeof(ms[0]); j++) {
+            if (*ms[j]) {
+                dnnl_memory_destroy(*ms[j]);
+                *ms[j] = NULL;
+            }
+        }
+    }
+    rc = 0;
+done:;
+    dnnl_memory_t ms[] = {m_src, m_wei, m_dst, m_bias, m_other, m_scratch, m_wscale, m_rows};
+    for (size_t j = 0; j < sizeof(ms) / sizeof(ms[0]); j++) {
+        if (ms[j]) {
+            dnnl_memory_destroy(ms[j]);
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        if (prim[i]) {
+            dnnl_primitive_destroy(prim[i]);
+        }
+        if (pd[i]) {
+            dnnl_primitive_desc_destroy(pd[i]);
+        }
     }
     return rc;
 }
@@ -446,8 +483,8 @@ tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_
             return done < 0 ? -1 : 0;
         }
     }
-    if (lin->bf16_rows) {
-        return bf16_rows_forward(lin, x, M, y, post, other, err);
+    if (lin->own_panels) {
+        return own_panels_forward(lin, x, M, y, post, other, err);
     }
     const size_t xbytes = converted_x_bytes(lin->wdt, M, K);
     float *row_scales = NULL;
@@ -502,7 +539,7 @@ tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_
     args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_DST, m_dst};
     args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, m_scratch};
     if (lin->wdt == dnnl_s8) {
-        if (wrap_int8_operands(lin, M, row_scales, &m_wscale, &m_rows, &m_bias, err) < 0) {
+        if (wrap_int8_operands(lin, M, 0, N, row_scales, &m_wscale, &m_rows, &m_bias, err) < 0) {
             goto done;
         }
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_SCALES | DNNL_ARG_WEIGHTS, m_wscale};
@@ -828,6 +865,7 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     dnnl_primitive_desc_t pd = NULL;
     dnnl_data_type_t wdt, given;
     int8_t *quantized = NULL;
+    void *rows = NULL; /* own panels: the weights as plain rows before packing */
     tf_linear *self = NULL;
     tf_state *st = tf_state_of_type(type);
     int act;
@@ -850,6 +888,7 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     const int64_t N = PyArray_DIM(w, transposed ? 1 : 0);
     const int64_t K = PyArray_DIM(w, transposed ? 0 : 1);
+    const int64_t elt = wdt == dnnl_s8 ? 1 : wdt == dnnl_bf16 ? 2 : 4; /* bytes per weight */
     if (bias_obj != Py_None) {
         if ((b = tf_arg_f32(st, bias_obj, "bias", 1, 1)) == NULL) {
             goto fail;
@@ -871,7 +910,8 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->out_features = N;
     self->act = act;
     self->wdt = wdt;
-    self->bf16_rows = wdt == dnnl_bf16 && !tf_bf16_supported();
+    self->own_panels = (wdt == dnnl_bf16 && !tf_bf16_supported()) ||
+                       (wdt == dnnl_s8 && !tf_int8_supported());
     self->qmax = wdt == dnnl_s8 && !tf_int8_supported() ? 63 : 127;
 
     if (tf_check_dnnl(st,
@@ -880,15 +920,21 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                       "describing weights")) {
         goto fail;
     }
-    if (self->bf16_rows || self->qmax != 127) {
-        /* plain (K, N) rows: read by tfcore's few-row kernel, widened per slice (bf16) or
-         * taken as they are by oneDNN's AVX2 int8 GEMM */
-        if (tf_check_dnnl(st, rows_md(&self->wmd, gemm_ndims(wdt), K, N, rows_ld(N), wdt),
+    size_t wsize;
+    if (self->own_panels) {
+        /* reordered to plain (K, N) rows (any_md), then packed into tfcore's panels */
+        if (tf_check_dnnl(st, rows_md(&any_md, gemm_ndims(wdt), K, N, N, wdt),
                           "describing the weight rows")) {
             goto fail;
         }
-        self->panel_stride = TF_GEMV_PANEL;
-        self->panel_ld = rows_ld(N);
+        self->panel_stride = K * TF_GEMV_PANEL;
+        self->panel_ld = TF_GEMV_PANEL;
+        wsize = (size_t)((N + TF_GEMV_PANEL - 1) / TF_GEMV_PANEL * self->panel_stride * elt);
+        rows = tf_malloc((size_t)(K * N * elt));
+        if (rows == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
     }
     else {
         if (tf_check_dnnl(st, any_weights_md(&any_md, K, N, wdt), "describing packed weights") ||
@@ -912,8 +958,8 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         self->panel_stride = wdt == dnnl_s8     ? tf_gemv_s8_panel_stride(self->wmd)
                              : wdt == dnnl_bf16 ? tf_gemv_bf16_panel_stride(self->wmd)
                                                 : tf_gemv_panel_stride(self->wmd, &self->panel_ld);
+        wsize = dnnl_memory_desc_get_size(self->wmd);
     }
-    size_t wsize = dnnl_memory_desc_get_size(self->wmd);
     self->weights = tf_malloc(wsize);
     if (self->weights == NULL) {
         PyErr_Format(PyExc_MemoryError, "Linear: cannot allocate %zu bytes for packed weights",
@@ -943,7 +989,15 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         user_weights = quantized;
         column_sums(quantized, K, N, transposed, self->wsum);
     }
-    s = reorder(user_md, user_weights, self->wmd, self->weights);
+    if (rows != NULL) {
+        s = reorder(user_md, user_weights, any_md, rows);
+        if (s == dnnl_success) {
+            tf_gemv_pack_panels(rows, K, N, (int)elt, self->weights);
+        }
+    }
+    else {
+        s = reorder(user_md, user_weights, self->wmd, self->weights);
+    }
     Py_END_ALLOW_THREADS if (tf_check_dnnl(st, s, "packing weights") < 0) goto fail;
     if (b != NULL) {
         self->bias = tf_malloc((size_t)N * sizeof(float));
@@ -961,11 +1015,13 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         dnnl_memory_desc_destroy(any_md);
     }
     tf_free(quantized);
+    tf_free(rows);
     Py_DECREF(w);
     Py_XDECREF(b);
     return (PyObject *)self;
 fail:
     tf_free(quantized);
+    tf_free(rows);
     if (pd) {
         dnnl_primitive_desc_destroy(pd);
     }
@@ -1020,6 +1076,25 @@ linear_get_weight(tf_linear *self, void *closure)
     PyArrayObject *w = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
     if (w == NULL) {
         return NULL;
+    }
+    if (self->own_panels) { /* tfcore's panels: element (k, n) of panel n / 64 */
+        const int64_t K = self->in_features, N = self->out_features;
+        float *out = PyArray_DATA(w);
+        Py_BEGIN_ALLOW_THREADS for (int64_t n = 0; n < N; n++)
+        {
+            const int64_t base = n / TF_GEMV_PANEL * self->panel_stride + n % TF_GEMV_PANEL;
+            for (int64_t k = 0; k < K; k++) {
+                const int64_t i = base + k * TF_GEMV_PANEL;
+                if (self->wdt == dnnl_s8) {
+                    out[n * K + k] = (float)((const int8_t *)self->weights)[i] * self->wscale[n];
+                }
+                else {
+                    const uint32_t bits = (uint32_t)((const uint16_t *)self->weights)[i] << 16;
+                    memcpy(out + n * K + k, &bits, sizeof(bits));
+                }
+            }
+        }
+        Py_END_ALLOW_THREADS return (PyObject *)w;
     }
     dnnl_status_t s = user_weights_md(&md, gemm_ndims(self->wdt), self->in_features,
                                       self->out_features, 0, dnnl_f32);
@@ -1096,19 +1171,23 @@ linear_get_implementation(tf_linear *self, void *closure)
     tf_state *st = tf_state_of((PyObject *)self);
     dnnl_primitive_desc_t pd = NULL;
     const char *impl = NULL;
-    /* bf16 rows: a slice of the widened weights in oneDNN's float32 matmul */
+    /* own panels: a slice unpacked for oneDNN's float32 (bf16) or int8 matmul */
     dnnl_status_t s =
-        self->bf16_rows
+        self->own_panels
             ? make_slice_pd(&pd, PACK_M, self->in_features, self->out_features,
-                            self->out_features, self->bias != NULL, self->act, TF_POST_NONE)
+                            self->out_features, self->bias != NULL, self->act, TF_POST_NONE,
+                            self->wdt)
             : make_pd(&pd, PACK_M, self->in_features, self->out_features, self->bias != NULL,
                       self->act, TF_POST_NONE, self->wdt, self->wmd);
     if (tf_check_dnnl(st, s, "querying the implementation") < 0) {
         return NULL;
     }
     dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-    PyObject *r = self->bf16_rows ? PyUnicode_FromFormat("bf16 rows widened + %s", impl ? impl : "unknown")
-                                  : PyUnicode_FromString(impl ? impl : "unknown");
+    PyObject *r = self->own_panels
+                      ? PyUnicode_FromFormat("tfcore %s panels + %s",
+                                             self->wdt == dnnl_s8 ? "int8" : "bf16 (widened)",
+                                             impl ? impl : "unknown")
+                      : PyUnicode_FromString(impl ? impl : "unknown");
     dnnl_primitive_desc_destroy(pd);
     return r;
 }
@@ -1141,7 +1220,8 @@ static PyGetSetDef linear_getset[] = {
      "How the weights are stored and multiplied: 'float32', 'bfloat16' or 'int8'.", NULL},
     {"implementation", (getter)linear_get_implementation, NULL,
      "The oneDNN implementation that runs this layer's many-row calls (e.g.\n"
-     "'brg:avx512_core'; bf16 without AVX512_BF16: 'bf16 rows widened + gemm:jit:f32').",
+     "'brg:avx512_core'; bf16 / int8 without AVX512_BF16 / VNNI: 'tfcore bf16 (widened)\n"
+     "panels + gemm:jit:f32', 'tfcore int8 panels + gemm:jit').",
      NULL},
     {"quant_max", (getter)linear_get_quant_max, NULL,
      "int8: the weights' integer range [-quant_max, quant_max]: 127, or 63 on CPUs without\n"

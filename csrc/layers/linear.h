@@ -19,8 +19,8 @@ typedef struct {
     int32_t *wsum;        /* (N,) Σ_k of each s8 weight column (tf_gemv_s8), else NULL */
     int64_t panel_stride; /* elements between 64-column panels for tf_gemv(_s8); 0: none */
     int64_t panel_ld;     /* elements between the k rows of a panel (plain rows: N) */
-    int bf16_rows;        /* bf16 weights kept as plain (K, N) rows and multiplied in float32
-                           * (no AVX512_BF16: oneDNN has no bf16 matmul there) */
+    int own_panels;       /* bf16 / int8 weights in tfcore's 64-column panels (kernels/gemv.h),
+                           * wmd NULL: a CPU without AVX512_BF16 / VNNI (linear.c) */
     int qmax;             /* int8: weights in [-qmax, qmax]: 127, or 63 without VNNI */
 } tf_linear;
 

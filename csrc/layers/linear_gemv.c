@@ -377,12 +377,12 @@ tf_gemv_bf16(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post 
 
 /* ------------------------------------------------------------------ the entry point */
 
-/* bf16 / int8 weights kept as plain (K, N) rows (no AVX512_BF16 / VNNI: layers/linear.c):
- * the portable kernel widens them in registers. bf16 takes x rounded to bf16 (as the
+/* bf16 / int8 weights in tfcore's own panels (no AVX512_BF16 / VNNI: layers/linear.c): the
+ * portable kernel widens them in registers. bf16 takes x rounded to bf16 (as the
  * native path does), int8 the quantized rows as floats with their scales, so each path
  * gives the products the many-row path gives. */
 static int
-gemv_rows(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
+gemv_own_panels(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
           const float *other, tf_err *err)
 {
     const int64_t K = lin->in_features;
@@ -435,8 +435,8 @@ tf_linear_gemv(const tf_linear *lin, const float *x, int64_t M, float *y, tf_pos
         tf_gemv(lin, x, M, y, post, other);
         return 1;
     }
-    if (lin->bf16_rows || lin->qmax != 127) {
-        return isa == TF_ISA_REFERENCE ? 0 : gemv_rows(lin, x, M, y, post, other, err);
+    if (lin->own_panels) {
+        return isa == TF_ISA_REFERENCE ? 0 : gemv_own_panels(lin, x, M, y, post, other, err);
     }
     if (isa != TF_ISA_AVX512) { /* the VNNI / AVX512_BF16 kernels are AVX-512 code */
         return 0;
