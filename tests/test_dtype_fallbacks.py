@@ -61,7 +61,7 @@ for K, N, act, transposed in ((131, 197, "silu", False), (37, 17, None, True),
     assert qmax == 63, qmax
     for d, lin in layers.items():
         impl[d] = lin.implementation
-    for M in (1, 2, 3, 4, 5, 97):
+    for M in (1, 2, 3, 4, 5, 16, 17, 97):  # the few-row kernel takes up to 16 rows, 4 per pass
         x = rng.standard_normal((M, K)).astype(np.float32)
         r = rng.standard_normal((M, N)).astype(np.float32)
         refs = {"bfloat16": dense.linear(bf16_round(x), bf16_round(W), b, act),
@@ -111,18 +111,19 @@ rng = np.random.default_rng(0)
 layers = [tfcore.Linear(rng.standard_normal((197, 131)).astype(np.float32), dtype=d) for d in ("bfloat16", "int8")]
 print("FEW ROWS", flush=True)
 for lin in layers:
-    for M in range(1, 5):
+    for M in (1, 2, 3, 4, 7, 16):
         lin(rng.standard_normal((M, 131)).astype(np.float32))
 print("MANY ROWS", flush=True)
 for lin in layers:
-    lin(rng.standard_normal((8, 131)).astype(np.float32))
+    lin(rng.standard_normal((17, 131)).astype(np.float32))
 """
 
 
 @pytest.mark.parametrize("level", [lv for lv in KERNEL_LEVELS if lv != "reference"])
 def test_few_rows_run_no_onednn_matmul(level):
-    """Decoding (M <= 4) reads the bf16 / int8 rows in tfcore's kernel: oneDNN runs no matmul
-    for those calls (ONEDNN_VERBOSE), and does for 8 rows (the control)."""
+    """Decoding (up to 16 rows: batched decoding) reads the bf16 / int8 panels in tfcore's
+    kernel: oneDNN runs no matmul for those calls (ONEDNN_VERBOSE), and does for 17 rows (the
+    control)."""
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ONEDNN_VERBOSE": "1", "TFCORE_ISA": level}
     out = subprocess.run(
         [sys.executable, "-c", _DECODE_CHILD], capture_output=True, text=True, env=env, timeout=300

@@ -169,7 +169,7 @@ def test_few_rows_over_onednn_avx2_plain_layout(level):
     res = json.loads(rest.splitlines()[0])
     assert res["gemv"] == level
     assert res["worst"] < 1.0, res  # within tol(K) of the float64 reference
-    assert "wei_f32::blocked:ab" in out  # the plain layout was chosen
+    assert "wei_f32::blocked:ba" in out  # the plain layout, kept as (N, K) rows
     assert ",exec,cpu,matmul," not in few  # every few-row product ran in tfcore's kernel
     assert ",exec,cpu,matmul," in rest  # (and the verbose log does show oneDNN's runs)
 

@@ -1,13 +1,13 @@
-/* gemv.c — y = act(x W + b) (post) other for a few rows x over 64-column weight panels
+/* gemv.c — y = act(x W + b) (post) other for a few rows x over weight panels or rows
  * (kernels/gemv.h), one source compiled per ISA.
  *
- * Panels with rows of 64 floats (oneDNN's BA16a64b): a panel is streamed front to back, one
- * k row at a time, into M x 64 float accumulators held in registers: with AVX-512 that is 4
- * vectors per row for up to 4 rows (16 of 32 registers); AVX2 has 8-lane vectors and 16
- * registers, so a panel is swept in strips of fewer vectors (8 for one row, 4 for two, 2
- * for three or four), each strip a pass over the panel's K rows. Threads take whole panels.
- * Plain (K, N) rows (oneDNN's AVX2 choice, and Linear's bf16 / int8 rows without AVX512_BF16 /
- * VNNI): see the chunk kernels below. */
+ * Panels with rows of 64 elements (oneDNN's float32 BA16a64b, or tfcore's own bf16 / int8
+ * panels, widened in registers): a panel is streamed front to back, one k row at a time,
+ * into M x 64 float accumulators held in registers: with AVX-512 that is 4 vectors per row
+ * for up to 4 rows (16 of 32 registers); AVX2 has 8-lane vectors and 16 registers, so a
+ * panel is swept in strips of fewer vectors (8 for one row, 4 for two, 2 for three or four),
+ * each strip a pass over the panel's K rows. Threads take whole panels.
+ * (N, K) rows (float32 where oneDNN keeps plain rows, i.e. at AVX2): see dot_rows below. */
 #include "kernels/gemv.h"
 #include "kernels/activation.h"
 #include "kernels/bfloat16.h"
@@ -48,17 +48,15 @@ st(float *p, tf_vf v, int64_t n)
 /* element size of each weight type */
 #define W_BYTES(wt) ((wt) == TF_GEMV_F32 ? 4 : (wt) == TF_GEMV_BF16 ? 2 : 1)
 
-/* TF_VW weights (the first n if masked) widened to float lanes: element type wt is a
- * compile-time constant in every caller, so the switch folds away. */
+/* TF_VW weights from element i widened to float lanes: element type wt is a compile-time
+ * constant in every caller, so the switch folds away. */
 static inline __attribute__((always_inline)) tf_vf
-load_w(const void *w, int64_t i, const tf_gemv_wtype wt, const int masked, int64_t n)
+load_w(const void *w, int64_t i, const tf_gemv_wtype wt)
 {
     switch (wt) {
-        case TF_GEMV_BF16:
-            return tf_vload_bf16_n((const uint16_t *)w + i, masked ? n : TF_VW);
-        case TF_GEMV_S8: return tf_vload_s8_n((const int8_t *)w + i, masked ? n : TF_VW);
-        default:
-            return masked ? tf_vload_n((const float *)w + i, n) : tf_vload((const float *)w + i);
+        case TF_GEMV_BF16: return tf_vload_bf16_n((const uint16_t *)w + i, TF_VW);
+        case TF_GEMV_S8: return tf_vload_s8_n((const int8_t *)w + i, TF_VW);
+        default: return tf_vload((const float *)w + i);
     }
 }
 
@@ -77,7 +75,7 @@ strip_dot(const void *panel, const tf_gemv_wtype wt, int64_t ldw, int64_t K, con
     }
     for (int64_t k = 0, row = s0 * TF_VW; k < K; k++, row += ldw) {
         for (int j = 0; j < S; j++) {
-            const tf_vf w = load_w(panel, row + j * TF_VW, wt, 0, TF_VW);
+            const tf_vf w = load_w(panel, row + j * TF_VW, wt);
             for (int m = 0; m < M; m++) {
                 a[m][j] = tf_vfma(w, tf_vset1(x[m * K + k]), a[m][j]);
             }
@@ -159,112 +157,107 @@ static const panel_fn panel_fns[3][TF_GEMV_MAX_M] = {
     [TF_GEMV_S8] = {panel_s8_m1, panel_s8_m2, panel_s8_m3, panel_s8_m4},
 };
 
-/* Plain row-major (K, N) weights: a panel would be read 256 bytes per row at a stride of N
- * floats, which the prefetchers follow badly on wide layers. Instead each work item is a
- * chunk of up to ACC_FLOATS / M columns swept KB rows at a time: KB sequential streams of row
- * segments, the M x chunk sums kept in a stack buffer (L1/L2), U vectors of columns at a
- * time so that even one row has independent FMA chains. Each column still sums its K
- * products in order with fused multiply-adds: the same bits as the panel kernel. */
-#define ACC_FLOATS 8192 /* the M x chunk sums on the stack: 32 KB */
-#define KB         8
-/* vectors of columns per step for M rows: M x U >= 8 independent FMA chains where the
- * registers allow (an FMA's latency is 4-5 cycles at 2 per cycle), at most 13 live vectors
- * with AVX2's 16 */
-#define UNROLL(M)  ((M) == 1 ? 8 : (M) == 2 ? 4 : (M) == 3 ? 3 : 2)
+typedef void (*rows_fn)(const tf_gemv_f32_args *, const float *, int64_t, int64_t, float *,
+                        tf_post, const float *);
 
-/* acc (M, lda) columns [j, j + U TF_VW) += x (M, K) rows k0 .. k1 of w (row stride ldw, at
- * column j; element type wt); `left` columns are valid from j (masked: the last ones). */
+/* Weights as (N, K) rows (g->transposed: oneDNN's AVX2 layout as Linear keeps it): each
+ * output is a dot product along one contiguous row, so a thread's share of the weights is a
+ * single contiguous stream (what the prefetchers follow best). R rows of W at a time against
+ * the M rows of x: M x R vector accumulators (>= 8 independent FMA chains where the
+ * registers allow), each reduced across its lanes at the end. */
+#define ROWS_PER_STEP(M) ((M) == 1 ? 8 : (M) == 2 ? 4 : 2)
+
+/* sums[m * R + r] = x[m] · w[r] over K, w rows ldw floats apart. */
 static inline __attribute__((always_inline)) void
-rows_block(const void *w, const tf_gemv_wtype wt, int64_t ldw, const float *x, int64_t K,
-           int64_t k0, int64_t k1, const int M, const int U, const int masked, int64_t left,
-           float *acc, int64_t lda)
+dot_rows(const float *w, int64_t ldw, const float *x, int64_t K, const int M, const int R,
+         float *sums)
 {
     tf_vf a[TF_GEMV_MAX_M][8];
     for (int m = 0; m < M; m++) {
-        for (int u = 0; u < U; u++) {
-            a[m][u] = tf_vload(acc + m * lda + u * TF_VW);
+        for (int r = 0; r < R; r++) {
+            a[m][r] = tf_vzero();
         }
     }
-    const int bytes = W_BYTES(wt);
-    for (int64_t k = k0, i = 0; k < k1; k++, i += ldw) {
-        /* the same columns KB rows down, needed by the next block: on layers a few thousand
-         * columns wide each thread's row segments are too short for the hardware prefetchers
-         * to ramp up on the 8 row streams (AVX2 GPT-2 decode: 22.9 -> see docs/performance.md) */
-        const char *ahead = (const char *)w + (i + KB * ldw) * bytes;
-        for (int off = 0; off < U * TF_VW * bytes; off += 64) {
-            tf_prefetch(ahead + off);
+    int64_t k = 0;
+    for (; k + TF_VW <= K; k += TF_VW) {
+        tf_vf xv[TF_GEMV_MAX_M];
+        for (int m = 0; m < M; m++) {
+            xv[m] = tf_vload(x + m * K + k);
         }
-        for (int u = 0; u < U; u++) {
-            const tf_vf wv = load_w(w, i + u * TF_VW, wt, masked, left - u * TF_VW);
+        for (int r = 0; r < R; r++) {
+            const tf_vf wv = tf_vload(w + r * ldw + k);
             for (int m = 0; m < M; m++) {
-                a[m][u] = tf_vfma(wv, tf_vset1(x[m * K + k]), a[m][u]);
+                a[m][r] = tf_vfma(wv, xv[m], a[m][r]);
+            }
+            if ((k & (64 / sizeof(float) - 1)) == 0) { /* once per line: the next rows' */
+                tf_prefetch(w + (R + r) * ldw + k);
+            }
+        }
+    }
+    if (k < K) { /* the last K % TF_VW: lanes past K read 0 */
+        for (int r = 0; r < R; r++) {
+            const tf_vf wv = tf_vload_n(w + r * ldw + k, K - k);
+            for (int m = 0; m < M; m++) {
+                a[m][r] = tf_vfma(wv, tf_vload_n(x + m * K + k, K - k), a[m][r]);
             }
         }
     }
     for (int m = 0; m < M; m++) {
-        for (int u = 0; u < U; u++) {
-            tf_vstore(acc + m * lda + u * TF_VW, a[m][u]);
+        for (int r = 0; r < R; r++) {
+            sums[m * R + r] = tf_vreduce_add(a[m][r]);
         }
     }
 }
 
-#define DEFINE_CHUNK_M(MR, WT, NAME)                                                           \
-    static void NAME##_m##MR(const tf_gemv_f32_args *g, const float *x, int64_t n0,            \
-                             int64_t nc, float *y, tf_post post, const float *other)           \
-    {                                                                                          \
-        enum { U = UNROLL(MR), STEP = UNROLL(MR) * TF_VW };                                    \
-        float acc[ACC_FLOATS] __attribute__((aligned(64)));                                    \
-        const int64_t K = g->K, ldw = g->ldw, lda = (nc + STEP - 1) / STEP * STEP;             \
-        for (int64_t i = 0; i < MR * lda; i += TF_VW) {                                        \
-            tf_vstore(acc + i, tf_vzero());                                                    \
-        }                                                                                      \
-        for (int64_t k0 = 0; k0 < K; k0 += KB) {                                               \
-            const int64_t k1 = K - k0 < KB ? K : k0 + KB;                                      \
-            const char *w = (const char *)g->w + (k0 * ldw + n0) * W_BYTES(WT);                \
-            int64_t j = 0;                                                                     \
-            for (; j + STEP <= nc; j += STEP) {                                                \
-                rows_block(w + j * W_BYTES(WT), WT, ldw, x, K, k0, k1, MR, U, 0, STEP,         \
-                           acc + j, lda);                                                      \
-            }                                                                                  \
-            if (j < nc) { /* the last columns: nothing past N may be read */                   \
-                rows_block(w + j * W_BYTES(WT), WT, ldw, x, K, k0, k1, MR, U, 1, nc - j,       \
-                           acc + j, lda);                                                      \
-            }                                                                                  \
-        }                                                                                      \
-        store_cols(g, acc, lda, MR, n0, nc, y, post, other);                                   \
+/* Outputs n0 .. n0 + nc, 64 at a time: their dot products, then the epilogue. */
+#define DEFINE_TROWS_M(MR)                                                                      \
+    static void trows_m##MR(const tf_gemv_f32_args *g, const float *x, int64_t n0, int64_t nc, \
+                            float *y, tf_post post, const float *other)                        \
+    {                                                                                           \
+        enum { R = ROWS_PER_STEP(MR) };                                                         \
+        float acc[MR * PANEL] __attribute__((aligned(64))), sums[MR * R];                       \
+        const float *w = (const float *)g->w;                                                   \
+        for (int64_t c0 = 0; c0 < nc; c0 += PANEL) {                                            \
+            const int64_t cn = nc - c0 < PANEL ? nc - c0 : PANEL;                               \
+            int64_t r = 0;                                                                      \
+            for (; r + R <= cn; r += R) {                                                       \
+                dot_rows(w + (n0 + c0 + r) * g->ldw, g->ldw, x, g->K, MR, R, sums);             \
+                for (int m = 0; m < MR; m++) {                                                  \
+                    for (int i = 0; i < R; i++) {                                               \
+                        acc[m * PANEL + r + i] = sums[m * R + i];                               \
+                    }                                                                           \
+                }                                                                               \
+            }                                                                                   \
+            for (; r < cn; r++) {                                                               \
+                dot_rows(w + (n0 + c0 + r) * g->ldw, g->ldw, x, g->K, MR, 1, sums);             \
+                for (int m = 0; m < MR; m++) {                                                  \
+                    acc[m * PANEL + r] = sums[m];                                               \
+                }                                                                               \
+            }                                                                                   \
+            store_cols(g, acc, PANEL, MR, n0 + c0, cn, y, post, other);                         \
+        }                                                                                       \
     }
-#define DEFINE_CHUNKS(WT, NAME)   \
-    DEFINE_CHUNK_M(1, WT, NAME)   \
-    DEFINE_CHUNK_M(2, WT, NAME)   \
-    DEFINE_CHUNK_M(3, WT, NAME)   \
-    DEFINE_CHUNK_M(4, WT, NAME)
-DEFINE_CHUNKS(TF_GEMV_F32, chunk_f32) /* plain rows are oneDNN's float32 layout only */
-
-typedef void (*chunk_fn)(const tf_gemv_f32_args *, const float *, int64_t, int64_t, float *,
-                         tf_post, const float *);
-static const chunk_fn chunk_fns[TF_GEMV_MAX_M] = {chunk_f32_m1, chunk_f32_m2, chunk_f32_m3,
-                                                  chunk_f32_m4};
+DEFINE_TROWS_M(1)
+DEFINE_TROWS_M(2)
+DEFINE_TROWS_M(3)
+DEFINE_TROWS_M(4)
+static const rows_fn trows_fns[TF_GEMV_MAX_M] = {trows_m1, trows_m2, trows_m3, trows_m4};
 
 void
 TF_ISA_FN(tf_gemv_f32)(const tf_gemv_f32_args *g, const float *x, int64_t M, float *y, tf_post post,
                        const float *other)
 {
-    if (g->ldw != PANEL) { /* plain rows: one chunk of columns per thread, as wide as fits */
-        const chunk_fn fn = chunk_fns[M - 1];
+    if (g->transposed) { /* one contiguous range of rows per thread */
         const int par = g->K * g->N >= PARALLEL_MIN_WEIGHTS;
         const int64_t T = par ? omp_get_max_threads() : 1;
-        /* M * lda <= ACC_FLOATS (lda: the chunk rounded up to a step of U vectors) */
-        const int64_t max_cw = ACC_FLOATS / M / (UNROLL(M) * TF_VW) * (UNROLL(M) * TF_VW);
-        /* as few chunks as fit, a multiple of the threads so that each does the same work */
-        int64_t chunks = (g->N + max_cw - 1) / max_cw;
-        chunks = (chunks + T - 1) / T * T;
-        int64_t cw = ((g->N + chunks - 1) / chunks + PANEL - 1) / PANEL * PANEL;
-        cw = cw > max_cw ? max_cw : cw;
-        chunks = (g->N + cw - 1) / cw;
+        const int64_t per = ((g->N + T - 1) / T + 7) / 8 * 8;
+        const rows_fn fn = trows_fns[M - 1];
 #pragma omp parallel for schedule(static) if (par)
-        for (int64_t c = 0; c < chunks; c++) {
-            const int64_t n0 = c * cw, nc = g->N - n0 < cw ? g->N - n0 : cw;
-            fn(g, x, n0, nc, y, post, other);
+        for (int64_t t = 0; t < T; t++) {
+            const int64_t n0 = t * per, nc = g->N - n0 < per ? g->N - n0 : per;
+            if (nc > 0) {
+                fn(g, x, n0, nc, y, post, other);
+            }
         }
         return;
     }

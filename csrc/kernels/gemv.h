@@ -15,11 +15,12 @@
 /* Output columns per panel. */
 #define TF_GEMV_PANEL 64
 
-/* The (K, N) weights as panels of TF_GEMV_PANEL output columns: column n0 + j of row k is at
- * w[p * panel_stride + k * ldw + j], p = n0 / TF_GEMV_PANEL. oneDNN's BA16a64b (its AVX-512
- * packing) is panel_stride = K_padded * 64, ldw = 64, every panel 64 columns wide (zeros
- * past N); a plain row-major (K, N) matrix (its AVX2 choice) is panel_stride = 64, ldw >= N,
- * and the last panel stops at N (read with masked loads). */
+/* The (K, N) weights either as panels of TF_GEMV_PANEL output columns, every panel 64
+ * columns wide (zeros past N): column n0 + j of row k is at w[p * panel_stride + k * ldw + j],
+ * p = n0 / TF_GEMV_PANEL, ldw = 64 (oneDNN's float32 BA16a64b, its AVX-512 packing:
+ * panel_stride = K_padded * 64; tfcore's own bf16 / int8 panels: K * 64); or (transposed,
+ * float32 only) as (N, K) rows: element (k, n) at w[n * ldw + k], ldw >= K (oneDNN's plain
+ * layout at AVX2, as Linear keeps it). */
 typedef enum {
     TF_GEMV_F32,  /* float32 weights */
     TF_GEMV_BF16, /* bf16 bits, widened exactly */
@@ -29,6 +30,7 @@ typedef enum {
 typedef struct {
     const void *w;        /* elements of wtype */
     tf_gemv_wtype wtype;  /* bf16 / int8: panels only (ldw == 64; Linear's own layout) */
+    int transposed;       /* float32 (N, K) rows ldw apart instead of panels (panel_stride unused) */
     int64_t panel_stride; /* elements between panels */
     int64_t ldw;          /* elements between consecutive k rows of a panel */
     int64_t K, N;
@@ -40,8 +42,9 @@ typedef struct {
 
 /* y (M, N) = act(x (M, K) W + b) (post) other for M <= TF_GEMV_MAX_M; other (M, N) or NULL
  * (TF_POST_ACCUM adds to y). Threaded over panels. Runs only where tf_gemv_f32_isa() is not
- * TF_ISA_REFERENCE (there is no plain path: the caller uses oneDNN). Every level sums each
- * column's K products in the same order with fused multiply-adds: the same bits. For int8
+ * TF_ISA_REFERENCE (there is no plain path: the caller uses oneDNN). Over panels every level
+ * sums each column's K products in the same order with fused multiply-adds: the same bits;
+ * over (N, K) rows each output is TF_VW partial sums reduced at the end. For int8
  * weights x holds the quantized rows as floats (integers, so the products are exact). */
 void tf_gemv_f32(const tf_gemv_f32_args *g, const float *x, int64_t M, float *y, tf_post post,
                  const float *other);

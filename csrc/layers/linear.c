@@ -180,7 +180,7 @@ done:
  * then to an odd multiple of 16. oneDNN's AVX2 GEMM (gemm:jit) reads B down its rows; with a
  * row stride of a multiple of 2 KiB those reads collide in the same cache sets: measured at
  * AVX2, M = 128, K = 768, 2 threads: N = 3072 ran at 97 GFLOP/s with stride N and 220 with
- * N + 16 (N = 2304, stride 9 KiB, ran at 202 either way). */
+ * N + 16 (N = 2304, stride 9 KiB, ran at 202 either way). The same holds for (N, K) rows. */
 static int64_t
 rows_ld(int64_t N)
 {
@@ -195,6 +195,14 @@ rows_md(dnnl_memory_desc_t *md, int nd, int64_t K, int64_t N, int64_t ld, dnnl_d
     dnnl_dims_t dims2 = {K, N}, strides2 = {ld, 1}, dims3 = {1, K, N}, strides3 = {K * ld, ld, 1};
     return nd == 3 ? dnnl_memory_desc_create_with_strides(md, 3, dims3, dt, strides3)
                    : dnnl_memory_desc_create_with_strides(md, 2, dims2, dt, strides2);
+}
+
+/* Float32 (K, N) weights stored as (N, K) rows ld floats apart. */
+static dnnl_status_t
+trows_md(dnnl_memory_desc_t *md, int64_t K, int64_t N, int64_t ld)
+{
+    dnnl_dims_t dims = {K, N}, strides = {1, ld};
+    return dnnl_memory_desc_create_with_strides(md, 2, dims, dnnl_f32, strides);
 }
 
 /* Is md a plain row-major matrix (no blocking, last dimension dense)? */
@@ -477,11 +485,9 @@ tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_
                   m_scratch = NULL, m_wscale = NULL, m_rows = NULL;
     int rc = -1;
     const int64_t K = lin->in_features, N = lin->out_features;
-    if (M <= TF_GEMV_MAX_M) {
-        const int done = tf_linear_gemv(lin, x, M, y, post, other, err);
-        if (done != 0) {
-            return done < 0 ? -1 : 0;
-        }
+    const int done = tf_linear_gemv(lin, x, M, y, post, other, err); /* a few rows */
+    if (done != 0) {
+        return done < 0 ? -1 : 0;
     }
     if (lin->own_panels) {
         return own_panels_forward(lin, x, M, y, post, other, err);
@@ -947,17 +953,29 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                           "copying the packed weight layout")) {
             goto fail;
         }
-        if (is_plain_rows(self->wmd)) { /* oneDNN's AVX2 choice: keep the rows, padded */
+        if (is_plain_rows(self->wmd)) {
+            /* oneDNN's AVX2 choice (gemm:jit takes B as it is): float32 as (N, K) rows (its
+             * "transposed B", as fast for it), so that the few-row kernel streams each
+             * thread's share of the weights as one contiguous range; other types as (K, N)
+             * rows. Either way padded (rows_ld). */
             dnnl_memory_desc_destroy(self->wmd);
             self->wmd = NULL;
-            if (tf_check_dnnl(st, rows_md(&self->wmd, gemm_ndims(wdt), K, N, rows_ld(N), wdt),
+            self->wtrans = wdt == dnnl_f32;
+            if (tf_check_dnnl(st,
+                              self->wtrans ? trows_md(&self->wmd, K, N, rows_ld(K))
+                                           : rows_md(&self->wmd, gemm_ndims(wdt), K, N,
+                                                     rows_ld(N), wdt),
                               "describing the weight rows")) {
                 goto fail;
             }
         }
         self->panel_stride = wdt == dnnl_s8     ? tf_gemv_s8_panel_stride(self->wmd)
                              : wdt == dnnl_bf16 ? tf_gemv_bf16_panel_stride(self->wmd)
+                             : self->wtrans     ? 1 /* unused: rows, not panels */
                                                 : tf_gemv_panel_stride(self->wmd, &self->panel_ld);
+        if (self->wtrans) {
+            self->panel_ld = rows_ld(K);
+        }
         wsize = dnnl_memory_desc_get_size(self->wmd);
     }
     self->weights = tf_malloc(wsize);

@@ -19,6 +19,8 @@ typedef struct {
     int32_t *wsum;        /* (N,) Σ_k of each s8 weight column (tf_gemv_s8), else NULL */
     int64_t panel_stride; /* elements between 64-column panels for tf_gemv(_s8); 0: none */
     int64_t panel_ld;     /* elements between the k rows of a panel (plain rows: N) */
+    int wtrans;           /* float32 weights as (N, K) rows, panel_ld apart (oneDNN's AVX2 layout,
+                           * see linear.c) */
     int own_panels;       /* bf16 / int8 weights in tfcore's 64-column panels (kernels/gemv.h),
                            * wmd NULL: a CPU without AVX512_BF16 / VNNI (linear.c) */
     int qmax;             /* int8: weights in [-qmax, qmax]: 127, or 63 without VNNI */

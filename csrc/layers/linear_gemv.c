@@ -5,9 +5,9 @@
  * product is kernels/gemv.c's, compiled per ISA. BA16a64b (oneDNN's AVX-512 packing) stores
  * the (K, N) weight matrix as panels of 64 output columns; within a panel the K rows follow
  * each other (blocks of 16 rows, padded with zeros up to a multiple of 16), each row 64
- * floats, so a panel is one contiguous (K_padded, 64) stream. With AVX2 oneDNN keeps the
- * plain row-major (K, N) matrix (rows padded, see layers/linear.c: rows_ld): its 64-column
- * panels are read row by row at the row stride.
+ * floats, so a panel is one contiguous (K_padded, 64) stream. With AVX2 oneDNN takes plain
+ * rows, which Linear keeps as (N, K) rows (layers/linear.c); kernels/gemv.c reads those too.
+ * bf16 / int8 weights without AVX512_BF16 / VNNI are in tfcore's own panels (gemv_own_panels).
  * int8 and bf16 weights: AVX512_VNNI / AVX512_BF16 kernels over oneDNN's s8 and bf16
  * panels, below. Threads take whole panels.
  */
@@ -91,24 +91,7 @@ tf_gemv_panel_stride(const_dnnl_memory_desc_t wmd, int64_t *ldw)
         *ldw = PANEL;
         return stride;
     }
-    /* plain row-major (K, N) ('ab', what oneDNN's AVX2 gemm keeps): panels are adjacent
-     * 64-column slices of the rows */
-    int ndims = 0, nblks = 0;
-    const dnnl_dims_t *dims = NULL, *strides = NULL;
-    dnnl_data_type_t dt = dnnl_data_type_undef;
-    *ldw = 0;
-    if (dnnl_memory_desc_query(wmd, dnnl_query_ndims_s32, &ndims) ||
-        dnnl_memory_desc_query(wmd, dnnl_query_data_type, &dt) ||
-        dnnl_memory_desc_query(wmd, dnnl_query_inner_nblks_s32, &nblks) || ndims != 2 ||
-        dt != dnnl_f32 || nblks != 0 || dnnl_memory_desc_query(wmd, dnnl_query_dims, &dims) ||
-        dnnl_memory_desc_query(wmd, dnnl_query_strides, &strides)) {
-        return 0;
-    }
-    if ((*strides)[1] != 1 || (*strides)[0] < (*dims)[1]) {
-        return 0;
-    }
-    *ldw = (*strides)[0]; /* rows may be padded (layers/linear.c: rows_ld) */
-    return PANEL;
+    return 0; /* (oneDNN's plain AVX2 layout is kept as (N, K) rows: layers/linear.c) */
 }
 
 /* Columns n0 .. n0+nc of every row: add bias, activate, combine with other / y. */
@@ -155,6 +138,7 @@ tf_gemv(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
     const tf_gemv_f32_args g = {
         .w = lin->weights,
         .wtype = TF_GEMV_F32,
+        .transposed = lin->wtrans,
         .panel_stride = lin->panel_stride,
         .ldw = lin->panel_ld,
         .K = lin->in_features,
@@ -424,10 +408,27 @@ int
 tf_linear_gemv(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
                const float *other, tf_err *err)
 {
-    if (M > TF_GEMV_MAX_M || lin->panel_stride == 0) {
+    if (lin->panel_stride == 0) {
         return 0;
     }
     const tf_isa_level isa = tf_gemv_f32_isa();
+    if (lin->own_panels && M <= TF_GEMV_OWN_MAX_M && isa != TF_ISA_REFERENCE) {
+        /* up to 4 groups of up to 4 rows, a pass over the panels each: for own panels the
+         * other way (unpacking every panel for oneDNN) costs more up to here (batched
+         * decoding) */
+        const int64_t K = lin->in_features, N = lin->out_features;
+        for (int64_t m0 = 0; m0 < M; m0 += TF_GEMV_MAX_M) {
+            const int64_t mg = M - m0 < TF_GEMV_MAX_M ? M - m0 : TF_GEMV_MAX_M;
+            if (gemv_own_panels(lin, x + m0 * K, mg, y + m0 * N, post,
+                                other != NULL ? other + m0 * N : NULL, err) < 0) {
+                return -1;
+            }
+        }
+        return 1;
+    }
+    if (M > TF_GEMV_MAX_M) {
+        return 0;
+    }
     if (lin->wdt == dnnl_f32) {
         if (isa == TF_ISA_REFERENCE) {
             return 0;
@@ -436,7 +437,7 @@ tf_linear_gemv(const tf_linear *lin, const float *x, int64_t M, float *y, tf_pos
         return 1;
     }
     if (lin->own_panels) {
-        return isa == TF_ISA_REFERENCE ? 0 : gemv_own_panels(lin, x, M, y, post, other, err);
+        return 0; /* the reference level: oneDNN */
     }
     if (isa != TF_ISA_AVX512) { /* the VNNI / AVX512_BF16 kernels are AVX-512 code */
         return 0;

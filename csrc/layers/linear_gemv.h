@@ -12,11 +12,9 @@
 #include "layers/linear.h"
 #include "kernels/gemv.h" /* TF_GEMV_MAX_M, the portable kernel */
 
-/* Floats between the 64-column panels of a float32 packed layout tf_gemv can read, with
- * *ldw the floats between the k rows of a panel; 0 when it cannot (then oneDNN runs every
- * M). Read: oneDNN's BA16a64b with contiguous K blocks (its AVX-512 packing: stride
- * K_padded * 64, ldw 64) and a plain row-major (K, N) matrix (its AVX2 choice: 64, and the
- * row stride, N or more). */
+/* Floats between the 64-column panels of oneDNN's float32 BA16a64b layout with contiguous K
+ * blocks (its AVX-512 packing: K_padded * 64), with *ldw the floats between the k rows of a
+ * panel (64); 0 for any other layout (plain rows are Linear's (N, K) rows, set up there). */
 int64_t tf_gemv_panel_stride(const_dnnl_memory_desc_t wmd, int64_t *ldw);
 
 /* The panel stride in bytes of oneDNN's s8 aBC16b64c4b layout, or 0 when it cannot read it
@@ -27,11 +25,12 @@ int64_t tf_gemv_bf16_panel_stride(const_dnnl_memory_desc_t wmd);
 
 /* y (M, N) = act(x (M, K) Wᵀ + b) (post) other, as tf_linear_forward, for a few rows when a
  * kernel here can: 1 done, 0 not taken (the caller runs oneDNN), -1 error (err filled).
- * Taken for M <= TF_GEMV_MAX_M when lin->panel_stride > 0 and: float32 weights, or bf16 /
- * int8 rows (no AVX512_BF16 / VNNI), with the portable kernel above the reference level
- * (tf_gemv_f32_isa); oneDNN's int8 / bf16 panels with the AVX512_VNNI / AVX512_BF16
- * kernels at the AVX-512 level. int8 quantizes each row as the oneDNN path does, bf16
+ * Taken when lin->panel_stride > 0 and: float32 weights (M <= TF_GEMV_MAX_M), or bf16 / int8
+ * in tfcore's own panels (no AVX512_BF16 / VNNI; M <= TF_GEMV_OWN_MAX_M, 4 rows per pass), with
+ * the portable kernel above the reference level (tf_gemv_f32_isa); oneDNN's int8 / bf16
+ * panels with the AVX512_VNNI / AVX512_BF16 kernels at the AVX-512 level (M <= 4). int8 quantizes each row as the oneDNN path does, bf16
  * rounds it to bf16: every path computes the same products. Call without the GIL. */
+#define TF_GEMV_OWN_MAX_M 16
 int tf_linear_gemv(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
                    const float *other, tf_err *err);
 
