@@ -99,8 +99,8 @@ store_cols(const tf_gemv_f32_args *g, float *acc, int64_t lda, int64_t M, int64_
         if (g->col_scale != NULL || g->row_scale != NULL) { /* int8: dequantize the sums */
             const tf_vf rs = tf_vset1(g->row_scale != NULL ? g->row_scale[m] : 1.0f);
             for (int64_t j = 0; j < nc; j += TF_VW) {
-                const tf_vf cs = g->col_scale != NULL ? ld(g->col_scale + n0 + j, nc - j)
-                                                      : tf_vset1(1.0f);
+                const tf_vf cs =
+                    g->col_scale != NULL ? ld(g->col_scale + n0 + j, nc - j) : tf_vset1(1.0f);
                 tf_vstore(a + j, tf_vmul(tf_vload(a + j), tf_vmul(cs, rs)));
             }
         }
@@ -128,22 +128,22 @@ store_cols(const tf_gemv_f32_args *g, float *acc, int64_t lda, int64_t M, int64_
 }
 
 /* Panel p for a compile-time M (and weight type): its strips, then the epilogue. */
-#define DEFINE_PANEL_M(MR, WT, NAME)                                                             \
-    static void NAME##_m##MR(const tf_gemv_f32_args *g, const float *x, int64_t p, float *y,     \
-                             tf_post post, const float *other)                                   \
-    {                                                                                            \
-        float acc[MR * PANEL] __attribute__((aligned(64)));                                      \
-        const int64_t n0 = p * PANEL, nc = g->N - n0 < PANEL ? g->N - n0 : PANEL;                \
-        const char *panel = (const char *)g->w + p * g->panel_stride * W_BYTES(WT);              \
-        for (int s0 = 0; s0 < NV; s0 += STRIP(MR)) {                                             \
-            strip_dot(panel, WT, g->ldw, g->K, x, MR, STRIP(MR), s0, acc);                       \
-        }                                                                                        \
-        store_cols(g, acc, PANEL, MR, n0, nc, y, post, other);                                   \
+#define DEFINE_PANEL_M(MR, WT, NAME)                                                         \
+    static void NAME##_m##MR(const tf_gemv_f32_args *g, const float *x, int64_t p, float *y, \
+                             tf_post post, const float *other)                               \
+    {                                                                                        \
+        float acc[MR * PANEL] __attribute__((aligned(64)));                                  \
+        const int64_t n0 = p * PANEL, nc = g->N - n0 < PANEL ? g->N - n0 : PANEL;            \
+        const char *panel = (const char *)g->w + p * g->panel_stride * W_BYTES(WT);          \
+        for (int s0 = 0; s0 < NV; s0 += STRIP(MR)) {                                         \
+            strip_dot(panel, WT, g->ldw, g->K, x, MR, STRIP(MR), s0, acc);                   \
+        }                                                                                    \
+        store_cols(g, acc, PANEL, MR, n0, nc, y, post, other);                               \
     }
-#define DEFINE_PANELS(WT, NAME)   \
-    DEFINE_PANEL_M(1, WT, NAME)   \
-    DEFINE_PANEL_M(2, WT, NAME)   \
-    DEFINE_PANEL_M(3, WT, NAME)   \
+#define DEFINE_PANELS(WT, NAME) \
+    DEFINE_PANEL_M(1, WT, NAME) \
+    DEFINE_PANEL_M(2, WT, NAME) \
+    DEFINE_PANEL_M(3, WT, NAME) \
     DEFINE_PANEL_M(4, WT, NAME)
 DEFINE_PANELS(TF_GEMV_F32, panel_f32)
 DEFINE_PANELS(TF_GEMV_BF16, panel_bf16)
@@ -157,8 +157,8 @@ static const panel_fn panel_fns[3][TF_GEMV_MAX_M] = {
     [TF_GEMV_S8] = {panel_s8_m1, panel_s8_m2, panel_s8_m3, panel_s8_m4},
 };
 
-typedef void (*rows_fn)(const tf_gemv_f32_args *, const float *, int64_t, int64_t, float *,
-                        tf_post, const float *);
+typedef void (*rows_fn)(const tf_gemv_f32_args *, const float *, int64_t, int64_t, float *, tf_post,
+                        const float *);
 
 /* Weights as (N, K) rows (g->transposed: oneDNN's AVX2 layout as Linear keeps it): each
  * output is a dot product along one contiguous row, so a thread's share of the weights is a
@@ -210,32 +210,32 @@ dot_rows(const float *w, int64_t ldw, const float *x, int64_t K, const int M, co
 }
 
 /* Outputs n0 .. n0 + nc, 64 at a time: their dot products, then the epilogue. */
-#define DEFINE_TROWS_M(MR)                                                                      \
+#define DEFINE_TROWS_M(MR)                                                                     \
     static void trows_m##MR(const tf_gemv_f32_args *g, const float *x, int64_t n0, int64_t nc, \
                             float *y, tf_post post, const float *other)                        \
-    {                                                                                           \
-        enum { R = ROWS_PER_STEP(MR) };                                                         \
-        float acc[MR * PANEL] __attribute__((aligned(64))), sums[MR * R];                       \
-        const float *w = (const float *)g->w;                                                   \
-        for (int64_t c0 = 0; c0 < nc; c0 += PANEL) {                                            \
-            const int64_t cn = nc - c0 < PANEL ? nc - c0 : PANEL;                               \
-            int64_t r = 0;                                                                      \
-            for (; r + R <= cn; r += R) {                                                       \
-                dot_rows(w + (n0 + c0 + r) * g->ldw, g->ldw, x, g->K, MR, R, sums);             \
-                for (int m = 0; m < MR; m++) {                                                  \
-                    for (int i = 0; i < R; i++) {                                               \
-                        acc[m * PANEL + r + i] = sums[m * R + i];                               \
-                    }                                                                           \
-                }                                                                               \
-            }                                                                                   \
-            for (; r < cn; r++) {                                                               \
-                dot_rows(w + (n0 + c0 + r) * g->ldw, g->ldw, x, g->K, MR, 1, sums);             \
-                for (int m = 0; m < MR; m++) {                                                  \
-                    acc[m * PANEL + r] = sums[m];                                               \
-                }                                                                               \
-            }                                                                                   \
-            store_cols(g, acc, PANEL, MR, n0 + c0, cn, y, post, other);                         \
-        }                                                                                       \
+    {                                                                                          \
+        enum { R = ROWS_PER_STEP(MR) };                                                        \
+        float acc[MR * PANEL] __attribute__((aligned(64))), sums[MR * R];                      \
+        const float *w = (const float *)g->w;                                                  \
+        for (int64_t c0 = 0; c0 < nc; c0 += PANEL) {                                           \
+            const int64_t cn = nc - c0 < PANEL ? nc - c0 : PANEL;                              \
+            int64_t r = 0;                                                                     \
+            for (; r + R <= cn; r += R) {                                                      \
+                dot_rows(w + (n0 + c0 + r) * g->ldw, g->ldw, x, g->K, MR, R, sums);            \
+                for (int m = 0; m < MR; m++) {                                                 \
+                    for (int i = 0; i < R; i++) {                                              \
+                        acc[m * PANEL + r + i] = sums[m * R + i];                              \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+            for (; r < cn; r++) {                                                              \
+                dot_rows(w + (n0 + c0 + r) * g->ldw, g->ldw, x, g->K, MR, 1, sums);            \
+                for (int m = 0; m < MR; m++) {                                                 \
+                    acc[m * PANEL + r] = sums[m];                                              \
+                }                                                                              \
+            }                                                                                  \
+            store_cols(g, acc, PANEL, MR, n0 + c0, cn, y, post, other);                        \
+        }                                                                                      \
     }
 DEFINE_TROWS_M(1)
 DEFINE_TROWS_M(2)
@@ -265,7 +265,8 @@ TF_ISA_FN(tf_gemv_f32)(const tf_gemv_f32_args *g, const float *x, int64_t M, flo
      * worth a thread */
     const int64_t panels = (g->N + PANEL - 1) / PANEL;
     const panel_fn fn = panel_fns[g->wtype][M - 1];
-#pragma omp parallel for schedule(static) if (g->K * g->N * W_BYTES(g->wtype) >= 4 * PARALLEL_MIN_WEIGHTS)
+#pragma omp parallel for schedule(static) if (g->K * g->N * W_BYTES(g->wtype) >= \
+                                                  4 * PARALLEL_MIN_WEIGHTS)
     for (int64_t p = 0; p < panels; p++) {
         fn(g, x, p, y, post, other);
     }

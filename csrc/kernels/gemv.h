@@ -28,9 +28,9 @@ typedef enum {
 } tf_gemv_wtype;
 
 typedef struct {
-    const void *w;        /* elements of wtype */
-    tf_gemv_wtype wtype;  /* bf16 / int8: panels only (ldw == 64; Linear's own layout) */
-    int transposed;       /* float32 (N, K) rows ldw apart instead of panels (panel_stride unused) */
+    const void *w;       /* elements of wtype */
+    tf_gemv_wtype wtype; /* bf16 / int8: panels only (ldw == 64; Linear's own layout) */
+    int transposed;      /* float32 (N, K) rows ldw apart instead of panels (panel_stride unused) */
     int64_t panel_stride; /* elements between panels */
     int64_t ldw;          /* elements between consecutive k rows of a panel */
     int64_t K, N;

@@ -8,8 +8,7 @@
  * per row (per token for activations, per output channel for (N, K) weights). qmax is 127,
  * or 63 for int8 weights on CPUs without VNNI (layers/linear.c says why).
  * Runs without the GIL; threaded over rows. */
-void tf_quantize_rows_s8(const float *x, int64_t M, int64_t K, int qmax, int8_t *q,
-                         float *scales);
+void tf_quantize_rows_s8(const float *x, int64_t M, int64_t K, int qmax, int8_t *q, float *scales);
 
 /* The same with one scale per column of x (K, N): GPT-2 Conv1D weights are (in, out). */
 void tf_quantize_columns_s8(const float *x, int64_t K, int64_t N, int qmax, int8_t *q,

@@ -291,8 +291,8 @@ done:
  * its int8 rows for int8) times a (K, nc) block of unpacked weights (rows rows_ld(nc)
  * apart) into columns of y (M, N). */
 static dnnl_status_t
-make_slice_pd(dnnl_primitive_desc_t *pd, int64_t M, int64_t K, int64_t nc, int64_t N,
-              int has_bias, int act, tf_post post, dnnl_data_type_t wdt)
+make_slice_pd(dnnl_primitive_desc_t *pd, int64_t M, int64_t K, int64_t nc, int64_t N, int has_bias,
+              int act, tf_post post, dnnl_data_type_t wdt)
 {
     const dnnl_data_type_t dt = wdt == dnnl_s8 ? dnnl_s8 : dnnl_f32;
     const int nd = gemm_ndims(dt);
@@ -349,10 +349,9 @@ own_panels_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf
     size_t sp_size = 0;
     for (int i = 0; i < 2; i++) {
         const int64_t w = i == 0 ? nc : last;
-        if (tf_err_dnnl(err,
-                        make_slice_pd(&pd[i], M, K, w, N, lin->bias != NULL, lin->act, post,
-                                      lin->wdt),
-                        "creating a matmul primitive descriptor") ||
+        if (tf_err_dnnl(
+                err, make_slice_pd(&pd[i], M, K, w, N, lin->bias != NULL, lin->act, post, lin->wdt),
+                "creating a matmul primitive descriptor") ||
             tf_err_dnnl(err, dnnl_primitive_create(&prim[i], pd[i]),
                         "creating a matmul primitive")) {
             goto done;
@@ -380,7 +379,8 @@ own_panels_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf
     for (int64_t n0 = 0; n0 < N; n0 += nc) {
         const int i = N - n0 < nc ? 1 : 0;
         const int64_t w = i ? last : nc;
-        const void *panels = (const char *)lin->weights + n0 / 64 * lin->panel_stride * (s8 ? 1 : 2);
+        const void *panels =
+            (const char *)lin->weights + n0 / 64 * lin->panel_stride * (s8 ? 1 : 2);
         if (s8) {
             tf_gemv_unpack_s8(panels, K, w, block, rows_ld(w));
         }
@@ -447,8 +447,8 @@ own_panels_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf
             tf_err_dnnl(err, dnnl_stream_wait(ctx->stream), "waiting for matmul")) {
             goto done;
         }
-        dnnl_memory_t *ms[] = {&m_src, &m_wei, &m_dst, &m_bias, &m_other, &m_scratch, &m_wscale,
-                               &m_rows};
+        dnnl_memory_t *ms[] = {&m_src,   &m_wei,     &m_dst,    &m_bias,
+                               &m_other, &m_scratch, &m_wscale, &m_rows};
         for (size_t j = 0; j < sizeof(ms) / sizeof(ms[0]); j++) {
             if (*ms[j]) {
                 dnnl_memory_destroy(*ms[j]);
@@ -916,8 +916,8 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->out_features = N;
     self->act = act;
     self->wdt = wdt;
-    self->own_panels = (wdt == dnnl_bf16 && !tf_bf16_supported()) ||
-                       (wdt == dnnl_s8 && !tf_int8_supported());
+    self->own_panels =
+        (wdt == dnnl_bf16 && !tf_bf16_supported()) || (wdt == dnnl_s8 && !tf_int8_supported());
     self->qmax = wdt == dnnl_s8 && !tf_int8_supported() ? 63 : 127;
 
     if (tf_check_dnnl(st,
@@ -944,9 +944,8 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     else {
         if (tf_check_dnnl(st, any_weights_md(&any_md, K, N, wdt), "describing packed weights") ||
-            tf_check_dnnl(
-                st, make_pd(&pd, PACK_M, K, N, b != NULL, act, TF_POST_NONE, wdt, any_md),
-                "choosing the packed weight layout") ||
+            tf_check_dnnl(st, make_pd(&pd, PACK_M, K, N, b != NULL, act, TF_POST_NONE, wdt, any_md),
+                          "choosing the packed weight layout") ||
             tf_check_dnnl(st,
                           dnnl_memory_desc_clone(&self->wmd, dnnl_primitive_desc_query_md(
                                                                  pd, dnnl_query_weights_md, 0)),
@@ -962,9 +961,9 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
             self->wmd = NULL;
             self->wtrans = wdt == dnnl_f32;
             if (tf_check_dnnl(st,
-                              self->wtrans ? trows_md(&self->wmd, K, N, rows_ld(K))
-                                           : rows_md(&self->wmd, gemm_ndims(wdt), K, N,
-                                                     rows_ld(N), wdt),
+                              self->wtrans
+                                  ? trows_md(&self->wmd, K, N, rows_ld(K))
+                                  : rows_md(&self->wmd, gemm_ndims(wdt), K, N, rows_ld(N), wdt),
                               "describing the weight rows")) {
                 goto fail;
             }
@@ -1192,9 +1191,8 @@ linear_get_implementation(tf_linear *self, void *closure)
     /* own panels: a slice unpacked for oneDNN's float32 (bf16) or int8 matmul */
     dnnl_status_t s =
         self->own_panels
-            ? make_slice_pd(&pd, PACK_M, self->in_features, self->out_features,
-                            self->out_features, self->bias != NULL, self->act, TF_POST_NONE,
-                            self->wdt)
+            ? make_slice_pd(&pd, PACK_M, self->in_features, self->out_features, self->out_features,
+                            self->bias != NULL, self->act, TF_POST_NONE, self->wdt)
             : make_pd(&pd, PACK_M, self->in_features, self->out_features, self->bias != NULL,
                       self->act, TF_POST_NONE, self->wdt, self->wmd);
     if (tf_check_dnnl(st, s, "querying the implementation") < 0) {

@@ -367,14 +367,13 @@ tf_gemv_bf16(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post 
  * gives the products the many-row path gives. */
 static int
 gemv_own_panels(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
-          const float *other, tf_err *err)
+                const float *other, tf_err *err)
 {
     const int64_t K = lin->in_features;
     const int s8 = lin->wdt == dnnl_s8;
     tf_thread_ctx *ctx = tf_thread_ctx_get(err);
     const size_t xf_bytes = ((size_t)(M * K) * sizeof(float) + 63) & ~(size_t)63;
-    char *scratch = ctx ? tf_thread_scratch(ctx, xf_bytes + (s8 ? (size_t)(M * K) : 0), err)
-                        : NULL;
+    char *scratch = ctx ? tf_thread_scratch(ctx, xf_bytes + (s8 ? (size_t)(M * K) : 0), err) : NULL;
     if (scratch == NULL) {
         return -1;
     }
@@ -445,8 +444,8 @@ tf_linear_gemv(const tf_linear *lin, const float *x, int64_t M, float *y, tf_pos
     tf_thread_ctx *ctx = tf_thread_ctx_get(err);
     const int s8 = lin->wdt == dnnl_s8;
     void *scratch =
-        ctx ? tf_thread_scratch(
-                  ctx, s8 ? tf_gemv_s8_scratch(lin, M) : tf_gemv_bf16_scratch(lin, M), err)
+        ctx ? tf_thread_scratch(ctx, s8 ? tf_gemv_s8_scratch(lin, M) : tf_gemv_bf16_scratch(lin, M),
+                                err)
             : NULL;
     if (scratch == NULL) {
         return -1;
