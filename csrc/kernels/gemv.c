@@ -272,7 +272,34 @@ TF_ISA_FN(tf_gemv_f32)(const tf_gemv_f32_args *g, const float *x, int64_t M, flo
     }
 }
 
+/* Rows k0 .. k1 of the first cols columns of bf16 panels, widened into dst (rows ldd apart):
+ * the widening for oneDNN's float32 matmul (tf_gemv_unpack_bf16). */
+void
+TF_ISA_FN(tf_gemv_unpack_bf16_rows)(const uint16_t *panels, int64_t K, int64_t cols, float *dst,
+                                    int64_t ldd, int64_t k0, int64_t k1)
+{
+    for (int64_t j = 0; j < cols; j += PANEL) {
+        const int64_t n = cols - j < PANEL ? cols - j : PANEL;
+        const uint16_t *src = panels + (j / PANEL * K + k0) * PANEL;
+        float *out = dst + k0 * ldd + j;
+        for (int64_t k = k0; k < k1; k++, src += PANEL, out += ldd) {
+            for (int64_t i = 0; i < n; i += TF_VW) {
+                if (n - i >= TF_VW) {
+                    tf_vstore(out + i, tf_vload_bf16_n(src + i, TF_VW));
+                }
+                else {
+                    tf_vstore_n(out + i, tf_vload_bf16_n(src + i, n - i), n - i);
+                }
+            }
+        }
+    }
+}
+
 #else /* the dispatcher, compiled once */
+
+TF_ISA_DECLARE(void, tf_gemv_unpack_bf16_rows,
+               (const uint16_t *panels, int64_t K, int64_t cols, float *dst, int64_t ldd,
+                int64_t k0, int64_t k1))
 
 TF_ISA_DECLARE(void, tf_gemv_f32,
                (const tf_gemv_f32_args *g, const float *x, int64_t M, float *y, tf_post post,
@@ -313,12 +340,23 @@ tf_gemv_unpack_s8(const int8_t *panels, int64_t K, int64_t cols, int8_t *dst, in
 void
 tf_gemv_unpack_bf16(const uint16_t *panels, int64_t K, int64_t cols, float *dst, int64_t ldd)
 {
+    /* blocks of rows per thread; within a block, panel by panel (each a contiguous read) */
+    const int64_t KB_ROWS = 32, blocks = (K + KB_ROWS - 1) / KB_ROWS;
+    const tf_isa_level isa = tf_isa_for(GEMV_ISAS);
 #pragma omp parallel for schedule(static) if (K * cols >= PARALLEL_MIN_WEIGHTS)
-    for (int64_t k = 0; k < K; k++) {
-        for (int64_t j = 0; j < cols; j += TF_GEMV_PANEL) {
-            const int64_t n = cols - j < TF_GEMV_PANEL ? cols - j : TF_GEMV_PANEL;
-            tf_bf16_to_f32(panels + (j / TF_GEMV_PANEL * K + k) * TF_GEMV_PANEL, dst + k * ldd + j,
-                           n);
+    for (int64_t b = 0; b < blocks; b++) {
+        const int64_t k0 = b * KB_ROWS, k1 = K - k0 < KB_ROWS ? K : k0 + KB_ROWS;
+        switch (isa) {
+            case TF_ISA_AVX512: tf_gemv_unpack_bf16_rows_avx512(panels, K, cols, dst, ldd, k0, k1); break;
+            case TF_ISA_AVX2: tf_gemv_unpack_bf16_rows_avx2(panels, K, cols, dst, ldd, k0, k1); break;
+            default:
+                for (int64_t k = k0; k < k1; k++) {
+                    for (int64_t j = 0; j < cols; j += TF_GEMV_PANEL) {
+                        const int64_t n = cols - j < TF_GEMV_PANEL ? cols - j : TF_GEMV_PANEL;
+                        tf_bf16_to_f32(panels + (j / TF_GEMV_PANEL * K + k) * TF_GEMV_PANEL,
+                                       dst + k * ldd + j, n);
+                    }
+                }
         }
     }
 }

@@ -285,7 +285,7 @@ done:
 
 /* Bytes of unpacked weights per slice: large enough that oneDNN sees a wide GEMM (few passes
  * over x), small enough to stay near the caches and to keep the scratch frugal. */
-#define SLICE_BYTES (8 << 20)
+#define SLICE_BYTES (16 << 20)
 
 /* The matmul of one slice of nc output columns (of N): x (M, K) (float32 for bf16 weights,
  * its int8 rows for int8) times a (K, nc) block of unpacked weights (rows rows_ld(nc)
