@@ -347,8 +347,12 @@ tf_gemv_unpack_bf16(const uint16_t *panels, int64_t K, int64_t cols, float *dst,
     for (int64_t b = 0; b < blocks; b++) {
         const int64_t k0 = b * KB_ROWS, k1 = K - k0 < KB_ROWS ? K : k0 + KB_ROWS;
         switch (isa) {
-            case TF_ISA_AVX512: tf_gemv_unpack_bf16_rows_avx512(panels, K, cols, dst, ldd, k0, k1); break;
-            case TF_ISA_AVX2: tf_gemv_unpack_bf16_rows_avx2(panels, K, cols, dst, ldd, k0, k1); break;
+            case TF_ISA_AVX512:
+                tf_gemv_unpack_bf16_rows_avx512(panels, K, cols, dst, ldd, k0, k1);
+                break;
+            case TF_ISA_AVX2:
+                tf_gemv_unpack_bf16_rows_avx2(panels, K, cols, dst, ldd, k0, k1);
+                break;
             default:
                 for (int64_t k = k0; k < k1; k++) {
                     for (int64_t j = 0; j < cols; j += TF_GEMV_PANEL) {
