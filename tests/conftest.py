@@ -24,6 +24,16 @@ def rng():
 # Every kernel level this CPU executes, best first (an AVX-512 machine covers AVX2 too), and
 # never above a level TFCORE_ISA chose for the whole run.
 _LEVELS = ("avx512", "avx2", "reference")
+
+
+def package_parent() -> str:
+    """Where the tfcore under test lives: a child process started there imports the same
+    one (a source checkout as the cwd would otherwise shadow an installed tfcore)."""
+    import os
+
+    return os.path.dirname(os.path.dirname(tfcore.__file__))
+
+
 KERNEL_LEVELS = _LEVELS[_LEVELS.index(tfcore._C.config()["kernel_isa"]) :]
 
 

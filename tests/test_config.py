@@ -8,6 +8,7 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import package_parent
 
 import tfcore
 from tfcore import _loader
@@ -43,14 +44,6 @@ def test_threads_context_is_per_python_thread():
     with pytest.raises(tfcore.TfcoreValueError, match="threads"):
         with tfcore.threads(0):
             pass
-
-
-def package_parent() -> str:
-    """Where the tfcore under test lives: a child process started there imports the same
-    one (a source checkout as the cwd would otherwise shadow an installed tfcore)."""
-    import os
-
-    return os.path.dirname(os.path.dirname(tfcore.__file__))
 
 
 def test_omp_num_threads_sets_the_default():

@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import KERNEL_LEVELS
+from conftest import KERNEL_LEVELS, package_parent
 
 _CHILD = """
 import json, sys
@@ -94,7 +94,12 @@ def test_bf16_and_int8_without_native_instructions(level):
     here = os.path.dirname(os.path.abspath(__file__))
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "TFCORE_ISA": level}
     out = subprocess.run(
-        [sys.executable, "-c", _CHILD, here], capture_output=True, text=True, env=env, timeout=600
+        [sys.executable, "-c", _CHILD, here],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=package_parent(),  # the tfcore under test (a source checkout as cwd would shadow it)
     )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.split("RESULT ", 1)[1].splitlines()[0])
@@ -126,7 +131,12 @@ def test_few_rows_run_no_onednn_matmul(level):
     control)."""
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ONEDNN_VERBOSE": "1", "TFCORE_ISA": level}
     out = subprocess.run(
-        [sys.executable, "-c", _DECODE_CHILD], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-c", _DECODE_CHILD],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=package_parent(),
     )
     assert out.returncode == 0, out.stderr[-3000:]
     few = out.stdout.split("FEW ROWS", 1)[1].split("MANY ROWS", 1)[0]
