@@ -611,6 +611,59 @@ CASES = [
         "self-attention only",
     ),
     ("cross kv/not cross", "mha(x, encoder_key_values=r(2, 5, 2 * KVH * D))", VE, "cross"),
+    # ---- sentence-transformers directories, pooling, tokenizers
+    (
+        "st config/modules not a list",
+        "d = tempfile.mkdtemp(dir=tmp); open(os.path.join(d, 'modules.json'), 'w').write('{\"a\": 1}')\n"
+        "tfcore.text.sentence_transformers_config(d)",
+        CK,
+        "modules.json",
+    ),
+    (
+        "st config/max_seq_length negative",
+        "d = tempfile.mkdtemp(dir=tmp)\n"
+        "open(os.path.join(d, 'sentence_bert_config.json'), 'w').write('{\"max_seq_length\": -3}')\n"
+        "tfcore.text.sentence_transformers_config(d)",
+        CK,
+        "max_seq_length",
+    ),
+    (
+        "st config/pooling mode unknown",
+        "d = tempfile.mkdtemp(dir=tmp); os.makedirs(os.path.join(d, '1_Pooling'))\n"
+        "open(os.path.join(d, '1_Pooling', 'config.json'), 'w').write('{\"pooling_mode\": \"median\"}')\n"
+        "tfcore.text.sentence_transformers_config(d)",
+        CK,
+        "pooling mode",
+    ),
+    (
+        "st config/truncated json",
+        "d = tempfile.mkdtemp(dir=tmp)\n"
+        "open(os.path.join(d, 'config_sentence_transformers.json'), 'w').write('{\"prompts\": ')\n"
+        "tfcore.text.sentence_transformers_config(d)",
+        CK,
+        "JSON",
+    ),
+    (
+        "st config/not a dir",
+        "tfcore.text.sentence_transformers_config(os.path.join(tmp, 'nope'))",
+        CK,
+        "not a directory",
+    ),
+    ("pool/unknown mode", "tfcore.text.pool(r(2, 3, 4), np.ones((2, 3)), 'median')", VE, "pooling mode"),
+    ("pool/mask shape", "tfcore.text.pool(r(2, 3, 4), np.ones((2, 4)), 'mean')", VE, "attention_mask"),
+    ("pool/2-D states", "tfcore.text.pool(r(2, 3), np.ones((2, 3)), 'mean')", VE, r"\(B, T, C\)"),
+    (
+        "embed/pooling unknown",
+        "tfcore.eval.embed(tfcore.AutoModel.from_pretrained(bert), ['a'], pooling='median')",
+        VE,
+        "pooling",
+    ),
+    (
+        "embed/prompt_name unknown",
+        "tfcore.eval.embed(tfcore.AutoModel.from_pretrained(bert), ['a'], prompt_name='query')",
+        VE,
+        "prompt_name",
+    ),
 ]
 
 
