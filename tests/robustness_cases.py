@@ -611,6 +611,46 @@ CASES = [
         "self-attention only",
     ),
     ("cross kv/not cross", "mha(x, encoder_key_values=r(2, 5, 2 * KVH * D))", VE, "cross"),
+    # ---- semantic search (tfcore.eval.semantic_search, cos_sim, dot_score)
+    ("search/dims differ", "tfcore.eval.semantic_search(r(2, 8), r(5, 9))", VE, "dimension 8.*9"),
+    ("search/query NaN", "a = r(2, 8); a[1, 1] = np.nan; tfcore.eval.semantic_search(a, r(5, 8))", VE, "NaN"),
+    (
+        "search/corpus Inf",
+        "a = r(5, 8); a[4, 0] = np.inf; tfcore.eval.semantic_search(r(2, 8), a)",
+        VE,
+        "NaN or Inf",
+    ),
+    (
+        "search/empty corpus",
+        "tfcore.eval.semantic_search(r(2, 8), np.zeros((0, 8), np.float32))",
+        VE,
+        "empty",
+    ),
+    ("search/3-D query", "tfcore.eval.semantic_search(r(2, 3, 8), r(5, 8))", VE, r"\(N, D\)"),
+    ("search/strings", "tfcore.eval.semantic_search(['a query'], r(5, 8))", TE, "numbers|embeddings"),
+    ("search/str query", "tfcore.eval.semantic_search('a query', r(5, 8))", TE, "embeddings"),
+    ("search/top_k 0", "tfcore.eval.semantic_search(r(2, 8), r(5, 8), top_k=0)", VE, "top_k"),
+    ("search/top_k float", "tfcore.eval.semantic_search(r(2, 8), r(5, 8), top_k=2.5)", VE, "top_k"),
+    (
+        "search/chunk 0",
+        "tfcore.eval.semantic_search(r(2, 8), r(5, 8), corpus_chunk_size=0)",
+        VE,
+        "corpus_chunk_size",
+    ),
+    (
+        "search/bad score name",
+        "tfcore.eval.semantic_search(r(2, 8), r(5, 8), score_function='l2')",
+        VE,
+        "score_function",
+    ),
+    (
+        "search/score wrong shape",
+        "tfcore.eval.semantic_search(r(2, 8), r(5, 8), score_function=lambda a, b: a @ a.T)",
+        VE,
+        "score_function returned shape",
+    ),
+    ("search/cos_sim dims", "tfcore.eval.cos_sim(r(2, 8), r(3, 7))", VE, "dimension"),
+    ("search/dot_score None", "tfcore.eval.dot_score(None, r(3, 7))", TE, "a must be"),
     # ---- sentence-transformers directories, pooling, tokenizers
     (
         "st config/modules not a list",

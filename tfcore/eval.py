@@ -4,6 +4,7 @@ progress bar, and NumPy results in the input order.
 
     emb = tfcore.eval.embed(model, texts)                 # (N, C) float32, as sentence-transformers
     res = tfcore.eval.score(lm, texts)                    # log-likelihoods and perplexities
+    hits = tfcore.eval.semantic_search(query_emb, corpus_emb, top_k=5)  # per query, best first
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from . import _C, text
 from ._progress import progress
+from ._search import cos_sim, dot_score, semantic_search  # noqa: F401 - public in tfcore.eval
 
 
 def length_batches(lengths: List[int], batch_size: int) -> List[np.ndarray]:
