@@ -64,7 +64,11 @@ def run(args):
     elif args.prompt is not None:
         if tok is None:
             raise tfcore.TfcoreValueError(f"{args.model} has no tokenizer.json: give the prompt as --ids")
-        ids = np.array([tok.encode(args.prompt).ids], dtype=np.int64)
+        from .. import text
+
+        enc = tok.encode(args.prompt)
+        text._warn_truncated(tok, [enc])  # a prompt cut at the tokenizer's limit is announced
+        ids = np.array([enc.ids], dtype=np.int64)
     else:
         raise tfcore.TfcoreValueError("give a prompt (text) or --ids")
     if ids.size == 0:
