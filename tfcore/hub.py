@@ -77,8 +77,10 @@ def resolve(name_or_path: Union[str, os.PathLike], revision: Optional[str] = Non
         return path
     text = os.fspath(name_or_path)
     if path.exists() or not _REPO_ID.match(text) or ".." in text:
+        what = "not a directory" if path.exists() else "No such file or directory"
         raise CheckpointError(
-            f"{path}: not a directory (from_pretrained takes a model directory or a hub id)"
+            f"{path}: {what} (from_pretrained takes a model directory, or a hub id 'org/name' in the "
+            "local Hugging Face cache)"
         )
     snap = cached_snapshot(text, revision)
     if snap is not None:
