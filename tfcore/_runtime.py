@@ -90,12 +90,11 @@ def canonical_dtype(dtype) -> str:
 
 def config() -> dict:
     """The configuration as a dict (what show_config prints)."""
-    from . import _ONEDNN_PATH, _OPENMP_WAIT, __version__
+    from . import _ONEDNN_PATH, __version__
 
     info = dict(_C.config())
     info["tfcore_version"] = __version__
     info["onednn_library"] = _ONEDNN_PATH
-    info["openmp_wait"] = _OPENMP_WAIT
     info["python"] = platform.python_version()
     return info
 
@@ -112,8 +111,15 @@ def show_config() -> None:
         ("tfcore kernels", f"{info['kernel_isa']} (CPU: {info['cpu_isa']})"),
         *((f"  {family}", level) for family, level in info["kernels"].items()),
         *((f"dtype {name}", how) for name, how in supported_dtypes().items()),
-        ("threads", f"{info['num_threads']} (of {info['omp_num_procs']} CPUs)"),
-        ("OpenMP wait", info["openmp_wait"]),
+        (
+            "threads",
+            f"{info['num_threads']} (of {info['omp_num_procs']} CPUs; "
+            + (
+                "default: the CPUs other processes leave free)"
+                if info["threads_adaptive"]
+                else "set by OMP_NUM_THREADS or set_num_threads)"
+            ),
+        ),
         ("Python", info["python"]),
     ]
     width = max(len(k) for k, _ in rows)
