@@ -120,6 +120,27 @@ def test_bin_only_directory_loads_equal_to_safetensors(gpt2, tmp_path, legacy):
     assert np.array_equal(ours, models.GPT2LMHeadModel.from_pretrained(gpt2)(IDS).logits)
 
 
+def test_bin_of_a_torch_state_dict_with_tied_head(tmp_path):
+    """model.state_dict() as torch.save writes it: an OrderedDict with _metadata, the tied
+    lm_head.weight stored too (used, not reported as unexpected), a training checkpoint
+    holding it under "model"."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    ref = GPT2LMHeadModel(GPT2Config(vocab_size=60, n_embd=16, n_layer=1, n_head=2, n_positions=64)).eval()
+    ref.config.save_pretrained(tmp_path)
+    torch.save(ref.state_dict(), tmp_path / "pytorch_model.bin")
+    lm = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert lm.unexpected_keys == []
+    with torch.no_grad():
+        want = ref(torch.from_numpy(IDS)).logits.numpy()
+    assert np.abs(lm(IDS).logits - want).max() < 1e-4
+    torch.save({"model": ref.state_dict(), "epoch": 3}, tmp_path / "train.pt")
+    from tfcore.torch_bin import TorchBinFile
+
+    assert sorted(TorchBinFile(tmp_path / "train.pt").keys()) == sorted(ref.state_dict())
+
+
 def test_bin_bf16_fp16_and_strided_tensors(tmp_path):
     g = torch.Generator().manual_seed(0)
     sd = {

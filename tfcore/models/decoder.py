@@ -187,12 +187,11 @@ class DecoderLM(PreTrainedModel, GenerationMixin):
     def tied_lm_head(self, config: Config, w: Weights, embedding: np.ndarray) -> _C.Linear:
         """The LM head of families that tie it to the input embedding by default (GPT-2,
         BLOOM): lm_head.weight only when tie_word_embeddings is false and the checkpoint
-        stores it, else the (V, C) embedding table."""
-        head = (
-            w.get("lm_head.weight", embedding.shape, optional=True, matrix=True)
-            if not config.get("tie_word_embeddings", True)
-            else None
-        )
+        stores it, else the (V, C) embedding table (a PyTorch state dict also stores the tied
+        copy as lm_head.weight: read to mark it used, not to pack it)."""
+        head = w.get("lm_head.weight", embedding.shape, optional=True, matrix=True)
+        if config.get("tie_word_embeddings", True):
+            head = None
         return _C.Linear(head if head is not None else embedding, dtype=w.dtype)
 
     def new_cache(
