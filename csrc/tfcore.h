@@ -94,8 +94,11 @@ dnnl_engine_t tf_engine(void);
 int tf_engine_init(tf_state *st);
 
 /* Threads used by the next compute call on this thread: the per-thread override set by
- * tfcore.threads(n) if any, else the global setting (tfcore.set_num_threads). */
+ * tfcore.threads(n) if any, else the global setting (tfcore.set_num_threads), else (nothing
+ * explicit: no OMP_NUM_THREADS either) the CPUs other processes leave free (engine.c). */
 int tf_num_threads(void);
+/* 1 while the thread count adapts to other processes' load (nothing set explicitly). */
+int tf_threads_adaptive(void);
 /* Apply tf_num_threads() to OpenMP on the calling thread; call before every compute
  * section (oneDNN and tfcore's own OpenMP loops both read it). */
 int tf_threads_begin(void);

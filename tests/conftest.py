@@ -14,6 +14,11 @@ import transformers  # noqa: F401
 import tfcore
 
 torch.set_num_threads(2)
+# The suite runs on an explicit thread count: tfcore's default adapts to what other processes
+# leave free (re-measured every 0.1 s), which would make tests comparing thread counts depend
+# on the machine's load. The adaptive default is tested in child processes
+# (test_threads_policy.py).
+tfcore.set_num_threads(tfcore._C.config()["omp_num_procs"])
 
 
 @pytest.fixture

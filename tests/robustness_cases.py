@@ -45,6 +45,10 @@ def setup(model_dirs):
         json=json,
         os=os,
         tempfile=tempfile,
+        # a pickle that would run os.system (a marker file) if anything executed it
+        EVIL_PICKLE=b"cos\nsystem\n(S'touch "
+        + os.path.join(tempfile.gettempdir(), "tfcore-pwned").encode()
+        + b"'\ntR.",
     )
     ns["lin"] = tfcore.Linear(r(8, C), r(8))
     ns["ln"] = tfcore.LayerNorm(np.ones(C, np.float32), np.zeros(C, np.float32))
@@ -420,6 +424,49 @@ CASES = [
     ("model/config a list", model_dir_case("[1]"), CK, "config.json"),
     ("model/config huge nesting", model_dir_case("[" * 100000 + "]" * 100000), CK, "config.json"),
     ("model/unsupported type", model_dir_case('{"model_type": "mamba9"}'), CK, "mamba9"),
+    # pytorch_model.bin: a pickle naming anything but tensor rebuilders is refused, never run
+    (
+        "model/bin pickle calls os.system (zip)",
+        "import zipfile; d = tempfile.mkdtemp(dir=tmp)\n"
+        "open(os.path.join(d, 'config.json'), 'w').write('{\"model_type\": \"bert\"}')\n"
+        "with zipfile.ZipFile(os.path.join(d, 'pytorch_model.bin'), 'w') as z:\n"
+        "    z.writestr('archive/data.pkl', EVIL_PICKLE)\n"
+        "tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "refused to load: the pickle asks for os.system",
+    ),
+    (
+        "model/bin pickle calls os.system (legacy)",
+        "import pickle; d = tempfile.mkdtemp(dir=tmp)\n"
+        "open(os.path.join(d, 'config.json'), 'w').write('{\"model_type\": \"bert\"}')\n"
+        "head = b''.join(pickle.dumps(x, 2) for x in (0x1950A86A20F9469CFC6C, 1001, {}))\n"
+        "open(os.path.join(d, 'pytorch_model.bin'), 'wb').write(head + EVIL_PICKLE)\n"
+        "tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "refused to load: the pickle asks for os.system",
+    ),
+    (
+        "model/bin truncated zip",
+        model_dir_case('{"model_type": "bert"}', {"pytorch_model.bin": b"PK\x03\x04\x14\x00"}),
+        CK,
+        "pytorch_model.bin",
+    ),
+    (
+        "model/bin not a pickle",
+        model_dir_case('{"model_type": "bert"}', {"pytorch_model.bin": b"hello"}),
+        CK,
+        "not",
+    ),
+    (
+        "model/hub id not cached",
+        "os.environ['HF_HUB_OFFLINE'] = '1'; tfcore.AutoModel.from_pretrained('no-org/no-such-model-xyz')",
+        CK,
+        "huggingface-cli download",
+    ),
+    ("model/path not str", "tfcore.AutoModel.from_pretrained(3.5)", CK, "hub id"),
+    ("model/revision not str", "tfcore.AutoModel.from_pretrained('org/name', revision=7)", CK, "revision"),
+    ("model/dtype np.float16", "tfcore.AutoModel.from_pretrained(bert, dtype=np.float16)", VE, "dtype"),
+    ("model/threads above CPUs", "tfcore.AutoModel.from_pretrained(bert, threads=4096)", VE, "CPUs"),
     (
         "model/no weights",
         model_dir_case(
@@ -521,6 +568,14 @@ CASES = [
     ("threads/not an int", "tfcore.set_num_threads('2')", TE, "int"),
     ("threads/zero", "tfcore.set_num_threads(0)", VE, "thread"),
     ("threads/huge", "tfcore.set_num_threads(10**9)", VE, "thread"),
+    ("threads/above CPUs", "tfcore.set_num_threads(4096)", VE, "CPUs"),
+    ("threads/context above CPUs", "with tfcore.threads(1000): pass", VE, "CPUs"),
+    (
+        "linear/unpickle bad state",
+        "tfcore._runtime._linear_from_state(np.zeros((2, 2)), None, 'nope', 'float32')",
+        VE,
+        "activation",
+    ),
     (
         "block_sparse/length not a multiple",
         "F.block_sparse_attention(q, k, v, np.zeros((2, 1), np.int64), 4)",

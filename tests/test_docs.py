@@ -42,5 +42,6 @@ def test_member_summaries_are_whole_paragraphs():
         api = f.read()
     assert (
         "- `from_pretrained`: Load the directory with the tfcore class for its config.json model_type; "
-        "dtype and threads as PreTrainedModel.from_pretrained." in api
+        "directory (or cached hub id), dtype, threads, revision and torch_dtype as "
+        "PreTrainedModel.from_pretrained." in api
     )

@@ -221,6 +221,9 @@ AUTO = {
         "dinov2_with_registers": "Dinov2WithRegistersModel",
         "gpt2": "GPT2Model",
         "bloom": "BloomModel",
+        "llama": "LlamaModel",  # base decoders since issue 23 (composition: LMs hold them)
+        "mistral": "MistralModel",
+        "opt": "OPTModel",
         "longformer": "LongformerModel",
         "big_bird": "BigBirdModel",
         "t5": "T5Model",

@@ -99,3 +99,23 @@ def test_runtime_queries_keep_memory_flat():
     # settled (the first ~50,000 calls of a process take ~1.2 MiB of pools)
     growth = rss_growth(tfcore._C.config, calls=50_000, warmup=60_000)
     assert growth < 1 * MiB, growth / MiB  # measured: 0.0 MiB
+
+
+def test_bin_loads_and_linear_pickles_keep_memory_flat(tiny_models, tmp_path):
+    """pytorch_model.bin loading (restricted unpickler, memory maps) and Linear pickling."""
+    import pickle
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    d = tmp_path / "bin"
+    d.mkdir()
+    shutil.copy(tiny_models / "bert" / "config.json", d)
+    torch.save(load_file(str(tiny_models / "bert" / "model.safetensors")), d / "pytorch_model.bin")
+    load = lambda: tfcore.AutoModel.from_pretrained(d)  # noqa: E731
+    growth = rss_growth(load, calls=100, warmup=10)
+    assert growth < 4 * MiB, growth / MiB
+    layer = tfcore.Linear(np.ones((64, 32), np.float32), np.ones(64, np.float32), dtype="int8")
+    growth = rss_growth(lambda: pickle.loads(pickle.dumps(layer)), calls=1000, warmup=100)
+    assert growth < 2 * MiB, growth / MiB

@@ -4,6 +4,7 @@ per model), weight precisions, and the configuration report."""
 from __future__ import annotations
 
 import contextlib
+import copyreg
 import functools
 import platform
 from typing import Callable, Iterator
@@ -71,8 +72,15 @@ def supported_dtypes() -> dict:
 
 
 def canonical_dtype(dtype) -> str:
-    """'float32', 'bfloat16' or 'int8' from a name (HF spellings and torch/NumPy dtypes
-    accepted)."""
+    """'float32', 'bfloat16' or 'int8' from a name (HF spellings), a NumPy dtype or type
+    (``np.float32``, ``np.dtype("int8")``) or a torch dtype (``torch.bfloat16``)."""
+    if isinstance(dtype, type) or type(dtype).__module__.startswith("numpy"):
+        try:
+            import numpy as np
+
+            dtype = np.dtype(dtype).name
+        except TypeError:
+            pass
     name = str(dtype).replace("torch.", "")
     canon = DTYPE_ALIASES.get(name)
     if canon is None:
@@ -103,9 +111,31 @@ def show_config() -> None:
         ("tfcore kernels", f"{info['kernel_isa']} (CPU: {info['cpu_isa']})"),
         *((f"  {family}", level) for family, level in info["kernels"].items()),
         *((f"dtype {name}", how) for name, how in supported_dtypes().items()),
-        ("threads", f"{info['num_threads']} (of {info['omp_num_procs']} CPUs)"),
+        (
+            "threads",
+            f"{info['num_threads']} (of {info['omp_num_procs']} CPUs; "
+            + (
+                "default: the CPUs other processes leave free)"
+                if info["threads_adaptive"]
+                else "set by OMP_NUM_THREADS or set_num_threads)"
+            ),
+        ),
         ("Python", info["python"]),
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
+
+
+def _linear_from_state(weight, bias, activation, dtype):
+    """Rebuild a pickled tfcore.Linear (weights unpacked to float32, packed again here)."""
+    return _C.Linear(weight, bias, activation, dtype=dtype)
+
+
+def _reduce_linear(layer):
+    """Pickle a Linear by its weights (float32; for int8 the dequantized q * scale, which
+    quantizes back to the same q), bias, activation and dtype."""
+    return _linear_from_state, (layer.weight, layer.bias, layer.activation, layer.dtype)
+
+
+copyreg.pickle(_C.Linear, _reduce_linear)

@@ -6,18 +6,21 @@ registered for the checkpoint's model_type under its task."""
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from .config import Config
+from .hub import resolve
 from .models import registry
 from .models.base import PreTrainedModel
 
 
 def _load(
-    directory: Union[str, os.PathLike], task: str, dtype: str, threads: Optional[int]
+    directory: Union[str, os.PathLike], task: str, dtype: Any, threads: Optional[int], **kwargs: Any
 ) -> PreTrainedModel:
+    directory = resolve(directory, kwargs.pop("revision", None))
     cls = registry.lookup(Config.from_dir(directory).get("model_type"), task, source=str(directory))
-    return cls.from_pretrained(directory, dtype=dtype, threads=threads)
+    extra = {k: v for k, v in kwargs.items() if v is not None}  # torch_dtype= only when given
+    return cls.from_pretrained(directory, dtype=dtype, threads=threads, **extra)
 
 
 class AutoModel:
@@ -26,11 +29,16 @@ class AutoModel:
 
     @staticmethod
     def from_pretrained(
-        directory: Union[str, os.PathLike], dtype: str = "float32", threads: Optional[int] = None
+        directory: Union[str, os.PathLike],
+        dtype: Any = "float32",
+        threads: Optional[int] = None,
+        *,
+        revision: Optional[str] = None,
+        torch_dtype: Any = None,
     ) -> PreTrainedModel:
-        """Load the directory with the tfcore class for its config.json model_type; dtype and
-        threads as PreTrainedModel.from_pretrained."""
-        return _load(directory, "base", dtype, threads)
+        """Load the directory with the tfcore class for its config.json model_type; directory
+        (or cached hub id), dtype, threads, revision and torch_dtype as PreTrainedModel.from_pretrained."""
+        return _load(directory, "base", dtype, threads, revision=revision, torch_dtype=torch_dtype)
 
 
 class AutoModelForCausalLM:
@@ -38,11 +46,16 @@ class AutoModelForCausalLM:
 
     @staticmethod
     def from_pretrained(
-        directory: Union[str, os.PathLike], dtype: str = "float32", threads: Optional[int] = None
+        directory: Union[str, os.PathLike],
+        dtype: Any = "float32",
+        threads: Optional[int] = None,
+        *,
+        revision: Optional[str] = None,
+        torch_dtype: Any = None,
     ) -> PreTrainedModel:
         """Load the directory's causal language model (with its LM head and generate());
         dtype and threads as PreTrainedModel.from_pretrained."""
-        return _load(directory, "causal-lm", dtype, threads)
+        return _load(directory, "causal-lm", dtype, threads, revision=revision, torch_dtype=torch_dtype)
 
 
 class AutoModelForSeq2SeqLM:
@@ -51,8 +64,13 @@ class AutoModelForSeq2SeqLM:
 
     @staticmethod
     def from_pretrained(
-        directory: Union[str, os.PathLike], dtype: str = "float32", threads: Optional[int] = None
+        directory: Union[str, os.PathLike],
+        dtype: Any = "float32",
+        threads: Optional[int] = None,
+        *,
+        revision: Optional[str] = None,
+        torch_dtype: Any = None,
     ) -> PreTrainedModel:
         """Load the directory's encoder-decoder language model; dtype and threads as
         PreTrainedModel.from_pretrained."""
-        return _load(directory, "seq2seq-lm", dtype, threads)
+        return _load(directory, "seq2seq-lm", dtype, threads, revision=revision, torch_dtype=torch_dtype)

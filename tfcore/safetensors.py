@@ -193,37 +193,51 @@ class SafetensorsFile:
 
 class Checkpoint:
     """All tensors of a checkpoint directory: ``model.safetensors`` or the shards listed in
-    ``model.safetensors.index.json``."""
+    ``model.safetensors.index.json``; without those, PyTorch's ``pytorch_model.bin`` (or the
+    shards of ``pytorch_model.bin.index.json``), read by :mod:`tfcore.torch_bin`'s restricted
+    unpickler (tensors only, no code from the file is ever run)."""
 
     def __init__(self, directory: Union[str, os.PathLike]):
+        from .torch_bin import TorchBinFile
+
         self.directory = Path(directory)
-        index = self.directory / "model.safetensors.index.json"
-        single = self.directory / "model.safetensors"
-        self.files: Dict[str, SafetensorsFile] = {}
+        self.files: Dict[str, Union[SafetensorsFile, "TorchBinFile"]] = {}
         self.where: Dict[str, str] = {}
-        if index.exists():
-            try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                raise CheckpointError(f"{index}: not a valid safetensors index ({e})") from None
-            if not isinstance(weight_map, dict):
-                raise CheckpointError(f"{index}: weight_map must be an object")
-            for name, shard in weight_map.items():
-                if not isinstance(shard, str) or "/" in shard or "\\" in shard or shard.startswith("."):
-                    raise CheckpointError(f"{index}: tensor {name!r} names an invalid shard {shard!r}")
-                if shard not in self.files:
-                    self.files[shard] = SafetensorsFile(self.directory / shard)
-                if name not in self.files[shard].tensors:
-                    raise CheckpointError(f"{index}: tensor {name!r} is not in shard {shard}")
-                self.where[name] = shard
-        elif single.exists():
-            self.files[single.name] = SafetensorsFile(single)
-            self.where = {name: single.name for name in self.files[single.name].tensors}
+        for stem, opener in (("model.safetensors", SafetensorsFile), ("pytorch_model.bin", TorchBinFile)):
+            index = self.directory / f"{stem}.index.json"
+            single = self.directory / stem
+            if index.exists():
+                self._read_index(index, opener)
+                break
+            if single.exists():
+                self.files[single.name] = opener(single)
+                self.where = {name: single.name for name in self.files[single.name].tensors}
+                break
         else:
             raise CheckpointError(
-                f"{self.directory}: no model.safetensors or model.safetensors.index.json "
-                "(tfcore reads safetensors checkpoints; save with safe_serialization=True)"
+                f"{self.directory}: no model.safetensors, model.safetensors.index.json, "
+                "pytorch_model.bin or pytorch_model.bin.index.json (tfcore reads safetensors and "
+                "PyTorch state-dict checkpoints)"
             )
+        self.format = (
+            "pytorch" if isinstance(next(iter(self.files.values()), None), TorchBinFile) else "safetensors"
+        )
+
+    def _read_index(self, index: Path, opener) -> None:
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{index}: not a valid checkpoint index ({e})") from None
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{index}: weight_map must be an object")
+        for name, shard in weight_map.items():
+            if not isinstance(shard, str) or "/" in shard or "\\" in shard or shard.startswith("."):
+                raise CheckpointError(f"{index}: tensor {name!r} names an invalid shard {shard!r}")
+            if shard not in self.files:
+                self.files[shard] = opener(self.directory / shard)
+            if name not in self.files[shard].tensors:
+                raise CheckpointError(f"{index}: tensor {name!r} is not in shard {shard}")
+            self.where[name] = shard
 
     def __contains__(self, name: str) -> bool:
         return name in self.where

@@ -6,9 +6,13 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
 static dnnl_engine_t g_engine;               /* process-wide; thread-safe per oneDNN */
 static atomic_int g_num_threads;             /* tfcore.set_num_threads */
@@ -17,6 +21,86 @@ static _Thread_local int tl_thread_override; /* tfcore.threads(n) on this thread
  * in a forked child (a parallel region there waits forever for the parent's threads), so
  * the child runs every call on its own thread. */
 static atomic_int g_forked_child;
+
+/* Threads beside other work. With no explicit thread count (no OMP_NUM_THREADS, no
+ * set_num_threads, no threads(n) override), a call runs on the CPUs other processes leave
+ * free: a GNU OpenMP team of n threads on n CPUs, one of them busy with another process,
+ * waits at every barrier for the thread that shares that CPU (a scheduler time slice, ms),
+ * so a forward of a few ms became 50x slower (issue 23). At most every SAMPLE_NS the load
+ * of the other processes is measured: the machine's busy CPU time (/proc/stat, steal
+ * included: another VM on the host) minus this process's own (getrusage), over the wall
+ * time since the last sample, rounded to whole CPUs. */
+#define SAMPLE_NS 100000000LL
+static atomic_int g_explicit;    /* OMP_NUM_THREADS set or set_num_threads called */
+static atomic_int g_others_busy; /* whole CPUs other processes kept busy, last window */
+static atomic_llong g_sample_ns; /* CLOCK_MONOTONIC time of the last sample */
+static pthread_mutex_t g_sample_lock = PTHREAD_MUTEX_INITIALIZER;
+static double g_last_machine, g_last_self; /* under g_sample_lock */
+
+static long long
+monotonic_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Busy CPU seconds of the whole machine since boot (/proc/stat's "cpu" line: user nice
+ * system idle iowait irq softirq steal), or -1. */
+static double
+machine_busy_seconds(void)
+{
+    unsigned long long v[8] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    if (f == NULL) {
+        return -1.0;
+    }
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    long hz = sysconf(_SC_CLK_TCK);
+    if (n < 4 || hz <= 0) {
+        return -1.0;
+    }
+    return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)hz;
+}
+
+static double
+self_cpu_seconds(void)
+{
+    struct rusage r;
+    if (getrusage(RUSAGE_SELF, &r) != 0) {
+        return 0.0;
+    }
+    return (double)r.ru_utime.tv_sec + 1e-6 * (double)r.ru_utime.tv_usec +
+           (double)r.ru_stime.tv_sec + 1e-6 * (double)r.ru_stime.tv_usec;
+}
+
+/* Refresh g_others_busy when the last sample is older than SAMPLE_NS (one thread samples;
+ * the others keep the previous value). */
+static void
+sample_other_load(void)
+{
+    long long now = monotonic_ns(), last = atomic_load(&g_sample_ns);
+    if (now - last < SAMPLE_NS || pthread_mutex_trylock(&g_sample_lock) != 0) {
+        return;
+    }
+    last = atomic_load(&g_sample_ns);
+    if (now - last >= SAMPLE_NS) {
+        double machine = machine_busy_seconds(), self = self_cpu_seconds();
+        if (machine >= 0.0) {
+            if (last > 0) {
+                double others = (machine - g_last_machine - (self - g_last_self)) /
+                                (1e-9 * (double)(now - last));
+                atomic_store(&g_others_busy, others > 0.5 ? (int)(others + 0.5) : 0);
+            }
+            g_last_machine = machine;
+            g_last_self = self;
+            atomic_store(&g_sample_ns, now);
+        }
+    }
+    pthread_mutex_unlock(&g_sample_lock);
+}
 
 static void
 after_fork_in_child(void)
@@ -71,6 +155,7 @@ tf_engine_init(tf_state *st)
         return -1;
     }
     atomic_store(&g_num_threads, default_threads());
+    atomic_store(&g_explicit, getenv("OMP_NUM_THREADS") != NULL);
     pthread_atfork(NULL, NULL, after_fork_in_child);
     return 0;
 }
@@ -82,7 +167,22 @@ tf_num_threads(void)
     if (atomic_load(&g_forked_child)) {
         return 1;
     }
-    return n > 0 ? n : atomic_load(&g_num_threads);
+    if (n > 0) {
+        return n;
+    }
+    n = atomic_load(&g_num_threads);
+    if (n > 1 && !atomic_load(&g_explicit)) {
+        sample_other_load();
+        n -= atomic_load(&g_others_busy);
+        n = n < 1 ? 1 : n;
+    }
+    return n;
+}
+
+int
+tf_threads_adaptive(void)
+{
+    return !atomic_load(&g_explicit);
 }
 
 int
@@ -181,6 +281,7 @@ tf_set_num_threads(int n)
         return -1;
     }
     atomic_store(&g_num_threads, n);
+    atomic_store(&g_explicit, 1);
     return 0;
 }
 

@@ -16,7 +16,7 @@
 PyDoc_STRVAR(set_num_threads_doc,
              "set_num_threads($module, n, /)\n--\n\n"
              "Set the number of threads tfcore computes with (all Python threads that have no\n"
-             "tfcore.threads() override).");
+             "tfcore.threads() override): 1 to the number of CPUs (more is refused).");
 
 static PyObject *
 set_num_threads(PyObject *module, PyObject *arg)
@@ -33,14 +33,23 @@ set_num_threads(PyObject *module, PyObject *arg)
     if (overflow || n < 1 || n > 4096) {
         return tf_value_error(st, "number of threads must be between 1 and 4096");
     }
+    if (n > omp_get_num_procs()) {
+        return tf_value_error(st,
+                              "set_num_threads(%ld): this machine runs tfcore on %d CPUs; more "
+                              "threads than CPUs only make every call wait for descheduled ones",
+                              n, omp_get_num_procs());
+    }
     if (tf_set_num_threads((int)n) < 0) {
         return tf_value_error(st, FORKED_CHILD_MSG);
     }
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(get_num_threads_doc, "get_num_threads($module, /)\n--\n\n"
-                                  "Threads the next tfcore call on this Python thread will use.");
+PyDoc_STRVAR(get_num_threads_doc,
+             "get_num_threads($module, /)\n--\n\n"
+             "Threads the next tfcore call on this Python thread will use. With no explicit\n"
+             "setting (OMP_NUM_THREADS, set_num_threads, threads(n)) that is every CPU other\n"
+             "processes leave free, re-measured at most every 0.1 s.");
 
 static PyObject *
 get_num_threads(PyObject *module, PyObject *unused)
@@ -63,6 +72,12 @@ set_thread_override(PyObject *module, PyObject *arg)
     }
     if (n < 0 || n > 4096) {
         return tf_value_error(st, "number of threads must be between 1 and 4096");
+    }
+    if (n > omp_get_num_procs()) {
+        return tf_value_error(st,
+                              "threads(%ld): this machine runs tfcore on %d CPUs; more threads "
+                              "than CPUs only make every call wait for descheduled ones",
+                              n, omp_get_num_procs());
     }
     int prev = 0;
     if (tf_set_thread_override((int)n, &prev) < 0) {
@@ -148,13 +163,14 @@ config(PyObject *module, PyObject *unused)
         return NULL;
     }
     return Py_BuildValue(
-        "{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:N, s:i, s:i}", "onednn_version",
-        version, "onednn_hash", v->hash, "onednn_built_against", DNNL_VERSION_HASH, "cpu_runtime",
-        runtime_name(v->cpu_runtime), "onednn_isa", isa_name(dnnl_get_effective_cpu_isa()),
-        "num_threads", tf_num_threads(), "omp_num_procs", omp_get_num_procs(), "kernels_avx512",
-        tf_isa() == TF_ISA_AVX512, "kernel_path", tf_isa_names[tf_isa()], "kernel_isa",
-        tf_isa_names[tf_isa()], "cpu_isa", tf_isa_names[tf_isa_cpu()], "kernels", levels,
-        "bf16_matmul", tf_bf16_supported(), "int8_matmul", tf_int8_supported());
+        "{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:N, s:i, s:i, s:i}",
+        "onednn_version", version, "onednn_hash", v->hash, "onednn_built_against",
+        DNNL_VERSION_HASH, "cpu_runtime", runtime_name(v->cpu_runtime), "onednn_isa",
+        isa_name(dnnl_get_effective_cpu_isa()), "num_threads", tf_num_threads(), "omp_num_procs",
+        omp_get_num_procs(), "kernels_avx512", tf_isa() == TF_ISA_AVX512, "kernel_path",
+        tf_isa_names[tf_isa()], "kernel_isa", tf_isa_names[tf_isa()], "cpu_isa",
+        tf_isa_names[tf_isa_cpu()], "kernels", levels, "bf16_matmul", tf_bf16_supported(),
+        "int8_matmul", tf_int8_supported(), "threads_adaptive", tf_threads_adaptive());
 }
 
 PyDoc_STRVAR(set_isa_doc,

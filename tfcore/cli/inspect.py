@@ -11,10 +11,17 @@ from collections import Counter
 
 def _checkpoint(path):
     from ..safetensors import Checkpoint, SafetensorsFile
+    from ..torch_bin import TorchBinFile
 
     if os.path.isdir(path):
         return Checkpoint(path)
+    if str(path).endswith((".bin", ".pt", ".pth")):
+        return TorchBinFile(path)
     return SafetensorsFile(path)
+
+
+# weight files convert replaces with DEST/model.safetensors (the rest of the directory is copied)
+_WEIGHT_FILES = (".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json")
 
 
 def _mib(n):
@@ -47,7 +54,7 @@ class Inspect:
 
     @staticmethod
     def add_arguments(p):
-        p.add_argument("path", help="model directory or .safetensors file")
+        p.add_argument("path", help="model directory, .safetensors file or PyTorch .bin file")
 
     @classmethod
     def run(cls, args):
@@ -99,17 +106,25 @@ class Inspect:
 
 
 class Convert:
-    """Re-save a checkpoint directory with its floating-point tensors in another precision
-    (bfloat16 halves the files; tfcore loads bf16 files without a float32 detour). config.json
-    and tokenizer files are copied; the weights go to DEST/model.safetensors."""
+    """Re-save a checkpoint directory as safetensors: PyTorch pytorch_model.bin checkpoints
+    (read without torch and without running code from them) become DEST/model.safetensors,
+    and --dtype re-saves the floating-point tensors in another precision (bfloat16 halves the
+    files; tfcore loads bf16 files without a float32 detour). Everything else is copied:
+    config.json, tokenizer files and a sentence-transformers model's modules.json,
+    sentence_bert_config.json and module folders (1_Pooling/, 2_Normalize/, ...), so the
+    result loads in transformers and sentence-transformers too."""
 
-    NAME, HELP = "convert", "re-save a checkpoint directory in float32, float16 or bfloat16"
+    NAME, HELP = "convert", "re-save a checkpoint directory as safetensors (optionally in another dtype)"
 
     @staticmethod
     def add_arguments(p):
         p.add_argument("source", help="model directory")
         p.add_argument("dest", help="new directory (must not exist)")
-        p.add_argument("--dtype", required=True, choices=["float32", "float16", "bfloat16"])
+        p.add_argument(
+            "--dtype",
+            choices=["float32", "float16", "bfloat16"],
+            help="precision of the floating-point tensors (default: as stored)",
+        )
 
     @staticmethod
     def run(args):
@@ -127,8 +142,10 @@ class Convert:
         tensors, bf16 = {}, []
         for name in progress(ckpt.keys(), desc="converting", unit="tensor"):
             info = ckpt.info(name)
-            if info.dtype not in ("F64", "F32", "F16", "BF16"):
+            if info.dtype not in ("F64", "F32", "F16", "BF16") or args.dtype is None:
                 tensors[name] = np.array(ckpt.raw(name))
+                if info.dtype == "BF16":
+                    bf16.append(name)
                 continue
             a = ckpt.float32(name)
             if args.dtype == "float32":
@@ -139,13 +156,18 @@ class Convert:
                 tensors[name] = _C.float32_to_bfloat16(np.ascontiguousarray(a, np.float32))
                 bf16.append(name)
         os.makedirs(args.dest)
-        for f in os.listdir(args.source):
-            if not f.endswith((".safetensors", ".safetensors.index.json")) and os.path.isfile(
-                os.path.join(args.source, f)
-            ):
-                shutil.copy2(os.path.join(args.source, f), args.dest)
+        # everything but the weights: configs, tokenizer files, and the sentence-transformers
+        # layout (modules.json, sentence_bert_config.json, 1_Pooling/, 2_Normalize/, ...) so the
+        # result loads in sentence-transformers too; hidden folders (.cache, .git) are left out
+        for f in sorted(os.listdir(args.source)):
+            src = os.path.join(args.source, f)
+            if os.path.isdir(src):
+                if not f.startswith("."):
+                    shutil.copytree(src, os.path.join(args.dest, f))
+            elif not f.endswith(_WEIGHT_FILES) and os.path.isfile(src):
+                shutil.copy2(src, args.dest)
         cfg = os.path.join(args.dest, "config.json")
-        if os.path.exists(cfg):
+        if os.path.exists(cfg) and args.dtype is not None:
             with open(cfg) as f:
                 values = json.load(f)
             values["torch_dtype"] = args.dtype
@@ -153,7 +175,7 @@ class Convert:
                 json.dump(values, f, indent=2)
         save_file(tensors, os.path.join(args.dest, "model.safetensors"), metadata={"format": "pt"}, bf16=bf16)
         print(
-            f"wrote {len(tensors)} tensors ({len(bf16) or sum(t.dtype.kind == 'f' for t in tensors.values())} "
-            f"floating-point in {args.dtype}) to {args.dest}"
+            f"wrote {len(tensors)} tensors ({len(bf16) + sum(t.dtype.kind == 'f' for t in tensors.values())} "
+            f"floating-point in {args.dtype or 'their stored dtypes'}) to {args.dest}"
         )
         return 0

@@ -150,14 +150,30 @@ class PreTrainedModel:
         self.config = config
         self.dtype = weights.dtype
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        forward = cls.__dict__.get("forward")
+        if forward is not None and "__call__" not in cls.__dict__:
+            cls.__call__ = _call_of(forward)
+
     @classmethod
     def from_pretrained(
-        cls, directory: Union[str, os.PathLike], dtype: str = "float32", threads: Optional[int] = None
+        cls,
+        directory: Union[str, os.PathLike],
+        dtype: Any = "float32",
+        threads: Optional[int] = None,
+        *,
+        revision: Optional[str] = None,
+        torch_dtype: Any = None,
     ) -> "PreTrainedModel":
-        """Load a Hugging Face checkpoint directory (``config.json`` + ``*.safetensors``).
+        """Load a Hugging Face checkpoint: a directory (``config.json`` + ``*.safetensors``,
+        or PyTorch's ``pytorch_model.bin``, read without torch and without running any code
+        from it) or a hub id ``"org/name"`` already in the local Hugging Face cache
+        (``revision=`` a branch, tag or commit; see :mod:`tfcore.hub`). ``~`` is expanded.
 
-        dtype ``"float32"`` (default), ``"bfloat16"`` or ``"int8"``: the precision of the
-        projection weights and their GEMMs. bfloat16: bf16 weights, bf16-rounded inputs,
+        dtype ``"float32"`` (default), ``"bfloat16"`` or ``"int8"`` (also as ``np.float32``,
+        ``torch.bfloat16``; ``torch_dtype=`` is accepted as HF's older name): the precision of
+        the projection weights and their GEMMs. bfloat16: bf16 weights, bf16-rounded inputs,
         float32 accumulation. int8: weights quantized per output channel, inputs per token
         (dynamic, symmetric), int32 accumulation, dequantized to float32. Norms, softmax,
         embeddings, the KV cache and all outputs stay float32. See
@@ -166,13 +182,23 @@ class PreTrainedModel:
         threads: run this model's calls (forward, generate) on n threads whatever
         ``tfcore.set_num_threads`` says; None follows the process-wide setting."""
         from .. import _C
+        from ..hub import resolve
 
+        if torch_dtype is not None:
+            if dtype != "float32" and canonical_dtype(dtype) != canonical_dtype(torch_dtype):
+                raise _C.TfcoreValueError(
+                    f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree (torch_dtype is an alias: pass one)"
+                )
+            dtype = torch_dtype
         dtype = canonical_dtype(dtype)
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
             raise _C.TfcoreValueError(f"threads must be an int >= 1 or None, got {threads!r}")
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise CheckpointError(f"{directory}: not a directory")
+        if threads is not None and threads > _C.config()["omp_num_procs"]:
+            raise _C.TfcoreValueError(
+                f"threads={threads}: this machine runs tfcore on {_C.config()['omp_num_procs']} CPUs; "
+                "more threads than CPUs only make every call wait for descheduled ones"
+            )
+        directory = resolve(directory, revision)
         config = Config.from_dir(directory)
         mt = config.get("model_type")
         if cls.model_types and mt not in cls.model_types:
@@ -219,11 +245,16 @@ class PreTrainedModel:
             )
         model.name_or_path = str(directory)
         model.threads = threads
+        model._after_load(directory)
         return model
 
+    def _after_load(self, directory: Path) -> None:
+        """Family hook run at the end of from_pretrained (e.g. generation_config.json)."""
+
     @with_model_threads
-    def __call__(self, *args: Any, **kwargs: Any) -> ModelOutput:
-        return self.forward(*args, **kwargs)
+    def __call__(self, *args: Any, return_dict: Optional[bool] = None, **kwargs: Any) -> ModelOutput:
+        out = self.forward(*args, **kwargs)
+        return out.to_tuple() if return_dict is False else out
 
     def __reduce__(self):
         """Pickled by checkpoint path and dtype, never by copying weights: unpickling (in this
@@ -291,6 +322,37 @@ class PreTrainedModel:
     def forward(self, *args: Any, **kwargs: Any) -> ModelOutput:  # pragma: no cover - abstract
         """Run the model (HF arguments and outputs; see the family class)."""
         raise NotImplementedError
+
+
+def _call_of(forward):
+    """A __call__ with forward's signature and docstring (``inspect.signature(model)``,
+    ``model?`` in Jupyter) plus HF's ``return_dict``: False gives the output as a tuple (the
+    fields that are not None, in order, like HF's ``to_tuple``)."""
+    import functools
+    import inspect
+
+    @functools.wraps(forward)
+    @with_model_threads
+    def __call__(self, *args: Any, return_dict: Optional[bool] = None, **kwargs: Any):
+        out = self.forward(*args, **kwargs)
+        return out.to_tuple() if return_dict is False else out
+
+    sig = inspect.signature(forward)
+    params = list(sig.parameters.values())
+    if "return_dict" not in sig.parameters:
+        extra = inspect.Parameter("return_dict", inspect.Parameter.KEYWORD_ONLY, default=None)
+        if params and params[-1].kind == inspect.Parameter.VAR_KEYWORD:
+            params.insert(len(params) - 1, extra)
+        else:
+            params.append(extra)
+    __call__.__signature__ = sig.replace(parameters=params)
+    __call__.__doc__ = (forward.__doc__ or "").rstrip() + (
+        "\n\n(return_dict=False returns the output fields as a tuple, like Hugging Face.)"
+    )
+    del __call__.__wrapped__  # inspect reads __signature__, not forward's own
+    __call__.__name__ = "__call__"
+    __call__.__qualname__ = forward.__qualname__.rsplit(".", 1)[0] + ".__call__"
+    return __call__
 
 
 def _load_pickled(cls, path: str, dtype: str, threads: Optional[int] = None) -> "PreTrainedModel":

@@ -19,8 +19,8 @@ import numpy as np
 from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
-from .base import ModelOutput, Weights
-from .decoder import DecoderLM
+from .base import Weights
+from .decoder import DecoderLM, DecoderModel
 from .registry import register
 
 __all__ = ["BloomForCausalLM", "BloomModel"]
@@ -69,13 +69,12 @@ class _ResidualAfterNormBlock:
         return (y, weights) if output_attentions else y
 
 
-@register("causal-lm")
-class BloomForCausalLM(DecoderLM):
-    """``transformers.BloomForCausalLM``: logits over the vocabulary, KV cache, generate()."""
+@register("base")
+class BloomModel(DecoderModel):
+    """``transformers.BloomModel``: the final hidden states (no LM head, no generate())."""
 
     model_types = ("bloom",)
-    base_prefixes = ("transformer.", "")
-    with_head = True
+    base_prefixes = ("", "transformer.")
 
     def __init__(self, config: Config, weights: Weights):
         super().__init__(config, weights)
@@ -131,8 +130,6 @@ class BloomForCausalLM(DecoderLM):
                 self.layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=True))
             w.release()
         self.final_norm = _C.LayerNorm(w.get("ln_f.weight", (C,)), w.get("ln_f.bias", (C,)), eps=eps)
-        if self.with_head:
-            self.lm_head = self.tied_lm_head(cfg, w, self.word_embeddings.weight)
 
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Normalized input embeddings of ids (B, T): (B, T, C) float32.
@@ -142,35 +139,16 @@ class BloomForCausalLM(DecoderLM):
         return self.word_embeddings_layernorm(self.word_embeddings(ids))
 
 
-@register("base")
-class BloomModel(BloomForCausalLM):
-    """``transformers.BloomModel``: the final hidden states (no LM head)."""
+@register("causal-lm")
+class BloomForCausalLM(DecoderLM):
+    """``transformers.BloomForCausalLM``: a BloomModel (``model.transformer``), the LM head
+    tied to its word embeddings, KV cache, generate()."""
 
-    base_prefixes = ("", "transformer.")
-    with_head = False
+    model_types = ("bloom",)
+    base_prefixes = ("transformer.", "")
+    base_model_class = BloomModel
+    base_model_prefix = "transformer"
 
-    def forward(
-        self,
-        input_ids,
-        attention_mask=None,
-        position_ids=None,
-        past_key_values=None,
-        use_cache=None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-    ) -> ModelOutput:
-        """Hugging Face arguments and outputs of transformers' BloomModel.
-
-        past_key_values is a tfcore.KVCache."""
-        h, cache, hidden, attentions = self.run_layers(
-            input_ids,
-            attention_mask,
-            position_ids,
-            past_key_values,
-            use_cache,
-            output_hidden_states,
-            output_attentions,
-        )
-        return ModelOutput(
-            last_hidden_state=h, past_key_values=cache, hidden_states=hidden, attentions=attentions
-        )
+    def __init__(self, config: Config, weights: Weights):
+        super().__init__(config, weights)
+        self.lm_head = self.tied_lm_head(config, weights, self.transformer.word_embeddings.weight)

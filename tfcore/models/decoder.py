@@ -1,5 +1,8 @@
-"""Shared forward of causal language models: embeddings, TransformerBlocks with a KVCache,
-final norm, LM head on the positions asked for (logits_to_keep), and generate()."""
+"""Decoder-only models, composed like Hugging Face's: a base model (``DecoderModel``:
+embeddings, TransformerBlocks with a KVCache, final norm -> last_hidden_state; no generate)
+and a causal LM (``DecoderLM``) that holds one under HF's attribute name (``transformer`` for
+GPT-2 and BLOOM, ``model`` for Llama and OPT) plus the LM head on the positions asked for
+(logits_to_keep), with generate()."""
 
 from __future__ import annotations
 
@@ -13,38 +16,17 @@ from ..generation import GenerationMixin, read_generation_defaults
 from .base import ModelOutput, PreTrainedModel, Weights, check_ids, padding_mask
 
 
-class DecoderLM(PreTrainedModel, GenerationMixin):
-    """Subclasses build self.layers, self.final_norm, self.lm_head and define embed()."""
+class DecoderModel(PreTrainedModel):
+    """Base of decoder-only base models (GPT2Model, LlamaModel, ...): subclasses build
+    self.layers and self.final_norm and define embed(). No LM head and no generate()."""
 
     rotary = False  # layers take position_ids (RoPE) instead of added position embeddings
 
     def __init__(self, config: Config, weights: Weights):
         super().__init__(config, weights)
         self.layers: List[_C.TransformerBlock] = []
-        self.generation_defaults = {
-            k: config.get(k) for k in ("eos_token_id", "pad_token_id", "bos_token_id")
-        }
-
-    @classmethod
-    def from_pretrained(cls, directory, dtype: str = "float32", threads: Optional[int] = None):
-        model = super().from_pretrained(directory, dtype, threads)
-        model.generation_defaults.update(
-            read_generation_defaults(directory, ("eos_token_id", "pad_token_id", "bos_token_id"))
-        )
-        return model
 
     # -- pieces of a family
-    def tied_lm_head(self, config: Config, w: Weights, embedding: np.ndarray) -> _C.Linear:
-        """The LM head of families that tie it to the input embedding by default (GPT-2,
-        BLOOM): lm_head.weight only when tie_word_embeddings is false and the checkpoint
-        stores it, else the (V, C) embedding table."""
-        head = (
-            w.get("lm_head.weight", embedding.shape, optional=True, matrix=True)
-            if not config.get("tie_word_embeddings", True)
-            else None
-        )
-        return _C.Linear(head if head is not None else embedding, dtype=w.dtype)
-
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         """Input embeddings of ids (B, T) at positions (B, T): (B, T, C) float32."""
         raise NotImplementedError
@@ -83,13 +65,12 @@ class DecoderLM(PreTrainedModel, GenerationMixin):
         position_ids=None,
         past_key_values=None,
         use_cache: Optional[bool] = None,
-        logits_to_keep: int = 0,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> ModelOutput:
-        """HF arguments; past_key_values is a tfcore.KVCache (created when use_cache=True and
-        none is given) that the layers extend in place; logits_to_keep=k computes the head on
-        the last k positions only (0 = all)."""
+        """Hugging Face arguments and outputs of the family's base model (last_hidden_state
+        after the final norm); past_key_values is a tfcore.KVCache (created when
+        use_cache=True and none is given) that the layers extend in place."""
         h, cache, hidden, attentions = self.run_layers(
             input_ids,
             attention_mask,
@@ -99,10 +80,8 @@ class DecoderLM(PreTrainedModel, GenerationMixin):
             output_hidden_states,
             output_attentions,
         )
-        if logits_to_keep:
-            h = np.ascontiguousarray(h[:, -logits_to_keep:])
         return ModelOutput(
-            logits=self.lm_head(h), past_key_values=cache, hidden_states=hidden, attentions=attentions
+            last_hidden_state=h, past_key_values=cache, hidden_states=hidden, attentions=attentions
         )
 
     def run_layers(
@@ -154,4 +133,104 @@ class DecoderLM(PreTrainedModel, GenerationMixin):
             cache,
             tuple(hidden) if hidden is not None else None,
             tuple(attentions) if attentions is not None else None,
+        )
+
+
+class DecoderLM(PreTrainedModel, GenerationMixin):
+    """A causal LM over a DecoderModel: ``base_model_class`` built from the same checkpoint
+    and kept as ``self.<base_model_prefix>`` (HF's names), then the LM head (subclasses build
+    self.lm_head after super().__init__)."""
+
+    base_model_class = DecoderModel
+    base_model_prefix = "model"
+
+    def __init__(self, config: Config, weights: Weights):
+        super().__init__(config, weights)
+        setattr(self, self.base_model_prefix, self.base_model_class(config, weights))
+        self.generation_defaults = {
+            k: config.get(k) for k in ("eos_token_id", "pad_token_id", "bos_token_id")
+        }
+
+    def _after_load(self, directory) -> None:
+        self.generation_defaults.update(
+            read_generation_defaults(directory, ("eos_token_id", "pad_token_id", "bos_token_id"))
+        )
+        base = self.base_model
+        base.name_or_path, base.threads, base.unexpected_keys = self.name_or_path, self.threads, []
+        base._num_parameters = self._num_parameters
+        base._num_matrix_parameters = self._num_matrix_parameters
+
+    @property
+    def base_model(self) -> DecoderModel:
+        """The base model this LM holds (``model.transformer`` / ``model.model``)."""
+        return getattr(self, self.base_model_prefix)
+
+    @property
+    def layers(self) -> List[_C.TransformerBlock]:
+        return self.base_model.layers
+
+    @property
+    def vocab_size(self) -> int:
+        return self.base_model.vocab_size
+
+    @property
+    def hidden_size(self) -> int:
+        return self.base_model.hidden_size
+
+    @property
+    def position_limit(self) -> Optional[int]:
+        """Positions the model has learned embeddings for (GPT-2's n_positions, OPT's
+        max_position_embeddings); None for rotary and ALiBi models. generate() refuses to
+        go past it up front."""
+        return getattr(self.base_model, "max_positions", None)
+
+    def tied_lm_head(self, config: Config, w: Weights, embedding: np.ndarray) -> _C.Linear:
+        """The LM head of families that tie it to the input embedding by default (GPT-2,
+        BLOOM): lm_head.weight only when tie_word_embeddings is false and the checkpoint
+        stores it, else the (V, C) embedding table (a PyTorch state dict also stores the tied
+        copy as lm_head.weight: read to mark it used, not to pack it)."""
+        head = w.get("lm_head.weight", embedding.shape, optional=True, matrix=True)
+        if config.get("tie_word_embeddings", True):
+            head = None
+        return _C.Linear(head if head is not None else embedding, dtype=w.dtype)
+
+    def new_cache(
+        self,
+        batch_size: int,
+        capacity: int = 256,
+        policy: str = "full",
+        budget: Optional[int] = None,
+        n_sink: int = 4,
+        dtype: str = "float32",
+    ) -> _C.KVCache:
+        """A KVCache for this model; policy/budget/n_sink/dtype as tfcore.KVCache."""
+        return self.base_model.new_cache(batch_size, capacity, policy, budget, n_sink, dtype)
+
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        use_cache: Optional[bool] = None,
+        logits_to_keep: int = 0,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> ModelOutput:
+        """HF arguments; past_key_values is a tfcore.KVCache (created when use_cache=True and
+        none is given) that the layers extend in place; logits_to_keep=k computes the head on
+        the last k positions only (0 = all)."""
+        h, cache, hidden, attentions = self.base_model.run_layers(
+            input_ids,
+            attention_mask,
+            position_ids,
+            past_key_values,
+            use_cache,
+            output_hidden_states,
+            output_attentions,
+        )
+        if logits_to_keep:
+            h = np.ascontiguousarray(h[:, -logits_to_keep:])
+        return ModelOutput(
+            logits=self.lm_head(h), past_key_values=cache, hidden_states=hidden, attentions=attentions
         )

@@ -11,20 +11,19 @@ import numpy as np
 from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
-from .base import ModelOutput, Weights
-from .decoder import DecoderLM
+from .base import Weights
+from .decoder import DecoderLM, DecoderModel
 from .registry import register
 
 __all__ = ["GPT2LMHeadModel", "GPT2Model"]
 
 
-@register("causal-lm")
-class GPT2LMHeadModel(DecoderLM):
-    """``transformers.GPT2LMHeadModel``: logits over the vocabulary, KV cache, generate()."""
+@register("base")
+class GPT2Model(DecoderModel):
+    """``transformers.GPT2Model``: the final hidden states (no LM head, no generate())."""
 
     model_types = ("gpt2",)
-    base_prefixes = ("transformer.", "")
-    with_head = True
+    base_prefixes = ("", "transformer.")
     ignore_keys = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers of old checkpoints
 
     def __init__(self, config: Config, weights: Weights):
@@ -76,8 +75,6 @@ class GPT2LMHeadModel(DecoderLM):
             self.layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=True))
             w.release()
         self.final_norm = _C.LayerNorm(w.get("ln_f.weight", (C,)), w.get("ln_f.bias", (C,)), eps=eps)
-        if self.with_head:
-            self.lm_head = self.tied_lm_head(cfg, w, self.wte.weight)
 
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Input embeddings of ids (B, T) at positions (B, T): (B, T, C) float32."""
@@ -90,34 +87,17 @@ class GPT2LMHeadModel(DecoderLM):
         return h
 
 
-@register("base")
-class GPT2Model(GPT2LMHeadModel):
-    """``transformers.GPT2Model``: the final hidden states (no LM head)."""
+@register("causal-lm")
+class GPT2LMHeadModel(DecoderLM):
+    """``transformers.GPT2LMHeadModel``: a GPT2Model (``model.transformer``), the LM head tied
+    to its token embedding, KV cache, generate()."""
 
-    base_prefixes = ("", "transformer.")
-    with_head = False
+    model_types = ("gpt2",)
+    base_prefixes = ("transformer.", "")
+    ignore_keys = GPT2Model.ignore_keys
+    base_model_class = GPT2Model
+    base_model_prefix = "transformer"
 
-    def forward(
-        self,
-        input_ids,
-        attention_mask=None,
-        position_ids=None,
-        past_key_values=None,
-        use_cache=None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-    ) -> ModelOutput:
-        """Hugging Face arguments and outputs of transformers' GPT2Model; past_key_values is a
-        tfcore.KVCache."""
-        h, cache, hidden, attentions = self.run_layers(
-            input_ids,
-            attention_mask,
-            position_ids,
-            past_key_values,
-            use_cache,
-            output_hidden_states,
-            output_attentions,
-        )
-        return ModelOutput(
-            last_hidden_state=h, past_key_values=cache, hidden_states=hidden, attentions=attentions
-        )
+    def __init__(self, config: Config, weights: Weights):
+        super().__init__(config, weights)
+        self.lm_head = self.tied_lm_head(config, weights, self.transformer.wte.weight)

@@ -1,4 +1,5 @@
-"""Llama-style decoders: LlamaForCausalLM and MistralForCausalLM (sliding window).
+"""Llama-style decoders: LlamaModel / LlamaForCausalLM and MistralModel / MistralForCausalLM
+(sliding window).
 
 RMSNorm, SwiGLU (gate/up/down), GQA through num_key_value_heads, rotary embedding with
 HF's rope parameters (default, linear, llama3; v5 ``rope_parameters`` or older
@@ -14,10 +15,10 @@ from ..config import Config
 from ..functional import rope_inv_freq
 from ..safetensors import CheckpointError
 from .base import Weights
-from .decoder import DecoderLM
+from .decoder import DecoderLM, DecoderModel
 from .registry import register
 
-__all__ = ["LlamaForCausalLM", "MistralForCausalLM"]
+__all__ = ["LlamaForCausalLM", "LlamaModel", "MistralForCausalLM", "MistralModel"]
 
 
 def rope_settings(cfg: Config):
@@ -30,12 +31,12 @@ def rope_settings(cfg: Config):
     return float(cfg.get("rope_theta", 10000.0)), cfg.get("rope_scaling")
 
 
-@register("causal-lm")
-class LlamaForCausalLM(DecoderLM):
-    """``transformers.LlamaForCausalLM``."""
+@register("base")
+class LlamaModel(DecoderModel):
+    """``transformers.LlamaModel``: the final hidden states (no LM head, no generate())."""
 
     model_types = ("llama",)
-    base_prefixes = ("",)
+    base_prefixes = ("", "model.")
     rotary = True
     sliding_window_key = None
 
@@ -60,11 +61,11 @@ class LlamaForCausalLM(DecoderLM):
         inv_freq = rope_inv_freq(D, theta, scaling=scaling)
         window = cfg.get(self.sliding_window_key) if self.sliding_window_key else None
         self.vocab_size, self.hidden_size = V, C
-        self.embed_tokens = _C.Embedding(w.get("model.embed_tokens.weight", (V, C)))
+        self.embed_tokens = _C.Embedding(w.get("embed_tokens.weight", (V, C)))
         for i in w.layer_range(L):
 
             def g(key, *shape, optional=False):
-                return w.get(f"model.layers.{i}.{key}", shape, optional=optional, matrix=len(shape) == 2)
+                return w.get(f"layers.{i}.{key}", shape, optional=optional, matrix=len(shape) == 2)
 
             attn = _C.MultiHeadAttention(
                 C,
@@ -98,13 +99,7 @@ class LlamaForCausalLM(DecoderLM):
             n2 = _C.RMSNorm(g("post_attention_layernorm.weight", C), eps=eps)
             self.layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=True))
             w.release()
-        self.final_norm = _C.RMSNorm(w.get("model.norm.weight", (C,)), eps=eps)
-        head = w.get("lm_head.weight", (V, C), optional=True, matrix=True)
-        if head is None:
-            if not cfg.get("tie_word_embeddings", False):
-                raise CheckpointError("checkpoint has no lm_head.weight and tie_word_embeddings is false")
-            head = self.embed_tokens.weight
-        self.lm_head = _C.Linear(head, dtype=w.dtype)
+        self.final_norm = _C.RMSNorm(w.get("norm.weight", (C,)), eps=eps)
 
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Input embeddings of ids (B, T) at positions (B, T): (B, T, C) float32."""
@@ -112,8 +107,37 @@ class LlamaForCausalLM(DecoderLM):
 
 
 @register("causal-lm")
+class LlamaForCausalLM(DecoderLM):
+    """``transformers.LlamaForCausalLM``: a LlamaModel (``model.model``) and the LM head
+    (tied to the token embedding when the config says so), KV cache, generate()."""
+
+    model_types = ("llama",)
+    base_prefixes = ("model.", "")
+    base_model_class = LlamaModel
+    base_model_prefix = "model"
+
+    def __init__(self, config: Config, weights: Weights):
+        super().__init__(config, weights)
+        V, C = self.model.vocab_size, self.model.hidden_size
+        head = weights.get("lm_head.weight", (V, C), optional=True, matrix=True)
+        if head is None:
+            if not config.get("tie_word_embeddings", False):
+                raise CheckpointError("checkpoint has no lm_head.weight and tie_word_embeddings is false")
+            head = self.model.embed_tokens.weight
+        self.lm_head = _C.Linear(head, dtype=weights.dtype)
+
+
+@register("base")
+class MistralModel(LlamaModel):
+    """``transformers.MistralModel``: LlamaModel with a sliding attention window."""
+
+    model_types = ("mistral",)
+    sliding_window_key = "sliding_window"
+
+
+@register("causal-lm")
 class MistralForCausalLM(LlamaForCausalLM):
     """``transformers.MistralForCausalLM``: Llama with a sliding attention window."""
 
     model_types = ("mistral",)
-    sliding_window_key = "sliding_window"
+    base_model_class = MistralModel

@@ -1,4 +1,4 @@
-"""OPT: OPTForCausalLM from Hugging Face checkpoints.
+"""OPT: OPTModel and OPTForCausalLM from Hugging Face checkpoints.
 
 Learned positions counted over the attention mask with OPT's offset of 2, optional
 project_in/project_out when word_embed_proj_dim differs from hidden_size, pre-norm
@@ -13,20 +13,21 @@ from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
 from .base import Weights
-from .decoder import DecoderLM
+from .decoder import DecoderLM, DecoderModel
 from .registry import register
 
-__all__ = ["OPTForCausalLM"]
+__all__ = ["OPTForCausalLM", "OPTModel"]
 
 POSITION_OFFSET = 2
 
 
-@register("causal-lm")
-class OPTForCausalLM(DecoderLM):
-    """``transformers.OPTForCausalLM``."""
+@register("base")
+class OPTModel(DecoderModel):
+    """``transformers.OPTModel``: the final hidden states (no LM head, no generate()). HF's
+    OPTModel keeps its layers under ``decoder.``; tfcore's holds them directly."""
 
     model_types = ("opt",)
-    base_prefixes = ("",)
+    base_prefixes = ("decoder.", "model.decoder.")
 
     def __init__(self, config: Config, weights: Weights):
         super().__init__(config, weights)
@@ -46,7 +47,7 @@ class OPTForCausalLM(DecoderLM):
         if not cfg.get("layer_norm_elementwise_affine", True):
             raise CheckpointError("OPT without elementwise-affine LayerNorm is not supported")
         self.vocab_size, self.hidden_size, self.max_positions = V, C, P
-        p = "model.decoder."
+        p = ""
         self.embed_tokens = _C.Embedding(w.get(p + "embed_tokens.weight", (V, E)))
         self.embed_positions = w.get(p + "embed_positions.weight", (P + POSITION_OFFSET, C))
         self.project_in = _C.Linear(w.get(p + "project_in.weight", (C, E)), dtype=w.dtype) if E != C else None
@@ -95,8 +96,6 @@ class OPTForCausalLM(DecoderLM):
             )
         else:
             self.final_layer_norm = None
-        head = w.get("lm_head.weight", (V, E), optional=True, matrix=True)
-        self.lm_head = _C.Linear(head if head is not None else self.embed_tokens.weight, dtype=w.dtype)
 
     def final_norm(self, h: np.ndarray) -> np.ndarray:
         """The final LayerNorm (OPT-350m has none: then identity) and project_out."""
@@ -120,3 +119,20 @@ class OPTForCausalLM(DecoderLM):
             h = self.project_in(h)
         h += self.embed_positions[positions + POSITION_OFFSET]
         return h
+
+
+@register("causal-lm")
+class OPTForCausalLM(DecoderLM):
+    """``transformers.OPTForCausalLM``: an OPTModel (``model.model``) and the LM head (tied
+    to the token embedding unless the checkpoint stores lm_head.weight), generate()."""
+
+    model_types = ("opt",)
+    base_prefixes = ("model.decoder.", "decoder.", "")
+    base_model_class = OPTModel
+    base_model_prefix = "model"
+
+    def __init__(self, config: Config, weights: Weights):
+        super().__init__(config, weights)
+        emb = self.model.embed_tokens.weight
+        head = weights.get("lm_head.weight", emb.shape, optional=True, matrix=True)
+        self.lm_head = _C.Linear(head if head is not None else emb, dtype=weights.dtype)

@@ -221,16 +221,13 @@ class _T5Base(PreTrainedModel):
                 k: cfg.get(k) for k in ("eos_token_id", "pad_token_id", "decoder_start_token_id")
             }
 
-    @classmethod
-    def from_pretrained(cls, directory, dtype: str = "float32", threads: Optional[int] = None):
-        model = super().from_pretrained(directory, dtype, threads)
-        if cls.with_decoder:
-            model.generation_defaults.update(
+    def _after_load(self, directory) -> None:
+        if self.with_decoder:
+            self.generation_defaults.update(
                 read_generation_defaults(
                     directory, ("eos_token_id", "pad_token_id", "decoder_start_token_id")
                 )
             )
-        return model
 
     def encode(
         self,
