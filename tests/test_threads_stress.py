@@ -3,6 +3,8 @@ result equals the serial one bit for bit, and nothing crashes or deadlocks."""
 
 from __future__ import annotations
 
+import pickle
+import shutil
 import threading
 import time
 
@@ -26,6 +28,16 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     )
     save_tiny("llama", tmp_path / "llama", hidden_size=32, intermediate_size=64)
     bert = tfcore.AutoModel.from_pretrained(tmp_path / "bert")
+    # the same weights as a PyTorch pytorch_model.bin (read by tfcore's restricted unpickler)
+    import torch
+    import transformers
+
+    (tmp_path / "bert-bin").mkdir()
+    shutil.copy(tmp_path / "bert" / "config.json", tmp_path / "bert-bin")
+    torch.save(
+        transformers.BertModel.from_pretrained(tmp_path / "bert").state_dict(),
+        tmp_path / "bert-bin" / "pytorch_model.bin",
+    )
     llama = tfcore.AutoModelForCausalLM.from_pretrained(
         tmp_path / "llama", dtype="int8" if "int8" in tfcore.supported_dtypes() else "float32"
     )
@@ -76,6 +88,10 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         "generate": lambda: llama.generate(ids[:2, :4], max_new_tokens=6),
         "generate-int8-cache": lambda: llama.generate(ids[:1, :5], max_new_tokens=5, cache_dtype="int8"),
         "linear": lambda: lin(x),
+        "linear-pickled": lambda: pickle.loads(pickle.dumps(lin))(x),
+        "bin-load": lambda: tfcore.AutoModel.from_pretrained(tmp_path / "bert-bin")(
+            ids, attention_mask=mask
+        ).last_hidden_state,
         "semantic-search": lambda: np.array(
             [
                 [h["corpus_id"], h["score"]]
