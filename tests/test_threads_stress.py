@@ -89,9 +89,11 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         "generate-int8-cache": lambda: llama.generate(ids[:1, :5], max_new_tokens=5, cache_dtype="int8"),
         "linear": lambda: lin(x),
         "linear-pickled": lambda: pickle.loads(pickle.dumps(lin))(x),
-        "bin-load": lambda: tfcore.AutoModel.from_pretrained(tmp_path / "bert-bin")(
-            ids, attention_mask=mask
-        ).last_hidden_state,
+        "bin-load": lambda: (
+            tfcore.AutoModel.from_pretrained(tmp_path / "bert-bin")(
+                ids, attention_mask=mask
+            ).last_hidden_state
+        ),
         "semantic-search": lambda: np.array(
             [
                 [h["corpus_id"], h["score"]]
