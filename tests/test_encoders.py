@@ -270,13 +270,18 @@ def test_pickle_by_path_and_repr(rng, tmp_path):
     assert np.array_equal(again(ids).last_hidden_state, ours(ids).last_hidden_state)
     # and in a fresh process (spawn: libgomp is not fork-safe)
     with mp.get_context("spawn").Pool(1) as pool:
-        out = pool.apply(_run_pickled, (blob, ids))
+        out = pool.apply(_run_pickled, (blob, ids, tfcore.get_num_threads()))
     assert np.array_equal(out, ours(ids).last_hidden_state)
     assert "BertModel(model_type='bert'" in repr(ours) and "parameters=" in repr(ours)
     assert "<table>" in ours._repr_html_() and ours.num_parameters() > 0
 
 
-def _run_pickled(blob, ids):
+def _run_pickled(blob, ids, threads):
     import pickle
 
+    import tfcore
+
+    # the parent's explicit thread count (conftest): with the default, the child would use the
+    # CPUs other processes leave free, and another split of the work rounds differently
+    tfcore.set_num_threads(threads)
     return pickle.loads(blob)(ids).last_hidden_state
