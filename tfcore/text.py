@@ -60,3 +60,81 @@ def mean_pooling(last_hidden_state: np.ndarray, attention_mask: np.ndarray) -> n
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Rows scaled to unit length (torch.nn.functional.normalize)."""
     return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)).astype(np.float32)
+
+
+_POOLING_KEYS = (
+    ("pooling_mode_cls_token", "cls"),
+    ("pooling_mode_mean_tokens", "mean"),
+    ("pooling_mode_max_tokens", "max"),
+    ("pooling_mode_mean_sqrt_len_tokens", "mean_sqrt_len"),
+    ("pooling_mode_weightedmean_tokens", "weightedmean"),
+    ("pooling_mode_lasttoken", "lasttoken"),
+)
+
+
+def _read_json(path: Path, what: str) -> Any:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable {what} ({e})") from None
+
+
+def sentence_transformers_config(directory: Union[str, os.PathLike]) -> dict:
+    """What a sentence-transformers directory says about turning token vectors into a
+    sentence embedding, read from its ``modules.json``, the Pooling module's
+    ``config.json`` (``1_Pooling/``), ``sentence_bert_config.json`` and
+    ``config_sentence_transformers.json``; {} when the directory has no ``modules.json``.
+
+    Keys: "pooling" ("mean", "cls", "max", "mean_sqrt_len", "weightedmean" or "lasttoken";
+    None without a Pooling module), "normalize" (a Normalize module follows), "max_seq_length"
+    (int or None), "do_lower_case", "prompts" (name -> prefix), "default_prompt_name"."""
+    d = Path(directory)
+    modules_path = d / "modules.json"
+    if not modules_path.exists():
+        return {}
+    modules = _read_json(modules_path, "modules.json")
+    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+        raise CheckpointError(f"{modules_path}: expected a list of modules, got {type(modules).__name__}")
+    cfg: dict = {
+        "pooling": None,
+        "normalize": False,
+        "max_seq_length": None,
+        "do_lower_case": False,
+        "prompts": {},
+        "default_prompt_name": None,
+    }
+    for m in modules:
+        kind = str(m.get("type", "")).rsplit(".", 1)[-1]
+        if kind == "Pooling":
+            pool_path = d / str(m.get("path", "")) / "config.json"
+            pool = _read_json(pool_path, "Pooling config") if pool_path.exists() else {}
+            if not isinstance(pool, dict):
+                raise CheckpointError(f"{pool_path}: expected a JSON object")
+            modes = [name for key, name in _POOLING_KEYS if pool.get(key)]
+            if len(modes) > 1:
+                raise CheckpointError(f"{pool_path}: several pooling modes {modes}; tfcore pools one way")
+            cfg["pooling"] = modes[0] if modes else "mean"
+        elif kind == "Normalize":
+            cfg["normalize"] = True
+    sbert_path = d / "sentence_bert_config.json"
+    if sbert_path.exists():
+        sbert = _read_json(sbert_path, "sentence_bert_config.json")
+        if not isinstance(sbert, dict):
+            raise CheckpointError(f"{sbert_path}: expected a JSON object")
+        msl = sbert.get("max_seq_length")
+        if msl is not None and (not isinstance(msl, int) or isinstance(msl, bool) or msl < 1):
+            raise CheckpointError(f"{sbert_path}: max_seq_length must be a positive int, got {msl!r}")
+        cfg["max_seq_length"] = msl
+        cfg["do_lower_case"] = bool(sbert.get("do_lower_case", False))
+    st_path = d / "config_sentence_transformers.json"
+    if st_path.exists():
+        st = _read_json(st_path, "config_sentence_transformers.json")
+        if isinstance(st, dict):
+            prompts = st.get("prompts") or {}
+            if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+                raise CheckpointError(f"{st_path}: prompts must map names to strings")
+            cfg["prompts"] = dict(prompts)
+            cfg["default_prompt_name"] = st.get("default_prompt_name")
+    return cfg
