@@ -22,6 +22,7 @@ import numpy as np
 from .. import _C
 
 try:
+    import lm_eval.models  # noqa: F401  (the built-in backends first: the registry loads them only when empty)
     from lm_eval.api.model import TemplateLM
     from lm_eval.api.registry import register_model
 except ImportError as e:  # pragma: no cover - depends on the optional extra
@@ -53,7 +54,7 @@ class TfcoreLM(TemplateLM):
     per forward pass ("auto" picks 8); max_length: context window (default: the config's
     n_positions / max_position_embeddings, as the HF backend); max_gen_toks: default
     generation budget; add_bos_token: prepend BOS to every input (as the HF backend's
-    option); threads: as from_pretrained."""
+    option, default: the tokenizer's own rule); threads: as from_pretrained."""
 
     def __init__(
         self,
@@ -62,7 +63,7 @@ class TfcoreLM(TemplateLM):
         batch_size: Union[int, str] = 1,
         max_length: Optional[int] = None,
         max_gen_toks: int = 256,
-        add_bos_token: bool = False,
+        add_bos_token: Optional[bool] = None,
         threads: Optional[int] = None,
         tokenizer: Optional[str] = None,
         **unused: Any,
@@ -90,7 +91,9 @@ class TfcoreLM(TemplateLM):
         self.batch_size = 8 if str(batch_size).startswith("auto") else _positive_int("batch_size", batch_size)
         self._max_length = None if max_length is None else _positive_int("max_length", max_length)
         self.max_gen_toks = _positive_int("max_gen_toks", max_gen_toks)
-        self.add_bos_token = str(add_bos_token).lower() in ("1", "true", "yes")
+        if isinstance(add_bos_token, str):
+            add_bos_token = add_bos_token.lower() in ("1", "true", "yes")
+        self.add_bos_token = add_bos_token
 
     # the harness's tokenization hooks -------------------------------------------------------
 
@@ -117,18 +120,19 @@ class TfcoreLM(TemplateLM):
         return self.tokenizer.name_or_path.replace("/", "__")
 
     def tok_encode(self, string: str, add_special_tokens: Optional[bool] = None, **kwargs: Any) -> List[int]:
-        special = self.add_bos_token if add_special_tokens is None else add_special_tokens
-        return self.tokenizer.encode(string, add_special_tokens=special)
+        """Token ids of string, with the HF backend's rule for special tokens: the explicit
+        flag, else add_bos_token, else the tokenizer's default; never a second BOS."""
+        special = add_special_tokens if add_special_tokens is not None else self.add_bos_token
+        if add_special_tokens is None:
+            bos = self.tokenizer.decode([self.prefix_token_id])
+            if bos and string.startswith(bos):
+                special = False
+        if special is None:
+            return self.tokenizer.encode(string)
+        return self.tokenizer.encode(string, add_special_tokens=bool(special))
 
     def tok_decode(self, tokens, skip_special_tokens: bool = True) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=skip_special_tokens)
-
-    def chat_template(self, chat_template: Union[bool, str] = False) -> Optional[str]:
-        if chat_template is False or chat_template is None:
-            return None
-        if isinstance(chat_template, str):
-            return chat_template
-        return getattr(self.tokenizer, "chat_template", None)
 
     def apply_chat_template(self, chat_history: List[Dict[str, str]], add_generation_prompt: bool = True) -> str:
         if not getattr(self.tokenizer, "chat_template", None):
@@ -222,25 +226,26 @@ class TfcoreLM(TemplateLM):
                 groups[-1].append(i)
             else:
                 groups.append([i])
+        from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
+
         eos_text = self.tok_decode([self.eot_token_id], skip_special_tokens=False)
         for group in progress(groups, desc="generate_until", show=False if disable_tqdm else None, unit="batch"):
-            kw = dict(reqs[group[0]][1])
-            until = kw.pop("until", None) or []
-            until = [until] if isinstance(until, str) else list(until)
-            if eos_text and eos_text not in until:
-                until.append(eos_text)
-            max_new = int(kw.pop("max_gen_toks", self.max_gen_toks))
+            kw = normalize_gen_kwargs(reqs[group[0]][1], self.max_gen_toks)
+            until = handle_stop_sequences(kw.pop("until", None), eos=eos_text)
+            max_new = int(kw.pop("max_gen_toks"))
+            if max_new >= self.max_length:
+                raise _C.TfcoreValueError(
+                    f"max_gen_toks={max_new} leaves no room for a context in max_length={self.max_length}"
+                )
             do_sample = bool(kw.pop("do_sample", False))
-            temperature = float(kw.pop("temperature", 0.0))
-            if temperature == 0.0:
-                do_sample = False
+            temperature = float(kw.pop("temperature", 0.0) or 0.0)
             gen: Dict[str, Any] = {"do_sample": do_sample}
             if do_sample:
-                gen["temperature"] = temperature
+                gen["temperature"] = temperature if temperature > 0 else 1.0
                 for k in ("top_k", "top_p", "seed"):
                     if k in kw:
                         gen[k] = kw[k]
-            keep = max(1, self.max_length - max_new)
+            keep = self.max_length - max_new
             rows = [encoded[i][-keep:] for i in group]
             T = max(len(r) for r in rows)
             pad = self.tokenizer.pad_token_id or 0
@@ -262,9 +267,6 @@ class TfcoreLM(TemplateLM):
             )
             for b, i in enumerate(group):
                 s = self.tok_decode([int(t) for t in seqs[b, T:]])
-                for term in until:
-                    if term:
-                        s = s.split(term)[0]
-                out[i] = s
+                out[i] = s = postprocess_generated_text(s, until, None)
                 self.cache_hook.add_partial("generate_until", reqs[i], s)
         return out
