@@ -611,6 +611,59 @@ CASES = [
         "self-attention only",
     ),
     ("cross kv/not cross", "mha(x, encoder_key_values=r(2, 5, 2 * KVH * D))", VE, "cross"),
+    # ---- tfcore.eval and the evaluation integrations (texts are checked before tokenizing)
+    ("eval/empty string", "tfcore.eval.embed(tfcore.AutoModel.from_pretrained(bert), ['a', ''])", VE, r"texts\[1\] is an empty string"),
+    ("eval/non-string", "tfcore.eval.embed(tfcore.AutoModel.from_pretrained(bert), ['a', 3])", TE, r"texts\[1\] is int"),
+    ("eval/None", "tfcore.eval.embed(tfcore.AutoModel.from_pretrained(bert), None)", TE, "None"),
+    ("eval/bytes", "tfcore.eval.score(tfcore.AutoModelForCausalLM.from_pretrained(gpt2), b'abc')", TE, "bytes"),
+    ("eval/empty list", "tfcore.eval.score(tfcore.AutoModelForCausalLM.from_pretrained(gpt2), [])", VE, "empty"),
+    ("eval/engine unknown", "tfcore.eval.embed(tfcore.AutoModel.from_pretrained(bert), ['a'], engine='spark')", VE, "engine must be"),
+    ("eval/engine int", "tfcore.eval.score(tfcore.AutoModelForCausalLM.from_pretrained(gpt2), ['a'], engine=3)", VE, "engine must be"),
+    ("eval/ray not connected", "tfcore.eval.embed(tfcore.AutoModel.from_pretrained(bert), ['a'], engine='ray')", VE, "ray.init"),
+    ("eval/batch_size 0", "tfcore.eval.length_batches([3, 4], 0)", VE, "batch_size"),
+    ("eval/batch_size str", "tfcore.eval.length_batches([3, 4], '8')", TE, "batch_size"),
+    ("eval/stop not str", "tfcore.eval.generate(tfcore.AutoModelForCausalLM.from_pretrained(gpt2), ['a'], stop=[3])", TE, "stop"),
+    ("eval/generate encoder", "tfcore.eval.generate(tfcore.AutoModel.from_pretrained(bert), ['a'])", TE, "generate"),
+    (
+        "generate/stop_strings without tokenizer",
+        "tfcore.AutoModelForCausalLM.from_pretrained(gpt2).generate(np.array([[1, 2]]), stop_strings=['x'])",
+        VE,
+        "tokenizer",
+    ),
+    (
+        "generate/stop_strings empty",
+        "tfcore.AutoModelForCausalLM.from_pretrained(gpt2).generate(np.array([[1, 2]]), stop_strings=[''], tokenizer=1)",
+        TE,
+        "stop_strings",
+    ),
+    (
+        "st config/modules not a list",
+        "d = tempfile.mkdtemp(); open(os.path.join(d, 'modules.json'), 'w').write('{}'); "
+        "tfcore.text.sentence_transformers_config(d)",
+        CK,
+        "list of modules",
+    ),
+    (
+        "st config/bad max_seq_length",
+        "d = tempfile.mkdtemp(); open(os.path.join(d, 'modules.json'), 'w').write('[]'); "
+        "open(os.path.join(d, 'sentence_bert_config.json'), 'w').write('{\"max_seq_length\": -1}'); "
+        "tfcore.text.sentence_transformers_config(d)",
+        CK,
+        "max_seq_length",
+    ),
+    (
+        "st encoder/not a model",
+        "from tfcore.integrations.sentence_transformers import SentenceEncoder; SentenceEncoder(3.5)",
+        TE,
+        "model_or_path",
+    ),
+    ("st encoder/no tokenizer", "from tfcore.integrations.sentence_transformers import SentenceEncoder; SentenceEncoder(bert)", CK, "tokenizer.json"),
+    (
+        "lm_eval/not a model",
+        "from tfcore.integrations.lm_eval import TfcoreLM; TfcoreLM(42)",
+        TE,
+        "pretrained",
+    ),
 ]
 
 

@@ -158,7 +158,13 @@ class Collector:
 
 def check(engine) -> None:
     """engine is None, "ray" or a distributed.Client; anything else is named."""
-    if engine is None or engine == "ray":
+    if engine is None:
+        return
+    if isinstance(engine, str) and engine == "ray":
+        from .ray import _require
+
+        if not _require().is_initialized():
+            raise _C.TfcoreValueError("engine='ray' needs a connected Ray cluster: call ray.init() first")
         return
     if type(engine).__module__.startswith("distributed") and type(engine).__name__ == "Client":
         return
@@ -170,7 +176,7 @@ def check(engine) -> None:
 def run(engine, kind, model, tok, items, batches, params, show_progress, callback=None, rows_per_task=None):
     """Run a planned job on engine; the result as tfcore.eval's single-process loop makes it."""
     check(engine)
-    if engine == "ray":
+    if isinstance(engine, str):
         from . import ray as tf_ray
 
         return tf_ray.run(kind, model, tok, items, batches, params, show_progress, callback, rows_per_task)
