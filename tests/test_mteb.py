@@ -76,7 +76,13 @@ def test_mteb_sts_scores_equal_sentence_transformers(minilm_path):
     ours = mteb.evaluate(MtebEncoder(minilm_path), LocalSTS(), cache=None, show_progress_bar=False)
     ref = mteb.evaluate(st, LocalSTS(), cache=None, show_progress_bar=False)
     a, b = _scores(ours), _scores(ref)
-    for key in ("cosine_spearman", "cosine_pearson", "euclidean_spearman", "manhattan_spearman", "main_score"):
+    for key in (
+        "cosine_spearman",
+        "cosine_pearson",
+        "euclidean_spearman",
+        "manhattan_spearman",
+        "main_score",
+    ):
         assert abs(a[key] - b[key]) <= 1e-4, (key, a[key], b[key])
     assert b["cosine_spearman"] > 0.8  # the task is sane: MiniLM ranks these pairs well
 

@@ -20,8 +20,38 @@ def sections():
     yield "tfcore", [getattr(tfcore, n) for n in tfcore.__all__ if n not in ("models", "functional")]
     yield "tfcore.functional", [getattr(tfcore.functional, n) for n in tfcore.functional.__all__]
     yield "tfcore.models", [getattr(models, n) for n in models.__all__]
-    yield "tfcore.eval", [tfcore.eval.embed, tfcore.eval.score, tfcore.eval.length_batches]
-    yield "tfcore.text", [text.load_tokenizer, text.encode, text.mean_pooling, text.l2_normalize]
+    yield (
+        "tfcore.eval",
+        [
+            tfcore.eval.embed,
+            tfcore.eval.score,
+            tfcore.eval.generate,
+            tfcore.eval.length_batches,
+            tfcore.eval.check_texts,
+        ],
+    )
+    yield (
+        "tfcore.text",
+        [
+            text.load_tokenizer,
+            text.encode,
+            text.mean_pooling,
+            text.l2_normalize,
+            text.sentence_transformers_config,
+        ],
+    )
+    # evaluation pipelines (docs/evaluation.md); each module imports its tool
+    from tfcore.integrations import dask as tf_dask
+    from tfcore.integrations import lm_eval as tf_lm_eval
+    from tfcore.integrations import mteb as tf_mteb
+    from tfcore.integrations import ray as tf_ray
+    from tfcore.integrations import sentence_transformers as tf_st
+
+    yield "tfcore.integrations.lm_eval", [tf_lm_eval.TfcoreLM]
+    yield "tfcore.integrations.sentence_transformers", [tf_st.SentenceEncoder]
+    yield "tfcore.integrations.mteb", [tf_mteb.MtebEncoder]
+    yield "tfcore.integrations.ray", [tf_ray.TfcoreActor, tf_ray.run]
+    yield "tfcore.integrations.dask", [tf_dask.TfcoreModelPlugin, tf_dask.worker_model, tf_dask.run]
     yield "tfcore.testing", [tfcore.testing.assert_close_to_reference]
 
 

@@ -56,9 +56,7 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def run_task(
-    kind: str, model, tok, texts: List[str], sizes: Sequence[int], params: dict
-) -> Dict[str, Any]:
+def run_task(kind: str, model, tok, texts: List[str], sizes: Sequence[int], params: dict) -> Dict[str, Any]:
     """One task: consecutive batches (their sizes in `sizes`, texts concatenated) run exactly as
     tfcore.eval runs them in one process. Returns arrays in the order of texts."""
     from .. import eval as tf_eval
@@ -168,9 +166,7 @@ def check(engine) -> None:
         return
     if type(engine).__module__.startswith("distributed") and type(engine).__name__ == "Client":
         return
-    raise _C.TfcoreValueError(
-        f"engine must be None, 'ray' or a distributed.Client, got {engine!r:.80}"
-    )
+    raise _C.TfcoreValueError(f"engine must be None, 'ray' or a distributed.Client, got {engine!r:.80}")
 
 
 def run(engine, kind, model, tok, items, batches, params, show_progress, callback=None, rows_per_task=None):
@@ -182,4 +178,6 @@ def run(engine, kind, model, tok, items, batches, params, show_progress, callbac
         return tf_ray.run(kind, model, tok, items, batches, params, show_progress, callback, rows_per_task)
     from . import dask as tf_dask
 
-    return tf_dask.run(engine, kind, model, tok, items, batches, params, show_progress, callback, rows_per_task)
+    return tf_dask.run(
+        engine, kind, model, tok, items, batches, params, show_progress, callback, rows_per_task
+    )

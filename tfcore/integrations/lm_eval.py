@@ -26,7 +26,9 @@ try:
     from lm_eval.api.model import TemplateLM
     from lm_eval.api.registry import register_model
 except ImportError as e:  # pragma: no cover - depends on the optional extra
-    raise ImportError("tfcore.integrations.lm_eval needs lm-evaluation-harness: pip install 'tfcore[lm-eval]'") from e
+    raise ImportError(
+        "tfcore.integrations.lm_eval needs lm-evaluation-harness: pip install 'tfcore[lm-eval]'"
+    ) from e
 
 _SEQLEN_KEYS = ("n_positions", "max_position_embeddings", "n_ctx")
 
@@ -134,7 +136,9 @@ class TfcoreLM(TemplateLM):
     def tok_decode(self, tokens, skip_special_tokens: bool = True) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=skip_special_tokens)
 
-    def apply_chat_template(self, chat_history: List[Dict[str, str]], add_generation_prompt: bool = True) -> str:
+    def apply_chat_template(
+        self, chat_history: List[Dict[str, str]], add_generation_prompt: bool = True
+    ) -> str:
         if not getattr(self.tokenizer, "chat_template", None):
             raise _C.TfcoreValueError(
                 f"{self.model.name_or_path}: the tokenizer has no chat template (apply_chat_template=True needs one)"
@@ -163,7 +167,9 @@ class TfcoreLM(TemplateLM):
         out: List[Tuple[float, bool]] = [(0.0, False)] * len(rows)
         pad = self.tokenizer.pad_token_id or 0
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        for batch in progress(batches, desc="loglikelihood", show=False if disable_tqdm else None, unit="batch"):
+        for batch in progress(
+            batches, desc="loglikelihood", show=False if disable_tqdm else None, unit="batch"
+        ):
             T = max(len(rows[i][0]) for i in batch)
             ids = np.full((len(batch), T), pad, np.int64)
             mask = np.zeros((len(batch), T), np.int64)
@@ -214,7 +220,9 @@ class TfcoreLM(TemplateLM):
         reqs = [req.args for req in requests]
         for i, (ctx, kw) in enumerate(reqs):
             if not isinstance(ctx, str) or not isinstance(kw, dict):
-                raise _C.TfcoreTypeError(f"request {i}: expected (context str, gen_kwargs dict), got {reqs[i]!r:.80}")
+                raise _C.TfcoreTypeError(
+                    f"request {i}: expected (context str, gen_kwargs dict), got {reqs[i]!r:.80}"
+                )
         # one generate() per group of equal gen_kwargs, longest contexts first
         encoded = [self.tok_encode(ctx) for ctx, _ in reqs]
         key = [repr(sorted(kw.items(), key=lambda kv: kv[0])) for _, kw in reqs]
@@ -226,10 +234,16 @@ class TfcoreLM(TemplateLM):
                 groups[-1].append(i)
             else:
                 groups.append([i])
-        from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
+        from lm_eval.models.utils import (
+            handle_stop_sequences,
+            normalize_gen_kwargs,
+            postprocess_generated_text,
+        )
 
         eos_text = self.tok_decode([self.eot_token_id], skip_special_tokens=False)
-        for group in progress(groups, desc="generate_until", show=False if disable_tqdm else None, unit="batch"):
+        for group in progress(
+            groups, desc="generate_until", show=False if disable_tqdm else None, unit="batch"
+        ):
             kw = normalize_gen_kwargs(reqs[group[0]][1], self.max_gen_toks)
             until = handle_stop_sequences(kw.pop("until", None), eos=eos_text)
             max_new = int(kw.pop("max_gen_toks"))

@@ -43,7 +43,11 @@ class MtebEncoder(AbsEncoder):
         engine: Any = None,
         name: Optional[str] = None,
     ):
-        self.encoder = encoder if isinstance(encoder, SentenceEncoder) else SentenceEncoder(encoder, dtype, threads, engine)
+        self.encoder = (
+            encoder
+            if isinstance(encoder, SentenceEncoder)
+            else SentenceEncoder(encoder, dtype, threads, engine)
+        )
         path = self.encoder.model.name_or_path
         self.model_prompts = dict(self.encoder.prompts) or None
         self.mteb_model_meta = ModelMeta.create_empty(

@@ -17,8 +17,6 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Optional, Union
 
-import numpy as np
-
 from .. import _C, text
 
 _POOLINGS = ("mean", "cls")
