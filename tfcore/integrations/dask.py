@@ -53,6 +53,7 @@ class TfcoreModelPlugin(_WorkerPlugin):
         self.name = f"tfcore-model:{cls.__module__}.{cls.__qualname__}:{path}:{dtype}"
 
     def setup(self, worker) -> None:
+        """Load the model on this worker (Dask calls it when the plugin is registered or the worker starts)."""
         _engines.worker_model(self.spec, _threads(worker))
 
 

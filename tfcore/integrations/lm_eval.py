@@ -101,6 +101,7 @@ class TfcoreLM(TemplateLM):
 
     @property
     def max_length(self) -> int:
+        """Context window in tokens: max_length=, else the config's n_positions / max_position_embeddings / n_ctx, else 2048."""
         if self._max_length is not None:
             return self._max_length
         for key in _SEQLEN_KEYS:
@@ -110,15 +111,18 @@ class TfcoreLM(TemplateLM):
 
     @property
     def eot_token_id(self) -> int:
+        """The tokenizer's EOS id (end of text: generation stops there)."""
         return self.tokenizer.eos_token_id
 
     @property
     def prefix_token_id(self) -> int:
+        """What an empty context is conditioned on: BOS, else EOS (as the HF backend)."""
         bos = self.tokenizer.bos_token_id
         return bos if bos is not None else self.eot_token_id
 
     @property
     def tokenizer_name(self) -> str:
+        """The tokenizer's path with "/" replaced (the harness keys its cache on it)."""
         return self.tokenizer.name_or_path.replace("/", "__")
 
     def tok_encode(self, string: str, add_special_tokens: Optional[bool] = None, **kwargs: Any) -> List[int]:
@@ -134,11 +138,13 @@ class TfcoreLM(TemplateLM):
         return self.tokenizer.encode(string, add_special_tokens=bool(special))
 
     def tok_decode(self, tokens, skip_special_tokens: bool = True) -> str:
+        """Text of token ids (special tokens skipped by default)."""
         return self.tokenizer.decode(tokens, skip_special_tokens=skip_special_tokens)
 
     def apply_chat_template(
         self, chat_history: List[Dict[str, str]], add_generation_prompt: bool = True
     ) -> str:
+        """The conversation rendered with the tokenizer's chat template (a clear error without one)."""
         if not getattr(self.tokenizer, "chat_template", None):
             raise _C.TfcoreValueError(
                 f"{self.model.name_or_path}: the tokenizer has no chat template (apply_chat_template=True needs one)"
