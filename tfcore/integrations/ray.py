@@ -29,6 +29,8 @@ def _require():
         import ray.data  # noqa: F401
     except ImportError as e:
         raise ImportError("engine='ray' needs Ray Data: pip install 'tfcore[ray]'") from e
+    if not hasattr(ray.data, "ActorPoolStrategy"):  # pragma: no cover - very old Ray
+        raise ImportError("engine='ray' needs Ray Data with ActorPoolStrategy: pip install 'ray[data]>=2.30'")
     return ray
 
 
@@ -97,7 +99,7 @@ def run(
         fn_constructor_args=(kind, spec, tok, params),
         batch_size=1,
         batch_format="numpy",
-        concurrency=num_workers,
+        compute=ray.data.ActorPoolStrategy(size=num_workers),
         num_cpus=cpus_per_worker,
     )
     out = _engines.Collector(kind, len(items), show_progress, callback)
