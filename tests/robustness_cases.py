@@ -682,16 +682,48 @@ CASES = [
         "stop_strings",
     ),
     (
-        "st config/modules not a list",
-        "d = tempfile.mkdtemp(); open(os.path.join(d, 'modules.json'), 'w').write('{}'); "
-        "tfcore.text.sentence_transformers_config(d)",
-        CK,
-        "list of modules",
+        "search/empty corpus",
+        "tfcore.eval.semantic_search(r(2, 8), np.zeros((0, 8), np.float32))",
+        VE,
+        "empty",
+    ),
+    ("search/3-D query", "tfcore.eval.semantic_search(r(2, 3, 8), r(5, 8))", VE, r"\(N, D\)"),
+    ("search/strings", "tfcore.eval.semantic_search(['a query'], r(5, 8))", TE, "numbers|embeddings"),
+    ("search/str query", "tfcore.eval.semantic_search('a query', r(5, 8))", TE, "embeddings"),
+    ("search/top_k 0", "tfcore.eval.semantic_search(r(2, 8), r(5, 8), top_k=0)", VE, "top_k"),
+    ("search/top_k float", "tfcore.eval.semantic_search(r(2, 8), r(5, 8), top_k=2.5)", VE, "top_k"),
+    (
+        "search/chunk 0",
+        "tfcore.eval.semantic_search(r(2, 8), r(5, 8), corpus_chunk_size=0)",
+        VE,
+        "corpus_chunk_size",
     ),
     (
-        "st config/bad max_seq_length",
-        "d = tempfile.mkdtemp(); open(os.path.join(d, 'modules.json'), 'w').write('[]'); "
-        "open(os.path.join(d, 'sentence_bert_config.json'), 'w').write('{\"max_seq_length\": -1}'); "
+        "search/bad score name",
+        "tfcore.eval.semantic_search(r(2, 8), r(5, 8), score_function='l2')",
+        VE,
+        "score_function",
+    ),
+    (
+        "search/score wrong shape",
+        "tfcore.eval.semantic_search(r(2, 8), r(5, 8), score_function=lambda a, b: a @ a.T)",
+        VE,
+        "score_function returned shape",
+    ),
+    ("search/cos_sim dims", "tfcore.eval.cos_sim(r(2, 8), r(3, 7))", VE, "dimension"),
+    ("search/dot_score None", "tfcore.eval.dot_score(None, r(3, 7))", TE, "a must be"),
+    # ---- sentence-transformers directories, pooling, tokenizers
+    (
+        "st config/modules not a list",
+        "d = tempfile.mkdtemp(dir=tmp); open(os.path.join(d, 'modules.json'), 'w').write('{\"a\": 1}')\n"
+        "tfcore.text.sentence_transformers_config(d)",
+        CK,
+        "modules.json",
+    ),
+    (
+        "st config/max_seq_length negative",
+        "d = tempfile.mkdtemp(dir=tmp)\n"
+        "open(os.path.join(d, 'sentence_bert_config.json'), 'w').write('{\"max_seq_length\": -3}')\n"
         "tfcore.text.sentence_transformers_config(d)",
         CK,
         "max_seq_length",
@@ -703,16 +735,47 @@ CASES = [
         "model_or_path",
     ),
     (
-        "st encoder/no tokenizer",
-        "from tfcore.integrations.sentence_transformers import SentenceEncoder; SentenceEncoder(bert)",
-        CK,
-        "tokenizer.json",
-    ),
-    (
         "lm_eval/not a model",
         "from tfcore.integrations.lm_eval import TfcoreLM; TfcoreLM(42)",
         TE,
         "pretrained",
+    ),
+    (
+        "st config/pooling mode unknown",
+        "d = tempfile.mkdtemp(dir=tmp); os.makedirs(os.path.join(d, '1_Pooling'))\n"
+        "open(os.path.join(d, '1_Pooling', 'config.json'), 'w').write('{\"pooling_mode\": \"median\"}')\n"
+        "tfcore.text.sentence_transformers_config(d)",
+        CK,
+        "pooling mode",
+    ),
+    (
+        "st config/truncated json",
+        "d = tempfile.mkdtemp(dir=tmp)\n"
+        "open(os.path.join(d, 'config_sentence_transformers.json'), 'w').write('{\"prompts\": ')\n"
+        "tfcore.text.sentence_transformers_config(d)",
+        CK,
+        "JSON",
+    ),
+    (
+        "st config/not a dir",
+        "tfcore.text.sentence_transformers_config(os.path.join(tmp, 'nope'))",
+        CK,
+        "not a directory",
+    ),
+    ("pool/unknown mode", "tfcore.text.pool(r(2, 3, 4), np.ones((2, 3)), 'median')", VE, "pooling mode"),
+    ("pool/mask shape", "tfcore.text.pool(r(2, 3, 4), np.ones((2, 4)), 'mean')", VE, "attention_mask"),
+    ("pool/2-D states", "tfcore.text.pool(r(2, 3), np.ones((2, 3)), 'mean')", VE, r"\(B, T, C\)"),
+    (
+        "embed/pooling unknown",
+        "tfcore.eval.embed(tfcore.AutoModel.from_pretrained(bert), ['a'], pooling='median')",
+        VE,
+        "pooling",
+    ),
+    (
+        "embed/prompt_name unknown",
+        "tfcore.eval.embed(tfcore.AutoModel.from_pretrained(bert), ['a'], prompt_name='query')",
+        VE,
+        "prompt_name",
     ),
 ]
 

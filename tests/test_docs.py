@@ -22,3 +22,25 @@ def test_api_reference_is_current():
     with open(os.path.join(ROOT, "docs", "api.md")) as f:
         stored = f.read()
     assert stored == gen_api_docs.render(), "docs/api.md is stale: run python tools/gen_api_docs.py"
+
+
+def test_member_summaries_are_whole_paragraphs():
+    """A member's line in api.md is its docstring's whole first paragraph, never a line cut
+    mid-sentence where the docstring wrapped."""
+    doc = """Load the directory's model; dtype and
+        threads as from_pretrained.
+
+        More details."""
+    assert (
+        gen_api_docs.summary("f", doc) == "Load the directory's model; dtype and threads as from_pretrained."
+    )
+    assert (
+        gen_api_docs.summary("keys", "keys(layer, /)\n--\n\nKeys of a layer: a\nview.")
+        == "Keys of a layer: a view."
+    )
+    with open(os.path.join(ROOT, "docs", "api.md")) as f:
+        api = f.read()
+    assert (
+        "- `from_pretrained`: Load the directory with the tfcore class for its config.json model_type; "
+        "dtype and threads as PreTrainedModel.from_pretrained." in api
+    )

@@ -67,6 +67,7 @@ def test_calls_do_not_keep_references_to_their_inputs(tiny_models):
     x, res, x3, ids, mask = r(4, 16), r(4, 8), r(2, 3, 16), np.array([[1, 2, 3]]), np.ones((1, 3), np.int64)
     q, k, v = r(1, 2, 3, 8), r(1, 2, 5, 8), r(1, 2, 5, 8)
     out = np.empty((4, 8), np.float32)
+    corpus = r(10, 16)
     calls = [
         lambda: lin(x, res),
         lambda: lin(x, out=out),
@@ -75,8 +76,9 @@ def test_calls_do_not_keep_references_to_their_inputs(tiny_models):
         lambda: tfcore.functional.scaled_dot_product_attention(q, k, v, return_weights=True),
         lambda: model(ids, attention_mask=mask),
         lambda: model.generate(ids, max_new_tokens=2),
+        lambda: tfcore.eval.semantic_search(x, corpus, top_k=2, corpus_chunk_size=3),
     ]
-    inputs = [x, res, x3, ids, mask, q, k, v, out, lin, mha, emb]
+    inputs = [x, res, x3, ids, mask, q, k, v, out, lin, mha, emb, corpus]
     for call in calls:
         call()
     before = [sys.getrefcount(a) for a in inputs]

@@ -92,10 +92,15 @@ def test_sentence_encoder_encode_matches_sentence_transformers(minilm_path):
 
     st = SentenceTransformer(minilm_path, device="cpu")
     enc = SentenceEncoder(minilm_path)
-    assert (enc.pooling, enc.normalize, enc.max_seq_length) == ("mean", True, 256)
+    assert (enc.pooling, enc.normalize, enc.max_seq_length) == (
+        "mean",
+        True,
+        256,
+    )  # from the directory's files
     texts = [json.loads(line)["sentence1"] for line in DATA.read_text().splitlines()]
     texts.append("word " * 400)  # longer than max_seq_length: truncated like sentence-transformers
-    got = enc.encode(texts, batch_size=8)
+    with pytest.warns(tfcore.text.TruncationWarning):
+        got = enc.encode(texts, batch_size=8)
     want = st.encode(texts, batch_size=8, convert_to_numpy=True)
     assert got.shape == want.shape == (21, 384)
     assert np.abs(got - want).max() <= 1e-5  # float32 forward on the same weights
@@ -107,36 +112,7 @@ def test_sentence_encoder_encode_matches_sentence_transformers(minilm_path):
     assert np.abs(t.numpy() - want_p).max() <= 1e-5
     with pytest.raises(tfcore.TfcoreValueError, match="prompt_name"):
         enc.encode(texts[:1], prompt_name="nope")
-    with pytest.raises(tfcore.TfcoreValueError, match=r"sentences\[1\] is an empty string|texts\[1\]"):
+    with pytest.raises(tfcore.TfcoreValueError, match=r"texts\[1\] is an empty string"):
         enc.encode(["ok", ""])
     with pytest.raises(tfcore.TfcoreTypeError):
         SentenceEncoder(3.5)
-
-
-def test_sentence_transformers_config_reads_the_files(tmp_path, minilm_path):
-    from tfcore.text import sentence_transformers_config
-
-    cfg = sentence_transformers_config(minilm_path)
-    assert cfg["pooling"] == "mean" and cfg["normalize"] and cfg["max_seq_length"] == 256
-    assert sentence_transformers_config(tmp_path) == {}  # a plain HF directory
-    (tmp_path / "modules.json").write_text(
-        json.dumps(
-            [
-                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-            ]
-        )
-    )
-    (tmp_path / "1_Pooling").mkdir()
-    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
-    (tmp_path / "config_sentence_transformers.json").write_text(
-        json.dumps({"prompts": {"query": "query: "}, "default_prompt_name": None})
-    )
-    cfg = sentence_transformers_config(tmp_path)
-    assert cfg["pooling"] == "cls" and not cfg["normalize"] and cfg["prompts"] == {"query": "query: "}
-    (tmp_path / "1_Pooling" / "config.json").write_text("{not json")
-    with pytest.raises(tfcore.CheckpointError, match="Pooling config"):
-        sentence_transformers_config(tmp_path)
-    (tmp_path / "modules.json").write_text(json.dumps({"a": 1}))
-    with pytest.raises(tfcore.CheckpointError, match="list of modules"):
-        sentence_transformers_config(tmp_path)

@@ -36,6 +36,7 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     ids = rng.integers(1, 60, size=(3, 11))
     mask = (np.arange(11)[None] < np.array([[11], [6], [2]])).astype(np.int64)
     x = r(5, 32)
+    corpus = r(40, 32)
     # the attention variants: shared layers with in-kernel position biases, and the sparse kernels
     t5_attn = tfcore.MultiHeadAttention(
         32,
@@ -75,6 +76,13 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         "generate": lambda: llama.generate(ids[:2, :4], max_new_tokens=6),
         "generate-int8-cache": lambda: llama.generate(ids[:1, :5], max_new_tokens=5, cache_dtype="int8"),
         "linear": lambda: lin(x),
+        "semantic-search": lambda: np.array(
+            [
+                [h["corpus_id"], h["score"]]
+                for row in tfcore.eval.semantic_search(x, corpus, top_k=3, corpus_chunk_size=7)
+                for h in row
+            ]
+        ),
         "sdpa": lambda: tfcore.functional.scaled_dot_product_attention(
             q, k, v, is_causal=True, enable_gqa=True
         ),

@@ -36,7 +36,7 @@ def test_eval_embed_matches_one_batch_in_input_order(minilm):
     cls = tf_eval.embed(minilm, iter(texts), pooling="cls", normalize=False, show_progress=False)
     assert cls.shape == (5, 384) and not np.allclose(np.linalg.norm(cls, axis=1), 1)
     with pytest.raises(tfcore.TfcoreValueError, match="pooling"):
-        tf_eval.embed(minilm, texts, pooling="max")
+        tf_eval.embed(minilm, texts, pooling="median")
     with pytest.raises(tfcore.TfcoreValueError, match="empty"):
         tf_eval.embed(minilm, [])
     with pytest.raises(tfcore.TfcoreValueError, match="batch_size"):
@@ -82,7 +82,50 @@ def test_progress_switch(monkeypatch):
     assert list(_progress.progress(range(3))) == [0, 1, 2]
     monkeypatch.setenv("TFCORE_PROGRESS", "1")
     assert list(_progress.progress(range(3), total=3, desc="x")) == [0, 1, 2]
+    assert __import__("sys").stderr.getvalue() == ""  # sub-second work: no bar
+    monkeypatch.setattr(_progress, "DELAY", 0.0)
+    assert list(_progress.progress(range(3), total=3, desc="x")) == [0, 1, 2]
     assert "x" in __import__("sys").stderr.getvalue()  # tqdm drew on the (captured) stderr
+
+
+def test_progress_in_a_notebook_without_ipywidgets_is_a_plain_bar(monkeypatch):
+    """tqdm's widget needs ipywidgets; without it tqdm.auto warns "IProgress not found"
+    in every notebook. tfcore then draws tqdm's text bar instead."""
+    import builtins
+
+    import tqdm
+
+    monkeypatch.setattr(_progress, "_in_notebook", lambda: True)
+    real_import = builtins.__import__
+
+    def no_ipywidgets(name, *a, **k):
+        if name == "ipywidgets":
+            raise ImportError("no ipywidgets")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_ipywidgets)
+    assert _progress._tqdm_class() is tqdm.tqdm
+    monkeypatch.setattr(_progress, "DELAY", 0.0)
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # TqdmWarning would fail here
+        assert list(_progress.progress(range(3), total=3, desc="y", show=True)) == [0, 1, 2]
+    assert "y" in __import__("sys").stderr.getvalue()
+
+
+def test_model_output_repr_is_names_shapes_dtypes(tmp_path):
+    save_tiny("bert", tmp_path)
+    m = tfcore.AutoModel.from_pretrained(tmp_path)
+    out = m(np.array([[1, 2, 3, 4]]), output_hidden_states=True)
+    r = repr(out)
+    assert "last_hidden_state: (1, 4, 16) float32" in r
+    assert "pooler_output: (1, 16) float32" in r
+    assert "hidden_states: tuple of 2: (1, 4, 16) float32" in r
+    assert str(out) == r and "[" not in r.split("hidden_states")[0]  # no array values
+    assert len(r.splitlines()) == len(out) + 2
+    assert repr(tfcore.models.base.ModelOutput()) == "ModelOutput()"
 
 
 def test_rich_reprs(tmp_path):

@@ -2,6 +2,9 @@
 
 tqdm when it is installed and someone is watching: a terminal on stderr or a Jupyter
 kernel. Off when TFCORE_PROGRESS=0 (or when tqdm is missing); forced on by TFCORE_PROGRESS=1.
+A bar appears only once its loop has run for DELAY seconds (no bars for sub-second work).
+In Jupyter the bar is tqdm's widget when ipywidgets is installed and a plain text bar
+otherwise (never tqdm's "IProgress not found" warning).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import sys
 from typing import Iterable, Iterator, Optional, TypeVar
 
 T = TypeVar("T")
+
+DELAY = 1.0  # seconds a loop runs before its bar is drawn
 
 
 def _in_notebook() -> bool:
@@ -44,7 +49,22 @@ def progress(
     if not enabled(show):
         return iter(iterable)
     try:
-        from tqdm.auto import tqdm
+        bar = _tqdm_class()
     except ImportError:
         return iter(iterable)
-    return iter(tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, file=sys.stderr))
+    return iter(bar(iterable, total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, delay=DELAY))
+
+
+def _tqdm_class():
+    """tqdm's notebook widget in Jupyter when ipywidgets is there, else its text bar."""
+    if _in_notebook():
+        try:
+            import ipywidgets  # noqa: F401 - the widget bar needs it
+            from tqdm.notebook import tqdm
+
+            return tqdm
+        except ImportError:
+            pass
+    from tqdm import tqdm
+
+    return tqdm

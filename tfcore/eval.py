@@ -1,24 +1,28 @@
-"""Batch helpers for evaluation pipelines: embed, score or continue a list (or any iterable)
-of texts with length-sorted batches (little padding, and encoders run padding-free anyway), a
+"""Batch helpers for evaluation pipelines: embed or score a list (or any iterable) of texts
+with length-sorted batches (little padding, and encoders run padding-free anyway), a
 progress bar, and NumPy results in the input order.
 
-    emb = tfcore.eval.embed(model, texts)                 # (N, C) float32, L2-normalized
+    emb = tfcore.eval.embed(model, texts)                 # (N, C) float32, as sentence-transformers
     res = tfcore.eval.score(lm, texts)                    # log-likelihoods and perplexities
+    hits = tfcore.eval.semantic_search(query_emb, corpus_emb, top_k=5)  # per query, best first
     out = tfcore.eval.generate(lm, prompts, stop=["\\n"])  # continuations as str
 
-Each takes engine=None (this process), a ``distributed.Client`` (Dask) or ``"ray"`` (the
-connected Ray cluster): the same batches then run on the cluster's workers, each loading the
-model once from its directory (see docs/evaluation.md), and the result is the same.
+embed, score and generate take engine=None (this process), a ``distributed.Client`` (Dask)
+or ``"ray"`` (the connected Ray cluster): the same batches then run on the cluster's workers,
+each loading the model once from its directory (see docs/evaluation.md), and the result is
+the same.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+import os
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
 from . import _C, text
 from ._progress import progress
+from ._search import cos_sim, dot_score, semantic_search  # noqa: F401 - public in tfcore.eval
 
 
 def length_batches(lengths: List[int], batch_size: int) -> List[np.ndarray]:
@@ -40,6 +44,32 @@ def _tokenizer(model, tokenizer, max_length):
     return text.load_tokenizer(path, max_length=max_length)
 
 
+def _st_config(model) -> Dict[str, Any]:
+    """The model directory's sentence-transformers settings (defaults when it has none)."""
+    path = getattr(model, "name_or_path", None)
+    if path and os.path.isdir(path):
+        return text.sentence_transformers_config(path)
+    return {
+        "pooling_mode": None,
+        "normalize": None,
+        "include_prompt": True,
+        "prompts": {},
+        "default_prompt_name": None,
+        "do_lower_case": None,
+        "unsupported_modules": [],
+    }
+
+
+def _prompt_length(tok, prompt: str) -> int:
+    """Tokens of the prompt with its leading special token, without a trailing one (as
+    sentence-transformers counts them)."""
+    e = tok.encode(prompt)
+    n = sum(e.attention_mask)
+    if n and e.special_tokens_mask[n - 1]:
+        n -= 1
+    return n
+
+
 def check_texts(texts: Iterable[str], name: str = "texts") -> List[str]:
     """texts as a list of non-empty str; the first bad item is named by its index."""
     if texts is None:
@@ -57,31 +87,33 @@ def check_texts(texts: Iterable[str], name: str = "texts") -> List[str]:
     return items
 
 
+_texts = check_texts
+
+
 def _plan(tok, items: List[str], batch_size: int) -> List[np.ndarray]:
-    lengths = [len(e.ids) for e in tok.encode_batch(items)]
-    return length_batches(lengths, batch_size)
+    encodings = tok.encode_batch(items)
+    text._warn_truncated(tok, encodings, stacklevel=4)
+    return length_batches([sum(e.attention_mask) for e in encodings], batch_size)
 
 
 # One batch of each job, run where the model lives (this process or a cluster worker). The
 # engines send exactly the batches _plan made here, so a cluster computes what one process does.
 
 
-def embed_batch(model, tok, batch: List[str], pooling: str) -> np.ndarray:
+def embed_batch(model, tok, batch: List[str], pooling, prompt_length: int = 0) -> np.ndarray:
     """(len(batch), C) float32 pooled, not yet normalized."""
-    ids, mask = text.encode(tok, batch)
+    ids, mask = text._arrays(tok.encode_batch(list(batch)))
     res = model(ids, attention_mask=mask)
-    if pooling == "mean":
-        return text.mean_pooling(res.last_hidden_state, mask)
-    if pooling == "cls":
-        return np.ascontiguousarray(res.last_hidden_state[:, 0])
-    if "pooler_output" not in res:
-        raise _C.TfcoreValueError("this model has no pooler; use pooling='mean' or 'cls'")
-    return np.asarray(res.pooler_output, np.float32)
+    if pooling == "pooler":
+        if "pooler_output" not in res:
+            raise _C.TfcoreValueError("this model has no pooler; use pooling='mean' or 'cls'")
+        return np.asarray(res.pooler_output, np.float32)
+    return text.pool(res.last_hidden_state, mask, pooling, prompt_length=prompt_length)
 
 
 def score_batch(model, tok, batch: List[str]):
     """((B,) float64 log-likelihood, (B,) int64 scored tokens)."""
-    ids, mask = text.encode(tok, batch)
+    ids, mask = text._arrays(tok.encode_batch(list(batch)))
     logits = model(ids, attention_mask=mask).logits.astype(np.float64)  # (B, T, V)
     logp = logits - logits.max(-1, keepdims=True)
     logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
@@ -144,34 +176,80 @@ def embed(
     texts: Iterable[str],
     tokenizer: Any = None,
     batch_size: int = 32,
-    pooling: str = "mean",
-    normalize: bool = True,
+    pooling: Union[str, Sequence[str], None] = None,
+    normalize: Optional[bool] = None,
     max_length: Optional[int] = None,
     show_progress: Optional[bool] = None,
+    prompt_name: Optional[str] = None,
+    prompt: Optional[str] = None,
     engine: Any = None,
 ) -> np.ndarray:
-    """(N, hidden_size) float32 sentence embeddings of an encoder, in the order of texts.
+    """(N, C) float32 sentence embeddings of an encoder, in the order of texts, computed as
+    sentence-transformers computes them from the same directory.
 
-    pooling "mean" (sentence-transformers' default), "cls" (first token) or "pooler" (the
-    model's pooler output); normalize=True scales rows to unit length. The tokenizer comes
-    from the model's directory unless given (tokenizers package). Every text must be a
-    non-empty str (the error names the first that is not).
+    A sentence-transformers directory (see ``tfcore.text.sentence_transformers_config``)
+    sets the defaults: truncation at ``max_seq_length`` (256 for all-MiniLM-L6-v2),
+    the ``Pooling`` module's mode and ``include_prompt``, normalization when ``modules.json``
+    lists ``Normalize``, its ``default_prompt_name``, lower-casing. Without those files:
+    truncation at ``tokenizer_config.json``'s ``model_max_length`` if stated, else none (a
+    text longer than the model's positions then raises, naming ``max_length=``), mean
+    pooling, normalized rows.
+
+    pooling: ``"mean"``, ``"cls"``, ``"max"``, ``"mean_sqrt_len_tokens"``,
+    ``"weightedmean"``, ``"lasttoken"`` (a tuple of them concatenates), or ``"pooler"``
+    (the model's pooler output). normalize: scale rows to unit length. max_length: tokens
+    kept per text; texts cut are announced by one ``tfcore.text.TruncationWarning`` per call
+    (how many, and the limit). prompt_name (a key of the directory's prompts) or prompt (a
+    string) is prepended to every text. The tokenizer comes from the model's directory
+    unless given (tokenizers package; a given one keeps its own truncation). Every text must
+    be a non-empty str (the error names the first that is not).
 
     engine: None runs here; a ``distributed.Client`` or ``"ray"`` runs the batches on that
     cluster's workers (each loads the model once from model.name_or_path, a directory every
     worker must see) and returns the same array."""
-    if pooling not in ("mean", "cls", "pooler"):
-        raise _C.TfcoreValueError(f"pooling must be 'mean', 'cls' or 'pooler', got {pooling!r}")
     _check_engine(engine)
-    items = check_texts(texts)
+    st = _st_config(model)
+    if st["unsupported_modules"]:
+        raise _C.TfcoreValueError(
+            f"{model.name_or_path}: modules.json lists {st['unsupported_modules']}, which tfcore does not "
+            "run (it runs Transformer, Pooling and Normalize); embeddings would differ from "
+            "sentence-transformers'"
+        )
+    if pooling is None:
+        pooling = st["pooling_mode"] or "mean"
+    if pooling != "pooler":
+        modes = (pooling,) if isinstance(pooling, str) else tuple(pooling)
+        if not modes or any(m not in text.POOLING_MODES for m in modes):
+            raise _C.TfcoreValueError(
+                f"pooling must be one of {text.POOLING_MODES + ('pooler',)} (or a tuple of the first "
+                f"six), got {pooling!r}"
+            )
+    if normalize is None:
+        normalize = True if st["normalize"] is None else st["normalize"]
+    if prompt is None and prompt_name is not None:
+        if prompt_name not in st["prompts"]:
+            raise _C.TfcoreValueError(
+                f"prompt_name {prompt_name!r} is not one of the model's prompts {sorted(st['prompts'])}"
+            )
+        prompt = st["prompts"][prompt_name]
+    elif prompt is None and st["default_prompt_name"]:
+        prompt = st["prompts"][st["default_prompt_name"]]
+    if prompt is not None and not isinstance(prompt, str):
+        raise _C.TfcoreTypeError(f"prompt must be a str, got {type(prompt).__name__}")
+    items = _texts(texts)
+    inputs = [prompt + t for t in items] if prompt else items
+    if st["do_lower_case"]:
+        inputs = [t.lower() for t in inputs]
     tok = _tokenizer(model, tokenizer, max_length)
-    batches = _plan(tok, items, batch_size)
+    prompt_length = _prompt_length(tok, prompt) if prompt and not st["include_prompt"] else 0
+    batches = _plan(tok, inputs, batch_size)
     if engine is not None:
-        out = _dispatch(engine, "embed", model, tok, items, batches, {"pooling": pooling}, show_progress)
+        params = {"pooling": pooling, "prompt_length": prompt_length}
+        out = _dispatch(engine, "embed", model, tok, inputs, batches, params, show_progress)
     else:
         out = None
         for idx in progress(batches, desc="embedding", show=show_progress, unit="batch"):
-            vec = embed_batch(model, tok, [items[i] for i in idx], pooling)
+            vec = embed_batch(model, tok, [inputs[i] for i in idx], pooling, prompt_length)
             if out is None:
                 out = np.empty((len(items), vec.shape[-1]), np.float32)
             out[idx] = vec
@@ -191,7 +269,7 @@ def score(
     over the tokens after the first, "tokens": (N,) how many were scored, "perplexity":
     (N,) exp(-log_likelihood / tokens)}. engine as in embed()."""
     _check_engine(engine)
-    items = check_texts(texts)
+    items = _texts(texts)
     tok = _tokenizer(model, tokenizer, max_length)
     batches = _plan(tok, items, batch_size)
     if engine is not None:

@@ -26,6 +26,9 @@ def sections():
             tfcore.eval.embed,
             tfcore.eval.score,
             tfcore.eval.generate,
+            tfcore.eval.semantic_search,
+            tfcore.eval.cos_sim,
+            tfcore.eval.dot_score,
             tfcore.eval.length_batches,
             tfcore.eval.check_texts,
         ],
@@ -34,10 +37,13 @@ def sections():
         "tfcore.text",
         [
             text.load_tokenizer,
+            text.sentence_transformers_config,
+            text.default_max_length,
             text.encode,
+            text.pool,
             text.mean_pooling,
             text.l2_normalize,
-            text.sentence_transformers_config,
+            text.TruncationWarning,
         ],
     )
     # evaluation pipelines (docs/evaluation.md); each module imports its tool
@@ -91,11 +97,24 @@ def members(obj):
         qualname = getattr(member, "__qualname__", "")
         if inspect.isfunction(member) and not qualname.startswith(obj.__name__ + "."):
             continue  # set on the class from outside (e.g. a test's monkeypatch), not its own
-        doc = (getattr(member, "__doc__", None) or "").strip().splitlines()
-        doc = [d for d in doc if d.strip() and d.strip() != "--"]
-        text = doc[-1] if doc and doc[0].startswith(name + "(") and len(doc) > 1 else (doc[0] if doc else "")
-        out.append(f"- `{name}`: {text}")
+        out.append(f"- `{name}`: {summary(name, getattr(member, '__doc__', None))}")
     return out
+
+
+def summary(name: str, doc) -> str:
+    """A member's first paragraph, joined into one line: whole sentences, never a line cut
+    mid-sentence (a C signature line and its '--' separator are skipped)."""
+    lines = inspect.cleandoc(doc or "").splitlines()
+    if lines and lines[0].startswith(name + "("):
+        lines = lines[1:]
+    while lines and lines[0].strip() in ("", "--"):
+        lines = lines[1:]
+    para = []
+    for line in lines:
+        if not line.strip():
+            break
+        para.append(line.strip())
+    return " ".join(para)
 
 
 def render() -> str:

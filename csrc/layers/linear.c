@@ -287,6 +287,28 @@ done:
     return rc;
 }
 
+/* The int8 matmul's extra exec arguments after args[0 .. nargs): the weight scales, then the
+ * binary post-ops in the order make_attr built them (the u8 rows' compensation when comp is
+ * not NULL, the row scales, the bias when not NULL). Returns the new count. */
+static int
+push_int8_args(dnnl_exec_arg_t *args, int nargs, dnnl_memory_t wscale, dnnl_memory_t comp,
+               dnnl_memory_t rows, dnnl_memory_t bias)
+{
+    int post = 0;
+    args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_SCALES | DNNL_ARG_WEIGHTS, wscale};
+    if (comp != NULL) {
+        args[nargs++] =
+            (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(post++) | DNNL_ARG_SRC_1, comp};
+    }
+    args[nargs++] =
+        (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(post++) | DNNL_ARG_SRC_1, rows};
+    if (bias != NULL) {
+        args[nargs++] =
+            (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(post++) | DNNL_ARG_SRC_1, bias};
+    }
+    return nargs;
+}
+
 /* The (1, 1, nc) compensation of u8 rows for columns n0 .. n0 + nc (lin->wcomp). */
 static int
 wrap_comp(const tf_linear *lin, int64_t n0, int64_t nc, dnnl_memory_t *m, tf_err *err)
@@ -450,15 +472,7 @@ own_panels_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf
                 wrap_comp(lin, n0, w, &m_comp, err) < 0) {
                 goto done;
             }
-            args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_SCALES | DNNL_ARG_WEIGHTS, m_wscale};
-            args[nargs++] =
-                (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, m_comp};
-            args[nargs++] =
-                (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, m_rows};
-            if (m_bias != NULL) {
-                args[nargs++] =
-                    (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(2) | DNNL_ARG_SRC_1, m_bias};
-            }
+            nargs = push_int8_args(args, nargs, m_wscale, m_comp, m_rows, m_bias);
         }
         else if (lin->bias != NULL) {
             const_dnnl_memory_desc_t b_md =
@@ -587,13 +601,7 @@ tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_
         if (wrap_int8_operands(lin, M, 0, N, row_scales, &m_wscale, &m_rows, &m_bias, err) < 0) {
             goto done;
         }
-        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_SCALES | DNNL_ARG_WEIGHTS, m_wscale};
-        args[nargs++] =
-            (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, m_rows};
-        if (m_bias != NULL) {
-            args[nargs++] =
-                (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, m_bias};
-        }
+        nargs = push_int8_args(args, nargs, m_wscale, NULL, m_rows, m_bias);
     }
     else if (lin->bias != NULL) {
         const_dnnl_memory_desc_t b_md = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1);

@@ -11,10 +11,11 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import bench, check, demo, embed, generate, info, inspect, run
+from . import bench, check, demo, embed, generate, info, inspect, run, search
 
 COMMANDS = {
-    m.NAME: m for m in (demo, info, embed, generate, run, inspect.Inspect, inspect.Convert, bench, check)
+    m.NAME: m
+    for m in (demo, info, embed, search, generate, run, inspect.Inspect, inspect.Convert, bench, check)
 }
 
 
@@ -25,6 +26,9 @@ def parser() -> argparse.ArgumentParser:
         epilog="Run 'tfcore COMMAND --help' for a command's options. Exit codes: 0 ok, "
         "1 failed, 2 usage error.",
     )
+    from .. import __version__
+
+    p.add_argument("--version", action="version", version=f"tfcore {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, mod in COMMANDS.items():
         mod.add_arguments(
@@ -43,13 +47,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     command = COMMANDS[args.command or "demo"]
     if args.command is None:
         args = parser().parse_args(["demo"])
+    import warnings
+
     import tfcore
 
+    name = args.command or "demo"
+    # warnings (texts truncated, ...) read as the command's own messages, without source lines
+    saved, warnings.formatwarning = (
+        warnings.formatwarning,
+        lambda message, *a, **k: f"tfcore {name}: warning: {message}\n",
+    )
     try:
         return int(command.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except (tfcore.TfcoreError, OSError, ImportError) as e:
-        print(f"tfcore {args.command or 'demo'}: error: {e}", file=sys.stderr)
+        print(f"tfcore {name}: error: {e}", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = saved

@@ -34,3 +34,19 @@ def tokenizer_or_none(directory: str, max_length: Optional[int] = None):
     from .. import text
 
     return text.load_tokenizer(directory, max_length=max_length)
+
+
+def plural(n: int, one: str, many: str = "") -> str:
+    """'1 text', '3 texts' (many defaults to one + 's')."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def speed_phrase(ours: float, theirs: float) -> str:
+    """How tfcore's time compares with a peer's: '2.3x faster', '1.4x slower', or 'about the
+    same speed' when the ratio rounds to 1.0 (never '1.0x faster')."""
+    if ours <= 0 or theirs <= 0:
+        return "speed not measured"
+    ratio = theirs / ours
+    if round(ratio, 1) == 1.0:
+        return "about the same speed"
+    return f"{ratio:.1f}x faster" if ratio > 1 else f"{1 / ratio:.1f}x slower"

@@ -18,7 +18,12 @@ def add_arguments(p):
 
     add_model_options(p)
     p.add_argument("prompt", nargs="?", default=None, help="prompt text")
-    p.add_argument("--ids", default=None, help="prompt as comma-separated token ids instead of text")
+    p.add_argument(
+        "--ids",
+        default=None,
+        help="prompt as comma-separated token ids instead of text (without a tokenizer.json the "
+        "output is ids too: a causal LM's prompt ids, then the new ones)",
+    )
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -59,7 +64,11 @@ def run(args):
     elif args.prompt is not None:
         if tok is None:
             raise tfcore.TfcoreValueError(f"{args.model} has no tokenizer.json: give the prompt as --ids")
-        ids = np.array([tok.encode(args.prompt).ids], dtype=np.int64)
+        from .. import text
+
+        enc = tok.encode(args.prompt)
+        text._warn_truncated(tok, [enc])  # a prompt cut at the tokenizer's limit is announced
+        ids = np.array([enc.ids], dtype=np.int64)
     else:
         raise tfcore.TfcoreValueError("give a prompt (text) or --ids")
     if ids.size == 0:
@@ -78,8 +87,8 @@ def run(args):
             shown = text
         sys.stdout.flush()
 
-    if tok is not None and not seq2seq:  # a continuation follows its prompt
-        sys.stdout.write(tok.decode(ids[0].tolist()))
+    if not seq2seq:  # a continuation follows its prompt, echoed first (as text or as ids)
+        sys.stdout.write(tok.decode(ids[0].tolist()) if tok is not None else " ".join(map(str, ids[0])) + " ")
     t0 = time.perf_counter()
     model.generate(
         ids,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from collections import Counter
 
 
@@ -54,10 +55,12 @@ class Inspect:
 
         ckpt = _checkpoint(args.path)
         cfg_path = os.path.join(args.path, "config.json")
+        model_type = None
         if os.path.isdir(args.path) and os.path.exists(cfg_path):
             from ..config import Config
 
             cfg = Config.from_dir(args.path)
+            model_type = cfg.get("model_type")
             for k in cls.KEYS:
                 if cfg.get(k) is not None:
                     print(f"{k:26s}{cfg.get(k)}")
@@ -75,7 +78,24 @@ class Inspect:
             f"{'tfcore memory (approx.)':26s}float32 {_mib(params * 4)}, bfloat16 {_mib(matrices * 2 + rest)}, "
             f"int8 {_mib(matrices + rest)} (projection matrices in that precision, the rest float32)"
         )
-        return 0
+        if model_type is None:
+            return 0
+        from ..models import registry
+
+        tasks = registry.tasks_for(model_type)
+        if tasks:
+            print(
+                f"{'tfcore runs it as':26s}"
+                + ", ".join(registry.lookup(model_type, t).__name__ for t in tasks)
+            )
+            return 0
+        supported = sorted({m for t in registry.TASKS for m in registry.model_types(t)})
+        print(
+            f"tfcore cannot run model_type {model_type!r}: no tfcore class for it. Supported model "
+            f"types: {', '.join(supported)}",
+            file=sys.stderr,
+        )
+        return 1
 
 
 class Convert:

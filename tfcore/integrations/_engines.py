@@ -68,7 +68,11 @@ def run_task(kind: str, model, tok, texts: List[str], sizes: Sequence[int], para
             batch = texts[start : start + n]
             try:
                 if kind == "embed":
-                    parts.append(tf_eval.embed_batch(model, tok, batch, params["pooling"]))
+                    parts.append(
+                        tf_eval.embed_batch(
+                            model, tok, batch, params["pooling"], params.get("prompt_length", 0)
+                        )
+                    )
                 elif kind == "score":
                     parts.append(tf_eval.score_batch(model, tok, batch))
                 else:

@@ -19,8 +19,6 @@ from typing import Any, Dict, List, Optional, Union
 
 from .. import _C, text
 
-_POOLINGS = ("mean", "cls")
-
 
 class SentenceEncoder:
     """SentenceTransformer-style encoder over a tfcore model.
@@ -47,18 +45,12 @@ class SentenceEncoder:
                 f"model_or_path must be a directory or a tfcore model, got {type(model_or_path).__name__}"
             )
         cfg = text.sentence_transformers_config(self.model.name_or_path)
-        self.pooling = cfg.get("pooling") or "mean"
-        if self.pooling not in _POOLINGS:
-            raise _C.TfcoreValueError(
-                f"{self.model.name_or_path}: pooling {self.pooling!r} from 1_Pooling/config.json is not "
-                f"supported (tfcore pools {', '.join(_POOLINGS)})"
-            )
-        self.normalize = bool(cfg.get("normalize", False))
-        self.do_lower_case = bool(cfg.get("do_lower_case", False))
+        # tfcore.eval.embed applies these from the directory itself; kept here for repr / MTEB
+        self.pooling = cfg.get("pooling_mode") or "mean"
+        self.normalize = bool(cfg.get("normalize"))
         self.prompts: Dict[str, str] = dict(cfg.get("prompts") or {})
         self.default_prompt_name: Optional[str] = cfg.get("default_prompt_name")
         self.max_seq_length: Optional[int] = cfg.get("max_seq_length")
-        self.tokenizer = text.load_tokenizer(self.model.name_or_path, max_length=self.max_seq_length)
         self.engine = engine
         self.model_card_data = None  # read by MTEB's metadata helpers when present
 
@@ -102,30 +94,16 @@ class SentenceEncoder:
             raise _C.TfcoreValueError(f"precision {precision!r} is not supported (only 'float32')")
         single = isinstance(sentences, str)
         items = [sentences] if single else list(sentences)
-        if prompt is None and prompt_name is not None:
-            if prompt_name not in self.prompts:
-                raise _C.TfcoreValueError(
-                    f"prompt_name {prompt_name!r} is not one of this model's prompts {sorted(self.prompts)}"
-                )
-            prompt = self.prompts[prompt_name]
-        elif prompt is None and self.default_prompt_name:
-            prompt = self.prompts.get(self.default_prompt_name)
-        if prompt is not None and not isinstance(prompt, str):
-            raise _C.TfcoreTypeError(f"prompt must be a str, got {type(prompt).__name__}")
-        if prompt:
-            items = [prompt + s if isinstance(s, str) else s for s in items]
-        if self.do_lower_case:
-            items = [s.lower() if isinstance(s, str) else s for s in items]
         from .. import eval as tf_eval
 
         emb = tf_eval.embed(
             self.model,
             items,
-            tokenizer=self.tokenizer,
             batch_size=batch_size,
-            pooling=self.pooling,
             normalize=bool(normalize_embeddings or self.normalize),
             show_progress=show_progress_bar,
+            prompt_name=prompt_name,
+            prompt=prompt,
             engine=self.engine,
         )
         if single:

@@ -39,6 +39,29 @@ class ModelOutput(dict):
         """The fields that are not None, in order (HF ModelOutput.to_tuple)."""
         return tuple(self.values())
 
+    def __repr__(self) -> str:
+        """One ``name: shape dtype`` line per field (never the arrays' values)."""
+        lines = [f"  {name}: {_describe(value)}" for name, value in self.items()]
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)" if lines else f"{type(self).__name__}()"
+
+    def _repr_pretty_(self, p, cycle) -> None:  # IPython / Jupyter display: the same lines
+        p.text(repr(self))
+
+
+def _describe(value: Any) -> str:
+    """'(2, 7, 384) float32' for an array; 'tuple of 3: (2, 7, 384) float32' for a tuple of
+    equal arrays (hidden_states); a KVCache or other object by its type."""
+    if isinstance(value, np.ndarray):
+        return f"{tuple(value.shape)} {value.dtype}"
+    if isinstance(value, (tuple, list)):
+        parts = [_describe(v) for v in value]
+        if parts and all(p == parts[0] for p in parts):
+            return f"{type(value).__name__} of {len(parts)}: {parts[0]}"
+        return f"{type(value).__name__} of {len(parts)}: [" + ", ".join(parts) + "]"
+    if isinstance(value, (int, float, str, bool)):
+        return repr(value)
+    return type(value).__name__
+
 
 class Weights:
     """Tensors of a checkpoint seen under a model's key names: tries each prefix HF may have

@@ -100,7 +100,9 @@ class BertModel(PreTrainedModel):
         B, T = ids.shape
         if T > self.max_positions:
             raise _C.TfcoreValueError(
-                f"sequence length {T} exceeds max_position_embeddings={self.max_positions}"
+                f"sequence length {T} exceeds max_position_embeddings={self.max_positions}: "
+                f"truncate the input (text.load_tokenizer(dir, max_length={self.max_positions}), "
+                f"tfcore.eval.embed(..., max_length={self.max_positions}))"
             )
         pos = self._position_ids(ids, position_ids)
         if pos.shape != (B, T):
@@ -327,7 +329,9 @@ class DistilBertModel(PreTrainedModel):
         B, T = ids.shape
         if T > self.max_positions:
             raise _C.TfcoreValueError(
-                f"sequence length {T} exceeds max_position_embeddings={self.max_positions}"
+                f"sequence length {T} exceeds max_position_embeddings={self.max_positions}: "
+                f"truncate the input (text.load_tokenizer(dir, max_length={self.max_positions}), "
+                f"tfcore.eval.embed(..., max_length={self.max_positions}))"
             )
         h = self.word_embeddings(ids)
         h = self.embeddings_norm(
