@@ -8,6 +8,7 @@ import signal
 
 import numpy as np
 import pytest
+from conftest import package_parent
 from tiny_models import save_tiny, save_tiny_tokenizer
 
 import tfcore
@@ -168,7 +169,14 @@ def test_ray_not_connected_is_a_clear_error(models):
 @pytest.fixture(scope="module")
 def ray_cluster():
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # Ray puts the driver's current directory on its workers' sys.path: started from a source
+    # checkout (CI's cwd) the workers would import its unbuilt tfcore, not the one under test
+    cwd = os.getcwd()
+    os.chdir(package_parent())
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    finally:
+        os.chdir(cwd)
     from ray.data import DataContext
 
     DataContext.get_current().enable_progress_bars = False
