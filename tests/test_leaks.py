@@ -4,6 +4,7 @@ loads, and calls do not keep references to their inputs (measured bounds in each
 from __future__ import annotations
 
 import gc
+import os
 import sys
 
 import numpy as np
@@ -94,10 +95,18 @@ def test_calls_do_not_keep_references_to_their_inputs(tiny_models):
 
 
 def test_runtime_queries_keep_memory_flat():
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        # tools/sanitize.sh: ASan's allocator keeps its own size-class caches, so a few MiB of
+        # resident growth over 50,000 small dicts says nothing about leaks there (it varied
+        # 0-7 MiB with the tests run before this one); the refcount loops above and
+        # tools/valgrind.sh's leak check cover config() under instrumentation
+        pytest.skip("resident-memory bound is not meaningful under AddressSanitizer")
     # config() builds a dict of every kernel family's level: 50,000 calls (each leaked nine
     # strings before the fix: 29 MiB) must not grow resident memory once the allocator has
-    # settled (the first ~50,000 calls of a process take ~1.2 MiB of pools)
-    growth = rss_growth(tfcore._C.config, calls=50_000, warmup=60_000)
+    # settled. Settling is a one-time step: ~1.2 MiB over the first ~50,000 calls, and with
+    # torch imported (as in the suite) another ~3.4 MiB between calls 60,000 and 110,000,
+    # flat in every window after that (measured: five more windows of 50,000 grew 0.0 MiB)
+    growth = rss_growth(tfcore._C.config, calls=50_000, warmup=150_000)
     assert growth < 1 * MiB, growth / MiB  # measured: 0.0 MiB
 
 
