@@ -185,20 +185,24 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return _Storage(pid[2], pid[1].dtype, pid[4])
 
 
+# what unpickling a truncated or garbled stream raises (reported as a CheckpointError)
+_MALFORMED_PICKLE = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    KeyError,
+)
+
+
 def _unpickle(data: bytes, where: str):
     try:
         return _RestrictedUnpickler(data, where).load()
     except CheckpointError:
         raise
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        IndexError,
-        KeyError,
-    ) as e:
+    except _MALFORMED_PICKLE as e:
         raise CheckpointError(
             f"{where}: not a valid PyTorch checkpoint pickle ({type(e).__name__}: {e})"
         ) from None
@@ -309,15 +313,7 @@ class TorchBinFile:
                 keys = _unpickle_plain(f, where)
             except CheckpointError:
                 raise
-            except (
-                pickle.UnpicklingError,
-                EOFError,
-                ValueError,
-                TypeError,
-                AttributeError,
-                IndexError,
-                KeyError,
-            ) as e:
+            except _MALFORMED_PICKLE as e:
                 raise CheckpointError(
                     f"{where}: not a valid PyTorch checkpoint ({type(e).__name__}: {e})"
                 ) from None
