@@ -38,8 +38,7 @@ from typing import Dict, List, Tuple, Union
 
 import numpy as np
 
-from . import _C
-from .safetensors import DTYPES, CheckpointError, TensorInfo
+from .safetensors import DTYPES, CheckpointError, SafetensorsFile, TensorInfo
 
 # torch storage class / dtype name -> safetensors dtype name
 _STORAGES = {
@@ -372,16 +371,8 @@ class TorchBinFile:
         )
         return np.ascontiguousarray(view)
 
-    def float32(self, name: str) -> np.ndarray:
-        t = self.info(name)
-        a = self.raw(name)
-        if t.dtype == "F32":
-            return a
-        if t.dtype == "BF16":
-            return _C.bfloat16_to_float32(np.ascontiguousarray(a))
-        if t.dtype in ("F16", "F64"):
-            return a.astype(np.float32)
-        raise CheckpointError(f"{self.path}: tensor {name!r} is {t.dtype}, not a floating-point tensor")
+    # the same conversion as a safetensors file's: it reads only info(), raw() and path
+    float32 = SafetensorsFile.float32
 
 
 class _PlainUnpickler(pickle.Unpickler):
