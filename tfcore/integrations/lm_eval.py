@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from .. import _C
+from ..generation import left_pad
 
 try:
     import lm_eval.models  # noqa: F401  (the built-in backends first: the registry loads them only when empty)
@@ -43,6 +44,7 @@ def _load(path: str, backend: str, dtype: str, threads: Optional[int]):
     """The checkpoint's language model: its causal LM, or its encoder-decoder LM when the
     model type has no causal LM (or backend="seq2seq")."""
     import tfcore
+
     from ..config import Config
     from ..hub import resolve
     from ..models import registry
@@ -82,18 +84,6 @@ def _score(logits: np.ndarray, cont: List[int]) -> Tuple[float, bool]:
     logp = _log_softmax(logits)
     picked = logp[np.arange(len(cont)), cont]
     return float(picked.sum()), bool((logp.argmax(-1) == np.asarray(cont)).all())
-
-
-def _left_padded(rows: List[List[int]], pad: int) -> Tuple[np.ndarray, np.ndarray]:
-    """(ids, mask): the token lists left-padded with pad (prompts for generate())."""
-    T = max(max(len(r) for r in rows), 1)
-    ids = np.full((len(rows), T), pad, np.int64)
-    mask = np.zeros((len(rows), T), np.int64)
-    for b, r in enumerate(rows):
-        if r:
-            ids[b, T - len(r) :] = r
-            mask[b, T - len(r) :] = 1
-    return ids, mask
 
 
 def _sampling(kw: Dict[str, Any]) -> Dict[str, Any]:
@@ -144,7 +134,6 @@ class TfcoreLM(TemplateLM):
         **unused: Any,
     ) -> None:
         super().__init__()
-        import tfcore
 
         if backend not in ("default", "causal", "seq2seq"):
             raise _C.TfcoreValueError(f'backend must be "default", "causal" or "seq2seq", got {backend!r}')
@@ -281,7 +270,9 @@ class TfcoreLM(TemplateLM):
         rows = []
         for _, ctx, cont in requests:
             if not cont or not ctx:
-                raise _C.TfcoreValueError("a seq2seq loglikelihood request needs a context and a continuation")
+                raise _C.TfcoreValueError(
+                    "a seq2seq loglikelihood request needs a context and a continuation"
+                )
             rows.append((list(ctx)[-self.max_length :], list(cont)[-self.max_length :]))
         order = sorted(range(len(rows)), key=lambda i: (-len(rows[i][0]), -len(rows[i][1])))
         out: List[Tuple[float, bool]] = [(0.0, False)] * len(rows)
@@ -363,7 +354,7 @@ class TfcoreLM(TemplateLM):
                 # the HF backend passes max_length = context + max_gen_toks to generate(), which
                 # for an encoder-decoder bounds the decoder's tokens (its start token included)
                 rows = [encoded[i][-self.max_length :] for i in group]
-                ids, mask = _left_padded(rows, pad)
+                ids, mask = left_pad(rows, pad)
                 seqs = self.model.generate(
                     ids,
                     attention_mask=mask,
@@ -384,7 +375,7 @@ class TfcoreLM(TemplateLM):
                     f"max_gen_toks={max_new} leaves no room for a context in max_length={self.max_length}"
                 )
             keep = self.max_length - max_new
-            ids, mask = _left_padded([encoded[i][-keep:] for i in group], pad)
+            ids, mask = left_pad([encoded[i][-keep:] for i in group], pad)
             T = ids.shape[1]
             seqs = self.model.generate(
                 ids,
