@@ -213,6 +213,15 @@ def test_ray_actor_killed_mid_job(ray_cluster, models, reference):
     _same_embed(tfcore.text.l2_normalize(emb), reference)
 
 
+def test_ray_refuses_a_source_tree_in_the_current_directory(ray_cluster, models, tmp_path, monkeypatch):
+    # Ray's workers would import ./tfcore (first on their sys.path), not the tfcore under test
+    (tmp_path / "tfcore").mkdir()
+    (tmp_path / "tfcore" / "__init__.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(tfcore.TfcoreValueError, match="another tfcore"):
+        tf_eval.embed(models[0], ["w3"], engine="ray")
+
+
 def test_ray_bad_item_is_named(ray_cluster, models):
     bert, _ = models
     with pytest.raises(tfcore.TfcoreValueError, match=r"texts\[0\] is an empty string"):
