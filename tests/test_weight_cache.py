@@ -158,3 +158,33 @@ def test_building_and_freeing_shared_layers_keeps_memory_flat(cache):
     growth = rss_growth(lambda: tfcore.Linear(w), calls=500, warmup=50)
     assert growth < 2 * MiB, growth / MiB
     assert len(_files(cache)) == 1
+
+
+def test_threads_building_the_same_layers_at_once(cache):
+    """Eight threads pack the same bytes at once: each writes its own temporary file and
+    renames it over the others' (same content); every layer maps a complete file."""
+    import threading
+
+    ws = [_weights(seed=s) for s in range(3)]
+    x = _weights((4, 192), 9)
+    prev = tfcore.set_weight_cache(None)
+    want = [tfcore.Linear(w)(x) for w in ws]
+    tfcore.set_weight_cache(prev)
+    failures = []
+
+    def work(i):
+        try:
+            for j in range(30):
+                k = (i + j) % 3
+                if not np.array_equal(tfcore.Linear(ws[k])(x), want[k]):
+                    failures.append((i, j))
+        except Exception as e:  # noqa: BLE001 - reported below
+            failures.append(repr(e))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not failures and len(_files(cache)) == 3
+    assert not [p for p in cache.iterdir() if p.suffix != ".w"]  # no temporary file left behind
