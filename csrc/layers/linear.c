@@ -1031,6 +1031,10 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                      wsize);
         goto fail;
     }
+    /* zeroed: padding of blocked layouts (and of padded rows) is never written by the
+     * reorder, and packed bytes must depend on the weights alone for the weight cache to
+     * find them again (core/weight_cache.c: int8 buffers differed in their padding) */
+    memset(self->weights, 0, wsize);
     void *user_weights = PyArray_DATA(w);
     if (wdt == dnnl_s8) {
         /* quantized copy in the caller's layout, then packed like any other dtype */
