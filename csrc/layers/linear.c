@@ -98,7 +98,8 @@ make_attr(dnnl_primitive_attr_t *attr, int64_t M, int64_t N, int has_bias, int a
          * into the int32 sums while packing the weights). Measured at AVX2, M = 1024, K = 768,
          * N = 3072, GELU: 3.3% fewer instructions per call than subtracting a per-column
          * 128 s_w Σ_k w as a binary post-op (its post-processing pass ran 20% shorter) and
-         * BERT-base int8 B = 8 1.14x faster (interleaved medians, shared machine). */
+         * BERT-base int8 B = 8 1.14x faster (in-process A/B, interleaved medians under heavy
+         * load: the direction, not the size). */
         if (wdt == dnnl_u8 &&
             (s = dnnl_primitive_attr_set_zero_points_mask(*attr, DNNL_ARG_SRC, 0))) {
             goto done;
