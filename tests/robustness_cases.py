@@ -71,6 +71,7 @@ def setup(model_dirs):
     )
     ns["cache"] = tfcore.KVCache(1, 2, KVH, D, capacity=4)
     ns["mha"](r(2, 3, C), past_key_values=ns["cache"], layer_idx=0)  # 3 tokens cached
+    ns["rstate"] = tfcore.RecurrentState(2, 2, {"state": (4, 3, 5), "z": (4, 3)})
     ns["x"] = r(2, 5, C)
     ns["q"], ns["k"], ns["v"] = r(1, 4, 6, 8), r(1, 4, 7, 8), r(1, 4, 7, 8)
     for d in model_dirs:
@@ -335,6 +336,32 @@ CASES = [
     ("kvcache/reorder length", "cache.reorder(np.array([0]))", VE, "beam_idx"),
     ("kvcache/crop negative", "cache.crop(-1)", VE, "crop"),
     ("kvcache/keys layer", "cache.keys(1)", VE, "layer"),
+    # ---- recurrent state
+    ("rstate/negative size", "tfcore.RecurrentState(1, -1, {'s': (2,)})", VE, "positive"),
+    ("rstate/absurd size", "tfcore.RecurrentState(10**6, 10**6, {'s': (10**6,)})", VE, "GiB"),
+    ("rstate/size overflows int64", "tfcore.RecurrentState(10**30, 1, {'s': (2,)})", VE, "too big|int"),
+    ("rstate/dim overflows int64", "tfcore.RecurrentState(1, 1, {'s': (10**30,)})", VE, "positive"),
+    ("rstate/zero dim", "tfcore.RecurrentState(1, 1, {'s': (3, 0)})", VE, "positive"),
+    ("rstate/shapes not a dict", "tfcore.RecurrentState(1, 1, None)", TE, "dict"),
+    ("rstate/shape not a tuple", "tfcore.RecurrentState(1, 1, {'s': 'abc'})", TE, "tuple"),
+    ("rstate/list length", "tfcore.RecurrentState(3, 1, [{}, {}])", VE, "one per layer"),
+    ("rstate/bad dtype", "tfcore.RecurrentState(1, 1, {'s': (2,)}, dtype='fp8')", VE, "dtype"),
+    ("rstate/unknown name", "rstate.get(0, 'wkv')", VE, "no state 'wkv'"),
+    ("rstate/layer range", "rstate.get(2, 'state')", VE, "layer 2"),
+    ("rstate/layer huge", "rstate.get(10**30, 'state')", VE, "out of range"),
+    ("rstate/set shape", "rstate.set(0, 'z', r(2, 4, 4))", VE, r"\(2, 4, 3\)"),
+    ("rstate/set dtype", "rstate.set(0, 'z', np.zeros((2, 4, 3)))", TE, "float64"),
+    ("rstate/set NaN", "rstate.set(0, 'z', np.full((2, 4, 3), np.nan, np.float32))", VE, "NaN"),
+    (
+        "rstate/set non-contiguous",
+        "rstate.set(0, 'z', np.zeros((2, 4, 6), np.float32)[..., ::2])",
+        VE,
+        "contiguous",
+    ),
+    ("rstate/reorder index", "rstate.reorder(np.array([0, 5]))", VE, "beam_idx"),
+    ("rstate/reorder dtype", "rstate.reorder(np.array([0.0, 1.0]))", TE, "beam_idx"),
+    ("rstate/advance negative", "rstate.advance(-3)", VE, "advance"),
+    ("rstate/unchanged after rejects", "assert not rstate.get(0, 'z').any()", None, ""),
     ("kvcache/positions layer", "cache.positions(-1)", VE, "layer"),
     (
         "block/norm width",

@@ -128,3 +128,25 @@ def test_bin_loads_and_linear_pickles_keep_memory_flat(tiny_models, tmp_path):
     layer = tfcore.Linear(np.ones((64, 32), np.float32), np.ones(64, np.float32), dtype="int8")
     growth = rss_growth(lambda: pickle.loads(pickle.dumps(layer)), calls=1000, warmup=100)
     assert growth < 2 * MiB, growth / MiB
+
+
+def test_recurrent_state_create_update_reorder_keeps_memory_flat():
+    rng = np.random.default_rng(0)
+    value = rng.standard_normal((3, 4, 16, 16)).astype(np.float32)
+    idx = np.array([2, 0, 1])
+
+    def run():
+        for dtype in ("float32", "bfloat16"):
+            s = tfcore.RecurrentState(2, 3, {"state": (4, 16, 16), "z": (4, 16)}, dtype=dtype)
+            s.set(1, "state", value)
+            s.get(1, "state")
+            s.raw(0, "z")
+            s.reorder(idx)
+            s.reset()
+            try:
+                s.get(0, "missing")
+            except tfcore.TfcoreValueError:
+                pass
+
+    growth = rss_growth(run, calls=5000, warmup=500)
+    assert growth < 2 * MiB, growth

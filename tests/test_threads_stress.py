@@ -67,7 +67,17 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     glob[:, [0, 33]] = True
     qkv_map = r(2, 9, 11, 3, 2, 8)
     table = r(25, 2)
+    state_init = r(3, 4, 8, 8)
+
+    def recurrent_state():
+        # a private state per call: bf16 store, beam reorder, read back as float32
+        s = tfcore.RecurrentState(2, 3, {"state": (4, 8, 8), "z": (4, 8)}, dtype="bfloat16")
+        s.set(1, "state", state_init)
+        s.reorder(np.array([2, 2, 0]))
+        return s.get(1, "state")
+
     work = {
+        "recurrent-state": recurrent_state,
         "t5-bias": lambda: t5_attn(h),
         "alibi": lambda: alibi_attn(h),
         "longformer": lambda: tfcore.functional.sliding_window_attention(
