@@ -32,6 +32,7 @@
     X(tf_position_bias_methods, position_bias)                               \
     X(tf_rotary_embedding_methods, rotary_embedding)                         \
     X(tf_activation_methods, activation)                                     \
-    X(tf_bfloat16_methods, bfloat16)
+    X(tf_bfloat16_methods, bfloat16)                                         \
+    X(tf_linear_attention_methods, linear_attention)
 
 #endif /* TFCORE_REGISTRY_H */
