@@ -150,3 +150,24 @@ def test_recurrent_state_create_update_reorder_keeps_memory_flat():
 
     growth = rss_growth(run, calls=5000, warmup=500)
     assert growth < 2 * MiB, growth
+
+
+def test_linear_attention_keeps_memory_flat():
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((1, 2, 33, 8)).astype(np.float32) for _ in range(3))
+    gate = -np.abs(rng.standard_normal((1, 2, 33, 8))).astype(np.float32)
+    bad = np.full_like(gate, 1.0)
+
+    def run():
+        out, (s, z) = tfcore.functional.linear_attention(
+            q, k, v, feature_map="elu+1", normalize=True, return_state=True, chunk_size=8
+        )
+        tfcore.functional.linear_attention(q, k, v, gate=gate, mode="recurrent", initial_state=s)
+        tfcore.functional.linear_attention(q, k, v, decay=[0.9, 0.5], mode="parallel", return_weights=True)
+        try:
+            tfcore.functional.linear_attention(q, k, v, gate=bad)
+        except tfcore.TfcoreValueError:
+            pass
+
+    growth = rss_growth(run, calls=3000, warmup=300)
+    assert growth < 2 * MiB, growth

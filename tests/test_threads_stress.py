@@ -76,8 +76,15 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         s.reorder(np.array([2, 2, 0]))
         return s.get(1, "state")
 
+    la_gate = -np.abs(r(2, 4, 70, 8))
     work = {
         "recurrent-state": recurrent_state,
+        "linear-attention": lambda: tfcore.functional.linear_attention(
+            ql, kl, vl, gate=la_gate, chunk_size=16
+        ),
+        "retention-recurrent": lambda: tfcore.functional.linear_attention(
+            ql, kl, vl, decay=[0.9, 0.8, 0.7, 1.0], mode="recurrent", feature_map="elu+1", normalize=True
+        ),
         "t5-bias": lambda: t5_attn(h),
         "alibi": lambda: alibi_attn(h),
         "longformer": lambda: tfcore.functional.sliding_window_attention(

@@ -207,6 +207,22 @@ def block_sparse_attention(
     out: Optional[F32] = None,
 ) -> F32: ...
 def activation(x: F32, kind: str, *, out: Optional[F32] = None) -> F32: ...
+def linear_attention(
+    query: F32,
+    key: F32,
+    value: F32,
+    *,
+    decay: Optional[Union[F32, Sequence[float]]] = None,
+    gate: Optional[F32] = None,
+    feature_map: Optional[str] = None,
+    normalize: bool = False,
+    scale: Optional[float] = None,
+    mode: str = "chunkwise",
+    chunk_size: int = 64,
+    initial_state: Optional[Union[F32, Tuple[F32, F32]]] = None,
+    return_state: bool = False,
+    return_weights: bool = False,
+) -> Union[F32, Tuple[Any, ...]]: ...
 def sliding_window_attention(
     query: F32,
     key: F32,

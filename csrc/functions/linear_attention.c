@@ -45,10 +45,10 @@ typedef struct {
 static PyObject *
 linear_attention(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"query",         "key",          "value",     "decay",
-                             "gate",          "feature_map",  "normalize", "scale",
-                             "mode",          "chunk_size",   "initial_state",
-                             "return_state",  "return_weights", NULL};
+    static char *kwlist[] = {"query",          "key",         "value",         "decay",
+                             "gate",           "feature_map", "normalize",     "scale",
+                             "mode",           "chunk_size",  "initial_state", "return_state",
+                             "return_weights", NULL};
     PyObject *q_obj, *k_obj, *v_obj, *decay_obj = Py_None, *gate_obj = Py_None, *fm_obj = Py_None,
                                      *scale_obj = Py_None, *init_obj = Py_None, *result = NULL;
     const char *mode = "chunkwise";
@@ -248,8 +248,9 @@ linear_attention(PyObject *module, PyObject *args, PyObject *kwds)
         a.z_out = arr.z_out ? PyArray_DATA(arr.z_out) : NULL;
     }
     if (a.mode == TF_LA_PARALLEL && 4.0 * (double)a.L * (double)a.Dk * 2.0 > 0x1p34) {
-        tf_value_error(st, "mode='parallel' with length %lld would need over 16 GiB of workspace "
-                           "per thread; use mode='chunkwise'",
+        tf_value_error(st,
+                       "mode='parallel' with length %lld would need over 16 GiB of workspace "
+                       "per thread; use mode='chunkwise'",
                        (long long)a.L);
         goto done;
     }

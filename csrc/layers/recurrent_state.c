@@ -16,7 +16,7 @@ static const int rs_typenum[] = {NPY_FLOAT32, NPY_UINT16};
 
 /* Per-item dims allowed after the batch axis (NumPy allows 64 in all; 8 is plenty). */
 #define TF_RS_MAX_ITEM_NDIM 8
-#define TF_RS_MAX_BYTES (64.0 * (double)(1ull << 30))
+#define TF_RS_MAX_BYTES     (64.0 * (double)(1ull << 30))
 
 static int
 rs_acquire(tf_state *st, tf_recurrent_state *s)
@@ -62,8 +62,9 @@ parse_item_shape(tf_state *st, int64_t layer, const char *name, PyObject *shape,
             return -1;
         }
         if (!PyLong_Check(d) || PyBool_Check(d)) {
-            tf_type_error(st, "RecurrentState shapes: layer %lld, state '%s': dims must be ints, got %s",
-                          (long long)layer, name, Py_TYPE(d)->tp_name);
+            tf_type_error(
+                st, "RecurrentState shapes: layer %lld, state '%s': dims must be ints, got %s",
+                (long long)layer, name, Py_TYPE(d)->tp_name);
             Py_DECREF(d);
             return -1;
         }
@@ -100,8 +101,9 @@ build_layer(tf_state *st, tf_recurrent_state *s, int64_t l, PyObject *spec, doub
         npy_intp dims[1 + TF_RS_MAX_ITEM_NDIM];
         int ndim;
         if (!PyUnicode_Check(name) || PyUnicode_GetLength(name) == 0) {
-            tf_type_error(st, "RecurrentState shapes: layer %lld: state names must be non-empty "
-                              "str, got %s",
+            tf_type_error(st,
+                          "RecurrentState shapes: layer %lld: state names must be non-empty "
+                          "str, got %s",
                           (long long)l, PyUnicode_Check(name) ? "''" : Py_TYPE(name)->tp_name);
             goto fail;
         }
@@ -141,8 +143,8 @@ rs_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     const char *dtype = "float32";
     tf_state *st = tf_state_of_type(type);
     tf_recurrent_state *self = NULL;
-    if (st == NULL || !TF_PARSE(st, args, kwds, "LLO|$s:RecurrentState", kwlist, &layers, &B,
-                                &shapes, &dtype)) {
+    if (st == NULL ||
+        !TF_PARSE(st, args, kwds, "LLO|$s:RecurrentState", kwlist, &layers, &B, &shapes, &dtype)) {
         return NULL;
     }
     tf_rs_dtype rs_dtype;
@@ -188,8 +190,9 @@ rs_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     for (int64_t l = 0; l < layers; l++) {
         PyObject *spec = per_layer ? PySequence_Fast_GET_ITEM(shapes, l) : shapes;
         if (!PyDict_Check(spec)) {
-            tf_type_error(st, "RecurrentState shapes[%lld] must be a dict {name: per-item shape}, "
-                              "got %s",
+            tf_type_error(st,
+                          "RecurrentState shapes[%lld] must be a dict {name: per-item shape}, "
+                          "got %s",
                           (long long)l, Py_TYPE(spec)->tp_name);
             goto fail;
         }
@@ -312,8 +315,8 @@ rs_get(tf_recurrent_state *self, PyObject *args)
     if (self->dtype == TF_RS_F32) {
         return view_of(arr);
     }
-    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(arr), PyArray_DIMS(arr),
-                                                            NPY_FLOAT32);
+    PyArrayObject *out =
+        (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(arr), PyArray_DIMS(arr), NPY_FLOAT32);
     if (out != NULL) {
         tf_bf16_to_f32(PyArray_DATA(arr), PyArray_DATA(out), PyArray_SIZE(arr));
     }
@@ -352,8 +355,8 @@ rs_set(tf_recurrent_state *self, PyObject *args)
         char given[96], want[96];
         tf_shape_str(v, given, sizeof(given));
         tf_shape_str(arr, want, sizeof(want));
-        tf_value_error(st, "value for state '%s' has shape %s, expected %s",
-                       PyUnicode_AsUTF8(name), given, want);
+        tf_value_error(st, "value for state '%s' has shape %s, expected %s", PyUnicode_AsUTF8(name),
+                       given, want);
         goto done;
     }
     if (tf_check_finite(st, v, "value") < 0 || rs_acquire(st, self) < 0) {
@@ -535,19 +538,19 @@ rs_repr(tf_recurrent_state *self)
     char mib[32];
     snprintf(mib, sizeof(mib), "%.2f", (double)self->nbytes / (1 << 20));
     if (same) {
-        result = PyUnicode_FromFormat("RecurrentState(num_layers=%lld, batch_size=%lld, "
-                                      "dtype=%s, per layer %R, seen=%lld, memory=%s MiB)",
-                                      (long long)self->layers, (long long)self->B,
-                                      rs_dtype_names[self->dtype], first, (long long)self->seen,
-                                      mib);
+        result =
+            PyUnicode_FromFormat("RecurrentState(num_layers=%lld, batch_size=%lld, "
+                                 "dtype=%s, per layer %R, seen=%lld, memory=%s MiB)",
+                                 (long long)self->layers, (long long)self->B,
+                                 rs_dtype_names[self->dtype], first, (long long)self->seen, mib);
     }
     else {
-        result = PyUnicode_FromFormat("RecurrentState(num_layers=%lld, batch_size=%lld, "
-                                      "dtype=%s, layer 0 %R (varies by layer), seen=%lld, "
-                                      "memory=%s MiB)",
-                                      (long long)self->layers, (long long)self->B,
-                                      rs_dtype_names[self->dtype], first, (long long)self->seen,
-                                      mib);
+        result =
+            PyUnicode_FromFormat("RecurrentState(num_layers=%lld, batch_size=%lld, "
+                                 "dtype=%s, layer 0 %R (varies by layer), seen=%lld, "
+                                 "memory=%s MiB)",
+                                 (long long)self->layers, (long long)self->B,
+                                 rs_dtype_names[self->dtype], first, (long long)self->seen, mib);
     }
     Py_DECREF(first);
     return result;
@@ -615,10 +618,11 @@ PyDoc_STRVAR(
     "stores a new value. reorder(beam_idx) and reset() work in place.");
 
 static PyType_Slot rs_slots[] = {
-    {Py_tp_new, rs_new},           {Py_tp_dealloc, rs_dealloc}, {Py_tp_traverse, rs_traverse},
-    {Py_tp_clear, rs_clear},       {Py_tp_repr, rs_repr},       {Py_tp_members, rs_members},
-    {Py_tp_methods, rs_methods},   {Py_tp_getset, rs_getset},   {Py_tp_doc, (void *)rs_doc},
-    {0, NULL},
+    {Py_tp_new, rs_new},           {Py_tp_dealloc, rs_dealloc},
+    {Py_tp_traverse, rs_traverse}, {Py_tp_clear, rs_clear},
+    {Py_tp_repr, rs_repr},         {Py_tp_members, rs_members},
+    {Py_tp_methods, rs_methods},   {Py_tp_getset, rs_getset},
+    {Py_tp_doc, (void *)rs_doc},   {0, NULL},
 };
 
 PyType_Spec tf_recurrent_state_spec = {

@@ -18,14 +18,23 @@ def feature_map(x, name):
 
 
 def linear_attention(
-    q, k, v, *, decay=None, gate=None, feature_map_name=None, normalize=False, scale=None,
-    initial_state=None, initial_z=None,
+    q,
+    k,
+    v,
+    *,
+    decay=None,
+    gate=None,
+    feature_map_name=None,
+    normalize=False,
+    scale=None,
+    initial_state=None,
+    initial_z=None,
 ):
     """q, k (B, H, L, Dk), v (B, H, L, Dv) -> o (B, H, L, Dv), final S (B, H, Dk, Dv), final z.
 
-        S_t = diag(a_t) S_{t-1} + phi(k_t)^T v_t
-        z_t = a_t * z_{t-1} + phi(k_t)
-        o_t = scale * phi(q_t) S_t   [/ (scale * phi(q_t) . z_t)]
+    S_t = diag(a_t) S_{t-1} + phi(k_t)^T v_t
+    z_t = a_t * z_{t-1} + phi(k_t)
+    o_t = scale * phi(q_t) S_t   [/ (scale * phi(q_t) . z_t)]
     """
     q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
     B, H, L, Dk = q.shape

@@ -490,8 +490,8 @@ tf_linear_attention(const tf_la_args *a, tf_err *err)
         tf_free(ws);
     }
     if (failed) {
-        tf_err_set(err, TF_ERR_MEMORY, "linear_attention: out of memory for %lld floats of workspace",
-                   (long long)per);
+        tf_err_set(err, TF_ERR_MEMORY,
+                   "linear_attention: out of memory for %lld floats of workspace", (long long)per);
         return -1;
     }
     return 0;

@@ -27,21 +27,21 @@ typedef enum { TF_LA_IDENTITY = 0, TF_LA_ELU1, TF_LA_RELU } tf_la_feature_map;
 /* clang-format off: one line per operand */
 typedef struct {
     int64_t B, H, L, Dk, Dv;
-    const float *q, *k;       /* (B, H, L, Dk) */
-    const float *v;           /* (B, H, L, Dv) */
-    const float *log_decay;   /* (H,) log of the per-head decay (<= 0), or NULL */
-    const float *gate;        /* (B, H, L, Dk) per-channel log-decay (<= 0), or NULL */
-    const float *s0;          /* (B, H, Dk, Dv) initial state, or NULL (zeros) */
-    const float *z0;          /* (B, H, Dk) initial normalizer, or NULL (zeros) */
-    float *out;               /* (B, H, L, Dv) */
-    float *s_out;             /* (B, H, Dk, Dv) final state, or NULL */
-    float *z_out;             /* (B, H, Dk) final normalizer, or NULL */
-    float *weights;           /* (B, H, L, L) parallel mode only: o = weights v (+ state term), or NULL */
+    const float *q, *k;     /* (B, H, L, Dk) */
+    const float *v;         /* (B, H, L, Dv) */
+    const float *log_decay; /* (H,) log of the per-head decay (<= 0), or NULL */
+    const float *gate;      /* (B, H, L, Dk) per-channel log-decay (<= 0), or NULL */
+    const float *s0;        /* (B, H, Dk, Dv) initial state, or NULL (zeros) */
+    const float *z0;        /* (B, H, Dk) initial normalizer, or NULL (zeros) */
+    float *out;             /* (B, H, L, Dv) */
+    float *s_out;           /* (B, H, Dk, Dv) final state, or NULL */
+    float *z_out;           /* (B, H, Dk) final normalizer, or NULL */
+    float *weights; /* (B, H, L, L) parallel mode only: o = weights v (+ state term), or NULL */
     tf_la_feature_map feature_map;
     int normalize;
     float scale;
     tf_la_mode mode;
-    int64_t chunk;            /* chunkwise: rows per chunk (>= 1) */
+    int64_t chunk; /* chunkwise: rows per chunk (>= 1) */
 } tf_la_args;
 /* clang-format on */
 
