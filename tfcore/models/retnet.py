@@ -126,10 +126,14 @@ class RetNetForCausalLM(PreTrainedModel, GenerationMixin):
             ("hidden_act", cfg.get("hidden_act", "swish") in ("swish", "silu")),
             ("attnres_block_size", cfg.get("attnres_block_size") is None),
             ("attn", not cfg.get("attn")),
+            *self.unsupported(cfg),
         ):
             if not ok:
-                raise CheckpointError(f"config.json: RetNet with {key}={cfg.get(key)!r} is not supported")
-        key_dim, value_dim = C * float(cfg.get("expand_k", 1.0)), C * float(cfg.get("expand_v", 2.0))
+                raise CheckpointError(
+                    f"config.json: {type(self).__name__} with {key}={cfg.get(key)!r} is not supported"
+                )
+        key_dim = C * float(cfg.get("expand_k", self.default_expand_k))
+        value_dim = C * float(cfg.get("expand_v", self.default_expand_v))
         if not (math.isclose(key_dim, round(key_dim)) and math.isclose(value_dim, round(value_dim))):
             raise CheckpointError("config.json: hidden_size * expand_k / expand_v must be integers")
         Kd, Vd = round(key_dim), round(value_dim)
@@ -143,21 +147,10 @@ class RetNetForCausalLM(PreTrainedModel, GenerationMixin):
         self.layers = []
         for i in w.layer_range(L):
 
-            def g(key, *shape):
-                return w.get(f"model.layers.{i}.{key}", shape, matrix=len(shape) == 2)
+            def g(key, *shape):  # no shape: any (the caller checks)
+                return w.get(f"model.layers.{i}.{key}", shape or None, matrix=len(shape) == 2)
 
-            attn = MultiScaleRetention(
-                C,
-                H,
-                q_weight=g("attn.q_proj.weight", Kd, C),
-                k_weight=g("attn.k_proj.weight", Kd, C),
-                v_weight=g("attn.v_proj.weight", Vd, C),
-                g_weight=g("attn.g_proj.weight", Vd, C),
-                o_weight=g("attn.o_proj.weight", C, Vd),
-                norm_weight=g("attn.g_norm_swish_gate.weight", Vd // H),
-                norm_eps=eps,
-                dtype=w.dtype,
-            )
+            attn = self.build_attention(cfg, g, C, H, Kd, Vd, eps, w.dtype)
             ffn = _C.FeedForward(
                 g("mlp.up_proj.weight", F, C),
                 g("mlp.down_proj.weight", C, F),
@@ -176,6 +169,28 @@ class RetNetForCausalLM(PreTrainedModel, GenerationMixin):
         self.lm_head = _C.Linear(head, dtype=w.dtype)
         self.generation_defaults = {k: cfg.get(k) for k in ("eos_token_id", "pad_token_id", "bos_token_id")}
 
+    default_expand_k, default_expand_v = 1.0, 2.0  # fla's RetNetConfig defaults
+
+    def unsupported(self, cfg: Config):
+        """(config key, supported?) pairs a subclass adds to RetNet's checks."""
+        return ()
+
+    def build_attention(self, cfg: Config, g, C: int, H: int, Kd: int, Vd: int, eps: float, dtype: str):
+        """The token mixer of one layer from its weights (g(key, *shape) reads
+        ``model.layers.{i}.<key>``): MultiScaleRetention here."""
+        return MultiScaleRetention(
+            C,
+            H,
+            q_weight=g("attn.q_proj.weight", Kd, C),
+            k_weight=g("attn.k_proj.weight", Kd, C),
+            v_weight=g("attn.v_proj.weight", Vd, C),
+            g_weight=g("attn.g_proj.weight", Vd, C),
+            o_weight=g("attn.o_proj.weight", C, Vd),
+            norm_weight=g("attn.g_norm_swish_gate.weight", Vd // H),
+            norm_eps=eps,
+            dtype=dtype,
+        )
+
     def _after_load(self, directory) -> None:
         self.generation_defaults.update(
             read_generation_defaults(directory, ("eos_token_id", "pad_token_id", "bos_token_id"))
@@ -193,10 +208,10 @@ class RetNetForCausalLM(PreTrainedModel, GenerationMixin):
         """The model's RecurrentState (capacity is not needed: the state has a fixed size)."""
         if policy != "full":
             raise _C.TfcoreValueError(
-                f"RetNet keeps a fixed-size recurrent state: cache_policy={policy!r} does not apply"
+                f"{type(self).__name__} keeps a fixed-size recurrent state: cache_policy={policy!r} does not apply"
             )
         if dtype not in ("float32", "bfloat16"):
-            raise _C.TfcoreValueError(f"RetNet's recurrent state is float32 or bfloat16, got {dtype!r}")
+            raise _C.TfcoreValueError(f"the recurrent state is float32 or bfloat16, got {dtype!r}")
         return _C.RecurrentState(self.num_layers, batch_size, self.layers[0][1].state_shapes(), dtype=dtype)
 
     def forward(
@@ -219,7 +234,7 @@ class RetNetForCausalLM(PreTrainedModel, GenerationMixin):
             state = self.new_cache(B)
         if state is not None and not isinstance(state, _C.RecurrentState):
             raise _C.TfcoreTypeError(
-                f"past_key_values must be a tfcore.RecurrentState for RetNet, got {type(state).__name__}"
+                f"past_key_values must be a tfcore.RecurrentState for {type(self).__name__}, got {type(state).__name__}"
             )
         if state is not None and state.batch_size != B:
             raise _C.TfcoreValueError(f"past_key_values has batch_size {state.batch_size}, input_ids has {B}")
