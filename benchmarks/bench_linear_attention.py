@@ -87,11 +87,12 @@ if method == "fla-naive":
     import torch
     naive = fla_naive_retention()
     t = [torch.from_numpy(x) for x in (q, k, v)]
-    naive(*[x[:, :, :64] for x in t])
+    naive(*[x[:, :, :64].contiguous() for x in t])
     since = reset_peak()
     naive(*t)
 else:
-    tfcore.functional.linear_attention(q[:, :, :64], k[:, :, :64], v[:, :, :64], decay=GAMMAS, mode=method)
+    w = [np.ascontiguousarray(x[:, :, :64]) for x in (q, k, v)]
+    tfcore.functional.linear_attention(*w, decay=GAMMAS, mode=method)
     since = reset_peak()
     tfcore.functional.linear_attention(q, k, v, decay=GAMMAS, mode=method)
 print(json.dumps({"added": peak_added(since)}))

@@ -190,7 +190,8 @@ la_workspace(const tf_la_args *a)
     else if (a->mode == TF_LA_PARALLEL) {
         rows = a->L;
     }
-    /* S, z, three (Dk,) temporaries, mapped q and k rows, cumulative log-decays (rows, Dk) */
+    /* S, z, three (Dk,) temporaries, mapped q and k rows, cumulative log-decays (rows, Dk),
+     * decay powers (rows,) */
     return Dk * Dv + Dk + 3 * Dk + 3 * rows * Dk + rows + 16;
 }
 
@@ -239,6 +240,10 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
     float *S = ws, *z = a->normalize ? S + Dk * Dv : NULL;
     float *qd = S + Dk * Dv + Dk, *kd = qd + Dk, *e = kd + Dk;
     float *qc = e + Dk, *kc = qc + C * Dk, *bc = kc + C * Dk; /* bc: (C, Dk) gated, (C,) else */
+    float *pw = bc + C * Dk; /* (C,) decay^d, d = i - j (no exp per pair) */
+    for (int64_t d = 0; !gated && d < C; d++) {
+        pw[d] = expf((float)d * ld);
+    }
     for (int64_t s = 0; s < L; s += C) {
         const int64_t n = L - s < C ? L - s : C;
         const int64_t row0 = bh * L + s;
@@ -273,7 +278,7 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
             for (int64_t j = 0; j <= i; j++) {
                 const float *kj = kc + j * Dk;
                 const float w = a->scale * (gated ? la_dot_exp(qi, kj, bc + i * Dk, bc + j * Dk, Dk)
-                                                  : expf(bc[i] - bc[j]) * la_dot(qi, kj, Dk));
+                                                  : pw[i - j] * la_dot(qi, kj, Dk));
                 la_axpy(o, w, a->v + (row0 + j) * Dv, Dv);
                 den += w;
             }
@@ -320,6 +325,10 @@ LA_FN(la_head_parallel)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
     float *S = ws, *z = a->normalize ? S + Dk * Dv : NULL;
     float *qd = S + Dk * Dv + Dk, *kd = qd + Dk, *e = kd + Dk;
     float *qm = e + Dk, *km = qm + L * Dk, *bc = km + L * Dk;
+    float *pw = bc + L * Dk; /* (L,) decay^d, d = i - j */
+    for (int64_t d = 0; !gated && d < L; d++) {
+        pw[d] = expf((float)d * ld);
+    }
     for (int64_t i = 0; i < L; i++) {
         la_map(qm + i * Dk, a->q + (bh * L + i) * Dk, Dk, a->feature_map);
         la_map(km + i * Dk, a->k + (bh * L + i) * Dk, Dk, a->feature_map);
@@ -365,7 +374,7 @@ LA_FN(la_head_parallel)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
         for (int64_t j = 0; j <= i; j++) {
             const float *kj = km + j * Dk;
             const float w = a->scale * (gated ? la_dot_exp(qi, kj, bc + i * Dk, bc + j * Dk, Dk)
-                                              : expf(bc[i] - bc[j]) * la_dot(qi, kj, Dk));
+                                              : pw[i - j] * la_dot(qi, kj, Dk));
             la_axpy(o, w, a->v + (bh * L + j) * Dv, Dv);
             den += w;
             if (wrow != NULL) {
