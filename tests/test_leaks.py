@@ -190,3 +190,18 @@ def test_linear_attention_keeps_memory_flat():
 
     growth = rss_growth(run, calls=3000, warmup=300)
     assert growth < 2 * MiB, growth
+
+
+def test_retnet_decoding_keeps_memory_flat(tmp_path):
+    import json
+
+    from safetensors.numpy import save_file
+    from test_retnet import CFG, tiny_weights
+
+    save_file(tiny_weights(np.random.default_rng(0)), str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps(CFG))
+    model = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path)
+    ids = np.array([[1, 5, 9]])
+    run = lambda: model.generate(ids, max_new_tokens=6)  # noqa: E731
+    growth = min(rss_growth(run, calls=300, warmup=300), rss_growth(run, calls=300, warmup=0))
+    assert growth < 2 * MiB, growth
