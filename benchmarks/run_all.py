@@ -74,6 +74,11 @@ BENCHMARKS = [
     ),
     ("bench_swin.py", "Swin-T (shifted-window attention) vs HF; time by part", ["--threads", "{threads}"]),
     (
+        "bench_linear_attention.py",
+        "Linear attention (retention) chunkwise/parallel vs fla naive at 1k-16k; RetNet/GLA decode vs Llama+KV cache",
+        ["--threads", "{threads}"],
+    ),
+    (
         "bench_scale_out.py",
         "tfcore.eval.embed of 20,000 sentences (MiniLM): one process vs Ray and Dask, 1 and 2 workers",
         ["--threads", "{threads}"],
