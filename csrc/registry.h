@@ -19,7 +19,8 @@
     X(TransformerBlock, tf_transformer_block_spec, transformer_block)         \
     X(KVCache, tf_kv_cache_spec, kv_cache)                                    \
     X(WindowAttention, tf_window_attention_spec, window_attention)            \
-    X(SwinLayer, tf_swin_layer_spec, swin_layer)
+    X(SwinLayer, tf_swin_layer_spec, swin_layer)                              \
+    X(MixtureOfExperts, tf_mixture_of_experts_spec, moe)
 
 /* X(its PyMethodDef table, the functions/ file that defines it) */
 #define TF_FUNCTIONS(X)                                                      \
