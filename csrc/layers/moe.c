@@ -81,8 +81,7 @@ tf_moe_route(const tf_moe *m, const float *x, int64_t M, int64_t *idx, float *wt
     /* route_row overwrites its logits row with the probabilities */
     for (int64_t i = 0; i < M; i++) {
         float *row = logits + i * E;
-        route_row(row, E, m->top_k, m->normalize_top_k, row, idx + i * m->top_k,
-                  wt + i * m->top_k);
+        route_row(row, E, m->top_k, m->normalize_top_k, row, idx + i * m->top_k, wt + i * m->top_k);
     }
     rc = 0;
 done:
@@ -443,10 +442,17 @@ PyDoc_STRVAR(
     "Call: ``moe(x, residual=None, *, out=None)``; x (..., hidden_size) float32.");
 
 static PyType_Slot moe_slots[] = {
-    {Py_tp_new, moe_new},           {Py_tp_dealloc, moe_dealloc}, {Py_tp_traverse, moe_traverse},
-    {Py_tp_clear, moe_clear},       {Py_tp_call, moe_call},       {Py_tp_repr, moe_repr},
-    {Py_tp_members, moe_members},   {Py_tp_getset, moe_getset},   {Py_tp_methods, moe_methods},
-    {Py_tp_doc, (void *)moe_doc},   {0, NULL},
+    {Py_tp_new, moe_new},
+    {Py_tp_dealloc, moe_dealloc},
+    {Py_tp_traverse, moe_traverse},
+    {Py_tp_clear, moe_clear},
+    {Py_tp_call, moe_call},
+    {Py_tp_repr, moe_repr},
+    {Py_tp_members, moe_members},
+    {Py_tp_getset, moe_getset},
+    {Py_tp_methods, moe_methods},
+    {Py_tp_doc, (void *)moe_doc},
+    {0, NULL},
 };
 
 PyType_Spec tf_mixture_of_experts_spec = {

@@ -16,9 +16,9 @@
 
 typedef struct {
     PyObject_HEAD tf_mha *attn;
-    tf_mha *cross; /* or NULL */
-    PyObject *ffn;              /* a FeedForward or a MixtureOfExperts */
-    tf_rows_forward ffn_forward; /* tf_ffn_forward or tf_moe_forward */
+    tf_mha *cross;                        /* or NULL */
+    PyObject *ffn;                        /* a FeedForward or a MixtureOfExperts */
+    tf_rows_forward ffn_forward;          /* tf_ffn_forward or tf_moe_forward */
     PyObject *norm1, *norm2, *norm_cross; /* LayerNorm / RMSNorm objects */
     int norm_first;
     int64_t C;
