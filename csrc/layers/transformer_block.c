@@ -8,7 +8,7 @@
  * Every residual add is a post-op of the projection GEMM that precedes it.
  */
 #include "layers/feed_forward.h"
-#include "layers/moe.h"
+#include "layers/mixture_of_experts.h"
 #include "layers/multi_head_attention.h"
 #include "layers/norm.h"
 

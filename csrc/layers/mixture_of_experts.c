@@ -1,4 +1,4 @@
-/* moe.c — MixtureOfExperts: a router and E gated feed-forward experts (Mixtral's sparse MoE
+/* mixture_of_experts.c — MixtureOfExperts: a router and E gated feed-forward experts (Mixtral's sparse MoE
  * block), with the tokens grouped per expert.
  *
  * Data flow for x (M, C):
@@ -13,7 +13,7 @@
  * An expert no row chose is never read, so decoding one token reads the router and top_k
  * experts' weights only. The sum runs over experts in ascending order, like HF's index_add_.
  */
-#include "layers/moe.h"
+#include "layers/mixture_of_experts.h"
 
 #include <math.h>
 #include <string.h>

@@ -1,7 +1,7 @@
-/* moe.h — the MixtureOfExperts type's C-level API (used by TransformerBlock in place of a
+/* mixture_of_experts.h — the MixtureOfExperts type's C-level API (used by TransformerBlock in place of a
  * FeedForward: Mixtral's sparse MoE block, Jamba's expert layers). */
-#ifndef TFCORE_LAYERS_MOE_H
-#define TFCORE_LAYERS_MOE_H
+#ifndef TFCORE_LAYERS_MIXTURE_OF_EXPERTS_H
+#define TFCORE_LAYERS_MIXTURE_OF_EXPERTS_H
 
 #include "layers/feed_forward.h"
 
@@ -31,4 +31,4 @@ int tf_moe_forward(const tf_moe *m, const float *x, int64_t M, float *y, tf_post
 /* Borrowed check: is obj a MixtureOfExperts (or subclass)? */
 int tf_moe_check(tf_state *st, PyObject *obj);
 
-#endif /* TFCORE_LAYERS_MOE_H */
+#endif /* TFCORE_LAYERS_MIXTURE_OF_EXPERTS_H */
