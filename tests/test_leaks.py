@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 from memory import rss_bytes, rss_growth
-from tiny_models import save_tiny
+from tiny_models import save_tiny, save_tiny_tokenizer
 
 import tfcore
 
@@ -23,6 +23,8 @@ def tiny_models(tmp_path_factory):
     save_tiny("bert", root / "bert", num_hidden_layers=2)
     save_tiny("llama", root / "llama")
     save_tiny("mixtral", root / "mixtral")
+    save_tiny_tokenizer(root / "bert")
+    save_tiny_tokenizer(root / "llama")
     return root
 
 
@@ -56,6 +58,20 @@ def test_mixture_of_experts_decoding_keeps_memory_flat(tiny_models):
     assert growth < 2 * MiB, growth  # measured: 0.0 MiB
 
 
+def test_eval_helpers_keep_memory_flat(tiny_models):
+    """tfcore.eval's text-in helpers (tokenize, plan length-sorted batches, run, reorder)."""
+    bert = tfcore.AutoModel.from_pretrained(tiny_models / "bert")
+    llama = tfcore.AutoModelForCausalLM.from_pretrained(tiny_models / "llama")
+    texts = [" ".join(f"w{w}" for w in range(2 + i, 9 + 3 * i)) for i in range(6)]
+    for name, fn in {
+        "embed": lambda: tfcore.eval.embed(bert, texts, batch_size=4, show_progress=False),
+        "score": lambda: tfcore.eval.score(llama, texts, batch_size=4, show_progress=False),
+        "generate": lambda: tfcore.eval.generate(llama, texts, max_new_tokens=3, show_progress=False),
+    }.items():
+        growth = min(rss_growth(fn, calls=300, warmup=100), rss_growth(fn, calls=300, warmup=0))
+        assert growth < 2 * MiB, (name, growth / MiB)  # measured: <= 0.1 MiB each
+
+
 def test_a_thousand_loads_keep_memory_flat(tiny_models):
     for _ in range(20):
         tfcore.AutoModel.from_pretrained(tiny_models / "bert")
@@ -83,6 +99,7 @@ def test_calls_do_not_keep_references_to_their_inputs(tiny_models):
     moe = tfcore.MixtureOfExperts(
         r(3, 16), [tfcore.FeedForward(r(8, 16), r(16, 8), gate_weight=r(8, 16), activation="silu")] * 3
     )
+    texts = ["w3 w4 w5", "w9"]
     calls = [
         lambda: moe(x3, x3),
         lambda: moe.route(x),
@@ -94,8 +111,10 @@ def test_calls_do_not_keep_references_to_their_inputs(tiny_models):
         lambda: model(ids, attention_mask=mask),
         lambda: model.generate(ids, max_new_tokens=2),
         lambda: tfcore.eval.semantic_search(x, corpus, top_k=2, corpus_chunk_size=3),
+        lambda: tfcore.eval.score(model, texts, show_progress=False),
+        lambda: tfcore.eval.generate(model, texts, max_new_tokens=2, show_progress=False),
     ]
-    inputs = [x, res, x3, ids, mask, q, k, v, out, lin, mha, emb, corpus, moe]
+    inputs = [x, res, x3, ids, mask, q, k, v, out, lin, mha, emb, corpus, texts, model, moe]
     for call in calls:
         call()
     before = [sys.getrefcount(a) for a in inputs]
