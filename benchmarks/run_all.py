@@ -53,6 +53,11 @@ BENCHMARKS = [
         ["--threads", "{threads}"],
     ),
     (
+        "bench_recurrent.py",
+        "Mixture-of-experts (Mixtral-shaped, top-2 of 8) decoding and prefill vs HF generate",
+        ["--threads", "{threads}"],
+    ),
+    (
         "bench_bloom.py",
         "BLOOM (ALiBi) greedy decoding vs HF generate, bloom-560m shape",
         ["--threads", "{threads}"],

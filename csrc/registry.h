@@ -20,7 +20,8 @@
     X(KVCache, tf_kv_cache_spec, kv_cache)                                    \
     X(RecurrentState, tf_recurrent_state_spec, recurrent_state)               \
     X(WindowAttention, tf_window_attention_spec, window_attention)            \
-    X(SwinLayer, tf_swin_layer_spec, swin_layer)
+    X(SwinLayer, tf_swin_layer_spec, swin_layer)                              \
+    X(MixtureOfExperts, tf_mixture_of_experts_spec, mixture_of_experts)
 
 /* X(its PyMethodDef table, the functions/ file that defines it) */
 #define TF_FUNCTIONS(X)                                                      \

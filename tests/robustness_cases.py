@@ -66,6 +66,10 @@ def setup(model_dirs):
         is_causal=True,
         rope_theta=1e4,
     )
+    ns["moe"] = tfcore.MixtureOfExperts(
+        r(4, C),
+        [tfcore.FeedForward(r(24, C), r(C, 24), gate_weight=r(24, C), activation="silu") for _ in range(4)],
+    )
     ns["blk"] = tfcore.TransformerBlock(
         ns["mha"], ns["ffn"], ns["rms"], tfcore.RMSNorm(np.ones(C, np.float32))
     )
@@ -164,6 +168,47 @@ CASES = [
     ("ffn/down mismatched", "tfcore.FeedForward(r(32, C), r(C, 31))", VE, "down|shape"),
     ("ffn/gate mismatched", "tfcore.FeedForward(r(32, C), r(C, 32), gate_weight=r(31, C))", VE, "gate"),
     ("ffn/x wrong last dim", "ffn(r(2, C - 1))", VE, "last dim"),
+    # ---- mixture of experts
+    ("moe/experts not a sequence", "tfcore.MixtureOfExperts(r(4, C), 4)", TE, "experts must be a sequence"),
+    ("moe/experts a string", "tfcore.MixtureOfExperts(r(4, C), 'ffff')", TE, "experts must be a sequence"),
+    ("moe/experts empty", "tfcore.MixtureOfExperts(r(0, C), [])", VE, "experts is empty"),
+    ("moe/expert not a FeedForward", "tfcore.MixtureOfExperts(r(2, C), [ffn, lin])", TE, r"experts\[1\]"),
+    (
+        "moe/router rows != experts",
+        "tfcore.MixtureOfExperts(r(3, C), moe.experts)",
+        VE,
+        "router_weight has 3 rows",
+    ),
+    ("moe/router float64", "tfcore.MixtureOfExperts(np.ones((4, C)), moe.experts)", TE, "float32"),
+    ("moe/router NaN", "w = r(4, C); w[2, 1] = np.nan; tfcore.MixtureOfExperts(w, moe.experts)", VE, "NaN"),
+    (
+        "moe/expert hidden size",
+        "tfcore.MixtureOfExperts(r(2, C + 1), moe.experts[:2])",
+        VE,
+        "experts\\[0\\] has hidden size",
+    ),
+    ("moe/top_k zero", "tfcore.MixtureOfExperts(r(4, C), moe.experts, top_k=0)", VE, "top_k=0"),
+    ("moe/top_k above experts", "tfcore.MixtureOfExperts(r(4, C), moe.experts, top_k=5)", VE, "top_k=5"),
+    ("moe/top_k float", "tfcore.MixtureOfExperts(r(4, C), moe.experts, top_k=1.5)", TE, "integer"),
+    ("moe/x wrong last dim", "moe(r(2, C - 1))", VE, "last dim"),
+    ("moe/x float64", "moe(np.ones((2, C)))", TE, "float32"),
+    ("moe/x NaN", "a = r(2, C); a[1, 2] = np.nan; moe(a)", VE, "NaN"),
+    ("moe/x empty", "moe(np.zeros((0, C), np.float32))", VE, "empty"),
+    ("moe/route x Inf", "a = r(3, C); a[0, 0] = np.inf; moe.route(a)", VE, "Inf"),
+    ("moe/route x list", "moe.route([[1.0] * C])", TE, "float32|array"),
+    ("moe/out overlaps x", "a = r(2, C); moe(a, out=a)", VE, "share memory"),
+    (
+        "moe/block of another hidden size",
+        "tfcore.TransformerBlock(mha, tfcore.MixtureOfExperts(r(2, 8), [tfcore.FeedForward(r(4, 8), r(8, 4))] * 2), rms, rms)",
+        VE,
+        "feed_forward has hidden size 8",
+    ),
+    (
+        "moe/usable after errors",
+        "assert moe(r(2, 3, C)).shape == (2, 3, C) and moe.route(r(5, C))[0].shape == (5, 2)",
+        None,
+        "",
+    ),
     # ---- attention layer
     (
         "mha/heads do not divide",

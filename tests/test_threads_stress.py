@@ -29,7 +29,9 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     save_tiny("llama", tmp_path / "llama", hidden_size=32, intermediate_size=64)
     save_tiny_tokenizer(tmp_path / "bert")  # for the tfcore.eval helpers (texts in)
     save_tiny_tokenizer(tmp_path / "llama")
+    save_tiny("mixtral", tmp_path / "mixtral", hidden_size=32, intermediate_size=40)
     bert = tfcore.AutoModel.from_pretrained(tmp_path / "bert")
+    mixtral = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path / "mixtral")
     # the same weights as a PyTorch pytorch_model.bin (read by tfcore's restricted unpickler)
     import torch
     import transformers
@@ -90,6 +92,14 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         return s.get(1, "state")
 
     la_gate = -np.abs(r(2, 4, 70, 8))
+    moe = tfcore.MixtureOfExperts(
+        r(5, 32),
+        [
+            tfcore.FeedForward(r(40, 32), r(32, 40), gate_weight=r(40, 32), activation="silu")
+            for _ in range(5)
+        ],
+    )
+    hm = r(3, 19, 32)
     work = {
         "recurrent-state": recurrent_state,
         "retnet-generate": lambda: retnet.generate(ids[:2, :4] % 61, max_new_tokens=5, num_beams=2),
@@ -119,6 +129,9 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         "generate": lambda: llama.generate(ids[:2, :4], max_new_tokens=6),
         "generate-int8-cache": lambda: llama.generate(ids[:1, :5], max_new_tokens=5, cache_dtype="int8"),
         "linear": lambda: lin(x),
+        "moe": lambda: moe(hm),
+        "moe-route": lambda: moe.route(hm)[1],
+        "mixtral-generate": lambda: mixtral.generate(ids[:2, :4], max_new_tokens=5),
         "linear-pickled": lambda: pickle.loads(pickle.dumps(lin))(x),
         "bin-load": lambda: (
             tfcore.AutoModel.from_pretrained(tmp_path / "bert-bin")(

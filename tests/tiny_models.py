@@ -1,5 +1,5 @@
 """Tiny Hugging Face checkpoints (random weights, save_pretrained) shared by the tests that
-only need *a* model of a family: save_tiny("bert" | "gpt2" | "llama" | "t5", path, **config)."""
+only need *a* model of a family: save_tiny("bert" | "gpt2" | "llama" | "mixtral" | "t5", path, **config)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,17 @@ DEFAULTS = {
         num_key_value_heads=2,
         intermediate_size=32,
     ),
+    "mixtral": dict(
+        vocab_size=60,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=24,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        experts_implementation="eager",
+    ),
     "t5": dict(
         vocab_size=60, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4, decoder_start_token_id=0
     ),
@@ -38,6 +49,8 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
         GPT2LMHeadModel,
         LlamaConfig,
         LlamaForCausalLM,
+        MixtralConfig,
+        MixtralForCausalLM,
         T5Config,
         T5ForConditionalGeneration,
     )
@@ -46,6 +59,7 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
         "bert": (BertModel, BertConfig),
         "gpt2": (GPT2LMHeadModel, GPT2Config),
         "llama": (LlamaForCausalLM, LlamaConfig),
+        "mixtral": (MixtralForCausalLM, MixtralConfig),
         "t5": (T5ForConditionalGeneration, T5Config),
     }[kind]
     torch.manual_seed(seed)

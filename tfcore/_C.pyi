@@ -63,6 +63,24 @@ class FeedForward:
     ) -> None: ...
     def __call__(self, x: F32, residual: Optional[F32] = None, *, out: Optional[F32] = None) -> F32: ...
 
+class MixtureOfExperts:
+    hidden_size: int
+    num_experts: int
+    top_k: int
+    router: Linear
+    experts: Tuple[FeedForward, ...]
+    normalize_top_k: bool
+    def __init__(
+        self,
+        router_weight: F32,
+        experts: Sequence[FeedForward],
+        *,
+        top_k: int = 2,
+        normalize_top_k: bool = True,
+    ) -> None: ...
+    def __call__(self, x: F32, residual: Optional[F32] = None, *, out: Optional[F32] = None) -> F32: ...
+    def route(self, x: F32, /) -> Tuple[NDArray[np.int64], F32]: ...
+
 class LayerNorm:
     eps: float
     normalized_shape: Tuple[int]
@@ -151,14 +169,14 @@ class TransformerBlock:
     norm_first: int
     attention: MultiHeadAttention
     cross_attention: Optional[MultiHeadAttention]
-    feed_forward: FeedForward
+    feed_forward: Union[FeedForward, MixtureOfExperts]
     norm1: Union[LayerNorm, RMSNorm]
     norm2: Union[LayerNorm, RMSNorm]
     norm_cross: Optional[Union[LayerNorm, RMSNorm]]
     def __init__(
         self,
         attention: MultiHeadAttention,
-        feed_forward: FeedForward,
+        feed_forward: Union[FeedForward, MixtureOfExperts],
         norm1: Union[LayerNorm, RMSNorm],
         norm2: Union[LayerNorm, RMSNorm],
         *,

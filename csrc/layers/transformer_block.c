@@ -8,6 +8,7 @@
  * Every residual add is a post-op of the projection GEMM that precedes it.
  */
 #include "layers/feed_forward.h"
+#include "layers/mixture_of_experts.h"
 #include "layers/multi_head_attention.h"
 #include "layers/norm.h"
 
@@ -15,8 +16,9 @@
 
 typedef struct {
     PyObject_HEAD tf_mha *attn;
-    tf_mha *cross; /* or NULL */
-    tf_ffn *ffn;
+    tf_mha *cross;                        /* or NULL */
+    PyObject *ffn;                        /* a FeedForward or a MixtureOfExperts */
+    tf_rows_forward ffn_forward;          /* tf_ffn_forward or tf_moe_forward */
     PyObject *norm1, *norm2, *norm_cross; /* LayerNorm / RMSNorm objects */
     int norm_first;
     int64_t C;
@@ -57,7 +59,7 @@ block_forward(const tf_block *blk, const float *x, float *y, int64_t M, tf_mha_c
             tf_norm_apply(blk->norm_cross, t, NULL, NULL, h, M);
         }
         /* y = norm2(h + ffn(h)) */
-        if (tf_ffn_forward(blk->ffn, h, M, t, TF_POST_ADD, h, err) < 0) {
+        if (blk->ffn_forward(blk->ffn, h, M, t, TF_POST_ADD, h, err) < 0) {
             goto done;
         }
         tf_norm_apply(blk->norm2, t, NULL, NULL, y, M);
@@ -85,7 +87,7 @@ block_forward(const tf_block *blk, const float *x, float *y, int64_t M, tf_mha_c
         }
         /* y = h + ffn(norm2(h)) */
         tf_norm_apply(blk->norm2, h, NULL, NULL, t, M);
-        if (tf_ffn_forward(blk->ffn, t, M, y, TF_POST_ADD, h, err) < 0) {
+        if (blk->ffn_forward(blk->ffn, t, M, y, TF_POST_ADD, h, err) < 0) {
             goto done;
         }
     }
@@ -97,6 +99,20 @@ done:
 }
 
 /* ------------------------------------------------------------------ construction */
+
+static int
+block_ffn_forward(const void *f, const float *x, int64_t M, float *y, tf_post post,
+                  const float *other, tf_err *err)
+{
+    return tf_ffn_forward(f, x, M, y, post, other, err);
+}
+
+static int
+block_moe_forward(const void *m, const float *x, int64_t M, float *y, tf_post post,
+                  const float *other, tf_err *err)
+{
+    return tf_moe_forward(m, x, M, y, post, other, err);
+}
 
 static PyObject *
 block_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
@@ -119,14 +135,22 @@ block_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
             st, "attention must be a tfcore.MultiHeadAttention (self-attention), got %s",
             Py_TYPE(attn)->tp_name);
     }
-    if (!PyObject_TypeCheck(ffn, st->FeedForward)) {
-        return tf_type_error(st, "feed_forward must be a tfcore.FeedForward, got %s",
-                             Py_TYPE(ffn)->tp_name);
+    int64_t ffn_C;
+    if (PyObject_TypeCheck(ffn, st->FeedForward)) {
+        ffn_C = ((tf_ffn *)ffn)->up->in_features;
+    }
+    else if (tf_moe_check(st, ffn)) {
+        ffn_C = ((tf_moe *)ffn)->C;
+    }
+    else {
+        return tf_type_error(
+            st, "feed_forward must be a tfcore.FeedForward or tfcore.MixtureOfExperts, got %s",
+            Py_TYPE(ffn)->tp_name);
     }
     const int64_t C = ((tf_mha *)attn)->hidden;
-    if (((tf_ffn *)ffn)->up->in_features != C) {
+    if (ffn_C != C) {
         return tf_value_error(st, "feed_forward has hidden size %lld, expected hidden_size=%lld",
-                              (long long)((tf_ffn *)ffn)->up->in_features, (long long)C);
+                              (long long)ffn_C, (long long)C);
     }
     if (tf_norm_check_arg(st, n1, "norm1", C) < 0 || tf_norm_check_arg(st, n2, "norm2", C) < 0) {
         return NULL;
@@ -155,7 +179,8 @@ block_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     self->attn = (tf_mha *)Py_NewRef(attn);
-    self->ffn = (tf_ffn *)Py_NewRef(ffn);
+    self->ffn = Py_NewRef(ffn);
+    self->ffn_forward = tf_moe_check(st, ffn) ? block_moe_forward : block_ffn_forward;
     self->norm1 = Py_NewRef(n1);
     self->norm2 = Py_NewRef(n2);
     if (cross != Py_None) {
@@ -359,7 +384,8 @@ PyDoc_STRVAR(
     "One transformer layer from tfcore layers. norm_first=True is pre-norm (GPT-2, Llama, ViT):\n"
     "``h = x + attn(norm1(x)); y = h + ffn(norm2(h))``; False is post-norm (BERT):\n"
     "``h = norm1(x + attn(x)); y = norm2(h + ffn(h))``. A decoder of an encoder-decoder model\n"
-    "adds cross_attention (built with is_cross_attention=True) and its norm_cross.\n\n"
+    "adds cross_attention (built with is_cross_attention=True) and its norm_cross.\n"
+    "feed_forward is a FeedForward or a MixtureOfExperts (Mixtral).\n\n"
     "Call: ``block(hidden_states, attention_mask=None, *, encoder_hidden_states=None,\n"
     "encoder_attention_mask=None, position_ids=None, position_offset=0, bias=None,\n"
     "output_attentions=False, out=None, cu_seqlens=None, past_key_values=None, layer_idx=None,\n"

@@ -14,6 +14,7 @@ from .gla import *  # noqa: F401,F403
 from .gpt2 import *  # noqa: F401,F403
 from .llama import *  # noqa: F401,F403
 from .longformer import *  # noqa: F401,F403
+from .mixtral import *  # noqa: F401,F403
 from .opt import *  # noqa: F401,F403
 from .retnet import *  # noqa: F401,F403
 from .swin import *  # noqa: F401,F403

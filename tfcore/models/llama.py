@@ -50,9 +50,8 @@ class LlamaModel(DecoderModel):
         )
         KVH = cfg.get("num_key_value_heads") or H
         D = cfg.get("head_dim") or C // H
-        F, V = cfg.require("intermediate_size"), cfg.require("vocab_size")
+        V = cfg.require("vocab_size")
         eps = float(cfg.get("rms_norm_eps", 1e-6))
-        act = cfg.get("hidden_act", "silu")
         if H % KVH:
             raise CheckpointError(
                 f"config.json: num_attention_heads={H} is not a multiple of num_key_value_heads={KVH}"
@@ -85,21 +84,30 @@ class LlamaModel(DecoderModel):
                 sliding_window=window,
                 dtype=w.dtype,
             )
-            ffn = _C.FeedForward(
-                g("mlp.up_proj.weight", F, C),
-                g("mlp.down_proj.weight", C, F),
-                gate_weight=g("mlp.gate_proj.weight", F, C),
-                up_bias=g("mlp.up_proj.bias", F, optional=True),
-                down_bias=g("mlp.down_proj.bias", C, optional=True),
-                gate_bias=g("mlp.gate_proj.bias", F, optional=True),
-                activation=act,
-                dtype=w.dtype,
-            )
+            ffn = self.feed_forward(cfg, w, i)
             n1 = _C.RMSNorm(g("input_layernorm.weight", C), eps=eps)
             n2 = _C.RMSNorm(g("post_attention_layernorm.weight", C), eps=eps)
             self.layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=True))
             w.release()
         self.final_norm = _C.RMSNorm(w.get("norm.weight", (C,)), eps=eps)
+
+    def feed_forward(self, cfg: Config, w: Weights, i: int):
+        """Layer i's MLP (SwiGLU: gate/up/down); MoE families return a MixtureOfExperts."""
+        C, F = cfg.require("hidden_size"), cfg.require("intermediate_size")
+
+        def g(key, *shape, optional=False):
+            return w.get(f"layers.{i}.mlp.{key}", shape, optional=optional, matrix=len(shape) == 2)
+
+        return _C.FeedForward(
+            g("up_proj.weight", F, C),
+            g("down_proj.weight", C, F),
+            gate_weight=g("gate_proj.weight", F, C),
+            up_bias=g("up_proj.bias", F, optional=True),
+            down_bias=g("down_proj.bias", C, optional=True),
+            gate_bias=g("gate_proj.bias", F, optional=True),
+            activation=cfg.get("hidden_act", "silu"),
+            dtype=w.dtype,
+        )
 
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Input embeddings of ids (B, T) at positions (B, T): (B, T, C) float32."""

@@ -1,0 +1,149 @@
+"""Mixture-of-experts decoding (issue 17): a small Mixtral-shaped model (8 experts, top-2),
+tfcore vs Hugging Face ``generate`` on torch, greedy, B=1, same process, same threads,
+alternating runs, after checking that both produce the same tokens.
+
+Decoding is memory-bound and a MoE step reads only the router and the chosen experts: the
+bytes read per step are attention + router + top_k experts per layer + LM head, reported as
+achieved GB/s against the read bandwidth measured in the same run. Also a 512-token prefill
+(every expert runs one GEMM over the tokens routed to it).
+
+(Mamba / RWKV / Jamba rows of issue 17 are not here yet: their models are not built.)
+
+    python benchmarks/bench_recurrent.py [--quick] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_decode import hf_greedy, measured_bandwidth  # noqa: E402
+from common import interleaved, isa_line, print_table  # noqa: E402
+
+import tfcore  # noqa: E402
+
+# Mixtral's proportions (intermediate = 3.5 x hidden, 8 experts, top-2, GQA 4:1) at ~1/8 width
+MIXTRAL_SMALL = dict(
+    vocab_size=32000,
+    hidden_size=512,
+    intermediate_size=1792,
+    num_hidden_layers=4,
+    num_attention_heads=8,
+    num_key_value_heads=2,
+    num_local_experts=8,
+    num_experts_per_tok=2,
+    max_position_embeddings=4096,
+)
+
+
+def make_mixtral(tmp):
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    torch.manual_seed(0)
+    ref = MixtralForCausalLM(MixtralConfig(**MIXTRAL_SMALL))
+    with torch.no_grad():  # decisive routing (random init leaves the router near uniform)
+        for layer in ref.model.layers:
+            layer.mlp.gate.weight.mul_(40.0)
+    path = os.path.join(tmp, "mixtral-small")
+    ref.save_pretrained(path)
+    return path
+
+
+def step_bytes(model) -> int:
+    """Weight bytes one decode step reads (float32): attention, the router and top_k experts
+    per layer, the LM head. Experts no token chose are not read."""
+
+    def lin(x):
+        return x.in_features * x.out_features * 4 if x is not None else 0
+
+    n = lin(model.lm_head)
+    for blk in model.layers:
+        moe = blk.feed_forward
+        e = moe.experts[0]
+        n += lin(blk.attention.qkv_proj) + lin(blk.attention.o_proj) + lin(moe.router)
+        n += moe.top_k * (lin(e.up) + lin(e.gate) + lin(e.down))
+    return n
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    tfcore.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    tfcore.show_config()
+    bandwidth = measured_bandwidth(args.threads)
+    print(isa_line())
+    print(f"read bandwidth measured now: {bandwidth:.1f} GB/s ({args.threads} threads)\n")
+    new_tokens, reps, prompt = (16, 1, 32) if args.quick else (64, 3, 32)
+    rows = []
+    from transformers import MixtralForCausalLM
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = make_mixtral(tmp)
+        ours = tfcore.AutoModelForCausalLM.from_pretrained(path)
+        ref = MixtralForCausalLM.from_pretrained(path, attn_implementation="sdpa").eval()
+        print(f"HF experts implementation: {ref.config._experts_implementation}")
+        ids = np.random.default_rng(0).integers(100, 31900, size=(1, prompt))
+        tids, tmask = torch.from_numpy(ids), torch.ones(1, prompt, dtype=torch.long)
+
+        def run_ours():
+            return ours.generate(ids, max_new_tokens=new_tokens, eos_token_id=[])
+
+        def run_hf():
+            return hf_greedy(ref, tids, tmask, new_tokens)
+
+        with torch.inference_mode():
+            a, b = run_ours(), run_hf().numpy()
+            agree = float((a[:, prompt:] == b[:, prompt:]).mean())
+            if agree < 1.0:
+                print(f"WARNING: greedy tokens agree with HF on {100 * agree:.0f}% only")
+            t = interleaved({"tfcore": run_ours, "hf": run_hf}, repeat=reps, warmup=0)
+        gbs = step_bytes(ours) * new_tokens / t["tfcore"] / 1e9
+        rows.append(
+            [
+                "Mixtral-shaped 8x(512->1792) top-2, 4 layers: decode B=1",
+                f"{new_tokens / t['tfcore']:.1f} tok/s",
+                f"{new_tokens / t['hf']:.1f} tok/s",
+                f"{t['hf'] / t['tfcore']:.2f}",
+                f"{gbs:.1f} ({100 * gbs / bandwidth:.0f}%)",
+                f"{100 * agree:.0f}%",
+            ]
+        )
+        T = 128 if args.quick else 512
+        long_ids = np.random.default_rng(1).integers(100, 31900, size=(1, T))
+        with torch.inference_mode():
+            got = ours(long_ids, logits_to_keep=1).logits
+            want = ref(torch.from_numpy(long_ids), logits_to_keep=1).logits.numpy()
+            err = float(np.abs(got - want).max() / np.abs(want).max())
+            t = interleaved(
+                {
+                    "tfcore": lambda: ours(long_ids, logits_to_keep=1),
+                    "hf": lambda: ref(torch.from_numpy(long_ids), logits_to_keep=1),
+                },
+                repeat=reps,
+                warmup=1,
+            )
+        rows.append(
+            [
+                f"same model: prefill {T} tokens",
+                f"{t['tfcore'] * 1e3:.0f} ms",
+                f"{t['hf'] * 1e3:.0f} ms",
+                f"{t['hf'] / t['tfcore']:.2f}",
+                "-",
+                f"max rel. logit diff {err:.1e}",
+            ]
+        )
+    print_table(["model", "tfcore", "HF", "HF/tfcore time", "tfcore GB/s (% of measured)", "agreement"], rows)
+
+
+if __name__ == "__main__":
+    main()
