@@ -19,7 +19,9 @@
     X(TransformerBlock, tf_transformer_block_spec, transformer_block)         \
     X(KVCache, tf_kv_cache_spec, kv_cache)                                    \
     X(WindowAttention, tf_window_attention_spec, window_attention)            \
-    X(SwinLayer, tf_swin_layer_spec, swin_layer)
+    X(SwinLayer, tf_swin_layer_spec, swin_layer)                              \
+    X(Conv1d, tf_conv1d_spec, conv)                                           \
+    X(Conv2d, tf_conv2d_spec, conv)
 
 /* X(its PyMethodDef table, the functions/ file that defines it) */
 #define TF_FUNCTIONS(X)                                                      \

@@ -28,6 +28,8 @@ from . import (
     models,
 )
 from ._C import (
+    Conv1d,
+    Conv2d,
     Embedding,
     FeedForward,
     KVCache,
@@ -57,6 +59,8 @@ __all__ = [
     "AutoModelForSeq2SeqLM",
     "CheckpointError",
     "models",
+    "Conv1d",
+    "Conv2d",
     "Embedding",
     "FeedForward",
     "KVCache",
