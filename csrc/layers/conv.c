@@ -17,8 +17,10 @@
  * without AVX512_BF16 oneDNN has only scalar bf16 code, so the weights are kept as
  * bf16-rounded float32 and x is rounded the same way: the same products, float32 speed.
  * int8 quantizes the weights per output channel and x per tensor (one scale: the only source
- * scale oneDNN's convolution takes) and runs the s8 convolution with s32 accumulation; the
- * weights are 7-bit, [-63, 63], without VNNI (layers/linear.c says why).
+ * scale oneDNN's convolution takes) and runs the s8 convolution with s32 accumulation. On
+ * CPUs without VNNI oneDNN's packing halves s8 weights itself (so its AVX2 kernels'
+ * pairwise 16-bit sums cannot saturate: layers/linear.c) and rescales the result: the
+ * weights are then effectively 7-bit, and quant_max says 64.
  */
 #include "layers/conv.h"
 #include "kernels/bfloat16.h"
@@ -38,8 +40,8 @@ map_md(dnnl_memory_desc_t *md, int nsp, int64_t B, int64_t C, const int64_t *sp,
        dnnl_data_type_t dt, int channels_last)
 {
     dnnl_dims_t dims = {B, C, sp[0], nsp == 2 ? sp[1] : 0};
-    const dnnl_format_tag_t tag = nsp == 1 ? (channels_last ? dnnl_nwc : dnnl_ncw)
-                                           : (channels_last ? dnnl_nhwc : dnnl_nchw);
+    const dnnl_format_tag_t tag =
+        nsp == 1 ? (channels_last ? dnnl_nwc : dnnl_ncw) : (channels_last ? dnnl_nhwc : dnnl_nchw);
     return dnnl_memory_desc_create_with_tag(md, 2 + nsp, dims, dt, tag);
 }
 
@@ -77,8 +79,9 @@ vector_md(dnnl_memory_desc_t *md, int64_t n)
 static dnnl_data_type_t
 src_type(const tf_conv *c)
 {
-    return c->wdt == dnnl_s8 ? dnnl_s8 : c->wdt == dnnl_bf16 && !c->bf16_emulated ? dnnl_bf16
-                                                                                   : dnnl_f32;
+    return c->wdt == dnnl_s8                          ? dnnl_s8
+           : c->wdt == dnnl_bf16 && !c->bf16_emulated ? dnnl_bf16
+                                                      : dnnl_f32;
 }
 
 /* ------------------------------------------------------------------ primitive descriptors */
@@ -131,9 +134,9 @@ make_pd(dnnl_primitive_desc_t *pd, const tf_conv *c, int64_t B, const int64_t *i
     if ((s = dnnl_primitive_attr_set_post_ops(attr, ops))) {
         goto done;
     }
-    s = dnnl_convolution_forward_primitive_desc_create(
-        pd, tf_engine(), dnnl_forward_inference, dnnl_convolution_direct, src, wmd, bias, dst,
-        strides, dilates, pl, pr, attr);
+    s = dnnl_convolution_forward_primitive_desc_create(pd, tf_engine(), dnnl_forward_inference,
+                                                       dnnl_convolution_direct, src, wmd, bias, dst,
+                                                       strides, dilates, pl, pr, attr);
 done:
     if (ops) {
         dnnl_post_ops_destroy(ops);
@@ -166,10 +169,9 @@ make_reorder_pd(dnnl_primitive_desc_t *pd, int nsp, int64_t B, int64_t C, const 
         (s = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user))) {
         goto done;
     }
-    if (accumulate &&
-        ((s = dnnl_post_ops_create(&ops)) ||
-         (s = dnnl_post_ops_append_sum(ops, 1.0f, 0, dnnl_data_type_undef)) ||
-         (s = dnnl_primitive_attr_set_post_ops(attr, ops)))) {
+    if (accumulate && ((s = dnnl_post_ops_create(&ops)) ||
+                       (s = dnnl_post_ops_append_sum(ops, 1.0f, 0, dnnl_data_type_undef)) ||
+                       (s = dnnl_primitive_attr_set_post_ops(attr, ops)))) {
         goto done;
     }
     s = dnnl_reorder_primitive_desc_create(pd, from, tf_engine(), to, tf_engine(), attr);
@@ -250,8 +252,8 @@ int
 tf_conv_out_size(const tf_conv *c, const int64_t *in_sp, int64_t *out_sp)
 {
     for (int i = 0; i < c->nsp; i++) {
-        const int64_t span = in_sp[i] + c->pad_l[i] + c->pad_r[i] -
-                             c->dilation[i] * (c->kernel[i] - 1) - 1;
+        const int64_t span =
+            in_sp[i] + c->pad_l[i] + c->pad_r[i] - c->dilation[i] * (c->kernel[i] - 1) - 1;
         if (span < 0) {
             return -1;
         }
@@ -282,10 +284,10 @@ tf_conv_forward(const tf_conv *c, const float *x, int channels_last, int64_t B,
     /* Scratch: [x channels last (channels-first input) | x converted (bf16, s8, rounded
      * float32) | y channels last (channels-first output) | oneDNN's scratchpad] */
     const size_t xl_bytes = channels_last ? 0 : ALIGN64(nx * 4);
-    const size_t xc_bytes = sdt == dnnl_bf16                 ? ALIGN64(nx * 2)
-                            : sdt == dnnl_s8                 ? ALIGN64(nx)
+    const size_t xc_bytes = sdt == dnnl_bf16                    ? ALIGN64(nx * 2)
+                            : sdt == dnnl_s8                    ? ALIGN64(nx)
                             : c->bf16_emulated && channels_last ? ALIGN64(nx * 4)
-                                                             : 0;
+                                                                : 0;
     const size_t yl_bytes = channels_last ? 0 : ALIGN64(ny * 4);
     const tf_post conv_post = channels_last ? post : TF_POST_NONE;
     tf_thread_ctx *ctx = tf_thread_ctx_get(err);
@@ -299,10 +301,10 @@ tf_conv_forward(const tf_conv *c, const float *x, int channels_last, int64_t B,
     if (!channels_last &&
         (tf_err_dnnl(err, make_reorder_pd(&pd_in, c->nsp, B, c->in_channels, in_sp, 0, 0),
                      "creating the input reorder") < 0 ||
-         tf_err_dnnl(err,
-                     make_reorder_pd(&pd_out, c->nsp, B, c->out_channels, out_sp, 1,
-                                     post != TF_POST_NONE),
-                     "creating the output reorder") < 0)) {
+         tf_err_dnnl(
+             err,
+             make_reorder_pd(&pd_out, c->nsp, B, c->out_channels, out_sp, 1, post != TF_POST_NONE),
+             "creating the output reorder") < 0)) {
         goto done;
     }
     size_t sp_bytes = scratchpad_size(pd);
@@ -341,8 +343,8 @@ tf_conv_forward(const tf_conv *c, const float *x, int channels_last, int64_t B,
     }
 
     if (tf_err_dnnl(err, dnnl_primitive_create(&prim, pd), "creating a convolution") < 0 ||
-        wrap(mems, &nmem, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), src,
-             "wrapping x", err) ||
+        wrap(mems, &nmem, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), src, "wrapping x",
+             err) ||
         wrap(mems, &nmem, c->wmd, c->weights, "wrapping the weights", err) ||
         wrap(mems, &nmem, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0),
              channels_last ? y : yl, "wrapping the output", err) ||
@@ -601,8 +603,7 @@ fold_batch_norm(tf_state *st, PyObject *bn, int64_t OC, int64_t Kw, float *w, fl
         tf_value_error(st, "batch_norm eps must be a finite number >= 0, got %g", eps);
         return -1;
     }
-    if ((mean = bn_vector(st, PyTuple_GET_ITEM(bn, 0), "batch_norm running_mean", OC, 0)) ==
-            NULL ||
+    if ((mean = bn_vector(st, PyTuple_GET_ITEM(bn, 0), "batch_norm running_mean", OC, 0)) == NULL ||
         (var = bn_vector(st, PyTuple_GET_ITEM(bn, 1), "batch_norm running_var", OC, 0)) == NULL) {
         goto done;
     }
@@ -617,8 +618,8 @@ fold_batch_norm(tf_state *st, PyObject *bn, int64_t OC, int64_t Kw, float *w, fl
     const float *m = PyArray_DATA(mean), *v = PyArray_DATA(var);
     for (int64_t o = 0; o < OC; o++) {
         if (!((double)v[o] + eps > 0)) {
-            tf_value_error(st, "batch_norm running_var[%lld] + eps = %g: must be > 0",
-                           (long long)o, (double)v[o] + eps);
+            tf_value_error(st, "batch_norm running_var[%lld] + eps = %g: must be > 0", (long long)o,
+                           (double)v[o] + eps);
             goto done;
         }
     }
@@ -643,9 +644,8 @@ done:
 static PyObject *
 conv_new_nd(PyTypeObject *type, PyObject *args, PyObject *kwds, int nsp, const char *fmt)
 {
-    static char *kwlist[] = {"weight",     "bias",       "stride", "padding",
-                             "dilation",   "groups",     "activation", "batch_norm",
-                             "dtype",      NULL};
+    static char *kwlist[] = {"weight", "bias",       "stride",     "padding", "dilation",
+                             "groups", "activation", "batch_norm", "dtype",   NULL};
     PyObject *weight_obj, *bias_obj = Py_None, *stride_obj = NULL, *padding_obj = NULL,
                           *dilation_obj = NULL, *act_obj = Py_None, *bn_obj = Py_None,
                           *dtype_obj = Py_None;
@@ -653,8 +653,8 @@ conv_new_nd(PyTypeObject *type, PyObject *args, PyObject *kwds, int nsp, const c
     PyArrayObject *w = NULL, *b = NULL;
     dnnl_memory_desc_t user_md = NULL, any_md = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    float *wf = NULL;   /* float32 weights, BatchNorm folded / bf16-rounded */
-    int8_t *q = NULL;   /* int8 weights before packing */
+    float *wf = NULL; /* float32 weights, BatchNorm folded / bf16-rounded */
+    int8_t *q = NULL; /* int8 weights before packing */
     tf_conv *self = NULL;
     tf_state *st = tf_state_of_type(type);
     if (st == NULL) {
@@ -740,7 +740,8 @@ conv_new_nd(PyTypeObject *type, PyObject *args, PyObject *kwds, int nsp, const c
         }
     }
     self->bf16_emulated = self->wdt == dnnl_bf16 && !tf_bf16_supported();
-    self->qmax = self->wdt == dnnl_s8 && !tf_int8_supported() ? 63 : 127;
+    self->qmax = 127;
+    self->wunpack = 1.0f;
     const dnnl_data_type_t pdt = self->bf16_emulated ? dnnl_f32 : self->wdt; /* packed */
     int64_t in_sp[2] = {1, 1}, out_sp[2] = {1, 1};
     packing_extents(self, in_sp);
@@ -752,8 +753,8 @@ conv_new_nd(PyTypeObject *type, PyObject *args, PyObject *kwds, int nsp, const c
         tf_check_dnnl(st, make_pd(&pd, self, 1, in_sp, out_sp, TF_POST_NONE, any_md),
                       "choosing the packed weight layout") ||
         tf_check_dnnl(st,
-                      dnnl_memory_desc_clone(&self->wmd, dnnl_primitive_desc_query_md(
-                                                             pd, dnnl_query_weights_md, 0)),
+                      dnnl_memory_desc_clone(
+                          &self->wmd, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)),
                       "copying the packed weight layout") ||
         tf_check_dnnl(st, weights_md(&user_md, self, pdt == dnnl_s8 ? dnnl_s8 : dnnl_f32, 0),
                       "describing weights")) {
@@ -786,7 +787,29 @@ conv_new_nd(PyTypeObject *type, PyObject *args, PyObject *kwds, int nsp, const c
     }
     /* float32 -> bf16 packing rounds to nearest even, as tf_f32_to_bf16 does */
     s = reorder_weights(user_md, user, self->wmd, self->weights);
+    if (s == dnnl_success && q != NULL) {
+        /* What the packing stored: on CPUs without VNNI oneDNN halves s8 weights (its own
+         * guard against vpmaddubsw's 16-bit saturation) and undoes it in the convolution.
+         * The largest weight of a row quantizes to qmax; its packed value tells. */
+        int8_t *back = tf_malloc((size_t)(OC * Kw));
+        s = back == NULL ? dnnl_out_of_memory
+                         : reorder_weights(self->wmd, self->weights, user_md, back);
+        for (int64_t i = 0; s == dnnl_success && i < OC * Kw; i++) {
+            if (q[i] == self->qmax || q[i] == -self->qmax) {
+                self->wunpack = (float)q[i] / (float)back[i];
+                break;
+            }
+        }
+        tf_free(back);
+    }
     Py_END_ALLOW_THREADS if (tf_check_dnnl(st, s, "packing weights") < 0) goto fail;
+    if (self->wunpack != 1.0f && self->wunpack != 2.0f) {
+        /* 127 / 64: round to the factor oneDNN used */
+        self->wunpack = self->wunpack > 1.5f ? 2.0f : 1.0f;
+    }
+    if (self->wunpack == 2.0f) {
+        self->qmax = 64;
+    }
     dnnl_primitive_desc_destroy(pd);
     dnnl_memory_desc_destroy(user_md);
     dnnl_memory_desc_destroy(any_md);
@@ -859,9 +882,8 @@ conv_call(tf_conv *self, PyObject *args, PyObject *kwds)
     tf_state *st = tf_state_of((PyObject *)self);
     tf_err err = {0};
     const int nsp = self->nsp, nd = nsp + 2;
-    if (!TF_PARSE(st, args, kwds,
-                  nsp == 1 ? "O|O$pO:Conv1d.__call__" : "O|O$pO:Conv2d.__call__", kwlist, &x_obj,
-                  &res_obj, &channels_last, &out_obj)) {
+    if (!TF_PARSE(st, args, kwds, nsp == 1 ? "O|O$pO:Conv1d.__call__" : "O|O$pO:Conv2d.__call__",
+                  kwlist, &x_obj, &res_obj, &channels_last, &out_obj)) {
         return NULL;
     }
     if (PyArray_Check(x_obj) && PyArray_NDIM((PyArrayObject *)x_obj) != nd) {
@@ -881,8 +903,9 @@ conv_call(tf_conv *self, PyObject *args, PyObject *kwds)
     if (PyArray_DIM(x, caxis) != self->in_channels) {
         char got[96];
         tf_shape_str(x, got, sizeof(got));
-        tf_value_error(st, "x has %" NPY_INTP_FMT " channels (shape %s read as %s), expected "
-                           "in_channels=%lld%s",
+        tf_value_error(st,
+                       "x has %" NPY_INTP_FMT " channels (shape %s read as %s), expected "
+                       "in_channels=%lld%s",
                        PyArray_DIM(x, caxis), got, layout_name(self, channels_last),
                        (long long)self->in_channels,
                        channels_last ? "" : " (pass channels_last=True for channels-last maps)");
@@ -999,9 +1022,8 @@ conv_get_weight(tf_conv *self, void *closure)
 {
     tf_state *st = tf_state_of((PyObject *)self);
     dnnl_memory_desc_t md = NULL;
-    npy_intp dims[4] = {(npy_intp)self->out_channels,
-                        (npy_intp)(self->in_channels / self->groups), (npy_intp)self->kernel[0],
-                        (npy_intp)self->kernel[1]};
+    npy_intp dims[4] = {(npy_intp)self->out_channels, (npy_intp)(self->in_channels / self->groups),
+                        (npy_intp)self->kernel[0], (npy_intp)self->kernel[1]};
     PyArrayObject *w = (PyArrayObject *)PyArray_SimpleNew(self->nsp + 2, dims, NPY_FLOAT32);
     if (w == NULL) {
         return NULL;
@@ -1014,7 +1036,7 @@ conv_get_weight(tf_conv *self, void *closure)
             const int64_t Kw = (int64_t)(PyArray_SIZE(w) / self->out_channels);
             for (int64_t o = 0; o < self->out_channels; o++) {
                 for (int64_t k = 0; k < Kw; k++) {
-                    v[o * Kw + k] *= self->wscale[o];
+                    v[o * Kw + k] *= self->wscale[o] * self->wunpack;
                 }
             }
         }
@@ -1108,17 +1130,16 @@ conv_repr(tf_conv *self)
                  (long long)self->stride[1]);
     }
     return PyUnicode_FromFormat("%s(%lld, %lld, %s, groups=%lld, bias=%s, activation=%s, dtype=%s)",
-                                self->nsp == 1 ? "Conv1d" : "Conv2d",
-                                (long long)self->in_channels, (long long)self->out_channels,
-                                geometry, (long long)self->groups, self->bias ? "True" : "False",
+                                self->nsp == 1 ? "Conv1d" : "Conv2d", (long long)self->in_channels,
+                                (long long)self->out_channels, geometry, (long long)self->groups,
+                                self->bias ? "True" : "False",
                                 self->act == TF_ACT_NONE ? "None" : tf_act_names[self->act],
                                 dtype_name(self->wdt));
 }
 
 static PyMemberDef conv_members[] = {
     {"in_channels", T_LONGLONG, offsetof(tf_conv, in_channels), READONLY, "IC: input channels."},
-    {"out_channels", T_LONGLONG, offsetof(tf_conv, out_channels), READONLY,
-     "OC: output channels."},
+    {"out_channels", T_LONGLONG, offsetof(tf_conv, out_channels), READONLY, "OC: output channels."},
     {"groups", T_LONGLONG, offsetof(tf_conv, groups), READONLY,
      "G: channel groups (in_channels = out_channels = groups is depthwise)."},
     {NULL},
@@ -1128,8 +1149,8 @@ static PyGetSetDef conv_getset[] = {
     {"kernel_size", (getter)conv_get_kernel_size, NULL, "Kernel extent per spatial axis.", NULL},
     {"stride", (getter)conv_get_stride, NULL, "Stride per spatial axis.", NULL},
     {"dilation", (getter)conv_get_dilation, NULL, "Dilation per spatial axis (1 = dense).", NULL},
-    {"padding", (getter)conv_get_padding, NULL,
-     "Zero padding as (before, after) per spatial axis.", NULL},
+    {"padding", (getter)conv_get_padding, NULL, "Zero padding as (before, after) per spatial axis.",
+     NULL},
     {"weight", (getter)conv_get_weight, NULL,
      "The weights as a new (out_channels, in_channels / groups, *kernel_size) float32 array\n"
      "(unpacked copy, BatchNorm folded in; int8: the dequantized values q * scale).",
@@ -1140,24 +1161,24 @@ static PyGetSetDef conv_getset[] = {
     {"dtype", (getter)conv_get_dtype, NULL,
      "How the weights are stored and multiplied: 'float32', 'bfloat16' or 'int8'.", NULL},
     {"quant_max", (getter)conv_get_quant_max, NULL,
-     "int8: the weights' integer range [-quant_max, quant_max]: 127, or 63 on CPUs without\n"
-     "VNNI. None for float32 and bfloat16.",
+     "int8: the integer range [-quant_max, quant_max] the convolution multiplies with: 127,\n"
+     "or 64 on CPUs without VNNI, where oneDNN stores the 8-bit weights halved (its guard\n"
+     "against 16-bit saturation). None for float32 and bfloat16.",
      NULL},
     {"implementation", (getter)conv_get_implementation, NULL,
-     "The oneDNN implementation chosen for the packed weights (e.g. 'brgconv:avx512_core').",
-     NULL},
+     "The oneDNN implementation chosen for the packed weights (e.g. 'brgconv:avx512_core').", NULL},
     {NULL},
 };
 
-#define CONV_DOC_BODY(DIMS, X_FIRST, X_LAST)                                                       \
-    "weight is float32 (out_channels, in_channels / groups, " DIMS ") like torch.nn.Conv" \
-    ", packed once into oneDNN's blocked layout (the array is not kept). stride, padding and\n"    \
-    "dilation are an int or one int per spatial axis; padding may also be 'valid' or 'same'\n"  \
+#define CONV_DOC_BODY(DIMS, X_FIRST, X_LAST)                                                      \
+    "weight is float32 (out_channels, in_channels / groups, " DIMS ") like torch.nn.Conv"         \
+    ", packed once into oneDNN's blocked layout (the array is not kept). stride, padding and\n"   \
+    "dilation are an int or one int per spatial axis; padding may also be 'valid' or 'same'\n"    \
     "(stride 1; an odd total puts the extra zero at the end, as torch does). groups splits the\n" \
     "channels (groups = in_channels = out_channels: depthwise). activation (None, 'gelu',\n"      \
-    "'gelu_tanh', 'relu', 'silu', 'tanh'; HF spellings too) is fused into the convolution.\n"    \
-    "batch_norm=(running_mean, running_var, weight, bias, eps) (weight, bias may be None) is\n"  \
-    "an eval-mode BatchNorm after the convolution, folded into weight and bias at\n"               \
+    "'gelu_tanh', 'relu', 'silu', 'tanh'; HF spellings too) is fused into the convolution.\n"     \
+    "batch_norm=(running_mean, running_var, weight, bias, eps) (weight, bias may be None) is\n"   \
+    "an eval-mode BatchNorm after the convolution, folded into weight and bias at\n"              \
     "construction (in float64).\n\n"                                                              \
     "dtype='bfloat16' stores the weights as bfloat16 and rounds x to bfloat16 (float32\n"         \
     "accumulation and output); on CPUs without AVX512_BF16 the same rounded values run in a\n"    \
@@ -1166,9 +1187,9 @@ static PyGetSetDef conv_getset[] = {
     "\n"                                                                                          \
     "Call: ``conv(x, residual=None, *, channels_last=False, out=None)``. x is float32\n"          \
     "C-contiguous " X_FIRST ", or with channels_last=True " X_LAST ": channels last is\n"         \
-    "zero-copy (x read and the output written in place by oneDNN); channels first is\n"          \
+    "zero-copy (x read and the output written in place by oneDNN); channels first is\n"           \
     "reordered to channels last in scratch memory and back. The output has x's layout.\n"         \
-    "residual (the output's shape) is added after the activation; out=residual accumulates in\n" \
+    "residual (the output's shape) is added after the activation; out=residual accumulates in\n"  \
     "place."
 
 PyDoc_STRVAR(conv1d_doc,
@@ -1187,16 +1208,16 @@ PyDoc_STRVAR(conv2d_doc,
                  "(batch, height, width, in_channels)"));
 
 static PyType_Slot conv1d_slots[] = {
-    {Py_tp_new, conv1d_new},       {Py_tp_dealloc, conv_dealloc},
-    {Py_tp_call, conv_call},       {Py_tp_repr, conv_repr},
-    {Py_tp_members, conv_members}, {Py_tp_getset, conv_getset},
+    {Py_tp_new, conv1d_new},         {Py_tp_dealloc, conv_dealloc},
+    {Py_tp_call, conv_call},         {Py_tp_repr, conv_repr},
+    {Py_tp_members, conv_members},   {Py_tp_getset, conv_getset},
     {Py_tp_doc, (void *)conv1d_doc}, {0, NULL},
 };
 
 static PyType_Slot conv2d_slots[] = {
-    {Py_tp_new, conv2d_new},       {Py_tp_dealloc, conv_dealloc},
-    {Py_tp_call, conv_call},       {Py_tp_repr, conv_repr},
-    {Py_tp_members, conv_members}, {Py_tp_getset, conv_getset},
+    {Py_tp_new, conv2d_new},         {Py_tp_dealloc, conv_dealloc},
+    {Py_tp_call, conv_call},         {Py_tp_repr, conv_repr},
+    {Py_tp_members, conv_members},   {Py_tp_getset, conv_getset},
     {Py_tp_doc, (void *)conv2d_doc}, {0, NULL},
 };
 

@@ -13,24 +13,26 @@
 #include "tfcore.h"
 
 typedef struct {
-    PyObject_HEAD int nsp;   /* spatial axes: 1 (Conv1d) or 2 (Conv2d) */
-    int64_t in_channels;     /* IC */
-    int64_t out_channels;    /* OC */
-    int64_t groups;          /* G: IC and OC are multiples of it; G = IC = OC is depthwise */
-    int64_t kernel[2];       /* k per spatial axis (unused axes 1) */
-    int64_t stride[2];       /* >= 1 */
-    int64_t dilation[2];     /* >= 1, torch's convention (1 = dense; oneDNN's is this - 1) */
-    int64_t pad_l[2];        /* zero padding before / after each spatial axis */
+    PyObject_HEAD int nsp; /* spatial axes: 1 (Conv1d) or 2 (Conv2d) */
+    int64_t in_channels;   /* IC */
+    int64_t out_channels;  /* OC */
+    int64_t groups;        /* G: IC and OC are multiples of it; G = IC = OC is depthwise */
+    int64_t kernel[2];     /* k per spatial axis (unused axes 1) */
+    int64_t stride[2];     /* >= 1 */
+    int64_t dilation[2];   /* >= 1, torch's convention (1 = dense; oneDNN's is this - 1) */
+    int64_t pad_l[2];      /* zero padding before / after each spatial axis */
     int64_t pad_r[2];
-    int act;                 /* tf_act, fused as an eltwise post-op */
-    dnnl_data_type_t wdt;    /* dnnl_f32, dnnl_bf16 or dnnl_s8 (how the weights are stored) */
-    int bf16_emulated;       /* bf16 on a CPU without AVX512_BF16: bf16-rounded float32 weights
+    int act;              /* tf_act, fused as an eltwise post-op */
+    dnnl_data_type_t wdt; /* dnnl_f32, dnnl_bf16 or dnnl_s8 (how the weights are stored) */
+    int bf16_emulated;    /* bf16 on a CPU without AVX512_BF16: bf16-rounded float32 weights
                               * and inputs, float32 convolution (same values as native bf16) */
-    int qmax;                /* int8: weights in [-qmax, qmax]: 127, or 63 without VNNI */
-    dnnl_memory_desc_t wmd;  /* packed weights layout chosen by oneDNN */
-    void *weights;           /* packed weights, owned */
-    float *bias;             /* (OC,) owned copy (BatchNorm folded in), or NULL */
-    float *wscale;           /* (OC,) per-output-channel scales of int8 weights, else NULL */
+    int qmax;             /* int8: effective weight range [-qmax, qmax]: 127, or 64 without VNNI */
+    float wunpack;        /* int8: packed integer * wunpack = quantized weight (2 where oneDNN
+                              * halves the packed weights: no VNNI), else 1 */
+    dnnl_memory_desc_t wmd; /* packed weights layout chosen by oneDNN */
+    void *weights;          /* packed weights, owned */
+    float *bias;            /* (OC,) owned copy (BatchNorm folded in), or NULL */
+    float *wscale;          /* (OC,) per-output-channel scales of int8 weights, else NULL */
 } tf_conv;
 
 /* The output extent of each spatial axis for input extents in_sp (nsp of them); -1 if some
