@@ -43,10 +43,10 @@ def rand(rng, *shape, scale=1.0):
 
 
 def make_case(rng, geometry, batch=2):
-    C, O, k, stride, padding, dilation, groups, sp = geometry
+    C, OC, k, stride, padding, dilation, groups, sp = geometry
     fan_in = C // groups * int(np.prod(k))
-    w = rand(rng, O, C // groups, *k, scale=fan_in**-0.5)
-    b = rand(rng, O)
+    w = rand(rng, OC, C // groups, *k, scale=fan_in**-0.5)
+    b = rand(rng, OC)
     x = rand(rng, batch, C, *sp)
     return w, b, x, dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
 
@@ -64,7 +64,7 @@ def to_first(a):
 
 
 def tol(w):
-    # fp32 accumulation of fan_in products of O(1) terms (weights scaled by fan_in**-0.5):
+    # fp32 accumulation of fan_in products of OC(1) terms (weights scaled by fan_in**-0.5):
     # the error grows ~sqrt(fan_in) * eps * |y|; this is the bound test_linear uses for K
     fan_in = int(np.prod(w.shape[1:]))
     return 2e-6 * fan_in + 1e-5
@@ -119,9 +119,9 @@ def test_matches_torch_modules(rng):
     """torch.nn.Conv2d / Conv1d with their own 'same' padding (even kernel: the extra zero at
     the end) and no bias."""
     for nsp, k, dil in ((2, (4, 2), (1, 2)), (1, (6,), (3,))):
-        C, O = 6, 10
+        C, OC = 6, 10
         t = (torch.nn.Conv2d if nsp == 2 else torch.nn.Conv1d)(
-            C, O, k, padding="same", dilation=dil, bias=False
+            C, OC, k, padding="same", dilation=dil, bias=False
         )
         x = rand(rng, 3, C, *((11, 8) if nsp == 2 else (29,)))
         with torch.no_grad():
@@ -136,14 +136,14 @@ def test_matches_torch_modules(rng):
 
 
 def test_batch_norm_folded_matches_torch(rng):
-    C, O = 8, 12
-    conv = torch.nn.Conv2d(C, O, 3, stride=2, padding=1, bias=True)
-    bn = torch.nn.BatchNorm2d(O, eps=1e-3).eval()
+    C, OC = 8, 12
+    conv = torch.nn.Conv2d(C, OC, 3, stride=2, padding=1, bias=True)
+    bn = torch.nn.BatchNorm2d(OC, eps=1e-3).eval()
     with torch.no_grad():
-        bn.running_mean.copy_(torch.randn(O))
-        bn.running_var.copy_(torch.rand(O) + 0.1)
-        bn.weight.copy_(torch.randn(O))
-        bn.bias.copy_(torch.randn(O))
+        bn.running_mean.copy_(torch.randn(OC))
+        bn.running_var.copy_(torch.rand(OC) + 0.1)
+        bn.weight.copy_(torch.randn(OC))
+        bn.bias.copy_(torch.randn(OC))
     x = rand(rng, 2, C, 13, 10)
     with torch.no_grad():
         ref = torch.relu(bn(conv(torch.from_numpy(x).double().float()))).numpy()
@@ -159,15 +159,24 @@ def test_batch_norm_folded_matches_torch(rng):
     assert np.abs(layer(x) - ref).max() < 1e-4 * max(1.0, np.abs(ref).max())
     # without affine parameters and without a conv bias
     layer = tfcore.Conv2d(
-        f(conv.weight), stride=2, padding=1, batch_norm=(f(bn.running_mean), f(bn.running_var), None, None, 1e-5)
+        f(conv.weight),
+        stride=2,
+        padding=1,
+        batch_norm=(f(bn.running_mean), f(bn.running_var), None, None, 1e-5),
     )
     s = 1 / np.sqrt(f(bn.running_var).astype(np.float64) + 1e-5)
-    want = (conv_ref(x, f(conv.weight), stride=2, padding=1) - f(bn.running_mean)[:, None, None]) * s[:, None, None]
+    want = (conv_ref(x, f(conv.weight), stride=2, padding=1) - f(bn.running_mean)[:, None, None]) * s[
+        :, None, None
+    ]
     assert np.abs(layer(x) - want).max() < 1e-4 * max(1.0, np.abs(want).max())
-    np.testing.assert_allclose(layer.weight, f(conv.weight) * s[:, None, None, None].astype(np.float32), rtol=1e-6)
+    np.testing.assert_allclose(
+        layer.weight, f(conv.weight) * s[:, None, None, None].astype(np.float32), rtol=1e-6
+    )
 
 
-@pytest.mark.parametrize("geometry", [GEOMETRIES_2D[0], GEOMETRIES_2D[3], GEOMETRIES_2D[5], GEOMETRIES_1D[0]], ids=str)
+@pytest.mark.parametrize(
+    "geometry", [GEOMETRIES_2D[0], GEOMETRIES_2D[3], GEOMETRIES_2D[5], GEOMETRIES_1D[0]], ids=str
+)
 def test_bfloat16_is_the_convolution_of_bf16_rounded_values(rng, path, geometry):
     """dtype='bfloat16' rounds weights and x to bf16 (ties to even) and accumulates in fp32:
     natively (AVX512_BF16) or as a float32 convolution of the rounded values: either way the
@@ -194,7 +203,9 @@ def int8_bound(x, w, w_eff, geo):
     )
 
 
-@pytest.mark.parametrize("geometry", [GEOMETRIES_2D[0], GEOMETRIES_2D[2], GEOMETRIES_2D[4], GEOMETRIES_1D[2]], ids=str)
+@pytest.mark.parametrize(
+    "geometry", [GEOMETRIES_2D[0], GEOMETRIES_2D[2], GEOMETRIES_2D[4], GEOMETRIES_1D[2]], ids=str
+)
 def test_int8_within_the_quantization_bound(rng, path, geometry):
     w, b, x, geo = make_case(rng, geometry)
     layer = layer_type(w)(w, b, activation=None, dtype="int8", **geo)

@@ -9,7 +9,7 @@ import numpy as np
 
 
 def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """x (B, C, *sp) channels first, weight (O, C / groups, *k) -> (B, O, *out) in float64.
+    """x (B, C, *sp) channels first, weight (OC, C / groups, *k) -> (B, OC, *out) in float64.
 
     stride and dilation: an int or one per spatial axis; padding: an int, one per axis, or
     one (before, after) pair per axis."""
@@ -20,28 +20,30 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     stride, dilation = per_axis(stride), per_axis(dilation)
     pads = [(p, p) if np.isscalar(p) else tuple(p) for p in per_axis(padding)]
     B, C = x.shape[:2]
-    O, Cg = w.shape[:2]
+    OC, Cg = w.shape[:2]
     k = w.shape[2:]
-    assert C == Cg * groups and O % groups == 0
+    assert C == Cg * groups and OC % groups == 0
     xp = np.pad(x, [(0, 0), (0, 0)] + pads)
-    out = [
-        (xp.shape[2 + i] - dilation[i] * (k[i] - 1) - 1) // stride[i] + 1 for i in range(nsp)
-    ]
-    y = np.zeros((B, O, *out))
-    Og = O // groups
+    out = [(xp.shape[2 + i] - dilation[i] * (k[i] - 1) - 1) // stride[i] + 1 for i in range(nsp)]
+    y = np.zeros((B, OC, *out))
+    OCg = OC // groups
     for g in range(groups):
         xg = xp[:, g * Cg : (g + 1) * Cg]
-        wg = w[g * Og : (g + 1) * Og]
+        wg = w[g * OCg : (g + 1) * OCg]
         # y[b, o, p] += sum_c x[b, c, p * stride + offset * dilation] w[o, c, offset]
         for offset in itertools.product(*(range(n) for n in k)):
             window = tuple(
-                slice(offset[i] * dilation[i], offset[i] * dilation[i] + stride[i] * (out[i] - 1) + 1, stride[i])
+                slice(
+                    offset[i] * dilation[i], offset[i] * dilation[i] + stride[i] * (out[i] - 1) + 1, stride[i]
+                )
                 for i in range(nsp)
             )
             patch = xg[(slice(None), slice(None)) + window]  # (B, Cg, *out)
-            y[:, g * Og : (g + 1) * Og] += np.einsum("bc...,oc->bo...", patch, wg[(slice(None), slice(None)) + offset])
+            y[:, g * OCg : (g + 1) * OCg] += np.einsum(
+                "bc...,oc->bo...", patch, wg[(slice(None), slice(None)) + offset]
+            )
     if bias is not None:
-        y += np.asarray(bias, np.float64).reshape((1, O) + (1,) * nsp)
+        y += np.asarray(bias, np.float64).reshape((1, OC) + (1,) * nsp)
     return y
 
 
