@@ -70,6 +70,8 @@ def setup(model_dirs):
         ns["mha"], ns["ffn"], ns["rms"], tfcore.RMSNorm(np.ones(C, np.float32))
     )
     ns["cache"] = tfcore.KVCache(1, 2, KVH, D, capacity=4)
+    ns["conv"] = tfcore.Conv2d(r(8, 3, 3, 3), r(8), padding=1)
+    ns["conv1"] = tfcore.Conv1d(r(4, 2, 5), stride=2)
     ns["mha"](r(2, 3, C), past_key_values=ns["cache"], layer_idx=0)  # 3 tokens cached
     ns["x"] = r(2, 5, C)
     ns["q"], ns["k"], ns["v"] = r(1, 4, 6, 8), r(1, 4, 7, 8), r(1, 4, 7, 8)
@@ -832,6 +834,79 @@ CASES = [
         VE,
         "prompt_name",
     ),
+    # ---- Conv1d / Conv2d
+    ("conv/x float64", "conv(np.ones((1, 3, 5, 5)))", TE, "float32"),
+    ("conv/x list", "conv([[[[1.0]]]])", TE, "float32|ndarray"),
+    ("conv/x 3-D", "conv(r(3, 5, 5))", VE, "4-D.*batch axis"),
+    ("conv/x wrong channels", "conv(r(1, 4, 5, 5))", VE, "4 channels.*in_channels=3"),
+    ("conv/x channels last wrong", "conv(r(1, 3, 5, 5), channels_last=True)", VE, "channels.*in_channels=3"),
+    ("conv/x NaN", "a = r(1, 3, 5, 5); a[0, 1, 2, 2] = np.nan; conv(a)", VE, "NaN"),
+    ("conv/x Inf", "a = r(1, 3, 5, 5); a[0, 0, 0, 0] = np.inf; conv(a)", VE, "NaN|Inf"),
+    ("conv/x empty batch", "conv(np.zeros((0, 3, 5, 5), np.float32))", VE, "empty"),
+    ("conv/x empty map", "conv(np.zeros((1, 3, 0, 5), np.float32))", VE, "empty"),
+    ("conv/x smaller than kernel", "conv1(r(1, 2, 4))", VE, "smaller than the kernel"),
+    ("conv/x non-contiguous", "conv(r(1, 3, 10, 5)[:, :, ::2])", VE, "contiguous"),
+    ("conv/x huge", "conv(np.broadcast_to(np.float32(0), (1, 3, 1 << 20, 1 << 20)))", VE, "contiguous"),
+    ("conv/residual wrong shape", "conv(r(1, 3, 5, 5), r(1, 8, 5, 4))", VE, "residual"),
+    ("conv/residual NaN", "a = r(1, 8, 5, 5); a[0, 0, 0, 0] = np.nan; conv(r(1, 3, 5, 5), a)", VE, "NaN"),
+    ("conv/out wrong shape", "conv(r(1, 3, 5, 5), out=np.zeros((1, 8, 5, 4), np.float32))", VE, "out"),
+    (
+        "conv/out overlaps x",
+        "a = r(1, 8, 5, 5); c = tfcore.Conv2d(r(8, 8, 1, 1)); c(a, out=a)",
+        VE,
+        "share memory",
+    ),
+    ("conv/weight float64", "tfcore.Conv2d(np.ones((4, 3, 3, 3)))", TE, "weight.*float32"),
+    ("conv/weight 3-D for Conv2d", "tfcore.Conv2d(r(4, 3, 3))", VE, "weight"),
+    ("conv/weight 4-D for Conv1d", "tfcore.Conv1d(r(4, 3, 3, 3))", VE, "weight"),
+    ("conv/weight empty", "tfcore.Conv2d(np.zeros((4, 3, 0, 3), np.float32))", VE, "empty"),
+    ("conv/weight NaN", "w = r(4, 3, 3, 3); w[1, 1, 1, 1] = np.nan; tfcore.Conv2d(w)", VE, "NaN"),
+    ("conv/bias wrong length", "tfcore.Conv2d(r(4, 3, 3, 3), r(5))", VE, "bias.*out_channels=4"),
+    ("conv/groups not dividing", "tfcore.Conv2d(r(6, 1, 3, 3), groups=4)", VE, "groups"),
+    ("conv/groups zero", "tfcore.Conv2d(r(6, 1, 3, 3), groups=0)", VE, "groups"),
+    ("conv/stride zero", "tfcore.Conv2d(r(4, 3, 3, 3), stride=0)", VE, "stride"),
+    ("conv/stride float", "tfcore.Conv2d(r(4, 3, 3, 3), stride=1.5)", TE, "stride"),
+    ("conv/stride wrong arity", "tfcore.Conv2d(r(4, 3, 3, 3), stride=(1, 2, 3))", VE, "stride"),
+    ("conv/padding negative", "tfcore.Conv2d(r(4, 3, 3, 3), padding=-1)", VE, "padding"),
+    ("conv/padding unknown", "tfcore.Conv2d(r(4, 3, 3, 3), padding='full')", VE, "padding"),
+    (
+        "conv/padding same strided",
+        "tfcore.Conv2d(r(4, 3, 3, 3), stride=2, padding='same')",
+        VE,
+        "same.*stride",
+    ),
+    ("conv/dilation zero", "tfcore.Conv1d(r(4, 3, 3), dilation=0)", VE, "dilation"),
+    ("conv/dilation huge", "tfcore.Conv1d(r(4, 3, 3), dilation=1 << 40)", VE, "dilation"),
+    ("conv/unknown activation", "tfcore.Conv2d(r(4, 3, 3, 3), activation='swiglu')", VE, "activation"),
+    ("conv/unknown dtype", "tfcore.Conv2d(r(4, 3, 3, 3), dtype='int4')", VE, "dtype"),
+    ("conv/batch_norm not a tuple", "tfcore.Conv2d(r(4, 3, 3, 3), batch_norm=[1, 2])", TE, "batch_norm"),
+    (
+        "conv/batch_norm wrong length",
+        "tfcore.Conv2d(r(4, 3, 3, 3), batch_norm=(r(5), np.ones(4, np.float32), None, None, 1e-5))",
+        VE,
+        "running_mean.*out_channels=4",
+    ),
+    (
+        "conv/batch_norm negative variance",
+        "tfcore.Conv2d(r(4, 3, 3, 3), batch_norm=(r(4), -np.ones(4, np.float32), None, None, 1e-5))",
+        VE,
+        "running_var",
+    ),
+    (
+        "conv/batch_norm NaN eps",
+        "tfcore.Conv2d(r(4, 3, 3, 3), batch_norm=(r(4), np.ones(4, np.float32), None, None, float('nan')))",
+        VE,
+        "eps",
+    ),
+    (
+        "conv/batch_norm overflow",
+        "tfcore.Conv2d(r(4, 3, 3, 3), batch_norm=(r(4), np.zeros(4, np.float32), r(4) * 1e30, None, 1e-30))",
+        VE,
+        "not finite",
+    ),
+    ("conv/missing weight", "tfcore.Conv2d()", TE, "weight"),
+    ("conv/unknown keyword", "tfcore.Conv2d(r(4, 3, 3, 3), strides=2)", TE, "strides"),
+    ("conv/usable after errors", "assert conv(r(2, 3, 5, 5)).shape == (2, 8, 5, 5)", None, ""),
 ]
 
 

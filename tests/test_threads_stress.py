@@ -44,6 +44,10 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     rng = np.random.default_rng(0)
     r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
     lin = tfcore.Linear(r(96, 32), r(96), activation="gelu")
+    conv = tfcore.Conv2d(r(16, 3, 3, 3), r(16), stride=2, padding=1, activation="silu")
+    dwconv = tfcore.Conv2d(r(16, 1, 5, 5), r(16), padding="same", groups=16)
+    conv1 = tfcore.Conv1d(r(8, 4, 3), r(8), stride=2, padding=1, dtype="int8")
+    img, fmap, fmap_res, wave = r(2, 3, 17, 13), r(2, 9, 7, 16), r(2, 9, 7, 16), r(3, 4, 41)
     q, k, v = r(2, 4, 9, 8), r(2, 2, 13, 8), r(2, 2, 13, 8)
     ids = rng.integers(1, 60, size=(3, 11))
     mask = (np.arange(11)[None] < np.array([[11], [6], [2]])).astype(np.int64)
@@ -89,6 +93,10 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         "generate-int8-cache": lambda: llama.generate(ids[:1, :5], max_new_tokens=5, cache_dtype="int8"),
         "linear": lambda: lin(x),
         "linear-pickled": lambda: pickle.loads(pickle.dumps(lin))(x),
+        "conv2d-nchw": lambda: conv(img),
+        "conv2d-depthwise-nhwc-residual": lambda: dwconv(fmap, fmap_res, channels_last=True),
+        "conv1d-int8": lambda: conv1(wave),
+        "conv2d-pickled": lambda: pickle.loads(pickle.dumps(conv))(img),
         "bin-load": lambda: (
             tfcore.AutoModel.from_pretrained(tmp_path / "bert-bin")(
                 ids, attention_mask=mask
