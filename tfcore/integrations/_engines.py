@@ -45,8 +45,22 @@ def worker_model(spec: ModelSpec, threads: int):
         m = _models.get(key)
         if m is None:
             cls, path, dtype = spec
+            _share_weights()
             m = _models[key] = cls.from_pretrained(path, dtype=dtype, threads=threads)
         return m
+
+
+def _share_weights() -> None:
+    """Workers of one machine map one copy of the packed weights (tfcore.set_weight_cache)
+    instead of each packing its own: the default cache directory unless the worker already
+    has one; a directory that cannot be used leaves the worker with private weights."""
+    from .._runtime import default_weight_cache, get_weight_cache, set_weight_cache
+
+    if get_weight_cache() is None:
+        try:
+            set_weight_cache(default_weight_cache())
+        except _C.TfcoreError:
+            pass
 
 
 def cpu_count() -> int:
