@@ -917,6 +917,87 @@ CASES = [
     ("conv/missing weight", "tfcore.Conv2d()", TE, "weight"),
     ("conv/unknown keyword", "tfcore.Conv2d(r(4, 3, 3, 3), strides=2)", TE, "strides"),
     ("conv/usable after errors", "assert conv(r(2, 3, 5, 5)).shape == (2, 8, 5, 5)", None, ""),
+    # ---- image preprocessing (tfcore.image)
+    (
+        "image/wrong channels",
+        "tfcore.image.ImageProcessor()(np.zeros((9, 9, 4), np.uint8))",
+        VE,
+        "4 channels.*alpha",
+    ),
+    (
+        "image/two channels",
+        "tfcore.image.ImageProcessor()(np.zeros((9, 9, 2), np.uint8))",
+        VE,
+        "channel axis",
+    ),
+    ("image/grayscale array", "tfcore.image.ImageProcessor()(np.zeros((9, 9), np.uint8))", VE, "grayscale"),
+    ("image/empty", "tfcore.image.ImageProcessor()(np.zeros((0, 9, 3), np.uint8))", VE, "empty"),
+    (
+        "image/tiny 1x1",
+        "assert tfcore.image.ImageProcessor()(np.zeros((1, 1, 3), np.uint8))['pixel_values'].shape == (1, 3, 224, 224)",
+        None,
+        "",
+    ),
+    (
+        "image/huge",
+        "tfcore.image.ImageProcessor()(np.broadcast_to(np.uint8(0), (1 << 16, 1 << 16, 3)))",
+        VE,
+        "pixels",
+    ),
+    (
+        "image/NaN",
+        "a = np.zeros((5, 5, 3), np.float32); a[1, 1, 1] = np.nan; tfcore.image.ImageProcessor()(a)",
+        VE,
+        "NaN",
+    ),
+    (
+        "image/Inf",
+        "a = np.zeros((5, 5, 3)); a[0, 0, 0] = np.inf; tfcore.image.ImageProcessor()(a)",
+        VE,
+        "NaN or Inf",
+    ),
+    (
+        "image/float out of range",
+        "tfcore.image.ImageProcessor()(np.full((5, 5, 3), 1.5, np.float32))",
+        VE,
+        r"\[0, 1\]",
+    ),
+    (
+        "image/int out of range",
+        "tfcore.image.ImageProcessor()(np.full((5, 5, 3), 300, np.int64))",
+        VE,
+        r"\[0, 255\]",
+    ),
+    ("image/complex", "tfcore.image.ImageProcessor()(np.zeros((5, 5, 3), np.complex64))", TE, "uint8"),
+    ("image/not an image", "tfcore.image.ImageProcessor()('cat.jpg')", TE, "PIL image or a numpy"),
+    ("image/empty list", "tfcore.image.ImageProcessor()([])", VE, "empty"),
+    (
+        "image/mixed sizes",
+        "tfcore.image.ImageProcessor(size={'shortest_edge': 8})([np.zeros((8, 9, 3), np.uint8), np.zeros((8, 12, 3), np.uint8)])",
+        VE,
+        "different sizes",
+    ),
+    ("image/unknown resample", "tfcore.image.ImageProcessor(resample=7)", VE, "resample"),
+    ("image/zero std", "tfcore.image.ImageProcessor(image_std=[0.5, 0.0, 0.5])", VE, "image_std"),
+    ("image/bad size", "tfcore.image.ImageProcessor(size={'h': 3})", VE, "size"),
+    (
+        "image/torch tensors",
+        "tfcore.image.ImageProcessor()(np.zeros((5, 5, 3), np.uint8), return_tensors='pt')",
+        VE,
+        "return_tensors",
+    ),
+    (
+        "image/config not json",
+        "p = os.path.join(tmp, 'preprocessor_config.json'); open(p, 'w').write('{'); tfcore.image.ImageProcessor.from_pretrained(tmp)",
+        VE,
+        "JSON",
+    ),
+    (
+        "image/unreadable file",
+        "p = os.path.join(tmp, 'x.jpg'); open(p, 'wb').write(b'xx'); tfcore.image.load_image(p)",
+        VE,
+        "not a readable image",
+    ),
 ]
 
 

@@ -26,6 +26,7 @@ from . import (
     _runtime,
     eval,  # tfcore.eval: batch helpers (shadows the builtin only here)
     functional,
+    image,
     models,
 )
 from ._C import (

@@ -20,6 +20,7 @@ def sections():
     yield "tfcore", [getattr(tfcore, n) for n in tfcore.__all__ if n not in ("models", "functional")]
     yield "tfcore.functional", [getattr(tfcore.functional, n) for n in tfcore.functional.__all__]
     yield "tfcore.models", [getattr(models, n) for n in models.__all__]
+    yield "tfcore.image", [tfcore.image.ImageProcessor, tfcore.image.load_image]
     yield (
         "tfcore.eval",
         [
