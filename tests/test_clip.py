@@ -141,3 +141,50 @@ def test_bad_inputs(clip_dir, rng):
         ours.get_text_features(np.array([[0, 99]]))
     with pytest.raises(tfcore.TfcoreValueError, match="both"):
         ours(input_ids=IDS)
+
+
+def test_zero_shot_and_image_embeddings_end_to_end(tmp_path, rng):
+    """tfcore.eval.zero_shot_classify / embed_images on image files, PIL images and arrays,
+    from the model directory's preprocessor_config.json and tokenizer.json, against HF's
+    processor and CLIPModel on the same token ids: softmax(logits_per_image)."""
+    import PIL.Image
+    from tiny_models import save_tiny_tokenizer
+
+    torch.manual_seed(0)
+    cfg = transformers.CLIPConfig(
+        text_config={**TEXT, "vocab_size": 60, "eos_token_id": 1},  # "<|endoftext|>" of the tiny tokenizer
+        vision_config={**VISION, "image_size": 24},
+        projection_dim=16,
+    )
+    hf = transformers.CLIPModel(cfg).eval()
+    d = tmp_path / "clip"
+    hf.save_pretrained(d)
+    save_tiny_tokenizer(d)
+    proc_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+    proc_cls(size={"shortest_edge": 24}, crop_size={"height": 24, "width": 24}).save_pretrained(d)
+    hf_proc = proc_cls.from_pretrained(d)
+    ims = [rng.integers(0, 256, size=(37 + 9 * i, 50 - 7 * i, 3), dtype=np.uint8) for i in range(5)]
+    PIL.Image.fromarray(ims[0]).save(tmp_path / "a.png")
+    given = [str(tmp_path / "a.png"), PIL.Image.fromarray(ims[1])] + ims[2:]
+    labels = ["w3 w4", "w7", "w9 w9 w2"]
+    model = tfcore.AutoModel.from_pretrained(d)
+    probs = tfcore.eval.zero_shot_classify(model, given, labels, template="w5 {} <|endoftext|>", batch_size=2)
+    tok = tfcore.text.load_tokenizer(d)
+    enc = tok.encode_batch([f"w5 {x} <|endoftext|>" for x in labels])
+    ids = torch.tensor([e.ids for e in enc])
+    mask = torch.tensor([e.attention_mask for e in enc])
+    px = torch.from_numpy(hf_proc([PIL.Image.fromarray(a) for a in ims], return_tensors="np")["pixel_values"])
+    with torch.no_grad():
+        want = hf(input_ids=ids, pixel_values=px, attention_mask=mask).logits_per_image.softmax(-1).numpy()
+        img = features(hf.get_image_features(pixel_values=px)).numpy()
+    assert probs.shape == (5, 3)
+    assert np.abs(probs - want).max() < 1e-5  # probabilities: fp32 logits within 1e-4 relative
+    emb = tfcore.eval.embed_images(model, given, batch_size=3)
+    img /= np.linalg.norm(img, axis=-1, keepdims=True)
+    assert np.abs(emb - img).max() < 1e-5
+    with pytest.raises(tfcore.TfcoreValueError, match="labels"):
+        tfcore.eval.zero_shot_classify(model, given, [])
+    with pytest.raises(tfcore.TfcoreValueError, match="template"):
+        tfcore.eval.zero_shot_classify(model, given, labels, template="no slot")
+    with pytest.raises(tfcore.TfcoreValueError, match="empty"):
+        tfcore.eval.embed_images(model, [])

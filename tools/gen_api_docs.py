@@ -32,6 +32,8 @@ def sections():
             tfcore.eval.dot_score,
             tfcore.eval.length_batches,
             tfcore.eval.check_texts,
+            tfcore.eval.embed_images,
+            tfcore.eval.zero_shot_classify,
         ],
     )
     yield (
