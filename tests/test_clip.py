@@ -188,3 +188,58 @@ def test_zero_shot_and_image_embeddings_end_to_end(tmp_path, rng):
         tfcore.eval.zero_shot_classify(model, given, labels, template="no slot")
     with pytest.raises(tfcore.TfcoreValueError, match="empty"):
         tfcore.eval.embed_images(model, [])
+
+
+def test_cli_images_embeds_and_classifies_files(tmp_path, rng):
+    """`tfcore images DIR FILES [--labels ...]` in a child process: the printed probabilities and
+    saved embeddings are tfcore.eval's (checked against HF above)."""
+    import subprocess
+    import sys
+
+    import PIL.Image
+    from conftest import package_parent
+    from tiny_models import save_tiny_tokenizer
+
+    torch.manual_seed(0)
+    cfg = transformers.CLIPConfig(
+        text_config={**TEXT, "vocab_size": 60, "eos_token_id": 1},
+        vision_config={**VISION, "image_size": 24},
+        projection_dim=16,
+    )
+    d = tmp_path / "clip"
+    transformers.CLIPModel(cfg).eval().save_pretrained(d)
+    save_tiny_tokenizer(d)
+    proc_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+    proc_cls(size={"shortest_edge": 24}, crop_size=24).save_pretrained(d)
+    files = []
+    for i in range(3):
+        files.append(str(tmp_path / f"im{i}.png"))
+        PIL.Image.fromarray(rng.integers(0, 256, size=(30 + i, 41, 3), dtype=np.uint8)).save(files[-1])
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "tfcore", *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=package_parent(),
+        )
+
+    labels = ["w3 w4", "w7", "w9"]
+    out = cli(
+        "images", d, *files, "--labels", ",".join(labels), "--template", "w5 {} <|endoftext|>", "--top-k", "2"
+    )
+    assert out.returncode == 0, out.stderr
+    model = tfcore.AutoModel.from_pretrained(d)
+    probs = tfcore.eval.zero_shot_classify(model, files, labels, template="w5 {} <|endoftext|>")
+    lines = out.stdout.splitlines()
+    assert len(lines) == 3 and "classified 3 images over 3 labels" in out.stderr
+    for line, f, row in zip(lines, files, probs):
+        best = np.argsort(-row, kind="stable")[:2]
+        assert line == f"{f}: " + ", ".join(f"{labels[j]} {row[j]:.3f}" for j in best)
+    out = cli("images", d, *files, "--save", tmp_path / "e.npy")
+    assert out.returncode == 0, out.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "e.npy"), tfcore.eval.embed_images(model, files), atol=1e-6)
+    assert len(out.stdout.splitlines()) == 3  # the cosine table
+    bad = cli("images", d, tmp_path / "missing.png")
+    assert bad.returncode == 1 and "missing.png" in bad.stderr
