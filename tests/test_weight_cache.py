@@ -161,8 +161,8 @@ def test_building_and_freeing_shared_layers_keeps_memory_flat(cache):
 
 
 def test_threads_building_the_same_layers_at_once(cache):
-    """Eight threads pack the same bytes at once: each writes its own temporary file and
-    renames it over the others' (same content); every layer maps a complete file."""
+    """Eight threads pack the same bytes at once: each writes its own temporary file, the
+    first one linked in stays, and every layer maps that one complete file."""
     import threading
 
     ws = [_weights(seed=s) for s in range(3)]
@@ -170,14 +170,16 @@ def test_threads_building_the_same_layers_at_once(cache):
     prev = tfcore.set_weight_cache(None)
     want = [tfcore.Linear(w)(x) for w in ws]
     tfcore.set_weight_cache(prev)
-    failures = []
+    failures, alive = [], []
 
     def work(i):
         try:
             for j in range(30):
                 k = (i + j) % 3
-                if not np.array_equal(tfcore.Linear(ws[k])(x), want[k]):
+                layer = tfcore.Linear(ws[k])
+                if not np.array_equal(layer(x), want[k]):
                     failures.append((i, j))
+                alive.append(layer)
         except Exception as e:  # noqa: BLE001 - reported below
             failures.append(repr(e))
 
@@ -188,3 +190,4 @@ def test_threads_building_the_same_layers_at_once(cache):
         t.join(timeout=120)
     assert not failures and len(_files(cache)) == 3
     assert not [p for p in cache.iterdir() if p.suffix != ".w"]  # no temporary file left behind
+    assert len(_mapped(cache)) == 3  # 240 live layers, one inode per distinct buffer

@@ -10,8 +10,9 @@
  *
  * Content-addressed, so never stale: the file is taken only if its bytes equal the ones this
  * process just packed (memcmp), whatever wrote it; a hash collision or a damaged file just
- * keeps the private buffer. New files appear by rename(2), so a reader never sees half a
- * file and mappings of an older file stay valid. The mapping is MAP_PRIVATE and writable:
+ * keeps the private buffer. New files appear whole (written aside, then linked in), the first
+ * of several simultaneous writers wins so that all map one inode, and a damaged file is
+ * replaced by rename(2), leaving mappings of it valid. The mapping is MAP_PRIVATE and writable:
  * nothing writes packed weights after construction, and if something did it would get a
  * private copy of the page instead of a fault. Packing still happens at every load (the
  * bytes must be known to be compared); the cache saves memory, not load time. */
@@ -86,14 +87,17 @@ hash128(const unsigned char *p, size_t len, uint64_t out[2])
     out[1] = b;
 }
 
-/* The file's bytes mapped, if it exists and holds exactly len bytes equal to data; else NULL. */
+/* The file's bytes mapped, if it exists and holds exactly len bytes equal to data; else NULL,
+ * with *exists telling whether there was a file at all. */
 static void *
-map_if_equal(const char *path, const void *data, size_t len)
+map_if_equal(const char *path, const void *data, size_t len, int *exists)
 {
+    *exists = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         return NULL;
     }
+    *exists = 1;
     struct stat sb;
     void *map = NULL;
     if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (size_t)sb.st_size == len) {
@@ -110,9 +114,13 @@ map_if_equal(const char *path, const void *data, size_t len)
     return map;
 }
 
-/* Write len bytes to path atomically (a temporary file in the same directory, renamed). */
+/* Put len bytes at path: written to a temporary file in the same directory, then linked in
+ * as path — so that a reader never sees half a file and, when several processes pack the same
+ * bytes at once, the first one's file stays and all of them map that one inode (renaming
+ * each over the other left every process with its own copy). replace: a damaged file is there;
+ * rename over it instead. */
 static int
-write_file(const char *path, const void *data, size_t len)
+write_file(const char *path, const void *data, size_t len, int replace)
 {
     char tmp[PATH_MAX + 128];
     snprintf(tmp, sizeof(tmp), "%s.%ld.%lx.tmp", path, (long)getpid(),
@@ -136,11 +144,14 @@ write_file(const char *path, const void *data, size_t len)
         p += w;
         left -= (size_t)w;
     }
-    if (close(fd) != 0 || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return -1;
+    int rc = close(fd);
+    if (rc == 0) {
+        rc = replace ? rename(tmp, path) : (link(tmp, path) == 0 || errno == EEXIST ? 0 : -1);
     }
-    return 0;
+    if (rc != 0 || !replace) {
+        unlink(tmp);
+    }
+    return rc;
 }
 
 void *
@@ -155,9 +166,10 @@ tf_weight_cache_share(void *data, size_t len)
     char path[PATH_MAX + 64];
     snprintf(path, sizeof(path), "%s/%016llx%016llx-%zu.w", dir, (unsigned long long)h[0],
              (unsigned long long)h[1], len);
-    void *map = map_if_equal(path, data, len);
-    if (map == NULL && write_file(path, data, len) == 0) {
-        map = map_if_equal(path, data, len);
+    int exists;
+    void *map = map_if_equal(path, data, len, &exists);
+    if (map == NULL && write_file(path, data, len, exists) == 0) {
+        map = map_if_equal(path, data, len, &exists);
     }
     return map; /* NULL: a read-only or full directory, a collision: the caller keeps data */
 }
