@@ -69,6 +69,11 @@ BENCHMARKS = [
     ),
     ("bench_swin.py", "Swin-T (shifted-window attention) vs HF; time by part", ["--threads", "{threads}"]),
     (
+        "bench_vision.py",
+        "CLIP ViT-B/32 towers and zero-shot (preprocessing included) vs HF",
+        ["--threads", "{threads}"],
+    ),
+    (
         "bench_conv.py",
         "Conv2d / Conv1d layers of the vision and speech families vs torch; % of the GEMM rate",
         ["--threads", "{threads}"],
