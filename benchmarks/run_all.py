@@ -84,6 +84,16 @@ BENCHMARKS = [
         ["--threads", "{threads}"],
     ),
     (
+        "bench_vision.py",
+        "CLIP ViT-B/32 towers and zero-shot (preprocessing included) vs HF",
+        ["--threads", "{threads}"],
+    ),
+    (
+        "bench_conv.py",
+        "Conv2d / Conv1d layers of the vision and speech families vs torch; % of the GEMM rate",
+        ["--threads", "{threads}"],
+    ),
+    (
         "bench_scale_out.py",
         "tfcore.eval.embed of 20,000 sentences (MiniLM): one process vs Ray and Dask, 1 and 2 workers",
         ["--threads", "{threads}"],

@@ -42,7 +42,18 @@ def models(tmp_path_factory):
 def test_help_lists_every_command_and_usage_errors_exit_2():
     out = cli("--help")
     assert out.returncode == 0
-    for name in ("demo", "info", "embed", "generate", "run", "inspect", "convert", "bench", "check"):
+    for name in (
+        "demo",
+        "info",
+        "embed",
+        "images",
+        "generate",
+        "run",
+        "inspect",
+        "convert",
+        "bench",
+        "check",
+    ):
         assert name in out.stdout
         assert cli(name, "--help").returncode == 0
     bad = cli("frobnicate")

@@ -343,7 +343,12 @@ def test_layering_check_catches_a_kernel_that_includes_python(tmp_path):
 X_TYPE = re.compile(r"X\((\w+),\s*(\w+),\s*(\w+)\)")
 X_FUNC = re.compile(r"X\((\w+),\s*(\w+)\)")
 # Types that share a file, with the reason; every other type lives in layers/<snake name>.c.
-SHARED_FILES = {"LayerNorm": "norm", "RMSNorm": "norm"}  # one type pair over one kernel
+SHARED_FILES = {  # type pairs over one implementation
+    "LayerNorm": "norm",
+    "RMSNorm": "norm",
+    "Conv1d": "conv",
+    "Conv2d": "conv",
+}
 # layers/ files that are a part of a type rather than a type, with the reason.
 LAYER_PARTS = {"linear_gemv": "Linear's few-row (decoding) GEMV path, called by Linear only"}
 

@@ -48,6 +48,37 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     rng = np.random.default_rng(0)
     r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
     lin = tfcore.Linear(r(96, 32), r(96), activation="gelu")
+    conv = tfcore.Conv2d(r(16, 3, 3, 3), r(16), stride=2, padding=1, activation="silu")
+    dwconv = tfcore.Conv2d(r(16, 1, 5, 5), r(16), padding="same", groups=16)
+    conv1 = tfcore.Conv1d(r(8, 4, 3), r(8), stride=2, padding=1, dtype="int8")
+    img, fmap, fmap_res, wave = r(2, 3, 17, 13), r(2, 9, 7, 16), r(2, 9, 7, 16), r(3, 4, 41)
+    # a tiny CLIP (both towers, conv patch embedding) and torch-free preprocessing
+    torch.manual_seed(0)
+    clip_cfg = transformers.CLIPConfig(
+        text_config=dict(
+            vocab_size=60,
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=20,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=24,
+            patch_size=6,
+        ),
+        projection_dim=16,
+    )
+    transformers.CLIPModel(clip_cfg).eval().save_pretrained(tmp_path / "clip")
+    clip = tfcore.AutoModel.from_pretrained(tmp_path / "clip")
+    clip_px, clip_ids = r(3, 3, 24, 24), rng.integers(3, 59, size=(2, 7))
+    clip_ids[:, -1] = 59  # the highest id: CLIP's pooled position
+    proc = tfcore.image.ImageProcessor(size={"shortest_edge": 24}, crop_size=24, do_center_crop=True)
+    photo = rng.integers(0, 256, size=(31, 45, 3), dtype=np.uint8)
     q, k, v = r(2, 4, 9, 8), r(2, 2, 13, 8), r(2, 2, 13, 8)
     ids = rng.integers(1, 60, size=(3, 11))
     mask = (np.arange(11)[None] < np.array([[11], [6], [2]])).astype(np.int64)
@@ -133,6 +164,12 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         "moe-route": lambda: moe.route(hm)[1],
         "mixtral-generate": lambda: mixtral.generate(ids[:2, :4], max_new_tokens=5),
         "linear-pickled": lambda: pickle.loads(pickle.dumps(lin))(x),
+        "conv2d-nchw": lambda: conv(img),
+        "conv2d-depthwise-nhwc-residual": lambda: dwconv(fmap, fmap_res, channels_last=True),
+        "conv1d-int8": lambda: conv1(wave),
+        "conv2d-pickled": lambda: pickle.loads(pickle.dumps(conv))(img),
+        "clip": lambda: clip(input_ids=clip_ids, pixel_values=clip_px).logits_per_image,
+        "image-preprocessing": lambda: proc(photo)["pixel_values"],
         "bin-load": lambda: (
             tfcore.AutoModel.from_pretrained(tmp_path / "bert-bin")(
                 ids, attention_mask=mask

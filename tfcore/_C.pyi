@@ -43,6 +43,101 @@ class Linear:
     @property
     def implementation(self) -> str: ...
 
+_Axes = Union[int, Sequence[int]]
+_BatchNorm = Tuple[F32, F32, Optional[F32], Optional[F32], float]
+
+class Conv1d:
+    in_channels: int
+    out_channels: int
+    groups: int
+    def __call__(
+        self,
+        x: F32,
+        residual: Optional[F32] = None,
+        *,
+        channels_last: bool = False,
+        out: Optional[F32] = None,
+    ) -> F32: ...
+    @property
+    def kernel_size(self) -> Tuple[int, ...]: ...
+    @property
+    def stride(self) -> Tuple[int, ...]: ...
+    @property
+    def dilation(self) -> Tuple[int, ...]: ...
+    @property
+    def padding(self) -> Tuple[Tuple[int, int], ...]: ...
+    @property
+    def weight(self) -> F32: ...
+    @property
+    def bias(self) -> Optional[F32]: ...
+    @property
+    def activation(self) -> Optional[str]: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def quant_max(self) -> Optional[int]: ...
+    @property
+    def implementation(self) -> str: ...
+    def __init__(
+        self,
+        weight: F32,
+        bias: Optional[F32] = None,
+        stride: _Axes = 1,
+        padding: Union[_Axes, str] = 0,
+        dilation: _Axes = 1,
+        groups: int = 1,
+        *,
+        activation: Optional[str] = None,
+        batch_norm: Optional[_BatchNorm] = None,
+        dtype: str = "float32",
+    ) -> None: ...
+
+class Conv2d:
+    in_channels: int
+    out_channels: int
+    groups: int
+    def __call__(
+        self,
+        x: F32,
+        residual: Optional[F32] = None,
+        *,
+        channels_last: bool = False,
+        out: Optional[F32] = None,
+    ) -> F32: ...
+    @property
+    def kernel_size(self) -> Tuple[int, ...]: ...
+    @property
+    def stride(self) -> Tuple[int, ...]: ...
+    @property
+    def dilation(self) -> Tuple[int, ...]: ...
+    @property
+    def padding(self) -> Tuple[Tuple[int, int], ...]: ...
+    @property
+    def weight(self) -> F32: ...
+    @property
+    def bias(self) -> Optional[F32]: ...
+    @property
+    def activation(self) -> Optional[str]: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def quant_max(self) -> Optional[int]: ...
+    @property
+    def implementation(self) -> str: ...
+    def __init__(
+        self,
+        weight: F32,
+        bias: Optional[F32] = None,
+        stride: _Axes = 1,
+        padding: Union[_Axes, str] = 0,
+        dilation: _Axes = 1,
+        groups: int = 1,
+        *,
+        activation: Optional[str] = None,
+        batch_norm: Optional[_BatchNorm] = None,
+        dtype: str = "float32",
+    ) -> None: ...
+
 class FeedForward:
     up: Linear
     gate: Optional[Linear]

@@ -26,9 +26,12 @@ from . import (
     _runtime,
     eval,  # tfcore.eval: batch helpers (shadows the builtin only here)
     functional,
+    image,
     models,
 )
 from ._C import (
+    Conv1d,
+    Conv2d,
     Embedding,
     FeedForward,
     KVCache,
@@ -60,6 +63,8 @@ __all__ = [
     "AutoModelForSeq2SeqLM",
     "CheckpointError",
     "models",
+    "Conv1d",
+    "Conv2d",
     "Embedding",
     "FeedForward",
     "KVCache",

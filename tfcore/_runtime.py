@@ -200,3 +200,32 @@ def _reduce_linear(layer):
 
 
 copyreg.pickle(_C.Linear, _reduce_linear)
+
+
+def _conv_from_state(kind, weight, bias, stride, padding, dilation, groups, activation, dtype):
+    """Rebuild a pickled tfcore.Conv1d / Conv2d (weights unpacked to float32, packed again)."""
+    layer = _C.Conv1d if kind == "Conv1d" else _C.Conv2d
+    return layer(weight, bias, stride, padding, dilation, groups, activation=activation, dtype=dtype)
+
+
+def _reduce_conv(layer):
+    """Pickle a Conv1d / Conv2d by its weights and bias (BatchNorm already folded in; for int8
+    the dequantized values, which quantize back to the same integers where the CPU has VNNI),
+    geometry, activation and dtype. Padding is only ever asymmetric for padding='same'."""
+    pads = layer.padding
+    padding = tuple(p[0] for p in pads) if all(p[0] == p[1] for p in pads) else "same"
+    return _conv_from_state, (
+        type(layer).__name__,
+        layer.weight,
+        layer.bias,
+        layer.stride,
+        padding,
+        layer.dilation,
+        layer.groups,
+        layer.activation,
+        layer.dtype,
+    )
+
+
+copyreg.pickle(_C.Conv1d, _reduce_conv)
+copyreg.pickle(_C.Conv2d, _reduce_conv)

@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 import numpy as np
 
 from . import _C, text
+from ._eval_images import embed_images, zero_shot_classify  # noqa: F401 - public in tfcore.eval
 from ._progress import progress
 from ._search import cos_sim, dot_score, semantic_search  # noqa: F401 - public in tfcore.eval
 from .generation import left_pad

@@ -20,6 +20,7 @@ def sections():
     yield "tfcore", [getattr(tfcore, n) for n in tfcore.__all__ if n not in ("models", "functional")]
     yield "tfcore.functional", [getattr(tfcore.functional, n) for n in tfcore.functional.__all__]
     yield "tfcore.models", [getattr(models, n) for n in models.__all__]
+    yield "tfcore.image", [tfcore.image.ImageProcessor, tfcore.image.load_image]
     yield (
         "tfcore.eval",
         [
@@ -31,6 +32,8 @@ def sections():
             tfcore.eval.dot_score,
             tfcore.eval.length_batches,
             tfcore.eval.check_texts,
+            tfcore.eval.embed_images,
+            tfcore.eval.zero_shot_classify,
         ],
     )
     yield (

@@ -30,8 +30,8 @@
 /* Representative M for choosing the packed layout; any M gives the same layout. */
 #define PACK_M 128
 
-static int
-act_to_eltwise(int act, dnnl_alg_kind_t *alg, float *alpha)
+int
+tf_act_eltwise(int act, dnnl_alg_kind_t *alg, float *alpha)
 {
     *alpha = 0.0f;
     switch (act) {
@@ -113,7 +113,7 @@ make_attr(dnnl_primitive_attr_t *attr, int64_t M, int64_t N, int has_bias, int a
             goto done;
         }
     }
-    if (act_to_eltwise(act, &alg, &alpha) &&
+    if (tf_act_eltwise(act, &alg, &alpha) &&
         (s = dnnl_post_ops_append_eltwise(ops, alg, alpha, 0.0f))) {
         goto done;
     }
@@ -145,7 +145,7 @@ done:
 static int
 other_post_op_index(int has_bias, int act, dnnl_data_type_t wdt)
 {
-    int index = act_to_eltwise(act, &(dnnl_alg_kind_t){0}, &(float){0}) ? 1 : 0;
+    int index = tf_act_eltwise(act, &(dnnl_alg_kind_t){0}, &(float){0}) ? 1 : 0;
     return wdt == dnnl_s8   ? index + 1 + (has_bias ? 1 : 0)
            : wdt == dnnl_u8 ? index + 1 + (has_bias ? 1 : 0)
                             : index;

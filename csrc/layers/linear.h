@@ -47,6 +47,10 @@ int tf_parse_weight_dtype(tf_state *st, PyObject *obj, dnnl_data_type_t *dt);
 int tf_bf16_supported(void);
 int tf_int8_supported(void);
 
+/* The oneDNN eltwise post-op (algorithm, alpha) of activation act; 0 for TF_ACT_NONE.
+ * Shared with Conv1d / Conv2d (layers/conv.c). */
+int tf_act_eltwise(int act, dnnl_alg_kind_t *alg, float *alpha);
+
 /* Borrowed check: is obj a Linear (or subclass)? */
 int tf_linear_check(tf_state *st, PyObject *obj);
 
