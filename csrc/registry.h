@@ -21,7 +21,7 @@
     X(RecurrentState, tf_recurrent_state_spec, recurrent_state)               \
     X(WindowAttention, tf_window_attention_spec, window_attention)            \
     X(SwinLayer, tf_swin_layer_spec, swin_layer)                              \
-    X(MixtureOfExperts, tf_mixture_of_experts_spec, mixture_of_experts)     \
+    X(MixtureOfExperts, tf_mixture_of_experts_spec, mixture_of_experts)       \
     X(Conv1d, tf_conv1d_spec, conv)                                           \
     X(Conv2d, tf_conv2d_spec, conv)
 
