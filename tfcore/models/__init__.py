@@ -10,10 +10,14 @@ from .base import ModelOutput, PreTrainedModel
 from .bert import *  # noqa: F401,F403
 from .big_bird import *  # noqa: F401,F403
 from .bloom import *  # noqa: F401,F403
+from .falcon import *  # noqa: F401,F403
 from .gpt2 import *  # noqa: F401,F403
+from .gpt_neox import *  # noqa: F401,F403
 from .llama import *  # noqa: F401,F403
 from .longformer import *  # noqa: F401,F403
 from .opt import *  # noqa: F401,F403
+from .phi3 import *  # noqa: F401,F403
+from .qwen2 import *  # noqa: F401,F403
 from .swin import *  # noqa: F401,F403
 from .t5 import *  # noqa: F401,F403
 from .vit import *  # noqa: F401,F403

@@ -234,3 +234,37 @@ class DecoderLM(PreTrainedModel, GenerationMixin):
         return ModelOutput(
             logits=self.lm_head(h), past_key_values=cache, hidden_states=hidden, attentions=attentions
         )
+
+
+class ParallelResidualBlock:
+    """A decoder layer with attention and MLP side by side on the same input (GPT-NeoX's
+    use_parallel_residual, Falcon's parallel_attn)::
+
+        y = x + attention(norm1(x)) + mlp(norm2(x))      (norm2=None: mlp(norm1(x)))
+
+    Same call as TransformerBlock; both residual adds stay fused into the output GEMMs
+    (attention adds x, the MLP adds the attention's result)."""
+
+    def __init__(self, attention, feed_forward, norm1, norm2=None):
+        self.attention, self.feed_forward, self.norm1, self.norm2 = attention, feed_forward, norm1, norm2
+
+    def __call__(
+        self,
+        hidden_states,
+        attention_mask=None,
+        *,
+        position_ids=None,
+        output_attentions: bool = False,
+        past_key_values=None,
+        layer_idx: Optional[int] = None,
+    ):
+        n = self.norm1(hidden_states)
+        kw = {} if position_ids is None else {"position_ids": position_ids}
+        if past_key_values is not None:
+            kw.update(past_key_values=past_key_values, layer_idx=layer_idx)
+        out = self.attention(
+            n, attention_mask, residual=hidden_states, output_attentions=output_attentions, **kw
+        )
+        h, weights = out if output_attentions else (out, None)
+        y = self.feed_forward(n if self.norm2 is None else self.norm2(hidden_states), h)
+        return (y, weights) if output_attentions else y

@@ -57,9 +57,7 @@ class LlamaModel(DecoderModel):
             raise CheckpointError(
                 f"config.json: num_attention_heads={H} is not a multiple of num_key_value_heads={KVH}"
             )
-        theta, scaling = rope_settings(cfg)
-        inv_freq = rope_inv_freq(D, theta, scaling=scaling)
-        window = cfg.get(self.sliding_window_key) if self.sliding_window_key else None
+        rope = self.rope(cfg, D)
         self.vocab_size, self.hidden_size = V, C
         self.embed_tokens = _C.Embedding(w.get("embed_tokens.weight", (V, C)))
         for i in w.layer_range(L):
@@ -72,34 +70,52 @@ class LlamaModel(DecoderModel):
                 H,
                 num_key_value_heads=KVH,
                 head_dim=D,
-                q_weight=g("self_attn.q_proj.weight", H * D, C),
-                q_bias=g("self_attn.q_proj.bias", H * D, optional=True),
-                k_weight=g("self_attn.k_proj.weight", KVH * D, C),
-                k_bias=g("self_attn.k_proj.bias", KVH * D, optional=True),
-                v_weight=g("self_attn.v_proj.weight", KVH * D, C),
-                v_bias=g("self_attn.v_proj.bias", KVH * D, optional=True),
-                o_weight=g("self_attn.o_proj.weight", C, H * D),
-                o_bias=g("self_attn.o_proj.bias", C, optional=True),
+                **self.attention_weights(g, C, H, KVH, D),
+                **rope,
                 is_causal=True,
-                rope_inv_freq=inv_freq,
-                sliding_window=window,
+                sliding_window=self.layer_window(cfg, i),
                 dtype=w.dtype,
             )
-            ffn = _C.FeedForward(
-                g("mlp.up_proj.weight", F, C),
-                g("mlp.down_proj.weight", C, F),
-                gate_weight=g("mlp.gate_proj.weight", F, C),
-                up_bias=g("mlp.up_proj.bias", F, optional=True),
-                down_bias=g("mlp.down_proj.bias", C, optional=True),
-                gate_bias=g("mlp.gate_proj.bias", F, optional=True),
-                activation=act,
-                dtype=w.dtype,
-            )
+            ffn = _C.FeedForward(**self.mlp_weights(g, C, F), activation=act, dtype=w.dtype)
             n1 = _C.RMSNorm(g("input_layernorm.weight", C), eps=eps)
             n2 = _C.RMSNorm(g("post_attention_layernorm.weight", C), eps=eps)
             self.layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=True))
             w.release()
         self.final_norm = _C.RMSNorm(w.get("norm.weight", (C,)), eps=eps)
+
+    # -- what a Llama-shaped family changes (Qwen2, Qwen3, Phi-3 override these)
+    def rope(self, cfg: Config, D: int) -> dict:
+        """MultiHeadAttention's rotary arguments (rope_inv_freq, rotary_dim, scale) for head_dim D."""
+        theta, scaling = rope_settings(cfg)
+        return {"rope_inv_freq": rope_inv_freq(D, theta, scaling=scaling)}
+
+    def layer_window(self, cfg: Config, i: int):
+        """The sliding attention window of layer i (None: full attention)."""
+        return cfg.get(self.sliding_window_key) if self.sliding_window_key else None
+
+    def attention_weights(self, g, C: int, H: int, KVH: int, D: int) -> dict:
+        """MultiHeadAttention's weight arguments from layer getter g (q/k/v/o_proj, optional biases)."""
+        return dict(
+            q_weight=g("self_attn.q_proj.weight", H * D, C),
+            q_bias=g("self_attn.q_proj.bias", H * D, optional=True),
+            k_weight=g("self_attn.k_proj.weight", KVH * D, C),
+            k_bias=g("self_attn.k_proj.bias", KVH * D, optional=True),
+            v_weight=g("self_attn.v_proj.weight", KVH * D, C),
+            v_bias=g("self_attn.v_proj.bias", KVH * D, optional=True),
+            o_weight=g("self_attn.o_proj.weight", C, H * D),
+            o_bias=g("self_attn.o_proj.bias", C, optional=True),
+        )
+
+    def mlp_weights(self, g, C: int, F: int) -> dict:
+        """FeedForward's weight arguments from layer getter g (gate/up/down_proj, optional biases)."""
+        return dict(
+            up_weight=g("mlp.up_proj.weight", F, C),
+            down_weight=g("mlp.down_proj.weight", C, F),
+            gate_weight=g("mlp.gate_proj.weight", F, C),
+            up_bias=g("mlp.up_proj.bias", F, optional=True),
+            down_bias=g("mlp.down_proj.bias", C, optional=True),
+            gate_bias=g("mlp.gate_proj.bias", F, optional=True),
+        )
 
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Input embeddings of ids (B, T) at positions (B, T): (B, T, C) float32."""
