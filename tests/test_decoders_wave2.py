@@ -16,11 +16,22 @@ from tfcore import models
 REL = 1e-4  # logits: max |tfcore - HF| / max |HF|, float32 both sides
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """HF's tiny-model generate() with one thread: on a loaded 2-core machine its 2-thread
+    parallel regions wait on each other (~50x slower here); results do not depend on it."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _hf(kind, **kw):
     import transformers as T
 
     Cfg, Model = {
         "qwen2": (T.Qwen2Config, T.Qwen2ForCausalLM),
+        "qwen3": (T.Qwen3Config, T.Qwen3ForCausalLM),
         "phi3": (T.Phi3Config, T.Phi3ForCausalLM),
         "gpt_neox": (T.GPTNeoXConfig, T.GPTNeoXForCausalLM),
         "falcon": (T.FalconConfig, T.FalconForCausalLM),
@@ -45,6 +56,17 @@ FAMILIES = {
     # layers 1 and 2 slide over 8 keys (HF: from max_window_layers on)
     "qwen2-window": lambda: _hf(
         "qwen2", **LLAMA_LIKE, use_sliding_window=True, sliding_window=8, max_window_layers=1
+    ),
+    # per-head q/k RMSNorm before rotary; head_dim 12 != hidden/heads (Qwen3 states it)
+    "qwen3": lambda: _hf("qwen3", **LLAMA_LIKE, head_dim=12, rms_norm_eps=1e-5),
+    "qwen3-window-tied": lambda: _hf(
+        "qwen3",
+        **LLAMA_LIKE,
+        head_dim=12,
+        use_sliding_window=True,
+        sliding_window=8,
+        max_window_layers=2,
+        tie_word_embeddings=True,
     ),
     "phi3": lambda: _hf("phi3", **LLAMA_LIKE, max_position_embeddings=256, original_max_position_embeddings=256),
     # LongRoPE: factor 256/64 = 4, attention factor sqrt(1 + ln 4 / ln 64), short factors below 64 positions
@@ -100,6 +122,7 @@ FAMILIES = {
 
 CLASSES = {
     "qwen2": models.Qwen2ForCausalLM,
+    "qwen3": models.Qwen3ForCausalLM,
     "phi3": models.Phi3ForCausalLM,
     "gpt_neox": models.GPTNeoXForCausalLM,
     "falcon": models.FalconForCausalLM,
@@ -109,6 +132,10 @@ CLASSES = {
 def load(name, tmp_path, **kw):
     torch.manual_seed(0)
     ref = FAMILIES[name]()
+    with torch.no_grad():  # HF starts norms at 1 and biases at 0: make them matter
+        for p in ref.parameters():
+            if p.dim() == 1:
+                p.add_(0.2 * torch.randn_like(p))
     ref.save_pretrained(tmp_path)
     ours = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path, **kw)
     assert type(ours) is CLASSES[name.split("-")[0]]

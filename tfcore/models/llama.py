@@ -51,7 +51,7 @@ class LlamaModel(DecoderModel):
         KVH = cfg.get("num_key_value_heads") or H
         D = cfg.get("head_dim") or C // H
         F, V = cfg.require("intermediate_size"), cfg.require("vocab_size")
-        eps = float(cfg.get("rms_norm_eps", 1e-6))
+        eps = self.eps = float(cfg.get("rms_norm_eps", 1e-6))
         act = cfg.get("hidden_act", "silu")
         if H % KVH:
             raise CheckpointError(

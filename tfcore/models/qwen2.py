@@ -17,7 +17,7 @@ from ..safetensors import CheckpointError
 from .llama import LlamaForCausalLM, LlamaModel
 from .registry import register
 
-__all__ = ["Qwen2ForCausalLM", "Qwen2Model"]
+__all__ = ["Qwen2ForCausalLM", "Qwen2Model", "Qwen3ForCausalLM", "Qwen3Model"]
 
 
 def qwen_layer_window(cfg: Config, i: int) -> Optional[int]:
@@ -52,3 +52,29 @@ class Qwen2ForCausalLM(LlamaForCausalLM):
 
     model_types = ("qwen2",)
     base_model_class = Qwen2Model
+
+
+@register("base")
+class Qwen3Model(Qwen2Model):
+    """``transformers.Qwen3Model``: Qwen2's layout with per-head q/k RMSNorms before the
+    rotary embedding (MultiHeadAttention's q_norm_weight / k_norm_weight)."""
+
+    model_types = ("qwen3",)
+
+    def attention_weights(self, g, C: int, H: int, KVH: int, D: int) -> dict:
+        kw = super().attention_weights(g, C, H, KVH, D)
+        kw.update(
+            q_norm_weight=g("self_attn.q_norm.weight", D),
+            k_norm_weight=g("self_attn.k_norm.weight", D),
+            qk_norm_eps=self.eps,
+        )
+        return kw
+
+
+@register("causal-lm")
+class Qwen3ForCausalLM(LlamaForCausalLM):
+    """``transformers.Qwen3ForCausalLM``: a Qwen3Model (``model.model``), the LM head (tied
+    when the config says so), KV cache, generate()."""
+
+    model_types = ("qwen3",)
+    base_model_class = Qwen3Model
