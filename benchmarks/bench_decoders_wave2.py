@@ -33,7 +33,12 @@ import tfcore  # noqa: E402
 
 # shared shape: vocab 32000, hidden 512, 8 layers, 8 heads of 64
 COMMON = dict(
-    vocab_size=32000, hidden_size=512, num_hidden_layers=8, num_attention_heads=8, bos_token_id=1, eos_token_id=2
+    vocab_size=32000,
+    hidden_size=512,
+    num_hidden_layers=8,
+    num_attention_heads=8,
+    bos_token_id=1,
+    eos_token_id=2,
 )
 
 

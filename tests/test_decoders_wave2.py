@@ -68,7 +68,9 @@ FAMILIES = {
         max_window_layers=2,
         tie_word_embeddings=True,
     ),
-    "phi3": lambda: _hf("phi3", **LLAMA_LIKE, max_position_embeddings=256, original_max_position_embeddings=256),
+    "phi3": lambda: _hf(
+        "phi3", **LLAMA_LIKE, max_position_embeddings=256, original_max_position_embeddings=256
+    ),
     # LongRoPE: factor 256/64 = 4, attention factor sqrt(1 + ln 4 / ln 64), short factors below 64 positions
     "phi3-longrope": lambda: _hf(
         "phi3",
@@ -233,7 +235,9 @@ def test_bfloat16_loads_and_runs(rng, tmp_path, name):
     bf16-rounded weights; cached decoding equals the full forward of the bf16 model."""
     ref, _ = load(name, tmp_path / "f32")
     ref.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
-    ref = type(ref).from_pretrained(tmp_path / "bf16", dtype=torch.float32, attn_implementation="eager").eval()
+    ref = (
+        type(ref).from_pretrained(tmp_path / "bf16", dtype=torch.float32, attn_implementation="eager").eval()
+    )
     model = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path / "bf16", dtype="bfloat16")
     assert model.lm_head.dtype == "bfloat16"
     ids = rng.integers(3, 97, size=(2, 17))

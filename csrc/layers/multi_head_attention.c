@@ -379,8 +379,8 @@ mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     PyObject *qw = Py_None, *kw = Py_None, *vw = Py_None, *qb = Py_None, *kb = Py_None,
              *vb = Py_None, *qkvw = Py_None, *qkvb = Py_None, *ow = Py_None, *ob = Py_None,
              *scale_obj = Py_None, *theta_obj = Py_None, *inv_freq_obj = Py_None, *dtype = Py_None,
-             *rel_table_obj = Py_None, *nb_obj = Py_None, *md_obj = Py_None,
-             *qn_obj = Py_None, *kn_obj = Py_None;
+             *rel_table_obj = Py_None, *nb_obj = Py_None, *md_obj = Py_None, *qn_obj = Py_None,
+             *kn_obj = Py_None;
     double qk_eps = 1e-6;
     long long num_buckets = 32, max_distance = 128;
     int transposed = 0, causal = 0, cross = 0, interleaved = 0, alibi = 0;
@@ -391,8 +391,8 @@ mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (st == NULL) {
         return NULL;
     }
-    if (!TF_PARSE(st, args, kwds, "LL|$OOOOOOOOOOOOppOpOOOOpOOOOOpOOd:MultiHeadAttention", kwlist, &C,
-                  &H, &kvh_obj, &d_obj, &qw, &kw, &vw, &qb, &kb, &vb, &qkvw, &qkvb, &ow, &ob,
+    if (!TF_PARSE(st, args, kwds, "LL|$OOOOOOOOOOOOppOpOOOOpOOOOOpOOd:MultiHeadAttention", kwlist,
+                  &C, &H, &kvh_obj, &d_obj, &qw, &kw, &vw, &qb, &kb, &vb, &qkvw, &qkvb, &ow, &ob,
                   &transposed, &causal, &scale_obj, &cross, &kv_in_obj, &rd_obj, &theta_obj,
                   &inv_freq_obj, &interleaved, &window_obj, &dtype, &rel_table_obj, &nb_obj,
                   &md_obj, &alibi, &qn_obj, &kn_obj, &qk_eps)) {

@@ -20,9 +20,7 @@ from ..config import Config
 from ..functional import rope_inv_freq
 from ..safetensors import CheckpointError
 from .base import Weights
-from .bloom import qkv_heads_to_blocks
-from .decoder import DecoderLM, DecoderModel, ParallelResidualBlock
-from .llama import rope_settings
+from .decoder import DecoderLM, DecoderModel, ParallelResidualBlock, qkv_heads_to_blocks, rope_settings
 from .registry import register
 
 __all__ = ["FalconForCausalLM", "FalconModel"]
@@ -55,7 +53,9 @@ class FalconModel(DecoderModel):
         H, L = cfg.require("num_attention_heads"), cfg.require("num_hidden_layers")
         V = cfg.require("vocab_size")
         if cfg.get("alibi", False):
-            raise CheckpointError("config.json: Falcon with alibi=True is not supported (rotary Falcons only)")
+            raise CheckpointError(
+                "config.json: Falcon with alibi=True is not supported (rotary Falcons only)"
+            )
         if C % H:
             raise CheckpointError(f"config.json: hidden_size={C} is not divisible by num_attention_heads={H}")
         D = C // H
@@ -129,7 +129,9 @@ class FalconModel(DecoderModel):
                 block = ParallelResidualBlock(attn, ffn, ln("input_layernorm"))
             self.layers.append(block)
             w.release()
-        self.final_norm = _C.LayerNorm(w.get("ln_f.weight", (C,)), w.get("ln_f.bias", (C,), optional=True), eps=eps)
+        self.final_norm = _C.LayerNorm(
+            w.get("ln_f.weight", (C,)), w.get("ln_f.bias", (C,), optional=True), eps=eps
+        )
 
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Input embeddings of ids (B, T): (B, T, C) float32 (rotary positions act in attention)."""

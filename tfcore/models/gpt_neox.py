@@ -17,10 +17,14 @@ from ..config import Config
 from ..functional import rope_inv_freq
 from ..safetensors import CheckpointError
 from .base import Weights
-from .bloom import qkv_heads_to_blocks
-from .decoder import DecoderLM, DecoderModel, ParallelResidualBlock
-from .llama import rope_settings
-from .phi3 import rotary_dim
+from .decoder import (
+    DecoderLM,
+    DecoderModel,
+    ParallelResidualBlock,
+    qkv_heads_to_blocks,
+    rope_settings,
+    rotary_dim,
+)
 from .registry import register
 
 __all__ = ["GPTNeoXForCausalLM", "GPTNeoXModel"]

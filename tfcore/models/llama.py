@@ -15,20 +15,10 @@ from ..config import Config
 from ..functional import rope_inv_freq
 from ..safetensors import CheckpointError
 from .base import Weights
-from .decoder import DecoderLM, DecoderModel
+from .decoder import DecoderLM, DecoderModel, rope_settings
 from .registry import register
 
 __all__ = ["LlamaForCausalLM", "LlamaModel", "MistralForCausalLM", "MistralModel"]
-
-
-def rope_settings(cfg: Config):
-    """(theta, scaling dict or None) from either config layout."""
-    params = cfg.get("rope_parameters")
-    if isinstance(params, dict):
-        theta = float(params.get("rope_theta", cfg.get("rope_theta", 10000.0)))
-        kind = params.get("rope_type", "default")
-        return theta, (None if kind == "default" else params)
-    return float(cfg.get("rope_theta", 10000.0)), cfg.get("rope_scaling")
 
 
 @register("base")

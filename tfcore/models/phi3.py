@@ -20,30 +20,11 @@ import numpy as np
 from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
-from .llama import LlamaForCausalLM, LlamaModel, rope_settings
+from .decoder import rope_settings, rotary_dim
+from .llama import LlamaForCausalLM, LlamaModel
 from .registry import register
 
 __all__ = ["Phi3ForCausalLM", "Phi3Model"]
-
-
-def rope_partial_factor(cfg: Config) -> float:
-    """HF's partial_rotary_factor: in rope_parameters (v5), at the top level, or GPT-NeoX's rotary_pct."""
-    params = cfg.get("rope_parameters")
-    for value in (
-        params.get("partial_rotary_factor") if isinstance(params, dict) else None,
-        cfg.get("partial_rotary_factor"),
-        cfg.get("rotary_pct"),
-    ):
-        if value is not None:
-            if not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
-                raise CheckpointError(f"config.json: partial_rotary_factor must be in (0, 1], got {value!r}")
-            return float(value)
-    return 1.0
-
-
-def rotary_dim(cfg: Config, D: int) -> int:
-    """int(head_dim * partial_rotary_factor), as HF computes it."""
-    return int(D * rope_partial_factor(cfg))
 
 
 def longrope(cfg: Config, theta: float, params: dict, D: int, rd: int):
@@ -93,7 +74,9 @@ class Phi3Model(LlamaModel):
             # cos and sin scaled by f multiply q.k by f^2 (every dim is rotated)
             return dict(rope_inv_freq=inv, rotary_dim=rd, scale=attention_factor**2 / math.sqrt(D))
         if kind != "default":
-            raise CheckpointError(f"config.json: Phi-3 rope_type {kind!r} is not supported (default, longrope)")
+            raise CheckpointError(
+                f"config.json: Phi-3 rope_type {kind!r} is not supported (default, longrope)"
+            )
         return dict(rope_inv_freq=rope_inv_freq(D, theta, rotary_dim=rd), rotary_dim=rd)
 
     def attention_weights(self, g, C: int, H: int, KVH: int, D: int) -> dict:
