@@ -286,3 +286,33 @@ def test_int8_loads_and_runs(rng, tmp_path, name):
     # greedy decoding through the int8 cache path agrees with the int8 full forward
     out = model.generate(ids[:1, :5], max_new_tokens=8, eos_token_id=[])
     assert np.array_equal(model(out[:, :-1]).logits[0, 4:].argmax(-1), out[0, 5:])
+
+
+def test_what_is_not_supported_is_refused(rng, tmp_path):
+    """Positions where HF switches Phi-3's LongRoPE to long_factor raise (never silently
+    different numbers); ALiBi Falcons and odd partial-rotary sizes fail at load, naming why."""
+    import json
+
+    _, phi3 = load("phi3-longrope", tmp_path / "phi3")
+    phi3(rng.integers(3, 97, size=(1, 64)))  # original_max_position_embeddings = 64: fine
+    with pytest.raises(tfcore.TfcoreValueError, match="long_factor"):
+        phi3(rng.integers(3, 97, size=(1, 65)))
+    with pytest.raises(tfcore.TfcoreValueError, match="long_factor"):
+        phi3.generate(rng.integers(3, 97, size=(1, 60)), max_new_tokens=10, eos_token_id=[])
+
+    def edited(name, **changes):
+        path = tmp_path / name
+        cfg = json.loads((path / "config.json").read_text())
+        cfg.update(changes)
+        (path / "config.json").write_text(json.dumps(cfg))
+        return path
+
+    load("falcon-mqa", tmp_path / "falcon")
+    with pytest.raises(tfcore.CheckpointError, match="alibi"):
+        tfcore.AutoModelForCausalLM.from_pretrained(edited("falcon", alibi=True))
+    load("gpt_neox", tmp_path / "neox")
+    params = json.loads((tmp_path / "neox" / "config.json").read_text()).get("rope_parameters", {})
+    with pytest.raises(tfcore.CheckpointError, match="rotary dims"):
+        tfcore.AutoModelForCausalLM.from_pretrained(
+            edited("neox", rope_parameters={**params, "partial_rotary_factor": 0.2})  # 16 * 0.2 -> 3 dims
+        )
