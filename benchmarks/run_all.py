@@ -38,6 +38,11 @@ BENCHMARKS = [
         ["--threads", "{threads}"],
     ),
     (
+        "bench_decoders_wave2.py",
+        "Qwen2/Qwen3/Phi-3/GPT-NeoX/Falcon fp32 decoding B=1 vs HF generate",
+        ["--threads", "{threads}"],
+    ),
+    (
         "bench_precision.py",
         "fp32 / bf16 / int8 vs PyTorch and ONNX Runtime, with accuracy",
         ["--threads", "{threads}"],

@@ -777,6 +777,48 @@ CASES = [
         "self-attention only",
     ),
     ("cross kv/not cross", "mha(x, encoder_key_values=r(2, 5, 2 * KVH * D))", VE, "cross"),
+    # ---- per-head q/k RMSNorm (Qwen3)
+    (
+        "qk norm/only q",
+        "tfcore.MultiHeadAttention(C, 4, qkv_weight=r(3 * C, C), o_weight=r(C, C), q_norm_weight=r(C // 4))",
+        VE,
+        "go together",
+    ),
+    (
+        "qk norm/wrong size",
+        "tfcore.MultiHeadAttention(C, 4, qkv_weight=r(3 * C, C), o_weight=r(C, C), "
+        "q_norm_weight=r(C // 4), k_norm_weight=r(C // 4 + 1))",
+        VE,
+        "k_norm_weight has",
+    ),
+    (
+        "qk norm/NaN",
+        "w = r(C // 4); w[0] = np.nan; tfcore.MultiHeadAttention(C, 4, qkv_weight=r(3 * C, C), "
+        "o_weight=r(C, C), q_norm_weight=w, k_norm_weight=r(C // 4))",
+        VE,
+        "NaN",
+    ),
+    (
+        "qk norm/float64",
+        "tfcore.MultiHeadAttention(C, 4, qkv_weight=r(3 * C, C), o_weight=r(C, C), "
+        "q_norm_weight=r(C // 4).astype(np.float64), k_norm_weight=r(C // 4))",
+        TE,
+        "float32",
+    ),
+    (
+        "qk norm/eps",
+        "tfcore.MultiHeadAttention(C, 4, qkv_weight=r(3 * C, C), o_weight=r(C, C), "
+        "q_norm_weight=r(C // 4), k_norm_weight=r(C // 4), qk_norm_eps=float('nan'))",
+        VE,
+        "qk_norm_eps",
+    ),
+    (
+        "qk norm/cross",
+        "tfcore.MultiHeadAttention(C, 4, q_weight=r(C, C), k_weight=r(C, C), v_weight=r(C, C), "
+        "o_weight=r(C, C), is_cross_attention=True, q_norm_weight=r(C // 4), k_norm_weight=r(C // 4))",
+        VE,
+        "self-attention only",
+    ),
     # ---- tfcore.eval and the evaluation integrations (texts are checked before tokenizing)
     (
         "eval/empty string",

@@ -58,6 +58,23 @@ def test_mixture_of_experts_decoding_keeps_memory_flat(tiny_models):
     assert growth < 2 * MiB, growth  # measured: 0.0 MiB
 
 
+def test_qk_norm_attention_builds_and_calls_keep_memory_flat():
+    """MultiHeadAttention with q_norm_weight/k_norm_weight (Qwen3) owns two gamma copies:
+    building and calling it 2,000 times keeps memory flat."""
+    rng = np.random.default_rng(0)
+    r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    w, o, g, x = r(48, 16), r(16, 16), r(4), r(2, 3, 16)
+
+    def run():
+        attn = tfcore.MultiHeadAttention(
+            16, 4, qkv_weight=w, o_weight=o, is_causal=True, rope_theta=1e4, q_norm_weight=g, k_norm_weight=g
+        )
+        attn(x)
+
+    growth = rss_growth(run, calls=2000, warmup=200)
+    assert growth < 2 * MiB, growth
+
+
 def test_eval_helpers_keep_memory_flat(tiny_models):
     """tfcore.eval's text-in helpers (tokenize, plan length-sorted batches, run, reorder)."""
     bert = tfcore.AutoModel.from_pretrained(tiny_models / "bert")

@@ -96,6 +96,17 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         relative_attention_max_distance=20,
     )
     alibi_attn = tfcore.MultiHeadAttention(32, 4, qkv_weight=r(96, 32), o_weight=r(32, 32), alibi=True)
+    qk_norm_attn = tfcore.MultiHeadAttention(  # Qwen3's per-head q/k RMSNorm before rotary
+        32,
+        4,
+        num_key_value_heads=2,
+        qkv_weight=r(64, 32),
+        o_weight=r(32, 32),
+        is_causal=True,
+        rope_theta=10000.0,
+        q_norm_weight=r(8),
+        k_norm_weight=r(8),
+    )
     h = r(2, 37, 32)
     ql, kl, vl = r(2, 4, 70, 8), r(2, 4, 70, 8), r(2, 4, 70, 8)
     glob = np.zeros((2, 70), bool)
@@ -142,6 +153,7 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         ),
         "t5-bias": lambda: t5_attn(h),
         "alibi": lambda: alibi_attn(h),
+        "qk-norm": lambda: qk_norm_attn(h),
         "longformer": lambda: tfcore.functional.sliding_window_attention(
             ql, kl, vl, 5, dilation=2, global_attention_mask=glob
         ),

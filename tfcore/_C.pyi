@@ -243,6 +243,9 @@ class MultiHeadAttention:
         relative_attention_num_buckets: Optional[int] = 32,
         relative_attention_max_distance: Optional[int] = 128,
         alibi: bool = False,
+        q_norm_weight: Optional[F32] = None,
+        k_norm_weight: Optional[F32] = None,
+        qk_norm_eps: float = 1e-6,
     ) -> None: ...
     def __call__(
         self,

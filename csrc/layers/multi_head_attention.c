@@ -82,6 +82,14 @@ tf_mha_forward(const tf_mha *m, const tf_mha_call *c, tf_err *err)
         a.v_sb = T * W;
         a.v_sh = D;
         a.v_ss = W;
+        if (m->q_norm.gamma != NULL) {
+            /* each head of each row is one RMSNorm row: q is (M, H, D), k is (M, KVH, D)
+             * inside qkv rows of width W */
+            for (int64_t r = 0; r < M; r++) {
+                tf_norm_rows(&m->q_norm, qkv + r * W, NULL, NULL, qkv + r * W, H);
+                tf_norm_rows(&m->k_norm, qkv + r * W + H * D, NULL, NULL, qkv + r * W + H * D, KVH);
+            }
+        }
         if (m->rotary_dim > 0) {
             /* q heads then k heads of each row: both are (B, T, heads, D) views of qkv
              * ((1, N, heads, D) when packed, with explicit positions) */
@@ -221,6 +229,62 @@ opt_int(PyObject *obj, long long dflt, long long *out)
     return *out == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
+/* q_norm_weight= / k_norm_weight= (D,) each, both or neither (Qwen3): an RMSNorm over each
+ * query and key head, applied before the rotary embedding. */
+static int
+init_qk_norm(tf_state *st, tf_mha *self, PyObject *qn_obj, PyObject *kn_obj, double eps)
+{
+    if (qn_obj == Py_None && kn_obj == Py_None) {
+        return 0;
+    }
+    if (qn_obj == Py_None || kn_obj == Py_None) {
+        tf_value_error(st, "q_norm_weight and k_norm_weight go together (got only %s)",
+                       qn_obj == Py_None ? "k_norm_weight" : "q_norm_weight");
+        return -1;
+    }
+    if (self->cross) {
+        tf_value_error(st, "q_norm_weight / k_norm_weight are for self-attention only");
+        return -1;
+    }
+    if (!isfinite(eps) || eps < 0) {
+        tf_value_error(st, "qk_norm_eps must be a finite number >= 0, got %g", eps);
+        return -1;
+    }
+    PyObject *objs[2] = {qn_obj, kn_obj};
+    const char *names[2] = {"q_norm_weight", "k_norm_weight"};
+    tf_norm_params *norms[2] = {&self->q_norm, &self->k_norm};
+    for (int i = 0; i < 2; i++) {
+        PyArrayObject *w = tf_arg_f32(st, objs[i], names[i], 1, 1);
+        if (w == NULL) {
+            return -1;
+        }
+        if (PyArray_DIM(w, 0) != self->D) {
+            tf_value_error(st, "%s has %" NPY_INTP_FMT " entries, expected head_dim=%lld", names[i],
+                           PyArray_DIM(w, 0), (long long)self->D);
+            Py_DECREF(w);
+            return -1;
+        }
+        if (tf_check_finite(st, w, names[i]) < 0) {
+            Py_DECREF(w);
+            return -1;
+        }
+        float *gamma = tf_malloc((size_t)self->D * sizeof(float));
+        if (gamma == NULL) {
+            Py_DECREF(w);
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(gamma, PyArray_DATA(w), (size_t)self->D * sizeof(float));
+        Py_DECREF(w);
+        norms[i]->kind = TF_NORM_RMS;
+        norms[i]->C = self->D;
+        norms[i]->eps = (float)eps;
+        norms[i]->gamma = gamma;
+        norms[i]->beta = NULL;
+    }
+    return 0;
+}
+
 /* relative_attention_bias= (T5: a (num_buckets, num_heads) table, buckets bidirectional
  * unless causal) or alibi=True (BLOOM slopes). *table receives the checked array. */
 static int
@@ -305,6 +369,9 @@ mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                              "relative_attention_num_buckets",
                              "relative_attention_max_distance",
                              "alibi",
+                             "q_norm_weight",
+                             "k_norm_weight",
+                             "qk_norm_eps",
                              NULL};
     long long C, H, KVH = 0, D = 0, kv_in = 0, rotary_dim = -1, window = 0;
     PyObject *kvh_obj = Py_None, *d_obj = Py_None, *kv_in_obj = Py_None, *rd_obj = Py_None,
@@ -312,7 +379,9 @@ mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     PyObject *qw = Py_None, *kw = Py_None, *vw = Py_None, *qb = Py_None, *kb = Py_None,
              *vb = Py_None, *qkvw = Py_None, *qkvb = Py_None, *ow = Py_None, *ob = Py_None,
              *scale_obj = Py_None, *theta_obj = Py_None, *inv_freq_obj = Py_None, *dtype = Py_None,
-             *rel_table_obj = Py_None, *nb_obj = Py_None, *md_obj = Py_None;
+             *rel_table_obj = Py_None, *nb_obj = Py_None, *md_obj = Py_None, *qn_obj = Py_None,
+             *kn_obj = Py_None;
+    double qk_eps = 1e-6;
     long long num_buckets = 32, max_distance = 128;
     int transposed = 0, causal = 0, cross = 0, interleaved = 0, alibi = 0;
     PyObject *fused_w = NULL, *fused_b = NULL, *kv_w = NULL, *kv_b = NULL;
@@ -322,11 +391,11 @@ mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (st == NULL) {
         return NULL;
     }
-    if (!TF_PARSE(st, args, kwds, "LL|$OOOOOOOOOOOOppOpOOOOpOOOOOp:MultiHeadAttention", kwlist, &C,
-                  &H, &kvh_obj, &d_obj, &qw, &kw, &vw, &qb, &kb, &vb, &qkvw, &qkvb, &ow, &ob,
+    if (!TF_PARSE(st, args, kwds, "LL|$OOOOOOOOOOOOppOpOOOOpOOOOOpOOd:MultiHeadAttention", kwlist,
+                  &C, &H, &kvh_obj, &d_obj, &qw, &kw, &vw, &qb, &kb, &vb, &qkvw, &qkvb, &ow, &ob,
                   &transposed, &causal, &scale_obj, &cross, &kv_in_obj, &rd_obj, &theta_obj,
                   &inv_freq_obj, &interleaved, &window_obj, &dtype, &rel_table_obj, &nb_obj,
-                  &md_obj, &alibi)) {
+                  &md_obj, &alibi, &qn_obj, &kn_obj, &qk_eps)) {
         return NULL;
     }
     if (opt_int(kvh_obj, 0, &KVH) < 0 || opt_int(d_obj, 0, &D) < 0 ||
@@ -524,6 +593,9 @@ mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         0) {
         goto fail;
     }
+    if (init_qk_norm(st, self, qn_obj, kn_obj, qk_eps) < 0) {
+        goto fail;
+    }
     Py_XDECREF(fused_w);
     Py_XDECREF(fused_b);
     Py_XDECREF(kv_w);
@@ -568,6 +640,8 @@ mha_dealloc(tf_mha *self)
     PyObject_GC_UnTrack(self);
     mha_clear(self);
     tf_free(self->inv_freq);
+    tf_free(self->q_norm.gamma);
+    tf_free(self->k_norm.gamma);
     tf_posbias_free(&self->pos);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
@@ -1012,7 +1086,8 @@ PyDoc_STRVAR(
     "                   kv_input_size=None, rotary_dim=None, rope_theta=None, rope_inv_freq=None,\n"
     "                   rope_interleaved=False, sliding_window=None, dtype='float32',\n"
     "                   relative_attention_bias=None, relative_attention_num_buckets=32,\n"
-    "                   relative_attention_max_distance=128, alibi=False)\n--\n\n"
+    "                   relative_attention_max_distance=128, alibi=False,\n"
+    "                   q_norm_weight=None, k_norm_weight=None, qk_norm_eps=1e-6)\n--\n\n"
     "Attention layer: projections, optional rotary embedding, fused attention kernel, output\n"
     "projection. Self-attention fuses q/k/v into one GEMM (give q/k/v weights or an already\n"
     "fused qkv_weight); GQA/MQA via num_key_value_heads without copying K/V. Weights are\n"
@@ -1020,6 +1095,8 @@ PyDoc_STRVAR(
     "Rotary: rope_theta (default inverse frequencies) or rope_inv_freq (scaled variants) over\n"
     "the first rotary_dim dims of each head, half-split (Llama) or interleaved (GPT-J).\n"
     "sliding_window=W lets each query see itself and the W - 1 keys before it (Mistral).\n"
+    "q_norm_weight/k_norm_weight (head_dim,) apply an RMSNorm (eps qk_norm_eps) to every query\n"
+    "and key head before the rotary embedding (Qwen3).\n"
     "Position biases computed inside the attention kernel (never an (H, T, S) tensor):\n"
     "relative_attention_bias=table (num_buckets, num_heads) adds T5's bucketed relative bias\n"
     "(relative_attention_num_buckets=32, relative_attention_max_distance=128; bidirectional\n"

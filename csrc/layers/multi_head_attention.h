@@ -5,6 +5,7 @@
 #include "layers/kv_cache.h"
 #include "layers/linear.h"
 #include "kernels/attention/position_bias.h"
+#include "kernels/norm.h"
 
 typedef struct {
     PyObject_HEAD int64_t hidden; /* C: width of hidden_states and of the output */
@@ -22,6 +23,9 @@ typedef struct {
     int rope_interleaved;
     float *inv_freq; /* (rotary_dim / 2,) owned */
     tf_posbias pos;  /* T5 relative bias or ALiBi, computed per call (self-attention) */
+    /* per-head RMSNorm of each query / key head before the rotary embedding (Qwen3's
+     * q_norm / k_norm): gamma (D,) owned, NULL = none */
+    tf_norm_params q_norm, k_norm;
 } tf_mha;
 
 /* Everything one attention call needs besides the layer. */

@@ -20,7 +20,7 @@ from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
 from .base import Weights
-from .decoder import DecoderLM, DecoderModel
+from .decoder import DecoderLM, DecoderModel, qkv_heads_to_blocks
 from .registry import register
 
 __all__ = ["BloomForCausalLM", "BloomModel"]
@@ -33,14 +33,6 @@ def _config_int(cfg: Config, *names: str) -> int:
         if cfg.get(name) is not None:
             return cfg.require(name)
     raise CheckpointError(f"config.json: needs one of {', '.join(map(repr, names))}")
-
-
-def qkv_heads_to_blocks(a: np.ndarray, H: int, D: int) -> np.ndarray:
-    """BLOOM's fused query_key_value rows, per head [H, 3, D] (q, k, v of head 0, then of
-    head 1, ...), reordered to [3, H, D] = [q heads | k heads | v heads]: (3 H D, ...) in and out
-    (weights (3 C, C) or bias (3 C,); float32 or bfloat16 bits)."""
-    rest = a.shape[1:]
-    return np.ascontiguousarray(a.reshape((H, 3, D) + rest).swapaxes(0, 1).reshape((3 * H * D,) + rest))
 
 
 class _ResidualAfterNormBlock:

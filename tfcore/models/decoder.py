@@ -13,7 +13,48 @@ import numpy as np
 from .. import _C
 from ..config import Config
 from ..generation import GenerationMixin, read_generation_defaults
+from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights, check_ids, padding_mask
+
+# -- config and weight-layout helpers the decoder families share
+
+
+def rope_settings(cfg: Config):
+    """(theta, scaling dict or None) from either config layout."""
+    params = cfg.get("rope_parameters")
+    if isinstance(params, dict):
+        theta = float(params.get("rope_theta", cfg.get("rope_theta", 10000.0)))
+        kind = params.get("rope_type", "default")
+        return theta, (None if kind == "default" else params)
+    return float(cfg.get("rope_theta", 10000.0)), cfg.get("rope_scaling")
+
+
+def rope_partial_factor(cfg: Config) -> float:
+    """HF's partial_rotary_factor: in rope_parameters (v5), at the top level, or GPT-NeoX's rotary_pct."""
+    params = cfg.get("rope_parameters")
+    for value in (
+        params.get("partial_rotary_factor") if isinstance(params, dict) else None,
+        cfg.get("partial_rotary_factor"),
+        cfg.get("rotary_pct"),
+    ):
+        if value is not None:
+            if not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+                raise CheckpointError(f"config.json: partial_rotary_factor must be in (0, 1], got {value!r}")
+            return float(value)
+    return 1.0
+
+
+def rotary_dim(cfg: Config, D: int) -> int:
+    """int(head_dim * partial_rotary_factor), as HF computes it."""
+    return int(D * rope_partial_factor(cfg))
+
+
+def qkv_heads_to_blocks(a: np.ndarray, H: int, D: int) -> np.ndarray:
+    """BLOOM's fused query_key_value rows, per head [H, 3, D] (q, k, v of head 0, then of
+    head 1, ...), reordered to [3, H, D] = [q heads | k heads | v heads]: (3 H D, ...) in and out
+    (weights (3 C, C) or bias (3 C,); float32 or bfloat16 bits)."""
+    rest = a.shape[1:]
+    return np.ascontiguousarray(a.reshape((H, 3, D) + rest).swapaxes(0, 1).reshape((3 * H * D,) + rest))
 
 
 class DecoderModel(PreTrainedModel):
@@ -234,3 +275,37 @@ class DecoderLM(PreTrainedModel, GenerationMixin):
         return ModelOutput(
             logits=self.lm_head(h), past_key_values=cache, hidden_states=hidden, attentions=attentions
         )
+
+
+class ParallelResidualBlock:
+    """A decoder layer with attention and MLP side by side on the same input (GPT-NeoX's
+    use_parallel_residual, Falcon's parallel_attn)::
+
+        y = x + attention(norm1(x)) + mlp(norm2(x))      (norm2=None: mlp(norm1(x)))
+
+    Same call as TransformerBlock; both residual adds stay fused into the output GEMMs
+    (attention adds x, the MLP adds the attention's result)."""
+
+    def __init__(self, attention, feed_forward, norm1, norm2=None):
+        self.attention, self.feed_forward, self.norm1, self.norm2 = attention, feed_forward, norm1, norm2
+
+    def __call__(
+        self,
+        hidden_states,
+        attention_mask=None,
+        *,
+        position_ids=None,
+        output_attentions: bool = False,
+        past_key_values=None,
+        layer_idx: Optional[int] = None,
+    ):
+        n = self.norm1(hidden_states)
+        kw = {} if position_ids is None else {"position_ids": position_ids}
+        if past_key_values is not None:
+            kw.update(past_key_values=past_key_values, layer_idx=layer_idx)
+        out = self.attention(
+            n, attention_mask, residual=hidden_states, output_attentions=output_attentions, **kw
+        )
+        h, weights = out if output_attentions else (out, None)
+        y = self.feed_forward(n if self.norm2 is None else self.norm2(hidden_states), h)
+        return (y, weights) if output_attentions else y

@@ -15,20 +15,10 @@ from ..config import Config
 from ..functional import rope_inv_freq
 from ..safetensors import CheckpointError
 from .base import Weights
-from .decoder import DecoderLM, DecoderModel
+from .decoder import DecoderLM, DecoderModel, rope_settings
 from .registry import register
 
 __all__ = ["LlamaForCausalLM", "LlamaModel", "MistralForCausalLM", "MistralModel"]
-
-
-def rope_settings(cfg: Config):
-    """(theta, scaling dict or None) from either config layout."""
-    params = cfg.get("rope_parameters")
-    if isinstance(params, dict):
-        theta = float(params.get("rope_theta", cfg.get("rope_theta", 10000.0)))
-        kind = params.get("rope_type", "default")
-        return theta, (None if kind == "default" else params)
-    return float(cfg.get("rope_theta", 10000.0)), cfg.get("rope_scaling")
 
 
 @register("base")
@@ -51,14 +41,12 @@ class LlamaModel(DecoderModel):
         KVH = cfg.get("num_key_value_heads") or H
         D = cfg.get("head_dim") or C // H
         V = cfg.require("vocab_size")
-        eps = float(cfg.get("rms_norm_eps", 1e-6))
+        eps = self.eps = float(cfg.get("rms_norm_eps", 1e-6))
         if H % KVH:
             raise CheckpointError(
                 f"config.json: num_attention_heads={H} is not a multiple of num_key_value_heads={KVH}"
             )
-        theta, scaling = rope_settings(cfg)
-        inv_freq = rope_inv_freq(D, theta, scaling=scaling)
-        window = cfg.get(self.sliding_window_key) if self.sliding_window_key else None
+        rope = self.rope(cfg, D)
         self.vocab_size, self.hidden_size = V, C
         self.embed_tokens = _C.Embedding(w.get("embed_tokens.weight", (V, C)))
         for i in w.layer_range(L):
@@ -71,17 +59,10 @@ class LlamaModel(DecoderModel):
                 H,
                 num_key_value_heads=KVH,
                 head_dim=D,
-                q_weight=g("self_attn.q_proj.weight", H * D, C),
-                q_bias=g("self_attn.q_proj.bias", H * D, optional=True),
-                k_weight=g("self_attn.k_proj.weight", KVH * D, C),
-                k_bias=g("self_attn.k_proj.bias", KVH * D, optional=True),
-                v_weight=g("self_attn.v_proj.weight", KVH * D, C),
-                v_bias=g("self_attn.v_proj.bias", KVH * D, optional=True),
-                o_weight=g("self_attn.o_proj.weight", C, H * D),
-                o_bias=g("self_attn.o_proj.bias", C, optional=True),
+                **self.attention_weights(g, C, H, KVH, D),
+                **rope,
                 is_causal=True,
-                rope_inv_freq=inv_freq,
-                sliding_window=window,
+                sliding_window=self.layer_window(cfg, i),
                 dtype=w.dtype,
             )
             ffn = self.feed_forward(cfg, w, i)
@@ -91,22 +72,50 @@ class LlamaModel(DecoderModel):
             w.release()
         self.final_norm = _C.RMSNorm(w.get("norm.weight", (C,)), eps=eps)
 
+    # -- what a Llama-shaped family changes (Qwen2, Qwen3, Phi-3, Mixtral override these)
     def feed_forward(self, cfg: Config, w: Weights, i: int):
-        """Layer i's MLP (SwiGLU: gate/up/down); MoE families return a MixtureOfExperts."""
+        """Layer i's MLP: a SwiGLU FeedForward from mlp_weights(); MoE families (Mixtral)
+        return a MixtureOfExperts instead."""
         C, F = cfg.require("hidden_size"), cfg.require("intermediate_size")
 
         def g(key, *shape, optional=False):
-            return w.get(f"layers.{i}.mlp.{key}", shape, optional=optional, matrix=len(shape) == 2)
+            return w.get(f"layers.{i}.{key}", shape, optional=optional, matrix=len(shape) == 2)
 
         return _C.FeedForward(
-            g("up_proj.weight", F, C),
-            g("down_proj.weight", C, F),
-            gate_weight=g("gate_proj.weight", F, C),
-            up_bias=g("up_proj.bias", F, optional=True),
-            down_bias=g("down_proj.bias", C, optional=True),
-            gate_bias=g("gate_proj.bias", F, optional=True),
-            activation=cfg.get("hidden_act", "silu"),
-            dtype=w.dtype,
+            **self.mlp_weights(g, C, F), activation=cfg.get("hidden_act", "silu"), dtype=w.dtype
+        )
+
+    def rope(self, cfg: Config, D: int) -> dict:
+        """MultiHeadAttention's rotary arguments (rope_inv_freq, rotary_dim, scale) for head_dim D."""
+        theta, scaling = rope_settings(cfg)
+        return {"rope_inv_freq": rope_inv_freq(D, theta, scaling=scaling)}
+
+    def layer_window(self, cfg: Config, i: int):
+        """The sliding attention window of layer i (None: full attention)."""
+        return cfg.get(self.sliding_window_key) if self.sliding_window_key else None
+
+    def attention_weights(self, g, C: int, H: int, KVH: int, D: int) -> dict:
+        """MultiHeadAttention's weight arguments from layer getter g (q/k/v/o_proj, optional biases)."""
+        return dict(
+            q_weight=g("self_attn.q_proj.weight", H * D, C),
+            q_bias=g("self_attn.q_proj.bias", H * D, optional=True),
+            k_weight=g("self_attn.k_proj.weight", KVH * D, C),
+            k_bias=g("self_attn.k_proj.bias", KVH * D, optional=True),
+            v_weight=g("self_attn.v_proj.weight", KVH * D, C),
+            v_bias=g("self_attn.v_proj.bias", KVH * D, optional=True),
+            o_weight=g("self_attn.o_proj.weight", C, H * D),
+            o_bias=g("self_attn.o_proj.bias", C, optional=True),
+        )
+
+    def mlp_weights(self, g, C: int, F: int) -> dict:
+        """FeedForward's weight arguments from layer getter g (gate/up/down_proj, optional biases)."""
+        return dict(
+            up_weight=g("mlp.up_proj.weight", F, C),
+            down_weight=g("mlp.down_proj.weight", C, F),
+            gate_weight=g("mlp.gate_proj.weight", F, C),
+            up_bias=g("mlp.up_proj.bias", F, optional=True),
+            down_bias=g("mlp.down_proj.bias", C, optional=True),
+            gate_bias=g("mlp.gate_proj.bias", F, optional=True),
         )
 
     def embed(self, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
