@@ -10,6 +10,7 @@ from .base import ModelOutput, PreTrainedModel
 from .bert import *  # noqa: F401,F403
 from .big_bird import *  # noqa: F401,F403
 from .bloom import *  # noqa: F401,F403
+from .encoder_heads import *  # noqa: F401,F403
 from .gpt2 import *  # noqa: F401,F403
 from .llama import *  # noqa: F401,F403
 from .longformer import *  # noqa: F401,F403
