@@ -14,6 +14,7 @@ from .encoder_heads import *  # noqa: F401,F403
 from .gpt2 import *  # noqa: F401,F403
 from .llama import *  # noqa: F401,F403
 from .longformer import *  # noqa: F401,F403
+from .mt5 import *  # noqa: F401,F403
 from .opt import *  # noqa: F401,F403
 from .swin import *  # noqa: F401,F403
 from .t5 import *  # noqa: F401,F403
