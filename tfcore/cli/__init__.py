@@ -11,11 +11,23 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import bench, check, demo, embed, generate, info, inspect, run, search
+from . import bench, check, classify, demo, embed, generate, info, inspect, run, search
 
 COMMANDS = {
     m.NAME: m
-    for m in (demo, info, embed, search, generate, run, inspect.Inspect, inspect.Convert, bench, check)
+    for m in (
+        demo,
+        info,
+        embed,
+        search,
+        classify,
+        generate,
+        run,
+        inspect.Inspect,
+        inspect.Convert,
+        bench,
+        check,
+    )
 }
 
 
