@@ -1139,6 +1139,110 @@ CASES = [
         VE,
         "not a readable image",
     ),
+    (
+        "heads/sequence classifier from a base checkpoint",
+        "tfcore.AutoModelForSequenceClassification.from_pretrained(bert)",
+        CK,
+        "classifier",
+    ),
+    (
+        "heads/token classifier from a base checkpoint",
+        "tfcore.AutoModelForTokenClassification.from_pretrained(bert)",
+        CK,
+        "classifier.weight",
+    ),
+    (
+        "heads/question answering from a base checkpoint",
+        "tfcore.AutoModelForQuestionAnswering.from_pretrained(bert)",
+        CK,
+        "qa_outputs.weight",
+    ),
+    (
+        "heads/id2label a list",
+        "import shutil; d = shutil.copytree(bert, tempfile.mkdtemp(dir=tmp), dirs_exist_ok=True)\ncfg = json.load(open(os.path.join(d, 'config.json'))); cfg.update({'id2label': ['a', 'b']})\njson.dump(cfg, open(os.path.join(d, 'config.json'), 'w'))\n"
+        "tfcore.AutoModelForTokenClassification.from_pretrained(d)",
+        CK,
+        "id2label must be a mapping",
+    ),
+    (
+        "heads/id2label keys not ints",
+        "import shutil; d = shutil.copytree(bert, tempfile.mkdtemp(dir=tmp), dirs_exist_ok=True)\ncfg = json.load(open(os.path.join(d, 'config.json'))); cfg.update({'id2label': {'x': 'a'}})\njson.dump(cfg, open(os.path.join(d, 'config.json'), 'w'))\n"
+        "tfcore.AutoModelForTokenClassification.from_pretrained(d)",
+        CK,
+        "id2label keys must be integers",
+    ),
+    (
+        "heads/num_labels zero",
+        "import shutil; d = shutil.copytree(bert, tempfile.mkdtemp(dir=tmp), dirs_exist_ok=True)\ncfg = json.load(open(os.path.join(d, 'config.json'))); cfg.update({'num_labels': 0})\njson.dump(cfg, open(os.path.join(d, 'config.json'), 'w'))\n"
+        "tfcore.AutoModelForTokenClassification.from_pretrained(d)",
+        CK,
+        "num_labels must be a positive integer",
+    ),
+    (
+        "heads/question answering with 3 labels",
+        "import shutil; d = shutil.copytree(bert, tempfile.mkdtemp(dir=tmp), dirs_exist_ok=True)\ncfg = json.load(open(os.path.join(d, 'config.json'))); cfg.update({'id2label': {'0': 'a', '1': 'b', '2': 'c'}})\njson.dump(cfg, open(os.path.join(d, 'config.json'), 'w'))\n"
+        "tfcore.AutoModelForQuestionAnswering.from_pretrained(d)",
+        CK,
+        "num_labels=2",
+    ),
+    (
+        "heads/classifier of the wrong width",
+        "import shutil; d = shutil.copytree(bert, tempfile.mkdtemp(dir=tmp), dirs_exist_ok=True)\nfrom tfcore.safetensors import SafetensorsFile, save_file\nf = SafetensorsFile(os.path.join(d, 'model.safetensors')); t = {k: np.array(f.float32(k)) for k in f.keys()}; del f\nt['classifier.weight'] = np.ones((2, 15), np.float32); t['classifier.bias'] = np.zeros(2, np.float32)\nsave_file(t, os.path.join(d, 'model.safetensors'))\nm = tfcore.AutoModelForTokenClassification.from_pretrained(d)\n",
+        CK,
+        "shape",
+    ),
+    (
+        "heads/token classifier float ids",
+        "import shutil; d = shutil.copytree(bert, tempfile.mkdtemp(dir=tmp), dirs_exist_ok=True)\nfrom tfcore.safetensors import SafetensorsFile, save_file\nf = SafetensorsFile(os.path.join(d, 'model.safetensors')); t = {k: np.array(f.float32(k)) for k in f.keys()}; del f\nt['classifier.weight'] = np.ones((2, 16), np.float32); t['classifier.bias'] = np.zeros(2, np.float32)\nsave_file(t, os.path.join(d, 'model.safetensors'))\nm = tfcore.AutoModelForTokenClassification.from_pretrained(d)\nm(np.array([[1.5, 2.0]]))",
+        TE,
+        "integers",
+    ),
+    (
+        "heads/token classifier ids out of vocabulary",
+        "import shutil; d = shutil.copytree(bert, tempfile.mkdtemp(dir=tmp), dirs_exist_ok=True)\nfrom tfcore.safetensors import SafetensorsFile, save_file\nf = SafetensorsFile(os.path.join(d, 'model.safetensors')); t = {k: np.array(f.float32(k)) for k in f.keys()}; del f\nt['classifier.weight'] = np.ones((2, 16), np.float32); t['classifier.bias'] = np.zeros(2, np.float32)\nsave_file(t, os.path.join(d, 'model.safetensors'))\nm = tfcore.AutoModelForTokenClassification.from_pretrained(d)\nm(np.array([[1, 50]]))",
+        VE,
+        "outside",
+    ),
+    (
+        "heads/token classifier mask of the wrong shape",
+        "import shutil; d = shutil.copytree(bert, tempfile.mkdtemp(dir=tmp), dirs_exist_ok=True)\nfrom tfcore.safetensors import SafetensorsFile, save_file\nf = SafetensorsFile(os.path.join(d, 'model.safetensors')); t = {k: np.array(f.float32(k)) for k in f.keys()}; del f\nt['classifier.weight'] = np.ones((2, 16), np.float32); t['classifier.bias'] = np.zeros(2, np.float32)\nsave_file(t, os.path.join(d, 'model.safetensors'))\nm = tfcore.AutoModelForTokenClassification.from_pretrained(d)\nm(np.array([[1, 2]]), attention_mask=np.ones((1, 3)))",
+        VE,
+        "attention_mask has shape",
+    ),
+    (
+        "heads/token classifier mask of strings",
+        "import shutil; d = shutil.copytree(bert, tempfile.mkdtemp(dir=tmp), dirs_exist_ok=True)\nfrom tfcore.safetensors import SafetensorsFile, save_file\nf = SafetensorsFile(os.path.join(d, 'model.safetensors')); t = {k: np.array(f.float32(k)) for k in f.keys()}; del f\nt['classifier.weight'] = np.ones((2, 16), np.float32); t['classifier.bias'] = np.zeros(2, np.float32)\nsave_file(t, os.path.join(d, 'model.safetensors'))\nm = tfcore.AutoModelForTokenClassification.from_pretrained(d)\nm(np.array([[1, 2]]), attention_mask=np.array([['a', 'b']]))",
+        TE,
+        "attention_mask must hold 0/1",
+    ),
+    (
+        "heads/token classifier 3-D ids",
+        "import shutil; d = shutil.copytree(bert, tempfile.mkdtemp(dir=tmp), dirs_exist_ok=True)\nfrom tfcore.safetensors import SafetensorsFile, save_file\nf = SafetensorsFile(os.path.join(d, 'model.safetensors')); t = {k: np.array(f.float32(k)) for k in f.keys()}; del f\nt['classifier.weight'] = np.ones((2, 16), np.float32); t['classifier.bias'] = np.zeros(2, np.float32)\nsave_file(t, os.path.join(d, 'model.safetensors'))\nm = tfcore.AutoModelForTokenClassification.from_pretrained(d)\nm(np.ones((1, 2, 3), np.int64))",
+        VE,
+        "dimensions",
+    ),
+    (
+        "heads/token classifier still works after rejected calls",
+        "import shutil; d = shutil.copytree(bert, tempfile.mkdtemp(dir=tmp), dirs_exist_ok=True)\nfrom tfcore.safetensors import SafetensorsFile, save_file\nf = SafetensorsFile(os.path.join(d, 'model.safetensors')); t = {k: np.array(f.float32(k)) for k in f.keys()}; del f\nt['classifier.weight'] = np.ones((2, 16), np.float32); t['classifier.bias'] = np.zeros(2, np.float32)\nsave_file(t, os.path.join(d, 'model.safetensors'))\nm = tfcore.AutoModelForTokenClassification.from_pretrained(d)\nfor bad in (np.array([[1.5]]), np.zeros((1, 0), np.int64), np.array([[1, 99]])):\n    try:\n        m(bad)\n    except tfcore.TfcoreError:\n        pass\nassert m(np.array([[1, 2, 3]])).logits.shape == (1, 3, 2)",
+        None,
+        "",
+    ),
+    (
+        "mt5/a BERT checkpoint labelled mt5",
+        "import shutil; d = shutil.copytree(bert, tempfile.mkdtemp(dir=tmp), dirs_exist_ok=True)\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg['model_type'] = 'mt5'\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModelForSeq2SeqLM.from_pretrained(d)",
+        CK,
+        "d_model",
+    ),
+    (
+        "umt5/a BERT checkpoint labelled umt5",
+        "import shutil; d = shutil.copytree(bert, tempfile.mkdtemp(dir=tmp), dirs_exist_ok=True)\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg['model_type'] = 'umt5'\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModelForSeq2SeqLM.from_pretrained(d)",
+        CK,
+        "d_model",
+    ),
 ]
 
 

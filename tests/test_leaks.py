@@ -75,6 +75,34 @@ def test_qk_norm_attention_builds_and_calls_keep_memory_flat():
     assert growth < 2 * MiB, growth
 
 
+def test_task_heads_and_umt5_keep_memory_flat(tmp_path):
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = dict(
+        vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32
+    )
+    transformers.RobertaForQuestionAnswering(transformers.RobertaConfig(**cfg)).save_pretrained(
+        tmp_path / "qa"
+    )
+    transformers.UMT5ForConditionalGeneration(
+        transformers.UMT5Config(vocab_size=60, d_model=16, d_kv=4, d_ff=24, num_layers=2, num_heads=4)
+    ).save_pretrained(tmp_path / "umt5")
+    qa = tfcore.AutoModelForQuestionAnswering.from_pretrained(tmp_path / "qa")
+    umt5 = tfcore.AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "umt5")
+    ids = np.array([[0, 5, 9, 13, 2], [0, 7, 3, 2, 1]])
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
+    # one thread: the loops check memory, and on a busy shared machine a 2-thread team waits at
+    # every barrier for a descheduled thread (this test took 460 s that way)
+    with tfcore.threads(1):
+        growth = rss_growth(lambda: qa(ids, attention_mask=mask), calls=2000, warmup=100)
+        assert growth < 2 * MiB, growth
+        run = lambda: umt5.generate(ids, attention_mask=mask, max_new_tokens=3, num_beams=2)  # noqa: E731
+        growth = min(rss_growth(run, calls=200, warmup=100), rss_growth(run, calls=200, warmup=0))
+        assert growth < 2 * MiB, growth
+
+
 def test_eval_helpers_keep_memory_flat(tiny_models):
     """tfcore.eval's text-in helpers (tokenize, plan length-sorted batches, run, reorder)."""
     bert = tfcore.AutoModel.from_pretrained(tiny_models / "bert")

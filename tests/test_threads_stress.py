@@ -42,6 +42,16 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         transformers.BertModel.from_pretrained(tmp_path / "bert").state_dict(),
         tmp_path / "bert-bin" / "pytorch_model.bin",
     )
+    # a task head (token classification) and an encoder-decoder with per-layer biases (UMT5)
+    torch.manual_seed(0)
+    transformers.BertForTokenClassification(
+        transformers.BertConfig.from_pretrained(tmp_path / "bert", num_labels=5)
+    ).save_pretrained(tmp_path / "bert-tok")
+    tagger = tfcore.AutoModelForTokenClassification.from_pretrained(tmp_path / "bert-tok")
+    transformers.UMT5ForConditionalGeneration(
+        transformers.UMT5Config(vocab_size=60, d_model=16, d_kv=4, d_ff=24, num_layers=2, num_heads=4)
+    ).save_pretrained(tmp_path / "umt5")
+    umt5 = tfcore.AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "umt5")
     llama = tfcore.AutoModelForCausalLM.from_pretrained(
         tmp_path / "llama", dtype="int8" if "int8" in tfcore.supported_dtypes() else "float32"
     )
@@ -170,6 +180,8 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         ),
         "bert": lambda: bert(ids, attention_mask=mask).last_hidden_state,
         "generate": lambda: llama.generate(ids[:2, :4], max_new_tokens=6),
+        "token-classification": lambda: tagger(ids, attention_mask=mask).logits,
+        "umt5-generate": lambda: umt5.generate(ids, attention_mask=mask, max_new_tokens=5, num_beams=2),
         "generate-int8-cache": lambda: llama.generate(ids[:1, :5], max_new_tokens=5, cache_dtype="int8"),
         "linear": lambda: lin(x),
         "moe": lambda: moe(hm),

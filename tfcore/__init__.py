@@ -52,7 +52,14 @@ from ._C import (
     set_num_threads,
 )
 from ._runtime import get_weight_cache, set_weight_cache, show_config, supported_dtypes, threads
-from .loading import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+from .loading import (
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
 from .safetensors import CheckpointError
 
 __version__ = "0.1.0"
@@ -61,6 +68,9 @@ __all__ = [
     "AutoModel",
     "AutoModelForCausalLM",
     "AutoModelForSeq2SeqLM",
+    "AutoModelForSequenceClassification",
+    "AutoModelForTokenClassification",
+    "AutoModelForQuestionAnswering",
     "CheckpointError",
     "models",
     "Conv1d",

@@ -74,3 +74,63 @@ class AutoModelForSeq2SeqLM:
         """Load the directory's encoder-decoder language model; dtype and threads as
         PreTrainedModel.from_pretrained."""
         return _load(directory, "seq2seq-lm", dtype, threads, revision=revision, torch_dtype=torch_dtype)
+
+
+class AutoModelForSequenceClassification:
+    """``AutoModelForSequenceClassification.from_pretrained(dir)`` like transformers': the checkpoint's
+    sequence classifier (logits over config.id2label; ``model.id2label``)."""
+
+    @staticmethod
+    def from_pretrained(
+        directory: Union[str, os.PathLike],
+        dtype: Any = "float32",
+        threads: Optional[int] = None,
+        *,
+        revision: Optional[str] = None,
+        torch_dtype: Any = None,
+    ) -> PreTrainedModel:
+        """Load the directory's sequence classification model; dtype and threads as
+        PreTrainedModel.from_pretrained."""
+        return _load(
+            directory, "sequence-classification", dtype, threads, revision=revision, torch_dtype=torch_dtype
+        )
+
+
+class AutoModelForTokenClassification:
+    """``AutoModelForTokenClassification.from_pretrained(dir)`` like transformers': the checkpoint's
+    token classifier (per-token logits, e.g. NER)."""
+
+    @staticmethod
+    def from_pretrained(
+        directory: Union[str, os.PathLike],
+        dtype: Any = "float32",
+        threads: Optional[int] = None,
+        *,
+        revision: Optional[str] = None,
+        torch_dtype: Any = None,
+    ) -> PreTrainedModel:
+        """Load the directory's token classification model; dtype and threads as
+        PreTrainedModel.from_pretrained."""
+        return _load(
+            directory, "token-classification", dtype, threads, revision=revision, torch_dtype=torch_dtype
+        )
+
+
+class AutoModelForQuestionAnswering:
+    """``AutoModelForQuestionAnswering.from_pretrained(dir)`` like transformers': the checkpoint's
+    extractive question-answering model (start and end logits)."""
+
+    @staticmethod
+    def from_pretrained(
+        directory: Union[str, os.PathLike],
+        dtype: Any = "float32",
+        threads: Optional[int] = None,
+        *,
+        revision: Optional[str] = None,
+        torch_dtype: Any = None,
+    ) -> PreTrainedModel:
+        """Load the directory's question answering model; dtype and threads as
+        PreTrainedModel.from_pretrained."""
+        return _load(
+            directory, "question-answering", dtype, threads, revision=revision, torch_dtype=torch_dtype
+        )

@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import bench, check, demo, embed, generate, images, info, inspect, run, search
+from . import bench, check, classify, demo, embed, generate, images, info, inspect, run, search
 
 COMMANDS = {
     m.NAME: m
@@ -21,6 +21,7 @@ COMMANDS = {
         embed,
         search,
         images,
+        classify,
         generate,
         run,
         inspect.Inspect,

@@ -11,6 +11,7 @@ from .bert import *  # noqa: F401,F403
 from .big_bird import *  # noqa: F401,F403
 from .bloom import *  # noqa: F401,F403
 from .clip import *  # noqa: F401,F403
+from .encoder_heads import *  # noqa: F401,F403
 from .falcon import *  # noqa: F401,F403
 from .gla import *  # noqa: F401,F403
 from .gpt2 import *  # noqa: F401,F403
@@ -18,6 +19,7 @@ from .gpt_neox import *  # noqa: F401,F403
 from .llama import *  # noqa: F401,F403
 from .longformer import *  # noqa: F401,F403
 from .mixtral import *  # noqa: F401,F403
+from .mt5 import *  # noqa: F401,F403
 from .opt import *  # noqa: F401,F403
 from .phi3 import *  # noqa: F401,F403
 from .qwen2 import *  # noqa: F401,F403

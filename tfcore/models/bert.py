@@ -13,7 +13,7 @@ from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights, check_ids, padding_mask
-from .encoder import BERT_LAYER_KEYS, EncoderStack, hidden_act, layer_norm_eps
+from .encoder import BERT_LAYER_KEYS, EncoderStack, hidden_act, label_maps, layer_norm_eps
 from .registry import register
 
 __all__ = [
@@ -206,7 +206,8 @@ class BertForMaskedLM(PreTrainedModel):
 
 @register("sequence-classification")
 class BertForSequenceClassification(PreTrainedModel):
-    """``transformers.BertForSequenceClassification``: classifier over the pooled [CLS]."""
+    """``transformers.BertForSequenceClassification``: classifier over the pooled [CLS];
+    labels in ``model.id2label`` / ``model.label2id``."""
 
     model_types = ("bert",)
     base_prefixes = ("",)
@@ -222,7 +223,8 @@ class BertForSequenceClassification(PreTrainedModel):
                 "BertForSequenceClassification needs the pooler weights (bert.pooler.dense)"
             )
         C = self.bert.hidden_size
-        labels = len(config.get("id2label") or {}) or config.get("num_labels", 2)
+        self.id2label, self.label2id = label_maps(config)
+        labels = len(self.id2label)
         self.classifier = _C.Linear(
             weights.get("classifier.weight", (labels, C)),
             weights.get("classifier.bias", (labels,)),

@@ -4,7 +4,7 @@ config readers for LayerNorm epsilon and activation name."""
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -26,6 +26,32 @@ def hidden_act(cfg: Config, key: str = "hidden_act") -> str:
     if not isinstance(act, str):
         raise CheckpointError(f"config.json: {key} must be a string, got {act!r}")
     return act
+
+
+def label_maps(cfg: Config) -> Tuple[Dict[int, str], Dict[str, int]]:
+    """(id2label, label2id) of a classification checkpoint, as HF's config exposes them (int
+    ids): config.json's id2label (keys "0", "1", ...), else num_labels (default 2) labels named
+    LABEL_i. Raises CheckpointError on a malformed id2label."""
+    raw = cfg.get("id2label")
+    if raw:
+        if not isinstance(raw, dict):
+            raise CheckpointError(f"config.json: id2label must be a mapping, got {type(raw).__name__}")
+        try:
+            id2label = {int(k): str(v) for k, v in raw.items()}
+        except (TypeError, ValueError):
+            raise CheckpointError(
+                f"config.json: id2label keys must be integers, got {list(raw)[:5]}"
+            ) from None
+        if sorted(id2label) != list(range(len(id2label))):
+            raise CheckpointError(
+                f"config.json: id2label keys must be 0..{len(id2label) - 1}, got {sorted(id2label)}"
+            )
+    else:
+        n = cfg.get("num_labels", 2)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise CheckpointError(f"config.json: num_labels must be a positive integer, got {n!r}")
+        id2label = {i: f"LABEL_{i}" for i in range(n)}
+    return id2label, {v: k for k, v in id2label.items()}
 
 
 # Checkpoint names of one HF BertLayer's tensors, shared by the BERT-derived encoders

@@ -26,7 +26,9 @@ TASKS: Dict[str, str] = {
     "causal-lm": "causal LM",  # AutoModelForCausalLM: LM head and generate()
     "seq2seq-lm": "sequence-to-sequence LM",  # AutoModelForSeq2SeqLM: encoder-decoder with generate()
     "masked-lm": "masked LM",
-    "sequence-classification": "sequence classifier",
+    "sequence-classification": "sequence classifier",  # AutoModelForSequenceClassification
+    "token-classification": "token classifier",  # AutoModelForTokenClassification (NER)
+    "question-answering": "question-answering model",  # AutoModelForQuestionAnswering (spans)
     "image-classification": "image classifier",
     "encoder": "encoder",  # the encoder half of an encoder-decoder (T5EncoderModel)
 }

@@ -70,9 +70,18 @@ class EncoderDecoderCache:
 
 
 class T5Stack:
-    """The encoder or the decoder: blocks sharing one relative-position table, final norm."""
+    """The encoder or the decoder: blocks sharing one relative-position table (or, with
+    bias_per_layer, each block its own: UMT5), final norm."""
 
-    def __init__(self, cfg: Config, w: Weights, prefix: str, num_layers: int, decoder: bool):
+    def __init__(
+        self,
+        cfg: Config,
+        w: Weights,
+        prefix: str,
+        num_layers: int,
+        decoder: bool,
+        bias_per_layer: bool = False,
+    ):
         C, H, D = cfg.require("d_model"), cfg.require("num_heads"), cfg.require("d_kv")
         F = cfg.require("d_ff")
         buckets = cfg.get("relative_attention_num_buckets", 32)
@@ -88,6 +97,9 @@ class T5Stack:
 
             def g(key, *shape):
                 return w.get(f"{prefix}.block.{i}.layer.{key}", shape, matrix=len(shape) == 2)
+
+            if bias_per_layer and i:
+                table = g("0.SelfAttention.relative_attention_bias.weight", buckets, H)
 
             def attention(kind, **kw):
                 return _C.MultiHeadAttention(
@@ -196,6 +208,7 @@ class _T5Base(PreTrainedModel):
     model_types = ("t5",)
     base_prefixes = ("",)
     with_decoder = True
+    relative_bias_per_layer = False  # UMT5: every self-attention has its own bias table
     # tied copies of shared.weight some checkpoints store; an unused table HF ignores too
     ignore_keys = (
         "encoder.embed_tokens.weight",
@@ -213,10 +226,19 @@ class _T5Base(PreTrainedModel):
         self.hidden_size, self.vocab_size = C, V
         shared = "shared.weight" if w.has("shared.weight") else "encoder.embed_tokens.weight"
         self.shared = _C.Embedding(w.get(shared, (V, C)))
-        self.encoder = T5Stack(cfg, w, "encoder", cfg.require("num_layers"), decoder=False)
+        self.encoder = T5Stack(
+            cfg,
+            w,
+            "encoder",
+            cfg.require("num_layers"),
+            decoder=False,
+            bias_per_layer=self.relative_bias_per_layer,
+        )
         if self.with_decoder:
             L = cfg.get("num_decoder_layers") or cfg.require("num_layers")
-            self.decoder = T5Stack(cfg, w, "decoder", L, decoder=True)
+            self.decoder = T5Stack(
+                cfg, w, "decoder", L, decoder=True, bias_per_layer=self.relative_bias_per_layer
+            )
             self.generation_defaults = {
                 k: cfg.get(k) for k in ("eos_token_id", "pad_token_id", "decoder_start_token_id")
             }
