@@ -333,7 +333,13 @@ class GGUFFile:
                 f"(supported: {', '.join(DEQUANTIZE)})"
             )
         raw = self.raw(name)
-        out = fn(raw.reshape(-1, t.type.nbytes))
+        with np.errstate(all="ignore"):  # non-finite results are refused just below
+            out = fn(raw.reshape(-1, t.type.nbytes))
+        if not np.isfinite(out).all():
+            raise CheckpointError(
+                f"{self.path}: tensor {name!r} ({t.type.name}) holds NaN or infinite values "
+                "(corrupt block scales?)"
+            )
         return out.reshape(t.shape)
 
 
@@ -458,6 +464,10 @@ def _unpermute_rope(w: np.ndarray, heads: int) -> np.ndarray:
     """Undo llama.cpp's converter's q/k row order (pairs interleaved per head) back to HF's
     rotate_half order: rows (heads, D/2, 2) -> (heads, 2, D/2)."""
     rows = w.shape[0]
+    if w.ndim != 2 or rows % (2 * heads):
+        raise CheckpointError(
+            f"a q/k projection of shape {w.shape} cannot hold {heads} heads of an even head_dim"
+        )
     return np.ascontiguousarray(
         w.reshape(heads, rows // heads // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
     )
@@ -477,8 +487,10 @@ class Architecture:
         tensors: Dict[str, str],
         fix: Optional[Callable[[str, np.ndarray, Config], np.ndarray]] = None,
         defaults: Optional[Dict[str, Any]] = None,
+        required: Tuple[str, ...] = (),
     ):
         self.model_type, self.config, self.fix = model_type, config, fix
+        self.required = required  # HF keys that must come out as positive ints
         self.tensors = [(re.compile(p + r"\Z"), t) for p, t in tensors.items()]
         self.defaults = defaults or {}
 
@@ -532,7 +544,21 @@ _LLAMA_CONFIG = {
 # general.architecture -> how to read it. Part B's families (qwen2, qwen3, phi3, gemma2,
 # gptneox, falcon) are one row each once their tfcore classes exist.
 ARCHITECTURES: Dict[str, Architecture] = {
-    "llama": Architecture("llama", _LLAMA_CONFIG, _LLAMA_BLOCK, _llama_fix, {"hidden_act": "silu"}),
+    "llama": Architecture(
+        "llama",
+        _LLAMA_CONFIG,
+        _LLAMA_BLOCK,
+        _llama_fix,
+        {"hidden_act": "silu"},
+        required=(
+            "num_hidden_layers",
+            "hidden_size",
+            "intermediate_size",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "vocab_size",
+        ),
+    ),
 }
 
 
@@ -633,6 +659,13 @@ def config_from_metadata(md: Dict[str, Any], names: List[str], where: str) -> Tu
         if scaling != "linear" or not isinstance(factor, float):
             raise CheckpointError(f"{where}: rope scaling {scaling!r} is not supported (linear is)")
         values["rope_scaling"] = {"rope_type": "linear", "factor": float(factor)}
+    for k in arch.required:
+        v = values.get(k)
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 < v < 2**31:
+            keys = {hk: gk.format(arch=arch_name) for hk, gk in arch.config.items()}
+            raise CheckpointError(
+                f"{where}: metadata {keys.get(k, k)} (HF {k}) must be a positive integer, got {v!r}"
+            )
     values["tie_word_embeddings"] = "output.weight" not in names
     for hf_key, gguf_key in (
         ("bos_token_id", "tokenizer.ggml.bos_token_id"),
