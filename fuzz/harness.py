@@ -273,19 +273,42 @@ def tiny_llama_gguf(qtype: int = 2) -> bytes:
     t = GGML_TYPES[qtype]
     C, F_, V = 32, 64, 8
     kvs = [("general.architecture", 8, gguf_string("llama"))]
-    for key, v in (("block_count", 1), ("embedding_length", C), ("feed_forward_length", F_),
-                   ("attention.head_count", 2), ("attention.head_count_kv", 1), ("context_length", 64)):
+    for key, v in (
+        ("block_count", 1),
+        ("embedding_length", C),
+        ("feed_forward_length", F_),
+        ("attention.head_count", 2),
+        ("attention.head_count_kv", 1),
+        ("context_length", 64),
+    ):
         kvs.append((f"llama.{key}", 4, struct.pack("<I", v)))
     kvs.append(("llama.attention.layer_norm_rms_epsilon", 6, struct.pack("<f", 1e-5)))
     toks = ["a", "b", "c", "ab", "<s>", "</s>", "x", "y"]
     kvs.append(("tokenizer.ggml.model", 8, gguf_string("gpt2")))
-    kvs.append(("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, V) + b"".join(gguf_string(x) for x in toks)))
+    kvs.append(
+        ("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, V) + b"".join(gguf_string(x) for x in toks))
+    )
     kvs.append(("tokenizer.ggml.merges", 9, struct.pack("<IQ", 8, 1) + gguf_string("a b")))
-    kvs.append(("tokenizer.ggml.token_type", 9, struct.pack("<IQ", 5, V) + struct.pack("<8i", 1, 1, 1, 1, 3, 3, 1, 1)))
-    shapes = {"token_embd.weight": (C, V), "output_norm.weight": (C,), "blk.0.attn_norm.weight": (C,),
-              "blk.0.ffn_norm.weight": (C,), "blk.0.attn_q.weight": (C, C), "blk.0.attn_k.weight": (C, 16),
-              "blk.0.attn_v.weight": (C, 16), "blk.0.attn_output.weight": (C, C), "blk.0.ffn_gate.weight": (C, F_),
-              "blk.0.ffn_up.weight": (C, F_), "blk.0.ffn_down.weight": (F_, C)}
+    kvs.append(
+        (
+            "tokenizer.ggml.token_type",
+            9,
+            struct.pack("<IQ", 5, V) + struct.pack("<8i", 1, 1, 1, 1, 3, 3, 1, 1),
+        )
+    )
+    shapes = {
+        "token_embd.weight": (C, V),
+        "output_norm.weight": (C,),
+        "blk.0.attn_norm.weight": (C,),
+        "blk.0.ffn_norm.weight": (C,),
+        "blk.0.attn_q.weight": (C, C),
+        "blk.0.attn_k.weight": (C, 16),
+        "blk.0.attn_v.weight": (C, 16),
+        "blk.0.attn_output.weight": (C, C),
+        "blk.0.ffn_gate.weight": (C, F_),
+        "blk.0.ffn_up.weight": (C, F_),
+        "blk.0.ffn_down.weight": (F_, C),
+    }
     tensors, offset = [], 0
     for name, dims in shapes.items():
         tid = 0 if len(dims) == 1 else qtype

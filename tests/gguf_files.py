@@ -10,9 +10,8 @@ is then whatever those blocks decode to, for tfcore and transformers alike.
 
 from __future__ import annotations
 
-import numpy as np
-
 import gguf
+import numpy as np
 from gguf import GGMLQuantizationType as Q
 
 K_QUANTS = ("Q4_K", "Q5_K", "Q6_K")
@@ -81,7 +80,9 @@ def write_llama_gguf(model, path, qtype: str = "Q4_0", seed: int = 0, extra=None
     w.add_vocab_size(cfg.vocab_size)
     w.add_file_type(0)
     if tokenizer:  # a byte-level BPE vocabulary the size of the model's (never used for text here)
-        alphabet = [chr(c) for c in range(ord("a"), ord("a") + 26)] + [chr(c) for c in range(ord("A"), ord("A") + 26)]
+        alphabet = [chr(c) for c in range(ord("a"), ord("a") + 26)] + [
+            chr(c) for c in range(ord("A"), ord("A") + 26)
+        ]
         tokens = ["<s>", "</s>"] + alphabet + [f"x{i}" for i in range(cfg.vocab_size - 2 - len(alphabet))]
         w.add_tokenizer_model("gpt2")
         w.add_token_list(tokens)
@@ -134,7 +135,9 @@ def write_llama_gguf(model, path, qtype: str = "Q4_0", seed: int = 0, extra=None
     return str(path)
 
 
-def tiny_llama(seed: int = 0, hidden: int = 64, inter: int = 96, tie: bool = False, vocab: int = 67, layers: int = 2):
+def tiny_llama(
+    seed: int = 0, hidden: int = 64, inter: int = 96, tie: bool = False, vocab: int = 67, layers: int = 2
+):
     """A tiny random HF LlamaForCausalLM in eval mode (eager attention)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM

@@ -146,11 +146,21 @@ MALFORMED = [
     ("huge string", harness.gguf_bytes([("k", 8, struct.pack("<Q", 2**60))]), "claims|needs"),
     ("huge array", harness.gguf_bytes([("k", 9, struct.pack("<IQ", 4, 2**61))]), "claims"),
     ("unknown value type", harness.gguf_bytes([("k", 13, b"\0" * 8)]), "unknown value type 13"),
-    ("nested arrays", harness.gguf_bytes([("k", 9, struct.pack("<IQ", 9, 1) + struct.pack("<IQ", 9, 1) + struct.pack("<IQ", 4, 0))]), "nests arrays"),
+    (
+        "nested arrays",
+        harness.gguf_bytes(
+            [("k", 9, struct.pack("<IQ", 9, 1) + struct.pack("<IQ", 9, 1) + struct.pack("<IQ", 4, 0))]
+        ),
+        "nests arrays",
+    ),
     ("invalid UTF-8 key", harness.gguf_bytes([(b"\xff\xfe", 4, b"\0" * 4)]), "UTF-8"),
     ("duplicate key", harness.gguf_bytes([_kv_u32("a", 1), _kv_u32("a", 2)]), "appears twice"),
     ("bad alignment", harness.gguf_bytes([_kv_u32("general.alignment", 3)], alignment=1), "power of two"),
-    ("alignment wrong type", harness.gguf_bytes([("general.alignment", 6, struct.pack("<f", 32.0))]), "power of two"),
+    (
+        "alignment wrong type",
+        harness.gguf_bytes([("general.alignment", 6, struct.pack("<f", 32.0))]),
+        "power of two",
+    ),
     ("unknown ggml type", _one(tid=77), "unknown ggml type 77"),
     ("zero dims", _one(dims=()), "0 dimensions"),
     ("five dims", _one(dims=(1, 1, 1, 1, 32)), "5 dimensions"),
@@ -161,10 +171,16 @@ MALFORMED = [
     ("offset past the end", _one(offset=2**40, raw=b""), "beyond the file"),
     (
         "overlapping tensors",
-        harness.gguf_bytes([], [("a", (32,), 0, 0, F32_4), ("b", (32,), 0, 96, F32_4), ("c", (32,), 0, 64, F32_4)]),
+        harness.gguf_bytes(
+            [], [("a", (32,), 0, 0, F32_4), ("b", (32,), 0, 96, F32_4), ("c", (32,), 0, 64, F32_4)]
+        ),
         "overlap",
     ),
-    ("duplicate tensor", harness.gguf_bytes([], [("a", (8,), 0, 0, F32_4[:32]), ("a", (8,), 0, 32, F32_4[:32])]), "appears twice"),
+    (
+        "duplicate tensor",
+        harness.gguf_bytes([], [("a", (8,), 0, 0, F32_4[:32]), ("a", (8,), 0, 32, F32_4[:32])]),
+        "appears twice",
+    ),
 ]
 
 
@@ -180,8 +196,16 @@ def test_malformed_file(tmp_path, data, match):
 
 SEMANTIC = [
     ("no architecture", harness.gguf_bytes([], [("t", (32,), 0, 0, F32_4)]), "general.architecture"),
-    ("unknown architecture", harness.gguf_bytes([("general.architecture", 8, S("mamba9"))]), "'mamba9' is not supported"),
-    ("missing head count", harness.gguf_bytes([("general.architecture", 8, S("llama"))]), "must be a positive integer"),
+    (
+        "unknown architecture",
+        harness.gguf_bytes([("general.architecture", 8, S("mamba9"))]),
+        "'mamba9' is not supported",
+    ),
+    (
+        "missing head count",
+        harness.gguf_bytes([("general.architecture", 8, S("llama"))]),
+        "must be a positive integer",
+    ),
 ]
 
 
@@ -232,7 +256,9 @@ def test_tokenizer_kind_refused():
     with pytest.raises(CheckpointError, match="'llama'"):
         tokenizer_from_metadata(md)
     with pytest.raises(CheckpointError, match="merge"):
-        tokenizer_from_metadata({"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.tokens": ["a"], "tokenizer.ggml.merges": ["a"]})
+        tokenizer_from_metadata(
+            {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.tokens": ["a"], "tokenizer.ggml.merges": ["a"]}
+        )
 
 
 def test_chat_template_rendering_and_errors():
@@ -245,7 +271,9 @@ def test_chat_template_rendering_and_errors():
     )
     msgs = [{"role": "user", "content": "hi"}]
     assert apply_chat_template(tpl, msgs, eos_token="</s>") == "<user>hi</s>\n"
-    assert apply_chat_template(tpl, msgs, add_generation_prompt=True, eos_token="</s>").endswith("<assistant>")
+    assert apply_chat_template(tpl, msgs, add_generation_prompt=True, eos_token="</s>").endswith(
+        "<assistant>"
+    )
     with pytest.raises(tfcore.TfcoreValueError, match="no bad roles"):
         apply_chat_template(tpl, [{"role": "bad", "content": ""}])
     with pytest.raises(tfcore.TfcoreTypeError, match="messages"):

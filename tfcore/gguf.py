@@ -693,4 +693,12 @@ def read_config(path: Union[str, os.PathLike]) -> Config:
         f.close()
 
 
-__all__ = ["GGUFFile", "GGUFCheckpoint", "GGUFTensorInfo", "load", "read_config", "is_gguf_path", "DEQUANTIZE"]
+__all__ = [
+    "GGUFFile",
+    "GGUFCheckpoint",
+    "GGUFTensorInfo",
+    "load",
+    "read_config",
+    "is_gguf_path",
+    "DEQUANTIZE",
+]

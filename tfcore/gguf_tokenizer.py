@@ -34,7 +34,9 @@ def tokenizer_from_metadata(md: Mapping[str, Any], where: str = "GGUF file") -> 
     try:
         from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
     except ImportError as e:
-        raise ImportError("tokenizing text needs the optional 'tokenizers' package: pip install tokenizers") from e
+        raise ImportError(
+            "tokenizing text needs the optional 'tokenizers' package: pip install tokenizers"
+        ) from e
     kind = md.get("tokenizer.ggml.model")
     if kind != "gpt2":
         raise CheckpointError(
@@ -62,11 +64,19 @@ def tokenizer_from_metadata(md: Mapping[str, Any], where: str = "GGUF file") -> 
     try:
         tok = Tokenizer(models.BPE(vocab=vocab, merges=pairs, fuse_unk=False))
     except Exception as e:  # tokenizers raises plain Exceptions for inconsistent vocab/merges
-        raise CheckpointError(f"{where}: the GGUF vocabulary and merges do not form a BPE model ({e})") from None
+        raise CheckpointError(
+            f"{where}: the GGUF vocabulary and merges do not form a BPE model ({e})"
+        ) from None
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    special = [AddedToken(t, special=True, normalized=False) for t, k in zip(tokens, types) if int(k) == _CONTROL]
-    user = [AddedToken(t, special=False, normalized=False) for t, k in zip(tokens, types) if int(k) == _USER_DEFINED]
+    special = [
+        AddedToken(t, special=True, normalized=False) for t, k in zip(tokens, types) if int(k) == _CONTROL
+    ]
+    user = [
+        AddedToken(t, special=False, normalized=False)
+        for t, k in zip(tokens, types)
+        if int(k) == _USER_DEFINED
+    ]
     tok.add_special_tokens(special)
     tok.add_tokens(user)
 
@@ -130,7 +140,9 @@ def _check_messages(messages: Any) -> List[Dict[str, Any]]:
         )
     for i, m in enumerate(messages):
         if not isinstance(m, Mapping) or not isinstance(m.get("role"), str) or "content" not in m:
-            raise _C.TfcoreValueError(f"messages[{i}] must be a dict with a 'role' string and 'content', got {m!r}")
+            raise _C.TfcoreValueError(
+                f"messages[{i}] must be a dict with a 'role' string and 'content', got {m!r}"
+            )
     return [dict(m) for m in messages]
 
 
@@ -158,16 +170,28 @@ def apply_chat_template(
     def raise_exception(message: str) -> None:
         raise _C.TfcoreValueError(f"chat template: {message}")
 
-    def tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None, sort_keys: bool = False):
+    def tojson(
+        x: Any,
+        ensure_ascii: bool = False,
+        indent: Any = None,
+        separators: Any = None,
+        sort_keys: bool = False,
+    ):
         import json
 
-        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+        return json.dumps(
+            x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+        )
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+    )
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
     try:
         compiled = env.from_string(template)
-        return compiled.render(messages=messages, add_generation_prompt=bool(add_generation_prompt), **variables)
+        return compiled.render(
+            messages=messages, add_generation_prompt=bool(add_generation_prompt), **variables
+        )
     except jinja2.TemplateError as e:
         raise _C.TfcoreValueError(f"chat template could not be rendered ({type(e).__name__}: {e})") from None

@@ -62,7 +62,10 @@ def sections():
     import tfcore.gguf
     import tfcore.gguf_tokenizer
 
-    yield "tfcore.gguf", [tfcore.gguf.GGUFFile, tfcore.gguf.load, tfcore.gguf.read_config, tfcore.gguf.is_gguf_path]
+    yield (
+        "tfcore.gguf",
+        [tfcore.gguf.GGUFFile, tfcore.gguf.load, tfcore.gguf.read_config, tfcore.gguf.is_gguf_path],
+    )
     yield (
         "tfcore.gguf_tokenizer",
         [

@@ -203,7 +203,9 @@ class PreTrainedModel:
 
         if gguf.is_gguf_path(directory):  # a llama.cpp GGUF file: config and tensors from it
             if revision is not None:
-                raise CheckpointError(f"{directory}: revision={revision!r} applies to hub ids, not local files")
+                raise CheckpointError(
+                    f"{directory}: revision={revision!r} applies to hub ids, not local files"
+                )
             config, ckpt = gguf.load(directory)
             directory = ckpt.directory
         else:
