@@ -264,9 +264,10 @@ def gguf_string(text: str) -> bytes:
     return struct.pack("<Q", len(b)) + b
 
 
-def tiny_llama_gguf(qtype: int = 2) -> bytes:
+def tiny_llama_gguf(qtype: int = 2, chat_template=None) -> bytes:
     """A valid 1-layer Llama GGUF (hidden 32, 2 heads, vocab 8) with 2-D weights in qtype
-    (Q4_0 by default; block geometry from tfcore.gguf) and a 4-token byte-level vocabulary."""
+    (Q4_0 by default; block geometry from tfcore.gguf), an 8-token byte-level vocabulary and
+    optionally a chat template (eos "</s>" = id 5)."""
     from tfcore.gguf import GGML_TYPES
 
     rng = np.random.default_rng(0)
@@ -296,6 +297,9 @@ def tiny_llama_gguf(qtype: int = 2) -> bytes:
             struct.pack("<IQ", 5, V) + struct.pack("<8i", 1, 1, 1, 1, 3, 3, 1, 1),
         )
     )
+    if chat_template is not None:
+        kvs.append(("tokenizer.chat_template", 8, gguf_string(chat_template)))
+        kvs.append(("tokenizer.ggml.eos_token_id", 4, struct.pack("<I", 5)))
     shapes = {
         "token_embd.weight": (C, V),
         "output_norm.weight": (C,),

@@ -11,11 +11,11 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import bench, check, demo, embed, generate, info, inspect, run, search
+from . import bench, chat, check, demo, embed, generate, info, inspect, run, search
 
 COMMANDS = {
     m.NAME: m
-    for m in (demo, info, embed, search, generate, run, inspect.Inspect, inspect.Convert, bench, check)
+    for m in (demo, info, embed, search, generate, chat, run, inspect.Inspect, inspect.Convert, bench, check)
 }
 
 
