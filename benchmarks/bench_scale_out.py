@@ -9,6 +9,8 @@ overhead = 1 - rate / (workers x single-process 1-thread rate). Every engine run
 checked against the single-process embeddings (max abs diff <= 1e-5). The driver's own
 share (tokenizing to plan the batches, shipping texts, assembling results) is timed apart:
 it bounds the throughput of any number of workers (see docs/evaluation.md).
+CPU time of every process involved (driver, scheduler, workers, Ray's raylet: the driver's
+process tree) is counted too: on a shared machine the CPU overhead is the steadier measure.
 Needs: pip install '.[bench]' (or '.[ray,dask,demo]').
 """
 
@@ -45,6 +47,29 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
+def tree_cpu() -> dict:
+    """CPU seconds (user + system) so far of this process and each of its descendants, by pid."""
+    import psutil
+
+    me = psutil.Process()
+    out = {}
+    for p in [me] + me.children(recursive=True):
+        try:
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:
+            pass
+    return out
+
+
+def cpu_timed(fn):
+    """(result, wall seconds, CPU seconds of the process tree over the call)."""
+    before = tree_cpu()
+    out, t = timed(fn)
+    after = tree_cpu()
+    return out, t, sum(c - before.get(pid, 0.0) for pid, c in after.items())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sentences", type=int, default=20000)
@@ -71,13 +96,13 @@ def main() -> int:
     def single(threads):
         m = tfcore.AutoModel.from_pretrained(path, threads=threads)
         tf_eval.embed(m, texts[:256], batch_size=args.batch_size)  # warm-up
-        return timed(lambda: tf_eval.embed(m, texts, batch_size=args.batch_size))
+        return cpu_timed(lambda: tf_eval.embed(m, texts, batch_size=args.batch_size))
 
-    ref, t1 = single(1)
-    _, t2 = single(2)
+    ref, t1, cpu1 = single(1)
+    _, t2, cpu2 = single(2)
     rows = [
-        ["single process, 1 thread", 1, f"{n / t1:.0f}", "-"],
-        ["single process, 2 threads", 1, f"{n / t2:.0f}", "-"],
+        ["single process, 1 thread", 1, f"{n / t1:.0f}", "-", f"{cpu1:.1f}", "-"],
+        ["single process, 2 threads", 1, f"{n / t2:.0f}", "-", f"{cpu2:.1f}", "-"],
     ]
     model = tfcore.AutoModel.from_pretrained(path, threads=1)
 
@@ -97,7 +122,9 @@ def main() -> int:
         tf_eval.embed(
             model, texts[:512], batch_size=args.batch_size, engine=engine
         )  # warm-up: load on workers
-        out, t = timed(lambda: tf_eval.embed(model, texts, batch_size=args.batch_size, engine=engine))
+        out, t, cpu = cpu_timed(
+            lambda: tf_eval.embed(model, texts, batch_size=args.batch_size, engine=engine)
+        )
         err = check(out, name)
         overhead = 1 - (n / t) / (workers * n / t1)
         results[(name, workers)] = n / t
@@ -107,6 +134,8 @@ def main() -> int:
                 workers,
                 f"{n / t:.0f}",
                 f"{overhead * 100:+.1f}% (max diff {err:.1e})",
+                f"{cpu:.1f}",
+                f"{(cpu / cpu1 - 1) * 100:+.1f}%",
             ]
         )
 
@@ -128,7 +157,17 @@ def main() -> int:
         finally:
             ray.shutdown()
 
-    print_table(["run", "workers", "sentences/s", "overhead vs workers x 1-thread single process"], rows)
+    print_table(
+        [
+            "run",
+            "workers",
+            "sentences/s",
+            "overhead vs workers x 1-thread single process",
+            "CPU s (all processes)",
+            "CPU overhead vs 1-thread single process",
+        ],
+        rows,
+    )
     print()
     print(
         f"driver planning (tokenize + length sort of {n} texts): {t_plan:.2f} s = {n / t_plan:.0f} sentences/s"

@@ -631,6 +631,16 @@ CASES = [
     ("threads/zero", "tfcore.set_num_threads(0)", VE, "thread"),
     ("threads/huge", "tfcore.set_num_threads(10**9)", VE, "thread"),
     ("threads/above CPUs", "tfcore.set_num_threads(4096)", VE, "CPUs"),
+    ("weight cache/not a path", "tfcore.set_weight_cache(42)", TE, "path"),
+    ("weight cache/C: not a str", "tfcore._C._set_weight_cache(b'/tmp')", TE, "str"),
+    ("weight cache/C: relative", "tfcore._C._set_weight_cache('cache')", VE, "absolute"),
+    ("weight cache/C: too long", "tfcore._C._set_weight_cache('/' + 'a' * 5000)", VE, "too long"),
+    (
+        "weight cache/under a file",
+        "tfcore.set_weight_cache(__import__('sys').executable + '/cache')",
+        VE,
+        "cannot create",
+    ),
     ("threads/context above CPUs", "with tfcore.threads(1000): pass", VE, "CPUs"),
     (
         "linear/unpickle bad state",

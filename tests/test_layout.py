@@ -413,6 +413,8 @@ INTERNAL = {
     "_set_reference_kernels": "tests force the plain reference kernels",
     "_set_thread_override": "tfcore.threads() is the public form",
     "_set_isa": "tests run each kernel at every level; users set TFCORE_ISA",
+    "_set_weight_cache": "tfcore.set_weight_cache checks and creates the directory first",
+    "_get_weight_cache": "tfcore.get_weight_cache",
     "config": "tfcore.show_config() prints it",
     "bfloat16_to_float32": "checkpoint loading (tfcore.safetensors)",
     "float32_to_bfloat16": "tfcore convert --dtype bfloat16",

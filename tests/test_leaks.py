@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 from memory import rss_bytes, rss_growth
-from tiny_models import save_tiny
+from tiny_models import save_tiny, save_tiny_tokenizer
 
 import tfcore
 
@@ -22,6 +22,8 @@ def tiny_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     save_tiny("bert", root / "bert", num_hidden_layers=2)
     save_tiny("llama", root / "llama")
+    save_tiny_tokenizer(root / "bert")
+    save_tiny_tokenizer(root / "llama")
     return root
 
 
@@ -43,6 +45,20 @@ def test_decoding_keeps_memory_flat(tiny_models, kv_dtype):
     run = lambda: model.generate(ids, max_new_tokens=8, cache_dtype=kv_dtype)  # noqa: E731
     growth = min(rss_growth(run, calls=1000, warmup=1000), rss_growth(run, calls=1000, warmup=0))
     assert growth < 2 * MiB, growth  # measured: 0.0 MiB (ASan build: 0.1 MiB)
+
+
+def test_eval_helpers_keep_memory_flat(tiny_models):
+    """tfcore.eval's text-in helpers (tokenize, plan length-sorted batches, run, reorder)."""
+    bert = tfcore.AutoModel.from_pretrained(tiny_models / "bert")
+    llama = tfcore.AutoModelForCausalLM.from_pretrained(tiny_models / "llama")
+    texts = [" ".join(f"w{w}" for w in range(2 + i, 9 + 3 * i)) for i in range(6)]
+    for name, fn in {
+        "embed": lambda: tfcore.eval.embed(bert, texts, batch_size=4, show_progress=False),
+        "score": lambda: tfcore.eval.score(llama, texts, batch_size=4, show_progress=False),
+        "generate": lambda: tfcore.eval.generate(llama, texts, max_new_tokens=3, show_progress=False),
+    }.items():
+        growth = min(rss_growth(fn, calls=300, warmup=100), rss_growth(fn, calls=300, warmup=0))
+        assert growth < 2 * MiB, (name, growth / MiB)  # measured: <= 0.1 MiB each
 
 
 def test_a_thousand_loads_keep_memory_flat(tiny_models):
@@ -69,6 +85,7 @@ def test_calls_do_not_keep_references_to_their_inputs(tiny_models):
     q, k, v = r(1, 2, 3, 8), r(1, 2, 5, 8), r(1, 2, 5, 8)
     out = np.empty((4, 8), np.float32)
     corpus = r(10, 16)
+    texts = ["w3 w4 w5", "w9"]
     calls = [
         lambda: lin(x, res),
         lambda: lin(x, out=out),
@@ -78,8 +95,10 @@ def test_calls_do_not_keep_references_to_their_inputs(tiny_models):
         lambda: model(ids, attention_mask=mask),
         lambda: model.generate(ids, max_new_tokens=2),
         lambda: tfcore.eval.semantic_search(x, corpus, top_k=2, corpus_chunk_size=3),
+        lambda: tfcore.eval.score(model, texts, show_progress=False),
+        lambda: tfcore.eval.generate(model, texts, max_new_tokens=2, show_progress=False),
     ]
-    inputs = [x, res, x3, ids, mask, q, k, v, out, lin, mha, emb, corpus]
+    inputs = [x, res, x3, ids, mask, q, k, v, out, lin, mha, emb, corpus, texts, model]
     for call in calls:
         call()
     before = [sys.getrefcount(a) for a in inputs]

@@ -28,15 +28,17 @@ def _corpus():
     return out
 
 
-@pytest.fixture(scope="module", params=["gpt2", "llama"])
+@pytest.fixture(scope="module", params=["gpt2", "llama", "t5"])
 def checkpoint(request, tmp_path_factory):
     path = tmp_path_factory.mktemp(request.param)
     vocab = save_tiny_tokenizer(path, corpus=_corpus(), vocab_size=300)
     cfg = dict(vocab_size=vocab, bos_token_id=1, eos_token_id=1)
     if request.param == "gpt2":
         cfg.update(n_positions=48)  # short window: the rolling task needs two windows
-    else:
+    elif request.param == "llama":
         cfg.update(max_position_embeddings=48)
+    else:  # encoder-decoder: the harness's "seq2seq" backend on both sides
+        cfg = dict(vocab_size=vocab, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
     save_tiny(request.param, path, **cfg)
     return path
 
@@ -112,7 +114,11 @@ def test_loglikelihood_rolling_equals_hf_and_tfcore_eval_score(runs, checkpoint)
     a, b = _by_doc(hf["samples"]["tfcore_tiny_rolling"]), _by_doc(tf["samples"]["tfcore_tiny_rolling"])
     ll_hf = np.array([a[d]["resps"][0][0] for d in sorted(a)])
     ll_tf = np.array([b[d]["resps"][0][0] for d in sorted(a)])
-    assert np.abs(ll_hf - ll_tf).max() <= 1e-4
+    # 1e-4 plus 1e-6 relative: T5's window is 2048 tokens (the longest text is one window of
+    # ~1000 tokens, total ~-1555), and the HF backend sums float32 log-softmax values
+    np.testing.assert_allclose(ll_tf, ll_hf, rtol=1e-6, atol=1e-4)
+    if tfcore.config.Config.from_dir(checkpoint).get("is_encoder_decoder"):
+        return  # the harness scores each window as decoder labels: not eval.score's quantity
     # the same quantity from tfcore.eval.score: every token of the text after the BOS the
     # harness conditions on (the texts that fit one window of max_length tokens)
     tok = tfcore.text.load_tokenizer(checkpoint)
@@ -133,8 +139,16 @@ def test_registered_and_instance_and_bad_args(checkpoint):
     from lm_eval.api.registry import get_model
 
     assert get_model("tfcore") is tf_lm_eval.TfcoreLM
-    lm = tf_lm_eval.TfcoreLM(tfcore.AutoModelForCausalLM.from_pretrained(checkpoint), batch_size=2)
-    assert lm.max_length == 48 and lm.batch_size == 2
+    seq2seq = bool(tfcore.config.Config.from_dir(checkpoint).get("is_encoder_decoder"))
+    auto = tfcore.AutoModelForSeq2SeqLM if seq2seq else tfcore.AutoModelForCausalLM
+    lm = tf_lm_eval.TfcoreLM(auto.from_pretrained(checkpoint), batch_size=2)
+    assert lm.backend == ("seq2seq" if seq2seq else "causal")
+    assert lm.max_length == (2048 if seq2seq else 48) and lm.batch_size == 2  # T5: HF's default
+    wrong = "causal" if seq2seq else "seq2seq"
+    with pytest.raises(tfcore.TfcoreValueError, match="does not fit"):
+        tf_lm_eval.TfcoreLM(str(checkpoint), backend=wrong)
+    with pytest.raises(tfcore.TfcoreValueError, match="backend must be"):
+        tf_lm_eval.TfcoreLM(str(checkpoint), backend="encoder")
     with pytest.raises(tfcore.TfcoreValueError, match="batch_size"):
         tf_lm_eval.TfcoreLM(str(checkpoint), batch_size=0)
     with pytest.raises(tfcore.TfcoreTypeError, match="pretrained"):

@@ -9,7 +9,7 @@ import threading
 import time
 
 import numpy as np
-from tiny_models import save_tiny
+from tiny_models import save_tiny, save_tiny_tokenizer
 
 import tfcore
 
@@ -27,6 +27,8 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         intermediate_size=64,
     )
     save_tiny("llama", tmp_path / "llama", hidden_size=32, intermediate_size=64)
+    save_tiny_tokenizer(tmp_path / "bert")  # for the tfcore.eval helpers (texts in)
+    save_tiny_tokenizer(tmp_path / "llama")
     bert = tfcore.AutoModel.from_pretrained(tmp_path / "bert")
     # the same weights as a PyTorch pytorch_model.bin (read by tfcore's restricted unpickler)
     import torch
@@ -120,6 +122,18 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         tmp_path / "m.gguf"
     ).generate(ids[:1, :3] % 8, max_new_tokens=4)
     work["gguf-shared-dequantize"] = lambda: shared_gguf.float32("blk.0.ffn_down.weight")
+    texts = [" ".join(f"w{w}" for w in rng.integers(2, 60, n)) for n in (3, 9, 1, 14, 6)]
+    work.update(
+        {
+            "eval-embed": lambda: tfcore.eval.embed(bert, texts, batch_size=2, show_progress=False),
+            "eval-score": lambda: tfcore.eval.score(llama, texts, batch_size=2, show_progress=False)[
+                "log_likelihood"
+            ],
+            "eval-generate": lambda: np.array(
+                tfcore.eval.generate(llama, texts, batch_size=2, max_new_tokens=4, show_progress=False)
+            ),
+        }
+    )
     serial = {name: fn() for name, fn in work.items()}
     failures, counts = [], [0] * THREADS
     deadline = time.monotonic() + SECONDS

@@ -23,6 +23,7 @@ except ImportError as _e:  # a source checkout shadowing the installed package, 
         ) from _e
     raise
 from . import (
+    _runtime,
     eval,  # tfcore.eval: batch helpers (shadows the builtin only here)
     functional,
     models,
@@ -45,7 +46,7 @@ from ._C import (
     get_num_threads,
     set_num_threads,
 )
-from ._runtime import show_config, supported_dtypes, threads
+from ._runtime import get_weight_cache, set_weight_cache, show_config, supported_dtypes, threads
 from .loading import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 from .safetensors import CheckpointError
 
@@ -73,8 +74,12 @@ __all__ = [
     "TfcoreTypeError",
     "TfcoreValueError",
     "get_num_threads",
+    "get_weight_cache",
     "set_num_threads",
+    "set_weight_cache",
     "show_config",
     "supported_dtypes",
     "threads",
 ]
+
+_runtime.weight_cache_from_env()

@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 import copyreg
 import functools
+import os
 import platform
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional, Union
 
 from . import _C
 
@@ -99,6 +100,65 @@ def config() -> dict:
     return info
 
 
+def default_weight_cache() -> str:
+    """Where tfcore's engine workers share packed weights unless told otherwise:
+    ``$TFCORE_WEIGHT_CACHE``, else ``$XDG_CACHE_HOME/tfcore/weights`` (``~/.cache/tfcore/weights``)."""
+    env = os.environ.get("TFCORE_WEIGHT_CACHE")
+    if env:
+        return os.path.abspath(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(os.path.abspath(base), "tfcore", "weights")
+
+
+def set_weight_cache(directory: Union[str, "os.PathLike[str]", None]) -> Optional[str]:
+    """Share the packed weights of models loaded from now on with other processes of this
+    machine, through files in ``directory`` (created if missing; ``None`` stops sharing).
+
+    Every tfcore process packs each weight matrix into a layout of its own (oneDNN's
+    blocked format): a private copy per process, ~40 MiB for MiniLM, ~330 MiB for
+    BERT-base. With a weight cache the packed bytes are written once to a file named by
+    their hash and mapped from there, so the workers of a Dask or Ray job, or several
+    notebooks, hold one copy in the page cache between them. A file is used only if its
+    bytes equal the ones just packed (never stale; a damaged file is ignored), so the cache
+    can be deleted at any time while no model loaded from it is alive; it grows by the
+    packed size of each new model/dtype/CPU kind (``du -sh`` it). Load time is unchanged:
+    packing still happens, the cache saves memory. tfcore's Dask and Ray workers turn it on
+    with :func:`default_weight_cache`. ``$TFCORE_WEIGHT_CACHE`` set when tfcore is
+    imported turns it on for the process. Returns the previous directory or None."""
+    if directory is None:
+        return _C._set_weight_cache(None)
+    if not isinstance(directory, (str, os.PathLike)):
+        raise _C.TfcoreTypeError(f"directory must be a path or None, got {type(directory).__name__}")
+    path = os.path.abspath(os.fspath(directory))
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise _C.TfcoreValueError(
+            f"weight cache {path}: cannot create the directory ({e.strerror})"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise _C.TfcoreValueError(f"weight cache {path}: the directory is not writable")
+    return _C._set_weight_cache(path)
+
+
+def weight_cache_from_env() -> None:
+    """At import: $TFCORE_WEIGHT_CACHE, when set, turns the weight cache on (a warning, not
+    an import error, if the directory cannot be used)."""
+    env = os.environ.get("TFCORE_WEIGHT_CACHE")
+    if env:
+        try:
+            set_weight_cache(env)
+        except _C.TfcoreError as e:
+            import warnings
+
+            warnings.warn(f"TFCORE_WEIGHT_CACHE ignored: {e}", RuntimeWarning, stacklevel=3)
+
+
+def get_weight_cache() -> Optional[str]:
+    """The directory set by :func:`set_weight_cache` (or ``$TFCORE_WEIGHT_CACHE``), or None."""
+    return _C._get_weight_cache()
+
+
 def show_config() -> None:
     """Print the oneDNN version, threading runtime, ISA and thread count."""
     info = config()
@@ -120,6 +180,7 @@ def show_config() -> None:
                 else "set by OMP_NUM_THREADS or set_num_threads)"
             ),
         ),
+        ("weight cache", get_weight_cache() or "off (tfcore.set_weight_cache)"),
         ("Python", info["python"]),
     ]
     width = max(len(k) for k, _ in rows)

@@ -23,6 +23,7 @@ import numpy as np
 from . import _C, text
 from ._progress import progress
 from ._search import cos_sim, dot_score, semantic_search  # noqa: F401 - public in tfcore.eval
+from .generation import left_pad
 
 
 def length_batches(lengths: List[int], batch_size: int) -> List[np.ndarray]:
@@ -125,15 +126,7 @@ def score_batch(model, tok, batch: List[str]):
 
 def _left_padded(tok, batch: List[str], pad_id: int):
     enc = tok.encode_batch(list(batch))
-    rows = [[i for i, m in zip(e.ids, e.attention_mask) if m] for e in enc]
-    T = max(len(r) for r in rows)
-    ids = np.full((len(rows), T), pad_id, np.int64)
-    mask = np.zeros((len(rows), T), np.int64)
-    for b, r in enumerate(rows):
-        if r:
-            ids[b, T - len(r) :] = r
-            mask[b, T - len(r) :] = 1
-    return ids, mask
+    return left_pad([[i for i, m in zip(e.ids, e.attention_mask) if m] for e in enc], pad_id)
 
 
 def truncate_at_stop(s: str, stop: Sequence[str]) -> str:

@@ -7,7 +7,7 @@ the batch in NumPy.
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -22,6 +22,19 @@ def _as_set(ids: TokenIds) -> List[int]:
     if ids is None:
         return []
     return [int(ids)] if isinstance(ids, (int, np.integer)) else [int(i) for i in ids]
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(input_ids, attention_mask) int64 (len(rows), longest): token lists left-padded with
+    pad_id, the layout generate() takes for a batch of prompts of different lengths."""
+    T = max([len(r) for r in rows] + [1])
+    ids = np.full((len(rows), T), pad_id, np.int64)
+    mask = np.zeros((len(rows), T), np.int64)
+    for b, r in enumerate(rows):
+        if len(r):
+            ids[b, T - len(r) :] = r
+            mask[b, T - len(r) :] = 1
+    return ids, mask
 
 
 def positions_from_mask(mask: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@
 #include "tfcore.h"
 #include "layers/linear.h"
 #include "layers/linear_gemv.h"
+#include "core/weight_cache.h"
 
 #include <omp.h>
 #include <stdio.h>
@@ -212,7 +213,54 @@ set_reference_kernels(PyObject *module, PyObject *arg)
     return PyBool_FromLong(prev);
 }
 
+PyDoc_STRVAR(set_weight_cache_doc,
+             "_set_weight_cache($module, directory, /)\n--\n\n"
+             "Share packed weights of Linear layers built from now on through files in directory\n"
+             "(an existing, absolute str path; None: stop). tfcore.set_weight_cache checks and\n"
+             "creates the directory. Returns the previous directory or None.");
+
+static PyObject *
+set_weight_cache(PyObject *module, PyObject *arg)
+{
+    tf_state *st = tf_state_of_module(module);
+    const char *dir = NULL;
+    if (arg != Py_None) {
+        if (!PyUnicode_Check(arg) || (dir = PyUnicode_AsUTF8(arg)) == NULL) {
+            PyErr_Clear();
+            return tf_type_error(st, "directory must be a str or None, got %s",
+                                 Py_TYPE(arg)->tp_name);
+        }
+        if (dir[0] != '/') {
+            return tf_value_error(st, "directory must be an absolute path, got '%.200s'", dir);
+        }
+    }
+    char prev[4096];
+    size_t had = tf_weight_cache_get(prev, sizeof(prev));
+    if (tf_weight_cache_set(dir) < 0) {
+        return tf_value_error(st, "directory path is too long (%zu bytes)", strlen(dir));
+    }
+    if (had == 0) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_DecodeFSDefault(prev);
+}
+
+PyDoc_STRVAR(get_weight_cache_doc, "_get_weight_cache($module, /)\n--\n\n"
+                                   "The weight cache directory, or None.");
+
+static PyObject *
+get_weight_cache(PyObject *module, PyObject *unused)
+{
+    char dir[4096];
+    if (tf_weight_cache_get(dir, sizeof(dir)) == 0) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_DecodeFSDefault(dir);
+}
+
 PyMethodDef tf_runtime_methods[] = {
+    {"_set_weight_cache", set_weight_cache, METH_O, set_weight_cache_doc},
+    {"_get_weight_cache", get_weight_cache, METH_NOARGS, get_weight_cache_doc},
     {"set_num_threads", set_num_threads, METH_O, set_num_threads_doc},
     {"get_num_threads", get_num_threads, METH_NOARGS, get_num_threads_doc},
     {"_set_thread_override", set_thread_override, METH_O, set_thread_override_doc},

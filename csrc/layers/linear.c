@@ -20,6 +20,7 @@
  *   first as the native path rounds them; int8 as it is).
  */
 #include "layers/linear.h"
+#include "core/weight_cache.h"
 #include "kernels/bfloat16.h"
 #include "layers/linear_gemv.h"
 #include "kernels/quant.h"
@@ -1030,6 +1031,10 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                      wsize);
         goto fail;
     }
+    /* zeroed: padding of blocked layouts (and of padded rows) is never written by the
+     * reorder, and packed bytes must depend on the weights alone for the weight cache to
+     * find them again (core/weight_cache.c: int8 buffers differed in their padding) */
+    memset(self->weights, 0, wsize);
     void *user_weights = PyArray_DATA(w);
     if (wdt == dnnl_s8) {
         /* quantized copy in the caller's layout, then packed like any other dtype */
@@ -1070,6 +1075,15 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         s = reorder(user_md, user_weights, self->wmd, self->weights);
     }
     Py_END_ALLOW_THREADS if (tf_check_dnnl(st, s, "packing weights") < 0) goto fail;
+    /* with tfcore.set_weight_cache: one copy of these bytes per machine, not per process */
+    void *shared;
+    Py_BEGIN_ALLOW_THREADS shared = tf_weight_cache_share(self->weights, wsize);
+    Py_END_ALLOW_THREADS if (shared != NULL)
+    {
+        tf_free(self->weights);
+        self->weights = shared;
+        self->wmapped = wsize;
+    }
     if (b != NULL) {
         self->bias = tf_malloc((size_t)N * sizeof(float));
         if (self->bias == NULL) {
@@ -1115,7 +1129,12 @@ linear_dealloc(tf_linear *self)
     if (self->wmd) {
         dnnl_memory_desc_destroy(self->wmd);
     }
-    tf_free(self->weights);
+    if (self->wmapped) {
+        tf_weight_cache_unmap(self->weights, self->wmapped);
+    }
+    else {
+        tf_free(self->weights);
+    }
     tf_free(self->bias);
     tf_free(self->wscale);
     tf_free(self->wsum);

@@ -25,6 +25,8 @@ typedef struct {
     int own_panels;       /* bf16 / int8 weights in tfcore's 64-column panels (kernels/gemv.h),
                            * wmd NULL: a CPU without AVX512_BF16 / VNNI (linear.c) */
     int qmax;             /* int8: weights in [-qmax, qmax]: 127, or 63 without VNNI */
+    size_t wmapped;       /* bytes of weights when they are a weight-cache file mapping
+                           * (core/weight_cache.c); 0: weights is tf_malloc'd */
 } tf_linear;
 
 /* x is (M, K), other is (M, N) or NULL, y is (M, N); all row-major, rows contiguous.

@@ -10,7 +10,11 @@ model name ``"tfcore"``.
 comparable; tfcore runs the forward passes (length-sorted batches) and ``generate`` (greedy
 or sampled, stopping at the task's ``until`` strings). The tokenizer is the checkpoint's,
 through ``transformers.AutoTokenizer`` (a dependency of lm_eval itself); its chat template
-is used when the harness asks for one (``apply_chat_template=True``). Decoder-only models.
+is used when the harness asks for one (``apply_chat_template=True``).
+
+Encoder-decoder checkpoints (T5) run as the HF backend's ``"seq2seq"`` backend: the context
+goes to the encoder, the continuation is scored as decoder labels (shifted right after the
+decoder start token), and generation returns the decoder's text.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from .. import _C
+from ..generation import left_pad
 
 try:
     import lm_eval.models  # noqa: F401  (the built-in backends first: the registry loads them only when empty)
@@ -31,12 +36,67 @@ except ImportError as e:  # pragma: no cover - depends on the optional extra
     ) from e
 
 _SEQLEN_KEYS = ("n_positions", "max_position_embeddings", "n_ctx")
+# transformers' stand-in for "no limit" in tokenizer_config.json (int(1e30))
+_UNSET_MODEL_MAX_LENGTH = 1000000000000000019884624838656
+
+
+def _load(path: str, backend: str, dtype: str, threads: Optional[int]):
+    """The checkpoint's language model: its causal LM, or its encoder-decoder LM when the
+    model type has no causal LM (or backend="seq2seq")."""
+    import tfcore
+
+    from ..config import Config
+    from ..hub import resolve
+    from ..models import registry
+
+    model_type = Config.from_dir(resolve(path)).get("model_type")
+    tasks = registry.tasks_for(model_type)
+    if backend == "default":
+        backend = "seq2seq" if "seq2seq-lm" in tasks and "causal-lm" not in tasks else "causal"
+    elif tasks and ("seq2seq-lm" if backend == "seq2seq" else "causal-lm") not in tasks:
+        raise _C.TfcoreValueError(
+            f"backend={backend!r} does not fit model_type {model_type!r} (tfcore has: {', '.join(tasks)})"
+        )
+    auto = tfcore.AutoModelForSeq2SeqLM if backend == "seq2seq" else tfcore.AutoModelForCausalLM
+    return auto.from_pretrained(path, dtype=dtype, threads=threads)
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
     x = x.astype(np.float64)
     m = x.max(-1, keepdims=True)
     return x - (m + np.log(np.exp(x - m).sum(-1, keepdims=True)))
+
+
+def _right_padded(rows: List[List[int]], pad: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(ids, mask): the token lists right-padded with pad into one (len(rows), longest) batch."""
+    T = max(len(r) for r in rows)
+    ids = np.full((len(rows), T), pad, np.int64)
+    mask = np.zeros((len(rows), T), np.int64)
+    for b, r in enumerate(rows):
+        ids[b, : len(r)] = r
+        mask[b, : len(r)] = 1
+    return ids, mask
+
+
+def _score(logits: np.ndarray, cont: List[int]) -> Tuple[float, bool]:
+    """(sum of log p(cont), cont is the greedy choice at every step) from the (k, V) logits
+    that predict the k continuation tokens."""
+    logp = _log_softmax(logits)
+    picked = logp[np.arange(len(cont)), cont]
+    return float(picked.sum()), bool((logp.argmax(-1) == np.asarray(cont)).all())
+
+
+def _sampling(kw: Dict[str, Any]) -> Dict[str, Any]:
+    """generate() options from the task's remaining gen_kwargs: greedy unless do_sample
+    (temperature 0 means 1.0 there, as the HF backend), with top_k / top_p / seed."""
+    gen: Dict[str, Any] = {"do_sample": bool(kw.get("do_sample", False))}
+    if gen["do_sample"]:
+        temperature = float(kw.get("temperature", 0.0) or 0.0)
+        gen["temperature"] = temperature if temperature > 0 else 1.0
+        for k in ("top_k", "top_p", "seed"):
+            if k in kw:
+                gen[k] = kw[k]
+    return gen
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -56,7 +116,9 @@ class TfcoreLM(TemplateLM):
     per forward pass ("auto" picks 8); max_length: context window (default: the config's
     n_positions / max_position_embeddings, as the HF backend); max_gen_toks: default
     generation budget; add_bos_token: prepend BOS to every input (as the HF backend's
-    option, default: the tokenizer's own rule); threads: as from_pretrained."""
+    option, default: the tokenizer's own rule); threads: as from_pretrained; backend:
+    "default" (from the checkpoint: encoder-decoder models run "seq2seq"), "causal" or
+    "seq2seq", as the HF backend's option."""
 
     def __init__(
         self,
@@ -68,23 +130,26 @@ class TfcoreLM(TemplateLM):
         add_bos_token: Optional[bool] = None,
         threads: Optional[int] = None,
         tokenizer: Optional[str] = None,
+        backend: str = "default",
         **unused: Any,
     ) -> None:
         super().__init__()
-        import tfcore
 
+        if backend not in ("default", "causal", "seq2seq"):
+            raise _C.TfcoreValueError(f'backend must be "default", "causal" or "seq2seq", got {backend!r}')
         if isinstance(pretrained, str) or hasattr(pretrained, "__fspath__"):
-            self.model = tfcore.AutoModelForCausalLM.from_pretrained(
-                str(pretrained), dtype=dtype, threads=None if threads is None else int(threads)
-            )
+            self.model = _load(str(pretrained), backend, dtype, None if threads is None else int(threads))
         elif hasattr(pretrained, "generate") and hasattr(pretrained, "name_or_path"):
             self.model = pretrained
         else:
             raise _C.TfcoreTypeError(
-                f"pretrained must be a checkpoint directory or a tfcore causal LM, got {type(pretrained).__name__}"
+                f"pretrained must be a checkpoint directory or a tfcore language model, got {type(pretrained).__name__}"
             )
-        if self.model.config.get("is_encoder_decoder"):
-            raise _C.TfcoreValueError("TfcoreLM runs decoder-only models; this checkpoint is encoder-decoder")
+        seq2seq = bool(self.model.config.get("is_encoder_decoder"))
+        if backend != "default" and (backend == "seq2seq") != seq2seq:
+            kind = "an encoder-decoder" if seq2seq else "a decoder-only"
+            raise _C.TfcoreValueError(f"backend={backend!r} does not fit {kind} model")
+        self.backend = "seq2seq" if seq2seq else "causal"
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer or self.model.name_or_path)
@@ -101,12 +166,17 @@ class TfcoreLM(TemplateLM):
 
     @property
     def max_length(self) -> int:
-        """Context window in tokens: max_length=, else the config's n_positions / max_position_embeddings / n_ctx, else 2048."""
+        """Context window in tokens: max_length=, else the config's n_positions /
+        max_position_embeddings / n_ctx, else the tokenizer's model_max_length when it sets
+        one, else 2048 (the HF backend's rule)."""
         if self._max_length is not None:
             return self._max_length
         for key in _SEQLEN_KEYS:
             if self.model.config.get(key):
                 return int(self.model.config.get(key))
+        limit = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(limit, int) and 0 < limit < _UNSET_MODEL_MAX_LENGTH:
+            return limit
         return 2048
 
     @property
@@ -163,6 +233,8 @@ class TfcoreLM(TemplateLM):
         (the HF backend's window), right-padded batches sorted longest first."""
         from .._progress import progress
 
+        if self.backend == "seq2seq":
+            return self._seq2seq_loglikelihood_tokens(requests, disable_tqdm)
         rows = []
         for _, ctx, cont in requests:
             if not cont:
@@ -176,21 +248,45 @@ class TfcoreLM(TemplateLM):
         for batch in progress(
             batches, desc="loglikelihood", show=False if disable_tqdm else None, unit="batch"
         ):
-            T = max(len(rows[i][0]) for i in batch)
-            ids = np.full((len(batch), T), pad, np.int64)
-            mask = np.zeros((len(batch), T), np.int64)
-            for b, i in enumerate(batch):
-                n = len(rows[i][0])
-                ids[b, :n] = rows[i][0]
-                mask[b, :n] = 1
+            ids, mask = _right_padded([rows[i][0] for i in batch], pad)
             logits = self.model(ids, attention_mask=mask).logits
             for b, i in enumerate(batch):
                 inp, cont = rows[i]
                 n, k = len(inp), len(cont)
-                logp = _log_softmax(logits[b, n - k : n])  # (k, V): the positions predicting cont
-                picked = logp[np.arange(k), cont]
-                greedy = bool((logp.argmax(-1) == np.asarray(cont)).all())
-                out[i] = (float(picked.sum()), greedy)
+                out[i] = _score(logits[b, n - k : n], cont)  # the positions predicting cont
+        return out
+
+    def _seq2seq_loglikelihood_tokens(self, requests, disable_tqdm: bool) -> List[Tuple[float, bool]]:
+        """The HF backend's seq2seq scoring: the last max_length context tokens into the
+        encoder, the continuation (its last max_length tokens) as labels: the decoder reads
+        decoder_start_token_id + continuation[:-1] and predicts every continuation token."""
+        from .._progress import progress
+
+        start = self.model.generation_defaults.get("decoder_start_token_id")
+        if start is None:
+            start = self.model.config.get("decoder_start_token_id", self.model.config.get("pad_token_id"))
+        if start is None:
+            raise _C.TfcoreValueError(f"{self.model.name_or_path}: no decoder_start_token_id in the config")
+        rows = []
+        for _, ctx, cont in requests:
+            if not cont or not ctx:
+                raise _C.TfcoreValueError(
+                    "a seq2seq loglikelihood request needs a context and a continuation"
+                )
+            rows.append((list(ctx)[-self.max_length :], list(cont)[-self.max_length :]))
+        order = sorted(range(len(rows)), key=lambda i: (-len(rows[i][0]), -len(rows[i][1])))
+        out: List[Tuple[float, bool]] = [(0.0, False)] * len(rows)
+        pad = self.tokenizer.pad_token_id or 0
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        for batch in progress(
+            batches, desc="loglikelihood", show=False if disable_tqdm else None, unit="batch"
+        ):
+            ids, mask = _right_padded([rows[i][0] for i in batch], pad)
+            dec, _ = _right_padded([[start] + rows[i][1][:-1] for i in batch], pad)
+            logits = self.model(ids, attention_mask=mask, decoder_input_ids=dec).logits
+            for b, i in enumerate(batch):
+                cont = rows[i][1]
+                out[i] = _score(logits[b, : len(cont)], cont)
         return out
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> List[float]:
@@ -247,34 +343,40 @@ class TfcoreLM(TemplateLM):
         )
 
         eos_text = self.tok_decode([self.eot_token_id], skip_special_tokens=False)
+        pad = self.tokenizer.pad_token_id or 0
         for group in progress(
             groups, desc="generate_until", show=False if disable_tqdm else None, unit="batch"
         ):
             kw = normalize_gen_kwargs(reqs[group[0]][1], self.max_gen_toks)
             until = handle_stop_sequences(kw.pop("until", None), eos=eos_text)
             max_new = int(kw.pop("max_gen_toks"))
+            if self.backend == "seq2seq":
+                # the HF backend passes max_length = context + max_gen_toks to generate(), which
+                # for an encoder-decoder bounds the decoder's tokens (its start token included)
+                rows = [encoded[i][-self.max_length :] for i in group]
+                ids, mask = left_pad(rows, pad)
+                seqs = self.model.generate(
+                    ids,
+                    attention_mask=mask,
+                    max_new_tokens=ids.shape[1] + max_new - 1,
+                    eos_token_id=self.eot_token_id,
+                    pad_token_id=pad,
+                    stop_strings=[u for u in until if u],
+                    tokenizer=self.tokenizer,
+                    **_sampling(kw),
+                )
+                for b, i in enumerate(group):
+                    s = self.tok_decode([int(t) for t in seqs[b]])
+                    out[i] = s = postprocess_generated_text(s, until, None)
+                    self.cache_hook.add_partial("generate_until", reqs[i], s)
+                continue
             if max_new >= self.max_length:
                 raise _C.TfcoreValueError(
                     f"max_gen_toks={max_new} leaves no room for a context in max_length={self.max_length}"
                 )
-            do_sample = bool(kw.pop("do_sample", False))
-            temperature = float(kw.pop("temperature", 0.0) or 0.0)
-            gen: Dict[str, Any] = {"do_sample": do_sample}
-            if do_sample:
-                gen["temperature"] = temperature if temperature > 0 else 1.0
-                for k in ("top_k", "top_p", "seed"):
-                    if k in kw:
-                        gen[k] = kw[k]
             keep = self.max_length - max_new
-            rows = [encoded[i][-keep:] for i in group]
-            T = max(len(r) for r in rows)
-            pad = self.tokenizer.pad_token_id or 0
-            ids = np.full((len(rows), T), pad, np.int64)
-            mask = np.zeros((len(rows), T), np.int64)
-            for b, r in enumerate(rows):
-                if r:
-                    ids[b, T - len(r) :] = r
-                    mask[b, T - len(r) :] = 1
+            ids, mask = left_pad([encoded[i][-keep:] for i in group], pad)
+            T = ids.shape[1]
             seqs = self.model.generate(
                 ids,
                 attention_mask=mask,
@@ -283,7 +385,7 @@ class TfcoreLM(TemplateLM):
                 pad_token_id=pad,
                 stop_strings=[u for u in until if u],
                 tokenizer=self.tokenizer,
-                **gen,
+                **_sampling(kw),
             )
             for b, i in enumerate(group):
                 s = self.tok_decode([int(t) for t in seqs[b, T:]])

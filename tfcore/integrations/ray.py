@@ -34,6 +34,24 @@ def _require():
     return ray
 
 
+def _check_cwd_tree() -> None:
+    """Ray puts the driver's working directory first on its workers' sys.path: a tfcore source
+    tree there (a git checkout, say) would be what the actors import instead of the tfcore
+    this driver runs, failing deep inside Ray (an unbuilt tree has no tfcore._C) or running
+    other code. Refuse with the fix instead."""
+    import os
+
+    import tfcore
+
+    here = os.path.realpath(os.path.dirname(tfcore.__file__))
+    there = os.path.join(os.getcwd(), "tfcore")
+    if os.path.isfile(os.path.join(there, "__init__.py")) and os.path.realpath(there) != here:
+        raise _C.TfcoreValueError(
+            f"engine='ray': the current directory holds another tfcore ({there}) that Ray's workers "
+            f"would import instead of this one ({here}); start Python (ray.init) from another directory"
+        )
+
+
 class TfcoreActor:
     """A Ray Data callable class: loads the model once per actor, then runs each row (a task:
     batch sizes and texts) as tfcore.eval does in one process and returns one row per text."""
@@ -84,6 +102,7 @@ def run(
     ray = _require()
     if not ray.is_initialized():
         raise _C.TfcoreValueError("engine='ray' needs a connected Ray cluster: call ray.init() first")
+    _check_cwd_tree()
     spec = _engines.model_spec(model)
     if num_workers is None:
         num_workers = max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus_per_worker)
