@@ -69,6 +69,11 @@ BENCHMARKS = [
     ),
     ("bench_swin.py", "Swin-T (shifted-window attention) vs HF; time by part", ["--threads", "{threads}"]),
     (
+        "bench_llm.py",
+        "SmolLM2-135M Q4_1 GGUF: tfcore fp32/bf16/int8 vs llama.cpp, decode B=1 and prefill 512",
+        ["--threads", "{threads}"],
+    ),
+    (
         "bench_scale_out.py",
         "tfcore.eval.embed of 20,000 sentences (MiniLM): one process vs Ray and Dask, 1 and 2 workers",
         ["--threads", "{threads}"],
