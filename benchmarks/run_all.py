@@ -43,6 +43,11 @@ BENCHMARKS = [
         ["--threads", "{threads}"],
     ),
     (
+        "bench_encoder_dtypes.py",
+        "BERT-base B=8 fp32 / bf16 / int8 vs CTranslate2, held at AVX2",
+        ["--threads", "{threads}", "--avx2"],
+    ),
+    (
         "bench_int8_modes.py",
         "Weight-only vs dynamic int8: accuracy and GEMM speed",
         ["--threads", "{threads}"],
@@ -71,6 +76,11 @@ BENCHMARKS = [
     (
         "bench_llm.py",
         "SmolLM2-135M Q4_1 GGUF: tfcore fp32/bf16/int8 vs llama.cpp, decode B=1 and prefill 512",
+        ["--threads", "{threads}"],
+    ),
+    (
+        "bench_linear_attention.py",
+        "Linear attention (retention) chunkwise/parallel vs fla naive at 1k-16k; RetNet/GLA decode vs Llama+KV cache",
         ["--threads", "{threads}"],
     ),
     (

@@ -18,6 +18,7 @@
     X(MultiHeadAttention, tf_multi_head_attention_spec, multi_head_attention) \
     X(TransformerBlock, tf_transformer_block_spec, transformer_block)         \
     X(KVCache, tf_kv_cache_spec, kv_cache)                                    \
+    X(RecurrentState, tf_recurrent_state_spec, recurrent_state)               \
     X(WindowAttention, tf_window_attention_spec, window_attention)            \
     X(SwinLayer, tf_swin_layer_spec, swin_layer)
 
@@ -31,6 +32,7 @@
     X(tf_position_bias_methods, position_bias)                               \
     X(tf_rotary_embedding_methods, rotary_embedding)                         \
     X(tf_activation_methods, activation)                                     \
-    X(tf_bfloat16_methods, bfloat16)
+    X(tf_bfloat16_methods, bfloat16)                                         \
+    X(tf_linear_attention_methods, linear_attention)
 
 #endif /* TFCORE_REGISTRY_H */

@@ -356,7 +356,45 @@ def gguf(data: bytes) -> None:
     _expected(load)
 
 
-TARGETS = {"safetensors": safetensors, "config": config, "ops": ops, "gguf": gguf}
+def linear_attention(data: bytes) -> None:
+    """tfcore.functional.linear_attention with fuzzed shapes, layouts, decays, gates, states
+    and options (a target of its own so the ops target's byte mapping stays as recorded)."""
+    r = Reader(data)
+    B, H, L, Dk, Dv = r.int(0, 3), r.int(0, 4), r.int(0, 40), r.int(0, 9), r.int(0, 9)
+    normalize = bool(r.byte() & 1)
+    state = r.choice([None, r.array((B, H, Dk, Dv)), r.array((B, H, r.int(0, 9), Dv))])
+    if normalize and state is not None and r.byte() & 1:
+        state = (state, r.array((B, H, Dk)))
+    _expected(
+        lambda: F.linear_attention(
+            _layout(r, r.array((B, H, L, Dk))),
+            _layout(r, r.array((B, H, r.choice([L, L + 1]), Dk))),
+            _layout(r, r.array((B, H, L, Dv))),
+            decay=r.choice(
+                [None, None, r.array((H,)) / 8 + 0.5, [r.choice([0.0, 0.5, 1.0, 2.0, np.nan])] * H, "x"]
+            ),
+            gate=r.choice(
+                [None, None, -np.abs(r.array((B, H, L, Dk))), r.array((B, H, L, Dk)), r.array((B, H, L, 1))]
+            ),
+            feature_map=r.choice([None, "elu+1", "relu", "bogus", 3]),
+            normalize=normalize,
+            scale=r.choice([None, 0.5, float("nan"), "s"]),
+            mode=r.choice(["chunkwise", "recurrent", "parallel", "fast"]),
+            chunk_size=r.choice([64, 1, r.int(0, 50), -2, 2**40]),
+            initial_state=state,
+            return_state=bool(r.byte() & 1),
+            return_weights=bool(r.byte() & 1),
+        )
+    )
+
+
+TARGETS = {
+    "safetensors": safetensors,
+    "config": config,
+    "ops": ops,
+    "linear_attention": linear_attention,
+    "gguf": gguf,
+}
 
 
 def seeds(target: str):

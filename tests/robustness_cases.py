@@ -71,6 +71,7 @@ def setup(model_dirs):
     )
     ns["cache"] = tfcore.KVCache(1, 2, KVH, D, capacity=4)
     ns["mha"](r(2, 3, C), past_key_values=ns["cache"], layer_idx=0)  # 3 tokens cached
+    ns["rstate"] = tfcore.RecurrentState(2, 2, {"state": (4, 3, 5), "z": (4, 3)})
     ns["x"] = r(2, 5, C)
     ns["q"], ns["k"], ns["v"] = r(1, 4, 6, 8), r(1, 4, 7, 8), r(1, 4, 7, 8)
     for d in model_dirs:
@@ -346,6 +347,59 @@ CASES = [
     ("kvcache/reorder length", "cache.reorder(np.array([0]))", VE, "beam_idx"),
     ("kvcache/crop negative", "cache.crop(-1)", VE, "crop"),
     ("kvcache/keys layer", "cache.keys(1)", VE, "layer"),
+    # ---- recurrent state
+    ("rstate/negative size", "tfcore.RecurrentState(1, -1, {'s': (2,)})", VE, "positive"),
+    ("rstate/absurd size", "tfcore.RecurrentState(10**6, 10**6, {'s': (10**6,)})", VE, "GiB"),
+    ("rstate/size overflows int64", "tfcore.RecurrentState(10**30, 1, {'s': (2,)})", VE, "too big|int"),
+    ("rstate/dim overflows int64", "tfcore.RecurrentState(1, 1, {'s': (10**30,)})", VE, "positive"),
+    ("rstate/zero dim", "tfcore.RecurrentState(1, 1, {'s': (3, 0)})", VE, "positive"),
+    ("rstate/shapes not a dict", "tfcore.RecurrentState(1, 1, None)", TE, "dict"),
+    ("rstate/shape not a tuple", "tfcore.RecurrentState(1, 1, {'s': 'abc'})", TE, "tuple"),
+    ("rstate/list length", "tfcore.RecurrentState(3, 1, [{}, {}])", VE, "one per layer"),
+    ("rstate/bad dtype", "tfcore.RecurrentState(1, 1, {'s': (2,)}, dtype='fp8')", VE, "dtype"),
+    ("rstate/unknown name", "rstate.get(0, 'wkv')", VE, "no state 'wkv'"),
+    ("rstate/layer range", "rstate.get(2, 'state')", VE, "layer 2"),
+    ("rstate/layer huge", "rstate.get(10**30, 'state')", VE, "out of range"),
+    ("rstate/set shape", "rstate.set(0, 'z', r(2, 4, 4))", VE, r"\(2, 4, 3\)"),
+    ("rstate/set dtype", "rstate.set(0, 'z', np.zeros((2, 4, 3)))", TE, "float64"),
+    ("rstate/set NaN", "rstate.set(0, 'z', np.full((2, 4, 3), np.nan, np.float32))", VE, "NaN"),
+    (
+        "rstate/set non-contiguous",
+        "rstate.set(0, 'z', np.zeros((2, 4, 6), np.float32)[..., ::2])",
+        VE,
+        "contiguous",
+    ),
+    ("rstate/reorder index", "rstate.reorder(np.array([0, 5]))", VE, "beam_idx"),
+    ("rstate/reorder dtype", "rstate.reorder(np.array([0.0, 1.0]))", TE, "beam_idx"),
+    ("rstate/advance negative", "rstate.advance(-3)", VE, "advance"),
+    ("rstate/unchanged after rejects", "assert not rstate.get(0, 'z').any()", None, ""),
+    # ---- linear attention
+    ("linattn/gate positive", "F.linear_attention(q, q, q, gate=np.full_like(q, 0.1))", VE, "<= 0"),
+    ("linattn/decay range", "F.linear_attention(q, q, q, decay=[0.5, 2, 0.5, 0.5])", VE, "outside"),
+    ("linattn/decay heads", "F.linear_attention(q, q, q, decay=[0.5])", VE, "heads"),
+    ("linattn/key shape", "F.linear_attention(q, k, v)", VE, "key has shape"),
+    ("linattn/NaN", "F.linear_attention(q, q, np.full_like(q, np.nan))", VE, "NaN"),
+    ("linattn/float64", "F.linear_attention(q, q, q.astype(np.float64))", TE, "float64"),
+    (
+        "linattn/non-contiguous",
+        "F.linear_attention(q[:, :, ::2], q[:, :, ::2], q[:, :, ::2])",
+        VE,
+        "contiguous",
+    ),
+    ("linattn/empty", "F.linear_attention(q[:, :, :0], q[:, :, :0], q[:, :, :0])", VE, "empty"),
+    ("linattn/mode", "F.linear_attention(q, q, q, mode='fast')", VE, "mode"),
+    ("linattn/chunk", "F.linear_attention(q, q, q, chunk_size=-1)", VE, "chunk_size"),
+    ("linattn/chunk huge", "F.linear_attention(q, q, q, chunk_size=2**63 - 1)", VE, "chunk_size"),
+    ("linattn/state shape", "F.linear_attention(q, q, q, initial_state=r(1, 4, 8, 7))", VE, "initial_state"),
+    (
+        "linattn/state pair",
+        "F.linear_attention(q, q, q, normalize=True, initial_state=r(1, 4, 8, 8))",
+        TE,
+        "pair",
+    ),
+    ("linattn/weights mode", "F.linear_attention(q, q, q, return_weights=True)", VE, "parallel"),
+    ("linattn/feature map", "F.linear_attention(q, q, q, feature_map='hedgehog')", VE, "feature_map"),
+    ("linattn/ok", "F.linear_attention(q, q, q, decay=[0.9] * 4, mode='recurrent')", None, ""),
     ("kvcache/positions layer", "cache.positions(-1)", VE, "layer"),
     (
         "block/norm width",

@@ -175,3 +175,59 @@ def test_gguf_loads_keep_memory_and_files_flat(tmp_path):
     gc.collect()
     assert fds() <= before, (before, fds())  # every map and descriptor closed
     assert growth < 4 * MiB, growth / MiB
+def test_recurrent_state_create_update_reorder_keeps_memory_flat():
+    rng = np.random.default_rng(0)
+    value = rng.standard_normal((3, 4, 16, 16)).astype(np.float32)
+    idx = np.array([2, 0, 1])
+
+    def run():
+        for dtype in ("float32", "bfloat16"):
+            s = tfcore.RecurrentState(2, 3, {"state": (4, 16, 16), "z": (4, 16)}, dtype=dtype)
+            s.set(1, "state", value)
+            s.get(1, "state")
+            s.raw(0, "z")
+            s.reorder(idx)
+            s.reset()
+            try:
+                s.get(0, "missing")
+            except tfcore.TfcoreValueError:
+                pass
+
+    growth = rss_growth(run, calls=5000, warmup=500)
+    assert growth < 2 * MiB, growth
+
+
+def test_linear_attention_keeps_memory_flat():
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((1, 2, 33, 8)).astype(np.float32) for _ in range(3))
+    gate = -np.abs(rng.standard_normal((1, 2, 33, 8))).astype(np.float32)
+    bad = np.full_like(gate, 1.0)
+
+    def run():
+        out, (s, z) = tfcore.functional.linear_attention(
+            q, k, v, feature_map="elu+1", normalize=True, return_state=True, chunk_size=8
+        )
+        tfcore.functional.linear_attention(q, k, v, gate=gate, mode="recurrent", initial_state=s)
+        tfcore.functional.linear_attention(q, k, v, decay=[0.9, 0.5], mode="parallel", return_weights=True)
+        try:
+            tfcore.functional.linear_attention(q, k, v, gate=bad)
+        except tfcore.TfcoreValueError:
+            pass
+
+    growth = rss_growth(run, calls=3000, warmup=300)
+    assert growth < 2 * MiB, growth
+
+
+def test_retnet_decoding_keeps_memory_flat(tmp_path):
+    import json
+
+    from safetensors.numpy import save_file
+    from test_retnet import CFG, tiny_weights
+
+    save_file(tiny_weights(np.random.default_rng(0)), str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps(CFG))
+    model = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path)
+    ids = np.array([[1, 5, 9]])
+    run = lambda: model.generate(ids, max_new_tokens=6)  # noqa: E731
+    growth = min(rss_growth(run, calls=300, warmup=300), rss_growth(run, calls=300, warmup=0))
+    assert growth < 2 * MiB, growth

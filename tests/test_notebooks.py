@@ -36,7 +36,7 @@ def test_stored_without_outputs(path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p) for p in NOTEBOOKS])
-def test_runs_headless(path, monkeypatch):
+def test_runs_headless(path, monkeypatch, tmp_path):
     import nbformat
     from nbclient import NotebookClient
 
@@ -45,6 +45,8 @@ def test_runs_headless(path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.path.dirname(os.path.dirname(tfcore.__file__)))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.delenv("TFCORE_PROGRESS", raising=False)
+    # engine workers share packed weights through a weight cache: the test's, not ~/.cache
+    monkeypatch.setenv("TFCORE_WEIGHT_CACHE", str(tmp_path / "weight-cache"))
     nb = nbformat.read(path, as_version=4)
     NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": os.path.dirname(path)}}

@@ -69,7 +69,36 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     glob[:, [0, 33]] = True
     qkv_map = r(2, 9, 11, 3, 2, 8)
     table = r(25, 2)
+    state_init = r(3, 4, 8, 8)
+    # a tiny RetNet (fla layout; no HF class): generate() carries a RecurrentState per call
+    import json as _json
+
+    from safetensors.numpy import save_file as _save
+    from test_retnet import CFG as RETNET_CFG
+    from test_retnet import tiny_weights as retnet_weights
+
+    (tmp_path / "retnet").mkdir()
+    _save(retnet_weights(np.random.default_rng(0)), str(tmp_path / "retnet" / "model.safetensors"))
+    (tmp_path / "retnet" / "config.json").write_text(_json.dumps(RETNET_CFG))
+    retnet = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path / "retnet")
+
+    def recurrent_state():
+        # a private state per call: bf16 store, beam reorder, read back as float32
+        s = tfcore.RecurrentState(2, 3, {"state": (4, 8, 8), "z": (4, 8)}, dtype="bfloat16")
+        s.set(1, "state", state_init)
+        s.reorder(np.array([2, 2, 0]))
+        return s.get(1, "state")
+
+    la_gate = -np.abs(r(2, 4, 70, 8))
     work = {
+        "recurrent-state": recurrent_state,
+        "retnet-generate": lambda: retnet.generate(ids[:2, :4] % 61, max_new_tokens=5, num_beams=2),
+        "linear-attention": lambda: tfcore.functional.linear_attention(
+            ql, kl, vl, gate=la_gate, chunk_size=16
+        ),
+        "retention-recurrent": lambda: tfcore.functional.linear_attention(
+            ql, kl, vl, decay=[0.9, 0.8, 0.7, 1.0], mode="recurrent", feature_map="elu+1", normalize=True
+        ),
         "t5-bias": lambda: t5_attn(h),
         "alibi": lambda: alibi_attn(h),
         "longformer": lambda: tfcore.functional.sliding_window_attention(

@@ -1,6 +1,6 @@
 """Type stubs for tfcore._C (the C core). Arrays are float32 unless noted."""
 
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from numpy.typing import NDArray
@@ -209,6 +209,22 @@ def block_sparse_attention(
     out: Optional[F32] = None,
 ) -> F32: ...
 def activation(x: F32, kind: str, *, out: Optional[F32] = None) -> F32: ...
+def linear_attention(
+    query: F32,
+    key: F32,
+    value: F32,
+    *,
+    decay: Optional[Union[F32, Sequence[float]]] = None,
+    gate: Optional[F32] = None,
+    feature_map: Optional[str] = None,
+    normalize: bool = False,
+    scale: Optional[float] = None,
+    mode: str = "chunkwise",
+    chunk_size: int = 64,
+    initial_state: Optional[Union[F32, Tuple[F32, F32]]] = None,
+    return_state: bool = False,
+    return_weights: bool = False,
+) -> Union[F32, Tuple[Any, ...]]: ...
 def sliding_window_attention(
     query: F32,
     key: F32,
@@ -277,6 +293,29 @@ class KVCache:
     def crop(self, length: int, /) -> None: ...
     def reorder(self, beam_idx: Ids, /) -> None: ...
     def reset(self) -> None: ...
+
+class RecurrentState:
+    num_layers: int
+    batch_size: int
+    nbytes: int
+    dtype: str
+    def __init__(
+        self,
+        num_layers: int,
+        batch_size: int,
+        shapes: Union[Mapping[str, Sequence[int]], Sequence[Mapping[str, Sequence[int]]]],
+        *,
+        dtype: str = "float32",
+    ) -> None: ...
+    def get(self, layer: int, name: str, /) -> F32: ...
+    def raw(self, layer: int, name: str, /) -> NDArray[Any]: ...
+    def set(self, layer: int, name: str, value: F32, /) -> None: ...
+    def names(self, layer: int, /) -> tuple[str, ...]: ...
+    def shapes(self, layer: int, /) -> dict[str, tuple[int, ...]]: ...
+    def reorder(self, beam_idx: Ids, /) -> None: ...
+    def reset(self) -> None: ...
+    def advance(self, num_tokens: int, /) -> None: ...
+    def get_seq_length(self) -> int: ...
 
 class WindowAttention:
     hidden_size: int

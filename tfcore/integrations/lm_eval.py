@@ -231,8 +231,6 @@ class TfcoreLM(TemplateLM):
         """(sum log p(continuation | context), continuation is the greedy one) per request: the
         last max_length + 1 tokens of context + continuation, the last one dropped as input
         (the HF backend's window), right-padded batches sorted longest first."""
-        from .._progress import progress
-
         if self.backend == "seq2seq":
             return self._seq2seq_loglikelihood_tokens(requests, disable_tqdm)
         rows = []
@@ -241,13 +239,9 @@ class TfcoreLM(TemplateLM):
                 raise _C.TfcoreValueError("a loglikelihood request has an empty continuation")
             inp = (list(ctx) + list(cont))[-(self.max_length + 1) :][:-1]
             rows.append((inp, list(cont)))
-        order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
         out: List[Tuple[float, bool]] = [(0.0, False)] * len(rows)
         pad = self.tokenizer.pad_token_id or 0
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        for batch in progress(
-            batches, desc="loglikelihood", show=False if disable_tqdm else None, unit="batch"
-        ):
+        for batch in self._batches(len(rows), lambda i: -len(rows[i][0]), disable_tqdm):
             ids, mask = _right_padded([rows[i][0] for i in batch], pad)
             logits = self.model(ids, attention_mask=mask).logits
             for b, i in enumerate(batch):
@@ -256,12 +250,18 @@ class TfcoreLM(TemplateLM):
                 out[i] = _score(logits[b, n - k : n], cont)  # the positions predicting cont
         return out
 
+    def _batches(self, n: int, key, disable_tqdm: bool):
+        """Request indices in batch_size batches, sorted by key, with a progress bar."""
+        from .._progress import progress
+
+        order = sorted(range(n), key=key)
+        batches = [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+        return progress(batches, desc="loglikelihood", show=False if disable_tqdm else None, unit="batch")
+
     def _seq2seq_loglikelihood_tokens(self, requests, disable_tqdm: bool) -> List[Tuple[float, bool]]:
         """The HF backend's seq2seq scoring: the last max_length context tokens into the
         encoder, the continuation (its last max_length tokens) as labels: the decoder reads
         decoder_start_token_id + continuation[:-1] and predicts every continuation token."""
-        from .._progress import progress
-
         start = self.model.generation_defaults.get("decoder_start_token_id")
         if start is None:
             start = self.model.config.get("decoder_start_token_id", self.model.config.get("pad_token_id"))
@@ -274,13 +274,10 @@ class TfcoreLM(TemplateLM):
                     "a seq2seq loglikelihood request needs a context and a continuation"
                 )
             rows.append((list(ctx)[-self.max_length :], list(cont)[-self.max_length :]))
-        order = sorted(range(len(rows)), key=lambda i: (-len(rows[i][0]), -len(rows[i][1])))
         out: List[Tuple[float, bool]] = [(0.0, False)] * len(rows)
         pad = self.tokenizer.pad_token_id or 0
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        for batch in progress(
-            batches, desc="loglikelihood", show=False if disable_tqdm else None, unit="batch"
-        ):
+        longest_first = lambda i: (-len(rows[i][0]), -len(rows[i][1]))  # noqa: E731
+        for batch in self._batches(len(rows), longest_first, disable_tqdm):
             ids, mask = _right_padded([rows[i][0] for i in batch], pad)
             dec, _ = _right_padded([[start] + rows[i][1][:-1] for i in batch], pad)
             logits = self.model(ids, attention_mask=mask, decoder_input_ids=dec).logits

@@ -10,10 +10,12 @@ from .base import ModelOutput, PreTrainedModel
 from .bert import *  # noqa: F401,F403
 from .big_bird import *  # noqa: F401,F403
 from .bloom import *  # noqa: F401,F403
+from .gla import *  # noqa: F401,F403
 from .gpt2 import *  # noqa: F401,F403
 from .llama import *  # noqa: F401,F403
 from .longformer import *  # noqa: F401,F403
 from .opt import *  # noqa: F401,F403
+from .retnet import *  # noqa: F401,F403
 from .swin import *  # noqa: F401,F403
 from .t5 import *  # noqa: F401,F403
 from .vit import *  # noqa: F401,F403

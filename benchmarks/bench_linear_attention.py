@@ -1,0 +1,329 @@
+"""Linear attention: the op's chunkwise, parallel and recurrent forms vs flash-linear-attention's
+pure-PyTorch naive retention at 1k-16k tokens (time, peak memory, % of the in-run fp32 GEMM
+rate), then decoding tokens/s of ~100M RetNet and GLA models against a same-size Llama with a
+KV cache at several context lengths (and state vs KV-cache memory).
+
+    python benchmarks/bench_linear_attention.py [--quick] [--full] [--threads 2] [--avx2]
+
+Op part: RetNet-shaped retention, batch 1, 8 heads, Dk=64, Dv=128, gammas 1 - 2^(-5-h).
+Every length is first validated (chunkwise against fla's naive_retention, or against
+tfcore's parallel form where the naive one would not fit), then timed interleaved in this
+process (medians). fla's naive forms the (H, L, L) decay and score tensors, so it is timed up
+to 4k only; parallel mode up to 4k (--full: 16k). Peak memory: one child process per
+(length, method) resets the peak-RSS watermark and reports what one call adds.
+
+Decode part: random-weight checkpoints (hidden 768, 12 layers, vocab 8000) written as
+safetensors; each model is validated (cached/recurrent decoding == full forward on 40
+tokens), prefilled to the context length (not timed), then single-token steps are timed
+interleaved across the three models. Context 128 and 4k by default, --full adds 32k (the
+Llama prefill then takes minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import (  # noqa: E402
+    PEAK_RSS_PRELUDE,
+    gemm_peak_gflops,
+    interleaved,
+    isa_line,
+    print_table,
+    reexec_at_avx2_if_asked,
+)
+
+reexec_at_avx2_if_asked()
+
+import tfcore  # noqa: E402
+
+H, DK, DV, CHUNK = 8, 64, 128, 64
+GAMMAS = (1.0 - 2.0 ** (-5.0 - np.arange(H))).astype(np.float32)
+
+
+def fla_naive_retention():
+    """fla-core's naive_retention, loaded by path (importing the fla package pulls Triton)."""
+    import importlib.util
+    from importlib.metadata import files
+
+    path = next(f.locate() for f in files("fla-core") if str(f).endswith("fla/ops/retention/naive.py"))
+    spec = importlib.util.spec_from_file_location("fla_naive_retention", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.naive_retention
+
+
+def qkv(L: int):
+    rng = np.random.default_rng(L)
+    q, k = (rng.standard_normal((1, H, L, DK), dtype=np.float32) for _ in range(2))
+    return q, k, rng.standard_normal((1, H, L, DV), dtype=np.float32)
+
+
+def chunkwise_flops(L: int) -> float:
+    """Multiply-adds x 2 of the chunkwise form: per token the state read and update
+    (2 Dk Dv each) and on average C/2 intra-chunk keys (Dk for the score, Dv for the value)."""
+    return 2.0 * H * L * (2 * DK * DV + (CHUNK + 1) / 2 * (DK + DV))
+
+
+CHILD = (
+    PEAK_RSS_PRELUDE
+    + """
+import json, sys
+import numpy as np
+L, method = int(sys.argv[1]), sys.argv[2]
+sys.path.insert(0, sys.argv[3])
+from bench_linear_attention import qkv, GAMMAS, fla_naive_retention
+import tfcore
+q, k, v = qkv(L)
+if method == "fla-naive":
+    import torch
+    naive = fla_naive_retention()
+    t = [torch.from_numpy(x) for x in (q, k, v)]
+    naive(*[x[:, :, :64].contiguous() for x in t])
+    since = reset_peak()
+    naive(*t)
+else:
+    w = [np.ascontiguousarray(x[:, :, :64]) for x in (q, k, v)]
+    tfcore.functional.linear_attention(*w, decay=GAMMAS, mode=method)
+    since = reset_peak()
+    tfcore.functional.linear_attention(q, k, v, decay=GAMMAS, mode=method)
+print(json.dumps({"added": peak_added(since)}))
+"""
+)
+
+
+def peak_mib(L: int, method: str) -> str:
+    r = subprocess.run(
+        [sys.executable, "-c", CHILD, str(L), method, os.path.dirname(os.path.abspath(__file__))],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if r.returncode != 0:
+        return f"failed ({r.stderr.strip().splitlines()[-1][:60] if r.stderr.strip() else r.returncode})"
+    return f"{json.loads(r.stdout.strip().splitlines()[-1])['added'] / 2**20:.1f}"
+
+
+def bench_op(lengths, full: bool, repeat: int):
+    import torch
+
+    naive = fla_naive_retention()
+    la = tfcore.functional.linear_attention
+    gemm = gemm_peak_gflops()
+    print(f"in-run fp32 GEMM rate (tfcore/oneDNN, 1024x2048x2048): {gemm:.1f} GFLOP/s\n")
+    rows = []
+    for L in lengths:
+        q, k, v = qkv(L)
+        tq = [torch.from_numpy(x) for x in (q, k, v)]
+        chunk = la(q, k, v, decay=GAMMAS)
+        with_naive = L <= 4096
+        with_parallel = L <= 4096 or full
+        ref = naive(*tq).numpy() if with_naive else None
+        if ref is None or not np.isfinite(ref).all():
+            if ref is not None:  # exp2((i - j) log2 gamma) overflows above the diagonal before
+                # the causal mask multiplies it by 0: inf * 0 = NaN once L log2(1/gamma_0) > 128
+                print(
+                    f"L={L}: fla's naive_retention returns NaN (its decay mask overflows); "
+                    "validating against tfcore's parallel mode instead"
+                )
+            ref = la(q, k, v, decay=GAMMAS, mode="parallel")
+        err = np.abs(chunk - ref).max() / np.abs(ref).max()
+        assert err < 1e-4, f"L={L}: chunkwise differs from the reference by {err:.2e}"
+        fns = {"chunkwise": lambda: la(q, k, v, decay=GAMMAS)}
+        if with_parallel:
+            fns["parallel"] = lambda: la(q, k, v, decay=GAMMAS, mode="parallel")
+        if with_naive:
+            fns["fla-naive"] = lambda: naive(*tq)
+        if L <= 1024:
+            fns["recurrent"] = lambda: la(q, k, v, decay=GAMMAS, mode="recurrent")
+        reps = repeat if L <= 4096 else max(3, repeat // 3)
+        t = interleaved(fns, repeat=reps, warmup=1)
+        rate = chunkwise_flops(L) / t["chunkwise"] / 1e9
+        rows.append(
+            [
+                L,
+                f"{err:.1e}",
+                f"{t['chunkwise'] * 1e3:.1f}",
+                f"{t['parallel'] * 1e3:.1f}" if "parallel" in t else "-",
+                f"{t['recurrent'] * 1e3:.1f}" if "recurrent" in t else "-",
+                f"{t['fla-naive'] * 1e3:.1f}" if "fla-naive" in t else "-",
+                f"{t['fla-naive'] / t['chunkwise']:.1f}x" if "fla-naive" in t else "-",
+                f"{rate:.1f} ({100 * rate / gemm:.0f}%)",
+                peak_mib(L, "chunkwise"),
+                peak_mib(L, "parallel") if with_parallel else "-",
+                peak_mib(L, "fla-naive") if with_naive else "-",
+            ]
+        )
+    print_table(
+        [
+            "L",
+            "rel. err",
+            "chunkwise ms",
+            "parallel ms",
+            "recurrent ms",
+            "fla naive ms",
+            "naive / chunkwise",
+            "chunkwise GFLOP/s (% GEMM)",
+            "chunkwise MiB",
+            "parallel MiB",
+            "fla naive MiB",
+        ],
+        rows,
+    )
+
+
+# ------------------------------------------------------------------ decode
+
+
+def write_checkpoint(root, name, config, shapes):
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    w = {}
+    for key, shape in shapes.items():
+        if key.endswith("norm.weight") or key.endswith("layernorm.weight") or "swish_gate" in key:
+            w[key] = np.ones(shape, np.float32)
+        elif key.endswith(".bias"):
+            w[key] = np.full(shape, 3.0, np.float32)  # gates near 1 (slow decay)
+        else:
+            w[key] = (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float32)
+    d = os.path.join(root, name)
+    os.makedirs(d)
+    save_file(w, os.path.join(d, "model.safetensors"))
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(config, f)
+    return d, sum(a.size for a in w.values())
+
+
+def decode_checkpoints(root, C=768, layers=12, V=8000):
+    common = {"hidden_size": C, "num_hidden_layers": layers, "vocab_size": V, "eos_token_id": None}
+    top = {"model.embeddings.weight": (V, C), "model.norm.weight": (C,), "lm_head.weight": (V, C)}
+
+    def fla(kind, heads, Kd, Vd, F, extra):
+        shapes = dict(top)
+        for i in range(layers):
+            p = f"model.layers.{i}."
+            shapes |= {
+                p + "attn_norm.weight": (C,),
+                p + "mlp_norm.weight": (C,),
+                p + "attn.q_proj.weight": (Kd, C),
+                p + "attn.k_proj.weight": (Kd, C),
+                p + "attn.v_proj.weight": (Vd, C),
+                p + "attn.g_proj.weight": (Vd, C),
+                p + "attn.o_proj.weight": (C, Vd),
+                p + "attn.g_norm_swish_gate.weight": (Vd // heads,),
+                p + "mlp.gate_proj.weight": (F, C),
+                p + "mlp.up_proj.weight": (F, C),
+                p + "mlp.down_proj.weight": (C, F),
+            }
+            for key, shape in extra.items():
+                shapes[p + key] = shape
+        cfg = dict(
+            common, model_type=kind, num_heads=heads, intermediate_size=F, expand_k=Kd / C, expand_v=Vd / C
+        )
+        return write_checkpoint(root, kind, cfg, shapes)
+
+    retnet = fla("retnet", 8, C, 2 * C, 1024, {})
+    gla = fla(
+        "gla",
+        4,
+        C // 2,
+        C,
+        2048,
+        {
+            "attn.gk_proj.0.weight": (16, C),
+            "attn.gk_proj.1.weight": (C // 2, 16),
+            "attn.gk_proj.1.bias": (C // 2,),
+        },
+    )
+    shapes = {"model.embed_tokens.weight": (V, C), "model.norm.weight": (C,), "lm_head.weight": (V, C)}
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        shapes |= {
+            p + "input_layernorm.weight": (C,),
+            p + "post_attention_layernorm.weight": (C,),
+            **{p + f"self_attn.{n}_proj.weight": (C, C) for n in "qkvo"},
+            p + "mlp.gate_proj.weight": (2048, C),
+            p + "mlp.up_proj.weight": (2048, C),
+            p + "mlp.down_proj.weight": (C, 2048),
+        }
+    llama = write_checkpoint(
+        root,
+        "llama",
+        dict(common, model_type="llama", num_attention_heads=12, intermediate_size=2048, rms_norm_eps=1e-6),
+        shapes,
+    )
+    return {"RetNet": retnet, "GLA": gla, "Llama (KV cache)": llama}
+
+
+def bench_decode(contexts, repeat):
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as root:
+        ckpts = decode_checkpoints(root)
+        models = {name: tfcore.AutoModelForCausalLM.from_pretrained(d) for name, (d, _) in ckpts.items()}
+        ids = rng.integers(0, 8000, (1, 40))
+        for name, m in models.items():  # validate: cached / recurrent decoding == full forward
+            full = m(ids).logits
+            cache = m.new_cache(1, 64)
+            parts = [m(ids[:, :30], past_key_values=cache).logits]
+            parts += [m(ids[:, t : t + 1], past_key_values=cache).logits for t in range(30, 40)]
+            err = np.abs(np.concatenate(parts, 1) - full).max() / np.abs(full).max()
+            assert err < 1e-4, f"{name}: decoding differs from the full forward by {err:.2e}"
+        rows = []
+        for ctx in contexts:
+            caches, steps = {}, {}
+            prompt = rng.integers(0, 8000, (1, ctx))
+            for name, m in models.items():
+                cache = m.new_cache(1, ctx + 4 * (repeat + 8))
+                for s in range(0, ctx, 2048):  # prefill in pieces (not timed)
+                    m(prompt[:, s : s + 2048], past_key_values=cache, logits_to_keep=1)
+                caches[name] = cache
+                tok = np.array([[7]])
+                steps[name] = lambda m=m, c=cache, tok=tok: m(tok, past_key_values=c, logits_to_keep=1)
+            t = interleaved(steps, repeat=repeat, warmup=2)
+            mem = {}
+            for name, c in caches.items():
+                mem[name] = (
+                    c.nbytes
+                    if isinstance(c, tfcore.RecurrentState)
+                    else (sum(c.keys(i).nbytes + c.values(i).nbytes for i in range(c.num_layers)))
+                )
+            rows.append(
+                [ctx] + [f"{1 / t[n]:.1f}" for n in models] + [f"{mem[n] / 2**20:.1f}" for n in models]
+            )
+        params = ", ".join(f"{n} {p / 1e6:.0f}M" for n, (_, p) in ckpts.items())
+        print(f"parameters: {params}\n")
+        print_table(["context"] + [f"{n} tok/s" for n in models] + [f"{n} state MiB" for n in models], rows)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="L = 1k, 4k; contexts 128, 1k; fewer repeats")
+    ap.add_argument("--full", action="store_true", help="parallel mode at 16k; decode context 32k")
+    ap.add_argument("--avx2", action="store_true", help="hold every library to AVX2 (see common.py)")
+    args = ap.parse_args()
+    tfcore.set_num_threads(args.threads)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    print(isa_line())
+    print(f"threads: {args.threads} (tfcore and torch); shared machine: compare ratios, not absolute times\n")
+    lengths = [1024, 4096] if args.quick else [1024, 4096, 16384]
+    repeat = 5 if args.quick else 9
+    bench_op(lengths, args.full, repeat)
+    print()
+    contexts = [128, 1024] if args.quick else [128, 4096] + ([32768] if args.full else [])
+    bench_decode(contexts, 9 if args.quick else 21)
+
+
+if __name__ == "__main__":
+    main()
