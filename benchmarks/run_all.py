@@ -84,6 +84,11 @@ BENCHMARKS = [
     ),
     ("bench_swin.py", "Swin-T (shifted-window attention) vs HF; time by part", ["--threads", "{threads}"]),
     (
+        "bench_llm.py",
+        "SmolLM2-135M Q4_1 GGUF: tfcore fp32/bf16/int8 vs llama.cpp, decode B=1 and prefill 512",
+        ["--threads", "{threads}"],
+    ),
+    (
         "bench_linear_attention.py",
         "Linear attention (retention) chunkwise/parallel vs fla naive at 1k-16k; RetNet/GLA decode vs Llama+KV cache",
         ["--threads", "{threads}"],

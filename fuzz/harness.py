@@ -6,6 +6,8 @@ crash, a hang - is a bug.
 Targets:
   safetensors  the bytes are a .safetensors file: parse, then read every tensor as float32
   config       the bytes are config.json next to a valid tiny checkpoint: load the model
+  gguf         the bytes are a .gguf file: parse, build its config, read every tensor as
+               float32 (dequantizing), rebuild its tokenizer
   ops          the bytes choose shapes, dtypes, flags and values for Linear, LayerNorm,
                scaled_dot_product_attention, MultiHeadAttention and a KVCache
 """
@@ -230,6 +232,130 @@ def _attention_layer_calls(r: Reader) -> None:
         )
 
 
+# ---------------------------------------------------------------- gguf
+def gguf_bytes(kvs=(), tensors=(), alignment=32, version=3, magic=b"GGUF") -> bytes:
+    """A GGUF file built by hand (so tests and seeds control every field). kvs: (key, value
+    type id, value bytes already packed); tensors: (name, dims fastest-first, ggml type id,
+    data offset, data bytes or b"" for none). Data is laid at the given offsets after the aligned header."""
+
+    def s(text):
+        b = text.encode() if isinstance(text, str) else text
+        return struct.pack("<Q", len(b)) + b
+
+    out = magic + struct.pack("<IQQ", version, len(tensors), len(kvs))
+    for key, vtype, value in kvs:
+        out += s(key) + struct.pack("<I", vtype) + value
+    for name, dims, tid, offset, _ in tensors:
+        out += s(name) + struct.pack("<I", len(dims)) + b"".join(struct.pack("<Q", d) for d in dims)
+        out += struct.pack("<IQ", tid, offset)
+    out += b"\0" * (-len(out) % alignment)
+    data = bytearray()
+    for _, _, _, offset, raw in tensors:
+        if not raw:  # a tensor whose data the file leaves out (tests of bad offsets)
+            continue
+        if len(data) < offset + len(raw):
+            data += b"\0" * (offset + len(raw) - len(data))
+        data[offset : offset + len(raw)] = raw
+    return out + bytes(data)
+
+
+def gguf_string(text: str) -> bytes:
+    b = text.encode()
+    return struct.pack("<Q", len(b)) + b
+
+
+def tiny_llama_gguf(qtype: int = 2, chat_template=None) -> bytes:
+    """A valid 1-layer Llama GGUF (hidden 32, 2 heads, vocab 8) with 2-D weights in qtype
+    (Q4_0 by default; block geometry from tfcore.gguf), an 8-token byte-level vocabulary and
+    optionally a chat template (eos "</s>" = id 5)."""
+    from tfcore.gguf import GGML_TYPES
+
+    rng = np.random.default_rng(0)
+    t = GGML_TYPES[qtype]
+    C, F_, V = 32, 64, 8
+    kvs = [("general.architecture", 8, gguf_string("llama"))]
+    for key, v in (
+        ("block_count", 1),
+        ("embedding_length", C),
+        ("feed_forward_length", F_),
+        ("attention.head_count", 2),
+        ("attention.head_count_kv", 1),
+        ("context_length", 64),
+    ):
+        kvs.append((f"llama.{key}", 4, struct.pack("<I", v)))
+    kvs.append(("llama.attention.layer_norm_rms_epsilon", 6, struct.pack("<f", 1e-5)))
+    toks = ["a", "b", "c", "ab", "<s>", "</s>", "x", "y"]
+    kvs.append(("tokenizer.ggml.model", 8, gguf_string("gpt2")))
+    kvs.append(
+        ("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, V) + b"".join(gguf_string(x) for x in toks))
+    )
+    kvs.append(("tokenizer.ggml.merges", 9, struct.pack("<IQ", 8, 1) + gguf_string("a b")))
+    kvs.append(
+        (
+            "tokenizer.ggml.token_type",
+            9,
+            struct.pack("<IQ", 5, V) + struct.pack("<8i", 1, 1, 1, 1, 3, 3, 1, 1),
+        )
+    )
+    if chat_template is not None:
+        kvs.append(("tokenizer.chat_template", 8, gguf_string(chat_template)))
+        kvs.append(("tokenizer.ggml.eos_token_id", 4, struct.pack("<I", 5)))
+    shapes = {
+        "token_embd.weight": (C, V),
+        "output_norm.weight": (C,),
+        "blk.0.attn_norm.weight": (C,),
+        "blk.0.ffn_norm.weight": (C,),
+        "blk.0.attn_q.weight": (C, C),
+        "blk.0.attn_k.weight": (C, 16),
+        "blk.0.attn_v.weight": (C, 16),
+        "blk.0.attn_output.weight": (C, C),
+        "blk.0.ffn_gate.weight": (C, F_),
+        "blk.0.ffn_up.weight": (C, F_),
+        "blk.0.ffn_down.weight": (F_, C),
+    }
+    tensors, offset = [], 0
+    for name, dims in shapes.items():
+        tid = 0 if len(dims) == 1 else qtype
+        tt = GGML_TYPES[tid]
+        nbytes = int(np.prod(dims)) // tt.block * tt.nbytes
+        if tid == 0:
+            raw = rng.uniform(0.5, 1.5, int(np.prod(dims))).astype(np.float32).tobytes()
+        else:
+            raw = bytearray(rng.integers(0, 256, nbytes, dtype=np.uint8).tobytes())
+            for b in range(0, nbytes, tt.nbytes):  # finite small float16 block scales
+                raw[b : b + 2] = np.float16(0.01).tobytes()
+                if t.name == "Q4_1":
+                    raw[b + 2 : b + 4] = np.float16(-0.05).tobytes()
+            raw = bytes(raw)
+        tensors.append((name, dims, tid, offset, raw))
+        offset += -(-nbytes // 32) * 32
+    return gguf_bytes(kvs, tensors)
+
+
+def gguf(data: bytes) -> None:
+    from tfcore import gguf as G
+    from tfcore.gguf_tokenizer import tokenizer_from_metadata
+
+    path = os.path.join(_DIR, "f.gguf")
+    with open(path, "wb") as f:
+        f.write(data)
+
+    def load():
+        f = G.GGUFFile(path)
+        try:
+            for name in f.tensors:
+                f.float32(name)
+            cfg, arch = G.config_from_metadata(f.metadata, list(f.tensors), path)
+            ck = G.GGUFCheckpoint(f, arch, cfg)
+            for name in ck:
+                ck.float32(name)
+            tokenizer_from_metadata(f.metadata, path)
+        finally:
+            f.close()
+
+    _expected(load)
+
+
 def linear_attention(data: bytes) -> None:
     """tfcore.functional.linear_attention with fuzzed shapes, layouts, decays, gates, states
     and options (a target of its own so the ops target's byte mapping stays as recorded)."""
@@ -262,7 +388,13 @@ def linear_attention(data: bytes) -> None:
     )
 
 
-TARGETS = {"safetensors": safetensors, "config": config, "ops": ops, "linear_attention": linear_attention}
+TARGETS = {
+    "safetensors": safetensors,
+    "config": config,
+    "ops": ops,
+    "linear_attention": linear_attention,
+    "gguf": gguf,
+}
 
 
 def seeds(target: str):
@@ -273,6 +405,10 @@ def seeds(target: str):
         with open(path, "rb") as f:
             yield f.read()
         yield struct.pack("<Q", 2) + b"{}"
+    elif target == "gguf":
+        yield tiny_llama_gguf(2)
+        yield tiny_llama_gguf(3)
+        yield gguf_bytes()
     elif target == "config":
         yield (
             b'{"model_type": "bert", "hidden_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1, '

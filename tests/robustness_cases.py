@@ -104,6 +104,17 @@ def model_dir_case(config, files=None):
     )
 
 
+def gguf_case(expr, call="tfcore.AutoModelForCausalLM.from_pretrained(p)"):
+    """Code that writes a GGUF file (expr: bytes, built with fuzz/harness.py's writer in the
+    child, or a mutation of its valid tiny Llama file `good`) and loads it."""
+    return (
+        "import sys; sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(tfcore.__file__))), 'fuzz'))\n"
+        "import harness; good = harness.tiny_llama_gguf(2); S = harness.gguf_string\n"
+        f"p = os.path.join(tmp, 'bad.gguf'); open(p, 'wb').write({expr})\n"
+        f"{call}"
+    )
+
+
 CASES = [
     # ---- Linear
     ("linear/x float64", "lin(np.ones((2, C)))", TE, "float32"),
@@ -508,6 +519,57 @@ CASES = [
         ckpt_case({"a": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 4]}}, b"\0" * 4),
         CK,
         "invalid shape|bytes",
+    ),
+    # ---- GGUF files (tfcore.gguf; the full battery is tests/test_gguf.py)
+    ("gguf/wrong magic", gguf_case("b'GGML' + good[4:]"), CK, "not a GGUF file"),
+    ("gguf/truncated", gguf_case("good[:-50]"), CK, "beyond the file|truncated"),
+    ("gguf/version", gguf_case("good[:4] + struct.pack('<I', 7) + good[8:]"), CK, "version 7"),
+    ("gguf/huge count", gguf_case("good[:8] + struct.pack('<Q', 2**64 - 1) + good[16:]"), CK, "more than"),
+    (
+        "gguf/unknown type",
+        gguf_case("harness.gguf_bytes([], [('t', (32,), 99, 0, bytes(128))])", "tfcore.gguf.GGUFFile(p)"),
+        CK,
+        "unknown ggml type 99",
+    ),
+    (
+        "gguf/misaligned",
+        gguf_case("harness.gguf_bytes([], [('t', (32,), 0, 8, bytes(128))])", "tfcore.gguf.GGUFFile(p)"),
+        CK,
+        "alignment",
+    ),
+    (
+        "gguf/unknown architecture",
+        gguf_case("harness.gguf_bytes([('general.architecture', 8, S('rwkv99'))])"),
+        CK,
+        "rwkv99",
+    ),
+    (
+        "gguf/NaN block scale",
+        gguf_case(
+            "harness.gguf_bytes([], [('t', (32,), 2, 0, np.float16(np.inf).tobytes() + bytes(16))])",
+            "tfcore.gguf.GGUFFile(p).float32('t')",
+        ),
+        CK,
+        "NaN or infinite",
+    ),
+    (
+        "gguf/tokenizer of a truncated file",
+        gguf_case("good[:200]", "tfcore.text.load_tokenizer(p)"),
+        CK,
+        "truncated|more than",
+    ),
+    (
+        "gguf/chat template messages",
+        "from tfcore.gguf_tokenizer import apply_chat_template; apply_chat_template('{{ messages }}', [1, 2])",
+        VE,
+        r"messages\[0\]",
+    ),
+    (
+        "gguf/chat template raise_exception",
+        "from tfcore.gguf_tokenizer import apply_chat_template\n"
+        "apply_chat_template(\"{{ raise_exception('roles must alternate') }}\", [{'role': 'user', 'content': 'x'}])",
+        VE,
+        "roles must alternate",
     ),
     (
         "model/not a directory",

@@ -222,6 +222,32 @@ def test_bin_loads_and_linear_pickles_keep_memory_flat(tiny_models, tmp_path):
     assert growth < 2 * MiB, growth / MiB
 
 
+def test_gguf_loads_keep_memory_and_files_flat(tmp_path):
+    """GGUF files: parse + dequantize + build (memory maps and descriptors released), the
+    tokenizer rebuilt from metadata, and malformed files rejected, many times over."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz"))
+    import harness
+
+    good, bad = tmp_path / "m.gguf", tmp_path / "bad.gguf"
+    good.write_bytes(harness.tiny_llama_gguf(3))
+    bad.write_bytes(harness.tiny_llama_gguf(3)[:-100])
+
+    def once():
+        tfcore.AutoModelForCausalLM.from_pretrained(good)
+        tfcore.text.load_tokenizer(good)
+        try:
+            tfcore.AutoModelForCausalLM.from_pretrained(bad)
+        except tfcore.safetensors.CheckpointError:
+            pass
+
+    fds = lambda: len(os.listdir("/proc/self/fd"))  # noqa: E731
+    once()
+    gc.collect()
+    before = fds()
+    growth = rss_growth(once, calls=100, warmup=20)
+    gc.collect()
+    assert fds() <= before, (before, fds())  # every map and descriptor closed
+    assert growth < 4 * MiB, growth / MiB
 def test_recurrent_state_create_update_reorder_keeps_memory_flat():
     rng = np.random.default_rng(0)
     value = rng.standard_normal((3, 4, 16, 16)).astype(np.float32)

@@ -210,6 +210,21 @@ def test_eight_threads_share_models_and_layers(tmp_path):
             q, k, v, is_causal=True, enable_gqa=True
         ),
     }
+    # GGUF: loads of one file from every thread, and one shared memory-mapped reader
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz"))
+    import harness
+
+    (tmp_path / "m.gguf").write_bytes(harness.tiny_llama_gguf(3))
+    from tfcore.gguf import GGUFFile
+
+    shared_gguf = GGUFFile(tmp_path / "m.gguf")
+    work["gguf-load-generate"] = lambda: tfcore.AutoModelForCausalLM.from_pretrained(
+        tmp_path / "m.gguf"
+    ).generate(ids[:1, :3] % 8, max_new_tokens=4)
+    work["gguf-shared-dequantize"] = lambda: shared_gguf.float32("blk.0.ffn_down.weight")
     texts = [" ".join(f"w{w}" for w in rng.integers(2, 60, n)) for n in (3, 9, 1, 14, 6)]
     work.update(
         {

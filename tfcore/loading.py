@@ -17,8 +17,14 @@ from .models.base import PreTrainedModel
 def _load(
     directory: Union[str, os.PathLike], task: str, dtype: Any, threads: Optional[int], **kwargs: Any
 ) -> PreTrainedModel:
-    directory = resolve(directory, kwargs.pop("revision", None))
-    cls = registry.lookup(Config.from_dir(directory).get("model_type"), task, source=str(directory))
+    from . import gguf
+
+    if gguf.is_gguf_path(directory):
+        model_type = gguf.read_config(directory).get("model_type")
+    else:
+        directory = resolve(directory, kwargs.pop("revision", None))
+        model_type = Config.from_dir(directory).get("model_type")
+    cls = registry.lookup(model_type, task, source=str(directory))
     extra = {k: v for k, v in kwargs.items() if v is not None}  # torch_dtype= only when given
     return cls.from_pretrained(directory, dtype=dtype, threads=threads, **extra)
 

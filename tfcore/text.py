@@ -182,8 +182,9 @@ def default_max_length(directory: Union[str, os.PathLike]) -> Optional[int]:
 
 
 def load_tokenizer(directory: Union[str, os.PathLike], max_length: Optional[int] = None) -> Any:
-    """A ``tokenizers.Tokenizer`` from ``directory/tokenizer.json`` that pads to the longest
-    text of a batch and truncates each text to ``max_length`` tokens.
+    """A ``tokenizers.Tokenizer`` from ``directory/tokenizer.json`` (or from a ``.gguf`` file's
+    metadata, see :mod:`tfcore.gguf_tokenizer`) that pads to the longest text of a batch and
+    truncates each text to ``max_length`` tokens.
 
     max_length=None takes the directory's rule (``default_max_length``): a
     sentence-transformers directory's ``max_seq_length`` (256 for all-MiniLM-L6-v2), else
@@ -200,6 +201,16 @@ def load_tokenizer(directory: Union[str, os.PathLike], max_length: Optional[int]
         isinstance(max_length, bool) or not isinstance(max_length, int | np.integer) or max_length < 1
     ):
         raise _C.TfcoreValueError(f"max_length must be a positive integer or None, got {max_length!r}")
+    from .gguf import is_gguf_path
+
+    if is_gguf_path(directory):  # a llama.cpp GGUF file: the tokenizer from its metadata
+        from .gguf_tokenizer import load_gguf_tokenizer
+
+        tok = load_gguf_tokenizer(directory)
+        tok.no_truncation()
+        if max_length is not None:
+            tok.enable_truncation(max_length=int(max_length))
+        return tok
     directory = os.path.expanduser(os.fspath(directory))
     path = Path(directory) / "tokenizer.json"
     if not path.exists():

@@ -62,6 +62,22 @@ def sections():
     yield "tfcore.integrations.ray", [tf_ray.TfcoreActor, tf_ray.run]
     yield "tfcore.integrations.dask", [tf_dask.TfcoreModelPlugin, tf_dask.worker_model, tf_dask.run]
     yield "tfcore.testing", [tfcore.testing.assert_close_to_reference]
+    import tfcore.gguf
+    import tfcore.gguf_tokenizer
+
+    yield (
+        "tfcore.gguf",
+        [tfcore.gguf.GGUFFile, tfcore.gguf.load, tfcore.gguf.read_config, tfcore.gguf.is_gguf_path],
+    )
+    yield (
+        "tfcore.gguf_tokenizer",
+        [
+            tfcore.gguf_tokenizer.load_gguf_tokenizer,
+            tfcore.gguf_tokenizer.tokenizer_from_metadata,
+            tfcore.gguf_tokenizer.chat_template_of,
+            tfcore.gguf_tokenizer.apply_chat_template,
+        ],
+    )
 
 
 def signature(obj) -> str:

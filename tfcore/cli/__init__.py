@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import bench, check, classify, demo, embed, generate, images, info, inspect, run, search
+from . import bench, chat, check, classify, demo, embed, generate, images, info, inspect, run, search
 
 COMMANDS = {
     m.NAME: m
@@ -23,6 +23,7 @@ COMMANDS = {
         images,
         classify,
         generate,
+        chat,
         run,
         inspect.Inspect,
         inspect.Convert,

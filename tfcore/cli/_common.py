@@ -28,7 +28,18 @@ def default_minilm() -> str:
 
 
 def tokenizer_or_none(directory: str, max_length: Optional[int] = None):
-    """The directory's tokenizer.json through the tokenizers package, or None."""
+    """The directory's tokenizer.json (or a GGUF file's vocabulary) through the tokenizers
+    package, or None."""
+    from .. import gguf
+
+    if gguf.is_gguf_path(directory):
+        from .. import text
+        from ..safetensors import CheckpointError
+
+        try:
+            return text.load_tokenizer(directory, max_length=max_length)
+        except CheckpointError:  # a vocabulary kind tfcore does not rebuild: ids only
+            return None
     if not os.path.exists(os.path.join(directory, "tokenizer.json")):
         return None
     from .. import text

@@ -1,7 +1,8 @@
 """Continue a prompt with a local causal language model, or answer it with an
 encoder-decoder one (T5), printing tokens as they come.
 
-The prompt is text (needs the directory's tokenizer.json and the tokenizers package) or
+MODEL is a checkpoint directory or a llama.cpp ``.gguf`` file. The prompt is text (needs the
+directory's tokenizer.json, or the GGUF file's vocabulary, and the tokenizers package) or
 --ids 1,2,3. Greedy by default; --sample with --temperature/--top-k/--top-p/--seed. A causal
 LM's output continues the prompt (echoed first); an encoder-decoder's output is new text."""
 
@@ -10,7 +11,10 @@ from __future__ import annotations
 import sys
 import time
 
-NAME, HELP = "generate", "generate text or token ids from a causal or encoder-decoder LM directory, streaming"
+NAME, HELP = (
+    "generate",
+    "generate text or token ids from a causal or encoder-decoder LM directory (or GGUF file), streaming",
+)
 
 
 def add_arguments(p):
@@ -38,11 +42,15 @@ def run(args):
 
     import tfcore
 
+    from .. import gguf
     from ..config import Config
     from ..models import registry
     from ._common import tokenizer_or_none
 
-    model_type = Config.from_dir(args.model).get("model_type")
+    if gguf.is_gguf_path(args.model):  # a llama.cpp GGUF file: config and tokenizer inside it
+        model_type = gguf.read_config(args.model).get("model_type")
+    else:
+        model_type = Config.from_dir(args.model).get("model_type")
     tasks = registry.tasks_for(model_type)
     seq2seq = "seq2seq-lm" in tasks
     if not seq2seq and "causal-lm" not in tasks:
@@ -63,7 +71,10 @@ def run(args):
             ) from None
     elif args.prompt is not None:
         if tok is None:
-            raise tfcore.TfcoreValueError(f"{args.model} has no tokenizer.json: give the prompt as --ids")
+            raise tfcore.TfcoreValueError(
+                f"{args.model} has no tokenizer tfcore can read (tokenizer.json, or a GGUF byte-level "
+                "BPE vocabulary): give the prompt as --ids"
+            )
         from .. import text
 
         enc = tok.encode(args.prompt)

@@ -168,7 +168,8 @@ class PreTrainedModel:
     ) -> "PreTrainedModel":
         """Load a Hugging Face checkpoint: a directory (``config.json`` + ``*.safetensors``,
         or PyTorch's ``pytorch_model.bin``, read without torch and without running any code
-        from it) or a hub id ``"org/name"`` already in the local Hugging Face cache
+        from it), a llama.cpp ``.gguf`` file (config from its metadata, quantized tensors
+        dequantized to float32 at load; see :mod:`tfcore.gguf`) or a hub id ``"org/name"`` already in the local Hugging Face cache
         (``revision=`` a branch, tag or commit; see :mod:`tfcore.hub`). ``~`` is expanded.
 
         dtype ``"float32"`` (default), ``"bfloat16"`` or ``"int8"`` (also as ``np.float32``,
@@ -198,15 +199,26 @@ class PreTrainedModel:
                 f"threads={threads}: this machine runs tfcore on {_C.config()['omp_num_procs']} CPUs; "
                 "more threads than CPUs only make every call wait for descheduled ones"
             )
-        directory = resolve(directory, revision)
-        config = Config.from_dir(directory)
+        from .. import gguf
+
+        if gguf.is_gguf_path(directory):  # a llama.cpp GGUF file: config and tensors from it
+            if revision is not None:
+                raise CheckpointError(
+                    f"{directory}: revision={revision!r} applies to hub ids, not local files"
+                )
+            config, ckpt = gguf.load(directory)
+            directory = ckpt.directory
+        else:
+            directory = resolve(directory, revision)
+            config = Config.from_dir(directory)
+            ckpt = None
         mt = config.get("model_type")
         if cls.model_types and mt not in cls.model_types:
             raise CheckpointError(
                 f"{directory}: config.json has model_type {mt!r}; {cls.__name__} "
                 f"loads {', '.join(cls.model_types)}"
             )
-        weights = Weights(Checkpoint(directory), cls.base_prefixes, cls.ignore_keys, dtype)
+        weights = Weights(ckpt or Checkpoint(directory), cls.base_prefixes, cls.ignore_keys, dtype)
         try:
             model = cls(config, weights)
         except _C.TfcoreError:
