@@ -248,6 +248,8 @@ def test_gguf_loads_keep_memory_and_files_flat(tmp_path):
     gc.collect()
     assert fds() <= before, (before, fds())  # every map and descriptor closed
     assert growth < 4 * MiB, growth / MiB
+
+
 def test_recurrent_state_create_update_reorder_keeps_memory_flat():
     rng = np.random.default_rng(0)
     value = rng.standard_normal((3, 4, 16, 16)).astype(np.float32)
