@@ -40,8 +40,7 @@ def test_member_summaries_are_whole_paragraphs():
     )
     with open(os.path.join(ROOT, "docs", "api.md")) as f:
         api = f.read()
-    assert (
-        "- `from_pretrained`: Load the directory with the tfcore class for its config.json model_type; "
-        "directory (or cached hub id), dtype, threads, revision and torch_dtype as "
-        "PreTrainedModel.from_pretrained." in api
+    assert (  # Conv2d.weight's docstring wraps after "BatchNorm"
+        "- `weight`: The weights as a new (out_channels, in_channels / groups, *kernel_size) float32 "
+        "array (unpacked copy, BatchNorm folded in; int8: the dequantized values q * scale)." in api
     )

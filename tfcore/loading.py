@@ -29,12 +29,16 @@ def _load(
     return cls.from_pretrained(directory, dtype=dtype, threads=threads, **extra)
 
 
-class AutoModel:
-    """``AutoModel.from_pretrained(dir)``: the base model of the checkpoint's model_type
-    (like ``transformers.AutoModel``)."""
+class _AutoClass:
+    """What every Auto class does: load a checkpoint with the tfcore class that
+    ``tfcore.models.registry`` files under the checkpoint's model_type for the Auto class's
+    ``task``. A subclass states its task and what it returns."""
 
-    @staticmethod
+    task = ""
+
+    @classmethod
     def from_pretrained(
+        cls,
         directory: Union[str, os.PathLike],
         dtype: Any = "float32",
         threads: Optional[int] = None,
@@ -42,101 +46,52 @@ class AutoModel:
         revision: Optional[str] = None,
         torch_dtype: Any = None,
     ) -> PreTrainedModel:
-        """Load the directory with the tfcore class for its config.json model_type; directory
-        (or cached hub id), dtype, threads, revision and torch_dtype as PreTrainedModel.from_pretrained."""
-        return _load(directory, "base", dtype, threads, revision=revision, torch_dtype=torch_dtype)
+        """Load the directory (or cached hub id, or a .gguf file) with the tfcore class
+        registered for its model_type under this Auto class's task; dtype, threads, revision
+        and torch_dtype as PreTrainedModel.from_pretrained."""
+        return _load(directory, cls.task, dtype, threads, revision=revision, torch_dtype=torch_dtype)
 
 
-class AutoModelForCausalLM:
+class AutoModel(_AutoClass):
+    """``AutoModel.from_pretrained(dir)``: the base model of the checkpoint's model_type
+    (like ``transformers.AutoModel``).
+
+    Every Auto class has ``from_pretrained(directory, dtype="float32", threads=None, *,
+    revision=None, torch_dtype=None)``: directory, a cached hub id or a .gguf file; the
+    arguments as PreTrainedModel.from_pretrained."""
+
+    task = "base"
+
+
+class AutoModelForCausalLM(_AutoClass):
     """``AutoModelForCausalLM.from_pretrained(dir)`` like transformers': a model with generate()."""
 
-    @staticmethod
-    def from_pretrained(
-        directory: Union[str, os.PathLike],
-        dtype: Any = "float32",
-        threads: Optional[int] = None,
-        *,
-        revision: Optional[str] = None,
-        torch_dtype: Any = None,
-    ) -> PreTrainedModel:
-        """Load the directory's causal language model (with its LM head and generate());
-        dtype and threads as PreTrainedModel.from_pretrained."""
-        return _load(directory, "causal-lm", dtype, threads, revision=revision, torch_dtype=torch_dtype)
+    task = "causal-lm"
 
 
-class AutoModelForSeq2SeqLM:
+class AutoModelForSeq2SeqLM(_AutoClass):
     """``AutoModelForSeq2SeqLM.from_pretrained(dir)`` like transformers': an encoder-decoder
     model with its LM head and generate()."""
 
-    @staticmethod
-    def from_pretrained(
-        directory: Union[str, os.PathLike],
-        dtype: Any = "float32",
-        threads: Optional[int] = None,
-        *,
-        revision: Optional[str] = None,
-        torch_dtype: Any = None,
-    ) -> PreTrainedModel:
-        """Load the directory's encoder-decoder language model; dtype and threads as
-        PreTrainedModel.from_pretrained."""
-        return _load(directory, "seq2seq-lm", dtype, threads, revision=revision, torch_dtype=torch_dtype)
+    task = "seq2seq-lm"
 
 
-class AutoModelForSequenceClassification:
+class AutoModelForSequenceClassification(_AutoClass):
     """``AutoModelForSequenceClassification.from_pretrained(dir)`` like transformers': the checkpoint's
     sequence classifier (logits over config.id2label; ``model.id2label``)."""
 
-    @staticmethod
-    def from_pretrained(
-        directory: Union[str, os.PathLike],
-        dtype: Any = "float32",
-        threads: Optional[int] = None,
-        *,
-        revision: Optional[str] = None,
-        torch_dtype: Any = None,
-    ) -> PreTrainedModel:
-        """Load the directory's sequence classification model; dtype and threads as
-        PreTrainedModel.from_pretrained."""
-        return _load(
-            directory, "sequence-classification", dtype, threads, revision=revision, torch_dtype=torch_dtype
-        )
+    task = "sequence-classification"
 
 
-class AutoModelForTokenClassification:
+class AutoModelForTokenClassification(_AutoClass):
     """``AutoModelForTokenClassification.from_pretrained(dir)`` like transformers': the checkpoint's
     token classifier (per-token logits, e.g. NER)."""
 
-    @staticmethod
-    def from_pretrained(
-        directory: Union[str, os.PathLike],
-        dtype: Any = "float32",
-        threads: Optional[int] = None,
-        *,
-        revision: Optional[str] = None,
-        torch_dtype: Any = None,
-    ) -> PreTrainedModel:
-        """Load the directory's token classification model; dtype and threads as
-        PreTrainedModel.from_pretrained."""
-        return _load(
-            directory, "token-classification", dtype, threads, revision=revision, torch_dtype=torch_dtype
-        )
+    task = "token-classification"
 
 
-class AutoModelForQuestionAnswering:
+class AutoModelForQuestionAnswering(_AutoClass):
     """``AutoModelForQuestionAnswering.from_pretrained(dir)`` like transformers': the checkpoint's
     extractive question-answering model (start and end logits)."""
 
-    @staticmethod
-    def from_pretrained(
-        directory: Union[str, os.PathLike],
-        dtype: Any = "float32",
-        threads: Optional[int] = None,
-        *,
-        revision: Optional[str] = None,
-        torch_dtype: Any = None,
-    ) -> PreTrainedModel:
-        """Load the directory's question answering model; dtype and threads as
-        PreTrainedModel.from_pretrained."""
-        return _load(
-            directory, "question-answering", dtype, threads, revision=revision, torch_dtype=torch_dtype
-        )
+    task = "question-answering"
