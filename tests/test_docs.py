@@ -40,7 +40,7 @@ def test_member_summaries_are_whole_paragraphs():
     )
     with open(os.path.join(ROOT, "docs", "api.md")) as f:
         api = f.read()
-    assert (  # Conv2d.weight's docstring wraps after "BatchNorm"
+    assert (  # Conv2d.weight: its docstring wraps after "float32 array"
         "- `weight`: The weights as a new (out_channels, in_channels / groups, *kernel_size) float32 "
         "array (unpacked copy, BatchNorm folded in; int8: the dequantized values q * scale)." in api
     )
