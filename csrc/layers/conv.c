@@ -439,47 +439,6 @@ packing_extents(const tf_conv *c, int64_t *in_sp)
     /* padding larger than the kernel can leave even a 1-wide map with outputs: fine */
 }
 
-/* Reorder src (user memory of src_md) into dst (dst_md). */
-static dnnl_status_t
-reorder_weights(const_dnnl_memory_desc_t src_md, const void *src, const_dnnl_memory_desc_t dst_md,
-                void *dst)
-{
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_primitive_t prim = NULL;
-    dnnl_memory_t ms = NULL, md = NULL;
-    dnnl_stream_t stream = NULL;
-    dnnl_status_t s;
-    if ((s = dnnl_reorder_primitive_desc_create(&pd, src_md, tf_engine(), dst_md, tf_engine(),
-                                                NULL)) ||
-        (s = dnnl_primitive_create(&prim, pd)) ||
-        (s = dnnl_memory_create(&ms, src_md, tf_engine(), (void *)src)) ||
-        (s = dnnl_memory_create(&md, dst_md, tf_engine(), dst)) ||
-        (s = dnnl_stream_create(&stream, tf_engine(), dnnl_stream_default_flags))) {
-        goto done;
-    }
-    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, ms}, {DNNL_ARG_TO, md}};
-    if ((s = dnnl_primitive_execute(prim, stream, 2, args)) == dnnl_success) {
-        s = dnnl_stream_wait(stream);
-    }
-done:
-    if (stream) {
-        dnnl_stream_destroy(stream);
-    }
-    if (ms) {
-        dnnl_memory_destroy(ms);
-    }
-    if (md) {
-        dnnl_memory_destroy(md);
-    }
-    if (prim) {
-        dnnl_primitive_destroy(prim);
-    }
-    if (pd) {
-        dnnl_primitive_desc_destroy(pd);
-    }
-    return s;
-}
-
 /* stride / dilation (>= 1) or padding (>= 0): an int for every axis or a tuple of nsp ints. */
 static int
 parse_axes(tf_state *st, PyObject *obj, const char *name, int nsp, int64_t minimum, int64_t *out)
@@ -786,14 +745,13 @@ conv_new_nd(PyTypeObject *type, PyObject *args, PyObject *kwds, int nsp, const c
         tf_round_to_bf16(wf, wf, OC * Kw);
     }
     /* float32 -> bf16 packing rounds to nearest even, as tf_f32_to_bf16 does */
-    s = reorder_weights(user_md, user, self->wmd, self->weights);
+    s = tf_reorder(user_md, user, self->wmd, self->weights);
     if (s == dnnl_success && q != NULL) {
         /* What the packing stored: on CPUs without VNNI oneDNN halves s8 weights (its own
          * guard against vpmaddubsw's 16-bit saturation) and undoes it in the convolution.
          * The largest weight of a row quantizes to qmax; its packed value tells. */
         int8_t *back = tf_malloc((size_t)(OC * Kw));
-        s = back == NULL ? dnnl_out_of_memory
-                         : reorder_weights(self->wmd, self->weights, user_md, back);
+        s = back == NULL ? dnnl_out_of_memory : tf_reorder(self->wmd, self->weights, user_md, back);
         for (int64_t i = 0; s == dnnl_success && i < OC * Kw; i++) {
             if (q[i] == self->qmax || q[i] == -self->qmax) {
                 self->wunpack = (float)q[i] / (float)back[i];
@@ -1030,7 +988,7 @@ conv_get_weight(tf_conv *self, void *closure)
     }
     dnnl_status_t s = weights_md(&md, self, dnnl_f32, 0);
     if (s == dnnl_success) {
-        Py_BEGIN_ALLOW_THREADS s = reorder_weights(self->wmd, self->weights, md, PyArray_DATA(w));
+        Py_BEGIN_ALLOW_THREADS s = tf_reorder(self->wmd, self->weights, md, PyArray_DATA(w));
         if (s == dnnl_success && self->wscale != NULL) {
             float *v = PyArray_DATA(w);
             const int64_t Kw = (int64_t)(PyArray_SIZE(w) / self->out_channels);
@@ -1055,15 +1013,7 @@ conv_get_weight(tf_conv *self, void *closure)
 static PyObject *
 conv_get_bias(tf_conv *self, void *closure)
 {
-    if (self->bias == NULL) {
-        Py_RETURN_NONE;
-    }
-    npy_intp n = (npy_intp)self->out_channels;
-    PyArrayObject *b = (PyArrayObject *)PyArray_SimpleNew(1, &n, NPY_FLOAT32);
-    if (b != NULL) {
-        memcpy(PyArray_DATA(b), self->bias, (size_t)n * sizeof(float));
-    }
-    return (PyObject *)b;
+    return tf_bias_copy(self->bias, self->out_channels);
 }
 
 static PyObject *
@@ -1075,16 +1025,10 @@ conv_get_activation(tf_conv *self, void *closure)
     return PyUnicode_FromString(tf_act_names[self->act]);
 }
 
-static const char *
-dtype_name(dnnl_data_type_t wdt)
-{
-    return wdt == dnnl_bf16 ? "bfloat16" : wdt == dnnl_s8 ? "int8" : "float32";
-}
-
 static PyObject *
 conv_get_dtype(tf_conv *self, void *closure)
 {
-    return PyUnicode_FromString(dtype_name(self->wdt));
+    return PyUnicode_FromString(tf_weight_dtype_name(self->wdt));
 }
 
 static PyObject *
@@ -1134,7 +1078,7 @@ conv_repr(tf_conv *self)
                                 (long long)self->out_channels, geometry, (long long)self->groups,
                                 self->bias ? "True" : "False",
                                 self->act == TF_ACT_NONE ? "None" : tf_act_names[self->act],
-                                dtype_name(self->wdt));
+                                tf_weight_dtype_name(self->wdt));
 }
 
 static PyMemberDef conv_members[] = {

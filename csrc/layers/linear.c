@@ -703,9 +703,9 @@ tf_linear_build(tf_state *st, PyObject *weight, PyObject *bias, int act, int tra
     return (tf_linear *)result;
 }
 
-/* Reorder src (described by src_md, user memory) into dst (dst_md, user memory). */
-static dnnl_status_t
-reorder(const_dnnl_memory_desc_t src_md, void *src, const_dnnl_memory_desc_t dst_md, void *dst)
+dnnl_status_t
+tf_reorder(const_dnnl_memory_desc_t src_md, const void *src, const_dnnl_memory_desc_t dst_md,
+           void *dst)
 {
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_t prim = NULL;
@@ -719,7 +719,7 @@ reorder(const_dnnl_memory_desc_t src_md, void *src, const_dnnl_memory_desc_t dst
     if ((s = dnnl_primitive_create(&prim, pd))) {
         goto done;
     }
-    if ((s = dnnl_memory_create(&ms, src_md, tf_engine(), src))) {
+    if ((s = dnnl_memory_create(&ms, src_md, tf_engine(), (void *)src))) {
         goto done;
     }
     if ((s = dnnl_memory_create(&md, dst_md, tf_engine(), dst))) {
@@ -1057,13 +1057,13 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         column_sums(quantized, K, N, transposed, self->wsum);
     }
     if (rows != NULL) {
-        s = reorder(user_md, user_weights, any_md, rows);
+        s = tf_reorder(user_md, user_weights, any_md, rows);
         if (s == dnnl_success) {
             tf_gemv_pack_panels(rows, K, N, (int)elt, self->weights);
         }
     }
     else {
-        s = reorder(user_md, user_weights, self->wmd, self->weights);
+        s = tf_reorder(user_md, user_weights, self->wmd, self->weights);
     }
     Py_END_ALLOW_THREADS if (tf_check_dnnl(st, s, "packing weights") < 0) goto fail;
     /* with tfcore.set_weight_cache: one copy of these bytes per machine, not per process */
@@ -1180,7 +1180,7 @@ linear_get_weight(tf_linear *self, void *closure)
     dnnl_status_t s = user_weights_md(&md, gemm_ndims(self->wdt), self->in_features,
                                       self->out_features, 0, dnnl_f32);
     if (s == dnnl_success) {
-        Py_BEGIN_ALLOW_THREADS s = reorder(self->wmd, self->weights, md, PyArray_DATA(w));
+        Py_BEGIN_ALLOW_THREADS s = tf_reorder(self->wmd, self->weights, md, PyArray_DATA(w));
         if (s == dnnl_success && self->wscale != NULL) {
             /* int8: the reorder gave the integers; dequantize each output row */
             float *rows = PyArray_DATA(w);
@@ -1202,18 +1202,24 @@ linear_get_weight(tf_linear *self, void *closure)
     return (PyObject *)w;
 }
 
+PyObject *
+tf_bias_copy(const float *v, int64_t n)
+{
+    if (v == NULL) {
+        Py_RETURN_NONE;
+    }
+    npy_intp len = (npy_intp)n;
+    PyArrayObject *b = (PyArrayObject *)PyArray_SimpleNew(1, &len, NPY_FLOAT32);
+    if (b != NULL) {
+        memcpy(PyArray_DATA(b), v, (size_t)n * sizeof(float));
+    }
+    return (PyObject *)b;
+}
+
 static PyObject *
 linear_get_bias(tf_linear *self, void *closure)
 {
-    if (self->bias == NULL) {
-        Py_RETURN_NONE;
-    }
-    npy_intp n = (npy_intp)self->out_features;
-    PyArrayObject *b = (PyArrayObject *)PyArray_SimpleNew(1, &n, NPY_FLOAT32);
-    if (b != NULL) {
-        memcpy(PyArray_DATA(b), self->bias, (size_t)n * sizeof(float));
-    }
-    return (PyObject *)b;
+    return tf_bias_copy(self->bias, self->out_features);
 }
 
 static PyObject *
@@ -1225,8 +1231,8 @@ linear_get_activation(tf_linear *self, void *closure)
     return PyUnicode_FromString(tf_act_names[self->act]);
 }
 
-static const char *
-dtype_name(dnnl_data_type_t wdt)
+const char *
+tf_weight_dtype_name(dnnl_data_type_t wdt)
 {
     return wdt == dnnl_bf16 ? "bfloat16" : wdt == dnnl_s8 ? "int8" : "float32";
 }
@@ -1234,7 +1240,7 @@ dtype_name(dnnl_data_type_t wdt)
 static PyObject *
 linear_get_dtype(tf_linear *self, void *closure)
 {
-    return PyUnicode_FromString(dtype_name(self->wdt));
+    return PyUnicode_FromString(tf_weight_dtype_name(self->wdt));
 }
 
 static PyObject *
@@ -1278,7 +1284,8 @@ linear_repr(tf_linear *self)
     return PyUnicode_FromFormat(
         "Linear(in_features=%lld, out_features=%lld, bias=%s, activation=%s, dtype=%s)",
         (long long)self->in_features, (long long)self->out_features, self->bias ? "True" : "False",
-        self->act == TF_ACT_NONE ? "None" : tf_act_names[self->act], dtype_name(self->wdt));
+        self->act == TF_ACT_NONE ? "None" : tf_act_names[self->act],
+        tf_weight_dtype_name(self->wdt));
 }
 
 static PyMemberDef linear_members[] = {

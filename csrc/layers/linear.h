@@ -51,6 +51,18 @@ int tf_int8_supported(void);
  * Shared with Conv1d / Conv2d (layers/conv.c). */
 int tf_act_eltwise(int act, dnnl_alg_kind_t *alg, float *alpha);
 
+/* Reorder src (user memory described by src_md) into dst (dst_md) with a one-off primitive on
+ * a stream of its own: weight packing and unpacking of the layers that own packed weights
+ * (Linear, Conv). Callable without the GIL. */
+dnnl_status_t tf_reorder(const_dnnl_memory_desc_t src_md, const void *src,
+                         const_dnnl_memory_desc_t dst_md, void *dst);
+
+/* "float32", "bfloat16" or "int8": the name of a weight dtype, as the dtype= arguments take it. */
+const char *tf_weight_dtype_name(dnnl_data_type_t wdt);
+
+/* A layer's bias getter: a new (n,) float32 copy of v, or None when v is NULL. */
+PyObject *tf_bias_copy(const float *v, int64_t n);
+
 /* Borrowed check: is obj a Linear (or subclass)? */
 int tf_linear_check(tf_state *st, PyObject *obj);
 
