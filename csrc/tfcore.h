@@ -139,6 +139,9 @@ PyArrayObject *tf_arg_f32_view(tf_state *st, PyObject *obj, const char *name, in
                                int max_ndim, int allow_views);
 /* Same for integer token ids (int32 or int64, any shape, C-contiguous). */
 PyArrayObject *tf_arg_ids(tf_state *st, PyObject *obj, const char *name);
+/* A beam-search reorder index (KVCache / RecurrentState.reorder): ids as tf_arg_ids, 1-D with
+ * B entries, each in [0, B). */
+PyArrayObject *tf_arg_beam_idx(tf_state *st, PyObject *obj, int64_t B);
 /* Raises TfcoreValueError naming the first NaN/Inf (flat index) if any. */
 int tf_check_finite(tf_state *st, PyArrayObject *a, const char *name);
 /* Raises TfcoreValueError if a has a zero-sized dimension. */

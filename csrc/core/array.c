@@ -131,6 +131,30 @@ tf_arg_ids(tf_state *st, PyObject *obj, const char *name)
     return a;
 }
 
+PyArrayObject *
+tf_arg_beam_idx(tf_state *st, PyObject *obj, int64_t B)
+{
+    PyArrayObject *idx = tf_arg_ids(st, obj, "beam_idx");
+    if (idx == NULL) {
+        return NULL;
+    }
+    if (PyArray_NDIM(idx) != 1 || PyArray_DIM(idx, 0) != B) {
+        tf_value_error(st, "beam_idx must be 1-D with batch_size=%lld entries", (long long)B);
+        Py_DECREF(idx);
+        return NULL;
+    }
+    for (npy_intp i = 0; i < B; i++) {
+        long long v = PyArray_ITEMSIZE(idx) == 8 ? ((int64_t *)PyArray_DATA(idx))[i]
+                                                 : ((int32_t *)PyArray_DATA(idx))[i];
+        if (v < 0 || v >= B) {
+            tf_value_error(st, "beam_idx holds %lld, outside [0, %lld)", v, (long long)B);
+            Py_DECREF(idx);
+            return NULL;
+        }
+    }
+    return idx;
+}
+
 int
 tf_check_nonempty(tf_state *st, PyArrayObject *a, const char *name)
 {

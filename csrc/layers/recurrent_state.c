@@ -392,22 +392,10 @@ static PyObject *
 rs_reorder(tf_recurrent_state *self, PyObject *arg)
 {
     tf_state *st = tf_state_of((PyObject *)self);
-    PyArrayObject *idx = tf_arg_ids(st, arg, "beam_idx");
+    PyArrayObject *idx = tf_arg_beam_idx(st, arg, self->B);
     PyObject *result = NULL;
     if (idx == NULL) {
         return NULL;
-    }
-    if (PyArray_NDIM(idx) != 1 || PyArray_DIM(idx, 0) != self->B) {
-        tf_value_error(st, "beam_idx must be 1-D with batch_size=%lld entries", (long long)self->B);
-        goto done;
-    }
-    for (npy_intp i = 0; i < self->B; i++) {
-        long long v = PyArray_ITEMSIZE(idx) == 8 ? ((int64_t *)PyArray_DATA(idx))[i]
-                                                 : ((int32_t *)PyArray_DATA(idx))[i];
-        if (v < 0 || v >= self->B) {
-            tf_value_error(st, "beam_idx holds %lld, outside [0, %lld)", v, (long long)self->B);
-            goto done;
-        }
     }
     if (rs_acquire(st, self) < 0) {
         goto done;
