@@ -14,23 +14,19 @@ import numpy as np
 
 from .. import _C
 from ..config import Config
-from ..functional import linear_attention
 from ..safetensors import CheckpointError
 from .registry import register
-from .retnet import RetNetForCausalLM
+from .retnet import MultiScaleRetention, RetNetForCausalLM
 
-__all__ = ["GLAForCausalLM"]
+__all__ = ["GLAForCausalLM", "GatedLinearAttention"]
 
 GATE_LOGIT_NORMALIZER = 16.0  # fla's GatedLinearAttention default (not in its config)
 
 
-def _swish(x: np.ndarray) -> np.ndarray:
-    return x / (1.0 + np.exp(-x))
-
-
-class GatedLinearAttention:
+class GatedLinearAttention(MultiScaleRetention):
     """fla's ``GatedLinearAttention`` layer (no short convolution, no GQA, fused swish output
-    gate). Calls take (B, T, hidden) float32."""
+    gate): RetNet's gated heads with data-dependent per-channel decays instead of rotary
+    positions and fixed gammas. Calls take (B, T, hidden) float32."""
 
     def __init__(
         self,
@@ -50,60 +46,33 @@ class GatedLinearAttention:
         clamp_min=None,
         dtype="float32",
     ):
-        self.hidden_size, self.num_heads = hidden_size, num_heads
-        self.key_dim, self.value_dim = q_weight.shape[0], v_weight.shape[0]
-        if self.key_dim % num_heads or self.value_dim % num_heads:
-            raise _C.TfcoreValueError(
-                f"key_dim={self.key_dim} and value_dim={self.value_dim} must be multiples of num_heads={num_heads}"
-            )
-        self.head_k_dim, self.head_v_dim = self.key_dim // num_heads, self.value_dim // num_heads
-        self.q_proj = _C.Linear(q_weight, dtype=dtype)
-        self.k_proj = _C.Linear(k_weight, dtype=dtype)
-        self.v_proj = _C.Linear(v_weight, dtype=dtype)
-        self.g_proj = _C.Linear(g_weight, dtype=dtype)
-        self.o_proj = _C.Linear(o_weight, dtype=dtype)
+        self.init_heads(
+            hidden_size,
+            num_heads,
+            q_weight,
+            k_weight,
+            v_weight,
+            g_weight,
+            o_weight,
+            norm_weight,
+            norm_eps,
+            dtype,
+        )
         self.gk_down = _C.Linear(gk_down_weight, dtype=dtype)
         self.gk_up = _C.Linear(gk_up_weight, gk_up_bias, dtype=dtype)
-        self.g_norm = _C.RMSNorm(norm_weight, eps=norm_eps)
         self.clamp_min = clamp_min
 
-    def state_shapes(self) -> dict:
-        """The per-item shapes of this layer's RecurrentState tensors."""
-        return {"state": (self.num_heads, self.head_k_dim, self.head_v_dim)}
-
-    def __call__(self, x, positions, *, keep=None, state=None, layer_idx=0):
-        """x (B, T, C); positions are unused (GLA has no position encoding); keep (B, T) bool
-        zeroes the keys/values of padding; state: a RecurrentState to continue and update."""
+    def queries_keys(self, x, positions):
+        """q, k (no position encoding) and the log-space gate (B, T, H, head_k_dim):
+        logsigmoid of the low-rank projection / 16, clamped below at clamp_min if set."""
         B, T, _ = x.shape
-        H, dk, dv = self.num_heads, self.head_k_dim, self.head_v_dim
-        q = self.q_proj(x).reshape(B, T, H, dk)
-        k = self.k_proj(x).reshape(B, T, H, dk)
-        v = self.v_proj(x).reshape(B, T, H, dv)
+        H, dk = self.num_heads, self.head_k_dim
         gk = -np.logaddexp(0.0, -self.gk_up(self.gk_down(x))) / GATE_LOGIT_NORMALIZER  # logsigmoid
         if self.clamp_min is not None:
             gk = np.maximum(gk, self.clamp_min)
-        gk = gk.reshape(B, T, H, dk)
-        if keep is not None and not keep.all():
-            k = k * keep[:, :, None, None]
-            v = v * keep[:, :, None, None]
-        q, k, v, gk = (np.ascontiguousarray(a.transpose(0, 2, 1, 3), dtype=np.float32) for a in (q, k, v, gk))
-        if state is None:
-            o = linear_attention(q, k, v, gate=gk, mode="chunkwise")
-        else:
-            o, s = linear_attention(
-                q,
-                k,
-                v,
-                gate=gk,
-                mode="recurrent" if T <= 4 else "chunkwise",
-                initial_state=state.get(layer_idx, "state"),
-                return_state=True,
-            )
-            state.set(layer_idx, "state", s)
-        o = self.g_norm(np.ascontiguousarray(o.transpose(0, 2, 1, 3)).reshape(B * T * H, dv))
-        g = self.g_proj(x).reshape(B * T * H, dv)
-        o = (o * _swish(g)).reshape(B, T, H * dv)
-        return self.o_proj(np.ascontiguousarray(o, dtype=np.float32))
+        q = self.q_proj(x).reshape(B, T, H, dk)
+        k = self.k_proj(x).reshape(B, T, H, dk)
+        return q, k, {"gate": gk.reshape(B, T, H, dk)}
 
 
 @register("causal-lm")

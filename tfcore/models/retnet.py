@@ -22,7 +22,7 @@ from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights, check_ids
 from .registry import register
 
-__all__ = ["RetNetForCausalLM"]
+__all__ = ["MultiScaleRetention", "RetNetForCausalLM"]
 
 
 def retnet_gammas(num_heads: int) -> np.ndarray:
@@ -37,7 +37,10 @@ def _swish(x: np.ndarray) -> np.ndarray:
 class MultiScaleRetention:
     """fla's ``MultiScaleRetention`` layer (no short convolution, no GQA, fused swish output
     gate): q/k/v/g projections, rotary positions on q/k, per-head decay gammas, RMSNorm over
-    each head's values times swish(g), o_proj. Calls take (B, T, hidden) float32."""
+    each head's values times swish(g), o_proj. Calls take (B, T, hidden) float32.
+
+    Its gated-head structure (projections, RecurrentState handling, normed swish output
+    gate) is shared with GLA's layer, which overrides only queries_keys()."""
 
     def __init__(
         self,
@@ -54,49 +57,76 @@ class MultiScaleRetention:
         rope_theta=10000.0,
         dtype="float32",
     ):
-        self.hidden_size, self.num_heads = hidden_size, num_heads
+        self.init_heads(
+            hidden_size,
+            num_heads,
+            q_weight,
+            k_weight,
+            v_weight,
+            g_weight,
+            o_weight,
+            norm_weight,
+            norm_eps,
+            dtype,
+        )
+        self.inv_freq = rope_inv_freq(self.head_k_dim, rope_theta)
+        self.decay = retnet_gammas(num_heads)
+
+    def init_heads(
+        self, C, H, q_weight, k_weight, v_weight, g_weight, o_weight, norm_weight, norm_eps, dtype
+    ):
+        """The projections and the per-head output norm every gated linear-attention layer has."""
+        self.hidden_size, self.num_heads = C, H
         self.key_dim, self.value_dim = q_weight.shape[0], v_weight.shape[0]
-        if self.key_dim % num_heads or self.value_dim % num_heads:
+        if self.key_dim % H or self.value_dim % H:
             raise _C.TfcoreValueError(
-                f"key_dim={self.key_dim} and value_dim={self.value_dim} must be multiples of num_heads={num_heads}"
+                f"key_dim={self.key_dim} and value_dim={self.value_dim} must be multiples of num_heads={H}"
             )
-        self.head_k_dim, self.head_v_dim = self.key_dim // num_heads, self.value_dim // num_heads
+        self.head_k_dim, self.head_v_dim = self.key_dim // H, self.value_dim // H
         self.q_proj = _C.Linear(q_weight, dtype=dtype)
         self.k_proj = _C.Linear(k_weight, dtype=dtype)
         self.v_proj = _C.Linear(v_weight, dtype=dtype)
         self.g_proj = _C.Linear(g_weight, dtype=dtype)
         self.o_proj = _C.Linear(o_weight, dtype=dtype)
         self.g_norm = _C.RMSNorm(norm_weight, eps=norm_eps)
-        self.inv_freq = rope_inv_freq(self.head_k_dim, rope_theta)
-        self.decay = retnet_gammas(num_heads)
 
     def state_shapes(self) -> dict:
         """The per-item shapes of this layer's RecurrentState tensors."""
         return {"state": (self.num_heads, self.head_k_dim, self.head_v_dim)}
 
+    def queries_keys(self, x, positions):
+        """(q, k) as (B, T, H, head_k_dim) and linear_attention's decay arguments: here rotary
+        q/k and the per-head gammas."""
+        B, T, _ = x.shape
+        H, dk = self.num_heads, self.head_k_dim
+        q = rotary_embedding(self.q_proj(x).reshape(B, T, H, dk), self.inv_freq, positions)
+        k = rotary_embedding(self.k_proj(x).reshape(B, T, H, dk), self.inv_freq, positions)
+        return q, k, {"decay": self.decay}
+
     def __call__(self, x, positions, *, keep=None, state=None, layer_idx=0):
         """x (B, T, C), positions (B, T) int64; keep (B, T) bool zeroes the keys/values of
         padding; state: a RecurrentState to continue and update (layer layer_idx)."""
         B, T, _ = x.shape
-        H, dk, dv = self.num_heads, self.head_k_dim, self.head_v_dim
-        q = rotary_embedding(self.q_proj(x).reshape(B, T, H, dk), self.inv_freq, positions)
-        k = rotary_embedding(self.k_proj(x).reshape(B, T, H, dk), self.inv_freq, positions)
+        H, dv = self.num_heads, self.head_v_dim
+        q, k, mixing = self.queries_keys(x, positions)
         v = self.v_proj(x).reshape(B, T, H, dv)
         if keep is not None and not keep.all():
             k = k * keep[:, :, None, None]
             v = v * keep[:, :, None, None]
-        q, k, v = (np.ascontiguousarray(a.transpose(0, 2, 1, 3), dtype=np.float32) for a in (q, k, v))
+        heads_first = lambda a: np.ascontiguousarray(a.transpose(0, 2, 1, 3), dtype=np.float32)  # noqa: E731
+        q, k, v = heads_first(q), heads_first(k), heads_first(v)
+        mixing = {n: heads_first(a) if np.ndim(a) == 4 else a for n, a in mixing.items()}
         if state is None:
-            o = linear_attention(q, k, v, decay=self.decay, mode="chunkwise")
+            o = linear_attention(q, k, v, mode="chunkwise", **mixing)
         else:
             o, s = linear_attention(
                 q,
                 k,
                 v,
-                decay=self.decay,
                 mode="recurrent" if T <= 4 else "chunkwise",
                 initial_state=state.get(layer_idx, "state"),
                 return_state=True,
+                **mixing,
             )
             state.set(layer_idx, "state", s)
         o = self.g_norm(np.ascontiguousarray(o.transpose(0, 2, 1, 3)).reshape(B * T * H, dv))
