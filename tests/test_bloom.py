@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from hf_generate import assert_generate_matches_hf, left_padded
 from reference.quant import emulate_int8
 
 import tfcore
@@ -158,21 +159,7 @@ def test_greedy_generation_matches_hf(rng, tmp_path):
 
 def test_left_padded_generation_matches_hf(rng, tmp_path):
     ref, ours = bloom(tmp_path, 48, 6)
-    ids = rng.integers(3, V, size=(2, 12))
-    mask = np.ones((2, 12), np.int64)
-    mask[1, :5] = 0
-    ids[1, :5] = 0
-    with torch.no_grad():
-        want = ref.generate(
-            torch.from_numpy(ids),
-            attention_mask=torch.from_numpy(mask),
-            max_new_tokens=20,
-            do_sample=False,
-            pad_token_id=0,
-            eos_token_id=None,
-        ).numpy()
-    got = ours.generate(ids, attention_mask=mask, max_new_tokens=20, pad_token_id=0, eos_token_id=[])
-    assert np.array_equal(got, want)
+    assert_generate_matches_hf(ref, ours, *left_padded(rng, V), max_new_tokens=20)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hf_generate import assert_generate_matches_hf, left_padded
 
 import tfcore
 from tfcore import models
@@ -185,19 +186,8 @@ GREEDY = [
 @pytest.mark.parametrize("name", GREEDY)
 def test_greedy_50_tokens_match_hf(rng, tmp_path, name):
     ref, ours = load(name, tmp_path)
-    ids = rng.integers(3, 97, size=(2, 9))
-    with torch.no_grad():
-        want = ref.generate(
-            torch.from_numpy(ids),
-            attention_mask=torch.ones(2, 9, dtype=torch.long),
-            max_new_tokens=50,
-            do_sample=False,
-            eos_token_id=None,
-            pad_token_id=0,
-        ).numpy()
-    got = ours.generate(ids, max_new_tokens=50, eos_token_id=[], pad_token_id=0)
-    assert got.shape == want.shape == (2, 59)
-    assert np.array_equal(got, want)
+    got = assert_generate_matches_hf(ref, ours, rng.integers(3, 97, size=(2, 9)), max_new_tokens=50)
+    assert got.shape == (2, 59)
 
 
 @pytest.mark.parametrize("name", ["qwen2-window", "phi3-longrope", "gpt_neox", "falcon-new-arch"])
@@ -207,34 +197,10 @@ def test_beam_search_and_left_padding_match_hf(rng, tmp_path, name):
     # end-of-sequence: the last token of the best 3-token beam, so hypotheses finish mid-search
     eos = int(ours.generate(ids, max_new_tokens=3, eos_token_id=[], num_beams=3)[0, -1])
     kw = dict(num_beams=3, length_penalty=0.7, num_return_sequences=2)
-    with torch.no_grad():
-        want = ref.generate(
-            torch.from_numpy(ids),
-            attention_mask=torch.ones(2, 7, dtype=torch.long),
-            max_new_tokens=20,
-            do_sample=False,
-            eos_token_id=eos,
-            pad_token_id=0,
-            **kw,
-        ).numpy()
-    got = ours.generate(ids, max_new_tokens=20, eos_token_id=eos, pad_token_id=0, **kw)
-    assert np.array_equal(got, want)
+    assert_generate_matches_hf(ref, ours, ids, max_new_tokens=20, eos_token_id=eos, **kw)
     # left-padded batch: row 1 has 5 padding tokens
-    ids = rng.integers(3, 97, size=(2, 12))
-    mask = np.ones((2, 12), np.int64)
-    mask[1, :5] = 0
-    ids[1, :5] = 0
-    with torch.no_grad():
-        want = ref.generate(
-            torch.from_numpy(ids),
-            attention_mask=torch.from_numpy(mask),
-            max_new_tokens=20,
-            do_sample=False,
-            pad_token_id=0,
-            eos_token_id=None,
-        ).numpy()
-    got = ours.generate(ids, attention_mask=mask, max_new_tokens=20, pad_token_id=0, eos_token_id=[])
-    assert np.array_equal(got, want)
+    ids, mask = left_padded(rng, 97)
+    assert_generate_matches_hf(ref, ours, ids, mask, max_new_tokens=20)
 
 
 LOW_PRECISION = ["qwen2", "qwen3", "phi3-longrope", "gpt_neox", "falcon-new-arch", "falcon-mqa"]

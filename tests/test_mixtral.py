@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hf_generate import assert_generate_matches_hf, left_padded
 from safetensors.numpy import load_file, save_file
 
 import tfcore
@@ -81,19 +82,8 @@ def test_prefill_logits_and_cached_decoding(mixtral, rng):
 def test_greedy_50_tokens_match_hf(mixtral, rng):
     ref, path = mixtral
     ours = models.MixtralForCausalLM.from_pretrained(path)
-    ids = rng.integers(3, 97, size=(2, 9))
-    with torch.no_grad():
-        want = ref.generate(
-            torch.from_numpy(ids),
-            attention_mask=torch.ones(2, 9, dtype=torch.long),
-            max_new_tokens=50,
-            do_sample=False,
-            eos_token_id=None,
-            pad_token_id=0,
-        ).numpy()
-    got = ours.generate(ids, max_new_tokens=50, eos_token_id=[], pad_token_id=0)
-    assert got.shape == want.shape == (2, 59)
-    assert np.array_equal(got, want)
+    got = assert_generate_matches_hf(ref, ours, rng.integers(3, 97, size=(2, 9)), max_new_tokens=50)
+    assert got.shape == (2, 59)
 
 
 @pytest.mark.parametrize(
@@ -102,39 +92,13 @@ def test_greedy_50_tokens_match_hf(mixtral, rng):
 def test_beam_search_matches_hf(mixtral, rng, kw):
     ref, path = mixtral
     ours = models.MixtralForCausalLM.from_pretrained(path)
-    ids = rng.integers(3, 97, size=(2, 7))
-    with torch.no_grad():
-        want = ref.generate(
-            torch.from_numpy(ids),
-            attention_mask=torch.ones(2, 7, dtype=torch.long),
-            max_new_tokens=16,
-            do_sample=False,
-            eos_token_id=None,
-            pad_token_id=0,
-            **kw,
-        ).numpy()
-    got = ours.generate(ids, max_new_tokens=16, eos_token_id=[], pad_token_id=0, **kw)
-    assert np.array_equal(got, want)
+    assert_generate_matches_hf(ref, ours, rng.integers(3, 97, size=(2, 7)), max_new_tokens=16, **kw)
 
 
 def test_left_padded_batch(mixtral, rng):
     ref, path = mixtral
     ours = models.MixtralForCausalLM.from_pretrained(path)
-    ids = rng.integers(3, 97, size=(2, 12))
-    mask = np.ones((2, 12), np.int64)
-    mask[1, :5] = 0
-    ids[1, :5] = 0
-    with torch.no_grad():
-        want = ref.generate(
-            torch.from_numpy(ids),
-            attention_mask=torch.from_numpy(mask),
-            max_new_tokens=20,
-            do_sample=False,
-            pad_token_id=0,
-            eos_token_id=None,
-        ).numpy()
-    got = ours.generate(ids, attention_mask=mask, max_new_tokens=20, pad_token_id=0, eos_token_id=[])
-    assert np.array_equal(got, want)
+    assert_generate_matches_hf(ref, ours, *left_padded(rng, 97), max_new_tokens=20)
 
 
 def test_fused_expert_layout_loads_the_same(mixtral, rng, tmp_path):
