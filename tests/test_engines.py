@@ -305,12 +305,16 @@ def test_ray_actor_killed_mid_job(ray_cluster, models, reference):
     _same_embed(tfcore.text.l2_normalize(emb), reference)
 
 
-def test_ray_refuses_a_source_tree_in_the_current_directory(ray_cluster, models, tmp_path, monkeypatch):
-    # Ray's workers would import ./tfcore (first on their sys.path), not the tfcore under test
+def test_ray_refuses_a_source_tree_its_workers_would_import(ray_cluster, models, tmp_path, monkeypatch):
+    # the directories ray.init put first on the workers' sys.path: one holding another tfcore
+    # (a source checkout) would be what the actors import, not the tfcore under test
+    from tfcore.integrations import ray as tf_ray
+
     (tmp_path / "tfcore").mkdir()
     (tmp_path / "tfcore" / "__init__.py").write_text("")
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(tfcore.TfcoreValueError, match="another tfcore"):
+    assert tf_ray._driver_code_paths(ray_cluster)[-1] == package_parent()  # the fixture's ray.init cwd
+    monkeypatch.setattr(tf_ray, "_driver_code_paths", lambda ray: [str(tmp_path)])
+    with pytest.raises(tfcore.TfcoreValueError, match="would import the tfcore in"):
         tf_eval.embed(models[0], ["w3"], engine="ray")
 
 

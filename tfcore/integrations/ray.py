@@ -34,22 +34,34 @@ def _require():
     return ray
 
 
-def _check_cwd_tree() -> None:
-    """Ray puts the driver's working directory first on its workers' sys.path: a tfcore source
-    tree there (a git checkout, say) would be what the actors import instead of the tfcore
-    this driver runs, failing deep inside Ray (an unbuilt tree has no tfcore._C) or running
-    other code. Refuse with the fix instead."""
+def _driver_code_paths(ray) -> List[str]:
+    """The directories Ray put first on its workers' sys.path when this driver connected (the
+    working directory of ray.init, and the script's directory), or [] if this Ray does not say."""
+    try:
+        job_config = ray._private.worker.global_worker.core_worker.get_job_config()
+        return [str(p) for p in job_config.py_driver_sys_path]
+    except Exception:  # noqa: BLE001 - a private API: no answer means no check
+        return []
+
+
+def _check_worker_path(ray) -> None:
+    """Ray puts the driver's working directory (at ray.init) first on its workers' sys.path: a
+    tfcore source tree there (a git checkout, say) would be what the actors import instead of
+    the tfcore this driver runs, failing deep inside Ray (an unbuilt tree has no tfcore._C) or
+    running other code. Refuse with the fix instead."""
     import os
 
     import tfcore
 
     here = os.path.realpath(os.path.dirname(tfcore.__file__))
-    there = os.path.join(os.getcwd(), "tfcore")
-    if os.path.isfile(os.path.join(there, "__init__.py")) and os.path.realpath(there) != here:
-        raise _C.TfcoreValueError(
-            f"engine='ray': the current directory holds another tfcore ({there}) that Ray's workers "
-            f"would import instead of this one ({here}); start Python (ray.init) from another directory"
-        )
+    for d in _driver_code_paths(ray):
+        there = os.path.join(d, "tfcore")
+        if os.path.isfile(os.path.join(there, "__init__.py")) and os.path.realpath(there) != here:
+            raise _C.TfcoreValueError(
+                f"engine='ray': Ray's workers would import the tfcore in {there} (ray.init put {d} "
+                f"first on their sys.path) instead of this one ({here}); call ray.init() from "
+                "another directory"
+            )
 
 
 class TfcoreActor:
@@ -102,7 +114,7 @@ def run(
     ray = _require()
     if not ray.is_initialized():
         raise _C.TfcoreValueError("engine='ray' needs a connected Ray cluster: call ray.init() first")
-    _check_cwd_tree()
+    _check_worker_path(ray)
     spec = _engines.model_spec(model)
     if num_workers is None:
         num_workers = max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus_per_worker)
