@@ -104,11 +104,16 @@ def model_dir_case(config, files=None):
     )
 
 
+# the fuzz harness (its GGUF writer) beside tests/: the repository's, not beside the installed
+# tfcore (CI tests an installed wheel, whose site-packages has no fuzz/)
+FUZZ_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz")
+
+
 def gguf_case(expr, call="tfcore.AutoModelForCausalLM.from_pretrained(p)"):
     """Code that writes a GGUF file (expr: bytes, built with fuzz/harness.py's writer in the
     child, or a mutation of its valid tiny Llama file `good`) and loads it."""
     return (
-        "import sys; sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(tfcore.__file__))), 'fuzz'))\n"
+        f"import sys; sys.path.insert(0, {FUZZ_DIR!r})\n"
         "import harness; good = harness.tiny_llama_gguf(2); S = harness.gguf_string\n"
         f"p = os.path.join(tmp, 'bad.gguf'); open(p, 'wb').write({expr})\n"
         f"{call}"
