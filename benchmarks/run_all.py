@@ -48,6 +48,11 @@ BENCHMARKS = [
         ["--threads", "{threads}"],
     ),
     (
+        "bench_encoder_dtypes.py",
+        "BERT-base B=8 fp32 / bf16 / int8 vs CTranslate2, held at AVX2",
+        ["--threads", "{threads}", "--avx2"],
+    ),
+    (
         "bench_int8_modes.py",
         "Weight-only vs dynamic int8: accuracy and GEMM speed",
         ["--threads", "{threads}"],

@@ -127,6 +127,33 @@ tf_quantize_rows_s8(const float *x, int64_t M, int64_t K, int qmax, int8_t *q, f
     }
 }
 
+/* One row as tf_quantize_rows_s8, stored as q + 128 (u8): the sign bit flipped while the
+ * row is still in L1. */
+static void
+quantize_row_u8(void (*row_fn)(const float *, int64_t, float, int8_t *, float *), const float *x,
+                int64_t K, float qmax, uint8_t *q, float *scale)
+{
+    row_fn(x, K, qmax, (int8_t *)q, scale);
+    for (int64_t k = 0; k < K; k++) {
+        q[k] ^= 0x80u;
+    }
+}
+
+void
+tf_quantize_rows_u8(const float *x, int64_t M, int64_t K, int qmax, uint8_t *q, float *scales)
+{
+    void (*row_fn)(const float *, int64_t, float, int8_t *, float *) = quantize_row_ref;
+    switch (tf_quantize_isa()) {
+        case TF_ISA_AVX512: row_fn = tf_quantize_row_avx512; break;
+        case TF_ISA_AVX2: row_fn = tf_quantize_row_avx2; break;
+        default: break;
+    }
+#pragma omp parallel for schedule(static) if (M * K >= PARALLEL_MIN_ELEMS && M > 1)
+    for (int64_t m = 0; m < M; m++) {
+        quantize_row_u8(row_fn, x + m * K, K, (float)qmax, q + m * K, scales + m);
+    }
+}
+
 void
 tf_dequantize_rows_s8(const int8_t *q, int64_t M, int64_t K, const float *scales, float *y)
 {

@@ -10,6 +10,10 @@
  * Runs without the GIL; threaded over rows. */
 void tf_quantize_rows_s8(const float *x, int64_t M, int64_t K, int qmax, int8_t *q, float *scales);
 
+/* The same rows stored as q + 128 in [128 - qmax, 128 + qmax] (u8): the rows of oneDNN's
+ * u8·s8 GEMM at AVX2 (layers/linear.c), shifted in the same pass. */
+void tf_quantize_rows_u8(const float *x, int64_t M, int64_t K, int qmax, uint8_t *q, float *scales);
+
 /* The same with one scale per column of x (K, N): GPT-2 Conv1D weights are (in, out). */
 void tf_quantize_columns_s8(const float *x, int64_t K, int64_t N, int qmax, int8_t *q,
                             float *scales);

@@ -17,7 +17,6 @@ typedef struct {
     float *bias;                       /* (N,) owned copy, or NULL */
     float *wscale;                     /* (N,) per-output-channel scales of s8 weights, else NULL */
     int32_t *wsum;        /* (N,) Σ_k of each s8 weight column (tf_gemv_s8), else NULL */
-    float *wcomp;         /* (N,) -128 wscale Σ_k w: own int8 panels' u8-row compensation */
     int64_t panel_stride; /* elements between 64-column panels for tf_gemv(_s8); 0: none */
     int64_t panel_ld;     /* elements between the k rows of a panel (plain rows: N) */
     int wtrans;           /* float32 weights as (N, K) rows, panel_ld apart (oneDNN's AVX2 layout,
