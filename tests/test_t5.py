@@ -281,9 +281,18 @@ def test_int8_matches_emulated_hf(rng, tmp_path):
     low = models.T5ForConditionalGeneration.from_pretrained(tmp_path, dtype="int8")
     assert low.dtype == "int8" and low.lm_head.dtype == "int8"
     got = low(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits
-    # same quantization as the emulation (measured 3e-7 of the logit scale; int8 vs float32
-    # itself is ~0.37 on so tiny a model): float32 order and rounding at quantization boundaries
-    assert np.abs(got - emulated).max() < 2e-4 * np.abs(full).max()
+    # same quantization as the emulation: the bulk agrees to float32 summation order
+    # (measured ~3e-7 of the logit scale). An activation within float32 rounding of a
+    # quantization tie can round the other way (measured with this seed at
+    # TFCORE_ISA=reference ONEDNN_MAX_CPU_ISA=AVX2: the encoder's first attention output
+    # at x/s = -33.499989 here, -33.500004 in torch), one int8 step that cascades through
+    # so tiny a model: up to 16% of int8's own error (int8 vs float32, 0.2-1.0 of the scale)
+    # over 40 seeds at every ISA setting, on main's weight-compensation path as often
+    # (11/40 seeds past 2e-4 of the scale) as on the zero-point path. Exactness of the int8
+    # arithmetic itself is test_int8_epilogues.py's.
+    err, scale = np.abs(got - emulated), np.abs(full).max()
+    assert np.median(err) < 1e-5 * scale
+    assert err.max() < 2e-4 * scale or err.max() < 0.3 * np.abs(full - emulated).max()
     assert low.generate(ids, attention_mask=mask, max_new_tokens=5).shape[0] == 2
 
 
