@@ -92,8 +92,8 @@ la_mul_exp(float *out, const float *x, const float *bi, const float *bj, int64_t
 /* One tile: rows 0 .. nr - 1 of A / C against nv vectors of B / C columns (the last with
  * tail lanes); nr, nv are compile-time constants after inlining. */
 static inline __attribute__((always_inline)) void
-la_tile(const int nr, const int nv, int64_t K, const float *A, int64_t lda, const float *B,
-        int64_t ldb, float *Cm, int64_t ldc, int64_t tail, int acc)
+la_tile(const int nr, const int nv, int64_t K, const float *A, int64_t ars, int64_t aks,
+        const float *B, int64_t ldb, float *Cm, int64_t ldc, int64_t tail, int acc)
 {
     tf_vf c[LA_R][LA_NV];
     for (int r = 0; r < nr; r++) {
@@ -109,7 +109,7 @@ la_tile(const int nr, const int nv, int64_t K, const float *A, int64_t lda, cons
             b[v] = v == nv - 1 ? tf_vload_n(bk + v * TF_VW, tail) : tf_vload(bk + v * TF_VW);
         }
         for (int r = 0; r < nr; r++) {
-            const tf_vf a = tf_vset1(A[r * lda + k]);
+            const tf_vf a = tf_vset1(A[r * ars + k * aks]);
             for (int v = 0; v < nv; v++) {
                 c[r][v] = tf_vfma(a, b[v], c[r][v]);
             }
@@ -125,42 +125,44 @@ la_tile(const int nr, const int nv, int64_t K, const float *A, int64_t lda, cons
 
 /* Rows nr at a time (nr constant) across all of N: nv vectors per tile. */
 static inline __attribute__((always_inline)) void
-la_tile_row(const int nr, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
-            int64_t ldb, float *Cm, int64_t ldc, int acc)
+la_tile_row(const int nr, int64_t N, int64_t K, const float *A, int64_t ars, int64_t aks,
+            const float *B, int64_t ldb, float *Cm, int64_t ldc, int acc)
 {
     for (int64_t j = 0; j < N; j += LA_NV * TF_VW) {
         const int64_t nvec = (N - j + TF_VW - 1) / TF_VW;
         const int64_t tail = nvec > LA_NV ? TF_VW : N - j - (nvec - 1) * TF_VW;
         switch (nvec >= LA_NV ? LA_NV : nvec) {
-            case 1: la_tile(nr, 1, K, A, lda, B + j, ldb, Cm + j, ldc, tail, acc); break;
+            case 1: la_tile(nr, 1, K, A, ars, aks, B + j, ldb, Cm + j, ldc, tail, acc); break;
 #if LA_NV >= 4
-            case 2: la_tile(nr, 2, K, A, lda, B + j, ldb, Cm + j, ldc, tail, acc); break;
-            case 3: la_tile(nr, 3, K, A, lda, B + j, ldb, Cm + j, ldc, tail, acc); break;
-            default: la_tile(nr, 4, K, A, lda, B + j, ldb, Cm + j, ldc, tail, acc); break;
+            case 2: la_tile(nr, 2, K, A, ars, aks, B + j, ldb, Cm + j, ldc, tail, acc); break;
+            case 3: la_tile(nr, 3, K, A, ars, aks, B + j, ldb, Cm + j, ldc, tail, acc); break;
+            default: la_tile(nr, 4, K, A, ars, aks, B + j, ldb, Cm + j, ldc, tail, acc); break;
 #else
-            default: la_tile(nr, 2, K, A, lda, B + j, ldb, Cm + j, ldc, tail, acc); break;
+            default: la_tile(nr, 2, K, A, ars, aks, B + j, ldb, Cm + j, ldc, tail, acc); break;
 #endif
         }
     }
 }
 
-/* C (M, N) = A (M, K) · B (K, N), or += when acc; leading dimensions lda, ldb, ldc. */
+/* C (M, N) = A (M, K) · B (K, N), or += when acc. A's element (i, k) is A[i * ars + k * aks]
+ * (row-major: ars = lda, aks = 1; Aᵀ stored row-major: ars = 1, aks = its row length); B
+ * and C row-major with leading dimensions ldb, ldc. */
 static void
-la_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
-        float *Cm, int64_t ldc, int acc)
+la_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars, int64_t aks, const float *B,
+        int64_t ldb, float *Cm, int64_t ldc, int acc)
 {
     int64_t i = 0;
     for (; i + LA_R <= M; i += LA_R) {
-        la_tile_row(LA_R, N, K, A + i * lda, lda, B, ldb, Cm + i * ldc, ldc, acc);
+        la_tile_row(LA_R, N, K, A + i * ars, ars, aks, B, ldb, Cm + i * ldc, ldc, acc);
     }
-    A += i * lda;
+    A += i * ars;
     Cm += i * ldc;
     switch (M - i) {
-        case 1: la_tile_row(1, N, K, A, lda, B, ldb, Cm, ldc, acc); break;
-        case 2: la_tile_row(2, N, K, A, lda, B, ldb, Cm, ldc, acc); break;
-        case 3: la_tile_row(3, N, K, A, lda, B, ldb, Cm, ldc, acc); break;
-        case 4: la_tile_row(4, N, K, A, lda, B, ldb, Cm, ldc, acc); break;
-        case 5: la_tile_row(5, N, K, A, lda, B, ldb, Cm, ldc, acc); break;
+        case 1: la_tile_row(1, N, K, A, ars, aks, B, ldb, Cm, ldc, acc); break;
+        case 2: la_tile_row(2, N, K, A, ars, aks, B, ldb, Cm, ldc, acc); break;
+        case 3: la_tile_row(3, N, K, A, ars, aks, B, ldb, Cm, ldc, acc); break;
+        case 4: la_tile_row(4, N, K, A, ars, aks, B, ldb, Cm, ldc, acc); break;
+        case 5: la_tile_row(5, N, K, A, ars, aks, B, ldb, Cm, ldc, acc); break;
         default: break;
     }
 }
@@ -172,6 +174,61 @@ la_vmul(float *out, const float *x, const float *y, int64_t n)
     for (int64_t i = 0; i < n; i += TF_VW) {
         const int64_t r = n - i;
         tf_vstore_n(out + i, tf_vmul(tf_vload_n(x + i, r), tf_vload_n(y + i, r)), r);
+    }
+}
+
+/* out, x, y are (n,): out = x / y */
+static inline void
+la_vdiv(float *out, const float *x, const float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += TF_VW) {
+        const int64_t r = n - i;
+        tf_vstore_n(out + i, tf_vdiv(tf_vload_n(x + i, r), tf_vload_n(y + i, r)), r);
+    }
+}
+
+/* out, bi, bj are (n,): out = exp(bi - bj), bj NULL meaning 0 */
+static inline void
+la_exp_sub(float *out, const float *bi, const float *bj, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += TF_VW) {
+        const int64_t r = n - i;
+        tf_vf arg = tf_vload_n(bi + i, r);
+        if (bj != NULL) {
+            arg = tf_vsub(arg, tf_vload_n(bj + i, r));
+        }
+        tf_vstore_n(out + i, tf_vexp(arg), r);
+    }
+}
+
+/* dst (cols, rows), leading dimension ldd = the transpose of src (rows, cols), leading
+ * dimension lds: TF_VW x TF_VW blocks transposed in registers, scalar edges */
+static void
+la_transpose(float *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows, int64_t cols)
+{
+    int64_t i = 0;
+    for (; i + TF_VW <= rows; i += TF_VW) {
+        int64_t c = 0;
+        for (; c + TF_VW <= cols; c += TF_VW) {
+            tf_vf r[TF_VW];
+            for (int k = 0; k < TF_VW; k++) {
+                r[k] = tf_vload(src + (i + k) * lds + c);
+            }
+            tf_vtranspose(r);
+            for (int k = 0; k < TF_VW; k++) {
+                tf_vstore(dst + (c + k) * ldd + i, r[k]);
+            }
+        }
+        for (; c < cols; c++) {
+            for (int k = 0; k < TF_VW; k++) {
+                dst[c * ldd + i + k] = src[(i + k) * lds + c];
+            }
+        }
+    }
+    for (; i < rows; i++) {
+        for (int64_t c = 0; c < cols; c++) {
+            dst[c * ldd + i] = src[i * lds + c];
+        }
     }
 }
 
@@ -215,10 +272,9 @@ la_mul_exp(float *out, const float *x, const float *bi, const float *bj, int64_t
     }
 }
 
-/* C (M, N) = A (M, K) · B (K, N), or += when acc; leading dimensions lda, ldb, ldc. */
 static void
-la_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
-        float *Cm, int64_t ldc, int acc)
+la_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars, int64_t aks, const float *B,
+        int64_t ldb, float *Cm, int64_t ldc, int acc)
 {
     for (int64_t i = 0; i < M; i++) {
         float *c = Cm + i * ldc;
@@ -226,7 +282,7 @@ la_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const floa
             memset(c, 0, (size_t)N * sizeof(float));
         }
         for (int64_t k = 0; k < K; k++) {
-            const float a = A[i * lda + k];
+            const float a = A[i * ars + k * aks];
             const float *b = B + k * ldb;
             for (int64_t j = 0; j < N; j++) {
                 c[j] += a * b[j];
@@ -240,6 +296,32 @@ la_vmul(float *out, const float *x, const float *y, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
         out[i] = x[i] * y[i];
+    }
+}
+
+static inline void
+la_vdiv(float *out, const float *x, const float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        out[i] = x[i] / y[i];
+    }
+}
+
+static inline void
+la_exp_sub(float *out, const float *bi, const float *bj, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        out[i] = expf(bj != NULL ? bi[i] - bj[i] : bi[i]);
+    }
+}
+
+static void
+la_transpose(float *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows, int64_t cols)
+{
+    for (int64_t i = 0; i < rows; i++) {
+        for (int64_t c = 0; c < cols; c++) {
+            dst[c * ldd + i] = src[i * lds + c];
+        }
     }
 }
 #endif
@@ -310,16 +392,16 @@ la_write_state(float *S, float *z, const float *kd, const float *v, int64_t Dk, 
  * computed as one product of rescaled rows (factors exp(<= 0) on queries, exp(<= LA_SAFE) on
  * keys: no overflow, no underflow to 0 of a factor whose product with the other is not
  * negligible); stronger decays take the exact per-pair path. */
-#define LA_SUB  32
+#define LA_SUB  16
 #define LA_SAFE 20.0f
 
-/* Floats of chunk workspace: qc, kc, bc, qd (C, Dk); kt, ke (Dk, C); scores p (sub, C);
- * qr, qs (sub, Dk), kr (Dk, sub); zero, e, row (Dk,); decay powers (C,). */
+/* Floats of chunk workspace: qc, kc, bc, qd, qr, ex, kt, ker (C, Dk); ke (Dk, C); scores p
+ * (sub, C); qs (sub, Dk), kr (Dk, sub); zero, e, e2, row (Dk,); decay powers (C,). */
 static inline int64_t
 la_chunk_workspace(int64_t C, int64_t Dk)
 {
     const int64_t sub = C < LA_SUB ? C : LA_SUB;
-    return 6 * C * Dk + sub * C + 3 * sub * Dk + 3 * Dk + C;
+    return 9 * C * Dk + sub * C + 2 * sub * Dk + 4 * Dk + C;
 }
 
 /* Floats of workspace one (b, h) needs. */
@@ -376,39 +458,34 @@ LA_FN(la_head_recurrent)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
 }
 
 /* Gated scores of one row block I = [i0, i0 + ni) of a chunk (n rows, buffers as in
- * la_head_chunkwise below): pi (ni, i1) (leading dimension C), zeros above the diagonal. */
+ * la_head_chunkwise below; qr, ex the block's rows): pi (ni, i1) (leading dimension C),
+ * zeros above the diagonal. */
 static void
 LA_FN(la_gated_scores)(int64_t Dk, int64_t C, int64_t n, int64_t sub, int64_t i0, const float *qc,
-                       const float *kc, const float *bc, const float *ke, const float *zero,
-                       float *qr, float *qs, float *kr, float *e, float *row, float *pi)
+                       const float *kc, const float *bc, const float *ke, const float *qr,
+                       const float *ex, const float *zero, float *qs, float *kr, float *e,
+                       float *pi)
 {
     const int64_t ni = n - i0 < sub ? n - i0 : sub, i1 = i0 + ni;
     const float *base = i0 > 0 ? bc + (i0 - 1) * Dk : zero;
-    for (int64_t i = 0; i < ni; i++) { /* qr = Q_I ⊙ exp(b_i - b_r) */
-        la_mul_exp(qr + i * Dk, qc + (i0 + i) * Dk, bc + (i0 + i) * Dk, base, Dk);
-    }
     for (int64_t j0 = 0; j0 < i0; j0 += sub) { /* J < I: always full sub-blocks */
-        for (int64_t c = 0; c < Dk; c++) {
-            e[c] = expf(base[c] - bc[(j0 + sub - 1) * Dk + c]);
-        }
+        la_exp_sub(e, base, bc + (j0 + sub - 1) * Dk, Dk);
         for (int64_t i = 0; i < ni; i++) {
             la_vmul(qs + i * Dk, qr + i * Dk, e, Dk);
         }
-        la_gemm(ni, sub, Dk, qs, Dk, ke + j0, C, pi + j0, C, 0);
+        la_gemm(ni, sub, Dk, qs, Dk, 1, ke + j0, C, pi + j0, C, 0);
     }
     float decay = 0.0f; /* the sub-block's largest decay over the channels */
     for (int64_t c = 0; c < Dk; c++) {
         const float d = base[c] - bc[(i1 - 1) * Dk + c];
         decay = d > decay ? d : decay;
     }
-    if (decay <= LA_SAFE) {
-        for (int64_t j = 0; j < ni; j++) { /* kr = (K_I ⊙ exp(b_r - b_j))ᵀ */
-            la_mul_exp(row, kc + (i0 + j) * Dk, base, bc + (i0 + j) * Dk, Dk);
-            for (int64_t c = 0; c < Dk; c++) {
-                kr[c * sub + j] = row[c];
-            }
+    if (decay <= LA_SAFE) { /* exp(b_r - b_j) = 1 / exp(b_j - b_r) >= exp(-LA_SAFE) */
+        for (int64_t j = 0; j < ni; j++) { /* kr = (K_I ⊙ exp(b_r - b_j))ᵀ, via qs */
+            la_vdiv(qs + j * Dk, kc + (i0 + j) * Dk, ex + j * Dk, Dk);
         }
-        la_gemm(ni, ni, Dk, qr, Dk, kr, sub, pi + i0, C, 0);
+        la_transpose(kr, sub, qs, Dk, ni, Dk);
+        la_gemm(ni, ni, Dk, qr, Dk, 1, kr, sub, pi + i0, C, 0);
         for (int64_t i = 0; i < ni; i++) {
             memset(pi + i * C + i0 + i + 1, 0, (size_t)(ni - i - 1) * sizeof(float));
         }
@@ -444,26 +521,37 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
     const int gated = a->gate != NULL;
     const float ld = a->log_decay != NULL ? a->log_decay[h] : 0.0f;
     float *S = ws, *z = a->normalize ? S + Dk * Dv : NULL;
-    float *qc = S + Dk * Dv + Dk, *kc = qc + C * Dk, *bc = kc + C * Dk, *qd = bc + C * Dk;
-    float *kt = qd + C * Dk, *ke = kt + Dk * C, *p = ke + Dk * C;
-    float *qr = p + sub * C, *qs = qr + sub * Dk, *kr = qs + sub * Dk; /* kr: (Dk, sub) */
-    float *zero = kr + sub * Dk, *e = zero + Dk, *row = e + Dk, *pw = row + Dk;
+    float *qc = S + Dk * Dv + Dk, *kbuf = qc + C * Dk, *bc = kbuf + C * Dk, *qd = bc + C * Dk;
+    float *qr = qd + C * Dk, *ex = qr + C * Dk, *kt = ex + C * Dk, *ker = kt + C * Dk;
+    float *ke = ker + C * Dk;
+    float *p = ke + Dk * C, *qs = p + sub * C, *kr = qs + sub * Dk; /* kr: (Dk, sub) */
+    float *zero = kr + sub * Dk, *e = zero + Dk, *e2 = e + Dk, *row = e2 + Dk, *pw = row + Dk;
     memset(zero, 0, (size_t)Dk * sizeof(float));
-    for (int64_t d = 0; !gated && d < C; d++) { /* decay^d, d = i - j (no exp per pair) */
-        pw[d] = expf((float)d * ld);
+    for (int64_t d = 0; !gated && d < C; d++) { /* pw[C - 1 - d] = decay^d, d = i - j */
+        pw[C - 1 - d] = expf((float)d * ld);
     }
     for (int64_t s = 0; s < L; s += C) {
         const int64_t n = L - s < C ? L - s : C;
         const int64_t row0 = bh * L + s;
         const float *v = a->v + row0 * Dv;
         float *o = a->out + row0 * Dv;
+        /* mapped keys: the input rows themselves for the identity map */
+        const float *kc = a->feature_map == TF_LA_IDENTITY ? a->k + row0 * Dk : kbuf;
         for (int64_t i = 0; i < n; i++) {
             float *qi = qc + i * Dk;
-            la_map(qi, a->q + (row0 + i) * Dk, Dk, a->feature_map);
-            for (int64_t c = 0; c < Dk; c++) {
-                qi[c] *= a->scale;
+            const float *qin = a->q + (row0 + i) * Dk;
+            if (a->feature_map == TF_LA_IDENTITY) {
+                for (int64_t c = 0; c < Dk; c++) {
+                    qi[c] = qin[c] * a->scale;
+                }
             }
-            la_map(kc + i * Dk, a->k + (row0 + i) * Dk, Dk, a->feature_map);
+            else {
+                la_map(qi, qin, Dk, a->feature_map);
+                for (int64_t c = 0; c < Dk; c++) {
+                    qi[c] *= a->scale;
+                }
+                la_map(kbuf + i * Dk, a->k + (row0 + i) * Dk, Dk, a->feature_map);
+            }
             if (gated) { /* b_i = g_s + ... + g_{s+i}, per channel */
                 const float *g = a->gate + (row0 + i) * Dk;
                 for (int64_t c = 0; c < Dk; c++) {
@@ -475,61 +563,53 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
             }
         }
         const float *blast = gated ? bc + (n - 1) * Dk : NULL;
-        /* qd = Q ⊙ exp(b_i) (reads the state); kt = (K ⊙ exp(b_last - b_j))ᵀ (writes it) */
-        for (int64_t i = 0; i < n; i++) {
-            if (gated) {
-                la_mul_exp(qd + i * Dk, qc + i * Dk, bc + i * Dk, NULL, Dk);
-                la_mul_exp(row, kc + i * Dk, blast, bc + i * Dk, Dk);
-            }
-            else {
-                const float fq = expf(bc[i]), fk = expf(bc[n - 1] - bc[i]);
-                for (int64_t c = 0; c < Dk; c++) {
-                    qd[i * Dk + c] = qc[i * Dk + c] * fq;
-                    row[c] = kc[i * Dk + c] * fk;
-                }
-            }
-            for (int64_t c = 0; c < Dk; c++) {
-                kt[c * C + i] = row[c];
-            }
-        }
-        /* ke: keys for the scores, transposed (Dk, C): plain (ungated) or
-         * K_J ⊙ exp(b_eJ - b_j) per sub-block J (gated) */
-        for (int64_t j = 0; j < n; j++) {
-            if (gated) {
-                const int64_t ej =
-                    (j / sub) * sub + sub - 1 < n ? (j / sub) * sub + sub - 1 : n - 1;
-                la_mul_exp(row, kc + j * Dk, bc + ej * Dk, bc + j * Dk, Dk);
-            }
-            else {
-                memcpy(row, kc + j * Dk, (size_t)Dk * sizeof(float));
-            }
-            for (int64_t c = 0; c < Dk; c++) {
-                ke[c * C + j] = row[c];
+        /* qd = Q ⊙ exp(b_i) reads the state, kt = K ⊙ exp(b_last - b_j) writes it, ke
+         * (Dk, C) are the keys of the scores. Gated, per sub-block I (r the row before it,
+         * e_I its last): ex_i = exp(b_i - b_r), qr_i = q_i ⊙ ex_i, qd_i = qr_i ⊙ exp(b_r),
+         * ke_j = k_j ⊙ exp(b_eI - b_j), kt_j = ke_j ⊙ exp(b_last - b_eI) (all factors
+         * exp(<= 0), two exponentials per row) */
+        for (int64_t i0 = 0; gated && i0 < n; i0 += sub) {
+            const int64_t i1 = n - i0 < sub ? n : i0 + sub;
+            const float *base = i0 > 0 ? bc + (i0 - 1) * Dk : zero, *bend = bc + (i1 - 1) * Dk;
+            la_exp_sub(e, base, NULL, Dk);
+            la_exp_sub(e2, blast, bend, Dk);
+            for (int64_t i = i0; i < i1; i++) {
+                la_exp_sub(ex + i * Dk, bc + i * Dk, base, Dk);
+                la_vmul(qr + i * Dk, qc + i * Dk, ex + i * Dk, Dk);
+                la_vmul(qd + i * Dk, qr + i * Dk, e, Dk);
+                la_mul_exp(ker + i * Dk, kc + i * Dk, bend, bc + i * Dk, Dk);
+                la_vmul(kt + i * Dk, ker + i * Dk, e2, Dk);
             }
         }
+        for (int64_t i = 0; !gated && i < n; i++) {
+            const float fq = expf(bc[i]), fk = expf(bc[n - 1] - bc[i]);
+            for (int64_t c = 0; c < Dk; c++) {
+                qd[i * Dk + c] = qc[i * Dk + c] * fq;
+                kt[i * Dk + c] = kc[i * Dk + c] * fk;
+            }
+        }
+        la_transpose(ke, C, gated ? ker : kc, Dk, n, Dk);
         /* O = qd S: the state from before the chunk */
-        la_gemm(n, Dv, Dk, qd, Dk, S, Dv, o, Dv, 0);
+        la_gemm(n, Dv, Dk, qd, Dk, 1, S, Dv, o, Dv, 0);
         /* per row block I of sub rows: scores P_I (ni, i1) = the causal part of the chunk's
          * row block (zeros above the diagonal), then O_I += P_I V */
         for (int64_t i0 = 0; i0 < n; i0 += sub) {
             const int64_t ni = n - i0 < sub ? n - i0 : sub, i1 = i0 + ni;
             float *pi = p;
             if (!gated) {
-                la_gemm(ni, i1, Dk, qc + i0 * Dk, Dk, ke, C, pi, C, 0);
+                la_gemm(ni, i1, Dk, qc + i0 * Dk, Dk, 1, ke, C, pi, C, 0);
                 for (int64_t i = 0; i < ni; i++) {
                     float *pr = pi + i * C;
                     const int64_t ii = i0 + i;
-                    for (int64_t j = 0; j <= ii; j++) {
-                        pr[j] *= pw[ii - j];
-                    }
+                    la_vmul(pr, pr, pw + C - 1 - ii, ii + 1);
                     memset(pr + ii + 1, 0, (size_t)(i1 - ii - 1) * sizeof(float));
                 }
             }
             else {
-                LA_FN(la_gated_scores)(Dk, C, n, sub, i0, qc, kc, bc, ke, zero, qr, qs, kr, e, row,
-                                       pi);
+                LA_FN(la_gated_scores)(Dk, C, n, sub, i0, qc, kc, bc, ke, qr + i0 * Dk,
+                                       ex + i0 * Dk, zero, qs, kr, e, pi);
             }
-            la_gemm(ni, Dv, i1, pi, C, v, Dv, o + i0 * Dv, Dv, 1);
+            la_gemm(ni, Dv, i1, pi, C, 1, v, Dv, o + i0 * Dv, Dv, 1);
             for (int64_t i = 0; a->normalize && i < ni; i++) {
                 float den = la_dot(qd + (i0 + i) * Dk, z, Dk);
                 for (int64_t j = 0; j <= i0 + i; j++) {
@@ -551,11 +631,9 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
         else if (a->log_decay != NULL) {
             la_decay_state(S, z, NULL, expf(bc[n - 1]), Dk, Dv);
         }
-        la_gemm(Dk, Dv, n, kt, C, v, Dv, S, Dv, 1);
-        for (int64_t c = 0; z != NULL && c < Dk; c++) {
-            for (int64_t j = 0; j < n; j++) {
-                z[c] += kt[c * C + j];
-            }
+        la_gemm(Dk, Dv, n, kt, 1, Dk, v, Dv, S, Dv, 1); /* kt (n, Dk) read as (Dk, n) */
+        for (int64_t j = 0; z != NULL && j < n; j++) {
+            la_axpy(z, 1.0f, kt + j * Dk, Dk);
         }
     }
 }
