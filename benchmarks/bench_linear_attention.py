@@ -1,5 +1,5 @@
 """Linear attention: the op's chunkwise, parallel and recurrent forms vs flash-linear-attention's
-pure-PyTorch naive retention at 1k-16k tokens (time, peak memory, % of the in-run fp32 GEMM
+pure-PyTorch naive retention at 1k-32k tokens (time, peak memory, % of the in-run fp32 GEMM
 rate), then decoding tokens/s of ~100M RetNet and GLA models against a same-size Llama with a
 KV cache at several context lengths (and state vs KV-cache memory).
 
@@ -65,6 +65,12 @@ def qkv(L: int):
     rng = np.random.default_rng(L)
     q, k = (rng.standard_normal((1, H, L, DK), dtype=np.float32) for _ in range(2))
     return q, k, rng.standard_normal((1, H, L, DV), dtype=np.float32)
+
+
+def gla_gates(L: int):
+    """GLA's per-channel log-gates, logsigmoid(x) / 16 (its gate_logit_normalizer)."""
+    x = np.random.default_rng(L + 1).standard_normal((1, H, L, DK), dtype=np.float32)
+    return (-np.log1p(np.exp(-x)) / 16).astype(np.float32)
 
 
 def chunkwise_flops(L: int) -> float:
@@ -134,10 +140,17 @@ def bench_op(lengths, full: bool, repeat: int):
                     f"L={L}: fla's naive_retention returns NaN (its decay mask overflows); "
                     "validating against tfcore's parallel mode instead"
                 )
-            ref = la(q, k, v, decay=GAMMAS, mode="parallel")
+            # the recurrence: O(L Dk Dv), where the parallel form's O(L^2) takes minutes
+            ref = la(q, k, v, decay=GAMMAS, mode="parallel" if L <= 4096 else "recurrent")
         err = np.abs(chunk - ref).max() / np.abs(ref).max()
         assert err < 1e-4, f"L={L}: chunkwise differs from the reference by {err:.2e}"
-        fns = {"chunkwise": lambda: la(q, k, v, decay=GAMMAS)}
+        gate = gla_gates(L)
+        gref = la(q, k, v, gate=gate, mode="parallel" if L <= 4096 else "recurrent")
+        gla = la(q, k, v, gate=gate)
+        if gref is not None:
+            gerr = np.abs(gla - gref).max() / np.abs(gref).max()
+            assert gerr < 1e-4, f"L={L}: gated chunkwise differs from parallel by {gerr:.2e}"
+        fns = {"chunkwise": lambda: la(q, k, v, decay=GAMMAS), "gla": lambda: la(q, k, v, gate=gate)}
         if with_parallel:
             fns["parallel"] = lambda: la(q, k, v, decay=GAMMAS, mode="parallel")
         if with_naive:
@@ -147,6 +160,7 @@ def bench_op(lengths, full: bool, repeat: int):
         reps = repeat if L <= 4096 else max(3, repeat // 3)
         t = interleaved(fns, repeat=reps, warmup=1)
         rate = chunkwise_flops(L) / t["chunkwise"] / 1e9
+        grate = chunkwise_flops(L) / t["gla"] / 1e9
         rows.append(
             [
                 L,
@@ -157,6 +171,8 @@ def bench_op(lengths, full: bool, repeat: int):
                 f"{t['fla-naive'] * 1e3:.1f}" if "fla-naive" in t else "-",
                 f"{t['fla-naive'] / t['chunkwise']:.1f}x" if "fla-naive" in t else "-",
                 f"{rate:.1f} ({100 * rate / gemm:.0f}%)",
+                f"{t['gla'] * 1e3:.1f}",
+                f"{grate:.1f} ({100 * grate / gemm:.0f}%)",
                 peak_mib(L, "chunkwise"),
                 peak_mib(L, "parallel") if with_parallel else "-",
                 peak_mib(L, "fla-naive") if with_naive else "-",
@@ -172,6 +188,8 @@ def bench_op(lengths, full: bool, repeat: int):
             "fla naive ms",
             "naive / chunkwise",
             "chunkwise GFLOP/s (% GEMM)",
+            "GLA-gated chunkwise ms",
+            "gated GFLOP/s (% GEMM)",
             "chunkwise MiB",
             "parallel MiB",
             "fla naive MiB",
@@ -310,6 +328,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="L = 1k, 4k; contexts 128, 1k; fewer repeats")
     ap.add_argument("--full", action="store_true", help="parallel mode at 16k; decode context 32k")
     ap.add_argument("--avx2", action="store_true", help="hold every library to AVX2 (see common.py)")
+    ap.add_argument("--op-only", action="store_true", help="skip the decoding part")
+    ap.add_argument("--lengths", help="op lengths, comma-separated (default 1k, 4k, 16k, 32k)")
     args = ap.parse_args()
     tfcore.set_num_threads(args.threads)
     import torch
@@ -317,9 +337,13 @@ def main():
     torch.set_num_threads(args.threads)
     print(isa_line())
     print(f"threads: {args.threads} (tfcore and torch); shared machine: compare ratios, not absolute times\n")
-    lengths = [1024, 4096] if args.quick else [1024, 4096, 16384]
+    lengths = [1024, 4096] if args.quick else [1024, 4096, 16384, 32768]
+    if args.lengths:
+        lengths = [int(x) for x in args.lengths.split(",")]
     repeat = 5 if args.quick else 9
     bench_op(lengths, args.full, repeat)
+    if args.op_only:
+        return
     print()
     contexts = [128, 1024] if args.quick else [128, 4096] + ([32768] if args.full else [])
     bench_decode(contexts, 9 if args.quick else 21)

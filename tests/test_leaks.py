@@ -272,6 +272,36 @@ def test_recurrent_state_create_update_reorder_keeps_memory_flat():
     assert growth < 2 * MiB, growth
 
 
+def test_linear_attention_layer_keeps_memory_flat():
+    rng = np.random.default_rng(1)
+    r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    layer = tfcore.LinearAttention(
+        16,
+        2,
+        q_weight=r(16, 16),
+        k_weight=r(16, 16),
+        v_weight=r(16, 16),
+        o_weight=r(16, 16),
+        feature_map="hedgehog",
+        feature_map_weights=(r(8, 8), r(8)),
+    )
+    x = r(2, 20, 16)
+    state = tfcore.RecurrentState(1, 2, layer.state_shapes())
+
+    def run():
+        state.reset()
+        layer(x)
+        layer(x[:, :12], state=state)
+        layer(x[:, 12:13], state=state)
+        try:
+            layer(x[:, :, :15])
+        except tfcore.TfcoreValueError:
+            pass
+
+    growth = rss_growth(run, calls=2000, warmup=200)
+    assert growth < 2 * MiB, growth
+
+
 def test_linear_attention_keeps_memory_flat():
     rng = np.random.default_rng(0)
     q, k, v = (rng.standard_normal((1, 2, 33, 8)).astype(np.float32) for _ in range(3))

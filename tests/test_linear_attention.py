@@ -24,6 +24,11 @@ VARIANTS = {
     "plain": {},
     "decay": {"decay": "per-head"},
     "gate": {"gate": "gate"},
+    # the chunkwise kernel factors exp(b_i - b_j) through a sub-block's start when its decay
+    # is mild (every gate here) and goes pair by pair where it is strong (-8 per step above,
+    # and a burst of strong gates mid-sequence in "gate-burst": both ways in one call)
+    "gate-mild": {"gate": "mild"},
+    "gate-burst": {"gate": "burst"},
     "elu+1-normalize": {"feature_map": "elu+1", "normalize": True},
     "relu-gate": {"feature_map": "relu", "gate": "gate"},
     "elu+1-decay-normalize": {"feature_map": "elu+1", "decay": "per-head", "normalize": True},
@@ -51,7 +56,10 @@ def case(L, variant):
         # GLA: logsigmoid(x) / 16 (gate_logit_normalizer), plus a few strong gates
         x = rng.standard_normal((B, H, L, Dk))
         g = -np.log1p(np.exp(-x)) / 16.0
-        g[..., 0] = -8.0
+        if kw["gate"] == "gate":
+            g[..., 0] = -8.0
+        elif kw["gate"] == "burst":
+            g[:, :, L // 3 : L // 3 + 5, :] = -6.0
         kw["gate"] = g.astype(np.float32)
     o, S, z = reference(
         q,
@@ -172,8 +180,48 @@ def test_strong_gates_stay_finite(path):
         assert rel_err(got, want) < 1e-5 + 4 * reach * 2.0**-24, (mode, chunk)
 
 
-def test_vector_paths_match_reference_path(vector_path):
-    q, k, v, kw, _, _, _ = case(131, "relu-gate")
+@pytest.mark.parametrize("kind", ["decay", "gate", "elu+1-normalize"])
+@pytest.mark.parametrize("chunk", [64, 128])
+def test_chunkwise_wide_heads(path, kind, chunk):
+    """Head sizes that fill several register tiles with ragged edges (Dk 40, Dv 72: neither a
+    multiple of 16) and chunks of several 16-row sub-blocks, against the float64 recurrence."""
+    rng = np.random.default_rng(chunk + len(kind))
+    B, H, L, Dk, Dv = 1, 2, 301, 40, 72
+    q, k = (rng.standard_normal((B, H, L, Dk)).astype(np.float32) for _ in range(2))
+    v = rng.standard_normal((B, H, L, Dv)).astype(np.float32)
+    kw = {}
+    if kind == "decay":
+        kw["decay"] = np.array([0.97, 0.999], np.float32)
+    elif kind == "gate":
+        kw["gate"] = (-np.log1p(np.exp(-rng.standard_normal((B, H, L, Dk)))) / 16).astype(np.float32)
+    else:
+        kw = {"feature_map": "elu+1", "normalize": True}
+    s0 = rng.standard_normal((B, H, Dk, Dv)).astype(np.float32)
+    if kind == "elu+1-normalize":
+        s0 = np.abs(s0)  # a positive state: the denominator stays away from 0
+        z0 = np.abs(rng.standard_normal((B, H, Dk))).astype(np.float32)
+        init = (s0, z0)
+    else:
+        z0, init = None, s0
+    want, S, _ = reference(
+        q,
+        k,
+        v,
+        decay=kw.get("decay"),
+        gate=kw.get("gate"),
+        feature_map_name=kw.get("feature_map"),
+        normalize=kw.get("normalize", False),
+        initial_state=s0,
+        initial_z=z0,
+    )
+    got, st = F.linear_attention(q, k, v, chunk_size=chunk, initial_state=init, return_state=True, **kw)
+    assert rel_err(got, want) < tolerance(L)
+    assert rel_err(state_of(st, kw.get("normalize")), S) < tolerance(L)
+
+
+@pytest.mark.parametrize("variant", ["relu-gate", "gate-mild", "decay"])
+def test_vector_paths_match_reference_path(vector_path, variant):
+    q, k, v, kw, _, _, _ = case(131, variant)
     fast = F.linear_attention(q, k, v, chunk_size=16, **kw)
     prev = tfcore._C._set_isa("reference")
     try:

@@ -144,6 +144,17 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         return s.get(1, "state")
 
     la_gate = -np.abs(r(2, 4, 70, 8))
+    la_layer = tfcore.LinearAttention(
+        32,
+        4,
+        q_weight=r(32, 32),
+        k_weight=r(32, 32),
+        v_weight=r(32, 32),
+        o_weight=r(32, 32),
+        feature_map="performer",
+        feature_map_weights=r(16, 8),
+    )
+    la_x = r(2, 21, 32) * 0.3
     moe = tfcore.MixtureOfExperts(
         r(5, 32),
         [
@@ -158,6 +169,7 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         "linear-attention": lambda: tfcore.functional.linear_attention(
             ql, kl, vl, gate=la_gate, chunk_size=16
         ),
+        "linear-attention-layer": lambda: la_layer(la_x),
         "retention-recurrent": lambda: tfcore.functional.linear_attention(
             ql, kl, vl, decay=[0.9, 0.8, 0.7, 1.0], mode="recurrent", feature_map="elu+1", normalize=True
         ),

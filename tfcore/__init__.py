@@ -52,6 +52,7 @@ from ._C import (
     set_num_threads,
 )
 from ._runtime import get_weight_cache, set_weight_cache, show_config, supported_dtypes, threads
+from .linear_attention_layer import LinearAttention
 from .loading import (
     AutoModel,
     AutoModelForCausalLM,
@@ -79,6 +80,7 @@ __all__ = [
     "FeedForward",
     "KVCache",
     "RecurrentState",
+    "LinearAttention",
     "LayerNorm",
     "Linear",
     "MixtureOfExperts",

@@ -181,7 +181,8 @@ linear_attention(PyObject *module, PyObject *args, PyObject *kwds)
             goto done;
         }
         const float *g = PyArray_DATA(arr.gate);
-        for (int64_t i = 0; i < PyArray_SIZE(arr.gate); i++) {
+        const int64_t ng = PyArray_SIZE(arr.gate); /* once: it multiplies the dims each call */
+        for (int64_t i = 0; i < ng; i++) {
             if (g[i] > 0.0f) {
                 tf_value_error(st,
                                "gate holds %g > 0 at flat index %lld: gates are log-decays and "

@@ -76,6 +76,162 @@ la_mul_exp(float *out, const float *x, const float *bi, const float *bj, int64_t
     }
 }
 
+/* ------------------------------------------------------------------ register-tiled GEMM
+ * la_gemm: C (M, N) (+)= A (M, K) · B (K, N), row-major with leading dimensions. Tiles of
+ * LA_R rows x LA_NV vectors of accumulators, each A element broadcast against LA_NV B vectors:
+ *   AVX-512 (32 registers): 6 x 4 = 24 accumulators + 4 B vectors + 1 broadcast
+ *   AVX2    (16 registers): 6 x 2 = 12 accumulators + 2 B vectors + 1 broadcast
+ * The last vector of a row may be partial (tail lanes, masked loads and stores). */
+#if TF_VREGS >= 32
+#define LA_NV 4
+#else
+#define LA_NV 2
+#endif
+#define LA_R 6
+
+/* One tile: rows 0 .. nr - 1 of A / C against nv vectors of B / C columns (the last with
+ * tail lanes); nr, nv are compile-time constants after inlining. */
+static inline __attribute__((always_inline)) void
+la_tile(const int nr, const int nv, int64_t K, const float *A, int64_t ars, int64_t aks,
+        const float *B, int64_t ldb, float *Cm, int64_t ldc, int64_t tail, int acc)
+{
+    tf_vf c[LA_R][LA_NV];
+    for (int r = 0; r < nr; r++) {
+        for (int v = 0; v < nv; v++) {
+            const int64_t w = v == nv - 1 ? tail : TF_VW;
+            c[r][v] = acc ? tf_vload_n(Cm + r * ldc + v * TF_VW, w) : tf_vzero();
+        }
+    }
+    for (int64_t k = 0; k < K; k++) {
+        tf_vf b[LA_NV];
+        const float *bk = B + k * ldb;
+        for (int v = 0; v < nv; v++) {
+            b[v] = v == nv - 1 ? tf_vload_n(bk + v * TF_VW, tail) : tf_vload(bk + v * TF_VW);
+        }
+        for (int r = 0; r < nr; r++) {
+            const tf_vf a = tf_vset1(A[r * ars + k * aks]);
+            for (int v = 0; v < nv; v++) {
+                c[r][v] = tf_vfma(a, b[v], c[r][v]);
+            }
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        for (int v = 0; v < nv; v++) {
+            const int64_t w = v == nv - 1 ? tail : TF_VW;
+            tf_vstore_n(Cm + r * ldc + v * TF_VW, c[r][v], w);
+        }
+    }
+}
+
+/* Rows nr at a time (nr constant) across all of N: nv vectors per tile. */
+static inline __attribute__((always_inline)) void
+la_tile_row(const int nr, int64_t N, int64_t K, const float *A, int64_t ars, int64_t aks,
+            const float *B, int64_t ldb, float *Cm, int64_t ldc, int acc)
+{
+    for (int64_t j = 0; j < N; j += LA_NV * TF_VW) {
+        const int64_t nvec = (N - j + TF_VW - 1) / TF_VW;
+        const int64_t tail = nvec > LA_NV ? TF_VW : N - j - (nvec - 1) * TF_VW;
+        switch (nvec >= LA_NV ? LA_NV : nvec) {
+            case 1: la_tile(nr, 1, K, A, ars, aks, B + j, ldb, Cm + j, ldc, tail, acc); break;
+#if LA_NV >= 4
+            case 2: la_tile(nr, 2, K, A, ars, aks, B + j, ldb, Cm + j, ldc, tail, acc); break;
+            case 3: la_tile(nr, 3, K, A, ars, aks, B + j, ldb, Cm + j, ldc, tail, acc); break;
+            default: la_tile(nr, 4, K, A, ars, aks, B + j, ldb, Cm + j, ldc, tail, acc); break;
+#else
+            default: la_tile(nr, 2, K, A, ars, aks, B + j, ldb, Cm + j, ldc, tail, acc); break;
+#endif
+        }
+    }
+}
+
+/* C (M, N) = A (M, K) · B (K, N), or += when acc. A's element (i, k) is A[i * ars + k * aks]
+ * (row-major: ars = lda, aks = 1; Aᵀ stored row-major: ars = 1, aks = its row length); B
+ * and C row-major with leading dimensions ldb, ldc. */
+static void
+la_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars, int64_t aks, const float *B,
+        int64_t ldb, float *Cm, int64_t ldc, int acc)
+{
+    int64_t i = 0;
+    for (; i + LA_R <= M; i += LA_R) {
+        la_tile_row(LA_R, N, K, A + i * ars, ars, aks, B, ldb, Cm + i * ldc, ldc, acc);
+    }
+    A += i * ars;
+    Cm += i * ldc;
+    switch (M - i) {
+        case 1: la_tile_row(1, N, K, A, ars, aks, B, ldb, Cm, ldc, acc); break;
+        case 2: la_tile_row(2, N, K, A, ars, aks, B, ldb, Cm, ldc, acc); break;
+        case 3: la_tile_row(3, N, K, A, ars, aks, B, ldb, Cm, ldc, acc); break;
+        case 4: la_tile_row(4, N, K, A, ars, aks, B, ldb, Cm, ldc, acc); break;
+        case 5: la_tile_row(5, N, K, A, ars, aks, B, ldb, Cm, ldc, acc); break;
+        default: break;
+    }
+}
+
+/* out, x, y are (n,): out = x * y */
+static inline void
+la_vmul(float *out, const float *x, const float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += TF_VW) {
+        const int64_t r = n - i;
+        tf_vstore_n(out + i, tf_vmul(tf_vload_n(x + i, r), tf_vload_n(y + i, r)), r);
+    }
+}
+
+/* out, x, y are (n,): out = x / y */
+static inline void
+la_vdiv(float *out, const float *x, const float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += TF_VW) {
+        const int64_t r = n - i;
+        tf_vstore_n(out + i, tf_vdiv(tf_vload_n(x + i, r), tf_vload_n(y + i, r)), r);
+    }
+}
+
+/* out, bi, bj are (n,): out = exp(bi - bj), bj NULL meaning 0 */
+static inline void
+la_exp_sub(float *out, const float *bi, const float *bj, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += TF_VW) {
+        const int64_t r = n - i;
+        tf_vf arg = tf_vload_n(bi + i, r);
+        if (bj != NULL) {
+            arg = tf_vsub(arg, tf_vload_n(bj + i, r));
+        }
+        tf_vstore_n(out + i, tf_vexp(arg), r);
+    }
+}
+
+/* dst (cols, rows), leading dimension ldd = the transpose of src (rows, cols), leading
+ * dimension lds: TF_VW x TF_VW blocks transposed in registers, scalar edges */
+static void
+la_transpose(float *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows, int64_t cols)
+{
+    int64_t i = 0;
+    for (; i + TF_VW <= rows; i += TF_VW) {
+        int64_t c = 0;
+        for (; c + TF_VW <= cols; c += TF_VW) {
+            tf_vf r[TF_VW];
+            for (int k = 0; k < TF_VW; k++) {
+                r[k] = tf_vload(src + (i + k) * lds + c);
+            }
+            tf_vtranspose(r);
+            for (int k = 0; k < TF_VW; k++) {
+                tf_vstore(dst + (c + k) * ldd + i, r[k]);
+            }
+        }
+        for (; c < cols; c++) {
+            for (int k = 0; k < TF_VW; k++) {
+                dst[c * ldd + i + k] = src[(i + k) * lds + c];
+            }
+        }
+    }
+    for (; i < rows; i++) {
+        for (int64_t c = 0; c < cols; c++) {
+            dst[c * ldd + i] = src[i * lds + c];
+        }
+    }
+}
+
 #else
 /* ------------------------------------------------------------------ plain C primitives */
 #define LA_FN(name) name##_ref
@@ -113,6 +269,59 @@ la_mul_exp(float *out, const float *x, const float *bi, const float *bj, int64_t
 {
     for (int64_t i = 0; i < n; i++) {
         out[i] = x[i] * expf(bj != NULL ? bi[i] - bj[i] : bi[i]);
+    }
+}
+
+static void
+la_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars, int64_t aks, const float *B,
+        int64_t ldb, float *Cm, int64_t ldc, int acc)
+{
+    for (int64_t i = 0; i < M; i++) {
+        float *c = Cm + i * ldc;
+        if (!acc) {
+            memset(c, 0, (size_t)N * sizeof(float));
+        }
+        for (int64_t k = 0; k < K; k++) {
+            const float a = A[i * ars + k * aks];
+            const float *b = B + k * ldb;
+            for (int64_t j = 0; j < N; j++) {
+                c[j] += a * b[j];
+            }
+        }
+    }
+}
+
+static inline void
+la_vmul(float *out, const float *x, const float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        out[i] = x[i] * y[i];
+    }
+}
+
+static inline void
+la_vdiv(float *out, const float *x, const float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        out[i] = x[i] / y[i];
+    }
+}
+
+static inline void
+la_exp_sub(float *out, const float *bi, const float *bj, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        out[i] = expf(bj != NULL ? bi[i] - bj[i] : bi[i]);
+    }
+}
+
+static void
+la_transpose(float *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows, int64_t cols)
+{
+    for (int64_t i = 0; i < rows; i++) {
+        for (int64_t c = 0; c < cols; c++) {
+            dst[c * ldd + i] = src[i * lds + c];
+        }
     }
 }
 #endif
@@ -178,6 +387,23 @@ la_write_state(float *S, float *z, const float *kd, const float *v, int64_t Dk, 
     }
 }
 
+/* Gated chunks: rows per sub-block of the intra-chunk scores, and the largest decay (minus
+ * the sum of a channel's log-gates over one sub-block) for which a diagonal sub-block is
+ * computed as one product of rescaled rows (factors exp(<= 0) on queries, exp(<= LA_SAFE) on
+ * keys: no overflow, no underflow to 0 of a factor whose product with the other is not
+ * negligible); stronger decays take the exact per-pair path. */
+#define LA_SUB  16
+#define LA_SAFE 20.0f
+
+/* Floats of chunk workspace: qc, kc, bc, qd, qr, ex, kt, ker (C, Dk); ke (Dk, C); scores p
+ * (sub, C); qs (sub, Dk), kr (Dk, sub); zero, e, e2, row (Dk,); decay powers (C,). */
+static inline int64_t
+la_chunk_workspace(int64_t C, int64_t Dk)
+{
+    const int64_t sub = C < LA_SUB ? C : LA_SUB;
+    return 9 * C * Dk + sub * C + 2 * sub * Dk + 4 * Dk + C;
+}
+
 /* Floats of workspace one (b, h) needs. */
 static inline int64_t
 la_workspace(const tf_la_args *a)
@@ -189,6 +415,9 @@ la_workspace(const tf_la_args *a)
     }
     else if (a->mode == TF_LA_PARALLEL) {
         rows = a->L;
+    }
+    if (a->mode == TF_LA_CHUNKWISE) { /* S, z, then la_head_chunkwise's buffers */
+        return Dk * Dv + Dk + la_chunk_workspace(rows, Dk) + 16;
     }
     /* S, z, three (Dk,) temporaries, mapped q and k rows, cumulative log-decays (rows, Dk),
      * decay powers (rows,) */
@@ -228,28 +457,101 @@ LA_FN(la_head_recurrent)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
     }
 }
 
-/* One (b, h): chunks of a->chunk rows; inside a chunk, the state from before it plus causal
- * attention with decay; then the state is carried past the chunk. */
+/* Gated scores of one row block I = [i0, i0 + ni) of a chunk (n rows, buffers as in
+ * la_head_chunkwise below; qr, ex the block's rows): pi (ni, i1) (leading dimension C),
+ * zeros above the diagonal. */
+static void
+LA_FN(la_gated_scores)(int64_t Dk, int64_t C, int64_t n, int64_t sub, int64_t i0, const float *qc,
+                       const float *kc, const float *bc, const float *ke, const float *qr,
+                       const float *ex, const float *zero, float *qs, float *kr, float *e,
+                       float *pi)
+{
+    const int64_t ni = n - i0 < sub ? n - i0 : sub, i1 = i0 + ni;
+    const float *base = i0 > 0 ? bc + (i0 - 1) * Dk : zero;
+    for (int64_t j0 = 0; j0 < i0; j0 += sub) { /* J < I: always full sub-blocks */
+        la_exp_sub(e, base, bc + (j0 + sub - 1) * Dk, Dk);
+        for (int64_t i = 0; i < ni; i++) {
+            la_vmul(qs + i * Dk, qr + i * Dk, e, Dk);
+        }
+        la_gemm(ni, sub, Dk, qs, Dk, 1, ke + j0, C, pi + j0, C, 0);
+    }
+    float decay = 0.0f; /* the sub-block's largest decay over the channels */
+    for (int64_t c = 0; c < Dk; c++) {
+        const float d = base[c] - bc[(i1 - 1) * Dk + c];
+        decay = d > decay ? d : decay;
+    }
+    if (decay <= LA_SAFE) { /* exp(b_r - b_j) = 1 / exp(b_j - b_r) >= exp(-LA_SAFE) */
+        for (int64_t j = 0; j < ni; j++) { /* kr = (K_I ⊙ exp(b_r - b_j))ᵀ, via qs */
+            la_vdiv(qs + j * Dk, kc + (i0 + j) * Dk, ex + j * Dk, Dk);
+        }
+        la_transpose(kr, sub, qs, Dk, ni, Dk);
+        la_gemm(ni, ni, Dk, qr, Dk, 1, kr, sub, pi + i0, C, 0);
+        for (int64_t i = 0; i < ni; i++) {
+            memset(pi + i * C + i0 + i + 1, 0, (size_t)(ni - i - 1) * sizeof(float));
+        }
+    }
+    else {
+        for (int64_t i = 0; i < ni; i++) {
+            const int64_t ii = i0 + i;
+            for (int64_t j = i0; j <= ii; j++) {
+                pi[i * C + j] =
+                    la_dot_exp(qc + ii * Dk, kc + j * Dk, bc + ii * Dk, bc + j * Dk, Dk);
+            }
+            memset(pi + i * C + ii + 1, 0, (size_t)(i1 - ii - 1) * sizeof(float));
+        }
+    }
+}
+
+/* One (b, h): chunks of a->chunk rows. Per chunk (n rows, scale folded into the mapped
+ * queries), every step a GEMM-shaped product (la_gemm) between cheap vector passes:
+ *   P (n, n)   = Q Kᵀ ⊙ decay mask (causal; gated: per sub-block, see below)
+ *   O (n, Dv)  = P V + (Q ⊙ exp(b_i)) S                  (intra-chunk + the state before it)
+ *   S (Dk, Dv) = diag(exp(b_last)) S + (K ⊙ exp(b_last - b_j))ᵀ V
+ * b_i: log-decays cumulated from the chunk's start (per channel when gated). Gated scores
+ * (sum_c q_ic k_jc exp(b_ic - b_jc)) go per sub-block pair (I, J <= I) of LA_SUB rows, with
+ * r the row before I (b_r = 0 for the first): for J < I,
+ *   P_IJ = (Q_I ⊙ exp(b_i - b_r)) diag(exp(b_r - b_eJ)) (K_J ⊙ exp(b_eJ - b_j))ᵀ
+ * (e_J the last row of J: every factor exp(<= 0)); for J = I the same with
+ * K_I ⊙ exp(b_r - b_j) when the sub-block's decay is at most LA_SAFE, else pair by pair. */
 static void
 LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
 {
     const int64_t Dk = a->Dk, Dv = a->Dv, L = a->L, bh = b * a->H + h;
-    const int64_t C = a->chunk < L ? a->chunk : L;
+    const int64_t C = a->chunk < L ? a->chunk : L, sub = C < LA_SUB ? C : LA_SUB;
     const int gated = a->gate != NULL;
     const float ld = a->log_decay != NULL ? a->log_decay[h] : 0.0f;
     float *S = ws, *z = a->normalize ? S + Dk * Dv : NULL;
-    float *qd = S + Dk * Dv + Dk, *kd = qd + Dk, *e = kd + Dk;
-    float *qc = e + Dk, *kc = qc + C * Dk, *bc = kc + C * Dk; /* bc: (C, Dk) gated, (C,) else */
-    float *pw = bc + C * Dk; /* (C,) decay^d, d = i - j (no exp per pair) */
-    for (int64_t d = 0; !gated && d < C; d++) {
-        pw[d] = expf((float)d * ld);
+    float *qc = S + Dk * Dv + Dk, *kbuf = qc + C * Dk, *bc = kbuf + C * Dk, *qd = bc + C * Dk;
+    float *qr = qd + C * Dk, *ex = qr + C * Dk, *kt = ex + C * Dk, *ker = kt + C * Dk;
+    float *ke = ker + C * Dk;
+    float *p = ke + Dk * C, *qs = p + sub * C, *kr = qs + sub * Dk; /* kr: (Dk, sub) */
+    float *zero = kr + sub * Dk, *e = zero + Dk, *e2 = e + Dk, *row = e2 + Dk, *pw = row + Dk;
+    memset(zero, 0, (size_t)Dk * sizeof(float));
+    for (int64_t d = 0; !gated && d < C; d++) { /* pw[C - 1 - d] = decay^d, d = i - j */
+        pw[C - 1 - d] = expf((float)d * ld);
     }
     for (int64_t s = 0; s < L; s += C) {
         const int64_t n = L - s < C ? L - s : C;
         const int64_t row0 = bh * L + s;
+        const float *v = a->v + row0 * Dv;
+        float *o = a->out + row0 * Dv;
+        /* mapped keys: the input rows themselves for the identity map */
+        const float *kc = a->feature_map == TF_LA_IDENTITY ? a->k + row0 * Dk : kbuf;
         for (int64_t i = 0; i < n; i++) {
-            la_map(qc + i * Dk, a->q + (row0 + i) * Dk, Dk, a->feature_map);
-            la_map(kc + i * Dk, a->k + (row0 + i) * Dk, Dk, a->feature_map);
+            float *qi = qc + i * Dk;
+            const float *qin = a->q + (row0 + i) * Dk;
+            if (a->feature_map == TF_LA_IDENTITY) {
+                for (int64_t c = 0; c < Dk; c++) {
+                    qi[c] = qin[c] * a->scale;
+                }
+            }
+            else {
+                la_map(qi, qin, Dk, a->feature_map);
+                for (int64_t c = 0; c < Dk; c++) {
+                    qi[c] *= a->scale;
+                }
+                la_map(kbuf + i * Dk, a->k + (row0 + i) * Dk, Dk, a->feature_map);
+            }
             if (gated) { /* b_i = g_s + ... + g_{s+i}, per channel */
                 const float *g = a->gate + (row0 + i) * Dk;
                 for (int64_t c = 0; c < Dk; c++) {
@@ -260,37 +562,66 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
                 bc[i] = (float)(i + 1) * ld;
             }
         }
-        /* outputs: state from before the chunk, then the chunk's own keys j <= i */
-        for (int64_t i = 0; i < n; i++) {
-            const float *qi = qc + i * Dk;
-            float *o = a->out + (row0 + i) * Dv;
-            memset(o, 0, (size_t)Dv * sizeof(float));
-            if (gated) {
-                la_mul_exp(qd, qi, bc + i * Dk, NULL, Dk);
+        const float *blast = gated ? bc + (n - 1) * Dk : NULL;
+        /* qd = Q ⊙ exp(b_i) reads the state, kt = K ⊙ exp(b_last - b_j) writes it, ke
+         * (Dk, C) are the keys of the scores. Gated, per sub-block I (r the row before it,
+         * e_I its last): ex_i = exp(b_i - b_r), qr_i = q_i ⊙ ex_i, qd_i = qr_i ⊙ exp(b_r),
+         * ke_j = k_j ⊙ exp(b_eI - b_j), kt_j = ke_j ⊙ exp(b_last - b_eI) (all factors
+         * exp(<= 0), two exponentials per row) */
+        for (int64_t i0 = 0; gated && i0 < n; i0 += sub) {
+            const int64_t i1 = n - i0 < sub ? n : i0 + sub;
+            const float *base = i0 > 0 ? bc + (i0 - 1) * Dk : zero, *bend = bc + (i1 - 1) * Dk;
+            la_exp_sub(e, base, NULL, Dk);
+            la_exp_sub(e2, blast, bend, Dk);
+            for (int64_t i = i0; i < i1; i++) {
+                la_exp_sub(ex + i * Dk, bc + i * Dk, base, Dk);
+                la_vmul(qr + i * Dk, qc + i * Dk, ex + i * Dk, Dk);
+                la_vmul(qd + i * Dk, qr + i * Dk, e, Dk);
+                la_mul_exp(ker + i * Dk, kc + i * Dk, bend, bc + i * Dk, Dk);
+                la_vmul(kt + i * Dk, ker + i * Dk, e2, Dk);
             }
-            else {
-                const float f = expf(bc[i]);
-                for (int64_t c = 0; c < Dk; c++) {
-                    qd[c] = qi[c] * f;
+        }
+        for (int64_t i = 0; !gated && i < n; i++) {
+            const float fq = expf(bc[i]), fk = expf(bc[n - 1] - bc[i]);
+            for (int64_t c = 0; c < Dk; c++) {
+                qd[i * Dk + c] = qc[i * Dk + c] * fq;
+                kt[i * Dk + c] = kc[i * Dk + c] * fk;
+            }
+        }
+        la_transpose(ke, C, gated ? ker : kc, Dk, n, Dk);
+        /* O = qd S: the state from before the chunk */
+        la_gemm(n, Dv, Dk, qd, Dk, 1, S, Dv, o, Dv, 0);
+        /* per row block I of sub rows: scores P_I (ni, i1) = the causal part of the chunk's
+         * row block (zeros above the diagonal), then O_I += P_I V */
+        for (int64_t i0 = 0; i0 < n; i0 += sub) {
+            const int64_t ni = n - i0 < sub ? n - i0 : sub, i1 = i0 + ni;
+            float *pi = p;
+            if (!gated) {
+                la_gemm(ni, i1, Dk, qc + i0 * Dk, Dk, 1, ke, C, pi, C, 0);
+                for (int64_t i = 0; i < ni; i++) {
+                    float *pr = pi + i * C;
+                    const int64_t ii = i0 + i;
+                    la_vmul(pr, pr, pw + C - 1 - ii, ii + 1);
+                    memset(pr + ii + 1, 0, (size_t)(i1 - ii - 1) * sizeof(float));
                 }
             }
-            float den = la_read_state(o, qd, S, z, a->scale, Dk, Dv);
-            for (int64_t j = 0; j <= i; j++) {
-                const float *kj = kc + j * Dk;
-                const float w = a->scale * (gated ? la_dot_exp(qi, kj, bc + i * Dk, bc + j * Dk, Dk)
-                                                  : pw[i - j] * la_dot(qi, kj, Dk));
-                la_axpy(o, w, a->v + (row0 + j) * Dv, Dv);
-                den += w;
+            else {
+                LA_FN(la_gated_scores)(Dk, C, n, sub, i0, qc, kc, bc, ke, qr + i0 * Dk,
+                                       ex + i0 * Dk, zero, qs, kr, e, pi);
             }
-            if (a->normalize) {
+            la_gemm(ni, Dv, i1, pi, C, 1, v, Dv, o + i0 * Dv, Dv, 1);
+            for (int64_t i = 0; a->normalize && i < ni; i++) {
+                float den = la_dot(qd + (i0 + i) * Dk, z, Dk);
+                for (int64_t j = 0; j <= i0 + i; j++) {
+                    den += pi[i * C + j];
+                }
+                float *oi = o + (i0 + i) * Dv;
                 for (int64_t j = 0; j < Dv; j++) {
-                    o[j] /= den;
+                    oi[j] /= den;
                 }
             }
         }
-        /* carry the state past the chunk: S = diag(exp(b_last)) S + sum_j kd_j^T v_j with
-         * kd_j = k_j exp(b_last - b_j) */
-        const float *blast = gated ? bc + (n - 1) * Dk : NULL;
+        /* carry the state past the chunk: S = diag(exp(b_last)) S + kt V, z likewise */
         if (gated) {
             for (int64_t c = 0; c < Dk; c++) {
                 e[c] = expf(blast[c]);
@@ -300,17 +631,9 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
         else if (a->log_decay != NULL) {
             la_decay_state(S, z, NULL, expf(bc[n - 1]), Dk, Dv);
         }
-        for (int64_t j = 0; j < n; j++) {
-            if (gated) {
-                la_mul_exp(kd, kc + j * Dk, blast, bc + j * Dk, Dk);
-            }
-            else {
-                const float f = expf(bc[n - 1] - bc[j]);
-                for (int64_t c = 0; c < Dk; c++) {
-                    kd[c] = kc[j * Dk + c] * f;
-                }
-            }
-            la_write_state(S, z, kd, a->v + (row0 + j) * Dv, Dk, Dv);
+        la_gemm(Dk, Dv, n, kt, 1, Dk, v, Dv, S, Dv, 1); /* kt (n, Dk) read as (Dk, n) */
+        for (int64_t j = 0; z != NULL && j < n; j++) {
+            la_axpy(z, 1.0f, kt + j * Dk, Dk);
         }
     }
 }
