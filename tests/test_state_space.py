@@ -50,7 +50,9 @@ def test_conv_pieces_equal_one_call(path, rng, T):
     state, parts = s.copy(), []
     for lo, hi in ((0, 1), (1, 3), *((i, i + 1) for i in range(3, T))):
         if lo < T:
-            parts.append(F.causal_conv1d(np.ascontiguousarray(x[:, lo:hi]), w, b, state=state, activation="silu"))
+            parts.append(
+                F.causal_conv1d(np.ascontiguousarray(x[:, lo:hi]), w, b, state=state, activation="silu")
+            )
     # the same float32 operations per output element, in the same order: exact
     np.testing.assert_array_equal(np.concatenate(parts, axis=1), whole)
     np.testing.assert_array_equal(state, whole_state)
@@ -100,8 +102,15 @@ def test_scan_pieces_equal_one_call(path, rng, T):
     for lo, hi in ((0, T // 2), *((i, i + 1) for i in range(T // 2, T))):
         parts.append(
             F.selective_scan(
-                cut(x, lo, hi), cut(dt, lo, hi), A, cut(Bm, lo, hi), cut(Cm, lo, hi),
-                D=D, z=cut(z, lo, hi), dt_bias=bias, state=state,
+                cut(x, lo, hi),
+                cut(dt, lo, hi),
+                A,
+                cut(Bm, lo, hi),
+                cut(Cm, lo, hi),
+                D=D,
+                z=cut(z, lo, hi),
+                dt_bias=bias,
+                state=state,
             )
         )
     # per channel the same float32 operations in the same order: exact

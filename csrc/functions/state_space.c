@@ -87,8 +87,9 @@ causal_conv1d(PyObject *module, PyObject *args, PyObject *kwds)
     if (act_obj == Py_None) {
         a.silu = 0;
     }
-    else if (PyUnicode_Check(act_obj) && (PyUnicode_CompareWithASCIIString(act_obj, "silu") == 0 ||
-                                          PyUnicode_CompareWithASCIIString(act_obj, "swish") == 0)) {
+    else if (PyUnicode_Check(act_obj) &&
+             (PyUnicode_CompareWithASCIIString(act_obj, "silu") == 0 ||
+              PyUnicode_CompareWithASCIIString(act_obj, "swish") == 0)) {
         a.silu = 1;
     }
     else {
@@ -207,8 +208,7 @@ selective_scan(PyObject *module, PyObject *args, PyObject *kwds)
         goto done;
     }
     a.N = PyArray_DIM(A, 1);
-    const int64_t bcshape[3] = {a.B, a.T, a.N}, dshape[1] = {a.D},
-                  sshape[3] = {a.B, a.D, a.N};
+    const int64_t bcshape[3] = {a.B, a.T, a.N}, dshape[1] = {a.D}, sshape[3] = {a.B, a.D, a.N};
     if ((Bm = arg_exact(st, B_obj, "B", 3, bcshape, "(batch, length, state_size)")) == NULL ||
         (Cm = arg_exact(st, C_obj, "C", 3, bcshape, "(batch, length, state_size)")) == NULL) {
         goto done;

@@ -21,8 +21,8 @@
 /* src[j] (n,) for j < K, wT rows (n,) with row stride ldw, bias (n,) or NULL, y (n,):
  * y = act(bias + sum_j wT[j] * src[j]) */
 void
-TF_ISA_FN(tf_conv1d_row)(const float *const *src, const float *wT, int64_t ldw,
-                         const float *bias, int64_t K, int64_t n, int silu, float *y)
+TF_ISA_FN(tf_conv1d_row)(const float *const *src, const float *wT, int64_t ldw, const float *bias,
+                         int64_t K, int64_t n, int silu, float *y)
 {
     const tf_vf one = tf_vset1(1.0f);
     for (int64_t i = 0; i < n; i += TF_VW) {
@@ -44,8 +44,8 @@ TF_ISA_FN(tf_conv1d_row)(const float *const *src, const float *wT, int64_t ldw,
 #else /* the reference path and the dispatcher, compiled once */
 
 TF_ISA_DECLARE(void, tf_conv1d_row,
-               (const float *const *src, const float *wT, int64_t ldw, const float *bias,
-                int64_t K, int64_t n, int silu, float *y))
+               (const float *const *src, const float *wT, int64_t ldw, const float *bias, int64_t K,
+                int64_t n, int silu, float *y))
 
 #define CAUSAL_CONV1D_ISAS (TF_ISA_BIT(TF_ISA_AVX512) | TF_ISA_BIT(TF_ISA_AVX2))
 
@@ -59,8 +59,8 @@ tf_causal_conv1d_isa(void)
 
 /* as the vector path: y (n,) = act(bias + sum_j wT[j] * src[j]) */
 static void
-conv1d_row_ref(const float *const *src, const float *wT, int64_t ldw, const float *bias,
-               int64_t K, int64_t n, int silu, float *y)
+conv1d_row_ref(const float *const *src, const float *wT, int64_t ldw, const float *bias, int64_t K,
+               int64_t n, int silu, float *y)
 {
     for (int64_t i = 0; i < n; i++) {
         float acc = bias ? bias[i] : 0.0f;

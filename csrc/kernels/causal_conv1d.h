@@ -16,13 +16,13 @@
 /* All arrays C-contiguous float32; y must not overlap x or state. */
 /* clang-format off: one line per operand */
 typedef struct {
-    int64_t B, T, C, K;  /* K >= 1 taps */
-    const float *x;      /* (B, T, C) */
-    const float *w;      /* (C, K) */
-    const float *bias;   /* (C,) or NULL */
-    float *state;        /* (B, C, K - 1) in and out, or NULL (zeros in, nothing kept) */
-    float *y;            /* (B, T, C) */
-    int silu;            /* 1: y = silu(conv), 0: y = conv */
+    int64_t B, T, C, K; /* K >= 1 taps */
+    const float *x;     /* (B, T, C) */
+    const float *w;     /* (C, K) */
+    const float *bias;  /* (C,) or NULL */
+    float *state;       /* (B, C, K - 1) in and out, or NULL (zeros in, nothing kept) */
+    float *y;           /* (B, T, C) */
+    int silu;           /* 1: y = silu(conv), 0: y = conv */
 } tf_causal_conv1d_args;
 /* clang-format on */
 

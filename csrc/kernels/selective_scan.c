@@ -118,8 +118,9 @@ tf_selective_scan(const tf_selective_scan_args *a, tf_err *err)
     float *zeros = NULL; /* the states when the caller keeps none */
     if (a->state == NULL) {
         if ((zeros = tf_malloc((size_t)(B * D * N) * sizeof(float))) == NULL) {
-            tf_err_set(err, TF_ERR_MEMORY, "selective_scan: no memory for a (%lld, %lld, %lld) state",
-                       (long long)B, (long long)D, (long long)N);
+            tf_err_set(err, TF_ERR_MEMORY,
+                       "selective_scan: no memory for a (%lld, %lld, %lld) state", (long long)B,
+                       (long long)D, (long long)N);
             return -1;
         }
         memset(zeros, 0, (size_t)(B * D * N) * sizeof(float));

@@ -16,16 +16,16 @@
 /* All arrays C-contiguous float32; y must not overlap the inputs or state. */
 /* clang-format off: one line per operand */
 typedef struct {
-    int64_t B, T, D, N;    /* D channels, N state size per channel */
-    const float *x;        /* (B, T, D) */
-    const float *dt;       /* (B, T, D) time step before dt_bias and softplus */
-    const float *dt_bias;  /* (D,) or NULL */
-    const float *A;        /* (D, N) */
-    const float *Bm, *Cm;  /* (B, T, N) input and output projections of the state */
-    const float *Dskip;    /* (D,) or NULL */
-    const float *z;        /* (B, T, D) gate or NULL (no gating) */
-    float *state;          /* (B, D, N) in and out, or NULL (zeros in, nothing kept) */
-    float *y;              /* (B, T, D) */
+    int64_t B, T, D, N;   /* D channels, N state size per channel */
+    const float *x;       /* (B, T, D) */
+    const float *dt;      /* (B, T, D) time step before dt_bias and softplus */
+    const float *dt_bias; /* (D,) or NULL */
+    const float *A;       /* (D, N) */
+    const float *Bm, *Cm; /* (B, T, N) input and output projections of the state */
+    const float *Dskip;   /* (D,) or NULL */
+    const float *z;       /* (B, T, D) gate or NULL (no gating) */
+    float *state;         /* (B, D, N) in and out, or NULL (zeros in, nothing kept) */
+    float *y;             /* (B, T, D) */
 } tf_selective_scan_args;
 /* clang-format on */
 
