@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from reference.state_space import causal_conv1d as conv_ref
 from reference.state_space import selective_scan as scan_ref
+from reference.state_space import ssd_scan as ssd_ref
 
 from tfcore import TfcoreValueError
 from tfcore import functional as F
@@ -151,3 +152,91 @@ def test_errors(rng):
         F.selective_scan(x, dt, -A, Bm, Cm)
     with pytest.raises(TfcoreValueError, match="B has shape"):
         F.selective_scan(x, dt, A, Bm[:, :, :3].copy(), Cm)
+
+
+# ------------------------------------------------------------------ Mamba-2 SSD
+
+
+def ssd_case(rng, B, T, H, P, G, N):
+    x = rng.standard_normal((B, T, H, P)).astype(np.float32)
+    dt = (rng.standard_normal((B, T, H)) - 1.0).astype(np.float32)
+    A = -np.exp(rng.uniform(-1, 1.5, H)).astype(np.float32)
+    Bm = rng.standard_normal((B, T, G, N)).astype(np.float32)
+    Cm = rng.standard_normal((B, T, G, N)).astype(np.float32)
+    D = rng.standard_normal(H).astype(np.float32)
+    bias = rng.uniform(-3, 0, H).astype(np.float32)
+    s0 = rng.standard_normal((B, H, P, N)).astype(np.float32)
+    return x, dt, A, Bm, Cm, D, bias, s0
+
+
+@pytest.mark.parametrize("T", LENGTHS)
+@pytest.mark.parametrize(
+    "mode,chunk", [("recurrent", 64), ("chunkwise", 16), ("chunkwise", 64), ("chunkwise", 7)]
+)
+@pytest.mark.parametrize("H,P,G,N", [(4, 9, 2, 16), (3, 16, 1, 5)])
+def test_ssd_matches_reference(path, rng, T, mode, chunk, H, P, G, N):
+    x, dt, A, Bm, Cm, D, bias, s0 = ssd_case(rng, 2, T, H, P, G, N)
+    state = s0.copy()
+    y = F.ssd_scan(x, dt, A, Bm, Cm, D=D, dt_bias=bias, state=state, mode=mode, chunk_size=chunk)
+    want, want_state = ssd_ref(x, dt, A, Bm, Cm, D, bias, state=s0)
+    # sums of up to chunk + N float32 products against float64; the chunkwise form's
+    # exp(cs_i - cs_j) factors are exact to float32 rounding (arguments <= 0): ~1e-6 measured
+    np.testing.assert_allclose(y, want, rtol=0, atol=scan_tol(want))
+    np.testing.assert_allclose(state, want_state, rtol=0, atol=scan_tol(want_state))
+    y = F.ssd_scan(x, dt, A, Bm, Cm, mode=mode, chunk_size=chunk, dt_limit=(0.01, 0.5))
+    want = ssd_ref(x, dt, A, Bm, Cm, dt_limit=(0.01, 0.5))[0]
+    np.testing.assert_allclose(y, want, rtol=0, atol=scan_tol(want))
+
+
+@pytest.mark.parametrize("T", (7, 97))
+def test_ssd_prefill_then_decode_equals_one_call(path, rng, T):
+    x, dt, A, Bm, Cm, D, bias, s0 = ssd_case(rng, 2, T, 4, 8, 2, 16)
+    whole_state = s0.copy()
+    whole = F.ssd_scan(x, dt, A, Bm, Cm, D=D, dt_bias=bias, state=whole_state, chunk_size=16)
+    state, parts = s0.copy(), []
+    cut = lambda a, lo, hi: np.ascontiguousarray(a[:, lo:hi])  # noqa: E731
+    half = T // 2 + 1
+    parts.append(
+        F.ssd_scan(
+            *(cut(a, 0, half) for a in (x, dt)),
+            A,
+            cut(Bm, 0, half),
+            cut(Cm, 0, half),
+            D=D,
+            dt_bias=bias,
+            state=state,
+            chunk_size=16,
+        )
+    )
+    for t in range(half, T):
+        parts.append(
+            F.ssd_scan(
+                *(cut(a, t, t + 1) for a in (x, dt)),
+                A,
+                cut(Bm, t, t + 1),
+                cut(Cm, t, t + 1),
+                D=D,
+                dt_bias=bias,
+                state=state,
+                mode="recurrent",
+            )
+        )
+    # chunk boundaries and the recurrent form order sums differently: float32 rounding
+    np.testing.assert_allclose(np.concatenate(parts, axis=1), whole, rtol=0, atol=scan_tol(whole))
+    np.testing.assert_allclose(state, whole_state, rtol=0, atol=scan_tol(whole_state))
+
+
+def test_ssd_errors(rng):
+    x, dt, A, Bm, Cm, D, bias, s0 = ssd_case(rng, 1, 5, 4, 8, 2, 16)
+    with pytest.raises(TfcoreValueError, match="groups"):
+        F.ssd_scan(x, dt, A, Bm[:, :, :1].repeat(3, 2), Cm[:, :, :1].repeat(3, 2))
+    with pytest.raises(TfcoreValueError, match="mode"):
+        F.ssd_scan(x, dt, A, Bm, Cm, mode="parallel")
+    with pytest.raises(TfcoreValueError, match="chunk_size"):
+        F.ssd_scan(x, dt, A, Bm, Cm, chunk_size=0)
+    with pytest.raises(TfcoreValueError, match="A holds"):
+        F.ssd_scan(x, dt, -A, Bm, Cm)
+    with pytest.raises(TfcoreValueError, match="state has shape"):
+        F.ssd_scan(x, dt, A, Bm, Cm, state=s0[:, :, :4].copy())
+    with pytest.raises(TfcoreValueError, match="dt_limit"):
+        F.ssd_scan(x, dt, A, Bm, Cm, dt_limit=(1.0, 0.5))

@@ -361,6 +361,20 @@ def selective_scan(
     dt_bias: Optional[F32] = None,
     state: Optional[F32] = None,
 ) -> F32: ...
+def ssd_scan(
+    x: F32,
+    dt: F32,
+    A: F32,
+    B: F32,
+    C: F32,
+    *,
+    D: Optional[F32] = None,
+    dt_bias: Optional[F32] = None,
+    dt_limit: Optional[Tuple[float, float]] = None,
+    state: Optional[F32] = None,
+    mode: str = "chunkwise",
+    chunk_size: int = 64,
+) -> F32: ...
 def sliding_window_attention(
     query: F32,
     key: F32,

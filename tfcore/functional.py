@@ -25,6 +25,7 @@ from ._C import (
     selective_scan,
     silu,
     sliding_window_attention,
+    ssd_scan,
     t5_relative_position_bucket,
     window_attention,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "silu",
     "t5_relative_position_bucket",
     "sliding_window_attention",
+    "ssd_scan",
     "window_attention",
 ]
 

@@ -4,6 +4,9 @@
 #include "tfcore.h"
 #include "kernels/causal_conv1d.h"
 #include "kernels/selective_scan.h"
+#include "kernels/ssd.h"
+
+#include <math.h>
 
 #include <string.h>
 
@@ -296,10 +299,170 @@ PyDoc_STRVAR(
     "(zeros when None) and is updated IN PLACE to the state after the last token, so prefill\n"
     "then one-token calls equal one call over the whole sequence.");
 
+static PyObject *
+ssd_scan(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"x",       "dt",       "A",     "B",    "C",          "D",
+                             "dt_bias", "dt_limit", "state", "mode", "chunk_size", NULL};
+    PyObject *x_obj, *dt_obj, *A_obj, *B_obj, *C_obj, *D_obj = Py_None, *bias_obj = Py_None,
+                                                      *limit_obj = Py_None, *state_obj = Py_None;
+    const char *mode = "chunkwise";
+    long long chunk = 64;
+    PyObject *result = NULL;
+    PyArrayObject *x = NULL, *dt = NULL, *A = NULL, *Bm = NULL, *Cm = NULL, *Dk = NULL,
+                  *bias = NULL, *state = NULL, *y = NULL;
+    tf_ssd_args a;
+    tf_err err = {0};
+    int ok = 1;
+    tf_state *st = tf_state_of_module(module);
+    memset(&a, 0, sizeof(a));
+    if (!TF_PARSE(st, args, kwds, "OOOOO|$OOOOsL:ssd_scan", kwlist, &x_obj, &dt_obj, &A_obj, &B_obj,
+                  &C_obj, &D_obj, &bias_obj, &limit_obj, &state_obj, &mode, &chunk)) {
+        return NULL;
+    }
+    if (strcmp(mode, "chunkwise") == 0) {
+        a.mode = TF_SSD_CHUNKWISE;
+    }
+    else if (strcmp(mode, "recurrent") == 0) {
+        a.mode = TF_SSD_RECURRENT;
+    }
+    else {
+        tf_value_error(st, "mode must be 'chunkwise' or 'recurrent', got '%s'", mode);
+        goto done;
+    }
+    if (chunk < 1 || chunk > 1024) {
+        tf_value_error(st, "chunk_size must be in [1, 1024], got %lld", chunk);
+        goto done;
+    }
+    a.chunk = chunk;
+    a.dt_min = 0.0f;
+    a.dt_max = INFINITY;
+    if (limit_obj != Py_None) {
+        double lo, hi;
+        if (!PyArg_ParseTuple(limit_obj, "dd", &lo, &hi)) {
+            PyErr_Clear();
+            tf_type_error(st, "dt_limit must be a pair (min, max) of floats, got %s",
+                          Py_TYPE(limit_obj)->tp_name);
+            goto done;
+        }
+        if (isnan(lo) || isnan(hi) || lo > hi) {
+            tf_value_error(st, "dt_limit must be (min, max) with min <= max, got (%g, %g)", lo, hi);
+            goto done;
+        }
+        a.dt_min = (float)lo;
+        a.dt_max = (float)hi;
+    }
+    const int64_t any4[4] = {-1, -1, -1, -1};
+    if ((x = arg_exact(st, x_obj, "x", 4, any4, "(batch, length, heads, head_dim)")) == NULL) {
+        goto done;
+    }
+    a.B = PyArray_DIM(x, 0);
+    a.T = PyArray_DIM(x, 1);
+    a.H = PyArray_DIM(x, 2);
+    a.P = PyArray_DIM(x, 3);
+    const int64_t dtshape[3] = {a.B, a.T, a.H}, hshape[1] = {a.H}, bcany[4] = {a.B, a.T, -1, -1};
+    if ((dt = arg_exact(st, dt_obj, "dt", 3, dtshape, "x's (batch, length, heads)")) == NULL ||
+        (A = arg_exact(st, A_obj, "A", 1, hshape, "(heads,)")) == NULL ||
+        (Bm = arg_exact(st, B_obj, "B", 4, bcany, "(batch, length, groups, state_size)")) == NULL) {
+        goto done;
+    }
+    a.G = PyArray_DIM(Bm, 2);
+    a.N = PyArray_DIM(Bm, 3);
+    if (a.H % a.G != 0) {
+        tf_value_error(st, "B has %lld groups, which must divide the %lld heads of x",
+                       (long long)a.G, (long long)a.H);
+        goto done;
+    }
+    const int64_t bcshape[4] = {a.B, a.T, a.G, a.N}, sshape[4] = {a.B, a.H, a.P, a.N};
+    if ((Cm = arg_exact(st, C_obj, "C", 4, bcshape, "B's (batch, length, groups, state_size)")) ==
+        NULL) {
+        goto done;
+    }
+    Dk = arg_optional(st, D_obj, "D", 1, hshape, "(heads,)", &ok);
+    if (ok) {
+        bias = arg_optional(st, bias_obj, "dt_bias", 1, hshape, "(heads,)", &ok);
+    }
+    if (ok) {
+        state = arg_state(st, state_obj, 4, sshape, "(batch, heads, head_dim, state_size)", &ok);
+    }
+    if (!ok) {
+        goto done;
+    }
+    const float *Av = PyArray_DATA(A);
+    for (int64_t i = 0; i < a.H; i++) {
+        if (!(Av[i] <= 0.0f)) {
+            tf_value_error(st,
+                           "A holds %g > 0 at head %lld: A is -exp(A_log) and must be <= 0 "
+                           "(a positive A makes the state grow without bound)",
+                           (double)Av[i], (long long)i);
+            goto done;
+        }
+    }
+    if (state != NULL) {
+        PyArrayObject *ins[] = {x, dt, Bm, Cm};
+        const char *names[] = {"x", "dt", "B", "C"};
+        for (int i = 0; i < 4; i++) {
+            if (tf_check_no_overlap(st, state, ins[i], names[i]) < 0) {
+                goto done;
+            }
+        }
+    }
+    npy_intp ydims[4] = {(npy_intp)a.B, (npy_intp)a.T, (npy_intp)a.H, (npy_intp)a.P};
+    if ((y = (PyArrayObject *)PyArray_SimpleNew(4, ydims, NPY_FLOAT32)) == NULL) {
+        goto done;
+    }
+    a.x = PyArray_DATA(x);
+    a.dt = PyArray_DATA(dt);
+    a.dt_bias = bias ? PyArray_DATA(bias) : NULL;
+    a.A = Av;
+    a.Bm = PyArray_DATA(Bm);
+    a.Cm = PyArray_DATA(Cm);
+    a.Dskip = Dk ? PyArray_DATA(Dk) : NULL;
+    a.state = state ? PyArray_DATA(state) : NULL;
+    a.y = PyArray_DATA(y);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS tf_threads_begin();
+    rc = tf_ssd(&a, &err);
+    Py_END_ALLOW_THREADS if (rc < 0)
+    {
+        tf_err_raise(st, &err);
+        goto done;
+    }
+    result = Py_NewRef(y);
+done:
+    Py_XDECREF(x);
+    Py_XDECREF(dt);
+    Py_XDECREF(A);
+    Py_XDECREF(Bm);
+    Py_XDECREF(Cm);
+    Py_XDECREF(Dk);
+    Py_XDECREF(bias);
+    Py_XDECREF(state);
+    Py_XDECREF(y);
+    return result;
+}
+
+PyDoc_STRVAR(
+    ssd_scan_doc,
+    "ssd_scan($module, x, dt, A, B, C, *, D=None, dt_bias=None, dt_limit=None, state=None,\n"
+    "         mode='chunkwise', chunk_size=64)\n--\n\n"
+    "Mamba-2's SSD scan, token-major: x (batch, L, heads, head_dim), dt (batch, L, heads),\n"
+    "A (heads,) = -exp(A_log) (<= 0), B and C (batch, L, groups, state_size) (groups divides\n"
+    "heads; head h uses group h // (heads // groups)), D and dt_bias (heads,); float32. Per\n"
+    "head, with S = state[b, h] (head_dim, state_size):\n\n"
+    "    delta = clamp(softplus(dt + dt_bias), *dt_limit)\n"
+    "    S     = exp(delta * A[h]) * S + outer(delta * x, B[b, t, g])\n"
+    "    y     = S @ C[b, t, g] + D[h] * x\n\n"
+    "Returns y (batch, L, heads, head_dim). mode='recurrent' runs token by token (decoding),\n"
+    "'chunkwise' in chunks of chunk_size tokens with GEMM-shaped blocks (prefill); they agree\n"
+    "to float32 rounding. state (batch, heads, head_dim, state_size) is the starting state\n"
+    "(zeros when None) and is updated IN PLACE to the state after the last token.");
+
 PyMethodDef tf_state_space_methods[] = {
     {"causal_conv1d", (PyCFunction)(void (*)(void))causal_conv1d, METH_VARARGS | METH_KEYWORDS,
      causal_conv1d_doc},
     {"selective_scan", (PyCFunction)(void (*)(void))selective_scan, METH_VARARGS | METH_KEYWORDS,
      selective_scan_doc},
+    {"ssd_scan", (PyCFunction)(void (*)(void))ssd_scan, METH_VARARGS | METH_KEYWORDS, ssd_scan_doc},
     {NULL},
 };

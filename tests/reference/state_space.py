@@ -49,3 +49,23 @@ def selective_scan(x, dt, A, Bm, Cm, D=None, z=None, dt_bias=None, state=None):
     if z is not None:
         y *= silu(np.asarray(z, np.float64))
     return y, s
+
+
+def ssd_scan(x, dt, A, Bm, Cm, D=None, dt_bias=None, dt_limit=(0.0, np.inf), state=None):
+    """Mamba-2 SSD as its recurrence: x (B, T, H, P), dt (B, T, H), A (H,), Bm, Cm (B, T, G, N)
+    -> (y (B, T, H, P), state (B, H, P, N))."""
+    x, dt, A, Bm, Cm = (np.asarray(a, np.float64) for a in (x, dt, A, Bm, Cm))
+    Bsz, T, H, P = x.shape
+    G, N = Bm.shape[2:]
+    Bh = np.repeat(Bm, H // G, axis=2)  # (B, T, H, N): head h reads group h // (H / G)
+    Ch = np.repeat(Cm, H // G, axis=2)
+    s = np.zeros((Bsz, H, P, N)) if state is None else np.array(state, np.float64)
+    delta = np.clip(softplus(dt + (0.0 if dt_bias is None else np.asarray(dt_bias, np.float64))), *dt_limit)
+    y = np.zeros_like(x)
+    for t in range(T):
+        dA = np.exp(delta[:, t] * A)  # (B, H)
+        s = dA[:, :, None, None] * s + np.einsum("bh,bhp,bhn->bhpn", delta[:, t], x[:, t], Bh[:, t])
+        y[:, t] = np.einsum("bhpn,bhn->bhp", s, Ch[:, t])
+    if D is not None:
+        y += x * np.asarray(D, np.float64)[:, None]
+    return y, s
