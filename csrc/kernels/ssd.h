@@ -23,18 +23,18 @@ typedef enum { TF_SSD_RECURRENT = 0, TF_SSD_CHUNKWISE } tf_ssd_mode;
 /* All arrays C-contiguous float32; y must not overlap the inputs or state. */
 /* clang-format off: one line per operand */
 typedef struct {
-    int64_t B, T, H, P, G, N;  /* H heads of P channels; G groups of B/C (H % G == 0); N state */
-    const float *x;            /* (B, T, H, P) */
-    const float *dt;           /* (B, T, H) time step before dt_bias and softplus */
-    const float *dt_bias;      /* (H,) or NULL */
-    float dt_min, dt_max;      /* clamp of delta (0, inf: none) */
-    const float *A;            /* (H,) = -exp(A_log), <= 0 */
-    const float *Bm, *Cm;      /* (B, T, G, N) */
-    const float *Dskip;        /* (H,) or NULL */
-    float *state;              /* (B, H, P, N) in and out, or NULL (zeros in, nothing kept) */
-    float *y;                  /* (B, T, H, P) */
+    int64_t B, T, H, P, G, N; /* H heads of P channels; G groups of B/C (H % G == 0); N state */
+    const float *x;           /* (B, T, H, P) */
+    const float *dt;          /* (B, T, H) time step before dt_bias and softplus */
+    const float *dt_bias;     /* (H,) or NULL */
+    float dt_min, dt_max;     /* clamp of delta (0, inf: none) */
+    const float *A;           /* (H,) = -exp(A_log), <= 0 */
+    const float *Bm, *Cm;     /* (B, T, G, N) */
+    const float *Dskip;       /* (H,) or NULL */
+    float *state;             /* (B, H, P, N) in and out, or NULL (zeros in, nothing kept) */
+    float *y;                 /* (B, T, H, P) */
     tf_ssd_mode mode;
-    int64_t chunk;             /* chunkwise: rows per chunk (>= 1) */
+    int64_t chunk; /* chunkwise: rows per chunk (>= 1) */
 } tf_ssd_args;
 /* clang-format on */
 
