@@ -16,6 +16,7 @@ from .falcon import *  # noqa: F401,F403
 from .gla import *  # noqa: F401,F403
 from .gpt2 import *  # noqa: F401,F403
 from .gpt_neox import *  # noqa: F401,F403
+from .jamba import *  # noqa: F401,F403
 from .llama import *  # noqa: F401,F403
 from .longformer import *  # noqa: F401,F403
 from .mamba import *  # noqa: F401,F403
