@@ -22,7 +22,8 @@ from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, Weights, check_ids, padding_mask
-from .mamba import MambaMixer, RecurrentLM, mamba_mixer_from
+from .decoder import RecurrentLM
+from .mamba import MambaMixer
 from .registry import register
 
 __all__ = ["HybridCache", "JambaForCausalLM", "JambaMambaMixer"]
@@ -161,12 +162,11 @@ class JambaForCausalLM(RecurrentLM):
                 R = mamba_cfg.get("time_step_rank")
                 R = -(-C // 16) if R == "auto" else int(R)
                 N = mamba_cfg.get("state_size")
-                mixer = mamba_mixer_from(
+                mixer = JambaMambaMixer.from_config(
                     gm,
                     mamba_cfg,
                     C,
                     w.dtype,
-                    cls=JambaMambaMixer,
                     dt_norm_weight=gm("dt_layernorm.weight", R),
                     b_norm_weight=gm("b_layernorm.weight", N),
                     c_norm_weight=gm("c_layernorm.weight", N),

@@ -16,16 +16,15 @@ with the sequence.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 
 from .. import _C
 from ..config import Config
 from ..functional import causal_conv1d, selective_scan
-from ..generation import GenerationMixin, read_generation_defaults
 from ..safetensors import CheckpointError
-from .base import ModelOutput, PreTrainedModel, Weights, check_ids
+from .base import Weights
+from .decoder import RecurrentLM
 from .registry import register
 
 __all__ = ["MambaForCausalLM", "MambaMixer"]
@@ -73,6 +72,33 @@ class MambaMixer:
         self.D = np.ascontiguousarray(D, dtype=np.float32)
         self.out_proj = _C.Linear(out_proj_weight, out_proj_bias, dtype=dtype)
 
+    @classmethod
+    def from_config(cls, g, cfg: Config, C: int, dtype: str, **extra) -> "MambaMixer":
+        """A MambaMixer from ``<prefix>.mixer.*`` weights (g(key, *shape) reads them), sized by the
+        HF config keys intermediate_size (or expand * hidden_size), state_size,
+        time_step_rank ("auto": ceil(hidden_size / 16)), conv_kernel, use_bias, use_conv_bias."""
+        Di = cfg.get("intermediate_size") or int(cfg.get("expand", 2) * C)
+        N, K = cfg.require("state_size"), cfg.get("conv_kernel", 4)
+        R = cfg.get("time_step_rank", "auto")
+        R = math.ceil(C / 16) if R == "auto" else int(R)
+        use_bias = cfg.get("use_bias", False)
+        use_conv_bias = cfg.get("use_conv_bias", True)
+        return cls(
+            in_proj_weight=g("in_proj.weight", 2 * Di, C),
+            in_proj_bias=g("in_proj.bias", 2 * Di) if use_bias else None,
+            conv1d_weight=g("conv1d.weight", Di, 1, K),
+            conv1d_bias=g("conv1d.bias", Di) if use_conv_bias else None,
+            x_proj_weight=g("x_proj.weight", R + 2 * N, Di),
+            dt_proj_weight=g("dt_proj.weight", Di, R),
+            dt_proj_bias=g("dt_proj.bias", Di),
+            A_log=g("A_log", Di, N),
+            D=g("D", Di),
+            out_proj_weight=g("out_proj.weight", C, Di),
+            out_proj_bias=g("out_proj.bias", C) if use_bias else None,
+            dtype=dtype,
+            **extra,
+        )
+
     def state_shapes(self) -> dict:
         """The per-item shapes of this layer's RecurrentState tensors."""
         return {
@@ -114,120 +140,6 @@ class MambaMixer:
         return self.out_proj(y)
 
 
-def mamba_mixer_from(g, cfg: Config, C: int, dtype: str, cls=MambaMixer, **extra) -> MambaMixer:
-    """A MambaMixer from ``<prefix>.mixer.*`` weights (g(key, *shape) reads them), sized by the
-    HF config keys intermediate_size (or expand * hidden_size), state_size,
-    time_step_rank ("auto": ceil(hidden_size / 16)), conv_kernel, use_bias, use_conv_bias."""
-    Di = cfg.get("intermediate_size") or int(cfg.get("expand", 2) * C)
-    N, K = cfg.require("state_size"), cfg.get("conv_kernel", 4)
-    R = cfg.get("time_step_rank", "auto")
-    R = math.ceil(C / 16) if R == "auto" else int(R)
-    use_bias = cfg.get("use_bias", False)
-    use_conv_bias = cfg.get("use_conv_bias", True)
-    return cls(
-        in_proj_weight=g("in_proj.weight", 2 * Di, C),
-        in_proj_bias=g("in_proj.bias", 2 * Di) if use_bias else None,
-        conv1d_weight=g("conv1d.weight", Di, 1, K),
-        conv1d_bias=g("conv1d.bias", Di) if use_conv_bias else None,
-        x_proj_weight=g("x_proj.weight", R + 2 * N, Di),
-        dt_proj_weight=g("dt_proj.weight", Di, R),
-        dt_proj_bias=g("dt_proj.bias", Di),
-        A_log=g("A_log", Di, N),
-        D=g("D", Di),
-        out_proj_weight=g("out_proj.weight", C, Di),
-        out_proj_bias=g("out_proj.bias", C) if use_bias else None,
-        dtype=dtype,
-        **extra,
-    )
-
-
-class RecurrentLM(PreTrainedModel, GenerationMixin):
-    """What the state-space LMs share: the RecurrentState cache, the HF forward arguments
-    (input_ids, attention_mask, past_key_values, logits_to_keep) and the layer loop; a family
-    sets self.embeddings, self.layers [(norm, mixer)], self.norm_f, self.lm_head."""
-
-    def _after_load(self, directory) -> None:
-        self.generation_defaults.update(
-            read_generation_defaults(directory, ("eos_token_id", "pad_token_id", "bos_token_id"))
-        )
-
-    def new_cache(
-        self,
-        batch_size: int,
-        capacity: int = 256,
-        policy: str = "full",
-        budget: Optional[int] = None,
-        n_sink: int = 4,
-        dtype: str = "float32",
-    ) -> _C.RecurrentState:
-        """The model's RecurrentState (capacity is not needed: the state has a fixed size)."""
-        if policy != "full":
-            raise _C.TfcoreValueError(
-                f"{type(self).__name__} keeps a fixed-size recurrent state: cache_policy={policy!r} does not apply"
-            )
-        if dtype not in ("float32", "bfloat16"):
-            raise _C.TfcoreValueError(f"the recurrent state is float32 or bfloat16, got {dtype!r}")
-        return _C.RecurrentState(
-            len(self.layers), batch_size, [m.state_shapes() for _, m in self.layers], dtype=dtype
-        )
-
-    def forward(
-        self,
-        input_ids,
-        attention_mask=None,
-        position_ids=None,
-        past_key_values=None,
-        use_cache: Optional[bool] = None,
-        logits_to_keep: int = 0,
-        output_hidden_states: bool = False,
-    ) -> ModelOutput:
-        """HF arguments; past_key_values is a tfcore.RecurrentState (created when use_cache=True
-        and none is given) continued and updated in place; attention_mask (B, T) or
-        (B, past + T) marks padding, zeroed as HF does (left padding leaves the state at zero).
-        position_ids are accepted and unused (the model has no positions)."""
-        ids = check_ids("input_ids", input_ids, self.vocab_size)
-        B, T = ids.shape
-        state = past_key_values
-        if state is None and use_cache:
-            state = self.new_cache(B)
-        if state is not None and not isinstance(state, _C.RecurrentState):
-            raise _C.TfcoreTypeError(
-                f"past_key_values must be a tfcore.RecurrentState for {type(self).__name__}, got {type(state).__name__}"
-            )
-        if state is not None and (state.batch_size != B or state.num_layers != len(self.layers)):
-            raise _C.TfcoreValueError(
-                f"past_key_values has batch_size {state.batch_size} and {state.num_layers} layers, "
-                f"expected {B} and {len(self.layers)} (use model.new_cache({B}))"
-            )
-        past = state.get_seq_length() if state is not None else 0
-        keep = None
-        if attention_mask is not None:
-            mask = np.asarray(attention_mask)
-            if mask.ndim != 2 or mask.shape[0] != B or mask.shape[1] not in (T, past + T):
-                raise _C.TfcoreValueError(
-                    f"attention_mask has shape {mask.shape}, expected ({B}, {T}) or ({B}, {past + T})"
-                )
-            keep = mask[:, -T:] != 0
-        h = self.embeddings(ids)
-        hidden = [h] if output_hidden_states else None
-        for i, (norm, mixer) in enumerate(self.layers):
-            h = h + mixer(norm(h), keep=keep, state=state, layer_idx=i)
-            if hidden is not None:
-                hidden.append(h)
-        if state is not None:
-            state.advance(T)
-        h = self.norm_f(h)
-        if hidden is not None:
-            hidden[-1] = h
-        if logits_to_keep:
-            h = np.ascontiguousarray(h[:, -logits_to_keep:])
-        return ModelOutput(
-            logits=self.lm_head(h),
-            past_key_values=state,
-            hidden_states=tuple(hidden) if hidden is not None else None,
-        )
-
-
 @register("causal-lm")
 class MambaForCausalLM(RecurrentLM):
     """``transformers.MambaForCausalLM``: embeddings, Mamba blocks (RMSNorm + MambaMixer,
@@ -257,7 +169,7 @@ class MambaForCausalLM(RecurrentLM):
                 )
 
             norm = _C.RMSNorm(w.get(f"backbone.layers.{i}.norm.weight", (C,)), eps=eps)
-            self.layers.append((norm, mamba_mixer_from(g, cfg, C, w.dtype)))
+            self.layers.append((norm, MambaMixer.from_config(g, cfg, C, w.dtype)))
             w.release()
         self.norm_f = _C.RMSNorm(w.get("backbone.norm_f.weight", (C,)), eps=eps)
         head = w.get("lm_head.weight", (V, C), optional=True, matrix=True)

@@ -20,7 +20,7 @@ from ..config import Config
 from ..functional import causal_conv1d, ssd_scan
 from ..safetensors import CheckpointError
 from .base import Weights
-from .mamba import RecurrentLM
+from .decoder import RecurrentLM
 from .registry import register
 
 __all__ = ["Mamba2ForCausalLM", "Mamba2Mixer"]
