@@ -71,6 +71,22 @@ arg_state(tf_state *st, PyObject *obj, int ndim, const int64_t *want, const char
     return a;
 }
 
+/* Raises if the state (updated in place while the inputs are read) shares memory with a. */
+static int
+state_disjoint(tf_state *st, PyArrayObject *state, PyArrayObject *a, const char *name)
+{
+    const char *s0 = PyArray_BYTES(state), *s1 = s0 + PyArray_NBYTES(state);
+    const char *a0 = PyArray_BYTES(a), *a1 = a0 + PyArray_NBYTES(a);
+    if (s0 < a1 && a0 < s1) {
+        tf_value_error(st,
+                       "state must not share memory with %s (it is updated in place while %s "
+                       "is read): pass a separate array",
+                       name, name);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 causal_conv1d(PyObject *module, PyObject *args, PyObject *kwds)
 {
@@ -142,7 +158,7 @@ causal_conv1d(PyObject *module, PyObject *args, PyObject *kwds)
     if ((y = (PyArrayObject *)PyArray_SimpleNew(3, dims, NPY_FLOAT32)) == NULL) {
         goto done;
     }
-    if (state != NULL && tf_check_no_overlap(st, state, x, "x") < 0) {
+    if (state != NULL && state_disjoint(st, state, x, "x") < 0) {
         goto done;
     }
     a.x = PyArray_DATA(x);
@@ -243,7 +259,7 @@ selective_scan(PyObject *module, PyObject *args, PyObject *kwds)
         PyArrayObject *ins[] = {x, dt, Bm, Cm, z};
         const char *names[] = {"x", "dt", "B", "C", "z"};
         for (int i = 0; i < 5; i++) {
-            if (ins[i] != NULL && tf_check_no_overlap(st, state, ins[i], names[i]) < 0) {
+            if (ins[i] != NULL && state_disjoint(st, state, ins[i], names[i]) < 0) {
                 goto done;
             }
         }
@@ -402,7 +418,7 @@ ssd_scan(PyObject *module, PyObject *args, PyObject *kwds)
         PyArrayObject *ins[] = {x, dt, Bm, Cm};
         const char *names[] = {"x", "dt", "B", "C"};
         for (int i = 0; i < 4; i++) {
-            if (tf_check_no_overlap(st, state, ins[i], names[i]) < 0) {
+            if (state_disjoint(st, state, ins[i], names[i]) < 0) {
                 goto done;
             }
         }
