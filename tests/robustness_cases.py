@@ -461,7 +461,7 @@ CASES = [
         "ssm/conv state aliases x",
         "xs = r(1, 8, 3); F.causal_conv1d(xs.reshape(1, 3, 8), r(8, 4), state=xs)",
         VE,
-        "overlap",
+        "share memory",
     ),
     (
         "ssm/scan A positive",
