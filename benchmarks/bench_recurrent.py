@@ -1,13 +1,21 @@
-"""Mixture-of-experts decoding (issue 17): a small Mixtral-shaped model (8 experts, top-2),
-tfcore vs Hugging Face ``generate`` on torch, greedy, B=1, same process, same threads,
-alternating runs, after checking that both produce the same tokens.
+"""Recurrent and mixture-of-experts decoding (issue 17), tfcore vs Hugging Face on torch, same
+process, same threads, alternating runs, after checking that both produce the same tokens.
+Table-driven: SECTIONS lists one function per model family, each returning its rows.
+
+Mamba (~130M, mamba-130m's shape, random weights): decode B=1 after a prompt of 128 tokens and
+after longer contexts (tfcore's step reads a fixed-size RecurrentState, so tokens/s should stay
+flat; HF's decode is timed after the 128-token prompt, its state is the same size), achieved
+GB/s = (weights + state) bytes per step x steps/s against the read bandwidth measured in the
+run; prefill of 2k tokens vs HF's sequential torch scan.
+
+Mixtral-shaped (8 experts, top-2), greedy B=1:
 
 Decoding is memory-bound and a MoE step reads only the router and the chosen experts: the
 bytes read per step are attention + router + top_k experts per layer + LM head, reported as
 achieved GB/s against the read bandwidth measured in the same run. Also a 512-token prefill
 (every expert runs one GEMM over the tokens routed to it).
 
-(Mamba / RWKV / Jamba rows of issue 17 are not here yet: their models are not built.)
+(RWKV rows: the RWKV branch adds its section; Jamba: not here yet.)
 
     python benchmarks/bench_recurrent.py [--quick] [--threads 2]
 """
@@ -15,6 +23,7 @@ achieved GB/s against the read bandwidth measured in the same run. Also a 512-to
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import tempfile
@@ -72,6 +81,114 @@ def step_bytes(model) -> int:
     return n
 
 
+MAMBA_130M = dict(
+    vocab_size=50280, hidden_size=768, state_size=16, num_hidden_layers=24, expand=2, conv_kernel=4
+)
+
+
+def mamba_step_bytes(model) -> int:
+    """Bytes one decode step reads (float32): every Linear of every layer, the conv taps, A,
+    D, dt bias, the norms, the LM head, and the state (read and written)."""
+
+    def lin(x):
+        return x.in_features * x.out_features * 4
+
+    n = lin(model.lm_head)
+    for _, m in model.layers:
+        n += sum(lin(x) for x in (m.in_x, m.in_z, m.x_proj, m.dt_proj, m.out_proj))
+        n += m.conv_weight.nbytes + m.A.nbytes + m.D.nbytes + m.dt_bias.nbytes
+        n += 2 * 4 * m.intermediate_size * (m.conv_kernel - 1 + m.state_size)  # state in and out
+    return n
+
+
+def mamba_rows(args, bandwidth, tmp):
+    """Mamba-130M-shaped: decode tok/s at several contexts (tfcore) and at 128 (HF), prefill."""
+    from transformers import MambaConfig, MambaForCausalLM
+
+    torch.manual_seed(0)
+    ref = MambaForCausalLM(MambaConfig(**MAMBA_130M)).eval()
+    path = os.path.join(tmp, "mamba-130m")
+    ref.save_pretrained(path)
+    ours = tfcore.AutoModelForCausalLM.from_pretrained(path)
+    new_tokens, reps = (16, 1) if args.quick else (64, 3)
+    contexts = (128, 1024) if args.quick else (128, 2048, 8192)
+    rng = np.random.default_rng(0)
+    rows = []
+    prompt = rng.integers(100, 50000, size=(1, 128))
+    tids = torch.from_numpy(prompt)
+    with torch.inference_mode():
+        a = ours.generate(prompt, max_new_tokens=new_tokens, eos_token_id=[])
+        b = hf_greedy(ref, tids, torch.ones_like(tids), new_tokens).numpy()
+        agree = float((a[:, 128:] == b[:, 128:]).mean())
+        if agree < 1.0:
+            print(f"WARNING: Mamba greedy tokens agree with HF on {100 * agree:.0f}% only")
+        # HF: decode steps after a 128-token prefill, one token at a time through its cache
+        out = ref(tids, use_cache=True)
+        cache, nxt = out.cache, out.logits[:, -1:].argmax(-1)
+
+        def hf_steps():
+            c = copy.deepcopy(cache)
+            t = nxt
+            for _ in range(new_tokens):
+                t = ref(t, cache=c, use_cache=True).logits[:, -1:].argmax(-1)
+
+        def our_steps(state0):
+            def run():
+                st = ours.new_cache(1)
+                for i in range(ours.num_layers):
+                    for name in ("conv", "ssm"):
+                        st.set(i, name, state0.get(i, name))
+                t = np.array([[int(nxt)]])
+                for _ in range(new_tokens):
+                    t = ours(t, past_key_values=st).logits[:, -1:].argmax(-1)
+
+            return run
+
+        nbytes = mamba_step_bytes(ours)
+        for ctx in contexts:
+            state = ours.new_cache(1)
+            ours(rng.integers(100, 50000, size=(1, ctx)), past_key_values=state)
+            fns = {"tfcore": our_steps(state)}
+            if ctx == 128:
+                fns["hf"] = hf_steps
+            t = interleaved(fns, repeat=reps, warmup=1)
+            gbs = nbytes * new_tokens / t["tfcore"] / 1e9
+            rows.append(
+                [
+                    f"Mamba-130M shape: decode B=1 after {ctx} tokens",
+                    f"{new_tokens / t['tfcore']:.1f} tok/s",
+                    f"{new_tokens / t['hf']:.1f} tok/s" if "hf" in t else "-",
+                    f"{t['hf'] / t['tfcore']:.2f}" if "hf" in t else "-",
+                    f"{gbs:.1f} ({100 * gbs / bandwidth:.0f}%)",
+                    f"greedy {100 * agree:.0f}%" if ctx == 128 else "state: same size",
+                ]
+            )
+        T = 256 if args.quick else 2048
+        long_ids = rng.integers(100, 50000, size=(1, T))
+        got = ours(long_ids, logits_to_keep=1).logits
+        want = ref(torch.from_numpy(long_ids), logits_to_keep=1).logits.numpy()
+        err = float(np.abs(got - want).max() / np.abs(want).max())
+        t = interleaved(
+            {
+                "tfcore": lambda: ours(long_ids, logits_to_keep=1),
+                "hf": lambda: ref(torch.from_numpy(long_ids), logits_to_keep=1),
+            },
+            repeat=reps,
+            warmup=0,
+        )
+    rows.append(
+        [
+            f"same model: prefill {T} tokens",
+            f"{t['tfcore'] * 1e3:.0f} ms",
+            f"{t['hf'] * 1e3:.0f} ms",
+            f"{t['hf'] / t['tfcore']:.2f}",
+            "-",
+            f"max rel. logit diff {err:.1e}",
+        ]
+    )
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
@@ -83,11 +200,20 @@ def main():
     bandwidth = measured_bandwidth(args.threads)
     print(isa_line())
     print(f"read bandwidth measured now: {bandwidth:.1f} GB/s ({args.threads} threads)\n")
-    new_tokens, reps, prompt = (16, 1, 32) if args.quick else (64, 3, 32)
     rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for section in SECTIONS:
+            rows += section(args, bandwidth, tmp)
+    print_table(["model", "tfcore", "HF", "HF/tfcore time", "tfcore GB/s (% of measured)", "agreement"], rows)
+
+
+def mixtral_rows(args, bandwidth, tmp):
+    """Mixtral-shaped MoE: decode B=1 and a prefill vs HF."""
     from transformers import MixtralForCausalLM
 
-    with tempfile.TemporaryDirectory() as tmp:
+    new_tokens, reps, prompt = (16, 1, 32) if args.quick else (64, 3, 32)
+    rows = []
+    with torch.inference_mode():
         path = make_mixtral(tmp)
         ours = tfcore.AutoModelForCausalLM.from_pretrained(path)
         ref = MixtralForCausalLM.from_pretrained(path, attn_implementation="sdpa").eval()
@@ -142,7 +268,10 @@ def main():
                 f"max rel. logit diff {err:.1e}",
             ]
         )
-    print_table(["model", "tfcore", "HF", "HF/tfcore time", "tfcore GB/s (% of measured)", "agreement"], rows)
+    return rows
+
+
+SECTIONS = [mamba_rows, mixtral_rows]
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@
     X(tf_rotary_embedding_methods, rotary_embedding)                         \
     X(tf_activation_methods, activation)                                     \
     X(tf_bfloat16_methods, bfloat16)                                         \
-    X(tf_linear_attention_methods, linear_attention)
+    X(tf_linear_attention_methods, linear_attention)                         \
+    X(tf_state_space_methods, state_space)
 
 #endif /* TFCORE_REGISTRY_H */

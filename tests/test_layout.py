@@ -245,7 +245,7 @@ NOUNS = {"base": "model", "causal-lm": "causal LM", "seq2seq-lm": "sequence-to-s
 def test_lookup_of_an_unknown_model_type_lists_the_supported_ones(auto, task):
     supported = registry.model_types(task)
     assert set(AUTO[auto, task]) <= set(supported)
-    for mt in ("mamba", None, 5, ["bert"]):
+    for mt in ("hyena", None, 5, ["bert"]):
         want = f"ckpt: model_type {mt!r} is not a supported {NOUNS[task]}; tfcore supports {', '.join(supported)}"
         with pytest.raises(tfcore.CheckpointError, match=f"^{re.escape(want)}$"):
             registry.lookup(mt, task, source="ckpt")

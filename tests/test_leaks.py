@@ -361,3 +361,52 @@ def test_conv_calls_and_constructions_keep_memory_flat():
     build = lambda: tfcore.Conv2d(r(8, 4, 3, 3), r(8), batch_norm=bn, dtype="int8")  # noqa: E731
     growth = rss_growth(build, calls=1000, warmup=100)
     assert growth < 2 * MiB, growth
+
+
+def test_state_space_kernels_and_decoding_keep_memory_flat(tmp_path):
+    """causal_conv1d / selective_scan / ssd_scan with states updated in place (and a rejected
+    call), and Mamba / Mamba-2 / Jamba generate() (RecurrentState, HybridCache) with beams."""
+    from tiny_models import save_tiny
+
+    rng = np.random.default_rng(0)
+    r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    x, w, cs = r(2, 33, 24), r(24, 4), np.zeros((2, 24, 3), np.float32)
+    A, bc, ss = -np.exp(r(24, 8)), r(2, 33, 8), np.zeros((2, 24, 8), np.float32)
+    xh, dth, Ah, bcg, sh = (
+        r(2, 33, 4, 6),
+        r(2, 33, 4),
+        -np.exp(r(4)),
+        r(2, 33, 2, 8),
+        np.zeros((2, 4, 6, 8), np.float32),
+    )
+    F = tfcore.functional
+
+    def kernels():
+        F.causal_conv1d(x, w, state=cs, activation="silu")
+        F.selective_scan(x, x, A, bc, bc, D=w[:, 0].copy(), z=x, state=ss)
+        F.ssd_scan(xh, dth, Ah, bcg, bcg, state=sh, chunk_size=8)
+        F.ssd_scan(
+            xh[:, :1].copy(),
+            dth[:, :1].copy(),
+            Ah,
+            bcg[:, :1].copy(),
+            bcg[:, :1].copy(),
+            state=sh,
+            mode="recurrent",
+        )
+        cs[:] = 0
+        ss[:] = 0
+        sh[:] = 0
+        try:
+            F.selective_scan(x, x, -A, bc, bc)
+        except tfcore.TfcoreValueError:
+            pass
+
+    growth = rss_growth(kernels, calls=3000, warmup=300)
+    assert growth < 2 * MiB, growth
+    ids = np.array([[1, 5, 9], [3, 4, 7]])
+    for kind in ("mamba", "mamba2", "jamba"):
+        model = tfcore.AutoModelForCausalLM.from_pretrained(save_tiny(kind, tmp_path / kind))
+        run = lambda: model.generate(ids, max_new_tokens=5, num_beams=2)  # noqa: E731
+        growth = min(rss_growth(run, calls=200, warmup=200), rss_growth(run, calls=200, warmup=0))
+        assert growth < 2 * MiB, (kind, growth)

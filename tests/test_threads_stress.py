@@ -163,7 +163,44 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         ],
     )
     hm = r(3, 19, 32)
+    # state-space models: each call starts its own state (a RecurrentState / HybridCache per
+    # generate(), fresh arrays for the kernels) while the weights are shared
+    from tiny_models import save_tiny as _save_tiny
+
+    ssm_models = {
+        k: tfcore.AutoModelForCausalLM.from_pretrained(_save_tiny(k, tmp_path / k))
+        for k in ("mamba", "mamba2", "jamba")
+    }
+    ssm_x, ssm_A, ssm_bc = r(2, 37, 24), -np.exp(r(24, 8)), r(2, 37, 8)
+    ssd_x, ssd_dt, ssd_A, ssd_bc = r(2, 37, 4, 6), r(2, 37, 4), -np.exp(r(4)), r(2, 37, 2, 8)
+
+    def ssm_kernels():
+        state = np.zeros((2, 24, 8), np.float32)
+        y = tfcore.functional.selective_scan(
+            tfcore.functional.causal_conv1d(
+                ssm_x, ssm_x[0, :4].T.copy(), state=np.zeros((2, 24, 3), np.float32), activation="silu"
+            ),
+            ssm_x,
+            ssm_A,
+            ssm_bc,
+            ssm_bc,
+            z=ssm_x,
+            state=state,
+        )
+        return np.concatenate([y.ravel(), state.ravel()])
+
+    def ssd_kernel():
+        state = np.zeros((2, 4, 6, 8), np.float32)
+        y = tfcore.functional.ssd_scan(ssd_x, ssd_dt, ssd_A, ssd_bc, ssd_bc, state=state, chunk_size=8)
+        return np.concatenate([y.ravel(), state.ravel()])
+
     work = {
+        "ssm-kernels": ssm_kernels,
+        "ssd-kernel": ssd_kernel,
+        **{
+            f"{k}-generate": (lambda m=m: m.generate(ids[:2, :4] % 60, max_new_tokens=5, num_beams=2))
+            for k, m in ssm_models.items()
+        },
         "recurrent-state": recurrent_state,
         "retnet-generate": lambda: retnet.generate(ids[:2, :4] % 61, max_new_tokens=5, num_beams=2),
         "linear-attention": lambda: tfcore.functional.linear_attention(

@@ -1,5 +1,6 @@
 """Tiny Hugging Face checkpoints (random weights, save_pretrained) shared by the tests that
-only need *a* model of a family: save_tiny("bert" | "gpt2" | "llama" | "mixtral" | "t5", path, **config)."""
+only need *a* model of a family: save_tiny("bert" | "gpt2" | "llama" | "mixtral" | "t5" | "mamba" | "mamba2" | "jamba",
+path, **config)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,27 @@ DEFAULTS = {
     "t5": dict(
         vocab_size=60, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4, decoder_start_token_id=0
     ),
+    "mamba": dict(vocab_size=60, hidden_size=16, state_size=8, num_hidden_layers=2, expand=2, conv_kernel=4),
+    "mamba2": dict(
+        vocab_size=60, hidden_size=16, num_heads=4, head_dim=8, n_groups=2, state_size=8, num_hidden_layers=2
+    ),
+    "jamba": dict(
+        vocab_size=60,
+        hidden_size=16,
+        intermediate_size=24,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_experts=4,
+        num_experts_per_tok=2,
+        attn_layer_period=2,
+        attn_layer_offset=1,
+        expert_layer_period=2,
+        expert_layer_offset=0,
+        mamba_d_state=8,
+        mamba_dt_rank=4,
+        experts_implementation="eager",
+    ),
 }
 
 
@@ -47,8 +69,14 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
         BertModel,
         GPT2Config,
         GPT2LMHeadModel,
+        JambaConfig,
+        JambaForCausalLM,
         LlamaConfig,
         LlamaForCausalLM,
+        Mamba2Config,
+        Mamba2ForCausalLM,
+        MambaConfig,
+        MambaForCausalLM,
         MixtralConfig,
         MixtralForCausalLM,
         T5Config,
@@ -61,6 +89,9 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
         "llama": (LlamaForCausalLM, LlamaConfig),
         "mixtral": (MixtralForCausalLM, MixtralConfig),
         "t5": (T5ForConditionalGeneration, T5Config),
+        "mamba": (MambaForCausalLM, MambaConfig),
+        "mamba2": (Mamba2ForCausalLM, Mamba2Config),
+        "jamba": (JambaForCausalLM, JambaConfig),
     }[kind]
     torch.manual_seed(seed)
     model_cls(config_cls(**{**DEFAULTS[kind], **config})).save_pretrained(path)

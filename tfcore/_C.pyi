@@ -341,6 +341,40 @@ def linear_attention(
     return_state: bool = False,
     return_weights: bool = False,
 ) -> Union[F32, Tuple[Any, ...]]: ...
+def causal_conv1d(
+    x: F32,
+    weight: F32,
+    bias: Optional[F32] = None,
+    *,
+    state: Optional[F32] = None,
+    activation: Optional[str] = None,
+) -> F32: ...
+def selective_scan(
+    x: F32,
+    dt: F32,
+    A: F32,
+    B: F32,
+    C: F32,
+    *,
+    D: Optional[F32] = None,
+    z: Optional[F32] = None,
+    dt_bias: Optional[F32] = None,
+    state: Optional[F32] = None,
+) -> F32: ...
+def ssd_scan(
+    x: F32,
+    dt: F32,
+    A: F32,
+    B: F32,
+    C: F32,
+    *,
+    D: Optional[F32] = None,
+    dt_bias: Optional[F32] = None,
+    dt_limit: Optional[Tuple[float, float]] = None,
+    state: Optional[F32] = None,
+    mode: str = "chunkwise",
+    chunk_size: int = 64,
+) -> F32: ...
 def sliding_window_attention(
     query: F32,
     key: F32,

@@ -16,8 +16,11 @@ from .falcon import *  # noqa: F401,F403
 from .gla import *  # noqa: F401,F403
 from .gpt2 import *  # noqa: F401,F403
 from .gpt_neox import *  # noqa: F401,F403
+from .jamba import *  # noqa: F401,F403
 from .llama import *  # noqa: F401,F403
 from .longformer import *  # noqa: F401,F403
+from .mamba import *  # noqa: F401,F403
+from .mamba2 import *  # noqa: F401,F403
 from .mixtral import *  # noqa: F401,F403
 from .mt5 import *  # noqa: F401,F403
 from .opt import *  # noqa: F401,F403

@@ -309,3 +309,90 @@ class ParallelResidualBlock:
         h, weights = out if output_attentions else (out, None)
         y = self.feed_forward(n if self.norm2 is None else self.norm2(hidden_states), h)
         return (y, weights) if output_attentions else y
+
+
+class RecurrentLM(PreTrainedModel, GenerationMixin):
+    """What the state-space LMs share: the RecurrentState cache, the HF forward arguments
+    (input_ids, attention_mask, past_key_values, logits_to_keep) and the layer loop; a family
+    sets self.embeddings, self.layers [(norm, mixer)], self.norm_f, self.lm_head."""
+
+    def _after_load(self, directory) -> None:
+        self.generation_defaults.update(
+            read_generation_defaults(directory, ("eos_token_id", "pad_token_id", "bos_token_id"))
+        )
+
+    def new_cache(
+        self,
+        batch_size: int,
+        capacity: int = 256,
+        policy: str = "full",
+        budget: Optional[int] = None,
+        n_sink: int = 4,
+        dtype: str = "float32",
+    ) -> _C.RecurrentState:
+        """The model's RecurrentState (capacity is not needed: the state has a fixed size)."""
+        if policy != "full":
+            raise _C.TfcoreValueError(
+                f"{type(self).__name__} keeps a fixed-size recurrent state: cache_policy={policy!r} does not apply"
+            )
+        if dtype not in ("float32", "bfloat16"):
+            raise _C.TfcoreValueError(f"the recurrent state is float32 or bfloat16, got {dtype!r}")
+        return _C.RecurrentState(
+            len(self.layers), batch_size, [m.state_shapes() for _, m in self.layers], dtype=dtype
+        )
+
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        use_cache: Optional[bool] = None,
+        logits_to_keep: int = 0,
+        output_hidden_states: bool = False,
+    ) -> ModelOutput:
+        """HF arguments; past_key_values is a tfcore.RecurrentState (created when use_cache=True
+        and none is given) continued and updated in place; attention_mask (B, T) or
+        (B, past + T) marks padding, zeroed as HF does (left padding leaves the state at zero).
+        position_ids are accepted and unused (the model has no positions)."""
+        ids = check_ids("input_ids", input_ids, self.vocab_size)
+        B, T = ids.shape
+        state = past_key_values
+        if state is None and use_cache:
+            state = self.new_cache(B)
+        if state is not None and not isinstance(state, _C.RecurrentState):
+            raise _C.TfcoreTypeError(
+                f"past_key_values must be a tfcore.RecurrentState for {type(self).__name__}, got {type(state).__name__}"
+            )
+        if state is not None and (state.batch_size != B or state.num_layers != len(self.layers)):
+            raise _C.TfcoreValueError(
+                f"past_key_values has batch_size {state.batch_size} and {state.num_layers} layers, "
+                f"expected {B} and {len(self.layers)} (use model.new_cache({B}))"
+            )
+        past = state.get_seq_length() if state is not None else 0
+        keep = None
+        if attention_mask is not None:
+            mask = np.asarray(attention_mask)
+            if mask.ndim != 2 or mask.shape[0] != B or mask.shape[1] not in (T, past + T):
+                raise _C.TfcoreValueError(
+                    f"attention_mask has shape {mask.shape}, expected ({B}, {T}) or ({B}, {past + T})"
+                )
+            keep = mask[:, -T:] != 0
+        h = self.embeddings(ids)
+        hidden = [h] if output_hidden_states else None
+        for i, (norm, mixer) in enumerate(self.layers):
+            h = h + mixer(norm(h), keep=keep, state=state, layer_idx=i)
+            if hidden is not None:
+                hidden.append(h)
+        if state is not None:
+            state.advance(T)
+        h = self.norm_f(h)
+        if hidden is not None:
+            hidden[-1] = h
+        if logits_to_keep:
+            h = np.ascontiguousarray(h[:, -logits_to_keep:])
+        return ModelOutput(
+            logits=self.lm_head(h),
+            past_key_values=state,
+            hidden_states=tuple(hidden) if hidden is not None else None,
+        )
