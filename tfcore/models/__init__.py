@@ -6,6 +6,7 @@ registers each with ``@registry.register(task)`` (see docs/contributing.md)."""
 
 from types import ModuleType as _ModuleType
 
+from .bart import *  # noqa: F401,F403
 from .base import ModelOutput, PreTrainedModel
 from .bert import *  # noqa: F401,F403
 from .big_bird import *  # noqa: F401,F403
