@@ -19,9 +19,12 @@ from .gpt2 import *  # noqa: F401,F403
 from .gpt_neox import *  # noqa: F401,F403
 from .llama import *  # noqa: F401,F403
 from .longformer import *  # noqa: F401,F403
+from .marian import *  # noqa: F401,F403
+from .mbart import *  # noqa: F401,F403
 from .mixtral import *  # noqa: F401,F403
 from .mt5 import *  # noqa: F401,F403
 from .opt import *  # noqa: F401,F403
+from .pegasus import *  # noqa: F401,F403
 from .phi3 import *  # noqa: F401,F403
 from .qwen2 import *  # noqa: F401,F403
 from .retnet import *  # noqa: F401,F403

@@ -75,9 +75,9 @@ class BartStack(Seq2SeqStack):
         eps = model.layer_norm_eps
         self.decoder = decoder
         self.max_positions = model.max_positions
-        if model.sinusoidal:
-            self.positions = sinusoidal_positions(model.max_positions, C)
-            w.get(f"{prefix}.embed_positions.weight", (model.max_positions, C), optional=True)  # recomputed
+        if model.sinusoidal:  # the stored table if the checkpoint has one (HF loads it), else computed
+            stored = w.get(f"{prefix}.embed_positions.weight", (model.max_positions, C), optional=True)
+            self.positions = stored if stored is not None else sinusoidal_positions(model.max_positions, C)
         else:
             self.positions = w.get(f"{prefix}.embed_positions.weight", (model.max_positions + 2, C))[2:]
         self.layernorm_embedding = None
