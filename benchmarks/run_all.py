@@ -82,6 +82,11 @@ BENCHMARKS = [
         "T5-small encoder-decoder greedy generation and encoder vs HF",
         ["--threads", "{threads}"],
     ),
+    (
+        "bench_seq2seq.py",
+        "BART-base summarisation (512 in, 64 new, beam 4) and Marian translation (greedy, B=8) vs HF",
+        ["--threads", "{threads}"],
+    ),
     ("bench_swin.py", "Swin-T (shifted-window attention) vs HF; time by part", ["--threads", "{threads}"]),
     (
         "bench_llm.py",

@@ -1479,6 +1479,40 @@ CASES = [
         "d_model",
     ),
     (
+        "bart/a BERT checkpoint labelled bart",
+        "import shutil; d = shutil.copytree(bert, tempfile.mkdtemp(dir=tmp), dirs_exist_ok=True)\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg['model_type'] = 'bart'\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModelForSeq2SeqLM.from_pretrained(d)",
+        CK,
+        "d_model",
+    ),
+    (
+        "bart/generate still works after rejected calls",
+        "import transformers, torch; torch.manual_seed(0); d = tempfile.mkdtemp(dir=tmp)\n"
+        "transformers.BartForConditionalGeneration(transformers.BartConfig(vocab_size=40, d_model=8, "
+        "encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2, "
+        "encoder_ffn_dim=8, decoder_ffn_dim=8, max_position_embeddings=16)).save_pretrained(d)\n"
+        "m = tfcore.AutoModelForSeq2SeqLM.from_pretrained(d); ids = np.array([[0, 5, 6, 2]])\n"
+        "bad = [dict(no_repeat_ngram_size=-1), dict(min_length=np.nan), dict(min_new_tokens='3'), "
+        "dict(forced_bos_token_id=40), dict(forced_eos_token_id=[]), dict(forced_eos_token_id=[2, -1]), "
+        "dict(max_new_tokens=17), dict(decoder_start_token_id=-1), dict(cache_policy='tova', cache_budget=4)]\n"
+        "for kw in bad:\n"
+        "    try:\n"
+        "        m.generate(ids, **{'max_new_tokens': 3, **kw}); raise AssertionError(kw)\n"
+        "    except tfcore.TfcoreError:\n"
+        "        pass\n"
+        "for call in (lambda: m(np.zeros((1, 17), np.int64), decoder_input_ids=ids), "
+        "lambda: m(ids, decoder_input_ids=np.array([[1.5]])), lambda: m(encoder_outputs=np.zeros((1, 3, 7), np.float32), "
+        "decoder_input_ids=ids), lambda: m(ids, past_key_values=m.new_cache(1))):\n"
+        "    try:\n"
+        "        call(); raise AssertionError('accepted')\n"
+        "    except tfcore.TfcoreError:\n"
+        "        pass\n"
+        "assert m.generate(ids, max_new_tokens=3, num_beams=2, no_repeat_ngram_size=2).shape[0] == 1",
+        None,
+        "",
+    ),
+    (
         "umt5/a BERT checkpoint labelled umt5",
         "import shutil; d = shutil.copytree(bert, tempfile.mkdtemp(dir=tmp), dirs_exist_ok=True)\n"
         "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg['model_type'] = 'umt5'\n"

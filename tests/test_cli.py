@@ -36,6 +36,7 @@ def models(tmp_path_factory):
     save_tiny("bert", root / "bert")
     save_tiny("gpt2", root / "gpt2")
     save_tiny("t5", root / "t5")
+    save_tiny("bart", root / "bart")
     return root
 
 
@@ -125,6 +126,18 @@ def test_generate_with_an_encoder_decoder(models):
     assert streamed == want[0, 1 : 1 + len(streamed)].tolist() and len(streamed) >= 1  # after the start token
     bad = cli("generate", models / "bert", "--ids", "1,2")
     assert bad.returncode == 1 and "t5" in bad.stderr and "gpt2" in bad.stderr
+
+
+def test_generate_with_bart(models):
+    """BART through `tfcore generate`: the checkpoint's forced EOS and decoder start apply as in
+    generate()."""
+    out = cli("generate", models / "bart", "--ids", "0,5,6,7,2", "--max-new-tokens", "5")
+    assert out.returncode == 0, out.stderr
+    want = tfcore.AutoModelForSeq2SeqLM.from_pretrained(models / "bart").generate(
+        np.array([[0, 5, 6, 7, 2]]), max_new_tokens=5
+    )
+    streamed = [int(t) for t in out.stdout.split()]
+    assert streamed == want[0, 1 : 1 + len(streamed)].tolist() and len(streamed) >= 1
 
 
 def test_run_saves_outputs(models, tmp_path):

@@ -103,6 +103,18 @@ def test_task_heads_and_umt5_keep_memory_flat(tmp_path):
         assert growth < 2 * MiB, growth
 
 
+def test_bart_generate_keeps_memory_flat(tmp_path):
+    """BART beam search with HF's constraints (n-gram bans, forced tokens, min length)."""
+    bart = tfcore.AutoModelForSeq2SeqLM.from_pretrained(save_tiny("bart", tmp_path / "bart"))
+    ids = np.array([[0, 5, 9, 13, 2], [0, 7, 3, 2, 1]])
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
+    kw = dict(max_new_tokens=4, num_beams=2, no_repeat_ngram_size=2, forced_bos_token_id=0, min_length=3)
+    with tfcore.threads(1):  # see test_task_heads_and_umt5_keep_memory_flat
+        run = lambda: bart.generate(ids, attention_mask=mask, **kw)  # noqa: E731
+        growth = min(rss_growth(run, calls=200, warmup=100), rss_growth(run, calls=200, warmup=0))
+        assert growth < 2 * MiB, growth
+
+
 def test_eval_helpers_keep_memory_flat(tiny_models):
     """tfcore.eval's text-in helpers (tokenize, plan length-sorted batches, run, reorder)."""
     bert = tfcore.AutoModel.from_pretrained(tiny_models / "bert")

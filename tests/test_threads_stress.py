@@ -52,6 +52,7 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         transformers.UMT5Config(vocab_size=60, d_model=16, d_kv=4, d_ff=24, num_layers=2, num_heads=4)
     ).save_pretrained(tmp_path / "umt5")
     umt5 = tfcore.AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "umt5")
+    bart = tfcore.AutoModelForSeq2SeqLM.from_pretrained(save_tiny("bart", tmp_path / "bart"))
     llama = tfcore.AutoModelForCausalLM.from_pretrained(
         tmp_path / "llama", dtype="int8" if "int8" in tfcore.supported_dtypes() else "float32"
     )
@@ -231,6 +232,9 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         "generate": lambda: llama.generate(ids[:2, :4], max_new_tokens=6),
         "token-classification": lambda: tagger(ids, attention_mask=mask).logits,
         "umt5-generate": lambda: umt5.generate(ids, attention_mask=mask, max_new_tokens=5, num_beams=2),
+        "bart-generate": lambda: bart.generate(
+            ids, attention_mask=mask, max_new_tokens=5, num_beams=2, no_repeat_ngram_size=2
+        ),
         "generate-int8-cache": lambda: llama.generate(ids[:1, :5], max_new_tokens=5, cache_dtype="int8"),
         "linear": lambda: lin(x),
         "moe": lambda: moe(hm),

@@ -1,6 +1,6 @@
 """Tiny Hugging Face checkpoints (random weights, save_pretrained) shared by the tests that
-only need *a* model of a family: save_tiny("bert" | "gpt2" | "llama" | "mixtral" | "t5" | "mamba" | "mamba2" | "jamba",
-path, **config)."""
+only need *a* model of a family: save_tiny("bert" | "gpt2" | "llama" | "mixtral" | "t5" | "bart" | "mamba" |
+"mamba2" | "jamba", path, **config)."""
 
 from __future__ import annotations
 
@@ -59,12 +59,25 @@ DEFAULTS = {
         mamba_dt_rank=4,
         experts_implementation="eager",
     ),
+    "bart": dict(
+        vocab_size=60,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=24,
+        decoder_ffn_dim=24,
+        max_position_embeddings=64,
+    ),
 }
 
 
 def save_tiny(kind: str, path, seed: int = 0, **config):
     """Write a tiny `kind` checkpoint (DEFAULTS[kind] updated with config) to path; returns path."""
     from transformers import (
+        BartConfig,
+        BartForConditionalGeneration,
         BertConfig,
         BertModel,
         GPT2Config,
@@ -84,6 +97,7 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
     )
 
     model_cls, config_cls = {
+        "bart": (BartForConditionalGeneration, BartConfig),
         "bert": (BertModel, BertConfig),
         "gpt2": (GPT2LMHeadModel, GPT2Config),
         "llama": (LlamaForCausalLM, LlamaConfig),

@@ -84,6 +84,50 @@ def filter_top_k_top_p(logits: np.ndarray, top_k: Optional[int], top_p: Optional
     return out
 
 
+def ban_repeated_ngrams(scores: np.ndarray, sequences: np.ndarray, n: int) -> None:
+    """In place, as HF's NoRepeatNGramLogitsProcessor: for each row of sequences (rows, L),
+    every token that would complete an n-gram already in the row gets -inf."""
+    rows, L = sequences.shape
+    if n <= 0 or L < n:
+        return
+    prefix = sequences[:, L + 1 - n :]  # (rows, n - 1): the n-gram the next token completes
+    windows = np.lib.stride_tricks.sliding_window_view(sequences, n, axis=1)  # (rows, L - n + 1, n)
+    r, w = np.nonzero((windows[..., :-1] == prefix[:, None, :]).all(-1))
+    tokens = windows[r, w, -1]
+    keep = tokens < scores.shape[-1]
+    scores[r[keep], tokens[keep]] = -np.inf
+
+
+def constrain_scores(
+    scores: np.ndarray,
+    sequences: np.ndarray,
+    prompt_len: int,
+    max_len: int,
+    eos: List[int],
+    no_repeat_ngram_size: int = 0,
+    min_length: int = 0,
+    min_new_tokens: int = 0,
+    forced_bos_token_id: Optional[int] = None,
+    forced_eos_token_id: TokenIds = None,
+) -> None:
+    """In place, HF's logits processors in HF's order on scores (rows, V) for the next token
+    of sequences (rows, cur): no_repeat_ngram_size, min_length (eos banned while cur <
+    min_length), min_new_tokens (while cur - prompt_len < it), forced BOS (the first token
+    after a 1-token decoder start), forced EOS (the last token before max_len)."""
+    cur = sequences.shape[1]
+    if no_repeat_ngram_size:
+        ban_repeated_ngrams(scores, sequences, no_repeat_ngram_size)
+    if eos and (cur < min_length or cur - prompt_len < min_new_tokens):
+        scores[:, eos] = -np.inf
+    if forced_bos_token_id is not None and cur == 1:
+        scores[:] = -np.inf
+        scores[:, int(forced_bos_token_id)] = 0
+    forced_eos = _as_set(forced_eos_token_id)
+    if forced_eos and cur == max_len - 1:
+        scores[:] = -np.inf
+        scores[:, forced_eos] = 0
+
+
 def log_softmax(x: np.ndarray) -> np.ndarray:
     m = x.max(-1, keepdims=True)
     return x - (m + np.log(np.exp(x - m).sum(-1, keepdims=True)))
@@ -171,6 +215,53 @@ class GenerationMixin:
 
         return ids, mask, step
 
+    def _check_generation_length(self, prompt_len: int, max_new_tokens: int, cache_policy: str) -> None:
+        """Raise if generation would run past learned position embeddings (position_limit)."""
+        limit = getattr(self, "position_limit", None)
+        T0 = prompt_len
+        if limit is not None and T0 + max_new_tokens > limit:
+            bounded = (
+                f" A bounded KV cache (cache_policy={cache_policy!r}) bounds memory, not positions."
+                if cache_policy != "full"
+                else ""
+            )
+            raise _C.TfcoreValueError(
+                f"{type(self).__name__} has learned position embeddings for {limit} positions: a prompt "
+                f"of {T0} tokens + max_new_tokens={max_new_tokens} = {T0 + max_new_tokens} would go "
+                f"past them.{bounded} Lower max_new_tokens to at most {max(limit - T0, 0)}, "
+                "or use a model with rotary or ALiBi positions (Llama, Mistral, BLOOM) for longer generation"
+            )
+
+    def _constraints(self, defaults: dict, **given) -> dict:
+        """The HF constraints generate() applies: each argument, else the checkpoint's default,
+        checked; only the active ones are returned ({} when none is)."""
+        V = getattr(self, "vocab_size", None)
+        out = {}
+        for key, value in given.items():
+            if value is None:
+                value = defaults.get(key)
+            if value is None:
+                continue
+            if key.startswith("forced_"):
+                many = key == "forced_eos_token_id" and isinstance(value, (list, tuple, np.ndarray))
+                ids = list(value) if many else [value]
+                ok = len(ids) > 0 and all(
+                    isinstance(i, (int, np.integer))
+                    and not isinstance(i, bool)
+                    and 0 <= i < (V if V is not None else int(i) + 1)
+                    for i in ids
+                )
+                if not ok:
+                    kind = "a token id (or a list of them)" if key == "forced_eos_token_id" else "a token id"
+                    raise _C.TfcoreValueError(f"{key} must be {kind} in [0, {V}), got {value!r}")
+                out[key] = int(ids[0]) if key == "forced_bos_token_id" else [int(i) for i in ids]
+            else:
+                if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                    raise _C.TfcoreValueError(f"{key} must be an int >= 0, got {value!r}")
+                if value:
+                    out[key] = int(value)
+        return out
+
     @with_model_threads
     def generate(
         self,
@@ -197,6 +288,11 @@ class GenerationMixin:
         decoder_start_token_id: Optional[int] = None,
         stop_strings: Union[str, Sequence[str], None] = None,
         tokenizer=None,
+        no_repeat_ngram_size: Optional[int] = None,
+        min_length: Optional[int] = None,
+        min_new_tokens: Optional[int] = None,
+        forced_bos_token_id: Optional[int] = None,
+        forced_eos_token_id: TokenIds = None,
     ) -> np.ndarray:
         """Continue each prompt by up to max_new_tokens tokens; returns (B, prompt + new) int64.
         Encoder-decoder models encode input_ids once and return (B, 1 + new) decoder tokens
@@ -212,7 +308,12 @@ class GenerationMixin:
         "tova" keeps at most cache_budget tokens per layer in the KV cache. cache_dtype
         "bfloat16" or "int8" stores the KV cache in half / about a quarter of the memory.
         stop_strings (with tokenizer=, a ``tokenizers.Tokenizer`` or a transformers tokenizer,
-        as HF) ends a row once its decoded new text contains one of them (greedy/sampling)."""
+        as HF) ends a row once its decoded new text contains one of them (greedy/sampling).
+        HF's constraints, in greedy, sampling and beam search: no_repeat_ngram_size (no n-gram
+        twice in a row's tokens), min_length (total tokens, prompt or decoder start included)
+        and min_new_tokens before eos may end a row, forced_bos_token_id (the first new token
+        of an encoder-decoder) and forced_eos_token_id (the last one at the length limit);
+        None takes the checkpoint's value (BART-style generation configs set them), else off."""
         ids = np.asarray(input_ids)
         if ids.ndim == 1:
             ids = ids[None]
@@ -253,28 +354,29 @@ class GenerationMixin:
         if pad_token_id is None:
             pad_token_id = eos[0] if eos else 0
         stops = _stop_list(stop_strings, tokenizer, num_beams)
+        constraints = self._constraints(
+            defaults,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            min_length=min_length,
+            min_new_tokens=min_new_tokens,
+            forced_bos_token_id=forced_bos_token_id,
+            forced_eos_token_id=forced_eos_token_id,
+        )
         rng = np.random.default_rng(seed)
         if cache_policy != "full" and not cache_budget:
             raise _C.TfcoreValueError(
                 f"cache_policy={cache_policy!r} needs cache_budget (tokens kept per layer)"
             )
-        limit = getattr(self, "position_limit", None)
-        if limit is not None and T0 + max_new_tokens > limit:
-            bounded = (
-                f" A bounded KV cache (cache_policy={cache_policy!r}) bounds memory, not positions."
-                if cache_policy != "full"
-                else ""
-            )
-            raise _C.TfcoreValueError(
-                f"{type(self).__name__} has learned position embeddings for {limit} positions: a prompt "
-                f"of {T0} tokens + max_new_tokens={max_new_tokens} = {T0 + max_new_tokens} would go "
-                f"past them.{bounded} Lower max_new_tokens to at most {max(limit - T0, 0)}, "
-                "or use a model with rotary or ALiBi positions (Llama, Mistral, BLOOM) for longer generation"
-            )
+        self._check_generation_length(T0, max_new_tokens, cache_policy)
         ids, mask, step = self._generation_start(
             np.ascontiguousarray(ids, dtype=np.int64), mask, num_beams, decoder_start_token_id
         )
         B, T0 = ids.shape
+
+        def constrain(scores: np.ndarray, seqs: np.ndarray) -> None:
+            if constraints:
+                constrain_scores(scores, seqs, T0, T0 + max_new_tokens, eos, **constraints)
+
         if num_beams > 1:
             return self._beam_search(
                 step,
@@ -290,6 +392,7 @@ class GenerationMixin:
                 num_return_sequences,
                 streamer,
                 cache_dtype,
+                constrain,
             )
 
         sequences = ids
@@ -300,6 +403,7 @@ class GenerationMixin:
             logits = step(step_ids, mask, step_pos, cache).astype(np.float64)
             if repetition_penalty != 1.0:
                 apply_repetition_penalty(logits, sequences, repetition_penalty)
+            constrain(logits, sequences)
             if do_sample:
                 logits = filter_top_k_top_p(logits / temperature, top_k, top_p)
                 probs = np.exp(logits - logits.max(-1, keepdims=True))
@@ -339,6 +443,7 @@ class GenerationMixin:
         num_return_sequences,
         streamer,
         cache_dtype="float32",
+        constrain=None,
     ):
         """HF's vectorised beam search: each step keeps the best (1 + #eos) * nb continuations,
         continues the nb best unfinished ones, and merges finished ones into the nb best
@@ -369,6 +474,8 @@ class GenerationMixin:
                 apply_repetition_penalty(
                     log_probs, running.reshape(B * nb, max_len)[:, :cur], repetition_penalty
                 )
+            if constrain is not None:
+                constrain(log_probs, running.reshape(B * nb, max_len)[:, :cur])
             V = log_probs.shape[-1]
             acc = (log_probs.reshape(B, nb, V) + running_scores[:, :, None]).reshape(B, nb * V)
             top = _top(acc, keep)

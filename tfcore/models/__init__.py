@@ -6,6 +6,7 @@ registers each with ``@registry.register(task)`` (see docs/contributing.md)."""
 
 from types import ModuleType as _ModuleType
 
+from .bart import *  # noqa: F401,F403
 from .base import ModelOutput, PreTrainedModel
 from .bert import *  # noqa: F401,F403
 from .big_bird import *  # noqa: F401,F403
@@ -21,9 +22,12 @@ from .llama import *  # noqa: F401,F403
 from .longformer import *  # noqa: F401,F403
 from .mamba import *  # noqa: F401,F403
 from .mamba2 import *  # noqa: F401,F403
+from .marian import *  # noqa: F401,F403
+from .mbart import *  # noqa: F401,F403
 from .mixtral import *  # noqa: F401,F403
 from .mt5 import *  # noqa: F401,F403
 from .opt import *  # noqa: F401,F403
+from .pegasus import *  # noqa: F401,F403
 from .phi3 import *  # noqa: F401,F403
 from .qwen2 import *  # noqa: F401,F403
 from .retnet import *  # noqa: F401,F403
@@ -32,7 +36,7 @@ from .t5 import *  # noqa: F401,F403
 from .vit import *  # noqa: F401,F403
 
 # The submodules families share (docs/contributing.md); every other submodule is a family.
-_SHARED_MODULES = ("base", "encoder", "decoder", "vision", "registry")
+_SHARED_MODULES = ("base", "encoder", "decoder", "seq2seq", "vision", "registry")
 
 # Each `from .<family> import *` also binds the submodule <family> here, so the families'
 # __all__ are joined in import order without naming the families a second time.
