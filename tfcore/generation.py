@@ -160,6 +160,23 @@ class GenerationMixin:
 
         return ids, mask, step
 
+    def _check_generation_length(self, prompt_len: int, max_new_tokens: int, cache_policy: str) -> None:
+        """Raise if generation would run past learned position embeddings (position_limit)."""
+        limit = getattr(self, "position_limit", None)
+        T0 = prompt_len
+        if limit is not None and T0 + max_new_tokens > limit:
+            bounded = (
+                f" A bounded KV cache (cache_policy={cache_policy!r}) bounds memory, not positions."
+                if cache_policy != "full"
+                else ""
+            )
+            raise _C.TfcoreValueError(
+                f"{type(self).__name__} has learned position embeddings for {limit} positions: a prompt "
+                f"of {T0} tokens + max_new_tokens={max_new_tokens} = {T0 + max_new_tokens} would go "
+                f"past them.{bounded} Lower max_new_tokens to at most {max(limit - T0, 0)}, "
+                "or use a model with rotary or ALiBi positions (Llama, Mistral, BLOOM) for longer generation"
+            )
+
     @with_model_threads
     def generate(
         self,
@@ -247,19 +264,7 @@ class GenerationMixin:
             raise _C.TfcoreValueError(
                 f"cache_policy={cache_policy!r} needs cache_budget (tokens kept per layer)"
             )
-        limit = getattr(self, "position_limit", None)
-        if limit is not None and T0 + max_new_tokens > limit:
-            bounded = (
-                f" A bounded KV cache (cache_policy={cache_policy!r}) bounds memory, not positions."
-                if cache_policy != "full"
-                else ""
-            )
-            raise _C.TfcoreValueError(
-                f"{type(self).__name__} has learned position embeddings for {limit} positions: a prompt "
-                f"of {T0} tokens + max_new_tokens={max_new_tokens} = {T0 + max_new_tokens} would go "
-                f"past them.{bounded} Lower max_new_tokens to at most {max(limit - T0, 0)}, "
-                "or use a model with rotary or ALiBi positions (Llama, Mistral, BLOOM) for longer generation"
-            )
+        self._check_generation_length(T0, max_new_tokens, cache_policy)
         ids, mask, step = self._generation_start(
             np.ascontiguousarray(ids, dtype=np.int64), mask, num_beams, decoder_start_token_id
         )

@@ -29,7 +29,7 @@ from .t5 import *  # noqa: F401,F403
 from .vit import *  # noqa: F401,F403
 
 # The submodules families share (docs/contributing.md); every other submodule is a family.
-_SHARED_MODULES = ("base", "encoder", "decoder", "vision", "registry")
+_SHARED_MODULES = ("base", "encoder", "decoder", "seq2seq", "vision", "registry")
 
 # Each `from .<family> import *` also binds the submodule <family> here, so the families'
 # __all__ are joined in import order without naming the families a second time.

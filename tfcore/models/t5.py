@@ -7,23 +7,29 @@ every layer of the stack. v1.0 checkpoints use a ReLU feed-forward and an LM hea
 the embeddings with outputs scaled by d_model**-0.5; v1.1 (``feed_forward_proj:
 "gated-gelu"``) a gated tanh-GELU feed-forward and an untied head without scaling.
 
-Generation encodes the input once, projects every decoder layer's cross-attention keys and
-values once (``EncoderDecoderCache``), and runs tfcore's greedy / sampling / beam search on
-the decoder with a KVCache for its self-attention.
+The encoder-decoder machinery (``EncoderDecoderCache``, the decoder pass, generation that
+encodes once and projects every decoder layer's cross-attention keys and values once) is
+shared with the other encoder-decoder families in ``seq2seq.py``.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import numpy as np
 
 from .. import _C
 from ..config import Config
-from ..generation import GenerationMixin, read_generation_defaults
+from ..generation import read_generation_defaults
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights, check_ids, padding_mask
 from .registry import register
+from .seq2seq import (
+    EncoderDecoderCache,  # noqa: F401  (its home before seq2seq.py: models.t5.EncoderDecoderCache)
+    EncoderDecoderMixin,
+    Seq2SeqGenerationMixin,
+    Seq2SeqStack,
+)
 
 __all__ = ["T5EncoderModel", "T5Model", "T5ForConditionalGeneration"]
 
@@ -41,35 +47,7 @@ def feed_forward_kind(cfg: Config):
     return act, gated
 
 
-class EncoderDecoderCache:
-    """past_key_values of an encoder-decoder model: the decoder's self-attention KVCache
-    (extended in place by every call) and each decoder layer's cross-attention keys and
-    values, (B, S, 2 * heads * d_kv) = [keys | values] per encoder position, projected from
-    the encoder output on the first call and reused by the following ones."""
-
-    def __init__(
-        self, self_attention_cache: _C.KVCache, cross_attention_cache: Optional[List[np.ndarray]] = None
-    ):
-        self.self_attention_cache = self_attention_cache
-        self.cross_attention_cache = cross_attention_cache
-
-    def get_seq_length(self) -> int:
-        """Decoder tokens seen so far."""
-        return self.self_attention_cache.get_seq_length()
-
-    def reorder(self, beam_idx) -> None:
-        """Keep row beam_idx[i] as row i (beam search), in both caches."""
-        idx = np.ascontiguousarray(beam_idx, dtype=np.int64)
-        self.self_attention_cache.reorder(idx)
-        if self.cross_attention_cache is not None and not np.array_equal(idx, np.arange(len(idx))):
-            self.cross_attention_cache = [np.ascontiguousarray(kv[idx]) for kv in self.cross_attention_cache]
-
-    def __repr__(self) -> str:
-        cross = "none" if self.cross_attention_cache is None else f"{len(self.cross_attention_cache)} layers"
-        return f"EncoderDecoderCache(self_attention_cache={self.self_attention_cache!r}, cross_attention={cross})"
-
-
-class T5Stack:
+class T5Stack(Seq2SeqStack):
     """The encoder or the decoder: blocks sharing one relative-position table (or, with
     bias_per_layer, each block its own: UMT5), final norm."""
 
@@ -150,59 +128,8 @@ class T5Stack:
             w.release()
         self.final_norm = _C.RMSNorm(w.get(f"{prefix}.final_layer_norm.weight", (C,)), eps=eps)
 
-    def cross_key_values(self, encoder_hidden_states: np.ndarray) -> List[np.ndarray]:
-        """Every decoder layer's cross-attention [keys | values] (B, S, 2 * heads * d_kv) of
-        the encoder output: the projections a generate() call computes once."""
-        return [layer.cross_attention.kv_proj(encoder_hidden_states) for layer in self.layers]
 
-    def __call__(
-        self,
-        h: np.ndarray,
-        mask: Optional[np.ndarray],
-        encoder_hidden_states=None,
-        encoder_mask: Optional[np.ndarray] = None,
-        cross_kv: Optional[Sequence[np.ndarray]] = None,
-        cache: Optional[_C.KVCache] = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-    ):
-        """(final hidden states, hidden states, self-attentions, cross-attentions); the tuples
-        are None unless asked for. A decoder takes the encoder output or its projected
-        cross_kv, the encoder's padding mask and optionally a KVCache."""
-        hidden = [h] if output_hidden_states else None
-        attentions = [] if output_attentions else None
-        crosses = [] if output_attentions and self.decoder else None
-        for i, layer in enumerate(self.layers):
-            kw = {}
-            if self.decoder:
-                kw["encoder_attention_mask"] = encoder_mask
-                if cross_kv is not None:
-                    kw["encoder_key_values"] = cross_kv[i]
-                else:
-                    kw["encoder_hidden_states"] = encoder_hidden_states
-                if cache is not None:
-                    kw.update(past_key_values=cache, layer_idx=i)
-            if output_attentions:
-                h, *weights = layer(h, mask, output_attentions=True, **kw)
-                attentions.append(weights[0])
-                if self.decoder:
-                    crosses.append(weights[1])
-            else:
-                h = layer(h, mask, **kw)
-            if output_hidden_states:
-                hidden.append(h)
-        h = self.final_norm(h)
-        if output_hidden_states:
-            hidden[-1] = h  # HF reports the last block's output after the final norm
-        return (
-            h,
-            tuple(hidden) if hidden is not None else None,
-            tuple(attentions) if attentions is not None else None,
-            tuple(crosses) if crosses is not None else None,
-        )
-
-
-class _T5Base(PreTrainedModel):
+class _T5Base(EncoderDecoderMixin, PreTrainedModel):
     """Shared embeddings and the encoder; subclasses add the decoder and head."""
 
     model_types = ("t5",)
@@ -270,157 +197,12 @@ class _T5Base(PreTrainedModel):
         )
         return h, mask, hidden, attns
 
-    # -- decoder side (T5Model and T5ForConditionalGeneration)
-    def new_cache(
-        self,
-        batch_size: int,
-        capacity: int = 256,
-        policy: str = "full",
-        budget: Optional[int] = None,
-        n_sink: int = 4,
-        dtype: str = "float32",
-    ) -> _C.KVCache:
-        """A KVCache for the decoder's self-attention (policy "full" only: the relative
-        position bias needs every past position)."""
-        if policy != "full":
-            raise _C.TfcoreValueError(
-                f"cache_policy={policy!r} is not supported by {type(self).__name__}: "
-                "T5's relative position bias needs the full decoder cache"
-            )
-        attn = self.decoder.layers[0].attention
-        return _C.KVCache(
-            len(self.decoder.layers),
-            batch_size,
-            attn.num_key_value_heads,
-            attn.head_dim,
-            capacity=max(int(capacity), 1),
-            dtype=dtype,
-        )
+    # -- decoder side (T5Model and T5ForConditionalGeneration): seq2seq.EncoderDecoderMixin
+    full_cache_reason = "T5's relative position bias needs the full decoder cache"
 
-    def _encoder_output(
-        self, input_ids, attention_mask, encoder_outputs, output_hidden_states, output_attentions
-    ):
-        if encoder_outputs is None:
-            if input_ids is None:
-                raise _C.TfcoreValueError("give input_ids or encoder_outputs")
-            h, mask, hidden, attns = self.encode(
-                input_ids, attention_mask, output_hidden_states, output_attentions
-            )
-            return h, mask, hidden, attns
-        if isinstance(encoder_outputs, dict):
-            h = encoder_outputs.get("last_hidden_state")
-            hidden, attns = encoder_outputs.get("hidden_states"), encoder_outputs.get("attentions")
-        elif isinstance(encoder_outputs, (tuple, list)):
-            h = encoder_outputs[0] if encoder_outputs else None
-            hidden = encoder_outputs[1] if len(encoder_outputs) > 1 else None
-            attns = encoder_outputs[2] if len(encoder_outputs) > 2 else None
-        else:
-            h, hidden, attns = encoder_outputs, None, None
-        h = np.asarray(h) if h is not None else None
-        if h is None or h.ndim != 3 or h.shape[2] != self.hidden_size or h.dtype != np.float32:
-            raise _C.TfcoreValueError(
-                f"encoder_outputs must hold a float32 (batch, seq_len, {self.hidden_size}) "
-                f"last_hidden_state, got {None if h is None else (h.shape, h.dtype)}"
-            )
-        mask = padding_mask(attention_mask, h.shape[0], h.shape[1], "(batch, encoder seq_len)")
-        return np.ascontiguousarray(h), mask, hidden, attns
-
-    def decode(
-        self,
-        decoder_input_ids,
-        decoder_attention_mask=None,
-        encoder_hidden_states=None,
-        encoder_mask: Optional[np.ndarray] = None,
-        past_key_values=None,
-        use_cache: Optional[bool] = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-    ):
-        """Decoder pass: (last hidden state, cache or None, hidden states, self-, cross-attentions).
-        past_key_values: an EncoderDecoderCache (or None; use_cache=True starts one)."""
-        ids = check_ids("decoder_input_ids", decoder_input_ids, self.vocab_size)
-        B, T = ids.shape
-        cache = past_key_values
-        if cache is None and use_cache:
-            cache = EncoderDecoderCache(self.new_cache(B, T))
-        if cache is not None and not isinstance(cache, EncoderDecoderCache):
-            raise _C.TfcoreTypeError(
-                f"past_key_values must be a tfcore.models.t5.EncoderDecoderCache "
-                f"(from a previous call or EncoderDecoderCache(model.new_cache(batch))), "
-                f"got {type(cache).__name__}"
-            )
-        cross_kv = None
-        if cache is not None:
-            if cache.cross_attention_cache is None:
-                if encoder_hidden_states is None:
-                    raise _C.TfcoreValueError("the first call with a cache needs the encoder output")
-                cache.cross_attention_cache = self.decoder.cross_key_values(encoder_hidden_states)
-            cross_kv = cache.cross_attention_cache
-            if cross_kv[0].shape[0] != B:
-                raise _C.TfcoreValueError(
-                    f"past_key_values holds cross-attention for batch {cross_kv[0].shape[0]}, "
-                    f"decoder_input_ids has batch {B}"
-                )
-        elif encoder_hidden_states is None:
-            raise _C.TfcoreValueError("the decoder needs encoder_outputs (or input_ids to encode)")
-        elif encoder_hidden_states.shape[0] != B:
-            raise _C.TfcoreValueError(
-                f"encoder output has batch {encoder_hidden_states.shape[0]}, decoder_input_ids has batch {B}"
-            )
-        past = cache.get_seq_length() if cache is not None else 0
-        mask = padding_mask(decoder_attention_mask, B, past + T, "(batch, past + new)")
-        h, hidden, attns, crosses = self.decoder(
-            self.shared(ids),
-            mask,
-            encoder_hidden_states,
-            encoder_mask,
-            cross_kv,
-            cache.self_attention_cache if cache is not None else None,
-            output_hidden_states,
-            output_attentions,
-        )
-        return h, cache, hidden, attns, crosses
-
-    def _seq2seq(
-        self,
-        input_ids,
-        attention_mask,
-        decoder_input_ids,
-        decoder_attention_mask,
-        encoder_outputs,
-        past_key_values,
-        use_cache,
-        output_hidden_states,
-        output_attentions,
-    ):
-        enc, enc_mask, enc_hidden, enc_attns = self._encoder_output(
-            input_ids, attention_mask, encoder_outputs, output_hidden_states, output_attentions
-        )
-        if decoder_input_ids is None:
-            raise _C.TfcoreValueError(
-                "decoder_input_ids is required (T5 starts from decoder_start_token_id, "
-                f"{self.generation_defaults.get('decoder_start_token_id')})"
-            )
-        h, cache, hidden, attns, crosses = self.decode(
-            decoder_input_ids,
-            decoder_attention_mask,
-            enc,
-            enc_mask,
-            past_key_values,
-            use_cache,
-            output_hidden_states,
-            output_attentions,
-        )
-        extra = dict(
-            past_key_values=cache,
-            decoder_hidden_states=hidden,
-            decoder_attentions=attns,
-            cross_attentions=crosses,
-            encoder_last_hidden_state=enc,
-            encoder_hidden_states=enc_hidden,
-            encoder_attentions=enc_attns,
-        )
-        return h, extra
+    def embed_decoder(self, ids: np.ndarray, past: int) -> np.ndarray:
+        """Decoder inputs: the shared embeddings (positions enter through the relative bias)."""
+        return self.shared(ids)
 
 
 @register("encoder")
@@ -478,7 +260,7 @@ class T5Model(_T5Base):
 
 
 @register("seq2seq-lm")
-class T5ForConditionalGeneration(_T5Base, GenerationMixin):
+class T5ForConditionalGeneration(_T5Base, Seq2SeqGenerationMixin):
     """``transformers.T5ForConditionalGeneration``: logits over the vocabulary, generate()."""
 
     def __init__(self, config: Config, weights: Weights):
@@ -530,32 +312,3 @@ class T5ForConditionalGeneration(_T5Base, GenerationMixin):
         if logits_to_keep:
             h = np.ascontiguousarray(h[:, -logits_to_keep:])
         return ModelOutput(logits=self.logits(h), **extra)
-
-    def _generation_start(
-        self, ids: np.ndarray, mask: np.ndarray, copies: int, decoder_start_token_id: Optional[int]
-    ):
-        """Encode once, project the cross-attention keys/values once (repeated for beams),
-        and decode from decoder_start_token_id."""
-        start = decoder_start_token_id
-        if start is None:
-            start = self.generation_defaults.get("decoder_start_token_id")
-        if start is None:
-            start = self.generation_defaults.get("pad_token_id")
-        if start is None or not 0 <= int(start) < self.vocab_size:
-            raise _C.TfcoreValueError(
-                f"decoder_start_token_id must be a token id in [0, {self.vocab_size}), got {start}"
-            )
-        enc, enc_mask, _, _ = self.encode(ids, mask)
-        if copies > 1:
-            enc = np.repeat(enc, copies, axis=0)
-            enc_mask = np.repeat(enc_mask, copies, axis=0) if enc_mask is not None else None
-        cross_kv = self.decoder.cross_key_values(enc)
-        B = ids.shape[0]
-
-        def step(step_ids, step_mask, positions, cache):
-            """Decoder on the new tokens against the cached self-attention and the projected
-            encoder; the LM head on the last position only."""
-            h, _, _, _ = self.decoder(self.shared(step_ids), None, None, enc_mask, cross_kv, cache)
-            return self.logits(np.ascontiguousarray(h[:, -1:]))[:, -1, :]
-
-        return np.full((B, 1), int(start), np.int64), np.ones((B, 1), np.int64), step
