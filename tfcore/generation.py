@@ -287,6 +287,8 @@ class GenerationMixin:
             )
 
         sequences = ids
+        # a family's logits processors (Whisper's token suppression): scores, sequences -> scores
+        process = getattr(step, "process_scores", None)
         cache = self.new_cache(B, T0 + max_new_tokens, cache_policy, cache_budget, n_sink, cache_dtype)
         finished = np.zeros(B, bool)
         step_ids, step_pos = sequences, positions_from_mask(mask)
@@ -294,6 +296,8 @@ class GenerationMixin:
             logits = step(step_ids, mask, step_pos, cache).astype(np.float64)
             if repetition_penalty != 1.0:
                 apply_repetition_penalty(logits, sequences, repetition_penalty)
+            if process is not None:
+                logits = process(logits, sequences)
             if do_sample:
                 logits = filter_top_k_top_p(logits / temperature, top_k, top_p)
                 probs = np.exp(logits - logits.max(-1, keepdims=True))
@@ -356,6 +360,7 @@ class GenerationMixin:
         cache = self.new_cache(B * nb, max_len, dtype=cache_dtype)
         step_ids, step_pos, cur = np.repeat(ids, nb, axis=0), positions_from_mask(flat_mask), T0
         batch_offset = (np.arange(B) * nb)[:, None]
+        process = getattr(step, "process_scores", None)
         while cur < max_len:
             logits = step(np.ascontiguousarray(step_ids), flat_mask, step_pos, cache).astype(np.float32)
             log_probs = log_softmax(logits)
@@ -363,6 +368,8 @@ class GenerationMixin:
                 apply_repetition_penalty(
                     log_probs, running.reshape(B * nb, max_len)[:, :cur], repetition_penalty
                 )
+            if process is not None:  # after log_softmax, as HF applies logits processors in beam search
+                log_probs = process(log_probs, running.reshape(B * nb, max_len)[:, :cur])
             V = log_probs.shape[-1]
             acc = (log_probs.reshape(B, nb, V) + running_scores[:, :, None]).reshape(B, nb * V)
             top = _top(acc, keep)
