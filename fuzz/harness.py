@@ -8,6 +8,8 @@ Targets:
   config       the bytes are config.json next to a valid tiny checkpoint: load the model
   gguf         the bytes are a .gguf file: parse, build its config, read every tensor as
                float32 (dequantizing), rebuild its tokenizer
+  wav          the bytes are a .wav file: tfcore.audio.read_wav (as a file and as bytes), and
+               when it reads, the samples resampled to 16 kHz if the rate is a common one
   ops          the bytes choose shapes, dtypes, flags and values for Linear, LayerNorm,
                scaled_dot_product_attention, MultiHeadAttention and a KVCache
 """
@@ -388,7 +390,44 @@ def linear_attention(data: bytes) -> None:
     )
 
 
+# ---------------------------------------------------------------- WAV files
+def wav(data: bytes) -> None:
+    from tfcore import audio
+
+    path = os.path.join(_DIR, "f.wav")
+    with open(path, "wb") as f:
+        f.write(data)
+
+    def read():
+        for mono in (False, True):
+            x, rate = audio.read_wav(path, mono=mono)
+            assert x.dtype == np.float32 and x.ndim == 1 and x.size and np.isfinite(x).all()
+            assert audio.read_wav(data, mono=mono)[1] == rate
+            if rate in (8000, 22050, 44100, 48000) and x.size <= 1 << 16:
+                y = audio.resample(x, rate, 16000)
+                assert y.dtype == np.float32 and np.isfinite(y).all()
+
+    _expected(read)
+
+
+def wav_bytes(samples, *, width: int = 2, channels: int = 1, rate: int = 16000, tag: int = 1) -> bytes:
+    """A RIFF/WAVE file around raw sample bytes (PCM or IEEE float) for the seeds and tests."""
+    align = width * channels
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * align, align, 8 * width)
+    body = (
+        b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"data"
+        + struct.pack("<I", len(samples))
+        + samples
+    )
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
 TARGETS = {
+    "wav": wav,
     "safetensors": safetensors,
     "config": config,
     "ops": ops,
@@ -409,6 +448,11 @@ def seeds(target: str):
         yield tiny_llama_gguf(2)
         yield tiny_llama_gguf(3)
         yield gguf_bytes()
+    elif target == "wav":
+        yield wav_bytes(np.arange(-40, 40, dtype="<i2").tobytes())
+        yield wav_bytes(np.arange(0, 96, dtype=np.uint8).tobytes(), width=3, channels=2, rate=44100)
+        yield wav_bytes(np.linspace(-1, 1, 32, dtype="<f4").tobytes(), width=4, tag=3, rate=8000)
+        yield wav_bytes(bytes(range(0, 256, 4)), width=1, rate=22050)
     elif target == "config":
         yield (
             b'{"model_type": "bert", "hidden_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1, '

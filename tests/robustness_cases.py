@@ -1520,6 +1520,76 @@ CASES = [
         CK,
         "d_model",
     ),
+    # ---- audio (tfcore.audio): WAV files, resampling, Whisper's log-mel features
+    ("audio/empty wav", "tfcore.audio.read_wav(b'')", VE, "empty file"),
+    ("audio/not a wav", "tfcore.audio.read_wav(b'OggS' + bytes(100))", VE, "not a WAV file"),
+    (
+        "audio/truncated header",
+        "tfcore.audio.read_wav(b'RIFF\\x24\\x00\\x00\\x00WAVEfmt \\x10\\x00\\x00\\x00\\x01\\x00')",
+        VE,
+        "truncated WAV header",
+    ),
+    (
+        "audio/truncated data",
+        "import io, wave; b = io.BytesIO(); w = wave.open(b, 'wb'); w.setnchannels(1); w.setsampwidth(2)\n"
+        "w.setframerate(16000); w.writeframes(bytes(2000)); w.close(); tfcore.audio.read_wav(b.getvalue()[:500])",
+        VE,
+        "truncated WAV file",
+    ),
+    (
+        "audio/stereo without mono=True",
+        "import io, wave; b = io.BytesIO(); w = wave.open(b, 'wb'); w.setnchannels(2); w.setsampwidth(2)\n"
+        "w.setframerate(16000); w.writeframes(bytes(400)); w.close(); tfcore.audio.read_wav(b.getvalue())",
+        VE,
+        "2 channels.*mono=True",
+    ),
+    ("audio/missing file", "tfcore.audio.read_wav(os.path.join(tmp, 'nope.wav'))", VE, "no such WAV file"),
+    ("audio/read_wav int", "tfcore.audio.read_wav(3)", TE, "path, bytes"),
+    ("audio/resample empty", "tfcore.audio.resample(np.zeros(0, np.float32), 8000, 16000)", VE, "empty"),
+    (
+        "audio/resample NaN",
+        "tfcore.audio.resample(np.array([0, np.nan], np.float32), 8000, 16000)",
+        VE,
+        "NaN",
+    ),
+    ("audio/resample rate 0", "tfcore.audio.resample(np.zeros(8, np.float32), 0, 16000)", VE, "orig_sr"),
+    (
+        "audio/resample 3-D",
+        "tfcore.audio.resample(np.zeros((1, 2, 8), np.float32), 8000, 16000)",
+        VE,
+        "shape",
+    ),
+    (
+        "audio/resample complex",
+        "tfcore.audio.resample(np.zeros(8, np.complex64), 8000, 16000)",
+        TE,
+        "real numbers",
+    ),
+    (
+        "audio/features at the wrong rate",
+        "tfcore.audio.WhisperFeatureExtractor()(np.zeros(1000, np.float32), sampling_rate=44100)",
+        VE,
+        "44100 Hz",
+    ),
+    ("audio/features empty", "tfcore.audio.WhisperFeatureExtractor()(np.zeros(0, np.float32))", VE, "empty"),
+    (
+        "audio/features NaN",
+        "a = np.zeros(1000, np.float32); a[3] = np.nan; tfcore.audio.WhisperFeatureExtractor()(a)",
+        VE,
+        "NaN",
+    ),
+    (
+        "audio/features stereo array",
+        "tfcore.audio.WhisperFeatureExtractor()(np.zeros((1, 2, 1000), np.float32))",
+        VE,
+        "mono",
+    ),
+    (
+        "audio/features fine after errors",
+        "assert tfcore.audio.WhisperFeatureExtractor()(np.zeros(1000, np.float32))['input_features'].shape == (1, 80, 3000)",
+        None,
+        "",
+    ),
 ]
 
 

@@ -422,3 +422,36 @@ def test_state_space_kernels_and_decoding_keep_memory_flat(tmp_path):
         run = lambda: model.generate(ids, max_new_tokens=5, num_beams=2)  # noqa: E731
         growth = min(rss_growth(run, calls=200, warmup=200), rss_growth(run, calls=200, warmup=0))
         assert growth < 2 * MiB, (kind, growth)
+
+
+def test_speech_keeps_memory_flat(tmp_path):
+    """WAV reading, resampling and Whisper's features (NumPy temporaries only), and Whisper's
+    generate (the per-thread call state is dropped after each call)."""
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip("resident-memory bound is not meaningful under AddressSanitizer")
+    import io
+    import wave
+
+    from test_whisper import MULTILINGUAL, save_tiny_whisper
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(22050)
+        w.writeframes(np.random.default_rng(0).integers(-3000, 3000, 2 * 4000).astype("<i2").tobytes())
+    data = buf.getvalue()
+    fe = tfcore.audio.WhisperFeatureExtractor()
+
+    def audio_calls():
+        x, rate = tfcore.audio.read_wav(data, mono=True)
+        fe(tfcore.audio.resample(x, rate, 16000), sampling_rate=16000)
+
+    growth = rss_growth(audio_calls, calls=200, warmup=20)
+    assert growth < 4 * MiB, growth
+    save_tiny_whisper(tmp_path, MULTILINGUAL)
+    model = tfcore.models.WhisperForConditionalGeneration.from_pretrained(tmp_path)
+    mel = fe(np.zeros(1600, np.float32))["input_features"]
+    run = lambda: model.generate(mel, max_new_tokens=3, num_beams=2, language="en")  # noqa: E731
+    growth = min(rss_growth(run, calls=60, warmup=20), rss_growth(run, calls=60, warmup=0))
+    assert growth < 4 * MiB, growth

@@ -290,6 +290,21 @@ def test_eight_threads_share_models_and_layers(tmp_path):
             ),
         }
     )
+    # speech: Whisper's generate keeps its call's features per thread; the audio helpers
+    from test_whisper import MULTILINGUAL, save_tiny_whisper
+
+    save_tiny_whisper(tmp_path / "whisper", MULTILINGUAL)
+    whisper = tfcore.models.WhisperForConditionalGeneration.from_pretrained(tmp_path / "whisper")
+    speech = rng.standard_normal(22050).astype(np.float32) * 0.1
+    fe = tfcore.audio.WhisperFeatureExtractor()
+    mel = np.stack([fe(speech[:16000] * s, sampling_rate=16000)["input_features"][0] for s in (1.0, 0.5)])
+    work.update(
+        {
+            "whisper-generate": lambda: whisper.generate(mel, max_new_tokens=4, language="en"),
+            "whisper-beam": lambda: whisper.generate(mel[:1], max_new_tokens=3, num_beams=2, language="de"),
+            "audio-features": lambda: fe(tfcore.audio.resample(speech, 22050, 16000))["input_features"],
+        }
+    )
     serial = {name: fn() for name, fn in work.items()}
     failures, counts = [], [0] * THREADS
     deadline = time.monotonic() + SECONDS

@@ -24,6 +24,7 @@ except ImportError as _e:  # a source checkout shadowing the installed package, 
     raise
 from . import (
     _runtime,
+    audio,
     eval,  # tfcore.eval: batch helpers (shadows the builtin only here)
     functional,
     image,

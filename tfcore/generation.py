@@ -139,8 +139,22 @@ def _take(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 
 def _top(x: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest entries per row, best first (stable on ties)."""
-    return np.argsort(-x, axis=-1, kind="stable")[:, :k]
+    """Indices of the k largest entries per row, best first (stable on ties: the lower index
+    first). Over a large vocabulary (beam search: beams x V entries) a full sort dominated a
+    step; only the entries >= the row's k-th largest value are sorted (all of them when ties
+    at that value are many)."""
+    n = x.shape[-1]
+    if k >= n or n <= 4096:
+        return np.argsort(-x, axis=-1, kind="stable")[:, :k]
+    out = np.empty((x.shape[0], k), np.int64)
+    for b, row in enumerate(x):
+        kth = np.partition(row, n - k)[n - k]  # the k-th largest value
+        cand = np.flatnonzero(row >= kth)  # ascending index order
+        if cand.size > 8 * k + 64:  # many ties at the k-th value (e.g. -inf): sort the row
+            out[b] = np.argsort(-row, kind="stable")[:k]
+        else:
+            out[b] = cand[np.argsort(-row[cand], kind="stable")[:k]]
+    return out
 
 
 def _stop_list(stop_strings, tokenizer, num_beams: int) -> List[str]:
@@ -396,6 +410,8 @@ class GenerationMixin:
             )
 
         sequences = ids
+        # a family's logits processors (Whisper's token suppression): scores, sequences -> scores
+        process = getattr(step, "process_scores", None)
         cache = self.new_cache(B, T0 + max_new_tokens, cache_policy, cache_budget, n_sink, cache_dtype)
         finished = np.zeros(B, bool)
         step_ids, step_pos = sequences, positions_from_mask(mask)
@@ -404,6 +420,8 @@ class GenerationMixin:
             if repetition_penalty != 1.0:
                 apply_repetition_penalty(logits, sequences, repetition_penalty)
             constrain(logits, sequences)
+            if process is not None:
+                logits = process(logits, sequences)
             if do_sample:
                 logits = filter_top_k_top_p(logits / temperature, top_k, top_p)
                 probs = np.exp(logits - logits.max(-1, keepdims=True))
@@ -467,6 +485,7 @@ class GenerationMixin:
         cache = self.new_cache(B * nb, max_len, dtype=cache_dtype)
         step_ids, step_pos, cur = np.repeat(ids, nb, axis=0), positions_from_mask(flat_mask), T0
         batch_offset = (np.arange(B) * nb)[:, None]
+        process = getattr(step, "process_scores", None)
         while cur < max_len:
             logits = step(np.ascontiguousarray(step_ids), flat_mask, step_pos, cache).astype(np.float32)
             log_probs = log_softmax(logits)
@@ -476,6 +495,8 @@ class GenerationMixin:
                 )
             if constrain is not None:
                 constrain(log_probs, running.reshape(B * nb, max_len)[:, :cur])
+            if process is not None:  # after log_softmax, as HF applies logits processors in beam search
+                log_probs = process(log_probs, running.reshape(B * nb, max_len)[:, :cur])
             V = log_probs.shape[-1]
             acc = (log_probs.reshape(B, nb, V) + running_scores[:, :, None]).reshape(B, nb * V)
             top = _top(acc, keep)

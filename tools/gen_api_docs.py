@@ -21,6 +21,7 @@ def sections():
     yield "tfcore.functional", [getattr(tfcore.functional, n) for n in tfcore.functional.__all__]
     yield "tfcore.models", [getattr(models, n) for n in models.__all__]
     yield "tfcore.image", [tfcore.image.ImageProcessor, tfcore.image.load_image]
+    yield "tfcore.audio", [getattr(tfcore.audio, n) for n in tfcore.audio.__all__]
     yield (
         "tfcore.eval",
         [

@@ -34,6 +34,7 @@ from .retnet import *  # noqa: F401,F403
 from .swin import *  # noqa: F401,F403
 from .t5 import *  # noqa: F401,F403
 from .vit import *  # noqa: F401,F403
+from .whisper import *  # noqa: F401,F403
 
 # The submodules families share (docs/contributing.md); every other submodule is a family.
 _SHARED_MODULES = ("base", "encoder", "decoder", "seq2seq", "vision", "registry")
