@@ -36,6 +36,7 @@
     X(tf_rotary_embedding_methods, rotary_embedding)                         \
     X(tf_activation_methods, activation)                                     \
     X(tf_bfloat16_methods, bfloat16)                                         \
-    X(tf_linear_attention_methods, linear_attention)
+    X(tf_linear_attention_methods, linear_attention)                         \
+    X(tf_rwkv_methods, rwkv)
 
 #endif /* TFCORE_REGISTRY_H */

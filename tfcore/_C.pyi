@@ -341,6 +341,18 @@ def linear_attention(
     return_state: bool = False,
     return_weights: bool = False,
 ) -> Union[F32, Tuple[Any, ...]]: ...
+def rwkv4_wkv(
+    key: F32,
+    value: F32,
+    time_decay: F32,
+    time_first: F32,
+    *,
+    receptance: Optional[F32] = None,
+    state: Optional[Tuple[F32, F32, F32]] = None,
+) -> F32: ...
+def rwkv_token_shift(x: F32, mix: F32, *, state: Optional[F32] = None) -> F32: ...
+def squared_relu(x: F32, *, out: Optional[F32] = None) -> F32: ...
+def sigmoid_gate(gate: F32, x: F32, *, out: Optional[F32] = None) -> F32: ...
 def sliding_window_attention(
     query: F32,
     key: F32,
