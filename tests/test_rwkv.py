@@ -45,9 +45,16 @@ def build(tmp_path_factory, name, **over):
                 for n, p in mod.named_parameters():
                     if n.startswith("time_mix"):
                         p.copy_(torch.rand(p.shape, generator=g))
-            block.attention.time_decay.copy_(torch.rand(block.attention.time_decay.shape, generator=g) * 6 - 4)
+            block.attention.time_decay.copy_(
+                torch.rand(block.attention.time_decay.shape, generator=g) * 6 - 4
+            )
             block.attention.time_first.copy_(torch.randn(block.attention.time_first.shape, generator=g))
-            for lin in (block.attention.key, block.attention.value, block.attention.receptance, block.attention.output):
+            for lin in (
+                block.attention.key,
+                block.attention.value,
+                block.attention.receptance,
+                block.attention.output,
+            ):
                 lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * 0.3)
     path = tmp_path_factory.mktemp(name)
     ref.save_pretrained(path)
@@ -98,7 +105,9 @@ def test_state_matches_hf(rwkv, rng):
     for i in range(5):
         scale = np.abs(hf_state[1][:, :, i]).max()
         np.testing.assert_allclose(st.get(i, "shift_att"), hf_state[1][:, :, i], atol=1e-5 * scale)
-        np.testing.assert_allclose(st.get(i, "shift_ffn"), hf_state[0][:, :, i], atol=1e-5 * np.abs(hf_state[0]).max())
+        np.testing.assert_allclose(
+            st.get(i, "shift_ffn"), hf_state[0][:, :, i], atol=1e-5 * np.abs(hf_state[0]).max()
+        )
         num, den, mx = (st.get(i, n) for n in ("wkv_num", "wkv_den", "wkv_max"))
         hn, hd, hm = (hf_state[j][:, :, i] for j in (2, 3, 4))
         np.testing.assert_allclose(num / den, hn / hd, atol=1e-4 * np.abs(hn / hd).max())
@@ -134,7 +143,9 @@ def test_beam_search_equals_hf(rwkv, rng, kw):
     # HF refuses beam search with RWKV's state ("the cache cannot be reordered"): it runs
     # without a cache (the full sequence each step); tfcore reorders its RecurrentState
     with torch.no_grad():
-        want = ref.generate(torch.from_numpy(ids), do_sample=False, eos_token_id=None, pad_token_id=0, use_cache=False, **kw).numpy()
+        want = ref.generate(
+            torch.from_numpy(ids), do_sample=False, eos_token_id=None, pad_token_id=0, use_cache=False, **kw
+        ).numpy()
     got = ours.generate(ids, eos_token_id=[], pad_token_id=0, **kw)
     np.testing.assert_array_equal(got, want)
 
@@ -151,14 +162,23 @@ def test_left_padding_is_skipped(rwkv, rng):
     assert rel(got[:1], hf_logits(ref, ids[:1])) < TOL
     gen = ours.generate(ids, attention_mask=mask, max_new_tokens=15, eos_token_id=[], pad_token_id=0)
     for b, start in ((0, 0), (1, 5)):
-        alone = assert_generate_matches_hf(ref, ours, np.ascontiguousarray(ids[b : b + 1, start:]), max_new_tokens=15)
+        alone = assert_generate_matches_hf(
+            ref, ours, np.ascontiguousarray(ids[b : b + 1, start:]), max_new_tokens=15
+        )
         np.testing.assert_array_equal(gen[b, 12:], alone[0, 12 - start :])
 
 
 def test_attention_hidden_size_and_tied_head(tmp_path_factory, rng):
     """attention_hidden_size != hidden_size (HF's cache assumes them equal, so the full forward
     only), rescale_every=0 and a head tied to the embeddings."""
-    ref, path = build(tmp_path_factory, "rwkv_a", attention_hidden_size=24, rescale_every=0, tie_word_embeddings=True, num_hidden_layers=2)
+    ref, path = build(
+        tmp_path_factory,
+        "rwkv_a",
+        attention_hidden_size=24,
+        rescale_every=0,
+        tie_word_embeddings=True,
+        num_hidden_layers=2,
+    )
     ours = models.RwkvForCausalLM.from_pretrained(path)
     ids = rng.integers(3, V, size=(1, 15))
     assert rel(ours(ids).logits, hf_logits(ref, ids)) < TOL

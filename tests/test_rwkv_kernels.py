@@ -63,7 +63,10 @@ def test_two_calls_equal_one(path, split):
     whole = F.rwkv4_wkv(k, v, td, tf)
     state = empty_state(B, C)
     first = F.rwkv4_wkv(k[:, :split].copy(), v[:, :split].copy(), td, tf, state=state)
-    rest = [F.rwkv4_wkv(k[:, t : t + 1].copy(), v[:, t : t + 1].copy(), td, tf, state=state) for t in range(split, T)]
+    rest = [
+        F.rwkv4_wkv(k[:, t : t + 1].copy(), v[:, t : t + 1].copy(), td, tf, state=state)
+        for t in range(split, T)
+    ]
     # same float32 operations in the same order: the split changes nothing
     np.testing.assert_array_equal(np.concatenate([first, *rest], axis=1), whole)
 
@@ -138,7 +141,9 @@ def test_channel_mix_elementwise(path):
     # polynomial exp: a few ulp relative
     np.testing.assert_allclose(F.sigmoid_gate(r, x), want, rtol=1e-6, atol=1e-30)
     big = np.random.default_rng(2).standard_normal(70000).astype(np.float32)  # the threaded path
-    np.testing.assert_allclose(F.sigmoid_gate(big, big), big / (1 + np.exp(-big.astype(np.float64))), rtol=1e-6, atol=1e-30)
+    np.testing.assert_allclose(
+        F.sigmoid_gate(big, big), big / (1 + np.exp(-big.astype(np.float64))), rtol=1e-6, atol=1e-30
+    )
 
 
 @pytest.mark.parametrize(
@@ -151,13 +156,34 @@ def test_channel_mix_elementwise(path):
         (lambda k, v, td, tf: F.rwkv4_wkv(k * np.nan, v, td, tf), "NaN|finite"),
         (lambda k, v, td, tf: F.rwkv4_wkv(k, v, td, tf, state=np.zeros((2, 5))), "tuple"),
         (lambda k, v, td, tf: F.rwkv4_wkv(k, v, td, tf, state=empty_state(2, 4)), r"state\[0\]"),
-        (lambda k, v, td, tf: F.rwkv4_wkv(k, v, td, tf, state=(*empty_state(2, 5)[:2], -np.ones((2, 5), np.float32))), None),
-        (lambda k, v, td, tf: F.rwkv4_wkv(k, v, td, tf, state=(np.zeros((2, 5), np.float32), -np.ones((2, 5), np.float32), np.zeros((2, 5), np.float32))), "den"),
+        (
+            lambda k, v, td, tf: F.rwkv4_wkv(
+                k, v, td, tf, state=(*empty_state(2, 5)[:2], -np.ones((2, 5), np.float32))
+            ),
+            None,
+        ),
+        (
+            lambda k, v, td, tf: F.rwkv4_wkv(
+                k,
+                v,
+                td,
+                tf,
+                state=(
+                    np.zeros((2, 5), np.float32),
+                    -np.ones((2, 5), np.float32),
+                    np.zeros((2, 5), np.float32),
+                ),
+            ),
+            "den",
+        ),
         (lambda k, v, td, tf: F.rwkv4_wkv(k[:, :0].copy(), v[:, :0].copy(), td, tf), "empty|zero"),
         (lambda k, v, td, tf: F.rwkv4_wkv(k, v, td, tf, receptance=k[:, :1].copy()), "receptance"),
         (lambda k, v, td, tf: F.rwkv_token_shift(k, td), "mix"),
         (lambda k, v, td, tf: F.rwkv_token_shift(k, np.zeros((17, 5), np.float32)), "at most 16"),
-        (lambda k, v, td, tf: F.rwkv_token_shift(k, td[None], state=np.zeros((2, 5), np.float32)[:, ::-1]), "state"),
+        (
+            lambda k, v, td, tf: F.rwkv_token_shift(k, td[None], state=np.zeros((2, 5), np.float32)[:, ::-1]),
+            "state",
+        ),
         (lambda k, v, td, tf: F.sigmoid_gate(k, v[:, :1].copy()), "same|equal"),
         (lambda k, v, td, tf: F.squared_relu(k, out=k[:1]), "out"),
     ],

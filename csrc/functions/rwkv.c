@@ -51,16 +51,16 @@ state_arg(tf_state *st, PyObject *obj, const char *name, int64_t B, int64_t C)
 static PyObject *
 py_rwkv4_wkv(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"key", "value", "time_decay", "time_first", "receptance", "state",
-                             NULL};
+    static char *kwlist[] = {"key",        "value", "time_decay", "time_first",
+                             "receptance", "state", NULL};
     PyObject *k_obj, *v_obj, *td_obj, *tf_obj, *r_obj = Py_None, *s_obj = Py_None;
     PyArrayObject *k = NULL, *v = NULL, *td = NULL, *u = NULL, *r = NULL, *y = NULL;
     PyArrayObject *s[3] = {NULL, NULL, NULL};
     PyObject *result = NULL;
     float *w = NULL;
     tf_state *st = tf_state_of_module(module);
-    if (!TF_PARSE(st, args, kwds, "OOOO|$OO:rwkv4_wkv", kwlist, &k_obj, &v_obj, &td_obj,
-                  &tf_obj, &r_obj, &s_obj)) {
+    if (!TF_PARSE(st, args, kwds, "OOOO|$OO:rwkv4_wkv", kwlist, &k_obj, &v_obj, &td_obj, &tf_obj,
+                  &r_obj, &s_obj)) {
         return NULL;
     }
     const int64_t any3[3] = {-1, -1, -1};
@@ -74,20 +74,19 @@ py_rwkv4_wkv(PyObject *module, PyObject *args, PyObject *kwds)
         (u = exact(st, tf_obj, "time_first", 1, cshape, "(channels,)")) == NULL) {
         goto done;
     }
-    if (r_obj != Py_None &&
-        (r = exact(st, r_obj, "receptance", 3, kshape, "key's (batch, length, channels)")) ==
-            NULL) {
+    if (r_obj != Py_None && (r = exact(st, r_obj, "receptance", 3, kshape,
+                                       "key's (batch, length, channels)")) == NULL) {
         goto done;
     }
     if (s_obj != Py_None) {
         if (!PyTuple_Check(s_obj) || PyTuple_GET_SIZE(s_obj) != 3) {
-            tf_type_error(st, "state must be a tuple (num, den, max) of three (batch, channels) "
-                              "float32 arrays, got %s",
+            tf_type_error(st,
+                          "state must be a tuple (num, den, max) of three (batch, channels) "
+                          "float32 arrays, got %s",
                           Py_TYPE(s_obj)->tp_name);
             goto done;
         }
-        static const char *const names[3] = {"state[0] (num)", "state[1] (den)",
-                                             "state[2] (max)"};
+        static const char *const names[3] = {"state[0] (num)", "state[1] (den)", "state[2] (max)"};
         for (int i = 0; i < 3; i++) {
             if ((s[i] = state_arg(st, PyTuple_GET_ITEM(s_obj, i), names[i], a.B, a.C)) == NULL) {
                 goto done;
@@ -179,8 +178,8 @@ py_rwkv_token_shift(PyObject *module, PyObject *args, PyObject *kwds)
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS tf_threads_begin();
-    tf_rwkv_token_shift(B, T, C, PyArray_DATA(x), s ? PyArray_DATA(s) : NULL, 1, n,
-                        PyArray_DATA(m), PyArray_DATA(out));
+    tf_rwkv_token_shift(B, T, C, PyArray_DATA(x), s ? PyArray_DATA(s) : NULL, 1, n, PyArray_DATA(m),
+                        PyArray_DATA(out));
     Py_END_ALLOW_THREADS result = Py_NewRef(out);
 done:
     Py_XDECREF(x);

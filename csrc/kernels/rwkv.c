@@ -76,8 +76,7 @@ TF_ISA_FN(tf_rwkv4_wkv_block)(const tf_rwkv4_wkv_args *a, int64_t b, int64_t c0)
 
 /* One (C,) row: out = x * m + s * (1 - m); s NULL reads as zeros. */
 void
-TF_ISA_FN(tf_rwkv_shift_row)(const float *x, const float *s, const float *m, float *out,
-                             int64_t C)
+TF_ISA_FN(tf_rwkv_shift_row)(const float *x, const float *s, const float *m, float *out, int64_t C)
 {
     const tf_vf one = tf_vset1(1.0f);
     for (int64_t c = 0; c < C; c += TF_VW) {
@@ -204,8 +203,8 @@ shift_row_ref(const float *x, const float *s, const float *m, float *out, int64_
 }
 
 void
-tf_rwkv_token_shift(int64_t B, int64_t T, int64_t C, const float *x, float *prev,
-                    int keep_last, int64_t n, const float *mix, float *out)
+tf_rwkv_token_shift(int64_t B, int64_t T, int64_t C, const float *x, float *prev, int keep_last,
+                    int64_t n, const float *mix, float *out)
 {
     void (*fn)(const float *, const float *, const float *, float *, int64_t) = shift_row_ref;
     switch (tf_rwkv_isa()) {

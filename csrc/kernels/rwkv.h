@@ -19,10 +19,10 @@
 
 typedef struct {
     int64_t B, T, C;
-    const float *k, *v; /* (B, T, C) key and value */
-    const float *r;     /* (B, T, C) receptance logits, or NULL: y = wkv, else sigmoid(r) wkv */
-    const float *w;     /* (C,) per-step log decay, -exp(time_decay) (<= 0) */
-    const float *u;     /* (C,) time_first: the current token's bonus */
+    const float *k, *v;  /* (B, T, C) key and value */
+    const float *r;      /* (B, T, C) receptance logits, or NULL: y = wkv, else sigmoid(r) wkv */
+    const float *w;      /* (C,) per-step log decay, -exp(time_decay) (<= 0) */
+    const float *u;      /* (C,) time_first: the current token's bonus */
     float *aa, *bb, *pp; /* (B, C) state, read then overwritten with the final state; all NULL:
                             start empty and keep no state */
     float *y;            /* (B, T, C) output */

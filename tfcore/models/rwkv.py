@@ -66,7 +66,9 @@ class RwkvBlock:
         self.ln1, self.ln2 = norm("ln1"), norm("ln2")
         self.hidden_size, self.attention_hidden_size = C, A
         att = "attention"
-        self.att_mix = _f32(np.stack([g(f"{att}.time_mix_{n}", 1, 1, C).reshape(C) for n in ("key", "value", "receptance")]))
+        self.att_mix = _f32(
+            np.stack([g(f"{att}.time_mix_{n}", 1, 1, C).reshape(C) for n in ("key", "value", "receptance")])
+        )
         self.time_decay = _f32(g(f"{att}.time_decay", A))
         self.time_first = _f32(g(f"{att}.time_first", A))
         self.att_key = lin(f"{att}.key.weight", A, C)
@@ -74,7 +76,9 @@ class RwkvBlock:
         self.att_receptance = lin(f"{att}.receptance.weight", A, C)
         self.att_output = lin(f"{att}.output.weight", C, A, scale)
         ffn = "feed_forward"
-        self.ffn_mix = _f32(np.stack([g(f"{ffn}.time_mix_{n}", 1, 1, C).reshape(C) for n in ("key", "receptance")]))
+        self.ffn_mix = _f32(
+            np.stack([g(f"{ffn}.time_mix_{n}", 1, 1, C).reshape(C) for n in ("key", "receptance")])
+        )
         self.ffn_key = lin(f"{ffn}.key.weight", F, C)
         self.ffn_receptance = lin(f"{ffn}.receptance.weight", C, C)
         self.ffn_value = lin(f"{ffn}.value.weight", C, F, scale)
@@ -142,7 +146,9 @@ class RwkvForCausalLM(PreTrainedModel, GenerationMixin):
             scale = float(2 ** (i // every)) if every > 0 else 1.0
             self.blocks.append(RwkvBlock(g, C, A, F, eps, scale, w.dtype, first=i == 0))
             w.release()
-        self.ln_out = _C.LayerNorm(w.get("rwkv.ln_out.weight", (C,)), w.get("rwkv.ln_out.bias", (C,)), eps=eps)
+        self.ln_out = _C.LayerNorm(
+            w.get("rwkv.ln_out.weight", (C,)), w.get("rwkv.ln_out.bias", (C,)), eps=eps
+        )
         head = w.get("head.weight", (V, C), optional=True, matrix=True)
         if head is None or cfg.get("tie_word_embeddings", False):
             head = self.embeddings.weight
@@ -204,10 +210,14 @@ class RwkvForCausalLM(PreTrainedModel, GenerationMixin):
             )
         if state is not None:
             if state.batch_size != B:
-                raise _C.TfcoreValueError(f"past_key_values has batch_size {state.batch_size}, input_ids has {B}")
-            if state.dtype != "float32" or state.num_layers != self.num_layers or dict(state.shapes(0)) != {
-                n: tuple(s) for n, s in self.blocks[0].state_shapes().items()
-            }:
+                raise _C.TfcoreValueError(
+                    f"past_key_values has batch_size {state.batch_size}, input_ids has {B}"
+                )
+            if (
+                state.dtype != "float32"
+                or state.num_layers != self.num_layers
+                or dict(state.shapes(0)) != {n: tuple(s) for n, s in self.blocks[0].state_shapes().items()}
+            ):
                 raise _C.TfcoreValueError(
                     f"past_key_values was not made by this model's new_cache() (expected float32 "
                     f"{self.num_layers} layers of {self.blocks[0].state_shapes()})"
