@@ -326,6 +326,8 @@ def test_rwkv_kernels_and_decoding_keep_memory_flat(tmp_path):
         F.rwkv4_wkv(k, v, c, c, receptance=r, state=st)
         F.rwkv_token_shift(k, mix, state=prev)
         F.sigmoid_gate(r, F.squared_relu(k))
+        q6 = k.reshape(2, 3, 3, 24)
+        F.rwkv6_wkv(q6, q6, q6, -np.abs(q6), c.reshape(1, 24).repeat(3, 0), return_state=True)
         try:
             F.rwkv4_wkv(k, v, c, c, state=bad)
         except tfcore.TfcoreValueError:

@@ -30,6 +30,7 @@ from ._C import (
     t5_relative_position_bucket,
     window_attention,
 )
+from ._rwkv6 import rwkv6_wkv
 
 __all__ = [
     "activation",
@@ -42,6 +43,7 @@ __all__ = [
     "rope_inv_freq",
     "rotary_embedding",
     "rwkv4_wkv",
+    "rwkv6_wkv",
     "rwkv_token_shift",
     "scaled_dot_product_attention",
     "sigmoid_gate",
