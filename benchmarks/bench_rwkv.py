@@ -60,7 +60,15 @@ def step_bytes(model) -> int:
 
     n = lin(model.head)
     for b in model.blocks:
-        for layer in (b.att_key, b.att_value, b.att_receptance, b.att_output, b.ffn_key, b.ffn_receptance, b.ffn_value):
+        for layer in (
+            b.att_key,
+            b.att_value,
+            b.att_receptance,
+            b.att_output,
+            b.ffn_key,
+            b.ffn_receptance,
+            b.ffn_value,
+        ):
             n += lin(layer)
     return n + model.new_cache(1).nbytes
 
@@ -97,7 +105,9 @@ def main():
             hf_tok = ref.generate(
                 torch.from_numpy(ids), max_new_tokens=16, do_sample=False, eos_token_id=None, pad_token_id=0
             ).numpy()
-        agree = float((ours.generate(ids, max_new_tokens=16, eos_token_id=[])[:, 64:] == hf_tok[:, 64:]).mean())
+        agree = float(
+            (ours.generate(ids, max_new_tokens=16, eos_token_id=[])[:, 64:] == hf_tok[:, 64:]).mean()
+        )
         print(f"validation: max rel. logit diff {err:.1e}, greedy tokens agree {100 * agree:.0f}%\n")
         for ctx in contexts:
             ctx_ids = rng.integers(100, 50000, size=(1, ctx))
@@ -158,7 +168,9 @@ def main():
             ]
         )
     print(f"weights + state read per decode step: {nbytes / 1e6:.0f} MB (float32)")
-    print_table(["RWKV-4 169M-shaped", "tfcore", "HF", "HF/tfcore time", "tfcore GB/s (% of measured)", "notes"], rows)
+    print_table(
+        ["RWKV-4 169M-shaped", "tfcore", "HF", "HF/tfcore time", "tfcore GB/s (% of measured)", "notes"], rows
+    )
 
 
 if __name__ == "__main__":
