@@ -63,6 +63,11 @@ BENCHMARKS = [
         ["--threads", "{threads}"],
     ),
     (
+        "bench_rwkv.py",
+        "RWKV-4 (169M-shaped) decode B=1 at context 128-8k and prefill 2k vs HF",
+        ["--threads", "{threads}"],
+    ),
+    (
         "bench_bloom.py",
         "BLOOM (ALiBi) greedy decoding vs HF generate, bloom-560m shape",
         ["--threads", "{threads}"],

@@ -37,6 +37,7 @@
     X(tf_activation_methods, activation)                                     \
     X(tf_bfloat16_methods, bfloat16)                                         \
     X(tf_linear_attention_methods, linear_attention)                         \
-    X(tf_state_space_methods, state_space)
+    X(tf_state_space_methods, state_space)                                   \
+    X(tf_rwkv_methods, rwkv)
 
 #endif /* TFCORE_REGISTRY_H */

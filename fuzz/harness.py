@@ -426,12 +426,52 @@ def wav_bytes(samples, *, width: int = 2, channels: int = 1, rate: int = 16000, 
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
+def rwkv(data: bytes) -> None:
+    """RWKV-4's kernels (tfcore.functional.rwkv4_wkv, rwkv_token_shift, squared_relu,
+    sigmoid_gate) with fuzzed shapes, layouts, decays, states and values (NaN, Inf, 1e30)."""
+    r = Reader(data)
+    B, T, C = r.int(0, 3), r.int(0, 30), r.int(0, 40)
+    shape = (B, T, C)
+    state = r.choice(
+        [
+            None,
+            tuple(r.array((B, C)) for _ in range(3)),
+            (r.array((B, C)), np.abs(r.array((B, C))), r.array((B, C))),
+            (r.array((B, C)), r.array((B, r.int(0, 9)))),
+            r.array((B, C)),
+        ]
+    )
+    if isinstance(state, tuple) and r.byte() & 1:
+        state = tuple(_layout(r, s) for s in state)
+    _expected(
+        lambda: F.rwkv4_wkv(
+            _layout(r, r.array(shape) * r.choice([1.0, 40.0, 1e4])),
+            _layout(r, r.array(shape)),
+            _layout(r, r.array((C,)) * r.choice([1.0, 30.0, 1e6])),
+            _layout(r, r.array((r.choice([C, C + 1]),))),
+            receptance=r.choice([None, r.array(shape), r.array((B, T, 1))]),
+            state=state,
+        )
+    )
+    _expected(
+        lambda: F.rwkv_token_shift(
+            _layout(r, r.array(shape)),
+            _layout(r, r.array((r.int(0, 18), r.choice([C, C + 1])))),
+            state=r.choice([None, r.array((B, C)), r.array((C,))]),
+        )
+    )
+    x = r.array(shape)
+    _expected(lambda: F.squared_relu(_layout(r, x), out=r.choice([None, x, r.array((C,))])))
+    _expected(lambda: F.sigmoid_gate(_layout(r, r.array(shape)), _layout(r, x), out=r.choice([None, x])))
+
+
 TARGETS = {
     "wav": wav,
     "safetensors": safetensors,
     "config": config,
     "ops": ops,
     "linear_attention": linear_attention,
+    "rwkv": rwkv,
     "gguf": gguf,
 }
 

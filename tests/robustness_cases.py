@@ -80,6 +80,8 @@ def setup(model_dirs):
     ns["rstate"] = tfcore.RecurrentState(2, 2, {"state": (4, 3, 5), "z": (4, 3)})
     ns["x"] = r(2, 5, C)
     ns["q"], ns["k"], ns["v"] = r(1, 4, 6, 8), r(1, 4, 7, 8), r(1, 4, 7, 8)
+    ns["wk"], ns["wv"], ns["wc"] = r(2, 3, 5), r(2, 3, 5), r(5)  # RWKV: (B, T, C) and (C,)
+    ns["wst"] = tuple(np.zeros((2, 5), np.float32) for _ in range(3))
     for d in model_dirs:
         ns[os.path.basename(d).replace("-", "_")] = d
     return ns
@@ -503,6 +505,72 @@ CASES = [
     ("rstate/reorder dtype", "rstate.reorder(np.array([0.0, 1.0]))", TE, "beam_idx"),
     ("rstate/advance negative", "rstate.advance(-3)", VE, "advance"),
     ("rstate/unchanged after rejects", "assert not rstate.get(0, 'z').any()", None, ""),
+    # ---- RWKV-4 kernels
+    ("rwkv/key 2-D", "F.rwkv4_wkv(wk[0], wv, wc, wc)", VE, "key"),
+    ("rwkv/value shape", "F.rwkv4_wkv(wk, wv[:, :2].copy(), wc, wc)", VE, "value has shape"),
+    ("rwkv/decay shape", "F.rwkv4_wkv(wk, wv, wc[:4].copy(), wc)", VE, "time_decay has shape"),
+    ("rwkv/float64", "F.rwkv4_wkv(wk, wv, wc.astype(np.float64), wc)", TE, "float64"),
+    ("rwkv/NaN", "F.rwkv4_wkv(wk, np.full_like(wv, np.nan), wc, wc)", VE, "NaN"),
+    ("rwkv/Inf first", "F.rwkv4_wkv(wk, wv, wc, np.full_like(wc, np.inf))", VE, "time_first"),
+    ("rwkv/non-contiguous", "F.rwkv4_wkv(wk[:, ::2], wv[:, ::2], wc, wc)", VE, "contiguous"),
+    ("rwkv/empty", "F.rwkv4_wkv(wk[:, :0].copy(), wv[:, :0].copy(), wc, wc)", VE, "empty"),
+    ("rwkv/receptance shape", "F.rwkv4_wkv(wk, wv, wc, wc, receptance=wk[:1].copy())", VE, "receptance"),
+    ("rwkv/state type", "F.rwkv4_wkv(wk, wv, wc, wc, state=wst[0])", TE, "tuple"),
+    ("rwkv/state length", "F.rwkv4_wkv(wk, wv, wc, wc, state=wst[:2])", TE, "tuple"),
+    ("rwkv/state shape", "F.rwkv4_wkv(wk, wv, wc, wc, state=(wst[0], wst[1], r(2, 4)))", VE, "max"),
+    (
+        "rwkv/state den",
+        "F.rwkv4_wkv(wk, wv, wc, wc, state=(wst[0], -np.ones((2, 5), np.float32), wst[2]))",
+        VE,
+        "den",
+    ),
+    (
+        "rwkv/state read-only",
+        "s = np.zeros((2, 5), np.float32); s.flags.writeable = False\nF.rwkv4_wkv(wk, wv, wc, wc, state=(s, wst[1], wst[2]))",
+        VE,
+        "read-only",
+    ),
+    (
+        "rwkv/huge decay ok",
+        "assert np.isfinite(F.rwkv4_wkv(wk, wv, np.full_like(wc, 200.0), wc)).all()",
+        None,
+        "",
+    ),
+    ("rwkv/ok with state", "F.rwkv4_wkv(wk, wv, wc, wc, receptance=wk, state=wst)", None, ""),
+    ("rwkv shift/mix width", "F.rwkv_token_shift(wk, r(2, 4))", VE, "mix"),
+    ("rwkv shift/mix 1-D", "F.rwkv_token_shift(wk, wc)", VE, "mix"),
+    ("rwkv shift/too many", "F.rwkv_token_shift(wk, r(17, 5))", VE, "at most 16"),
+    ("rwkv shift/state shape", "F.rwkv_token_shift(wk, r(2, 5), state=r(5))", VE, "state"),
+    (
+        "rwkv shift/state overlaps x",
+        "F.rwkv_token_shift(wk, r(2, 5), state=wk[:, 0])",
+        VE,
+        "state|contiguous|overlap",
+    ),
+    ("rwkv shift/ok", "F.rwkv_token_shift(wk, r(3, 5), state=np.zeros((2, 5), np.float32))", None, ""),
+    ("squared_relu/out shape", "F.squared_relu(wk, out=wv[:1].copy())", VE, "out has shape"),
+    ("squared_relu/NaN", "F.squared_relu(np.full_like(wk, np.nan))", VE, "NaN"),
+    ("sigmoid_gate/shapes", "F.sigmoid_gate(wk, wv[:, :2].copy())", VE, "must be equal"),
+    ("sigmoid_gate/NaN gate", "F.sigmoid_gate(np.full_like(wk, np.nan), wv)", VE, "gate"),
+    ("sigmoid_gate/ok in place", "y = wv.copy(); assert F.sigmoid_gate(wk, y, out=y) is y", None, ""),
+    ("rwkv6/decay positive", "F.rwkv6_wkv(q, q, q, np.abs(q), r(4, 8))", VE, "log_decay"),
+    ("rwkv6/bonus shape", "F.rwkv6_wkv(q, q, q, -np.abs(q), r(4, 7))", VE, "bonus"),
+    ("rwkv6/value shape", "F.rwkv6_wkv(q, q, v, -np.abs(q), r(4, 8))", VE, "value has shape"),
+    ("rwkv6/float64", "F.rwkv6_wkv(q.astype(np.float64), q, q, -np.abs(q), r(4, 8))", TE, "float64"),
+    ("rwkv6/NaN", "F.rwkv6_wkv(q, np.full_like(q, np.nan), q, -np.abs(q), r(4, 8))", VE, "NaN"),
+    ("rwkv6/list", "F.rwkv6_wkv(q.tolist(), q, q, -np.abs(q), r(4, 8))", TE, "ndarray"),
+    (
+        "rwkv6/state shape",
+        "F.rwkv6_wkv(q, q, q, -np.abs(q), r(4, 8), initial_state=r(1, 4, 8, 7))",
+        VE,
+        "initial_state",
+    ),
+    (
+        "rwkv6/ok",
+        "F.rwkv6_wkv(q, q, q, -np.abs(q), r(4, 8), initial_state=r(1, 4, 8, 8), return_state=True)",
+        None,
+        "",
+    ),
     # ---- linear attention
     ("linattn/gate positive", "F.linear_attention(q, q, q, gate=np.full_like(q, 0.1))", VE, "<= 0"),
     ("linattn/decay range", "F.linear_attention(q, q, q, decay=[0.5, 2, 0.5, 0.5])", VE, "outside"),

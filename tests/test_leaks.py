@@ -350,6 +350,40 @@ def test_retnet_decoding_keeps_memory_flat(tmp_path):
     assert growth < 2 * MiB, growth
 
 
+def test_rwkv_kernels_and_decoding_keep_memory_flat(tmp_path):
+    """RWKV-4's kernels (states updated in place, rejected inputs) and RwkvForCausalLM's
+    generate() with its RecurrentState, greedy and beams."""
+    from tiny_models import save_tiny
+
+    F = tfcore.functional
+    rng = np.random.default_rng(0)
+    k, v, r = (rng.standard_normal((2, 9, 24)).astype(np.float32) for _ in range(3))
+    c = rng.standard_normal(24).astype(np.float32)
+    st = tuple(np.zeros((2, 24), np.float32) for _ in range(3))
+    bad = (st[0], -np.ones((2, 24), np.float32), st[2])
+    mix = rng.uniform(0, 1, (3, 24)).astype(np.float32)
+    prev = np.zeros((2, 24), np.float32)
+
+    def kernels():
+        F.rwkv4_wkv(k, v, c, c, receptance=r, state=st)
+        F.rwkv_token_shift(k, mix, state=prev)
+        F.sigmoid_gate(r, F.squared_relu(k))
+        q6 = k.reshape(2, 3, 3, 24)
+        F.rwkv6_wkv(q6, q6, q6, -np.abs(q6), c.reshape(1, 24).repeat(3, 0), return_state=True)
+        try:
+            F.rwkv4_wkv(k, v, c, c, state=bad)
+        except tfcore.TfcoreValueError:
+            pass
+
+    growth = rss_growth(kernels, calls=3000, warmup=300)
+    assert growth < 2 * MiB, growth
+    model = tfcore.AutoModelForCausalLM.from_pretrained(save_tiny("rwkv", tmp_path / "rwkv"))
+    ids = np.array([[1, 5, 9], [3, 4, 7]])
+    run = lambda: (model.generate(ids, max_new_tokens=6), model.generate(ids, max_new_tokens=4, num_beams=2))  # noqa: E731
+    growth = min(rss_growth(run, calls=200, warmup=200), rss_growth(run, calls=200, warmup=0))
+    assert growth < 2 * MiB, growth
+
+
 def test_conv_calls_and_constructions_keep_memory_flat():
     """Conv2d / Conv1d over every dtype and both layouts (the primitive, reorders and memory
     objects made per call must all be released), and construction with BatchNorm folding."""

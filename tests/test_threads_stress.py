@@ -30,6 +30,7 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     save_tiny_tokenizer(tmp_path / "bert")  # for the tfcore.eval helpers (texts in)
     save_tiny_tokenizer(tmp_path / "llama")
     save_tiny("mixtral", tmp_path / "mixtral", hidden_size=32, intermediate_size=40)
+    rwkv = tfcore.AutoModelForCausalLM.from_pretrained(save_tiny("rwkv", tmp_path / "rwkv"))
     bert = tfcore.AutoModel.from_pretrained(tmp_path / "bert")
     mixtral = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path / "mixtral")
     # the same weights as a PyTorch pytorch_model.bin (read by tfcore's restricted unpickler)
@@ -125,6 +126,7 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     qkv_map = r(2, 9, 11, 3, 2, 8)
     table = r(25, 2)
     state_init = r(3, 4, 8, 8)
+    u6 = r(4, 8)  # RWKV-6 bonus
     # a tiny RetNet (fla layout; no HF class): generate() carries a RecurrentState per call
     import json as _json
 
@@ -240,6 +242,13 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         "moe": lambda: moe(hm),
         "moe-route": lambda: moe.route(hm)[1],
         "mixtral-generate": lambda: mixtral.generate(ids[:2, :4], max_new_tokens=5),
+        "rwkv-generate": lambda: rwkv.generate(ids[:2, :4] % 60, max_new_tokens=5, num_beams=2),
+        "rwkv6-wkv": lambda: tfcore.functional.rwkv6_wkv(
+            ql, kl, vl, -np.abs(ql), u6, initial_state=state_init[:2], return_state=True
+        )[1],
+        "rwkv-wkv": lambda: tfcore.functional.rwkv4_wkv(
+            h, h, h[0, 0], h[0, 1], receptance=h, state=tuple(np.zeros((2, 32), np.float32) for _ in range(3))
+        ),
         "linear-pickled": lambda: pickle.loads(pickle.dumps(lin))(x),
         "conv2d-nchw": lambda: conv(img),
         "conv2d-depthwise-nhwc-residual": lambda: dwconv(fmap, fmap_res, channels_last=True),

@@ -1,6 +1,6 @@
 """Tiny Hugging Face checkpoints (random weights, save_pretrained) shared by the tests that
 only need *a* model of a family: save_tiny("bert" | "gpt2" | "llama" | "mixtral" | "t5" | "bart" | "mamba" |
-"mamba2" | "jamba", path, **config)."""
+"mamba2" | "jamba" | "rwkv", path, **config)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ DEFAULTS = {
         num_experts_per_tok=2,
         experts_implementation="eager",
     ),
+    "rwkv": dict(vocab_size=60, hidden_size=16, num_hidden_layers=2, intermediate_size=24, rescale_every=1),
     "t5": dict(
         vocab_size=60, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4, decoder_start_token_id=0
     ),
@@ -92,6 +93,8 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
         MambaForCausalLM,
         MixtralConfig,
         MixtralForCausalLM,
+        RwkvConfig,
+        RwkvForCausalLM,
         T5Config,
         T5ForConditionalGeneration,
     )
@@ -102,6 +105,7 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
         "gpt2": (GPT2LMHeadModel, GPT2Config),
         "llama": (LlamaForCausalLM, LlamaConfig),
         "mixtral": (MixtralForCausalLM, MixtralConfig),
+        "rwkv": (RwkvForCausalLM, RwkvConfig),
         "t5": (T5ForConditionalGeneration, T5Config),
         "mamba": (MambaForCausalLM, MambaConfig),
         "mamba2": (Mamba2ForCausalLM, Mamba2Config),

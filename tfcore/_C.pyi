@@ -375,6 +375,18 @@ def ssd_scan(
     mode: str = "chunkwise",
     chunk_size: int = 64,
 ) -> F32: ...
+def rwkv4_wkv(
+    key: F32,
+    value: F32,
+    time_decay: F32,
+    time_first: F32,
+    *,
+    receptance: Optional[F32] = None,
+    state: Optional[Tuple[F32, F32, F32]] = None,
+) -> F32: ...
+def rwkv_token_shift(x: F32, mix: F32, *, state: Optional[F32] = None) -> F32: ...
+def squared_relu(x: F32, *, out: Optional[F32] = None) -> F32: ...
+def sigmoid_gate(gate: F32, x: F32, *, out: Optional[F32] = None) -> F32: ...
 def sliding_window_attention(
     query: F32,
     key: F32,

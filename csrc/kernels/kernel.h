@@ -125,7 +125,8 @@ tf_isa_level tf_isa_for(unsigned have);
     X(linear_attention)       \
     X(causal_conv1d)          \
     X(selective_scan)         \
-    X(ssd)
+    X(ssd)                    \
+    X(rwkv)
 #define TF_DECLARE_FAMILY_ISA(family) tf_isa_level tf_##family##_isa(void);
 TF_KERNEL_FAMILIES(TF_DECLARE_FAMILY_ISA)
 #undef TF_DECLARE_FAMILY_ISA
