@@ -24,6 +24,7 @@ from .opt import *  # noqa: F401,F403
 from .phi3 import *  # noqa: F401,F403
 from .qwen2 import *  # noqa: F401,F403
 from .retnet import *  # noqa: F401,F403
+from .siglip import *  # noqa: F401,F403
 from .swin import *  # noqa: F401,F403
 from .t5 import *  # noqa: F401,F403
 from .vit import *  # noqa: F401,F403
