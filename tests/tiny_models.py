@@ -1,5 +1,6 @@
 """Tiny Hugging Face checkpoints (random weights, save_pretrained) shared by the tests that
-only need *a* model of a family: save_tiny("bert" | "gpt2" | "llama" | "mixtral" | "t5", path, **config)."""
+only need *a* model of a family: save_tiny("bert" | "gpt2" | "llama" | "mixtral" | "t5" | "siglip", path,
+**config)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,27 @@ DEFAULTS = {
     "t5": dict(
         vocab_size=60, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4, decoder_start_token_id=0
     ),
+    # 12x12 images of 4x4 patches, texts of up to 8 tokens
+    "siglip": dict(
+        text_config=dict(
+            vocab_size=60,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=8,
+            bos_token_id=0,
+            eos_token_id=2,
+        ),
+        vision_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=12,
+            patch_size=4,
+        ),
+    ),
 }
 
 
@@ -51,6 +73,8 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
         LlamaForCausalLM,
         MixtralConfig,
         MixtralForCausalLM,
+        SiglipConfig,
+        SiglipModel,
         T5Config,
         T5ForConditionalGeneration,
     )
@@ -61,6 +85,7 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
         "llama": (LlamaForCausalLM, LlamaConfig),
         "mixtral": (MixtralForCausalLM, MixtralConfig),
         "t5": (T5ForConditionalGeneration, T5Config),
+        "siglip": (SiglipModel, SiglipConfig),
     }[kind]
     torch.manual_seed(seed)
     model_cls(config_cls(**{**DEFAULTS[kind], **config})).save_pretrained(path)
