@@ -829,6 +829,18 @@ CASES = [
     ),
     ("window/float64", "F.window_attention(r(1, 6, 6, 3, 2, 4).astype(np.float64), 3)", TE, "float32"),
     (
+        "window/mask_value NaN",
+        "F.window_attention(r(1, 6, 6, 3, 2, 4), 3, 1, mask_value=float('nan'))",
+        VE,
+        "mask_value",
+    ),
+    (
+        "window/mask_value str",
+        "F.window_attention(r(1, 6, 6, 3, 2, 4), 3, 1, mask_value='-inf')",
+        TE,
+        "float",
+    ),
+    (
         "posbias/table shape",
         "tfcore.MultiHeadAttention(C, 4, qkv_weight=r(3 * C, C), o_weight=r(C, C), "
         "relative_attention_bias=r(32, 3))",

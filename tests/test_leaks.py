@@ -335,7 +335,8 @@ def test_conv_calls_and_constructions_keep_memory_flat():
 
 def test_image_text_models_keep_memory_flat(tmp_path):
     """CLIP and SigLIP (both towers, conv patch embedding, SigLIP's cross-attention pooling
-    head) over repeated forward calls, and SigLIP's loads."""
+    head) and SwinV2 (cosine window attention on a padded map) over repeated forward calls,
+    and SigLIP's loads."""
     import torch
     import transformers
 
@@ -352,11 +353,19 @@ def test_image_text_models_keep_memory_flat(tmp_path):
     rng = np.random.default_rng(0)
     px = rng.standard_normal((2, 3, 24, 24)).astype(np.float32)
     ids = rng.integers(3, 59, size=(3, 12))
+    transformers.Swinv2Model(
+        transformers.Swinv2Config(
+            image_size=24, patch_size=4, embed_dim=12, depths=[2, 1], num_heads=[3, 3], window_size=3
+        )
+    ).save_pretrained(tmp_path / "swinv2")
     models = [tfcore.AutoModel.from_pretrained(tmp_path / n) for n in ("clip", "siglip")]
+    swinv2 = tfcore.AutoModel.from_pretrained(tmp_path / "swinv2")
+    odd = rng.standard_normal((2, 3, 23, 29)).astype(np.float32)
 
     def calls():
         for m in models:
             m(input_ids=ids, pixel_values=px, output_hidden_states=True)
+        swinv2(odd, output_hidden_states=True, output_attentions=True)
 
     growth = rss_growth(calls, calls=1000, warmup=100)
     assert growth < 2 * MiB, growth

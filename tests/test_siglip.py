@@ -43,7 +43,9 @@ def randomize_logit_params(model):
         model.logit_bias.fill_(-2.5)
 
 
-@pytest.fixture(scope="module", params=[(30, "gelu_pytorch_tanh"), (31, "gelu")], ids=["30px", "31px-gelu"])
+@pytest.fixture(
+    scope="module", params=[(30, "gelu_pytorch_tanh"), (31, "quick_gelu")], ids=["30px", "31px-quick-gelu"]
+)
 def siglip_dir(request, tmp_path_factory):
     """image_size 31 is not a multiple of the patch (the last pixel row/column is unused)."""
     size, act = request.param

@@ -20,7 +20,7 @@ from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights, check_ids, padding_mask
-from .encoder import label_maps, layer_norm, pre_norm_stack
+from .encoder import clip_mlp, hidden_act, label_maps, layer_norm, pre_norm_stack
 from .registry import register
 from .vision import check_pixel_values, pair, resize_grid
 
@@ -60,14 +60,7 @@ class _PoolingHead:
             dtype=w.dtype,
         )
         self.layernorm = layer_norm(w, f"{prefix}layernorm", C, eps)
-        self.mlp = _C.FeedForward(
-            w.get(f"{prefix}mlp.fc1.weight", (F, C), matrix=True),
-            w.get(f"{prefix}mlp.fc2.weight", (C, F), matrix=True),
-            up_bias=w.get(f"{prefix}mlp.fc1.bias", (F,)),
-            down_bias=w.get(f"{prefix}mlp.fc2.bias", (C,)),
-            activation=cfg.get("hidden_act", ACT),
-            dtype=w.dtype,
-        )
+        self.mlp = clip_mlp(w, f"{prefix}mlp.", C, F, hidden_act(cfg, default=ACT))
 
     def __call__(self, h: np.ndarray) -> np.ndarray:
         B, _, C = h.shape
