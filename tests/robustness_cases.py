@@ -104,13 +104,14 @@ def model_dir_case(config, files=None):
     )
 
 
-def siglip_config_case(changes):
-    """Code that copies the tiny SigLIP directory with its config.json's sub-configs updated
-    by changes (a non-dict replaces the value), and loads it."""
+def siglip_config_case(changes, source="siglip"):
+    """Code that copies the tiny SigLIP (or source) directory with its config.json's values
+    updated by changes (a dict updates a sub-config, anything else replaces the value), and
+    loads it."""
     return (
         "import shutil; d = tempfile.mkdtemp(dir=tmp)\n"
-        "shutil.copy(os.path.join(siglip, 'model.safetensors'), d)\n"
-        "cfg = json.load(open(os.path.join(siglip, 'config.json')))\n"
+        f"shutil.copy(os.path.join({source}, 'model.safetensors'), d)\n"
+        f"cfg = json.load(open(os.path.join({source}, 'config.json')))\n"
         f"for k, v in {changes!r}.items(): cfg[k] = {{**cfg[k], **v}} if isinstance(v, dict) else v\n"
         "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w'))\n"
         "tfcore.AutoModel.from_pretrained(d)"
@@ -1276,6 +1277,49 @@ CASES = [
         siglip_config_case({"text_config": {"hidden_size": 24}}),
         CK,
         "shape",
+    ),
+    # ---- SwinV2
+    (
+        "swinv2/pixel_values 1 channel",
+        "m = tfcore.AutoModel.from_pretrained(swinv2); m(r(1, 1, 16, 16))",
+        VE,
+        "3, height, width",
+    ),
+    (
+        "swinv2/pixel_values NaN",
+        "m = tfcore.AutoModel.from_pretrained(swinv2); a = r(1, 3, 16, 16); a[0, 2, 5, 5] = np.nan; m(a)",
+        VE,
+        "NaN",
+    ),
+    (
+        "swinv2/pixel_values int",
+        "m = tfcore.AutoModel.from_pretrained(swinv2); m(np.zeros((1, 3, 16, 16), np.int64))",
+        TE,
+        "float32",
+    ),
+    (
+        "swinv2/pixel_values empty",
+        "m = tfcore.AutoModel.from_pretrained(swinv2); m(r(0, 3, 16, 16))",
+        VE,
+        "empty",
+    ),
+    (
+        "swinv2/tiny odd image",
+        "m = tfcore.AutoModel.from_pretrained(swinv2); assert m(r(1, 3, 3, 5)).last_hidden_state.shape == (1, 1, 16)",
+        None,
+        "",
+    ),
+    (
+        "swinv2/pretrained_window_sizes not a list",
+        siglip_config_case({"pretrained_window_sizes": "big"}, "swinv2"),
+        CK,
+        "pretrained_window_sizes",
+    ),
+    (
+        "swinv2/heads not dividing",
+        siglip_config_case({"num_heads": [3, 3]}, "swinv2"),
+        CK,
+        "divisible",
     ),
     # ---- image preprocessing (tfcore.image)
     (

@@ -1,6 +1,6 @@
 """Tiny Hugging Face checkpoints (random weights, save_pretrained) shared by the tests that
-only need *a* model of a family: save_tiny("bert" | "gpt2" | "llama" | "mixtral" | "t5" | "siglip", path,
-**config)."""
+only need *a* model of a family: save_tiny("bert" | "gpt2" | "llama" | "mixtral" | "t5" | "siglip" |
+"swinv2", path, **config)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ DEFAULTS = {
     "t5": dict(
         vocab_size=60, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4, decoder_start_token_id=0
     ),
+    # 16x16 images of 4x4 patches: a 4x4 map in 3-windows (padded, shifted), then 2x2
+    "swinv2": dict(image_size=16, patch_size=4, embed_dim=8, depths=[2, 1], num_heads=[2, 2], window_size=3),
     # 12x12 images of 4x4 patches, texts of up to 8 tokens
     "siglip": dict(
         text_config=dict(
@@ -75,6 +77,8 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
         MixtralForCausalLM,
         SiglipConfig,
         SiglipModel,
+        Swinv2Config,
+        Swinv2Model,
         T5Config,
         T5ForConditionalGeneration,
     )
@@ -86,6 +90,7 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
         "mixtral": (MixtralForCausalLM, MixtralConfig),
         "t5": (T5ForConditionalGeneration, T5Config),
         "siglip": (SiglipModel, SiglipConfig),
+        "swinv2": (Swinv2Model, Swinv2Config),
     }[kind]
     torch.manual_seed(seed)
     model_cls(config_cls(**{**DEFAULTS[kind], **config})).save_pretrained(path)

@@ -20,15 +20,25 @@ window_attention(PyObject *module, PyObject *args, PyObject *kwds)
     long long ws, shift = 0;
     int output_attentions = 0;
     double mask_value = -100.0;
+    PyObject *mask_obj = Py_None;
     PyArrayObject *qkv = NULL, *pad = NULL, *out = NULL, *weights = NULL;
     float *table = NULL, *zeros = NULL;
     tf_err err = {0};
     tf_state *st = tf_state_of_module(module);
     tf_window_args a;
     memset(&a, 0, sizeof(a));
-    if (!TF_PARSE(st, args, kwds, "OL|L$OOOpOd:window_attention", kwlist, &qkv_obj, &ws, &shift,
-                  &table_obj, &pad_obj, &scale_obj, &output_attentions, &out_obj, &mask_value)) {
+    if (!TF_PARSE(st, args, kwds, "OL|L$OOOpOO:window_attention", kwlist, &qkv_obj, &ws, &shift,
+                  &table_obj, &pad_obj, &scale_obj, &output_attentions, &out_obj, &mask_obj)) {
         return NULL;
+    }
+    if (mask_obj != Py_None) {
+        if (!PyFloat_Check(mask_obj) && !PyLong_Check(mask_obj)) {
+            tf_type_error(st, "mask_value must be a float, got %s", Py_TYPE(mask_obj)->tp_name);
+            return NULL;
+        }
+        if ((mask_value = PyFloat_AsDouble(mask_obj)) == -1.0 && PyErr_Occurred()) {
+            return NULL;
+        }
     }
     if (!isfinite(mask_value)) {
         tf_value_error(st, "mask_value must be finite, got %g", mask_value);
