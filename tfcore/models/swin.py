@@ -31,7 +31,7 @@ from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights
 from .registry import register
-from .vision import check_pixel_values, pair, resize_grid
+from .vision import check_pixel_values, merge_2x2, pair, resize_grid
 
 __all__ = ["SwinModel", "SwinForImageClassification"]
 
@@ -74,24 +74,8 @@ class _PatchMerging:
         self.norm, self.reduction = norm, reduction
 
     def __call__(self, h: np.ndarray, dims: Tuple[int, int]) -> np.ndarray:
-        rows = self.gather(h, dims)
+        rows = merge_2x2(h, dims)
         return self.reduction(self.norm(rows, out=rows))
-
-    @staticmethod
-    def gather(h: np.ndarray, dims: Tuple[int, int]) -> np.ndarray:
-        """(B, Hh*Ww, C) -> (B, ceil(Hh/2)*ceil(Ww/2), 4C): each 2x2 neighbourhood in HF's order."""
-        B, _, C = h.shape
-        Hh, Ww = dims
-        H2, W2 = (Hh + 1) // 2, (Ww + 1) // 2
-        x = h.reshape(B, Hh, Ww, C)
-        # rows of HF's torch.cat([x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2]]):
-        # merged[b, i, j, dx, dy] = x[b, 2i + dy, 2j + dx]; zeros where the map is padded
-        merged = (np.zeros if Hh % 2 or Ww % 2 else np.empty)((B, H2, W2, 2, 2, C), np.float32)
-        for dx in (0, 1):
-            for dy in (0, 1):
-                part = x[:, dy::2, dx::2]
-                merged[:, : part.shape[1], : part.shape[2], dx, dy] = part
-        return merged.reshape(B, H2 * W2, 4 * C)
 
 
 class _SwinStage:

@@ -35,7 +35,8 @@ from ..functional import window_attention
 from ..safetensors import CheckpointError
 from .base import Weights
 from .registry import register
-from .swin import SwinForImageClassification, SwinModel, _PatchMerging
+from .swin import SwinForImageClassification, SwinModel
+from .vision import merge_2x2
 
 __all__ = ["Swinv2Model", "Swinv2ForImageClassification"]
 
@@ -61,11 +62,14 @@ def cpb_bias_table(
     return (16.0 / (1.0 + np.exp(-out))).astype(np.float32)
 
 
-class _PatchMergingV2(_PatchMerging):
+class _PatchMergingV2:
     """HF's Swinv2PatchMerging: 2x2 neighbours -> Linear(4C, 2C, no bias) -> LayerNorm(2C)."""
 
+    def __init__(self, norm: _C.LayerNorm, reduction: _C.Linear):
+        self.norm, self.reduction = norm, reduction
+
     def __call__(self, h: np.ndarray, dims: Tuple[int, int]) -> np.ndarray:
-        out = self.reduction(self.gather(h, dims))
+        out = self.reduction(merge_2x2(h, dims))
         return self.norm(out, out=out)
 
 
