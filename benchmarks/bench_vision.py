@@ -6,8 +6,9 @@ Face transformers on torch, same process, same threads, interleaved, medians and
 Rows: the image tower (get_image_features) at batch 1 and 8, the text tower
 (get_text_features) on 8 prompts of 16 tokens, and zero-shot classification of 32 images
 (PIL, 320x240) over 8 labels end to end: preprocessing (tfcore.image vs HF's image processor),
-both towers and the softmax. Every row first checks tfcore's output against HF's. The families
-of the issue not built yet (PVT-v2, SegFormer, CvT, SwinV2, BEiT, SigLIP) have no rows.
+both towers and the softmax; SigLIP B/16's image tower (224, attention pooling head) and
+SwinV2-T (256, window 8) at batch 1 and 8. Every row first checks tfcore's output against HF's.
+The families of the issue not built yet (PVT-v2, SegFormer, CvT, BEiT) have no rows.
 """
 
 from __future__ import annotations
@@ -52,6 +53,60 @@ def clip_b32(tmp):
     proc_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
     proc_cls().save_pretrained(path)
     return path, model, proc_cls.from_pretrained(path)
+
+
+def siglip_b16(tmp):
+    """SigLIP base patch16-224's image tower (768 wide, 12 layers, patch 16, pooling head)."""
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.SiglipVisionConfig(
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        image_size=224,
+        patch_size=16,
+    )
+    model = transformers.SiglipVisionModel(cfg).eval()
+    path = os.path.join(tmp, "siglip-b16")
+    model.save_pretrained(path)
+    return path, model
+
+
+def swinv2_tiny(tmp):
+    """swinv2-tiny-patch4-window8-256's shapes (embed 96, depths 2-2-6-2, window 8)."""
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.Swinv2Config(
+        image_size=256,
+        patch_size=4,
+        embed_dim=96,
+        depths=[2, 2, 6, 2],
+        num_heads=[3, 6, 12, 24],
+        window_size=8,
+    )
+    model = transformers.Swinv2Model(cfg).eval()
+    path = os.path.join(tmp, "swinv2-t")
+    model.save_pretrained(path)
+    return path, model
+
+
+def tower_rows(name, ours, hf, size, reps, rng, rows, field="pooler_output"):
+    """Rows for a vision model at batch 1 and 8 after checking its output against HF's."""
+    for B in (1, 8):
+        px = rng.standard_normal((B, 3, size, size)).astype(np.float32)
+        tpx = torch.from_numpy(px)
+        err = rel(ours(px)[field], getattr(hf(pixel_values=tpx), field).numpy())
+        if not err < 1e-4:
+            raise SystemExit(f"{name} B={B}: differs from HF by {err:.3g} (relative)")
+        t = interleaved(
+            {"tfcore": lambda: ours(px), "hf": lambda: hf(pixel_values=tpx)}, repeat=reps, warmup=1
+        )
+        rows.append(
+            [f"{name}, batch {B}", fmt_ms(t["tfcore"]), fmt_ms(t["hf"]), f"{t['hf'] / t['tfcore']:.2f}x"]
+        )
 
 
 def rel(a, b):
@@ -162,6 +217,20 @@ def run(threads: int, quick: bool):
                     f"{t['hf'] / t['tfcore']:.2f}x",
                 ]
             )
+        with torch.inference_mode():
+            path, hf_sig = siglip_b16(tmp)
+            tower_rows(
+                "SigLIP B/16 image tower",
+                tfcore.AutoModel.from_pretrained(path),
+                hf_sig,
+                224,
+                reps,
+                rng,
+                rows,
+            )
+            del hf_sig
+            path, hf_sw = swinv2_tiny(tmp)
+            tower_rows("SwinV2-T 256", tfcore.AutoModel.from_pretrained(path), hf_sw, 256, reps, rng, rows)
     print_table(["case", "tfcore ms", "HF ms", "speed-up"], rows)
 
 

@@ -106,6 +106,20 @@ def model_dir_case(config, files=None):
     )
 
 
+def siglip_config_case(changes, source="siglip"):
+    """Code that copies the tiny SigLIP (or source) directory with its config.json's values
+    updated by changes (a dict updates a sub-config, anything else replaces the value), and
+    loads it."""
+    return (
+        "import shutil; d = tempfile.mkdtemp(dir=tmp)\n"
+        f"shutil.copy(os.path.join({source}, 'model.safetensors'), d)\n"
+        f"cfg = json.load(open(os.path.join({source}, 'config.json')))\n"
+        f"for k, v in {changes!r}.items(): cfg[k] = {{**cfg[k], **v}} if isinstance(v, dict) else v\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w'))\n"
+        "tfcore.AutoModel.from_pretrained(d)"
+    )
+
+
 # the fuzz harness (its GGUF writer) beside tests/: the repository's, not beside the installed
 # tfcore (CI tests an installed wheel, whose site-packages has no fuzz/)
 FUZZ_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz")
@@ -1060,6 +1074,18 @@ CASES = [
     ),
     ("window/float64", "F.window_attention(r(1, 6, 6, 3, 2, 4).astype(np.float64), 3)", TE, "float32"),
     (
+        "window/mask_value NaN",
+        "F.window_attention(r(1, 6, 6, 3, 2, 4), 3, 1, mask_value=float('nan'))",
+        VE,
+        "mask_value",
+    ),
+    (
+        "window/mask_value str",
+        "F.window_attention(r(1, 6, 6, 3, 2, 4), 3, 1, mask_value='-inf')",
+        TE,
+        "float",
+    ),
+    (
         "posbias/table shape",
         "tfcore.MultiHeadAttention(C, 4, qkv_weight=r(3 * C, C), o_weight=r(C, C), "
         "relative_attention_bias=r(32, 3))",
@@ -1369,6 +1395,176 @@ CASES = [
     ("conv/missing weight", "tfcore.Conv2d()", TE, "weight"),
     ("conv/unknown keyword", "tfcore.Conv2d(r(4, 3, 3, 3), strides=2)", TE, "strides"),
     ("conv/usable after errors", "assert conv(r(2, 3, 5, 5)).shape == (2, 8, 5, 5)", None, ""),
+    # ---- SigLIP (image-text model; its towers share the code): bad images and texts
+    (
+        "siglip/pixel_values float64",
+        "m = tfcore.AutoModel.from_pretrained(siglip); m.get_image_features(np.zeros((1, 3, 12, 12)))",
+        TE,
+        "float32",
+    ),
+    (
+        "siglip/pixel_values list",
+        "m = tfcore.AutoModel.from_pretrained(siglip); m.get_image_features([[[[0.0]]]])",
+        TE,
+        "numpy.ndarray",
+    ),
+    (
+        "siglip/pixel_values 4 channels",
+        "m = tfcore.AutoModel.from_pretrained(siglip); m.get_image_features(r(1, 4, 12, 12))",
+        VE,
+        "3, height, width",
+    ),
+    (
+        "siglip/pixel_values 3-D",
+        "m = tfcore.AutoModel.from_pretrained(siglip); m.get_image_features(r(3, 12, 12))",
+        VE,
+        "3, height, width",
+    ),
+    (
+        "siglip/pixel_values empty",
+        "m = tfcore.AutoModel.from_pretrained(siglip); m.get_image_features(r(0, 3, 12, 12))",
+        VE,
+        "empty",
+    ),
+    (
+        "siglip/pixel_values NaN",
+        "m = tfcore.AutoModel.from_pretrained(siglip); a = r(1, 3, 12, 12); a[0, 1, 2, 3] = np.nan; m.get_image_features(a)",
+        VE,
+        "NaN",
+    ),
+    (
+        "siglip/pixel_values Inf",
+        "m = tfcore.AutoModel.from_pretrained(siglip); a = r(1, 3, 12, 12); a[0, 0, 0, 0] = np.inf; m.get_image_features(a)",
+        VE,
+        "Inf",
+    ),
+    (
+        "siglip/image smaller than a patch",
+        "m = tfcore.AutoModel.from_pretrained(siglip); m.get_image_features(r(1, 3, 3, 12))",
+        VE,
+        "smaller than one",
+    ),
+    (
+        "siglip/image of another size",
+        "m = tfcore.AutoModel.from_pretrained(siglip); m.get_image_features(r(1, 3, 16, 12))",
+        VE,
+        "patch grid",
+    ),
+    (
+        "siglip/huge image interpolated",
+        "m = tfcore.AutoModel.from_pretrained(siglip); m.get_image_features(r(1, 3, 8, 4096), interpolate_pos_encoding=True).shape == (1, 16)",
+        None,
+        "",
+    ),
+    (
+        "siglip/input_ids too long",
+        "m = tfcore.AutoModel.from_pretrained(siglip); m.get_text_features(np.ones((1, 9), np.int64))",
+        VE,
+        "max_position_embeddings",
+    ),
+    (
+        "siglip/input_ids out of range",
+        "m = tfcore.AutoModel.from_pretrained(siglip); m.get_text_features(np.array([[0, 60]]))",
+        VE,
+        "outside",
+    ),
+    (
+        "siglip/input_ids negative",
+        "m = tfcore.AutoModel.from_pretrained(siglip); m.get_text_features(np.array([[-1, 3]]))",
+        VE,
+        "outside",
+    ),
+    (
+        "siglip/input_ids float",
+        "m = tfcore.AutoModel.from_pretrained(siglip); m.get_text_features(np.ones((1, 3)))",
+        TE,
+        "input_ids",
+    ),
+    (
+        "siglip/input_ids empty",
+        "m = tfcore.AutoModel.from_pretrained(siglip); m.get_text_features(np.zeros((1, 0), np.int64))",
+        VE,
+        "empty",
+    ),
+    (
+        "siglip/attention_mask wrong shape",
+        "m = tfcore.AutoModel.from_pretrained(siglip); m.get_text_features(np.ones((2, 3), np.int64), np.ones((2, 4)))",
+        VE,
+        "attention_mask",
+    ),
+    (
+        "siglip/position_ids wrong shape",
+        "m = tfcore.AutoModel.from_pretrained(siglip); m.get_text_features(np.ones((2, 3), np.int64), position_ids=np.zeros((1, 3), np.int64))",
+        VE,
+        "position_ids",
+    ),
+    (
+        "siglip/only the image",
+        "m = tfcore.AutoModel.from_pretrained(siglip); m(pixel_values=r(1, 3, 12, 12))",
+        VE,
+        "both",
+    ),
+    (
+        "siglip/vision_config not an object",
+        siglip_config_case({"vision_config": [1]}),
+        CK,
+        "vision_config",
+    ),
+    (
+        "siglip/heads not dividing",
+        siglip_config_case({"vision_config": {"hidden_size": 16, "num_attention_heads": 3}}),
+        CK,
+        "divisible",
+    ),
+    (
+        "siglip/hidden_size mismatching the weights",
+        siglip_config_case({"text_config": {"hidden_size": 24}}),
+        CK,
+        "shape",
+    ),
+    # ---- SwinV2
+    (
+        "swinv2/pixel_values 1 channel",
+        "m = tfcore.AutoModel.from_pretrained(swinv2); m(r(1, 1, 16, 16))",
+        VE,
+        "3, height, width",
+    ),
+    (
+        "swinv2/pixel_values NaN",
+        "m = tfcore.AutoModel.from_pretrained(swinv2); a = r(1, 3, 16, 16); a[0, 2, 5, 5] = np.nan; m(a)",
+        VE,
+        "NaN",
+    ),
+    (
+        "swinv2/pixel_values int",
+        "m = tfcore.AutoModel.from_pretrained(swinv2); m(np.zeros((1, 3, 16, 16), np.int64))",
+        TE,
+        "float32",
+    ),
+    (
+        "swinv2/pixel_values empty",
+        "m = tfcore.AutoModel.from_pretrained(swinv2); m(r(0, 3, 16, 16))",
+        VE,
+        "empty",
+    ),
+    (
+        "swinv2/tiny odd image",
+        "m = tfcore.AutoModel.from_pretrained(swinv2); assert m(r(1, 3, 3, 5)).last_hidden_state.shape == (1, 1, 16)",
+        None,
+        "",
+    ),
+    (
+        "swinv2/pretrained_window_sizes not a list",
+        siglip_config_case({"pretrained_window_sizes": "big"}, "swinv2"),
+        CK,
+        "pretrained_window_sizes",
+    ),
+    (
+        "swinv2/heads not dividing",
+        siglip_config_case({"num_heads": [3, 3]}, "swinv2"),
+        CK,
+        "divisible",
+    ),
     # ---- image preprocessing (tfcore.image)
     (
         "image/wrong channels",

@@ -489,3 +489,44 @@ def test_speech_keeps_memory_flat(tmp_path):
     run = lambda: model.generate(mel, max_new_tokens=3, num_beams=2, language="en")  # noqa: E731
     growth = min(rss_growth(run, calls=60, warmup=20), rss_growth(run, calls=60, warmup=0))
     assert growth < 4 * MiB, growth
+
+
+def test_image_text_models_keep_memory_flat(tmp_path):
+    """CLIP and SigLIP (both towers, conv patch embedding, SigLIP's cross-attention pooling
+    head) and SwinV2 (cosine window attention on a padded map) over repeated forward calls,
+    and SigLIP's loads."""
+    import torch
+    import transformers
+
+    sizes = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
+    text = dict(sizes, vocab_size=60, max_position_embeddings=12, bos_token_id=0, eos_token_id=2)
+    vision = dict(sizes, image_size=24, patch_size=6)
+    torch.manual_seed(0)
+    transformers.CLIPModel(
+        transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)
+    ).save_pretrained(tmp_path / "clip")
+    transformers.SiglipModel(
+        transformers.SiglipConfig(text_config=text, vision_config=vision)
+    ).save_pretrained(tmp_path / "siglip")
+    rng = np.random.default_rng(0)
+    px = rng.standard_normal((2, 3, 24, 24)).astype(np.float32)
+    ids = rng.integers(3, 59, size=(3, 12))
+    transformers.Swinv2Model(
+        transformers.Swinv2Config(
+            image_size=24, patch_size=4, embed_dim=12, depths=[2, 1], num_heads=[3, 3], window_size=3
+        )
+    ).save_pretrained(tmp_path / "swinv2")
+    models = [tfcore.AutoModel.from_pretrained(tmp_path / n) for n in ("clip", "siglip")]
+    swinv2 = tfcore.AutoModel.from_pretrained(tmp_path / "swinv2")
+    odd = rng.standard_normal((2, 3, 23, 29)).astype(np.float32)
+
+    def calls():
+        for m in models:
+            m(input_ids=ids, pixel_values=px, output_hidden_states=True)
+        swinv2(odd, output_hidden_states=True, output_attentions=True)
+
+    growth = rss_growth(calls, calls=1000, warmup=100)
+    assert growth < 2 * MiB, growth
+    load = lambda: tfcore.AutoModel.from_pretrained(tmp_path / "siglip")  # noqa: E731
+    growth = rss_growth(load, calls=200, warmup=20)
+    assert growth < 4 * MiB, growth

@@ -24,8 +24,11 @@ def battery(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     save_tiny("bert", root / "bert", vocab_size=50)
     save_tiny("gpt2", root / "gpt2", vocab_size=50)
+    save_tiny("siglip", root / "siglip")
+    save_tiny("swinv2", root / "swinv2")
     proc = subprocess.run(
-        [sys.executable, os.path.join(HERE, "robustness_cases.py"), str(root / "bert"), str(root / "gpt2")],
+        [sys.executable, os.path.join(HERE, "robustness_cases.py")]
+        + [str(root / n) for n in ("bert", "gpt2", "siglip", "swinv2")],
         capture_output=True,
         text=True,
         timeout=600,

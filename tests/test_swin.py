@@ -79,6 +79,29 @@ def test_kernel_defaults_and_out(rng, path):
     assert np.abs(tfcore.functional.window_attention(qkv, 4) - want0).max() < OP_TOL
 
 
+def test_kernel_mask_value(rng, path):
+    """mask_value replaces HF Swin's -100 between shifted-window regions (SwinV2 in
+    transformers adds it twice: -200), on logits large enough for the difference to show."""
+    qkv, table, pad = _inputs(rng, 2, 9, 13, 3, 5, 3)
+    qkv *= 6  # logits of O(100)
+    for mask in (-100.0, -200.0, -1.0):
+        want, want_w = ref_window_attention(qkv, 3, 1, table, pad, scale=1.0, mask_value=mask)
+        got, got_w = tfcore.functional.window_attention(
+            qkv,
+            3,
+            1,
+            relative_position_bias_table=table,
+            pad_qkv=pad,
+            scale=1.0,
+            output_attentions=True,
+            mask_value=mask,
+        )
+        err = np.abs(got - want).max() / np.abs(want).max()
+        assert err < 1e-5 and np.abs(got_w - want_w).max() < 1e-4, (mask, err)
+    strong, _ = ref_window_attention(qkv, 3, 1, table, pad, scale=1.0, mask_value=-200.0)
+    assert np.abs(strong - want).max() > 1e-2  # the value matters on these logits (want: -1)
+
+
 def test_kernel_fast_path_matches_reference_path(rng, vector_path):
     qkv, table, pad = _inputs(rng, 2, 15, 11, 3, 32, 7)
     outs = []

@@ -87,6 +87,19 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     )
     transformers.CLIPModel(clip_cfg).eval().save_pretrained(tmp_path / "clip")
     clip = tfcore.AutoModel.from_pretrained(tmp_path / "clip")
+    siglip_cfg = transformers.SiglipConfig(
+        text_config={**clip_cfg.text_config.to_dict(), "bos_token_id": 0, "eos_token_id": 2},
+        vision_config=clip_cfg.vision_config.to_dict(),
+    )
+    transformers.SiglipModel(siglip_cfg).eval().save_pretrained(tmp_path / "siglip")
+    siglip = tfcore.AutoModel.from_pretrained(tmp_path / "siglip")
+    transformers.Swinv2Model(
+        transformers.Swinv2Config(
+            image_size=24, patch_size=4, embed_dim=12, depths=[2, 1], num_heads=[3, 3], window_size=3
+        )
+    ).eval().save_pretrained(tmp_path / "swinv2")
+    swinv2 = tfcore.AutoModel.from_pretrained(tmp_path / "swinv2")
+    swinv2_px = r(2, 3, 23, 29)  # padded image, windows and merged map
     clip_px, clip_ids = r(3, 3, 24, 24), rng.integers(3, 59, size=(2, 7))
     clip_ids[:, -1] = 59  # the highest id: CLIP's pooled position
     proc = tfcore.image.ImageProcessor(size={"shortest_edge": 24}, crop_size=24, do_center_crop=True)
@@ -255,6 +268,8 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         "conv1d-int8": lambda: conv1(wave),
         "conv2d-pickled": lambda: pickle.loads(pickle.dumps(conv))(img),
         "clip": lambda: clip(input_ids=clip_ids, pixel_values=clip_px).logits_per_image,
+        "siglip": lambda: siglip(input_ids=clip_ids, pixel_values=clip_px).logits_per_image,
+        "swinv2": lambda: swinv2(swinv2_px).last_hidden_state,
         "image-preprocessing": lambda: proc(photo)["pixel_values"],
         "bin-load": lambda: (
             tfcore.AutoModel.from_pretrained(tmp_path / "bert-bin")(

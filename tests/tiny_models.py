@@ -1,6 +1,6 @@
 """Tiny Hugging Face checkpoints (random weights, save_pretrained) shared by the tests that
 only need *a* model of a family: save_tiny("bert" | "gpt2" | "llama" | "mixtral" | "t5" | "bart" | "mamba" |
-"mamba2" | "jamba" | "rwkv", path, **config)."""
+"mamba2" | "jamba" | "rwkv" | "siglip" | "swinv2", path, **config)."""
 
 from __future__ import annotations
 
@@ -71,6 +71,29 @@ DEFAULTS = {
         decoder_ffn_dim=24,
         max_position_embeddings=64,
     ),
+    # 16x16 images of 4x4 patches: a 4x4 map in 3-windows (padded, shifted), then 2x2
+    "swinv2": dict(image_size=16, patch_size=4, embed_dim=8, depths=[2, 1], num_heads=[2, 2], window_size=3),
+    # 12x12 images of 4x4 patches, texts of up to 8 tokens
+    "siglip": dict(
+        text_config=dict(
+            vocab_size=60,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=8,
+            bos_token_id=0,
+            eos_token_id=2,
+        ),
+        vision_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=12,
+            patch_size=4,
+        ),
+    ),
 }
 
 
@@ -95,6 +118,10 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
         MixtralForCausalLM,
         RwkvConfig,
         RwkvForCausalLM,
+        SiglipConfig,
+        SiglipModel,
+        Swinv2Config,
+        Swinv2Model,
         T5Config,
         T5ForConditionalGeneration,
     )
@@ -110,6 +137,8 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
         "mamba": (MambaForCausalLM, MambaConfig),
         "mamba2": (Mamba2ForCausalLM, Mamba2Config),
         "jamba": (JambaForCausalLM, JambaConfig),
+        "siglip": (SiglipModel, SiglipConfig),
+        "swinv2": (Swinv2Model, Swinv2Config),
     }[kind]
     torch.manual_seed(seed)
     model_cls(config_cls(**{**DEFAULTS[kind], **config})).save_pretrained(path)

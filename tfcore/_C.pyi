@@ -545,4 +545,5 @@ def window_attention(
     scale: Optional[float] = None,
     output_attentions: bool = False,
     out: Optional[F32] = None,
+    mask_value: float = -100.0,
 ) -> Union[F32, Tuple[F32, F32]]: ...

@@ -88,7 +88,9 @@ def zero_shot_classify(
 ) -> np.ndarray:
     """(N, len(labels)) float32 probabilities: softmax over labels of CLIP's scaled cosine
     similarity between each image and ``template.format(label)`` (as ``CLIPModel``'s
-    ``logits_per_image.softmax(-1)``). The label texts are embedded once."""
+    ``logits_per_image.softmax(-1)``); for SigLIP the sigmoid of each (image, label) logit
+    (``SiglipModel``'s ``logits_per_image.sigmoid()``: independent, rows need not sum to 1),
+    the texts padded to max_length as SigLIP's processor does. The label texts are embedded once."""
     if isinstance(labels, str) or not isinstance(labels, (list, tuple)) or not labels:
         raise _C.TfcoreValueError("labels must be a non-empty list of str")
     if not all(isinstance(x, str) and x for x in labels):
@@ -97,20 +99,28 @@ def zero_shot_classify(
         raise _C.TfcoreValueError(f"template must be a str with a '{{}}' for the label, got {template!r}")
     if not hasattr(model, "get_text_features") or not hasattr(model, "logit_scale"):
         raise _C.TfcoreTypeError(
-            f"zero-shot classification needs an image-text model (CLIPModel), got {type(model).__name__}"
+            f"zero-shot classification needs an image-text model (CLIPModel, SiglipModel), got {type(model).__name__}"
         )
     if tokenizer is None:
         path = getattr(model, "name_or_path", None)
         if not path:
             raise _C.TfcoreValueError("pass tokenizer= (the model was not loaded from a directory)")
         tokenizer = text.load_tokenizer(path)
-    enc = tokenizer.encode_batch([template.format(x) for x in labels])
-    ids = np.array([e.ids for e in enc], dtype=np.int64)
-    mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
-    text_emb = model.get_text_features(ids, attention_mask=mask)
+    texts = [template.format(x) for x in labels]
+    if hasattr(model, "tokenize_labels"):  # SigLIP: padded to max_length, no mask
+        inputs = model.tokenize_labels(tokenizer, texts)
+    else:
+        enc = tokenizer.encode_batch(texts)
+        inputs = {
+            "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+        }
+    text_emb = model.get_text_features(**inputs)
     text_emb = text_emb / np.linalg.norm(text_emb, axis=-1, keepdims=True)
     img = embed_images(model, images, processor=processor, batch_size=batch_size, show_progress=show_progress)
     logits = (img @ text_emb.T).astype(np.float64) * np.exp(model.logit_scale)
+    if hasattr(model, "logit_bias"):  # SigLIP: an independent sigmoid per (image, label)
+        return (1 / (1 + np.exp(-(logits + model.logit_bias)))).astype(np.float32)
     logits -= logits.max(axis=-1, keepdims=True)
     p = np.exp(logits)
     return (p / p.sum(axis=-1, keepdims=True)).astype(np.float32)

@@ -12,21 +12,36 @@ static PyObject *
 window_attention(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {
-        "qkv",     "window_size", "shift_size",        "relative_position_bias_table",
-        "pad_qkv", "scale",       "output_attentions", "out",
-        NULL};
+        "qkv",        "window_size", "shift_size",        "relative_position_bias_table",
+        "pad_qkv",    "scale",       "output_attentions", "out",
+        "mask_value", NULL};
     PyObject *qkv_obj, *table_obj = Py_None, *pad_obj = Py_None, *scale_obj = Py_None,
                        *out_obj = Py_None, *result = NULL;
     long long ws, shift = 0;
     int output_attentions = 0;
+    double mask_value = -100.0;
+    PyObject *mask_obj = Py_None;
     PyArrayObject *qkv = NULL, *pad = NULL, *out = NULL, *weights = NULL;
     float *table = NULL, *zeros = NULL;
     tf_err err = {0};
     tf_state *st = tf_state_of_module(module);
     tf_window_args a;
     memset(&a, 0, sizeof(a));
-    if (!TF_PARSE(st, args, kwds, "OL|L$OOOpO:window_attention", kwlist, &qkv_obj, &ws, &shift,
-                  &table_obj, &pad_obj, &scale_obj, &output_attentions, &out_obj)) {
+    if (!TF_PARSE(st, args, kwds, "OL|L$OOOpOO:window_attention", kwlist, &qkv_obj, &ws, &shift,
+                  &table_obj, &pad_obj, &scale_obj, &output_attentions, &out_obj, &mask_obj)) {
+        return NULL;
+    }
+    if (mask_obj != Py_None) {
+        if (!PyFloat_Check(mask_obj) && !PyLong_Check(mask_obj)) {
+            tf_type_error(st, "mask_value must be a float, got %s", Py_TYPE(mask_obj)->tp_name);
+            return NULL;
+        }
+        if ((mask_value = PyFloat_AsDouble(mask_obj)) == -1.0 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (!isfinite(mask_value)) {
+        tf_value_error(st, "mask_value must be finite, got %g", mask_value);
         return NULL;
     }
     if ((qkv = tf_arg_f32(st, qkv_obj, "qkv", 6, 6)) == NULL) {
@@ -50,6 +65,7 @@ window_attention(PyObject *module, PyObject *args, PyObject *kwds)
     a.D = PyArray_DIM(qkv, 5);
     a.ws = ws;
     a.shift = shift;
+    a.region_mask = (float)mask_value;
     if (tf_window_parse_scale(st, scale_obj, a.D, &a.scale) < 0) {
         goto done;
     }
@@ -119,7 +135,8 @@ PyDoc_STRVAR(
     window_attention_doc,
     "window_attention($module, qkv, window_size, shift_size=0, *, "
     "relative_position_bias_table=None,\n"
-    "                 pad_qkv=None, scale=None, output_attentions=False, out=None)\n--\n\n"
+    "                 pad_qkv=None, scale=None, output_attentions=False, out=None,\n"
+    "                 mask_value=-100.0)\n--\n\n"
     "Swin's (shifted) window attention on a fused QKV map, with no copies of the map.\n\n"
     "qkv (B, Hh, Ww, 3, H, D) float32 C-contiguous holds each position's query, key and value\n"
     "heads in image order (one Linear over all tokens gives it). The map is cut into\n"
@@ -127,7 +144,8 @@ PyDoc_STRVAR(
     "padding to multiples of the window; padding tokens have the q, k, v of pad_qkv (3, H, D)\n"
     "(default zeros). Within a window: softmax(q k^T * scale + bias + mask) v, bias from\n"
     "relative_position_bias_table ((2 w - 1)^2, H) (w >= window_size) by relative coordinates,\n"
-    "mask -100 between tokens of different shifted-window regions (shift_size > 0), as HF.\n"
+    "mask_value (default -100, HF Swin's; transformers' SwinV2 adds its mask twice: -200)\n"
+    "between tokens of different shifted-window regions (shift_size > 0).\n"
     "Returns (B, Hh, Ww, H, D) with every output at its original (unshifted) position, or\n"
     "(output, attentions) with attentions (B nW, H, N, N) in HF's window order, N =\n"
     "window_size^2. No window clipping is applied here (WindowAttention does HF's).");

@@ -274,6 +274,7 @@ tf_winattn_forward(const tf_winattn *m, const float *x, int64_t B, int64_t Hh, i
         .D = m->D,
         .ws = ws,
         .shift = shift,
+        .region_mask = -100.0f, /* HF's SwinLayer */
         .table = m->table,
         .tw = m->tw,
         .bias = ws == m->ws ? m->bias : NULL, /* a clipped window builds its own */

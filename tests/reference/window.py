@@ -37,8 +37,8 @@ def reverse(w: np.ndarray, ws: int, B: int, Hp: int, Wp: int) -> np.ndarray:
     return x.reshape(B, Hp, Wp, *rest)
 
 
-def region_mask(Hp: int, Wp: int, ws: int, shift: int) -> np.ndarray:
-    """(nW, N, N) of 0 / -100: HF's SwinLayer.get_attn_mask on the padded map."""
+def region_mask(Hp: int, Wp: int, ws: int, shift: int, value: float = -100.0) -> np.ndarray:
+    """(nW, N, N) of 0 / value (-100): HF's SwinLayer.get_attn_mask on the padded map."""
     img = np.zeros((1, Hp, Wp))
     cnt = 0
     for hs in (slice(0, -ws), slice(-ws, -shift), slice(-shift, None)):
@@ -47,10 +47,10 @@ def region_mask(Hp: int, Wp: int, ws: int, shift: int) -> np.ndarray:
             cnt += 1
     win = partition(img, ws)  # (nW, N)
     diff = win[:, None, :] - win[:, :, None]
-    return np.where(diff != 0, -100.0, 0.0)
+    return np.where(diff != 0, value, 0.0)
 
 
-def window_attention(qkv, ws: int, shift: int = 0, table=None, pad_qkv=None, scale=None):
+def window_attention(qkv, ws: int, shift: int = 0, table=None, pad_qkv=None, scale=None, mask_value=-100.0):
     """qkv (B, Hh, Ww, 3, H, D) -> (out (B, Hh, Ww, H, D), weights (B nW, H, N, N)), float64."""
     qkv = np.asarray(qkv, np.float64)
     B, Hh, Ww, _, H, D = qkv.shape
@@ -68,7 +68,7 @@ def window_attention(qkv, ws: int, shift: int = 0, table=None, pad_qkv=None, sca
     if table is not None:
         s = s + relative_bias(table, ws)[None]
     if shift:
-        m = region_mask(Hp, Wp, ws, shift)  # (nW, N, N)
+        m = region_mask(Hp, Wp, ws, shift, mask_value)  # (nW, N, N)
         s = s + np.tile(m, (B, 1, 1))[:, None]
     s = s - s.max(-1, keepdims=True)
     w = np.exp(s)

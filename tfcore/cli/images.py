@@ -1,4 +1,4 @@
-"""Embed or classify image files with an image-text (CLIP) or vision model directory.
+"""Embed or classify image files with an image-text (CLIP, SigLIP) or vision model directory.
 
 Without --labels: image embeddings (unit length; tfcore.eval.embed_images) and, for two or
 more images, their cosine-similarity table; --save writes them as a .npy. With --labels:
@@ -12,11 +12,11 @@ import time
 
 from ._common import add_model_options, plural
 
-NAME, HELP = "images", "embed image files, or classify them zero-shot against text labels (CLIP)"
+NAME, HELP = "images", "embed image files, or classify them zero-shot against text labels (CLIP, SigLIP)"
 
 
 def add_arguments(p):
-    add_model_options(p, "model directory (CLIP or a vision model, with preprocessor_config.json)")
+    add_model_options(p, "model directory (CLIP, SigLIP or a vision model, with preprocessor_config.json)")
     p.add_argument("files", metavar="IMAGE", nargs="+", help="image files (anything Pillow reads)")
     p.add_argument("--labels", default=None, help="comma-separated labels: classify zero-shot")
     p.add_argument(

@@ -32,7 +32,9 @@ from .phi3 import *  # noqa: F401,F403
 from .qwen2 import *  # noqa: F401,F403
 from .retnet import *  # noqa: F401,F403
 from .rwkv import *  # noqa: F401,F403
+from .siglip import *  # noqa: F401,F403
 from .swin import *  # noqa: F401,F403
+from .swinv2 import *  # noqa: F401,F403
 from .t5 import *  # noqa: F401,F403
 from .vit import *  # noqa: F401,F403
 from .whisper import *  # noqa: F401,F403

@@ -19,68 +19,11 @@ from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights, check_ids, padding_mask
-from .encoder import EncoderStack
+from .encoder import layer_norm, pre_norm_stack
 from .registry import register
 from .vision import check_pixel_values, pair
 
 __all__ = ["CLIPModel", "CLIPTextModel", "CLIPVisionModel"]
-
-QUICK_GELU = 1.702
-
-
-def _encoder(cfg: Config, w: Weights, prefix: str, causal: bool) -> EncoderStack:
-    """cfg.num_hidden_layers pre-norm blocks named {prefix}layers.{i}.* (CLIPEncoderLayer)."""
-    C, H = cfg.require("hidden_size"), cfg.require("num_attention_heads")
-    F, L = cfg.require("intermediate_size"), cfg.require("num_hidden_layers")
-    eps = float(cfg.get("layer_norm_eps", 1e-5))
-    act = cfg.get("hidden_act", "quick_gelu")
-    if C % H:
-        raise CheckpointError(f"config.json: hidden_size={C} is not divisible by num_attention_heads={H}")
-    quick = act == "quick_gelu"
-    layers = []
-    for i in w.layer_range(L):
-
-        def g(key, *shape):
-            return w.get(f"{prefix}layers.{i}.{key}", shape, matrix=len(shape) == 2)
-
-        def f32(a):  # a bf16 model's projection may come as uint16 bits: scaled in float32
-            return _C.bfloat16_to_float32(a) if a.dtype == np.uint16 else a
-
-        up_w, up_b, down_w = g("mlp.fc1.weight", F, C), g("mlp.fc1.bias", F), g("mlp.fc2.weight", C, F)
-        if quick:
-            up_w, up_b = (f32(up_w) * QUICK_GELU).astype(np.float32), (up_b * QUICK_GELU).astype(np.float32)
-            down_w = (f32(down_w) / QUICK_GELU).astype(np.float32)
-        attn = _C.MultiHeadAttention(
-            C,
-            H,
-            q_weight=g("self_attn.q_proj.weight", C, C),
-            q_bias=g("self_attn.q_proj.bias", C),
-            k_weight=g("self_attn.k_proj.weight", C, C),
-            k_bias=g("self_attn.k_proj.bias", C),
-            v_weight=g("self_attn.v_proj.weight", C, C),
-            v_bias=g("self_attn.v_proj.bias", C),
-            o_weight=g("self_attn.out_proj.weight", C, C),
-            o_bias=g("self_attn.out_proj.bias", C),
-            is_causal=causal,
-            dtype=w.dtype,
-        )
-        ffn = _C.FeedForward(
-            up_w,
-            down_w,
-            up_bias=up_b,
-            down_bias=g("mlp.fc2.bias", C),
-            activation="silu" if quick else act,
-            dtype=w.dtype,
-        )
-        n1 = _C.LayerNorm(g("layer_norm1.weight", C), g("layer_norm1.bias", C), eps=eps)
-        n2 = _C.LayerNorm(g("layer_norm2.weight", C), g("layer_norm2.bias", C), eps=eps)
-        layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=True))
-        w.release()
-    return EncoderStack(layers)
-
-
-def _layer_norm(w: Weights, key: str, C: int, eps: float) -> _C.LayerNorm:
-    return _C.LayerNorm(w.get(key + ".weight", (C,)), w.get(key + ".bias", (C,)), eps=eps)
 
 
 class _VisionTower:
@@ -98,9 +41,9 @@ class _VisionTower:
         self.grid = (self.image_size[0] // self.patch[0], self.image_size[1] // self.patch[1])
         n = self.grid[0] * self.grid[1] + 1
         self.positions = w.get(f"{prefix}embeddings.position_embedding.weight", (n, C))
-        self.pre_norm = _layer_norm(w, f"{prefix}pre_layrnorm", C, eps)
-        self.encoder = _encoder(cfg, w, f"{prefix}encoder.", causal=False)
-        self.post_norm = _layer_norm(w, f"{prefix}post_layernorm", C, eps)
+        self.pre_norm = layer_norm(w, f"{prefix}pre_layrnorm", C, eps)
+        self.encoder = pre_norm_stack(cfg, w, f"{prefix}encoder.", causal=False)
+        self.post_norm = layer_norm(w, f"{prefix}post_layernorm", C, eps)
 
     def __call__(self, pixel_values, output_hidden_states: bool, output_attentions: bool) -> ModelOutput:
         x = check_pixel_values(pixel_values, self.channels)
@@ -137,8 +80,8 @@ class _TextTower:
         self.eos_token_id = int(cfg.get("eos_token_id", 2))
         self.tokens = _C.Embedding(w.get(f"{prefix}embeddings.token_embedding.weight", (V, C)))
         self.positions = w.get(f"{prefix}embeddings.position_embedding.weight", (P, C))
-        self.encoder = _encoder(cfg, w, f"{prefix}encoder.", causal=True)
-        self.final_norm = _layer_norm(w, f"{prefix}final_layer_norm", C, eps)
+        self.encoder = pre_norm_stack(cfg, w, f"{prefix}encoder.", causal=True)
+        self.final_norm = layer_norm(w, f"{prefix}final_layer_norm", C, eps)
 
     def __call__(
         self, input_ids, attention_mask, position_ids, output_hidden_states: bool, output_attentions: bool

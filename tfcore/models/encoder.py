@@ -19,10 +19,10 @@ def layer_norm_eps(cfg: Config, key: str = "layer_norm_eps", default: float = 1e
     return float(cfg.get(key, default))
 
 
-def hidden_act(cfg: Config, key: str = "hidden_act") -> str:
-    """The activation name a config states under key ("gelu" if absent); raises CheckpointError
+def hidden_act(cfg: Config, key: str = "hidden_act", default: str = "gelu") -> str:
+    """The activation name a config states under key (default if absent); raises CheckpointError
     if it is not a string."""
-    act = cfg.get(key, "gelu")
+    act = cfg.get(key, default)
     if not isinstance(act, str):
         raise CheckpointError(f"config.json: {key} must be a string, got {act!r}")
     return act
@@ -161,3 +161,79 @@ class EncoderStack:
             if output_hidden_states:
                 hidden.append(unpack(x))
         return unpack(x), (tuple(hidden) if hidden is not None else None), None
+
+
+QUICK_GELU = 1.702
+
+
+def layer_norm(w: Weights, key: str, C: int, eps: float) -> _C.LayerNorm:
+    """The LayerNorm whose tensors are {key}.weight and {key}.bias, both (C,)."""
+    return _C.LayerNorm(w.get(key + ".weight", (C,)), w.get(key + ".bias", (C,)), eps=eps)
+
+
+def clip_mlp(w: Weights, prefix: str, C: int, F: int, act: str) -> _C.FeedForward:
+    """CLIPMLP / SiglipMLP: {prefix}fc1 (F, C) and {prefix}fc2 (C, F) with biases around act.
+    ``quick_gelu`` (x sigmoid(1.702 x)) is not a tfcore activation: it equals
+    silu(1.702 x) / 1.702, so fc1 is scaled by 1.702 and fc2 by 1 / 1.702 at load."""
+
+    def f32(a):  # a bf16 model's projection may come as uint16 bits: scaled in float32
+        return _C.bfloat16_to_float32(a) if a.dtype == np.uint16 else a
+
+    up_w, up_b = w.get(prefix + "fc1.weight", (F, C), matrix=True), w.get(prefix + "fc1.bias", (F,))
+    down_w = w.get(prefix + "fc2.weight", (C, F), matrix=True)
+    quick = act == "quick_gelu"
+    if quick:
+        up_w, up_b = (f32(up_w) * QUICK_GELU).astype(np.float32), (up_b * QUICK_GELU).astype(np.float32)
+        down_w = (f32(down_w) / QUICK_GELU).astype(np.float32)
+    return _C.FeedForward(
+        up_w,
+        down_w,
+        up_bias=up_b,
+        down_bias=w.get(prefix + "fc2.bias", (C,)),
+        activation="silu" if quick else act,
+        dtype=w.dtype,
+    )
+
+
+def pre_norm_stack(
+    cfg: Config,
+    w: Weights,
+    prefix: str,
+    causal: bool,
+    default_act: str = "quick_gelu",
+    default_eps: float = 1e-5,
+) -> EncoderStack:
+    """cfg.num_hidden_layers pre-norm blocks named {prefix}layers.{i}.* as CLIPEncoderLayer
+    and SiglipEncoderLayer name them (self_attn.{q,k,v,out}_proj, layer_norm1/2, mlp: clip_mlp)."""
+    C, H = cfg.require("hidden_size"), cfg.require("num_attention_heads")
+    F, L = cfg.require("intermediate_size"), cfg.require("num_hidden_layers")
+    eps = float(cfg.get("layer_norm_eps", default_eps))
+    act = hidden_act(cfg, default=default_act)
+    if C % H:
+        raise CheckpointError(f"config.json: hidden_size={C} is not divisible by num_attention_heads={H}")
+    layers = []
+    for i in w.layer_range(L):
+
+        def g(key, *shape):
+            return w.get(f"{prefix}layers.{i}.{key}", shape, matrix=len(shape) == 2)
+
+        attn = _C.MultiHeadAttention(
+            C,
+            H,
+            q_weight=g("self_attn.q_proj.weight", C, C),
+            q_bias=g("self_attn.q_proj.bias", C),
+            k_weight=g("self_attn.k_proj.weight", C, C),
+            k_bias=g("self_attn.k_proj.bias", C),
+            v_weight=g("self_attn.v_proj.weight", C, C),
+            v_bias=g("self_attn.v_proj.bias", C),
+            o_weight=g("self_attn.out_proj.weight", C, C),
+            o_bias=g("self_attn.out_proj.bias", C),
+            is_causal=causal,
+            dtype=w.dtype,
+        )
+        ffn = clip_mlp(w, f"{prefix}layers.{i}.mlp.", C, F, act)
+        n1 = _C.LayerNorm(g("layer_norm1.weight", C), g("layer_norm1.bias", C), eps=eps)
+        n2 = _C.LayerNorm(g("layer_norm2.weight", C), g("layer_norm2.bias", C), eps=eps)
+        layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=True))
+        w.release()
+    return EncoderStack(layers)

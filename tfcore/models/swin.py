@@ -31,7 +31,7 @@ from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights
 from .registry import register
-from .vision import check_pixel_values, pair, resize_grid
+from .vision import check_pixel_values, merge_2x2, pair, resize_grid
 
 __all__ = ["SwinModel", "SwinForImageClassification"]
 
@@ -74,18 +74,7 @@ class _PatchMerging:
         self.norm, self.reduction = norm, reduction
 
     def __call__(self, h: np.ndarray, dims: Tuple[int, int]) -> np.ndarray:
-        B, _, C = h.shape
-        Hh, Ww = dims
-        H2, W2 = (Hh + 1) // 2, (Ww + 1) // 2
-        x = h.reshape(B, Hh, Ww, C)
-        # rows of HF's torch.cat([x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2]]):
-        # merged[b, i, j, dx, dy] = x[b, 2i + dy, 2j + dx]; zeros where the map is padded
-        merged = (np.zeros if Hh % 2 or Ww % 2 else np.empty)((B, H2, W2, 2, 2, C), np.float32)
-        for dx in (0, 1):
-            for dy in (0, 1):
-                part = x[:, dy::2, dx::2]
-                merged[:, : part.shape[1], : part.shape[2], dx, dy] = part
-        rows = merged.reshape(B, H2 * W2, 4 * C)
+        rows = merge_2x2(h, dims)
         return self.reduction(self.norm(rows, out=rows))
 
 
@@ -162,17 +151,14 @@ class SwinModel(PreTrainedModel):
             C = C0 * 2**s
             if C % H:
                 raise CheckpointError(f"config.json: stage {s} width {C} is not divisible by {H} heads")
+            self._stage = s  # read by a subclass's _layer (SwinV2 sizes its windows per stage)
             layers = [
                 self._layer(w, f"encoder.layers.{s}.blocks.{i}.", C, H, i, eps, mlp_ratio, act, bar)
                 for i in range(depth)
             ]
             down = None
             if s < len(depths) - 1:
-                p = f"encoder.layers.{s}.downsample."
-                down = _PatchMerging(
-                    _C.LayerNorm(w.get(p + "norm.weight", (4 * C,)), w.get(p + "norm.bias", (4 * C,))),
-                    _C.Linear(w.get(p + "reduction.weight", (2 * C, 4 * C), matrix=True), dtype=w.dtype),
-                )
+                down = self._downsample(w, f"encoder.layers.{s}.downsample.", C)
             self.stages.append(_SwinStage(layers, down))
         for _ in bar:  # finish the progress bar
             pass
@@ -180,6 +166,13 @@ class SwinModel(PreTrainedModel):
         F = self.num_features
         self.layernorm = _C.LayerNorm(w.get("layernorm.weight", (F,)), w.get("layernorm.bias", (F,)), eps=eps)
         self.add_pooling_layer = add_pooling_layer
+
+    @staticmethod
+    def _downsample(w: Weights, p: str, C: int) -> _PatchMerging:
+        return _PatchMerging(
+            _C.LayerNorm(w.get(p + "norm.weight", (4 * C,)), w.get(p + "norm.bias", (4 * C,))),
+            _C.Linear(w.get(p + "reduction.weight", (2 * C, 4 * C), matrix=True), dtype=w.dtype),
+        )
 
     def _layer(
         self, w: Weights, p: str, C: int, H: int, index: int, eps: float, mlp_ratio: float, act: str, bar
@@ -338,11 +331,12 @@ class SwinForImageClassification(PreTrainedModel):
     model_types = ("swin",)
     base_prefixes = ("",)
     ignore_keys = SwinModel.ignore_keys
+    base_model, base_prefix = SwinModel, "swin."  # the backbone class and its checkpoint prefix
 
     def __init__(self, config: Config, weights: Weights):
         super().__init__(config, weights)
-        base = Weights(weights.ckpt, ("swin.", ""), self.ignore_keys, weights.dtype)
-        self.swin = SwinModel(config, base)
+        base = Weights(weights.ckpt, (self.base_prefix, ""), self.ignore_keys, weights.dtype)
+        self.swin = self.base_model(config, base)
         weights.used |= base.used
         C = self.swin.num_features
         labels = len(config.get("id2label") or {}) or config.get("num_labels", 2)

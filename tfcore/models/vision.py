@@ -1,8 +1,8 @@
-"""Helpers the vision families (vit.py, swin.py) share: the pixel_values check, the
+"""Helpers the vision families (vit.py, swin.py, swinv2.py, ...) share: the pixel_values check, the
 (height, width) reading of config sizes, and bicubic resampling of position-embedding grids
 matching ``torch.nn.functional.interpolate`` (mode="bicubic", align_corners=False), with and
 without ``antialias`` — what ViT-family models use to run on image sizes other than the one
-they were trained on."""
+they were trained on — and Swin's 2x2 patch-merging gather (merge_2x2)."""
 
 from __future__ import annotations
 
@@ -81,3 +81,21 @@ def resize_grid(grid: np.ndarray, height: int, width: int, antialias: bool = Fal
     out = np.einsum("yh,hwc->ywc", wy, grid.astype(np.float64))
     out = np.einsum("xw,ywc->yxc", wx, out)
     return out.astype(np.float32)
+
+
+def merge_2x2(h: np.ndarray, dims: Tuple[int, int]) -> np.ndarray:
+    """(B, Hh*Ww, C) tokens of an Hh x Ww map -> (B, ceil(Hh/2)*ceil(Ww/2), 4C): each 2x2
+    neighbourhood in the order of Swin's patch merging (HF's SwinPatchMerging), zeros where
+    an odd map is padded."""
+    B, _, C = h.shape
+    Hh, Ww = dims
+    H2, W2 = (Hh + 1) // 2, (Ww + 1) // 2
+    x = h.reshape(B, Hh, Ww, C)
+    # rows of HF's torch.cat([x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2]]):
+    # merged[b, i, j, dx, dy] = x[b, 2i + dy, 2j + dx]; zeros where the map is padded
+    merged = (np.zeros if Hh % 2 or Ww % 2 else np.empty)((B, H2, W2, 2, 2, C), np.float32)
+    for dx in (0, 1):
+        for dy in (0, 1):
+            part = x[:, dy::2, dx::2]
+            merged[:, : part.shape[1], : part.shape[2], dx, dy] = part
+    return merged.reshape(B, H2 * W2, 4 * C)

@@ -26,9 +26,6 @@
 #define BQ TF_WINDOW_LANES /* queries per block: TF_TILE_QV vectors */
 _Static_assert(TF_WINDOW_LANES == TF_TILE_BQ, "window blocks are attention tiles");
 
-/* HF's shifted-window mask value for query/key pairs from different regions. */
-#define REGION_MASK (-100.0f)
-
 /* ------------------------------------------------------------------ shared helpers */
 
 /* Where the tokens of one window read and write. */
@@ -81,7 +78,7 @@ TF_ISA_FN(tf_window_item)(const tf_window_args *a, int64_t bw, int64_t h, const 
 {
     const int64_t N = a->ws * a->ws, NP = tf_window_lanes(N), D = a->D, C = a->H * D;
     const float *const *rows = (const float *const *)m->src;
-    const tf_vf ninf = tf_vset1(-INFINITY), vmask = tf_vset1(REGION_MASK);
+    const tf_vf ninf = tf_vset1(-INFINITY), vmask = tf_vset1(a->region_mask);
     offset_rows(rows, C + h * D, N, s->kr);
     offset_rows(rows, 2 * C + h * D, N, s->vr);
     for (int64_t i0 = 0; i0 < N; i0 += BQ) {
@@ -105,7 +102,7 @@ TF_ISA_FN(tf_window_item)(const tf_window_args *a, int64_t bw, int64_t h, const 
                 if (bh != NULL) {
                     x = tf_vadd(x, tf_vload(bh + j * NP + TF_VW * u));
                 }
-                if (mixed) { /* keys of another region: + REGION_MASK */
+                if (mixed) { /* keys of another region: + region_mask */
                     x = tf_vblend(tf_vieq(rq[u], rj), tf_vadd(x, vmask), x);
                 }
                 tf_vstore(row + TF_VW * u, x);
@@ -232,7 +229,7 @@ window_item_ref(const tf_window_args *a, int64_t bw, int64_t h, const window_map
                 sc += (double)table_bias(a, h, i, j);
             }
             if (mixed && m->rid[i] != m->rid[j]) {
-                sc += (double)REGION_MASK;
+                sc += (double)a->region_mask;
             }
             scores[j] = sc;
             mx = sc > mx ? sc : mx;

@@ -25,7 +25,9 @@ typedef struct {
     float *out;       /* (B, Hh, Ww, H, D), every position written */
     int64_t B, Hh, Ww, H, D;
     int64_t ws;         /* window side, >= 1 */
-    int64_t shift;      /* cyclic shift, 0 <= shift < ws; > 0 adds HF's -100 region mask */
+    int64_t shift;      /* cyclic shift, 0 <= shift < ws; > 0 adds region_mask between
+                          * tokens of different shifted-window regions */
+    float region_mask;  /* HF Swin's -100; SwinV2 in transformers adds its mask twice: -200 */
     const float *table; /* (H, (2 tw - 1)^2) relative-position bias, head-major, or NULL */
     int64_t tw;         /* window side the table was made for, tw >= ws */
     const float *bias;  /* (H, N, NP) from tf_window_bias for this ws, or NULL: built per
