@@ -122,7 +122,8 @@ tf_isa_level tf_isa_for(unsigned have);
     X(quantize)               \
     X(bfloat16)               \
     X(finite_check)           \
-    X(linear_attention)
+    X(linear_attention)       \
+    X(int4)
 #define TF_DECLARE_FAMILY_ISA(family) tf_isa_level tf_##family##_isa(void);
 TF_KERNEL_FAMILIES(TF_DECLARE_FAMILY_ISA)
 #undef TF_DECLARE_FAMILY_ISA
