@@ -43,7 +43,8 @@ dot_rows(const uint8_t *qr, const float *dr, int64_t group, const int8_t *xq, co
             const int64_t k = s * TF_Q4_SB + p * TF_VB, b = k / TF_Q4_BLOCK;
             const tf_vi u = tf_vload_u4(qr + s * (TF_Q4_SB / 2), p);
             /* groups of 32: one scale per block (the vector may span two); else one group */
-            const tf_vf dv = group == TF_Q4_BLOCK ? tf_vset_blocks(dr + b) : tf_vset1(dr[k / group]);
+            const tf_vf dv =
+                group == TF_Q4_BLOCK ? tf_vset_blocks(dr + b) : tf_vset1(dr[k / group]);
             for (int r = 0; r < R; r++) {
                 const tf_vi dot = tf_vdot_u8s8(u, tf_vload_i8(xq + r * Kp + k));
                 const tf_vf sc = tf_vmul(dv, tf_vset_blocks(sx + r * nb + b));
@@ -58,8 +59,8 @@ dot_rows(const uint8_t *qr, const float *dr, int64_t group, const int8_t *xq, co
 
 /* acc (M, TILE): the integer-dot term of outputs n0 .. n0 + nt for M <= TF_Q4_MAX_M rows. */
 void
-TF_ISA_FN(tf_q4_tile)(const tf_q4_args *a, const int8_t *xq, const float *sx, int64_t M,
-                      int64_t n0, int64_t nt, float *acc)
+TF_ISA_FN(tf_q4_tile)(const tf_q4_args *a, const int8_t *xq, const float *sx, int64_t M, int64_t n0,
+                      int64_t nt, float *acc)
 {
     const int64_t Kp = tf_q4_kpad(a->K), nb = Kp / TF_Q4_BLOCK;
     const int64_t ldg = tf_q4_groups(Kp, a->group);
@@ -107,8 +108,8 @@ nibble(const uint8_t *qr, int64_t k)
 
 /* The reference tile: the same integer block dots, summed in float block by block. */
 static void
-tile_ref(const tf_q4_args *a, const int8_t *xq, const float *sx, int64_t M, int64_t n0,
-         int64_t nt, float *acc)
+tile_ref(const tf_q4_args *a, const int8_t *xq, const float *sx, int64_t M, int64_t n0, int64_t nt,
+         float *acc)
 {
     const int64_t Kp = tf_q4_kpad(a->K), nb = Kp / TF_Q4_BLOCK;
     const int64_t ldg = tf_q4_groups(Kp, a->group);
@@ -214,8 +215,8 @@ tf_q4_gemv(const tf_q4_args *a, const int8_t *xq, const float *sx, const float *
 }
 
 void
-tf_q4_quantize_rtn(const float *w, int64_t N, int64_t K, int transposed, int64_t group,
-                   uint8_t *q, float *d, float *m)
+tf_q4_quantize_rtn(const float *w, int64_t N, int64_t K, int transposed, int64_t group, uint8_t *q,
+                   float *d, float *m)
 {
     const int64_t Kp = tf_q4_kpad(K), ldg = tf_q4_groups(Kp, group);
 #pragma omp parallel for schedule(static) if (N * K >= PARALLEL_MIN_WEIGHTS)

@@ -49,9 +49,9 @@ tf_q4_groups(int64_t Kp, int64_t group)
 }
 
 typedef struct {
-    const uint8_t *q;   /* (N, Kp / 2) nibbles, layout above */
-    const float *d;     /* (N, ldg) scales */
-    const float *m;     /* (N, ldg) offsets */
+    const uint8_t *q; /* (N, Kp / 2) nibbles, layout above */
+    const float *d;   /* (N, ldg) scales */
+    const float *m;   /* (N, ldg) offsets */
     int64_t K, N, group;
     const float *bias; /* (N,) or NULL */
     tf_act act;

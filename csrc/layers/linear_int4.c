@@ -253,7 +253,8 @@ tf_linear_int4_forward(const tf_linear *lin, const float *x, int64_t M, float *y
     /* [xq (M, Kp) int8 | sx (M, nb) | xsum (M, ldg)] */
     const size_t xbytes = ((size_t)(M * Kp) + 63) & ~(size_t)63;
     const size_t sbytes = ((size_t)(M * nb) * sizeof(float) + 63) & ~(size_t)63;
-    char *scratch = tf_thread_scratch(ctx, xbytes + sbytes + (size_t)(M * ldg) * sizeof(float), err);
+    char *scratch =
+        tf_thread_scratch(ctx, xbytes + sbytes + (size_t)(M * ldg) * sizeof(float), err);
     if (scratch == NULL) {
         return -1;
     }
@@ -281,8 +282,8 @@ tf_parse_int4_dtype(tf_state *st, PyObject *dtype, PyObject *group_obj, int64_t 
         char *end = NULL;
         g = strtol(name + 6, &end, 10);
         if (end == name + 6 || *end != '\0') {
-            tf_value_error(st, "dtype '%s': expected 'int4' or 'int4_g<group size>' (e.g. 'int4_g32')",
-                           name);
+            tf_value_error(
+                st, "dtype '%s': expected 'int4' or 'int4_g<group size>' (e.g. 'int4_g32')", name);
             return -1;
         }
     }
@@ -323,8 +324,8 @@ tf_parse_int4_dtype(tf_state *st, PyObject *dtype, PyObject *group_obj, int64_t 
 PyObject *
 tf_linear_from_int4(PyObject *cls, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"values", "scales", "offsets", "bias", "activation", "group_size",
-                             NULL};
+    static char *kwlist[] = {"values",     "scales",     "offsets", "bias",
+                             "activation", "group_size", NULL};
     PyObject *v_obj, *d_obj, *m_obj, *bias_obj = Py_None, *act_obj = Py_None, *group_obj = NULL;
     PyArrayObject *v = NULL, *d = NULL, *m = NULL, *b = NULL;
     tf_linear *self = NULL;
@@ -363,16 +364,18 @@ tf_linear_from_int4(PyObject *cls, PyObject *args, PyObject *kwds)
         goto fail;
     }
     if (PyArray_NDIM(v) != 2 || PyArray_DIM(v, 0) == 0 || PyArray_DIM(v, 1) == 0) {
-        tf_value_error(st, "values must be a non-empty 2-D (out_features, in_features) array, got %d dimensions",
-                       PyArray_NDIM(v));
+        tf_value_error(
+            st,
+            "values must be a non-empty 2-D (out_features, in_features) array, got %d dimensions",
+            PyArray_NDIM(v));
         goto fail;
     }
     const int64_t N = PyArray_DIM(v, 0), K = PyArray_DIM(v, 1);
     const uint8_t *vals = PyArray_DATA(v);
     for (int64_t i = 0; i < N * K; i++) {
         if (vals[i] > 15) {
-            tf_value_error(st, "values must be 4-bit integers 0..15, element %lld is %d",
-                           (long long)i, (int)vals[i]);
+            tf_value_error(st, "values must be 4-bit integers 0..15, values[%lld, %lld] is %d",
+                           (long long)(i / K), (long long)(i % K), (int)vals[i]);
             goto fail;
         }
     }
