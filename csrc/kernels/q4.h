@@ -16,10 +16,11 @@
  * past K hold d = m = 0, and nibbles past K are 0. K need not be a multiple of the group: the
  * last group is partial (its values quantized as they are), the padding multiplies zeros.
  *
- * Products (decode, a few rows): each row of x is quantized per block of 32 values to int8
- * (xq = round(x / sx), sx = max|x| / 127, as kernels/quant.c rounds), the integer dot of q and
- * xq per block is exact in int32, and
- *     y[r, n] = sum_b d[n, g(b)] sx[r, b] (q . xq)_b + sum_g m[n, g] xsum[r, g]
+ * Products (decode, a few rows): each row of x is quantized to int8 per group of the weights
+ * (xq = round(x / sx), sx = max|x| / 127 over the group's values, as kernels/quant.c rounds;
+ * llama.cpp's Q8_0 / Q8_K do the same per 32 / 256 values), the integer dot of q and xq over
+ * a group is exact in int32, and
+ *     y[r, n] = sum_g d[n, g] sx[r, g] (q . xq)_g + sum_g m[n, g] xsum[r, g]
  * where xsum[r, g] is the float32 sum of x over group g (the offsets see x unquantized).
  * Many rows (prefill) dequantize a slice of W to float32 for oneDNN (layers/linear_int4.c).
  */
@@ -28,8 +29,7 @@
 
 #include "kernels/kernel.h"
 
-#define TF_Q4_SB    64 /* values per superblock (32 bytes) */
-#define TF_Q4_BLOCK 32 /* values per activation block (one int8 scale) */
+#define TF_Q4_SB 64 /* values per superblock (32 bytes) */
 /* Rows up to which the dot-product kernel runs a Linear (more: oneDNN on a dequantized
  * slice); each weight superblock is unpacked once for up to TF_Q4_ROWS rows at a time. */
 #define TF_Q4_MAX_M 8
@@ -57,7 +57,7 @@ typedef struct {
     tf_act act;
 } tf_q4_args;
 
-/* x (M, K) -> xq (M, Kp) int8 (zeros past K), sx (M, Kp / 32) block scales, xsum (M, ldg)
+/* x (M, K) -> xq (M, Kp) int8 (zeros past K), sx (M, ldg) group scales, xsum (M, ldg)
  * float32 group sums of x (zeros past K). Plain C, the same bits at every ISA level. */
 void tf_q4_quantize_x(const float *x, int64_t M, int64_t K, int64_t group, int8_t *xq, float *sx,
                       float *xsum);

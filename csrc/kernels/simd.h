@@ -295,13 +295,14 @@ tf_vload_u4(const uint8_t *sb, int part)
     const __m256i lo = _mm256_and_si256(b, f), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), f);
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
-/* int32 lane i = sum over j < 4 of u[4i + j] s[4i + j], u unsigned and s signed bytes (what
- * vpdpbusd sums); through vpmaddubsw, whose 16-bit pair sums saturate: callers keep
+/* int32 lane i = acc[i] + sum over j < 4 of u[4i + j] s[4i + j], u unsigned and s signed bytes
+ * (vpdpbusd's sum); through vpmaddubsw, whose 16-bit pair sums saturate: callers keep
  * 2 u |s| <= 32767 (4-bit u and int8 s: 2 x 15 x 128 = 3840) */
 static inline tf_vi
-tf_vdot_u8s8(tf_vi u, tf_vi s)
+tf_vdot_u8s8(tf_vi acc, tf_vi u, tf_vi s)
 {
-    return _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1));
+    return _mm512_add_epi32(acc,
+                            _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1)));
 }
 /* int32 lanes to float (exact below 2^24) */
 static inline tf_vf
@@ -589,9 +590,10 @@ tf_vload_u4(const uint8_t *sb, int part)
     return part == 0 ? _mm256_and_si256(b, f) : _mm256_and_si256(_mm256_srli_epi16(b, 4), f);
 }
 static inline tf_vi
-tf_vdot_u8s8(tf_vi u, tf_vi s)
+tf_vdot_u8s8(tf_vi acc, tf_vi u, tf_vi s)
 {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+    return _mm256_add_epi32(acc,
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
 }
 static inline tf_vf
 tf_vcvt_f(tf_vi v)

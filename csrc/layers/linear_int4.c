@@ -6,9 +6,9 @@
  * scale and offset per group (group 128: 4.5 bits per weight, against 8 for int8).
  *
  * Calls:
- * - up to TF_Q4_MAX_M rows (decoding): each row quantized to int8 per block of 32 values, the
- *   integer dot products of kernels/q4.c (nibbles unpacked in registers), dequantized per
- *   block and group in float32. The bytes a decode step streams are the 4-bit ones.
+ * - up to TF_Q4_MAX_M rows (decoding): each row quantized to int8 per group (the weights'),
+ *   the integer dot products of kernels/q4.c (nibbles unpacked in registers) accumulated in
+ *   int32 over a group, dequantized once per group in float32. The bytes a decode step streams are the 4-bit ones.
  * - more rows (prefill): a slice of output rows dequantized to float32 at a time into the
  *   calling thread's scratch (bounded: SLICE_BYTES), then oneDNN's float32 matmul on that
  *   slice writes those columns of y with the bias, activation and post-op fused. The
@@ -244,15 +244,15 @@ tf_linear_int4_forward(const tf_linear *lin, const float *x, int64_t M, float *y
     if (M > TF_Q4_MAX_M) {
         return int4_prefill(lin, x, M, y, post, other, err);
     }
-    const int64_t K = lin->in_features, Kp = tf_q4_kpad(K), nb = Kp / TF_Q4_BLOCK;
+    const int64_t K = lin->in_features, Kp = tf_q4_kpad(K);
     const int64_t ldg = tf_q4_groups(Kp, lin->group);
     tf_thread_ctx *ctx = tf_thread_ctx_get(err);
     if (ctx == NULL) {
         return -1;
     }
-    /* [xq (M, Kp) int8 | sx (M, nb) | xsum (M, ldg)] */
+    /* [xq (M, Kp) int8 | sx (M, ldg) | xsum (M, ldg)] */
     const size_t xbytes = ((size_t)(M * Kp) + 63) & ~(size_t)63;
-    const size_t sbytes = ((size_t)(M * nb) * sizeof(float) + 63) & ~(size_t)63;
+    const size_t sbytes = ((size_t)(M * ldg) * sizeof(float) + 63) & ~(size_t)63;
     char *scratch =
         tf_thread_scratch(ctx, xbytes + sbytes + (size_t)(M * ldg) * sizeof(float), err);
     if (scratch == NULL) {
