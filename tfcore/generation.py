@@ -27,13 +27,24 @@ def _as_set(ids: TokenIds) -> List[int]:
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> Tuple[np.ndarray, np.ndarray]:
     """(input_ids, attention_mask) int64 (len(rows), longest): token lists left-padded with
     pad_id, the layout generate() takes for a batch of prompts of different lengths."""
+    return _pad(rows, pad_id, left=True)
+
+
+def right_pad(rows: Sequence[Sequence[int]], pad_id: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(input_ids, attention_mask) as left_pad, right-padded: the layout for scoring a batch
+    (every row's tokens at positions 0..len-1)."""
+    return _pad(rows, pad_id, left=False)
+
+
+def _pad(rows: Sequence[Sequence[int]], pad_id: int, left: bool) -> Tuple[np.ndarray, np.ndarray]:
     T = max([len(r) for r in rows] + [1])
     ids = np.full((len(rows), T), pad_id, np.int64)
     mask = np.zeros((len(rows), T), np.int64)
     for b, r in enumerate(rows):
         if len(r):
-            ids[b, T - len(r) :] = r
-            mask[b, T - len(r) :] = 1
+            cols = slice(T - len(r), T) if left else slice(0, len(r))
+            ids[b, cols] = r
+            mask[b, cols] = 1
     return ids, mask
 
 

@@ -332,3 +332,42 @@ def pool(
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Rows scaled to unit length (torch.nn.functional.normalize)."""
     return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)).astype(np.float32)
+
+
+class _IncrementalDecoder:
+    """Text of a token stream as it grows, for printing generated tokens as they come.
+
+    Decoding every token so far at each step costs O(n) per token (O(n^2) for a reply). This
+    decodes a short window instead: the tokens from ``prefix`` on, where everything before
+    ``prefix`` is already printed. The window keeps one printed token before the new ones, so a
+    tokenizer whose decoding depends on the neighbour (SentencePiece's leading space, byte-level
+    BPE) gives the same text as decoding the whole stream. A window ending inside a multi-byte
+    character decodes to U+FFFD: nothing is printed until the character is complete.
+    ``skip`` ids (end-of-turn tokens) are left out of the text. ``context``: tokens already shown
+    (a prompt's last few), so the first new token decodes as it does after them (its space)."""
+
+    def __init__(self, tokenizer: Any, skip: Sequence[int] = (), context: Sequence[int] = ()):
+        self._tok = tokenizer
+        self._skip = frozenset(int(i) for i in skip)
+        self._ids: List[int] = [int(i) for i in context]
+        self._prefix = 0  # window start: printed tokens kept as context
+        self._read = len(self._ids)  # tokens [0, _read) are printed
+
+    def push(self, token_id: int) -> str:
+        """Add one token; return the text it completes (maybe "")."""
+        if int(token_id) in self._skip:
+            return ""
+        self._ids.append(int(token_id))
+        printed = self._tok.decode(self._ids[self._prefix : self._read])
+        text = self._tok.decode(self._ids[self._prefix :])
+        if len(text) <= len(printed) or text.endswith("\ufffd"):
+            return ""
+        self._prefix, self._read = self._read, len(self._ids)
+        return text[len(printed) :]
+
+    def flush(self) -> str:
+        """The text not yet returned (a character left incomplete at the end of the stream)."""
+        printed = self._tok.decode(self._ids[self._prefix : self._read])
+        text = self._tok.decode(self._ids[self._prefix :])
+        self._prefix = self._read = len(self._ids)
+        return text[len(printed) :]

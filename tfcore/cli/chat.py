@@ -64,6 +64,7 @@ def run(args):
     import tfcore
 
     from ..gguf_tokenizer import apply_chat_template
+    from ..text import _IncrementalDecoder
     from ._common import tokenizer_or_none
 
     template, bos, eos = _template(args.model)
@@ -101,15 +102,15 @@ def run(args):
             template, messages, add_generation_prompt=True, bos_token=bos, eos_token=eos
         )
         ids = np.array([tok.encode(prompt, add_special_tokens=False).ids], dtype=np.int64)
-        new: list = []
-        shown = ""
+        detok = _IncrementalDecoder(tok, skip=stop)
+        reply: list = []  # the reply's text, piece by piece as printed
+        count = 0
 
         def stream(step):
-            nonlocal shown
-            new.append(int(step[0]))
-            text = tok.decode([t for t in new if t not in stop])
-            sys.stdout.write(text[len(shown) :])
-            shown = text
+            nonlocal count
+            count += 1
+            reply.append(detok.push(step[0]))
+            sys.stdout.write(reply[-1])
             sys.stdout.flush()
 
         t0 = time.perf_counter()
@@ -125,10 +126,12 @@ def run(args):
                 eos_token_id=sorted(stop),
                 streamer=stream,
             )
+            interrupted = False
         except KeyboardInterrupt:
-            sys.stdout.write(" [interrupted]")
+            interrupted = True
         took = time.perf_counter() - t0
-        print()
-        print(f"[{len(new)} tokens, {len(new) / max(took, 1e-9):.1f} tok/s]", file=sys.stderr)
-        messages.append({"role": "assistant", "content": shown})
+        reply.append(detok.flush())  # a character the stream left incomplete
+        print(reply[-1] + (" [interrupted]" if interrupted else ""))
+        print(f"[{count} tokens, {count / max(took, 1e-9):.1f} tok/s]", file=sys.stderr)
+        messages.append({"role": "assistant", "content": "".join(reply)})
     return 0

@@ -84,18 +84,18 @@ def run(args):
         raise tfcore.TfcoreValueError("give a prompt (text) or --ids")
     if ids.size == 0:
         raise tfcore.TfcoreValueError("the prompt is empty")
-    new: list = []
-    shown = ""
+    from ..text import _IncrementalDecoder
+
+    # a continuation decodes after the prompt's last tokens (its leading space); a seq2seq
+    # output is text of its own
+    context = [] if seq2seq else ids[0, -4:].tolist()
+    detok = _IncrementalDecoder(tok, context=context) if tok is not None else None
+    count = 0
 
     def stream(step):
-        nonlocal shown
-        new.append(int(step[0]))
-        if tok is None:
-            sys.stdout.write(f"{new[-1]} ")
-        else:
-            text = tok.decode(new)
-            sys.stdout.write(text[len(shown) :])
-            shown = text
+        nonlocal count
+        count += 1
+        sys.stdout.write(f"{int(step[0])} " if detok is None else detok.push(step[0]))
         sys.stdout.flush()
 
     if not seq2seq:  # a continuation follows its prompt, echoed first (as text or as ids)
@@ -113,6 +113,6 @@ def run(args):
         cache_dtype=args.cache_dtype,
     )
     took = time.perf_counter() - t0
-    print()
-    print(f"[{len(new)} tokens in {took:.2f} s, {len(new) / max(took, 1e-9):.1f} tok/s]", file=sys.stderr)
+    print("" if detok is None else detok.flush())
+    print(f"[{count} tokens in {took:.2f} s, {count / max(took, 1e-9):.1f} tok/s]", file=sys.stderr)
     return 0

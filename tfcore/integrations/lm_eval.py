@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from .. import _C
-from ..generation import left_pad
+from ..generation import left_pad, right_pad
 
 try:
     import lm_eval.models  # noqa: F401  (the built-in backends first: the registry loads them only when empty)
@@ -65,17 +65,6 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     x = x.astype(np.float64)
     m = x.max(-1, keepdims=True)
     return x - (m + np.log(np.exp(x - m).sum(-1, keepdims=True)))
-
-
-def _right_padded(rows: List[List[int]], pad: int) -> Tuple[np.ndarray, np.ndarray]:
-    """(ids, mask): the token lists right-padded with pad into one (len(rows), longest) batch."""
-    T = max(len(r) for r in rows)
-    ids = np.full((len(rows), T), pad, np.int64)
-    mask = np.zeros((len(rows), T), np.int64)
-    for b, r in enumerate(rows):
-        ids[b, : len(r)] = r
-        mask[b, : len(r)] = 1
-    return ids, mask
 
 
 def _score(logits: np.ndarray, cont: List[int]) -> Tuple[float, bool]:
@@ -242,7 +231,7 @@ class TfcoreLM(TemplateLM):
         out: List[Tuple[float, bool]] = [(0.0, False)] * len(rows)
         pad = self.tokenizer.pad_token_id or 0
         for batch in self._batches(len(rows), lambda i: -len(rows[i][0]), disable_tqdm):
-            ids, mask = _right_padded([rows[i][0] for i in batch], pad)
+            ids, mask = right_pad([rows[i][0] for i in batch], pad)
             logits = self.model(ids, attention_mask=mask).logits
             for b, i in enumerate(batch):
                 inp, cont = rows[i]
@@ -278,8 +267,8 @@ class TfcoreLM(TemplateLM):
         pad = self.tokenizer.pad_token_id or 0
         longest_first = lambda i: (-len(rows[i][0]), -len(rows[i][1]))  # noqa: E731
         for batch in self._batches(len(rows), longest_first, disable_tqdm):
-            ids, mask = _right_padded([rows[i][0] for i in batch], pad)
-            dec, _ = _right_padded([[start] + rows[i][1][:-1] for i in batch], pad)
+            ids, mask = right_pad([rows[i][0] for i in batch], pad)
+            dec, _ = right_pad([[start] + rows[i][1][:-1] for i in batch], pad)
             logits = self.model(ids, attention_mask=mask, decoder_input_ids=dec).logits
             for b, i in enumerate(batch):
                 cont = rows[i][1]
