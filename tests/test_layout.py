@@ -350,7 +350,10 @@ SHARED_FILES = {  # type pairs over one implementation
     "Conv2d": "conv",
 }
 # layers/ files that are a part of a type rather than a type, with the reason.
-LAYER_PARTS = {"linear_gemv": "Linear's few-row (decoding) GEMV path, called by Linear only"}
+LAYER_PARTS = {
+    "linear_gemv": "Linear's few-row (decoding) GEMV path, called by Linear only",
+    "linear_int4": "Linear's int4 dtype (4-bit weights, Linear.from_int4), called by Linear only",
+}
 
 
 def c_registry():

@@ -302,6 +302,12 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         tmp_path / "m.gguf"
     ).generate(ids[:1, :3] % 8, max_new_tokens=4)
     work["gguf-shared-dequantize"] = lambda: shared_gguf.float32("blk.0.ffn_down.weight")
+    # int4: a shared 4-bit model (decode kernel and prefill slices) and a shared int4 Linear
+    llama4 = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path / "llama", dtype="int4_g32")
+    lin4 = tfcore.Linear(r(96, 70), r(96), activation="silu", dtype="int4_g32")
+    x4 = r(11, 70)
+    work["int4-generate"] = lambda: llama4.generate(ids[:2, :4], max_new_tokens=6)
+    work["int4-linear-decode-and-prefill"] = lambda: np.concatenate([lin4(x4[:3]), lin4(x4)])
     texts = [" ".join(f"w{w}" for w in rng.integers(2, 60, n)) for n in (3, 9, 1, 14, 6)]
     work.update(
         {

@@ -32,8 +32,23 @@ class Linear:
         activation: Optional[str] = None,
         *,
         transposed: bool = False,
+        dtype: Optional[str] = "float32",
+        group_size: Optional[int] = None,
     ) -> None: ...
+    @classmethod
+    def from_int4(
+        cls,
+        values: np.ndarray,
+        scales: F32,
+        offsets: F32,
+        bias: Optional[F32] = None,
+        activation: Optional[str] = None,
+        *,
+        group_size: int,
+    ) -> "Linear": ...
     def __call__(self, x: F32, residual: Optional[F32] = None, *, out: Optional[F32] = None) -> F32: ...
+    @property
+    def group_size(self) -> Optional[int]: ...
     @property
     def weight(self) -> F32: ...
     @property

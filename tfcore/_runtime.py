@@ -51,6 +51,11 @@ DTYPE_ALIASES = {
     "bf16": "bfloat16",
     "int8": "int8",
     "qint8": "int8",
+    "int4": "int4",
+    "int4_g128": "int4",
+    "int4_g32": "int4_g32",
+    "int4_g64": "int4_g64",
+    "int4_g256": "int4_g256",
 }
 
 
@@ -60,7 +65,10 @@ def supported_dtypes() -> dict:
     widened to float32 on the fly (half the weight memory, and half the bytes a decode step
     reads); ``"int8"`` natively with VNNI, elsewhere with 7-bit weights on oneDNN's AVX2 int8
     GEMM (a quarter of the memory; 7 bits so its 16-bit pair sums cannot saturate, as
-    fbgemm's and ONNX Runtime's ``reduce_range`` do). Iterating gives the names;
+    fbgemm's and ONNX Runtime's ``reduce_range`` do); ``"int4"``: 4-bit weights with a float
+    scale and offset per group of 128 inputs (``"int4_g32"``, ``"int4_g64"``, ``"int4_g256"``
+    choose the group), int8 dot products of the AVX2 / AVX-512 kernels for decoding (a few
+    rows), dequantized slices for oneDNN's float32 GEMM for more. Iterating gives the names;
     ``supported_dtypes()[name]`` says which it is."""
     c = _C.config()
     return {
@@ -69,11 +77,12 @@ def supported_dtypes() -> dict:
         if c["bf16_matmul"]
         else "bf16 weights widened to float32 (no AVX512_BF16 here)",
         "int8": "native (VNNI)" if c["int8_matmul"] else "7-bit weights, AVX2 int8 GEMM (no VNNI here)",
+        "int4": f"4-bit weights, group 128, tfcore kernels ({c['kernels']['int4']})",
     }
 
 
 def canonical_dtype(dtype) -> str:
-    """'float32', 'bfloat16' or 'int8' from a name (HF spellings), a NumPy dtype or type
+    """'float32', 'bfloat16', 'int8' or 'int4' (or 'int4_g32' / '_g64' / '_g256') from a name (HF spellings), a NumPy dtype or type
     (``np.float32``, ``np.dtype("int8")``) or a torch dtype (``torch.bfloat16``)."""
     if isinstance(dtype, type) or type(dtype).__module__.startswith("numpy"):
         try:
@@ -85,7 +94,10 @@ def canonical_dtype(dtype) -> str:
     name = str(dtype).replace("torch.", "")
     canon = DTYPE_ALIASES.get(name)
     if canon is None:
-        raise _C.TfcoreValueError(f"dtype must be one of 'float32', 'bfloat16' or 'int8', got {dtype!r}")
+        raise _C.TfcoreValueError(
+            f"dtype must be one of 'float32', 'bfloat16', 'int8' or 'int4' ('int4_g32', 'int4_g64', "
+            f"'int4_g256' for other group sizes), got {dtype!r}"
+        )
     return canon
 
 

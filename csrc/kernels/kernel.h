@@ -126,7 +126,8 @@ tf_isa_level tf_isa_for(unsigned have);
     X(causal_conv1d)          \
     X(selective_scan)         \
     X(ssd)                    \
-    X(rwkv)
+    X(rwkv)                   \
+    X(int4)
 #define TF_DECLARE_FAMILY_ISA(family) tf_isa_level tf_##family##_isa(void);
 TF_KERNEL_FAMILIES(TF_DECLARE_FAMILY_ISA)
 #undef TF_DECLARE_FAMILY_ISA

@@ -271,6 +271,52 @@ tf_vtranspose(tf_vf r[TF_VW])
     }
 }
 
+/* ---- byte vectors for integer dot products (4-bit weights x int8 activations, kernels/q4.c):
+ * TF_VB bytes per integer vector, its int32 lanes each summing 4 byte products */
+#define TF_VB 64
+static inline tf_vi
+tf_vizero(void)
+{
+    return _mm512_setzero_si512();
+}
+/* TF_VB int8 elements */
+static inline tf_vi
+tf_vload_i8(const int8_t *p)
+{
+    return _mm512_loadu_si512(p);
+}
+/* One byte (0..15) per 4-bit value, values part * TF_VB .. + TF_VB - 1 of the 64 values of a
+ * 32-byte superblock sb whose byte j holds value j (low nibble) and value 32 + j (high) */
+static inline tf_vi
+tf_vload_u4(const uint8_t *sb, int part)
+{
+    (void)part; /* one vector holds all 64 */
+    const __m256i b = _mm256_loadu_si256((const __m256i *)sb), f = _mm256_set1_epi8(0x0F);
+    const __m256i lo = _mm256_and_si256(b, f), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), f);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+/* int32 lane i = acc[i] + sum over j < 4 of u[4i + j] s[4i + j], u unsigned and s signed bytes
+ * (vpdpbusd's sum); through vpmaddubsw, whose 16-bit pair sums saturate: callers keep
+ * 2 u |s| <= 32767 (4-bit u and int8 s: 2 x 15 x 128 = 3840) */
+static inline tf_vi
+tf_vdot_u8s8(tf_vi acc, tf_vi u, tf_vi s)
+{
+    return _mm512_add_epi32(acc,
+                            _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1)));
+}
+/* int32 lanes to float (exact below 2^24) */
+static inline tf_vf
+tf_vcvt_f(tf_vi v)
+{
+    return _mm512_cvtepi32_ps(v);
+}
+/* lane l = v[l / 8]: one float per 32 bytes of a byte vector (TF_VB / 32 of them) */
+static inline tf_vf
+tf_vset_blocks(const float *v)
+{
+    return _mm512_insertf32x8(_mm512_set1_ps(v[0]), _mm256_set1_ps(v[1]), 1);
+}
+
 #elif defined(__AVX2__) && defined(__FMA__)
 
 #define TF_ISA_SUFFIX      avx2
@@ -523,6 +569,41 @@ tf_vexp_ftz(tf_vf x)
     const __m256i e =
         _mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_castps_si256(t), 23));
     return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), _mm256_castsi256_ps(e));
+}
+
+/* ---- byte vectors for integer dot products (see the AVX-512 backend) */
+#define TF_VB              32
+static inline tf_vi
+tf_vizero(void)
+{
+    return _mm256_setzero_si256();
+}
+static inline tf_vi
+tf_vload_i8(const int8_t *p)
+{
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+static inline tf_vi
+tf_vload_u4(const uint8_t *sb, int part)
+{
+    const __m256i b = _mm256_loadu_si256((const __m256i *)sb), f = _mm256_set1_epi8(0x0F);
+    return part == 0 ? _mm256_and_si256(b, f) : _mm256_and_si256(_mm256_srli_epi16(b, 4), f);
+}
+static inline tf_vi
+tf_vdot_u8s8(tf_vi acc, tf_vi u, tf_vi s)
+{
+    return _mm256_add_epi32(acc,
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+}
+static inline tf_vf
+tf_vcvt_f(tf_vi v)
+{
+    return _mm256_cvtepi32_ps(v);
+}
+static inline tf_vf
+tf_vset_blocks(const float *v)
+{
+    return _mm256_set1_ps(v[0]);
 }
 
 #else

@@ -537,6 +537,9 @@ tf_linear_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_
                   m_scratch = NULL, m_wscale = NULL, m_rows = NULL;
     int rc = -1;
     const int64_t K = lin->in_features, N = lin->out_features;
+    if (lin->wdt == TF_WDT_INT4) {
+        return tf_linear_int4_forward(lin, x, M, y, post, other, err);
+    }
     const int done = tf_linear_gemv(lin, x, M, y, post, other, err); /* a few rows */
     if (done != 0) {
         return done < 0 ? -1 : 0;
@@ -909,8 +912,11 @@ column_sums(const int8_t *q, int64_t K, int64_t N, int transposed, int32_t *sums
 static PyObject *
 linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"weight", "bias", "activation", "transposed", "dtype", NULL};
-    PyObject *weight_obj, *bias_obj = Py_None, *act_obj = Py_None, *dtype_obj = Py_None;
+    static char *kwlist[] = {"weight", "bias",       "activation", "transposed",
+                             "dtype",  "group_size", NULL};
+    PyObject *weight_obj, *bias_obj = Py_None, *act_obj = Py_None, *dtype_obj = Py_None,
+                          *group_obj = Py_None;
+    int64_t group = 0;
     int transposed = 0;
     PyArrayObject *w = NULL, *b = NULL;
     dnnl_memory_desc_t user_md = NULL, any_md = NULL;
@@ -924,13 +930,19 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (st == NULL) {
         return NULL;
     }
-    if (!TF_PARSE(st, args, kwds, "O|OO$pO:Linear", kwlist, &weight_obj, &bias_obj, &act_obj,
-                  &transposed, &dtype_obj)) {
+    if (!TF_PARSE(st, args, kwds, "O|OO$pOO:Linear", kwlist, &weight_obj, &bias_obj, &act_obj,
+                  &transposed, &dtype_obj, &group_obj)) {
         return NULL;
     }
-    if (tf_parse_activation(st, act_obj, &act) < 0 ||
-        tf_parse_weight_dtype(st, dtype_obj, &wdt) < 0) {
+    if (tf_parse_activation(st, act_obj, &act) < 0) {
         goto fail;
+    }
+    const int int4 = tf_parse_int4_dtype(st, dtype_obj, group_obj, &group);
+    if (int4 < 0 || (int4 == 0 && tf_parse_weight_dtype(st, dtype_obj, &wdt) < 0)) {
+        goto fail;
+    }
+    if (int4) {
+        wdt = TF_WDT_INT4;
     }
     if ((w = weight_arg(st, weight_obj, wdt, &given)) == NULL) {
         goto fail;
@@ -962,6 +974,15 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->out_features = N;
     self->act = act;
     self->wdt = wdt;
+    if (wdt == TF_WDT_INT4) { /* round to nearest per group into kernels/q4.h's layout */
+        if (tf_linear_int4_alloc(self, N, K, group) < 0) {
+            goto fail;
+        }
+        Py_BEGIN_ALLOW_THREADS tf_threads_begin();
+        tf_q4_quantize_rtn(PyArray_DATA(w), N, K, transposed, group, self->weights, self->q4d,
+                           self->q4m);
+        Py_END_ALLOW_THREADS goto bias_copy;
+    }
     self->own_panels =
         (wdt == dnnl_bf16 && !tf_bf16_supported()) || (wdt == dnnl_s8 && !tf_int8_supported());
     self->qmax = wdt == dnnl_s8 && !tf_int8_supported() ? 63 : 127;
@@ -1075,6 +1096,7 @@ linear_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         self->weights = shared;
         self->wmapped = wsize;
     }
+bias_copy:
     if (b != NULL) {
         self->bias = tf_malloc((size_t)N * sizeof(float));
         if (self->bias == NULL) {
@@ -1129,6 +1151,8 @@ linear_dealloc(tf_linear *self)
     tf_free(self->bias);
     tf_free(self->wscale);
     tf_free(self->wsum);
+    tf_free(self->q4d);
+    tf_free(self->q4m);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -1157,6 +1181,12 @@ linear_get_weight(tf_linear *self, void *closure)
     PyArrayObject *w = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
     if (w == NULL) {
         return NULL;
+    }
+    if (self->wdt == TF_WDT_INT4) { /* d q + m */
+        const tf_q4_args a = tf_linear_int4_args(self);
+        Py_BEGIN_ALLOW_THREADS tf_threads_begin();
+        tf_q4_dequantize(&a, 0, self->out_features, PyArray_DATA(w), self->in_features);
+        Py_END_ALLOW_THREADS return (PyObject *)w;
     }
     if (self->own_panels) { /* tfcore's panels: element (k, n) of panel n / 64 */
         const int64_t K = self->in_features, N = self->out_features;
@@ -1234,13 +1264,28 @@ linear_get_activation(tf_linear *self, void *closure)
 const char *
 tf_weight_dtype_name(dnnl_data_type_t wdt)
 {
-    return wdt == dnnl_bf16 ? "bfloat16" : wdt == dnnl_s8 ? "int8" : "float32";
+    return wdt == dnnl_bf16     ? "bfloat16"
+           : wdt == dnnl_s8     ? "int8"
+           : wdt == TF_WDT_INT4 ? "int4"
+                                : "float32";
 }
 
 static PyObject *
 linear_get_dtype(tf_linear *self, void *closure)
 {
+    if (self->wdt == TF_WDT_INT4 && self->group != TF_INT4_DEFAULT_GROUP) {
+        return PyUnicode_FromFormat("int4_g%lld", (long long)self->group);
+    }
     return PyUnicode_FromString(tf_weight_dtype_name(self->wdt));
+}
+
+static PyObject *
+linear_get_group_size(tf_linear *self, void *closure)
+{
+    if (self->wdt != TF_WDT_INT4) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromLongLong(self->group);
 }
 
 static PyObject *
@@ -1258,6 +1303,11 @@ linear_get_implementation(tf_linear *self, void *closure)
     tf_state *st = tf_state_of((PyObject *)self);
     dnnl_primitive_desc_t pd = NULL;
     const char *impl = NULL;
+    if (self->wdt == TF_WDT_INT4) {
+        return PyUnicode_FromFormat("tfcore int4 (%s; more than %d rows: dequantized slices + "
+                                    "oneDNN float32)",
+                                    tf_isa_names[tf_int4_isa()], TF_Q4_MAX_M);
+    }
     /* own panels: a slice unpacked for oneDNN's float32 (bf16) or int8 matmul */
     dnnl_status_t s =
         self->own_panels
@@ -1310,6 +1360,8 @@ static PyGetSetDef linear_getset[] = {
      "'brg:avx512_core'; bf16 / int8 without AVX512_BF16 / VNNI: 'tfcore bf16 (widened)\n"
      "panels + gemm:jit:f32', 'tfcore int8 panels + gemm:jit').",
      NULL},
+    {"group_size", (getter)linear_get_group_size, NULL,
+     "int4: the inputs sharing one scale and offset (32, 64, 128 or 256); None otherwise.", NULL},
     {"quant_max", (getter)linear_get_quant_max, NULL,
      "int8: the weights' integer range [-quant_max, quant_max]: 127, or 63 on CPUs without\n"
      "VNNI (7-bit weights, so the int8 GEMM's pairwise 16-bit sums cannot saturate). None\n"
@@ -1320,7 +1372,8 @@ static PyGetSetDef linear_getset[] = {
 
 PyDoc_STRVAR(
     linear_doc,
-    "Linear(weight, bias=None, activation=None, *, transposed=False, dtype='float32')\n--\n\n"
+    "Linear(weight, bias=None, activation=None, *, transposed=False, dtype='float32',\n"
+    "       group_size=None)\n--\n\n"
     "A fully connected layer: ``y = act(x @ weight.T + bias)``, optionally plus a residual.\n\n"
     "weight is float32 (out_features, in_features) like torch.nn.Linear, or\n"
     "(in_features, out_features) with transposed=True (GPT-2's Conv1D). It is packed once\n"
@@ -1335,16 +1388,36 @@ PyDoc_STRVAR(
     "and, at every call, each input row per token the same way; the int8 GEMM accumulates\n"
     "in int32 and the result is dequantized, biased and activated in float32. A quarter of\n"
     "the fp32 weight memory.\n\n"
+    "dtype='int4' quantizes the weights to 4 bits per group of group_size inputs (32, 64,\n"
+    "128 (default) or 256; 'int4_g32' is the same as dtype='int4', group_size=32) of each\n"
+    "output row, round to nearest with the group's min and max: W ~ d q + m, q in 0..15,\n"
+    "float32 d and m (4.5 bits per weight at group 128). in_features need not be a multiple\n"
+    "of the group (the last group is partial). Up to 8 rows per call (decoding) multiply the\n"
+    "4-bit weights with the rows quantized to int8 per block of 32 (integer dot products);\n"
+    "more rows dequantize the weights a slice at a time for oneDNN's float32 GEMM.\n"
+    "Linear.from_int4 takes weights already quantized (GGUF, GPTQ, AWQ).\n\n"
     "Call: ``layer(x, residual=None, *, out=None)`` with x float32 C-contiguous (..., "
     "in_features)\n"
     "used in place; returns (..., out_features). residual (same shape as the output) is added\n"
     "after the activation inside the GEMM; passing out=residual accumulates in place.");
 
+static PyMethodDef linear_methods[] = {
+    {"from_int4", (PyCFunction)(void (*)(void))tf_linear_from_int4,
+     METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+     "from_int4($cls, values, scales, offsets, bias=None, activation=None, *, group_size)\n--\n\n"
+     "A Linear of weights already quantized to 4 bits (dtype 'int4'):\n"
+     "``weight[n, k] = scales[n, k // group_size] * values[n, k] + offsets[n, k // group_size]``.\n"
+     "values: uint8 (out_features, in_features) integers 0..15; scales, offsets: float32\n"
+     "(out_features, ceil(in_features / group_size)); group_size 32, 64, 128 or 256. GGUF\n"
+     "Q4_0 is offsets = -8 scales, Q4_1 its mins; GPTQ / AWQ offsets = -scales * zeros.\n"
+     "The values are packed as given (no rounding): the products use exactly these weights."},
+    {NULL},
+};
+
 static PyType_Slot linear_slots[] = {
-    {Py_tp_new, linear_new},         {Py_tp_dealloc, linear_dealloc},
-    {Py_tp_call, linear_call},       {Py_tp_repr, linear_repr},
-    {Py_tp_members, linear_members}, {Py_tp_getset, linear_getset},
-    {Py_tp_doc, (void *)linear_doc}, {0, NULL},
+    {Py_tp_new, linear_new},         {Py_tp_dealloc, linear_dealloc}, {Py_tp_call, linear_call},
+    {Py_tp_repr, linear_repr},       {Py_tp_members, linear_members}, {Py_tp_getset, linear_getset},
+    {Py_tp_doc, (void *)linear_doc}, {Py_tp_methods, linear_methods}, {0, NULL},
 };
 
 PyType_Spec tf_linear_spec = {

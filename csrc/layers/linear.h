@@ -4,6 +4,13 @@
 #define TFCORE_LAYERS_LINEAR_H
 
 #include "core/rows.h"
+#include "kernels/q4.h"
+
+/* Linear's int4 dtype (layers/linear_int4.c): 4-bit weights in kernels/q4.h's layout. oneDNN
+ * has no such type; this value of wdt marks it. */
+#define TF_WDT_INT4 ((dnnl_data_type_t)(dnnl_data_type_max - 1))
+/* dtype='int4' groups this many inputs per scale and offset unless group_size says */
+#define TF_INT4_DEFAULT_GROUP 128
 
 /* y = act(x Wᵀ + b) (op) other, computed by one oneDNN matmul with post-ops. */
 typedef struct {
@@ -26,6 +33,8 @@ typedef struct {
     int qmax;             /* int8: weights in [-qmax, qmax]: 127, or 63 without VNNI */
     size_t wmapped;       /* bytes of weights when they are a weight-cache file mapping
                            * (core/weight_cache.c); 0: weights is tf_malloc'd */
+    int64_t group;        /* int4: inputs per group; weights holds the nibbles (q4.h) */
+    float *q4d, *q4m;     /* int4: (N, ldg) scales and offsets, W = d q + m */
 } tf_linear;
 
 /* x is (M, K), other is (M, N) or NULL, y is (M, N); all row-major, rows contiguous.
@@ -62,6 +71,21 @@ const char *tf_weight_dtype_name(dnnl_data_type_t wdt);
 
 /* A layer's bias getter: a new (n,) float32 copy of v, or None when v is NULL. */
 PyObject *tf_bias_copy(const float *v, int64_t n);
+
+/* int4 (layers/linear_int4.c). Parse dtype 'int4' / 'int4_g<group>' and group_size: 1 with
+ * *group set, 0 when dtype is not int4 (group_size must then be None), -1 with an exception. */
+int tf_parse_int4_dtype(tf_state *st, PyObject *dtype, PyObject *group_obj, int64_t *group);
+/* Allocate weights (nibbles), q4d and q4m for (N, K) in groups (zeroed scales): 0 / -1 with
+ * MemoryError. */
+int tf_linear_int4_alloc(tf_linear *self, int64_t N, int64_t K, int64_t group);
+/* The kernel arguments of an int4 Linear. */
+tf_q4_args tf_linear_int4_args(const tf_linear *lin);
+/* tf_linear_forward for int4 weights (call without the GIL). */
+int tf_linear_int4_forward(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post post,
+                           const float *other, tf_err *err);
+
+/* Linear.from_int4 (classmethod; see its docstring in linear.c). */
+PyObject *tf_linear_from_int4(PyObject *cls, PyObject *args, PyObject *kwds);
 
 /* Borrowed check: is obj a Linear (or subclass)? */
 int tf_linear_check(tf_state *st, PyObject *obj);

@@ -177,7 +177,10 @@ class PreTrainedModel:
         the projection weights and their GEMMs. bfloat16: bf16 weights, bf16-rounded inputs,
         float32 accumulation. int8: weights quantized per output channel, inputs per token
         (dynamic, symmetric), int32 accumulation, dequantized to float32. Norms, softmax,
-        embeddings, the KV cache and all outputs stay float32. See
+        embeddings, the KV cache and all outputs stay float32. int4 (``"int4"``, group 128;
+        ``"int4_g32"``, ``"int4_g64"``, ``"int4_g256"``): projection weights quantized at load to
+        4 bits per group of inputs (round to nearest, the group's min and max), see
+        ``tfcore.Linear``'s dtype. See
         ``tfcore.supported_dtypes()``.
 
         threads: run this model's calls (forward, generate) on n threads whatever
@@ -290,8 +293,12 @@ class PreTrainedModel:
         """Approximate bytes of this model's weights in memory: projection matrices in the
         model's dtype (int8 also keeps a float scale per output channel), the rest float32."""
         matrices = getattr(self, "_num_matrix_parameters", self._num_parameters)
-        per = {"float32": 4, "bfloat16": 2, "int8": 1}[self.dtype]
-        return matrices * per + (self._num_parameters - matrices) * 4
+        if self.dtype.startswith("int4"):  # 4 bits plus a float32 scale and offset per group
+            group = int(self.dtype[6:]) if self.dtype.startswith("int4_g") else 128
+            per = 0.5 + 8 / group
+        else:
+            per = {"float32": 4, "bfloat16": 2, "int8": 1}[self.dtype]
+        return int(matrices * per) + (self._num_parameters - matrices) * 4
 
     def _repr_html_(self) -> str:
         import html

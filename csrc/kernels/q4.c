@@ -1,0 +1,319 @@
+/* q4.c — 4-bit group-quantized weights times int8-quantized rows (kernels/q4.h), one source
+ * compiled per ISA.
+ *
+ * The vector path streams each weight row once per TF_Q4_ROWS rows of x: a 32-byte
+ * superblock is unpacked to 64 bytes 0..15 in registers (one AVX-512 vector, two AVX2 ones),
+ * multiplied with the int8 rows by vpmaddubsw + vpmaddwd (each int32 lane sums 4 products;
+ * the pairs cannot saturate: 2 x 15 x 127 < 32767) into int32 accumulators over a group,
+ * which are scaled once per group by d[n, g] sx[r, g] into a float accumulator, reduced once
+ * per output. (Groups of 32 in AVX-512's 64-value vectors: two groups per vector, scaled per
+ * 8 lanes.)
+ * Threads take tiles of 64 outputs (64 contiguous weight rows). The float offsets term
+ * sum_g m[n, g] xsum[r, g], the bias, the activation and the post-op are applied per tile
+ * by the dispatcher, compiled once.
+ */
+#include "kernels/q4.h"
+#include "kernels/activation.h"
+#include "kernels/simd.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include <omp.h>
+
+#define TILE 64 /* outputs per task */
+/* Below this many weights one thread is faster than waking the team. */
+#define PARALLEL_MIN_WEIGHTS (1 << 16)
+
+#ifdef TF_ISA_PASS
+/* ------------------------------------------------------------------ vector path (per ISA) */
+
+/* out[r * TILE] (r < R) = sum_g d[g] sx[r, g] (q . xq[r])_g for one weight row: qr (Kp / 2)
+ * nibbles, dr (ldg) its group scales; xq (R, Kp) int8 rows, sx (R, ldg) their group scales.
+ * Within a group the products accumulate in int32 (at most 256 x 15 x 127), converted and
+ * scaled once per group. R is a constant after inlining (accumulators in registers). */
+static inline __attribute__((always_inline)) void
+dot_rows(const uint8_t *qr, const float *dr, int64_t group, const int8_t *xq, const float *sx,
+         int64_t Kp, int64_t ldg, const int R, float *out)
+{
+    tf_vf acc[TF_Q4_ROWS];
+    for (int r = 0; r < R; r++) {
+        acc[r] = tf_vzero();
+    }
+    const int64_t nsb = Kp / TF_Q4_SB;
+    if (group >= TF_Q4_SB) { /* whole superblocks per group */
+        const int64_t per_group = group / TF_Q4_SB;
+        for (int64_t g = 0, sb = 0; sb < nsb; g++) {
+            tf_vi ia[TF_Q4_ROWS];
+            for (int r = 0; r < R; r++) {
+                ia[r] = tf_vizero();
+            }
+            const int64_t end = sb + per_group < nsb ? sb + per_group : nsb;
+            for (; sb < end; sb++) {
+                const uint8_t *w = qr + sb * (TF_Q4_SB / 2);
+                const int8_t *x = xq + sb * TF_Q4_SB;
+                for (int p = 0; p < TF_Q4_SB / TF_VB; p++) { /* 1 (AVX-512) or 2 (AVX2) */
+                    const tf_vi u = tf_vload_u4(w, p);
+                    for (int r = 0; r < R; r++) {
+                        ia[r] = tf_vdot_u8s8(ia[r], u, tf_vload_i8(x + r * Kp + p * TF_VB));
+                    }
+                }
+            }
+            for (int r = 0; r < R; r++) {
+                acc[r] = tf_vfma(tf_vcvt_f(ia[r]), tf_vset1(dr[g] * sx[r * ldg + g]), acc[r]);
+            }
+        }
+    }
+    else { /* groups of 32: two per superblock (AVX-512: lanes 0-7 one, 8-15 the other) */
+        for (int64_t sb = 0; sb < nsb; sb++) {
+            const uint8_t *w = qr + sb * (TF_Q4_SB / 2);
+            const int8_t *x = xq + sb * TF_Q4_SB;
+            for (int p = 0; p < TF_Q4_SB / TF_VB; p++) {
+                const int64_t g = 2 * sb + p; /* the first group of the vector */
+                const tf_vi u = tf_vload_u4(w, p);
+                const tf_vf dv = tf_vset_blocks(dr + g);
+                for (int r = 0; r < R; r++) {
+                    const tf_vi dot =
+                        tf_vdot_u8s8(tf_vizero(), u, tf_vload_i8(x + r * Kp + p * TF_VB));
+                    const tf_vf sc = tf_vmul(dv, tf_vset_blocks(sx + r * ldg + g));
+                    acc[r] = tf_vfma(tf_vcvt_f(dot), sc, acc[r]);
+                }
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        out[r * TILE] = tf_vreduce_add(acc[r]);
+    }
+}
+
+/* acc (M, TILE): the integer-dot term of outputs n0 .. n0 + nt for M <= TF_Q4_MAX_M rows. */
+void
+TF_ISA_FN(tf_q4_tile)(const tf_q4_args *a, const int8_t *xq, const float *sx, int64_t M, int64_t n0,
+                      int64_t nt, float *acc)
+{
+    const int64_t Kp = tf_q4_kpad(a->K), ldg = tf_q4_groups(Kp, a->group);
+    for (int64_t m0 = 0; m0 < M; m0 += TF_Q4_ROWS) {
+        const int64_t R = M - m0 < TF_Q4_ROWS ? M - m0 : TF_Q4_ROWS;
+        const int8_t *x = xq + m0 * Kp;
+        const float *s = sx + m0 * ldg;
+        for (int64_t j = 0; j < nt; j++) {
+            const int64_t n = n0 + j;
+            const uint8_t *qr = a->q + n * (Kp / 2);
+            const float *dr = a->d + n * ldg;
+            float *out = acc + m0 * TILE + j;
+            switch (R) {
+                case 1: dot_rows(qr, dr, a->group, x, s, Kp, ldg, 1, out); break;
+                case 2: dot_rows(qr, dr, a->group, x, s, Kp, ldg, 2, out); break;
+                case 3: dot_rows(qr, dr, a->group, x, s, Kp, ldg, 3, out); break;
+                default: dot_rows(qr, dr, a->group, x, s, Kp, ldg, 4, out); break;
+            }
+        }
+    }
+}
+
+#else /* the reference path and the dispatchers, compiled once */
+
+TF_ISA_DECLARE(void, tf_q4_tile,
+               (const tf_q4_args *a, const int8_t *xq, const float *sx, int64_t M, int64_t n0,
+                int64_t nt, float *acc))
+
+#define Q4_ISAS (TF_ISA_BIT(TF_ISA_AVX512) | TF_ISA_BIT(TF_ISA_AVX2))
+
+/* The level the int4 kernels run at now (show_config). */
+tf_isa_level
+tf_int4_isa(void)
+{
+    return tf_isa_for(Q4_ISAS);
+}
+
+/* value k of row n (the nibble layout of q4.h) */
+static inline int
+nibble(const uint8_t *qr, int64_t k)
+{
+    const uint8_t b = qr[k / TF_Q4_SB * (TF_Q4_SB / 2) + k % (TF_Q4_SB / 2)];
+    return (k % TF_Q4_SB) < TF_Q4_SB / 2 ? (b & 0x0F) : (b >> 4);
+}
+
+/* The reference tile: the same integer group dots, summed in float group by group. */
+static void
+tile_ref(const tf_q4_args *a, const int8_t *xq, const float *sx, int64_t M, int64_t n0, int64_t nt,
+         float *acc)
+{
+    const int64_t Kp = tf_q4_kpad(a->K), ldg = tf_q4_groups(Kp, a->group);
+    for (int64_t r = 0; r < M; r++) {
+        for (int64_t j = 0; j < nt; j++) {
+            const int64_t n = n0 + j;
+            const uint8_t *qr = a->q + n * (Kp / 2);
+            float sum = 0.0f;
+            for (int64_t g = 0; g < ldg; g++) {
+                int32_t dot = 0;
+                for (int64_t k = g * a->group; k < (g + 1) * a->group && k < Kp; k++) {
+                    dot += nibble(qr, k) * (int32_t)xq[r * Kp + k];
+                }
+                sum += (float)dot * (a->d[n * ldg + g] * sx[r * ldg + g]);
+            }
+            acc[r * TILE + j] = sum;
+        }
+    }
+}
+
+void
+tf_q4_quantize_x(const float *x, int64_t M, int64_t K, int64_t group, int8_t *xq, float *sx,
+                 float *xsum)
+{
+    const int64_t Kp = tf_q4_kpad(K), ldg = tf_q4_groups(Kp, group);
+    for (int64_t r = 0; r < M; r++) {
+        const float *xr = x + r * K;
+        int8_t *q = xq + r * Kp;
+        for (int64_t g = 0; g < ldg; g++) {
+            const int64_t k0 = g * group, kend = k0 + group < Kp ? k0 + group : Kp;
+            const int64_t k1 = K < kend ? K : kend; /* past K: zeros */
+            float amax = 0.0f, sum = 0.0f;
+            for (int64_t k = k0; k < k1; k++) {
+                amax = fmaxf(amax, fabsf(xr[k]));
+                sum += xr[k];
+            }
+            /* as kernels/quant.c: s = max / 127 (1 for a zero group), x * (1 / s), round to
+             * nearest even, clamp */
+            const float s = amax > 0.0f ? fmaxf(amax / 127.0f, FLT_MIN) : 1.0f, inv = 1.0f / s;
+            for (int64_t k = k0; k < kend; k++) {
+                float v = k < k1 ? nearbyintf(xr[k] * inv) : 0.0f;
+                q[k] = (int8_t)(v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v);
+            }
+            sx[r * ldg + g] = s;
+            xsum[r * ldg + g] = sum;
+        }
+    }
+}
+
+void
+tf_q4_gemv(const tf_q4_args *a, const int8_t *xq, const float *sx, const float *xsum, int64_t M,
+           float *y, tf_post post, const float *other)
+{
+    const int64_t N = a->N, K = a->K, Kp = tf_q4_kpad(K);
+    const int64_t ldg = tf_q4_groups(Kp, a->group), tiles = (N + TILE - 1) / TILE;
+    const tf_isa_level isa = tf_int4_isa();
+#pragma omp parallel for schedule(static) if (N * K >= PARALLEL_MIN_WEIGHTS && tiles > 1)
+    for (int64_t t = 0; t < tiles; t++) {
+        float acc[TF_Q4_MAX_M * TILE];
+        const int64_t n0 = t * TILE, nt = N - n0 < TILE ? N - n0 : TILE;
+        for (int64_t m0 = 0; m0 < M; m0 += TF_Q4_MAX_M) {
+            const int64_t R = M - m0 < TF_Q4_MAX_M ? M - m0 : TF_Q4_MAX_M;
+            const int8_t *x = xq + m0 * Kp;
+            const float *s = sx + m0 * ldg;
+            switch (isa) {
+                case TF_ISA_AVX512: tf_q4_tile_avx512(a, x, s, R, n0, nt, acc); break;
+                case TF_ISA_AVX2: tf_q4_tile_avx2(a, x, s, R, n0, nt, acc); break;
+                default: tile_ref(a, x, s, R, n0, nt, acc); break;
+            }
+            for (int64_t r = 0; r < R; r++) {
+                float *ar = acc + r * TILE;
+                const float *xs = xsum + (m0 + r) * ldg;
+                for (int64_t j = 0; j < nt; j++) { /* the offsets see x unquantized */
+                    const float *mr = a->m + (n0 + j) * ldg;
+                    float off = 0.0f;
+                    for (int64_t g = 0; g < ldg; g++) {
+                        off += mr[g] * xs[g];
+                    }
+                    ar[j] += off + (a->bias != NULL ? a->bias[n0 + j] : 0.0f);
+                }
+                if (a->act != TF_ACT_NONE) {
+                    tf_activation_serial(ar, ar, nt, a->act);
+                }
+                float *yr = y + (m0 + r) * N + n0;
+                const float *o = other != NULL ? other + (m0 + r) * N + n0 : NULL;
+                for (int64_t j = 0; j < nt; j++) {
+                    switch (post) {
+                        case TF_POST_ADD: yr[j] = ar[j] + o[j]; break;
+                        case TF_POST_MUL: yr[j] = ar[j] * o[j]; break;
+                        case TF_POST_ACCUM: yr[j] += ar[j]; break;
+                        default: yr[j] = ar[j]; break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+void
+tf_q4_quantize_rtn(const float *w, int64_t N, int64_t K, int transposed, int64_t group, uint8_t *q,
+                   float *d, float *m)
+{
+    const int64_t Kp = tf_q4_kpad(K), ldg = tf_q4_groups(Kp, group);
+#pragma omp parallel for schedule(static) if (N * K >= PARALLEL_MIN_WEIGHTS)
+    for (int64_t n = 0; n < N; n++) {
+        uint8_t *qr = q + n * (Kp / 2);
+        memset(qr, 0, (size_t)(Kp / 2));
+        for (int64_t g = 0; g < ldg; g++) {
+            const int64_t k0 = g * group, k1 = K < k0 + group ? K : k0 + group;
+            float lo = INFINITY, hi = -INFINITY;
+            for (int64_t k = k0; k < k1; k++) {
+                const float v = transposed ? w[k * N + n] : w[n * K + k];
+                lo = fminf(lo, v);
+                hi = fmaxf(hi, v);
+            }
+            if (k0 >= K) { /* a group wholly in the padding */
+                d[n * ldg + g] = m[n * ldg + g] = 0.0f;
+                continue;
+            }
+            const float step = (hi - lo) / 15.0f;
+            d[n * ldg + g] = step;
+            m[n * ldg + g] = lo;
+            for (int64_t k = k0; k < k1 && step > 0.0f; k++) {
+                const float v = transposed ? w[k * N + n] : w[n * K + k];
+                float r = nearbyintf((v - lo) / step);
+                const int iq = (int)(r < 0.0f ? 0.0f : r > 15.0f ? 15.0f : r);
+                qr[k / TF_Q4_SB * (TF_Q4_SB / 2) + k % (TF_Q4_SB / 2)] |=
+                    (uint8_t)((k % TF_Q4_SB) < TF_Q4_SB / 2 ? iq : iq << 4);
+            }
+        }
+    }
+}
+
+void
+tf_q4_pack(const uint8_t *values, int64_t N, int64_t K, uint8_t *q)
+{
+    const int64_t Kp = tf_q4_kpad(K);
+#pragma omp parallel for schedule(static) if (N * K >= PARALLEL_MIN_WEIGHTS)
+    for (int64_t n = 0; n < N; n++) {
+        uint8_t *qr = q + n * (Kp / 2);
+        memset(qr, 0, (size_t)(Kp / 2));
+        for (int64_t k = 0; k < K; k++) {
+            const int v = values[n * K + k] & 0x0F;
+            qr[k / TF_Q4_SB * (TF_Q4_SB / 2) + k % (TF_Q4_SB / 2)] |=
+                (uint8_t)((k % TF_Q4_SB) < TF_Q4_SB / 2 ? v : v << 4);
+        }
+    }
+}
+
+void
+tf_q4_dequantize(const tf_q4_args *a, int64_t n0, int64_t nc, float *dst, int64_t ldd)
+{
+    const int64_t K = a->K, Kp = tf_q4_kpad(K), ldg = tf_q4_groups(Kp, a->group);
+#pragma omp parallel for schedule(static) if (nc * K >= PARALLEL_MIN_WEIGHTS)
+    for (int64_t j = 0; j < nc; j++) {
+        const int64_t n = n0 + j;
+        const uint8_t *qr = a->q + n * (Kp / 2);
+        float *out = dst + j * ldd;
+        for (int64_t s = 0; s * TF_Q4_SB < K; s++) {
+            const uint8_t *sb = qr + s * (TF_Q4_SB / 2);
+            const int64_t k0 = s * TF_Q4_SB;
+            for (int64_t i = 0; i < TF_Q4_SB / 2; i++) {
+                const int64_t klo = k0 + i, khi = k0 + TF_Q4_SB / 2 + i;
+                if (klo < K) {
+                    const int64_t g = klo / a->group;
+                    const float prod = a->d[n * ldg + g] * (float)(sb[i] & 0x0F);
+                    out[klo] = prod + a->m[n * ldg + g];
+                }
+                if (khi < K) {
+                    const int64_t g = khi / a->group;
+                    const float prod = a->d[n * ldg + g] * (float)(sb[i] >> 4);
+                    out[khi] = prod + a->m[n * ldg + g];
+                }
+            }
+        }
+    }
+}
+
+#endif /* TF_ISA_PASS */
