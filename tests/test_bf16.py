@@ -72,9 +72,9 @@ def test_linear_takes_bf16_bits_without_float32_copy(rng):
 def test_bad_dtypes():
     W = np.ones((4, 3), np.float32)
     with pytest.raises(
-        tfcore.TfcoreValueError, match="dtype must be 'float32', 'bfloat16' or 'int8', got 'int4'"
+        tfcore.TfcoreValueError, match="dtype must be 'float32', 'bfloat16' or 'int8', got 'int3'"
     ):
-        tfcore.Linear(W, dtype="int4")
+        tfcore.Linear(W, dtype="int3")
     with pytest.raises(tfcore.TfcoreTypeError, match="dtype must be a string"):
         tfcore.Linear(W, dtype=16)
     with pytest.raises(tfcore.TfcoreTypeError, match="weight must have dtype float32"):
@@ -178,7 +178,7 @@ def test_model_dtype_errors(tmp_path):
     GPT2LMHeadModel(
         GPT2Config(vocab_size=31, n_embd=16, n_layer=1, n_head=2, n_positions=16)
     ).save_pretrained(tmp_path)
-    for bad in ("int4", "float16", None):
+    for bad in ("int3", "float16", None):
         with pytest.raises(tfcore.TfcoreValueError, match="dtype must be one of"):
             tfcore.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=bad)
     assert tfcore.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.bfloat16).dtype == "bfloat16"
