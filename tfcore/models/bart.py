@@ -331,6 +331,4 @@ class BartForConditionalGeneration(_BartBase, Seq2SeqGenerationMixin):
             output_hidden_states,
             output_attentions,
         )
-        if logits_to_keep:
-            h = np.ascontiguousarray(h[:, -logits_to_keep:])
-        return ModelOutput(logits=self.logits(h), **extra)
+        return self._lm_output(h, extra, logits_to_keep)

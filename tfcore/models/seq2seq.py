@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import _C
 from ..generation import GenerationMixin
-from .base import check_ids, padding_mask
+from .base import ModelOutput, check_ids, padding_mask
 
 __all__ = ["EncoderDecoderCache", "Seq2SeqStack", "EncoderDecoderMixin", "Seq2SeqGenerationMixin"]
 
@@ -248,6 +248,13 @@ class EncoderDecoderMixin:
             output_attentions,
         )
         return h, cache, hidden, attns, crosses
+
+    def _lm_output(self, h: np.ndarray, extra: dict, logits_to_keep: int) -> ModelOutput:
+        """The ...ForConditionalGeneration output: the head on the decoder's hidden states
+        (the last logits_to_keep positions only when > 0) and the other outputs."""
+        if logits_to_keep:
+            h = np.ascontiguousarray(h[:, -logits_to_keep:])
+        return ModelOutput(logits=self.logits(h), **extra)
 
     def _seq2seq(
         self,

@@ -309,6 +309,4 @@ class T5ForConditionalGeneration(_T5Base, Seq2SeqGenerationMixin):
             output_hidden_states,
             output_attentions,
         )
-        if logits_to_keep:
-            h = np.ascontiguousarray(h[:, -logits_to_keep:])
-        return ModelOutput(logits=self.logits(h), **extra)
+        return self._lm_output(h, extra, logits_to_keep)
