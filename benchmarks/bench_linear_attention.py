@@ -10,7 +10,9 @@ Op part: RetNet-shaped retention, batch 1, 8 heads, Dk=64, Dv=128, gammas 1 - 2^
 Every length is first validated (chunkwise against fla's naive_retention, or against
 tfcore's parallel form where the naive one would not fit), then timed interleaved in this
 process (medians). fla's naive forms the (H, L, L) decay and score tensors, so it is timed up
-to 4k only; parallel mode up to 4k (--full: 16k). Peak memory: one child process per
+to 4k only; parallel mode up to 4k (--full: 16k). The chunkwise rate (% of the in-run GEMM
+rate) is of calls writing into a reused out= buffer; a fresh result's time is shown next to it
+(at 16k+ the OS zeroing its pages on first touch is a visible share). Peak memory: one child process per
 (length, method) resets the peak-RSS watermark and reports what one call adds.
 
 Decode part: random-weight checkpoints (hidden 768, 12 layers, vocab 8000) written as
@@ -155,7 +157,15 @@ def bench_op(lengths, full: bool, repeat: int):
         if gref is not None:
             gerr = np.abs(gla - gref).max() / np.abs(gref).max()
             assert gerr < 1e-4, f"L={L}: gated chunkwise differs from parallel by {gerr:.2e}"
-        fns = {"chunkwise": lambda: la(q, k, v, decay=GAMMAS), "gla": lambda: la(q, k, v, gate=gate)}
+        # the kernel's rate is timed writing into a reused out= buffer (a fresh (1, 8, L, 128)
+        # result is 64 MiB at 16k whose pages the OS zeroes on first touch, every call); the
+        # fresh-result time is its own column
+        out = np.empty_like(v)
+        fns = {
+            "chunkwise": lambda: la(q, k, v, decay=GAMMAS, out=out),
+            "fresh": lambda: la(q, k, v, decay=GAMMAS),
+            "gla": lambda: la(q, k, v, gate=gate, out=out),
+        }
         if with_parallel:
             fns["parallel"] = lambda: la(q, k, v, decay=GAMMAS, mode="parallel")
         if with_naive:
@@ -171,6 +181,7 @@ def bench_op(lengths, full: bool, repeat: int):
                 L,
                 f"{err:.1e}",
                 f"{t['chunkwise'] * 1e3:.1f}",
+                f"{t['fresh'] * 1e3:.1f}",
                 f"{t['parallel'] * 1e3:.1f}" if "parallel" in t else "-",
                 f"{t['recurrent'] * 1e3:.1f}" if "recurrent" in t else "-",
                 f"{t['fla-naive'] * 1e3:.1f}" if "fla-naive" in t else "-",
@@ -187,13 +198,14 @@ def bench_op(lengths, full: bool, repeat: int):
         [
             "L",
             "rel. err",
-            "chunkwise ms",
+            "chunkwise ms (out=)",
+            "chunkwise ms (fresh result)",
             "parallel ms",
             "recurrent ms",
             "fla naive ms",
             "naive / chunkwise",
             "chunkwise GFLOP/s (% GEMM)",
-            "GLA-gated chunkwise ms",
+            "GLA-gated chunkwise ms (out=)",
             "gated GFLOP/s (% GEMM)",
             "chunkwise MiB",
             "parallel MiB",

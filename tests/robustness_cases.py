@@ -658,6 +658,8 @@ CASES = [
     ("linattn/empty", "F.linear_attention(q[:, :, :0], q[:, :, :0], q[:, :, :0])", VE, "empty"),
     ("linattn/mode", "F.linear_attention(q, q, q, mode='fast')", VE, "mode"),
     ("linattn/chunk", "F.linear_attention(q, q, q, chunk_size=-1)", VE, "chunk_size"),
+    ("linattn/out shape", "F.linear_attention(q, q, q, out=r(1, 4, 8, 7))", VE, "out has shape"),
+    ("linattn/out overlaps", "F.linear_attention(q, q, q, out=q)", VE, "share memory"),
     ("linattn/chunk huge", "F.linear_attention(q, q, q, chunk_size=2**63 - 1)", VE, "chunk_size"),
     ("linattn/state shape", "F.linear_attention(q, q, q, initial_state=r(1, 4, 8, 7))", VE, "initial_state"),
     # ---- state-space kernels (Mamba's conv + S6 scan, Mamba-2's SSD)
