@@ -4,7 +4,7 @@ rate), then decoding tokens/s of ~100M RetNet and GLA models against a same-size
 KV cache at several context lengths (and state vs KV-cache memory).
 
     python benchmarks/bench_linear_attention.py [--quick] [--full] [--threads 2] [--avx2]
-        [--op-only | --decode-only] [--lengths 1024,4096] [--contexts 128,4096,32768]
+        [--op-only | --decode-only] [--rate-only] [--cpu] [--lengths 1024,4096] [--contexts 128,4096,32768]
 
 Op part: RetNet-shaped retention, batch 1, 8 heads, Dk=64, Dv=128, gammas 1 - 2^(-5-h).
 Every length is first validated (chunkwise against fla's naive_retention, or against
@@ -125,21 +125,37 @@ def peak_mib(L: int, method: str) -> str:
     return f"{json.loads(r.stdout.strip().splitlines()[-1])['added'] / 2**20:.1f}"
 
 
-def bench_op(lengths, full: bool, repeat: int):
+def gemm_cpu_gflops(repeat: int = 9) -> float:
+    """common.gemm_peak_gflops's GEMM (tfcore/oneDNN fp32, 1024x2048 @ 2048x2048) rated by
+    the process's CPU time per call (median) instead of wall time."""
+    rng = np.random.default_rng(0)
+    lin = tfcore.Linear(rng.standard_normal((2048, 2048), dtype=np.float32))
+    x = rng.standard_normal((1024, 2048), dtype=np.float32)
+    out = np.empty((1024, 2048), np.float32)
+    _, cpu = interleaved_wall_cpu({"gemm": lambda: lin(x, out=out)}, repeat=repeat, warmup=2)
+    return 2 * 1024 * 2048 * 2048 / cpu["gemm"] / 1e9
+
+
+def bench_op(lengths, full: bool, repeat: int, cpu_time: bool = False, rate_only: bool = False):
     import torch
 
     naive = fla_naive_retention()
     la = tfcore.functional.linear_attention
-    gemm = gemm_peak_gflops()
-    print(f"in-run fp32 GEMM rate (tfcore/oneDNN, 1024x2048x2048): {gemm:.1f} GFLOP/s\n")
+    if cpu_time:
+        gemm = gemm_cpu_gflops()
+        print(f"in-run fp32 GEMM rate (tfcore/oneDNN, 1024x2048x2048, CPU time): {gemm:.1f} GFLOP/s")
+        print("op times below: median CPU time of the process per call (--cpu)\n")
+    else:
+        gemm = gemm_peak_gflops()
+        print(f"in-run fp32 GEMM rate (tfcore/oneDNN, 1024x2048x2048): {gemm:.1f} GFLOP/s\n")
     rows = []
     for L in lengths:
         q, k, v = qkv(L)
         tq = [torch.from_numpy(x) for x in (q, k, v)]
         chunk = la(q, k, v, decay=GAMMAS)
-        with_naive = L <= 4096
-        with_parallel = L <= 4096 or full
-        ref = naive(*tq).numpy() if with_naive else None
+        with_naive = L <= 4096 and not rate_only
+        with_parallel = (L <= 4096 or full) and not rate_only
+        ref = naive(*tq).numpy() if L <= 4096 else None  # validation even with rate_only
         if ref is None or not np.isfinite(ref).all():
             if ref is not None:  # exp2((i - j) log2 gamma) overflows above the diagonal before
                 # the causal mask multiplies it by 0: inf * 0 = NaN once L log2(1/gamma_0) > 128
@@ -152,7 +168,7 @@ def bench_op(lengths, full: bool, repeat: int):
         err = np.abs(chunk - ref).max() / np.abs(ref).max()
         assert err < 1e-4, f"L={L}: chunkwise differs from the reference by {err:.2e}"
         gate = gla_gates(L)
-        gref = la(q, k, v, gate=gate, mode="parallel" if L <= 4096 else "recurrent")
+        gref = la(q, k, v, gate=gate, mode="parallel" if L <= 1024 else "recurrent")
         gla = la(q, k, v, gate=gate)
         if gref is not None:
             gerr = np.abs(gla - gref).max() / np.abs(gref).max()
@@ -170,10 +186,13 @@ def bench_op(lengths, full: bool, repeat: int):
             fns["parallel"] = lambda: la(q, k, v, decay=GAMMAS, mode="parallel")
         if with_naive:
             fns["fla-naive"] = lambda: naive(*tq)
-        if L <= 1024:
+        if L <= 1024 and not rate_only:
             fns["recurrent"] = lambda: la(q, k, v, decay=GAMMAS, mode="recurrent")
         reps = repeat if L <= 4096 else max(3, repeat // 3)
-        t = interleaved(fns, repeat=reps, warmup=1)
+        if cpu_time:
+            t = interleaved_wall_cpu(fns, repeat=reps, warmup=1)[1]
+        else:
+            t = interleaved(fns, repeat=reps, warmup=1)
         rate = chunkwise_flops(L) / t["chunkwise"] / 1e9
         grate = chunkwise_flops(L) / t["gla"] / 1e9
         rows.append(
@@ -189,7 +208,7 @@ def bench_op(lengths, full: bool, repeat: int):
                 f"{rate:.1f} ({100 * rate / gemm:.0f}%)",
                 f"{t['gla'] * 1e3:.1f}",
                 f"{grate:.1f} ({100 * grate / gemm:.0f}%)",
-                peak_mib(L, "chunkwise"),
+                peak_mib(L, "chunkwise") if not rate_only else "-",
                 peak_mib(L, "parallel") if with_parallel else "-",
                 peak_mib(L, "fla-naive") if with_naive else "-",
             ]
@@ -421,6 +440,16 @@ def main():
     ap.add_argument("--avx2", action="store_true", help="hold every library to AVX2 (see common.py)")
     ap.add_argument("--op-only", action="store_true", help="skip the decoding part")
     ap.add_argument("--decode-only", action="store_true", help="skip the op part")
+    ap.add_argument(
+        "--rate-only",
+        action="store_true",
+        help="op part: only the chunkwise forms (validated) and their %% of the GEMM rate",
+    )
+    ap.add_argument(
+        "--cpu",
+        action="store_true",
+        help="op part: rate by CPU time per call (use with --threads 1 on a loaded machine)",
+    )
     ap.add_argument("--lengths", help="op lengths, comma-separated (default 1k, 4k, 16k, 32k)")
     ap.add_argument("--contexts", help="decode contexts, comma-separated (default 128, 4k; --full adds 32k)")
     args = ap.parse_args()
@@ -435,7 +464,7 @@ def main():
         lengths = [int(x) for x in args.lengths.split(",")]
     repeat = 5 if args.quick else 9
     if not args.decode_only:
-        bench_op(lengths, args.full, repeat)
+        bench_op(lengths, args.full, repeat, args.cpu, args.rate_only)
         print()
     if args.op_only:
         return
