@@ -409,6 +409,13 @@ def bench_decode(contexts, repeat):
                 + [f"{1 / t[n]:.1f} ({1e3 * cpu[n]:.1f})" for n in models]
                 + [f"{cache_bytes(caches[n]) / 2**20:.1f}" for n in models]
             )
+            print(  # as it goes: the 32k prefill takes minutes
+                f"context {ctx}: "
+                + ", ".join(f"{n} {rows[-1][1 + i]} tok/s (CPU ms/token)" for i, n in enumerate(models))
+                + "; prefill so far "
+                + ", ".join(f"{n} {prefill_s[n]:.0f} s" for n in models),
+                flush=True,
+            )
         params = ", ".join(f"{n} {p / 1e6:.0f}M" for n, (_, p) in ckpts.items())
         print(f"\nparameters: {params}; batch 1, greedy single-token steps, median of {repeat}\n")
         print_table(
