@@ -1262,6 +1262,8 @@ CASES = [
         r"texts\[1\] is int",
     ),
     ("eval/None", "tfcore.eval.embed(tfcore.AutoModel.from_pretrained(bert), None)", TE, "None"),
+    ("eval/missing model path", "tfcore.eval.embed(os.path.join(tmp, 'no-model'), ['a'])", CK, "no-model"),
+    ("eval/model path not a model", "tfcore.eval.generate(bert, ['a'])", CK, "causal|model"),
     (
         "eval/bytes",
         "tfcore.eval.score(tfcore.AutoModelForCausalLM.from_pretrained(gpt2), b'abc')",
