@@ -411,7 +411,10 @@ def bench_decode(contexts, repeat):
             )
             print(  # as it goes: the 32k prefill takes minutes
                 f"context {ctx}: "
-                + ", ".join(f"{n} {rows[-1][1 + i]} tok/s (CPU ms/token)" for i, n in enumerate(models))
+                + ", ".join(
+                    f"{n} {rows[-1][1 + i]} tok/s (CPU ms/token), {rows[-1][1 + len(models) + i]} MiB"
+                    for i, n in enumerate(models)
+                )
                 + "; prefill so far "
                 + ", ".join(f"{n} {prefill_s[n]:.0f} s" for n in models),
                 flush=True,
