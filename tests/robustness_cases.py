@@ -969,6 +969,25 @@ CASES = [
         CK,
         "num_attention_heads|head",
     ),
+    (
+        "wav2vec2/bert weights",
+        "import shutil; d = shutil.copytree(bert, os.path.join(tmp, 'w2v'))\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg.update(model_type='wav2vec2', "
+        "conv_dim=[8, 8], conv_kernel=[10, 3], conv_stride=[5, 2])\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "feature_extractor|conv",
+    ),
+    (
+        "wav2vec2/conv lists disagree",
+        "import shutil; d = shutil.copytree(bert, os.path.join(tmp, 'w2v2'))\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg.update(model_type='wav2vec2', "
+        "conv_dim=[8, 8], conv_kernel=[10], conv_stride=[5, 2])\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "conv_kernel",
+    ),
+    ("ctc/decode floats", "tfcore.models.ctc_decode([[0.5, 1.0]], {1: 'a'})", VE, "integer"),
     # BERT's tensors under the wave-2 encoders' configs: the first tensor each one lacks is named
     (
         "albert/bert weights",
