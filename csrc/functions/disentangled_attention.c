@@ -11,8 +11,8 @@
  * axes of size 1 broadcast; 3-D (H, rows, P) when the attention inputs have no batch axis.
  * Returns a new reference (NULL with an exception), strides in s[0..2]. */
 static PyArrayObject *
-score_table(tf_state *st, PyObject *obj, const char *name, const char *rows_name, int nd,
-            int64_t B, int64_t H, int64_t rows, int64_t P, int64_t s[3])
+score_table(tf_state *st, PyObject *obj, const char *name, const char *rows_name, int nd, int64_t B,
+            int64_t H, int64_t rows, int64_t P, int64_t s[3])
 {
     PyArrayObject *t = tf_arg_qkv_view(st, obj, name, 3, 4);
     if (t == NULL) {
@@ -52,8 +52,7 @@ fail:
 }
 
 int
-tf_parse_disentangled(tf_state *st, PyObject *obj, int nd, tf_attn_args *a,
-                      PyArrayObject *hold[3])
+tf_parse_disentangled(tf_state *st, PyObject *obj, int nd, tf_attn_args *a, PyArrayObject *hold[3])
 {
     if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) != 3) {
         tf_type_error(st, "disentangled must be a tuple (c2p, p2c, relative_index), got %s",
@@ -138,8 +137,8 @@ py_deberta_index(PyObject *module, PyObject *args, PyObject *kwds)
         return NULL;
     }
     if (L < 1 || S < 1 || L > (1LL << 30) || S > (1LL << 30)) {
-        return tf_value_error(st, "query_length and key_length must be in [1, 2^30], got %lld, %lld",
-                              L, S);
+        return tf_value_error(
+            st, "query_length and key_length must be in [1, 2^30], got %lld, %lld", L, S);
     }
     const long long span = buckets > 0 ? buckets : max_pos;
     if (span < 1) {

@@ -390,8 +390,8 @@ class _DebertaV2WithHead(PreTrainedModel):
         )
         return ModelOutput(
             logits=self._head(out.last_hidden_state),
-            hidden_states=out.hidden_states,
-            attentions=out.attentions,
+            hidden_states=out.get("hidden_states"),
+            attentions=out.get("attentions"),
         )
 
 

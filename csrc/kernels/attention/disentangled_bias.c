@@ -28,8 +28,8 @@ tf_deberta_check_config(long long bucket_size, long long max_position, tf_err *e
 {
     if (bucket_size > (1 << 20) || max_position > (1LL << 40)) {
         tf_err_set(err, TF_ERR_VALUE,
-                   "position_buckets=%lld or max_relative_positions=%lld is too large",
-                   bucket_size, max_position);
+                   "position_buckets=%lld or max_relative_positions=%lld is too large", bucket_size,
+                   max_position);
         return -1;
     }
     if (bucket_size > 0 && max_position > 0 && bucket_size / 2 >= 1 &&

@@ -23,7 +23,7 @@ int64_t tf_deberta_bucket(int64_t relative_position, int64_t bucket_size, int64_
 int tf_deberta_check_config(long long bucket_size, long long max_position, tf_err *err);
 
 /* idx (L + S - 1) int32: idx[(i - j) + S - 1] = clamp(bucket(i - j) + span, 0, 2 span - 1). */
-void tf_deberta_index(int64_t L, int64_t S, int64_t bucket_size, int64_t max_position,
-                      int64_t span, int32_t *idx);
+void tf_deberta_index(int64_t L, int64_t S, int64_t bucket_size, int64_t max_position, int64_t span,
+                      int32_t *idx);
 
 #endif /* TFCORE_KERNELS_ATTENTION_DISENTANGLED_BIAS_H */
