@@ -250,7 +250,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, nargs="+", default=[2])
-    ap.add_argument("--models", nargs="+", choices=("bert", "vit", "deberta"), default=["bert", "vit", "deberta"])
+    ap.add_argument(
+        "--models", nargs="+", choices=("bert", "vit", "deberta"), default=["bert", "vit", "deberta"]
+    )
     args = ap.parse_args()
     tfcore.show_config()
     print(isa_line())
