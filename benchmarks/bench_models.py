@@ -4,8 +4,10 @@ threads, interleaved, medians and ratios, plus end-to-end GFLOP/s against the GE
     python benchmarks/bench_models.py [--quick] [--threads 2]
 
 BERT-base (random weights at real size) at B=1 S=128, B=8 S=128, B=1 S=512; ViT-B/16 at
-B=1 and B=8. HF runs with its eager and sdpa attention; the faster one is the peer. Every
-case first checks tfcore's last_hidden_state against HF's.
+B=1 and B=8; DeBERTa-v3-base-shaped (disentangled attention, 256 buckets over 512, vocabulary
+cut to 32000: it only sizes the embedding gather) at B=8 S=256. HF runs with its eager and
+sdpa attention (DeBERTa: eager, the only one it has); the faster one is the peer. Every
+case first checks tfcore's last_hidden_state against HF's. --models picks the families.
 """
 
 from __future__ import annotations
@@ -50,6 +52,71 @@ def vit_base(tmp):
     path = os.path.join(tmp, "vit-b16")
     ViTModel(ViTConfig()).save_pretrained(path)
     return path
+
+
+def deberta_v3_base(tmp):
+    from transformers import DebertaV2Config, DebertaV2Model
+
+    torch.manual_seed(0)
+    path = os.path.join(tmp, "deberta-v3-base")
+    cfg = DebertaV2Config(
+        vocab_size=32000,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        max_position_embeddings=512,
+        relative_attention=True,
+        position_buckets=256,
+        max_relative_positions=512,
+        pos_att_type=["p2c", "c2p"],
+        norm_rel_ebd="layer_norm",
+        share_att_key=True,
+        position_biased_input=False,
+        type_vocab_size=0,
+        layer_norm_eps=1e-7,
+    )
+    DebertaV2Model(cfg).save_pretrained(path)
+    return path
+
+
+def bench_deberta(path, threads, quick):
+    """DeBERTa-v3-base shape, B=8 S=256 (and B=1 S=512 unless --quick)."""
+    from transformers import DebertaV2Model
+
+    ours = tfcore.models.DebertaV2Model.from_pretrained(path)
+    peer = hf_model(DebertaV2Model, path, "eager")
+    rng = np.random.default_rng(2)
+    rows = []
+    for B, T in [(8, 256)] + ([] if quick else [(1, 512)]):
+        ids = rng.integers(1000, 30000, size=(B, T))
+        tids = torch.from_numpy(ids)
+        with torch.inference_mode():
+            want = peer(tids).last_hidden_state.numpy()
+            err = float(np.abs(ours(ids).last_hidden_state - want).max())
+            if not err < 1e-3:
+                raise SystemExit(f"DeBERTa B={B} T={T}: differs from HF by {err:.3g}")
+            t = interleaved(
+                {"tfcore": lambda: ours(ids), "hf-eager": lambda: peer(tids)},
+                repeat=3 if quick else 9,
+                warmup=1,
+                min_time=0.0,
+            )
+        # + the c2p/p2c GEMMs: 2 x (B T x D x P) per head and layer, P <= 2 span positions
+        P = min(2 * 256, int(ours.layers[0].pos_key.shape[1]))
+        flops = encoder_flops(12, 768, 3072, B, T) + 12 * 2 * (2 * B * T * 768 * P)
+        rows.append(
+            [
+                f"DeBERTa-v3-base B={B} S={T}",
+                threads,
+                f"{t['tfcore'] * 1e3:.2f}",
+                f"{t['hf-eager'] * 1e3:.2f} (eager)",
+                f"{t['hf-eager'] / t['tfcore']:.2f}",
+                f"{flops / t['tfcore'] / 1e9:.0f}",
+                f"{100 * flops / t['tfcore'] / 1e9 / GEMM_PEAK[threads]:.0f}%",
+            ]
+        )
+    return rows
 
 
 def hf_model(cls, path, impl):
@@ -266,22 +333,36 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, nargs="+", default=[2])
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        choices=("bert", "vit", "wave2", "deberta"),
+        default=["bert", "vit", "wave2", "deberta"],
+        help="families to run (wave2: ELECTRA/ALBERT/MPNet and the real all-mpnet-base-v2 line)",
+    )
     args = ap.parse_args()
     tfcore.show_config()
     print(isa_line())
     print(f"torch {torch.__version__}\n")
     rows, lines = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        bert, vit = bert_base(tmp), vit_base(tmp)
+        bert = bert_base(tmp) if "bert" in args.models else None
+        vit = vit_base(tmp) if "vit" in args.models else None
+        deberta = deberta_v3_base(tmp) if "deberta" in args.models else None
         for n in args.threads:
             tfcore.set_num_threads(n)
             torch.set_num_threads(n)
             GEMM_PEAK[n] = gemm_peak_gflops()
             print(f"fp32 GEMM peak on {n} threads now: {GEMM_PEAK[n]:.0f} GFLOP/s")
-            rows += bench_bert(bert, n, args.quick) + bench_padding_free(bert, n, args.quick)
-            rows += bench_vit(vit, n, args.quick)
-            rows += bench_wave2_encoders(tmp, n, args.quick)
-            lines.append(real_mpnet_line(n, args.quick))
+            if bert:
+                rows += bench_bert(bert, n, args.quick) + bench_padding_free(bert, n, args.quick)
+            if vit:
+                rows += bench_vit(vit, n, args.quick)
+            if "wave2" in args.models:
+                rows += bench_wave2_encoders(tmp, n, args.quick)
+                lines.append(real_mpnet_line(n, args.quick))
+            if deberta:
+                rows += bench_deberta(deberta, n, args.quick)
     print_table(
         [
             "model",

@@ -33,6 +33,7 @@
     X(tf_sliding_window_attention_methods, sliding_window_attention)         \
     X(tf_block_sparse_attention_methods, block_sparse_attention)             \
     X(tf_position_bias_methods, position_bias)                               \
+    X(tf_disentangled_attention_methods, disentangled_attention)             \
     X(tf_rotary_embedding_methods, rotary_embedding)                         \
     X(tf_activation_methods, activation)                                     \
     X(tf_bfloat16_methods, bfloat16)                                         \

@@ -1969,6 +1969,122 @@ CASES = [
         None,
         "",
     ),
+    # ---- DeBERTa's disentangled attention (deberta_v2.py, functions/disentangled_attention.c)
+    (
+        "deberta/index lengths",
+        "F.deberta_relative_index(-1, 3, position_buckets=4, max_relative_positions=9)",
+        VE,
+        "query_length",
+    ),
+    ("deberta/index no span", "F.deberta_relative_index(3, 3)", VE, ">= 1"),
+    (
+        "deberta/index log of 1",
+        "F.deberta_relative_index(3, 3, position_buckets=8, max_relative_positions=5)",
+        VE,
+        "max_relative_positions",
+    ),
+    (
+        "deberta/index huge buckets",
+        "F.deberta_relative_index(3, 3, position_buckets=2**40, max_relative_positions=2**41)",
+        VE,
+        "too large",
+    ),
+    (
+        "deberta/sdpa not a tuple",
+        "F.scaled_dot_product_attention(q, k, v, disentangled=[None, None, None])",
+        TE,
+        "tuple",
+    ),
+    (
+        "deberta/sdpa index dtype",
+        "F.scaled_dot_product_attention(q, k, v, disentangled=(r(1, 4, 6, 3), None, np.zeros(12, np.int64)))",
+        TE,
+        "int32",
+    ),
+    (
+        "deberta/sdpa index length",
+        "F.scaled_dot_product_attention(q, k, v, disentangled=(r(1, 4, 6, 3), None, np.zeros(11, np.int32)))",
+        VE,
+        "entries",
+    ),
+    (
+        "deberta/sdpa index range",
+        "F.scaled_dot_product_attention(q, k, v, disentangled=(r(1, 4, 6, 3), None, np.full(12, 3, np.int32)))",
+        VE,
+        "outside",
+    ),
+    (
+        "deberta/sdpa index negative",
+        "F.scaled_dot_product_attention(q, k, v, disentangled=(r(1, 4, 6, 3), None, np.full(12, -1, np.int32)))",
+        VE,
+        "outside",
+    ),
+    (
+        "deberta/sdpa no tables",
+        "F.scaled_dot_product_attention(q, k, v, disentangled=(None, None, np.zeros(12, np.int32)))",
+        VE,
+        "c2p or p2c",
+    ),
+    (
+        "deberta/sdpa c2p rows",
+        "F.scaled_dot_product_attention(q, k, v, disentangled=(r(1, 4, 7, 3), None, np.zeros(12, np.int32)))",
+        VE,
+        "shape",
+    ),
+    (
+        "deberta/sdpa p2c rows",
+        "F.scaled_dot_product_attention(q, k, v, disentangled=(None, r(1, 4, 6, 3), np.zeros(12, np.int32)))",
+        VE,
+        "shape",
+    ),
+    (
+        "deberta/sdpa c2p float64",
+        "F.scaled_dot_product_attention(q, k, v, disentangled=(np.zeros((1, 4, 6, 3)), None, np.zeros(12, np.int32)))",
+        TE,
+        "float32",
+    ),
+    (
+        "deberta/sdpa c2p NaN",
+        "F.scaled_dot_product_attention(q, k, v, disentangled=(np.full((1, 4, 6, 3), np.nan, np.float32), None, np.zeros(12, np.int32)))",
+        VE,
+        "NaN",
+    ),
+    (
+        "deberta/sdpa empty positions",
+        "F.scaled_dot_product_attention(q, k, v, disentangled=(np.zeros((1, 4, 6, 0), np.float32), None, np.zeros(12, np.int32)))",
+        VE,
+        "empty|positions",
+    ),
+    (
+        "deberta/model bad calls, then a good one",
+        "import transformers, torch; torch.manual_seed(0); d = tempfile.mkdtemp(dir=tmp)\n"
+        "transformers.DebertaV2Model(transformers.DebertaV2Config(vocab_size=40, hidden_size=8, "
+        "num_hidden_layers=1, num_attention_heads=2, intermediate_size=8, relative_attention=True, "
+        "position_buckets=4, max_relative_positions=9, pos_att_type=['c2p', 'p2c'], share_att_key=True, "
+        "position_biased_input=False, type_vocab_size=0)).save_pretrained(d)\n"
+        "m = tfcore.AutoModel.from_pretrained(d)\n"
+        "for call in (lambda: m(np.array([[1, 40]])), lambda: m(np.array([[1.5]])), lambda: m(np.zeros((1, 0), np.int64)), "
+        "lambda: m(np.array([[1, 2]]), attention_mask=np.ones((1, 3))), "
+        "lambda: m(np.array([[1, 2]]), attention_mask=np.array([['a', 'b']]))):\n"
+        "    try:\n"
+        "        call(); raise AssertionError('accepted')\n"
+        "    except tfcore.TfcoreError:\n"
+        "        pass\n"
+        "assert np.isfinite(m(np.array([[1, 2, 3]])).last_hidden_state).all()",
+        None,
+        "",
+    ),
+    (
+        "deberta/conv layer refused",
+        "import transformers, torch; torch.manual_seed(0); d = tempfile.mkdtemp(dir=tmp)\n"
+        "transformers.DebertaV2Model(transformers.DebertaV2Config(vocab_size=40, hidden_size=8, "
+        "num_hidden_layers=1, num_attention_heads=2, intermediate_size=8, relative_attention=True, "
+        "position_buckets=4, max_relative_positions=9, pos_att_type=['c2p', 'p2c'], share_att_key=True, "
+        "position_biased_input=False, type_vocab_size=0, conv_kernel_size=3)).save_pretrained(d)\n"
+        "tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "conv_kernel_size",
+    ),
 ]
 
 

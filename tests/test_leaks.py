@@ -115,6 +115,52 @@ def test_bart_generate_keeps_memory_flat(tmp_path):
         assert growth < 2 * MiB, growth
 
 
+def test_deberta_keeps_memory_flat(tmp_path):
+    """DeBERTa's disentangled attention: the c2p/p2c tables and index per call, padded batches."""
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip("resident-memory bound is not meaningful under AddressSanitizer")
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    transformers.DebertaV2ForTokenClassification(
+        transformers.DebertaV2Config(
+            vocab_size=50,
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=24,
+            relative_attention=True,
+            position_buckets=4,
+            max_relative_positions=9,
+            pos_att_type=["c2p", "p2c"],
+            share_att_key=True,
+            norm_rel_ebd="layer_norm",
+            position_biased_input=False,
+            type_vocab_size=0,
+        )
+    ).save_pretrained(tmp_path / "deberta")
+    model = tfcore.AutoModelForTokenClassification.from_pretrained(tmp_path / "deberta")
+    ids = np.array([[1, 5, 9, 13, 2, 7, 8], [3, 7, 3, 2, 1, 0, 0]])
+    mask = np.array([[1] * 7, [1] * 5 + [0] * 2])
+    with tfcore.threads(1):  # see test_task_heads_and_umt5_keep_memory_flat
+        run = lambda: model(ids, attention_mask=mask, output_attentions=True)  # noqa: E731
+        growth = min(rss_growth(run, calls=500, warmup=200), rss_growth(run, calls=500, warmup=0))
+        assert growth < 2 * MiB, growth
+    q = np.random.default_rng(0).standard_normal((1, 2, 9, 8)).astype(np.float32)
+    c2p = np.zeros((1, 2, 9, 4), np.float32)
+    idx = np.zeros(17, np.int32)
+
+    def bad():
+        try:
+            tfcore.functional.scaled_dot_product_attention(q, q, q, disentangled=(c2p, c2p, idx + 9))
+        except tfcore.TfcoreError:
+            pass
+        tfcore.functional.scaled_dot_product_attention(q, q, q, disentangled=(c2p, c2p, idx))
+
+    assert rss_growth(bad, calls=3000, warmup=500) < 2 * MiB
+
+
 def test_wave2_encoders_keep_memory_flat(tmp_path):
     """ELECTRA (embeddings projection), ALBERT (one block object at several depths) and MPNet
     (in-kernel relative bias), padded batches through the padding-free path."""

@@ -54,6 +54,25 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     ).save_pretrained(tmp_path / "umt5")
     umt5 = tfcore.AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "umt5")
     bart = tfcore.AutoModelForSeq2SeqLM.from_pretrained(save_tiny("bart", tmp_path / "bart"))
+    # DeBERTa-v3-style disentangled attention (bias gathered inside the attention kernel)
+    transformers.DebertaV2ForSequenceClassification(
+        transformers.DebertaV2Config(
+            vocab_size=60,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=48,
+            relative_attention=True,
+            position_buckets=4,
+            max_relative_positions=9,
+            pos_att_type=["c2p", "p2c"],
+            share_att_key=True,
+            norm_rel_ebd="layer_norm",
+            position_biased_input=False,
+            type_vocab_size=0,
+        )
+    ).save_pretrained(tmp_path / "deberta")
+    deberta = tfcore.AutoModelForSequenceClassification.from_pretrained(tmp_path / "deberta")
     llama = tfcore.AutoModelForCausalLM.from_pretrained(
         tmp_path / "llama", dtype="int8" if "int8" in tfcore.supported_dtypes() else "float32"
     )
@@ -253,6 +272,7 @@ def test_eight_threads_share_models_and_layers(tmp_path):
             qkv_map, 3, 1, relative_position_bias_table=table
         ),
         "bert": lambda: bert(ids, attention_mask=mask).last_hidden_state,
+        "deberta": lambda: deberta(ids, attention_mask=mask).logits,
         "generate": lambda: llama.generate(ids[:2, :4], max_new_tokens=6),
         "token-classification": lambda: tagger(ids, attention_mask=mask).logits,
         "umt5-generate": lambda: umt5.generate(ids, attention_mask=mask, max_new_tokens=5, num_beams=2),

@@ -325,6 +325,7 @@ def scaled_dot_product_attention(
     bias: Optional[F32] = None,
     return_weights: bool = False,
     out: Optional[F32] = None,
+    disentangled: Optional[Tuple[Optional[F32], Optional[F32], NDArray[np.int32]]] = None,
 ) -> Union[F32, Tuple[F32, F32]]: ...
 def block_sparse_attention(
     query: F32,
@@ -433,6 +434,13 @@ def t5_relative_position_bucket(
     max_distance: int = 128,
 ) -> NDArray[np.int64]: ...
 def alibi_slopes(num_heads: int, /) -> NDArray[np.float32]: ...
+def deberta_relative_index(
+    query_length: int,
+    key_length: int,
+    *,
+    position_buckets: int = -1,
+    max_relative_positions: int = -1,
+) -> NDArray[np.int32]: ...
 def rotary_embedding(
     x: F32,
     inv_freq: F32,

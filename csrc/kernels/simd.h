@@ -237,6 +237,23 @@ tf_vload_mask(const float *p, tf_vmask m)
 {
     return _mm512_maskz_loadu_ps(m, p);
 }
+/* int32 lanes: lanes outside m read as 0 and their memory is never touched */
+static inline tf_vi
+tf_viload_mask(const int32_t *p, tf_vmask m)
+{
+    return _mm512_maskz_loadu_epi32(m, p);
+}
+static inline tf_vi
+tf_viadd(tf_vi a, tf_vi b)
+{
+    return _mm512_add_epi32(a, b);
+}
+/* lane l = base[idx[l]] for lanes in m, 0 elsewhere (their address is never read) */
+static inline tf_vf
+tf_vgather_mask(const float *base, tf_vi idx, tf_vmask m)
+{
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, base, 4);
+}
 /* lane l <- lane TF_VW - 1 - l */
 static inline tf_vf
 tf_vreverse(tf_vf v)
@@ -515,6 +532,21 @@ static inline tf_vf
 tf_vload_mask(const float *p, tf_vmask m)
 {
     return _mm256_maskload_ps(p, _mm256_castps_si256(m));
+}
+static inline tf_vi
+tf_viload_mask(const int32_t *p, tf_vmask m)
+{
+    return _mm256_maskload_epi32((const int *)p, _mm256_castps_si256(m));
+}
+static inline tf_vi
+tf_viadd(tf_vi a, tf_vi b)
+{
+    return _mm256_add_epi32(a, b);
+}
+static inline tf_vf
+tf_vgather_mask(const float *base, tf_vi idx, tf_vmask m)
+{
+    return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base, idx, m, 4);
 }
 static inline tf_vf
 tf_vreverse(tf_vf v)

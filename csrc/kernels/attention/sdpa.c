@@ -66,7 +66,23 @@ row_range(const tf_attn_args *a, int64_t b, int64_t i, int64_t *lo, int64_t *hi)
 static inline int
 has_extra(const tf_attn_args *a)
 {
-    return a->bool_mask != NULL || a->mask != NULL || a->bias != NULL || a->rel != NULL;
+    return a->bool_mask != NULL || a->mask != NULL || a->bias != NULL || a->rel != NULL ||
+           a->dis_idx != NULL;
+}
+
+/* DeBERTa's disentangled bias of (b, h, i, j) (sdpa.h). */
+static inline float
+disentangled_at(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, int64_t j)
+{
+    const int64_t p = a->dis_idx[(i - j) + (a->S - 1)];
+    float add = 0.0f;
+    if (a->c2p != NULL) {
+        add += a->c2p[b * a->c2p_sb + h * a->c2p_sh + i * a->c2p_sl + p];
+    }
+    if (a->p2c != NULL) {
+        add += a->p2c[b * a->p2c_sb + h * a->p2c_sh + j * a->p2c_ss + p];
+    }
+    return add;
 }
 
 /* What masks and biases add to the scaled score of (b, h, i, j): -inf hides the key. */
@@ -87,6 +103,9 @@ extra_at(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, int64_t j)
     if (a->rel != NULL) {
         add += a->rel[h * a->rel_sh + (j - i) + (a->L - 1)];
     }
+    if (a->dis_idx != NULL) {
+        add += disentangled_at(a, b, h, i, j);
+    }
     return add;
 }
 
@@ -96,7 +115,7 @@ static inline int
 extra_per_key_only(const tf_attn_args *a)
 {
     return (a->bool_mask == NULL || a->bm_sl == 0) && (a->mask == NULL || a->m_sl == 0) &&
-           (a->bias == NULL || a->b_sl == 0) && a->rel == NULL;
+           (a->bias == NULL || a->b_sl == 0) && a->rel == NULL && a->dis_idx == NULL;
 }
 
 /* Row pointers; a packed batch b starts at row seq_start[b] instead of b * batch stride. */
@@ -135,6 +154,54 @@ typedef struct {
     float *st; /* (BK, BQ) scores, then probabilities, key-major */
     float *ot; /* (Dv, BQ) output accumulator */
 } tile_scratch;
+
+/* add_extras for the disentangled bias alone (plus a per-key float mask, e.g. padding):
+ * per key j and TF_VW queries, one forward load of dis_idx (lane r is query i0 + VW u + r,
+ * index i - j + S - 1) and two gathers, from the c2p rows of the queries and the p2c row of
+ * the key. Lanes of queries past the sequence read nothing and add 0. */
+static void
+add_disentangled(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t j0, int64_t nk,
+                 float *st, tf_vf *tmax)
+{
+    const int64_t len = seq_len(a, b);
+    tf_vmask valid[QV];
+    tf_vi rowoff[QV]; /* lane r of vector u: (VW u + r) * c2p_sl */
+    for (int u = 0; u < QV; u++) {
+        tmax[u] = tf_vset1(-INFINITY);
+        int64_t nv = len - i0 - TF_VW * u;
+        nv = nv < 0 ? 0 : nv > TF_VW ? TF_VW : nv;
+        valid[u] = tf_vin_range(tf_viota(), tf_vizero(), tf_viset1((int32_t)nv));
+        int32_t off[TF_VW];
+        for (int r = 0; r < TF_VW; r++) {
+            off[r] = (int32_t)((TF_VW * u + r) * a->c2p_sl);
+        }
+        rowoff[u] = tf_viload(off);
+    }
+    const float *c2p =
+        a->c2p != NULL ? a->c2p + b * a->c2p_sb + h * a->c2p_sh + i0 * a->c2p_sl : NULL;
+    const float *mrow = a->mask != NULL ? a->mask + b * a->m_sb + h * a->m_sh : NULL;
+    for (int64_t c = 0; c < nk; c++) {
+        const int64_t j = j0 + c;
+        float *row = st + c * BQ;
+        const float *p2c =
+            a->p2c != NULL ? a->p2c + b * a->p2c_sb + h * a->p2c_sh + j * a->p2c_ss : NULL;
+        const tf_vf mj = tf_vset1(mrow != NULL ? mrow[j * a->m_ss] : 0.0f);
+        for (int u = 0; u < QV; u++) {
+            /* dis_idx[i0 + VW u + r - j + S - 1] for lanes r */
+            const tf_vi p = tf_viload_mask(a->dis_idx + (i0 + TF_VW * u - j + a->S - 1), valid[u]);
+            tf_vf add = mj;
+            if (c2p != NULL) {
+                add = tf_vadd(add, tf_vgather_mask(c2p, tf_viadd(rowoff[u], p), valid[u]));
+            }
+            if (p2c != NULL) {
+                add = tf_vadd(add, tf_vgather_mask(p2c, p, valid[u]));
+            }
+            const tf_vf s = tf_vadd(tf_vload(row + TF_VW * u), add);
+            tf_vstore(row + TF_VW * u, s);
+            tmax[u] = tf_vmax(tmax[u], s);
+        }
+    }
+}
 
 /* Adds masks and biases to the scores st (nk, BQ) of keys j0.. and recomputes the
  * block max; hidden keys stay -inf. The offset bias (rel) is one reversed vector load per
@@ -221,6 +288,9 @@ attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq,
         vhi[u] = tf_viload(hi + TF_VW * u);
     }
     const int extra = has_extra(a);
+    /* the disentangled bias alone, or with a float mask that depends on the key only */
+    const int dis_fast = a->dis_idx != NULL && a->bool_mask == NULL && a->bias == NULL &&
+                         a->rel == NULL && (a->mask == NULL || a->m_sl == 0);
     for (int64_t j0 = jmin; j0 < jmax; j0 += BK) {
         const int64_t nk = jmax - j0 < BK ? jmax - j0 : BK;
         /* interior blocks (every lane sees every key) skip the visibility test */
@@ -233,7 +303,10 @@ attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq,
         tf_tile_rows(k_row(a, b, kh, 0), a->k_ss, j0, nk, kr);
         tf_tile_rows(v_row(a, b, kh, 0), a->v_ss, j0, nk, vr);
         tf_tile_qk(ts->qt, kr, D, nk, j0, edge, vlo, vhi, ts->st, tmax);
-        if (extra) {
+        if (dis_fast) {
+            add_disentangled(a, b, h, i0, j0, nk, ts->st, tmax);
+        }
+        else if (extra) {
             add_extras(a, b, h, i0, j0, nk, ts->st, tmax);
         }
         tf_tile_softmax(ts->st, nk, Dv, ts->ot, tmax, m, l);

@@ -40,6 +40,16 @@ typedef struct {
      * rel (H, rel_sh) adds rel[h * rel_sh + (j - i) + (L - 1)] (NULL = none). */
     const float *rel;
     int64_t rel_sh;
+    /* DeBERTa's disentangled bias (see disentangled_bias.h): when dis_idx != NULL, adds
+     *   c2p[b, h, i, p] + p2c[b, h, j, p],  p = dis_idx[(i - j) + (S - 1)] in [0, P)
+     * c2p (B, H, L, P) content-to-position scores q_i . Kr[p], p2c (B, H, S, P)
+     * position-to-content scores k_j . Qr[p] (either may be NULL), already scaled; dis_idx
+     * (L + S - 1) int32. O(L P + S P) memory per head instead of L x S. Not with seq_start. */
+    const int32_t *dis_idx;
+    const float *c2p;
+    int64_t c2p_sb, c2p_sh, c2p_sl;
+    const float *p2c;
+    int64_t p2c_sb, p2c_sh, p2c_ss;
     /* Packed (padding-free) sequences: when seq_start != NULL, sequence b occupies rows
      * seq_start[b] .. seq_start[b+1]-1 of q, k, v and out (row strides q_sl, k_ss, v_ss,
      * o_sl; the batch strides are unused), L = S = the longest sequence, and each sequence
