@@ -20,8 +20,15 @@ from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, Weights
 from .bert import BertModel
-from .encoder import EncoderStack, hidden_act, layer_norm_eps
-from .encoder_heads import _BertArgs, _Head, _QuestionAnsweringHead, _TokenClassificationHead
+from .encoder import (
+    EncoderStack,
+    _BertArgs,
+    _Head,
+    _QuestionAnsweringHead,
+    _TokenClassificationHead,
+    hidden_act,
+    layer_norm_eps,
+)
 from .registry import register
 
 __all__ = [

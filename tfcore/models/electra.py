@@ -17,13 +17,13 @@ from .. import _C
 from ..config import Config
 from .base import ModelOutput, Weights
 from .bert import BertModel
-from .encoder import hidden_act
-from .encoder_heads import (
+from .encoder import (
     _BertArgs,
     _ClassificationHeadOverFirstToken,
     _Head,
     _QuestionAnsweringHead,
     _TokenClassificationHead,
+    hidden_act,
 )
 from .registry import register
 
@@ -96,6 +96,7 @@ class _DiscriminatorHead(_Head):
         )
 
 
+@register("pretraining")
 class ElectraForPreTraining(_DiscriminatorHead, _ElectraArgs):
     """``transformers.ElectraForPreTraining`` (the discriminator): ``logits`` (B, T), positive
     where the model thinks a token was replaced."""

@@ -21,17 +21,24 @@ Labels: ``model.id2label`` / ``model.label2id`` (int keys) from config.json as H
 
 from __future__ import annotations
 
-from typing import Optional, Type
+from typing import Optional
 
 import numpy as np
 
 from .. import _C
 from ..config import Config
-from ..safetensors import CheckpointError
-from .base import ModelOutput, PreTrainedModel, Weights, check_ids
+from .base import ModelOutput, Weights, check_ids
 from .bert import BertModel, DistilBertModel, RobertaModel, XLMRobertaModel
 from .big_bird import BigBirdModel
-from .encoder import hidden_act, label_maps
+from .encoder import (
+    _PADDING_NOTE,
+    _BertArgs,
+    _ClassificationHeadOverFirstToken,
+    _EncoderWithHead,
+    _Head,
+    _QuestionAnsweringHead,
+    _TokenClassificationHead,
+)
 from .longformer import LongformerModel
 from .registry import register
 
@@ -58,53 +65,10 @@ __all__ = [
     "LongformerForQuestionAnswering",
 ]
 
-_PADDING_NOTE = (
-    " With padding in attention_mask and padding_free=True (the default) the encoder runs on the"
-    " real tokens only: per-token outputs at padded positions are the head applied to a zero"
-    " hidden state (its bias), not HF's values there; padding_free=False computes them like HF."
-)
-
 
 # ---------------------------------------------------------------------------------------------
 # heads: built from the checkpoint after the encoder, applied to its output
 # ---------------------------------------------------------------------------------------------
-
-
-class _Head:
-    """The part of a task class after the encoder: _build(config, weights, C) reads the head's
-    tensors, _apply(out) maps the encoder's ModelOutput to the task's output fields."""
-
-    def _build(self, config: Config, weights: Weights, C: int) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _apply(self, out: ModelOutput) -> dict:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-class _ClassificationHeadOverFirstToken(_Head):
-    """RoBERTa's ``RobertaClassificationHead`` (Longformer's, BigBird's with the config's
-    hidden_act): out_proj(act(dense(h[:, 0]))) -> logits (B, num_labels)."""
-
-    head_activation = "tanh"
-
-    def _build(self, config: Config, weights: Weights, C: int) -> None:
-        act = hidden_act(config) if self.head_activation == "hidden_act" else self.head_activation
-        n = self.num_labels
-        self.classifier_dense = _C.Linear(
-            weights.get("classifier.dense.weight", (C, C), matrix=True),
-            weights.get("classifier.dense.bias", (C,)),
-            act,
-            dtype=weights.dtype,
-        )
-        self.classifier_out = _C.Linear(
-            weights.get("classifier.out_proj.weight", (n, C), matrix=True),
-            weights.get("classifier.out_proj.bias", (n,)),
-            dtype=weights.dtype,
-        )
-
-    def _apply(self, out: ModelOutput) -> dict:
-        first = np.ascontiguousarray(out.last_hidden_state[:, 0])  # (B, C)
-        return dict(logits=self.classifier_out(self.classifier_dense(first)))
 
 
 class _DistilBertClassificationHead(_Head):
@@ -129,110 +93,9 @@ class _DistilBertClassificationHead(_Head):
         return dict(logits=self.classifier(self.pre_classifier(first)))
 
 
-class _TokenClassificationHead(_Head):
-    """``*ForTokenClassification``: classifier(h) -> logits (B, T, num_labels)."""
-
-    def _build(self, config: Config, weights: Weights, C: int) -> None:
-        n = self.num_labels
-        self.classifier = _C.Linear(
-            weights.get("classifier.weight", (n, C), matrix=True),
-            weights.get("classifier.bias", (n,)),
-            dtype=weights.dtype,
-        )
-
-    def _apply(self, out: ModelOutput) -> dict:
-        return dict(logits=self.classifier(out.last_hidden_state))
-
-
-class _QuestionAnsweringHead(_Head):
-    """``*ForQuestionAnswering``: qa_outputs(h) (B, T, 2) -> start_logits, end_logits (B, T)."""
-
-    def _build(self, config: Config, weights: Weights, C: int) -> None:
-        if self.num_labels != 2:
-            raise CheckpointError(
-                f"config.json: {type(self).__name__} needs num_labels=2 (start and end logits), "
-                f"got {self.num_labels}"
-            )
-        self.qa_outputs = _C.Linear(
-            weights.get("qa_outputs.weight", (2, C), matrix=True),
-            weights.get("qa_outputs.bias", (2,)),
-            dtype=weights.dtype,
-        )
-
-    def _apply(self, out: ModelOutput) -> dict:
-        logits = self.qa_outputs(out.last_hidden_state)  # (B, T, 2)
-        return dict(
-            start_logits=np.ascontiguousarray(logits[..., 0]), end_logits=np.ascontiguousarray(logits[..., 1])
-        )
-
-
 # ---------------------------------------------------------------------------------------------
 # encoders with a head: how the encoder is built and called (its arguments differ per family)
 # ---------------------------------------------------------------------------------------------
-
-
-class _EncoderWithHead(PreTrainedModel):
-    """An encoder of class ``encoder_class`` saved under ``encoder_attr + "."`` (HF's
-    attribute name) followed by a _Head mixed in by the concrete class."""
-
-    encoder_class: Type[PreTrainedModel]
-    encoder_attr: str = ""
-    encoder_has_pooler = True  # the encoder takes add_pooling_layer (built without it)
-    head_uses_pooler = False  # the head reads pooler_output (the encoder keeps its pooler)
-    base_prefixes = ("",)
-    ignore_keys = ("position_ids",)
-
-    def __init__(self, config: Config, weights: Weights):
-        super().__init__(config, weights)
-        base = Weights(weights.ckpt, (self.encoder_attr + ".", ""), self.ignore_keys, weights.dtype)
-        kwargs = (
-            dict(add_pooling_layer=False) if self.encoder_has_pooler and not self.head_uses_pooler else {}
-        )
-        encoder = self.encoder_class(config, base, **kwargs)
-        weights.used |= base.used
-        setattr(self, self.encoder_attr, encoder)
-        self.id2label, self.label2id = label_maps(config)
-        self.num_labels = len(self.id2label)
-        self._build(config, weights, encoder.hidden_size)
-
-    @property
-    def _encoder(self) -> PreTrainedModel:
-        return getattr(self, self.encoder_attr)
-
-    def _output(self, out: ModelOutput) -> ModelOutput:
-        fields = self._apply(out)
-        for key in ("hidden_states", "attentions", "global_attentions"):
-            fields[key] = out.get(key)
-        return ModelOutput(**fields)
-
-
-class _BertArgs(_EncoderWithHead):
-    """Encoders called with BERT's arguments (BERT, RoBERTa, XLM-R, CamemBERT, BigBird)."""
-
-    def forward(
-        self,
-        input_ids,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        padding_free: bool = True,
-    ) -> ModelOutput:
-        """Hugging Face arguments and outputs of the transformers class of the same name
-        (``logits``, or ``start_logits`` and ``end_logits``; ``hidden_states``, ``attentions``)."""
-        out = self._encoder(
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
-            output_hidden_states,
-            output_attentions,
-            padding_free,
-        )
-        return self._output(out)
-
-    forward.__doc__ += _PADDING_NOTE
 
 
 class _DistilBertArgs(_EncoderWithHead):

@@ -17,14 +17,16 @@ import numpy as np
 from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, Weights
-from .encoder import EncoderStack, hidden_act, layer_norm_eps
-from .encoder_heads import (
+from .bert import RobertaModel
+from .encoder import (
     _PADDING_NOTE,
-    RobertaModel,
+    EncoderStack,
     _ClassificationHeadOverFirstToken,
     _EncoderWithHead,
     _QuestionAnsweringHead,
     _TokenClassificationHead,
+    hidden_act,
+    layer_norm_eps,
 )
 from .registry import register
 
