@@ -42,7 +42,9 @@ def tiny_weights(rng, cfg=CFG):
     )
     Kd, Vd = int(C * cfg["expand_k"]), int(C * cfg["expand_v"])
     R, Rg = cfg["proj_low_rank_dim"], cfg["gate_low_rank_dim"]
-    r = lambda *s, a=0.3: (rng.standard_normal(s) * a).astype(np.float32)  # noqa: E731
+    # projections ~ N(0, 1 / fan_in): unit gain per layer, like trained models (0.3 at C = 45
+    # doubled activations per projection and made bf16 rounding grow 16% through 3 blocks)
+    r = lambda *s, a=None: (rng.standard_normal(s) * (s[-1] ** -0.5 if a is None else a)).astype(np.float32)  # noqa: E731
     w = {
         "model.embeddings.weight": r(V, C, a=1.0),
         "model.norm.weight": 1 + r(C, a=0.1),
@@ -207,11 +209,14 @@ def test_sampling_is_seeded(tiny):
     assert ((a >= 0) & (a < 61)).all()
 
 
-@pytest.mark.parametrize("dtype,tol", [("bfloat16", 0.05), ("int8", 0.1)])
+# bf16: 2^-9 relative rounding of each weight and GEMM input, through a chain of ~9 projections
+# per block and 3 blocks at unit gain: a few 2^-9 -> 3% (measured 1.2%). int8: per-row step
+# max/127 (relative error up to 2^-8 per weight, more per small weight) and dynamic activation
+# quantization: about 4x bf16 -> 8% (measured 2.5%).
+@pytest.mark.parametrize("dtype,tol", [("bfloat16", 0.03), ("int8", 0.08)])
 def test_bf16_and_int8_weights(tiny, dtype, tol):
-    """bf16 (8-bit mantissa, 2^-9 relative per weight) and int8 (per-channel step 1/127 of the
-    row's max) projection weights: logits stay within a few % of float64 and prefill+decode
-    still equals the full forward of the same model."""
+    """bf16 and int8 projection weights: logits stay within a few % of float64 and
+    prefill+decode still equals the full forward of the same model."""
     d, w = tiny
     model = tfcore.AutoModelForCausalLM.from_pretrained(d, dtype=dtype)
     ids = np.random.default_rng(4).integers(0, 61, (1, 30))
