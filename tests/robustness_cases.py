@@ -109,7 +109,14 @@ def model_dir_case(config, files=None):
 def rwkv6_dir_case(changes):
     """Code that writes an rwkv6 model directory (a valid config updated by changes, a
     safetensors file holding only the embeddings) and loads it as a causal LM."""
-    cfg = {"model_type": "rwkv6", "hidden_size": 6, "num_hidden_layers": 1, "vocab_size": 5, "num_heads": 2, "expand_k": 1.0}
+    cfg = {
+        "model_type": "rwkv6",
+        "hidden_size": 6,
+        "num_hidden_layers": 1,
+        "vocab_size": 5,
+        "num_heads": 2,
+        "expand_k": 1.0,
+    }
     cfg.update(changes)
     return (
         "d = tempfile.mkdtemp(dir=tmp)\n"

@@ -174,7 +174,11 @@ def reference_beam_search(w, prompt, num_beams, new):
         lg = lg - lg.max(-1, keepdims=True)
         lp = lg - np.log(np.exp(lg).sum(-1, keepdims=True))
         cand = sorted(
-            ((score + lp[i, t], seq + [t]) for i, (score, seq) in enumerate(beams) for t in range(lp.shape[1])),
+            (
+                (score + lp[i, t], seq + [t])
+                for i, (score, seq) in enumerate(beams)
+                for t in range(lp.shape[1])
+            ),
             key=lambda c: -c[0],
         )
         # a near-tie at the cut within float32 rounding could legitimately swap beams

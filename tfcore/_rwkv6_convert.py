@@ -43,7 +43,9 @@ def convert_rwkv6(get, keys) -> Tuple[Dict[str, np.ndarray], dict]:
     R = get("blocks.0.att.time_maa_w1").shape[1] // 5
     Rg = get("blocks.0.att.time_decay_w1").shape[1]
     if int(C * (A / C)) != A or A % H:
-        raise TfcoreValueError(f"attention width {A} is not expressible as hidden {C} * expand_k over {H} heads")
+        raise TfcoreValueError(
+            f"attention width {A} is not expressible as hidden {C} * expand_k over {H} heads"
+        )
     out = {"model.embeddings.weight": emb}
 
     def vec(name, n):
@@ -64,12 +66,19 @@ def convert_rwkv6(get, keys) -> Tuple[Dict[str, np.ndarray], dict]:
         w1 = get(a + "time_maa_w1")  # (C, 5R), columns [n * R + r]
         w2 = get(a + "time_maa_w2")  # (5, R, C)
         if w1.shape != (C, 5 * R) or w2.shape != (5, R, C):
-            raise TfcoreValueError(f"{a}time_maa_w1/w2 have shapes {w1.shape}, {w2.shape}, expected ({C}, {5 * R}), (5, {R}, {C})")
+            raise TfcoreValueError(
+                f"{a}time_maa_w1/w2 have shapes {w1.shape}, {w2.shape}, expected ({C}, {5 * R}), (5, {R}, {C})"
+            )
         out[p + "attn.x_proj.0.mu"] = vec(a + "time_maa_x", C)
         out[p + "attn.x_proj.0.linear.weight"] = w1.T.reshape(5, R, C)[_PERM].reshape(5 * R, C)
         out[p + "attn.x_proj.2.weight"] = w2[_PERM].transpose(2, 0, 1).reshape(C, 5 * R)
         out[p + "attn.x_bias"] = np.stack([vec(a + f"time_maa_{n}", C) for n in "rwkvg"])
-        for src, dst in (("receptance", "r_proj"), ("key", "k_proj"), ("value", "v_proj"), ("gate", "g_proj")):
+        for src, dst in (
+            ("receptance", "r_proj"),
+            ("key", "k_proj"),
+            ("value", "v_proj"),
+            ("gate", "g_proj"),
+        ):
             out[p + f"attn.{dst}.linear.weight"] = get(a + src + ".weight")
         out[p + "attn.w_proj.linear.lora.0.weight"] = get(a + "time_decay_w1").T
         out[p + "attn.w_proj.linear.lora.2.weight"] = get(a + "time_decay_w2").T

@@ -71,7 +71,10 @@ def rwkv6_logits(cfg: dict, weights: dict, ids) -> np.ndarray:
             k = m["k"] @ W[a + "k_proj.linear.weight"].T
             v = m["v"] @ W[a + "v_proj.linear.weight"].T
             g = m["g"] @ W[a + "g_proj.linear.weight"].T
-            lw = np.tanh(m["w"] @ W[a + "w_proj.linear.lora.0.weight"].T) @ W[a + "w_proj.linear.lora.2.weight"].T
+            lw = (
+                np.tanh(m["w"] @ W[a + "w_proj.linear.lora.0.weight"].T)
+                @ W[a + "w_proj.linear.lora.2.weight"].T
+            )
             decay = np.exp(-np.exp(lw + W[a + "w_proj.linear.lora.2.bias"]))
             dk, dv = Kd // H, Vd // H
             o, _ = wkv(
@@ -83,7 +86,9 @@ def rwkv6_logits(cfg: dict, weights: dict, ids) -> np.ndarray:
             )
             mu = o.mean(-1, keepdims=True)
             var = ((o - mu) ** 2).mean(-1, keepdims=True)
-            o = ((o - mu) / np.sqrt(var + geps)).reshape(T, Vd) * W[a + "g_norm.weight"] + W[a + "g_norm.bias"]
+            o = ((o - mu) / np.sqrt(var + geps)).reshape(T, Vd) * W[a + "g_norm.weight"] + W[
+                a + "g_norm.bias"
+            ]
             o = o * (g / (1 + np.exp(-g)))
             h = h + o @ W[a + "o_proj.weight"].T
             f = p + "ffn."

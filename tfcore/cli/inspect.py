@@ -213,5 +213,7 @@ def _convert_rwkv6_pth(ckpt, args):
     with open(os.path.join(args.dest, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
     save_file(tensors, os.path.join(args.dest, "model.safetensors"), metadata={"format": "pt"}, bf16=bf16)
-    print(f"wrote {len(tensors)} tensors of an RWKV-6 model ({config['num_hidden_layers']} layers) to {args.dest}")
+    print(
+        f"wrote {len(tensors)} tensors of an RWKV-6 model ({config['num_hidden_layers']} layers) to {args.dest}"
+    )
     return 0
