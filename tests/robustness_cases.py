@@ -1017,6 +1017,41 @@ CASES = [
         CK,
         "num_attention_heads|head",
     ),
+    # BERT's tensors under the wave-2 encoders' configs: the first tensor each one lacks is named
+    (
+        "albert/bert weights",
+        "import shutil; d = shutil.copytree(bert, os.path.join(tmp, 'al'))\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg.update(model_type='albert', embedding_size=8)\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "embeddings|albert|shape",
+    ),
+    (
+        "albert/more groups than layers",
+        "import shutil; d = shutil.copytree(bert, os.path.join(tmp, 'al2'))\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json')))\n"
+        "cfg.update(model_type='albert', embedding_size=cfg['hidden_size'], num_hidden_groups=99)\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "num_hidden_groups",
+    ),
+    (
+        "electra/projection missing",
+        "import shutil; d = shutil.copytree(bert, os.path.join(tmp, 'el'))\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg.update(model_type='electra')\n"
+        "cfg['embedding_size'] = cfg['hidden_size'] // 2\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "embeddings|shape",
+    ),
+    (
+        "mpnet/bert weights",
+        "import shutil; d = shutil.copytree(bert, os.path.join(tmp, 'mp'))\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg.update(model_type='mpnet')\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "relative_attention_bias|attn",
+    ),
     (
         "model/truncated weights",
         "import shutil; d = shutil.copytree(bert, os.path.join(tmp, 'b3'))\n"
@@ -1277,6 +1312,8 @@ CASES = [
         r"texts\[1\] is int",
     ),
     ("eval/None", "tfcore.eval.embed(tfcore.AutoModel.from_pretrained(bert), None)", TE, "None"),
+    ("eval/missing model path", "tfcore.eval.embed(os.path.join(tmp, 'no-model'), ['a'])", CK, "no-model"),
+    ("eval/model path not a model", "tfcore.eval.generate(bert, ['a'])", CK, "causal|model"),
     (
         "eval/bytes",
         "tfcore.eval.score(tfcore.AutoModelForCausalLM.from_pretrained(gpt2), b'abc')",

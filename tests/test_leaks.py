@@ -115,6 +115,18 @@ def test_bart_generate_keeps_memory_flat(tmp_path):
         assert growth < 2 * MiB, growth
 
 
+def test_wave2_encoders_keep_memory_flat(tmp_path):
+    """ELECTRA (embeddings projection), ALBERT (one block object at several depths) and MPNet
+    (in-kernel relative bias), padded batches through the padding-free path."""
+    ids = np.array([[0, 5, 9, 13, 2, 7], [0, 7, 3, 2, 1, 1]])
+    mask = np.array([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    for kind in ("electra", "albert", "mpnet"):
+        model = tfcore.AutoModel.from_pretrained(save_tiny(kind, tmp_path / kind))
+        run = lambda: model(ids, attention_mask=mask)  # noqa: E731
+        growth = min(rss_growth(run, calls=300, warmup=100), rss_growth(run, calls=300, warmup=0))
+        assert growth < 2 * MiB, (kind, growth / MiB)
+
+
 def test_eval_helpers_keep_memory_flat(tiny_models):
     """tfcore.eval's text-in helpers (tokenize, plan length-sorted batches, run, reorder)."""
     bert = tfcore.AutoModel.from_pretrained(tiny_models / "bert")
