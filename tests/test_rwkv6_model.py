@@ -136,6 +136,17 @@ def test_logits_equal_the_float64_reference(tiny, path):
     assert rel(model(ids).logits, rwkv6_logits(CFG, w, ids)) < TOL
 
 
+def test_decay_logits_beyond_float32_exp_range(tmp_path):
+    """Decay logits of 100 (exp overflows float32): the decay is 0 (the state forgets at once),
+    as in float64."""
+    w = tiny_weights(np.random.default_rng(5))
+    bias = w["model.layers.1.attn.w_proj.linear.lora.2.bias"]
+    bias[::2] = 100.0
+    model = tfcore.AutoModelForCausalLM.from_pretrained(write(tmp_path, CFG, w))
+    ids = np.random.default_rng(6).integers(0, 61, (1, 23))
+    assert rel(model(ids).logits, rwkv6_logits(CFG, w, ids)) < TOL
+
+
 def test_prefill_then_recurrent_decoding_equals_full_forward(tiny, path):
     d, _ = tiny
     model = tfcore.models.Rwkv6ForCausalLM.from_pretrained(d)

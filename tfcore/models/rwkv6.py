@@ -122,7 +122,9 @@ class Rwkv6Block:
         k = self.k_proj(m[_K])
         v = self.v_proj(m[_V])
         gate = self.g_proj(m[_G])
-        log_w = -np.exp(self.w_up(np.tanh(self.w_down(m[_W]))))
+        # decay logits above 60 give decays exp(-e^60) = 0 exactly in float32; clamped so that
+        # exp() stays finite (rwkv6_wkv refuses Inf) where a checkpoint's logits pass ~88
+        log_w = -np.exp(np.minimum(self.w_up(np.tanh(self.w_down(m[_W]))), np.float32(60.0)))
         if keep is not None:
             v *= keep[..., None]  # fla: padding contributes no value to the state
 
