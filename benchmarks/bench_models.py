@@ -56,38 +56,43 @@ def hf_model(cls, path, impl):
     return cls.from_pretrained(path, attn_implementation=impl).eval()
 
 
+def encoder_row(name, ours, peers, ids, threads, quick):
+    """One table row: tfcore's encoder vs HF's attention implementations (peers, name ->
+    model) on ids (B, T), validated against HF eager first, timed interleaved; FLOPs as
+    BERT-base's 12 layers of 768 / 3072."""
+    B, T = ids.shape
+    tids = torch.from_numpy(ids)
+    with torch.inference_mode():
+        want = peers["eager"](tids).last_hidden_state.numpy()
+        err = float(np.abs(ours(ids).last_hidden_state - want).max())
+        if not err < 1e-3:
+            raise SystemExit(f"{name} B={B} T={T}: differs from HF by {err:.3g}")
+        fns = {"tfcore": lambda: ours(ids)}
+        fns.update({f"hf-{k}": (lambda m=m: m(tids)) for k, m in peers.items()})
+        t = interleaved(fns, repeat=3 if quick else 7, warmup=2, min_time=0.0)
+    best = min((k for k in t if k.startswith("hf-")), key=t.get)
+    flops = encoder_flops(12, 768, 3072, B, T)
+    return [
+        f"{name} B={B} S={T}",
+        threads,
+        f"{t['tfcore'] * 1e3:.2f}",
+        f"{t[best] * 1e3:.2f} ({best[3:]})",
+        f"{t[best] / t['tfcore']:.2f}",
+        f"{flops / t['tfcore'] / 1e9:.0f}",
+        f"{100 * flops / t['tfcore'] / 1e9 / GEMM_PEAK[threads]:.0f}%",
+    ]
+
+
 def bench_bert(path, threads, quick):
     from transformers import BertModel
 
     ours = tfcore.models.BertModel.from_pretrained(path)
     peers = {impl: hf_model(BertModel, path, impl) for impl in ("eager", "sdpa")}
     rng = np.random.default_rng(0)
-    rows = []
-    for B, T in [(1, 128), (8, 128), (1, 512)]:
-        ids = rng.integers(1000, 30000, size=(B, T))
-        tids = torch.from_numpy(ids)
-        with torch.inference_mode():
-            want = peers["eager"](tids).last_hidden_state.numpy()
-            err = float(np.abs(ours(ids).last_hidden_state - want).max())
-            if not err < 1e-3:
-                raise SystemExit(f"BERT B={B} T={T}: differs from HF by {err:.3g}")
-            fns = {"tfcore": lambda: ours(ids)}
-            fns.update({f"hf-{k}": (lambda m=m: m(tids)) for k, m in peers.items()})
-            t = interleaved(fns, repeat=3 if quick else 7, warmup=2, min_time=0.0)
-        best = min(("hf-eager", "hf-sdpa"), key=t.get)
-        flops = encoder_flops(12, 768, 3072, B, T)
-        rows.append(
-            [
-                f"BERT-base B={B} S={T}",
-                threads,
-                f"{t['tfcore'] * 1e3:.2f}",
-                f"{t[best] * 1e3:.2f} ({best[3:]})",
-                f"{t[best] / t['tfcore']:.2f}",
-                f"{flops / t['tfcore'] / 1e9:.0f}",
-                f"{100 * flops / t['tfcore'] / 1e9 / GEMM_PEAK[threads]:.0f}%",
-            ]
-        )
-    return rows
+    return [
+        encoder_row("BERT-base", ours, peers, rng.integers(1000, 30000, size=(B, T)), threads, quick)
+        for B, T in [(1, 128), (8, 128), (1, 512)]
+    ]
 
 
 # (name, HF class, config class, config) of the base-sized wave-2 encoders (issue 18: >= 1.8x HF
@@ -119,30 +124,7 @@ def bench_wave2_encoders(tmp, threads, quick):
                 peers[impl] = hf_model(getattr(transformers, cls_name), path, impl)
             except (ValueError, ImportError):  # a family without HF's sdpa attention
                 pass
-        B, T = 8, 128
-        ids = rng.integers(1000, 30000, size=(B, T))
-        tids = torch.from_numpy(ids)
-        with torch.inference_mode():
-            want = peers["eager"](tids).last_hidden_state.numpy()
-            err = float(np.abs(ours(ids).last_hidden_state - want).max())
-            if not err < 1e-3:
-                raise SystemExit(f"{name} B={B} T={T}: differs from HF by {err:.3g}")
-            fns = {"tfcore": lambda: ours(ids)}
-            fns.update({f"hf-{k}": (lambda m=m: m(tids)) for k, m in peers.items()})
-            t = interleaved(fns, repeat=3 if quick else 7, warmup=2, min_time=0.0)
-        best = min((k for k in t if k.startswith("hf-")), key=t.get)
-        flops = encoder_flops(12, 768, 3072, B, T)
-        rows.append(
-            [
-                f"{name} B={B} S={T}",
-                threads,
-                f"{t['tfcore'] * 1e3:.2f}",
-                f"{t[best] * 1e3:.2f} ({best[3:]})",
-                f"{t[best] / t['tfcore']:.2f}",
-                f"{flops / t['tfcore'] / 1e9:.0f}",
-                f"{100 * flops / t['tfcore'] / 1e9 / GEMM_PEAK[threads]:.0f}%",
-            ]
-        )
+        rows.append(encoder_row(name, ours, peers, rng.integers(1000, 30000, size=(8, 128)), threads, quick))
     return rows
 
 

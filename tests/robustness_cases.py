@@ -679,6 +679,8 @@ CASES = [
     ("linattn/empty", "F.linear_attention(q[:, :, :0], q[:, :, :0], q[:, :, :0])", VE, "empty"),
     ("linattn/mode", "F.linear_attention(q, q, q, mode='fast')", VE, "mode"),
     ("linattn/chunk", "F.linear_attention(q, q, q, chunk_size=-1)", VE, "chunk_size"),
+    ("linattn/out shape", "F.linear_attention(q, q, q, out=r(1, 4, 8, 7))", VE, "out has shape"),
+    ("linattn/out overlaps", "F.linear_attention(q, q, q, out=q)", VE, "share memory"),
     ("linattn/chunk huge", "F.linear_attention(q, q, q, chunk_size=2**63 - 1)", VE, "chunk_size"),
     ("linattn/state shape", "F.linear_attention(q, q, q, initial_state=r(1, 4, 8, 7))", VE, "initial_state"),
     # ---- state-space kernels (Mamba's conv + S6 scan, Mamba-2's SSD)
@@ -1017,6 +1019,25 @@ CASES = [
         CK,
         "num_attention_heads|head",
     ),
+    (
+        "wav2vec2/bert weights",
+        "import shutil; d = shutil.copytree(bert, os.path.join(tmp, 'w2v'))\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg.update(model_type='wav2vec2', "
+        "conv_dim=[8, 8], conv_kernel=[10, 3], conv_stride=[5, 2])\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "feature_extractor|conv",
+    ),
+    (
+        "wav2vec2/conv lists disagree",
+        "import shutil; d = shutil.copytree(bert, os.path.join(tmp, 'w2v2'))\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg.update(model_type='wav2vec2', "
+        "conv_dim=[8, 8], conv_kernel=[10], conv_stride=[5, 2])\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "conv_kernel",
+    ),
+    ("ctc/decode floats", "tfcore.models.ctc_decode([[0.5, 1.0]], {1: 'a'})", VE, "integer"),
     # BERT's tensors under the wave-2 encoders' configs: the first tensor each one lacks is named
     (
         "albert/bert weights",

@@ -111,6 +111,23 @@ def test_default_mode_and_scale():
     assert rel_err(scaled, want) < tolerance(97)
 
 
+@pytest.mark.parametrize("variant", ["decay", "gate-burst", "elu+1-decay-normalize"])
+@pytest.mark.parametrize("mode", ["recurrent", "chunkwise", "parallel"])
+def test_out_is_written_whole_and_returned(path, variant, mode):
+    """out= receives the result (the same object comes back, alone or first in the tuple):
+    every element written, none read, so a buffer full of NaN from an earlier use is fine."""
+    q, k, v, kw, o, S, _ = case(131, variant)
+    out = np.full(v.shape, np.nan, np.float32)
+    got = F.linear_attention(q, k, v, mode=mode, chunk_size=16, out=out, **kw)
+    assert got is out
+    assert rel_err(out, o) < tolerance(131)
+    out[...] = np.nan
+    got, st = F.linear_attention(q, k, v, mode=mode, chunk_size=16, out=out, return_state=True, **kw)
+    assert got is out
+    assert rel_err(out, o) < tolerance(131)
+    assert rel_err(state_of(st, kw.get("normalize")), S) < tolerance(131)
+
+
 @pytest.mark.parametrize("variant", ["plain", "gate", "elu+1-decay-normalize"])
 @pytest.mark.parametrize("mode", ["recurrent", "chunkwise", "parallel"])
 def test_two_calls_equal_one_call(path, variant, mode):
@@ -366,6 +383,22 @@ def bad_inputs():
                 "empty",
             ),
             ("query list", dict(query=q.tolist()), TE, "numpy"),
+            ("out shape", dict(out=np.empty((1, 2, 5, 4), np.float32)), VE, r"out has shape \(1, 2, 5, 4\)"),
+            ("out dtype", dict(out=np.empty((1, 2, 5, 3))), TE, "out must have dtype float32"),
+            ("out list", dict(out=[0.0]), TE, "out must be a numpy.ndarray"),
+            (
+                "out non-contiguous",
+                dict(out=np.empty((1, 2, 5, 6), np.float32)[..., ::2]),
+                VE,
+                "C-contiguous",
+            ),
+            (
+                "out read-only",
+                dict(out=np.frombuffer(bytes(120), np.float32).reshape(1, 2, 5, 3)),
+                VE,
+                "read-only",
+            ),
+            ("out is value", dict(value="out"), VE, "out must not share memory with value"),
         ],
         q,
         v,
@@ -380,5 +413,7 @@ def test_bad_inputs_raise_clear_errors(i):
     for name in ("query", "key", "value"):
         if name in kw:
             args[name] = kw.pop(name)
+    if isinstance(args["value"], str):  # "out": the output buffer passed as the value too
+        args["value"] = kw["out"] = v.copy()
     with pytest.raises(exc, match=match):
         F.linear_attention(args["query"], args["key"], args["value"], **kw)

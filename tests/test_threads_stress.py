@@ -200,6 +200,8 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         k: tfcore.AutoModel.from_pretrained(_save_tiny(k, tmp_path / k))
         for k in ("electra", "albert", "mpnet")
     }
+    w2v = tfcore.AutoModelForCTC.from_pretrained(_save_tiny("wav2vec2", tmp_path / "wav2vec2"))
+    w2v_x = r(2, 801)
     ssm_x, ssm_A, ssm_bc = r(2, 37, 24), -np.exp(r(24, 8)), r(2, 37, 8)
     ssd_x, ssd_dt, ssd_A, ssd_bc = r(2, 37, 4, 6), r(2, 37, 4), -np.exp(r(4)), r(2, 37, 2, 8)
 
@@ -231,6 +233,7 @@ def test_eight_threads_share_models_and_layers(tmp_path):
             for k, m in ssm_models.items()
         },
         **{k: (lambda m=m: m(ids, attention_mask=mask).last_hidden_state) for k, m in wave2.items()},
+        "wav2vec2-ctc": lambda: w2v(w2v_x).logits,
         "recurrent-state": recurrent_state,
         "retnet-generate": lambda: retnet.generate(ids[:2, :4] % 61, max_new_tokens=5, num_beams=2),
         "rwkv6-generate": lambda: rwkv6.generate(ids[:2, :4] % 61, max_new_tokens=5, num_beams=2),

@@ -355,6 +355,7 @@ def linear_attention(
     initial_state: Optional[Union[F32, Tuple[F32, F32]]] = None,
     return_state: bool = False,
     return_weights: bool = False,
+    out: Optional[F32] = None,
 ) -> Union[F32, Tuple[Any, ...]]: ...
 def causal_conv1d(
     x: F32,

@@ -45,12 +45,13 @@ typedef struct {
 static PyObject *
 linear_attention(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"query",          "key",         "value",         "decay",
-                             "gate",           "feature_map", "normalize",     "scale",
-                             "mode",           "chunk_size",  "initial_state", "return_state",
-                             "return_weights", NULL};
+    static char *kwlist[] = {
+        "query",         "key",          "value",          "decay", "gate",
+        "feature_map",   "normalize",    "scale",          "mode",  "chunk_size",
+        "initial_state", "return_state", "return_weights", "out",   NULL};
     PyObject *q_obj, *k_obj, *v_obj, *decay_obj = Py_None, *gate_obj = Py_None, *fm_obj = Py_None,
-                                     *scale_obj = Py_None, *init_obj = Py_None, *result = NULL;
+                                     *scale_obj = Py_None, *init_obj = Py_None, *out_obj = Py_None,
+                                     *result = NULL;
     const char *mode = "chunkwise";
     long long chunk = 64;
     int normalize = 0, return_state = 0, return_weights = 0;
@@ -60,9 +61,9 @@ linear_attention(PyObject *module, PyObject *args, PyObject *kwds)
     tf_err err = {0};
     tf_state *st = tf_state_of_module(module);
     memset(&a, 0, sizeof(a));
-    if (!TF_PARSE(st, args, kwds, "OOO|$OOOpOsLOpp:linear_attention", kwlist, &q_obj, &k_obj,
+    if (!TF_PARSE(st, args, kwds, "OOO|$OOOpOsLOppO:linear_attention", kwlist, &q_obj, &k_obj,
                   &v_obj, &decay_obj, &gate_obj, &fm_obj, &normalize, &scale_obj, &mode, &chunk,
-                  &init_obj, &return_state, &return_weights)) {
+                  &init_obj, &return_state, &return_weights, &out_obj)) {
         return NULL;
     }
     const int64_t any4[4] = {-1, -1, -1, -1};
@@ -220,7 +221,15 @@ linear_attention(PyObject *module, PyObject *args, PyObject *kwds)
         goto done;
     }
     npy_intp odims[4] = {(npy_intp)a.B, (npy_intp)a.H, (npy_intp)a.L, (npy_intp)a.Dv};
-    if ((arr.out = (PyArrayObject *)PyArray_SimpleNew(4, odims, NPY_FLOAT32)) == NULL) {
+    /* out=: the caller's (batch, heads, L, Dv) buffer, written whole (never read), so a
+     * repeated call skips the OS zeroing the pages of a fresh large result */
+    if ((arr.out = tf_out_f32(st, out_obj, 4, odims)) == NULL ||
+        tf_check_no_overlap(st, arr.out, arr.q, "query") < 0 ||
+        tf_check_no_overlap(st, arr.out, arr.k, "key") < 0 ||
+        tf_check_no_overlap(st, arr.out, arr.v, "value") < 0 ||
+        (arr.gate != NULL && tf_check_no_overlap(st, arr.out, arr.gate, "gate") < 0) ||
+        (arr.s0 != NULL && tf_check_no_overlap(st, arr.out, arr.s0, "initial_state") < 0) ||
+        (arr.z0 != NULL && tf_check_no_overlap(st, arr.out, arr.z0, "initial_state z") < 0)) {
         goto done;
     }
     if (return_weights) {
@@ -310,7 +319,8 @@ PyDoc_STRVAR(
     linear_attention_doc,
     "linear_attention($module, query, key, value, *, decay=None, gate=None, feature_map=None,\n"
     "                 normalize=False, scale=None, mode='chunkwise', chunk_size=64,\n"
-    "                 initial_state=None, return_state=False, return_weights=False)\n--\n\n"
+    "                 initial_state=None, return_state=False, return_weights=False, out=None)\n"
+    "--\n\n"
     "Causal linear attention with decay (RetNet retention, Gated Linear Attention, kernelized\n"
     "linear attention). query/key (batch, heads, L, Dk), value (batch, heads, L, Dv), float32\n"
     "C-contiguous; returns (batch, heads, L, Dv). With phi the feature map (None = identity,\n"
@@ -324,7 +334,9 @@ PyDoc_STRVAR(
     "prefill) and 'parallel' (quadratic) agree. return_state=True also returns the final\n"
     "state (batch, heads, Dk, Dv) (a (S, z) pair with normalize), which initial_state takes to\n"
     "continue the sequence; return_weights=True (parallel mode) also returns the (batch, heads,\n"
-    "L, L) weights W with o = W v + (the initial state's part). Result: out, or the tuple\n"
+    "L, L) weights W with o = W v + (the initial state's part). out: a float32 C-contiguous\n"
+    "(batch, heads, L, Dv) array to write the result into (not overlapping the inputs; reusing\n"
+    "one across calls saves the OS zeroing a fresh large result). Result: out, or the tuple\n"
     "(out[, weights][, state]).");
 
 PyMethodDef tf_linear_attention_methods[] = {

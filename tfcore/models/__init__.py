@@ -41,6 +41,7 @@ from .swin import *  # noqa: F401,F403
 from .swinv2 import *  # noqa: F401,F403
 from .t5 import *  # noqa: F401,F403
 from .vit import *  # noqa: F401,F403
+from .wav2vec2 import *  # noqa: F401,F403
 from .whisper import *  # noqa: F401,F403
 
 # The submodules families share (docs/contributing.md); every other submodule is a family.
