@@ -9,7 +9,13 @@ and greedy tokens agree.
   state, as achieved GB/s against the read bandwidth measured in the same run.
 - prefill 2k tokens: one forward pass, logits of the last token.
 
-    python benchmarks/bench_rwkv.py [--quick] [--threads 2]
+RWKV-6 (Finch, `--model rwkv6`): a 169M-class shape (hidden 768, 12 layers, 12 heads of 64,
+vocab 65536, random weights) written as the rwkv package's .pth, converted with
+`tfcore convert`, vs the rwkv package's own pure-PyTorch CPU path (`RWKV(path, "cpu fp32")`;
+fla's model classes need Triton and do not run on CPU): decode B=1 tokens/s after a prefilled
+context, and prefill tok/s, after checking logits agree.
+
+    python benchmarks/bench_rwkv.py [--quick] [--threads 2] [--model rwkv4|rwkv6|all]
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", choices=["rwkv4", "rwkv6", "all"], default="all")
     args = ap.parse_args()
     tfcore.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
@@ -84,6 +91,10 @@ def main():
     bandwidth = measured_bandwidth(args.threads)
     print(isa_line())
     print(f"read bandwidth measured now: {bandwidth:.1f} GB/s ({args.threads} threads)\n")
+    if args.model in ("rwkv6", "all"):
+        bench_rwkv6(args, bandwidth)
+    if args.model == "rwkv6":
+        return
     contexts = (128, 1024) if args.quick else (128, 1024, 8192)
     steps, reps = (8, 3) if args.quick else (16, 5)
     prefill_T = 512 if args.quick else 2048
@@ -171,6 +182,147 @@ def main():
     print_table(
         ["RWKV-4 169M-shaped", "tfcore", "HF", "HF/tfcore time", "tfcore GB/s (% of measured)", "notes"], rows
     )
+
+
+RWKV6_169M = dict(C=768, L=12, H=12, V=65536, F=2688, R=32, RG=64)
+
+
+def make_rwkv6_pth(path, rng):
+    """A random RWKV-6 in the rwkv package's .pth layout (weights ~ N(0, 1/fan_in))."""
+    c = RWKV6_169M
+    C, V, F, R, RG, H = c["C"], c["V"], c["F"], c["R"], c["RG"], c["H"]
+    g = torch.Generator().manual_seed(0)
+
+    def n(*s, fan=None):
+        return torch.randn(*s, generator=g) * (fan or s[-1]) ** -0.5
+
+    def u(*s):
+        return torch.rand(*s, generator=g)
+
+    sd = {"emb.weight": torch.randn(V, C, generator=g), "head.weight": n(V, C)}
+    sd |= {"ln_out.weight": torch.ones(C), "ln_out.bias": torch.zeros(C)}
+    for i in range(c["L"]):
+        b = f"blocks.{i}."
+        for ln in ("ln0", "ln1", "ln2") if i == 0 else ("ln1", "ln2"):
+            sd |= {b + ln + ".weight": torch.ones(C), b + ln + ".bias": torch.zeros(C)}
+        a = b + "att."
+        sd |= {a + f"time_maa_{x}": u(1, 1, C) for x in "xwkvrg"}
+        sd |= {
+            a + "time_maa_w1": n(C, 5 * R, fan=C),
+            a + "time_maa_w2": n(5, R, C, fan=R),
+            a + "time_decay": torch.rand(1, 1, C, generator=g) * 9 - 6,
+            a + "time_decay_w1": n(C, RG, fan=C),
+            a + "time_decay_w2": n(RG, C, fan=RG),
+            a + "time_faaaa": n(H, C // H, fan=1),
+            a + "ln_x.weight": torch.ones(C),
+            a + "ln_x.bias": torch.zeros(C),
+        }
+        sd |= {a + k + ".weight": n(C, C) for k in ("receptance", "key", "value", "gate", "output")}
+        f = b + "ffn."
+        sd |= {f + "time_maa_k": u(1, 1, C), f + "time_maa_r": u(1, 1, C)}
+        sd |= {f + "key.weight": n(F, C), f + "receptance.weight": n(C, C), f + "value.weight": n(C, F)}
+    torch.save(sd, path)
+
+
+def rwkv6_step_bytes(model) -> int:
+    """float32 bytes one decode step reads: every projection weight, the LM head, the state."""
+    n = model.head.in_features * model.head.out_features * 4
+    for b in model.blocks:
+        for x in (b.r_proj, b.k_proj, b.v_proj, b.g_proj, b.o_proj, b.ffn_key, b.ffn_value, b.ffn_receptance):
+            n += x.in_features * x.out_features * 4
+        for x in (b.x_down, b.w_down, b.w_up):
+            n += x.in_features * x.out_features * 4
+        n += b.x_up.nbytes
+    return n + model.new_cache(1).nbytes
+
+
+def bench_rwkv6(args, bandwidth):
+    import subprocess
+
+    os.environ.setdefault("RWKV_JIT_ON", "1")
+    from rwkv.model import RWKV
+
+    contexts = (128, 1024) if args.quick else (128, 1024, 8192)
+    steps, reps = (8, 3) if args.quick else (16, 5)
+    prefill_T = 256 if args.quick else 1024
+    rows = []
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        pth = os.path.join(tmp, "rwkv6.pth")
+        make_rwkv6_pth(pth, rng)
+        subprocess.run(
+            [sys.executable, "-m", "tfcore", "convert", pth, os.path.join(tmp, "fla")],
+            check=True,
+            env={**os.environ, "TFCORE_PROGRESS": "0"},
+        )
+        ours = tfcore.AutoModelForCausalLM.from_pretrained(os.path.join(tmp, "fla"))
+        ref = RWKV(pth, strategy="cpu fp32")
+        nbytes = rwkv6_step_bytes(ours)
+        ids = rng.integers(100, 60000, size=64)
+        with torch.inference_mode():
+            want, _ = ref.forward(ids.tolist(), None, full_output=True)
+        err = float(np.abs(ours(ids[None]).logits[0] - want.numpy()).max() / np.abs(want.numpy()).max())
+        print(f"RWKV-6 validation: max rel. logit diff vs the rwkv package {err:.1e}\n")
+        for ctx in contexts:
+            ctx_ids = rng.integers(100, 60000, size=ctx)
+            state = ours.new_cache(1)
+            ours(ctx_ids[None], past_key_values=state, logits_to_keep=1)
+            with torch.inference_mode():
+                _, ref_state = ref.forward(ctx_ids.tolist(), None)
+            tok = np.array([[1234]])
+
+            def run_ours():
+                for _ in range(steps):
+                    ours(tok, past_key_values=state)
+
+            def run_ref():
+                s = ref_state
+                for _ in range(steps):
+                    _, s = ref.forward([1234], s)
+
+            with torch.inference_mode():
+                t = interleaved({"tfcore": run_ours, "rwkv": run_ref}, repeat=reps, warmup=1)
+            gbs = nbytes * steps / t["tfcore"] / 1e9
+            rows.append(
+                [
+                    f"decode B=1, context {ctx}",
+                    f"{steps / t['tfcore']:.1f} tok/s",
+                    f"{steps / t['rwkv']:.1f} tok/s",
+                    f"{t['rwkv'] / t['tfcore']:.2f}",
+                    f"{gbs:.1f} ({100 * gbs / bandwidth:.0f}%)",
+                ]
+            )
+        long_ids = rng.integers(100, 60000, size=prefill_T)
+        with torch.inference_mode():
+            t = interleaved(
+                {
+                    "tfcore": lambda: ours(long_ids[None], logits_to_keep=1),
+                    "rwkv": lambda: ref.forward(long_ids.tolist(), None),
+                },
+                repeat=3,
+                warmup=1,
+            )
+        rows.append(
+            [
+                f"prefill {prefill_T} tokens",
+                f"{prefill_T / t['tfcore']:.0f} tok/s",
+                f"{prefill_T / t['rwkv']:.0f} tok/s",
+                f"{t['rwkv'] / t['tfcore']:.2f}",
+                "-",
+            ]
+        )
+    print(f"RWKV-6 weights + state read per decode step: {nbytes / 1e6:.0f} MB (float32)")
+    print_table(
+        [
+            "RWKV-6 169M-shaped",
+            "tfcore",
+            "rwkv pkg (torch CPU)",
+            "rwkv/tfcore time",
+            "tfcore GB/s (% of measured)",
+        ],
+        rows,
+    )
+    print()
 
 
 if __name__ == "__main__":

@@ -106,6 +106,27 @@ def model_dir_case(config, files=None):
     )
 
 
+def rwkv6_dir_case(changes):
+    """Code that writes an rwkv6 model directory (a valid config updated by changes, a
+    safetensors file holding only the embeddings) and loads it as a causal LM."""
+    cfg = {
+        "model_type": "rwkv6",
+        "hidden_size": 6,
+        "num_hidden_layers": 1,
+        "vocab_size": 5,
+        "num_heads": 2,
+        "expand_k": 1.0,
+    }
+    cfg.update(changes)
+    return (
+        "d = tempfile.mkdtemp(dir=tmp)\n"
+        f"open(os.path.join(d, 'config.json'), 'w').write({json.dumps(cfg)!r})\n"
+        "tfcore.safetensors.save_file({'model.embeddings.weight': np.zeros((5, 6), np.float32)},"
+        " os.path.join(d, 'model.safetensors'))\n"
+        "tfcore.AutoModelForCausalLM.from_pretrained(d)"
+    )
+
+
 def siglip_config_case(changes, source="siglip"):
     """Code that copies the tiny SigLIP (or source) directory with its config.json's values
     updated by changes (a dict updates a sub-config, anything else replaces the value), and
@@ -909,6 +930,35 @@ CASES = [
     ("model/config a list", model_dir_case("[1]"), CK, "config.json"),
     ("model/config huge nesting", model_dir_case("[" * 100000 + "]" * 100000), CK, "config.json"),
     ("model/unsupported type", model_dir_case('{"model_type": "mamba9"}'), CK, "mamba9"),
+    # ---- Rwkv6ForCausalLM (fla's rwkv6 layout) and the rwkv package's .pth converter
+    (
+        "rwkv6/heads do not divide key width",
+        rwkv6_dir_case({"expand_k": 0.5}),
+        CK,
+        "num_heads",
+    ),
+    ("rwkv6/hybrid attn layers", rwkv6_dir_case({"attn": {"layers": [0], "num_heads": 2}}), CK, "attn"),
+    ("rwkv6/activation", rwkv6_dir_case({"hidden_act": "relu"}), CK, "hidden_act"),
+    ("rwkv6/missing tensor", rwkv6_dir_case({}), CK, "missing"),
+    (
+        "rwkv6/pth not rwkv6",
+        "from tfcore._rwkv6_convert import convert_rwkv6\n"
+        "convert_rwkv6(lambda n: np.zeros((2, 2), np.float32), ['emb.weight', 'blocks.0.att.time_mix_k'])",
+        VE,
+        "RWKV-6",
+    ),
+    (
+        "rwkv6/pth bad ddlerp shape",
+        "from tfcore._rwkv6_convert import convert_rwkv6\n"
+        "shapes = {'emb.weight': (5, 6), 'blocks.0.att.key.weight': (6, 6), 'blocks.0.att.time_faaaa': (2, 3),"
+        " 'blocks.0.ffn.key.weight': (8, 6), 'blocks.0.att.time_maa_w1': (6, 10),"
+        " 'blocks.0.att.time_decay_w1': (6, 4), 'blocks.0.att.time_maa_w2': (5, 3, 6)}\n"
+        "convert_rwkv6(lambda n: np.zeros(shapes.get(n, (6,)), np.float32), list(shapes) + ['blocks.0.att.time_maa_x',"
+        " 'blocks.0.ln0.weight', 'blocks.0.ln0.bias', 'blocks.0.ln1.weight', 'blocks.0.ln1.bias',"
+        " 'blocks.0.ln2.weight', 'blocks.0.ln2.bias'])",
+        VE,
+        "time_maa_w1",
+    ),
     # pytorch_model.bin: a pickle naming anything but tensor rebuilders is refused, never run
     (
         "model/bin pickle calls os.system (zip)",

@@ -445,6 +445,33 @@ def test_retnet_decoding_keeps_memory_flat(tmp_path):
     assert growth < 2 * MiB, growth
 
 
+def test_rwkv6_decoding_keeps_memory_flat(tmp_path):
+    """Rwkv6ForCausalLM's generate() (RecurrentState with shift and matrix WKV states, greedy
+    and beams) and a rejected state."""
+    import json
+
+    from safetensors.numpy import save_file
+    from test_rwkv6_model import CFG, tiny_weights
+
+    save_file(tiny_weights(np.random.default_rng(0)), str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps(CFG))
+    model = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path)
+    ids = np.array([[1, 5, 9]])
+    wrong = model.new_cache(2)
+
+    def run():
+        model.generate(ids, max_new_tokens=4)
+        model.generate(ids, max_new_tokens=3, num_beams=2)
+        try:
+            model(ids, past_key_values=wrong)
+        except tfcore.TfcoreValueError:
+            pass
+
+    # 60 calls (each ~15 forwards of 3 Python-level blocks): a leak of >= 35 KB per call shows
+    growth = min(rss_growth(run, calls=60, warmup=60), rss_growth(run, calls=60, warmup=0))
+    assert growth < 2 * MiB, growth
+
+
 def test_rwkv_kernels_and_decoding_keep_memory_flat(tmp_path):
     """RWKV-4's kernels (states updated in place, rejected inputs) and RwkvForCausalLM's
     generate() with its RecurrentState, greedy and beams."""
@@ -475,7 +502,8 @@ def test_rwkv_kernels_and_decoding_keep_memory_flat(tmp_path):
     model = tfcore.AutoModelForCausalLM.from_pretrained(save_tiny("rwkv", tmp_path / "rwkv"))
     ids = np.array([[1, 5, 9], [3, 4, 7]])
     run = lambda: (model.generate(ids, max_new_tokens=6), model.generate(ids, max_new_tokens=4, num_beams=2))  # noqa: E731
-    growth = min(rss_growth(run, calls=200, warmup=200), rss_growth(run, calls=200, warmup=0))
+    # 60 calls (each ~15 forwards of 3 Python-level blocks): a leak of >= 35 KB per call shows
+    growth = min(rss_growth(run, calls=60, warmup=60), rss_growth(run, calls=60, warmup=0))
     assert growth < 2 * MiB, growth
 
 

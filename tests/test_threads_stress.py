@@ -170,6 +170,14 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     _save(retnet_weights(np.random.default_rng(0)), str(tmp_path / "retnet" / "model.safetensors"))
     (tmp_path / "retnet" / "config.json").write_text(_json.dumps(RETNET_CFG))
     retnet = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path / "retnet")
+    # a tiny RWKV-6 (fla layout): generate() with beams carries its own RecurrentState per call
+    from test_rwkv6_model import CFG as RWKV6_CFG
+    from test_rwkv6_model import tiny_weights as rwkv6_weights
+
+    (tmp_path / "rwkv6").mkdir()
+    _save(rwkv6_weights(np.random.default_rng(0)), str(tmp_path / "rwkv6" / "model.safetensors"))
+    (tmp_path / "rwkv6" / "config.json").write_text(_json.dumps(RWKV6_CFG))
+    rwkv6 = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path / "rwkv6")
 
     def recurrent_state():
         # a private state per call: bf16 store, beam reorder, read back as float32
@@ -247,6 +255,7 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         "wav2vec2-ctc": lambda: w2v(w2v_x).logits,
         "recurrent-state": recurrent_state,
         "retnet-generate": lambda: retnet.generate(ids[:2, :4] % 61, max_new_tokens=5, num_beams=2),
+        "rwkv6-generate": lambda: rwkv6.generate(ids[:2, :4] % 61, max_new_tokens=5, num_beams=2),
         "linear-attention": lambda: tfcore.functional.linear_attention(
             ql, kl, vl, gate=la_gate, chunk_size=16
         ),

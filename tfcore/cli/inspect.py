@@ -137,8 +137,12 @@ class Convert:
         if os.path.exists(args.dest):
             raise _C.TfcoreValueError(f"{args.dest} exists; convert writes a new directory")
         ckpt = _checkpoint(args.source)
+        if str(args.source).endswith(".pth") and os.path.isfile(args.source):
+            return _convert_rwkv6_pth(ckpt, args)
         if not os.path.isdir(args.source):
-            raise _C.TfcoreValueError(f"{args.source}: convert takes a model directory")
+            raise _C.TfcoreValueError(
+                f"{args.source}: convert takes a model directory (or an RWKV-6 .pth of the rwkv package)"
+            )
         tensors, bf16 = {}, []
         for name in progress(ckpt.keys(), desc="converting", unit="tensor"):
             info = ckpt.info(name)
@@ -179,3 +183,37 @@ class Convert:
             f"floating-point in {args.dtype or 'their stored dtypes'}) to {args.dest}"
         )
         return 0
+
+
+def _convert_rwkv6_pth(ckpt, args):
+    """An RWKV-6 .pth of the ``rwkv`` package -> DEST/model.safetensors with fla's rwkv6 names
+    and DEST/config.json (tfcore/_rwkv6_convert.py); read without torch."""
+    import numpy as np
+
+    from .. import _C
+    from .._rwkv6_convert import convert_rwkv6, is_rwkv6_pth
+    from ..safetensors import save_file
+
+    keys = list(ckpt.keys())
+    if not is_rwkv6_pth(keys):
+        raise _C.TfcoreValueError(
+            f"{args.source}: a .pth convert takes the rwkv package's RWKV-6 (x060) layout "
+            "(emb.weight, blocks.0.att.time_maa_x); for other checkpoints give their directory"
+        )
+    tensors, config = convert_rwkv6(lambda n: np.asarray(ckpt.float32(n), np.float32), keys)
+    bf16 = []
+    if args.dtype == "float16":
+        tensors = {k: v.astype(np.float16) for k, v in tensors.items()}
+    elif args.dtype == "bfloat16":
+        tensors = {k: _C.float32_to_bfloat16(v) for k, v in tensors.items()}
+        bf16 = list(tensors)
+    if args.dtype is not None:
+        config["torch_dtype"] = args.dtype
+    os.makedirs(args.dest)
+    with open(os.path.join(args.dest, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    save_file(tensors, os.path.join(args.dest, "model.safetensors"), metadata={"format": "pt"}, bf16=bf16)
+    print(
+        f"wrote {len(tensors)} tensors of an RWKV-6 model ({config['num_hidden_layers']} layers) to {args.dest}"
+    )
+    return 0
