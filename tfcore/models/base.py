@@ -111,6 +111,15 @@ class Weights:
                 + (f" (looked under prefixes {self.prefixes})" if self.prefixes != [""] else "")
             )
         self.used.add(name)
+        if matrix and self.dtype.startswith("int4") and hasattr(self.ckpt, "int4_linear"):
+            lin = self.ckpt.int4_linear(name)  # a GGUF 4-bit tensor kept in 4 bits
+            if lin is not None:
+                if shape is not None and (lin.out_features, lin.in_features) != tuple(shape):
+                    raise CheckpointError(
+                        f"{self.ckpt.directory}: {name!r} has shape {(lin.out_features, lin.in_features)}, "
+                        f"expected {tuple(shape)} from the config"
+                    )
+                return lin
         if matrix and self.dtype == "bfloat16" and self.ckpt.info(name).dtype == "BF16":
             a = np.ascontiguousarray(self.ckpt.raw(name))
         else:
