@@ -183,5 +183,7 @@ def test_smollm2_q4_1_in_4_bits():
     # measured 0.936 / 0.915 at AVX-512 (the int8 head costs most of it); floors leave room for
     # the per-ISA summation order of the int8 dots
     assert prefill >= 0.88 and decode >= 0.85
-    text = tok.decode(q4.generate(np.array([tok.encode("The capital of France is").ids]), max_new_tokens=12)[0].tolist())
+    text = tok.decode(
+        q4.generate(np.array([tok.encode("The capital of France is").ids]), max_new_tokens=12)[0].tolist()
+    )
     assert "Paris" in text, text

@@ -624,7 +624,12 @@ class GGUFCheckpoint:
         if not ok:
             return None
         return gguf_int4.linear_from_blocks(
-            self.file.raw(t.name), t.type.name, t.type.nbytes, t.shape, perm, f"{self.directory}: tensor {t.name!r}"
+            self.file.raw(t.name),
+            t.type.name,
+            t.type.nbytes,
+            t.shape,
+            perm,
+            f"{self.directory}: tensor {t.name!r}",
         )
 
     def release_pages(self) -> None:

@@ -52,7 +52,6 @@ def repack(blocks: np.ndarray, type_name: str) -> Tuple[np.ndarray, np.ndarray, 
     """Blocks (n_blocks, bytes per block) uint8 of a Q4_0 / Q4_1 / Q4_K tensor -> values
     (n_blocks, elements) uint8 0..15, scales and offsets (n_blocks, elements / 32) float32,
     with ``values * scales + offsets`` (per group of 32) the reference's dequantization."""
-    n = blocks.shape[0]
     with np.errstate(all="ignore"):  # non-finite scales are refused by the caller
         if type_name == "Q4_0":
             d = _f16(blocks[:, :2])
