@@ -180,9 +180,10 @@ def test_smollm2_q4_1_in_4_bits():
         steps.append(out.logits[0].argmax(-1))
     decode = (np.concatenate(steps) == ref).mean()
     print(f"SmolLM2 Q4_1 int4 top-1 agreement with float32: prefill {prefill:.3f}, decode {decode:.3f}")
-    # measured 0.936 / 0.915 at AVX-512 (the int8 head costs most of it); floors leave room for
-    # the per-ISA summation order of the int8 dots
-    assert prefill >= 0.88 and decode >= 0.85
+    # measured on this 94-token text: AVX-512 0.894 / 0.862, AVX2 0.936 / 0.872 (the int8
+    # head's rounding differs per ISA: VNNI or not). Floors 4-6 points below: a wrong
+    # repacking (e.g. swapped nibble halves) falls to a few percent
+    assert prefill >= 0.85 and decode >= 0.80
     text = tok.decode(
         q4.generate(np.array([tok.encode("The capital of France is").ids]), max_new_tokens=12)[0].tolist()
     )

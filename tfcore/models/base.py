@@ -178,7 +178,8 @@ class PreTrainedModel:
         """Load a Hugging Face checkpoint: a directory (``config.json`` + ``*.safetensors``,
         or PyTorch's ``pytorch_model.bin``, read without torch and without running any code
         from it), a llama.cpp ``.gguf`` file (config from its metadata, quantized tensors
-        dequantized to float32 at load; see :mod:`tfcore.gguf`) or a hub id ``"org/name"`` already in the local Hugging Face cache
+        dequantized at load, or with ``dtype="int4"`` its Q4_0 / Q4_1 / Q4_K projections kept
+        in 4 bits, groups of 32; see :mod:`tfcore.gguf` and :mod:`tfcore.gguf_int4`) or a hub id ``"org/name"`` already in the local Hugging Face cache
         (``revision=`` a branch, tag or commit; see :mod:`tfcore.hub`). ``~`` is expanded.
 
         dtype ``"float32"`` (default), ``"bfloat16"`` or ``"int8"`` (also as ``np.float32``,
