@@ -104,6 +104,11 @@ BENCHMARKS = [
         ["--threads", "{threads}"],
     ),
     (
+        "bench_llm_cpu.py",
+        "SmolLM2-135M Q4_1: tfcore int4 (file's 4-bit weights)/int8/fp32 vs llama.cpp, 1 thread, CPU time",
+        [],
+    ),
+    (
         "bench_linear_attention.py",
         "Linear attention (retention) chunkwise/parallel vs fla naive at 1k-16k; RetNet/GLA decode vs Llama+KV cache",
         ["--threads", "{threads}"],

@@ -864,6 +864,38 @@ CASES = [
         "invalid shape|bytes",
     ),
     # ---- GGUF files (tfcore.gguf; the full battery is tests/test_gguf.py)
+    (
+        "gguf/int4 NaN block scale",
+        gguf_case(
+            "good",
+            "f = tfcore.gguf.GGUFFile(p); b = f.tensors['blk.0.ffn_up.weight'].begin; f.close()\n"
+            "d = bytearray(good); d[b:b + 2] = np.float16(np.nan).tobytes(); open(p, 'wb').write(bytes(d))\n"
+            "tfcore.AutoModelForCausalLM.from_pretrained(p, dtype='int4')",
+        ),
+        CK,
+        "NaN or infinite",
+    ),
+    (
+        "gguf/int4 truncated 4-bit tensor",
+        gguf_case("good[:-40]", "tfcore.AutoModelForCausalLM.from_pretrained(p, dtype='int4')"),
+        CK,
+        "beyond the file|truncated",
+    ),
+    ("ffn/float Linear as weight", "tfcore.FeedForward(tfcore.Linear(r(8, 4)), r(4, 8))", TE, "4-bit"),
+    (
+        "mha/int4 Linears of different groups",
+        "a = tfcore.Linear(r(64, 64), dtype='int4_g32'); b = tfcore.Linear(r(32, 64), dtype='int4_g64')\n"
+        "tfcore.MultiHeadAttention(64, 4, num_key_value_heads=2, q_weight=a, k_weight=b, v_weight=b, o_weight=r(64, 64))",
+        VE,
+        "cannot be fused",
+    ),
+    (
+        "mha/int4 Linear mixed with arrays",
+        "a = tfcore.Linear(r(64, 64), dtype='int4_g32')\n"
+        "tfcore.MultiHeadAttention(64, 4, q_weight=a, k_weight=r(64, 64), v_weight=r(64, 64), o_weight=r(64, 64))",
+        TE,
+        "all as int4 Linears or all as arrays",
+    ),
     ("gguf/wrong magic", gguf_case("b'GGML' + good[4:]"), CK, "not a GGUF file"),
     ("gguf/truncated", gguf_case("good[:-50]"), CK, "beyond the file|truncated"),
     ("gguf/version", gguf_case("good[:4] + struct.pack('<I', 7) + good[8:]"), CK, "version 7"),

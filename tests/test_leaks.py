@@ -341,6 +341,10 @@ def test_gguf_loads_keep_memory_and_files_flat(tmp_path):
 
     def once():
         tfcore.AutoModelForCausalLM.from_pretrained(good)
+        # Q4_1 kept in 4 bits: repacked int4 Linears, q/k/v fused, copied into the layers
+        tfcore.AutoModelForCausalLM.from_pretrained(good, dtype="int4").generate(
+            np.array([[1, 2]]), max_new_tokens=2
+        )
         tfcore.text.load_tokenizer(good)
         try:
             tfcore.AutoModelForCausalLM.from_pretrained(bad)

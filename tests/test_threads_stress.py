@@ -339,6 +339,9 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     work["gguf-load-generate"] = lambda: tfcore.AutoModelForCausalLM.from_pretrained(
         tmp_path / "m.gguf"
     ).generate(ids[:1, :3] % 8, max_new_tokens=4)
+    work["gguf-int4-load-generate"] = lambda: tfcore.AutoModelForCausalLM.from_pretrained(
+        tmp_path / "m.gguf", dtype="int4"
+    ).generate(ids[:1, :3] % 8, max_new_tokens=4)
     work["gguf-shared-dequantize"] = lambda: shared_gguf.float32("blk.0.ffn_down.weight")
     # int4: a shared 4-bit model (decode kernel and prefill slices) and a shared int4 Linear
     llama4 = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path / "llama", dtype="int4_g32")

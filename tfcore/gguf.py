@@ -612,6 +612,26 @@ class GGUFCheckpoint:
             a = self.arch.fix(name, a, self.config)
         return a
 
+    def int4_linear(self, name: str):
+        """The 2-D tensor as an int4 ``Linear`` (group 32) when it is stored as Q4_0, Q4_1 or
+        Q4_K (repacked, not dequantized: :mod:`tfcore.gguf_int4`), else None."""
+        from . import gguf_int4
+
+        t = self.info(name)
+        if t.type.name not in gguf_int4.FOUR_BIT_TYPES or len(t.shape) != 2:
+            return None
+        ok, perm = gguf_int4.row_permutation(self.arch.fix, name, t.shape[0], self.config)
+        if not ok:
+            return None
+        return gguf_int4.linear_from_blocks(
+            self.file.raw(t.name),
+            t.type.name,
+            t.type.nbytes,
+            t.shape,
+            perm,
+            f"{self.directory}: tensor {t.name!r}",
+        )
+
     def release_pages(self) -> None:
         self.file.release_pages()
 

@@ -70,6 +70,9 @@ def sections():
         "tfcore.gguf",
         [tfcore.gguf.GGUFFile, tfcore.gguf.load, tfcore.gguf.read_config, tfcore.gguf.is_gguf_path],
     )
+    import tfcore.gguf_int4
+
+    yield "tfcore.gguf_int4", [tfcore.gguf_int4.repack, tfcore.gguf_int4.linear_from_blocks]
     yield (
         "tfcore.gguf_tokenizer",
         [

@@ -296,20 +296,24 @@ tf_q4_dequantize(const tf_q4_args *a, int64_t n0, int64_t nc, float *dst, int64_
         const int64_t n = n0 + j;
         const uint8_t *qr = a->q + n * (Kp / 2);
         float *out = dst + j * ldd;
-        for (int64_t s = 0; s * TF_Q4_SB < K; s++) {
-            const uint8_t *sb = qr + s * (TF_Q4_SB / 2);
-            const int64_t k0 = s * TF_Q4_SB;
-            for (int64_t i = 0; i < TF_Q4_SB / 2; i++) {
-                const int64_t klo = k0 + i, khi = k0 + TF_Q4_SB / 2 + i;
-                if (klo < K) {
-                    const int64_t g = klo / a->group;
-                    const float prod = a->d[n * ldg + g] * (float)(sb[i] & 0x0F);
-                    out[klo] = prod + a->m[n * ldg + g];
+        /* a superblock is two runs of 32 values (low nibbles, then high ones); groups are
+         * multiples of 32, so a run lies in one group: constant d, m, a loop the compiler
+         * vectorizes (the prefill path dequantizes every weight on every call) */
+        for (int64_t k0 = 0; k0 < K; k0 += TF_Q4_SB / 2) {
+            const uint8_t *sb = qr + k0 / TF_Q4_SB * (TF_Q4_SB / 2);
+            const int64_t g = k0 / a->group, len = K - k0 < 32 ? K - k0 : 32;
+            const float dg = a->d[n * ldg + g], mg = a->m[n * ldg + g];
+            float *o = out + k0;
+            if ((k0 % TF_Q4_SB) == 0) {
+                for (int64_t i = 0; i < len; i++) {
+                    const float prod = dg * (float)(sb[i] & 0x0F);
+                    o[i] = prod + mg;
                 }
-                if (khi < K) {
-                    const int64_t g = khi / a->group;
-                    const float prod = a->d[n * ldg + g] * (float)(sb[i] >> 4);
-                    out[khi] = prod + a->m[n * ldg + g];
+            }
+            else {
+                for (int64_t i = 0; i < len; i++) {
+                    const float prod = dg * (float)(sb[i] >> 4);
+                    o[i] = prod + mg;
                 }
             }
         }

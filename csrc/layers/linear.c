@@ -692,6 +692,9 @@ tf_linear_build(tf_state *st, PyObject *weight, PyObject *bias, int act, int tra
                 PyObject *dtype, const char *what)
 {
     PyObject *args = NULL, *kwargs = NULL, *result = NULL;
+    if (tf_linear_check(st, weight)) { /* 4-bit checkpoint weights kept as they are */
+        return tf_linear_int4_rebuild(st, (const tf_linear *)weight, bias, act, transposed, what);
+    }
     args = Py_BuildValue("(OO)", weight, bias ? bias : Py_None);
     kwargs = Py_BuildValue("{s:s, s:O, s:O}", "activation", tf_act_names[act], "transposed",
                            transposed ? Py_True : Py_False, "dtype", dtype ? dtype : Py_None);

@@ -87,6 +87,13 @@ int tf_linear_int4_forward(const tf_linear *lin, const float *x, int64_t M, floa
 /* Linear.from_int4 (classmethod; see its docstring in linear.c). */
 PyObject *tf_linear_from_int4(PyObject *cls, PyObject *args, PyObject *kwds);
 
+/* A copy of int4 Linear src with bias (None or an (N,) array) and act: an int4 Linear given
+ * where a weight array is expected (tf_linear_build). NULL with an exception. */
+tf_linear *tf_linear_int4_rebuild(tf_state *st, const tf_linear *src, PyObject *bias_obj, int act,
+                                  int transposed, const char *what);
+/* int4 Linears' rows stacked into one new int4 Linear (fused projections); new reference. */
+PyObject *tf_linear_int4_concat(tf_state *st, PyObject *const *parts, int n, const char *what);
+
 /* Borrowed check: is obj a Linear (or subclass)? */
 int tf_linear_check(tf_state *st, PyObject *obj);
 

@@ -454,3 +454,131 @@ fail:
     Py_XDECREF(self);
     return NULL;
 }
+
+/* A new int4 Linear holding a copy of src's 4-bit weights with its own bias and activation:
+ * how FeedForward / MultiHeadAttention take an int4 Linear given in place of a weight array
+ * (a checkpoint's 4-bit weights kept as they are, tf_linear_build). */
+tf_linear *
+tf_linear_int4_rebuild(tf_state *st, const tf_linear *src, PyObject *bias_obj, int act,
+                       int transposed, const char *what)
+{
+    PyArrayObject *b = NULL;
+    if (src->wdt != TF_WDT_INT4) {
+        tf_type_error(st,
+                      "%s: a Linear is accepted as a weight only with 4-bit (int4) weights, got "
+                      "a %s Linear (pass its weight array)",
+                      what, tf_weight_dtype_name(src->wdt));
+        return NULL;
+    }
+    if (transposed) {
+        tf_value_error(st,
+                       "%s: an int4 Linear as a weight is (out, in) already: transposed=True "
+                       "does not apply",
+                       what);
+        return NULL;
+    }
+    const int64_t N = src->out_features, K = src->in_features;
+    if (bias_obj != NULL && bias_obj != Py_None) {
+        if ((b = tf_arg_f32(st, bias_obj, "bias", 1, 1)) == NULL) {
+            return NULL;
+        }
+        if (PyArray_DIM(b, 0) != N || tf_check_finite(st, b, "bias") < 0) {
+            if (!PyErr_Occurred()) {
+                tf_value_error(st, "%s: bias has %lld elements, expected out_features=%lld", what,
+                               (long long)PyArray_DIM(b, 0), (long long)N);
+            }
+            Py_DECREF(b);
+            return NULL;
+        }
+    }
+    if (src->bias != NULL && b != NULL) {
+        Py_DECREF(b);
+        tf_value_error(st, "%s: the int4 Linear has a bias already; pass bias=None", what);
+        return NULL;
+    }
+    tf_linear *self = (tf_linear *)st->Linear->tp_alloc(st->Linear, 0);
+    if (self == NULL) {
+        Py_XDECREF(b);
+        return NULL;
+    }
+    self->in_features = K;
+    self->out_features = N;
+    self->act = act;
+    self->wdt = TF_WDT_INT4;
+    self->qmax = 127;
+    if (tf_linear_int4_alloc(self, N, K, src->group) < 0) {
+        goto fail;
+    }
+    const int64_t Kp = tf_q4_kpad(K), ldg = tf_q4_groups(Kp, src->group);
+    memcpy(self->weights, src->weights, (size_t)(N * Kp / 2));
+    memcpy(self->q4d, src->q4d, (size_t)(N * ldg) * sizeof(float));
+    memcpy(self->q4m, src->q4m, (size_t)(N * ldg) * sizeof(float));
+    const float *bias = b != NULL ? (const float *)PyArray_DATA(b) : src->bias;
+    if (bias != NULL) {
+        if ((self->bias = tf_malloc((size_t)N * sizeof(float))) == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        memcpy(self->bias, bias, (size_t)N * sizeof(float));
+    }
+    Py_XDECREF(b);
+    return self;
+fail:
+    Py_XDECREF(b);
+    Py_DECREF(self);
+    return NULL;
+}
+
+/* The rows of n int4 Linears stacked into one (a fused q/k/v projection): the same
+ * in_features and group, no bias (the caller fuses the biases). New reference. */
+PyObject *
+tf_linear_int4_concat(tf_state *st, PyObject *const *parts, int n, const char *what)
+{
+    int64_t N = 0, K = 0, group = 0;
+    for (int i = 0; i < n; i++) {
+        if (!tf_linear_check(st, parts[i]) || ((tf_linear *)parts[i])->wdt != TF_WDT_INT4) {
+            return tf_type_error(st, "%s: give all as int4 Linears or all as arrays", what);
+        }
+        const tf_linear *p = (const tf_linear *)parts[i];
+        if (i == 0) {
+            K = p->in_features;
+            group = p->group;
+        }
+        if (p->in_features != K || p->group != group) {
+            return tf_value_error(st,
+                                  "%s: int4 Linears of %lld inputs (group %lld) and %lld inputs "
+                                  "(group %lld) cannot be fused",
+                                  what, (long long)K, (long long)group, (long long)p->in_features,
+                                  (long long)p->group);
+        }
+        if (p->bias != NULL || p->act != TF_ACT_NONE) {
+            return tf_value_error(
+                st, "%s: int4 Linears to fuse must have no bias and no activation", what);
+        }
+        N += p->out_features;
+    }
+    tf_linear *self = (tf_linear *)st->Linear->tp_alloc(st->Linear, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->in_features = K;
+    self->out_features = N;
+    self->act = TF_ACT_NONE;
+    self->wdt = TF_WDT_INT4;
+    self->qmax = 127;
+    if (tf_linear_int4_alloc(self, N, K, group) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    const int64_t Kp = tf_q4_kpad(K), ldg = tf_q4_groups(Kp, group);
+    int64_t row = 0;
+    for (int i = 0; i < n; i++) {
+        const tf_linear *p = (const tf_linear *)parts[i];
+        const int64_t r = p->out_features;
+        memcpy((uint8_t *)self->weights + row * (Kp / 2), p->weights, (size_t)(r * Kp / 2));
+        memcpy(self->q4d + row * ldg, p->q4d, (size_t)(r * ldg) * sizeof(float));
+        memcpy(self->q4m + row * ldg, p->q4m, (size_t)(r * ldg) * sizeof(float));
+        row += r;
+    }
+    return (PyObject *)self;
+}

@@ -185,6 +185,9 @@ concat_out(tf_state *st, PyObject *const *parts, int n, int axis, const char *wh
     if (nones != 0) {
         return tf_value_error(st, "%s: give all of them or none", what);
     }
+    if (tf_linear_check(st, parts[0])) { /* int4 Linears (4-bit checkpoint weights) */
+        return tf_linear_int4_concat(st, parts, n, what);
+    }
     PyObject *list = PyList_New(n);
     if (list == NULL) {
         return NULL;

@@ -111,6 +111,15 @@ class Weights:
                 + (f" (looked under prefixes {self.prefixes})" if self.prefixes != [""] else "")
             )
         self.used.add(name)
+        if matrix and self.dtype.startswith("int4") and hasattr(self.ckpt, "int4_linear"):
+            lin = self.ckpt.int4_linear(name)  # a GGUF 4-bit tensor kept in 4 bits
+            if lin is not None:
+                if shape is not None and (lin.out_features, lin.in_features) != tuple(shape):
+                    raise CheckpointError(
+                        f"{self.ckpt.directory}: {name!r} has shape {(lin.out_features, lin.in_features)}, "
+                        f"expected {tuple(shape)} from the config"
+                    )
+                return lin
         if matrix and self.dtype == "bfloat16" and self.ckpt.info(name).dtype == "BF16":
             a = np.ascontiguousarray(self.ckpt.raw(name))
         else:
@@ -169,7 +178,8 @@ class PreTrainedModel:
         """Load a Hugging Face checkpoint: a directory (``config.json`` + ``*.safetensors``,
         or PyTorch's ``pytorch_model.bin``, read without torch and without running any code
         from it), a llama.cpp ``.gguf`` file (config from its metadata, quantized tensors
-        dequantized to float32 at load; see :mod:`tfcore.gguf`) or a hub id ``"org/name"`` already in the local Hugging Face cache
+        dequantized at load, or with ``dtype="int4"`` its Q4_0 / Q4_1 / Q4_K projections kept
+        in 4 bits, groups of 32; see :mod:`tfcore.gguf` and :mod:`tfcore.gguf_int4`) or a hub id ``"org/name"`` already in the local Hugging Face cache
         (``revision=`` a branch, tag or commit; see :mod:`tfcore.hub`). ``~`` is expanded.
 
         dtype ``"float32"`` (default), ``"bfloat16"`` or ``"int8"`` (also as ``np.float32``,
