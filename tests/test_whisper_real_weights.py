@@ -218,3 +218,57 @@ def test_cli_convert_error_exit_code(tmp_path, capsys):
     (d / "model.bin").write_bytes(struct.pack("<IH", 6, 12) + b"WhisperSpec\0" + b"\1\0\0\0")
     assert main(["convert", str(d), str(tmp_path / "out")]) == 1
     assert "truncated" in capsys.readouterr().err
+
+
+def long_audio():
+    """~33 s: hello, 11 s of silence, fox, 11 s of silence, hello (two 30 s windows)."""
+    a = load_audio(os.path.join(SPEECH, "hello.wav"))
+    b = load_audio(os.path.join(SPEECH, "fox.wav"))
+    gap = np.zeros(16000 * 11, np.float32)
+    return np.concatenate([a, gap, b, gap, a]).astype(np.float32)
+
+
+def test_long_form_matches_transformers(converted):
+    """Sequential long-form decoding with timestamps on the real weights: the same tokens and
+    segment times as transformers' generate on the same converted directory (float32 both)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    fe = WhisperFeatureExtractor.from_pretrained(converted)
+    audio = long_audio()
+    assert audio.shape[0] > fe.n_samples
+    x = np.ascontiguousarray(fe(audio, truncation=False, padding="longest")["input_features"])
+    hf = transformers.WhisperForConditionalGeneration.from_pretrained(converted, torch_dtype=torch.float32).eval()
+    with torch.no_grad():
+        ref = hf.generate(torch.from_numpy(x), return_timestamps=True, return_segments=True)
+    ours = tfcore.models.WhisperForConditionalGeneration.from_pretrained(converted)
+    got = ours.generate(x, return_timestamps=True, return_segments=True)
+    np.testing.assert_array_equal(got["sequences"], ref["sequences"].numpy())
+    segs = got["segments"][0]
+    assert len(segs) == len(ref["segments"][0]) >= 2
+    for g, r in zip(segs, ref["segments"][0]):
+        assert g["tokens"].tolist() == r["tokens"].tolist()
+        assert abs(g["start"] - float(r["start"])) < 1e-9 and abs(g["end"] - float(r["end"])) < 1e-9
+    assert segs[-1]["end"] > 30.0  # the second window's segments carry its offset
+
+
+def test_cli_transcribe(converted, tmp_path, capsys):
+    from tfcore.cli import main
+
+    assert main(["transcribe", os.path.join(SPEECH, "fox.wav"), converted, "--threads", "1"]) == 0
+    out = capsys.readouterr().out.lower()
+    assert "quick brown" in out and "lazy dog" in out
+    assert main(["transcribe", os.path.join(SPEECH, "hello-22k.wav"), converted, "--timestamps"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines and all(line.startswith("[00:0") and "-->" in line for line in lines), lines
+    assert "hello" in lines[0].lower()
+    # errors: exit code 1 and a message naming the problem
+    assert main(["transcribe", str(tmp_path / "missing.wav"), converted]) == 1
+    assert "no such file" in capsys.readouterr().err
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt ")
+    assert main(["transcribe", str(bad), converted]) == 1
+    assert "bad.wav" in capsys.readouterr().err
+    assert main(["transcribe", os.path.join(SPEECH, "fox.wav"), converted, "--language", "de"]) == 1
+    assert "English-only" in capsys.readouterr().err
+    assert main(["transcribe", os.path.join(SPEECH, "fox.wav"), converted, "--beams", "0"]) == 1
+    assert "--beams" in capsys.readouterr().err
