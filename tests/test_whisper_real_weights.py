@@ -237,7 +237,9 @@ def test_long_form_matches_transformers(converted):
     audio = long_audio()
     assert audio.shape[0] > fe.n_samples
     x = np.ascontiguousarray(fe(audio, truncation=False, padding="longest")["input_features"])
-    hf = transformers.WhisperForConditionalGeneration.from_pretrained(converted, torch_dtype=torch.float32).eval()
+    hf = transformers.WhisperForConditionalGeneration.from_pretrained(
+        converted, torch_dtype=torch.float32
+    ).eval()
     with torch.no_grad():
         ref = hf.generate(torch.from_numpy(x), return_timestamps=True, return_segments=True)
     ours = tfcore.models.WhisperForConditionalGeneration.from_pretrained(converted)
