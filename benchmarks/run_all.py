@@ -83,6 +83,11 @@ BENCHMARKS = [
         ["--threads", "{threads}"],
     ),
     (
+        "bench_speech.py",
+        "Whisper tiny.en (real weights) and base-shaped: 30 s transcription vs HF and CTranslate2, fp32 and int8; real-time factor",
+        ["--threads", "{threads}"],
+    ),
+    (
         "bench_t5.py",
         "T5-small encoder-decoder greedy generation and encoder vs HF",
         ["--threads", "{threads}"],

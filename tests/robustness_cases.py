@@ -2045,6 +2045,45 @@ CASES = [
         VE,
         "mono",
     ),
+    # ---- CTranslate2 Whisper directories (tfcore convert): damaged model.bin files
+    (
+        "ct2/no model.bin",
+        "from tfcore.ctranslate2_whisper import convert_ctranslate2_whisper as c; "
+        "c(tempfile.mkdtemp(dir=tmp), os.path.join(tmp, 'ct2-out0'))",
+        VE,
+        "no CTranslate2 model.bin",
+    ),
+    (
+        "ct2/empty model.bin",
+        "from tfcore.ctranslate2_whisper import convert_ctranslate2_whisper as c; d = tempfile.mkdtemp(dir=tmp); "
+        "open(os.path.join(d, 'model.bin'), 'wb').close(); c(d, os.path.join(tmp, 'ct2-out1'))",
+        VE,
+        "too short",
+    ),
+    (
+        "ct2/unknown version",
+        "from tfcore.ctranslate2_whisper import convert_ctranslate2_whisper as c; d = tempfile.mkdtemp(dir=tmp); "
+        "open(os.path.join(d, 'model.bin'), 'wb').write(struct.pack('<I', 77) + bytes(40)); "
+        "c(d, os.path.join(tmp, 'ct2-out2'))",
+        VE,
+        "binary version 77",
+    ),
+    (
+        "ct2/truncated variables",
+        "from tfcore.ctranslate2_whisper import convert_ctranslate2_whisper as c; d = tempfile.mkdtemp(dir=tmp); "
+        "open(os.path.join(d, 'model.bin'), 'wb').write(struct.pack('<IH', 6, 12) + b'WhisperSpec\\0' + "
+        "struct.pack('<II', 3, 5) + struct.pack('<H', 4) + b'abc\\0' + struct.pack('<BI', 1, 1000000)); "
+        "c(d, os.path.join(tmp, 'ct2-out3'))",
+        VE,
+        "truncated",
+    ),
+    (
+        "ct2/huge name length",
+        "from tfcore.ctranslate2_whisper import read_ctranslate2_model as r; d = tempfile.mkdtemp(dir=tmp); "
+        "open(os.path.join(d, 'model.bin'), 'wb').write(struct.pack('<IH', 6, 65535) + b'W' * 20); r(d)",
+        VE,
+        "truncated",
+    ),
     (
         "audio/features fine after errors",
         "assert tfcore.audio.WhisperFeatureExtractor()(np.zeros(1000, np.float32))['input_features'].shape == (1, 80, 3000)",

@@ -49,6 +49,7 @@ def test_help_lists_every_command_and_usage_errors_exit_2():
         "embed",
         "images",
         "generate",
+        "transcribe",
         "run",
         "inspect",
         "convert",

@@ -616,6 +616,11 @@ def test_speech_keeps_memory_flat(tmp_path):
     run = lambda: model.generate(mel, max_new_tokens=3, num_beams=2, language="en")  # noqa: E731
     growth = min(rss_growth(run, calls=60, warmup=20), rss_growth(run, calls=60, warmup=0))
     assert growth < 4 * MiB, growth
+    # timestamps, long-form windows and language detection (3500 frames: two windows)
+    long_mel = np.ascontiguousarray(np.concatenate([mel, mel[:, :, :500]], axis=2))
+    run = lambda: model.generate(long_mel, max_new_tokens=3, return_timestamps=True)  # noqa: E731
+    growth = min(rss_growth(run, calls=40, warmup=10), rss_growth(run, calls=40, warmup=0))
+    assert growth < 4 * MiB, growth
 
 
 def test_image_text_models_keep_memory_flat(tmp_path):

@@ -369,11 +369,15 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     speech = rng.standard_normal(22050).astype(np.float32) * 0.1
     fe = tfcore.audio.WhisperFeatureExtractor()
     mel = np.stack([fe(speech[:16000] * s, sampling_rate=16000)["input_features"][0] for s in (1.0, 0.5)])
+    long_mel = np.ascontiguousarray(np.concatenate([mel[:1], mel[:1, :, :500]], axis=2))  # 3500 frames
     work.update(
         {
             "whisper-generate": lambda: whisper.generate(mel, max_new_tokens=4, language="en"),
             "whisper-beam": lambda: whisper.generate(mel[:1], max_new_tokens=3, num_beams=2, language="de"),
             "audio-features": lambda: fe(tfcore.audio.resample(speech, 22050, 16000))["input_features"],
+            # long-form: two windows, timestamps, the language detected (per-thread call state)
+            "whisper-long-form": lambda: whisper.generate(long_mel, max_new_tokens=4, return_timestamps=True),
+            "whisper-detect": lambda: whisper.detect_language(mel),
         }
     )
     serial = {name: fn() for name, fn in work.items()}

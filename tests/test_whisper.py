@@ -74,8 +74,8 @@ def save_tiny_whisper(path, generation: dict, seed: int = 0):
                 p.copy_(torch.randn_like(p) / p.shape[-1] ** 0.5)
         # special and timestamp tokens (50256+) rarely win, as in a trained model: with the head
         # tied to the embeddings, small rows give them logits near 0 (a random model emitting
-        # timestamps sends HF's generate into its segment-seeking path, which return_timestamps
-        # support will cover)
+        # timestamps without return_timestamps would end its segments early; the timestamp tests
+        # in test_whisper_timestamps.py force them)
         model.model.decoder.embed_tokens.weight[50256:] *= 0.05
     model.save_pretrained(path)
     gc = json.loads((path / "generation_config.json").read_text())
@@ -262,13 +262,18 @@ def test_generate_from_the_feature_extractor(multilingual):
             "TfcoreValueError",
             "decoder_input_ids",
         ),
-        (lambda m: m.generate(features(1)), "TfcoreValueError", "language="),
+        (lambda m: m.prompt_ids(), "TfcoreValueError", "language="),
         (lambda m: m.generate(features(1), language="xx"), "TfcoreValueError", "'xx'"),
         (lambda m: m.generate(features(1), language="en", task="summarize"), "TfcoreValueError", "summarize"),
         (
-            lambda m: m.generate(features(1), language="en", return_timestamps=True),
+            lambda m: m.generate(np.zeros((1, 80, 4000), np.float32), language="en"),
             "TfcoreValueError",
-            "timestamps",
+            "return_timestamps=True",
+        ),
+        (
+            lambda m: m.generate(np.zeros((1, 80, 0), np.float32), language="en", return_timestamps=True),
+            "TfcoreValueError",
+            "3000",
         ),
         (
             lambda m: m.generate(features(1), language="en", max_new_tokens=446),

@@ -63,8 +63,14 @@ def sections():
     yield "tfcore.integrations.ray", [tf_ray.TfcoreActor, tf_ray.run]
     yield "tfcore.integrations.dask", [tf_dask.TfcoreModelPlugin, tf_dask.worker_model, tf_dask.run]
     yield "tfcore.testing", [tfcore.testing.assert_close_to_reference]
+    import tfcore.ctranslate2_whisper as ct2w
     import tfcore.gguf
     import tfcore.gguf_tokenizer
+
+    yield (
+        "tfcore.ctranslate2_whisper",
+        [ct2w.convert_ctranslate2_whisper, ct2w.read_ctranslate2_model, ct2w.is_ctranslate2_directory],
+    )
 
     yield (
         "tfcore.gguf",

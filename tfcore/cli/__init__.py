@@ -11,7 +11,21 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import bench, chat, check, classify, demo, embed, generate, images, info, inspect, run, search
+from . import (
+    bench,
+    chat,
+    check,
+    classify,
+    demo,
+    embed,
+    generate,
+    images,
+    info,
+    inspect,
+    run,
+    search,
+    transcribe,
+)
 
 COMMANDS = {
     m.NAME: m
@@ -24,6 +38,7 @@ COMMANDS = {
         classify,
         generate,
         chat,
+        transcribe,
         run,
         inspect.Inspect,
         inspect.Convert,

@@ -112,9 +112,14 @@ class Convert:
     files; tfcore loads bf16 files without a float32 detour). Everything else is copied:
     config.json, tokenizer files and a sentence-transformers model's modules.json,
     sentence_bert_config.json and module folders (1_Pooling/, 2_Normalize/, ...), so the
-    result loads in transformers and sentence-transformers too."""
+    result loads in transformers and sentence-transformers too. A CTranslate2 Whisper
+    directory (model.bin, as faster-whisper uses) becomes a Hugging Face Whisper checkpoint
+    (tfcore.ctranslate2_whisper documents the name mapping)."""
 
-    NAME, HELP = "convert", "re-save a checkpoint directory as safetensors (optionally in another dtype)"
+    NAME, HELP = (
+        "convert",
+        "re-save a checkpoint directory (or a CTranslate2 Whisper one) as safetensors, optionally in another dtype",
+    )
 
     @staticmethod
     def add_arguments(p):
@@ -136,6 +141,14 @@ class Convert:
 
         if os.path.exists(args.dest):
             raise _C.TfcoreValueError(f"{args.dest} exists; convert writes a new directory")
+        from ..ctranslate2_whisper import convert_ctranslate2_whisper, is_ctranslate2_directory
+
+        if os.path.isdir(args.source) and is_ctranslate2_directory(args.source):
+            n = convert_ctranslate2_whisper(args.source, args.dest, dtype=args.dtype)
+            print(
+                f"wrote {n} tensors and the Hugging Face configs of a CTranslate2 Whisper model to {args.dest}"
+            )
+            return 0
         ckpt = _checkpoint(args.source)
         if str(args.source).endswith(".pth") and os.path.isfile(args.source):
             return _convert_rwkv6_pth(ckpt, args)

@@ -44,6 +44,7 @@ _GENERATION_KEYS = (
     "task_to_id",
     "is_multilingual",
     "max_length",
+    "max_initial_timestamp_index",
 )
 
 
@@ -171,7 +172,9 @@ class _WhisperBase(EncoderDecoderMixin, PreTrainedModel):
     def _after_load(self, directory) -> None:
         self.generation_defaults.update(read_generation_defaults(directory, _GENERATION_KEYS))
 
-    def _check_features(self, input_features) -> np.ndarray:
+    def _check_features(self, input_features, long_form: bool = False) -> np.ndarray:
+        """(B, num_mel_bins, 3000) float32 C-contiguous; long_form also takes more frames
+        (at least one) than one 30 s window."""
         x = input_features
         if not isinstance(x, np.ndarray):
             raise _C.TfcoreTypeError(
@@ -185,10 +188,13 @@ class _WhisperBase(EncoderDecoderMixin, PreTrainedModel):
         if x.ndim == 2:
             x = x[None]
         frames = 2 * self.max_source_positions
-        if x.ndim != 3 or x.shape[1] != self.num_mel_bins or x.shape[2] != frames or x.shape[0] == 0:
+        if long_form and x.ndim == 3 and x.shape[1] == self.num_mel_bins and x.shape[0] and x.shape[2]:
+            pass
+        elif x.ndim != 3 or x.shape[1] != self.num_mel_bins or x.shape[2] != frames or x.shape[0] == 0:
             raise _C.TfcoreValueError(
                 f"input_features must have shape (batch, {self.num_mel_bins}, {frames}) (30 s of "
-                f"log-mel frames: pad or truncate with WhisperFeatureExtractor), got {x.shape}"
+                f"log-mel frames: pad or truncate with WhisperFeatureExtractor; longer audio with "
+                f"return_timestamps=True), got {x.shape}"
             )
         if not np.isfinite(x).all():
             raise _C.TfcoreValueError("input_features holds NaN or infinite values")
@@ -274,6 +280,73 @@ class WhisperModel(_WhisperBase):
             output_attentions,
         )
         return ModelOutput(last_hidden_state=h, **extra)
+
+
+def _timestamp_scores(
+    scores: np.ndarray,
+    sequences: np.ndarray,
+    begin: int,
+    no_timestamps: int,
+    first: int,
+    eos: int,
+    max_initial: Optional[int],
+) -> np.ndarray:
+    """HF's WhisperTimeStampLogitsProcessor on scores (rows, V) given the rows' sequences so
+    far (rows, T), the first new token at index begin; timestamp tokens are ids >= first:
+
+    - <|notimestamps|> never;
+    - timestamps come in pairs: after a pair (or at the start) the next token is text, after a
+      single timestamp it is a timestamp or end-of-text (every id below eos is barred);
+    - timestamps never decrease (after a pair, not even the same one again);
+    - the first new token is a timestamp of index <= max_initial;
+    - when the timestamps' total probability exceeds the best text token's, only a timestamp.
+    """
+    scores[:, no_timestamps] = -np.inf
+    for k, row in enumerate(sequences.tolist()):
+        seq = row[begin:]
+        last = len(seq) >= 1 and seq[-1] >= first
+        penultimate = len(seq) < 2 or seq[-2] >= first
+        if last:
+            if penultimate:
+                scores[k, first:] = -np.inf
+            else:
+                scores[k, :eos] = -np.inf
+        stamps = [t for t in seq if t >= first]
+        lowest = first
+        if stamps:
+            lowest = stamps[-1] if last and not penultimate else stamps[-1] + 1
+        scores[k, first:lowest] = -np.inf
+    if sequences.shape[1] == begin:
+        scores[:, :first] = -np.inf
+        if max_initial is not None:
+            scores[:, first + int(max_initial) + 1 :] = -np.inf
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        top = scores.max(-1, keepdims=True)
+        logprobs = scores - (top + np.log(np.exp(scores - top).sum(-1, keepdims=True)))
+        stamp = logprobs[:, first:]
+        stamp_top = stamp.max(-1, keepdims=True)
+        stamp_lse = (stamp_top + np.log(np.exp(stamp - stamp_top).sum(-1, keepdims=True)))[:, 0]
+        text_best = logprobs[:, :first].max(-1)
+    scores[stamp_lse > text_best, :first] = -np.inf
+    return scores
+
+
+def _window(x: np.ndarray, seek: int, size: int, n: Optional[int] = None) -> np.ndarray:
+    """(B, M, size) frames seek .. seek + n of x (B, M, frames), zero-padded on the right
+    (HF pads a window with 0.0, not with the features of silence)."""
+    n = min(x.shape[2] - seek, size) if n is None else n
+    if seek == 0 and n == size == x.shape[2]:
+        return x
+    out = np.zeros((x.shape[0], x.shape[1], size), np.float32)
+    out[:, :, :n] = x[:, :, seek : seek + n]
+    return out
+
+
+def _pad_rows(rows: List[np.ndarray], pad: int) -> np.ndarray:
+    out = np.full((len(rows), max((len(r) for r in rows), default=0)), pad, np.int64)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
 
 
 def _token_list(value, name: str, vocab: int) -> List[int]:
@@ -365,9 +438,9 @@ class WhisperForConditionalGeneration(_WhisperBase, Seq2SeqGenerationMixin):
             )
         if multilingual:
             if language is None:
-                # HF detects the language here; tfcore does not yet: say so instead of guessing
                 raise _C.TfcoreValueError(
-                    "multilingual Whisper needs language= (e.g. language='en'); language detection is not implemented"
+                    "multilingual Whisper's prompt needs language= (e.g. language='en'); generate() "
+                    "detects it from the audio when language=None"
                 )
             name = task or "transcribe"
             if name not in task_to_id:
@@ -390,22 +463,42 @@ class WhisperForConditionalGeneration(_WhisperBase, Seq2SeqGenerationMixin):
         num_beams: int = 1,
         suppress_tokens: Optional[Sequence[int]] = None,
         begin_suppress_tokens: Optional[Sequence[int]] = None,
+        return_segments: bool = False,
         **kwargs,
-    ) -> np.ndarray:
+    ):
         """Transcribe (B, num_mel_bins, 3000) log-mel features: returns the (B, new) token ids
         HF's Whisper generate returns: the tokens after the prompt (``prompt_ids(language,
         task, return_timestamps)``), each row cut before its end-of-text and padded with
         pad_token_id to the longest. suppress_tokens / begin_suppress_tokens default to the
         checkpoint's generation_config.json; other keyword arguments (eos_token_id,
-        length_penalty, do_sample, ...) as ``GenerationMixin.generate``."""
-        if return_timestamps:
-            raise _C.TfcoreValueError(
-                "return_timestamps=True is not implemented yet (timestamp decoding rules); use the default"
-            )
-        x = self._check_features(input_features)
+        length_penalty, do_sample, ...) as ``GenerationMixin.generate``.
+
+        language=None on a multilingual checkpoint detects each row's language as HF does
+        (``detect_language`` on the first 30 s). return_timestamps=True decodes with HF's
+        timestamp rules and its sequential algorithm: 30 s windows from a seek position that
+        moves to the last complete segment's end, so features longer than 3000 frames
+        (``WhisperFeatureExtractor(..., truncation=False, padding="longest")``) are
+        transcribed whole; the result is every segment's tokens (timestamps included)
+        concatenated, or with return_segments=True ``{"sequences": ..., "segments": per row a
+        list of {"start", "end" (seconds), "tokens"}}``."""
+        x = self._check_features(input_features, long_form=return_timestamps)
         d = self.generation_defaults
         V = self.vocab_size
-        prompt = self.prompt_ids(language, task, return_timestamps)
+        if "decoder_start_token_id" in kwargs:
+            raise _C.TfcoreTypeError(
+                "Whisper's generate builds its own prompt: pass language= and task= instead"
+            )
+        detected = language is None and self._multilingual()
+        if detected:
+            # HF's detect_language on the first 30 s window, once per row
+            language = [self._id_to_lang(int(i)) for i in self.detect_language(_window(x, 0, self.frames))]
+        languages = language if isinstance(language, list) else [language] * x.shape[0]
+        prompts = [self.prompt_ids(lang, task, return_timestamps) for lang in languages]
+        if detected and task is None:
+            # HF adds the default transcribe token only for a language given by the caller,
+            # not for a detected one: the prompt is <|startoftranscript|> <|lang|> [<|notimestamps|>]
+            task_ids = {int(v) for v in (d.get("task_to_id") or {}).values()}
+            prompts = [[t for t in p if t not in task_ids] for p in prompts]
         suppress = _token_list(
             d.get("suppress_tokens") if suppress_tokens is None else suppress_tokens, "suppress_tokens", V
         )
@@ -414,44 +507,162 @@ class WhisperForConditionalGeneration(_WhisperBase, Seq2SeqGenerationMixin):
             "begin_suppress_tokens",
             V,
         )
+        T0 = len(prompts[0])
         if max_new_tokens is None:
-            max_new_tokens = int(d.get("max_length") or self.position_limit) - len(prompt)
-        if len(prompt) + max_new_tokens > self.position_limit:
+            max_new_tokens = int(d.get("max_length") or self.position_limit) - T0
+        if T0 + max_new_tokens > self.position_limit:
             raise _C.TfcoreValueError(
-                f"Whisper's decoder has {self.position_limit} positions: a prompt of {len(prompt)} tokens + "
-                f"max_new_tokens={max_new_tokens} would go past them (at most {self.position_limit - len(prompt)})"
+                f"Whisper's decoder has {self.position_limit} positions: a prompt of {T0} tokens + "
+                f"max_new_tokens={max_new_tokens} would go past them (at most {self.position_limit - T0})"
             )
-        if "decoder_start_token_id" in kwargs:
-            raise _C.TfcoreTypeError(
-                "Whisper's generate builds its own prompt: pass language= and task= instead"
-            )
-        self._call.features = x
-        self._call.prompt = prompt
-        self._call.suppress = (np.asarray(suppress, np.int64), np.asarray(begin, np.int64))
-        try:
-            seqs = Seq2SeqGenerationMixin.generate(
-                self,
-                np.zeros((x.shape[0], 1), np.int64),
-                max_new_tokens=max_new_tokens,
-                num_beams=num_beams,
-                **kwargs,
-            )
-        finally:
-            del self._call.features, self._call.prompt, self._call.suppress
-        # HF's layout: the new tokens only, each row ending before its end-of-text, padded
-        # with pad_token_id to the longest row
-        eos = kwargs.get("eos_token_id", d.get("eos_token_id"))
-        eos = set(_token_list(eos, "eos_token_id", V))
+        eos = set(_token_list(kwargs.get("eos_token_id", d.get("eos_token_id")), "eos_token_id", V))
         pad = kwargs.get("pad_token_id", d.get("pad_token_id"))
         pad = int(pad) if pad is not None else (min(eos) if eos else 0)
-        rows = []
-        for row in seqs[:, len(prompt) :]:
-            ends = [i for i, t in enumerate(row) if int(t) in eos]
-            rows.append(row[: ends[0]] if ends else row)
-        out = np.full((len(rows), max((len(r) for r in rows), default=0)), pad, np.int64)
-        for i, r in enumerate(rows):
-            out[i, : len(r)] = r
-        return out
+        suppress_arrays = (np.asarray(suppress, np.int64), np.asarray(begin, np.int64))
+        ts = self._timestamp_rules(T0, kwargs) if return_timestamps else None
+
+        def decode(features: np.ndarray, prompt: List[int]) -> List[np.ndarray]:
+            """One generate call on (b, M, 3000): each row's new tokens cut before end-of-text."""
+            self._call.features = features
+            self._call.prompt = prompt
+            self._call.suppress = suppress_arrays
+            self._call.timestamps = ts
+            try:
+                seqs = Seq2SeqGenerationMixin.generate(
+                    self,
+                    np.zeros((features.shape[0], 1), np.int64),
+                    max_new_tokens=max_new_tokens,
+                    num_beams=num_beams,
+                    **kwargs,
+                )
+            finally:
+                del self._call.features, self._call.prompt, self._call.suppress, self._call.timestamps
+            rows = []
+            for row in seqs[:, len(prompt) :]:
+                ends = [i for i, t in enumerate(row) if int(t) in eos]
+                rows.append(np.asarray(row[: ends[0]] if ends else row, np.int64))
+            return rows
+
+        if not return_timestamps:
+            if len(set(map(tuple, prompts))) == 1:
+                rows = decode(x, prompts[0])
+            else:  # rows detected as different languages: one call per row
+                rows = [decode(x[i : i + 1], prompts[i])[0] for i in range(x.shape[0])]
+            return _pad_rows(rows, pad)
+        # HF's sequential algorithm, row by row (its batch rows are independent too)
+        rows, segments = [], []
+        for i in range(x.shape[0]):
+            segs = self._sequential(x[i], lambda f, p=prompts[i]: decode(f[None], p)[0], ts["first"])
+            rows.append(np.concatenate([sg["tokens"] for sg in segs]) if segs else np.zeros(0, np.int64))
+            segments.append(segs)
+        out = _pad_rows(rows, pad)
+        return {"sequences": out, "segments": segments} if return_segments else out
+
+    frames = property(lambda self: 2 * self.max_source_positions)
+
+    def _multilingual(self) -> bool:
+        d = self.generation_defaults
+        m = d.get("is_multilingual")
+        return bool(d.get("lang_to_id")) if m is None else bool(m)
+
+    def _id_to_lang(self, token_id: int) -> str:
+        for token, i in (self.generation_defaults.get("lang_to_id") or {}).items():
+            if int(i) == token_id:
+                return token
+        raise _C.TfcoreValueError(f"token {token_id} is not a language token of this checkpoint")
+
+    def detect_language(self, input_features=None, encoder_outputs=None) -> np.ndarray:
+        """HF's detect_language: the (B,) language token ids whose logits are highest at the
+        first decoding step (after <|startoftranscript|>) on the first 30 s window; needs a
+        multilingual checkpoint (lang_to_id in generation_config.json)."""
+        lang_to_id = self.generation_defaults.get("lang_to_id") or {}
+        if not lang_to_id:
+            raise _C.TfcoreValueError(
+                "detect_language needs a multilingual Whisper checkpoint (lang_to_id in generation_config.json)"
+            )
+        if (input_features is None) == (encoder_outputs is None):
+            raise _C.TfcoreValueError("give input_features or encoder_outputs (one of them)")
+        if input_features is not None:
+            x = self._check_features(input_features, long_form=True)
+            enc = _window(x, 0, self.frames)
+            B = x.shape[0]
+        else:
+            enc = encoder_outputs
+            B = np.asarray(
+                enc[0] if isinstance(enc, tuple) else getattr(enc, "last_hidden_state", enc)
+            ).shape[0]
+        start = np.full((B, 1), self.decoder_start(None), np.int64)
+        if input_features is not None:
+            logits = self(input_features=enc, decoder_input_ids=start, use_cache=False).logits[:, -1]
+        else:
+            logits = self(encoder_outputs=enc, decoder_input_ids=start, use_cache=False).logits[:, -1]
+        ids = np.array(sorted(int(v) for v in lang_to_id.values()), np.int64)
+        return ids[np.argmax(logits[:, ids], axis=-1)]
+
+    def _sequential(self, x: np.ndarray, decode, first: int):
+        """HF's sequential long-form decoding of one row's features x (M, frames): 30 s windows
+        from seek; a window's tokens split at each pair of adjacent timestamps into segments
+        (start/end in seconds: the window's offset + 0.02 s per timestamp step); the next window
+        starts at the last complete segment's end timestamp, or after the whole window when it
+        ended with a single timestamp or held no pair. Returns (all tokens, segments)."""
+        total, n_seg, stride = x.shape[1], self.frames, 2  # conv2's stride: 1 timestamp step = 2 frames
+        seek, segments = 0, []
+        while seek < total:
+            n = min(total - seek, n_seg)
+            offset = seek * 0.02 / stride
+            seq = [int(t) for t in decode(_window(x[None], seek, n_seg, n)[0])]
+            is_ts = [t >= first for t in seq]
+            single_ending = is_ts[-2:] == [False, True]
+            cuts = [j + 1 for j in range(len(is_ts) - 1) if is_ts[j] and is_ts[j + 1]]
+            if cuts:
+                if single_ending:
+                    cuts.append(len(seq))
+                else:
+                    cuts[-1] += 1
+                last = 0
+                for k, cut in enumerate(cuts):
+                    part = seq[last:cut]
+                    end_index = -1 if k < len(cuts) - 1 or single_ending else -2
+                    segments.append(
+                        dict(
+                            start=offset + (part[0] - first) * 0.02,
+                            end=offset + (part[end_index] - first) * 0.02,
+                            tokens=np.asarray(part, np.int64),
+                        )
+                    )
+                    last = cut
+                seek += n if single_ending else (seq[last - 2] - first) * stride
+            else:
+                stamps = [t for t in seq if t >= first]
+                end_pos = int(n * 0.01 / 0.02)
+                if stamps and stamps[-1] != first:
+                    end_pos = stamps[-1] - first
+                segments.append(
+                    dict(start=offset, end=offset + end_pos * 0.02, tokens=np.asarray(seq, np.int64))
+                )
+                seek += n
+        return segments
+
+    def _timestamp_rules(self, begin_index: int, kwargs) -> dict:
+        """The settings of HF's WhisperTimeStampLogitsProcessor for a prompt of begin_index tokens."""
+        d = self.generation_defaults
+        nt = d.get("no_timestamps_token_id")
+        if nt is None:
+            raise _C.TfcoreValueError(
+                "return_timestamps=True needs no_timestamps_token_id in generation_config.json"
+            )
+        eos = kwargs.get("eos_token_id", d.get("eos_token_id"))
+        if isinstance(eos, (list, tuple)):
+            eos = eos[0] if eos else None
+        if eos is None:
+            raise _C.TfcoreValueError("return_timestamps=True needs an eos_token_id")
+        return dict(
+            begin=begin_index,
+            no_timestamps=int(nt),
+            first=int(nt) + 1,
+            eos=int(eos),
+            max_initial=d.get("max_initial_timestamp_index"),
+        )
 
     def _check_generation_length(self, prompt_len: int, max_new_tokens: int, cache_policy: str) -> None:
         """generate() checked the decoder positions itself (the encoder has no token limit)."""
@@ -462,6 +673,7 @@ class WhisperForConditionalGeneration(_WhisperBase, Seq2SeqGenerationMixin):
         x = self._call.features
         prompt = self._call.prompt
         suppress, begin = self._call.suppress
+        ts = self._call.timestamps
         enc, _, _, _ = self.encode(x)
         if copies > 1:
             enc = np.repeat(enc, copies, axis=0)
@@ -481,6 +693,8 @@ class WhisperForConditionalGeneration(_WhisperBase, Seq2SeqGenerationMixin):
                 scores[:, suppress] = -np.inf
             if begin.size and sequences.shape[1] == T0:
                 scores[:, begin] = -np.inf
+            if ts is not None:
+                scores = _timestamp_scores(scores, sequences, **ts)
             return scores
 
         step.process_scores = process_scores
