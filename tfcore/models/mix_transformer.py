@@ -1,0 +1,123 @@
+"""The hierarchical "mix transformer" pieces PVT v2 (pvt_v2.py) and SegFormer share: the
+overlapping patch embedding, efficient (spatial-reduction) self-attention and the Mix-FFN,
+assembled into one block. Family files map their checkpoint names onto these.
+
+Tokens stay channels last, (B, h*w, C) = (B, h, w, C), through a whole stage, so every
+convolution runs on the tokens in place (tfcore.Conv2d with channels_last=True is zero-copy):
+
+    embed:  x (B, h, w, Cin) -> Conv2d(k, stride s, pad k//2) -> LayerNorm in place
+    block:  n = LayerNorm(h)                                     copy 1 (h is the residual)
+            r = LayerNorm(Conv2d(n, kernel = stride = sr))       reduced map, sr > 1
+              | GELU(LayerNorm(Linear(AdaptiveAvgPool7(n))))     linear SRA (PVT v2 "linear")
+              | n                                                sr = 1: plain self-attention
+            h += o_proj(attention(q(n), kv(r)))                  residual fused into the o GEMM
+            n = LayerNorm(h)                                     copy 2
+            u = Linear(n) [relu]                                 (B, h*w, F)
+            u = act(DepthwiseConv3x3(u))                         act fused into the conv
+            h += Linear(u)                                       residual fused, written into h
+
+Copies per block: the two LayerNorm outputs (the residual must survive), the reduced map
+(S = h w / sr^2 rows, or 49 when pooled) with its projected keys/values, the attention
+context and the FFN's two (B, h*w, F) activations — each a new result, none a re-layout:
+no transposes, no im2col, no window partition. Stage outputs are returned channels first
+(B, C, h, w) as HF does; that transpose is one copy per stage, the next stage's patch
+embedding reads the channels-last tokens instead.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .. import _C
+from ..functional import gelu
+
+
+def adaptive_avg_pool(x: np.ndarray, size: int) -> np.ndarray:
+    """(B, h, w, C) -> (B, size, size, C): torch.nn.AdaptiveAvgPool2d(size) on a channels-last
+    map; cell i averages rows floor(i h / size) .. ceil((i + 1) h / size) - 1 (cells overlap
+    or repeat when h is not a multiple of size)."""
+    B, h, w, C = x.shape
+    out = np.empty((B, size, size, C), np.float32)
+    for i in range(size):
+        r0, r1 = (i * h) // size, -(-((i + 1) * h) // size)
+        rows = x[:, r0:r1].mean(axis=1, dtype=np.float32)  # (B, w, C)
+        for j in range(size):
+            c0, c1 = (j * w) // size, -(-((j + 1) * w) // size)
+            out[:, i, j] = rows[:, c0:c1].mean(axis=1, dtype=np.float32)
+    return out
+
+
+class OverlapPatchEmbed:
+    """Conv2d(kernel k, stride s, padding k // 2) on a channels-last map, then LayerNorm over
+    channels in place: (B, h, w, Cin) -> (B, h', w', C)."""
+
+    def __init__(self, conv: _C.Conv2d, norm: _C.LayerNorm):
+        self.conv, self.norm = conv, norm
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y = self.conv(x, channels_last=True)
+        B, h, w, C = y.shape
+        flat = y.reshape(B, h * w, C)
+        self.norm(flat, out=flat)
+        return y
+
+
+class MixBlock:
+    """One block of the diagram above on (B, h, w, C) channels-last tokens, updated in place.
+
+    attention: a tfcore.MultiHeadAttention, cross-attention (queries from the tokens, keys and
+    values from the reduced map) when reduce is not None, else self-attention.
+    reduce: 'conv' (sr_conv + sr_norm), 'pool' (7x7 adaptive average pooling, 1x1 conv as
+    sr_linear, sr_norm, GELU) or None."""
+
+    def __init__(
+        self,
+        norm1: _C.LayerNorm,
+        attention: _C.MultiHeadAttention,
+        norm2: _C.LayerNorm,
+        dense1: _C.Linear,
+        dwconv: _C.Conv2d,
+        dense2: _C.Linear,
+        reduce: Optional[str] = None,
+        sr_conv: Optional[_C.Conv2d] = None,
+        sr_linear: Optional[_C.Linear] = None,
+        sr_norm: Optional[_C.LayerNorm] = None,
+    ):
+        self.norm1, self.attention, self.norm2 = norm1, attention, norm2
+        self.dense1, self.dwconv, self.dense2 = dense1, dwconv, dense2
+        self.reduce, self.sr_conv, self.sr_linear, self.sr_norm = reduce, sr_conv, sr_linear, sr_norm
+
+    def _reduced(self, n: np.ndarray, B: int, h: int, w: int, C: int) -> np.ndarray:
+        """(B, S, C) keys/values input from the normalised tokens n (B, h*w, C)."""
+        if self.reduce == "conv":
+            r = self.sr_conv(n.reshape(B, h, w, C), channels_last=True)
+            r = r.reshape(B, -1, C)
+            return self.sr_norm(r, out=r)
+        pooled = adaptive_avg_pool(n.reshape(B, h, w, C), 7).reshape(B, 49, C)
+        r = self.sr_linear(pooled)
+        self.sr_norm(r, out=r)
+        return gelu(r, out=r)
+
+    def __call__(self, x: np.ndarray, output_attentions: bool = False):
+        B, h, w, C = x.shape
+        t = x.reshape(B, h * w, C)
+        n = self.norm1(t)
+        if self.reduce is None:
+            res = self.attention(n, residual=t, out=t, output_attentions=output_attentions)
+        else:
+            res = self.attention(
+                n,
+                encoder_hidden_states=self._reduced(n, B, h, w, C),
+                residual=t,
+                out=t,
+                output_attentions=output_attentions,
+            )
+        probs = res[1] if output_attentions else None
+        n = self.norm2(t, out=n)
+        u = self.dense1(n)
+        F = u.shape[-1]
+        u = self.dwconv(u.reshape(B, h, w, F), channels_last=True)
+        self.dense2(u.reshape(B, h * w, F), t, out=t)
+        return (x, probs) if output_attentions else x

@@ -1,0 +1,255 @@
+"""PVT v2: PvtV2Model and PvtV2ForImageClassification from Hugging Face checkpoints.
+
+Four stages (config.num_encoder_blocks), each an overlapping patch embedding (a strided
+convolution with padding k // 2, then LayerNorm), blocks of spatial-reduction attention and
+Mix-FFN, and a final LayerNorm; the blocks are mix_transformer.MixBlock (shared with
+SegFormer; its docstring lists the data flow and which steps copy). Spatial reduction:
+keys/values come from a Conv2d(kernel = stride = sr_ratio) + LayerNorm map, or with
+config.linear_attention from 7x7 adaptive average pooling, a 1x1 convolution, LayerNorm and
+GELU (PVT v2-li; its Mix-FFN also has a ReLU after the first Linear).
+
+Outputs follow HF: last_hidden_state and each stage's hidden state channels first,
+(B, C, h, w); attentions is a tuple per stage of each block's (B, heads, h*w, S) weights.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+
+from .. import _C
+from ..config import Config
+from ..safetensors import CheckpointError
+from .base import ModelOutput, PreTrainedModel, Weights
+from .mix_transformer import MixBlock, OverlapPatchEmbed
+from .registry import register
+from .vision import check_pixel_values
+
+__all__ = ["PvtV2Model", "PvtV2ForImageClassification"]
+
+
+def _int_list(cfg: Config, key: str, n: int, default=None) -> List:
+    v = cfg.get(key, default)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        v = [v] * n
+    if (
+        not isinstance(v, (list, tuple))
+        or len(v) != n
+        or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in v)
+    ):
+        raise CheckpointError(f"config.json: {key} must be a list of {n} positive numbers, got {v!r}")
+    return list(v)
+
+
+class _Stage:
+    def __init__(self, embed: OverlapPatchEmbed, blocks: List[MixBlock], norm: _C.LayerNorm):
+        self.embed, self.blocks, self.norm = embed, blocks, norm
+
+
+@register("base")
+class PvtV2Model(PreTrainedModel):
+    """``transformers.PvtV2Model``: overlapping patch embeddings, spatial-reduction attention
+    (or linear SRA with adaptive average pooling) and Mix-FFN with a depthwise convolution,
+    four stages; last_hidden_state (B, C, h, w)."""
+
+    model_types = ("pvt_v2",)
+    base_prefixes = ("", "pvt_v2.")
+
+    def __init__(self, config: Config, weights: Weights):
+        super().__init__(config, weights)
+        cfg, w = config, weights
+        n = cfg.get("num_encoder_blocks", 4)
+        if not isinstance(n, int) or n <= 0:
+            raise CheckpointError(f"config.json: num_encoder_blocks must be a positive int, got {n!r}")
+        depths = _int_list(cfg, "depths", n, [2, 2, 2, 2])
+        sizes = _int_list(cfg, "hidden_sizes", n, [32, 64, 160, 256])
+        heads = _int_list(cfg, "num_attention_heads", n, [1, 2, 5, 8])
+        patches = _int_list(cfg, "patch_sizes", n, [7, 3, 3, 3])
+        strides = _int_list(cfg, "strides", n, [4, 2, 2, 2])
+        srs = _int_list(cfg, "sr_ratios", n, [8, 4, 2, 1])
+        ratios = _int_list(cfg, "mlp_ratios", n, [8, 8, 4, 4])
+        self.channels = int(cfg.get("num_channels", 3))
+        self.linear_attention = bool(cfg.get("linear_attention", False))
+        qkv_bias = bool(cfg.get("qkv_bias", True))
+        eps = float(cfg.get("layer_norm_eps", 1e-6))
+        act = cfg.get("hidden_act", "gelu")
+        self.hidden_sizes = sizes
+        self.stages: List[_Stage] = []
+        bar = iter(w.layer_range(sum(depths)))
+        for s in range(n):
+            C, cin, k = sizes[s], self.channels if s == 0 else sizes[s - 1], patches[s]
+            if C % heads[s]:
+                raise CheckpointError(
+                    f"config.json: hidden size {C} of stage {s} is not divisible by {heads[s]} heads"
+                )
+            p = f"encoder.layers.{s}."
+            embed = OverlapPatchEmbed(
+                _C.Conv2d(
+                    w.get(p + "patch_embedding.proj.weight", (C, cin, k, k)),
+                    w.get(p + "patch_embedding.proj.bias", (C,)),
+                    stride=strides[s],
+                    padding=k // 2,
+                    dtype=w.dtype,
+                ),
+                self._norm(w, p + "patch_embedding.layer_norm", C, eps),
+            )
+            blocks = []
+            for i in range(depths[s]):
+                blocks.append(
+                    self._block(
+                        w, f"{p}blocks.{i}.", C, heads[s], srs[s], int(C * ratios[s]), qkv_bias, eps, act
+                    )
+                )
+                w.release()
+                next(bar, None)
+            self.stages.append(_Stage(embed, blocks, self._norm(w, p + "layer_norm", C, eps)))
+        for _ in bar:
+            pass
+
+    @staticmethod
+    def _norm(w: Weights, p: str, C: int, eps: float) -> _C.LayerNorm:
+        return _C.LayerNorm(w.get(p + ".weight", (C,)), w.get(p + ".bias", (C,)), eps=eps)
+
+    def _block(
+        self, w: Weights, p: str, C: int, H: int, sr: int, F: int, qkv_bias: bool, eps: float, act: str
+    ) -> MixBlock:
+        a = p + "attention."
+
+        def g(key, *shape, optional=False):
+            return w.get(key, shape, optional=optional, matrix=len(shape) == 2)
+
+        proj = {
+            f"{n}_weight": g(f"{a}{m}.weight", C, C)
+            for n, m in (("q", "query"), ("k", "key"), ("v", "value"))
+        }
+        if qkv_bias:
+            proj.update(
+                {f"{n}_bias": g(f"{a}{m}.bias", C) for n, m in (("q", "query"), ("k", "key"), ("v", "value"))}
+            )
+        reduce = "pool" if self.linear_attention else ("conv" if sr > 1 else None)
+        attention = _C.MultiHeadAttention(
+            C,
+            H,
+            **proj,
+            o_weight=g(a + "proj.weight", C, C),
+            o_bias=g(a + "proj.bias", C),
+            is_cross_attention=reduce is not None,
+            kv_input_size=C if reduce is not None else None,
+            dtype=w.dtype,
+        )
+        sr_conv = sr_linear = sr_norm = None
+        if reduce == "conv":
+            sr_conv = _C.Conv2d(
+                w.get(a + "spatial_reduction.weight", (C, C, sr, sr)),
+                w.get(a + "spatial_reduction.bias", (C,)),
+                stride=sr,
+                dtype=w.dtype,
+            )
+        elif reduce == "pool":  # the 1x1 convolution is a Linear over channels
+            sr_linear = _C.Linear(
+                np.ascontiguousarray(w.get(a + "spatial_reduction.weight", (C, C, 1, 1)).reshape(C, C)),
+                w.get(a + "spatial_reduction.bias", (C,)),
+                dtype=w.dtype,
+            )
+        if reduce is not None:
+            sr_norm = self._norm(w, a + "layer_norm", C, eps)
+        m = p + "mlp."
+        return MixBlock(
+            self._norm(w, p + "layer_norm_1", C, eps),
+            attention,
+            self._norm(w, p + "layer_norm_2", C, eps),
+            _C.Linear(
+                g(m + "dense1.weight", F, C),
+                g(m + "dense1.bias", F),
+                activation="relu" if self.linear_attention else None,
+                dtype=w.dtype,
+            ),
+            _C.Conv2d(
+                w.get(m + "dwconv.dwconv.weight", (F, 1, 3, 3)),
+                w.get(m + "dwconv.dwconv.bias", (F,)),
+                padding=1,
+                groups=F,
+                activation=act,
+                dtype=w.dtype,
+            ),
+            _C.Linear(g(m + "dense2.weight", C, F), g(m + "dense2.bias", C), dtype=w.dtype),
+            reduce,
+            sr_conv,
+            sr_linear,
+            sr_norm,
+        )
+
+    def _encode(self, pixel_values, output_hidden_states: bool, output_attentions: bool):
+        """-> the last stage's channels-last map (B, h, w, C), hidden states, attentions."""
+        px = check_pixel_values(pixel_values, self.channels)
+        x = np.ascontiguousarray(px.transpose(0, 2, 3, 1))  # the image channels last: one copy
+        hidden = [] if output_hidden_states else None
+        attentions = [] if output_attentions else None
+        for stage in self.stages:
+            x = stage.embed(x)
+            probs = []
+            for block in stage.blocks:
+                x = block(x, output_attentions=output_attentions)
+                if output_attentions:
+                    x, a = x
+                    probs.append(a)
+            B, h, w, C = x.shape
+            flat = x.reshape(B, h * w, C)
+            stage.norm(flat, out=flat)
+            if output_hidden_states:
+                hidden.append(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+            if output_attentions:
+                attentions.append(tuple(probs))
+        return x, hidden, attentions
+
+    def forward(
+        self, pixel_values, output_hidden_states: bool = False, output_attentions: bool = False
+    ) -> ModelOutput:
+        """pixel_values (B, channels, H, W) float32 -> last_hidden_state (B, C, h, w); with
+        output_hidden_states each stage's output (B, C_s, h_s, w_s), with output_attentions
+        per stage a tuple of each block's attention weights (B, heads, h_s*w_s, S)."""
+        x, hidden, attentions = self._encode(pixel_values, output_hidden_states, output_attentions)
+        last = hidden[-1] if hidden else np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        return ModelOutput(
+            last_hidden_state=last,
+            hidden_states=tuple(hidden) if hidden is not None else None,
+            attentions=tuple(attentions) if attentions is not None else None,
+        )
+
+
+@register("image-classification")
+class PvtV2ForImageClassification(PreTrainedModel):
+    """``transformers.PvtV2ForImageClassification``: a Linear classifier over the mean of
+    PvtV2Model's last stage."""
+
+    model_types = ("pvt_v2",)
+    base_prefixes = ("",)
+
+    def __init__(self, config: Config, weights: Weights):
+        super().__init__(config, weights)
+        base = Weights(weights.ckpt, ("pvt_v2.", ""), (), weights.dtype)
+        self.pvt_v2 = PvtV2Model(config, base)
+        weights.used |= base.used
+        C = self.pvt_v2.hidden_sizes[-1]
+        labels = len(config.get("id2label") or {}) or config.get("num_labels", 2)
+        self.classifier = _C.Linear(
+            weights.get("classifier.weight", (labels, C), matrix=True),
+            weights.get("classifier.bias", (labels,)),
+            dtype=weights.dtype,
+        )
+        self.num_labels = labels
+
+    def forward(
+        self, pixel_values, output_hidden_states: bool = False, output_attentions: bool = False
+    ) -> ModelOutput:
+        """pixel_values (B, channels, H, W) float32 -> logits (B, num_labels), plus PvtV2Model's
+        optional hidden_states and attentions."""
+        x, hidden, attentions = self.pvt_v2._encode(pixel_values, output_hidden_states, output_attentions)
+        B, h, w, C = x.shape
+        pooled = x.reshape(B, h * w, C).mean(axis=1, dtype=np.float32)
+        return ModelOutput(
+            logits=self.classifier(pooled),
+            hidden_states=tuple(hidden) if hidden is not None else None,
+            attentions=tuple(attentions) if attentions is not None else None,
+        )
