@@ -516,7 +516,7 @@ def test_speech_keeps_memory_flat(tmp_path):
 def test_image_text_models_keep_memory_flat(tmp_path):
     """CLIP and SigLIP (both towers, conv patch embedding, SigLIP's cross-attention pooling
     head) and SwinV2 (cosine window attention on a padded map) over repeated forward calls,
-    and SigLIP's loads."""
+    and SigLIP's loads; PVT v2 with spatial-reduction and with pooled (linear) attention."""
     import torch
     import transformers
 
@@ -541,11 +541,17 @@ def test_image_text_models_keep_memory_flat(tmp_path):
     models = [tfcore.AutoModel.from_pretrained(tmp_path / n) for n in ("clip", "siglip")]
     swinv2 = tfcore.AutoModel.from_pretrained(tmp_path / "swinv2")
     odd = rng.standard_normal((2, 3, 23, 29)).astype(np.float32)
+    save_tiny("pvt_v2", tmp_path / "pvt_v2")
+    pvt = tfcore.AutoModel.from_pretrained(tmp_path / "pvt_v2")
+    save_tiny("pvt_v2", tmp_path / "pvt_v2_li", linear_attention=True)
+    pvt_li = tfcore.AutoModel.from_pretrained(tmp_path / "pvt_v2_li")
 
     def calls():
         for m in models:
             m(input_ids=ids, pixel_values=px, output_hidden_states=True)
         swinv2(odd, output_hidden_states=True, output_attentions=True)
+        pvt(odd, output_hidden_states=True, output_attentions=True)
+        pvt_li(odd, output_hidden_states=True, output_attentions=True)
 
     growth = rss_growth(calls, calls=1000, warmup=100)
     assert growth < 2 * MiB, growth

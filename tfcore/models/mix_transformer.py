@@ -92,6 +92,12 @@ class MixBlock:
     def _reduced(self, n: np.ndarray, B: int, h: int, w: int, C: int) -> np.ndarray:
         """(B, S, C) keys/values input from the normalised tokens n (B, h*w, C)."""
         if self.reduce == "conv":
+            kh, kw = self.sr_conv.kernel_size
+            if h < kh or w < kw:
+                raise _C.TfcoreValueError(
+                    f"the image is too small for this model: its {h}x{w} token map is smaller than "
+                    f"the {kh}x{kw} spatial-reduction convolution (HF's model fails there too)"
+                )
             r = self.sr_conv(n.reshape(B, h, w, C), channels_last=True)
             r = r.reshape(B, -1, C)
             return self.sr_norm(r, out=r)

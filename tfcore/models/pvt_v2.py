@@ -30,16 +30,18 @@ __all__ = ["PvtV2Model", "PvtV2ForImageClassification"]
 
 
 def _int_list(cfg: Config, key: str, n: int, default=None) -> List:
+    """config[key] as n positive numbers (HF indexes the list by stage: a longer list is
+    allowed, its tail unused)."""
     v = cfg.get(key, default)
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         v = [v] * n
     if (
         not isinstance(v, (list, tuple))
-        or len(v) != n
-        or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in v)
+        or len(v) < n
+        or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in v[:n])
     ):
         raise CheckpointError(f"config.json: {key} must be a list of {n} positive numbers, got {v!r}")
-    return list(v)
+    return list(v[:n])
 
 
 class _Stage:
