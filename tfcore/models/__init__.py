@@ -36,6 +36,7 @@ from .pvt_v2 import *  # noqa: F401,F403
 from .qwen2 import *  # noqa: F401,F403
 from .retnet import *  # noqa: F401,F403
 from .rwkv import *  # noqa: F401,F403
+from .segformer import *  # noqa: F401,F403
 from .siglip import *  # noqa: F401,F403
 from .swin import *  # noqa: F401,F403
 from .swinv2 import *  # noqa: F401,F403

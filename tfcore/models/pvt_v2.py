@@ -57,6 +57,21 @@ class PvtV2Model(PreTrainedModel):
 
     model_types = ("pvt_v2",)
     base_prefixes = ("", "pvt_v2.")
+    # checkpoint names: per stage ({s}) and per block ({s}, {i}); the rest within a block
+    KEYS = {
+        "embed": "encoder.layers.{s}.patch_embedding.proj",
+        "embed_norm": "encoder.layers.{s}.patch_embedding.layer_norm",
+        "block": "encoder.layers.{s}.blocks.{i}.",
+        "stage_norm": "encoder.layers.{s}.layer_norm",
+        "query": "attention.query",
+        "key": "attention.key",
+        "value": "attention.value",
+        "out": "attention.proj",
+        "sr": "attention.spatial_reduction",
+        "sr_norm": "attention.layer_norm",
+    }
+    layer_norm_eps = None  # None: config.layer_norm_eps (SegFormer's LayerNorms use torch's 1e-5)
+    flat_attentions = False  # HF's PvtV2 nests attentions per stage; SegFormer's are one tuple
 
     def __init__(self, config: Config, weights: Weights):
         super().__init__(config, weights)
@@ -74,7 +89,8 @@ class PvtV2Model(PreTrainedModel):
         self.channels = int(cfg.get("num_channels", 3))
         self.linear_attention = bool(cfg.get("linear_attention", False))
         qkv_bias = bool(cfg.get("qkv_bias", True))
-        eps = float(cfg.get("layer_norm_eps", 1e-6))
+        eps = self.layer_norm_eps or float(cfg.get("layer_norm_eps", 1e-6))
+        K = self.KEYS
         act = cfg.get("hidden_act", "gelu")
         self.hidden_sizes = sizes
         self.stages: List[_Stage] = []
@@ -85,27 +101,35 @@ class PvtV2Model(PreTrainedModel):
                 raise CheckpointError(
                     f"config.json: hidden size {C} of stage {s} is not divisible by {heads[s]} heads"
                 )
-            p = f"encoder.layers.{s}."
+            pe = K["embed"].format(s=s)
             embed = OverlapPatchEmbed(
                 _C.Conv2d(
-                    w.get(p + "patch_embedding.proj.weight", (C, cin, k, k)),
-                    w.get(p + "patch_embedding.proj.bias", (C,)),
+                    w.get(pe + ".weight", (C, cin, k, k)),
+                    w.get(pe + ".bias", (C,)),
                     stride=strides[s],
                     padding=k // 2,
                     dtype=w.dtype,
                 ),
-                self._norm(w, p + "patch_embedding.layer_norm", C, eps),
+                self._norm(w, K["embed_norm"].format(s=s), C, eps),
             )
             blocks = []
             for i in range(depths[s]):
                 blocks.append(
                     self._block(
-                        w, f"{p}blocks.{i}.", C, heads[s], srs[s], int(C * ratios[s]), qkv_bias, eps, act
+                        w,
+                        K["block"].format(s=s, i=i),
+                        C,
+                        heads[s],
+                        srs[s],
+                        int(C * ratios[s]),
+                        qkv_bias,
+                        eps,
+                        act,
                     )
                 )
                 w.release()
                 next(bar, None)
-            self.stages.append(_Stage(embed, blocks, self._norm(w, p + "layer_norm", C, eps)))
+            self.stages.append(_Stage(embed, blocks, self._norm(w, K["stage_norm"].format(s=s), C, eps)))
         for _ in bar:
             pass
 
@@ -116,26 +140,22 @@ class PvtV2Model(PreTrainedModel):
     def _block(
         self, w: Weights, p: str, C: int, H: int, sr: int, F: int, qkv_bias: bool, eps: float, act: str
     ) -> MixBlock:
-        a = p + "attention."
+        K = {k: p + v for k, v in self.KEYS.items()}
 
         def g(key, *shape, optional=False):
             return w.get(key, shape, optional=optional, matrix=len(shape) == 2)
 
-        proj = {
-            f"{n}_weight": g(f"{a}{m}.weight", C, C)
-            for n, m in (("q", "query"), ("k", "key"), ("v", "value"))
-        }
+        names = (("q", K["query"]), ("k", K["key"]), ("v", K["value"]))
+        proj = {f"{n}_weight": g(f"{m}.weight", C, C) for n, m in names}
         if qkv_bias:
-            proj.update(
-                {f"{n}_bias": g(f"{a}{m}.bias", C) for n, m in (("q", "query"), ("k", "key"), ("v", "value"))}
-            )
+            proj.update({f"{n}_bias": g(f"{m}.bias", C) for n, m in names})
         reduce = "pool" if self.linear_attention else ("conv" if sr > 1 else None)
         attention = _C.MultiHeadAttention(
             C,
             H,
             **proj,
-            o_weight=g(a + "proj.weight", C, C),
-            o_bias=g(a + "proj.bias", C),
+            o_weight=g(K["out"] + ".weight", C, C),
+            o_bias=g(K["out"] + ".bias", C),
             is_cross_attention=reduce is not None,
             kv_input_size=C if reduce is not None else None,
             dtype=w.dtype,
@@ -143,19 +163,19 @@ class PvtV2Model(PreTrainedModel):
         sr_conv = sr_linear = sr_norm = None
         if reduce == "conv":
             sr_conv = _C.Conv2d(
-                w.get(a + "spatial_reduction.weight", (C, C, sr, sr)),
-                w.get(a + "spatial_reduction.bias", (C,)),
+                w.get(K["sr"] + ".weight", (C, C, sr, sr)),
+                w.get(K["sr"] + ".bias", (C,)),
                 stride=sr,
                 dtype=w.dtype,
             )
         elif reduce == "pool":  # the 1x1 convolution is a Linear over channels
             sr_linear = _C.Linear(
-                np.ascontiguousarray(w.get(a + "spatial_reduction.weight", (C, C, 1, 1)).reshape(C, C)),
-                w.get(a + "spatial_reduction.bias", (C,)),
+                np.ascontiguousarray(w.get(K["sr"] + ".weight", (C, C, 1, 1)).reshape(C, C)),
+                w.get(K["sr"] + ".bias", (C,)),
                 dtype=w.dtype,
             )
         if reduce is not None:
-            sr_norm = self._norm(w, a + "layer_norm", C, eps)
+            sr_norm = self._norm(w, K["sr_norm"], C, eps)
         m = p + "mlp."
         return MixBlock(
             self._norm(w, p + "layer_norm_1", C, eps),
@@ -182,8 +202,9 @@ class PvtV2Model(PreTrainedModel):
             sr_norm,
         )
 
-    def _encode(self, pixel_values, output_hidden_states: bool, output_attentions: bool):
-        """-> the last stage's channels-last map (B, h, w, C), hidden states, attentions."""
+    def _encode(self, pixel_values, output_hidden_states: bool, output_attentions: bool, stage_maps=None):
+        """-> the last stage's channels-last map (B, h, w, C), hidden states, attentions;
+        stage_maps (a list) receives every stage's channels-last output."""
         px = check_pixel_values(pixel_values, self.channels)
         x = np.ascontiguousarray(px.transpose(0, 2, 3, 1))  # the image channels last: one copy
         hidden = [] if output_hidden_states else None
@@ -199,6 +220,8 @@ class PvtV2Model(PreTrainedModel):
             B, h, w, C = x.shape
             flat = x.reshape(B, h * w, C)
             stage.norm(flat, out=flat)
+            if stage_maps is not None:
+                stage_maps.append(x)
             if output_hidden_states:
                 hidden.append(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
             if output_attentions:
@@ -215,9 +238,18 @@ class PvtV2Model(PreTrainedModel):
         last = hidden[-1] if hidden else np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         return ModelOutput(
             last_hidden_state=last,
-            hidden_states=tuple(hidden) if hidden is not None else None,
-            attentions=tuple(attentions) if attentions is not None else None,
+            hidden_states=self._hidden_out(hidden),
+            attentions=self._attentions_out(attentions),
         )
+
+    @staticmethod
+    def _hidden_out(hidden):
+        return tuple(hidden) if hidden is not None else None
+
+    def _attentions_out(self, attentions):
+        if attentions is None:
+            return None
+        return tuple(a for stage in attentions for a in stage) if self.flat_attentions else tuple(attentions)
 
 
 @register("image-classification")
