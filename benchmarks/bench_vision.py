@@ -1,15 +1,15 @@
 """Vision wave 2 benchmark: CLIP ViT-B/32 (random weights at real size) in tfcore vs Hugging
 Face transformers on torch, same process, same threads, interleaved, medians and ratios.
 
-    python benchmarks/bench_vision.py [--quick] [--threads 2] [--only clip siglip swinv2 pvt_v2]
+    python benchmarks/bench_vision.py [--quick] [--threads 2] [--only clip siglip swinv2 pvt_v2 segformer]
 
 Rows: the image tower (get_image_features) at batch 1 and 8, the text tower
 (get_text_features) on 8 prompts of 16 tokens, and zero-shot classification of 32 images
 (PIL, 320x240) over 8 labels end to end: preprocessing (tfcore.image vs HF's image processor),
 both towers and the softmax; SigLIP B/16's image tower (224, attention pooling head) and
-SwinV2-T (256, window 8) and PVT-v2-b2 (224) at batch 1 and 8. Every row first checks
-tfcore's output against HF's. The families of the issue not built yet (SegFormer, CvT, BEiT)
-have no rows.
+SwinV2-T (256, window 8), PVT-v2-b2 (224) and SegFormer-b2 (512, semantic-segmentation
+logits) at batch 1 and 8. Every row first checks tfcore's output against HF's. The families
+of the issue not built yet (CvT, BEiT) have no rows.
 """
 
 from __future__ import annotations
@@ -108,6 +108,25 @@ def pvt_v2_b2(tmp):
     )
     model = transformers.PvtV2Model(cfg).eval()
     path = os.path.join(tmp, "pvt-v2-b2")
+    model.save_pretrained(path)
+    return path, model
+
+
+def segformer_b2(tmp):
+    """segformer-b2-finetuned-ade-512-512's shapes (hidden 64-128-320-512, depths 3-4-6-3,
+    decoder 768, 150 labels)."""
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.SegformerConfig(
+        hidden_sizes=[64, 128, 320, 512],
+        depths=[3, 4, 6, 3],
+        num_attention_heads=[1, 2, 5, 8],
+        decoder_hidden_size=768,
+        num_labels=150,
+    )
+    model = transformers.SegformerForSemanticSegmentation(cfg).eval()
+    path = os.path.join(tmp, "segformer-b2")
     model.save_pretrained(path)
     return path, model
 
@@ -268,6 +287,19 @@ def run(threads: int, quick: bool, only=None):
                     field="last_hidden_state",
                 )
                 del hf_pvt
+            if only is None or "segformer" in only:
+                path, hf_seg = segformer_b2(tmp)
+                tower_rows(
+                    "SegFormer-b2 512 (logits at 128x128)",
+                    tfcore.models.SegformerForSemanticSegmentation.from_pretrained(path),
+                    hf_seg,
+                    512,
+                    reps,
+                    rng,
+                    rows,
+                    field="logits",
+                )
+                del hf_seg
     print_table(["case", "tfcore ms", "HF ms", "speed-up"], rows)
 
 
@@ -276,7 +308,10 @@ def main():
     ap.add_argument("--threads", type=int, nargs="+", default=[2])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument(
-        "--only", nargs="+", choices=["clip", "siglip", "swinv2", "pvt_v2"], help="run these families' rows"
+        "--only",
+        nargs="+",
+        choices=["clip", "siglip", "swinv2", "pvt_v2", "segformer"],
+        help="run these families' rows",
     )
     args = ap.parse_args()
     print(isa_line())

@@ -1739,6 +1739,37 @@ CASES = [
         CK,
         "sr_ratios",
     ),
+    # ---- SegFormer (tiny: PVT v2's shapes with the all-MLP decoder)
+    (
+        "segformer/pixel_values 2 channels",
+        "m = tfcore.models.SegformerForSemanticSegmentation.from_pretrained(segformer); m(r(1, 2, 16, 16))",
+        VE,
+        "3, height, width",
+    ),
+    (
+        "segformer/pixel_values NaN",
+        "m = tfcore.models.SegformerForSemanticSegmentation.from_pretrained(segformer); a = r(1, 3, 16, 16); a[0, 0, 1, 1] = np.nan; m(a)",
+        VE,
+        "NaN",
+    ),
+    (
+        "segformer/image too small",
+        "m = tfcore.models.SegformerForSemanticSegmentation.from_pretrained(segformer); m(r(1, 3, 2, 2))",
+        VE,
+        "too small",
+    ),
+    (
+        "segformer/odd image logits at stage 0",
+        "m = tfcore.models.SegformerForSemanticSegmentation.from_pretrained(segformer); assert m(r(2, 3, 19, 33)).logits.shape == (2, 3, 5, 9)",
+        None,
+        "",
+    ),
+    (
+        "segformer/reshape_last_stage false",
+        siglip_config_case({"reshape_last_stage": False}, "segformer"),
+        CK,
+        "reshape_last_stage",
+    ),
     # ---- image preprocessing (tfcore.image)
     (
         "image/wrong channels",
