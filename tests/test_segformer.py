@@ -117,7 +117,8 @@ def test_resize_bilinear_matches_torch(rng):
 def test_segformer_low_precision(rng, tmp_path, dtype, tol):
     """bf16 / int8 against the fp32 model, relative to the logits' scale: bf16 rounds weights
     and inputs to 8 mantissa bits over ~20 chained GEMMs / convolutions; int8 rounds every
-    activation to 1/127 of its tensor's range. Same bounds as PVT v2 (the same blocks)."""
+    activation to 1/127 of its tensor's range. Same bounds as PVT v2 (the same blocks).
+    Measured: bf16 0.0048, int8 0.014 (VNNI) / 0.020 (AVX2 path)."""
     if dtype not in tfcore.supported_dtypes():
         pytest.skip(f"{dtype} matmul not available on this CPU")
     _hf().save_pretrained(tmp_path)
