@@ -6,22 +6,23 @@ Tokens stay channels last, (B, h*w, C) = (B, h, w, C), through a whole stage, so
 convolution runs on the tokens in place (tfcore.Conv2d with channels_last=True is zero-copy):
 
     embed:  x (B, h, w, Cin) -> Conv2d(k, stride s, pad k//2) -> LayerNorm in place
-    block:  n = LayerNorm(h)                                     copy 1 (h is the residual)
+    block:  n = LayerNorm(h)                                     new buffer (h is the residual)
             r = LayerNorm(Conv2d(n, kernel = stride = sr))       reduced map, sr > 1
               | GELU(LayerNorm(Linear(AdaptiveAvgPool7(n))))     linear SRA (PVT v2 "linear")
               | n                                                sr = 1: plain self-attention
             h += o_proj(attention(q(n), kv(r)))                  residual fused into the o GEMM
-            n = LayerNorm(h)                                     copy 2
+            n = LayerNorm(h)                                     into n's buffer again
             u = Linear(n) [relu]                                 (B, h*w, F)
             u = act(DepthwiseConv3x3(u))                         act fused into the conv
             h += Linear(u)                                       residual fused, written into h
 
-Copies per block: the two LayerNorm outputs (the residual must survive), the reduced map
-(S = h w / sr^2 rows, or 49 when pooled) with its projected keys/values, the attention
-context and the FFN's two (B, h*w, F) activations — each a new result, none a re-layout:
-no transposes, no im2col, no window partition. Stage outputs are returned channels first
-(B, C, h, w) as HF does; that transpose is one copy per stage, the next stage's patch
-embedding reads the channels-last tokens instead.
+What is allocated per block: n (one buffer for both norms), the reduced map r (S = h w / sr^2
+rows, or 49 pooled; its LayerNorm and GELU in place), MultiHeadAttention's q / kv / context,
+and the FFN's two (B, h*w, F) activations (the depthwise conv cannot run in place). Each is a
+new result, none a re-layout: no transposes, no im2col, no window partition. The image is
+transposed to channels last once (3 channels); stage outputs are returned channels first
+(B, C, h, w) as HF does, one transpose copy per requested hidden state, and the next stage's
+patch embedding reads the channels-last tokens instead.
 """
 
 from __future__ import annotations
