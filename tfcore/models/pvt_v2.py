@@ -160,12 +160,12 @@ class PvtV2Model(PreTrainedModel):
             kv_input_size=C if reduce is not None else None,
             dtype=w.dtype,
         )
-        sr_conv = sr_linear = sr_norm = None
-        if reduce == "conv":
-            sr_conv = _C.Conv2d(
-                w.get(K["sr"] + ".weight", (C, C, sr, sr)),
+        sr_linear = sr_norm = None
+        if reduce == "conv":  # as a GEMM over sr x sr patches (see MixBlock): (C, ky, kx, c) rows
+            conv = w.get(K["sr"] + ".weight", (C, C, sr, sr))
+            sr_linear = _C.Linear(
+                np.ascontiguousarray(conv.transpose(0, 2, 3, 1).reshape(C, sr * sr * C)),
                 w.get(K["sr"] + ".bias", (C,)),
-                stride=sr,
                 dtype=w.dtype,
             )
         elif reduce == "pool":  # the 1x1 convolution is a Linear over channels
@@ -197,7 +197,7 @@ class PvtV2Model(PreTrainedModel):
             ),
             _C.Linear(g(m + "dense2.weight", C, F), g(m + "dense2.bias", C), dtype=w.dtype),
             reduce,
-            sr_conv,
+            sr,
             sr_linear,
             sr_norm,
         )
