@@ -1762,6 +1762,98 @@ CASES = [
         CK,
         "divisible",
     ),
+    # ---- PVT v2 (tiny: 16x16 images, a 2x2 spatial reduction at stage 0)
+    (
+        "pvt_v2/pixel_values 4 channels",
+        "m = tfcore.AutoModel.from_pretrained(pvt_v2); m(r(1, 4, 16, 16))",
+        VE,
+        "3, height, width",
+    ),
+    (
+        "pvt_v2/pixel_values Inf",
+        "m = tfcore.AutoModel.from_pretrained(pvt_v2); a = r(1, 3, 16, 16); a[0, 1, 3, 4] = np.inf; m(a)",
+        VE,
+        "NaN or Inf",
+    ),
+    (
+        "pvt_v2/pixel_values float64",
+        "m = tfcore.AutoModel.from_pretrained(pvt_v2); m(np.zeros((1, 3, 16, 16)))",
+        TE,
+        "float32",
+    ),
+    (
+        "pvt_v2/pixel_values 3-D",
+        "m = tfcore.AutoModel.from_pretrained(pvt_v2); m(r(3, 16, 16))",
+        VE,
+        "height, width",
+    ),
+    (
+        "pvt_v2/image smaller than the spatial reduction",
+        "m = tfcore.AutoModel.from_pretrained(pvt_v2); m(r(1, 3, 3, 5))",
+        VE,
+        "too small.*1x2 token map.*2x2 spatial-reduction",
+    ),
+    (
+        "pvt_v2/huge thin image",
+        "m = tfcore.AutoModel.from_pretrained(pvt_v2); m(r(1, 3, 4, 4096))",
+        VE,
+        "too small",
+    ),
+    (
+        "pvt_v2/wide odd image",
+        "m = tfcore.AutoModel.from_pretrained(pvt_v2); assert m(r(2, 3, 9, 301)).last_hidden_state.shape == (2, 16, 2, 38)",
+        None,
+        "",
+    ),
+    (
+        "pvt_v2/depths of the wrong length",
+        siglip_config_case({"depths": [1]}, "pvt_v2"),
+        CK,
+        "depths must be a list of 2",
+    ),
+    (
+        "pvt_v2/heads not dividing",
+        siglip_config_case({"num_attention_heads": [3, 3]}, "pvt_v2"),
+        CK,
+        "divisible",
+    ),
+    (
+        "pvt_v2/sr_ratio zero",
+        siglip_config_case({"sr_ratios": [0, 1]}, "pvt_v2"),
+        CK,
+        "sr_ratios",
+    ),
+    # ---- SegFormer (tiny: PVT v2's shapes with the all-MLP decoder)
+    (
+        "segformer/pixel_values 2 channels",
+        "m = tfcore.models.SegformerForSemanticSegmentation.from_pretrained(segformer); m(r(1, 2, 16, 16))",
+        VE,
+        "3, height, width",
+    ),
+    (
+        "segformer/pixel_values NaN",
+        "m = tfcore.models.SegformerForSemanticSegmentation.from_pretrained(segformer); a = r(1, 3, 16, 16); a[0, 0, 1, 1] = np.nan; m(a)",
+        VE,
+        "NaN",
+    ),
+    (
+        "segformer/image too small",
+        "m = tfcore.models.SegformerForSemanticSegmentation.from_pretrained(segformer); m(r(1, 3, 2, 2))",
+        VE,
+        "too small",
+    ),
+    (
+        "segformer/odd image logits at stage 0",
+        "m = tfcore.models.SegformerForSemanticSegmentation.from_pretrained(segformer); assert m(r(2, 3, 19, 33)).logits.shape == (2, 3, 5, 9)",
+        None,
+        "",
+    ),
+    (
+        "segformer/reshape_last_stage false",
+        siglip_config_case({"reshape_last_stage": False}, "segformer"),
+        CK,
+        "reshape_last_stage",
+    ),
     # ---- image preprocessing (tfcore.image)
     (
         "image/wrong channels",

@@ -662,3 +662,23 @@ def test_image_text_models_keep_memory_flat(tmp_path):
     load = lambda: tfcore.AutoModel.from_pretrained(tmp_path / "siglip")  # noqa: E731
     growth = rss_growth(load, calls=200, warmup=20)
     assert growth < 4 * MiB, growth
+
+
+def test_pvt_v2_and_segformer_keep_memory_flat(tmp_path):
+    """PVT v2 (spatial-reduction and pooled linear attention) and SegFormer's decoder over
+    repeated forward calls with every hidden state and attention returned."""
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip("resident-memory bound is not meaningful under AddressSanitizer")
+    odd = np.random.default_rng(0).standard_normal((2, 3, 23, 29)).astype(np.float32)
+    pvt = tfcore.AutoModel.from_pretrained(save_tiny("pvt_v2", tmp_path / "pvt"))
+    pvt_li = tfcore.AutoModel.from_pretrained(save_tiny("pvt_v2", tmp_path / "pvt_li", linear_attention=True))
+    seg = tfcore.models.SegformerForSemanticSegmentation.from_pretrained(
+        save_tiny("segformer", tmp_path / "seg")
+    )
+
+    def calls():
+        for m in (pvt, pvt_li, seg):
+            m(odd, output_hidden_states=True, output_attentions=True)
+
+    growth = rss_growth(calls, calls=300, warmup=50)
+    assert growth < 2 * MiB, growth

@@ -26,9 +26,11 @@ def battery(tmp_path_factory):
     save_tiny("gpt2", root / "gpt2", vocab_size=50)
     save_tiny("siglip", root / "siglip")
     save_tiny("swinv2", root / "swinv2")
+    save_tiny("pvt_v2", root / "pvt_v2")
+    save_tiny("segformer", root / "segformer")
     proc = subprocess.run(
         [sys.executable, os.path.join(HERE, "robustness_cases.py")]
-        + [str(root / n) for n in ("bert", "gpt2", "siglip", "swinv2")],
+        + [str(root / n) for n in ("bert", "gpt2", "siglip", "swinv2", "pvt_v2", "segformer")],
         capture_output=True,
         text=True,
         timeout=600,

@@ -119,6 +119,10 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     ).eval().save_pretrained(tmp_path / "swinv2")
     swinv2 = tfcore.AutoModel.from_pretrained(tmp_path / "swinv2")
     swinv2_px = r(2, 3, 23, 29)  # padded image, windows and merged map
+    pvt = tfcore.AutoModel.from_pretrained(save_tiny("pvt_v2", tmp_path / "pvt_v2"))
+    seg = tfcore.models.SegformerForSemanticSegmentation.from_pretrained(
+        save_tiny("segformer", tmp_path / "seg")
+    )
     clip_px, clip_ids = r(3, 3, 24, 24), rng.integers(3, 59, size=(2, 7))
     clip_ids[:, -1] = 59  # the highest id: CLIP's pooled position
     proc = tfcore.image.ImageProcessor(size={"shortest_edge": 24}, crop_size=24, do_center_crop=True)
@@ -308,6 +312,8 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         "clip": lambda: clip(input_ids=clip_ids, pixel_values=clip_px).logits_per_image,
         "siglip": lambda: siglip(input_ids=clip_ids, pixel_values=clip_px).logits_per_image,
         "swinv2": lambda: swinv2(swinv2_px).last_hidden_state,
+        "pvt_v2": lambda: pvt(swinv2_px).last_hidden_state,  # 23x29: odd maps under the reduction
+        "segformer": lambda: seg(swinv2_px).logits,
         "image-preprocessing": lambda: proc(photo)["pixel_values"],
         "bin-load": lambda: (
             tfcore.AutoModel.from_pretrained(tmp_path / "bert-bin")(

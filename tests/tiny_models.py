@@ -1,6 +1,6 @@
 """Tiny Hugging Face checkpoints (random weights, save_pretrained) shared by the tests that
 only need *a* model of a family: save_tiny("bert" | "gpt2" | "llama" | "mixtral" | "t5" | "bart" | "mamba" |
-"mamba2" | "jamba" | "rwkv" | "siglip" | "swinv2", path, **config)."""
+"mamba2" | "jamba" | "rwkv" | "siglip" | "swinv2" | "pvt_v2" | "segformer", path, **config)."""
 
 from __future__ import annotations
 
@@ -115,6 +115,29 @@ DEFAULTS = {
     ),
     # 16x16 images of 4x4 patches: a 4x4 map in 3-windows (padded, shifted), then 2x2
     "swinv2": dict(image_size=16, patch_size=4, embed_dim=8, depths=[2, 1], num_heads=[2, 2], window_size=3),
+    # 16x16 images: a 4x4 map with a 2x2 spatial reduction, then 2x2 with full attention
+    "pvt_v2": dict(
+        image_size=16,
+        num_encoder_blocks=2,
+        depths=[1, 1],
+        hidden_sizes=[8, 16],
+        num_attention_heads=[1, 2],
+        patch_sizes=[7, 3],
+        strides=[4, 2],
+        sr_ratios=[2, 1],
+        mlp_ratios=[2, 2],
+    ),
+    # PVT v2's tiny shapes with SegFormer's all-MLP decoder (logits at the 4x4 first stage)
+    "segformer": dict(
+        num_encoder_blocks=2,
+        depths=[1, 1],
+        hidden_sizes=[8, 16],
+        num_attention_heads=[1, 2],
+        sr_ratios=[2, 1],
+        mlp_ratios=[2, 2],
+        decoder_hidden_size=12,
+        num_labels=3,
+    ),
     # 12x12 images of 4x4 patches, texts of up to 8 tokens
     "siglip": dict(
         text_config=dict(
@@ -164,8 +187,12 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
         MixtralForCausalLM,
         MPNetConfig,
         MPNetModel,
+        PvtV2Config,
+        PvtV2Model,
         RwkvConfig,
         RwkvForCausalLM,
+        SegformerConfig,
+        SegformerForSemanticSegmentation,
         SiglipConfig,
         SiglipModel,
         Swinv2Config,
@@ -192,6 +219,8 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
         "jamba": (JambaForCausalLM, JambaConfig),
         "siglip": (SiglipModel, SiglipConfig),
         "swinv2": (Swinv2Model, Swinv2Config),
+        "pvt_v2": (PvtV2Model, PvtV2Config),
+        "segformer": (SegformerForSemanticSegmentation, SegformerConfig),
         "wav2vec2": (Wav2Vec2ForCTC, Wav2Vec2Config),
     }[kind]
     torch.manual_seed(seed)

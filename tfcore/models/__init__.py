@@ -33,10 +33,12 @@ from .mt5 import *  # noqa: F401,F403
 from .opt import *  # noqa: F401,F403
 from .pegasus import *  # noqa: F401,F403
 from .phi3 import *  # noqa: F401,F403
+from .pvt_v2 import *  # noqa: F401,F403
 from .qwen2 import *  # noqa: F401,F403
 from .retnet import *  # noqa: F401,F403
 from .rwkv import *  # noqa: F401,F403
 from .rwkv6 import *  # noqa: F401,F403
+from .segformer import *  # noqa: F401,F403
 from .siglip import *  # noqa: F401,F403
 from .swin import *  # noqa: F401,F403
 from .swinv2 import *  # noqa: F401,F403
@@ -46,7 +48,7 @@ from .wav2vec2 import *  # noqa: F401,F403
 from .whisper import *  # noqa: F401,F403
 
 # The submodules families share (docs/contributing.md); every other submodule is a family.
-_SHARED_MODULES = ("base", "encoder", "decoder", "seq2seq", "vision", "registry")
+_SHARED_MODULES = ("base", "encoder", "decoder", "seq2seq", "vision", "registry", "mix_transformer")
 
 # Each `from .<family> import *` also binds the submodule <family> here, so the families'
 # __all__ are joined in import order without naming the families a second time.
