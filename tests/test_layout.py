@@ -31,7 +31,7 @@ MODELS = os.path.join(PACKAGE, "models")
 # ==== Python side: tfcore/models/ and the modules around it ===============================
 
 # What a family file may import from tfcore.models besides public classes of other families.
-SHARED = {"base", "encoder", "decoder", "seq2seq", "vision", "registry"}
+SHARED = {"base", "encoder", "decoder", "seq2seq", "vision", "registry", "mix_transformer"}
 
 
 def families() -> list:

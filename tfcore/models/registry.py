@@ -31,6 +31,7 @@ TASKS: Dict[str, str] = {
     "question-answering": "question-answering model",  # AutoModelForQuestionAnswering (spans)
     "image-classification": "image classifier",
     "ctc": "CTC speech recognizer",  # AutoModelForCTC (wav2vec 2.0, HuBERT)
+    "semantic-segmentation": "semantic segmentation model",  # per-pixel class logits (SegFormer)
     "pretraining": "pretraining head",  # HF's *ForPreTraining (ELECTRA's replaced-token discriminator)
     "encoder": "encoder",  # the encoder half of an encoder-decoder (T5EncoderModel)
 }

@@ -136,6 +136,7 @@ class SegformerForImageClassification(_SegformerHead):
         )
 
 
+@register("semantic-segmentation")
 class SegformerForSemanticSegmentation(_SegformerHead):
     """``transformers.SegformerForSemanticSegmentation``: the all-MLP decoder over every
     stage; logits (B, num_labels, h0, w0) at the first stage's resolution (H/4 x W/4 for
