@@ -124,9 +124,9 @@ def test_scan_softplus_and_gate_over_their_range(path, rng):
     from the scan: with A = 0, B = C = x = 1 and a zero state, one token's output is exactly
     softplus(dt + bias) * silu(z). dt spans -120..60 (exp underflow, the series' whole range
     u = exp(-|v|) in (0, 1], torch's threshold at 20 and just either side of it)."""
-    v = np.concatenate(
-        [np.linspace(-120, 60, 997), [-1e-6, 0.0, 1e-6, 19.999, 20.0, 20.001]]
-    ).astype(np.float32)
+    v = np.concatenate([np.linspace(-120, 60, 997), [-1e-6, 0.0, 1e-6, 19.999, 20.0, 20.001]]).astype(
+        np.float32
+    )
     Dc = v.size
     z = rng.uniform(-30, 30, Dc).astype(np.float32)
     bias = rng.uniform(-1, 1, Dc).astype(np.float32)

@@ -112,8 +112,8 @@ TF_ISA_DECLARE(void, tf_s6_prep_row,
                (const float *dt, const float *bias, const float *z, int64_t n, float *delta,
                 float *gate))
 TF_ISA_DECLARE(void, tf_s6_channel,
-               (const tf_selective_scan_args *a, const float *delta, const float *gate,
-                int64_t t0, int64_t tc, int64_t b, int64_t d, float *s))
+               (const tf_selective_scan_args *a, const float *delta, const float *gate, int64_t t0,
+                int64_t tc, int64_t b, int64_t d, float *s))
 
 #define SELECTIVE_SCAN_ISAS (TF_ISA_BIT(TF_ISA_AVX512) | TF_ISA_BIT(TF_ISA_AVX2))
 
@@ -166,8 +166,8 @@ tf_selective_scan(const tf_selective_scan_args *a, tf_err *err)
     const int64_t B = a->B, T = a->T, D = a->D, N = a->N;
     void (*prep)(const float *, const float *, const float *, int64_t, float *, float *) =
         s6_prep_row_ref;
-    void (*channel)(const tf_selective_scan_args *, const float *, const float *, int64_t,
-                    int64_t, int64_t, int64_t, float *) = s6_channel_ref;
+    void (*channel)(const tf_selective_scan_args *, const float *, const float *, int64_t, int64_t,
+                    int64_t, int64_t, float *) = s6_channel_ref;
     switch (tf_selective_scan_isa()) {
         case TF_ISA_AVX512:
             prep = tf_s6_prep_row_avx512;
