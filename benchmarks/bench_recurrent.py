@@ -92,12 +92,13 @@ MAMBA_130M = dict(
 )
 
 
-def mamba_step_bytes(model) -> int:
-    """Bytes one decode step reads (float32): every Linear of every layer, the conv taps, A,
-    D, dt bias, the norms, the LM head, and the state (read and written)."""
+def mamba_step_bytes(model, weight_bytes: int = 4) -> int:
+    """Bytes one decode step reads: every Linear of every layer (weight_bytes per weight: 4
+    float32, 2 bfloat16), the conv taps, A, D, dt bias, the norms, the LM head, and the float32
+    state (read and written)."""
 
     def lin(x):
-        return x.in_features * x.out_features * 4
+        return x.in_features * x.out_features * weight_bytes
 
     n = lin(model.lm_head)
     for _, m in model.layers:
@@ -169,6 +170,34 @@ def mamba_rows(args, bandwidth, tmp):
                     f"greedy {100 * agree:.0f}%" if ctx == 128 else "state: same size",
                 ]
             )
+        # bfloat16 weights (float32 activations and state): half the bytes of a step
+        ours_bf = tfcore.AutoModelForCausalLM.from_pretrained(path, dtype="bfloat16")
+        a_bf = ours_bf.generate(prompt, max_new_tokens=new_tokens, eos_token_id=[])
+        agree_bf = float((a_bf[:, 128:] == b[:, 128:]).mean())
+        state = ours_bf.new_cache(1)
+        ours_bf(prompt, past_key_values=state)
+
+        def bf_steps():
+            st = ours_bf.new_cache(1)
+            for i in range(ours_bf.num_layers):
+                for name in ("conv", "ssm"):
+                    st.set(i, name, state.get(i, name))
+            t = np.array([[int(nxt)]])
+            for _ in range(new_tokens):
+                t = ours_bf(t, past_key_values=st).logits[:, -1:].argmax(-1)
+
+        t = interleaved({"tfcore": bf_steps, "hf": hf_steps}, repeat=reps, warmup=1)
+        gbs = mamba_step_bytes(ours_bf, 2) * new_tokens / t["tfcore"] / 1e9
+        rows.append(
+            [
+                "same, bfloat16 weights (HF float32): decode B=1 after 128 tokens",
+                f"{new_tokens / t['tfcore']:.1f} tok/s",
+                f"{new_tokens / t['hf']:.1f} tok/s",
+                f"{t['hf'] / t['tfcore']:.2f}",
+                f"{gbs:.1f} ({100 * gbs / bandwidth:.0f}%)",
+                f"greedy {100 * agree_bf:.0f}% (bf16 rounding)",
+            ]
+        )
         T = 256 if args.quick else 2048
         long_ids = rng.integers(100, 50000, size=(1, T))
         got = ours(long_ids, logits_to_keep=1).logits
