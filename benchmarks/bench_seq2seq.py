@@ -1,6 +1,6 @@
 """BART-style encoder-decoder generation: tfcore vs HF transformers on torch, same threads.
 
-    python benchmarks/bench_seq2seq.py [--quick] [--threads 2]
+    python benchmarks/bench_seq2seq.py [--quick] [--threads 2] [--avx2]
 
 Two shapes with random weights (HF's own initialisation):
 - summarisation, BART-base shape (d_model 768, 6 + 6 layers, 12 heads, ffn 3072, 50,265
@@ -13,7 +13,12 @@ Each case first validates the decoder logits of HF's generated sequence, teacher
 through both, within 1e-4 of the scale (and reports how many generated tokens agree: random
 weights leave near ties that float32 rounding may flip), then times both,
 interleaved, after a warm-up, and reports medians and the ratio (float32 against float32).
-CTranslate2 is not compared yet: its converter needs a tokenizer next to the checkpoint.
+CTranslate2 (the same checkpoint through its TransformersConverter, float32 and int8; a
+word-level tokenizer naming token i "<i>" is written beside the random checkpoint so the
+converter reads a vocabulary, see ct2_peer.py) runs the same inputs with the same beam
+settings, exactly the same number of new tokens; tfcore int8 is compared with CTranslate2
+int8, float32 with float32. The share of tokens CTranslate2 generates equal to tfcore's is
+reported beside (near-ties again).
 """
 
 from __future__ import annotations
@@ -29,7 +34,15 @@ import torch
 import tfcore
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import fmt_ms, interleaved, isa_line, print_table  # noqa: E402
+from common import fmt_ms, interleaved, isa_line, print_table, reexec_at_avx2_if_asked  # noqa: E402
+from ct2_peer import translator_runners  # noqa: E402
+
+# token ids the CTranslate2 converter reads from the tokenizer (and Marian's "<pad>" name: the
+# converter drops that last token, whose embedding starts Marian's decoder)
+CT2_SPECIAL = {
+    "bart": (dict(bos_token=0, pad_token=1, eos_token=2, unk_token=3), {}),
+    "marian": (dict(eos_token=0, unk_token=1, pad_token=58100), {58100: "<pad>"}),
+}
 
 SHAPES = {
     "bart": dict(
@@ -79,16 +92,21 @@ def make_model(name: str, tmp: str):
     return getattr(transformers, spec["cls"]).from_pretrained(tmp, attn_implementation="sdpa").eval()
 
 
-def bench(name, batch, length, new, gen_kw, repeat, rng, rows):
+def bench(name, batch, length, new, gen_kw, repeat, rng, rows, threads):
     with tempfile.TemporaryDirectory() as tmp:
-        ref = make_model(name, tmp)
-        ours = tfcore.AutoModelForSeq2SeqLM.from_pretrained(tmp)
+        path = os.path.join(tmp, name)
+        ref = make_model(name, path)
+        ours = tfcore.AutoModelForSeq2SeqLM.from_pretrained(path)
+        ours8 = tfcore.AutoModelForSeq2SeqLM.from_pretrained(path, dtype="int8")
         V = SHAPES[name]["kw"]["vocab_size"]
         ids = rng.integers(3, V - 2, size=(batch, length))
         tids = torch.from_numpy(ids)
+        ct2 = translator_runners(path, V, tmp, threads, *CT2_SPECIAL[name])
+        beam, ngram = gen_kw.get("num_beams", 1), gen_kw.get("no_repeat_ngram_size", 0)
 
-        def run_ours():
-            return ours.generate(ids, max_new_tokens=new, eos_token_id=[], **gen_kw)
+        def run_ours(model=ours):
+            # exactly `new` tokens with end of sequence held off, as HF's min_new_tokens does
+            return model.generate(ids, max_new_tokens=new, min_new_tokens=new, **gen_kw)
 
         def run_hf():
             return ref.generate(tids, max_new_tokens=new, min_new_tokens=new, do_sample=False, **gen_kw)
@@ -107,7 +125,16 @@ def bench(name, batch, length, new, gen_kw, repeat, rng, rows):
                     f"validation failed ({name}, batch {batch}): logits differ from HF by {err:.2e}"
                 )
             agree = float((a == b).mean()) if a.shape == b.shape else float("nan")
-            t = interleaved({"tfcore": run_ours, "hf": run_hf}, repeat=repeat, warmup=1)
+            c = ct2["ct2-fp32"](ids, new, beam, ngram)
+            agree_ct2 = float((a[:, 1:] == c).mean()) if a[:, 1:].shape == c.shape else float("nan")
+            runs = {
+                "tfcore": run_ours,
+                "hf": run_hf,
+                "ct2-fp32": lambda: ct2["ct2-fp32"](ids, new, beam, ngram),
+                "tfcore-int8": lambda: run_ours(ours8),
+                "ct2-int8": lambda: ct2["ct2-int8"](ids, new, beam, ngram),
+            }
+            t = interleaved(runs, repeat=repeat, warmup=1)
     case = f"{name}: B={batch}, {length} in, {new} new, " + (
         f"beam {gen_kw['num_beams']}" if gen_kw.get("num_beams", 1) > 1 else "greedy"
     )
@@ -116,9 +143,14 @@ def bench(name, batch, length, new, gen_kw, repeat, rng, rows):
             case,
             fmt_ms(t["tfcore"]),
             fmt_ms(t["hf"]),
+            fmt_ms(t["ct2-fp32"]),
             f"{t['hf'] / t['tfcore']:.2f}",
+            f"{t['ct2-fp32'] / t['tfcore']:.2f}",
+            fmt_ms(t["tfcore-int8"]),
+            fmt_ms(t["ct2-int8"]),
+            f"{t['ct2-int8'] / t['tfcore-int8']:.2f}",
             f"{err:.1e}",
-            f"{100 * agree:.0f}%",
+            f"{100 * agree:.0f}% / {100 * agree_ct2:.0f}%",
         ]
     )
 
@@ -127,7 +159,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--avx2", action="store_true", help="hold every library to AVX2 (see common.py)")
     args = ap.parse_args()
+    reexec_at_avx2_if_asked()
     tfcore.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     tfcore.show_config()
@@ -135,12 +169,26 @@ def main():
     rng = np.random.default_rng(0)
     rows = []
     summary_in, summary_new, translate_new = (128, 16, 16) if args.quick else (512, 64, 48)
-    bench("bart", 1, summary_in, summary_new, dict(num_beams=4, no_repeat_ngram_size=3), repeat, rng, rows)
-    bench("marian", 8, 48, translate_new, {}, repeat, rng, rows)
+    bart_kw = dict(num_beams=4, no_repeat_ngram_size=3)
+    bench("bart", 1, summary_in, summary_new, bart_kw, repeat, rng, rows, args.threads)
+    bench("marian", 8, 48, translate_new, {}, repeat, rng, rows, args.threads)
     print(isa_line())
     print(f"\nEncoder-decoder generate (random weights, float32), {args.threads} threads\n")
     print_table(
-        ["case", "tfcore ms", "HF ms", "HF/tfcore time", "logits max rel. diff", "tokens equal"], rows
+        [
+            "case",
+            "tfcore ms",
+            "HF ms",
+            "CT2 ms",
+            "HF/tfcore",
+            "CT2/tfcore",
+            "tfcore int8 ms",
+            "CT2 int8 ms",
+            "CT2/tfcore int8",
+            "logits max rel. diff",
+            "tokens equal HF / CT2",
+        ],
+        rows,
     )
 
 

@@ -3,7 +3,8 @@ TransformersConverter, in float32 and int8 (its standard CPU recipes), run with 
 thread count.
 
 Two adaptations, neither touching the math: CTranslate2 4.8 reads BertConfig's
-position_embedding_type, which transformers 5 no longer sets (absolute is what BERT uses),
+position_embedding_type and BartConfig's normalize_before, which transformers 5 no longer sets
+(absolute positions and post-norm are what BERT and BART use),
 and it needs a vocabulary to convert a decoder, so a word-level tokenizer naming token ids
 "<i>" is written beside random-weight checkpoints; decoding feeds those names, which are
 the same ids. On a CPU with AVX-512, CT2_FORCE_CPU_ISA (CTranslate2's own switch) and
@@ -13,6 +14,7 @@ MKL_ENABLE_INSTRUCTIONS hold it to AVX2 when the benchmark runs at that level.
 from __future__ import annotations
 
 import os
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -25,6 +27,8 @@ def _converter():
             model = super().load_model(model_class, model_name_or_path, **kwargs)
             if not hasattr(model.config, "position_embedding_type"):
                 model.config.position_embedding_type = "absolute"
+            if model.config.model_type == "bart" and not hasattr(model.config, "normalize_before"):
+                model.config.normalize_before = False  # BART is post-norm (transformers 5 dropped the key)
             return model
 
     return Converter
@@ -37,17 +41,33 @@ def _convert(path: str, tmp: str, name: str, quantization: str) -> str:
     return out
 
 
-def _write_id_tokenizer(path: str, vocab_size: int) -> None:
-    """A tokenizer whose token i is "<i>", so the converter can read a vocabulary."""
+def _token_names(vocab_size: int, names: Optional[Dict[int, str]] = None) -> List[str]:
+    """Token i is "<i>", unless names gives it another name (Marian's "<pad>")."""
+    names = names or {}
+    return [names.get(i, f"<{i}>") for i in range(vocab_size)]
+
+
+def _write_id_tokenizer(
+    path: str,
+    vocab_size: int,
+    special: Optional[Dict[str, int]] = None,
+    names: Optional[Dict[int, str]] = None,
+) -> None:
+    """A tokenizer whose token i is "<i>" (or names[i]), so the converter can read a
+    vocabulary; special maps bos_token / eos_token / unk_token / pad_token to ids (default:
+    the last id for bos and eos, 0 for unk)."""
     if os.path.exists(os.path.join(path, "tokenizer.json")):
         return
     from tokenizers import Tokenizer, models
     from transformers import PreTrainedTokenizerFast
 
-    last = f"<{vocab_size - 1}>"
-    tok = Tokenizer(models.WordLevel({f"<{i}>": i for i in range(vocab_size)}, unk_token="<0>"))
+    tokens = _token_names(vocab_size, names)
+    special = special or {"bos_token": vocab_size - 1, "eos_token": vocab_size - 1, "unk_token": 0}
+    tok = Tokenizer(
+        models.WordLevel({t: i for i, t in enumerate(tokens)}, unk_token=tokens[special["unk_token"]])
+    )
     PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=last, eos_token=last, unk_token="<0>"
+        tokenizer_object=tok, **{k: tokens[i] for k, i in special.items()}
     ).save_pretrained(path)
 
 
@@ -85,6 +105,39 @@ def greedy_runners(path: str, vocab_size: int, tmp: str, threads: int) -> dict:
                 end_token=[],
             )
             return np.concatenate([ids, np.asarray([r.sequences_ids[0] for r in res])], axis=1)
+
+        runs[key] = run
+    return runs
+
+
+def translator_runners(
+    path: str, vocab_size: int, tmp: str, threads: int, special: Dict[str, int], names: Dict[int, str]
+) -> dict:
+    """{'ct2-fp32': run, 'ct2-int8': run} for an encoder-decoder checkpoint (BART, Marian);
+    run(ids (B, T), new_tokens, beam_size, no_repeat_ngram_size) -> (B, new_tokens) int64, the
+    best hypothesis of exactly new_tokens tokens (end of sequence held off, as the other
+    runners' min_new_tokens does)."""
+    import ctranslate2
+
+    _write_id_tokenizer(path, vocab_size, special, names)
+    tokens = _token_names(vocab_size, names)
+    index = {t: i for i, t in enumerate(tokens)}
+    runs = {}
+    for key, quant in (("ct2-fp32", "float32"), ("ct2-int8", "int8")):
+        tr = ctranslate2.Translator(
+            _convert(path, tmp, "seq2seq", quant), device="cpu", intra_threads=threads
+        )
+
+        def run(ids, new_tokens, beam_size=1, no_repeat_ngram_size=0, tr=tr):
+            res = tr.translate_batch(
+                [[tokens[i] for i in row] for row in ids.tolist()],
+                beam_size=beam_size,
+                max_decoding_length=new_tokens,
+                min_decoding_length=new_tokens,
+                no_repeat_ngram_size=no_repeat_ngram_size,
+                max_batch_size=0,
+            )
+            return np.asarray([[index[t] for t in r.hypotheses[0]] for r in res], np.int64)
 
         runs[key] = run
     return runs

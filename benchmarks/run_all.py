@@ -92,6 +92,11 @@ BENCHMARKS = [
         "BART-base summarisation (512 in, 64 new, beam 4) and Marian translation (greedy, B=8) vs HF",
         ["--threads", "{threads}"],
     ),
+    (
+        "bench_wav2vec2.py",
+        "wav2vec 2.0 / HuBERT CTC on 10 s of audio vs HF; real-time factor",
+        ["--threads", "{threads}"],
+    ),
     ("bench_swin.py", "Swin-T (shifted-window attention) vs HF; time by part", ["--threads", "{threads}"]),
     (
         "bench_llm.py",

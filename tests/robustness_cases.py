@@ -968,6 +968,60 @@ CASES = [
         "num_attention_heads|head",
     ),
     (
+        "wav2vec2/bert weights",
+        "import shutil; d = shutil.copytree(bert, os.path.join(tmp, 'w2v'))\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg.update(model_type='wav2vec2', "
+        "conv_dim=[8, 8], conv_kernel=[10, 3], conv_stride=[5, 2])\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "feature_extractor|conv",
+    ),
+    (
+        "wav2vec2/conv lists disagree",
+        "import shutil; d = shutil.copytree(bert, os.path.join(tmp, 'w2v2'))\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg.update(model_type='wav2vec2', "
+        "conv_dim=[8, 8], conv_kernel=[10], conv_stride=[5, 2])\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "conv_kernel",
+    ),
+    ("ctc/decode floats", "tfcore.models.ctc_decode([[0.5, 1.0]], {1: 'a'})", VE, "integer"),
+    # BERT's tensors under the wave-2 encoders' configs: the first tensor each one lacks is named
+    (
+        "albert/bert weights",
+        "import shutil; d = shutil.copytree(bert, os.path.join(tmp, 'al'))\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg.update(model_type='albert', embedding_size=8)\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "embeddings|albert|shape",
+    ),
+    (
+        "albert/more groups than layers",
+        "import shutil; d = shutil.copytree(bert, os.path.join(tmp, 'al2'))\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json')))\n"
+        "cfg.update(model_type='albert', embedding_size=cfg['hidden_size'], num_hidden_groups=99)\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "num_hidden_groups",
+    ),
+    (
+        "electra/projection missing",
+        "import shutil; d = shutil.copytree(bert, os.path.join(tmp, 'el'))\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg.update(model_type='electra')\n"
+        "cfg['embedding_size'] = cfg['hidden_size'] // 2\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "embeddings|shape",
+    ),
+    (
+        "mpnet/bert weights",
+        "import shutil; d = shutil.copytree(bert, os.path.join(tmp, 'mp'))\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg.update(model_type='mpnet')\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "relative_attention_bias|attn",
+    ),
+    (
         "model/truncated weights",
         "import shutil; d = shutil.copytree(bert, os.path.join(tmp, 'b3'))\n"
         "f = os.path.join(d, 'model.safetensors'); b = open(f, 'rb').read(); open(f, 'wb').write(b[:len(b) // 2])\n"
@@ -1227,6 +1281,8 @@ CASES = [
         r"texts\[1\] is int",
     ),
     ("eval/None", "tfcore.eval.embed(tfcore.AutoModel.from_pretrained(bert), None)", TE, "None"),
+    ("eval/missing model path", "tfcore.eval.embed(os.path.join(tmp, 'no-model'), ['a'])", CK, "no-model"),
+    ("eval/model path not a model", "tfcore.eval.generate(bert, ['a'])", CK, "causal|model"),
     (
         "eval/bytes",
         "tfcore.eval.score(tfcore.AutoModelForCausalLM.from_pretrained(gpt2), b'abc')",

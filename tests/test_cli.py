@@ -300,3 +300,24 @@ def test_speed_wording():
         and plural(2, "text") == "2 texts"
         and plural(1, "query", "queries") == "1 query"
     )
+
+
+def test_generate_with_checkpoint_beams(models, tmp_path):
+    """A generation_config.json with num_beams: `tfcore generate` runs the beams (as HF's
+    generate with no arguments) and prints the best sequence once it is known; --num-beams 1
+    streams greedy tokens."""
+    import json
+    import shutil
+
+    d = shutil.copytree(models / "bart", tmp_path / "bart-beams")
+    cfg = json.loads((d / "generation_config.json").read_text())
+    cfg["num_beams"] = 3
+    (d / "generation_config.json").write_text(json.dumps(cfg))
+    model = tfcore.AutoModelForSeq2SeqLM.from_pretrained(d)
+    ids = np.array([[0, 5, 6, 7, 2]])
+    for extra, beams in (([], 3), (["--num-beams", "1"], 1)):
+        out = cli("generate", d, "--ids", "0,5,6,7,2", "--max-new-tokens", "5", *extra)
+        assert out.returncode == 0, out.stderr
+        want = model.generate(ids, max_new_tokens=5, num_beams=beams)
+        printed = [int(t) for t in out.stdout.split()]
+        assert printed == want[0, 1 : 1 + len(printed)].tolist() and len(printed) >= 1

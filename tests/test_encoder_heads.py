@@ -103,6 +103,57 @@ def _longformer(**kw):
     )
 
 
+def _electra(**kw):
+    from transformers import ElectraConfig
+
+    # embedding_size != hidden_size: the embeddings_project path
+    return ElectraConfig(
+        vocab_size=97,
+        embedding_size=28,
+        hidden_size=44,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=71,
+        max_position_embeddings=64,
+        attn_implementation="eager",
+        **kw,
+    )
+
+
+def _albert(**kw):
+    from transformers import AlbertConfig
+
+    # 3 layers over 2 groups of 2 inner layers: HF's group arithmetic and sharing both matter
+    return AlbertConfig(
+        vocab_size=89,
+        embedding_size=20,
+        hidden_size=36,
+        num_hidden_layers=3,
+        num_hidden_groups=2,
+        inner_group_num=2,
+        num_attention_heads=3,
+        intermediate_size=53,
+        max_position_embeddings=64,
+        attn_implementation="eager",
+        **kw,
+    )
+
+
+def _mpnet(**kw):
+    from transformers import MPNetConfig
+
+    return MPNetConfig(
+        vocab_size=83,
+        hidden_size=40,
+        num_hidden_layers=2,
+        num_attention_heads=5,
+        intermediate_size=67,
+        max_position_embeddings=64,
+        attn_implementation="eager",
+        **kw,
+    )
+
+
 # (HF class, config factory, pad id, extra vocabulary floor)
 CASES = {
     "BertForTokenClassification": (_bert, 0),
@@ -124,6 +175,15 @@ CASES = {
     "LongformerForSequenceClassification": (_longformer, 1),
     "LongformerForTokenClassification": (_longformer, 1),
     "LongformerForQuestionAnswering": (_longformer, 1),
+    "ElectraForSequenceClassification": (_electra, 0),
+    "ElectraForTokenClassification": (_electra, 0),
+    "ElectraForQuestionAnswering": (_electra, 0),
+    "AlbertForSequenceClassification": (_albert, 0),
+    "AlbertForTokenClassification": (_albert, 0),
+    "AlbertForQuestionAnswering": (_albert, 0),
+    "MPNetForSequenceClassification": (_mpnet, 1),
+    "MPNetForTokenClassification": (_mpnet, 1),
+    "MPNetForQuestionAnswering": (_mpnet, 1),
 }
 
 AUTO = {
@@ -200,7 +260,14 @@ def test_head_matches_hf(rng, tmp_path, name):
 
 @pytest.mark.parametrize(
     "name",
-    ["RobertaForSequenceClassification", "DistilBertForTokenClassification", "BertForQuestionAnswering"],
+    [
+        "RobertaForSequenceClassification",
+        "DistilBertForTokenClassification",
+        "BertForQuestionAnswering",
+        "ElectraForSequenceClassification",
+        "AlbertForTokenClassification",
+        "MPNetForQuestionAnswering",
+    ],
 )
 @pytest.mark.parametrize("dtype,tol", [("bfloat16", 0.05), ("int8", 0.1)])
 def test_heads_in_bf16_and_int8(rng, tmp_path, name, dtype, tol):

@@ -81,3 +81,31 @@ def test_generate_stop_strings_cut_like_hf(checkpoint):
     got = tf_eval.generate(model, prompts, max_new_tokens=7, batch_size=4, stop=[stop], show_progress=False)
     assert got == _hf_continuations(kind, path, prompts, 7, [stop])
     assert sum(g != f for g, f in zip(got, full)) >= 1 and all(stop not in g for g in got)
+
+
+def test_helpers_take_a_checkpoint_path(tmp_path):
+    """embed / score / generate load a directory given as a str or Path the way their task
+    needs (as sentence-transformers and HF pipelines take a name), with the same results as
+    a loaded model."""
+    import pathlib
+
+    for kind in ("bert", "gpt2", "t5"):
+        save_tiny(kind, tmp_path / kind)
+        save_tiny_tokenizer(tmp_path / kind)
+    texts = ["w1 w2 w3", "w4 w5"]
+    bert = tfcore.AutoModel.from_pretrained(tmp_path / "bert")
+    np.testing.assert_array_equal(
+        tfcore.eval.embed(str(tmp_path / "bert"), texts), tfcore.eval.embed(bert, texts)
+    )
+    gpt2 = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path / "gpt2")
+    a, b = tfcore.eval.score(pathlib.Path(tmp_path / "gpt2"), texts), tfcore.eval.score(gpt2, texts)
+    np.testing.assert_array_equal(a["log_likelihood"], b["log_likelihood"])
+    assert tfcore.eval.generate(str(tmp_path / "gpt2"), texts, max_new_tokens=3) == tfcore.eval.generate(
+        gpt2, texts, max_new_tokens=3
+    )
+    t5 = tfcore.AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "t5")
+    assert tfcore.eval.generate(str(tmp_path / "t5"), texts, max_new_tokens=3) == tfcore.eval.generate(
+        t5, texts, max_new_tokens=3
+    )
+    with pytest.raises(tfcore.CheckpointError):
+        tfcore.eval.embed(str(tmp_path / "missing"), texts)

@@ -115,6 +115,33 @@ def test_bart_generate_keeps_memory_flat(tmp_path):
         assert growth < 2 * MiB, growth
 
 
+def test_wave2_encoders_keep_memory_flat(tmp_path):
+    """ELECTRA (embeddings projection), ALBERT (one block object at several depths) and MPNet
+    (in-kernel relative bias), padded batches through the padding-free path."""
+    ids = np.array([[0, 5, 9, 13, 2, 7], [0, 7, 3, 2, 1, 1]])
+    mask = np.array([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    for kind in ("electra", "albert", "mpnet"):
+        model = tfcore.AutoModel.from_pretrained(save_tiny(kind, tmp_path / kind))
+        run = lambda: model(ids, attention_mask=mask)  # noqa: E731
+        growth = min(rss_growth(run, calls=300, warmup=100), rss_growth(run, calls=300, warmup=0))
+        assert growth < 2 * MiB, (kind, growth / MiB)
+
+
+def test_wav2vec2_ctc_keeps_memory_flat(tmp_path):
+    """wav2vec 2.0 CTC: channels-last convolution stem, padded batch, CTC decoding."""
+    import json
+
+    path = save_tiny("wav2vec2", tmp_path / "w2v")
+    (path / "vocab.json").write_text(json.dumps({c: i for i, c in enumerate("_|abcdefghijklmnopqr")}))
+    model = tfcore.AutoModelForCTC.from_pretrained(path)
+    x = np.random.default_rng(0).standard_normal((2, 801)).astype(np.float32)
+    mask = np.ones((2, 801), np.int64)
+    mask[1, 500:] = 0
+    run = lambda: model.transcribe(x, attention_mask=mask)  # noqa: E731
+    growth = min(rss_growth(run, calls=300, warmup=100), rss_growth(run, calls=300, warmup=0))
+    assert growth < 2 * MiB, growth / MiB
+
+
 def test_eval_helpers_keep_memory_flat(tiny_models):
     """tfcore.eval's text-in helpers (tokenize, plan length-sorted batches, run, reorder)."""
     bert = tfcore.AutoModel.from_pretrained(tiny_models / "bert")

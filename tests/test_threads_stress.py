@@ -187,6 +187,13 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         k: tfcore.AutoModelForCausalLM.from_pretrained(_save_tiny(k, tmp_path / k))
         for k in ("mamba", "mamba2", "jamba")
     }
+    # the wave-2 encoders (ALBERT runs one block object at several depths)
+    wave2 = {
+        k: tfcore.AutoModel.from_pretrained(_save_tiny(k, tmp_path / k))
+        for k in ("electra", "albert", "mpnet")
+    }
+    w2v = tfcore.AutoModelForCTC.from_pretrained(_save_tiny("wav2vec2", tmp_path / "wav2vec2"))
+    w2v_x = r(2, 801)
     ssm_x, ssm_A, ssm_bc = r(2, 37, 24), -np.exp(r(24, 8)), r(2, 37, 8)
     ssd_x, ssd_dt, ssd_A, ssd_bc = r(2, 37, 4, 6), r(2, 37, 4), -np.exp(r(4)), r(2, 37, 2, 8)
 
@@ -217,6 +224,8 @@ def test_eight_threads_share_models_and_layers(tmp_path):
             f"{k}-generate": (lambda m=m: m.generate(ids[:2, :4] % 60, max_new_tokens=5, num_beams=2))
             for k, m in ssm_models.items()
         },
+        **{k: (lambda m=m: m(ids, attention_mask=mask).last_hidden_state) for k, m in wave2.items()},
+        "wav2vec2-ctc": lambda: w2v(w2v_x).logits,
         "recurrent-state": recurrent_state,
         "retnet-generate": lambda: retnet.generate(ids[:2, :4] % 61, max_new_tokens=5, num_beams=2),
         "linear-attention": lambda: tfcore.functional.linear_attention(

@@ -71,6 +71,48 @@ DEFAULTS = {
         decoder_ffn_dim=24,
         max_position_embeddings=64,
     ),
+    # the wave-2 encoders: ELECTRA with its embeddings projection, ALBERT with 3 layers over 2
+    # shared groups, MPNet with its relative position bias
+    "electra": dict(
+        vocab_size=60,
+        embedding_size=12,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=24,
+        max_position_embeddings=64,
+    ),
+    "albert": dict(
+        vocab_size=60,
+        embedding_size=12,
+        hidden_size=16,
+        num_hidden_layers=3,
+        num_hidden_groups=2,
+        num_attention_heads=2,
+        intermediate_size=24,
+        max_position_embeddings=64,
+    ),
+    "mpnet": dict(
+        vocab_size=60,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=24,
+        max_position_embeddings=64,
+    ),
+    # 801 samples -> 39 frames through kernels 10,3,3 / strides 5,2,2
+    "wav2vec2": dict(
+        vocab_size=20,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=24,
+        conv_dim=(8, 8, 8),
+        conv_kernel=(10, 3, 3),
+        conv_stride=(5, 2, 2),
+        num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=2,
+    ),
     # 16x16 images of 4x4 patches: a 4x4 map in 3-windows (padded, shifted), then 2x2
     "swinv2": dict(image_size=16, patch_size=4, embed_dim=8, depths=[2, 1], num_heads=[2, 2], window_size=3),
     # 12x12 images of 4x4 patches, texts of up to 8 tokens
@@ -100,10 +142,14 @@ DEFAULTS = {
 def save_tiny(kind: str, path, seed: int = 0, **config):
     """Write a tiny `kind` checkpoint (DEFAULTS[kind] updated with config) to path; returns path."""
     from transformers import (
+        AlbertConfig,
+        AlbertModel,
         BartConfig,
         BartForConditionalGeneration,
         BertConfig,
         BertModel,
+        ElectraConfig,
+        ElectraModel,
         GPT2Config,
         GPT2LMHeadModel,
         JambaConfig,
@@ -116,6 +162,8 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
         MambaForCausalLM,
         MixtralConfig,
         MixtralForCausalLM,
+        MPNetConfig,
+        MPNetModel,
         RwkvConfig,
         RwkvForCausalLM,
         SiglipConfig,
@@ -124,10 +172,15 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
         Swinv2Model,
         T5Config,
         T5ForConditionalGeneration,
+        Wav2Vec2Config,
+        Wav2Vec2ForCTC,
     )
 
     model_cls, config_cls = {
+        "albert": (AlbertModel, AlbertConfig),
         "bart": (BartForConditionalGeneration, BartConfig),
+        "electra": (ElectraModel, ElectraConfig),
+        "mpnet": (MPNetModel, MPNetConfig),
         "bert": (BertModel, BertConfig),
         "gpt2": (GPT2LMHeadModel, GPT2Config),
         "llama": (LlamaForCausalLM, LlamaConfig),
@@ -139,6 +192,7 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
         "jamba": (JambaForCausalLM, JambaConfig),
         "siglip": (SiglipModel, SiglipConfig),
         "swinv2": (Swinv2Model, Swinv2Config),
+        "wav2vec2": (Wav2Vec2ForCTC, Wav2Vec2Config),
     }[kind]
     torch.manual_seed(seed)
     model_cls(config_cls(**{**DEFAULTS[kind], **config})).save_pretrained(path)

@@ -57,6 +57,7 @@ from .linear_attention_layer import LinearAttention
 from .loading import (
     AutoModel,
     AutoModelForCausalLM,
+    AutoModelForCTC,
     AutoModelForQuestionAnswering,
     AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
@@ -73,6 +74,7 @@ __all__ = [
     "AutoModelForSequenceClassification",
     "AutoModelForTokenClassification",
     "AutoModelForQuestionAnswering",
+    "AutoModelForCTC",
     "CheckpointError",
     "models",
     "Conv1d",

@@ -157,6 +157,27 @@ def _dispatch(engine, kind: str, model, tok, items, batches, params, show_progre
     return _engines.run(engine, kind, model, tok, items, batches, params, show_progress)
 
 
+def _as_model(model, kind: str):
+    """A loaded model as given; a checkpoint path (str or os.PathLike, also a GGUF file or a
+    hub id in the local cache) is loaded the way its task needs (embed: AutoModel; score /
+    generate: the causal or, for generate, the sequence-to-sequence LM its config names), as
+    sentence-transformers and HF pipelines take a name."""
+    if not isinstance(model, (str, os.PathLike)):
+        return model
+    import tfcore
+
+    if kind == "embed":
+        return tfcore.AutoModel.from_pretrained(model)
+    if kind == "generate" and not str(model).endswith(".gguf"):
+        from .config import Config
+        from .hub import resolve
+        from .models import registry
+
+        if "seq2seq-lm" in registry.tasks_for(Config.from_dir(resolve(model)).get("model_type")):
+            return tfcore.AutoModelForSeq2SeqLM.from_pretrained(model)
+    return tfcore.AutoModelForCausalLM.from_pretrained(model)
+
+
 def _check_engine(engine) -> None:
     if engine is None:
         return
@@ -200,8 +221,10 @@ def embed(
 
     engine: None runs here; a ``distributed.Client`` or ``"ray"`` runs the batches on that
     cluster's workers (each loads the model once from model.name_or_path, a directory every
-    worker must see) and returns the same array."""
+    worker must see) and returns the same array. model is a loaded encoder or a checkpoint
+    path (loaded with ``AutoModel``)."""
     _check_engine(engine)
+    model = _as_model(model, "embed")
     st = _st_config(model)
     if st["unsupported_modules"]:
         raise _C.TfcoreValueError(
@@ -261,8 +284,10 @@ def score(
 ) -> Dict[str, np.ndarray]:
     """Causal-LM likelihood of each text: {"log_likelihood": (N,) sum of log p(token | prefix)
     over the tokens after the first, "tokens": (N,) how many were scored, "perplexity":
-    (N,) exp(-log_likelihood / tokens)}. engine as in embed()."""
+    (N,) exp(-log_likelihood / tokens)}. engine as in embed(); model is a loaded causal LM
+    or a checkpoint path."""
     _check_engine(engine)
+    model = _as_model(model, "score")
     items = _texts(texts)
     tok = _tokenizer(model, tokenizer, max_length)
     batches = _plan(tok, items, batch_size)
@@ -293,7 +318,8 @@ def generate(
     """The continuation of each prompt as text, in input order: model.generate (greedy unless
     do_sample=True; any generate() argument passes through) on left-padded length-sorted
     batches, stopping a row at a stop string and cutting the text before it. engine as in
-    embed()."""
+    embed(); model is a loaded causal or sequence-to-sequence LM, or a checkpoint path
+    (loaded as the one its config names)."""
     if stop is None:
         stop = []
     elif isinstance(stop, str):
@@ -302,6 +328,7 @@ def generate(
         stop = list(stop)
     if not all(isinstance(s, str) for s in stop):
         raise _C.TfcoreTypeError("stop must be a str or a sequence of str")
+    model = _as_model(model, "generate")
     if not hasattr(model, "generate"):
         raise _C.TfcoreTypeError(f"{type(model).__name__} has no generate(): load a causal or seq2seq LM")
     _check_engine(engine)

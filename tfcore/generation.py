@@ -179,6 +179,21 @@ def _hit_stop(tokenizer, new: np.ndarray, stops: List[str], finished: np.ndarray
     return hit
 
 
+# generation_config.json settings generate() takes as defaults for every family (HF's
+# GenerationConfig): the length limit and beam search, as summarisation checkpoints set them
+SEARCH_KEYS = ("num_beams", "length_penalty", "early_stopping", "max_length")
+
+
+def _config_int(values: dict, key: str, default, low: int):
+    """values[key] as an int >= low (default when absent); a checkpoint's bad value raises."""
+    v = values.get(key, default)
+    if v is default:
+        return v
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+        raise _C.TfcoreValueError(f"generation_config.json: {key} must be an integer >= {low}, got {v!r}")
+    return int(v)
+
+
 def read_generation_defaults(directory, keys: Sequence[str]) -> dict:
     """The given keys of a checkpoint's generation_config.json that are set (HF lets them
     override config.json); {} when the file is missing or unreadable."""
@@ -228,6 +243,20 @@ class GenerationMixin:
             ).logits[:, -1, :]
 
         return ids, mask, step
+
+    def _search_defaults(self) -> dict:
+        """generation_config.json's SEARCH_KEYS beside the checkpoint this model was loaded from
+        (read once; {} for a model built in memory)."""
+        cached = self.__dict__.get("_search_defaults_cache")
+        if cached is None:
+            path = getattr(self, "name_or_path", None)
+            cached = read_generation_defaults(path, SEARCH_KEYS) if path else {}
+            self.__dict__["_search_defaults_cache"] = cached
+        return cached
+
+    def _length_counted_before_new_tokens(self, prompt_len: int) -> int:
+        """Tokens HF's max_length counts before the new ones: the prompt (decoder-only)."""
+        return prompt_len
 
     def _check_generation_length(self, prompt_len: int, max_new_tokens: int, cache_policy: str) -> None:
         """Raise if generation would run past learned position embeddings (position_limit)."""
@@ -281,7 +310,7 @@ class GenerationMixin:
         self,
         input_ids,
         attention_mask=None,
-        max_new_tokens: int = 20,
+        max_new_tokens: Optional[int] = None,
         do_sample: bool = False,
         temperature: float = 1.0,
         top_k: Optional[int] = 50,
@@ -289,10 +318,10 @@ class GenerationMixin:
         repetition_penalty: float = 1.0,
         eos_token_id: TokenIds = None,
         pad_token_id: Optional[int] = None,
-        num_beams: int = 1,
+        num_beams: Optional[int] = None,
         num_return_sequences: int = 1,
-        length_penalty: float = 1.0,
-        early_stopping: Union[bool, str] = False,
+        length_penalty: Optional[float] = None,
+        early_stopping: Union[bool, str, None] = None,
         seed: Optional[int] = None,
         streamer: Optional[Callable[[np.ndarray], None]] = None,
         cache_policy: str = "full",
@@ -307,6 +336,7 @@ class GenerationMixin:
         min_new_tokens: Optional[int] = None,
         forced_bos_token_id: Optional[int] = None,
         forced_eos_token_id: TokenIds = None,
+        max_length: Optional[int] = None,
     ) -> np.ndarray:
         """Continue each prompt by up to max_new_tokens tokens; returns (B, prompt + new) int64.
         Encoder-decoder models encode input_ids once and return (B, 1 + new) decoder tokens
@@ -327,7 +357,13 @@ class GenerationMixin:
         twice in a row's tokens), min_length (total tokens, prompt or decoder start included)
         and min_new_tokens before eos may end a row, forced_bos_token_id (the first new token
         of an encoder-decoder) and forced_eos_token_id (the last one at the length limit);
-        None takes the checkpoint's value (BART-style generation configs set them), else off."""
+        None takes the checkpoint's value (BART-style generation configs set them), else off.
+        Length and search settings as HF: max_new_tokens, else max_length (total tokens: prompt
+        + new for decoder-only models, decoder tokens with the start token for
+        encoder-decoders), else the checkpoint's generation_config.json max_length, else 20 new
+        tokens; num_beams, length_penalty and early_stopping likewise default to
+        generation_config.json (a summarisation checkpoint's beam settings), else 1, 1.0, False.
+        Sampling settings are not taken from it: generation is greedy unless do_sample=True."""
         ids = np.asarray(input_ids)
         if ids.ndim == 1:
             ids = ids[None]
@@ -335,6 +371,36 @@ class GenerationMixin:
             raise _C.TfcoreValueError(
                 f"input_ids must be a non-empty (batch, seq_len) integer array, got {ids.shape} {ids.dtype}"
             )
+        search = {
+            **self._search_defaults(),
+            **{
+                k: v
+                for k, v in getattr(self, "generation_defaults", {}).items()
+                if k in SEARCH_KEYS and v is not None
+            },
+        }
+        if num_beams is None:
+            num_beams = _config_int(search, "num_beams", 1, 1)
+        if length_penalty is None:
+            length_penalty = float(search.get("length_penalty", 1.0))
+        if early_stopping is None:
+            early_stopping = search.get("early_stopping", False)
+            if early_stopping not in (True, False, "never"):
+                early_stopping = False
+        if max_new_tokens is None:
+            if max_length is None:
+                max_length = search.get("max_length")
+                if max_length is not None:
+                    max_length = _config_int(search, "max_length", None, 1)
+            if max_length is None:
+                max_new_tokens = 20
+            else:
+                if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)):
+                    raise _C.TfcoreTypeError(f"max_length must be an int, got {type(max_length).__name__}")
+                start = self._length_counted_before_new_tokens(ids.shape[1])
+                max_new_tokens = max(int(max_length) - start, 0)
+        if isinstance(num_beams, bool) or not isinstance(num_beams, (int, np.integer)):
+            raise _C.TfcoreTypeError(f"num_beams must be an int, got {type(num_beams).__name__}")
         if num_beams < 1:
             raise _C.TfcoreValueError(f"num_beams must be >= 1, got {num_beams}")
         if num_beams > 1 and do_sample:

@@ -95,3 +95,10 @@ class AutoModelForQuestionAnswering(_AutoClass):
     extractive question-answering model (start and end logits)."""
 
     task = "question-answering"
+
+
+class AutoModelForCTC(_AutoClass):
+    """``AutoModelForCTC.from_pretrained(dir)`` like transformers': the checkpoint's CTC speech
+    recognizer (per-frame logits over characters; ``transcribe`` gives text)."""
+
+    task = "ctc"

@@ -30,6 +30,13 @@ def add_arguments(p):
     )
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument(
+        "--num-beams",
+        type=int,
+        default=None,
+        help="beam search width (default: the checkpoint's generation_config.json, else 1; "
+        "beams print their result at the end instead of streaming)",
+    )
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=50)
     p.add_argument("--top-p", type=float, default=1.0)
@@ -101,8 +108,10 @@ def run(args):
     if not seq2seq:  # a continuation follows its prompt, echoed first (as text or as ids)
         sys.stdout.write(tok.decode(ids[0].tolist()) if tok is not None else " ".join(map(str, ids[0])) + " ")
     t0 = time.perf_counter()
-    model.generate(
+    beams = args.num_beams if args.num_beams is not None or not args.sample else 1
+    out = model.generate(
         ids,
+        num_beams=beams,
         max_new_tokens=args.max_new_tokens,
         do_sample=args.sample,
         temperature=args.temperature,
@@ -113,6 +122,9 @@ def run(args):
         cache_dtype=args.cache_dtype,
     )
     took = time.perf_counter() - t0
+    if count == 0:  # beam search (no streaming): its best sequence, printed once it is known
+        for token in out[0, 1 if seq2seq else ids.shape[1] :]:
+            stream(token[None])
     print("" if detok is None else detok.flush())
     print(f"[{count} tokens in {took:.2f} s, {count / max(took, 1e-9):.1f} tok/s]", file=sys.stderr)
     return 0

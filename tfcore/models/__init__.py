@@ -6,12 +6,14 @@ registers each with ``@registry.register(task)`` (see docs/contributing.md)."""
 
 from types import ModuleType as _ModuleType
 
+from .albert import *  # noqa: F401,F403
 from .bart import *  # noqa: F401,F403
 from .base import ModelOutput, PreTrainedModel
 from .bert import *  # noqa: F401,F403
 from .big_bird import *  # noqa: F401,F403
 from .bloom import *  # noqa: F401,F403
 from .clip import *  # noqa: F401,F403
+from .electra import *  # noqa: F401,F403
 from .encoder_heads import *  # noqa: F401,F403
 from .falcon import *  # noqa: F401,F403
 from .gla import *  # noqa: F401,F403
@@ -25,6 +27,7 @@ from .mamba2 import *  # noqa: F401,F403
 from .marian import *  # noqa: F401,F403
 from .mbart import *  # noqa: F401,F403
 from .mixtral import *  # noqa: F401,F403
+from .mpnet import *  # noqa: F401,F403
 from .mt5 import *  # noqa: F401,F403
 from .opt import *  # noqa: F401,F403
 from .pegasus import *  # noqa: F401,F403
@@ -37,6 +40,7 @@ from .swin import *  # noqa: F401,F403
 from .swinv2 import *  # noqa: F401,F403
 from .t5 import *  # noqa: F401,F403
 from .vit import *  # noqa: F401,F403
+from .wav2vec2 import *  # noqa: F401,F403
 from .whisper import *  # noqa: F401,F403
 
 # The submodules families share (docs/contributing.md); every other submodule is a family.

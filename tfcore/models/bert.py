@@ -57,7 +57,12 @@ class BertModel(PreTrainedModel):
                 f"config.json: position_embedding_type={pet!r} is not supported (absolute only)"
             )
         self._init_embeddings(cfg, w, C, V, P, types)
-        self.encoder = EncoderStack.from_keys(
+        self.encoder = self._build_encoder(cfg, w, C)
+        self.pooler = self._build_pooler(w, C, "pooler.dense") if add_pooling_layer else None
+
+    def _build_encoder(self, cfg: Config, w: Weights, C: int) -> EncoderStack:
+        """The layer stack (BERT's per-layer tensors; ALBERT and MPNet build theirs)."""
+        return EncoderStack.from_keys(
             w,
             "encoder.layer",
             BERT_LAYER_KEYS,
@@ -68,11 +73,13 @@ class BertModel(PreTrainedModel):
             layer_norm_eps(cfg),
             hidden_act(cfg),
         )
-        self.pooler = None
-        if add_pooling_layer and w.has("pooler.dense.weight"):
-            self.pooler = _C.Linear(
-                w.get("pooler.dense.weight", (C, C)), w.get("pooler.dense.bias", (C,)), "tanh", dtype=w.dtype
-            )
+
+    @staticmethod
+    def _build_pooler(w: Weights, C: int, key: str):
+        """tanh(dense(h[:, 0])) from {key}.weight / .bias, or None if the checkpoint has none."""
+        if not w.has(key + ".weight"):
+            return None
+        return _C.Linear(w.get(key + ".weight", (C, C)), w.get(key + ".bias", (C,)), "tanh", dtype=w.dtype)
 
     def _init_embeddings(self, cfg: Config, w: Weights, C: int, V: int, P: int, types: int) -> None:
         """Word, absolute position and token-type tables and the embedding LayerNorm."""

@@ -76,9 +76,22 @@ class EncoderStack:
 
     @classmethod
     def from_keys(
-        cls, w: Weights, prefix: str, keys: dict, C: int, H: int, F: int, L: int, eps: float, act: str
+        cls,
+        w: Weights,
+        prefix: str,
+        keys: dict,
+        C: int,
+        H: int,
+        F: int,
+        L: int,
+        eps: float,
+        act: str,
+        attention_options: Optional[dict] = None,
+        norm_first: bool = False,
     ) -> "EncoderStack":
-        """L post-norm blocks whose tensors are named prefix.{i}.{keys[part]}.{weight,bias}."""
+        """L post-norm (norm_first: pre-norm) blocks whose tensors are named
+        prefix.{i}.{keys[part]}.{weight,bias}; attention_options go to every MultiHeadAttention
+        (e.g. MPNet's relative bias)."""
         if C % H:
             raise CheckpointError(f"config.json: hidden size {C} is not divisible by {H} heads")
         layers: List[_C.TransformerBlock] = []
@@ -99,6 +112,7 @@ class EncoderStack:
                 o_weight=g("o", "weight", C, C),
                 o_bias=g("o", "bias", C),
                 dtype=w.dtype,
+                **(attention_options or {}),
             )
             ffn = _C.FeedForward(
                 g("up", "weight", F, C),
@@ -110,7 +124,7 @@ class EncoderStack:
             )
             n1 = _C.LayerNorm(g("n1", "weight", C), g("n1", "bias", C), eps=eps)
             n2 = _C.LayerNorm(g("n2", "weight", C), g("n2", "bias", C), eps=eps)
-            layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=False))
+            layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=norm_first))
             w.release()
         return cls(layers)
 

@@ -178,13 +178,16 @@ class _EncoderWithHead(PreTrainedModel):
     encoder_class: Type[PreTrainedModel]
     encoder_attr: str = ""
     encoder_has_pooler = True  # the encoder takes add_pooling_layer (built without it)
+    head_uses_pooler = False  # the head reads pooler_output (the encoder keeps its pooler)
     base_prefixes = ("",)
     ignore_keys = ("position_ids",)
 
     def __init__(self, config: Config, weights: Weights):
         super().__init__(config, weights)
         base = Weights(weights.ckpt, (self.encoder_attr + ".", ""), self.ignore_keys, weights.dtype)
-        kwargs = dict(add_pooling_layer=False) if self.encoder_has_pooler else {}
+        kwargs = (
+            dict(add_pooling_layer=False) if self.encoder_has_pooler and not self.head_uses_pooler else {}
+        )
         encoder = self.encoder_class(config, base, **kwargs)
         weights.used |= base.used
         setattr(self, self.encoder_attr, encoder)

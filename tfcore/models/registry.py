@@ -30,6 +30,7 @@ TASKS: Dict[str, str] = {
     "token-classification": "token classifier",  # AutoModelForTokenClassification (NER)
     "question-answering": "question-answering model",  # AutoModelForQuestionAnswering (spans)
     "image-classification": "image classifier",
+    "ctc": "CTC speech recognizer",  # AutoModelForCTC (wav2vec 2.0, HuBERT)
     "encoder": "encoder",  # the encoder half of an encoder-decoder (T5EncoderModel)
 }
 

@@ -303,6 +303,10 @@ class EncoderDecoderMixin:
 class Seq2SeqGenerationMixin(GenerationMixin):
     """generate() for an EncoderDecoderMixin model with a logits(h) LM head."""
 
+    def _length_counted_before_new_tokens(self, prompt_len: int) -> int:
+        """HF's max_length counts decoder tokens: the start token, not the encoder's input."""
+        return 1
+
     def _check_generation_length(self, prompt_len: int, max_new_tokens: int, cache_policy: str) -> None:
         """With position_limit (learned or tabled positions): the encoder reads prompt_len
         positions, the decoder max_new_tokens (its start token and every new one but the last)."""
