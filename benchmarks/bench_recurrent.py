@@ -174,6 +174,8 @@ def mamba_rows(args, bandwidth, tmp):
         ours_bf = tfcore.AutoModelForCausalLM.from_pretrained(path, dtype="bfloat16")
         a_bf = ours_bf.generate(prompt, max_new_tokens=new_tokens, eos_token_id=[])
         agree_bf = float((a_bf[:, 128:] == b[:, 128:]).mean())
+        if agree_bf < 1.0:  # seen: 0% on the random 130M model (bf16 logits far from float32's)
+            print(f"WARNING: Mamba bfloat16 greedy tokens agree with HF on {100 * agree_bf:.0f}% only")
         state = ours_bf.new_cache(1)
         ours_bf(prompt, past_key_values=state)
 
