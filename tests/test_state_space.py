@@ -119,6 +119,32 @@ def test_scan_pieces_equal_one_call(path, rng, T):
     np.testing.assert_array_equal(state, whole_state)
 
 
+def test_scan_softplus_and_gate_over_their_range(path, rng):
+    """delta = softplus(dt + dt_bias) and the gate silu(z), computed along the channels apart
+    from the scan: with A = 0, B = C = x = 1 and a zero state, one token's output is exactly
+    softplus(dt + bias) * silu(z). dt spans -120..60 (exp underflow, the series' whole range
+    u = exp(-|v|) in (0, 1], torch's threshold at 20 and just either side of it)."""
+    v = np.concatenate([np.linspace(-120, 60, 997), [-1e-6, 0.0, 1e-6, 19.999, 20.0, 20.001]]).astype(
+        np.float32
+    )
+    Dc = v.size
+    z = rng.uniform(-30, 30, Dc).astype(np.float32)
+    bias = rng.uniform(-1, 1, Dc).astype(np.float32)
+    dt = (v - bias).astype(np.float32)[None, None, :]
+    arg = (dt[0, 0] + bias).astype(np.float64)  # the kernel's float32 sum (rounded)
+    ones = lambda *shape: np.ones(shape, np.float32)  # noqa: E731
+    A = np.zeros((Dc, 1), np.float32)
+    for gate in (None, z[None, None, :]):
+        y = F.selective_scan(ones(1, 1, Dc), dt, A, ones(1, 1, 1), ones(1, 1, 1), z=gate, dt_bias=bias)
+        want = np.where(arg > 20, arg, np.logaddexp(0.0, arg))
+        if gate is not None:
+            zz = z.astype(np.float64)
+            want = want * zz / (1 + np.exp(-zz))
+        # a few float32 ulps: exp (~2 ulp), the series (< 1.4e-8 relative), the division and
+        # the final add; atol for the subnormal results of dt < -87 (flushed to 0 or not)
+        np.testing.assert_allclose(y[0, 0], want, rtol=2e-6, atol=1e-37)
+
+
 def test_vector_paths_match_reference_path(vector_path, rng):
     from tfcore import _C
 

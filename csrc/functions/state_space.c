@@ -246,7 +246,8 @@ selective_scan(PyObject *module, PyObject *args, PyObject *kwds)
         goto done;
     }
     const float *Av = PyArray_DATA(A);
-    for (int64_t i = 0; i < PyArray_SIZE(A); i++) {
+    const int64_t nA = PyArray_SIZE(A); /* hoisted: PyArray_SIZE multiplies the dims each time */
+    for (int64_t i = 0; i < nA; i++) {
         if (!(Av[i] <= 0.0f)) {
             tf_value_error(st,
                            "A holds %g > 0 at flat index %lld: A is -exp(A_log) and must be <= 0 "
