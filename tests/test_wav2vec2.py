@@ -27,12 +27,14 @@ def _save(path, cls_name, stable, **kw):
     import transformers
 
     cfg_cls = transformers.HubertConfig if cls_name.startswith("Hubert") else transformers.Wav2Vec2Config
-    cfg = cfg_cls(
+    values = dict(
         vocab_size=37, hidden_size=36, num_hidden_layers=2, num_attention_heads=3, intermediate_size=53,
         conv_dim=(16, 16, 16), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2), num_conv_pos_embeddings=16,
         num_conv_pos_embedding_groups=4, feat_extract_norm="layer" if stable else "group",
-        do_stable_layer_norm=stable, conv_bias=stable, attn_implementation="eager", **kw,
+        do_stable_layer_norm=stable, conv_bias=stable, attn_implementation="eager",
     )  # fmt: skip
+    values.update(kw)
+    cfg = cfg_cls(**values)
     torch.manual_seed(0)
     ref = getattr(transformers, cls_name)(cfg).eval()
     ref.save_pretrained(path, safe_serialization=True)
@@ -175,3 +177,17 @@ def test_transcribe_needs_a_vocabulary(rng, tmp_path):
         model.transcribe(_batch(rng)[0])
     with pytest.raises(tfcore.TfcoreValueError, match="not in the vocabulary"):
         models.ctc_decode([[1, 2, 99]], {1: "a", 2: "b"})
+
+
+@pytest.mark.parametrize("kernel,groups", [(15, 4), (16, 1), (7, 12)])
+def test_positional_convolution_kernels(rng, tmp_path, kernel, groups):
+    """The positional convolution as per-group GEMMs over windows: odd kernels (no frame cut),
+    one group, groups of 3 channels."""
+    ref = _save(
+        tmp_path, "Wav2Vec2Model", False, num_conv_pos_embeddings=kernel, num_conv_pos_embedding_groups=groups
+    )
+    ours = tfcore.AutoModel.from_pretrained(tmp_path)
+    x, mask = _batch(rng)
+    with torch.no_grad():
+        want = ref(torch.from_numpy(x), attention_mask=torch.from_numpy(mask)).last_hidden_state.numpy()
+    assert np.abs(ours(x, attention_mask=mask).last_hidden_state - want).max() < TOL
