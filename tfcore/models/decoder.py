@@ -311,10 +311,17 @@ class ParallelResidualBlock:
         return (y, weights) if output_attentions else y
 
 
-class RecurrentLM(PreTrainedModel, GenerationMixin):
-    """What the state-space LMs share: the RecurrentState cache, the HF forward arguments
-    (input_ids, attention_mask, past_key_values, logits_to_keep) and the layer loop; a family
-    sets self.embeddings, self.layers [(norm, mixer)], self.norm_f, self.lm_head."""
+class RecurrentStateCache:
+    """What the LMs with a fixed-size recurrent state share (state-space models, RetNet/GLA,
+    RWKV): the token ids of generation_config.json, and new_cache() returning a
+    RecurrentState whatever the capacity. A family provides _state_layout() -> (layers,
+    per-layer shapes as RecurrentState takes them) and, when its state must stay float32,
+    float32_only = the reason (said in the error)."""
+
+    float32_only: Optional[str] = None
+
+    def _state_layout(self):  # pragma: no cover - every family defines it
+        raise NotImplementedError
 
     def _after_load(self, directory) -> None:
         self.generation_defaults.update(
@@ -335,11 +342,21 @@ class RecurrentLM(PreTrainedModel, GenerationMixin):
             raise _C.TfcoreValueError(
                 f"{type(self).__name__} keeps a fixed-size recurrent state: cache_policy={policy!r} does not apply"
             )
+        if self.float32_only is not None and dtype != "float32":
+            raise _C.TfcoreValueError(f"{type(self).__name__}'s {self.float32_only}, got {dtype!r}")
         if dtype not in ("float32", "bfloat16"):
             raise _C.TfcoreValueError(f"the recurrent state is float32 or bfloat16, got {dtype!r}")
-        return _C.RecurrentState(
-            len(self.layers), batch_size, [m.state_shapes() for _, m in self.layers], dtype=dtype
-        )
+        layers, shapes = self._state_layout()
+        return _C.RecurrentState(layers, batch_size, shapes, dtype=dtype)
+
+
+class RecurrentLM(RecurrentStateCache, PreTrainedModel, GenerationMixin):
+    """What the state-space LMs share: the RecurrentState cache, the HF forward arguments
+    (input_ids, attention_mask, past_key_values, logits_to_keep) and the layer loop; a family
+    sets self.embeddings, self.layers [(norm, mixer)], self.norm_f, self.lm_head."""
+
+    def _state_layout(self):
+        return len(self.layers), [m.state_shapes() for _, m in self.layers]
 
     def forward(
         self,

@@ -17,9 +17,10 @@ import numpy as np
 from .. import _C
 from ..config import Config
 from ..functional import linear_attention, rope_inv_freq, rotary_embedding
-from ..generation import GenerationMixin, read_generation_defaults
+from ..generation import GenerationMixin
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights, check_ids
+from .decoder import RecurrentStateCache
 from .registry import register
 
 __all__ = ["MultiScaleRetention", "RetNetForCausalLM"]
@@ -136,7 +137,7 @@ class MultiScaleRetention:
 
 
 @register("causal-lm")
-class RetNetForCausalLM(PreTrainedModel, GenerationMixin):
+class RetNetForCausalLM(RecurrentStateCache, PreTrainedModel, GenerationMixin):
     """flash-linear-attention's ``RetNetForCausalLM``: ``model.embeddings``, ``model.layers.{i}``
     (attn_norm, attn = MultiScaleRetention, mlp_norm, mlp = SwiGLU), ``model.norm``, ``lm_head``.
     generate() decodes with a tfcore.RecurrentState (constant memory per generated token)."""
@@ -221,28 +222,8 @@ class RetNetForCausalLM(PreTrainedModel, GenerationMixin):
             dtype=dtype,
         )
 
-    def _after_load(self, directory) -> None:
-        self.generation_defaults.update(
-            read_generation_defaults(directory, ("eos_token_id", "pad_token_id", "bos_token_id"))
-        )
-
-    def new_cache(
-        self,
-        batch_size: int,
-        capacity: int = 256,
-        policy: str = "full",
-        budget: Optional[int] = None,
-        n_sink: int = 4,
-        dtype: str = "float32",
-    ) -> _C.RecurrentState:
-        """The model's RecurrentState (capacity is not needed: the state has a fixed size)."""
-        if policy != "full":
-            raise _C.TfcoreValueError(
-                f"{type(self).__name__} keeps a fixed-size recurrent state: cache_policy={policy!r} does not apply"
-            )
-        if dtype not in ("float32", "bfloat16"):
-            raise _C.TfcoreValueError(f"the recurrent state is float32 or bfloat16, got {dtype!r}")
-        return _C.RecurrentState(self.num_layers, batch_size, self.layers[0][1].state_shapes(), dtype=dtype)
+    def _state_layout(self):
+        return self.num_layers, self.layers[0][1].state_shapes()
 
     def forward(
         self,

@@ -26,9 +26,10 @@ import numpy as np
 from .. import _C
 from ..config import Config
 from ..functional import rwkv4_wkv, rwkv_token_shift, sigmoid_gate, squared_relu
-from ..generation import GenerationMixin, read_generation_defaults
+from ..generation import GenerationMixin
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights, check_ids
+from .decoder import RecurrentStateCache
 from .registry import register
 
 __all__ = ["RwkvForCausalLM"]
@@ -117,9 +118,11 @@ class RwkvBlock:
 
 
 @register("causal-lm")
-class RwkvForCausalLM(PreTrainedModel, GenerationMixin):
+class RwkvForCausalLM(RecurrentStateCache, PreTrainedModel, GenerationMixin):
     """Hugging Face's ``RwkvForCausalLM`` (RWKV-4). generate() decodes with a
     tfcore.RecurrentState: constant memory and time per generated token."""
+
+    float32_only = "WKV state is float32 only (its running maximum and sums lose their meaning in bfloat16)"
 
     model_types = ("rwkv",)
     base_prefixes = ("",)
@@ -155,31 +158,8 @@ class RwkvForCausalLM(PreTrainedModel, GenerationMixin):
         self.head = _C.Linear(head, dtype=w.dtype)
         self.generation_defaults = {k: cfg.get(k) for k in ("eos_token_id", "pad_token_id", "bos_token_id")}
 
-    def _after_load(self, directory) -> None:
-        self.generation_defaults.update(
-            read_generation_defaults(directory, ("eos_token_id", "pad_token_id", "bos_token_id"))
-        )
-
-    def new_cache(
-        self,
-        batch_size: int,
-        capacity: int = 256,
-        policy: str = "full",
-        budget: Optional[int] = None,
-        n_sink: int = 4,
-        dtype: str = "float32",
-    ) -> _C.RecurrentState:
-        """The model's RecurrentState (capacity is not needed: the state has a fixed size)."""
-        if policy != "full":
-            raise _C.TfcoreValueError(
-                f"{type(self).__name__} keeps a fixed-size recurrent state: cache_policy={policy!r} does not apply"
-            )
-        if dtype != "float32":
-            raise _C.TfcoreValueError(
-                f"{type(self).__name__}'s WKV state is float32 only (its running maximum and sums "
-                f"lose their meaning in bfloat16), got {dtype!r}"
-            )
-        return _C.RecurrentState(self.num_layers, batch_size, self.blocks[0].state_shapes(), dtype=dtype)
+    def _state_layout(self):
+        return self.num_layers, self.blocks[0].state_shapes()
 
     def forward(
         self,
