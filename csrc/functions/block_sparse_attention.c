@@ -84,7 +84,8 @@ layout_arg(tf_state *st, PyObject *obj, tf_block_sparse_args *a, int64_t nkb, bs
     a->l_sq = PyArray_DIM(lay, nd - 2) == 1 ? a->nsel : strides[2];
     a->layout = PyArray_DATA(lay);
     const int64_t *p = a->layout;
-    for (npy_intp i = 0; i < PyArray_SIZE(lay); i++) {
+    const npy_intp count = PyArray_SIZE(lay); /* once: the loop runs over every entry */
+    for (npy_intp i = 0; i < count; i++) {
         if (p[i] < -1 || p[i] >= nkb) {
             tf_value_error(
                 st,
@@ -120,7 +121,8 @@ global_arg(tf_state *st, PyObject *obj, tf_block_sparse_args *a, bs_arrays *arr)
     }
     memset(arr->global_q, 0, (size_t)a->nqb);
     const int64_t *g = PyArray_DATA(arr->glob);
-    for (npy_intp i = 0; i < PyArray_SIZE(arr->glob); i++) {
+    const npy_intp count = PyArray_SIZE(arr->glob);
+    for (npy_intp i = 0; i < count; i++) {
         const int64_t qb = g[i] < 0 ? g[i] + a->nqb : g[i]; /* -1 = the last block */
         if (qb < 0 || qb >= a->nqb) {
             tf_value_error(st,
