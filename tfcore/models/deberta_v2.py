@@ -9,12 +9,13 @@ key/query projections with ``share_att_key``, else ``pos_key_proj`` / ``pos_quer
     score(i, j) = (q_i . k_j + q_i . Kr[p] + k_j . Qr[p]) / sqrt(D * (1 + #pos_att_type))
     p = clamp(bucket(i - j) + span, 0, 2 span - 1)
 
-with HF's log buckets (``position_buckets``, ``max_relative_positions``). tfcore computes the
-two small GEMMs c2p = Q Krᵀ (L, P) and p2c = K Qrᵀ (S, P) per head and lets the fused attention
-kernel gather c2p[i, p] + p2c[j, p] per query row and key
-(``scaled_dot_product_attention(..., disentangled=...)``): no (B, H, L, L) tensor is built.
-Kr and Qr depend on no input and are projected once at load; only the positions an input of
-length L can reach (P <= 2 span) are multiplied.
+with HF's log buckets (``position_buckets``, ``max_relative_positions``). Kr and Qr depend on
+no input and are projected once at load. The fused attention kernel
+(``scaled_dot_product_attention(..., disentangled_positions=(Kr, Qr, index))``) multiplies
+them itself: per block of 64 queries the c2p rows Q Krᵀ (P, 64), per head the p2c rows
+K Qrᵀ (S, P), both small GEMMs into per-thread buffers that stay in cache, then gathers
+c2p[i, p] + p2c[j, p] per query and key. Neither a (B, H, L, L) nor a (B, H, L, P) tensor is
+built; only the positions an input of length L can reach (P <= 2 span) are multiplied.
 
 Matching Hugging Face (eval mode):
   * padding: HF multiplies the embeddings by the mask and masks with m_i m_j, so a padded query
@@ -64,7 +65,7 @@ def _pos_att_type(cfg: Config) -> Tuple[str, ...]:
 class _DisentangledLayer:
     """One DeBERTa layer: a tfcore.TransformerBlock (fused QKV, output projection, norms and
     feed-forward as BERT's) plus the layer's projected relative embeddings, Kr and Qr as
-    (H, 2 span, D) float32, already divided by the score scale (None when unused)."""
+    (H, 2 span, D) float32 (None when unused)."""
 
     def __init__(self, block, pos_key: Optional[np.ndarray], pos_query: Optional[np.ndarray]):
         self.block = block
@@ -162,7 +163,6 @@ class DebertaV2Model(PreTrainedModel):
 
         # --- layers
         act = hidden_act(cfg)
-        inv_scale = np.float32(1.0) / np.float32(self.score_scale)
         self.layers: List[_DisentangledLayer] = []
         for i in w.layer_range(N):
             p = _LAYER.format(i)
@@ -216,8 +216,8 @@ class DebertaV2Model(PreTrainedModel):
                             dtype=w.dtype,
                         )(rel)[0]
 
-                def heads(a):  # (2 span, C) -> (H, 2 span, D) / scale
-                    return np.ascontiguousarray((a * inv_scale).reshape(-1, H, D).transpose(1, 0, 2))
+                def heads(a):  # (2 span, C) -> (H, 2 span, D)
+                    return np.ascontiguousarray(a.reshape(-1, H, D).transpose(1, 0, 2))
 
                 if "c2p" in self.pos_att_type:
                     pos_key = heads(kr)
@@ -278,14 +278,11 @@ class DebertaV2Model(PreTrainedModel):
 
         q, k, v = heads(qkv, 0), heads(qkv, 1), heads(qkv, 2)
         dis = None
-        if index is not None:
+        if index is not None:  # the positions [lo, hi) this length reaches, (H, P, D) views
             lo, hi = prange
-            c2p = p2c = None
-            if layer.pos_key is not None:  # (B, H, T, P) = q (B, H, T, D) @ Kr[lo:hi]ᵀ
-                c2p = np.matmul(q, layer.pos_key[:, lo:hi].transpose(0, 2, 1))
-            if layer.pos_query is not None:  # (B, H, T, P) = k @ Qr[lo:hi]ᵀ
-                p2c = np.matmul(k, layer.pos_query[:, lo:hi].transpose(0, 2, 1))
-            dis = (c2p, p2c, index)
+            kr = layer.pos_key[:, lo:hi] if layer.pos_key is not None else None
+            qr = layer.pos_query[:, lo:hi] if layer.pos_query is not None else None
+            dis = (kr, qr, index)
         res = _C.scaled_dot_product_attention(
             q,
             k,
@@ -294,7 +291,7 @@ class DebertaV2Model(PreTrainedModel):
             scale=1.0 / self.score_scale,
             out=heads(ctx, 0),
             return_weights=want_weights,
-            disentangled=dis,
+            disentangled_positions=dis,
         )
         weights = res[1] if want_weights else None
         h = block.norm1(attn.o_proj(ctx, out=proj), x)  # LayerNorm(x + attention)
