@@ -42,6 +42,8 @@ __all__ = [
     "DebertaV2Model",
     "DebertaV2ForSequenceClassification",
     "DebertaV2ForTokenClassification",
+    "DebertaV2ForQuestionAnswering",
+    "DebertaV2ForMaskedLM",
 ]
 
 _LAYER = "encoder.layer.{}."
@@ -368,7 +370,8 @@ class _DebertaV2WithHead(PreTrainedModel):
     def _build_head(self, config: Config, weights: Weights, C: int) -> None:  # pragma: no cover
         raise NotImplementedError
 
-    def _head(self, h: np.ndarray) -> np.ndarray:  # pragma: no cover
+    def _head(self, h: np.ndarray) -> dict:  # pragma: no cover
+        """The head's output fields from the last hidden state (B, T, C)."""
         raise NotImplementedError
 
     def forward(
@@ -380,13 +383,13 @@ class _DebertaV2WithHead(PreTrainedModel):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> ModelOutput:
-        """HF arguments and outputs of the transformers class of the same name (``logits``,
-        ``hidden_states``, ``attentions``)."""
+        """HF arguments and outputs of the transformers class of the same name (``logits``, or
+        ``start_logits`` and ``end_logits``; ``hidden_states``, ``attentions``)."""
         out = self.deberta(
             input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions
         )
         return ModelOutput(
-            logits=self._head(out.last_hidden_state),
+            **self._head(out.last_hidden_state),
             hidden_states=out.get("hidden_states"),
             attentions=out.get("attentions"),
         )
@@ -411,8 +414,8 @@ class DebertaV2ForSequenceClassification(_DebertaV2WithHead):
             dtype=weights.dtype,
         )
 
-    def _head(self, h: np.ndarray) -> np.ndarray:
-        return self.classifier(self.pooler(np.ascontiguousarray(h[:, 0])))
+    def _head(self, h: np.ndarray) -> dict:
+        return dict(logits=self.classifier(self.pooler(np.ascontiguousarray(h[:, 0]))))
 
 
 @register("token-classification")
@@ -426,5 +429,83 @@ class DebertaV2ForTokenClassification(_DebertaV2WithHead):
             dtype=weights.dtype,
         )
 
-    def _head(self, h: np.ndarray) -> np.ndarray:
-        return self.classifier(h)
+    def _head(self, h: np.ndarray) -> dict:
+        return dict(logits=self.classifier(h))
+
+
+@register("question-answering")
+class DebertaV2ForQuestionAnswering(_DebertaV2WithHead):
+    """``transformers.DebertaV2ForQuestionAnswering``: qa_outputs(h) (B, T, 2) -> start_logits,
+    end_logits (B, T)."""
+
+    def _build_head(self, config: Config, weights: Weights, C: int) -> None:
+        if self.num_labels != 2:
+            raise CheckpointError(
+                f"config.json: DebertaV2ForQuestionAnswering needs num_labels=2 (start and end "
+                f"logits), got {self.num_labels}"
+            )
+        self.qa_outputs = _C.Linear(
+            weights.get("qa_outputs.weight", (2, C), matrix=True),
+            weights.get("qa_outputs.bias", (2,)),
+            dtype=weights.dtype,
+        )
+
+    def _head(self, h: np.ndarray) -> dict:
+        logits = self.qa_outputs(h)  # (B, T, 2)
+        return dict(
+            start_logits=np.ascontiguousarray(logits[..., 0]), end_logits=np.ascontiguousarray(logits[..., 1])
+        )
+
+
+@register("masked-lm")
+class DebertaV2ForMaskedLM(_DebertaV2WithHead):
+    """``transformers.DebertaV2ForMaskedLM``: logits (B, T, vocab_size). HF picks the head by
+    ``config.legacy`` (default True): the legacy head ``cls.predictions`` (dense to
+    embedding_size, act, LayerNorm, a decoder tied to the word embeddings unless the checkpoint
+    stores its own) or ``lm_predictions.lm_head`` (dense, act, LayerNorm, then the word
+    embeddings transposed plus a bias). The checkpoints' ``mask_predictions.*`` (replaced-token
+    detection of DeBERTa-v3 pretraining) are ignored, as HF does."""
+
+    ignore_keys = ("position_ids", "mask_predictions.")
+
+    def _build_head(self, config: Config, weights: Weights, C: int) -> None:
+        V = self.deberta.vocab_size
+        E = int(self.deberta.word_embeddings.shape[1])
+        eps = layer_norm_eps(config, default=1e-7)
+        self.legacy = bool(config.get("legacy", True))
+        p = "cls.predictions." if self.legacy else "lm_predictions.lm_head."
+        if not self.legacy and E != C:
+            raise CheckpointError(
+                f"config.json: legacy=false multiplies hidden states (hidden_size={C}) with the word "
+                f"embeddings (embedding_size={E}); they must be equal"
+            )
+        T = E if self.legacy else C
+        dense = p + ("transform.dense." if self.legacy else "dense.")
+        norm = p + ("transform.LayerNorm." if self.legacy else "LayerNorm.")
+        self.transform = _C.Linear(
+            weights.get(dense + "weight", (T, C), matrix=True),
+            weights.get(dense + "bias", (T,)),
+            hidden_act(config),
+            dtype=weights.dtype,
+        )
+        self.transform_norm = _C.LayerNorm(
+            weights.get(norm + "weight", (T,)), weights.get(norm + "bias", (T,)), eps=eps
+        )
+        decoder = weights.get(p + "decoder.weight", (V, E), matrix=True, optional=True) if self.legacy else None
+        if decoder is None:
+            if self.legacy and not config.get("tie_word_embeddings", True):
+                raise CheckpointError(
+                    "checkpoint: cls.predictions.decoder.weight is missing and tie_word_embeddings is false"
+                )
+            decoder = self.deberta.word_embeddings
+        bias = weights.get(p + "bias", (V,), optional=self.legacy)
+        if self.legacy:
+            decoder_bias = weights.get(p + "decoder.bias", (V,), optional=True)  # tied to cls.predictions.bias
+            if bias is None:
+                if decoder_bias is None:
+                    raise CheckpointError("checkpoint: cls.predictions.bias is missing")
+                bias = decoder_bias
+        self.decoder = _C.Linear(decoder, bias, dtype=weights.dtype)
+
+    def _head(self, h: np.ndarray) -> dict:
+        return dict(logits=self.decoder(self.transform_norm(self.transform(h))))
