@@ -500,11 +500,13 @@ class DebertaV2ForMaskedLM(_DebertaV2WithHead):
             decoder = self.deberta.word_embeddings
         bias = weights.get(p + "bias", (V,), optional=self.legacy)
         if self.legacy:
-            decoder_bias = weights.get(p + "decoder.bias", (V,), optional=True)  # tied to cls.predictions.bias
-            if bias is None:
-                if decoder_bias is None:
-                    raise CheckpointError("checkpoint: cls.predictions.bias is missing")
+            # the legacy head adds decoder.bias, which HF ties to cls.predictions.bias unless
+            # tie_word_embeddings is false (then cls.predictions.bias is unused)
+            decoder_bias = weights.get(p + "decoder.bias", (V,), optional=True)
+            if decoder_bias is not None:
                 bias = decoder_bias
+            elif bias is None:
+                raise CheckpointError("checkpoint: cls.predictions.decoder.bias is missing")
         self.decoder = _C.Linear(decoder, bias, dtype=weights.dtype)
 
     def _head(self, h: np.ndarray) -> dict:
