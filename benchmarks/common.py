@@ -35,11 +35,18 @@ def reexec_at_avx2_if_asked() -> None:
 
 
 def interleaved(
-    fns: Dict[str, Callable[[], object]], *, repeat: int = 15, warmup: int = 3, min_time: float = 0.0
+    fns: Dict[str, Callable[[], object]],
+    *,
+    repeat: int = 15,
+    warmup: int = 3,
+    min_time: float = 0.0,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Dict[str, float]:
     """Median seconds per call for each fn, timed alternately (a, b, a, b, ...).
 
-    Each sample runs the fn `inner` times, chosen so a sample lasts >= min_time.
+    Each sample runs the fn `inner` times, chosen so a sample lasts >= min_time. clock:
+    time.perf_counter (wall) or time.process_time (CPU seconds of all threads: on a shared
+    machine the repeatable measure for one thread).
     """
     for _ in range(warmup):
         for f in fns.values():
@@ -54,10 +61,10 @@ def interleaved(
     samples: Dict[str, List[float]] = {k: [] for k in fns}
     for _ in range(repeat):
         for k, f in fns.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(inner):
                 f()
-            samples[k].append((time.perf_counter() - t0) / inner)
+            samples[k].append((clock() - t0) / inner)
     return {k: statistics.median(v) for k, v in samples.items()}
 
 

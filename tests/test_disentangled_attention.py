@@ -141,7 +141,9 @@ def tables(q, k, pos_key, pos_query, scale):
     """The score tables disentangled_positions stands for, in float64:
     c2p = scale q pos_keyᵀ (B, H, L, P), p2c = scale k pos_queryᵀ (B, H, S, P)."""
     c2p = scale * np.einsum("bhld,hpd->bhlp", q, np.broadcast_to(pos_key, (q.shape[1],) + pos_key.shape[1:]))
-    p2c = scale * np.einsum("bhsd,hpd->bhsp", k, np.broadcast_to(pos_query, (k.shape[1],) + pos_query.shape[1:]))
+    p2c = scale * np.einsum(
+        "bhsd,hpd->bhsp", k, np.broadcast_to(pos_query, (k.shape[1],) + pos_query.shape[1:])
+    )
     return c2p, p2c
 
 
@@ -174,8 +176,9 @@ def test_positions_match_reference(path, L, S, terms):
         zeros if pos_query is None else pos_query.astype(np.float64),
         0.3,
     )
-    ref = reference(q, k, v, c2p if pos_key is not None else None, p2c if pos_query is not None else None,
-                    idx, 0.3, mask)
+    ref = reference(
+        q, k, v, c2p if pos_key is not None else None, p2c if pos_query is not None else None, idx, 0.3, mask
+    )
     # as test_disentangled_matches_reference, plus the float32 dot products of the two terms
     # over D=24 (relative error ~1e-7 of |terms| ~ 0.3 * 5)
     np.testing.assert_allclose(out, ref, atol=3e-5, rtol=0)
@@ -246,6 +249,9 @@ def test_positions_and_tables_are_exclusive():
     idx = np.zeros(5, np.int32)
     with pytest.raises(tfcore.TfcoreError, match="not both"):
         F.scaled_dot_product_attention(
-            q, q, q, disentangled=(np.ones((1, 1, 3, 1), np.float32), None, idx),
+            q,
+            q,
+            q,
+            disentangled=(np.ones((1, 1, 3, 1), np.float32), None, idx),
             disentangled_positions=(np.ones((1, 1, 4), np.float32), None, idx),
         )

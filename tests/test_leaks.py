@@ -159,7 +159,9 @@ def test_deberta_keeps_memory_flat(tmp_path):
             pass
         tfcore.functional.scaled_dot_product_attention(q, q, q, disentangled=(c2p, c2p, idx))
         try:  # the in-kernel form: a refused call, then one with its per-thread buffers
-            tfcore.functional.scaled_dot_product_attention(q, q, q, disentangled_positions=(pos, pos, idx + 9))
+            tfcore.functional.scaled_dot_product_attention(
+                q, q, q, disentangled_positions=(pos, pos, idx + 9)
+            )
         except tfcore.TfcoreError:
             pass
         tfcore.functional.scaled_dot_product_attention(q, q, q, disentangled_positions=(pos, pos, idx))

@@ -150,13 +150,14 @@ position_rows(tf_state *st, PyObject *obj, const char *name, int64_t H, int64_t 
         tf_value_error(st,
                        "disentangled_positions %s has shape (%lld, %lld, %lld), expected "
                        "(heads=%lld or 1, positions%s, head_dim=%lld)",
-                       name, (long long)h, (long long)p, (long long)PyArray_DIM(t, 2),
-                       (long long)H, *P >= 0 ? " as the other table" : "", (long long)D);
+                       name, (long long)h, (long long)p, (long long)PyArray_DIM(t, 2), (long long)H,
+                       *P >= 0 ? " as the other table" : "", (long long)D);
         goto fail;
     }
     if (tf_estride(t, 1) != D) {
-        tf_value_error(st, "disentangled_positions %s must have contiguous rows (a view that "
-                           "slices positions or heads is fine, one that slices head_dim is not)",
+        tf_value_error(st,
+                       "disentangled_positions %s must have contiguous rows (a view that "
+                       "slices positions or heads is fine, one that slices head_dim is not)",
                        name);
         goto fail;
     }

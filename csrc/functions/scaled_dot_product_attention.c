@@ -49,9 +49,20 @@ typedef struct {
 static PyObject *
 sdpa(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"query", "key",          "value",  "attn_mask", "is_causal",
-                             "scale", "enable_gqa",   "window", "bias",      "return_weights",
-                             "out",   "disentangled", "disentangled_positions", NULL};
+    static char *kwlist[] = {"query",
+                             "key",
+                             "value",
+                             "attn_mask",
+                             "is_causal",
+                             "scale",
+                             "enable_gqa",
+                             "window",
+                             "bias",
+                             "return_weights",
+                             "out",
+                             "disentangled",
+                             "disentangled_positions",
+                             NULL};
     PyObject *q_obj, *k_obj, *v_obj, *mask_obj = Py_None, *scale_obj = Py_None,
                                      *window_obj = Py_None, *bias_obj = Py_None, *out_obj = Py_None,
                                      *dis_obj = Py_None, *dpos_obj = Py_None, *result = NULL;

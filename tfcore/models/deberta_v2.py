@@ -491,7 +491,9 @@ class DebertaV2ForMaskedLM(_DebertaV2WithHead):
         self.transform_norm = _C.LayerNorm(
             weights.get(norm + "weight", (T,)), weights.get(norm + "bias", (T,)), eps=eps
         )
-        decoder = weights.get(p + "decoder.weight", (V, E), matrix=True, optional=True) if self.legacy else None
+        decoder = (
+            weights.get(p + "decoder.weight", (V, E), matrix=True, optional=True) if self.legacy else None
+        )
         if decoder is None:
             if self.legacy and not config.get("tie_word_embeddings", True):
                 raise CheckpointError(

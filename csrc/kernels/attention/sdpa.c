@@ -303,8 +303,8 @@ positions_p2c(const tf_attn_args *a, int64_t b, int64_t h, pos_scratch *ps)
 /* c2p rows of the query block (Qᵀ packed in qt) for the positions it reaches with keys
  * [jmin, jmax): sets ps->pmin. */
 static void
-positions_c2p(const tf_attn_args *a, int64_t h, int64_t i0, int64_t nq, int64_t jmin,
-              int64_t jmax, const float *qt, pos_scratch *ps)
+positions_c2p(const tf_attn_args *a, int64_t h, int64_t i0, int64_t nq, int64_t jmin, int64_t jmax,
+              const float *qt, pos_scratch *ps)
 {
     const int32_t *idx = a->dis_idx + (a->S - 1);
     int32_t pmin = INT32_MAX, pmax = -1;
@@ -348,8 +348,8 @@ add_positions(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t j
                 add = tf_vadd(add, tf_vgather_mask(ps->c2p, off, valid[u]));
             }
             if (p2c != NULL) {
-                add = tf_vadd(add, tf_vgather_mask(p2c, tf_viload_mask(a->dis_idx + at, valid[u]),
-                                                   valid[u]));
+                add = tf_vadd(
+                    add, tf_vgather_mask(p2c, tf_viload_mask(a->dis_idx + at, valid[u]), valid[u]));
             }
             const tf_vf s = tf_vadd(tf_vload(row + TF_VW * u), add);
             tf_vstore(row + TF_VW * u, s);
