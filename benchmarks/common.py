@@ -80,10 +80,11 @@ def print_table(headers: List[str], rows: List[List[object]]) -> None:
         print("| " + " | ".join(str(c) for c in r) + " |")
 
 
-def gemm_peak_gflops(repeat: int = 9) -> float:
+def gemm_peak_gflops(repeat: int = 9, clock: Callable[[], float] = time.perf_counter) -> float:
     """fp32 GEMM GFLOP/s of tfcore (oneDNN) on this machine now, at the current thread
     count: (1024 x 2048) @ (2048 x 2048), median. Measured in the benchmark's own run
-    because the shared VM's speed drifts between runs."""
+    because the shared VM's speed drifts between runs. clock as interleaved's (CPU time
+    gives the per-core rate on a loaded machine, with one thread)."""
     import numpy as np
 
     import tfcore
@@ -92,7 +93,7 @@ def gemm_peak_gflops(repeat: int = 9) -> float:
     lin = tfcore.Linear(rng.standard_normal((2048, 2048), dtype=np.float32))
     x = rng.standard_normal((1024, 2048), dtype=np.float32)
     out = np.empty((1024, 2048), np.float32)
-    t = interleaved({"gemm": lambda: lin(x, out=out)}, repeat=repeat, warmup=2)["gemm"]
+    t = interleaved({"gemm": lambda: lin(x, out=out)}, repeat=repeat, warmup=2, clock=clock)["gemm"]
     return 2 * 1024 * 2048 * 2048 / t / 1e9
 
 
