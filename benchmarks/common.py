@@ -35,11 +35,18 @@ def reexec_at_avx2_if_asked() -> None:
 
 
 def interleaved(
-    fns: Dict[str, Callable[[], object]], *, repeat: int = 15, warmup: int = 3, min_time: float = 0.0
+    fns: Dict[str, Callable[[], object]],
+    *,
+    repeat: int = 15,
+    warmup: int = 3,
+    min_time: float = 0.0,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Dict[str, float]:
     """Median seconds per call for each fn, timed alternately (a, b, a, b, ...).
 
-    Each sample runs the fn `inner` times, chosen so a sample lasts >= min_time.
+    Each sample runs the fn `inner` times, chosen so a sample lasts >= min_time. clock:
+    time.perf_counter (wall) or time.process_time (CPU seconds of all threads: on a shared
+    machine the repeatable measure for one thread).
     """
     for _ in range(warmup):
         for f in fns.values():
@@ -54,10 +61,10 @@ def interleaved(
     samples: Dict[str, List[float]] = {k: [] for k in fns}
     for _ in range(repeat):
         for k, f in fns.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(inner):
                 f()
-            samples[k].append((time.perf_counter() - t0) / inner)
+            samples[k].append((clock() - t0) / inner)
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
@@ -73,10 +80,11 @@ def print_table(headers: List[str], rows: List[List[object]]) -> None:
         print("| " + " | ".join(str(c) for c in r) + " |")
 
 
-def gemm_peak_gflops(repeat: int = 9) -> float:
+def gemm_peak_gflops(repeat: int = 9, clock: Callable[[], float] = time.perf_counter) -> float:
     """fp32 GEMM GFLOP/s of tfcore (oneDNN) on this machine now, at the current thread
     count: (1024 x 2048) @ (2048 x 2048), median. Measured in the benchmark's own run
-    because the shared VM's speed drifts between runs."""
+    because the shared VM's speed drifts between runs. clock as interleaved's (CPU time
+    gives the per-core rate on a loaded machine, with one thread)."""
     import numpy as np
 
     import tfcore
@@ -85,7 +93,7 @@ def gemm_peak_gflops(repeat: int = 9) -> float:
     lin = tfcore.Linear(rng.standard_normal((2048, 2048), dtype=np.float32))
     x = rng.standard_normal((1024, 2048), dtype=np.float32)
     out = np.empty((1024, 2048), np.float32)
-    t = interleaved({"gemm": lambda: lin(x, out=out)}, repeat=repeat, warmup=2)["gemm"]
+    t = interleaved({"gemm": lambda: lin(x, out=out)}, repeat=repeat, warmup=2, clock=clock)["gemm"]
     return 2 * 1024 * 2048 * 2048 / t / 1e9
 
 

@@ -2269,6 +2269,118 @@ CASES = [
         "empty|positions",
     ),
     (
+        "deberta/positions not a tuple",
+        "F.scaled_dot_product_attention(q, k, v, disentangled_positions=[None, None, None])",
+        TE,
+        "tuple",
+    ),
+    (
+        "deberta/positions none given",
+        "F.scaled_dot_product_attention(q, k, v, disentangled_positions=(None, None, np.zeros(12, np.int32)))",
+        VE,
+        "pos_key or pos_query",
+    ),
+    (
+        "deberta/positions head_dim",
+        "F.scaled_dot_product_attention(q, k, v, disentangled_positions=(r(4, 3, 7), None, np.zeros(12, np.int32)))",
+        VE,
+        "head_dim",
+    ),
+    (
+        "deberta/positions heads",
+        "F.scaled_dot_product_attention(q, k, v, disentangled_positions=(r(3, 3, 8), None, np.zeros(12, np.int32)))",
+        VE,
+        "heads",
+    ),
+    (
+        "deberta/positions rank",
+        "F.scaled_dot_product_attention(q, k, v, disentangled_positions=(r(3, 8), None, np.zeros(12, np.int32)))",
+        VE,
+        "dimensions",
+    ),
+    (
+        "deberta/positions tables differ",
+        "F.scaled_dot_product_attention(q, k, v, disentangled_positions=(r(4, 3, 8), r(4, 5, 8), np.zeros(12, np.int32)))",
+        VE,
+        "other table",
+    ),
+    (
+        "deberta/positions strided rows",
+        "F.scaled_dot_product_attention(q, k, v, disentangled_positions=(r(4, 8, 3).transpose(0, 2, 1), None, np.zeros(12, np.int32)))",
+        VE,
+        "contiguous",
+    ),
+    (
+        "deberta/positions float64",
+        "F.scaled_dot_product_attention(q, k, v, disentangled_positions=(np.zeros((4, 3, 8)), None, np.zeros(12, np.int32)))",
+        TE,
+        "float32",
+    ),
+    (
+        "deberta/positions Inf",
+        "F.scaled_dot_product_attention(q, k, v, disentangled_positions=(np.full((4, 3, 8), np.inf, np.float32), None, np.zeros(12, np.int32)))",
+        VE,
+        "NaN or Inf",
+    ),
+    (
+        "deberta/positions empty",
+        "F.scaled_dot_product_attention(q, k, v, disentangled_positions=(np.zeros((4, 0, 8), np.float32), None, np.zeros(12, np.int32)))",
+        VE,
+        "empty|positions",
+    ),
+    (
+        "deberta/positions index range",
+        "F.scaled_dot_product_attention(q, k, v, disentangled_positions=(r(4, 3, 8), None, np.full(12, 3, np.int32)))",
+        VE,
+        "outside",
+    ),
+    (
+        "deberta/positions index length",
+        "F.scaled_dot_product_attention(q, k, v, disentangled_positions=(r(4, 3, 8), None, np.zeros(13, np.int32)))",
+        VE,
+        "entries",
+    ),
+    (
+        "deberta/positions and tables",
+        "F.scaled_dot_product_attention(q, k, v, disentangled=(r(1, 4, 6, 3), None, np.zeros(12, np.int32)), "
+        "disentangled_positions=(r(4, 3, 8), None, np.zeros(12, np.int32)))",
+        VE,
+        "not both",
+    ),
+    (
+        "deberta/qa and mlm heads: bad calls, then good ones",
+        "import transformers, torch; torch.manual_seed(0)\n"
+        "cfg = dict(vocab_size=40, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8, "
+        "relative_attention=True, position_buckets=4, max_relative_positions=9, pos_att_type=['c2p', 'p2c'], "
+        "share_att_key=True, position_biased_input=False, type_vocab_size=0)\n"
+        "for name, kw in (('DebertaV2ForQuestionAnswering', dict(num_labels=2)), ('DebertaV2ForMaskedLM', dict(legacy=True)), "
+        "('DebertaV2ForMaskedLM', dict(legacy=False))):\n"
+        "    d = tempfile.mkdtemp(dir=tmp)\n"
+        "    getattr(transformers, name)(transformers.DebertaV2Config(**cfg, **kw)).save_pretrained(d)\n"
+        "    m = getattr(tfcore.models, name).from_pretrained(d)\n"
+        "    for call in (lambda: m(np.array([[1, 40]])), lambda: m(np.array([[1.5]])), lambda: m(np.zeros((1, 0), np.int64)), "
+        "lambda: m(np.array([[1, 2]]), attention_mask=np.ones((1, 3)))):\n"
+        "        try:\n"
+        "            call(); raise AssertionError('accepted')\n"
+        "        except tfcore.TfcoreError:\n"
+        "            pass\n"
+        "    out = m(np.array([[1, 2, 3]]))\n"
+        "    assert all(np.isfinite(out[f]).all() for f in ('start_logits', 'end_logits', 'logits') if out.get(f) is not None)",
+        None,
+        "",
+    ),
+    (
+        "deberta/mlm head missing",
+        "import transformers, torch; torch.manual_seed(0); d = tempfile.mkdtemp(dir=tmp)\n"
+        "transformers.DebertaV2Model(transformers.DebertaV2Config(vocab_size=40, hidden_size=8, "
+        "num_hidden_layers=1, num_attention_heads=2, intermediate_size=8, relative_attention=True, "
+        "position_buckets=4, max_relative_positions=9, pos_att_type=['c2p', 'p2c'], share_att_key=True, "
+        "position_biased_input=False, type_vocab_size=0)).save_pretrained(d)\n"
+        "tfcore.models.DebertaV2ForMaskedLM.from_pretrained(d)",
+        CK,
+        "cls.predictions",
+    ),
+    (
         "deberta/model bad calls, then a good one",
         "import transformers, torch; torch.manual_seed(0); d = tempfile.mkdtemp(dir=tmp)\n"
         "transformers.DebertaV2Model(transformers.DebertaV2Config(vocab_size=40, hidden_size=8, "

@@ -196,3 +196,72 @@ def test_bad_inputs(tmp_path):
         model(np.array([[1, 2, 3]]), attention_mask=np.ones((1, 2)))
     with pytest.raises(tfcore.TfcoreError, match="integers"):
         model(np.array([[1.5, 2.0]]))
+
+
+def test_question_answering_matches_hf(tmp_path):
+    ref_model = save(tmp_path, cls=transformers.DebertaV2ForQuestionAnswering, num_labels=2)
+    model = tfcore.AutoModelForQuestionAnswering.from_pretrained(tmp_path)
+    assert type(model).__name__ == "DebertaV2ForQuestionAnswering"
+    ids = np.random.default_rng(7).integers(0, 97, (2, 31))
+    mask = np.ones_like(ids)
+    mask[1, 23:] = 0
+    with torch.no_grad():
+        ref = ref_model(torch.tensor(ids), attention_mask=torch.tensor(mask), output_hidden_states=True)
+    out = model(ids, attention_mask=mask, output_hidden_states=True)
+    for name in ("start_logits", "end_logits"):
+        got, want = out[name], getattr(ref, name).numpy()
+        assert got.shape == want.shape == (2, 31)
+        assert compare_real(got, want, mask) <= 1e-4
+    assert compare_real(out.hidden_states[-1], ref.hidden_states[-1].numpy(), mask) <= 1e-4
+
+
+def test_question_answering_needs_two_labels(tmp_path):
+    save(tmp_path, cls=transformers.DebertaV2ForQuestionAnswering, num_labels=3)
+    with pytest.raises(CheckpointError, match="num_labels=2"):
+        tfcore.models.DebertaV2ForQuestionAnswering.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        dict(legacy=True),  # cls.predictions, decoder tied to the word embeddings
+        dict(legacy=True, embedding_size=28, position_buckets=-1, max_relative_positions=-1),
+        dict(legacy=True, tie_word_embeddings=False),  # the checkpoint's own decoder
+        dict(legacy=False),  # lm_predictions.lm_head: word embeddings transposed
+    ],
+    ids=["legacy", "legacy_embedding_size", "legacy_untied", "lm_head"],
+)
+def test_masked_lm_matches_hf(tmp_path, over):
+    ref_model = save(tmp_path, cls=transformers.DebertaV2ForMaskedLM, **over)
+    with torch.no_grad():  # HF initialises the head biases to zero: make them count
+        for name, p in ref_model.named_parameters():
+            if name.endswith("bias") and ("cls." in name or "lm_predictions." in name):
+                p.normal_(0, 0.5)
+    ref_model.save_pretrained(tmp_path)
+    model = tfcore.models.DebertaV2ForMaskedLM.from_pretrained(tmp_path)
+    assert model.legacy == over["legacy"]
+    ids = np.random.default_rng(8).integers(0, 97, (2, 37))
+    mask = np.ones_like(ids)
+    mask[0, 30:] = 0
+    with torch.no_grad():
+        ref = ref_model(torch.tensor(ids), attention_mask=torch.tensor(mask)).logits.numpy()
+    got = model(ids, attention_mask=mask).logits
+    assert got.shape == ref.shape == (2, 37, 97)
+    assert compare_real(got, ref, mask) <= 1e-4
+
+
+@pytest.mark.parametrize("dtype,tol", [("bfloat16", 0.05), ("int8", 0.2)])
+@pytest.mark.parametrize("cls", ["DebertaV2ForQuestionAnswering", "DebertaV2ForMaskedLM"])
+def test_new_heads_bf16_and_int8(tmp_path, cls, dtype, tol):
+    """The new heads load and run at low precision, close to their float32 selves (bounds as
+    test_bf16_and_int8_close_to_float32; int8 0.2: the MLM decoder quantizes the word
+    embeddings too, and its 97 logits per token sum 36 rounded products each; measured 0.15)."""
+    kw = dict(num_labels=2) if cls.endswith("Answering") else {}
+    save(tmp_path, cls=getattr(transformers, cls), **kw)
+    ids = np.random.default_rng(9).integers(0, 97, (2, 40))
+    ours = getattr(tfcore.models, cls)
+    ref = ours.from_pretrained(tmp_path)(ids)
+    got = ours.from_pretrained(tmp_path, dtype=dtype)(ids)
+    for name in ("start_logits", "end_logits") if kw else ("logits",):
+        assert np.isfinite(got[name]).all()
+        assert rel_err(got[name], ref[name]) <= tol

@@ -132,3 +132,126 @@ def test_relative_index_bad_arguments():
         F.deberta_relative_index(0, 4, position_buckets=8, max_relative_positions=20)
     with pytest.raises(tfcore.TfcoreError, match=">= 1"):
         F.deberta_relative_index(3, 4)
+
+
+# ---- disentangled_positions: the kernel multiplies the projected relative embeddings itself
+
+
+def tables(q, k, pos_key, pos_query, scale):
+    """The score tables disentangled_positions stands for, in float64:
+    c2p = scale q pos_keyᵀ (B, H, L, P), p2c = scale k pos_queryᵀ (B, H, S, P)."""
+    c2p = scale * np.einsum("bhld,hpd->bhlp", q, np.broadcast_to(pos_key, (q.shape[1],) + pos_key.shape[1:]))
+    p2c = scale * np.einsum(
+        "bhsd,hpd->bhsp", k, np.broadcast_to(pos_query, (k.shape[1],) + pos_query.shape[1:])
+    )
+    return c2p, p2c
+
+
+@pytest.mark.parametrize("L,S", [(7, 7), (97, 97), (131, 131), (200, 131), (3, 50)])
+@pytest.mark.parametrize("terms", ["both", "c2p", "p2c"])
+def test_positions_match_reference(path, L, S, terms):
+    """Every kernel path (vector tiles, decode for L <= 4, reference), odd sizes, L != S, a
+    padding mask, heads broadcast for pos_query, positions as a sliced view like the model's."""
+    rng = np.random.default_rng(L + S)
+    B, H, D = 2, 3, 24
+    q = rng.standard_normal((B, H, L, D)).astype(np.float32)
+    k, v = (rng.standard_normal((B, H, S, D)).astype(np.float32) for _ in range(2))
+    idx = F.deberta_relative_index(L, S, position_buckets=8, max_relative_positions=20)
+    lo = int(idx.min())
+    idx = (idx - lo).astype(np.int32)
+    P = int(idx.max()) + 1
+    full_key = rng.standard_normal((H, P + 5, D)).astype(np.float32)
+    pos_key = full_key[:, 2 : 2 + P] if terms != "p2c" else None  # a view: rows contiguous
+    pos_query = rng.standard_normal((1, P, D)).astype(np.float32) if terms != "c2p" else None
+    mask = np.zeros((B, 1, 1, S), np.float32)
+    mask[1, ..., S - S // 3 :] = -np.inf
+    out = F.scaled_dot_product_attention(
+        q, k, v, mask, scale=0.3, disentangled_positions=(pos_key, pos_query, idx)
+    )
+    zeros = np.zeros((H, P, D))
+    c2p, p2c = tables(
+        q.astype(np.float64),
+        k.astype(np.float64),
+        zeros if pos_key is None else pos_key.astype(np.float64),
+        zeros if pos_query is None else pos_query.astype(np.float64),
+        0.3,
+    )
+    ref = reference(
+        q, k, v, c2p if pos_key is not None else None, p2c if pos_query is not None else None, idx, 0.3, mask
+    )
+    # as test_disentangled_matches_reference, plus the float32 dot products of the two terms
+    # over D=24 (relative error ~1e-7 of |terms| ~ 0.3 * 5)
+    np.testing.assert_allclose(out, ref, atol=3e-5, rtol=0)
+    # and the same as the table form the model used before
+    tab = F.scaled_dot_product_attention(
+        q,
+        k,
+        v,
+        mask,
+        scale=0.3,
+        disentangled=(
+            c2p.astype(np.float32) if pos_key is not None else None,
+            p2c.astype(np.float32) if pos_query is not None else None,
+            idx,
+        ),
+    )
+    np.testing.assert_allclose(out, tab, atol=3e-5, rtol=0)
+
+
+def test_positions_weights_and_general_mask(path):
+    """return_weights (the weights pass recomputes the terms) and a per-(query, key) bool mask
+    (the scalar extras path) with the in-kernel terms."""
+    rng = np.random.default_rng(9)
+    B, H, L, D, P = 2, 2, 45, 16, 9
+    q, k = (rng.standard_normal((B, H, L, D)).astype(np.float32) for _ in range(2))
+    eye = np.ascontiguousarray(np.broadcast_to(np.eye(L, dtype=np.float32), (B, H, L, L)))
+    pk, pq = (rng.standard_normal((H, P, D)).astype(np.float32) for _ in range(2))
+    idx = np.clip(np.arange(2 * L - 1) - (L - 1) + P // 2, 0, P - 1).astype(np.int32)
+    keep = rng.random((B, 1, L, L)) > 0.3
+    keep[..., 0] = True
+    out, w = F.scaled_dot_product_attention(
+        q, k, eye, keep, return_weights=True, disentangled_positions=(pk, pq, idx)
+    )
+    c2p, p2c = tables(q.astype(np.float64), k.astype(np.float64), pk, pq, 1 / np.sqrt(D))
+    wref = reference(q, k, eye, c2p, p2c, idx, 1 / np.sqrt(D), np.where(keep, 0.0, -np.inf))
+    np.testing.assert_allclose(out, wref, atol=2e-5, rtol=0)  # values = I: output = weights
+    np.testing.assert_allclose(w, wref, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (lambda k, q, i: [k, q, i], "tuple"),
+        (lambda k, q, i: (None, None, i), "pos_key or pos_query"),
+        (lambda k, q, i: (k[:, :-1], q, i), "as the other table"),
+        (lambda k, q, i: (k[:, :, :-1], q, i), "head_dim"),
+        (lambda k, q, i: (np.concatenate([k, k]), q, i), "heads"),
+        (lambda k, q, i: (k[0], q, i), "dimensions"),
+        (lambda k, q, i: (k.astype(np.float64), q, i), "float32"),
+        (lambda k, q, i: (np.where(k > 0, np.inf, k).astype(np.float32), q, i), "NaN or Inf"),
+        (lambda k, q, i: (k, q.transpose(1, 0, 2).copy().transpose(1, 0, 2), i), "contiguous rows"),
+        (lambda k, q, i: (k, q, i + 100), "outside"),
+        (lambda k, q, i: (k, q, i[:-1]), "entries"),
+        (lambda k, q, i: (k, q, i.astype(np.int64)), "int32"),
+    ],
+)
+def test_positions_bad_arguments(bad, match):
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((1, 2, 6, 4)).astype(np.float32)
+    pk = rng.standard_normal((2, 5, 4)).astype(np.float32)
+    idx = np.full(11, 2, np.int32)
+    with pytest.raises(tfcore.TfcoreError, match=match):
+        F.scaled_dot_product_attention(q, q, q, disentangled_positions=bad(pk, pk.copy(), idx))
+
+
+def test_positions_and_tables_are_exclusive():
+    q = np.ones((1, 1, 3, 4), np.float32)
+    idx = np.zeros(5, np.int32)
+    with pytest.raises(tfcore.TfcoreError, match="not both"):
+        F.scaled_dot_product_attention(
+            q,
+            q,
+            q,
+            disentangled=(np.ones((1, 1, 3, 1), np.float32), None, idx),
+            disentangled_positions=(np.ones((1, 1, 4), np.float32), None, idx),
+        )

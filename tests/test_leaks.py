@@ -116,7 +116,8 @@ def test_bart_generate_keeps_memory_flat(tmp_path):
 
 
 def test_deberta_keeps_memory_flat(tmp_path):
-    """DeBERTa's disentangled attention: the c2p/p2c tables and index per call, padded batches."""
+    """DeBERTa's disentangled attention: the projected positions (or c2p/p2c tables) and index
+    per call, padded batches."""
     if "libasan" in os.environ.get("LD_PRELOAD", ""):
         pytest.skip("resident-memory bound is not meaningful under AddressSanitizer")
     import torch
@@ -157,7 +158,15 @@ def test_deberta_keeps_memory_flat(tmp_path):
         except tfcore.TfcoreError:
             pass
         tfcore.functional.scaled_dot_product_attention(q, q, q, disentangled=(c2p, c2p, idx))
+        try:  # the in-kernel form: a refused call, then one with its per-thread buffers
+            tfcore.functional.scaled_dot_product_attention(
+                q, q, q, disentangled_positions=(pos, pos, idx + 9)
+            )
+        except tfcore.TfcoreError:
+            pass
+        tfcore.functional.scaled_dot_product_attention(q, q, q, disentangled_positions=(pos, pos, idx))
 
+    pos = np.ones((2, 4, 8), np.float32)
     assert rss_growth(bad, calls=3000, warmup=500) < 2 * MiB
 
 

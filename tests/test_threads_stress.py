@@ -54,7 +54,7 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     ).save_pretrained(tmp_path / "umt5")
     umt5 = tfcore.AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "umt5")
     bart = tfcore.AutoModelForSeq2SeqLM.from_pretrained(save_tiny("bart", tmp_path / "bart"))
-    # DeBERTa-v3-style disentangled attention (bias gathered inside the attention kernel)
+    # DeBERTa-v3-style disentangled attention (c2p/p2c computed in per-thread kernel buffers)
     transformers.DebertaV2ForSequenceClassification(
         transformers.DebertaV2Config(
             vocab_size=60,

@@ -326,6 +326,7 @@ def scaled_dot_product_attention(
     return_weights: bool = False,
     out: Optional[F32] = None,
     disentangled: Optional[Tuple[Optional[F32], Optional[F32], NDArray[np.int32]]] = None,
+    disentangled_positions: Optional[Tuple[Optional[F32], Optional[F32], NDArray[np.int32]]] = None,
 ) -> Union[F32, Tuple[F32, F32]]: ...
 def block_sparse_attention(
     query: F32,

@@ -51,6 +51,37 @@ fail:
     return NULL;
 }
 
+/* relative_index: contiguous 1-D int32 (L + S - 1,) with entries in [0, P). New reference or
+ * NULL with an exception. */
+static PyArrayObject *
+relative_index(tf_state *st, PyObject *idx, const tf_attn_args *a, int64_t P)
+{
+    if (!PyArray_Check(idx) || PyArray_TYPE((PyArrayObject *)idx) != NPY_INT32 ||
+        PyArray_NDIM((PyArrayObject *)idx) != 1 || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)idx)) {
+        tf_type_error(st, "disentangled relative_index must be a contiguous 1-D int32 array "
+                          "(tfcore.functional.deberta_relative_index)");
+        return NULL;
+    }
+    if (PyArray_DIM((PyArrayObject *)idx, 0) != a->L + a->S - 1) {
+        tf_value_error(st,
+                       "disentangled relative_index has %" NPY_INTP_FMT
+                       " entries, expected query length + key length - 1 = %lld",
+                       PyArray_DIM((PyArrayObject *)idx, 0), (long long)(a->L + a->S - 1));
+        return NULL;
+    }
+    const int32_t *ip = PyArray_DATA((PyArrayObject *)idx);
+    for (int64_t k = 0; k < a->L + a->S - 1; k++) {
+        if (ip[k] < 0 || ip[k] >= P) {
+            tf_value_error(st,
+                           "disentangled relative_index[%lld] = %d is outside [0, %lld) (the "
+                           "positions of the score tables)",
+                           (long long)k, ip[k], (long long)P);
+            return NULL;
+        }
+    }
+    return (PyArrayObject *)Py_NewRef(idx);
+}
+
 int
 tf_parse_disentangled(tf_state *st, PyObject *obj, int nd, tf_attn_args *a, PyArrayObject *hold[3])
 {
@@ -61,19 +92,6 @@ tf_parse_disentangled(tf_state *st, PyObject *obj, int nd, tf_attn_args *a, PyAr
     }
     PyObject *c2p = PyTuple_GET_ITEM(obj, 0), *p2c = PyTuple_GET_ITEM(obj, 1),
              *idx = PyTuple_GET_ITEM(obj, 2);
-    if (!PyArray_Check(idx) || PyArray_TYPE((PyArrayObject *)idx) != NPY_INT32 ||
-        PyArray_NDIM((PyArrayObject *)idx) != 1 || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)idx)) {
-        tf_type_error(st, "disentangled relative_index must be a contiguous 1-D int32 array "
-                          "(tfcore.functional.deberta_relative_index)");
-        return -1;
-    }
-    if (PyArray_DIM((PyArrayObject *)idx, 0) != a->L + a->S - 1) {
-        tf_value_error(st,
-                       "disentangled relative_index has %" NPY_INTP_FMT
-                       " entries, expected query length + key length - 1 = %lld",
-                       PyArray_DIM((PyArrayObject *)idx, 0), (long long)(a->L + a->S - 1));
-        return -1;
-    }
     if (c2p == Py_None && p2c == Py_None) {
         tf_value_error(st, "disentangled needs c2p or p2c (both are None)");
         return -1;
@@ -89,17 +107,10 @@ tf_parse_disentangled(tf_state *st, PyObject *obj, int nd, tf_attn_args *a, PyAr
         tf_value_error(st, "disentangled tables have no positions (last axis 0)");
         return -1;
     }
-    hold[2] = (PyArrayObject *)Py_NewRef(idx);
-    const int32_t *ip = PyArray_DATA(hold[2]);
-    for (int64_t k = 0; k < a->L + a->S - 1; k++) {
-        if (ip[k] < 0 || ip[k] >= P) {
-            tf_value_error(st,
-                           "disentangled relative_index[%lld] = %d is outside [0, %lld) (the "
-                           "positions of c2p/p2c)",
-                           (long long)k, ip[k], (long long)P);
-            return -1;
-        }
+    if ((hold[2] = relative_index(st, idx, a, P)) == NULL) {
+        return -1;
     }
+    const int32_t *ip = PyArray_DATA(hold[2]);
     int64_t s[3];
     if (c2p != Py_None) {
         if ((hold[0] = score_table(st, c2p, "c2p", "query length", nd, a->B, a->H, a->L, P, s)) ==
@@ -122,6 +133,92 @@ tf_parse_disentangled(tf_state *st, PyObject *obj, int nd, tf_attn_args *a, PyAr
         a->p2c_ss = s[2];
     }
     a->dis_idx = ip;
+    return 0;
+}
+
+/* pos_key / pos_query (H or 1, P, D): float32, rows contiguous. New reference or NULL. */
+static PyArrayObject *
+position_rows(tf_state *st, PyObject *obj, const char *name, int64_t H, int64_t D, int64_t *P,
+              int64_t *sh)
+{
+    PyArrayObject *t = tf_arg_qkv_view(st, obj, name, 3, 3);
+    if (t == NULL) {
+        return NULL;
+    }
+    const int64_t h = PyArray_DIM(t, 0), p = PyArray_DIM(t, 1);
+    if ((h != H && h != 1) || PyArray_DIM(t, 2) != D || (*P >= 0 && p != *P)) {
+        tf_value_error(st,
+                       "disentangled_positions %s has shape (%lld, %lld, %lld), expected "
+                       "(heads=%lld or 1, positions%s, head_dim=%lld)",
+                       name, (long long)h, (long long)p, (long long)PyArray_DIM(t, 2), (long long)H,
+                       *P >= 0 ? " as the other table" : "", (long long)D);
+        goto fail;
+    }
+    if (tf_estride(t, 1) != D) {
+        tf_value_error(st,
+                       "disentangled_positions %s must have contiguous rows (a view that "
+                       "slices positions or heads is fine, one that slices head_dim is not)",
+                       name);
+        goto fail;
+    }
+    /* the kernel addresses c2p rows as int32 position * 64 + lane */
+    if (p > (1 << 24)) {
+        tf_value_error(st, "disentangled_positions %s has %lld positions, at most 2^24", name,
+                       (long long)p);
+        goto fail;
+    }
+    if (tf_check_finite_view(st, t, name) < 0) {
+        goto fail;
+    }
+    *P = p;
+    *sh = h == 1 ? 0 : tf_estride(t, 0);
+    return t;
+fail:
+    Py_DECREF(t);
+    return NULL;
+}
+
+int
+tf_parse_disentangled_positions(tf_state *st, PyObject *obj, tf_attn_args *a,
+                                PyArrayObject *hold[3])
+{
+    if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) != 3) {
+        tf_type_error(st,
+                      "disentangled_positions must be a tuple (pos_key, pos_query, "
+                      "relative_index), got %s",
+                      Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    if (a->c2p != NULL || a->p2c != NULL) {
+        tf_value_error(st, "pass disentangled or disentangled_positions, not both");
+        return -1;
+    }
+    PyObject *pk = PyTuple_GET_ITEM(obj, 0), *pq = PyTuple_GET_ITEM(obj, 1),
+             *idx = PyTuple_GET_ITEM(obj, 2);
+    if (pk == Py_None && pq == Py_None) {
+        tf_value_error(st, "disentangled_positions needs pos_key or pos_query (both are None)");
+        return -1;
+    }
+    int64_t P = -1, sh = 0;
+    if (pk != Py_None) {
+        if ((hold[0] = position_rows(st, pk, "pos_key", a->H, a->D, &P, &sh)) == NULL) {
+            return -1;
+        }
+        a->pos_key = PyArray_DATA(hold[0]);
+        a->pk_sh = sh;
+    }
+    if (pq != Py_None) {
+        if ((hold[1] = position_rows(st, pq, "pos_query", a->H, a->D, &P, &sh)) == NULL) {
+            return -1;
+        }
+        a->pos_query = PyArray_DATA(hold[1]);
+        a->pq_sh = sh;
+    }
+    if ((hold[2] = relative_index(st, idx, a, P)) == NULL) {
+        return -1;
+    }
+    a->dis_idx = PyArray_DATA(hold[2]);
+    a->dis_P = P;
     return 0;
 }
 

@@ -42,27 +42,39 @@ parse_window_side(tf_state *st, PyObject *obj, int64_t *out)
 
 typedef struct {
     PyArrayObject *q, *k, *v, *mask, *bias, *out, *weights;
-    PyArrayObject *dis[3]; /* disentangled c2p, p2c, relative_index */
+    PyArrayObject *dis[3];  /* disentangled c2p, p2c, relative_index */
+    PyArrayObject *dpos[3]; /* disentangled_positions pos_key, pos_query, relative_index */
 } sdpa_arrays;
 
 static PyObject *
 sdpa(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"query", "key",          "value",  "attn_mask", "is_causal",
-                             "scale", "enable_gqa",   "window", "bias",      "return_weights",
-                             "out",   "disentangled", NULL};
+    static char *kwlist[] = {"query",
+                             "key",
+                             "value",
+                             "attn_mask",
+                             "is_causal",
+                             "scale",
+                             "enable_gqa",
+                             "window",
+                             "bias",
+                             "return_weights",
+                             "out",
+                             "disentangled",
+                             "disentangled_positions",
+                             NULL};
     PyObject *q_obj, *k_obj, *v_obj, *mask_obj = Py_None, *scale_obj = Py_None,
                                      *window_obj = Py_None, *bias_obj = Py_None, *out_obj = Py_None,
-                                     *dis_obj = Py_None, *result = NULL;
+                                     *dis_obj = Py_None, *dpos_obj = Py_None, *result = NULL;
     int causal = 0, gqa = 0, return_weights = 0;
     sdpa_arrays arr = {0};
     tf_attn_args a;
     tf_err err = {0};
     tf_state *st = tf_state_of_module(module);
     memset(&a, 0, sizeof(a));
-    if (!TF_PARSE(st, args, kwds, "OOO|OpOp$OOpOO:scaled_dot_product_attention", kwlist, &q_obj,
+    if (!TF_PARSE(st, args, kwds, "OOO|OpOp$OOpOOO:scaled_dot_product_attention", kwlist, &q_obj,
                   &k_obj, &v_obj, &mask_obj, &causal, &scale_obj, &gqa, &window_obj, &bias_obj,
-                  &return_weights, &out_obj, &dis_obj)) {
+                  &return_weights, &out_obj, &dis_obj, &dpos_obj)) {
         return NULL;
     }
     if ((arr.q = tf_arg_qkv_view(st, q_obj, "query", 3, 4)) == NULL ||
@@ -191,6 +203,9 @@ sdpa(PyObject *module, PyObject *args, PyObject *kwds)
     if (dis_obj != Py_None && tf_parse_disentangled(st, dis_obj, nd, &a, arr.dis) < 0) {
         goto done;
     }
+    if (dpos_obj != Py_None && tf_parse_disentangled_positions(st, dpos_obj, &a, arr.dpos) < 0) {
+        goto done;
+    }
     a.causal = causal;
     a.window_left = a.window_right = -1;
     if (window_obj != Py_None) {
@@ -284,6 +299,7 @@ done:
     Py_XDECREF(arr.weights);
     for (int i = 0; i < 3; i++) {
         Py_XDECREF(arr.dis[i]);
+        Py_XDECREF(arr.dpos[i]);
     }
     return result;
 }
@@ -292,7 +308,8 @@ PyDoc_STRVAR(
     sdpa_doc,
     "scaled_dot_product_attention($module, query, key, value, attn_mask=None, is_causal=False,\n"
     "                             scale=None, enable_gqa=False, *, window=None, bias=None,\n"
-    "                             return_weights=False, out=None, disentangled=None)\n--\n\n"
+    "                             return_weights=False, out=None, disentangled=None,\n"
+    "                             disentangled_positions=None)\n--\n\n"
     "softmax(query @ key.T * scale + mask + bias) @ value, fused, with the semantics of\n"
     "torch.nn.functional.scaled_dot_product_attention (no dropout).\n\n"
     "query (B, H, L, D), key (B, KVH, S, D), value (B, KVH, S, Dv) float32 (3-D without B also\n"
@@ -308,7 +325,11 @@ PyDoc_STRVAR(
     "disentangled=(c2p, p2c, relative_index): DeBERTa's disentangled bias, adding\n"
     "c2p[b, h, i, p] + p2c[b, h, j, p] with p = relative_index[i - j + S - 1] inside the\n"
     "kernel (c2p (B, H, L, P), p2c (B, H, S, P), either may be None; relative_index from\n"
-    "deberta_relative_index), never building the (B, H, L, S) bias.\n\n"
+    "deberta_relative_index), never building the (B, H, L, S) bias.\n"
+    "disentangled_positions=(pos_key, pos_query, relative_index): the same terms from the\n"
+    "projected relative embeddings pos_key, pos_query (H or 1, P, D) (either may be None):\n"
+    "adds scale * (query[i] . pos_key[h, p] + key[j] . pos_query[h, p]), p as above; the\n"
+    "kernel multiplies them per query block and per head itself (no (L, P) tables).\n\n"
     "Fully masked rows: a query that can see no key (all False, or all -inf) gets an output\n"
     "of zeros and zero weights. torch returns NaN there; zeros keep padded batches finite.\n"
     "Inputs with NaN or Inf in query/key/value are refused; masks and bias may hold -inf.");

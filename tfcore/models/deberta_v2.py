@@ -9,12 +9,13 @@ key/query projections with ``share_att_key``, else ``pos_key_proj`` / ``pos_quer
     score(i, j) = (q_i . k_j + q_i . Kr[p] + k_j . Qr[p]) / sqrt(D * (1 + #pos_att_type))
     p = clamp(bucket(i - j) + span, 0, 2 span - 1)
 
-with HF's log buckets (``position_buckets``, ``max_relative_positions``). tfcore computes the
-two small GEMMs c2p = Q Krᵀ (L, P) and p2c = K Qrᵀ (S, P) per head and lets the fused attention
-kernel gather c2p[i, p] + p2c[j, p] per query row and key
-(``scaled_dot_product_attention(..., disentangled=...)``): no (B, H, L, L) tensor is built.
-Kr and Qr depend on no input and are projected once at load; only the positions an input of
-length L can reach (P <= 2 span) are multiplied.
+with HF's log buckets (``position_buckets``, ``max_relative_positions``). Kr and Qr depend on
+no input and are projected once at load. The fused attention kernel
+(``scaled_dot_product_attention(..., disentangled_positions=(Kr, Qr, index))``) multiplies
+them itself: per block of 64 queries the c2p rows Q Krᵀ (P, 64), per head the p2c rows
+K Qrᵀ (S, P), both small GEMMs into per-thread buffers that stay in cache, then gathers
+c2p[i, p] + p2c[j, p] per query and key. Neither a (B, H, L, L) nor a (B, H, L, P) tensor is
+built; only the positions an input of length L can reach (P <= 2 span) are multiplied.
 
 Matching Hugging Face (eval mode):
   * padding: HF multiplies the embeddings by the mask and masks with m_i m_j, so a padded query
@@ -41,6 +42,8 @@ __all__ = [
     "DebertaV2Model",
     "DebertaV2ForSequenceClassification",
     "DebertaV2ForTokenClassification",
+    "DebertaV2ForQuestionAnswering",
+    "DebertaV2ForMaskedLM",
 ]
 
 _LAYER = "encoder.layer.{}."
@@ -64,7 +67,7 @@ def _pos_att_type(cfg: Config) -> Tuple[str, ...]:
 class _DisentangledLayer:
     """One DeBERTa layer: a tfcore.TransformerBlock (fused QKV, output projection, norms and
     feed-forward as BERT's) plus the layer's projected relative embeddings, Kr and Qr as
-    (H, 2 span, D) float32, already divided by the score scale (None when unused)."""
+    (H, 2 span, D) float32 (None when unused)."""
 
     def __init__(self, block, pos_key: Optional[np.ndarray], pos_query: Optional[np.ndarray]):
         self.block = block
@@ -162,7 +165,6 @@ class DebertaV2Model(PreTrainedModel):
 
         # --- layers
         act = hidden_act(cfg)
-        inv_scale = np.float32(1.0) / np.float32(self.score_scale)
         self.layers: List[_DisentangledLayer] = []
         for i in w.layer_range(N):
             p = _LAYER.format(i)
@@ -216,8 +218,8 @@ class DebertaV2Model(PreTrainedModel):
                             dtype=w.dtype,
                         )(rel)[0]
 
-                def heads(a):  # (2 span, C) -> (H, 2 span, D) / scale
-                    return np.ascontiguousarray((a * inv_scale).reshape(-1, H, D).transpose(1, 0, 2))
+                def heads(a):  # (2 span, C) -> (H, 2 span, D)
+                    return np.ascontiguousarray(a.reshape(-1, H, D).transpose(1, 0, 2))
 
                 if "c2p" in self.pos_att_type:
                     pos_key = heads(kr)
@@ -278,14 +280,11 @@ class DebertaV2Model(PreTrainedModel):
 
         q, k, v = heads(qkv, 0), heads(qkv, 1), heads(qkv, 2)
         dis = None
-        if index is not None:
+        if index is not None:  # the positions [lo, hi) this length reaches, (H, P, D) views
             lo, hi = prange
-            c2p = p2c = None
-            if layer.pos_key is not None:  # (B, H, T, P) = q (B, H, T, D) @ Kr[lo:hi]ᵀ
-                c2p = np.matmul(q, layer.pos_key[:, lo:hi].transpose(0, 2, 1))
-            if layer.pos_query is not None:  # (B, H, T, P) = k @ Qr[lo:hi]ᵀ
-                p2c = np.matmul(k, layer.pos_query[:, lo:hi].transpose(0, 2, 1))
-            dis = (c2p, p2c, index)
+            kr = layer.pos_key[:, lo:hi] if layer.pos_key is not None else None
+            qr = layer.pos_query[:, lo:hi] if layer.pos_query is not None else None
+            dis = (kr, qr, index)
         res = _C.scaled_dot_product_attention(
             q,
             k,
@@ -294,7 +293,7 @@ class DebertaV2Model(PreTrainedModel):
             scale=1.0 / self.score_scale,
             out=heads(ctx, 0),
             return_weights=want_weights,
-            disentangled=dis,
+            disentangled_positions=dis,
         )
         weights = res[1] if want_weights else None
         h = block.norm1(attn.o_proj(ctx, out=proj), x)  # LayerNorm(x + attention)
@@ -371,7 +370,8 @@ class _DebertaV2WithHead(PreTrainedModel):
     def _build_head(self, config: Config, weights: Weights, C: int) -> None:  # pragma: no cover
         raise NotImplementedError
 
-    def _head(self, h: np.ndarray) -> np.ndarray:  # pragma: no cover
+    def _head(self, h: np.ndarray) -> dict:  # pragma: no cover
+        """The head's output fields from the last hidden state (B, T, C)."""
         raise NotImplementedError
 
     def forward(
@@ -383,13 +383,13 @@ class _DebertaV2WithHead(PreTrainedModel):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> ModelOutput:
-        """HF arguments and outputs of the transformers class of the same name (``logits``,
-        ``hidden_states``, ``attentions``)."""
+        """HF arguments and outputs of the transformers class of the same name (``logits``, or
+        ``start_logits`` and ``end_logits``; ``hidden_states``, ``attentions``)."""
         out = self.deberta(
             input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions
         )
         return ModelOutput(
-            logits=self._head(out.last_hidden_state),
+            **self._head(out.last_hidden_state),
             hidden_states=out.get("hidden_states"),
             attentions=out.get("attentions"),
         )
@@ -414,8 +414,8 @@ class DebertaV2ForSequenceClassification(_DebertaV2WithHead):
             dtype=weights.dtype,
         )
 
-    def _head(self, h: np.ndarray) -> np.ndarray:
-        return self.classifier(self.pooler(np.ascontiguousarray(h[:, 0])))
+    def _head(self, h: np.ndarray) -> dict:
+        return dict(logits=self.classifier(self.pooler(np.ascontiguousarray(h[:, 0]))))
 
 
 @register("token-classification")
@@ -429,5 +429,87 @@ class DebertaV2ForTokenClassification(_DebertaV2WithHead):
             dtype=weights.dtype,
         )
 
-    def _head(self, h: np.ndarray) -> np.ndarray:
-        return self.classifier(h)
+    def _head(self, h: np.ndarray) -> dict:
+        return dict(logits=self.classifier(h))
+
+
+@register("question-answering")
+class DebertaV2ForQuestionAnswering(_DebertaV2WithHead):
+    """``transformers.DebertaV2ForQuestionAnswering``: qa_outputs(h) (B, T, 2) -> start_logits,
+    end_logits (B, T)."""
+
+    def _build_head(self, config: Config, weights: Weights, C: int) -> None:
+        if self.num_labels != 2:
+            raise CheckpointError(
+                f"config.json: DebertaV2ForQuestionAnswering needs num_labels=2 (start and end "
+                f"logits), got {self.num_labels}"
+            )
+        self.qa_outputs = _C.Linear(
+            weights.get("qa_outputs.weight", (2, C), matrix=True),
+            weights.get("qa_outputs.bias", (2,)),
+            dtype=weights.dtype,
+        )
+
+    def _head(self, h: np.ndarray) -> dict:
+        logits = self.qa_outputs(h)  # (B, T, 2)
+        return dict(
+            start_logits=np.ascontiguousarray(logits[..., 0]), end_logits=np.ascontiguousarray(logits[..., 1])
+        )
+
+
+@register("masked-lm")
+class DebertaV2ForMaskedLM(_DebertaV2WithHead):
+    """``transformers.DebertaV2ForMaskedLM``: logits (B, T, vocab_size). HF picks the head by
+    ``config.legacy`` (default True): the legacy head ``cls.predictions`` (dense to
+    embedding_size, act, LayerNorm, a decoder tied to the word embeddings unless the checkpoint
+    stores its own) or ``lm_predictions.lm_head`` (dense, act, LayerNorm, then the word
+    embeddings transposed plus a bias). The checkpoints' ``mask_predictions.*`` (replaced-token
+    detection of DeBERTa-v3 pretraining) are ignored, as HF does."""
+
+    ignore_keys = ("position_ids", "mask_predictions.")
+
+    def _build_head(self, config: Config, weights: Weights, C: int) -> None:
+        V = self.deberta.vocab_size
+        E = int(self.deberta.word_embeddings.shape[1])
+        eps = layer_norm_eps(config, default=1e-7)
+        self.legacy = bool(config.get("legacy", True))
+        p = "cls.predictions." if self.legacy else "lm_predictions.lm_head."
+        if not self.legacy and E != C:
+            raise CheckpointError(
+                f"config.json: legacy=false multiplies hidden states (hidden_size={C}) with the word "
+                f"embeddings (embedding_size={E}); they must be equal"
+            )
+        T = E if self.legacy else C
+        dense = p + ("transform.dense." if self.legacy else "dense.")
+        norm = p + ("transform.LayerNorm." if self.legacy else "LayerNorm.")
+        self.transform = _C.Linear(
+            weights.get(dense + "weight", (T, C), matrix=True),
+            weights.get(dense + "bias", (T,)),
+            hidden_act(config),
+            dtype=weights.dtype,
+        )
+        self.transform_norm = _C.LayerNorm(
+            weights.get(norm + "weight", (T,)), weights.get(norm + "bias", (T,)), eps=eps
+        )
+        decoder = (
+            weights.get(p + "decoder.weight", (V, E), matrix=True, optional=True) if self.legacy else None
+        )
+        if decoder is None:
+            if self.legacy and not config.get("tie_word_embeddings", True):
+                raise CheckpointError(
+                    "checkpoint: cls.predictions.decoder.weight is missing and tie_word_embeddings is false"
+                )
+            decoder = self.deberta.word_embeddings
+        bias = weights.get(p + "bias", (V,), optional=self.legacy)
+        if self.legacy:
+            # the legacy head adds decoder.bias, which HF ties to cls.predictions.bias unless
+            # tie_word_embeddings is false (then cls.predictions.bias is unused)
+            decoder_bias = weights.get(p + "decoder.bias", (V,), optional=True)
+            if decoder_bias is not None:
+                bias = decoder_bias
+            elif bias is None:
+                raise CheckpointError("checkpoint: cls.predictions.decoder.bias is missing")
+        self.decoder = _C.Linear(decoder, bias, dtype=weights.dtype)
+
+    def _head(self, h: np.ndarray) -> dict:
+        return dict(logits=self.decoder(self.transform_norm(self.transform(h))))

@@ -4,10 +4,11 @@
  * position embeddings R (2 span, C), projected per layer to Kr = R Wk and Qr = R Wq:
  *   content-to-position  q_i . Kr[p(i, j)]      position-to-content  k_j . Qr[p(i, j)]
  * where p(i, j) = clamp(bucket(i - j) + span, 0, 2 span - 1) depends on i - j only.
- * The caller computes the two small GEMMs c2p = Q Krᵀ (L, 2 span) and p2c = K Qrᵀ (S, 2 span)
- * per head and the index vector idx (L + S - 1), idx[(i - j) + S - 1] = p(i, j); the
- * attention kernel (sdpa.h, tf_attn_args.dis_idx) gathers c2p[i, idx] + p2c[j, idx] per
- * query row and key, so no (H, L, S) bias tensor is ever built. */
+ * With the index vector idx (L + S - 1), idx[(i - j) + S - 1] = p(i, j), the attention
+ * kernel (sdpa.h, tf_attn_args.dis_idx) gathers c2p[i, idx] + p2c[j, idx] per query and key
+ * from the two small GEMMs c2p = Q Krᵀ (L, P) and p2c = K Qrᵀ (S, P): either given by the
+ * caller as tables, or computed by the kernel itself from Kr and Qr (dis_P > 0) per query
+ * block and per head into per-thread buffers. No (H, L, S) bias tensor is ever built. */
 #ifndef TFCORE_KERNELS_ATTENTION_DISENTANGLED_BIAS_H
 #define TFCORE_KERNELS_ATTENTION_DISENTANGLED_BIAS_H
 

@@ -70,12 +70,56 @@ has_extra(const tf_attn_args *a)
            a->dis_idx != NULL;
 }
 
+/* Row pointers; a packed batch b starts at row seq_start[b] instead of b * batch stride. */
+static inline const float *
+q_row(const tf_attn_args *a, int64_t b, int64_t h, int64_t i)
+{
+    int64_t base = a->seq_start ? a->seq_start[b] * a->q_sl : b * a->q_sb;
+    return a->q + base + h * a->q_sh + i * a->q_sl;
+}
+static inline const float *
+k_row(const tf_attn_args *a, int64_t b, int64_t kh, int64_t j)
+{
+    int64_t base = a->seq_start ? a->seq_start[b] * a->k_ss : b * a->k_sb;
+    return a->k + base + kh * a->k_sh + j * a->k_ss;
+}
+static inline const float *
+v_row(const tf_attn_args *a, int64_t b, int64_t kh, int64_t j)
+{
+    int64_t base = a->seq_start ? a->seq_start[b] * a->v_ss : b * a->v_sb;
+    return a->v + base + kh * a->v_sh + j * a->v_ss;
+}
+static inline float *
+o_row(const tf_attn_args *a, int64_t b, int64_t h, int64_t i)
+{
+    int64_t base = a->seq_start ? a->seq_start[b] * a->o_sl : b * a->o_sb;
+    return a->out + base + h * a->o_sh + i * a->o_sl;
+}
+
 /* DeBERTa's disentangled bias of (b, h, i, j) (sdpa.h). */
 static inline float
 disentangled_at(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, int64_t j)
 {
     const int64_t p = a->dis_idx[(i - j) + (a->S - 1)];
     float add = 0.0f;
+    if (a->dis_P > 0) { /* from the projected positions: two dot products */
+        const int64_t D = a->D;
+        double dot = 0.0;
+        if (a->pos_key != NULL) {
+            const float *q = q_row(a, b, h, i), *kr = a->pos_key + h * a->pk_sh + p * D;
+            for (int64_t d = 0; d < D; d++) {
+                dot += (double)q[d] * (double)kr[d];
+            }
+        }
+        if (a->pos_query != NULL) {
+            const float *k = k_row(a, b, h / (a->H / a->KVH), j),
+                        *qr = a->pos_query + h * a->pq_sh + p * D;
+            for (int64_t d = 0; d < D; d++) {
+                dot += (double)k[d] * (double)qr[d];
+            }
+        }
+        return (float)dot * a->scale;
+    }
     if (a->c2p != NULL) {
         add += a->c2p[b * a->c2p_sb + h * a->c2p_sh + i * a->c2p_sl + p];
     }
@@ -116,32 +160,6 @@ extra_per_key_only(const tf_attn_args *a)
 {
     return (a->bool_mask == NULL || a->bm_sl == 0) && (a->mask == NULL || a->m_sl == 0) &&
            (a->bias == NULL || a->b_sl == 0) && a->rel == NULL && a->dis_idx == NULL;
-}
-
-/* Row pointers; a packed batch b starts at row seq_start[b] instead of b * batch stride. */
-static inline const float *
-q_row(const tf_attn_args *a, int64_t b, int64_t h, int64_t i)
-{
-    int64_t base = a->seq_start ? a->seq_start[b] * a->q_sl : b * a->q_sb;
-    return a->q + base + h * a->q_sh + i * a->q_sl;
-}
-static inline const float *
-k_row(const tf_attn_args *a, int64_t b, int64_t kh, int64_t j)
-{
-    int64_t base = a->seq_start ? a->seq_start[b] * a->k_ss : b * a->k_sb;
-    return a->k + base + kh * a->k_sh + j * a->k_ss;
-}
-static inline const float *
-v_row(const tf_attn_args *a, int64_t b, int64_t kh, int64_t j)
-{
-    int64_t base = a->seq_start ? a->seq_start[b] * a->v_ss : b * a->v_sb;
-    return a->v + base + kh * a->v_sh + j * a->v_ss;
-}
-static inline float *
-o_row(const tf_attn_args *a, int64_t b, int64_t h, int64_t i)
-{
-    int64_t base = a->seq_start ? a->seq_start[b] * a->o_sl : b * a->o_sb;
-    return a->out + base + h * a->o_sh + i * a->o_sl;
 }
 
 #ifdef TF_ISA_PASS
@@ -203,6 +221,143 @@ add_disentangled(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_
     }
 }
 
+/* The disentangled terms from projected positions (sdpa.h, dis_P > 0), per thread:
+ *   c2p (P, BQ)   c2p[p - pmin][r] = scale q_{i0+r} . pos_key[h, p] for the positions p the
+ *                 query block reaches, recomputed per block from Qᵀ (as scores are);
+ *   p2c (S, Pp)   p2c[j][p] = scale k_j . pos_query[h, p], computed once per (b, h) from
+ *   qrt (D, Pp)   pos_query[h]ᵀ * scale (Pp = P rounded up to TF_VW, zero padded);
+ *   idxq          dis_idx * BQ (shared): the c2p row offsets the gathers read. */
+typedef struct {
+    float *c2p, *p2c, *qrt;
+    int64_t pmin, Pp;
+    const int32_t *idxq;
+} pos_scratch;
+
+/* out[m * ldo + n] = sum_d a[m * lda + d] bt[d * ldb + n] for m < M, n < N (N a multiple of
+ * TF_VW; every row of bt readable for N floats): broadcast-FMA tiles of 6 rows x 2 vectors
+ * (12 accumulators: fits AVX2's 16 registers with the two loads and the broadcast). */
+static void
+gemm_abt(const float *a, int64_t lda, int64_t M, const float *bt, int64_t ldb, int64_t N, int64_t D,
+         float *out, int64_t ldo)
+{
+    enum { R = 6 };
+    for (int64_t n0 = 0; n0 < N; n0 += 2 * TF_VW) {
+        const int two = n0 + TF_VW < N;
+        for (int64_t m0 = 0; m0 < M; m0 += R) {
+            const int64_t mm = M - m0 < R ? M - m0 : R;
+            const float *ar[R];
+            tf_vf acc0[R], acc1[R];
+            for (int r = 0; r < R; r++) {
+                ar[r] = a + (m0 + (r < mm ? r : 0)) * lda; /* tail rows repeat row 0, unstored */
+                acc0[r] = tf_vzero();
+                acc1[r] = tf_vzero();
+            }
+            const float *b = bt + n0;
+            if (two) {
+                for (int64_t d = 0; d < D; d++, b += ldb) {
+                    const tf_vf b0 = tf_vload(b), b1 = tf_vload(b + TF_VW);
+                    for (int r = 0; r < R; r++) {
+                        const tf_vf x = tf_vset1(ar[r][d]);
+                        acc0[r] = tf_vfma(x, b0, acc0[r]);
+                        acc1[r] = tf_vfma(x, b1, acc1[r]);
+                    }
+                }
+            }
+            else {
+                for (int64_t d = 0; d < D; d++, b += ldb) {
+                    const tf_vf b0 = tf_vload(b);
+                    for (int r = 0; r < R; r++) {
+                        acc0[r] = tf_vfma(tf_vset1(ar[r][d]), b0, acc0[r]);
+                    }
+                }
+            }
+            for (int64_t r = 0; r < mm; r++) {
+                tf_vstore(out + (m0 + r) * ldo + n0, acc0[r]);
+                if (two) {
+                    tf_vstore(out + (m0 + r) * ldo + n0 + TF_VW, acc1[r]);
+                }
+            }
+        }
+    }
+}
+
+/* p2c of head h in batch b into ps->p2c (S, Pp): qrt = scale pos_query[h]ᵀ, then one GEMM
+ * over the key rows. */
+static void
+positions_p2c(const tf_attn_args *a, int64_t b, int64_t h, pos_scratch *ps)
+{
+    const int64_t D = a->D, P = a->dis_P, Pp = ps->Pp, kh = h / (a->H / a->KVH);
+    const float *qr = a->pos_query + h * a->pq_sh;
+    for (int64_t d = 0; d < D; d++) {
+        float *row = ps->qrt + d * Pp;
+        for (int64_t p = 0; p < P; p++) {
+            row[p] = qr[p * D + d] * a->scale;
+        }
+        for (int64_t p = P; p < Pp; p++) {
+            row[p] = 0.0f;
+        }
+    }
+    gemm_abt(k_row(a, b, kh, 0), a->k_ss, a->S, ps->qrt, Pp, Pp, D, ps->p2c, Pp);
+}
+
+/* c2p rows of the query block (Qᵀ packed in qt) for the positions it reaches with keys
+ * [jmin, jmax): sets ps->pmin. */
+static void
+positions_c2p(const tf_attn_args *a, int64_t h, int64_t i0, int64_t nq, int64_t jmin, int64_t jmax,
+              const float *qt, pos_scratch *ps)
+{
+    const int32_t *idx = a->dis_idx + (a->S - 1);
+    int32_t pmin = INT32_MAX, pmax = -1;
+    for (int64_t d = i0 - (jmax - 1); d <= i0 + nq - 1 - jmin; d++) {
+        pmin = idx[d] < pmin ? idx[d] : pmin;
+        pmax = idx[d] > pmax ? idx[d] : pmax;
+    }
+    ps->pmin = pmin;
+    gemm_abt(a->pos_key + h * a->pk_sh + (int64_t)pmin * a->D, a->D, pmax - pmin + 1, qt, BQ, BQ,
+             a->D, ps->c2p, BQ);
+}
+
+/* add_disentangled for the in-kernel terms: lane r of vector u (query i = i0 + VW u + r) and
+ * key j read c2p[idx - pmin][VW u + r] (its own column of the block) and p2c[j][idx], idx =
+ * dis_idx[i - j + S - 1]; both tables are L2-resident per thread. */
+static void
+add_positions(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t j0, int64_t nk,
+              float *st, tf_vf *tmax, const pos_scratch *ps)
+{
+    const int64_t len = seq_len(a, b);
+    tf_vmask valid[QV];
+    tf_vi lane[QV]; /* VW u + r - pmin BQ: added to idx BQ gives the c2p offset */
+    for (int u = 0; u < QV; u++) {
+        tmax[u] = tf_vset1(-INFINITY);
+        int64_t nv = len - i0 - TF_VW * u;
+        nv = nv < 0 ? 0 : nv > TF_VW ? TF_VW : nv;
+        valid[u] = tf_vin_range(tf_viota(), tf_vizero(), tf_viset1((int32_t)nv));
+        lane[u] = tf_viadd(tf_viota(), tf_viset1((int32_t)(TF_VW * u - ps->pmin * BQ)));
+    }
+    const float *mrow = a->mask != NULL ? a->mask + b * a->m_sb + h * a->m_sh : NULL;
+    for (int64_t c = 0; c < nk; c++) {
+        const int64_t j = j0 + c;
+        float *row = st + c * BQ;
+        const float *p2c = a->pos_query != NULL ? ps->p2c + j * ps->Pp : NULL;
+        const tf_vf mj = tf_vset1(mrow != NULL ? mrow[j * a->m_ss] : 0.0f);
+        for (int u = 0; u < QV; u++) {
+            const int64_t at = i0 + TF_VW * u - j + a->S - 1;
+            tf_vf add = mj;
+            if (a->pos_key != NULL) {
+                const tf_vi off = tf_viadd(tf_viload_mask(ps->idxq + at, valid[u]), lane[u]);
+                add = tf_vadd(add, tf_vgather_mask(ps->c2p, off, valid[u]));
+            }
+            if (p2c != NULL) {
+                add = tf_vadd(
+                    add, tf_vgather_mask(p2c, tf_viload_mask(a->dis_idx + at, valid[u]), valid[u]));
+            }
+            const tf_vf s = tf_vadd(tf_vload(row + TF_VW * u), add);
+            tf_vstore(row + TF_VW * u, s);
+            tmax[u] = tf_vmax(tmax[u], s);
+        }
+    }
+}
+
 /* Adds masks and biases to the scores st (nk, BQ) of keys j0.. and recomputes the
  * block max; hidden keys stay -inf. The offset bias (rel) is one reversed vector load per
  * key and TF_VW queries: lane r of query vector u reads rel[(j - i0 - VW u - r) + L - 1]. */
@@ -253,7 +408,8 @@ add_extras(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t j0, 
 
 /* One work item: queries i0 .. i0 + nq - 1 of head h in batch b. */
 static void
-attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq, tile_scratch *ts)
+attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq, tile_scratch *ts,
+            pos_scratch *ps)
 {
     const int64_t D = a->D, Dv = a->Dv, kh = h / (a->H / a->KVH);
     int32_t lo[BQ], hi[BQ];
@@ -291,6 +447,9 @@ attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq,
     /* the disentangled bias alone, or with a float mask that depends on the key only */
     const int dis_fast = a->dis_idx != NULL && a->bool_mask == NULL && a->bias == NULL &&
                          a->rel == NULL && (a->mask == NULL || a->m_sl == 0);
+    if (ps != NULL && a->pos_key != NULL && jmax > jmin) {
+        positions_c2p(a, h, i0, nq, jmin, jmax, ts->qt, ps);
+    }
     for (int64_t j0 = jmin; j0 < jmax; j0 += BK) {
         const int64_t nk = jmax - j0 < BK ? jmax - j0 : BK;
         /* interior blocks (every lane sees every key) skip the visibility test */
@@ -303,7 +462,10 @@ attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq,
         tf_tile_rows(k_row(a, b, kh, 0), a->k_ss, j0, nk, kr);
         tf_tile_rows(v_row(a, b, kh, 0), a->v_ss, j0, nk, vr);
         tf_tile_qk(ts->qt, kr, D, nk, j0, edge, vlo, vhi, ts->st, tmax);
-        if (dis_fast) {
+        if (ps != NULL) {
+            add_positions(a, b, h, i0, j0, nk, ts->st, tmax, ps);
+        }
+        else if (dis_fast) {
             add_disentangled(a, b, h, i0, j0, nk, ts->st, tmax);
         }
         else if (extra) {
@@ -331,9 +493,75 @@ attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq,
     tf_tile_unpack_ot(ts->ot, inv, orows, 0, nq, Dv);
 }
 
+/* The tile path with in-kernel disentangled terms: one work item is a run of query blocks of
+ * one (b, h), which first computes that head's p2c (S, P) once. Runs are split so that
+ * there are about two items per thread (one run per head when B H is large). */
+static int
+tiles_positions(const tf_attn_args *a)
+{
+    const int64_t qblocks = (a->L + BQ - 1) / BQ, heads = a->B * a->H;
+    const int64_t Pp = (a->dis_P + TF_VW - 1) / TF_VW * TF_VW, n = a->L + a->S - 1;
+    int64_t runs = (2 * (int64_t)omp_get_max_threads() + heads - 1) / heads;
+    runs = runs > qblocks ? qblocks : runs;
+    const int64_t per_run = (qblocks + runs - 1) / runs;
+    int32_t *idxq = tf_malloc((size_t)n * sizeof(int32_t));
+    if (idxq == NULL) {
+        return -1;
+    }
+    for (int64_t t = 0; t < n; t++) {
+        idxq[t] = a->dis_idx[t] * BQ;
+    }
+    int failed = 0;
+#pragma omp parallel
+    {
+        tile_scratch ts;
+        pos_scratch ps = {.pmin = 0, .Pp = Pp, .idxq = idxq};
+        ts.qt = tf_malloc((size_t)(a->D * BQ) * sizeof(float));
+        ts.st = tf_malloc((size_t)(BK * BQ) * sizeof(float));
+        ts.ot = tf_malloc((size_t)(a->Dv * BQ) * sizeof(float));
+        ps.c2p = a->pos_key != NULL ? tf_malloc((size_t)(a->dis_P * BQ) * sizeof(float)) : NULL;
+        ps.p2c = a->pos_query != NULL ? tf_malloc((size_t)(a->S * Pp) * sizeof(float)) : NULL;
+        ps.qrt = a->pos_query != NULL ? tf_malloc((size_t)(a->D * Pp) * sizeof(float)) : NULL;
+        const int ok = ts.qt && ts.st && ts.ot && (a->pos_key == NULL || ps.c2p) &&
+                       (a->pos_query == NULL || (ps.p2c && ps.qrt));
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < heads * runs; it++) {
+            const int64_t bh = it / runs, b = bh / a->H, h = bh % a->H, len = seq_len(a, b);
+            const int64_t q0 = (it % runs) * per_run;
+            const int64_t q1 = q0 + per_run < qblocks ? q0 + per_run : qblocks;
+            if (!ok || q0 * BQ >= len) {
+                continue;
+            }
+            if (a->pos_query != NULL) {
+                positions_p2c(a, b, h, &ps);
+            }
+            for (int64_t qb = q0; qb < q1 && qb * BQ < len; qb++) {
+                const int64_t i0 = qb * BQ;
+                attend_tile(a, b, h, i0, len - i0 < BQ ? len - i0 : BQ, &ts, &ps);
+            }
+        }
+        tf_free(ts.qt);
+        tf_free(ts.st);
+        tf_free(ts.ot);
+        tf_free(ps.c2p);
+        tf_free(ps.p2c);
+        tf_free(ps.qrt);
+    }
+    tf_free(idxq);
+    return failed ? -1 : 0;
+}
+
 int
 TF_ISA_FN(tf_attention_tiles)(const tf_attn_args *a)
 {
+    if (a->dis_P > 0 && a->bool_mask == NULL && a->bias == NULL && a->rel == NULL &&
+        (a->mask == NULL || a->m_sl == 0) && a->seq_start == NULL) {
+        return tiles_positions(a);
+    }
     const int64_t qblocks = (a->L + BQ - 1) / BQ, items = a->B * a->H * qblocks;
     int failed = 0;
 #pragma omp parallel
@@ -357,7 +585,7 @@ TF_ISA_FN(tf_attention_tiles)(const tf_attn_args *a)
             const int64_t bh = it / qblocks;
             const int64_t i0 = qb * BQ, len = seq_len(a, bh / a->H);
             if (i0 < len) {
-                attend_tile(a, bh / a->H, bh % a->H, i0, len - i0 < BQ ? len - i0 : BQ, &ts);
+                attend_tile(a, bh / a->H, bh % a->H, i0, len - i0 < BQ ? len - i0 : BQ, &ts, NULL);
             }
         }
         tf_free(ts.qt);

@@ -50,6 +50,17 @@ typedef struct {
     int64_t c2p_sb, c2p_sh, c2p_sl;
     const float *p2c;
     int64_t p2c_sb, p2c_sh, p2c_ss;
+    /* ... or the same terms computed inside the kernel from the projected relative
+     * embeddings (dis_P > 0; c2p/p2c then NULL): adds scale * (q_i . pos_key[h, p] +
+     * k_j . pos_query[h, p]) with pos_key, pos_query (H, P, D) rows contiguous (head stride
+     * pk_sh / pq_sh, 0 broadcasts; either may be NULL). The vector path computes the c2p
+     * rows of a query block (P, BQ) and the p2c rows of a head (S, P) as small GEMMs in
+     * per-thread buffers, so nothing of size L x P or L x S per head reaches memory. */
+    const float *pos_key;
+    int64_t pk_sh;
+    const float *pos_query;
+    int64_t pq_sh;
+    int64_t dis_P;
     /* Packed (padding-free) sequences: when seq_start != NULL, sequence b occupies rows
      * seq_start[b] .. seq_start[b+1]-1 of q, k, v and out (row strides q_sl, k_ss, v_ss,
      * o_sl; the batch strides are unused), L = S = the longest sequence, and each sequence
