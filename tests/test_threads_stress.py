@@ -357,7 +357,6 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         ),
     }
     # GGUF: loads of one file from every thread, and one shared memory-mapped reader
-    import os
     import sys
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz"))
