@@ -70,8 +70,10 @@ def _compare(ref, ours, px):
 
 def test_relative_position_index_matches_hf():
     for nh, nw in ((4, 4), (3, 5), (1, 2)):
-        want = transformers.models.beit.modeling_beit.BeitRelativePositionBias.generate_relative_position_index(
-            (nh, nw)
+        want = (
+            transformers.models.beit.modeling_beit.BeitRelativePositionBias.generate_relative_position_index(
+                (nh, nw)
+            )
         )
         np.testing.assert_array_equal(relative_position_index(nh, nw), want.numpy())
 

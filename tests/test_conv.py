@@ -110,7 +110,14 @@ def test_fused_activation(rng, act):
 
 @pytest.mark.parametrize(
     "geometry",
-    [GEOMETRIES_2D[0], GEOMETRIES_2D[2], GEOMETRIES_1D[1], GEOMETRIES_GEMM[0], GEOMETRIES_GEMM[2], GEOMETRIES_GEMM[4]],
+    [
+        GEOMETRIES_2D[0],
+        GEOMETRIES_2D[2],
+        GEOMETRIES_1D[1],
+        GEOMETRIES_GEMM[0],
+        GEOMETRIES_GEMM[2],
+        GEOMETRIES_GEMM[4],
+    ],
     ids=str,
 )
 def test_residual_and_in_place_accumulation(rng, geometry):
@@ -255,7 +262,14 @@ def test_batch_norm_folded_matches_torch(rng):
 
 @pytest.mark.parametrize(
     "geometry",
-    [GEOMETRIES_2D[0], GEOMETRIES_2D[3], GEOMETRIES_2D[5], GEOMETRIES_1D[0], GEOMETRIES_GEMM[0], GEOMETRIES_GEMM[5]],
+    [
+        GEOMETRIES_2D[0],
+        GEOMETRIES_2D[3],
+        GEOMETRIES_2D[5],
+        GEOMETRIES_1D[0],
+        GEOMETRIES_GEMM[0],
+        GEOMETRIES_GEMM[5],
+    ],
     ids=str,
 )
 def test_bfloat16_is_the_convolution_of_bf16_rounded_values(rng, path, geometry):
@@ -286,7 +300,14 @@ def int8_bound(x, w, w_eff, geo):
 
 @pytest.mark.parametrize(
     "geometry",
-    [GEOMETRIES_2D[0], GEOMETRIES_2D[2], GEOMETRIES_2D[4], GEOMETRIES_1D[2], GEOMETRIES_GEMM[0], GEOMETRIES_GEMM[3]],
+    [
+        GEOMETRIES_2D[0],
+        GEOMETRIES_2D[2],
+        GEOMETRIES_2D[4],
+        GEOMETRIES_1D[2],
+        GEOMETRIES_GEMM[0],
+        GEOMETRIES_GEMM[3],
+    ],
     ids=str,
 )
 def test_int8_within_the_quantization_bound(rng, path, geometry):

@@ -65,7 +65,13 @@ def test_cvt_matches_hf(rng, tmp_path_factory, size):
     "options",
     [
         dict(cls_token=[False, False, False]),  # mean-pooled head
-        dict(qkv_bias=[False, True, False], stride_kv=[1, 2, 2], kernel_qkv=[3, 5, 3], padding_kv=[1, 2, 1], padding_q=[1, 2, 1]),
+        dict(
+            qkv_bias=[False, True, False],
+            stride_kv=[1, 2, 2],
+            kernel_qkv=[3, 5, 3],
+            padding_kv=[1, 2, 1],
+            padding_q=[1, 2, 1],
+        ),
     ],
     ids=["no-cls", "no-bias-kernel5"],
 )

@@ -678,8 +678,13 @@ def test_cvt_beit_and_conv_gemm_route_keep_memory_flat(tmp_path, monkeypatch):
     ).save_pretrained(tmp_path / "cvt")
     transformers.BeitModel(
         transformers.BeitConfig(
-            image_size=16, patch_size=4, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=24, use_relative_position_bias=True,
+            image_size=16,
+            patch_size=4,
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=24,
+            use_relative_position_bias=True,
         )
     ).save_pretrained(tmp_path / "beit")
     cvt = tfcore.AutoModel.from_pretrained(tmp_path / "cvt")

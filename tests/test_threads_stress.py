@@ -130,8 +130,14 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     cvt = tfcore.AutoModel.from_pretrained(tmp_path / "cvt")
     transformers.BeitModel(
         transformers.BeitConfig(
-            image_size=16, patch_size=4, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=24, use_relative_position_bias=True, use_shared_relative_position_bias=True,
+            image_size=16,
+            patch_size=4,
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=24,
+            use_relative_position_bias=True,
+            use_shared_relative_position_bias=True,
         )
     ).eval().save_pretrained(tmp_path / "beit")
     beit = tfcore.AutoModel.from_pretrained(tmp_path / "beit")

@@ -20,15 +20,15 @@
 
 /* clang-format off: one line per operand */
 typedef struct {
-    const float *x;     /* (B, in_sp[0], in_sp[1], C) channels last */
-    int64_t C;          /* channels of x */
-    int64_t in_sp[2];   /* input extents */
-    int64_t out_sp[2];  /* output extents (the caller's tf_conv_out_size) */
-    int64_t kernel[2];  /* kernel extents */
+    const float *x;    /* (B, in_sp[0], in_sp[1], C) channels last */
+    int64_t C;         /* channels of x */
+    int64_t in_sp[2];  /* input extents */
+    int64_t out_sp[2]; /* output extents (the caller's tf_conv_out_size) */
+    int64_t kernel[2]; /* kernel extents */
     int64_t stride[2];
     int64_t dilation[2]; /* torch's convention: 1 = dense */
-    int64_t pad[2];     /* zeros before each axis (those after follow from out_sp) */
-    int64_t cg;         /* channels per group */
+    int64_t pad[2];      /* zeros before each axis (those after follow from out_sp) */
+    int64_t cg;          /* channels per group */
 } tf_im2col_args;
 /* clang-format on */
 

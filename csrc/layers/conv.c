@@ -279,8 +279,8 @@ gemm_route(const tf_conv *c)
 {
     int patches = c->groups == 1, taps = 1;
     for (int i = 0; i < c->nsp; i++) {
-        patches = patches && c->kernel[i] == c->stride[i] && c->pad_l[i] == 0 &&
-                  c->pad_r[i] == 0 && c->dilation[i] == 1;
+        patches = patches && c->kernel[i] == c->stride[i] && c->pad_l[i] == 0 && c->pad_r[i] == 0 &&
+                  c->dilation[i] == 1;
         taps *= (int)(c->kernel[i] > 1024 ? 1024 : c->kernel[i]);
     }
     const int large_grouped = c->groups > 1 && c->in_channels / c->groups >= 4 && taps >= 16;
@@ -369,8 +369,7 @@ gemm_forward(const tf_conv *c, const float *x, int channels_last, int64_t B, con
     const size_t yl_bytes = channels_last ? 0 : ALIGN64(ny * 4);
     const size_t rows_bytes = direct ? 0 : ALIGN64(panel * K * 4);
     const size_t part_bytes = G > 1 ? ALIGN64(panel * og * 4) : 0;
-    char *staging =
-        tf_thread_staging(ctx, xl_bytes + yl_bytes + rows_bytes + part_bytes + 64, err);
+    char *staging = tf_thread_staging(ctx, xl_bytes + yl_bytes + rows_bytes + part_bytes + 64, err);
     if (staging == NULL) {
         goto done;
     }
@@ -1357,9 +1356,10 @@ conv_get_implementation(tf_conv *self, void *closure)
     int64_t in_sp[2] = {1, 1}, out_sp[2] = {1, 1};
     if (self->ngemm > 0) {
         PyObject *lin = PyObject_GetAttrString(self->gemm[0], "implementation");
-        PyObject *r = lin == NULL ? NULL
-                                  : PyUnicode_FromFormat("gemm over im2col rows (%lld x Linear: %U)",
-                                                         (long long)self->ngemm, lin);
+        PyObject *r = lin == NULL
+                          ? NULL
+                          : PyUnicode_FromFormat("gemm over im2col rows (%lld x Linear: %U)",
+                                                 (long long)self->ngemm, lin);
         Py_XDECREF(lin);
         return r;
     }

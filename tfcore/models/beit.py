@@ -118,7 +118,14 @@ class BeitModel(PreTrainedModel):
 
     model_types = ("beit",)
     base_prefixes = ("", "beit.")
-    ignore_keys = ("relative_position_index", "mask_token", "lm_head.", "decode_head.", "auxiliary_head.", "fpn")
+    ignore_keys = (
+        "relative_position_index",
+        "mask_token",
+        "lm_head.",
+        "decode_head.",
+        "auxiliary_head.",
+        "fpn",
+    )
 
     def __init__(self, config: Config, weights: Weights):
         super().__init__(config, weights)
@@ -179,7 +186,9 @@ class BeitModel(PreTrainedModel):
             q_b, v_b = g("q", "bias", C, optional=True), g("v", "bias", C, optional=True)
             if q_b is not None or v_b is not None:  # the key has no bias: zeros in the fused GEMM
                 zeros = np.zeros(C, np.float32)
-                qkv_bias = dict(q_bias=zeros if q_b is None else q_b, k_bias=zeros, v_bias=zeros if v_b is None else v_b)
+                qkv_bias = dict(
+                    q_bias=zeros if q_b is None else q_b, k_bias=zeros, v_bias=zeros if v_b is None else v_b
+                )
             attn = _C.MultiHeadAttention(
                 C,
                 H,
@@ -199,21 +208,31 @@ class BeitModel(PreTrainedModel):
                 activation=act,
                 dtype=w.dtype,
             )
-            n1 = _C.LayerNorm(w.get(p + "layernorm_before.weight", (C,)), w.get(p + "layernorm_before.bias", (C,)), eps=eps)
-            n2 = _C.LayerNorm(w.get(p + "layernorm_after.weight", (C,)), w.get(p + "layernorm_after.bias", (C,)), eps=eps)
+            n1 = _C.LayerNorm(
+                w.get(p + "layernorm_before.weight", (C,)), w.get(p + "layernorm_before.bias", (C,)), eps=eps
+            )
+            n2 = _C.LayerNorm(
+                w.get(p + "layernorm_after.weight", (C,)), w.get(p + "layernorm_after.bias", (C,)), eps=eps
+            )
             layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=True))
-            table = g("rel", "relative_position_bias_table", D, H, optional=True) if cfg.get(
-                "use_relative_position_bias", False
-            ) else None
+            table = (
+                g("rel", "relative_position_bias_table", D, H, optional=True)
+                if cfg.get("use_relative_position_bias", False)
+                else None
+            )
             if cfg.get("use_relative_position_bias", False) and table is None:
-                raise CheckpointError(f"{w.ckpt.directory}: checkpoint is missing layer {i}'s relative_position_bias_table")
+                raise CheckpointError(
+                    f"{w.ckpt.directory}: checkpoint is missing layer {i}'s relative_position_bias_table"
+                )
             self.layer_bias.append(RelativePositionBias(table, self.window) if table is not None else None)
             w.release()
         self.layers = layers
         self.use_mean_pooling = bool(cfg.get("use_mean_pooling", True))
         self.layernorm = None  # Identity with mean pooling
         if not self.use_mean_pooling:
-            self.layernorm = _C.LayerNorm(w.get("layernorm.weight", (C,)), w.get("layernorm.bias", (C,)), eps=eps)
+            self.layernorm = _C.LayerNorm(
+                w.get("layernorm.weight", (C,)), w.get("layernorm.bias", (C,)), eps=eps
+            )
         self.pool_norm = None
         if self.use_mean_pooling:
             self.pool_norm = _C.LayerNorm(
@@ -297,7 +316,9 @@ def _scaled(weight: np.ndarray, bias: Optional[np.ndarray], scale: Optional[np.n
         return weight, bias
     if weight.dtype == np.uint16:  # bf16 bits (bfloat16 model): scaled in float32
         weight = _C.bfloat16_to_float32(weight)
-    return (weight * scale[:, None]).astype(np.float32), None if bias is None else (bias * scale).astype(np.float32)
+    return (weight * scale[:, None]).astype(np.float32), None if bias is None else (bias * scale).astype(
+        np.float32
+    )
 
 
 @register("image-classification")

@@ -59,7 +59,8 @@ class CvtLayer:
             m = f"{a}convolution_projection_{name}.convolution_projection."
             conv = w.get(m + "convolution.weight", (C, 1, opts["k"], opts["k"]))
             norm = tuple(
-                w.get(f"{m}normalization.{t}", (C,)) for t in ("running_mean", "running_var", "weight", "bias")
+                w.get(f"{m}normalization.{t}", (C,))
+                for t in ("running_mean", "running_var", "weight", "bias")
             )
             return conv, norm
 
@@ -67,14 +68,22 @@ class CvtLayer:
         k_conv, k_bn = bn("key")
         v_conv, v_bn = bn("value")
         self.q_conv = _C.Conv2d(
-            q_conv, stride=opts["stride_q"], padding=opts["padding_q"], groups=C, batch_norm=q_bn + (_BN_EPS,),
+            q_conv,
+            stride=opts["stride_q"],
+            padding=opts["padding_q"],
+            groups=C,
+            batch_norm=q_bn + (_BN_EPS,),
             dtype=w.dtype,
         )
         # one depthwise convolution for K and V: output channel 2c is k's channel c, 2c + 1 v's
         kv_w = np.stack([k_conv, v_conv], axis=1).reshape(2 * C, 1, opts["k"], opts["k"])
         kv_bn = tuple(np.stack([k, v], axis=1).reshape(2 * C) for k, v in zip(k_bn, v_bn))
         self.kv_conv = _C.Conv2d(
-            kv_w, stride=opts["stride_kv"], padding=opts["padding_kv"], groups=C, batch_norm=kv_bn + (_BN_EPS,),
+            kv_w,
+            stride=opts["stride_kv"],
+            padding=opts["padding_kv"],
+            groups=C,
+            batch_norm=kv_bn + (_BN_EPS,),
             dtype=w.dtype,
         )
 
@@ -99,8 +108,12 @@ class CvtLayer:
             kv_input_size=2 * C,
             dtype=w.dtype,
         )
-        self.norm1 = _C.LayerNorm(w.get(p + "layernorm_before.weight", (C,)), w.get(p + "layernorm_before.bias", (C,)), eps=_LN_EPS)
-        self.norm2 = _C.LayerNorm(w.get(p + "layernorm_after.weight", (C,)), w.get(p + "layernorm_after.bias", (C,)), eps=_LN_EPS)
+        self.norm1 = _C.LayerNorm(
+            w.get(p + "layernorm_before.weight", (C,)), w.get(p + "layernorm_before.bias", (C,)), eps=_LN_EPS
+        )
+        self.norm2 = _C.LayerNorm(
+            w.get(p + "layernorm_after.weight", (C,)), w.get(p + "layernorm_after.bias", (C,)), eps=_LN_EPS
+        )
         self.ffn = _C.FeedForward(
             w.get(p + "intermediate.dense.weight", (F, C), matrix=True),
             w.get(p + "output.dense.weight", (C, F), matrix=True),
@@ -165,7 +178,12 @@ class CvtModel(PreTrainedModel):
             )
         opts = [
             dict(
-                k=int(k), stride_q=int(sq), padding_q=int(pq), stride_kv=int(skv), padding_kv=int(pkv), qkv_bias=bool(b)
+                k=int(k),
+                stride_q=int(sq),
+                padding_q=int(pq),
+                stride_kv=int(skv),
+                padding_kv=int(pkv),
+                qkv_bias=bool(b),
             )
             for k, sq, pq, skv, pkv, b in zip(
                 _per_stage(cfg, "kernel_qkv", (3, 3, 3), n),
@@ -182,7 +200,9 @@ class CvtModel(PreTrainedModel):
         for s in range(n):
             C, H = int(dims[s]), int(heads[s])
             if C % H:
-                raise CheckpointError(f"config.json: embed_dim[{s}]={C} is not divisible by num_heads[{s}]={H}")
+                raise CheckpointError(
+                    f"config.json: embed_dim[{s}]={C} is not divisible by num_heads[{s}]={H}"
+                )
             p = f"encoder.stages.{s}."
             e = p + "embedding.convolution_embeddings."
             k = int(patch[s])
@@ -193,7 +213,9 @@ class CvtModel(PreTrainedModel):
                 padding=int(ppad[s]),
                 dtype=w.dtype,
             )
-            norm = _C.LayerNorm(w.get(e + "normalization.weight", (C,)), w.get(e + "normalization.bias", (C,)), eps=_LN_EPS)
+            norm = _C.LayerNorm(
+                w.get(e + "normalization.weight", (C,)), w.get(e + "normalization.bias", (C,)), eps=_LN_EPS
+            )
             token = w.get(p + "cls_token", (1, 1, C)) if cls[s] else None
             F = int(C * float(ratio[s]))
             layers = [
@@ -264,7 +286,9 @@ class CvtForImageClassification(PreTrainedModel):
         self.cvt = CvtModel(config, base)
         weights.used |= base.used
         C = self.cvt.hidden_size
-        self.layernorm = _C.LayerNorm(weights.get("layernorm.weight", (C,)), weights.get("layernorm.bias", (C,)), eps=_LN_EPS)
+        self.layernorm = _C.LayerNorm(
+            weights.get("layernorm.weight", (C,)), weights.get("layernorm.bias", (C,)), eps=_LN_EPS
+        )
         labels = len(config.get("id2label") or {}) or config.get("num_labels", 2)
         self.classifier = _C.Linear(
             weights.get("classifier.weight", (labels, C), matrix=True),

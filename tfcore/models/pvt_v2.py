@@ -163,7 +163,10 @@ class PvtV2Model(PreTrainedModel):
         sr_linear = sr_norm = None
         if reduce == "conv":  # kernel = stride = sr: tfcore.Conv2d routes it to a GEMM where that wins
             sr_linear = _C.Conv2d(
-                w.get(K["sr"] + ".weight", (C, C, sr, sr)), w.get(K["sr"] + ".bias", (C,)), stride=sr, dtype=w.dtype
+                w.get(K["sr"] + ".weight", (C, C, sr, sr)),
+                w.get(K["sr"] + ".bias", (C,)),
+                stride=sr,
+                dtype=w.dtype,
             )
         elif reduce == "pool":  # the 1x1 convolution is a Linear over channels
             sr_linear = _C.Linear(
