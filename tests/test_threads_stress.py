@@ -144,7 +144,7 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     os.environ["TFCORE_CONV_ROUTE"] = "gemm"  # the GEMM route of Conv2d / Conv1d, built here
     try:
         patch_conv = tfcore.Conv2d(r(16, 3, 4, 4), r(16), stride=4, activation="gelu")
-        grouped_conv = tfcore.Conv1d(r(16, 4, 16), r(16), padding=8, groups=4)
+        grouped_conv = tfcore.Conv1d(r(16, 4, 17), r(16), padding=8, groups=4)
     finally:
         del os.environ["TFCORE_CONV_ROUTE"]
     patch_img, grouped_seq = r(2, 3, 23, 29), r(2, 37, 16)
