@@ -5,8 +5,10 @@ rate (FLOPs = 2 B OC prod(out) IC/G prod(k)).
     python benchmarks/bench_conv.py [--quick] [--threads 2] [--batch 1 8] [--avx2]
 
 Shapes are the convolutions of the vision and speech families (patch embeddings, PVT /
-SegFormer spatial reduction, CvT and ConvNeXt depthwise, ResNet-style 3x3 and 1x1, Whisper's and
-wav2vec2's stems). tfcore runs channels last (zero-copy) and channels first (reordered in and
+SegFormer spatial reduction, CvT's embeddings and depthwise projections, ConvNeXt depthwise,
+ResNet-style 3x3 and 1x1, Whisper's and wav2vec2's stems and positional convolution). Rows that
+run as GEMMs over im2col rows (layers/conv.c) also time the same layer on oneDNN's convolution
+(TFCORE_CONV_ROUTE=onednn), interleaved. tfcore runs channels last (zero-copy) and channels first (reordered in and
 out); torch runs its default (channels first) memory format. Every case checks its output
 against torch before timing.
 """
@@ -39,6 +41,10 @@ CASES = [
     ("Whisper conv1 80->384 k3", 80, 384, 3, 1, 1, 1, (3000,)),
     ("Whisper conv2 384->384 k3/2", 384, 384, 3, 2, 1, 1, (3000,)),
     ("wav2vec2 conv0 1->512 k10/5", 1, 512, 10, 5, 0, 1, (16000,)),
+    ("BEiT-base / ViT-B/16 patch embed", 3, 768, 16, 16, 0, 1, (224, 224)),
+    ("CvT-13 stem 7x7/4 3->64", 3, 64, 7, 4, 2, 1, (224, 224)),
+    ("CvT-13 embed 3x3/2 64->192", 64, 192, 3, 2, 1, 1, (56, 56)),
+    ("wav2vec2 positional k128 g16", 768, 768, 128, 1, 64, 16, (500,)),
 ]
 
 
@@ -56,6 +62,13 @@ def run(threads: int, batches, quick: bool):
         w = (rng.standard_normal((oc, ic // g, *kern)) * (ic // g * k**nsp) ** -0.5).astype(np.float32)
         b = rng.standard_normal(oc).astype(np.float32)
         layer = (tfcore.Conv2d if nsp == 2 else tfcore.Conv1d)(w, b, s, p, 1, g)
+        # geometries conv.c runs as GEMMs: the same layer on oneDNN's convolution, timed too
+        routed = layer.implementation.startswith("gemm")
+        os.environ["TFCORE_CONV_ROUTE"] = "onednn"
+        try:
+            onednn = (tfcore.Conv2d if nsp == 2 else tfcore.Conv1d)(w, b, s, p, 1, g)
+        finally:
+            del os.environ["TFCORE_CONV_ROUTE"]
         tconv = torch.nn.functional.conv2d if nsp == 2 else torch.nn.functional.conv1d
         tw, tb = torch.from_numpy(w), torch.from_numpy(b)
         for B in batches:
@@ -73,16 +86,27 @@ def run(threads: int, batches, quick: bool):
                     err = float(np.abs(got - ref).max()) / scale
                     if not err < 1e-4:
                         raise SystemExit(f"{name} B={B} {label}: differs from torch by {err:.3g} (relative)")
+                if routed:
+                    err = (
+                        float(np.abs(np.moveaxis(onednn(xl, channels_last=True), -1, 1) - ref).max()) / scale
+                    )
+                    if not err < 1e-4:
+                        raise SystemExit(
+                            f"{name} B={B} oneDNN route: differs from torch by {err:.3g} (relative)"
+                        )
                 out_first, out_last = (
                     np.empty_like(first),
                     np.empty(np.moveaxis(first, 1, -1).shape, np.float32),
                 )
+                fns = {
+                    "last": lambda: layer(xl, channels_last=True, out=out_last),
+                    "first": lambda: layer(x, out=out_first),
+                    "torch": lambda: tconv(tx, tw, tb, s, p, 1, g),
+                }
+                if routed:
+                    fns["onednn"] = lambda: onednn(xl, channels_last=True, out=out_last)
                 t = interleaved(
-                    {
-                        "last": lambda: layer(xl, channels_last=True, out=out_last),
-                        "first": lambda: layer(x, out=out_first),
-                        "torch": lambda: tconv(tx, tw, tb, s, p, 1, g),
-                    },
+                    fns,
                     repeat=5 if quick else 11,
                     warmup=2,
                     min_time=0.05,
@@ -99,6 +123,7 @@ def run(threads: int, batches, quick: bool):
                     f"{gf['last']:.0f} ({100 * gf['last'] / peak:.0f}%)",
                     f"{t['torch'] / t['last']:.2f}x",
                     f"{t['torch'] / t['first']:.2f}x",
+                    f"{t['onednn'] / t['last']:.2f}x" if routed else "-",
                     layer.implementation,
                 ]
             )
@@ -112,7 +137,8 @@ def run(threads: int, batches, quick: bool):
             "tfcore NHWC GFLOP/s (% GEMM)",
             "vs torch (NHWC)",
             "vs torch (NCHW)",
-            "oneDNN implementation",
+            "GEMM route vs oneDNN conv (NHWC)",
+            "implementation",
         ],
         rows,
     )

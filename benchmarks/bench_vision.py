@@ -1,15 +1,16 @@
 """Vision wave 2 benchmark: CLIP ViT-B/32 (random weights at real size) in tfcore vs Hugging
 Face transformers on torch, same process, same threads, interleaved, medians and ratios.
 
-    python benchmarks/bench_vision.py [--quick] [--threads 2] [--only clip siglip swinv2 pvt_v2 segformer]
+    python benchmarks/bench_vision.py [--quick] [--threads 2] [--only clip siglip swinv2 pvt_v2 segformer cvt beit]
 
 Rows: the image tower (get_image_features) at batch 1 and 8, the text tower
 (get_text_features) on 8 prompts of 16 tokens, and zero-shot classification of 32 images
 (PIL, 320x240) over 8 labels end to end: preprocessing (tfcore.image vs HF's image processor),
 both towers and the softmax; SigLIP B/16's image tower (224, attention pooling head) and
 SwinV2-T (256, window 8), PVT-v2-b2 (224) and SegFormer-b2 (512, semantic-segmentation
-logits) at batch 1 and 8. Every row first checks tfcore's output against HF's. The families
-of the issue not built yet (CvT, BEiT) have no rows.
+logits), CvT-13 (224, class-token logits) and BEiT-base (224, patch 16, per-layer relative
+position bias, mean pooling) at batch 1 and 8. Every row first checks tfcore's output against
+HF's.
 """
 
 from __future__ import annotations
@@ -127,6 +128,37 @@ def segformer_b2(tmp):
     )
     model = transformers.SegformerForSemanticSegmentation(cfg).eval()
     path = os.path.join(tmp, "segformer-b2")
+    model.save_pretrained(path)
+    return path, model
+
+
+def cvt_13(tmp):
+    """microsoft/cvt-13's shapes (embed 64-192-384, depths 1-2-10, heads 1-3-6) with a
+    1000-class head."""
+    import transformers
+
+    torch.manual_seed(0)
+    model = transformers.CvtForImageClassification(transformers.CvtConfig(num_labels=1000)).eval()
+    path = os.path.join(tmp, "cvt-13")
+    model.save_pretrained(path)
+    return path, model
+
+
+def beit_base(tmp):
+    """microsoft/beit-base-patch16-224's shapes (768 wide, 12 layers, per-layer relative
+    position bias, layer scale, mean pooling) with a 1000-class head."""
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.BeitConfig(
+        use_relative_position_bias=True, use_mean_pooling=True, layer_scale_init_value=0.1, num_labels=1000
+    )
+    model = transformers.BeitForImageClassification(cfg).eval()
+    with torch.no_grad():  # HF zeroes the tables: give the bias something to do
+        for name, p in model.named_parameters():
+            if "relative_position_bias_table" in name:
+                p.copy_(0.5 * torch.randn_like(p))
+    path = os.path.join(tmp, "beit-base")
     model.save_pretrained(path)
     return path, model
 
@@ -300,6 +332,32 @@ def run(threads: int, quick: bool, only=None):
                     field="logits",
                 )
                 del hf_seg
+            if only is None or "cvt" in only:
+                path, hf_cvt = cvt_13(tmp)
+                tower_rows(
+                    "CvT-13 224 (logits)",
+                    tfcore.models.CvtForImageClassification.from_pretrained(path),
+                    hf_cvt,
+                    224,
+                    reps,
+                    rng,
+                    rows,
+                    field="logits",
+                )
+                del hf_cvt
+            if only is None or "beit" in only:
+                path, hf_beit = beit_base(tmp)
+                tower_rows(
+                    "BEiT-base/16 224 (logits)",
+                    tfcore.models.BeitForImageClassification.from_pretrained(path),
+                    hf_beit,
+                    224,
+                    reps,
+                    rng,
+                    rows,
+                    field="logits",
+                )
+                del hf_beit
     print_table(["case", "tfcore ms", "HF ms", "speed-up"], rows)
 
 
@@ -310,7 +368,7 @@ def main():
     ap.add_argument(
         "--only",
         nargs="+",
-        choices=["clip", "siglip", "swinv2", "pvt_v2", "segformer"],
+        choices=["clip", "siglip", "swinv2", "pvt_v2", "segformer", "cvt", "beit"],
         help="run these families' rows",
     )
     args = ap.parse_args()

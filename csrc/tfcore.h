@@ -110,17 +110,24 @@ int tf_set_thread_override(int n, int *prev);
  * name in messages): raises TfcoreValueError for an unknown name or a level this CPU lacks. */
 int tf_isa_select_by_name(tf_state *st, const char *name, const char *what);
 
-/* Per-thread context: a oneDNN stream and a growable scratch buffer. Valid until the
+/* Per-thread context: a oneDNN stream and two growable scratch buffers. Valid until the
  * thread exits. Returns NULL (err filled) on allocation failure. */
 typedef struct {
     dnnl_stream_t stream;
     void *scratch;
     size_t scratch_size;
+    void *staging; /* tf_thread_staging's buffer */
+    size_t staging_size;
 } tf_thread_ctx;
 tf_thread_ctx *tf_thread_ctx_get(tf_err *err);
 /* Scratch of at least size bytes, 64-byte aligned, owned by the thread context. Only one
  * user at a time per thread: take it right before the oneDNN call that needs it. */
 void *tf_thread_scratch(tf_thread_ctx *ctx, size_t size, tf_err *err);
+/* A second per-thread buffer (same rules) for data a layer keeps across calls into other
+ * layers, which take tf_thread_scratch themselves: Conv's GEMM route holds its
+ * channels-last maps and im2col rows there while Linear runs. Reused, so large maps do not
+ * pay fresh pages on every call. */
+void *tf_thread_staging(tf_thread_ctx *ctx, size_t size, tf_err *err);
 
 /* ------------------------------------------------------------------ NumPy glue (array.c) */
 

@@ -12,6 +12,8 @@ Targets:
                when it reads, the samples resampled to 16 kHz if the rate is a common one
   ops          the bytes choose shapes, dtypes, flags and values for Linear, LayerNorm,
                scaled_dot_product_attention, MultiHeadAttention and a KVCache
+  conv         the bytes choose a Conv1d / Conv2d (geometry, groups, padding modes, BatchNorm,
+               dtype, oneDNN or GEMM route) and calls it (layout, residual, out, odd maps)
 """
 
 from __future__ import annotations
@@ -465,8 +467,70 @@ def rwkv(data: bytes) -> None:
     _expected(lambda: F.sigmoid_gate(_layout(r, r.array(shape)), _layout(r, x), out=r.choice([None, x])))
 
 
+def conv(data: bytes) -> None:
+    """tfcore.Conv1d / Conv2d: fuzzed weights (shape, groups, values), stride / padding /
+    dilation (ints, tuples, 'same', 'valid', bad values), activation, batch_norm, dtype, the
+    route (TFCORE_CONV_ROUTE: oneDNN's convolution or the GEMM over im2col rows), then calls
+    with fuzzed maps (either layout, too small, wrong channels, non-finite), residual and out."""
+    r = Reader(data)
+    nsp = r.choice([1, 2])
+    groups = r.choice([1, 1, 2, 3, r.int(0, 8)])
+    OC = groups * r.int(0, 4) if groups else r.int(0, 4)
+    cg = r.int(0, 5)
+    kernel = tuple(r.choice([1, 2, 3, 4, r.int(0, 17)]) for _ in range(nsp))
+    patches = r.byte() % 3 == 0  # kernel = stride, no padding: the patch route
+    stride = kernel if patches else r.choice([1, 2, r.int(0, 5), tuple(r.int(0, 4) for _ in range(nsp))])
+    padding = 0 if patches else r.choice([0, 1, "same", "valid", "full", r.int(0, 9), (1,) * (nsp + 1)])
+    dilation = 1 if patches else r.choice([1, 2, r.int(0, 4)])
+    w = r.array((OC, cg) + kernel)
+    C = cg * groups
+    bn = r.choice(
+        [
+            None,
+            None,
+            (r.array((OC,)), np.abs(r.array((OC,))) + r.choice([0.0, 1.0]), r.array((OC,)), None, 1e-5),
+            (r.array((OC,)), r.array((OC + 1,)), None, None, 1e-5),
+            "bogus",
+        ]
+    )
+    route = r.choice([None, "gemm", "onednn"])
+    old = os.environ.pop("TFCORE_CONV_ROUTE", None)
+    if route is not None:
+        os.environ["TFCORE_CONV_ROUTE"] = route
+    try:
+        layer = (tfcore.Conv1d if nsp == 1 else tfcore.Conv2d)(
+            _layout(r, w),
+            r.choice([None, r.array((OC,)), r.array((r.int(0, 9),))]),
+            stride,
+            padding,
+            dilation,
+            groups,
+            activation=r.choice([None, "gelu", "relu", "bogus"]),
+            batch_norm=bn,
+            dtype=r.choice(["float32", "bfloat16", "int8", "fp8"]),
+        )
+    except EXPECTED:
+        return
+    finally:
+        os.environ.pop("TFCORE_CONV_ROUTE", None)
+        if old is not None:
+            os.environ["TFCORE_CONV_ROUTE"] = old
+    for _ in range(r.int(1, 3)):
+        last = bool(r.byte() & 1)
+        sp = tuple(r.int(0, 23) for _ in range(nsp))
+        ch = r.choice([C, C, C + 1])
+        x = r.array((r.int(0, 3),) + (sp + (ch,) if last else (ch,) + sp))
+        try:
+            y = layer(_layout(r, x), channels_last=last)
+        except EXPECTED:
+            continue
+        _expected(lambda: layer(x, r.choice([y, y[..., :1], r.array(y.shape)]), channels_last=last))
+        _expected(lambda: layer(x, channels_last=last, out=r.choice([y, np.empty_like(y), x])))
+
+
 TARGETS = {
     "wav": wav,
+    "conv": conv,
     "safetensors": safetensors,
     "config": config,
     "ops": ops,

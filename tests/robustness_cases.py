@@ -2410,6 +2410,78 @@ CASES = [
         CK,
         "conv_kernel_size",
     ),
+    # ---- Conv2d / Conv1d on the GEMM route (patches, large grouped kernels): the same checks
+    (
+        "conv/gemm route bad calls, then good ones",
+        "os.environ['TFCORE_CONV_ROUTE'] = 'gemm'\n"
+        "try:\n"
+        "    patch = tfcore.Conv2d(r(8, 3, 4, 4), r(8), stride=4)\n"
+        "    grouped = tfcore.Conv1d(r(8, 4, 16), padding=8, groups=2, dtype='int8')\n"
+        "finally:\n"
+        "    del os.environ['TFCORE_CONV_ROUTE']\n"
+        "assert patch.implementation.startswith('gemm') and grouped.implementation.startswith('gemm')\n"
+        "nan = r(1, 3, 8, 8); nan[0, 1, 2, 3] = np.nan\n"
+        "for call in (lambda: patch(r(1, 3, 3, 8)), lambda: patch(r(1, 4, 8, 8)), lambda: patch(nan), "
+        "lambda: patch(r(1, 8, 8, 4), channels_last=True), lambda: patch(r(1, 3, 8, 8), r(1, 8, 2, 3)), "
+        "lambda: patch(np.zeros((0, 3, 8, 8), np.float32)), lambda: grouped(r(1, 8, 0)), "
+        "lambda: grouped(r(2, 7, 9), channels_last=True)):\n"
+        "    try:\n"
+        "        call(); raise AssertionError('accepted')\n"
+        "    except tfcore.TfcoreError:\n"
+        "        pass\n"
+        "assert patch(r(2, 3, 9, 11)).shape == (2, 8, 2, 2)\n"
+        "assert grouped(r(2, 5, 8), channels_last=True).shape == (2, 6, 8)",
+        None,
+        "",
+    ),
+    # ---- CvT and BEiT (tiny models built here): bad images, then good odd-sized ones
+    (
+        "cvt/bad images, then a good one",
+        "import transformers, torch; torch.manual_seed(0); d = tempfile.mkdtemp(dir=tmp)\n"
+        "transformers.CvtModel(transformers.CvtConfig(embed_dim=[8, 8, 16], num_heads=[1, 1, 2], "
+        "depth=[1, 2, 3])).save_pretrained(d)\n"
+        "m = tfcore.AutoModel.from_pretrained(d)\n"
+        "a = r(1, 3, 40, 40); a[0, 0, 3, 3] = np.inf\n"
+        "for call in (lambda: m(r(1, 4, 40, 40)), lambda: m(a), lambda: m(r(1, 3, 2, 40)), "
+        "lambda: m(np.zeros((1, 3, 40, 40))), lambda: m(r(0, 3, 40, 40)), lambda: m(r(3, 40, 40))):\n"
+        "    try:\n"
+        "        call(); raise AssertionError('accepted')\n"
+        "    except tfcore.TfcoreError:\n"
+        "        pass\n"
+        "out = m(r(2, 3, 13, 29))\n"
+        "assert out.last_hidden_state.shape == (2, 16, 1, 2) and np.isfinite(out.last_hidden_state).all()",
+        None,
+        "",
+    ),
+    (
+        "beit/bad images, then a good one",
+        "import transformers, torch; torch.manual_seed(0); d = tempfile.mkdtemp(dir=tmp)\n"
+        "transformers.BeitModel(transformers.BeitConfig(image_size=16, patch_size=4, hidden_size=8, "
+        "num_hidden_layers=1, num_attention_heads=2, intermediate_size=16, use_relative_position_bias=True)).save_pretrained(d)\n"
+        "m = tfcore.AutoModel.from_pretrained(d)\n"
+        "a = r(1, 3, 16, 16); a[0, 2, 1, 1] = np.nan\n"
+        "for call in (lambda: m(r(1, 1, 16, 16)), lambda: m(a), lambda: m(r(1, 3, 3, 16)), "
+        "lambda: m(np.zeros((1, 3, 16, 16), np.int64)), lambda: m(r(0, 3, 16, 16))):\n"
+        "    try:\n"
+        "        call(); raise AssertionError('accepted')\n"
+        "    except tfcore.TfcoreError:\n"
+        "        pass\n"
+        "out = m(r(2, 3, 23, 9))\n"
+        "assert out.last_hidden_state.shape == (2, 1 + 5 * 2, 8) and np.isfinite(out.pooler_output).all()",
+        None,
+        "",
+    ),
+    (
+        "beit/relative bias table of the wrong size",
+        "import transformers, torch, shutil; torch.manual_seed(0); d = tempfile.mkdtemp(dir=tmp)\n"
+        "transformers.BeitModel(transformers.BeitConfig(image_size=16, patch_size=4, hidden_size=8, "
+        "num_hidden_layers=1, num_attention_heads=2, intermediate_size=16, use_relative_position_bias=True)).save_pretrained(d)\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg['image_size'] = 24\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w'))\n"
+        "tfcore.AutoModel.from_pretrained(d)",
+        CK,
+        "relative_position_bias_table.*shape",
+    ),
 ]
 
 

@@ -37,6 +37,19 @@ GEOMETRIES_1D = [
     (12, 12, (5,), 3, 2, 3, 12, (61,)),  # depthwise, dilated
 ]
 
+# Geometries conv.c runs as GEMMs over im2col rows instead of a oneDNN convolution
+# (non-overlapping patches; grouped kernels with >= 4 channels per group and >= 16 taps)
+GEOMETRIES_GEMM = [
+    (16, 24, (8, 8), 8, 0, 1, 1, (29, 35)),  # SegFormer / PVT reduction, map not a multiple of 8
+    (3, 20, (4, 2), (4, 2), 0, 1, 1, (17, 13)),  # per-axis patches
+    (12, 12, (1, 1), 1, 0, 1, 1, (7, 9)),  # stride-1 1x1: the map itself is the GEMM's rows
+    (16, 8, (5, 5), 1, 2, 1, 4, (11, 9)),  # grouped 5x5, 4 groups of 4 channels, padded
+    (12, 12, (4, 5), (2, 1), (1, 2), (2, 1), 3, (13, 15)),  # grouped, per-axis stride / dilation
+    (32, 32, (32,), 1, 16, 1, 4, (37,)),  # wav2vec2's positional conv: even kernel, 4 groups
+    (8, 16, (17,), 2, 3, 2, 2, (61,)),  # grouped 1-D, strided and dilated
+    (8, 24, (16,), 16, 0, 1, 1, (67,)),  # 1-D patches (frames), length not a multiple
+]
+
 
 def rand(rng, *shape, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(np.float32)
@@ -70,7 +83,7 @@ def tol(w):
     return 2e-6 * fan_in + 1e-5
 
 
-@pytest.mark.parametrize("geometry", GEOMETRIES_2D + GEOMETRIES_1D, ids=str)
+@pytest.mark.parametrize("geometry", GEOMETRIES_2D + GEOMETRIES_1D + GEOMETRIES_GEMM, ids=str)
 def test_float32_matches_reference_both_layouts(rng, geometry):
     w, b, x, geo = make_case(rng, geometry)
     layer = layer_type(w)(w, b, **geo)
@@ -95,7 +108,18 @@ def test_fused_activation(rng, act):
         assert np.abs(y - ref).max() < tol(w)
 
 
-@pytest.mark.parametrize("geometry", [GEOMETRIES_2D[0], GEOMETRIES_2D[2], GEOMETRIES_1D[1]], ids=str)
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        GEOMETRIES_2D[0],
+        GEOMETRIES_2D[2],
+        GEOMETRIES_1D[1],
+        GEOMETRIES_GEMM[0],
+        GEOMETRIES_GEMM[2],
+        GEOMETRIES_GEMM[4],
+    ],
+    ids=str,
+)
 def test_residual_and_in_place_accumulation(rng, geometry):
     w, b, x, geo = make_case(rng, geometry)
     layer = layer_type(w)(w, b, activation="gelu", **geo)
@@ -113,6 +137,68 @@ def test_residual_and_in_place_accumulation(rng, geometry):
     layer(to_last(x), acc, channels_last=True, out=acc)
     assert np.abs(to_first(acc) - (ref + r)).max() < tol(w)
     np.testing.assert_array_equal(r, to_first(rl))  # the residual itself is not modified
+
+
+@pytest.fixture
+def gemm_route(monkeypatch):
+    """Take the GEMM route for every eligible geometry (by default AVX2 CPUs take it for
+    patch embeddings only: conv.c's gemm_route)."""
+    monkeypatch.setenv("TFCORE_CONV_ROUTE", "gemm")
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES_GEMM, ids=str)
+def test_gemm_route_is_taken_and_matches_the_reference(rng, gemm_route, geometry):
+    """The geometries above run as GEMMs (implementation says so), at batch 1 and 3, with a
+    fused activation; the unpacked weights are the given ones (the route's (tap, channel)
+    order undone)."""
+    w, b, _, geo = make_case(rng, geometry)
+    layer = layer_type(w)(w, b, activation="gelu", **geo)
+    assert layer.implementation.startswith("gemm over im2col rows"), layer.implementation
+    np.testing.assert_array_equal(layer.weight, w)
+    np.testing.assert_array_equal(layer.bias, b)
+    for batch in (1, 3):
+        x = rand(rng, batch, w.shape[1] * geo["groups"], *geometry[-1])
+        ref = dense.activation(conv_ref(x, w, b, **geo), "gelu")
+        assert np.abs(layer(x) - ref).max() < tol(w)
+        assert np.abs(to_first(layer(to_last(x), channels_last=True)) - ref).max() < tol(w)
+
+
+def test_gemm_route_over_several_panels(rng, gemm_route):
+    """A grouped kernel-128 convolution (wav2vec2-like, 2 groups of 64 channels) on 2 x 300
+    frames: 600 output rows of 8192 taps are gathered in panels of 256 rows (8 MB), so panel
+    boundaries fall inside and across the batch's maps."""
+    w, b, x, geo = make_case(rng, (128, 128, (128,), 1, 64, 1, 2, (300,)))
+    layer = tfcore.Conv1d(w, b, **geo)
+    assert layer.implementation.startswith("gemm over im2col rows (2 x Linear")
+    ref = conv_ref(x, w, b, **geo)
+    assert np.abs(layer(x) - ref).max() < tol(w)
+    assert np.abs(to_first(layer(to_last(x), channels_last=True)) - ref).max() < tol(w)
+
+
+def test_other_geometries_stay_on_onednn(rng, gemm_route):
+    """Depthwise, small grouped kernels and overlapping dense kernels run oneDNN's convolution
+    even when the route is asked for; TFCORE_CONV_ROUTE=onednn keeps every geometry there."""
+    for geometry in (GEOMETRIES_2D[0], GEOMETRIES_2D[2], GEOMETRIES_2D[5], GEOMETRIES_1D[3]):
+        w, b, _, geo = make_case(rng, geometry)
+        assert not layer_type(w)(w, b, **geo).implementation.startswith("gemm")
+    w, b, _, geo = make_case(rng, GEOMETRIES_GEMM[0])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TFCORE_CONV_ROUTE", "onednn")
+        assert not tfcore.Conv2d(w, b, **geo).implementation.startswith("gemm")
+
+
+def test_default_route_follows_onednn_isa(rng):
+    """Without the override: a patch embedding with >= 256 channels and a stride-1 1x1 run as
+    GEMMs everywhere; the 64-channel 8x8/8 reduction and grouped kernels only where oneDNN
+    would use its avx512_core convolution."""
+    avx512 = tfcore._C.config()["onednn_isa"].startswith("avx512_core")
+    w = rand(rng, 256, 3, 16, 16)
+    assert tfcore.Conv2d(w, stride=16).implementation.startswith("gemm")
+    assert tfcore.Conv2d(rand(rng, 8, 16, 1, 1)).implementation.startswith("gemm")
+    reduction = tfcore.Conv2d(rand(rng, 64, 64, 8, 8), stride=8)
+    grouped = tfcore.Conv1d(rand(rng, 64, 16, 32), padding=16, groups=4)
+    for layer in (reduction, grouped):
+        assert layer.implementation.startswith("gemm") == avx512, layer.implementation
 
 
 def test_matches_torch_modules(rng):
@@ -175,7 +261,16 @@ def test_batch_norm_folded_matches_torch(rng):
 
 
 @pytest.mark.parametrize(
-    "geometry", [GEOMETRIES_2D[0], GEOMETRIES_2D[3], GEOMETRIES_2D[5], GEOMETRIES_1D[0]], ids=str
+    "geometry",
+    [
+        GEOMETRIES_2D[0],
+        GEOMETRIES_2D[3],
+        GEOMETRIES_2D[5],
+        GEOMETRIES_1D[0],
+        GEOMETRIES_GEMM[0],
+        GEOMETRIES_GEMM[5],
+    ],
+    ids=str,
 )
 def test_bfloat16_is_the_convolution_of_bf16_rounded_values(rng, path, geometry):
     """dtype='bfloat16' rounds weights and x to bf16 (ties to even) and accumulates in fp32:
@@ -204,14 +299,24 @@ def int8_bound(x, w, w_eff, geo):
 
 
 @pytest.mark.parametrize(
-    "geometry", [GEOMETRIES_2D[0], GEOMETRIES_2D[2], GEOMETRIES_2D[4], GEOMETRIES_1D[2]], ids=str
+    "geometry",
+    [
+        GEOMETRIES_2D[0],
+        GEOMETRIES_2D[2],
+        GEOMETRIES_2D[4],
+        GEOMETRIES_1D[2],
+        GEOMETRIES_GEMM[0],
+        GEOMETRIES_GEMM[3],
+    ],
+    ids=str,
 )
 def test_int8_within_the_quantization_bound(rng, path, geometry):
     w, b, x, geo = make_case(rng, geometry)
     layer = layer_type(w)(w, b, activation=None, dtype="int8", **geo)
-    assert layer.dtype == "int8" and layer.quant_max in (64, 127)
+    assert layer.dtype == "int8" and layer.quant_max in (63, 64, 127)
     # the weights: per output channel to 127 steps of max|w| / 127, rounded; without VNNI
-    # oneDNN halves those integers once more (64 steps): within 1.5 of the finer steps
+    # oneDNN halves those integers once more (64 steps), or Linear quantizes to 63 steps (the
+    # geometries run as GEMMs): within 1.5 of the finer steps
     s127 = np.abs(w).reshape(w.shape[0], -1).max(1).reshape((-1,) + (1,) * (w.ndim - 1)) / 127
     w_eff = layer.weight
     half_steps = 1.0 if layer.quant_max == 127 else 3.0

@@ -33,6 +33,11 @@ PROCESSORS = [
     ("ViTImageProcessor", {"resample": 5, "size": {"height": 23, "width": 61}}),  # hamming
     ("CLIPImageProcessor", {"do_resize": False, "crop_size": {"height": 300, "width": 200}}),  # crop pads
     ("CLIPImageProcessor", {"do_normalize": False}),
+    # ConvNeXt's processor, which CvT checkpoints use: shortest edge to int(size / crop_pct),
+    # then the central size x size square; from 384 on a warp to size x size
+    ("ConvNextImageProcessor", {"size": {"shortest_edge": 224}, "crop_pct": 0.875}),  # cvt-13's
+    ("ConvNextImageProcessor", {"size": {"shortest_edge": 37}, "crop_pct": 0.9, "resample": 2}),
+    ("ConvNextImageProcessor", {"size": {"shortest_edge": 384}}),
 ]
 
 
@@ -114,8 +119,9 @@ def test_load_image_and_config_errors(tmp_path, rng):
     with pytest.raises(ValueError, match="positive int"):
         ImageProcessor.from_pretrained(tmp_path / "cfg")
     assert "bicubic" in repr(save_config(tmp_path, "CLIPImageProcessor", {})[1])
-    # ConvNeXt's crop_pct rule is refused, not approximated
-    d = tmp_path / "convnext"
-    hf_processor("ConvNextImageProcessor")().save_pretrained(d)
-    with pytest.raises(ValueError, match="crop_pct"):
-        ImageProcessor.from_pretrained(d)
+    # crop_pct needs a shortest-edge size and a fraction in (0, 1]
+    with pytest.raises(ValueError, match="crop_pct must be in"):
+        ImageProcessor(size={"shortest_edge": 224}, default_to_square=False, crop_pct=1.5)
+    with pytest.raises(ValueError, match="shortest_edge"):
+        ImageProcessor(size={"height": 224, "width": 224}, crop_pct=0.875)
+    assert "crop_pct=0.875" in repr(ImageProcessor(size=224, default_to_square=False, crop_pct=0.875))

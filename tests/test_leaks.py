@@ -673,6 +673,48 @@ def test_image_text_models_keep_memory_flat(tmp_path):
     assert growth < 4 * MiB, growth
 
 
+def test_cvt_beit_and_conv_gemm_route_keep_memory_flat(tmp_path, monkeypatch):
+    """CvT (depthwise Q/K/V, class token) and BEiT (per-layer relative bias, other grids:
+    resized bias tables, cached per grid) over repeated calls with hidden states returned, and
+    Conv2d / Conv1d on the GEMM route (per-thread staging buffer) in both layouts."""
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip("resident-memory bound is not meaningful under AddressSanitizer")
+    import transformers
+
+    rng = np.random.default_rng(0)
+    transformers.CvtModel(
+        transformers.CvtConfig(embed_dim=[8, 12, 16], num_heads=[1, 2, 2], depth=[1, 2, 3])
+    ).save_pretrained(tmp_path / "cvt")
+    transformers.BeitModel(
+        transformers.BeitConfig(
+            image_size=16,
+            patch_size=4,
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=24,
+            use_relative_position_bias=True,
+        )
+    ).save_pretrained(tmp_path / "beit")
+    cvt = tfcore.AutoModel.from_pretrained(tmp_path / "cvt")
+    beit = tfcore.AutoModel.from_pretrained(tmp_path / "beit")
+    monkeypatch.setenv("TFCORE_CONV_ROUTE", "gemm")
+    patch = tfcore.Conv2d(rng.standard_normal((16, 3, 4, 4)).astype(np.float32), stride=4)
+    grouped = tfcore.Conv1d(rng.standard_normal((16, 4, 16)).astype(np.float32), padding=8, groups=4)
+    odd = rng.standard_normal((2, 3, 23, 29)).astype(np.float32)
+    seq = rng.standard_normal((2, 16, 41)).astype(np.float32)
+
+    def calls():
+        cvt(odd, output_hidden_states=True)
+        beit(odd, output_hidden_states=True, output_attentions=True)
+        patch(odd)
+        grouped(seq)
+        grouped(np.ascontiguousarray(seq.transpose(0, 2, 1)), channels_last=True)
+
+    growth = rss_growth(calls, calls=300, warmup=50)
+    assert growth < 2 * MiB, growth
+
+
 def test_pvt_v2_and_segformer_keep_memory_flat(tmp_path):
     """PVT v2 (spatial-reduction and pooled linear attention) and SegFormer's decoder over
     repeated forward calls with every hidden state and attention returned."""

@@ -3,6 +3,7 @@ result equals the serial one bit for bit, and nothing crashes or deadlocks."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import shutil
 import threading
@@ -123,6 +124,30 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     seg = tfcore.models.SegformerForSemanticSegmentation.from_pretrained(
         save_tiny("segformer", tmp_path / "seg")
     )
+    transformers.CvtModel(
+        transformers.CvtConfig(embed_dim=[8, 12, 16], num_heads=[1, 2, 2], depth=[1, 2, 3])
+    ).eval().save_pretrained(tmp_path / "cvt")
+    cvt = tfcore.AutoModel.from_pretrained(tmp_path / "cvt")
+    transformers.BeitModel(
+        transformers.BeitConfig(
+            image_size=16,
+            patch_size=4,
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=24,
+            use_relative_position_bias=True,
+            use_shared_relative_position_bias=True,
+        )
+    ).eval().save_pretrained(tmp_path / "beit")
+    beit = tfcore.AutoModel.from_pretrained(tmp_path / "beit")
+    os.environ["TFCORE_CONV_ROUTE"] = "gemm"  # the GEMM route of Conv2d / Conv1d, built here
+    try:
+        patch_conv = tfcore.Conv2d(r(16, 3, 4, 4), r(16), stride=4, activation="gelu")
+        grouped_conv = tfcore.Conv1d(r(16, 4, 17), r(16), padding=8, groups=4)
+    finally:
+        del os.environ["TFCORE_CONV_ROUTE"]
+    patch_img, grouped_seq = r(2, 3, 23, 29), r(2, 37, 16)
     clip_px, clip_ids = r(3, 3, 24, 24), rng.integers(3, 59, size=(2, 7))
     clip_ids[:, -1] = 59  # the highest id: CLIP's pooled position
     proc = tfcore.image.ImageProcessor(size={"shortest_edge": 24}, crop_size=24, do_center_crop=True)
@@ -314,6 +339,12 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         "swinv2": lambda: swinv2(swinv2_px).last_hidden_state,
         "pvt_v2": lambda: pvt(swinv2_px).last_hidden_state,  # 23x29: odd maps under the reduction
         "segformer": lambda: seg(swinv2_px).logits,
+        "cvt": lambda: cvt(swinv2_px).last_hidden_state,  # depthwise Q/K/V, class token
+        "beit": lambda: beit(swinv2_px).last_hidden_state,  # another grid: resized bias tables
+        "conv2d-gemm-route-nchw": lambda: patch_conv(patch_img),
+        "conv1d-gemm-route-grouped-residual": lambda: grouped_conv(
+            grouped_seq, grouped_seq, channels_last=True
+        ),
         "image-preprocessing": lambda: proc(photo)["pixel_values"],
         "bin-load": lambda: (
             tfcore.AutoModel.from_pretrained(tmp_path / "bert-bin")(
@@ -332,7 +363,6 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         ),
     }
     # GGUF: loads of one file from every thread, and one shared memory-mapped reader
-    import os
     import sys
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz"))

@@ -165,6 +165,7 @@ class ImageProcessor:
         image_std: Union[float, Sequence[float]] = (0.5, 0.5, 0.5),
         default_to_square: bool = True,
         image_processor_type: Optional[str] = None,
+        crop_pct: Optional[float] = None,
     ) -> None:
         if resample not in RESAMPLE_NAMES:
             raise TfcoreValueError(
@@ -198,6 +199,14 @@ class ImageProcessor:
             )
         self.image_mean, self.image_std = mean, std
         self.image_processor_type = image_processor_type
+        self.crop_pct = None
+        if crop_pct is not None and self.do_resize:
+            crop_pct = float(crop_pct)
+            if not (0 < crop_pct <= 1):
+                raise TfcoreValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+            if "shortest_edge" not in self.size or "longest_edge" in self.size:
+                raise TfcoreValueError(f"crop_pct needs size={{'shortest_edge': n}}, got {self.size}")
+            self.crop_pct = crop_pct
 
     @classmethod
     def from_pretrained(cls, directory: Union[str, os.PathLike]) -> "ImageProcessor":
@@ -217,14 +226,9 @@ class ImageProcessor:
         if not isinstance(cfg, dict):
             raise TfcoreValueError(f"{path}: expected a JSON object, got {type(cfg).__name__}")
         kind = cfg.get("image_processor_type") or ""
-        if cfg.get("crop_pct") is not None:
-            raise TfcoreValueError(
-                f"{path}: {kind or 'this processor'} resizes by crop_pct (ConvNeXt's rule), which "
-                "tfcore.image does not implement; supported: resize to a size or shortest edge, "
-                "center crop, rescale, normalise (ViT, DeiT, CLIP, SigLIP, BEiT, Swin, ...)"
-            )
-        # CLIP-style processors resize the shortest edge when size is a bare int
-        square = not kind.startswith(("CLIP", "Chinese", "BitImage", "MobileNet"))
+        # CLIP-style processors resize the shortest edge when size is a bare int (ConvNeXt's,
+        # which CvT uses, too)
+        square = not kind.startswith(("CLIP", "Chinese", "BitImage", "MobileNet", "ConvNext"))
         keys = [
             "do_resize",
             "size",
@@ -236,6 +240,7 @@ class ImageProcessor:
             "do_normalize",
             "image_mean",
             "image_std",
+            "crop_pct",
         ]
         kwargs = {k: cfg[k] for k in keys if k in cfg and cfg[k] is not None}
         try:
@@ -251,6 +256,13 @@ class ImageProcessor:
         if "height" in s:
             return s["height"], s["width"]
         short, long = (w, h) if w <= h else (h, w)
+        if self.crop_pct is not None:  # ConvNeXt's rule (CvT): see preprocess_one
+            edge = s["shortest_edge"]
+            if edge >= 384:
+                return edge, edge  # warped, no crop
+            target = int(edge / self.crop_pct)
+            new_short, new_long = target, int(target * long / short)
+            return (new_long, new_short) if w <= h else (new_short, new_long)
         if "longest_edge" in s:  # HF's get_size_with_aspect_ratio
             size, max_size, raw = s["shortest_edge"], s["longest_edge"], None
             if max(h, w) / min(h, w) * size > max_size:
@@ -293,10 +305,10 @@ class ImageProcessor:
         out = np.moveaxis(out, -1, 0)
         return (out.astype(np.float64) * (1 / 255)).astype(np.float32) if to_unit else out
 
-    def center_crop(self, chw: np.ndarray) -> np.ndarray:
-        """(3, H, W) -> (3, crop_h, crop_w) around the centre; zero padding where the image is
-        smaller (HF's offsets)."""
-        ch, cw = self.crop_size["height"], self.crop_size["width"]
+    def center_crop(self, chw: np.ndarray, size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+        """(3, H, W) -> (3, crop_h, crop_w) (crop_size, or size) around the centre; zero padding
+        where the image is smaller (HF's offsets)."""
+        ch, cw = size or (self.crop_size["height"], self.crop_size["width"])
         h, w = chw.shape[1:]
         top, left = (h - ch) // 2, (w - cw) // 2
         if top >= 0 and left >= 0 and top + ch <= h and left + cw <= w:
@@ -312,6 +324,11 @@ class ImageProcessor:
         chw = _as_chw(image, index)
         if self.do_resize:
             chw = self.resize(chw)
+            edge = self.size.get("shortest_edge", 0)
+            if self.crop_pct is not None and edge < 384:
+                # ConvNeXt / CvT: the shortest edge went to int(edge / crop_pct), now the
+                # central edge x edge square (at 384 and above the image was warped instead)
+                chw = self.center_crop(chw, (edge, edge))
         if self.do_center_crop:
             chw = self.center_crop(chw)
         if self.do_rescale:
@@ -344,6 +361,8 @@ class ImageProcessor:
         parts = [f"size={self.size}" if self.do_resize else "do_resize=False"]
         if self.do_resize:
             parts.append(f"resample={RESAMPLE_NAMES[self.resample]}")
+        if self.crop_pct is not None:
+            parts.append(f"crop_pct={self.crop_pct}")
         if self.do_center_crop:
             parts.append(f"crop_size={self.crop_size}")
         parts.append(f"rescale={self.rescale_factor if self.do_rescale else None}")

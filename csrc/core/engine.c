@@ -205,6 +205,7 @@ ctx_destroy(void *p)
         dnnl_stream_destroy(ctx->stream);
     }
     free(ctx->scratch);
+    free(ctx->staging);
     free(ctx);
 }
 
@@ -236,23 +237,36 @@ tf_thread_ctx_get(tf_err *err)
     return ctx;
 }
 
-void *
-tf_thread_scratch(tf_thread_ctx *ctx, size_t size, tf_err *err)
+/* Grow *buf (of *have bytes) to at least size bytes, 64-byte aligned; old contents dropped. */
+static void *
+grow_buffer(void **buf, size_t *have, size_t size, const char *what, tf_err *err)
 {
-    if (size <= ctx->scratch_size && ctx->scratch != NULL) {
-        return ctx->scratch;
+    if (size <= *have && *buf != NULL) {
+        return *buf;
     }
     /* never NULL on success, even for 0 bytes (oneDNN's gemm primitives ask for none) */
     size_t want = ((size ? size : 1) + 4095) & ~(size_t)4095;
     void *p = NULL;
     if (posix_memalign(&p, 64, want) != 0) {
-        tf_err_set(err, TF_ERR_MEMORY, "out of memory allocating %zu bytes of scratchpad", want);
+        tf_err_set(err, TF_ERR_MEMORY, "out of memory allocating %zu bytes of %s", want, what);
         return NULL;
     }
-    free(ctx->scratch);
-    ctx->scratch = p;
-    ctx->scratch_size = want;
+    free(*buf);
+    *buf = p;
+    *have = want;
     return p;
+}
+
+void *
+tf_thread_scratch(tf_thread_ctx *ctx, size_t size, tf_err *err)
+{
+    return grow_buffer(&ctx->scratch, &ctx->scratch_size, size, "scratchpad", err);
+}
+
+void *
+tf_thread_staging(tf_thread_ctx *ctx, size_t size, tf_err *err)
+{
+    return grow_buffer(&ctx->staging, &ctx->staging_size, size, "staging memory", err);
 }
 
 int

@@ -21,13 +21,30 @@
  * CPUs without VNNI oneDNN's packing halves s8 weights itself (so its AVX2 kernels'
  * pairwise 16-bit sums cannot saturate: layers/linear.c) and rescales the result: the
  * weights are then effectively 7-bit, and quant_max says 64.
+ *
+ * Routing: two kinds of geometry run as GEMMs over im2col rows (kernels/im2col.h) through one
+ * tfcore.Linear per group instead of a oneDNN convolution (gemm_route says which):
+ *   - non-overlapping patches (kernel == stride, no padding, no dilation, one group: ViT/CLIP
+ *     patch embeddings, PVT/SegFormer spatial reduction, and 1x1 convolutions): the patches
+ *     are the GEMM's rows (one gather copy; none for a stride-1 1x1 on channels last). oneDNN
+ *     3.2's avx512_core brgconv ran the 8x8 stride-8 reduction at 0.03 GFLOP/s.
+ *   - large grouped kernels (groups > 1, >= 4 channels per group, >= 16 taps: wav2vec2's
+ *     kernel-128 positional convolution): per group, panels of sliding windows (im2col panel
+ *     by panel, bounded memory) times the group's (OC/G, taps IC/G) weights. oneDNN 3.2's
+ *     avx512_core brgconv ran the 16-group kernel-128 shape at 0.12 GFLOP/s.
+ * On AVX2 oneDNN's convolutions run most of these shapes well, so there only the patch
+ * embeddings are routed (gemm_route says which, with the measurements). Linear's dtypes are the
+ * convolution's: bfloat16 rounds the rows to bf16; int8 quantizes each row (per output
+ * position) instead of the whole tensor, so quant_max is Linear's (63 without VNNI).
  */
 #include "layers/conv.h"
 #include "kernels/bfloat16.h"
+#include "kernels/im2col.h"
 #include "kernels/quant.h"
 #include "layers/linear.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define ALIGN64(n) (((size_t)(n) + 63) & ~(size_t)63)
@@ -246,6 +263,192 @@ done:
     return rc;
 }
 
+/* ------------------------------------------------------------------ GEMM route */
+
+/* Does this geometry run as GEMMs over im2col rows? Eligible are non-overlapping patches and
+ * large grouped kernels (the file comment). Which eligible ones are taken depends on what
+ * oneDNN would run them with (measured, docs/convolution.md):
+ *   - avx512_core: all of them (its brgconv is the pathological case above);
+ *   - AVX2: only patches with >= 256 output channels (patch embeddings: the GEMM ran them
+ *     1.1-1.25x faster than avx2 brgconv, 1 thread) and stride-1 1x1 (no copy at all); the
+ *     64-channel 8x8/8 reduction (0.84x) and grouped kernels (0.5-0.9x: per-group GEMMs of
+ *     48 columns) stay on oneDNN's avx2 convolutions, which run them at 40-85 GFLOP/s.
+ * TFCORE_CONV_ROUTE=gemm takes every eligible geometry, =onednn none (tests, A/B runs). */
+static int
+gemm_route(const tf_conv *c)
+{
+    int patches = c->groups == 1, taps = 1;
+    for (int i = 0; i < c->nsp; i++) {
+        patches = patches && c->kernel[i] == c->stride[i] && c->pad_l[i] == 0 && c->pad_r[i] == 0 &&
+                  c->dilation[i] == 1;
+        taps *= (int)(c->kernel[i] > 1024 ? 1024 : c->kernel[i]);
+    }
+    const int large_grouped = c->groups > 1 && c->in_channels / c->groups >= 4 && taps >= 16;
+    if (!patches && !large_grouped) {
+        return 0;
+    }
+    const char *force = getenv("TFCORE_CONV_ROUTE");
+    if (force != NULL && strcmp(force, "onednn") == 0) {
+        return 0;
+    }
+    if ((force != NULL && strcmp(force, "gemm") == 0) ||
+        (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core) {
+        return 1;
+    }
+    return patches && (c->out_channels >= 256 || taps == 1);
+}
+
+/* The im2col geometry of c over in_sp -> out_sp (1-D maps on the second axis). */
+static tf_im2col_args
+im2col_args(const tf_conv *c, const float *x, const int64_t *in_sp, const int64_t *out_sp)
+{
+    tf_im2col_args a = {.x = x, .C = c->in_channels, .cg = c->in_channels / c->groups};
+    const int first = 2 - c->nsp; /* the first axis used: 1 for a 1-D map */
+    for (int i = 0; i < 2; i++) {
+        a.in_sp[i] = a.out_sp[i] = a.kernel[i] = a.stride[i] = a.dilation[i] = 1;
+        a.pad[i] = 0;
+    }
+    for (int i = 0; i < c->nsp; i++) {
+        a.in_sp[first + i] = in_sp[i];
+        a.out_sp[first + i] = out_sp[i];
+        a.kernel[first + i] = c->kernel[i];
+        a.stride[first + i] = c->stride[i];
+        a.dilation[first + i] = c->dilation[i];
+        a.pad[first + i] = c->pad_l[i];
+    }
+    return a;
+}
+
+/* floats per im2col panel: bounds the rows buffer (8 MB) whatever the map size */
+#define GEMM_PANEL_FLOATS ((int64_t)1 << 21)
+
+/* tf_conv_forward for the GEMM route: [channels first -> last] -> per group, panels of
+ * im2col rows (M = B prod(out), taps IC/G) times the group's Linear into the output's
+ * columns of the group -> [channels last -> first]. One group writes y (and applies the
+ * residual) in the Linear itself; several scatter their (rows, OC/G) results. */
+static int
+gemm_forward(const tf_conv *c, const float *x, int channels_last, int64_t B, const int64_t *in_sp,
+             const int64_t *out_sp, float *y, tf_post post, const float *other, tf_err *err)
+{
+    dnnl_primitive_desc_t pd_in = NULL, pd_out = NULL;
+    float *xl = NULL, *yl = NULL, *rows = NULL, *part = NULL;
+    int rc = -1;
+    const int64_t IC = c->in_channels, OC = c->out_channels, G = c->ngemm, og = OC / G;
+    int64_t nx = B * IC, M = B;
+    for (int i = 0; i < c->nsp; i++) {
+        nx *= in_sp[i];
+        M *= out_sp[i];
+    }
+    const int64_t ny = M * OC;
+    const float *src = x;
+    float *dst = y;
+    const tf_post cl_post = channels_last ? post : TF_POST_NONE;
+    tf_thread_ctx *ctx = tf_thread_ctx_get(err);
+    if (ctx == NULL) {
+        return -1;
+    }
+    if (!channels_last) {
+        if (tf_err_dnnl(err, make_reorder_pd(&pd_in, c->nsp, B, IC, in_sp, 0, 0),
+                        "creating the input reorder") < 0 ||
+            tf_err_dnnl(err,
+                        make_reorder_pd(&pd_out, c->nsp, B, OC, out_sp, 1, post != TF_POST_NONE),
+                        "creating the output reorder") < 0) {
+            goto done;
+        }
+    }
+    const tf_im2col_args shape = im2col_args(c, NULL, in_sp, out_sp);
+    const int64_t K = shape.kernel[0] * shape.kernel[1] * shape.cg; /* im2col row length */
+    /* a stride-1 1x1 convolution of one group reads the map itself as its rows */
+    const int direct = G == 1 && K == IC && shape.stride[0] == 1 && shape.stride[1] == 1 &&
+                       shape.pad[0] == 0 && shape.pad[1] == 0;
+    int64_t panel = direct ? M : GEMM_PANEL_FLOATS / K;
+    panel = panel < 64 ? 64 : panel > M ? M : panel;
+    /* staging: [x channels last | y channels last (channels-first maps) | im2col rows |
+     * one group's outputs]; Linear takes the thread's scratch meanwhile */
+    const size_t xl_bytes = channels_last ? 0 : ALIGN64(nx * 4);
+    const size_t yl_bytes = channels_last ? 0 : ALIGN64(ny * 4);
+    const size_t rows_bytes = direct ? 0 : ALIGN64(panel * K * 4);
+    const size_t part_bytes = G > 1 ? ALIGN64(panel * og * 4) : 0;
+    char *staging = tf_thread_staging(ctx, xl_bytes + yl_bytes + rows_bytes + part_bytes + 64, err);
+    if (staging == NULL) {
+        goto done;
+    }
+    xl = (float *)staging;
+    yl = (float *)(staging + xl_bytes);
+    rows = (float *)(staging + xl_bytes + yl_bytes);
+    part = (float *)(staging + xl_bytes + yl_bytes + rows_bytes);
+    if (!channels_last) {
+        void *sp = tf_thread_scratch(ctx, scratchpad_size(pd_in) + 64, err);
+        if (sp == NULL || run_reorder(pd_in, x, xl, sp, ctx->stream, err) < 0) {
+            goto done;
+        }
+        src = xl;
+        dst = yl;
+    }
+    tf_im2col_args a = shape;
+    a.x = src;
+    for (int64_t g = 0; g < G; g++) {
+        const tf_linear *lin = (const tf_linear *)c->gemm[g];
+        for (int64_t m0 = 0; m0 < M; m0 += panel) {
+            const int64_t n = M - m0 < panel ? M - m0 : panel;
+            const float *in = src + m0 * IC;
+            if (!direct) {
+                tf_im2col_rows(&a, g, m0, n, rows);
+                in = rows;
+            }
+            if (G == 1) {
+                if (tf_linear_forward(lin, in, n, dst + m0 * OC, cl_post,
+                                      cl_post == TF_POST_ADD ? other + m0 * OC : NULL, err) < 0) {
+                    goto done;
+                }
+                continue;
+            }
+            if (tf_linear_forward(lin, in, n, part, TF_POST_NONE, NULL, err) < 0) {
+                goto done;
+            }
+            /* the group's columns of (n, OC) output rows; the residual is added here */
+#pragma omp parallel for schedule(static) if (n * og >= 65536)
+            for (int64_t r = 0; r < n; r++) {
+                float *d = dst + (m0 + r) * OC + g * og;
+                const float *p = part + r * og;
+                if (cl_post == TF_POST_ADD) {
+                    const float *o = other + (m0 + r) * OC + g * og;
+                    for (int64_t j = 0; j < og; j++) {
+                        d[j] = p[j] + o[j];
+                    }
+                }
+                else if (cl_post == TF_POST_ACCUM) {
+                    for (int64_t j = 0; j < og; j++) {
+                        d[j] += p[j];
+                    }
+                }
+                else {
+                    memcpy(d, p, (size_t)og * sizeof(float));
+                }
+            }
+        }
+    }
+    if (!channels_last) {
+        /* back to channels first; a residual is added by the reorder's sum post-op */
+        if (post == TF_POST_ADD) {
+            memcpy(y, other, (size_t)ny * sizeof(float));
+        }
+        void *sp = tf_thread_scratch(ctx, scratchpad_size(pd_out) + 64, err);
+        if (sp == NULL || run_reorder(pd_out, yl, y, sp, ctx->stream, err) < 0) {
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    if (pd_in) {
+        dnnl_primitive_desc_destroy(pd_in);
+    }
+    if (pd_out) {
+        dnnl_primitive_desc_destroy(pd_out);
+    }
+    return rc;
+}
+
 /* ------------------------------------------------------------------ forward */
 
 int
@@ -274,6 +477,9 @@ tf_conv_forward(const tf_conv *c, const float *x, int channels_last, int64_t B,
     if (tf_conv_out_size(c, in_sp, out_sp) < 0) {
         tf_err_set(err, TF_ERR_VALUE, "input is smaller than the dilated kernel");
         return -1;
+    }
+    if (c->ngemm > 0) {
+        return gemm_forward(c, x, channels_last, B, in_sp, out_sp, y, post, other, err);
     }
     int64_t nx = B * c->in_channels, ny = B * c->out_channels;
     for (int i = 0; i < c->nsp; i++) {
@@ -600,6 +806,58 @@ done:
     return rc;
 }
 
+/* The GEMM route's Linears (gemm_route): group g's weights as (OC/G, taps IC/G) in im2col's
+ * (tap, channel) order, from wf (OC, IC/G, taps) with BatchNorm folded in; its slice of the
+ * bias; the activation fused; Linear's packing for dtype. 0 / -1 with an exception. */
+static int
+build_gemms(tf_state *st, tf_conv *self, const float *wf, PyObject *dtype_obj)
+{
+    const int64_t G = self->groups, og = self->out_channels / G, cg = self->in_channels / G;
+    int64_t taps = 1;
+    for (int i = 0; i < self->nsp; i++) {
+        taps *= self->kernel[i];
+    }
+    self->gemm = PyMem_Calloc((size_t)G, sizeof(PyObject *));
+    if (self->gemm == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int64_t g = 0; g < G; g++) {
+        npy_intp wdims[2] = {(npy_intp)og, (npy_intp)(taps * cg)}, bdims[1] = {(npy_intp)og};
+        PyArrayObject *wg = (PyArrayObject *)PyArray_SimpleNew(2, wdims, NPY_FLOAT32);
+        PyArrayObject *bg = NULL;
+        if (wg == NULL) {
+            return -1;
+        }
+        float *d = PyArray_DATA(wg);
+        for (int64_t o = 0; o < og; o++) {
+            const float *wo = wf + (g * og + o) * cg * taps; /* (cg, taps) */
+            for (int64_t t = 0; t < taps; t++) {
+                for (int64_t ch = 0; ch < cg; ch++) {
+                    d[(o * taps + t) * cg + ch] = wo[ch * taps + t];
+                }
+            }
+        }
+        if (self->bias != NULL) {
+            if ((bg = (PyArrayObject *)PyArray_SimpleNew(1, bdims, NPY_FLOAT32)) == NULL) {
+                Py_DECREF(wg);
+                return -1;
+            }
+            memcpy(PyArray_DATA(bg), self->bias + g * og, (size_t)og * sizeof(float));
+        }
+        tf_linear *lin = tf_linear_build(st, (PyObject *)wg, (PyObject *)bg, self->act, 0,
+                                         dtype_obj, "convolution as a GEMM");
+        Py_DECREF(wg);
+        Py_XDECREF(bg);
+        if (lin == NULL) {
+            return -1;
+        }
+        self->gemm[g] = (PyObject *)lin;
+        self->ngemm = g + 1;
+    }
+    return 0;
+}
+
 static PyObject *
 conv_new_nd(PyTypeObject *type, PyObject *args, PyObject *kwds, int nsp, const char *fmt)
 {
@@ -697,6 +955,17 @@ conv_new_nd(PyTypeObject *type, PyObject *args, PyObject *kwds, int nsp, const c
                            (long long)i);
             goto fail;
         }
+    }
+    if (gemm_route(self)) {
+        if (build_gemms(st, self, wf, dtype_obj) < 0) {
+            goto fail;
+        }
+        self->qmax = ((const tf_linear *)self->gemm[0])->qmax;
+        self->wunpack = 1.0f;
+        tf_free(wf);
+        Py_DECREF(w);
+        Py_XDECREF(b);
+        return (PyObject *)self;
     }
     self->bf16_emulated = self->wdt == dnnl_bf16 && !tf_bf16_supported();
     self->qmax = 127;
@@ -816,6 +1085,10 @@ conv_dealloc(tf_conv *self)
     tf_free(self->weights);
     tf_free(self->bias);
     tf_free(self->wscale);
+    for (int64_t g = 0; g < self->ngemm; g++) {
+        Py_XDECREF(self->gemm[g]);
+    }
+    PyMem_Free(self->gemm);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -976,8 +1249,42 @@ conv_get_padding(tf_conv *self, void *closure)
 
 /* The weights unpacked to torch's (OC, IC/G, k...) layout (int8 dequantized). */
 static PyObject *
+gemm_weight(tf_conv *self)
+{
+    npy_intp dims[4] = {(npy_intp)self->out_channels, (npy_intp)(self->in_channels / self->groups),
+                        (npy_intp)self->kernel[0], (npy_intp)self->kernel[1]};
+    PyArrayObject *w = (PyArrayObject *)PyArray_SimpleNew(self->nsp + 2, dims, NPY_FLOAT32);
+    if (w == NULL) {
+        return NULL;
+    }
+    const int64_t og = self->out_channels / self->ngemm, cg = dims[1];
+    const int64_t taps = self->nsp == 2 ? self->kernel[0] * self->kernel[1] : self->kernel[0];
+    float *d = PyArray_DATA(w);
+    for (int64_t g = 0; g < self->ngemm; g++) {
+        PyObject *wg = PyObject_GetAttrString(self->gemm[g], "weight"); /* (og, taps cg) */
+        if (wg == NULL) {
+            Py_DECREF(w);
+            return NULL;
+        }
+        const float *v = PyArray_DATA((PyArrayObject *)wg);
+        for (int64_t o = 0; o < og; o++) {
+            for (int64_t t = 0; t < taps; t++) {
+                for (int64_t ch = 0; ch < cg; ch++) {
+                    d[((g * og + o) * cg + ch) * taps + t] = v[(o * taps + t) * cg + ch];
+                }
+            }
+        }
+        Py_DECREF(wg);
+    }
+    return (PyObject *)w;
+}
+
+static PyObject *
 conv_get_weight(tf_conv *self, void *closure)
 {
+    if (self->ngemm > 0) {
+        return gemm_weight(self);
+    }
     tf_state *st = tf_state_of((PyObject *)self);
     dnnl_memory_desc_t md = NULL;
     npy_intp dims[4] = {(npy_intp)self->out_channels, (npy_intp)(self->in_channels / self->groups),
@@ -1047,6 +1354,15 @@ conv_get_implementation(tf_conv *self, void *closure)
     dnnl_primitive_desc_t pd = NULL;
     const char *impl = NULL;
     int64_t in_sp[2] = {1, 1}, out_sp[2] = {1, 1};
+    if (self->ngemm > 0) {
+        PyObject *lin = PyObject_GetAttrString(self->gemm[0], "implementation");
+        PyObject *r = lin == NULL
+                          ? NULL
+                          : PyUnicode_FromFormat("gemm over im2col rows (%lld x Linear: %U)",
+                                                 (long long)self->ngemm, lin);
+        Py_XDECREF(lin);
+        return r;
+    }
     packing_extents(self, in_sp);
     tf_conv_out_size(self, in_sp, out_sp);
     if (tf_check_dnnl(st, make_pd(&pd, self, 1, in_sp, out_sp, TF_POST_NONE, self->wmd),
@@ -1110,7 +1426,10 @@ static PyGetSetDef conv_getset[] = {
      "against 16-bit saturation). None for float32 and bfloat16.",
      NULL},
     {"implementation", (getter)conv_get_implementation, NULL,
-     "The oneDNN implementation chosen for the packed weights (e.g. 'brgconv:avx512_core').", NULL},
+     "The oneDNN implementation chosen for the packed weights (e.g. 'brgconv:avx512_core'),\n"
+     "or 'gemm over im2col rows (...)' for the geometries run as GEMMs (non-overlapping\n"
+     "patches, large grouped kernels: docs/convolution.md).",
+     NULL},
     {NULL},
 };
 

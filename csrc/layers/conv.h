@@ -33,6 +33,10 @@ typedef struct {
     void *weights;          /* packed weights, owned */
     float *bias;            /* (OC,) owned copy (BatchNorm folded in), or NULL */
     float *wscale;          /* (OC,) per-output-channel scales of int8 weights, else NULL */
+    int64_t ngemm;          /* > 0: the convolution runs as GEMMs over im2col rows (conv.c says
+                             * which shapes), one per group; 0: a oneDNN convolution */
+    PyObject **gemm;        /* ngemm owned Linears (OC/G, k... IC/G): the group's weights in
+                             * the (tap, channel) order of kernels/im2col.h's rows */
 } tf_conv;
 
 /* The output extent of each spatial axis for input extents in_sp (nsp of them); -1 if some

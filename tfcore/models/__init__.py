@@ -9,10 +9,12 @@ from types import ModuleType as _ModuleType
 from .albert import *  # noqa: F401,F403
 from .bart import *  # noqa: F401,F403
 from .base import ModelOutput, PreTrainedModel
+from .beit import *  # noqa: F401,F403
 from .bert import *  # noqa: F401,F403
 from .big_bird import *  # noqa: F401,F403
 from .bloom import *  # noqa: F401,F403
 from .clip import *  # noqa: F401,F403
+from .cvt import *  # noqa: F401,F403
 from .deberta_v2 import *  # noqa: F401,F403
 from .electra import *  # noqa: F401,F403
 from .encoder_heads import *  # noqa: F401,F403

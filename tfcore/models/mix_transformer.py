@@ -27,7 +27,7 @@ patch embedding reads the channels-last tokens instead.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
@@ -70,15 +70,13 @@ class MixBlock:
 
     attention: a tfcore.MultiHeadAttention, cross-attention (queries from the tokens, keys and
     values from the reduced map) when reduce is not None, else self-attention.
-    reduce: 'conv' (the kernel = stride = sr convolution as sr_linear over sr x sr patches,
-    then sr_norm), 'pool' (7x7 adaptive average pooling, the 1x1 conv as sr_linear, sr_norm,
-    GELU) or None.
+    reduce: 'conv' (sr_linear is the kernel = stride = sr tfcore.Conv2d on the channels-last
+    map, then sr_norm), 'pool' (7x7 adaptive average pooling, the 1x1 conv as the Linear
+    sr_linear, sr_norm, GELU) or None.
 
-    The reduction convolution's windows do not overlap (kernel = stride, no padding), so it is
-    a GEMM over patch rows: one gather copy puts each sr x sr patch's (ky, kx, c) values in a
-    row (the map cropped to whole patches, as the convolution floors) and sr_linear's weight is
-    the conv weight in that order, (C, sr * sr * C). oneDNN's convolution primitive ran this
-    shape (kernel = stride = 8, 64 channels) at ~1/100 of its GEMM rate."""
+    The reduction convolution's windows do not overlap (kernel = stride, no padding): Conv2d
+    runs it as a GEMM over patch rows where oneDNN's convolution is slow for it (avx512_core:
+    ~1/100 of its GEMM rate for kernel = stride = 8, 64 channels; layers/conv.c)."""
 
     def __init__(
         self,
@@ -90,7 +88,7 @@ class MixBlock:
         dense2: _C.Linear,
         reduce: Optional[str] = None,
         sr: int = 1,
-        sr_linear: Optional[_C.Linear] = None,
+        sr_linear: Union[_C.Linear, _C.Conv2d, None] = None,
         sr_norm: Optional[_C.LayerNorm] = None,
     ):
         self.norm1, self.attention, self.norm2 = norm1, attention, norm2
@@ -107,10 +105,7 @@ class MixBlock:
                     f"the image is too small for this model: its {h}x{w} token map is smaller than "
                     f"the {k}x{k} spatial-reduction convolution (HF's model fails there too)"
                 )
-            cropped = n.reshape(B, h, w, C)[:, : hh * k, : ww * k]
-            patches = np.empty((B, hh, ww, k, k, C), np.float32)  # rows in the weight's (ky, kx, c) order
-            patches[...] = cropped.reshape(B, hh, k, ww, k, C).transpose(0, 1, 3, 2, 4, 5)
-            r = self.sr_linear(patches.reshape(B, hh * ww, k * k * C))
+            r = self.sr_linear(n.reshape(B, h, w, C), channels_last=True).reshape(B, hh * ww, C)
             return self.sr_norm(r, out=r)
         pooled = adaptive_avg_pool(n.reshape(B, h, w, C), 7).reshape(B, 49, C)
         r = self.sr_linear(pooled)

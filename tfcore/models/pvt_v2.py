@@ -161,11 +161,11 @@ class PvtV2Model(PreTrainedModel):
             dtype=w.dtype,
         )
         sr_linear = sr_norm = None
-        if reduce == "conv":  # as a GEMM over sr x sr patches (see MixBlock): (C, ky, kx, c) rows
-            conv = w.get(K["sr"] + ".weight", (C, C, sr, sr))
-            sr_linear = _C.Linear(
-                np.ascontiguousarray(conv.transpose(0, 2, 3, 1).reshape(C, sr * sr * C)),
+        if reduce == "conv":  # kernel = stride = sr: tfcore.Conv2d routes it to a GEMM where that wins
+            sr_linear = _C.Conv2d(
+                w.get(K["sr"] + ".weight", (C, C, sr, sr)),
                 w.get(K["sr"] + ".bias", (C,)),
+                stride=sr,
                 dtype=w.dtype,
             )
         elif reduce == "pool":  # the 1x1 convolution is a Linear over channels

@@ -11,8 +11,8 @@ The pipeline, as HF's ``Wav2Vec2Model`` / ``HubertModel`` (shapes for one clip o
 2. feature projection: LayerNorm (HuBERT: if ``feat_proj_layer_norm``) + Linear -> (T, C).
 3. positional convolution: a grouped Conv1d (kernel 128, 16 groups, weight-normalised: the
    weight is ``g * v / ||v||`` per kernel tap, folded once at load) + GELU, added to the frames;
-   run as one GEMM per group over sliding windows (oneDNN's convolution is pathologically slow
-   for this shape, see _PositionalConv).
+   tfcore.Conv1d (which runs it as one GEMM per group over sliding windows where oneDNN's
+   convolution is pathologically slow for this shape, see _PositionalConv).
 4. transformer encoder: post-norm layers after a LayerNorm (base), or pre-norm layers and a
    final LayerNorm (``do_stable_layer_norm``, the large configs).
 
@@ -156,42 +156,23 @@ def _weight_norm(w: Weights, prefix: str, shape) -> np.ndarray:
 
 
 class _PositionalConv:
-    """HF's positional convolution (grouped Conv1d, kernel K, padding K // 2, output cut to T
-    frames) as one GEMM per group over sliding windows: (B, T, C) -> (B, T, C).
+    """HF's positional convolution + GELU (grouped Conv1d, kernel K, padding K // 2, the output
+    cut to T frames: SamePad drops the extra frame of an even kernel): (B, T, C) -> (B, T, C).
 
-    oneDNN 3.2's convolution for this shape (kernel 128, 16 groups of 48 channels) takes its
-    brgconv path at ~0.12 GFLOP/s (3.9 s for 49 frames, 1 thread, either layout); the windows
-    of one group are a (T, 48 * K) matrix, so the same products run as a Linear at the GEMM rate."""
+    oneDNN 3.2's avx512_core convolution for this shape (kernel 128, 16 groups of 48 channels)
+    runs at ~0.12 GFLOP/s; tfcore.Conv1d routes it to one GEMM per group over sliding windows
+    there (layers/conv.c) and keeps oneDNN's avx2 convolution, which runs it well, on AVX2."""
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray, groups: int, dtype: str):
-        C, cg, K = weight.shape
-        self.C, self.cg, self.K, self.groups = C, cg, K, groups
-        og = C // groups
-        self.proj = [
-            _C.Linear(
-                np.ascontiguousarray(weight[g * og : (g + 1) * og].reshape(og, cg * K)),
-                np.ascontiguousarray(bias[g * og : (g + 1) * og]),
-                dtype=dtype,
-            )
-            for g in range(groups)
-        ]
+        K = weight.shape[-1]
+        self.even = K % 2 == 0
+        self.conv = _C.Conv1d(weight, bias, padding=K // 2, groups=groups, activation="gelu", dtype=dtype)
 
     def __call__(self, h: np.ndarray) -> np.ndarray:
-        B, T, C = h.shape
-        pad = self.K // 2
-        xp = np.zeros((B, T + 2 * pad, C), np.float32)
-        xp[:, pad : pad + T] = h
-        out = np.empty((B, T, C), np.float32)
-        og = C // self.groups
-        for b in range(B):
-            # (T, C, K) windows: frame t sees padded frames t .. t + K - 1 (the first T outputs)
-            win = np.lib.stride_tricks.sliding_window_view(xp[b, : T + self.K - 1], self.K, axis=0)
-            for g, proj in enumerate(self.proj):
-                cols = np.ascontiguousarray(win[:, g * self.cg : (g + 1) * self.cg, :]).reshape(
-                    T, self.cg * self.K
-                )
-                out[b, :, g * og : (g + 1) * og] = proj(cols)
-        return out
+        """h + gelu(conv(h)): a new array."""
+        if not self.even:
+            return self.conv(h, h, channels_last=True)  # the residual fused into the convolution
+        return h + self.conv(h, channels_last=True)[:, : h.shape[1]]
 
 
 @register("base")
@@ -306,8 +287,7 @@ class Wav2Vec2Model(PreTrainedModel):
         h = self.projection(extract)
         if mask is not None:
             h[~mask] = 0.0
-        pos = self.pos_conv(h)
-        h = h + _C.activation(pos, "gelu", out=pos)
+        h = self.pos_conv(h)
         if not self.stable_layer_norm:
             h = self.encoder_norm(h)
         h, hidden, attns = self.encoder(h, mask, output_hidden_states, output_attentions, padding_free=False)
