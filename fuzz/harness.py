@@ -555,7 +555,13 @@ WHISPER_SPECIAL = ("<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>",
 def ct2_bytes(variables, aliases=(), spec="WhisperSpec", version=6, revision=3) -> bytes:
     """A CTranslate2 model.bin built by hand: variables (name, array) in float32 / float16 /
     int8 / int16 / int32 (or a 0-d int32 scalar), aliases (alias, name)."""
-    codes = {np.dtype("<f4"): 0, np.dtype("i1"): 1, np.dtype("<i2"): 2, np.dtype("<i4"): 3, np.dtype("<f2"): 4}
+    codes = {
+        np.dtype("<f4"): 0,
+        np.dtype("i1"): 1,
+        np.dtype("<i2"): 2,
+        np.dtype("<i4"): 3,
+        np.dtype("<f2"): 4,
+    }
 
     def s(text):
         b = text.encode() + b"\0"

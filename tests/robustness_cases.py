@@ -219,7 +219,12 @@ CASES = [
         TE,
         "softcap must be",
     ),
-    ("softcap/sdpa inf", "F.scaled_dot_product_attention(r(1, 2, 3, 4), r(1, 2, 3, 4), r(1, 2, 3, 4), softcap=float('inf'))", VE, "softcap must be"),
+    (
+        "softcap/sdpa inf",
+        "F.scaled_dot_product_attention(r(1, 2, 3, 4), r(1, 2, 3, 4), r(1, 2, 3, 4), softcap=float('inf'))",
+        VE,
+        "softcap must be",
+    ),
     # ---- Linear
     ("linear/x float64", "lin(np.ones((2, C)))", TE, "float32"),
     ("linear/x int", "lin(np.ones((2, C), np.int64))", TE, "float32"),

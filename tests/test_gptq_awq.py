@@ -158,7 +158,10 @@ def make_checkpoint(path, variant, group, seed=0):
     cfg["quantization_config"] = {"quant_method": method, "bits": 4, "group_size": group, **extra}
     (path / "config.json").write_text(json.dumps(cfg))
     ref = LlamaForCausalLM(LlamaConfig(**CFG, attn_implementation="eager")).double().eval()
-    sd = {k: torch.from_numpy(exact[k] if k in exact else tensors[k].astype(np.float64)) for k in hf.state_dict()}
+    sd = {
+        k: torch.from_numpy(exact[k] if k in exact else tensors[k].astype(np.float64))
+        for k in hf.state_dict()
+    }
     ref.load_state_dict(sd)
     return ref, packed, exact
 
@@ -237,7 +240,9 @@ def test_model_logits_and_greedy(tmp_path, variant, caplog):
 
 def write(tmp_path, tensors, qc, cfg=None):
     save_file(tensors, tmp_path / "model.safetensors")
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", **(cfg or {}), "quantization_config": qc}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "llama", **(cfg or {}), "quantization_config": qc})
+    )
 
 
 def open_ckpt(tmp_path):
@@ -292,7 +297,10 @@ def layer(K=64, N=16, G=2):
         ({"p.g_idx": np.zeros(63, np.int32)}, "g_idx has shape \\(63,\\)"),
         ({"p.scales": np.full((2, 16), np.inf, np.float16)}, "NaN or infinite"),
         ({"p.weight": np.zeros((16, 64), np.float32)}, "both a weight and a qweight"),
-        ({"p.qweight": np.zeros((8, 12), np.int32), "p.scales": np.ones((2, 12), np.float16)}, "not a multiple of 8"),
+        (
+            {"p.qweight": np.zeros((8, 12), np.int32), "p.scales": np.ones((2, 12), np.float16)},
+            "not a multiple of 8",
+        ),
     ],
 )
 def test_malformed_layers(tmp_path, change, match):

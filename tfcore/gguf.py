@@ -543,6 +543,7 @@ _LLAMA_CONFIG = {
     "vocab_size": "{arch}.vocab_size",
 }
 
+
 def _gemma2_fix(name: str, w: np.ndarray, cfg: Config) -> np.ndarray:
     # llama.cpp's converter stores Gemma's RMSNorm weights as 1 + w (transformers' GGUF
     # loader subtracts the 1 again, as here); q/k rows are not permuted for Gemma

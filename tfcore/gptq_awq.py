@@ -32,7 +32,7 @@ says so; float32 / bfloat16 / int8 read them exactly).
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import numpy as np
 
@@ -64,7 +64,9 @@ class QuantConfig:
         self.method = method
         bits = qc.get("bits", qc.get("w_bit"))
         if bits != 4 or isinstance(bits, bool):
-            raise CheckpointError(f"{where}: quantization_config.bits is {bits!r}; tfcore reads 4-bit {method}")
+            raise CheckpointError(
+                f"{where}: quantization_config.bits is {bits!r}; tfcore reads 4-bit {method}"
+            )
         group = qc.get("group_size", qc.get("q_group_size"))
         if not isinstance(group, int) or isinstance(group, bool) or not (group == -1 or 0 < group < 2**31):
             raise CheckpointError(
@@ -96,7 +98,9 @@ class QuantConfig:
                 raise CheckpointError(f"{where}: AWQ without zero points (zero_point=false) is not supported")
         skip = qc.get("modules_to_not_convert") or []
         if not isinstance(skip, list) or not all(isinstance(s, str) for s in skip):
-            raise CheckpointError(f"{where}: quantization_config.modules_to_not_convert must be a list of names")
+            raise CheckpointError(
+                f"{where}: quantization_config.modules_to_not_convert must be a list of names"
+            )
 
 
 def _unpack(words: np.ndarray) -> np.ndarray:
@@ -138,7 +142,9 @@ class QuantizedCheckpoint:
                 p = name[: -len(".qweight")]
                 for part in ("qzeros", "scales"):
                     if f"{p}.{part}" not in names:
-                        raise CheckpointError(f"{self.directory}: {p}.qweight has no {p}.{part} ({qc.method})")
+                        raise CheckpointError(
+                            f"{self.directory}: {p}.qweight has no {p}.{part} ({qc.method})"
+                        )
                 if f"{p}.weight" in names:
                     raise CheckpointError(f"{self.directory}: {p} has both a weight and a qweight")
                 self.layers[f"{p}.weight"] = p
@@ -173,7 +179,9 @@ class QuantizedCheckpoint:
 
     def raw(self, name: str) -> np.ndarray:
         if name in self.layers:
-            raise CheckpointError(f"{self.directory}: {name!r} is {self.qc.method}-quantized, it has no raw bytes")
+            raise CheckpointError(
+                f"{self.directory}: {name!r} is {self.qc.method}-quantized, it has no raw bytes"
+            )
         return self.ckpt.raw(name)
 
     def float32(self, name: str) -> np.ndarray:

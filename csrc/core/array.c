@@ -183,7 +183,8 @@ tf_arg_softcap(tf_state *st, PyObject *obj, float *out)
         return -1;
     }
     if (!(c > 0.0) || !isfinite(c) || c > 3.0e38) {
-        tf_value_error(st, "softcap must be a finite number > 0 (or None for no capping), got %g", c);
+        tf_value_error(st, "softcap must be a finite number > 0 (or None for no capping), got %g",
+                       c);
         return -1;
     }
     *out = (float)c;

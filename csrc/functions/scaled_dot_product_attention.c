@@ -48,8 +48,8 @@ typedef struct {
 static PyObject *
 sdpa(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"query", "key",          "value",  "attn_mask", "is_causal",
-                             "scale", "enable_gqa",   "window", "bias",      "return_weights",
+    static char *kwlist[] = {"query", "key",          "value",   "attn_mask", "is_causal",
+                             "scale", "enable_gqa",   "window",  "bias",      "return_weights",
                              "out",   "disentangled", "softcap", NULL};
     PyObject *q_obj, *k_obj, *v_obj, *mask_obj = Py_None, *scale_obj = Py_None,
                                      *window_obj = Py_None, *bias_obj = Py_None, *out_obj = Py_None,

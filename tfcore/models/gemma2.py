@@ -107,7 +107,9 @@ class Gemma2Model(LlamaModel):
     def attention_options(self, cfg: Config) -> dict:
         scalar = cfg.get("query_pre_attn_scalar", 256)
         if isinstance(scalar, bool) or not isinstance(scalar, (int, float)) or not scalar > 0:
-            raise CheckpointError(f"config.json: query_pre_attn_scalar must be a positive number, got {scalar!r}")
+            raise CheckpointError(
+                f"config.json: query_pre_attn_scalar must be a positive number, got {scalar!r}"
+            )
         # HF: scaling = query_pre_attn_scalar ** -0.5 (a Python float, rounded to float32 by torch)
         return {"scale": float(scalar) ** -0.5, "softcap": _softcap(cfg, "attn_logit_softcapping")}
 
