@@ -1,11 +1,12 @@
-"""Decoder wave 2 (Qwen2, Qwen3, Phi-3, GPT-NeoX, Falcon): fp32 greedy decoding at B=1,
-128 new tokens after a 32-token prompt, tfcore vs Hugging Face ``generate`` (SDPA) on torch,
+"""Decoder wave 2 (Qwen2, Qwen3, Phi-3, Gemma 2, GPT-NeoX, Falcon): fp32 greedy decoding at
+B=1, 128 new tokens after a 32-token prompt, tfcore vs Hugging Face ``generate`` (SDPA; eager
+for Gemma 2, whose soft-capped attention HF runs only there) on torch,
 same process, same threads, interleaved runs (bench_decode.decode_row: output checked as
 greedy agreement first, medians, HF/tfcore time ratio, GB/s against the read bandwidth
 measured in the same run). Random ~60M-parameter models of each family's shape (GQA where
 the family has it).
 
-    python benchmarks/bench_decoders_wave2.py [--quick] [--threads 2] [--avx2]
+    python benchmarks/bench_decoders_wave2.py [--quick] [--threads 2] [--avx2] [--only gemma]
 
 --avx2 re-runs itself with TFCORE_ISA=avx2 ONEDNN_MAX_CPU_ISA=AVX2 (what a CPU without
 AVX-512 gets).
@@ -42,7 +43,7 @@ COMMON = dict(
 )
 
 
-def make_models(tmp):
+def make_models(tmp, only=None):
     import transformers as T
 
     specs = {
@@ -57,6 +58,18 @@ def make_models(tmp):
         "Phi-3 (fused qkv/gate-up)": (
             T.Phi3ForCausalLM,
             T.Phi3Config(**COMMON, num_key_value_heads=8, intermediate_size=1408, pad_token_id=0),
+        ),
+        "Gemma 2 (GQA 8/4, soft-caps, window 64)": (
+            T.Gemma2ForCausalLM,
+            T.Gemma2Config(
+                **COMMON,
+                num_key_value_heads=4,
+                head_dim=64,
+                intermediate_size=1408,
+                query_pre_attn_scalar=64,
+                sliding_window=64,  # layers 0, 2, ... slide: the 160 positions go past it
+                pad_token_id=0,
+            ),
         ),
         "GPT-NeoX (parallel, rotary 25%)": (
             T.GPTNeoXForCausalLM,
@@ -73,6 +86,8 @@ def make_models(tmp):
     }
     out = {}
     for i, (name, (cls, cfg)) in enumerate(specs.items()):
+        if only and only.lower() not in name.lower():
+            continue
         torch.manual_seed(0)
         path = os.path.join(tmp, f"m{i}")
         cls(cfg).save_pretrained(path)
@@ -85,6 +100,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--avx2", action="store_true", help="TFCORE_ISA=avx2 ONEDNN_MAX_CPU_ISA=AVX2")
+    ap.add_argument("--only", default=None, help="the models whose name contains this (e.g. gemma)")
     args = ap.parse_args()
     tfcore.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
@@ -93,9 +109,10 @@ def main():
     print(f"read bandwidth measured now: {bandwidth:.1f} GB/s ({args.threads} threads)\n")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (path, cls) in make_models(tmp).items():
+        for name, (path, cls) in make_models(tmp, args.only).items():
             ours = tfcore.AutoModelForCausalLM.from_pretrained(path)
-            ref = cls.from_pretrained(path, attn_implementation="sdpa").eval()
+            impl = "eager" if cls.__name__.startswith("Gemma2") else "sdpa"
+            ref = cls.from_pretrained(path, attn_implementation=impl).eval()
             new_tokens, reps = (32, 1) if args.quick else (128, 3)
             rows.append([f"{name} B=1", *decode_row(ours, ref, 1, new_tokens, reps, bandwidth)])
             del ours, ref

@@ -151,6 +151,8 @@ PyArrayObject *tf_arg_ids(tf_state *st, PyObject *obj, const char *name);
 PyArrayObject *tf_arg_beam_idx(tf_state *st, PyObject *obj, int64_t B);
 /* Raises TfcoreValueError naming the first NaN/Inf (flat index) if any. */
 int tf_check_finite(tf_state *st, PyArrayObject *a, const char *name);
+/* An attention logit soft-cap argument: None -> 0 (none), else a finite number > 0. */
+int tf_arg_softcap(tf_state *st, PyObject *obj, float *out);
 /* Raises TfcoreValueError if a has a zero-sized dimension. */
 int tf_check_nonempty(tf_state *st, PyArrayObject *a, const char *name);
 

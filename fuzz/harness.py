@@ -8,6 +8,12 @@ Targets:
   config       the bytes are config.json next to a valid tiny checkpoint: load the model
   gguf         the bytes are a .gguf file: parse, build its config, read every tensor as
                float32 (dequantizing), rebuild its tokenizer
+  gguf_int4    the bytes are a .gguf file: every 2-D tensor through the int4 path (Q4_0 /
+               Q4_1 / Q4_K blocks repacked into an int4 Linear, tfcore.gguf_int4)
+  gptq_awq     byte 0 picks a GPTQ / AWQ quantization_config, the rest is model.safetensors:
+               every tensor dequantized and, where it is 4-bit, built as an int4 Linear
+  ctranslate2_whisper  the bytes are a CTranslate2 model.bin beside a Whisper tokenizer.json:
+               read it, convert it to a Hugging Face checkpoint directory
   wav          the bytes are a .wav file: tfcore.audio.read_wav (as a file and as bytes), and
                when it reads, the samples resampled to 16 kHz if the rate is a common one
   ops          the bytes choose shapes, dtypes, flags and values for Linear, LayerNorm,
@@ -18,6 +24,7 @@ Targets:
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import tempfile
@@ -528,6 +535,181 @@ def conv(data: bytes) -> None:
         _expected(lambda: layer(x, channels_last=last, out=r.choice([y, np.empty_like(y), x])))
 
 
+# ---------------------------------------------------------------- GGUF's int4 path
+def gguf_int4(data: bytes) -> None:
+    from tfcore import gguf as G
+
+    path = os.path.join(_DIR, "int4.gguf")
+    with open(path, "wb") as f:
+        f.write(data)
+
+    def load():
+        f = G.GGUFFile(path)
+        try:
+            cfg, arch = G.config_from_metadata(f.metadata, list(f.tensors), path)
+            ck = G.GGUFCheckpoint(f, arch, cfg)
+            for name in ck:
+                lin = ck.int4_linear(name)
+                if lin is not None:
+                    lin(np.ones((2, lin.in_features), np.float32))  # decode kernels
+                    lin(np.ones((9, lin.in_features), np.float32))  # prefill path
+        finally:
+            f.close()
+
+    _expected(load)
+
+
+# ---------------------------------------------------------------- GPTQ / AWQ safetensors
+GPTQ_AWQ_CONFIGS = (
+    {"quant_method": "gptq", "bits": 4, "group_size": 32, "sym": True, "desc_act": False},
+    {"quant_method": "gptq", "bits": 4, "group_size": 32, "desc_act": True, "checkpoint_format": "gptq_v2"},
+    {"quant_method": "gptq", "bits": 4, "group_size": -1},
+    {"quant_method": "awq", "bits": 4, "group_size": 32, "zero_point": True, "version": "gemm"},
+    {"quant_method": "awq", "bits": 4, "group_size": 64},
+)
+
+
+def gptq_awq_layer(method: str, K: int = 64, N: int = 16, group: int = 32, seed: int = 0) -> dict:
+    """One valid packed layer ("p.*" tensors) of random 4-bit values (the seeds)."""
+    rng = np.random.default_rng(seed)
+    G = -(-K // group)
+    qw = (K // 8, N) if method == "gptq" else (K, N // 8)
+    t = {
+        "p.qweight": rng.integers(-(2**31), 2**31, qw, dtype=np.int64).astype(np.int32),
+        "p.qzeros": rng.integers(-(2**31), 2**31, (G, N // 8), dtype=np.int64).astype(np.int32),
+        "p.scales": (rng.random((G, N)) * 0.01 + 0.001).astype(np.float16),
+        "p.bias": np.zeros(N, np.float16),
+    }
+    if method == "gptq":
+        t["p.g_idx"] = (np.arange(K) // group).astype(np.int32)
+    return t
+
+
+def gptq_awq(data: bytes) -> None:
+    from tfcore.config import Config
+    from tfcore.gptq_awq import wrap
+    from tfcore.safetensors import Checkpoint
+
+    d = os.path.join(_DIR, "gptq_awq")
+    os.makedirs(d, exist_ok=True)
+    qc = GPTQ_AWQ_CONFIGS[data[0] % len(GPTQ_AWQ_CONFIGS)] if data else GPTQ_AWQ_CONFIGS[0]
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump({"model_type": "llama", "quantization_config": qc}, f)
+    with open(os.path.join(d, "model.safetensors"), "wb") as f:
+        f.write(data[1:])
+
+    def load():
+        ck = wrap(Checkpoint(d), Config.from_dir(d))
+        for name in ck:
+            w = ck.float32(name)
+            lin = ck.int4_linear(name) if hasattr(ck, "int4_linear") else None
+            if lin is not None:
+                x = np.ones((2, lin.in_features), np.float32)
+                if not np.allclose(lin(x), x @ w.T, rtol=1e-2, atol=1e-3 * float(np.abs(w).sum(1).max() + 1)):
+                    raise AssertionError(f"{name}: int4 Linear and the dequantized weights disagree")
+
+    _expected(load)
+
+
+# ---------------------------------------------------------------- CTranslate2 Whisper
+WHISPER_SPECIAL = ("<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>", "<|startofprev|>")
+
+
+def ct2_bytes(variables, aliases=(), spec="WhisperSpec", version=6, revision=3) -> bytes:
+    """A CTranslate2 model.bin built by hand: variables (name, array) in float32 / float16 /
+    int8 / int16 / int32 (or a 0-d int32 scalar), aliases (alias, name)."""
+    codes = {
+        np.dtype("<f4"): 0,
+        np.dtype("i1"): 1,
+        np.dtype("<i2"): 2,
+        np.dtype("<i4"): 3,
+        np.dtype("<f2"): 4,
+    }
+
+    def s(text):
+        b = text.encode() + b"\0"
+        return struct.pack("<H", len(b)) + b
+
+    out = struct.pack("<I", version) + s(spec) + struct.pack("<II", revision, len(variables))
+    for name, a in variables:
+        a = np.asarray(a)  # (not ascontiguousarray: it makes 0-d scalars 1-d)
+        out += s(name) + struct.pack("<B", a.ndim) + b"".join(struct.pack("<I", d) for d in a.shape)
+        out += struct.pack("<BI", codes[a.dtype], a.nbytes) + a.tobytes()
+    out += struct.pack("<I", len(aliases)) + b"".join(s(a) + s(n) for a, n in aliases)
+    return out
+
+
+def tiny_whisper_ct2(dtype=np.float16) -> bytes:
+    """A valid 1+1-layer CTranslate2 Whisper model.bin (d_model 8, 4 mel bins, vocab 12)."""
+    rng = np.random.default_rng(0)
+    C, M, V, F_, P = 8, 4, 12, 16, 6
+    v = [("encoder/num_heads", np.array(2, np.int32)), ("decoder/num_heads", np.array(2, np.int32))]
+
+    def add(name, *shape):
+        v.append((name, rng.standard_normal(shape).astype(dtype)))
+
+    def norm(p):
+        add(p + "/gamma", C)
+        add(p + "/beta", C)
+
+    def lin(p, rows, cols):
+        add(p + "/weight", rows, cols)
+        add(p + "/bias", rows)
+
+    add("encoder/conv1/weight", C, M, 3)
+    add("encoder/conv1/bias", C)
+    add("encoder/conv2/weight", C, C, 3)
+    add("encoder/conv2/bias", C)
+    add("encoder/position_encodings/encodings", P, C)
+    add("decoder/position_encodings/encodings", P, C)
+    add("decoder/embeddings/weight", V, C)
+    for kind in ("encoder", "decoder"):
+        s = f"{kind}/layer_0"
+        norm(s + "/self_attention/layer_norm")
+        v.append((s + "/self_attention/linear_0/weight", rng.standard_normal((3 * C, C)).astype(dtype)))
+        bias = rng.standard_normal(3 * C).astype(dtype)
+        bias[C : 2 * C] = 0  # Whisper's k_proj has no bias
+        v.append((s + "/self_attention/linear_0/bias", bias))
+        lin(s + "/self_attention/linear_1", C, C)
+        if kind == "decoder":
+            norm(s + "/attention/layer_norm")
+            lin(s + "/attention/linear_0", C, C)
+            v.append((s + "/attention/linear_1/weight", rng.standard_normal((2 * C, C)).astype(dtype)))
+            v.append((s + "/attention/linear_1/bias", np.zeros(2 * C, dtype)))
+            lin(s + "/attention/linear_2", C, C)
+        norm(s + "/ffn/layer_norm")
+        lin(s + "/ffn/linear_0", F_, C)
+        lin(s + "/ffn/linear_1", C, F_)
+        norm(f"{kind}/layer_norm")
+    return ct2_bytes(v, aliases=[("decoder/projection/weight", "decoder/embeddings/weight")])
+
+
+def ctranslate2_whisper(data: bytes) -> None:
+    import shutil
+
+    from tfcore.ctranslate2_whisper import convert_ctranslate2_whisper, read_ctranslate2_model
+
+    src, dest = os.path.join(_DIR, "ct2"), os.path.join(_DIR, "ct2-hf")
+    os.makedirs(src, exist_ok=True)
+    shutil.rmtree(dest, ignore_errors=True)
+    tok = {"added_tokens": [{"id": 8 + i, "content": t} for i, t in enumerate(WHISPER_SPECIAL)]}
+    with open(os.path.join(src, "tokenizer.json"), "w") as f:
+        json.dump(tok, f)
+    with open(os.path.join(src, "config.json"), "w") as f:
+        json.dump({"suppress_ids": [1, 2], "suppress_ids_begin": [3], "lang_ids": []}, f)
+    with open(os.path.join(src, "model.bin"), "wb") as f:
+        f.write(data)
+
+    def load():
+        read_ctranslate2_model(src)
+        convert_ctranslate2_whisper(src, dest)
+
+    try:
+        _expected(load)
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+
+
 TARGETS = {
     "wav": wav,
     "conv": conv,
@@ -537,6 +719,9 @@ TARGETS = {
     "linear_attention": linear_attention,
     "rwkv": rwkv,
     "gguf": gguf,
+    "gguf_int4": gguf_int4,
+    "gptq_awq": gptq_awq,
+    "ctranslate2_whisper": ctranslate2_whisper,
 }
 
 
@@ -552,6 +737,19 @@ def seeds(target: str):
         yield tiny_llama_gguf(2)
         yield tiny_llama_gguf(3)
         yield gguf_bytes()
+    elif target == "gguf_int4":
+        yield tiny_llama_gguf(2)  # Q4_0
+        yield tiny_llama_gguf(3)  # Q4_1
+    elif target == "gptq_awq":
+        path = os.path.join(_DIR, "seed-gptq.safetensors")
+        for i, qc in enumerate(GPTQ_AWQ_CONFIGS):
+            group = qc["group_size"] if qc["group_size"] > 0 else 64
+            save_file(gptq_awq_layer(qc["quant_method"], group=group, seed=i), path)
+            with open(path, "rb") as f:
+                yield bytes([i]) + f.read()
+    elif target == "ctranslate2_whisper":
+        yield tiny_whisper_ct2(np.float16)
+        yield tiny_whisper_ct2(np.float32)
     elif target == "wav":
         yield wav_bytes(np.arange(-40, 40, dtype="<i2").tobytes())
         yield wav_bytes(np.arange(0, 96, dtype=np.uint8).tobytes(), width=3, channels=2, rate=44100)

@@ -2,7 +2,8 @@
 
     python fuzz/run.py TARGET [--seconds 60 | --runs N] [-- libFuzzer args...]
 
-TARGET is safetensors, config, ops, linear_attention, gguf or wav. The corpus grows in fuzz/corpus/TARGET (seeded from
+TARGET is one of harness.TARGETS (safetensors, config, ops, linear_attention, rwkv, gguf, gguf_int4,
+gptq_awq, ctranslate2_whisper, wav). The corpus grows in fuzz/corpus/TARGET (seeded from
 harness.seeds); a failing input is written to fuzz/crashes/TARGET-<hash> - copy it to
 tests/fuzz_regressions/TARGET/ once fixed so tests replay it. Python code of tfcore is
 instrumented for coverage; the C extension is exercised but not instrumented (libFuzzer

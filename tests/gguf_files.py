@@ -157,3 +157,64 @@ def tiny_llama(
         attn_implementation="eager",
     )
     return LlamaForCausalLM(cfg).eval()
+
+
+GEMMA2_NAMES = {
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+    "input_layernorm": "attn_norm",
+    "post_attention_layernorm": "post_attention_norm",
+    "pre_feedforward_layernorm": "ffn_norm",
+    "post_feedforward_layernorm": "post_ffw_norm",
+}
+
+
+def write_gemma2_gguf(model, path, qtype: str = "F32", seed: int = 0) -> str:
+    """Write HF Gemma2ForCausalLM `model` as llama.cpp's converter lays Gemma 2 out: norms
+    stored as 1 + weight (F32), q/k rows not permuted, the soft-caps and the sliding window in
+    the metadata, the LM head tied (no output.weight). Returns path."""
+    cfg = model.config
+    rng = np.random.default_rng(seed)
+    w = gguf.GGUFWriter(str(path), arch="gemma2")
+    w.add_name("tiny-gemma2")
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_key_length(cfg.head_dim)
+    w.add_value_length(cfg.head_dim)
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_rope_freq_base(cfg.rope_parameters["rope_theta"])
+    w.add_vocab_size(cfg.vocab_size)
+    w.add_sliding_window(cfg.sliding_window)
+    w.add_attn_logit_softcapping(cfg.attn_logit_softcapping)
+    w.add_final_logit_softcapping(cfg.final_logit_softcapping)
+    w.add_file_type(0)
+    for key, t in model.state_dict().items():
+        a = t.detach().float().numpy()
+        if key == "lm_head.weight":
+            continue
+        if key == "model.embed_tokens.weight":
+            name = "token_embd.weight"
+        elif key == "model.norm.weight":
+            name = "output_norm.weight"
+        else:
+            parts = key.split(".")
+            name = f"blk.{parts[2]}.{GEMMA2_NAMES['.'.join(parts[3:-1])]}.{parts[-1]}"
+        if a.ndim == 1:  # RMSNorm weights as 1 + w, as llama.cpp's converter writes them
+            w.add_tensor(name, np.ascontiguousarray(a + np.float32(1.0), np.float32))
+        else:
+            data, raw = encode(a, qtype, rng)
+            w.add_tensor(name, data, raw_dtype=raw)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return str(path)

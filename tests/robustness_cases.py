@@ -157,7 +157,74 @@ def gguf_case(expr, call="tfcore.AutoModelForCausalLM.from_pretrained(p)"):
     )
 
 
+def gptq_case(qc, layer="harness.gptq_awq_layer('gptq')", call="AutoModelForCausalLM"):
+    """Code that writes a GPTQ / AWQ checkpoint directory (quantization_config qc, one packed
+    layer from fuzz/harness.py, optionally mutated) and loads it."""
+    return (
+        f"import sys, json; sys.path.insert(0, {FUZZ_DIR!r})\n"
+        "import harness; from tfcore.safetensors import save_file\n"
+        f"d = os.path.join(tmp, 'gptq'); os.makedirs(d, exist_ok=True); t = {layer}\n"
+        "save_file(t, os.path.join(d, 'model.safetensors'))\n"
+        f"open(os.path.join(d, 'config.json'), 'w').write(json.dumps({{'model_type': 'llama', "
+        f"'quantization_config': {qc!r}}}))\n"
+        "from tfcore.config import Config; from tfcore.gptq_awq import wrap; "
+        "from tfcore.safetensors import Checkpoint\n"
+        "ck = wrap(Checkpoint(d), Config.from_dir(d)); [ck.float32(k) for k in ck]; "
+        "[ck.int4_linear(k) for k in ck]"
+    )
+
+
+_GPTQ = {"quant_method": "gptq", "bits": 4, "group_size": 32, "sym": True}
+
 CASES = [
+    # ---- GPTQ / AWQ checkpoints (tfcore/gptq_awq.py)
+    ("gptq/bits 3", gptq_case({**_GPTQ, "bits": 3}), CK, "bits is 3"),
+    ("gptq/method", gptq_case({**_GPTQ, "quant_method": "hqq"}), CK, "quant_method 'hqq'"),
+    ("gptq/awq gemv", gptq_case({**_GPTQ, "quant_method": "awq", "version": "gemv"}), CK, "gemv"),
+    ("gptq/group 0", gptq_case({**_GPTQ, "group_size": 0}), CK, "group_size"),
+    (
+        "gptq/g_idx range",
+        gptq_case(_GPTQ, "harness.gptq_awq_layer('gptq'); t['p.g_idx'][3] = 7"),
+        CK,
+        "g_idx holds groups",
+    ),
+    (
+        "gptq/scales shape",
+        gptq_case(_GPTQ, "harness.gptq_awq_layer('gptq'); t['p.scales'] = t['p.scales'][:, :8]"),
+        CK,
+        "p.scales has shape",
+    ),
+    (
+        "gptq/awq qweight as gptq",
+        gptq_case({**_GPTQ, "quant_method": "awq"}),
+        CK,
+        "qzeros has shape|scales has shape",
+    ),
+    (
+        "gptq/NaN scales",
+        gptq_case(_GPTQ, "harness.gptq_awq_layer('gptq'); t['p.scales'][0, 0] = np.nan"),
+        CK,
+        "NaN",
+    ),
+    # ---- attention logit soft-capping (Gemma 2)
+    (
+        "softcap/zero",
+        "tfcore.MultiHeadAttention(C, 4, qkv_weight=r(3 * C, C), o_weight=r(C, C), softcap=0.0)",
+        VE,
+        "softcap must be",
+    ),
+    (
+        "softcap/str",
+        "tfcore.MultiHeadAttention(C, 4, qkv_weight=r(3 * C, C), o_weight=r(C, C), softcap='50')",
+        TE,
+        "softcap must be",
+    ),
+    (
+        "softcap/sdpa inf",
+        "F.scaled_dot_product_attention(r(1, 2, 3, 4), r(1, 2, 3, 4), r(1, 2, 3, 4), softcap=float('inf'))",
+        VE,
+        "softcap must be",
+    ),
     # ---- Linear
     ("linear/x float64", "lin(np.ones((2, C)))", TE, "float32"),
     ("linear/x int", "lin(np.ones((2, C), np.int64))", TE, "float32"),

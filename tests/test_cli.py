@@ -58,6 +58,8 @@ def test_help_lists_every_command_and_usage_errors_exit_2():
     ):
         assert name in out.stdout
         assert cli(name, "--help").returncode == 0
+    for name in ("chat", "generate"):  # every 4-bit path is reachable from the command line
+        assert "int4" in cli(name, "--help").stdout
     bad = cli("frobnicate")
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
     assert cli("run").returncode == 2  # missing required arguments

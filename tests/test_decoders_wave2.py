@@ -1,7 +1,8 @@
 """Decoder wave 2 against Hugging Face (eval mode, float32, eager attention): Qwen2 (q/k/v
 biases, sliding-window layers), Phi-3 (fused qkv/gate-up, LongRoPE short factors, partial
-rotary), GPT-NeoX (parallel residual, partial rotary) and Falcon (multi-query, grouped
-new architecture, sequential): prefill logits <= 1e-4 relative, cached decoding == full
+rotary), GPT-NeoX (parallel residual, partial rotary), Falcon (multi-query, grouped
+new architecture, sequential) and Gemma 2 (soft-capped attention and logits, alternating
+sliding-window layers, sandwich norms, scaled embeddings, GeGLU, query_pre_attn_scalar): prefill logits <= 1e-4 relative, cached decoding == full
 forward, greedy 50 tokens, beam search, a left-padded batch, bfloat16 and int8 loads."""
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def _hf(kind, **kw):
         "phi3": (T.Phi3Config, T.Phi3ForCausalLM),
         "gpt_neox": (T.GPTNeoXConfig, T.GPTNeoXForCausalLM),
         "falcon": (T.FalconConfig, T.FalconForCausalLM),
+        "gemma2": (T.Gemma2Config, T.Gemma2ForCausalLM),
     }[kind]
     base = dict(
         vocab_size=97,
@@ -121,6 +123,30 @@ FAMILIES = {
         ffn_hidden_size=97,
         bias=True,
     ),
+    # head_dim 16 != 60 / 6, scale 20 ** -0.5, layers 0 and 2 slide over 8 keys (HF's
+    # default layer_types), attention scores capped at 3 and logits at 5 (small caps so that
+    # tanh saturates: the default 50 / 30 barely touch a random tiny model's scores)
+    "gemma2": lambda: _hf(
+        "gemma2",
+        **LLAMA_LIKE,
+        head_dim=16,
+        query_pre_attn_scalar=20,
+        sliding_window=8,
+        attn_logit_softcapping=3.0,
+        final_logit_softcapping=5.0,
+    ),
+    # no soft-capping, untied head, sliding layers given explicitly (window 5)
+    "gemma2-layer-types": lambda: _hf(
+        "gemma2",
+        **LLAMA_LIKE,
+        head_dim=12,
+        query_pre_attn_scalar=12,
+        sliding_window=5,
+        layer_types=["full_attention", "sliding_attention", "sliding_attention"],
+        attn_logit_softcapping=None,
+        final_logit_softcapping=None,
+        tie_word_embeddings=False,
+    ),
 }
 
 CLASSES = {
@@ -129,6 +155,7 @@ CLASSES = {
     "phi3": models.Phi3ForCausalLM,
     "gpt_neox": models.GPTNeoXForCausalLM,
     "falcon": models.FalconForCausalLM,
+    "gemma2": models.Gemma2ForCausalLM,
 }
 
 
@@ -180,6 +207,8 @@ GREEDY = [
     "gpt_neox",
     "falcon-mqa",
     "falcon-new-arch",
+    "gemma2",
+    "gemma2-layer-types",
 ]
 
 
@@ -190,7 +219,7 @@ def test_greedy_50_tokens_match_hf(rng, tmp_path, name):
     assert got.shape == (2, 59)
 
 
-@pytest.mark.parametrize("name", ["qwen2-window", "phi3-longrope", "gpt_neox", "falcon-new-arch"])
+@pytest.mark.parametrize("name", ["qwen2-window", "phi3-longrope", "gpt_neox", "falcon-new-arch", "gemma2"])
 def test_beam_search_and_left_padding_match_hf(rng, tmp_path, name):
     ref, ours = load(name, tmp_path)
     ids = rng.integers(3, 97, size=(2, 7))
@@ -229,7 +258,7 @@ def test_bfloat16_loads_and_runs(rng, tmp_path, name):
 
 
 @pytest.mark.skipif("int8" not in tfcore.supported_dtypes(), reason="no fast int8 matmul on this CPU")
-@pytest.mark.parametrize("name", LOW_PRECISION)
+@pytest.mark.parametrize("name", LOW_PRECISION + ["gemma2"])
 def test_int8_loads_and_runs(rng, tmp_path, name):
     """int8 against HF with the same fake quantization (weights per output channel,
     activations per token) in every projection, and near float32."""

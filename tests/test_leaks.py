@@ -338,6 +338,47 @@ def test_int4_layers_and_decoding_keep_memory_flat(tiny_models):
     assert growth < 2 * MiB, growth / MiB
 
 
+def test_gemma2_decoding_and_gptq_loads_keep_memory_flat(tmp_path):
+    """Gemma 2 decoding (soft-capped attention, Python sandwich-norm blocks) and GPTQ / AWQ
+    checkpoints opened, dequantized and built as int4 Linears again and again."""
+    import json
+
+    import torch
+    import transformers
+
+    from tfcore.config import Config
+    from tfcore.gptq_awq import wrap
+    from tfcore.safetensors import Checkpoint, save_file
+
+    torch.manual_seed(0)
+    cfg = transformers.Gemma2Config(
+        vocab_size=60, hidden_size=32, intermediate_size=40, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=12, sliding_window=3,
+    )  # fmt: skip
+    transformers.Gemma2ForCausalLM(cfg).save_pretrained(tmp_path / "gemma2")
+    model = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path / "gemma2")
+    ids = np.array([[1, 5, 9]])
+    run = lambda: model.generate(ids, max_new_tokens=8)  # noqa: E731
+    growth = min(rss_growth(run, calls=200, warmup=300), rss_growth(run, calls=200, warmup=0))
+    assert growth < 2 * MiB, growth / MiB
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz"))
+    import harness
+
+    for method in ("gptq", "awq"):
+        d = tmp_path / method
+        d.mkdir()
+        save_file(harness.gptq_awq_layer(method), d / "model.safetensors")
+        qc = {"quant_method": method, "bits": 4, "group_size": 32}
+        (d / "config.json").write_text(json.dumps({"model_type": "llama", "quantization_config": qc}))
+
+        def load(d=d):
+            ck = wrap(Checkpoint(d), Config.from_dir(d))
+            ck.float32("p.weight"), ck.int4_linear("p.weight")(np.ones((2, 64), np.float32))
+
+        growth = rss_growth(load, calls=500, warmup=100)
+        assert growth < 2 * MiB, (method, growth / MiB)
+
+
 def test_gguf_loads_keep_memory_and_files_flat(tmp_path):
     """GGUF files: parse + dequantize + build (memory maps and descriptors released), the
     tokenizer rebuilt from metadata, and malformed files rejected, many times over."""

@@ -130,6 +130,36 @@ def test_bias_and_scale(rng, path):
     assert np.abs(got - want).max() < TOL
 
 
+@pytest.mark.parametrize("L,S", [(1, 131), (3, 600), (7, 7), (97, 97), (131, 7)])  # decode and tile
+@pytest.mark.parametrize("cap", [0.7, 5.0, 50.0])
+def test_softcap(rng, path, L, S, cap):
+    """Gemma 2's logit soft-capping: c tanh(s / c) of the scaled scores, before the mask and
+    bias; scores scaled up (scale=2) so that small caps saturate most of them."""
+    q, k, v = qkv(rng, 2, 4, 2, L, S, 24)
+    mask = rng.random((2, 1, L, S)) < 0.8
+    mask[..., 0] = True
+    bias = rng.standard_normal((1, 4, L, S)).astype(np.float32)
+    kw = dict(attn_mask=mask, scale=2.0, bias=bias)
+    if L == S:  # causal as a mask (torch refuses attn_mask with is_causal)
+        mask &= np.tril(np.ones((L, S), bool))
+    got = F.scaled_dot_product_attention(q, k, v, enable_gqa=True, softcap=cap, **kw)
+    want, _ = sdpa_ref(q, k, v, softcap=cap, **kw)
+    # tanh in float32 (1 - 2 / (e^2y + 1)): absolute error ~ 2 eps32 * cap per score
+    assert np.abs(got - want).max() < TOL + 4e-7 * cap
+    _, w = F.scaled_dot_product_attention(q, k, v, enable_gqa=True, softcap=cap, return_weights=True, **kw)
+    _, w_ref = sdpa_ref(q, k, v, softcap=cap, **kw)
+    assert np.abs(w - w_ref).max() < TOL + 4e-7 * cap
+    plain = F.scaled_dot_product_attention(q, k, v, enable_gqa=True, **kw)
+    assert np.abs(plain - got).max() > 1e-3  # the cap changed the result
+
+
+@pytest.mark.parametrize("cap", [0, -1.0, float("nan"), float("inf"), "1", True])
+def test_softcap_must_be_positive(rng, cap):
+    q, k, v = qkv(rng, 1, 2, 2, 3, 3, 8)
+    with pytest.raises((tfcore.TfcoreValueError, tfcore.TfcoreTypeError), match="softcap must be"):
+        F.scaled_dot_product_attention(q, k, v, softcap=cap)
+
+
 def test_fully_masked_rows_give_zeros(rng, path):
     q, k, v = qkv(rng, 1, 2, 2, 5, 9, 16)
     mask = np.ones((1, 1, 5, 9), bool)

@@ -180,6 +180,33 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         q_norm_weight=r(8),
         k_norm_weight=r(8),
     )
+    softcap_attn = tfcore.MultiHeadAttention(  # Gemma 2's soft-capped scores, sliding window
+        32,
+        4,
+        num_key_value_heads=2,
+        head_dim=12,
+        qkv_weight=r(96, 32),
+        o_weight=r(32, 48),
+        is_causal=True,
+        rope_theta=10000.0,
+        scale=0.2,
+        softcap=2.0,
+        sliding_window=9,
+    )
+    torch.manual_seed(0)
+    transformers.Gemma2ForCausalLM(
+        transformers.Gemma2Config(
+            vocab_size=60,
+            hidden_size=32,
+            intermediate_size=40,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=12,
+            sliding_window=3,
+        )
+    ).save_pretrained(tmp_path / "gemma2")
+    gemma2 = tfcore.AutoModelForCausalLM.from_pretrained(tmp_path / "gemma2")
     h = r(2, 37, 32)
     ql, kl, vl = r(2, 4, 70, 8), r(2, 4, 70, 8), r(2, 4, 70, 8)
     glob = np.zeros((2, 70), bool)
@@ -295,6 +322,8 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         "t5-bias": lambda: t5_attn(h),
         "alibi": lambda: alibi_attn(h),
         "qk-norm": lambda: qk_norm_attn(h),
+        "softcap-window": lambda: softcap_attn(h),
+        "gemma2-generate": lambda: gemma2.generate(ids[:2, :4] % 60, max_new_tokens=6, num_beams=2),
         "longformer": lambda: tfcore.functional.sliding_window_attention(
             ql, kl, vl, 5, dilation=2, global_attention_mask=glob
         ),

@@ -223,6 +223,7 @@ class MultiHeadAttention:
     is_causal: int
     is_cross_attention: int
     scale: float
+    softcap: Optional[float]
     qkv_proj: Linear
     kv_proj: Optional[Linear]
     o_proj: Linear
@@ -261,6 +262,7 @@ class MultiHeadAttention:
         q_norm_weight: Optional[F32] = None,
         k_norm_weight: Optional[F32] = None,
         qk_norm_eps: float = 1e-6,
+        softcap: Optional[float] = None,
     ) -> None: ...
     def __call__(
         self,
@@ -327,6 +329,7 @@ def scaled_dot_product_attention(
     out: Optional[F32] = None,
     disentangled: Optional[Tuple[Optional[F32], Optional[F32], NDArray[np.int32]]] = None,
     disentangled_positions: Optional[Tuple[Optional[F32], Optional[F32], NDArray[np.int32]]] = None,
+    softcap: Optional[float] = None,
 ) -> Union[F32, Tuple[F32, F32]]: ...
 def block_sparse_attention(
     query: F32,

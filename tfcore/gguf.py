@@ -488,8 +488,10 @@ class Architecture:
         fix: Optional[Callable[[str, np.ndarray, Config], np.ndarray]] = None,
         defaults: Optional[Dict[str, Any]] = None,
         required: Tuple[str, ...] = (),
+        derive: Optional[Callable[[Dict[str, Any]], None]] = None,
     ):
         self.model_type, self.config, self.fix = model_type, config, fix
+        self.derive = derive  # fills HF keys the metadata implies but does not store
         self.required = required  # HF keys that must come out as positive ints
         self.tensors = [(re.compile(p + r"\Z"), t) for p, t in tensors.items()]
         self.defaults = defaults or {}
@@ -541,8 +543,34 @@ _LLAMA_CONFIG = {
     "vocab_size": "{arch}.vocab_size",
 }
 
-# general.architecture -> how to read it. Part B's families (qwen2, qwen3, phi3, gemma2,
-# gptneox, falcon) are one row each once their tfcore classes exist.
+
+def _gemma2_fix(name: str, w: np.ndarray, cfg: Config) -> np.ndarray:
+    # llama.cpp's converter stores Gemma's RMSNorm weights as 1 + w (transformers' GGUF
+    # loader subtracts the 1 again, as here); q/k rows are not permuted for Gemma
+    return w - np.float32(1.0) if name.endswith("norm.weight") else w
+
+
+_GEMMA2_BLOCK = {
+    **{k: v for k, v in _LLAMA_BLOCK.items() if "ffn_norm" not in k},
+    r"blk\.(\d+)\.post_attention_norm\.weight": r"model.layers.\1.post_attention_layernorm.weight",
+    r"blk\.(\d+)\.ffn_norm\.weight": r"model.layers.\1.pre_feedforward_layernorm.weight",
+    r"blk\.(\d+)\.post_ffw_norm\.weight": r"model.layers.\1.post_feedforward_layernorm.weight",
+}
+
+
+def _gemma2_derive(values: Dict[str, Any]) -> None:
+    """What a Gemma 2 GGUF file leaves to the reader, decided as llama.cpp does: the query
+    scale's query_pre_attn_scalar is head_dim, except on the 27B shape (46 layers), where it is
+    hidden_size / num_attention_heads; the soft-caps default to Gemma 2's 50 and 30."""
+    C, H = values["hidden_size"], values["num_attention_heads"]
+    D = values.get("head_dim") or C // H
+    values.setdefault("query_pre_attn_scalar", C // H if values["num_hidden_layers"] == 46 else D)
+    values.setdefault("attn_logit_softcapping", 50.0)
+    values.setdefault("final_logit_softcapping", 30.0)
+
+
+# general.architecture -> how to read it. Part B's other families (qwen2, qwen3, phi3,
+# gptneox, falcon) are one row each once their mappings are written and tested.
 ARCHITECTURES: Dict[str, Architecture] = {
     "llama": Architecture(
         "llama",
@@ -558,6 +586,27 @@ ARCHITECTURES: Dict[str, Architecture] = {
             "num_key_value_heads",
             "vocab_size",
         ),
+    ),
+    "gemma2": Architecture(
+        "gemma2",
+        {
+            **_LLAMA_CONFIG,
+            "sliding_window": "{arch}.attention.sliding_window",
+            "attn_logit_softcapping": "{arch}.attn_logit_softcapping",
+            "final_logit_softcapping": "{arch}.final_logit_softcapping",
+        },
+        _GEMMA2_BLOCK,
+        _gemma2_fix,
+        {"hidden_activation": "gelu_pytorch_tanh"},
+        required=(
+            "num_hidden_layers",
+            "hidden_size",
+            "intermediate_size",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "vocab_size",
+        ),
+        derive=_gemma2_derive,
     ),
 }
 
@@ -686,6 +735,8 @@ def config_from_metadata(md: Dict[str, Any], names: List[str], where: str) -> Tu
             raise CheckpointError(
                 f"{where}: metadata {keys.get(k, k)} (HF {k}) must be a positive integer, got {v!r}"
             )
+    if arch.derive is not None:
+        arch.derive(values)
     values["tie_word_embeddings"] = "output.weight" not in names
     for hf_key, gguf_key in (
         ("bos_token_id", "tokenizer.ggml.bos_token_id"),

@@ -14,7 +14,7 @@ fi
 PY=.venv/bin/python
 "$PY" -m pip install -q "atheris>=2.3"
 status=0
-for target in safetensors config ops linear_attention wav rwkv conv; do
+for target in safetensors config ops linear_attention wav rwkv conv gguf gguf_int4 gptq_awq ctranslate2_whisper; do
     log="fuzz/crashes/$target.log"
     mkdir -p fuzz/crashes
     "$PY" fuzz/run.py "$target" "${budget[@]}" >"$log" 2>&1

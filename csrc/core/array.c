@@ -168,6 +168,30 @@ tf_check_nonempty(tf_state *st, PyArrayObject *a, const char *name)
 }
 
 int
+tf_arg_softcap(tf_state *st, PyObject *obj, float *out)
+{
+    *out = 0.0f;
+    if (obj == NULL || obj == Py_None) {
+        return 0;
+    }
+    if (PyBool_Check(obj) || !(PyFloat_Check(obj) || PyLong_Check(obj))) {
+        tf_type_error(st, "softcap must be a number > 0 or None, got %s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    const double c = PyFloat_AsDouble(obj);
+    if (c == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (!(c > 0.0) || !isfinite(c) || c > 3.0e38) {
+        tf_value_error(st, "softcap must be a finite number > 0 (or None for no capping), got %g",
+                       c);
+        return -1;
+    }
+    *out = (float)c;
+    return 0;
+}
+
+int
 tf_check_finite(tf_state *st, PyArrayObject *a, const char *name)
 {
     const float *x = PyArray_DATA(a);

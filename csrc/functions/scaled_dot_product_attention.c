@@ -62,19 +62,24 @@ sdpa(PyObject *module, PyObject *args, PyObject *kwds)
                              "out",
                              "disentangled",
                              "disentangled_positions",
+                             "softcap",
                              NULL};
     PyObject *q_obj, *k_obj, *v_obj, *mask_obj = Py_None, *scale_obj = Py_None,
                                      *window_obj = Py_None, *bias_obj = Py_None, *out_obj = Py_None,
-                                     *dis_obj = Py_None, *dpos_obj = Py_None, *result = NULL;
+                                     *dis_obj = Py_None, *dpos_obj = Py_None, *softcap_obj = Py_None,
+                                     *result = NULL;
     int causal = 0, gqa = 0, return_weights = 0;
     sdpa_arrays arr = {0};
     tf_attn_args a;
     tf_err err = {0};
     tf_state *st = tf_state_of_module(module);
     memset(&a, 0, sizeof(a));
-    if (!TF_PARSE(st, args, kwds, "OOO|OpOp$OOpOOO:scaled_dot_product_attention", kwlist, &q_obj,
+    if (!TF_PARSE(st, args, kwds, "OOO|OpOp$OOpOOOO:scaled_dot_product_attention", kwlist, &q_obj,
                   &k_obj, &v_obj, &mask_obj, &causal, &scale_obj, &gqa, &window_obj, &bias_obj,
-                  &return_weights, &out_obj, &dis_obj, &dpos_obj)) {
+                  &return_weights, &out_obj, &dis_obj, &dpos_obj, &softcap_obj)) {
+        return NULL;
+    }
+    if (tf_arg_softcap(st, softcap_obj, &a.softcap) < 0) {
         return NULL;
     }
     if ((arr.q = tf_arg_qkv_view(st, q_obj, "query", 3, 4)) == NULL ||
@@ -309,7 +314,7 @@ PyDoc_STRVAR(
     "scaled_dot_product_attention($module, query, key, value, attn_mask=None, is_causal=False,\n"
     "                             scale=None, enable_gqa=False, *, window=None, bias=None,\n"
     "                             return_weights=False, out=None, disentangled=None,\n"
-    "                             disentangled_positions=None)\n--\n\n"
+    "                             disentangled_positions=None, softcap=None)\n--\n\n"
     "softmax(query @ key.T * scale + mask + bias) @ value, fused, with the semantics of\n"
     "torch.nn.functional.scaled_dot_product_attention (no dropout).\n\n"
     "query (B, H, L, D), key (B, KVH, S, D), value (B, KVH, S, Dv) float32 (3-D without B also\n"
@@ -330,6 +335,8 @@ PyDoc_STRVAR(
     "projected relative embeddings pos_key, pos_query (H or 1, P, D) (either may be None):\n"
     "adds scale * (query[i] . pos_key[h, p] + key[j] . pos_query[h, p]), p as above; the\n"
     "kernel multiplies them per query block and per head itself (no (L, P) tables).\n\n"
+    "softcap=c: logit soft-capping (Gemma 2): each scaled score s becomes c * tanh(s / c)\n"
+    "before the mask and bias are added.\n\n"
     "Fully masked rows: a query that can see no key (all False, or all -inf) gets an output\n"
     "of zeros and zero weights. torch returns NaN there; zeros keep padded batches finite.\n"
     "Inputs with NaN or Inf in query/key/value are refused; masks and bias may hold -inf.");

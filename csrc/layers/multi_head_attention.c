@@ -111,6 +111,7 @@ tf_mha_forward(const tf_mha *m, const tf_mha_call *c, tf_err *err)
     a.o_sh = D;
     a.o_sl = H * D;
     a.scale = m->scale;
+    a.softcap = m->softcap;
     a.causal = m->causal;
     a.window_left = m->window_left;
     a.window_right = m->window_right;
@@ -375,6 +376,7 @@ mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                              "q_norm_weight",
                              "k_norm_weight",
                              "qk_norm_eps",
+                             "softcap",
                              NULL};
     long long C, H, KVH = 0, D = 0, kv_in = 0, rotary_dim = -1, window = 0;
     PyObject *kvh_obj = Py_None, *d_obj = Py_None, *kv_in_obj = Py_None, *rd_obj = Py_None,
@@ -383,7 +385,7 @@ mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
              *vb = Py_None, *qkvw = Py_None, *qkvb = Py_None, *ow = Py_None, *ob = Py_None,
              *scale_obj = Py_None, *theta_obj = Py_None, *inv_freq_obj = Py_None, *dtype = Py_None,
              *rel_table_obj = Py_None, *nb_obj = Py_None, *md_obj = Py_None, *qn_obj = Py_None,
-             *kn_obj = Py_None;
+             *kn_obj = Py_None, *softcap_obj = Py_None;
     double qk_eps = 1e-6;
     long long num_buckets = 32, max_distance = 128;
     int transposed = 0, causal = 0, cross = 0, interleaved = 0, alibi = 0;
@@ -394,11 +396,15 @@ mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (st == NULL) {
         return NULL;
     }
-    if (!TF_PARSE(st, args, kwds, "LL|$OOOOOOOOOOOOppOpOOOOpOOOOOpOOd:MultiHeadAttention", kwlist,
+    if (!TF_PARSE(st, args, kwds, "LL|$OOOOOOOOOOOOppOpOOOOpOOOOOpOOdO:MultiHeadAttention", kwlist,
                   &C, &H, &kvh_obj, &d_obj, &qw, &kw, &vw, &qb, &kb, &vb, &qkvw, &qkvb, &ow, &ob,
                   &transposed, &causal, &scale_obj, &cross, &kv_in_obj, &rd_obj, &theta_obj,
                   &inv_freq_obj, &interleaved, &window_obj, &dtype, &rel_table_obj, &nb_obj,
-                  &md_obj, &alibi, &qn_obj, &kn_obj, &qk_eps)) {
+                  &md_obj, &alibi, &qn_obj, &kn_obj, &qk_eps, &softcap_obj)) {
+        return NULL;
+    }
+    float softcap = 0.0f;
+    if (tf_arg_softcap(st, softcap_obj, &softcap) < 0) {
         return NULL;
     }
     if (opt_int(kvh_obj, 0, &KVH) < 0 || opt_int(d_obj, 0, &D) < 0 ||
@@ -444,6 +450,7 @@ mha_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->D = D;
     self->causal = causal;
     self->cross = cross;
+    self->softcap = softcap;
     self->kv_hidden = cross ? (kv_in > 0 ? kv_in : C) : C;
     /* HF's sliding_window counts the current token: a query sees itself and the
      * sliding_window - 1 keys before it. */
@@ -1057,6 +1064,15 @@ mha_get_scale(tf_mha *self, void *closure)
     return PyFloat_FromDouble(self->scale);
 }
 
+static PyObject *
+mha_get_softcap(tf_mha *self, void *closure)
+{
+    if (self->softcap > 0.0f) {
+        return PyFloat_FromDouble(self->softcap);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMemberDef mha_members[] = {
     {"hidden_size", T_LONGLONG, offsetof(tf_mha, hidden), READONLY, "C"},
     {"num_heads", T_LONGLONG, offsetof(tf_mha, H), READONLY, "H"},
@@ -1077,6 +1093,8 @@ static PyGetSetDef mha_getset[] = {
      (void *)offsetof(tf_mha, kv)},
     {"o_proj", (getter)mha_get_linear, NULL, "Output projection.", (void *)offsetof(tf_mha, o)},
     {"scale", (getter)mha_get_scale, NULL, "Softmax scale applied to q·k.", NULL},
+    {"softcap", (getter)mha_get_softcap, NULL,
+     "Attention logit soft-cap c (scores become c tanh(s / c)), or None.", NULL},
     {NULL},
 };
 
@@ -1090,7 +1108,8 @@ PyDoc_STRVAR(
     "                   rope_interleaved=False, sliding_window=None, dtype='float32',\n"
     "                   relative_attention_bias=None, relative_attention_num_buckets=32,\n"
     "                   relative_attention_max_distance=128, alibi=False,\n"
-    "                   q_norm_weight=None, k_norm_weight=None, qk_norm_eps=1e-6)\n--\n\n"
+    "                   q_norm_weight=None, k_norm_weight=None, qk_norm_eps=1e-6,\n"
+    "                   softcap=None)\n--\n\n"
     "Attention layer: projections, optional rotary embedding, fused attention kernel, output\n"
     "projection. Self-attention fuses q/k/v into one GEMM (give q/k/v weights or an already\n"
     "fused qkv_weight); GQA/MQA via num_key_value_heads without copying K/V. Weights are\n"
@@ -1100,6 +1119,8 @@ PyDoc_STRVAR(
     "sliding_window=W lets each query see itself and the W - 1 keys before it (Mistral).\n"
     "q_norm_weight/k_norm_weight (head_dim,) apply an RMSNorm (eps qk_norm_eps) to every query\n"
     "and key head before the rotary embedding (Qwen3).\n"
+    "softcap=c caps the scaled scores to c * tanh(s / c) before masking (Gemma 2's\n"
+    "attn_logit_softcapping), inside the attention kernel.\n"
     "Position biases computed inside the attention kernel (never an (H, T, S) tensor):\n"
     "relative_attention_bias=table (num_buckets, num_heads) adds T5's bucketed relative bias\n"
     "(relative_attention_num_buckets=32, relative_attention_max_distance=128; bidirectional\n"

@@ -12,6 +12,7 @@ typedef struct {
     int64_t kv_hidden;            /* width of encoder_hidden_states (cross-attention) */
     int64_t H, KVH, D;            /* query heads, key/value heads, head dim */
     float scale;
+    float softcap; /* Gemma 2's attention logit soft-capping (sdpa.h), 0 = none */
     int causal;
     int cross;                         /* keys/values come from encoder_hidden_states */
     int64_t window_left, window_right; /* sliding window (-1 = unbounded) */

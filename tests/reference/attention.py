@@ -24,10 +24,11 @@ def visible(L, S, *, causal=False, window=None, kv_len=None):
     return vis
 
 
-def sdpa(q, k, v, attn_mask=None, is_causal=False, scale=None, *, window=None, bias=None):
+def sdpa(q, k, v, attn_mask=None, is_causal=False, scale=None, *, window=None, bias=None, softcap=None):
     """q (B, H, L, D), k (B, KVH, S, D), v (B, KVH, S, Dv) -> (out, weights) in float64.
 
-    GQA: head h uses kv head h // (H // KVH). Queries with no visible key get zeros."""
+    GQA: head h uses kv head h // (H // KVH). Queries with no visible key get zeros.
+    softcap=c: the scaled scores become c * tanh(s / c) before masks and bias (Gemma 2)."""
     q, k, v = (np.asarray(t, np.float64) for t in (q, k, v))
     B, H, L, D = q.shape
     KVH, S = k.shape[1], k.shape[2]
@@ -35,6 +36,8 @@ def sdpa(q, k, v, attn_mask=None, is_causal=False, scale=None, *, window=None, b
     v = np.repeat(v, H // KVH, axis=1)
     scale = 1.0 / math.sqrt(D) if scale is None else scale
     s = np.einsum("bhld,bhsd->bhls", q, k) * scale
+    if softcap is not None:
+        s = softcap * np.tanh(s / softcap)
     allowed = np.broadcast_to(visible(L, S, causal=is_causal, window=window), (B, H, L, S)).copy()
     if attn_mask is not None:
         m = np.asarray(attn_mask)

@@ -10,7 +10,11 @@ def add_model_options(p, model_help: str = "model directory (config.json + *.saf
     if required:
         p.add_argument("model", help=model_help)
     p.add_argument(
-        "--dtype", default="float32", help="float32 (default), bfloat16 or int8 (see 'tfcore info')"
+        "--dtype",
+        default="float32",
+        help="float32 (default), bfloat16, int8 or int4 (4-bit weights, groups of 128 inputs; "
+        "int4_g32 / int4_g64 / int4_g256 other groups; a GGUF file's or GPTQ / AWQ checkpoint's "
+        "4-bit weights are kept as stored) (see 'tfcore info')",
     )
     p.add_argument("--threads", type=int, default=None, help="threads to compute with (default: all CPUs)")
 

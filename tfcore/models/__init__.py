@@ -19,6 +19,7 @@ from .deberta_v2 import *  # noqa: F401,F403
 from .electra import *  # noqa: F401,F403
 from .encoder_heads import *  # noqa: F401,F403
 from .falcon import *  # noqa: F401,F403
+from .gemma2 import *  # noqa: F401,F403
 from .gla import *  # noqa: F401,F403
 from .gpt2 import *  # noqa: F401,F403
 from .gpt_neox import *  # noqa: F401,F403

@@ -112,7 +112,7 @@ class Weights:
             )
         self.used.add(name)
         if matrix and self.dtype.startswith("int4") and hasattr(self.ckpt, "int4_linear"):
-            lin = self.ckpt.int4_linear(name)  # a GGUF 4-bit tensor kept in 4 bits
+            lin = self.ckpt.int4_linear(name)  # a GGUF / GPTQ / AWQ 4-bit tensor kept in 4 bits
             if lin is not None:
                 if shape is not None and (lin.out_features, lin.in_features) != tuple(shape):
                     raise CheckpointError(
@@ -180,7 +180,9 @@ class PreTrainedModel:
         from it), a llama.cpp ``.gguf`` file (config from its metadata, quantized tensors
         dequantized at load, or with ``dtype="int4"`` its Q4_0 / Q4_1 / Q4_K projections kept
         in 4 bits, groups of 32; see :mod:`tfcore.gguf` and :mod:`tfcore.gguf_int4`) or a hub id ``"org/name"`` already in the local Hugging Face cache
-        (``revision=`` a branch, tag or commit; see :mod:`tfcore.hub`). ``~`` is expanded.
+        (``revision=`` a branch, tag or commit; see :mod:`tfcore.hub`). ``~`` is expanded. A GPTQ
+        or AWQ checkpoint (a ``quantization_config`` in config.json) is dequantized exactly, or
+        with ``dtype="int4"`` kept in 4 bits at its group size (see :mod:`tfcore.gptq_awq`).
 
         dtype ``"float32"`` (default), ``"bfloat16"`` or ``"int8"`` (also as ``np.float32``,
         ``torch.bfloat16``; ``torch_dtype=`` is accepted as HF's older name): the precision of
@@ -231,7 +233,11 @@ class PreTrainedModel:
                 f"{directory}: config.json has model_type {mt!r}; {cls.__name__} "
                 f"loads {', '.join(cls.model_types)}"
             )
-        weights = Weights(ckpt or Checkpoint(directory), cls.base_prefixes, cls.ignore_keys, dtype)
+        if ckpt is None:  # a GPTQ / AWQ checkpoint's 4-bit projections seen as weights
+            from .. import gptq_awq
+
+            ckpt = gptq_awq.wrap(Checkpoint(directory), config)
+        weights = Weights(ckpt, cls.base_prefixes, cls.ignore_keys, dtype)
         try:
             model = cls(config, weights)
         except _C.TfcoreError:

@@ -41,7 +41,7 @@ class LlamaModel(DecoderModel):
         KVH = cfg.get("num_key_value_heads") or H
         D = cfg.get("head_dim") or C // H
         V = cfg.require("vocab_size")
-        eps = self.eps = float(cfg.get("rms_norm_eps", 1e-6))
+        self.eps = float(cfg.get("rms_norm_eps", 1e-6))
         if H % KVH:
             raise CheckpointError(
                 f"config.json: num_attention_heads={H} is not a multiple of num_key_value_heads={KVH}"
@@ -64,15 +64,30 @@ class LlamaModel(DecoderModel):
                 is_causal=True,
                 sliding_window=self.layer_window(cfg, i),
                 dtype=w.dtype,
+                **self.attention_options(cfg),
             )
             ffn = self.feed_forward(cfg, w, i)
-            n1 = _C.RMSNorm(g("input_layernorm.weight", C), eps=eps)
-            n2 = _C.RMSNorm(g("post_attention_layernorm.weight", C), eps=eps)
-            self.layers.append(_C.TransformerBlock(attn, ffn, n1, n2, norm_first=True))
+            self.layers.append(self.block(g, C, attn, ffn))
             w.release()
-        self.final_norm = _C.RMSNorm(w.get("norm.weight", (C,)), eps=eps)
+        self.final_norm = self.rms_norm(w.get("norm.weight", (C,)))
 
-    # -- what a Llama-shaped family changes (Qwen2, Qwen3, Phi-3, Mixtral override these)
+    # -- what a Llama-shaped family changes (Qwen2, Qwen3, Phi-3, Mixtral, Gemma 2 override these)
+    def block(self, g, C: int, attn, ffn):
+        """Layer i from its attention and MLP (g: the layer's weight getter): pre-norm
+        residual blocks, input_layernorm before attention, post_attention_layernorm before
+        the MLP."""
+        n1 = self.rms_norm(g("input_layernorm.weight", C))
+        n2 = self.rms_norm(g("post_attention_layernorm.weight", C))
+        return _C.TransformerBlock(attn, ffn, n1, n2, norm_first=True)
+
+    def rms_norm(self, weight: np.ndarray):
+        """An RMSNorm of this family from its checkpoint weight (Gemma: scaled by 1 + weight)."""
+        return _C.RMSNorm(weight, eps=self.eps)
+
+    def attention_options(self, cfg: Config) -> dict:
+        """Extra MultiHeadAttention arguments of the family (Gemma 2: scale, softcap)."""
+        return {}
+
     def feed_forward(self, cfg: Config, w: Weights, i: int):
         """Layer i's MLP: a SwiGLU FeedForward from mlp_weights(); MoE families (Mixtral)
         return a MixtureOfExperts instead."""

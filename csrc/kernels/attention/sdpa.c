@@ -407,6 +407,27 @@ add_extras(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t j0, 
 }
 
 /* One work item: queries i0 .. i0 + nq - 1 of head h in batch b. */
+/* Soft-capping of a score tile st (nk, BQ) and its lane maxima tmax (QV vectors):
+ * s = cap tanh(s / cap), hidden keys (-inf) stay hidden. tanh is increasing, so the
+ * capped maxima are the maxima of the capped scores. */
+static void
+softcap_tile(float cap, int64_t nk, float *st, tf_vf *tmax)
+{
+    const tf_vf vc = tf_vset1(cap), vinv = tf_vset1(1.0f / cap), ninf = tf_vset1(-INFINITY);
+    for (int64_t c = 0; c < nk; c++) {
+        for (int u = 0; u < QV; u++) {
+            float *p = st + c * BQ + u * TF_VW;
+            const tf_vf v = tf_vload(p);
+            const tf_vf capped = tf_vmul(vc, tf_vtanh(tf_vmul(v, vinv)));
+            tf_vstore(p, tf_vblend(tf_veq(v, ninf), capped, v));
+        }
+    }
+    for (int u = 0; u < QV; u++) {
+        const tf_vf capped = tf_vmul(vc, tf_vtanh(tf_vmul(tmax[u], vinv)));
+        tmax[u] = tf_vblend(tf_veq(tmax[u], ninf), capped, tmax[u]);
+    }
+}
+
 static void
 attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq, tile_scratch *ts,
             pos_scratch *ps)
@@ -462,6 +483,9 @@ attend_tile(const tf_attn_args *a, int64_t b, int64_t h, int64_t i0, int64_t nq,
         tf_tile_rows(k_row(a, b, kh, 0), a->k_ss, j0, nk, kr);
         tf_tile_rows(v_row(a, b, kh, 0), a->v_ss, j0, nk, vr);
         tf_tile_qk(ts->qt, kr, D, nk, j0, edge, vlo, vhi, ts->st, tmax);
+        if (a->softcap > 0.0f) {
+            softcap_tile(a->softcap, nk, ts->st, tmax);
+        }
         if (ps != NULL) {
             add_positions(a, b, h, i0, j0, nk, ts->st, tmax, ps);
         }
@@ -677,6 +701,9 @@ decode_split(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, int64_t j0,
     float m = -INFINITY;
     for (int64_t j = j0; j < j1; j++) {
         float sc = dot_row(q, k_row(a, b, kh, j), D) * a->scale;
+        if (a->softcap > 0.0f) {
+            sc = a->softcap * tanhf(sc / a->softcap);
+        }
         if (extra) {
             sc += extra_at(a, b, h, i, j);
         }
@@ -805,7 +832,11 @@ score_ref(const tf_attn_args *a, int64_t b, int64_t h, int64_t i, int64_t j)
     for (int64_t d = 0; d < a->D; d++) {
         dot += (double)q[d] * (double)k[d];
     }
-    return (float)dot * a->scale + (has_extra(a) ? extra_at(a, b, h, i, j) : 0.0f);
+    float sc = (float)dot * a->scale;
+    if (a->softcap > 0.0f) {
+        sc = (float)((double)a->softcap * tanh((double)sc / (double)a->softcap));
+    }
+    return sc + (has_extra(a) ? extra_at(a, b, h, i, j) : 0.0f);
 }
 
 /* ------------------------------------------------------------------ reference path */

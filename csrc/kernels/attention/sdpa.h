@@ -19,6 +19,9 @@ typedef struct {
     int64_t o_sb, o_sh, o_sl;       /* (B, H, L, Dv) */
     int64_t B, H, KVH, L, S, D, Dv; /* H % KVH == 0: head h reads kv head h / (H / KVH) */
     float scale;
+    /* Logit soft-capping (Gemma 2): when softcap > 0 the scaled score s becomes
+     * softcap * tanh(s / softcap) before masks and biases are added; 0 = none. */
+    float softcap;
     /* Key j is visible to query i when all of these hold:
      *   causal:   j <= i + causal_offset   (0 = torch's top-left alignment; S - L = bottom-right)
      *   window:   d - j <= window_left (if >= 0) and j - d <= window_right (if >= 0),
