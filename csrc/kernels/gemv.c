@@ -165,14 +165,14 @@ typedef void (*rows_fn)(const tf_gemv_f32_args *, const float *, int64_t, int64_
  * single contiguous stream (what the prefetchers follow best). R rows of W at a time against
  * the M rows of x: M x R vector accumulators (>= 8 independent FMA chains where the
  * registers allow), each reduced across its lanes at the end. */
-#define ROWS_PER_STEP(M) ((M) == 1 ? 8 : (M) == 2 ? 4 : 2)
+#define ROWS_PER_STEP(M) ((M) == 1 ? 8 : (M) == 2 ? 4 : (M) <= 4 ? 2 : 1)
 
 /* sums[m * R + r] = x[m] · w[r] over K, w rows ldw floats apart. */
 static inline __attribute__((always_inline)) void
 dot_rows(const float *w, int64_t ldw, const float *x, int64_t K, const int M, const int R,
          float *sums)
 {
-    tf_vf a[TF_GEMV_MAX_M][8];
+    tf_vf a[TF_GEMV_ROWS_MAX_M][8];
     for (int m = 0; m < M; m++) {
         for (int r = 0; r < R; r++) {
             a[m][r] = tf_vzero();
@@ -180,7 +180,7 @@ dot_rows(const float *w, int64_t ldw, const float *x, int64_t K, const int M, co
     }
     int64_t k = 0;
     for (; k + TF_VW <= K; k += TF_VW) {
-        tf_vf xv[TF_GEMV_MAX_M];
+        tf_vf xv[TF_GEMV_ROWS_MAX_M];
         for (int m = 0; m < M; m++) {
             xv[m] = tf_vload(x + m * K + k);
         }
@@ -241,7 +241,12 @@ DEFINE_TROWS_M(1)
 DEFINE_TROWS_M(2)
 DEFINE_TROWS_M(3)
 DEFINE_TROWS_M(4)
-static const rows_fn trows_fns[TF_GEMV_MAX_M] = {trows_m1, trows_m2, trows_m3, trows_m4};
+DEFINE_TROWS_M(5)
+DEFINE_TROWS_M(6)
+DEFINE_TROWS_M(7)
+DEFINE_TROWS_M(8)
+static const rows_fn trows_fns[TF_GEMV_ROWS_MAX_M] = {trows_m1, trows_m2, trows_m3, trows_m4,
+                                                      trows_m5, trows_m6, trows_m7, trows_m8};
 
 void
 TF_ISA_FN(tf_gemv_f32)(const tf_gemv_f32_args *g, const float *x, int64_t M, float *y, tf_post post,

@@ -12,7 +12,7 @@ of generation.
 - ``EncoderDecoderMixin``: ``new_cache``, ``decode`` and the forward shared by ``XModel`` and
   ``XForConditionalGeneration`` (encoder_outputs to skip the encoder, past_key_values).
 - ``Seq2SeqGenerationMixin``: generate() for those models. The encoder runs once, every decoder
-  layer's cross-attention keys and values are projected once (repeated for beams), and
+  layer's cross-attention keys and values are projected once (shared by an input's beams), and
   GenerationMixin's greedy / sampling / beam loops drive the decoder from
   decoder_start_token_id with a KVCache for its self-attention.
 
@@ -348,13 +348,14 @@ class Seq2SeqGenerationMixin(GenerationMixin):
     def _generation_start(
         self, ids: np.ndarray, mask: np.ndarray, copies: int, decoder_start_token_id: Optional[int]
     ):
-        """Encode once, project the cross-attention keys/values once (repeated for beams),
+        """Encode once, project the cross-attention keys/values once (shared by an input's beams),
         and decode from decoder_start_token_id."""
         start = self.decoder_start(decoder_start_token_id)
         enc, enc_mask = self._generation_encode(ids, mask)
-        if copies > 1:
-            enc = np.repeat(enc, copies, axis=0)
-            enc_mask = np.repeat(enc_mask, copies, axis=0) if enc_mask is not None else None
+        # projected once per input row and shared by its beams (the attention layers take
+        # encoder_key_values with one row per `copies` consecutive decoder rows): a quarter of
+        # the projection at 4 beams, and each step reads the encoder keys/values once per
+        # input instead of once per beam
         cross_kv = self.decoder.cross_key_values(enc)
         B = ids.shape[0]
 
