@@ -129,7 +129,10 @@ def bench(name, batch, length, new, gen_kw, repeat, rng, rows, threads):
         if name == "led":  # LED summarisation: the first token attends globally
             glob = np.zeros_like(ids)
             glob[:, 0] = 1
-            extra, hf_extra = dict(global_attention_mask=glob), dict(global_attention_mask=torch.from_numpy(glob))
+            extra, hf_extra = (
+                dict(global_attention_mask=glob),
+                dict(global_attention_mask=torch.from_numpy(glob)),
+            )
 
         def run_ours(model=ours):
             # exactly `new` tokens with end of sequence held off, as HF's min_new_tokens does

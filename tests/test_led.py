@@ -142,7 +142,12 @@ def test_conditional_generation_forward(rng, tmp_path, S, use_global):
     close(got.logits, want.logits)
     close(got.encoder_last_hidden_state, want.encoder_last_hidden_state)
     real = mask.astype(bool)
-    for field in ("encoder_hidden_states", "decoder_hidden_states", "encoder_attentions", "decoder_attentions"):
+    for field in (
+        "encoder_hidden_states",
+        "decoder_hidden_states",
+        "encoder_attentions",
+        "decoder_attentions",
+    ):
         assert len(got[field]) == len(want[field]), field
         for a, b in zip(got[field], want[field]):
             if field == "encoder_attentions":  # padded query rows: HF keeps weights nobody uses
@@ -175,7 +180,9 @@ def test_led_model_shifts_input_ids_and_takes_encoder_outputs(rng, tmp_path):
     dec = rng.integers(3, V, size=(2, 5))
     again = ours(encoder_outputs=got.encoder_last_hidden_state, attention_mask=mask, decoder_input_ids=dec)
     with torch.no_grad():
-        want = ref(input_ids=t(ids), attention_mask=t(mask), global_attention_mask=t(glob), decoder_input_ids=t(dec))
+        want = ref(
+            input_ids=t(ids), attention_mask=t(mask), global_attention_mask=t(glob), decoder_input_ids=t(dec)
+        )
     close(again.last_hidden_state, want.last_hidden_state)
     assert isinstance(tfcore.AutoModel.from_pretrained(tmp_path), models.LEDModel)
 
@@ -186,7 +193,11 @@ def test_cached_decoding_equals_full_forward(rng, tmp_path):
     dec = rng.integers(3, V, size=(2, 9))
     full = ours(input_ids=ids, attention_mask=mask, global_attention_mask=glob, decoder_input_ids=dec).logits
     first = ours(
-        input_ids=ids, attention_mask=mask, global_attention_mask=glob, decoder_input_ids=dec[:, :5], use_cache=True
+        input_ids=ids,
+        attention_mask=mask,
+        global_attention_mask=glob,
+        decoder_input_ids=dec[:, :5],
+        use_cache=True,
     )
     rest = ours(
         encoder_outputs=first.encoder_last_hidden_state,
@@ -231,7 +242,9 @@ def test_global_tokens_change_the_output(rng, tmp_path):
     _, ours = build(tmp_path)
     ids, _, glob = inputs(rng, B=1, S=90, pad=0)
     a = ours(input_ids=ids, decoder_input_ids=np.array([[2]])).encoder_last_hidden_state
-    b = ours(input_ids=ids, global_attention_mask=glob, decoder_input_ids=np.array([[2]])).encoder_last_hidden_state
+    b = ours(
+        input_ids=ids, global_attention_mask=glob, decoder_input_ids=np.array([[2]])
+    ).encoder_last_hidden_state
     assert np.abs(a - b)[0, 40:].max() > 1e-3
     one = ours.generate(ids[0], global_attention_mask=glob[0], max_new_tokens=5)
     two = ours.generate(ids, global_attention_mask=glob, max_new_tokens=5)

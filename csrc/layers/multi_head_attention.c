@@ -818,7 +818,8 @@ tf_mha_parse_cross_kv(tf_state *st, const tf_mha *m, PyObject *kv_obj, int64_t B
         tf_shape_str(a, shape, sizeof(shape));
         tf_value_error(
             st,
-            "encoder_key_values has shape %s, expected (batch / G, S >= 1, 2 * kv_heads * head_dim) = "
+            "encoder_key_values has shape %s, expected (batch / G, S >= 1, 2 * kv_heads * "
+            "head_dim) = "
             "(%lld / G, S, %lld) (the cross-attention kv_proj output; G consecutive rows, such as "
             "one input's beams, may share a row)",
             shape, (long long)B, (long long)(2 * m->KVH * m->D));
@@ -858,9 +859,10 @@ tf_mha_parse(tf_state *st, const tf_mha *m, int64_t B, int64_t T, PyObject *mask
         if (G > 1 && (output_attentions || (bias_obj != NULL && bias_obj != Py_None) ||
                       (mask_obj != NULL && mask_obj != Py_None && PyArray_Check(mask_obj) &&
                        PyArray_NDIM((PyArrayObject *)mask_obj) != 2))) {
-            tf_value_error(st, "encoder_key_values shared by %lld rows each takes only a "
-                               "(batch / %lld, S) encoder_attention_mask: no bias, 3-D/4-D mask "
-                               "or output_attentions",
+            tf_value_error(st,
+                           "encoder_key_values shared by %lld rows each takes only a "
+                           "(batch / %lld, S) encoder_attention_mask: no bias, 3-D/4-D mask "
+                           "or output_attentions",
                            (long long)G, (long long)G);
             goto fail;
         }
