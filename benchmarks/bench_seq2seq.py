@@ -181,7 +181,7 @@ def bench(name, batch, length, new, gen_kw, repeat, rng, rows, threads):
             fmt_ms(t["ct2-int8"]) if has_ct2 else "-",
             f"{t['ct2-int8'] / t['tfcore-int8']:.2f}" if has_ct2 else "-",
             f"{err:.1e}",
-            f"{100 * agree:.0f}% / {100 * agree_ct2:.0f}%",
+            f"{100 * agree:.0f}% / " + (f"{100 * agree_ct2:.0f}%" if has_ct2 else "-"),
         ]
     )
 
