@@ -2133,6 +2133,57 @@ CASES = [
         "",
     ),
     (
+        "led/a BART checkpoint labelled led",
+        "import transformers, torch; torch.manual_seed(0); d = tempfile.mkdtemp(dir=tmp)\n"
+        "transformers.BartForConditionalGeneration(transformers.BartConfig(vocab_size=40, d_model=8, "
+        "encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2, "
+        "encoder_ffn_dim=8, decoder_ffn_dim=8, max_position_embeddings=16)).save_pretrained(d)\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg.update(model_type='led', "
+        "max_encoder_position_embeddings=16, max_decoder_position_embeddings=16, attention_window=4)\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModelForSeq2SeqLM.from_pretrained(d)",
+        CK,
+        "checkpoint is missing",
+    ),
+    (
+        "led/odd attention_window",
+        "import transformers, torch; torch.manual_seed(0); d = tempfile.mkdtemp(dir=tmp)\n"
+        "transformers.LEDForConditionalGeneration(transformers.LEDConfig(vocab_size=40, d_model=8, "
+        "encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2, "
+        "encoder_ffn_dim=8, decoder_ffn_dim=8, max_encoder_position_embeddings=32, "
+        "max_decoder_position_embeddings=16, attention_window=4)).save_pretrained(d)\n"
+        "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg['attention_window'] = [5]\n"
+        "json.dump(cfg, open(os.path.join(d, 'config.json'), 'w')); tfcore.AutoModelForSeq2SeqLM.from_pretrained(d)",
+        CK,
+        "attention_window",
+    ),
+    (
+        "led/generate still works after rejected calls",
+        "import transformers, torch; torch.manual_seed(0); d = tempfile.mkdtemp(dir=tmp)\n"
+        "transformers.LEDForConditionalGeneration(transformers.LEDConfig(vocab_size=40, d_model=8, "
+        "encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2, "
+        "encoder_ffn_dim=8, decoder_ffn_dim=8, max_encoder_position_embeddings=32, "
+        "max_decoder_position_embeddings=16, attention_window=4)).save_pretrained(d)\n"
+        "m = tfcore.AutoModelForSeq2SeqLM.from_pretrained(d); ids = np.array([[0, 5, 6, 7, 8, 9, 2]])\n"
+        "g = np.array([[1, 0, 0, 0, 0, 0, 0]])\n"
+        "bad = [dict(global_attention_mask=g[:, :3]), dict(global_attention_mask=np.array([['a'] * 7])), "
+        "dict(global_attention_mask=np.ones((2, 7))), dict(max_new_tokens=17), dict(no_repeat_ngram_size=-1)]\n"
+        "for kw in bad:\n"
+        "    try:\n"
+        "        m.generate(ids, **{'max_new_tokens': 3, **kw}); raise AssertionError(kw)\n"
+        "    except tfcore.TfcoreError:\n"
+        "        pass\n"
+        "for call in (lambda: m(np.zeros((1, 33), np.int64), decoder_input_ids=ids), "
+        "lambda: m(ids, global_attention_mask=np.ones((1, 6)), decoder_input_ids=ids), "
+        "lambda: m(ids, global_attention_mask=g, decoder_input_ids=np.array([[1.5]]))):\n"
+        "    try:\n"
+        "        call(); raise AssertionError('accepted')\n"
+        "    except tfcore.TfcoreError:\n"
+        "        pass\n"
+        "assert m.generate(ids, global_attention_mask=g, max_new_tokens=3, num_beams=2).shape[0] == 1",
+        None,
+        "",
+    ),
+    (
         "umt5/a BERT checkpoint labelled umt5",
         "import shutil; d = shutil.copytree(bert, tempfile.mkdtemp(dir=tmp), dirs_exist_ok=True)\n"
         "cfg = json.load(open(os.path.join(d, 'config.json'))); cfg['model_type'] = 'umt5'\n"

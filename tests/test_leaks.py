@@ -115,6 +115,25 @@ def test_bart_generate_keeps_memory_flat(tmp_path):
         assert growth < 2 * MiB, growth
 
 
+def test_led_generate_keeps_memory_flat(tmp_path):
+    """LED: the sliding-window encoder with global tokens (its per-call global projections and
+    thread-local global mask), beam search over BART's decoder."""
+    led = tfcore.AutoModelForSeq2SeqLM.from_pretrained(save_tiny("led", tmp_path / "led"))
+    ids = np.array([[0, 5, 9, 13, 8, 7, 11, 2], [0, 7, 3, 4, 6, 2, 1, 1]])
+    mask = (ids != 1).astype(np.int64)
+    glob = np.zeros_like(ids)
+    glob[:, 0] = 1
+    glob[0, 4] = 1
+    kw = dict(max_new_tokens=4, num_beams=2, global_attention_mask=glob)
+    with tfcore.threads(1):  # see test_task_heads_and_umt5_keep_memory_flat
+        run = lambda: led.generate(ids, attention_mask=mask, **kw)  # noqa: E731
+        growth = min(rss_growth(run, calls=200, warmup=100), rss_growth(run, calls=200, warmup=0))
+        assert growth < 2 * MiB, growth
+        run = lambda: led(ids, attention_mask=mask, global_attention_mask=glob, decoder_input_ids=ids[:, :3])  # noqa: E731
+        growth = min(rss_growth(run, calls=200, warmup=100), rss_growth(run, calls=200, warmup=0))
+        assert growth < 2 * MiB, growth
+
+
 def test_deberta_keeps_memory_flat(tmp_path):
     """DeBERTa's disentangled attention: the projected positions (or c2p/p2c tables) and index
     per call, padded batches."""

@@ -54,13 +54,14 @@ def test_transposed_weight_is_conv1d_layout(rng):
     assert np.abs(y - x.astype(np.float64) @ W).max() < tol(97)
 
 
-@pytest.mark.parametrize("M", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("M", [1, 2, 3, 4, 5, 7, 8, 9])
 @pytest.mark.parametrize("act", ["gelu_tanh", "silu", None])
 @pytest.mark.parametrize("bias", [True, False])
 def test_few_rows_decode_path(rng, path, M, act, bias):
     """Up to 4 rows run a hand-written kernel over the packed panels (decoding) at the
-    AVX-512 and AVX2 levels; 5 rows, and every M at the reference level, run oneDNN. Odd K
-    and N exercise the zero-padded K block and the last partial panel."""
+    AVX-512 and AVX2 levels, up to 8 over oneDNN's plain AVX2 rows; more rows, and every M at
+    the reference level, run oneDNN. Odd K and N exercise the zero-padded K block and the
+    last partial panel."""
     K, N = 131, 197
     W, b, x, r = (
         rand(rng, N, K, scale=K**-0.5),
@@ -131,7 +132,7 @@ for K, N, act in ((131, 197, "silu"), (37, 17, None), (64, 64, "gelu_tanh"), (96
     W = (rng.standard_normal((N, K)) * K**-0.5).astype(np.float32)
     b = rng.standard_normal(N).astype(np.float32)
     lin = tfcore.Linear(W, b, act)
-    for M in range(1, 5):
+    for M in range(1, 9):
         x, r = rng.standard_normal((M, K)).astype(np.float32), rng.standard_normal((M, N)).astype(np.float32)
         ref = dense.linear(x, W, b, act)
         acc = r.copy()
@@ -139,7 +140,7 @@ for K, N, act in ((131, 197, "silu"), (37, 17, None), (64, 64, "gelu_tanh"), (96
         for got, want in ((lin(x), ref), (lin(x, r), ref + r), (acc, ref + r)):
             worst = max(worst, float(np.abs(got - want).max()) / (2e-6 * K + 1e-5))
 print("RESULT " + json.dumps({"worst": worst, "gemv": tfcore._C.config()["kernels"]["gemv"]}), flush=True)
-lin(rng.standard_normal((8, W.shape[1])).astype(np.float32))  # 8 rows: oneDNN (the control)
+lin(rng.standard_normal((9, W.shape[1])).astype(np.float32))  # 9 rows: oneDNN (the control)
 """
 
 
@@ -147,7 +148,8 @@ lin(rng.standard_normal((8, W.shape[1])).astype(np.float32))  # 8 rows: oneDNN (
 def test_few_rows_over_onednn_avx2_plain_layout(level):
     """With oneDNN limited to AVX2 (as on a CPU without AVX-512) it keeps float32 weights as
     plain (K, N) rows: the few-row kernel reads those too (column chunks wider than a thread's
-    stack buffer included), and oneDNN runs no matmul for M <= 4."""
+    stack buffer included) for up to 8 rows (batched greedy decoding, 2 inputs x 4 beams),
+    and oneDNN runs no matmul for M <= 8."""
     import json
     import os
     import subprocess

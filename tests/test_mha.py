@@ -247,6 +247,32 @@ def test_cross_attention(rng, path):
     assert np.all(weights[1, :, :, 5:] == 0)  # padded keys get exactly zero weight
 
 
+@pytest.mark.parametrize("G,T", [(4, 1), (3, 2), (1, 5)])
+def test_cross_attention_shared_encoder_rows(rng, path, G, T):
+    """encoder_key_values with one row per G consecutive rows (an input's beams): the same
+    output as each row given its own copy (masks per encoder row), and the errors of the
+    shapes that cannot share."""
+    B, S, C, H, D = 2, 19, 48, 4, 12
+    p = params(rng, C, H, H, D)
+    x, enc = rand(rng, B * G, T, C), rand(rng, B, S, C)
+    mask = (np.arange(S)[None] < np.array([[19], [5]])).astype(np.int64)
+    layer = build(p, C, H, H, D, is_cross_attention=True)
+    kv = layer.kv_proj(enc)
+    want, _ = mha_reference(x, p, H, H, D, enc=np.repeat(enc, G, 0), key_mask=np.repeat(mask, G, 0))
+    got = layer(x, mask, encoder_key_values=kv)
+    assert np.abs(got - want).max() < TOL
+    # the kernel tiles G * T queries differently from T: rounding-level differences only
+    copies = layer(x, np.repeat(mask, G, 0), encoder_key_values=np.repeat(kv, G, 0))
+    assert np.abs(got - copies).max() < 1e-6 * max(1.0, np.abs(copies).max())
+    if G > 1:
+        with pytest.raises(tfcore.TfcoreValueError, match="output_attentions"):
+            layer(x, mask, encoder_key_values=kv, output_attentions=True)
+        with pytest.raises(tfcore.TfcoreValueError, match=r"attention_mask has shape \(6, 19\)|\(8, 19\)"):
+            layer(x, np.repeat(mask, G, 0), encoder_key_values=kv)
+    with pytest.raises(tfcore.TfcoreValueError, match="encoder_key_values has shape"):
+        layer(rand(rng, B * G + 1, T, C), encoder_key_values=kv)
+
+
 def test_output_attentions_rows_sum_to_one(rng, path):
     C, H, D, T = 32, 4, 8, 10
     p = params(rng, C, H, H, D)

@@ -55,6 +55,7 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     ).save_pretrained(tmp_path / "umt5")
     umt5 = tfcore.AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "umt5")
     bart = tfcore.AutoModelForSeq2SeqLM.from_pretrained(save_tiny("bart", tmp_path / "bart"))
+    led = tfcore.AutoModelForSeq2SeqLM.from_pretrained(save_tiny("led", tmp_path / "led"))
     # DeBERTa-v3-style disentangled attention (c2p/p2c computed in per-thread kernel buffers)
     transformers.DebertaV2ForSequenceClassification(
         transformers.DebertaV2Config(
@@ -345,6 +346,9 @@ def test_eight_threads_share_models_and_layers(tmp_path):
         "umt5-generate": lambda: umt5.generate(ids, attention_mask=mask, max_new_tokens=5, num_beams=2),
         "bart-generate": lambda: bart.generate(
             ids, attention_mask=mask, max_new_tokens=5, num_beams=2, no_repeat_ngram_size=2
+        ),
+        "led-generate": lambda: led.generate(
+            ids, attention_mask=mask, global_attention_mask=(ids == ids[:, :1]), max_new_tokens=5, num_beams=2
         ),
         "generate-int8-cache": lambda: llama.generate(ids[:1, :5], max_new_tokens=5, cache_dtype="int8"),
         "linear": lambda: lin(x),

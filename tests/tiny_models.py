@@ -1,5 +1,5 @@
 """Tiny Hugging Face checkpoints (random weights, save_pretrained) shared by the tests that
-only need *a* model of a family: save_tiny("bert" | "gpt2" | "llama" | "mixtral" | "t5" | "bart" | "mamba" |
+only need *a* model of a family: save_tiny("bert" | "gpt2" | "llama" | "mixtral" | "t5" | "bart" | "led" | "mamba" |
 "mamba2" | "jamba" | "rwkv" | "siglip" | "swinv2" | "pvt_v2" | "segformer", path, **config)."""
 
 from __future__ import annotations
@@ -70,6 +70,20 @@ DEFAULTS = {
         encoder_ffn_dim=24,
         decoder_ffn_dim=24,
         max_position_embeddings=64,
+    ),
+    # LED: BART with a Longformer encoder (window 4 tokens, so inputs past 4 slide)
+    "led": dict(
+        vocab_size=60,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=24,
+        decoder_ffn_dim=24,
+        max_encoder_position_embeddings=64,
+        max_decoder_position_embeddings=32,
+        attention_window=4,
     ),
     # the wave-2 encoders: ELECTRA with its embeddings projection, ALBERT with 3 layers over 2
     # shared groups, MPNet with its relative position bias
@@ -177,6 +191,8 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
         GPT2LMHeadModel,
         JambaConfig,
         JambaForCausalLM,
+        LEDConfig,
+        LEDForConditionalGeneration,
         LlamaConfig,
         LlamaForCausalLM,
         Mamba2Config,
@@ -206,6 +222,7 @@ def save_tiny(kind: str, path, seed: int = 0, **config):
     model_cls, config_cls = {
         "albert": (AlbertModel, AlbertConfig),
         "bart": (BartForConditionalGeneration, BartConfig),
+        "led": (LEDForConditionalGeneration, LEDConfig),
         "electra": (ElectraModel, ElectraConfig),
         "mpnet": (MPNetModel, MPNetConfig),
         "bert": (BertModel, BertConfig),

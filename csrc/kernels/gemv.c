@@ -241,7 +241,62 @@ DEFINE_TROWS_M(1)
 DEFINE_TROWS_M(2)
 DEFINE_TROWS_M(3)
 DEFINE_TROWS_M(4)
-static const rows_fn trows_fns[TF_GEMV_MAX_M] = {trows_m1, trows_m2, trows_m3, trows_m4};
+/* 5 to 8 rows: the first 4 and the rest as two passes over each block of ROW_BLOCK weight
+ * rows, the second one reading the block from L1 / L2 again. One pass over all M rows (one
+ * weight row at a time, M x-loads per weight load) ran at half the FMA rate of 4 rows x 2
+ * weight rows (8 FMAs per 6 loads); the weights still stream from memory once. */
+#define ROW_BLOCK 16
+#define DEFINE_TROWS_SPLIT(MR)                                                                 \
+    static void trows_m##MR(const tf_gemv_f32_args *g, const float *x, int64_t n0, int64_t nc, \
+                            float *y, tf_post post, const float *other)                        \
+    {                                                                                          \
+        enum { M2 = MR - 4, R1 = ROWS_PER_STEP(4), R2 = ROWS_PER_STEP(M2) };                   \
+        float acc[MR * PANEL] __attribute__((aligned(64))), sums[8];                           \
+        const float *w = (const float *)g->w;                                                  \
+        const float *x2 = x + 4 * g->K;                                                        \
+        for (int64_t c0 = 0; c0 < nc; c0 += PANEL) {                                           \
+            const int64_t cn = nc - c0 < PANEL ? nc - c0 : PANEL;                              \
+            for (int64_t b0 = 0; b0 < cn; b0 += ROW_BLOCK) {                                   \
+                const int64_t b1 = cn - b0 < ROW_BLOCK ? cn : b0 + ROW_BLOCK;                  \
+                int64_t r = b0;                                                                \
+                for (; r + R1 <= b1; r += R1) {                                                \
+                    dot_rows(w + (n0 + c0 + r) * g->ldw, g->ldw, x, g->K, 4, R1, sums);        \
+                    for (int m = 0; m < 4; m++) {                                              \
+                        for (int i = 0; i < R1; i++) {                                         \
+                            acc[m * PANEL + r + i] = sums[m * R1 + i];                         \
+                        }                                                                      \
+                    }                                                                          \
+                }                                                                              \
+                for (; r < b1; r++) {                                                          \
+                    dot_rows(w + (n0 + c0 + r) * g->ldw, g->ldw, x, g->K, 4, 1, sums);         \
+                    for (int m = 0; m < 4; m++) {                                              \
+                        acc[m * PANEL + r] = sums[m];                                          \
+                    }                                                                          \
+                }                                                                              \
+                for (r = b0; r + R2 <= b1; r += R2) {                                          \
+                    dot_rows(w + (n0 + c0 + r) * g->ldw, g->ldw, x2, g->K, M2, R2, sums);      \
+                    for (int m = 0; m < M2; m++) {                                             \
+                        for (int i = 0; i < R2; i++) {                                         \
+                            acc[(4 + m) * PANEL + r + i] = sums[m * R2 + i];                   \
+                        }                                                                      \
+                    }                                                                          \
+                }                                                                              \
+                for (; r < b1; r++) {                                                          \
+                    dot_rows(w + (n0 + c0 + r) * g->ldw, g->ldw, x2, g->K, M2, 1, sums);       \
+                    for (int m = 0; m < M2; m++) {                                             \
+                        acc[(4 + m) * PANEL + r] = sums[m];                                    \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+            store_cols(g, acc, PANEL, MR, n0 + c0, cn, y, post, other);                        \
+        }                                                                                      \
+    }
+DEFINE_TROWS_SPLIT(5)
+DEFINE_TROWS_SPLIT(6)
+DEFINE_TROWS_SPLIT(7)
+DEFINE_TROWS_SPLIT(8)
+static const rows_fn trows_fns[TF_GEMV_ROWS_MAX_M] = {trows_m1, trows_m2, trows_m3, trows_m4,
+                                                      trows_m5, trows_m6, trows_m7, trows_m8};
 
 void
 TF_ISA_FN(tf_gemv_f32)(const tf_gemv_f32_args *g, const float *x, int64_t M, float *y, tf_post post,

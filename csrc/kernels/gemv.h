@@ -12,6 +12,11 @@
  * rows would spill, and oneDNN's blocked kernel reuses each weight load across rows better
  * from there on. */
 #define TF_GEMV_MAX_M 4
+/* Rows up to which the (N, K) float32 rows path (oneDNN's AVX2 layout, see below) is used:
+ * it reads one weight row against every x row (x stays in L1 / L2), where oneDNN's AVX2
+ * kernel streams the weights at under half the rate at M = 8 (batched greedy decoding, or
+ * 2 inputs x 4 beams). */
+#define TF_GEMV_ROWS_MAX_M 8
 /* Output columns per panel. */
 #define TF_GEMV_PANEL 64
 
@@ -40,7 +45,8 @@ typedef struct {
     tf_act act;
 } tf_gemv_f32_args;
 
-/* y (M, N) = act(x (M, K) W + b) (post) other for M <= TF_GEMV_MAX_M; other (M, N) or NULL
+/* y (M, N) = act(x (M, K) W + b) (post) other for M <= TF_GEMV_MAX_M (panels) or
+ * M <= TF_GEMV_ROWS_MAX_M ((N, K) rows); other (M, N) or NULL
  * (TF_POST_ACCUM adds to y). Threaded over panels. Runs only where tf_gemv_f32_isa() is not
  * TF_ISA_REFERENCE (there is no plain path: the caller uses oneDNN). Over panels every level
  * sums each column's K products in the same order with fused multiply-adds: the same bits;

@@ -743,6 +743,46 @@ kvcache_crop(tf_kvcache *self, PyObject *arg)
 }
 
 /* Beam search: batch row b of every layer becomes old row index[b]. */
+/* In place, a (B, ...) C-contiguous store: row b takes row ix[b]'s bytes. Rows with
+ * ix[b] == b are not touched (the usual beam step keeps most); the source rows of the others
+ * are copied aside first, since a permutation may overwrite a row another one still reads.
+ * slot_of: (B,) workspace; scratch grows as needed. -1 when out of memory. */
+static int
+reorder_rows_in_place(PyArrayObject *a, const int64_t *ix, int64_t *slot_of, int64_t B,
+                      char **scratch, size_t *scratch_bytes)
+{
+    const size_t row = (size_t)PyArray_NBYTES(a) / (size_t)B;
+    char *data = PyArray_BYTES(a);
+    int64_t used = 0;
+    for (int64_t b = 0; b < B; b++) {
+        slot_of[b] = -1;
+    }
+    for (int64_t b = 0; b < B; b++) {
+        if (ix[b] != b && slot_of[ix[b]] < 0) {
+            slot_of[ix[b]] = used++;
+        }
+    }
+    if ((size_t)used * row > *scratch_bytes) {
+        tf_free(*scratch);
+        *scratch_bytes = 0;
+        if ((*scratch = tf_malloc((size_t)used * row)) == NULL) {
+            return -1;
+        }
+        *scratch_bytes = (size_t)used * row;
+    }
+    for (int64_t b = 0; b < B; b++) {
+        if (slot_of[b] >= 0) {
+            memcpy(*scratch + (size_t)slot_of[b] * row, data + (size_t)b * row, row);
+        }
+    }
+    for (int64_t b = 0; b < B; b++) {
+        if (ix[b] != b) {
+            memcpy(data + (size_t)b * row, *scratch + (size_t)slot_of[ix[b]] * row, row);
+        }
+    }
+    return 0;
+}
+
 static PyObject *
 kvcache_reorder(tf_kvcache *self, PyObject *arg)
 {
@@ -755,22 +795,47 @@ kvcache_reorder(tf_kvcache *self, PyObject *arg)
     if (tf_kvcache_acquire(st, self) < 0) {
         goto done;
     }
+    const int64_t B = self->B;
+    int64_t *ix = tf_malloc((size_t)B * (sizeof(int64_t) + sizeof(int64_t)));
+    if (ix == NULL) {
+        tf_kvcache_release(self);
+        PyErr_NoMemory();
+        goto done;
+    }
+    int64_t *slot_of = ix + B; /* source row -> its copy in scratch, or -1 */
+    int identity = 1;
+    for (int64_t b = 0; b < B; b++) {
+        ix[b] = PyArray_ITEMSIZE(idx) == 8 ? ((const int64_t *)PyArray_DATA(idx))[b]
+                                           : ((const int32_t *)PyArray_DATA(idx))[b];
+        identity &= ix[b] == b;
+    }
     int ok = 1;
-    for (int64_t l = 0; ok && l < self->layers; l++) {
+    char *scratch = NULL;
+    size_t scratch_bytes = 0;
+    for (int64_t l = 0; ok && !identity && l < self->layers; l++) {
         PyArrayObject **slots[6];
         int n = layer_stores(self, l, slots);
         slots[n++] = &self->valid[l];
         slots[n++] = &self->pos[l];
         for (int i = 0; ok && i < n; i++) {
-            PyArrayObject *taken =
-                (PyArrayObject *)PyArray_TakeFrom(*slots[i], (PyObject *)idx, 0, NULL, NPY_RAISE);
-            if (taken == NULL) {
-                ok = 0;
-                break;
+            if (!PyArray_IS_C_CONTIGUOUS(*slots[i])) { /* never made so here; kept general */
+                PyArrayObject *taken = (PyArrayObject *)PyArray_TakeFrom(*slots[i], (PyObject *)idx,
+                                                                         0, NULL, NPY_RAISE);
+                if (taken == NULL) {
+                    ok = 0;
+                    break;
+                }
+                Py_SETREF(*slots[i], taken);
+                continue;
             }
-            Py_SETREF(*slots[i], taken);
+            if (reorder_rows_in_place(*slots[i], ix, slot_of, B, &scratch, &scratch_bytes) < 0) {
+                PyErr_NoMemory();
+                ok = 0;
+            }
         }
     }
+    tf_free(scratch);
+    tf_free(ix);
     tf_kvcache_release(self);
     if (ok) {
         result = Py_NewRef(Py_None);
@@ -893,7 +958,7 @@ static PyMethodDef kvcache_methods[] = {
      "crop($self, length, /)\n--\n\nKeep only the first length tokens of every layer."},
     {"reorder", (PyCFunction)kvcache_reorder, METH_O,
      "reorder($self, beam_idx, /)\n--\n\nBeam search: batch row b takes the cached keys/values of "
-     "row beam_idx[b]."},
+     "row beam_idx[b], in place (rows that keep their own are not touched)."},
     {"reset", (PyCFunction)kvcache_reset, METH_NOARGS,
      "reset($self, /)\n--\n\nEmpty every layer (memory is kept)."},
     {"_repr_html_", (PyCFunction)kvcache_repr_html, METH_NOARGS,

@@ -425,6 +425,13 @@ tf_linear_gemv(const tf_linear *lin, const float *x, int64_t M, float *y, tf_pos
         }
         return 1;
     }
+    if (lin->wdt == dnnl_f32 && lin->wtrans && M <= TF_GEMV_ROWS_MAX_M) { /* (N, K) rows */
+        if (isa == TF_ISA_REFERENCE) {
+            return 0;
+        }
+        tf_gemv(lin, x, M, y, post, other);
+        return 1;
+    }
     if (M > TF_GEMV_MAX_M) {
         return 0;
     }

@@ -25,7 +25,8 @@ int64_t tf_gemv_bf16_panel_stride(const_dnnl_memory_desc_t wmd);
 
 /* y (M, N) = act(x (M, K) Wᵀ + b) (post) other, as tf_linear_forward, for a few rows when a
  * kernel here can: 1 done, 0 not taken (the caller runs oneDNN), -1 error (err filled).
- * Taken when lin->panel_stride > 0 and: float32 weights (M <= TF_GEMV_MAX_M), or bf16 / int8
+ * Taken when lin->panel_stride > 0 and: float32 weights (M <= TF_GEMV_MAX_M over panels,
+ * M <= TF_GEMV_ROWS_MAX_M over (N, K) rows), or bf16 / int8
  * in tfcore's own panels (no AVX512_BF16 / VNNI; M <= TF_GEMV_OWN_MAX_M, 4 rows per pass), with
  * the portable kernel above the reference level (tf_gemv_f32_isa); oneDNN's int8 / bf16
  * panels with the AVX512_VNNI / AVX512_BF16 kernels at the AVX-512 level (M <= 4). int8 quantizes each row as the oneDNN path does, bf16

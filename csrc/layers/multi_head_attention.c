@@ -64,6 +64,15 @@ tf_mha_forward(const tf_mha *m, const tf_mha_call *c, tf_err *err)
             }
             kv = kvbuf;
         }
+        if (c->kv_group > 1) {
+            /* G rows share an encoder row: one batch item of G * T queries (row b * G + j,
+             * token t is query j * T + t of item b), exact for cross-attention (no causal
+             * order, the mask is per key); each encoder row is read once, not G times */
+            const int64_t G = c->kv_group;
+            a.B = B / G;
+            a.L = G * T;
+            a.q_sb = G * T * W;
+        }
         a.k = kv;
         a.k_sb = S * KW;
         a.k_sh = D;
@@ -107,7 +116,7 @@ tf_mha_forward(const tf_mha *m, const tf_mha_call *c, tf_err *err)
         }
     }
     a.out = ctx;
-    a.o_sb = T * H * D;
+    a.o_sb = a.L * H * D; /* T, or G * T rows per item with shared encoder rows */
     a.o_sh = D;
     a.o_sl = H * D;
     a.scale = m->scale;
@@ -809,13 +818,17 @@ tf_mha_parse_cross_kv(tf_state *st, const tf_mha *m, PyObject *kv_obj, int64_t B
     if (a == NULL) {
         return -1;
     }
-    if (PyArray_DIM(a, 0) != B || PyArray_DIM(a, 1) < 1 || PyArray_DIM(a, 2) != 2 * m->KVH * m->D) {
+    /* B / G rows: each shared by G consecutive rows (beam search: an input's beams) */
+    const int64_t kB = PyArray_DIM(a, 0);
+    if (kB < 1 || B % kB != 0 || PyArray_DIM(a, 1) < 1 || PyArray_DIM(a, 2) != 2 * m->KVH * m->D) {
         char shape[96];
         tf_shape_str(a, shape, sizeof(shape));
         tf_value_error(
             st,
-            "encoder_key_values has shape %s, expected (batch, S >= 1, 2 * kv_heads * head_dim) = "
-            "(%lld, S, %lld) (the cross-attention kv_proj output)",
+            "encoder_key_values has shape %s, expected (batch / G, S >= 1, 2 * kv_heads * "
+            "head_dim) = "
+            "(%lld / G, S, %lld) (the cross-attention kv_proj output; G consecutive rows, such as "
+            "one input's beams, may share a row)",
             shape, (long long)B, (long long)(2 * m->KVH * m->D));
         Py_DECREF(a);
         return -1;
@@ -823,6 +836,7 @@ tf_mha_parse_cross_kv(tf_state *st, const tf_mha *m, PyObject *kv_obj, int64_t B
     *kv = a;
     c->enc_kv = PyArray_DATA(a);
     c->S = PyArray_DIM(a, 1);
+    c->kv_group = B / kB;
     return 0;
 }
 
@@ -834,7 +848,7 @@ tf_mha_parse(tf_state *st, const tf_mha *m, int64_t B, int64_t T, PyObject *mask
     tf_kvcache *cache = c->cache; /* set by the caller from tf_mha_parse_cache, kept */
     int64_t layer = c->layer;
     const float *enc_kv = c->enc_kv; /* set by tf_mha_parse_cross_kv, kept */
-    const int64_t kv_S = c->S;
+    const int64_t kv_S = c->S, G = enc_kv != NULL && c->kv_group > 1 ? c->kv_group : 1;
     const int64_t past = cache ? tf_kvcache_seen(cache, layer) : 0; /* tokens before this call */
     int64_t S = T + past;
     memset(arr, 0, sizeof(*arr));
@@ -848,6 +862,17 @@ tf_mha_parse(tf_state *st, const tf_mha *m, int64_t B, int64_t T, PyObject *mask
         }
         S = kv_S;
         c->enc_kv = enc_kv;
+        c->kv_group = G;
+        if (G > 1 && (output_attentions || (bias_obj != NULL && bias_obj != Py_None) ||
+                      (mask_obj != NULL && mask_obj != Py_None && PyArray_Check(mask_obj) &&
+                       PyArray_NDIM((PyArrayObject *)mask_obj) != 2))) {
+            tf_value_error(st,
+                           "encoder_key_values shared by %lld rows each takes only a "
+                           "(batch / %lld, S) encoder_attention_mask: no bias, 3-D/4-D mask "
+                           "or output_attentions",
+                           (long long)G, (long long)G);
+            goto fail;
+        }
     }
     else if (m->cross) {
         if (enc_obj == NULL || enc_obj == Py_None) {
@@ -876,8 +901,9 @@ tf_mha_parse(tf_state *st, const tf_mha *m, int64_t B, int64_t T, PyObject *mask
         tf_value_error(st, "encoder_hidden_states given to a layer without cross-attention");
         goto fail;
     }
+    /* shared encoder rows: the key mask has one row per encoder row */
     if (mask_obj != NULL && mask_obj != Py_None &&
-        parse_mask(st, m, mask_obj, mask_name, B, T, S, arr, c) < 0) {
+        parse_mask(st, m, mask_obj, mask_name, B / G, T, S, arr, c) < 0) {
         goto fail;
     }
     if (bias_obj != NULL && bias_obj != Py_None) {

@@ -33,8 +33,11 @@ typedef struct {
 typedef struct {
     const float *x;          /* (B, T, C) hidden states */
     const float *enc;        /* (B, S, kv_hidden) for cross-attention, else NULL */
-    const float *enc_kv;     /* or (B, S, 2 KVH D) [keys | values] already projected (kv_proj
-                              * of the encoder output; set by tf_mha_parse_cross_kv) */
+    const float *enc_kv;     /* or (B / kv_group, S, 2 KVH D) [keys | values] already projected
+                              * (kv_proj of the encoder output; set by tf_mha_parse_cross_kv) */
+    int64_t kv_group;        /* consecutive rows sharing one enc_kv row (the beams of one
+                              * input): their queries attend to it as one item of kv_group * T
+                              * queries; 0 or 1 = one enc_kv row per row */
     int64_t B, T, S;         /* S = T for self-attention */
     const uint8_t *key_mask; /* (B, S) true = attend (HF attention_mask), or NULL */
     const float *mask;       /* additive float mask, broadcast strides below, or NULL */

@@ -24,6 +24,7 @@ from .gla import *  # noqa: F401,F403
 from .gpt2 import *  # noqa: F401,F403
 from .gpt_neox import *  # noqa: F401,F403
 from .jamba import *  # noqa: F401,F403
+from .led import *  # noqa: F401,F403
 from .llama import *  # noqa: F401,F403
 from .longformer import *  # noqa: F401,F403
 from .mamba import *  # noqa: F401,F403

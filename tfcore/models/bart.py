@@ -74,12 +74,13 @@ class BartStack(Seq2SeqStack):
             raise _C.TfcoreValueError(f"config.json: activation_function must be a string, got {act!r}")
         eps = model.layer_norm_eps
         self.decoder = decoder
-        self.max_positions = model.max_positions
+        P = self.max_positions = model.positions_of(cfg, side)
         if model.sinusoidal:  # the stored table if the checkpoint has one (HF loads it), else computed
-            stored = w.get(f"{prefix}.embed_positions.weight", (model.max_positions, C), optional=True)
-            self.positions = stored if stored is not None else sinusoidal_positions(model.max_positions, C)
+            stored = w.get(f"{prefix}.embed_positions.weight", (P, C), optional=True)
+            self.positions = stored if stored is not None else sinusoidal_positions(P, C)
         else:
-            self.positions = w.get(f"{prefix}.embed_positions.weight", (model.max_positions + 2, C))[2:]
+            off = model.position_offset
+            self.positions = w.get(f"{prefix}.embed_positions.weight", (P + off, C))[off:]
         self.layernorm_embedding = None
         if model.has_layernorm_embedding:
             self.layernorm_embedding = _C.LayerNorm(
@@ -171,6 +172,7 @@ class _BartBase(EncoderDecoderMixin, PreTrainedModel):
     has_final_layer_norm = False  # encoder.layer_norm / decoder.layer_norm (mBART, Pegasus)
     has_layernorm_embedding = True  # LayerNorm over embeddings + positions (BART, mBART)
     sinusoidal = False  # fixed sinusoidal positions (Marian, Pegasus) instead of learned ones
+    position_offset = 2  # learned position p is row p + 2 (BART's offset; LED has none)
     full_cache_reason = "its decoder's learned positions need every past position in the cache"
 
     def __init__(self, config: Config, weights: Weights):
@@ -178,7 +180,7 @@ class _BartBase(EncoderDecoderMixin, PreTrainedModel):
         cfg, w = config, weights
         C, V = cfg.require("d_model"), cfg.require("vocab_size")
         self.hidden_size, self.vocab_size = C, V
-        self.max_positions = cfg.require("max_position_embeddings")
+        self.max_positions = self.positions_of(cfg, "decoder")
         self.layer_norm_eps = float(cfg.get("layer_norm_eps", 1e-5))
         scale = cfg.get("scale_embedding", False)
         self.embed_scale = np.float32(math.sqrt(C)) if scale else None
@@ -192,9 +194,18 @@ class _BartBase(EncoderDecoderMixin, PreTrainedModel):
                 table = w.get(f"{side}.embed_tokens.weight", (V, C), optional=True)
                 if table is not None:
                     setattr(self, f"{side}_embed", _C.Embedding(table))
-        self.encoder = BartStack(self, cfg, w, "encoder", decoder=False)
+        self.encoder = self._build_encoder(cfg, w)
         self.decoder = BartStack(self, cfg, w, "decoder", decoder=True)
         self.generation_defaults = {k: cfg.get(k) for k in GENERATION_KEYS}
+
+    def positions_of(self, cfg: Config, side: str) -> int:
+        """Learned / tabled positions of the encoder or decoder side (BART: both
+        max_position_embeddings)."""
+        return cfg.require("max_position_embeddings")
+
+    def _build_encoder(self, cfg: Config, w: Weights):
+        """The encoder stack (LED's differs: Longformer layers)."""
+        return BartStack(self, cfg, w, "encoder", decoder=False)
 
     def _after_load(self, directory) -> None:
         self.generation_defaults.update(read_generation_defaults(directory, GENERATION_KEYS))

@@ -8,7 +8,7 @@ clipped at the sequence ends instead, which gives the same outputs for every tok
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -20,10 +20,31 @@ from .bert import RobertaModel
 from .encoder import hidden_act, layer_norm_eps
 from .registry import register
 
-__all__ = ["LongformerModel"]
+__all__ = [
+    "LongformerModel",
+    "LongformerLayer",
+    "attention_windows",
+    "run_longformer_layers",
+    "hf_global_attentions",
+]
+
+# LongformerLayer.from_weights roles -> HF LongformerLayer module names
+LONGFORMER_NAMES = dict(
+    query="attention.self.query",
+    key="attention.self.key",
+    value="attention.self.value",
+    query_global="attention.self.query_global",
+    key_global="attention.self.key_global",
+    value_global="attention.self.value_global",
+    output="attention.output.dense",
+    norm1="attention.output.LayerNorm",
+    fc1="intermediate.dense",
+    fc2="output.dense",
+    norm2="output.LayerNorm",
+)
 
 
-def _windows(cfg: Config, layers: int) -> List[int]:
+def attention_windows(cfg: Config, layers: int) -> List[int]:
     """config.attention_window as one even, positive total window per layer."""
     win = cfg.get("attention_window", 512)
     wins = [win] * layers if isinstance(win, int) and not isinstance(win, bool) else win
@@ -40,44 +61,75 @@ def _windows(cfg: Config, layers: int) -> List[int]:
     return list(wins)
 
 
-class _LongformerLayer:
-    """One LongformerLayer: q/k/v and global projections, the attention kernel, output
-    projection + residual + LayerNorm, feed-forward + residual + LayerNorm."""
+class LongformerLayer:
+    """One post-norm Longformer encoder layer (LongformerLayer, LEDEncoderLayer): q/k/v and
+    global projections, the sliding-window + global attention kernel, output projection +
+    residual + LayerNorm, feed-forward + residual + LayerNorm. ``window`` is the total
+    attention_window of the layer (one-sided window // 2, as HF)."""
 
-    def __init__(self, w: Weights, prefix: str, C: int, H: int, F: int, eps: float, act: str, window: int):
-        def g(name, kind, *shape):
-            return w.get(f"{prefix}.{name}.{kind}", shape, matrix=len(shape) == 2)
+    def __init__(
+        self,
+        qkv: _C.Linear,
+        kv_global: _C.Linear,
+        q_global: _C.Linear,
+        o: _C.Linear,
+        norm1: _C.LayerNorm,
+        ffn: _C.FeedForward,
+        norm2: _C.LayerNorm,
+        heads: int,
+        window: int,
+    ):
+        self.qkv, self.kv_global, self.q_global, self.o = qkv, kv_global, q_global, o
+        self.norm1, self.ffn, self.norm2 = norm1, ffn, norm2
+        self.C = o.out_features
+        self.H, self.D, self.window = heads, self.C // heads, window // 2
 
-        s = "attention.self."
-        self.C, self.H, self.D, self.window = C, H, C // H, window // 2  # one-sided, as HF
+    @classmethod
+    def from_weights(
+        cls,
+        w: Weights,
+        prefix: str,
+        names: Dict[str, str],
+        C: int,
+        H: int,
+        F: int,
+        eps: float,
+        act: str,
+        window: int,
+    ) -> "LongformerLayer":
+        """The layer under checkpoint key prefix; names maps the roles (query, key, value,
+        query_global, key_global, value_global, output, norm1, fc1, fc2, norm2) to the family's
+        module names (LONGFORMER_NAMES, the LED encoder's in led.py)."""
 
-        def fused(names):
+        def g(role, kind, *shape):
+            return w.get(f"{prefix}.{names[role]}.{kind}", shape, matrix=len(shape) == 2)
+
+        def fused(roles):
             return (
-                np.concatenate([g(s + n, "weight", C, C) for n in names]),
-                np.concatenate([g(s + n, "bias", C) for n in names]),
+                np.concatenate([g(r, "weight", C, C) for r in roles]),
+                np.concatenate([g(r, "bias", C) for r in roles]),
             )
 
-        self.qkv = _C.Linear(*fused(("query", "key", "value")), dtype=w.dtype)
-        self.kv_global = _C.Linear(*fused(("key_global", "value_global")), dtype=w.dtype)
-        self.q_global = _C.Linear(
-            g(s + "query_global", "weight", C, C), g(s + "query_global", "bias", C), dtype=w.dtype
-        )
-        self.o = _C.Linear(
-            g("attention.output.dense", "weight", C, C), g("attention.output.dense", "bias", C), dtype=w.dtype
-        )
-        self.norm1 = _C.LayerNorm(
-            g("attention.output.LayerNorm", "weight", C), g("attention.output.LayerNorm", "bias", C), eps=eps
-        )
-        self.ffn = _C.FeedForward(
-            g("intermediate.dense", "weight", F, C),
-            g("output.dense", "weight", C, F),
-            up_bias=g("intermediate.dense", "bias", F),
-            down_bias=g("output.dense", "bias", C),
-            activation=act,
-            dtype=w.dtype,
-        )
-        self.norm2 = _C.LayerNorm(
-            g("output.LayerNorm", "weight", C), g("output.LayerNorm", "bias", C), eps=eps
+        def norm(role):
+            return _C.LayerNorm(g(role, "weight", C), g(role, "bias", C), eps=eps)
+
+        return cls(
+            _C.Linear(*fused(("query", "key", "value")), dtype=w.dtype),
+            _C.Linear(*fused(("key_global", "value_global")), dtype=w.dtype),
+            _C.Linear(g("query_global", "weight", C, C), g("query_global", "bias", C), dtype=w.dtype),
+            _C.Linear(g("output", "weight", C, C), g("output", "bias", C), dtype=w.dtype),
+            norm("norm1"),
+            _C.FeedForward(
+                g("fc1", "weight", F, C),
+                g("fc2", "weight", C, F),
+                up_bias=g("fc1", "bias", F),
+                down_bias=g("fc2", "bias", C),
+                activation=act,
+                dtype=w.dtype,
+            ),
+            norm("norm2"),
+            H,
+            window,
         )
 
     def _heads(self, x: np.ndarray) -> np.ndarray:
@@ -151,13 +203,14 @@ class LongformerModel(RobertaModel):
         types = cfg.get("type_vocab_size", 2)
         self._init_embeddings(cfg, w, C, V, P, types)
         self.padding_idx = int(cfg.get("pad_token_id", 1))
-        self.attention_window = _windows(cfg, layers)
+        self.attention_window = attention_windows(cfg, layers)
         self.layers = []
         for i in w.layer_range(layers):
             self.layers.append(
-                _LongformerLayer(
+                LongformerLayer.from_weights(
                     w,
                     f"encoder.layer.{i}",
+                    LONGFORMER_NAMES,
                     C,
                     H,
                     F,
@@ -191,26 +244,9 @@ class LongformerModel(RobertaModel):
         shape (B, H, T', G) with T' = T rounded up to a multiple of the largest window, and
         HF's uniform 1/T' rows for the global slots a batch item does not use."""
         h = self.embed(input_ids, token_type_ids, position_ids)
-        B, T, _ = h.shape
-        real = padding_mask(attention_mask, B, T, keep_all_true=True)
-        glob = padding_mask(global_attention_mask, B, T, name="global_attention_mask", keep_all_true=True)
-        if real is not None and real.all():
-            real = None
-        if glob is not None:
-            glob = glob & real if real is not None else glob
-            if not glob.any():
-                glob = None
-        gpos = [np.flatnonzero(g) for g in glob] if glob is not None else []
-        hidden = [h] if output_hidden_states else None
-        attns, gattns = ([], []) if output_attentions else (None, None)
-        for layer in self.layers:
-            h, a, ga = layer(h, real, glob, gpos, output_attentions)
-            if output_hidden_states:
-                hidden.append(h)
-            if output_attentions:
-                attns.append(a)
-                if glob is not None:
-                    gattns.append(self._hf_global_attentions(ga, gpos, T))
+        h, hidden, attns, gattns = run_longformer_layers(
+            self.layers, h, attention_mask, global_attention_mask, output_hidden_states, output_attentions
+        )
         pooled = self.pooler(np.ascontiguousarray(h[:, 0])) if self.pooler is not None else None
         return ModelOutput(
             last_hidden_state=h,
@@ -220,14 +256,58 @@ class LongformerModel(RobertaModel):
             global_attentions=tuple(gattns) if gattns else None,
         )
 
-    def _hf_global_attentions(self, ga: np.ndarray, gpos: List[np.ndarray], T: int) -> np.ndarray:
-        """(B, H, T, G) as HF returns it: keys padded to a multiple of max(attention_window),
-        and unused slots (fewer global tokens than G) softmaxed over all-equal scores."""
-        win = max(self.attention_window)
-        Tp = -(-T // win) * win
-        B, H, _, G = ga.shape
-        out = np.zeros((B, H, Tp, G), np.float32)
-        out[:, :, :T] = ga
-        for b, p in enumerate(gpos):
-            out[b, :, :, len(p) :] = 1.0 / Tp
-        return out
+
+def run_longformer_layers(
+    layers: Sequence[LongformerLayer],
+    h: np.ndarray,
+    attention_mask,
+    global_attention_mask,
+    output_hidden_states: bool = False,
+    output_attentions: bool = False,
+) -> Tuple[np.ndarray, Optional[tuple], Optional[tuple], Optional[tuple]]:
+    """The encoder of LongformerModel and LED on embedded (B, T, C) inputs h, with HF's
+    attention_mask (1 = token, 0 = padding) and global_attention_mask (1 = global; padding is
+    never global): (last hidden state, hidden states, attentions, global attentions); the
+    tuples are None unless asked for (global attentions also when no token is global).
+    Attentions are (B, H, T, G + attention_window + 1) as HF; global attentions (B, H, T', G)
+    with HF's padded T' (see hf_global_attentions)."""
+    B, T, _ = h.shape
+    real = padding_mask(attention_mask, B, T, keep_all_true=True)
+    glob = padding_mask(global_attention_mask, B, T, name="global_attention_mask", keep_all_true=True)
+    if real is not None and real.all():
+        real = None
+    if glob is not None:
+        glob = glob & real if real is not None else glob
+        if not glob.any():
+            glob = None
+    gpos = [np.flatnonzero(g) for g in glob] if glob is not None else []
+    hidden = [h] if output_hidden_states else None
+    attns, gattns = ([], []) if output_attentions else (None, None)
+    window = 2 * max(layer.window for layer in layers) if layers else 2
+    for layer in layers:
+        h, a, ga = layer(h, real, glob, gpos, output_attentions)
+        if output_hidden_states:
+            hidden.append(h)
+        if output_attentions:
+            attns.append(a)
+            if glob is not None:
+                gattns.append(hf_global_attentions(ga, gpos, T, window))
+    return (
+        h,
+        tuple(hidden) if hidden is not None else None,
+        tuple(attns) if attns is not None else None,
+        tuple(gattns) if gattns else None,
+    )
+
+
+def hf_global_attentions(ga: np.ndarray, gpos: List[np.ndarray], T: int, window: int) -> np.ndarray:
+    """(B, H, T, G) global attention weights as HF returns them: keys padded to a multiple of
+    the largest total window, and unused slots (fewer global tokens than G) softmaxed over
+    all-equal scores."""
+    Tp = -(-T // window) * window
+    B, H, _, G = ga.shape
+    out = np.zeros((B, H, Tp, G), np.float32)
+    out[:, :, :T] = ga
+    for b, p in enumerate(gpos):
+        out[b, :, :, len(p) :] = 1.0 / Tp
+    return out

@@ -12,7 +12,7 @@ of generation.
 - ``EncoderDecoderMixin``: ``new_cache``, ``decode`` and the forward shared by ``XModel`` and
   ``XForConditionalGeneration`` (encoder_outputs to skip the encoder, past_key_values).
 - ``Seq2SeqGenerationMixin``: generate() for those models. The encoder runs once, every decoder
-  layer's cross-attention keys and values are projected once (repeated for beams), and
+  layer's cross-attention keys and values are projected once (shared by an input's beams), and
   GenerationMixin's greedy / sampling / beam loops drive the decoder from
   decoder_start_token_id with a KVCache for its self-attention.
 
@@ -313,10 +313,11 @@ class Seq2SeqGenerationMixin(GenerationMixin):
         limit = getattr(self, "position_limit", None)
         if limit is None:
             return
-        if prompt_len > limit:
+        enc_limit = getattr(self, "encoder_position_limit", limit)  # LED's encoder reads more
+        if prompt_len > enc_limit:
             raise _C.TfcoreValueError(
-                f"{type(self).__name__} has position embeddings for {limit} positions: input_ids has "
-                f"{prompt_len} tokens (truncate the input to at most {limit})"
+                f"{type(self).__name__} has position embeddings for {enc_limit} positions: input_ids has "
+                f"{prompt_len} tokens (truncate the input to at most {enc_limit})"
             )
         if max_new_tokens > limit:
             raise _C.TfcoreValueError(
@@ -338,16 +339,23 @@ class Seq2SeqGenerationMixin(GenerationMixin):
             )
         return int(start)
 
+    def _generation_encode(self, ids: np.ndarray, mask: np.ndarray):
+        """(encoder output, padding mask or None) of a generate() call's input_ids (LED adds
+        the call's global_attention_mask)."""
+        enc, enc_mask, _, _ = self.encode(ids, mask)
+        return enc, enc_mask
+
     def _generation_start(
         self, ids: np.ndarray, mask: np.ndarray, copies: int, decoder_start_token_id: Optional[int]
     ):
-        """Encode once, project the cross-attention keys/values once (repeated for beams),
+        """Encode once, project the cross-attention keys/values once (shared by an input's beams),
         and decode from decoder_start_token_id."""
         start = self.decoder_start(decoder_start_token_id)
-        enc, enc_mask, _, _ = self.encode(ids, mask)
-        if copies > 1:
-            enc = np.repeat(enc, copies, axis=0)
-            enc_mask = np.repeat(enc_mask, copies, axis=0) if enc_mask is not None else None
+        enc, enc_mask = self._generation_encode(ids, mask)
+        # projected once per input row and shared by its beams (the attention layers take
+        # encoder_key_values with one row per `copies` consecutive decoder rows): a quarter of
+        # the projection at 4 beams, and each step reads the encoder keys/values once per
+        # input instead of once per beam
         cross_kv = self.decoder.cross_key_values(enc)
         B = ids.shape[0]
 
