@@ -12,6 +12,8 @@
 
 #include "tfcore.h"
 
+#include <pthread.h>
+
 typedef struct {
     PyObject_HEAD int nsp; /* spatial axes: 1 (Conv1d) or 2 (Conv2d) */
     int64_t in_channels;   /* IC */
@@ -33,6 +35,11 @@ typedef struct {
     void *weights;          /* packed weights, owned */
     float *bias;            /* (OC,) owned copy (BatchNorm folded in), or NULL */
     float *wscale;          /* (OC,) per-output-channel scales of int8 weights, else NULL */
+    /* float32 weights repacked, once, for input lengths whose kernel wants another layout
+     * than wmd (see choose_kernel in conv.c); set once under repack_lock, then read-only */
+    pthread_mutex_t repack_lock;
+    dnnl_memory_desc_t repack_wmd; /* NULL until a call needs it */
+    void *repacked;                /* owned */
 } tf_conv;
 
 /* The output extent of each spatial axis for input extents in_sp (nsp of them); -1 if some
