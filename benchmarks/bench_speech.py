@@ -90,7 +90,9 @@ class Engines:
         self.ours = tfcore.models.WhisperForConditionalGeneration.from_pretrained(
             hf_dir, dtype=dtype, threads=threads
         )
-        self.ct2 = ctranslate2.models.Whisper(ct2_dir, device="cpu", compute_type=dtype, intra_threads=threads)
+        self.ct2 = ctranslate2.models.Whisper(
+            ct2_dir, device="cpu", compute_type=dtype, intra_threads=threads
+        )
         self.hf = None
         if dtype == "float32":
             self.hf = transformers.WhisperForConditionalGeneration.from_pretrained(
@@ -106,9 +108,9 @@ class Engines:
         raise AssertionError(f"no CTranslate2 max_length gives {self.N} new tokens")
 
     def t_run(self, beams):
-        return self.ours.generate(self.x, max_new_tokens=self.N, num_beams=beams, suppress_tokens=self.suppress)[
-            0
-        ].tolist()
+        return self.ours.generate(
+            self.x, max_new_tokens=self.N, num_beams=beams, suppress_tokens=self.suppress
+        )[0].tolist()
 
     def c_run(self, beams, max_length=None):
         r = self.ct2.generate(
@@ -150,7 +152,10 @@ def main():
     from tfcore.ctranslate2_whisper import convert_ctranslate2_whisper
 
     torch.set_num_threads(args.threads)
-    print(isa_line() + f", {args.threads} threads, load average {os.getloadavg()[0]:.1f} (shared machine: compare ratios)")
+    print(
+        isa_line()
+        + f", {args.threads} threads, load average {os.getloadavg()[0]:.1f} (shared machine: compare ratios)"
+    )
     repeat = 3 if args.quick else 7
     N = args.tokens
     tmp = tempfile.mkdtemp()
@@ -180,8 +185,15 @@ def main():
                 search = "greedy" if beams == 1 else f"beam {beams}"
                 for k, v in t.items():
                     rows.append(
-                        [label, search, k, f"{v:.3f}", f"{v / seconds:.4f}", f"{v / t['tfcore']:.2f}x",
-                         f"{N} tokens each; {validated}"]
+                        [
+                            label,
+                            search,
+                            k,
+                            f"{v:.3f}",
+                            f"{v / seconds:.4f}",
+                            f"{v / t['tfcore']:.2f}x",
+                            f"{N} tokens each; {validated}",
+                        ]
                     )
 
         # ---- tiny.en, real weights
@@ -195,14 +207,18 @@ def main():
                 ct2_nat = eng.ct2.generate(sv, [PROMPT], beam_size=1, max_length=2 * N)[0].sequences_ids[0]
                 ct2_text = tok.decode(ct2_nat, skip_special_tokens=True)
                 with torch.no_grad():
-                    hf_text = tok.decode(eng.hf.generate(xt, max_new_tokens=N)[0].tolist(), skip_special_tokens=True)
-                assert ours_text.strip() == hf_text.strip() == ct2_text.strip(), (ours_text, hf_text, ct2_text)
+                    hf_text = tok.decode(
+                        eng.hf.generate(xt, max_new_tokens=N)[0].tolist(), skip_special_tokens=True
+                    )
+                assert ours_text.strip() == hf_text.strip() == ct2_text.strip(), (
+                    ours_text,
+                    hf_text,
+                    ct2_text,
+                )
                 n_nat = len(nat_ids)
                 forced = [eng.t_run(1), eng.h_run(1), eng.c_run(1)[0]]
                 agree = min(common_prefix(forced[0], f) for f in forced[1:])
-                validated = (
-                    f"natural transcript ({n_nat} tokens) identical in all three; forced tokens agree on the first {agree}"
-                )
+                validated = f"natural transcript ({n_nat} tokens) identical in all three; forced tokens agree on the first {agree}"
                 assert agree >= min(n_nat, N) - 1, (agree, n_nat)
             else:
                 ov = words_overlap(natural["float32"], ours_text)
@@ -228,7 +244,12 @@ def main():
         )
         base = os.path.join(tmp, "base")
         transformers.WhisperForConditionalGeneration(cfg).eval().save_pretrained(base)
-        for f in ("generation_config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json"):
+        for f in (
+            "generation_config.json",
+            "preprocessor_config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+        ):
             shutil.copy(os.path.join(tiny, f), base)
         ct2_dir = os.path.join(tmp, "base_ct2")
         ctranslate2.converters.TransformersConverter(base).convert(ct2_dir, quantization="float32")
@@ -250,7 +271,9 @@ def main():
             f"\n30 s of audio, {args.threads} threads, load average now {os.getloadavg()[0]:.1f}; "
             "ratio = engine time / tfcore time (>1: tfcore faster); real-time factor = seconds per second of audio\n"
         )
-        print_table(["model", "search", "engine", "median s", "real-time factor", "ratio", "validation"], rows)
+        print_table(
+            ["model", "search", "engine", "median s", "real-time factor", "ratio", "validation"], rows
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

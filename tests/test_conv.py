@@ -330,7 +330,12 @@ def test_long_maps_run_an_optimised_kernel_not_the_reference():
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ONEDNN_VERBOSE": "1"}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run(
-        [sys.executable, "-c", _WHISPER_STEM_CHILD], capture_output=True, text=True, env=env, timeout=300, cwd=root
+        [sys.executable, "-c", _WHISPER_STEM_CHILD],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=root,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     calls = out.stdout.split("CALLS", 1)[1]
@@ -350,7 +355,9 @@ def test_long_whisper_stem_matches_torch(rng, length):
     layer = tfcore.Conv1d(w, b, stride=2, padding=1, activation="gelu")
     with torch.no_grad():
         ref = torch.nn.functional.gelu(
-            torch.nn.functional.conv1d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), stride=2, padding=1)
+            torch.nn.functional.conv1d(
+                torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), stride=2, padding=1
+            )
         ).numpy()
     results = [None] * 3
 

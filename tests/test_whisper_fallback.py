@@ -69,7 +69,10 @@ def _hf_average_logprob(hf, x, max_new_tokens):
     end-of-text included when produced): the number logprob_threshold is compared with."""
     with torch.no_grad():
         out = hf.generate(
-            torch.from_numpy(x), max_new_tokens=max_new_tokens, return_dict_in_generate=True, output_scores=True
+            torch.from_numpy(x),
+            max_new_tokens=max_new_tokens,
+            return_dict_in_generate=True,
+            output_scores=True,
         )
     seq = out.sequences[0].tolist()
     new = seq[-len(out.scores) :]
@@ -118,9 +121,13 @@ def test_no_speech_skips_every_window_as_hf(english):
 def test_compression_ratio_matches_hf():
     rng = np.random.default_rng(0)
     for tokens in ([], [5] * 40, rng.integers(0, 51864, 37).tolist(), [50257, 50362] + [220, 50256] * 9):
-        want = transformers.WhisperForConditionalGeneration._retrieve_compression_ratio(
-            torch.tensor(tokens, dtype=torch.long), 51864
-        ) if tokens else 0.0
+        want = (
+            transformers.WhisperForConditionalGeneration._retrieve_compression_ratio(
+                torch.tensor(tokens, dtype=torch.long), 51864
+            )
+            if tokens
+            else 0.0
+        )
         assert compression_ratio(tokens, 51864) == pytest.approx(want, rel=1e-12)
 
 

@@ -266,8 +266,8 @@ is_reference(const_dnnl_primitive_desc_t pd)
  * the packed weights into its layout (OC x IC x k floats), which tf_conv_forward runs once and
  * keeps in the object. Leaves *pd as it is otherwise. */
 static dnnl_status_t
-choose_kernel(dnnl_primitive_desc_t *pd, dnnl_primitive_desc_t *repack, const tf_conv *c,
-              int64_t B, const int64_t *in_sp, const int64_t *out_sp, tf_post post)
+choose_kernel(dnnl_primitive_desc_t *pd, dnnl_primitive_desc_t *repack, const tf_conv *c, int64_t B,
+              const int64_t *in_sp, const int64_t *out_sp, tf_post post)
 {
     dnnl_memory_desc_t any = NULL;
     dnnl_primitive_desc_t own = NULL;

@@ -788,12 +788,18 @@ class WhisperForConditionalGeneration(_WhisperBase, Seq2SeqGenerationMixin):
         before <|notimestamps|>) in the raw logits after <|startoftranscript|>."""
         nt = self.generation_defaults.get("no_timestamps_token_id")
         if nt is None:
-            raise _C.TfcoreValueError("no_speech_threshold needs no_timestamps_token_id in generation_config.json")
-        logits = self(
-            encoder_outputs=encoder_output[:1],
-            decoder_input_ids=np.array([[start_token]], np.int64),
-            use_cache=False,
-        ).logits[0, 0].astype(np.float64)
+            raise _C.TfcoreValueError(
+                "no_speech_threshold needs no_timestamps_token_id in generation_config.json"
+            )
+        logits = (
+            self(
+                encoder_outputs=encoder_output[:1],
+                decoder_input_ids=np.array([[start_token]], np.int64),
+                use_cache=False,
+            )
+            .logits[0, 0]
+            .astype(np.float64)
+        )
         p = np.exp(logits - logits.max())
         return float(p[int(nt) - 1] / p.sum())
 
@@ -855,7 +861,9 @@ class WhisperForConditionalGeneration(_WhisperBase, Seq2SeqGenerationMixin):
                 # the log-probability of each step's chosen token, from the processed scores
                 # (HF's output scores), resolved once the token is known: at the next step
                 if track["prev"] is not None:
-                    track["logprobs"].append(_chosen_logprobs(track["prev"], sequences[:, -1], track["top_k"]))
+                    track["logprobs"].append(
+                        _chosen_logprobs(track["prev"], sequences[:, -1], track["top_k"])
+                    )
                 track["prev"] = scores.copy()
             return scores
 
