@@ -195,6 +195,7 @@ def main():
                             f"{N} tokens each; {validated}",
                         ]
                     )
+                    print("row:", " | ".join(rows[-1]), flush=True)  # partial results of a long run
 
         # ---- tiny.en, real weights
         natural = {}
