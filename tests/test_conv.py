@@ -407,3 +407,73 @@ def test_pickle_round_trip(rng, dtype):
         np.testing.assert_array_equal(y2, y)
     same = tfcore.Conv1d(rand(rng, 4, 2, 4), padding="same")
     assert pickle.loads(pickle.dumps(same)).padding == ((1, 2),)
+
+
+_WHISPER_STEM_CHILD = """
+import numpy as np, tfcore
+rng = np.random.default_rng(0)
+w = (rng.standard_normal((512, 512, 3)) * 0.02).astype(np.float32)  # Whisper base's conv2
+layer = tfcore.Conv1d(w, np.zeros(512, np.float32), stride=2, padding=1, activation="gelu")
+x = rng.standard_normal((1, 512, 3000)).astype(np.float32)
+print("CALLS", flush=True)
+a = layer(x)
+b = layer(x)
+print("SAME", bool(np.array_equal(a, b)), flush=True)
+"""
+
+
+def test_long_maps_run_an_optimised_kernel_not_the_reference():
+    """oneDNN's AVX2 convolution (brgconv) picks its output-channel block from the output
+    length too: weights packed for the representative call and run on Whisper's 1500-long
+    stride-2 stem fell to oneDNN's reference convolution (~100x slower). The layer repacks for
+    such lengths (once, kept in the layer): no reference convolution runs, and the first
+    (repacking) and the second (cached) call agree."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ONEDNN_VERBOSE": "1"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(
+        [sys.executable, "-c", _WHISPER_STEM_CHILD],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=root,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    calls = out.stdout.split("CALLS", 1)[1]
+    convs = [line for line in calls.splitlines() if "exec,cpu,convolution" in line]
+    assert len(convs) == 2, calls[-2000:]
+    assert not any(",ref" in line for line in convs), convs
+    assert "SAME True" in calls
+
+
+@pytest.mark.parametrize("length", [1500, 3000, 37])
+def test_long_whisper_stem_matches_torch(rng, length):
+    """The Whisper stem's geometry at lengths whose kernel wants another weight layout than
+    the packed one (repacked) and at a short one (packed), from several threads at once."""
+    w = rand(rng, 512, 512, 3, scale=(512 * 3) ** -0.5)  # Whisper base's conv2
+    b = rand(rng, 512)
+    x = rand(rng, 1, 512, length)
+    layer = tfcore.Conv1d(w, b, stride=2, padding=1, activation="gelu")
+    with torch.no_grad():
+        ref = torch.nn.functional.gelu(
+            torch.nn.functional.conv1d(
+                torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), stride=2, padding=1
+            )
+        ).numpy()
+    results = [None] * 3
+
+    def work(i):
+        results[i] = layer(x)
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for y in results:
+        assert np.abs(y - ref).max() < tol(w)  # the fp32 bound of the other conv tests
+    assert np.abs(layer(x) - ref).max() < tol(w)

@@ -451,6 +451,65 @@ done:
 
 /* ------------------------------------------------------------------ forward */
 
+/* oneDNN's plain C reference implementation (what it falls back to when no optimised kernel
+ * takes the shape and the weight layout). */
+static int
+is_reference(const_dnnl_primitive_desc_t pd)
+{
+    const char *impl = NULL;
+    return dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
+           impl != NULL && strncmp(impl, "ref", 3) == 0;
+}
+
+/* The packed float32 weights were laid out for the representative call of packing_extents,
+ * but oneDNN's AVX2 kernels (brgconv) choose the output-channel block from the output length
+ * too (Acb16a or Acb24a): Whisper's stride-2 stem packed for 256 outputs and run on 1500 got
+ * the reference convolution, ~100x slower. When *pd is that fallback and a kernel with weights
+ * of its own layout exists for this shape, *pd becomes that kernel and *repack the reorder of
+ * the packed weights into its layout (OC x IC x k floats), which tf_conv_forward runs once and
+ * keeps in the object. Leaves *pd as it is otherwise. */
+static dnnl_status_t
+choose_kernel(dnnl_primitive_desc_t *pd, dnnl_primitive_desc_t *repack, const tf_conv *c, int64_t B,
+              const int64_t *in_sp, const int64_t *out_sp, tf_post post)
+{
+    dnnl_memory_desc_t any = NULL;
+    dnnl_primitive_desc_t own = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_status_t s = dnnl_success;
+    if (!is_reference(*pd) || (c->wdt != dnnl_f32 && !c->bf16_emulated)) {
+        return dnnl_success;
+    }
+    if ((s = weights_md(&any, c, dnnl_f32, 1)) ||
+        (s = make_pd(&own, c, B, in_sp, out_sp, post, any))) {
+        s = dnnl_success; /* no other kernel either: keep the reference */
+        goto done;
+    }
+    if (is_reference(own)) {
+        goto done;
+    }
+    const_dnnl_memory_desc_t want = dnnl_primitive_desc_query_md(own, dnnl_query_weights_md, 0);
+    if ((s = dnnl_primitive_attr_create(&attr)) ||
+        (s = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user)) ||
+        (s = dnnl_reorder_primitive_desc_create(repack, c->wmd, tf_engine(), want, tf_engine(),
+                                                attr))) {
+        goto done;
+    }
+    dnnl_primitive_desc_destroy(*pd);
+    *pd = own;
+    own = NULL;
+done:
+    if (own) {
+        dnnl_primitive_desc_destroy(own);
+    }
+    if (any) {
+        dnnl_memory_desc_destroy(any);
+    }
+    if (attr) {
+        dnnl_primitive_attr_destroy(attr);
+    }
+    return s;
+}
+
 int
 tf_conv_out_size(const tf_conv *c, const int64_t *in_sp, int64_t *out_sp)
 {
@@ -469,7 +528,7 @@ int
 tf_conv_forward(const tf_conv *c, const float *x, int channels_last, int64_t B,
                 const int64_t *in_sp, float *y, tf_post post, const float *other, tf_err *err)
 {
-    dnnl_primitive_desc_t pd = NULL, pd_in = NULL, pd_out = NULL;
+    dnnl_primitive_desc_t pd = NULL, pd_in = NULL, pd_out = NULL, pd_w = NULL;
     dnnl_primitive_t prim = NULL;
     dnnl_memory_t mems[8];
     int nmem = 0, rc = -1;
@@ -501,9 +560,14 @@ tf_conv_forward(const tf_conv *c, const float *x, int channels_last, int64_t B,
         return -1;
     }
     if (tf_err_dnnl(err, make_pd(&pd, c, B, in_sp, out_sp, conv_post, c->wmd),
-                    "creating a convolution primitive descriptor") < 0) {
+                    "creating a convolution primitive descriptor") < 0 ||
+        tf_err_dnnl(err, choose_kernel(&pd, &pd_w, c, B, in_sp, out_sp, conv_post),
+                    "repacking the weights for this input length") < 0) {
         goto done;
     }
+    /* the weights as the kernel reads them: packed at construction, or repacked per call */
+    const_dnnl_memory_desc_t wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    const size_t w_bytes = pd_w ? ALIGN64(dnnl_memory_desc_get_size(wmd)) : 0;
     if (!channels_last &&
         (tf_err_dnnl(err, make_reorder_pd(&pd_in, c->nsp, B, c->in_channels, in_sp, 0, 0),
                      "creating the input reorder") < 0 ||
@@ -516,14 +580,47 @@ tf_conv_forward(const tf_conv *c, const float *x, int channels_last, int64_t B,
     size_t sp_bytes = scratchpad_size(pd);
     sp_bytes = scratchpad_size(pd_in) > sp_bytes ? scratchpad_size(pd_in) : sp_bytes;
     sp_bytes = scratchpad_size(pd_out) > sp_bytes ? scratchpad_size(pd_out) : sp_bytes;
-    char *scratch = tf_thread_scratch(ctx, xl_bytes + xc_bytes + yl_bytes + sp_bytes + 64, err);
+    sp_bytes = scratchpad_size(pd_w) > sp_bytes ? scratchpad_size(pd_w) : sp_bytes;
+    char *scratch =
+        tf_thread_scratch(ctx, xl_bytes + xc_bytes + yl_bytes + w_bytes + sp_bytes + 64, err);
     if (scratch == NULL) {
         goto done;
     }
     float *xl = (float *)scratch;
     void *xc = scratch + xl_bytes;
     float *yl = (float *)(scratch + xl_bytes + xc_bytes);
-    void *sp = scratch + xl_bytes + xc_bytes + yl_bytes;
+    void *wl = scratch + xl_bytes + xc_bytes + yl_bytes;
+    void *sp = scratch + xl_bytes + xc_bytes + yl_bytes + w_bytes;
+    const void *weights = c->weights;
+    if (pd_w != NULL) {
+        /* the first call of a length that needs the other layout repacks into the object
+         * (kept for every later call); a third layout (rare) is repacked per call */
+        tf_conv *mc = (tf_conv *)c;
+        int ok = 0;
+        pthread_mutex_lock(&mc->repack_lock);
+        if (mc->repack_wmd == NULL) {
+            void *buf = tf_malloc(dnnl_memory_desc_get_size(wmd));
+            if (buf != NULL && run_reorder(pd_w, c->weights, buf, sp, ctx->stream, err) == 0 &&
+                dnnl_memory_desc_clone(&mc->repack_wmd, wmd) == dnnl_success) {
+                mc->repacked = buf;
+            }
+            else {
+                tf_free(buf);
+                mc->repack_wmd = NULL;
+            }
+        }
+        if (mc->repack_wmd != NULL && dnnl_memory_desc_equal(mc->repack_wmd, wmd)) {
+            weights = mc->repacked;
+            ok = 1;
+        }
+        pthread_mutex_unlock(&mc->repack_lock);
+        if (!ok) {
+            if (run_reorder(pd_w, c->weights, wl, sp, ctx->stream, err) < 0) {
+                goto done;
+            }
+            weights = wl;
+        }
+    }
 
     /* channels last, then the convolution's dtype */
     const void *src = x;
@@ -551,7 +648,7 @@ tf_conv_forward(const tf_conv *c, const float *x, int channels_last, int64_t B,
     if (tf_err_dnnl(err, dnnl_primitive_create(&prim, pd), "creating a convolution") < 0 ||
         wrap(mems, &nmem, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), src, "wrapping x",
              err) ||
-        wrap(mems, &nmem, c->wmd, c->weights, "wrapping the weights", err) ||
+        wrap(mems, &nmem, wmd, weights, "wrapping the weights", err) ||
         wrap(mems, &nmem, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0),
              channels_last ? y : yl, "wrapping the output", err) ||
         wrap(mems, &nmem, dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0), sp,
@@ -619,7 +716,7 @@ done:
     if (prim) {
         dnnl_primitive_destroy(prim);
     }
-    dnnl_primitive_desc_t pds[] = {pd, pd_in, pd_out};
+    dnnl_primitive_desc_t pds[] = {pd, pd_in, pd_out, pd_w};
     for (size_t i = 0; i < sizeof(pds) / sizeof(pds[0]); i++) {
         if (pds[i]) {
             dnnl_primitive_desc_destroy(pds[i]);
@@ -631,8 +728,9 @@ done:
 /* ------------------------------------------------------------------ construction */
 
 /* The input extents of the representative call the weights are packed for: one map whose
- * output has 28 (2-D) or 256 (1-D) positions per axis. The packed layout depends on the
- * channels and the kernel, not on these extents. */
+ * output has 28 (2-D) or 256 (1-D) positions per axis. The packed layout mostly depends on
+ * the channels and the kernel; where a call's extents want another one, choose_kernel
+ * repacks. */
 static void
 packing_extents(const tf_conv *c, int64_t *in_sp)
 {
@@ -885,6 +983,7 @@ conv_new_nd(PyTypeObject *type, PyObject *args, PyObject *kwds, int nsp, const c
     if (self == NULL) {
         return NULL;
     }
+    pthread_mutex_init(&self->repack_lock, NULL);
     self->nsp = nsp;
     for (int i = 0; i < 2; i++) {
         self->kernel[i] = self->stride[i] = self->dilation[i] = 1;
@@ -1082,6 +1181,11 @@ conv_dealloc(tf_conv *self)
     if (self->wmd) {
         dnnl_memory_desc_destroy(self->wmd);
     }
+    if (self->repack_wmd) {
+        dnnl_memory_desc_destroy(self->repack_wmd);
+    }
+    tf_free(self->repacked);
+    pthread_mutex_destroy(&self->repack_lock);
     tf_free(self->weights);
     tf_free(self->bias);
     tf_free(self->wscale);

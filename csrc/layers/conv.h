@@ -12,6 +12,8 @@
 
 #include "tfcore.h"
 
+#include <pthread.h>
+
 typedef struct {
     PyObject_HEAD int nsp; /* spatial axes: 1 (Conv1d) or 2 (Conv2d) */
     int64_t in_channels;   /* IC */
@@ -37,6 +39,11 @@ typedef struct {
                              * which shapes), one per group; 0: a oneDNN convolution */
     PyObject **gemm;        /* ngemm owned Linears (OC/G, k... IC/G): the group's weights in
                              * the (tap, channel) order of kernels/im2col.h's rows */
+    /* float32 weights repacked, once, for input lengths whose kernel wants another layout
+     * than wmd (see choose_kernel in conv.c); set once under repack_lock, then read-only */
+    pthread_mutex_t repack_lock;
+    dnnl_memory_desc_t repack_wmd; /* NULL until a call needs it */
+    void *repacked;                /* owned */
 } tf_conv;
 
 /* The output extent of each spatial axis for input extents in_sp (nsp of them); -1 if some

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import threading
+import zlib
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -30,7 +31,7 @@ from .base import ModelOutput, PreTrainedModel, Weights
 from .registry import register
 from .seq2seq import EncoderDecoderMixin, Seq2SeqGenerationMixin, Seq2SeqStack
 
-__all__ = ["WhisperModel", "WhisperForConditionalGeneration", "whisper_sinusoids"]
+__all__ = ["WhisperModel", "WhisperForConditionalGeneration", "whisper_sinusoids", "compression_ratio"]
 
 # generation_config.json keys Whisper's generate reads
 _GENERATION_KEYS = (
@@ -364,6 +365,60 @@ def _token_list(value, name: str, vocab: int) -> List[int]:
     return ids
 
 
+def compression_ratio(tokens: Sequence[int], vocab_size: int) -> float:
+    """HF's (and OpenAI's) repetition measure of a window's tokens: their bytes (each token
+    little-endian in int(log2(vocab) / 8) + 1 bytes) over the zlib-compressed bytes."""
+    width = int(math.log2(vocab_size) / 8) + 1
+    raw = b"".join(int(t).to_bytes(width, "little") for t in tokens)
+    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
+
+
+def _fallback_settings(temperature, compression_ratio_threshold, logprob_threshold, no_speech_threshold):
+    """Validated (temperatures, thresholds) of HF's temperature fallback."""
+    temps = list(temperature) if isinstance(temperature, (list, tuple)) else [temperature]
+    if not temps:
+        raise _C.TfcoreValueError("temperature must be a number or a non-empty sequence of numbers, got []")
+    for t in temps:
+        if isinstance(t, bool) or not isinstance(t, (int, float, np.floating, np.integer)):
+            raise _C.TfcoreTypeError(f"temperature values must be numbers, got {t!r}")
+        if not (math.isfinite(t) and t >= 0):
+            raise _C.TfcoreValueError(f"temperature values must be finite and >= 0 (0 = greedy), got {t!r}")
+
+    def threshold(name, value, low=-math.inf, high=math.inf):
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+            raise _C.TfcoreTypeError(f"{name} must be a number, got {value!r}")
+        if not (math.isfinite(value) and low <= value <= high):
+            raise _C.TfcoreValueError(f"{name} must be a finite number in [{low}, {high}], got {value!r}")
+        return float(value)
+
+    cr = threshold("compression_ratio_threshold", compression_ratio_threshold, 0.0)
+    lp = threshold("logprob_threshold", logprob_threshold)
+    ns = threshold("no_speech_threshold", no_speech_threshold, 0.0, 1.0)
+    if ns is not None and lp is None:
+        raise _C.TfcoreValueError(
+            "no_speech_threshold needs logprob_threshold too (a window is skipped as silence when its "
+            "average log-probability is below logprob_threshold and its no-speech probability above "
+            "no_speech_threshold, as HF and OpenAI's Whisper do)"
+        )
+    return [float(t) for t in temps], cr, lp, ns
+
+
+def _chosen_logprobs(scores: np.ndarray, tokens: np.ndarray, top_k: Optional[int]) -> np.ndarray:
+    """log_softmax of a step's processed scores (rows, V) at the chosen tokens (rows,); with
+    top_k (sampling) only the top_k scores count, as in HF's scores after its top-k warper
+    (the temperature, which HF divides in and multiplies back out, cancels)."""
+    s = scores
+    if top_k is not None and 0 < top_k < s.shape[1]:
+        kth = np.partition(s, s.shape[1] - top_k, axis=1)[:, s.shape[1] - top_k][:, None]
+        s = np.where(s < kth, -np.inf, s)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        top = s.max(-1, keepdims=True)
+        lse = top[:, 0] + np.log(np.exp(s - top).sum(-1))
+    return s[np.arange(s.shape[0]), tokens] - lse
+
+
 @register("seq2seq-lm")
 class WhisperForConditionalGeneration(_WhisperBase, Seq2SeqGenerationMixin):
     """``transformers.WhisperForConditionalGeneration``: logits over the vocabulary, and
@@ -464,6 +519,10 @@ class WhisperForConditionalGeneration(_WhisperBase, Seq2SeqGenerationMixin):
         suppress_tokens: Optional[Sequence[int]] = None,
         begin_suppress_tokens: Optional[Sequence[int]] = None,
         return_segments: bool = False,
+        temperature=None,
+        compression_ratio_threshold: Optional[float] = None,
+        logprob_threshold: Optional[float] = None,
+        no_speech_threshold: Optional[float] = None,
         **kwargs,
     ):
         """Transcribe (B, num_mel_bins, 3000) log-mel features: returns the (B, new) token ids
@@ -480,7 +539,20 @@ class WhisperForConditionalGeneration(_WhisperBase, Seq2SeqGenerationMixin):
         (``WhisperFeatureExtractor(..., truncation=False, padding="longest")``) are
         transcribed whole; the result is every segment's tokens (timestamps included)
         concatenated, or with return_segments=True ``{"sequences": ..., "segments": per row a
-        list of {"start", "end" (seconds), "tokens"}}``."""
+        list of {"start", "end" (seconds), "tokens"}}``.
+
+        Temperature fallback as HF's Whisper generate (and OpenAI's): temperature a number or a
+        sequence such as (0.0, 0.2, 0.4, 0.6, 0.8, 1.0), tried in order for each 30 s window
+        (greedy / num_beams at 0, sampling with top_k (default 50) above it); a window is decoded
+        again at the next temperature while its tokens' compression_ratio (zlib, see
+        ``compression_ratio``) exceeds compression_ratio_threshold or their average log-probability
+        (end-of-text included) is below logprob_threshold; with no_speech_threshold too, a window
+        whose average log-probability is below logprob_threshold and whose no-speech probability
+        (of <|nocaptions|> after <|startoftranscript|>) exceeds no_speech_threshold is skipped as
+        silence (no tokens; long-form moves on by the whole window). logprob_threshold works with
+        greedy and sampling, not with beam search (HF then uses the beam score: not built). With
+        temperature=None (the default) other keyword arguments (do_sample, temperature via
+        GenerationMixin) behave as before."""
         x = self._check_features(input_features, long_form=return_timestamps)
         d = self.generation_defaults
         V = self.vocab_size
@@ -521,34 +593,96 @@ class WhisperForConditionalGeneration(_WhisperBase, Seq2SeqGenerationMixin):
         suppress_arrays = (np.asarray(suppress, np.int64), np.asarray(begin, np.int64))
         ts = self._timestamp_rules(T0, kwargs) if return_timestamps else None
 
-        def decode(features: np.ndarray, prompt: List[int]) -> List[np.ndarray]:
-            """One generate call on (b, M, 3000): each row's new tokens cut before end-of-text."""
+        def run(features: np.ndarray, prompt: List[int], beams: int, kw: dict, track=None) -> np.ndarray:
+            """One generate call on (b, M, 3000): the (b, new) tokens after the prompt."""
             self._call.features = features
             self._call.prompt = prompt
             self._call.suppress = suppress_arrays
             self._call.timestamps = ts
+            self._call.track = track
             try:
                 seqs = Seq2SeqGenerationMixin.generate(
                     self,
                     np.zeros((features.shape[0], 1), np.int64),
                     max_new_tokens=max_new_tokens,
-                    num_beams=num_beams,
-                    **kwargs,
+                    num_beams=beams,
+                    **kw,
                 )
             finally:
                 del self._call.features, self._call.prompt, self._call.suppress, self._call.timestamps
-            rows = []
-            for row in seqs[:, len(prompt) :]:
-                ends = [i for i, t in enumerate(row) if int(t) in eos]
-                rows.append(np.asarray(row[: ends[0]] if ends else row, np.int64))
-            return rows
+                del self._call.track
+            if track is not None and track["prev"] is not None and seqs.shape[1] > len(prompt):
+                # the last step's token (the loop resolves the others one step later)
+                track["logprobs"].append(_chosen_logprobs(track["prev"], seqs[:, -1], track["top_k"]))
+            return seqs[:, len(prompt) :]
+
+        def cut(row: np.ndarray, keep_eos: bool = False) -> np.ndarray:
+            ends = [i for i, t in enumerate(row) if int(t) in eos]
+            return np.asarray(row[: ends[0] + int(keep_eos)] if ends else row, np.int64)
+
+        fallback = None
+        if (
+            temperature is not None
+            or compression_ratio_threshold is not None
+            or logprob_threshold is not None
+            or no_speech_threshold is not None
+        ):
+            fallback = _fallback_settings(
+                0.0 if temperature is None else temperature,
+                compression_ratio_threshold,
+                logprob_threshold,
+                no_speech_threshold,
+            )
+            if fallback[2] is not None and num_beams > 1 and any(t == 0 for t in fallback[0]):
+                raise _C.TfcoreValueError(
+                    "logprob_threshold with num_beams > 1 is not supported (HF compares the beam score "
+                    "there): use num_beams=1 or leave logprob_threshold unset"
+                )
+
+        def decode_with_fallback(features: np.ndarray, prompt: List[int]) -> Optional[np.ndarray]:
+            """HF's generate_with_fallback for one row (1, M, 3000): its tokens cut before
+            end-of-text, or None when the window is skipped as silence."""
+            temps, cr_max, lp_min, ns_max = fallback
+            no_speech = None
+            for k, t in enumerate(temps):
+                kw = {key: v for key, v in kwargs.items() if key not in ("do_sample", "temperature")}
+                beams = num_beams
+                if t > 0:
+                    kw.update(do_sample=True, temperature=t)
+                    beams = 1
+                top_k = kw.get("top_k", 50) if t > 0 else None
+                track = dict(prev=None, logprobs=[], top_k=top_k) if lp_min is not None else None
+                new = run(features, prompt, beams, kw, track)[0]
+                tokens = cut(new, keep_eos=True)  # HF scores the end-of-text token too
+                retry, skip = False, False
+                if cr_max is not None and compression_ratio(tokens.tolist(), V) > cr_max:
+                    retry = True
+                if lp_min is not None:
+                    n = len(tokens)
+                    avg = float(np.sum([lp[0] for lp in track["logprobs"][:n]])) / n if n else 0.0
+                    if avg < lp_min:
+                        retry = True
+                    if ns_max is not None:
+                        if no_speech is None:
+                            no_speech = self._no_speech_prob(self._last_encoder_output, prompt[0])
+                        if avg < lp_min and no_speech > ns_max:
+                            retry, skip = False, True
+                if not retry or k == len(temps) - 1:
+                    return None if skip else cut(new)
+            return None
+
+        def decode(features: np.ndarray, prompt: List[int]) -> List[Optional[np.ndarray]]:
+            """Each row's new tokens cut before end-of-text (None: skipped as silence)."""
+            if fallback is None:
+                return [cut(row) for row in run(features, prompt, num_beams, kwargs)]
+            return [decode_with_fallback(features[i : i + 1], prompt) for i in range(features.shape[0])]
 
         if not return_timestamps:
             if len(set(map(tuple, prompts))) == 1:
                 rows = decode(x, prompts[0])
             else:  # rows detected as different languages: one call per row
                 rows = [decode(x[i : i + 1], prompts[i])[0] for i in range(x.shape[0])]
-            return _pad_rows(rows, pad)
+            return _pad_rows([np.zeros(0, np.int64) if r is None else r for r in rows], pad)
         # HF's sequential algorithm, row by row (its batch rows are independent too)
         rows, segments = [], []
         for i in range(x.shape[0]):
@@ -610,7 +744,11 @@ class WhisperForConditionalGeneration(_WhisperBase, Seq2SeqGenerationMixin):
         while seek < total:
             n = min(total - seek, n_seg)
             offset = seek * 0.02 / stride
-            seq = [int(t) for t in decode(_window(x[None], seek, n_seg, n)[0])]
+            tokens = decode(_window(x[None], seek, n_seg, n)[0])
+            if tokens is None:  # skipped as silence (temperature fallback's no-speech rule)
+                seek += n
+                continue
+            seq = [int(t) for t in tokens]
             is_ts = [t >= first for t in seq]
             single_ending = is_ts[-2:] == [False, True]
             cuts = [j + 1 for j in range(len(is_ts) - 1) if is_ts[j] and is_ts[j + 1]]
@@ -643,6 +781,28 @@ class WhisperForConditionalGeneration(_WhisperBase, Seq2SeqGenerationMixin):
                 seek += n
         return segments
 
+    _last_encoder_output = property(lambda self: getattr(self._call, "encoder_output", None))
+
+    def _no_speech_prob(self, encoder_output: np.ndarray, start_token: int) -> float:
+        """HF's WhisperNoSpeechDetection: the softmax probability of <|nocaptions|> (the token
+        before <|notimestamps|>) in the raw logits after <|startoftranscript|>."""
+        nt = self.generation_defaults.get("no_timestamps_token_id")
+        if nt is None:
+            raise _C.TfcoreValueError(
+                "no_speech_threshold needs no_timestamps_token_id in generation_config.json"
+            )
+        logits = (
+            self(
+                encoder_outputs=encoder_output[:1],
+                decoder_input_ids=np.array([[start_token]], np.int64),
+                use_cache=False,
+            )
+            .logits[0, 0]
+            .astype(np.float64)
+        )
+        p = np.exp(logits - logits.max())
+        return float(p[int(nt) - 1] / p.sum())
+
     def _timestamp_rules(self, begin_index: int, kwargs) -> dict:
         """The settings of HF's WhisperTimeStampLogitsProcessor for a prompt of begin_index tokens."""
         d = self.generation_defaults
@@ -674,7 +834,9 @@ class WhisperForConditionalGeneration(_WhisperBase, Seq2SeqGenerationMixin):
         prompt = self._call.prompt
         suppress, begin = self._call.suppress
         ts = self._call.timestamps
+        track = getattr(self._call, "track", None)
         enc, _, _, _ = self.encode(x)
+        self._call.encoder_output = enc  # for the no-speech probability of temperature fallback
         if copies > 1:
             enc = np.repeat(enc, copies, axis=0)
         cross_kv = self.decoder.cross_key_values(enc)
@@ -695,6 +857,14 @@ class WhisperForConditionalGeneration(_WhisperBase, Seq2SeqGenerationMixin):
                 scores[:, begin] = -np.inf
             if ts is not None:
                 scores = _timestamp_scores(scores, sequences, **ts)
+            if track is not None:
+                # the log-probability of each step's chosen token, from the processed scores
+                # (HF's output scores), resolved once the token is known: at the next step
+                if track["prev"] is not None:
+                    track["logprobs"].append(
+                        _chosen_logprobs(track["prev"], sequences[:, -1], track["top_k"])
+                    )
+                track["prev"] = scores.copy()
             return scores
 
         step.process_scores = process_scores
