@@ -32,7 +32,7 @@
 #define TF_Q4_SB 64 /* values per superblock (32 bytes) */
 /* Rows up to which the dot-product kernel runs a Linear (more: oneDNN on a dequantized
  * slice); each weight superblock is unpacked once for up to TF_Q4_ROWS rows at a time. */
-#define TF_Q4_MAX_M 8
+#define TF_Q4_MAX_M 32
 #define TF_Q4_ROWS  4
 
 /* K rounded up to a whole superblock. */
