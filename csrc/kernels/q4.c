@@ -66,13 +66,35 @@ dequantize_row_body(const tf_q4_args *a, int64_t n, float *out)
 /* Bytes ahead of the current superblock at which each weight row is prefetched: the rows of
  * a pass are NR separate streams (plus their scales), more than the hardware prefetcher
  * follows well. */
-#define Q4_PREFETCH 512
+#define Q4_PREFETCH 8192
 
 /* a full vector, or the first n lanes (0 past them) */
 static inline tf_vf
 ld(const float *p, int64_t n)
 {
     return n >= TF_VW ? tf_vload(p) : tf_vload_n(p, n);
+}
+
+/* Software prefetch Q4_PREFETCH bytes ahead in the nibbles of each of the NR rows (one 64-byte
+ * line per two superblocks, the rate they are consumed) and as far ahead, in rows, in their
+ * scales and offsets (one line per group / 4 superblocks). Past the arrays' ends a prefetch is
+ * harmless. */
+static inline __attribute__((always_inline)) void
+prefetch_rows(const tf_q4_args *a, const uint8_t *q, const float *d, const float *m, int64_t sb,
+              int64_t qs, int64_t ldg, const int NR)
+{
+    if ((sb & 1) == 0) {
+        for (int i = 0; i < NR; i++) {
+            __builtin_prefetch(q + i * qs + sb * (TF_Q4_SB / 2) + Q4_PREFETCH);
+        }
+    }
+    if ((sb & (a->group / 4 - 1)) == 0) {
+        const int64_t g = sb * TF_Q4_SB / a->group, ahead = Q4_PREFETCH * 2 / a->group;
+        for (int i = 0; i < NR; i++) {
+            __builtin_prefetch(d + i * ldg + g + ahead);
+            __builtin_prefetch(m + i * ldg + g + ahead);
+        }
+    }
 }
 
 /* out[r * TILE + i] (r < R, i < NR) = sum_g d[n + i, g] sx[r, g] (q[n + i] . xq[r])_g
@@ -110,11 +132,7 @@ dot_block(const tf_q4_args *a, int64_t n, const int8_t *xq, const float *sx, con
             for (; sb < end; sb++) {
                 const uint8_t *w = q + sb * (TF_Q4_SB / 2);
                 const int8_t *x = xq + sb * TF_Q4_SB;
-                if ((sb & 1) == 0) {
-                    for (int i = 0; i < NR; i++) {
-                        __builtin_prefetch(w + i * qs + Q4_PREFETCH);
-                    }
-                }
+                prefetch_rows(a, q, d, m, sb, qs, ldg, NR);
                 for (int p = 0; p < TF_Q4_SB / TF_VB; p++) { /* 1 (AVX-512) or 2 (AVX2) */
                     for (int i = 0; i < NR; i++) {
                         const tf_vi u = tf_vload_u4(w + i * qs, p);
@@ -138,11 +156,7 @@ dot_block(const tf_q4_args *a, int64_t n, const int8_t *xq, const float *sx, con
         for (int64_t sb = 0; sb < nsb; sb++) {
             const uint8_t *w = q + sb * (TF_Q4_SB / 2);
             const int8_t *x = xq + sb * TF_Q4_SB;
-            if ((sb & 1) == 0) {
-                for (int i = 0; i < NR; i++) {
-                    __builtin_prefetch(w + i * qs + Q4_PREFETCH);
-                }
-            }
+            prefetch_rows(a, q, d, m, sb, qs, ldg, NR);
             for (int p = 0; p < TF_Q4_SB / TF_VB; p++) {
                 const int64_t g = 2 * sb + p; /* the first group of the vector */
                 for (int i = 0; i < NR; i++) {
