@@ -1,16 +1,26 @@
 /* q4.c — 4-bit group-quantized weights times int8-quantized rows (kernels/q4.h), one source
  * compiled per ISA.
  *
- * The vector path streams each weight row once per TF_Q4_ROWS rows of x: a 32-byte
- * superblock is unpacked to 64 bytes 0..15 in registers (one AVX-512 vector, two AVX2 ones),
+ * The vector path streams the weights once per TF_Q4_ROWS rows of x: a 32-byte superblock
+ * is unpacked to 64 bytes 0..15 in registers (one AVX-512 vector, two AVX2 ones: and, shift),
  * multiplied with the int8 rows by vpmaddubsw + vpmaddwd (each int32 lane sums 4 products;
  * the pairs cannot saturate: 2 x 15 x 127 < 32767) into int32 accumulators over a group,
- * which are scaled once per group by d[n, g] sx[r, g] into a float accumulator, reduced once
- * per output. (Groups of 32 in AVX-512's 64-value vectors: two groups per vector, scaled per
- * 8 lanes.)
- * Threads take tiles of 64 outputs (64 contiguous weight rows). The float offsets term
- * sum_g m[n, g] xsum[r, g], the bias, the activation and the post-op are applied per tile
- * by the dispatcher, compiled once.
+ * which are scaled once per group by d[n, g] sx[r, g] into a float accumulator. (Groups of
+ * 32 in AVX-512's 64-value vectors: two groups per vector, scaled per 8 lanes.) One row of x
+ * (decoding) takes 4 weight rows per pass, two rows 2: each int8 x vector is loaded once for
+ * them, and their float accumulators fit AVX2's 16 registers. The offsets term
+ * sum_g m[n, g] xsum[r, g] is a float dot over the groups added into the same accumulators,
+ * so each output is reduced across lanes once. The weight rows are prefetched 8 KiB ahead
+ * (NR rows, their scales and offsets are 3 NR streams; measured at 1 thread on the AVX2 VM,
+ * 8192 x 2048 group 32: 5.3-5.9 GB/s with 512 bytes ahead, 7.3-9.8 GB/s with 8 KiB).
+ * Threads take tiles of 32 outputs (32 contiguous weight rows; 576 outputs are 18 tiles, even
+ * over 2 threads); the bias, the activation and the post-op are applied per tile by the
+ * dispatcher, compiled once. The int8 rows are quantized by the vector path too (the same
+ * bits as the reference: max is exact in any order, one multiply, round to nearest even).
+ *
+ * Measured (1 thread, CPU time, AVX2 VM under load 13-17, in-cache SmolLM2 shapes):
+ * 576 x 576 group 32: 38.6 -> 19.8 us per call with the previous one-row, scalar-offsets
+ * kernel; 1536 x 576: 85.9 -> 50.5 us; 576 x 1536: 90.2 -> 49.4 us.
  */
 #include "kernels/q4.h"
 #include "kernels/activation.h"
