@@ -50,7 +50,8 @@ def dequantize(values, scales, offsets, group):
 
 @pytest.mark.parametrize("group", [32, 64, 128, 256])
 @pytest.mark.parametrize("K", KS)
-def test_from_int4_weights_are_the_formula(K, group):
+def test_from_int4_weights_are_the_formula(path, K, group):
+    """Dequantization at every ISA level: d * q rounded, plus m rounded, bit for bit."""
     rng = np.random.default_rng(K + group)
     v, d, m = random_int4(rng, 37, K, group)
     lin = tfcore.Linear.from_int4(v, d, m, group_size=group)
@@ -116,7 +117,7 @@ def test_decode_rows_vs_float64(path, M, K, group):
 
 @pytest.mark.parametrize("M", [33, 70])
 @pytest.mark.parametrize("K,group", [(97, 32), (300, 128)])
-def test_prefill_rows_vs_float64(M, K, group):
+def test_prefill_rows_vs_float64(path, M, K, group):
     """More than 32 rows: oneDNN float32 GEMM on dequantized weights (bound: K eps32 sum |x w|)."""
     rng = np.random.default_rng(M + K)
     N = 77
