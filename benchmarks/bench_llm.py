@@ -162,6 +162,7 @@ def main() -> None:
         # the head (tied Q8_0 embedding): int8 plus a float32 scale per row
         "int4": int(four_bit * (0.5 + 8 / 32)) + head_bytes,
     }
+
     def vs_peer(times, k):
         return f"{times['llama.cpp'] / times[k]:.2f}" if "llama.cpp" in times else "n/a"
 

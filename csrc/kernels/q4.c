@@ -156,8 +156,8 @@ dot_block(const tf_q4_args *a, int64_t n, const int8_t *xq, const float *sx, con
             for (int r = 0; r < R; r++) {
                 const tf_vf s = tf_vset1(sx[r * ldg + g]);
                 for (int i = 0; i < NR; i++) {
-                    acc[r][i] =
-                        tf_vfma(tf_vcvt_f(ia[r][i]), tf_vmul(tf_vset1(d[i * ldg + g]), s), acc[r][i]);
+                    acc[r][i] = tf_vfma(tf_vcvt_f(ia[r][i]), tf_vmul(tf_vset1(d[i * ldg + g]), s),
+                                        acc[r][i]);
                 }
             }
         }
@@ -264,8 +264,8 @@ TF_ISA_FN(tf_q4_quantize_x)(const float *x, int64_t M, int64_t K, int64_t group,
                 vsum = tf_vadd(vsum, v);
             }
             const float amax = k1 > k0 ? tf_vreduce_max(vmax) : 0.0f;
-            const float s = amax > 0.0f ? (amax / 127.0f > FLT_MIN ? amax / 127.0f : FLT_MIN)
-                                        : 1.0f;
+            const float s =
+                amax > 0.0f ? (amax / 127.0f > FLT_MIN ? amax / 127.0f : FLT_MIN) : 1.0f;
             const tf_vf inv = tf_vset1(1.0f / s), hi = tf_vset1(127.0f), lo = tf_vset1(-127.0f);
             for (int64_t k = k0; k < kend; k += TF_VW) {
                 const int64_t c = k1 - k < 0 ? 0 : k1 - k;
