@@ -16,7 +16,8 @@ same run that this is.
 
 Validation before timing: tfcore float32 logits on a prompt equal transformers' own GGUF
 loading of the same file (<= 1e-4 relative), and the greedy agreement of each engine with
-tfcore float32 is printed. --avx2 holds tfcore and oneDNN to AVX2; llama.cpp's ISA is fixed
+tfcore float32 is printed. Without llama-cpp-python (``pip install '.[bench]'`` builds it from
+source) the tfcore rows are measured alone and the llama.cpp columns say so. --avx2 holds tfcore and oneDNN to AVX2; llama.cpp's ISA is fixed
 when llama-cpp-python is compiled (its line below says which it has), so under --avx2 it
 still runs its AVX-512 kernels where it was built with them.
 """
@@ -68,7 +69,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--avx2", action="store_true", help="tfcore and oneDNN at AVX2 (see the docstring)")
     args = ap.parse_args()
-    import llama_cpp
+    try:
+        import llama_cpp
+    except ImportError:
+        llama_cpp = None
     from bench_decode import measured_bandwidth
 
     tfcore.set_num_threads(args.threads)
@@ -77,7 +81,10 @@ def main() -> None:
     prefill_len = 128 if args.quick else 512
     repeat = 3 if args.quick else 5
     print(isa_line())
-    print(f"llama.cpp {llama_cpp.__version__}: {llama_cpp.llama_print_system_info().decode().strip()}")
+    if llama_cpp is not None:
+        print(f"llama.cpp {llama_cpp.__version__}: {llama_cpp.llama_print_system_info().decode().strip()}")
+    else:
+        print("llama.cpp: llama-cpp-python is not installed; tfcore measured alone (no peer ratio)")
     bandwidth = measured_bandwidth(args.threads)
     print(f"read bandwidth measured now: {bandwidth:.1f} GB/s ({args.threads} threads); machine shared\n")
 
@@ -90,13 +97,17 @@ def main() -> None:
     prompt = tok.encode("The history of the printing press begins", add_special_tokens=False).ids
     prompt = (prompt * 8)[:32]
     validate(path, models["float32"], np.array([prompt]))
-    llm = llama_cpp.Llama(
-        model_path=path,
-        n_ctx=1024,
-        n_batch=512,
-        n_threads=args.threads,
-        n_threads_batch=args.threads,
-        verbose=False,
+    llm = (
+        llama_cpp.Llama(
+            model_path=path,
+            n_ctx=1024,
+            n_batch=512,
+            n_threads=args.threads,
+            n_threads_batch=args.threads,
+            verbose=False,
+        )
+        if llama_cpp is not None
+        else None
     )
 
     def llama_decode():
@@ -113,7 +124,7 @@ def main() -> None:
         ]
 
     ref = tf_decode("float32")().tolist()
-    agree = {"llama.cpp Q4_1": llama_decode()}
+    agree = {"llama.cpp Q4_1": llama_decode()} if llm is not None else {}
     for dt in ("bfloat16", "int8", "int4"):
         agree[f"tfcore {dt}"] = tf_decode(dt)().tolist()
 
@@ -129,12 +140,10 @@ def main() -> None:
     def tf_prefill(dt):
         return lambda: models[dt](np.array([long_ids]), logits_to_keep=1)
 
-    dec = interleaved(
-        {"llama.cpp": llama_decode, **{dt: tf_decode(dt) for dt in models}}, repeat=repeat, warmup=1
-    )
-    pre = interleaved(
-        {"llama.cpp": llama_prefill, **{dt: tf_prefill(dt) for dt in models}}, repeat=repeat, warmup=1
-    )
+    peer_dec = {"llama.cpp": llama_decode} if llm is not None else {}
+    peer_pre = {"llama.cpp": llama_prefill} if llm is not None else {}
+    dec = interleaved({**peer_dec, **{dt: tf_decode(dt) for dt in models}}, repeat=repeat, warmup=1)
+    pre = interleaved({**peer_pre, **{dt: tf_prefill(dt) for dt in models}}, repeat=repeat, warmup=1)
     params = models["float32"]._num_matrix_parameters
     gf = tfcore.gguf.GGUFFile(path)
     four_bit = sum(
@@ -153,6 +162,10 @@ def main() -> None:
         # the head (tied Q8_0 embedding): int8 plus a float32 scale per row
         "int4": int(four_bit * (0.5 + 8 / 32)) + head_bytes,
     }
+
+    def vs_peer(times, k):
+        return f"{times['llama.cpp'] / times[k]:.2f}" if "llama.cpp" in times else "n/a"
+
     rows = []
     for k in dec:
         tps = new_tokens / dec[k]
@@ -167,9 +180,9 @@ def main() -> None:
             [
                 name,
                 f"{tps:.1f}",
-                f"{dec['llama.cpp'] / dec[k]:.2f}",
+                vs_peer(dec, k),
                 f"{prefill_len / pre[k]:.0f}",
-                f"{pre['llama.cpp'] / pre[k]:.2f}",
+                vs_peer(pre, k),
                 f"{per_token[k] / 2**20:.0f}",
                 f"{gbs:.1f} ({100 * gbs / bandwidth:.0f}%)",
                 f"{dec['int8'] / dec[k]:.2f}",
@@ -178,7 +191,7 @@ def main() -> None:
         )
     print(
         f"SmolLM2-135M-Instruct Q4_1, B=1, {args.threads} threads; decode: 32-token prompt + {new_tokens} new; "
-        f"prefill: {prefill_len} tokens"
+        f"prefill: {prefill_len} tokens; load average {os.getloadavg()[0]:.1f}"
     )
     print_table(
         [

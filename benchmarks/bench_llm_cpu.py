@@ -36,7 +36,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--new", type=int, default=16)
     args = ap.parse_args()
-    import llama_cpp
+    try:
+        import llama_cpp
+    except ImportError:
+        llama_cpp = None
+        print("llama.cpp: llama-cpp-python is not installed; tfcore measured alone")
 
     tfcore.set_num_threads(1)
     path, n = smollm2_path(), args.new
@@ -46,8 +50,10 @@ def main() -> None:
     models = {
         dt: tfcore.AutoModelForCausalLM.from_pretrained(path, dtype=dt) for dt in ("int4", "int8", "float32")
     }
-    llm = llama_cpp.Llama(
-        model_path=path, n_ctx=256, n_batch=64, n_threads=1, n_threads_batch=1, verbose=False
+    llm = (
+        llama_cpp.Llama(model_path=path, n_ctx=256, n_batch=64, n_threads=1, n_threads_batch=1, verbose=False)
+        if llama_cpp is not None
+        else None
     )
 
     def llama_cpp_generate():
@@ -63,7 +69,8 @@ def main() -> None:
             models[dt].generate(np.array([prompt]), max_new_tokens=n, eos_token_id=[])[0, 32:].tolist()
         )
 
-    fns = {"llama.cpp": llama_cpp_generate, **{dt: tf_generate(dt) for dt in models}}
+    peer = {"llama.cpp": llama_cpp_generate} if llm is not None else {}
+    fns = {**peer, **{dt: tf_generate(dt) for dt in models}}
     ref = fns["float32"]()
     print("greedy tokens equal to tfcore float32:", {k: f() == ref for k, f in fns.items()})
     times = {k: [] for k in fns}
@@ -75,7 +82,8 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"CPU s per call (32-token prompt + {n} new), median of {args.rounds}:")
     for k, v in med.items():
-        print(f"  {k:10s} {v:.3f}  (llama.cpp / this: {med['llama.cpp'] / v:.2f})")
+        ratio = f"  (llama.cpp / this: {med['llama.cpp'] / v:.2f})" if "llama.cpp" in med else ""
+        print(f"  {k:10s} {v:.3f}{ratio}")
     print(f"int4 vs int8 (int8 / int4 CPU time): {med['int8'] / med['int4']:.2f}")
 
 

@@ -6,13 +6,18 @@
  * scale and offset per group (group 128: 4.5 bits per weight, against 8 for int8).
  *
  * Calls:
- * - up to TF_Q4_MAX_M rows (decoding): each row quantized to int8 per group (the weights'),
+ * - up to TF_Q4_MAX_M (32) rows (decoding, short prompts): each row quantized to int8 per group (the weights'),
  *   the integer dot products of kernels/q4.c (nibbles unpacked in registers) accumulated in
- *   int32 over a group, dequantized once per group in float32. The bytes a decode step streams are the 4-bit ones.
+ *   int32 over a group, dequantized once per group in float32. The bytes a decode step
+ *   streams are the 4-bit ones and the group scales and offsets.
  * - more rows (prefill): a slice of output rows dequantized to float32 at a time into the
  *   calling thread's scratch (bounded: SLICE_BYTES), then oneDNN's float32 matmul on that
  *   slice writes those columns of y with the bias, activation and post-op fused. The
- *   dequantization costs K N operations per call against the GEMM's 2 M K N.
+ *   dequantization costs K N operations per call against the GEMM's 2 M K N (M > 32).
+ *   The primitives come from oneDNN's primitive cache per call, as linear.c's: measured
+ *   with ONEDNN_VERBOSE at AVX2, a hit costs ~0.01 ms against 3-13 ms of matmul for
+ *   100 x 576 x 1536, so keeping them in the object (and its thread/thread-count rules)
+ *   would not show; the matmul itself runs at fp32 speed (the prefill's limit here).
  */
 #include "layers/linear.h"
 #include "kernels/q4.h"
@@ -141,7 +146,7 @@ int4_prefill(const tf_linear *lin, const float *x, int64_t M, float *y, tf_post 
         return -1;
     }
     size_t sp_size = 0;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < (last == nc ? 1 : 2); i++) { /* a second width only if the last differs */
         if (tf_err_dnnl(err,
                         slice_pd(&pd[i], M, K, i == 0 ? nc : last, N, ld, lin->bias != NULL,
                                  lin->act, post),
