@@ -95,14 +95,29 @@ def main():
         if args.model in ("rwkv6", "all"):
             rows = rwkv6_rows(args, bandwidth, tmp)
             print_table(
-                ["RWKV-6 169M-shaped", "tfcore", "rwkv pkg (torch CPU)", "rwkv/tfcore time", "tfcore GB/s (% of measured)", "notes"],
+                [
+                    "RWKV-6 169M-shaped",
+                    "tfcore",
+                    "rwkv pkg (torch CPU)",
+                    "rwkv/tfcore time",
+                    "tfcore GB/s (% of measured)",
+                    "notes",
+                ],
                 rows,
             )
             print()
         if args.model in ("rwkv4", "all"):
             rows = rwkv4_rows(args, bandwidth, tmp)
             print_table(
-                ["RWKV-4 169M-shaped", "tfcore", "HF", "HF/tfcore time", "tfcore GB/s (% of measured)", "notes"], rows
+                [
+                    "RWKV-4 169M-shaped",
+                    "tfcore",
+                    "HF",
+                    "HF/tfcore time",
+                    "tfcore GB/s (% of measured)",
+                    "notes",
+                ],
+                rows,
             )
 
 
@@ -129,9 +144,7 @@ def rwkv4_rows(args, bandwidth, tmp, label=""):
         hf_tok = ref.generate(
             torch.from_numpy(ids), max_new_tokens=16, do_sample=False, eos_token_id=None, pad_token_id=0
         ).numpy()
-    agree = float(
-        (ours.generate(ids, max_new_tokens=16, eos_token_id=[])[:, 64:] == hf_tok[:, 64:]).mean()
-    )
+    agree = float((ours.generate(ids, max_new_tokens=16, eos_token_id=[])[:, 64:] == hf_tok[:, 64:]).mean())
     print(f"RWKV-4 validation: max rel. logit diff {err:.1e}, greedy tokens agree {100 * agree:.0f}%")
     if agree < 1.0:
         print(f"WARNING: RWKV-4 greedy tokens agree with HF on {100 * agree:.0f}% only")

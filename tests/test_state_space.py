@@ -273,7 +273,9 @@ def test_ssd_errors(rng):
 # ------------------------------------------------------------------ Mamba-2 gated RMSNorm
 
 
-@pytest.mark.parametrize("shape,G", [((1, 1, 7), 1), ((2, 13, 97), 1), ((3, 5, 131 * 2), 2), ((4, 64), 8), ((9,), 3)])
+@pytest.mark.parametrize(
+    "shape,G", [((1, 1, 7), 1), ((2, 13, 97), 1), ((3, 5, 131 * 2), 2), ((4, 64), 8), ((9,), 3)]
+)
 def test_gated_rms_norm_matches_reference(path, rng, shape, G):
     x = rng.standard_normal(shape).astype(np.float32) * 3
     z = rng.standard_normal(shape).astype(np.float32) * 4

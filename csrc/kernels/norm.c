@@ -87,8 +87,8 @@ TF_ISA_FN(tf_gated_rms_group)(const float *y, const float *z, const float *w, in
     const tf_vf inv = tf_vset1(1.0f / sqrtf(tf_vreduce_add(sq) / (float)S + eps));
     for (int64_t i = 0; i < S; i += TF_VW) {
         const int64_t len = S - i;
-        tf_vstore_n(out + i, tf_vmul(tf_vmul(tf_vload_n(out + i, len), inv), tf_vload_n(w + i, len)),
-                    len);
+        tf_vstore_n(out + i,
+                    tf_vmul(tf_vmul(tf_vload_n(out + i, len), inv), tf_vload_n(w + i, len)), len);
     }
 }
 

@@ -281,8 +281,7 @@ tf_selective_scan(const tf_selective_scan_args *a, tf_err *err)
             }
 #pragma omp for schedule(static) nowait
             for (int64_t i = 0; i < B * nblk; i++) {
-                block_fn(a, AT, delta, gate, t0, tc, i / nblk, (i % nblk) * vw,
-                         sT + i * N * vw);
+                block_fn(a, AT, delta, gate, t0, tc, i / nblk, (i % nblk) * vw, sT + i * N * vw);
             }
 #pragma omp for schedule(static)
             for (int64_t i = 0; i < B * (D - Dv); i++) {
