@@ -16,12 +16,13 @@ achieved GB/s against the read bandwidth measured in the same run. Also a 512-to
 (every expert runs one GEMM over the tokens routed to it).
 
 Jamba-shaped (small: 8 layers, one attention layer per 8 at offset 4, 8 experts top-2 every
-other layer, Mamba layers elsewhere, as Jamba's proportions), greedy B=1 vs HF's torch path.
+other layer, Mamba layers elsewhere, as Jamba's proportions), greedy B=1 vs HF's torch path,
+tfcore's decode B=1 after 128 and 8k tokens, and a 2k prefill vs HF.
 
 RWKV-4 (rwkv-4-169m's shape, vs HF) and RWKV-6 (169M-class, vs the rwkv package's pure-torch
 CPU path): decode B=1 at contexts 128 .. 8k and a 2k prefill, from benchmarks/bench_rwkv.py.
 
-    python benchmarks/bench_recurrent.py [--quick] [--threads 2] [--avx2] [--only mamba,jamba,mixtral]
+    python benchmarks/bench_recurrent.py [--quick] [--threads 2] [--avx2] [--only mamba,rwkv4,rwkv6,jamba,mixtral]
 
 --avx2 re-runs the script with benchmarks/common.AVX2_ENV (tfcore, oneDNN and torch held to
 AVX2), as users without AVX-512 run it; --only picks sections.
