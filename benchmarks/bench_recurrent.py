@@ -254,12 +254,17 @@ def main():
     bandwidth = measured_bandwidth(args.threads)
     print(isa_line())
     print(f"read bandwidth measured now: {bandwidth:.1f} GB/s ({args.threads} threads)\n")
+    header = ["model", "tfcore", "HF", "HF/tfcore time", "tfcore GB/s (% of measured)", "agreement"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, section in SECTIONS.items():
             if not only or name in only:
-                rows += section(args, bandwidth, tmp)
-    print_table(["model", "tfcore", "HF", "HF/tfcore time", "tfcore GB/s (% of measured)", "agreement"], rows)
+                part = section(args, bandwidth, tmp)
+                print_table(header, part)
+                sys.stdout.flush()  # each section's rows as soon as they exist (long runs)
+                rows += part
+    print("\nall sections:")
+    print_table(header, rows)
 
 
 def mixtral_rows(args, bandwidth, tmp):
