@@ -184,8 +184,13 @@ def mamba_rows(args, bandwidth, tmp):
         ours_bf = tfcore.AutoModelForCausalLM.from_pretrained(path, dtype="bfloat16")
         a_bf = ours_bf.generate(prompt, max_new_tokens=new_tokens, eos_token_id=[])
         agree_bf = float((a_bf[:, 128:] == b[:, 128:]).mean())
-        if agree_bf < 0.75:  # near-ties flip under bf16 rounding and the paths then part
-            print(f"WARNING: Mamba bfloat16 greedy tokens agree with HF on {100 * agree_bf:.0f}% only")
+        # greedy paths part at the first near-tie that bf16 rounding flips (seen: 12% of 16
+        # tokens); the check is the next-token argmax over the prompt, teacher-forced
+        lf, lh = ours_bf(prompt).logits, ref(tids).logits.numpy()
+        argmax_bf = float((lf.argmax(-1) == lh.argmax(-1)).mean())
+        err_bf = float(np.abs(lf - lh).max() / np.abs(lh).max())
+        if argmax_bf < 0.75:
+            print(f"WARNING: Mamba bfloat16 next-token argmax agrees with HF on {100 * argmax_bf:.0f}% only")
         state = ours_bf.new_cache(1)
         ours_bf(prompt, past_key_values=state)
 
@@ -207,7 +212,7 @@ def mamba_rows(args, bandwidth, tmp):
                 f"{new_tokens / t['hf']:.1f} tok/s",
                 f"{t['hf'] / t['tfcore']:.2f}",
                 f"{gbs:.1f} ({100 * gbs / bandwidth:.0f}%)",
-                f"greedy {100 * agree_bf:.0f}% (bf16 rounding)",
+                f"argmax {100 * argmax_bf:.0f}%, logits {err_bf:.1e}, greedy {100 * agree_bf:.0f}%",
             ]
         )
         T = 256 if args.quick else 2048
