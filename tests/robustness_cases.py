@@ -849,6 +849,24 @@ CASES = [
         "A holds",
     ),
     (
+        "ssm/gated norm gate shape",
+        "F.gated_rms_norm(r(2, 3, 8), r(2, 4, 8), np.ones(8, np.float32))",
+        VE,
+        "gate has shape",
+    ),
+    (
+        "ssm/gated norm groups",
+        "F.gated_rms_norm(r(2, 3, 8), r(2, 3, 8), np.ones(8, np.float32), n_groups=3)",
+        VE,
+        "n_groups",
+    ),
+    (
+        "ssm/gated norm empty",
+        "F.gated_rms_norm(r(2, 0, 8), r(2, 0, 8), np.ones(8, np.float32))",
+        VE,
+        "empty",
+    ),
+    (
         "linattn/state pair",
         "F.linear_attention(q, q, q, normalize=True, initial_state=r(1, 4, 8, 8))",
         TE,

@@ -606,7 +606,7 @@ def test_conv_calls_and_constructions_keep_memory_flat():
 
 
 def test_state_space_kernels_and_decoding_keep_memory_flat(tmp_path):
-    """causal_conv1d / selective_scan / ssd_scan with states updated in place (and a rejected
+    """causal_conv1d / selective_scan / ssd_scan / gated_rms_norm with states updated in place (and a rejected
     call), and Mamba / Mamba-2 / Jamba generate() (RecurrentState, HybridCache) with beams."""
     from tiny_models import save_tiny
 
@@ -627,6 +627,7 @@ def test_state_space_kernels_and_decoding_keep_memory_flat(tmp_path):
         F.causal_conv1d(x, w, state=cs, activation="silu")
         F.selective_scan(x, x, A, bc, bc, D=w[:, 0].copy(), z=x, state=ss)
         F.ssd_scan(xh, dth, Ah, bcg, bcg, state=sh, chunk_size=8)
+        F.gated_rms_norm(x, x, w[:, 0].copy(), n_groups=2)
         F.ssd_scan(
             xh[:, :1].copy(),
             dth[:, :1].copy(),

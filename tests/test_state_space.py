@@ -8,9 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from reference.state_space import causal_conv1d as conv_ref
+from reference.state_space import gated_rms_norm as gnorm_ref
 from reference.state_space import selective_scan as scan_ref
 from reference.state_space import ssd_scan as ssd_ref
 
+import tfcore
 from tfcore import TfcoreValueError
 from tfcore import functional as F
 
@@ -266,3 +268,55 @@ def test_ssd_errors(rng):
         F.ssd_scan(x, dt, A, Bm, Cm, state=s0[:, :, :4].copy())
     with pytest.raises(TfcoreValueError, match="dt_limit"):
         F.ssd_scan(x, dt, A, Bm, Cm, dt_limit=(1.0, 0.5))
+
+
+# ------------------------------------------------------------------ Mamba-2 gated RMSNorm
+
+
+@pytest.mark.parametrize(
+    "shape,G", [((1, 1, 7), 1), ((2, 13, 97), 1), ((3, 5, 131 * 2), 2), ((4, 64), 8), ((9,), 3)]
+)
+def test_gated_rms_norm_matches_reference(path, rng, shape, G):
+    x = rng.standard_normal(shape).astype(np.float32) * 3
+    z = rng.standard_normal(shape).astype(np.float32) * 4
+    w = rng.standard_normal(shape[-1]).astype(np.float32)
+    got = F.gated_rms_norm(x, z, w, n_groups=G, eps=1e-5)
+    want = gnorm_ref(x, z, w, G, 1e-5)
+    assert got.shape == shape and got.dtype == np.float32
+    # float32 silu (vector exp ~2 ulp), product, sum of squares over a group (<= 131 terms)
+    # and one rsqrt: a few float32 ulps of the largest output
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6 * np.abs(want).max())
+
+
+def test_gated_rms_norm_vector_paths_match_reference_path(vector_path, rng):
+    from tfcore import _C
+
+    x = rng.standard_normal((3, 33, 256)).astype(np.float32)
+    z = rng.standard_normal((3, 33, 256)).astype(np.float32) * 5
+    w = rng.standard_normal(256).astype(np.float32)
+    got = F.gated_rms_norm(x, z, w, n_groups=4)
+    _C._set_reference_kernels(True)
+    try:
+        want = F.gated_rms_norm(x, z, w, n_groups=4)
+    finally:
+        _C._set_reference_kernels(False)
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6 * np.abs(want).max())
+
+
+def test_gated_rms_norm_errors(rng):
+    x = rng.standard_normal((2, 3, 12)).astype(np.float32)
+    w = np.ones(12, np.float32)
+    with pytest.raises(TfcoreValueError, match="gate has shape"):
+        F.gated_rms_norm(x, x[:, :2].copy(), w)
+    with pytest.raises(TfcoreValueError, match="weight has shape"):
+        F.gated_rms_norm(x, x, w[:5].copy())
+    with pytest.raises(TfcoreValueError, match="n_groups=5"):
+        F.gated_rms_norm(x, x, w, n_groups=5)
+    with pytest.raises(TfcoreValueError, match="eps"):
+        F.gated_rms_norm(x, x, w, eps=-1.0)
+    with pytest.raises(tfcore.TfcoreError, match="float64"):
+        F.gated_rms_norm(x.astype(np.float64), x, w)
+    bad = x.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(TfcoreValueError, match="x"):
+        F.gated_rms_norm(bad, x, w)

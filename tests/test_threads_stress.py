@@ -299,7 +299,8 @@ def test_eight_threads_share_models_and_layers(tmp_path):
     def ssd_kernel():
         state = np.zeros((2, 4, 6, 8), np.float32)
         y = tfcore.functional.ssd_scan(ssd_x, ssd_dt, ssd_A, ssd_bc, ssd_bc, state=state, chunk_size=8)
-        return np.concatenate([y.ravel(), state.ravel()])
+        g = tfcore.functional.gated_rms_norm(y, ssd_x, ssd_x[0, 0, 0], n_groups=2)
+        return np.concatenate([y.ravel(), state.ravel(), g.ravel()])
 
     work = {
         "ssm-kernels": ssm_kernels,

@@ -382,6 +382,7 @@ def selective_scan(
     dt_bias: Optional[F32] = None,
     state: Optional[F32] = None,
 ) -> F32: ...
+def gated_rms_norm(x: F32, gate: F32, weight: F32, *, n_groups: int = 1, eps: float = 1e-06) -> F32: ...
 def ssd_scan(
     x: F32,
     dt: F32,

@@ -1,8 +1,10 @@
-/* state_space.c — tfcore.functional.causal_conv1d and selective_scan: argument checking for
- * the state-space kernels (kernels/causal_conv1d.c, kernels/selective_scan.c). States are
+/* state_space.c — tfcore.functional.causal_conv1d, selective_scan, ssd_scan and
+ * gated_rms_norm: argument checking for the state-space kernels (kernels/causal_conv1d.c,
+ * kernels/selective_scan.c, kernels/ssd.c, Mamba-2's gated norm in kernels/norm.c). States are
  * updated in place, so a RecurrentState's views (or any float32 arrays) carry them. */
 #include "tfcore.h"
 #include "kernels/causal_conv1d.h"
+#include "kernels/norm.h"
 #include "kernels/selective_scan.h"
 #include "kernels/ssd.h"
 
@@ -475,11 +477,77 @@ PyDoc_STRVAR(
     "to float32 rounding. state (batch, heads, head_dim, state_size) is the starting state\n"
     "(zeros when None) and is updated IN PLACE to the state after the last token.");
 
+static PyObject *
+gated_rms_norm(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"x", "gate", "weight", "n_groups", "eps", NULL};
+    PyObject *x_obj, *z_obj, *w_obj, *result = NULL;
+    PyArrayObject *x = NULL, *z = NULL, *w = NULL, *out = NULL;
+    Py_ssize_t n_groups = 1;
+    double eps = 1e-6;
+    tf_state *st = tf_state_of_module(module);
+    if (!TF_PARSE(st, args, kwds, "OOO|$nd:gated_rms_norm", kwlist, &x_obj, &z_obj, &w_obj,
+                  &n_groups, &eps)) {
+        return NULL;
+    }
+    if (!(eps >= 0.0) || !isfinite(eps)) {
+        tf_value_error(st, "eps must be a finite number >= 0, got %g", eps);
+        return NULL;
+    }
+    x = tf_arg_f32(st, x_obj, "x", 1, 4);
+    if (x == NULL || tf_check_nonempty(st, x, "x") < 0 || tf_check_finite(st, x, "x") < 0) {
+        goto done;
+    }
+    const int nd = PyArray_NDIM(x);
+    int64_t shape[4] = {0, 0, 0, 0};
+    for (int i = 0; i < nd; i++) {
+        shape[i] = PyArray_DIM(x, i);
+    }
+    const int64_t C = shape[nd - 1], M = PyArray_SIZE(x) / C;
+    if ((z = arg_exact(st, z_obj, "gate", nd, shape, "x's shape")) == NULL) {
+        goto done;
+    }
+    const int64_t wshape[1] = {C};
+    if ((w = arg_exact(st, w_obj, "weight", 1, wshape, "(x's last dim,)")) == NULL) {
+        goto done;
+    }
+    if (n_groups < 1 || C % n_groups != 0) {
+        tf_value_error(st, "n_groups=%zd must be >= 1 and divide x's last dim %lld", n_groups,
+                       (long long)C);
+        goto done;
+    }
+    if ((out = (PyArrayObject *)PyArray_SimpleNew(nd, PyArray_DIMS(x), NPY_FLOAT32)) == NULL) {
+        goto done;
+    }
+    const float *xp = PyArray_DATA(x), *zp = PyArray_DATA(z), *wp = PyArray_DATA(w);
+    float *op = PyArray_DATA(out);
+    Py_BEGIN_ALLOW_THREADS tf_threads_begin();
+    tf_gated_rms_norm_rows(xp, zp, wp, M, C, (int64_t)n_groups, (float)eps, op);
+    Py_END_ALLOW_THREADS result = Py_NewRef(out);
+done:
+    Py_XDECREF(x);
+    Py_XDECREF(z);
+    Py_XDECREF(w);
+    Py_XDECREF(out);
+    return result;
+}
+
+PyDoc_STRVAR(
+    gated_rms_norm_doc,
+    "gated_rms_norm($module, x, gate, weight, *, n_groups=1, eps=1e-06)\n--\n\n"
+    "Mamba-2's gated RMSNorm (HF's MambaRMSNormGated): x and gate (..., channels) float32 of\n"
+    "the same shape (1 to 4 dims), weight (channels,). The channels are n_groups groups of\n"
+    "channels // n_groups; per row and group\n\n"
+    "    g = x * silu(gate);   out = g / sqrt(mean(g^2) + eps) * weight\n\n"
+    "Returns out, x's shape, float32.");
+
 PyMethodDef tf_state_space_methods[] = {
     {"causal_conv1d", (PyCFunction)(void (*)(void))causal_conv1d, METH_VARARGS | METH_KEYWORDS,
      causal_conv1d_doc},
     {"selective_scan", (PyCFunction)(void (*)(void))selective_scan, METH_VARARGS | METH_KEYWORDS,
      selective_scan_doc},
     {"ssd_scan", (PyCFunction)(void (*)(void))ssd_scan, METH_VARARGS | METH_KEYWORDS, ssd_scan_doc},
+    {"gated_rms_norm", (PyCFunction)(void (*)(void))gated_rms_norm, METH_VARARGS | METH_KEYWORDS,
+     gated_rms_norm_doc},
     {NULL},
 };

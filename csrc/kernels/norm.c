@@ -68,10 +68,36 @@ TF_ISA_FN(tf_norm_row)(const tf_norm_params *n, const float *x, const float *r, 
     }
 }
 
+/* one group of S channels: y, z, w, out (S,); out = g / rms(g) * w, g = y * silu(z). Pass 1
+ * writes g to out and sums its squares, pass 2 scales out in place. */
+void
+TF_ISA_FN(tf_gated_rms_group)(const float *y, const float *z, const float *w, int64_t S, float eps,
+                              float *out)
+{
+    const tf_vf one = tf_vset1(1.0f);
+    tf_vf sq = tf_vzero();
+    for (int64_t i = 0; i < S; i += TF_VW) {
+        const int64_t len = S - i; /* lanes past S load as 0: g = 0 adds nothing */
+        const tf_vf zv = tf_vload_n(z + i, len);
+        const tf_vf g = tf_vmul(tf_vload_n(y + i, len),
+                                tf_vdiv(zv, tf_vadd(one, tf_vexp(tf_vsub(tf_vzero(), zv)))));
+        tf_vstore_n(out + i, g, len);
+        sq = tf_vfma(g, g, sq);
+    }
+    const tf_vf inv = tf_vset1(1.0f / sqrtf(tf_vreduce_add(sq) / (float)S + eps));
+    for (int64_t i = 0; i < S; i += TF_VW) {
+        const int64_t len = S - i;
+        tf_vstore_n(out + i,
+                    tf_vmul(tf_vmul(tf_vload_n(out + i, len), inv), tf_vload_n(w + i, len)), len);
+    }
+}
+
 #else /* the reference path and the dispatcher, compiled once */
 
 TF_ISA_DECLARE(void, tf_norm_row,
                (const tf_norm_params *n, const float *x, const float *r, float *s_out, float *y))
+TF_ISA_DECLARE(void, tf_gated_rms_group,
+               (const float *y, const float *z, const float *w, int64_t S, float eps, float *out))
 
 #define NORM_ISAS (TF_ISA_BIT(TF_ISA_AVX512) | TF_ISA_BIT(TF_ISA_AVX2))
 
@@ -128,6 +154,42 @@ tf_norm_rows(const tf_norm_params *n, const float *x, const float *residual, flo
         const float *rr = residual ? residual + row * C : NULL;
         float *sr = sum_out ? sum_out + row * C : NULL;
         row_fn(n, xr, rr, sr, y + row * C);
+    }
+}
+
+/* as the vector path, the sum of squares in double */
+static void
+gated_rms_group_ref(const float *y, const float *z, const float *w, int64_t S, float eps,
+                    float *out)
+{
+    double sq = 0.0;
+    for (int64_t i = 0; i < S; i++) {
+        const float g = y[i] * (z[i] / (1.0f + expf(-z[i])));
+        out[i] = g;
+        sq += (double)g * g;
+    }
+    const float inv = (float)(1.0 / sqrt(sq / (double)S + (double)eps));
+    for (int64_t i = 0; i < S; i++) {
+        out[i] = out[i] * inv * w[i];
+    }
+}
+
+void
+tf_gated_rms_norm_rows(const float *y, const float *z, const float *w, int64_t M, int64_t C,
+                       int64_t G, float eps, float *out)
+{
+    const int64_t S = C / G;
+    void (*group_fn)(const float *, const float *, const float *, int64_t, float, float *) =
+        gated_rms_group_ref;
+    switch (tf_norm_isa()) {
+        case TF_ISA_AVX512: group_fn = tf_gated_rms_group_avx512; break;
+        case TF_ISA_AVX2: group_fn = tf_gated_rms_group_avx2; break;
+        default: break;
+    }
+#pragma omp parallel for schedule(static) if (M * C >= PARALLEL_MIN_ELEMS && M * G > 1)
+    for (int64_t i = 0; i < M * G; i++) {
+        const int64_t off = (i / G) * C + (i % G) * S;
+        group_fn(y + off, z + off, w + (i % G) * S, S, eps, out + off);
     }
 }
 

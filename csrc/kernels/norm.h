@@ -25,4 +25,11 @@ typedef struct {
 void tf_norm_rows(const tf_norm_params *n, const float *x, const float *residual, float *sum_out,
                   float *y, int64_t M);
 
+/* Mamba-2's gated RMSNorm (HF's MambaRMSNormGated, norm_before_gate=False): y, z, out are
+ * (M, C) rows of G groups of S = C / G channels, w is (C,); per row and group
+ *     g = y * silu(z);   out = g / sqrt(mean_group(g^2) + eps) * w
+ * out may alias y or z (each element is read before it is written). */
+void tf_gated_rms_norm_rows(const float *y, const float *z, const float *w, int64_t M, int64_t C,
+                            int64_t G, float eps, float *out);
+
 #endif /* TFCORE_KERNELS_NORM_H */

@@ -106,6 +106,50 @@ TF_ISA_FN(tf_s6_channel)(const tf_selective_scan_args *a, const float *delta, co
     }
 }
 
+/* channels [d0, d0 + TF_VW) of batch row b over tokens [t0, t0 + tc), vectorised along the
+ * channels (the layout x, delta, gate and y have): AT (N, D) is A transposed; delta, gate as in
+ * tf_s6_channel; s (N, TF_VW) the block's states transposed (s[n * TF_VW + l] = element n of
+ * channel d0 + l's state). Each lane is one channel, so y needs no horizontal sum and B[t, n],
+ * C[t, n] are broadcasts; the decays exp(delta A) <= 1 use the flush-to-zero exp (below
+ * 2^-125 a decay is 0: the state it multiplies is forgotten either way). */
+void
+TF_ISA_FN(tf_s6_block)(const tf_selective_scan_args *a, const float *AT, const float *delta,
+                       const float *gate, int64_t t0, int64_t tc, int64_t b, int64_t d0, float *s)
+{
+    const int64_t T = a->T, D = a->D, N = a->N;
+    const tf_vf skip = a->Dskip ? tf_vload(a->Dskip + d0) : tf_vzero();
+    for (int64_t t = 0; t < tc; t++) {
+        const int64_t row = (b * T + t0 + t) * D + d0, crow = (b * tc + t) * D + d0;
+        const tf_vf xv = tf_vload(a->x + row), dl = tf_vload(delta + crow);
+        const tf_vf dx = tf_vmul(dl, xv);
+        const float *Bt = a->Bm + (b * T + t0 + t) * N, *Ct = a->Cm + (b * T + t0 + t) * N;
+        tf_vf acc0 = tf_vzero(), acc1 = tf_vzero(); /* two chains: the FMA latency */
+        int64_t n = 0;
+        for (; n + 1 < N; n += 2) {
+            const tf_vf dA0 = tf_vexp_ftz(tf_vmul(dl, tf_vload(AT + n * D + d0)));
+            const tf_vf dA1 = tf_vexp_ftz(tf_vmul(dl, tf_vload(AT + (n + 1) * D + d0)));
+            float *s0 = s + n * TF_VW, *s1 = s0 + TF_VW;
+            const tf_vf v0 = tf_vfma(dA0, tf_vload(s0), tf_vmul(dx, tf_vset1(Bt[n])));
+            const tf_vf v1 = tf_vfma(dA1, tf_vload(s1), tf_vmul(dx, tf_vset1(Bt[n + 1])));
+            tf_vstore(s0, v0);
+            tf_vstore(s1, v1);
+            acc0 = tf_vfma(v0, tf_vset1(Ct[n]), acc0);
+            acc1 = tf_vfma(v1, tf_vset1(Ct[n + 1]), acc1);
+        }
+        if (n < N) {
+            const tf_vf dA = tf_vexp_ftz(tf_vmul(dl, tf_vload(AT + n * D + d0)));
+            const tf_vf v = tf_vfma(dA, tf_vload(s + n * TF_VW), tf_vmul(dx, tf_vset1(Bt[n])));
+            tf_vstore(s + n * TF_VW, v);
+            acc0 = tf_vfma(v, tf_vset1(Ct[n]), acc0);
+        }
+        tf_vf yv = tf_vfma(skip, xv, tf_vadd(acc0, acc1));
+        if (gate) {
+            yv = tf_vmul(yv, tf_vload(gate + crow));
+        }
+        tf_vstore(a->y + row, yv);
+    }
+}
+
 #else /* the reference path and the dispatcher, compiled once */
 
 TF_ISA_DECLARE(void, tf_s6_prep_row,
@@ -114,6 +158,9 @@ TF_ISA_DECLARE(void, tf_s6_prep_row,
 TF_ISA_DECLARE(void, tf_s6_channel,
                (const tf_selective_scan_args *a, const float *delta, const float *gate, int64_t t0,
                 int64_t tc, int64_t b, int64_t d, float *s))
+TF_ISA_DECLARE(void, tf_s6_block,
+               (const tf_selective_scan_args *a, const float *AT, const float *delta,
+                const float *gate, int64_t t0, int64_t tc, int64_t b, int64_t d0, float *s))
 
 #define SELECTIVE_SCAN_ISAS (TF_ISA_BIT(TF_ISA_AVX512) | TF_ISA_BIT(TF_ISA_AVX2))
 
@@ -168,21 +215,32 @@ tf_selective_scan(const tf_selective_scan_args *a, tf_err *err)
         s6_prep_row_ref;
     void (*channel)(const tf_selective_scan_args *, const float *, const float *, int64_t, int64_t,
                     int64_t, int64_t, float *) = s6_channel_ref;
+    void (*block_fn)(const tf_selective_scan_args *, const float *, const float *, const float *,
+                     int64_t, int64_t, int64_t, int64_t, float *) = NULL;
+    int64_t vw = 1; /* channels per block_fn item */
     switch (tf_selective_scan_isa()) {
         case TF_ISA_AVX512:
             prep = tf_s6_prep_row_avx512;
             channel = tf_s6_channel_avx512;
+            block_fn = tf_s6_block_avx512;
+            vw = 16;
             break;
         case TF_ISA_AVX2:
             prep = tf_s6_prep_row_avx2;
             channel = tf_s6_channel_avx2;
+            block_fn = tf_s6_block_avx2;
+            vw = 8;
             break;
         default: break;
     }
+    /* channels [0, Dv) go in blocks of vw through block_fn, [Dv, D) one by one through channel */
+    const int64_t nblk = block_fn ? D / vw : 0, Dv = nblk * vw;
     const int64_t chunk = T < SCAN_CHUNK ? T : SCAN_CHUNK;
     const size_t block = (size_t)(B * chunk * D), nstate = a->state ? 0 : (size_t)(B * D * N);
-    /* delta and gate blocks, then the zero states when the caller keeps none */
-    float *scratch = tf_malloc((2 * block + nstate) * sizeof(float));
+    const size_t nAT = nblk ? (size_t)(N * D) : 0, nsT = (size_t)(B * Dv * N);
+    /* delta and gate blocks, A transposed and the blocks' states transposed, then the zero
+     * states when the caller keeps none */
+    float *scratch = tf_malloc((2 * block + nAT + nsT + nstate + 1) * sizeof(float));
     if (scratch == NULL) {
         tf_err_set(err, TF_ERR_MEMORY,
                    "selective_scan: no memory for the (%lld, %lld, %lld) scan's scratch",
@@ -190,23 +248,55 @@ tf_selective_scan(const tf_selective_scan_args *a, tf_err *err)
         return -1;
     }
     float *delta = scratch, *gate = a->z ? scratch + block : NULL;
+    float *AT = scratch + 2 * block, *sT = AT + nAT;
     float *state = a->state;
     if (state == NULL) {
-        state = scratch + 2 * block;
+        state = sT + nsT;
         memset(state, 0, nstate * sizeof(float));
     }
+    for (int64_t n = 0; n < (nblk ? N : 0); n++) {
+        for (int64_t d = 0; d < D; d++) {
+            AT[n * D + d] = a->A[d * N + n];
+        }
+    }
 #pragma omp parallel if (B * T * D * N >= PARALLEL_MIN_WORK && B * D > 1)
-    for (int64_t t0 = 0; t0 < T; t0 += chunk) {
-        const int64_t tc = T - t0 < chunk ? T - t0 : chunk;
+    {
+        /* sT (B, nblk, N, vw): item i = (b, k) holds channels [k vw, k vw + vw) of row b */
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < B * tc; r++) {
-            const int64_t src = ((r / tc) * T + t0 + r % tc) * D;
-            prep(a->dt + src, a->dt_bias, a->z ? a->z + src : NULL, D, delta + r * D,
-                 gate ? gate + r * D : NULL);
+        for (int64_t i = 0; i < B * nblk; i++) {
+            const float *src = state + ((i / nblk) * D + (i % nblk) * vw) * N;
+            for (int64_t l = 0; l < vw; l++) {
+                for (int64_t n = 0; n < N; n++) {
+                    sT[(i * N + n) * vw + l] = src[l * N + n];
+                }
+            }
+        }
+        for (int64_t t0 = 0; t0 < T; t0 += chunk) {
+            const int64_t tc = T - t0 < chunk ? T - t0 : chunk;
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < B * tc; r++) {
+                const int64_t src = ((r / tc) * T + t0 + r % tc) * D;
+                prep(a->dt + src, a->dt_bias, a->z ? a->z + src : NULL, D, delta + r * D,
+                     gate ? gate + r * D : NULL);
+            }
+#pragma omp for schedule(static) nowait
+            for (int64_t i = 0; i < B * nblk; i++) {
+                block_fn(a, AT, delta, gate, t0, tc, i / nblk, (i % nblk) * vw, sT + i * N * vw);
+            }
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < B * (D - Dv); i++) {
+                const int64_t b = i / (D - Dv), d = Dv + i % (D - Dv);
+                channel(a, delta, gate, t0, tc, b, d, state + (b * D + d) * N);
+            }
         }
 #pragma omp for schedule(static)
-        for (int64_t i = 0; i < B * D; i++) {
-            channel(a, delta, gate, t0, tc, i / D, i % D, state + i * N);
+        for (int64_t i = 0; i < B * nblk; i++) {
+            float *dst = state + ((i / nblk) * D + (i % nblk) * vw) * N;
+            for (int64_t l = 0; l < vw; l++) {
+                for (int64_t n = 0; n < N; n++) {
+                    dst[l * N + n] = sT[(i * N + n) * vw + l];
+                }
+            }
         }
     }
     tf_free(scratch);

@@ -69,3 +69,14 @@ def ssd_scan(x, dt, A, Bm, Cm, D=None, dt_bias=None, dt_limit=(0.0, np.inf), sta
     if D is not None:
         y += x * np.asarray(D, np.float64)[:, None]
     return y, s
+
+
+def gated_rms_norm(x, gate, weight, n_groups=1, eps=1e-6):
+    """Mamba-2's gated RMSNorm: per group of the last axis, g = x silu(gate),
+    g / sqrt(mean(g^2) + eps) * weight (float64)."""
+    x, gate, weight = (np.asarray(a, np.float64) for a in (x, gate, weight))
+    g = x * silu(gate)
+    shape = g.shape
+    g = g.reshape(*shape[:-1], n_groups, -1)
+    g = g / np.sqrt(np.mean(g * g, axis=-1, keepdims=True) + eps)
+    return g.reshape(shape) * weight

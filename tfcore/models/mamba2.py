@@ -1,11 +1,11 @@
 """Mamba-2 (Dao & Gu 2024) as Hugging Face's ``Mamba2ForCausalLM``: ``backbone.embeddings``,
 ``backbone.layers.{i}`` (``norm``, ``mixer`` = Mamba2Mixer), ``backbone.norm_f``, ``lm_head``.
 
-Per layer (pre-norm, residual): h += out_proj(GatedRMSNorm(y, z)) with
+Per layer (pre-norm, residual): h += out_proj(gated_rms_norm(y, z)) with
     z, xBC, dt = in_proj(RMSNorm(h))                      (intermediate, conv_dim, heads)
     x, B, C    = silu(causal_conv1d(xBC))                 (intermediate, groups*N, groups*N)
     y          = ssd_scan(x, dt, A = -exp(A_log), B, C, D, dt_bias, time_step_limit)
-GatedRMSNorm(y, z) = RMSNorm over each of the n_groups groups of (y * silu(z)), times weight.
+gated_rms_norm(y, z) = RMSNorm over each of the n_groups groups of (y * silu(z)), times weight.
 Prefill runs the SSD scan's chunkwise form, decoding its recurrent form; the conv state
 (B, conv_dim, conv_kernel - 1) and SSM state (B, heads, head_dim, state_size) of each layer
 live in a tfcore.RecurrentState.
@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import _C
 from ..config import Config
-from ..functional import causal_conv1d, ssd_scan
+from ..functional import causal_conv1d, gated_rms_norm, ssd_scan
 from ..safetensors import CheckpointError
 from .base import Weights
 from .decoder import RecurrentLM
@@ -89,12 +89,9 @@ class Mamba2Mixer:
         }
 
     def gated_norm(self, y, z):
-        """RMSNorm over each group of y * silu(z) (HF's Mamba2RMSNormGated), times the weight."""
-        g = y * (z / (1.0 + np.exp(-z)))
-        shape = g.shape
-        g = g.reshape(*shape[:-1], self.n_groups, -1)
-        g = g / np.sqrt(np.mean(g * g, axis=-1, keepdims=True) + np.float32(self.norm_eps))
-        return np.ascontiguousarray(g.reshape(shape) * self.norm_weight, dtype=np.float32)
+        """RMSNorm over each group of y * silu(z) (HF's Mamba2RMSNormGated), times the weight:
+        tfcore.functional.gated_rms_norm, one fused pass per group."""
+        return gated_rms_norm(y, z, self.norm_weight, n_groups=self.n_groups, eps=self.norm_eps)
 
     def __call__(self, h, *, keep=None, state=None, layer_idx=0):
         """h (B, T, hidden) normed input; keep (B, T) bool zeroes padding as HF does (before
