@@ -93,13 +93,15 @@ la_mul_exp(float *out, const float *x, const float *bi, const float *bj, int64_t
  * tail lanes); nr, nv are compile-time constants after inlining. */
 static inline __attribute__((always_inline)) void
 la_tile(const int nr, const int nv, int64_t K, const float *A, int64_t ars, int64_t aks,
-        const float *B, int64_t ldb, float *Cm, int64_t ldc, int64_t tail, int acc)
+        const float *B, int64_t ldb, float *Cm, int64_t ldc, int64_t tail, int acc,
+        const float *rs)
 {
     tf_vf c[LA_R][LA_NV];
     for (int r = 0; r < nr; r++) {
+        const tf_vf f = tf_vset1(rs != NULL ? rs[r] : 1.0f);
         for (int v = 0; v < nv; v++) {
             const int64_t w = v == nv - 1 ? tail : TF_VW;
-            c[r][v] = acc ? tf_vload_n(Cm + r * ldc + v * TF_VW, w) : tf_vzero();
+            c[r][v] = acc ? tf_vmul(tf_vload_n(Cm + r * ldc + v * TF_VW, w), f) : tf_vzero();
         }
     }
     for (int64_t k = 0; k < K; k++) {
@@ -126,43 +128,46 @@ la_tile(const int nr, const int nv, int64_t K, const float *A, int64_t ars, int6
 /* Rows nr at a time (nr constant) across all of N: nv vectors per tile. */
 static inline __attribute__((always_inline)) void
 la_tile_row(const int nr, int64_t N, int64_t K, const float *A, int64_t ars, int64_t aks,
-            const float *B, int64_t ldb, float *Cm, int64_t ldc, int acc)
+            const float *B, int64_t ldb, float *Cm, int64_t ldc, int acc, const float *rs)
 {
     for (int64_t j = 0; j < N; j += LA_NV * TF_VW) {
         const int64_t nvec = (N - j + TF_VW - 1) / TF_VW;
         const int64_t tail = nvec > LA_NV ? TF_VW : N - j - (nvec - 1) * TF_VW;
         switch (nvec >= LA_NV ? LA_NV : nvec) {
-            case 1: la_tile(nr, 1, K, A, ars, aks, B + j, ldb, Cm + j, ldc, tail, acc); break;
+            case 1: la_tile(nr, 1, K, A, ars, aks, B + j, ldb, Cm + j, ldc, tail, acc, rs); break;
 #if LA_NV >= 4
-            case 2: la_tile(nr, 2, K, A, ars, aks, B + j, ldb, Cm + j, ldc, tail, acc); break;
-            case 3: la_tile(nr, 3, K, A, ars, aks, B + j, ldb, Cm + j, ldc, tail, acc); break;
-            default: la_tile(nr, 4, K, A, ars, aks, B + j, ldb, Cm + j, ldc, tail, acc); break;
+            case 2: la_tile(nr, 2, K, A, ars, aks, B + j, ldb, Cm + j, ldc, tail, acc, rs); break;
+            case 3: la_tile(nr, 3, K, A, ars, aks, B + j, ldb, Cm + j, ldc, tail, acc, rs); break;
+            default: la_tile(nr, 4, K, A, ars, aks, B + j, ldb, Cm + j, ldc, tail, acc, rs); break;
 #else
-            default: la_tile(nr, 2, K, A, ars, aks, B + j, ldb, Cm + j, ldc, tail, acc); break;
+            default: la_tile(nr, 2, K, A, ars, aks, B + j, ldb, Cm + j, ldc, tail, acc, rs); break;
 #endif
         }
     }
 }
 
-/* C (M, N) = A (M, K) · B (K, N), or += when acc. A's element (i, k) is A[i * ars + k * aks]
+/* C (M, N) = A (M, K) · B (K, N), or C = diag(rs) C + A · B when acc (rs (M,) row scales of
+ * the old C, NULL meaning 1: folds a state's decay into its update). A's element (i, k) is A[i * ars + k * aks]
  * (row-major: ars = lda, aks = 1; Aᵀ stored row-major: ars = 1, aks = its row length); B
  * and C row-major with leading dimensions ldb, ldc. */
 static void
 la_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars, int64_t aks, const float *B,
-        int64_t ldb, float *Cm, int64_t ldc, int acc)
+        int64_t ldb, float *Cm, int64_t ldc, int acc, const float *rs)
 {
     int64_t i = 0;
     for (; i + LA_R <= M; i += LA_R) {
-        la_tile_row(LA_R, N, K, A + i * ars, ars, aks, B, ldb, Cm + i * ldc, ldc, acc);
+        la_tile_row(LA_R, N, K, A + i * ars, ars, aks, B, ldb, Cm + i * ldc, ldc, acc,
+                    rs != NULL ? rs + i : NULL);
     }
     A += i * ars;
     Cm += i * ldc;
+    rs = rs != NULL ? rs + i : NULL;
     switch (M - i) {
-        case 1: la_tile_row(1, N, K, A, ars, aks, B, ldb, Cm, ldc, acc); break;
-        case 2: la_tile_row(2, N, K, A, ars, aks, B, ldb, Cm, ldc, acc); break;
-        case 3: la_tile_row(3, N, K, A, ars, aks, B, ldb, Cm, ldc, acc); break;
-        case 4: la_tile_row(4, N, K, A, ars, aks, B, ldb, Cm, ldc, acc); break;
-        case 5: la_tile_row(5, N, K, A, ars, aks, B, ldb, Cm, ldc, acc); break;
+        case 1: la_tile_row(1, N, K, A, ars, aks, B, ldb, Cm, ldc, acc, rs); break;
+        case 2: la_tile_row(2, N, K, A, ars, aks, B, ldb, Cm, ldc, acc, rs); break;
+        case 3: la_tile_row(3, N, K, A, ars, aks, B, ldb, Cm, ldc, acc, rs); break;
+        case 4: la_tile_row(4, N, K, A, ars, aks, B, ldb, Cm, ldc, acc, rs); break;
+        case 5: la_tile_row(5, N, K, A, ars, aks, B, ldb, Cm, ldc, acc, rs); break;
         default: break;
     }
 }
@@ -175,6 +180,50 @@ la_vmul(float *out, const float *x, const float *y, int64_t n)
         const int64_t r = n - i;
         tf_vstore_n(out + i, tf_vmul(tf_vload_n(x + i, r), tf_vload_n(y + i, r)), r);
     }
+}
+
+/* out, x, y are (n,): out = x * y * s */
+static inline void
+la_vmul_s(float *out, const float *x, const float *y, float s, int64_t n)
+{
+    const tf_vf vs = tf_vset1(s);
+    for (int64_t i = 0; i < n; i += TF_VW) {
+        const int64_t r = n - i;
+        tf_vstore_n(out + i, tf_vmul(tf_vmul(tf_vload_n(x + i, r), tf_vload_n(y + i, r)), vs), r);
+    }
+}
+
+/* out, x, y are (n,): out = x + y */
+static inline void
+la_add(float *out, const float *x, const float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += TF_VW) {
+        const int64_t r = n - i;
+        tf_vstore_n(out + i, tf_vadd(tf_vload_n(x + i, r), tf_vload_n(y + i, r)), r);
+    }
+}
+
+/* 1 if x (n,) holds no NaN or Inf and, when neg, no value > 0: a sum of x * 0 is NaN exactly
+ * when x holds a non-finite value (as in kernels/finite.c); two chains, a running max */
+static inline int
+la_finite(const float *x, int64_t n, int neg)
+{
+    const tf_vf zero = tf_vzero();
+    tf_vf a0 = zero, a1 = zero, m = zero;
+    int64_t i = 0;
+    for (; i + 2 * TF_VW <= n; i += 2 * TF_VW) {
+        const tf_vf x0 = tf_vload(x + i), x1 = tf_vload(x + i + TF_VW);
+        a0 = tf_vfma(x0, zero, a0);
+        a1 = tf_vfma(x1, zero, a1);
+        m = tf_vmax(m, tf_vmax(x0, x1));
+    }
+    for (; i < n; i += TF_VW) {
+        const tf_vf x0 = tf_vload_n(x + i, n - i); /* zeros past the end */
+        a0 = tf_vfma(x0, zero, a0);
+        m = tf_vmax(m, x0);
+    }
+    const float sum = tf_vreduce_add(tf_vadd(a0, a1));
+    return sum == sum && (!neg || tf_vreduce_max(m) <= 0.0f);
 }
 
 /* out, x, y are (n,): out = x / y */
@@ -274,12 +323,17 @@ la_mul_exp(float *out, const float *x, const float *bi, const float *bj, int64_t
 
 static void
 la_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars, int64_t aks, const float *B,
-        int64_t ldb, float *Cm, int64_t ldc, int acc)
+        int64_t ldb, float *Cm, int64_t ldc, int acc, const float *rs)
 {
     for (int64_t i = 0; i < M; i++) {
         float *c = Cm + i * ldc;
         if (!acc) {
             memset(c, 0, (size_t)N * sizeof(float));
+        }
+        else if (rs != NULL) {
+            for (int64_t j = 0; j < N; j++) {
+                c[j] *= rs[i];
+            }
         }
         for (int64_t k = 0; k < K; k++) {
             const float a = A[i * ars + k * aks];
@@ -297,6 +351,44 @@ la_vmul(float *out, const float *x, const float *y, int64_t n)
     for (int64_t i = 0; i < n; i++) {
         out[i] = x[i] * y[i];
     }
+}
+
+static inline void
+la_vmul_s(float *out, const float *x, const float *y, float s, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        out[i] = x[i] * y[i] * s;
+    }
+}
+
+static inline void
+la_add(float *out, const float *x, const float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        out[i] = x[i] + y[i];
+    }
+}
+
+static inline int
+la_finite(const float *x, int64_t n, int neg)
+{
+    float acc[16] = {0.0f}, m = 0.0f;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        for (int u = 0; u < 16; u++) {
+            acc[u] += x[i + u] * 0.0f;
+            m = x[i + u] > m ? x[i + u] : m;
+        }
+    }
+    for (; i < n; i++) {
+        acc[0] += x[i] * 0.0f;
+        m = x[i] > m ? x[i] : m;
+    }
+    float all = 0.0f;
+    for (int u = 0; u < 16; u++) {
+        all += acc[u];
+    }
+    return all == all && (!neg || m <= 0.0f);
 }
 
 static inline void
@@ -327,6 +419,26 @@ la_transpose(float *dst, int64_t ldd, const float *src, int64_t lds, int64_t row
 #endif
 
 /* ------------------------------------------------------------------ shared by all paths */
+
+/* Rows of the causal strips of the intra-chunk products (the vector GEMM's tile height) */
+#define LA_STRIP 6
+
+/* 1 if rows [row0, row0 + n) of q, k, v (and the gate) are finite (and the gate <= 0) */
+static inline int
+la_rows_ok(const tf_la_args *a, int64_t row0, int64_t n)
+{
+    return la_finite(a->q + row0 * a->Dk, n * a->Dk, 0) &&
+           la_finite(a->k + row0 * a->Dk, n * a->Dk, 0) &&
+           la_finite(a->v + row0 * a->Dv, n * a->Dv, 0) &&
+           (a->gate == NULL || la_finite(a->gate + row0 * a->Dk, n * a->Dk, 1));
+}
+
+/* a bad input row: the caller rescans the inputs for the message */
+static inline void
+la_flag_bad(const tf_la_args *a)
+{
+    __atomic_store_n(a->bad, 1, __ATOMIC_RELAXED);
+}
 
 /* dst, src are (n,): dst = phi(src) */
 static inline void
@@ -458,13 +570,15 @@ LA_FN(la_head_recurrent)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
 }
 
 /* Gated scores of one row block I = [i0, i0 + ni) of a chunk (n rows, buffers as in
- * la_head_chunkwise below; qr, ex the block's rows): pi (ni, i1) (leading dimension C),
- * zeros above the diagonal. */
+ * la_head_chunkwise below; qr, ex the block's rows; qm the chunk's mapped, unscaled queries):
+ * pi (ni, .) (leading dimension C) holds every column J < I and, per strip of LA_STRIP rows
+ * of I, the diagonal block's columns up to the strip's last row, zeros above the diagonal
+ * (what the strip's P V product reads). */
 static void
-LA_FN(la_gated_scores)(int64_t Dk, int64_t C, int64_t n, int64_t sub, int64_t i0, const float *qc,
-                       const float *kc, const float *bc, const float *ke, const float *qr,
-                       const float *ex, const float *zero, float *qs, float *kr, float *e,
-                       float *pi)
+LA_FN(la_gated_scores)(int64_t Dk, int64_t C, int64_t n, int64_t sub, int64_t i0, const float *qm,
+                       float scale, const float *kc, const float *bc, const float *ke,
+                       const float *qr, const float *ex, const float *zero, float *qs, float *kr,
+                       float *e, float *pi)
 {
     const int64_t ni = n - i0 < sub ? n - i0 : sub, i1 = i0 + ni;
     const float *base = i0 > 0 ? bc + (i0 - 1) * Dk : zero;
@@ -473,7 +587,7 @@ LA_FN(la_gated_scores)(int64_t Dk, int64_t C, int64_t n, int64_t sub, int64_t i0
         for (int64_t i = 0; i < ni; i++) {
             la_vmul(qs + i * Dk, qr + i * Dk, e, Dk);
         }
-        la_gemm(ni, sub, Dk, qs, Dk, 1, ke + j0, C, pi + j0, C, 0);
+        la_gemm(ni, sub, Dk, qs, Dk, 1, ke + j0, C, pi + j0, C, 0, NULL);
     }
     float decay = 0.0f; /* the sub-block's largest decay over the channels */
     for (int64_t c = 0; c < Dk; c++) {
@@ -485,9 +599,12 @@ LA_FN(la_gated_scores)(int64_t Dk, int64_t C, int64_t n, int64_t sub, int64_t i0
             la_vdiv(qs + j * Dk, kc + (i0 + j) * Dk, ex + j * Dk, Dk);
         }
         la_transpose(kr, sub, qs, Dk, ni, Dk);
-        la_gemm(ni, ni, Dk, qr, Dk, 1, kr, sub, pi + i0, C, 0);
-        for (int64_t i = 0; i < ni; i++) {
-            memset(pi + i * C + i0 + i + 1, 0, (size_t)(ni - i - 1) * sizeof(float));
+        for (int64_t r0 = 0; r0 < ni; r0 += LA_STRIP) { /* causal: strip by strip */
+            const int64_t w = ni - r0 < LA_STRIP ? ni : r0 + LA_STRIP;
+            la_gemm(w - r0, w, Dk, qr + r0 * Dk, Dk, 1, kr, sub, pi + r0 * C + i0, C, 0, NULL);
+            for (int64_t i = r0; i < w; i++) {
+                memset(pi + i * C + i0 + i + 1, 0, (size_t)(w - i - 1) * sizeof(float));
+            }
         }
     }
     else {
@@ -495,31 +612,35 @@ LA_FN(la_gated_scores)(int64_t Dk, int64_t C, int64_t n, int64_t sub, int64_t i0
             const int64_t ii = i0 + i;
             for (int64_t j = i0; j <= ii; j++) {
                 pi[i * C + j] =
-                    la_dot_exp(qc + ii * Dk, kc + j * Dk, bc + ii * Dk, bc + j * Dk, Dk);
+                    scale * la_dot_exp(qm + ii * Dk, kc + j * Dk, bc + ii * Dk, bc + j * Dk, Dk);
             }
             memset(pi + i * C + ii + 1, 0, (size_t)(i1 - ii - 1) * sizeof(float));
         }
     }
 }
 
-/* One (b, h): chunks of a->chunk rows. Per chunk (n rows, scale folded into the mapped
- * queries), every step a GEMM-shaped product (la_gemm) between cheap vector passes:
+/* One (b, h): chunks of a->chunk rows. Per chunk (n rows, scale folded into the query-side
+ * factors), every step a GEMM-shaped product (la_gemm) between cheap vector passes:
  *   P (n, n)   = Q Kᵀ ⊙ decay mask (causal; gated: per sub-block, see below)
  *   O (n, Dv)  = P V + (Q ⊙ exp(b_i)) S                  (intra-chunk + the state before it)
- *   S (Dk, Dv) = diag(exp(b_last)) S + (K ⊙ exp(b_last - b_j))ᵀ V
- * b_i: log-decays cumulated from the chunk's start (per channel when gated). Gated scores
- * (sum_c q_ic k_jc exp(b_ic - b_jc)) go per sub-block pair (I, J <= I) of LA_SUB rows, with
- * r the row before I (b_r = 0 for the first): for J < I,
+ *   S (Dk, Dv) = diag(exp(b_last)) S + (K ⊙ exp(b_last - b_j))ᵀ V   (one product: the decay
+ *                scales the accumulator as the product loads it)
+ * b_i: log-decays cumulated from the chunk's start (per channel when gated). The scores and
+ * P V go by strips of LA_STRIP rows, each only as wide as its last row's causal reach. Gated
+ * scores (sum_c q_ic k_jc exp(b_ic - b_jc)) go per sub-block pair (I, J <= I) of LA_SUB rows,
+ * with r the row before I (b_r = 0 for the first): for J < I,
  *   P_IJ = (Q_I ⊙ exp(b_i - b_r)) diag(exp(b_r - b_eJ)) (K_J ⊙ exp(b_eJ - b_j))ᵀ
  * (e_J the last row of J: every factor exp(<= 0)); for J = I the same with
- * K_I ⊙ exp(b_r - b_j) when the sub-block's decay is at most LA_SAFE, else pair by pair. */
+ * K_I ⊙ exp(b_r - b_j) when the sub-block's decay is at most LA_SAFE, else pair by pair.
+ * Each chunk's input rows are checked (finite, gates <= 0) as they are first read: the check
+ * brings them into cache for the products, and on failure the head stops (a->bad). */
 static void
 LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
 {
     const int64_t Dk = a->Dk, Dv = a->Dv, L = a->L, bh = b * a->H + h;
     const int64_t C = a->chunk < L ? a->chunk : L, sub = C < LA_SUB ? C : LA_SUB;
-    const int gated = a->gate != NULL;
-    const float ld = a->log_decay != NULL ? a->log_decay[h] : 0.0f;
+    const int gated = a->gate != NULL, identity = a->feature_map == TF_LA_IDENTITY;
+    const float ld = a->log_decay != NULL ? a->log_decay[h] : 0.0f, scale = a->scale;
     float *S = ws, *z = a->normalize ? S + Dk * Dv : NULL;
     float *qc = S + Dk * Dv + Dk, *kbuf = qc + C * Dk, *bc = kbuf + C * Dk, *qd = bc + C * Dk;
     float *qr = qd + C * Dk, *ex = qr + C * Dk, *kt = ex + C * Dk, *ker = kt + C * Dk;
@@ -527,38 +648,33 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
     float *p = ke + Dk * C, *qs = p + sub * C, *kr = qs + sub * Dk; /* kr: (Dk, sub) */
     float *zero = kr + sub * Dk, *e = zero + Dk, *e2 = e + Dk, *row = e2 + Dk, *pw = row + Dk;
     memset(zero, 0, (size_t)Dk * sizeof(float));
-    for (int64_t d = 0; !gated && d < C; d++) { /* pw[C - 1 - d] = decay^d, d = i - j */
-        pw[C - 1 - d] = expf((float)d * ld);
+    for (int64_t d = 0; !gated && d < C; d++) { /* pw[C - 1 - d] = scale decay^d, d = i - j */
+        pw[C - 1 - d] = scale * expf((float)d * ld);
     }
     for (int64_t s = 0; s < L; s += C) {
         const int64_t n = L - s < C ? L - s : C;
         const int64_t row0 = bh * L + s;
+        if (!la_rows_ok(a, row0, n)) {
+            la_flag_bad(a);
+            return;
+        }
         const float *v = a->v + row0 * Dv;
         float *o = a->out + row0 * Dv;
-        /* mapped keys: the input rows themselves for the identity map */
-        const float *kc = a->feature_map == TF_LA_IDENTITY ? a->k + row0 * Dk : kbuf;
-        for (int64_t i = 0; i < n; i++) {
-            float *qi = qc + i * Dk;
-            const float *qin = a->q + (row0 + i) * Dk;
-            if (a->feature_map == TF_LA_IDENTITY) {
-                for (int64_t c = 0; c < Dk; c++) {
-                    qi[c] = qin[c] * a->scale;
-                }
+        /* mapped (unscaled) queries and keys: the input rows themselves for the identity map */
+        const float *qm = identity ? a->q + row0 * Dk : qc;
+        const float *kc = identity ? a->k + row0 * Dk : kbuf;
+        for (int64_t i = 0; !identity && i < n; i++) {
+            la_map(qc + i * Dk, a->q + (row0 + i) * Dk, Dk, a->feature_map);
+            la_map(kbuf + i * Dk, a->k + (row0 + i) * Dk, Dk, a->feature_map);
+        }
+        if (gated) { /* b_i = g_s + ... + g_{s+i}, per channel */
+            memcpy(bc, a->gate + row0 * Dk, (size_t)Dk * sizeof(float));
+            for (int64_t i = 1; i < n; i++) {
+                la_add(bc + i * Dk, bc + (i - 1) * Dk, a->gate + (row0 + i) * Dk, Dk);
             }
-            else {
-                la_map(qi, qin, Dk, a->feature_map);
-                for (int64_t c = 0; c < Dk; c++) {
-                    qi[c] *= a->scale;
-                }
-                la_map(kbuf + i * Dk, a->k + (row0 + i) * Dk, Dk, a->feature_map);
-            }
-            if (gated) { /* b_i = g_s + ... + g_{s+i}, per channel */
-                const float *g = a->gate + (row0 + i) * Dk;
-                for (int64_t c = 0; c < Dk; c++) {
-                    bc[i * Dk + c] = (i > 0 ? bc[(i - 1) * Dk + c] : 0.0f) + g[c];
-                }
-            }
-            else {
+        }
+        else {
+            for (int64_t i = 0; i < n; i++) {
                 bc[i] = (float)(i + 1) * ld;
             }
         }
@@ -567,7 +683,7 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
          * (Dk, C) are the keys of the scores. Gated, per sub-block I (r the row before it,
          * e_I its last): ex_i = exp(b_i - b_r), qr_i = q_i ⊙ ex_i, qd_i = qr_i ⊙ exp(b_r),
          * ke_j = k_j ⊙ exp(b_eI - b_j), kt_j = ke_j ⊙ exp(b_last - b_eI) (all factors
-         * exp(<= 0), two exponentials per row) */
+         * exp(<= 0), two exponentials per row; the scale on qr and qd) */
         for (int64_t i0 = 0; gated && i0 < n; i0 += sub) {
             const int64_t i1 = n - i0 < sub ? n : i0 + sub;
             const float *base = i0 > 0 ? bc + (i0 - 1) * Dk : zero, *bend = bc + (i1 - 1) * Dk;
@@ -575,41 +691,46 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
             la_exp_sub(e2, blast, bend, Dk);
             for (int64_t i = i0; i < i1; i++) {
                 la_exp_sub(ex + i * Dk, bc + i * Dk, base, Dk);
-                la_vmul(qr + i * Dk, qc + i * Dk, ex + i * Dk, Dk);
+                la_vmul_s(qr + i * Dk, qm + i * Dk, ex + i * Dk, scale, Dk);
                 la_vmul(qd + i * Dk, qr + i * Dk, e, Dk);
                 la_mul_exp(ker + i * Dk, kc + i * Dk, bend, bc + i * Dk, Dk);
                 la_vmul(kt + i * Dk, ker + i * Dk, e2, Dk);
             }
         }
         for (int64_t i = 0; !gated && i < n; i++) {
-            const float fq = expf(bc[i]), fk = expf(bc[n - 1] - bc[i]);
+            const float fq = scale * expf(bc[i]), fk = expf(bc[n - 1] - bc[i]);
             for (int64_t c = 0; c < Dk; c++) {
-                qd[i * Dk + c] = qc[i * Dk + c] * fq;
+                qd[i * Dk + c] = qm[i * Dk + c] * fq;
                 kt[i * Dk + c] = kc[i * Dk + c] * fk;
             }
         }
         la_transpose(ke, C, gated ? ker : kc, Dk, n, Dk);
         /* O = qd S: the state from before the chunk */
-        la_gemm(n, Dv, Dk, qd, Dk, 1, S, Dv, o, Dv, 0);
-        /* per row block I of sub rows: scores P_I (ni, i1) = the causal part of the chunk's
-         * row block (zeros above the diagonal), then O_I += P_I V */
+        la_gemm(n, Dv, Dk, qd, Dk, 1, S, Dv, o, Dv, 0, NULL);
+        /* per row block I of sub rows, strip by strip (LA_STRIP rows, columns up to the
+         * strip's last row): scores P (zeros above the diagonal), then O += P V */
         for (int64_t i0 = 0; i0 < n; i0 += sub) {
-            const int64_t ni = n - i0 < sub ? n - i0 : sub, i1 = i0 + ni;
+            const int64_t ni = n - i0 < sub ? n - i0 : sub;
             float *pi = p;
-            if (!gated) {
-                la_gemm(ni, i1, Dk, qc + i0 * Dk, Dk, 1, ke, C, pi, C, 0);
-                for (int64_t i = 0; i < ni; i++) {
-                    float *pr = pi + i * C;
-                    const int64_t ii = i0 + i;
-                    la_vmul(pr, pr, pw + C - 1 - ii, ii + 1);
-                    memset(pr + ii + 1, 0, (size_t)(i1 - ii - 1) * sizeof(float));
-                }
-            }
-            else {
-                LA_FN(la_gated_scores)(Dk, C, n, sub, i0, qc, kc, bc, ke, qr + i0 * Dk,
+            if (gated) {
+                LA_FN(la_gated_scores)(Dk, C, n, sub, i0, qm, scale, kc, bc, ke, qr + i0 * Dk,
                                        ex + i0 * Dk, zero, qs, kr, e, pi);
             }
-            la_gemm(ni, Dv, i1, pi, C, 1, v, Dv, o + i0 * Dv, Dv, 1);
+            for (int64_t r0 = 0; r0 < ni; r0 += LA_STRIP) {
+                const int64_t r1 = ni - r0 < LA_STRIP ? ni : r0 + LA_STRIP, w = i0 + r1;
+                if (!gated) {
+                    la_gemm(r1 - r0, w, Dk, qm + (i0 + r0) * Dk, Dk, 1, ke, C, pi + r0 * C, C, 0,
+                            NULL);
+                    for (int64_t i = r0; i < r1; i++) {
+                        float *pr = pi + i * C;
+                        const int64_t ii = i0 + i;
+                        la_vmul(pr, pr, pw + C - 1 - ii, ii + 1);
+                        memset(pr + ii + 1, 0, (size_t)(w - ii - 1) * sizeof(float));
+                    }
+                }
+                la_gemm(r1 - r0, Dv, w, pi + r0 * C, C, 1, v, Dv, o + (i0 + r0) * Dv, Dv, 1,
+                        NULL);
+            }
             for (int64_t i = 0; a->normalize && i < ni; i++) {
                 float den = la_dot(qd + (i0 + i) * Dk, z, Dk);
                 for (int64_t j = 0; j <= i0 + i; j++) {
@@ -621,17 +742,24 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
                 }
             }
         }
-        /* carry the state past the chunk: S = diag(exp(b_last)) S + kt V, z likewise */
+        /* carry the state past the chunk: S = diag(exp(b_last)) S + kt V in one product (e
+         * the row scales), z likewise */
+        const float *rs = NULL;
         if (gated) {
-            for (int64_t c = 0; c < Dk; c++) {
-                e[c] = expf(blast[c]);
-            }
-            la_decay_state(S, z, e, 0.0f, Dk, Dv);
+            la_exp_sub(e, blast, NULL, Dk);
+            rs = e;
         }
         else if (a->log_decay != NULL) {
-            la_decay_state(S, z, NULL, expf(bc[n - 1]), Dk, Dv);
+            const float f = expf(bc[n - 1]);
+            for (int64_t c = 0; c < Dk; c++) {
+                e[c] = f;
+            }
+            rs = e;
         }
-        la_gemm(Dk, Dv, n, kt, 1, Dk, v, Dv, S, Dv, 1); /* kt (n, Dk) read as (Dk, n) */
+        la_gemm(Dk, Dv, n, kt, 1, Dk, v, Dv, S, Dv, 1, rs); /* kt (n, Dk) read as (Dk, n) */
+        if (z != NULL && rs != NULL) {
+            la_vmul(z, z, rs, Dk);
+        }
         for (int64_t j = 0; z != NULL && j < n; j++) {
             la_axpy(z, 1.0f, kt + j * Dk, Dk);
         }
@@ -756,6 +884,10 @@ LA_FN(la_head)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
 {
     const int64_t Dk = a->Dk, Dv = a->Dv, bh = b * a->H + h;
     float *S = ws, *z = ws + Dk * Dv;
+    if (a->mode != TF_LA_CHUNKWISE && !la_rows_ok(a, bh * a->L, a->L)) {
+        la_flag_bad(a); /* (chunkwise checks chunk by chunk, as it reads them) */
+        return;
+    }
     if (a->mode == TF_LA_PARALLEL) {
         LA_FN(la_head_parallel)(a, b, h, ws);
     }
@@ -773,6 +905,9 @@ LA_FN(la_head)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
         else {
             LA_FN(la_head_chunkwise)(a, b, h, ws);
         }
+    }
+    if (__atomic_load_n(a->bad, __ATOMIC_RELAXED)) {
+        return;
     }
     if (a->s_out != NULL) {
         memcpy(a->s_out + bh * Dk * Dv, S, (size_t)(Dk * Dv) * sizeof(float));
@@ -815,7 +950,7 @@ tf_linear_attention(const tf_la_args *a, tf_err *err)
         }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t bh = 0; bh < BH; bh++) {
-            if (ws != NULL) {
+            if (ws != NULL && !__atomic_load_n(a->bad, __ATOMIC_RELAXED)) {
                 head(a, bh / a->H, bh % a->H, ws);
             }
         }
