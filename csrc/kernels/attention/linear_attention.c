@@ -15,6 +15,12 @@
 /* ------------------------------------------------------------------ vector primitives */
 #define LA_FN(name) TF_ISA_FN(name)
 
+/* Every exponential here is of a sum of log-decays (<= 0): the flush-to-zero form (fewer
+ * multiply-port operations at AVX2) only differs below 2^-125, where a decay factor is 0 to
+ * float precision anyway (the one division by a factor, in la_gated_scores, is of factors
+ * >= exp(-LA_SAFE)). */
+#define la_vexp tf_vexp_ftz
+
 /* a, b are (n,): sum a * b */
 static inline float
 la_dot(const float *a, const float *b, int64_t n)
@@ -51,12 +57,12 @@ la_dot_exp(const float *q, const float *k, const float *bi, const float *bj, int
     tf_vf acc = tf_vzero();
     int64_t i = 0;
     for (; i + TF_VW <= n; i += TF_VW) {
-        const tf_vf e = tf_vexp(tf_vsub(tf_vload(bi + i), tf_vload(bj + i)));
+        const tf_vf e = la_vexp(tf_vsub(tf_vload(bi + i), tf_vload(bj + i)));
         acc = tf_vfma(tf_vmul(tf_vload(q + i), tf_vload(k + i)), e, acc);
     }
     if (i < n) {
         const int64_t r = n - i;
-        const tf_vf e = tf_vexp(tf_vsub(tf_vload_n(bi + i, r), tf_vload_n(bj + i, r)));
+        const tf_vf e = la_vexp(tf_vsub(tf_vload_n(bi + i, r), tf_vload_n(bj + i, r)));
         acc = tf_vfma(tf_vmul(tf_vload_n(q + i, r), tf_vload_n(k + i, r)), e, acc);
     }
     return tf_vreduce_add(acc);
@@ -72,7 +78,7 @@ la_mul_exp(float *out, const float *x, const float *bi, const float *bj, int64_t
         if (bj != NULL) {
             arg = tf_vsub(arg, tf_vload_n(bj + i, r));
         }
-        tf_vstore_n(out + i, tf_vmul(tf_vload_n(x + i, r), tf_vexp(arg)), r);
+        tf_vstore_n(out + i, tf_vmul(tf_vload_n(x + i, r), la_vexp(arg)), r);
     }
 }
 
@@ -182,17 +188,6 @@ la_vmul(float *out, const float *x, const float *y, int64_t n)
     }
 }
 
-/* out, x, y are (n,): out = x * y * s */
-static inline void
-la_vmul_s(float *out, const float *x, const float *y, float s, int64_t n)
-{
-    const tf_vf vs = tf_vset1(s);
-    for (int64_t i = 0; i < n; i += TF_VW) {
-        const int64_t r = n - i;
-        tf_vstore_n(out + i, tf_vmul(tf_vmul(tf_vload_n(x + i, r), tf_vload_n(y + i, r)), vs), r);
-    }
-}
-
 /* out, x, y are (n,): out = x + y */
 static inline void
 la_add(float *out, const float *x, const float *y, int64_t n)
@@ -226,6 +221,29 @@ la_finite(const float *x, int64_t n, int neg)
     return sum == sum && (!neg || tf_vreduce_max(m) <= 0.0f);
 }
 
+/* One gated row's factors (all (n,), see la_head_chunkwise): ex = exp(b - base),
+ * qr = q ⊙ ex ⊙ s, qd = qr ⊙ e, ker = k ⊙ exp(bend - b), kt = ker ⊙ e2: one pass */
+static inline void
+la_gate_row(const float *q, const float *k, const float *b, const float *base, const float *bend,
+            const float *e, const float *e2, float s, float *ex, float *qr, float *qd, float *ker,
+            float *kt, int64_t n)
+{
+    const tf_vf vs = tf_vset1(s);
+    for (int64_t i = 0; i < n; i += TF_VW) {
+        const int64_t r = n - i;
+        const tf_vf bi = tf_vload_n(b + i, r);
+        const tf_vf x = la_vexp(tf_vsub(bi, tf_vload_n(base + i, r)));
+        const tf_vf y = la_vexp(tf_vsub(tf_vload_n(bend + i, r), bi));
+        const tf_vf qi = tf_vmul(tf_vmul(tf_vload_n(q + i, r), x), vs);
+        const tf_vf ki = tf_vmul(tf_vload_n(k + i, r), y);
+        tf_vstore_n(ex + i, x, r);
+        tf_vstore_n(qr + i, qi, r);
+        tf_vstore_n(qd + i, tf_vmul(qi, tf_vload_n(e + i, r)), r);
+        tf_vstore_n(ker + i, ki, r);
+        tf_vstore_n(kt + i, tf_vmul(ki, tf_vload_n(e2 + i, r)), r);
+    }
+}
+
 /* out, x, y are (n,): out = x / y */
 static inline void
 la_vdiv(float *out, const float *x, const float *y, int64_t n)
@@ -246,7 +264,7 @@ la_exp_sub(float *out, const float *bi, const float *bj, int64_t n)
         if (bj != NULL) {
             arg = tf_vsub(arg, tf_vload_n(bj + i, r));
         }
-        tf_vstore_n(out + i, tf_vexp(arg), r);
+        tf_vstore_n(out + i, la_vexp(arg), r);
     }
 }
 
@@ -354,14 +372,6 @@ la_vmul(float *out, const float *x, const float *y, int64_t n)
 }
 
 static inline void
-la_vmul_s(float *out, const float *x, const float *y, float s, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) {
-        out[i] = x[i] * y[i] * s;
-    }
-}
-
-static inline void
 la_add(float *out, const float *x, const float *y, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
@@ -389,6 +399,20 @@ la_finite(const float *x, int64_t n, int neg)
         all += acc[u];
     }
     return all == all && (!neg || m <= 0.0f);
+}
+
+static inline void
+la_gate_row(const float *q, const float *k, const float *b, const float *base, const float *bend,
+            const float *e, const float *e2, float s, float *ex, float *qr, float *qd, float *ker,
+            float *kt, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        ex[i] = expf(b[i] - base[i]);
+        qr[i] = q[i] * ex[i] * s;
+        qd[i] = qr[i] * e[i];
+        ker[i] = k[i] * expf(bend[i] - b[i]);
+        kt[i] = ker[i] * e2[i];
+    }
 }
 
 static inline void
@@ -583,11 +607,15 @@ LA_FN(la_gated_scores)(int64_t Dk, int64_t C, int64_t n, int64_t sub, int64_t i0
     const int64_t ni = n - i0 < sub ? n - i0 : sub, i1 = i0 + ni;
     const float *base = i0 > 0 ? bc + (i0 - 1) * Dk : zero;
     for (int64_t j0 = 0; j0 < i0; j0 += sub) { /* J < I: always full sub-blocks */
-        la_exp_sub(e, base, bc + (j0 + sub - 1) * Dk, Dk);
-        for (int64_t i = 0; i < ni; i++) {
-            la_vmul(qs + i * Dk, qr + i * Dk, e, Dk);
+        const float *qj = qr; /* J = I - 1: e_J = r, the factor is 1 */
+        if (j0 + sub < i0) {
+            la_exp_sub(e, base, bc + (j0 + sub - 1) * Dk, Dk);
+            for (int64_t i = 0; i < ni; i++) {
+                la_vmul(qs + i * Dk, qr + i * Dk, e, Dk);
+            }
+            qj = qs;
         }
-        la_gemm(ni, sub, Dk, qs, Dk, 1, ke + j0, C, pi + j0, C, 0, NULL);
+        la_gemm(ni, sub, Dk, qj, Dk, 1, ke + j0, C, pi + j0, C, 0, NULL);
     }
     float decay = 0.0f; /* the sub-block's largest decay over the channels */
     for (int64_t c = 0; c < Dk; c++) {
@@ -690,11 +718,8 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
             la_exp_sub(e, base, NULL, Dk);
             la_exp_sub(e2, blast, bend, Dk);
             for (int64_t i = i0; i < i1; i++) {
-                la_exp_sub(ex + i * Dk, bc + i * Dk, base, Dk);
-                la_vmul_s(qr + i * Dk, qm + i * Dk, ex + i * Dk, scale, Dk);
-                la_vmul(qd + i * Dk, qr + i * Dk, e, Dk);
-                la_mul_exp(ker + i * Dk, kc + i * Dk, bend, bc + i * Dk, Dk);
-                la_vmul(kt + i * Dk, ker + i * Dk, e2, Dk);
+                la_gate_row(qm + i * Dk, kc + i * Dk, bc + i * Dk, base, bend, e, e2, scale,
+                            ex + i * Dk, qr + i * Dk, qd + i * Dk, ker + i * Dk, kt + i * Dk, Dk);
             }
         }
         for (int64_t i = 0; !gated && i < n; i++) {
