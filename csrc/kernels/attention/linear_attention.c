@@ -15,10 +15,9 @@
 /* ------------------------------------------------------------------ vector primitives */
 #define LA_FN(name) TF_ISA_FN(name)
 
-/* Every exponential here is of a sum of log-decays (<= 0): the flush-to-zero form (fewer
- * multiply-port operations at AVX2) only differs below 2^-125, where a decay factor is 0 to
- * float precision anyway (the one division by a factor, in la_gated_scores, is of factors
- * >= exp(-LA_SAFE)). */
+/* Every exponential here is of a sum of log-decays (<= 0; the one exception, in
+ * la_gated_scores, is <= LA_SAFE): the flush-to-zero form (fewer multiply-port operations at
+ * AVX2) only differs below 2^-125, where a decay factor is 0 to float precision anyway. */
 #define la_vexp tf_vexp_ftz
 
 /* a, b are (n,): sum a * b */
@@ -244,16 +243,6 @@ la_gate_row(const float *q, const float *k, const float *b, const float *base, c
     }
 }
 
-/* out, x, y are (n,): out = x / y */
-static inline void
-la_vdiv(float *out, const float *x, const float *y, int64_t n)
-{
-    for (int64_t i = 0; i < n; i += TF_VW) {
-        const int64_t r = n - i;
-        tf_vstore_n(out + i, tf_vdiv(tf_vload_n(x + i, r), tf_vload_n(y + i, r)), r);
-    }
-}
-
 /* out, bi, bj are (n,): out = exp(bi - bj), bj NULL meaning 0 */
 static inline void
 la_exp_sub(float *out, const float *bi, const float *bj, int64_t n)
@@ -416,14 +405,6 @@ la_gate_row(const float *q, const float *k, const float *b, const float *base, c
 }
 
 static inline void
-la_vdiv(float *out, const float *x, const float *y, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) {
-        out[i] = x[i] / y[i];
-    }
-}
-
-static inline void
 la_exp_sub(float *out, const float *bi, const float *bj, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
@@ -455,6 +436,24 @@ la_rows_ok(const tf_la_args *a, int64_t row0, int64_t n)
            la_finite(a->k + row0 * a->Dk, n * a->Dk, 0) &&
            la_finite(a->v + row0 * a->Dv, n * a->Dv, 0) &&
            (a->gate == NULL || la_finite(a->gate + row0 * a->Dk, n * a->Dk, 1));
+}
+
+/* Part `part` of `parts` of rows [row0, row0 + n) of q, k, v (and the gate) prefetched into
+ * cache: the next chunk's rows come in a slice per intra-chunk strip, while the products run,
+ * instead of at once in the check pass (which would then wait on memory). */
+static inline void
+la_prefetch_rows(const tf_la_args *a, int64_t row0, int64_t n, int64_t part, int64_t parts)
+{
+    const float *base[4] = {a->q + row0 * a->Dk, a->k + row0 * a->Dk, a->v + row0 * a->Dv,
+                            a->gate != NULL ? a->gate + row0 * a->Dk : NULL};
+    const int64_t len[4] = {n * a->Dk, n * a->Dk, n * a->Dv, n * a->Dk}; /* floats */
+    for (int t = 0; t < 4 && base[t] != NULL; t++) {
+        const int64_t lines = (len[t] + 15) / 16; /* 64-byte lines */
+        const int64_t l1 = lines * (part + 1) / parts;
+        for (int64_t l = lines * part / parts; l < l1; l++) {
+            __builtin_prefetch(base[t] + l * 16, 0, 3);
+        }
+    }
 }
 
 /* a bad input row: the caller rescans the inputs for the message */
@@ -525,14 +524,14 @@ la_write_state(float *S, float *z, const float *kd, const float *v, int64_t Dk, 
 
 /* Gated chunks: rows per sub-block of the intra-chunk scores, and the largest decay (minus
  * the sum of a channel's log-gates over one sub-block) for which a diagonal sub-block is
- * computed as one product of rescaled rows (factors exp(<= 0) on queries, exp(<= LA_SAFE) on
- * keys: no overflow, no underflow to 0 of a factor whose product with the other is not
- * negligible); stronger decays take the exact per-pair path. */
+ * computed as one product of rescaled rows (queries times exp(<= LA_SAFE), keys times
+ * exp(>= -LA_SAFE): no overflow, no underflow to 0 of a factor whose product with the other is
+ * not negligible); stronger decays take the exact per-pair path. */
 #define LA_SUB  16
 #define LA_SAFE 20.0f
 
 /* Floats of chunk workspace: qc, kc, bc, qd, qr, ex, kt, ker (C, Dk); ke (Dk, C); scores p
- * (sub, C); qs (sub, Dk), kr (Dk, sub); zero, e, e2, row (Dk,); decay powers (C,). */
+ * (sub, C); qs (sub, Dk), (sub, Dk) spare; zero, e, e2, row (Dk,); decay powers (C,). */
 static inline int64_t
 la_chunk_workspace(int64_t C, int64_t Dk)
 {
@@ -594,18 +593,19 @@ LA_FN(la_head_recurrent)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
 }
 
 /* Gated scores of one row block I = [i0, i0 + ni) of a chunk (n rows, buffers as in
- * la_head_chunkwise below; qr, ex the block's rows; qm the chunk's mapped, unscaled queries):
+ * la_head_chunkwise below; qr the block's rows; qm the chunk's mapped, unscaled queries):
  * pi (ni, .) (leading dimension C) holds every column J < I and, per strip of LA_STRIP rows
  * of I, the diagonal block's columns up to the strip's last row, zeros above the diagonal
- * (what the strip's P V product reads). */
+ * (what the strip's P V product reads). Every product reads the chunk's keys ke
+ * (Dk, C) = (K ⊙ exp(b_e - b_j))ᵀ as they are (e the last row of the key's sub-block): the
+ * factor between two sub-blocks rides on the queries. */
 static void
 LA_FN(la_gated_scores)(int64_t Dk, int64_t C, int64_t n, int64_t sub, int64_t i0, const float *qm,
                        float scale, const float *kc, const float *bc, const float *ke,
-                       const float *qr, const float *ex, const float *zero, float *qs, float *kr,
-                       float *e, float *pi)
+                       const float *qr, const float *zero, float *qs, float *e, float *pi)
 {
     const int64_t ni = n - i0 < sub ? n - i0 : sub, i1 = i0 + ni;
-    const float *base = i0 > 0 ? bc + (i0 - 1) * Dk : zero;
+    const float *base = i0 > 0 ? bc + (i0 - 1) * Dk : zero, *bend = bc + (i1 - 1) * Dk;
     for (int64_t j0 = 0; j0 < i0; j0 += sub) { /* J < I: always full sub-blocks */
         const float *qj = qr; /* J = I - 1: e_J = r, the factor is 1 */
         if (j0 + sub < i0) {
@@ -619,17 +619,17 @@ LA_FN(la_gated_scores)(int64_t Dk, int64_t C, int64_t n, int64_t sub, int64_t i0
     }
     float decay = 0.0f; /* the sub-block's largest decay over the channels */
     for (int64_t c = 0; c < Dk; c++) {
-        const float d = base[c] - bc[(i1 - 1) * Dk + c];
+        const float d = base[c] - bend[c];
         decay = d > decay ? d : decay;
     }
-    if (decay <= LA_SAFE) { /* exp(b_r - b_j) = 1 / exp(b_j - b_r) >= exp(-LA_SAFE) */
-        for (int64_t j = 0; j < ni; j++) { /* kr = (K_I ⊙ exp(b_r - b_j))ᵀ, via qs */
-            la_vdiv(qs + j * Dk, kc + (i0 + j) * Dk, ex + j * Dk, Dk);
+    if (decay <= LA_SAFE) { /* queries times exp(b_r - b_eI) <= exp(LA_SAFE) */
+        la_exp_sub(e, base, bend, Dk);
+        for (int64_t i = 0; i < ni; i++) {
+            la_vmul(qs + i * Dk, qr + i * Dk, e, Dk);
         }
-        la_transpose(kr, sub, qs, Dk, ni, Dk);
         for (int64_t r0 = 0; r0 < ni; r0 += LA_STRIP) { /* causal: strip by strip */
             const int64_t w = ni - r0 < LA_STRIP ? ni : r0 + LA_STRIP;
-            la_gemm(w - r0, w, Dk, qr + r0 * Dk, Dk, 1, kr, sub, pi + r0 * C + i0, C, 0, NULL);
+            la_gemm(w - r0, w, Dk, qs + r0 * Dk, Dk, 1, ke + i0, C, pi + r0 * C + i0, C, 0, NULL);
             for (int64_t i = r0; i < w; i++) {
                 memset(pi + i * C + i0 + i + 1, 0, (size_t)(w - i - 1) * sizeof(float));
             }
@@ -658,8 +658,9 @@ LA_FN(la_gated_scores)(int64_t Dk, int64_t C, int64_t n, int64_t sub, int64_t i0
  * scores (sum_c q_ic k_jc exp(b_ic - b_jc)) go per sub-block pair (I, J <= I) of LA_SUB rows,
  * with r the row before I (b_r = 0 for the first): for J < I,
  *   P_IJ = (Q_I ⊙ exp(b_i - b_r)) diag(exp(b_r - b_eJ)) (K_J ⊙ exp(b_eJ - b_j))ᵀ
- * (e_J the last row of J: every factor exp(<= 0)); for J = I the same with
- * K_I ⊙ exp(b_r - b_j) when the sub-block's decay is at most LA_SAFE, else pair by pair.
+ * (e_J the last row of J: every factor exp(<= 0)); for J = I the same with the middle
+ * factor exp(b_r - b_eI) (>= 1) when the sub-block's decay is at most LA_SAFE, else pair by
+ * pair.
  * Each chunk's input rows are checked (finite, gates <= 0) as they are first read: the check
  * brings them into cache for the products, and on failure the head stops (a->bad). */
 static void
@@ -673,11 +674,17 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
     float *qc = S + Dk * Dv + Dk, *kbuf = qc + C * Dk, *bc = kbuf + C * Dk, *qd = bc + C * Dk;
     float *qr = qd + C * Dk, *ex = qr + C * Dk, *kt = ex + C * Dk, *ker = kt + C * Dk;
     float *ke = ker + C * Dk;
-    float *p = ke + Dk * C, *qs = p + sub * C, *kr = qs + sub * Dk; /* kr: (Dk, sub) */
-    float *zero = kr + sub * Dk, *e = zero + Dk, *e2 = e + Dk, *row = e2 + Dk, *pw = row + Dk;
+    float *p = ke + Dk * C, *qs = p + sub * C;
+    float *zero = qs + 2 * sub * Dk, *e = zero + Dk, *e2 = e + Dk, *row = e2 + Dk, *pw = row + Dk;
+    float *fq = ex, *fk = ex + C; /* not gated: the rows' decay factors (for nf rows) */
+    int64_t nf = 0, strips = 0;   /* strips: of a full chunk, prefetch slices */
     memset(zero, 0, (size_t)Dk * sizeof(float));
     for (int64_t d = 0; !gated && d < C; d++) { /* pw[C - 1 - d] = scale decay^d, d = i - j */
         pw[C - 1 - d] = scale * expf((float)d * ld);
+    }
+    for (int64_t i0 = 0; i0 < C; i0 += sub) {
+        const int64_t ni = C - i0 < sub ? C - i0 : sub;
+        strips += (ni + LA_STRIP - 1) / LA_STRIP;
     }
     for (int64_t s = 0; s < L; s += C) {
         const int64_t n = L - s < C ? L - s : C;
@@ -686,6 +693,9 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
             la_flag_bad(a);
             return;
         }
+        /* the next chunk's rows, a slice per strip below */
+        const int64_t next = L - s - n < C ? L - s - n : C;
+        int64_t strip = 0;
         const float *v = a->v + row0 * Dv;
         float *o = a->out + row0 * Dv;
         /* mapped (unscaled) queries and keys: the input rows themselves for the identity map */
@@ -701,10 +711,12 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
                 la_add(bc + i * Dk, bc + (i - 1) * Dk, a->gate + (row0 + i) * Dk, Dk);
             }
         }
-        else {
+        else if (n != nf) { /* fq_i = scale decay^(i + 1), fk_i = decay^(n - 1 - i) */
             for (int64_t i = 0; i < n; i++) {
-                bc[i] = (float)(i + 1) * ld;
+                fq[i] = scale * expf((float)(i + 1) * ld);
+                fk[i] = expf((float)(n - 1 - i) * ld);
             }
+            nf = n;
         }
         const float *blast = gated ? bc + (n - 1) * Dk : NULL;
         /* qd = Q ⊙ exp(b_i) reads the state, kt = K ⊙ exp(b_last - b_j) writes it, ke
@@ -723,10 +735,9 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
             }
         }
         for (int64_t i = 0; !gated && i < n; i++) {
-            const float fq = scale * expf(bc[i]), fk = expf(bc[n - 1] - bc[i]);
             for (int64_t c = 0; c < Dk; c++) {
-                qd[i * Dk + c] = qm[i * Dk + c] * fq;
-                kt[i * Dk + c] = kc[i * Dk + c] * fk;
+                qd[i * Dk + c] = qm[i * Dk + c] * fq[i];
+                kt[i * Dk + c] = kc[i * Dk + c] * fk[i];
             }
         }
         la_transpose(ke, C, gated ? ker : kc, Dk, n, Dk);
@@ -739,7 +750,7 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
             float *pi = p;
             if (gated) {
                 LA_FN(la_gated_scores)(Dk, C, n, sub, i0, qm, scale, kc, bc, ke, qr + i0 * Dk,
-                                       ex + i0 * Dk, zero, qs, kr, e, pi);
+                                       zero, qs, e, pi);
             }
             for (int64_t r0 = 0; r0 < ni; r0 += LA_STRIP) {
                 const int64_t r1 = ni - r0 < LA_STRIP ? ni : r0 + LA_STRIP, w = i0 + r1;
@@ -755,6 +766,9 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
                 }
                 la_gemm(r1 - r0, Dv, w, pi + r0 * C, C, 1, v, Dv, o + (i0 + r0) * Dv, Dv, 1,
                         NULL);
+                if (next > 0 && strip < strips) {
+                    la_prefetch_rows(a, row0 + n, next, strip++, strips);
+                }
             }
             for (int64_t i = 0; a->normalize && i < ni; i++) {
                 float den = la_dot(qd + (i0 + i) * Dk, z, Dk);
@@ -775,7 +789,7 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
             rs = e;
         }
         else if (a->log_decay != NULL) {
-            const float f = expf(bc[n - 1]);
+            const float f = expf((float)n * ld);
             for (int64_t c = 0; c < Dk; c++) {
                 e[c] = f;
             }

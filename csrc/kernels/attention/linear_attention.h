@@ -16,7 +16,8 @@
  * exp(b_i) (state into the chunk) and exp(b_last - b_j) (keys into the next state), never
  * exp(-b). The chunkwise kernel's gated scores factor exp(b_i - b_j) through sub-block
  * boundaries into such factors; only inside a 16-row sub-block whose decay is at most 20 in
- * every channel does it divide by one (keys scaled by at most e^20: no overflow, no loss). */
+ * every channel does one factor exceed 1 (queries scaled by at most e^20: no overflow, no
+ * loss). */
 #ifndef TFCORE_KERNELS_ATTENTION_LINEAR_ATTENTION_H
 #define TFCORE_KERNELS_ATTENTION_LINEAR_ATTENTION_H
 
