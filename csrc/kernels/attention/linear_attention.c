@@ -440,10 +440,13 @@ la_rows_ok(const tf_la_args *a, int64_t row0, int64_t n)
 
 /* Part `part` of `parts` of rows [row0, row0 + n) of q, k, v (and the gate) prefetched into
  * cache: the next chunk's rows come in a slice per intra-chunk strip, while the products run,
- * instead of at once in the check pass (which would then wait on memory). */
+ * instead of at once in the check pass (which would then wait on memory). The empty volatile
+ * asm keeps GCC from taking a function of prefetches alone for one without effects (its
+ * calls were deleted as dead). */
 static inline void
 la_prefetch_rows(const tf_la_args *a, int64_t row0, int64_t n, int64_t part, int64_t parts)
 {
+    __asm__ __volatile__("");
     const float *base[4] = {a->q + row0 * a->Dk, a->k + row0 * a->Dk, a->v + row0 * a->Dv,
                             a->gate != NULL ? a->gate + row0 * a->Dk : NULL};
     const int64_t len[4] = {n * a->Dk, n * a->Dk, n * a->Dv, n * a->Dk}; /* floats */
