@@ -95,7 +95,8 @@ linear_attention(PyObject *module, PyObject *args, PyObject *kwds)
         return NULL;
     }
     const int64_t any4[4] = {-1, -1, -1, -1};
-    if ((arr.q = exact(st, q_obj, "query", 4, any4, "(batch, heads, length, key_dim)", 0)) == NULL) {
+    if ((arr.q = exact(st, q_obj, "query", 4, any4, "(batch, heads, length, key_dim)", 0)) ==
+        NULL) {
         goto done;
     }
     a.B = PyArray_DIM(arr.q, 0);

@@ -98,8 +98,7 @@ la_mul_exp(float *out, const float *x, const float *bi, const float *bj, int64_t
  * tail lanes); nr, nv are compile-time constants after inlining. */
 static inline __attribute__((always_inline)) void
 la_tile(const int nr, const int nv, int64_t K, const float *A, int64_t ars, int64_t aks,
-        const float *B, int64_t ldb, float *Cm, int64_t ldc, int64_t tail, int acc,
-        const float *rs)
+        const float *B, int64_t ldb, float *Cm, int64_t ldc, int64_t tail, int acc, const float *rs)
 {
     tf_vf c[LA_R][LA_NV];
     for (int r = 0; r < nr; r++) {
@@ -614,7 +613,7 @@ LA_FN(la_gated_scores)(int64_t Dk, int64_t C, int64_t n, int64_t sub, int64_t i0
     const int64_t ni = n - i0 < sub ? n - i0 : sub, i1 = i0 + ni;
     const float *base = i0 > 0 ? bc + (i0 - 1) * Dk : zero, *bend = bc + (i1 - 1) * Dk;
     for (int64_t j0 = 0; j0 < i0; j0 += sub) { /* J < I: always full sub-blocks */
-        const float *qj = qr; /* J = I - 1: e_J = r, the factor is 1 */
+        const float *qj = qr;                  /* J = I - 1: e_J = r, the factor is 1 */
         if (j0 + sub < i0) {
             la_exp_sub(e, base, bc + (j0 + sub - 1) * Dk, Dk);
             for (int64_t i = 0; i < ni; i++) {
@@ -756,8 +755,8 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
             const int64_t ni = n - i0 < sub ? n - i0 : sub;
             float *pi = p;
             if (gated) {
-                LA_FN(la_gated_scores)(Dk, C, n, sub, i0, qm, scale, kc, bc, ke, qr + i0 * Dk,
-                                       zero, qs, e, pi);
+                LA_FN(la_gated_scores)(Dk, C, n, sub, i0, qm, scale, kc, bc, ke, qr + i0 * Dk, zero,
+                                       qs, e, pi);
             }
             for (int64_t r0 = 0; r0 < ni; r0 += LA_STRIP) {
                 const int64_t r1 = ni - r0 < LA_STRIP ? ni : r0 + LA_STRIP, w = i0 + r1;
@@ -771,8 +770,7 @@ LA_FN(la_head_chunkwise)(const tf_la_args *a, int64_t b, int64_t h, float *ws)
                         memset(pr + ii + 1, 0, (size_t)(w - ii - 1) * sizeof(float));
                     }
                 }
-                la_gemm(r1 - r0, Dv, w, pi + r0 * C, C, 1, v, Dv, o + (i0 + r0) * Dv, Dv, 1,
-                        NULL);
+                la_gemm(r1 - r0, Dv, w, pi + r0 * C, C, 1, v, Dv, o + (i0 + r0) * Dv, Dv, 1, NULL);
                 if (next > 0 && strip < strips) {
                     la_prefetch_rows(a, row0 + n, next, strip++, strips);
                 }
