@@ -417,3 +417,38 @@ def test_bad_inputs_raise_clear_errors(i):
         args["value"] = kw["out"] = v.copy()
     with pytest.raises(exc, match=match):
         F.linear_attention(args["query"], args["key"], args["value"], **kw)
+
+
+@pytest.mark.parametrize("mode", ["chunkwise", "recurrent", "parallel"])
+@pytest.mark.parametrize(
+    "where, bad, match",
+    [
+        ("query", np.nan, "query contains NaN"),
+        ("key", np.inf, "key contains Inf"),
+        ("value", -np.inf, "value contains Inf"),
+        ("gate", np.nan, "gate contains NaN"),
+        ("gate", 0.25, "gate holds 0.25 > 0"),
+    ],
+)
+def test_bad_value_deep_in_the_input(path, mode, where, bad, match):
+    """The kernel checks each chunk's rows as it first reads them (no separate pass): a bad
+    value in a late chunk of one head among several is still refused, with the message and
+    flat index of a check before the call, and a good call afterwards is unaffected."""
+    rng = np.random.default_rng(3)
+    B, H, L, Dk, Dv = 2, 3, 150, 8, 5
+    arrays = {
+        "query": rng.standard_normal((B, H, L, Dk)).astype(np.float32),
+        "key": rng.standard_normal((B, H, L, Dk)).astype(np.float32),
+        "value": rng.standard_normal((B, H, L, Dv)).astype(np.float32),
+        "gate": np.full((B, H, L, Dk), -0.05, np.float32),
+    }
+    good = {n: a.copy() for n, a in arrays.items()}
+    index = (1, 2, 133, 3)  # the last head, the third chunk of 64, a ragged chunk
+    arrays[where][index] = bad
+    flat = np.ravel_multi_index(index, arrays[where].shape)
+    kw = dict(gate=arrays["gate"], mode=mode, chunk_size=64)
+    with pytest.raises(tfcore.TfcoreValueError, match=f"{match}.* flat index {flat}"):
+        F.linear_attention(arrays["query"], arrays["key"], arrays["value"], **kw)
+    got = F.linear_attention(good["query"], good["key"], good["value"], gate=good["gate"], mode=mode)
+    want, _, _ = reference(good["query"], good["key"], good["value"], gate=good["gate"])
+    assert rel_err(got, want) < tolerance(L)

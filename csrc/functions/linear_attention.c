@@ -7,10 +7,11 @@
 #include <string.h>
 
 /* A C-contiguous float32 array of exactly the given dims (new ref or NULL); dims < 0 are
- * free. what describes the axes for the message. */
+ * free. what describes the axes for the message. finite: also refuse NaN / Inf here (query,
+ * key, value and gate are instead checked by the kernel as it reads them, see bad_input). */
 static PyArrayObject *
 exact(tf_state *st, PyObject *obj, const char *name, int ndim, const int64_t *want,
-      const char *what)
+      const char *what, int finite)
 {
     PyArrayObject *a = tf_arg_f32(st, obj, name, ndim, ndim);
     if (a == NULL) {
@@ -31,7 +32,7 @@ exact(tf_state *st, PyObject *obj, const char *name, int ndim, const int64_t *wa
             return NULL;
         }
     }
-    if (tf_check_nonempty(st, a, name) < 0 || tf_check_finite(st, a, name) < 0) {
+    if (tf_check_nonempty(st, a, name) < 0 || (finite && tf_check_finite(st, a, name) < 0)) {
         Py_DECREF(a);
         return NULL;
     }
@@ -41,6 +42,33 @@ exact(tf_state *st, PyObject *obj, const char *name, int ndim, const int64_t *wa
 typedef struct {
     PyArrayObject *q, *k, *v, *gate, *decay, *s0, *z0, *out, *s_out, *z_out, *weights;
 } la_arrays;
+
+/* The kernel flagged a bad input row (a NaN or Inf in query, key, value or gate, or a gate
+ * > 0): rescans in argument order for the message a check before the call would give. */
+static void
+bad_input(tf_state *st, const la_arrays *arr)
+{
+    if (tf_check_finite(st, arr->q, "query") < 0 || tf_check_finite(st, arr->k, "key") < 0 ||
+        tf_check_finite(st, arr->v, "value") < 0 ||
+        (arr->gate != NULL && tf_check_finite(st, arr->gate, "gate") < 0)) {
+        return;
+    }
+    if (arr->gate != NULL) {
+        const float *g = PyArray_DATA(arr->gate);
+        const int64_t ng = PyArray_SIZE(arr->gate);
+        for (int64_t i = 0; i < ng; i++) {
+            if (g[i] > 0.0f) {
+                tf_value_error(st,
+                               "gate holds %g > 0 at flat index %lld: gates are log-decays and "
+                               "must be <= 0 (e.g. logsigmoid(x))",
+                               (double)g[i], (long long)i);
+                return;
+            }
+        }
+    }
+    tf_value_error(st, "linear_attention: an input row was refused but no bad value was found "
+                       "on rescan (was an input modified during the call?)");
+}
 
 static PyObject *
 linear_attention(PyObject *module, PyObject *args, PyObject *kwds)
@@ -67,7 +95,8 @@ linear_attention(PyObject *module, PyObject *args, PyObject *kwds)
         return NULL;
     }
     const int64_t any4[4] = {-1, -1, -1, -1};
-    if ((arr.q = exact(st, q_obj, "query", 4, any4, "(batch, heads, length, key_dim)")) == NULL) {
+    if ((arr.q = exact(st, q_obj, "query", 4, any4, "(batch, heads, length, key_dim)", 0)) ==
+        NULL) {
         goto done;
     }
     a.B = PyArray_DIM(arr.q, 0);
@@ -75,9 +104,9 @@ linear_attention(PyObject *module, PyObject *args, PyObject *kwds)
     a.L = PyArray_DIM(arr.q, 2);
     a.Dk = PyArray_DIM(arr.q, 3);
     const int64_t kshape[4] = {a.B, a.H, a.L, a.Dk}, vshape[4] = {a.B, a.H, a.L, -1};
-    if ((arr.k = exact(st, k_obj, "key", 4, kshape, "query's (batch, heads, length, key_dim)")) ==
-            NULL ||
-        (arr.v = exact(st, v_obj, "value", 4, vshape, "(batch, heads, length, value_dim)")) ==
+    if ((arr.k = exact(st, k_obj, "key", 4, kshape, "query's (batch, heads, length, key_dim)",
+                       0)) == NULL ||
+        (arr.v = exact(st, v_obj, "value", 4, vshape, "(batch, heads, length, value_dim)", 0)) ==
             NULL) {
         goto done;
     }
@@ -178,21 +207,10 @@ linear_attention(PyObject *module, PyObject *args, PyObject *kwds)
     }
     if (gate_obj != Py_None) {
         if ((arr.gate = exact(st, gate_obj, "gate", 4, kshape,
-                              "query's (batch, heads, length, key_dim)")) == NULL) {
+                              "query's (batch, heads, length, key_dim)", 0)) == NULL) {
             goto done;
         }
-        const float *g = PyArray_DATA(arr.gate);
-        const int64_t ng = PyArray_SIZE(arr.gate); /* once: it multiplies the dims each call */
-        for (int64_t i = 0; i < ng; i++) {
-            if (g[i] > 0.0f) {
-                tf_value_error(st,
-                               "gate holds %g > 0 at flat index %lld: gates are log-decays and "
-                               "must be <= 0 (e.g. logsigmoid(x))",
-                               (double)g[i], (long long)i);
-                goto done;
-            }
-        }
-        a.gate = g;
+        a.gate = PyArray_DATA(arr.gate); /* <= 0: checked by the kernel (bad_input) */
     }
     const int64_t sshape[4] = {a.B, a.H, a.Dk, a.Dv}, zshape[3] = {a.B, a.H, a.Dk};
     if (init_obj != Py_None) {
@@ -207,9 +225,9 @@ linear_attention(PyObject *module, PyObject *args, PyObject *kwds)
             z_obj = PyTuple_GET_ITEM(init_obj, 1);
         }
         if ((arr.s0 = exact(st, s_obj, "initial_state", 4, sshape,
-                            "(batch, heads, key_dim, value_dim)")) == NULL ||
+                            "(batch, heads, key_dim, value_dim)", 1)) == NULL ||
             (z_obj != NULL && (arr.z0 = exact(st, z_obj, "initial_state z", 3, zshape,
-                                              "(batch, heads, key_dim)")) == NULL)) {
+                                              "(batch, heads, key_dim)", 1)) == NULL)) {
             goto done;
         }
         a.s0 = PyArray_DATA(arr.s0);
@@ -269,12 +287,17 @@ linear_attention(PyObject *module, PyObject *args, PyObject *kwds)
     a.v = PyArray_DATA(arr.v);
     a.out = PyArray_DATA(arr.out);
     a.normalize = normalize;
-    int rc;
+    int rc, bad = 0;
+    a.bad = &bad;
     Py_BEGIN_ALLOW_THREADS tf_threads_begin();
     rc = tf_linear_attention(&a, &err);
     Py_END_ALLOW_THREADS if (rc < 0)
     {
         tf_err_raise(st, &err);
+        goto done;
+    }
+    if (bad) {
+        bad_input(st, &arr);
         goto done;
     }
     {

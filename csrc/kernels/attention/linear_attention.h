@@ -16,7 +16,8 @@
  * exp(b_i) (state into the chunk) and exp(b_last - b_j) (keys into the next state), never
  * exp(-b). The chunkwise kernel's gated scores factor exp(b_i - b_j) through sub-block
  * boundaries into such factors; only inside a 16-row sub-block whose decay is at most 20 in
- * every channel does it divide by one (keys scaled by at most e^20: no overflow, no loss). */
+ * every channel does one factor exceed 1 (queries scaled by at most e^20: no overflow, no
+ * loss). */
 #ifndef TFCORE_KERNELS_ATTENTION_LINEAR_ATTENTION_H
 #define TFCORE_KERNELS_ATTENTION_LINEAR_ATTENTION_H
 
@@ -44,11 +45,15 @@ typedef struct {
     float scale;
     tf_la_mode mode;
     int64_t chunk; /* chunkwise: rows per chunk (>= 1) */
+    int *bad;      /* set to 1 (and that head's output left unfinished) when q, k, v or the
+                      gate hold a NaN or Inf or the gate a value > 0: the kernel checks rows as
+                      it first reads them (no separate pass over memory); the caller, on that,
+                      rescans for the exact message. Must point to 0 on entry. */
 } tf_la_args;
 /* clang-format on */
 
 /* Runs with OpenMP over (b, h) on tf_threads_begin()'s thread count. 0 / -1 with err filled
- * (allocation failure). */
+ * (allocation failure); 0 with *a->bad set on a bad input (the outputs then incomplete). */
 int tf_linear_attention(const tf_la_args *a, tf_err *err);
 
 #endif /* TFCORE_KERNELS_ATTENTION_LINEAR_ATTENTION_H */
