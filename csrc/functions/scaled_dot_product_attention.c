@@ -64,10 +64,10 @@ sdpa(PyObject *module, PyObject *args, PyObject *kwds)
                              "disentangled_positions",
                              "softcap",
                              NULL};
-    PyObject *q_obj, *k_obj, *v_obj, *mask_obj = Py_None, *scale_obj = Py_None,
-                                     *window_obj = Py_None, *bias_obj = Py_None, *out_obj = Py_None,
-                                     *dis_obj = Py_None, *dpos_obj = Py_None, *softcap_obj = Py_None,
-                                     *result = NULL;
+    PyObject *q_obj, *k_obj, *v_obj,
+        *mask_obj = Py_None, *scale_obj = Py_None, *window_obj = Py_None, *bias_obj = Py_None,
+        *out_obj = Py_None, *dis_obj = Py_None, *dpos_obj = Py_None, *softcap_obj = Py_None,
+        *result = NULL;
     int causal = 0, gqa = 0, return_weights = 0;
     sdpa_arrays arr = {0};
     tf_attn_args a;
