@@ -85,8 +85,12 @@ def test_logits_and_greedy_match_hf(tmp_path, qtype):
     with torch.no_grad():
         hf = ref.generate(torch.from_numpy(ids[:1, :4]), max_new_tokens=30, do_sample=False).numpy()
     np.testing.assert_array_equal(model.generate(ids[:1, :4], max_new_tokens=30), hf)
-    if qtype == "Q4_0":  # the 4-bit blocks kept in 4 bits: prefill (30 rows) equals float32
-        # (the base model: the tied head, an embedding table, runs in int8 under int4)
-        h4 = tfcore.models.Gemma2Model.from_pretrained(path, dtype="int4")(ids).last_hidden_state
-        h32 = tfcore.models.Gemma2Model.from_pretrained(path)(ids).last_hidden_state
+    if qtype == "Q4_0":  # the 4-bit blocks kept in 4 bits: prefill equals float32
+        # (the base model: the tied head, an embedding table, runs in int8 under int4).
+        # 3 x 15 = 45 rows: past the 32 rows up to which int4 Linears take the integer-dot
+        # kernel with int8-quantized activations; above, the 4-bit weights are dequantized
+        # for oneDNN's float32 GEMM (exact)
+        rows = np.random.default_rng(1).integers(0, 101, (3, 15))
+        h4 = tfcore.models.Gemma2Model.from_pretrained(path, dtype="int4")(rows).last_hidden_state
+        h32 = tfcore.models.Gemma2Model.from_pretrained(path)(rows).last_hidden_state
         assert np.abs(h4 - h32).max() <= 1e-4 * np.abs(h32).max()

@@ -217,10 +217,12 @@ def test_model_logits_and_greedy(tmp_path, variant, caplog):
     act_order = VARIANTS[variant][3]
     assert ("act-order" in caplog.text) == act_order
     if not act_order:
-        # prefill (> 8 rows) multiplies the same float32 weights (dequantized per slice); the
+        # prefill (> 32 rows: 4 x 11 here) multiplies the same float32 weights (dequantized per
+        # slice; up to 32 rows the integer-dot kernel quantizes the activations to int8); the
         # base model, since the causal LM's float16-stored head runs in int8 under int4
-        h4 = tfcore.models.LlamaModel.from_pretrained(tmp_path, dtype="int4")(IDS).last_hidden_state
-        h32 = tfcore.models.LlamaModel.from_pretrained(tmp_path)(IDS).last_hidden_state
+        rows = np.concatenate([IDS, IDS[:, ::-1]])
+        h4 = tfcore.models.LlamaModel.from_pretrained(tmp_path, dtype="int4")(rows).last_hidden_state
+        h32 = tfcore.models.LlamaModel.from_pretrained(tmp_path)(rows).last_hidden_state
         assert rel(h4, h32) <= 1e-4, rel(h4, h32)
         # decoding runs the 4-bit kernels (int8 activations, and the int8 head): the same
         # greedy tokens as float32 up to the first step where float32's top two logits are
