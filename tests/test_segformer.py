@@ -100,6 +100,29 @@ def test_segformer_model_and_classifier(rng, tmp_path):
     base = tfcore.AutoModel.from_pretrained(tmp_path)  # the encoder under "segformer."
     assert type(base) is models.SegformerModel
     _compare(ref.segformer, base, _pixels(rng, 1, 33, 27))
+    auto = tfcore.AutoModelForImageClassification.from_pretrained(tmp_path)
+    assert type(auto) is models.SegformerForImageClassification
+    px = _pixels(rng, 2, 29, 31)
+    np.testing.assert_array_equal(auto(px).logits, ours(px).logits)
+
+
+def test_auto_semantic_segmentation(rng, tmp_path):
+    """AutoModelForSemanticSegmentation gives SegformerForSemanticSegmentation; a checkpoint
+    whose model_type has no such head (BERT) is refused naming the task."""
+    _hf().save_pretrained(tmp_path / "seg")
+    auto = tfcore.AutoModelForSemanticSegmentation.from_pretrained(tmp_path / "seg")
+    assert type(auto) is models.SegformerForSemanticSegmentation
+    px = _pixels(rng, 1, 37, 45)
+    direct = models.SegformerForSemanticSegmentation.from_pretrained(tmp_path / "seg")
+    np.testing.assert_array_equal(auto(px).logits, direct(px).logits)
+    transformers.BertModel(
+        transformers.BertConfig(
+            vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
+        )
+    ).save_pretrained(tmp_path / "bert")
+    for auto_cls in (tfcore.AutoModelForSemanticSegmentation, tfcore.AutoModelForImageClassification):
+        with pytest.raises(tfcore.CheckpointError, match="bert"):
+            auto_cls.from_pretrained(tmp_path / "bert")
 
 
 def test_resize_bilinear_matches_torch(rng):

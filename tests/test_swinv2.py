@@ -134,6 +134,10 @@ def test_swinv2_for_image_classification(rng, tmp_path):
     assert got.logits.shape == (2, 5)
     base = tfcore.AutoModel.from_pretrained(tmp_path)  # the base model under the "swinv2." prefix
     assert type(base) is models.Swinv2Model
+    auto = tfcore.AutoModelForImageClassification.from_pretrained(tmp_path)
+    assert type(auto) is models.Swinv2ForImageClassification
+    px = _pixels(rng, 1, 35, 41)
+    np.testing.assert_array_equal(auto(px).logits, ours(px).logits)
 
 
 @pytest.mark.parametrize("dtype,tol,pooled_tol", [("bfloat16", 0.06, 0.01), ("int8", 0.3, 0.05)])

@@ -97,6 +97,21 @@ class AutoModelForQuestionAnswering(_AutoClass):
     task = "question-answering"
 
 
+class AutoModelForImageClassification(_AutoClass):
+    """``AutoModelForImageClassification.from_pretrained(dir)`` like transformers': the
+    checkpoint's image classifier (logits over config.id2label; ``model.id2label``): Swin,
+    SwinV2, PVT v2, SegFormer, CvT, BEiT and SigLIP's vision tower where HF has the head."""
+
+    task = "image-classification"
+
+
+class AutoModelForSemanticSegmentation(_AutoClass):
+    """``AutoModelForSemanticSegmentation.from_pretrained(dir)`` like transformers': the
+    checkpoint's per-pixel classifier (SegFormer: logits at 1/4 of the input resolution)."""
+
+    task = "semantic-segmentation"
+
+
 class AutoModelForCTC(_AutoClass):
     """``AutoModelForCTC.from_pretrained(dir)`` like transformers': the checkpoint's CTC speech
     recognizer (per-frame logits over characters; ``transcribe`` gives text)."""
