@@ -102,6 +102,7 @@ def test_segformer_model_and_classifier(rng, tmp_path):
     _compare(ref.segformer, base, _pixels(rng, 1, 33, 27))
     auto = tfcore.AutoModelForImageClassification.from_pretrained(tmp_path)
     assert type(auto) is models.SegformerForImageClassification
+    assert auto.id2label == {i: f"LABEL_{i}" for i in range(4)} and auto.num_labels == 4  # as HF's config
     px = _pixels(rng, 2, 29, 31)
     np.testing.assert_array_equal(auto(px).logits, ours(px).logits)
 

@@ -33,7 +33,7 @@ from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights
 from .registry import register
-from .vision import check_pixel_values, pair, resize_grid
+from .vision import add_image_classifier, check_pixel_values, pair, resize_grid
 
 __all__ = ["BeitModel", "BeitForImageClassification"]
 
@@ -334,14 +334,7 @@ class BeitForImageClassification(PreTrainedModel):
         base = Weights(weights.ckpt, ("beit.", ""), self.ignore_keys, weights.dtype)
         self.beit = BeitModel(config, base)
         weights.used |= base.used
-        C = self.beit.hidden_size
-        labels = len(config.get("id2label") or {}) or config.get("num_labels", 2)
-        self.classifier = _C.Linear(
-            weights.get("classifier.weight", (labels, C), matrix=True),
-            weights.get("classifier.bias", (labels,)),
-            dtype=weights.dtype,
-        )
-        self.num_labels = labels
+        add_image_classifier(self, config, weights, self.beit.hidden_size)
 
     def forward(
         self,

@@ -32,7 +32,7 @@ from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights
 from .registry import register
-from .vision import check_pixel_values
+from .vision import add_image_classifier, check_pixel_values
 
 __all__ = ["CvtModel", "CvtForImageClassification"]
 
@@ -289,13 +289,7 @@ class CvtForImageClassification(PreTrainedModel):
         self.layernorm = _C.LayerNorm(
             weights.get("layernorm.weight", (C,)), weights.get("layernorm.bias", (C,)), eps=_LN_EPS
         )
-        labels = len(config.get("id2label") or {}) or config.get("num_labels", 2)
-        self.classifier = _C.Linear(
-            weights.get("classifier.weight", (labels, C), matrix=True),
-            weights.get("classifier.bias", (labels,)),
-            dtype=weights.dtype,
-        )
-        self.num_labels = labels
+        add_image_classifier(self, config, weights, C)
 
     def forward(self, pixel_values, output_hidden_states: bool = False) -> ModelOutput:
         """pixel_values (B, channels, H, W) float32 -> logits (B, num_labels) and, if asked,

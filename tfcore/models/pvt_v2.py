@@ -24,7 +24,7 @@ from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights
 from .mix_transformer import MixBlock, OverlapPatchEmbed
 from .registry import register
-from .vision import check_pixel_values
+from .vision import add_image_classifier, check_pixel_values
 
 __all__ = ["PvtV2Model", "PvtV2ForImageClassification"]
 
@@ -265,14 +265,7 @@ class PvtV2ForImageClassification(PreTrainedModel):
         base = Weights(weights.ckpt, ("pvt_v2.", ""), (), weights.dtype)
         self.pvt_v2 = PvtV2Model(config, base)
         weights.used |= base.used
-        C = self.pvt_v2.hidden_sizes[-1]
-        labels = len(config.get("id2label") or {}) or config.get("num_labels", 2)
-        self.classifier = _C.Linear(
-            weights.get("classifier.weight", (labels, C), matrix=True),
-            weights.get("classifier.bias", (labels,)),
-            dtype=weights.dtype,
-        )
-        self.num_labels = labels
+        add_image_classifier(self, config, weights, self.pvt_v2.hidden_sizes[-1])
 
     def forward(
         self, pixel_values, output_hidden_states: bool = False, output_attentions: bool = False

@@ -33,6 +33,7 @@ from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights
 from .pvt_v2 import PvtV2Model
 from .registry import register
+from .vision import add_image_classifier
 
 __all__ = ["SegformerModel", "SegformerForImageClassification", "SegformerForSemanticSegmentation"]
 
@@ -118,12 +119,7 @@ class SegformerForImageClassification(_SegformerHead):
 
     def __init__(self, config: Config, weights: Weights):
         super().__init__(config, weights)
-        C = self.segformer.hidden_sizes[-1]
-        self.classifier = _C.Linear(
-            weights.get("classifier.weight", (self.num_labels, C), matrix=True),
-            weights.get("classifier.bias", (self.num_labels,)),
-            dtype=weights.dtype,
-        )
+        add_image_classifier(self, config, weights, self.segformer.hidden_sizes[-1])
 
     def forward(self, pixel_values, output_hidden_states: bool = False, output_attentions: bool = False):
         """pixel_values (B, channels, H, W) float32 -> logits (B, num_labels)."""

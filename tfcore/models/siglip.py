@@ -20,9 +20,9 @@ from .. import _C
 from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights, check_ids, padding_mask
-from .encoder import clip_mlp, hidden_act, label_maps, layer_norm, pre_norm_stack
+from .encoder import clip_mlp, hidden_act, layer_norm, pre_norm_stack
 from .registry import register
-from .vision import check_pixel_values, pair, resize_grid
+from .vision import add_image_classifier, check_pixel_values, pair, resize_grid
 
 __all__ = ["SiglipForImageClassification", "SiglipModel", "SiglipTextModel", "SiglipVisionModel"]
 
@@ -337,14 +337,7 @@ class SiglipForImageClassification(PreTrainedModel):
         super().__init__(config, weights)
         vcfg = Config({**_sub_config(config, "vision_config").to_dict(), "vision_use_head": False})
         self.vision_model = _VisionTower(vcfg, weights, "vision_model.")
-        self.id2label, self.label2id = label_maps(config)
-        C, n = vcfg.require("hidden_size"), len(self.id2label)
-        self.classifier = _C.Linear(
-            weights.get("classifier.weight", (n, C), matrix=True),
-            weights.get("classifier.bias", (n,)),
-            dtype=weights.dtype,
-        )
-        self.num_labels = n
+        add_image_classifier(self, config, weights, vcfg.require("hidden_size"))
 
     def forward(
         self,

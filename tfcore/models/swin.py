@@ -31,7 +31,7 @@ from ..config import Config
 from ..safetensors import CheckpointError
 from .base import ModelOutput, PreTrainedModel, Weights
 from .registry import register
-from .vision import check_pixel_values, merge_2x2, pair, resize_grid
+from .vision import add_image_classifier, check_pixel_values, merge_2x2, pair, resize_grid
 
 __all__ = ["SwinModel", "SwinForImageClassification"]
 
@@ -338,14 +338,7 @@ class SwinForImageClassification(PreTrainedModel):
         base = Weights(weights.ckpt, (self.base_prefix, ""), self.ignore_keys, weights.dtype)
         self.swin = self.base_model(config, base)
         weights.used |= base.used
-        C = self.swin.num_features
-        labels = len(config.get("id2label") or {}) or config.get("num_labels", 2)
-        self.classifier = _C.Linear(
-            weights.get("classifier.weight", (labels, C), matrix=True),
-            weights.get("classifier.bias", (labels,)),
-            dtype=weights.dtype,
-        )
-        self.num_labels = labels
+        add_image_classifier(self, config, weights, self.swin.num_features)
 
     def forward(
         self,

@@ -2,7 +2,8 @@
 (height, width) reading of config sizes, and bicubic resampling of position-embedding grids
 matching ``torch.nn.functional.interpolate`` (mode="bicubic", align_corners=False), with and
 without ``antialias`` — what ViT-family models use to run on image sizes other than the one
-they were trained on — and Swin's 2x2 patch-merging gather (merge_2x2)."""
+they were trained on — Swin's 2x2 patch-merging gather (merge_2x2), and the Linear classifier
+of the ``*ForImageClassification`` heads (add_image_classifier)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from typing import Tuple
 import numpy as np
 
 from .. import _C
+from ..config import Config
+from .base import PreTrainedModel, Weights
+from .encoder import label_maps
 
 
 def check_pixel_values(x, channels: int) -> np.ndarray:
@@ -99,3 +103,19 @@ def merge_2x2(h: np.ndarray, dims: Tuple[int, int]) -> np.ndarray:
             part = x[:, dy::2, dx::2]
             merged[:, : part.shape[1], : part.shape[2], dx, dy] = part
     return merged.reshape(B, H2 * W2, 4 * C)
+
+
+def add_image_classifier(model: PreTrainedModel, config: Config, weights: Weights, features: int) -> None:
+    """The head every ``*ForImageClassification`` puts over its pooled (B, features) vector:
+    model.classifier, the Linear "classifier.weight" (num_labels, features) + "classifier.bias"
+    in the checkpoint's dtype, and model.num_labels / id2label / label2id as HF's config gives
+    them (config.json's id2label, else num_labels, default 2; a malformed id2label raises
+    CheckpointError, as for the text heads)."""
+    model.id2label, model.label2id = label_maps(config)
+    n = len(model.id2label)
+    model.classifier = _C.Linear(
+        weights.get("classifier.weight", (n, features), matrix=True),
+        weights.get("classifier.bias", (n,)),
+        dtype=weights.dtype,
+    )
+    model.num_labels = n
