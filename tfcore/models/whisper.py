@@ -837,8 +837,9 @@ class WhisperForConditionalGeneration(_WhisperBase, Seq2SeqGenerationMixin):
         track = getattr(self._call, "track", None)
         enc, _, _, _ = self.encode(x)
         self._call.encoder_output = enc  # for the no-speech probability of temperature fallback
-        if copies > 1:
-            enc = np.repeat(enc, copies, axis=0)
+        # projected once per input and shared by its `copies` beams (the attention layers take
+        # encoder_key_values with one row per `copies` consecutive decoder rows): no repeated
+        # encoder output, and each step reads the 1500 encoder rows once per input
         cross_kv = self.decoder.cross_key_values(enc)
         B = x.shape[0]
         T0 = len(prompt)
