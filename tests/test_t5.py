@@ -256,7 +256,7 @@ def test_cross_attention_projected_once(rng, tmp_path, monkeypatch):
         type(stack), "cross_key_values", lambda self, enc: calls.append(enc.shape) or original(self, enc)
     )
     ours.generate(ids, attention_mask=mask, max_new_tokens=12, eos_token_id=[], num_beams=3)
-    assert calls == [(6, 23, 20)]  # once, for batch 2 x 3 beams
+    assert calls == [(2, 23, 20)]  # once per input, shared by its 3 beams
     layer = stack.layers[0]
     h = rng.standard_normal((2, 5, 20)).astype(np.float32)
     enc = rng.standard_normal((2, 23, 20)).astype(np.float32)
